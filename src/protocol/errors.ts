@@ -1,0 +1,40 @@
+/**
+ * The one table of ocs.v1 error codes (PROTOCOL.md, "Errors and close codes").
+ * Server, SDK, load tester and docs all read it from here; a test checks that every code
+ * is documented in PROTOCOL.md and the README.
+ */
+export const ErrorCodes = {
+  E_BAD_FRAME: { close: 4400, message: 'frame is not a valid ocs.v1 object' },
+  E_TOO_LARGE: { close: 1009, message: 'frame is larger than max_payload' },
+  E_UNAUTHORIZED: { close: 4001, message: 'missing, bad or expired token' },
+  E_FORBIDDEN: { close: 0, message: 'group not allowed for this user' },
+  E_RATE_LIMITED: { close: 4029, message: 'over the per-connection message rate' },
+  E_NOT_MEMBER: { close: 0, message: 'join the group before publishing to it' },
+  E_OVERLOADED: { close: 1013, message: 'server over its limits' },
+  E_INTERNAL: { close: 1011, message: 'internal server error' },
+  E_CONFIG: { close: 0, message: 'invalid configuration' },
+  E_STARTUP: { close: 0, message: 'server could not start' },
+} as const;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+/** Close codes that are not tied to one error code. */
+export const CloseCodes = {
+  NORMAL: 1000,
+  GOING_AWAY: 1001,
+  SERVICE_RESTART: 1012,
+} as const;
+
+/** An error as a value: a stable code plus a human message. */
+export class OcsError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string = ErrorCodes[code].message, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = 'OcsError';
+  }
+}
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.prototype.hasOwnProperty.call(ErrorCodes, value);
+}
