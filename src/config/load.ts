@@ -1,0 +1,154 @@
+/**
+ * Loads the configuration once at start-up: embedded defaults, then the YAML file, then
+ * environment overrides; validates the result against the schema and freezes it.
+ * Every failure is an OcsError('E_CONFIG') whose message is one line naming the bad key.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { parse as parseYaml } from 'yaml';
+import type { ZodIssue } from 'zod';
+import { OcsError } from '../protocol/errors.js';
+import { configSchema, type Config } from './schema.js';
+
+export const DEFAULT_CONFIG_PATH = fileURLToPath(new URL('../../../config/performance_config.yaml', import.meta.url));
+
+type EnvKind = 'string' | 'int' | 'bool';
+/** Environment variable → config path and how to parse its value. */
+export const ENV_OVERRIDES: ReadonlyArray<readonly [string, string, EnvKind]> = [
+  ['WEBSOCKET_HOST', 'websocket.server.host', 'string'],
+  ['WEBSOCKET_PORT', 'websocket.server.port', 'int'],
+  ['WEBSOCKET_SHARDS', 'websocket.server.shards', 'int'],
+  ['WEBSOCKET_MAX_CONNECTIONS', 'websocket.server.max_connections', 'int'],
+  ['WEBSOCKET_MAX_PAYLOAD', 'websocket.server.max_payload', 'int'],
+  ['WEBSOCKET_ENABLE_COMPRESSION', 'websocket.performance.enable_compression', 'bool'],
+  ['WEBSOCKET_AUTH_SECRET', 'websocket.auth.secret', 'string'],
+  ['WEBSOCKET_ALLOW_ANONYMOUS', 'websocket.auth.allow_anonymous', 'bool'],
+  ['WEBSOCKET_FORCE_ANONYMOUS', 'websocket.auth.force_anonymous_in_production', 'bool'],
+  ['WEBSOCKET_RATE_LIMIT', 'websocket.limits.messages_per_second', 'int'],
+  ['WEBSOCKET_LOG_LEVEL', 'logging.level', 'string'],
+];
+
+export interface LoadOptions {
+  /** A file named by the user (--config): it must exist. Without it the default file is read if present. */
+  file?: string | undefined;
+  env?: NodeJS.ProcessEnv;
+  /** Settings applied over the file and the environment (embedding code, tests). */
+  overrides?: Record<string, unknown>;
+}
+
+export interface LoadedConfig {
+  config: Readonly<Config>;
+  /** The file read, or null when running on the embedded defaults. */
+  source: string | null;
+  /** Shard count after resolving 0 ("one per core") and enable_connection_pooling. */
+  shards: number;
+}
+
+export function loadConfig(options: LoadOptions = {}): LoadedConfig {
+  const env = options.env ?? process.env;
+  const source = options.file ?? (existsSync(DEFAULT_CONFIG_PATH) ? DEFAULT_CONFIG_PATH : null);
+  const raw = source === null ? {} : readYaml(source);
+  for (const [name, path, kind] of ENV_OVERRIDES) {
+    const value = env[name];
+    if (value !== undefined && value !== '') setPath(raw, path, parseEnv(name, value, kind));
+  }
+  if (options.overrides) mergeInto(raw, options.overrides);
+  const result = configSchema.safeParse(raw);
+  if (!result.success) throw new OcsError('E_CONFIG', describeIssue(result.error.issues[0]!, source));
+  const config = result.data;
+  checkConsistency(config, env);
+  const shards = !config.websocket.performance.enable_connection_pooling
+    ? 1
+    : config.websocket.server.shards || availableParallelism();
+  return { config: deepFreeze(config), source, shards };
+}
+
+function readYaml(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new OcsError('E_CONFIG', `config: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new OcsError('E_CONFIG', `config: ${file} is not valid YAML: ${String((err as Error).message).split('\n')[0]}`);
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) throw new OcsError('E_CONFIG', `config: ${file} must hold a mapping at the top level`);
+  return doc as Record<string, unknown>;
+}
+
+function parseEnv(name: string, value: string, kind: EnvKind): unknown {
+  if (kind === 'string') return value;
+  if (kind === 'int') {
+    if (!/^\d+$/.test(value)) throw new OcsError('E_CONFIG', `config: ${name}=${JSON.stringify(value)} is not a non-negative integer`);
+    return Number(value);
+  }
+  if (/^(true|1|yes)$/i.test(value)) return true;
+  if (/^(false|0|no)$/i.test(value)) return false;
+  throw new OcsError('E_CONFIG', `config: ${name}=${JSON.stringify(value)} is not a boolean (true/false)`);
+}
+
+function setPath(target: Record<string, unknown>, path: string, value: unknown): void {
+  const keys = path.split('.');
+  let node = target;
+  for (const key of keys.slice(0, -1)) {
+    const next = node[key];
+    if (next === undefined || next === null) node = node[key] = {};
+    else if (typeof next === 'object' && !Array.isArray(next)) node = next as Record<string, unknown>;
+    else return; // the file has a wrong type here; the schema will name it
+  }
+  node[keys[keys.length - 1]!] = value;
+}
+
+function mergeInto(target: Record<string, unknown>, source: Record<string, unknown>): void {
+  for (const [key, value] of Object.entries(source)) {
+    const existing = target[key];
+    if (isPlainObject(value) && isPlainObject(existing)) mergeInto(existing, value);
+    else target[key] = isPlainObject(value) ? structuredClone(value) : value;
+  }
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+function describeIssue(issue: ZodIssue, source: string | null): string {
+  const where = source === null ? '' : ` (in ${source})`;
+  if (issue.code === 'unrecognized_keys') {
+    const key = [...issue.path, issue.keys[0]].join('.');
+    return `config: unknown key ${key}${where}`;
+  }
+  return `config: ${issue.path.join('.')}: ${issue.message}${where}`;
+}
+
+function checkConsistency(config: Config, env: NodeJS.ProcessEnv): void {
+  const { server, auth } = config.websocket;
+  if (auth.allow_anonymous && env.NODE_ENV === 'production' && !auth.force_anonymous_in_production) {
+    throw new OcsError(
+      'E_CONFIG',
+      'config: websocket.auth.allow_anonymous is true with NODE_ENV=production; set websocket.auth.secret and allow_anonymous: false, or force it with websocket.auth.force_anonymous_in_production: true',
+    );
+  }
+  if (!auth.allow_anonymous && auth.secret === '') {
+    throw new OcsError('E_CONFIG', 'config: websocket.auth.secret is empty and allow_anonymous is false: no client could connect');
+  }
+  if (server.idle_timeout > 0 && server.idle_timeout < 8) {
+    throw new OcsError('E_CONFIG', 'config: websocket.server.idle_timeout must be 0 (off) or at least 8 seconds (the transport counts in 4-second steps)');
+  }
+  if (server.ping_interval > 0 && server.idle_timeout > 0 && server.ping_interval >= server.idle_timeout) {
+    throw new OcsError('E_CONFIG', 'config: websocket.server.ping_interval must be shorter than idle_timeout, or live clients would time out');
+  }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const child of Object.values(value)) deepFreeze(child);
+  }
+  return value;
+}

@@ -1,0 +1,127 @@
+/**
+ * The configuration schema: every key, its type, its default. config/performance_config.yaml
+ * documents each key; a test checks the two agree. Objects are strict, so a misspelt key is an
+ * error that names itself instead of a setting silently ignored.
+ */
+import { z } from 'zod';
+
+const seconds = z.number().nonnegative();
+const positiveInt = z.number().int().positive();
+const nonNegativeInt = z.number().int().nonnegative();
+
+const server = z
+  .object({
+    host: z.string().min(1).default('0.0.0.0'),
+    port: z.number().int().min(0).max(65535).default(8765),
+    /** 0 means one shard per core (os.availableParallelism()). */
+    shards: nonNegativeInt.max(256).default(0),
+    path: z.string().startsWith('/').default('/ws'),
+    max_connections: positiveInt.default(2000),
+    /** Seconds between server pings to each connection. */
+    ping_interval: seconds.default(20),
+    /** Seconds without any inbound traffic (frames or pongs) before a connection is closed. */
+    idle_timeout: seconds.default(60),
+    /** Largest accepted client frame, bytes. */
+    max_payload: positiveInt.min(1024).max(64 * 1024 * 1024).default(64 * 1024),
+    /** Bytes buffered for one connection before it is closed as a slow consumer (1013). */
+    max_backpressure: positiveInt.min(1024).default(1024 * 1024),
+    /** Seconds between slow-consumer sweeps. */
+    backpressure_check_interval: z.number().positive().default(0.25),
+    /** Seconds from SIGTERM/SIGINT until the process exits, sockets closed or not. */
+    shutdown_timeout: z.number().positive().default(10),
+    /** Seconds a connection may stay unauthenticated waiting for its `auth` frame. */
+    auth_timeout: z.number().positive().default(10),
+  })
+  .strict();
+
+const auth = z
+  .object({
+    /** HS256 secret for JWTs. Empty: tokens cannot be verified, so only anonymous users connect. */
+    secret: z.string().default(''),
+    /** Accept `?user=ID` without a token. Development only. */
+    allow_anonymous: z.boolean().default(true),
+    /** Allow anonymous mode even with NODE_ENV=production. */
+    force_anonymous_in_production: z.boolean().default(false),
+    /** Accepted clock skew when checking `exp`/`nbf`, seconds. */
+    clock_tolerance: seconds.default(5),
+    /** Expected `iss` and `aud`; empty means not checked. */
+    issuer: z.string().default(''),
+    audience: z.string().default(''),
+  })
+  .strict();
+
+const limits = z
+  .object({
+    /** Sustained client frames per second per connection; 0 disables the limit. */
+    messages_per_second: nonNegativeInt.default(100),
+    /** Frames a connection may send in a burst above the sustained rate. */
+    burst: positiveInt.default(200),
+    /** Rate-limited frames before the connection is closed with 4029. */
+    rate_violations_before_close: positiveInt.default(20),
+    /** Bad frames before the connection is closed with 4400. */
+    bad_frames_before_close: positiveInt.default(10),
+    max_groups_per_connection: positiveInt.default(1000),
+  })
+  .strict();
+
+const groups = z
+  .object({
+    /** `pub` (and later `any`) only to groups the connection has joined (E_NOT_MEMBER). */
+    require_membership: z.boolean().default(true),
+  })
+  .strict();
+
+const performance = z
+  .object({
+    /** permessage-deflate for clients that offer it, applied to frames of at least compression_threshold bytes. */
+    enable_compression: z.boolean().default(true),
+    compression_threshold: positiveInt.default(1024),
+    /**
+     * Pool connections across acceptor threads (SO_REUSEPORT, one shard per core). false runs a
+     * single acceptor whatever `server.shards` says.
+     */
+    enable_connection_pooling: z.boolean().default(true),
+    /** Most messages in one `batch` frame. */
+    batch_size: positiveInt.max(10_000).default(50),
+    /** Bytes of each shard-to-shard ring (rounded up to a power of two). */
+    ring_bytes: positiveInt.min(64 * 1024).max(1024 * 1024 * 1024).default(4 * 1024 * 1024),
+    /** Bytes a shard may hold for a full ring before refusing publishes with E_OVERLOADED. */
+    ring_overflow_bytes: positiveInt.default(16 * 1024 * 1024),
+  })
+  .strict();
+
+const monitoring = z
+  .object({
+    enable_metrics_collection: z.boolean().default(true),
+    /** Seconds between samples of the shard counters (rates in /stats, the stats log line). */
+    metrics_collection_interval: z.number().positive().default(1),
+    /** Seconds between `stats` log lines; 0 disables them. */
+    log_interval: seconds.default(60),
+  })
+  .strict();
+
+const logging = z
+  .object({
+    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  })
+  .strict();
+
+const websocket = z
+  .object({
+    server: server.default({}),
+    auth: auth.default({}),
+    limits: limits.default({}),
+    groups: groups.default({}),
+    performance: performance.default({}),
+    monitoring: monitoring.default({}),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    websocket: websocket.default({}),
+    logging: logging.default({}),
+  })
+  .strict();
+
+export type Config = z.infer<typeof configSchema>;

@@ -1,0 +1,33 @@
+/**
+ * Embedding API: start the sharded server inside your own process.
+ *
+ *   const server = await createServer({ overrides: { websocket: { server: { port: 0 } } } });
+ *   ...
+ *   await server.close();
+ */
+import { loadConfig, type LoadedConfig, type LoadOptions } from './config/load.js';
+import { startServer, type RunningServer } from './primary/server.js';
+import { createLogger, type Logger } from './util/logger.js';
+import { VERSION } from './version.js';
+
+export { ErrorCodes, CloseCodes, OcsError, type ErrorCode } from './protocol/errors.js';
+export { loadConfig } from './config/load.js';
+export type { Config } from './config/schema.js';
+export type { RunningServer } from './primary/server.js';
+
+export interface CreateServerOptions extends LoadOptions {
+  logger?: Logger;
+  /** An already loaded configuration; the load options are ignored then. */
+  loaded?: LoadedConfig;
+}
+
+export async function createServer(options: CreateServerOptions = {}): Promise<RunningServer> {
+  const loaded = options.loaded ?? loadConfig(options);
+  const log = options.logger ?? createLogger(loaded.config.logging.level);
+  if (loaded.config.websocket.auth.allow_anonymous) {
+    log.warn('anonymous connections allowed (?user=ID without a token): development only; set websocket.auth.allow_anonymous: false and a secret for production');
+  }
+  const server = await startServer(loaded, log, VERSION);
+  log.info({ version: VERSION, pid: process.pid, host: loaded.config.websocket.server.host, port: server.port, shards: server.shards, config: loaded.source ?? 'embedded defaults' }, 'ready');
+  return server;
+}

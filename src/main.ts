@@ -1,0 +1,63 @@
+/**
+ * `npm start [-- --config FILE]`: runs the server until SIGTERM or SIGINT.
+ * A bad configuration exits 2 with one line naming the bad key.
+ */
+import { parseArgs } from 'node:util';
+import { loadConfig } from './config/load.js';
+import { createServer } from './index.js';
+import { OcsError } from './protocol/errors.js';
+import { createLogger } from './util/logger.js';
+import { VERSION } from './version.js';
+
+const EXIT_CONFIG = 2;
+const EXIT_STARTUP = 1;
+
+async function main(): Promise<void> {
+  let args;
+  try {
+    args = parseArgs({ options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' } } }).values;
+  } catch (err) {
+    console.error(`ocs-realtime: ${(err as Error).message}`);
+    process.exit(EXIT_CONFIG);
+  }
+  if (args.help) {
+    console.log('usage: npm start -- [--config FILE]   (default: config/performance_config.yaml, else built-in defaults)');
+    return;
+  }
+  if (args.version) {
+    console.log(VERSION);
+    return;
+  }
+  let loaded;
+  try {
+    loaded = loadConfig({ file: args.config });
+  } catch (err) {
+    console.error(err instanceof OcsError ? `ocs-realtime: ${err.message}` : err);
+    process.exit(EXIT_CONFIG);
+  }
+  const log = createLogger(loaded.config.logging.level);
+  let server;
+  try {
+    server = await createServer({ loaded, logger: log });
+  } catch (err) {
+    log.fatal({ code: err instanceof OcsError ? err.code : 'E_STARTUP', err }, 'server failed to start');
+    process.exit(EXIT_STARTUP);
+  }
+  const timeoutMs = loaded.config.websocket.server.shutdown_timeout * 1000;
+  const stop = (signal: string): void => {
+    log.info({ signal, timeoutMs }, 'shutting down');
+    const deadline = setTimeout(() => {
+      log.error({ code: 'E_INTERNAL', timeoutMs }, 'shutdown timed out');
+      process.exit(EXIT_STARTUP);
+    }, timeoutMs);
+    deadline.unref();
+    void server.close().then(() => {
+      log.info('stopped');
+      process.exit(0);
+    });
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
+
+void main();

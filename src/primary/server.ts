@@ -1,0 +1,206 @@
+/**
+ * The primary thread: allocates the shared memory, starts one shard thread per acceptor,
+ * restarts a shard that dies, samples counters, and drives a graceful shutdown.
+ * It holds no sockets: the shards own the port.
+ */
+import { randomBytes } from 'node:crypto';
+import { createServer as createNetServer } from 'node:net';
+import { Worker } from 'node:worker_threads';
+import type { LoadedConfig } from '../config/load.js';
+import { CloseCodes, OcsError } from '../protocol/errors.js';
+import { createDoorbells } from '../rings/doorbell.js';
+import { createRingBuffer } from '../rings/ring.js';
+import { createShardTable, ShardStatus, ShardTable, type ShardTableBuffers } from '../shared/shard-table.js';
+import type { PrimaryToShard, ShardInit, ShardToPrimary } from '../shared/thread-messages.js';
+import type { Logger } from '../util/logger.js';
+import { StatsSampler } from './stats-sampler.js';
+
+const SHARD_ENTRY = new URL('../../workers/shard.js', import.meta.url);
+/** Restart back-off: doubles per crash in a row, reset after a shard stays up this long. */
+const RESTART_MIN_MS = 100;
+const RESTART_MAX_MS = 5000;
+const STABLE_MS = 30_000;
+
+export interface RunningServer {
+  readonly port: number;
+  readonly shards: number;
+  readonly table: ShardTable;
+  /** Stops accepting, closes every socket with 1001, waits for every shard to exit. */
+  close(): Promise<void>;
+  /** Fault injection for tests and chaos drills: shard `index` throws as a bug would. */
+  injectShardCrash(index: number): void;
+  /** Resolves when shard `index` has been restarted `count` times in all and is up again. */
+  whenRestarted(index: number, count: number): Promise<void>;
+}
+
+interface ShardSlot {
+  index: number;
+  worker: Worker | null;
+  restarts: number;
+  crashesInARow: number;
+  startedAt: number;
+  lastFatal: string | null;
+  restartTimer: NodeJS.Timeout | null;
+}
+
+export async function startServer(loaded: LoadedConfig, log: Logger, version: string): Promise<RunningServer> {
+  const { config, shards } = loaded;
+  const instance = randomBytes(4).toString('hex');
+  const tableBuffers = createShardTable(shards);
+  const table = new ShardTable(tableBuffers);
+  const doorbells = createDoorbells(shards);
+  // rings[from][to]: one SPSC ring per ordered pair of shards.
+  const rings = Array.from({ length: shards }, (_, from) =>
+    Array.from({ length: shards }, (_, to) => (from === to ? null : createRingBuffer(config.websocket.performance.ring_bytes))),
+  );
+  const slots: ShardSlot[] = Array.from({ length: shards }, (_, index) => ({
+    index,
+    worker: null,
+    restarts: 0,
+    crashesInARow: 0,
+    startedAt: 0,
+    lastFatal: null,
+    restartTimer: null,
+  }));
+  let port = config.websocket.server.port;
+  let stopping = false;
+  const restartWaiters: Array<{ index: number; count: number; resolve: () => void }> = [];
+
+  const initFor = (index: number): ShardInit => ({
+    shard: index,
+    shards,
+    port,
+    config: config as ShardInit['config'],
+    instance,
+    version,
+    table: tableBuffers as ShardTableBuffers,
+    doorbells,
+    inbound: rings.map((row) => row[index]!),
+    outbound: rings[index]!,
+  });
+
+  /** Starts shard `index`; resolves with the port it listens on. */
+  const spawn = (slot: ShardSlot, initial: boolean): Promise<number> =>
+    new Promise((resolve, reject) => {
+      const worker = new Worker(SHARD_ENTRY, { workerData: initFor(slot.index) });
+      slot.worker = worker;
+      slot.startedAt = Date.now();
+      slot.lastFatal = null;
+      let listening = false;
+      worker.on('message', (message: ShardToPrimary) => {
+        if (message.type === 'listening') {
+          listening = true;
+          resolve(message.port);
+          notifyRestartWaiters();
+        } else if (message.type === 'listen-failed') {
+          reject(new OcsError('E_STARTUP', `shard ${slot.index} cannot listen on ${message.host}:${message.port}`));
+        } else if (message.type === 'fatal') {
+          slot.lastFatal = message.message;
+        }
+      });
+      worker.on('error', (err) => {
+        slot.lastFatal = err.message;
+        if (!listening) reject(new OcsError('E_STARTUP', `shard ${slot.index} failed to start: ${err.message}`, { cause: err }));
+      });
+      worker.on('exit', (code) => {
+        slot.worker = null;
+        table.setStatus(slot.index, ShardStatus.DOWN);
+        table.forgetConnections(slot.index);
+        if (stopping) {
+          log.info({ shard: slot.index, code }, 'shard exited');
+          return;
+        }
+        if (initial && !listening) {
+          reject(new OcsError('E_STARTUP', `shard ${slot.index} exited with code ${code} before listening`));
+          return;
+        }
+        scheduleRestart(slot, code);
+      });
+    });
+
+  const scheduleRestart = (slot: ShardSlot, code: number): void => {
+    slot.crashesInARow = Date.now() - slot.startedAt > STABLE_MS ? 1 : slot.crashesInARow + 1;
+    const delay = Math.min(RESTART_MAX_MS, RESTART_MIN_MS * 2 ** (slot.crashesInARow - 1));
+    log.error({ code: 'E_INTERNAL', shard: slot.index, exitCode: code, reason: slot.lastFatal ?? 'exited without a reason', restartInMs: delay }, 'shard died; restarting it');
+    slot.restartTimer = setTimeout(() => {
+      slot.restartTimer = null;
+      if (stopping) return;
+      slot.restarts++;
+      table.countRestart(slot.index);
+      // A failed restart exits too, and its exit schedules the next attempt.
+      spawn(slot, false).catch((err: Error) => {
+        log.error({ code: 'E_STARTUP', shard: slot.index, err: err.message }, 'shard restart failed');
+      });
+    }, delay);
+  };
+
+  const notifyRestartWaiters = (): void => {
+    for (let i = restartWaiters.length - 1; i >= 0; i--) {
+      const waiter = restartWaiters[i]!;
+      const slot = slots[waiter.index]!;
+      if (slot.restarts >= waiter.count && table.isUp(waiter.index)) {
+        restartWaiters.splice(i, 1);
+        waiter.resolve();
+      }
+    }
+  };
+
+  const shutdown = async (code: number, reason: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    sampler.stop();
+    const graceMs = Math.max(100, config.websocket.server.shutdown_timeout * 1000 * 0.8);
+    const exits = slots.map((slot) => {
+      if (slot.restartTimer) clearTimeout(slot.restartTimer);
+      const worker = slot.worker;
+      if (!worker) return Promise.resolve();
+      return new Promise<void>((resolve) => {
+        worker.once('exit', () => resolve());
+        worker.postMessage({ type: 'shutdown', graceMs, code, reason } satisfies PrimaryToShard);
+      });
+    });
+    await Promise.all(exits);
+  };
+
+  const sampler = new StatsSampler(table, config.websocket.monitoring, log);
+
+  try {
+    // uSockets sets SO_REUSEPORT only on a fixed port, so port 0 is resolved here first.
+    if (port === 0) port = await pickFreePort(config.websocket.server.host);
+    port = await spawn(slots[0]!, true);
+    await Promise.all(slots.slice(1).map((slot) => spawn(slot, true)));
+  } catch (err) {
+    await shutdown(CloseCodes.GOING_AWAY, 'server failed to start');
+    throw err;
+  }
+  sampler.start();
+
+  return {
+    port,
+    shards,
+    table,
+    close: () => shutdown(CloseCodes.GOING_AWAY, 'server shutting down'),
+    injectShardCrash(index: number) {
+      slots[index]?.worker?.postMessage({ type: 'crash', reason: `injected crash of shard ${index}` } satisfies PrimaryToShard);
+    },
+    whenRestarted(index: number, count: number) {
+      return new Promise<void>((resolve) => {
+        restartWaiters.push({ index, count, resolve });
+        notifyRestartWaiters();
+      });
+    },
+  };
+}
+
+/** A port free right now on `host` (another process could still take it before we bind). */
+function pickFreePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createNetServer();
+    probe.once('error', reject);
+    probe.listen(0, host, () => {
+      const address = probe.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      probe.close(() => resolve(port));
+    });
+  });
+}

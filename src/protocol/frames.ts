@@ -1,0 +1,82 @@
+/**
+ * ocs.v1 frames as values, and their validation. Shared by the server, the SDK and the load
+ * tester; the encoding (JSON here, MessagePack later) lives in its own codec module.
+ */
+import type { ErrorCode } from './errors.js';
+
+export const Priority = { LOW: 0, NORMAL: 1, HIGH: 2, CRITICAL: 3 } as const;
+export type PriorityValue = (typeof Priority)[keyof typeof Priority];
+
+/**
+ * Group names and user ids travel unescaped inside JSON frames and double as uWS topic
+ * names, so they are limited to characters that need no escaping and carry no pattern
+ * meaning (`*` is reserved for `prefix.*` patterns in tokens).
+ */
+export const NAME_PATTERN = /^[A-Za-z0-9_.:@/#+-]{1,128}$/;
+export const MAX_REF_LENGTH = 128;
+
+export type ClientFrame =
+  | { op: 'auth'; token: string }
+  | { op: 'join'; group: string; ref: string | undefined }
+  | { op: 'leave'; group: string; ref: string | undefined }
+  | { op: 'pub'; group: string; data: unknown; pri: PriorityValue; ref: string | undefined }
+  | { op: 'ping'; t: number };
+
+export interface FrameError {
+  op: 'err';
+  code: ErrorCode;
+  message: string;
+  ref: string | undefined;
+}
+
+export function frameError(code: ErrorCode, message: string, ref?: string): FrameError {
+  return { op: 'err', code, message, ref };
+}
+
+/** Validates a decoded object (JSON or MessagePack) as a client frame. */
+export function toClientFrame(value: unknown): ClientFrame | FrameError {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    return frameError('E_BAD_FRAME', 'a frame must be a JSON object');
+  }
+  const frame = value as Record<string, unknown>;
+  const ref = frame.ref;
+  if (ref !== undefined && (typeof ref !== 'string' || ref.length > MAX_REF_LENGTH)) {
+    return frameError('E_BAD_FRAME', `ref must be a string of at most ${MAX_REF_LENGTH} characters`);
+  }
+  switch (frame.op) {
+    case 'pub': {
+      const group = frame.group;
+      if (typeof group !== 'string' || !NAME_PATTERN.test(group)) return badGroup(ref);
+      if (!('data' in frame)) return frameError('E_BAD_FRAME', 'pub needs data', ref);
+      const pri = frame.pri ?? Priority.NORMAL;
+      if (pri !== 0 && pri !== 1 && pri !== 2 && pri !== 3) {
+        return frameError('E_BAD_FRAME', 'pri must be 0 (LOW), 1 (NORMAL), 2 (HIGH) or 3 (CRITICAL)', ref);
+      }
+      return { op: 'pub', group, data: frame.data, pri, ref };
+    }
+    case 'join':
+    case 'leave': {
+      const group = frame.group;
+      if (typeof group !== 'string' || !NAME_PATTERN.test(group)) return badGroup(ref);
+      return { op: frame.op, group, ref };
+    }
+    case 'ping': {
+      const t = frame.t;
+      if (typeof t !== 'number' || !Number.isFinite(t)) return frameError('E_BAD_FRAME', 'ping needs a number t', ref);
+      return { op: 'ping', t };
+    }
+    case 'auth': {
+      const token = frame.token;
+      if (typeof token !== 'string' || token.length === 0) return frameError('E_BAD_FRAME', 'auth needs a token string', ref);
+      return { op: 'auth', token };
+    }
+    case undefined:
+      return frameError('E_BAD_FRAME', 'a frame needs an op', ref);
+    default:
+      return frameError('E_BAD_FRAME', `unknown op ${JSON.stringify(frame.op).slice(0, 40)}`, ref);
+  }
+}
+
+function badGroup(ref: unknown): FrameError {
+  return frameError('E_BAD_FRAME', `group must match ${NAME_PATTERN.source}`, ref as string | undefined);
+}

@@ -1,0 +1,59 @@
+/**
+ * The `ocs.v1.json` encoding: one UTF-8 text frame, one JSON object.
+ * Server frames are assembled as strings by hand: names and ids are restricted to characters
+ * that need no JSON escaping (frames.ts NAME_PATTERN), so only `data`, `ref` and messages go
+ * through JSON.stringify.
+ */
+import type { ErrorCode } from './errors.js';
+import { frameError, toClientFrame, type ClientFrame, type FrameError } from './frames.js';
+
+export const JSON_PROTOCOL = 'ocs.v1.json';
+
+export function decodeJson(message: ArrayBuffer, isBinary: boolean): ClientFrame | FrameError {
+  if (isBinary) return frameError('E_BAD_FRAME', `binary frames need the ocs.v1.msgpack protocol; this connection speaks ${JSON_PROTOCOL}`);
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.from(message).toString('utf8'));
+  } catch {
+    return frameError('E_BAD_FRAME', 'frame is not valid JSON');
+  }
+  return toClientFrame(value);
+}
+
+const refField = (ref: string | undefined): string => (ref === undefined ? '' : `,"ref":${JSON.stringify(ref)}`);
+
+export function encodeWelcome(user: string, sid: string, shard: number, pending: number): string {
+  return `{"op":"welcome","user":"${user}","sid":"${sid}","shard":${shard},"pending":${pending}}`;
+}
+
+/**
+ * A group message. `data` is stringified once here; the result goes to every subscriber on
+ * every shard as the same bytes.
+ */
+export function encodeGroupMsg(id: string, from: string, group: string, data: unknown, pri: number, ts: number): string {
+  return `{"op":"msg","id":"${id}","from":"${from}","group":"${group}","data":${JSON.stringify(data) ?? 'null'},"pri":${pri},"ts":${ts}}`;
+}
+
+export function encodeJoined(group: string, ref: string | undefined): string {
+  return `{"op":"joined","group":"${group}"${refField(ref)}}`;
+}
+
+export function encodeLeft(group: string, ref: string | undefined): string {
+  return `{"op":"left","group":"${group}"${refField(ref)}}`;
+}
+
+export function encodeAck(ref: string | undefined, id: string): string {
+  return `{"op":"ack"${refField(ref)},"id":"${id}"}`;
+}
+
+export function encodePong(t: number, serverTime: number): string {
+  return `{"op":"pong","t":${t},"st":${serverTime}}`;
+}
+
+export function encodeError(code: ErrorCode, message: string, ref?: string): string {
+  return `{"op":"err","code":"${code}","message":${JSON.stringify(message)}${refField(ref)}}`;
+}
+
+export function encodeFrameError(error: FrameError): string {
+  return encodeError(error.code, error.message, error.ref);
+}

@@ -1,0 +1,58 @@
+/**
+ * Per-connection state, kept as the uWS user data of the socket.
+ */
+import type { GroupMatcher } from '../auth/identity.js';
+
+export interface Connection {
+  readonly sid: string;
+  /** null until the connection authenticated (first-frame `auth`). */
+  user: string | null;
+  allowed: GroupMatcher | null;
+  readonly groups: Set<string>;
+  /** Token bucket of the per-connection message rate. */
+  tokens: number;
+  refilledAt: number;
+  rateViolations: number;
+  badFrames: number;
+  /** Last inbound frame or pong, ms (for idle_timeout). */
+  lastSeen: number;
+  closed: boolean;
+  authTimer: NodeJS.Timeout | null;
+}
+
+export function newConnection(sid: string, user: string | null, allowed: GroupMatcher | null, burst: number, now: number): Connection {
+  return {
+    sid,
+    user,
+    allowed,
+    groups: new Set(),
+    tokens: burst,
+    refilledAt: now,
+    rateViolations: 0,
+    badFrames: 0,
+    lastSeen: now,
+    closed: false,
+    authTimer: null,
+  };
+}
+
+/** Token bucket: `rate` frames per second sustained, `burst` at once. rate 0: unlimited. */
+export class RateLimiter {
+  private readonly perMs: number;
+  constructor(private readonly rate: number, private readonly burst: number) {
+    this.perMs = rate / 1000;
+  }
+
+  take(conn: Connection, now: number): boolean {
+    if (this.rate === 0) return true;
+    let tokens = conn.tokens + (now - conn.refilledAt) * this.perMs;
+    if (tokens > this.burst) tokens = this.burst;
+    conn.refilledAt = now;
+    if (tokens < 1) {
+      conn.tokens = tokens;
+      return false;
+    }
+    conn.tokens = tokens - 1;
+    return true;
+  }
+}

@@ -1,0 +1,168 @@
+/**
+ * State every thread can read without asking: shard status, the connection count behind
+ * `max_connections`, and per-shard counters for /health and /stats.
+ *
+ * Layout:
+ *   control: Int32Array  [TOTAL_CONNECTIONS, then per shard: STATUS, CONNECTIONS, RESTARTS, (pad)]
+ *   counters: Float64Array, per shard COUNTER_COUNT slots, written only by that shard.
+ *   rates: Float64Array, COUNTER_COUNT slots, per-second rates over all shards, written only by
+ *          the primary each metrics_collection_interval.
+ * Counters are plain 8-byte stores by their one writer: readers may see a value one update
+ * old, never a torn one (aligned 64-bit stores on every platform Node.js runs on).
+ */
+export const TOTAL_CONNECTIONS = 0;
+const CONTROL_HEADER = 1;
+const CONTROL_STRIDE = 4;
+const STATUS = 0;
+const CONNECTIONS = 1;
+const RESTARTS = 2;
+
+export const ShardStatus = { DOWN: 0, STARTING: 1, UP: 2, STOPPING: 3 } as const;
+export type ShardStatusValue = (typeof ShardStatus)[keyof typeof ShardStatus];
+const STATUS_NAMES = ['down', 'starting', 'up', 'stopping'] as const;
+
+/** Counter names, in slot order. Append only: the order is the layout. */
+export const COUNTERS = [
+  'connections_opened',
+  'connections_closed',
+  'connections_rejected', // 503 over max_connections
+  'frames_in',
+  'bytes_in',
+  'deliveries', // msg frames handed to the transport, local publishes counted per subscriber
+  'pubs',
+  'ring_forwarded', // records pushed to other shards
+  'ring_received',
+  'ring_full', // a record that found its ring full and waited in the overflow queue
+  'ring_overloaded', // pubs refused with E_OVERLOADED because a ring and its overflow were full
+  'slow_consumers_closed',
+  'errors_bad_frame',
+  'errors_too_large',
+  'errors_unauthorized',
+  'errors_forbidden',
+  'errors_rate_limited',
+  'errors_not_member',
+  'errors_internal',
+  'errors_overloaded',
+] as const;
+export type CounterName = (typeof COUNTERS)[number];
+export const COUNTER_COUNT = COUNTERS.length;
+export const Counter = Object.fromEntries(COUNTERS.map((name, i) => [name, i])) as Record<CounterName, number>;
+
+export interface ShardTableBuffers {
+  control: SharedArrayBuffer;
+  counters: SharedArrayBuffer;
+  rates: SharedArrayBuffer;
+}
+
+export function createShardTable(shards: number): ShardTableBuffers {
+  return {
+    control: new SharedArrayBuffer((CONTROL_HEADER + shards * CONTROL_STRIDE) * 4),
+    counters: new SharedArrayBuffer(shards * COUNTER_COUNT * 8),
+    rates: new SharedArrayBuffer(COUNTER_COUNT * 8),
+  };
+}
+
+export interface ShardSnapshot {
+  shard: number;
+  status: (typeof STATUS_NAMES)[number];
+  connections: number;
+  restarts: number;
+  counters: Record<CounterName, number>;
+}
+
+export class ShardTable {
+  readonly shards: number;
+  private readonly control: Int32Array;
+  private readonly counterCells: Float64Array;
+  /** Per-second rates over all shards, by counter slot (primary writes, anyone reads). */
+  readonly rates: Float64Array;
+
+  constructor(buffers: ShardTableBuffers) {
+    this.control = new Int32Array(buffers.control);
+    this.counterCells = new Float64Array(buffers.counters);
+    this.rates = new Float64Array(buffers.rates);
+    this.shards = (this.control.length - CONTROL_HEADER) / CONTROL_STRIDE;
+  }
+
+  private slot(shard: number, field: number): number {
+    return CONTROL_HEADER + shard * CONTROL_STRIDE + field;
+  }
+
+  status(shard: number): ShardStatusValue {
+    return Atomics.load(this.control, this.slot(shard, STATUS)) as ShardStatusValue;
+  }
+
+  setStatus(shard: number, status: ShardStatusValue): void {
+    Atomics.store(this.control, this.slot(shard, STATUS), status);
+  }
+
+  isUp(shard: number): boolean {
+    return Atomics.load(this.control, this.slot(shard, STATUS)) === ShardStatus.UP;
+  }
+
+  /** Claims a connection slot against `max`; false (nothing claimed) when full. */
+  tryOpenConnection(shard: number, max: number): boolean {
+    if (Atomics.add(this.control, TOTAL_CONNECTIONS, 1) >= max) {
+      Atomics.sub(this.control, TOTAL_CONNECTIONS, 1);
+      return false;
+    }
+    Atomics.add(this.control, this.slot(shard, CONNECTIONS), 1);
+    return true;
+  }
+
+  closeConnection(shard: number): void {
+    Atomics.sub(this.control, TOTAL_CONNECTIONS, 1);
+    Atomics.sub(this.control, this.slot(shard, CONNECTIONS), 1);
+  }
+
+  /** After a shard died: its connections are gone, give their slots back. */
+  forgetConnections(shard: number): void {
+    const held = Atomics.exchange(this.control, this.slot(shard, CONNECTIONS), 0);
+    Atomics.sub(this.control, TOTAL_CONNECTIONS, held);
+  }
+
+  totalConnections(): number {
+    return Atomics.load(this.control, TOTAL_CONNECTIONS);
+  }
+
+  connections(shard: number): number {
+    return Atomics.load(this.control, this.slot(shard, CONNECTIONS));
+  }
+
+  countRestart(shard: number): void {
+    Atomics.add(this.control, this.slot(shard, RESTARTS), 1);
+  }
+
+  /** The writing shard's counters, for increments on its hot path. */
+  countersOf(shard: number): Float64Array {
+    return this.counterCells.subarray(shard * COUNTER_COUNT, (shard + 1) * COUNTER_COUNT);
+  }
+
+  /** Every counter summed over all shards, by slot. */
+  totals(): Float64Array {
+    const sums = new Float64Array(COUNTER_COUNT);
+    for (let shard = 0; shard < this.shards; shard++) {
+      const cells = this.countersOf(shard);
+      for (let i = 0; i < COUNTER_COUNT; i++) sums[i]! += cells[i]!;
+    }
+    return sums;
+  }
+
+  snapshot(shard: number): ShardSnapshot {
+    const counters = byName(this.countersOf(shard));
+    return {
+      shard,
+      status: STATUS_NAMES[this.status(shard)]!,
+      connections: this.connections(shard),
+      restarts: Atomics.load(this.control, this.slot(shard, RESTARTS)),
+      counters,
+    };
+  }
+}
+
+/** Slot-ordered counter values as a {name: value} object. */
+export function byName(cells: ArrayLike<number>): Record<CounterName, number> {
+  const named = {} as Record<CounterName, number>;
+  COUNTERS.forEach((name, i) => (named[name] = cells[i]!));
+  return named;
+}

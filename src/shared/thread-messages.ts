@@ -1,0 +1,33 @@
+/**
+ * What the primary and a shard say to each other over postMessage: control only, never
+ * message traffic (that rides the rings).
+ */
+import type { Config } from '../config/schema.js';
+import type { ShardTableBuffers } from './shard-table.js';
+
+export interface ShardInit {
+  shard: number;
+  shards: number;
+  /** The port to listen on: the configured one, or a free one the primary picked for port 0. */
+  port: number;
+  config: Config;
+  instance: string;
+  version: string;
+  table: ShardTableBuffers;
+  doorbells: SharedArrayBuffer;
+  /** inbound[i]: ring from shard i to this one (null for itself). */
+  inbound: (SharedArrayBuffer | null)[];
+  /** outbound[i]: ring from this shard to shard i (null for itself). */
+  outbound: (SharedArrayBuffer | null)[];
+}
+
+export type PrimaryToShard =
+  | { type: 'shutdown'; graceMs: number; code: number; reason: string }
+  /** Fault injection for tests and chaos drills: the shard throws from a timer, as a bug would. */
+  | { type: 'crash'; reason: string };
+
+export type ShardToPrimary =
+  | { type: 'listening'; port: number }
+  | { type: 'listen-failed'; host: string; port: number }
+  | { type: 'fatal'; message: string; stack: string | undefined }
+  | { type: 'stopped' };
