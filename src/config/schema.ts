@@ -27,8 +27,12 @@ const server = z
     max_backpressure: positiveInt.min(1024).default(1024 * 1024),
     /** Seconds between slow-consumer sweeps. */
     backpressure_check_interval: z.number().positive().default(0.25),
-    /** Seconds from SIGTERM/SIGINT until the process exits, sockets closed or not. */
-    shutdown_timeout: z.number().positive().default(10),
+    /**
+     * Seconds from SIGTERM/SIGINT until the process must have exited. At least 5: uWS releases
+     * a socket whose peer ignores the close handshake only after about 4 s, and a thread may
+     * not exit before.
+     */
+    shutdown_timeout: z.number().min(5).default(10),
     /** Seconds a connection may stay unauthenticated waiting for its `auth` frame. */
     auth_timeout: z.number().positive().default(10),
   })

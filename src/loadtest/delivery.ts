@@ -17,6 +17,9 @@
  */
 import type { DeliveryData, ReceiverLog } from './types.js';
 
+/** The ack time of a pub whose publisher closed on purpose before the ack came. */
+export const ABANDONED = Number.NEGATIVE_INFINITY;
+
 /** A growable set of small non-negative integers (seq numbers). */
 export class SeqSet {
   bits: Uint8Array;
@@ -48,8 +51,10 @@ export interface DeliveryTotals {
   pubExpected: number;
   pubReceived: number;
   pubLost: number;
-  /** Pubs due in the window that the server never acknowledged (refused, or the publisher dropped). */
+  /** Pubs due in the window that the server never acknowledged (refused, lost, or the publisher was dropped). */
   pubsUnacknowledged: number;
+  /** Pubs still in flight when their publisher closed on purpose (churn, end of a spike): neither owed nor errors. */
+  pubsAbandonedByClose: number;
   sendExpected: number;
   sendReceived: number;
   sendLost: number;
@@ -69,6 +74,7 @@ export function computeDelivery(parts: DeliveryData[], w: Window): DeliveryTotal
     pubReceived: 0,
     pubLost: 0,
     pubsUnacknowledged: 0,
+    pubsAbandonedByClose: 0,
     sendExpected: 0,
     sendReceived: 0,
     sendLost: 0,
@@ -82,7 +88,10 @@ export function computeDelivery(parts: DeliveryData[], w: Window): DeliveryTotal
       list.push(p);
       for (let seq = 0; seq < p.dueUs.length; seq++) {
         const due = p.dueUs[seq]!;
-        if (due >= w.startUs && due < w.endUs && Number.isNaN(p.ackUs[seq]!)) totals.pubsUnacknowledged++;
+        if (due < w.startUs || due >= w.endUs) continue;
+        const ack = p.ackUs[seq]!;
+        if (Number.isNaN(ack)) totals.pubsUnacknowledged++;
+        else if (ack === ABANDONED) totals.pubsAbandonedByClose++;
       }
     }
   }
@@ -97,7 +106,7 @@ export function computeDelivery(parts: DeliveryData[], w: Window): DeliveryTotal
         const due = p.dueUs[seq]!;
         if (due < w.startUs || due >= w.endUs) continue;
         const ack = p.ackUs[seq]!;
-        if (Number.isNaN(ack)) continue;
+        if (!Number.isFinite(ack)) continue;
         const sent = p.sentUs[seq]!;
         if (!owed(r.intervals, sent, ack, w.fenceUs)) continue;
         totals.pubExpected++;
@@ -111,7 +120,7 @@ export function computeDelivery(parts: DeliveryData[], w: Window): DeliveryTotal
     for (const s of part.sends) {
       for (let seq = 0; seq < s.dueUs.length; seq++) {
         const due = s.dueUs[seq]!;
-        if (due < w.startUs || due >= w.endUs || Number.isNaN(s.ackUs[seq]!)) continue;
+        if (due < w.startUs || due >= w.endUs || !Number.isFinite(s.ackUs[seq]!)) continue;
         const target = receivers.get(s.to[seq]!);
         if (!target || !target.connectedAtEnd) {
           totals.sendPendingOffline++;

@@ -16,7 +16,7 @@ import type { Histogram } from 'hdr-histogram-js';
 import { ErrorCodes } from '../protocol/errors.js';
 import { connectWs, type WsClient } from '../wsclient/client.js';
 import { monoUs } from './clock.js';
-import { SeqSet } from './delivery.js';
+import { ABANDONED, SeqSet } from './delivery.js';
 import { encodeHistogram, newHistogram, recordUs } from './histogram.js';
 import { DueQueue, F64Log, RateStream } from './schedule.js';
 import { emptyCounters, type Counters, type EncodedHistograms, type WorkerPlan, type WorkerResult, type WorkerToMain } from './types.js';
@@ -80,6 +80,8 @@ interface Conn {
   pingSentUs: number;
   pingWaiting: DueQueue;
   pubPrefix: string;
+  /** The slot's first pub seq sent on this connection. */
+  firstPubSeq: number;
 }
 
 export class LoadGenerator {
@@ -424,6 +426,7 @@ export class LoadGenerator {
       pingOutstanding: false,
       pingSentUs: 0,
       pingWaiting: new DueQueue(),
+      firstPubSeq: st.pubDue.length,
       pubPrefix: '{"op":"pub","group":' + JSON.stringify(st.groupName) + ',"pri":' + s.pri + ',"ref":"p',
     } as Conn;
     st.conn = c;
@@ -469,9 +472,16 @@ export class LoadGenerator {
     if (k >= 0) this.activeOrder.splice(k, 1);
   }
 
-  private closePlanned(c: Conn, now: number): void {
+  private closePlanned(c: Conn, now: number, final = false): void {
     if (c.state === 'closing' || c.state === 'closed') return;
     c.planned = true;
+    if (!final) {
+      // A pub still in flight when we close on purpose can never be acknowledged: mark it so
+      // that it counts neither as owed nor as an error. (At the final close, after the drain,
+      // an unacknowledged pub stays one.)
+      const acks = c.slot.pubAck;
+      for (let seq = c.firstPubSeq; seq < acks.length; seq++) if (Number.isNaN(acks.get(seq))) acks.set(seq, ABANDONED);
+    }
     this.deactivate(c, now);
     c.state = 'closing';
     c.ws.close(1000, 'loadtest');
@@ -692,7 +702,7 @@ export class LoadGenerator {
     for (const st of this.slots) {
       st.retired = true;
       if (st.conn) {
-        if (st.conn.state === 'active') this.closePlanned(st.conn, now);
+        if (st.conn.state === 'active') this.closePlanned(st.conn, now, true);
         else {
           st.conn.planned = true;
           st.conn.ws.destroy();

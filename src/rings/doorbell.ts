@@ -50,9 +50,16 @@ export class DoorbellListener {
     this.cycle();
   }
 
+  /**
+   * Stops listening and wakes our own pending wait: a waiter left behind by a thread that
+   * exits can be picked by a later notify on the same cell (its replacement's bell) and
+   * crash the process.
+   */
   stop(): void {
     this.stopped = true;
     Atomics.store(this.cells, this.base + SLEEPING, 0);
+    Atomics.add(this.cells, this.base + RING, 1);
+    Atomics.notify(this.cells, this.base + RING);
   }
 
   private cycle(): void {

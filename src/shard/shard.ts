@@ -385,16 +385,22 @@ class Shard {
     this.finish();
   }
 
-  /** Every socket is closed: a uWS thread may only exit now, or it aborts the process. */
+  /**
+   * Every socket is closed. The thread now ends on its own once uWS has released the last
+   * socket: process.exit() here could tear the loop down under a socket uWS is still
+   * closing (a segfault in us_internal_dispatch_ready_poll), and exiting with sockets open
+   * aborts the whole process.
+   */
   private finish(): void {
     if (this.finished) return;
     this.finished = true;
     for (const timer of this.timers) clearTimeout(timer);
+    this.timers = [];
     this.table.setStatus(this.init.shard, ShardStatus.DOWN);
     this.log.info({ exitCode: this.exitCode }, 'shard stopped');
     this.channel.post({ type: 'stopped' });
     this.channel.close();
-    setImmediate(() => process.exit(this.exitCode));
+    process.exitCode = this.exitCode;
   }
 
   /**

@@ -1,0 +1,97 @@
+/**
+ * A real WebSocket client (the `ws` package) that queues every frame it receives, so a test
+ * can wait for the frame it expects: `await client.next((f) => f.op === 'joined')`.
+ */
+import WebSocket from 'ws';
+
+export type Frame = Record<string, unknown> & { op: string };
+
+export interface TestClient {
+  ws: WebSocket;
+  frames: Frame[];
+  send(frame: unknown): void;
+  sendRaw(data: string | Buffer): void;
+  /** The first received frame (oldest first, consumed) matching `match`. */
+  next(match?: (frame: Frame) => boolean, timeoutMs?: number): Promise<Frame>;
+  closed: Promise<{ code: number; reason: string }>;
+  close(): void;
+}
+
+export interface ConnectOptions {
+  query?: string;
+  protocols?: string[];
+  autoPong?: boolean;
+  path?: string;
+}
+
+export function connect(port: number, options: ConnectOptions = {}): Promise<TestClient> {
+  const url = `ws://127.0.0.1:${port}${options.path ?? '/ws'}${options.query ? `?${options.query}` : ''}`;
+  const ws = new WebSocket(url, options.protocols ?? [], { autoPong: options.autoPong ?? true });
+  const frames: Frame[] = [];
+  let waiters: Array<() => void> = [];
+  ws.on('message', (data: Buffer) => {
+    frames.push(JSON.parse(data.toString()) as Frame);
+    const current = waiters;
+    waiters = [];
+    for (const wake of current) wake();
+  });
+  const closed = new Promise<{ code: number; reason: string }>((resolve) => {
+    ws.once('close', (code, reason) => {
+      resolve({ code, reason: reason.toString() });
+      const current = waiters;
+      waiters = [];
+      for (const wake of current) wake();
+    });
+  });
+  const client: TestClient = {
+    ws,
+    frames,
+    closed,
+    send: (frame) => ws.send(JSON.stringify(frame)),
+    sendRaw: (data) => ws.send(data),
+    close: () => ws.close(),
+    next(match = () => true, timeoutMs = 5000) {
+      return new Promise<Frame>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no matching frame within ${timeoutMs} ms; got ${JSON.stringify(frames).slice(0, 500)}`)), timeoutMs);
+        const check = (): void => {
+          const index = frames.findIndex(match);
+          if (index >= 0) {
+            clearTimeout(timer);
+            resolve(frames.splice(index, 1)[0]!);
+          } else if (ws.readyState === WebSocket.CLOSED) {
+            clearTimeout(timer);
+            reject(new Error(`connection closed before a matching frame; got ${JSON.stringify(frames).slice(0, 500)}`));
+          } else {
+            waiters.push(check);
+          }
+        };
+        check();
+      });
+    },
+  };
+  return new Promise((resolve, reject) => {
+    ws.once('open', () => resolve(client));
+    ws.once('unexpected-response', (_req, res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => reject(Object.assign(new Error(`HTTP ${res.statusCode}: ${body}`), { status: res.statusCode, body })));
+    });
+    ws.once('error', reject);
+  });
+}
+
+/** Connects as `user` (anonymous mode), waits for `welcome` and joins `groups`. */
+export async function member(port: number, user: string, groups: string[] = []): Promise<TestClient & { welcome: Frame }> {
+  const client = await connect(port, { query: `user=${encodeURIComponent(user)}` });
+  const welcome = await client.next((f) => f.op === 'welcome');
+  for (const group of groups) {
+    client.send({ op: 'join', group, ref: `join-${group}` });
+    await client.next((f) => f.op === 'joined' && f.group === group);
+  }
+  return Object.assign(client, { welcome });
+}
+
+export async function getJson(port: number, path: string): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(`http://127.0.0.1:${port}${path}`);
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
