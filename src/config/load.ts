@@ -137,6 +137,10 @@ function checkConsistency(config: Config, env: NodeJS.ProcessEnv): void {
   if (!auth.allow_anonymous && auth.secret === '') {
     throw new OcsError('E_CONFIG', 'config: websocket.auth.secret is empty and allow_anonymous is false: no client could connect');
   }
+  // A group frame is max_payload plus the envelope, and a ring holds records of at most half its size.
+  if (config.websocket.performance.ring_bytes < 4 * server.max_payload) {
+    throw new OcsError('E_CONFIG', 'config: websocket.performance.ring_bytes must be at least 4 x websocket.server.max_payload, so that any message fits a ring');
+  }
   if (server.idle_timeout > 0 && server.idle_timeout < 8) {
     throw new OcsError('E_CONFIG', 'config: websocket.server.idle_timeout must be 0 (off) or at least 8 seconds (the transport counts in 4-second steps)');
   }

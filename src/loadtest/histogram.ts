@@ -62,8 +62,8 @@ export function summarize(h: Histogram): LatencySummary {
   if (h.totalCount === 0) {
     return { count: 0, minMs: 0, meanMs: 0, p50Ms: 0, p90Ms: 0, p95Ms: 0, p99Ms: 0, p999Ms: 0, maxMs: 0, stdDevMs: 0 };
   }
-  // Percentiles are reported as the histogram's equivalent value (the bucket's highest value),
-  // so P99 <= max always holds; max is the exact recorded maximum.
+  // Percentiles are the histogram's equivalent values (within 0.1%); clamping them to the
+  // max keeps P99 <= max when both fall in the top bucket.
   const max = h.maxValue;
   const at = (p: number): number => Math.min(h.getValueAtPercentile(p), max);
   return {

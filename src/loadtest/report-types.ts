@@ -114,6 +114,8 @@ export interface ScenarioReport {
   };
   timeSeries: SeriesPoint[];
   grade: GradeResult;
+  /** What a reader must know that is not a grading criterion (generator limits, untested ops). */
+  notes: string[];
 }
 
 export interface RunReport {

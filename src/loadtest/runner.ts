@@ -144,6 +144,7 @@ async function runScenario(spec: ScenarioSpec, ctx: Ctx): Promise<ScenarioReport
   let measureStartUs = Number.POSITIVE_INFINITY;
   let measureEndUs = Number.POSITIVE_INFINITY;
   let rampStop: string | null = null;
+  let statsAtLoad: Promise<ServerStats> | null = null;
   let sampler: NodeJS.Timeout | null = null;
   let onAbort: (() => void) | null = null;
   const expectedS = spec.connections / spec.connectRate + spec.warmupS + spec.durationS + spec.drainS;
@@ -252,6 +253,8 @@ async function runScenario(spec: ScenarioSpec, ctx: Ctx): Promise<ScenarioReport
           ctx.opts.log?.(`ramp stopped: ${rampStop}`);
         }
       }
+      // The server's own view is taken at the end of the measurement, while the load is still on.
+      if (statsAtLoad === null && now >= measureEndUs) statsAtLoad = fetchServerStats(ctx.host, ctx.port);
       lastTotals = totals;
       const elapsedS = (now - wallStart) / 1e6;
       const phase = !Number.isFinite(measureStartUs) ? 'connecting' : now < measureStartUs ? 'warm-up' : now < measureEndUs ? 'measuring' : 'draining';
@@ -279,7 +282,7 @@ async function runScenario(spec: ScenarioSpec, ctx: Ctx): Promise<ScenarioReport
     await withTimeout(finished.promise, finishBudgetMs, 'waiting for the loadgen threads to finish');
     const results = finals as WorkerResult[];
     if (ctx.opts.signal?.aborted) measureEndUs = Math.min(measureEndUs, monoUs());
-    const stats = await fetchServerStats(ctx.host, ctx.port);
+    const stats = await (statsAtLoad ?? fetchServerStats(ctx.host, ctx.port));
     return buildReport({
       spec,
       ctx,
@@ -340,11 +343,11 @@ function buildReport(b: BuildInput): ScenarioReport {
   );
   const fanoutMembers = Math.min(spec.groupSize, spec.connections);
   const sendCounts = b.ctx.probe.supported && c.sendsUnsupported === 0;
-  // What the scenario offered. Ramp and churn change who is online all the time, so there it
-  // is what was owed (delivery.ts); elsewhere it is the schedule: pubs due × group size.
+  // What the scenario offered. Ramp, spike and churn change who is online all the time, so
+  // there it is what was owed (delivery.ts); elsewhere it is the schedule: pubs due × group size.
   const owedPerS = (delivery.pubExpected + delivery.sendExpected) / seconds;
   const offeredPerS =
-    spec.kind === 'ramp' || spec.kind === 'churn' ? owedPerS : (c.window.pubsSent * fanoutMembers + (sendCounts ? c.window.sendsSent : 0)) / seconds;
+    spec.kind !== 'steady' ? owedPerS : (c.window.pubsSent * fanoutMembers + (sendCounts ? c.window.sendsSent : 0)) / seconds;
   const deliveredPerS = (delivery.pubReceived + delivery.sendReceived) / seconds;
 
   const errFrameCount = sumValues(c.errFrames);
@@ -382,8 +385,9 @@ function buildReport(b: BuildInput): ScenarioReport {
   const cpuPercent = round3(((cpu.user + cpu.system) / 1e6 / b.wallSeconds) * 100);
 
   const grade = gradeScenario({ p95Ms: gradedLatency.p95Ms, p99Ms: gradedLatency.p99Ms, errorRate, lossRate, deliveredPerS, offeredPerS });
-  if (genReasons.length > 0) grade.reasons.push(`the generator may have limited this result: ${genReasons.join('; ')}`);
-  if (!sendCounts && spec.rates.send > 0) grade.reasons.push(`send was not tested: ${b.ctx.probe.supported ? 'unsupported by the server' : b.ctx.probe.note}`);
+  const notes: string[] = [];
+  if (genReasons.length > 0) notes.push(`the generator may have limited this result: ${genReasons.join('; ')}`);
+  if (!sendCounts && spec.rates.send > 0) notes.push(`send was not tested: ${b.ctx.probe.supported ? 'unsupported by the server' : b.ctx.probe.note}`);
 
   const serverCpuEnd = b.ctx.server?.cpuSeconds() ?? null;
   const rssEnd = b.ctx.server?.rssBytes() ?? null;
@@ -461,6 +465,7 @@ function buildReport(b: BuildInput): ScenarioReport {
     },
     timeSeries: b.series,
     grade,
+    notes,
   };
   if (spec.kind === 'ramp' && spec.ramp) {
     const peak = report.connections.peak;
@@ -528,6 +533,7 @@ function failedReport(spec: ScenarioSpec, startedAt: string, wallSeconds: number
     server: { launched: false, rssStartBytes: null, rssEndBytes: null, rssPeakBytes: null, cpuPercent: null, stats: { available: false, reason: 'scenario failed', latencies: [], resources: {} } },
     timeSeries: [],
     grade: { grade: 'F', points: 0, reasons: [`the scenario failed: ${error}`] },
+    notes: [],
   };
 }
 

@@ -17,6 +17,8 @@
 export class RateStream {
   /** Due time of the next message, µs; NaN while the stream has no rate. */
   nextDueUs = Number.NaN;
+  /** Due time of the last message fired (or the stream's start). */
+  private prevDueUs = Number.NaN;
   private multiplier = 1;
 
   constructor(
@@ -44,11 +46,18 @@ export class RateStream {
       this.nextDueUs = Number.NaN;
       return 0;
     }
-    if (Number.isNaN(this.nextDueUs)) this.nextDueUs = nowUs + interval * this.phase;
+    if (Number.isNaN(this.nextDueUs)) {
+      this.prevDueUs = nowUs - interval * (1 - this.phase);
+      this.nextDueUs = nowUs + interval * this.phase;
+    }
+    // The rate went up (more connections, a spike): the next message is due one new interval
+    // after the last one, not one old interval.
+    if (this.prevDueUs + interval < this.nextDueUs) this.nextDueUs = this.prevDueUs + interval;
     let fired = 0;
     while (this.nextDueUs <= nowUs) {
       fire(this.nextDueUs);
       fired++;
+      this.prevDueUs = this.nextDueUs;
       this.nextDueUs += interval;
     }
     return fired;
@@ -56,6 +65,7 @@ export class RateStream {
 
   stop(): void {
     this.nextDueUs = Number.NaN;
+    this.prevDueUs = Number.NaN;
   }
 }
 

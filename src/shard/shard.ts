@@ -105,9 +105,10 @@ class Shard {
       // Frames between max_payload and twice that are read and refused with E_TOO_LARGE and
       // 1009; larger ones are cut by uWS before they are buffered (the client sees 1006).
       maxPayloadLength: server.max_payload * 2,
-      // The slow-consumer sweep closes at max_backpressure with 1013; uWS's own limit sits
-      // above it and closes rather than silently skipping a subscriber.
-      maxBackpressure: server.max_backpressure * 2,
+      // The slow-consumer sweep closes at max_backpressure with 1013. uWS's own limit sits
+      // well above it, so the err and close frames still fit behind the backlog; a socket
+      // that reaches it between sweeps is closed by uWS rather than silently skipped.
+      maxBackpressure: server.max_backpressure * 4,
       closeOnBackpressureLimit: 1,
       // Idleness is judged by inbound traffic only (our sweep); uWS would count our own pings.
       idleTimeout: 0,

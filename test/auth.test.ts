@@ -1,0 +1,110 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { SignJWT } from 'jose';
+import { connect, type TestClient } from './helpers/client.js';
+import { startInProcess } from './helpers/server.js';
+import type { RunningServer } from '../src/index.js';
+
+const SECRET = 'test-secret-of-reasonable-length-0123456789';
+
+async function token(claims: Record<string, unknown>, options: { sub?: string; exp?: string | number; secret?: string } = {}): Promise<string> {
+  let jwt = new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setIssuedAt();
+  if (options.sub !== undefined) jwt = jwt.setSubject(options.sub);
+  jwt = jwt.setExpirationTime(options.exp ?? '1h');
+  return jwt.sign(new TextEncoder().encode(options.secret ?? SECRET));
+}
+
+async function rejectedWith(port: number, query: string): Promise<number | undefined> {
+  try {
+    (await connect(port, { query })).close();
+    return undefined;
+  } catch (err) {
+    return (err as { status?: number }).status;
+  }
+}
+
+describe('JWT authentication', () => {
+  let server: RunningServer;
+  before(async () => {
+    server = await startInProcess({ websocket: { server: { auth_timeout: 1 }, auth: { secret: SECRET, allow_anonymous: false } } });
+  });
+  after(() => server.close());
+
+  test('a valid token in ?token= identifies the user by its sub', async () => {
+    const client = await connect(server.port, { query: `token=${await token({}, { sub: 'alice' })}` });
+    const welcome = await client.next((f) => f.op === 'welcome');
+    assert.equal(welcome.user, 'alice');
+    client.close();
+  });
+
+  test('a valid token in the first auth frame works too', async () => {
+    const client = await connect(server.port);
+    client.send({ op: 'auth', token: await token({}, { sub: 'bob' }) });
+    assert.equal((await client.next((f) => f.op === 'welcome')).user, 'bob');
+    client.close();
+  });
+
+  test('bad, expired, wrongly signed or sub-less tokens get 401 before the upgrade', async () => {
+    assert.equal(await rejectedWith(server.port, 'token=not.a.jwt'), 401);
+    assert.equal(await rejectedWith(server.port, `token=${await token({}, { sub: 'x', exp: Math.floor(Date.now() / 1000) - 3600 })}`), 401);
+    assert.equal(await rejectedWith(server.port, `token=${await token({}, { sub: 'x', secret: 'another-secret-another-secret-another' })}`), 401);
+    assert.equal(await rejectedWith(server.port, `token=${await token({})}`), 401);
+  });
+
+  test('anonymous ?user= is refused when anonymous mode is off', async () => {
+    assert.equal(await rejectedWith(server.port, 'user=mallory'), 401);
+  });
+
+  test('a bad token in the auth frame gets E_UNAUTHORIZED and close 4001', async () => {
+    const client = await connect(server.port);
+    client.send({ op: 'auth', token: await token({}, { sub: 'x', exp: Math.floor(Date.now() / 1000) - 3600 }) });
+    const err = await client.next((f) => f.op === 'err');
+    assert.equal(err.code, 'E_UNAUTHORIZED');
+    assert.match(String(err.message), /expired/);
+    assert.equal((await client.closed).code, 4001);
+  });
+
+  test('any other first frame gets E_UNAUTHORIZED and close 4001', async () => {
+    const client = await connect(server.port);
+    client.send({ op: 'join', group: 'g' });
+    assert.equal((await client.next((f) => f.op === 'err')).code, 'E_UNAUTHORIZED');
+    assert.equal((await client.closed).code, 4001);
+  });
+
+  test('a connection that never authenticates is closed with 4001 after auth_timeout', async () => {
+    const client = await connect(server.port);
+    assert.equal((await client.next((f) => f.op === 'err', 5000)).code, 'E_UNAUTHORIZED');
+    assert.equal((await client.closed).code, 4001);
+  });
+
+  describe('the groups claim', () => {
+    let client: TestClient;
+    before(async () => {
+      client = await connect(server.port, { query: `token=${await token({ groups: ['lobby', 'team.*'] }, { sub: 'carol' })}` });
+      await client.next((f) => f.op === 'welcome');
+    });
+    after(() => client.close());
+
+    test('allows the named groups and the ones under a prefix.* pattern', async () => {
+      for (const group of ['lobby', 'team.red', 'team.blue.ops']) {
+        client.send({ op: 'join', group, ref: group });
+        assert.equal((await client.next((f) => f.ref === group)).op, 'joined');
+      }
+    });
+
+    test('refuses every other group with E_FORBIDDEN, keeping the connection', async () => {
+      for (const group of ['lobbyist', 'team', 'admin']) {
+        client.send({ op: 'join', group, ref: group });
+        const reply = await client.next((f) => f.ref === group);
+        assert.equal(reply.op, 'err');
+        assert.equal(reply.code, 'E_FORBIDDEN');
+      }
+      client.send({ op: 'pub', group: 'lobby', data: 'ok' });
+      assert.equal((await client.next((f) => f.op === 'msg')).data, 'ok');
+    });
+  });
+
+  test('a malformed groups claim is a bad token', async () => {
+    assert.equal(await rejectedWith(server.port, `token=${await token({ groups: 'everything' }, { sub: 'dave' })}`), 401);
+  });
+});

@@ -1,0 +1,131 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { describe, test } from 'node:test';
+import { parse } from 'yaml';
+import { DEFAULT_CONFIG_PATH, loadConfig } from '../src/config/load.js';
+import { configSchema } from '../src/config/schema.js';
+import { runMain, writeConfig } from './helpers/server.js';
+
+function keyPaths(value: unknown, prefix = ''): string[] {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return [prefix];
+  return Object.entries(value).flatMap(([key, child]) => keyPaths(child, prefix ? `${prefix}.${key}` : key));
+}
+
+describe('configuration', () => {
+  test('the shipped YAML documents every key, with the built-in defaults as values', () => {
+    const shipped = parse(readFileSync(DEFAULT_CONFIG_PATH, 'utf8')) as unknown;
+    const defaults = configSchema.parse({});
+    assert.deepEqual(keyPaths(shipped).sort(), keyPaths(defaults).sort());
+    assert.deepEqual(configSchema.parse(shipped), defaults);
+    const text = readFileSync(DEFAULT_CONFIG_PATH, 'utf8');
+    for (const line of text.split('\n')) {
+      if (/^\s+\w+: \S/.test(line)) assert.match(line, /#/, `undocumented key: ${line.trim()}`);
+    }
+  });
+
+  test("it holds every key of the seed document's example", () => {
+    const keys = keyPaths(parse(readFileSync(DEFAULT_CONFIG_PATH, 'utf8')));
+    for (const key of [
+      'websocket.server.max_connections',
+      'websocket.server.ping_interval',
+      'websocket.performance.enable_compression',
+      'websocket.performance.enable_connection_pooling',
+      'websocket.performance.batch_size',
+      'websocket.monitoring.enable_metrics_collection',
+      'websocket.monitoring.metrics_collection_interval',
+    ]) {
+      assert.ok(keys.includes(key), key);
+    }
+  });
+
+  test('without a file the embedded defaults apply: port 8765, one shard per core, anonymous allowed', () => {
+    const { config, shards, source } = loadConfig({ file: writeConfig({}), env: {} });
+    assert.ok(source);
+    assert.equal(config.websocket.server.port, 8765);
+    assert.equal(shards, availableParallelism());
+    assert.equal(config.websocket.auth.allow_anonymous, true);
+    assert.ok(Object.isFrozen(config.websocket.server));
+  });
+
+  test('environment variables override the file', () => {
+    const file = writeConfig({ websocket: { server: { port: 1000 } } });
+    const { config, shards } = loadConfig({
+      file,
+      env: {
+        WEBSOCKET_HOST: '127.0.0.2',
+        WEBSOCKET_PORT: '9001',
+        WEBSOCKET_SHARDS: '3',
+        WEBSOCKET_MAX_CONNECTIONS: '123',
+        WEBSOCKET_ENABLE_COMPRESSION: 'false',
+        WEBSOCKET_AUTH_SECRET: 's3cret',
+        WEBSOCKET_ALLOW_ANONYMOUS: 'false',
+      },
+    });
+    assert.equal(config.websocket.server.host, '127.0.0.2');
+    assert.equal(config.websocket.server.port, 9001);
+    assert.equal(shards, 3);
+    assert.equal(config.websocket.server.max_connections, 123);
+    assert.equal(config.websocket.performance.enable_compression, false);
+    assert.equal(config.websocket.auth.secret, 's3cret');
+    assert.equal(config.websocket.auth.allow_anonymous, false);
+  });
+
+  test('a bad environment value names the variable', () => {
+    assert.throws(() => loadConfig({ file: writeConfig({}), env: { WEBSOCKET_PORT: 'eighty' } }), /WEBSOCKET_PORT="eighty" is not a non-negative integer/);
+    assert.throws(() => loadConfig({ file: writeConfig({}), env: { WEBSOCKET_ALLOW_ANONYMOUS: 'maybe' } }), /WEBSOCKET_ALLOW_ANONYMOUS="maybe" is not a boolean/);
+  });
+
+  test('enable_connection_pooling: false runs a single acceptor', () => {
+    const { shards } = loadConfig({ file: writeConfig({ websocket: { server: { shards: 4 }, performance: { enable_connection_pooling: false } } }), env: {} });
+    assert.equal(shards, 1);
+  });
+
+  test('an unknown key stops the server with exit 2 and one line naming it', async () => {
+    const file = writeConfig({ websocket: { server: { max_connectionz: 5 } } });
+    const { code, stderr } = await runMain(['--config', file]);
+    assert.equal(code, 2);
+    assert.equal(stderr.trim().split('\n').length, 1);
+    assert.match(stderr, /unknown key websocket\.server\.max_connectionz/);
+  });
+
+  test('a wrong type stops the server with exit 2 and one line naming the key', async () => {
+    const file = writeConfig({ websocket: { performance: { batch_size: 'fifty' } } });
+    const { code, stderr } = await runMain(['--config', file]);
+    assert.equal(code, 2);
+    assert.equal(stderr.trim().split('\n').length, 1);
+    assert.match(stderr, /websocket\.performance\.batch_size: Expected number, received string/);
+  });
+
+  test('a missing or unparsable --config file is named', async () => {
+    const missing = await runMain(['--config', '/nonexistent/ocs.yaml']);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /cannot read \/nonexistent\/ocs\.yaml: ENOENT/);
+    const broken = writeConfig({});
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(broken, 'websocket: [unclosed');
+    const unparsable = await runMain(['--config', broken]);
+    assert.equal(unparsable.code, 2);
+    assert.match(unparsable.stderr, /is not valid YAML/);
+  });
+
+  test('NODE_ENV=production refuses anonymous mode unless it is forced', async () => {
+    const file = writeConfig({ websocket: { server: { host: '127.0.0.1', port: 0 } } });
+    const refused = await runMain(['--config', file], { NODE_ENV: 'production' });
+    assert.equal(refused.code, 2);
+    assert.match(refused.stderr, /allow_anonymous is true with NODE_ENV=production/);
+    assert.doesNotThrow(() => loadConfig({ file, env: { NODE_ENV: 'production', WEBSOCKET_FORCE_ANONYMOUS: 'true' } }));
+    assert.doesNotThrow(() => loadConfig({ file, env: { NODE_ENV: 'production', WEBSOCKET_ALLOW_ANONYMOUS: 'false', WEBSOCKET_AUTH_SECRET: 'k' } }));
+  });
+
+  test('settings that cannot work together are refused', () => {
+    const env = {};
+    assert.throws(() => loadConfig({ file: writeConfig({ websocket: { auth: { allow_anonymous: false } } }), env }), /secret is empty and allow_anonymous is false/);
+    assert.throws(() => loadConfig({ file: writeConfig({ websocket: { server: { ping_interval: 30, idle_timeout: 20 } } }), env }), /ping_interval must be shorter than idle_timeout/);
+    assert.throws(() => loadConfig({ file: writeConfig({ websocket: { server: { idle_timeout: 5 } } }), env }), /idle_timeout must be 0 \(off\) or at least 8/);
+    assert.throws(
+      () => loadConfig({ file: writeConfig({ websocket: { server: { max_payload: 1048576 }, performance: { ring_bytes: 1048576 } } }), env }),
+      /ring_bytes must be at least 4 x websocket.server.max_payload/,
+    );
+  });
+});
