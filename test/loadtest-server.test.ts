@@ -1,0 +1,73 @@
+/**
+ * The quick suite against the real server (dist/src/main.js, started by the load tester the
+ * way `npm run loadtest -- --quick` does), with tiny durations; then the command line end to
+ * end (--output, HTML, --compare, a bad scenarios file) against the fixture server.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { DEFAULT_SCENARIOS_FILE } from '../src/loadtest/cli.js';
+import { runLoadTest } from '../src/loadtest/runner.js';
+import { applyOverrides, loadScenarios, selectScenarios } from '../src/loadtest/scenarios.js';
+import { SERVER_ENTRY } from '../src/loadtest/server-launcher.js';
+import { assertSaneRun } from './fixtures/loadtest-sanity.js';
+
+const run = promisify(execFile);
+const CLI = fileURLToPath(new URL('../scripts/loadtest.js', import.meta.url));
+const FIXTURE = fileURLToPath(new URL('./fixtures/ocs-fixture-server.js', import.meta.url));
+
+describe('load tester against the real server', () => {
+  it('runs the quick suite (tiny durations) and reports sane, consistent figures', { skip: !existsSync(SERVER_ENTRY) && 'dist/src/main.js not built' }, async () => {
+    const scenarios = selectScenarios(loadScenarios(DEFAULT_SCENARIOS_FILE), { quick: true }).map((s) =>
+      applyOverrides(s, { durationS: 3, warmupS: 1, drainS: 1 }),
+    );
+    assert.deepEqual(scenarios.map((s) => s.name), ['baseline', 'moderate']);
+    const r = await runLoadTest({ scenarios, threads: 2 });
+    assertSaneRun(r);
+    assert.equal(r.target.launched, true);
+    for (const s of r.scenarios) {
+      assert.equal(s.connections.ok, s.spec.connections, `${s.name}: all connections welcomed`);
+      assert.ok(s.latency.fanout.count > 0, `${s.name}: fan-out measured`);
+      assert.ok(s.delivery.pubExpected > 0);
+      // send: either measured, or reported as unsupported (and then not an error)
+      if (!s.send.supported) assert.match(s.send.note, /unsupported|refused|no answer/);
+      assert.ok(s.timeSeries.length >= 3, `${s.name}: time series`);
+    }
+  });
+});
+
+describe('npm run loadtest (command line)', () => {
+  it('writes JSON and HTML reports, compares two runs, and names a bad scenarios key', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ocs-lt-cli-'));
+    try {
+      const out = join(dir, 'a.json');
+      const common = ['--scenario', 'baseline', '--connections', '20', '--duration', '1', '--warmup', '0', '--drain', '0.5', '--threads', '1'];
+      const first = await run(process.execPath, [CLI, ...common, '--server-command', `${process.execPath} ${FIXTURE}`, '--output', out]);
+      assert.match(first.stdout, /baseline .* (A\+|A|B|C|D|F)\n/);
+      assert.match(first.stdout, /Overall grade: /);
+      const report = JSON.parse(readFileSync(out, 'utf8')) as { scenarios: Array<{ name: string; connections: { target: number } }> };
+      assert.equal(report.scenarios[0]!.name, 'baseline');
+      assert.equal(report.scenarios[0]!.connections.target, 20);
+      const html = readFileSync(join(dir, 'a.html'), 'utf8');
+      assert.ok(html.includes('<svg'));
+
+      const cmp = await run(process.execPath, [CLI, '--compare', out, out]);
+      assert.match(cmp.stdout, /0 figure\(s\) worse, 0 better/);
+
+      const bad = join(dir, 'bad.yaml');
+      writeFileSync(bad, 'scenarios:\n  baseline:\n    connections: 10\n    duration_s: 1\n    rates: { pubb: 1 }\n');
+      await assert.rejects(run(process.execPath, [CLI, '--scenarios-file', bad]), (err: { code: number; stderr: string }) => {
+        assert.equal(err.code, 2);
+        assert.match(err.stderr, /scenarios\.baseline\.rates: unrecognized key "pubb"/);
+        return true;
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
