@@ -11,7 +11,8 @@ export const ErrorCodes = {
   E_RATE_LIMITED: { close: 4029, message: 'over the per-connection message rate' },
   E_NOT_MEMBER: { close: 0, message: 'join the group before publishing to it' },
   E_OVERLOADED: { close: 1013, message: 'server over its limits' },
-  E_INTERNAL: { close: 1011, message: 'internal server error' },
+  E_INTERNAL: { close: 0, message: 'internal server error' },
+  // Process-level codes (start-up), never sent on the wire.
   E_CONFIG: { close: 0, message: 'invalid configuration' },
   E_STARTUP: { close: 0, message: 'server could not start' },
 } as const;

@@ -1,0 +1,23 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { ErrorCodes } from '../src/protocol/errors.js';
+
+const read = (path: string): string => readFileSync(new URL(`../../${path}`, import.meta.url), 'utf8');
+
+test('every wire error code is documented in docs/PROTOCOL.md and the README', () => {
+  const protocol = read('docs/PROTOCOL.md');
+  const readme = read('README.md');
+  for (const code of Object.keys(ErrorCodes).filter((c) => c !== 'E_CONFIG' && c !== 'E_STARTUP')) {
+    assert.match(protocol, new RegExp(`\\b${code}\\b`), `${code} missing from docs/PROTOCOL.md`);
+    assert.match(readme, new RegExp(`\\b${code}\\b`), `${code} missing from README.md`);
+  }
+});
+
+test('every close code the server sends is documented', () => {
+  const protocol = read('docs/PROTOCOL.md');
+  for (const { close } of Object.values(ErrorCodes)) {
+    if (close !== 0) assert.match(protocol, new RegExp(`\\b${close}\\b`), `close ${close} missing`);
+  }
+  for (const close of [1001, 1012, 4408]) assert.match(protocol, new RegExp(`\\b${close}\\b`));
+});
