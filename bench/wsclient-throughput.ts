@@ -39,9 +39,12 @@ interface Case {
   generatorCpu: number;
   /** Receive capacity of one full core: messages/s divided by the core share used. */
   messagesPerCoreSecond: number;
+  /** With --parse: the parser found a stamp in every message received. */
+  parsedAll?: boolean;
 }
 
 let received = 0;
+/** Stamps the parser found; with --parse it must equal the messages received. */
 let parsed = 0;
 const countParsed = (): void => void parsed++;
 const onPayload = values.parse
@@ -95,10 +98,12 @@ async function measure(client: string, connections: number): Promise<Case> {
     const closeAll = await (client === 'ws' ? openWs : openOurs)(server.port, connections);
     await new Promise((r) => setTimeout(r, WARMUP_MS));
     const startCount = received;
+    const startParsed = parsed;
     const startCpu = process.cpuUsage();
     const startAt = performance.now();
     await new Promise((r) => setTimeout(r, seconds * 1000));
     const count = received - startCount;
+    const parsedCount = parsed - startParsed;
     const cpu = process.cpuUsage(startCpu);
     const elapsedMs = performance.now() - startAt;
     closeAll();
@@ -110,6 +115,7 @@ async function measure(client: string, connections: number): Promise<Case> {
       messagesPerSecond: Math.round(rate),
       generatorCpu: round2(share),
       messagesPerCoreSecond: Math.round(rate / Math.max(share, 0.01)),
+      ...(values.parse ? { parsedAll: parsedCount === count } : {}),
     };
   } finally {
     await server.stop();

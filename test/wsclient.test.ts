@@ -265,6 +265,17 @@ test('ping gets the server pong; a server ping gets an automatic pong', async ()
   await p.closed;
 });
 
+test('misuse throws: send before open, an oversized ping, a reserved close code', async () => {
+  const p = probe('/');
+  assert.throws(() => p.client.send('too early'), /not open/);
+  await p.opened;
+  assert.throws(() => p.client.ping('x'.repeat(126)), RangeError);
+  assert.throws(() => p.client.close(1006), RangeError);
+  assert.ok(p.client.isOpen);
+  p.client.close(4000, 'done');
+  assert.equal((await p.closed).code, 4000);
+});
+
 test('the negotiated subprotocol is exposed', async () => {
   const p = probe('/', { protocols: ['ocs.v1.json', 'ocs.v1.msgpack'] });
   await p.opened;
