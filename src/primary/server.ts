@@ -29,6 +29,8 @@ export interface RunningServer {
   close(): Promise<void>;
   /** Fault injection for tests and chaos drills: shard `index` throws as a bug would. */
   injectShardCrash(index: number): void;
+  /** Fault injection: shard `index` is busy for `ms`, as in a long GC pause. */
+  injectShardStall(index: number, ms: number): void;
   /** Resolves when shard `index` has been restarted `count` times in all and is up again. */
   whenRestarted(index: number, count: number): Promise<void>;
 }
@@ -182,6 +184,9 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     close: () => shutdown(CloseCodes.GOING_AWAY, 'server shutting down'),
     injectShardCrash(index: number) {
       slots[index]?.worker?.postMessage({ type: 'crash', reason: `injected crash of shard ${index}` } satisfies PrimaryToShard);
+    },
+    injectShardStall(index: number, ms: number) {
+      slots[index]?.worker?.postMessage({ type: 'stall', ms } satisfies PrimaryToShard);
     },
     whenRestarted(index: number, count: number) {
       return new Promise<void>((resolve) => {

@@ -90,6 +90,7 @@ class Shard {
     this.channel.onMessage((message) => {
       if (message.type === 'shutdown') this.shutdown(message.graceMs, message.code, message.reason);
       else if (message.type === 'crash') setTimeout(() => { throw new Error(message.reason); });
+      else if (message.type === 'stall') stall(message.ms);
     });
     this.table.setStatus(this.init.shard, ShardStatus.STARTING);
     const { server } = this.config;
@@ -442,6 +443,12 @@ const errorCounter: Record<ErrorCode, number> = {
   E_CONFIG: Counter.errors_internal,
   E_STARTUP: Counter.errors_internal,
 };
+
+/** Fault injection: keeps the thread busy, as a long GC pause or a hot loop would. */
+function stall(ms: number): void {
+  const until = Date.now() + ms;
+  while (Date.now() < until);
+}
 
 /** The subprotocol to answer with: '' when none was offered, null when none is supported. */
 function selectProtocol(offered: string): string | null {

@@ -24,7 +24,9 @@ export interface ShardInit {
 export type PrimaryToShard =
   | { type: 'shutdown'; graceMs: number; code: number; reason: string }
   /** Fault injection for tests and chaos drills: the shard throws from a timer, as a bug would. */
-  | { type: 'crash'; reason: string };
+  | { type: 'crash'; reason: string }
+  /** Fault injection: the shard's thread is busy for `ms` (its rings fill up meanwhile). */
+  | { type: 'stall'; ms: number };
 
 export type ShardToPrimary =
   | { type: 'listening'; port: number }
