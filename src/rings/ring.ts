@@ -64,12 +64,19 @@ export class RingWriter extends RingBase {
   /** Producer-local copy of WRITE_INDEX, ahead of it while a record is reserved. */
   private write: number;
   private reserved = -1;
+  /**
+   * READ_INDEX as last seen. The consumer only ever moves it forward, so free space computed
+   * from it is a safe underestimate; it is reloaded only when that says "full", which keeps
+   * the consumer's cache line out of the producer's way on most writes.
+   */
+  private cachedRead: number;
 
   constructor(buffer: SharedArrayBuffer) {
     super(buffer);
     // A restarted producer resumes from what its predecessor published; a record it had
     // reserved but not published is simply never seen.
     this.write = Atomics.load(this.header, WRITE_INDEX) >>> 0;
+    this.cachedRead = Atomics.load(this.header, READ_INDEX) >>> 0;
   }
 
   /** Largest payload that can ever fit. */
@@ -84,10 +91,15 @@ export class RingWriter extends RingBase {
   reserve(length: number): number {
     const needed = LENGTH_BYTES + ((length + 3) & ~3);
     if (needed > this.capacity / 2) return -1;
-    const read = Atomics.load(this.header, READ_INDEX) >>> 0;
-    const free = this.capacity - ((this.write - read) >>> 0);
     const at = this.write & this.mask;
     const tail = this.capacity - at;
+    // Room for the record, plus the padded tail when it has to start again at 0.
+    const room = needed <= tail ? needed : tail + needed;
+    let free = this.capacity - ((this.write - this.cachedRead) >>> 0);
+    if (room > free) {
+      this.cachedRead = Atomics.load(this.header, READ_INDEX) >>> 0;
+      free = this.capacity - ((this.write - this.cachedRead) >>> 0);
+    }
     if (needed <= tail) {
       if (needed > free) return -1;
       this.view.setUint32(at, length, true);
@@ -120,6 +132,8 @@ export class RingWriter extends RingBase {
 
 export class RingReader extends RingBase {
   private read: number;
+  /** WRITE_INDEX as last seen; reloaded only when everything up to it has been read. */
+  private cachedWrite: number;
   /** True while the record returned by next() has not been released. */
   private holding = false;
   /** Offset in `bytes` and length of the record returned by the last next(). */
@@ -129,6 +143,7 @@ export class RingReader extends RingBase {
   constructor(buffer: SharedArrayBuffer) {
     super(buffer);
     this.read = Atomics.load(this.header, READ_INDEX) >>> 0;
+    this.cachedWrite = this.read;
   }
 
   /**
@@ -137,8 +152,10 @@ export class RingReader extends RingBase {
    */
   next(): boolean {
     this.release();
-    const write = Atomics.load(this.header, WRITE_INDEX) >>> 0;
-    if (write === this.read) return false;
+    if (this.cachedWrite === this.read) {
+      this.cachedWrite = Atomics.load(this.header, WRITE_INDEX) >>> 0;
+      if (this.cachedWrite === this.read) return false;
+    }
     let at = this.read & this.mask;
     let length = this.view.getUint32(at, true);
     if (length === PAD) {
@@ -163,7 +180,7 @@ export class RingReader extends RingBase {
   /** Drops everything written so far: a restarted consumer must not replay stale records. */
   discardAll(): void {
     this.holding = false;
-    this.read = Atomics.load(this.header, WRITE_INDEX) >>> 0;
+    this.read = this.cachedWrite = Atomics.load(this.header, WRITE_INDEX) >>> 0;
     Atomics.store(this.header, READ_INDEX, this.read | 0);
   }
 }
