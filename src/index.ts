@@ -14,6 +14,8 @@ export { ErrorCodes, CloseCodes, OcsError, type ErrorCode } from './protocol/err
 export { loadConfig } from './config/load.js';
 export type { Config } from './config/schema.js';
 export type { RunningServer } from './primary/server.js';
+export type { Processor, ProcessorMessage, SendOptions, BrokerStats } from './broker/broker.js';
+export { Priority, ANY_STRATEGIES, type AnyStrategy } from './protocol/frames.js';
 
 export interface CreateServerOptions extends LoadOptions {
   logger?: Logger;

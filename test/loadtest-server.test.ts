@@ -22,7 +22,8 @@ const CLI = fileURLToPath(new URL('../scripts/loadtest.js', import.meta.url));
 const FIXTURE = fileURLToPath(new URL('./fixtures/ocs-fixture-server.js', import.meta.url));
 
 describe('load tester against the real server', () => {
-  it('runs the quick suite (tiny durations) and reports sane, consistent figures', { skip: !existsSync(SERVER_ENTRY) && 'dist/src/main.js not built' }, async () => {
+  it('runs the quick suite (tiny durations) and reports sane, consistent figures', async () => {
+    assert.ok(existsSync(SERVER_ENTRY), 'dist/src/main.js is built by npm test');
     const scenarios = selectScenarios(loadScenarios(DEFAULT_SCENARIOS_FILE), { quick: true }).map((s) =>
       applyOverrides(s, { durationS: 3, warmupS: 1, drainS: 1 }),
     );

@@ -11,6 +11,8 @@ export interface Identity {
   user: string;
   /** null: every group allowed. */
   groups: GroupMatcher | null;
+  /** The `weight` claim (a positive number) for `any` with the weighted strategy; 0 when absent. */
+  weight: number;
 }
 
 export type IdentityResult = { ok: true; identity: Identity } | { ok: false; reason: string };
@@ -64,17 +66,22 @@ export class Authenticator {
     }
     const user = payload.sub;
     if (typeof user !== 'string' || !NAME_PATTERN.test(user)) return { ok: false, reason: 'token sub is missing or not a valid user id' };
+    const weightClaim = payload.weight;
+    if (weightClaim !== undefined && (typeof weightClaim !== 'number' || !(weightClaim > 0) || !Number.isFinite(weightClaim))) {
+      return { ok: false, reason: 'token weight claim must be a positive number' };
+    }
+    const weight = weightClaim ?? 0;
     const claim = payload.groups;
-    if (claim === undefined) return { ok: true, identity: { user, groups: null } };
+    if (claim === undefined) return { ok: true, identity: { user, groups: null, weight } };
     if (!Array.isArray(claim) || !claim.every((g) => typeof g === 'string' && GROUP_PATTERN.test(g))) {
       return { ok: false, reason: 'token groups claim must be an array of group names or prefix.* patterns' };
     }
-    return { ok: true, identity: { user, groups: new GroupMatcher(claim as string[]) } };
+    return { ok: true, identity: { user, groups: new GroupMatcher(claim as string[]), weight } };
   }
 
   anonymous(user: string): IdentityResult {
     if (!this.allowAnonymous) return { ok: false, reason: 'anonymous connections are disabled: send a token' };
     if (!NAME_PATTERN.test(user)) return { ok: false, reason: 'user must match ' + NAME_PATTERN.source };
-    return { ok: true, identity: { user, groups: null } };
+    return { ok: true, identity: { user, groups: null, weight: 0 } };
   }
 }

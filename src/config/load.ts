@@ -27,6 +27,8 @@ export const ENV_OVERRIDES: ReadonlyArray<readonly [string, string, EnvKind]> = 
   ['WEBSOCKET_FORCE_ANONYMOUS', 'websocket.auth.force_anonymous_in_production', 'bool'],
   ['WEBSOCKET_RATE_LIMIT', 'websocket.limits.messages_per_second', 'int'],
   ['WEBSOCKET_LOG_LEVEL', 'logging.level', 'string'],
+  ['WEBSOCKET_DATA_DIR', 'store.data_dir', 'string'],
+  ['WEBSOCKET_ADMIN_TOKEN', 'websocket.admin.token', 'string'],
 ];
 
 export interface LoadOptions {

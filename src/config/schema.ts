@@ -104,6 +104,45 @@ const monitoring = z
   })
   .strict();
 
+const strategy = z.enum(['round_robin', 'least_connections', 'weighted']);
+
+const delivery = z
+  .object({
+    /** Seconds a delivered `send`/`any` message waits for its `ack` before the first redelivery. */
+    ack_timeout: z.number().min(0.05).default(10),
+    /** Each further wait is the previous one times this (exponential backoff). */
+    backoff_multiplier: z.number().min(1).default(2),
+    /** Longest wait between two deliveries of one message, seconds. */
+    max_backoff: z.number().positive().default(300),
+    /** Deliveries without an ack before a message moves to the dead-letter queue. */
+    max_attempts: positiveInt.max(1000).default(5),
+    /** Stored messages per recipient (user, or group for `any`); over it the oldest LOW is dropped. */
+    max_pending_per_user: positiveInt.default(10_000),
+    /** `any` strategy for groups without their own and frames without `strategy`. */
+    default_strategy: strategy.default('round_robin'),
+    /** Per-group `any` strategy, e.g. {support: least_connections}. */
+    group_strategies: z.record(z.string(), strategy).default({}),
+    /** Per-user weight for the `weighted` strategy when the token has no `weight` claim (default 1). */
+    weights: z.record(z.string(), z.number().positive()).default({}),
+  })
+  .strict();
+
+const admin = z
+  .object({
+    /** Bearer token for /admin/*; empty: /admin/* answers loopback clients only. */
+    token: z.string().default(''),
+  })
+  .strict();
+
+const store = z
+  .object({
+    /** LMDB environment directory (created if missing); relative paths are from the working directory. */
+    data_dir: z.string().min(1).default('./data'),
+    /** When a write counts as stored: full = fsync'd, overlapping = lmdb overlapping sync, none = no fsync. */
+    sync: z.enum(['full', 'overlapping', 'none']).default('full'),
+  })
+  .strict();
+
 const logging = z
   .object({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -118,12 +157,15 @@ const websocket = z
     groups: groups.default({}),
     performance: performance.default({}),
     monitoring: monitoring.default({}),
+    delivery: delivery.default({}),
+    admin: admin.default({}),
   })
   .strict();
 
 export const configSchema = z
   .object({
     websocket: websocket.default({}),
+    store: store.default({}),
     logging: logging.default({}),
   })
   .strict();

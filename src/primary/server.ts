@@ -6,7 +6,10 @@
 import { randomBytes } from 'node:crypto';
 import { createServer as createNetServer } from 'node:net';
 import { Worker } from 'node:worker_threads';
+import { Broker, type Processor, type SendOptions, type BrokerStats } from '../broker/broker.js';
 import type { LoadedConfig } from '../config/load.js';
+import type { AnyStrategy } from '../protocol/frames.js';
+import { MessageStore } from '../store/store.js';
 import { CloseCodes, OcsError } from '../protocol/errors.js';
 import { createDoorbells } from '../rings/doorbell.js';
 import { createRingBuffer } from '../rings/ring.js';
@@ -33,6 +36,16 @@ export interface RunningServer {
   injectShardStall(index: number, ms: number): void;
   /** Resolves when shard `index` has been restarted `count` times in all and is up again. */
   whenRestarted(index: number, count: number): Promise<void>;
+  /** Publishes to every online member of `group` (at most once, like a client `pub`); returns the message id. */
+  publish(group: string, data: unknown, options?: { pri?: number }): string;
+  /** Stores a message for `user` (delivered now, on next connection, or at `at`); resolves with its id once stored. */
+  send(user: string, data: unknown, options?: SendOptions): Promise<string>;
+  /** Runs `processor` on every pub/send/any whose `data.type` is `type`, before routing (see docs/messaging.md). */
+  registerProcessor(type: string, processor: Processor): void;
+  /** The default `any` strategy of `group` (the seed's set_group_load_balance_strategy). */
+  setGroupLoadBalanceStrategy(group: string, strategy: AnyStrategy): void;
+  /** Broker counters: accepted, delivered, redelivered, acked, dead-lettered, dropped LOW, queue full. */
+  messagingStats(): Readonly<BrokerStats>;
 }
 
 interface ShardSlot {
@@ -50,7 +63,13 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
   const instance = randomBytes(4).toString('hex');
   const tableBuffers = createShardTable(shards);
   const table = new ShardTable(tableBuffers);
-  const doorbells = createDoorbells(shards);
+  // One bell per shard, and one more (index `shards`) for the broker in this thread.
+  const doorbells = createDoorbells(shards + 1);
+  const ringBytes = config.websocket.performance.ring_bytes;
+  const toBroker = Array.from({ length: shards }, () => createRingBuffer(ringBytes));
+  const fromBroker = Array.from({ length: shards }, () => createRingBuffer(ringBytes));
+  // Opened before any shard starts: a bad data directory stops the server here, with E_STARTUP.
+  const store = await MessageStore.open(config.store.data_dir, config.store.sync);
   // rings[from][to]: one SPSC ring per ordered pair of shards.
   const rings = Array.from({ length: shards }, (_, from) =>
     Array.from({ length: shards }, (_, to) => (from === to ? null : createRingBuffer(config.websocket.performance.ring_bytes))),
@@ -79,6 +98,9 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     doorbells,
     inbound: rings.map((row) => row[index]!),
     outbound: rings[index]!,
+    toBroker: toBroker[index]!,
+    fromBroker: fromBroker[index]!,
+    processorTypes: broker.processorTypes(),
   });
 
   /** Starts shard `index`; resolves with the port it listens on. */
@@ -106,6 +128,7 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
       });
       worker.on('exit', (code) => {
         slot.worker = null;
+        broker.shardDown(slot.index);
         table.setStatus(slot.index, ShardStatus.DOWN);
         table.forgetConnections(slot.index);
         if (stopping) {
@@ -162,9 +185,25 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
       });
     });
     await Promise.all(exits);
+    await broker.stop();
+    await store.close();
   };
 
   const sampler = new StatsSampler(table, config.websocket.monitoring, log);
+  const broker = new Broker({
+    config: config as Broker['options']['config'],
+    store,
+    shards,
+    instance,
+    log,
+    doorbells,
+    fromShard: toBroker,
+    toShard: fromBroker,
+    publishProcessorTypes: (types) => {
+      for (const slot of slots) slot.worker?.postMessage({ type: 'processors', types } satisfies PrimaryToShard);
+    },
+  });
+  broker.start();
 
   try {
     // uSockets sets SO_REUSEPORT only on a fixed port, so port 0 is resolved here first.
@@ -188,6 +227,11 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     injectShardStall(index: number, ms: number) {
       slots[index]?.worker?.postMessage({ type: 'stall', ms } satisfies PrimaryToShard);
     },
+    publish: (group, data, options) => broker.publish(group, data, options),
+    send: (user, data, options) => broker.send(user, data, options),
+    registerProcessor: (type, processor) => broker.registerProcessor(type, processor),
+    setGroupLoadBalanceStrategy: (group, strategy) => broker.setGroupStrategy(group, strategy),
+    messagingStats: () => broker.stats,
     whenRestarted(index: number, count: number) {
       return new Promise<void>((resolve) => {
         restartWaiters.push({ index, count, resolve });

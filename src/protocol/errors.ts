@@ -11,6 +11,10 @@ export const ErrorCodes = {
   E_RATE_LIMITED: { close: 4029, message: 'over the per-connection message rate' },
   E_NOT_MEMBER: { close: 0, message: 'join the group before publishing to it' },
   E_OVERLOADED: { close: 1013, message: 'server over its limits' },
+  /** `ack` of an id that awaits no acknowledgement from this user: unknown, already acknowledged, or someone else's. */
+  E_UNKNOWN_ID: { close: 0, message: 'no message with this id awaits your acknowledgement' },
+  /** `send`/`any` refused: the recipient's stored queue is full and holds no LOW message to drop. */
+  E_QUEUE_FULL: { close: 0, message: "recipient's queue is full" },
   E_INTERNAL: { close: 0, message: 'internal server error' },
   // Process-level codes (start-up), never sent on the wire.
   E_CONFIG: { close: 0, message: 'invalid configuration' },

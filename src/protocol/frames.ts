@@ -20,7 +20,16 @@ export type ClientFrame =
   | { op: 'join'; group: string; ref: string | undefined }
   | { op: 'leave'; group: string; ref: string | undefined }
   | { op: 'pub'; group: string; data: unknown; pri: PriorityValue; ref: string | undefined }
-  | { op: 'ping'; t: number };
+  | { op: 'ping'; t: number }
+  | { op: 'send'; to: string; data: unknown; pri: PriorityValue; ref: string | undefined; at: number | undefined }
+  | { op: 'any'; group: string; data: unknown; pri: PriorityValue; ref: string | undefined; strategy: AnyStrategy | undefined }
+  | { op: 'ack'; id: string };
+
+/** How `any` picks the one member that gets a message. */
+export const ANY_STRATEGIES = ['round_robin', 'least_connections', 'weighted'] as const;
+export type AnyStrategy = (typeof ANY_STRATEGIES)[number];
+/** Longest message id a client may acknowledge (server ids are far shorter). */
+export const MAX_ID_LENGTH = 128;
 
 export interface FrameError {
   op: 'err';
@@ -54,6 +63,37 @@ export function toClientFrame(value: unknown): ClientFrame | FrameError {
       }
       return { op: 'pub', group, data: frame.data, pri, ref };
     }
+    case 'send': {
+      const to = frame.to;
+      if (typeof to !== 'string' || !NAME_PATTERN.test(to)) return frameError('E_BAD_FRAME', `to must be a user id matching ${NAME_PATTERN.source}`, ref as string | undefined);
+      if (!('data' in frame)) return frameError('E_BAD_FRAME', 'send needs data', ref as string | undefined);
+      const pri = frame.pri ?? Priority.NORMAL;
+      if (!isPriority(pri)) return badPriority(ref);
+      const at = frame.at;
+      if (at !== undefined && (typeof at !== 'number' || !Number.isFinite(at) || at < 0)) {
+        return frameError('E_BAD_FRAME', 'at must be a time in epoch milliseconds', ref as string | undefined);
+      }
+      return { op: 'send', to, data: frame.data, pri, ref: ref as string | undefined, at };
+    }
+    case 'any': {
+      const group = frame.group;
+      if (typeof group !== 'string' || !NAME_PATTERN.test(group)) return badGroup(ref);
+      if (!('data' in frame)) return frameError('E_BAD_FRAME', 'any needs data', ref as string | undefined);
+      const pri = frame.pri ?? Priority.NORMAL;
+      if (!isPriority(pri)) return badPriority(ref);
+      const strategy = frame.strategy;
+      if (strategy !== undefined && !(ANY_STRATEGIES as readonly unknown[]).includes(strategy)) {
+        return frameError('E_BAD_FRAME', `strategy must be one of ${ANY_STRATEGIES.join(', ')}`, ref as string | undefined);
+      }
+      return { op: 'any', group, data: frame.data, pri, ref: ref as string | undefined, strategy: strategy as AnyStrategy | undefined };
+    }
+    case 'ack': {
+      const id = frame.id;
+      if (typeof id !== 'string' || id.length === 0 || id.length > MAX_ID_LENGTH) {
+        return frameError('E_BAD_FRAME', `ack needs an id string of at most ${MAX_ID_LENGTH} characters`, ref as string | undefined);
+      }
+      return { op: 'ack', id };
+    }
     case 'join':
     case 'leave': {
       const group = frame.group;
@@ -75,6 +115,14 @@ export function toClientFrame(value: unknown): ClientFrame | FrameError {
     default:
       return frameError('E_BAD_FRAME', `unknown op ${JSON.stringify(frame.op).slice(0, 40)}`, ref);
   }
+}
+
+function isPriority(pri: unknown): pri is PriorityValue {
+  return pri === 0 || pri === 1 || pri === 2 || pri === 3;
+}
+
+function badPriority(ref: unknown): FrameError {
+  return frameError('E_BAD_FRAME', 'pri must be 0 (LOW), 1 (NORMAL), 2 (HIGH) or 3 (CRITICAL)', ref as string | undefined);
 }
 
 function badGroup(ref: unknown): FrameError {

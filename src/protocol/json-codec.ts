@@ -34,6 +34,25 @@ export function encodeGroupMsg(id: string, from: string, group: string, data: un
   return `{"op":"msg","id":"${id}","from":"${from}","group":"${group}","data":${JSON.stringify(data) ?? 'null'},"pri":${pri},"ts":${ts}}`;
 }
 
+/**
+ * A stored (`send`/`any`) message, `ackReq: true`. `dataJson` is the JSON text of `data`, kept
+ * as text from the sender to the store to every recipient: it is never parsed again.
+ */
+export function encodeStoredMsg(id: string, from: string, group: string | null, dataJson: string, pri: number, ts: number): string {
+  const groupField = group === null ? '' : `,"group":"${group}"`;
+  return `{"op":"msg","id":"${id}","from":"${from}"${groupField},"data":${dataJson},"pri":${pri},"ts":${ts},"ackReq":true}`;
+}
+
+/** Several already-encoded `msg` frames as one `batch` frame, in the given order. */
+export function encodeBatch(msgs: readonly string[]): string {
+  return `{"op":"batch","msgs":[${msgs.join(',')}]}`;
+}
+
+/** A group message whose data is already JSON text (processed `pub`, server-side publish). */
+export function encodeGroupMsgJson(id: string, from: string, group: string, dataJson: string, pri: number, ts: number): string {
+  return `{"op":"msg","id":"${id}","from":"${from}","group":"${group}","data":${dataJson},"pri":${pri},"ts":${ts}}`;
+}
+
 export function encodeJoined(group: string, ref: string | undefined): string {
   return `{"op":"joined","group":"${group}"${refField(ref)}}`;
 }

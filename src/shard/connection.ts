@@ -18,6 +18,10 @@ export interface Connection {
   lastSeen: number;
   closed: boolean;
   authTimer: NodeJS.Timeout | null;
+  /** The token's `weight` claim for `any` with the weighted strategy (0: none). */
+  weight: number;
+  /** True once the broker was told this connection is online (it owes a `welcome`). */
+  announced: boolean;
 }
 
 export function newConnection(sid: string, user: string | null, allowed: GroupMatcher | null, burst: number, now: number): Connection {
@@ -33,6 +37,8 @@ export function newConnection(sid: string, user: string | null, allowed: GroupMa
     lastSeen: now,
     closed: false,
     authTimer: null,
+    weight: 0,
+    announced: false,
   };
 }
 

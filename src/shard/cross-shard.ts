@@ -30,6 +30,11 @@ export interface CrossShardOptions {
   counters: Float64Array;
   /** Called for every group record received: publish `frame` to local subscribers of `topic`. */
   onPub(topic: Uint8Array, frame: Uint8Array): void;
+  /**
+   * Another ring bound for this shard (from the broker) that shares its doorbell: one
+   * listener per bell, or a notify could wake the wrong waiter. Returns records handled.
+   */
+  alsoDrain?(budget: number): number;
 }
 
 interface Outbound {
@@ -154,7 +159,11 @@ export class CrossShard {
   /** Reads every inbound ring; true when the budget ran out with records left. */
   private drain(): boolean {
     let budget = DRAIN_BUDGET;
-    const { onPub, counters } = this.options;
+    const { onPub, counters, alsoDrain } = this.options;
+    if (alsoDrain) {
+      budget -= alsoDrain(budget);
+      if (budget <= 0) return true;
+    }
     for (const reader of this.readers) {
       while (budget > 0 && reader.next()) {
         budget--;

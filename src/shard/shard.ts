@@ -4,6 +4,9 @@
  * forwarded to the other shards over the rings.
  */
 import { Authenticator } from '../auth/identity.js';
+import { LinkReader, LinkWriter } from '../broker/link.js';
+import { encodeRecord, ToBroker, ToShard, typeOfData } from '../broker/wire.js';
+import { DoorbellRinger } from '../rings/doorbell.js';
 import type { Config } from '../config/schema.js';
 import { CloseCodes, ErrorCodes, type ErrorCode } from '../protocol/errors.js';
 import type { ClientFrame } from '../protocol/frames.js';
@@ -25,6 +28,7 @@ import { createLogger, type Logger } from '../util/logger.js';
 import { uWS, type HttpResponse, type TemplatedApp, type WebSocket, type us_listen_socket } from '../util/uws.js';
 import { CrossShard } from './cross-shard.js';
 import { newConnection, RateLimiter, type Connection } from './connection.js';
+import { attachAdminRoutes } from './admin-http.js';
 import { attachHttpRoutes } from './http.js';
 
 /** Close code for a connection silent past idle_timeout (an ocs.v1 addition, see PROTOCOL.md). */
@@ -52,6 +56,15 @@ class Shard {
   private readonly cross: CrossShard;
   private readonly app: TemplatedApp;
   private readonly sockets = new Set<Socket>();
+  /** Authenticated connections by user and by session id, for the broker's deliveries. */
+  private readonly byUser = new Map<string, Set<Socket>>();
+  private readonly bySid = new Map<string, Socket>();
+  private readonly toBroker: LinkWriter;
+  private readonly fromBroker: LinkReader;
+  /** `data.type` values with a processor: pubs carrying one detour through the broker. */
+  private processorTypes: Set<string>;
+  private readonly adminReplies = new Map<number, (status: number, body: string) => void>();
+  private adminSeq = 0;
   private listenSocket: us_listen_socket | null = null;
   private timers: NodeJS.Timeout[] = [];
   private stopping = false;
@@ -81,7 +94,12 @@ class Shard {
       overflowLimitBytes: this.config.performance.ring_overflow_bytes,
       counters: this.counters,
       onPub: (topic, frame) => this.publishLocal(topic, frame),
+      alsoDrain: (budget) => this.fromBroker.drain(budget),
     });
+    this.toBroker = new LinkWriter(init.toBroker, new DoorbellRinger(init.doorbells), init.shards);
+    // Whatever waits here was meant for connections of this shard's previous incarnation.
+    this.fromBroker = new LinkReader(init.fromBroker, (kind, fields) => this.onBrokerRecord(kind, fields), true);
+    this.processorTypes = new Set(init.processorTypes);
     this.app = uWS.App();
   }
 
@@ -91,9 +109,17 @@ class Shard {
       if (message.type === 'shutdown') this.shutdown(message.graceMs, message.code, message.reason);
       else if (message.type === 'crash') setTimeout(() => { throw new Error(message.reason); });
       else if (message.type === 'stall') stall(message.ms);
+      else if (message.type === 'processors') this.processorTypes = new Set(message.types);
     });
     this.table.setStatus(this.init.shard, ShardStatus.STARTING);
     const { server } = this.config;
+    attachAdminRoutes(this.app, this.config.admin.token, {
+      forward: (method, path, reply) => {
+        const id = this.adminSeq++;
+        this.adminReplies.set(id, reply);
+        this.toBroker.write(encodeRecord(ToBroker.ADMIN, [id, method, path]));
+      },
+    });
     attachHttpRoutes(this.app, {
       table: this.table,
       version: this.init.version,
@@ -158,8 +184,9 @@ class Shard {
     }
     const token = query.get('token');
     const user = query.get('user');
-    const accept = (identity: { user: string | null; groups: Connection['allowed'] }): void => {
+    const accept = (identity: { user: string | null; groups: Connection['allowed']; weight?: number }): void => {
       const conn = newConnection(this.nextSid(), identity.user, identity.groups, this.config.limits.burst, Date.now());
+      conn.weight = identity.weight ?? 0;
       res.upgrade(conn, key, protocol, extensions, context);
     };
     const reject = (reason: string): void => {
@@ -175,7 +202,7 @@ class Shard {
       });
       void this.auth.verify(token).then((result) => {
         if (aborted) return;
-        res.cork(() => (result.ok ? accept({ user: result.identity.user, groups: result.identity.groups }) : reject(result.reason)));
+        res.cork(() => (result.ok ? accept(result.identity) : reject(result.reason)));
       });
       return;
     }
@@ -194,10 +221,7 @@ class Shard {
       ws.end(1001, 'server shutting down');
       return;
     }
-    if (conn.user !== null) {
-      ws.send(encodeWelcome(conn.user, conn.sid, this.init.shard, 0));
-      return;
-    }
+    if (conn.user !== null) return this.announce(ws, conn);
     conn.authTimer = setTimeout(() => {
       if (conn.closed || conn.user !== null) return;
       this.fail(ws, conn, 'E_UNAUTHORIZED', `no auth frame within ${this.config.server.auth_timeout} s`, undefined, true);
@@ -209,6 +233,13 @@ class Shard {
     conn.closed = true;
     if (conn.authTimer) clearTimeout(conn.authTimer);
     this.sockets.delete(ws);
+    if (conn.announced) {
+      this.bySid.delete(conn.sid);
+      const mine = this.byUser.get(conn.user!);
+      mine?.delete(ws);
+      if (mine && mine.size === 0) this.byUser.delete(conn.user!);
+      this.toBroker.write(encodeRecord(ToBroker.PRESENCE, [conn.sid, conn.user, 0]));
+    }
     this.table.closeConnection(this.init.shard);
     this.counters[Counter.connections_closed]!++;
     if (this.stopping && this.sockets.size === 0) this.finish();
@@ -254,10 +285,20 @@ class Shard {
     switch (frame.op) {
       case 'pub':
         return this.pub(ws, conn, frame.group, frame.data, frame.pri, frame.ref);
+      case 'send':
+        return this.sendDirect(ws, conn, frame.to, frame.data, frame.pri, frame.ref, frame.at);
+      case 'any':
+        return this.sendAny(ws, conn, frame.group, frame.data, frame.pri, frame.ref, frame.strategy);
+      case 'ack':
+        this.toBroker.write(encodeRecord(ToBroker.ACK, [conn.sid, conn.user, frame.id]));
+        return;
       case 'join':
         return this.join(ws, conn, frame.group, frame.ref);
       case 'leave':
-        if (conn.groups.delete(frame.group)) ws.unsubscribe(frame.group);
+        if (conn.groups.delete(frame.group)) {
+          ws.unsubscribe(frame.group);
+          this.toBroker.write(encodeRecord(ToBroker.MEMBERSHIP, [conn.sid, frame.group, 0, 0]));
+        }
         ws.send(encodeLeft(frame.group, frame.ref));
         return;
       case 'ping':
@@ -279,7 +320,8 @@ class Shard {
         conn.authTimer = null;
         conn.user = result.identity.user;
         conn.allowed = result.identity.groups;
-        ws.send(encodeWelcome(conn.user, conn.sid, this.init.shard, 0));
+        conn.weight = result.identity.weight;
+        this.announce(ws, conn);
       });
     });
   }
@@ -292,6 +334,7 @@ class Shard {
       }
       conn.groups.add(group);
       ws.subscribe(group);
+      this.toBroker.write(encodeRecord(ToBroker.MEMBERSHIP, [conn.sid, group, 1, conn.weight]));
     }
     ws.send(encodeJoined(group, ref));
   }
@@ -301,6 +344,7 @@ class Shard {
       return this.fail(ws, conn, 'E_NOT_MEMBER', `join ${group} before publishing to it`, ref);
     }
     if (conn.allowed !== null && !conn.allowed.allows(group)) return this.fail(ws, conn, 'E_FORBIDDEN', `not allowed to publish to ${group}`, ref);
+    if (this.processorTypes.size > 0 && this.detourPub(conn, group, data, pri, ref)) return;
     if (!this.cross.canAccept()) {
       this.counters[Counter.ring_overloaded]!++;
       return this.fail(ws, conn, 'E_OVERLOADED', 'cross-shard rings are full; retry shortly', ref);
@@ -311,6 +355,99 @@ class Shard {
     this.publishLocal(group, frame);
     this.cross.forwardPub(group, frame);
     if (ref !== undefined) ws.send(encodeAck(ref, id));
+  }
+
+  /** A pub whose data.type has a processor goes to the broker, which runs it and publishes. */
+  private detourPub(conn: Connection, group: string, data: unknown, pri: number, ref: string | undefined): boolean {
+    const type = typeOfData(data);
+    if (type === null || !this.processorTypes.has(type)) return false;
+    this.counters[Counter.pubs]!++;
+    this.toBroker.write(encodeRecord(ToBroker.PUB, [conn.sid, ref ?? null, conn.user, group, JSON.stringify(data), pri, type]));
+    return true;
+  }
+
+  // --- reliable messages (the broker in the primary thread stores and routes them) ---------
+
+  /** Tells the broker this connection is online; it answers with the `welcome` (and pending count). */
+  private announce(ws: Socket, conn: Connection): void {
+    const user = conn.user!;
+    conn.announced = true;
+    this.bySid.set(conn.sid, ws);
+    let mine = this.byUser.get(user);
+    if (!mine) this.byUser.set(user, (mine = new Set()));
+    mine.add(ws);
+    this.toBroker.write(encodeRecord(ToBroker.PRESENCE, [conn.sid, user, 1]));
+  }
+
+  private brokerBusy(ws: Socket, conn: Connection, ref: string | undefined): boolean {
+    if (this.toBroker.backlog <= this.config.performance.ring_overflow_bytes) return false;
+    this.fail(ws, conn, 'E_OVERLOADED', 'the message broker is behind; retry shortly', ref);
+    return true;
+  }
+
+  private sendDirect(ws: Socket, conn: Connection, to: string, data: unknown, pri: number, ref: string | undefined, at: number | undefined): void {
+    if (this.brokerBusy(ws, conn, ref)) return;
+    this.toBroker.write(encodeRecord(ToBroker.SEND, [conn.sid, ref ?? null, conn.user, to, JSON.stringify(data), pri, at ?? 0, this.processorType(data)]));
+  }
+
+  private sendAny(ws: Socket, conn: Connection, group: string, data: unknown, pri: number, ref: string | undefined, strategy: string | undefined): void {
+    if (this.config.groups.require_membership && !conn.groups.has(group)) {
+      return this.fail(ws, conn, 'E_NOT_MEMBER', `join ${group} before sending to it`, ref);
+    }
+    if (conn.allowed !== null && !conn.allowed.allows(group)) return this.fail(ws, conn, 'E_FORBIDDEN', `not allowed to send to ${group}`, ref);
+    if (this.brokerBusy(ws, conn, ref)) return;
+    this.toBroker.write(encodeRecord(ToBroker.ANY, [conn.sid, ref ?? null, conn.user, group, JSON.stringify(data), pri, strategy ?? null, this.processorType(data)]));
+  }
+
+  private processorType(data: unknown): string | null {
+    if (this.processorTypes.size === 0) return null;
+    const type = typeOfData(data);
+    return type !== null && this.processorTypes.has(type) ? type : null;
+  }
+
+  private onBrokerRecord(kind: number, f: unknown[]): void {
+    switch (kind) {
+      case ToShard.DELIVER_USER: {
+        const sockets = this.byUser.get(f[0] as string);
+        if (!sockets) return;
+        const frame = f[1] as string;
+        for (const ws of sockets) ws.send(frame);
+        this.counters[Counter.deliveries]! += sockets.size;
+        return;
+      }
+      case ToShard.DELIVER_SID:
+        if (this.sendTo(f[0] as string, f[1] as string)) this.counters[Counter.deliveries]!++;
+        return;
+      case ToShard.SENDER_ACK:
+        this.sendTo(f[0] as string, encodeAck((f[1] as string | null) ?? undefined, f[2] as string));
+        return;
+      case ToShard.WELCOME: {
+        const ws = this.bySid.get(f[0] as string);
+        if (ws) ws.send(encodeWelcome(ws.getUserData().user!, f[0] as string, this.init.shard, f[1] as number));
+        return;
+      }
+      case ToShard.ERROR: {
+        const ws = this.bySid.get(f[0] as string);
+        if (ws) this.fail(ws, ws.getUserData(), f[1] as ErrorCode, f[2] as string, (f[3] as string | null) ?? undefined);
+        return;
+      }
+      case ToShard.GROUP_PUB:
+        this.publishLocal(f[0] as string, Buffer.from(f[1] as string));
+        return;
+      case ToShard.ADMIN_REPLY: {
+        const reply = this.adminReplies.get(f[0] as number);
+        this.adminReplies.delete(f[0] as number);
+        reply?.(f[1] as number, f[2] as string);
+        return;
+      }
+    }
+  }
+
+  private sendTo(sid: string, frame: string): boolean {
+    const ws = this.bySid.get(sid);
+    if (!ws) return false;
+    ws.send(frame);
+    return true;
   }
 
   private publishLocal(topic: string | Uint8Array, frame: Uint8Array): void {
@@ -378,6 +515,7 @@ class Shard {
     if (this.listenSocket) uWS.us_listen_socket_close(this.listenSocket);
     this.listenSocket = null;
     this.cross.stop();
+    this.toBroker.stop();
     for (const timer of this.timers) clearTimeout(timer);
     this.timers = [];
   }
@@ -439,6 +577,8 @@ const errorCounter: Record<ErrorCode, number> = {
   E_RATE_LIMITED: Counter.errors_rate_limited,
   E_NOT_MEMBER: Counter.errors_not_member,
   E_OVERLOADED: Counter.errors_overloaded,
+  E_UNKNOWN_ID: Counter.errors_bad_frame,
+  E_QUEUE_FULL: Counter.errors_overloaded,
   E_INTERNAL: Counter.errors_internal,
   E_CONFIG: Counter.errors_internal,
   E_STARTUP: Counter.errors_internal,

@@ -19,6 +19,11 @@ export interface ShardInit {
   inbound: (SharedArrayBuffer | null)[];
   /** outbound[i]: ring from this shard to shard i (null for itself). */
   outbound: (SharedArrayBuffer | null)[];
+  /** Rings to and from the broker (primary thread); its doorbell slot is index `shards`. */
+  toBroker: SharedArrayBuffer;
+  fromBroker: SharedArrayBuffer;
+  /** `data.type` values with a registered processor: such pubs detour through the broker. */
+  processorTypes: string[];
 }
 
 export type PrimaryToShard =
@@ -26,7 +31,9 @@ export type PrimaryToShard =
   /** Fault injection for tests and chaos drills: the shard throws from a timer, as a bug would. */
   | { type: 'crash'; reason: string }
   /** Fault injection: the shard's thread is busy for `ms` (its rings fill up meanwhile). */
-  | { type: 'stall'; ms: number };
+  | { type: 'stall'; ms: number }
+  /** The set of `data.type` values with a processor changed. */
+  | { type: 'processors'; types: string[] };
 
 export type ShardToPrimary =
   | { type: 'listening'; port: number }

@@ -13,7 +13,12 @@ import { createLogger } from '../../src/util/logger.js';
 
 export const MAIN = fileURLToPath(new URL('../../src/main.js', import.meta.url));
 
-/** Test defaults: loopback, a free port, two shards, no rate limit unless a test sets one. */
+/** A fresh, empty directory for the message store. */
+export function tempDataDir(): string {
+  return mkdtempSync(join(tmpdir(), 'ocs-data-'));
+}
+
+/** Test defaults: loopback, a free port, two shards, no rate limit, a fresh store, unless a test sets them. */
 export function testConfig(overrides: Record<string, unknown> = {}): Record<string, unknown> {
   return deepMerge(
     {
@@ -22,6 +27,7 @@ export function testConfig(overrides: Record<string, unknown> = {}): Record<stri
         auth: { allow_anonymous: true },
         limits: { messages_per_second: 0 },
       },
+      store: { data_dir: tempDataDir() },
       logging: { level: 'warn' },
     },
     overrides,

@@ -1,0 +1,78 @@
+/**
+ * `npm run dlq -- list|show ID|requeue ID|purge [ID] [--url URL] [--token TOKEN] [--limit N]`
+ *
+ * Manages the dead-letter queue of a running server through its admin HTTP API (the broker
+ * in the server owns the store and its in-memory queues, so the CLI never writes LMDB itself).
+ * URL defaults to http://127.0.0.1:$WEBSOCKET_PORT (8765); TOKEN to $WEBSOCKET_ADMIN_TOKEN
+ * (without a configured token the server answers loopback clients only). Prints JSON; exits
+ * 1 when the server answers with an error, 2 on a usage error.
+ */
+import { parseArgs } from 'node:util';
+
+const USAGE = 'usage: npm run dlq -- list|show ID|requeue ID|purge [ID] [--url http://127.0.0.1:8765] [--token TOKEN] [--limit N]';
+
+async function main(): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      allowPositionals: true,
+      options: { url: { type: 'string' }, token: { type: 'string' }, limit: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    });
+  } catch (err) {
+    console.error(`dlq: ${(err as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  const [command, id] = positionals;
+  if (values.help || command === undefined) {
+    console.log(USAGE);
+    return values.help ? 0 : 2;
+  }
+  const base = (values.url ?? `http://127.0.0.1:${process.env.WEBSOCKET_PORT ?? 8765}`).replace(/\/$/, '');
+  const token = values.token ?? process.env.WEBSOCKET_ADMIN_TOKEN ?? '';
+  const one = id === undefined ? '' : `/${encodeURIComponent(id)}`;
+  let method: string;
+  let path: string;
+  switch (command) {
+    case 'list':
+      method = 'GET';
+      path = `/admin/dlq${values.limit ? `?limit=${encodeURIComponent(values.limit)}` : ''}`;
+      break;
+    case 'show':
+    case 'requeue':
+      if (id === undefined) {
+        console.error(`dlq: ${command} needs an ID\n${USAGE}`);
+        return 2;
+      }
+      method = command === 'show' ? 'GET' : 'POST';
+      path = `/admin/dlq${one}${command === 'requeue' ? '/requeue' : ''}`;
+      break;
+    case 'purge':
+      method = 'DELETE';
+      path = `/admin/dlq${one}`;
+      break;
+    default:
+      console.error(`dlq: unknown command ${command}\n${USAGE}`);
+      return 2;
+  }
+  let res: Response;
+  try {
+    res = await fetch(base + path, { method, headers: token ? { authorization: `Bearer ${token}` } : {} });
+  } catch (err) {
+    console.error(`dlq: cannot reach ${base}: ${(err as Error).cause ?? (err as Error).message}`);
+    return 1;
+  }
+  const text = await res.text();
+  let body: unknown = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // not JSON: printed as is
+  }
+  const out = JSON.stringify(body, null, 2);
+  if (res.ok) console.log(out);
+  else console.error(`dlq: ${res.status}: ${out}`);
+  return res.ok ? 0 : 1;
+}
+
+process.exitCode = await main();

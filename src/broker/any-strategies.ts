@@ -1,0 +1,72 @@
+/**
+ * How `any` picks the one member connection that gets a message.
+ * - round_robin: members in turn.
+ * - least_connections: the member whose user has the fewest deliveries awaiting ack; ties
+ *   rotate, so equal members share the load.
+ * - weighted: smooth weighted round robin (nginx's): over any window, each member gets its
+ *   weight's share, interleaved rather than in runs, and the sequence is deterministic.
+ */
+import type { AnyStrategy } from '../protocol/frames.js';
+
+export interface Member {
+  sid: string;
+  user: string;
+  weight: number;
+}
+
+export class GroupMembers<M extends Member> {
+  readonly members = new Map<string, M>();
+  private turn = 0;
+  private readonly current = new Map<string, number>();
+
+  add(member: M): void {
+    this.members.set(member.sid, member);
+  }
+
+  delete(sid: string): void {
+    this.members.delete(sid);
+    this.current.delete(sid);
+  }
+
+  get size(): number {
+    return this.members.size;
+  }
+
+  pick(strategy: AnyStrategy, inflightOf: (user: string) => number): M | null {
+    const size = this.members.size;
+    if (size === 0) return null;
+    if (strategy === 'weighted') return this.weighted();
+    const start = this.turn++ % size;
+    let best: M | null = null;
+    let bestLoad = Infinity;
+    // Visit members from `start` round the ring: round_robin takes the first, least_connections the least loaded.
+    const ordered = [...this.members.values()];
+    for (let n = 0; n < size; n++) {
+      const member = ordered[(start + n) % size]!;
+      if (strategy === 'round_robin') return member;
+      const load = inflightOf(member.user);
+      if (load < bestLoad) {
+        best = member;
+        bestLoad = load;
+      }
+    }
+    return best;
+  }
+
+  private weighted(): M | null {
+    let total = 0;
+    let best: M | null = null;
+    let bestWeight = -Infinity;
+    for (const member of this.members.values()) {
+      const weight = (this.current.get(member.sid) ?? 0) + member.weight;
+      this.current.set(member.sid, weight);
+      total += member.weight;
+      if (weight > bestWeight) {
+        best = member;
+        bestWeight = weight;
+      }
+    }
+    if (best) this.current.set(best.sid, bestWeight - total);
+    return best;
+  }
+}

@@ -1,0 +1,47 @@
+/**
+ * /admin/* on the WebSocket port: the dead-letter queue API. The shard checks who may call
+ * it and forwards the request to the broker (which owns the store) over its ring.
+ *
+ * Access: with `websocket.admin.token` set, a request needs `authorization: Bearer TOKEN`;
+ * without one, only loopback clients (127.0.0.0/8, ::1) are answered, so a server without a
+ * token does not expose its dead letters to the network.
+ */
+import type { HttpRequest, HttpResponse, TemplatedApp } from '../util/uws.js';
+
+export interface AdminForwarder {
+  /** Sends the request to the broker; `reply` is called once with its answer. */
+  forward(method: string, path: string, reply: (status: number, bodyJson: string) => void): void;
+}
+
+const STATUS_TEXT: Record<number, string> = { 200: '200 OK', 401: '401 Unauthorized', 403: '403 Forbidden', 404: '404 Not Found', 500: '500 Internal Server Error' };
+
+export function attachAdminRoutes(app: TemplatedApp, token: string, forwarder: AdminForwarder): void {
+  const handler = (res: HttpResponse, req: HttpRequest): void => {
+    const method = req.getMethod();
+    const query = req.getQuery();
+    const path = req.getUrl() + (query ? `?${query}` : '');
+    const authorization = req.getHeader('authorization');
+    let aborted = false;
+    res.onAborted(() => {
+      aborted = true;
+    });
+    const answer = (status: number, body: string): void => {
+      if (aborted) return;
+      res.cork(() => {
+        res.writeStatus(STATUS_TEXT[status] ?? `${status} Error`).writeHeader('content-type', 'application/json').writeHeader('cache-control', 'no-store').end(body);
+      });
+    };
+    if (token !== '') {
+      if (authorization !== `Bearer ${token}`) return answer(401, JSON.stringify({ code: 'unauthorized', message: 'admin endpoints need authorization: Bearer <websocket.admin.token>' }));
+    } else if (!isLoopback(Buffer.from(res.getRemoteAddressAsText()).toString())) {
+      return answer(403, JSON.stringify({ code: 'forbidden', message: 'no websocket.admin.token is configured: admin endpoints answer loopback clients only' }));
+    }
+    forwarder.forward(method, path, answer);
+  };
+  app.any('/admin/*', handler);
+  app.any('/admin', handler);
+}
+
+function isLoopback(address: string): boolean {
+  return address.startsWith('127.') || address === '::1' || address.startsWith('::ffff:127.') || /^0{4}(:0{4}){6}:0{3}1$/.test(address) || address.startsWith('0000:0000:0000:0000:0000:ffff:7f');
+}

@@ -1,0 +1,194 @@
+/**
+ * The durable side of reliable messaging: one LMDB environment (`store.data_dir`) with
+ *   queue  key [target, 3 - pri, seq, id]  -> StoredMessage   waiting or awaiting ack (and scheduled)
+ *   dlq    key id                      -> DeadLetter
+ * `target` is `u:USER` or `g:GROUP` (an `any` with no member online). The key order is the
+ * delivery order per recipient: priority high to low, then acceptance sequence.
+ *
+ * LMDB is multi-reader, single-writer with a lock per write transaction, never per open: a
+ * pm2 reload's old and new processes can open the same environment at once.
+ * Writes are asynchronous and batched by lmdb-js per event turn (one transaction, one fsync
+ * for everything the broker accepted in that turn); a write's promise resolves when the
+ * transaction is committed as `store.sync` defines it.
+ */
+import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, readSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { open, type Database, type RootDatabase } from 'lmdb';
+import { OcsError } from '../protocol/errors.js';
+
+export type SyncMode = 'full' | 'overlapping' | 'none';
+
+export interface StoredMessage {
+  id: string;
+  seq: number;
+  target: string;
+  from: string;
+  /** `any` messages: the group (shown in the msg frame). */
+  group: string | null;
+  /** The JSON text of `data`. */
+  data: string;
+  pri: number;
+  /** Acceptance time, epoch ms. */
+  ts: number;
+  /** Deliver no earlier than this, epoch ms (0: at once). */
+  at: number;
+  /** Deliveries so far (persisted from the second one on). */
+  attempts: number;
+  /** `any`: the strategy the sender asked for (null: the group's). */
+  strategy: string | null;
+}
+
+export interface DeadLetter extends StoredMessage {
+  reason: string;
+  failedAt: number;
+}
+
+/** The id ends the key so that two processes sharing the store (pm2 reload) never collide. */
+export type QueueKey = [string, number, number, string];
+
+export function queueKey(message: Pick<StoredMessage, 'target' | 'pri' | 'seq' | 'id'>): QueueKey {
+  return [message.target, 3 - message.pri, message.seq, message.id];
+}
+
+export class MessageStore {
+  private constructor(
+    private readonly root: RootDatabase,
+    private readonly queue: Database<StoredMessage, QueueKey>,
+    private readonly dlq: Database<DeadLetter, string>,
+    readonly path: string,
+    readonly sync: SyncMode,
+  ) {}
+
+  /**
+   * Opens (creating if needed) the environment and proves it can write, so that a bad data
+   * directory fails at start-up with E_STARTUP rather than on the first message.
+   */
+  static async open(dataDir: string, sync: SyncMode): Promise<MessageStore> {
+    const path = resolve(dataDir);
+    let root: RootDatabase;
+    try {
+      mkdirSync(path, { recursive: true });
+      accessSync(path, constants.W_OK | constants.R_OK);
+    } catch (err) {
+      throw new OcsError('E_STARTUP', `store: cannot open ${path} (store.data_dir): ${describe(err)}`, { cause: err });
+    }
+    let damage: string | null;
+    try {
+      damage = checkHeader(join(path, 'data.mdb'));
+    } catch (err) {
+      throw new OcsError('E_STARTUP', `store: cannot read ${join(path, 'data.mdb')} (store.data_dir): ${describe(err)}`, { cause: err });
+    }
+    if (damage !== null) throw new OcsError('E_STARTUP', `store: ${path} (store.data_dir) is not a usable LMDB store: ${damage}`);
+    try {
+      root = open({
+        path,
+        maxDbs: 4,
+        // Always a directory holding data.mdb, even when its name has a dot (lmdb-js would take it for a file).
+        noSubdir: false,
+        overlappingSync: sync === 'overlapping',
+        noSync: sync === 'none',
+        // Keys hold user ids and group names (<= 128 bytes each): well under LMDB's key limit.
+      });
+    } catch (err) {
+      throw new OcsError('E_STARTUP', `store: cannot open ${path} (store.data_dir): ${describe(err)}`, { cause: err });
+    }
+    try {
+      const queue = root.openDB<StoredMessage, QueueKey>({ name: 'queue' });
+      const dlq = root.openDB<DeadLetter, string>({ name: 'dlq' });
+      await root.put('opened', { at: Date.now(), pid: process.pid });
+      return new MessageStore(root, queue, dlq, path, sync);
+    } catch (err) {
+      await root.close().catch(() => {});
+      throw new OcsError('E_STARTUP', `store: ${path} (store.data_dir) is not a usable LMDB store: ${describe(err)}`, { cause: err });
+    }
+  }
+
+  /** Every stored message, in key order (per target: priority, then sequence). */
+  *loadQueue(): Generator<StoredMessage> {
+    for (const { value } of this.queue.getRange({})) yield value;
+  }
+
+  put(message: StoredMessage): Promise<boolean> {
+    return this.queue.put(queueKey(message), message);
+  }
+
+  remove(message: StoredMessage): Promise<boolean> {
+    return this.queue.remove(queueKey(message));
+  }
+
+  /** Moves a message to the dead-letter queue (one transaction with the caller's other writes this turn). */
+  deadLetter(message: StoredMessage, reason: string): Promise<boolean> {
+    void this.queue.remove(queueKey(message));
+    return this.dlq.put(message.id, { ...message, reason, failedAt: Date.now() });
+  }
+
+  /** Stores a dead letter that never made it into the queue (e.g. a processor threw). */
+  putDeadLetter(letter: DeadLetter): Promise<boolean> {
+    return this.dlq.put(letter.id, letter);
+  }
+
+  listDead(limit: number, after?: string): DeadLetter[] {
+    const out: DeadLetter[] = [];
+    for (const { value } of this.dlq.getRange(after === undefined ? { limit } : { start: after, limit: limit + 1 })) {
+      if (value.id === after) continue;
+      out.push(value);
+      if (out.length >= limit) break;
+    }
+    return out;
+  }
+
+  countDead(): number {
+    return this.dlq.getCount();
+  }
+
+  getDead(id: string): DeadLetter | undefined {
+    return this.dlq.get(id);
+  }
+
+  removeDead(id: string): Promise<boolean> {
+    return this.dlq.remove(id);
+  }
+
+  /** Removes every dead letter; resolves with how many there were. */
+  async purgeDead(): Promise<number> {
+    const count = this.dlq.getCount();
+    await this.dlq.clearAsync();
+    return count;
+  }
+
+  /** Resolves when everything written so far is on disk. */
+  flushed(): Promise<void> {
+    return Promise.resolve(this.root.flushed).then(() => undefined);
+  }
+
+  async close(): Promise<void> {
+    await this.root.close();
+  }
+}
+
+/**
+ * LMDB magic of the first meta page, where lmdb-js's LMDB build writes it. Why check by hand:
+ * lmdb-js 3.x segfaults opening a data.mdb that is not an LMDB file, taking the process down
+ * with no message. Damage deeper inside a valid file is not detected here.
+ */
+const MDB_MAGIC = 0xbeefc0de;
+const MAGIC_OFFSET = 24;
+
+function checkHeader(file: string): string | null {
+  if (!existsSync(file)) return null;
+  const header = Buffer.alloc(MAGIC_OFFSET + 4);
+  const fd = openSync(file, 'r');
+  try {
+    const read = readSync(fd, header, 0, header.length, 0);
+    if (read === 0) return null; // empty: LMDB initialises it
+    if (read < header.length || header.readUInt32LE(MAGIC_OFFSET) !== MDB_MAGIC) return `${file} is not an LMDB data file (bad magic number): restore it from a backup or move it away`;
+    return null;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function describe(err: unknown): string {
+  if (err instanceof Error) return (err as NodeJS.ErrnoException).code ? `${(err as NodeJS.ErrnoException).code}: ${err.message}` : err.message;
+  return String(err);
+}

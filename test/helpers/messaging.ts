@@ -1,0 +1,52 @@
+/**
+ * Helpers for reliable-messaging tests: read `msg` frames whether they came alone or inside a
+ * `batch`, and wait for a condition the server reaches on its own time (a dead letter, a
+ * redelivery) without asserting on how long it took.
+ */
+import { request } from 'node:http';
+import type { Frame, TestClient } from './client.js';
+
+/** The next `count` messages, in arrival order, unpacking `batch` frames. */
+export async function nextMsgs(client: TestClient, count: number, timeoutMs = 5000): Promise<Frame[]> {
+  const out: Frame[] = [];
+  while (out.length < count) {
+    const frame = await client.next((f) => f.op === 'msg' || f.op === 'batch', timeoutMs);
+    if (frame.op === 'batch') out.push(...(frame.msgs as Frame[]));
+    else out.push(frame);
+  }
+  return out;
+}
+
+/** Polls `check` until it returns a value other than undefined. */
+export async function until<T>(check: () => T | undefined | Promise<T | undefined>, what: string, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** A ping round trip: every frame the server sent before the pong has arrived. */
+export async function settle(client: TestClient): Promise<void> {
+  const t = Math.random();
+  client.send({ op: 'ping', t });
+  await client.next((f) => f.op === 'pong' && f.t === t);
+}
+
+/**
+ * An HTTP request on a fresh connection that is closed after the answer (node:http without an
+ * agent): fetch's keep-alive sockets would hold the server's shutdown for seconds.
+ */
+export function adminJson(port: number, method: string, path: string, token?: string): Promise<{ status: number; body: Record<string, unknown> }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, method, path, agent: false, headers: token ? { authorization: `Bearer ${token}` } : {} }, (res) => {
+      let text = '';
+      res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as Record<string, unknown> }));
+    });
+    req.once('error', reject);
+    req.end();
+  });
+}
