@@ -16,6 +16,8 @@ export interface Connection {
   badFrames: number;
   /** Last inbound frame or pong, ms (for idle_timeout). */
   lastSeen: number;
+  /** When the next server ping is due, ms; 0 until the first sweep spreads it. */
+  nextPingAt: number;
   closed: boolean;
   authTimer: NodeJS.Timeout | null;
   /** The token's `weight` claim for `any` with the weighted strategy (0: none). */
@@ -35,6 +37,7 @@ export function newConnection(sid: string, user: string | null, allowed: GroupMa
     rateViolations: 0,
     badFrames: 0,
     lastSeen: now,
+    nextPingAt: 0,
     closed: false,
     authTimer: null,
     weight: 0,
