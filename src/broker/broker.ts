@@ -18,7 +18,8 @@ import type { Logger } from '../util/logger.js';
 import { GroupMembers, type Member } from './any-strategies.js';
 import { DeadlineLists, type Timed } from './deadlines.js';
 import { TimerHeap } from './heap.js';
-import { LinkReader, LinkWriter } from './link.js';
+import { LinkReader } from './link.js';
+import { QueuedRingWriter } from '../rings/queued-writer.js';
 import { encodeRecord, ToBroker, ToShard, typeOfData } from './wire.js';
 
 const enum State {
@@ -118,7 +119,7 @@ export class Broker {
   private readonly delivery: Config['websocket']['delivery'];
   private readonly batchSize: number;
   private readonly readers: LinkReader[];
-  private readonly writers: LinkWriter[];
+  private readonly writers: QueuedRingWriter[];
   private readonly listener: DoorbellListener;
   private readonly targets = new Map<string, Target>();
   private readonly byId = new Map<string, Entry>();
@@ -146,7 +147,7 @@ export class Broker {
     this.batchSize = config.websocket.performance.batch_size;
     for (const [group, strategy] of Object.entries(this.delivery.group_strategies)) this.groupStrategies.set(group, strategy);
     const ringer = new DoorbellRinger(options.doorbells);
-    this.writers = options.toShard.map((buffer, shard) => new LinkWriter(buffer, ringer, shard));
+    this.writers = options.toShard.map((buffer, shard) => new QueuedRingWriter(buffer, ringer, shard));
     this.readers = options.fromShard.map((buffer, shard) => new LinkReader(buffer, (kind, fields) => this.onRecord(shard, kind, fields), false));
     this.listener = new DoorbellListener(options.doorbells, options.shards, () => this.drain());
   }

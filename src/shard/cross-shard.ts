@@ -11,14 +11,14 @@
  * skipped: its connections are gone, and its replacement discards what was left in its rings.
  */
 import { DoorbellListener, DoorbellRinger } from '../rings/doorbell.js';
-import { RingReader, RingWriter } from '../rings/ring.js';
+import { QueuedRingWriter } from '../rings/queued-writer.js';
+import { RingReader } from '../rings/ring.js';
 import { Counter, type ShardTable } from '../shared/shard-table.js';
 
 export const RecordKind = { PUB: 1 } as const;
 const RECORD_HEADER = 2;
 /** Records read per drain before letting I/O run. */
 const DRAIN_BUDGET = 4096;
-const RETRY_MS = 1;
 
 export interface CrossShardOptions {
   self: number;
@@ -37,24 +37,25 @@ export interface CrossShardOptions {
   alsoDrain?(budget: number): number;
 }
 
-interface Outbound {
-  target: number;
-  writer: RingWriter;
-  overflow: Uint8Array[];
-  overflowBytes: number;
-}
-
 export class CrossShard {
-  private readonly outbound: Outbound[] = [];
+  private readonly outbound: QueuedRingWriter[] = [];
   private readonly readers: RingReader[] = [];
-  private readonly ringer: DoorbellRinger;
   private readonly listener: DoorbellListener;
-  private retryTimer: NodeJS.Timeout | null = null;
-  private overloaded = false;
 
   constructor(private readonly options: CrossShardOptions) {
+    const ringer = new DoorbellRinger(options.doorbells);
+    const { counters } = options;
     options.outbound.forEach((buffer, target) => {
-      if (buffer) this.outbound.push({ target, writer: new RingWriter(buffer), overflow: [], overflowBytes: 0 });
+      if (!buffer) return;
+      this.outbound.push(
+        new QueuedRingWriter(
+          buffer,
+          ringer,
+          target,
+          () => counters[Counter.ring_full]!++,
+          (records) => (counters[Counter.ring_forwarded]! += records),
+        ),
+      );
     });
     for (const buffer of options.inbound) {
       if (!buffer) continue;
@@ -63,7 +64,6 @@ export class CrossShard {
       reader.discardAll();
       this.readers.push(reader);
     }
-    this.ringer = new DoorbellRinger(options.doorbells);
     this.listener = new DoorbellListener(options.doorbells, options.self, () => this.drain());
   }
 
@@ -73,13 +73,13 @@ export class CrossShard {
 
   stop(): void {
     this.listener.stop();
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    this.retryTimer = null;
+    for (const out of this.outbound) out.stop();
   }
 
   /** False while a ring's overflow is over its limit: refuse new publishes. */
   canAccept(): boolean {
-    return !this.overloaded;
+    for (const out of this.outbound) if (out.backlog > this.options.overflowLimitBytes) return false;
+    return true;
   }
 
   /** Sends a group frame to every other shard that is up. `topic` is ASCII (NAME_PATTERN). */
@@ -88,72 +88,22 @@ export class CrossShard {
     const { table, counters } = this.options;
     for (const out of this.outbound) {
       if (!table.isUp(out.target)) {
-        if (out.overflowBytes > 0) this.dropOverflow(out);
+        // Its connections are gone; what waited for them has no recipients left.
+        if (out.backlog > 0) out.discard();
         continue;
       }
-      if (out.overflow.length === 0) {
-        const at = out.writer.reserve(length);
-        if (at >= 0) {
-          const bytes = out.writer.bytes;
-          bytes[at] = RecordKind.PUB;
-          bytes[at + 1] = topic.length;
-          for (let i = 0; i < topic.length; i++) bytes[at + RECORD_HEADER + i] = topic.charCodeAt(i);
-          bytes.set(frame, at + RECORD_HEADER + topic.length);
-          out.writer.publish();
-          this.ringer.ring(out.target);
-          counters[Counter.ring_forwarded]!++;
-          continue;
-        }
+      const at = out.reserve(length);
+      if (at >= 0) {
+        writePubRecord(out.bytes, at, topic, frame);
+        out.publish();
+        counters[Counter.ring_forwarded]!++;
+      } else {
+        // Full, or records already wait: hold a copy, in order, until the consumer catches up.
+        const record = new Uint8Array(length);
+        writePubRecord(record, 0, topic, frame);
+        out.enqueue(record);
       }
-      // Full (or already queueing, to keep order): hold a copy until the consumer catches up.
-      const record = new Uint8Array(length);
-      record[0] = RecordKind.PUB;
-      record[1] = topic.length;
-      for (let i = 0; i < topic.length; i++) record[RECORD_HEADER + i] = topic.charCodeAt(i);
-      record.set(frame, RECORD_HEADER + topic.length);
-      out.overflow.push(record);
-      out.overflowBytes += length;
-      counters[Counter.ring_full]!++;
-      if (out.overflowBytes > this.options.overflowLimitBytes) this.overloaded = true;
-      this.scheduleRetry();
     }
-  }
-
-  private scheduleRetry(): void {
-    if (this.retryTimer === null) this.retryTimer = setTimeout(() => this.flushOverflow(), RETRY_MS);
-  }
-
-  private flushOverflow(): void {
-    this.retryTimer = null;
-    let waiting = false;
-    let overloaded = false;
-    for (const out of this.outbound) {
-      if (out.overflow.length === 0) continue;
-      if (!this.options.table.isUp(out.target)) {
-        this.dropOverflow(out);
-        continue;
-      }
-      let sent = 0;
-      while (sent < out.overflow.length && out.writer.tryWrite(out.overflow[sent]!)) {
-        out.overflowBytes -= out.overflow[sent]!.byteLength;
-        sent++;
-      }
-      if (sent > 0) {
-        out.overflow.splice(0, sent);
-        this.ringer.ring(out.target);
-        this.options.counters[Counter.ring_forwarded]! += sent;
-      }
-      if (out.overflow.length > 0) waiting = true;
-      if (out.overflowBytes > this.options.overflowLimitBytes) overloaded = true;
-    }
-    this.overloaded = overloaded;
-    if (waiting) this.scheduleRetry();
-  }
-
-  /** A shard went down: what waited for it had no recipients left. */
-  private dropOverflow(out: Outbound): void {
-    out.overflow = [];
-    out.overflowBytes = 0;
   }
 
   /** Reads every inbound ring; true when the budget ran out with records left. */
@@ -180,4 +130,11 @@ export class CrossShard {
     }
     return false;
   }
+}
+
+function writePubRecord(bytes: Uint8Array, at: number, topic: string, frame: Uint8Array): void {
+  bytes[at] = RecordKind.PUB;
+  bytes[at + 1] = topic.length;
+  for (let i = 0; i < topic.length; i++) bytes[at + RECORD_HEADER + i] = topic.charCodeAt(i);
+  bytes.set(frame, at + RECORD_HEADER + topic.length);
 }

@@ -4,7 +4,8 @@
  * forwarded to the other shards over the rings.
  */
 import { Authenticator } from '../auth/identity.js';
-import { LinkReader, LinkWriter } from '../broker/link.js';
+import { LinkReader } from '../broker/link.js';
+import { QueuedRingWriter } from '../rings/queued-writer.js';
 import { encodeRecord, ToBroker, ToShard, typeOfData } from '../broker/wire.js';
 import { DoorbellRinger } from '../rings/doorbell.js';
 import type { Config } from '../config/schema.js';
@@ -59,7 +60,7 @@ class Shard {
   /** Authenticated connections by user and by session id, for the broker's deliveries. */
   private readonly byUser = new Map<string, Set<Socket>>();
   private readonly bySid = new Map<string, Socket>();
-  private readonly toBroker: LinkWriter;
+  private readonly toBroker: QueuedRingWriter;
   private readonly fromBroker: LinkReader;
   /** `data.type` values with a processor: pubs carrying one detour through the broker. */
   private processorTypes: Set<string>;
@@ -96,7 +97,7 @@ class Shard {
       onPub: (topic, frame) => this.publishLocal(topic, frame),
       alsoDrain: (budget) => this.fromBroker.drain(budget),
     });
-    this.toBroker = new LinkWriter(init.toBroker, new DoorbellRinger(init.doorbells), init.shards);
+    this.toBroker = new QueuedRingWriter(init.toBroker, new DoorbellRinger(init.doorbells), init.shards);
     // Whatever waits here was meant for connections of this shard's previous incarnation.
     this.fromBroker = new LinkReader(init.fromBroker, (kind, fields) => this.onBrokerRecord(kind, fields), true);
     this.processorTypes = new Set(init.processorTypes);
