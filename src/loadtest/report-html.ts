@@ -92,11 +92,16 @@ export function timePlot(s: ScenarioReport): string {
   const step = niceMax(max - min) / 5;
   const ticks: Array<[number, string]> = [];
   for (let t = Math.ceil(min / step) * step; t <= max; t += step) ticks.push([t, `${t.toFixed(0)} s`]);
+  // The scale follows the measured window: warm-up values (connection set-up can take seconds)
+  // are drawn clipped at its top instead of flattening every measured second to the axis.
+  const measured = pts.filter((p) => p.t >= 0);
+  const cap = Math.max(...(measured.length > 0 ? measured : pts).map((p) => p.maxMs), 0.001);
+  const clip = (t: number, v: number): [number, number] => [t, t < 0 ? Math.min(v, cap) : v];
   return svgChart(
     [
-      { name: 'P50', points: pts.map((p) => [p.t, p.p50Ms]) },
-      { name: 'P99', points: pts.map((p) => [p.t, p.p99Ms]) },
-      { name: 'max', points: pts.map((p) => [p.t, p.maxMs]), dashed: true },
+      { name: 'P50', points: pts.map((p) => clip(p.t, p.p50Ms)) },
+      { name: 'P99', points: pts.map((p) => clip(p.t, p.p99Ms)) },
+      { name: 'max', points: pts.map((p) => clip(p.t, p.maxMs)), dashed: true },
     ],
     { min, max, ticks, label: 'seconds since the measurement started (negative: warm-up)' },
     'fan-out latency (ms)',
