@@ -68,8 +68,9 @@ export interface Window {
   fenceUs: number;
 }
 
-export function computeDelivery(parts: DeliveryData[], w: Window): DeliveryTotals {
-  const totals: DeliveryTotals = {
+/** Every count at zero: the start of computeDelivery(), and a failed scenario's figures. */
+export function emptyDeliveryTotals(): DeliveryTotals {
+  return {
     pubExpected: 0,
     pubReceived: 0,
     pubLost: 0,
@@ -80,6 +81,10 @@ export function computeDelivery(parts: DeliveryData[], w: Window): DeliveryTotal
     sendLost: 0,
     sendPendingOffline: 0,
   };
+}
+
+export function computeDelivery(parts: DeliveryData[], w: Window): DeliveryTotals {
+  const totals = emptyDeliveryTotals();
   const pubsByGroup = new Map<number, DeliveryData['pubs']>();
   for (const part of parts) {
     for (const p of part.pubs) {

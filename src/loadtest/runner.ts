@@ -8,7 +8,7 @@ import { availableParallelism, platform } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { Histogram } from 'hdr-histogram-js';
 import { monoUs } from './clock.js';
-import { computeDelivery } from './delivery.js';
+import { computeDelivery, emptyDeliveryTotals } from './delivery.js';
 import { GRADE_TABLE, gradeScenario, overallGrade } from './grading.js';
 import { encodeHistogram, mergeEncoded, percentileCurve, summarize } from './histogram.js';
 import { probeSend, type SendProbe } from './probe.js';
@@ -513,15 +513,7 @@ function failedReport(spec: ScenarioSpec, startedAt: string, wallSeconds: number
     latency: { fanout: empty, fanoutUncorrected: empty, send: empty, sendUncorrected: empty, ping: empty, pingUncorrected: empty, connect: empty, pubAck: empty, scheduleLag: empty },
     percentileCurves: { fanout: [], fanoutUncorrected: [], send: [], ping: [], connect: [] },
     delivery: {
-      pubExpected: 0,
-      pubReceived: 0,
-      pubLost: 0,
-      pubsUnacknowledged: 0,
-      pubsAbandonedByClose: 0,
-      sendExpected: 0,
-      sendReceived: 0,
-      sendLost: 0,
-      sendPendingOffline: 0,
+      ...emptyDeliveryTotals(),
       pubLossRate: 0,
       sendLossRate: 0,
       duplicates: 0,
