@@ -35,6 +35,14 @@ async function main(): Promise<void> {
     console.error(err instanceof OcsError ? `ocs-realtime: ${err.message}` : err);
     process.exit(EXIT_CONFIG);
   }
+  try {
+    // The shards load uWebSockets.js; loading it here first turns a missing native binary
+    // into one clear line before any thread starts.
+    await import('./util/uws.js');
+  } catch (err) {
+    console.error(`ocs-realtime: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(EXIT_STARTUP);
+  }
   const log = createLogger(loaded.config.logging.level);
   let server;
   try {

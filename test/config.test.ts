@@ -118,6 +118,14 @@ describe('configuration', () => {
     assert.doesNotThrow(() => loadConfig({ file, env: { NODE_ENV: 'production', WEBSOCKET_ALLOW_ANONYMOUS: 'false', WEBSOCKET_AUTH_SECRET: 'k' } }));
   });
 
+  test("the server refuses to run on uWebSockets.js's slow JavaScript fallback", async () => {
+    // UWS_USE_FALLBACK makes the mirror skip its native binary, as a failed load would.
+    const { code, stderr } = await runMain(['--config', writeConfig({ websocket: { server: { port: 0 } } })], { UWS_USE_FALLBACK: '1' });
+    assert.equal(code, 1);
+    assert.equal(stderr.trim().split('\n').length, 1);
+    assert.match(stderr, /native binary did not load .* refusing to run on the slow JavaScript fallback/);
+  });
+
   test('settings that cannot work together are refused', () => {
     const env = {};
     assert.throws(() => loadConfig({ file: writeConfig({ websocket: { auth: { allow_anonymous: false } } }), env }), /secret is empty and allow_anonymous is false/);
