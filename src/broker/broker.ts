@@ -134,7 +134,10 @@ export class Broker {
   /** Per shard, per delivery key (`u:USER` / `s:SID`): entries ready this tick, sent as batches. */
   private readonly outbox = new Map<string, { shard: number; user: string | null; sid: string | null; entries: Entry[] }>();
   private flushQueued = false;
+  /** Armed for the next ack deadline or scheduled send; none while nothing waits. */
   private timer: NodeJS.Timeout | null = null;
+  private wakeAt = Infinity;
+  private readonly tickMs: number;
   private lastSeq = 0;
   private pubSeq = 0;
   private stopped = false;
@@ -145,6 +148,7 @@ export class Broker {
     const { config } = options;
     this.delivery = config.websocket.delivery;
     this.batchSize = config.websocket.performance.batch_size;
+    this.tickMs = Math.max(5, Math.min(50, (this.delivery.ack_timeout * 1000) / 4));
     for (const [group, strategy] of Object.entries(this.delivery.group_strategies)) this.groupStrategies.set(group, strategy);
     const ringer = new DoorbellRinger(options.doorbells);
     this.writers = options.toShard.map((buffer, shard) => new QueuedRingWriter(buffer, ringer, shard));
@@ -167,15 +171,15 @@ export class Broker {
     this.stats.stored = this.byId.size;
     if (this.byId.size > 0) this.options.log.info({ stored: this.byId.size }, 'broker loaded stored messages');
     this.listener.start();
-    const tickMs = Math.max(5, Math.min(50, (this.delivery.ack_timeout * 1000) / 4));
-    this.timer = setInterval(() => this.tick(), tickMs);
+    this.armTimer();
   }
 
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
     this.listener.stop();
-    if (this.timer) clearInterval(this.timer);
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
     for (const writer of this.writers) writer.stop();
     await this.options.store.flushed();
   }
@@ -367,6 +371,7 @@ export class Broker {
         if (m.at > Date.now()) {
           entry.state = State.SCHEDULED;
           this.schedule.push(m.at, entry, 0);
+          this.armTimer();
         } else {
           entry.state = State.WAITING;
           this.route(entry);
@@ -442,6 +447,28 @@ export class Broker {
     // Attempts past the cap all wait max_backoff: they share the cap's list, which stays in order.
     const wait = Math.min(this.delivery.max_backoff, this.delivery.ack_timeout * this.delivery.backoff_multiplier ** (attempt - 1));
     this.deadlines.add(entry, wait === this.delivery.max_backoff ? this.capList() : attempt - 1, Date.now() + wait * 1000);
+    this.armTimer();
+  }
+
+  /**
+   * Sleeps until the next ack deadline or scheduled send, and not at all while none waits (no
+   * polling while idle). Wake times are rounded up to tickMs, so a burst of deadlines costs one
+   * timer per tick rather than one each, and nothing is handled early.
+   */
+  private armTimer(): void {
+    if (this.stopped) return;
+    const next = Math.min(this.schedule.nextTime(), this.deadlines.nextDeadline());
+    if (next === Infinity) return;
+    const wakeAt = Math.ceil(next / this.tickMs) * this.tickMs;
+    if (this.timer !== null && wakeAt >= this.wakeAt) return;
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.wakeAt = wakeAt;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.wakeAt = Infinity;
+      this.tick();
+      this.armTimer();
+    }, Math.max(0, wakeAt - Date.now()));
   }
 
   /** Index of the deadline list for waits capped at max_backoff (after every uncapped attempt's list). */

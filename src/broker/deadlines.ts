@@ -45,6 +45,13 @@ export class DeadlineLists<T extends Timed> {
     item.list = -1;
   }
 
+  /** The earliest deadline of any item, or Infinity when none waits. */
+  nextDeadline(): number {
+    let next = Infinity;
+    for (const head of this.heads) if (head && head.deadline < next) next = head.deadline;
+    return next;
+  }
+
   /** Removes and returns every item whose deadline is at or before `now`. */
   takeDue(now: number): T[] {
     const due: T[] = [];

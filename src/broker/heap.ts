@@ -25,6 +25,11 @@ export class TimerHeap<T> {
     }
   }
 
+  /** The earliest time in the heap, or Infinity when it is empty. */
+  nextTime(): number {
+    return this.nodes.length === 0 ? Infinity : this.nodes[0]!.time;
+  }
+
   /** The earliest item due at or before `now`, removed; undefined when none is due. */
   popDue(now: number): Timed<T> | undefined {
     const nodes = this.nodes;
