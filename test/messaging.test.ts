@@ -46,6 +46,15 @@ describe('send: direct, acknowledged, redelivered, dead-lettered', () => {
     for (const client of [...bobs, alice]) client.close();
   });
 
+  test("/stats shows the broker's counters, sampled every metrics_collection_interval", async () => {
+    const messaging = await until(async () => {
+      const { body } = await adminJson(server.port, 'GET', '/stats');
+      const counters = body.messaging as Record<string, number>;
+      return counters.accepted! >= 1 && counters.acked! >= 1 ? counters : undefined;
+    }, 'the broker counters in /stats');
+    assert.ok(messaging.delivered! >= messaging.acked!);
+  });
+
   test('an unacknowledged message is delivered again until it is acknowledged, then no more', async () => {
     const carl = await member(server.port, 'carl');
     const id = await server.send('carl', 'again');

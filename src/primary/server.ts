@@ -189,7 +189,7 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     await store.close();
   };
 
-  const sampler = new StatsSampler(table, config.websocket.monitoring, log);
+  const sampler = new StatsSampler(table, config.websocket.monitoring, log, () => broker.stats);
   const broker = new Broker({
     config: config as Broker['options']['config'],
     store,

@@ -1,10 +1,11 @@
 /**
  * Samples the shards' counters every metrics_collection_interval: per-second rates go into the
- * shared table (served by /stats from any shard), and a `stats` line goes to the log every
- * log_interval.
+ * shared table (served by /stats from any shard), with a copy of the broker's counters, and a
+ * `stats` line goes to the log every log_interval.
  */
 import type { Config } from '../config/schema.js';
-import { byName, Counter, COUNTER_COUNT, type ShardTable } from '../shared/shard-table.js';
+import type { BrokerStats } from '../broker/broker.js';
+import { byName, Counter, COUNTER_COUNT, MESSAGING_COUNTERS, type ShardTable } from '../shared/shard-table.js';
 import type { Logger } from '../util/logger.js';
 
 export class StatsSampler {
@@ -17,6 +18,8 @@ export class StatsSampler {
     private readonly table: ShardTable,
     private readonly monitoring: Config['websocket']['monitoring'],
     private readonly log: Logger,
+    /** The broker's live counters (same thread), copied into the table for /stats. */
+    private readonly messaging: () => Readonly<BrokerStats>,
   ) {}
 
   start(): void {
@@ -31,6 +34,8 @@ export class StatsSampler {
   }
 
   sample(now = Date.now()): void {
+    const broker = this.messaging();
+    MESSAGING_COUNTERS.forEach((name, i) => (this.table.messaging[i] = broker[name]));
     const totals = this.table.totals();
     if (this.previous) {
       const seconds = (now - this.previousAt) / 1000;

@@ -2,7 +2,7 @@
  * The HTTP side of every shard: /health and /stats on the WebSocket port, answered from the
  * shared shard table so any shard can answer for all of them.
  */
-import { COUNTERS, byName, ShardStatus, type ShardTable } from '../shared/shard-table.js';
+import { COUNTERS, MESSAGING_COUNTERS, byName, ShardStatus, type ShardTable } from '../shared/shard-table.js';
 import type { HttpResponse, TemplatedApp } from '../util/uws.js';
 
 export interface HttpContext {
@@ -48,6 +48,8 @@ export function stats(context: HttpContext): Record<string, unknown> {
     connections: table.totalConnections(),
     totals: byName(table.totals()),
     rates_per_s: context.metricsEnabled ? rates : null,
+    // The broker's counters (send/any/ack), as of the last sample.
+    messaging: context.metricsEnabled ? Object.fromEntries(MESSAGING_COUNTERS.map((name, i) => [name, table.messaging[i]])) : null,
     shards: Array.from({ length: table.shards }, (_, shard) => table.snapshot(shard)),
   };
 }

@@ -7,6 +7,8 @@
  *   counters: Float64Array, per shard COUNTER_COUNT slots, written only by that shard.
  *   rates: Float64Array, COUNTER_COUNT slots, per-second rates over all shards, written only by
  *          the primary each metrics_collection_interval.
+ *   messaging: Float64Array, MESSAGING_COUNTERS slots: the broker's counters (it runs in the
+ *          primary thread), copied there by the same sampler.
  * Counters are plain 8-byte stores by their one writer: readers may see a value one update
  * old, never a torn one (aligned 64-bit stores on every platform Node.js runs on).
  */
@@ -45,6 +47,10 @@ export const COUNTERS = [
   'errors_overloaded',
 ] as const;
 export type CounterName = (typeof COUNTERS)[number];
+
+/** The broker's counters, as sampled into the table (names of BrokerStats). */
+export const MESSAGING_COUNTERS = ['accepted', 'delivered', 'redelivered', 'acked', 'dead_lettered', 'dropped_low', 'queue_full', 'stored'] as const;
+export type MessagingCounterName = (typeof MESSAGING_COUNTERS)[number];
 export const COUNTER_COUNT = COUNTERS.length;
 export const Counter = Object.fromEntries(COUNTERS.map((name, i) => [name, i])) as Record<CounterName, number>;
 
@@ -52,6 +58,7 @@ export interface ShardTableBuffers {
   control: SharedArrayBuffer;
   counters: SharedArrayBuffer;
   rates: SharedArrayBuffer;
+  messaging: SharedArrayBuffer;
 }
 
 export function createShardTable(shards: number): ShardTableBuffers {
@@ -59,6 +66,7 @@ export function createShardTable(shards: number): ShardTableBuffers {
     control: new SharedArrayBuffer((CONTROL_HEADER + shards * CONTROL_STRIDE) * 4),
     counters: new SharedArrayBuffer(shards * COUNTER_COUNT * 8),
     rates: new SharedArrayBuffer(COUNTER_COUNT * 8),
+    messaging: new SharedArrayBuffer(MESSAGING_COUNTERS.length * 8),
   };
 }
 
@@ -76,11 +84,14 @@ export class ShardTable {
   private readonly counterCells: Float64Array;
   /** Per-second rates over all shards, by counter slot (primary writes, anyone reads). */
   readonly rates: Float64Array;
+  /** The broker's counters, by MESSAGING_COUNTERS slot (primary writes, anyone reads). */
+  readonly messaging: Float64Array;
 
   constructor(buffers: ShardTableBuffers) {
     this.control = new Int32Array(buffers.control);
     this.counterCells = new Float64Array(buffers.counters);
     this.rates = new Float64Array(buffers.rates);
+    this.messaging = new Float64Array(buffers.messaging);
     this.shards = (this.control.length - CONTROL_HEADER) / CONTROL_STRIDE;
   }
 
