@@ -2,6 +2,7 @@
  * A real WebSocket client (the `ws` package) that queues every frame it receives, so a test
  * can wait for the frame it expects: `await client.next((f) => f.op === 'joined')`.
  */
+import { request } from 'node:http';
 import WebSocket from 'ws';
 
 export type Frame = Record<string, unknown> & { op: string };
@@ -91,7 +92,19 @@ export async function member(port: number, user: string, groups: string[] = []):
   return Object.assign(client, { welcome });
 }
 
-export async function getJson(port: number, path: string): Promise<{ status: number; body: Record<string, unknown> }> {
-  const res = await fetch(`http://127.0.0.1:${port}${path}`);
-  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+/**
+ * An HTTP request answered with JSON, on a fresh connection closed after the answer (node:http
+ * without an agent): fetch's keep-alive sockets would hold the server's shutdown for seconds.
+ */
+export function getJson(port: number, path: string, method = 'GET', token?: string): Promise<{ status: number; body: Record<string, unknown> }> {
+  return new Promise((resolve, reject) => {
+    const headers = token ? { authorization: `Bearer ${token}` } : {};
+    const req = request({ host: '127.0.0.1', port, method, path, agent: false, headers }, (res) => {
+      let text = '';
+      res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as Record<string, unknown> }));
+    });
+    req.once('error', reject);
+    req.end();
+  });
 }

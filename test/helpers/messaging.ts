@@ -3,8 +3,7 @@
  * `batch`, and wait for a condition the server reaches on its own time (a dead letter, a
  * redelivery) without asserting on how long it took.
  */
-import { request } from 'node:http';
-import type { Frame, TestClient } from './client.js';
+import { getJson, type Frame, type TestClient } from './client.js';
 
 /** The next `count` messages, in arrival order, unpacking `batch` frames. */
 export async function nextMsgs(client: TestClient, count: number, timeoutMs = 5000): Promise<Frame[]> {
@@ -35,18 +34,7 @@ export async function settle(client: TestClient): Promise<void> {
   await client.next((f) => f.op === 'pong' && f.t === t);
 }
 
-/**
- * An HTTP request on a fresh connection that is closed after the answer (node:http without an
- * agent): fetch's keep-alive sockets would hold the server's shutdown for seconds.
- */
+/** An admin API request (see getJson), with the bearer token when given. */
 export function adminJson(port: number, method: string, path: string, token?: string): Promise<{ status: number; body: Record<string, unknown> }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, method, path, agent: false, headers: token ? { authorization: `Bearer ${token}` } : {} }, (res) => {
-      let text = '';
-      res.on('data', (chunk: Buffer) => (text += chunk.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as Record<string, unknown> }));
-    });
-    req.once('error', reject);
-    req.end();
-  });
+  return getJson(port, path, method, token);
 }
