@@ -5,6 +5,7 @@
 import { parseArgs } from 'node:util';
 import { loadConfig } from './config/load.js';
 import { createServer } from './index.js';
+import { installLastResort } from './primary/last-resort.js';
 import { OcsError } from './protocol/errors.js';
 import { createLogger } from './util/logger.js';
 import { VERSION } from './version.js';
@@ -44,6 +45,7 @@ async function main(): Promise<void> {
     process.exit(EXIT_STARTUP);
   }
   const log = createLogger(loaded.config.logging.level);
+  installLastResort(log);
   let server;
   try {
     server = await createServer({ loaded, logger: log });

@@ -7,10 +7,10 @@ import type { RunningServer } from '../src/index.js';
 
 const SECRET = 'test-secret-of-reasonable-length-0123456789';
 
-async function token(claims: Record<string, unknown>, options: { sub?: string; exp?: string | number; secret?: string } = {}): Promise<string> {
+async function token(claims: Record<string, unknown>, options: { sub?: string; exp?: string | number | null; secret?: string } = {}): Promise<string> {
   let jwt = new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setIssuedAt();
   if (options.sub !== undefined) jwt = jwt.setSubject(options.sub);
-  jwt = jwt.setExpirationTime(options.exp ?? '1h');
+  if (options.exp !== null) jwt = jwt.setExpirationTime(options.exp ?? '1h');
   return jwt.sign(new TextEncoder().encode(options.secret ?? SECRET));
 }
 
@@ -49,6 +49,22 @@ describe('JWT authentication', () => {
     assert.equal(await rejectedWith(server.port, `token=${await token({}, { sub: 'x', exp: Math.floor(Date.now() / 1000) - 3600 })}`), 401);
     assert.equal(await rejectedWith(server.port, `token=${await token({}, { sub: 'x', secret: 'another-secret-another-secret-another' })}`), 401);
     assert.equal(await rejectedWith(server.port, `token=${await token({})}`), 401);
+  });
+
+  test('a token without exp is refused unless websocket.auth.require_exp is false', async () => {
+    assert.equal(await rejectedWith(server.port, `token=${await token({}, { sub: 'x', exp: null })}`), 401);
+    const lenient = await startInProcess({ websocket: { auth: { secret: SECRET, require_exp: false } } });
+    try {
+      const client = await connect(lenient.port, { query: `token=${await token({}, { sub: 'x', exp: null })}` });
+      assert.equal((await client.next((f) => f.op === 'welcome')).user, 'x');
+      client.close();
+    } finally {
+      await lenient.close();
+    }
+  });
+
+  test('a token whose sub is in the anonymous namespace (anon:) is refused', async () => {
+    assert.equal(await rejectedWith(server.port, `token=${await token({}, { sub: 'anon:alice' })}`), 401);
   });
 
   test('anonymous ?user= is refused when anonymous mode is off', async () => {
@@ -106,5 +122,27 @@ describe('JWT authentication', () => {
 
   test('a malformed groups claim is a bad token', async () => {
     assert.equal(await rejectedWith(server.port, `token=${await token({ groups: 'everything' }, { sub: 'dave' })}`), 401);
+  });
+});
+
+describe('anonymous mode beside a secret', () => {
+  let server: RunningServer;
+  before(async () => {
+    server = await startInProcess({ websocket: { auth: { secret: SECRET, allow_anonymous: true } } });
+  });
+  after(() => server.close());
+
+  test('anonymous users live in the anon: namespace and never receive a verified user\'s messages', async () => {
+    const impostor = await connect(server.port, { query: 'user=victim' });
+    assert.equal((await impostor.next((f) => f.op === 'welcome')).user, 'anon:victim');
+    const sender = await connect(server.port, { query: `token=${await token({}, { sub: 'sender' })}` });
+    await sender.next((f) => f.op === 'welcome');
+    sender.send({ op: 'send', to: 'victim', data: 'for the verified victim only', ref: 's1' });
+    assert.equal((await sender.next((f) => f.ref === 's1')).op, 'ack');
+    const victim = await connect(server.port, { query: `token=${await token({}, { sub: 'victim' })}` });
+    assert.equal((await victim.next((f) => f.op === 'welcome')).pending, 1);
+    assert.equal((await victim.next((f) => f.op === 'msg' || f.op === 'batch')).op !== undefined, true);
+    await assert.rejects(impostor.next((f) => f.op === 'msg', 300));
+    for (const client of [impostor, sender, victim]) client.close();
   });
 });

@@ -113,9 +113,22 @@ describe('configuration', () => {
     const file = writeConfig({ websocket: { server: { host: '127.0.0.1', port: 0 } } });
     const refused = await runMain(['--config', file], { NODE_ENV: 'production' });
     assert.equal(refused.code, 2);
-    assert.match(refused.stderr, /allow_anonymous is true with NODE_ENV=production/);
+    assert.match(refused.stderr, /secret is empty with NODE_ENV=production/);
     assert.doesNotThrow(() => loadConfig({ file, env: { NODE_ENV: 'production', WEBSOCKET_FORCE_ANONYMOUS: 'true' } }));
     assert.doesNotThrow(() => loadConfig({ file, env: { NODE_ENV: 'production', WEBSOCKET_ALLOW_ANONYMOUS: 'false', WEBSOCKET_AUTH_SECRET: 'k' } }));
+  });
+
+  test('setting a secret turns anonymous mode off unless it is enabled explicitly', () => {
+    const env = {};
+    const anonymous = (auth: Record<string, unknown>, environment: NodeJS.ProcessEnv = env): boolean =>
+      loadConfig({ file: writeConfig({ websocket: { auth } }), env: environment }).config.websocket.auth.allow_anonymous;
+    assert.equal(anonymous({}), true);
+    assert.equal(anonymous({ secret: 'k' }), false);
+    assert.equal(anonymous({}, { WEBSOCKET_AUTH_SECRET: 'k' }), false);
+    assert.equal(anonymous({ secret: 'k', allow_anonymous: true }), true);
+    assert.equal(anonymous({ secret: 'k' }, { WEBSOCKET_ALLOW_ANONYMOUS: 'true' }), true);
+    assert.equal(anonymous({ allow_anonymous: true }, { WEBSOCKET_ALLOW_ANONYMOUS: 'auto', WEBSOCKET_AUTH_SECRET: 'k' }), false);
+    assert.throws(() => anonymous({}, { WEBSOCKET_ALLOW_ANONYMOUS: 'maybe' }), /WEBSOCKET_ALLOW_ANONYMOUS="maybe" is not a boolean \(true\/false\/auto\)/);
   });
 
   test("the server refuses to run on uWebSockets.js's slow JavaScript fallback", async () => {

@@ -169,4 +169,31 @@ describe('admin endpoints without a token', () => {
     assert.equal(status, 200);
     assert.equal(body.count, 0);
   });
+
+  test('refuse a browser request that changes state (a page on this host cannot purge or requeue)', async () => {
+    const browserMarks: Array<Record<string, string>> = [{ origin: 'http://localhost:3000' }, { 'sec-fetch-site': 'same-site' }, { 'sec-fetch-mode': 'no-cors' }];
+    for (const headers of browserMarks) {
+      for (const [method, path] of [['DELETE', '/admin/dlq'], ['POST', '/admin/dlq/x/requeue']] as const) {
+        const { status, body } = await adminJson(server.port, method, path, undefined, headers);
+        assert.equal(status, 403, `${method} ${path} ${JSON.stringify(headers)}`);
+        assert.equal(body.code, 'forbidden');
+      }
+    }
+    assert.equal((await adminJson(server.port, 'GET', '/admin/dlq', undefined, { origin: 'http://localhost:3000' })).status, 200);
+  });
+});
+
+describe('admin endpoints with a token', () => {
+  let server: RunningServer;
+  before(async () => {
+    server = await startInProcess({ websocket: { admin: { token: 'the-admin-token' } } });
+  });
+  after(() => server.close());
+
+  test('refuse a missing, shorter, longer or wrong token alike, and accept the right one from a browser too', async () => {
+    for (const token of [undefined, 'x', 'the-admin-token-and-more', 'the-admin-tokem']) {
+      assert.equal((await adminJson(server.port, 'GET', '/admin/dlq', token)).status, 401, String(token));
+    }
+    assert.equal((await adminJson(server.port, 'DELETE', '/admin/dlq', 'the-admin-token', { origin: 'http://localhost:3000' })).status, 200);
+  });
 });

@@ -13,7 +13,19 @@ export interface Identity {
   groups: GroupMatcher | null;
   /** The `weight` claim (a positive number) for `any` with the weighted strategy; 0 when absent. */
   weight: number;
+  /**
+   * Epoch ms after which the connection must present a fresh token or be closed with 4001:
+   * the token's `exp`, capped by `max_lifetime`; Infinity for anonymous users and tokens that
+   * may not expire (`require_exp: false`, no `exp`, no `max_lifetime`).
+   */
+  expiresAt: number;
 }
+
+/**
+ * Anonymous ids get this prefix whenever tokens can be verified too, and no token's `sub` may
+ * carry it: an anonymous client can then never claim a verified user's id (and messages).
+ */
+export const ANONYMOUS_PREFIX = 'anon:';
 
 export type IdentityResult = { ok: true; identity: Identity } | { ok: false; reason: string };
 
@@ -41,14 +53,17 @@ const GROUP_PATTERN = /^(?:[A-Za-z0-9_.:@/#+-]{1,128}|[A-Za-z0-9_.:@/#+-]{0,127}
 export class Authenticator {
   private readonly key: Uint8Array | null;
   private readonly options: JWTVerifyOptions;
+  private readonly maxLifetimeMs: number;
   readonly allowAnonymous: boolean;
 
   constructor(auth: Config['websocket']['auth']) {
     this.key = auth.secret === '' ? null : new TextEncoder().encode(auth.secret);
     this.allowAnonymous = auth.allow_anonymous;
+    this.maxLifetimeMs = auth.max_lifetime > 0 ? auth.max_lifetime * 1000 : Infinity;
     this.options = {
       algorithms: ['HS256'],
       clockTolerance: auth.clock_tolerance,
+      ...(auth.require_exp ? { requiredClaims: ['exp'] } : {}),
       ...(auth.issuer ? { issuer: auth.issuer } : {}),
       ...(auth.audience ? { audience: auth.audience } : {}),
     };
@@ -61,27 +76,32 @@ export class Authenticator {
       ({ payload } = await jwtVerify(token, this.key, this.options));
     } catch (err) {
       if (err instanceof joseErrors.JWTExpired) return { ok: false, reason: 'token expired' };
+      if (err instanceof joseErrors.JWTClaimValidationFailed && err.claim === 'exp') return { ok: false, reason: 'token has no exp claim (websocket.auth.require_exp)' };
       if (err instanceof joseErrors.JOSEError) return { ok: false, reason: `bad token: ${err.code}` };
       return { ok: false, reason: 'bad token' };
     }
     const user = payload.sub;
     if (typeof user !== 'string' || !NAME_PATTERN.test(user)) return { ok: false, reason: 'token sub is missing or not a valid user id' };
+    if (user.startsWith(ANONYMOUS_PREFIX)) return { ok: false, reason: `token sub may not start with ${ANONYMOUS_PREFIX} (reserved for anonymous users)` };
+    const expiresAt = Math.min(typeof payload.exp === 'number' ? payload.exp * 1000 : Infinity, Date.now() + this.maxLifetimeMs);
     const weightClaim = payload.weight;
     if (weightClaim !== undefined && (typeof weightClaim !== 'number' || !(weightClaim > 0) || !Number.isFinite(weightClaim))) {
       return { ok: false, reason: 'token weight claim must be a positive number' };
     }
     const weight = weightClaim ?? 0;
     const claim = payload.groups;
-    if (claim === undefined) return { ok: true, identity: { user, groups: null, weight } };
+    if (claim === undefined) return { ok: true, identity: { user, groups: null, weight, expiresAt } };
     if (!Array.isArray(claim) || !claim.every((g) => typeof g === 'string' && GROUP_PATTERN.test(g))) {
       return { ok: false, reason: 'token groups claim must be an array of group names or prefix.* patterns' };
     }
-    return { ok: true, identity: { user, groups: new GroupMatcher(claim as string[]), weight } };
+    return { ok: true, identity: { user, groups: new GroupMatcher(claim as string[]), weight, expiresAt } };
   }
 
+  /** `?user=ID`: the id as given while no secret is set, `anon:ID` when tokens can be verified too. */
   anonymous(user: string): IdentityResult {
     if (!this.allowAnonymous) return { ok: false, reason: 'anonymous connections are disabled: send a token' };
-    if (!NAME_PATTERN.test(user)) return { ok: false, reason: 'user must match ' + NAME_PATTERN.source };
-    return { ok: true, identity: { user, groups: null, weight: 0 } };
+    const id = this.key === null || user.startsWith(ANONYMOUS_PREFIX) ? user : ANONYMOUS_PREFIX + user;
+    if (!NAME_PATTERN.test(id)) return { ok: false, reason: 'user must match ' + NAME_PATTERN.source };
+    return { ok: true, identity: { user: id, groups: null, weight: 0, expiresAt: Infinity } };
   }
 }

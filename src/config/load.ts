@@ -13,7 +13,7 @@ import { configSchema, type Config } from './schema.js';
 
 export const DEFAULT_CONFIG_PATH = fileURLToPath(new URL('../../../config/performance_config.yaml', import.meta.url));
 
-type EnvKind = 'string' | 'int' | 'bool';
+type EnvKind = 'string' | 'int' | 'bool' | 'bool-or-auto';
 /** Environment variable → config path and how to parse its value. */
 export const ENV_OVERRIDES: ReadonlyArray<readonly [string, string, EnvKind]> = [
   ['WEBSOCKET_HOST', 'websocket.server.host', 'string'],
@@ -23,7 +23,7 @@ export const ENV_OVERRIDES: ReadonlyArray<readonly [string, string, EnvKind]> = 
   ['WEBSOCKET_MAX_PAYLOAD', 'websocket.server.max_payload', 'int'],
   ['WEBSOCKET_ENABLE_COMPRESSION', 'websocket.performance.enable_compression', 'bool'],
   ['WEBSOCKET_AUTH_SECRET', 'websocket.auth.secret', 'string'],
-  ['WEBSOCKET_ALLOW_ANONYMOUS', 'websocket.auth.allow_anonymous', 'bool'],
+  ['WEBSOCKET_ALLOW_ANONYMOUS', 'websocket.auth.allow_anonymous', 'bool-or-auto'],
   ['WEBSOCKET_FORCE_ANONYMOUS', 'websocket.auth.force_anonymous_in_production', 'bool'],
   ['WEBSOCKET_RATE_LIMIT', 'websocket.limits.messages_per_second', 'int'],
   ['WEBSOCKET_LOG_LEVEL', 'logging.level', 'string'],
@@ -90,9 +90,10 @@ function parseEnv(name: string, value: string, kind: EnvKind): unknown {
     if (!/^\d+$/.test(value)) throw new OcsError('E_CONFIG', `config: ${name}=${JSON.stringify(value)} is not a non-negative integer`);
     return Number(value);
   }
+  if (kind === 'bool-or-auto' && /^auto$/i.test(value)) return 'auto';
   if (/^(true|1|yes)$/i.test(value)) return true;
   if (/^(false|0|no)$/i.test(value)) return false;
-  throw new OcsError('E_CONFIG', `config: ${name}=${JSON.stringify(value)} is not a boolean (true/false)`);
+  throw new OcsError('E_CONFIG', `config: ${name}=${JSON.stringify(value)} is not a boolean (true/false${kind === 'bool-or-auto' ? '/auto' : ''})`);
 }
 
 function setPath(target: Record<string, unknown>, path: string, value: unknown): void {
@@ -133,7 +134,9 @@ function checkConsistency(config: Config, env: NodeJS.ProcessEnv): void {
   if (auth.allow_anonymous && env.NODE_ENV === 'production' && !auth.force_anonymous_in_production) {
     throw new OcsError(
       'E_CONFIG',
-      'config: websocket.auth.allow_anonymous is true with NODE_ENV=production; set websocket.auth.secret and allow_anonymous: false, or force it with websocket.auth.force_anonymous_in_production: true',
+      auth.secret === ''
+        ? 'config: websocket.auth.secret is empty with NODE_ENV=production (anonymous mode): set a secret (env WEBSOCKET_AUTH_SECRET), or force anonymous mode with websocket.auth.force_anonymous_in_production: true'
+        : 'config: websocket.auth.allow_anonymous is true with NODE_ENV=production; set it to auto or false, or force it with websocket.auth.force_anonymous_in_production: true',
     );
   }
   if (!auth.allow_anonymous && auth.secret === '') {

@@ -42,8 +42,11 @@ const auth = z
   .object({
     /** HS256 secret for JWTs. Empty: tokens cannot be verified, so only anonymous users connect. */
     secret: z.string().default(''),
-    /** Accept `?user=ID` without a token. Development only. */
-    allow_anonymous: z.boolean().default(true),
+    /**
+     * Accept `?user=ID` without a token (development only). `auto`: only while no secret is
+     * set, so that setting a secret turns anonymous mode off unless it is enabled explicitly.
+     */
+    allow_anonymous: z.union([z.boolean(), z.literal('auto')]).default('auto'),
     /** Allow anonymous mode even with NODE_ENV=production. */
     force_anonymous_in_production: z.boolean().default(false),
     /** Accepted clock skew when checking `exp`/`nbf`, seconds. */
@@ -51,8 +54,17 @@ const auth = z
     /** Expected `iss` and `aud`; empty means not checked. */
     issuer: z.string().default(''),
     audience: z.string().default(''),
+    /** Refuse tokens without an `exp` claim: a token that never expires cannot be revoked. */
+    require_exp: z.boolean().default(true),
+    /**
+     * Longest a connection may live on one token, seconds, whatever its `exp` says (0: `exp`
+     * alone decides). An `auth` frame with a fresh token of the same `sub` extends it.
+     */
+    max_lifetime: seconds.default(0),
   })
-  .strict();
+  .strict()
+  // Resolved here, once, so that nothing downstream mistakes the truthy 'auto' for true.
+  .transform((auth) => ({ ...auth, allow_anonymous: auth.allow_anonymous === 'auto' ? auth.secret === '' : auth.allow_anonymous }));
 
 const limits = z
   .object({

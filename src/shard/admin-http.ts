@@ -5,7 +5,13 @@
  * Access: with `websocket.admin.token` set, a request needs `authorization: Bearer TOKEN`;
  * without one, only loopback clients (127.0.0.0/8, ::1) are answered, so a server without a
  * token does not expose its dead letters to the network.
+ *
+ * A browser on the same host is a loopback client too: a page could POST a requeue or DELETE
+ * the queue (a cross-site request forgery). So a request that changes state and carries the
+ * marks of a browser (`Origin`, `Sec-Fetch-*`) needs the token even from loopback; the CLI and
+ * curl send neither. The token is compared in constant time.
  */
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '../util/uws.js';
 
 export interface AdminForwarder {
@@ -16,11 +22,13 @@ export interface AdminForwarder {
 const STATUS_TEXT: Record<number, string> = { 200: '200 OK', 401: '401 Unauthorized', 403: '403 Forbidden', 404: '404 Not Found', 500: '500 Internal Server Error' };
 
 export function attachAdminRoutes(app: TemplatedApp, token: string, forwarder: AdminForwarder): void {
+  const expected = token === '' ? null : digest(`Bearer ${token}`);
   const handler = (res: HttpResponse, req: HttpRequest): void => {
     const method = req.getMethod();
     const query = req.getQuery();
     const path = req.getUrl() + (query ? `?${query}` : '');
     const authorization = req.getHeader('authorization');
+    const fromBrowser = req.getHeader('origin') !== '' || req.getHeader('sec-fetch-site') !== '' || req.getHeader('sec-fetch-mode') !== '';
     let aborted = false;
     res.onAborted(() => {
       aborted = true;
@@ -31,15 +39,22 @@ export function attachAdminRoutes(app: TemplatedApp, token: string, forwarder: A
         res.writeStatus(STATUS_TEXT[status] ?? `${status} Error`).writeHeader('content-type', 'application/json').writeHeader('cache-control', 'no-store').end(body);
       });
     };
-    if (token !== '') {
-      if (authorization !== `Bearer ${token}`) return answer(401, JSON.stringify({ code: 'unauthorized', message: 'admin endpoints need authorization: Bearer <websocket.admin.token>' }));
+    if (expected !== null) {
+      if (!timingSafeEqual(digest(authorization), expected)) return answer(401, JSON.stringify({ code: 'unauthorized', message: 'admin endpoints need authorization: Bearer <websocket.admin.token>' }));
     } else if (!isLoopback(Buffer.from(res.getRemoteAddressAsText()).toString())) {
       return answer(403, JSON.stringify({ code: 'forbidden', message: 'no websocket.admin.token is configured: admin endpoints answer loopback clients only' }));
+    } else if (fromBrowser && method !== 'get' && method !== 'head') {
+      return answer(403, JSON.stringify({ code: 'forbidden', message: 'a browser request that changes state needs websocket.admin.token (cross-site request forgery protection)' }));
     }
     forwarder.forward(method, path, answer);
   };
   app.any('/admin/*', handler);
   app.any('/admin', handler);
+}
+
+/** Equal-length digests, so that timingSafeEqual neither throws nor leaks the token's length. */
+function digest(value: string): Buffer {
+  return createHash('sha256').update(value).digest();
 }
 
 function isLoopback(address: string): boolean {

@@ -10,6 +10,12 @@
  * Writes are asynchronous and batched by lmdb-js per event turn (one transaction, one fsync
  * for everything the broker accepted in that turn); a write's promise resolves when the
  * transaction is committed as `store.sync` defines it.
+ *
+ * Writes never reject: each resolves true once committed, false when it could not be written
+ * (a full disk, an I/O error). A failed write turns the store unwritable (`health`), callers
+ * refuse new messages with E_STORE_UNAVAILABLE, and a probe write every PROBE_MS turns it
+ * writable again once space returns. Why values rather than rejections: a rejection nobody
+ * awaited (a fire-and-forget remove after an ack) would otherwise end the process.
  */
 import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, readSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -50,7 +56,23 @@ export function queueKey(message: Pick<StoredMessage, 'target' | 'pri' | 'seq' |
   return [message.target, 3 - message.pri, message.seq, message.id];
 }
 
+/** How often an unwritable store tries a small write to see whether space returned. */
+const PROBE_MS = 1000;
+
+export interface StoreHealth {
+  writable: boolean;
+  /** Why the last write failed (null while writable). */
+  lastError: string | null;
+  failedWrites: number;
+}
+
 export class MessageStore {
+  readonly health: StoreHealth = { writable: true, lastError: null, failedWrites: 0 };
+  /** Called once per change of `health.writable`. */
+  onHealthChange: (health: Readonly<StoreHealth>) => void = () => {};
+  private probeTimer: NodeJS.Timeout | null = null;
+  private closed = false;
+
   private constructor(
     private readonly root: RootDatabase,
     private readonly queue: Database<StoredMessage, QueueKey>,
@@ -108,23 +130,24 @@ export class MessageStore {
     for (const { value } of this.queue.getRange({})) yield value;
   }
 
+  /** true once committed; false when it could not be written (see `health`). */
   put(message: StoredMessage): Promise<boolean> {
-    return this.queue.put(queueKey(message), message);
+    return this.settle(() => this.queue.put(queueKey(message), message));
   }
 
   remove(message: StoredMessage): Promise<boolean> {
-    return this.queue.remove(queueKey(message));
+    return this.settle(() => this.queue.remove(queueKey(message)));
   }
 
   /** Moves a message to the dead-letter queue (one transaction with the caller's other writes this turn). */
   deadLetter(message: StoredMessage, reason: string): Promise<boolean> {
-    void this.queue.remove(queueKey(message));
-    return this.dlq.put(message.id, { ...message, reason, failedAt: Date.now() });
+    void this.settle(() => this.queue.remove(queueKey(message)));
+    return this.settle(() => this.dlq.put(message.id, { ...message, reason, failedAt: Date.now() }));
   }
 
   /** Stores a dead letter that never made it into the queue (e.g. a processor threw). */
   putDeadLetter(letter: DeadLetter): Promise<boolean> {
-    return this.dlq.put(letter.id, letter);
+    return this.settle(() => this.dlq.put(letter.id, letter));
   }
 
   listDead(limit: number, after?: string): DeadLetter[] {
@@ -146,23 +169,89 @@ export class MessageStore {
   }
 
   removeDead(id: string): Promise<boolean> {
-    return this.dlq.remove(id);
+    return this.settle(() => this.dlq.remove(id));
   }
 
-  /** Removes every dead letter; resolves with how many there were. */
+  /** Removes every dead letter; resolves with how many there were, or -1 when the store could not write. */
   async purgeDead(): Promise<number> {
     const count = this.dlq.getCount();
-    await this.dlq.clearAsync();
-    return count;
+    return (await this.settle(() => this.dlq.clearAsync().then(() => true))) ? count : -1;
   }
 
-  /** Resolves when everything written so far is on disk. */
+  /** Resolves when everything written so far is on disk (or could not be). */
   flushed(): Promise<void> {
-    return Promise.resolve(this.root.flushed).then(() => undefined);
+    return Promise.resolve(this.root.flushed).then(
+      () => undefined,
+      () => undefined,
+    );
   }
 
   async close(): Promise<void> {
+    this.closed = true;
+    if (this.probeTimer) clearTimeout(this.probeTimer);
+    this.probeTimer = null;
     await this.root.close();
+  }
+
+  /** Runs one lmdb write and turns its outcome, thrown or rejected, into true/false. */
+  private settle(write: () => Promise<boolean>): Promise<boolean> {
+    let pending: Promise<boolean>;
+    try {
+      pending = write();
+    } catch (err) {
+      this.failed(err);
+      return Promise.resolve(false);
+    }
+    return pending.then(
+      () => true,
+      (err: unknown) => {
+        this.failed(err);
+        return false;
+      },
+    );
+  }
+
+  private failed(err: unknown): void {
+    // lmdb also rejects a promise of the underlying cause that nobody else holds.
+    const cause = (err as { commitError?: Promise<unknown> } | null)?.commitError;
+    const reason = describe(err);
+    if (cause instanceof Promise) cause.catch((c: unknown) => (this.health.lastError = `${reason}: ${describe(c)}`));
+    this.health.failedWrites++;
+    if (!this.health.writable) return;
+    this.health.writable = false;
+    this.health.lastError = reason;
+    this.onHealthChange(this.health);
+    this.scheduleProbe();
+  }
+
+  /** While unwritable, a small write now and then shows when space has returned. */
+  private scheduleProbe(): void {
+    if (this.closed || this.probeTimer !== null) return;
+    this.probeTimer = setTimeout(() => {
+      this.probeTimer = null;
+      if (this.closed) return;
+      this.settleProbe().then((ok) => {
+        if (!ok) return this.scheduleProbe();
+        this.health.writable = true;
+        this.health.lastError = null;
+        this.onHealthChange(this.health);
+      }, () => this.scheduleProbe());
+    }, PROBE_MS);
+    this.probeTimer.unref();
+  }
+
+  private settleProbe(): Promise<boolean> {
+    try {
+      return this.root.put('probe', { at: Date.now() }).then(
+        () => true,
+        (err: unknown) => {
+          (err as { commitError?: Promise<unknown> } | null)?.commitError?.catch(() => {});
+          return false;
+        },
+      );
+    } catch {
+      return Promise.resolve(false);
+    }
   }
 }
 

@@ -96,9 +96,9 @@ export async function member(port: number, user: string, groups: string[] = []):
  * An HTTP request answered with JSON, on a fresh connection closed after the answer (node:http
  * without an agent): fetch's keep-alive sockets would hold the server's shutdown for seconds.
  */
-export function getJson(port: number, path: string, method = 'GET', token?: string): Promise<{ status: number; body: Record<string, unknown> }> {
+export function getJson(port: number, path: string, method = 'GET', token?: string, extraHeaders: Record<string, string> = {}): Promise<{ status: number; body: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
-    const headers = token ? { authorization: `Bearer ${token}` } : {};
+    const headers = { ...(token ? { authorization: `Bearer ${token}` } : {}), ...extraHeaders };
     const req = request({ host: '127.0.0.1', port, method, path, agent: false, headers }, (res) => {
       let text = '';
       res.on('data', (chunk: Buffer) => (text += chunk.toString()));

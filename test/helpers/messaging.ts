@@ -35,6 +35,6 @@ export async function settle(client: TestClient): Promise<void> {
 }
 
 /** An admin API request (see getJson), with the bearer token when given. */
-export function adminJson(port: number, method: string, path: string, token?: string): Promise<{ status: number; body: Record<string, unknown> }> {
-  return getJson(port, path, method, token);
+export function adminJson(port: number, method: string, path: string, token?: string, headers?: Record<string, string>): Promise<{ status: number; body: Record<string, unknown> }> {
+  return getJson(port, path, method, token, headers);
 }
