@@ -1,0 +1,87 @@
+/**
+ * Per-IP limits in front of the upgrade: how fast one address may open connections, and how
+ * many of its sockets may sit unauthenticated (a slot is taken before credentials arrive, so
+ * 200 sockets a second that never send `auth` would otherwise keep a 2,000-slot server full).
+ *
+ * Each shard keeps its own table: the kernel spreads one address's connections evenly over
+ * the shards (SO_REUSEPORT hashes the 4-tuple), so the configured per-server figures are
+ * divided by the shard count. The table is bounded: past `maxAddresses` idle entries are
+ * swept, and an address that finds it still full is refused (counted, coded) rather than the
+ * table growing without limit under an attack from many addresses.
+ */
+
+export interface IpLimitOptions {
+  /** Connection attempts per second per address (0: unlimited), and the burst above it. */
+  attemptsPerSecond: number;
+  burst: number;
+  /** Unauthenticated sockets per address at once (0: unlimited). */
+  maxUnauthenticated: number;
+  /** Addresses tracked at once. */
+  maxAddresses: number;
+}
+
+interface Entry {
+  tokens: number;
+  refilledAt: number;
+  unauthenticated: number;
+}
+
+export type IpVerdict = 'ok' | 'too_fast' | 'too_many_unauthenticated' | 'table_full';
+
+export class IpLimiter {
+  private readonly entries = new Map<string, Entry>();
+  private readonly perMs: number;
+
+  constructor(private readonly options: IpLimitOptions) {
+    this.perMs = options.attemptsPerSecond / 1000;
+  }
+
+  get tracked(): number {
+    return this.entries.size;
+  }
+
+  /**
+   * One connection attempt from `ip`. `unauthenticated`: the socket will wait for an `auth`
+   * frame; on 'ok' it holds one of the address's unauthenticated places until release().
+   */
+  admit(ip: string, unauthenticated: boolean, now: number): IpVerdict {
+    const { attemptsPerSecond, burst, maxUnauthenticated } = this.options;
+    let entry = this.entries.get(ip);
+    if (entry === undefined) {
+      if (this.entries.size >= this.options.maxAddresses && this.sweep(now) === 0) return 'table_full';
+      entry = { tokens: burst, refilledAt: now, unauthenticated: 0 };
+      this.entries.set(ip, entry);
+    }
+    if (attemptsPerSecond > 0) {
+      entry.tokens = Math.min(burst, entry.tokens + (now - entry.refilledAt) * this.perMs);
+      entry.refilledAt = now;
+      if (entry.tokens < 1) return 'too_fast';
+      entry.tokens -= 1;
+    }
+    if (unauthenticated) {
+      if (maxUnauthenticated > 0 && entry.unauthenticated >= maxUnauthenticated) return 'too_many_unauthenticated';
+      entry.unauthenticated++;
+    }
+    return 'ok';
+  }
+
+  /** The socket admitted as unauthenticated authenticated or closed. */
+  release(ip: string): void {
+    const entry = this.entries.get(ip);
+    if (entry !== undefined && entry.unauthenticated > 0) entry.unauthenticated--;
+  }
+
+  /** Forgets addresses with a full bucket and no unauthenticated socket; returns how many. */
+  sweep(now: number): number {
+    const { attemptsPerSecond, burst } = this.options;
+    let removed = 0;
+    for (const [ip, entry] of this.entries) {
+      const refilled = attemptsPerSecond === 0 || entry.tokens + (now - entry.refilledAt) * this.perMs >= burst;
+      if (refilled && entry.unauthenticated === 0) {
+        this.entries.delete(ip);
+        removed++;
+      }
+    }
+    return removed;
+  }
+}
