@@ -32,9 +32,6 @@ import { newConnection, RateLimiter, type Connection } from './connection.js';
 import { attachAdminRoutes } from './admin-http.js';
 import { attachHttpRoutes } from './http.js';
 
-/** Close code for a connection silent past idle_timeout (an ocs.v1 addition, see PROTOCOL.md). */
-export const IDLE_CLOSE = 4408;
-
 export interface ShardChannel {
   post(message: ShardToPrimary): void;
   onMessage(handler: (message: PrimaryToShard) => void): void;
@@ -494,7 +491,7 @@ class Shard {
         this.counters[Counter.slow_consumers_closed]!++;
         this.fail(ws, conn, 'E_OVERLOADED', `slow consumer: over ${limit} bytes waiting to be sent`, undefined, true);
       } else if (idleMs > 0 && now - conn.lastSeen > idleMs) {
-        ws.end(IDLE_CLOSE, 'idle timeout');
+        ws.end(CloseCodes.IDLE_TIMEOUT, 'idle timeout');
       } else if (pingMs > 0 && now >= conn.nextPingAt) {
         if (conn.nextPingAt !== 0) ws.ping();
         conn.nextPingAt = now + (conn.nextPingAt === 0 ? Math.random() * pingMs : pingMs);
