@@ -11,7 +11,7 @@ import type { Connection, Socket } from './connection.js';
 export type Fail = (ws: Socket, conn: Connection, code: ErrorCode, message: string, ref: string | undefined, close?: boolean) => void;
 
 /** Which shard counter each error code adds to. */
-export const errorCounter: Record<ErrorCode, number> = {
+const errorCounter: Record<ErrorCode, number> = {
   E_BAD_FRAME: Counter.errors_bad_frame,
   E_TOO_LARGE: Counter.errors_too_large,
   E_UNAUTHORIZED: Counter.errors_unauthorized,
