@@ -28,6 +28,8 @@ export const CloseCodes = {
   NORMAL: 1000,
   GOING_AWAY: 1001,
   SERVICE_RESTART: 1012,
+  /** No inbound traffic (frames or pongs) for idle_timeout: an ocs.v1 addition (PROTOCOL.md). */
+  IDLE_TIMEOUT: 4408,
 } as const;
 
 /** An error as a value: a stable code plus a human message. */

@@ -2,6 +2,7 @@
  * Per-connection state, kept as the uWS user data of the socket.
  */
 import type { GroupMatcher } from '../auth/identity.js';
+import type { WebSocket } from '../util/uws.js';
 
 export interface Connection {
   readonly sid: string;
@@ -25,6 +26,8 @@ export interface Connection {
   /** True once the broker was told this connection is online (it owes a `welcome`). */
   announced: boolean;
 }
+
+export type Socket = WebSocket<Connection>;
 
 export function newConnection(sid: string, user: string | null, allowed: GroupMatcher | null, burst: number, now: number): Connection {
   return {

@@ -1,0 +1,200 @@
+/**
+ * Every frame a client sends, in order: size limit, rate limit, decode, then its op —
+ * join/leave/pub locally (a `pub` is encoded once, published here and forwarded to the other
+ * shards), send/any/ack and processed pubs through the broker. This is the hot path: a frame
+ * is decoded once and a `pub` encoded once for every recipient; add nothing per frame here.
+ */
+import { typeOfData } from '../broker/wire.js';
+import { ErrorCodes } from '../protocol/errors.js';
+import type { ClientFrame } from '../protocol/frames.js';
+import { decodeJson, encodeAck, encodeError, encodeFrameError, encodeGroupMsg, encodeJoined, encodeLeft, encodePong } from '../protocol/json-codec.js';
+import { Counter } from '../shared/shard-table.js';
+import type { Logger } from '../util/logger.js';
+import type { Admission } from './admission.js';
+import type { BrokerLink } from './broker-link.js';
+import type { Connection, RateLimiter, Socket } from './connection.js';
+import type { CrossShard } from './cross-shard.js';
+import type { Fail } from './fail.js';
+import type { LocalGroups } from './groups.js';
+
+export interface DispatchLimits {
+  maxPayload: number;
+  /** For the refusal's message only: the limiter enforces it. */
+  messagesPerSecond: number;
+  rateViolationsBeforeClose: number;
+  badFramesBeforeClose: number;
+  maxGroupsPerConnection: number;
+  requireMembership: boolean;
+  /** Bytes waiting for the ring to the broker beyond which send/any are refused. */
+  brokerBacklogLimit: number;
+}
+
+export interface DispatchOptions {
+  limits: DispatchLimits;
+  limiter: RateLimiter;
+  counters: Float64Array;
+  log: Logger;
+  fail: Fail;
+  /** Message ids of pubs are this prefix plus a per-shard sequence. */
+  idPrefix: string;
+  admission: Pick<Admission, 'authenticate'>;
+  link: Pick<BrokerLink, 'backlog' | 'ack' | 'joined' | 'left' | 'pub' | 'send' | 'any'>;
+  cross: Pick<CrossShard, 'canAccept' | 'forwardPub'>;
+  groups: LocalGroups;
+  /** `data.type` values with a processor at start-up. */
+  processorTypes: readonly string[];
+}
+
+export class Dispatcher {
+  private readonly limits: DispatchLimits;
+  private readonly limiter: RateLimiter;
+  private readonly counters: Float64Array;
+  private readonly fail: Fail;
+  private readonly link: DispatchOptions['link'];
+  /** `data.type` values with a processor: pubs carrying one detour through the broker. */
+  private processorTypes: Set<string>;
+  private msgSeq = 0;
+
+  constructor(private readonly options: DispatchOptions) {
+    this.limits = options.limits;
+    this.limiter = options.limiter;
+    this.counters = options.counters;
+    this.fail = options.fail;
+    this.link = options.link;
+    this.processorTypes = new Set(options.processorTypes);
+  }
+
+  /** The set of processed `data.type` values changed (a processor was registered or removed). */
+  setProcessorTypes(types: readonly string[]): void {
+    this.processorTypes = new Set(types);
+  }
+
+  message(ws: Socket, message: ArrayBuffer, isBinary: boolean): void {
+    const conn = ws.getUserData();
+    const now = Date.now();
+    const { limits, counters } = this;
+    conn.lastSeen = now;
+    counters[Counter.frames_in]!++;
+    counters[Counter.bytes_in]! += message.byteLength;
+    if (message.byteLength > limits.maxPayload) {
+      return this.fail(ws, conn, 'E_TOO_LARGE', `frame of ${message.byteLength} bytes is over max_payload (${limits.maxPayload})`, undefined, true);
+    }
+    if (!this.limiter.take(conn, now)) {
+      const close = ++conn.rateViolations >= limits.rateViolationsBeforeClose;
+      return this.fail(ws, conn, 'E_RATE_LIMITED', `over ${limits.messagesPerSecond} frames per second`, undefined, close);
+    }
+    const frame = decodeJson(message, isBinary);
+    if (frame.op === 'err') {
+      const close = ++conn.badFrames >= limits.badFramesBeforeClose;
+      counters[Counter.errors_bad_frame]!++;
+      ws.send(encodeFrameError(frame));
+      if (close) ws.end(ErrorCodes.E_BAD_FRAME.close, 'too many bad frames');
+      return;
+    }
+    try {
+      this.handle(ws, conn, frame);
+    } catch (err) {
+      // One frame the server fails on costs that frame only, never the shard.
+      counters[Counter.errors_internal]!++;
+      this.options.log.error({ code: 'E_INTERNAL', err, op: frame.op }, 'frame handler failed');
+      ws.send(encodeError('E_INTERNAL', 'internal error handling this frame', 'ref' in frame ? frame.ref : undefined));
+    }
+  }
+
+  private handle(ws: Socket, conn: Connection, frame: ClientFrame): void {
+    if (conn.user === null) {
+      if (frame.op !== 'auth') return this.fail(ws, conn, 'E_UNAUTHORIZED', 'the first frame must be auth', undefined, true);
+      return this.options.admission.authenticate(ws, conn, frame.token);
+    }
+    switch (frame.op) {
+      case 'pub':
+        return this.pub(ws, conn, frame.group, frame.data, frame.pri, frame.ref);
+      case 'send':
+        if (this.brokerBusy(ws, conn, frame.ref)) return;
+        return this.link.send(conn, frame.to, frame.data, frame.pri, frame.ref, frame.at, this.processorType(frame.data));
+      case 'any':
+        return this.any(ws, conn, frame);
+      case 'ack':
+        return this.link.ack(conn, frame.id);
+      case 'join':
+        return this.join(ws, conn, frame.group, frame.ref);
+      case 'leave':
+        if (conn.groups.delete(frame.group)) {
+          ws.unsubscribe(frame.group);
+          this.link.left(conn, frame.group);
+        }
+        ws.send(encodeLeft(frame.group, frame.ref));
+        return;
+      case 'ping':
+        ws.send(encodePong(frame.t, Date.now()));
+        return;
+      case 'auth':
+        this.counters[Counter.errors_bad_frame]!++;
+        ws.send(encodeError('E_BAD_FRAME', 'already authenticated'));
+        return;
+    }
+  }
+
+  private join(ws: Socket, conn: Connection, group: string, ref: string | undefined): void {
+    if (conn.allowed !== null && !conn.allowed.allows(group)) return this.fail(ws, conn, 'E_FORBIDDEN', `not allowed to join ${group}`, ref);
+    if (!conn.groups.has(group)) {
+      const max = this.limits.maxGroupsPerConnection;
+      if (conn.groups.size >= max) return this.fail(ws, conn, 'E_FORBIDDEN', `at most ${max} groups per connection`, ref);
+      conn.groups.add(group);
+      ws.subscribe(group);
+      this.link.joined(conn, group);
+    }
+    ws.send(encodeJoined(group, ref));
+  }
+
+  private pub(ws: Socket, conn: Connection, group: string, data: unknown, pri: number, ref: string | undefined): void {
+    if (this.limits.requireMembership && !conn.groups.has(group)) {
+      return this.fail(ws, conn, 'E_NOT_MEMBER', `join ${group} before publishing to it`, ref);
+    }
+    if (conn.allowed !== null && !conn.allowed.allows(group)) return this.fail(ws, conn, 'E_FORBIDDEN', `not allowed to publish to ${group}`, ref);
+    if (this.processorTypes.size > 0 && this.detourPub(conn, group, data, pri, ref)) return;
+    const { cross, groups } = this.options;
+    if (!cross.canAccept()) {
+      this.counters[Counter.ring_overloaded]!++;
+      return this.fail(ws, conn, 'E_OVERLOADED', 'cross-shard rings are full; retry shortly', ref);
+    }
+    const id = this.options.idPrefix + (this.msgSeq++).toString(36);
+    const frame = Buffer.from(encodeGroupMsg(id, conn.user!, group, data, pri, Date.now()));
+    this.counters[Counter.pubs]!++;
+    groups.publish(group, frame);
+    cross.forwardPub(group, frame);
+    if (ref !== undefined) ws.send(encodeAck(ref, id));
+  }
+
+  /** A pub whose data.type has a processor goes to the broker, which runs it and publishes. */
+  private detourPub(conn: Connection, group: string, data: unknown, pri: number, ref: string | undefined): boolean {
+    const type = typeOfData(data);
+    if (type === null || !this.processorTypes.has(type)) return false;
+    this.counters[Counter.pubs]!++;
+    this.link.pub(conn, group, data, pri, ref, type);
+    return true;
+  }
+
+  private any(ws: Socket, conn: Connection, frame: Extract<ClientFrame, { op: 'any' }>): void {
+    const { group, ref } = frame;
+    if (this.limits.requireMembership && !conn.groups.has(group)) {
+      return this.fail(ws, conn, 'E_NOT_MEMBER', `join ${group} before sending to it`, ref);
+    }
+    if (conn.allowed !== null && !conn.allowed.allows(group)) return this.fail(ws, conn, 'E_FORBIDDEN', `not allowed to send to ${group}`, ref);
+    if (this.brokerBusy(ws, conn, ref)) return;
+    this.link.any(conn, group, frame.data, frame.pri, ref, frame.strategy, this.processorType(frame.data));
+  }
+
+  /** send/any are refused, not queued without bound, while the ring to the broker is backed up. */
+  private brokerBusy(ws: Socket, conn: Connection, ref: string | undefined): boolean {
+    if (this.link.backlog <= this.limits.brokerBacklogLimit) return false;
+    this.fail(ws, conn, 'E_OVERLOADED', 'the message broker is behind; retry shortly', ref);
+    return true;
+  }
+
+  private processorType(data: unknown): string | null {
+    if (this.processorTypes.size === 0) return null;
+    const type = typeOfData(data);
+    return type !== null && this.processorTypes.has(type) ? type : null;
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * The periodic walk over a shard's connections: closes slow consumers (1013) and connections
+ * silent past idle_timeout (4408), and pings each connection once per ping_interval. The
+ * decision for one connection is judge(), free of sockets so it can be tested on its own.
+ */
+import { CloseCodes } from '../protocol/errors.js';
+import { Counter } from '../shared/shard-table.js';
+import type { Connection, Socket } from './connection.js';
+import type { Fail } from './fail.js';
+
+export interface SweepPolicy {
+  /** Bytes waiting to be sent beyond which a connection is a slow consumer. */
+  maxBackpressure: number;
+  /** Silence (no frame, no pong) that closes a connection, ms; 0: never. */
+  idleMs: number;
+  /** Time between server pings of one connection, ms; 0: no pings. */
+  pingMs: number;
+}
+
+/** What the sweep does to one connection (numbers, so judging allocates nothing). */
+export const Verdict = { KEEP: 0, SLOW: 1, IDLE: 2, PING: 3 } as const;
+export type VerdictValue = (typeof Verdict)[keyof typeof Verdict];
+
+/**
+ * Judges one connection; schedules its next ping in `conn.nextPingAt`. Pings are due per
+ * connection, first at a random point of its first interval, so connections that arrived
+ * together are not all pinged (and do not all answer) in the same instant: a burst of 2,000
+ * pings showed as a latency spike.
+ */
+export function judge(
+  conn: Pick<Connection, 'lastSeen' | 'nextPingAt'>,
+  buffered: number,
+  now: number,
+  policy: SweepPolicy,
+  random: () => number = Math.random,
+): VerdictValue {
+  if (buffered > policy.maxBackpressure) return Verdict.SLOW;
+  if (policy.idleMs > 0 && now - conn.lastSeen > policy.idleMs) return Verdict.IDLE;
+  if (policy.pingMs > 0 && now >= conn.nextPingAt) {
+    const first = conn.nextPingAt === 0;
+    conn.nextPingAt = now + (first ? random() * policy.pingMs : policy.pingMs);
+    if (!first) return Verdict.PING;
+  }
+  return Verdict.KEEP;
+}
+
+export interface SweeperOptions {
+  sockets: Iterable<Socket>;
+  policy: SweepPolicy;
+  intervalMs: number;
+  counters: Float64Array;
+  fail: Fail;
+}
+
+export class Sweeper {
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly options: SweeperOptions) {}
+
+  start(): void {
+    this.timer = setInterval(() => this.sweep(), this.options.intervalMs);
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  sweep(): void {
+    const { sockets, policy, counters, fail } = this.options;
+    const now = Date.now();
+    for (const ws of sockets) {
+      const conn = ws.getUserData();
+      if (conn.closed) continue;
+      switch (judge(conn, ws.getBufferedAmount(), now, policy)) {
+        case Verdict.SLOW:
+          counters[Counter.slow_consumers_closed]!++;
+          fail(ws, conn, 'E_OVERLOADED', `slow consumer: over ${policy.maxBackpressure} bytes waiting to be sent`, undefined, true);
+          break;
+        case Verdict.IDLE:
+          ws.end(CloseCodes.IDLE_TIMEOUT, 'idle timeout');
+          break;
+        case Verdict.PING:
+          ws.ping();
+          break;
+      }
+    }
+  }
+}

@@ -1,0 +1,177 @@
+/**
+ * The parts of a shard that decide without a socket: which subprotocol an upgrade gets, the
+ * per-connection rate limit, what the sweep does to a connection, and the connection index
+ * the broker's deliveries use. (The shard as a whole is tested on real sockets elsewhere.)
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { selectProtocol } from '../src/shard/admission.js';
+import { newConnection, RateLimiter, type Connection, type Socket } from '../src/shard/connection.js';
+import { ConnectionRegistry } from '../src/shard/registry.js';
+import { judge, Verdict, type SweepPolicy } from '../src/shard/sweep.js';
+
+describe('subprotocol selection', () => {
+  test('a client that offers none gets none (and speaks JSON)', () => {
+    assert.equal(selectProtocol(''), '');
+  });
+
+  test('ocs.v1.json is chosen wherever it stands in the offer, spaces or not', () => {
+    assert.equal(selectProtocol('ocs.v1.json'), 'ocs.v1.json');
+    assert.equal(selectProtocol('ocs.v1.msgpack, ocs.v1.json'), 'ocs.v1.json');
+    assert.equal(selectProtocol('ocs.v1.msgpack,ocs.v1.json,chat'), 'ocs.v1.json');
+    assert.equal(selectProtocol('  ocs.v1.json  '), 'ocs.v1.json');
+  });
+
+  test('an offer without ocs.v1.json is refused (null), including near misses', () => {
+    assert.equal(selectProtocol('ocs.v1.msgpack'), null);
+    assert.equal(selectProtocol('chat, superchat'), null);
+    assert.equal(selectProtocol('OCS.V1.JSON'), null);
+    assert.equal(selectProtocol('ocs.v1.json2'), null);
+    assert.equal(selectProtocol(','), null);
+  });
+});
+
+describe('rate limiter (token bucket)', () => {
+  const fresh = (burst: number, now = 0): Connection => newConnection('s', 'u', null, burst, now);
+
+  test('a new connection may send its whole burst at once, then is refused', () => {
+    const limiter = new RateLimiter(10, 5);
+    const conn = fresh(5);
+    for (let i = 0; i < 5; i++) assert.ok(limiter.take(conn, 0), `frame ${i} of the burst`);
+    assert.equal(limiter.take(conn, 0), false);
+  });
+
+  test('tokens come back at the sustained rate', () => {
+    const limiter = new RateLimiter(10, 5); // one token per 100 ms
+    const conn = fresh(5);
+    for (let i = 0; i < 5; i++) limiter.take(conn, 0);
+    assert.equal(limiter.take(conn, 50), false, 'half a token is not a frame');
+    assert.ok(limiter.take(conn, 100));
+    assert.equal(limiter.take(conn, 100), false);
+  });
+
+  test('a refused frame costs nothing: the partial token keeps accruing', () => {
+    const limiter = new RateLimiter(10, 5);
+    const conn = fresh(5);
+    for (let i = 0; i < 5; i++) limiter.take(conn, 0);
+    assert.equal(limiter.take(conn, 60), false);
+    assert.ok(limiter.take(conn, 100), '60 ms + 40 ms make the token');
+  });
+
+  test('a long silence refills to the burst, no further', () => {
+    const limiter = new RateLimiter(10, 5);
+    const conn = fresh(5);
+    for (let i = 0; i < 5; i++) limiter.take(conn, 0);
+    let allowed = 0;
+    while (limiter.take(conn, 3_600_000)) allowed++;
+    assert.equal(allowed, 5);
+  });
+
+  test('rate 0 means unlimited', () => {
+    const limiter = new RateLimiter(0, 1);
+    const conn = fresh(1);
+    for (let i = 0; i < 10_000; i++) assert.ok(limiter.take(conn, 0));
+  });
+});
+
+describe('sweep verdict for one connection', () => {
+  const policy: SweepPolicy = { maxBackpressure: 1000, idleMs: 60_000, pingMs: 20_000 };
+  const state = (lastSeen: number, nextPingAt: number): { lastSeen: number; nextPingAt: number } => ({ lastSeen, nextPingAt });
+  const never = (): number => assert.fail('no random draw expected');
+
+  test('a connection over max_backpressure is a slow consumer, whatever else holds', () => {
+    assert.equal(judge(state(0, 0), 1001, 999_999, policy, never), Verdict.SLOW);
+    assert.equal(judge(state(0, 0), 1000, 1000, policy, () => 0), Verdict.KEEP, 'at the limit is not over it');
+  });
+
+  test('silence past idle_timeout closes; exactly idle_timeout does not', () => {
+    assert.equal(judge(state(0, 1e12), 0, 60_001, policy, never), Verdict.IDLE);
+    assert.equal(judge(state(0, 1e12), 0, 60_000, policy, never), Verdict.KEEP);
+  });
+
+  test('idle_timeout 0 never closes for silence', () => {
+    assert.equal(judge(state(0, 1e12), 0, 1e9, { ...policy, idleMs: 0 }, never), Verdict.KEEP);
+  });
+
+  test('the first sweep schedules the first ping at a random point of the interval, without pinging', () => {
+    const conn = state(1000, 0);
+    assert.equal(judge(conn, 0, 1000, policy, () => 0.25), Verdict.KEEP);
+    assert.equal(conn.nextPingAt, 1000 + 0.25 * 20_000);
+  });
+
+  test('a due ping is sent and the next one scheduled a full interval later', () => {
+    const conn = state(5000, 6000);
+    assert.equal(judge(conn, 0, 5999, policy, never), Verdict.KEEP, 'not yet due');
+    assert.equal(conn.nextPingAt, 6000);
+    assert.equal(judge(conn, 0, 6000, policy, never), Verdict.PING);
+    assert.equal(conn.nextPingAt, 26_000);
+  });
+
+  test('ping_interval 0 never pings nor schedules', () => {
+    const conn = state(0, 0);
+    assert.equal(judge(conn, 0, 1000, { ...policy, pingMs: 0 }, never), Verdict.KEEP);
+    assert.equal(conn.nextPingAt, 0);
+  });
+
+  test('a connection closed as slow or idle is not also scheduled for a ping', () => {
+    const slow = state(0, 100);
+    judge(slow, 5000, 200, policy, never);
+    assert.equal(slow.nextPingAt, 100);
+    const idle = state(0, 100);
+    judge(idle, 0, 70_000, policy, never);
+    assert.equal(idle.nextPingAt, 100);
+  });
+});
+
+describe('connection registry', () => {
+  /** The registry only stores sockets and reads their connection: a stand-in object suffices. */
+  const socketOf = (conn: Connection): Socket => ({ getUserData: () => conn }) as unknown as Socket;
+  const connection = (sid: string, user: string | null): Connection => newConnection(sid, user, null, 1, 0);
+
+  test('an open socket is counted but not addressable until announced', () => {
+    const registry = new ConnectionRegistry();
+    const conn = connection('s1', 'alice');
+    const ws = socketOf(conn);
+    registry.add(ws);
+    assert.equal(registry.size, 1);
+    assert.equal(registry.sid('s1'), undefined);
+    assert.equal(registry.user('alice'), undefined);
+    registry.announce(ws, conn);
+    assert.equal(conn.announced, true);
+    assert.equal(registry.sid('s1'), ws);
+    assert.deepEqual([...registry.user('alice')!], [ws]);
+  });
+
+  test("a user's connections are found together, and the user's entry goes with the last one", () => {
+    const registry = new ConnectionRegistry();
+    const a = connection('s1', 'alice');
+    const b = connection('s2', 'alice');
+    const wsA = socketOf(a);
+    const wsB = socketOf(b);
+    for (const [ws, conn] of [[wsA, a], [wsB, b]] as const) {
+      registry.add(ws);
+      registry.announce(ws, conn);
+    }
+    assert.equal(registry.user('alice')!.size, 2);
+    registry.remove(wsA, a);
+    assert.equal(registry.sid('s1'), undefined);
+    assert.deepEqual([...registry.user('alice')!], [wsB]);
+    registry.remove(wsB, b);
+    assert.equal(registry.user('alice'), undefined, 'no empty entry is left behind');
+    assert.equal(registry.size, 0);
+  });
+
+  test('removing a never-announced socket leaves the index alone', () => {
+    const registry = new ConnectionRegistry();
+    const announced = connection('s1', 'alice');
+    const other = connection('s1', 'alice'); // same sid and user, never announced
+    const ws = socketOf(announced);
+    registry.add(ws);
+    registry.announce(ws, announced);
+    const stray = socketOf(other);
+    registry.add(stray);
+    registry.remove(stray, other);
+    assert.equal(registry.sid('s1'), ws);
+    assert.deepEqual([...registry.user('alice')!], [ws]);
+  });
+});
