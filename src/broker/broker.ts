@@ -18,9 +18,9 @@ import type { Logger } from '../util/logger.js';
 import { GroupMembers, type Member } from './any-strategies.js';
 import { DeadlineLists, type Timed } from './deadlines.js';
 import { TimerHeap } from './heap.js';
-import { LinkReader } from './link.js';
-import { QueuedRingWriter } from '../rings/queued-writer.js';
-import { encodeRecord, ToBroker, ToShard, typeOfData } from './wire.js';
+import { LinkReader } from '../link/reader.js';
+import { QueuedRingWriter } from '../link/queued-writer.js';
+import { encodeRecord, ToBroker, ToShard, typeOfData } from '../link/records.js';
 
 const enum State {
   /** Written to the store, commit not yet confirmed: invisible to recipients. */

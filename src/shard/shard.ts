@@ -4,9 +4,9 @@
  * forwarded to the other shards over the rings.
  */
 import { Authenticator } from '../auth/identity.js';
-import { LinkReader } from '../broker/link.js';
-import { QueuedRingWriter } from '../rings/queued-writer.js';
-import { encodeRecord, ToBroker, ToShard, typeOfData } from '../broker/wire.js';
+import { LinkReader } from '../link/reader.js';
+import { QueuedRingWriter } from '../link/queued-writer.js';
+import { encodeRecord, ToBroker, ToShard, typeOfData } from '../link/records.js';
 import { DoorbellRinger } from '../rings/doorbell.js';
 import type { Config } from '../config/schema.js';
 import { CloseCodes, ErrorCodes, type ErrorCode } from '../protocol/errors.js';
