@@ -22,7 +22,7 @@ import { answerDlqRequest } from './dlq-admin.js';
 import { Outbox } from './outbox.js';
 import { Presence } from './presence.js';
 import { MessageIds, type Incoming } from './ids.js';
-import { Processors, type Processor, type ProcessorMessage } from './processors.js';
+import { Processors, type Processor } from './processors.js';
 import { newEntry, Queues, State, type Entry } from './queues.js';
 import type { ShardLink } from './shard-link.js';
 
@@ -212,15 +212,7 @@ export class Broker {
   /** Runs the processor for `type` if there is one, then stores and routes the message. */
   private accept(incoming: Incoming, type: string | null, reply: Reply): void {
     if (!this.processors.has(type)) return this.store(incoming, reply);
-    const isAny = incoming.target.startsWith('g:');
-    const message: ProcessorMessage = {
-      kind: isAny ? 'any' : 'send',
-      from: incoming.from,
-      ...(isAny ? { group: incoming.group! } : { to: incoming.target.slice(2) }),
-      data: JSON.parse(incoming.data),
-      pri: incoming.pri,
-    };
-    this.processors.run(type, message, {
+    this.processors.run(type, incoming, {
       pass: (data, pri) => this.store({ ...incoming, data, pri }, reply),
       drop: () => reply.ok(this.ids.nextPubId()), // accepted, not stored
       fail: (reason) => this.processorFailed(type, reason, incoming, reply),
@@ -388,8 +380,7 @@ export class Broker {
     };
     if (!this.processors.has(type)) return send(data, pri);
     const incoming: Incoming = { target: `p:${group}`, from, group, data, pri, at: 0, strategy: null };
-    const message: ProcessorMessage = { kind: 'pub', from, group, data: JSON.parse(data), pri };
-    this.processors.run(type, message, { pass: send, drop: acked, fail: (reason) => this.processorFailed(type, reason, incoming, { ok: acked, fail: acked }) });
+    this.processors.run(type, incoming, { pass: send, drop: acked, fail: (reason) => this.processorFailed(type, reason, incoming, { ok: acked, fail: acked }) });
   }
 
   /** Puts a dead letter back in its recipient's queue as a fresh message (attempts 0, new sequence). */

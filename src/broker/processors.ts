@@ -3,6 +3,7 @@
  * `any` before it is routed, and may change it, drop it (null) or throw (the broker then
  * dead-letters it). Sync or async alike.
  */
+import type { Incoming } from './ids.js';
 
 /** What a processor sees, and may return changed; `null` drops the message. */
 export interface ProcessorMessage {
@@ -34,13 +35,14 @@ export class Processors {
   }
 
   /**
-   * Passes `message` through the processor for `type` (sync or async): `outcome.pass` gets the
+   * Passes `incoming` through the processor for `type` (sync or async): `outcome.pass` gets the
    * data (as JSON text) and pri it returned, or the message unchanged for undefined;
    * `outcome.drop` is called for null, `outcome.fail` with the reason when it threw or its
    * promise rejected.
    */
-  run(type: string, message: ProcessorMessage, outcome: ProcessorOutcome): void {
+  run(type: string, incoming: Incoming, outcome: ProcessorOutcome): void {
     const processor = this.byType.get(type)!;
+    const message = processorMessage(incoming);
     const fail = (err: unknown): void => outcome.fail(`processor for type ${JSON.stringify(type)} threw: ${err instanceof Error ? err.message : String(err)}`);
     let out;
     try {
@@ -62,6 +64,13 @@ export interface ProcessorOutcome {
   pass(dataJson: string, pri: number): void;
   drop(): void;
   fail(reason: string): void;
+}
+
+/** What a processor sees of `incoming`: its data parsed, its recipient named by kind. */
+function processorMessage(incoming: Incoming): ProcessorMessage {
+  const kind = incoming.target.startsWith('u:') ? 'send' : incoming.target.startsWith('g:') ? 'any' : 'pub';
+  const recipient = kind === 'send' ? { to: incoming.target.slice(2) } : { group: incoming.group! };
+  return { kind, from: incoming.from, ...recipient, data: JSON.parse(incoming.data), pri: incoming.pri };
 }
 
 /** A processor's `pri`, or NORMAL when it returned something that is not a priority. */
