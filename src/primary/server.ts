@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer as createNetServer } from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { Broker, type Processor, type SendOptions, type BrokerStats } from '../broker/broker.js';
+import { RingShardLink } from '../broker/ring-link.js';
 import type { LoadedConfig } from '../config/load.js';
 import type { AnyStrategy } from '../protocol/frames.js';
 import { MessageStore } from '../store/store.js';
@@ -193,12 +194,9 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
   const broker = new Broker({
     config: config as Broker['options']['config'],
     store,
-    shards,
     instance,
     log,
-    doorbells,
-    fromShard: toBroker,
-    toShard: fromBroker,
+    link: new RingShardLink({ shards, doorbells, fromShard: toBroker, toShard: fromBroker }),
     publishProcessorTypes: (types) => {
       for (const slot of slots) slot.worker?.postMessage({ type: 'processors', types } satisfies PrimaryToShard);
     },

@@ -4,12 +4,12 @@
  * admin requests) and what it answers (deliveries, welcomes, sender acks, errors, processed
  * group messages, admin replies), over one ring each way.
  */
-import { LinkReader } from '../broker/link.js';
-import { encodeRecord, ToBroker, ToShard } from '../broker/wire.js';
+import { LinkReader } from '../link/reader.js';
+import { encodeRecord, ToBroker, ToShard } from '../link/records.js';
 import type { ErrorCode } from '../protocol/errors.js';
 import { encodeAck, encodeWelcome } from '../protocol/json-codec.js';
 import { DoorbellRinger } from '../rings/doorbell.js';
-import { QueuedRingWriter } from '../rings/queued-writer.js';
+import { QueuedRingWriter } from '../link/queued-writer.js';
 import { Counter } from '../shared/shard-table.js';
 import type { AdminForwarder } from './admin-http.js';
 import type { Connection } from './connection.js';

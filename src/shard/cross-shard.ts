@@ -11,7 +11,7 @@
  * skipped: its connections are gone, and its replacement discards what was left in its rings.
  */
 import { DoorbellListener, DoorbellRinger } from '../rings/doorbell.js';
-import { QueuedRingWriter } from '../rings/queued-writer.js';
+import { QueuedRingWriter } from '../link/queued-writer.js';
 import { RingReader } from '../rings/ring.js';
 import { Counter, type ShardTable } from '../shared/shard-table.js';
 

@@ -4,7 +4,7 @@
  * shards), send/any/ack and processed pubs through the broker. This is the hot path: a frame
  * is decoded once and a `pub` encoded once for every recipient; add nothing per frame here.
  */
-import { typeOfData } from '../broker/wire.js';
+import { typeOfData } from '../link/records.js';
 import { ErrorCodes } from '../protocol/errors.js';
 import type { ClientFrame } from '../protocol/frames.js';
 import { decodeJson, encodeAck, encodeError, encodeFrameError, encodeGroupMsg, encodeJoined, encodeLeft, encodePong } from '../protocol/json-codec.js';

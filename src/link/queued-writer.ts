@@ -4,8 +4,8 @@
  * Producers look at `backlog` to refuse new work while too much waits. Used for shard-to-shard
  * and shard-to-broker traffic alike.
  */
-import type { DoorbellRinger } from './doorbell.js';
-import { RingWriter } from './ring.js';
+import type { DoorbellRinger } from '../rings/doorbell.js';
+import { RingWriter } from '../rings/ring.js';
 
 const RETRY_MS = 1;
 

@@ -1,5 +1,6 @@
 /**
- * The contract of the shard <-> broker rings, imported by both sides. A record is
+ * The contract of the shard <-> broker rings, imported by both sides (src/link holds the whole
+ * link: these records, ./reader.ts and ./queued-writer.ts). A record is
  * [kind u8][MessagePack array of the kind's fields, in the order listed here]. Arrays, not
  * maps: no field names on the wire, and msgpackr packs and unpacks them fastest.
  * Message data travels as the JSON text the client sent (re-serialised once by the shard), so

@@ -1,9 +1,9 @@
 /**
  * The reading end of a shard <-> broker ring: hands each `[kind u8][MessagePack fields]`
- * record, decoded, to a handler. (The writing end is the rings' QueuedRingWriter.)
+ * record, decoded, to a handler. The writing end is ./queued-writer.ts; the records, ./records.ts.
  */
 import { RingReader } from '../rings/ring.js';
-import { decodeFields } from './wire.js';
+import { decodeFields } from './records.js';
 
 export type RecordHandler = (kind: number, fields: unknown[]) => void;
 

@@ -1,0 +1,105 @@
+/**
+ * The broker's clocks: the ack deadline of every delivery in flight (with exponential backoff
+ * per attempt), the schedule of sends with a future `at`, and the one timer armed for whichever
+ * comes first. Also who holds what: each user's count of deliveries awaiting its ack, which
+ * `least_connections` reads.
+ */
+import type { Config } from '../config/schema.js';
+import { DeadlineLists } from './deadlines.js';
+import { TimerHeap } from './heap.js';
+import type { Entry } from './queues.js';
+
+export interface AckTimerHandlers {
+  /** A scheduled send is due. */
+  scheduled(entry: Entry): void;
+  /** A delivery's ack deadline passed. */
+  expired(entry: Entry): void;
+}
+
+export class AckTimers {
+  private readonly deadlines = new DeadlineLists<Entry>();
+  private readonly schedule = new TimerHeap<Entry>();
+  private readonly inflight = new Map<string, number>();
+  /** Armed for the next ack deadline or scheduled send; none while nothing waits. */
+  private timer: NodeJS.Timeout | null = null;
+  private wakeAt = Infinity;
+  private readonly tickMs: number;
+  private stopped = false;
+  readonly inflightOf = (user: string): number => this.inflight.get(user) ?? 0;
+
+  constructor(
+    private readonly delivery: Config['websocket']['delivery'],
+    private readonly handlers: AckTimerHandlers,
+  ) {
+    this.tickMs = Math.max(5, Math.min(50, (delivery.ack_timeout * 1000) / 4));
+  }
+
+  /**
+   * `entry` was just delivered to `holder` (attempt `entry.m.attempts`): counts it against the
+   * holder and starts its ack deadline.
+   */
+  hold(entry: Entry, holder: string): void {
+    this.release(entry);
+    entry.holder = holder;
+    this.inflight.set(holder, (this.inflight.get(holder) ?? 0) + 1);
+    const attempt = entry.m.attempts;
+    const { ack_timeout, backoff_multiplier, max_backoff } = this.delivery;
+    // Attempts past the cap all wait max_backoff: they share the cap's list, which stays in order.
+    const wait = Math.min(max_backoff, ack_timeout * backoff_multiplier ** (attempt - 1));
+    this.deadlines.add(entry, wait === max_backoff ? this.capList() : attempt - 1, Date.now() + wait * 1000);
+    this.arm();
+  }
+
+  /** `entry` no longer awaits an ack (acknowledged, parked, dead-lettered, or delivered anew). */
+  release(entry: Entry): void {
+    this.deadlines.remove(entry);
+    if (entry.holder === null) return;
+    const left = (this.inflight.get(entry.holder) ?? 1) - 1;
+    if (left <= 0) this.inflight.delete(entry.holder);
+    else this.inflight.set(entry.holder, left);
+    entry.holder = null;
+  }
+
+  /** `entry` is due at `at`; arm() when done adding (start-up adds many). */
+  scheduleAt(entry: Entry, at: number): void {
+    this.schedule.push(at, entry, 0);
+  }
+
+  /**
+   * Sleeps until the next ack deadline or scheduled send, and not at all while none waits (no
+   * polling while idle). Wake times are rounded up to tickMs, so a burst of deadlines costs one
+   * timer per tick rather than one each, and nothing is handled early.
+   */
+  arm(): void {
+    if (this.stopped) return;
+    const next = Math.min(this.schedule.nextTime(), this.deadlines.nextDeadline());
+    if (next === Infinity) return;
+    const wakeAt = Math.ceil(next / this.tickMs) * this.tickMs;
+    if (this.timer !== null && wakeAt >= this.wakeAt) return;
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.wakeAt = wakeAt;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.wakeAt = Infinity;
+      this.tick();
+      this.arm();
+    }, Math.max(0, wakeAt - Date.now()));
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private tick(): void {
+    const now = Date.now();
+    for (let due = this.schedule.popDue(now); due; due = this.schedule.popDue(now)) this.handlers.scheduled(due.item);
+    for (const entry of this.deadlines.takeDue(now)) this.handlers.expired(entry);
+  }
+
+  /** Index of the deadline list for waits capped at max_backoff (after every uncapped attempt's list). */
+  private capList(): number {
+    return this.delivery.max_attempts;
+  }
+}

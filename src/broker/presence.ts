@@ -1,0 +1,94 @@
+/**
+ * Who is connected where: every authenticated connection by sid, each user's connections (a
+ * `send` goes to all of them, on every shard), and each group's members (an `any` goes to one,
+ * picked by the group's strategy).
+ */
+import type { Config } from '../config/schema.js';
+import type { AnyStrategy } from '../protocol/frames.js';
+import { GroupMembers, type Member } from './any-strategies.js';
+
+export interface Conn extends Member {
+  shard: number;
+  groups: Set<string>;
+}
+
+export class Presence {
+  private readonly conns = new Map<string, Conn>();
+  private readonly users = new Map<string, Map<string, Conn>>();
+  private readonly groups = new Map<string, GroupMembers<Conn>>();
+  private readonly strategies = new Map<string, AnyStrategy>();
+
+  constructor(private readonly delivery: Config['websocket']['delivery']) {
+    for (const [group, strategy] of Object.entries(delivery.group_strategies)) this.strategies.set(group, strategy);
+  }
+
+  /** Registers connection `sid` of `user` on `shard`, weighted for `any` as the config says. */
+  online(sid: string, user: string, shard: number): Conn {
+    const conn: Conn = { sid, user, shard, weight: 1, groups: new Set() };
+    this.conns.set(sid, conn);
+    let conns = this.users.get(user);
+    if (!conns) this.users.set(user, (conns = new Map()));
+    conns.set(sid, conn);
+    conn.weight = this.delivery.weights[user] ?? 1;
+    return conn;
+  }
+
+  offline(sid: string): void {
+    const conn = this.conns.get(sid);
+    if (!conn) return;
+    this.conns.delete(sid);
+    const conns = this.users.get(conn.user);
+    conns?.delete(sid);
+    if (conns && conns.size === 0) this.users.delete(conn.user);
+    for (const group of conn.groups) this.leaveGroup(group, sid);
+  }
+
+  /** Every connection on `shard` goes offline (the shard died). */
+  forgetShard(shard: number): void {
+    for (const conn of [...this.conns.values()]) if (conn.shard === shard) this.offline(conn.sid);
+  }
+
+  /**
+   * Connection `sid` joined `group`, with the token's `weight` claim (0: none, keep the
+   * configured one). False when the connection is unknown (it closed meanwhile).
+   */
+  join(sid: string, group: string, weight: number): boolean {
+    const conn = this.conns.get(sid);
+    if (!conn) return false;
+    if (weight > 0) conn.weight = weight;
+    conn.groups.add(group);
+    let members = this.groups.get(group);
+    if (!members) this.groups.set(group, (members = new GroupMembers()));
+    members.add(conn);
+    return true;
+  }
+
+  leave(sid: string, group: string): void {
+    const conn = this.conns.get(sid);
+    if (!conn) return;
+    conn.groups.delete(group);
+    this.leaveGroup(group, sid);
+  }
+
+  /** The connections of `user`, by sid; undefined when it has none. */
+  connectionsOf(user: string): ReadonlyMap<string, Conn> | undefined {
+    return this.users.get(user);
+  }
+
+  setStrategy(group: string, strategy: AnyStrategy): void {
+    this.strategies.set(group, strategy);
+  }
+
+  /** The member of `group` that gets the next `any`: by `strategy`, else the group's, else the default. Null without members. */
+  pick(group: string, strategy: AnyStrategy | null, inflightOf: (user: string) => number): Conn | null {
+    const members = this.groups.get(group);
+    return members?.pick(strategy ?? this.strategies.get(group) ?? this.delivery.default_strategy, inflightOf) ?? null;
+  }
+
+  private leaveGroup(group: string, sid: string): void {
+    const members = this.groups.get(group);
+    if (!members) return;
+    members.delete(sid);
+    if (members.size === 0) this.groups.delete(group);
+  }
+}

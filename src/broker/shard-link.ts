@@ -1,0 +1,30 @@
+/**
+ * How the broker talks to the shards, as an interface: the broker's logic then runs, and is
+ * tested, without threads or shared memory. ring-link.ts is the real one (SPSC rings and a
+ * doorbell, records from src/link/records.ts); tests use a recorder.
+ */
+import type { ErrorCode } from '../protocol/errors.js';
+
+/** Inbound: one record from `shard`, its fields in the order src/link/records.ts lists for `kind` (ToBroker). */
+export type RecordSink = (shard: number, kind: number, fields: unknown[]) => void;
+
+export interface ShardLink {
+  /** `frame` to every connection of `user` on `shard`. */
+  deliverToUser(shard: number, user: string, frame: string): void;
+  /** `frame` to the one connection `sid` on `shard`. */
+  deliverToSid(shard: number, sid: string, frame: string): void;
+  /** The sender's message is stored: `ack {ref, id}` to connection `sid`. */
+  senderAck(shard: number, sid: string, ref: string | null, id: string): void;
+  error(shard: number, sid: string, code: ErrorCode, message: string, ref: string | null): void;
+  /** `welcome` to connection `sid`, with the number of stored messages about to follow. */
+  welcome(shard: number, sid: string, pending: number): void;
+  /** `frame` to the local subscribers of `group` on every shard. */
+  groupPub(group: string, frame: string): void;
+  /** The answer to admin request `requestId` that `shard` forwarded. */
+  adminReply(shard: number, requestId: number, status: number, bodyJson: string): void;
+  /** Starts handing every inbound record to `onRecord`. */
+  listen(onRecord: RecordSink): void;
+  /** `shard` died: hands over what it wrote last (through onRecord), drops what waited for it. */
+  shardDown(shard: number): void;
+  stop(): void;
+}

@@ -1,0 +1,117 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { msgsIn, sleep, startBroker, type TestBroker } from './helpers/broker.js';
+
+describe('broker: direct messages', () => {
+  let t: TestBroker;
+  before(async () => {
+    t = await startBroker({ delivery: { ack_timeout: 0.05, max_attempts: 100 }, performance: { batch_size: 2 } });
+  });
+  after(() => t.close());
+
+  test('a message for an offline user waits; on connecting it gets welcome {pending}, then CRITICAL alone, then batches priority high to low in acceptance order', async () => {
+    const { link } = t;
+    const sent = [
+      { text: 'a', pri: 0 },
+      { text: 'b', pri: 1 },
+      { text: 'c', pri: 2 },
+      { text: 'd', pri: 1 },
+      { text: 'e', pri: 3 },
+    ];
+    for (const { text, pri } of sent) {
+      link.send(0, 'alice-1', 'alice', 'bob', { text }, { ref: text, pri });
+      await link.next('senderAck', (c) => c.ref === text);
+    }
+    assert.equal(link.all('deliverToUser').length + link.all('deliverToSid').length, 0, 'nothing is delivered while bob is offline');
+
+    link.online(1, 'bob-1', 'bob');
+    const welcome = await link.next('welcome', (c) => c.sid === 'bob-1');
+    assert.deepEqual([welcome.shard, welcome.pending], [1, 5]);
+    await link.next('deliverToSid', (c) => c.sid === 'bob-1' && msgsIn(c.frame).some((m) => (m.data as { text: string }).text === 'a'));
+    const frames = link.all('deliverToSid', (c) => c.sid === 'bob-1');
+    assert.ok(frames.every((c) => c.shard === 1));
+    const texts = frames.map((c) => msgsIn(c.frame).map((m) => (m.data as { text: string }).text));
+    assert.deepEqual(texts, [['e'], ['c', 'b'], ['d', 'a']]);
+    const [e] = msgsIn(frames[0]!.frame);
+    assert.deepEqual({ ...e, id: '', ts: 0 }, { op: 'msg', id: '', from: 'alice', data: { text: 'e' }, pri: 3, ts: 0, ackReq: true });
+    assert.ok(link.calls.indexOf(welcome) < link.calls.indexOf(frames[0]!), 'welcome comes first');
+    for (const c of frames) for (const m of msgsIn(c.frame)) link.ack(1, 'bob-1', 'bob', m.id as string);
+    link.offline(1, 'bob-1', 'bob');
+  });
+
+  test('an ack settles the message: it leaves the store and is not delivered again', async () => {
+    const { link, broker, store } = t;
+    link.online(0, 'cat-1', 'cat');
+    const id = await broker.send('cat', 'once', { pri: 3 });
+    const delivered = await link.next('deliverToUser', (c) => c.user === 'cat');
+    assert.equal(msgsIn(delivered.frame)[0]!.id, id);
+    const acked = broker.stats.acked;
+    link.ack(0, 'cat-1', 'cat', id);
+    assert.equal(broker.stats.acked, acked + 1);
+    await sleep(200); // four ack timeouts: an unsettled message would have come again
+    assert.equal(link.all('deliverToUser', (c) => c.user === 'cat').length, 1);
+    await store.flushed();
+    assert.ok(![...store.loadQueue()].some((m) => m.id === id), 'removed from the store');
+    link.offline(0, 'cat-1', 'cat');
+  });
+
+  test("a user's connections get one DELIVER_USER per shard they are on", async () => {
+    const { link, broker } = t;
+    link.online(0, 'dan-1', 'dan');
+    link.online(0, 'dan-2', 'dan');
+    link.online(1, 'dan-3', 'dan');
+    const id = await broker.send('dan', 'everywhere', { pri: 3 });
+    await link.next('deliverToUser', (c) => c.user === 'dan' && c.shard === 1);
+    assert.deepEqual(link.all('deliverToUser', (c) => c.user === 'dan').map((c) => c.shard).sort(), [0, 1]);
+    link.ack(1, 'dan-3', 'dan', id);
+    for (const [shard, sid] of [[0, 'dan-1'], [0, 'dan-2'], [1, 'dan-3']] as const) link.offline(shard, sid, 'dan');
+  });
+
+  test("an ack of an unknown id, of someone else's message, or a second ack gets E_UNKNOWN_ID; the message still waits for its recipient", async () => {
+    const { link, broker } = t;
+    link.online(0, 'eve-1', 'eve');
+    link.online(1, 'fay-1', 'fay');
+    const id = await broker.send('eve', 'for eve', { pri: 3 });
+    await link.next('deliverToUser', (c) => c.user === 'eve');
+    link.ack(1, 'fay-1', 'fay', id);
+    link.ack(1, 'fay-1', 'fay', 'test-nosuchid');
+    const refused = link.all('error', (c) => c.sid === 'fay-1');
+    assert.deepEqual(refused.map((c) => [c.shard, c.code, c.ref]), [[1, 'E_UNKNOWN_ID', null], [1, 'E_UNKNOWN_ID', null]]);
+    assert.match(refused[1]!.message, /no message test-nosuchid awaits your ack/);
+    link.ack(0, 'eve-1', 'eve', id);
+    assert.equal(link.all('error', (c) => c.sid === 'eve-1').length, 0, "fay's attempt left eve's message in place");
+    link.ack(0, 'eve-1', 'eve', id);
+    assert.equal(link.all('error', (c) => c.sid === 'eve-1' && c.code === 'E_UNKNOWN_ID').length, 1, 'the second ack is refused');
+    link.offline(0, 'eve-1', 'eve');
+    link.offline(1, 'fay-1', 'fay');
+  });
+
+  test('a send with a future `at` is acknowledged once stored and delivered no earlier than `at`', async () => {
+    const { link } = t;
+    link.online(0, 'gus-1', 'gus');
+    const at = Date.now() + 150;
+    link.send(0, 'alice-1', 'alice', 'gus', 'later', { ref: 'later', at, pri: 3 });
+    const ack = await link.next('senderAck', (c) => c.ref === 'later');
+    assert.equal(link.all('deliverToUser', (c) => c.user === 'gus').length, 0);
+    const delivered = await link.next('deliverToUser', (c) => c.user === 'gus');
+    assert.ok(delivered.time >= at, `delivered ${at - delivered.time} ms early`);
+    assert.equal(msgsIn(delivered.frame)[0]!.id, ack.id);
+    link.ack(0, 'gus-1', 'gus', ack.id);
+    link.offline(0, 'gus-1', 'gus');
+  });
+
+  test("a shard that dies takes its connections along: the user's messages wait for the next connection", async () => {
+    const { link, broker } = t;
+    link.online(1, 'hal-1', 'hal');
+    broker.shardDown(1);
+    assert.equal(link.all('shardDown', (c) => c.shard === 1).length, 1);
+    const id = await broker.send('hal', 'after the crash', { pri: 3 });
+    assert.equal(link.all('deliverToUser', (c) => c.user === 'hal').length, 0);
+    link.online(0, 'hal-2', 'hal');
+    assert.equal((await link.next('welcome', (c) => c.sid === 'hal-2')).pending, 1);
+    const delivered = await link.next('deliverToSid', (c) => c.sid === 'hal-2');
+    assert.equal(msgsIn(delivered.frame)[0]!.id, id);
+    link.ack(0, 'hal-2', 'hal', id);
+    link.offline(0, 'hal-2', 'hal');
+  });
+});

@@ -1,0 +1,97 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { msgsIn, startBroker, type TestBroker } from './helpers/broker.js';
+
+describe('broker: the /admin/dlq requests the shards forward', () => {
+  let t: TestBroker;
+  let requests = 0;
+  before(async () => {
+    t = await startBroker();
+    // A throwing processor is the quickest way to a dead letter.
+    t.broker.registerProcessor('broken', () => {
+      throw new Error('no');
+    });
+  });
+  after(() => t.close());
+
+  /** One admin request as a shard forwards it (uWS gives the method in lower case). */
+  async function admin(method: string, path: string): Promise<{ status: number; body: Record<string, unknown> }> {
+    const requestId = ++requests;
+    t.link.admin(1, requestId, method, path);
+    const reply = await t.link.next('adminReply', (c) => c.requestId === requestId);
+    assert.equal(reply.shard, 1, 'the answer goes to the shard that asked');
+    return { status: reply.status, body: JSON.parse(reply.bodyJson) as Record<string, unknown> };
+  }
+
+  async function deadLetter(to: string, n: number): Promise<string> {
+    const ref = `dl-${to}-${n}`;
+    t.link.send(0, 'ops-1', 'ops', to, { type: 'broken', n }, { ref });
+    const ack = await t.link.answerTo(ref);
+    assert.ok(ack.op === 'senderAck');
+    return ack.id;
+  }
+
+  test('list (with limit and after) and show', async () => {
+    const first = await deadLetter('ivy', 1);
+    const second = await deadLetter('ivy', 2);
+    const list = await admin('get', '/admin/dlq?limit=1');
+    assert.equal(list.status, 200);
+    assert.equal(list.body.count, 2);
+    const items = list.body.items as Array<Record<string, unknown>>;
+    assert.deepEqual(items.map((i) => i.id), [first]);
+    const rest = await admin('get', `/admin/dlq?after=${first}`);
+    assert.deepEqual((rest.body.items as Array<Record<string, unknown>>).map((i) => i.id), [second]);
+    const shown = await admin('get', `/admin/dlq/${second}`);
+    assert.equal(shown.status, 200);
+    assert.deepEqual({ ...shown.body, ts: 0, failedAt: 0 }, {
+      id: second,
+      kind: 'send',
+      to: 'ivy',
+      from: 'ops',
+      group: null,
+      data: { type: 'broken', n: 2 },
+      pri: 1,
+      ts: 0,
+      attempts: 0,
+      reason: 'processor for type "broken" threw: no',
+      failedAt: 0,
+    });
+  });
+
+  test('requeue puts a dead letter back in its recipient\'s queue, delivered like a new message', async () => {
+    const id = await deadLetter('jon', 1);
+    const requeued = await admin('post', `/admin/dlq/${id}/requeue`);
+    assert.deepEqual([requeued.status, requeued.body], [200, { requeued: id }]);
+    assert.equal((await admin('get', `/admin/dlq/${id}`)).status, 404);
+    t.link.online(0, 'jon-1', 'jon');
+    assert.equal((await t.link.next('welcome', (c) => c.sid === 'jon-1')).pending, 1);
+    const delivery = await t.link.next('deliverToSid', (c) => c.sid === 'jon-1');
+    assert.equal(msgsIn(delivery.frame)[0]!.id, id);
+    t.link.ack(0, 'jon-1', 'jon', id);
+  });
+
+  test('delete one, then purge all', async () => {
+    const id = await deadLetter('kit', 1);
+    assert.deepEqual((await admin('delete', `/admin/dlq/${id}`)).body, { purged: 1 });
+    await deadLetter('kit', 2);
+    const purged = await admin('delete', '/admin/dlq');
+    assert.equal(purged.status, 200);
+    assert.ok((purged.body.purged as number) >= 1);
+    assert.equal((await admin('get', '/admin/dlq')).body.count, 0);
+  });
+
+  test('unknown paths, ids and methods get 404 with the list of routes; a dead-lettered pub cannot be requeued (500)', async () => {
+    for (const [method, path] of [['get', '/admin/other'], ['put', '/admin/dlq'], ['get', '/admin/dlq/a/b/c']]) {
+      const { status, body } = await admin(method!, path!);
+      assert.equal(status, 404, `${method} ${path}`);
+      assert.match(String(body.message), /see GET \/admin\/dlq/);
+    }
+    assert.deepEqual(await admin('get', '/admin/dlq/nope'), { status: 404, body: { code: 'not_found', message: 'no dead letter nope' } });
+    t.link.pub(0, 'ops-1', 'ops', 'room', { type: 'broken' }, 'pub');
+    await t.link.answerTo('pub');
+    const letter = t.store.listDead(1000).find((l) => l.target === 'p:room')!;
+    assert.equal((await admin('post', `/admin/dlq/${letter.id}/frobnicate`)).status, 404);
+    const refused = await admin('post', `/admin/dlq/${letter.id}/requeue`);
+    assert.deepEqual(refused, { status: 500, body: { code: 'E_INTERNAL', message: 'a dead-lettered pub cannot be requeued: pubs are not stored' } });
+  });
+});

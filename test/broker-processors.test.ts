@@ -1,0 +1,99 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { ProcessorMessage } from '../src/index.js';
+import { msgsIn, startBroker, type TestBroker } from './helpers/broker.js';
+
+describe('broker: processors run before routing', () => {
+  let t: TestBroker;
+  const seen: ProcessorMessage[] = [];
+  before(async () => {
+    t = await startBroker();
+    t.broker.registerProcessor('shout', (m) => {
+      seen.push(structuredClone(m));
+      return { ...m, data: { ...(m.data as object), text: String((m.data as { text: string }).text).toUpperCase() } };
+    });
+    t.broker.registerProcessor('raise', async (m) => ({ ...m, pri: 3 }));
+    t.broker.registerProcessor('secret', () => null);
+    t.broker.registerProcessor('broken', () => {
+      throw new Error('cannot handle this');
+    });
+    t.broker.registerProcessor('sour', () => Promise.reject(new Error('went off')));
+    t.link.online(1, 'bob-1', 'bob');
+  });
+  after(() => t.close());
+
+  test('the shards learn which data.type values to send through the broker', () => {
+    assert.deepEqual([...t.link.processorTypes].sort(), ['broken', 'raise', 'secret', 'shout', 'sour']);
+    assert.deepEqual(t.broker.processorTypes().sort(), ['broken', 'raise', 'secret', 'shout', 'sour']);
+  });
+
+  test('a processor may change the data (sync) or the priority (async) of a send or an any', async () => {
+    const { link } = t;
+    link.send(0, 'alice-1', 'alice', 'bob', { type: 'shout', text: 'hi' }, { ref: 's', pri: 3 });
+    const ack = await link.answerTo('s');
+    assert.ok(ack.op === 'senderAck');
+    const delivered = await link.next('deliverToUser', (c) => c.user === 'bob' && msgsIn(c.frame)[0]!.id === ack.id);
+    assert.deepEqual(msgsIn(delivered.frame)[0]!.data, { type: 'shout', text: 'HI' });
+    assert.deepEqual(seen[0], { kind: 'send', from: 'alice', to: 'bob', data: { type: 'shout', text: 'hi' }, pri: 3 });
+
+    link.join(1, 'bob-1', 'crew');
+    link.any(0, 'alice-1', 'alice', 'crew', { type: 'raise' }, { ref: 'a', pri: 0 });
+    const anyAck = await link.answerTo('a');
+    assert.ok(anyAck.op === 'senderAck');
+    const raised = await link.next('deliverToSid', (c) => c.sid === 'bob-1' && msgsIn(c.frame)[0]!.id === anyAck.id);
+    assert.equal(msgsIn(raised.frame)[0]!.pri, 3);
+  });
+
+  test('a processor that returns null drops the message: the sender is acknowledged, nothing is stored or delivered', async () => {
+    const { link, broker, store } = t;
+    const accepted = broker.stats.accepted;
+    link.send(0, 'alice-1', 'alice', 'bob', { type: 'secret' }, { ref: 'hush' });
+    const ack = await link.answerTo('hush');
+    assert.ok(ack.op === 'senderAck');
+    assert.match(ack.id, /^test\.p\./, 'an id that is not a stored message');
+    assert.equal(broker.stats.accepted, accepted);
+    await store.flushed();
+    assert.ok(![...store.loadQueue()].some((m) => m.id === ack.id));
+    assert.equal(link.all('deliverToUser', (c) => c.frame.includes('"secret"')).length, 0);
+  });
+
+  test('a processor that throws, or whose promise rejects, sends the message to the dead-letter queue with the reason; the sender gets its id', async () => {
+    const { link, broker, store } = t;
+    const before = broker.stats.dead_lettered;
+    for (const [type, reason] of [['broken', 'cannot handle this'], ['sour', 'went off']] as const) {
+      link.send(0, 'alice-1', 'alice', 'bob', { type, n: 1 }, { ref: type });
+      const ack = await link.answerTo(type);
+      assert.ok(ack.op === 'senderAck');
+      const letter = store.getDead(ack.id);
+      assert.ok(letter, 'stored in the dead-letter queue before the ack');
+      assert.equal(letter.reason, `processor for type "${type}" threw: ${reason}`);
+      assert.deepEqual([letter.target, letter.from, JSON.parse(letter.data)], ['u:bob', 'alice', { type, n: 1 }]);
+    }
+    assert.equal(broker.stats.dead_lettered, before + 2);
+    assert.equal(link.all('deliverToUser', (c) => c.frame.includes('"broken"') || c.frame.includes('"sour"')).length, 0);
+  });
+
+  test('a pub of a processed type reaches every shard changed, and its sender gets the ack; a throwing one is dead-lettered', async () => {
+    const { link, store } = t;
+    link.pub(0, 'alice-1', 'alice', 'room', { type: 'shout', text: 'hello' }, 'p');
+    const ack = await link.answerTo('p');
+    assert.ok(ack.op === 'senderAck');
+    const published = await link.next('groupPub', (c) => c.group === 'room');
+    const [msg] = msgsIn(published.frame);
+    assert.deepEqual([msg!.id, msg!.from, msg!.group, msg!.data, msg!.ackReq], [ack.id, 'alice', 'room', { type: 'shout', text: 'HELLO' }, undefined]);
+    assert.equal(seen.at(-1)!.kind, 'pub');
+
+    link.pub(0, 'alice-1', 'alice', 'room', { type: 'broken' }, 'bp');
+    assert.equal((await link.answerTo('bp')).op, 'senderAck');
+    // The dead letter has an id of its own: the pub's id was never a stored message's.
+    const letters = store.listDead(1000).filter((l) => l.target === 'p:room');
+    assert.deepEqual(letters.map((l) => JSON.parse(l.data)), [{ type: 'broken' }]);
+  });
+
+  test('the embedding API goes through processors too', async () => {
+    const id = await t.broker.send('bob', { type: 'shout', text: 'from the app' }, { pri: 3 });
+    const delivered = await t.link.next('deliverToUser', (c) => msgsIn(c.frame)[0]!.id === id);
+    assert.deepEqual(msgsIn(delivered.frame)[0]!.data, { type: 'shout', text: 'FROM THE APP' });
+    assert.equal(msgsIn(delivered.frame)[0]!.from, '@server');
+  });
+});

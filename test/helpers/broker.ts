@@ -1,0 +1,190 @@
+/**
+ * The broker on its own, for unit tests: a real MessageStore in a fresh directory and, for the
+ * shards, a ShardLink that records what the broker says to them and plays the shards' side:
+ * it sends the records a shard would (encoded and decoded exactly as on the ring), and knows
+ * which `data.type` values have a processor, as a shard is told.
+ */
+import { rmSync } from 'node:fs';
+import { Broker } from '../../src/broker/broker.js';
+import type { RecordSink, ShardLink } from '../../src/broker/shard-link.js';
+import { loadConfig } from '../../src/config/load.js';
+import { decodeFields, encodeRecord, ToBroker, typeOfData } from '../../src/link/records.js';
+import type { ErrorCode } from '../../src/protocol/errors.js';
+import { MessageStore } from '../../src/store/store.js';
+import { createLogger } from '../../src/util/logger.js';
+import type { Frame } from './client.js';
+import { tempDataDir } from './server.js';
+
+/** One thing the broker told a shard, with when (Date.now()) it said it. */
+export type Call = { time: number; shard: number } & (
+  | { op: 'deliverToUser'; user: string; frame: string }
+  | { op: 'deliverToSid'; sid: string; frame: string }
+  | { op: 'senderAck'; sid: string; ref: string | null; id: string }
+  | { op: 'error'; sid: string; code: ErrorCode; message: string; ref: string | null }
+  | { op: 'welcome'; sid: string; pending: number }
+  | { op: 'groupPub'; group: string; frame: string }
+  | { op: 'adminReply'; requestId: number; status: number; bodyJson: string }
+  | { op: 'shardDown' }
+);
+type Said = Call extends infer C ? (C extends Call ? Omit<C, 'time'> : never) : never;
+
+export class RecordingLink implements ShardLink {
+  readonly calls: Call[] = [];
+  /** The types the broker asked the shards to detour through it (publishProcessorTypes). */
+  processorTypes = new Set<string>();
+  private sink: RecordSink | null = null;
+  private waiters: Array<() => void> = [];
+
+  deliverToUser(shard: number, user: string, frame: string): void {
+    this.record({ op: 'deliverToUser', shard, user, frame });
+  }
+  deliverToSid(shard: number, sid: string, frame: string): void {
+    this.record({ op: 'deliverToSid', shard, sid, frame });
+  }
+  senderAck(shard: number, sid: string, ref: string | null, id: string): void {
+    this.record({ op: 'senderAck', shard, sid, ref, id });
+  }
+  error(shard: number, sid: string, code: ErrorCode, message: string, ref: string | null): void {
+    this.record({ op: 'error', shard, sid, code, message, ref });
+  }
+  welcome(shard: number, sid: string, pending: number): void {
+    this.record({ op: 'welcome', shard, sid, pending });
+  }
+  groupPub(group: string, frame: string): void {
+    this.record({ op: 'groupPub', shard: -1, group, frame });
+  }
+  adminReply(shard: number, requestId: number, status: number, bodyJson: string): void {
+    this.record({ op: 'adminReply', shard, requestId, status, bodyJson });
+  }
+  listen(onRecord: RecordSink): void {
+    this.sink = onRecord;
+  }
+  shardDown(shard: number): void {
+    this.record({ op: 'shardDown', shard });
+  }
+  stop(): void {
+    this.sink = null;
+  }
+
+  // --- what a shard sends (field order: src/link/records.ts) ----------------------------
+
+  online(shard: number, sid: string, user: string): void {
+    this.fromShard(shard, ToBroker.PRESENCE, [sid, user, 1]);
+  }
+  offline(shard: number, sid: string, user: string): void {
+    this.fromShard(shard, ToBroker.PRESENCE, [sid, user, 0]);
+  }
+  /** `weight`: the token's weight claim, 0 for none. */
+  join(shard: number, sid: string, group: string, weight = 0): void {
+    this.fromShard(shard, ToBroker.MEMBERSHIP, [sid, group, 1, weight]);
+  }
+  send(shard: number, sid: string, from: string, to: string, data: unknown, o: { ref?: string; pri?: number; at?: number } = {}): void {
+    this.fromShard(shard, ToBroker.SEND, [sid, o.ref ?? null, from, to, JSON.stringify(data), o.pri ?? 1, o.at ?? 0, this.typeOf(data)]);
+  }
+  any(shard: number, sid: string, from: string, group: string, data: unknown, o: { ref?: string; pri?: number; strategy?: string } = {}): void {
+    this.fromShard(shard, ToBroker.ANY, [sid, o.ref ?? null, from, group, JSON.stringify(data), o.pri ?? 1, o.strategy ?? null, this.typeOf(data)]);
+  }
+  /** A `pub` whose data.type has a processor (others never reach the broker). */
+  pub(shard: number, sid: string, from: string, group: string, data: unknown, ref: string | null): void {
+    this.fromShard(shard, ToBroker.PUB, [sid, ref, from, group, JSON.stringify(data), 1, typeOfData(data)]);
+  }
+  ack(shard: number, sid: string, user: string, id: string): void {
+    this.fromShard(shard, ToBroker.ACK, [sid, user, id]);
+  }
+  admin(shard: number, requestId: number, method: string, path: string): void {
+    this.fromShard(shard, ToBroker.ADMIN, [requestId, method, path]);
+  }
+
+  // --- reading what the broker said ------------------------------------------------------
+
+  /** The first call `op` (oldest first) matching `match`, now or once it is made. */
+  next<O extends Call['op']>(op: O, match: (call: Extract<Call, { op: O }>) => boolean = () => true, timeoutMs = 5000): Promise<Extract<Call, { op: O }>> {
+    return this.nextCall((c): c is Extract<Call, { op: O }> => c.op === op && match(c as Extract<Call, { op: O }>), `${op} ${match.toString()}`, timeoutMs);
+  }
+
+  /** What the sender of `ref` heard back: its senderAck or its error. */
+  answerTo(ref: string): Promise<Extract<Call, { op: 'senderAck' | 'error' }>> {
+    return this.nextCall((c): c is Extract<Call, { op: 'senderAck' | 'error' }> => (c.op === 'senderAck' || c.op === 'error') && c.ref === ref, `the answer to ${ref}`, 5000);
+  }
+
+  private nextCall<C extends Call>(match: (call: Call) => call is C, what: string, timeoutMs: number): Promise<C> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no call matching ${what} within ${timeoutMs} ms`)), timeoutMs);
+      const check = (): void => {
+        const found = this.calls.find(match);
+        if (found === undefined) return void this.waiters.push(check);
+        clearTimeout(timer);
+        resolve(found);
+      };
+      check();
+    });
+  }
+
+  /** Every call `op` made so far matching `match`. */
+  all<O extends Call['op']>(op: O, match: (call: Extract<Call, { op: O }>) => boolean = () => true): Array<Extract<Call, { op: O }>> {
+    return this.calls.filter((c): c is Extract<Call, { op: O }> => c.op === op && match(c as Extract<Call, { op: O }>));
+  }
+
+  private typeOf(data: unknown): string | null {
+    const type = typeOfData(data);
+    return type !== null && this.processorTypes.has(type) ? type : null;
+  }
+
+  /** Through the record encoding, as on the ring: the broker sees what a shard's record decodes to. */
+  private fromShard(shard: number, kind: number, fields: unknown[]): void {
+    if (this.sink === null) throw new Error('the broker is not listening');
+    const record = encodeRecord(kind, fields);
+    this.sink(shard, record[0]!, decodeFields(record, 0, record.byteLength));
+  }
+
+  private record(said: Said): void {
+    this.calls.push({ ...said, time: Date.now() } as Call);
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const check of waiters) check();
+  }
+}
+
+/** The `msg` frames in a delivered frame, unpacking a `batch`. */
+export function msgsIn(frame: string): Frame[] {
+  const parsed = JSON.parse(frame) as Frame;
+  return parsed.op === 'batch' ? (parsed.msgs as Frame[]) : [parsed];
+}
+
+export interface TestBroker {
+  broker: Broker;
+  link: RecordingLink;
+  store: MessageStore;
+  close(): Promise<void>;
+}
+
+/** A started broker with `delivery` and `performance` settings over the defaults. */
+export async function startBroker(settings: { delivery?: Record<string, unknown>; performance?: Record<string, unknown> } = {}): Promise<TestBroker> {
+  const dir = tempDataDir();
+  const { config } = loadConfig({ env: {}, overrides: { websocket: { delivery: settings.delivery ?? {}, performance: settings.performance ?? {} }, store: { data_dir: dir } } });
+  const store = await MessageStore.open(dir, config.store.sync);
+  const link = new RecordingLink();
+  const broker = new Broker({
+    config: config as Broker['options']['config'],
+    store,
+    instance: 'test',
+    log: createLogger('silent'),
+    link,
+    publishProcessorTypes: (types) => (link.processorTypes = new Set(types)),
+  });
+  broker.start();
+  return {
+    broker,
+    link,
+    store,
+    async close() {
+      await broker.stop();
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
