@@ -37,9 +37,10 @@ describe('any: exactly one online member gets each message', () => {
   before(async () => {
     server = await startInProcess({
       websocket: {
-        auth: { secret: 'any-secret' },
+        // A secret beside anonymous mode: anonymous members are anon:NAME (the claimed one is not).
+        auth: { secret: 'any-secret', allow_anonymous: true },
         groups: { require_membership: false },
-        delivery: { ack_timeout: 1, weights: { heavy: 3 }, group_strategies: { lc: 'least_connections' } },
+        delivery: { ack_timeout: 1, weights: { 'anon:heavy': 3 }, group_strategies: { lc: 'least_connections' } },
       },
     });
   });
@@ -54,7 +55,7 @@ describe('any: exactly one online member gets each message', () => {
     await settle(a);
     await settle(b);
     const msg = [...a.frames, ...b.frames].find((f) => f.op === 'msg')!;
-    assert.deepEqual({ ...msg, ts: 0 }, { op: 'msg', id: ack.id, from: 'rr-sender', group: 'rr', data: 'first', pri: 1, ts: 0, ackReq: true });
+    assert.deepEqual({ ...msg, ts: 0 }, { op: 'msg', id: ack.id, from: 'anon:rr-sender', group: 'rr', data: 'first', pri: 1, ts: 0, ackReq: true });
     const first = await tally([a, b], 1);
     assert.equal(first[0]! + first[1]!, 1, 'exactly one member got it');
     await anys(sender, 'rr', 6);
@@ -66,7 +67,7 @@ describe('any: exactly one online member gets each message', () => {
     const busy = await member(server.port, 'lc-busy', ['lc']);
     const idle = await member(server.port, 'lc-idle', ['lc']);
     const sender = await member(server.port, 'lc-sender');
-    await server.send('lc-busy', 'unacked work');
+    await server.send('anon:lc-busy', 'unacked work');
     await nextMsgs(busy, 1); // busy now holds one delivery it has not acknowledged
     for (let i = 0; i < 3; i++) {
       sender.send({ op: 'any', group: 'lc', data: i, ref: `lc${i}` });
@@ -84,7 +85,7 @@ describe('any: exactly one online member gets each message', () => {
   test('a strategy in the frame overrides the group default', async () => {
     const a = await member(server.port, 'ov-a', ['ov']);
     const b = await member(server.port, 'ov-b', ['ov']);
-    await server.send('ov-a', 'pending');
+    await server.send('anon:ov-a', 'pending');
     await nextMsgs(a, 1);
     for (let i = 0; i < 3; i++) {
       b.send({ op: 'any', group: 'ov', data: i, strategy: 'least_connections', ref: `ov${i}` });
