@@ -47,7 +47,7 @@ export type FileStatus = 'created' | 'updated' | 'unchanged' | 'not needed';
 export interface Outcome {
   files: Array<{ path: string; status: FileStatus | 'failed'; error?: string }>;
   kernel: Array<KernelWrite & { ok: boolean; error?: string }>;
-  /** Set when limits.d had to stay below the recommendation because fs.nr_open could not be raised. */
+  /** Set when limits.d was capped at fs.nr_open (a failed nr_open write, or an earlier drop-in above it). */
   nofileCappedAt?: number;
   failed: boolean;
 }
@@ -89,7 +89,8 @@ export function executeApply(plan: Plan, roots: ApplyRoots): Outcome {
     const error = loadKey(sysctlPath(roots.procRoot, write.key), write.to);
     outcome.kernel.push(error === undefined ? { ...write, ok: true } : { ...write, ok: false, error });
   }
-  // pam_limits refuses a login whose nofile exceeds fs.nr_open: never write more than the kernel allows now.
+  // The one value that may go down: pam_limits refuses a login whose nofile exceeds fs.nr_open,
+  // so limits.d never holds more than the kernel allows now (it fails when nr_open could not be raised).
   let nofile = plan.nofile;
   const nrOpen = parseValues(safeRead(sysctlPath(roots.procRoot, 'fs.nr_open')), 1)?.[0];
   if (nofile !== null && nrOpen !== undefined && nofile.some((v) => v > nrOpen)) {
@@ -97,7 +98,7 @@ export function executeApply(plan: Plan, roots: ApplyRoots): Outcome {
     outcome.nofileCappedAt = nrOpen;
   }
   outcome.files.push(writeDropIn(plan.limitsFile, nofile === null ? null : renderLimits(nofile, plan.maxConnections)));
-  outcome.failed = outcome.files.some((f) => f.status === 'failed') || outcome.kernel.some((k) => !k.ok) || outcome.nofileCappedAt !== undefined;
+  outcome.failed = outcome.files.some((f) => f.status === 'failed') || outcome.kernel.some((k) => !k.ok);
   return outcome;
 }
 

@@ -10,6 +10,8 @@ export interface Row {
   setting: Setting;
   /** null when it could not be read (see `error`). */
   current: Values | null;
+  /** The value as the kernel printed it, fields one space apart: exact where a number is not (LONG_MAX). */
+  text: string | null;
   error?: string;
   recommended: Values;
   /** null when unknown (unreadable). */
@@ -27,6 +29,13 @@ export interface OpenFileLimit {
 
 /** The "Max open files" line of /proc/self/limits; null when absent (not Linux) or unparsable. */
 export function readOpenFileLimit(procRoot = '/proc'): OpenFileLimit | null {
+  const fields = readLimitFields(procRoot);
+  if (fields === null) return null;
+  const limit = (field: string): number => (field === 'unlimited' ? Infinity : Number(field));
+  return { soft: limit(fields[0]), hard: limit(fields[1]) };
+}
+
+function readLimitFields(procRoot: string): [string, string] | null {
   let text: string;
   try {
     text = readFileSync(join(procRoot, 'self', 'limits'), 'utf8');
@@ -34,9 +43,7 @@ export function readOpenFileLimit(procRoot = '/proc'): OpenFileLimit | null {
     return null;
   }
   const match = /^Max open files\s+(\d+|unlimited)\s+(\d+|unlimited)/m.exec(text);
-  if (!match) return null;
-  const limit = (field: string): number => (field === 'unlimited' ? Infinity : Number(field));
-  return { soft: limit(match[1]!), hard: limit(match[2]!) };
+  return match ? [match[1]!, match[2]!] : null;
 }
 
 /** ENOENT, EACCES...: the errno name says what went wrong with a file. */
@@ -44,26 +51,28 @@ export function errorCode(err: unknown): string {
   return (err as NodeJS.ErrnoException).code ?? String(err);
 }
 
-function readCurrent(procRoot: string, setting: Setting): { current: Values | null; error?: string } {
-  if (setting.key === NOFILE) {
-    const limit = readOpenFileLimit(procRoot);
-    return limit ? { current: [limit.soft, limit.hard] } : { current: null, error: 'no "Max open files" in self/limits' };
-  }
+function readCurrent(procRoot: string, setting: Setting): { current: Values | null; text: string | null; error?: string } {
   let text: string;
-  try {
-    text = readFileSync(sysctlPath(procRoot, setting.key), 'utf8');
-  } catch (err) {
-    return { current: null, error: errorCode(err) };
+  if (setting.key === NOFILE) {
+    const fields = readLimitFields(procRoot);
+    if (fields === null) return { current: null, text: null, error: 'no "Max open files" in self/limits' };
+    text = fields.join(' ');
+  } else {
+    try {
+      text = readFileSync(sysctlPath(procRoot, setting.key), 'utf8').trim().split(/\s+/).join(' ');
+    } catch (err) {
+      return { current: null, text: null, error: errorCode(err) };
+    }
   }
-  const current = parseValues(text, setting.fields);
-  return current ? { current } : { current: null, error: `unexpected value ${JSON.stringify(text.trim())}` };
+  const current = parseValues(text.replaceAll('unlimited', String(Number.MAX_SAFE_INTEGER)), setting.fields);
+  return current ? { current, text } : { current: null, text, error: `unexpected value ${JSON.stringify(text)}` };
 }
 
 export function inspectHost(procRoot: string, maxConnections: number): Row[] {
   return SETTINGS.map((setting) => {
-    const { current, error } = readCurrent(procRoot, setting);
+    const { current, text, error } = readCurrent(procRoot, setting);
     const recommended = setting.recommend(maxConnections);
     const pass = current === null ? null : setting.rule.passes(current, recommended);
-    return error === undefined ? { setting, current, recommended, pass } : { setting, current, error, recommended, pass };
+    return error === undefined ? { setting, current, text, recommended, pass } : { setting, current, text, error, recommended, pass };
   });
 }

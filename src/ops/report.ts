@@ -18,9 +18,9 @@ export const belowRecommendation = (rows: readonly Row[]): Row[] => rows.filter(
 const METHOD = 'write /proc/sys/<key> directly (one result per key; systemd-sysctl loads the drop-in at boot)';
 
 export function renderJson(view: TuneView): string {
-  const settings = view.rows.map(({ setting, current, error, recommended, pass }) => ({
+  const settings = view.rows.map(({ setting, text, error, recommended, pass }) => ({
     key: setting.key,
-    current: current === null ? null : formatValues(current),
+    current: text,
     ...(error === undefined ? {} : { error }),
     recommended: formatValues(recommended),
     rule: setting.rule.describe(recommended),
@@ -62,9 +62,9 @@ export function renderText(view: TuneView): string {
   const out: string[] = [];
   const source = view.config ?? 'built-in defaults';
   out.push(`Host settings for max_connections=${view.maxConnections} (config: ${source})`, '');
-  const table = view.rows.map(({ setting, current, error, recommended, pass }) => [
+  const table = view.rows.map(({ setting, text, error, recommended, pass }) => [
     setting.key,
-    current === null ? `? (${error ?? 'unreadable'})` : formatValues(current),
+    error === undefined ? (text ?? '') : `? (${error})`,
     setting.rule.describe(recommended),
     pass === null ? '?' : pass ? 'ok' : 'LOW',
   ]);
@@ -103,7 +103,7 @@ function renderApply(plan: Plan, outcome: Outcome | null): string[] {
   const results = outcome.kernel.map((k) => [...arrow(k), k.ok ? 'ok' : `FAILED ${k.error ?? ''}`]);
   out.push(...columns(results).map((line) => `    ${line}`));
   if (outcome.kernel.some((k) => !k.ok)) {
-    out.push('  A failed key keeps its old value until the drop-in is loaded where it may be written (in a container: on the host).');
+    out.push('  A key that failed keeps its old value; in a container, set it on the host or through the runtime (docker run --sysctl for net.* keys).');
   }
   if (outcome.nofileCappedAt !== undefined) {
     out.push(`  nofile in limits.d capped at fs.nr_open (${outcome.nofileCappedAt}): a login would fail above it.`);
