@@ -91,7 +91,7 @@ function renderApply(plan: Plan, outcome: Outcome | null): string[] {
       [plan.limitsFile, plannedLimits(plan)],
     ] as const) {
       out.push(content === null ? `  leave ${path} alone (nothing to raise)` : `  write ${path}:`);
-      if (content !== null) out.push(...content.trimEnd().split('\n').map((line) => `    | ${line}`));
+      if (content !== null) out.push(...content.trimEnd().split('\n').map((line) => `    | ${line}`.trimEnd()));
     }
     out.push(plan.kernel.length === 0 ? '  load nothing (no running value to raise)' : `  ${METHOD}:`);
     out.push(...columns(plan.kernel.map(arrow)).map((line) => `    ${line}`));
