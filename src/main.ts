@@ -5,6 +5,7 @@
 import { parseArgs } from 'node:util';
 import { loadConfig } from './config/load.js';
 import { createServer } from './index.js';
+import { warnIfFewOpenFiles } from './ops/open-files.js';
 import { installLastResort } from './primary/last-resort.js';
 import { OcsError } from './protocol/errors.js';
 import { createLogger } from './util/logger.js';
@@ -46,6 +47,7 @@ async function main(): Promise<void> {
   }
   const log = createLogger(loaded.config.logging.level);
   installLastResort(log);
+  warnIfFewOpenFiles(loaded.config.websocket.server.max_connections, log);
   let server;
   try {
     server = await createServer({ loaded, logger: log });

@@ -52,9 +52,18 @@ export interface ServerProcess {
   exited: Promise<number | null>;
 }
 
-export async function startProcess(config: Record<string, unknown>, env: NodeJS.ProcessEnv = {}): Promise<ServerProcess> {
+/**
+ * `command` runs the server instead of `node dist/src/main.js`, e.g. through a shell that
+ * lowers a limit first; it is given `--config FILE`.
+ */
+export async function startProcess(
+  config: Record<string, unknown>,
+  env: NodeJS.ProcessEnv = {},
+  command: readonly string[] = [process.execPath, MAIN],
+): Promise<ServerProcess> {
   const file = writeConfig(deepMerge(config, { logging: { level: 'info' } }));
-  const child = spawn(process.execPath, [MAIN, '--config', file], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const [program, ...args] = command;
+  const child = spawn(program!, [...args, '--config', file], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: Array<Record<string, unknown>> = [];
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
