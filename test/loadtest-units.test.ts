@@ -1,16 +1,16 @@
 /** Unit tests of the load tester's parts: no sockets, no threads. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { diffReports } from '../src/loadtest/compare.js';
-import { ABANDONED, computeDelivery, SeqSet } from '../src/loadtest/delivery.js';
-import { GRADE_TABLE, gradeScenario, overallGrade } from '../src/loadtest/grading.js';
-import { encodeHistogram, mergeEncoded, newHistogram, recordUs, summarize } from '../src/loadtest/histogram.js';
-import { renderHtml } from '../src/loadtest/report-html.js';
-import type { RunReport, ScenarioReport } from '../src/loadtest/report-types.js';
-import { DueQueue, RateStream } from '../src/loadtest/schedule.js';
-import { applyOverrides, loadScenarios, parseScenarios, selectScenarios } from '../src/loadtest/scenarios.js';
-import { DEFAULT_SCENARIOS_FILE } from '../src/loadtest/cli.js';
-import { PUB_MARK, isFastPathFrame, makeData, scanPubMarkers, type Marker } from '../src/loadtest/wire.js';
+import { diffReports } from '../tools/loadtest/compare.js';
+import { ABANDONED, computeDelivery, SeqSet } from '../tools/loadtest/delivery.js';
+import { GRADE_TABLE, gradeScenario, overallGrade } from '../tools/loadtest/grading.js';
+import { encodeHistogram, mergeEncoded, newHistogram, recordUs, summarize } from '../tools/loadtest/histogram.js';
+import { renderHtml } from '../tools/loadtest/report-html.js';
+import type { RunReport, ScenarioReport } from '../tools/loadtest/report-types.js';
+import { DueQueue, RateStream } from '../tools/loadtest/schedule.js';
+import { applyOverrides, loadScenarios, parseScenarios, selectScenarios } from '../tools/loadtest/scenarios.js';
+import { DEFAULT_SCENARIOS_FILE } from '../tools/loadtest/cli.js';
+import { PUB_MARK, isFastPathFrame, makeData, scanPubMarkers, type Marker } from '../tools/loadtest/wire.js';
 
 describe('scenarios', () => {
   it('loads the shipped file with every scenario the issue names', () => {

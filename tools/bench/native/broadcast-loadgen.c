@@ -6,7 +6,7 @@
  * on top of ~0.5 in the kernel, and sits at the edge of saturation, so its own stalls show
  * up as server latency. The same load from epoll and read() in C leaves the kernel share
  * only. It speaks just what the broadcast benchmark needs of ocs.v1 (`?user=`, `join`, `pub`,
- * `msg` and `batch`), and measures the same way as bench/lib/broadcast-load.ts: each pub
+ * `msg` and `batch`), and measures the same way as tools/bench/lib/broadcast-load.ts: each pub
  * carries {"t":<epoch ms>,"s":<global seq>,"p":<publisher>}, every delivery is counted, loss
  * and duplicates exactly.
  *

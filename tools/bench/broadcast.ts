@@ -1,6 +1,6 @@
 // The broadcast benchmark: the same fan-out load, in one run, against the single-threaded
-// baseline server (bench/baseline-server.ts) and the real server with 1 and 2 shards. Prints
-// one JSON document on stdout (progress on stderr); see bench/README.md for its fields.
+// baseline server (tools/bench/baseline-server.ts) and the real server with 1 and 2 shards. Prints
+// one JSON document on stdout (progress on stderr); see tools/bench/README.md for its fields.
 // Usage: npm run bench:broadcast -- [--connections 2000] [--groups 20] [--publishers 20]
 //        [--rate 1000] [--duration 10] [--warmup 2] [--targets baseline,shards1,shards2]
 //        [--json-out FILE]          (--help for all options)

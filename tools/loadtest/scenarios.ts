@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { OcsError } from '../protocol/errors.js';
+import { OcsError } from '../../src/protocol/errors.js';
 
 const Rates = z
   .object({

@@ -1,7 +1,7 @@
 /** `npm run loadtest -- [options]`: argument parsing and the run's outputs. */
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { OcsError } from '../protocol/errors.js';
+import { OcsError } from '../../src/protocol/errors.js';
 import { renderCompare } from './compare.js';
 import { GRADES, gradeTableMarkdown, type Grade } from './grading.js';
 import { ProgressBar } from './progress.js';

@@ -3,7 +3,7 @@
  *
  * For each of store.sync = full, overlapping, none it starts the real server as a child
  * process (`node dist/src/main.js`, two shards, a fresh data dir), connects BENCH_SENDERS
- * senders and BENCH_RECIPIENTS recipients with the raw-socket client (src/wsclient), offers
+ * senders and BENCH_RECIPIENTS recipients with the raw-socket client (tools/wsclient), offers
  * BENCH_RATE sends per second for BENCH_SECONDS (after a 2 s warm-up), and the recipients
  * `ack` every message. Prints one JSON document: per mode the rates of messages stored (sender
  * got `ack`), delivered and acknowledged, and P50/P99/max latency from `send` to the sender's
@@ -19,9 +19,9 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import { connectWs, type WsClient } from '../src/wsclient/client.js';
+import { connectWs, type WsClient } from '../wsclient/client.js';
 
-const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
+const MAIN = fileURLToPath(new URL('../../src/main.js', import.meta.url));
 const RATE = Number(process.env.BENCH_RATE ?? 20_000);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 6);
 const SENDERS = Number(process.env.BENCH_SENDERS ?? 8);

@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { OcsError } from '../protocol/errors.js';
+import { OcsError } from '../../src/protocol/errors.js';
 
 export interface LaunchOptions {
   /** Command to run; default: this checkout's dist/src/main.js with a generated config. */
@@ -34,7 +34,7 @@ export interface LaunchedServer {
   logTail(): string[];
 }
 
-export const SERVER_ENTRY = fileURLToPath(new URL('../main.js', import.meta.url));
+export const SERVER_ENTRY = fileURLToPath(new URL('../../src/main.js', import.meta.url));
 
 export function defaultServerConfig(shards: number, maxConnections: number): string {
   return [

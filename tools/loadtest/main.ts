@@ -1,6 +1,6 @@
 /** `npm run loadtest -- [options]` (see --help and docs/loadtest.md). */
-import { OcsError } from '../src/protocol/errors.js';
-import { main } from '../src/loadtest/cli.js';
+import { OcsError } from '../../src/protocol/errors.js';
+import { main } from './cli.js';
 
 main(process.argv.slice(2)).then(
   (code) => {

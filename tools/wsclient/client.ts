@@ -7,7 +7,7 @@
  * 2.0M/s with the broadcast parser (ws 1.0M). With 2000 connections at one frame per read,
  * 170k/s (ws 140k/s); there the kernel's per-read TCP work takes most of the core.
  *
- * API (stable; other modules import it from `src/wsclient/client.js`):
+ * API (stable; other modules import it from `tools/wsclient/client.js`):
  *
  *   const ws = connectWs({
  *     host, port, path,            // path includes the query string, e.g. '/ws?user=u1'

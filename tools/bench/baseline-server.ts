@@ -6,7 +6,7 @@
 // Implements: `?user=ID` identity (401 without it), `welcome` on open, `join` -> `joined`,
 // `leave` -> `left`, `pub` -> `msg` to every member (the sender too) plus `ack` when `ref` is
 // given, `ping` -> `pong`. Anything else gets `err E_BAD_FRAME`.
-// Usage: node dist/bench/baseline-server.js [--host 127.0.0.1] [--port 0]
+// Usage: node dist/tools/bench/baseline-server.js [--host 127.0.0.1] [--port 0]
 // Logs one JSON line {"msg":"ready","port":N,"shards":1} on stdout, like the real server.
 import { parseArgs } from 'node:util';
 import uWS from 'uWebSockets.js';

@@ -1,5 +1,5 @@
-// How many messages per second one core can receive with src/wsclient/client.ts, against the
-// `ws` package. A uWS server (bench/lib/blast-server.ts, pinned to CPU 0) sends msg frames as
+// How many messages per second one core can receive with tools/wsclient/client.ts, against the
+// `ws` package. A uWS server (tools/bench/lib/blast-server.ts, pinned to CPU 0) sends msg frames as
 // fast as backpressure allows; this process (pinned to CPU 1) counts them.
 // Usage: npm run bench:wsclient -- [--clients ours,ws] [--connections 1,200] [--seconds 5]
 //        [--frame-bytes 180] [--mode bulk|trickle] [--parse]
@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
-import { connectWs, type WsClient } from '../src/wsclient/client.js';
+import { connectWs, type WsClient } from '../wsclient/client.js';
 import { parseDeliveries } from './lib/deliveries.js';
 import { pinningReport, reexecPinnedGenerator, serverPinPrefix } from './lib/pinning.js';
 import { startServer } from './lib/server-process.js';

@@ -18,7 +18,7 @@ import { launchServer, type LaunchedServer } from './server-launcher.js';
 import { fetchServerStats, type ServerStats } from './server-stats.js';
 import { HISTOGRAM_NAMES, addCounters, emptyCounters, type Counters, type MainToWorker, type WorkerPlan, type WorkerResult, type WorkerToMain } from './types.js';
 
-const LOADGEN_ENTRY = new URL('../../workers/loadgen.js', import.meta.url);
+const LOADGEN_ENTRY = new URL('../workers/loadgen.js', import.meta.url);
 
 /** What the progress display is told, about once a second. */
 export interface ProgressUpdate {

@@ -1,6 +1,6 @@
 // A uWS server that floods every connection with one fixed msg frame, so the client's receive
-// rate is the only limit. Used by bench/wsclient-throughput.ts.
-// Usage: node dist/bench/lib/blast-server.js [--frame-bytes N] [--mode bulk|trickle]
+// rate is the only limit. Used by tools/bench/wsclient-throughput.ts.
+// Usage: node dist/tools/bench/lib/blast-server.js [--frame-bytes N] [--mode bulk|trickle]
 //   bulk:    as fast as backpressure allows, 256 frames per cork: the client reads full 64 KiB
 //            chunks, so this measures frame parsing.
 //   trickle: one uncorked frame per connection per event-loop turn: the client mostly reads one

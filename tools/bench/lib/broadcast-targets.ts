@@ -19,10 +19,9 @@ export interface PreparedTarget {
   cleanup(): void;
 }
 
-/** dist/ of this build: this file is dist/bench/lib/broadcast-targets.js. */
-const DIST = fileURLToPath(new URL('../../', import.meta.url));
-const BASELINE_SERVER = join(DIST, 'bench', 'baseline-server.js');
-export const REAL_SERVER = join(DIST, 'src', 'main.js');
+// This file runs as dist/tools/bench/lib/broadcast-targets.js; the server's build is dist/src.
+const BASELINE_SERVER = fileURLToPath(new URL('../baseline-server.js', import.meta.url));
+export const REAL_SERVER = fileURLToPath(new URL('../../../src/main.js', import.meta.url));
 
 /**
  * Returns how to start `name`, or throws when it cannot be started (the real server is not

@@ -16,7 +16,7 @@
 import { parseArgs } from 'node:util';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { RingBuffer } from 'ringbuf.js';
-import { createRingBuffer, RingReader, RingWriter } from '../src/rings/ring.js';
+import { createRingBuffer, RingReader, RingWriter } from '../../src/rings/ring.js';
 
 const RING_BYTES = 1 << 20;
 const BURST = 64;

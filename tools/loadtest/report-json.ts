@@ -1,7 +1,7 @@
 /** The JSON report (--output): every figure of the run, readable back by --compare. */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { OcsError } from '../protocol/errors.js';
+import { OcsError } from '../../src/protocol/errors.js';
 import { REPORT_FORMAT, type RunReport } from './report-types.js';
 
 export function writeJsonReport(file: string, report: RunReport): void {

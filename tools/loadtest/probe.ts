@@ -4,7 +4,7 @@
  * without sends and the report says "send: unsupported by the server"); silence means the
  * same, with that reason.
  */
-import { ErrorCodes } from '../protocol/errors.js';
+import { ErrorCodes } from '../../src/protocol/errors.js';
 import { connectWs } from '../wsclient/client.js';
 
 export interface SendProbe {

@@ -1,4 +1,4 @@
-// Command-line options of bench/broadcast.ts, validated once.
+// Command-line options of tools/bench/broadcast.ts, validated once.
 import { parseArgs } from 'node:util';
 import type { BroadcastOptions } from './broadcast-plan.js';
 import { TARGET_NAMES, type TargetName } from './broadcast-targets.js';

@@ -1,5 +1,5 @@
 /**
- * The load generator that runs inside one loadgen thread (workers/loadgen.ts is its entry).
+ * The load generator that runs inside one loadgen thread (tools/workers/loadgen.ts is its entry).
  * It owns the connection slots `slot % workerCount === workerIndex`, drives them from one
  * timer loop, records HDR histograms and exact delivery logs, and hands everything to the
  * main thread at the end.
@@ -13,7 +13,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { Histogram } from 'hdr-histogram-js';
-import { ErrorCodes } from '../protocol/errors.js';
+import { ErrorCodes } from '../../src/protocol/errors.js';
 import { connectWs, type WsClient } from '../wsclient/client.js';
 import { monoUs } from './clock.js';
 import { ABANDONED, SeqSet } from './delivery.js';
@@ -37,7 +37,7 @@ const REPORT_EVERY_US = 1_000_000;
 /** A scheduled message that leaves this late (not held by its window) means the generator slipped. */
 export const LATE_SEND_US = 10_000;
 const CLOSE_WAIT_MS = 3_000;
-const TRANSPORT = 'src/wsclient (raw-socket client)';
+const TRANSPORT = 'tools/wsclient (raw-socket client)';
 const BAD_FRAME: keyof typeof ErrorCodes = 'E_BAD_FRAME';
 
 /** What lives across the reconnections of one slot (one user). */

@@ -2,7 +2,7 @@
 // fixed schedule, record every delivery, drain, and report. Knows the ocs.v1 frames it needs
 // (welcome, join/joined, pub, msg/batch, err) and nothing about how the server was started.
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
-import { connectWs, type WsClient } from '../../src/wsclient/client.js';
+import { connectWs, type WsClient } from '../../wsclient/client.js';
 import { type BroadcastPlan, groupOf, isMeasured, publisherOf, seqOf } from './broadcast-plan.js';
 import { FrameKind, parseDeliveries, sameStamps, verifyDeliveries } from './deliveries.js';
 import { microsecondHistogram, recordMs, summariseMs, type LatencySummaryMs } from './histogram.js';
