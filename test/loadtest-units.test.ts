@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { diffReports } from '../tools/loadtest/compare.js';
 import { ABANDONED, computeDelivery, SeqSet } from '../tools/loadtest/delivery.js';
 import { GRADE_TABLE, gradeScenario, overallGrade } from '../tools/loadtest/grading.js';
-import { encodeHistogram, mergeEncoded, newHistogram, recordUs, summarize } from '../tools/loadtest/histogram.js';
+import { encodeHistogram, mergeEncoded, newHistogram, recordUs, summarize } from '../tools/lib/histogram.js';
 import { renderHtml } from '../tools/loadtest/report-html.js';
 import type { RunReport, ScenarioReport } from '../tools/loadtest/report-types.js';
 import { DueQueue, RateStream } from '../tools/loadtest/schedule.js';

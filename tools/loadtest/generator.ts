@@ -17,7 +17,7 @@ import { ErrorCodes } from '../../src/protocol/errors.js';
 import { connectWs, type WsClient } from '../wsclient/client.js';
 import { monoUs } from './clock.js';
 import { ABANDONED, SeqSet } from './delivery.js';
-import { encodeHistogram, newHistogram, recordUs } from './histogram.js';
+import { encodeHistogram, newHistogram, recordUs } from '../lib/histogram.js';
 import { DueQueue, F64Log, RateStream } from './schedule.js';
 import { emptyCounters, type Counters, type EncodedHistograms, type WorkerPlan, type WorkerResult, type WorkerToMain } from './types.js';
 import {

@@ -1,7 +1,7 @@
 /** The shape of a load-test report: what --output writes and --compare reads. */
 import type { DeliveryTotals } from './delivery.js';
 import type { GradeResult, GradeRow } from './grading.js';
-import type { LatencySummary } from './histogram.js';
+import type { LatencySummary } from '../lib/histogram.js';
 import type { ScenarioSpec } from './scenarios.js';
 import type { ServerStats } from './server-stats.js';
 

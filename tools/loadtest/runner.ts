@@ -10,7 +10,7 @@ import type { Histogram } from 'hdr-histogram-js';
 import { monoUs } from './clock.js';
 import { computeDelivery, emptyDeliveryTotals } from './delivery.js';
 import { GRADE_TABLE, gradeScenario, overallGrade } from './grading.js';
-import { encodeHistogram, mergeEncoded, percentileCurve, summarize } from './histogram.js';
+import { encodeHistogram, mergeEncoded, percentileCurve, summarize } from '../lib/histogram.js';
 import { probeSend, type SendProbe } from './probe.js';
 import { REPORT_FORMAT, type RunReport, type ScenarioReport, type SeriesPoint } from './report-types.js';
 import { offeredRates, type ScenarioSpec } from './scenarios.js';

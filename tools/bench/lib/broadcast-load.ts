@@ -2,10 +2,11 @@
 // fixed schedule, record every delivery, drain, and report. Knows the ocs.v1 frames it needs
 // (welcome, join/joined, pub, msg/batch, err) and nothing about how the server was started.
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import type { Histogram } from 'hdr-histogram-js';
 import { connectWs, type WsClient } from '../../wsclient/client.js';
 import { type BroadcastPlan, groupOf, isMeasured, publisherOf, seqOf } from './broadcast-plan.js';
 import { FrameKind, parseDeliveries, sameStamps, verifyDeliveries } from './deliveries.js';
-import { microsecondHistogram, recordMs, summariseMs, type LatencySummaryMs } from './histogram.js';
+import { newHistogram, recordMs, summarize } from '../../lib/histogram.js';
 import {
   cpuShares,
   cpuUsBetween,
@@ -97,6 +98,22 @@ export interface LoadResult {
 
 type CoreShares = ReturnType<typeof cpuShares>;
 
+/** A latency summary under the field names this benchmark's JSON has (tools/bench/README.md). */
+export interface LatencySummaryMs {
+  count: number;
+  p50: number;
+  p95: number;
+  p99: number;
+  p999: number;
+  max: number;
+  mean: number;
+}
+
+function summaryMs(h: Histogram): LatencySummaryMs {
+  const s = summarize(h);
+  return { count: s.count, p50: s.p50Ms, p95: s.p95Ms, p99: s.p99Ms, p999: s.p999Ms, max: s.maxMs, mean: s.meanMs };
+}
+
 const KTHREADD_PID = 2;
 /** Other processes using more than this many cores during the window make a run disturbed. */
 const DISTURBED_CORES = 0.05;
@@ -125,10 +142,10 @@ class BroadcastRun {
   private readonly clients: WsClient[] = [];
   /** Per connection: one bit per (publisher slot, seq) already received, to find duplicates. */
   private readonly seen: Uint8Array[] = [];
-  private readonly latency = microsecondHistogram();
-  private readonly latencyBySecond: ReturnType<typeof microsecondHistogram>[] = [];
+  private readonly latency = newHistogram();
+  private readonly latencyBySecond: Histogram[] = [];
   private readonly loopDelay = monitorEventLoopDelay({ resolution: 1 });
-  private readonly slip = microsecondHistogram();
+  private readonly slip = newHistogram();
   private readonly receivedByPublisher: number[];
   private readonly connectionsPerShard: Record<string, number> = {};
   private readonly serverErrors: Record<string, number> = {};
@@ -308,7 +325,7 @@ class BroadcastRun {
     this.receivedByPublisher[publisher]!++;
     recordMs(this.latency, now - sentAt);
     const second = Math.floor((now - performance.timeOrigin - this.windowStart) / 1000);
-    if (second >= 0) (this.latencyBySecond[second] ??= microsecondHistogram()).recordValue(Math.max(1, Math.round((now - sentAt) * 1000)));
+    if (second >= 0) recordMs((this.latencyBySecond[second] ??= newHistogram()), now - sentAt);
   }
 
   // -------------------------------------------------------------------------------------
@@ -421,7 +438,7 @@ class BroadcastRun {
     const windowUs = (this.windowEnd - this.windowStart) * 1000;
     const serverCpuUs = this.serverCpuUs;
     const generatorCores = this.generatorCpuUs / windowUs;
-    const slip = summariseMs(this.slip);
+    const slip = summaryMs(this.slip);
     const saturatedBecause: string[] = [];
     if (generatorCores > SATURATED_CORES) saturatedBecause.push(`generator used ${round(generatorCores, 2)} of a core`);
     if (this.generatorCore && this.generatorCore.busy > SATURATED_CORES) {
@@ -450,9 +467,9 @@ class BroadcastRun {
       duplicateDeliveries: this.duplicates,
       misroutedDeliveries: this.misrouted,
       deliveriesPerSecond: Math.round(this.received / plan.durationS),
-      latencyMs: summariseMs(this.latency),
+      latencyMs: summaryMs(this.latency),
       latencyBySecond: Array.from(this.latencyBySecond, (h, second) => {
-        const summary = h ? summariseMs(h) : null;
+        const summary = h ? summaryMs(h) : null;
         return { second, count: summary?.count ?? 0, p99: summary?.p99 ?? 0, max: summary?.max ?? 0 };
       }),
       framesReceived: this.frames,

@@ -1,8 +1,9 @@
 /**
- * HDR histograms for the load tester. Values are microseconds. Each loadgen thread records
- * into its own histograms, encodes them (compressed base64, the HdrHistogram interchange
- * format) and posts the strings; the main thread decodes and adds them, so every percentile
- * in a report comes from one merged histogram, never from averaging per-thread percentiles.
+ * HDR latency histograms for the load tester and the benchmarks. Values are microseconds.
+ * Each loadgen thread records into its own histograms, encodes them (compressed base64, the
+ * HdrHistogram interchange format) and posts the strings; the main thread decodes and adds
+ * them, so every percentile in a report comes from one merged histogram, never from averaging
+ * per-thread percentiles.
  */
 import * as hdr from 'hdr-histogram-js';
 import type { Histogram } from 'hdr-histogram-js';
@@ -25,6 +26,11 @@ export function newHistogram(): Histogram {
 /** Records a latency, clamped into the trackable range (a negative value is clock jitter). */
 export function recordUs(h: Histogram, us: number): void {
   h.recordValue(us < LOWEST_US ? LOWEST_US : us > HIGHEST_US ? HIGHEST_US : Math.round(us));
+}
+
+/** Records a latency given in milliseconds, clamped like recordUs. */
+export function recordMs(h: Histogram, ms: number): void {
+  recordUs(h, ms * 1000);
 }
 
 export function encodeHistogram(h: Histogram): string {
