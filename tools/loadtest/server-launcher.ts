@@ -5,11 +5,12 @@
  * child's memory and CPU from /proc, for the resource figures when /stats has none.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { OcsError } from '../../src/protocol/errors.js';
+import { processCpuSeconds, processRssBytes } from '../lib/proc.js';
 
 export interface LaunchOptions {
   /** Command to run; default: this checkout's dist/src/main.js with a generated config. */
@@ -75,8 +76,8 @@ export async function launchServer(opts: LaunchOptions = {}): Promise<LaunchedSe
       port: ready.port,
       shards: typeof ready.shards === 'number' ? ready.shards : null,
       pid: child.pid!,
-      rssBytes: () => readRss(child.pid!),
-      cpuSeconds: () => readCpuSeconds(child.pid!),
+      rssBytes: () => processRssBytes(child.pid!),
+      cpuSeconds: () => processCpuSeconds(child.pid!),
       logTail: () => [...tail],
       stop: async () => {
         await stopChild(child);
@@ -135,25 +136,4 @@ async function stopChild(child: ChildProcess): Promise<void> {
   const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
   await exited;
   clearTimeout(timer);
-}
-
-export function readRss(pid: number): number | null {
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) * 1024 : null;
-  } catch {
-    return null;
-  }
-}
-
-/** utime + stime from /proc/PID/stat, in seconds (clock ticks are 100/s on Linux). */
-export function readCpuSeconds(pid: number): number | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The command name may contain spaces; fields resume after its closing parenthesis.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return null;
-  }
 }

@@ -15,7 +15,7 @@ import {
   snapshotProcesses,
   type CpuTimes,
   type ProcessSnapshot,
-} from './proc-cpu.js';
+} from '../../lib/proc.js';
 
 export interface LoadTarget {
   host: string;

@@ -1,6 +1,7 @@
-// CPU time from /proc (Linux), for processes and for whole CPUs. /proc/PID/stat's utime and
-// stime cover all threads of a process; a server's child processes are added by walking the
-// parent links, in case it forks workers instead of starting threads.
+// CPU time and memory from /proc (Linux), for processes and for whole CPUs. /proc/PID/stat's
+// utime and stime cover all threads of a process; a server's child processes are added by
+// walking the parent links, in case it forks workers instead of starting threads. Every reader
+// answers null (or leaves the process out) where /proc is missing or the process is gone.
 import { readdirSync, readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 
@@ -33,6 +34,22 @@ function readStat(pid: number): StatLine | null {
   const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
   // rest[0] is field 3 (state); ppid is field 4, utime 14, stime 15.
   return { ppid: Number(rest[1]), cpuTicks: Number(rest[11]) + Number(rest[12]) };
+}
+
+/** CPU seconds (user + system, all threads) that process `pid` has used so far, or null. */
+export function processCpuSeconds(pid: number): number | null {
+  const stat = readStat(pid);
+  return stat ? stat.cpuTicks / clockTicks() : null;
+}
+
+/** Resident memory of process `pid` (all its threads), bytes, or null. */
+export function processRssBytes(pid: number): number | null {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'latin1'));
+    return m ? Number(m[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
 }
 
 /** CPU ticks (user + system) and parent of every process, at one moment. */
