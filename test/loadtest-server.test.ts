@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import { DEFAULT_SCENARIOS_FILE } from '../tools/loadtest/cli.js';
 import { runLoadTest } from '../tools/loadtest/runner.js';
 import { applyOverrides, loadScenarios, selectScenarios } from '../tools/loadtest/scenarios.js';
-import { SERVER_ENTRY } from '../tools/loadtest/server-launcher.js';
+import { SERVER_MAIN } from '../tools/lib/server-process.js';
 import { assertSaneRun } from './fixtures/loadtest-sanity.js';
 
 const run = promisify(execFile);
@@ -23,7 +23,7 @@ const FIXTURE = fileURLToPath(new URL('./fixtures/ocs-fixture-server.js', import
 
 describe('load tester against the real server', () => {
   it('runs the quick suite (tiny durations) and reports sane, consistent figures', async () => {
-    assert.ok(existsSync(SERVER_ENTRY), 'dist/src/main.js is built by npm test');
+    assert.ok(existsSync(SERVER_MAIN), 'dist/src/main.js is built by npm test');
     const scenarios = selectScenarios(loadScenarios(DEFAULT_SCENARIOS_FILE), { quick: true }).map((s) =>
       applyOverrides(s, { durationS: 3, warmupS: 1, drainS: 1 }),
     );

@@ -12,7 +12,7 @@ import { runBroadcastLoad, type LoadResult } from './lib/broadcast-load.js';
 import { parseCli, USAGE, type CliOptions } from './lib/broadcast-options.js';
 import { prepareTarget, type TargetName } from './lib/broadcast-targets.js';
 import { pinningReport, reexecPinnedGenerator } from './lib/pinning.js';
-import { startServer } from './lib/server-process.js';
+import { startServer } from '../lib/server-process.js';
 
 /** Targets every server must meet (the brief of this benchmark). */
 const TARGETS = {

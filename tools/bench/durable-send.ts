@@ -12,16 +12,14 @@
  * Env: BENCH_RATE (20000), BENCH_SECONDS (6), BENCH_SENDERS (8), BENCH_RECIPIENTS (8),
  * BENCH_MODES (full,overlapping,none).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
-import { stringify } from 'yaml';
+import { harnessConfig, writeConfigFile } from '../lib/server-config.js';
+import { SERVER_MAIN, startServer, type ServerProcess } from '../lib/server-process.js';
 import { connectWs, type WsClient } from '../wsclient/client.js';
 
-const MAIN = fileURLToPath(new URL('../../src/main.js', import.meta.url));
 const RATE = Number(process.env.BENCH_RATE ?? 20_000);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 6);
 const SENDERS = Number(process.env.BENCH_SENDERS ?? 8);
@@ -30,20 +28,12 @@ const MODES = (process.env.BENCH_MODES ?? 'full,overlapping,none').split(',') as
 const WARMUP_S = 2;
 const TICK_MS = 2;
 
-interface Server {
-  child: ChildProcess;
-  port: number;
-}
-
-async function startServer(sync: string, dataDir: string): Promise<Server> {
-  const dir = mkdtempSync(join(tmpdir(), 'ocs-bench-'));
-  const file = join(dir, 'config.yaml');
-  writeFileSync(
-    file,
-    stringify({
+/** The real server with two shards and a fresh store in `sync` mode; its stderr goes to ours. */
+async function startRealServer(sync: string, dataDir: string): Promise<ServerProcess> {
+  const config = writeConfigFile(
+    harnessConfig({
       websocket: {
-        server: { host: '127.0.0.1', port: 0, shards: 2, max_backpressure: 16 * 1024 * 1024 },
-        limits: { messages_per_second: 0 },
+        server: { shards: 2, max_backpressure: 16 * 1024 * 1024 },
         delivery: { ack_timeout: 30 },
       },
       store: { data_dir: dataDir, sync },
@@ -52,20 +42,11 @@ async function startServer(sync: string, dataDir: string): Promise<Server> {
   );
   // BENCH_SERVER_NODE_ARGS: extra node flags for the server, e.g. --cpu-prof to profile it.
   const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const child = spawn(process.execPath, [...nodeArgs, MAIN, '--config', file], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise<number>((resolve, reject) => {
-    let buffered = '';
-    child.stdout!.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString();
-      for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        if (line.includes('"msg":"ready"')) resolve((JSON.parse(line) as { port: number }).port);
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
-  });
-  return { child, port };
+  try {
+    return await startServer([process.execPath, ...nodeArgs, SERVER_MAIN, '--config', config.file], { stderr: 'inherit' });
+  } finally {
+    config.remove(); // the server reads its config once, at start-up
+  }
 }
 
 function open(port: number, user: string, onMessage: (payload: Buffer) => void): Promise<WsClient> {
@@ -90,7 +71,7 @@ const round = (x: number): number => Math.round(x * 1000) / 1000;
 
 async function runMode(sync: 'full' | 'overlapping' | 'none'): Promise<Record<string, unknown>> {
   const dataDir = mkdtempSync(join(tmpdir(), 'ocs-bench-data-'));
-  const server = await startServer(sync, dataDir);
+  const server = await startRealServer(sync, dataDir);
   let measuring = false;
   let stored = 0;
   let delivered = 0;
@@ -169,8 +150,7 @@ async function runMode(sync: 'full' | 'overlapping' | 'none'): Promise<Record<st
   // Let the tail drain so that the last second's latencies are not cut short.
   await new Promise((resolve) => setTimeout(resolve, 500));
   for (const ws of [...senders, ...recipients]) ws.close();
-  server.child.kill('SIGTERM');
-  await new Promise((resolve) => server.child.once('exit', resolve));
+  await server.stop();
   rmSync(dataDir, { recursive: true, force: true });
   const s = Float64Array.from(storeLat).sort();
   const d = Float64Array.from(deliverLat).sort();

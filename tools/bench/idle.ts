@@ -10,7 +10,7 @@
 import { parseArgs } from 'node:util';
 import { prepareTarget, type TargetName } from './lib/broadcast-targets.js';
 import { cpuUsBetween, processTree, snapshotProcesses } from '../lib/proc.js';
-import { startServer } from './lib/server-process.js';
+import { startServer } from '../lib/server-process.js';
 
 const sleep = (s: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, s * 1000));
 

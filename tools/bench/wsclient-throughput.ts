@@ -13,7 +13,7 @@ import WebSocket from 'ws';
 import { connectWs, type WsClient } from '../wsclient/client.js';
 import { parseDeliveries } from './lib/deliveries.js';
 import { pinningReport, reexecPinnedGenerator, serverPinPrefix } from './lib/pinning.js';
-import { startServer } from './lib/server-process.js';
+import { startServer } from '../lib/server-process.js';
 
 reexecPinnedGenerator();
 

@@ -4,13 +4,10 @@
  * pino line whose msg is "ready" (it carries the port), SIGTERM at the end. Also reads the
  * child's memory and CPU from /proc, for the resource figures when /stats has none.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { OcsError } from '../../src/protocol/errors.js';
 import { processCpuSeconds, processRssBytes } from '../lib/proc.js';
+import { harnessConfig, writeConfigFile, type ConfigFile } from '../lib/server-config.js';
+import { SERVER_MAIN, startServer } from '../lib/server-process.js';
 
 export interface LaunchOptions {
   /** Command to run; default: this checkout's dist/src/main.js with a generated config. */
@@ -32,108 +29,37 @@ export interface LaunchedServer {
   /** CPU seconds (user + system) the server process has used so far. */
   cpuSeconds(): number | null;
   stop(): Promise<void>;
-  logTail(): string[];
-}
-
-export const SERVER_ENTRY = fileURLToPath(new URL('../../src/main.js', import.meta.url));
-
-export function defaultServerConfig(shards: number, maxConnections: number): string {
-  return [
-    'websocket:',
-    `  server: { host: 127.0.0.1, port: 0, shards: ${shards}, max_connections: ${maxConnections} }`,
-    '  auth: { allow_anonymous: true }',
-    '  limits: { messages_per_second: 0 }',
-    '',
-  ].join('\n');
 }
 
 export async function launchServer(opts: LaunchOptions = {}): Promise<LaunchedServer> {
-  let tempDir: string | null = null;
+  let config: ConfigFile | null = null;
   let command = opts.command;
   if (!command) {
-    tempDir = mkdtempSync(join(tmpdir(), 'ocs-loadtest-'));
-    const configFile = join(tempDir, 'server.yaml');
-    writeFileSync(configFile, defaultServerConfig(opts.shards ?? 2, opts.maxConnections ?? 20_000));
-    command = [process.execPath, SERVER_ENTRY, '--config', configFile];
+    config = writeConfigFile(
+      harnessConfig({ websocket: { server: { shards: opts.shards ?? 2, max_connections: opts.maxConnections ?? 20_000 } } }),
+    );
+    command = [process.execPath, SERVER_MAIN, '--config', config.file];
   }
-  const [exe, ...args] = command;
-  const child = spawn(exe!, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  const tail: string[] = [];
-  const remember = (line: string): void => {
-    tail.push(line);
-    if (tail.length > 40) tail.shift();
-    opts.onLine?.(line);
-  };
-  const cleanup = (): void => {
-    if (tempDir) rmSync(tempDir, { recursive: true, force: true });
-    tempDir = null;
-  };
-
   try {
-    const ready = await waitForReady(child, remember, opts.readyTimeoutMs ?? 20_000);
+    const server = await startServer(command, {
+      readyTimeoutMs: opts.readyTimeoutMs ?? 20_000,
+      ...(opts.onLine && { onLine: opts.onLine }),
+    });
+    const { host, shards } = server.ready;
     return {
-      host: typeof ready.host === 'string' && ready.host !== '0.0.0.0' ? ready.host : '127.0.0.1',
-      port: ready.port,
-      shards: typeof ready.shards === 'number' ? ready.shards : null,
-      pid: child.pid!,
-      rssBytes: () => processRssBytes(child.pid!),
-      cpuSeconds: () => processCpuSeconds(child.pid!),
-      logTail: () => [...tail],
+      host: typeof host === 'string' && host !== '0.0.0.0' ? host : '127.0.0.1',
+      port: server.port,
+      shards: typeof shards === 'number' ? shards : null,
+      pid: server.pid,
+      rssBytes: () => processRssBytes(server.pid),
+      cpuSeconds: () => processCpuSeconds(server.pid),
       stop: async () => {
-        await stopChild(child);
-        cleanup();
+        await server.stop();
+        config?.remove();
       },
     };
   } catch (err) {
-    await stopChild(child);
-    cleanup();
-    throw new OcsError('E_STARTUP', `${(err as Error).message}\n  command: ${command.join(' ')}\n  last output:\n    ${tail.join('\n    ')}`, { cause: err });
+    config?.remove();
+    throw new OcsError('E_STARTUP', (err as Error).message, { cause: err });
   }
-}
-
-function waitForReady(child: ChildProcess, onLine: (l: string) => void, timeoutMs: number): Promise<{ port: number; host?: unknown; shards?: unknown }> {
-  return new Promise((resolve, reject) => {
-    let settled = false;
-    const done = (err: Error | null, value?: { port: number }): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      if (err) reject(err);
-      else resolve(value!);
-    };
-    const timer = setTimeout(() => done(new Error(`server did not log "ready" within ${timeoutMs} ms`)), timeoutMs);
-    const lines = (stream: NodeJS.ReadableStream | null, parse: boolean): void => {
-      let buf = '';
-      stream?.setEncoding('utf8');
-      stream?.on('data', (chunk: string) => {
-        buf += chunk;
-        let nl: number;
-        while ((nl = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, nl);
-          buf = buf.slice(nl + 1);
-          onLine(line);
-          if (!parse || settled) continue;
-          try {
-            const rec = JSON.parse(line) as { msg?: unknown; port?: unknown };
-            if (rec.msg === 'ready' && typeof rec.port === 'number') done(null, rec as { port: number });
-          } catch {
-            // not a JSON log line
-          }
-        }
-      });
-    };
-    lines(child.stdout, true);
-    lines(child.stderr, false);
-    child.once('exit', (code, signal) => done(new Error(`server exited before it was ready (code ${code}, signal ${signal})`)));
-    child.once('error', (err) => done(err));
-  });
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-  await exited;
-  clearTimeout(timer);
 }

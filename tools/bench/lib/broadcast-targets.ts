@@ -1,8 +1,8 @@
 // The servers the broadcast benchmark can measure, and the command line that starts each one.
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { harnessConfig, writeConfigFile } from '../../lib/server-config.js';
+import { SERVER_MAIN } from '../../lib/server-process.js';
 import { serverPinPrefix } from './pinning.js';
 
 export const TARGET_NAMES = ['baseline', 'shards1', 'shards2'] as const;
@@ -19,9 +19,7 @@ export interface PreparedTarget {
   cleanup(): void;
 }
 
-// This file runs as dist/tools/bench/lib/broadcast-targets.js; the server's build is dist/src.
 const BASELINE_SERVER = fileURLToPath(new URL('../baseline-server.js', import.meta.url));
-export const REAL_SERVER = fileURLToPath(new URL('../../../src/main.js', import.meta.url));
 
 /**
  * Returns how to start `name`, or throws when it cannot be started (the real server is not
@@ -38,29 +36,20 @@ export function prepareTarget(name: TargetName, maxConnections: number): Prepare
       cleanup: () => {},
     };
   }
-  if (!existsSync(REAL_SERVER)) {
-    throw new Error(`${REAL_SERVER} not found: the real server is not built (run npm run build once src/main.ts exists)`);
+  if (!existsSync(SERVER_MAIN)) {
+    throw new Error(`${SERVER_MAIN} not found: the real server is not built (run npm run build once src/main.ts exists)`);
   }
   const shards = name === 'shards1' ? 1 : 2;
-  const dir = mkdtempSync(join(tmpdir(), 'ocs-bench-'));
-  const configFile = join(dir, 'config.yaml');
-  writeFileSync(configFile, realServerConfig(shards, maxConnections));
+  // The real server, tuned only as the benchmark needs: the harness defaults (a free port, no
+  // per-connection rate limit) and room for every connection.
+  const config = writeConfigFile(
+    harnessConfig({ websocket: { server: { shards, max_connections: Math.max(10_000, maxConnections * 2) } } }),
+  );
   return {
     name,
     shards,
-    argv: [...pin, process.execPath, REAL_SERVER, '--config', configFile],
+    argv: [...pin, process.execPath, SERVER_MAIN, '--config', config.file],
     endpoint: '/ws',
-    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+    cleanup: config.remove,
   };
-}
-
-/** The real server, tuned only as the benchmark needs: a free port, no per-connection rate limit. */
-function realServerConfig(shards: number, maxConnections: number): string {
-  return [
-    'websocket:',
-    `  server: { host: 127.0.0.1, port: 0, shards: ${shards}, max_connections: ${Math.max(10_000, maxConnections * 2)} }`,
-    '  auth: { allow_anonymous: true }',
-    '  limits: { messages_per_second: 0 }   # 0 disables the per-connection rate limit',
-    '',
-  ].join('\n');
 }
