@@ -8,6 +8,7 @@
 // A connection is served once it sends any message, so that flooding the first connections
 // cannot starve the handshakes of the later ones.
 import uWS from 'uWebSockets.js';
+import { listenAndAnnounce } from '../../lib/mini-server.js';
 
 const HIGH_WATER = 1024 * 1024;
 const FRAMES_PER_CORK = 256;
@@ -48,28 +49,22 @@ function trickle(): void {
   if (served.size > 0) setImmediate(trickle);
 }
 
-uWS
-  .App()
-  .ws<Conn>('/*', {
-    maxBackpressure: 64 * HIGH_WATER, // never drop: we stop at HIGH_WATER ourselves
-    idleTimeout: 0,
-    message: (ws) => {
-      if (served.has(ws)) return;
-      served.add(ws);
-      if (mode === 'trickle') {
-        if (served.size === 1) setImmediate(trickle);
-      } else {
-        pump(ws);
-      }
-    },
-    drain: (ws) => {
-      if (mode === 'bulk') pump(ws);
-    },
-    close: (ws) => void served.delete(ws),
-  })
-  .listen('127.0.0.1', 0, (ls) => {
-    if (!ls) throw new Error('blast server could not listen');
-    console.log(JSON.stringify({ msg: 'ready', port: uWS.us_socket_local_port(ls), frameBytes: frame.length, mode }));
-  });
+const app = uWS.App().ws<Conn>('/*', {
+  maxBackpressure: 64 * HIGH_WATER, // never drop: we stop at HIGH_WATER ourselves
+  idleTimeout: 0,
+  message: (ws) => {
+    if (served.has(ws)) return;
+    served.add(ws);
+    if (mode === 'trickle') {
+      if (served.size === 1) setImmediate(trickle);
+    } else {
+      pump(ws);
+    }
+  },
+  drain: (ws) => {
+    if (mode === 'bulk') pump(ws);
+  },
+  close: (ws) => void served.delete(ws),
+});
 
-process.on('SIGTERM', () => process.exit(0));
+listenAndAnnounce(app, '127.0.0.1', 0, { frameBytes: frame.length, mode });
