@@ -123,7 +123,7 @@ describe('wire', () => {
   it('finds every pub marker in a batch without JSON.parse, in any field order', () => {
     const d1 = makeData(PUB_MARK, 3, 7, 1_000_000_123, 1_000_000_456, 'xx');
     const d2 = makeData(PUB_MARK, 4, 0, 5, 6, '');
-    const frame = JSON.stringify({ op: 'batch', msgs: [{ op: 'msg', id: '1', data: d1, pri: 1 }, { data: d2, op: 'msg', from: 'u' }] });
+    const frame = Buffer.from(JSON.stringify({ op: 'batch', msgs: [{ op: 'msg', id: '1', data: d1, pri: 1 }, { data: d2, op: 'msg', from: 'u' }] }));
     assert.ok(isFastPathFrame(frame));
     const seen: Marker[] = [];
     const n = scanPubMarkers(frame, { slot: 0, seq: 0, dueUs: 0, sentUs: 0 }, (m) => seen.push({ ...m }));
@@ -132,8 +132,8 @@ describe('wire', () => {
       { slot: 3, seq: 7, dueUs: 1_000_000_123, sentUs: 1_000_000_456 },
       { slot: 4, seq: 0, dueUs: 5, sentUs: 6 },
     ]);
-    assert.ok(!isFastPathFrame(JSON.stringify({ op: 'msg', id: '9', data: d1, ackReq: true })));
-    assert.ok(!isFastPathFrame('{"op":"ack","ref":"p1","id":"3"}'));
+    assert.ok(!isFastPathFrame(Buffer.from(JSON.stringify({ op: 'msg', id: '9', data: d1, ackReq: true }))));
+    assert.ok(!isFastPathFrame(Buffer.from('{"op":"ack","ref":"p1","id":"3"}')));
   });
 });
 

@@ -517,11 +517,10 @@ export class LoadGenerator {
     const now = monoUs();
     this.currentNowUs = now;
     this.counters.bytesIn += payload.length;
-    // The payload is a view into a shared read buffer: decode it before returning.
-    const text = payload.toString('latin1');
-    if (isFastPathFrame(text)) {
+    // The payload is a view into a shared read buffer, valid until this returns.
+    if (isFastPathFrame(payload)) {
       this.currentReceiver = c.slot;
-      scanPubMarkers(text, this.marker, this.onPubDelivery);
+      scanPubMarkers(payload, this.marker, this.onPubDelivery);
       return;
     }
     let frame: Record<string, unknown>;

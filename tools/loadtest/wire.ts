@@ -12,15 +12,18 @@
  * figure). Both are monoUs() values: sender and receiver are threads of one process.
  * The padding brings `data` to the scenario's message size.
  *
- * A `msg` or `batch` frame is scanned for `"LT1|` with indexOf, which is many times cheaper
- * than JSON.parse on a batch of a few hundred messages. The marker is digits and `|` only,
- * so the JSON encoding of the string is the string itself, and a server may put the fields of
- * `msg` in any order.
+ * A `msg` or `batch` frame is scanned for `"LT1|` as bytes (tools/lib/frame-scan.ts), which is
+ * many times cheaper than JSON.parse on a batch of a few hundred messages. The marker is digits
+ * and `|` only, so the JSON encoding of the string is the string itself, and a server may put
+ * the fields of `msg` in any order.
  */
+import { indexOfBytes, numberEnd, readNumber } from '../lib/frame-scan.js';
 
 export const PUB_MARK = 'LT1|';
 export const SEND_MARK = 'LD1|';
-const QUOTED_PUB_MARK = '"' + PUB_MARK;
+const QUOTED_PUB_MARK = Buffer.from('"' + PUB_MARK, 'latin1');
+const ACK_REQ_KEY = Buffer.from('"ackReq"', 'latin1');
+const PIPE = 0x7c; // |
 
 export function padding(bytes: number): string {
   return 'x'.repeat(Math.max(0, bytes));
@@ -41,63 +44,56 @@ export interface Marker {
   sentUs: number;
 }
 
-/** Reads a non-negative decimal integer at `i`; returns [value, index after the `|`] or [-1, i] if malformed. */
-function readInt(s: string, i: number): [number, number] {
-  let v = 0;
-  const start = i;
-  for (;;) {
-    const c = s.charCodeAt(i);
-    if (c >= 48 && c <= 57) {
-      v = v * 10 + (c - 48);
-      i++;
-    } else if (c === 124 /* | */ && i > start) {
-      return [v, i + 1];
-    } else {
-      return [-1, i];
-    }
-  }
+/** Reads one marker field: a non-negative number ended by `|`; -1 if malformed. `numberEnd` is then at the `|`. */
+function readField(frame: Buffer, at: number, end: number): number {
+  const value = readNumber(frame, at, end);
+  return value >= 0 && frame[numberEnd] === PIPE ? value : -1;
 }
 
-/** Parses the marker fields that start at index `i` (just after the mark). */
-export function parseMarkerAt(s: string, i: number, out: Marker): boolean {
-  let r = readInt(s, i);
-  if (r[0] < 0) return false;
-  out.slot = r[0];
-  r = readInt(s, r[1]);
-  if (r[0] < 0) return false;
-  out.seq = r[0];
-  r = readInt(s, r[1]);
-  if (r[0] < 0) return false;
-  out.dueUs = r[0];
-  r = readInt(s, r[1]);
-  if (r[0] < 0) return false;
-  out.sentUs = r[0];
+/** Parses the marker fields that start at index `at` (just after the mark) in frame[.., end). */
+export function parseMarkerAt(frame: Buffer, at: number, end: number, out: Marker): boolean {
+  const slot = readField(frame, at, end);
+  if (slot < 0) return false;
+  const seq = readField(frame, numberEnd + 1, end);
+  if (seq < 0) return false;
+  const dueUs = readField(frame, numberEnd + 1, end);
+  if (dueUs < 0) return false;
+  const sentUs = readField(frame, numberEnd + 1, end);
+  if (sentUs < 0) return false;
+  out.slot = slot;
+  out.seq = seq;
+  out.dueUs = dueUs;
+  out.sentUs = sentUs;
   return true;
 }
 
 /** Parses a marker from a whole `data` string (the slow path, after JSON.parse). */
 export function parseMarker(data: unknown, mark: string, out: Marker): boolean {
-  return typeof data === 'string' && data.startsWith(mark) && parseMarkerAt(data, mark.length, out);
+  if (typeof data !== 'string' || !data.startsWith(mark)) return false;
+  const bytes = Buffer.from(data, 'latin1');
+  return parseMarkerAt(bytes, mark.length, bytes.length, out);
 }
 
 /**
  * Calls `onPub` for every pub marker in a frame (a `msg`, or a `batch` of them). Returns
  * how many were found.
  */
-export function scanPubMarkers(frame: string, out: Marker, onPub: (m: Marker) => void): number {
+export function scanPubMarkers(frame: Buffer, out: Marker, onPub: (m: Marker) => void): number {
+  const end = frame.length;
   let found = 0;
-  let i = frame.indexOf(QUOTED_PUB_MARK);
+  let i = indexOfBytes(frame, QUOTED_PUB_MARK, 0, end);
   while (i >= 0) {
-    if (parseMarkerAt(frame, i + QUOTED_PUB_MARK.length, out)) {
+    if (parseMarkerAt(frame, i + QUOTED_PUB_MARK.length, end, out)) {
       found++;
       onPub(out);
     }
-    i = frame.indexOf(QUOTED_PUB_MARK, i + QUOTED_PUB_MARK.length);
+    i = indexOfBytes(frame, QUOTED_PUB_MARK, i + QUOTED_PUB_MARK.length, end);
   }
   return found;
 }
 
 /** A frame takes the fast path when it holds pub markers and nothing that needs a reply. */
-export function isFastPathFrame(frame: string): boolean {
-  return frame.includes(QUOTED_PUB_MARK) && !frame.includes('"ackReq"');
+export function isFastPathFrame(frame: Buffer): boolean {
+  // The second search usually runs to the end of the frame: Buffer.indexOf does that natively.
+  return indexOfBytes(frame, QUOTED_PUB_MARK, 0, frame.length) >= 0 && frame.indexOf(ACK_REQ_KEY) < 0;
 }

@@ -5,7 +5,8 @@ import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import type { Histogram } from 'hdr-histogram-js';
 import { connectWs, type WsClient } from '../../wsclient/client.js';
 import { type BroadcastPlan, groupOf, isMeasured, publisherOf, seqOf } from './broadcast-plan.js';
-import { FrameKind, parseDeliveries, sameStamps, verifyDeliveries } from './deliveries.js';
+import { FrameKind } from '../../lib/frame-scan.js';
+import { parseDeliveries, sameStamps, verifyDeliveries } from './deliveries.js';
 import { newHistogram, recordMs, summarize } from '../../lib/histogram.js';
 import {
   cpuShares,
