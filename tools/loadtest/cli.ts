@@ -8,7 +8,8 @@ import { ProgressBar } from './progress.js';
 import { readJsonReport, writeJsonReport } from './report-json.js';
 import { writeHtmlReport } from './report-html.js';
 import { renderTerminal } from './report-terminal.js';
-import { defaultThreads, runLoadTest } from './runner.js';
+import { defaultThreads, LOADTEST_DEFAULTS } from './defaults.js';
+import { runLoadTest } from './runner.js';
 import { applyOverrides, loadScenarios, selectScenarios } from './scenarios.js';
 
 export const DEFAULT_SCENARIOS_FILE = fileURLToPath(new URL('../../../config/scenarios.yaml', import.meta.url));
@@ -18,8 +19,9 @@ const HELP = `Usage: npm run loadtest -- [options]
   --quick                 the quick suite (2 scenarios, about 3 minutes)
   --scenario NAME         run this scenario (repeat, or comma-separate, for several)
   --list                  list the scenarios and exit
-  --host HOST --port N    test a running server (default: start one on a free port)
-  --path PATH             WebSocket endpoint path (default /ws)
+  --host HOST --port N    test a running server (default: start one on a free port);
+                          --port defaults to the server's ${LOADTEST_DEFAULTS.port}
+  --path PATH             WebSocket endpoint path (default ${LOADTEST_DEFAULTS.path})
   --output FILE           JSON report (default loadtest-results/loadtest-TIME.json); the
                           HTML report goes beside it with .html
   --html FILE             HTML report path   --no-html   skip it
@@ -27,7 +29,7 @@ const HELP = `Usage: npm run loadtest -- [options]
   --warmup S              warm-up seconds    --drain S   drain seconds
   --connections N         connections per scenario (overrides the file)
   --threads N             loadgen threads (default ${defaultThreads()})
-  --shards N              shards of the server it starts (default 2)
+  --shards N              shards of the server it starts (default ${LOADTEST_DEFAULTS.shards})
   --scenarios-file FILE   scenario definitions (default config/scenarios.yaml)
   --server-command CMD    command that starts the server (prints a JSON "ready" line)
   --fail-under GRADE      exit 1 when the overall grade is below GRADE (e.g. B)
@@ -48,7 +50,7 @@ export async function main(argv: string[]): Promise<number> {
       list: { type: 'boolean', default: false },
       host: { type: 'string' },
       port: { type: 'string' },
-      path: { type: 'string', default: '/ws' },
+      path: { type: 'string', default: LOADTEST_DEFAULTS.path },
       output: { type: 'string' },
       html: { type: 'string' },
       'no-html': { type: 'boolean', default: false },
@@ -124,10 +126,10 @@ export async function main(argv: string[]): Promise<number> {
   try {
     const report = await runLoadTest({
       scenarios,
-      ...(values.host !== undefined && { host: values.host, port: num('port', values.port ?? '8080', true)! }),
+      ...(values.host !== undefined && { host: values.host, port: num('port', values.port, true) ?? LOADTEST_DEFAULTS.port }),
       path: values.path,
       ...(values['server-command'] && { serverCommand: values['server-command'].split(' ').filter(Boolean) }),
-      shards: num('shards', values.shards, true) ?? 2,
+      shards: num('shards', values.shards, true) ?? LOADTEST_DEFAULTS.shards,
       threads: num('threads', values.threads, true) ?? defaultThreads(),
       verbose: values.verbose,
       log,

@@ -8,6 +8,7 @@ import { availableParallelism, platform } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { Histogram } from 'hdr-histogram-js';
 import { monoUs } from './clock.js';
+import { defaultThreads, LOADTEST_DEFAULTS } from './defaults.js';
 import { computeDelivery, emptyDeliveryTotals } from './delivery.js';
 import { GRADE_TABLE, gradeScenario, overallGrade } from './grading.js';
 import { encodeHistogram, mergeEncoded, percentileCurve, summarize } from '../lib/histogram.js';
@@ -56,14 +57,10 @@ export interface RunOptions {
   signal?: AbortSignal;
 }
 
-export function defaultThreads(): number {
-  return Math.min(4, Math.max(2, Math.floor(availableParallelism() / 2)));
-}
-
 export async function runLoadTest(opts: RunOptions): Promise<RunReport> {
   const log = opts.log ?? (() => {});
   const startedAt = new Date().toISOString();
-  const path = opts.path ?? '/ws';
+  const path = opts.path ?? LOADTEST_DEFAULTS.path;
   let server: LaunchedServer | null = null;
   let host = opts.host ?? '127.0.0.1';
   let port = opts.port ?? 0;
@@ -71,7 +68,7 @@ export async function runLoadTest(opts: RunOptions): Promise<RunReport> {
     log('starting the server…');
     server = await launchServer({
       ...(opts.serverCommand && { command: opts.serverCommand }),
-      shards: opts.shards ?? 2,
+      shards: opts.shards ?? LOADTEST_DEFAULTS.shards,
       ...(opts.verbose && { onLine: (l: string) => log(`[server] ${l}`) }),
     });
     host = server.host;
@@ -201,8 +198,8 @@ async function runScenario(spec: ScenarioSpec, ctx: Ctx): Promise<ScenarioReport
         groupPrefix: `lt${ctx.runId}s${ctx.index}-g`,
         scenario: spec,
         sendSupported: ctx.probe.supported,
-        fenceUs: (ctx.opts.fenceMs ?? 250) * 1000,
-        connectTimeoutMs: ctx.opts.connectTimeoutMs ?? 10_000,
+        fenceUs: (ctx.opts.fenceMs ?? LOADTEST_DEFAULTS.fenceMs) * 1000,
+        connectTimeoutMs: ctx.opts.connectTimeoutMs ?? LOADTEST_DEFAULTS.connectTimeoutMs,
       };
       w.postMessage({ type: 'init', plan } satisfies MainToWorker);
     }
@@ -273,7 +270,7 @@ async function runScenario(spec: ScenarioSpec, ctx: Ctx): Promise<ScenarioReport
       });
     }, 1000);
 
-    const connectBudgetMs = (spec.connections / spec.connectRate) * 1000 + (ctx.opts.connectTimeoutMs ?? 10_000) + 10_000;
+    const connectBudgetMs = (spec.connections / spec.connectRate) * 1000 + (ctx.opts.connectTimeoutMs ?? LOADTEST_DEFAULTS.connectTimeoutMs) + 10_000;
     await withTimeout(connected.promise, connectBudgetMs, 'connecting the scenario\'s connections');
     measureStartUs = monoUs() + spec.warmupS * 1e6;
     measureEndUs = measureStartUs + spec.durationS * 1e6;
@@ -339,7 +336,7 @@ function buildReport(b: BuildInput): ScenarioReport {
   const seconds = Math.max(1e-6, (b.measureEndUs - b.measureStartUs) / 1e6);
   const delivery = computeDelivery(
     results.map((r) => r.delivery),
-    { startUs: b.measureStartUs, endUs: b.measureEndUs, fenceUs: (b.ctx.opts.fenceMs ?? 250) * 1000 },
+    { startUs: b.measureStartUs, endUs: b.measureEndUs, fenceUs: (b.ctx.opts.fenceMs ?? LOADTEST_DEFAULTS.fenceMs) * 1000 },
   );
   const fanoutMembers = Math.min(spec.groupSize, spec.connections);
   const sendCounts = b.ctx.probe.supported && c.sendsUnsupported === 0;

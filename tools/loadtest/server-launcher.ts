@@ -5,6 +5,7 @@
  * child's memory and CPU from /proc, for the resource figures when /stats has none.
  */
 import { OcsError } from '../../src/protocol/errors.js';
+import { LOADTEST_DEFAULTS } from './defaults.js';
 import { processCpuSeconds, processRssBytes } from '../lib/proc.js';
 import { harnessConfig, writeConfigFile, type ConfigFile } from '../lib/server-config.js';
 import { SERVER_MAIN, startServer } from '../lib/server-process.js';
@@ -36,13 +37,13 @@ export async function launchServer(opts: LaunchOptions = {}): Promise<LaunchedSe
   let command = opts.command;
   if (!command) {
     config = writeConfigFile(
-      harnessConfig({ websocket: { server: { shards: opts.shards ?? 2, max_connections: opts.maxConnections ?? 20_000 } } }),
+      harnessConfig({ websocket: { server: { shards: opts.shards ?? LOADTEST_DEFAULTS.shards, max_connections: opts.maxConnections ?? LOADTEST_DEFAULTS.maxConnections } } }),
     );
     command = [process.execPath, SERVER_MAIN, '--config', config.file];
   }
   try {
     const server = await startServer(command, {
-      readyTimeoutMs: opts.readyTimeoutMs ?? 20_000,
+      readyTimeoutMs: opts.readyTimeoutMs ?? LOADTEST_DEFAULTS.readyTimeoutMs,
       ...(opts.onLine && { onLine: opts.onLine }),
     });
     const { host, shards } = server.ready;
