@@ -7,6 +7,9 @@
  * 2.0M/s with the broadcast parser (ws 1.0M). With 2000 connections at one frame per read,
  * 170k/s (ws 140k/s); there the kernel's per-read TCP work takes most of the core.
  *
+ * The frame parser (frame-parser.ts) and encoder (frame-encoder.ts) are modules of their own,
+ * without sockets; this one holds the connection: handshake, reads, writes, closing.
+ *
  * API (stable; other modules import it from `tools/wsclient/client.js`):
  *
  *   const ws = connectWs({
@@ -52,9 +55,22 @@
  * and returns false (racing the server's close is normal). Otherwise it returns what
  * `socket.write` returns: false means the socket's buffer is over its high-water mark.
  */
-import { createHash, randomFillSync } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
+import { encodeClosePayload, encodeFrame, handshakeKey, headerLength, maskPayload, writeHeader } from './frame-encoder.js';
+import { FrameParser, type FrameSink } from './frame-parser.js';
+import {
+  CLOSE_ABNORMAL,
+  CLOSE_NO_STATUS,
+  CLOSE_NORMAL,
+  MAX_CONTROL_PAYLOAD,
+  OP_BINARY,
+  OP_CLOSE,
+  OP_PING,
+  OP_PONG,
+  OP_TEXT,
+} from './rfc6455.js';
 
 export interface WsClientOptions {
   host: string;
@@ -105,29 +121,12 @@ export function connectWs(opts: WsClientOptions): WsClient {
 
 const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
-const OP_CONTINUATION = 0x0;
-const OP_TEXT = 0x1;
-const OP_BINARY = 0x2;
-const OP_CLOSE = 0x8;
-const OP_PING = 0x9;
-const OP_PONG = 0xa;
-
-const CLOSE_NORMAL = 1000;
-const CLOSE_PROTOCOL_ERROR = 1002;
-const CLOSE_NO_STATUS = 1005;
-const CLOSE_ABNORMAL = 1006;
-const CLOSE_TOO_BIG = 1009;
-
 const DEFAULT_MAX_PAYLOAD = 64 * 1024 * 1024;
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
 /** How long we wait for the server to end TCP after the close handshake before destroying. */
 const CLOSE_TIMEOUT_MS = 3_000;
 /** An HTTP response head larger than this is not a WebSocket server talking. */
 const MAX_RESPONSE_HEAD = 16 * 1024;
-/** Control frames (close, ping, pong) carry at most this many payload bytes. */
-const MAX_CONTROL_PAYLOAD = 125;
-/** Largest frame header: 2 bytes + 8-byte length + 4-byte mask. */
-const MAX_HEADER = 14;
 
 const enum State {
   Connecting,
@@ -137,7 +136,7 @@ const enum State {
 }
 
 // ---------------------------------------------------------------------------------------
-// Shared buffers
+// The shared read buffer
 
 /**
  * Every socket reads into this one buffer: reads are delivered synchronously, one at a time,
@@ -145,100 +144,6 @@ const enum State {
  * copied out, so sharing it is safe and saves a 64 KiB allocation per read.
  */
 const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
-
-/**
- * Mask keys and handshake keys come from a pool refilled by one randomFillSync call per
- * 4 KiB: a CSPRNG call per frame would cost more than the frame. RFC 6455 asks for
- * unpredictable keys to defeat proxy cache poisoning; this keeps them CSPRNG-derived.
- */
-const RANDOM_POOL = Buffer.allocUnsafe(4096);
-let randomOffset = RANDOM_POOL.length;
-
-function takeRandom(bytes: number): number {
-  if (randomOffset + bytes > RANDOM_POOL.length) {
-    randomFillSync(RANDOM_POOL);
-    randomOffset = 0;
-  }
-  const at = randomOffset;
-  randomOffset += bytes;
-  return at;
-}
-
-// ---------------------------------------------------------------------------------------
-// Frame encoding
-
-function headerLength(payloadLength: number): number {
-  // Client frames are always masked, so every header carries 4 mask bytes.
-  if (payloadLength < 126) return 6;
-  if (payloadLength < 65536) return 8;
-  return 14;
-}
-
-/**
- * Writes a masked frame header at `at` and returns the payload offset. The payload is then
- * written at that offset and masked in place with maskPayload().
- */
-function writeHeader(out: Buffer, at: number, opcode: number, payloadLength: number): number {
-  out[at] = 0x80 | opcode; // FIN + opcode
-  if (payloadLength < 126) {
-    out[at + 1] = 0x80 | payloadLength;
-    at += 2;
-  } else if (payloadLength < 65536) {
-    out[at + 1] = 0x80 | 126;
-    out[at + 2] = payloadLength >>> 8;
-    out[at + 3] = payloadLength & 0xff;
-    at += 4;
-  } else {
-    out[at + 1] = 0x80 | 127;
-    // 2^53 is far beyond any frame we build; the high word is at most 21 bits.
-    out.writeUInt32BE(Math.floor(payloadLength / 0x100000000), at + 2);
-    out.writeUInt32BE(payloadLength >>> 0, at + 6);
-    at += 10;
-  }
-  const keyAt = takeRandom(4);
-  out[at] = RANDOM_POOL[keyAt]!;
-  out[at + 1] = RANDOM_POOL[keyAt + 1]!;
-  out[at + 2] = RANDOM_POOL[keyAt + 2]!;
-  out[at + 3] = RANDOM_POOL[keyAt + 3]!;
-  return at + 4;
-}
-
-/** XORs `length` bytes at `start` with the 4-byte key that sits just before them. */
-function maskPayload(out: Buffer, start: number, length: number): void {
-  const k0 = out[start - 4]!;
-  const k1 = out[start - 3]!;
-  const k2 = out[start - 2]!;
-  const k3 = out[start - 1]!;
-  const end = start + length;
-  const end4 = start + (length & ~3);
-  let i = start;
-  for (; i < end4; i += 4) {
-    out[i] = out[i]! ^ k0;
-    out[i + 1] = out[i + 1]! ^ k1;
-    out[i + 2] = out[i + 2]! ^ k2;
-    out[i + 3] = out[i + 3]! ^ k3;
-  }
-  if (i < end) out[i] = out[i]! ^ k0;
-  if (i + 1 < end) out[i + 1] = out[i + 1]! ^ k1;
-  if (i + 2 < end) out[i + 2] = out[i + 2]! ^ k2;
-}
-
-function encodeFrame(opcode: number, payload: string | Buffer): Buffer {
-  const length = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
-  const out = Buffer.allocUnsafe(headerLength(length) + length);
-  const start = writeHeader(out, 0, opcode, length);
-  if (typeof payload === 'string') out.write(payload, start);
-  else payload.copy(out, start);
-  maskPayload(out, start, length);
-  return out;
-}
-
-function encodeClosePayload(code: number, reason: string): Buffer {
-  const payload = Buffer.allocUnsafe(2 + Buffer.byteLength(reason));
-  payload.writeUInt16BE(code, 0);
-  payload.write(reason, 2);
-  return payload;
-}
 
 // ---------------------------------------------------------------------------------------
 // Connection
@@ -252,25 +157,13 @@ class Connection implements WsClient {
   private readonly socket: Socket;
   private readonly startedAt = performance.now();
   private readonly key: string;
-  private readonly maxPayload: number;
   private state = State.Connecting;
 
   // Handshake: the response head is accumulated here until the blank line.
   private responseHead: Buffer | null = Buffer.alloc(0);
 
-  // Parser state between reads. A header cut by a read boundary is collected in `header`;
-  // a payload cut by a read boundary is collected in `payload`, allocated once at its full
-  // size (so a 1 MB frame over 16 reads costs one copy, not 16 concatenations).
-  private readonly header = Buffer.allocUnsafe(MAX_HEADER);
-  private headerHave = 0;
-  private payload: Buffer | null = null;
-  private payloadHave = 0;
-  private frameFin = false;
-  private frameOpcode = 0;
-  // Fragmented message in progress: its opcode and the fragments so far.
-  private fragmentOpcode = -1;
-  private fragments: Buffer[] = [];
-  private fragmentsLength = 0;
+  // Frames are parsed by a parser of their own (frame-parser.ts); this connection is its sink.
+  private readonly parser: FrameParser;
 
   private closeSent = false;
   private closeCode = CLOSE_ABNORMAL;
@@ -280,9 +173,8 @@ class Connection implements WsClient {
 
   constructor(opts: WsClientOptions) {
     this.opts = opts;
-    this.maxPayload = opts.maxPayload ?? DEFAULT_MAX_PAYLOAD;
-    const keyAt = takeRandom(16);
-    this.key = RANDOM_POOL.toString('base64', keyAt, keyAt + 16);
+    this.key = handshakeKey();
+    this.parser = new FrameParser(this.frameSink(), opts.maxPayload ?? DEFAULT_MAX_PAYLOAD);
     const socket = connect({
       host: opts.host,
       port: opts.port,
@@ -455,176 +347,37 @@ class Connection implements WsClient {
       this.opts.onOpen?.();
     }
     if (this.state === State.Closed) return false;
-    this.parse(data, offset, nread);
+    this.parser.push(data, offset, nread);
     return true;
   }
 
-  /** Parses frames in data[offset, end). Anything cut off by `end` is copied into parser state. */
-  private parse(data: Buffer, offset: number, end: number): void {
-    if (this.payload !== null) {
-      offset = this.continuePayload(data, offset, end);
-    } else if (this.headerHave > 0) {
-      offset = this.continueHeader(data, offset, end);
-    }
-    while (offset < end && this.state !== State.Closed) {
-      const available = end - offset;
-      if (available < 2) {
-        offset = this.continueHeader(data, offset, end);
-        continue;
-      }
-      const b0 = data[offset]!;
-      const b1 = data[offset + 1]!;
-      let length = b1 & 0x7f;
-      let headerSize = 2;
-      if (length === 126) headerSize = 4;
-      else if (length === 127) headerSize = 10;
-      if (b1 & 0x80) headerSize += 4;
-      if (available < headerSize) {
-        offset = this.continueHeader(data, offset, end);
-        continue;
-      }
-      if (length === 126) length = data.readUInt16BE(offset + 2);
-      else if (length === 127) length = readLength64(data, offset + 2);
-      if (!this.acceptHeader(b0, b1, length)) return;
-      const start = offset + headerSize;
-      if (end - start >= length) {
-        offset = start + length;
-        this.onFrame(b0 & 0x80, b0 & 0x0f, data.subarray(start, offset));
-      } else {
-        this.beginPayload(b0, length);
-        offset = this.continuePayload(data, start, end);
-      }
-    }
+  /** What the parser reports, turned into callbacks, pongs and the close handshake. */
+  private frameSink(): FrameSink {
+    const copy = this.opts.copyPayloads === true;
+    return {
+      onMessage: (payload, isBinary, owned) => {
+        // Messages that arrive after we started closing are still delivered: the server sent
+        // them before it saw our close, and a load generator must count them.
+        if (this.state === State.Closed) return;
+        this.opts.onMessage(owned || !copy ? payload : Buffer.from(payload), isBinary);
+      },
+      onPing: (payload) => {
+        if (this.state === State.Open) this.socket.write(encodeFrame(OP_PONG, payload));
+      },
+      onPong: (payload, owned) => this.opts.onPong?.(owned || !copy ? payload : Buffer.from(payload)),
+      onClose: (code, reason) => this.onCloseFrame(code, reason),
+      onProtocolError: (code, problem) => this.protocolError(code, problem),
+    };
   }
 
-  /**
-   * Completes a header cut by a read boundary, copying at most MAX_HEADER bytes.
-   * Returns the offset of the first byte after what it consumed.
-   */
-  private continueHeader(data: Buffer, offset: number, end: number): number {
-    const header = this.header;
-    while (offset < end && this.headerHave < 2) header[this.headerHave++] = data[offset++]!;
-    if (this.headerHave < 2) return offset;
-    const b0 = header[0]!;
-    const b1 = header[1]!;
-    let length = b1 & 0x7f;
-    let headerSize = length === 126 ? 4 : length === 127 ? 10 : 2;
-    if (b1 & 0x80) headerSize += 4;
-    while (offset < end && this.headerHave < headerSize) header[this.headerHave++] = data[offset++]!;
-    if (this.headerHave < headerSize) return offset;
-    this.headerHave = 0;
-    if (length === 126) length = header.readUInt16BE(2);
-    else if (length === 127) length = readLength64(header, 2);
-    if (!this.acceptHeader(b0, b1, length)) return end;
-    if (length === 0) {
-      this.onFrame(b0 & 0x80, b0 & 0x0f, Buffer.alloc(0));
-      return offset;
-    }
-    this.beginPayload(b0, length);
-    return this.continuePayload(data, offset, end);
-  }
-
-  private beginPayload(b0: number, length: number): void {
-    this.payload = Buffer.allocUnsafe(length);
-    this.payloadHave = 0;
-    this.frameFin = (b0 & 0x80) !== 0;
-    this.frameOpcode = b0 & 0x0f;
-  }
-
-  private continuePayload(data: Buffer, offset: number, end: number): number {
-    const payload = this.payload!;
-    const take = Math.min(payload.length - this.payloadHave, end - offset);
-    data.copy(payload, this.payloadHave, offset, offset + take);
-    this.payloadHave += take;
-    offset += take;
-    if (this.payloadHave === payload.length) {
-      this.payload = null;
-      this.onFrame(this.frameFin ? 0x80 : 0, this.frameOpcode, payload, true);
-    }
-    return offset;
-  }
-
-  /** Validates a frame header; on a violation fails the connection and returns false. */
-  private acceptHeader(b0: number, b1: number, length: number): boolean {
-    const opcode = b0 & 0x0f;
-    let problem: string | null = null;
-    let code = CLOSE_PROTOCOL_ERROR;
-    if (b0 & 0x70) problem = 'reserved bits set without a negotiated extension';
-    else if (b1 & 0x80) problem = 'server frames must not be masked';
-    else if (opcode >= OP_CLOSE) {
-      if (opcode > OP_PONG) problem = `unknown control opcode ${opcode}`;
-      else if (!(b0 & 0x80)) problem = 'fragmented control frame';
-      else if (length > 125) problem = 'control frame longer than 125 bytes';
-    } else if (opcode > OP_BINARY) problem = `unknown data opcode ${opcode}`;
-    else if (opcode === OP_CONTINUATION && this.fragmentOpcode < 0) problem = 'continuation without a message';
-    else if (opcode !== OP_CONTINUATION && this.fragmentOpcode >= 0) problem = 'new message inside a fragmented one';
-    else if (this.fragmentsLength + length > this.maxPayload) {
-      problem = `message larger than maxPayload (${this.maxPayload} bytes)`;
-      code = CLOSE_TOO_BIG;
-    }
-    if (problem === null) return true;
-    this.protocolError(code, problem);
-    return false;
-  }
-
-  /**
-   * Handles one complete frame. `owned` says the payload is our own copy rather than a view
-   * into the shared read buffer.
-   */
-  private onFrame(fin: number, opcode: number, payload: Buffer, owned = false): void {
-    if (opcode === OP_TEXT || opcode === OP_BINARY) {
-      if (fin) {
-        this.deliver(opcode, payload, owned);
-        return;
-      }
-      this.fragmentOpcode = opcode;
-      this.fragments.push(owned ? payload : Buffer.from(payload));
-      this.fragmentsLength = payload.length;
-      return;
-    }
-    if (opcode === OP_CONTINUATION) {
-      this.fragments.push(owned ? payload : Buffer.from(payload));
-      this.fragmentsLength += payload.length;
-      if (!fin) return;
-      const message = Buffer.concat(this.fragments, this.fragmentsLength);
-      const messageOpcode = this.fragmentOpcode;
-      this.fragments = [];
-      this.fragmentsLength = 0;
-      this.fragmentOpcode = -1;
-      this.deliver(messageOpcode, message, true);
-      return;
-    }
-    if (opcode === OP_PING) {
-      if (this.state === State.Open) this.socket.write(encodeFrame(OP_PONG, payload));
-      return;
-    }
-    if (opcode === OP_PONG) {
-      this.opts.onPong?.(owned || !this.opts.copyPayloads ? payload : Buffer.from(payload));
-      return;
-    }
-    this.onCloseFrame(payload);
-  }
-
-  private deliver(opcode: number, payload: Buffer, owned: boolean): void {
-    // Messages that arrive after we started closing are still delivered: the server sent
-    // them before it saw our close, and a load generator must count them.
-    if (this.state === State.Closed) return;
-    this.opts.onMessage(owned || !this.opts.copyPayloads ? payload : Buffer.from(payload), opcode === OP_BINARY);
-  }
-
-  private onCloseFrame(payload: Buffer): void {
-    if (payload.length === 1) {
-      this.protocolError(CLOSE_PROTOCOL_ERROR, 'close frame with a 1-byte payload');
-      return;
-    }
-    this.closeCode = payload.length >= 2 ? payload.readUInt16BE(0) : CLOSE_NO_STATUS;
-    this.closeReason = payload.length > 2 ? payload.toString('utf8', 2) : '';
+  private onCloseFrame(code: number, reason: string): void {
+    this.closeCode = code;
+    this.closeReason = reason;
     if (this.state === State.Open) this.state = State.Closing;
     // Echo the code back (RFC 6455 5.5.1), then half-close; the server closes TCP first.
     if (!this.closeSent) {
       this.closeSent = true;
-      const echo = payload.length >= 2 ? payload.subarray(0, 2) : Buffer.alloc(0);
-      this.socket.write(encodeFrame(OP_CLOSE, echo));
+      this.socket.write(encodeFrame(OP_CLOSE, code === CLOSE_NO_STATUS ? Buffer.alloc(0) : encodeClosePayload(code, '')));
     }
     this.socket.end();
     this.armCloseTimer();
@@ -688,11 +441,4 @@ function isSendableCloseCode(code: number): boolean {
     Number.isInteger(code) &&
     ((code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999))
   );
-}
-
-function readLength64(data: Buffer, at: number): number {
-  const high = data.readUInt32BE(at);
-  // A length beyond 2^53 cannot be a real frame; make it exceed any maxPayload.
-  if (high >= 0x200000) return Number.MAX_SAFE_INTEGER;
-  return high * 0x100000000 + data.readUInt32BE(at + 4);
 }
