@@ -40,7 +40,7 @@ export interface ServerProcess {
   /** Every stdout line, parsed where it is JSON. */
   logs: Array<Record<string, unknown>>;
   stderr: () => string;
-  /** Sends `signal` and resolves with the exit code. */
+  /** Sends `signal` and resolves with the exit code (SIGKILL, and a null code, after a minute). */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
   exited: Promise<number | null>;
 }
