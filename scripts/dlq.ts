@@ -8,8 +8,9 @@
  * 1 when the server answers with an error, 2 on a usage error.
  */
 import { parseArgs } from 'node:util';
+import { DEFAULT_PORT } from '../src/config/schema.js';
 
-const USAGE = 'usage: npm run dlq -- list|show ID|requeue ID|purge [ID] [--url http://127.0.0.1:8765] [--token TOKEN] [--limit N]';
+const USAGE = `usage: npm run dlq -- list|show ID|requeue ID|purge [ID] [--url http://127.0.0.1:${DEFAULT_PORT}] [--token TOKEN] [--limit N]`;
 
 async function main(): Promise<number> {
   let parsed;
@@ -28,7 +29,7 @@ async function main(): Promise<number> {
     console.log(USAGE);
     return values.help ? 0 : 2;
   }
-  const base = (values.url ?? `http://127.0.0.1:${process.env.WEBSOCKET_PORT ?? 8765}`).replace(/\/$/, '');
+  const base = (values.url ?? `http://127.0.0.1:${process.env.WEBSOCKET_PORT ?? DEFAULT_PORT}`).replace(/\/$/, '');
   const token = values.token ?? process.env.WEBSOCKET_ADMIN_TOKEN ?? '';
   const one = id === undefined ? '' : `/${encodeURIComponent(id)}`;
   let method: string;

@@ -5,6 +5,10 @@
  */
 import { z } from 'zod';
 
+/** Where the server listens unless configured otherwise; tools that reach it use the same. */
+export const DEFAULT_PORT = 8765;
+export const DEFAULT_PATH = '/ws';
+
 const seconds = z.number().nonnegative();
 const positiveInt = z.number().int().positive();
 const nonNegativeInt = z.number().int().nonnegative();
@@ -12,10 +16,10 @@ const nonNegativeInt = z.number().int().nonnegative();
 const server = z
   .object({
     host: z.string().min(1).default('0.0.0.0'),
-    port: z.number().int().min(0).max(65535).default(8765),
+    port: z.number().int().min(0).max(65535).default(DEFAULT_PORT),
     /** 0 means one shard per core (os.availableParallelism()). */
     shards: nonNegativeInt.max(256).default(0),
-    path: z.string().startsWith('/').default('/ws'),
+    path: z.string().startsWith('/').default(DEFAULT_PATH),
     max_connections: positiveInt.default(2000),
     /** Seconds between server pings to each connection. */
     ping_interval: seconds.default(20),

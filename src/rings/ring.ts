@@ -13,7 +13,7 @@
  *
  * Why not ringbuf.js: it moves element runs, not records, so a record needs either two pushes
  * (the consumer could see a length without its payload) or a copy into a scratch buffer first,
- * and a payload that wraps must be copied out again. bench/ring.ts measures both.
+ * and a payload that wraps must be copied out again. tools/bench/ring.ts measures both.
  */
 export const WRITE_INDEX = 0;
 export const READ_INDEX = 16; // in Int32 units: byte 64

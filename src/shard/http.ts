@@ -2,7 +2,7 @@
  * The HTTP side of every shard: /health and /stats on the WebSocket port, answered from the
  * shared shard table so any shard can answer for all of them.
  */
-import { COUNTERS, MESSAGING_COUNTERS, byName, ShardStatus, type ShardTable } from '../shared/shard-table.js';
+import { COUNTERS, MESSAGING_COUNTERS, byName, shardStatusName, ShardStatus, type ShardTable } from '../shared/shard-table.js';
 import type { HttpResponse, TemplatedApp } from '../util/uws.js';
 
 export interface HttpContext {
@@ -21,7 +21,7 @@ export function health(context: HttpContext): { status: string; body: Record<str
   for (let shard = 0; shard < table.shards; shard++) {
     const status = table.status(shard);
     if (status === ShardStatus.UP) up++;
-    shards.push({ shard, status: ['down', 'starting', 'up', 'stopping'][status], connections: table.connections(shard) });
+    shards.push({ shard, status: shardStatusName(status), connections: table.connections(shard) });
   }
   const stopping = context.isStopping();
   const state = stopping ? 'stopping' : up === table.shards ? 'ok' : 'degraded';

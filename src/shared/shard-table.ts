@@ -22,6 +22,12 @@ const RESTARTS = 2;
 export const ShardStatus = { DOWN: 0, STARTING: 1, UP: 2, STOPPING: 3 } as const;
 export type ShardStatusValue = (typeof ShardStatus)[keyof typeof ShardStatus];
 const STATUS_NAMES = ['down', 'starting', 'up', 'stopping'] as const;
+export type ShardStatusName = (typeof STATUS_NAMES)[number];
+
+/** How /health and /stats name a status. */
+export function shardStatusName(status: ShardStatusValue): ShardStatusName {
+  return STATUS_NAMES[status];
+}
 
 /** Counter names, in slot order. Append only: the order is the layout. */
 export const COUNTERS = [
@@ -72,7 +78,7 @@ export function createShardTable(shards: number): ShardTableBuffers {
 
 export interface ShardSnapshot {
   shard: number;
-  status: (typeof STATUS_NAMES)[number];
+  status: ShardStatusName;
   connections: number;
   restarts: number;
   counters: Record<CounterName, number>;
@@ -163,7 +169,7 @@ export class ShardTable {
     const counters = byName(this.countersOf(shard));
     return {
       shard,
-      status: STATUS_NAMES[this.status(shard)]!,
+      status: shardStatusName(this.status(shard)),
       connections: this.connections(shard),
       restarts: Atomics.load(this.control, this.slot(shard, RESTARTS)),
       counters,
