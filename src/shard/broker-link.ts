@@ -118,7 +118,7 @@ export class BrokerLink implements AdminForwarder {
         return;
       case ToShard.WELCOME: {
         const ws = registry.sid(f[0] as string);
-        if (ws) ws.send(encodeWelcome(ws.getUserData().user!, f[0] as string, this.options.shard, f[1] as number));
+        if (ws) ws.send(encodeWelcome(ws.getUserData().user!, f[0] as string, this.options.shard, f[1] as number, Infinity));
         return;
       }
       case ToShard.ERROR: {
