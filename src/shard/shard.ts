@@ -61,8 +61,9 @@ class Shard {
     this.table = new ShardTable(init.table);
     const counters = this.table.countersOf(init.shard);
     const fail = failer(counters);
-    // Ids (sessions, messages) are unique per server run and shard: instance.shard.sequence.
-    const idPrefix = `${init.instance}.${init.shard}.`;
+    // Ids never repeat: instance (this process run), shard, generation (this start of the
+    // shard), then `s` for a session or `m` for a message, and a sequence.
+    const idPrefix = `${init.instance}.${init.shard}.${init.generation.toString(36)}.`;
     this.app = uWS.App();
     const compressFrom = performance.enable_compression ? performance.compression_threshold : Infinity;
     const groups = new LocalGroups(this.app, counters, compressFrom);
@@ -97,7 +98,7 @@ class Shard {
       maxConnections: server.max_connections,
       authTimeout: server.auth_timeout,
       burst: limits.burst,
-      idPrefix,
+      idPrefix: `${idPrefix}s`,
       registry,
       link: this.link,
       fail,
@@ -117,7 +118,7 @@ class Shard {
       counters,
       log: this.log,
       fail,
-      idPrefix,
+      idPrefix: `${idPrefix}m`,
       admission: this.admission,
       link: this.link,
       cross: this.cross,
