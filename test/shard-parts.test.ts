@@ -5,7 +5,12 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { createDoorbells } from '../src/rings/doorbell.js';
+import { createRingBuffer } from '../src/rings/ring.js';
 import { selectProtocol } from '../src/shard/admission.js';
+import { BrokerLink, MAX_ADMIN_IN_FLIGHT } from '../src/shard/broker-link.js';
+import { failer } from '../src/shard/fail.js';
+import type { LocalGroups } from '../src/shard/groups.js';
 import { newConnection, RateLimiter, type Connection, type Socket } from '../src/shard/connection.js';
 import { ConnectionRegistry } from '../src/shard/registry.js';
 import { judge, Verdict, type SweepPolicy } from '../src/shard/sweep.js';
@@ -173,5 +178,50 @@ describe('connection registry', () => {
     registry.remove(stray, other);
     assert.equal(registry.sid('s1'), ws);
     assert.deepEqual([...registry.user('alice')!], [ws]);
+  });
+});
+
+describe('admin requests waiting for the broker', () => {
+  /** A link whose broker never answers: its rings are real, nobody reads them. */
+  function silentBroker(adminTimeoutMs: number): BrokerLink {
+    const counters = new Float64Array(64);
+    return new BrokerLink({
+      shard: 0,
+      brokerSlot: 1,
+      doorbells: createDoorbells(2),
+      toBroker: createRingBuffer(1 << 20),
+      fromBroker: createRingBuffer(1 << 20),
+      registry: new ConnectionRegistry(),
+      groups: {} as LocalGroups, // no group message comes from a silent broker
+      counters,
+      fail: failer(counters),
+      adminTimeoutMs,
+    });
+  }
+
+  test(`at most ${MAX_ADMIN_IN_FLIGHT} wait; the next is answered 503 E_OVERLOADED at once, and shutting down answers the rest`, () => {
+    const link = silentBroker(60_000);
+    const answers: Array<[number, string]> = [];
+    for (let i = 0; i <= MAX_ADMIN_IN_FLIGHT; i++) link.forward('get', '/admin/dlq', (status, body) => answers.push([status, body]));
+    assert.equal(answers.length, 1);
+    assert.equal(answers[0]![0], 503);
+    assert.equal((JSON.parse(answers[0]![1]) as { code: string }).code, 'E_OVERLOADED');
+    link.stop();
+    assert.equal(answers.length, MAX_ADMIN_IN_FLIGHT + 1, 'no request is left waiting (nor a timer holding the thread)');
+  });
+
+  test('one the broker does not answer in time gets 504 with a coded body, once', async () => {
+    const link = silentBroker(50);
+    const answers: number[] = [];
+    let body = '';
+    link.forward('get', '/admin/dlq', (status, text) => {
+      answers.push(status);
+      body = text;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    assert.deepEqual(answers, [504]);
+    assert.equal((JSON.parse(body) as { code: string }).code, 'E_OVERLOADED');
+    link.stop();
+    assert.deepEqual(answers, [504]);
   });
 });

@@ -30,12 +30,22 @@ export interface BrokerLinkOptions {
   groups: LocalGroups;
   counters: Float64Array;
   fail: Fail;
+  /** How long an admin request waits for the broker before it is answered 504; default 10 s. */
+  adminTimeoutMs?: number;
+}
+
+/** Admin requests waiting for the broker at once; more are answered 503 at once. */
+export const MAX_ADMIN_IN_FLIGHT = 64;
+
+interface PendingAdmin {
+  reply: (status: number, body: string) => void;
+  timer: NodeJS.Timeout;
 }
 
 export class BrokerLink implements AdminForwarder {
   private readonly writer: QueuedRingWriter;
   private readonly reader: LinkReader;
-  private readonly adminReplies = new Map<number, (status: number, body: string) => void>();
+  private readonly adminReplies = new Map<number, PendingAdmin>();
   private adminSeq = 0;
 
   constructor(private readonly options: BrokerLinkOptions) {
@@ -56,6 +66,8 @@ export class BrokerLink implements AdminForwarder {
 
   stop(): void {
     this.writer.stop();
+    // Their timers would hold the thread past its sockets; the requests are answered now.
+    for (const id of [...this.adminReplies.keys()]) this.answerAdmin(id, 503, adminError('E_OVERLOADED', 'server shutting down'));
   }
 
   // --- to the broker -----------------------------------------------------------------------
@@ -92,9 +104,23 @@ export class BrokerLink implements AdminForwarder {
 
   /** An admin HTTP request: the broker owns the store it is about. */
   forward(method: string, path: string, reply: (status: number, body: string) => void): void {
+    if (this.adminReplies.size >= MAX_ADMIN_IN_FLIGHT) {
+      return reply(503, adminError('E_OVERLOADED', `${MAX_ADMIN_IN_FLIGHT} admin requests are already waiting for the message broker; retry shortly`));
+    }
     const id = this.adminSeq++;
-    this.adminReplies.set(id, reply);
+    const timeoutMs = this.options.adminTimeoutMs ?? 10_000;
+    const timer = setTimeout(() => this.answerAdmin(id, 504, adminError('E_OVERLOADED', `the message broker did not answer within ${timeoutMs} ms`)), timeoutMs);
+    this.adminReplies.set(id, { reply, timer });
     this.writer.write(encodeRecord(ToBroker.ADMIN, [id, method, path]));
+  }
+
+  /** Answers admin request `id` once: by the broker, or by a timeout or shutdown before it. */
+  private answerAdmin(id: number, status: number, body: string): void {
+    const pending = this.adminReplies.get(id);
+    if (pending === undefined) return; // answered already: the broker came late
+    this.adminReplies.delete(id);
+    clearTimeout(pending.timer);
+    pending.reply(status, body);
   }
 
   // --- from the broker ---------------------------------------------------------------------
@@ -129,12 +155,8 @@ export class BrokerLink implements AdminForwarder {
       case ToShard.GROUP_PUB:
         this.options.groups.publish(f[0] as string, Buffer.from(f[1] as string));
         return;
-      case ToShard.ADMIN_REPLY: {
-        const reply = this.adminReplies.get(f[0] as number);
-        this.adminReplies.delete(f[0] as number);
-        reply?.(f[1] as number, f[2] as string);
-        return;
-      }
+      case ToShard.ADMIN_REPLY:
+        return this.answerAdmin(f[0] as number, f[1] as number, f[2] as string);
     }
   }
 
@@ -144,4 +166,8 @@ export class BrokerLink implements AdminForwarder {
     ws.send(frame);
     return true;
   }
+}
+
+function adminError(code: ErrorCode, message: string): string {
+  return JSON.stringify({ code, message });
 }
