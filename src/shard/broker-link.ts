@@ -12,7 +12,7 @@ import { DoorbellRinger } from '../rings/doorbell.js';
 import { QueuedRingWriter } from '../rings/queued-writer.js';
 import { Counter } from '../shared/shard-table.js';
 import type { AdminForwarder } from './admin-http.js';
-import type { Connection } from './connection.js';
+import type { Connection, Socket } from './connection.js';
 import type { Fail } from './fail.js';
 import type { LocalGroups } from './groups.js';
 import type { ConnectionRegistry } from './registry.js';
@@ -30,6 +30,8 @@ export interface BrokerLinkOptions {
   groups: LocalGroups;
   counters: Float64Array;
   fail: Fail;
+  /** A connection's `welcome` was just sent (corked): what it sent meanwhile may be handled now. */
+  welcomed(ws: Socket): void;
   /** How long an admin request waits for the broker before it is answered 504; default 10 s. */
   adminTimeoutMs?: number;
 }
@@ -144,7 +146,12 @@ export class BrokerLink implements AdminForwarder {
         return;
       case ToShard.WELCOME: {
         const ws = registry.sid(f[0] as string);
-        if (ws) ws.send(encodeWelcome(ws.getUserData().user!, f[0] as string, this.options.shard, f[1] as number, Infinity));
+        if (!ws) return;
+        const conn = ws.getUserData();
+        ws.cork(() => {
+          ws.send(encodeWelcome(conn.user!, conn.sid, this.options.shard, f[1] as number, conn.expiresAt));
+          this.options.welcomed(ws);
+        });
         return;
       }
       case ToShard.ERROR: {

@@ -78,6 +78,7 @@ class Shard {
       groups,
       counters,
       fail,
+      welcomed: (ws) => this.dispatch.resume(ws),
     });
     this.cross = new CrossShard({
       self: init.shard,
@@ -98,10 +99,11 @@ class Shard {
       maxConnections: server.max_connections,
       authTimeout: server.auth_timeout,
       burst: limits.burst,
-      idPrefix: `${idPrefix}s`,
+      sidPrefix: `${idPrefix}s`,
       registry,
       link: this.link,
       fail,
+      log: this.log,
       isStopping: () => this.stopping,
     });
     this.dispatch = new Dispatcher({
@@ -118,7 +120,7 @@ class Shard {
       counters,
       log: this.log,
       fail,
-      idPrefix: `${idPrefix}m`,
+      msgIdPrefix: `${idPrefix}m`,
       admission: this.admission,
       link: this.link,
       cross: this.cross,
