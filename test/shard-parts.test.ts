@@ -14,6 +14,7 @@ import { Admission, selectProtocol } from '../src/shard/admission.js';
 import { BrokerLink, MAX_ADMIN_IN_FLIGHT } from '../src/shard/broker-link.js';
 import { failer } from '../src/shard/fail.js';
 import type { LocalGroups } from '../src/shard/groups.js';
+import { ipLimitsPerShard } from '../src/shard/ip-limits.js';
 import { createShardTable, ShardTable } from '../src/shared/shard-table.js';
 import { createLogger } from '../src/util/logger.js';
 import type { HttpRequest, HttpResponse, us_socket_context_t } from '../src/util/uws.js';
@@ -257,6 +258,7 @@ describe('a token check that throws', () => {
       authTimeout: 10,
       burst: 1,
       sidPrefix: 's',
+      ipLimits: ipLimitsPerShard({ connection_attempts_per_ip: 0, connection_burst_per_ip: 1, unauthenticated_per_ip: 0, max_tracked_ips: 10 }, 1),
       registry: new ConnectionRegistry(),
       link: { presence: () => assert.fail('nobody is announced') },
       fail: failer(counters),
@@ -293,6 +295,7 @@ describe('a token check that throws', () => {
     let body = '';
     let upgraded = false;
     const res = {
+      getRemoteAddressAsText: () => Buffer.from('10.0.0.1'),
       onAborted: () => res,
       cork: (work: () => void) => work(),
       writeStatus: (s: string) => ((status = s), res),

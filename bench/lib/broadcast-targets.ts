@@ -61,7 +61,7 @@ function realServerConfig(shards: number, maxConnections: number): string {
     'websocket:',
     `  server: { host: 127.0.0.1, port: 0, shards: ${shards}, max_connections: ${Math.max(10_000, maxConnections * 2)} }`,
     '  auth: { allow_anonymous: true }',
-    '  limits: { messages_per_second: 0 }   # 0 disables the per-connection rate limit',
+    '  limits: { messages_per_second: 0, connection_attempts_per_ip: 0, unauthenticated_per_ip: 0 }   # 0: no per-connection rate, no per-address limits (one host opens every connection)',
     '',
   ].join('\n');
 }

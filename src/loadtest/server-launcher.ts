@@ -41,7 +41,7 @@ export function defaultServerConfig(shards: number, maxConnections: number): str
     'websocket:',
     `  server: { host: 127.0.0.1, port: 0, shards: ${shards}, max_connections: ${maxConnections} }`,
     '  auth: { allow_anonymous: true }',
-    '  limits: { messages_per_second: 0 }',
+    '  limits: { messages_per_second: 0, connection_attempts_per_ip: 0, unauthenticated_per_ip: 0 }',
     '',
   ].join('\n');
 }

@@ -1,6 +1,6 @@
 /**
- * Who gets a connection, and as whom: the HTTP upgrade (shutdown, subprotocol, connection
- * cap, token or anonymous identity), the `auth` first frame of a connection
+ * Who gets a connection, and as whom: the HTTP upgrade (shutdown, subprotocol, per-address
+ * limits, connection cap, token or anonymous identity), the `auth` first frame of a connection
  * that came without one, later `auth` frames that refresh its token, and the announcement to
  * the broker once the user is known. Also where sockets are registered on open and released
  * on close.
@@ -17,6 +17,7 @@ import type { HttpRequest, HttpResponse, us_socket_context_t } from '../util/uws
 import type { BrokerLink } from './broker-link.js';
 import { newConnection, type Connection, type Socket } from './connection.js';
 import type { Fail } from './fail.js';
+import { IpLimiter, type IpLimitOptions, type IpVerdict } from './ip-limits.js';
 import type { ConnectionRegistry } from './registry.js';
 
 export interface AdmissionOptions {
@@ -31,6 +32,8 @@ export interface AdmissionOptions {
   burst: number;
   /** Session ids are this prefix plus a per-shard sequence. */
   sidPrefix: string;
+  /** This shard's share of the per-address limits (ip-limits.ts). */
+  ipLimits: IpLimitOptions;
   registry: ConnectionRegistry;
   link: Pick<BrokerLink, 'presence'>;
   fail: Fail;
@@ -38,10 +41,17 @@ export interface AdmissionOptions {
   isStopping(): boolean;
 }
 
+/** How often the per-address table drops idle addresses (it also does when full). */
+const ADDRESS_SWEEP_MS = 10_000;
+
 export class Admission {
   private sidSeq = 0;
+  private readonly addresses: IpLimiter;
+  private addressesSweptAt = 0;
 
-  constructor(private readonly options: AdmissionOptions) {}
+  constructor(private readonly options: AdmissionOptions) {
+    this.addresses = new IpLimiter(options.ipLimits);
+  }
 
   upgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context_t): void {
     const { shard, table, counters, auth, burst, authTimeout } = this.options;
@@ -50,17 +60,24 @@ export class Admission {
     const offered = req.getHeader('sec-websocket-protocol');
     const extensions = req.getHeader('sec-websocket-extensions');
     const query = new URLSearchParams(req.getQuery() ?? '');
+    const ip = Buffer.from(res.getRemoteAddressAsText()).toString();
     if (this.options.isStopping()) return refuse(res, '503 Service Unavailable', 'E_OVERLOADED', 'server shutting down');
     const protocol = selectProtocol(offered);
     if (protocol === null) {
       return refuse(res, '400 Bad Request', 'E_BAD_FRAME', `unsupported subprotocol; this server speaks ${JSON_PROTOCOL}`);
     }
+    const token = query.get('token');
+    const user = query.get('user');
+    // Without credentials the socket waits for its `auth` frame, holding one of its address's
+    // unauthenticated places until it authenticates or closes.
+    const waitsForAuth = !token && user === null;
+    const verdict = this.addresses.admit(ip, waitsForAuth, Date.now());
+    if (verdict !== 'ok') return this.refuseAddress(res, verdict);
     if (!table.tryOpenConnection(shard, this.options.maxConnections)) {
+      if (waitsForAuth) this.addresses.release(ip);
       counters[Counter.connections_rejected]!++;
       return refuse(res, '503 Service Unavailable', 'E_OVERLOADED', 'server at max_connections');
     }
-    const token = query.get('token');
-    const user = query.get('user');
     const accept = (identity: Identity | null): void => {
       const now = Date.now();
       const conn =
@@ -68,6 +85,7 @@ export class Admission {
           ? newConnection(this.nextSid(), null, null, burst, now, now + authTimeout * 1000)
           : newConnection(this.nextSid(), identity.user, identity.groups, burst, now, identity.expiresAt);
       conn.weight = identity?.weight ?? 0;
+      if (identity === null) conn.unauthenticatedIp = ip;
       res.upgrade(conn, key, protocol, extensions, context);
     };
     const reject = (reason: string): void => {
@@ -122,6 +140,7 @@ export class Admission {
   close(ws: Socket): void {
     const conn = ws.getUserData();
     conn.closed = true;
+    this.releaseAddress(conn);
     this.options.registry.remove(ws, conn);
     if (conn.announced) this.options.link.presence(conn, 0);
     this.options.table.closeConnection(this.options.shard);
@@ -135,6 +154,7 @@ export class Admission {
       conn.allowed = identity.groups;
       conn.weight = identity.weight;
       conn.expiresAt = identity.expiresAt;
+      this.releaseAddress(conn);
       this.announce(ws, conn);
     });
   }
@@ -154,6 +174,13 @@ export class Admission {
       conn.expiresAt = identity.expiresAt;
       ws.send(encodeAuthAck(ref, identity.expiresAt));
     });
+  }
+
+  /** Drops idle addresses from the per-address table now and then (the sweep timer calls it). */
+  sweepAddresses(now: number): void {
+    if (now - this.addressesSweptAt < ADDRESS_SWEEP_MS) return;
+    this.addressesSweptAt = now;
+    this.addresses.sweep(now);
   }
 
   /** Checks `token` for this open connection: a bad one closes it with 4001, a check that breaks with 1011. */
@@ -191,6 +218,28 @@ export class Admission {
     this.options.link.presence(conn, 1);
   }
 
+  private releaseAddress(conn: Connection): void {
+    if (conn.unauthenticatedIp === null) return;
+    this.addresses.release(conn.unauthenticatedIp);
+    conn.unauthenticatedIp = null;
+  }
+
+  private refuseAddress(res: HttpResponse, verdict: Exclude<IpVerdict, 'ok'>): void {
+    const { counters } = this.options;
+    switch (verdict) {
+      case 'too_fast':
+        counters[Counter.ip_refused_rate]!++;
+        return refuse(res, '429 Too Many Requests', 'E_RATE_LIMITED', 'too many connection attempts from this address; retry shortly', '1');
+      case 'too_many_unauthenticated':
+        counters[Counter.ip_refused_unauthenticated]!++;
+        return refuse(res, '429 Too Many Requests', 'E_RATE_LIMITED', 'too many connections from this address are waiting to authenticate', '1');
+      case 'table_full':
+        // Not this address's fault: the server tracks as many addresses as it will.
+        counters[Counter.ip_refused_table_full]!++;
+        return refuse(res, '503 Service Unavailable', 'E_OVERLOADED', 'too many client addresses at once; retry shortly', '1');
+    }
+  }
+
   private nextSid(): string {
     return this.options.sidPrefix + (this.sidSeq++).toString(36);
   }
@@ -203,6 +252,8 @@ export function selectProtocol(offered: string): string | null {
   return null;
 }
 
-function refuse(res: HttpResponse, status: string, code: ErrorCode, message: string): void {
-  res.writeStatus(status).writeHeader('content-type', 'application/json').end(JSON.stringify({ code, message }));
+function refuse(res: HttpResponse, status: string, code: ErrorCode, message: string, retryAfter?: string): void {
+  res.writeStatus(status).writeHeader('content-type', 'application/json');
+  if (retryAfter !== undefined) res.writeHeader('retry-after', retryAfter);
+  res.end(JSON.stringify({ code, message }));
 }

@@ -32,6 +32,8 @@ export interface Connection {
   /** Frames that arrived while not ready (copies: uWS's buffers die with its callback). */
   held: HeldFrame[] | null;
   heldBytes: number;
+  /** The address whose unauthenticated place (ip-limits) this socket holds until it authenticates or closes. */
+  unauthenticatedIp: string | null;
   /** The token's `weight` claim for `any` with the weighted strategy (0: none). */
   weight: number;
   /** True once the broker was told this connection is online (it owes a `welcome`). */
@@ -63,6 +65,7 @@ export function newConnection(sid: string, user: string | null, allowed: GroupMa
     ready: false,
     held: null,
     heldBytes: 0,
+    unauthenticatedIp: null,
     weight: 0,
     announced: false,
   };

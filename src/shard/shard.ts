@@ -13,6 +13,7 @@ import { createLogger, type Logger } from '../util/logger.js';
 import { uWS, type TemplatedApp, type us_listen_socket } from '../util/uws.js';
 import { attachAdminRoutes } from './admin-http.js';
 import { Admission } from './admission.js';
+import { ipLimitsPerShard } from './ip-limits.js';
 import { BrokerLink } from './broker-link.js';
 import { RateLimiter, type Connection } from './connection.js';
 import { CrossShard } from './cross-shard.js';
@@ -100,6 +101,7 @@ class Shard {
       authTimeout: server.auth_timeout,
       burst: limits.burst,
       sidPrefix: `${idPrefix}s`,
+      ipLimits: ipLimitsPerShard(limits, init.shards),
       registry,
       link: this.link,
       fail,
@@ -133,6 +135,7 @@ class Shard {
       intervalMs: server.backpressure_check_interval * 1000,
       counters,
       fail,
+      alsoSweep: (now) => this.admission.sweepAddresses(now),
     });
   }
 

@@ -57,6 +57,8 @@ export interface SweeperOptions {
   intervalMs: number;
   counters: Float64Array;
   fail: Fail;
+  /** More upkeep on the same timer (the per-address table). */
+  alsoSweep?(now: number): void;
 }
 
 export class Sweeper {
@@ -95,5 +97,6 @@ export class Sweeper {
           break;
       }
     }
+    this.options.alsoSweep?.(now);
   }
 }
