@@ -134,8 +134,15 @@ export class BrokerLink implements AdminForwarder {
         const sockets = registry.user(f[0] as string);
         if (!sockets) return;
         const frame = f[1] as string;
-        for (const ws of sockets) ws.send(frame);
-        counters[Counter.deliveries]! += sockets.size;
+        let sent = 0;
+        for (const ws of sockets) {
+          // Not welcomed yet: the broker wrote this before it saw that connection, so the
+          // message is among the pending ones it delivers right after the welcome.
+          if (!ws.getUserData().ready) continue;
+          ws.send(frame);
+          sent++;
+        }
+        counters[Counter.deliveries]! += sent;
         return;
       }
       case ToShard.DELIVER_SID:
