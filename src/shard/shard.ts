@@ -13,7 +13,6 @@ import { createLogger, type Logger } from '../util/logger.js';
 import { uWS, type TemplatedApp, type us_listen_socket } from '../util/uws.js';
 import { attachAdminRoutes } from './admin-http.js';
 import { Admission } from './admission.js';
-import { ipLimitsPerShard } from './ip-limits.js';
 import { BrokerLink } from './broker-link.js';
 import { RateLimiter, type Connection } from './connection.js';
 import { CrossShard } from './cross-shard.js';
@@ -21,6 +20,7 @@ import { Dispatcher } from './dispatch.js';
 import { failer } from './fail.js';
 import { LocalGroups } from './groups.js';
 import { attachHttpRoutes } from './http.js';
+import { ipLimitsPerShard } from './ip-limits.js';
 import { ConnectionRegistry } from './registry.js';
 import { Sweeper } from './sweep.js';
 

@@ -6,15 +6,11 @@
  * Frames received are queued like test/helpers/client.ts's: `await raw.next((f) => ...)`.
  */
 import { connectWs, type WsClient } from '../../src/wsclient/client.js';
-import { FrameQueue, type Frame } from './client.js';
+import { FrameQueue, type Frame, type TestClient } from './client.js';
 
-export interface RawClient {
-  frames: Frame[];
+export interface RawClient extends Pick<TestClient, 'frames' | 'next' | 'closed' | 'close'> {
   /** Each value JSON-encoded as one masked text frame, all of them in one socket write. */
   sendMany(frames: unknown[]): void;
-  next(match?: (frame: Frame) => boolean, timeoutMs?: number): Promise<Frame>;
-  closed: Promise<{ code: number; reason: string }>;
-  close(): void;
 }
 
 export interface RawConnectOptions {
