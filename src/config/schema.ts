@@ -81,6 +81,17 @@ const limits = z
     /** Bad frames before the connection is closed with 4400. */
     bad_frames_before_close: positiveInt.default(10),
     max_groups_per_connection: positiveInt.default(1000),
+    /**
+     * Per client address, for the whole server (each shard enforces its share): connection
+     * attempts per second sustained (0: unlimited) and the burst above it, and sockets that
+     * may wait for their `auth` frame at once (0: unlimited). Over them: HTTP 429. The
+     * defaults leave room for an office of a thousand users behind one NAT address.
+     */
+    connection_attempts_per_ip: z.number().nonnegative().default(100),
+    connection_burst_per_ip: positiveInt.default(1000),
+    unauthenticated_per_ip: nonNegativeInt.default(200),
+    /** Addresses each shard tracks at once; when all are busy, a new address gets HTTP 503. */
+    max_tracked_ips: positiveInt.default(100_000),
   })
   .strict();
 

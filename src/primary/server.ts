@@ -61,7 +61,9 @@ interface ShardSlot {
 
 export async function startServer(loaded: LoadedConfig, log: Logger, version: string): Promise<RunningServer> {
   const { config, shards } = loaded;
-  const instance = randomBytes(4).toString('hex');
+  // Prefix of every id this run hands out. The start time makes it new for every process
+  // run (on this host's clock); the random part tells apart processes started in the same ms.
+  const instance = Date.now().toString(36) + randomBytes(3).toString('hex');
   const tableBuffers = createShardTable(shards);
   const table = new ShardTable(tableBuffers);
   // One bell per shard, and one more (index `shards`) for the broker in this thread.
@@ -94,6 +96,7 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     port,
     config: config as ShardInit['config'],
     instance,
+    generation: slots[index]!.restarts,
     version,
     table: tableBuffers as ShardTableBuffers,
     doorbells,

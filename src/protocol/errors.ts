@@ -27,6 +27,8 @@ export type ErrorCode = keyof typeof ErrorCodes;
 export const CloseCodes = {
   NORMAL: 1000,
   GOING_AWAY: 1001,
+  /** The server failed the connection itself (a token check that broke): an `err E_INTERNAL` precedes it. */
+  INTERNAL_ERROR: 1011,
   SERVICE_RESTART: 1012,
   /** No inbound traffic (frames or pongs) for idle_timeout: an ocs.v1 addition (PROTOCOL.md). */
   IDLE_TIMEOUT: 4408,

@@ -16,7 +16,7 @@ export const NAME_PATTERN = /^[A-Za-z0-9_.:@/#+-]{1,128}$/;
 export const MAX_REF_LENGTH = 128;
 
 export type ClientFrame =
-  | { op: 'auth'; token: string }
+  | { op: 'auth'; token: string; ref: string | undefined }
   | { op: 'join'; group: string; ref: string | undefined }
   | { op: 'leave'; group: string; ref: string | undefined }
   | { op: 'pub'; group: string; data: unknown; pri: PriorityValue; ref: string | undefined }
@@ -108,7 +108,7 @@ export function toClientFrame(value: unknown): ClientFrame | FrameError {
     case 'auth': {
       const token = frame.token;
       if (typeof token !== 'string' || token.length === 0) return frameError('E_BAD_FRAME', 'auth needs a token string', ref);
-      return { op: 'auth', token };
+      return { op: 'auth', token, ref };
     }
     case undefined:
       return frameError('E_BAD_FRAME', 'a frame needs an op', ref);

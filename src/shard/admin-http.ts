@@ -19,7 +19,15 @@ export interface AdminForwarder {
   forward(method: string, path: string, reply: (status: number, bodyJson: string) => void): void;
 }
 
-const STATUS_TEXT: Record<number, string> = { 200: '200 OK', 401: '401 Unauthorized', 403: '403 Forbidden', 404: '404 Not Found', 500: '500 Internal Server Error' };
+const STATUS_TEXT: Record<number, string> = {
+  200: '200 OK',
+  401: '401 Unauthorized',
+  403: '403 Forbidden',
+  404: '404 Not Found',
+  500: '500 Internal Server Error',
+  503: '503 Service Unavailable',
+  504: '504 Gateway Timeout',
+};
 
 export function attachAdminRoutes(app: TemplatedApp, token: string, forwarder: AdminForwarder): void {
   const expected = token === '' ? null : digest(`Bearer ${token}`);

@@ -12,7 +12,7 @@ import { DoorbellRinger } from '../rings/doorbell.js';
 import { QueuedRingWriter } from '../link/queued-writer.js';
 import { Counter } from '../shared/shard-table.js';
 import type { AdminForwarder } from './admin-http.js';
-import type { Connection } from './connection.js';
+import type { Connection, Socket } from './connection.js';
 import type { Fail } from './fail.js';
 import type { LocalGroups } from './groups.js';
 import type { ConnectionRegistry } from './registry.js';
@@ -30,12 +30,24 @@ export interface BrokerLinkOptions {
   groups: LocalGroups;
   counters: Float64Array;
   fail: Fail;
+  /** A connection's `welcome` was just sent (corked): what it sent meanwhile may be handled now. */
+  welcomed(ws: Socket): void;
+  /** How long an admin request waits for the broker before it is answered 504; default 10 s. */
+  adminTimeoutMs?: number;
+}
+
+/** Admin requests waiting for the broker at once; more are answered 503 at once. */
+export const MAX_ADMIN_IN_FLIGHT = 64;
+
+interface PendingAdmin {
+  reply: (status: number, body: string) => void;
+  timer: NodeJS.Timeout;
 }
 
 export class BrokerLink implements AdminForwarder {
   private readonly writer: QueuedRingWriter;
   private readonly reader: LinkReader;
-  private readonly adminReplies = new Map<number, (status: number, body: string) => void>();
+  private readonly adminReplies = new Map<number, PendingAdmin>();
   private adminSeq = 0;
 
   constructor(private readonly options: BrokerLinkOptions) {
@@ -56,6 +68,8 @@ export class BrokerLink implements AdminForwarder {
 
   stop(): void {
     this.writer.stop();
+    // Their timers would hold the thread past its sockets; the requests are answered now.
+    for (const id of [...this.adminReplies.keys()]) this.answerAdmin(id, 503, adminError('E_OVERLOADED', 'server shutting down'));
   }
 
   // --- to the broker -----------------------------------------------------------------------
@@ -92,9 +106,23 @@ export class BrokerLink implements AdminForwarder {
 
   /** An admin HTTP request: the broker owns the store it is about. */
   forward(method: string, path: string, reply: (status: number, body: string) => void): void {
+    if (this.adminReplies.size >= MAX_ADMIN_IN_FLIGHT) {
+      return reply(503, adminError('E_OVERLOADED', `${MAX_ADMIN_IN_FLIGHT} admin requests are already waiting for the message broker; retry shortly`));
+    }
     const id = this.adminSeq++;
-    this.adminReplies.set(id, reply);
+    const timeoutMs = this.options.adminTimeoutMs ?? 10_000;
+    const timer = setTimeout(() => this.answerAdmin(id, 504, adminError('E_OVERLOADED', `the message broker did not answer within ${timeoutMs} ms`)), timeoutMs);
+    this.adminReplies.set(id, { reply, timer });
     this.writer.write(encodeRecord(ToBroker.ADMIN, [id, method, path]));
+  }
+
+  /** Answers admin request `id` once: by the broker, or by a timeout or shutdown before it. */
+  private answerAdmin(id: number, status: number, body: string): void {
+    const pending = this.adminReplies.get(id);
+    if (pending === undefined) return; // answered already: the broker came late
+    this.adminReplies.delete(id);
+    clearTimeout(pending.timer);
+    pending.reply(status, body);
   }
 
   // --- from the broker ---------------------------------------------------------------------
@@ -106,8 +134,15 @@ export class BrokerLink implements AdminForwarder {
         const sockets = registry.user(f[0] as string);
         if (!sockets) return;
         const frame = f[1] as string;
-        for (const ws of sockets) ws.send(frame);
-        counters[Counter.deliveries]! += sockets.size;
+        let sent = 0;
+        for (const ws of sockets) {
+          // Not welcomed yet: the broker wrote this before it saw that connection, so the
+          // message is among the pending ones it delivers right after the welcome.
+          if (!ws.getUserData().ready) continue;
+          ws.send(frame);
+          sent++;
+        }
+        counters[Counter.deliveries]! += sent;
         return;
       }
       case ToShard.DELIVER_SID:
@@ -118,7 +153,12 @@ export class BrokerLink implements AdminForwarder {
         return;
       case ToShard.WELCOME: {
         const ws = registry.sid(f[0] as string);
-        if (ws) ws.send(encodeWelcome(ws.getUserData().user!, f[0] as string, this.options.shard, f[1] as number));
+        if (!ws) return;
+        const conn = ws.getUserData();
+        ws.cork(() => {
+          ws.send(encodeWelcome(conn.user!, conn.sid, this.options.shard, f[1] as number, conn.expiresAt));
+          this.options.welcomed(ws);
+        });
         return;
       }
       case ToShard.ERROR: {
@@ -129,12 +169,8 @@ export class BrokerLink implements AdminForwarder {
       case ToShard.GROUP_PUB:
         this.options.groups.publish(f[0] as string, Buffer.from(f[1] as string));
         return;
-      case ToShard.ADMIN_REPLY: {
-        const reply = this.adminReplies.get(f[0] as number);
-        this.adminReplies.delete(f[0] as number);
-        reply?.(f[1] as number, f[2] as string);
-        return;
-      }
+      case ToShard.ADMIN_REPLY:
+        return this.answerAdmin(f[0] as number, f[1] as number, f[2] as string);
     }
   }
 
@@ -144,4 +180,8 @@ export class BrokerLink implements AdminForwarder {
     ws.send(frame);
     return true;
   }
+}
+
+function adminError(code: ErrorCode, message: string): string {
+  return JSON.stringify({ code, message });
 }

@@ -20,6 +20,7 @@ import { Dispatcher } from './dispatch.js';
 import { failer } from './fail.js';
 import { LocalGroups } from './groups.js';
 import { attachHttpRoutes } from './http.js';
+import { ipLimitsPerShard } from './ip-limits.js';
 import { ConnectionRegistry } from './registry.js';
 import { Sweeper } from './sweep.js';
 
@@ -61,8 +62,9 @@ class Shard {
     this.table = new ShardTable(init.table);
     const counters = this.table.countersOf(init.shard);
     const fail = failer(counters);
-    // Ids (sessions, messages) are unique per server run and shard: instance.shard.sequence.
-    const idPrefix = `${init.instance}.${init.shard}.`;
+    // Ids never repeat: instance (this process run), shard, generation (this start of the
+    // shard), then `s` for a session or `m` for a message, and a sequence.
+    const idPrefix = `${init.instance}.${init.shard}.${init.generation.toString(36)}.`;
     this.app = uWS.App();
     const compressFrom = performance.enable_compression ? performance.compression_threshold : Infinity;
     const groups = new LocalGroups(this.app, counters, compressFrom);
@@ -77,6 +79,7 @@ class Shard {
       groups,
       counters,
       fail,
+      welcomed: (ws) => this.dispatch.resume(ws),
     });
     this.cross = new CrossShard({
       self: init.shard,
@@ -97,10 +100,12 @@ class Shard {
       maxConnections: server.max_connections,
       authTimeout: server.auth_timeout,
       burst: limits.burst,
-      idPrefix,
+      sidPrefix: `${idPrefix}s`,
+      ipLimits: ipLimitsPerShard(limits, init.shards),
       registry,
       link: this.link,
       fail,
+      log: this.log,
       isStopping: () => this.stopping,
     });
     this.dispatch = new Dispatcher({
@@ -117,7 +122,7 @@ class Shard {
       counters,
       log: this.log,
       fail,
-      idPrefix,
+      msgIdPrefix: `${idPrefix}m`,
       admission: this.admission,
       link: this.link,
       cross: this.cross,
@@ -130,6 +135,7 @@ class Shard {
       intervalMs: server.backpressure_check_interval * 1000,
       counters,
       fail,
+      alsoSweep: (now) => this.admission.sweepAddresses(now),
     });
   }
 

@@ -51,6 +51,9 @@ export const COUNTERS = [
   'errors_not_member',
   'errors_internal',
   'errors_overloaded',
+  'ip_refused_rate', // upgrades refused 429: over connection_attempts_per_ip (+ burst)
+  'ip_refused_unauthenticated', // upgrades refused 429: over unauthenticated_per_ip
+  'ip_refused_table_full', // upgrades refused 503: max_tracked_ips addresses, none idle
 ] as const;
 export type CounterName = (typeof COUNTERS)[number];
 

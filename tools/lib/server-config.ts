@@ -15,7 +15,8 @@ export function harnessConfig(extra: ConfigTree = {}): ConfigTree {
       websocket: {
         server: { host: '127.0.0.1', port: 0 },
         auth: { allow_anonymous: true },
-        limits: { messages_per_second: 0 }, // 0 disables the per-connection rate limit
+        // 0: no per-connection rate, no per-address limits (one host opens every connection)
+        limits: { messages_per_second: 0, connection_attempts_per_ip: 0, unauthenticated_per_ip: 0 },
       },
     },
     extra,
