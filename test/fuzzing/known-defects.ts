@@ -19,6 +19,8 @@ export const DEFECTS = {
   framesBehindAuth: { n: 5, title: 'frames pipelined behind a valid auth frame are refused with E_UNAUTHORIZED and close 4001' },
   httpCodes: { n: 6, title: 'HTTP refusals carry codes outside the table (not_found, unauthorized, forbidden)' },
   deepData: { n: 7, title: 'data nested some 16 500 levels deep passes the decoder, then overflows the stack of JSON.stringify in the shard: E_INTERNAL and an error log' },
+  deepDeadLetter: { n: 8, title: 'a dead letter whose data is nested some 4 000 levels deep: GET /admin/dlq overflows JSON.stringify in the primary and the process dies' },
+  longAdminId: { n: 9, title: 'GET /admin/dlq/ID with an ID of some 5 000 characters answers 500 E_INTERNAL ("String does not fit in target buffer", from the store) instead of 404' },
 } satisfies Record<string, Defect>;
 
 export function todo(defect: Defect): string {
@@ -31,11 +33,15 @@ export function todo(defect: Defect): string {
  */
 export const HTTP_ROUTE_CODES: ReadonlySet<string> = new Set(['not_found', 'unauthorized', 'forbidden']);
 
-/** Defect 1: a request under /admin with a %-escape that decodeURIComponent rejects. */
-export function hitsAdminPercent(req: HttpRequestSpec): boolean {
-  if (!req.target.includes('/admin')) return false;
+/**
+ * Defect 1: a request under /admin with a %-escape that decodeURIComponent rejects.
+ * Defect 9: a request under /admin whose path runs to thousands of characters.
+ */
+export function hitsKnownHttpDefect(req: HttpRequestSpec): Defect | null {
+  if (!req.target.includes('/admin')) return null;
+  if (req.longPath > 0 || req.target.length > 1000) return DEFECTS.longAdminId;
   const path = req.target.split('?')[0]!;
-  return path.split('/').some((segment) => {
+  const undecodable = path.split('/').some((segment) => {
     try {
       decodeURIComponent(segment);
       return false;
@@ -43,16 +49,20 @@ export function hitsAdminPercent(req: HttpRequestSpec): boolean {
       return true;
     }
   });
+  return undecodable ? DEFECTS.adminPercent : null;
 }
 
-/** Nesting the general properties stay within (defect 7); JSON.stringify overflows at about 16 500 levels in a shard thread. */
-export const DEEP_DATA = 10_000;
+/**
+ * Nesting the general properties stay within: JSON.stringify overflows at about 16 500 levels
+ * in a shard thread (defect 7) and about 4 000 in the primary (defect 8).
+ */
+export const DEEP_DATA = 1000;
 
 /**
  * Defect 2: a connection authenticating by first frame that sends more than one `auth`.
  * Defect 4: a `send` whose `at` is beyond the 32-bit timer range (with a day of margin, as
  * `at` is computed when the frame is sent).
- * Defect 7: data nested deeper than DEEP_DATA levels.
+ * Defects 7 and 8: data nested deeper than DEEP_DATA levels.
  * Defect 3 is kept out by construction: see `protoUsersMayJoinWeighted` in arbitraries.ts.
  */
 export function hitsKnownDefect(spec: SessionSpec): Defect | null {
@@ -62,7 +72,7 @@ export function hitsKnownDefect(spec: SessionSpec): Defect | null {
   const horizon = Date.now() + TIMER_LIMIT_MS - 86_400_000;
   for (const f of frames) {
     for (const [key, v] of f.fields) {
-      if ('nest' in v && v.nest[0] > DEEP_DATA) return DEFECTS.deepData;
+      if ('nest' in v && v.nest[0] > DEEP_DATA) return DEFECTS.deepDeadLetter;
       if (key !== 'at') continue;
       if ('nowPlus' in v && Date.now() + v.nowPlus > horizon) return DEFECTS.farFutureAt;
       if ('text' in v && Number.isFinite(Number(v.text)) && Number(v.text) > horizon) return DEFECTS.farFutureAt;

@@ -8,7 +8,7 @@
 import fc from 'fast-check';
 import { httpRequests, sessionSpec, type SessionSpec } from './arbitraries.js';
 import { exchange, judgeHttp } from './http.js';
-import { hitsAdminPercent, hitsKnownDefect } from './known-defects.js';
+import { hitsKnownDefect, hitsKnownHttpDefect } from './known-defects.js';
 import { runSession } from './session.js';
 import type { FuzzTarget } from './target.js';
 
@@ -62,7 +62,7 @@ export const PROPERTIES: FuzzProperty[] = [
     name: 'HTTP requests: methods, paths with %, %zz and thousands of characters, odd headers, bad upgrades, several per write',
     runs: { anonymous: 60, jwt: 20 },
     build(target, { includeKnown }) {
-      const requests = includeKnown ? httpRequests : httpRequests.filter((reqs) => !reqs.some(hitsAdminPercent));
+      const requests = includeKnown ? httpRequests : httpRequests.filter((reqs) => reqs.every((req) => hitsKnownHttpDefect(req) === null));
       return fc.asyncProperty(requests, async (reqs) => {
         await target.ensureUp();
         const { responses, rest } = await exchange(target.port, reqs);

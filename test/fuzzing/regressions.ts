@@ -3,7 +3,8 @@
  * against a server of its own (some of these end the process). A case returns what went
  * wrong; an empty list means the defect is fixed.
  */
-import type { Frame, TestClient } from '../helpers/client.js';
+import { getJson, type Frame, type TestClient } from '../helpers/client.js';
+import { until } from '../helpers/messaging.js';
 import type { FrameSpec, HttpRequestSpec, SessionSpec, TokenSpec, Value } from './arbitraries.js';
 import { exchange, judgeHttp } from './http.js';
 import { DEFECTS, type Defect } from './known-defects.js';
@@ -131,6 +132,38 @@ export const REGRESSIONS: Regression[] = [
         protocols: [],
         steps: [{ kind: 'frames', frames: [frameOf({ op: 'join', group: 'g0' }), frameOf({ op: 'pub', group: 'g0', data: deep }), frameOf({ op: 'send', to: 'nester', data: deep })] }],
       });
+      return [...problems, ...(await target.checkpoint())];
+    },
+  },
+  {
+    defect: DEFECTS.deepDeadLetter,
+    name: 'GET /admin/dlq lists a dead letter whose data is nested 8 000 levels deep, and the process stays up',
+    variant: 'anonymous',
+    async run(target) {
+      // The recipient is online and never acknowledges: two deliveries, then the dead-letter queue.
+      const rcpt = await target.open('deep-rcpt');
+      const sent = await session(target, {
+        identity: { kind: 'anonymous', user: 'deep-sender' },
+        path: '/ws',
+        protocols: [],
+        steps: [{ kind: 'frames', frames: [frameOf({ op: 'send', to: 'deep-rcpt', data: { nest: [8000, true] }, ref: 'd' })] }],
+      });
+      await until(async () => ((await getJson(target.port, '/stats')).body.messaging as Record<string, number>).dead_lettered! > 0 || undefined, 'the dead letter');
+      rcpt.close();
+      const { responses, rest } = await exchange(target.port, [get('GET', '/admin/dlq')]);
+      const problems = [...sent.problems, ...judgeHttp(responses, rest)];
+      if (responses[0]?.status !== 200) problems.push(`GET /admin/dlq: ${responses[0] ? `HTTP ${responses[0].status}` : 'no answer'}`);
+      return [...problems, ...(await target.checkpoint())];
+    },
+  },
+  {
+    defect: DEFECTS.longAdminId,
+    name: 'GET /admin/dlq/ID with an 8 000-character ID gets a coded 404',
+    variant: 'anonymous',
+    async run(target) {
+      const { responses, rest } = await exchange(target.port, [{ ...get('GET', '/admin/dlq/'), longPath: 8000 }]);
+      const problems = judgeHttp(responses, rest);
+      if (responses[0]?.status !== 404) problems.push(`HTTP ${responses[0]?.status ?? 'no answer'}`);
       return [...problems, ...(await target.checkpoint())];
     },
   },
