@@ -348,7 +348,7 @@ const pathSegment = fc.oneof(
   fc.stringMatching(/^[A-Za-z0-9%._~-]{0,12}$/),
 );
 const target = fc.oneof(
-  { weight: 4, arbitrary: fc.constantFrom('/', '/health', '/stats', '/ws', '/admin', '/admin/', '/admin/dlq', '/admin/dlq/x', '/admin/dlq/x/requeue', '/admin/dlq/x/y/z', '*', '//admin/dlq', '/admin/dlq?limit=-1', '/admin/dlq?limit=1e999&after=%zz', '/health?x=%') },
+  { weight: 4, arbitrary: fc.constantFrom('/', '/health', '/stats', '/ws', '/admin', '/admin/', '/admin/dlq', '/admin/dlq/x', '/admin/dlq/x/requeue', '/admin/dlq/x/y/z', '*', '//admin/dlq', '/admin/dlq?limit=-1', '/admin/dlq?limit=1e999&after=%zz', '/health?x=%', '/ws?user=a', '/ws?user=a%20b', '/ws?user=%zz', '/ws?token=x.y.z', '/ws?token=%') },
   { weight: 4, arbitrary: fc.tuple(fc.constantFrom('', '/admin', '/admin/dlq'), fc.array(pathSegment, { maxLength: 4 }), fc.option(fc.string({ maxLength: 20 }))).map(([base, segs, q]) => `${base}/${segs.join('/')}${q === null ? '' : `?${q.replace(/[\s]/g, '')}`}`) },
 );
 const GOOD_KEY = 'dGhlIHNhbXBsZSBub25jZQ==';

@@ -65,19 +65,16 @@ export const REGRESSIONS: Regression[] = [
     name: 'weighted any reaches one member per message when members are named __proto__ and constructor',
     variant: 'anonymous',
     async run(target) {
-      const members = await Promise.all(['__proto__', 'constructor', 'plain'].map((user) => target.open(user)));
-      for (const m of members) {
-        m.send({ op: 'join', group: 'w0', ref: 'j' });
-        await m.next((f) => f.op === 'joined');
-      }
-      const sender = members[2]!;
-      const count = 6;
-      for (let i = 0; i < count; i++) sender.send({ op: 'any', group: 'w0', strategy: 'weighted', data: { i }, ref: `a${i}` });
-      const delivered = await countDeliveries(members, count, 1500);
-      for (const m of members) m.close();
-      const problems = await target.checkpoint();
-      if (delivered < count) problems.push(`${delivered} of ${count} acknowledged weighted any messages were delivered within 1.5 s`);
-      return problems;
+      return weightedAnyDelivers(target, await Promise.all(['__proto__', 'constructor', 'plain'].map((user) => target.open(user))));
+    },
+  },
+  {
+    defect: DEFECTS.hugeWeight,
+    name: 'weighted any reaches one member per message when the members carry weight claims of 1e308',
+    variant: 'jwt',
+    async run(target) {
+      const members = [await target.open('heavy-1', { weight: 1e308 }), await target.open('heavy-2', { weight: 1e308 }), await target.open('light')];
+      return weightedAnyDelivers(target, members);
     },
   },
   {
@@ -169,22 +166,37 @@ export const REGRESSIONS: Regression[] = [
   },
 ];
 
-/** Counts `msg` frames (alone or in a batch) across `clients` until `count` or the timeout, acknowledging each. */
+/** The members join one group; the last sends weighted `any` to it; every message must reach one of them. */
+async function weightedAnyDelivers(target: FuzzTarget, members: readonly TestClient[]): Promise<string[]> {
+  for (const m of members) {
+    m.send({ op: 'join', group: 'w0', ref: 'j' });
+    await m.next((f) => f.op === 'joined');
+  }
+  const count = 8;
+  for (let i = 0; i < count; i++) members.at(-1)!.send({ op: 'any', group: 'w0', strategy: 'weighted', data: { i }, ref: `a${i}` });
+  const delivered = await countDeliveries(members, count, 1500);
+  for (const m of members) m.close();
+  const problems = await target.checkpoint();
+  if (delivered < count) problems.push(`${delivered} of ${count} acknowledged weighted any messages were delivered within 1.5 s`);
+  return problems;
+}
+
+/** Counts distinct messages (by data; alone or in a batch) across `clients` until `count` or the timeout, acknowledging each. */
 async function countDeliveries(clients: readonly TestClient[], count: number, timeoutMs: number): Promise<number> {
   const deadline = Date.now() + timeoutMs;
-  let seen = 0;
-  while (seen < count && Date.now() < deadline) {
+  const seen = new Set<string>();
+  while (seen.size < count && Date.now() < deadline) {
     for (const client of clients) {
       for (const f of client.frames.splice(0)) {
         const msgs = f.op === 'batch' ? (f.msgs as Frame[]) : [f];
         for (const m of msgs) {
           if (m.op !== 'msg') continue;
-          seen++;
+          seen.add(JSON.stringify(m.data));
           client.send({ op: 'ack', id: m.id });
         }
       }
     }
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-  return seen;
+  return seen.size;
 }

@@ -148,9 +148,14 @@ export async function runSession(spec: SessionSpec, env: SessionEnv): Promise<Se
   }
 
   if (close === null) {
+    const before = frames.length;
     writeRaw(client, [frame(Opcode.TEXT, JSON.stringify({ op: 'ping', t: SENTINEL_T }))]);
-    const answered = await until(() => close !== null || frames.some((f) => f.op === 'pong' && f.t === SENTINEL_T), ANSWER_TIMEOUT_MS);
-    if (!answered && env.expectAnswer) problems.push(`no pong and no close within ${ANSWER_TIMEOUT_MS} ms of a ping on an open connection`);
+    // The answer is a pong, or the refusal of the ping itself when the session went over the rate limit.
+    const answer = (f: Frame): boolean => (f.op === 'pong' && f.t === SENTINEL_T) || (f.op === 'err' && f.code === 'E_RATE_LIMITED');
+    const answered = await until(() => close !== null || frames.slice(before).some(answer), ANSWER_TIMEOUT_MS);
+    if (!answered && env.expectAnswer) {
+      problems.push(`no pong and no close within ${ANSWER_TIMEOUT_MS} ms of a ping on an open connection; last frames: ${JSON.stringify(frames.slice(-3)).slice(0, 300)}`);
+    }
   }
   if (close === null) {
     client.destroy();

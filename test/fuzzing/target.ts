@@ -79,10 +79,10 @@ export class FuzzTarget {
     return this.proc.child.exitCode === null && this.proc.child.signalCode === null;
   }
 
-  /** A connection as `user` that got its welcome (anonymous, or with a token on the JWT server). */
-  async open(user: string): Promise<TestClient & { welcome: Frame }> {
+  /** A connection as `user` that got its welcome (anonymous, or with a token carrying `claims` on the JWT server). */
+  async open(user: string, claims: Record<string, unknown> = {}): Promise<TestClient & { welcome: Frame }> {
     if (this.variant === 'anonymous') return member(this.port, user);
-    const client = await connect(this.port, { query: `token=${await signToken({}, { sub: user, secret: FUZZ_SECRET })}` });
+    const client = await connect(this.port, { query: `token=${await signToken(claims, { sub: user, secret: FUZZ_SECRET })}` });
     return Object.assign(client, { welcome: await client.next((f) => f.op === 'welcome') });
   }
 
