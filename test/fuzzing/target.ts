@@ -15,7 +15,7 @@ export type Variant = 'anonymous' | 'jwt';
 
 export const FUZZ_SECRET = 'fuzz-secret-of-reasonable-length-0123456789';
 export const SHARDS = 2;
-const WITNESS_PING_TIMEOUT_MS = 3000;
+const WITNESS_PROBE_TIMEOUT_MS = 3000;
 
 export interface TargetOptions {
   variant: Variant;
@@ -32,7 +32,7 @@ export function fuzzConfig(variant: Variant, extra: Record<string, unknown> = {}
       auth: variant === 'jwt' ? { secret: FUZZ_SECRET, allow_anonymous: false } : { allow_anonymous: true },
       // The JWT server also runs with a rate limit, so its refusals are in the input space: a
       // small burst that pipelined fuzz frames exceed, a rate the witnesses (a round and a
-      // checkpoint ping every few ms) stay well under.
+      // checkpoint probe every few ms) stay well under.
       limits: variant === 'jwt' ? { messages_per_second: 1000, burst: 20 } : { messages_per_second: 0 },
       // Short, so that unacknowledged deliveries get redelivered and dead-lettered within a run.
       delivery: { ack_timeout: 0.5, max_attempts: 2 },
@@ -89,6 +89,11 @@ export class FuzzTarget {
   /** Everything that went wrong since the last checkpoint: exit, error logs, stderr, witnesses. */
   async checkpoint(): Promise<string[]> {
     const problems: string[] = [];
+    // First the probes, so that a crash or a wedge this run caused shows in this checkpoint.
+    if (this.alive()) {
+      const probes = await Promise.all(this.witnesses.map((w) => w.probe(WITNESS_PROBE_TIMEOUT_MS)));
+      problems.push(...probes.filter((p): p is string => p !== null));
+    }
     if (!this.alive()) {
       const { exitCode, signalCode } = this.proc.child;
       problems.push(`server process exited (code ${exitCode}, signal ${signalCode}); stderr: ${this.proc.stderr().slice(this.stderrCursor, this.stderrCursor + 600)}`);
@@ -100,10 +105,6 @@ export class FuzzTarget {
     const stderr = this.proc.stderr();
     if (stderr.length > this.stderrCursor && this.alive()) problems.push(`server wrote to stderr: ${stderr.slice(this.stderrCursor, this.stderrCursor + 400)}`);
     this.stderrCursor = stderr.length;
-    if (this.alive()) {
-      const pings = await Promise.all(this.witnesses.map((w) => w.ping(WITNESS_PING_TIMEOUT_MS)));
-      problems.push(...pings.filter((p): p is string => p !== null));
-    }
     for (const w of this.witnesses) problems.push(...w.takeFailures());
     return problems;
   }
@@ -134,7 +135,7 @@ export class FuzzTarget {
     }
     await Promise.all(this.witnesses.map((w) => w.stop()));
     // Pubs still crossing the rings get a moment to land.
-    await Promise.all(this.witnesses.map((w) => w.ping(WITNESS_PING_TIMEOUT_MS)));
+    await Promise.all(this.witnesses.map((w) => w.probe(WITNESS_PROBE_TIMEOUT_MS)));
     await new Promise((resolve) => setTimeout(resolve, 300));
     for (const w of this.witnesses) {
       if (w.rounds === 0) problems.push(`witness on shard ${w.shard} completed no round trip`);

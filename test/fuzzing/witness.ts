@@ -2,7 +2,7 @@
  * A well-behaved client on one shard that keeps doing round trips while the fuzzer runs:
  * `join` of the witnesses' group (again: answered all the same), `pub` to it (its own copy and the sender's ack come back; the witnesses
  * on the other shards get it across the rings), `send` to itself (ack, then the stored
- * message, which it acknowledges). Every round must complete; any `err` it gets is a
+ * message, which it acknowledges once). Every round must complete; any `err` it gets is a
  * failure, and so is losing its connection. It acknowledges only its own messages: what the
  * fuzzer sends it is redelivered and dead-lettered, which costs the witness no frames (and no
  * rate-limit tokens on the JWT server).
@@ -28,8 +28,10 @@ export class Witness {
   private round: Round | null = null;
   private running = false;
   private loop: Promise<void> = Promise.resolve();
-  private pings = new Map<number, () => void>();
-  private pingSeq = 0;
+  private probes = new Map<string, () => void>();
+  private probeSeq = 0;
+  /** Ids of its own messages it acknowledged, so that a redelivery crossing its ack is not acknowledged twice. */
+  private readonly acked = new Set<string>();
 
   constructor(
     readonly client: TestClient,
@@ -40,7 +42,7 @@ export class Witness {
     void client.closed.then(({ code, reason }) => {
       if (this.running) this.fail(`connection closed (${code} ${reason})`);
       this.running = false;
-      for (const wake of this.pings.values()) wake();
+      for (const wake of this.probes.values()) wake();
     });
   }
 
@@ -70,23 +72,27 @@ export class Witness {
     return out;
   }
 
-  /** A ping round trip on this witness's connection: null if answered within `timeoutMs`, else what went wrong. */
-  async ping(timeoutMs: number): Promise<string | null> {
+  /**
+   * A round trip through its shard and the broker (a `send` to itself, answered by the ack
+   * once stored): null if answered within `timeoutMs`, else what went wrong. Through the
+   * broker, so that what a run did to the primary shows before the next run starts.
+   */
+  async probe(timeoutMs: number): Promise<string | null> {
     if (!this.alive) return `witness on shard ${this.shard} has no connection`;
-    const t = ++this.pingSeq;
+    const ref = `c${++this.probeSeq}`;
     const answered = await new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => {
-        this.pings.delete(t);
+        this.probes.delete(ref);
         resolve(false);
       }, timeoutMs);
-      this.pings.set(t, () => {
+      this.probes.set(ref, () => {
         clearTimeout(timer);
-        this.pings.delete(t);
+        this.probes.delete(ref);
         resolve(true);
       });
-      this.client.send({ op: 'ping', t });
+      this.client.send({ op: 'send', to: this.user, data: { probe: ref }, ref });
     });
-    return answered && this.alive ? null : `witness on shard ${this.shard}: no pong within ${timeoutMs} ms (shard wedged or gone?)`;
+    return answered && this.alive ? null : `witness on shard ${this.shard}: no ack of a send within ${timeoutMs} ms (shard or broker wedged or gone?)`;
   }
 
   private fail(what: string): void {
@@ -129,15 +135,13 @@ export class Witness {
     const data = (f.data ?? {}) as { witness?: unknown; n?: unknown };
     switch (f.op) {
       case 'msg':
+        if (f.from === this.user && f.ackReq === true) this.ackOnce(f.id as string);
         if (typeof data.witness !== 'string' || typeof data.n !== 'number') return;
         if (data.witness !== this.user) {
           if (f.group === WITNESS_GROUP && f.from === data.witness) this.heardFrom(data.witness, data.n);
           return;
         }
-        if (f.from !== this.user) return;
-        // Its own stored messages, redeliveries of an earlier round's too.
-        if (f.ackReq === true) this.client.send({ op: 'ack', id: f.id });
-        if (round?.n !== data.n) return;
+        if (f.from !== this.user || round?.n !== data.n) return;
         if (f.group === WITNESS_GROUP && f.ackReq !== true) round.missing.delete('pub-msg');
         if (f.group === undefined && f.ackReq === true) round.missing.delete('send-msg');
         return;
@@ -145,16 +149,22 @@ export class Witness {
         if (round && f.ref === `j${round.n}`) round.missing.delete('joined');
         return;
       case 'ack':
+        if (typeof f.ref === 'string') this.probes.get(f.ref)?.();
         if (round && f.ref === `p${round.n}`) round.missing.delete('pub-ack');
         if (round && f.ref === `s${round.n}`) round.missing.delete('send-ack');
-        return;
-      case 'pong':
-        this.pings.get(f.t as number)?.();
         return;
       case 'err':
         this.fail(`got err ${String(f.code)}: ${String(f.message)}`);
         return;
     }
+  }
+
+  /** Acknowledges one of its own messages (rounds, probes, redeliveries of either) once. */
+  private ackOnce(id: string): void {
+    if (this.acked.has(id)) return;
+    this.acked.add(id);
+    if (this.acked.size > 10_000) this.acked.delete(this.acked.values().next().value!);
+    this.client.send({ op: 'ack', id });
   }
 
   private heardFrom(user: string, n: number): void {
