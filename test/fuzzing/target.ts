@@ -8,7 +8,7 @@
 import { getJson, member, onShard, connect, type Frame, type TestClient } from '../helpers/client.js';
 import { deepMerge, startProcess, testConfig, type ServerProcess } from '../helpers/server.js';
 import { signToken } from '../helpers/tokens.js';
-import { witnessUser } from './arbitraries.js';
+import { WITNESS_GROUP, witnessUser } from './arbitraries.js';
 import { crossShardGaps, Witness } from './witness.js';
 
 export type Variant = 'anonymous' | 'jwt';
@@ -167,7 +167,7 @@ export class FuzzTarget {
     for (let shard = 0; shard < SHARDS; shard++) {
       const user = witnessUser(shard);
       const client = await onShard(shard, () => this.open(user));
-      client.send({ op: 'join', group: 'witnesses', ref: 'join' });
+      client.send({ op: 'join', group: WITNESS_GROUP, ref: 'join' });
       await client.next((f) => f.op === 'joined');
       this.witnesses.push(new Witness(client, user, shard));
     }
