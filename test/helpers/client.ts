@@ -126,3 +126,16 @@ export function getJson(port: number, path: string, method = 'GET', token?: stri
     req.end();
   });
 }
+
+/**
+ * Opens connections with `open` until one lands on shard `shard` (the kernel picks the shard
+ * of each connection); the others are closed.
+ */
+export async function onShard<T extends TestClient & { welcome: Frame }>(shard: number, open: (attempt: number) => Promise<T>, attempts = 60): Promise<T> {
+  for (let attempt = 0; attempt < attempts; attempt++) {
+    const client = await open(attempt);
+    if (client.welcome.shard === shard) return client;
+    client.close();
+  }
+  throw new Error(`no connection landed on shard ${shard} in ${attempts} attempts`);
+}
