@@ -20,7 +20,7 @@ function decode(bytes: Uint8Array, isBinary = false): ClientFrame | FrameError {
 }
 
 const OWN_KEYS: Record<ClientFrame['op'], string[]> = {
-  auth: ['op', 'token'],
+  auth: ['op', 'token', 'ref'],
   join: ['op', 'group', 'ref'],
   leave: ['op', 'group', 'ref'],
   pub: ['op', 'group', 'data', 'pri', 'ref'],
