@@ -84,10 +84,11 @@ describe('broker: processors run before routing', () => {
     assert.equal(seen.at(-1)!.kind, 'pub');
 
     link.pub(0, 'alice-1', 'alice', 'room', { type: 'broken' }, 'bp');
-    assert.equal((await link.answerTo('bp')).op, 'senderAck');
-    // The dead letter has an id of its own: the pub's id was never a stored message's.
+    const deadAck = await link.answerTo('bp');
+    assert.ok(deadAck.op === 'senderAck');
+    // The dead letter keeps the id its sender was acknowledged with, so the sender can find it.
     const letters = store.listDead(1000).filter((l) => l.target === 'p:room');
-    assert.deepEqual(letters.map((l) => JSON.parse(l.data)), [{ type: 'broken' }]);
+    assert.deepEqual(letters.map((l) => [l.id, JSON.parse(l.data)]), [[deadAck.id, { type: 'broken' }]]);
   });
 
   test('the embedding API goes through processors too', async () => {

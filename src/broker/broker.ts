@@ -219,10 +219,13 @@ export class Broker {
     });
   }
 
-  /** A processor threw: the message goes to the dead-letter queue with the reason; the sender still gets its ack, since the message is stored there. */
-  private processorFailed(type: string, reason: string, incoming: Incoming, reply: Reply): void {
+  /**
+   * A processor threw: the message goes to the dead-letter queue with the reason; the sender still gets its ack, since the message is stored there.
+   * `id`: the one the sender is acknowledged with when it already has one (a processed `pub`), so the letter can be found by it.
+   */
+  private processorFailed(type: string, reason: string, incoming: Incoming, reply: Reply, id?: string): void {
     this.options.log.warn({ type, reason }, 'processor failed; message dead-lettered');
-    const m = this.ids.newMessage(incoming);
+    const m = this.ids.newMessage(incoming, id);
     this.stats.dead_lettered++;
     this.options.store.putDeadLetter({ ...m, reason, failedAt: Date.now() }).then(() => reply.ok(m.id), (e: Error) => reply.fail('E_INTERNAL', `not stored: ${e.message}`));
   }
@@ -380,7 +383,7 @@ export class Broker {
     };
     if (!this.processors.has(type)) return send(data, pri);
     const incoming: Incoming = { target: `p:${group}`, from, group, data, pri, at: 0, strategy: null };
-    this.processors.run(type, incoming, { pass: send, drop: acked, fail: (reason) => this.processorFailed(type, reason, incoming, { ok: acked, fail: acked }) });
+    this.processors.run(type, incoming, { pass: send, drop: acked, fail: (reason) => this.processorFailed(type, reason, incoming, { ok: acked, fail: acked }, id) });
   }
 
   /** Puts a dead letter back in its recipient's queue as a fresh message (attempts 0, new sequence). */
