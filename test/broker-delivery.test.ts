@@ -67,6 +67,21 @@ describe('broker: direct messages', () => {
     for (const [shard, sid] of [[0, 'dan-1'], [0, 'dan-2'], [1, 'dan-3']] as const) link.offline(shard, sid, 'dan');
   });
 
+  test("with more than 32 shards a user's connections still get exactly one DELIVER_USER per shard", async () => {
+    const { link, broker } = t;
+    const shards = Array.from({ length: 40 }, (_, shard) => shard);
+    // Two connections on some shards, and shards that share their low five bits (0 and 32, 1 and 33).
+    const sids: Array<readonly [number, string]> = shards.map((shard) => [shard, `ned-${shard}`] as const);
+    sids.push([0, 'ned-0b'], [33, 'ned-33b'], [39, 'ned-39b']);
+    for (const [shard, sid] of sids) link.online(shard, sid, 'ned');
+    const id = await broker.send('ned', 'to every shard', { pri: 3 });
+    const deliveries = link.all('deliverToUser', (c) => c.user === 'ned');
+    assert.deepEqual(deliveries.map((c) => c.shard).sort((a, b) => a - b), shards);
+    assert.ok(deliveries.every((c) => msgsIn(c.frame)[0]!.id === id));
+    link.ack(5, 'ned-5', 'ned', id);
+    for (const [shard, sid] of sids) link.offline(shard, sid, 'ned');
+  });
+
   test("an ack of an unknown id, of someone else's message, or a second ack gets E_UNKNOWN_ID; the message still waits for its recipient", async () => {
     const { link, broker } = t;
     link.online(0, 'eve-1', 'eve');

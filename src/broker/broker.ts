@@ -280,12 +280,11 @@ export class Broker {
     const conns = this.presence.connectionsOf(user);
     if (!conns || conns.size === 0) return this.park(entry);
     this.markInflight(entry, user);
-    // One DELIVER_USER per shard reaches all of the user's connections there.
-    let shardsSeen = 0;
+    // One DELIVER_USER per shard reaches all of the user's connections there (up to 256 shards: a Set, not a bit mask).
+    const shards = new Set<number>();
     for (const conn of conns.values()) {
-      const bit = 1 << (conn.shard & 31);
-      if (shardsSeen & bit && conn.shard < 32) continue;
-      shardsSeen |= bit;
+      if (shards.has(conn.shard)) continue;
+      shards.add(conn.shard);
       this.enqueue(conn.shard, user, null, entry);
     }
   }
