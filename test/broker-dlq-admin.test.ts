@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { answerDlqRequest, serveDlqRequest, type DeadLetterStore } from '../src/broker/dlq-admin.js';
 import { msgsIn, startBroker, type TestBroker } from './helpers/broker.js';
 
 describe('broker: the /admin/dlq requests the shards forward', () => {
@@ -92,6 +93,35 @@ describe('broker: the /admin/dlq requests the shards forward', () => {
     const letter = t.store.listDead(1000).find((l) => l.target === 'p:room')!;
     assert.equal((await admin('post', `/admin/dlq/${letter.id}/frobnicate`)).status, 404);
     const refused = await admin('post', `/admin/dlq/${letter.id}/requeue`);
-    assert.deepEqual(refused, { status: 500, body: { code: 'E_INTERNAL', message: 'a dead-lettered pub cannot be requeued: pubs are not stored' } });
+    assert.deepEqual(refused, { status: 409, body: { code: 'conflict', message: 'a dead-lettered pub cannot be requeued: pubs are not stored' } });
+  });
+
+  test('a bad percent-encoding is a coded 400, in every method', async () => {
+    for (const path of ['/admin/dlq/%', '/admin/dlq/%zz', '/admin/dlq/%E0%A4%A', '/admin/dlq/%/requeue']) {
+      for (const method of ['get', 'delete', 'post']) {
+        assert.deepEqual(await admin(method, path), { status: 400, body: { code: 'bad_request', message: 'the dead letter id is not valid percent-encoded UTF-8' } }, `${method} ${path}`);
+      }
+    }
+  });
+
+  test('a store that fails is a coded 500, and a reply that throws is reported, not left as a rejection', async () => {
+    const broken: DeadLetterStore = {
+      countDead: () => 0,
+      listDead: () => [],
+      getDead: () => {
+        throw new Error('disk on fire');
+      },
+      removeDead: () => Promise.reject(new Error('no')),
+      purgeDead: () => Promise.reject(new Error('no')),
+    };
+    const requeue = (): Promise<string> => Promise.reject(new Error('no'));
+    assert.deepEqual(await answerDlqRequest('get', '/admin/dlq/x', broken, requeue), { status: 500, body: { code: 'internal_error', message: 'disk on fire' } });
+    assert.deepEqual(await answerDlqRequest('delete', '/admin/dlq', broken, requeue), { status: 500, body: { code: 'internal_error', message: 'no' } });
+    const failed = await new Promise<unknown>((resolve) => {
+      serveDlqRequest('get', '/admin/dlq', broken, requeue, () => {
+        throw new Error('ring gone');
+      }, resolve);
+    });
+    assert.equal((failed as Error).message, 'ring gone');
   });
 });

@@ -18,7 +18,7 @@ import type { DeadLetter, MessageStore, StoredMessage } from '../store/store.js'
 import type { Logger } from '../util/logger.js';
 import { ToBroker, typeOfData } from '../link/records.js';
 import { AckTimers } from './ack-timers.js';
-import { answerDlqRequest } from './dlq-admin.js';
+import { serveDlqRequest } from './dlq-admin.js';
 import { Outbox } from './outbox.js';
 import { Presence } from './presence.js';
 import { MessageIds, type Incoming } from './ids.js';
@@ -191,8 +191,8 @@ export class Broker {
         }
         case ToBroker.ADMIN: {
           const [requestId, method, path] = f as [number, string, string];
-          const answer = answerDlqRequest(method, path, this.options.store, (letter) => this.requeue(letter));
-          return void answer.then(({ status, body }) => this.link.adminReply(shard, requestId, status, JSON.stringify(body)));
+          const reply = (status: number, body: string): void => this.link.adminReply(shard, requestId, status, body);
+          return serveDlqRequest(method, path, this.options.store, (letter) => this.requeue(letter), reply, (err) => this.options.log.error({ code: 'E_INTERNAL', err }, 'admin reply failed'));
         }
       }
     } catch (err) {
@@ -387,7 +387,6 @@ export class Broker {
 
   /** Puts a dead letter back in its recipient's queue as a fresh message (attempts 0, new sequence). */
   private async requeue(letter: DeadLetter): Promise<string> {
-    if (letter.target.startsWith('p:')) throw new Error('a dead-lettered pub cannot be requeued: pubs are not stored');
     const { reason: _reason, failedAt: _failedAt, ...message } = letter;
     const m: StoredMessage = { ...message, seq: this.ids.nextSeq(), attempts: 0, at: 0 };
     const entry = newEntry(m, State.STORING);

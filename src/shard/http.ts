@@ -2,6 +2,7 @@
  * The HTTP side of every shard: /health and /stats on the WebSocket port, answered from the
  * shared shard table so any shard can answer for all of them.
  */
+import { httpError, httpStatusLine } from '../protocol/errors.js';
 import { COUNTERS, MESSAGING_COUNTERS, byName, ShardStatus, type ShardTable } from '../shared/shard-table.js';
 import type { HttpResponse, TemplatedApp } from '../util/uws.js';
 
@@ -66,5 +67,8 @@ export function attachHttpRoutes(app: TemplatedApp, context: HttpContext): void 
     sendJson(res, status, body);
   });
   app.get('/stats', (res) => sendJson(res, '200 OK', stats(context)));
-  app.any('/*', (res) => sendJson(res, '404 Not Found', { code: 'not_found', message: 'see /health, /stats, or the WebSocket endpoint' }));
+  app.any('/*', (res) => {
+    const { status, body } = httpError('not_found', 'see /health, /stats, or the WebSocket endpoint');
+    sendJson(res, httpStatusLine(status), body);
+  });
 }
