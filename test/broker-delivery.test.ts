@@ -130,3 +130,40 @@ describe('broker: direct messages', () => {
     link.offline(0, 'hal-2', 'hal');
   });
 });
+
+describe('broker: frames cut to what a ring carries', () => {
+  let t: TestBroker;
+  before(async () => {
+    // 64 KiB rings: a record of at most 32 KiB, so three 10 KB messages make a batch too large for one.
+    t = await startBroker({ delivery: { ack_timeout: 30 }, performance: { ring_bytes: 65536, batch_size: 50 }, server: { max_payload: 16384 } });
+  });
+  after(() => t.close());
+
+  test('a backlog of large messages goes out in batches that each fit a ring record, all of it, in order', async () => {
+    const { link } = t;
+    const text = 'x'.repeat(10_000);
+    for (let i = 0; i < 10; i++) {
+      link.send(0, 'sam-1', 'sam', 'tia', { i, text }, { ref: `big${i}` });
+      assert.equal((await link.answerTo(`big${i}`)).op, 'senderAck');
+    }
+    link.online(1, 'tia-1', 'tia');
+    assert.equal((await link.next('welcome', (c) => c.sid === 'tia-1')).pending, 10);
+    await link.next('deliverToSid', (c) => c.sid === 'tia-1' && msgsIn(c.frame).some((m) => (m.data as { i: number }).i === 9));
+    const frames = link.all('deliverToSid', (c) => c.sid === 'tia-1');
+    assert.ok(frames.length >= 4, `${frames.length} frames for 10 messages of 10 KB`);
+    for (const c of frames) assert.ok(Buffer.byteLength(c.frame) <= link.maxFrameBytes, `a frame of ${Buffer.byteLength(c.frame)} bytes`);
+    const order = frames.flatMap((c) => msgsIn(c.frame).map((m) => (m.data as { i: number }).i));
+    assert.deepEqual(order, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    for (const c of frames) for (const m of msgsIn(c.frame)) link.ack(1, 'tia-1', 'tia', m.id as string);
+  });
+
+  test('data too large for any frame is refused with E_TOO_LARGE, from the embedding API too; nothing is stored', async () => {
+    const { link, broker } = t;
+    const accepted = broker.stats.accepted;
+    const huge = 'y'.repeat(40_000);
+    await assert.rejects(broker.send('tia', huge), (err: Error & { code?: string }) => err.code === 'E_TOO_LARGE' && /over the \d+ one message may carry/.test(err.message));
+    assert.throws(() => broker.publish('room', huge), (err: Error & { code?: string }) => err.code === 'E_TOO_LARGE');
+    assert.equal(broker.stats.accepted, accepted);
+    assert.equal(link.all('groupPub', (c) => c.group === 'room').length, 0);
+  });
+});

@@ -3,7 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import { RingShardLink } from '../src/broker/ring-link.js';
 import { QueuedRingWriter } from '../src/link/queued-writer.js';
 import { LinkReader } from '../src/link/reader.js';
-import { encodeRecord, ToBroker, ToShard } from '../src/link/records.js';
+import { encodeRecord, FRAME_RECORD_OVERHEAD, ToBroker, ToShard } from '../src/link/records.js';
 import { createDoorbells, DoorbellRinger } from '../src/rings/doorbell.js';
 import { createRingBuffer } from '../src/rings/ring.js';
 
@@ -54,6 +54,19 @@ describe('broker: the ShardLink over rings', () => {
       [ToShard.ADMIN_REPLY, [7, 404, '{}']],
       [ToShard.GROUP_PUB, ['room', '{"op":"msg","group":"room"}']],
     ]);
+  });
+
+  test('an admin answer too large for the ring is replaced by a coded 500, so the request is still answered; frames up to maxFrameBytes fit', () => {
+    assert.equal(link.maxFrameBytes, 32 * 1024 - 4 - FRAME_RECORD_OVERHEAD);
+    const before = link.stats.link_too_large;
+    link.adminReply(0, 9, 200, 'x'.repeat(40_000));
+    link.deliverToSid(0, 's0', 'y'.repeat(link.maxFrameBytes));
+    atShard[0]!.got.length = 0;
+    atShard[0]!.reader.drain(100);
+    const [reply, delivery] = atShard[0]!.got;
+    assert.deepEqual(reply, [ToShard.ADMIN_REPLY, [9, 500, JSON.stringify({ code: 'internal_error', message: 'the answer (40000 characters) is too large for the shard link' })]]);
+    assert.equal((delivery![1][1] as string).length, link.maxFrameBytes);
+    assert.equal(link.stats.link_too_large, before + 1);
   });
 
   test("a shard's records reach the broker when the shard rings its doorbell", async () => {

@@ -11,7 +11,7 @@
  * delivered only after that too: whoever sees a message can rely on it surviving a restart.
  */
 import type { Config } from '../config/schema.js';
-import type { ErrorCode } from '../protocol/errors.js';
+import { OcsError, type ErrorCode } from '../protocol/errors.js';
 import { ANY_STRATEGIES, NAME_PATTERN, type AnyStrategy } from '../protocol/frames.js';
 import { encodeGroupMsgJson } from '../protocol/json-codec.js';
 import type { DeadLetter, MessageStore, StoredMessage } from '../store/store.js';
@@ -79,7 +79,7 @@ export class Broker {
     this.ids = new MessageIds(options.instance);
     this.queues = new Queues(this.delivery.max_pending_per_user);
     this.presence = new Presence(this.delivery);
-    this.outbox = new Outbox(this.link, options.config.websocket.performance.batch_size);
+    this.outbox = new Outbox(this.link, options.config.websocket.performance.batch_size, (entry, bytes) => this.undeliverable(entry, bytes));
     this.timers = new AckTimers(this.delivery, { scheduled: (entry) => this.due(entry), expired: (entry) => this.expired(entry) });
   }
 
@@ -129,8 +129,12 @@ export class Broker {
   /** Publishes to every online member of `group` (at most once, not stored), like a client `pub`. */
   publish(group: string, data: unknown, options: { pri?: number; from?: string } = {}): string {
     if (!NAME_PATTERN.test(group)) throw new TypeError(`group must match ${NAME_PATTERN.source}`);
+    const dataJson = JSON.stringify(data) ?? 'null';
+    const over = this.outbox.oversize(dataJson);
+    if (over !== null) throw new OcsError('E_TOO_LARGE', over);
     const id = this.ids.nextPubId();
-    this.processPub(id, options.from ?? SERVER_SENDER, group, JSON.stringify(data) ?? 'null', options.pri ?? 1, typeOfData(data), () => {});
+    const dropped = (code: ErrorCode, message: string): void => this.options.log.warn({ code, group }, `publish dropped: ${message}`);
+    this.processPub(id, options.from ?? SERVER_SENDER, group, dataJson, options.pri ?? 1, typeOfData(data), { ok: () => {}, fail: dropped });
     return id;
   }
 
@@ -185,14 +189,14 @@ export class Broker {
         case ToBroker.PUB: {
           const [sid, ref, from, group, data, pri, type] = f as [string, string | null, string, string, string, number, string];
           const id = this.ids.nextPubId();
-          return this.processPub(id, from, group, data, pri, type, () => {
-            if (ref !== null) this.link.senderAck(shard, sid, ref, id);
-          });
+          const reply = this.replyTo(shard, sid, ref);
+          // A pub is acknowledged only when it asked to be (it has a ref), as on the shard's fast path.
+          return this.processPub(id, from, group, data, pri, type, { ok: (pubId) => ref !== null && reply.ok(pubId), fail: reply.fail });
         }
         case ToBroker.ADMIN: {
           const [requestId, method, path] = f as [number, string, string];
           const reply = (status: number, body: string): void => this.link.adminReply(shard, requestId, status, body);
-          return serveDlqRequest(method, path, this.options.store, (letter) => this.requeue(letter), reply, (err) => this.options.log.error({ code: 'E_INTERNAL', err }, 'admin reply failed'));
+          return serveDlqRequest(method, path, this.options.store, (letter) => this.requeue(letter), reply, (err) => this.options.log.error({ code: 'E_INTERNAL', err }, 'admin reply failed'), this.link.maxFrameBytes);
         }
       }
     } catch (err) {
@@ -231,6 +235,8 @@ export class Broker {
   }
 
   private store(incoming: Incoming, reply: Reply): void {
+    const over = this.outbox.oversize(incoming.data);
+    if (over !== null) return reply.fail('E_TOO_LARGE', over);
     if (!this.queues.admit(incoming.target, (low) => this.dropLow(low))) {
       this.stats.queue_full++;
       return reply.fail('E_QUEUE_FULL', `${incoming.target.slice(2)} has ${this.queues.sizeOf(incoming.target)} stored messages (delivery.max_pending_per_user) and none of them is LOW`);
@@ -266,6 +272,12 @@ export class Broker {
     this.stats.dropped_low++;
     this.options.log.warn({ target: key, id: entry.m.id }, 'queue full: oldest LOW message dead-lettered');
     this.deadLetter(entry, `queue full: dropped as the oldest LOW message for ${key.slice(2)} (delivery.max_pending_per_user)`);
+  }
+
+  /** A stored message too large to ever deliver (stored before the limit applied): dead-lettered, once. */
+  private undeliverable(entry: Entry, bytes: number): void {
+    if (!this.queues.has(entry.m.id)) return;
+    this.deadLetter(entry, `its frame of ${bytes} bytes is over the ${this.link.maxFrameBytes} a ring record carries (performance.ring_bytes)`);
   }
 
   // --- routing and delivery --------------------------------------------------------------
@@ -375,14 +387,17 @@ export class Broker {
 
   // --- processed publishes and requeues --------------------------------------------------
 
-  private processPub(id: string, from: string, group: string, data: string, pri: number, type: string | null, acked: () => void): void {
+  /** Publishes `data` after its processor, if any: `reply.ok(id)` once it went out (or was dropped or dead-lettered), `reply.fail` when it cannot fit a ring record. */
+  private processPub(id: string, from: string, group: string, data: string, pri: number, type: string | null, reply: Reply): void {
     const send = (dataJson: string, p: number): void => {
+      const over = this.outbox.oversize(dataJson);
+      if (over !== null) return reply.fail('E_TOO_LARGE', over);
       this.link.groupPub(group, encodeGroupMsgJson(id, from, group, dataJson, p, Date.now()));
-      acked();
+      reply.ok(id);
     };
     if (!this.processors.has(type)) return send(data, pri);
     const incoming: Incoming = { target: `p:${group}`, from, group, data, pri, at: 0, strategy: null };
-    this.processors.run(type, incoming, { pass: send, drop: acked, fail: (reason) => this.processorFailed(type, reason, incoming, { ok: acked, fail: acked }, id) });
+    this.processors.run(type, incoming, { pass: send, drop: () => reply.ok(id), fail: (reason) => this.processorFailed(type, reason, incoming, reply, id) });
   }
 
   /** Puts a dead letter back in its recipient's queue as a fresh message (attempts 0, new sequence). */

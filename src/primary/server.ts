@@ -190,13 +190,14 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     await store.close();
   };
 
-  const sampler = new StatsSampler(table, config.websocket.monitoring, log, () => broker.stats);
+  const link = new RingShardLink({ shards, doorbells, fromShard: toBroker, toShard: fromBroker, log });
+  const sampler = new StatsSampler(table, config.websocket.monitoring, log, () => ({ ...broker.stats, ...link.stats }));
   const broker = new Broker({
     config: config as Broker['options']['config'],
     store,
     instance,
     log,
-    link: new RingShardLink({ shards, doorbells, fromShard: toBroker, toShard: fromBroker }),
+    link,
     publishProcessorTypes: (types) => {
       for (const slot of slots) slot.worker?.postMessage({ type: 'processors', types } satisfies PrimaryToShard);
     },

@@ -35,6 +35,15 @@ export function createRingBuffer(capacity: number): SharedArrayBuffer {
   return new SharedArrayBuffer(ringBytesFor(capacity));
 }
 
+/**
+ * The largest record payload a ring made by createRingBuffer(capacity) can ever take: half its
+ * data region, less the length word. A bigger one would wait for room forever, and every
+ * record behind it too.
+ */
+export function largestRecord(capacity: number): number {
+  return roundUpPowerOfTwo(capacity) / 2 - LENGTH_BYTES;
+}
+
 class RingBase {
   protected readonly header: Int32Array;
   protected readonly view: DataView;
@@ -79,9 +88,9 @@ export class RingWriter extends RingBase {
     this.cachedRead = Atomics.load(this.header, READ_INDEX) >>> 0;
   }
 
-  /** Largest payload that can ever fit. */
+  /** Largest payload that can ever fit (largestRecord()). */
   get maxPayload(): number {
-    return this.capacity / 2 - LENGTH_BYTES;
+    return largestRecord(this.capacity);
   }
 
   /**

@@ -6,11 +6,12 @@
  */
 import { LinkReader } from '../link/reader.js';
 import { encodeRecord, ToBroker, ToShard } from '../link/records.js';
-import type { ErrorCode } from '../protocol/errors.js';
+import { httpError, type ErrorCode } from '../protocol/errors.js';
 import { encodeAck, encodeWelcome } from '../protocol/json-codec.js';
 import { DoorbellRinger } from '../rings/doorbell.js';
-import { QueuedRingWriter } from '../link/queued-writer.js';
+import { QueuedRingWriter, type WriteRefusal } from '../link/queued-writer.js';
 import { Counter } from '../shared/shard-table.js';
+import type { Logger } from '../util/logger.js';
 import type { AdminForwarder } from './admin-http.js';
 import type { Connection } from './connection.js';
 import type { Fail } from './fail.js';
@@ -30,6 +31,8 @@ export interface BrokerLinkOptions {
   groups: LocalGroups;
   counters: Float64Array;
   fail: Fail;
+  /** Where a refused record is reported (once per reason). */
+  log?: Pick<Logger, 'error'>;
 }
 
 export class BrokerLink implements AdminForwarder {
@@ -39,7 +42,13 @@ export class BrokerLink implements AdminForwarder {
   private adminSeq = 0;
 
   constructor(private readonly options: BrokerLinkOptions) {
-    this.writer = new QueuedRingWriter(options.toBroker, new DoorbellRinger(options.doorbells), options.brokerSlot);
+    const { counters, log } = options;
+    this.writer = new QueuedRingWriter(options.toBroker, new DoorbellRinger(options.doorbells), options.brokerSlot, {
+      onRefused: (code, bytes, first) => {
+        counters[Counter.ring_refused]!++;
+        if (first) log?.error({ code, bytes }, 'record to the broker refused by its ring');
+      },
+    });
     // Whatever waits here was meant for connections of this shard's previous incarnation.
     this.reader = new LinkReader(options.fromBroker, (kind, fields) => this.onRecord(kind, fields), true);
   }
@@ -79,22 +88,33 @@ export class BrokerLink implements AdminForwarder {
 
   /** A `pub` whose data.type has a processor: the broker runs it and publishes the result. */
   pub(conn: Connection, group: string, data: unknown, pri: number, ref: string | undefined, type: string): void {
-    this.writer.write(encodeRecord(ToBroker.PUB, [conn.sid, ref ?? null, conn.user, group, JSON.stringify(data), pri, type]));
+    this.writeFor(conn, ref, encodeRecord(ToBroker.PUB, [conn.sid, ref ?? null, conn.user, group, JSON.stringify(data), pri, type]));
   }
 
   send(conn: Connection, to: string, data: unknown, pri: number, ref: string | undefined, at: number | undefined, type: string | null): void {
-    this.writer.write(encodeRecord(ToBroker.SEND, [conn.sid, ref ?? null, conn.user, to, JSON.stringify(data), pri, at ?? 0, type]));
+    this.writeFor(conn, ref, encodeRecord(ToBroker.SEND, [conn.sid, ref ?? null, conn.user, to, JSON.stringify(data), pri, at ?? 0, type]));
   }
 
   any(conn: Connection, group: string, data: unknown, pri: number, ref: string | undefined, strategy: string | undefined, type: string | null): void {
-    this.writer.write(encodeRecord(ToBroker.ANY, [conn.sid, ref ?? null, conn.user, group, JSON.stringify(data), pri, strategy ?? null, type]));
+    this.writeFor(conn, ref, encodeRecord(ToBroker.ANY, [conn.sid, ref ?? null, conn.user, group, JSON.stringify(data), pri, strategy ?? null, type]));
   }
 
   /** An admin HTTP request: the broker owns the store it is about. */
   forward(method: string, path: string, reply: (status: number, body: string) => void): void {
     const id = this.adminSeq++;
-    this.adminReplies.set(id, reply);
-    this.writer.write(encodeRecord(ToBroker.ADMIN, [id, method, path]));
+    const refused = this.writer.write(encodeRecord(ToBroker.ADMIN, [id, method, path]));
+    if (refused === null) return void this.adminReplies.set(id, reply);
+    const { status, body } = refused === 'E_TOO_LARGE' ? httpError('bad_request', 'request too large for the link to the broker') : httpError('unavailable');
+    reply(status, JSON.stringify(body));
+  }
+
+  /** A record made of a client's frame: refused by the ring (never, while ring_bytes >= 4 x max_payload), the client is told. */
+  private writeFor(conn: Connection, ref: string | undefined, record: Uint8Array): void {
+    const refused: WriteRefusal | null = this.writer.write(record);
+    if (refused === null) return;
+    const ws = this.options.registry.sid(conn.sid);
+    const message = refused === 'E_TOO_LARGE' ? 'message too large for the link to the message broker' : 'the message broker is behind; retry shortly';
+    if (ws) this.options.fail(ws, conn, refused, message, ref);
   }
 
   // --- from the broker ---------------------------------------------------------------------

@@ -77,6 +77,7 @@ class Shard {
       groups,
       counters,
       fail,
+      log: this.log,
     });
     this.cross = new CrossShard({
       self: init.shard,
@@ -86,6 +87,7 @@ class Shard {
       outbound: init.outbound,
       overflowLimitBytes: performance.ring_overflow_bytes,
       counters,
+      log: this.log,
       onPub: (topic, frame) => groups.publish(topic, frame),
       alsoDrain: (budget) => this.link.drain(budget),
     });

@@ -45,11 +45,12 @@ export const COUNTERS = [
   'errors_not_member',
   'errors_internal',
   'errors_overloaded',
+  'ring_refused', // records a ring writer refused: never fit the ring, or over its overflow bound
 ] as const;
 export type CounterName = (typeof COUNTERS)[number];
 
-/** The broker's counters, as sampled into the table (names of BrokerStats). */
-export const MESSAGING_COUNTERS = ['accepted', 'delivered', 'redelivered', 'acked', 'dead_lettered', 'dropped_low', 'queue_full', 'stored'] as const;
+/** The broker's counters, as sampled into the table (names of BrokerStats, then of the ring link's LinkStats). Append only. */
+export const MESSAGING_COUNTERS = ['accepted', 'delivered', 'redelivered', 'acked', 'dead_lettered', 'dropped_low', 'queue_full', 'stored', 'link_too_large'] as const;
 export type MessagingCounterName = (typeof MESSAGING_COUNTERS)[number];
 export const COUNTER_COUNT = COUNTERS.length;
 export const Counter = Object.fromEntries(COUNTERS.map((name, i) => [name, i])) as Record<CounterName, number>;
