@@ -190,7 +190,16 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     await store.close();
   };
 
-  const link = new RingShardLink({ shards, doorbells, fromShard: toBroker, toShard: fromBroker, log });
+  const link = new RingShardLink({
+    shards,
+    doorbells,
+    fromShard: toBroker,
+    toShard: fromBroker,
+    // Starting or up: a shard that is down or stopping has no connections left to deliver to.
+    accepts: (shard) => table.status(shard) === ShardStatus.UP || table.status(shard) === ShardStatus.STARTING,
+    maxBacklogBytes: config.websocket.performance.ring_overflow_bytes,
+    log,
+  });
   const sampler = new StatsSampler(table, config.websocket.monitoring, log, () => ({ ...broker.stats, ...link.stats }));
   const broker = new Broker({
     config: config as Broker['options']['config'],

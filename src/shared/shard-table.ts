@@ -50,7 +50,7 @@ export const COUNTERS = [
 export type CounterName = (typeof COUNTERS)[number];
 
 /** The broker's counters, as sampled into the table (names of BrokerStats, then of the ring link's LinkStats). Append only. */
-export const MESSAGING_COUNTERS = ['accepted', 'delivered', 'redelivered', 'acked', 'dead_lettered', 'dropped_low', 'queue_full', 'stored', 'link_too_large'] as const;
+export const MESSAGING_COUNTERS = ['accepted', 'delivered', 'redelivered', 'acked', 'dead_lettered', 'dropped_low', 'queue_full', 'stored', 'link_too_large', 'link_deferred', 'link_dropped', 'link_discarded'] as const;
 export type MessagingCounterName = (typeof MESSAGING_COUNTERS)[number];
 export const COUNTER_COUNT = COUNTERS.length;
 export const Counter = Object.fromEntries(COUNTERS.map((name, i) => [name, i])) as Record<CounterName, number>;
