@@ -108,6 +108,12 @@ export class RingShardLink implements ShardLink {
     this.control(shard, encodeRecord(ToShard.ADMIN_REPLY, [requestId, failed, JSON.stringify(body)]));
   }
 
+  /** The overflow toward `shard`: bytes, and when its oldest record was queued (0: none waits). */
+  overflowOf(shard: number): { bytes: number; since: number } {
+    const writer = this.writers[shard]!;
+    return { bytes: writer.backlog, since: writer.oldestQueuedAt };
+  }
+
   listen(onRecord: RecordSink): void {
     this.sink = onRecord;
     this.listener.start();

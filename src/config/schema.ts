@@ -113,6 +113,8 @@ const monitoring = z
     metrics_collection_interval: z.number().positive().default(1),
     /** Seconds between `stats` log lines; 0 disables them. */
     log_interval: seconds.default(60),
+    /** Seconds a ring may hold records without draining before /health says degraded. */
+    link_stuck_after: z.number().positive().default(5),
   })
   .strict();
 

@@ -17,6 +17,7 @@ import { createRingBuffer } from '../rings/ring.js';
 import { createShardTable, ShardStatus, ShardTable, type ShardTableBuffers } from '../shared/shard-table.js';
 import type { PrimaryToShard, ShardInit, ShardToPrimary } from '../shared/thread-messages.js';
 import type { Logger } from '../util/logger.js';
+import { LinkMonitor } from './link-monitor.js';
 import { StatsSampler } from './stats-sampler.js';
 
 const SHARD_ENTRY = new URL('../../workers/shard.js', import.meta.url);
@@ -132,6 +133,7 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
         broker.shardDown(slot.index);
         table.setStatus(slot.index, ShardStatus.DOWN);
         table.forgetConnections(slot.index);
+        table.forgetLinks(slot.index);
         if (stopping) {
           log.info({ shard: slot.index, code }, 'shard exited');
           return;
@@ -175,6 +177,7 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     if (stopping) return;
     stopping = true;
     sampler.stop();
+    monitor.stop();
     const graceMs = Math.max(100, config.websocket.server.shutdown_timeout * 1000 * 0.8);
     const exits = slots.map((slot) => {
       if (slot.restartTimer) clearTimeout(slot.restartTimer);
@@ -212,6 +215,8 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     },
   });
   broker.start();
+  const monitor = new LinkMonitor({ table, toBroker, fromBroker, rings, brokerOverflow: (shard) => link.overflowOf(shard) });
+  monitor.start();
 
   try {
     // uSockets sets SO_REUSEPORT only on a fixed port, so port 0 is resolved here first.

@@ -193,3 +193,11 @@ export class RingReader extends RingBase {
     Atomics.store(this.header, READ_INDEX, this.read | 0);
   }
 }
+
+/** A third thread's look at a ring (the primary's link monitor): bytes unread, and how far its consumer has read. */
+export class RingProbe extends RingBase {
+  /** Bytes ever consumed (wraps at 2^32): it moves whenever the consumer releases records. */
+  readIndex(): number {
+    return Atomics.load(this.header, READ_INDEX) >>> 0;
+  }
+}

@@ -58,6 +58,11 @@ export class BrokerLink implements AdminForwarder {
     return this.writer.backlog;
   }
 
+  /** When the oldest record waiting for that ring was queued; 0 when none waits. */
+  get oldestQueuedAt(): number {
+    return this.writer.oldestQueuedAt;
+  }
+
   /** Handles up to `budget` records from the broker; returns how many it handled. */
   drain(budget: number): number {
     return this.reader.drain(budget);

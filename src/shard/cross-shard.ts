@@ -81,6 +81,20 @@ export class CrossShard {
     for (const out of this.outbound) out.stop();
   }
 
+  /** Bytes waiting in the overflow of every outbound ring. */
+  get backlog(): number {
+    let bytes = 0;
+    for (const out of this.outbound) bytes += out.backlog;
+    return bytes;
+  }
+
+  /** When the oldest record waiting in any outbound overflow was queued; 0 when none waits. */
+  get oldestQueuedAt(): number {
+    let oldest = 0;
+    for (const out of this.outbound) if (out.oldestQueuedAt > 0 && (oldest === 0 || out.oldestQueuedAt < oldest)) oldest = out.oldestQueuedAt;
+    return oldest;
+  }
+
   /** False while a ring's overflow is over its limit: refuse new publishes. */
   canAccept(): boolean {
     for (const out of this.outbound) if (out.backlog > this.options.overflowLimitBytes) return false;
