@@ -11,14 +11,14 @@
  * delivered only after that too: whoever sees a message can rely on it surviving a restart.
  */
 import type { Config } from '../config/schema.js';
-import type { ErrorCode } from '../protocol/errors.js';
+import { OcsError, type ErrorCode } from '../protocol/errors.js';
 import { ANY_STRATEGIES, NAME_PATTERN, type AnyStrategy } from '../protocol/frames.js';
 import { encodeGroupMsgJson } from '../protocol/json-codec.js';
 import type { DeadLetter, MessageStore, StoredMessage } from '../store/store.js';
 import type { Logger } from '../util/logger.js';
 import { ToBroker, typeOfData } from '../link/records.js';
 import { AckTimers } from './ack-timers.js';
-import { answerDlqRequest } from './dlq-admin.js';
+import { serveDlqRequest } from './dlq-admin.js';
 import { Outbox } from './outbox.js';
 import { Presence } from './presence.js';
 import { MessageIds, type Incoming } from './ids.js';
@@ -79,7 +79,7 @@ export class Broker {
     this.ids = new MessageIds(options.instance);
     this.queues = new Queues(this.delivery.max_pending_per_user);
     this.presence = new Presence(this.delivery);
-    this.outbox = new Outbox(this.link, options.config.websocket.performance.batch_size);
+    this.outbox = new Outbox(this.link, options.config.websocket.performance.batch_size, (entry, bytes) => this.undeliverable(entry, bytes));
     this.timers = new AckTimers(this.delivery, { scheduled: (entry) => this.due(entry), expired: (entry) => this.expired(entry) });
   }
 
@@ -129,8 +129,12 @@ export class Broker {
   /** Publishes to every online member of `group` (at most once, not stored), like a client `pub`. */
   publish(group: string, data: unknown, options: { pri?: number; from?: string } = {}): string {
     if (!NAME_PATTERN.test(group)) throw new TypeError(`group must match ${NAME_PATTERN.source}`);
+    const dataJson = JSON.stringify(data) ?? 'null';
+    const over = this.outbox.oversize(dataJson);
+    if (over !== null) throw new OcsError('E_TOO_LARGE', over);
     const id = this.ids.nextPubId();
-    this.processPub(id, options.from ?? SERVER_SENDER, group, JSON.stringify(data) ?? 'null', options.pri ?? 1, typeOfData(data), () => {});
+    const dropped = (code: ErrorCode, message: string): void => this.options.log.warn({ code, group }, `publish dropped: ${message}`);
+    this.processPub(id, options.from ?? SERVER_SENDER, group, dataJson, options.pri ?? 1, typeOfData(data), { ok: () => {}, fail: dropped });
     return id;
   }
 
@@ -185,14 +189,14 @@ export class Broker {
         case ToBroker.PUB: {
           const [sid, ref, from, group, data, pri, type] = f as [string, string | null, string, string, string, number, string];
           const id = this.ids.nextPubId();
-          return this.processPub(id, from, group, data, pri, type, () => {
-            if (ref !== null) this.link.senderAck(shard, sid, ref, id);
-          });
+          const reply = this.replyTo(shard, sid, ref);
+          // A pub is acknowledged only when it asked to be (it has a ref), as on the shard's fast path.
+          return this.processPub(id, from, group, data, pri, type, { ok: (pubId) => ref !== null && reply.ok(pubId), fail: reply.fail });
         }
         case ToBroker.ADMIN: {
           const [requestId, method, path] = f as [number, string, string];
-          const answer = answerDlqRequest(method, path, this.options.store, (letter) => this.requeue(letter));
-          return void answer.then(({ status, body }) => this.link.adminReply(shard, requestId, status, JSON.stringify(body)));
+          const reply = (status: number, body: string): void => this.link.adminReply(shard, requestId, status, body);
+          return serveDlqRequest(method, path, this.options.store, (letter) => this.requeue(letter), reply, (err) => this.options.log.error({ code: 'E_INTERNAL', err }, 'admin reply failed'), this.link.maxFrameBytes);
         }
       }
     } catch (err) {
@@ -219,15 +223,20 @@ export class Broker {
     });
   }
 
-  /** A processor threw: the message goes to the dead-letter queue with the reason; the sender still gets its ack, since the message is stored there. */
-  private processorFailed(type: string, reason: string, incoming: Incoming, reply: Reply): void {
+  /**
+   * A processor threw: the message goes to the dead-letter queue with the reason; the sender still gets its ack, since the message is stored there.
+   * `id`: the one the sender is acknowledged with when it already has one (a processed `pub`), so the letter can be found by it.
+   */
+  private processorFailed(type: string, reason: string, incoming: Incoming, reply: Reply, id?: string): void {
     this.options.log.warn({ type, reason }, 'processor failed; message dead-lettered');
-    const m = this.ids.newMessage(incoming);
+    const m = this.ids.newMessage(incoming, id);
     this.stats.dead_lettered++;
     this.options.store.putDeadLetter({ ...m, reason, failedAt: Date.now() }).then(() => reply.ok(m.id), (e: Error) => reply.fail('E_INTERNAL', `not stored: ${e.message}`));
   }
 
   private store(incoming: Incoming, reply: Reply): void {
+    const over = this.outbox.oversize(incoming.data);
+    if (over !== null) return reply.fail('E_TOO_LARGE', over);
     if (!this.queues.admit(incoming.target, (low) => this.dropLow(low))) {
       this.stats.queue_full++;
       return reply.fail('E_QUEUE_FULL', `${incoming.target.slice(2)} has ${this.queues.sizeOf(incoming.target)} stored messages (delivery.max_pending_per_user) and none of them is LOW`);
@@ -265,6 +274,12 @@ export class Broker {
     this.deadLetter(entry, `queue full: dropped as the oldest LOW message for ${key.slice(2)} (delivery.max_pending_per_user)`);
   }
 
+  /** A stored message too large to ever deliver (stored before the limit applied): dead-lettered, once. */
+  private undeliverable(entry: Entry, bytes: number): void {
+    if (!this.queues.has(entry.m.id)) return;
+    this.deadLetter(entry, `its frame of ${bytes} bytes is over the ${this.link.maxFrameBytes} a ring record carries (performance.ring_bytes)`);
+  }
+
   // --- routing and delivery --------------------------------------------------------------
 
   private route(entry: Entry): void {
@@ -277,12 +292,11 @@ export class Broker {
     const conns = this.presence.connectionsOf(user);
     if (!conns || conns.size === 0) return this.park(entry);
     this.markInflight(entry, user);
-    // One DELIVER_USER per shard reaches all of the user's connections there.
-    let shardsSeen = 0;
+    // One DELIVER_USER per shard reaches all of the user's connections there (up to 256 shards: a Set, not a bit mask).
+    const shards = new Set<number>();
     for (const conn of conns.values()) {
-      const bit = 1 << (conn.shard & 31);
-      if (shardsSeen & bit && conn.shard < 32) continue;
-      shardsSeen |= bit;
+      if (shards.has(conn.shard)) continue;
+      shards.add(conn.shard);
       this.enqueue(conn.shard, user, null, entry);
     }
   }
@@ -373,19 +387,21 @@ export class Broker {
 
   // --- processed publishes and requeues --------------------------------------------------
 
-  private processPub(id: string, from: string, group: string, data: string, pri: number, type: string | null, acked: () => void): void {
+  /** Publishes `data` after its processor, if any: `reply.ok(id)` once it went out (or was dropped or dead-lettered), `reply.fail` when it cannot fit a ring record. */
+  private processPub(id: string, from: string, group: string, data: string, pri: number, type: string | null, reply: Reply): void {
     const send = (dataJson: string, p: number): void => {
+      const over = this.outbox.oversize(dataJson);
+      if (over !== null) return reply.fail('E_TOO_LARGE', over);
       this.link.groupPub(group, encodeGroupMsgJson(id, from, group, dataJson, p, Date.now()));
-      acked();
+      reply.ok(id);
     };
     if (!this.processors.has(type)) return send(data, pri);
     const incoming: Incoming = { target: `p:${group}`, from, group, data, pri, at: 0, strategy: null };
-    this.processors.run(type, incoming, { pass: send, drop: acked, fail: (reason) => this.processorFailed(type, reason, incoming, { ok: acked, fail: acked }) });
+    this.processors.run(type, incoming, { pass: send, drop: () => reply.ok(id), fail: (reason) => this.processorFailed(type, reason, incoming, reply, id) });
   }
 
   /** Puts a dead letter back in its recipient's queue as a fresh message (attempts 0, new sequence). */
   private async requeue(letter: DeadLetter): Promise<string> {
-    if (letter.target.startsWith('p:')) throw new Error('a dead-lettered pub cannot be requeued: pubs are not stored');
     const { reason: _reason, failedAt: _failedAt, ...message } = letter;
     const m: StoredMessage = { ...message, seq: this.ids.nextSeq(), attempts: 0, at: 0 };
     const entry = newEntry(m, State.STORING);

@@ -25,6 +25,8 @@ export interface Entry extends Timed {
   holder: string | null;
   /** The encoded msg frame, built on first delivery. */
   frame: string | null;
+  /** Its UTF-8 bytes (0: not measured yet). */
+  frameBytes: number;
 }
 
 interface Target {
@@ -34,7 +36,7 @@ interface Target {
 }
 
 export function newEntry(m: StoredMessage, state: State): Entry {
-  return { m, state, holder: null, frame: null, deadline: 0, prev: null, next: null, list: -1 };
+  return { m, state, holder: null, frame: null, frameBytes: 0, deadline: 0, prev: null, next: null, list: -1 };
 }
 
 export class Queues {

@@ -128,10 +128,33 @@ const monitoring = z
     metrics_collection_interval: z.number().positive().default(1),
     /** Seconds between `stats` log lines; 0 disables them. */
     log_interval: seconds.default(60),
+    /** Seconds a ring may hold records without draining before /health says degraded. */
+    link_stuck_after: z.number().positive().default(5),
   })
   .strict();
 
 const strategy = z.enum(['round_robin', 'least_connections', 'weighted']);
+
+/**
+ * A mapping keyed by user ids or group names, as a Map: as a plain object, a user called
+ * `constructor` would find Object.prototype's, and z.record would drop a key `__proto__`.
+ */
+function nameMap<T extends z.ZodTypeAny>(value: T): z.ZodType<Map<string, z.output<T>>, z.ZodTypeDef, unknown> {
+  return z.unknown().transform((input, ctx) => {
+    const out = new Map<string, z.output<T>>();
+    if (input === undefined) return out;
+    if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'expected a mapping of names' });
+      return z.NEVER;
+    }
+    for (const [key, raw] of Object.entries(input)) {
+      const parsed = value.safeParse(raw);
+      if (parsed.success) out.set(key, parsed.data);
+      else for (const issue of parsed.error.issues) ctx.addIssue({ ...issue, path: [key, ...issue.path] } as z.IssueData);
+    }
+    return out;
+  });
+}
 
 const delivery = z
   .object({
@@ -148,9 +171,9 @@ const delivery = z
     /** `any` strategy for groups without their own and frames without `strategy`. */
     default_strategy: strategy.default('round_robin'),
     /** Per-group `any` strategy, e.g. {support: least_connections}. */
-    group_strategies: z.record(z.string(), strategy).default({}),
+    group_strategies: nameMap(strategy),
     /** Per-user weight for the `weighted` strategy when the token has no `weight` claim (default 1). */
-    weights: z.record(z.string(), z.number().positive()).default({}),
+    weights: nameMap(z.number().positive()),
   })
   .strict();
 

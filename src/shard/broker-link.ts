@@ -6,11 +6,12 @@
  */
 import { LinkReader } from '../link/reader.js';
 import { encodeRecord, ToBroker, ToShard } from '../link/records.js';
-import type { ErrorCode } from '../protocol/errors.js';
+import { httpError, type ErrorCode, type HttpCode } from '../protocol/errors.js';
 import { encodeAck, encodeWelcome } from '../protocol/json-codec.js';
 import { DoorbellRinger } from '../rings/doorbell.js';
-import { QueuedRingWriter } from '../link/queued-writer.js';
+import { QueuedRingWriter, type WriteRefusal } from '../link/queued-writer.js';
 import { Counter } from '../shared/shard-table.js';
+import type { Logger } from '../util/logger.js';
 import type { AdminForwarder } from './admin-http.js';
 import type { Connection, Socket } from './connection.js';
 import type { Fail } from './fail.js';
@@ -34,6 +35,8 @@ export interface BrokerLinkOptions {
   welcomed(ws: Socket): void;
   /** How long an admin request waits for the broker before it is answered 504; default 10 s. */
   adminTimeoutMs?: number;
+  /** Where a refused record is reported (once per reason). */
+  log?: Pick<Logger, 'error'>;
 }
 
 /** Admin requests waiting for the broker at once; more are answered 503 at once. */
@@ -51,7 +54,13 @@ export class BrokerLink implements AdminForwarder {
   private adminSeq = 0;
 
   constructor(private readonly options: BrokerLinkOptions) {
-    this.writer = new QueuedRingWriter(options.toBroker, new DoorbellRinger(options.doorbells), options.brokerSlot);
+    const { counters, log } = options;
+    this.writer = new QueuedRingWriter(options.toBroker, new DoorbellRinger(options.doorbells), options.brokerSlot, {
+      onRefused: (code, bytes, first) => {
+        counters[Counter.ring_refused]!++;
+        if (first) log?.error({ code, bytes }, 'record to the broker refused by its ring');
+      },
+    });
     // Whatever waits here was meant for connections of this shard's previous incarnation.
     this.reader = new LinkReader(options.fromBroker, (kind, fields) => this.onRecord(kind, fields), true);
   }
@@ -59,6 +68,11 @@ export class BrokerLink implements AdminForwarder {
   /** Bytes waiting for room in the ring to the broker (over a limit: refuse new work). */
   get backlog(): number {
     return this.writer.backlog;
+  }
+
+  /** When the oldest record waiting for that ring was queued; 0 when none waits. */
+  get oldestQueuedAt(): number {
+    return this.writer.oldestQueuedAt;
   }
 
   /** Handles up to `budget` records from the broker; returns how many it handled. */
@@ -69,7 +83,7 @@ export class BrokerLink implements AdminForwarder {
   stop(): void {
     this.writer.stop();
     // Their timers would hold the thread past its sockets; the requests are answered now.
-    for (const id of [...this.adminReplies.keys()]) this.answerAdmin(id, 503, adminError('E_OVERLOADED', 'server shutting down'));
+    for (const id of [...this.adminReplies.keys()]) this.answerAdmin(id, ...adminError('unavailable', 'server shutting down'));
   }
 
   // --- to the broker -----------------------------------------------------------------------
@@ -93,27 +107,40 @@ export class BrokerLink implements AdminForwarder {
 
   /** A `pub` whose data.type has a processor: the broker runs it and publishes the result. */
   pub(conn: Connection, group: string, data: unknown, pri: number, ref: string | undefined, type: string): void {
-    this.writer.write(encodeRecord(ToBroker.PUB, [conn.sid, ref ?? null, conn.user, group, JSON.stringify(data), pri, type]));
+    this.writeFor(conn, ref, encodeRecord(ToBroker.PUB, [conn.sid, ref ?? null, conn.user, group, JSON.stringify(data), pri, type]));
   }
 
   send(conn: Connection, to: string, data: unknown, pri: number, ref: string | undefined, at: number | undefined, type: string | null): void {
-    this.writer.write(encodeRecord(ToBroker.SEND, [conn.sid, ref ?? null, conn.user, to, JSON.stringify(data), pri, at ?? 0, type]));
+    this.writeFor(conn, ref, encodeRecord(ToBroker.SEND, [conn.sid, ref ?? null, conn.user, to, JSON.stringify(data), pri, at ?? 0, type]));
   }
 
   any(conn: Connection, group: string, data: unknown, pri: number, ref: string | undefined, strategy: string | undefined, type: string | null): void {
-    this.writer.write(encodeRecord(ToBroker.ANY, [conn.sid, ref ?? null, conn.user, group, JSON.stringify(data), pri, strategy ?? null, type]));
+    this.writeFor(conn, ref, encodeRecord(ToBroker.ANY, [conn.sid, ref ?? null, conn.user, group, JSON.stringify(data), pri, strategy ?? null, type]));
   }
 
   /** An admin HTTP request: the broker owns the store it is about. */
   forward(method: string, path: string, reply: (status: number, body: string) => void): void {
     if (this.adminReplies.size >= MAX_ADMIN_IN_FLIGHT) {
-      return reply(503, adminError('E_OVERLOADED', `${MAX_ADMIN_IN_FLIGHT} admin requests are already waiting for the message broker; retry shortly`));
+      return reply(...adminError('unavailable', `${MAX_ADMIN_IN_FLIGHT} admin requests are already waiting for the message broker; retry shortly`));
     }
     const id = this.adminSeq++;
+    const refused = this.writer.write(encodeRecord(ToBroker.ADMIN, [id, method, path]));
+    if (refused !== null) {
+      const { status, body } = refused === 'E_TOO_LARGE' ? httpError('bad_request', 'request too large for the link to the broker') : httpError('unavailable');
+      return reply(status, JSON.stringify(body));
+    }
     const timeoutMs = this.options.adminTimeoutMs ?? 10_000;
-    const timer = setTimeout(() => this.answerAdmin(id, 504, adminError('E_OVERLOADED', `the message broker did not answer within ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(() => this.answerAdmin(id, ...adminError('timeout', `the message broker did not answer within ${timeoutMs} ms`)), timeoutMs);
     this.adminReplies.set(id, { reply, timer });
-    this.writer.write(encodeRecord(ToBroker.ADMIN, [id, method, path]));
+  }
+
+  /** A record made of a client's frame: refused by the ring (never, while ring_bytes >= 4 x max_payload), the client is told. */
+  private writeFor(conn: Connection, ref: string | undefined, record: Uint8Array): void {
+    const refused: WriteRefusal | null = this.writer.write(record);
+    if (refused === null) return;
+    const ws = this.options.registry.sid(conn.sid);
+    const message = refused === 'E_TOO_LARGE' ? 'message too large for the link to the message broker' : 'the message broker is behind; retry shortly';
+    if (ws) this.options.fail(ws, conn, refused, message, ref);
   }
 
   /** Answers admin request `id` once: by the broker, or by a timeout or shutdown before it. */
@@ -182,6 +209,8 @@ export class BrokerLink implements AdminForwarder {
   }
 }
 
-function adminError(code: ErrorCode, message: string): string {
-  return JSON.stringify({ code, message });
+/** An admin answer from the one table of HTTP codes, as `reply` takes it. */
+function adminError(code: HttpCode, message: string): [number, string] {
+  const { status, body } = httpError(code, message);
+  return [status, JSON.stringify(body)];
 }
