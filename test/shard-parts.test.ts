@@ -217,13 +217,13 @@ describe('admin requests waiting for the broker', () => {
     });
   }
 
-  test(`at most ${MAX_ADMIN_IN_FLIGHT} wait; the next is answered 503 E_OVERLOADED at once, and shutting down answers the rest`, () => {
+  test(`at most ${MAX_ADMIN_IN_FLIGHT} wait; the next is answered 503 unavailable at once, and shutting down answers the rest`, () => {
     const link = silentBroker(60_000);
     const answers: Array<[number, string]> = [];
     for (let i = 0; i <= MAX_ADMIN_IN_FLIGHT; i++) link.forward('get', '/admin/dlq', (status, body) => answers.push([status, body]));
     assert.equal(answers.length, 1);
     assert.equal(answers[0]![0], 503);
-    assert.equal((JSON.parse(answers[0]![1]) as { code: string }).code, 'E_OVERLOADED');
+    assert.equal((JSON.parse(answers[0]![1]) as { code: string }).code, 'unavailable');
     link.stop();
     assert.equal(answers.length, MAX_ADMIN_IN_FLIGHT + 1, 'no request is left waiting (nor a timer holding the thread)');
   });
@@ -238,7 +238,7 @@ describe('admin requests waiting for the broker', () => {
     });
     await new Promise((resolve) => setTimeout(resolve, 150));
     assert.deepEqual(answers, [504]);
-    assert.equal((JSON.parse(body) as { code: string }).code, 'E_OVERLOADED');
+    assert.equal((JSON.parse(body) as { code: string }).code, 'timeout');
     link.stop();
     assert.deepEqual(answers, [504]);
   });
