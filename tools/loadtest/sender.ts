@@ -1,0 +1,171 @@
+/**
+ * The sending side of one loadgen thread: one open-loop schedule per message kind
+ * (schedule.ts), each taking the thread's active connections in turn, and what makes a
+ * message wait while keeping its due time (a full in-flight window, an unanswered ping).
+ * Every pub and send carries its due and sent times (wire.ts) and is logged in its slot for
+ * the exact delivery accounting.
+ */
+import { monoUs } from './clock.js';
+import type { ConnectionPool } from './connection-pool.js';
+import type { Measurements } from './measurements.js';
+import { recordUs } from '../lib/histogram.js';
+import { RateStream } from './schedule.js';
+import type { Conn } from './slots.js';
+import type { WorkerPlan } from './types.js';
+import { MARKER_OVERHEAD, PUB_MARK, SEND_MARK, makeData, padding } from './wire.js';
+
+export class Sender {
+  private readonly pubStream: RateStream;
+  private readonly sendStream: RateStream;
+  private readonly pingStream: RateStream;
+  private readonly pad: string;
+  private sendEnabled: boolean;
+  /** The round-robin cursors: each stream takes the next active connection in turn. */
+  private readonly rr = { pub: 0, send: 0, ping: 0 };
+
+  constructor(
+    private readonly plan: WorkerPlan,
+    private readonly m: Measurements,
+    private readonly pool: ConnectionPool,
+  ) {
+    const s = plan.scenario;
+    const phase = (plan.workerIndex + 0.5) / plan.workerCount;
+    this.pubStream = new RateStream(s.rates.pub, phase);
+    this.sendStream = new RateStream(s.rates.send, phase);
+    this.pingStream = new RateStream(s.rates.ping, phase);
+    this.sendEnabled = plan.sendSupported && s.rates.send > 0;
+    this.pad = padding(s.messageBytes - MARKER_OVERHEAD);
+  }
+
+  /** Sends (or queues) every message due at or before `now`. */
+  run(now: number): void {
+    const n = this.pool.active.length;
+    this.pubStream.run(now, n, (due) => this.schedulePub(due, now));
+    if (this.sendEnabled) this.sendStream.run(now, n, (due) => this.scheduleSend(due, now));
+    this.pingStream.run(now, n, (due) => this.schedulePing(due, now));
+  }
+
+  setMultiplier(m: number): void {
+    this.pubStream.setMultiplier(m);
+    this.sendStream.setMultiplier(m);
+    this.pingStream.setMultiplier(m);
+  }
+
+  /** The server does not implement `send`: stop sending it (repeated bad frames would get the connection closed). */
+  disableSend(): void {
+    this.sendEnabled = false;
+  }
+
+  private nextActive(kind: 'pub' | 'send' | 'ping'): Conn | undefined {
+    const active = this.pool.active;
+    const n = active.length;
+    if (n === 0) return undefined;
+    const i = this.rr[kind]++ % n;
+    return active[i];
+  }
+
+  /** A message of the window's schedule counts as sent when due, whether it leaves or waits. */
+  private countScheduled(dueUs: number, kind: 'pubsSent' | 'sendsSent' | 'pingsSent'): void {
+    if (!this.m.inWindow(dueUs)) return;
+    this.m.counters.window[kind]++;
+    this.m.counters.window.ops++;
+  }
+
+  private schedulePub(dueUs: number, now: number): void {
+    const c = this.nextActive('pub');
+    if (!c) return;
+    this.m.noteLag(dueUs, now);
+    this.countScheduled(dueUs, 'pubsSent');
+    const counters = this.m.counters;
+    if (c.pubInFlight >= this.plan.scenario.inFlight) {
+      c.pubWaiting.push(dueUs);
+      counters.pubsDeferred++;
+      return;
+    }
+    this.sendPub(c, dueUs, monoUs());
+  }
+
+  private sendPub(c: Conn, dueUs: number, sentUs: number): void {
+    const st = c.slot;
+    const seq = st.pubDue.push(dueUs);
+    st.pubSent.push(sentUs);
+    st.pubAck.push(Number.NaN);
+    const frame = c.pubPrefix + seq + '","data":"' + makeData(PUB_MARK, st.slot, seq, dueUs, sentUs, this.pad) + '"}';
+    c.pubInFlight++;
+    this.m.counters.pubsSent++;
+    this.write(c, frame);
+  }
+
+  private scheduleSend(dueUs: number, now: number): void {
+    const c = this.nextActive('send');
+    if (!c) return;
+    this.m.noteLag(dueUs, now);
+    this.countScheduled(dueUs, 'sendsSent');
+    const counters = this.m.counters;
+    const st = c.slot;
+    const sentUs = monoUs();
+    const seq = st.sendDue.push(dueUs);
+    st.sendTo_.push(st.sendTo);
+    st.sendAck.push(Number.NaN);
+    const frame =
+      '{"op":"send","to":' + JSON.stringify(st.sendToUser) + ',"pri":' + this.plan.scenario.pri + ',"ref":"s' + seq + '","data":"' +
+      makeData(SEND_MARK, st.slot, seq, dueUs, sentUs, this.pad) + '"}';
+    counters.sendsSent++;
+    this.write(c, frame);
+  }
+
+  private schedulePing(dueUs: number, now: number): void {
+    const c = this.nextActive('ping');
+    if (!c) return;
+    this.countScheduled(dueUs, 'pingsSent');
+    // One ping in flight per connection, like a heartbeat: a ping due while the last is
+    // unanswered waits, and its wait counts.
+    if (c.pingOutstanding) {
+      c.pingWaiting.push(dueUs);
+      return;
+    }
+    this.m.noteLag(dueUs, now);
+    this.sendPing(c, dueUs);
+  }
+
+  private sendPing(c: Conn, dueUs: number): void {
+    c.pingOutstanding = true;
+    c.pingSentUs = monoUs();
+    this.m.counters.pingsSent++;
+    this.write(c, '{"op":"ping","t":' + Math.round(dueUs) + '}');
+  }
+
+  private write(c: Conn, frame: string): void {
+    const counters = this.m.counters;
+    counters.bytesOut += frame.length;
+    c.ws.send(frame);
+    const buffered = c.ws.bufferedAmount;
+    if (buffered > counters.maxBufferedAmount) counters.maxBufferedAmount = buffered;
+  }
+
+  /** A pub left the in-flight window: the oldest waiting one (if any) goes now, with its due time. */
+  pubSettled(c: Conn): void {
+    c.pubInFlight--;
+    if (c.state !== 'active') return;
+    const due = c.pubWaiting.shift();
+    if (due !== undefined) this.sendPub(c, due, monoUs());
+  }
+
+  /** The ping was answered: the next one waiting (if any) goes now, with its due time. */
+  pingAnswered(c: Conn): void {
+    c.pingOutstanding = false;
+    const next = c.pingWaiting.shift();
+    if (next !== undefined && c.state === 'active') this.sendPing(c, next);
+  }
+
+  /**
+   * Messages still waiting for their window when the test ends never left: they are at least
+   * this late. Counting them keeps a stalled server from hiding its worst samples.
+   */
+  recordStillWaiting(now: number): void {
+    for (const c of this.pool.active) {
+      for (const due of c.pubWaiting.drain()) if (this.m.inWindow(due)) recordUs(this.m.h.fanout, now - due);
+      for (const due of c.pingWaiting.drain()) if (this.m.inWindow(due)) recordUs(this.m.h.ping, now - due);
+    }
+  }
+}
