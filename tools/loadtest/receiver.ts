@@ -8,20 +8,23 @@
 import { ErrorCodes } from '../../src/protocol/errors.js';
 import { monoUs } from './clock.js';
 import type { ConnectionPool } from './connection-pool.js';
-import { SeqSet } from './delivery.js';
+import { recordReceipt } from './duplicates.js';
 import { recordUs } from '../lib/histogram.js';
 import type { Measurements } from './measurements.js';
 import type { Sender } from './sender.js';
-import type { Conn, Slot } from './slots.js';
+import type { Conn } from './slots.js';
 import { PUB_MARK, SEND_MARK, isFastPathFrame, parseMarker, scanPubMarkers, type Marker } from './wire.js';
 
 const BAD_FRAME: keyof typeof ErrorCodes = 'E_BAD_FRAME';
+/** First sizes of the per-sender receipt bitsets: a publisher sends many pubs, few sends. */
+const PUB_SEQ_BITS = 256;
+const SEND_SEQ_BITS = 16;
 
 export class Receiver {
   private readonly marker: Marker = { slot: 0, seq: 0, dueUs: 0, sentUs: 0 };
   /** The hot receive path: one closure, allocated once, told the receiver and time by fields. */
   private readonly onPubDelivery: (m: Marker) => void;
-  private currentReceiver: Slot | null = null;
+  private currentReceiver: Conn | null = null;
   private currentNowUs = 0;
 
   constructor(
@@ -38,7 +41,7 @@ export class Receiver {
     this.m.counters.bytesIn += payload.length;
     // The payload is a view into a shared read buffer, valid until this returns.
     if (isFastPathFrame(payload)) {
-      this.currentReceiver = c.slot;
+      this.currentReceiver = c;
       scanPubMarkers(payload, this.marker, this.onPubDelivery);
       return;
     }
@@ -52,13 +55,13 @@ export class Receiver {
     this.handleFrame(c, frame, now);
   }
 
-  private pubDelivered(mk: Marker): void {
-    const st = this.currentReceiver!;
+  /** A pub delivery to `currentReceiver`; `ackReq` would make a repeat a redelivery (pubs never have it). */
+  private pubDelivered(mk: Marker, ackReq = false): void {
+    const c = this.currentReceiver!;
     const counters = this.m.counters;
-    let seen = st.pubSeen.get(mk.slot);
-    if (!seen) st.pubSeen.set(mk.slot, (seen = new SeqSet()));
     counters.deliveries++;
-    if (!seen.add(mk.seq)) counters.duplicateDeliveries++;
+    const duplicate = recordReceipt(c.slot.pubSeen, c.pubSeen, mk.slot, mk.seq, ackReq, PUB_SEQ_BITS);
+    if (duplicate) counters.duplicates[duplicate]++;
     const now = this.currentNowUs;
     recordUs(this.m.interval, now - mk.dueUs);
     if (this.m.inWindow(mk.dueUs)) {
@@ -102,23 +105,23 @@ export class Receiver {
   }
 
   private handleMsg(c: Conn, m: Record<string, unknown>, now: number): void {
+    const ackReq = m.ackReq === true;
     if (parseMarker(m.data, PUB_MARK, this.marker)) {
-      this.currentReceiver = c.slot;
-      this.pubDelivered(this.marker);
+      this.currentReceiver = c;
+      this.pubDelivered(this.marker, ackReq);
     } else if (parseMarker(m.data, SEND_MARK, this.marker)) {
       const mk = this.marker;
       const counters = this.m.counters;
-      let seen = c.slot.sendSeen.get(mk.slot);
-      if (!seen) c.slot.sendSeen.set(mk.slot, (seen = new SeqSet(16)));
       counters.sendDeliveries++;
-      if (!seen.add(mk.seq)) counters.duplicateDeliveries++;
+      const duplicate = recordReceipt(c.slot.sendSeen, c.sendSeen, mk.slot, mk.seq, ackReq, SEND_SEQ_BITS);
+      if (duplicate) counters.duplicates[duplicate]++;
       if (this.m.inWindow(mk.dueUs)) {
         counters.window.sendDeliveries++;
         recordUs(this.m.h.send, now - mk.dueUs);
         recordUs(this.m.h.sendRaw, now - mk.sentUs);
       }
     }
-    if (m.ackReq === true && (typeof m.id === 'string' || typeof m.id === 'number') && c.state !== 'closed') {
+    if (ackReq && (typeof m.id === 'string' || typeof m.id === 'number') && c.state !== 'closed') {
       c.ws.send('{"op":"ack","id":' + JSON.stringify(m.id) + '}');
     }
   }

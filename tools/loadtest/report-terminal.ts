@@ -1,5 +1,5 @@
 /** The report as text for the terminal: one summary table, then what each scenario needs said. */
-import { fmtBytes, fmtMs, fmtPct, fmtRate, table } from './format.js';
+import { duplicatesText, fmtBytes, fmtMs, fmtPct, fmtRate, table } from './format.js';
 import type { RunReport, ScenarioReport } from './report-types.js';
 
 export function renderTerminal(r: RunReport): string {
@@ -54,7 +54,7 @@ function scenarioDetail(s: ScenarioReport): string[] {
   );
   const d = s.delivery;
   lines.push(
-    `  deliveries: ${d.pubReceived}/${d.pubExpected} pub deliveries owed were received (lost ${d.pubLost}, ${fmtPct(d.pubLossRate)}), duplicates ${d.duplicates}, unacknowledged pubs ${d.pubsUnacknowledged}`,
+    `  deliveries: ${d.pubReceived}/${d.pubExpected} pub deliveries owed were received (lost ${d.pubLost}, ${fmtPct(d.pubLossRate)}), duplicates ${duplicatesText(d)}, unacknowledged pubs ${d.pubsUnacknowledged}`,
   );
   lines.push(
     s.send.supported

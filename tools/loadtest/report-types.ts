@@ -1,5 +1,6 @@
 /** The shape of a load-test report: what --output writes and --compare reads. */
 import type { DeliveryTotals } from './delivery.js';
+import type { DuplicateKind } from './duplicates.js';
 import type { GradeResult, GradeRow } from './grading.js';
 import type { LatencySummary } from '../lib/histogram.js';
 import type { ScenarioSpec } from './scenarios.js';
@@ -67,7 +68,15 @@ export interface ScenarioReport {
   };
   /** [percentile, ms] points of the merged histograms, for the percentile plot */
   percentileCurves: Record<'fanout' | 'fanoutUncorrected' | 'send' | 'ping' | 'connect', Array<[number, number]>>;
-  delivery: DeliveryTotals & { pubLossRate: number; sendLossRate: number; duplicates: number; deliveriesTotal: number };
+  delivery: DeliveryTotals & {
+    pubLossRate: number;
+    sendLossRate: number;
+    /** deliveries received again, all kinds */
+    duplicates: number;
+    /** the same, by what explains them (duplicates.ts): only sameConnection is a server defect */
+    duplicateKinds: Record<DuplicateKind, number>;
+    deliveriesTotal: number;
+  };
   errors: {
     /** errors counted for grading: failed connects + unexpected closes + err frames + unacknowledged pubs */
     count: number;

@@ -5,6 +5,7 @@
  */
 import type { Histogram } from 'hdr-histogram-js';
 import { computeDelivery, emptyDeliveryTotals } from './delivery.js';
+import { noDuplicates } from './duplicates.js';
 import { gradeScenario } from './grading.js';
 import { mergeEncoded, percentileCurve, summarize } from '../lib/histogram.js';
 import type { SendProbe } from './probe.js';
@@ -95,6 +96,8 @@ export function buildReport(b: BuildInput): ScenarioReport {
   const grade = gradeScenario({ p95Ms: gradedLatency.p95Ms, p99Ms: gradedLatency.p99Ms, errorRate, lossRate, deliveredPerS, offeredPerS });
   const notes: string[] = [];
   if (genReasons.length > 0) notes.push(`the generator may have limited this result: ${genReasons.join('; ')}`);
+  const dup = c.duplicates;
+  if (dup.sameConnection > 0) notes.push(`${dup.sameConnection} deliveries arrived twice on the same connection: the server sent them twice (a defect)`);
   if (!sendCounts && spec.rates.send > 0) notes.push(`send was not tested: ${b.probe.supported ? 'unsupported by the server' : b.probe.note}`);
 
   const serverCpuEnd = b.server?.cpuSeconds() ?? null;
@@ -137,7 +140,7 @@ export function buildReport(b: BuildInput): ScenarioReport {
       ping: percentileCurve(h.ping),
       connect: percentileCurve(h.connect),
     },
-    delivery: { ...delivery, pubLossRate, sendLossRate, duplicates: c.duplicateDeliveries, deliveriesTotal: c.deliveries + c.sendDeliveries },
+    delivery: { ...delivery, pubLossRate, sendLossRate, duplicates: sumValues(dup), duplicateKinds: dup, deliveriesTotal: c.deliveries + c.sendDeliveries },
     errors: {
       count: errors,
       operations,
@@ -225,6 +228,7 @@ export function failedReport(spec: ScenarioSpec, startedAt: string, wallSeconds:
       pubLossRate: 0,
       sendLossRate: 0,
       duplicates: 0,
+      duplicateKinds: noDuplicates(),
       deliveriesTotal: 0,
     },
     errors: { count: 0, operations: 0, rate: 0, errFrames: {}, pubsRejected: 0, sendsRejected: 0, pubsDeferred: 0 },

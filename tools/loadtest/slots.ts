@@ -4,7 +4,7 @@
  * received. A connection is one incarnation of that user on the wire.
  */
 import type { WsClient } from '../wsclient/client.js';
-import type { SeqSet } from './delivery.js';
+import type { Receipts } from './duplicates.js';
 import { DueQueue, F64Log } from './schedule.js';
 import type { WorkerPlan } from './types.js';
 
@@ -25,8 +25,11 @@ export interface Slot {
   sendAck: F64Log;
   /** Flat [joinedUs, leftUs, …] per connection incarnation (see delivery.ts). */
   intervals: number[];
-  pubSeen: Map<number, SeqSet>;
-  sendSeen: Map<number, SeqSet>;
+  /** What the user received over all its connections, per sender slot. */
+  pubSeen: Receipts;
+  sendSeen: Receipts;
+  /** Connections opened so far. */
+  connections: number;
   conn: Conn | null;
   /** Not to be reconnected (spike connections after the spike, everything at the end). */
   retired: boolean;
@@ -51,6 +54,9 @@ export interface Conn {
   pubPrefix: string;
   /** The slot's first pub seq sent on this connection. */
   firstPubSeq: number;
+  /** What this connection received, per sender slot (the slot's own maps for its first one). */
+  pubSeen: Receipts;
+  sendSeen: Receipts;
 }
 
 /** Slot `slot` of the scenario: connection i joins group floor(i / group_size). */
@@ -74,6 +80,7 @@ export function makeSlot(plan: WorkerPlan, slot: number): Slot {
     intervals: [],
     pubSeen: new Map(),
     sendSeen: new Map(),
+    connections: 0,
     conn: null,
     retired: false,
   };
@@ -81,6 +88,7 @@ export function makeSlot(plan: WorkerPlan, slot: number): Slot {
 
 /** A new connection of `st`, not yet on the wire (the pool sets `ws`). */
 export function newConn(plan: WorkerPlan, st: Slot, nowUs: number): Conn {
+  const first = st.connections++ === 0;
   return {
     slot: st,
     state: 'connecting',
@@ -95,5 +103,7 @@ export function newConn(plan: WorkerPlan, st: Slot, nowUs: number): Conn {
     pingWaiting: new DueQueue(),
     firstPubSeq: st.pubDue.length,
     pubPrefix: '{"op":"pub","group":' + JSON.stringify(st.groupName) + ',"pri":' + plan.scenario.pri + ',"ref":"p',
+    pubSeen: first ? st.pubSeen : new Map(),
+    sendSeen: first ? st.sendSeen : new Map(),
   } as Conn;
 }

@@ -3,6 +3,7 @@
  * runs, the messages both ways, and the result it hands back. Only this module and the
  * histogram/delivery modules are shared by both sides.
  */
+import { noDuplicates, type DuplicateKind } from './duplicates.js';
 import type { ScenarioSpec } from './scenarios.js';
 
 export interface WorkerPlan {
@@ -60,7 +61,8 @@ export interface Counters {
   /** Every pub delivery received (a pub reaches every member of its group). */
   deliveries: number;
   sendDeliveries: number;
-  duplicateDeliveries: number;
+  /** Deliveries received again, by what explains them (duplicates.ts). */
+  duplicates: Record<DuplicateKind, number>;
   /** err frames by code, not counting the ones that mean "send unsupported". */
   errFrames: Record<string, number>;
   bytesIn: number;
@@ -92,7 +94,7 @@ export function emptyCounters(): Counters {
     pongs: 0,
     deliveries: 0,
     sendDeliveries: 0,
-    duplicateDeliveries: 0,
+    duplicates: noDuplicates(),
     errFrames: {},
     bytesIn: 0,
     bytesOut: 0,
