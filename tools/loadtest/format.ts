@@ -27,3 +27,7 @@ export function duplicatesText(d: ScenarioReport['delivery']): string {
   const k = d.duplicateKinds;
   return `${d.duplicates} (same connection ${k.sameConnection}: a server defect; old and new connection of a reconnecting user ${k.reconnectOverlap}: expected; send redelivered ${k.sendRedelivered}: at-least-once, expected)`;
 }
+
+export function pacingText(p: ScenarioReport['generator']['pacing']): string {
+  return `blocked ${p.blockedPercent.toFixed(1)}% / spun ${p.spinPercent.toFixed(1)}% of the threads' time`;
+}

@@ -1,9 +1,10 @@
 /**
  * The load generator that runs inside one loadgen thread (tools/workers/loadgen.ts is its entry).
  * It owns the connection slots `slot % workerCount === workerIndex` and drives them from one
- * timer loop: this module is the time line and the scenario's dynamics; the connections
- * (connection-pool.ts), the schedule of sends (sender.ts), the frames received (receiver.ts)
- * and the figures (measurements.ts) are modules of their own.
+ * loop, paced to send each message at its due time (pacer.ts): this module is the loop, the
+ * time line and the scenario's dynamics; the connections (connection-pool.ts), the schedule
+ * of sends (sender.ts), the frames received (receiver.ts) and the figures (measurements.ts)
+ * are modules of their own.
  *
  * Time line (µs, monoUs()): connect the scenario's connections at `connect_rate` → tell the
  * runner → the runner broadcasts the measurement window (start = all threads connected +
@@ -16,14 +17,26 @@ import { performance } from 'node:perf_hooks';
 import { monoUs } from './clock.js';
 import { ConnectionPool } from './connection-pool.js';
 import { Measurements } from './measurements.js';
+import { Pacer } from './pacer.js';
 import { Receiver } from './receiver.js';
 import { Sender } from './sender.js';
 import type { Slot } from './slots.js';
 import type { WorkerPlan, WorkerToMain } from './types.js';
 import { collectWorkerResult } from './worker-result.js';
 
-const TICK_MS = 1;
+/** Connecting, timeouts, the scenario's dynamics and the end of the window are checked this often. */
+const HOUSEKEEPING_US = 1_000;
+const TIMER_MS = 1;
 const REPORT_EVERY_US = 1_000_000;
+/** A loop turn that sends this many times in a row lets the event loop run before going on. */
+const MAX_SENDS_PER_TURN = 1_000;
+
+type Elu = ReturnType<typeof performance.eventLoopUtilization>;
+/** Event-loop use, and the pacer's waiting so far, at one moment. */
+interface LoadSnapshot {
+  elu: Elu;
+  pacingUs: number;
+}
 
 export class LoadGenerator {
   private readonly plan: WorkerPlan;
@@ -32,6 +45,7 @@ export class LoadGenerator {
   private readonly pool: ConnectionPool;
   private readonly sender: Sender;
   private readonly receiver: Receiver;
+  private readonly pacer = new Pacer();
 
   private baseSlots: Slot[] = [];
   private extraSlots: Slot[] = [];
@@ -46,8 +60,12 @@ export class LoadGenerator {
   private stopping = false;
   private finished = false;
   private timer: NodeJS.Timeout | null = null;
+  private immediate: NodeJS.Immediate | null = null;
+  private lastHousekeepingUs = Number.NEGATIVE_INFINITY;
   private lastReportUs = 0;
-  private eluStart: ReturnType<typeof performance.eventLoopUtilization> | null = null;
+  /** At the start of the window, and at the last report. */
+  private loadAtStart: LoadSnapshot | null = null;
+  private loadAtReport: LoadSnapshot = this.loadSnapshot();
   private eluWindow = 0;
 
   constructor(plan: WorkerPlan, post: (m: WorkerToMain) => void) {
@@ -69,7 +87,7 @@ export class LoadGenerator {
     this.connectQueue = [...this.baseSlots];
     this.nextConnectUs = monoUs();
     this.lastReportUs = monoUs();
-    this.schedule();
+    this.step();
   }
 
   setTimeline(measureStartUs: number, measureEndUs: number): void {
@@ -87,34 +105,77 @@ export class LoadGenerator {
     this.plan.scenario.drainS = 0;
   }
 
-  private schedule(): void {
-    this.timer = setTimeout(() => this.tick(), TICK_MS);
-  }
-
   // ---------------------------------------------------------------------------------------
   // The loop
 
-  private tick(): void {
-    const now = monoUs();
+  /**
+   * One turn: housekeeping once a millisecond, every message that is due, then the pacer's
+   * next step towards the next one: a timer, a short blocking slice (then the event loop reads
+   * sockets), or a spin to the due time and round again to send it.
+   */
+  private readonly step = (): void => {
+    this.timer = null;
+    this.immediate = null;
+    for (let turn = 0; turn < MAX_SENDS_PER_TURN; turn++) {
+      const now = monoUs();
+      if (now - this.lastHousekeepingUs >= HOUSEKEEPING_US) this.housekeeping(now);
+      if (this.finished) return;
+      const sending = now < this.m.endUs;
+      if (sending) this.sender.run(now);
+      const next = this.pacer.plan(monoUs(), sending ? this.sender.nextDueUs() : Number.NaN);
+      switch (next.kind) {
+        case 'timer':
+          this.timer = setTimeout(this.step, TIMER_MS);
+          return;
+        case 'slice':
+          this.pacer.block(next.waitUs);
+          this.immediate = setImmediate(this.step);
+          return;
+        case 'spin':
+          this.pacer.spinUntil(next.untilUs);
+          break;
+        case 'wait':
+          this.pacer.block(next.waitUs);
+          break;
+        case 'send':
+          break;
+      }
+    }
+    this.immediate = setImmediate(this.step);
+  };
+
+  private housekeeping(now: number): void {
+    this.lastHousekeepingUs = now;
     this.connectDue(now);
     this.pool.checkConnectTimeouts(now);
     if (!this.baseSettled && this.connectQueue.length === 0 && this.pool.connecting.size === 0 && this.m.startUs === Number.POSITIVE_INFINITY) {
       this.baseSettled = true;
       this.post({ type: 'connected', workerIndex: this.plan.workerIndex, ok: this.pool.active.length, failed: this.m.counters.connectFailed });
     }
-    if (now >= this.m.startUs && this.eluStart === null) this.eluStart = performance.eventLoopUtilization();
+    if (now >= this.m.startUs && this.loadAtStart === null) this.loadAtStart = this.loadSnapshot();
     this.scenarioDynamics(now);
-
-    if (now < this.m.endUs) {
-      this.sender.run(now);
-    } else if (!this.stopping) {
+    if (now >= this.m.endUs && !this.stopping) {
       this.stopping = true;
       this.pool.stopping = true;
-      if (this.eluStart) this.eluWindow = performance.eventLoopUtilization(this.eluStart).utilization;
+      if (this.loadAtStart) this.eluWindow = this.busyShare(this.loadAtStart);
       setTimeout(() => void this.finish(), this.plan.scenario.drainS * 1000);
     }
     if (now - this.lastReportUs >= REPORT_EVERY_US) this.report(now);
-    if (!this.finished) this.schedule();
+  }
+
+  private loadSnapshot(): LoadSnapshot {
+    return { elu: performance.eventLoopUtilization(), pacingUs: this.pacer.blockedUs + this.pacer.spunUs };
+  }
+
+  /**
+   * The share of the time since `from` that the thread's event loop was busy, less the time
+   * the pacer blocked or spun on purpose: that is waiting, not work.
+   */
+  private busyShare(from: LoadSnapshot): number {
+    const d = performance.eventLoopUtilization(from.elu);
+    const totalMs = d.idle + d.active;
+    const pacingMs = (this.pacer.blockedUs + this.pacer.spunUs - from.pacingUs) / 1000;
+    return totalMs > 0 ? Math.max(0, d.active - pacingMs) / totalMs : 0;
   }
 
   private connectDue(now: number): void {
@@ -170,6 +231,10 @@ export class LoadGenerator {
 
   private report(now: number): void {
     this.lastReportUs = now;
+    const elu = this.busyShare(this.loadAtReport);
+    this.loadAtReport = this.loadSnapshot();
+    this.m.counters.pacingBlockedUs = Math.round(this.pacer.blockedUs);
+    this.m.counters.pacingSpunUs = Math.round(this.pacer.spunUs);
     this.post({
       type: 'tick',
       workerIndex: this.plan.workerIndex,
@@ -177,18 +242,19 @@ export class LoadGenerator {
       interval: this.m.takeInterval(),
       counters: structuredClone(this.m.counters),
       active: this.pool.active.length,
-      elu: performance.eventLoopUtilization().utilization,
+      elu,
     });
   }
 
   private async finish(): Promise<void> {
     const now = monoUs();
     this.sender.recordStillWaiting(now);
-    if (this.eluWindow === 0 && this.eluStart) this.eluWindow = performance.eventLoopUtilization(this.eluStart).utilization;
+    if (this.eluWindow === 0 && this.loadAtStart) this.eluWindow = this.busyShare(this.loadAtStart);
     this.stopping = true;
     await this.pool.closeAll(now);
     this.finished = true;
     if (this.timer) clearTimeout(this.timer);
+    if (this.immediate) clearImmediate(this.immediate);
     this.report(monoUs());
     this.post({ type: 'final', workerIndex: this.plan.workerIndex, result: collectWorkerResult(this.m, this.pool, this.eluWindow) });
   }

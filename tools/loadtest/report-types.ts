@@ -20,7 +20,7 @@ export interface SeriesPoint {
   p99Ms: number;
   maxMs: number;
   serverRssBytes: number | null;
-  /** busiest loadgen thread's event-loop utilisation in this second */
+  /** busiest loadgen thread's event-loop utilisation in this second, less its pacer's waiting */
   generatorElu: number;
 }
 
@@ -64,10 +64,11 @@ export interface ScenarioReport {
     pingUncorrected: LatencySummary;
     connect: LatencySummary;
     pubAck: LatencySummary;
+    /** the generator's own lag: when it sent (or queued) a scheduled message − when it was due; the corrected figures include it */
     scheduleLag: LatencySummary;
   };
   /** [percentile, ms] points of the merged histograms, for the percentile plot */
-  percentileCurves: Record<'fanout' | 'fanoutUncorrected' | 'send' | 'ping' | 'connect', Array<[number, number]>>;
+  percentileCurves: Record<'fanout' | 'fanoutUncorrected' | 'send' | 'ping' | 'pingUncorrected' | 'connect' | 'scheduleLag', Array<[number, number]>>;
   delivery: DeliveryTotals & {
     pubLossRate: number;
     sendLossRate: number;
@@ -98,6 +99,8 @@ export interface ScenarioReport {
     cpuPercent: number;
     lateSends: number;
     lateFraction: number;
+    /** % of the loadgen threads' time the pacer blocked (Atomics.wait) and spun waiting for due times (pacer.ts) */
+    pacing: { blockedPercent: number; spinPercent: number };
     maxBufferedBytes: number;
     bottleneck: boolean;
     reasons: string[];

@@ -16,6 +16,9 @@ import type { LaunchedServer } from './server-launcher.js';
 import type { ServerStats } from './server-stats.js';
 import { HISTOGRAM_NAMES, addCounters, emptyCounters, type WorkerResult } from './types.js';
 
+/** The generator's schedule lag is noted when its P50 is at least this share of the graded latency's P50. */
+const LAG_NOTE_SHARE = 0.1;
+
 export interface BuildInput {
   spec: ScenarioSpec;
   server: LaunchedServer | null;
@@ -90,12 +93,19 @@ export function buildReport(b: BuildInput): ScenarioReport {
   });
   if (lateFraction > 0.01) genReasons.push(`${(lateFraction * 100).toFixed(1)}% of scheduled messages left more than 10 ms late`);
   if (lat.scheduleLag.p99Ms > 10) genReasons.push(`send-schedule lag P99 ${lat.scheduleLag.p99Ms.toFixed(1)} ms`);
+  const threadUs = Math.max(1, b.threads * b.wallSeconds * 1e6);
   const cpu = process.cpuUsage(b.cpuStart);
   const cpuPercent = round3(((cpu.user + cpu.system) / 1e6 / b.wallSeconds) * 100);
 
   const grade = gradeScenario({ p95Ms: gradedLatency.p95Ms, p99Ms: gradedLatency.p99Ms, errorRate, lossRate, deliveredPerS, offeredPerS });
   const notes: string[] = [];
   if (genReasons.length > 0) notes.push(`the generator may have limited this result: ${genReasons.join('; ')}`);
+  const lag = lat.scheduleLag;
+  if (lag.count > 0 && gradedLatency.p50Ms > 0 && lag.p50Ms >= LAG_NOTE_SHARE * gradedLatency.p50Ms) {
+    notes.push(
+      `the generator sent late by ${lag.p50Ms} ms at P50 (P99 ${lag.p99Ms}, max ${lag.maxMs}): that is ${Math.round((lag.p50Ms / gradedLatency.p50Ms) * 100)}% of the corrected ${lat.fanout.count > 0 ? 'fan-out' : 'ping'} P50, which includes it`,
+    );
+  }
   const dup = c.duplicates;
   if (dup.sameConnection > 0) notes.push(`${dup.sameConnection} deliveries arrived twice on the same connection: the server sent them twice (a defect)`);
   if (!sendCounts && spec.rates.send > 0) notes.push(`send was not tested: ${b.probe.supported ? 'unsupported by the server' : b.probe.note}`);
@@ -138,7 +148,9 @@ export function buildReport(b: BuildInput): ScenarioReport {
       fanoutUncorrected: percentileCurve(h.fanoutRaw),
       send: percentileCurve(h.send),
       ping: percentileCurve(h.ping),
+      pingUncorrected: percentileCurve(h.pingRaw),
       connect: percentileCurve(h.connect),
+      scheduleLag: percentileCurve(h.scheduleLag),
     },
     delivery: { ...delivery, pubLossRate, sendLossRate, duplicates: sumValues(dup), duplicateKinds: dup, deliveriesTotal: c.deliveries + c.sendDeliveries },
     errors: {
@@ -162,6 +174,10 @@ export function buildReport(b: BuildInput): ScenarioReport {
       cpuPercent,
       lateSends: c.lateSends,
       lateFraction,
+      pacing: {
+        blockedPercent: round3((c.pacingBlockedUs / threadUs) * 100),
+        spinPercent: round3((c.pacingSpunUs / threadUs) * 100),
+      },
       maxBufferedBytes: c.maxBufferedAmount,
       bottleneck: genReasons.length > 0,
       reasons: genReasons,
@@ -222,7 +238,7 @@ export function failedReport(spec: ScenarioSpec, startedAt: string, wallSeconds:
     offered: offeredRates(spec),
     throughput: { pubsPerS: 0, deliveriesPerS: 0, sendDeliveriesPerS: 0, totalDeliveredPerS: 0, bytesInPerS: 0, bytesOutPerS: 0 },
     latency: { fanout: empty, fanoutUncorrected: empty, send: empty, sendUncorrected: empty, ping: empty, pingUncorrected: empty, connect: empty, pubAck: empty, scheduleLag: empty },
-    percentileCurves: { fanout: [], fanoutUncorrected: [], send: [], ping: [], connect: [] },
+    percentileCurves: { fanout: [], fanoutUncorrected: [], send: [], ping: [], pingUncorrected: [], connect: [], scheduleLag: [] },
     delivery: {
       ...emptyDeliveryTotals(),
       pubLossRate: 0,
@@ -233,7 +249,7 @@ export function failedReport(spec: ScenarioSpec, startedAt: string, wallSeconds:
     },
     errors: { count: 0, operations: 0, rate: 0, errFrames: {}, pubsRejected: 0, sendsRejected: 0, pubsDeferred: 0 },
     send: { supported: false, note: 'scenario failed', unsupportedReplies: 0 },
-    generator: { threads: 0, transport: '', eluPerThread: [], cpuPercent: 0, lateSends: 0, lateFraction: 0, maxBufferedBytes: 0, bottleneck: false, reasons: [] },
+    generator: { threads: 0, transport: '', eluPerThread: [], cpuPercent: 0, lateSends: 0, lateFraction: 0, pacing: { blockedPercent: 0, spinPercent: 0 }, maxBufferedBytes: 0, bottleneck: false, reasons: [] },
     server: { launched: false, rssStartBytes: null, rssEndBytes: null, rssPeakBytes: null, cpuPercent: null, stats: { available: false, reason: 'scenario failed', latencies: [], resources: {} } },
     timeSeries: [],
     grade: { grade: 'F', points: 0, reasons: [`the scenario failed: ${error}`] },

@@ -14,6 +14,10 @@ import type { Conn } from './slots.js';
 import type { WorkerPlan } from './types.js';
 import { MARKER_OVERHEAD, PUB_MARK, SEND_MARK, makeData, padding } from './wire.js';
 
+type Kind = 'pub' | 'send' | 'ping';
+/** The window counter of each kind. */
+const WINDOW_COUNT = { pub: 'pubsSent', send: 'sendsSent', ping: 'pingsSent' } as const;
+
 export class Sender {
   private readonly pubStream: RateStream;
   private readonly sendStream: RateStream;
@@ -21,7 +25,11 @@ export class Sender {
   private readonly pad: string;
   private sendEnabled: boolean;
   /** The round-robin cursors: each stream takes the next active connection in turn. */
-  private readonly rr = { pub: 0, send: 0, ping: 0 };
+  private readonly rr: Record<Kind, number> = { pub: 0, send: 0, ping: 0 };
+  private actedAtUs = 0;
+  private readonly firePub = (dueUs: number): void => this.schedulePub(dueUs);
+  private readonly fireSend = (dueUs: number): void => this.scheduleSend(dueUs);
+  private readonly firePing = (dueUs: number): void => this.schedulePing(dueUs);
 
   constructor(
     private readonly plan: WorkerPlan,
@@ -40,9 +48,17 @@ export class Sender {
   /** Sends (or queues) every message due at or before `now`. */
   run(now: number): void {
     const n = this.pool.active.length;
-    this.pubStream.run(now, n, (due) => this.schedulePub(due, now));
-    if (this.sendEnabled) this.sendStream.run(now, n, (due) => this.scheduleSend(due, now));
-    this.pingStream.run(now, n, (due) => this.schedulePing(due, now));
+    this.pubStream.run(now, n, this.firePub);
+    if (this.sendEnabled) this.sendStream.run(now, n, this.fireSend);
+    this.pingStream.run(now, n, this.firePing);
+  }
+
+  /** When the next message of any kind is due (NaN: none is scheduled): what the pacer waits for. */
+  nextDueUs(): number {
+    const n = this.pool.active.length;
+    const pub = this.pubStream.peekDueUs(n);
+    const send = this.sendEnabled ? this.sendStream.peekDueUs(n) : Number.NaN;
+    return earliest(earliest(pub, send), this.pingStream.peekDueUs(n));
   }
 
   setMultiplier(m: number): void {
@@ -56,33 +72,33 @@ export class Sender {
     this.sendEnabled = false;
   }
 
-  private nextActive(kind: 'pub' | 'send' | 'ping'): Conn | undefined {
+  /**
+   * The next active connection in turn for a message of `kind` due at `dueUs` (undefined when
+   * none is active), with the message counted: in the window's schedule whether it leaves or
+   * waits, and its schedule lag at this moment, when the generator acts on it (`actedAtUs`).
+   */
+  private take(kind: Kind, dueUs: number): Conn | undefined {
     const active = this.pool.active;
-    const n = active.length;
-    if (n === 0) return undefined;
-    const i = this.rr[kind]++ % n;
-    return active[i];
+    if (active.length === 0) return undefined;
+    const c = active[this.rr[kind]++ % active.length]!;
+    this.actedAtUs = monoUs();
+    this.m.noteLag(dueUs, this.actedAtUs);
+    if (this.m.inWindow(dueUs)) {
+      this.m.counters.window[WINDOW_COUNT[kind]]++;
+      this.m.counters.window.ops++;
+    }
+    return c;
   }
 
-  /** A message of the window's schedule counts as sent when due, whether it leaves or waits. */
-  private countScheduled(dueUs: number, kind: 'pubsSent' | 'sendsSent' | 'pingsSent'): void {
-    if (!this.m.inWindow(dueUs)) return;
-    this.m.counters.window[kind]++;
-    this.m.counters.window.ops++;
-  }
-
-  private schedulePub(dueUs: number, now: number): void {
-    const c = this.nextActive('pub');
+  private schedulePub(dueUs: number): void {
+    const c = this.take('pub', dueUs);
     if (!c) return;
-    this.m.noteLag(dueUs, now);
-    this.countScheduled(dueUs, 'pubsSent');
-    const counters = this.m.counters;
     if (c.pubInFlight >= this.plan.scenario.inFlight) {
       c.pubWaiting.push(dueUs);
-      counters.pubsDeferred++;
+      this.m.counters.pubsDeferred++;
       return;
     }
-    this.sendPub(c, dueUs, monoUs());
+    this.sendPub(c, dueUs, this.actedAtUs);
   }
 
   private sendPub(c: Conn, dueUs: number, sentUs: number): void {
@@ -96,35 +112,30 @@ export class Sender {
     this.write(c, frame);
   }
 
-  private scheduleSend(dueUs: number, now: number): void {
-    const c = this.nextActive('send');
+  private scheduleSend(dueUs: number): void {
+    const c = this.take('send', dueUs);
     if (!c) return;
-    this.m.noteLag(dueUs, now);
-    this.countScheduled(dueUs, 'sendsSent');
-    const counters = this.m.counters;
+    const sentUs = this.actedAtUs;
     const st = c.slot;
-    const sentUs = monoUs();
     const seq = st.sendDue.push(dueUs);
     st.sendTo_.push(st.sendTo);
     st.sendAck.push(Number.NaN);
     const frame =
       '{"op":"send","to":' + JSON.stringify(st.sendToUser) + ',"pri":' + this.plan.scenario.pri + ',"ref":"s' + seq + '","data":"' +
       makeData(SEND_MARK, st.slot, seq, dueUs, sentUs, this.pad) + '"}';
-    counters.sendsSent++;
+    this.m.counters.sendsSent++;
     this.write(c, frame);
   }
 
-  private schedulePing(dueUs: number, now: number): void {
-    const c = this.nextActive('ping');
+  private schedulePing(dueUs: number): void {
+    const c = this.take('ping', dueUs);
     if (!c) return;
-    this.countScheduled(dueUs, 'pingsSent');
     // One ping in flight per connection, like a heartbeat: a ping due while the last is
     // unanswered waits, and its wait counts.
     if (c.pingOutstanding) {
       c.pingWaiting.push(dueUs);
       return;
     }
-    this.m.noteLag(dueUs, now);
     this.sendPing(c, dueUs);
   }
 
@@ -168,4 +179,9 @@ export class Sender {
       for (const due of c.pingWaiting.drain()) if (this.m.inWindow(due)) recordUs(this.m.h.ping, now - due);
     }
   }
+}
+
+/** The earlier of two due times; NaN means none. */
+function earliest(a: number, b: number): number {
+  return Number.isNaN(a) ? b : Number.isNaN(b) ? a : Math.min(a, b);
 }

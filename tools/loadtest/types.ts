@@ -72,6 +72,9 @@ export interface Counters {
   /** Sends that left later than due by more than the lag threshold, while not held by the in-flight window. */
   lateSends: number;
   maxBufferedAmount: number;
+  /** Time the pacer blocked (Atomics.wait) and spun waiting for due times, µs (pacer.ts). */
+  pacingBlockedUs: number;
+  pacingSpunUs: number;
 }
 
 export function emptyCounters(): Counters {
@@ -101,6 +104,8 @@ export function emptyCounters(): Counters {
     window: { pubsSent: 0, sendsSent: 0, pingsSent: 0, deliveries: 0, sendDeliveries: 0, errors: 0, ops: 0 },
     lateSends: 0,
     maxBufferedAmount: 0,
+    pacingBlockedUs: 0,
+    pacingSpunUs: 0,
   };
 }
 
@@ -134,7 +139,7 @@ export interface EncodedHistograms {
   connect: string;
   /** pub due → ack */
   pubAck: string;
-  /** how late the generator sent scheduled messages (its own slip) */
+  /** how late the generator sent scheduled messages (its own slip): sent (or queued) − due */
   scheduleLag: string;
 }
 
