@@ -203,7 +203,7 @@ describe('reports', () => {
       errors: { rate: 0, count: 0, operations: 1, errFrames: {} },
       delivery: { pubLossRate: 0, pubReceived: 1, pubExpected: 1, pubLost: 0, duplicates: 0, sendReceived: 0, sendExpected: 0, sendLost: 0 },
       send: { supported: true, note: 'supported' },
-      generator: { threads: 1, eluPerThread: [0.1], bottleneck: false, reasons: [] },
+      generator: { threads: 1, eluPerThread: [0.1], pacing: { blockedPercent: 1, spinPercent: 0.1 }, bottleneck: false, reasons: [] },
       server: { rssStartBytes: null, rssEndBytes: null, rssPeakBytes: null, cpuPercent: null, stats: { available: false, reason: 'HTTP 404', latencies: [], resources: {} } },
       timeSeries: [{ t: 0, p50Ms: 1, p99Ms: p99, maxMs: p99 }, { t: 1, p50Ms: 1, p99Ms: p99, maxMs: p99 }],
       grade: { grade: 'A+', points: 5, reasons: [] },

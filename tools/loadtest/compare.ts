@@ -20,6 +20,7 @@ export const COMPARED_METRICS: Metric[] = [
   { name: 'send P99 ms', get: (s) => s.latency.send.p99Ms, fmt: fmtMs, lowerIsBetter: true },
   { name: 'ping P99 ms', get: (s) => s.latency.ping.p99Ms, fmt: fmtMs, lowerIsBetter: true },
   { name: 'connect P99 ms', get: (s) => s.latency.connect.p99Ms, fmt: fmtMs, lowerIsBetter: true },
+  { name: 'generator lag P99 ms', get: (s) => s.latency.scheduleLag.p99Ms, fmt: fmtMs, lowerIsBetter: true },
   { name: 'delivered/s', get: (s) => s.throughput.totalDeliveredPerS, fmt: fmtRate, lowerIsBetter: false },
   { name: 'connect success', get: (s) => s.connections.successRate, fmt: fmtPct, lowerIsBetter: false },
   { name: 'error rate', get: (s) => s.errors.rate, fmt: fmtPct, lowerIsBetter: true },

@@ -1,5 +1,5 @@
 /** The report as text for the terminal: one summary table, then what each scenario needs said. */
-import { fmtBytes, fmtMs, fmtPct, fmtRate, table } from './format.js';
+import { duplicatesText, fmtBytes, fmtMs, fmtPct, fmtRate, pacingText, table } from './format.js';
 import type { RunReport, ScenarioReport } from './report-types.js';
 
 export function renderTerminal(r: RunReport): string {
@@ -9,7 +9,7 @@ export function renderTerminal(r: RunReport): string {
   out.push('');
   out.push(
     table(
-      ['scenario', 'conns', 'conn ok', 'fan-out P50', 'P95', 'P99', 'max ms', 'ping P99', 'delivered/s', 'offered/s', 'errors', 'lost', 'grade'],
+      ['scenario', 'conns', 'conn ok', 'fan-out P50', 'P95', 'P99', 'max ms', 'ping P99', 'lag P99', 'delivered/s', 'offered/s', 'errors', 'lost', 'grade'],
       r.scenarios.map((s) => [
         s.name,
         String(s.connections.peak),
@@ -19,6 +19,7 @@ export function renderTerminal(r: RunReport): string {
         fmtMs(s.latency.fanout.p99Ms),
         fmtMs(s.latency.fanout.maxMs),
         fmtMs(s.latency.ping.p99Ms),
+        fmtMs(s.latency.scheduleLag.p99Ms),
         fmtRate(s.throughput.totalDeliveredPerS),
         fmtRate(s.offered.deliveriesPerS),
         fmtPct(s.errors.rate),
@@ -28,6 +29,7 @@ export function renderTerminal(r: RunReport): string {
     ),
   );
   out.push('Latencies are corrected for coordinated omission (counted from when each message was due).');
+  out.push("lag: the generator's own schedule lag (sent − due), which the corrected latencies include.");
   for (const s of r.scenarios) out.push('', ...scenarioDetail(s));
   out.push('', `Overall grade: ${r.overall.grade}  (mean of the scenario grades; table in docs/loadtest.md)`);
   return out.join('\n');
@@ -45,8 +47,10 @@ function scenarioDetail(s: ScenarioReport): string[] {
         ['  uncorrected', l.fanoutUncorrected],
         ['send→delivery', l.send],
         ['ping RTT', l.ping],
+        ['  uncorrected', l.pingUncorrected],
         ['pub→ack', l.pubAck],
         ['connect', l.connect],
+        ['schedule lag', l.scheduleLag],
       ] as const
     ).map(([name, v]) =>
       `  ${name.padEnd(14)} ${fmtMs(v.p50Ms).padStart(7)} ${fmtMs(v.p95Ms).padStart(7)} ${fmtMs(v.p99Ms).padStart(7)} ${fmtMs(v.maxMs).padStart(7)} ${String(v.count).padStart(8)}`,
@@ -54,7 +58,7 @@ function scenarioDetail(s: ScenarioReport): string[] {
   );
   const d = s.delivery;
   lines.push(
-    `  deliveries: ${d.pubReceived}/${d.pubExpected} pub deliveries owed were received (lost ${d.pubLost}, ${fmtPct(d.pubLossRate)}), duplicates ${d.duplicates}, unacknowledged pubs ${d.pubsUnacknowledged}`,
+    `  deliveries: ${d.pubReceived}/${d.pubExpected} pub deliveries owed were received (lost ${d.pubLost}, ${fmtPct(d.pubLossRate)}), duplicates ${duplicatesText(d)}, unacknowledged pubs ${d.pubsUnacknowledged}`,
   );
   lines.push(
     s.send.supported
@@ -76,7 +80,7 @@ function scenarioDetail(s: ScenarioReport): string[] {
   lines.push(...serverSideBySide(s));
   const g = s.generator;
   lines.push(
-    `  generator: ${g.threads} threads (${g.transport}), event loops ${g.eluPerThread.map((e) => fmtPct(e)).join(' / ')} busy, CPU ${g.cpuPercent.toFixed(0)}% of a core${g.bottleneck ? ' — BOTTLENECK: ' + g.reasons.join('; ') : ''}`,
+    `  generator: ${g.threads} threads (${g.transport}), event loops ${g.eluPerThread.map((e) => fmtPct(e)).join(' / ')} busy, pacing ${pacingText(g.pacing)}, CPU ${g.cpuPercent.toFixed(0)}% of a core${g.bottleneck ? ' — BOTTLENECK: ' + g.reasons.join('; ') : ''}`,
   );
   for (const reason of s.grade.reasons) lines.push(`  below A+: ${reason}`);
   for (const note of s.notes) lines.push(`  note: ${note}`);

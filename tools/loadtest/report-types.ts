@@ -1,5 +1,6 @@
 /** The shape of a load-test report: what --output writes and --compare reads. */
 import type { DeliveryTotals } from './delivery.js';
+import type { DuplicateKind } from './duplicates.js';
 import type { GradeResult, GradeRow } from './grading.js';
 import type { LatencySummary } from '../lib/histogram.js';
 import type { ScenarioSpec } from './scenarios.js';
@@ -19,7 +20,7 @@ export interface SeriesPoint {
   p99Ms: number;
   maxMs: number;
   serverRssBytes: number | null;
-  /** busiest loadgen thread's event-loop utilisation in this second */
+  /** busiest loadgen thread's event-loop utilisation in this second, less its pacer's waiting */
   generatorElu: number;
 }
 
@@ -63,11 +64,20 @@ export interface ScenarioReport {
     pingUncorrected: LatencySummary;
     connect: LatencySummary;
     pubAck: LatencySummary;
+    /** the generator's own lag: when it sent (or queued) a scheduled message − when it was due; the corrected figures include it */
     scheduleLag: LatencySummary;
   };
   /** [percentile, ms] points of the merged histograms, for the percentile plot */
-  percentileCurves: Record<'fanout' | 'fanoutUncorrected' | 'send' | 'ping' | 'connect', Array<[number, number]>>;
-  delivery: DeliveryTotals & { pubLossRate: number; sendLossRate: number; duplicates: number; deliveriesTotal: number };
+  percentileCurves: Record<'fanout' | 'fanoutUncorrected' | 'send' | 'ping' | 'pingUncorrected' | 'connect' | 'scheduleLag', Array<[number, number]>>;
+  delivery: DeliveryTotals & {
+    pubLossRate: number;
+    sendLossRate: number;
+    /** deliveries received again, all kinds */
+    duplicates: number;
+    /** the same, by what explains them (duplicates.ts): only sameConnection is a server defect */
+    duplicateKinds: Record<DuplicateKind, number>;
+    deliveriesTotal: number;
+  };
   errors: {
     /** errors counted for grading: failed connects + unexpected closes + err frames + unacknowledged pubs */
     count: number;
@@ -89,6 +99,8 @@ export interface ScenarioReport {
     cpuPercent: number;
     lateSends: number;
     lateFraction: number;
+    /** % of the loadgen threads' time the pacer blocked (Atomics.wait) and spun waiting for due times (pacer.ts) */
+    pacing: { blockedPercent: number; spinPercent: number };
     maxBufferedBytes: number;
     bottleneck: boolean;
     reasons: string[];

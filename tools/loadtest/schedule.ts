@@ -63,6 +63,16 @@ export class RateStream {
     return fired;
   }
 
+  /**
+   * When `run` would fire the next message with this many connections: NaN while the stream
+   * has no rate or has not run yet (then `run` starts it), so a pacer can wait for it.
+   */
+  peekDueUs(activeConnections: number): number {
+    const interval = this.intervalUs(activeConnections);
+    if (!Number.isFinite(interval)) return Number.NaN;
+    return Math.min(this.nextDueUs, this.prevDueUs + interval);
+  }
+
   stop(): void {
     this.nextDueUs = Number.NaN;
     this.prevDueUs = Number.NaN;

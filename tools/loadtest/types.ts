@@ -3,6 +3,7 @@
  * runs, the messages both ways, and the result it hands back. Only this module and the
  * histogram/delivery modules are shared by both sides.
  */
+import { noDuplicates, type DuplicateKind } from './duplicates.js';
 import type { ScenarioSpec } from './scenarios.js';
 
 export interface WorkerPlan {
@@ -60,7 +61,8 @@ export interface Counters {
   /** Every pub delivery received (a pub reaches every member of its group). */
   deliveries: number;
   sendDeliveries: number;
-  duplicateDeliveries: number;
+  /** Deliveries received again, by what explains them (duplicates.ts). */
+  duplicates: Record<DuplicateKind, number>;
   /** err frames by code, not counting the ones that mean "send unsupported". */
   errFrames: Record<string, number>;
   bytesIn: number;
@@ -70,6 +72,9 @@ export interface Counters {
   /** Sends that left later than due by more than the lag threshold, while not held by the in-flight window. */
   lateSends: number;
   maxBufferedAmount: number;
+  /** Time the pacer blocked (Atomics.wait) and spun waiting for due times, µs (pacer.ts). */
+  pacingBlockedUs: number;
+  pacingSpunUs: number;
 }
 
 export function emptyCounters(): Counters {
@@ -92,13 +97,15 @@ export function emptyCounters(): Counters {
     pongs: 0,
     deliveries: 0,
     sendDeliveries: 0,
-    duplicateDeliveries: 0,
+    duplicates: noDuplicates(),
     errFrames: {},
     bytesIn: 0,
     bytesOut: 0,
     window: { pubsSent: 0, sendsSent: 0, pingsSent: 0, deliveries: 0, sendDeliveries: 0, errors: 0, ops: 0 },
     lateSends: 0,
     maxBufferedAmount: 0,
+    pacingBlockedUs: 0,
+    pacingSpunUs: 0,
   };
 }
 
@@ -132,7 +139,7 @@ export interface EncodedHistograms {
   connect: string;
   /** pub due → ack */
   pubAck: string;
-  /** how late the generator sent scheduled messages (its own slip) */
+  /** how late the generator sent scheduled messages (its own slip): sent (or queued) − due */
   scheduleLag: string;
 }
 

@@ -7,8 +7,9 @@
  * 2.0M/s with the broadcast parser (ws 1.0M). With 2000 connections at one frame per read,
  * 170k/s (ws 140k/s); there the kernel's per-read TCP work takes most of the core.
  *
- * The frame parser (frame-parser.ts) and encoder (frame-encoder.ts) are modules of their own,
- * without sockets; this one holds the connection: handshake, reads, writes, closing.
+ * The frame parser (frame-parser.ts), the encoder (frame-encoder.ts) and the handshake
+ * (handshake.ts) are modules of their own, without sockets; this one holds the connection:
+ * reads, writes, closing.
  *
  * API (stable; other modules import it from `tools/wsclient/client.js`):
  *
@@ -55,11 +56,11 @@
  * and returns false (racing the server's close is normal). Otherwise it returns what
  * `socket.write` returns: false means the socket's buffer is over its high-water mark.
  */
-import { createHash } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { encodeClosePayload, encodeFrame, handshakeKey, headerLength, maskPayload, writeHeader } from './frame-encoder.js';
 import { FrameParser, type FrameSink } from './frame-parser.js';
+import { readHandshake, requestHead } from './handshake.js';
 import {
   CLOSE_ABNORMAL,
   CLOSE_NO_STATUS,
@@ -102,15 +103,7 @@ export interface WsClient {
   readonly bufferedAmount: number;
 }
 
-/** A refused upgrade: the server answered the handshake with a status other than 101. */
-export class WsHandshakeError extends Error {
-  readonly httpStatus: number;
-  constructor(httpStatus: number, statusLine: string) {
-    super(`WebSocket upgrade refused: ${statusLine}`);
-    this.name = 'WsHandshakeError';
-    this.httpStatus = httpStatus;
-  }
-}
+export { WsHandshakeError } from './handshake.js';
 
 export function connectWs(opts: WsClientOptions): WsClient {
   return new Connection(opts);
@@ -119,14 +112,10 @@ export function connectWs(opts: WsClientOptions): WsClient {
 // ---------------------------------------------------------------------------------------
 // Constants
 
-const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
-
 const DEFAULT_MAX_PAYLOAD = 64 * 1024 * 1024;
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
 /** How long we wait for the server to end TCP after the close handshake before destroying. */
 const CLOSE_TIMEOUT_MS = 3_000;
-/** An HTTP response head larger than this is not a WebSocket server talking. */
-const MAX_RESPONSE_HEAD = 16 * 1024;
 
 const enum State {
   Connecting,
@@ -188,7 +177,7 @@ class Connection implements WsClient {
         this.fail(new Error(`WebSocket handshake timed out after ${handshakeTimeout} ms`));
       });
     }
-    socket.on('connect', () => socket.write(this.requestHead()));
+    socket.on('connect', () => socket.write(requestHead(opts, this.key)));
     socket.on('error', (err) => this.reportError(err));
     socket.on('close', () => this.onSocketClose());
   }
@@ -256,83 +245,26 @@ class Connection implements WsClient {
   }
 
   // -------------------------------------------------------------------------------------
-  // Handshake
-
-  private requestHead(): string {
-    const { host, port, path, protocols, headers } = this.opts;
-    let head =
-      `GET ${path} HTTP/1.1\r\n` +
-      `Host: ${host.includes(':') ? `[${host}]` : host}:${port}\r\n` +
-      'Upgrade: websocket\r\n' +
-      'Connection: Upgrade\r\n' +
-      `Sec-WebSocket-Key: ${this.key}\r\n` +
-      'Sec-WebSocket-Version: 13\r\n';
-    if (protocols && protocols.length > 0) head += `Sec-WebSocket-Protocol: ${protocols.join(', ')}\r\n`;
-    if (headers) {
-      for (const name of Object.keys(headers)) {
-        const value = headers[name]!;
-        if (/[\r\n]/.test(name) || /[\r\n]/.test(value)) throw new Error(`header ${name} contains CR or LF`);
-        head += `${name}: ${value}\r\n`;
-      }
-    }
-    return head + '\r\n';
-  }
+  // Handshake (handshake.ts)
 
   /** Returns the offset in `data` where frames begin, or -1 when the head is incomplete or bad. */
   private onHandshakeData(data: Buffer): number {
-    const previous = this.responseHead!;
-    // The head is small and arrives once, so concatenating here costs nothing worth saving.
-    const head = previous.length === 0 ? Buffer.from(data) : Buffer.concat([previous, data]);
-    const end = head.indexOf('\r\n\r\n');
-    if (end < 0) {
-      if (head.length > MAX_RESPONSE_HEAD) this.fail(new Error('WebSocket handshake response head too large'));
-      else this.responseHead = head;
+    const step = readHandshake(this.responseHead!, data, this.key, this.opts.protocols ?? []);
+    if (step.kind === 'incomplete') {
+      this.responseHead = step.head;
+      return -1;
+    }
+    if (step.kind === 'failed') {
+      this.fail(step.error);
       return -1;
     }
     this.responseHead = null;
-    const lines = head.toString('latin1', 0, end).split('\r\n');
-    const statusLine = lines[0] ?? '';
-    const status = /^HTTP\/1\.[01] (\d{3})/.exec(statusLine);
-    if (!status) {
-      this.fail(new Error(`WebSocket handshake: malformed status line ${JSON.stringify(statusLine)}`));
-      return -1;
-    }
-    const httpStatus = Number(status[1]);
-    if (httpStatus !== 101) {
-      this.fail(new WsHandshakeError(httpStatus, statusLine));
-      return -1;
-    }
-    const fields = new Map<string, string>();
-    for (let i = 1; i < lines.length; i++) {
-      const line = lines[i]!;
-      const colon = line.indexOf(':');
-      if (colon > 0) fields.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
-    }
-    const problem = this.checkUpgradeHeaders(fields);
-    if (problem) {
-      this.fail(new Error(`WebSocket handshake: ${problem}`));
-      return -1;
-    }
-    this.protocol = fields.get('sec-websocket-protocol') ?? '';
+    this.protocol = step.protocol;
     this.connectedAt = performance.now();
     this.openMs = this.connectedAt - this.startedAt;
     this.state = State.Open;
     this.socket.setTimeout(0);
-    // Bytes after the head are already frames; `data` is the read buffer, so offset into it.
-    return data.length - (head.length - (end + 4));
-  }
-
-  private checkUpgradeHeaders(fields: Map<string, string>): string | null {
-    if (fields.get('upgrade')?.toLowerCase() !== 'websocket') return 'missing Upgrade: websocket';
-    if (!/(^|,)\s*upgrade\s*(,|$)/i.test(fields.get('connection') ?? '')) return 'missing Connection: upgrade';
-    const expected = createHash('sha1').update(this.key + WS_GUID).digest('base64');
-    if (fields.get('sec-websocket-accept') !== expected) return 'bad Sec-WebSocket-Accept';
-    if (fields.get('sec-websocket-extensions')) return 'server chose an extension that was not offered';
-    const chosen = fields.get('sec-websocket-protocol');
-    if (chosen !== undefined && !(this.opts.protocols ?? []).includes(chosen)) {
-      return `server chose protocol ${JSON.stringify(chosen)} that was not offered`;
-    }
-    return null;
+    return step.frameOffset;
   }
 
   // -------------------------------------------------------------------------------------

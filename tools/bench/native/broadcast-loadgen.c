@@ -6,9 +6,9 @@
  * on top of ~0.5 in the kernel, and sits at the edge of saturation, so its own stalls show
  * up as server latency. The same load from epoll and read() in C leaves the kernel share
  * only. It speaks just what the broadcast benchmark needs of ocs.v1 (`?user=`, `join`, `pub`,
- * `msg` and `batch`), and measures the same way as tools/bench/lib/broadcast-load.ts: each pub
- * carries {"t":<epoch ms>,"s":<global seq>,"p":<publisher>}, every delivery is counted, loss
- * and duplicates exactly.
+ * `msg` and `batch`), and measures the same way as tools/bench/lib/broadcast-load.ts and
+ * broadcast-receipts.ts: each pub carries {"t":<epoch ms>,"s":<global seq>,"p":<publisher>},
+ * every delivery is counted, loss and duplicates exactly.
  *
  * usage: broadcast-loadgen HOST PORT PATH CONNECTIONS GROUPS PUBLISHERS RATE WARMUP_S DURATION_S DRAIN_S
  * stderr: "measure-start" and "measure-end" lines (the caller samples server CPU there).
