@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { CloseCodes, ErrorCodes, HttpCodes } from '../src/protocol/errors.js';
+import { CloseCodes, ErrorCodes, ErrorReasons, HttpCodes } from '../src/protocol/errors.js';
+import { decodeJson } from '../src/protocol/json-codec.js';
 
 const read = (path: string): string => readFileSync(new URL(`../../${path}`, import.meta.url), 'utf8');
 
@@ -32,4 +33,11 @@ test('every HTTP body code is documented, with its status, in docs/PROTOCOL.md, 
     assert.match(protocol, new RegExp(`\\| \`${code}\` \\| ${status} \\|`), `${code} (${status}) missing from docs/PROTOCOL.md`);
     assert.match(readme, new RegExp(`\`${code}\`\\s+\\(${status}\\)`), `${code} (${status}) missing from README.md`);
   }
+});
+
+test('every err reason is documented in docs/PROTOCOL.md, and an unknown op carries its reason', () => {
+  const protocol = read('docs/PROTOCOL.md');
+  for (const reason of Object.keys(ErrorReasons)) assert.match(protocol, new RegExp(`\\b${reason}\\b`), `${reason} missing from docs/PROTOCOL.md`);
+  const refusal = decodeJson(new TextEncoder().encode('{"op":"subscribe","ref":"r"}').buffer, false);
+  assert.deepEqual(refusal.op === 'err' && [refusal.code, refusal.reason], ['E_BAD_FRAME', 'unknown_op']);
 });

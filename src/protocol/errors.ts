@@ -24,6 +24,17 @@ export const ErrorCodes = {
 export type ErrorCode = keyof typeof ErrorCodes;
 
 /**
+ * Finer reasons an `err` frame may carry beside its code, in a `reason` field, for clients
+ * that act on them rather than on the message text (which is for people and may change).
+ */
+export const ErrorReasons = {
+  /** With E_BAD_FRAME: the `op` is not one this server implements (a client may fall back). */
+  unknown_op: 'the op is not one this server implements',
+} as const;
+
+export type ErrorReason = keyof typeof ErrorReasons;
+
+/**
  * The `code` of the JSON body of HTTP answers outside the WebSocket upgrade (`/health`,
  * `/stats`, `/admin/*`), with their status. PROTOCOL.md lists them; a test checks it does.
  */

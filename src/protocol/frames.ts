@@ -2,7 +2,7 @@
  * ocs.v1 frames as values, and their validation. Shared by the server, the SDK and the load
  * tester; the encoding (JSON here, MessagePack later) lives in its own codec module.
  */
-import type { ErrorCode } from './errors.js';
+import type { ErrorCode, ErrorReason } from './errors.js';
 
 export const Priority = { LOW: 0, NORMAL: 1, HIGH: 2, CRITICAL: 3 } as const;
 export type PriorityValue = (typeof Priority)[keyof typeof Priority];
@@ -36,10 +36,11 @@ export interface FrameError {
   code: ErrorCode;
   message: string;
   ref: string | undefined;
+  reason?: ErrorReason;
 }
 
-export function frameError(code: ErrorCode, message: string, ref?: string): FrameError {
-  return { op: 'err', code, message, ref };
+export function frameError(code: ErrorCode, message: string, ref?: string, reason?: ErrorReason): FrameError {
+  return reason === undefined ? { op: 'err', code, message, ref } : { op: 'err', code, message, ref, reason };
 }
 
 /** Validates a decoded object (JSON or MessagePack) as a client frame. */
@@ -113,7 +114,7 @@ export function toClientFrame(value: unknown): ClientFrame | FrameError {
     case undefined:
       return frameError('E_BAD_FRAME', 'a frame needs an op', ref);
     default:
-      return frameError('E_BAD_FRAME', `unknown op ${JSON.stringify(frame.op).slice(0, 40)}`, ref);
+      return frameError('E_BAD_FRAME', `unknown op ${JSON.stringify(frame.op).slice(0, 40)}`, ref, 'unknown_op');
   }
 }
 

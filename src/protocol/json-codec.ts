@@ -4,7 +4,7 @@
  * that need no JSON escaping (frames.ts NAME_PATTERN), so only `data`, `ref` and messages go
  * through JSON.stringify.
  */
-import type { ErrorCode } from './errors.js';
+import type { ErrorCode, ErrorReason } from './errors.js';
 import { frameError, toClientFrame, type ClientFrame, type FrameError } from './frames.js';
 
 export const JSON_PROTOCOL = 'ocs.v1.json';
@@ -103,10 +103,10 @@ export function encodePong(t: number, serverTime: number): string {
   return `{"op":"pong","t":${t},"st":${serverTime}}`;
 }
 
-export function encodeError(code: ErrorCode, message: string, ref?: string): string {
-  return `{"op":"err","code":"${code}","message":${JSON.stringify(message)}${refField(ref)}}`;
+export function encodeError(code: ErrorCode, message: string, ref?: string, reason?: ErrorReason): string {
+  return `{"op":"err","code":"${code}","message":${JSON.stringify(message)}${refField(ref)}${reason === undefined ? '' : `,"reason":"${reason}"`}}`;
 }
 
 export function encodeFrameError(error: FrameError): string {
-  return encodeError(error.code, error.message, error.ref);
+  return encodeError(error.code, error.message, error.ref, error.reason);
 }

@@ -10,7 +10,7 @@
 // given, `ping` -> `pong`. Anything else gets `err E_BAD_FRAME`. With `send: true` also `send`
 // (`ack`, then `msg` with `ackReq` to each of the recipient's connections) and `ack`.
 import uWS from 'uWebSockets.js';
-import type { ErrorCode } from '../../src/protocol/errors.js';
+import type { ErrorCode, ErrorReason } from '../../src/protocol/errors.js';
 
 export interface MiniServerOptions {
   /** Implement `send` and `ack`; without it they are unknown ops, like a server without them. */
@@ -105,7 +105,7 @@ export function createMiniServer(options: MiniServerOptions = {}): MiniServer {
         if (!options.send) break;
         return;
     }
-    sendError(ws, 'E_BAD_FRAME', 'unknown op', ref);
+    sendError(ws, 'E_BAD_FRAME', 'unknown op', ref, 'unknown_op');
   };
 
   // Decided once: the benchmark's baseline runs `handle` itself, with nothing in front of it.
@@ -176,8 +176,8 @@ export function createMiniServer(options: MiniServerOptions = {}): MiniServer {
   return { app, connections: () => open };
 }
 
-function sendError(ws: uWS.WebSocket<Session>, code: ErrorCode, message: string, ref?: string): void {
-  ws.send(JSON.stringify({ op: 'err', code, message, ref }));
+function sendError(ws: uWS.WebSocket<Session>, code: ErrorCode, message: string, ref?: string, reason?: ErrorReason): void {
+  ws.send(JSON.stringify({ op: 'err', code, message, ref, reason }));
 }
 
 /**

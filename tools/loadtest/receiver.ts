@@ -5,7 +5,7 @@
  * connection is active, `ack` and `pong` → latencies and the next waiting message, `msg`
  * with `ackReq` → ack, `err` → counted by code.
  */
-import { ErrorCodes } from '../../src/protocol/errors.js';
+import { ErrorCodes, type ErrorReason } from '../../src/protocol/errors.js';
 import { monoUs } from './clock.js';
 import type { ConnectionPool } from './connection-pool.js';
 import { recordReceipt } from './duplicates.js';
@@ -16,6 +16,7 @@ import type { Conn } from './slots.js';
 import { PUB_MARK, SEND_MARK, isFastPathFrame, parseMarker, scanPubMarkers, type Marker } from './wire.js';
 
 const BAD_FRAME: keyof typeof ErrorCodes = 'E_BAD_FRAME';
+const UNKNOWN_OP: ErrorReason = 'unknown_op';
 /** First sizes of the per-sender receipt bitsets: a publisher sends many pubs, few sends. */
 const PUB_SEQ_BITS = 256;
 const SEND_SEQ_BITS = 16;
@@ -156,9 +157,9 @@ export class Receiver {
   private handleErr(c: Conn, f: Record<string, unknown>, now: number): void {
     const code = typeof f.code === 'string' ? f.code : 'unknown';
     const ref = typeof f.ref === 'string' ? f.ref : '';
-    const message = typeof f.message === 'string' ? f.message : '';
     const counters = this.m.counters;
-    const aboutSend = ref.startsWith('s') || (ref === '' && /\bsend\b|unknown op/i.test(message) && counters.sendsSent > 0);
+    const unknownOp = f.reason === UNKNOWN_OP;
+    const aboutSend = ref.startsWith('s') || (ref === '' && unknownOp && counters.sendsSent > 0);
     if (code === BAD_FRAME && aboutSend) {
       // The server does not implement `send` (yet): stop sending it, so repeated bad frames
       // do not get the connection closed, and report it apart from real errors.

@@ -54,7 +54,7 @@ export interface Counters {
   sendsSent: number;
   sendsAcked: number;
   sendsRejected: number;
-  /** `send` answered by E_BAD_FRAME "unknown op": the server does not implement it. */
+  /** `send` answered by E_BAD_FRAME with reason unknown_op: the server does not implement it. */
   sendsUnsupported: number;
   pingsSent: number;
   pongs: number;
