@@ -7,6 +7,7 @@
  *   DELETE /admin/dlq            purge all     DELETE /admin/dlq/ID   purge one
  *   POST /admin/dlq/ID/requeue   back into its recipient's queue
  */
+import { OcsError } from '../protocol/errors.js';
 import type { DeadLetter, MessageStore } from '../store/store.js';
 
 export type DeadLetterStore = Pick<MessageStore, 'countDead' | 'listDead' | 'getDead' | 'removeDead' | 'purgeDead'>;
@@ -31,19 +32,23 @@ export async function answerDlqRequest(method: string, path: string, store: Dead
       return { status: 200, body: { count: store.countDead(), items: store.listDead(limit, after).map(showDead) } };
     }
     if (id === undefined) {
-      if (method === 'delete') return { status: 200, body: { purged: await store.purgeDead() } };
+      if (method === 'delete') {
+        const purged = await store.purgeDead();
+        return purged < 0 ? unwritable() : { status: 200, body: { purged } };
+      }
       return notFound();
     }
     const letter = store.getDead(id);
     if (!letter) return { status: 404, body: { code: 'not_found', message: `no dead letter ${id}` } };
     if (method === 'get' && parts.length === 3) return { status: 200, body: showDead(letter) };
     if (method === 'delete' && parts.length === 3) {
-      await store.removeDead(id);
-      return { status: 200, body: { purged: 1 } };
+      return (await store.removeDead(id)) ? { status: 200, body: { purged: 1 } } : unwritable();
     }
     if (method === 'post' && parts[3] === 'requeue') return { status: 200, body: { requeued: await requeue(letter) } };
     return notFound();
   } catch (err) {
+    // A requeue refused by a limit (409) or an unwritable store (503) says which, with its code.
+    if (err instanceof OcsError) return { status: err.code === 'E_STORE_UNAVAILABLE' ? 503 : 409, body: { code: err.code, message: err.message } };
     return { status: 500, body: { code: 'E_INTERNAL', message: (err as Error).message } };
   }
 }
@@ -69,6 +74,10 @@ function showDead(letter: DeadLetter): Record<string, unknown> {
     reason: letter.reason,
     failedAt: letter.failedAt,
   };
+}
+
+function unwritable(): AdminAnswer {
+  return { status: 503, body: { code: 'E_STORE_UNAVAILABLE', message: 'the store cannot write (disk full, I/O error); try again once it recovers' } };
 }
 
 function notFound(): AdminAnswer {

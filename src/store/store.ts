@@ -11,6 +11,10 @@
  * for everything the broker accepted in that turn); a write's promise resolves when the
  * transaction is committed as `store.sync` defines it.
  *
+ * The broker keeps only each message's metadata in memory (MessageMeta: everything but the data,
+ * with the data's size); `body` reads the data back (a synchronous read from LMDB's memory map)
+ * when the message is delivered.
+ *
  * Writes never reject: each resolves true once committed, false when it could not be written
  * (a full disk, an I/O error). A failed write turns the store unwritable (`health`), callers
  * refuse new messages with E_STORE_UNAVAILABLE, and a probe write every PROBE_MS turns it
@@ -44,6 +48,18 @@ export interface StoredMessage {
   strategy: string | null;
 }
 
+/** What the broker holds of a stored message: all but its data, and the data's size. */
+export interface MessageMeta extends Omit<StoredMessage, 'data'> {
+  /** Bytes of `data` (UTF-8), counted against store.max_bytes. */
+  bytes: number;
+}
+
+/** `message` without its data: what stays in memory while it waits. */
+export function metaOf(message: StoredMessage): MessageMeta {
+  const { data, ...meta } = message;
+  return { ...meta, bytes: Buffer.byteLength(data) };
+}
+
 export interface DeadLetter extends StoredMessage {
   reason: string;
   failedAt: number;
@@ -52,7 +68,7 @@ export interface DeadLetter extends StoredMessage {
 /** The id ends the key so that two processes sharing the store (pm2 reload) never collide. */
 export type QueueKey = [string, number, number, string];
 
-export function queueKey(message: Pick<StoredMessage, 'target' | 'pri' | 'seq' | 'id'>): QueueKey {
+export function queueKey(message: Pick<MessageMeta, 'target' | 'pri' | 'seq' | 'id'>): QueueKey {
   return [message.target, 3 - message.pri, message.seq, message.id];
 }
 
@@ -72,6 +88,7 @@ export class MessageStore {
   onHealthChange: (health: Readonly<StoreHealth>) => void = () => {};
   private probeTimer: NodeJS.Timeout | null = null;
   private closed = false;
+  private guardQueued = false;
 
   private constructor(
     private readonly root: RootDatabase,
@@ -125,9 +142,14 @@ export class MessageStore {
     }
   }
 
-  /** Every stored message, in key order (per target: priority, then sequence). */
-  *loadQueue(): Generator<StoredMessage> {
-    for (const { value } of this.queue.getRange({})) yield value;
+  /** Every stored message's metadata, in key order (per target: priority, then sequence). */
+  *loadQueue(): Generator<MessageMeta> {
+    for (const { value } of this.queue.getRange({})) yield metaOf(value);
+  }
+
+  /** The data (JSON text) of a stored message, read from the map; undefined when it is not stored. */
+  body(meta: MessageMeta): string | undefined {
+    return this.queue.get(queueKey(meta))?.data;
   }
 
   /** true once committed; false when it could not be written (see `health`). */
@@ -135,14 +157,28 @@ export class MessageStore {
     return this.settle(() => this.queue.put(queueKey(message), message));
   }
 
-  remove(message: StoredMessage): Promise<boolean> {
+  /** Persists `meta.attempts` (the rest of the stored message unchanged); true when there is nothing to update. */
+  putAttempts(meta: MessageMeta): Promise<boolean> {
+    const stored = this.queue.get(queueKey(meta));
+    if (stored === undefined || stored.attempts === meta.attempts) return Promise.resolve(true);
+    return this.put({ ...stored, attempts: meta.attempts });
+  }
+
+  remove(message: MessageMeta): Promise<boolean> {
     return this.settle(() => this.queue.remove(queueKey(message)));
   }
 
-  /** Moves a message to the dead-letter queue (one transaction with the caller's other writes this turn). */
-  deadLetter(message: StoredMessage, reason: string): Promise<boolean> {
-    void this.settle(() => this.queue.remove(queueKey(message)));
-    return this.settle(() => this.dlq.put(message.id, { ...message, reason, failedAt: Date.now() }));
+  /**
+   * Moves a stored message to the dead-letter queue (one transaction with the caller's other
+   * writes this turn), its data read from the queue, its attempt count from `meta`.
+   */
+  deadLetter(meta: MessageMeta, reason: string): Promise<boolean> {
+    const key = queueKey(meta);
+    const { bytes: _bytes, ...fields } = meta;
+    const data = this.queue.get(key)?.data;
+    const letter: DeadLetter = { ...fields, data: data ?? 'null', reason: data === undefined ? `${reason} (its data was no longer in the store)` : reason, failedAt: Date.now() };
+    void this.settle(() => this.queue.remove(key));
+    return this.settle(() => this.dlq.put(meta.id, letter));
   }
 
   /** Stores a dead letter that never made it into the queue (e.g. a processor threw). */
@@ -202,6 +238,7 @@ export class MessageStore {
       this.failed(err);
       return Promise.resolve(false);
     }
+    this.guardTurnCommit();
     return pending.then(
       () => true,
       (err: unknown) => {
@@ -209,6 +246,23 @@ export class MessageStore {
         return false;
       },
     );
+  }
+
+  /**
+   * lmdb-js (3.5) opens each event turn's transaction with a write of its own, from a
+   * setImmediate queued by the turn's first write, and keeps the promise of that write to
+   * itself: when the transaction fails (disk full), that promise rejects with nobody to handle
+   * it, and Node's default for an unhandled rejection ends the process. Once per turn, right
+   * after that setImmediate, a handler is attached to it through `committed`, which answers
+   * with the current transaction's promise.
+   */
+  private guardTurnCommit(): void {
+    if (this.guardQueued) return;
+    this.guardQueued = true;
+    setImmediate(() => {
+      this.guardQueued = false;
+      this.root.committed.then(ignore, ignore);
+    });
   }
 
   private failed(err: unknown): void {
@@ -242,7 +296,9 @@ export class MessageStore {
 
   private settleProbe(): Promise<boolean> {
     try {
-      return this.root.put('probe', { at: Date.now() }).then(
+      const probe = this.root.put('probe', { at: Date.now() });
+      this.guardTurnCommit();
+      return probe.then(
         () => true,
         (err: unknown) => {
           (err as { commitError?: Promise<unknown> } | null)?.commitError?.catch(() => {});
@@ -276,6 +332,8 @@ function checkHeader(file: string): string | null {
     closeSync(fd);
   }
 }
+
+function ignore(): void {}
 
 function describe(err: unknown): string {
   if (err instanceof Error) return (err as NodeJS.ErrnoException).code ? `${(err as NodeJS.ErrnoException).code}: ${err.message}` : err.message;
