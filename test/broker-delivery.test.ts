@@ -86,6 +86,36 @@ describe('broker: direct messages', () => {
     link.offline(1, 'fay-1', 'fay');
   });
 
+  test('only a delivered message can be acknowledged: an ack of one still scheduled, or waiting for its offline recipient, gets E_UNKNOWN_ID and changes nothing', async () => {
+    const { link, broker } = t;
+    const scheduled = await broker.send('ken', 'later', { at: Date.now() + 60_000, pri: 3 });
+    const waiting = await broker.send('lea', 'when lea connects', { pri: 3 });
+    link.online(0, 'ken-1', 'ken');
+    link.ack(0, 'ken-1', 'ken', scheduled);
+    link.ack(0, 'ken-2', 'lea', waiting); // lea's own id, sent before anything was delivered to her
+    const refused = link.all('error', (c) => c.sid === 'ken-1' || c.sid === 'ken-2');
+    assert.deepEqual(refused.map((c) => c.code), ['E_UNKNOWN_ID', 'E_UNKNOWN_ID']);
+    link.online(1, 'lea-1', 'lea');
+    const delivered = await link.next('deliverToSid', (c) => c.sid === 'lea-1');
+    assert.equal(msgsIn(delivered.frame)[0]!.id, waiting, 'still delivered');
+    link.ack(1, 'lea-1', 'lea', waiting);
+    assert.equal(link.all('error', (c) => c.sid === 'lea-1').length, 0, 'and then acknowledged');
+    link.offline(0, 'ken-1', 'ken');
+    link.offline(1, 'lea-1', 'lea');
+  });
+
+  test('the embedding API checks its arguments: TypeError for a bad user, pri, at or from', async () => {
+    const { broker } = t;
+    await assert.rejects(broker.send('no body', 'x'), TypeError);
+    await assert.rejects(broker.send('ok', 'x', { pri: 7 }), TypeError);
+    await assert.rejects(broker.send('ok', 'x', { at: -5 }), TypeError);
+    await assert.rejects(broker.send('ok', 'x', { from: 'a"b' }), TypeError);
+    assert.throws(() => broker.publish('room', 'x', { pri: 4 }), TypeError);
+    assert.throws(() => broker.publish('room', 'x', { from: '' }), TypeError);
+    assert.throws(() => broker.publish('bad group', 'x'), TypeError);
+    assert.equal(t.link.all('groupPub').length, 0);
+  });
+
   test('a send with a future `at` is acknowledged once stored and delivered no earlier than `at`', async () => {
     const { link } = t;
     link.online(0, 'gus-1', 'gus');
