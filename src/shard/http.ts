@@ -24,7 +24,9 @@ export function health(context: HttpContext): { status: string; body: Record<str
     shards.push({ shard, status: ['down', 'starting', 'up', 'stopping'][status], connections: table.connections(shard) });
   }
   const stopping = context.isStopping();
-  const state = stopping ? 'stopping' : up === table.shards ? 'ok' : 'degraded';
+  // The store is the primary's; it publishes its health in the table. Unwritable: send/any are refused.
+  const store = table.storeHealth();
+  const state = stopping ? 'stopping' : up === table.shards && store.writable ? 'ok' : 'degraded';
   return {
     status: stopping ? '503 Service Unavailable' : '200 OK',
     body: {
@@ -34,6 +36,7 @@ export function health(context: HttpContext): { status: string; body: Record<str
       connections: table.totalConnections(),
       max_connections: context.maxConnections,
       shards: { configured: table.shards, up, list: shards },
+      store,
     },
   };
 }

@@ -17,11 +17,12 @@
  *
  * Writes never reject: each resolves true once committed, false when it could not be written
  * (a full disk, an I/O error). A failed write turns the store unwritable (`health`), callers
- * refuse new messages with E_STORE_UNAVAILABLE, and a probe write every PROBE_MS turns it
- * writable again once space returns. Why values rather than rejections: a rejection nobody
- * awaited (a fire-and-forget remove after an ack) would otherwise end the process.
+ * refuse new messages with E_STORE_UNAVAILABLE, and a probe write every PROBE_MS (once the file
+ * system has RECOVERY_HEADROOM_BYTES free) turns it writable again once space returns. Why
+ * values rather than rejections: a rejection nobody awaited (a fire-and-forget remove after an
+ * ack) would otherwise end the process.
  */
-import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, readSync } from 'node:fs';
+import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, readSync, statfsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { OcsError } from '../protocol/errors.js';
@@ -74,6 +75,12 @@ export function queueKey(message: Pick<MessageMeta, 'target' | 'pri' | 'seq' | '
 
 /** How often an unwritable store tries a small write to see whether space returned. */
 const PROBE_MS = 1000;
+/**
+ * Free space the file system must have again before the store counts as writable. Without it
+ * a small probe write fits into the last free pages of a disk that is still full, the store
+ * flips to writable, the next batch of messages fails, and the health flaps every second.
+ */
+const RECOVERY_HEADROOM_BYTES = 1024 * 1024;
 
 export interface StoreHealth {
   writable: boolean;
@@ -295,6 +302,7 @@ export class MessageStore {
   }
 
   private settleProbe(): Promise<boolean> {
+    if (freeBytes(this.path) < RECOVERY_HEADROOM_BYTES) return Promise.resolve(false);
     try {
       const probe = this.root.put('probe', { at: Date.now() });
       this.guardTurnCommit();
@@ -334,6 +342,16 @@ function checkHeader(file: string): string | null {
 }
 
 function ignore(): void {}
+
+/** Bytes the file system holding `path` has free for this process; Infinity where that cannot be told. */
+function freeBytes(path: string): number {
+  try {
+    const stats = statfsSync(path);
+    return stats.bavail * stats.bsize;
+  } catch {
+    return Infinity;
+  }
+}
 
 function describe(err: unknown): string {
   if (err instanceof Error) return (err as NodeJS.ErrnoException).code ? `${(err as NodeJS.ErrnoException).code}: ${err.message}` : err.message;
