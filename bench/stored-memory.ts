@@ -4,8 +4,8 @@
  * Starts the real server as a child process (`node dist/src/main.js`, two shards, a fresh data
  * dir), connects one sender, and `send`s BENCH_MESSAGES messages of BENCH_BYTES bytes each to
  * as many distinct users, none of them online, keeping at most BENCH_WINDOW sends unanswered.
- * Prints one JSON document: the server's RSS (VmRSS, all threads) after start-up, once every
- * send was answered, and BENCH_SETTLE_S seconds later; how many sends were acknowledged or
+ * Prints one JSON document: the server's RSS (VmRSS, all threads; with its anonymous and
+ * file-backed parts) after start-up, once every send was answered, and BENCH_SETTLE_S seconds later; how many sends were acknowledged or
  * refused (by code); and `/stats` `messaging` as the server reports it.
  *
  * Env: BENCH_MESSAGES (20000), BENCH_BYTES (10240), BENCH_WINDOW (500), BENCH_SETTLE_S (5),
@@ -29,9 +29,11 @@ const SETTLE_S = Number(process.env.BENCH_SETTLE_S ?? 5);
 const DELIVERY = JSON.parse(process.env.BENCH_DELIVERY ?? '{}') as Record<string, unknown>;
 const STORE = JSON.parse(process.env.BENCH_STORE ?? '{}') as Record<string, unknown>;
 
-function rssMiB(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'));
-  return Math.round(Number(line?.match(/(\d+)/)?.[1] ?? NaN) / 1024);
+/** The process's resident memory in MiB: in all, anonymous (heaps, malloc), and file-backed (LMDB's map, code). */
+function rssMiB(pid: number): { rss: number; anon: number; file: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n');
+  const field = (name: string): number => Math.round(Number(status.find((l) => l.startsWith(`${name}:`))?.match(/(\d+)/)?.[1] ?? NaN) / 1024);
+  return { rss: field('VmRSS'), anon: field('RssAnon'), file: field('RssFile') };
 }
 
 function getJson(port: number, path: string): Promise<Record<string, unknown>> {

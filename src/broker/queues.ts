@@ -40,10 +40,15 @@ export interface StoreLimits {
 }
 
 interface Target {
-  /** One ordered map per priority (index = pri); insertion order is acceptance order. */
-  lanes: [Map<string, Entry>, Map<string, Entry>, Map<string, Entry>, Map<string, Entry>];
+  /**
+   * One ordered map per priority (index = pri), made when first used: most recipients that
+   * wait have one or two messages, and four maps each cost ~0.7 KB per recipient. Insertion
+   * order is acceptance order.
+   */
+  lanes: [Lane, Lane, Lane, Lane];
   size: number;
 }
+type Lane = Map<string, Entry> | null;
 
 export function newEntry(m: MessageMeta, state: State, body: string | null = null): Entry {
   return { m, state, holder: null, body, deadline: 0, prev: null, next: null, list: -1 };
@@ -79,8 +84,8 @@ export class Queues {
   insert(entry: Entry): void {
     const m = entry.m;
     let target = this.targets.get(m.target);
-    if (!target) this.targets.set(m.target, (target = { lanes: [new Map(), new Map(), new Map(), new Map()], size: 0 }));
-    target.lanes[m.pri]!.set(m.id, entry);
+    if (!target) this.targets.set(m.target, (target = { lanes: [null, null, null, null], size: 0 }));
+    (target.lanes[m.pri] ??= new Map()).set(m.id, entry);
     target.size++;
     this.byId.set(m.id, entry);
     this.bySender.set(m.from, (this.bySender.get(m.from) ?? 0) + 1);
@@ -91,7 +96,7 @@ export class Queues {
     const m = entry.m;
     if (!this.byId.delete(m.id)) return;
     const target = this.targets.get(m.target);
-    if (target && target.lanes[m.pri]!.delete(m.id)) {
+    if (target && target.lanes[m.pri]?.delete(m.id)) {
       target.size--;
       if (target.size === 0) this.targets.delete(m.target);
     }
@@ -111,7 +116,7 @@ export class Queues {
     const queue = this.targets.get(target);
     const entries: Entry[] = [];
     if (!queue) return entries;
-    for (let pri = 3; pri >= 0; pri--) for (const entry of queue.lanes[pri]!.values()) entries.push(entry);
+    for (let pri = 3; pri >= 0; pri--) for (const entry of queue.lanes[pri]?.values() ?? []) entries.push(entry);
     return entries;
   }
 
@@ -130,7 +135,7 @@ export class Queues {
     if (checkSender && sent >= perSender) return `${from} has ${sent} stored messages (delivery.max_stored_per_sender)`;
     const queue = this.targets.get(target);
     if (!queue || queue.size < perRecipient) return null;
-    for (const entry of queue.lanes[0].values()) {
+    for (const entry of queue.lanes[0]?.values() ?? []) {
       if (entry.state === State.STORING) continue;
       evict(entry);
       return null;

@@ -171,9 +171,10 @@ const store = z
     sync: z.enum(['full', 'overlapping', 'none']).default('full'),
     /**
      * Most messages stored at once (waiting, scheduled or awaiting an ack); over it send/any get
-     * E_QUEUE_FULL. Bounds the broker's memory: each one keeps its metadata (~0.5 KB) in the heap.
+     * E_QUEUE_FULL. Bounds the broker's memory: each one keeps its metadata in the primary's
+     * heap, about 0.75 KB when every message has a recipient of its own (less when they share).
      */
-    max_messages: positiveInt.default(1_000_000),
+    max_messages: positiveInt.default(500_000),
     /** Most bytes of message data stored at once; over it send/any get E_QUEUE_FULL. Bounds the disk. */
     max_bytes: positiveInt.default(1024 * 1024 * 1024),
   })

@@ -55,10 +55,13 @@ export interface MessageMeta extends Omit<StoredMessage, 'data'> {
   bytes: number;
 }
 
-/** `message` without its data: what stays in memory while it waits. */
-export function metaOf(message: StoredMessage): MessageMeta {
-  const { data, ...meta } = message;
-  return { ...meta, bytes: Buffer.byteLength(data) };
+/**
+ * `message` without its data: what stays in memory while it waits. Spelt out field by field: a
+ * rest-and-spread copy gave every one of them a hidden class of its own (a descriptor array and
+ * a property array each, about 0.5 KB per message).
+ */
+export function metaOf(m: StoredMessage): MessageMeta {
+  return { id: m.id, seq: m.seq, target: m.target, from: m.from, group: m.group, pri: m.pri, ts: m.ts, at: m.at, attempts: m.attempts, strategy: m.strategy, bytes: Buffer.byteLength(m.data) };
 }
 
 export interface DeadLetter extends StoredMessage {
