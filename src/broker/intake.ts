@@ -115,7 +115,7 @@ export class Intake {
     const entry = newEntry(meta, State.STORING, m.data);
     queues.insert(entry);
     counters.accepted++;
-    void store.put(m).then((stored) => {
+    this.afterWrite(store.put(m), reply, (stored) => {
       if (!stored) {
         this.parts.unlink(entry);
         return this.refuseUnwritable(reply);
@@ -138,10 +138,18 @@ export class Intake {
   private processorFailed(type: string, reason: string, incoming: Incoming, reply: Reply): void {
     this.parts.log.warn({ type, reason }, 'processor failed; message dead-lettered');
     const m = this.parts.ids.newMessage(incoming);
-    void this.parts.store.putDeadLetter({ ...m, reason, failedAt: Date.now() }).then((stored) => {
+    this.afterWrite(this.parts.store.putDeadLetter({ ...m, reason, failedAt: Date.now() }), reply, (stored) => {
       if (!stored) return this.refuseUnwritable(reply);
       this.parts.counters.dead_lettered++;
       reply.ok(m.id);
+    });
+  }
+
+  /** Runs `then` with the write's outcome; should it throw (a bug), the sender still gets an answer, E_INTERNAL, and the log says why. */
+  private afterWrite(write: Promise<boolean>, reply: Reply, then: (stored: boolean) => void): void {
+    write.then(then).catch((err: unknown) => {
+      this.parts.log.error({ code: 'E_INTERNAL', err }, 'broker failed after a store write');
+      reply.fail('E_INTERNAL', 'the server failed on this message');
     });
   }
 
