@@ -21,8 +21,11 @@ describe('a full disk, for real: the server refuses sends with E_STORE_UNAVAILAB
   });
   after(async () => {
     sender?.close();
-    if (server) assert.equal(await server.stop(), 0, 'a clean exit after all that');
-    small!.unmount();
+    try {
+      if (server) assert.equal(await server.stop(), 0, `a clean exit after all that; stderr: ${server.stderr().slice(-2000)}`);
+    } finally {
+      small!.unmount();
+    }
   });
 
   /** `count` sends of 10 KB to offline users; every one's answer (ack or err), matched by ref. */
@@ -51,6 +54,7 @@ describe('a full disk, for real: the server refuses sends with E_STORE_UNAVAILAB
     const [next] = await sendMany(1);
     assert.equal(next!.code, 'E_STORE_UNAVAILABLE');
     assert.match(String(next!.message), /the store cannot write .*send and any are refused until it recovers/);
+    assert.ok(!String(next!.message).includes(small!.dir), 'the client is not told where the store lives');
     assert.equal(server.child.exitCode, null, 'still running');
   });
 

@@ -166,7 +166,8 @@ export class Intake {
     reply.fail('E_STORE_UNAVAILABLE', this.unwritable('message not stored'));
   }
 
+  /** What the sender is told: the store's error itself (paths, errno) is for the log and /health. */
   private unwritable(what: string): string {
-    return `${what}: the store cannot write (${this.parts.store.health.lastError ?? 'unknown error'}); send and any are refused until it recovers`;
+    return `${what}: the store cannot write (disk full or I/O error); send and any are refused until it recovers`;
   }
 }

@@ -18,9 +18,15 @@
  * Writes never reject: each resolves true once committed, false when it could not be written
  * (a full disk, an I/O error). A failed write turns the store unwritable (`health`), callers
  * refuse new messages with E_STORE_UNAVAILABLE, and a probe write every PROBE_MS (once the file
- * system has RECOVERY_HEADROOM_BYTES free) turns it writable again once space returns. Why
- * values rather than rejections: a rejection nobody awaited (a fire-and-forget remove after an
- * ack) would otherwise end the process.
+ * system has RECOVERY_FREE_BYTES free) turns it writable again once space returns. Why values
+ * rather than rejections: a rejection nobody awaited (a fire-and-forget remove after an ack)
+ * would otherwise end the process.
+ *
+ * The store does not let LMDB run the disk full: below MIN_FREE_BYTES free it refuses writes
+ * itself. lmdb-js 3.5.6's LMDB, when a pwrite fails (ENOSPC), formats its error message into a
+ * 100-byte malloc that the message overruns ("Attempting to write page at position ...",
+ * mdb.c, mdb_page_flush), and glibc then aborts the process ("corrupted size vs. prev_size").
+ * Only space other processes take between two checks can still bring LMDB there.
  */
 import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, readSync, statfsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -78,12 +84,17 @@ export function queueKey(message: Pick<MessageMeta, 'target' | 'pri' | 'seq' | '
 
 /** How often an unwritable store tries a small write to see whether space returned. */
 const PROBE_MS = 1000;
+/** Free space under which the store refuses to write (see the top of this file). */
+const MIN_FREE_BYTES = 1024 * 1024;
 /**
- * Free space the file system must have again before the store counts as writable. Without it
- * a small probe write fits into the last free pages of a disk that is still full, the store
- * flips to writable, the next batch of messages fails, and the health flaps every second.
+ * Free space the file system must have again before the store counts as writable: more than
+ * MIN_FREE_BYTES, so that a store refused for want of space does not flap between the two.
  */
-const RECOVERY_HEADROOM_BYTES = 1024 * 1024;
+const RECOVERY_FREE_BYTES = 2 * MIN_FREE_BYTES;
+/** How often the free space is asked for at least, even with budget left: other processes write too. */
+const SPACE_CHECK_MS = 1000;
+/** What a write may cost on disk besides its value: LMDB copies the leaf and branch pages it changes. */
+const WRITE_OVERHEAD_BYTES = 3 * 4096;
 
 export interface StoreHealth {
   writable: boolean;
@@ -99,6 +110,9 @@ export class MessageStore {
   private probeTimer: NodeJS.Timeout | null = null;
   private closed = false;
   private guardQueued = false;
+  /** Bytes that may still be written before the file system is asked again how much it has free. */
+  private spaceBudget = 0;
+  private spaceCheckedAt = 0;
 
   private constructor(
     private readonly root: RootDatabase,
@@ -164,7 +178,7 @@ export class MessageStore {
 
   /** true once committed; false when it could not be written (see `health`). */
   put(message: StoredMessage): Promise<boolean> {
-    return this.settle(() => this.queue.put(queueKey(message), message));
+    return this.settle(() => this.queue.put(queueKey(message), message), Buffer.byteLength(message.data));
   }
 
   /** Persists `meta.attempts` (the rest of the stored message unchanged); true when there is nothing to update. */
@@ -175,7 +189,7 @@ export class MessageStore {
   }
 
   remove(message: MessageMeta): Promise<boolean> {
-    return this.settle(() => this.queue.remove(queueKey(message)));
+    return this.settle(() => this.queue.remove(queueKey(message)), 0);
   }
 
   /**
@@ -187,13 +201,13 @@ export class MessageStore {
     const { bytes: _bytes, ...fields } = meta;
     const data = this.queue.get(key)?.data;
     const letter: DeadLetter = { ...fields, data: data ?? 'null', reason: data === undefined ? `${reason} (its data was no longer in the store)` : reason, failedAt: Date.now() };
-    void this.settle(() => this.queue.remove(key));
-    return this.settle(() => this.dlq.put(meta.id, letter));
+    void this.settle(() => this.queue.remove(key), 0);
+    return this.settle(() => this.dlq.put(meta.id, letter), Buffer.byteLength(letter.data));
   }
 
   /** Stores a dead letter that never made it into the queue (e.g. a processor threw). */
   putDeadLetter(letter: DeadLetter): Promise<boolean> {
-    return this.settle(() => this.dlq.put(letter.id, letter));
+    return this.settle(() => this.dlq.put(letter.id, letter), Buffer.byteLength(letter.data));
   }
 
   listDead(limit: number, after?: string): DeadLetter[] {
@@ -215,13 +229,13 @@ export class MessageStore {
   }
 
   removeDead(id: string): Promise<boolean> {
-    return this.settle(() => this.dlq.remove(id));
+    return this.settle(() => this.dlq.remove(id), 0);
   }
 
   /** Removes every dead letter; resolves with how many there were, or -1 when the store could not write. */
   async purgeDead(): Promise<number> {
     const count = this.dlq.getCount();
-    return (await this.settle(() => this.dlq.clearAsync().then(() => true))) ? count : -1;
+    return (await this.settle(() => this.dlq.clearAsync().then(() => true), 0)) ? count : -1;
   }
 
   /** Resolves when everything written so far is on disk (or could not be). */
@@ -239,8 +253,15 @@ export class MessageStore {
     await this.root.close();
   }
 
-  /** Runs one lmdb write and turns its outcome, thrown or rejected, into true/false. */
-  private settle(write: () => Promise<boolean>): Promise<boolean> {
+  /**
+   * Runs one lmdb write of a value of about `bytes` and turns its outcome, thrown or rejected,
+   * into true/false; false without writing when the file system is too full for it.
+   */
+  private settle(write: () => Promise<boolean>, bytes: number): Promise<boolean> {
+    if (!this.hasRoomFor(bytes + WRITE_OVERHEAD_BYTES)) {
+      this.failed(new Error(`ENOSPC: less than ${MIN_FREE_BYTES / 1024 / 1024} MiB free on the store's file system (store.data_dir)`));
+      return Promise.resolve(false);
+    }
     let pending: Promise<boolean>;
     try {
       pending = write();
@@ -256,6 +277,18 @@ export class MessageStore {
         return false;
       },
     );
+  }
+
+  /** Whether `bytes` more leave MIN_FREE_BYTES free; asks the file system only when the last answer's budget is spent, or old. */
+  private hasRoomFor(bytes: number): boolean {
+    const now = Date.now();
+    if (this.spaceBudget < bytes || now - this.spaceCheckedAt >= SPACE_CHECK_MS) {
+      this.spaceBudget = freeBytes(this.path) - MIN_FREE_BYTES;
+      this.spaceCheckedAt = now;
+    }
+    if (this.spaceBudget < bytes) return false;
+    this.spaceBudget -= bytes;
+    return true;
   }
 
   /**
@@ -305,7 +338,7 @@ export class MessageStore {
   }
 
   private settleProbe(): Promise<boolean> {
-    if (freeBytes(this.path) < RECOVERY_HEADROOM_BYTES) return Promise.resolve(false);
+    if (freeBytes(this.path) < RECOVERY_FREE_BYTES) return Promise.resolve(false);
     try {
       const probe = this.root.put('probe', { at: Date.now() });
       this.guardTurnCommit();
