@@ -24,12 +24,14 @@ describe('broker: processors run before routing', () => {
       data.self = data;
       return { ...m, data };
     });
+    // Output no ring record can carry (rings of 4 MiB: records of at most 2 MiB).
+    t.broker.registerProcessor('bloat', (m) => ({ ...m, data: 'z'.repeat(3_000_000) }));
     t.link.online(1, 'bob-1', 'bob');
   });
   after(() => t.close());
 
   test('the shards learn which data.type values to send through the broker', () => {
-    const types = ['bigint', 'broken', 'cycle', 'raise', 'secret', 'shout', 'sour'];
+    const types = ['bigint', 'bloat', 'broken', 'cycle', 'raise', 'secret', 'shout', 'sour'];
     assert.deepEqual([...t.link.processorTypes].sort(), types);
     assert.deepEqual(t.broker.processorTypes().sort(), types);
   });
@@ -105,10 +107,26 @@ describe('broker: processors run before routing', () => {
     assert.equal(seen.at(-1)!.kind, 'pub');
 
     link.pub(0, 'alice-1', 'alice', 'room', { type: 'broken' }, 'bp');
-    assert.equal((await link.answerTo('bp')).op, 'senderAck');
-    // The dead letter has an id of its own: the pub's id was never a stored message's.
+    const deadAck = await link.answerTo('bp');
+    assert.ok(deadAck.op === 'senderAck');
+    // The dead letter keeps the id its sender was acknowledged with, so the sender can find it.
     const letters = store.listDead(1000).filter((l) => l.target === 'p:room');
-    assert.deepEqual(letters.map((l) => JSON.parse(l.data)), [{ type: 'broken' }]);
+    assert.deepEqual(letters.map((l) => [l.id, JSON.parse(l.data)]), [[deadAck.id, { type: 'broken' }]]);
+  });
+
+  test("a processor's output too large for a ring record is refused with E_TOO_LARGE: a send is not stored, a pub not published", async () => {
+    const { link, broker } = t;
+    const accepted = broker.stats.accepted;
+    link.send(0, 'alice-1', 'alice', 'bob', { type: 'bloat' }, { ref: 'fat-send' });
+    link.pub(0, 'alice-1', 'alice', 'room', { type: 'bloat' }, 'fat-pub');
+    for (const ref of ['fat-send', 'fat-pub']) {
+      const answer = await link.answerTo(ref);
+      assert.ok(answer.op === 'error', ref);
+      assert.equal(answer.code, 'E_TOO_LARGE');
+      assert.match(answer.message, /data of 3000002 bytes is over the \d+ one message may carry between threads/);
+    }
+    assert.equal(broker.stats.accepted, accepted);
+    assert.equal(link.all('groupPub', (c) => c.frame.length > 1_000_000).length, 0);
   });
 
   test('the embedding API goes through processors too', async () => {

@@ -73,9 +73,10 @@ describe('broker: a full disk refuses new messages with E_STORE_UNAVAILABLE, and
     assert.deepEqual(unhandled, []);
   });
 
-  test('a requeue while the disk is full is refused (503) and the dead letter stays', async () => {
+  test('a requeue while the disk is full is refused (503 unavailable, E_STORE_UNAVAILABLE) and the dead letter stays', async () => {
     const refused = await t.link.adminRequest('post', `/admin/dlq/${deadId}/requeue`);
-    assert.deepEqual([refused.status, refused.body.code], [503, 'E_STORE_UNAVAILABLE']);
+    assert.deepEqual([refused.status, refused.body.code], [503, 'unavailable']);
+    assert.match(String(refused.body.message), /^E_STORE_UNAVAILABLE: /);
     assert.ok(t.store.getDead(deadId));
   });
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { CloseCodes, ErrorCodes } from '../src/protocol/errors.js';
+import { CloseCodes, ErrorCodes, HttpCodes } from '../src/protocol/errors.js';
 
 const read = (path: string): string => readFileSync(new URL(`../../${path}`, import.meta.url), 'utf8');
 
@@ -22,5 +22,14 @@ test('every close code the server sends is documented', () => {
   // NORMAL is the client's ordinary close; the server never sends it.
   for (const [name, close] of Object.entries(CloseCodes)) {
     if (name !== 'NORMAL') assert.match(protocol, new RegExp(`\\b${close}\\b`), `close ${close} (${name}) missing`);
+  }
+});
+
+test('every HTTP body code is documented, with its status, in docs/PROTOCOL.md, and named in the README', () => {
+  const protocol = read('docs/PROTOCOL.md');
+  const readme = read('README.md');
+  for (const [code, { status }] of Object.entries(HttpCodes)) {
+    assert.match(protocol, new RegExp(`\\| \`${code}\` \\| ${status} \\|`), `${code} (${status}) missing from docs/PROTOCOL.md`);
+    assert.match(readme, new RegExp(`\`${code}\`\\s+\\(${status}\\)`), `${code} (${status}) missing from README.md`);
   }
 });

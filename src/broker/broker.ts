@@ -13,14 +13,14 @@
  * delivered only after that too: whoever sees a message can rely on it surviving a restart.
  */
 import type { Config } from '../config/schema.js';
-import { OcsError } from '../protocol/errors.js';
+import { OcsError, type ErrorCode } from '../protocol/errors.js';
 import { ANY_STRATEGIES, NAME_PATTERN, type AnyStrategy } from '../protocol/frames.js';
 import type { MessageStore, StoreHealth } from '../store/store.js';
 import type { Logger } from '../util/logger.js';
 import { ToBroker, typeOfData } from '../link/records.js';
 import { AckTimers } from './ack-timers.js';
 import { Delivery } from './delivery.js';
-import { answerDlqRequest } from './dlq-admin.js';
+import { serveDlqRequest } from './dlq-admin.js';
 import { checkPri, checkSendOptions } from './embedding-checks.js';
 import { Intake, type Reply } from './intake.js';
 import { Presence } from './presence.js';
@@ -121,7 +121,8 @@ export class Broker {
     this.unsaved = new UnsavedWrites(config.store.max_messages, log);
     const { queues, presence, timers, counters, unsaved, ids, processors } = this;
     const unlink = (entry: Entry): void => this.unlink(entry);
-    this.route = new Delivery({ link, batchSize: config.websocket.performance.batch_size, store, queues, presence, timers, counters, log, unlink });
+    const deadLetter = (entry: Entry, reason: string): void => this.deadLetter(entry, reason);
+    this.route = new Delivery({ link, batchSize: config.websocket.performance.batch_size, store, queues, presence, timers, counters, log, unlink, deadLetter });
     this.intake = new Intake({
       delivery: this.delivery,
       store,
@@ -135,7 +136,7 @@ export class Broker {
       counters,
       log,
       unlink,
-      deadLetter: (entry, reason) => this.deadLetter(entry, reason),
+      deadLetter,
     });
     store.onHealthChange = (health) => this.storeHealthChanged(health);
   }
@@ -189,7 +190,7 @@ export class Broker {
   /**
    * Stores a direct message for `user`; resolves with its id once stored. Rejects with a
    * TypeError for a bad argument, or an OcsError with the code a client would get
-   * (E_BAD_FRAME for an `at` too far ahead, E_QUEUE_FULL, E_STORE_UNAVAILABLE). The sender's
+   * (E_BAD_FRAME for an `at` too far ahead, E_TOO_LARGE, E_QUEUE_FULL, E_STORE_UNAVAILABLE). The sender's
    * limit (delivery.max_stored_per_sender) does not apply: the application is trusted.
    */
   send(user: string, data: unknown, options: SendOptions = {}): Promise<string> {
@@ -201,15 +202,18 @@ export class Broker {
     });
   }
 
-  /** Publishes to every online member of `group` (at most once, not stored), like a client `pub`. Throws a TypeError for a bad argument. */
+  /** Publishes to every online member of `group` (at most once, not stored), like a client `pub`. Throws a TypeError for a bad argument, an OcsError E_TOO_LARGE for data no ring record carries. */
   publish(group: string, data: unknown, options: { pri?: number; from?: string } = {}): string {
     if (!NAME_PATTERN.test(group)) throw new TypeError(`group must match ${NAME_PATTERN.source}`);
     const pri = checkPri(options.pri);
     const from = options.from ?? SERVER_SENDER;
     if (!NAME_PATTERN.test(from)) throw new TypeError(`from must match ${NAME_PATTERN.source}`);
     const dataJson = JSON.stringify(data) ?? 'null';
+    const over = this.route.oversize(dataJson);
+    if (over !== null) throw new OcsError('E_TOO_LARGE', over);
     const id = this.ids.nextPubId();
-    this.intake.publish(id, from, group, dataJson, pri, typeOfData(data), () => {});
+    const dropped = (code: ErrorCode, message: string): void => this.options.log.warn({ code, group }, `publish dropped: ${message}`);
+    this.intake.publish(id, from, group, dataJson, pri, typeOfData(data), { ok: () => {}, fail: dropped });
     return id;
   }
 
@@ -264,14 +268,15 @@ export class Broker {
         case ToBroker.PUB: {
           const [sid, ref, from, group, data, pri, type] = f as [string, string | null, string, string, string, number, string];
           const id = this.ids.nextPubId();
-          return this.intake.publish(id, from, group, data, pri, type, () => {
-            if (ref !== null) this.link.senderAck(shard, sid, ref, id);
-          });
+          const reply = this.replyTo(shard, sid, ref);
+          // A pub is acknowledged only when it asked to be (it has a ref), as on the shard's fast path.
+          return this.intake.publish(id, from, group, data, pri, type, { ok: (pubId) => ref !== null && reply.ok(pubId), fail: reply.fail });
         }
         case ToBroker.ADMIN: {
           const [requestId, method, path] = f as [number, string, string];
-          const answer = answerDlqRequest(method, path, this.store, (letter) => this.intake.requeue(letter));
-          return void answer.then(({ status, body }) => this.link.adminReply(shard, requestId, status, JSON.stringify(body)));
+          const reply = (status: number, body: string): void => this.link.adminReply(shard, requestId, status, body);
+          const failed = (err: unknown): void => this.options.log.error({ code: 'E_INTERNAL', err }, 'admin reply failed');
+          return serveDlqRequest(method, path, this.store, (letter) => this.intake.requeue(letter), reply, failed, this.link.maxFrameBytes);
         }
       }
     } catch (err) {

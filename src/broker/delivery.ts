@@ -30,13 +30,20 @@ export interface DeliveryParts {
   log: Logger;
   /** Takes an entry out of memory (queues and timers). */
   unlink(entry: Entry): void;
+  /** Moves a stored message to the dead-letter queue (and out of memory). */
+  deadLetter(entry: Entry, reason: string): void;
 }
 
 export class Delivery {
   private readonly outbox: Outbox;
 
   constructor(private readonly parts: DeliveryParts) {
-    this.outbox = new Outbox(parts.link, parts.batchSize, (entry) => this.encode(entry));
+    this.outbox = new Outbox(parts.link, parts.batchSize, (entry) => this.encode(entry), (entry, why) => this.undeliverable(entry, why));
+  }
+
+  /** Why `data` (JSON text) is too large to ever be delivered (E_TOO_LARGE), or null. */
+  oversize(data: string): string | null {
+    return this.outbox.oversize(data);
   }
 
   /** Delivers `entry` (WAITING) to its recipient, or parks it when nobody is there. */
@@ -68,12 +75,11 @@ export class Delivery {
     const conns = this.parts.presence.connectionsOf(user);
     if (!conns || conns.size === 0) return this.park(entry);
     this.markInflight(entry, user);
-    // One DELIVER_USER per shard reaches all of the user's connections there.
-    let shardsSeen = 0;
+    // One DELIVER_USER per shard reaches all of the user's connections there (up to 256 shards: a Set, not a bit mask).
+    const shards = new Set<number>();
     for (const conn of conns.values()) {
-      const bit = 1 << (conn.shard & 31);
-      if (shardsSeen & bit && conn.shard < 32) continue;
-      shardsSeen |= bit;
+      if (shards.has(conn.shard)) continue;
+      shards.add(conn.shard);
       this.enqueue(conn.shard, user, null, entry);
     }
   }
@@ -123,5 +129,11 @@ export class Delivery {
       return null;
     }
     return encodeStoredMsg(m.id, m.from, m.group, data, m.pri, m.ts);
+  }
+
+  /** A stored message too large to ever deliver (stored before the limit applied, or with a larger ring): dead-lettered, once. */
+  private undeliverable(entry: Entry, why: string): void {
+    if (!this.parts.queues.has(entry.m.id)) return;
+    this.parts.deadLetter(entry, `undeliverable: its ${why}`);
   }
 }

@@ -62,15 +62,21 @@ export class Intake {
     });
   }
 
-  /** A `pub` whose data.type has a processor: processed, then published to every shard (never stored). */
-  publish(id: string, from: string, group: string, data: string, pri: number, type: string | null, acked: () => void): void {
+  /**
+   * A `pub` (never stored), after its processor if its data.type has one, to every shard:
+   * `reply.ok(id)` once it went out (or was dropped or dead-lettered), `reply.fail` when it
+   * cannot fit a ring record.
+   */
+  publish(id: string, from: string, group: string, data: string, pri: number, type: string | null, reply: Reply): void {
     const send = (dataJson: string, p: number): void => {
+      const over = this.parts.route.oversize(dataJson);
+      if (over !== null) return reply.fail('E_TOO_LARGE', over);
       this.parts.link.groupPub(group, encodeGroupMsgJson(id, from, group, dataJson, p, Date.now()));
-      acked();
+      reply.ok(id);
     };
     if (!this.parts.processors.has(type)) return send(data, pri);
     const incoming: Incoming = { target: `p:${group}`, from, group, data, pri, at: 0, strategy: null };
-    this.parts.processors.run(type, incoming, { pass: send, drop: acked, fail: (reason) => this.processorFailed(type, reason, incoming, { ok: acked, fail: acked }) });
+    this.parts.processors.run(type, incoming, { pass: send, drop: () => reply.ok(id), fail: (reason) => this.processorFailed(type, reason, incoming, reply, id) });
   }
 
   /**
@@ -80,7 +86,6 @@ export class Intake {
    */
   async requeue(letter: DeadLetter): Promise<string> {
     const { store, queues, ids } = this.parts;
-    if (letter.target.startsWith('p:')) throw new Error('a dead-lettered pub cannot be requeued: pubs are not stored');
     if (queues.has(letter.id)) return letter.id; // requeued already (a second request in flight)
     if (!store.health.writable) throw new OcsError('E_STORE_UNAVAILABLE', this.unwritable('not requeued'));
     const { reason: _reason, failedAt: _failedAt, ...message } = letter;
@@ -105,6 +110,8 @@ export class Intake {
 
   private store(incoming: Incoming, reply: Reply, fromClient: boolean): void {
     const { store, queues, ids, counters } = this.parts;
+    const over = this.parts.route.oversize(incoming.data);
+    if (over !== null) return reply.fail('E_TOO_LARGE', over);
     const m = ids.newMessage(incoming);
     const meta = metaOf(m);
     const refusal = queues.admit(m.target, m.from, meta.bytes, fromClient, (low) => this.dropLow(low));
@@ -134,10 +141,13 @@ export class Intake {
     });
   }
 
-  /** A processor threw, or returned what cannot be JSON: the message goes to the dead-letter queue with the reason; the sender still gets its ack, since the message is stored there. */
-  private processorFailed(type: string, reason: string, incoming: Incoming, reply: Reply): void {
+  /**
+   * A processor threw, or returned what cannot be JSON: the message goes to the dead-letter queue with the reason; the sender still gets its ack, since the message is stored there.
+   * `id`: the one the sender is acknowledged with when it already has one (a processed `pub`), so the letter can be found by it.
+   */
+  private processorFailed(type: string, reason: string, incoming: Incoming, reply: Reply, id?: string): void {
     this.parts.log.warn({ type, reason }, 'processor failed; message dead-lettered');
-    const m = this.parts.ids.newMessage(incoming);
+    const m = this.parts.ids.newMessage(incoming, id);
     this.afterWrite(this.parts.store.putDeadLetter({ ...m, reason, failedAt: Date.now() }), reply, (stored) => {
       if (!stored) return this.refuseUnwritable(reply);
       this.parts.counters.dead_lettered++;

@@ -5,6 +5,10 @@
  *
  * Each entry's `msg` frame is encoded once per turn however many shards it goes to, and
  * forgotten at the end of the turn: a stored message's data stays on disk between deliveries.
+ *
+ * A batch is also cut by bytes: each frame must fit one ring record (ShardLink.maxFrameBytes).
+ * A reconnecting user's backlog of large messages once went out as one batch over half the
+ * ring, which the ring could never take, and everything behind it waited forever.
  */
 import { encodeBatch } from '../protocol/json-codec.js';
 import type { Entry } from './queues.js';
@@ -20,25 +24,50 @@ interface Slot {
   entries: Entry[];
 }
 
+/** An encoded `msg` frame and its UTF-8 bytes. */
+interface Frame {
+  text: string;
+  bytes: number;
+}
+
+/** A `msg` frame's bytes besides its data: id, from and group (names of at most 128 characters), field names, pri, ts. */
+const MSG_ENVELOPE_BYTES = 1024;
+/** `{"op":"batch","msgs":[` and `]}`: a batch's bytes besides its frames and their commas. */
+const BATCH_ENVELOPE = Buffer.byteLength(encodeBatch([]));
+
 export class Outbox {
   /** Per shard, per delivery key (`shard|user|` or `shard||sid`): entries ready this turn. */
   private readonly slots = new Map<string, Slot>();
-  /** This turn's encoded frames. */
-  private readonly frames = new Map<Entry, string | null>();
+  /** This turn's encoded frames (null: not delivered). */
+  private readonly frames = new Map<Entry, Frame | null>();
   private flushQueued = false;
 
+  /**
+   * @param tooLarge an entry whose data can never fit a ring record (`why` says so): it can
+   *   never be delivered (the broker refuses such messages on the way in; this is the last guard)
+   */
   constructor(
     private readonly link: ShardLink,
     private readonly batchSize: number,
     private readonly encode: EncodeEntry,
+    private readonly tooLarge: (entry: Entry, why: string) => void,
   ) {}
+
+  /**
+   * Why `data` (JSON text) is too large for its `msg` frame to fit a ring record, or null. A
+   * client's frame always fits (ring_bytes is at least 4 x max_payload); a processor's output
+   * or the embedding API's data may not: the broker refuses it with E_TOO_LARGE.
+   */
+  oversize(data: string): string | null {
+    return this.overLimit(Buffer.byteLength(data));
+  }
 
   /** Delivers `entry` to every connection of `user` on `shard`, or else to connection `sid`. CRITICAL is never held: it leaves at once. */
   add(shard: number, user: string | null, sid: string | null, entry: Entry): void {
     this.queueFlush();
     if (entry.m.pri === 3) {
       const frame = this.frameOf(entry);
-      if (frame !== null) this.deliver(shard, user, sid, frame);
+      if (frame !== null) this.deliver(shard, user, sid, frame.text);
       return;
     }
     const key = `${shard}|${user ?? ''}|${sid ?? ''}`;
@@ -55,28 +84,58 @@ export class Outbox {
 
   private flush(): void {
     this.flushQueued = false;
+    const maxBytes = this.link.maxFrameBytes;
     for (const slot of this.slots.values()) {
       const entries = slot.entries;
       // Priority high to low, then acceptance order.
       if (entries.length > 1) entries.sort((a, b) => b.m.pri - a.m.pri || a.m.seq - b.m.seq);
-      const frames: string[] = [];
+      let chunk: string[] = [];
+      let bytes = BATCH_ENVELOPE;
       for (const entry of entries) {
         const frame = this.frameOf(entry);
-        if (frame !== null) frames.push(frame);
+        if (frame === null) continue;
+        // +1: the comma before it.
+        if (chunk.length === this.batchSize || (chunk.length > 0 && bytes + frame.bytes + 1 > maxBytes)) {
+          this.deliverChunk(slot, chunk);
+          chunk = [];
+          bytes = BATCH_ENVELOPE;
+        }
+        chunk.push(frame.text);
+        bytes += frame.bytes + 1;
       }
-      for (let i = 0; i < frames.length; i += this.batchSize) {
-        const chunk = frames.slice(i, i + this.batchSize);
-        this.deliver(slot.shard, slot.user, slot.sid, chunk.length === 1 ? chunk[0]! : encodeBatch(chunk));
-      }
+      if (chunk.length > 0) this.deliverChunk(slot, chunk);
     }
     this.slots.clear();
     this.frames.clear();
   }
 
-  private frameOf(entry: Entry): string | null {
+  private frameOf(entry: Entry): Frame | null {
     let frame = this.frames.get(entry);
-    if (frame === undefined) this.frames.set(entry, (frame = this.encode(entry)));
+    if (frame === undefined) this.frames.set(entry, (frame = this.encodeFitting(entry)));
     return frame;
+  }
+
+  /**
+   * The entry's frame, unless its data can never fit a ring record: that is known from the
+   * size its metadata keeps, before anything is read back from the store.
+   */
+  private encodeFitting(entry: Entry): Frame | null {
+    const over = this.overLimit(entry.m.bytes);
+    if (over !== null) {
+      this.tooLarge(entry, over);
+      return null;
+    }
+    const text = this.encode(entry);
+    return text === null ? null : { text, bytes: Buffer.byteLength(text) };
+  }
+
+  private overLimit(dataBytes: number): string | null {
+    const max = this.link.maxFrameBytes - MSG_ENVELOPE_BYTES;
+    return dataBytes <= max ? null : `data of ${dataBytes} bytes is over the ${max} one message may carry between threads (performance.ring_bytes)`;
+  }
+
+  private deliverChunk(slot: Slot, chunk: string[]): void {
+    this.deliver(slot.shard, slot.user, slot.sid, chunk.length === 1 ? chunk[0]! : encodeBatch(chunk));
   }
 
   private deliver(shard: number, user: string | null, sid: string | null, frame: string): void {

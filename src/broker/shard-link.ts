@@ -9,6 +9,11 @@ import type { ErrorCode } from '../protocol/errors.js';
 export type RecordSink = (shard: number, kind: number, fields: unknown[]) => void;
 
 export interface ShardLink {
+  /**
+   * The largest frame (UTF-8 bytes) one record can carry to a shard: a delivery, a group
+   * message or an admin body. Anything bigger must be split or refused before it is handed over.
+   */
+  readonly maxFrameBytes: number;
   /** `frame` to every connection of `user` on `shard`. */
   deliverToUser(shard: number, user: string, frame: string): void;
   /** `frame` to the one connection `sid` on `shard`. */

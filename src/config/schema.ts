@@ -5,6 +5,10 @@
  */
 import { z } from 'zod';
 
+/** Where the server listens unless configured otherwise; tools that reach it use the same. */
+export const DEFAULT_PORT = 8765;
+export const DEFAULT_PATH = '/ws';
+
 const seconds = z.number().nonnegative();
 const positiveInt = z.number().int().positive();
 const nonNegativeInt = z.number().int().nonnegative();
@@ -12,10 +16,10 @@ const nonNegativeInt = z.number().int().nonnegative();
 const server = z
   .object({
     host: z.string().min(1).default('0.0.0.0'),
-    port: z.number().int().min(0).max(65535).default(8765),
+    port: z.number().int().min(0).max(65535).default(DEFAULT_PORT),
     /** 0 means one shard per core (os.availableParallelism()). */
     shards: nonNegativeInt.max(256).default(0),
-    path: z.string().startsWith('/').default('/ws'),
+    path: z.string().startsWith('/').default(DEFAULT_PATH),
     max_connections: positiveInt.default(2000),
     /** Seconds between server pings to each connection. */
     ping_interval: seconds.default(20),
@@ -77,6 +81,17 @@ const limits = z
     /** Bad frames before the connection is closed with 4400. */
     bad_frames_before_close: positiveInt.default(10),
     max_groups_per_connection: positiveInt.default(1000),
+    /**
+     * Per client address, for the whole server (each shard enforces its share): connection
+     * attempts per second sustained (0: unlimited) and the burst above it, and sockets that
+     * may wait for their `auth` frame at once (0: unlimited). Over them: HTTP 429. The
+     * defaults leave room for an office of a thousand users behind one NAT address.
+     */
+    connection_attempts_per_ip: z.number().nonnegative().default(100),
+    connection_burst_per_ip: positiveInt.default(1000),
+    unauthenticated_per_ip: nonNegativeInt.default(200),
+    /** Addresses each shard tracks at once; when all are busy, a new address gets HTTP 503. */
+    max_tracked_ips: positiveInt.default(100_000),
   })
   .strict();
 
@@ -113,10 +128,33 @@ const monitoring = z
     metrics_collection_interval: z.number().positive().default(1),
     /** Seconds between `stats` log lines; 0 disables them. */
     log_interval: seconds.default(60),
+    /** Seconds a ring may hold records without draining before /health says degraded. */
+    link_stuck_after: z.number().positive().default(5),
   })
   .strict();
 
 const strategy = z.enum(['round_robin', 'least_connections', 'weighted']);
+
+/**
+ * A mapping keyed by user ids or group names, as a Map: as a plain object, a user called
+ * `constructor` would find Object.prototype's, and z.record would drop a key `__proto__`.
+ */
+function nameMap<T extends z.ZodTypeAny>(value: T): z.ZodType<Map<string, z.output<T>>, z.ZodTypeDef, unknown> {
+  return z.unknown().transform((input, ctx) => {
+    const out = new Map<string, z.output<T>>();
+    if (input === undefined) return out;
+    if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'expected a mapping of names' });
+      return z.NEVER;
+    }
+    for (const [key, raw] of Object.entries(input)) {
+      const parsed = value.safeParse(raw);
+      if (parsed.success) out.set(key, parsed.data);
+      else for (const issue of parsed.error.issues) ctx.addIssue({ ...issue, path: [key, ...issue.path] } as z.IssueData);
+    }
+    return out;
+  });
+}
 
 const delivery = z
   .object({
@@ -150,9 +188,9 @@ const delivery = z
     /** `any` strategy for groups without their own and frames without `strategy`. */
     default_strategy: strategy.default('round_robin'),
     /** Per-group `any` strategy, e.g. {support: least_connections}. */
-    group_strategies: z.record(z.string(), strategy).default({}),
+    group_strategies: nameMap(strategy),
     /** Per-user weight for the `weighted` strategy when the token has no `weight` claim (default 1). */
-    weights: z.record(z.string(), z.number().positive()).default({}),
+    weights: nameMap(z.number().positive()),
   })
   .strict();
 

@@ -4,8 +4,7 @@
  * `stats` line goes to the log every log_interval.
  */
 import type { Config } from '../config/schema.js';
-import type { BrokerStats } from '../broker/broker.js';
-import { byName, Counter, COUNTER_COUNT, MESSAGING_COUNTERS, type ShardTable } from '../shared/shard-table.js';
+import { byName, Counter, COUNTER_COUNT, MESSAGING_COUNTERS, type MessagingCounterName, type ShardTable } from '../shared/shard-table.js';
 import type { Logger } from '../util/logger.js';
 
 export class StatsSampler {
@@ -18,8 +17,8 @@ export class StatsSampler {
     private readonly table: ShardTable,
     private readonly monitoring: Config['websocket']['monitoring'],
     private readonly log: Logger,
-    /** The broker's live counters (same thread), copied into the table for /stats. */
-    private readonly messaging: () => Readonly<BrokerStats>,
+    /** The broker's and its shard link's live counters (same thread), copied into the table for /stats. */
+    private readonly messaging: () => Readonly<Record<MessagingCounterName, number>>,
   ) {}
 
   start(): void {

@@ -30,10 +30,52 @@ export const ErrorCodes = {
 
 export type ErrorCode = keyof typeof ErrorCodes;
 
+/**
+ * The `code` of the JSON body of HTTP answers outside the WebSocket upgrade (`/health`,
+ * `/stats`, `/admin/*`), with their status. PROTOCOL.md lists them; a test checks it does.
+ */
+export const HttpCodes = {
+  bad_request: { status: 400, message: 'malformed request (a bad percent-encoding, say)' },
+  unauthorized: { status: 401, message: 'missing or wrong admin token' },
+  forbidden: { status: 403, message: 'not allowed from here' },
+  not_found: { status: 404, message: 'no such resource' },
+  conflict: { status: 409, message: 'not possible in the current state' },
+  internal_error: { status: 500, message: 'the server failed on this request' },
+  unavailable: { status: 503, message: 'the server cannot take this request now; retry shortly' },
+  timeout: { status: 504, message: 'the message broker did not answer in time' },
+} as const;
+
+export type HttpCode = keyof typeof HttpCodes;
+
+const STATUS_TEXT = new Map<number, string>([
+  [200, 'OK'],
+  [400, 'Bad Request'],
+  [401, 'Unauthorized'],
+  [403, 'Forbidden'],
+  [404, 'Not Found'],
+  [409, 'Conflict'],
+  [500, 'Internal Server Error'],
+  [429, 'Too Many Requests'],
+  [503, 'Service Unavailable'],
+  [504, 'Gateway Timeout'],
+]);
+
+/** The status line for `status`, as uWS writeStatus() takes it. */
+export function httpStatusLine(status: number): string {
+  return `${status} ${STATUS_TEXT.get(status) ?? 'Error'}`;
+}
+
+/** An HTTP error answer: the code's status and a `{code, message}` body. */
+export function httpError(code: HttpCode, message: string = HttpCodes[code].message): { status: number; body: { code: HttpCode; message: string } } {
+  return { status: HttpCodes[code].status, body: { code, message } };
+}
+
 /** Close codes that are not tied to one error code. */
 export const CloseCodes = {
   NORMAL: 1000,
   GOING_AWAY: 1001,
+  /** The server failed the connection itself (a token check that broke): an `err E_INTERNAL` precedes it. */
+  INTERNAL_ERROR: 1011,
   SERVICE_RESTART: 1012,
   /** No inbound traffic (frames or pongs) for idle_timeout: an ocs.v1 addition (PROTOCOL.md). */
   IDLE_TIMEOUT: 4408,

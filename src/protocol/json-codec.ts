@@ -9,6 +9,13 @@ import { frameError, toClientFrame, type ClientFrame, type FrameError } from './
 
 export const JSON_PROTOCOL = 'ocs.v1.json';
 
+/**
+ * Deepest nesting of a frame, the frame object itself being level 1. JSON.parse takes any
+ * depth, but encoding `data` again (a `msg`, a stored message) recurses: 30,000 levels fit in
+ * 64 KiB and overflow the stack.
+ */
+export const MAX_DEPTH = 64;
+
 export function decodeJson(message: ArrayBuffer, isBinary: boolean): ClientFrame | FrameError {
   if (isBinary) return frameError('E_BAD_FRAME', `binary frames need the ocs.v1.msgpack protocol; this connection speaks ${JSON_PROTOCOL}`);
   let value: unknown;
@@ -17,14 +24,41 @@ export function decodeJson(message: ArrayBuffer, isBinary: boolean): ClientFrame
   } catch {
     return frameError('E_BAD_FRAME', 'frame is not valid JSON');
   }
+  if (deeperThan(value, MAX_DEPTH)) {
+    const ref = (value as { ref?: unknown }).ref;
+    return frameError('E_BAD_FRAME', `frame is nested deeper than ${MAX_DEPTH} levels`, typeof ref === 'string' ? ref : undefined);
+  }
   return toClientFrame(value);
+}
+
+/**
+ * Whether `value` nests more than `levels` objects/arrays deep. It visits containers only (a
+ * chat frame has two or three), and recurses at most `levels` + 1 deep.
+ */
+function deeperThan(value: unknown, levels: number): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  if (levels === 0) return true;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) if (deeperThan(value[i], levels - 1)) return true;
+    return false;
+  }
+  for (const key in value) if (deeperThan((value as Record<string, unknown>)[key], levels - 1)) return true;
+  return false;
 }
 
 const refField = (ref: string | undefined): string => (ref === undefined ? '' : `,"ref":${JSON.stringify(ref)}`);
 
-export function encodeWelcome(user: string, sid: string, shard: number, pending: number): string {
-  return `{"op":"welcome","user":"${user}","sid":"${sid}","shard":${shard},"pending":${pending}}`;
+/** `expiresAt`: when the connection's token runs out (epoch ms), omitted when it never does. */
+export function encodeWelcome(user: string, sid: string, shard: number, pending: number, expiresAt: number): string {
+  return `{"op":"welcome","user":"${user}","sid":"${sid}","shard":${shard},"pending":${pending}${expiresField(expiresAt)}}`;
 }
+
+/** The answer to an `auth` frame that refreshed the token of an open connection. */
+export function encodeAuthAck(ref: string | undefined, expiresAt: number): string {
+  return `{"op":"ack"${refField(ref)}${expiresField(expiresAt)}}`;
+}
+
+const expiresField = (expiresAt: number): string => (expiresAt === Infinity ? '' : `,"expiresAt":${expiresAt}`);
 
 /**
  * A group message. `data` is stringified once here; the result goes to every subscriber on

@@ -8,7 +8,8 @@ import { rmSync } from 'node:fs';
 import { Broker } from '../../src/broker/broker.js';
 import type { RecordSink, ShardLink } from '../../src/broker/shard-link.js';
 import { loadConfig } from '../../src/config/load.js';
-import { decodeFields, encodeRecord, ToBroker, typeOfData } from '../../src/link/records.js';
+import { decodeFields, encodeRecord, FRAME_RECORD_OVERHEAD, ToBroker, typeOfData } from '../../src/link/records.js';
+import { largestRecord } from '../../src/rings/ring.js';
 import type { ErrorCode } from '../../src/protocol/errors.js';
 import { MessageStore } from '../../src/store/store.js';
 import { createLogger } from '../../src/util/logger.js';
@@ -30,6 +31,8 @@ type Said = Call extends infer C ? (C extends Call ? Omit<C, 'time'> : never) : 
 
 export class RecordingLink implements ShardLink {
   readonly calls: Call[] = [];
+  /** As a ring of performance.ring_bytes would carry (startBroker sets it from the config). */
+  maxFrameBytes = largestRecord(4 * 1024 * 1024) - FRAME_RECORD_OVERHEAD;
   /** The types the broker asked the shards to detour through it (publishProcessorTypes). */
   processorTypes = new Set<string>();
   private sink: RecordSink | null = null;
@@ -171,21 +174,21 @@ export interface TestBroker {
 export interface BrokerSettings {
   delivery?: Record<string, unknown>;
   performance?: Record<string, unknown>;
+  server?: Record<string, unknown>;
   /** store.* keys other than data_dir. */
   store?: Record<string, unknown>;
   /** An existing data directory (e.g. a previous broker's), else a fresh one. */
   dataDir?: string;
 }
 
-/** A started broker with `delivery`, `performance` and `store` settings over the defaults. */
+/** A started broker with `delivery`, `performance`, `server` and `store` settings over the defaults. */
 export async function startBroker(settings: BrokerSettings = {}): Promise<TestBroker> {
   const dir = settings.dataDir ?? tempDataDir();
-  const { config } = loadConfig({
-    env: {},
-    overrides: { websocket: { delivery: settings.delivery ?? {}, performance: settings.performance ?? {} }, store: { ...settings.store, data_dir: dir } },
-  });
+  const websocket = { delivery: settings.delivery ?? {}, performance: settings.performance ?? {}, server: settings.server ?? {} };
+  const { config } = loadConfig({ env: {}, overrides: { websocket, store: { ...settings.store, data_dir: dir } } });
   const store = await MessageStore.open(dir, config.store.sync);
   const link = new RecordingLink();
+  link.maxFrameBytes = largestRecord(config.websocket.performance.ring_bytes) - FRAME_RECORD_OVERHEAD;
   const broker = new Broker({
     config: config as Broker['options']['config'],
     store,
