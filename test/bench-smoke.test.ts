@@ -67,4 +67,15 @@ describe('benchmarks (smoke)', () => {
     assert.equal(result!.errors, 0);
     assert.ok(result!.stored_per_s! > 0 && result!.delivered_and_acked_per_s! > 0);
   });
+
+  it('bench:stored: every send to an offline user is acknowledged, the memory is read from /proc, and /stats counts what is stored', async () => {
+    const report = await bench('stored-memory.js', [], { BENCH_MESSAGES: '50', BENCH_BYTES: '1024', BENCH_SETTLE_S: '2' });
+    assert.equal(report.acked, 50);
+    assert.deepEqual(report.refused, {});
+    const rss = report.rss_mib as Record<string, { rss: number; anon: number; file: number }>;
+    for (const when of ['started', 'all_answered', 'after_settle']) assert.ok(rss[when]!.rss > 0 && rss[when]!.anon > 0, when);
+    const messaging = report.messaging as Record<string, number>;
+    assert.equal(messaging.stored, 50);
+    assert.equal(messaging.stored_bytes, 50 * 1024);
+  });
 });

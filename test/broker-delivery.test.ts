@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { msgsIn, sleep, startBroker, type TestBroker } from './helpers/broker.js';
+import { until } from './helpers/messaging.js';
 
 describe('broker: direct messages', () => {
   let t: TestBroker;
@@ -101,6 +102,36 @@ describe('broker: direct messages', () => {
     link.offline(1, 'fay-1', 'fay');
   });
 
+  test('only a delivered message can be acknowledged: an ack of one still scheduled, or waiting for its offline recipient, gets E_UNKNOWN_ID and changes nothing', async () => {
+    const { link, broker } = t;
+    const scheduled = await broker.send('ken', 'later', { at: Date.now() + 60_000, pri: 3 });
+    const waiting = await broker.send('lea', 'when lea connects', { pri: 3 });
+    link.online(0, 'ken-1', 'ken');
+    link.ack(0, 'ken-1', 'ken', scheduled);
+    link.ack(0, 'ken-2', 'lea', waiting); // lea's own id, sent before anything was delivered to her
+    const refused = link.all('error', (c) => c.sid === 'ken-1' || c.sid === 'ken-2');
+    assert.deepEqual(refused.map((c) => c.code), ['E_UNKNOWN_ID', 'E_UNKNOWN_ID']);
+    link.online(1, 'lea-1', 'lea');
+    const delivered = await link.next('deliverToSid', (c) => c.sid === 'lea-1');
+    assert.equal(msgsIn(delivered.frame)[0]!.id, waiting, 'still delivered');
+    link.ack(1, 'lea-1', 'lea', waiting);
+    assert.equal(link.all('error', (c) => c.sid === 'lea-1').length, 0, 'and then acknowledged');
+    link.offline(0, 'ken-1', 'ken');
+    link.offline(1, 'lea-1', 'lea');
+  });
+
+  test('the embedding API checks its arguments: TypeError for a bad user, pri, at or from', async () => {
+    const { broker } = t;
+    await assert.rejects(broker.send('no body', 'x'), TypeError);
+    await assert.rejects(broker.send('ok', 'x', { pri: 7 }), TypeError);
+    await assert.rejects(broker.send('ok', 'x', { at: -5 }), TypeError);
+    await assert.rejects(broker.send('ok', 'x', { from: 'a"b' }), TypeError);
+    assert.throws(() => broker.publish('room', 'x', { pri: 4 }), TypeError);
+    assert.throws(() => broker.publish('room', 'x', { from: '' }), TypeError);
+    assert.throws(() => broker.publish('bad group', 'x'), TypeError);
+    assert.equal(t.link.all('groupPub').length, 0);
+  });
+
   test('a send with a future `at` is acknowledged once stored and delivered no earlier than `at`', async () => {
     const { link } = t;
     link.online(0, 'gus-1', 'gus');
@@ -165,5 +196,28 @@ describe('broker: frames cut to what a ring carries', () => {
     assert.throws(() => broker.publish('room', huge), (err: Error & { code?: string }) => err.code === 'E_TOO_LARGE');
     assert.equal(broker.stats.accepted, accepted);
     assert.equal(link.all('groupPub', (c) => c.group === 'room').length, 0);
+  });
+});
+
+describe('broker: a stored message larger than the rings now carry', () => {
+  test('is dead-lettered when due, its size known from its metadata, and the messages behind it are delivered', async () => {
+    const first = await startBroker();
+    const big = await first.broker.send('vic', 'w'.repeat(100_000), { pri: 2 });
+    const small = await first.broker.send('vic', 'small');
+    await first.close(true);
+    // Rings of 64 KB carry frames of about 32 KB: the 100 KB message was stored under 4 MiB rings.
+    const t = await startBroker({ dataDir: first.dataDir, performance: { ring_bytes: 64 * 1024 }, server: { max_payload: 16 * 1024 } });
+    try {
+      t.link.online(0, 'vic-1', 'vic');
+      const delivered = await t.link.next('deliverToSid', (c) => c.sid === 'vic-1');
+      assert.deepEqual(msgsIn(delivered.frame).map((m) => m.id), [small]);
+      const letter = await until(() => t.store.getDead(big), 'the undeliverable message dead-lettered');
+      assert.match(letter.reason, /^undeliverable: its data of 100002 bytes is over the \d+ one message may carry between threads \(performance\.ring_bytes\)$/);
+      assert.equal((JSON.parse(letter.data) as string).length, 100_000, 'its data moved from the queue to the dead letter');
+      assert.equal(t.broker.stats.dead_lettered, 1);
+      assert.equal(t.broker.stats.stored, 1, 'the small one, awaiting its ack');
+    } finally {
+      await t.close();
+    }
   });
 });

@@ -18,6 +18,12 @@ describe('broker: processors run before routing', () => {
       throw new Error('cannot handle this');
     });
     t.broker.registerProcessor('sour', () => Promise.reject(new Error('went off')));
+    t.broker.registerProcessor('bigint', (m) => ({ ...m, data: { n: 1n } }));
+    t.broker.registerProcessor('cycle', async (m) => {
+      const data: Record<string, unknown> = {};
+      data.self = data;
+      return { ...m, data };
+    });
     // Output no ring record can carry (rings of 4 MiB: records of at most 2 MiB).
     t.broker.registerProcessor('bloat', (m) => ({ ...m, data: 'z'.repeat(3_000_000) }));
     t.link.online(1, 'bob-1', 'bob');
@@ -25,8 +31,9 @@ describe('broker: processors run before routing', () => {
   after(() => t.close());
 
   test('the shards learn which data.type values to send through the broker', () => {
-    assert.deepEqual([...t.link.processorTypes].sort(), ['bloat', 'broken', 'raise', 'secret', 'shout', 'sour']);
-    assert.deepEqual(t.broker.processorTypes().sort(), ['bloat', 'broken', 'raise', 'secret', 'shout', 'sour']);
+    const types = ['bigint', 'bloat', 'broken', 'cycle', 'raise', 'secret', 'shout', 'sour'];
+    assert.deepEqual([...t.link.processorTypes].sort(), types);
+    assert.deepEqual(t.broker.processorTypes().sort(), types);
   });
 
   test('a processor may change the data (sync) or the priority (async) of a send or an any', async () => {
@@ -73,6 +80,20 @@ describe('broker: processors run before routing', () => {
     }
     assert.equal(broker.stats.dead_lettered, before + 2);
     assert.equal(link.all('deliverToUser', (c) => c.frame.includes('"broken"') || c.frame.includes('"sour"')).length, 0);
+  });
+
+  test('a processor whose result cannot be JSON (a BigInt, sync; a cycle, async) sends the message to the dead-letter queue with the reason; the sender gets its id', async () => {
+    const { link, store } = t;
+    for (const [type, reason] of [['bigint', /BigInt/], ['cycle', /circular/]] as const) {
+      link.send(0, 'alice-1', 'alice', 'bob', { type }, { ref: type });
+      const ack = await link.answerTo(type);
+      assert.ok(ack.op === 'senderAck', `${type}: ${JSON.stringify(ack)}`);
+      const letter = store.getDead(ack.id);
+      assert.ok(letter, `${type}: dead-lettered`);
+      assert.match(letter.reason, new RegExp(`^processor for type "${type}" returned data that cannot be JSON: `));
+      assert.match(letter.reason, reason);
+      assert.deepEqual(JSON.parse(letter.data), { type }, 'the message as it came in');
+    }
   });
 
   test('a pub of a processed type reaches every shard changed, and its sender gets the ack; a throwing one is dead-lettered', async () => {

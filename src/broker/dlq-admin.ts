@@ -7,7 +7,7 @@
  *   DELETE /admin/dlq            purge all     DELETE /admin/dlq/ID   purge one
  *   POST /admin/dlq/ID/requeue   back into its recipient's queue
  */
-import { httpError } from '../protocol/errors.js';
+import { httpError, OcsError } from '../protocol/errors.js';
 import type { DeadLetter, MessageStore } from '../store/store.js';
 
 export type DeadLetterStore = Pick<MessageStore, 'countDead' | 'listDead' | 'getDead' | 'removeDead' | 'purgeDead'>;
@@ -34,7 +34,10 @@ export async function answerDlqRequest(method: string, path: string, store: Dead
   try {
     return await answer(method, path, store, requeue, maxBodyBytes);
   } catch (err) {
-    return err instanceof BadRequest ? httpError('bad_request', err.message) : httpError('internal_error', (err as Error).message);
+    if (err instanceof BadRequest) return httpError('bad_request', err.message);
+    // A requeue refused by a limit (409) or an unwritable store (503) says which, with its messaging code.
+    if (err instanceof OcsError) return httpError(err.code === 'E_STORE_UNAVAILABLE' ? 'unavailable' : 'conflict', `${err.code}: ${err.message}`);
+    return httpError('internal_error', (err as Error).message);
   }
 }
 
@@ -71,15 +74,17 @@ async function answer(method: string, path: string, store: DeadLetterStore, requ
     return { status: 200, body: listPage(store, limit, url.searchParams.get('after') ?? undefined, maxBodyBytes) };
   }
   if (id === undefined) {
-    if (method === 'delete') return { status: 200, body: { purged: await store.purgeDead() } };
+    if (method === 'delete') {
+      const purged = await store.purgeDead();
+      return purged < 0 ? unwritable() : { status: 200, body: { purged } };
+    }
     return httpError('not_found', USAGE);
   }
   const letter = store.getDead(id);
   if (!letter) return httpError('not_found', `no dead letter ${id}`);
   if (method === 'get' && parts.length === 3) return { status: 200, body: showDead(letter) };
   if (method === 'delete' && parts.length === 3) {
-    await store.removeDead(id);
-    return { status: 200, body: { purged: 1 } };
+    return (await store.removeDead(id)) ? { status: 200, body: { purged: 1 } } : unwritable();
   }
   if (method === 'post' && parts[3] === 'requeue') {
     if (letter.target.startsWith('p:')) return httpError('conflict', 'a dead-lettered pub cannot be requeued: pubs are not stored');
@@ -141,4 +146,8 @@ function showDead(letter: DeadLetter): Record<string, unknown> {
     reason: letter.reason,
     failedAt: letter.failedAt,
   };
+}
+
+function unwritable(): AdminAnswer {
+  return httpError('unavailable', 'E_STORE_UNAVAILABLE: the store cannot write (disk full, I/O error); try again once it recovers');
 }

@@ -168,6 +168,23 @@ const delivery = z
     max_attempts: positiveInt.max(1000).default(5),
     /** Stored messages per recipient (user, or group for `any`); over it the oldest LOW is dropped. */
     max_pending_per_user: positiveInt.default(10_000),
+    /**
+     * Stored messages one client may have waiting (over every recipient): without it one
+     * sender could fill the store by writing to many users that never connect. The embedding
+     * API is not limited by it (the application is trusted).
+     */
+    max_stored_per_sender: positiveInt.default(10_000),
+    /**
+     * Seconds a stored message may wait for a recipient, from when it became deliverable (or
+     * from its last delivery, if the recipient left without acknowledging it); then it goes to
+     * the dead-letter queue. 0 = forever. Users who never come back must not hold the store.
+     */
+    ttl: seconds.default(7 * 24 * 3600),
+    /**
+     * Furthest ahead a `send` may be scheduled (`at`), seconds. A far-future `at` would be held
+     * (and survive restarts) for nothing; over it the send gets E_BAD_FRAME.
+     */
+    max_schedule_ahead: z.number().positive().default(30 * 24 * 3600),
     /** `any` strategy for groups without their own and frames without `strategy`. */
     default_strategy: strategy.default('round_robin'),
     /** Per-group `any` strategy, e.g. {support: least_connections}. */
@@ -190,6 +207,14 @@ const store = z
     data_dir: z.string().min(1).default('./data'),
     /** When a write counts as stored: full = fsync'd, overlapping = lmdb overlapping sync, none = no fsync. */
     sync: z.enum(['full', 'overlapping', 'none']).default('full'),
+    /**
+     * Most messages stored at once (waiting, scheduled or awaiting an ack); over it send/any get
+     * E_QUEUE_FULL. Bounds the broker's memory: each one keeps its metadata in the primary's
+     * heap, about 0.75 KB when every message has a recipient of its own (less when they share).
+     */
+    max_messages: positiveInt.default(500_000),
+    /** Most bytes of message data stored at once; over it send/any get E_QUEUE_FULL. Bounds the disk. */
+    max_bytes: positiveInt.default(1024 * 1024 * 1024),
   })
   .strict();
 

@@ -216,6 +216,8 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     publishProcessorTypes: (types) => {
       for (const slot of slots) slot.worker?.postMessage({ type: 'processors', types } satisfies PrimaryToShard);
     },
+    // Into the shared table, so that every shard's /health shows it.
+    storeHealthChanged: (health) => table.setStoreHealth(health),
   });
   broker.start();
   const monitor = new LinkMonitor({ table, toBroker, fromBroker, rings, brokerOverflow: (shard) => link.overflowOf(shard) });

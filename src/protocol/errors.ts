@@ -13,8 +13,15 @@ export const ErrorCodes = {
   E_OVERLOADED: { close: 1013, message: 'server over its limits' },
   /** `ack` of an id that awaits no acknowledgement from this user: unknown, already acknowledged, or someone else's. */
   E_UNKNOWN_ID: { close: 0, message: 'no message with this id awaits your acknowledgement' },
-  /** `send`/`any` refused: the recipient's stored queue is full and holds no LOW message to drop. */
-  E_QUEUE_FULL: { close: 0, message: "recipient's queue is full" },
+  /**
+   * `send`/`any` refused by a limit on stored messages, named in the message: the recipient's
+   * queue is full of non-LOW messages (delivery.max_pending_per_user), the sender has too many
+   * stored (delivery.max_stored_per_sender), or the whole store is full (store.max_messages,
+   * store.max_bytes). One code: a client does the same for each (retry later, slower).
+   */
+  E_QUEUE_FULL: { close: 0, message: 'too many stored messages' },
+  /** The store cannot write (disk full, I/O error): send/any refused until it recovers; pub is not affected. */
+  E_STORE_UNAVAILABLE: { close: 0, message: 'the message store cannot write' },
   E_INTERNAL: { close: 0, message: 'internal server error' },
   // Process-level codes (start-up), never sent on the wire.
   E_CONFIG: { close: 0, message: 'invalid configuration' },

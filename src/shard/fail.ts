@@ -21,6 +21,7 @@ const errorCounter: Record<ErrorCode, number> = {
   E_OVERLOADED: Counter.errors_overloaded,
   E_UNKNOWN_ID: Counter.errors_bad_frame,
   E_QUEUE_FULL: Counter.errors_overloaded,
+  E_STORE_UNAVAILABLE: Counter.errors_overloaded,
   E_INTERNAL: Counter.errors_internal,
   E_CONFIG: Counter.errors_internal,
   E_STARTUP: Counter.errors_internal,

@@ -36,7 +36,9 @@ export function health(context: HttpContext): { status: string; body: Record<str
     shards.push({ shard, status: shardStatusName(status), connections: table.connections(shard), links });
   }
   const stopping = context.isStopping();
-  const state = stopping ? 'stopping' : up === table.shards && stuck === 0 ? 'ok' : 'degraded';
+  // The store is the primary's; it publishes its health in the table. Unwritable: send/any are refused.
+  const store = table.storeHealth();
+  const state = stopping ? 'stopping' : up === table.shards && stuck === 0 && store.writable ? 'ok' : 'degraded';
   return {
     status: stopping ? '503 Service Unavailable' : '200 OK',
     body: {
@@ -47,6 +49,7 @@ export function health(context: HttpContext): { status: string; body: Record<str
       connections: table.totalConnections(),
       max_connections: context.maxConnections,
       shards: { configured: table.shards, up, stuck_links: stuck, list: shards },
+      store,
     },
   };
 }

@@ -9,13 +9,17 @@
  *          the primary each metrics_collection_interval.
  *   messaging: Float64Array, MESSAGING_COUNTERS slots: the broker's counters (it runs in the
  *          primary thread), copied there by the same sampler.
+ *   store: Int32Array [VERSION, WRITABLE, FAILED_WRITES, ERROR_LENGTH] then STORE_ERROR_BYTES of
+ *          UTF-8: the message store's health (the primary owns the store), for /health.
  *   links: Float64Array, per shard and per link (LINKS) LINK_FIELDS slots: what waits in the
  *          rings the shard writes and the broker writes to it. A ring writer's overflow is
  *          known only to its thread, so each writes its own (the shard its rings', the primary
  *          the broker's); unread bytes and since when a ring has not drained are the
  *          primary's (it holds every ring, and sees a shard that is too busy to say so).
  * Counters are plain 8-byte stores by their one writer: readers may see a value one update
- * old, never a torn one (aligned 64-bit stores on every platform Node.js runs on).
+ * old, never a torn one (aligned 64-bit stores on every platform Node.js runs on). The store's
+ * health is several fields and a text, so it is a seqlock: the writer makes VERSION odd while
+ * it writes, and a reader retries a read that saw it odd or changed.
  */
 export const TOTAL_CONNECTIONS = 0;
 const CONTROL_HEADER = 1;
@@ -23,6 +27,21 @@ const CONTROL_STRIDE = 4;
 const STATUS = 0;
 const CONNECTIONS = 1;
 const RESTARTS = 2;
+
+const STORE_VERSION = 0;
+const STORE_WRITABLE = 1;
+const STORE_FAILED_WRITES = 2;
+const STORE_ERROR_LENGTH = 3;
+const STORE_HEADER_BYTES = 16;
+/** Room for the store's last error; a longer one is cut. */
+const STORE_ERROR_BYTES = 512;
+
+/** The message store's health as /health shows it. */
+export interface StoreHealthView {
+  writable: boolean;
+  lastError: string | null;
+  failedWrites: number;
+}
 
 export const ShardStatus = { DOWN: 0, STARTING: 1, UP: 2, STOPPING: 3 } as const;
 export type ShardStatusValue = (typeof ShardStatus)[keyof typeof ShardStatus];
@@ -63,8 +82,27 @@ export const COUNTERS = [
 ] as const;
 export type CounterName = (typeof COUNTERS)[number];
 
-/** The broker's counters, as sampled into the table (names of BrokerStats, then of the ring link's LinkStats). Append only. */
-export const MESSAGING_COUNTERS = ['accepted', 'delivered', 'redelivered', 'acked', 'dead_lettered', 'dropped_low', 'queue_full', 'stored', 'link_too_large', 'link_deferred', 'link_dropped', 'link_discarded'] as const;
+/**
+ * The broker's counters, as sampled into the table (names of BrokerStats and of the ring link's
+ * LinkStats). Append only.
+ */
+export const MESSAGING_COUNTERS = [
+  'accepted',
+  'delivered',
+  'redelivered',
+  'acked',
+  'dead_lettered',
+  'dropped_low',
+  'queue_full',
+  'stored',
+  'link_too_large',
+  'link_deferred',
+  'link_dropped',
+  'link_discarded',
+  'stored_bytes',
+  'expired',
+  'store_unavailable',
+] as const;
 export type MessagingCounterName = (typeof MESSAGING_COUNTERS)[number];
 export const COUNTER_COUNT = COUNTERS.length;
 
@@ -95,6 +133,7 @@ export interface ShardTableBuffers {
   counters: SharedArrayBuffer;
   rates: SharedArrayBuffer;
   messaging: SharedArrayBuffer;
+  store: SharedArrayBuffer;
   links: SharedArrayBuffer;
 }
 
@@ -104,8 +143,17 @@ export function createShardTable(shards: number): ShardTableBuffers {
     counters: new SharedArrayBuffer(shards * COUNTER_COUNT * 8),
     rates: new SharedArrayBuffer(COUNTER_COUNT * 8),
     messaging: new SharedArrayBuffer(MESSAGING_COUNTERS.length * 8),
+    store: createStoreHealthBuffer(),
     links: new SharedArrayBuffer(shards * LINKS.length * LINK_FIELDS * 8),
   };
+}
+
+function createStoreHealthBuffer(): SharedArrayBuffer {
+  const buffer = new SharedArrayBuffer(STORE_HEADER_BYTES + STORE_ERROR_BYTES);
+  const header = new Int32Array(buffer, 0, STORE_HEADER_BYTES / 4);
+  header[STORE_WRITABLE] = 1;
+  header[STORE_ERROR_LENGTH] = -1;
+  return buffer;
 }
 
 export interface ShardSnapshot {
@@ -124,6 +172,8 @@ export class ShardTable {
   readonly rates: Float64Array;
   /** The broker's counters, by MESSAGING_COUNTERS slot (primary writes, anyone reads). */
   readonly messaging: Float64Array;
+  private readonly storeHeader: Int32Array;
+  private readonly storeError: Uint8Array;
   private readonly links: Float64Array;
 
   constructor(buffers: ShardTableBuffers) {
@@ -131,6 +181,8 @@ export class ShardTable {
     this.counterCells = new Float64Array(buffers.counters);
     this.rates = new Float64Array(buffers.rates);
     this.messaging = new Float64Array(buffers.messaging);
+    this.storeHeader = new Int32Array(buffers.store, 0, STORE_HEADER_BYTES / 4);
+    this.storeError = new Uint8Array(buffers.store, STORE_HEADER_BYTES, STORE_ERROR_BYTES);
     this.links = new Float64Array(buffers.links);
     this.shards = (this.control.length - CONTROL_HEADER) / CONTROL_STRIDE;
   }
@@ -197,6 +249,35 @@ export class ShardTable {
       for (let i = 0; i < COUNTER_COUNT; i++) sums[i]! += cells[i]!;
     }
     return sums;
+  }
+
+  /** Publishes the store's health (the primary, its one writer). */
+  setStoreHealth(health: StoreHealthView): void {
+    const header = this.storeHeader;
+    const error = new TextEncoder().encode(health.lastError ?? '').subarray(0, STORE_ERROR_BYTES);
+    Atomics.add(header, STORE_VERSION, 1); // odd: being written
+    header[STORE_WRITABLE] = health.writable ? 1 : 0;
+    header[STORE_FAILED_WRITES] = Math.min(health.failedWrites, 0x7fffffff);
+    header[STORE_ERROR_LENGTH] = health.lastError === null ? -1 : error.length;
+    this.storeError.set(error);
+    Atomics.add(header, STORE_VERSION, 1); // even: done
+  }
+
+  /** The store's health as last published (writable until the primary says otherwise). */
+  storeHealth(): StoreHealthView {
+    const header = this.storeHeader;
+    for (;;) {
+      const version = Atomics.load(header, STORE_VERSION);
+      if (version % 2 === 1) continue; // a write is under way: it takes microseconds
+      const length = header[STORE_ERROR_LENGTH]!;
+      const view: StoreHealthView = {
+        writable: header[STORE_WRITABLE] === 1,
+        failedWrites: header[STORE_FAILED_WRITES]!,
+        // Copied out of shared memory first: TextDecoder does not read SharedArrayBuffer views.
+        lastError: length < 0 ? null : new TextDecoder().decode(this.storeError.slice(0, length)),
+      };
+      if (Atomics.load(header, STORE_VERSION) === version) return view;
+    }
   }
 
   private linkSlot(shard: number, link: number): number {

@@ -36,6 +36,7 @@ export class RecordingLink implements ShardLink {
   /** The types the broker asked the shards to detour through it (publishProcessorTypes). */
   processorTypes = new Set<string>();
   private sink: RecordSink | null = null;
+  private adminRequests = 0;
   private waiters: Array<() => void> = [];
 
   deliverToUser(shard: number, user: string, frame: string): void {
@@ -96,6 +97,13 @@ export class RecordingLink implements ShardLink {
   }
   admin(shard: number, requestId: number, method: string, path: string): void {
     this.fromShard(shard, ToBroker.ADMIN, [requestId, method, path]);
+  }
+  /** One /admin/dlq request as shard 0 forwards it (method in lower case, as uWS gives it), and its answer. */
+  async adminRequest(method: string, path: string): Promise<{ status: number; body: Record<string, unknown> }> {
+    const requestId = --this.adminRequests; // negative: apart from the ids tests pick themselves
+    this.admin(0, requestId, method, path);
+    const reply = await this.next('adminReply', (c) => c.requestId === requestId);
+    return { status: reply.status, body: JSON.parse(reply.bodyJson) as Record<string, unknown> };
   }
 
   // --- reading what the broker said ------------------------------------------------------
@@ -158,14 +166,26 @@ export interface TestBroker {
   broker: Broker;
   link: RecordingLink;
   store: MessageStore;
-  close(): Promise<void>;
+  dataDir: string;
+  /** Stops the broker and closes the store; the data directory goes too unless `keepData` (to start another broker on it). */
+  close(keepData?: boolean): Promise<void>;
 }
 
-/** A started broker with `delivery`, `performance` and `server` settings over the defaults. */
-export async function startBroker(settings: { delivery?: Record<string, unknown>; performance?: Record<string, unknown>; server?: Record<string, unknown> } = {}): Promise<TestBroker> {
-  const dir = tempDataDir();
+export interface BrokerSettings {
+  delivery?: Record<string, unknown>;
+  performance?: Record<string, unknown>;
+  server?: Record<string, unknown>;
+  /** store.* keys other than data_dir. */
+  store?: Record<string, unknown>;
+  /** An existing data directory (e.g. a previous broker's), else a fresh one. */
+  dataDir?: string;
+}
+
+/** A started broker with `delivery`, `performance`, `server` and `store` settings over the defaults. */
+export async function startBroker(settings: BrokerSettings = {}): Promise<TestBroker> {
+  const dir = settings.dataDir ?? tempDataDir();
   const websocket = { delivery: settings.delivery ?? {}, performance: settings.performance ?? {}, server: settings.server ?? {} };
-  const { config } = loadConfig({ env: {}, overrides: { websocket, store: { data_dir: dir } } });
+  const { config } = loadConfig({ env: {}, overrides: { websocket, store: { ...settings.store, data_dir: dir } } });
   const store = await MessageStore.open(dir, config.store.sync);
   const link = new RecordingLink();
   link.maxFrameBytes = largestRecord(config.websocket.performance.ring_bytes) - FRAME_RECORD_OVERHEAD;
@@ -182,10 +202,11 @@ export async function startBroker(settings: { delivery?: Record<string, unknown>
     broker,
     link,
     store,
-    async close() {
+    dataDir: dir,
+    async close(keepData = false) {
       await broker.stop();
       await store.close();
-      rmSync(dir, { recursive: true, force: true });
+      if (!keepData) rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -44,12 +44,23 @@ export function processCpuSeconds(pid: number): number | null {
 
 /** Resident memory of process `pid` (all its threads), bytes, or null. */
 export function processRssBytes(pid: number): number | null {
+  return processRss(pid)?.rss ?? null;
+}
+
+/**
+ * Resident memory of process `pid` (all its threads), bytes, in all and in its two parts:
+ * anonymous (heaps, malloc) and file-backed (mapped files such as LMDB's, code); or null.
+ */
+export function processRss(pid: number): { rss: number; anon: number; file: number } | null {
+  let status: string;
   try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'latin1'));
-    return m ? Number(m[1]) * 1024 : null;
+    status = readFileSync(`/proc/${pid}/status`, 'latin1');
   } catch {
-    return null;
+    return null; // gone
   }
+  const kB = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024;
+  const rss = kB('VmRSS');
+  return Number.isNaN(rss) ? null : { rss, anon: kB('RssAnon'), file: kB('RssFile') };
 }
 
 /** CPU ticks (user + system) and parent of every process, at one moment. */
