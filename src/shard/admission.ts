@@ -50,9 +50,13 @@ export class Admission {
     const offered = req.getHeader('sec-websocket-protocol');
     const extensions = req.getHeader('sec-websocket-extensions');
     const query = new URLSearchParams(req.getQuery() ?? '');
-    if (this.options.isStopping()) return refuse(res, '503 Service Unavailable', 'E_OVERLOADED', 'server shutting down');
+    if (this.options.isStopping()) {
+      counters[Counter.refused_stopping]!++;
+      return refuse(res, '503 Service Unavailable', 'E_OVERLOADED', 'server shutting down');
+    }
     const protocol = selectProtocol(offered);
     if (protocol === null) {
+      counters[Counter.refused_protocol]!++;
       return refuse(res, '400 Bad Request', 'E_BAD_FRAME', `unsupported subprotocol; this server speaks ${JSON_PROTOCOL}`);
     }
     if (!table.tryOpenConnection(shard, this.options.maxConnections)) {
@@ -69,6 +73,7 @@ export class Admission {
     const reject = (reason: string): void => {
       table.closeConnection(shard);
       counters[Counter.errors_unauthorized]!++;
+      counters[Counter.refused_unauthorized]!++;
       refuse(res, '401 Unauthorized', 'E_UNAUTHORIZED', reason);
     };
     if (token) {
