@@ -5,6 +5,7 @@
  * `least_connections` reads.
  */
 import type { Config } from '../config/schema.js';
+import { epochMs } from '../metrics/clock.js';
 import { DeadlineLists } from './deadlines.js';
 import { TimerHeap } from './heap.js';
 import type { Entry } from './queues.js';
@@ -27,6 +28,13 @@ export class AckTimers {
   private stopped = false;
   readonly inflightOf = (user: string): number => this.inflight.get(user) ?? 0;
 
+  /** Deliveries awaiting an ack, all users (sampled once per metrics interval). */
+  inflightTotal(): number {
+    let total = 0;
+    for (const count of this.inflight.values()) total += count;
+    return total;
+  }
+
   constructor(
     private readonly delivery: Config['websocket']['delivery'],
     private readonly handlers: AckTimerHandlers,
@@ -41,6 +49,7 @@ export class AckTimers {
   hold(entry: Entry, holder: string): void {
     this.release(entry);
     entry.holder = holder;
+    entry.deliveredAt = epochMs();
     this.inflight.set(holder, (this.inflight.get(holder) ?? 0) + 1);
     const attempt = entry.m.attempts;
     const { ack_timeout, backoff_multiplier, max_backoff } = this.delivery;

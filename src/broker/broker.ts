@@ -17,6 +17,8 @@ import { encodeGroupMsgJson } from '../protocol/json-codec.js';
 import type { DeadLetter, MessageStore, StoredMessage } from '../store/store.js';
 import type { Logger } from '../util/logger.js';
 import { ToBroker, typeOfData } from '../link/records.js';
+import { epochMs } from '../metrics/clock.js';
+import { Latency, type LatencyRecorder } from '../metrics/latencies.js';
 import { AckTimers } from './ack-timers.js';
 import { answerDlqRequest } from './dlq-admin.js';
 import { Outbox } from './outbox.js';
@@ -55,6 +57,8 @@ export interface BrokerOptions {
   link: ShardLink;
   /** Tell every shard which `data.type` values must detour through the broker. */
   publishProcessorTypes(types: string[]): void;
+  /** Where the ack latency (delivered → acknowledged) is recorded. */
+  latency?: LatencyRecorder;
 }
 
 const SERVER_SENDER = '@server';
@@ -146,6 +150,11 @@ export class Broker {
 
   processorTypes(): string[] {
     return this.processors.types();
+  }
+
+  /** Messages held now (stored, not yet acknowledged or dead-lettered), and how many of them await an ack. */
+  depth(): { stored: number; inflight: number } {
+    return { stored: this.queues.size, inflight: this.timers.inflightTotal() };
   }
 
   // --- shard records ---------------------------------------------------------------------
@@ -246,6 +255,7 @@ export class Broker {
           this.timers.arm();
         } else {
           entry.state = State.WAITING;
+          entry.readyAt = epochMs();
           this.route(entry);
         }
       },
@@ -297,6 +307,7 @@ export class Broker {
   private park(entry: Entry): void {
     this.timers.release(entry);
     entry.state = State.WAITING;
+    entry.readyAt = 0; // its wait for a recipient is not the server's send latency
   }
 
   private markInflight(entry: Entry, holder: string): void {
@@ -339,6 +350,7 @@ export class Broker {
     const mine = entry !== undefined && entry.state !== State.STORING && (entry.m.group === null ? entry.m.target === `u:${user}` : entry.holder === user);
     if (!mine) return this.link.error(shard, sid, 'E_UNKNOWN_ID', `no message ${id} awaits your ack (unknown, already acknowledged, or not yours)`, null);
     this.stats.acked++;
+    this.options.latency?.since(Latency.ack, entry.deliveredAt);
     this.unlink(entry);
     void this.options.store.remove(entry.m);
   }

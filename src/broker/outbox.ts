@@ -26,7 +26,7 @@ export class Outbox {
 
   /** Delivers `entry` to every connection of `user` on `shard`, or else to connection `sid`. CRITICAL is never held: it leaves at once. */
   add(shard: number, user: string | null, sid: string | null, entry: Entry): void {
-    if (entry.m.pri === 3) return this.deliver(shard, user, sid, frameOf(entry));
+    if (entry.m.pri === 3) return this.deliver(shard, user, sid, frameOf(entry), [entry]);
     const key = `${shard}|${user ?? ''}|${sid ?? ''}`;
     let slot = this.slots.get(key);
     if (!slot) this.slots.set(key, (slot = { shard, user, sid, entries: [] }));
@@ -46,15 +46,23 @@ export class Outbox {
       for (let i = 0; i < entries.length; i += this.batchSize) {
         const chunk = entries.slice(i, i + this.batchSize);
         const frame = chunk.length === 1 ? frameOf(chunk[0]!) : encodeBatch(chunk.map(frameOf));
-        this.deliver(slot.shard, slot.user, slot.sid, frame);
+        this.deliver(slot.shard, slot.user, slot.sid, frame, chunk);
       }
     }
     this.slots.clear();
   }
 
-  private deliver(shard: number, user: string | null, sid: string | null, frame: string): void {
-    if (user !== null) this.link.deliverToUser(shard, user, frame);
-    else this.link.deliverToSid(shard, sid!, frame);
+  private deliver(shard: number, user: string | null, sid: string | null, frame: string, entries: readonly Entry[]): void {
+    // The send latency is measured once per message, on its first way out only.
+    let storedAt = 0;
+    let live = 0;
+    for (const entry of entries) {
+      if (entry.readyAt === 0) continue;
+      if (live++ === 0 || entry.readyAt < storedAt) storedAt = entry.readyAt;
+      entry.readyAt = 0;
+    }
+    if (user !== null) this.link.deliverToUser(shard, user, frame, storedAt, live);
+    else this.link.deliverToSid(shard, sid!, frame, storedAt, live);
   }
 }
 

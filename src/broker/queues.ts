@@ -25,6 +25,10 @@ export interface Entry extends Timed {
   holder: string | null;
   /** The encoded msg frame, built on first delivery. */
   frame: string | null;
+  /** epochMs() of its store commit while it goes straight out to an online recipient; 0 otherwise (send latency). */
+  readyAt: number;
+  /** epochMs() of its last delivery, for the ack latency; 0 before the first. */
+  deliveredAt: number;
 }
 
 interface Target {
@@ -34,7 +38,7 @@ interface Target {
 }
 
 export function newEntry(m: StoredMessage, state: State): Entry {
-  return { m, state, holder: null, frame: null, deadline: 0, prev: null, next: null, list: -1 };
+  return { m, state, holder: null, frame: null, readyAt: 0, deliveredAt: 0, deadline: 0, prev: null, next: null, list: -1 };
 }
 
 export class Queues {

@@ -6,7 +6,7 @@ import { DoorbellListener, DoorbellRinger } from '../rings/doorbell.js';
 import type { ErrorCode } from '../protocol/errors.js';
 import { QueuedRingWriter } from '../link/queued-writer.js';
 import { LinkReader } from '../link/reader.js';
-import { encodeRecord, ToShard } from '../link/records.js';
+import { encodeRecord, ToBroker, ToShard } from '../link/records.js';
 import type { RecordSink, ShardLink } from './shard-link.js';
 
 /** Records read per wake-up before yielding to I/O, so a flood from the shards cannot starve timers. */
@@ -18,6 +18,8 @@ export interface RingLinkOptions {
   /** fromShard[i]: ring shard i -> broker; toShard[i]: broker -> shard i. */
   fromShard: SharedArrayBuffer[];
   toShard: SharedArrayBuffer[];
+  /** METRICS records go here rather than to the broker (whose business they are not). */
+  onMetrics?(shard: number, fields: unknown[]): void;
 }
 
 export class RingShardLink implements ShardLink {
@@ -30,16 +32,19 @@ export class RingShardLink implements ShardLink {
   constructor(options: RingLinkOptions) {
     const ringer = new DoorbellRinger(options.doorbells);
     this.writers = options.toShard.map((buffer, shard) => new QueuedRingWriter(buffer, ringer, shard));
-    this.readers = options.fromShard.map((buffer, shard) => new LinkReader(buffer, (kind, fields) => this.sink(shard, kind, fields), false));
+    const onMetrics = options.onMetrics ?? (() => {});
+    this.readers = options.fromShard.map(
+      (buffer, shard) => new LinkReader(buffer, (kind, fields) => (kind === ToBroker.METRICS ? onMetrics(shard, fields) : this.sink(shard, kind, fields)), false),
+    );
     this.listener = new DoorbellListener(options.doorbells, options.shards, () => this.drain());
   }
 
-  deliverToUser(shard: number, user: string, frame: string): void {
-    this.writers[shard]!.write(encodeRecord(ToShard.DELIVER_USER, [user, frame]));
+  deliverToUser(shard: number, user: string, frame: string, storedAt = 0, live = 0): void {
+    this.writers[shard]!.write(encodeRecord(ToShard.DELIVER_USER, live > 0 ? [user, frame, storedAt, live] : [user, frame]));
   }
 
-  deliverToSid(shard: number, sid: string, frame: string): void {
-    this.writers[shard]!.write(encodeRecord(ToShard.DELIVER_SID, [sid, frame]));
+  deliverToSid(shard: number, sid: string, frame: string, storedAt = 0, live = 0): void {
+    this.writers[shard]!.write(encodeRecord(ToShard.DELIVER_SID, live > 0 ? [sid, frame, storedAt, live] : [sid, frame]));
   }
 
   senderAck(shard: number, sid: string, ref: string | null, id: string): void {

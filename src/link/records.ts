@@ -24,15 +24,21 @@ export const ToBroker = {
   PUB: 6,
   /** [requestId, method, path] from the admin HTTP API. */
   ADMIN: 7,
+  /** The shard's metrics report, every metrics_collection_interval: fields of src/metrics/report.ts. */
+  METRICS: 8,
 } as const;
 
 /** Broker -> shard. */
 export const ToShard = {
   /** [sid, ref|null, id]: the message is stored; send `ack {ref, id}`. */
   SENDER_ACK: 1,
-  /** [user, frame]: send `frame` to every connection of `user` on this shard. */
+  /**
+   * [user, frame, storedAt?, live?]: send `frame` to every connection of `user` on this shard.
+   * storedAt/live (only when live > 0): `live` messages of the frame are delivered as their
+   * store commit made them ready, the earliest at storedAt (epochMs()): the send latency.
+   */
   DELIVER_USER: 2,
-  /** [sid, frame]: send `frame` to one connection. */
+  /** [sid, frame, storedAt?, live?]: send `frame` to one connection (storedAt/live as DELIVER_USER). */
   DELIVER_SID: 3,
   /** [sid, pending]: send `welcome` with this pending count (deliveries follow). */
   WELCOME: 4,

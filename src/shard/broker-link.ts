@@ -9,7 +9,10 @@ import { encodeRecord, ToBroker, ToShard } from '../link/records.js';
 import type { ErrorCode } from '../protocol/errors.js';
 import { encodeAck, encodeWelcome } from '../protocol/json-codec.js';
 import { DoorbellRinger } from '../rings/doorbell.js';
+import { HEADER_BYTES } from '../rings/ring.js';
 import { QueuedRingWriter } from '../link/queued-writer.js';
+import { Latency, type LatencyRecorder } from '../metrics/latencies.js';
+import { reportToFields, type ThreadReport } from '../metrics/report.js';
 import { Counter } from '../shared/shard-table.js';
 import type { AdminForwarder } from './admin-http.js';
 import type { Connection } from './connection.js';
@@ -30,6 +33,8 @@ export interface BrokerLinkOptions {
   groups: LocalGroups;
   counters: Float64Array;
   fail: Fail;
+  /** Where the send latency (store commit → handed to uWS) is recorded. */
+  latency: LatencyRecorder;
 }
 
 export class BrokerLink implements AdminForwarder {
@@ -37,9 +42,12 @@ export class BrokerLink implements AdminForwarder {
   private readonly reader: LinkReader;
   private readonly adminReplies = new Map<number, (status: number, body: string) => void>();
   private adminSeq = 0;
+  /** Half of the largest record the ring to the broker holds. */
+  private readonly maxMetricsBytes: number;
 
   constructor(private readonly options: BrokerLinkOptions) {
     this.writer = new QueuedRingWriter(options.toBroker, new DoorbellRinger(options.doorbells), options.brokerSlot);
+    this.maxMetricsBytes = (options.toBroker.byteLength - HEADER_BYTES) / 4;
     // Whatever waits here was meant for connections of this shard's previous incarnation.
     this.reader = new LinkReader(options.fromBroker, (kind, fields) => this.onRecord(kind, fields), true);
   }
@@ -90,6 +98,15 @@ export class BrokerLink implements AdminForwarder {
     this.writer.write(encodeRecord(ToBroker.ANY, [conn.sid, ref ?? null, conn.user, group, JSON.stringify(data), pri, strategy ?? null, type]));
   }
 
+  /** This shard's metrics report, for the primary to merge. */
+  metrics(report: ThreadReport): void {
+    let record = encodeRecord(ToBroker.METRICS, reportToFields(report));
+    // A record the ring cannot take would wait forever and hold up every record behind it:
+    // histograms that large (never seen; compressed they take KBs) are left out, summaries stay.
+    if (record.byteLength > this.maxMetricsBytes) record = encodeRecord(ToBroker.METRICS, reportToFields({ ...report, histograms: report.histograms.map(() => '') }));
+    this.writer.write(record);
+  }
+
   /** An admin HTTP request: the broker owns the store it is about. */
   forward(method: string, path: string, reply: (status: number, body: string) => void): void {
     const id = this.adminSeq++;
@@ -107,11 +124,11 @@ export class BrokerLink implements AdminForwarder {
         if (!sockets) return;
         const frame = f[1] as string;
         for (const ws of sockets) ws.send(frame);
-        counters[Counter.deliveries]! += sockets.size;
+        this.delivered(f, sockets.size);
         return;
       }
       case ToShard.DELIVER_SID:
-        if (this.sendTo(f[0] as string, f[1] as string)) counters[Counter.deliveries]!++;
+        if (this.sendTo(f[0] as string, f[1] as string)) this.delivered(f, 1);
         return;
       case ToShard.SENDER_ACK:
         this.sendTo(f[0] as string, encodeAck((f[1] as string | null) ?? undefined, f[2] as string));
@@ -136,6 +153,14 @@ export class BrokerLink implements AdminForwarder {
         return;
       }
     }
+  }
+
+  /** Counts a DELIVER record's frame, sent to `connections`, and measures its live messages once. */
+  private delivered(f: unknown[], connections: number): void {
+    const { counters, latency } = this.options;
+    counters[Counter.deliveries]! += connections;
+    counters[Counter.bytes_out]! += connections * Buffer.byteLength(f[1] as string);
+    if (f.length > 3) latency.since(Latency.send, f[2] as number, f[3] as number);
   }
 
   private sendTo(sid: string, frame: string): boolean {

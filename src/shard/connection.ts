@@ -19,6 +19,8 @@ export interface Connection {
   lastSeen: number;
   /** When the next server ping is due, ms; 0 until the first sweep spreads it. */
   nextPingAt: number;
+  /** performance.now() when the server's last ping went out unanswered; 0: none (ping round trip). */
+  pingSentAt: number;
   closed: boolean;
   authTimer: NodeJS.Timeout | null;
   /** The token's `weight` claim for `any` with the weighted strategy (0: none). */
@@ -41,6 +43,7 @@ export function newConnection(sid: string, user: string | null, allowed: GroupMa
     badFrames: 0,
     lastSeen: now,
     nextPingAt: 0,
+    pingSentAt: 0,
     closed: false,
     authTimer: null,
     weight: 0,

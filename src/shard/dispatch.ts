@@ -5,6 +5,8 @@
  * is decoded once and a `pub` encoded once for every recipient; add nothing per frame here.
  */
 import { typeOfData } from '../link/records.js';
+import { epochMs } from '../metrics/clock.js';
+import { Latency, type LatencyRecorder } from '../metrics/latencies.js';
 import { ErrorCodes } from '../protocol/errors.js';
 import type { ClientFrame } from '../protocol/frames.js';
 import { decodeJson, encodeAck, encodeError, encodeFrameError, encodeGroupMsg, encodeJoined, encodeLeft, encodePong } from '../protocol/json-codec.js';
@@ -43,6 +45,8 @@ export interface DispatchOptions {
   groups: LocalGroups;
   /** `data.type` values with a processor at start-up. */
   processorTypes: readonly string[];
+  /** Where the pub latency is recorded. */
+  latency: LatencyRecorder;
 }
 
 export class Dispatcher {
@@ -54,6 +58,8 @@ export class Dispatcher {
   /** `data.type` values with a processor: pubs carrying one detour through the broker. */
   private processorTypes: Set<string>;
   private msgSeq = 0;
+  /** epochMs() when the frame being handled arrived: a pub's latency starts here, on every shard. */
+  private receivedAt = 0;
 
   constructor(private readonly options: DispatchOptions) {
     this.limits = options.limits;
@@ -70,6 +76,7 @@ export class Dispatcher {
   }
 
   message(ws: Socket, message: ArrayBuffer, isBinary: boolean): void {
+    this.receivedAt = epochMs();
     const conn = ws.getUserData();
     const now = Date.now();
     const { limits, counters } = this;
@@ -161,8 +168,8 @@ export class Dispatcher {
     const id = this.options.idPrefix + (this.msgSeq++).toString(36);
     const frame = Buffer.from(encodeGroupMsg(id, conn.user!, group, data, pri, Date.now()));
     this.counters[Counter.pubs]!++;
-    groups.publish(group, frame);
-    cross.forwardPub(group, frame);
+    if (groups.publish(group, frame) > 0) this.options.latency.since(Latency.pub, this.receivedAt);
+    cross.forwardPub(group, frame, this.receivedAt);
     if (ref !== undefined) ws.send(encodeAck(ref, id));
   }
 

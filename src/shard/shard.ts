@@ -6,6 +6,10 @@
  * (idle, pings, slow consumers).
  */
 import { Authenticator } from '../auth/identity.js';
+import { attachMetricsRoutes } from '../metrics/http.js';
+import { Latency } from '../metrics/latencies.js';
+import { SnapshotReader } from '../metrics/snapshot.js';
+import { ThreadMetrics } from '../metrics/thread-metrics.js';
 import { CloseCodes } from '../protocol/errors.js';
 import { ShardStatus, ShardTable } from '../shared/shard-table.js';
 import type { PrimaryToShard, ShardInit, ShardToPrimary } from '../shared/thread-messages.js';
@@ -19,9 +23,9 @@ import { CrossShard } from './cross-shard.js';
 import { Dispatcher } from './dispatch.js';
 import { failer } from './fail.js';
 import { LocalGroups } from './groups.js';
-import { attachHttpRoutes } from './http.js';
+import { attachHttpRoutes, stats, type HttpContext } from './http.js';
 import { ConnectionRegistry } from './registry.js';
-import { Sweeper } from './sweep.js';
+import { pongArrived, Sweeper } from './sweep.js';
 
 export interface ShardChannel {
   post(message: ShardToPrimary): void;
@@ -42,6 +46,8 @@ class Shard {
   private readonly table: ShardTable;
   private readonly app: TemplatedApp;
   private readonly registry = new ConnectionRegistry();
+  /** This thread's latency histograms, reported to the primary every metrics_collection_interval. */
+  private readonly metrics = new ThreadMetrics();
   private readonly link: BrokerLink;
   private readonly cross: CrossShard;
   private readonly admission: Admission;
@@ -66,7 +72,7 @@ class Shard {
     this.app = uWS.App();
     const compressFrom = performance.enable_compression ? performance.compression_threshold : Infinity;
     const groups = new LocalGroups(this.app, counters, compressFrom);
-    const { registry } = this;
+    const { registry, metrics } = this;
     this.link = new BrokerLink({
       shard: init.shard,
       brokerSlot: init.shards,
@@ -77,6 +83,7 @@ class Shard {
       groups,
       counters,
       fail,
+      latency: metrics,
     });
     this.cross = new CrossShard({
       self: init.shard,
@@ -86,7 +93,9 @@ class Shard {
       outbound: init.outbound,
       overflowLimitBytes: performance.ring_overflow_bytes,
       counters,
-      onPub: (topic, frame) => groups.publish(topic, frame),
+      onPub: (topic, frame, receivedAt) => {
+        if (groups.publish(topic, frame) > 0) metrics.since(Latency.pub, receivedAt);
+      },
       alsoDrain: (budget) => this.link.drain(budget),
     });
     this.admission = new Admission({
@@ -123,6 +132,7 @@ class Shard {
       cross: this.cross,
       groups,
       processorTypes: init.processorTypes,
+      latency: metrics,
     });
     this.sweeper = new Sweeper({
       sockets: registry.sockets,
@@ -145,14 +155,21 @@ class Shard {
     const { config, app, admission, dispatch } = this;
     const { server } = config;
     attachAdminRoutes(app, config.admin.token, this.link);
-    attachHttpRoutes(app, {
+    const httpContext: HttpContext = {
       table: this.table,
       version: this.init.version,
       startedAt: Date.now(),
       maxConnections: server.max_connections,
       metricsEnabled: config.monitoring.enable_metrics_collection,
       isStopping: () => this.stopping,
+    };
+    attachMetricsRoutes(app, {
+      token: config.monitoring.token,
+      enabled: config.monitoring.enable_metrics_collection,
+      snapshot: new SnapshotReader(this.init.metrics, this.init.shards),
+      liveStats: () => stats(httpContext),
     });
+    attachHttpRoutes(app, httpContext);
     app.ws<Connection>(server.path, {
       // Frames between max_payload and twice that are read and refused with E_TOO_LARGE and
       // 1009; larger ones are cut by uWS before they are buffered (the client sees 1006).
@@ -169,9 +186,7 @@ class Shard {
       upgrade: (res, req, context) => admission.upgrade(res, req, context),
       open: (ws) => admission.open(ws),
       message: (ws, message, isBinary) => dispatch.message(ws, message, isBinary),
-      pong: (ws) => {
-        ws.getUserData().lastSeen = Date.now();
-      },
+      pong: (ws) => pongArrived(ws.getUserData(), this.metrics),
       close: (ws) => {
         admission.close(ws);
         if (this.stopping && this.registry.size === 0) this.finish();
@@ -188,6 +203,10 @@ class Shard {
       const port = uWS.us_socket_local_port(listenSocket);
       this.cross.start();
       this.sweeper.start();
+      const { monitoring } = config;
+      if (monitoring.enable_metrics_collection) {
+        this.metrics.start(this.init.shard, monitoring.metrics_collection_interval * 1000, (report) => this.link.metrics(report));
+      }
       this.table.setStatus(this.init.shard, ShardStatus.UP);
       this.log.info({ port }, 'shard started');
       this.channel.post({ type: 'listening', port });
@@ -208,6 +227,7 @@ class Shard {
     this.cross.stop();
     this.link.stop();
     this.sweeper.stop();
+    this.metrics.stop();
     for (const ws of this.registry.sockets) ws.end(code, reason);
     if (this.registry.size === 0) return this.finish();
     this.graceTimer = setTimeout(() => this.forceClose(), graceMs);

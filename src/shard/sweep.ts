@@ -3,6 +3,8 @@
  * silent past idle_timeout (4408), and pings each connection once per ping_interval. The
  * decision for one connection is judge(), free of sockets so it can be tested on its own.
  */
+import { Latency } from '../metrics/latencies.js';
+import type { ThreadMetrics } from '../metrics/thread-metrics.js';
 import { CloseCodes } from '../protocol/errors.js';
 import { Counter } from '../shared/shard-table.js';
 import type { Connection, Socket } from './connection.js';
@@ -44,6 +46,14 @@ export function judge(
   return Verdict.KEEP;
 }
 
+/** A pong arrived: the connection is alive, and the round trip of our ping (if one waits) is measured. */
+export function pongArrived(conn: Connection, latency: Pick<ThreadMetrics, 'recordUs'>): void {
+  conn.lastSeen = Date.now();
+  if (conn.pingSentAt === 0) return;
+  latency.recordUs(Latency.ping, (performance.now() - conn.pingSentAt) * 1000);
+  conn.pingSentAt = 0;
+}
+
 export interface SweeperOptions {
   sockets: Iterable<Socket>;
   policy: SweepPolicy;
@@ -81,6 +91,7 @@ export class Sweeper {
           ws.end(CloseCodes.IDLE_TIMEOUT, 'idle timeout');
           break;
         case Verdict.PING:
+          conn.pingSentAt = performance.now();
           ws.ping();
           break;
       }

@@ -24,6 +24,8 @@ export interface ShardInit {
   fromBroker: SharedArrayBuffer;
   /** `data.type` values with a registered processor: such pubs detour through the broker. */
   processorTypes: string[];
+  /** Where the primary renders /metrics, /stats and /alerts for the shards to serve (src/metrics/snapshot.ts). */
+  metrics: SharedArrayBuffer;
 }
 
 export type PrimaryToShard =
