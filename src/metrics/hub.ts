@@ -2,10 +2,15 @@
  * The primary's side of the metrics: every thread's report (the shards' over their rings to the
  * broker, the primary's own directly) is decoded once and merged with hdr `add`, so that every
  * percentile shown anywhere is read off one merged histogram, never averaged from per-thread
- * percentiles. Three windows: the last interval (each live thread's latest report), since
- * start (every report ever added), and since the last `stats` log line. Once per interval
- * publish() samples resources and rings, checks the alerts and renders /metrics, the /stats
- * additions and /alerts into the shared snapshot area the shards serve from.
+ * percentiles. Three windows: the last interval, since start, and since the last `stats` log
+ * line. Once per interval publish() merges its own report, samples resources and rings, checks
+ * the alerts, renders /metrics, the /stats additions and /alerts into the shared snapshot area
+ * the shards serve from, and asks every shard for its next report.
+ *
+ * The primary asks rather than each shard reporting on its own timer: timers of equal period
+ * drift in phase, and a shard's report would then now and then land twice in one interval and
+ * not at all in the next. Asked, each shard answers once per interval, and the last interval is
+ * exactly the reports that came in since the previous publish (each counted once).
  */
 import type { BrokerStats } from '../broker/broker.js';
 import type { Config } from '../config/schema.js';
@@ -32,6 +37,8 @@ export interface MetricsHubOptions {
   snapshot: SnapshotWriter;
   rings: RingBuffers;
   broker(): { stats: Readonly<BrokerStats>; depth: { stored: number; inflight: number } };
+  /** Asks every shard that is up for its report (it answers with a METRICS record). */
+  requestReports(): void;
 }
 
 /** One merged latency: its figures over the last interval and since start, and the since-start histogram (for /metrics buckets). */
@@ -62,18 +69,15 @@ export interface MetricsView {
   alerts: { statuses: AlertStatus[]; active: ActiveAlert[]; recent: readonly AlertEvent[] };
 }
 
-interface Latest {
-  report: ThreadReport;
-  decoded: (Histogram | null)[];
-}
-
 export class MetricsHub {
   /** The primary thread's own recorder: the broker records the ack latency here. */
   readonly primary = new ThreadMetrics();
   private readonly total = LATENCIES.map(() => newHistogram(64));
   private readonly logWindow = LATENCIES.map(() => newHistogram(64));
   private readonly interval = LATENCIES.map(() => newHistogram(64));
-  private readonly latest = new Map<number, Latest>();
+  /** Each thread's last report, for its own figures (heap, utilisation, per-thread latency), and the publish it came after. */
+  private readonly latest = new Map<number, { report: ThreadReport; after: number }>();
+  private publishes = 0;
   private readonly resources = new ResourceSampler();
   private readonly ringGauges: RingGauges;
   private readonly alerts: Alerts;
@@ -106,30 +110,26 @@ export class MetricsHub {
   }
 
   accept(report: ThreadReport): void {
-    const decoded = report.histograms.map((encoded) => (encoded === '' ? null : decodeHistogram(encoded)));
-    decoded.forEach((h, kind) => {
-      if (!h) return;
+    report.histograms.forEach((encoded, kind) => {
+      if (encoded === '') return;
+      const h = decodeHistogram(encoded);
+      this.interval[kind]!.add(h);
       this.total[kind]!.add(h);
       this.logWindow[kind]!.add(h);
     });
-    this.latest.set(report.thread, { report, decoded });
+    this.latest.set(report.thread, { report, after: this.publishes });
   }
 
   /** Once per interval: merge, sample, check the alerts, render into the snapshot area; returns what it rendered. */
   publish(now = Date.now()): MetricsView {
+    this.publishes++;
     this.accept(this.primary.report(PRIMARY_THREAD));
     const { table, monitoring, snapshot, log } = this.options;
-    const intervalMs = monitoring.metrics_collection_interval * 1000;
     const threads: ThreadReport[] = [];
-    for (const h of this.interval) h.reset();
-    for (const [thread, { report, decoded }] of [...this.latest].sort(([a], [b]) => a - b)) {
-      // A thread that has not reported for a while (a dead or stalled shard) has no last interval.
-      if (now - report.at > 2.5 * intervalMs) {
-        if (thread !== PRIMARY_THREAD && !table.isUp(thread)) this.latest.delete(thread);
-        continue;
-      }
-      threads.push(report);
-      decoded.forEach((h, kind) => h && this.interval[kind]!.add(h));
+    for (const [thread, { report, after }] of [...this.latest].sort(([a], [b]) => a - b)) {
+      // A thread that answered none of the last three requests (a dead or stalled shard) is not listed.
+      if (this.publishes - after <= 3) threads.push(report);
+      else if (thread !== PRIMARY_THREAD && !table.isUp(thread)) this.latest.delete(thread);
     }
     const latency = LATENCIES.map((name, kind) => ({ name, interval: summarize(this.interval[kind]!), total: summarize(this.total[kind]!), histogram: this.total[kind]! }));
     const broker = this.options.broker();
@@ -167,6 +167,8 @@ export class MetricsHub {
       snapshot.write(SnapshotDoc.ALERTS, renderAlertsJson(view)),
     ];
     if (written.includes(false)) log.error({ code: 'E_INTERNAL' }, 'a metrics document outgrew its snapshot area; the previous one is served');
+    for (const h of this.interval) h.reset();
+    this.options.requestReports();
     return view;
   }
 

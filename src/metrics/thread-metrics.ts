@@ -1,8 +1,9 @@
 /**
  * What one thread measures of itself: latency histograms (recorded on the hot path, one
- * recordValue per event, nothing allocated), its event-loop delay, utilisation and heap. Every
- * metrics_collection_interval it reports: the interval's histograms encoded (then reset), and
- * its own percentiles over that interval and since it started; the primary merges the reports.
+ * recordValue per event, nothing allocated), its event-loop delay, utilisation and heap. When
+ * the primary asks (once per metrics_collection_interval) it reports: the histograms since the
+ * last report, encoded (then reset), and its own percentiles over that interval and since it
+ * started; the primary merges the reports.
  */
 import { getHeapStatistics } from 'node:v8';
 import { monitorEventLoopDelay, performance, type IntervalHistogram } from 'node:perf_hooks';
@@ -26,7 +27,6 @@ export class ThreadMetrics implements LatencyRecorder {
   private readonly total: Histogram[] = LATENCIES.map(() => newHistogram(64));
   private eld: IntervalHistogram | null = null;
   private elu = performance.eventLoopUtilization();
-  private timer: NodeJS.Timeout | null = null;
   readonly startedAt = epochMs();
 
   since(kind: LatencyKind, fromEpochMs: number, count = 1): void {
@@ -38,14 +38,6 @@ export class ThreadMetrics implements LatencyRecorder {
     this.interval[kind]!.recordValue(clampUs(us));
   }
 
-  /** Starts the event-loop delay monitor and a report every `intervalMs` handed to `send`. */
-  start(thread: number, intervalMs: number, send: (report: ThreadReport) => void): void {
-    this.monitorEventLoop();
-    this.timer = setInterval(() => send(this.report(thread)), intervalMs);
-    // A report is never a reason to keep a stopping thread alive.
-    this.timer.unref();
-  }
-
   monitorEventLoop(): void {
     if (this.eld) return;
     this.eld = monitorEventLoopDelay({ resolution: ELD_RESOLUTION_MS });
@@ -53,8 +45,6 @@ export class ThreadMetrics implements LatencyRecorder {
   }
 
   stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
     this.eld?.disable();
     this.eld = null;
   }

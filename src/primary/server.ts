@@ -89,6 +89,9 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
         snapshot: new SnapshotWriter(snapshotBuffer, shards),
         rings: { shardToShard: rings, toBroker, fromBroker },
         broker: () => ({ stats: broker.stats, depth: broker.depth() }) as const,
+        requestReports: () => {
+          for (const slot of slots) if (table.isUp(slot.index)) slot.worker?.postMessage({ type: 'report' } satisfies PrimaryToShard);
+        },
       })
     : null;
   const slots: ShardSlot[] = Array.from({ length: shards }, (_, index) => ({

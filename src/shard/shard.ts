@@ -150,6 +150,7 @@ class Shard {
       else if (message.type === 'crash') setTimeout(() => { throw new Error(message.reason); });
       else if (message.type === 'stall') stall(message.ms);
       else if (message.type === 'processors') this.dispatch.setProcessorTypes(message.types);
+      else if (message.type === 'report' && !this.stopping) this.link.metrics(this.metrics.report(this.init.shard));
     });
     this.table.setStatus(this.init.shard, ShardStatus.STARTING);
     const { config, app, admission, dispatch } = this;
@@ -203,10 +204,7 @@ class Shard {
       const port = uWS.us_socket_local_port(listenSocket);
       this.cross.start();
       this.sweeper.start();
-      const { monitoring } = config;
-      if (monitoring.enable_metrics_collection) {
-        this.metrics.start(this.init.shard, monitoring.metrics_collection_interval * 1000, (report) => this.link.metrics(report));
-      }
+      if (config.monitoring.enable_metrics_collection) this.metrics.monitorEventLoop();
       this.table.setStatus(this.init.shard, ShardStatus.UP);
       this.log.info({ port }, 'shard started');
       this.channel.post({ type: 'listening', port });
