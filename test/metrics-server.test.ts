@@ -3,7 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import { getJson, getText, member, membersOnEveryShard, type TestClient } from './helpers/client.js';
 import { nextMsgs, until } from './helpers/messaging.js';
 import { parseExposition, promtoolCheck, type Sample } from './helpers/prometheus.js';
-import { startProcess, testConfig, type ServerProcess } from './helpers/server.js';
+import { startInProcess, startProcess, testConfig, type ServerProcess } from './helpers/server.js';
 
 const TOKEN = 'metrics-token';
 const PUBS = 30;
@@ -180,5 +180,26 @@ describe('a server measuring itself (2 shards)', () => {
     const complaints = promtoolCheck(text);
     if (complaints === null) return t.skip('promtool is not installed (Debian package prometheus)');
     assert.equal(complaints, '');
+  });
+});
+
+describe('a server with metrics collection off', () => {
+  test('keeps its live counters in /stats, and /metrics says it is off', async () => {
+    const server = await startInProcess({ websocket: { monitoring: { enable_metrics_collection: false } } });
+    try {
+      const client = await member(server.port, 'solo', ['alone']);
+      client.send({ op: 'pub', group: 'alone', data: 1 });
+      await client.next((f) => f.op === 'msg');
+      client.close();
+      const { status, body } = await getJson(server.port, '/stats');
+      assert.equal(status, 200);
+      assert.equal((body.totals as Record<string, number>).pubs, 1);
+      assert.equal(body.latency, undefined);
+      const metricsAnswer = await getJson(server.port, '/metrics');
+      assert.equal(metricsAnswer.status, 404);
+      assert.equal(metricsAnswer.body.code, 'metrics_disabled');
+    } finally {
+      await server.close();
+    }
   });
 });

@@ -137,6 +137,19 @@ describe('merged latency histograms', () => {
   });
 });
 
+test("a summary's percentiles and mean are the histogram's own", () => {
+  const h = newHistogram(32);
+  for (const v of [...latencies(5000, 5, 2_000_000, 3), 7, 7, 7]) h.recordValue(v);
+  const s = summarize(h);
+  const max = h.maxValue;
+  assert.deepEqual(
+    [s.p50, s.p90, s.p95, s.p99, s.p999],
+    [50, 90, 95, 99, 99.9].map((p) => Math.min(h.getValueAtPercentile(p), max)),
+  );
+  assert.ok(Math.abs(s.mean - h.mean) < 1e-6 * h.mean);
+  assert.equal(s.count, 5003);
+});
+
 describe('a thread measures its own event-loop delay', () => {
   test('a 60 ms block shows as a delay of about that much', async () => {
     const metrics = new ThreadMetrics();

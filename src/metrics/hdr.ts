@@ -56,12 +56,36 @@ export interface Summary {
 
 export const EMPTY_SUMMARY: Readonly<Summary> = Object.freeze({ count: 0, p50: 0, p90: 0, p95: 0, p99: 0, p999: 0, max: 0, mean: 0 });
 
+const PERCENTILES = [50, 90, 95, 99, 99.9] as const;
+
+/**
+ * The Summary of `h` in one walk over its counts (getValueAtPercentile and mean walk them once
+ * each, six walks per summary): the same values as getValueAtPercentile, clamped to the max so
+ * that P99 <= max when both fall in the top bucket.
+ */
 export function summarize(h: Histogram): Summary {
-  if (h.totalCount === 0) return { ...EMPTY_SUMMARY };
-  // A percentile is its bucket's highest equivalent value; clamping to the max keeps P99 <= max.
+  const total = h.totalCount;
+  if (total === 0) return { ...EMPTY_SUMMARY };
+  const js = h as JsHistogram;
+  // As getValueAtPercentile counts: rounded up, less one ulp of floating-point slack.
+  const targets = PERCENTILES.map((p) => {
+    const fp = (p / 100) * total;
+    return Math.max(Math.ceil(fp - fp * Number.EPSILON), 1);
+  });
+  const found: number[] = [];
+  let seen = 0;
+  let weighted = 0;
+  for (let i = 0; i < js.countsArrayLength && seen < total; i++) {
+    const count = js.getCountAtIndex(i);
+    if (count === 0) continue;
+    const value = js.valueFromIndex(i);
+    seen += count;
+    weighted += js.medianEquivalentValue(value) * count;
+    while (found.length < targets.length && seen >= targets[found.length]!) found.push(js.highestEquivalentValue(value));
+  }
   const max = h.maxValue;
-  const at = (p: number): number => Math.min(h.getValueAtPercentile(p), max);
-  return { count: h.totalCount, p50: at(50), p90: at(90), p95: at(95), p99: at(99), p999: at(99.9), max, mean: h.mean };
+  const at = (i: number): number => Math.min(found[i] ?? max, max);
+  return { count: total, p50: at(0), p90: at(1), p95: at(2), p99: at(3), p999: at(4), max, mean: weighted / total };
 }
 
 /**
@@ -73,9 +97,11 @@ export function cumulativeCounts(h: Histogram, boundsUs: readonly number[]): num
   const js = h as JsHistogram;
   const counts = new Array<number>(boundsUs.length + 1).fill(0);
   let bound = 0;
-  for (let i = 0; i < js.countsArrayLength; i++) {
+  let seen = 0;
+  for (let i = 0; i < js.countsArrayLength && seen < h.totalCount; i++) {
     const count = js.getCountAtIndex(i);
     if (count === 0) continue;
+    seen += count;
     const value = js.valueFromIndex(i);
     while (bound < boundsUs.length && value > boundsUs[bound]!) bound++;
     counts[bound]! += count;
