@@ -32,7 +32,7 @@ export function renderStatsJson(view: MetricsView): string {
     metrics_at: new Date(view.at).toISOString(),
     latency,
     connections_peak: view.peakConnections,
-    queue: view.depth,
+    queue: { ...view.depth, pending: view.depth.stored - view.depth.inflight },
     resources: {
       cpu_ratio: round(r.cpuRatio),
       cpu_seconds: round(r.cpuSeconds),
