@@ -8,6 +8,7 @@
  * time); without one they answer anyone: they hold no user ids, group names or content.
  */
 import { timingSafeEqual } from 'node:crypto';
+import { httpError, httpStatusLine, type HttpCode } from '../protocol/errors.js';
 import { digest } from '../shard/admin-http.js';
 import { sendJson } from '../shard/http.js';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '../util/uws.js';
@@ -31,9 +32,9 @@ export function attachMetricsRoutes(app: TemplatedApp, options: MetricsRoutesOpt
 
   const document = (doc: typeof SnapshotDoc.METRICS | typeof SnapshotDoc.ALERTS, contentType: string) => (res: HttpResponse, req: HttpRequest) => {
     if (!allowed(req)) return unauthorized(res);
-    if (!enabled) return sendJson(res, '404 Not Found', { code: 'metrics_disabled', message: 'monitoring.enable_metrics_collection is false' });
+    if (!enabled) return sendError(res, 'metrics_disabled');
     const body = snapshot.read(doc);
-    if (body === null) return sendJson(res, '503 Service Unavailable', { code: 'not_ready', message: 'no metrics rendered yet; retry shortly' });
+    if (body === null) return sendError(res, 'not_ready');
     res.cork(() => {
       res.writeStatus('200 OK').writeHeader('content-type', contentType).writeHeader('cache-control', 'no-store').end(body);
     });
@@ -54,5 +55,10 @@ export function attachMetricsRoutes(app: TemplatedApp, options: MetricsRoutesOpt
 }
 
 function unauthorized(res: HttpResponse): void {
-  sendJson(res, '401 Unauthorized', { code: 'unauthorized', message: 'monitoring endpoints need authorization: Bearer <websocket.monitoring.token>' });
+  sendError(res, 'unauthorized', 'monitoring endpoints need authorization: Bearer <websocket.monitoring.token>');
+}
+
+function sendError(res: HttpResponse, code: HttpCode, message?: string): void {
+  const { status, body } = httpError(code, message);
+  sendJson(res, httpStatusLine(status), body);
 }

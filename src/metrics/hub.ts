@@ -12,9 +12,8 @@
  * not at all in the next. Asked, each shard answers once per interval, and the last interval is
  * exactly the reports that came in since the previous publish (each counted once).
  */
-import type { BrokerStats } from '../broker/broker.js';
 import type { Config } from '../config/schema.js';
-import type { ShardSnapshot, ShardTable } from '../shared/shard-table.js';
+import type { MessagingCounterName, ShardSnapshot, ShardTable } from '../shared/shard-table.js';
 import { Counter, errorCounter } from '../shared/shard-table.js';
 import type { Logger } from '../util/logger.js';
 import { Alerts, type ActiveAlert, type AlertEvent, type AlertStatus } from './alerts.js';
@@ -36,7 +35,8 @@ export interface MetricsHubOptions {
   log: Logger;
   snapshot: SnapshotWriter;
   rings: RingBuffers;
-  broker(): { stats: Readonly<BrokerStats>; depth: { stored: number; inflight: number } };
+  /** The broker's and its shard link's counters (as /stats messaging names them), and its queue depth. */
+  broker(): { stats: Readonly<Record<MessagingCounterName, number>>; depth: { stored: number; inflight: number } };
   /** Asks every shard that is up for its report (it answers with a METRICS record). */
   requestReports(): void;
 }
@@ -62,7 +62,7 @@ export interface MetricsView {
   connections: number;
   peakConnections: number;
   maxConnections: number;
-  broker: Readonly<BrokerStats>;
+  broker: Readonly<Record<MessagingCounterName, number>>;
   depth: { stored: number; inflight: number };
   rings: RingFill[];
   resources: ResourceSample;
