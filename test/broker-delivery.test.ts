@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { epochMs } from '../src/metrics/clock.js';
 import { msgsIn, sleep, startBroker, type TestBroker } from './helpers/broker.js';
 import { until } from './helpers/messaging.js';
 
@@ -185,7 +186,29 @@ describe('broker: frames cut to what a ring carries', () => {
     for (const c of frames) assert.ok(Buffer.byteLength(c.frame) <= link.maxFrameBytes, `a frame of ${Buffer.byteLength(c.frame)} bytes`);
     const order = frames.flatMap((c) => msgsIn(c.frame).map((m) => (m.data as { i: number }).i));
     assert.deepEqual(order, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    // A backlog waited for its recipient: not the server's send latency.
+    assert.deepEqual(frames.map((c) => c.live), frames.map(() => 0));
     for (const c of frames) for (const m of msgsIn(c.frame)) link.ack(1, 'tia-1', 'tia', m.id as string);
+  });
+
+  test('messages for an online user, in frames cut to fit a ring record, each frame carrying the send-latency stamp (count, earliest commit) of its own messages', async () => {
+    const { link } = t;
+    link.online(1, 'uma-1', 'uma');
+    await link.next('welcome', (c) => c.sid === 'uma-1');
+    const text = 'x'.repeat(10_000);
+    const sentAt = epochMs();
+    for (let i = 0; i < 10; i++) link.send(0, 'sam-1', 'sam', 'uma', { i, text }, { ref: `live${i}` });
+    for (let i = 0; i < 10; i++) assert.equal((await link.answerTo(`live${i}`)).op, 'senderAck');
+    await link.next('deliverToUser', (c) => c.user === 'uma' && msgsIn(c.frame).some((m) => (m.data as { i: number }).i === 9));
+    const frames = link.all('deliverToUser', (c) => c.user === 'uma');
+    for (const c of frames) {
+      assert.ok(Buffer.byteLength(c.frame) <= link.maxFrameBytes, `a frame of ${Buffer.byteLength(c.frame)} bytes`);
+      // Each message is first delivered here, at once: all of a frame's messages are measured, from a commit after the send.
+      assert.equal(c.live, msgsIn(c.frame).length);
+      assert.ok(c.storedAt >= sentAt && c.storedAt <= epochMs(), `storedAt ${c.storedAt} after ${sentAt}`);
+    }
+    assert.equal(frames.reduce((sum, c) => sum + c.live, 0), 10);
+    for (const c of frames) for (const m of msgsIn(c.frame)) link.ack(1, 'uma-1', 'uma', m.id as string);
   });
 
   test('data too large for any frame is refused with E_TOO_LARGE, from the embedding API too; nothing is stored', async () => {

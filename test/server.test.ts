@@ -1,21 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { connect, getJson, member, type TestClient } from './helpers/client.js';
+import { connect, getJson, member, membersOnEveryShard } from './helpers/client.js';
 import { startInProcess, startProcess, testConfig } from './helpers/server.js';
 import type { RunningServer } from '../src/index.js';
-
-/** Connects members until both shards hold at least one (the kernel picks the shard). */
-async function membersOnEveryShard(port: number, shards: number, group: string): Promise<Array<TestClient & { welcome: Record<string, unknown> }>> {
-  const clients = [];
-  const seen = new Set<number>();
-  for (let i = 0; i < 40 && seen.size < shards; i++) {
-    const client = await member(port, `user${i}`, [group]);
-    seen.add(client.welcome.shard as number);
-    clients.push(client);
-  }
-  assert.equal(seen.size, shards, `expected members on ${shards} shards, got shards ${[...seen]}`);
-  return clients;
-}
 
 describe('a sharded server', () => {
   let server: RunningServer;

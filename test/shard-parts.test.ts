@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { Authenticator } from '../src/auth/identity.js';
+import { ThreadMetrics } from '../src/metrics/thread-metrics.js';
 import { createDoorbells } from '../src/rings/doorbell.js';
 import { createRingBuffer } from '../src/rings/ring.js';
 import { Admission, selectProtocol } from '../src/shard/admission.js';
@@ -212,6 +213,7 @@ describe('admin requests waiting for the broker', () => {
       groups: {} as LocalGroups, // no group message comes from a silent broker
       counters,
       fail: failer(counters),
+      latency: new ThreadMetrics(),
       welcomed: () => {},
       adminTimeoutMs,
     });

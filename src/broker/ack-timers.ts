@@ -41,6 +41,13 @@ export class AckTimers {
   private readonly waitList: number;
   private readonly ttlMs: number;
 
+  /** Deliveries awaiting an ack, all users (sampled once per metrics interval). */
+  inflightTotal(): number {
+    let total = 0;
+    for (const count of this.inflight.values()) total += count;
+    return total;
+  }
+
   constructor(
     private readonly delivery: Config['websocket']['delivery'],
     private readonly handlers: AckTimerHandlers,

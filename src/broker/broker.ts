@@ -18,6 +18,7 @@ import { ANY_STRATEGIES, NAME_PATTERN, type AnyStrategy } from '../protocol/fram
 import type { MessageStore, StoreHealth } from '../store/store.js';
 import type { Logger } from '../util/logger.js';
 import { ToBroker, typeOfData } from '../link/records.js';
+import { Latency, type LatencyRecorder } from '../metrics/latencies.js';
 import { AckTimers } from './ack-timers.js';
 import { Delivery } from './delivery.js';
 import { serveDlqRequest } from './dlq-admin.js';
@@ -67,6 +68,8 @@ export interface BrokerOptions {
   link: ShardLink;
   /** Tell every shard which `data.type` values must detour through the broker. */
   publishProcessorTypes(types: string[]): void;
+  /** Where the ack latency (delivered → acknowledged) is recorded. */
+  latency?: LatencyRecorder;
   /** The store turned unwritable or writable again (after the broker has logged it). */
   storeHealthChanged?(health: Readonly<StoreHealth>): void;
 }
@@ -231,6 +234,11 @@ export class Broker {
     return this.processors.types();
   }
 
+  /** Messages held now (stored, not yet acknowledged or dead-lettered), and how many of them await an ack. */
+  depth(): { stored: number; inflight: number } {
+    return { stored: this.queues.size, inflight: this.timers.inflightTotal() };
+  }
+
   // --- shard records ---------------------------------------------------------------------
 
   /** A shard died: read what it wrote last, then forget its connections. */
@@ -299,6 +307,7 @@ export class Broker {
     const mine = entry !== undefined && entry.state === State.INFLIGHT && (entry.m.group === null ? entry.m.target === `u:${user}` : entry.holder === user);
     if (!mine) return this.link.error(shard, sid, 'E_UNKNOWN_ID', `no message ${id} awaits your ack (unknown, not delivered yet, already acknowledged, or not yours)`, null);
     this.counters.acked++;
+    this.options.latency?.since(Latency.ack, entry.deliveredAt);
     this.unlink(entry);
     const m = entry.m;
     void this.unsaved.write(() => this.store.remove(m));

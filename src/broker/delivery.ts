@@ -8,6 +8,7 @@
  * delivered (from the data at hand on a first delivery, else read back from the store) and
  * kept only for that turn (outbox.ts).
  */
+import { epochMs } from '../metrics/clock.js';
 import type { AnyStrategy } from '../protocol/frames.js';
 import { encodeStoredMsg } from '../protocol/json-codec.js';
 import type { MessageStore } from '../store/store.js';
@@ -95,6 +96,7 @@ export class Delivery {
   private park(entry: Entry): void {
     entry.state = State.WAITING;
     entry.body = null;
+    entry.readyAt = 0; // its wait for a recipient is not the server's send latency
     this.parts.timers.wait(entry);
     this.parts.timers.arm();
   }
@@ -109,6 +111,7 @@ export class Delivery {
       void this.parts.store.putAttempts(entry.m);
     }
     this.parts.timers.hold(entry, holder);
+    entry.deliveredAt = epochMs(); // the ack latency starts here
   }
 
   private enqueue(shard: number, user: string | null, sid: string | null, entry: Entry): void {

@@ -8,6 +8,7 @@
  * Every sender gets an answer: its id once the message is committed, or a coded refusal.
  */
 import type { Config } from '../config/schema.js';
+import { epochMs } from '../metrics/clock.js';
 import { OcsError, type ErrorCode } from '../protocol/errors.js';
 import { encodeGroupMsgJson } from '../protocol/json-codec.js';
 import { metaOf, type DeadLetter, type MessageStore, type StoredMessage } from '../store/store.js';
@@ -136,6 +137,7 @@ export class Intake {
         this.parts.timers.arm();
       } else {
         entry.state = State.WAITING;
+        entry.readyAt = epochMs(); // the send latency starts at the commit
         this.parts.route.route(entry);
       }
     });

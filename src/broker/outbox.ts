@@ -67,7 +67,7 @@ export class Outbox {
     this.queueFlush();
     if (entry.m.pri === 3) {
       const frame = this.frameOf(entry);
-      if (frame !== null) this.deliver(shard, user, sid, frame.text);
+      if (frame !== null) this.deliver(shard, user, sid, frame.text, [entry]);
       return;
     }
     const key = `${shard}|${user ?? ''}|${sid ?? ''}`;
@@ -89,7 +89,7 @@ export class Outbox {
       const entries = slot.entries;
       // Priority high to low, then acceptance order.
       if (entries.length > 1) entries.sort((a, b) => b.m.pri - a.m.pri || a.m.seq - b.m.seq);
-      let chunk: string[] = [];
+      let chunk: Entry[] = [];
       let bytes = BATCH_ENVELOPE;
       for (const entry of entries) {
         const frame = this.frameOf(entry);
@@ -100,7 +100,7 @@ export class Outbox {
           chunk = [];
           bytes = BATCH_ENVELOPE;
         }
-        chunk.push(frame.text);
+        chunk.push(entry);
         bytes += frame.bytes + 1;
       }
       if (chunk.length > 0) this.deliverChunk(slot, chunk);
@@ -134,12 +134,23 @@ export class Outbox {
     return dataBytes <= max ? null : `data of ${dataBytes} bytes is over the ${max} one message may carry between threads (performance.ring_bytes)`;
   }
 
-  private deliverChunk(slot: Slot, chunk: string[]): void {
-    this.deliver(slot.shard, slot.user, slot.sid, chunk.length === 1 ? chunk[0]! : encodeBatch(chunk));
+  /** `chunk`: entries whose frames this turn encoded (frameOf() was not null). */
+  private deliverChunk(slot: Slot, chunk: Entry[]): void {
+    const text = (entry: Entry): string => this.frames.get(entry)!.text;
+    this.deliver(slot.shard, slot.user, slot.sid, chunk.length === 1 ? text(chunk[0]!) : encodeBatch(chunk.map(text)), chunk);
   }
 
-  private deliver(shard: number, user: string | null, sid: string | null, frame: string): void {
-    if (user !== null) this.link.deliverToUser(shard, user, frame);
-    else this.link.deliverToSid(shard, sid!, frame);
+  private deliver(shard: number, user: string | null, sid: string | null, frame: string, entries: readonly Entry[]): void {
+    // The send latency is measured once per message, on its first way out only. Each frame
+    // (a batch split by bytes included) carries the count and earliest commit of its own messages.
+    let storedAt = 0;
+    let live = 0;
+    for (const entry of entries) {
+      if (entry.readyAt === 0) continue;
+      if (live++ === 0 || entry.readyAt < storedAt) storedAt = entry.readyAt;
+      entry.readyAt = 0;
+    }
+    if (user !== null) this.link.deliverToUser(shard, user, frame, storedAt, live);
+    else this.link.deliverToSid(shard, sid!, frame, storedAt, live);
   }
 }

@@ -29,6 +29,10 @@ export interface Entry extends Timed {
   holder: string | null;
   /** The data (JSON text) while it is at hand anyway: from acceptance until first encoded; null after, read from the store. */
   body: string | null;
+  /** epochMs() of its store commit while it goes straight out to an online recipient; 0 otherwise (send latency). */
+  readyAt: number;
+  /** epochMs() of its last delivery, for the ack latency; 0 before the first. */
+  deliveredAt: number;
 }
 
 /** The bounds on stored messages (config: delivery.max_pending_per_user, delivery.max_stored_per_sender, store.max_messages, store.max_bytes). */
@@ -51,7 +55,7 @@ interface Target {
 type Lane = Map<string, Entry> | null;
 
 export function newEntry(m: MessageMeta, state: State, body: string | null = null): Entry {
-  return { m, state, holder: null, body, deadline: 0, prev: null, next: null, list: -1 };
+  return { m, state, holder: null, body, readyAt: 0, deliveredAt: 0, deadline: 0, prev: null, next: null, list: -1 };
 }
 
 export class Queues {

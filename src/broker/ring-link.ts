@@ -13,7 +13,7 @@ import { DoorbellListener, DoorbellRinger } from '../rings/doorbell.js';
 import { httpError, type ErrorCode } from '../protocol/errors.js';
 import { QueuedRingWriter, type WriteRefusal } from '../link/queued-writer.js';
 import { LinkReader } from '../link/reader.js';
-import { encodeRecord, FRAME_RECORD_OVERHEAD, ToShard } from '../link/records.js';
+import { encodeRecord, FRAME_RECORD_OVERHEAD, ToBroker, ToShard } from '../link/records.js';
 import type { Logger } from '../util/logger.js';
 import type { RecordSink, ShardLink } from './shard-link.js';
 
@@ -26,6 +26,8 @@ export interface RingLinkOptions {
   /** fromShard[i]: ring shard i -> broker; toShard[i]: broker -> shard i. */
   fromShard: SharedArrayBuffer[];
   toShard: SharedArrayBuffer[];
+  /** METRICS records go here rather than to the broker (whose business they are not). */
+  onMetrics?(shard: number, fields: unknown[]): void;
   /** Whether shard i can take records now (starting or up); default: always. */
   accepts?(shard: number): boolean;
   /** Bytes each ring's overflow may hold for deliveries and group messages (performance.ring_overflow_bytes); default: no bound. */
@@ -69,16 +71,19 @@ export class RingShardLink implements ShardLink {
     this.accepts = options.accepts ?? (() => true);
     this.controlBacklog = 2 * maxBacklog;
     this.maxFrameBytes = Math.min(...this.writers.map((writer) => writer.maxRecord)) - FRAME_RECORD_OVERHEAD;
-    this.readers = options.fromShard.map((buffer, shard) => new LinkReader(buffer, (kind, fields) => this.sink(shard, kind, fields), false));
+    const onMetrics = options.onMetrics ?? (() => {});
+    this.readers = options.fromShard.map(
+      (buffer, shard) => new LinkReader(buffer, (kind, fields) => (kind === ToBroker.METRICS ? onMetrics(shard, fields) : this.sink(shard, kind, fields)), false),
+    );
     this.listener = new DoorbellListener(options.doorbells, options.shards, () => this.drain());
   }
 
-  deliverToUser(shard: number, user: string, frame: string): void {
-    this.deliver(shard, encodeRecord(ToShard.DELIVER_USER, [user, frame]));
+  deliverToUser(shard: number, user: string, frame: string, storedAt = 0, live = 0): void {
+    this.deliver(shard, encodeRecord(ToShard.DELIVER_USER, live > 0 ? [user, frame, storedAt, live] : [user, frame]));
   }
 
-  deliverToSid(shard: number, sid: string, frame: string): void {
-    this.deliver(shard, encodeRecord(ToShard.DELIVER_SID, [sid, frame]));
+  deliverToSid(shard: number, sid: string, frame: string, storedAt = 0, live = 0): void {
+    this.deliver(shard, encodeRecord(ToShard.DELIVER_SID, live > 0 ? [sid, frame, storedAt, live] : [sid, frame]));
   }
 
   senderAck(shard: number, sid: string, ref: string | null, id: string): void {

@@ -14,10 +14,14 @@ export interface ShardLink {
    * message or an admin body. Anything bigger must be split or refused before it is handed over.
    */
   readonly maxFrameBytes: number;
-  /** `frame` to every connection of `user` on `shard`. */
-  deliverToUser(shard: number, user: string, frame: string): void;
-  /** `frame` to the one connection `sid` on `shard`. */
-  deliverToSid(shard: number, sid: string, frame: string): void;
+  /**
+   * `frame` to every connection of `user` on `shard`. `live` of its messages went out as their
+   * store commit made them ready, the earliest at `storedAt` (epochMs()): the shard measures
+   * the send latency from it.
+   */
+  deliverToUser(shard: number, user: string, frame: string, storedAt?: number, live?: number): void;
+  /** `frame` to the one connection `sid` on `shard` (storedAt, live: as deliverToUser). */
+  deliverToSid(shard: number, sid: string, frame: string, storedAt?: number, live?: number): void;
   /** The sender's message is stored: `ack {ref, id}` to connection `sid`. */
   senderAck(shard: number, sid: string, ref: string | null, id: string): void;
   error(shard: number, sid: string, code: ErrorCode, message: string, ref: string | null): void;

@@ -121,15 +121,43 @@ const performance = z
   })
   .strict();
 
+/** Thresholds of the alerts (src/metrics/alerts.ts); the defaults are the seed document's. */
+const alerts = z
+  .object({
+    enabled: z.boolean().default(true),
+    /** Merged P95 / P99 over one interval of the pub and of the send latency, ms. */
+    latency_p95_ms: z.number().positive().default(100),
+    latency_p99_ms: z.number().positive().default(200),
+    /** Process CPU time over the interval, as a share of the CPUs it may use (cgroup quota, else cores). */
+    cpu_percent: z.number().positive().default(80),
+    /** Resident memory as a share of the cgroup memory limit, else of the host's memory. */
+    memory_percent: z.number().positive().default(85),
+    /** Errors counted / frames received over the interval. */
+    error_rate_percent: z.number().positive().default(5),
+    /** Stored messages not yet acknowledged (the broker's queues, all recipients). */
+    queue_depth: positiveInt.default(1000),
+    /** Latency and error-rate alerts need this many samples (frames) in an interval; fewer read as clear. */
+    min_samples: nonNegativeInt.default(20),
+    /** Hysteresis: an alert clears once its value is below threshold × this. */
+    clear_ratio: z.number().gt(0).max(1).default(0.9),
+    /** Raised/cleared events kept for GET /alerts. */
+    history: positiveInt.max(10_000).default(100),
+  })
+  .strict();
+
 const monitoring = z
   .object({
+    /** Histograms, the /metrics exposition, latency in /stats, alerts and rates; false: counters only. */
     enable_metrics_collection: z.boolean().default(true),
-    /** Seconds between samples of the shard counters (rates in /stats, the stats log line). */
-    metrics_collection_interval: z.number().positive().default(1),
+    /** Seconds between samples: counter rates, each thread's histogram report, /metrics and /stats renders, alerts. */
+    metrics_collection_interval: z.number().min(0.05).default(1),
     /** Seconds between `stats` log lines; 0 disables them. */
     log_interval: seconds.default(60),
     /** Seconds a ring may hold records without draining before /health says degraded. */
     link_stuck_after: z.number().positive().default(5),
+    /** Bearer token for /metrics, /stats and /alerts; empty: they answer anyone (they hold no user ids, group names or content). */
+    token: z.string().default(''),
+    alerts: alerts.default({}),
   })
   .strict();
 

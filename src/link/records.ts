@@ -24,15 +24,21 @@ export const ToBroker = {
   PUB: 6,
   /** [requestId, method, path] from the admin HTTP API. */
   ADMIN: 7,
+  /** The shard's metrics report, every metrics_collection_interval: fields of src/metrics/report.ts. */
+  METRICS: 8,
 } as const;
 
 /** Broker -> shard. */
 export const ToShard = {
   /** [sid, ref|null, id]: the message is stored; send `ack {ref, id}`. */
   SENDER_ACK: 1,
-  /** [user, frame]: send `frame` to every connection of `user` on this shard. */
+  /**
+   * [user, frame, storedAt?, live?]: send `frame` to every connection of `user` on this shard.
+   * storedAt/live (only when live > 0): `live` messages of the frame are delivered as their
+   * store commit made them ready, the earliest at storedAt (epochMs()): the send latency.
+   */
   DELIVER_USER: 2,
-  /** [sid, frame]: send `frame` to one connection. */
+  /** [sid, frame, storedAt?, live?]: send `frame` to one connection (storedAt/live as DELIVER_USER). */
   DELIVER_SID: 3,
   /** [sid, pending]: send `welcome` with this pending count (deliveries follow). */
   WELCOME: 4,
@@ -47,8 +53,9 @@ export const ToShard = {
 /**
  * What a record that carries a frame or a body (DELIVER_USER, DELIVER_SID, GROUP_PUB,
  * ADMIN_REPLY) needs beside it: the kind byte, the array header, a name of at most 128 ASCII
- * characters (or a sid, or a request id and status) and the string headers. So a frame of up
- * to largestRecord(ring) - FRAME_RECORD_OVERHEAD UTF-8 bytes always fits the ring.
+ * characters (or a sid, or a request id and status), a delivery's storedAt and live count
+ * (about 14 bytes) and the string headers. So a frame of up to largestRecord(ring) -
+ * FRAME_RECORD_OVERHEAD UTF-8 bytes always fits the ring.
  */
 export const FRAME_RECORD_OVERHEAD = 256;
 

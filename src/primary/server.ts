@@ -9,6 +9,8 @@ import { Worker } from 'node:worker_threads';
 import { Broker, type Processor, type SendOptions, type BrokerStats } from '../broker/broker.js';
 import { RingShardLink } from '../broker/ring-link.js';
 import type { LoadedConfig } from '../config/load.js';
+import { MetricsHub } from '../metrics/hub.js';
+import { createSnapshotBuffer, SnapshotWriter } from '../metrics/snapshot.js';
 import type { AnyStrategy } from '../protocol/frames.js';
 import { MessageStore } from '../store/store.js';
 import { CloseCodes, OcsError } from '../protocol/errors.js';
@@ -78,6 +80,23 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
   const rings = Array.from({ length: shards }, (_, from) =>
     Array.from({ length: shards }, (_, to) => (from === to ? null : createRingBuffer(config.websocket.performance.ring_bytes))),
   );
+  const monitoring = config.websocket.monitoring;
+  const snapshotBuffer = createSnapshotBuffer(shards);
+  const hub: MetricsHub | null = monitoring.enable_metrics_collection
+    ? new MetricsHub({
+        table,
+        monitoring,
+        maxConnections: config.websocket.server.max_connections,
+        version,
+        log,
+        snapshot: new SnapshotWriter(snapshotBuffer, shards),
+        rings: { shardToShard: rings, toBroker, fromBroker },
+        broker: () => ({ stats: { ...broker.stats, ...link.stats }, depth: broker.depth() }) as const,
+        requestReports: () => {
+          for (const slot of slots) if (table.isUp(slot.index)) slot.worker?.postMessage({ type: 'report' } satisfies PrimaryToShard);
+        },
+      })
+    : null;
   const slots: ShardSlot[] = Array.from({ length: shards }, (_, index) => ({
     index,
     worker: null,
@@ -106,6 +125,7 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     toBroker: toBroker[index]!,
     fromBroker: fromBroker[index]!,
     processorTypes: broker.processorTypes(),
+    metrics: snapshotBuffer,
   });
 
   /** Starts shard `index`; resolves with the port it listens on. */
@@ -205,14 +225,16 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     accepts: (shard) => table.status(shard) === ShardStatus.UP || table.status(shard) === ShardStatus.STARTING,
     maxBacklogBytes: config.websocket.performance.ring_overflow_bytes,
     log,
+    onMetrics: (shard, fields) => hub?.acceptRecord(shard, fields),
   });
-  const sampler = new StatsSampler(table, config.websocket.monitoring, log, () => ({ ...broker.stats, ...link.stats }));
+  const sampler = new StatsSampler(table, monitoring, log, () => ({ ...broker.stats, ...link.stats }), hub);
   const broker = new Broker({
     config: config as Broker['options']['config'],
     store,
     instance,
     log,
     link,
+    ...(hub ? { latency: hub.primary } : {}),
     publishProcessorTypes: (types) => {
       for (const slot of slots) slot.worker?.postMessage({ type: 'processors', types } satisfies PrimaryToShard);
     },

@@ -56,7 +56,7 @@ export function attachAdminRoutes(app: TemplatedApp, token: string, forwarder: A
 }
 
 /** Equal-length digests, so that timingSafeEqual neither throws nor leaks the token's length. */
-function digest(value: string): Buffer {
+export function digest(value: string): Buffer {
   return createHash('sha256').update(value).digest();
 }
 

@@ -61,9 +61,13 @@ export class Admission {
     const extensions = req.getHeader('sec-websocket-extensions');
     const query = new URLSearchParams(req.getQuery() ?? '');
     const ip = Buffer.from(res.getRemoteAddressAsText()).toString();
-    if (this.options.isStopping()) return refuse(res, '503 Service Unavailable', 'E_OVERLOADED', 'server shutting down');
+    if (this.options.isStopping()) {
+      counters[Counter.refused_stopping]!++;
+      return refuse(res, '503 Service Unavailable', 'E_OVERLOADED', 'server shutting down');
+    }
     const protocol = selectProtocol(offered);
     if (protocol === null) {
+      counters[Counter.refused_protocol]!++;
       return refuse(res, '400 Bad Request', 'E_BAD_FRAME', `unsupported subprotocol; this server speaks ${JSON_PROTOCOL}`);
     }
     const token = query.get('token');
@@ -91,6 +95,7 @@ export class Admission {
     const reject = (reason: string): void => {
       table.closeConnection(shard);
       counters[Counter.errors_unauthorized]!++;
+      counters[Counter.refused_unauthorized]!++;
       refuse(res, '401 Unauthorized', 'E_UNAUTHORIZED', reason);
     };
     if (token) {

@@ -10,6 +10,8 @@ import { httpError, type ErrorCode, type HttpCode } from '../protocol/errors.js'
 import { encodeAck, encodeWelcome } from '../protocol/json-codec.js';
 import { DoorbellRinger } from '../rings/doorbell.js';
 import { QueuedRingWriter, type WriteRefusal } from '../link/queued-writer.js';
+import { Latency, type LatencyRecorder } from '../metrics/latencies.js';
+import { reportToFields, type ThreadReport } from '../metrics/report.js';
 import { Counter } from '../shared/shard-table.js';
 import type { Logger } from '../util/logger.js';
 import type { AdminForwarder } from './admin-http.js';
@@ -31,6 +33,8 @@ export interface BrokerLinkOptions {
   groups: LocalGroups;
   counters: Float64Array;
   fail: Fail;
+  /** Where the send latency (store commit → handed to uWS) is recorded. */
+  latency: LatencyRecorder;
   /** A connection's `welcome` was just sent (corked): what it sent meanwhile may be handled now. */
   welcomed(ws: Socket): void;
   /** How long an admin request waits for the broker before it is answered 504; default 10 s. */
@@ -52,6 +56,8 @@ export class BrokerLink implements AdminForwarder {
   private readonly reader: LinkReader;
   private readonly adminReplies = new Map<number, PendingAdmin>();
   private adminSeq = 0;
+  /** Half of the largest record the ring to the broker holds. */
+  private readonly maxMetricsBytes: number;
 
   constructor(private readonly options: BrokerLinkOptions) {
     const { counters, log } = options;
@@ -61,6 +67,7 @@ export class BrokerLink implements AdminForwarder {
         if (first) log?.error({ code, bytes }, 'record to the broker refused by its ring');
       },
     });
+    this.maxMetricsBytes = this.writer.maxRecord / 2;
     // Whatever waits here was meant for connections of this shard's previous incarnation.
     this.reader = new LinkReader(options.fromBroker, (kind, fields) => this.onRecord(kind, fields), true);
   }
@@ -118,6 +125,15 @@ export class BrokerLink implements AdminForwarder {
     this.writeFor(conn, ref, encodeRecord(ToBroker.ANY, [conn.sid, ref ?? null, conn.user, group, JSON.stringify(data), pri, strategy ?? null, type]));
   }
 
+  /** This shard's metrics report, for the primary to merge. */
+  metrics(report: ThreadReport): void {
+    let record = encodeRecord(ToBroker.METRICS, reportToFields(report));
+    // A record the ring cannot take would wait forever and hold up every record behind it:
+    // histograms that large (never seen; compressed they take KBs) are left out, summaries stay.
+    if (record.byteLength > this.maxMetricsBytes) record = encodeRecord(ToBroker.METRICS, reportToFields({ ...report, histograms: report.histograms.map(() => '') }));
+    this.writer.write(record);
+  }
+
   /** An admin HTTP request: the broker owns the store it is about. */
   forward(method: string, path: string, reply: (status: number, body: string) => void): void {
     if (this.adminReplies.size >= MAX_ADMIN_IN_FLIGHT) {
@@ -155,7 +171,7 @@ export class BrokerLink implements AdminForwarder {
   // --- from the broker ---------------------------------------------------------------------
 
   private onRecord(kind: number, f: unknown[]): void {
-    const { registry, counters } = this.options;
+    const { registry } = this.options;
     switch (kind) {
       case ToShard.DELIVER_USER: {
         const sockets = registry.user(f[0] as string);
@@ -169,11 +185,11 @@ export class BrokerLink implements AdminForwarder {
           ws.send(frame);
           sent++;
         }
-        counters[Counter.deliveries]! += sent;
+        this.delivered(f, sent);
         return;
       }
       case ToShard.DELIVER_SID:
-        if (this.sendTo(f[0] as string, f[1] as string)) counters[Counter.deliveries]!++;
+        if (this.sendTo(f[0] as string, f[1] as string)) this.delivered(f, 1);
         return;
       case ToShard.SENDER_ACK:
         this.sendTo(f[0] as string, encodeAck((f[1] as string | null) ?? undefined, f[2] as string));
@@ -199,6 +215,14 @@ export class BrokerLink implements AdminForwarder {
       case ToShard.ADMIN_REPLY:
         return this.answerAdmin(f[0] as number, f[1] as number, f[2] as string);
     }
+  }
+
+  /** Counts a DELIVER record's frame, sent to `connections`, and measures its live messages once. */
+  private delivered(f: unknown[], connections: number): void {
+    const { counters, latency } = this.options;
+    counters[Counter.deliveries]! += connections;
+    counters[Counter.bytes_out]! += connections * Buffer.byteLength(f[1] as string);
+    if (connections > 0 && f.length > 3) latency.since(Latency.send, f[2] as number, f[3] as number);
   }
 
   private sendTo(sid: string, frame: string): boolean {

@@ -19,6 +19,8 @@ export interface Connection {
   lastSeen: number;
   /** When the next server ping is due, ms; 0 until the first sweep spreads it. */
   nextPingAt: number;
+  /** performance.now() when the server's last ping went out unanswered; 0: none (ping round trip). */
+  pingSentAt: number;
   closed: boolean;
   /**
    * Epoch ms at which the sweep closes the connection with 4001: while `user` is null, the
@@ -43,6 +45,8 @@ export interface Connection {
 export interface HeldFrame {
   bytes: ArrayBuffer;
   binary: boolean;
+  /** epochMs() when it arrived: a held pub's latency starts then, not when it is handled. */
+  receivedAt: number;
 }
 
 export type Socket = WebSocket<Connection>;
@@ -59,6 +63,7 @@ export function newConnection(sid: string, user: string | null, allowed: GroupMa
     badFrames: 0,
     lastSeen: now,
     nextPingAt: 0,
+    pingSentAt: 0,
     closed: false,
     expiresAt,
     verifying: false,

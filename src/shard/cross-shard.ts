@@ -1,8 +1,9 @@
 /**
  * Carries group messages between shards: one SPSC ring per ordered pair of shards, and a
- * doorbell per shard. A record is [kind u8][topic length u8][topic][frame bytes]; the frame is
- * the wire frame already encoded by the publishing shard, so the receiver publishes the bytes
- * as they are (encode once).
+ * doorbell per shard. A record is [kind u8][topic length u8][received f64][topic][frame bytes];
+ * the frame is the wire frame already encoded by the publishing shard, so the receiver
+ * publishes the bytes as they are (encode once). `received` is when the publishing shard got
+ * the pub frame (epochMs(), valid in every thread), so each shard measures the pub latency.
  *
  * A full ring is back-pressure, never a silent drop: the record waits in a per-ring overflow
  * queue (counted as ring_full) and is flushed in order as the consumer frees space. While any
@@ -17,7 +18,8 @@ import { Counter, type ShardTable } from '../shared/shard-table.js';
 import type { Logger } from '../util/logger.js';
 
 export const RecordKind = { PUB: 1 } as const;
-const RECORD_HEADER = 2;
+const RECEIVED_AT = 2;
+const RECORD_HEADER = 10;
 /** Records read per drain before letting I/O run. */
 const DRAIN_BUDGET = 4096;
 
@@ -32,7 +34,7 @@ export interface CrossShardOptions {
   /** Where a refused record is reported (once per ring and reason). */
   log?: Pick<Logger, 'error'>;
   /** Called for every group record received: publish `frame` to local subscribers of `topic`. */
-  onPub(topic: Uint8Array, frame: Uint8Array): void;
+  onPub(topic: Uint8Array, frame: Uint8Array, receivedAt: number): void;
   /**
    * Another ring bound for this shard (from the broker) that shares its doorbell: one
    * listener per bell, or a notify could wake the wrong waiter. Returns records handled.
@@ -42,7 +44,10 @@ export interface CrossShardOptions {
 
 export class CrossShard {
   private readonly outbound: QueuedRingWriter[] = [];
+  /** outbound[i].bytes and readers[i].bytes as DataViews, for the f64 field. */
+  private readonly outViews: DataView[] = [];
   private readonly readers: RingReader[] = [];
+  private readonly readerViews: DataView[] = [];
   private readonly listener: DoorbellListener;
 
   constructor(private readonly options: CrossShardOptions) {
@@ -61,6 +66,7 @@ export class CrossShard {
           },
         }),
       );
+      this.outViews.push(viewOf(this.outbound[this.outbound.length - 1]!.bytes));
     });
     for (const buffer of options.inbound) {
       if (!buffer) continue;
@@ -68,6 +74,7 @@ export class CrossShard {
       // Whatever waits here was meant for connections of this shard's previous incarnation.
       reader.discardAll();
       this.readers.push(reader);
+      this.readerViews.push(viewOf(reader.bytes));
     }
     this.listener = new DoorbellListener(options.doorbells, options.self, () => this.drain());
   }
@@ -102,10 +109,11 @@ export class CrossShard {
   }
 
   /** Sends a group frame to every other shard that is up. `topic` is ASCII (NAME_PATTERN). */
-  forwardPub(topic: string, frame: Uint8Array): void {
+  forwardPub(topic: string, frame: Uint8Array, receivedAt: number): void {
     const length = RECORD_HEADER + topic.length + frame.byteLength;
     const { table, counters } = this.options;
-    for (const out of this.outbound) {
+    for (let i = 0; i < this.outbound.length; i++) {
+      const out = this.outbound[i]!;
       if (!table.isUp(out.target)) {
         // Its connections are gone; what waited for them has no recipients left.
         if (out.backlog > 0) out.discard();
@@ -113,14 +121,14 @@ export class CrossShard {
       }
       const at = out.reserve(length);
       if (at >= 0) {
-        writePubRecord(out.bytes, at, topic, frame);
+        writePubRecord(out.bytes, this.outViews[i]!, at, topic, frame, receivedAt);
         out.publish();
         counters[Counter.ring_forwarded]!++;
       } else {
         // Full, or records already wait: hold a copy, in order, until the consumer catches up
         // (or, should it never fit, the writer refuses and counts it).
         const record = new Uint8Array(length);
-        writePubRecord(record, 0, topic, frame);
+        writePubRecord(record, viewOf(record), 0, topic, frame, receivedAt);
         out.enqueue(record);
       }
     }
@@ -134,14 +142,16 @@ export class CrossShard {
       budget -= alsoDrain(budget);
       if (budget <= 0) return true;
     }
-    for (const reader of this.readers) {
+    for (let i = 0; i < this.readers.length; i++) {
+      const reader = this.readers[i]!;
       while (budget > 0 && reader.next()) {
         budget--;
         const at = reader.offset;
         const bytes = reader.bytes;
         if (bytes[at] === RecordKind.PUB) {
           const topicEnd = at + RECORD_HEADER + bytes[at + 1]!;
-          onPub(bytes.subarray(at + RECORD_HEADER, topicEnd), bytes.subarray(topicEnd, at + reader.length));
+          const receivedAt = this.readerViews[i]!.getFloat64(at + RECEIVED_AT, true);
+          onPub(bytes.subarray(at + RECORD_HEADER, topicEnd), bytes.subarray(topicEnd, at + reader.length), receivedAt);
           counters[Counter.ring_received]!++;
         }
       }
@@ -152,9 +162,14 @@ export class CrossShard {
   }
 }
 
-function writePubRecord(bytes: Uint8Array, at: number, topic: string, frame: Uint8Array): void {
+function writePubRecord(bytes: Uint8Array, view: DataView, at: number, topic: string, frame: Uint8Array, receivedAt: number): void {
   bytes[at] = RecordKind.PUB;
   bytes[at + 1] = topic.length;
+  view.setFloat64(at + RECEIVED_AT, receivedAt, true);
   for (let i = 0; i < topic.length; i++) bytes[at + RECORD_HEADER + i] = topic.charCodeAt(i);
   bytes.set(frame, at + RECORD_HEADER + topic.length);
+}
+
+function viewOf(bytes: Uint8Array): DataView {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }

@@ -5,6 +5,8 @@
  * is decoded once and a `pub` encoded once for every recipient; add nothing per frame here.
  */
 import { typeOfData } from '../link/records.js';
+import { epochMs } from '../metrics/clock.js';
+import { Latency, type LatencyRecorder } from '../metrics/latencies.js';
 import { ErrorCodes } from '../protocol/errors.js';
 import type { ClientFrame } from '../protocol/frames.js';
 import { decodeJson, encodeAck, encodeError, encodeFrameError, encodeGroupMsg, encodeJoined, encodeLeft, encodePong } from '../protocol/json-codec.js';
@@ -50,6 +52,8 @@ export interface DispatchOptions {
   groups: LocalGroups;
   /** `data.type` values with a processor at start-up. */
   processorTypes: readonly string[];
+  /** Where the pub latency is recorded. */
+  latency: LatencyRecorder;
 }
 
 export class Dispatcher {
@@ -61,6 +65,8 @@ export class Dispatcher {
   /** `data.type` values with a processor: pubs carrying one detour through the broker. */
   private processorTypes: Set<string>;
   private msgSeq = 0;
+  /** epochMs() when the frame being handled arrived: a pub's latency starts here, on every shard. */
+  private receivedAt = 0;
 
   constructor(private readonly options: DispatchOptions) {
     this.limits = options.limits;
@@ -77,6 +83,7 @@ export class Dispatcher {
   }
 
   message(ws: Socket, message: ArrayBuffer, isBinary: boolean): void {
+    this.receivedAt = epochMs();
     const conn = ws.getUserData();
     const now = Date.now();
     const { limits, counters } = this;
@@ -102,6 +109,7 @@ export class Dispatcher {
     const now = Date.now();
     for (const frame of held) {
       if (conn.closed) return;
+      this.receivedAt = frame.receivedAt;
       this.frame(ws, conn, frame.bytes, frame.binary, now);
     }
   }
@@ -118,7 +126,7 @@ export class Dispatcher {
     if (held.length >= MAX_HELD_FRAMES || conn.heldBytes + message.byteLength > maxBytes) {
       return this.fail(ws, conn, 'E_RATE_LIMITED', `over ${MAX_HELD_FRAMES} frames or ${maxBytes} bytes sent before the welcome`, undefined, true);
     }
-    held.push({ bytes: message.slice(0), binary: isBinary });
+    held.push({ bytes: message.slice(0), binary: isBinary, receivedAt: this.receivedAt });
     conn.heldBytes += message.byteLength;
   }
 
@@ -205,8 +213,8 @@ export class Dispatcher {
     const id = this.options.msgIdPrefix + (this.msgSeq++).toString(36);
     const frame = Buffer.from(encodeGroupMsg(id, conn.user!, group, data, pri, Date.now()));
     this.counters[Counter.pubs]!++;
-    groups.publish(group, frame);
-    cross.forwardPub(group, frame);
+    if (groups.publish(group, frame) > 0) this.options.latency.since(Latency.pub, this.receivedAt);
+    cross.forwardPub(group, frame, this.receivedAt);
     if (ref !== undefined) ws.send(encodeAck(ref, id));
   }
 

@@ -4,28 +4,11 @@
  */
 import { ErrorCodes, type ErrorCode } from '../protocol/errors.js';
 import { encodeError } from '../protocol/json-codec.js';
-import { Counter } from '../shared/shard-table.js';
+import { errorCounter } from '../shared/shard-table.js';
 import type { Connection, Socket } from './connection.js';
 
 /** Sends an `err` frame and, when `close`, closes with the code's close code. */
 export type Fail = (ws: Socket, conn: Connection, code: ErrorCode, message: string, ref: string | undefined, close?: boolean) => void;
-
-/** Which shard counter each error code adds to. */
-const errorCounter: Record<ErrorCode, number> = {
-  E_BAD_FRAME: Counter.errors_bad_frame,
-  E_TOO_LARGE: Counter.errors_too_large,
-  E_UNAUTHORIZED: Counter.errors_unauthorized,
-  E_FORBIDDEN: Counter.errors_forbidden,
-  E_RATE_LIMITED: Counter.errors_rate_limited,
-  E_NOT_MEMBER: Counter.errors_not_member,
-  E_OVERLOADED: Counter.errors_overloaded,
-  E_UNKNOWN_ID: Counter.errors_bad_frame,
-  E_QUEUE_FULL: Counter.errors_overloaded,
-  E_STORE_UNAVAILABLE: Counter.errors_overloaded,
-  E_INTERNAL: Counter.errors_internal,
-  E_CONFIG: Counter.errors_internal,
-  E_STARTUP: Counter.errors_internal,
-};
 
 /** One `fail` per shard, over that shard's counters. */
 export function failer(counters: Float64Array): Fail {

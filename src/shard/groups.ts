@@ -17,10 +17,13 @@ export class LocalGroups {
     private readonly compressFrom: number,
   ) {}
 
-  publish(topic: string | Uint8Array, frame: Uint8Array): void {
+  /** Returns how many local subscribers it went to. */
+  publish(topic: string | Uint8Array, frame: Uint8Array): number {
     const subscribers = this.app.numSubscribers(topic);
-    if (subscribers === 0) return;
+    if (subscribers === 0) return 0;
     this.app.publish(topic, frame, false, frame.byteLength >= this.compressFrom);
     this.counters[Counter.deliveries]! += subscribers;
+    this.counters[Counter.bytes_out]! += subscribers * frame.byteLength;
+    return subscribers;
   }
 }

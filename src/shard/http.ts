@@ -1,6 +1,7 @@
 /**
- * The HTTP side of every shard: /health and /stats on the WebSocket port, answered from the
- * shared shard table so any shard can answer for all of them.
+ * The HTTP side of every shard: /health on the WebSocket port, and the live part of /stats
+ * (served with the primary's latency figures by src/metrics/http.ts), answered from the shared
+ * shard table so any shard can answer for all of them.
  */
 import { httpError, httpStatusLine } from '../protocol/errors.js';
 import { COUNTERS, LINKS, MESSAGING_COUNTERS, byName, shardStatusName, ShardStatus, type LinkName, type LinkState, type ShardTable } from '../shared/shard-table.js';
@@ -70,7 +71,7 @@ export function stats(context: HttpContext): Record<string, unknown> {
   };
 }
 
-function sendJson(res: HttpResponse, status: string, body: unknown): void {
+export function sendJson(res: HttpResponse, status: string, body: unknown): void {
   res.cork(() => {
     res.writeStatus(status).writeHeader('content-type', 'application/json').writeHeader('cache-control', 'no-store').end(JSON.stringify(body));
   });
@@ -81,7 +82,6 @@ export function attachHttpRoutes(app: TemplatedApp, context: HttpContext): void 
     const { status, body } = health(context);
     sendJson(res, status, body);
   });
-  app.get('/stats', (res) => sendJson(res, '200 OK', stats(context)));
   app.any('/*', (res) => {
     const { status, body } = httpError('not_found', 'see /health, /stats, or the WebSocket endpoint');
     sendJson(res, httpStatusLine(status), body);

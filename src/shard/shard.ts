@@ -6,6 +6,10 @@
  * (idle, pings, slow consumers).
  */
 import { Authenticator } from '../auth/identity.js';
+import { attachMetricsRoutes } from '../metrics/http.js';
+import { Latency } from '../metrics/latencies.js';
+import { SnapshotReader } from '../metrics/snapshot.js';
+import { ThreadMetrics } from '../metrics/thread-metrics.js';
 import { CloseCodes } from '../protocol/errors.js';
 import { Link, ShardStatus, ShardTable } from '../shared/shard-table.js';
 import type { PrimaryToShard, ShardInit, ShardToPrimary } from '../shared/thread-messages.js';
@@ -19,10 +23,10 @@ import { CrossShard } from './cross-shard.js';
 import { Dispatcher } from './dispatch.js';
 import { failer } from './fail.js';
 import { LocalGroups } from './groups.js';
-import { attachHttpRoutes } from './http.js';
+import { attachHttpRoutes, stats, type HttpContext } from './http.js';
 import { ipLimitsPerShard } from './ip-limits.js';
 import { ConnectionRegistry } from './registry.js';
-import { Sweeper } from './sweep.js';
+import { pongArrived, Sweeper } from './sweep.js';
 
 export interface ShardChannel {
   post(message: ShardToPrimary): void;
@@ -45,6 +49,8 @@ class Shard {
   private readonly table: ShardTable;
   private readonly app: TemplatedApp;
   private readonly registry = new ConnectionRegistry();
+  /** This thread's latency histograms, reported to the primary every metrics_collection_interval. */
+  private readonly metrics = new ThreadMetrics();
   private readonly link: BrokerLink;
   private readonly cross: CrossShard;
   private readonly admission: Admission;
@@ -71,7 +77,7 @@ class Shard {
     this.app = uWS.App();
     const compressFrom = performance.enable_compression ? performance.compression_threshold : Infinity;
     const groups = new LocalGroups(this.app, counters, compressFrom);
-    const { registry } = this;
+    const { registry, metrics } = this;
     this.link = new BrokerLink({
       shard: init.shard,
       brokerSlot: init.shards,
@@ -82,6 +88,7 @@ class Shard {
       groups,
       counters,
       fail,
+      latency: metrics,
       welcomed: (ws) => this.dispatch.resume(ws),
       log: this.log,
     });
@@ -94,7 +101,9 @@ class Shard {
       overflowLimitBytes: performance.ring_overflow_bytes,
       counters,
       log: this.log,
-      onPub: (topic, frame) => groups.publish(topic, frame),
+      onPub: (topic, frame, receivedAt) => {
+        if (groups.publish(topic, frame) > 0) metrics.since(Latency.pub, receivedAt);
+      },
       alsoDrain: (budget) => this.link.drain(budget),
     });
     this.admission = new Admission({
@@ -133,6 +142,7 @@ class Shard {
       cross: this.cross,
       groups,
       processorTypes: init.processorTypes,
+      latency: metrics,
     });
     this.sweeper = new Sweeper({
       sockets: registry.sockets,
@@ -151,12 +161,13 @@ class Shard {
       else if (message.type === 'crash') setTimeout(() => { throw new Error(message.reason); });
       else if (message.type === 'stall') stall(message.ms);
       else if (message.type === 'processors') this.dispatch.setProcessorTypes(message.types);
+      else if (message.type === 'report' && !this.stopping) this.link.metrics(this.metrics.report(this.init.shard));
     });
     this.table.setStatus(this.init.shard, ShardStatus.STARTING);
     const { config, app, admission, dispatch } = this;
     const { server } = config;
     attachAdminRoutes(app, config.admin.token, this.link);
-    attachHttpRoutes(app, {
+    const httpContext: HttpContext = {
       shard: this.init.shard,
       linkStuckMs: config.monitoring.link_stuck_after * 1000,
       table: this.table,
@@ -165,7 +176,14 @@ class Shard {
       maxConnections: server.max_connections,
       metricsEnabled: config.monitoring.enable_metrics_collection,
       isStopping: () => this.stopping,
+    };
+    attachMetricsRoutes(app, {
+      token: config.monitoring.token,
+      enabled: config.monitoring.enable_metrics_collection,
+      snapshot: new SnapshotReader(this.init.metrics, this.init.shards),
+      liveStats: () => stats(httpContext),
     });
+    attachHttpRoutes(app, httpContext);
     app.ws<Connection>(server.path, {
       // Frames between max_payload and twice that are read and refused with E_TOO_LARGE and
       // 1009; larger ones are cut by uWS before they are buffered (the client sees 1006).
@@ -182,9 +200,7 @@ class Shard {
       upgrade: (res, req, context) => admission.upgrade(res, req, context),
       open: (ws) => admission.open(ws),
       message: (ws, message, isBinary) => dispatch.message(ws, message, isBinary),
-      pong: (ws) => {
-        ws.getUserData().lastSeen = Date.now();
-      },
+      pong: (ws) => pongArrived(ws.getUserData(), this.metrics),
       close: (ws) => {
         admission.close(ws);
         if (this.stopping && this.registry.size === 0) this.finish();
@@ -201,6 +217,7 @@ class Shard {
       const port = uWS.us_socket_local_port(listenSocket);
       this.cross.start();
       this.sweeper.start();
+      if (config.monitoring.enable_metrics_collection) this.metrics.monitorEventLoop();
       this.gaugeTimer = setInterval(() => this.publishLinkGauges(), LINK_GAUGE_MS);
       this.table.setStatus(this.init.shard, ShardStatus.UP);
       this.log.info({ port }, 'shard started');
@@ -222,6 +239,7 @@ class Shard {
     this.cross.stop();
     this.link.stop();
     this.sweeper.stop();
+    this.metrics.stop();
     if (this.gaugeTimer) clearInterval(this.gaugeTimer);
     this.gaugeTimer = null;
     for (const ws of this.registry.sockets) ws.end(code, reason);

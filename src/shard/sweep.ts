@@ -8,6 +8,8 @@
  * (every backpressure_check_interval, 0.25 s by default), a comparison per connection costs
  * less than a timer each, and a refreshed token only moves a number instead of re-arming one.
  */
+import { Latency } from '../metrics/latencies.js';
+import type { ThreadMetrics } from '../metrics/thread-metrics.js';
 import { CloseCodes } from '../protocol/errors.js';
 import { Counter } from '../shared/shard-table.js';
 import type { Connection, Socket } from './connection.js';
@@ -49,6 +51,14 @@ export function judge(
     if (!first) return Verdict.PING;
   }
   return Verdict.KEEP;
+}
+
+/** A pong arrived: the connection is alive, and the round trip of our ping (if one waits) is measured. */
+export function pongArrived(conn: Connection, latency: Pick<ThreadMetrics, 'recordUs'>): void {
+  conn.lastSeen = Date.now();
+  if (conn.pingSentAt === 0) return;
+  latency.recordUs(Latency.ping, (performance.now() - conn.pingSentAt) * 1000);
+  conn.pingSentAt = 0;
 }
 
 export interface SweeperOptions {
@@ -93,6 +103,7 @@ export class Sweeper {
           fail(ws, conn, 'E_UNAUTHORIZED', conn.user === null ? 'no auth frame within auth_timeout' : 'token expired; send an auth frame with a fresh token before it does', undefined, true);
           break;
         case Verdict.PING:
+          conn.pingSentAt = performance.now();
           ws.ping();
           break;
       }

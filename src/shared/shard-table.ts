@@ -3,7 +3,8 @@
  * `max_connections`, and per-shard counters for /health and /stats.
  *
  * Layout:
- *   control: Int32Array  [TOTAL_CONNECTIONS, then per shard: STATUS, CONNECTIONS, RESTARTS, (pad)]
+ *   control: Int32Array  [TOTAL_CONNECTIONS, PEAK_CONNECTIONS, then per shard: STATUS,
+ *            CONNECTIONS, RESTARTS, PEAK] (peaks: the most connections held at once)
  *   counters: Float64Array, per shard COUNTER_COUNT slots, written only by that shard.
  *   rates: Float64Array, COUNTER_COUNT slots, per-second rates over all shards, written only by
  *          the primary each metrics_collection_interval.
@@ -21,12 +22,16 @@
  * health is several fields and a text, so it is a seqlock: the writer makes VERSION odd while
  * it writes, and a reader retries a read that saw it odd or changed.
  */
+import type { ErrorCode } from '../protocol/errors.js';
+
 export const TOTAL_CONNECTIONS = 0;
-const CONTROL_HEADER = 1;
+const PEAK_CONNECTIONS = 1;
+const CONTROL_HEADER = 2;
 const CONTROL_STRIDE = 4;
 const STATUS = 0;
 const CONNECTIONS = 1;
 const RESTARTS = 2;
+const PEAK = 3;
 
 const STORE_VERSION = 0;
 const STORE_WRITABLE = 1;
@@ -79,6 +84,15 @@ export const COUNTERS = [
   'ip_refused_unauthenticated', // upgrades refused 429: over unauthenticated_per_ip
   'ip_refused_table_full', // upgrades refused 503: max_tracked_ips addresses, none idle
   'ring_refused', // records a ring writer refused: never fit the ring, or over its overflow bound
+  'bytes_out', // bytes of msg/batch frames handed to uWS, counted per recipient
+  'errors_unknown_id',
+  'errors_queue_full',
+  'errors_config',
+  'errors_startup',
+  'refused_unauthorized', // upgrades refused: bad or missing token, anonymous id refused
+  'refused_protocol', // upgrades refused: no supported subprotocol offered
+  'refused_stopping', // upgrades refused while the shard shuts down
+  'errors_store_unavailable',
 ] as const;
 export type CounterName = (typeof COUNTERS)[number];
 
@@ -128,6 +142,23 @@ export interface LinkState {
 }
 export const Counter = Object.fromEntries(COUNTERS.map((name, i) => [name, i])) as Record<CounterName, number>;
 
+/** Which shard counter each error code adds to: one counter per code (/metrics labels them by code). */
+export const errorCounter: Readonly<Record<ErrorCode, number>> = {
+  E_BAD_FRAME: Counter.errors_bad_frame,
+  E_TOO_LARGE: Counter.errors_too_large,
+  E_UNAUTHORIZED: Counter.errors_unauthorized,
+  E_FORBIDDEN: Counter.errors_forbidden,
+  E_RATE_LIMITED: Counter.errors_rate_limited,
+  E_NOT_MEMBER: Counter.errors_not_member,
+  E_OVERLOADED: Counter.errors_overloaded,
+  E_UNKNOWN_ID: Counter.errors_unknown_id,
+  E_QUEUE_FULL: Counter.errors_queue_full,
+  E_STORE_UNAVAILABLE: Counter.errors_store_unavailable,
+  E_INTERNAL: Counter.errors_internal,
+  E_CONFIG: Counter.errors_config,
+  E_STARTUP: Counter.errors_startup,
+};
+
 export interface ShardTableBuffers {
   control: SharedArrayBuffer;
   counters: SharedArrayBuffer;
@@ -160,6 +191,7 @@ export interface ShardSnapshot {
   shard: number;
   status: ShardStatusName;
   connections: number;
+  peak_connections: number;
   restarts: number;
   counters: Record<CounterName, number>;
 }
@@ -205,11 +237,13 @@ export class ShardTable {
 
   /** Claims a connection slot against `max`; false (nothing claimed) when full. */
   tryOpenConnection(shard: number, max: number): boolean {
-    if (Atomics.add(this.control, TOTAL_CONNECTIONS, 1) >= max) {
+    const total = Atomics.add(this.control, TOTAL_CONNECTIONS, 1) + 1;
+    if (total > max) {
       Atomics.sub(this.control, TOTAL_CONNECTIONS, 1);
       return false;
     }
-    Atomics.add(this.control, this.slot(shard, CONNECTIONS), 1);
+    raise(this.control, PEAK_CONNECTIONS, total);
+    raise(this.control, this.slot(shard, PEAK), Atomics.add(this.control, this.slot(shard, CONNECTIONS), 1) + 1);
     return true;
   }
 
@@ -230,6 +264,15 @@ export class ShardTable {
 
   connections(shard: number): number {
     return Atomics.load(this.control, this.slot(shard, CONNECTIONS));
+  }
+
+  /** The most connections held at once, over all shards or by `shard`, since the server started. */
+  peakConnections(shard?: number): number {
+    return Atomics.load(this.control, shard === undefined ? PEAK_CONNECTIONS : this.slot(shard, PEAK));
+  }
+
+  restarts(shard: number): number {
+    return Atomics.load(this.control, this.slot(shard, RESTARTS));
   }
 
   countRestart(shard: number): void {
@@ -320,9 +363,20 @@ export class ShardTable {
       shard,
       status: shardStatusName(this.status(shard)),
       connections: this.connections(shard),
-      restarts: Atomics.load(this.control, this.slot(shard, RESTARTS)),
+      peak_connections: this.peakConnections(shard),
+      restarts: this.restarts(shard),
       counters,
     };
+  }
+}
+
+/** Raises the cell at `at` to `value` unless it holds more already (shards race for the total's). */
+function raise(cells: Int32Array, at: number, value: number): void {
+  let seen = Atomics.load(cells, at);
+  while (value > seen) {
+    const previous = Atomics.compareExchange(cells, at, seen, value);
+    if (previous === seen) return;
+    seen = previous;
   }
 }
 

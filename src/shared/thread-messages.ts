@@ -26,6 +26,8 @@ export interface ShardInit {
   fromBroker: SharedArrayBuffer;
   /** `data.type` values with a registered processor: such pubs detour through the broker. */
   processorTypes: string[];
+  /** Where the primary renders /metrics, /stats and /alerts for the shards to serve (src/metrics/snapshot.ts). */
+  metrics: SharedArrayBuffer;
 }
 
 export type PrimaryToShard =
@@ -35,7 +37,9 @@ export type PrimaryToShard =
   /** Fault injection: the shard's thread is busy for `ms` (its rings fill up meanwhile). */
   | { type: 'stall'; ms: number }
   /** The set of `data.type` values with a processor changed. */
-  | { type: 'processors'; types: string[] };
+  | { type: 'processors'; types: string[] }
+  /** Send your metrics report (a METRICS record to the broker's ring): once per metrics_collection_interval. */
+  | { type: 'report' };
 
 export type ShardToPrimary =
   | { type: 'listening'; port: number }

@@ -114,17 +114,36 @@ export async function member(port: number, user: string, groups: string[] = []):
  * An HTTP request answered with JSON, on a fresh connection closed after the answer (node:http
  * without an agent): fetch's keep-alive sockets would hold the server's shutdown for seconds.
  */
-export function getJson(port: number, path: string, method = 'GET', token?: string, extraHeaders: Record<string, string> = {}): Promise<{ status: number; body: Record<string, unknown> }> {
+export async function getJson(port: number, path: string, method = 'GET', token?: string, extraHeaders: Record<string, string> = {}): Promise<{ status: number; body: Record<string, unknown> }> {
+  const { status, text } = await getText(port, path, method, token, extraHeaders);
+  return { status, body: JSON.parse(text) as Record<string, unknown> };
+}
+
+/** An HTTP request as getJson makes it, answered with the body as text and its content type. */
+export function getText(port: number, path: string, method = 'GET', token?: string, extraHeaders: Record<string, string> = {}): Promise<{ status: number; text: string; contentType: string }> {
   return new Promise((resolve, reject) => {
     const headers = { ...(token ? { authorization: `Bearer ${token}` } : {}), ...extraHeaders };
     const req = request({ host: '127.0.0.1', port, method, path, agent: false, headers }, (res) => {
       let text = '';
       res.on('data', (chunk: Buffer) => (text += chunk.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as Record<string, unknown> }));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text, contentType: res.headers['content-type'] ?? '' }));
     });
     req.once('error', reject);
     req.end();
   });
+}
+
+/** Connects members of `group` until every one of `shards` shards holds at least one (the kernel picks the shard). */
+export async function membersOnEveryShard(port: number, shards: number, group: string, prefix = 'user'): Promise<Array<TestClient & { welcome: Frame }>> {
+  const clients = [];
+  const seen = new Set<number>();
+  for (let i = 0; i < 40 && seen.size < shards; i++) {
+    const client = await member(port, `${prefix}${i}`, [group]);
+    seen.add(client.welcome.shard as number);
+    clients.push(client);
+  }
+  if (seen.size < shards) throw new Error(`expected members on ${shards} shards, got shards ${[...seen]}`);
+  return clients;
 }
 
 /**

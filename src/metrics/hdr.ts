@@ -1,0 +1,111 @@
+/**
+ * HDR histograms of latencies in microseconds (1 µs .. 10 min, 3 significant digits: within
+ * 0.1% at every magnitude), their interchange encoding (compressed base64, as HdrHistogram
+ * logs use), and what is read off a merged one: percentiles and Prometheus buckets.
+ */
+import * as hdr from 'hdr-histogram-js';
+import type { Histogram, JsHistogram } from 'hdr-histogram-js';
+
+export type { Histogram };
+
+export const LOWEST_US = 1;
+export const HIGHEST_US = 600 * 1_000_000;
+/** Starting range; autoResize grows a histogram (once) when a longer latency arrives. */
+const INITIAL_HIGHEST_US = 10 * 1_000_000;
+
+/**
+ * 32-bit counts for what is reset every interval (smaller to encode), 64-bit for what
+ * accumulates since start (2^31 samples in one bucket is days at high rates).
+ */
+export function newHistogram(bits: 32 | 64): Histogram {
+  return hdr.build({
+    lowestDiscernibleValue: LOWEST_US,
+    highestTrackableValue: INITIAL_HIGHEST_US,
+    numberOfSignificantValueDigits: 3,
+    bitBucketSize: bits,
+    autoResize: true,
+    useWebAssembly: false,
+  });
+}
+
+/** A duration in µs clamped into the trackable range (below 1 µs is clock jitter). */
+export function clampUs(us: number): number {
+  return us < LOWEST_US ? LOWEST_US : us > HIGHEST_US ? HIGHEST_US : Math.round(us);
+}
+
+/** '' for an empty histogram: nothing to send. */
+export function encodeHistogram(h: Histogram): string {
+  return h.totalCount === 0 ? '' : hdr.encodeIntoCompressedBase64(h);
+}
+
+export function decodeHistogram(encoded: string): Histogram {
+  return hdr.decodeFromCompressedBase64(encoded, 32, false);
+}
+
+/** The figures shown for one latency over one window, in microseconds (count: samples). */
+export interface Summary {
+  count: number;
+  p50: number;
+  p90: number;
+  p95: number;
+  p99: number;
+  p999: number;
+  max: number;
+  mean: number;
+}
+
+export const EMPTY_SUMMARY: Readonly<Summary> = Object.freeze({ count: 0, p50: 0, p90: 0, p95: 0, p99: 0, p999: 0, max: 0, mean: 0 });
+
+const PERCENTILES = [50, 90, 95, 99, 99.9] as const;
+
+/**
+ * The Summary of `h` in one walk over its counts (getValueAtPercentile and mean walk them once
+ * each, six walks per summary): the same values as getValueAtPercentile, clamped to the max so
+ * that P99 <= max when both fall in the top bucket.
+ */
+export function summarize(h: Histogram): Summary {
+  const total = h.totalCount;
+  if (total === 0) return { ...EMPTY_SUMMARY };
+  const js = h as JsHistogram;
+  // As getValueAtPercentile counts: rounded up, less one ulp of floating-point slack.
+  const targets = PERCENTILES.map((p) => {
+    const fp = (p / 100) * total;
+    return Math.max(Math.ceil(fp - fp * Number.EPSILON), 1);
+  });
+  const found: number[] = [];
+  let seen = 0;
+  let weighted = 0;
+  for (let i = 0; i < js.countsArrayLength && seen < total; i++) {
+    const count = js.getCountAtIndex(i);
+    if (count === 0) continue;
+    const value = js.valueFromIndex(i);
+    seen += count;
+    weighted += js.medianEquivalentValue(value) * count;
+    while (found.length < targets.length && seen >= targets[found.length]!) found.push(js.highestEquivalentValue(value));
+  }
+  const max = h.maxValue;
+  const at = (i: number): number => Math.min(found[i] ?? max, max);
+  return { count: total, p50: at(0), p90: at(1), p95: at(2), p99: at(3), p999: at(4), max, mean: weighted / total };
+}
+
+/**
+ * Cumulative counts of samples at or below each bound (µs, ascending), as Prometheus `le`
+ * buckets want them; the last entry is every sample (+Inf). A sample counts under the first
+ * bound at or above its bucket's lowest equivalent value (within 0.1% of the bound).
+ */
+export function cumulativeCounts(h: Histogram, boundsUs: readonly number[]): number[] {
+  const js = h as JsHistogram;
+  const counts = new Array<number>(boundsUs.length + 1).fill(0);
+  let bound = 0;
+  let seen = 0;
+  for (let i = 0; i < js.countsArrayLength && seen < h.totalCount; i++) {
+    const count = js.getCountAtIndex(i);
+    if (count === 0) continue;
+    seen += count;
+    const value = js.valueFromIndex(i);
+    while (bound < boundsUs.length && value > boundsUs[bound]!) bound++;
+    counts[bound]! += count;
+  }
+  for (let i = 1; i < counts.length; i++) counts[i]! += counts[i - 1]!;
+  return counts;
+}

@@ -1,0 +1,200 @@
+/**
+ * The primary's side of the metrics: every thread's report (the shards' over their rings to the
+ * broker, the primary's own directly) is decoded once and merged with hdr `add`, so that every
+ * percentile shown anywhere is read off one merged histogram, never averaged from per-thread
+ * percentiles. Three windows: the last interval, since start, and since the last `stats` log
+ * line. Once per interval publish() merges its own report, samples resources and rings, checks
+ * the alerts, renders /metrics, the /stats additions and /alerts into the shared snapshot area
+ * the shards serve from, and asks every shard for its next report.
+ *
+ * The primary asks rather than each shard reporting on its own timer: timers of equal period
+ * drift in phase, and a shard's report would then now and then land twice in one interval and
+ * not at all in the next. Asked, each shard answers once per interval, and the last interval is
+ * exactly the reports that came in since the previous publish (each counted once).
+ */
+import type { Config } from '../config/schema.js';
+import type { MessagingCounterName, ShardSnapshot, ShardTable } from '../shared/shard-table.js';
+import { Counter, errorCounter } from '../shared/shard-table.js';
+import type { Logger } from '../util/logger.js';
+import { Alerts, type ActiveAlert, type AlertEvent, type AlertStatus } from './alerts.js';
+import { decodeHistogram, newHistogram, summarize, type Histogram, type Summary } from './hdr.js';
+import { Latency, LATENCIES, type LatencyName } from './latencies.js';
+import { renderPrometheus } from './prometheus.js';
+import { PRIMARY_THREAD, reportFromFields, type ThreadReport } from './report.js';
+import { ResourceSampler, type ResourceSample } from './resources.js';
+import { RingGauges, type RingBuffers, type RingFill } from './ring-fill.js';
+import { SnapshotDoc, type SnapshotWriter } from './snapshot.js';
+import { renderAlertsJson, renderStatsJson } from './stats-json.js';
+import { ThreadMetrics } from './thread-metrics.js';
+
+export interface MetricsHubOptions {
+  table: ShardTable;
+  monitoring: Config['websocket']['monitoring'];
+  maxConnections: number;
+  version: string;
+  log: Logger;
+  snapshot: SnapshotWriter;
+  rings: RingBuffers;
+  /** The broker's and its shard link's counters (as /stats messaging names them), and its queue depth. */
+  broker(): { stats: Readonly<Record<MessagingCounterName, number>>; depth: { stored: number; inflight: number } };
+  /** Asks every shard that is up for its report (it answers with a METRICS record). */
+  requestReports(): void;
+}
+
+/** One merged latency: its figures over the last interval and since start, and the since-start histogram (for /metrics buckets). */
+export interface MergedLatency {
+  name: LatencyName;
+  interval: Summary;
+  total: Summary;
+  histogram: Histogram;
+}
+
+/** Everything one render shows, computed once per interval. */
+export interface MetricsView {
+  at: number;
+  startedAt: number;
+  intervalS: number;
+  version: string;
+  latency: MergedLatency[];
+  /** The threads whose last report is recent, primary first. */
+  threads: ThreadReport[];
+  shards: ShardSnapshot[];
+  connections: number;
+  peakConnections: number;
+  maxConnections: number;
+  broker: Readonly<Record<MessagingCounterName, number>>;
+  depth: { stored: number; inflight: number };
+  rings: RingFill[];
+  resources: ResourceSample;
+  alerts: { statuses: AlertStatus[]; active: ActiveAlert[]; recent: readonly AlertEvent[] };
+}
+
+export class MetricsHub {
+  /** The primary thread's own recorder: the broker records the ack latency here. */
+  readonly primary = new ThreadMetrics();
+  private readonly total = LATENCIES.map(() => newHistogram(64));
+  private readonly logWindow = LATENCIES.map(() => newHistogram(64));
+  private readonly interval = LATENCIES.map(() => newHistogram(64));
+  /** Each thread's last report, for its own figures (heap, utilisation, per-thread latency), and the publish it came after. */
+  private readonly latest = new Map<number, { report: ThreadReport; after: number }>();
+  private publishes = 0;
+  private readonly resources = new ResourceSampler();
+  private readonly ringGauges: RingGauges;
+  private readonly alerts: Alerts;
+  private readonly startedAt = Date.now();
+  private previousErrors = 0;
+  private previousFrames = 0;
+  private badRecords = 0;
+
+  constructor(private readonly options: MetricsHubOptions) {
+    this.ringGauges = new RingGauges(options.rings);
+    this.alerts = new Alerts(options.monitoring.alerts, options.log);
+  }
+
+  start(): void {
+    this.primary.monitorEventLoop();
+  }
+
+  stop(): void {
+    this.primary.stop();
+  }
+
+  /** A METRICS record from `shard`'s ring (its fields: src/metrics/report.ts). */
+  acceptRecord(shard: number, fields: unknown[]): void {
+    try {
+      this.accept({ ...reportFromFields(fields), thread: shard });
+    } catch (err) {
+      // Our own shards wrote it: a bad one is a bug, logged once rather than every interval.
+      if (this.badRecords++ === 0) this.options.log.error({ code: 'E_INTERNAL', shard, err }, 'bad METRICS record');
+    }
+  }
+
+  accept(report: ThreadReport): void {
+    report.histograms.forEach((encoded, kind) => {
+      if (encoded === '') return;
+      const h = decodeHistogram(encoded);
+      this.interval[kind]!.add(h);
+      this.total[kind]!.add(h);
+      this.logWindow[kind]!.add(h);
+    });
+    this.latest.set(report.thread, { report, after: this.publishes });
+  }
+
+  /** Once per interval: merge, sample, check the alerts, render into the snapshot area; returns what it rendered. */
+  publish(now = Date.now()): MetricsView {
+    this.publishes++;
+    this.accept(this.primary.report(PRIMARY_THREAD));
+    const { table, monitoring, snapshot, log } = this.options;
+    const threads: ThreadReport[] = [];
+    for (const [thread, { report, after }] of [...this.latest].sort(([a], [b]) => a - b)) {
+      // A thread that answered none of the last three requests (a dead or stalled shard) is not listed.
+      if (this.publishes - after <= 3) threads.push(report);
+      else if (thread !== PRIMARY_THREAD && !table.isUp(thread)) this.latest.delete(thread);
+    }
+    const latency = LATENCIES.map((name, kind) => ({ name, interval: summarize(this.interval[kind]!), total: summarize(this.total[kind]!), histogram: this.total[kind]! }));
+    const broker = this.options.broker();
+    const resources = this.resources.sample();
+    this.alerts.evaluate(
+      {
+        latencyMs: { pub: inMs(latency[Latency.pub]!.interval), send: inMs(latency[Latency.send]!.interval) },
+        cpuRatio: resources.cpuRatio,
+        memoryRatio: resources.memoryRatio,
+        ...this.intervalErrors(table),
+        queueDepth: broker.depth.stored,
+      },
+      now,
+    );
+    const view: MetricsView = {
+      at: now,
+      startedAt: this.startedAt,
+      intervalS: monitoring.metrics_collection_interval,
+      version: this.options.version,
+      latency,
+      threads,
+      shards: Array.from({ length: table.shards }, (_, shard) => table.snapshot(shard)),
+      connections: table.totalConnections(),
+      peakConnections: table.peakConnections(),
+      maxConnections: this.options.maxConnections,
+      broker: broker.stats,
+      depth: broker.depth,
+      rings: this.ringGauges.read(),
+      resources,
+      alerts: { statuses: this.alerts.statuses(), active: this.alerts.active(), recent: this.alerts.history() },
+    };
+    const written = [
+      snapshot.write(SnapshotDoc.METRICS, renderPrometheus(view)),
+      snapshot.write(SnapshotDoc.STATS, renderStatsJson(view)),
+      snapshot.write(SnapshotDoc.ALERTS, renderAlertsJson(view)),
+    ];
+    if (written.includes(false)) log.error({ code: 'E_INTERNAL' }, 'a metrics document outgrew its snapshot area; the previous one is served');
+    for (const h of this.interval) h.reset();
+    this.options.requestReports();
+    return view;
+  }
+
+  /** Merged figures since the previous call (the `stats` log line's window); starts a new window. */
+  takeLogWindow(): Record<LatencyName, Summary> {
+    const out = {} as Record<LatencyName, Summary>;
+    LATENCIES.forEach((name, kind) => {
+      out[name] = summarize(this.logWindow[kind]!);
+      this.logWindow[kind]!.reset();
+    });
+    return out;
+  }
+
+  /** Errors counted and frames received since the previous interval, over all shards. */
+  private intervalErrors(table: ShardTable): { errors: number; framesIn: number } {
+    const totals = table.totals();
+    let errors = 0;
+    for (const slot of new Set(Object.values(errorCounter))) errors += totals[slot]!;
+    const frames = totals[Counter.frames_in]!;
+    const out = { errors: errors - this.previousErrors, framesIn: frames - this.previousFrames };
+    this.previousErrors = errors;
+    this.previousFrames = frames;
+    return out;
+  }
+}
+
+function inMs(s: Summary): { count: number; p95: number; p99: number } {
+  return { count: s.count, p95: s.p95 / 1000, p99: s.p99 / 1000 };
+}

@@ -1,0 +1,63 @@
+/**
+ * What the process uses of the machine, sampled by the primary each interval: CPU time (all
+ * threads) as a share of the CPUs it may use, and resident memory as a share of the memory it
+ * may use. "May use" is the cgroup's limit when there is one (a container), else the host's.
+ */
+import { readFileSync } from 'node:fs';
+import { availableParallelism, totalmem } from 'node:os';
+
+export interface ResourceSample {
+  /** User + system CPU seconds since the process started. */
+  cpuSeconds: number;
+  /** CPU used over the last interval / (interval × cpuLimit), 0..1 (can exceed 1 briefly). */
+  cpuRatio: number;
+  /** CPUs the process may use: the cgroup quota, else the CPUs it may run on. */
+  cpuLimit: number;
+  rssBytes: number;
+  /** The cgroup memory limit, else the host's memory. */
+  memoryLimitBytes: number;
+  memoryRatio: number;
+}
+
+export class ResourceSampler {
+  readonly cpuLimit = cgroupCpuLimit() ?? availableParallelism();
+  readonly memoryLimitBytes = memoryLimit();
+  private lastCpu = process.cpuUsage();
+  private lastAt = performance.now();
+
+  sample(): ResourceSample {
+    const cpu = process.cpuUsage();
+    const now = performance.now();
+    const usedUs = cpu.user - this.lastCpu.user + (cpu.system - this.lastCpu.system);
+    const elapsedUs = (now - this.lastAt) * 1000;
+    this.lastCpu = cpu;
+    this.lastAt = now;
+    const rssBytes = process.memoryUsage.rss();
+    return {
+      cpuSeconds: (cpu.user + cpu.system) / 1e6,
+      cpuRatio: elapsedUs > 0 ? usedUs / (elapsedUs * this.cpuLimit) : 0,
+      cpuLimit: this.cpuLimit,
+      rssBytes,
+      memoryLimitBytes: this.memoryLimitBytes,
+      memoryRatio: rssBytes / this.memoryLimitBytes,
+    };
+  }
+}
+
+/** process.constrainedMemory() reports the cgroup limit (or a huge number without one). */
+function memoryLimit(): number {
+  const host = totalmem();
+  const constrained = process.constrainedMemory?.() ?? 0;
+  return constrained > 0 && constrained < host ? constrained : host;
+}
+
+/** cgroup v2 `cpu.max` ("QUOTA PERIOD", or "max PERIOD" for none); null without a quota. */
+function cgroupCpuLimit(): number | null {
+  try {
+    const [quota, period] = readFileSync('/sys/fs/cgroup/cpu.max', 'utf8').trim().split(/\s+/);
+    const cpus = Number(quota) / Number(period);
+    return Number.isFinite(cpus) && cpus > 0 ? cpus : null;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,88 @@
+/**
+ * The documents the primary renders once per interval (/metrics text, the /stats additions,
+ * /alerts), in shared memory so that any shard answers a scrape by copying bytes out: no
+ * message to the primary, no rendering on the shard.
+ *
+ * Layout: an Int32 header, then per document two halves of `capacity` bytes each.
+ *   header, per document d (stride 4): VERSION (d*4), LENGTH of half 0 (d*4+1), LENGTH of half 1 (d*4+2)
+ *   data: document d, half h at HEADER_BYTES + offset(d) + h * capacity(d)
+ * The one writer (primary) fills the half that VERSION does not point at (half = VERSION & 1
+ * is current), stores its length, then increments VERSION. A reader copies the current half
+ * and checks VERSION again: if it moved by 2 or more, the writer may have overwritten the half
+ * being copied, and the reader copies again (it takes microseconds; writes come once a second).
+ */
+export const SnapshotDoc = { METRICS: 0, STATS: 1, ALERTS: 2 } as const;
+export type SnapshotDocValue = (typeof SnapshotDoc)[keyof typeof SnapshotDoc];
+
+const DOCS = 3;
+const STRIDE = 4;
+const VERSION = 0;
+const LENGTH = 1;
+const HEADER_BYTES = 64;
+const READ_ATTEMPTS = 8;
+
+/** Bytes per half of each document, for a server of `shards` shards (per-shard lines grow with them). */
+export function snapshotCapacities(shards: number): number[] {
+  return [256 * 1024 + shards * 16 * 1024, 64 * 1024 + shards * 8 * 1024, 64 * 1024];
+}
+
+export function createSnapshotBuffer(shards: number): SharedArrayBuffer {
+  const total = snapshotCapacities(shards).reduce((sum, capacity) => sum + 2 * capacity, 0);
+  return new SharedArrayBuffer(HEADER_BYTES + total);
+}
+
+class SnapshotArea {
+  protected readonly header: Int32Array;
+  protected readonly bytes: Uint8Array;
+  protected readonly capacity: number[];
+  protected readonly offset: number[] = [];
+
+  constructor(buffer: SharedArrayBuffer, shards: number) {
+    this.header = new Int32Array(buffer, 0, HEADER_BYTES / 4);
+    this.bytes = new Uint8Array(buffer, HEADER_BYTES);
+    this.capacity = snapshotCapacities(shards);
+    let at = 0;
+    for (const capacity of this.capacity) {
+      this.offset.push(at);
+      at += 2 * capacity;
+    }
+    if (at !== this.bytes.byteLength || DOCS * STRIDE > this.header.length) throw new RangeError('snapshot buffer does not match its shard count');
+  }
+
+  protected half(doc: number, half: number): number {
+    return this.offset[doc]! + half * this.capacity[doc]!;
+  }
+}
+
+export class SnapshotWriter extends SnapshotArea {
+  private readonly encoder = new TextEncoder();
+
+  /** Publishes `text` as document `doc`; false (the previous version stays) when it does not fit. */
+  write(doc: SnapshotDocValue, text: string): boolean {
+    const version = Atomics.load(this.header, doc * STRIDE + VERSION);
+    const half = (version + 1) & 1;
+    const start = this.half(doc, half);
+    const target = this.bytes.subarray(start, start + this.capacity[doc]!);
+    const { read, written } = this.encoder.encodeInto(text, target);
+    if (read < text.length) return false;
+    Atomics.store(this.header, doc * STRIDE + LENGTH + half, written);
+    Atomics.add(this.header, doc * STRIDE + VERSION, 1);
+    return true;
+  }
+}
+
+export class SnapshotReader extends SnapshotArea {
+  /** The current bytes of document `doc` (a copy), or null before its first write. */
+  read(doc: SnapshotDocValue): Buffer | null {
+    for (let attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
+      const version = Atomics.load(this.header, doc * STRIDE + VERSION);
+      if (version === 0) return null;
+      const half = version & 1;
+      const length = Atomics.load(this.header, doc * STRIDE + LENGTH + half);
+      const start = this.half(doc, half);
+      const copy = Buffer.from(this.bytes.subarray(start, start + length));
+      if (Atomics.load(this.header, doc * STRIDE + VERSION) - version < 2) return copy;
+    }
+    return null;
+  }
+}

@@ -1,0 +1,236 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { pino } from 'pino';
+import type { Logger } from '../src/util/logger.js';
+import { configSchema } from '../src/config/schema.js';
+import { decodeFields, encodeRecord, ToBroker } from '../src/link/records.js';
+import { Alerts, type AlertInputs } from '../src/metrics/alerts.js';
+import type { JsHistogram } from 'hdr-histogram-js';
+import { newHistogram, summarize } from '../src/metrics/hdr.js';
+import { MetricsHub } from '../src/metrics/hub.js';
+import { Latency } from '../src/metrics/latencies.js';
+import { BUCKETS_S } from '../src/metrics/prometheus.js';
+import { reportToFields } from '../src/metrics/report.js';
+import { createSnapshotBuffer, SnapshotDoc, SnapshotReader, SnapshotWriter } from '../src/metrics/snapshot.js';
+import { ThreadMetrics } from '../src/metrics/thread-metrics.js';
+import { ErrorCodes } from '../src/protocol/errors.js';
+import { createRingBuffer } from '../src/rings/ring.js';
+import { createShardTable, errorCounter, MESSAGING_COUNTERS, ShardTable, type MessagingCounterName } from '../src/shared/shard-table.js';
+import { parseExposition, promtoolCheck, seriesKey } from './helpers/prometheus.js';
+
+const monitoring = (alerts: Record<string, unknown> = {}) => configSchema.parse({ websocket: { monitoring: { alerts } } }).websocket.monitoring;
+
+/** A logger whose lines the test reads. */
+function capturedLog(): { log: Logger; lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  const log: Logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+  return { log, lines };
+}
+
+/** The primary's hub over a real shard table, real rings and a real snapshot area, without threads. */
+function hubFor(shards: number) {
+  const table = new ShardTable(createShardTable(shards));
+  const buffer = createSnapshotBuffer(shards);
+  const ring = (): SharedArrayBuffer => createRingBuffer(64 * 1024);
+  const hub = new MetricsHub({
+    table,
+    monitoring: monitoring(),
+    maxConnections: 100,
+    version: 'test',
+    log: capturedLog().log,
+    snapshot: new SnapshotWriter(buffer, shards),
+    rings: {
+      shardToShard: Array.from({ length: shards }, (_, from) => Array.from({ length: shards }, (_, to) => (from === to ? null : ring()))),
+      toBroker: Array.from({ length: shards }, ring),
+      fromBroker: Array.from({ length: shards }, ring),
+    },
+    broker: () => ({ stats: Object.fromEntries(MESSAGING_COUNTERS.map((name) => [name, 0])) as Record<MessagingCounterName, number>, depth: { stored: 0, inflight: 0 } }),
+    requestReports: () => {},
+  });
+  return { hub, reader: new SnapshotReader(buffer, shards) };
+}
+
+/** A shard's report as it travels: a METRICS record encoded for the ring, then decoded by the broker's side. */
+function travel(metrics: ThreadMetrics, shard: number): unknown[] {
+  const record = encodeRecord(ToBroker.METRICS, reportToFields(metrics.report(shard)));
+  assert.equal(record[0], ToBroker.METRICS);
+  return decodeFields(record, 0, record.byteLength);
+}
+
+/** Latencies (µs) none of which lies within 1% of a bucket bound, so HDR's 0.1% cannot move one across. */
+function latencies(count: number, from: number, to: number, seed: number): number[] {
+  const out: number[] = [];
+  let x = seed;
+  while (out.length < count) {
+    x = (x * 1103515245 + 12345) % 2 ** 31;
+    const v = Math.round(from * (to / from) ** (x / 2 ** 31));
+    if (BUCKETS_S.every((b) => Math.abs(v - b * 1e6) > b * 1e4)) out.push(v);
+  }
+  return out;
+}
+
+describe('merged latency histograms', () => {
+  const fast = latencies(3000, 20, 3000, 1);
+  const slow = latencies(700, 500, 400_000, 2);
+  const { hub, reader } = hubFor(2);
+  const shard0 = new ThreadMetrics();
+  const shard1 = new ThreadMetrics();
+  for (const v of fast) shard0.recordUs(Latency.pub, v);
+  for (const v of slow) shard1.recordUs(Latency.pub, v);
+  const all = newHistogram(64);
+  for (const v of [...fast, ...slow]) all.recordValue(v);
+  const expected = summarize(all);
+  hub.acceptRecord(0, travel(shard0, 0));
+  hub.acceptRecord(1, travel(shard1, 1));
+  const view = hub.publish();
+  const pub = view.latency[Latency.pub]!;
+
+  test('P50 and P99 of two shards merged equal those of one histogram holding every value', () => {
+    for (const window of [pub.interval, pub.total]) {
+      assert.equal(window.count, fast.length + slow.length);
+      assert.equal(window.p50, expected.p50);
+      assert.equal(window.p99, expected.p99);
+      // The max travels as its bucket's highest equivalent value (within 0.1%).
+      assert.equal(window.max, (all as JsHistogram).highestEquivalentValue(expected.max));
+    }
+    // What merging avoids: the mean of the shards' own P99s is another number altogether.
+    const own = view.threads.filter((t) => t.thread >= 0).map((t) => t.interval[Latency.pub]!.p99);
+    assert.notEqual((own[0]! + own[1]!) / 2, expected.p99);
+  });
+
+  test("each shard's own figures travel with it, for /stats per shard", () => {
+    const perShard = view.threads.filter((t) => t.thread >= 0);
+    assert.deepEqual(
+      perShard.map((t) => t.interval[Latency.pub]!.count),
+      [fast.length, slow.length],
+    );
+  });
+
+  test('/metrics holds the merged histogram as cumulative le buckets, with _sum and _count, in a valid exposition', () => {
+    const text = reader.read(SnapshotDoc.METRICS)!.toString();
+    const { samples } = parseExposition(text);
+    const byKey = new Map(samples.map((s) => [seriesKey(s.name, s.labels), s.value]));
+    const values = [...fast, ...slow];
+    for (const le of BUCKETS_S) {
+      assert.equal(byKey.get(seriesKey('ocs_pub_latency_seconds_bucket', { le: String(le) })), values.filter((v) => v <= le * 1e6).length, `le=${le}`);
+    }
+    assert.equal(byKey.get(seriesKey('ocs_pub_latency_seconds_bucket', { le: '+Inf' })), values.length);
+    assert.equal(byKey.get(seriesKey('ocs_pub_latency_seconds_count', {})), values.length);
+    const sum = values.reduce((a, b) => a + b, 0) / 1e6;
+    assert.ok(Math.abs(byKey.get(seriesKey('ocs_pub_latency_seconds_sum', {}))! - sum) < sum * 0.001);
+    assert.equal(byKey.get(seriesKey('ocs_latency_percentile_seconds', { latency: 'pub', window: 'interval', percentile: '99' })), expected.p99 / 1e6);
+    const complaints = promtoolCheck(text);
+    if (complaints !== null) assert.equal(complaints, '', 'promtool check metrics');
+  });
+
+  test('/stats gets the same merged figures, in ms', () => {
+    const stats = JSON.parse(reader.read(SnapshotDoc.STATS)!.toString()) as { latency: Record<string, { since_start: Record<string, number> }> };
+    assert.equal(stats.latency.pub!.since_start.count, fast.length + slow.length);
+    assert.equal(stats.latency.pub!.since_start.p99_ms, expected.p99 / 1000);
+  });
+
+  test('the next interval holds only the reports that came in since, while since-start keeps everything', () => {
+    hub.acceptRecord(0, travel(shard0, 0));
+    const next = hub.publish().latency[Latency.pub]!;
+    assert.equal(next.interval.count, 0);
+    assert.equal(next.total.count, fast.length + slow.length);
+  });
+});
+
+test("a summary's percentiles and mean are the histogram's own", () => {
+  const h = newHistogram(32);
+  for (const v of [...latencies(5000, 5, 2_000_000, 3), 7, 7, 7]) h.recordValue(v);
+  const s = summarize(h);
+  const max = h.maxValue;
+  assert.deepEqual(
+    [s.p50, s.p90, s.p95, s.p99, s.p999],
+    [50, 90, 95, 99, 99.9].map((p) => Math.min(h.getValueAtPercentile(p), max)),
+  );
+  assert.ok(Math.abs(s.mean - h.mean) < 1e-6 * h.mean);
+  assert.equal(s.count, 5003);
+});
+
+describe('a thread measures its own event-loop delay', () => {
+  test('a 60 ms block shows as a delay of about that much', async () => {
+    const metrics = new ThreadMetrics();
+    metrics.monitorEventLoop();
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    const until = Date.now() + 60;
+    while (Date.now() < until);
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    const delay = metrics.report(0).interval[Latency.event_loop]!;
+    metrics.stop();
+    assert.ok(delay.count > 0);
+    assert.ok(delay.max >= 40_000, `max ${delay.max} µs`);
+  });
+});
+
+describe('the snapshot area', () => {
+  test('a reader gets what the writer published last; nothing before the first write', () => {
+    const buffer = createSnapshotBuffer(1);
+    const writer = new SnapshotWriter(buffer, 1);
+    const reader = new SnapshotReader(buffer, 1);
+    assert.equal(reader.read(SnapshotDoc.ALERTS), null);
+    assert.ok(writer.write(SnapshotDoc.ALERTS, '{"n":1}'));
+    assert.ok(writer.write(SnapshotDoc.ALERTS, '{"n":"ä"}'));
+    assert.equal(reader.read(SnapshotDoc.ALERTS)!.toString(), '{"n":"ä"}');
+    assert.equal(reader.read(SnapshotDoc.METRICS), null, 'documents are independent');
+  });
+
+  test('a document larger than its area is refused and the previous one stays', () => {
+    const buffer = createSnapshotBuffer(1);
+    const writer = new SnapshotWriter(buffer, 1);
+    const reader = new SnapshotReader(buffer, 1);
+    writer.write(SnapshotDoc.ALERTS, 'small');
+    assert.equal(writer.write(SnapshotDoc.ALERTS, 'x'.repeat(1024 * 1024)), false);
+    assert.equal(reader.read(SnapshotDoc.ALERTS)!.toString(), 'small');
+  });
+});
+
+describe('alerts', () => {
+  const quiet: AlertInputs = { latencyMs: { pub: { count: 100, p95: 1, p99: 2 }, send: { count: 0, p95: 0, p99: 0 } }, cpuRatio: 0.1, memoryRatio: 0.1, errors: 0, framesIn: 100, queueDepth: 0 };
+  const withPub = (p95: number): AlertInputs => ({ ...quiet, latencyMs: { ...quiet.latencyMs, pub: { count: 100, p95, p99: p95 } } });
+
+  test('raised once over the threshold, kept while between it and threshold × clear_ratio, cleared below, one log line per change', () => {
+    const { log, lines } = capturedLog();
+    const alerts = new Alerts(monitoring({ latency_p95_ms: 100, clear_ratio: 0.9 }).alerts, log);
+    alerts.evaluate(withPub(150));
+    alerts.evaluate(withPub(160));
+    alerts.evaluate(withPub(95));
+    assert.deepEqual(alerts.active().map((a) => [a.alert, a.value]), [['pub_latency_p95', 95]]);
+    alerts.evaluate(withPub(80));
+    assert.deepEqual(alerts.active(), []);
+    const changes = lines.filter((l) => l.alert === 'pub_latency_p95');
+    assert.deepEqual(changes.map((l) => [l.msg, l.value, l.threshold]), [['alert raised', 150, 100], ['alert cleared', 80, 100]]);
+    assert.deepEqual(alerts.history().map((e) => e.state), ['raised', 'cleared']);
+  });
+
+  test("each of the seed's thresholds is a rule, with its defaults", () => {
+    const { log, lines } = capturedLog();
+    const alerts = new Alerts(monitoring().alerts, log);
+    alerts.evaluate({ latencyMs: { pub: { count: 100, p95: 101, p99: 201 }, send: { count: 100, p95: 101, p99: 201 } }, cpuRatio: 0.81, memoryRatio: 0.86, errors: 6, framesIn: 100, queueDepth: 1001 });
+    assert.deepEqual(lines.map((l) => l.alert).sort(), ['cpu', 'error_rate', 'memory', 'pub_latency_p95', 'pub_latency_p99', 'queue_depth', 'send_latency_p95', 'send_latency_p99']);
+  });
+
+  test('too few samples in an interval read as clear, not as an alert', () => {
+    const { log } = capturedLog();
+    const alerts = new Alerts(monitoring({ min_samples: 20 }).alerts, log);
+    alerts.evaluate({ ...quiet, latencyMs: { ...quiet.latencyMs, pub: { count: 3, p95: 5000, p99: 5000 } }, errors: 5, framesIn: 5 });
+    assert.deepEqual(alerts.active(), []);
+  });
+
+  test('the history keeps the last `history` changes', () => {
+    const { log } = capturedLog();
+    const alerts = new Alerts(monitoring({ history: 3 }).alerts, log);
+    for (let i = 0; i < 4; i++) {
+      alerts.evaluate({ ...quiet, queueDepth: 5000 });
+      alerts.evaluate(quiet);
+    }
+    assert.deepEqual(alerts.history().map((e) => e.state), ['cleared', 'raised', 'cleared']);
+  });
+});
+
+test('every error code has a counter of its own', () => {
+  const slots = Object.keys(ErrorCodes).map((code) => errorCounter[code as keyof typeof ErrorCodes]);
+  assert.equal(new Set(slots).size, slots.length);
+});
