@@ -123,6 +123,15 @@ describe('JWT authentication', () => {
   test('a malformed groups claim is a bad token', async () => {
     assert.equal(await rejectedWith(server.port, `token=${await token({ groups: 'everything' }, { sub: 'dave' })}`), 401);
   });
+
+  test('a weight claim that is not a positive number of at most 1000000 is a bad token (1e308 overflowed the weighted pick)', async () => {
+    for (const weight of [0, -1, '2', 1_000_001, 1e308]) {
+      assert.equal(await rejectedWith(server.port, `token=${await token({ weight }, { sub: 'wes' })}`), 401, `weight ${weight}`);
+    }
+    const heaviest = await connect(server.port, { query: `token=${await token({ weight: 1_000_000 }, { sub: 'wes' })}` });
+    assert.equal((await heaviest.next((f) => f.op === 'welcome')).user, 'wes');
+    heaviest.close();
+  });
 });
 
 describe('anonymous mode beside a secret', () => {
