@@ -7,7 +7,7 @@
  * survives to the wire: 1e999, -0, duplicate keys, a `__proto__` key.
  */
 import fc from 'fast-check';
-import { Opcode, type RawFrame } from './raw-ws.js';
+import { Opcode, type RawFrame } from '../helpers/raw-ws.js';
 
 /** Names that are properties of Object.prototype: a plain object keyed by them answers without being asked. */
 export const PROTO_NAMES = ['__proto__', 'constructor', 'prototype', 'toString', 'hasOwnProperty', 'valueOf', 'isPrototypeOf', '__defineGetter__'];
