@@ -1,18 +1,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { SignJWT } from 'jose';
 import { connect, type TestClient } from './helpers/client.js';
 import { startInProcess } from './helpers/server.js';
+import { signToken, type TokenOptions } from './helpers/tokens.js';
 import type { RunningServer } from '../src/index.js';
 
 const SECRET = 'test-secret-of-reasonable-length-0123456789';
 
-async function token(claims: Record<string, unknown>, options: { sub?: string; exp?: string | number | null; secret?: string } = {}): Promise<string> {
-  let jwt = new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setIssuedAt();
-  if (options.sub !== undefined) jwt = jwt.setSubject(options.sub);
-  if (options.exp !== null) jwt = jwt.setExpirationTime(options.exp ?? '1h');
-  return jwt.sign(new TextEncoder().encode(options.secret ?? SECRET));
-}
+/** A token signed with SECRET unless another secret is given. */
+const token = (claims: Record<string, unknown>, options: Partial<TokenOptions> = {}): Promise<string> => signToken(claims, { secret: SECRET, ...options });
 
 async function rejectedWith(port: number, query: string): Promise<number | undefined> {
   try {

@@ -1,20 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { connect, getJson, member, type TestClient } from './helpers/client.js';
+import { connect, getJson, member, onShard, type Frame, type TestClient } from './helpers/client.js';
 import { startInProcess, startProcess, testConfig } from './helpers/server.js';
 import type { RunningServer } from '../src/index.js';
 
-/** Connects members until both shards hold at least one (the kernel picks the shard). */
-async function membersOnEveryShard(port: number, shards: number, group: string): Promise<Array<TestClient & { welcome: Record<string, unknown> }>> {
-  const clients = [];
-  const seen = new Set<number>();
-  for (let i = 0; i < 40 && seen.size < shards; i++) {
-    const client = await member(port, `user${i}`, [group]);
-    seen.add(client.welcome.shard as number);
-    clients.push(client);
-  }
-  assert.equal(seen.size, shards, `expected members on ${shards} shards, got shards ${[...seen]}`);
-  return clients;
+/** Members of `group`, user0 first, then one on the other of the two shards (the kernel picks the shard of a connection). */
+async function membersOnEveryShard(port: number, group: string): Promise<Array<TestClient & { welcome: Frame }>> {
+  const first = await member(port, 'user0', [group]);
+  return [first, await onShard(first.welcome.shard === 0 ? 1 : 0, (i) => member(port, `user${i + 1}`, [group]))];
 }
 
 describe('a sharded server', () => {
@@ -42,7 +35,7 @@ describe('a sharded server', () => {
   });
 
   test('a pub reaches every member of the group on every shard, the sender too, once each', async () => {
-    const clients = await membersOnEveryShard(server.port, 2, 'room');
+    const clients = await membersOnEveryShard(server.port, 'room');
     const outsider = await member(server.port, 'outsider', ['elsewhere']);
     const sender = clients[0]!;
     sender.send({ op: 'pub', group: 'room', data: { text: 'hello' }, ref: 'p1' });
@@ -70,7 +63,7 @@ describe('a sharded server', () => {
   });
 
   test('messages from one publisher arrive in order on every shard', async () => {
-    const clients = await membersOnEveryShard(server.port, 2, 'ordered');
+    const clients = await membersOnEveryShard(server.port, 'ordered');
     const count = 500;
     for (let i = 0; i < count; i++) clients[0]!.send({ op: 'pub', group: 'ordered', data: i });
     for (const client of clients) {
@@ -108,7 +101,7 @@ describe('a sharded server', () => {
   });
 
   test('a shard that crashes is restarted while the other keeps serving', async () => {
-    const clients = await membersOnEveryShard(server.port, 2, 'survivors');
+    const clients = await membersOnEveryShard(server.port, 'survivors');
     const victim = clients.find((c) => c.welcome.shard === 1)!;
     const survivor = clients.find((c) => c.welcome.shard === 0)!;
     const restarted = server.whenRestarted(1, 1);
@@ -122,7 +115,7 @@ describe('a sharded server', () => {
     const health = await getJson(server.port, '/health');
     assert.equal(health.body.status, 'ok');
     // The new shard 1 accepts connections again.
-    const fresh = await membersOnEveryShard(server.port, 2, 'survivors');
+    const fresh = await membersOnEveryShard(server.port, 'survivors');
     for (const client of [...clients, ...fresh]) client.close();
   });
 });
