@@ -1,18 +1,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { SignJWT } from 'jose';
 import { connect, type TestClient } from './helpers/client.js';
 import { startInProcess } from './helpers/server.js';
+import { signToken, type TokenOptions } from './helpers/tokens.js';
 import type { RunningServer } from '../src/index.js';
 
 const SECRET = 'test-secret-of-reasonable-length-0123456789';
 
-async function token(claims: Record<string, unknown>, options: { sub?: string; exp?: string | number | null; secret?: string } = {}): Promise<string> {
-  let jwt = new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setIssuedAt();
-  if (options.sub !== undefined) jwt = jwt.setSubject(options.sub);
-  if (options.exp !== null) jwt = jwt.setExpirationTime(options.exp ?? '1h');
-  return jwt.sign(new TextEncoder().encode(options.secret ?? SECRET));
-}
+/** A token signed with SECRET unless another secret is given. */
+const token = (claims: Record<string, unknown>, options: Partial<TokenOptions> = {}): Promise<string> => signToken(claims, { secret: SECRET, ...options });
 
 async function rejectedWith(port: number, query: string): Promise<number | undefined> {
   try {
@@ -122,6 +118,15 @@ describe('JWT authentication', () => {
 
   test('a malformed groups claim is a bad token', async () => {
     assert.equal(await rejectedWith(server.port, `token=${await token({ groups: 'everything' }, { sub: 'dave' })}`), 401);
+  });
+
+  test('a weight claim that is not a positive number of at most 1000000 is a bad token (1e308 overflowed the weighted pick)', async () => {
+    for (const weight of [0, -1, '2', 1_000_001, 1e308]) {
+      assert.equal(await rejectedWith(server.port, `token=${await token({ weight }, { sub: 'wes' })}`), 401, `weight ${weight}`);
+    }
+    const heaviest = await connect(server.port, { query: `token=${await token({ weight: 1_000_000 }, { sub: 'wes' })}` });
+    assert.equal((await heaviest.next((f) => f.op === 'welcome')).user, 'wes');
+    heaviest.close();
   });
 });
 

@@ -65,6 +65,13 @@ describe('broker: any goes to exactly one member, picked by the strategy', () =>
     assert.deepEqual(Object.fromEntries(tally(sids)), { 'wt-w': 6, 'wt-v': 4, 'wt-u': 2 });
   });
 
+  test('weighted keeps delivering, taking turns, when the weights add up past what a double holds (claims of 1e308, which only a shard record can still carry)', async () => {
+    join('huge', [[0, 'hg-a', 'hal', 1e308], [1, 'hg-b', 'han', 1e308], [0, 'hg-c', 'hap']]);
+    const sids: string[] = [];
+    for (let i = 0; i < 6; i++) sids.push((await any('huge', { strategy: 'weighted' })).sid);
+    assert.deepEqual(Object.fromEntries(tally(sids)), { 'hg-a': 2, 'hg-b': 2, 'hg-c': 2 });
+  });
+
   test('a strategy in the frame overrides the group one', async () => {
     const sids: string[] = [];
     for (let i = 0; i < 3; i++) sids.push((await any('wt', { strategy: 'round_robin' })).sid);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { epochMs } from '../src/metrics/clock.js';
+import { OcsError } from '../src/protocol/errors.js';
 import { msgsIn, sleep, startBroker, type TestBroker } from './helpers/broker.js';
 import { until } from './helpers/messaging.js';
 
@@ -130,6 +131,19 @@ describe('broker: direct messages', () => {
     assert.throws(() => broker.publish('room', 'x', { pri: 4 }), TypeError);
     assert.throws(() => broker.publish('room', 'x', { from: '' }), TypeError);
     assert.throws(() => broker.publish('bad group', 'x'), TypeError);
+    assert.equal(t.link.all('groupPub').length, 0);
+  });
+
+  test('the embedding API refuses data nested deeper than a frame\'s data may be (63 levels) with E_BAD_FRAME, as a client is refused', async () => {
+    const { broker } = t;
+    const nested = (levels: number): unknown => JSON.parse('['.repeat(levels) + ']'.repeat(levels));
+    const tooDeep = (err: unknown): boolean => err instanceof OcsError && err.code === 'E_BAD_FRAME' && /nested deeper than 63 levels/.test(err.message);
+    // 20 000 levels: deeper than JSON.stringify could encode, which threw a RangeError before.
+    for (const levels of [64, 20_000]) {
+      await assert.rejects(broker.send('deep-1', nested(levels)), tooDeep, `send, ${levels} levels`);
+      assert.throws(() => broker.publish('room', nested(levels)), tooDeep, `publish, ${levels} levels`);
+    }
+    assert.match(await broker.send('deep-1', nested(63)), /./, '63 levels are stored');
     assert.equal(t.link.all('groupPub').length, 0);
   });
 

@@ -104,6 +104,31 @@ describe('broker: the /admin/dlq requests the shards forward', () => {
     }
   });
 
+  test('an id longer than any the server issues is a coded 404 in every method, without asking the store (whose keys are limited)', async () => {
+    const long = 'x'.repeat(8000);
+    const answer = { status: 404, body: { code: 'not_found', message: 'no dead letter has an id of 8000 characters (at most 128)' } };
+    for (const [method, path] of [['get', `/admin/dlq/${long}`], ['delete', `/admin/dlq/${long}`], ['post', `/admin/dlq/${long}/requeue`]] as const) {
+      assert.deepEqual(await admin(method, path), answer, method);
+    }
+    const touched = (): never => assert.fail('the store was asked');
+    const untouchable: DeadLetterStore = { countDead: touched, listDead: touched, getDead: touched, removeDead: touched, purgeDead: touched };
+    for (const method of ['get', 'delete']) assert.deepEqual(await answerDlqRequest(method, `/admin/dlq/${long}`, untouchable, touched), answer, method);
+    assert.equal((await admin('get', `/admin/dlq/${'x'.repeat(128)}`)).status, 404, 'as long as an id may be: looked up, not found');
+  });
+
+  test('a letter whose data nests deeper than a frame\'s may (stored before that limit) is listed and shown with its data as the stored text', async () => {
+    const data = '['.repeat(20_000) + ']'.repeat(20_000);
+    const id = 'zz-deep';
+    await t.store.putDeadLetter({ id, seq: 1, target: 'u:deep', from: 'old', group: null, data, pri: 1, ts: 1, at: 0, attempts: 2, strategy: null, reason: 'no ack', failedAt: 2 });
+    const list = await admin('get', '/admin/dlq?limit=1000');
+    assert.equal(list.status, 200);
+    const item = (list.body.items as Array<Record<string, unknown>>).find((i) => i.id === id);
+    assert.equal(item?.data, data);
+    const shown = await admin('get', `/admin/dlq/${id}`);
+    assert.deepEqual([shown.status, shown.body.data], [200, data]);
+    assert.deepEqual((await admin('delete', `/admin/dlq/${id}`)).body, { purged: 1 });
+  });
+
   test('a store that fails is a coded 500, and a reply that throws is reported, not left as a rejection', async () => {
     const broken: DeadLetterStore = {
       countDead: () => 0,

@@ -24,6 +24,7 @@ describe('broker: processors run before routing', () => {
       data.self = data;
       return { ...m, data };
     });
+    t.broker.registerProcessor('deep', (m) => ({ ...m, data: JSON.parse('['.repeat(64) + ']'.repeat(64)) as unknown }));
     // Output no ring record can carry (rings of 4 MiB: records of at most 2 MiB).
     t.broker.registerProcessor('bloat', (m) => ({ ...m, data: 'z'.repeat(3_000_000) }));
     t.link.online(1, 'bob-1', 'bob');
@@ -31,7 +32,7 @@ describe('broker: processors run before routing', () => {
   after(() => t.close());
 
   test('the shards learn which data.type values to send through the broker', () => {
-    const types = ['bigint', 'bloat', 'broken', 'cycle', 'raise', 'secret', 'shout', 'sour'];
+    const types = ['bigint', 'bloat', 'broken', 'cycle', 'deep', 'raise', 'secret', 'shout', 'sour'];
     assert.deepEqual([...t.link.processorTypes].sort(), types);
     assert.deepEqual(t.broker.processorTypes().sort(), types);
   });
@@ -82,9 +83,9 @@ describe('broker: processors run before routing', () => {
     assert.equal(link.all('deliverToUser', (c) => c.frame.includes('"broken"') || c.frame.includes('"sour"')).length, 0);
   });
 
-  test('a processor whose result cannot be JSON (a BigInt, sync; a cycle, async) sends the message to the dead-letter queue with the reason; the sender gets its id', async () => {
+  test('a processor whose result cannot be JSON (a BigInt, sync; a cycle, async; nesting deeper than a frame\'s data may) sends the message to the dead-letter queue with the reason; the sender gets its id', async () => {
     const { link, store } = t;
-    for (const [type, reason] of [['bigint', /BigInt/], ['cycle', /circular/]] as const) {
+    for (const [type, reason] of [['bigint', /BigInt/], ['cycle', /circular/], ['deep', /nested deeper than 63 levels/]] as const) {
       link.send(0, 'alice-1', 'alice', 'bob', { type }, { ref: type });
       const ack = await link.answerTo(type);
       assert.ok(ack.op === 'senderAck', `${type}: ${JSON.stringify(ack)}`);

@@ -157,6 +157,8 @@ describe('configuration', () => {
     assert.deepEqual([...config.websocket.delivery.weights], [['__proto__', 3], ['constructor', 2], ['toString', 4]]);
     assert.deepEqual([...config.websocket.delivery.group_strategies], [['__proto__', 'weighted']]);
     assert.throws(() => loadConfig({ file: writeConfig({ websocket: { delivery: { weights: { ann: -1 } } } }), env: {} }), /websocket\.delivery\.weights\.ann: Number must be greater than 0/);
+    // Weights near 1e308 overflowed the weighted pick's sums (issue 8, defect 10).
+    assert.throws(() => loadConfig({ file: writeConfig({ websocket: { delivery: { weights: { bo: 1e308 } } } }), env: {} }), /websocket\.delivery\.weights\.bo: Number must be less than or equal to 1000000/);
     assert.throws(() => loadConfig({ file: writeConfig({ websocket: { delivery: { group_strategies: { ops: 'fastest' } } } }), env: {} }), /websocket\.delivery\.group_strategies\.ops: Invalid enum value/);
   });
 });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { getJson, member, type TestClient } from './helpers/client.js';
+import { getJson, member, onShard } from './helpers/client.js';
 import { startInProcess } from './helpers/server.js';
 import type { RunningServer } from '../src/index.js';
 
@@ -21,19 +21,12 @@ describe('a full cross-shard ring', () => {
   });
   after(() => server.close());
 
-  async function onShard(shard: number, name: string): Promise<TestClient & { welcome: Record<string, unknown> }> {
-    for (let i = 0; i < 40; i++) {
-      const client = await member(server.port, `${name}${i}`, ['busy']);
-      if (client.welcome.shard === shard) return client;
-      client.close();
-    }
-    throw new Error(`no connection landed on shard ${shard}`);
-  }
+  const busyOn = (shard: number, name: string) => onShard(shard, (i) => member(server.port, `${name}${i}`, ['busy']));
 
   test('holds what does not fit, refuses what is over the limit, and delivers every accepted pub in order', async () => {
-    const publisher = await onShard(0, 'pub');
-    const local = await onShard(0, 'local');
-    const remote = await onShard(1, 'remote');
+    const publisher = await busyOn(0, 'pub');
+    const local = await busyOn(0, 'local');
+    const remote = await busyOn(1, 'remote');
     server.injectShardStall(1, 1500);
     await new Promise((r) => setTimeout(r, 50)); // the stall has begun
     const total = 400;

@@ -8,22 +8,17 @@ import assert from 'node:assert/strict';
 import { pbkdf2, pbkdf2Sync } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { Worker } from 'node:worker_threads';
-import { SignJWT } from 'jose';
 import { connect, type TestClient } from './helpers/client.js';
 import { connectRaw } from './helpers/raw-ws.js';
 import { startInProcess } from './helpers/server.js';
+import { signToken } from './helpers/tokens.js';
 import type { RunningServer } from '../src/index.js';
 
 const SECRET = 'identity-test-secret-of-reasonable-length';
 
 /** A token for `sub` expiring in `expiresInS` seconds. */
 function token(sub: string, expiresInS = 3600): Promise<string> {
-  return new SignJWT({})
-    .setProtectedHeader({ alg: 'HS256' })
-    .setSubject(sub)
-    .setIssuedAt()
-    .setExpirationTime(Math.floor(Date.now() / 1000) + expiresInS)
-    .sign(new TextEncoder().encode(SECRET));
+  return signToken({}, { sub, exp: Math.floor(Date.now() / 1000) + expiresInS, secret: SECRET });
 }
 
 async function user(port: number, sub: string): Promise<TestClient> {

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { SignJWT } from 'jose';
 import { connect, getJson, type TestClient } from './helpers/client.js';
 import { startInProcess } from './helpers/server.js';
+import { signToken } from './helpers/tokens.js';
 import { IpLimiter, ipLimitsPerShard } from '../src/shard/ip-limits.js';
 
 describe('per-IP connection limits', () => {
@@ -85,8 +85,7 @@ describe('per-IP limits in front of the upgrade (one shard, so the figures are n
         limits: { connection_attempts_per_ip: 0, unauthenticated_per_ip: 2 },
       },
     });
-    const sign = (sub: string): Promise<string> =>
-      new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(sub).setExpirationTime('1h').sign(new TextEncoder().encode(secret));
+    const sign = (sub: string): Promise<string> => signToken({}, { sub, secret });
     const held: TestClient[] = [];
     try {
       held.push(await connect(server.port), await connect(server.port));

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { SignJWT } from 'jose';
 import { connect, member, type Frame, type TestClient } from './helpers/client.js';
 import { nextMsgs, settle } from './helpers/messaging.js';
 import { startInProcess } from './helpers/server.js';
+import { signToken } from './helpers/tokens.js';
 import type { RunningServer } from '../src/index.js';
 
 /** Sends `count` anys to `group` from `sender`, waiting for each ack. */
@@ -102,8 +102,7 @@ describe('any: exactly one online member gets each message', () => {
 
   test('weighted (set through the embedding API) shares by weight from the token claim, else config, else 1', async () => {
     server.setGroupLoadBalanceStrategy('w', 'weighted');
-    const secret = new TextEncoder().encode('any-secret');
-    const token = await new SignJWT({ weight: 2 }).setProtectedHeader({ alg: 'HS256' }).setSubject('claimed').setExpirationTime('1h').sign(secret);
+    const token = await signToken({ weight: 2 }, { sub: 'claimed', secret: 'any-secret' });
     const claimed = await connect(server.port, { query: `token=${token}` });
     await claimed.next((f) => f.op === 'welcome');
     claimed.send({ op: 'join', group: 'w' });

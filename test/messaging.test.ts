@@ -1,23 +1,15 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { member, type Frame, type TestClient } from './helpers/client.js';
+import { member, onShard, type Frame, type TestClient } from './helpers/client.js';
 import { adminJson, nextMsgs, settle, until } from './helpers/messaging.js';
 import { startInProcess } from './helpers/server.js';
 import type { RunningServer } from '../src/index.js';
 
 type Member = TestClient & { welcome: Frame };
 
-/** Connects `user` until it has a connection on each of the two shards. */
+/** Two connections of `user`, one on each of the two shards. */
 async function onBothShards(port: number, user: string): Promise<Member[]> {
-  const clients: Member[] = [];
-  const shards = new Set<number>();
-  for (let i = 0; i < 40 && shards.size < 2; i++) {
-    const client = await member(port, user);
-    shards.add(client.welcome.shard as number);
-    clients.push(client);
-  }
-  assert.equal(shards.size, 2, 'expected connections on both shards');
-  return clients;
+  return [await onShard(0, () => member(port, user)), await onShard(1, () => member(port, user))];
 }
 
 async function deadLetters(port: number): Promise<Array<Record<string, unknown>>> {

@@ -4,14 +4,14 @@
  * `prefix.*` patterns) limits which groups the user may join and publish to.
  */
 import { jwtVerify, errors as joseErrors, type JWTVerifyOptions } from 'jose';
-import type { Config } from '../config/schema.js';
+import { MAX_WEIGHT, type Config } from '../config/schema.js';
 import { NAME_PATTERN } from '../protocol/frames.js';
 
 export interface Identity {
   user: string;
   /** null: every group allowed. */
   groups: GroupMatcher | null;
-  /** The `weight` claim (a positive number) for `any` with the weighted strategy; 0 when absent. */
+  /** The `weight` claim (a positive number up to MAX_WEIGHT) for `any` with the weighted strategy; 0 when absent. */
   weight: number;
   /**
    * Epoch ms after which the connection must present a fresh token or be closed with 4001:
@@ -89,8 +89,8 @@ export class Authenticator {
     // A token accepted within the tolerance past its exp must not be closed at once for it.
     const expiresAt = Math.min(typeof payload.exp === 'number' ? payload.exp * 1000 + this.clockToleranceMs : Infinity, Date.now() + this.maxLifetimeMs);
     const weightClaim = payload.weight;
-    if (weightClaim !== undefined && (typeof weightClaim !== 'number' || !(weightClaim > 0) || !Number.isFinite(weightClaim))) {
-      return { ok: false, reason: 'token weight claim must be a positive number' };
+    if (weightClaim !== undefined && (typeof weightClaim !== 'number' || !(weightClaim > 0) || !(weightClaim <= MAX_WEIGHT))) {
+      return { ok: false, reason: `token weight claim must be a positive number of at most ${MAX_WEIGHT}` };
     }
     const weight = weightClaim ?? 0;
     const claim = payload.groups;

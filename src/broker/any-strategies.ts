@@ -35,15 +35,18 @@ export class GroupMembers<M extends Member> {
   pick(strategy: AnyStrategy, inflightOf: (user: string) => number): M | null {
     const size = this.members.size;
     if (size === 0) return null;
-    if (strategy === 'weighted') return this.weighted();
+    if (strategy === 'weighted') {
+      const picked = this.weighted();
+      if (picked !== null) return picked;
+    }
     const start = this.turn++ % size;
     let best: M | null = null;
     let bestLoad = Infinity;
-    // Visit members from `start` round the ring: round_robin takes the first, least_connections the least loaded.
+    // Visit members from `start` round the ring: round_robin (and weighted, when its sums failed) takes the first, least_connections the least loaded.
     const ordered = [...this.members.values()];
     for (let n = 0; n < size; n++) {
       const member = ordered[(start + n) % size]!;
-      if (strategy === 'round_robin') return member;
+      if (strategy !== 'least_connections') return member;
       const load = inflightOf(member.user);
       if (load < bestLoad) {
         best = member;
@@ -53,20 +56,31 @@ export class GroupMembers<M extends Member> {
     return best;
   }
 
+  /**
+   * The smooth weighted pick, or null (the caller takes turns instead) when the weights or
+   * their running sums are not finite numbers: Infinity and NaN would never be picked again.
+   * The config and token checks keep weights far below that (MAX_WEIGHT); this is the backstop.
+   */
   private weighted(): M | null {
     let total = 0;
     let best: M | null = null;
     let bestWeight = -Infinity;
+    let finite = true;
     for (const member of this.members.values()) {
       const weight = (this.current.get(member.sid) ?? 0) + member.weight;
       this.current.set(member.sid, weight);
+      finite &&= Number.isFinite(weight);
       total += member.weight;
       if (weight > bestWeight) {
         best = member;
         bestWeight = weight;
       }
     }
-    if (best) this.current.set(best.sid, bestWeight - total);
+    if (!finite || best === null || !Number.isFinite(bestWeight - total)) {
+      this.current.clear();
+      return null;
+    }
+    this.current.set(best.sid, bestWeight - total);
     return best;
   }
 }

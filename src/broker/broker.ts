@@ -22,7 +22,7 @@ import { Latency, type LatencyRecorder } from '../metrics/latencies.js';
 import { AckTimers } from './ack-timers.js';
 import { Delivery } from './delivery.js';
 import { serveDlqRequest } from './dlq-admin.js';
-import { checkPri, checkSendOptions } from './embedding-checks.js';
+import { checkPri, checkSendOptions, dataJsonOf } from './embedding-checks.js';
 import { Intake, type Reply } from './intake.js';
 import { Presence } from './presence.js';
 import { MessageIds } from './ids.js';
@@ -193,25 +193,25 @@ export class Broker {
   /**
    * Stores a direct message for `user`; resolves with its id once stored. Rejects with a
    * TypeError for a bad argument, or an OcsError with the code a client would get
-   * (E_BAD_FRAME for an `at` too far ahead, E_TOO_LARGE, E_QUEUE_FULL, E_STORE_UNAVAILABLE). The sender's
+   * (E_BAD_FRAME for an `at` too far ahead or data nested too deep, E_TOO_LARGE, E_QUEUE_FULL, E_STORE_UNAVAILABLE). The sender's
    * limit (delivery.max_stored_per_sender) does not apply: the application is trusted.
    */
   send(user: string, data: unknown, options: SendOptions = {}): Promise<string> {
     return new Promise((resolve, reject) => {
       const { pri, at, from } = checkSendOptions(user, options, SERVER_SENDER);
-      const dataJson = JSON.stringify(data) ?? 'null';
+      const dataJson = dataJsonOf(data);
       const reply: Reply = { ok: resolve, fail: (code, message) => reject(new OcsError(code, message)) };
       this.intake.accept({ target: `u:${user}`, from, group: null, data: dataJson, pri, at, strategy: null }, typeOfData(data), reply, false);
     });
   }
 
-  /** Publishes to every online member of `group` (at most once, not stored), like a client `pub`. Throws a TypeError for a bad argument, an OcsError E_TOO_LARGE for data no ring record carries. */
+  /** Publishes to every online member of `group` (at most once, not stored), like a client `pub`. Throws a TypeError for a bad argument, an OcsError E_TOO_LARGE for data no ring record carries, E_BAD_FRAME for data nested too deep. */
   publish(group: string, data: unknown, options: { pri?: number; from?: string } = {}): string {
     if (!NAME_PATTERN.test(group)) throw new TypeError(`group must match ${NAME_PATTERN.source}`);
     const pri = checkPri(options.pri);
     const from = options.from ?? SERVER_SENDER;
     if (!NAME_PATTERN.test(from)) throw new TypeError(`from must match ${NAME_PATTERN.source}`);
-    const dataJson = JSON.stringify(data) ?? 'null';
+    const dataJson = dataJsonOf(data);
     const over = this.route.oversize(dataJson);
     if (over !== null) throw new OcsError('E_TOO_LARGE', over);
     const id = this.ids.nextPubId();

@@ -8,6 +8,8 @@
  *   POST /admin/dlq/ID/requeue   back into its recipient's queue
  */
 import { httpError, OcsError } from '../protocol/errors.js';
+import { MAX_ID_LENGTH } from '../protocol/frames.js';
+import { dataTooDeep } from '../protocol/json-codec.js';
 import type { DeadLetter, MessageStore } from '../store/store.js';
 
 export type DeadLetterStore = Pick<MessageStore, 'countDead' | 'listDead' | 'getDead' | 'removeDead' | 'purgeDead'>;
@@ -80,6 +82,8 @@ async function answer(method: string, path: string, store: DeadLetterStore, requ
     }
     return httpError('not_found', USAGE);
   }
+  // Longer than any id the server issues, and than a store key may be (the store throws on those).
+  if (id.length > MAX_ID_LENGTH) return httpError('not_found', `no dead letter has an id of ${id.length} characters (at most ${MAX_ID_LENGTH})`);
   const letter = store.getDead(id);
   if (!letter) return httpError('not_found', `no dead letter ${id}`);
   if (method === 'get' && parts.length === 3) return { status: 200, body: showDead(letter) };
@@ -125,10 +129,16 @@ function listPage(store: DeadLetterStore, limit: number, after: string | undefin
   }
 }
 
+/**
+ * A letter as the API shows it: `data` parsed, or as the stored text when it is not JSON or
+ * nests deeper than a frame may (stored before the limit, or by a store shared with an older
+ * version): encoding that again would overflow the stack.
+ */
 function showDead(letter: DeadLetter): Record<string, unknown> {
   let data: unknown = letter.data;
   try {
-    data = JSON.parse(letter.data);
+    const parsed: unknown = JSON.parse(letter.data);
+    if (!dataTooDeep(parsed)) data = parsed;
   } catch {
     // kept as text
   }

@@ -4,7 +4,9 @@
  * arguments are checked here, and how far ahead a send may be scheduled is checked here for
  * both, since only the broker knows delivery.max_schedule_ahead.
  */
+import { OcsError } from '../protocol/errors.js';
 import { NAME_PATTERN } from '../protocol/frames.js';
+import { dataTooDeep, MAX_DATA_DEPTH } from '../protocol/json-codec.js';
 
 export interface CheckedSendOptions {
   pri: number;
@@ -31,6 +33,16 @@ export function checkSendOptions(user: unknown, options: { pri?: unknown; at?: u
   const from = options.from ?? defaultFrom;
   if (typeof from !== 'string' || !NAME_PATTERN.test(from)) throw new TypeError(`from must match ${NAME_PATTERN.source}`);
   return { pri, at, from };
+}
+
+/**
+ * The JSON text of `data` from the embedding API or a processor, held to the nesting a client
+ * frame may have (E_BAD_FRAME beyond it, as a client gets): deeper data would be stored, then
+ * overflow the stack wherever it is encoded again. A cycle or a BigInt throws a TypeError.
+ */
+export function dataJsonOf(data: unknown): string {
+  if (dataTooDeep(data)) throw new OcsError('E_BAD_FRAME', `data is nested deeper than ${MAX_DATA_DEPTH} levels (or circular)`);
+  return JSON.stringify(data) ?? 'null';
 }
 
 /** Why a send for `at` is refused (further ahead than delivery.max_schedule_ahead seconds), or null. */

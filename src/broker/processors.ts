@@ -3,6 +3,7 @@
  * `any` before it is routed, and may change it, drop it (null) or throw (the broker then
  * dead-letters it). Sync or async alike.
  */
+import { dataJsonOf } from './embedding-checks.js';
 import type { Incoming } from './ids.js';
 
 /** What a processor sees, and may return changed; `null` drops the message. */
@@ -57,8 +58,8 @@ export class Processors {
       let dataJson: string;
       let pri: number;
       try {
-        // A BigInt or a cycle cannot be JSON: JSON.stringify throws, and the message cannot go on.
-        dataJson = JSON.stringify(changed.data) ?? 'null';
+        // A BigInt, a cycle or nesting deeper than a frame's cannot be stored: the message cannot go on.
+        dataJson = dataJsonOf(changed.data);
         pri = clampPri(changed.pri);
       } catch (err) {
         return outcome.fail(`${named} returned data that cannot be JSON: ${describe(err)}`);

@@ -9,6 +9,15 @@ import { z } from 'zod';
 export const DEFAULT_PORT = 8765;
 export const DEFAULT_PATH = '/ws';
 
+/**
+ * Largest weight for the `weighted` strategy (config or token claim). The pick adds up the
+ * weights of a group's members: with weights up to a million, even a million members sum to
+ * 1e12, far inside the integers a double holds exactly (2^53), so the shares stay exact; and a
+ * million to one is a finer share than any deployment needs. Near 1e308 the sums overflowed
+ * to Infinity and NaN, and the group stopped getting messages.
+ */
+export const MAX_WEIGHT = 1_000_000;
+
 const seconds = z.number().nonnegative();
 const positiveInt = z.number().int().positive();
 const nonNegativeInt = z.number().int().nonnegative();
@@ -218,7 +227,7 @@ const delivery = z
     /** Per-group `any` strategy, e.g. {support: least_connections}. */
     group_strategies: nameMap(strategy),
     /** Per-user weight for the `weighted` strategy when the token has no `weight` claim (default 1). */
-    weights: nameMap(z.number().positive()),
+    weights: nameMap(z.number().positive().max(MAX_WEIGHT)),
   })
   .strict();
 

@@ -15,6 +15,13 @@ export const JSON_PROTOCOL = 'ocs.v1.json';
  * 64 KiB and overflow the stack.
  */
 export const MAX_DEPTH = 64;
+/** Deepest nesting of a frame's `data` (the frame object around it is one level). */
+export const MAX_DATA_DEPTH = MAX_DEPTH - 1;
+
+/** Whether `data` nests deeper than a frame may carry it: such data is refused on the way in. */
+export function dataTooDeep(data: unknown): boolean {
+  return deeperThan(data, MAX_DATA_DEPTH);
+}
 
 export function decodeJson(message: ArrayBuffer, isBinary: boolean): ClientFrame | FrameError {
   if (isBinary) return frameError('E_BAD_FRAME', `binary frames need the ocs.v1.msgpack protocol; this connection speaks ${JSON_PROTOCOL}`);

@@ -7,12 +7,10 @@
  * survives to the wire: 1e999, -0, duplicate keys, a `__proto__` key.
  */
 import fc from 'fast-check';
-import { Opcode, type RawFrame } from './raw-ws.js';
+import { Opcode, type RawFrame } from '../helpers/raw-ws.js';
 
 /** Names that are properties of Object.prototype: a plain object keyed by them answers without being asked. */
 export const PROTO_NAMES = ['__proto__', 'constructor', 'prototype', 'toString', 'hasOwnProperty', 'valueOf', 'isPrototypeOf', '__defineGetter__'];
-/** Groups that `any` with the `weighted` strategy may target (see the exclusion of defect 3 in exclusions.ts). */
-export const WEIGHTED_GROUPS = ['w0', 'w1'];
 export const WITNESS_GROUP = 'witnesses';
 export const witnessUser = (shard: number): string => `witness-${shard}`;
 
@@ -98,10 +96,9 @@ export function userName(withProto: boolean, asRecipient = false): fc.Arbitrary<
 }
 
 /** Groups: a few shared ones (so sessions meet), the witnesses' group, hostile names. */
-function groupName(mayJoinWeighted: boolean): fc.Arbitrary<string> {
+function groupName(): fc.Arbitrary<string> {
   return fc.oneof(
     { weight: 6, arbitrary: fc.constantFrom('g0', 'g1', 'g2', WITNESS_GROUP) },
-    { weight: mayJoinWeighted ? 2 : 0, arbitrary: fc.constantFrom(...WEIGHTED_GROUPS) },
     { weight: 2, arbitrary: fc.constantFrom(...PROTO_NAMES) },
     { weight: 2, arbitrary: validName },
     { weight: 1, arbitrary: badName },
@@ -139,8 +136,7 @@ const ref = fc.oneof(
   { weight: 1, arbitrary: fc.oneof(fc.constantFrom<Value>({ repeat: ['r', 128] }, { repeat: ['r', 129] }), raw('5', 'null', '""', '"__proto__"', '{}')) },
 );
 
-/** Epoch ms for `send.at`: past, near future, and (when allowed) past the 32-bit timer range. */
-export const TIMER_LIMIT_MS = 2 ** 31 - 1;
+/** Epoch ms for `send.at`: past, near future, and past the 32-bit timer range (2^31-1 ms, some 25 days). */
 const at = fc.oneof(
   { weight: 3, arbitrary: fc.integer({ min: -1e9, max: 3000 }).map((ms): Value => ({ nowPlus: ms })) },
   { weight: 1, arbitrary: fc.constantFrom(30, 400, 100_000).map((days): Value => ({ nowPlus: days * 86_400_000 })) },
@@ -173,15 +169,12 @@ const OPS = ['auth', 'join', 'leave', 'pub', 'send', 'any', 'ack', 'ping'] as co
 type Op = (typeof OPS)[number];
 
 export interface FrameContext {
-  /** The session's user may join the WEIGHTED_GROUPS (false for Object.prototype names). */
-  mayJoinWeighted: boolean;
-  /** `any` with the weighted strategy goes only to the WEIGHTED_GROUPS. */
-  confineWeighted: boolean;
+  /** Names (users, groups, keys) may be Object.prototype members. */
   withProto: boolean;
 }
 
 function fieldsOf(op: Op, ctx: FrameContext): fc.Arbitrary<Field[]> {
-  const group = groupName(ctx.mayJoinWeighted || (op !== 'join' && op !== 'leave')).map(text);
+  const group = groupName().map(text);
   const to = userName(true, true).map(text);
   const auth = fc.oneof({ weight: 3, arbitrary: tokenSpec(ctx.withProto).map((token): Value => ({ token })) }, { weight: 1, arbitrary: anyJson });
   const shape: Array<[string, fc.Arbitrary<Value>]> = {
@@ -199,13 +192,7 @@ function fieldsOf(op: Op, ctx: FrameContext): fc.Arbitrary<Field[]> {
     fc.oneof({ weight: 8, arbitrary: good.map((v): Field[] => [[key, v]]) }, { weight: 1, arbitrary: anyJson.map((v): Field[] => [[key, v]]) }, { weight: 1, arbitrary: fc.constant<Field[]>([]) }),
   );
   const extra = fc.array(fc.tuple(fc.constantFrom(...PROTO_NAMES, 'op', 'ref', 'extra', ''), anyJson), { maxLength: 2 });
-  return fc.tuple(fc.tuple(...fields), extra, fc.constantFrom(...WEIGHTED_GROUPS)).map(([present, more, weightedGroup]) => {
-    const list: Field[] = [['op', text(op)], ...present.flat(), ...(more as Field[])];
-    if (op === 'any' && ctx.confineWeighted && list.some(([key, v]) => key === 'strategy' && 'text' in v && v.text === '"weighted"')) {
-      return list.map(([key, v]): Field => (key === 'group' ? [key, text(weightedGroup)] : [key, v]));
-    }
-    return list;
-  });
+  return fc.tuple(fc.tuple(...fields), extra).map(([present, more]): Field[] => [['op', text(op)], ...present.flat(), ...(more as Field[])]);
 }
 
 const oddOp = fc.oneof(raw('"PUB"', '"welcome"', '"msg"', '"err"', '"batch"', '""', '"__proto__"', '"constructor"', '"toString"', 'null', '1', '["pub"]'), fc.string({ maxLength: 8 }).map(text));
@@ -307,37 +294,24 @@ export function identity(variant: 'anonymous' | 'jwt', withProto: boolean): fc.A
     : fc.oneof({ weight: 6, arbitrary: token }, { weight: 3, arbitrary: firstFrame }, { weight: 1, arbitrary: anonymous });
 }
 
-export const isProtoName = (name: string | null | undefined): boolean => name !== null && name !== undefined && PROTO_NAMES.includes(name);
-
-function userOf(id: Identity): string | null {
-  return id.kind === 'anonymous' ? id.user : id.kind === 'token' ? id.token.sub : null;
-}
-
 export interface SessionOptions {
   variant: 'anonymous' | 'jwt';
   /** Include WebSocket-level (raw) steps. */
   raw: boolean;
-  /** Let users named after Object.prototype members join the WEIGHTED_GROUPS (defect 3). */
-  protoUsersMayJoinWeighted: boolean;
 }
 
 export function sessionSpec(options: SessionOptions): fc.Arbitrary<SessionSpec> {
-  return identity(options.variant, true).chain((who) => {
-    // A first-frame session may authenticate as anyone; keep such sessions out of the weighted groups too.
-    const mayJoinWeighted = options.protoUsersMayJoinWeighted || (who.kind !== 'first-frame' && !isProtoName(userOf(who)));
-    const ctx: FrameContext = { mayJoinWeighted, confineWeighted: !options.protoUsersMayJoinWeighted, withProto: true };
-    const frames = fc.array(frameSpec(ctx), { minLength: 1, maxLength: 6 }).map((list): Step => ({ kind: 'frames', frames: list }));
-    const step = fc.oneof(
-      { weight: 6, arbitrary: frames },
-      { weight: options.raw ? 4 : 0, arbitrary: rawFrames.map((list): Step => ({ kind: 'raw', frames: list })) },
-      { weight: 1, arbitrary: fc.integer({ min: 0, max: 40 }).map((ms): Step => ({ kind: 'pause', ms })) },
-    );
-    return fc.record({
-      identity: fc.constant(who),
-      path: fc.oneof({ weight: 9, arbitrary: fc.constant('/ws') }, { weight: 1, arbitrary: fc.constantFrom('/ws/', '/WS', '/ws?user=a&user=b', '/ws?token=', '/ws?user=', '/ws#x') }),
-      protocols: fc.oneof({ weight: 6, arbitrary: fc.constant<string[]>([]) }, { weight: 1, arbitrary: fc.constantFrom<string[]>(['ocs.v1.json'], ['ocs.v1.msgpack'], ['x', 'ocs.v1.json'], ['chat.v9']) }),
-      steps: fc.array(step, { minLength: 1, maxLength: 6 }),
-    });
+  const frames = fc.array(frameSpec({ withProto: true }), { minLength: 1, maxLength: 6 }).map((list): Step => ({ kind: 'frames', frames: list }));
+  const step = fc.oneof(
+    { weight: 6, arbitrary: frames },
+    { weight: options.raw ? 4 : 0, arbitrary: rawFrames.map((list): Step => ({ kind: 'raw', frames: list })) },
+    { weight: 1, arbitrary: fc.integer({ min: 0, max: 40 }).map((ms): Step => ({ kind: 'pause', ms })) },
+  );
+  return fc.record({
+    identity: identity(options.variant, true),
+    path: fc.oneof({ weight: 9, arbitrary: fc.constant('/ws') }, { weight: 1, arbitrary: fc.constantFrom('/ws/', '/WS', '/ws?user=a&user=b', '/ws?token=', '/ws?user=', '/ws#x') }),
+    protocols: fc.oneof({ weight: 6, arbitrary: fc.constant<string[]>([]) }, { weight: 1, arbitrary: fc.constantFrom<string[]>(['ocs.v1.json'], ['ocs.v1.msgpack'], ['x', 'ocs.v1.json'], ['chat.v9']) }),
+    steps: fc.array(step, { minLength: 1, maxLength: 6 }),
   });
 }
 

@@ -1,13 +1,13 @@
 /**
  * Raw HTTP on a TCP socket, for requests no HTTP client would send: odd methods, paths and
  * headers, several requests in one write. Judges the answers: a refusal with a JSON body
- * carries a code from the table, nothing answers 5xx.
+ * carries a code from the one table (src/protocol/errors.ts: an ErrorCodes code, as the
+ * upgrade's refusals carry, or an HttpCodes code with its own status), nothing answers 5xx.
  */
 import { connect } from 'node:net';
-import { isErrorCode } from '../../src/protocol/errors.js';
+import { HttpCodes, isErrorCode } from '../../src/protocol/errors.js';
 import type { HttpRequestSpec } from './arbitraries.js';
 import { renderHttp } from './render.js';
-import { HTTP_ROUTE_CODES } from './known-defects.js';
 
 export interface HttpResponse {
   status: number;
@@ -83,7 +83,10 @@ export function judgeHttp(responses: readonly HttpResponse[], rest: string): str
       problems.push(`HTTP ${res.status} refusal without a JSON body: ${JSON.stringify(res.body.slice(0, 120))}`);
       continue;
     }
-    if (!isErrorCode(code) && !HTTP_ROUTE_CODES.has(code as string)) problems.push(`HTTP ${res.status} refusal with a code not in the table: ${String(code)}`);
+    if (typeof code === 'string' && Object.hasOwn(HttpCodes, code)) {
+      const { status } = HttpCodes[code as keyof typeof HttpCodes];
+      if (status !== res.status) problems.push(`HTTP ${res.status} refusal with code ${code}, whose status is ${status}`);
+    } else if (!isErrorCode(code)) problems.push(`HTTP ${res.status} refusal with a code not in the table: ${String(code)}`);
   }
   return problems;
 }

@@ -9,11 +9,12 @@
  * regression case. `--include-known` also generates the inputs of the known defects, which
  * the properties otherwise leave out (test/fuzzing/known-defects.ts).
  *
- * Exits 0 when nothing but known defects turned up, 1 when a new failure did, 2 on a usage error.
+ * Exits 0 when nothing but open known defects turned up, 1 when a new failure did or a fixed
+ * defect's regression case fails again, 2 on a usage error.
  */
 import { parseArgs } from 'node:util';
 import fc from 'fast-check';
-import { todo } from './known-defects.js';
+import { describeDefect } from './known-defects.js';
 import { FuzzFailure, fuzzSeed, PROPERTIES } from './properties.js';
 import { REGRESSIONS } from './regressions.js';
 import { FuzzTarget, type Variant } from './target.js';
@@ -137,13 +138,16 @@ async function main(): Promise<number> {
   }
 
   console.log('\n=== known defects (regression cases)');
+  let regressed = false;
   for (const regression of REGRESSIONS) {
     const target = await FuzzTarget.start({ variant: regression.variant, witnesses: false });
     const problems = await regression.run(target).finally(() => target.stop());
-    console.log(`${problems.length === 0 ? 'FIXED      ' : 'STILL FAILS'} ${todo(regression.defect)}`);
+    const status = problems.length === 0 ? (regression.defect.open ? 'FIXED (mark it so)' : 'passes') : regression.defect.open ? 'still fails' : 'REGRESSED';
+    console.log(`${status.padEnd(18)} ${describeDefect(regression.defect)}`);
     for (const p of problems) console.log(`    ${p.split('\n')[0]!.slice(0, 200)}`);
+    regressed ||= problems.length > 0 && !regression.defect.open;
   }
-  return findings.size > 0 ? 1 : 0;
+  return findings.size > 0 || regressed ? 1 : 0;
 }
 
 process.exitCode = await main();

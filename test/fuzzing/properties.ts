@@ -37,7 +37,7 @@ function fail(problems: string[]): void {
 
 function sessions(raw: boolean) {
   return (target: FuzzTarget, { includeKnown }: BuildOptions): fc.IAsyncProperty<[SessionSpec]> => {
-    const specs = sessionSpec({ variant: target.variant, raw, protoUsersMayJoinWeighted: includeKnown });
+    const specs = sessionSpec({ variant: target.variant, raw });
     return fc.asyncProperty(includeKnown ? specs : specs.filter((s) => hitsKnownDefect(s) === null), async (spec) => {
       await target.ensureUp();
       // Raw steps may leave the framing broken (a declared length still waiting for its bytes), so no answer is owed then.

@@ -7,7 +7,7 @@
 import { CloseCodes, ErrorCodes, isErrorCode } from '../../src/protocol/errors.js';
 import { connectWs, WsHandshakeError } from '../../tools/wsclient/client.js';
 import type { SessionSpec, TokenSpec } from './arbitraries.js';
-import { Opcode, frame, writeRaw, type RawFrame } from './raw-ws.js';
+import { Opcode, frame, writeRaw, type RawFrame } from '../helpers/raw-ws.js';
 import { renderFrame, signAll, tokensIn, type RenderEnv } from './render.js';
 
 /** Codes that may travel in an `err` frame: the table without the start-up codes. */

@@ -3,13 +3,14 @@ import { SignJWT } from 'jose';
 
 export interface TokenOptions {
   sub?: string;
-  /** `exp`: a jose time span ('1h') or epoch seconds; default one hour from now. */
-  exp?: string | number;
+  /** `exp`: a jose time span ('1h') or epoch seconds; default one hour from now; null: no `exp` claim. */
+  exp?: string | number | null;
   secret: string;
 }
 
 export function signToken(claims: Record<string, unknown>, options: TokenOptions): Promise<string> {
   let jwt = new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setIssuedAt();
   if (options.sub !== undefined) jwt = jwt.setSubject(options.sub);
-  return jwt.setExpirationTime(options.exp ?? '1h').sign(new TextEncoder().encode(options.secret));
+  if (options.exp !== null) jwt = jwt.setExpirationTime(options.exp ?? '1h');
+  return jwt.sign(new TextEncoder().encode(options.secret));
 }
