@@ -15,11 +15,14 @@
 import type { BrokerStats } from '../broker/broker.js';
 import type { Config } from '../config/schema.js';
 import type { ShardSnapshot, ShardTable } from '../shared/shard-table.js';
-import { Counter, errorCounter } from '../shared/shard-table.js';
+import { byName, Counter, errorCounter } from '../shared/shard-table.js';
 import type { Logger } from '../util/logger.js';
 import { Alerts, type ActiveAlert, type AlertEvent, type AlertStatus } from './alerts.js';
+import { ExportFile } from './export-file.js';
 import { decodeHistogram, newHistogram, summarize, type Histogram, type Summary } from './hdr.js';
 import { Latency, LATENCIES, type LatencyName } from './latencies.js';
+import { overviewFromView } from './overview.js';
+import { jsonLine } from './overview-format.js';
 import { renderPrometheus } from './prometheus.js';
 import { PRIMARY_THREAD, reportFromFields, type ThreadReport } from './report.js';
 import { ResourceSampler, type ResourceSample } from './resources.js';
@@ -85,10 +88,14 @@ export class MetricsHub {
   private previousErrors = 0;
   private previousFrames = 0;
   private badRecords = 0;
+  /** monitoring.export_file, when set: the overview appended once per interval. */
+  private readonly exportFile: ExportFile | null;
 
   constructor(private readonly options: MetricsHubOptions) {
     this.ringGauges = new RingGauges(options.rings);
     this.alerts = new Alerts(options.monitoring.alerts, options.log);
+    const { export_file, export_max_bytes, export_keep } = options.monitoring;
+    this.exportFile = export_file === '' ? null : new ExportFile({ file: export_file, maxBytes: export_max_bytes, keep: export_keep }, options.log);
   }
 
   start(): void {
@@ -97,6 +104,7 @@ export class MetricsHub {
 
   stop(): void {
     this.primary.stop();
+    void this.exportFile?.close();
   }
 
   /** A METRICS record from `shard`'s ring (its fields: src/metrics/report.ts). */
@@ -167,6 +175,7 @@ export class MetricsHub {
       snapshot.write(SnapshotDoc.ALERTS, renderAlertsJson(view)),
     ];
     if (written.includes(false)) log.error({ code: 'E_INTERNAL' }, 'a metrics document outgrew its snapshot area; the previous one is served');
+    this.exportFile?.append(jsonLine(overviewFromView(view, byName(table.rates))));
     for (const h of this.interval) h.reset();
     this.options.requestReports();
     return view;
