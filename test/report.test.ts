@@ -9,29 +9,16 @@ import { overviewColumns } from '../src/metrics/overview.js';
 import { csvLine } from '../src/metrics/overview-format.js';
 import { getJson, member, membersOnEveryShard, type TestClient } from './helpers/client.js';
 import { nextMsgs, until } from './helpers/messaging.js';
-import { startProcess, testConfig, type ServerProcess } from './helpers/server.js';
+import { runCommand, startProcess, testConfig, type CommandResult, type ServerProcess } from './helpers/server.js';
 
 const REPORT = fileURLToPath(new URL('../scripts/report.js', import.meta.url));
 const TOKEN = 'report-token';
 const PUBS = 20;
 const EXPORT_MAX_BYTES = 8192;
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs the built report script (what `npm run report` runs) to completion. */
-function report(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [REPORT, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.once('exit', (code) => resolve({ code, stdout, stderr }));
-  });
+function report(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CommandResult> {
+  return runCommand(process.execPath, [REPORT, ...args], { env });
 }
 
 type Stats = Record<string, unknown> & { latency: Record<string, { since_start: Record<string, number> }> };
@@ -171,17 +158,7 @@ describe('npm run report and monitoring.export_file, against a 2-shard server', 
   });
 
   test('npm run report runs the built script and leaves dist/ in place', async () => {
-    const run = await new Promise<Run>((resolve) => {
-      const child = spawn('npm', ['run', '--silent', 'report', '--', '--url', url, '--token', TOKEN, '--format', 'json'], {
-        cwd: fileURLToPath(new URL('../..', import.meta.url)),
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-      child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-      child.once('exit', (code) => resolve({ code, stdout, stderr }));
-    });
+    const run = await runCommand('npm', ['run', '--silent', 'report', '--', '--url', url, '--token', TOKEN, '--format', 'json'], { cwd: fileURLToPath(new URL('../..', import.meta.url)) }, 30_000);
     assert.equal(run.code, 0, run.stderr);
     assert.equal((JSON.parse(run.stdout) as Record<string, unknown>).pub_since_start_count, 2 * PUBS);
     assert.ok(existsSync(REPORT) && existsSync(fileURLToPath(import.meta.url)), 'dist/ is still there');
