@@ -1,5 +1,6 @@
 /**
- * GET /metrics (Prometheus text 0.0.4), /stats and /alerts on the WebSocket port, answered by
+ * GET /metrics (Prometheus text 0.0.4), /stats and /alerts on the WebSocket port (and the page
+ * that draws them, /dashboard: src/metrics/dashboard.ts), answered by
  * whichever shard takes the request: it copies the document the primary rendered into shared
  * memory this interval (src/metrics/snapshot.ts) and sends it. /stats is the shard table's live
  * counters (src/shard/http.ts) with the primary's latency, resource and alert figures spliced in.
@@ -11,6 +12,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { digest } from '../shard/admin-http.js';
 import { sendJson } from '../shard/http.js';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '../util/uws.js';
+import { attachDashboardRoute } from './dashboard.js';
 import { SnapshotDoc, type SnapshotReader } from './snapshot.js';
 
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
@@ -40,6 +42,7 @@ export function attachMetricsRoutes(app: TemplatedApp, options: MetricsRoutesOpt
   };
   app.get('/metrics', document(SnapshotDoc.METRICS, PROMETHEUS_CONTENT_TYPE));
   app.get('/alerts', document(SnapshotDoc.ALERTS, 'application/json'));
+  attachDashboardRoute(app);
 
   app.get('/stats', (res, req) => {
     if (!allowed(req)) return unauthorized(res);
