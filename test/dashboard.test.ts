@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { loadDashboard } from '../src/metrics/dashboard.js';
 import { getJson, getText, member, membersOnEveryShard, type TestClient } from './helpers/client.js';
 import { until } from './helpers/messaging.js';
 import { startProcess, testConfig, type ServerProcess } from './helpers/server.js';
@@ -200,5 +201,19 @@ describe('GET /dashboard in chromium, with pubs across 2 shards', { skip }, () =
       await second.close();
     }
     assert.deepEqual(pageErrors, [], 'no script error and no CSP violation on the page');
+  });
+});
+
+describe('the dashboard page file', () => {
+  test('a page file that cannot be read is an error naming it, for a coded 500 instead of a shard that fails to start', () => {
+    const page = loadDashboard('/nonexistent/dashboard.html');
+    assert.ok(page instanceof Error);
+    assert.match(page.message, /cannot read \/nonexistent\/dashboard\.html/);
+  });
+
+  test('the shipped page loads with a hash per inline script and style', () => {
+    const page = loadDashboard();
+    assert.ok(!(page instanceof Error), String(page));
+    assert.match(page.csp, /script-src 'sha256-[A-Za-z0-9+/]+=*'; style-src 'sha256-[A-Za-z0-9+/]+=*';/);
   });
 });
