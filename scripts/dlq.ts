@@ -1,22 +1,24 @@
 /**
- * `npm run dlq -- list|show ID|requeue ID|purge [ID] [--url URL] [--token TOKEN] [--limit N]`
+ * `npm run dlq -- list|show ID|requeue ID|purge [ID] [--url URL] [--token TOKEN] [--limit N] [--after ID]`
  *
  * Manages the dead-letter queue of a running server through its admin HTTP API (the broker
  * in the server owns the store and its in-memory queues, so the CLI never writes LMDB itself).
  * URL defaults to http://127.0.0.1:$WEBSOCKET_PORT (8765); TOKEN to $WEBSOCKET_ADMIN_TOKEN
  * (without a configured token the server answers loopback clients only). Prints JSON; exits
- * 1 when the server answers with an error, 2 on a usage error.
+ * 1 when the server answers with an error, 2 on a usage error. `list` prints one page: pass its
+ * `next` as --after for the following one.
  */
 import { parseArgs } from 'node:util';
+import { DEFAULT_PORT } from '../src/config/schema.js';
 
-const USAGE = 'usage: npm run dlq -- list|show ID|requeue ID|purge [ID] [--url http://127.0.0.1:8765] [--token TOKEN] [--limit N]';
+const USAGE = `usage: npm run dlq -- list|show ID|requeue ID|purge [ID] [--url http://127.0.0.1:${DEFAULT_PORT}] [--token TOKEN] [--limit N] [--after ID]`;
 
 async function main(): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({
       allowPositionals: true,
-      options: { url: { type: 'string' }, token: { type: 'string' }, limit: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      options: { url: { type: 'string' }, token: { type: 'string' }, limit: { type: 'string' }, after: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
     });
   } catch (err) {
     console.error(`dlq: ${(err as Error).message}\n${USAGE}`);
@@ -28,16 +30,20 @@ async function main(): Promise<number> {
     console.log(USAGE);
     return values.help ? 0 : 2;
   }
-  const base = (values.url ?? `http://127.0.0.1:${process.env.WEBSOCKET_PORT ?? 8765}`).replace(/\/$/, '');
+  const base = (values.url ?? `http://127.0.0.1:${process.env.WEBSOCKET_PORT ?? DEFAULT_PORT}`).replace(/\/$/, '');
   const token = values.token ?? process.env.WEBSOCKET_ADMIN_TOKEN ?? '';
   const one = id === undefined ? '' : `/${encodeURIComponent(id)}`;
   let method: string;
   let path: string;
   switch (command) {
-    case 'list':
+    case 'list': {
       method = 'GET';
-      path = `/admin/dlq${values.limit ? `?limit=${encodeURIComponent(values.limit)}` : ''}`;
+      const query = new URLSearchParams();
+      if (values.limit) query.set('limit', values.limit);
+      if (values.after) query.set('after', values.after);
+      path = `/admin/dlq${query.toString() ? `?${query.toString()}` : ''}`;
       break;
+    }
     case 'show':
     case 'requeue':
       if (id === undefined) {

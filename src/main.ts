@@ -4,7 +4,8 @@
  */
 import { parseArgs } from 'node:util';
 import { loadConfig } from './config/load.js';
-import { createServer } from './index.js';
+import { createServer, type RunningServer } from './index.js';
+import { warnIfFewOpenFiles } from './ops/open-files.js';
 import { installLastResort } from './primary/last-resort.js';
 import { OcsError } from './protocol/errors.js';
 import { createLogger } from './util/logger.js';
@@ -46,28 +47,38 @@ async function main(): Promise<void> {
   }
   const log = createLogger(loaded.config.logging.level);
   installLastResort(log);
-  let server;
-  try {
-    server = await createServer({ loaded, logger: log });
-  } catch (err) {
-    log.fatal({ code: err instanceof OcsError ? err.code : 'E_STARTUP', err }, 'server failed to start');
-    process.exit(EXIT_STARTUP);
-  }
+  warnIfFewOpenFiles(loaded.config.websocket.server.max_connections, log);
+  // Signal handlers go in before the server starts: the `ready` line is logged inside
+  // createServer, and a SIGTERM that a supervisor sends right after it must still shut down
+  // gracefully rather than kill the process with its uWS sockets open.
+  let server: RunningServer | null = null;
+  let pendingSignal: string | null = null;
   const timeoutMs = loaded.config.websocket.server.shutdown_timeout * 1000;
-  const stop = (signal: string): void => {
+  const stop = (running: RunningServer, signal: string): void => {
     log.info({ signal, timeoutMs }, 'shutting down');
     const deadline = setTimeout(() => {
       log.error({ code: 'E_INTERNAL', timeoutMs }, 'shutdown timed out');
       process.exit(EXIT_STARTUP);
     }, timeoutMs);
     deadline.unref();
-    void server.close().then(() => {
+    void running.close().then(() => {
       log.info('stopped');
       process.exit(0);
     });
   };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  const onSignal = (signal: string): void => {
+    if (server === null) pendingSignal ??= signal;
+    else stop(server, signal);
+  };
+  process.once('SIGTERM', () => onSignal('SIGTERM'));
+  process.once('SIGINT', () => onSignal('SIGINT'));
+  try {
+    server = await createServer({ loaded, logger: log });
+  } catch (err) {
+    log.fatal({ code: err instanceof OcsError ? err.code : 'E_STARTUP', err }, 'server failed to start');
+    process.exit(EXIT_STARTUP);
+  }
+  if (pendingSignal !== null) stop(server, pendingSignal);
 }
 
 void main();

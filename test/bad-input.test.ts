@@ -123,6 +123,31 @@ describe('bad input hurts only the connection that sent it', () => {
   });
 });
 
+describe('deeply nested data', () => {
+  let server: RunningServer;
+  before(async () => {
+    server = await startInProcess({});
+  });
+  after(() => server.close());
+
+  test('data nested deeper than 64 levels is E_BAD_FRAME, however small the frame; 63 levels are fine', async () => {
+    const client = await member(server.port, 'nester', ['g']);
+    const nested = (depth: number): string => '['.repeat(depth) + ']'.repeat(depth);
+    // 30,000 levels fit in max_payload; re-encoding them would overflow the stack.
+    client.sendRaw(`{"op":"pub","group":"g","data":${nested(30_000)},"ref":"deep"}`);
+    const err = await client.next((f) => f.ref === 'deep');
+    assert.equal(err.op, 'err');
+    assert.equal(err.code, 'E_BAD_FRAME');
+    assert.match(String(err.message), /nested deeper than 64/);
+    // The frame object is level 1, so data may nest 63 levels.
+    client.sendRaw(`{"op":"pub","group":"g","data":${nested(63)},"ref":"ok"}`);
+    assert.equal((await client.next((f) => f.ref === 'ok')).op, 'ack');
+    client.sendRaw(`{"op":"pub","group":"g","data":${nested(64)},"ref":"one-too-many"}`);
+    assert.equal((await client.next((f) => f.ref === 'one-too-many')).code, 'E_BAD_FRAME');
+    client.close();
+  });
+});
+
 describe('rate limit', () => {
   let server: RunningServer;
   before(async () => {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { msgsIn, sleep, startBroker, type TestBroker } from './helpers/broker.js';
+import { until } from './helpers/messaging.js';
 
 describe('broker: direct messages', () => {
   let t: TestBroker;
@@ -67,6 +68,21 @@ describe('broker: direct messages', () => {
     for (const [shard, sid] of [[0, 'dan-1'], [0, 'dan-2'], [1, 'dan-3']] as const) link.offline(shard, sid, 'dan');
   });
 
+  test("with more than 32 shards a user's connections still get exactly one DELIVER_USER per shard", async () => {
+    const { link, broker } = t;
+    const shards = Array.from({ length: 40 }, (_, shard) => shard);
+    // Two connections on some shards, and shards that share their low five bits (0 and 32, 1 and 33).
+    const sids: Array<readonly [number, string]> = shards.map((shard) => [shard, `ned-${shard}`] as const);
+    sids.push([0, 'ned-0b'], [33, 'ned-33b'], [39, 'ned-39b']);
+    for (const [shard, sid] of sids) link.online(shard, sid, 'ned');
+    const id = await broker.send('ned', 'to every shard', { pri: 3 });
+    const deliveries = link.all('deliverToUser', (c) => c.user === 'ned');
+    assert.deepEqual(deliveries.map((c) => c.shard).sort((a, b) => a - b), shards);
+    assert.ok(deliveries.every((c) => msgsIn(c.frame)[0]!.id === id));
+    link.ack(5, 'ned-5', 'ned', id);
+    for (const [shard, sid] of sids) link.offline(shard, sid, 'ned');
+  });
+
   test("an ack of an unknown id, of someone else's message, or a second ack gets E_UNKNOWN_ID; the message still waits for its recipient", async () => {
     const { link, broker } = t;
     link.online(0, 'eve-1', 'eve');
@@ -84,6 +100,36 @@ describe('broker: direct messages', () => {
     assert.equal(link.all('error', (c) => c.sid === 'eve-1' && c.code === 'E_UNKNOWN_ID').length, 1, 'the second ack is refused');
     link.offline(0, 'eve-1', 'eve');
     link.offline(1, 'fay-1', 'fay');
+  });
+
+  test('only a delivered message can be acknowledged: an ack of one still scheduled, or waiting for its offline recipient, gets E_UNKNOWN_ID and changes nothing', async () => {
+    const { link, broker } = t;
+    const scheduled = await broker.send('ken', 'later', { at: Date.now() + 60_000, pri: 3 });
+    const waiting = await broker.send('lea', 'when lea connects', { pri: 3 });
+    link.online(0, 'ken-1', 'ken');
+    link.ack(0, 'ken-1', 'ken', scheduled);
+    link.ack(0, 'ken-2', 'lea', waiting); // lea's own id, sent before anything was delivered to her
+    const refused = link.all('error', (c) => c.sid === 'ken-1' || c.sid === 'ken-2');
+    assert.deepEqual(refused.map((c) => c.code), ['E_UNKNOWN_ID', 'E_UNKNOWN_ID']);
+    link.online(1, 'lea-1', 'lea');
+    const delivered = await link.next('deliverToSid', (c) => c.sid === 'lea-1');
+    assert.equal(msgsIn(delivered.frame)[0]!.id, waiting, 'still delivered');
+    link.ack(1, 'lea-1', 'lea', waiting);
+    assert.equal(link.all('error', (c) => c.sid === 'lea-1').length, 0, 'and then acknowledged');
+    link.offline(0, 'ken-1', 'ken');
+    link.offline(1, 'lea-1', 'lea');
+  });
+
+  test('the embedding API checks its arguments: TypeError for a bad user, pri, at or from', async () => {
+    const { broker } = t;
+    await assert.rejects(broker.send('no body', 'x'), TypeError);
+    await assert.rejects(broker.send('ok', 'x', { pri: 7 }), TypeError);
+    await assert.rejects(broker.send('ok', 'x', { at: -5 }), TypeError);
+    await assert.rejects(broker.send('ok', 'x', { from: 'a"b' }), TypeError);
+    assert.throws(() => broker.publish('room', 'x', { pri: 4 }), TypeError);
+    assert.throws(() => broker.publish('room', 'x', { from: '' }), TypeError);
+    assert.throws(() => broker.publish('bad group', 'x'), TypeError);
+    assert.equal(t.link.all('groupPub').length, 0);
   });
 
   test('a send with a future `at` is acknowledged once stored and delivered no earlier than `at`', async () => {
@@ -113,5 +159,65 @@ describe('broker: direct messages', () => {
     assert.equal(msgsIn(delivered.frame)[0]!.id, id);
     link.ack(0, 'hal-2', 'hal', id);
     link.offline(0, 'hal-2', 'hal');
+  });
+});
+
+describe('broker: frames cut to what a ring carries', () => {
+  let t: TestBroker;
+  before(async () => {
+    // 64 KiB rings: a record of at most 32 KiB, so three 10 KB messages make a batch too large for one.
+    t = await startBroker({ delivery: { ack_timeout: 30 }, performance: { ring_bytes: 65536, batch_size: 50 }, server: { max_payload: 16384 } });
+  });
+  after(() => t.close());
+
+  test('a backlog of large messages goes out in batches that each fit a ring record, all of it, in order', async () => {
+    const { link } = t;
+    const text = 'x'.repeat(10_000);
+    for (let i = 0; i < 10; i++) {
+      link.send(0, 'sam-1', 'sam', 'tia', { i, text }, { ref: `big${i}` });
+      assert.equal((await link.answerTo(`big${i}`)).op, 'senderAck');
+    }
+    link.online(1, 'tia-1', 'tia');
+    assert.equal((await link.next('welcome', (c) => c.sid === 'tia-1')).pending, 10);
+    await link.next('deliverToSid', (c) => c.sid === 'tia-1' && msgsIn(c.frame).some((m) => (m.data as { i: number }).i === 9));
+    const frames = link.all('deliverToSid', (c) => c.sid === 'tia-1');
+    assert.ok(frames.length >= 4, `${frames.length} frames for 10 messages of 10 KB`);
+    for (const c of frames) assert.ok(Buffer.byteLength(c.frame) <= link.maxFrameBytes, `a frame of ${Buffer.byteLength(c.frame)} bytes`);
+    const order = frames.flatMap((c) => msgsIn(c.frame).map((m) => (m.data as { i: number }).i));
+    assert.deepEqual(order, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    for (const c of frames) for (const m of msgsIn(c.frame)) link.ack(1, 'tia-1', 'tia', m.id as string);
+  });
+
+  test('data too large for any frame is refused with E_TOO_LARGE, from the embedding API too; nothing is stored', async () => {
+    const { link, broker } = t;
+    const accepted = broker.stats.accepted;
+    const huge = 'y'.repeat(40_000);
+    await assert.rejects(broker.send('tia', huge), (err: Error & { code?: string }) => err.code === 'E_TOO_LARGE' && /over the \d+ one message may carry/.test(err.message));
+    assert.throws(() => broker.publish('room', huge), (err: Error & { code?: string }) => err.code === 'E_TOO_LARGE');
+    assert.equal(broker.stats.accepted, accepted);
+    assert.equal(link.all('groupPub', (c) => c.group === 'room').length, 0);
+  });
+});
+
+describe('broker: a stored message larger than the rings now carry', () => {
+  test('is dead-lettered when due, its size known from its metadata, and the messages behind it are delivered', async () => {
+    const first = await startBroker();
+    const big = await first.broker.send('vic', 'w'.repeat(100_000), { pri: 2 });
+    const small = await first.broker.send('vic', 'small');
+    await first.close(true);
+    // Rings of 64 KB carry frames of about 32 KB: the 100 KB message was stored under 4 MiB rings.
+    const t = await startBroker({ dataDir: first.dataDir, performance: { ring_bytes: 64 * 1024 }, server: { max_payload: 16 * 1024 } });
+    try {
+      t.link.online(0, 'vic-1', 'vic');
+      const delivered = await t.link.next('deliverToSid', (c) => c.sid === 'vic-1');
+      assert.deepEqual(msgsIn(delivered.frame).map((m) => m.id), [small]);
+      const letter = await until(() => t.store.getDead(big), 'the undeliverable message dead-lettered');
+      assert.match(letter.reason, /^undeliverable: its data of 100002 bytes is over the \d+ one message may carry between threads \(performance\.ring_bytes\)$/);
+      assert.equal((JSON.parse(letter.data) as string).length, 100_000, 'its data moved from the queue to the dead letter');
+      assert.equal(t.broker.stats.dead_lettered, 1);
+      assert.equal(t.broker.stats.stored, 1, 'the small one, awaiting its ack');
+    } finally {
+      await t.close();
+    }
   });
 });

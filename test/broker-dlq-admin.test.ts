@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { answerDlqRequest, serveDlqRequest, type DeadLetterStore } from '../src/broker/dlq-admin.js';
 import { msgsIn, startBroker, type TestBroker } from './helpers/broker.js';
 
 describe('broker: the /admin/dlq requests the shards forward', () => {
@@ -92,6 +93,86 @@ describe('broker: the /admin/dlq requests the shards forward', () => {
     const letter = t.store.listDead(1000).find((l) => l.target === 'p:room')!;
     assert.equal((await admin('post', `/admin/dlq/${letter.id}/frobnicate`)).status, 404);
     const refused = await admin('post', `/admin/dlq/${letter.id}/requeue`);
-    assert.deepEqual(refused, { status: 500, body: { code: 'E_INTERNAL', message: 'a dead-lettered pub cannot be requeued: pubs are not stored' } });
+    assert.deepEqual(refused, { status: 409, body: { code: 'conflict', message: 'a dead-lettered pub cannot be requeued: pubs are not stored' } });
+  });
+
+  test('a bad percent-encoding is a coded 400, in every method', async () => {
+    for (const path of ['/admin/dlq/%', '/admin/dlq/%zz', '/admin/dlq/%E0%A4%A', '/admin/dlq/%/requeue']) {
+      for (const method of ['get', 'delete', 'post']) {
+        assert.deepEqual(await admin(method, path), { status: 400, body: { code: 'bad_request', message: 'the dead letter id is not valid percent-encoded UTF-8' } }, `${method} ${path}`);
+      }
+    }
+  });
+
+  test('a store that fails is a coded 500, and a reply that throws is reported, not left as a rejection', async () => {
+    const broken: DeadLetterStore = {
+      countDead: () => 0,
+      listDead: () => [],
+      getDead: () => {
+        throw new Error('disk on fire');
+      },
+      removeDead: () => Promise.reject(new Error('no')),
+      purgeDead: () => Promise.reject(new Error('no')),
+    };
+    const requeue = (): Promise<string> => Promise.reject(new Error('no'));
+    assert.deepEqual(await answerDlqRequest('get', '/admin/dlq/x', broken, requeue), { status: 500, body: { code: 'internal_error', message: 'disk on fire' } });
+    assert.deepEqual(await answerDlqRequest('delete', '/admin/dlq', broken, requeue), { status: 500, body: { code: 'internal_error', message: 'no' } });
+    const failed = await new Promise<unknown>((resolve) => {
+      serveDlqRequest('get', '/admin/dlq', broken, requeue, () => {
+        throw new Error('ring gone');
+      }, resolve);
+    });
+    assert.equal((failed as Error).message, 'ring gone');
+  });
+});
+
+describe('broker: /admin/dlq pages fit the shard link', () => {
+  let t: TestBroker;
+  before(async () => {
+    // 64 KiB rings: an answer of at most about 32 KB.
+    t = await startBroker({ performance: { ring_bytes: 65536 }, server: { max_payload: 16384 } });
+    t.broker.registerProcessor('broken', () => {
+      throw new Error('no');
+    });
+  });
+  after(() => t.close());
+
+  test('a list of large letters is cut by bytes into pages, each one ring record; next leads through all of them, in order', async () => {
+    const text = 'x'.repeat(10_000);
+    const ids: string[] = [];
+    for (let n = 0; n < 8; n++) {
+      t.link.send(0, 'ops-1', 'ops', 'lou', { type: 'broken', n, text }, { ref: `big-${n}` });
+      const ack = await t.link.answerTo(`big-${n}`);
+      assert.ok(ack.op === 'senderAck');
+      ids.push(ack.id);
+    }
+    const seen: string[] = [];
+    let after: string | null = null;
+    let pages = 0;
+    do {
+      const requestId = 1000 + pages++;
+      t.link.admin(0, requestId, 'get', `/admin/dlq?limit=1000${after === null ? '' : `&after=${after}`}`);
+      const reply = await t.link.next('adminReply', (c) => c.requestId === requestId);
+      assert.equal(reply.status, 200);
+      assert.ok(Buffer.byteLength(reply.bodyJson) <= t.link.maxFrameBytes, `a page of ${reply.bodyJson.length} characters`);
+      const body = JSON.parse(reply.bodyJson) as { count: number; items: Array<{ id: string }>; next: string | null };
+      assert.equal(body.count, 8);
+      seen.push(...body.items.map((item) => item.id));
+      after = body.next;
+    } while (after !== null);
+    assert.deepEqual(seen, ids);
+    assert.ok(pages >= 3, `${pages} pages`);
+  });
+
+  test('limit still applies, and next says whether more follow', async () => {
+    const requestId = 2000;
+    t.link.admin(0, requestId, 'get', '/admin/dlq?limit=1');
+    const first = JSON.parse((await t.link.next('adminReply', (c) => c.requestId === requestId)).bodyJson) as { items: Array<{ id: string }>; next: string | null };
+    assert.equal(first.items.length, 1);
+    assert.equal(first.next, first.items[0]!.id);
+    const last = t.store.listDead(1000).at(-1)!.id;
+    t.link.admin(0, requestId + 1, 'get', `/admin/dlq?limit=5&after=${t.store.listDead(1000).at(-2)!.id}`);
+    const end = JSON.parse((await t.link.next('adminReply', (c) => c.requestId === requestId + 1)).bodyJson) as { items: Array<{ id: string }>; next: string | null };
+    assert.deepEqual([end.items.map((i) => i.id), end.next], [[last], null]);
   });
 });

@@ -18,13 +18,22 @@ describe('broker: processors run before routing', () => {
       throw new Error('cannot handle this');
     });
     t.broker.registerProcessor('sour', () => Promise.reject(new Error('went off')));
+    t.broker.registerProcessor('bigint', (m) => ({ ...m, data: { n: 1n } }));
+    t.broker.registerProcessor('cycle', async (m) => {
+      const data: Record<string, unknown> = {};
+      data.self = data;
+      return { ...m, data };
+    });
+    // Output no ring record can carry (rings of 4 MiB: records of at most 2 MiB).
+    t.broker.registerProcessor('bloat', (m) => ({ ...m, data: 'z'.repeat(3_000_000) }));
     t.link.online(1, 'bob-1', 'bob');
   });
   after(() => t.close());
 
   test('the shards learn which data.type values to send through the broker', () => {
-    assert.deepEqual([...t.link.processorTypes].sort(), ['broken', 'raise', 'secret', 'shout', 'sour']);
-    assert.deepEqual(t.broker.processorTypes().sort(), ['broken', 'raise', 'secret', 'shout', 'sour']);
+    const types = ['bigint', 'bloat', 'broken', 'cycle', 'raise', 'secret', 'shout', 'sour'];
+    assert.deepEqual([...t.link.processorTypes].sort(), types);
+    assert.deepEqual(t.broker.processorTypes().sort(), types);
   });
 
   test('a processor may change the data (sync) or the priority (async) of a send or an any', async () => {
@@ -73,6 +82,20 @@ describe('broker: processors run before routing', () => {
     assert.equal(link.all('deliverToUser', (c) => c.frame.includes('"broken"') || c.frame.includes('"sour"')).length, 0);
   });
 
+  test('a processor whose result cannot be JSON (a BigInt, sync; a cycle, async) sends the message to the dead-letter queue with the reason; the sender gets its id', async () => {
+    const { link, store } = t;
+    for (const [type, reason] of [['bigint', /BigInt/], ['cycle', /circular/]] as const) {
+      link.send(0, 'alice-1', 'alice', 'bob', { type }, { ref: type });
+      const ack = await link.answerTo(type);
+      assert.ok(ack.op === 'senderAck', `${type}: ${JSON.stringify(ack)}`);
+      const letter = store.getDead(ack.id);
+      assert.ok(letter, `${type}: dead-lettered`);
+      assert.match(letter.reason, new RegExp(`^processor for type "${type}" returned data that cannot be JSON: `));
+      assert.match(letter.reason, reason);
+      assert.deepEqual(JSON.parse(letter.data), { type }, 'the message as it came in');
+    }
+  });
+
   test('a pub of a processed type reaches every shard changed, and its sender gets the ack; a throwing one is dead-lettered', async () => {
     const { link, store } = t;
     link.pub(0, 'alice-1', 'alice', 'room', { type: 'shout', text: 'hello' }, 'p');
@@ -84,10 +107,26 @@ describe('broker: processors run before routing', () => {
     assert.equal(seen.at(-1)!.kind, 'pub');
 
     link.pub(0, 'alice-1', 'alice', 'room', { type: 'broken' }, 'bp');
-    assert.equal((await link.answerTo('bp')).op, 'senderAck');
-    // The dead letter has an id of its own: the pub's id was never a stored message's.
+    const deadAck = await link.answerTo('bp');
+    assert.ok(deadAck.op === 'senderAck');
+    // The dead letter keeps the id its sender was acknowledged with, so the sender can find it.
     const letters = store.listDead(1000).filter((l) => l.target === 'p:room');
-    assert.deepEqual(letters.map((l) => JSON.parse(l.data)), [{ type: 'broken' }]);
+    assert.deepEqual(letters.map((l) => [l.id, JSON.parse(l.data)]), [[deadAck.id, { type: 'broken' }]]);
+  });
+
+  test("a processor's output too large for a ring record is refused with E_TOO_LARGE: a send is not stored, a pub not published", async () => {
+    const { link, broker } = t;
+    const accepted = broker.stats.accepted;
+    link.send(0, 'alice-1', 'alice', 'bob', { type: 'bloat' }, { ref: 'fat-send' });
+    link.pub(0, 'alice-1', 'alice', 'room', { type: 'bloat' }, 'fat-pub');
+    for (const ref of ['fat-send', 'fat-pub']) {
+      const answer = await link.answerTo(ref);
+      assert.ok(answer.op === 'error', ref);
+      assert.equal(answer.code, 'E_TOO_LARGE');
+      assert.match(answer.message, /data of 3000002 bytes is over the \d+ one message may carry between threads/);
+    }
+    assert.equal(broker.stats.accepted, accepted);
+    assert.equal(link.all('groupPub', (c) => c.frame.length > 1_000_000).length, 0);
   });
 
   test('the embedding API goes through processors too', async () => {

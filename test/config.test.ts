@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { describe, test } from 'node:test';
 import { parse } from 'yaml';
@@ -148,5 +148,15 @@ describe('configuration', () => {
       () => loadConfig({ file: writeConfig({ websocket: { server: { max_payload: 1048576 }, performance: { ring_bytes: 1048576 } } }), env }),
       /ring_bytes must be at least 4 x websocket.server.max_payload/,
     );
+  });
+
+  test('delivery.weights and group_strategies are Maps keyed by any name, __proto__ and constructor included; a bad value names its key', () => {
+    const file = writeConfig({});
+    writeFileSync(file, 'websocket:\n  delivery:\n    weights: {__proto__: 3, constructor: 2}\n    group_strategies: {__proto__: weighted}\n');
+    const { config } = loadConfig({ file, env: {}, overrides: { websocket: { delivery: { weights: JSON.parse('{"toString": 4}') as unknown } } } });
+    assert.deepEqual([...config.websocket.delivery.weights], [['__proto__', 3], ['constructor', 2], ['toString', 4]]);
+    assert.deepEqual([...config.websocket.delivery.group_strategies], [['__proto__', 'weighted']]);
+    assert.throws(() => loadConfig({ file: writeConfig({ websocket: { delivery: { weights: { ann: -1 } } } }), env: {} }), /websocket\.delivery\.weights\.ann: Number must be greater than 0/);
+    assert.throws(() => loadConfig({ file: writeConfig({ websocket: { delivery: { group_strategies: { ops: 'fastest' } } } }), env: {} }), /websocket\.delivery\.group_strategies\.ops: Invalid enum value/);
   });
 });

@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { IpLimiter } from '../src/shard/ip-limits.js';
+import { SignJWT } from 'jose';
+import { connect, getJson, type TestClient } from './helpers/client.js';
+import { startInProcess } from './helpers/server.js';
+import { IpLimiter, ipLimitsPerShard } from '../src/shard/ip-limits.js';
 
 describe('per-IP connection limits', () => {
   test('an address may open `burst` connections at once, then `attemptsPerSecond` a second', () => {
@@ -31,9 +34,75 @@ describe('per-IP connection limits', () => {
     assert.ok(limiter.tracked <= 2);
   });
 
+  test('each shard enforces its share of the per-server figures, rounded up and never to 0 (unlimited)', () => {
+    const limits = { connection_attempts_per_ip: 100, connection_burst_per_ip: 1000, unauthenticated_per_ip: 3, max_tracked_ips: 5000 };
+    assert.deepEqual(ipLimitsPerShard(limits, 4), { attemptsPerSecond: 25, burst: 250, maxUnauthenticated: 1, maxAddresses: 5000 });
+    assert.deepEqual(ipLimitsPerShard({ ...limits, unauthenticated_per_ip: 1 }, 8).maxUnauthenticated, 1);
+    assert.deepEqual(ipLimitsPerShard({ ...limits, connection_attempts_per_ip: 0, unauthenticated_per_ip: 0 }, 2), { attemptsPerSecond: 0, burst: 500, maxUnauthenticated: 0, maxAddresses: 5000 });
+  });
+
   test('keys are addresses in a Map: odd strings are plain keys', () => {
     const limiter = new IpLimiter({ attemptsPerSecond: 1, burst: 1, maxUnauthenticated: 1, maxAddresses: 10 });
     for (const ip of ['__proto__', 'constructor', 'toString']) assert.equal(limiter.admit(ip, true, 0), 'ok');
     assert.equal(limiter.admit('__proto__', true, 5000), 'too_many_unauthenticated');
+  });
+});
+
+/** The HTTP status and body code of a refused upgrade; undefined when it was accepted. */
+async function refusal(port: number, query = ''): Promise<{ status: number; code: string } | undefined> {
+  try {
+    const client = await connect(port, { query });
+    client.close();
+    await client.closed;
+    return undefined;
+  } catch (err) {
+    const { status, body } = err as { status: number; body: string };
+    return { status, code: (JSON.parse(body) as { code: string }).code };
+  }
+}
+
+describe('per-IP limits in front of the upgrade (one shard, so the figures are not divided)', () => {
+  test('a burst of connection attempts beyond the limit gets HTTP 429 E_RATE_LIMITED, counted', async () => {
+    const server = await startInProcess({
+      websocket: { server: { shards: 1 }, limits: { connection_attempts_per_ip: 0.1, connection_burst_per_ip: 4, unauthenticated_per_ip: 0 } },
+    });
+    try {
+      for (let i = 0; i < 4; i++) assert.equal(await refusal(server.port, `user=u${i}`), undefined, `attempt ${i} is within the burst`);
+      assert.deepEqual(await refusal(server.port, 'user=u4'), { status: 429, code: 'E_RATE_LIMITED' });
+      const { body } = await getJson(server.port, '/stats');
+      assert.equal((body.totals as Record<string, number>).ip_refused_rate, 1);
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('unauthenticated sockets beyond the cap get 429, a connection with ?token= still gets in, and a place is given back on auth', async () => {
+    const secret = 'ip-limits-test-secret-of-reasonable-length';
+    const server = await startInProcess({
+      websocket: {
+        server: { shards: 1 },
+        auth: { secret, allow_anonymous: false },
+        limits: { connection_attempts_per_ip: 0, unauthenticated_per_ip: 2 },
+      },
+    });
+    const sign = (sub: string): Promise<string> =>
+      new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(sub).setExpirationTime('1h').sign(new TextEncoder().encode(secret));
+    const held: TestClient[] = [];
+    try {
+      held.push(await connect(server.port), await connect(server.port));
+      assert.deepEqual(await refusal(server.port), { status: 429, code: 'E_RATE_LIMITED' });
+      const withToken = await connect(server.port, { query: `token=${await sign('alice')}` });
+      assert.equal((await withToken.next((f) => f.op === 'welcome')).user, 'alice');
+      held.push(withToken);
+      // One of the waiting sockets authenticates: its place is free for the next newcomer.
+      held[0]!.send({ op: 'auth', token: await sign('bob') });
+      await held[0]!.next((f) => f.op === 'welcome');
+      held.push(await connect(server.port));
+      const { body } = await getJson(server.port, '/stats');
+      assert.equal((body.totals as Record<string, number>).ip_refused_unauthenticated, 1);
+    } finally {
+      for (const client of held) client.close();
+      await server.close();
+    }
   });
 });

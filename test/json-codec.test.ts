@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { decodeJson } from '../src/protocol/json-codec.js';
+import { decodeJson, MAX_DEPTH } from '../src/protocol/json-codec.js';
 import { MAX_ID_LENGTH, MAX_REF_LENGTH, type ClientFrame, type FrameError } from '../src/protocol/frames.js';
 
 const encoder = new TextEncoder();
@@ -26,7 +26,8 @@ function assertBad(result: ClientFrame | FrameError, message: RegExp, ref?: stri
 
 describe('decodeJson: valid frames', () => {
   const valid: Array<[string, unknown, ClientFrame]> = [
-    ['auth', { op: 'auth', token: 'abc.def.ghi' }, { op: 'auth', token: 'abc.def.ghi' }],
+    ['auth', { op: 'auth', token: 'abc.def.ghi' }, { op: 'auth', token: 'abc.def.ghi', ref: undefined }],
+    ['auth with a ref (a token refresh)', { op: 'auth', token: 'abc.def.ghi', ref: 'r' }, { op: 'auth', token: 'abc.def.ghi', ref: 'r' }],
     ['join', { op: 'join', group: 'team.red', ref: 'r1' }, { op: 'join', group: 'team.red', ref: 'r1' }],
     ['join without ref', { op: 'join', group: 'g' }, { op: 'join', group: 'g', ref: undefined }],
     ['leave', { op: 'leave', group: 'g', ref: 'r2' }, { op: 'leave', group: 'g', ref: 'r2' }],
@@ -133,10 +134,17 @@ describe('decodeJson: hostile values', () => {
     assert.equal((frame.data as { text: string }).text.length, 1 << 20);
   });
 
-  test('deeply nested data decodes without throwing', () => {
-    const depth = 100_000;
-    const frame = decodeText(`{"op":"pub","group":"g","data":${'['.repeat(depth)}${']'.repeat(depth)}}`);
-    assert.equal(frame.op, 'pub');
+  test(`data nested deeper than ${MAX_DEPTH} levels is a bad frame (encoding it again would overflow the stack), with its ref`, () => {
+    const nested = (depth: number, inner = '1'): string => '['.repeat(depth) + inner + ']'.repeat(depth);
+    assertBad(decodeText(`{"op":"pub","group":"g","data":${nested(100_000)},"ref":"r"}`), /nested deeper than 64 levels/, 'r');
+    // The frame object is level 1: data may nest 63 levels, arrays or objects alike.
+    assert.equal(decodeText(`{"op":"pub","group":"g","data":${nested(MAX_DEPTH - 1)}}`).op, 'pub');
+    assertBad(decodeText(`{"op":"pub","group":"g","data":${nested(MAX_DEPTH)}}`), /nested deeper/);
+    const objects = (depth: number): string => '{"a":'.repeat(depth) + '1' + '}'.repeat(depth);
+    assert.equal(decodeText(`{"op":"pub","group":"g","data":${objects(MAX_DEPTH - 1)}}`).op, 'pub');
+    assertBad(decodeText(`{"op":"pub","group":"g","data":${objects(MAX_DEPTH)}}`), /nested deeper/);
+    // Deep in a later element of a wide array counts too.
+    assertBad(decodeText(`{"op":"pub","group":"g","data":[1,{"x":2},${nested(MAX_DEPTH)}]}`), /nested deeper/);
   });
 
   test('deeply nested JSON that is cut short is a bad frame, not a throw', () => {

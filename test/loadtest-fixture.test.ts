@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { runLoadTest } from '../src/loadtest/runner.js';
-import { parseScenarios, type ScenarioSpec } from '../src/loadtest/scenarios.js';
+import { runLoadTest } from '../tools/loadtest/runner.js';
+import { parseScenarios, type ScenarioSpec } from '../tools/loadtest/scenarios.js';
 import { assertSaneRun } from './fixtures/loadtest-sanity.js';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/ocs-fixture-server.js', import.meta.url));

@@ -11,19 +11,19 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { DEFAULT_SCENARIOS_FILE } from '../src/loadtest/cli.js';
-import { runLoadTest } from '../src/loadtest/runner.js';
-import { applyOverrides, loadScenarios, selectScenarios } from '../src/loadtest/scenarios.js';
-import { SERVER_ENTRY } from '../src/loadtest/server-launcher.js';
+import { DEFAULT_SCENARIOS_FILE } from '../tools/loadtest/cli.js';
+import { runLoadTest } from '../tools/loadtest/runner.js';
+import { applyOverrides, loadScenarios, selectScenarios } from '../tools/loadtest/scenarios.js';
+import { SERVER_MAIN } from '../tools/lib/server-process.js';
 import { assertSaneRun } from './fixtures/loadtest-sanity.js';
 
 const run = promisify(execFile);
-const CLI = fileURLToPath(new URL('../scripts/loadtest.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../tools/loadtest/main.js', import.meta.url));
 const FIXTURE = fileURLToPath(new URL('./fixtures/ocs-fixture-server.js', import.meta.url));
 
 describe('load tester against the real server', () => {
   it('runs the quick suite (tiny durations) and reports sane, consistent figures', async () => {
-    assert.ok(existsSync(SERVER_ENTRY), 'dist/src/main.js is built by npm test');
+    assert.ok(existsSync(SERVER_MAIN), 'dist/src/main.js is built by npm test');
     const scenarios = selectScenarios(loadScenarios(DEFAULT_SCENARIOS_FILE), { quick: true }).map((s) =>
       applyOverrides(s, { durationS: 3, warmupS: 1, drainS: 1 }),
     );

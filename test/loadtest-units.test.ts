@@ -1,16 +1,16 @@
 /** Unit tests of the load tester's parts: no sockets, no threads. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { diffReports } from '../src/loadtest/compare.js';
-import { ABANDONED, computeDelivery, SeqSet } from '../src/loadtest/delivery.js';
-import { GRADE_TABLE, gradeScenario, overallGrade } from '../src/loadtest/grading.js';
-import { encodeHistogram, mergeEncoded, newHistogram, recordUs, summarize } from '../src/loadtest/histogram.js';
-import { renderHtml } from '../src/loadtest/report-html.js';
-import type { RunReport, ScenarioReport } from '../src/loadtest/report-types.js';
-import { DueQueue, RateStream } from '../src/loadtest/schedule.js';
-import { applyOverrides, loadScenarios, parseScenarios, selectScenarios } from '../src/loadtest/scenarios.js';
-import { DEFAULT_SCENARIOS_FILE } from '../src/loadtest/cli.js';
-import { PUB_MARK, isFastPathFrame, makeData, scanPubMarkers, type Marker } from '../src/loadtest/wire.js';
+import { diffReports } from '../tools/loadtest/compare.js';
+import { ABANDONED, computeDelivery, SeqSet } from '../tools/loadtest/delivery.js';
+import { GRADE_TABLE, gradeScenario, overallGrade } from '../tools/loadtest/grading.js';
+import { encodeHistogram, mergeEncoded, newHistogram, recordUs, summarize } from '../tools/lib/histogram.js';
+import { renderHtml } from '../tools/loadtest/report-html.js';
+import type { RunReport, ScenarioReport } from '../tools/loadtest/report-types.js';
+import { DueQueue, RateStream } from '../tools/loadtest/schedule.js';
+import { applyOverrides, loadScenarios, parseScenarios, selectScenarios } from '../tools/loadtest/scenarios.js';
+import { DEFAULT_SCENARIOS_FILE } from '../tools/loadtest/cli.js';
+import { PUB_MARK, isFastPathFrame, makeData, scanPubMarkers, type Marker } from '../tools/loadtest/wire.js';
 
 describe('scenarios', () => {
   it('loads the shipped file with every scenario the issue names', () => {
@@ -123,7 +123,7 @@ describe('wire', () => {
   it('finds every pub marker in a batch without JSON.parse, in any field order', () => {
     const d1 = makeData(PUB_MARK, 3, 7, 1_000_000_123, 1_000_000_456, 'xx');
     const d2 = makeData(PUB_MARK, 4, 0, 5, 6, '');
-    const frame = JSON.stringify({ op: 'batch', msgs: [{ op: 'msg', id: '1', data: d1, pri: 1 }, { data: d2, op: 'msg', from: 'u' }] });
+    const frame = Buffer.from(JSON.stringify({ op: 'batch', msgs: [{ op: 'msg', id: '1', data: d1, pri: 1 }, { data: d2, op: 'msg', from: 'u' }] }));
     assert.ok(isFastPathFrame(frame));
     const seen: Marker[] = [];
     const n = scanPubMarkers(frame, { slot: 0, seq: 0, dueUs: 0, sentUs: 0 }, (m) => seen.push({ ...m }));
@@ -132,8 +132,8 @@ describe('wire', () => {
       { slot: 3, seq: 7, dueUs: 1_000_000_123, sentUs: 1_000_000_456 },
       { slot: 4, seq: 0, dueUs: 5, sentUs: 6 },
     ]);
-    assert.ok(!isFastPathFrame(JSON.stringify({ op: 'msg', id: '9', data: d1, ackReq: true })));
-    assert.ok(!isFastPathFrame('{"op":"ack","ref":"p1","id":"3"}'));
+    assert.ok(!isFastPathFrame(Buffer.from(JSON.stringify({ op: 'msg', id: '9', data: d1, ackReq: true }))));
+    assert.ok(!isFastPathFrame(Buffer.from('{"op":"ack","ref":"p1","id":"3"}')));
   });
 });
 
@@ -203,7 +203,7 @@ describe('reports', () => {
       errors: { rate: 0, count: 0, operations: 1, errFrames: {} },
       delivery: { pubLossRate: 0, pubReceived: 1, pubExpected: 1, pubLost: 0, duplicates: 0, sendReceived: 0, sendExpected: 0, sendLost: 0 },
       send: { supported: true, note: 'supported' },
-      generator: { threads: 1, eluPerThread: [0.1], bottleneck: false, reasons: [] },
+      generator: { threads: 1, eluPerThread: [0.1], pacing: { blockedPercent: 1, spinPercent: 0.1 }, bottleneck: false, reasons: [] },
       server: { rssStartBytes: null, rssEndBytes: null, rssPeakBytes: null, cpuPercent: null, stats: { available: false, reason: 'HTTP 404', latencies: [], resources: {} } },
       timeSeries: [{ t: 0, p50Ms: 1, p99Ms: p99, maxMs: p99 }, { t: 1, p50Ms: 1, p99Ms: p99, maxMs: p99 }],
       grade: { grade: 'A+', points: 5, reasons: [] },

@@ -55,6 +55,16 @@ describe('send: direct, acknowledged, redelivered, dead-lettered', () => {
     assert.ok(messaging.delivered! >= messaging.acked!);
   });
 
+  test('/stats messaging.stored counts the messages the broker holds now, such as one waiting for an offline user', async () => {
+    await server.send('nobody-home', 'waiting');
+    const messaging = await until(async () => {
+      const { body } = await adminJson(server.port, 'GET', '/stats');
+      const counters = body.messaging as Record<string, number>;
+      return counters.stored! >= 1 ? counters : undefined;
+    }, 'messaging.stored in /stats');
+    assert.ok(messaging.stored_bytes! >= '"waiting"'.length);
+  });
+
   test('an unacknowledged message is delivered again until it is acknowledged, then no more', async () => {
     const carl = await member(server.port, 'carl');
     const id = await server.send('carl', 'again');

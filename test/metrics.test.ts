@@ -15,7 +15,7 @@ import { createSnapshotBuffer, SnapshotDoc, SnapshotReader, SnapshotWriter } fro
 import { ThreadMetrics } from '../src/metrics/thread-metrics.js';
 import { ErrorCodes } from '../src/protocol/errors.js';
 import { createRingBuffer } from '../src/rings/ring.js';
-import { createShardTable, errorCounter, ShardTable } from '../src/shared/shard-table.js';
+import { createShardTable, errorCounter, MESSAGING_COUNTERS, ShardTable, type MessagingCounterName } from '../src/shared/shard-table.js';
 import { parseExposition, promtoolCheck, seriesKey } from './helpers/prometheus.js';
 
 const monitoring = (alerts: Record<string, unknown> = {}) => configSchema.parse({ websocket: { monitoring: { alerts } } }).websocket.monitoring;
@@ -44,7 +44,7 @@ function hubFor(shards: number) {
       toBroker: Array.from({ length: shards }, ring),
       fromBroker: Array.from({ length: shards }, ring),
     },
-    broker: () => ({ stats: { accepted: 0, delivered: 0, redelivered: 0, acked: 0, dead_lettered: 0, dropped_low: 0, queue_full: 0, stored: 0 }, depth: { stored: 0, inflight: 0 } }),
+    broker: () => ({ stats: Object.fromEntries(MESSAGING_COUNTERS.map((name) => [name, 0])) as Record<MessagingCounterName, number>, depth: { stored: 0, inflight: 0 } }),
     requestReports: () => {},
   });
   return { hub, reader: new SnapshotReader(buffer, shards) };

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { createDoorbells, DoorbellListener } from '../src/rings/doorbell.js';
-import { createRingBuffer, HEADER_BYTES, READ_INDEX, RingReader, RingWriter, WRITE_INDEX } from '../src/rings/ring.js';
+import { createRingBuffer, HEADER_BYTES, largestRecord, READ_INDEX, RingReader, RingWriter, WRITE_INDEX } from '../src/rings/ring.js';
 
 const bytesOf = (reader: RingReader): number[] => [...reader.bytes.subarray(reader.offset, reader.offset + reader.length)];
 
@@ -66,10 +66,13 @@ describe('SPSC ring', () => {
     assert.ok(reader.bytes.subarray(reader.offset, reader.offset + 500).every((b) => b === 1));
   });
 
-  test('a payload larger than half the ring is refused outright', () => {
+  test('a payload larger than half the ring is refused outright; largestRecord() says where the line is', () => {
     const writer = new RingWriter(createRingBuffer(1024));
     assert.equal(writer.reserve(600), -1);
     assert.equal(writer.maxPayload, 508);
+    assert.equal(largestRecord(1024), 508);
+    assert.equal(largestRecord(1000), 508, 'of the ring createRingBuffer() makes: rounded up to a power of two');
+    assert.ok(writer.reserve(509) < 0 && writer.reserve(508) >= 0);
   });
 
   test('a restarted consumer can discard what its predecessor left', () => {

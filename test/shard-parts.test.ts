@@ -1,11 +1,23 @@
 /**
  * The parts of a shard that decide without a socket: which subprotocol an upgrade gets, the
- * per-connection rate limit, what the sweep does to a connection, and the connection index
- * the broker's deliveries use. (The shard as a whole is tested on real sockets elsewhere.)
+ * per-connection rate limit, what the sweep does to a connection, the connection index the
+ * broker's deliveries use, the bounds on admin requests, and what a token check that throws
+ * does (no real token check throws, so a stand-in does). The shard as a whole is tested on real
+ * sockets elsewhere.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { selectProtocol } from '../src/shard/admission.js';
+import type { Authenticator } from '../src/auth/identity.js';
+import { createDoorbells } from '../src/rings/doorbell.js';
+import { createRingBuffer } from '../src/rings/ring.js';
+import { Admission, selectProtocol } from '../src/shard/admission.js';
+import { BrokerLink, MAX_ADMIN_IN_FLIGHT } from '../src/shard/broker-link.js';
+import { failer } from '../src/shard/fail.js';
+import type { LocalGroups } from '../src/shard/groups.js';
+import { ipLimitsPerShard } from '../src/shard/ip-limits.js';
+import { createShardTable, ShardTable } from '../src/shared/shard-table.js';
+import { createLogger } from '../src/util/logger.js';
+import type { HttpRequest, HttpResponse, us_socket_context_t } from '../src/util/uws.js';
 import { newConnection, RateLimiter, type Connection, type Socket } from '../src/shard/connection.js';
 import { ConnectionRegistry } from '../src/shard/registry.js';
 import { judge, Verdict, type SweepPolicy } from '../src/shard/sweep.js';
@@ -76,7 +88,7 @@ describe('rate limiter (token bucket)', () => {
 
 describe('sweep verdict for one connection', () => {
   const policy: SweepPolicy = { maxBackpressure: 1000, idleMs: 60_000, pingMs: 20_000 };
-  const state = (lastSeen: number, nextPingAt: number): { lastSeen: number; nextPingAt: number } => ({ lastSeen, nextPingAt });
+  const state = (lastSeen: number, nextPingAt: number, expiresAt = Infinity, verifying = false) => ({ lastSeen, nextPingAt, expiresAt, verifying });
   const never = (): number => assert.fail('no random draw expected');
 
   test('a connection over max_backpressure is a slow consumer, whatever else holds', () => {
@@ -111,6 +123,16 @@ describe('sweep verdict for one connection', () => {
     const conn = state(0, 0);
     assert.equal(judge(conn, 0, 1000, { ...policy, pingMs: 0 }, never), Verdict.KEEP);
     assert.equal(conn.nextPingAt, 0);
+  });
+
+  test('a connection past its deadline (auth_timeout, or its token\'s expiry) is closed; one just before it is not', () => {
+    assert.equal(judge(state(1000, 1e12, 5000), 0, 5000, policy, never), Verdict.EXPIRED);
+    assert.equal(judge(state(1000, 1e12, 5000), 0, 4999, policy, never), Verdict.KEEP);
+    assert.equal(judge(state(1000, 1e12), 0, 1e12, { ...policy, idleMs: 0, pingMs: 0 }, never), Verdict.KEEP, 'Infinity: no deadline');
+  });
+
+  test('a connection whose auth frame is being verified is not closed for its deadline: the verdict decides', () => {
+    assert.equal(judge(state(1000, 1e12, 5000, true), 0, 6000, policy, never), Verdict.KEEP);
   });
 
   test('a connection closed as slow or idle is not also scheduled for a ping', () => {
@@ -173,5 +195,121 @@ describe('connection registry', () => {
     registry.remove(stray, other);
     assert.equal(registry.sid('s1'), ws);
     assert.deepEqual([...registry.user('alice')!], [ws]);
+  });
+});
+
+describe('admin requests waiting for the broker', () => {
+  /** A link whose broker never answers: its rings are real, nobody reads them. */
+  function silentBroker(adminTimeoutMs: number): BrokerLink {
+    const counters = new Float64Array(64);
+    return new BrokerLink({
+      shard: 0,
+      brokerSlot: 1,
+      doorbells: createDoorbells(2),
+      toBroker: createRingBuffer(1 << 20),
+      fromBroker: createRingBuffer(1 << 20),
+      registry: new ConnectionRegistry(),
+      groups: {} as LocalGroups, // no group message comes from a silent broker
+      counters,
+      fail: failer(counters),
+      welcomed: () => {},
+      adminTimeoutMs,
+      latency: { since: () => {} }, // no delivery comes from a silent broker
+    });
+  }
+
+  test(`at most ${MAX_ADMIN_IN_FLIGHT} wait; the next is answered 503 unavailable at once, and shutting down answers the rest`, () => {
+    const link = silentBroker(60_000);
+    const answers: Array<[number, string]> = [];
+    for (let i = 0; i <= MAX_ADMIN_IN_FLIGHT; i++) link.forward('get', '/admin/dlq', (status, body) => answers.push([status, body]));
+    assert.equal(answers.length, 1);
+    assert.equal(answers[0]![0], 503);
+    assert.equal((JSON.parse(answers[0]![1]) as { code: string }).code, 'unavailable');
+    link.stop();
+    assert.equal(answers.length, MAX_ADMIN_IN_FLIGHT + 1, 'no request is left waiting (nor a timer holding the thread)');
+  });
+
+  test('one the broker does not answer in time gets 504 with a coded body, once', async () => {
+    const link = silentBroker(50);
+    const answers: number[] = [];
+    let body = '';
+    link.forward('get', '/admin/dlq', (status, text) => {
+      answers.push(status);
+      body = text;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    assert.deepEqual(answers, [504]);
+    assert.equal((JSON.parse(body) as { code: string }).code, 'timeout');
+    link.stop();
+    assert.deepEqual(answers, [504]);
+  });
+});
+
+describe('a token check that throws', () => {
+  const broken = { verify: () => Promise.reject(new Error('token check broke')), anonymous: () => assert.fail() } as unknown as Authenticator;
+
+  function admission(table: ShardTable): Admission {
+    const counters = table.countersOf(0);
+    return new Admission({
+      shard: 0,
+      table,
+      counters,
+      auth: broken,
+      maxConnections: 10,
+      authTimeout: 10,
+      burst: 1,
+      sidPrefix: 's',
+      ipLimits: ipLimitsPerShard({ connection_attempts_per_ip: 0, connection_burst_per_ip: 1, unauthenticated_per_ip: 0, max_tracked_ips: 10 }, 1),
+      registry: new ConnectionRegistry(),
+      link: { presence: () => assert.fail('nobody is announced') },
+      fail: failer(counters),
+      log: createLogger('silent'),
+      isStopping: () => false,
+    });
+  }
+  const settled = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+  test('on an auth frame: that connection gets err E_INTERNAL and close 1011; the shard carries on', async () => {
+    const conn = newConnection('s1', null, null, 1, 0, Date.now() + 10_000);
+    const sent: string[] = [];
+    let closedWith = 0;
+    const ws = {
+      getUserData: () => conn,
+      cork: (work: () => void) => work(),
+      send: (frame: string) => sent.push(frame),
+      end: (code: number) => {
+        closedWith = code;
+        conn.closed = true;
+      },
+    } as unknown as Socket;
+    admission(new ShardTable(createShardTable(1))).authenticate(ws, conn, 'any.token.here', 'a1');
+    await settled();
+    assert.deepEqual(sent.map((f) => JSON.parse(f) as unknown), [{ op: 'err', code: 'E_INTERNAL', message: 'the token could not be checked', ref: 'a1' }]);
+    assert.equal(closedWith, 1011);
+    assert.equal(conn.verifying, false);
+    assert.equal(conn.user, null);
+  });
+
+  test('in ?token= before the upgrade: HTTP 500 E_INTERNAL, and the connection slot is given back', async () => {
+    const table = new ShardTable(createShardTable(1));
+    let status = '';
+    let body = '';
+    let upgraded = false;
+    const res = {
+      getRemoteAddressAsText: () => Buffer.from('10.0.0.1'),
+      onAborted: () => res,
+      cork: (work: () => void) => work(),
+      writeStatus: (s: string) => ((status = s), res),
+      writeHeader: () => res,
+      end: (b: string) => ((body = b), res),
+      upgrade: () => (upgraded = true),
+    };
+    const req = { getHeader: () => '', getQuery: () => 'token=any.token.here' };
+    admission(table).upgrade(res as unknown as HttpResponse, req as unknown as HttpRequest, {} as us_socket_context_t);
+    await settled();
+    assert.equal(upgraded, false);
+    assert.equal(status, '500 Internal Server Error');
+    assert.equal((JSON.parse(body) as { code: string }).code, 'E_INTERNAL');
+    assert.equal(table.totalConnections(), 0);
   });
 });

@@ -1,11 +1,11 @@
-// Tests for src/wsclient/client.ts against a real uWebSockets.js server (and, for the byte-level
+// Tests for tools/wsclient/client.ts against a real uWebSockets.js server (and, for the byte-level
 // cases uWS cannot produce, a hand-written TCP peer). Every wait is on an event, never a clock.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
 import uWS from 'uWebSockets.js';
-import { connectWs, type WsClient, type WsClientOptions } from '../src/wsclient/client.js';
+import { connectWs, type WsClient, type WsClientOptions } from '../tools/wsclient/client.js';
 
 // ---------------------------------------------------------------------------------------
 // The uWS server. Text commands drive its behaviour; anything else is echoed.

@@ -15,7 +15,8 @@ export interface Identity {
   weight: number;
   /**
    * Epoch ms after which the connection must present a fresh token or be closed with 4001:
-   * the token's `exp`, capped by `max_lifetime`; Infinity for anonymous users and tokens that
+   * the token's `exp` (plus `clock_tolerance`, as when it was verified), capped by
+   * `max_lifetime`; Infinity for anonymous users and tokens that
    * may not expire (`require_exp: false`, no `exp`, no `max_lifetime`).
    */
   expiresAt: number;
@@ -54,12 +55,14 @@ export class Authenticator {
   private readonly key: Uint8Array | null;
   private readonly options: JWTVerifyOptions;
   private readonly maxLifetimeMs: number;
+  private readonly clockToleranceMs: number;
   readonly allowAnonymous: boolean;
 
   constructor(auth: Config['websocket']['auth']) {
     this.key = auth.secret === '' ? null : new TextEncoder().encode(auth.secret);
     this.allowAnonymous = auth.allow_anonymous;
     this.maxLifetimeMs = auth.max_lifetime > 0 ? auth.max_lifetime * 1000 : Infinity;
+    this.clockToleranceMs = auth.clock_tolerance * 1000;
     this.options = {
       algorithms: ['HS256'],
       clockTolerance: auth.clock_tolerance,
@@ -83,7 +86,8 @@ export class Authenticator {
     const user = payload.sub;
     if (typeof user !== 'string' || !NAME_PATTERN.test(user)) return { ok: false, reason: 'token sub is missing or not a valid user id' };
     if (user.startsWith(ANONYMOUS_PREFIX)) return { ok: false, reason: `token sub may not start with ${ANONYMOUS_PREFIX} (reserved for anonymous users)` };
-    const expiresAt = Math.min(typeof payload.exp === 'number' ? payload.exp * 1000 : Infinity, Date.now() + this.maxLifetimeMs);
+    // A token accepted within the tolerance past its exp must not be closed at once for it.
+    const expiresAt = Math.min(typeof payload.exp === 'number' ? payload.exp * 1000 + this.clockToleranceMs : Infinity, Date.now() + this.maxLifetimeMs);
     const weightClaim = payload.weight;
     if (weightClaim !== undefined && (typeof weightClaim !== 'number' || !(weightClaim > 0) || !Number.isFinite(weightClaim))) {
       return { ok: false, reason: 'token weight claim must be a positive number' };

@@ -1,8 +1,13 @@
 /**
  * The broker's clocks: the ack deadline of every delivery in flight (with exponential backoff
- * per attempt), the schedule of sends with a future `at`, and the one timer armed for whichever
- * comes first. Also who holds what: each user's count of deliveries awaiting its ack, which
- * `least_connections` reads.
+ * per attempt), the schedule of sends with a future `at`, the expiry (delivery.ttl) of messages
+ * waiting for a recipient, and the one timer armed for whichever comes first. Also who holds
+ * what: each user's count of deliveries awaiting its ack, which `least_connections` reads.
+ *
+ * Waiting messages expire without a timer each: they join one more deadline list (after the
+ * ack lists), in the order they start waiting, so it stays in deadline order by construction.
+ * An entry is in at most one list: its ack deadline's while in flight, the expiry list while
+ * waiting.
  */
 import type { Config } from '../config/schema.js';
 import { epochMs } from '../metrics/clock.js';
@@ -14,8 +19,13 @@ export interface AckTimerHandlers {
   /** A scheduled send is due. */
   scheduled(entry: Entry): void;
   /** A delivery's ack deadline passed. */
+  unacknowledged(entry: Entry): void;
+  /** A waiting message outlived delivery.ttl. */
   expired(entry: Entry): void;
 }
+
+/** The longest delay setTimeout takes; a longer one fires at once (with a TimeoutOverflowWarning), which would spin. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export class AckTimers {
   private readonly deadlines = new DeadlineLists<Entry>();
@@ -27,6 +37,10 @@ export class AckTimers {
   private readonly tickMs: number;
   private stopped = false;
   readonly inflightOf = (user: string): number => this.inflight.get(user) ?? 0;
+
+  /** Index of the expiry list, after every ack list. */
+  private readonly waitList: number;
+  private readonly ttlMs: number;
 
   /** Deliveries awaiting an ack, all users (sampled once per metrics interval). */
   inflightTotal(): number {
@@ -40,6 +54,8 @@ export class AckTimers {
     private readonly handlers: AckTimerHandlers,
   ) {
     this.tickMs = Math.max(5, Math.min(50, (delivery.ack_timeout * 1000) / 4));
+    this.waitList = this.capList() + 1;
+    this.ttlMs = delivery.ttl * 1000;
   }
 
   /**
@@ -54,8 +70,11 @@ export class AckTimers {
     const attempt = entry.m.attempts;
     const { ack_timeout, backoff_multiplier, max_backoff } = this.delivery;
     // Attempts past the cap all wait max_backoff: they share the cap's list, which stays in order.
+    // So do attempts beyond max_attempts (a count loaded from before a crash, or from a larger
+    // max_attempts), which must not land in another list.
     const wait = Math.min(max_backoff, ack_timeout * backoff_multiplier ** (attempt - 1));
-    this.deadlines.add(entry, wait === max_backoff ? this.capList() : attempt - 1, Date.now() + wait * 1000);
+    const list = wait === max_backoff ? this.capList() : Math.min(attempt - 1, this.capList());
+    this.deadlines.add(entry, list, Date.now() + wait * 1000);
     this.arm();
   }
 
@@ -67,6 +86,15 @@ export class AckTimers {
     if (left <= 0) this.inflight.delete(entry.holder);
     else this.inflight.set(entry.holder, left);
     entry.holder = null;
+  }
+
+  /**
+   * `entry` waits for a recipient from now on (or since `since`, for a message loaded at
+   * start-up: add those oldest first): it expires delivery.ttl after that. arm() when done.
+   */
+  wait(entry: Entry, since = Date.now()): void {
+    this.release(entry);
+    if (this.ttlMs > 0) this.deadlines.add(entry, this.waitList, since + this.ttlMs);
   }
 
   /** `entry` is due at `at`; arm() when done adding (start-up adds many). */
@@ -87,12 +115,13 @@ export class AckTimers {
     if (this.timer !== null && wakeAt >= this.wakeAt) return;
     if (this.timer !== null) clearTimeout(this.timer);
     this.wakeAt = wakeAt;
+    // A wake-up beyond what setTimeout can wait is reached in steps: the early one finds nothing due and re-arms.
     this.timer = setTimeout(() => {
       this.timer = null;
       this.wakeAt = Infinity;
       this.tick();
       this.arm();
-    }, Math.max(0, wakeAt - Date.now()));
+    }, Math.min(MAX_TIMER_MS, Math.max(0, wakeAt - Date.now())));
   }
 
   stop(): void {
@@ -104,7 +133,8 @@ export class AckTimers {
   private tick(): void {
     const now = Date.now();
     for (let due = this.schedule.popDue(now); due; due = this.schedule.popDue(now)) this.handlers.scheduled(due.item);
-    for (const entry of this.deadlines.takeDue(now)) this.handlers.expired(entry);
+    for (const entry of this.deadlines.takeDue(now, 0, this.waitList)) this.handlers.unacknowledged(entry);
+    for (const entry of this.deadlines.takeDue(now, this.waitList, this.waitList + 1)) this.handlers.expired(entry);
   }
 
   /** Index of the deadline list for waits capped at max_backoff (after every uncapped attempt's list). */

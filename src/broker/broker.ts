@@ -2,37 +2,41 @@
  * The message broker: runs in the primary thread (otherwise idle, and where the embedding API
  * lives). It owns the LMDB store and routes: it accepts `send`/`any` (after processors), stores
  * them, delivers them to the recipient's connections or to one member of the group, and retries
- * or dead-letters what goes unacknowledged. Its parts each have a module: queues.ts (per
- * recipient, with the cap), outbox.ts (batching), presence.ts (who is where), ack-timers.ts
- * (deadlines and schedule), processors.ts, dlq-admin.ts (the /admin/dlq API). Shards are
- * reached through a ShardLink (ring-link.ts in the server, a recorder in tests).
+ * or dead-letters what goes unacknowledged or waits too long. Its parts each have a module:
+ * intake.ts (accepting, with the refusals), delivery.ts (routing, with outbox.ts batching),
+ * queues.ts (per recipient, with the limits on stored messages), presence.ts (who is where),
+ * ack-timers.ts (deadlines, schedule and expiry), processors.ts, dlq-admin.ts (the /admin/dlq
+ * API), unsaved-writes.ts (writes made again once a full disk has room). Shards are reached
+ * through a ShardLink (ring-link.ts in the server, a recorder in tests).
  *
  * A message is acknowledged to its sender only once its store write is committed, and is
  * delivered only after that too: whoever sees a message can rely on it surviving a restart.
  */
 import type { Config } from '../config/schema.js';
-import type { ErrorCode } from '../protocol/errors.js';
+import { OcsError, type ErrorCode } from '../protocol/errors.js';
 import { ANY_STRATEGIES, NAME_PATTERN, type AnyStrategy } from '../protocol/frames.js';
-import { encodeGroupMsgJson } from '../protocol/json-codec.js';
-import type { DeadLetter, MessageStore, StoredMessage } from '../store/store.js';
+import type { MessageStore, StoreHealth } from '../store/store.js';
 import type { Logger } from '../util/logger.js';
 import { ToBroker, typeOfData } from '../link/records.js';
 import { epochMs } from '../metrics/clock.js';
 import { Latency, type LatencyRecorder } from '../metrics/latencies.js';
 import { AckTimers } from './ack-timers.js';
-import { answerDlqRequest } from './dlq-admin.js';
-import { Outbox } from './outbox.js';
+import { Delivery } from './delivery.js';
+import { serveDlqRequest } from './dlq-admin.js';
+import { checkPri, checkSendOptions } from './embedding-checks.js';
+import { Intake, type Reply } from './intake.js';
 import { Presence } from './presence.js';
-import { MessageIds, type Incoming } from './ids.js';
+import { MessageIds } from './ids.js';
 import { Processors, type Processor } from './processors.js';
 import { newEntry, Queues, State, type Entry } from './queues.js';
 import type { ShardLink } from './shard-link.js';
+import { UnsavedWrites } from './unsaved-writes.js';
 
 export type { Processor, ProcessorMessage } from './processors.js';
 
 export interface SendOptions {
   pri?: number;
-  /** Deliver no earlier than this, epoch ms. */
+  /** Deliver no earlier than this, epoch ms (at most delivery.max_schedule_ahead from now). */
   at?: number;
   /** Shown as `from`; default `@server`. */
   from?: string;
@@ -45,8 +49,16 @@ export interface BrokerStats {
   acked: number;
   dead_lettered: number;
   dropped_low: number;
+  /** Sends refused with E_QUEUE_FULL (any of the limits on stored messages). */
   queue_full: number;
+  /** Messages held now (stored, scheduled, or awaiting an ack). */
   stored: number;
+  /** Bytes of data of the messages held now. */
+  stored_bytes: number;
+  /** Waiting messages dead-lettered after delivery.ttl. */
+  expired: number;
+  /** Sends refused with E_STORE_UNAVAILABLE. */
+  store_unavailable: number;
 }
 
 export interface BrokerOptions {
@@ -59,48 +71,112 @@ export interface BrokerOptions {
   publishProcessorTypes(types: string[]): void;
   /** Where the ack latency (delivered → acknowledged) is recorded. */
   latency?: LatencyRecorder;
+  /** The store turned unwritable or writable again (after the broker has logged it). */
+  storeHealthChanged?(health: Readonly<StoreHealth>): void;
 }
 
 const SERVER_SENDER = '@server';
 
-type Reply = { ok(id: string): void; fail(code: ErrorCode, message: string): void };
-
 export class Broker {
   private readonly delivery: Config['websocket']['delivery'];
+  private readonly store: MessageStore;
   private readonly link: ShardLink;
   private readonly queues: Queues;
   private readonly presence: Presence;
-  private readonly outbox: Outbox;
   private readonly timers: AckTimers;
   private readonly processors = new Processors();
   private readonly ids: MessageIds;
+  private readonly unsaved: UnsavedWrites;
+  private readonly route: Delivery;
+  private readonly intake: Intake;
   private stopped = false;
-  readonly stats: BrokerStats = { accepted: 0, delivered: 0, redelivered: 0, acked: 0, dead_lettered: 0, dropped_low: 0, queue_full: 0, stored: 0 };
+  private readonly counters: BrokerStats = {
+    accepted: 0,
+    delivered: 0,
+    redelivered: 0,
+    acked: 0,
+    dead_lettered: 0,
+    dropped_low: 0,
+    queue_full: 0,
+    stored: 0,
+    stored_bytes: 0,
+    expired: 0,
+    store_unavailable: 0,
+  };
 
   constructor(readonly options: BrokerOptions) {
-    this.delivery = options.config.websocket.delivery;
-    this.link = options.link;
+    const { config, store, log, link } = options;
+    this.delivery = config.websocket.delivery;
+    this.store = store;
+    this.link = link;
     this.ids = new MessageIds(options.instance);
-    this.queues = new Queues(this.delivery.max_pending_per_user);
+    this.queues = new Queues({
+      perRecipient: this.delivery.max_pending_per_user,
+      perSender: this.delivery.max_stored_per_sender,
+      messages: config.store.max_messages,
+      bytes: config.store.max_bytes,
+    });
     this.presence = new Presence(this.delivery);
-    this.outbox = new Outbox(this.link, options.config.websocket.performance.batch_size);
-    this.timers = new AckTimers(this.delivery, { scheduled: (entry) => this.due(entry), expired: (entry) => this.expired(entry) });
+    this.timers = new AckTimers(this.delivery, {
+      scheduled: (entry) => this.due(entry),
+      unacknowledged: (entry) => this.unacknowledged(entry),
+      expired: (entry) => this.expired(entry),
+    });
+    this.unsaved = new UnsavedWrites(config.store.max_messages, log);
+    const { queues, presence, timers, counters, unsaved, ids, processors } = this;
+    const unlink = (entry: Entry): void => this.unlink(entry);
+    const deadLetter = (entry: Entry, reason: string): void => this.deadLetter(entry, reason);
+    this.route = new Delivery({ link, batchSize: config.websocket.performance.batch_size, store, queues, presence, timers, counters, log, unlink, deadLetter });
+    this.intake = new Intake({
+      delivery: this.delivery,
+      store,
+      queues,
+      ids,
+      processors,
+      timers,
+      route: this.route,
+      link,
+      unsaved,
+      counters,
+      log,
+      unlink,
+      deadLetter,
+    });
+    store.onHealthChange = (health) => this.storeHealthChanged(health);
+  }
+
+  /** The counters, with what is stored right now. */
+  get stats(): Readonly<BrokerStats> {
+    this.counters.stored = this.queues.size;
+    this.counters.stored_bytes = this.queues.bytes;
+    return this.counters;
   }
 
   /** Loads what the store holds (messages survive restarts), then starts listening. */
   start(): void {
     const now = Date.now();
-    for (const m of this.options.store.loadQueue()) {
+    const waiting: Array<{ entry: Entry; since: number }> = [];
+    for (const m of this.store.loadQueue()) {
       this.ids.saw(m.seq);
       const entry = newEntry(m, State.WAITING);
       this.queues.insert(entry);
-      if (m.at > now) {
+      // An `at` beyond max_schedule_ahead (stored by an older version) is kept: the timer reaches it in steps.
+      if (Number.isFinite(m.at) && m.at > now) {
         entry.state = State.SCHEDULED;
         this.timers.scheduleAt(entry, m.at);
+      } else {
+        waiting.push({ entry, since: Number.isFinite(m.at) ? Math.max(m.ts, m.at) : m.ts });
       }
     }
-    this.stats.stored = this.queues.size;
-    if (this.queues.size > 0) this.options.log.info({ stored: this.queues.size }, 'broker loaded stored messages');
+    // Oldest first, so that the expiry list is in deadline order.
+    waiting.sort((a, b) => a.since - b.since);
+    for (const { entry, since } of waiting) this.timers.wait(entry, since);
+    const { size, bytes } = this.queues;
+    if (size > 0) this.options.log.info({ stored: size, bytes }, 'broker loaded stored messages');
+    const limits = this.options.config.store;
+    if (size >= limits.max_messages || bytes >= limits.max_bytes) {
+      this.options.log.warn({ stored: size, bytes }, 'the store is over store.max_messages or store.max_bytes: new messages are refused until enough are delivered');
+    }
     this.link.listen((shard, kind, fields) => this.onRecord(shard, kind, fields));
     this.timers.arm();
   }
@@ -110,31 +186,38 @@ export class Broker {
     this.stopped = true;
     this.timers.stop();
     this.link.stop();
-    await this.options.store.flushed();
+    await this.store.flushed();
   }
 
   // --- embedding API ---------------------------------------------------------------------
 
-  /** Stores a direct message for `user`; resolves with its id once stored. */
+  /**
+   * Stores a direct message for `user`; resolves with its id once stored. Rejects with a
+   * TypeError for a bad argument, or an OcsError with the code a client would get
+   * (E_BAD_FRAME for an `at` too far ahead, E_TOO_LARGE, E_QUEUE_FULL, E_STORE_UNAVAILABLE). The sender's
+   * limit (delivery.max_stored_per_sender) does not apply: the application is trusted.
+   */
   send(user: string, data: unknown, options: SendOptions = {}): Promise<string> {
     return new Promise((resolve, reject) => {
-      if (!NAME_PATTERN.test(user)) return reject(new TypeError(`user must match ${NAME_PATTERN.source}`));
-      const pri = options.pri ?? 1;
-      if (pri !== 0 && pri !== 1 && pri !== 2 && pri !== 3) return reject(new TypeError('pri must be 0, 1, 2 or 3'));
+      const { pri, at, from } = checkSendOptions(user, options, SERVER_SENDER);
       const dataJson = JSON.stringify(data) ?? 'null';
-      this.accept(
-        { target: `u:${user}`, from: options.from ?? SERVER_SENDER, group: null, data: dataJson, pri, at: options.at ?? 0, strategy: null },
-        typeOfData(data),
-        { ok: resolve, fail: (code, message) => reject(Object.assign(new Error(message), { code })) },
-      );
+      const reply: Reply = { ok: resolve, fail: (code, message) => reject(new OcsError(code, message)) };
+      this.intake.accept({ target: `u:${user}`, from, group: null, data: dataJson, pri, at, strategy: null }, typeOfData(data), reply, false);
     });
   }
 
-  /** Publishes to every online member of `group` (at most once, not stored), like a client `pub`. */
+  /** Publishes to every online member of `group` (at most once, not stored), like a client `pub`. Throws a TypeError for a bad argument, an OcsError E_TOO_LARGE for data no ring record carries. */
   publish(group: string, data: unknown, options: { pri?: number; from?: string } = {}): string {
     if (!NAME_PATTERN.test(group)) throw new TypeError(`group must match ${NAME_PATTERN.source}`);
+    const pri = checkPri(options.pri);
+    const from = options.from ?? SERVER_SENDER;
+    if (!NAME_PATTERN.test(from)) throw new TypeError(`from must match ${NAME_PATTERN.source}`);
+    const dataJson = JSON.stringify(data) ?? 'null';
+    const over = this.route.oversize(dataJson);
+    if (over !== null) throw new OcsError('E_TOO_LARGE', over);
     const id = this.ids.nextPubId();
-    this.processPub(id, options.from ?? SERVER_SENDER, group, JSON.stringify(data) ?? 'null', options.pri ?? 1, typeOfData(data), () => {});
+    const dropped = (code: ErrorCode, message: string): void => this.options.log.warn({ code, group }, `publish dropped: ${message}`);
+    this.intake.publish(id, from, group, dataJson, pri, typeOfData(data), { ok: () => {}, fail: dropped });
     return id;
   }
 
@@ -171,11 +254,11 @@ export class Broker {
       switch (kind) {
         case ToBroker.SEND: {
           const [sid, ref, from, to, data, pri, at, type] = f as [string, string | null, string, string, string, number, number, string | null];
-          return this.accept({ target: `u:${to}`, from, group: null, data, pri, at, strategy: null }, type, this.replyTo(shard, sid, ref));
+          return this.intake.accept({ target: `u:${to}`, from, group: null, data, pri, at, strategy: null }, type, this.replyTo(shard, sid, ref), true);
         }
         case ToBroker.ANY: {
           const [sid, ref, from, group, data, pri, strategy, type] = f as [string, string | null, string, string, string, number, string | null, string | null];
-          return this.accept({ target: `g:${group}`, from, group, data, pri, at: 0, strategy }, type, this.replyTo(shard, sid, ref));
+          return this.intake.accept({ target: `g:${group}`, from, group, data, pri, at: 0, strategy }, type, this.replyTo(shard, sid, ref), true);
         }
         case ToBroker.ACK: {
           const [sid, user, id] = f as [string, string, string];
@@ -183,25 +266,26 @@ export class Broker {
         }
         case ToBroker.PRESENCE: {
           const [sid, user, online] = f as [string, string, number];
-          return online ? this.online(sid, user, shard) : this.presence.offline(sid);
+          return online ? this.route.online(sid, user, shard) : this.presence.offline(sid);
         }
         case ToBroker.MEMBERSHIP: {
           const [sid, group, joined, weight] = f as [string, string, number, number];
           if (joined !== 1) return this.presence.leave(sid, group);
-          if (this.presence.join(sid, group, weight)) this.deliverWaiting(group);
+          if (this.presence.join(sid, group, weight)) this.route.groupJoined(group);
           return;
         }
         case ToBroker.PUB: {
           const [sid, ref, from, group, data, pri, type] = f as [string, string | null, string, string, string, number, string];
           const id = this.ids.nextPubId();
-          return this.processPub(id, from, group, data, pri, type, () => {
-            if (ref !== null) this.link.senderAck(shard, sid, ref, id);
-          });
+          const reply = this.replyTo(shard, sid, ref);
+          // A pub is acknowledged only when it asked to be (it has a ref), as on the shard's fast path.
+          return this.intake.publish(id, from, group, data, pri, type, { ok: (pubId) => ref !== null && reply.ok(pubId), fail: reply.fail });
         }
         case ToBroker.ADMIN: {
           const [requestId, method, path] = f as [number, string, string];
-          const answer = answerDlqRequest(method, path, this.options.store, (letter) => this.requeue(letter));
-          return void answer.then(({ status, body }) => this.link.adminReply(shard, requestId, status, JSON.stringify(body)));
+          const reply = (status: number, body: string): void => this.link.adminReply(shard, requestId, status, body);
+          const failed = (err: unknown): void => this.options.log.error({ code: 'E_INTERNAL', err }, 'admin reply failed');
+          return serveDlqRequest(method, path, this.store, (letter) => this.intake.requeue(letter), reply, failed, this.link.maxFrameBytes);
         }
       }
     } catch (err) {
@@ -216,166 +300,49 @@ export class Broker {
     };
   }
 
-  // --- accepting -------------------------------------------------------------------------
+  // --- acks, timers, dead letters --------------------------------------------------------
 
-  /** Runs the processor for `type` if there is one, then stores and routes the message. */
-  private accept(incoming: Incoming, type: string | null, reply: Reply): void {
-    if (!this.processors.has(type)) return this.store(incoming, reply);
-    this.processors.run(type, incoming, {
-      pass: (data, pri) => this.store({ ...incoming, data, pri }, reply),
-      drop: () => reply.ok(this.ids.nextPubId()), // accepted, not stored
-      fail: (reason) => this.processorFailed(type, reason, incoming, reply),
-    });
-  }
-
-  /** A processor threw: the message goes to the dead-letter queue with the reason; the sender still gets its ack, since the message is stored there. */
-  private processorFailed(type: string, reason: string, incoming: Incoming, reply: Reply): void {
-    this.options.log.warn({ type, reason }, 'processor failed; message dead-lettered');
-    const m = this.ids.newMessage(incoming);
-    this.stats.dead_lettered++;
-    this.options.store.putDeadLetter({ ...m, reason, failedAt: Date.now() }).then(() => reply.ok(m.id), (e: Error) => reply.fail('E_INTERNAL', `not stored: ${e.message}`));
-  }
-
-  private store(incoming: Incoming, reply: Reply): void {
-    if (!this.queues.admit(incoming.target, (low) => this.dropLow(low))) {
-      this.stats.queue_full++;
-      return reply.fail('E_QUEUE_FULL', `${incoming.target.slice(2)} has ${this.queues.sizeOf(incoming.target)} stored messages (delivery.max_pending_per_user) and none of them is LOW`);
-    }
-    const m = this.ids.newMessage(incoming);
-    const entry = newEntry(m, State.STORING);
-    this.queues.insert(entry);
-    this.stats.accepted++;
-    this.options.store.put(m).then(
-      () => {
-        reply.ok(m.id);
-        if (!this.queues.has(m.id)) return;
-        if (m.at > Date.now()) {
-          entry.state = State.SCHEDULED;
-          this.timers.scheduleAt(entry, m.at);
-          this.timers.arm();
-        } else {
-          entry.state = State.WAITING;
-          entry.readyAt = epochMs();
-          this.route(entry);
-        }
-      },
-      (err: Error) => {
-        this.unlink(entry);
-        this.options.log.error({ code: 'E_INTERNAL', err: err.message }, 'store write failed');
-        reply.fail('E_INTERNAL', `message not stored: ${err.message}`);
-      },
-    );
-  }
-
-  /** A full queue makes room by dead-lettering its oldest LOW message. */
-  private dropLow(entry: Entry): void {
-    const key = entry.m.target;
-    this.stats.dropped_low++;
-    this.options.log.warn({ target: key, id: entry.m.id }, 'queue full: oldest LOW message dead-lettered');
-    this.deadLetter(entry, `queue full: dropped as the oldest LOW message for ${key.slice(2)} (delivery.max_pending_per_user)`);
-  }
-
-  // --- routing and delivery --------------------------------------------------------------
-
-  private route(entry: Entry): void {
-    if (entry.m.group === null) this.deliverToUser(entry);
-    else this.deliverToMember(entry);
-  }
-
-  private deliverToUser(entry: Entry): void {
-    const user = entry.m.target.slice(2);
-    const conns = this.presence.connectionsOf(user);
-    if (!conns || conns.size === 0) return this.park(entry);
-    this.markInflight(entry, user);
-    // One DELIVER_USER per shard reaches all of the user's connections there.
-    let shardsSeen = 0;
-    for (const conn of conns.values()) {
-      const bit = 1 << (conn.shard & 31);
-      if (shardsSeen & bit && conn.shard < 32) continue;
-      shardsSeen |= bit;
-      this.enqueue(conn.shard, user, null, entry);
-    }
-  }
-
-  private deliverToMember(entry: Entry): void {
-    const member = this.presence.pick(entry.m.group!, entry.m.strategy as AnyStrategy | null, this.timers.inflightOf);
-    if (member === null) return this.park(entry);
-    this.markInflight(entry, member.user);
-    this.enqueue(member.shard, null, member.sid, entry);
-  }
-
-  private park(entry: Entry): void {
-    this.timers.release(entry);
-    entry.state = State.WAITING;
-    entry.readyAt = 0; // its wait for a recipient is not the server's send latency
-  }
-
-  private markInflight(entry: Entry, holder: string): void {
-    entry.state = State.INFLIGHT;
-    const attempt = ++entry.m.attempts;
-    if (attempt > 1) {
-      this.stats.redelivered++;
-      // Persist the count from the second delivery on: first deliveries stay write-free.
-      void this.options.store.put(entry.m);
-    }
-    this.timers.hold(entry, holder);
-  }
-
-  private enqueue(shard: number, user: string | null, sid: string | null, entry: Entry): void {
-    this.stats.delivered++;
-    this.outbox.add(shard, user, sid, entry);
-  }
-
-  /** A connection authenticated: welcome it with its pending count, then deliver what waits. */
-  private online(sid: string, user: string, shard: number): void {
-    this.presence.online(sid, user, shard);
-    const ready = this.queues.inOrder(`u:${user}`).filter((entry) => entry.state === State.WAITING || entry.state === State.INFLIGHT);
-    this.link.welcome(shard, sid, ready.length);
-    for (const entry of ready) {
-      // Waiting messages become deliveries; ones already awaiting an ack go to this connection too.
-      if (entry.state === State.WAITING) this.markInflight(entry, user);
-      this.enqueue(shard, null, sid, entry);
-    }
-  }
-
-  /** A member joined `group`: messages stored for it while nobody was online go out now. */
-  private deliverWaiting(group: string): void {
-    for (const entry of this.queues.inOrder(`g:${group}`)) if (entry.state === State.WAITING) this.deliverToMember(entry);
-  }
-
-  // --- acks and timers -------------------------------------------------------------------
-
+  /** Only a delivered message awaiting its ack can be acknowledged, and only by its recipient (for `any`: the member holding it). */
   private ack(shard: number, sid: string, user: string, id: string): void {
     const entry = this.queues.get(id);
-    const mine = entry !== undefined && entry.state !== State.STORING && (entry.m.group === null ? entry.m.target === `u:${user}` : entry.holder === user);
-    if (!mine) return this.link.error(shard, sid, 'E_UNKNOWN_ID', `no message ${id} awaits your ack (unknown, already acknowledged, or not yours)`, null);
-    this.stats.acked++;
+    const mine = entry !== undefined && entry.state === State.INFLIGHT && (entry.m.group === null ? entry.m.target === `u:${user}` : entry.holder === user);
+    if (!mine) return this.link.error(shard, sid, 'E_UNKNOWN_ID', `no message ${id} awaits your ack (unknown, not delivered yet, already acknowledged, or not yours)`, null);
+    this.counters.acked++;
     this.options.latency?.since(Latency.ack, entry.deliveredAt);
     this.unlink(entry);
-    void this.options.store.remove(entry.m);
+    const m = entry.m;
+    void this.unsaved.write(() => this.store.remove(m));
   }
 
   /** A scheduled send is due (unless it was removed meanwhile, e.g. dead-lettered by the cap). */
   private due(entry: Entry): void {
     if (entry.state !== State.SCHEDULED || !this.queues.has(entry.m.id)) return;
     entry.state = State.WAITING;
-    this.route(entry);
+    this.route.route(entry);
   }
 
   /** No ack by the deadline: deliver again, or dead-letter after max_attempts. */
-  private expired(entry: Entry): void {
+  private unacknowledged(entry: Entry): void {
     if (entry.state !== State.INFLIGHT || !this.queues.has(entry.m.id)) return;
     if (entry.m.attempts >= this.delivery.max_attempts) {
       this.deadLetter(entry, `not acknowledged after ${entry.m.attempts} deliveries (delivery.max_attempts)`);
     } else {
-      this.route(entry);
+      this.route.route(entry);
     }
   }
 
+  /** A message waited delivery.ttl for a recipient that never came. */
+  private expired(entry: Entry): void {
+    if (entry.state !== State.WAITING || !this.queues.has(entry.m.id)) return;
+    this.counters.expired++;
+    this.deadLetter(entry, `expired: waited ${this.delivery.ttl} s for a recipient (delivery.ttl)`);
+  }
+
   private deadLetter(entry: Entry, reason: string): void {
-    this.stats.dead_lettered++;
+    this.counters.dead_lettered++;
     this.unlink(entry);
-    void this.options.store.deadLetter(entry.m, reason);
+    const m = entry.m;
+    void this.unsaved.write(() => this.store.deadLetter(m, reason));
   }
 
   private unlink(entry: Entry): void {
@@ -383,29 +350,14 @@ export class Broker {
     this.queues.remove(entry);
   }
 
-  // --- processed publishes and requeues --------------------------------------------------
-
-  private processPub(id: string, from: string, group: string, data: string, pri: number, type: string | null, acked: () => void): void {
-    const send = (dataJson: string, p: number): void => {
-      this.link.groupPub(group, encodeGroupMsgJson(id, from, group, dataJson, p, Date.now()));
-      acked();
-    };
-    if (!this.processors.has(type)) return send(data, pri);
-    const incoming: Incoming = { target: `p:${group}`, from, group, data, pri, at: 0, strategy: null };
-    this.processors.run(type, incoming, { pass: send, drop: acked, fail: (reason) => this.processorFailed(type, reason, incoming, { ok: acked, fail: acked }) });
-  }
-
-  /** Puts a dead letter back in its recipient's queue as a fresh message (attempts 0, new sequence). */
-  private async requeue(letter: DeadLetter): Promise<string> {
-    if (letter.target.startsWith('p:')) throw new Error('a dead-lettered pub cannot be requeued: pubs are not stored');
-    const { reason: _reason, failedAt: _failedAt, ...message } = letter;
-    const m: StoredMessage = { ...message, seq: this.ids.nextSeq(), attempts: 0, at: 0 };
-    const entry = newEntry(m, State.STORING);
-    this.queues.insert(entry);
-    void this.options.store.removeDead(letter.id);
-    await this.options.store.put(m);
-    entry.state = State.WAITING;
-    this.route(entry);
-    return m.id;
+  /** Logs each change once; writes that failed meanwhile are made again once the store can write. */
+  private storeHealthChanged(health: Readonly<StoreHealth>): void {
+    if (health.writable) {
+      this.options.log.info({ failedWrites: health.failedWrites }, 'store writable again: send and any accepted');
+      this.unsaved.retry();
+    } else {
+      this.options.log.error({ code: 'E_STORE_UNAVAILABLE', lastError: health.lastError }, 'store cannot write: send and any refused until it recovers (pub is not affected)');
+    }
+    this.options.storeHealthChanged?.(health);
   }
 }

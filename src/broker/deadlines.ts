@@ -52,10 +52,10 @@ export class DeadlineLists<T extends Timed> {
     return next;
   }
 
-  /** Removes and returns every item whose deadline is at or before `now`. */
-  takeDue(now: number): T[] {
+  /** Removes and returns every item of lists [from, to) whose deadline is at or before `now`. */
+  takeDue(now: number, from = 0, to = this.heads.length): T[] {
     const due: T[] = [];
-    for (let list = 0; list < this.heads.length; list++) {
+    for (let list = from; list < Math.min(to, this.heads.length); list++) {
       for (let item = this.heads[list]; item && item.deadline <= now; item = this.heads[list]) {
         this.remove(item);
         due.push(item);

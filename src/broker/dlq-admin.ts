@@ -3,10 +3,11 @@
  * (the primary thread, which owns the store); this turns them into calls on the store and the
  * broker's requeue, and into a status and a JSON body.
  *
- *   GET /admin/dlq?limit&after   list          GET    /admin/dlq/ID   show
+ *   GET /admin/dlq?limit&after   list, a page  GET    /admin/dlq/ID   show
  *   DELETE /admin/dlq            purge all     DELETE /admin/dlq/ID   purge one
  *   POST /admin/dlq/ID/requeue   back into its recipient's queue
  */
+import { httpError, OcsError } from '../protocol/errors.js';
 import type { DeadLetter, MessageStore } from '../store/store.js';
 
 export type DeadLetterStore = Pick<MessageStore, 'countDead' | 'listDead' | 'getDead' | 'removeDead' | 'purgeDead'>;
@@ -17,34 +18,110 @@ export interface AdminAnswer {
 }
 
 const DEFAULT_LIST_LIMIT = 100;
+/** Letters read from the store at a time while a page fills up. */
+const LIST_CHUNK = 50;
+/** A list body's bytes besides its items and their commas: `{"count":N,"items":[...],"next":"ID"}`. */
+const LIST_ENVELOPE_BYTES = 256;
+const USAGE = 'see GET /admin/dlq, GET|DELETE /admin/dlq/ID, POST /admin/dlq/ID/requeue, DELETE /admin/dlq';
 
-/** Answers one request; `requeue` puts a dead letter back in its recipient's queue and resolves with the new id. */
-export async function answerDlqRequest(method: string, path: string, store: DeadLetterStore, requeue: (letter: DeadLetter) => Promise<string>): Promise<AdminAnswer> {
+/**
+ * Answers one request; `requeue` puts a dead letter back in its recipient's queue and resolves
+ * with the new id. A list is a page of at most `maxBodyBytes` (the answer travels to the shard
+ * as one ring record). Never rejects: the path is client data, and whatever fails on it (a bad
+ * percent-encoding, the store) is a coded answer.
+ */
+export async function answerDlqRequest(method: string, path: string, store: DeadLetterStore, requeue: (letter: DeadLetter) => Promise<string>, maxBodyBytes = Infinity): Promise<AdminAnswer> {
+  try {
+    return await answer(method, path, store, requeue, maxBodyBytes);
+  } catch (err) {
+    if (err instanceof BadRequest) return httpError('bad_request', err.message);
+    // A requeue refused by a limit (409) or an unwritable store (503) says which, with its messaging code.
+    if (err instanceof OcsError) return httpError(err.code === 'E_STORE_UNAVAILABLE' ? 'unavailable' : 'conflict', `${err.code}: ${err.message}`);
+    return httpError('internal_error', (err as Error).message);
+  }
+}
+
+/**
+ * answerDlqRequest() with the body serialised and handed to `reply`, once. Should anything
+ * still reject on the way, the answer is a coded 500, and a `reply` that throws goes to `failed`:
+ * no rejection of the admin path is left unhandled.
+ */
+export function serveDlqRequest(
+  method: string,
+  path: string,
+  store: DeadLetterStore,
+  requeue: (letter: DeadLetter) => Promise<string>,
+  reply: (status: number, bodyJson: string) => void,
+  failed: (err: unknown) => void,
+  maxBodyBytes = Infinity,
+): void {
+  answerDlqRequest(method, path, store, requeue, maxBodyBytes)
+    .then(({ status, body }) => ({ status, json: JSON.stringify(body) }))
+    .catch((err: Error) => ({ status: 500, json: JSON.stringify(httpError('internal_error', err.message).body) }))
+    .then(({ status, json }) => reply(status, json))
+    .catch(failed);
+}
+
+class BadRequest extends Error {}
+
+async function answer(method: string, path: string, store: DeadLetterStore, requeue: (letter: DeadLetter) => Promise<string>, maxBodyBytes: number): Promise<AdminAnswer> {
   const url = new URL(path, 'http://x');
   const parts = url.pathname.split('/').filter(Boolean); // ['admin', 'dlq', id?, action?]
-  if (parts[0] !== 'admin' || parts[1] !== 'dlq' || parts.length > 4) return notFound();
-  const id = parts[2] === undefined ? undefined : decodeURIComponent(parts[2]);
+  if (parts[0] !== 'admin' || parts[1] !== 'dlq' || parts.length > 4) return httpError('not_found', USAGE);
+  const id = parts[2] === undefined ? undefined : decode(parts[2]);
+  if (method === 'get' && id === undefined) {
+    const limit = Math.min(1000, Math.max(1, Number(url.searchParams.get('limit') ?? DEFAULT_LIST_LIMIT) || DEFAULT_LIST_LIMIT));
+    return { status: 200, body: listPage(store, limit, url.searchParams.get('after') ?? undefined, maxBodyBytes) };
+  }
+  if (id === undefined) {
+    if (method === 'delete') {
+      const purged = await store.purgeDead();
+      return purged < 0 ? unwritable() : { status: 200, body: { purged } };
+    }
+    return httpError('not_found', USAGE);
+  }
+  const letter = store.getDead(id);
+  if (!letter) return httpError('not_found', `no dead letter ${id}`);
+  if (method === 'get' && parts.length === 3) return { status: 200, body: showDead(letter) };
+  if (method === 'delete' && parts.length === 3) {
+    return (await store.removeDead(id)) ? { status: 200, body: { purged: 1 } } : unwritable();
+  }
+  if (method === 'post' && parts[3] === 'requeue') {
+    if (letter.target.startsWith('p:')) return httpError('conflict', 'a dead-lettered pub cannot be requeued: pubs are not stored');
+    return { status: 200, body: { requeued: await requeue(letter) } };
+  }
+  return httpError('not_found', USAGE);
+}
+
+function decode(part: string): string {
   try {
-    if (method === 'get' && id === undefined) {
-      const limit = Math.min(1000, Math.max(1, Number(url.searchParams.get('limit') ?? DEFAULT_LIST_LIMIT) || DEFAULT_LIST_LIMIT));
-      const after = url.searchParams.get('after') ?? undefined;
-      return { status: 200, body: { count: store.countDead(), items: store.listDead(limit, after).map(showDead) } };
+    return decodeURIComponent(part);
+  } catch {
+    throw new BadRequest('the dead letter id is not valid percent-encoded UTF-8');
+  }
+}
+
+/**
+ * Up to `limit` letters after `after`, as many as fit `maxBytes` of JSON (64 KB letters once
+ * made a 64 MB answer). `next`: the `after` of the following page, null when none follows.
+ */
+function listPage(store: DeadLetterStore, limit: number, after: string | undefined, maxBytes: number): { count: number; items: unknown[]; next: string | null } {
+  const items: unknown[] = [];
+  let bytes = LIST_ENVELOPE_BYTES;
+  let cursor = after;
+  for (;;) {
+    const letters = store.listDead(Math.min(LIST_CHUNK, limit - items.length), cursor);
+    if (letters.length === 0) return { count: store.countDead(), items, next: null };
+    for (const letter of letters) {
+      const item = showDead(letter);
+      const size = Buffer.byteLength(JSON.stringify(item)) + 1;
+      // A first item over the page still goes: the link then answers 500 rather than page forever.
+      if (items.length > 0 && bytes + size > maxBytes) return { count: store.countDead(), items, next: cursor ?? null };
+      items.push(item);
+      bytes += size;
+      cursor = letter.id;
     }
-    if (id === undefined) {
-      if (method === 'delete') return { status: 200, body: { purged: await store.purgeDead() } };
-      return notFound();
-    }
-    const letter = store.getDead(id);
-    if (!letter) return { status: 404, body: { code: 'not_found', message: `no dead letter ${id}` } };
-    if (method === 'get' && parts.length === 3) return { status: 200, body: showDead(letter) };
-    if (method === 'delete' && parts.length === 3) {
-      await store.removeDead(id);
-      return { status: 200, body: { purged: 1 } };
-    }
-    if (method === 'post' && parts[3] === 'requeue') return { status: 200, body: { requeued: await requeue(letter) } };
-    return notFound();
-  } catch (err) {
-    return { status: 500, body: { code: 'E_INTERNAL', message: (err as Error).message } };
+    if (items.length >= limit) return { count: store.countDead(), items, next: store.listDead(1, cursor).length > 0 ? cursor! : null };
   }
 }
 
@@ -71,6 +148,6 @@ function showDead(letter: DeadLetter): Record<string, unknown> {
   };
 }
 
-function notFound(): AdminAnswer {
-  return { status: 404, body: { code: 'not_found', message: 'see GET /admin/dlq, GET|DELETE /admin/dlq/ID, POST /admin/dlq/ID/requeue, DELETE /admin/dlq' } };
+function unwritable(): AdminAnswer {
+  return httpError('unavailable', 'E_STORE_UNAVAILABLE: the store cannot write (disk full, I/O error); try again once it recovers');
 }

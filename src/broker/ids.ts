@@ -38,11 +38,11 @@ export class MessageIds {
     return `${this.instance}.p.${(this.pubSeq++).toString(36)}`;
   }
 
-  /** `incoming` with a fresh id and sequence, accepted now, not yet delivered. */
-  newMessage(incoming: Incoming): StoredMessage {
+  /** `incoming` with a fresh sequence and id (or `id`, one its sender already holds), accepted now, not yet delivered. */
+  newMessage(incoming: Incoming, id?: string): StoredMessage {
     const seq = this.nextSeq();
     return {
-      id: `${this.instance}-${seq.toString(36)}`,
+      id: id ?? `${this.instance}-${seq.toString(36)}`,
       seq,
       target: incoming.target,
       from: incoming.from,

@@ -2,10 +2,20 @@
  * Deliveries held until the end of the event-loop turn, so that messages ready together for
  * one connection (or one user on one shard) leave as `batch` frames of up to
  * performance.batch_size, priority high to low, then in acceptance order.
+ *
+ * Each entry's `msg` frame is encoded once per turn however many shards it goes to, and
+ * forgotten at the end of the turn: a stored message's data stays on disk between deliveries.
+ *
+ * A batch is also cut by bytes: each frame must fit one ring record (ShardLink.maxFrameBytes).
+ * A reconnecting user's backlog of large messages once went out as one batch over half the
+ * ring, which the ring could never take, and everything behind it waited forever.
  */
-import { encodeBatch, encodeStoredMsg } from '../protocol/json-codec.js';
+import { encodeBatch } from '../protocol/json-codec.js';
 import type { Entry } from './queues.js';
 import type { ShardLink } from './shard-link.js';
+
+/** The entry's `msg` frame, or null when its data can no longer be read (it is then not delivered). */
+export type EncodeEntry = (entry: Entry) => string | null;
 
 interface Slot {
   shard: number;
@@ -14,42 +24,121 @@ interface Slot {
   entries: Entry[];
 }
 
+/** An encoded `msg` frame and its UTF-8 bytes. */
+interface Frame {
+  text: string;
+  bytes: number;
+}
+
+/** A `msg` frame's bytes besides its data: id, from and group (names of at most 128 characters), field names, pri, ts. */
+const MSG_ENVELOPE_BYTES = 1024;
+/** `{"op":"batch","msgs":[` and `]}`: a batch's bytes besides its frames and their commas. */
+const BATCH_ENVELOPE = Buffer.byteLength(encodeBatch([]));
+
 export class Outbox {
   /** Per shard, per delivery key (`shard|user|` or `shard||sid`): entries ready this turn. */
   private readonly slots = new Map<string, Slot>();
+  /** This turn's encoded frames (null: not delivered). */
+  private readonly frames = new Map<Entry, Frame | null>();
   private flushQueued = false;
 
+  /**
+   * @param tooLarge an entry whose data can never fit a ring record (`why` says so): it can
+   *   never be delivered (the broker refuses such messages on the way in; this is the last guard)
+   */
   constructor(
     private readonly link: ShardLink,
     private readonly batchSize: number,
+    private readonly encode: EncodeEntry,
+    private readonly tooLarge: (entry: Entry, why: string) => void,
   ) {}
+
+  /**
+   * Why `data` (JSON text) is too large for its `msg` frame to fit a ring record, or null. A
+   * client's frame always fits (ring_bytes is at least 4 x max_payload); a processor's output
+   * or the embedding API's data may not: the broker refuses it with E_TOO_LARGE.
+   */
+  oversize(data: string): string | null {
+    return this.overLimit(Buffer.byteLength(data));
+  }
 
   /** Delivers `entry` to every connection of `user` on `shard`, or else to connection `sid`. CRITICAL is never held: it leaves at once. */
   add(shard: number, user: string | null, sid: string | null, entry: Entry): void {
-    if (entry.m.pri === 3) return this.deliver(shard, user, sid, frameOf(entry), [entry]);
+    this.queueFlush();
+    if (entry.m.pri === 3) {
+      const frame = this.frameOf(entry);
+      if (frame !== null) this.deliver(shard, user, sid, frame.text, [entry]);
+      return;
+    }
     const key = `${shard}|${user ?? ''}|${sid ?? ''}`;
     let slot = this.slots.get(key);
     if (!slot) this.slots.set(key, (slot = { shard, user, sid, entries: [] }));
     slot.entries.push(entry);
-    if (!this.flushQueued) {
-      this.flushQueued = true;
-      setImmediate(() => this.flush());
-    }
+  }
+
+  private queueFlush(): void {
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    setImmediate(() => this.flush());
   }
 
   private flush(): void {
     this.flushQueued = false;
+    const maxBytes = this.link.maxFrameBytes;
     for (const slot of this.slots.values()) {
       const entries = slot.entries;
       // Priority high to low, then acceptance order.
       if (entries.length > 1) entries.sort((a, b) => b.m.pri - a.m.pri || a.m.seq - b.m.seq);
-      for (let i = 0; i < entries.length; i += this.batchSize) {
-        const chunk = entries.slice(i, i + this.batchSize);
-        const frame = chunk.length === 1 ? frameOf(chunk[0]!) : encodeBatch(chunk.map(frameOf));
-        this.deliver(slot.shard, slot.user, slot.sid, frame, chunk);
+      let chunk: string[] = [];
+      let chunkEntries: Entry[] = [];
+      let bytes = BATCH_ENVELOPE;
+      for (const entry of entries) {
+        const frame = this.frameOf(entry);
+        if (frame === null) continue;
+        // +1: the comma before it.
+        if (chunk.length === this.batchSize || (chunk.length > 0 && bytes + frame.bytes + 1 > maxBytes)) {
+          this.deliverChunk(slot, chunk, chunkEntries);
+          chunk = [];
+          chunkEntries = [];
+          bytes = BATCH_ENVELOPE;
+        }
+        chunk.push(frame.text);
+        chunkEntries.push(entry);
+        bytes += frame.bytes + 1;
       }
+      if (chunk.length > 0) this.deliverChunk(slot, chunk, chunkEntries);
     }
     this.slots.clear();
+    this.frames.clear();
+  }
+
+  private frameOf(entry: Entry): Frame | null {
+    let frame = this.frames.get(entry);
+    if (frame === undefined) this.frames.set(entry, (frame = this.encodeFitting(entry)));
+    return frame;
+  }
+
+  /**
+   * The entry's frame, unless its data can never fit a ring record: that is known from the
+   * size its metadata keeps, before anything is read back from the store.
+   */
+  private encodeFitting(entry: Entry): Frame | null {
+    const over = this.overLimit(entry.m.bytes);
+    if (over !== null) {
+      this.tooLarge(entry, over);
+      return null;
+    }
+    const text = this.encode(entry);
+    return text === null ? null : { text, bytes: Buffer.byteLength(text) };
+  }
+
+  private overLimit(dataBytes: number): string | null {
+    const max = this.link.maxFrameBytes - MSG_ENVELOPE_BYTES;
+    return dataBytes <= max ? null : `data of ${dataBytes} bytes is over the ${max} one message may carry between threads (performance.ring_bytes)`;
+  }
+
+  private deliverChunk(slot: Slot, chunk: string[], entries: readonly Entry[]): void {
+    this.deliver(slot.shard, slot.user, slot.sid, chunk.length === 1 ? chunk[0]! : encodeBatch(chunk), entries);
   }
 
   private deliver(shard: number, user: string | null, sid: string | null, frame: string, entries: readonly Entry[]): void {
@@ -64,10 +153,4 @@ export class Outbox {
     if (user !== null) this.link.deliverToUser(shard, user, frame, storedAt, live);
     else this.link.deliverToSid(shard, sid!, frame, storedAt, live);
   }
-}
-
-/** The entry's `msg` frame, encoded once however often it is delivered. */
-function frameOf(entry: Entry): string {
-  const m = entry.m;
-  return (entry.frame ??= encodeStoredMsg(m.id, m.from, m.group, m.data, m.pri, m.ts));
 }

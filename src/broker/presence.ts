@@ -16,10 +16,11 @@ export class Presence {
   private readonly conns = new Map<string, Conn>();
   private readonly users = new Map<string, Map<string, Conn>>();
   private readonly groups = new Map<string, GroupMembers<Conn>>();
-  private readonly strategies = new Map<string, AnyStrategy>();
+  private readonly strategies: Map<string, AnyStrategy>;
 
   constructor(private readonly delivery: Config['websocket']['delivery']) {
-    for (const [group, strategy] of Object.entries(delivery.group_strategies)) this.strategies.set(group, strategy);
+    // A copy: setStrategy() adds to it, the config stays as loaded.
+    this.strategies = new Map(delivery.group_strategies);
   }
 
   /** Registers connection `sid` of `user` on `shard`, weighted for `any` as the config says. */
@@ -29,7 +30,7 @@ export class Presence {
     let conns = this.users.get(user);
     if (!conns) this.users.set(user, (conns = new Map()));
     conns.set(sid, conn);
-    conn.weight = this.delivery.weights[user] ?? 1;
+    conn.weight = this.delivery.weights.get(user) ?? 1;
     return conn;
   }
 

@@ -43,7 +43,8 @@ export class Processors {
   run(type: string, incoming: Incoming, outcome: ProcessorOutcome): void {
     const processor = this.byType.get(type)!;
     const message = processorMessage(incoming);
-    const fail = (err: unknown): void => outcome.fail(`processor for type ${JSON.stringify(type)} threw: ${err instanceof Error ? err.message : String(err)}`);
+    const named = `processor for type ${JSON.stringify(type)}`;
+    const fail = (err: unknown): void => outcome.fail(`${named} threw: ${describe(err)}`);
     let out;
     try {
       out = processor(message);
@@ -53,7 +54,16 @@ export class Processors {
     const finish = (result: ProcessorMessage | null | undefined): void => {
       if (result === null) return outcome.drop();
       const changed = result === undefined ? message : result;
-      outcome.pass(JSON.stringify(changed.data) ?? 'null', clampPri(changed.pri));
+      let dataJson: string;
+      let pri: number;
+      try {
+        // A BigInt or a cycle cannot be JSON: JSON.stringify throws, and the message cannot go on.
+        dataJson = JSON.stringify(changed.data) ?? 'null';
+        pri = clampPri(changed.pri);
+      } catch (err) {
+        return outcome.fail(`${named} returned data that cannot be JSON: ${describe(err)}`);
+      }
+      outcome.pass(dataJson, pri);
     };
     if (out instanceof Promise) out.then(finish, fail);
     else finish(out);
@@ -71,6 +81,10 @@ function processorMessage(incoming: Incoming): ProcessorMessage {
   const kind = incoming.target.startsWith('u:') ? 'send' : incoming.target.startsWith('g:') ? 'any' : 'pub';
   const recipient = kind === 'send' ? { to: incoming.target.slice(2) } : { group: incoming.group! };
   return { kind, from: incoming.from, ...recipient, data: JSON.parse(incoming.data), pri: incoming.pri };
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
 
 /** A processor's `pri`, or NORMAL when it returned something that is not a priority. */

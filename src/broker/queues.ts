@@ -1,10 +1,14 @@
 /**
- * The broker's in-memory index of stored messages: every message by id, and per recipient
- * (`u:USER`, `g:GROUP`) one lane per priority, so delivery order (priority high to low, then
- * acceptance) needs no sorting, and the cap (delivery.max_pending_per_user) can find the
- * oldest LOW message to drop.
+ * The broker's in-memory index of stored messages, and the limits on what they may hold: every
+ * message by id, and per recipient (`u:USER`, `g:GROUP`) one lane per priority, so delivery
+ * order (priority high to low, then acceptance) needs no sorting, and the recipient's cap can
+ * find the oldest LOW message to drop. It also counts messages per sender and in all (with
+ * their data's bytes), so a send can be refused before anything is written.
+ *
+ * An entry holds the message's metadata only: its data stays on disk (MessageStore.body) once
+ * it is stored, except between acceptance and the first delivery encoded from it.
  */
-import type { StoredMessage } from '../store/store.js';
+import type { MessageMeta } from '../store/store.js';
 import type { Timed } from './deadlines.js';
 
 export const enum State {
@@ -19,37 +23,57 @@ export const enum State {
 }
 
 export interface Entry extends Timed {
-  m: StoredMessage;
+  m: MessageMeta;
   state: State;
   /** INFLIGHT: the user whose in-flight count includes this entry. */
   holder: string | null;
-  /** The encoded msg frame, built on first delivery. */
-  frame: string | null;
+  /** The data (JSON text) while it is at hand anyway: from acceptance until first encoded; null after, read from the store. */
+  body: string | null;
   /** epochMs() of its store commit while it goes straight out to an online recipient; 0 otherwise (send latency). */
   readyAt: number;
   /** epochMs() of its last delivery, for the ack latency; 0 before the first. */
   deliveredAt: number;
 }
 
-interface Target {
-  /** One ordered map per priority (index = pri); insertion order is acceptance order. */
-  lanes: [Map<string, Entry>, Map<string, Entry>, Map<string, Entry>, Map<string, Entry>];
-  size: number;
+/** The bounds on stored messages (config: delivery.max_pending_per_user, delivery.max_stored_per_sender, store.max_messages, store.max_bytes). */
+export interface StoreLimits {
+  perRecipient: number;
+  perSender: number;
+  messages: number;
+  bytes: number;
 }
 
-export function newEntry(m: StoredMessage, state: State): Entry {
-  return { m, state, holder: null, frame: null, readyAt: 0, deliveredAt: 0, deadline: 0, prev: null, next: null, list: -1 };
+interface Target {
+  /**
+   * One ordered map per priority (index = pri), made when first used: most recipients that
+   * wait have one or two messages, and four maps each cost ~0.7 KB per recipient. Insertion
+   * order is acceptance order.
+   */
+  lanes: [Lane, Lane, Lane, Lane];
+  size: number;
+}
+type Lane = Map<string, Entry> | null;
+
+export function newEntry(m: MessageMeta, state: State, body: string | null = null): Entry {
+  return { m, state, holder: null, body, readyAt: 0, deliveredAt: 0, deadline: 0, prev: null, next: null, list: -1 };
 }
 
 export class Queues {
   private readonly targets = new Map<string, Target>();
   private readonly byId = new Map<string, Entry>();
+  private readonly bySender = new Map<string, number>();
+  private totalBytes = 0;
 
-  constructor(private readonly maxPending: number) {}
+  constructor(private readonly limits: StoreLimits) {}
 
   /** Messages held, in every state. */
   get size(): number {
     return this.byId.size;
+  }
+
+  /** Bytes of data of the messages held. */
+  get bytes(): number {
+    return this.totalBytes;
   }
 
   get(id: string): Entry | undefined {
@@ -62,20 +86,33 @@ export class Queues {
   }
 
   insert(entry: Entry): void {
-    let target = this.targets.get(entry.m.target);
-    if (!target) this.targets.set(entry.m.target, (target = { lanes: [new Map(), new Map(), new Map(), new Map()], size: 0 }));
-    target.lanes[entry.m.pri]!.set(entry.m.id, entry);
+    const m = entry.m;
+    let target = this.targets.get(m.target);
+    if (!target) this.targets.set(m.target, (target = { lanes: [null, null, null, null], size: 0 }));
+    (target.lanes[m.pri] ??= new Map()).set(m.id, entry);
     target.size++;
-    this.byId.set(entry.m.id, entry);
+    this.byId.set(m.id, entry);
+    this.bySender.set(m.from, (this.bySender.get(m.from) ?? 0) + 1);
+    this.totalBytes += m.bytes;
   }
 
   remove(entry: Entry): void {
-    this.byId.delete(entry.m.id);
-    const target = this.targets.get(entry.m.target);
-    if (target && target.lanes[entry.m.pri]!.delete(entry.m.id)) {
+    const m = entry.m;
+    if (!this.byId.delete(m.id)) return;
+    const target = this.targets.get(m.target);
+    if (target && target.lanes[m.pri]?.delete(m.id)) {
       target.size--;
-      if (target.size === 0) this.targets.delete(entry.m.target);
+      if (target.size === 0) this.targets.delete(m.target);
     }
+    const sent = (this.bySender.get(m.from) ?? 1) - 1;
+    if (sent <= 0) this.bySender.delete(m.from);
+    else this.bySender.set(m.from, sent);
+    this.totalBytes -= m.bytes;
+  }
+
+  /** Every entry, in no particular order. */
+  all(): IterableIterator<Entry> {
+    return this.byId.values();
   }
 
   /** A copy of `target`'s entries in delivery order: priority high to low, then acceptance. */
@@ -83,28 +120,30 @@ export class Queues {
     const queue = this.targets.get(target);
     const entries: Entry[] = [];
     if (!queue) return entries;
-    for (let pri = 3; pri >= 0; pri--) for (const entry of queue.lanes[pri]!.values()) entries.push(entry);
+    for (let pri = 3; pri >= 0; pri--) for (const entry of queue.lanes[pri]?.values() ?? []) entries.push(entry);
     return entries;
   }
 
   /**
-   * Whether `target` can take one more message. At the cap, its oldest stored LOW message makes
-   * room: `evict` must take it out (dead-letter it). False when the queue is full and has no
-   * stored LOW message; the send is then refused.
+   * Whether one more message of `bytes` from `from` to `target` fits; null when it does, else
+   * why not, naming the limit. The store's limits come first, then the sender's (unless
+   * `checkSender` is false: the embedding API and requeues are trusted), then the recipient's:
+   * at its cap, its oldest stored LOW message makes room, and `evict` must take it out
+   * (dead-letter it); a queue full of non-LOW messages refuses.
    */
-  admit(target: string, evict: (entry: Entry) => void): boolean {
+  admit(target: string, from: string, bytes: number, checkSender: boolean, evict: (entry: Entry) => void): string | null {
+    const { messages, bytes: maxBytes, perSender, perRecipient } = this.limits;
+    if (this.byId.size >= messages) return `the store holds ${this.byId.size} messages (store.max_messages)`;
+    if (this.totalBytes + bytes > maxBytes) return `the store holds ${this.totalBytes} bytes of messages; this one has ${bytes} (store.max_bytes)`;
+    const sent = this.bySender.get(from) ?? 0;
+    if (checkSender && sent >= perSender) return `${from} has ${sent} stored messages (delivery.max_stored_per_sender)`;
     const queue = this.targets.get(target);
-    if (!queue || queue.size < this.maxPending) return true;
-    for (const entry of queue.lanes[0].values()) {
+    if (!queue || queue.size < perRecipient) return null;
+    for (const entry of queue.lanes[0]?.values() ?? []) {
       if (entry.state === State.STORING) continue;
       evict(entry);
-      return true;
+      return null;
     }
-    return false;
-  }
-
-  /** How many messages `target` holds. */
-  sizeOf(target: string): number {
-    return this.targets.get(target)?.size ?? 0;
+    return `${target.slice(2)} has ${queue.size} stored messages (delivery.max_pending_per_user) and none of them is LOW`;
   }
 }

@@ -1,12 +1,20 @@
 /**
  * The broker's ShardLink over shared memory: one SPSC ring each way per shard, and the
  * broker's doorbell (slot `shards`) that the shards ring after writing.
+ *
+ * What waits for a shard is bounded. A shard that is not up (down, crash-looping, stopping)
+ * gets nothing: its connections are gone, and its successor discards what its ring holds.
+ * While a ring's overflow is over `maxBacklogBytes`, deliveries are not written (they stay
+ * stored, in flight, and their ack timers deliver them again) and group messages are dropped
+ * (at most once); acks, errors, welcomes and admin answers, small and not redelivered by
+ * anyone, may use twice that before they are dropped too. Each is counted.
  */
 import { DoorbellListener, DoorbellRinger } from '../rings/doorbell.js';
-import type { ErrorCode } from '../protocol/errors.js';
-import { QueuedRingWriter } from '../link/queued-writer.js';
+import { httpError, type ErrorCode } from '../protocol/errors.js';
+import { QueuedRingWriter, type WriteRefusal } from '../link/queued-writer.js';
 import { LinkReader } from '../link/reader.js';
-import { encodeRecord, ToBroker, ToShard } from '../link/records.js';
+import { encodeRecord, FRAME_RECORD_OVERHEAD, ToBroker, ToShard } from '../link/records.js';
+import type { Logger } from '../util/logger.js';
 import type { RecordSink, ShardLink } from './shard-link.js';
 
 /** Records read per wake-up before yielding to I/O, so a flood from the shards cannot starve timers. */
@@ -20,18 +28,49 @@ export interface RingLinkOptions {
   toShard: SharedArrayBuffer[];
   /** METRICS records go here rather than to the broker (whose business they are not). */
   onMetrics?(shard: number, fields: unknown[]): void;
+  /** Whether shard i can take records now (starting or up); default: always. */
+  accepts?(shard: number): boolean;
+  /** Bytes each ring's overflow may hold for deliveries and group messages (performance.ring_overflow_bytes); default: no bound. */
+  maxBacklogBytes?: number;
+  /** Where a refused record is reported (once per ring and reason). */
+  log?: Pick<Logger, 'error'>;
+}
+
+/** What the link did not hand to a shard, by reason (sampled into /stats with the broker's counters). */
+export interface LinkStats {
+  /** Records refused because no ring could ever carry them. */
+  link_too_large: number;
+  /** Deliveries not written while a ring's overflow was over its bound: their ack timers deliver them again. */
+  link_deferred: number;
+  /** Group messages, and past twice the bound other records, dropped while a ring's overflow was over its bound. */
+  link_dropped: number;
+  /** Records not written because their shard was not up. */
+  link_discarded: number;
 }
 
 export class RingShardLink implements ShardLink {
   private readonly readers: LinkReader[];
   private readonly writers: QueuedRingWriter[];
   private readonly listener: DoorbellListener;
+  private readonly accepts: (shard: number) => boolean;
+  /** Acks, errors, welcomes and admin answers may use this much overflow. */
+  private readonly controlBacklog: number;
   // The primary starts the broker (listen) before any shard, so nothing is read before it is set.
   private sink: RecordSink = () => {};
+  readonly maxFrameBytes: number;
+  readonly stats: LinkStats = { link_too_large: 0, link_deferred: 0, link_dropped: 0, link_discarded: 0 };
 
   constructor(options: RingLinkOptions) {
     const ringer = new DoorbellRinger(options.doorbells);
-    this.writers = options.toShard.map((buffer, shard) => new QueuedRingWriter(buffer, ringer, shard));
+    const maxBacklog = options.maxBacklogBytes ?? Infinity;
+    const refused = (shard: number) => (code: WriteRefusal, bytes: number, first: boolean) => {
+      if (code === 'E_TOO_LARGE') this.stats.link_too_large++;
+      if (first) options.log?.error({ code, shard, bytes }, 'record to a shard refused by its ring');
+    };
+    this.writers = options.toShard.map((buffer, shard) => new QueuedRingWriter(buffer, ringer, shard, { onRefused: refused(shard) }, maxBacklog));
+    this.accepts = options.accepts ?? (() => true);
+    this.controlBacklog = 2 * maxBacklog;
+    this.maxFrameBytes = Math.min(...this.writers.map((writer) => writer.maxRecord)) - FRAME_RECORD_OVERHEAD;
     const onMetrics = options.onMetrics ?? (() => {});
     this.readers = options.fromShard.map(
       (buffer, shard) => new LinkReader(buffer, (kind, fields) => (kind === ToBroker.METRICS ? onMetrics(shard, fields) : this.sink(shard, kind, fields)), false),
@@ -40,33 +79,44 @@ export class RingShardLink implements ShardLink {
   }
 
   deliverToUser(shard: number, user: string, frame: string, storedAt = 0, live = 0): void {
-    this.writers[shard]!.write(encodeRecord(ToShard.DELIVER_USER, live > 0 ? [user, frame, storedAt, live] : [user, frame]));
+    this.deliver(shard, encodeRecord(ToShard.DELIVER_USER, live > 0 ? [user, frame, storedAt, live] : [user, frame]));
   }
 
   deliverToSid(shard: number, sid: string, frame: string, storedAt = 0, live = 0): void {
-    this.writers[shard]!.write(encodeRecord(ToShard.DELIVER_SID, live > 0 ? [sid, frame, storedAt, live] : [sid, frame]));
+    this.deliver(shard, encodeRecord(ToShard.DELIVER_SID, live > 0 ? [sid, frame, storedAt, live] : [sid, frame]));
   }
 
   senderAck(shard: number, sid: string, ref: string | null, id: string): void {
-    this.writers[shard]!.write(encodeRecord(ToShard.SENDER_ACK, [sid, ref, id]));
+    this.control(shard, encodeRecord(ToShard.SENDER_ACK, [sid, ref, id]));
   }
 
   error(shard: number, sid: string, code: ErrorCode, message: string, ref: string | null): void {
-    this.writers[shard]!.write(encodeRecord(ToShard.ERROR, [sid, code, message, ref]));
+    this.control(shard, encodeRecord(ToShard.ERROR, [sid, code, message, ref]));
   }
 
   welcome(shard: number, sid: string, pending: number): void {
-    this.writers[shard]!.write(encodeRecord(ToShard.WELCOME, [sid, pending]));
+    this.control(shard, encodeRecord(ToShard.WELCOME, [sid, pending]));
   }
 
   groupPub(group: string, frame: string): void {
     // Encoded once; QueuedRingWriter keeps the array only while it waits, and never changes it.
     const record = encodeRecord(ToShard.GROUP_PUB, [group, frame]);
-    for (const writer of this.writers) writer.write(record);
+    for (let shard = 0; shard < this.writers.length; shard++) {
+      if (this.write(shard, record, this.writers[shard]!.maxBacklog) === 'E_OVERLOADED') this.stats.link_dropped++;
+    }
   }
 
   adminReply(shard: number, requestId: number, status: number, bodyJson: string): void {
-    this.writers[shard]!.write(encodeRecord(ToShard.ADMIN_REPLY, [requestId, status, bodyJson]));
+    if (this.control(shard, encodeRecord(ToShard.ADMIN_REPLY, [requestId, status, bodyJson])) !== 'E_TOO_LARGE') return;
+    // Answered all the same, or the request would wait forever.
+    const { status: failed, body } = httpError('internal_error', `the answer (${bodyJson.length} characters) is too large for the shard link`);
+    this.control(shard, encodeRecord(ToShard.ADMIN_REPLY, [requestId, failed, JSON.stringify(body)]));
+  }
+
+  /** The overflow toward `shard`: bytes, and when its oldest record was queued (0: none waits). */
+  overflowOf(shard: number): { bytes: number; since: number } {
+    const writer = this.writers[shard]!;
+    return { bytes: writer.backlog, since: writer.oldestQueuedAt };
   }
 
   listen(onRecord: RecordSink): void {
@@ -82,6 +132,25 @@ export class RingShardLink implements ShardLink {
   stop(): void {
     this.listener.stop();
     for (const writer of this.writers) writer.stop();
+  }
+
+  private deliver(shard: number, record: Uint8Array): void {
+    if (this.write(shard, record, this.writers[shard]!.maxBacklog) === 'E_OVERLOADED') this.stats.link_deferred++;
+  }
+
+  private control(shard: number, record: Uint8Array): WriteRefusal | null {
+    const refused = this.write(shard, record, this.controlBacklog);
+    if (refused === 'E_OVERLOADED') this.stats.link_dropped++;
+    return refused;
+  }
+
+  /** `record` to `shard` unless it is not up (then dropped: null), or refused. */
+  private write(shard: number, record: Uint8Array, limit: number): WriteRefusal | null {
+    if (!this.accepts(shard)) {
+      this.stats.link_discarded++;
+      return null;
+    }
+    return this.writers[shard]!.write(record, limit);
   }
 
   private drain(): boolean {

@@ -10,6 +10,11 @@ export type RecordSink = (shard: number, kind: number, fields: unknown[]) => voi
 
 export interface ShardLink {
   /**
+   * The largest frame (UTF-8 bytes) one record can carry to a shard: a delivery, a group
+   * message or an admin body. Anything bigger must be split or refused before it is handed over.
+   */
+  readonly maxFrameBytes: number;
+  /**
    * `frame` to every connection of `user` on `shard`. `live` of its messages went out as their
    * store commit made them ready, the earliest at `storedAt` (epochMs()): the shard measures
    * the send latency from it.

@@ -111,9 +111,10 @@ function setPath(target: Record<string, unknown>, path: string, value: unknown):
 
 function mergeInto(target: Record<string, unknown>, source: Record<string, unknown>): void {
   for (const [key, value] of Object.entries(source)) {
-    const existing = target[key];
+    const existing = Object.hasOwn(target, key) ? target[key] : undefined;
     if (isPlainObject(value) && isPlainObject(existing)) mergeInto(existing, value);
-    else target[key] = isPlainObject(value) ? structuredClone(value) : value;
+    // Defined, not assigned: keys are names too (delivery.weights), and `target.__proto__ = x` would set the prototype.
+    else Object.defineProperty(target, key, { value: isPlainObject(value) ? structuredClone(value) : value, enumerable: true, writable: true, configurable: true });
   }
 }
 

@@ -5,6 +5,10 @@
  */
 import { z } from 'zod';
 
+/** Where the server listens unless configured otherwise; tools that reach it use the same. */
+export const DEFAULT_PORT = 8765;
+export const DEFAULT_PATH = '/ws';
+
 const seconds = z.number().nonnegative();
 const positiveInt = z.number().int().positive();
 const nonNegativeInt = z.number().int().nonnegative();
@@ -12,10 +16,10 @@ const nonNegativeInt = z.number().int().nonnegative();
 const server = z
   .object({
     host: z.string().min(1).default('0.0.0.0'),
-    port: z.number().int().min(0).max(65535).default(8765),
+    port: z.number().int().min(0).max(65535).default(DEFAULT_PORT),
     /** 0 means one shard per core (os.availableParallelism()). */
     shards: nonNegativeInt.max(256).default(0),
-    path: z.string().startsWith('/').default('/ws'),
+    path: z.string().startsWith('/').default(DEFAULT_PATH),
     max_connections: positiveInt.default(2000),
     /** Seconds between server pings to each connection. */
     ping_interval: seconds.default(20),
@@ -77,6 +81,17 @@ const limits = z
     /** Bad frames before the connection is closed with 4400. */
     bad_frames_before_close: positiveInt.default(10),
     max_groups_per_connection: positiveInt.default(1000),
+    /**
+     * Per client address, for the whole server (each shard enforces its share): connection
+     * attempts per second sustained (0: unlimited) and the burst above it, and sockets that
+     * may wait for their `auth` frame at once (0: unlimited). Over them: HTTP 429. The
+     * defaults leave room for an office of a thousand users behind one NAT address.
+     */
+    connection_attempts_per_ip: z.number().nonnegative().default(100),
+    connection_burst_per_ip: positiveInt.default(1000),
+    unauthenticated_per_ip: nonNegativeInt.default(200),
+    /** Addresses each shard tracks at once; when all are busy, a new address gets HTTP 503. */
+    max_tracked_ips: positiveInt.default(100_000),
   })
   .strict();
 
@@ -147,10 +162,33 @@ const monitoring = z
     export_max_bytes: positiveInt.min(1024).default(10 * 1024 * 1024),
     /** Rotated export files kept (FILE.1 newest .. FILE.N); 0: the file starts over. */
     export_keep: nonNegativeInt.max(100).default(5),
+    /** Seconds a ring may hold records without draining before /health says degraded. */
+    link_stuck_after: z.number().positive().default(5),
   })
   .strict();
 
 const strategy = z.enum(['round_robin', 'least_connections', 'weighted']);
+
+/**
+ * A mapping keyed by user ids or group names, as a Map: as a plain object, a user called
+ * `constructor` would find Object.prototype's, and z.record would drop a key `__proto__`.
+ */
+function nameMap<T extends z.ZodTypeAny>(value: T): z.ZodType<Map<string, z.output<T>>, z.ZodTypeDef, unknown> {
+  return z.unknown().transform((input, ctx) => {
+    const out = new Map<string, z.output<T>>();
+    if (input === undefined) return out;
+    if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'expected a mapping of names' });
+      return z.NEVER;
+    }
+    for (const [key, raw] of Object.entries(input)) {
+      const parsed = value.safeParse(raw);
+      if (parsed.success) out.set(key, parsed.data);
+      else for (const issue of parsed.error.issues) ctx.addIssue({ ...issue, path: [key, ...issue.path] } as z.IssueData);
+    }
+    return out;
+  });
+}
 
 const delivery = z
   .object({
@@ -164,12 +202,29 @@ const delivery = z
     max_attempts: positiveInt.max(1000).default(5),
     /** Stored messages per recipient (user, or group for `any`); over it the oldest LOW is dropped. */
     max_pending_per_user: positiveInt.default(10_000),
+    /**
+     * Stored messages one client may have waiting (over every recipient): without it one
+     * sender could fill the store by writing to many users that never connect. The embedding
+     * API is not limited by it (the application is trusted).
+     */
+    max_stored_per_sender: positiveInt.default(10_000),
+    /**
+     * Seconds a stored message may wait for a recipient, from when it became deliverable (or
+     * from its last delivery, if the recipient left without acknowledging it); then it goes to
+     * the dead-letter queue. 0 = forever. Users who never come back must not hold the store.
+     */
+    ttl: seconds.default(7 * 24 * 3600),
+    /**
+     * Furthest ahead a `send` may be scheduled (`at`), seconds. A far-future `at` would be held
+     * (and survive restarts) for nothing; over it the send gets E_BAD_FRAME.
+     */
+    max_schedule_ahead: z.number().positive().default(30 * 24 * 3600),
     /** `any` strategy for groups without their own and frames without `strategy`. */
     default_strategy: strategy.default('round_robin'),
     /** Per-group `any` strategy, e.g. {support: least_connections}. */
-    group_strategies: z.record(z.string(), strategy).default({}),
+    group_strategies: nameMap(strategy),
     /** Per-user weight for the `weighted` strategy when the token has no `weight` claim (default 1). */
-    weights: z.record(z.string(), z.number().positive()).default({}),
+    weights: nameMap(z.number().positive()),
   })
   .strict();
 
@@ -186,6 +241,14 @@ const store = z
     data_dir: z.string().min(1).default('./data'),
     /** When a write counts as stored: full = fsync'd, overlapping = lmdb overlapping sync, none = no fsync. */
     sync: z.enum(['full', 'overlapping', 'none']).default('full'),
+    /**
+     * Most messages stored at once (waiting, scheduled or awaiting an ack); over it send/any get
+     * E_QUEUE_FULL. Bounds the broker's memory: each one keeps its metadata in the primary's
+     * heap, about 0.75 KB when every message has a recipient of its own (less when they share).
+     */
+    max_messages: positiveInt.default(500_000),
+    /** Most bytes of message data stored at once; over it send/any get E_QUEUE_FULL. Bounds the disk. */
+    max_bytes: positiveInt.default(1024 * 1024 * 1024),
   })
   .strict();
 

@@ -3,34 +3,55 @@
  * ring full waits, in order, in an overflow queue that is flushed as the consumer frees space.
  * Producers look at `backlog` to refuse new work while too much waits. Used for shard-to-shard
  * and shard-to-broker traffic alike.
+ *
+ * Two records are refused instead, at once, with a code the caller handles: one the ring can
+ * never take (E_TOO_LARGE: over half the ring, it would wait at the head forever and wedge
+ * every record behind it), and one that would take the overflow over its bound (E_OVERLOADED).
  */
 import type { DoorbellRinger } from '../rings/doorbell.js';
 import { RingWriter } from '../rings/ring.js';
 
 const RETRY_MS = 1;
 
+/** Why a record was refused; nothing of it was written or queued. */
+export type WriteRefusal = 'E_TOO_LARGE' | 'E_OVERLOADED';
+
+export interface QueuedWriterHooks {
+  /** Called for each record that found the ring full and had to wait. */
+  onQueued?(): void;
+  /** Called with the number of waiting records that reached the ring. */
+  onFlushed?(records: number): void;
+  /** A record was refused; `first`: this writer's first refusal with this code (worth one log line). */
+  onRefused?(code: WriteRefusal, bytes: number, first: boolean): void;
+}
+
 export class QueuedRingWriter {
   private readonly writer: RingWriter;
   private overflow: Uint8Array[] = [];
+  /** When each waiting record was queued (Date.now()), in the same order. */
+  private queuedAt: number[] = [];
   private overflowBytes = 0;
   private retryTimer: NodeJS.Timeout | null = null;
   private stopped = false;
+  private readonly refusedOnce = new Set<WriteRefusal>();
   /** The ring's data region: fill a reserved record through it. */
   readonly bytes: Uint8Array;
+  /** The largest record the ring can ever take (largestRecord()). */
+  readonly maxRecord: number;
 
   /**
-   * @param onQueued called for each record that found the ring full and had to wait
-   * @param onFlushed called with the number of waiting records that reached the ring
+   * @param maxBacklog bytes the overflow may hold by default (see write()); Infinity: unbounded
    */
   constructor(
     buffer: SharedArrayBuffer,
     private readonly ringer: DoorbellRinger,
     readonly target: number,
-    private readonly onQueued: () => void = () => {},
-    private readonly onFlushed: (records: number) => void = () => {},
+    private readonly hooks: QueuedWriterHooks = {},
+    readonly maxBacklog = Infinity,
   ) {
     this.writer = new RingWriter(buffer);
     this.bytes = this.writer.bytes;
+    this.maxRecord = this.writer.maxPayload;
   }
 
   /** Bytes waiting for the ring to drain. */
@@ -38,10 +59,15 @@ export class QueuedRingWriter {
     return this.overflowBytes;
   }
 
+  /** When the oldest waiting record was queued (Date.now()); 0 when none waits. */
+  get oldestQueuedAt(): number {
+    return this.queuedAt[0] ?? 0;
+  }
+
   /**
    * Zero-copy path: room for a record of `length` bytes, at the returned offset in `bytes`;
    * fill it and call publish(). -1 when the ring is full, or records already wait (they go
-   * first): then hand the record to enqueue().
+   * first), or it can never fit: then hand the record to enqueue(), which decides.
    */
   reserve(length: number): number {
     return this.overflow.length === 0 ? this.writer.reserve(length) : -1;
@@ -52,28 +78,37 @@ export class QueuedRingWriter {
     this.ringer.ring(this.target);
   }
 
-  /** Copies `record` into the ring, or queues it (the array is kept: do not reuse it). */
-  write(record: Uint8Array): void {
+  /**
+   * Copies `record` into the ring, or queues it (the array is kept: do not reuse it); null
+   * when done. Refused, with nothing queued: a record that can never fit, or one that would
+   * take the overflow over `limit` bytes (a caller may allow more for records it cannot lose).
+   */
+  write(record: Uint8Array, limit = this.maxBacklog): WriteRefusal | null {
     if (this.overflow.length === 0 && this.writer.tryWrite(record)) {
       this.ringer.ring(this.target);
-      return;
+      return null;
     }
-    this.enqueue(record);
+    return this.enqueue(record, limit);
   }
 
-  /** Queues `record` behind the others until the ring has room. */
-  enqueue(record: Uint8Array): void {
+  /** Queues `record` behind the others until the ring has room, or refuses it as write() does. */
+  enqueue(record: Uint8Array, limit = this.maxBacklog): WriteRefusal | null {
+    if (record.byteLength > this.maxRecord) return this.refuse('E_TOO_LARGE', record.byteLength);
+    if (this.overflowBytes + record.byteLength > limit) return this.refuse('E_OVERLOADED', record.byteLength);
     // Stopping: a retry timer would keep the thread alive; the consumer is going away too.
-    if (this.stopped) return;
+    if (this.stopped) return null;
     this.overflow.push(record);
+    this.queuedAt.push(Date.now());
     this.overflowBytes += record.byteLength;
-    this.onQueued();
+    this.hooks.onQueued?.();
     if (this.retryTimer === null) this.retryTimer = setTimeout(() => this.flush(), RETRY_MS);
+    return null;
   }
 
-  /** The consumer is gone for good (its thread died): what waited for it is void. */
+  /** The consumer is gone (its thread died or is stopping): what waited for it is void. */
   discard(): void {
     this.overflow = [];
+    this.queuedAt = [];
     this.overflowBytes = 0;
   }
 
@@ -81,6 +116,13 @@ export class QueuedRingWriter {
     this.stopped = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = null;
+  }
+
+  private refuse(code: WriteRefusal, bytes: number): WriteRefusal {
+    const first = !this.refusedOnce.has(code);
+    this.refusedOnce.add(code);
+    this.hooks.onRefused?.(code, bytes, first);
+    return code;
   }
 
   private flush(): void {
@@ -92,8 +134,9 @@ export class QueuedRingWriter {
     }
     if (sent > 0) {
       this.overflow.splice(0, sent);
+      this.queuedAt.splice(0, sent);
       this.ringer.ring(this.target);
-      this.onFlushed(sent);
+      this.hooks.onFlushed?.(sent);
     }
     if (this.overflow.length > 0) this.retryTimer = setTimeout(() => this.flush(), RETRY_MS);
   }

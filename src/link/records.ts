@@ -50,6 +50,15 @@ export const ToShard = {
   ADMIN_REPLY: 7,
 } as const;
 
+/**
+ * What a record that carries a frame or a body (DELIVER_USER, DELIVER_SID, GROUP_PUB,
+ * ADMIN_REPLY) needs beside it: the kind byte, the array header, a name of at most 128 ASCII
+ * characters (or a sid, or a request id and status), the string headers and a delivery's
+ * storedAt and live numbers (about 15 bytes). So a frame of up
+ * to largestRecord(ring) - FRAME_RECORD_OVERHEAD UTF-8 bytes always fits the ring.
+ */
+export const FRAME_RECORD_OVERHEAD = 256;
+
 const packr = new Packr({ useRecords: false, moreTypes: false });
 
 /** One record: kind byte then the packed fields. */

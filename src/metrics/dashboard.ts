@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { sendJson } from '../shard/http.js';
+import { sendError } from '../shard/http.js';
 import type { TemplatedApp } from '../util/uws.js';
 
 /** The page in the source tree: dist/src/metrics/ -> src/metrics/dashboard/ (tsc copies no HTML). */
@@ -44,7 +44,7 @@ export function loadDashboard(path = DASHBOARD_PATH): DashboardPage | Error {
 
 export function attachDashboardRoute(app: TemplatedApp, page: DashboardPage | Error = loadDashboard()): void {
   app.get('/dashboard', (res) => {
-    if (page instanceof Error) return sendJson(res, '500 Internal Server Error', { code: 'dashboard_missing', message: page.message });
+    if (page instanceof Error) return sendError(res, 'internal_error', page.message);
     res.cork(() => {
       res
         .writeStatus('200 OK')

@@ -10,7 +10,7 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import { digest } from '../shard/admin-http.js';
-import { sendJson } from '../shard/http.js';
+import { sendError, sendJson } from '../shard/http.js';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '../util/uws.js';
 import { attachDashboardRoute } from './dashboard.js';
 import { SnapshotDoc, type SnapshotReader } from './snapshot.js';
@@ -33,9 +33,9 @@ export function attachMetricsRoutes(app: TemplatedApp, options: MetricsRoutesOpt
 
   const document = (doc: typeof SnapshotDoc.METRICS | typeof SnapshotDoc.ALERTS, contentType: string) => (res: HttpResponse, req: HttpRequest) => {
     if (!allowed(req)) return unauthorized(res);
-    if (!enabled) return sendJson(res, '404 Not Found', { code: 'metrics_disabled', message: 'monitoring.enable_metrics_collection is false' });
+    if (!enabled) return sendError(res, 'not_found', 'monitoring.enable_metrics_collection is false');
     const body = snapshot.read(doc);
-    if (body === null) return sendJson(res, '503 Service Unavailable', { code: 'not_ready', message: 'no metrics rendered yet; retry shortly' });
+    if (body === null) return sendError(res, 'unavailable', 'no metrics rendered yet; retry shortly');
     res.cork(() => {
       res.writeStatus('200 OK').writeHeader('content-type', contentType).writeHeader('cache-control', 'no-store').end(body);
     });
@@ -57,5 +57,5 @@ export function attachMetricsRoutes(app: TemplatedApp, options: MetricsRoutesOpt
 }
 
 function unauthorized(res: HttpResponse): void {
-  sendJson(res, '401 Unauthorized', { code: 'unauthorized', message: 'monitoring endpoints need authorization: Bearer <websocket.monitoring.token>' });
+  sendError(res, 'unauthorized', 'monitoring endpoints need authorization: Bearer <websocket.monitoring.token>');
 }

@@ -12,10 +12,9 @@
  * not at all in the next. Asked, each shard answers once per interval, and the last interval is
  * exactly the reports that came in since the previous publish (each counted once).
  */
-import type { BrokerStats } from '../broker/broker.js';
 import type { Config } from '../config/schema.js';
 import type { ShardSnapshot, ShardTable } from '../shared/shard-table.js';
-import { byName, Counter, errorCounter } from '../shared/shard-table.js';
+import { byName, Counter, errorCounter, type MessagingCounterName } from '../shared/shard-table.js';
 import type { Logger } from '../util/logger.js';
 import { Alerts, type ActiveAlert, type AlertEvent, type AlertStatus } from './alerts.js';
 import { ExportFile } from './export-file.js';
@@ -39,7 +38,7 @@ export interface MetricsHubOptions {
   log: Logger;
   snapshot: SnapshotWriter;
   rings: RingBuffers;
-  broker(): { stats: Readonly<BrokerStats>; depth: { stored: number; inflight: number } };
+  broker(): { stats: Readonly<Record<MessagingCounterName, number>>; depth: { stored: number; inflight: number } };
   /** Asks every shard that is up for its report (it answers with a METRICS record). */
   requestReports(): void;
 }
@@ -65,7 +64,7 @@ export interface MetricsView {
   connections: number;
   peakConnections: number;
   maxConnections: number;
-  broker: Readonly<BrokerStats>;
+  broker: Readonly<Record<MessagingCounterName, number>>;
   depth: { stored: number; inflight: number };
   rings: RingFill[];
   resources: ResourceSample;

@@ -38,6 +38,7 @@ const SHARD_COUNTERS: ReadonlyArray<[CounterName, string, string]> = [
   ['ring_full', 'ocs_ring_full_total', 'Records that found their ring full and waited in its overflow queue'],
   ['ring_overloaded', 'ocs_ring_overloaded_total', 'Pubs refused with E_OVERLOADED because a ring and its overflow were full'],
   ['slow_consumers_closed', 'ocs_slow_consumers_closed_total', 'Connections closed as slow consumers (1013)'],
+  ['ring_refused', 'ocs_ring_refused_total', 'Records a ring writer refused: never fit the ring, or over its overflow bound'],
 ];
 
 const REFUSALS: ReadonlyArray<[CounterName, string]> = [
@@ -45,6 +46,9 @@ const REFUSALS: ReadonlyArray<[CounterName, string]> = [
   ['refused_unauthorized', 'unauthorized'],
   ['refused_protocol', 'subprotocol'],
   ['refused_stopping', 'stopping'],
+  ['ip_refused_rate', 'ip_rate'],
+  ['ip_refused_unauthenticated', 'ip_unauthenticated'],
+  ['ip_refused_table_full', 'ip_table_full'],
 ];
 
 const BROKER_COUNTERS: ReadonlyArray<[keyof MetricsView['broker'], string]> = [
@@ -55,6 +59,12 @@ const BROKER_COUNTERS: ReadonlyArray<[keyof MetricsView['broker'], string]> = [
   ['dead_lettered', 'messages moved to the dead-letter queue'],
   ['dropped_low', 'LOW messages dead-lettered to make room in a full queue'],
   ['queue_full', 'send/any refused with E_QUEUE_FULL'],
+  ['expired', 'waiting messages dead-lettered after delivery.ttl'],
+  ['store_unavailable', 'send/any refused with E_STORE_UNAVAILABLE'],
+  ['link_too_large', 'records to a shard refused because no ring could carry them'],
+  ['link_deferred', 'deliveries left to their ack timers while a ring to a shard was backed up'],
+  ['link_dropped', 'group messages (and past twice the bound other records) dropped while a ring to a shard was backed up'],
+  ['link_discarded', 'records not written because their shard was not up'],
 ];
 
 /** `percentile` label values (not `quantile`: Prometheus keeps that label for summaries). */
@@ -139,6 +149,7 @@ export function renderPrometheus(view: MetricsView): string {
   }
   out.family('ocs_messages_stored', 'gauge', 'Broker: stored messages not yet acknowledged or dead-lettered (the queue depth)').sample('ocs_messages_stored', null, view.depth.stored);
   out.family('ocs_messages_inflight', 'gauge', 'Broker: delivered messages awaiting their ack').sample('ocs_messages_inflight', null, view.depth.inflight);
+  out.family('ocs_messages_stored_bytes', 'gauge', 'Broker: bytes of data of the stored messages').sample('ocs_messages_stored_bytes', null, view.broker.stored_bytes);
   out.family('ocs_messages_pending', 'gauge', 'Broker: stored messages not yet delivered (recipient offline, or scheduled)').sample('ocs_messages_pending', null, view.depth.stored - view.depth.inflight);
 
   const r = view.resources;

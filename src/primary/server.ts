@@ -19,6 +19,7 @@ import { createRingBuffer } from '../rings/ring.js';
 import { createShardTable, ShardStatus, ShardTable, type ShardTableBuffers } from '../shared/shard-table.js';
 import type { PrimaryToShard, ShardInit, ShardToPrimary } from '../shared/thread-messages.js';
 import type { Logger } from '../util/logger.js';
+import { LinkMonitor } from './link-monitor.js';
 import { StatsSampler } from './stats-sampler.js';
 
 const SHARD_ENTRY = new URL('../../workers/shard.js', import.meta.url);
@@ -63,7 +64,9 @@ interface ShardSlot {
 
 export async function startServer(loaded: LoadedConfig, log: Logger, version: string): Promise<RunningServer> {
   const { config, shards } = loaded;
-  const instance = randomBytes(4).toString('hex');
+  // Prefix of every id this run hands out. The start time makes it new for every process
+  // run (on this host's clock); the random part tells apart processes started in the same ms.
+  const instance = Date.now().toString(36) + randomBytes(3).toString('hex');
   const tableBuffers = createShardTable(shards);
   const table = new ShardTable(tableBuffers);
   // One bell per shard, and one more (index `shards`) for the broker in this thread.
@@ -88,7 +91,7 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
         log,
         snapshot: new SnapshotWriter(snapshotBuffer, shards),
         rings: { shardToShard: rings, toBroker, fromBroker },
-        broker: () => ({ stats: broker.stats, depth: broker.depth() }) as const,
+        broker: () => ({ stats: { ...broker.stats, ...link.stats }, depth: broker.depth() }),
         requestReports: () => {
           for (const slot of slots) if (table.isUp(slot.index)) slot.worker?.postMessage({ type: 'report' } satisfies PrimaryToShard);
         },
@@ -113,6 +116,7 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     port,
     config: config as ShardInit['config'],
     instance,
+    generation: slots[index]!.restarts,
     version,
     table: tableBuffers as ShardTableBuffers,
     doorbells,
@@ -152,6 +156,7 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
         broker.shardDown(slot.index);
         table.setStatus(slot.index, ShardStatus.DOWN);
         table.forgetConnections(slot.index);
+        table.forgetLinks(slot.index);
         if (stopping) {
           log.info({ shard: slot.index, code }, 'shard exited');
           return;
@@ -195,6 +200,7 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     if (stopping) return;
     stopping = true;
     sampler.stop();
+    monitor.stop();
     const graceMs = Math.max(100, config.websocket.server.shutdown_timeout * 1000 * 0.8);
     const exits = slots.map((slot) => {
       if (slot.restartTimer) clearTimeout(slot.restartTimer);
@@ -210,19 +216,34 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     await store.close();
   };
 
-  const sampler = new StatsSampler(table, monitoring, log, () => broker.stats, hub);
+  const link = new RingShardLink({
+    shards,
+    doorbells,
+    fromShard: toBroker,
+    toShard: fromBroker,
+    // Starting or up: a shard that is down or stopping has no connections left to deliver to.
+    accepts: (shard) => table.status(shard) === ShardStatus.UP || table.status(shard) === ShardStatus.STARTING,
+    maxBacklogBytes: config.websocket.performance.ring_overflow_bytes,
+    log,
+    onMetrics: (shard, fields) => hub?.acceptRecord(shard, fields),
+  });
+  const sampler = new StatsSampler(table, monitoring, log, () => ({ ...broker.stats, ...link.stats }), hub);
   const broker = new Broker({
     config: config as Broker['options']['config'],
     store,
     instance,
     log,
-    link: new RingShardLink({ shards, doorbells, fromShard: toBroker, toShard: fromBroker, onMetrics: (shard, fields) => hub?.acceptRecord(shard, fields) }),
+    link,
     ...(hub ? { latency: hub.primary } : {}),
     publishProcessorTypes: (types) => {
       for (const slot of slots) slot.worker?.postMessage({ type: 'processors', types } satisfies PrimaryToShard);
     },
+    // Into the shared table, so that every shard's /health shows it.
+    storeHealthChanged: (health) => table.setStoreHealth(health),
   });
   broker.start();
+  const monitor = new LinkMonitor({ table, toBroker, fromBroker, rings, brokerOverflow: (shard) => link.overflowOf(shard) });
+  monitor.start();
 
   try {
     // uSockets sets SO_REUSEPORT only on a fixed port, so port 0 is resolved here first.

@@ -6,9 +6,8 @@
  * percentiles and the throughput since the previous line.
  */
 import type { Config } from '../config/schema.js';
-import type { BrokerStats } from '../broker/broker.js';
 import type { MetricsHub } from '../metrics/hub.js';
-import { byName, Counter, COUNTER_COUNT, MESSAGING_COUNTERS, type ShardTable } from '../shared/shard-table.js';
+import { byName, Counter, COUNTER_COUNT, MESSAGING_COUNTERS, type MessagingCounterName, type ShardTable } from '../shared/shard-table.js';
 import type { Logger } from '../util/logger.js';
 
 export class StatsSampler {
@@ -22,8 +21,8 @@ export class StatsSampler {
     private readonly table: ShardTable,
     private readonly monitoring: Config['websocket']['monitoring'],
     private readonly log: Logger,
-    /** The broker's live counters (same thread), copied into the table for /stats. */
-    private readonly messaging: () => Readonly<BrokerStats>,
+    /** The broker's and its shard link's live counters (same thread), copied into the table for /stats. */
+    private readonly messaging: () => Readonly<Record<MessagingCounterName, number>>,
     private readonly hub: MetricsHub | null = null,
   ) {}
 

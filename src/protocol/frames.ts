@@ -2,7 +2,7 @@
  * ocs.v1 frames as values, and their validation. Shared by the server, the SDK and the load
  * tester; the encoding (JSON here, MessagePack later) lives in its own codec module.
  */
-import type { ErrorCode } from './errors.js';
+import type { ErrorCode, ErrorReason } from './errors.js';
 
 export const Priority = { LOW: 0, NORMAL: 1, HIGH: 2, CRITICAL: 3 } as const;
 export type PriorityValue = (typeof Priority)[keyof typeof Priority];
@@ -16,7 +16,7 @@ export const NAME_PATTERN = /^[A-Za-z0-9_.:@/#+-]{1,128}$/;
 export const MAX_REF_LENGTH = 128;
 
 export type ClientFrame =
-  | { op: 'auth'; token: string }
+  | { op: 'auth'; token: string; ref: string | undefined }
   | { op: 'join'; group: string; ref: string | undefined }
   | { op: 'leave'; group: string; ref: string | undefined }
   | { op: 'pub'; group: string; data: unknown; pri: PriorityValue; ref: string | undefined }
@@ -36,10 +36,11 @@ export interface FrameError {
   code: ErrorCode;
   message: string;
   ref: string | undefined;
+  reason?: ErrorReason;
 }
 
-export function frameError(code: ErrorCode, message: string, ref?: string): FrameError {
-  return { op: 'err', code, message, ref };
+export function frameError(code: ErrorCode, message: string, ref?: string, reason?: ErrorReason): FrameError {
+  return reason === undefined ? { op: 'err', code, message, ref } : { op: 'err', code, message, ref, reason };
 }
 
 /** Validates a decoded object (JSON or MessagePack) as a client frame. */
@@ -56,7 +57,7 @@ export function toClientFrame(value: unknown): ClientFrame | FrameError {
     case 'pub': {
       const group = frame.group;
       if (typeof group !== 'string' || !NAME_PATTERN.test(group)) return badGroup(ref);
-      if (!('data' in frame)) return frameError('E_BAD_FRAME', 'pub needs data', ref);
+      if (!Object.hasOwn(frame, 'data')) return frameError('E_BAD_FRAME', 'pub needs data', ref);
       const pri = frame.pri ?? Priority.NORMAL;
       if (pri !== 0 && pri !== 1 && pri !== 2 && pri !== 3) {
         return frameError('E_BAD_FRAME', 'pri must be 0 (LOW), 1 (NORMAL), 2 (HIGH) or 3 (CRITICAL)', ref);
@@ -66,7 +67,7 @@ export function toClientFrame(value: unknown): ClientFrame | FrameError {
     case 'send': {
       const to = frame.to;
       if (typeof to !== 'string' || !NAME_PATTERN.test(to)) return frameError('E_BAD_FRAME', `to must be a user id matching ${NAME_PATTERN.source}`, ref as string | undefined);
-      if (!('data' in frame)) return frameError('E_BAD_FRAME', 'send needs data', ref as string | undefined);
+      if (!Object.hasOwn(frame, 'data')) return frameError('E_BAD_FRAME', 'send needs data', ref as string | undefined);
       const pri = frame.pri ?? Priority.NORMAL;
       if (!isPriority(pri)) return badPriority(ref);
       const at = frame.at;
@@ -78,7 +79,7 @@ export function toClientFrame(value: unknown): ClientFrame | FrameError {
     case 'any': {
       const group = frame.group;
       if (typeof group !== 'string' || !NAME_PATTERN.test(group)) return badGroup(ref);
-      if (!('data' in frame)) return frameError('E_BAD_FRAME', 'any needs data', ref as string | undefined);
+      if (!Object.hasOwn(frame, 'data')) return frameError('E_BAD_FRAME', 'any needs data', ref as string | undefined);
       const pri = frame.pri ?? Priority.NORMAL;
       if (!isPriority(pri)) return badPriority(ref);
       const strategy = frame.strategy;
@@ -108,12 +109,12 @@ export function toClientFrame(value: unknown): ClientFrame | FrameError {
     case 'auth': {
       const token = frame.token;
       if (typeof token !== 'string' || token.length === 0) return frameError('E_BAD_FRAME', 'auth needs a token string', ref);
-      return { op: 'auth', token };
+      return { op: 'auth', token, ref };
     }
     case undefined:
       return frameError('E_BAD_FRAME', 'a frame needs an op', ref);
     default:
-      return frameError('E_BAD_FRAME', `unknown op ${JSON.stringify(frame.op).slice(0, 40)}`, ref);
+      return frameError('E_BAD_FRAME', `unknown op ${JSON.stringify(frame.op).slice(0, 40)}`, ref, 'unknown_op');
   }
 }
 

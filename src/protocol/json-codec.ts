@@ -4,10 +4,17 @@
  * that need no JSON escaping (frames.ts NAME_PATTERN), so only `data`, `ref` and messages go
  * through JSON.stringify.
  */
-import type { ErrorCode } from './errors.js';
+import type { ErrorCode, ErrorReason } from './errors.js';
 import { frameError, toClientFrame, type ClientFrame, type FrameError } from './frames.js';
 
 export const JSON_PROTOCOL = 'ocs.v1.json';
+
+/**
+ * Deepest nesting of a frame, the frame object itself being level 1. JSON.parse takes any
+ * depth, but encoding `data` again (a `msg`, a stored message) recurses: 30,000 levels fit in
+ * 64 KiB and overflow the stack.
+ */
+export const MAX_DEPTH = 64;
 
 export function decodeJson(message: ArrayBuffer, isBinary: boolean): ClientFrame | FrameError {
   if (isBinary) return frameError('E_BAD_FRAME', `binary frames need the ocs.v1.msgpack protocol; this connection speaks ${JSON_PROTOCOL}`);
@@ -17,14 +24,41 @@ export function decodeJson(message: ArrayBuffer, isBinary: boolean): ClientFrame
   } catch {
     return frameError('E_BAD_FRAME', 'frame is not valid JSON');
   }
+  if (deeperThan(value, MAX_DEPTH)) {
+    const ref = (value as { ref?: unknown }).ref;
+    return frameError('E_BAD_FRAME', `frame is nested deeper than ${MAX_DEPTH} levels`, typeof ref === 'string' ? ref : undefined);
+  }
   return toClientFrame(value);
+}
+
+/**
+ * Whether `value` nests more than `levels` objects/arrays deep. It visits containers only (a
+ * chat frame has two or three), and recurses at most `levels` + 1 deep.
+ */
+function deeperThan(value: unknown, levels: number): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  if (levels === 0) return true;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) if (deeperThan(value[i], levels - 1)) return true;
+    return false;
+  }
+  for (const key in value) if (deeperThan((value as Record<string, unknown>)[key], levels - 1)) return true;
+  return false;
 }
 
 const refField = (ref: string | undefined): string => (ref === undefined ? '' : `,"ref":${JSON.stringify(ref)}`);
 
-export function encodeWelcome(user: string, sid: string, shard: number, pending: number): string {
-  return `{"op":"welcome","user":"${user}","sid":"${sid}","shard":${shard},"pending":${pending}}`;
+/** `expiresAt`: when the connection's token runs out (epoch ms), omitted when it never does. */
+export function encodeWelcome(user: string, sid: string, shard: number, pending: number, expiresAt: number): string {
+  return `{"op":"welcome","user":"${user}","sid":"${sid}","shard":${shard},"pending":${pending}${expiresField(expiresAt)}}`;
 }
+
+/** The answer to an `auth` frame that refreshed the token of an open connection. */
+export function encodeAuthAck(ref: string | undefined, expiresAt: number): string {
+  return `{"op":"ack"${refField(ref)}${expiresField(expiresAt)}}`;
+}
+
+const expiresField = (expiresAt: number): string => (expiresAt === Infinity ? '' : `,"expiresAt":${expiresAt}`);
 
 /**
  * A group message. `data` is stringified once here; the result goes to every subscriber on
@@ -69,10 +103,10 @@ export function encodePong(t: number, serverTime: number): string {
   return `{"op":"pong","t":${t},"st":${serverTime}}`;
 }
 
-export function encodeError(code: ErrorCode, message: string, ref?: string): string {
-  return `{"op":"err","code":"${code}","message":${JSON.stringify(message)}${refField(ref)}}`;
+export function encodeError(code: ErrorCode, message: string, ref?: string, reason?: ErrorReason): string {
+  return `{"op":"err","code":"${code}","message":${JSON.stringify(message)}${refField(ref)}${reason === undefined ? '' : `,"reason":"${reason}"`}}`;
 }
 
 export function encodeFrameError(error: FrameError): string {
-  return encodeError(error.code, error.message, error.ref);
+  return encodeError(error.code, error.message, error.ref, error.reason);
 }

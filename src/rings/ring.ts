@@ -13,7 +13,7 @@
  *
  * Why not ringbuf.js: it moves element runs, not records, so a record needs either two pushes
  * (the consumer could see a length without its payload) or a copy into a scratch buffer first,
- * and a payload that wraps must be copied out again. bench/ring.ts measures both.
+ * and a payload that wraps must be copied out again. tools/bench/ring.ts measures both.
  */
 export const WRITE_INDEX = 0;
 export const READ_INDEX = 16; // in Int32 units: byte 64
@@ -33,6 +33,15 @@ export function roundUpPowerOfTwo(n: number): number {
 
 export function createRingBuffer(capacity: number): SharedArrayBuffer {
   return new SharedArrayBuffer(ringBytesFor(capacity));
+}
+
+/**
+ * The largest record payload a ring made by createRingBuffer(capacity) can ever take: half its
+ * data region, less the length word. A bigger one would wait for room forever, and every
+ * record behind it too.
+ */
+export function largestRecord(capacity: number): number {
+  return roundUpPowerOfTwo(capacity) / 2 - LENGTH_BYTES;
 }
 
 class RingBase {
@@ -79,9 +88,9 @@ export class RingWriter extends RingBase {
     this.cachedRead = Atomics.load(this.header, READ_INDEX) >>> 0;
   }
 
-  /** Largest payload that can ever fit. */
+  /** Largest payload that can ever fit (largestRecord()). */
   get maxPayload(): number {
-    return this.capacity / 2 - LENGTH_BYTES;
+    return largestRecord(this.capacity);
   }
 
   /**
@@ -182,5 +191,13 @@ export class RingReader extends RingBase {
     this.holding = false;
     this.read = this.cachedWrite = Atomics.load(this.header, WRITE_INDEX) >>> 0;
     Atomics.store(this.header, READ_INDEX, this.read | 0);
+  }
+}
+
+/** A third thread's look at a ring (the primary's link monitor): bytes unread, and how far its consumer has read. */
+export class RingProbe extends RingBase {
+  /** Bytes ever consumed (wraps at 2^32): it moves whenever the consumer releases records. */
+  readIndex(): number {
+    return Atomics.load(this.header, READ_INDEX) >>> 0;
   }
 }

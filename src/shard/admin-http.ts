@@ -12,14 +12,13 @@
  * curl send neither. The token is compared in constant time.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { httpError, httpStatusLine, type HttpCode } from '../protocol/errors.js';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '../util/uws.js';
 
 export interface AdminForwarder {
   /** Sends the request to the broker; `reply` is called once with its answer. */
   forward(method: string, path: string, reply: (status: number, bodyJson: string) => void): void;
 }
-
-const STATUS_TEXT: Record<number, string> = { 200: '200 OK', 401: '401 Unauthorized', 403: '403 Forbidden', 404: '404 Not Found', 500: '500 Internal Server Error' };
 
 export function attachAdminRoutes(app: TemplatedApp, token: string, forwarder: AdminForwarder): void {
   const expected = token === '' ? null : digest(`Bearer ${token}`);
@@ -36,15 +35,19 @@ export function attachAdminRoutes(app: TemplatedApp, token: string, forwarder: A
     const answer = (status: number, body: string): void => {
       if (aborted) return;
       res.cork(() => {
-        res.writeStatus(STATUS_TEXT[status] ?? `${status} Error`).writeHeader('content-type', 'application/json').writeHeader('cache-control', 'no-store').end(body);
+        res.writeStatus(httpStatusLine(status)).writeHeader('content-type', 'application/json').writeHeader('cache-control', 'no-store').end(body);
       });
     };
+    const refuse = (code: HttpCode, message: string): void => {
+      const { status, body } = httpError(code, message);
+      answer(status, JSON.stringify(body));
+    };
     if (expected !== null) {
-      if (!timingSafeEqual(digest(authorization), expected)) return answer(401, JSON.stringify({ code: 'unauthorized', message: 'admin endpoints need authorization: Bearer <websocket.admin.token>' }));
+      if (!timingSafeEqual(digest(authorization), expected)) return refuse('unauthorized', 'admin endpoints need authorization: Bearer <websocket.admin.token>');
     } else if (!isLoopback(Buffer.from(res.getRemoteAddressAsText()).toString())) {
-      return answer(403, JSON.stringify({ code: 'forbidden', message: 'no websocket.admin.token is configured: admin endpoints answer loopback clients only' }));
+      return refuse('forbidden', 'no websocket.admin.token is configured: admin endpoints answer loopback clients only');
     } else if (fromBrowser && method !== 'get' && method !== 'head') {
-      return answer(403, JSON.stringify({ code: 'forbidden', message: 'a browser request that changes state needs websocket.admin.token (cross-site request forgery protection)' }));
+      return refuse('forbidden', 'a browser request that changes state needs websocket.admin.token (cross-site request forgery protection)');
     }
     forwarder.forward(method, path, answer);
   };

@@ -1,17 +1,23 @@
 /**
- * Who gets a connection, and as whom: the HTTP upgrade (shutdown, subprotocol, connection
- * cap, token or anonymous identity), the `auth` first frame of a connection that came without
- * one, and the announcement to the broker once the user is known. Also where sockets are
- * registered on open and released on close.
+ * Who gets a connection, and as whom: the HTTP upgrade (shutdown, subprotocol, per-address
+ * limits, connection cap, token or anonymous identity), the `auth` first frame of a connection
+ * that came without one, later `auth` frames that refresh its token, and the announcement to
+ * the broker once the user is known. Also where sockets are registered on open and released
+ * on close.
+ *
+ * A connection's identity is set exactly once: frames behind its `auth` frame wait for the
+ * verdict (dispatch.ts), and a later `auth` frame may only extend the same user's expiry.
  */
-import type { Authenticator, GroupMatcher } from '../auth/identity.js';
+import type { Authenticator, Identity } from '../auth/identity.js';
 import { CloseCodes, type ErrorCode } from '../protocol/errors.js';
-import { JSON_PROTOCOL } from '../protocol/json-codec.js';
+import { encodeAuthAck, JSON_PROTOCOL } from '../protocol/json-codec.js';
 import { Counter, type ShardTable } from '../shared/shard-table.js';
+import type { Logger } from '../util/logger.js';
 import type { HttpRequest, HttpResponse, us_socket_context_t } from '../util/uws.js';
 import type { BrokerLink } from './broker-link.js';
 import { newConnection, type Connection, type Socket } from './connection.js';
 import type { Fail } from './fail.js';
+import { IpLimiter, type IpLimitOptions, type IpVerdict } from './ip-limits.js';
 import type { ConnectionRegistry } from './registry.js';
 
 export interface AdmissionOptions {
@@ -25,31 +31,36 @@ export interface AdmissionOptions {
   /** A new connection's rate-limit bucket starts full. */
   burst: number;
   /** Session ids are this prefix plus a per-shard sequence. */
-  idPrefix: string;
+  sidPrefix: string;
+  /** This shard's share of the per-address limits (ip-limits.ts). */
+  ipLimits: IpLimitOptions;
   registry: ConnectionRegistry;
   link: Pick<BrokerLink, 'presence'>;
   fail: Fail;
+  log: Logger;
   isStopping(): boolean;
 }
 
-interface Admitted {
-  user: string | null;
-  groups: GroupMatcher | null;
-  weight?: number;
-}
+/** How often the per-address table drops idle addresses (it also does when full). */
+const ADDRESS_SWEEP_MS = 10_000;
 
 export class Admission {
   private sidSeq = 0;
+  private readonly addresses: IpLimiter;
+  private addressesSweptAt = 0;
 
-  constructor(private readonly options: AdmissionOptions) {}
+  constructor(private readonly options: AdmissionOptions) {
+    this.addresses = new IpLimiter(options.ipLimits);
+  }
 
   upgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context_t): void {
-    const { shard, table, counters, auth } = this.options;
-    // uWS's request object is valid only until this handler returns: read it all first.
+    const { shard, table, counters, auth, burst, authTimeout } = this.options;
+    // uWS's request and response are readable only until this handler returns: read all first.
     const key = req.getHeader('sec-websocket-key');
     const offered = req.getHeader('sec-websocket-protocol');
     const extensions = req.getHeader('sec-websocket-extensions');
     const query = new URLSearchParams(req.getQuery() ?? '');
+    const ip = Buffer.from(res.getRemoteAddressAsText()).toString();
     if (this.options.isStopping()) {
       counters[Counter.refused_stopping]!++;
       return refuse(res, '503 Service Unavailable', 'E_OVERLOADED', 'server shutting down');
@@ -59,15 +70,26 @@ export class Admission {
       counters[Counter.refused_protocol]!++;
       return refuse(res, '400 Bad Request', 'E_BAD_FRAME', `unsupported subprotocol; this server speaks ${JSON_PROTOCOL}`);
     }
+    const token = query.get('token');
+    const user = query.get('user');
+    // Without credentials the socket waits for its `auth` frame, holding one of its address's
+    // unauthenticated places until it authenticates or closes.
+    const waitsForAuth = !token && user === null;
+    const verdict = this.addresses.admit(ip, waitsForAuth, Date.now());
+    if (verdict !== 'ok') return this.refuseAddress(res, verdict);
     if (!table.tryOpenConnection(shard, this.options.maxConnections)) {
+      if (waitsForAuth) this.addresses.release(ip);
       counters[Counter.connections_rejected]!++;
       return refuse(res, '503 Service Unavailable', 'E_OVERLOADED', 'server at max_connections');
     }
-    const token = query.get('token');
-    const user = query.get('user');
-    const accept = (identity: Admitted): void => {
-      const conn = newConnection(this.nextSid(), identity.user, identity.groups, this.options.burst, Date.now());
-      conn.weight = identity.weight ?? 0;
+    const accept = (identity: Identity | null): void => {
+      const now = Date.now();
+      const conn =
+        identity === null
+          ? newConnection(this.nextSid(), null, null, burst, now, now + authTimeout * 1000)
+          : newConnection(this.nextSid(), identity.user, identity.groups, burst, now, identity.expiresAt);
+      conn.weight = identity?.weight ?? 0;
+      if (identity === null) conn.unauthenticatedIp = ip;
       res.upgrade(conn, key, protocol, extensions, context);
     };
     const reject = (reason: string): void => {
@@ -77,24 +99,38 @@ export class Admission {
       refuse(res, '401 Unauthorized', 'E_UNAUTHORIZED', reason);
     };
     if (token) {
-      let aborted = false;
+      let answered = false;
       res.onAborted(() => {
-        aborted = true;
+        answered = true;
         table.closeConnection(shard);
       });
-      void auth.verify(token).then((result) => {
-        if (aborted) return;
-        res.cork(() => (result.ok ? accept(result.identity) : reject(result.reason)));
-      });
+      auth
+        .verify(token)
+        .then((result) => {
+          if (answered) return;
+          answered = true;
+          res.cork(() => (result.ok ? accept(result.identity) : reject(result.reason)));
+        })
+        .catch((err: unknown) => {
+          this.broke(err);
+          if (answered) return;
+          answered = true;
+          table.closeConnection(shard);
+          res.cork(() => refuse(res, '500 Internal Server Error', 'E_INTERNAL', 'the token could not be checked'));
+        });
       return;
     }
     if (user !== null) {
       const result = auth.anonymous(user);
-      return result.ok ? accept({ user: result.identity.user, groups: null }) : reject(result.reason);
+      return result.ok ? accept(result.identity) : reject(result.reason);
     }
-    accept({ user: null, groups: null }); // identity comes with the first frame (`auth`)
+    accept(null); // identity comes with the first frame (`auth`)
   }
 
+  /**
+   * Registers the socket and, when its identity is known, announces it. One that waits for its
+   * `auth` frame is closed by the sweep at `expiresAt` (auth_timeout) unless a check is running.
+   */
   open(ws: Socket): void {
     const conn = ws.getUserData();
     this.options.registry.add(ws);
@@ -103,39 +139,82 @@ export class Admission {
       ws.end(CloseCodes.GOING_AWAY, 'server shutting down');
       return;
     }
-    if (conn.user !== null) return this.announce(ws, conn);
-    const { authTimeout } = this.options;
-    conn.authTimer = setTimeout(() => {
-      if (conn.closed || conn.user !== null) return;
-      this.options.fail(ws, conn, 'E_UNAUTHORIZED', `no auth frame within ${authTimeout} s`, undefined, true);
-    }, authTimeout * 1000);
+    if (conn.user !== null) this.announce(ws, conn);
   }
 
   close(ws: Socket): void {
     const conn = ws.getUserData();
     conn.closed = true;
-    if (conn.authTimer) clearTimeout(conn.authTimer);
+    this.releaseAddress(conn);
     this.options.registry.remove(ws, conn);
     if (conn.announced) this.options.link.presence(conn, 0);
     this.options.table.closeConnection(this.options.shard);
     this.options.counters[Counter.connections_closed]!++;
   }
 
-  /** The `auth` frame of a connection that came without a token. */
-  authenticate(ws: Socket, conn: Connection, token: string): void {
-    void this.options.auth.verify(token).then((result) => {
-      // The socket may have gone while the token was checked; uWS forbids touching it then.
-      if (conn.closed) return;
-      ws.cork(() => {
-        if (!result.ok) return this.options.fail(ws, conn, 'E_UNAUTHORIZED', result.reason, undefined, true);
-        if (conn.authTimer) clearTimeout(conn.authTimer);
-        conn.authTimer = null;
-        conn.user = result.identity.user;
-        conn.allowed = result.identity.groups;
-        conn.weight = result.identity.weight;
-        this.announce(ws, conn);
-      });
+  /** The `auth` frame of a connection that came without a token: its identity, once. */
+  authenticate(ws: Socket, conn: Connection, token: string, ref: string | undefined): void {
+    this.check(ws, conn, token, ref, (identity) => {
+      conn.user = identity.user;
+      conn.allowed = identity.groups;
+      conn.weight = identity.weight;
+      conn.expiresAt = identity.expiresAt;
+      this.releaseAddress(conn);
+      this.announce(ws, conn);
     });
+  }
+
+  /**
+   * A later `auth` frame. A fresh token of the same user moves the connection's expiry (its
+   * groups and weight stay those it was admitted with) and is answered `ack`; another user's
+   * token closes the connection. Frames behind it are handled meanwhile, as the user it is.
+   */
+  refresh(ws: Socket, conn: Connection, token: string, ref: string | undefined): void {
+    // One check at a time per connection, so that `auth` frames cannot pile up checks.
+    if (conn.verifying) return this.options.fail(ws, conn, 'E_RATE_LIMITED', 'a token check is already running on this connection', ref);
+    this.check(ws, conn, token, ref, (identity) => {
+      if (identity.user !== conn.user) {
+        return this.options.fail(ws, conn, 'E_UNAUTHORIZED', `this connection is ${conn.user}'s; another user needs a connection of their own`, ref, true);
+      }
+      conn.expiresAt = identity.expiresAt;
+      ws.send(encodeAuthAck(ref, identity.expiresAt));
+    });
+  }
+
+  /** Drops idle addresses from the per-address table now and then (the sweep timer calls it). */
+  sweepAddresses(now: number): void {
+    if (now - this.addressesSweptAt < ADDRESS_SWEEP_MS) return;
+    this.addressesSweptAt = now;
+    this.addresses.sweep(now);
+  }
+
+  /** Checks `token` for this open connection: a bad one closes it with 4001, a check that breaks with 1011. */
+  private check(ws: Socket, conn: Connection, token: string, ref: string | undefined, onIdentity: (identity: Identity) => void): void {
+    const { fail } = this.options;
+    conn.verifying = true;
+    this.options.auth
+      .verify(token)
+      .then((result) => {
+        conn.verifying = false;
+        // The socket may have gone while the token was checked; uWS forbids touching it then.
+        if (conn.closed) return;
+        ws.cork(() => (result.ok ? onIdentity(result.identity) : fail(ws, conn, 'E_UNAUTHORIZED', result.reason, ref, true)));
+      })
+      .catch((err: unknown) => {
+        conn.verifying = false;
+        this.broke(err);
+        // Counted even when the socket is gone; fail() then leaves it alone.
+        if (conn.closed) return fail(ws, conn, 'E_INTERNAL', 'the token could not be checked', ref);
+        ws.cork(() => {
+          fail(ws, conn, 'E_INTERNAL', 'the token could not be checked', ref);
+          if (!conn.closed) ws.end(CloseCodes.INTERNAL_ERROR, 'the token could not be checked');
+        });
+      });
+  }
+
+  /** A token check that threw (a bug, not a bad token): logged; the caller fails that one connection. */
+  private broke(err: unknown): void {
+    this.options.log.error({ code: 'E_INTERNAL', err }, 'token check failed');
   }
 
   /** Tells the broker this connection is online; it answers with the `welcome` (and pending count). */
@@ -144,8 +223,30 @@ export class Admission {
     this.options.link.presence(conn, 1);
   }
 
+  private releaseAddress(conn: Connection): void {
+    if (conn.unauthenticatedIp === null) return;
+    this.addresses.release(conn.unauthenticatedIp);
+    conn.unauthenticatedIp = null;
+  }
+
+  private refuseAddress(res: HttpResponse, verdict: Exclude<IpVerdict, 'ok'>): void {
+    const { counters } = this.options;
+    switch (verdict) {
+      case 'too_fast':
+        counters[Counter.ip_refused_rate]!++;
+        return refuse(res, '429 Too Many Requests', 'E_RATE_LIMITED', 'too many connection attempts from this address; retry shortly', '1');
+      case 'too_many_unauthenticated':
+        counters[Counter.ip_refused_unauthenticated]!++;
+        return refuse(res, '429 Too Many Requests', 'E_RATE_LIMITED', 'too many connections from this address are waiting to authenticate', '1');
+      case 'table_full':
+        // Not this address's fault: the server tracks as many addresses as it will.
+        counters[Counter.ip_refused_table_full]!++;
+        return refuse(res, '503 Service Unavailable', 'E_OVERLOADED', 'too many client addresses at once; retry shortly', '1');
+    }
+  }
+
   private nextSid(): string {
-    return this.options.idPrefix + (this.sidSeq++).toString(36);
+    return this.options.sidPrefix + (this.sidSeq++).toString(36);
   }
 }
 
@@ -156,6 +257,8 @@ export function selectProtocol(offered: string): string | null {
   return null;
 }
 
-function refuse(res: HttpResponse, status: string, code: ErrorCode, message: string): void {
-  res.writeStatus(status).writeHeader('content-type', 'application/json').end(JSON.stringify({ code, message }));
+function refuse(res: HttpResponse, status: string, code: ErrorCode, message: string, retryAfter?: string): void {
+  res.writeStatus(status).writeHeader('content-type', 'application/json');
+  if (retryAfter !== undefined) res.writeHeader('retry-after', retryAfter);
+  res.end(JSON.stringify({ code, message }));
 }

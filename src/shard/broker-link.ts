@@ -6,16 +6,17 @@
  */
 import { LinkReader } from '../link/reader.js';
 import { encodeRecord, ToBroker, ToShard } from '../link/records.js';
-import type { ErrorCode } from '../protocol/errors.js';
+import { httpError, type ErrorCode, type HttpCode } from '../protocol/errors.js';
 import { encodeAck, encodeWelcome } from '../protocol/json-codec.js';
 import { DoorbellRinger } from '../rings/doorbell.js';
 import { HEADER_BYTES } from '../rings/ring.js';
-import { QueuedRingWriter } from '../link/queued-writer.js';
+import { QueuedRingWriter, type WriteRefusal } from '../link/queued-writer.js';
 import { Latency, type LatencyRecorder } from '../metrics/latencies.js';
 import { reportToFields, type ThreadReport } from '../metrics/report.js';
 import { Counter } from '../shared/shard-table.js';
+import type { Logger } from '../util/logger.js';
 import type { AdminForwarder } from './admin-http.js';
-import type { Connection } from './connection.js';
+import type { Connection, Socket } from './connection.js';
 import type { Fail } from './fail.js';
 import type { LocalGroups } from './groups.js';
 import type { ConnectionRegistry } from './registry.js';
@@ -35,18 +36,38 @@ export interface BrokerLinkOptions {
   fail: Fail;
   /** Where the send latency (store commit → handed to uWS) is recorded. */
   latency: LatencyRecorder;
+  /** A connection's `welcome` was just sent (corked): what it sent meanwhile may be handled now. */
+  welcomed(ws: Socket): void;
+  /** How long an admin request waits for the broker before it is answered 504; default 10 s. */
+  adminTimeoutMs?: number;
+  /** Where a refused record is reported (once per reason). */
+  log?: Pick<Logger, 'error'>;
+}
+
+/** Admin requests waiting for the broker at once; more are answered 503 at once. */
+export const MAX_ADMIN_IN_FLIGHT = 64;
+
+interface PendingAdmin {
+  reply: (status: number, body: string) => void;
+  timer: NodeJS.Timeout;
 }
 
 export class BrokerLink implements AdminForwarder {
   private readonly writer: QueuedRingWriter;
   private readonly reader: LinkReader;
-  private readonly adminReplies = new Map<number, (status: number, body: string) => void>();
+  private readonly adminReplies = new Map<number, PendingAdmin>();
   private adminSeq = 0;
   /** Half of the largest record the ring to the broker holds. */
   private readonly maxMetricsBytes: number;
 
   constructor(private readonly options: BrokerLinkOptions) {
-    this.writer = new QueuedRingWriter(options.toBroker, new DoorbellRinger(options.doorbells), options.brokerSlot);
+    const { counters, log } = options;
+    this.writer = new QueuedRingWriter(options.toBroker, new DoorbellRinger(options.doorbells), options.brokerSlot, {
+      onRefused: (code, bytes, first) => {
+        counters[Counter.ring_refused]!++;
+        if (first) log?.error({ code, bytes }, 'record to the broker refused by its ring');
+      },
+    });
     this.maxMetricsBytes = (options.toBroker.byteLength - HEADER_BYTES) / 4;
     // Whatever waits here was meant for connections of this shard's previous incarnation.
     this.reader = new LinkReader(options.fromBroker, (kind, fields) => this.onRecord(kind, fields), true);
@@ -57,6 +78,11 @@ export class BrokerLink implements AdminForwarder {
     return this.writer.backlog;
   }
 
+  /** When the oldest record waiting for that ring was queued; 0 when none waits. */
+  get oldestQueuedAt(): number {
+    return this.writer.oldestQueuedAt;
+  }
+
   /** Handles up to `budget` records from the broker; returns how many it handled. */
   drain(budget: number): number {
     return this.reader.drain(budget);
@@ -64,6 +90,8 @@ export class BrokerLink implements AdminForwarder {
 
   stop(): void {
     this.writer.stop();
+    // Their timers would hold the thread past its sockets; the requests are answered now.
+    for (const id of [...this.adminReplies.keys()]) this.answerAdmin(id, ...adminError('unavailable', 'server shutting down'));
   }
 
   // --- to the broker -----------------------------------------------------------------------
@@ -87,15 +115,15 @@ export class BrokerLink implements AdminForwarder {
 
   /** A `pub` whose data.type has a processor: the broker runs it and publishes the result. */
   pub(conn: Connection, group: string, data: unknown, pri: number, ref: string | undefined, type: string): void {
-    this.writer.write(encodeRecord(ToBroker.PUB, [conn.sid, ref ?? null, conn.user, group, JSON.stringify(data), pri, type]));
+    this.writeFor(conn, ref, encodeRecord(ToBroker.PUB, [conn.sid, ref ?? null, conn.user, group, JSON.stringify(data), pri, type]));
   }
 
   send(conn: Connection, to: string, data: unknown, pri: number, ref: string | undefined, at: number | undefined, type: string | null): void {
-    this.writer.write(encodeRecord(ToBroker.SEND, [conn.sid, ref ?? null, conn.user, to, JSON.stringify(data), pri, at ?? 0, type]));
+    this.writeFor(conn, ref, encodeRecord(ToBroker.SEND, [conn.sid, ref ?? null, conn.user, to, JSON.stringify(data), pri, at ?? 0, type]));
   }
 
   any(conn: Connection, group: string, data: unknown, pri: number, ref: string | undefined, strategy: string | undefined, type: string | null): void {
-    this.writer.write(encodeRecord(ToBroker.ANY, [conn.sid, ref ?? null, conn.user, group, JSON.stringify(data), pri, strategy ?? null, type]));
+    this.writeFor(conn, ref, encodeRecord(ToBroker.ANY, [conn.sid, ref ?? null, conn.user, group, JSON.stringify(data), pri, strategy ?? null, type]));
   }
 
   /** This shard's metrics report, for the primary to merge. */
@@ -109,22 +137,56 @@ export class BrokerLink implements AdminForwarder {
 
   /** An admin HTTP request: the broker owns the store it is about. */
   forward(method: string, path: string, reply: (status: number, body: string) => void): void {
+    if (this.adminReplies.size >= MAX_ADMIN_IN_FLIGHT) {
+      return reply(...adminError('unavailable', `${MAX_ADMIN_IN_FLIGHT} admin requests are already waiting for the message broker; retry shortly`));
+    }
     const id = this.adminSeq++;
-    this.adminReplies.set(id, reply);
-    this.writer.write(encodeRecord(ToBroker.ADMIN, [id, method, path]));
+    const refused = this.writer.write(encodeRecord(ToBroker.ADMIN, [id, method, path]));
+    if (refused !== null) {
+      const { status, body } = refused === 'E_TOO_LARGE' ? httpError('bad_request', 'request too large for the link to the broker') : httpError('unavailable');
+      return reply(status, JSON.stringify(body));
+    }
+    const timeoutMs = this.options.adminTimeoutMs ?? 10_000;
+    const timer = setTimeout(() => this.answerAdmin(id, ...adminError('timeout', `the message broker did not answer within ${timeoutMs} ms`)), timeoutMs);
+    this.adminReplies.set(id, { reply, timer });
+  }
+
+  /** A record made of a client's frame: refused by the ring (never, while ring_bytes >= 4 x max_payload), the client is told. */
+  private writeFor(conn: Connection, ref: string | undefined, record: Uint8Array): void {
+    const refused: WriteRefusal | null = this.writer.write(record);
+    if (refused === null) return;
+    const ws = this.options.registry.sid(conn.sid);
+    const message = refused === 'E_TOO_LARGE' ? 'message too large for the link to the message broker' : 'the message broker is behind; retry shortly';
+    if (ws) this.options.fail(ws, conn, refused, message, ref);
+  }
+
+  /** Answers admin request `id` once: by the broker, or by a timeout or shutdown before it. */
+  private answerAdmin(id: number, status: number, body: string): void {
+    const pending = this.adminReplies.get(id);
+    if (pending === undefined) return; // answered already: the broker came late
+    this.adminReplies.delete(id);
+    clearTimeout(pending.timer);
+    pending.reply(status, body);
   }
 
   // --- from the broker ---------------------------------------------------------------------
 
   private onRecord(kind: number, f: unknown[]): void {
-    const { registry, counters } = this.options;
+    const { registry } = this.options;
     switch (kind) {
       case ToShard.DELIVER_USER: {
         const sockets = registry.user(f[0] as string);
         if (!sockets) return;
         const frame = f[1] as string;
-        for (const ws of sockets) ws.send(frame);
-        this.delivered(f, sockets.size);
+        let sent = 0;
+        for (const ws of sockets) {
+          // Not welcomed yet: the broker wrote this before it saw that connection, so the
+          // message is among the pending ones it delivers right after the welcome.
+          if (!ws.getUserData().ready) continue;
+          ws.send(frame);
+          sent++;
+        }
+        if (sent > 0) this.delivered(f, sent);
         return;
       }
       case ToShard.DELIVER_SID:
@@ -135,7 +197,12 @@ export class BrokerLink implements AdminForwarder {
         return;
       case ToShard.WELCOME: {
         const ws = registry.sid(f[0] as string);
-        if (ws) ws.send(encodeWelcome(ws.getUserData().user!, f[0] as string, this.options.shard, f[1] as number));
+        if (!ws) return;
+        const conn = ws.getUserData();
+        ws.cork(() => {
+          ws.send(encodeWelcome(conn.user!, conn.sid, this.options.shard, f[1] as number, conn.expiresAt));
+          this.options.welcomed(ws);
+        });
         return;
       }
       case ToShard.ERROR: {
@@ -146,12 +213,8 @@ export class BrokerLink implements AdminForwarder {
       case ToShard.GROUP_PUB:
         this.options.groups.publish(f[0] as string, Buffer.from(f[1] as string));
         return;
-      case ToShard.ADMIN_REPLY: {
-        const reply = this.adminReplies.get(f[0] as number);
-        this.adminReplies.delete(f[0] as number);
-        reply?.(f[1] as number, f[2] as string);
-        return;
-      }
+      case ToShard.ADMIN_REPLY:
+        return this.answerAdmin(f[0] as number, f[1] as number, f[2] as string);
     }
   }
 
@@ -169,4 +232,10 @@ export class BrokerLink implements AdminForwarder {
     ws.send(frame);
     return true;
   }
+}
+
+/** An admin answer from the one table of HTTP codes, as `reply` takes it. */
+function adminError(code: HttpCode, message: string): [number, string] {
+  const { status, body } = httpError(code, message);
+  return [status, JSON.stringify(body)];
 }

@@ -22,16 +22,34 @@ export interface Connection {
   /** performance.now() when the server's last ping went out unanswered; 0: none (ping round trip). */
   pingSentAt: number;
   closed: boolean;
-  authTimer: NodeJS.Timeout | null;
+  /**
+   * Epoch ms at which the sweep closes the connection with 4001: while `user` is null, the
+   * end of auth_timeout; then its token's expiry (Infinity: never).
+   */
+  expiresAt: number;
+  /** The token of an `auth` frame is being checked (the sweep waits for the verdict). */
+  verifying: boolean;
+  /** Frames are handled as they arrive; until the `welcome` was sent they wait in `held`, in order. */
+  ready: boolean;
+  /** Frames that arrived while not ready (copies: uWS's buffers die with its callback). */
+  held: HeldFrame[] | null;
+  heldBytes: number;
+  /** The address whose unauthenticated place (ip-limits) this socket holds until it authenticates or closes. */
+  unauthenticatedIp: string | null;
   /** The token's `weight` claim for `any` with the weighted strategy (0: none). */
   weight: number;
   /** True once the broker was told this connection is online (it owes a `welcome`). */
   announced: boolean;
 }
 
+export interface HeldFrame {
+  bytes: ArrayBuffer;
+  binary: boolean;
+}
+
 export type Socket = WebSocket<Connection>;
 
-export function newConnection(sid: string, user: string | null, allowed: GroupMatcher | null, burst: number, now: number): Connection {
+export function newConnection(sid: string, user: string | null, allowed: GroupMatcher | null, burst: number, now: number, expiresAt = Infinity): Connection {
   return {
     sid,
     user,
@@ -45,7 +63,12 @@ export function newConnection(sid: string, user: string | null, allowed: GroupMa
     nextPingAt: 0,
     pingSentAt: 0,
     closed: false,
-    authTimer: null,
+    expiresAt,
+    verifying: false,
+    ready: false,
+    held: null,
+    heldBytes: 0,
+    unauthenticatedIp: null,
     weight: 0,
     announced: false,
   };

@@ -15,6 +15,7 @@ import { DoorbellListener, DoorbellRinger } from '../rings/doorbell.js';
 import { QueuedRingWriter } from '../link/queued-writer.js';
 import { RingReader } from '../rings/ring.js';
 import { Counter, type ShardTable } from '../shared/shard-table.js';
+import type { Logger } from '../util/logger.js';
 
 export const RecordKind = { PUB: 1 } as const;
 const RECEIVED_AT = 2;
@@ -30,6 +31,8 @@ export interface CrossShardOptions {
   outbound: (SharedArrayBuffer | null)[];
   overflowLimitBytes: number;
   counters: Float64Array;
+  /** Where a refused record is reported (once per ring and reason). */
+  log?: Pick<Logger, 'error'>;
   /** Called for every group record received: publish `frame` to local subscribers of `topic`. */
   onPub(topic: Uint8Array, frame: Uint8Array, receivedAt: number): void;
   /**
@@ -53,13 +56,15 @@ export class CrossShard {
     options.outbound.forEach((buffer, target) => {
       if (!buffer) return;
       this.outbound.push(
-        new QueuedRingWriter(
-          buffer,
-          ringer,
-          target,
-          () => counters[Counter.ring_full]!++,
-          (records) => (counters[Counter.ring_forwarded]! += records),
-        ),
+        new QueuedRingWriter(buffer, ringer, target, {
+          onQueued: () => counters[Counter.ring_full]!++,
+          onFlushed: (records) => (counters[Counter.ring_forwarded]! += records),
+          // Only a pub whose frame is over half the ring (config keeps ring_bytes at 4 x max_payload at least).
+          onRefused: (code, bytes, first) => {
+            counters[Counter.ring_refused]!++;
+            if (first) options.log?.error({ code, target, bytes }, 'record to another shard refused by its ring');
+          },
+        }),
       );
       this.outViews.push(viewOf(this.outbound[this.outbound.length - 1]!.bytes));
     });
@@ -81,6 +86,20 @@ export class CrossShard {
   stop(): void {
     this.listener.stop();
     for (const out of this.outbound) out.stop();
+  }
+
+  /** Bytes waiting in the overflow of every outbound ring. */
+  get backlog(): number {
+    let bytes = 0;
+    for (const out of this.outbound) bytes += out.backlog;
+    return bytes;
+  }
+
+  /** When the oldest record waiting in any outbound overflow was queued; 0 when none waits. */
+  get oldestQueuedAt(): number {
+    let oldest = 0;
+    for (const out of this.outbound) if (out.oldestQueuedAt > 0 && (oldest === 0 || out.oldestQueuedAt < oldest)) oldest = out.oldestQueuedAt;
+    return oldest;
   }
 
   /** False while a ring's overflow is over its limit: refuse new publishes. */
@@ -106,7 +125,8 @@ export class CrossShard {
         out.publish();
         counters[Counter.ring_forwarded]!++;
       } else {
-        // Full, or records already wait: hold a copy, in order, until the consumer catches up.
+        // Full, or records already wait: hold a copy, in order, until the consumer catches up
+        // (or, should it never fit, the writer refuses and counts it).
         const record = new Uint8Array(length);
         writePubRecord(record, viewOf(record), 0, topic, frame, receivedAt);
         out.enqueue(record);

@@ -19,6 +19,13 @@ import type { CrossShard } from './cross-shard.js';
 import type { Fail } from './fail.js';
 import type { LocalGroups } from './groups.js';
 
+/**
+ * Frames a connection may send before it is ready (its token being checked, its welcome on the
+ * way), besides at most max_payload bytes of them: enough for a client that sends `auth` and
+ * its joins at once, small enough that a socket that floods before its identity costs little.
+ */
+export const MAX_HELD_FRAMES = 32;
+
 export interface DispatchLimits {
   maxPayload: number;
   /** For the refusal's message only: the limiter enforces it. */
@@ -38,8 +45,8 @@ export interface DispatchOptions {
   log: Logger;
   fail: Fail;
   /** Message ids of pubs are this prefix plus a per-shard sequence. */
-  idPrefix: string;
-  admission: Pick<Admission, 'authenticate'>;
+  msgIdPrefix: string;
+  admission: Pick<Admission, 'authenticate' | 'refresh'>;
   link: Pick<BrokerLink, 'backlog' | 'ack' | 'joined' | 'left' | 'pub' | 'send' | 'any'>;
   cross: Pick<CrossShard, 'canAccept' | 'forwardPub'>;
   groups: LocalGroups;
@@ -86,6 +93,45 @@ export class Dispatcher {
     if (message.byteLength > limits.maxPayload) {
       return this.fail(ws, conn, 'E_TOO_LARGE', `frame of ${message.byteLength} bytes is over max_payload (${limits.maxPayload})`, undefined, true);
     }
+    // All that the frames of a welcomed connection pay for the wait below: one boolean.
+    if (!conn.ready) return this.early(ws, conn, message, isBinary, now);
+    this.frame(ws, conn, message, isBinary, now);
+  }
+
+  /** The connection's `welcome` was sent: the frames that waited are handled now, in order. Call it corked. */
+  resume(ws: Socket): void {
+    const conn = ws.getUserData();
+    conn.ready = true;
+    const held = conn.held;
+    if (held === null) return;
+    conn.held = null;
+    conn.heldBytes = 0;
+    const now = Date.now();
+    for (const frame of held) {
+      if (conn.closed) return;
+      this.frame(ws, conn, frame.bytes, frame.binary, now);
+    }
+  }
+
+  /**
+   * A frame before the connection is ready. The first frame of a connection that came without
+   * identity is its `auth`, handled at once; any other frame waits (bounded) until resume():
+   * for the token check, then for the broker's `welcome`, always a connection's first frame.
+   */
+  private early(ws: Socket, conn: Connection, message: ArrayBuffer, isBinary: boolean, now: number): void {
+    if (conn.user === null && !conn.verifying) return this.frame(ws, conn, message, isBinary, now);
+    const held = conn.held ?? (conn.held = []);
+    const maxBytes = this.limits.maxPayload;
+    if (held.length >= MAX_HELD_FRAMES || conn.heldBytes + message.byteLength > maxBytes) {
+      return this.fail(ws, conn, 'E_RATE_LIMITED', `over ${MAX_HELD_FRAMES} frames or ${maxBytes} bytes sent before the welcome`, undefined, true);
+    }
+    held.push({ bytes: message.slice(0), binary: isBinary });
+    conn.heldBytes += message.byteLength;
+  }
+
+  /** Rate limit, decode and handle one frame. */
+  private frame(ws: Socket, conn: Connection, message: ArrayBuffer, isBinary: boolean, now: number): void {
+    const { limits, counters } = this;
     if (!this.limiter.take(conn, now)) {
       const close = ++conn.rateViolations >= limits.rateViolationsBeforeClose;
       return this.fail(ws, conn, 'E_RATE_LIMITED', `over ${limits.messagesPerSecond} frames per second`, undefined, close);
@@ -111,7 +157,7 @@ export class Dispatcher {
   private handle(ws: Socket, conn: Connection, frame: ClientFrame): void {
     if (conn.user === null) {
       if (frame.op !== 'auth') return this.fail(ws, conn, 'E_UNAUTHORIZED', 'the first frame must be auth', undefined, true);
-      return this.options.admission.authenticate(ws, conn, frame.token);
+      return this.options.admission.authenticate(ws, conn, frame.token, frame.ref);
     }
     switch (frame.op) {
       case 'pub':
@@ -136,9 +182,7 @@ export class Dispatcher {
         ws.send(encodePong(frame.t, Date.now()));
         return;
       case 'auth':
-        this.counters[Counter.errors_bad_frame]!++;
-        ws.send(encodeError('E_BAD_FRAME', 'already authenticated'));
-        return;
+        return this.options.admission.refresh(ws, conn, frame.token, frame.ref);
     }
   }
 
@@ -165,7 +209,7 @@ export class Dispatcher {
       this.counters[Counter.ring_overloaded]!++;
       return this.fail(ws, conn, 'E_OVERLOADED', 'cross-shard rings are full; retry shortly', ref);
     }
-    const id = this.options.idPrefix + (this.msgSeq++).toString(36);
+    const id = this.options.msgIdPrefix + (this.msgSeq++).toString(36);
     const frame = Buffer.from(encodeGroupMsg(id, conn.user!, group, data, pri, Date.now()));
     this.counters[Counter.pubs]!++;
     if (groups.publish(group, frame) > 0) this.options.latency.since(Latency.pub, this.receivedAt);

@@ -3,10 +3,15 @@
  * (served with the primary's latency figures by src/metrics/http.ts), answered from the shared
  * shard table so any shard can answer for all of them.
  */
-import { COUNTERS, MESSAGING_COUNTERS, byName, ShardStatus, type ShardTable } from '../shared/shard-table.js';
+import { httpError, httpStatusLine, type HttpCode } from '../protocol/errors.js';
+import { COUNTERS, LINKS, MESSAGING_COUNTERS, byName, shardStatusName, ShardStatus, type LinkName, type LinkState, type ShardTable } from '../shared/shard-table.js';
 import type { HttpResponse, TemplatedApp } from '../util/uws.js';
 
 export interface HttpContext {
+  /** The shard answering. */
+  shard: number;
+  /** A link that has not drained for longer is stuck: /health says degraded (monitoring.link_stuck_after). */
+  linkStuckMs: number;
   table: ShardTable;
   version: string;
   startedAt: number;
@@ -18,23 +23,34 @@ export interface HttpContext {
 export function health(context: HttpContext): { status: string; body: Record<string, unknown> } {
   const { table } = context;
   const shards = [];
+  const now = Date.now();
   let up = 0;
+  let stuck = 0;
   for (let shard = 0; shard < table.shards; shard++) {
     const status = table.status(shard);
     if (status === ShardStatus.UP) up++;
-    shards.push({ shard, status: ['down', 'starting', 'up', 'stopping'][status], connections: table.connections(shard) });
+    const links = {} as Record<LinkName, LinkState>;
+    LINKS.forEach((name, link) => {
+      links[name] = table.linkState(shard, link, now);
+      if (links[name].waiting_ms > context.linkStuckMs) stuck++;
+    });
+    shards.push({ shard, status: shardStatusName(status), connections: table.connections(shard), links });
   }
   const stopping = context.isStopping();
-  const state = stopping ? 'stopping' : up === table.shards ? 'ok' : 'degraded';
+  // The store is the primary's; it publishes its health in the table. Unwritable: send/any are refused.
+  const store = table.storeHealth();
+  const state = stopping ? 'stopping' : up === table.shards && stuck === 0 && store.writable ? 'ok' : 'degraded';
   return {
     status: stopping ? '503 Service Unavailable' : '200 OK',
     body: {
       status: state,
+      shard: context.shard,
       version: context.version,
       uptime_s: Math.round((Date.now() - context.startedAt) / 1000),
       connections: table.totalConnections(),
       max_connections: context.maxConnections,
-      shards: { configured: table.shards, up, list: shards },
+      shards: { configured: table.shards, up, stuck_links: stuck, list: shards },
+      store,
     },
   };
 }
@@ -61,10 +77,16 @@ export function sendJson(res: HttpResponse, status: string, body: unknown): void
   });
 }
 
+/** A coded refusal from the one table (HttpCodes in src/protocol/errors.ts). */
+export function sendError(res: HttpResponse, code: HttpCode, message: string): void {
+  const { status, body } = httpError(code, message);
+  sendJson(res, httpStatusLine(status), body);
+}
+
 export function attachHttpRoutes(app: TemplatedApp, context: HttpContext): void {
   app.get('/health', (res) => {
     const { status, body } = health(context);
     sendJson(res, status, body);
   });
-  app.any('/*', (res) => sendJson(res, '404 Not Found', { code: 'not_found', message: 'see /health, /stats, or the WebSocket endpoint' }));
+  app.any('/*', (res) => sendError(res, 'not_found', 'see /health, /stats, or the WebSocket endpoint'));
 }

@@ -28,6 +28,21 @@ interface Entry {
 
 export type IpVerdict = 'ok' | 'too_fast' | 'too_many_unauthenticated' | 'table_full';
 
+/** One shard's share of the configured per-server limits (websocket.limits). */
+export function ipLimitsPerShard(
+  limits: { connection_attempts_per_ip: number; connection_burst_per_ip: number; unauthenticated_per_ip: number; max_tracked_ips: number },
+  shards: number,
+): IpLimitOptions {
+  // Rounded up, and never to 0 (which means unlimited): one shard may see a little more than its share.
+  const share = (n: number): number => (n === 0 ? 0 : Math.max(1, Math.ceil(n / shards)));
+  return {
+    attemptsPerSecond: limits.connection_attempts_per_ip / shards,
+    burst: share(limits.connection_burst_per_ip),
+    maxUnauthenticated: share(limits.unauthenticated_per_ip),
+    maxAddresses: limits.max_tracked_ips,
+  };
+}
+
 export class IpLimiter {
   private readonly entries = new Map<string, Entry>();
   private readonly perMs: number;

@@ -11,7 +11,7 @@ import { Latency } from '../metrics/latencies.js';
 import { SnapshotReader } from '../metrics/snapshot.js';
 import { ThreadMetrics } from '../metrics/thread-metrics.js';
 import { CloseCodes } from '../protocol/errors.js';
-import { ShardStatus, ShardTable } from '../shared/shard-table.js';
+import { Link, ShardStatus, ShardTable } from '../shared/shard-table.js';
 import type { PrimaryToShard, ShardInit, ShardToPrimary } from '../shared/thread-messages.js';
 import { createLogger, type Logger } from '../util/logger.js';
 import { uWS, type TemplatedApp, type us_listen_socket } from '../util/uws.js';
@@ -24,6 +24,7 @@ import { Dispatcher } from './dispatch.js';
 import { failer } from './fail.js';
 import { LocalGroups } from './groups.js';
 import { attachHttpRoutes, stats, type HttpContext } from './http.js';
+import { ipLimitsPerShard } from './ip-limits.js';
 import { ConnectionRegistry } from './registry.js';
 import { pongArrived, Sweeper } from './sweep.js';
 
@@ -39,6 +40,8 @@ export function runShard(init: ShardInit, channel: ShardChannel): void {
 
 /** How long a crashed shard waits for close handshakes before cutting its sockets. */
 const CRASH_GRACE_MS = 200;
+/** How often the shard puts what waits in its rings' overflow into the shared table (/health). */
+const LINK_GAUGE_MS = 250;
 
 class Shard {
   private readonly config: ShardInit['config']['websocket'];
@@ -55,6 +58,7 @@ class Shard {
   private readonly sweeper: Sweeper;
   private listenSocket: us_listen_socket | null = null;
   private graceTimer: NodeJS.Timeout | null = null;
+  private gaugeTimer: NodeJS.Timeout | null = null;
   private stopping = false;
   private finished = false;
   /** 1 once the shard crashed: the primary restarts it. */
@@ -67,8 +71,9 @@ class Shard {
     this.table = new ShardTable(init.table);
     const counters = this.table.countersOf(init.shard);
     const fail = failer(counters);
-    // Ids (sessions, messages) are unique per server run and shard: instance.shard.sequence.
-    const idPrefix = `${init.instance}.${init.shard}.`;
+    // Ids never repeat: instance (this process run), shard, generation (this start of the
+    // shard), then `s` for a session or `m` for a message, and a sequence.
+    const idPrefix = `${init.instance}.${init.shard}.${init.generation.toString(36)}.`;
     this.app = uWS.App();
     const compressFrom = performance.enable_compression ? performance.compression_threshold : Infinity;
     const groups = new LocalGroups(this.app, counters, compressFrom);
@@ -84,6 +89,8 @@ class Shard {
       counters,
       fail,
       latency: metrics,
+      welcomed: (ws) => this.dispatch.resume(ws),
+      log: this.log,
     });
     this.cross = new CrossShard({
       self: init.shard,
@@ -93,6 +100,7 @@ class Shard {
       outbound: init.outbound,
       overflowLimitBytes: performance.ring_overflow_bytes,
       counters,
+      log: this.log,
       onPub: (topic, frame, receivedAt) => {
         if (groups.publish(topic, frame) > 0) metrics.since(Latency.pub, receivedAt);
       },
@@ -106,10 +114,12 @@ class Shard {
       maxConnections: server.max_connections,
       authTimeout: server.auth_timeout,
       burst: limits.burst,
-      idPrefix,
+      sidPrefix: `${idPrefix}s`,
+      ipLimits: ipLimitsPerShard(limits, init.shards),
       registry,
       link: this.link,
       fail,
+      log: this.log,
       isStopping: () => this.stopping,
     });
     this.dispatch = new Dispatcher({
@@ -126,7 +136,7 @@ class Shard {
       counters,
       log: this.log,
       fail,
-      idPrefix,
+      msgIdPrefix: `${idPrefix}m`,
       admission: this.admission,
       link: this.link,
       cross: this.cross,
@@ -140,6 +150,7 @@ class Shard {
       intervalMs: server.backpressure_check_interval * 1000,
       counters,
       fail,
+      alsoSweep: (now) => this.admission.sweepAddresses(now),
     });
   }
 
@@ -157,6 +168,8 @@ class Shard {
     const { server } = config;
     attachAdminRoutes(app, config.admin.token, this.link);
     const httpContext: HttpContext = {
+      shard: this.init.shard,
+      linkStuckMs: config.monitoring.link_stuck_after * 1000,
       table: this.table,
       version: this.init.version,
       startedAt: Date.now(),
@@ -205,6 +218,7 @@ class Shard {
       this.cross.start();
       this.sweeper.start();
       if (config.monitoring.enable_metrics_collection) this.metrics.monitorEventLoop();
+      this.gaugeTimer = setInterval(() => this.publishLinkGauges(), LINK_GAUGE_MS);
       this.table.setStatus(this.init.shard, ShardStatus.UP);
       this.log.info({ port }, 'shard started');
       this.channel.post({ type: 'listening', port });
@@ -226,9 +240,18 @@ class Shard {
     this.link.stop();
     this.sweeper.stop();
     this.metrics.stop();
+    if (this.gaugeTimer) clearInterval(this.gaugeTimer);
+    this.gaugeTimer = null;
     for (const ws of this.registry.sockets) ws.end(code, reason);
     if (this.registry.size === 0) return this.finish();
     this.graceTimer = setTimeout(() => this.forceClose(), graceMs);
+  }
+
+  /** Only this thread knows its writers' overflow; the primary publishes the rest of each link's state. */
+  private publishLinkGauges(): void {
+    const { table, link, cross } = this;
+    table.setLinkOverflow(this.init.shard, Link.TO_BROKER, link.backlog, link.oldestQueuedAt);
+    table.setLinkOverflow(this.init.shard, Link.TO_SHARDS, cross.backlog, cross.oldestQueuedAt);
   }
 
   private forceClose(): void {

@@ -1,7 +1,12 @@
 /**
- * The periodic walk over a shard's connections: closes slow consumers (1013) and connections
- * silent past idle_timeout (4408), and pings each connection once per ping_interval. The
+ * The periodic walk over a shard's connections: closes slow consumers (1013), connections
+ * silent past idle_timeout (4408) and ones past their deadline (4001: no `auth` frame within
+ * auth_timeout, or the token expired), and pings each connection once per ping_interval. The
  * decision for one connection is judge(), free of sockets so it can be tested on its own.
+ *
+ * Deadlines are checked here rather than by a timer per connection: the walk happens anyway
+ * (every backpressure_check_interval, 0.25 s by default), a comparison per connection costs
+ * less than a timer each, and a refreshed token only moves a number instead of re-arming one.
  */
 import { Latency } from '../metrics/latencies.js';
 import type { ThreadMetrics } from '../metrics/thread-metrics.js';
@@ -20,7 +25,7 @@ export interface SweepPolicy {
 }
 
 /** What the sweep does to one connection (numbers, so judging allocates nothing). */
-export const Verdict = { KEEP: 0, SLOW: 1, IDLE: 2, PING: 3 } as const;
+export const Verdict = { KEEP: 0, SLOW: 1, IDLE: 2, PING: 3, EXPIRED: 4 } as const;
 export type VerdictValue = (typeof Verdict)[keyof typeof Verdict];
 
 /**
@@ -30,13 +35,15 @@ export type VerdictValue = (typeof Verdict)[keyof typeof Verdict];
  * pings showed as a latency spike.
  */
 export function judge(
-  conn: Pick<Connection, 'lastSeen' | 'nextPingAt'>,
+  conn: Pick<Connection, 'lastSeen' | 'nextPingAt' | 'expiresAt' | 'verifying'>,
   buffered: number,
   now: number,
   policy: SweepPolicy,
   random: () => number = Math.random,
 ): VerdictValue {
   if (buffered > policy.maxBackpressure) return Verdict.SLOW;
+  // Past its deadline, unless an `auth` frame's token is being checked: its verdict decides.
+  if (now >= conn.expiresAt && !conn.verifying) return Verdict.EXPIRED;
   if (policy.idleMs > 0 && now - conn.lastSeen > policy.idleMs) return Verdict.IDLE;
   if (policy.pingMs > 0 && now >= conn.nextPingAt) {
     const first = conn.nextPingAt === 0;
@@ -60,6 +67,8 @@ export interface SweeperOptions {
   intervalMs: number;
   counters: Float64Array;
   fail: Fail;
+  /** More upkeep on the same timer (the per-address table). */
+  alsoSweep?(now: number): void;
 }
 
 export class Sweeper {
@@ -90,11 +99,15 @@ export class Sweeper {
         case Verdict.IDLE:
           ws.end(CloseCodes.IDLE_TIMEOUT, 'idle timeout');
           break;
+        case Verdict.EXPIRED:
+          fail(ws, conn, 'E_UNAUTHORIZED', conn.user === null ? 'no auth frame within auth_timeout' : 'token expired; send an auth frame with a fresh token before it does', undefined, true);
+          break;
         case Verdict.PING:
           conn.pingSentAt = performance.now();
           ws.ping();
           break;
       }
     }
+    this.options.alsoSweep?.(now);
   }
 }

@@ -10,8 +10,17 @@
  *          the primary each metrics_collection_interval.
  *   messaging: Float64Array, MESSAGING_COUNTERS slots: the broker's counters (it runs in the
  *          primary thread), copied there by the same sampler.
+ *   store: Int32Array [VERSION, WRITABLE, FAILED_WRITES, ERROR_LENGTH] then STORE_ERROR_BYTES of
+ *          UTF-8: the message store's health (the primary owns the store), for /health.
+ *   links: Float64Array, per shard and per link (LINKS) LINK_FIELDS slots: what waits in the
+ *          rings the shard writes and the broker writes to it. A ring writer's overflow is
+ *          known only to its thread, so each writes its own (the shard its rings', the primary
+ *          the broker's); unread bytes and since when a ring has not drained are the
+ *          primary's (it holds every ring, and sees a shard that is too busy to say so).
  * Counters are plain 8-byte stores by their one writer: readers may see a value one update
- * old, never a torn one (aligned 64-bit stores on every platform Node.js runs on).
+ * old, never a torn one (aligned 64-bit stores on every platform Node.js runs on). The store's
+ * health is several fields and a text, so it is a seqlock: the writer makes VERSION odd while
+ * it writes, and a reader retries a read that saw it odd or changed.
  */
 import type { ErrorCode } from '../protocol/errors.js';
 
@@ -24,9 +33,30 @@ const CONNECTIONS = 1;
 const RESTARTS = 2;
 const PEAK = 3;
 
+const STORE_VERSION = 0;
+const STORE_WRITABLE = 1;
+const STORE_FAILED_WRITES = 2;
+const STORE_ERROR_LENGTH = 3;
+const STORE_HEADER_BYTES = 16;
+/** Room for the store's last error; a longer one is cut. */
+const STORE_ERROR_BYTES = 512;
+
+/** The message store's health as /health shows it. */
+export interface StoreHealthView {
+  writable: boolean;
+  lastError: string | null;
+  failedWrites: number;
+}
+
 export const ShardStatus = { DOWN: 0, STARTING: 1, UP: 2, STOPPING: 3 } as const;
 export type ShardStatusValue = (typeof ShardStatus)[keyof typeof ShardStatus];
 const STATUS_NAMES = ['down', 'starting', 'up', 'stopping'] as const;
+export type ShardStatusName = (typeof STATUS_NAMES)[number];
+
+/** How /health and /stats name a status. */
+export function shardStatusName(status: ShardStatusValue): ShardStatusName {
+  return STATUS_NAMES[status];
+}
 
 /** Counter names, in slot order. Append only: the order is the layout. */
 export const COUNTERS = [
@@ -50,6 +80,10 @@ export const COUNTERS = [
   'errors_not_member',
   'errors_internal',
   'errors_overloaded',
+  'ip_refused_rate', // upgrades refused 429: over connection_attempts_per_ip (+ burst)
+  'ip_refused_unauthenticated', // upgrades refused 429: over unauthenticated_per_ip
+  'ip_refused_table_full', // upgrades refused 503: max_tracked_ips addresses, none idle
+  'ring_refused', // records a ring writer refused: never fit the ring, or over its overflow bound
   'bytes_out', // bytes of msg/batch frames handed to uWS, counted per recipient
   'errors_unknown_id',
   'errors_queue_full',
@@ -58,13 +92,54 @@ export const COUNTERS = [
   'refused_unauthorized', // upgrades refused: bad or missing token, anonymous id refused
   'refused_protocol', // upgrades refused: no supported subprotocol offered
   'refused_stopping', // upgrades refused while the shard shuts down
+  'errors_store_unavailable',
 ] as const;
 export type CounterName = (typeof COUNTERS)[number];
 
-/** The broker's counters, as sampled into the table (names of BrokerStats). */
-export const MESSAGING_COUNTERS = ['accepted', 'delivered', 'redelivered', 'acked', 'dead_lettered', 'dropped_low', 'queue_full', 'stored'] as const;
+/**
+ * The broker's counters, as sampled into the table (names of BrokerStats and of the ring link's
+ * LinkStats). Append only.
+ */
+export const MESSAGING_COUNTERS = [
+  'accepted',
+  'delivered',
+  'redelivered',
+  'acked',
+  'dead_lettered',
+  'dropped_low',
+  'queue_full',
+  'stored',
+  'link_too_large',
+  'link_deferred',
+  'link_dropped',
+  'link_discarded',
+  'stored_bytes',
+  'expired',
+  'store_unavailable',
+] as const;
 export type MessagingCounterName = (typeof MESSAGING_COUNTERS)[number];
 export const COUNTER_COUNT = COUNTERS.length;
+
+/** A shard's links, as /health names them: the rings it writes to the broker and to the other shards, and the broker's to it. */
+export const LINKS = ['to_broker', 'from_broker', 'to_shards'] as const;
+export type LinkName = (typeof LINKS)[number];
+export const Link = { TO_BROKER: 0, FROM_BROKER: 1, TO_SHARDS: 2 } as const;
+/** Per link: overflow bytes, when its oldest waiting record was queued, bytes unread in the ring, since when they have not drained (ms; 0: nothing waits). */
+const OVERFLOW_BYTES = 0;
+const OVERFLOW_SINCE = 1;
+const UNREAD_BYTES = 2;
+const STUCK_SINCE = 3;
+const LINK_FIELDS = 4;
+
+/** What waits on one link, as /health shows it. */
+export interface LinkState {
+  /** Bytes in the writer's overflow, waiting for room in the ring. */
+  backlog_bytes: number;
+  /** Bytes in the ring its consumer has not read. */
+  unread_bytes: number;
+  /** How long the link has not drained: the oldest waiting record's age, or how long unread bytes have sat unread. */
+  waiting_ms: number;
+}
 export const Counter = Object.fromEntries(COUNTERS.map((name, i) => [name, i])) as Record<CounterName, number>;
 
 /** Which shard counter each error code adds to: one counter per code (/metrics labels them by code). */
@@ -78,6 +153,7 @@ export const errorCounter: Readonly<Record<ErrorCode, number>> = {
   E_OVERLOADED: Counter.errors_overloaded,
   E_UNKNOWN_ID: Counter.errors_unknown_id,
   E_QUEUE_FULL: Counter.errors_queue_full,
+  E_STORE_UNAVAILABLE: Counter.errors_store_unavailable,
   E_INTERNAL: Counter.errors_internal,
   E_CONFIG: Counter.errors_config,
   E_STARTUP: Counter.errors_startup,
@@ -88,6 +164,8 @@ export interface ShardTableBuffers {
   counters: SharedArrayBuffer;
   rates: SharedArrayBuffer;
   messaging: SharedArrayBuffer;
+  store: SharedArrayBuffer;
+  links: SharedArrayBuffer;
 }
 
 export function createShardTable(shards: number): ShardTableBuffers {
@@ -96,12 +174,22 @@ export function createShardTable(shards: number): ShardTableBuffers {
     counters: new SharedArrayBuffer(shards * COUNTER_COUNT * 8),
     rates: new SharedArrayBuffer(COUNTER_COUNT * 8),
     messaging: new SharedArrayBuffer(MESSAGING_COUNTERS.length * 8),
+    store: createStoreHealthBuffer(),
+    links: new SharedArrayBuffer(shards * LINKS.length * LINK_FIELDS * 8),
   };
+}
+
+function createStoreHealthBuffer(): SharedArrayBuffer {
+  const buffer = new SharedArrayBuffer(STORE_HEADER_BYTES + STORE_ERROR_BYTES);
+  const header = new Int32Array(buffer, 0, STORE_HEADER_BYTES / 4);
+  header[STORE_WRITABLE] = 1;
+  header[STORE_ERROR_LENGTH] = -1;
+  return buffer;
 }
 
 export interface ShardSnapshot {
   shard: number;
-  status: (typeof STATUS_NAMES)[number];
+  status: ShardStatusName;
   connections: number;
   peak_connections: number;
   restarts: number;
@@ -116,12 +204,18 @@ export class ShardTable {
   readonly rates: Float64Array;
   /** The broker's counters, by MESSAGING_COUNTERS slot (primary writes, anyone reads). */
   readonly messaging: Float64Array;
+  private readonly storeHeader: Int32Array;
+  private readonly storeError: Uint8Array;
+  private readonly links: Float64Array;
 
   constructor(buffers: ShardTableBuffers) {
     this.control = new Int32Array(buffers.control);
     this.counterCells = new Float64Array(buffers.counters);
     this.rates = new Float64Array(buffers.rates);
     this.messaging = new Float64Array(buffers.messaging);
+    this.storeHeader = new Int32Array(buffers.store, 0, STORE_HEADER_BYTES / 4);
+    this.storeError = new Uint8Array(buffers.store, STORE_HEADER_BYTES, STORE_ERROR_BYTES);
+    this.links = new Float64Array(buffers.links);
     this.shards = (this.control.length - CONTROL_HEADER) / CONTROL_STRIDE;
   }
 
@@ -200,11 +294,74 @@ export class ShardTable {
     return sums;
   }
 
+  /** Publishes the store's health (the primary, its one writer). */
+  setStoreHealth(health: StoreHealthView): void {
+    const header = this.storeHeader;
+    const error = new TextEncoder().encode(health.lastError ?? '').subarray(0, STORE_ERROR_BYTES);
+    Atomics.add(header, STORE_VERSION, 1); // odd: being written
+    header[STORE_WRITABLE] = health.writable ? 1 : 0;
+    header[STORE_FAILED_WRITES] = Math.min(health.failedWrites, 0x7fffffff);
+    header[STORE_ERROR_LENGTH] = health.lastError === null ? -1 : error.length;
+    this.storeError.set(error);
+    Atomics.add(header, STORE_VERSION, 1); // even: done
+  }
+
+  /** The store's health as last published (writable until the primary says otherwise). */
+  storeHealth(): StoreHealthView {
+    const header = this.storeHeader;
+    for (;;) {
+      const version = Atomics.load(header, STORE_VERSION);
+      if (version % 2 === 1) continue; // a write is under way: it takes microseconds
+      const length = header[STORE_ERROR_LENGTH]!;
+      const view: StoreHealthView = {
+        writable: header[STORE_WRITABLE] === 1,
+        failedWrites: header[STORE_FAILED_WRITES]!,
+        // Copied out of shared memory first: TextDecoder does not read SharedArrayBuffer views.
+        lastError: length < 0 ? null : new TextDecoder().decode(this.storeError.slice(0, length)),
+      };
+      if (Atomics.load(header, STORE_VERSION) === version) return view;
+    }
+  }
+
+  private linkSlot(shard: number, link: number): number {
+    return (shard * LINKS.length + link) * LINK_FIELDS;
+  }
+
+  /** By the writer of `link`'s rings: bytes in their overflow, and when the oldest of them was queued (0: none). */
+  setLinkOverflow(shard: number, link: number, bytes: number, since: number): void {
+    const at = this.linkSlot(shard, link);
+    this.links[at + OVERFLOW_BYTES] = bytes;
+    this.links[at + OVERFLOW_SINCE] = since;
+  }
+
+  /** By the primary: bytes unread in `link`'s rings, and since when they have not drained (0: they do, or none). */
+  setLinkUnread(shard: number, link: number, bytes: number, stuckSince: number): void {
+    const at = this.linkSlot(shard, link);
+    this.links[at + UNREAD_BYTES] = bytes;
+    this.links[at + STUCK_SINCE] = stuckSince;
+  }
+
+  /** After a shard died: what its rings' writers reported is void. */
+  forgetLinks(shard: number): void {
+    for (let link = 0; link < LINKS.length; link++) this.setLinkOverflow(shard, link, 0, 0);
+  }
+
+  linkState(shard: number, link: number, now: number): LinkState {
+    const at = this.linkSlot(shard, link);
+    const since = this.links[at + OVERFLOW_SINCE]!;
+    const stuck = this.links[at + STUCK_SINCE]!;
+    return {
+      backlog_bytes: this.links[at + OVERFLOW_BYTES]!,
+      unread_bytes: this.links[at + UNREAD_BYTES]!,
+      waiting_ms: Math.max(0, since > 0 ? now - since : 0, stuck > 0 ? now - stuck : 0),
+    };
+  }
+
   snapshot(shard: number): ShardSnapshot {
     const counters = byName(this.countersOf(shard));
     return {
       shard,
-      status: STATUS_NAMES[this.status(shard)]!,
+      status: shardStatusName(this.status(shard)),
       connections: this.connections(shard),
       peak_connections: this.peakConnections(shard),
       restarts: this.restarts(shard),

@@ -12,6 +12,8 @@ export interface ShardInit {
   port: number;
   config: Config;
   instance: string;
+  /** How many times this shard's slot was started before (0 first): part of its ids' prefix, so a restarted shard never repeats an id. */
+  generation: number;
   version: string;
   table: ShardTableBuffers;
   doorbells: SharedArrayBuffer;

@@ -11,13 +11,24 @@
  * for everything the broker accepted in that turn); a write's promise resolves when the
  * transaction is committed as `store.sync` defines it.
  *
+ * The broker keeps only each message's metadata in memory (MessageMeta: everything but the data,
+ * with the data's size); `body` reads the data back (a synchronous read from LMDB's memory map)
+ * when the message is delivered.
+ *
  * Writes never reject: each resolves true once committed, false when it could not be written
  * (a full disk, an I/O error). A failed write turns the store unwritable (`health`), callers
- * refuse new messages with E_STORE_UNAVAILABLE, and a probe write every PROBE_MS turns it
- * writable again once space returns. Why values rather than rejections: a rejection nobody
- * awaited (a fire-and-forget remove after an ack) would otherwise end the process.
+ * refuse new messages with E_STORE_UNAVAILABLE, and a probe write every PROBE_MS (once the file
+ * system has RECOVERY_FREE_BYTES free) turns it writable again once space returns. Why values
+ * rather than rejections: a rejection nobody awaited (a fire-and-forget remove after an ack)
+ * would otherwise end the process.
+ *
+ * The store does not let LMDB run the disk full: below MIN_FREE_BYTES free it refuses writes
+ * itself. lmdb-js 3.5.6's LMDB, when a pwrite fails (ENOSPC), formats its error message into a
+ * 100-byte malloc that the message overruns ("Attempting to write page at position ...",
+ * mdb.c, mdb_page_flush), and glibc then aborts the process ("corrupted size vs. prev_size").
+ * Only space other processes take between two checks can still bring LMDB there.
  */
-import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, readSync } from 'node:fs';
+import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, readSync, statfsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { OcsError } from '../protocol/errors.js';
@@ -44,6 +55,21 @@ export interface StoredMessage {
   strategy: string | null;
 }
 
+/** What the broker holds of a stored message: all but its data, and the data's size. */
+export interface MessageMeta extends Omit<StoredMessage, 'data'> {
+  /** Bytes of `data` (UTF-8), counted against store.max_bytes. */
+  bytes: number;
+}
+
+/**
+ * `message` without its data: what stays in memory while it waits. Spelt out field by field: a
+ * rest-and-spread copy gave every one of them a hidden class of its own (a descriptor array and
+ * a property array each, about 0.5 KB per message).
+ */
+export function metaOf(m: StoredMessage): MessageMeta {
+  return { id: m.id, seq: m.seq, target: m.target, from: m.from, group: m.group, pri: m.pri, ts: m.ts, at: m.at, attempts: m.attempts, strategy: m.strategy, bytes: Buffer.byteLength(m.data) };
+}
+
 export interface DeadLetter extends StoredMessage {
   reason: string;
   failedAt: number;
@@ -52,12 +78,23 @@ export interface DeadLetter extends StoredMessage {
 /** The id ends the key so that two processes sharing the store (pm2 reload) never collide. */
 export type QueueKey = [string, number, number, string];
 
-export function queueKey(message: Pick<StoredMessage, 'target' | 'pri' | 'seq' | 'id'>): QueueKey {
+export function queueKey(message: Pick<MessageMeta, 'target' | 'pri' | 'seq' | 'id'>): QueueKey {
   return [message.target, 3 - message.pri, message.seq, message.id];
 }
 
 /** How often an unwritable store tries a small write to see whether space returned. */
 const PROBE_MS = 1000;
+/** Free space under which the store refuses to write (see the top of this file). */
+const MIN_FREE_BYTES = 1024 * 1024;
+/**
+ * Free space the file system must have again before the store counts as writable: more than
+ * MIN_FREE_BYTES, so that a store refused for want of space does not flap between the two.
+ */
+const RECOVERY_FREE_BYTES = 2 * MIN_FREE_BYTES;
+/** How often the free space is asked for at least, even with budget left: other processes write too. */
+const SPACE_CHECK_MS = 1000;
+/** What a write may cost on disk besides its value: LMDB copies the leaf and branch pages it changes. */
+const WRITE_OVERHEAD_BYTES = 3 * 4096;
 
 export interface StoreHealth {
   writable: boolean;
@@ -72,6 +109,10 @@ export class MessageStore {
   onHealthChange: (health: Readonly<StoreHealth>) => void = () => {};
   private probeTimer: NodeJS.Timeout | null = null;
   private closed = false;
+  private guardQueued = false;
+  /** Bytes that may still be written before the file system is asked again how much it has free. */
+  private spaceBudget = 0;
+  private spaceCheckedAt = 0;
 
   private constructor(
     private readonly root: RootDatabase,
@@ -125,29 +166,48 @@ export class MessageStore {
     }
   }
 
-  /** Every stored message, in key order (per target: priority, then sequence). */
-  *loadQueue(): Generator<StoredMessage> {
-    for (const { value } of this.queue.getRange({})) yield value;
+  /** Every stored message's metadata, in key order (per target: priority, then sequence). */
+  *loadQueue(): Generator<MessageMeta> {
+    for (const { value } of this.queue.getRange({})) yield metaOf(value);
+  }
+
+  /** The data (JSON text) of a stored message, read from the map; undefined when it is not stored. */
+  body(meta: MessageMeta): string | undefined {
+    return this.queue.get(queueKey(meta))?.data;
   }
 
   /** true once committed; false when it could not be written (see `health`). */
   put(message: StoredMessage): Promise<boolean> {
-    return this.settle(() => this.queue.put(queueKey(message), message));
+    return this.settle(() => this.queue.put(queueKey(message), message), Buffer.byteLength(message.data));
   }
 
-  remove(message: StoredMessage): Promise<boolean> {
-    return this.settle(() => this.queue.remove(queueKey(message)));
+  /** Persists `meta.attempts` (the rest of the stored message unchanged); true when there is nothing to update. */
+  putAttempts(meta: MessageMeta): Promise<boolean> {
+    const stored = this.queue.get(queueKey(meta));
+    if (stored === undefined || stored.attempts === meta.attempts) return Promise.resolve(true);
+    return this.put({ ...stored, attempts: meta.attempts });
   }
 
-  /** Moves a message to the dead-letter queue (one transaction with the caller's other writes this turn). */
-  deadLetter(message: StoredMessage, reason: string): Promise<boolean> {
-    void this.settle(() => this.queue.remove(queueKey(message)));
-    return this.settle(() => this.dlq.put(message.id, { ...message, reason, failedAt: Date.now() }));
+  remove(message: MessageMeta): Promise<boolean> {
+    return this.settle(() => this.queue.remove(queueKey(message)), 0);
+  }
+
+  /**
+   * Moves a stored message to the dead-letter queue (one transaction with the caller's other
+   * writes this turn), its data read from the queue, its attempt count from `meta`.
+   */
+  deadLetter(meta: MessageMeta, reason: string): Promise<boolean> {
+    const key = queueKey(meta);
+    const { bytes: _bytes, ...fields } = meta;
+    const data = this.queue.get(key)?.data;
+    const letter: DeadLetter = { ...fields, data: data ?? 'null', reason: data === undefined ? `${reason} (its data was no longer in the store)` : reason, failedAt: Date.now() };
+    void this.settle(() => this.queue.remove(key), 0);
+    return this.settle(() => this.dlq.put(meta.id, letter), Buffer.byteLength(letter.data));
   }
 
   /** Stores a dead letter that never made it into the queue (e.g. a processor threw). */
   putDeadLetter(letter: DeadLetter): Promise<boolean> {
-    return this.settle(() => this.dlq.put(letter.id, letter));
+    return this.settle(() => this.dlq.put(letter.id, letter), Buffer.byteLength(letter.data));
   }
 
   listDead(limit: number, after?: string): DeadLetter[] {
@@ -169,13 +229,13 @@ export class MessageStore {
   }
 
   removeDead(id: string): Promise<boolean> {
-    return this.settle(() => this.dlq.remove(id));
+    return this.settle(() => this.dlq.remove(id), 0);
   }
 
   /** Removes every dead letter; resolves with how many there were, or -1 when the store could not write. */
   async purgeDead(): Promise<number> {
     const count = this.dlq.getCount();
-    return (await this.settle(() => this.dlq.clearAsync().then(() => true))) ? count : -1;
+    return (await this.settle(() => this.dlq.clearAsync().then(() => true), 0)) ? count : -1;
   }
 
   /** Resolves when everything written so far is on disk (or could not be). */
@@ -193,8 +253,15 @@ export class MessageStore {
     await this.root.close();
   }
 
-  /** Runs one lmdb write and turns its outcome, thrown or rejected, into true/false. */
-  private settle(write: () => Promise<boolean>): Promise<boolean> {
+  /**
+   * Runs one lmdb write of a value of about `bytes` and turns its outcome, thrown or rejected,
+   * into true/false; false without writing when the file system is too full for it.
+   */
+  private settle(write: () => Promise<boolean>, bytes: number): Promise<boolean> {
+    if (!this.hasRoomFor(bytes + WRITE_OVERHEAD_BYTES)) {
+      this.failed(new Error(`ENOSPC: less than ${MIN_FREE_BYTES / 1024 / 1024} MiB free on the store's file system (store.data_dir)`));
+      return Promise.resolve(false);
+    }
     let pending: Promise<boolean>;
     try {
       pending = write();
@@ -202,6 +269,7 @@ export class MessageStore {
       this.failed(err);
       return Promise.resolve(false);
     }
+    this.guardTurnCommit();
     return pending.then(
       () => true,
       (err: unknown) => {
@@ -209,6 +277,35 @@ export class MessageStore {
         return false;
       },
     );
+  }
+
+  /** Whether `bytes` more leave MIN_FREE_BYTES free; asks the file system only when the last answer's budget is spent, or old. */
+  private hasRoomFor(bytes: number): boolean {
+    const now = Date.now();
+    if (this.spaceBudget < bytes || now - this.spaceCheckedAt >= SPACE_CHECK_MS) {
+      this.spaceBudget = freeBytes(this.path) - MIN_FREE_BYTES;
+      this.spaceCheckedAt = now;
+    }
+    if (this.spaceBudget < bytes) return false;
+    this.spaceBudget -= bytes;
+    return true;
+  }
+
+  /**
+   * lmdb-js (3.5) opens each event turn's transaction with a write of its own, from a
+   * setImmediate queued by the turn's first write, and keeps the promise of that write to
+   * itself: when the transaction fails (disk full), that promise rejects with nobody to handle
+   * it, and Node's default for an unhandled rejection ends the process. Once per turn, right
+   * after that setImmediate, a handler is attached to it through `committed`, which answers
+   * with the current transaction's promise.
+   */
+  private guardTurnCommit(): void {
+    if (this.guardQueued) return;
+    this.guardQueued = true;
+    setImmediate(() => {
+      this.guardQueued = false;
+      this.root.committed.then(ignore, ignore);
+    });
   }
 
   private failed(err: unknown): void {
@@ -241,8 +338,11 @@ export class MessageStore {
   }
 
   private settleProbe(): Promise<boolean> {
+    if (freeBytes(this.path) < RECOVERY_FREE_BYTES) return Promise.resolve(false);
     try {
-      return this.root.put('probe', { at: Date.now() }).then(
+      const probe = this.root.put('probe', { at: Date.now() });
+      this.guardTurnCommit();
+      return probe.then(
         () => true,
         (err: unknown) => {
           (err as { commitError?: Promise<unknown> } | null)?.commitError?.catch(() => {});
@@ -274,6 +374,18 @@ function checkHeader(file: string): string | null {
     return null;
   } finally {
     closeSync(fd);
+  }
+}
+
+function ignore(): void {}
+
+/** Bytes the file system holding `path` has free for this process; Infinity where that cannot be told. */
+function freeBytes(path: string): number {
+  try {
+    const stats = statfsSync(path);
+    return stats.bavail * stats.bsize;
+  } catch {
+    return Infinity;
   }
 }
 

@@ -8,7 +8,8 @@ import { rmSync } from 'node:fs';
 import { Broker } from '../../src/broker/broker.js';
 import type { RecordSink, ShardLink } from '../../src/broker/shard-link.js';
 import { loadConfig } from '../../src/config/load.js';
-import { decodeFields, encodeRecord, ToBroker, typeOfData } from '../../src/link/records.js';
+import { decodeFields, encodeRecord, FRAME_RECORD_OVERHEAD, ToBroker, typeOfData } from '../../src/link/records.js';
+import { largestRecord } from '../../src/rings/ring.js';
 import type { ErrorCode } from '../../src/protocol/errors.js';
 import { MessageStore } from '../../src/store/store.js';
 import { createLogger } from '../../src/util/logger.js';
@@ -30,9 +31,12 @@ type Said = Call extends infer C ? (C extends Call ? Omit<C, 'time'> : never) : 
 
 export class RecordingLink implements ShardLink {
   readonly calls: Call[] = [];
+  /** As a ring of performance.ring_bytes would carry (startBroker sets it from the config). */
+  maxFrameBytes = largestRecord(4 * 1024 * 1024) - FRAME_RECORD_OVERHEAD;
   /** The types the broker asked the shards to detour through it (publishProcessorTypes). */
   processorTypes = new Set<string>();
   private sink: RecordSink | null = null;
+  private adminRequests = 0;
   private waiters: Array<() => void> = [];
 
   deliverToUser(shard: number, user: string, frame: string): void {
@@ -93,6 +97,13 @@ export class RecordingLink implements ShardLink {
   }
   admin(shard: number, requestId: number, method: string, path: string): void {
     this.fromShard(shard, ToBroker.ADMIN, [requestId, method, path]);
+  }
+  /** One /admin/dlq request as shard 0 forwards it (method in lower case, as uWS gives it), and its answer. */
+  async adminRequest(method: string, path: string): Promise<{ status: number; body: Record<string, unknown> }> {
+    const requestId = --this.adminRequests; // negative: apart from the ids tests pick themselves
+    this.admin(0, requestId, method, path);
+    const reply = await this.next('adminReply', (c) => c.requestId === requestId);
+    return { status: reply.status, body: JSON.parse(reply.bodyJson) as Record<string, unknown> };
   }
 
   // --- reading what the broker said ------------------------------------------------------
@@ -155,15 +166,29 @@ export interface TestBroker {
   broker: Broker;
   link: RecordingLink;
   store: MessageStore;
-  close(): Promise<void>;
+  dataDir: string;
+  /** Stops the broker and closes the store; the data directory goes too unless `keepData` (to start another broker on it). */
+  close(keepData?: boolean): Promise<void>;
 }
 
-/** A started broker with `delivery` and `performance` settings over the defaults. */
-export async function startBroker(settings: { delivery?: Record<string, unknown>; performance?: Record<string, unknown> } = {}): Promise<TestBroker> {
-  const dir = tempDataDir();
-  const { config } = loadConfig({ env: {}, overrides: { websocket: { delivery: settings.delivery ?? {}, performance: settings.performance ?? {} }, store: { data_dir: dir } } });
+export interface BrokerSettings {
+  delivery?: Record<string, unknown>;
+  performance?: Record<string, unknown>;
+  server?: Record<string, unknown>;
+  /** store.* keys other than data_dir. */
+  store?: Record<string, unknown>;
+  /** An existing data directory (e.g. a previous broker's), else a fresh one. */
+  dataDir?: string;
+}
+
+/** A started broker with `delivery`, `performance`, `server` and `store` settings over the defaults. */
+export async function startBroker(settings: BrokerSettings = {}): Promise<TestBroker> {
+  const dir = settings.dataDir ?? tempDataDir();
+  const websocket = { delivery: settings.delivery ?? {}, performance: settings.performance ?? {}, server: settings.server ?? {} };
+  const { config } = loadConfig({ env: {}, overrides: { websocket, store: { ...settings.store, data_dir: dir } } });
   const store = await MessageStore.open(dir, config.store.sync);
   const link = new RecordingLink();
+  link.maxFrameBytes = largestRecord(config.websocket.performance.ring_bytes) - FRAME_RECORD_OVERHEAD;
   const broker = new Broker({
     config: config as Broker['options']['config'],
     store,
@@ -177,10 +202,11 @@ export async function startBroker(settings: { delivery?: Record<string, unknown>
     broker,
     link,
     store,
-    async close() {
+    dataDir: dir,
+    async close(keepData = false) {
       await broker.stop();
       await store.close();
-      rmSync(dir, { recursive: true, force: true });
+      if (!keepData) rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -25,50 +25,68 @@ export interface ConnectOptions {
   path?: string;
 }
 
+/**
+ * Frames received so far, oldest first, and the waits for one of them: `next` takes (removes)
+ * the first frame matching, waiting for it until `timeoutMs` or until `isClosed()` holds.
+ */
+export class FrameQueue {
+  readonly frames: Frame[] = [];
+  private waiters: Array<() => void> = [];
+
+  constructor(private readonly isClosed: () => boolean) {}
+
+  push(frame: Frame): void {
+    this.frames.push(frame);
+    this.wake();
+  }
+
+  /** Lets every waiter look again (a frame arrived, or the connection closed). */
+  wake(): void {
+    const current = this.waiters;
+    this.waiters = [];
+    for (const wake of current) wake();
+  }
+
+  next(match: (frame: Frame) => boolean = () => true, timeoutMs = 5000): Promise<Frame> {
+    const { frames } = this;
+    return new Promise<Frame>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no matching frame within ${timeoutMs} ms; got ${JSON.stringify(frames).slice(0, 500)}`)), timeoutMs);
+      const check = (): void => {
+        const index = frames.findIndex(match);
+        if (index >= 0) {
+          clearTimeout(timer);
+          resolve(frames.splice(index, 1)[0]!);
+        } else if (this.isClosed()) {
+          clearTimeout(timer);
+          reject(new Error(`connection closed before a matching frame; got ${JSON.stringify(frames).slice(0, 500)}`));
+        } else {
+          this.waiters.push(check);
+        }
+      };
+      check();
+    });
+  }
+}
+
 export function connect(port: number, options: ConnectOptions = {}): Promise<TestClient> {
   const url = `ws://127.0.0.1:${port}${options.path ?? '/ws'}${options.query ? `?${options.query}` : ''}`;
   const ws = new WebSocket(url, options.protocols ?? [], { autoPong: options.autoPong ?? true });
-  const frames: Frame[] = [];
-  let waiters: Array<() => void> = [];
-  ws.on('message', (data: Buffer) => {
-    frames.push(JSON.parse(data.toString()) as Frame);
-    const current = waiters;
-    waiters = [];
-    for (const wake of current) wake();
-  });
+  const queue = new FrameQueue(() => ws.readyState === WebSocket.CLOSED);
+  ws.on('message', (data: Buffer) => queue.push(JSON.parse(data.toString()) as Frame));
   const closed = new Promise<{ code: number; reason: string }>((resolve) => {
     ws.once('close', (code, reason) => {
       resolve({ code, reason: reason.toString() });
-      const current = waiters;
-      waiters = [];
-      for (const wake of current) wake();
+      queue.wake();
     });
   });
   const client: TestClient = {
     ws,
-    frames,
+    frames: queue.frames,
     closed,
     send: (frame) => ws.send(JSON.stringify(frame)),
     sendRaw: (data) => ws.send(data),
     close: () => ws.close(),
-    next(match = () => true, timeoutMs = 5000) {
-      return new Promise<Frame>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no matching frame within ${timeoutMs} ms; got ${JSON.stringify(frames).slice(0, 500)}`)), timeoutMs);
-        const check = (): void => {
-          const index = frames.findIndex(match);
-          if (index >= 0) {
-            clearTimeout(timer);
-            resolve(frames.splice(index, 1)[0]!);
-          } else if (ws.readyState === WebSocket.CLOSED) {
-            clearTimeout(timer);
-            reject(new Error(`connection closed before a matching frame; got ${JSON.stringify(frames).slice(0, 500)}`));
-          } else {
-            waiters.push(check);
-          }
-        };
-        check();
-      });
-    },
+    next: (match, timeoutMs) => queue.next(match, timeoutMs),
   };
   return new Promise((resolve, reject) => {
     ws.once('open', () => resolve(client));
@@ -126,4 +144,17 @@ export async function membersOnEveryShard(port: number, shards: number, group: s
   }
   if (seen.size < shards) throw new Error(`expected members on ${shards} shards, got shards ${[...seen]}`);
   return clients;
+}
+
+/**
+ * Opens connections with `open` until one lands on shard `shard` (the kernel picks the shard
+ * of each connection); the others are closed.
+ */
+export async function onShard<T extends TestClient & { welcome: Frame }>(shard: number, open: (attempt: number) => Promise<T>, attempts = 60): Promise<T> {
+  for (let attempt = 0; attempt < attempts; attempt++) {
+    const client = await open(attempt);
+    if (client.welcome.shard === shard) return client;
+    client.close();
+  }
+  throw new Error(`no connection landed on shard ${shard} in ${attempts} attempts`);
 }

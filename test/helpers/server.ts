@@ -3,15 +3,15 @@
  * `npm start` runs) or in the test's own process through the embedding API.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { stringify } from 'yaml';
 import { createServer, type RunningServer } from '../../src/index.js';
 import { createLogger } from '../../src/util/logger.js';
+import { deepMerge, harnessConfig, writeConfigFile } from '../../tools/lib/server-config.js';
+import { parseLogLine, SERVER_MAIN as MAIN, startServer } from '../../tools/lib/server-process.js';
 
-export const MAIN = fileURLToPath(new URL('../../src/main.js', import.meta.url));
+export { MAIN };
 
 /** A fresh, empty directory for the message store. */
 export function tempDataDir(): string {
@@ -20,25 +20,20 @@ export function tempDataDir(): string {
 
 /** Test defaults: loopback, a free port, two shards, no rate limit, a fresh store, unless a test sets them. */
 export function testConfig(overrides: Record<string, unknown> = {}): Record<string, unknown> {
-  return deepMerge(
-    {
-      websocket: {
-        server: { host: '127.0.0.1', port: 0, shards: 2 },
-        auth: { allow_anonymous: true },
-        limits: { messages_per_second: 0 },
+  return harnessConfig(
+    deepMerge(
+      {
+        websocket: { server: { shards: 2 } },
+        store: { data_dir: tempDataDir() },
+        logging: { level: 'warn' },
       },
-      store: { data_dir: tempDataDir() },
-      logging: { level: 'warn' },
-    },
-    overrides,
+      overrides,
+    ),
   );
 }
 
 export function writeConfig(config: Record<string, unknown>): string {
-  const dir = mkdtempSync(join(tmpdir(), 'ocs-test-'));
-  const file = join(dir, 'config.yaml');
-  writeFileSync(file, stringify(config));
-  return file;
+  return writeConfigFile(config).file;
 }
 
 export interface ServerProcess {
@@ -47,47 +42,39 @@ export interface ServerProcess {
   /** Every stdout line, parsed where it is JSON. */
   logs: Array<Record<string, unknown>>;
   stderr: () => string;
-  /** Sends `signal` and resolves with the exit code. */
+  /** Sends `signal` and resolves with the exit code (SIGKILL, and a null code, after a minute). */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
   exited: Promise<number | null>;
 }
 
-export async function startProcess(config: Record<string, unknown>, env: NodeJS.ProcessEnv = {}): Promise<ServerProcess> {
+/**
+ * `command` runs the server instead of `node dist/src/main.js`, e.g. through a shell that
+ * lowers a limit first; it is given `--config FILE`.
+ */
+export async function startProcess(
+  config: Record<string, unknown>,
+  env: NodeJS.ProcessEnv = {},
+  command: readonly string[] = [process.execPath, MAIN],
+): Promise<ServerProcess> {
   const file = writeConfig(deepMerge(config, { logging: { level: 'info' } }));
-  const child = spawn(process.execPath, [MAIN, '--config', file], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: Array<Record<string, unknown>> = [];
   let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const port = await new Promise<number>((resolve, reject) => {
-    let buffered = '';
-    child.stdout!.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString();
-      let newline;
-      while ((newline = buffered.indexOf('\n')) >= 0) {
-        const line = buffered.slice(0, newline);
-        buffered = buffered.slice(newline + 1);
-        try {
-          const entry = JSON.parse(line) as Record<string, unknown>;
-          logs.push(entry);
-          if (entry.msg === 'ready') resolve(entry.port as number);
-        } catch {
-          logs.push({ raw: line });
-        }
-      }
-    });
-    void exited.then((code) => reject(new Error(`server exited with ${code} before ready: ${stderr}`)));
+  const server = await startServer([...command, '--config', file], {
+    env,
+    onLine: (line, stream) => {
+      if (stream === 'stderr') stderr += line + '\n';
+      else logs.push(parseLogLine(line) ?? { raw: line });
+    },
   });
+  const exited = server.exited.then(({ code }) => code);
   return {
-    child,
-    port,
+    child: server.child,
+    port: server.port,
     logs,
     stderr: () => stderr,
     exited,
-    stop(signal = 'SIGTERM') {
-      child.kill(signal);
-      return exited;
-    },
+    // A minute before SIGKILL: long enough for any shutdown_timeout a test sets.
+    stop: (signal = 'SIGTERM') => server.stop(signal, 60_000).then(({ code }) => code),
   };
 }
 
@@ -122,16 +109,4 @@ export function startInProcess(overrides: Record<string, unknown> = {}): Promise
   const merged = testConfig(overrides);
   const level = ((merged.logging as Record<string, unknown>).level as string) ?? 'warn';
   return createServer({ file: writeConfig({}), env: {}, overrides: merged, logger: createLogger(level) });
-}
-
-export function deepMerge(base: Record<string, unknown>, extra: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...base };
-  for (const [key, value] of Object.entries(extra)) {
-    const current = out[key];
-    out[key] =
-      value && typeof value === 'object' && !Array.isArray(value) && current && typeof current === 'object' && !Array.isArray(current)
-        ? deepMerge(current as Record<string, unknown>, value as Record<string, unknown>)
-        : value;
-  }
-  return out;
 }

@@ -1,0 +1,140 @@
+/**
+ * Getting stored messages to their recipients: to every connection of a user, or to the one
+ * member of a group an `any` strategy picks; parked when nobody is there (until a recipient
+ * comes or delivery.ttl passes); everything waiting for a user when one of its connections
+ * authenticates, and for a group when a member joins.
+ *
+ * A message's data stays on disk while it waits: its `msg` frame is encoded when it is
+ * delivered (from the data at hand on a first delivery, else read back from the store) and
+ * kept only for that turn (outbox.ts).
+ */
+import type { AnyStrategy } from '../protocol/frames.js';
+import { encodeStoredMsg } from '../protocol/json-codec.js';
+import type { MessageStore } from '../store/store.js';
+import type { Logger } from '../util/logger.js';
+import type { AckTimers } from './ack-timers.js';
+import type { BrokerStats } from './broker.js';
+import { Outbox } from './outbox.js';
+import type { Presence } from './presence.js';
+import { State, type Entry, type Queues } from './queues.js';
+import type { ShardLink } from './shard-link.js';
+
+export interface DeliveryParts {
+  link: ShardLink;
+  batchSize: number;
+  store: MessageStore;
+  queues: Queues;
+  presence: Presence;
+  timers: AckTimers;
+  counters: BrokerStats;
+  log: Logger;
+  /** Takes an entry out of memory (queues and timers). */
+  unlink(entry: Entry): void;
+  /** Moves a stored message to the dead-letter queue (and out of memory). */
+  deadLetter(entry: Entry, reason: string): void;
+}
+
+export class Delivery {
+  private readonly outbox: Outbox;
+
+  constructor(private readonly parts: DeliveryParts) {
+    this.outbox = new Outbox(parts.link, parts.batchSize, (entry) => this.encode(entry), (entry, why) => this.undeliverable(entry, why));
+  }
+
+  /** Why `data` (JSON text) is too large to ever be delivered (E_TOO_LARGE), or null. */
+  oversize(data: string): string | null {
+    return this.outbox.oversize(data);
+  }
+
+  /** Delivers `entry` (WAITING) to its recipient, or parks it when nobody is there. */
+  route(entry: Entry): void {
+    if (entry.m.group === null) this.toUser(entry);
+    else this.toMember(entry);
+  }
+
+  /** A connection authenticated: welcome it with its pending count, then deliver what waits. */
+  online(sid: string, user: string, shard: number): void {
+    const { presence, queues, link } = this.parts;
+    presence.online(sid, user, shard);
+    const ready = queues.inOrder(`u:${user}`).filter((entry) => entry.state === State.WAITING || entry.state === State.INFLIGHT);
+    link.welcome(shard, sid, ready.length);
+    for (const entry of ready) {
+      // Waiting messages become deliveries; ones already awaiting an ack go to this connection too.
+      if (entry.state === State.WAITING) this.markInflight(entry, user);
+      this.enqueue(shard, null, sid, entry);
+    }
+  }
+
+  /** A member joined `group`: messages stored for it while nobody was online go out now. */
+  groupJoined(group: string): void {
+    for (const entry of this.parts.queues.inOrder(`g:${group}`)) if (entry.state === State.WAITING) this.toMember(entry);
+  }
+
+  private toUser(entry: Entry): void {
+    const user = entry.m.target.slice(2);
+    const conns = this.parts.presence.connectionsOf(user);
+    if (!conns || conns.size === 0) return this.park(entry);
+    this.markInflight(entry, user);
+    // One DELIVER_USER per shard reaches all of the user's connections there (up to 256 shards: a Set, not a bit mask).
+    const shards = new Set<number>();
+    for (const conn of conns.values()) {
+      if (shards.has(conn.shard)) continue;
+      shards.add(conn.shard);
+      this.enqueue(conn.shard, user, null, entry);
+    }
+  }
+
+  private toMember(entry: Entry): void {
+    const member = this.parts.presence.pick(entry.m.group!, entry.m.strategy as AnyStrategy | null, this.parts.timers.inflightOf);
+    if (member === null) return this.park(entry);
+    this.markInflight(entry, member.user);
+    this.enqueue(member.shard, null, member.sid, entry);
+  }
+
+  /** Nobody to deliver to: the message waits, its data on disk only, until a recipient comes or delivery.ttl passes. */
+  private park(entry: Entry): void {
+    entry.state = State.WAITING;
+    entry.readyAt = 0; // its wait for a recipient is not the server's send latency
+    entry.body = null;
+    this.parts.timers.wait(entry);
+    this.parts.timers.arm();
+  }
+
+  private markInflight(entry: Entry, holder: string): void {
+    entry.state = State.INFLIGHT;
+    const attempt = ++entry.m.attempts;
+    if (attempt > 1) {
+      this.parts.counters.redelivered++;
+      // Persist the count from the second delivery on: first deliveries stay write-free. Not
+      // retried when it fails: a lost count costs at most extra deliveries after a restart.
+      void this.parts.store.putAttempts(entry.m);
+    }
+    this.parts.timers.hold(entry, holder);
+  }
+
+  private enqueue(shard: number, user: string | null, sid: string | null, entry: Entry): void {
+    this.parts.counters.delivered++;
+    this.outbox.add(shard, user, sid, entry);
+  }
+
+  /** The entry's `msg` frame: from its data at hand on a first delivery, else read back from the store. */
+  private encode(entry: Entry): string | null {
+    const m = entry.m;
+    if (!this.parts.queues.has(m.id)) return null; // acknowledged or dead-lettered since it was queued this turn
+    const data = entry.body ?? this.parts.store.body(m);
+    entry.body = null;
+    if (data === undefined) {
+      // Only another process sharing the store (a pm2 reload) could have removed it.
+      this.parts.log.error({ code: 'E_INTERNAL', id: m.id, target: m.target }, 'a stored message is no longer in the store; forgotten');
+      this.parts.unlink(entry);
+      return null;
+    }
+    return encodeStoredMsg(m.id, m.from, m.group, data, m.pri, m.ts);
+  }
+
+  /** A stored message too large to ever deliver (stored before the limit applied, or with a larger ring): dead-lettered, once. */
+  private undeliverable(entry: Entry, why: string): void {
+    if (!this.parts.queues.has(entry.m.id)) return;
+    this.parts.deadLetter(entry, `undeliverable: its ${why}`);
+  }
+}

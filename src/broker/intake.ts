@@ -1,0 +1,185 @@
+/**
+ * Taking messages in: a `send`/`any` (from a shard or the embedding API) is refused when it
+ * cannot be stored (an `at` too far ahead, an unwritable store, a limit on stored messages),
+ * passed through its processor if it has one, stored, acknowledged to its sender once
+ * committed, and then handed to delivery (or to the schedule). Also processed `pub`s, and
+ * dead letters put back in their queue (requeue).
+ *
+ * Every sender gets an answer: its id once the message is committed, or a coded refusal.
+ */
+import type { Config } from '../config/schema.js';
+import { OcsError, type ErrorCode } from '../protocol/errors.js';
+import { encodeGroupMsgJson } from '../protocol/json-codec.js';
+import { metaOf, type DeadLetter, type MessageStore, type StoredMessage } from '../store/store.js';
+import type { Logger } from '../util/logger.js';
+import { epochMs } from '../metrics/clock.js';
+import type { AckTimers } from './ack-timers.js';
+import type { BrokerStats } from './broker.js';
+import type { Delivery } from './delivery.js';
+import { scheduleRefusal } from './embedding-checks.js';
+import type { Incoming, MessageIds } from './ids.js';
+import type { Processors } from './processors.js';
+import { newEntry, State, type Entry, type Queues } from './queues.js';
+import type { ShardLink } from './shard-link.js';
+import type { UnsavedWrites } from './unsaved-writes.js';
+
+export type Reply = { ok(id: string): void; fail(code: ErrorCode, message: string): void };
+
+export interface IntakeParts {
+  delivery: Config['websocket']['delivery'];
+  store: MessageStore;
+  queues: Queues;
+  ids: MessageIds;
+  processors: Processors;
+  timers: AckTimers;
+  route: Delivery;
+  link: ShardLink;
+  unsaved: UnsavedWrites;
+  counters: BrokerStats;
+  log: Logger;
+  /** Moves a stored message to the dead-letter queue (and out of memory). */
+  deadLetter(entry: Entry, reason: string): void;
+  unlink(entry: Entry): void;
+}
+
+export class Intake {
+  constructor(private readonly parts: IntakeParts) {}
+
+  /**
+   * Refuses what cannot be stored (an `at` too far ahead, an unwritable store), runs the
+   * processor for `type` if there is one, then stores and routes the message. `fromClient`:
+   * the sender's limit (delivery.max_stored_per_sender) applies.
+   */
+  accept(incoming: Incoming, type: string | null, reply: Reply, fromClient: boolean): void {
+    const { processors, ids } = this.parts;
+    const tooFar = scheduleRefusal(incoming.at, Date.now(), this.parts.delivery.max_schedule_ahead);
+    if (tooFar !== null) return reply.fail('E_BAD_FRAME', tooFar);
+    if (!this.parts.store.health.writable) return this.refuseUnwritable(reply);
+    if (!processors.has(type)) return this.store(incoming, reply, fromClient);
+    processors.run(type, incoming, {
+      pass: (data, pri) => this.store({ ...incoming, data, pri }, reply, fromClient),
+      drop: () => reply.ok(ids.nextPubId()), // accepted, not stored
+      fail: (reason) => this.processorFailed(type, reason, incoming, reply),
+    });
+  }
+
+  /**
+   * A `pub` (never stored), after its processor if its data.type has one, to every shard:
+   * `reply.ok(id)` once it went out (or was dropped or dead-lettered), `reply.fail` when it
+   * cannot fit a ring record.
+   */
+  publish(id: string, from: string, group: string, data: string, pri: number, type: string | null, reply: Reply): void {
+    const send = (dataJson: string, p: number): void => {
+      const over = this.parts.route.oversize(dataJson);
+      if (over !== null) return reply.fail('E_TOO_LARGE', over);
+      this.parts.link.groupPub(group, encodeGroupMsgJson(id, from, group, dataJson, p, Date.now()));
+      reply.ok(id);
+    };
+    if (!this.parts.processors.has(type)) return send(data, pri);
+    const incoming: Incoming = { target: `p:${group}`, from, group, data, pri, at: 0, strategy: null };
+    this.parts.processors.run(type, incoming, { pass: send, drop: () => reply.ok(id), fail: (reason) => this.processorFailed(type, reason, incoming, reply, id) });
+  }
+
+  /**
+   * Puts a dead letter back in its recipient's queue as a fresh message (attempts 0, new
+   * sequence), within the recipient's and the store's limits. The letter leaves the dead-letter
+   * queue only once the message is stored again, so a failed write loses nothing.
+   */
+  async requeue(letter: DeadLetter): Promise<string> {
+    const { store, queues, ids } = this.parts;
+    if (queues.has(letter.id)) return letter.id; // requeued already (a second request in flight)
+    if (!store.health.writable) throw new OcsError('E_STORE_UNAVAILABLE', this.unwritable('not requeued'));
+    const { reason: _reason, failedAt: _failedAt, ...message } = letter;
+    const m: StoredMessage = { ...message, seq: ids.nextSeq(), attempts: 0, at: 0 };
+    const meta = metaOf(m);
+    const refusal = queues.admit(m.target, m.from, meta.bytes, false, (low) => this.dropLow(low));
+    if (refusal !== null) throw new OcsError('E_QUEUE_FULL', `not requeued: ${refusal}`);
+    const entry = newEntry(meta, State.STORING, m.data);
+    queues.insert(entry);
+    if (!(await store.put(m))) {
+      this.parts.unlink(entry);
+      throw new OcsError('E_STORE_UNAVAILABLE', this.unwritable('not requeued'));
+    }
+    if (queues.has(m.id)) {
+      entry.state = State.WAITING;
+      this.parts.route.route(entry);
+    }
+    // Answered once the letter is gone too (or kept to be removed once the store can write).
+    await this.parts.unsaved.write(() => store.removeDead(letter.id));
+    return m.id;
+  }
+
+  private store(incoming: Incoming, reply: Reply, fromClient: boolean): void {
+    const { store, queues, ids, counters } = this.parts;
+    const over = this.parts.route.oversize(incoming.data);
+    if (over !== null) return reply.fail('E_TOO_LARGE', over);
+    const m = ids.newMessage(incoming);
+    const meta = metaOf(m);
+    const refusal = queues.admit(m.target, m.from, meta.bytes, fromClient, (low) => this.dropLow(low));
+    if (refusal !== null) {
+      counters.queue_full++;
+      return reply.fail('E_QUEUE_FULL', refusal);
+    }
+    const entry = newEntry(meta, State.STORING, m.data);
+    queues.insert(entry);
+    counters.accepted++;
+    this.afterWrite(store.put(m), reply, (stored) => {
+      if (!stored) {
+        this.parts.unlink(entry);
+        return this.refuseUnwritable(reply);
+      }
+      reply.ok(m.id);
+      if (!queues.has(m.id)) return;
+      if (m.at > Date.now()) {
+        entry.state = State.SCHEDULED;
+        entry.body = null;
+        this.parts.timers.scheduleAt(entry, m.at);
+        this.parts.timers.arm();
+      } else {
+        entry.state = State.WAITING;
+        entry.readyAt = epochMs();
+        this.parts.route.route(entry);
+      }
+    });
+  }
+
+  /**
+   * A processor threw, or returned what cannot be JSON: the message goes to the dead-letter queue with the reason; the sender still gets its ack, since the message is stored there.
+   * `id`: the one the sender is acknowledged with when it already has one (a processed `pub`), so the letter can be found by it.
+   */
+  private processorFailed(type: string, reason: string, incoming: Incoming, reply: Reply, id?: string): void {
+    this.parts.log.warn({ type, reason }, 'processor failed; message dead-lettered');
+    const m = this.parts.ids.newMessage(incoming, id);
+    this.afterWrite(this.parts.store.putDeadLetter({ ...m, reason, failedAt: Date.now() }), reply, (stored) => {
+      if (!stored) return this.refuseUnwritable(reply);
+      this.parts.counters.dead_lettered++;
+      reply.ok(m.id);
+    });
+  }
+
+  /** Runs `then` with the write's outcome; should it throw (a bug), the sender still gets an answer, E_INTERNAL, and the log says why. */
+  private afterWrite(write: Promise<boolean>, reply: Reply, then: (stored: boolean) => void): void {
+    write.then(then).catch((err: unknown) => {
+      this.parts.log.error({ code: 'E_INTERNAL', err }, 'broker failed after a store write');
+      reply.fail('E_INTERNAL', 'the server failed on this message');
+    });
+  }
+
+  /** A full queue makes room by dead-lettering its oldest LOW message. */
+  private dropLow(entry: Entry): void {
+    const key = entry.m.target;
+    this.parts.counters.dropped_low++;
+    this.parts.log.warn({ target: key, id: entry.m.id }, 'queue full: oldest LOW message dead-lettered');
+    this.parts.deadLetter(entry, `queue full: dropped as the oldest LOW message for ${key.slice(2)} (delivery.max_pending_per_user)`);
+  }
+
+  private refuseUnwritable(reply: Reply): void {
+    this.parts.counters.store_unavailable++;
+    reply.fail('E_STORE_UNAVAILABLE', this.unwritable('message not stored'));
+  }
+
+  /** What the sender is told: the store's error itself (paths, errno) is for the log and /health. */
+  private unwritable(what: string): string {
+    return `${what}: the store cannot write (disk full or I/O error); send and any are refused until it recovers`;
+  }
+}

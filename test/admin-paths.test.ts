@@ -1,0 +1,66 @@
+import assert from 'node:assert/strict';
+import { request } from 'node:http';
+import { describe, test } from 'node:test';
+import { getJson } from './helpers/client.js';
+import { startProcess, testConfig } from './helpers/server.js';
+
+/** The status and raw body of one request (a cut connection: status 0); an unanswered one fails after 5 s. */
+function raw(port: number, method: string, path: string, token?: string): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const headers = token ? { authorization: `Bearer ${token}` } : {};
+    const req = request({ host: '127.0.0.1', port, method, path, agent: false, headers, timeout: 5000 }, (res) => {
+      let text = '';
+      res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+    });
+    req.once('timeout', () => {
+      req.destroy();
+      reject(new Error(`${method} ${path.slice(0, 40)}: no answer within 5 s`));
+    });
+    req.once('error', () => resolve({ status: 0, text: '' }));
+    req.end();
+  });
+}
+
+async function adminJson(port: number, method: string, path: string, token?: string): Promise<{ status: number; body: Record<string, unknown> }> {
+  const { status, text } = await raw(port, method, path, token);
+  return { status, body: JSON.parse(text) as Record<string, unknown> };
+}
+
+/**
+ * Admin paths are client data: a bad percent-encoding once threw outside the broker's try and
+ * ended the whole process (exit 134), or, caught as a last resort, left the request unanswered.
+ * Every answer is now coded, and the process stays up.
+ */
+describe('hostile /admin paths', () => {
+  for (const token of ['', 'sesame']) {
+    test(`bad encodings and very long paths get coded answers and the process lives on (${token ? 'with' : 'without'} a token)`, async () => {
+      const server = await startProcess(testConfig({ websocket: { admin: { token } } }));
+      try {
+        const auth = token || undefined;
+        for (const path of ['/admin/dlq/%', '/admin/dlq/%zz', '/admin/dlq/%E0%A4%A', '/admin/dlq/%/requeue', `/admin/dlq/${'%'.repeat(2000)}`]) {
+          for (const method of ['GET', 'DELETE', 'POST']) {
+            const { status, body } = await adminJson(server.port, method, path, auth);
+            assert.deepEqual([status, body.code], [400, 'bad_request'], `${method} ${path.slice(0, 40)}`);
+          }
+        }
+        const long = await adminJson(server.port, 'GET', `/admin/dlq/${'a'.repeat(3000)}`, auth);
+        assert.deepEqual([long.status, long.body.code], [404, 'not_found']);
+        const deep = await adminJson(server.port, 'GET', `/admin/${'a/'.repeat(1000)}`, auth);
+        assert.deepEqual([deep.status, deep.body.code], [404, 'not_found']);
+        // Far over what the transport reads of a request: refused or cut, never a crash.
+        const huge = await raw(server.port, 'GET', `/admin/dlq/${'%'.repeat(200_000)}`, auth);
+        assert.notEqual(huge.status, 200);
+        if (token) {
+          const refused = await adminJson(server.port, 'GET', '/admin/dlq/%');
+          assert.deepEqual([refused.status, refused.body.code], [401, 'unauthorized']);
+        }
+        const health = await getJson(server.port, '/health');
+        assert.equal(health.body.status, 'ok');
+        assert.equal(server.child.exitCode, null, 'the process is alive');
+      } finally {
+        assert.equal(await server.stop(), 0, `clean exit; stderr: ${server.stderr()}`);
+      }
+    });
+  }
+});

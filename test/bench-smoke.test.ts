@@ -1,0 +1,81 @@
+/**
+ * Every benchmark, run end to end with a tiny load (the compiled scripts that `npm run bench:*`
+ * runs): they start, talk to their servers, and agree with themselves. Nothing here is a
+ * measurement; only what must hold at any speed is checked.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+async function bench(script: string, args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<Record<string, unknown>> {
+  const file = fileURLToPath(new URL(`../tools/bench/${script}`, import.meta.url));
+  const { stdout } = await run(process.execPath, [file, ...args], { env: { ...process.env, ...env }, maxBuffer: 16 << 20 });
+  return JSON.parse(stdout) as Record<string, unknown>;
+}
+
+describe('benchmarks (smoke)', () => {
+  it('bench:broadcast: the baseline and the real server deliver everything, and the fast parser agrees with JSON.parse', async () => {
+    const report = await bench('broadcast.js', [
+      ...['--targets', 'baseline,shards1', '--connections', '20', '--groups', '2', '--publishers', '2'],
+      ...['--rate', '50', '--duration', '1', '--warmup', '0.5', '--drain', '3', '--verify-every', '2'],
+    ]);
+    const results = report.results as Record<string, Record<string, number | string>>;
+    for (const target of ['baseline', 'shards1']) {
+      const r = results[target]!;
+      assert.equal(r.error, undefined, `${target}: ${r.error}`);
+      assert.equal(r.expectedDeliveries, 500, target);
+      assert.equal(r.receivedDeliveries, 500, target);
+      assert.equal(r.lostDeliveries, 0, target);
+      assert.equal(r.duplicateDeliveries, 0, target);
+      assert.equal(r.misroutedDeliveries, 0, target);
+      assert.ok((r.verifiedFrames as number) > 0, target);
+      assert.equal(r.parserMismatches, 0, target);
+    }
+  });
+
+  it('bench:wsclient: our client counts the blast server\'s frames, every one parsed', async () => {
+    const report = await bench('wsclient-throughput.js', ['--clients', 'ours', '--connections', '2', '--seconds', '1', '--parse']);
+    const cases = report.cases as Array<{ client: string; messagesPerSecond: number; parsedAll: boolean }>;
+    assert.deepEqual(cases.map((c) => c.client), ['ours']);
+    for (const c of cases) {
+      assert.ok(c.messagesPerSecond > 0, c.client);
+      assert.equal(c.parsedAll, true, c.client);
+    }
+  });
+
+  it('bench:idle: the CPU of both idle servers is read from /proc', async () => {
+    const report = await bench('idle.js', ['--warmup', '0', '--window', '1']);
+    const results = report.results as Array<{ target: string; cpuSeconds: number }>;
+    assert.deepEqual(results.map((r) => r.target), ['baseline', 'shards2']);
+    for (const r of results) assert.ok(r.cpuSeconds >= 0, r.target);
+  });
+
+  it('bench:ring: both rings move every record', async () => {
+    const report = await bench('ring.js', ['--records', '20000', '--sizes', '64']);
+    const results = report.results as Array<Record<string, { recordsPerSecond: number }>>;
+    assert.equal(results.length, 2); // single-thread and cross-thread
+    for (const row of results) assert.ok(row.ours!.recordsPerSecond > 0 && row['ringbuf.js']!.recordsPerSecond > 0);
+  });
+
+  it('bench:send: every durable send is stored, delivered and acknowledged', async () => {
+    const report = await bench('durable-send.js', [], { BENCH_RATE: '200', BENCH_SECONDS: '1', BENCH_MODES: 'none' });
+    const [result] = report.results as Array<Record<string, number>>;
+    assert.equal(result!.errors, 0);
+    assert.ok(result!.stored_per_s! > 0 && result!.delivered_and_acked_per_s! > 0);
+  });
+
+  it('bench:stored: every send to an offline user is acknowledged, the memory is read from /proc, and /stats counts what is stored', async () => {
+    const report = await bench('stored-memory.js', [], { BENCH_MESSAGES: '50', BENCH_BYTES: '1024', BENCH_SETTLE_S: '2' });
+    assert.equal(report.acked, 50);
+    assert.deepEqual(report.refused, {});
+    const rss = report.rss_mib as Record<string, { rss: number; anon: number; file: number }>;
+    for (const when of ['started', 'all_answered', 'after_settle']) assert.ok(rss[when]!.rss > 0 && rss[when]!.anon > 0, when);
+    const messaging = report.messaging as Record<string, number>;
+    assert.equal(messaging.stored, 50);
+    assert.equal(messaging.stored_bytes, 50 * 1024);
+  });
+});

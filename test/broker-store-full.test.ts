@@ -1,0 +1,102 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { OcsError } from '../src/protocol/errors.js';
+import { msgsIn, sleep, startBroker, type TestBroker } from './helpers/broker.js';
+import { until } from './helpers/messaging.js';
+import { mountSmallDisk } from './helpers/small-disk.js';
+
+const disk = mountSmallDisk('2m');
+const DATA = 'x'.repeat(10 * 1024);
+
+describe('broker: a full disk refuses new messages with E_STORE_UNAVAILABLE, and recovers', { skip: typeof disk === 'string' ? disk : false }, () => {
+  let t: TestBroker;
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+  const small = typeof disk === 'string' ? null : disk;
+  let deadId = '';
+  let refs = 0;
+
+  before(async () => {
+    process.on('unhandledRejection', onUnhandled);
+    t = await startBroker({ dataDir: join(small!.dir, 'data'), delivery: { max_stored_per_sender: 100_000 } });
+    t.broker.registerProcessor('broken', () => {
+      throw new Error('no');
+    });
+  });
+  after(async () => {
+    process.off('unhandledRejection', onUnhandled);
+    try {
+      await t.close();
+    } finally {
+      small!.unmount();
+    }
+  });
+
+  /** `count` client sends of 10 KB from `from`, all in one turn; their answers. */
+  async function sendMany(from: string, count: number, to = (i: number) => `nobody-${refs}-${i}`) {
+    const sent = Array.from({ length: count }, (_, i) => {
+      const ref = `r${++refs}`;
+      t.link.send(0, `${from}-1`, from, to(i), DATA, { ref });
+      return ref;
+    });
+    return Promise.all(sent.map((ref) => t.link.answerTo(ref)));
+  }
+
+  test('while there is room, sends are stored', async () => {
+    t.link.send(0, 'ops-1', 'ops', 'kim', { type: 'broken' }, { ref: 'dead' });
+    const dead = await t.link.answerTo('dead');
+    assert.ok(dead.op === 'senderAck');
+    deadId = dead.id;
+    const answers = await sendMany('amy', 5, () => 'reader');
+    assert.ok(answers.every((a) => a.op === 'senderAck'));
+  });
+
+  test('filling the disk: every send is answered, by its ack or by E_STORE_UNAVAILABLE, and nothing rejects unhandled', async () => {
+    let refused = 0;
+    for (let round = 0; round < 40 && refused === 0; round++) {
+      const answers = await sendMany('amy', 20);
+      for (const answer of answers) {
+        if (answer.op === 'senderAck') continue;
+        assert.equal(answer.code, 'E_STORE_UNAVAILABLE', answer.message);
+        assert.equal(answer.message, 'message not stored: the store cannot write (disk full or I/O error); send and any are refused until it recovers');
+        refused++;
+      }
+    }
+    assert.ok(refused > 0, 'the 2 MiB disk filled up');
+    assert.equal(t.store.health.writable, false);
+    assert.ok(t.broker.stats.store_unavailable >= refused);
+    const [next] = await sendMany('amy', 1);
+    assert.equal(next!.op === 'error' && next!.code, 'E_STORE_UNAVAILABLE', 'refused at once while unwritable');
+    await assert.rejects(t.broker.send('kim', 'x'), (err: unknown) => err instanceof OcsError && err.code === 'E_STORE_UNAVAILABLE');
+    await sleep(50); // an unhandled rejection is reported once the microtasks have run
+    assert.deepEqual(unhandled, []);
+  });
+
+  test('a requeue while the disk is full is refused (503 unavailable, E_STORE_UNAVAILABLE) and the dead letter stays', async () => {
+    const refused = await t.link.adminRequest('post', `/admin/dlq/${deadId}/requeue`);
+    assert.deepEqual([refused.status, refused.body.code], [503, 'unavailable']);
+    assert.match(String(refused.body.message), /^E_STORE_UNAVAILABLE: /);
+    assert.ok(t.store.getDead(deadId));
+  });
+
+  test('acks while the disk is full take effect at once, and reach the store once it has room again', async () => {
+    t.link.online(1, 'reader-1', 'reader');
+    const delivered = await t.link.next('deliverToSid', (c) => c.sid === 'reader-1');
+    const ids = msgsIn(delivered.frame).map((m) => m.id as string);
+    assert.equal(ids.length, 5, 'stored messages are still delivered (read back from the full disk)');
+    for (const id of ids) t.link.ack(1, 'reader-1', 'reader', id);
+    assert.equal(t.link.all('error', (c) => c.sid === 'reader-1').length, 0);
+    t.link.offline(1, 'reader-1', 'reader');
+
+    small!.grow('64m');
+    await until(() => (t.store.health.writable ? true : undefined), 'the store writable again', 5000);
+    const answers = await sendMany('amy', 3);
+    assert.ok(answers.every((a) => a.op === 'senderAck'), JSON.stringify(answers.filter((a) => a.op !== 'senderAck')));
+    await until(() => ([...t.store.loadQueue()].some((m) => ids.includes(m.id)) ? undefined : true), 'the acknowledged messages gone from the store');
+    const requeued = await t.link.adminRequest('post', `/admin/dlq/${deadId}/requeue`);
+    assert.deepEqual(requeued, { status: 200, body: { requeued: deadId } });
+    assert.equal(t.store.getDead(deadId), undefined);
+    assert.deepEqual(unhandled, []);
+  });
+});

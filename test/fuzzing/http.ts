@@ -1,0 +1,89 @@
+/**
+ * Raw HTTP on a TCP socket, for requests no HTTP client would send: odd methods, paths and
+ * headers, several requests in one write. Judges the answers: a refusal with a JSON body
+ * carries a code from the table, nothing answers 5xx.
+ */
+import { connect } from 'node:net';
+import { isErrorCode } from '../../src/protocol/errors.js';
+import type { HttpRequestSpec } from './arbitraries.js';
+import { renderHttp } from './render.js';
+import { HTTP_ROUTE_CODES } from './known-defects.js';
+
+export interface HttpResponse {
+  status: number;
+  body: string;
+}
+
+/** How long to wait for more after the last bytes came in (less once every request is answered). */
+const QUIET_MS = 250;
+const ANSWERED_QUIET_MS = 50;
+/** How long to wait when the server says nothing at all (uWS ignores some malformed requests until its idle timeout). */
+const SILENCE_MS = 400;
+const TIMEOUT_MS = 2000;
+
+/** Writes the requests in one write and collects what comes back until the server closes, goes quiet after answering, or the timeout. */
+export function exchange(port: number, requests: readonly HttpRequestSpec[]): Promise<{ responses: HttpResponse[]; rest: string }> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1', () => socket.write(Buffer.concat(requests.map(renderHttp))));
+    let received = Buffer.alloc(0);
+    let quiet: NodeJS.Timeout | null = null;
+    const done = (): void => {
+      clearTimeout(timer);
+      if (quiet) clearTimeout(quiet);
+      if (silence) clearTimeout(silence);
+      socket.destroy();
+      resolve(parseResponses(received.toString('latin1')));
+    };
+    const timer = setTimeout(done, TIMEOUT_MS);
+    let silence: NodeJS.Timeout | null = setTimeout(done, SILENCE_MS);
+    socket.on('data', (chunk: Buffer) => {
+      if (silence) clearTimeout(silence);
+      silence = null;
+      received = Buffer.concat([received, chunk]);
+      const { responses } = parseResponses(received.toString('latin1'));
+      if (quiet) clearTimeout(quiet);
+      quiet = setTimeout(done, responses.length >= requests.length ? ANSWERED_QUIET_MS : QUIET_MS);
+    });
+    socket.on('error', () => {});
+    socket.on('close', done);
+  });
+}
+
+/** Responses in order (Content-Length framed, as uWS writes them); `rest` is what did not parse as one. */
+export function parseResponses(text: string): { responses: HttpResponse[]; rest: string } {
+  const responses: HttpResponse[] = [];
+  let at = 0;
+  for (;;) {
+    const end = text.indexOf('\r\n\r\n', at);
+    if (end < 0) break;
+    const head = text.slice(at, end);
+    const status = /^HTTP\/1\.[01] (\d{3})/.exec(head);
+    if (!status) break;
+    const length = /\r\ncontent-length: *(\d+)/i.exec(head);
+    const bodyLength = length ? Number(length[1]) : 0;
+    if (end + 4 + bodyLength > text.length) break;
+    responses.push({ status: Number(status[1]), body: text.slice(end + 4, end + 4 + bodyLength) });
+    at = end + 4 + bodyLength;
+    // A 101 hands the connection to WebSocket: what follows is frames.
+    if (status[1] === '101') return { responses, rest: '' };
+  }
+  return { responses, rest: text.slice(at) };
+}
+
+export function judgeHttp(responses: readonly HttpResponse[], rest: string): string[] {
+  const problems: string[] = [];
+  if (rest.length > 0) problems.push(`unparseable bytes after ${responses.length} response(s): ${JSON.stringify(rest.slice(0, 120))}`);
+  for (const res of responses) {
+    if (res.status >= 500) problems.push(`HTTP ${res.status}: ${res.body.slice(0, 200)}`);
+    if (res.status < 400) continue;
+    let code: unknown;
+    try {
+      code = (JSON.parse(res.body) as { code?: unknown }).code;
+    } catch {
+      problems.push(`HTTP ${res.status} refusal without a JSON body: ${JSON.stringify(res.body.slice(0, 120))}`);
+      continue;
+    }
+    if (!isErrorCode(code) && !HTTP_ROUTE_CODES.has(code as string)) problems.push(`HTTP ${res.status} refusal with a code not in the table: ${String(code)}`);
+  }
+  return problems;
+}

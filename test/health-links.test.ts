@@ -1,0 +1,59 @@
+import assert from 'node:assert/strict';
+import { Agent, request } from 'node:http';
+import { after, before, describe, test } from 'node:test';
+import { until } from './helpers/messaging.js';
+import { startInProcess } from './helpers/server.js';
+import type { RunningServer } from '../src/index.js';
+
+type Health = { status: string; shard: number; shards: { list: Array<{ shard: number; links: Record<string, { backlog_bytes: number; unread_bytes: number; waiting_ms: number }> }> } };
+
+/**
+ * A shard that stops reading its rings used to leave /health at "ok" while its clients got
+ * nothing. /health now shows, per shard, what waits in each of its rings and for how long.
+ */
+describe('/health and links that do not drain', () => {
+  let server: RunningServer;
+  // One kept-alive connection: every request is answered by the same shard, the one not stalled.
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  before(async () => {
+    server = await startInProcess({ websocket: { monitoring: { link_stuck_after: 1 } } });
+  });
+  after(async () => {
+    agent.destroy();
+    await server.close();
+  });
+
+  function health(): Promise<Health> {
+    return new Promise((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port: server.port, path: '/health', agent }, (res) => {
+        let text = '';
+        res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+        res.on('end', () => resolve(JSON.parse(text) as Health));
+      });
+      req.once('error', reject);
+      req.end();
+    });
+  }
+
+  test('a stalled shard shows as degraded, with the bytes its ring holds and how long they have waited, and recovers', async () => {
+    const first = await health();
+    assert.equal(first.status, 'ok');
+    const stalled = 1 - first.shard;
+    for (const entry of first.shards.list) {
+      assert.deepEqual(Object.keys(entry.links).sort(), ['from_broker', 'to_broker', 'to_shards']);
+      for (const link of Object.values(entry.links)) assert.deepEqual(link, { backlog_bytes: 0, unread_bytes: 0, waiting_ms: 0 });
+    }
+    server.injectShardStall(stalled, 4000);
+    await new Promise((resolve) => setTimeout(resolve, 50)); // the stall has begun
+    server.publish('nobody-here', { text: 'goes to every shard, read by none while stalled' });
+    const degraded = await until(async () => {
+      const h = await health();
+      return h.status === 'degraded' ? h : undefined;
+    }, '/health degraded');
+    assert.equal(degraded.shard, first.shard, 'answered by the shard that is not stalled');
+    const fromBroker = degraded.shards.list[stalled]!.links.from_broker!;
+    assert.ok(fromBroker.unread_bytes > 0, JSON.stringify(fromBroker));
+    assert.ok(fromBroker.waiting_ms >= 1000, JSON.stringify(fromBroker));
+    await until(async () => ((await health()).status === 'ok' ? true : undefined), '/health ok once the shard reads again');
+  });
+});

@@ -1,0 +1,115 @@
+/**
+ * The load tester sends on schedule and measures how late it was: the pacer's decisions, its
+ * oversleep estimate, that it never sends early, and the schedule-lag measurement. No sockets,
+ * no threads, and no speed asserted (the machine decides how precise a wait is).
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { summarize } from '../tools/lib/histogram.js';
+import { monoUs } from '../tools/loadtest/clock.js';
+import { LATE_SEND_US, Measurements } from '../tools/loadtest/measurements.js';
+import { APPROACH_US, MAX_LEAD_US, OversleepEstimate, Pacer, SLICE_US, planStep } from '../tools/loadtest/pacer.js';
+import { logAxis } from '../tools/loadtest/report-html.js';
+import { RateStream } from '../tools/loadtest/schedule.js';
+
+describe('pacer: the step towards the next due time', () => {
+  const lead = 100;
+  it('leaves a far or absent due time to a timer, so the event loop runs meanwhile', () => {
+    assert.deepEqual(planStep(0, APPROACH_US + 1, lead, 1e6), { kind: 'timer' });
+    assert.deepEqual(planStep(0, Number.NaN, lead, 1e6), { kind: 'timer' });
+  });
+  it('blocks in short slices when the due time is near, stopping a lead before it', () => {
+    assert.deepEqual(planStep(0, APPROACH_US, lead, 1e6), { kind: 'slice', waitUs: SLICE_US });
+    assert.deepEqual(planStep(1_000, 1_130, lead, 1e6), { kind: 'slice', waitUs: 30 });
+  });
+  it('spins through the lead to the due time while it has spin budget, else blocks to it', () => {
+    assert.deepEqual(planStep(1_000, 1_080, lead, 1e6), { kind: 'spin', untilUs: 1_080 });
+    assert.deepEqual(planStep(1_000, 1_080, lead, 50), { kind: 'wait', waitUs: 80 });
+  });
+  it('sends what is due or overdue', () => {
+    assert.deepEqual(planStep(1_000, 1_000, lead, 0), { kind: 'send' });
+    assert.deepEqual(planStep(1_000, 400, lead, 0), { kind: 'send' });
+  });
+});
+
+describe('pacer: oversleep estimate', () => {
+  it('rises quickly to a longer oversleep and falls slowly, within the lead limit', () => {
+    const e = new OversleepEstimate();
+    for (let i = 0; i < 100; i++) e.note(60);
+    const settled = e.us;
+    assert.ok(Math.abs(settled - 60) < 30, `settles near 60 µs: ${settled}`);
+    e.note(160);
+    assert.ok(e.us >= settled + 9, `one longer oversleep raises it by a tenth of the gap: ${e.us}`);
+    const raised = e.us;
+    e.note(0);
+    assert.ok(e.us < raised && e.us > raised - 2, `one shorter oversleep lowers it by a hundredth: ${e.us}`);
+    for (let i = 0; i < 100; i++) e.note(100_000);
+    assert.equal(e.leadUs, MAX_LEAD_US);
+  });
+});
+
+describe('pacer: on the real clock', () => {
+  it('reaches every due time and never sends before it', () => {
+    const pacer = new Pacer();
+    const start = monoUs() + 1_000;
+    const early: number[] = [];
+    for (let k = 0; k < 40; k++) {
+      const due = start + k * 250;
+      for (;;) {
+        const step = pacer.plan(monoUs(), due);
+        if (step.kind === 'send') break;
+        if (step.kind === 'timer') assert.fail('a due time within 2 ms never needs a timer');
+        else if (step.kind === 'spin') pacer.spinUntil(step.untilUs);
+        else pacer.block(step.waitUs);
+      }
+      const sentAt = monoUs();
+      if (sentAt < due) early.push(due - sentAt);
+    }
+    assert.deepEqual(early, []);
+    assert.ok(pacer.blockedUs + pacer.spunUs > 0);
+  });
+});
+
+describe('schedule lag measurement', () => {
+  it('records sent − due for messages due in the window, and counts the ones over 10 ms late', () => {
+    const m = new Measurements();
+    m.startUs = 1_000_000;
+    m.endUs = 2_000_000;
+    m.noteLag(999_999, 1_500_000); // due before the window: not measured
+    m.noteLag(1_100_000, 1_100_040); // 40 µs late
+    m.noteLag(1_200_000, 1_200_060); // 60 µs
+    m.noteLag(1_300_000, 1_300_000 + LATE_SEND_US + 1); // a late send
+    m.noteLag(2_000_000, 2_000_010); // due at the window's end: not measured
+    const lag = summarize(m.h.scheduleLag);
+    assert.equal(lag.count, 3);
+    assert.equal(lag.minMs, 0.04);
+    assert.equal(lag.p50Ms, 0.06);
+    assert.ok(Math.abs(lag.maxMs - 10.001) < 0.011, `max ${lag.maxMs}`);
+    assert.equal(m.counters.lateSends, 1);
+  });
+
+  it('the pacer waits for exactly the message the schedule fires next', () => {
+    const stream = new RateStream(10, 0);
+    assert.ok(Number.isNaN(stream.peekDueUs(1)), 'a stream that has not run has no due time yet');
+    stream.run(1_000_000, 1, () => {});
+    assert.equal(stream.peekDueUs(1), 1_100_000);
+    assert.ok(Number.isNaN(stream.peekDueUs(0)), 'no connections: nothing to wait for');
+    // Ten times the connections: the next message is due one new interval after the last.
+    assert.equal(stream.peekDueUs(10), 1_010_000);
+    const fired: number[] = [];
+    stream.run(1_010_000, 10, (d) => fired.push(d));
+    assert.deepEqual(fired, [1_010_000]);
+  });
+});
+
+describe('report: the percentile chart latency axis', () => {
+  it('spans whole decades around the values, so one outlier leaves the rest readable', () => {
+    const axis = logAxis([0.05, 0.2, 0.9, 1500]);
+    assert.deepEqual(axis.ticks, [0.01, 0.1, 1, 10, 100, 1000, 10000]);
+    // Each decade gets the same height: 0.1 → 1 ms as much room as 100 → 1000 ms.
+    const decade = (a: number, b: number): number => axis.py(a) - axis.py(b);
+    assert.ok(Math.abs(decade(0.1, 1) - decade(100, 1000)) < 1e-9);
+    // Zero (a curve's first point can be) sits on the floor, not off the chart.
+    assert.equal(axis.py(0), axis.py(0.01));
+  });
+});

@@ -1,0 +1,101 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { getJson, member, type Frame, type TestClient } from './helpers/client.js';
+import { settle, until } from './helpers/messaging.js';
+import { startProcess, testConfig, type ServerProcess } from './helpers/server.js';
+import { mountSmallDisk } from './helpers/small-disk.js';
+
+const disk = mountSmallDisk('2m');
+const DATA = 'x'.repeat(10 * 1024);
+
+describe('a full disk, for real: the server refuses sends with E_STORE_UNAVAILABLE, keeps serving pub, and recovers', { skip: typeof disk === 'string' ? disk : false }, () => {
+  const small = typeof disk === 'string' ? null : disk;
+  let server: ServerProcess;
+  let sender: TestClient;
+  let refs = 0;
+
+  before(async () => {
+    server = await startProcess(testConfig({ store: { data_dir: join(small!.dir, 'data') }, websocket: { delivery: { max_stored_per_sender: 100_000 } } }));
+    sender = await member(server.port, 'amy');
+  });
+  after(async () => {
+    sender?.close();
+    try {
+      if (server) assert.equal(await server.stop(), 0, `a clean exit after all that; stderr: ${server.stderr().slice(-2000)}`);
+    } finally {
+      small!.unmount();
+    }
+  });
+
+  /** `count` sends of 10 KB to offline users; every one's answer (ack or err), matched by ref. */
+  async function sendMany(count: number): Promise<Frame[]> {
+    const sent: string[] = [];
+    for (let i = 0; i < count; i++) {
+      const ref = `r${++refs}`;
+      sender.send({ op: 'send', to: `nobody-${refs}`, data: DATA, ref });
+      sent.push(ref);
+    }
+    return Promise.all(sent.map((ref) => sender.next((f) => (f.op === 'ack' || f.op === 'err') && f.ref === ref, 10_000)));
+  }
+
+  const storeLogs = (): string[] => server.logs.map((l) => String(l.msg)).filter((m) => m.startsWith('store '));
+
+  test('filling the disk: every send gets its ack or E_STORE_UNAVAILABLE, never silence; the process stays up', async () => {
+    let refused = 0;
+    for (let round = 0; round < 40 && refused === 0; round++) {
+      for (const answer of await sendMany(20)) {
+        if (answer.op === 'ack') continue;
+        assert.equal(answer.code, 'E_STORE_UNAVAILABLE', String(answer.message));
+        refused++;
+      }
+    }
+    assert.ok(refused > 0, 'the 2 MiB disk filled up');
+    const [next] = await sendMany(1);
+    assert.equal(next!.code, 'E_STORE_UNAVAILABLE');
+    assert.match(String(next!.message), /the store cannot write .*send and any are refused until it recovers/);
+    assert.ok(!String(next!.message).includes(small!.dir), 'the client is not told where the store lives');
+    assert.equal(server.child.exitCode, null, 'still running');
+  });
+
+  test('/health says degraded, with the store section, from every shard', async () => {
+    for (let i = 0; i < 4; i++) {
+      const { status, body } = await getJson(server.port, '/health');
+      assert.equal(status, 200);
+      assert.equal(body.status, 'degraded');
+      const store = body.store as { writable: boolean; lastError: string | null; failedWrites: number };
+      assert.equal(store.writable, false);
+      assert.match(String(store.lastError), /.+/);
+      assert.ok(store.failedWrites > 0);
+    }
+  });
+
+  test('pub is not affected', async () => {
+    const listener = await member(server.port, 'lee', ['room']);
+    const publisher = await member(server.port, 'pam', ['room']);
+    publisher.send({ op: 'pub', group: 'room', data: 'still here', ref: 'p' });
+    assert.equal((await publisher.next((f) => f.ref === 'p')).op, 'ack');
+    const msg = await listener.next((f) => f.op === 'msg');
+    assert.equal(msg.data, 'still here');
+    await settle(listener);
+    listener.close();
+    publisher.close();
+  });
+
+  test('the change is logged once, with its code; nothing reached the last-resort handler', () => {
+    const down = server.logs.filter((l) => l.msg === 'store cannot write: send and any refused until it recovers (pub is not affected)');
+    assert.equal(down.length, 1, storeLogs().join('\n'));
+    assert.equal(down[0]!.code, 'E_STORE_UNAVAILABLE');
+    assert.equal(server.logs.filter((l) => String(l.msg).startsWith('unexpected error caught')).length, 0);
+  });
+
+  test('once space returns, sends are accepted again and /health is ok', async () => {
+    small!.grow('64m');
+    await until(async () => ((await getJson(server.port, '/health')).body.status === 'ok' ? true : undefined), '/health ok', 10_000);
+    const store = (await getJson(server.port, '/health')).body.store as Record<string, unknown>;
+    assert.equal(store.writable, true);
+    assert.equal(store.lastError, null);
+    for (const answer of await sendMany(5)) assert.equal(answer.op, 'ack', JSON.stringify(answer));
+    assert.deepEqual(storeLogs(), ['store cannot write: send and any refused until it recovers (pub is not affected)', 'store writable again: send and any accepted']);
+  });
+});

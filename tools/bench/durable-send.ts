@@ -1,0 +1,183 @@
+/**
+ * `npm run bench:send`: durable `send` end to end, once per store sync mode.
+ *
+ * For each of store.sync = full, overlapping, none it starts the real server as a child
+ * process (`node dist/src/main.js`, two shards, a fresh data dir), connects BENCH_SENDERS
+ * senders and BENCH_RECIPIENTS recipients with the raw-socket client (tools/wsclient), offers
+ * BENCH_RATE sends per second for BENCH_SECONDS (after a 2 s warm-up), and the recipients
+ * `ack` every message. Prints one JSON document: per mode the rates of messages stored (sender
+ * got `ack`), delivered and acknowledged, and P50/P99/max latency from `send` to the sender's
+ * `ack` (stored) and to delivery. Both ends run in this process, so one clock times them.
+ *
+ * Env: BENCH_RATE (20000), BENCH_SECONDS (6), BENCH_SENDERS (8), BENCH_RECIPIENTS (8),
+ * BENCH_MODES (full,overlapping,none).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { harnessConfig, writeConfigFile } from '../lib/server-config.js';
+import { SERVER_MAIN, startServer, type ServerProcess } from '../lib/server-process.js';
+import { connectWs, type WsClient } from '../wsclient/client.js';
+
+const RATE = Number(process.env.BENCH_RATE ?? 20_000);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 6);
+const SENDERS = Number(process.env.BENCH_SENDERS ?? 8);
+const RECIPIENTS = Number(process.env.BENCH_RECIPIENTS ?? 8);
+const MODES = (process.env.BENCH_MODES ?? 'full,overlapping,none').split(',') as Array<'full' | 'overlapping' | 'none'>;
+const WARMUP_S = 2;
+const TICK_MS = 2;
+
+/** The real server with two shards and a fresh store in `sync` mode; its stderr goes to ours. */
+async function startRealServer(sync: string, dataDir: string): Promise<ServerProcess> {
+  const config = writeConfigFile(
+    harnessConfig({
+      websocket: {
+        server: { shards: 2, max_backpressure: 16 * 1024 * 1024 },
+        delivery: { ack_timeout: 30 },
+      },
+      store: { data_dir: dataDir, sync },
+      logging: { level: 'info' },
+    }),
+  );
+  // BENCH_SERVER_NODE_ARGS: extra node flags for the server, e.g. --cpu-prof to profile it.
+  const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  try {
+    return await startServer([process.execPath, ...nodeArgs, SERVER_MAIN, '--config', config.file], { stderr: 'inherit' });
+  } finally {
+    config.remove(); // the server reads its config once, at start-up
+  }
+}
+
+function open(port: number, user: string, onMessage: (payload: Buffer) => void): Promise<WsClient> {
+  return new Promise((resolve, reject) => {
+    const ws = connectWs({
+      host: '127.0.0.1',
+      port,
+      path: `/ws?user=${user}`,
+      onOpen: () => resolve(ws),
+      onMessage,
+      onError: reject,
+    });
+  });
+}
+
+function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return NaN;
+  return round(sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!);
+}
+
+const round = (x: number): number => Math.round(x * 1000) / 1000;
+
+async function runMode(sync: 'full' | 'overlapping' | 'none'): Promise<Record<string, unknown>> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'ocs-bench-data-'));
+  const server = await startRealServer(sync, dataDir);
+  let measuring = false;
+  let stored = 0;
+  let delivered = 0;
+  let errors = 0;
+  const storeLat: number[] = [];
+  const deliverLat: number[] = [];
+  const sentAt = new Map<string, number>();
+  const recipients: WsClient[] = [];
+  for (let r = 0; r < RECIPIENTS; r++) {
+    const self: { ws: WsClient | null } = { ws: null };
+    const handle = (text: string): void => {
+      const frame = JSON.parse(text) as { op: string; id?: string; data?: { t: number }; msgs?: Array<{ id: string; data: { t: number } }> };
+      const msgs = frame.op === 'batch' ? frame.msgs! : frame.op === 'msg' ? [frame as { id: string; data: { t: number } }] : [];
+      const now = performance.now();
+      const acks: string[] = [];
+      for (const m of msgs) {
+        acks.push(`{"op":"ack","id":"${m.id}"}`);
+        if (measuring && m.data.t >= 0) {
+          delivered++;
+          deliverLat.push(now - m.data.t);
+        }
+      }
+      if (acks.length > 0) self.ws!.sendMany(acks);
+    };
+    self.ws = await open(server.port, `rcpt${r}`, (payload) => handle(payload.toString()));
+    recipients.push(self.ws);
+  }
+  const senders: WsClient[] = [];
+  for (let s = 0; s < SENDERS; s++) {
+    senders.push(
+      await open(server.port, `sender${s}`, (payload) => {
+        const frame = JSON.parse(payload.toString()) as { op: string; ref?: string };
+        if (frame.op === 'ack' && frame.ref !== undefined) {
+          const t = sentAt.get(frame.ref);
+          sentAt.delete(frame.ref);
+          if (t !== undefined && measuring) {
+            stored++;
+            storeLat.push(performance.now() - t);
+          }
+        } else if (frame.op === 'err') errors++;
+      }),
+    );
+  }
+  // Open loop: every TICK_MS, send the share of RATE due by now, spread over the senders.
+  let seq = 0;
+  let offered = 0;
+  const start = performance.now();
+  let measureStart = 0;
+  await new Promise<void>((resolve) => {
+    const timer = setInterval(() => {
+      const now = performance.now();
+      const elapsed = (now - start) / 1000;
+      if (!measuring && elapsed >= WARMUP_S) {
+        measuring = true;
+        measureStart = now;
+      }
+      if (elapsed >= WARMUP_S + SECONDS) {
+        clearInterval(timer);
+        resolve();
+        return;
+      }
+      const due = Math.floor(elapsed * RATE) - seq;
+      const batches: string[][] = senders.map(() => []);
+      for (let i = 0; i < due; i++) {
+        const n = seq++;
+        const ref = n.toString(36);
+        sentAt.set(ref, now);
+        batches[n % SENDERS]!.push(`{"op":"send","to":"rcpt${n % RECIPIENTS}","data":{"n":${n},"t":${now}},"ref":"${ref}"}`);
+        if (measuring) offered++;
+      }
+      batches.forEach((texts, s) => texts.length > 0 && senders[s]!.sendMany(texts));
+    }, TICK_MS);
+  });
+  const seconds = (performance.now() - measureStart) / 1000;
+  measuring = false;
+  // Let the tail drain so that the last second's latencies are not cut short.
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  for (const ws of [...senders, ...recipients]) ws.close();
+  await server.stop();
+  rmSync(dataDir, { recursive: true, force: true });
+  const s = Float64Array.from(storeLat).sort();
+  const d = Float64Array.from(deliverLat).sort();
+  return {
+    sync,
+    offered_per_s: Math.round(offered / seconds),
+    stored_per_s: Math.round(stored / seconds),
+    delivered_and_acked_per_s: Math.round(delivered / seconds),
+    send_to_stored_ms: { p50: percentile(s, 50), p99: percentile(s, 99), max: percentile(s, 100) },
+    send_to_delivery_ms: { p50: percentile(d, 50), p99: percentile(d, 99), max: percentile(d, 100) },
+    errors,
+    unanswered_sends: sentAt.size,
+  };
+}
+
+const results = [];
+for (const mode of MODES) results.push(await runMode(mode));
+console.log(
+  JSON.stringify(
+    {
+      bench: 'durable-send',
+      note: 'stored = the sender got ack {ref,id} (committed per store.sync); delivered = the recipient got the msg (and acked it)',
+      machine: { cpus: cpus().length, node: process.version },
+      settings: { rate: RATE, seconds: SECONDS, senders: SENDERS, recipients: RECIPIENTS, shards: 2 },
+      results,
+    },
+    null,
+    2,
+  ),
+);

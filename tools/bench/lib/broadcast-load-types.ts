@@ -1,0 +1,107 @@
+// What a broadcast load run is given (the target server, the settings) and what it returns:
+// the fields of each target's result in the benchmark's JSON (tools/bench/README.md).
+import type { Histogram } from 'hdr-histogram-js';
+import { summarize } from '../../lib/histogram.js';
+import type { cpuShares } from '../../lib/proc.js';
+
+export interface LoadTarget {
+  host: string;
+  port: number;
+  /** Request path for a user, e.g. `/ws?user=u1`. */
+  pathFor(user: string): string;
+  /** The server's process id, for its CPU time (threads and child processes included). */
+  serverPid: number;
+}
+
+export interface LoadSettings {
+  /** Connections being opened at the same time. */
+  connectConcurrency: number;
+  /** Longest wait for the window's deliveries after the last publication. */
+  drainS: number;
+  /** One frame in this many is also parsed with JSON.parse and compared. 0: never. */
+  verifyEvery: number;
+  /** CPUs (as in taskset -c) whose busy share to report, by role; null when not pinned. */
+  serverCpu: string | null;
+  generatorCpu: string | null;
+  log(line: string): void;
+}
+
+export type CoreShares = ReturnType<typeof cpuShares>;
+
+export interface LoadResult {
+  connectMs: number;
+  /** Connections per shard, from the `shard` field of welcome frames. */
+  connectionsPerShard: Record<string, number>;
+  pubsSent: number;
+  pubsMeasured: number;
+  /** Publications the schedule could not send because the publisher's connection had closed. */
+  pubsUnsent: number;
+  expectedDeliveries: number;
+  receivedDeliveries: number;
+  lostDeliveries: number;
+  duplicateDeliveries: number;
+  /** Deliveries whose publisher does not publish to the receiver's group, or whose seq is impossible. */
+  misroutedDeliveries: number;
+  deliveriesPerSecond: number;
+  latencyMs: LatencySummaryMs;
+  /** P99 and max latency of the deliveries received in each second of the window. */
+  latencyBySecond: { second: number; count: number; p99: number; max: number }[];
+  framesReceived: number;
+  batchFrames: number;
+  /** Frames checked against JSON.parse, and how many disagreed with the fast parser. */
+  verifiedFrames: number;
+  parserMismatches: number;
+  /** `err` frames by code, and connections closed during the run by close code. */
+  serverErrors: Record<string, number>;
+  unexpectedCloses: Record<string, number>;
+  /** The measured window: from the first measured publication to the end of the drain. */
+  windowMs: number;
+  drainMs: number;
+  serverCpu: { cpuUs: number; cores: number; cpuUsPerDelivery: number; core: CoreShares | null };
+  /**
+   * Cores used during the window by every other user process on the machine (a build, a test run):
+   * interference that makes the figures noisier. Near 0 for a clean measurement.
+   */
+  otherProcessesCores: number;
+  /** otherProcessesCores was above 0.05: other work competed for the CPUs; rerun when quiet. */
+  disturbed: boolean;
+  generator: {
+    cpuUs: number;
+    cores: number;
+    /** The generator's pinned core, all of its time (softirq included), not only this process's. */
+    core: CoreShares | null;
+    scheduleSlipMs: LatencySummaryMs;
+    /** How late the generator's event loop ran its turns, over the window. */
+    eventLoopDelayMs: { p50: number; p99: number; max: number };
+    /** Why generatorSaturated is true; empty when it is false. */
+    saturatedBecause: string[];
+  };
+  /**
+   * The generator, not the server, may have limited the results: it used > 90% of its core,
+   * or its publish schedule slipped > 5 ms at P99. Latency figures are then upper bounds.
+   */
+  generatorSaturated: boolean;
+  /** Publishers that lost deliveries, worst first (at most 10): expected vs received. */
+  lossByPublisher: { publisher: number; group: number; expected: number; received: number }[];
+}
+
+/** A latency summary under the field names this benchmark's JSON has (tools/bench/README.md). */
+export interface LatencySummaryMs {
+  count: number;
+  p50: number;
+  p95: number;
+  p99: number;
+  p999: number;
+  max: number;
+  mean: number;
+}
+
+export function summaryMs(h: Histogram): LatencySummaryMs {
+  const s = summarize(h);
+  return { count: s.count, p50: s.p50Ms, p95: s.p95Ms, p99: s.p99Ms, p999: s.p999Ms, max: s.maxMs, mean: s.meanMs };
+}
+
+export function round(x: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}

@@ -1,0 +1,270 @@
+// Runs one broadcast plan against one server: connect and join every client, publish on a
+// fixed schedule, record every delivery (broadcast-receipts.ts), drain, and report. Knows the
+// ocs.v1 frames it needs (welcome, join/joined, pub, msg/batch, err) and nothing about how
+// the server was started.
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import { connectWs, type WsClient } from '../../wsclient/client.js';
+import { newHistogram, recordMs } from '../../lib/histogram.js';
+import { type BroadcastPlan, groupOf, publisherOf, seqOf } from './broadcast-plan.js';
+import { round, summaryMs, type LoadResult, type LoadSettings, type LoadTarget } from './broadcast-load-types.js';
+import { BroadcastReceipts } from './broadcast-receipts.js';
+import { WindowCpu } from './window-cpu.js';
+
+/** Other processes using more than this many cores during the window make a run disturbed. */
+const DISTURBED_CORES = 0.05;
+const JOIN_TIMEOUT_MS = 15_000;
+const DRAIN_POLL_MS = 20;
+/** The generator counts as saturated above this share of its core (process or whole core)... */
+const SATURATED_CORES = 0.9;
+/** ...or when its publications leave this much later than scheduled at P99. */
+const SATURATED_SLIP_P99_MS = 5;
+
+export async function runBroadcastLoad(plan: BroadcastPlan, target: LoadTarget, settings: LoadSettings): Promise<LoadResult> {
+  const run = new BroadcastRun(plan, target, settings);
+  try {
+    await run.connectAll();
+    await run.publishAndDrain();
+    return run.result();
+  } finally {
+    run.disconnectAll();
+  }
+}
+
+class BroadcastRun {
+  private readonly plan: BroadcastPlan;
+  private readonly target: LoadTarget;
+  private readonly settings: LoadSettings;
+  private readonly clients: WsClient[] = [];
+  private readonly receipts: BroadcastReceipts;
+  private readonly cpu: WindowCpu;
+  private readonly loopDelay = monitorEventLoopDelay({ resolution: 1 });
+  private readonly slip = newHistogram();
+  private readonly connectionsPerShard: Record<string, number> = {};
+  private readonly unexpectedCloses: Record<string, number> = {};
+  /** Set before we close the clients ourselves: any close before that is unexpected. */
+  private tearingDown = false;
+
+  private pubsSent = 0;
+  private pubsUnsent = 0;
+  /** Deliveries that unsent measured publications would have caused; not expected any more. */
+  private deliveriesNotExpected = 0;
+
+  private connectMs = 0;
+  private windowEnd = 0;
+  private drainMs = 0;
+
+  constructor(plan: BroadcastPlan, target: LoadTarget, settings: LoadSettings) {
+    this.plan = plan;
+    this.target = target;
+    this.settings = settings;
+    this.receipts = new BroadcastReceipts(plan, settings.verifyEvery);
+    this.cpu = new WindowCpu(target.serverPid, settings.serverCpu, settings.generatorCpu);
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Connecting
+
+  async connectAll(): Promise<void> {
+    const started = performance.now();
+    let next = 0;
+    let failure: Error | null = null;
+    const worker = async (): Promise<void> => {
+      while (next < this.plan.connections && failure === null) {
+        const c = next++;
+        try {
+          await this.connectOne(c);
+        } catch (err) {
+          failure ??= err as Error;
+        }
+        if (c % 500 === 499) this.settings.log(`  ${c + 1} connections joined`);
+      }
+    };
+    await Promise.all(Array.from({ length: this.settings.connectConcurrency }, worker));
+    if (failure !== null) throw failure;
+    this.connectMs = Math.round(performance.now() - started);
+  }
+
+  /** Opens connection c, waits for welcome, joins its group, resolves on joined. */
+  private connectOne(c: number): Promise<void> {
+    const group = groupOf(c, this.plan.groups);
+    this.receipts.addConnection(c, group);
+    return new Promise<void>((resolve, reject) => {
+      let joined = false;
+      const timer = setTimeout(() => fail(new Error(`connection ${c}: no joined within ${JOIN_TIMEOUT_MS} ms`)), JOIN_TIMEOUT_MS);
+      const fail = (err: Error): void => {
+        clearTimeout(timer);
+        reject(err);
+      };
+      const onControl = (frame: { op?: string; shard?: unknown; code?: string; message?: string }): void => {
+        if (frame.op === 'welcome') {
+          const shard = String(frame.shard ?? '?');
+          this.connectionsPerShard[shard] = (this.connectionsPerShard[shard] ?? 0) + 1;
+          client.send(`{"op":"join","group":"g${group}","ref":"j${c}"}`);
+        } else if (frame.op === 'joined') {
+          joined = true;
+          clearTimeout(timer);
+          resolve();
+        } else if (frame.op === 'err') {
+          const code = String(frame.code);
+          this.receipts.countServerError(code);
+          if (!joined) fail(new Error(`connection ${c}: server error ${code}: ${frame.message ?? ''}`));
+        }
+      };
+      const client = connectWs({
+        host: this.target.host,
+        port: this.target.port,
+        path: this.target.pathFor(`u${c}`),
+        onMessage: (payload) => this.receipts.onFrame(c, group, payload, onControl),
+        onError: (err) => {
+          if (!joined) fail(new Error(`connection ${c}: ${err.message}`));
+        },
+        onClose: (code, reason) => {
+          if (!joined) fail(new Error(`connection ${c} closed before joining: ${code} ${reason}`));
+          else if (!this.tearingDown) this.unexpectedCloses[code] = (this.unexpectedCloses[code] ?? 0) + 1;
+        },
+      });
+      this.clients[c] = client;
+    });
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Publishing
+
+  /**
+   * One scheduler for all publishers: publication k is due at start + k * intervalMs; each
+   * turn sends everything due (catching up after a late turn, never skipping) and sleeps
+   * until the next is due. No timer per message.
+   */
+  publishAndDrain(): Promise<void> {
+    const plan = this.plan;
+    const start = performance.now() + 10;
+    let k = 0;
+    return new Promise<void>((resolve) => {
+      const turn = (): void => {
+        const now = performance.now();
+        while (k < plan.totalPubs && start + k * plan.intervalMs <= now) {
+          if (k === plan.firstMeasured) this.startWindow();
+          this.publish(k, start + k * plan.intervalMs);
+          k++;
+        }
+        if (k < plan.totalPubs) {
+          setTimeout(turn, Math.max(0, start + k * plan.intervalMs - performance.now()));
+        } else {
+          if (plan.firstMeasured >= plan.totalPubs) this.startWindow(); // empty window
+          void this.drain().then(resolve);
+        }
+      };
+      setTimeout(turn, 10);
+    });
+  }
+
+  private publish(k: number, dueAt: number): void {
+    const p = publisherOf(k, this.plan.publishers);
+    const client = this.clients[this.plan.publisherConnection[p]!]!;
+    if (!client.isOpen) {
+      this.pubsUnsent++;
+      if (k >= this.plan.firstMeasured) this.deliveriesNotExpected += this.plan.groupSize[this.plan.publisherGroup[p]!]!;
+      return;
+    }
+    const sentAt = performance.now();
+    const t = performance.timeOrigin + sentAt;
+    client.send(
+      `{"op":"pub","group":"g${this.plan.publisherGroup[p]}","data":{"t":${t},"s":${seqOf(k, this.plan.publishers)},"p":${p}}}`,
+    );
+    this.pubsSent++;
+    if (k >= this.plan.firstMeasured) recordMs(this.slip, sentAt - dueAt);
+  }
+
+  private startWindow(): void {
+    this.settings.log(`  warm-up done, measuring ${this.plan.durationS} s`);
+    this.cpu.start();
+    this.receipts.windowStart = performance.now();
+    this.loopDelay.enable();
+  }
+
+  /** Waits until the window's deliveries are all in, or drainS has passed. */
+  private async drain(): Promise<void> {
+    const publishedAt = performance.now();
+    const deadline = publishedAt + this.settings.drainS * 1000;
+    while (this.receipts.received < this.expectedDeliveries() && performance.now() < deadline) {
+      await new Promise((r) => setTimeout(r, DRAIN_POLL_MS));
+    }
+    this.windowEnd = performance.now();
+    this.loopDelay.disable();
+    this.drainMs = Math.round(this.windowEnd - publishedAt);
+    this.cpu.stop();
+  }
+
+  private expectedDeliveries(): number {
+    return this.plan.expectedDeliveries - this.deliveriesNotExpected;
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Results and teardown
+
+  disconnectAll(): void {
+    this.tearingDown = true;
+    for (const client of this.clients) client?.destroy();
+  }
+
+  result(): LoadResult {
+    const plan = this.plan;
+    const r = this.receipts;
+    const cpu = this.cpu;
+    const windowUs = (this.windowEnd - r.windowStart) * 1000;
+    const serverCpuUs = cpu.serverCpuUs;
+    const generatorCores = cpu.generatorCpuUs / windowUs;
+    const slip = summaryMs(this.slip);
+    const saturatedBecause: string[] = [];
+    if (generatorCores > SATURATED_CORES) saturatedBecause.push(`generator used ${round(generatorCores, 2)} of a core`);
+    if (cpu.generatorCore && cpu.generatorCore.busy > SATURATED_CORES) {
+      saturatedBecause.push(`generator core ${this.settings.generatorCpu} was ${cpu.generatorCore.busy} busy (softirq ${cpu.generatorCore.softirq})`);
+    }
+    if (slip.p99 > SATURATED_SLIP_P99_MS) saturatedBecause.push(`publish schedule slipped ${slip.p99} ms at P99`);
+    return {
+      connectMs: this.connectMs,
+      connectionsPerShard: this.connectionsPerShard,
+      pubsSent: this.pubsSent,
+      pubsMeasured: plan.totalPubs - plan.firstMeasured,
+      pubsUnsent: this.pubsUnsent,
+      expectedDeliveries: this.expectedDeliveries(),
+      receivedDeliveries: r.received,
+      lostDeliveries: this.expectedDeliveries() - r.received,
+      duplicateDeliveries: r.duplicates,
+      misroutedDeliveries: r.misrouted,
+      deliveriesPerSecond: Math.round(r.received / plan.durationS),
+      latencyMs: summaryMs(r.latency),
+      latencyBySecond: r.bySecond(),
+      framesReceived: r.frames,
+      batchFrames: r.batchFrames,
+      verifiedFrames: r.verifiedFrames,
+      parserMismatches: r.parserMismatches,
+      serverErrors: r.serverErrors,
+      unexpectedCloses: this.unexpectedCloses,
+      windowMs: Math.round(windowUs / 1000),
+      drainMs: this.drainMs,
+      serverCpu: {
+        cpuUs: Math.round(serverCpuUs),
+        cores: round(serverCpuUs / windowUs, 3),
+        cpuUsPerDelivery: round(serverCpuUs / Math.max(1, r.received), 3),
+        core: cpu.serverCore,
+      },
+      otherProcessesCores: round(cpu.otherCpuUs / windowUs, 3),
+      disturbed: cpu.otherCpuUs / windowUs > DISTURBED_CORES,
+      generator: {
+        cpuUs: cpu.generatorCpuUs,
+        cores: round(generatorCores, 3),
+        core: cpu.generatorCore,
+        scheduleSlipMs: slip,
+        eventLoopDelayMs: {
+          p50: round(this.loopDelay.percentile(50) / 1e6, 3),
+          p99: round(this.loopDelay.percentile(99) / 1e6, 3),
+          max: round(this.loopDelay.max / 1e6, 3),
+        },
+        saturatedBecause,
+      },
+      generatorSaturated: saturatedBecause.length > 0,
+      lossByPublisher: r.lossByPublisher(),
+    };
+  }
+}

@@ -1,0 +1,90 @@
+// Command-line options of tools/bench/broadcast.ts, validated once.
+import { parseArgs } from 'node:util';
+import type { BroadcastOptions } from './broadcast-plan.js';
+import { TARGET_NAMES, type TargetName } from './broadcast-targets.js';
+
+export interface CliOptions extends BroadcastOptions {
+  targets: TargetName[];
+  jsonOut: string | null;
+  drainS: number;
+  connectConcurrency: number;
+  verifyEvery: number;
+}
+
+export const USAGE = `Usage: npm run bench:broadcast -- [options]
+  --connections N   clients (default 2000)
+  --groups N        groups; client c joins group c % N (default 20)
+  --publishers N    publishing clients, spread over the groups (default 20)
+  --rate N          publications per second, all publishers together (default 1000)
+  --duration S      measured seconds (default 10)
+  --warmup S        unmeasured seconds before (default 2)
+  --drain S         longest wait for late deliveries after the last publication (default 2)
+  --targets LIST    comma-separated: ${TARGET_NAMES.join(',')} (default all)
+  --json-out FILE   also write the JSON result to FILE
+  --concurrency N   connections opened at once (default 200)
+  --verify-every N  also JSON.parse one received frame in N to check the fast parser (default 1000, 0 = off)`;
+
+export function parseCli(argv: string[]): CliOptions {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      connections: { type: 'string', default: '2000' },
+      groups: { type: 'string', default: '20' },
+      publishers: { type: 'string', default: '20' },
+      rate: { type: 'string', default: '1000' },
+      duration: { type: 'string', default: '10' },
+      warmup: { type: 'string', default: '2' },
+      drain: { type: 'string', default: '2' },
+      targets: { type: 'string', default: TARGET_NAMES.join(',') },
+      'json-out': { type: 'string' },
+      concurrency: { type: 'string', default: '200' },
+      'verify-every': { type: 'string', default: '1000' },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    console.error(USAGE);
+    process.exit(0);
+  }
+  const targets = values.targets!.split(',').map((t) => t.trim()).filter(Boolean);
+  for (const t of targets) {
+    if (!(TARGET_NAMES as readonly string[]).includes(t)) throw new Error(`--targets: unknown target ${t} (known: ${TARGET_NAMES.join(', ')})`);
+  }
+  return {
+    connections: positiveInt('connections', values.connections!),
+    groups: positiveInt('groups', values.groups!),
+    publishers: positiveInt('publishers', values.publishers!),
+    rate: positiveNumber('rate', values.rate!),
+    durationS: positiveNumber('duration', values.duration!),
+    warmupS: nonNegativeNumber('warmup', values.warmup!),
+    drainS: nonNegativeNumber('drain', values.drain!),
+    targets: targets as TargetName[],
+    jsonOut: values['json-out'] ?? null,
+    connectConcurrency: positiveInt('concurrency', values.concurrency!),
+    verifyEvery: nonNegativeInt('verify-every', values['verify-every']!),
+  };
+}
+
+function positiveNumber(name: string, text: string): number {
+  const value = Number(text);
+  if (!(value > 0) || !Number.isFinite(value)) throw new Error(`--${name} must be a positive number, got ${text}`);
+  return value;
+}
+
+function nonNegativeNumber(name: string, text: string): number {
+  const value = Number(text);
+  if (!(value >= 0) || !Number.isFinite(value)) throw new Error(`--${name} must be a number >= 0, got ${text}`);
+  return value;
+}
+
+function positiveInt(name: string, text: string): number {
+  const value = positiveNumber(name, text);
+  if (!Number.isInteger(value)) throw new Error(`--${name} must be an integer, got ${text}`);
+  return value;
+}
+
+function nonNegativeInt(name: string, text: string): number {
+  const value = nonNegativeNumber(name, text);
+  if (!Number.isInteger(value)) throw new Error(`--${name} must be an integer, got ${text}`);
+  return value;
+}

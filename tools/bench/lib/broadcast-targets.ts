@@ -1,0 +1,55 @@
+// The servers the broadcast benchmark can measure, and the command line that starts each one.
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { harnessConfig, writeConfigFile } from '../../lib/server-config.js';
+import { SERVER_MAIN } from '../../lib/server-process.js';
+import { serverPinPrefix } from './pinning.js';
+
+export const TARGET_NAMES = ['baseline', 'shards1', 'shards2'] as const;
+export type TargetName = (typeof TARGET_NAMES)[number];
+
+export interface PreparedTarget {
+  name: TargetName;
+  /** The shard count asked for. */
+  shards: number;
+  argv: string[];
+  /** Path of the WebSocket endpoint; the user id is appended as ?user=. */
+  endpoint: string;
+  /** Removes temporary files (the config). */
+  cleanup(): void;
+}
+
+const BASELINE_SERVER = fileURLToPath(new URL('../baseline-server.js', import.meta.url));
+
+/**
+ * Returns how to start `name`, or throws when it cannot be started (the real server is not
+ * built yet). `maxConnections` goes into the real server's config with headroom.
+ */
+export function prepareTarget(name: TargetName, maxConnections: number): PreparedTarget {
+  const pin = serverPinPrefix();
+  if (name === 'baseline') {
+    return {
+      name,
+      shards: 1,
+      argv: [...pin, process.execPath, BASELINE_SERVER, '--host', '127.0.0.1', '--port', '0'],
+      endpoint: '/ws',
+      cleanup: () => {},
+    };
+  }
+  if (!existsSync(SERVER_MAIN)) {
+    throw new Error(`${SERVER_MAIN} not found: the real server is not built (run npm run build once src/main.ts exists)`);
+  }
+  const shards = name === 'shards1' ? 1 : 2;
+  // The real server, tuned only as the benchmark needs: the harness defaults (a free port, no
+  // per-connection rate limit) and room for every connection.
+  const config = writeConfigFile(
+    harnessConfig({ websocket: { server: { shards, max_connections: Math.max(10_000, maxConnections * 2) } } }),
+  );
+  return {
+    name,
+    shards,
+    argv: [...pin, process.execPath, SERVER_MAIN, '--config', config.file],
+    endpoint: '/ws',
+    cleanup: config.remove,
+  };
+}

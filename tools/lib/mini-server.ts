@@ -1,0 +1,200 @@
+// The least a server can do to speak enough ocs.v1 for the load tester and the benchmarks, on
+// one thread with plain uWS publish. Two entry points run it: the broadcast benchmark's
+// yardstick (tools/bench/baseline-server.ts: the real server's CPU per delivery is compared
+// with this one's, so it deliberately does nothing clever: JSON.parse each frame,
+// JSON.stringify one msg frame per pub, app.publish it to the group's topic) and the load
+// tester's test fixture (test/fixtures/ocs-fixture-server.ts), which turns on the options.
+//
+// Implements: `?user=ID` identity (401 without it), `welcome` on open, `join` -> `joined`,
+// `leave` -> `left`, `pub` -> `msg` to every member (the sender too) plus `ack` when `ref` is
+// given, `ping` -> `pong`. Anything else gets `err E_BAD_FRAME`. With `send: true` also `send`
+// (`ack`, then `msg` with `ackReq` to each of the recipient's connections) and `ack`.
+import uWS from 'uWebSockets.js';
+import type { ErrorCode, ErrorReason } from '../../src/protocol/errors.js';
+
+export interface MiniServerOptions {
+  /** Implement `send` and `ack`; without it they are unknown ops, like a server without them. */
+  send?: boolean;
+  /** Serve each connection's frames one at a time, this many ms each: a deliberately slow server. */
+  delayMs?: number;
+}
+
+export interface MiniServer {
+  app: uWS.TemplatedApp;
+  /** Connections open now. */
+  connections(): number;
+}
+
+interface Session {
+  user: string;
+  sid: string;
+  /** When this connection's previous frame finishes being served (slow mode). */
+  busyUntil: number;
+}
+
+interface ClientFrame {
+  op?: unknown;
+  group?: unknown;
+  data?: unknown;
+  ref?: unknown;
+  t?: unknown;
+  to?: unknown;
+  pri?: unknown;
+}
+
+const PROTOCOL_JSON = 'ocs.v1.json';
+
+export function createMiniServer(options: MiniServerOptions = {}): MiniServer {
+  const idPrefix = `${process.pid.toString(36)}-`;
+  let lastId = 0;
+  let lastSid = 0;
+  let open = 0;
+  /** With `send`: each user's open connections. */
+  const byUser = new Map<string, Set<uWS.WebSocket<Session>>>();
+  const app = uWS.App();
+
+  const handle = (ws: uWS.WebSocket<Session>, message: ArrayBuffer, isBinary: boolean): void => {
+    let frame: ClientFrame;
+    try {
+      frame = JSON.parse(Buffer.from(message).toString('utf8')) as ClientFrame;
+    } catch {
+      sendError(ws, 'E_BAD_FRAME', 'not valid JSON');
+      return;
+    }
+    if (isBinary || typeof frame !== 'object' || frame === null) {
+      sendError(ws, 'E_BAD_FRAME', 'not an object');
+      return;
+    }
+    const ref = typeof frame.ref === 'string' ? frame.ref : undefined;
+    switch (frame.op) {
+      case 'join':
+        if (typeof frame.group !== 'string') return sendError(ws, 'E_BAD_FRAME', 'group must be a string', ref);
+        ws.subscribe(frame.group);
+        ws.send(JSON.stringify({ op: 'joined', group: frame.group, ref }));
+        return;
+      case 'leave':
+        if (typeof frame.group !== 'string') return sendError(ws, 'E_BAD_FRAME', 'group must be a string', ref);
+        ws.unsubscribe(frame.group);
+        ws.send(JSON.stringify({ op: 'left', group: frame.group, ref }));
+        return;
+      case 'pub': {
+        if (typeof frame.group !== 'string') return sendError(ws, 'E_BAD_FRAME', 'group must be a string', ref);
+        const id = idPrefix + (++lastId).toString(36);
+        const pri = typeof frame.pri === 'number' ? frame.pri : 1;
+        const msg = { op: 'msg', id, from: ws.getUserData().user, group: frame.group, data: frame.data, pri, ts: Date.now() };
+        // app.publish, not ws.publish: the protocol delivers to the sender too.
+        app.publish(frame.group, JSON.stringify(msg));
+        if (ref !== undefined) ws.send(JSON.stringify({ op: 'ack', ref, id }));
+        return;
+      }
+      case 'ping':
+        ws.send(JSON.stringify({ op: 'pong', t: frame.t, st: Date.now() }));
+        return;
+      case 'send':
+        if (!options.send) break;
+        if (typeof frame.to !== 'string') return sendError(ws, 'E_BAD_FRAME', 'to must be a string', ref);
+        {
+          const id = idPrefix + (++lastId).toString(36);
+          const pri = typeof frame.pri === 'number' ? frame.pri : 1;
+          const msg = JSON.stringify({ op: 'msg', id, from: ws.getUserData().user, ackReq: true, data: frame.data, pri, ts: Date.now() });
+          ws.send(JSON.stringify({ op: 'ack', ref, id }));
+          for (const target of byUser.get(frame.to) ?? []) target.send(msg);
+        }
+        return;
+      case 'ack':
+        if (!options.send) break;
+        return;
+    }
+    sendError(ws, 'E_BAD_FRAME', 'unknown op', ref, 'unknown_op');
+  };
+
+  // Decided once: the benchmark's baseline runs `handle` itself, with nothing in front of it.
+  const delayMs = options.delayMs ?? 0;
+  const message =
+    delayMs > 0
+      ? (ws: uWS.WebSocket<Session>, message: ArrayBuffer, isBinary: boolean): void => {
+          // One frame at a time per connection, delayMs each, in order. uWS reuses `message`
+          // after this returns, so it is copied.
+          const copy = message.slice(0);
+          const session = ws.getUserData();
+          const now = Date.now();
+          session.busyUntil = Math.max(now, session.busyUntil) + delayMs;
+          setTimeout(() => {
+            // A closed uWS socket must not be touched again.
+            if (!closedSockets.has(ws)) handle(ws, copy, isBinary);
+          }, session.busyUntil - now);
+        }
+      : handle;
+  const closedSockets = new WeakSet<uWS.WebSocket<Session>>();
+
+  app.ws<Session>('/ws', {
+    idleTimeout: 120,
+    maxPayloadLength: 64 * 1024,
+    maxBackpressure: 1024 * 1024,
+    compression: uWS.DISABLED,
+
+    upgrade: (res, req, context) => {
+      const user = req.getQuery('user');
+      if (!user) {
+        res.writeStatus('401 Unauthorized').end('missing ?user=');
+        return;
+      }
+      const offered = req.getHeader('sec-websocket-protocol');
+      if (offered && !offered.split(',').some((p) => p.trim() === PROTOCOL_JSON)) {
+        res.writeStatus('400 Bad Request').end(`only ${PROTOCOL_JSON} is supported`);
+        return;
+      }
+      res.upgrade<Session>(
+        { user, sid: `s${++lastSid}`, busyUntil: 0 },
+        req.getHeader('sec-websocket-key'),
+        offered ? PROTOCOL_JSON : '',
+        req.getHeader('sec-websocket-extensions'),
+        context,
+      );
+    },
+
+    open: (ws) => {
+      open++;
+      const { user, sid } = ws.getUserData();
+      if (options.send) {
+        let set = byUser.get(user);
+        if (!set) byUser.set(user, (set = new Set()));
+        set.add(ws);
+      }
+      ws.send(JSON.stringify({ op: 'welcome', user, sid, shard: 0, pending: 0 }));
+    },
+
+    message,
+
+    close: (ws) => {
+      open--;
+      if (delayMs > 0) closedSockets.add(ws);
+      if (options.send) byUser.get(ws.getUserData().user)?.delete(ws);
+    },
+  });
+
+  return { app, connections: () => open };
+}
+
+function sendError(ws: uWS.WebSocket<Session>, code: ErrorCode, message: string, ref?: string, reason?: ErrorReason): void {
+  ws.send(JSON.stringify({ op: 'err', code, message, ref, reason }));
+}
+
+/**
+ * Listens on host:port and logs one JSON line {"msg":"ready","port":N,...extra} on stdout, like
+ * the real server; exits on SIGTERM. Exits 1 when it cannot listen.
+ */
+export function listenAndAnnounce(app: uWS.TemplatedApp, host: string, port: number, extra: Record<string, unknown> = {}): void {
+  app.listen(host, port, (listenSocket) => {
+    if (!listenSocket) {
+      console.log(JSON.stringify({ level: 60, msg: 'listen failed', host, port }));
+      process.exit(1);
+    }
+    const bound = uWS.us_socket_local_port(listenSocket);
+    console.log(JSON.stringify({ level: 30, time: Date.now(), msg: 'ready', port: bound, ...extra }));
+    process.once('SIGTERM', () => {
+      uWS.us_listen_socket_close(listenSocket);
+      process.exit(0);
+    });
+  });
+}

@@ -1,0 +1,98 @@
+/**
+ * Runs scenarios: starts (or finds) the server, probes what it supports, runs each scenario
+ * (scenario-run.ts) and puts their reports together with the overall grade.
+ */
+import { randomBytes } from 'node:crypto';
+import { availableParallelism, platform } from 'node:os';
+import { LOADTEST_DEFAULTS } from './defaults.js';
+import { GRADE_TABLE, overallGrade } from './grading.js';
+import { probeSend } from './probe.js';
+import { REPORT_FORMAT, type RunReport, type ScenarioReport } from './report-types.js';
+import { runScenario } from './scenario-run.js';
+import type { ScenarioSpec } from './scenarios.js';
+import { launchServer, type LaunchedServer } from './server-launcher.js';
+
+/** What the progress display is told, about once a second. */
+export interface ProgressUpdate {
+  scenario: string;
+  index: number;
+  total: number;
+  phase: 'connecting' | 'warm-up' | 'measuring' | 'draining';
+  /** 0..1 of this scenario's expected wall time */
+  fraction: number;
+  elapsedS: number;
+  expectedS: number;
+  connections: number;
+  deliveriesPerS: number;
+  p99Ms: number;
+  errors: number;
+}
+
+export interface RunOptions {
+  scenarios: ScenarioSpec[];
+  /** Target server; when absent the runner launches one (see server-launcher). */
+  host?: string;
+  port?: number;
+  path?: string;
+  /** Command that starts the server (tests use a fixture); default dist/src/main.js. */
+  serverCommand?: string[];
+  shards?: number;
+  threads?: number;
+  connectTimeoutMs?: number;
+  fenceMs?: number;
+  onProgress?: (u: ProgressUpdate) => void;
+  log?: (line: string) => void;
+  verbose?: boolean;
+  /** Echoed into the report. */
+  options?: Record<string, unknown>;
+  signal?: AbortSignal;
+}
+
+export async function runLoadTest(opts: RunOptions): Promise<RunReport> {
+  const log = opts.log ?? (() => {});
+  const startedAt = new Date().toISOString();
+  const path = opts.path ?? LOADTEST_DEFAULTS.path;
+  let server: LaunchedServer | null = null;
+  let host = opts.host ?? '127.0.0.1';
+  let port = opts.port ?? 0;
+  if (opts.host === undefined) {
+    log('starting the server…');
+    server = await launchServer({
+      ...(opts.serverCommand && { command: opts.serverCommand }),
+      shards: opts.shards ?? LOADTEST_DEFAULTS.shards,
+      ...(opts.verbose && { onLine: (l: string) => log(`[server] ${l}`) }),
+    });
+    host = server.host;
+    port = server.port;
+    log(`server ready on ${host}:${port} (pid ${server.pid}, shards ${server.shards ?? '?'})`);
+  }
+  const runId = randomBytes(3).toString('hex');
+  try {
+    const probe = await probeSend(host, port, path, `lt${runId}-probe`);
+    log(`send: ${probe.note}`);
+    const reports: ScenarioReport[] = [];
+    for (const [i, spec] of opts.scenarios.entries()) {
+      if (opts.signal?.aborted) break;
+      log(`scenario ${i + 1}/${opts.scenarios.length}: ${spec.name} — ${spec.description}`);
+      const r = await runScenario(spec, { host, port, path, server, probe, runId, index: i, total: opts.scenarios.length, opts });
+      reports.push(r);
+      log(`scenario ${spec.name}: grade ${r.grade.grade}${r.status === 'failed' ? ` (failed: ${r.error})` : ''}`);
+    }
+    return {
+      format: REPORT_FORMAT,
+      startedAt,
+      finishedAt: new Date().toISOString(),
+      target: { host, port, launched: server !== null, shards: server?.shards ?? null, sendSupported: probe.supported, sendNote: probe.note },
+      machine: { cpus: availableParallelism(), platform: platform(), node: process.version },
+      options: opts.options ?? {},
+      scenarios: reports,
+      overall: overallGrade(reports.map((r) => r.grade.grade)),
+      gradeTable: GRADE_TABLE,
+    };
+  } finally {
+    if (server) {
+      log('stopping the server…');
+      await server.stop();
+    }
+  }
+}
