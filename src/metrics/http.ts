@@ -13,7 +13,7 @@ import { digest } from '../shard/admin-http.js';
 import { sendError, sendJson } from '../shard/http.js';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '../util/uws.js';
 import { attachDashboardRoute } from './dashboard.js';
-import { SnapshotDoc, type SnapshotReader } from './snapshot.js';
+import { SnapshotDoc, type SnapshotDocValue, type SnapshotReader } from './snapshot.js';
 
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
@@ -31,9 +31,10 @@ export function attachMetricsRoutes(app: TemplatedApp, options: MetricsRoutesOpt
   const allowed = (req: HttpRequest): boolean => expected === null || timingSafeEqual(digest(req.getHeader('authorization')), expected);
   const { snapshot, enabled } = options;
 
-  const document = (doc: typeof SnapshotDoc.METRICS | typeof SnapshotDoc.ALERTS, contentType: string) => (res: HttpResponse, req: HttpRequest) => {
+  const document = (doc: Exclude<SnapshotDocValue, typeof SnapshotDoc.STATS>, contentType: string, onDemand = false) => (res: HttpResponse, req: HttpRequest) => {
     if (!allowed(req)) return unauthorized(res);
     if (!enabled) return sendError(res, 'not_found', 'monitoring.enable_metrics_collection is false');
+    if (onDemand) snapshot.want(doc);
     const body = snapshot.read(doc);
     if (body === null) return sendError(res, 'unavailable', 'no metrics rendered yet; retry shortly');
     res.cork(() => {
@@ -42,6 +43,8 @@ export function attachMetricsRoutes(app: TemplatedApp, options: MetricsRoutesOpt
   };
   app.get('/metrics', document(SnapshotDoc.METRICS, PROMETHEUS_CONTENT_TYPE));
   app.get('/alerts', document(SnapshotDoc.ALERTS, 'application/json'));
+  // Rendered on demand: the first request asks for it, and is answered 503 until it is there.
+  app.get('/stats/histograms', document(SnapshotDoc.HISTOGRAMS, 'application/json', true));
   attachDashboardRoute(app);
 
   app.get('/stats', (res, req) => {

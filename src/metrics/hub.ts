@@ -27,8 +27,11 @@ import { PRIMARY_THREAD, reportFromFields, type ThreadReport } from './report.js
 import { ResourceSampler, type ResourceSample } from './resources.js';
 import { RingGauges, type RingBuffers, type RingFill } from './ring-fill.js';
 import { SnapshotDoc, type SnapshotWriter } from './snapshot.js';
-import { renderAlertsJson, renderStatsJson } from './stats-json.js';
+import { renderAlertsJson, renderHistogramsJson, renderStatsJson } from './stats-json.js';
 import { ThreadMetrics } from './thread-metrics.js';
+
+/** Intervals /stats/histograms keeps being rendered after a request (a reader polls more often than this). */
+const HISTOGRAM_RENDERS_PER_REQUEST = 60;
 
 export interface MetricsHubOptions {
   table: ShardTable;
@@ -87,6 +90,8 @@ export class MetricsHub {
   private previousErrors = 0;
   private previousFrames = 0;
   private badRecords = 0;
+  /** Renders of /stats/histograms still due since it was last asked for. */
+  private histogramRenders = 0;
   /** monitoring.export_file, when set: the overview appended once per interval. */
   private readonly exportFile: ExportFile | null;
 
@@ -173,6 +178,12 @@ export class MetricsHub {
       snapshot.write(SnapshotDoc.STATS, renderStatsJson(view)),
       snapshot.write(SnapshotDoc.ALERTS, renderAlertsJson(view)),
     ];
+    // Rendered only while someone reads it: encoding five histograms each interval is not free.
+    if (snapshot.takeWanted(SnapshotDoc.HISTOGRAMS)) this.histogramRenders = HISTOGRAM_RENDERS_PER_REQUEST;
+    if (this.histogramRenders > 0) {
+      this.histogramRenders--;
+      written.push(snapshot.write(SnapshotDoc.HISTOGRAMS, renderHistogramsJson(view)));
+    }
     if (written.includes(false)) log.error({ code: 'E_INTERNAL' }, 'a metrics document outgrew its snapshot area; the previous one is served');
     this.exportFile?.append(jsonLine(overviewFromView(view, byName(table.rates))));
     for (const h of this.interval) h.reset();
