@@ -197,7 +197,7 @@ describe('a server with metrics collection off', () => {
       assert.equal(body.latency, undefined);
       const metricsAnswer = await getJson(server.port, '/metrics');
       assert.equal(metricsAnswer.status, 404);
-      assert.equal(metricsAnswer.body.code, 'metrics_disabled');
+      assert.equal(metricsAnswer.body.code, 'not_found');
     } finally {
       await server.close();
     }

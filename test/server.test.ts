@@ -29,7 +29,7 @@ describe('a sharded server', () => {
   });
 
   test('a pub reaches every member of the group on every shard, the sender too, once each', async () => {
-    const clients = await membersOnEveryShard(server.port, 'room');
+    const clients = await membersOnEveryShard(server.port, 2, 'room');
     const outsider = await member(server.port, 'outsider', ['elsewhere']);
     const sender = clients[0]!;
     sender.send({ op: 'pub', group: 'room', data: { text: 'hello' }, ref: 'p1' });
@@ -57,7 +57,7 @@ describe('a sharded server', () => {
   });
 
   test('messages from one publisher arrive in order on every shard', async () => {
-    const clients = await membersOnEveryShard(server.port, 'ordered');
+    const clients = await membersOnEveryShard(server.port, 2, 'ordered');
     const count = 500;
     for (let i = 0; i < count; i++) clients[0]!.send({ op: 'pub', group: 'ordered', data: i });
     for (const client of clients) {
@@ -95,7 +95,7 @@ describe('a sharded server', () => {
   });
 
   test('a shard that crashes is restarted while the other keeps serving', async () => {
-    const clients = await membersOnEveryShard(server.port, 'survivors');
+    const clients = await membersOnEveryShard(server.port, 2, 'survivors');
     const victim = clients.find((c) => c.welcome.shard === 1)!;
     const survivor = clients.find((c) => c.welcome.shard === 0)!;
     const restarted = server.whenRestarted(1, 1);
@@ -109,7 +109,7 @@ describe('a sharded server', () => {
     const health = await getJson(server.port, '/health');
     assert.equal(health.body.status, 'ok');
     // The new shard 1 accepts connections again.
-    const fresh = await membersOnEveryShard(server.port, 'survivors');
+    const fresh = await membersOnEveryShard(server.port, 2, 'survivors');
     for (const client of [...clients, ...fresh]) client.close();
   });
 });

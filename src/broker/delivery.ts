@@ -95,6 +95,7 @@ export class Delivery {
   /** Nobody to deliver to: the message waits, its data on disk only, until a recipient comes or delivery.ttl passes. */
   private park(entry: Entry): void {
     entry.state = State.WAITING;
+    entry.readyAt = 0; // its wait for a recipient is not the server's send latency
     entry.body = null;
     entry.readyAt = 0; // its wait for a recipient is not the server's send latency
     this.parts.timers.wait(entry);

@@ -137,7 +137,7 @@ export class Intake {
         this.parts.timers.arm();
       } else {
         entry.state = State.WAITING;
-        entry.readyAt = epochMs(); // the send latency starts at the commit
+        entry.readyAt = epochMs();
         this.parts.route.route(entry);
       }
     });

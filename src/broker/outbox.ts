@@ -89,21 +89,24 @@ export class Outbox {
       const entries = slot.entries;
       // Priority high to low, then acceptance order.
       if (entries.length > 1) entries.sort((a, b) => b.m.pri - a.m.pri || a.m.seq - b.m.seq);
-      let chunk: Entry[] = [];
+      let chunk: string[] = [];
+      let chunkEntries: Entry[] = [];
       let bytes = BATCH_ENVELOPE;
       for (const entry of entries) {
         const frame = this.frameOf(entry);
         if (frame === null) continue;
         // +1: the comma before it.
         if (chunk.length === this.batchSize || (chunk.length > 0 && bytes + frame.bytes + 1 > maxBytes)) {
-          this.deliverChunk(slot, chunk);
+          this.deliverChunk(slot, chunk, chunkEntries);
           chunk = [];
+          chunkEntries = [];
           bytes = BATCH_ENVELOPE;
         }
-        chunk.push(entry);
+        chunk.push(frame.text);
+        chunkEntries.push(entry);
         bytes += frame.bytes + 1;
       }
-      if (chunk.length > 0) this.deliverChunk(slot, chunk);
+      if (chunk.length > 0) this.deliverChunk(slot, chunk, chunkEntries);
     }
     this.slots.clear();
     this.frames.clear();
@@ -134,10 +137,8 @@ export class Outbox {
     return dataBytes <= max ? null : `data of ${dataBytes} bytes is over the ${max} one message may carry between threads (performance.ring_bytes)`;
   }
 
-  /** `chunk`: entries whose frames this turn encoded (frameOf() was not null). */
-  private deliverChunk(slot: Slot, chunk: Entry[]): void {
-    const text = (entry: Entry): string => this.frames.get(entry)!.text;
-    this.deliver(slot.shard, slot.user, slot.sid, chunk.length === 1 ? text(chunk[0]!) : encodeBatch(chunk.map(text)), chunk);
+  private deliverChunk(slot: Slot, chunk: string[], entries: readonly Entry[]): void {
+    this.deliver(slot.shard, slot.user, slot.sid, chunk.length === 1 ? chunk[0]! : encodeBatch(chunk), entries);
   }
 
   private deliver(shard: number, user: string | null, sid: string | null, frame: string, entries: readonly Entry[]): void {

@@ -29,6 +29,7 @@ export const ENV_OVERRIDES: ReadonlyArray<readonly [string, string, EnvKind]> = 
   ['WEBSOCKET_LOG_LEVEL', 'logging.level', 'string'],
   ['WEBSOCKET_DATA_DIR', 'store.data_dir', 'string'],
   ['WEBSOCKET_ADMIN_TOKEN', 'websocket.admin.token', 'string'],
+  ['WEBSOCKET_MONITORING_TOKEN', 'websocket.monitoring.token', 'string'],
 ];
 
 export interface LoadOptions {

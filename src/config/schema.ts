@@ -162,11 +162,17 @@ const monitoring = z
     metrics_collection_interval: z.number().min(0.05).default(1),
     /** Seconds between `stats` log lines; 0 disables them. */
     log_interval: seconds.default(60),
-    /** Seconds a ring may hold records without draining before /health says degraded. */
-    link_stuck_after: z.number().positive().default(5),
     /** Bearer token for /metrics, /stats and /alerts; empty: they answer anyone (they hold no user ids, group names or content). */
     token: z.string().default(''),
     alerts: alerts.default({}),
+    /** File the primary appends the overview to once per interval (JSON lines, as `npm run report --format json`); empty: none. */
+    export_file: z.string().default(''),
+    /** The export file is rotated when the next line would take it past this size, bytes. */
+    export_max_bytes: positiveInt.min(1024).default(10 * 1024 * 1024),
+    /** Rotated export files kept (FILE.1 newest .. FILE.N); 0: the file starts over. */
+    export_keep: nonNegativeInt.max(100).default(5),
+    /** Seconds a ring may hold records without draining before /health says degraded. */
+    link_stuck_after: z.number().positive().default(5),
   })
   .strict();
 

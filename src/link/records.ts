@@ -53,9 +53,9 @@ export const ToShard = {
 /**
  * What a record that carries a frame or a body (DELIVER_USER, DELIVER_SID, GROUP_PUB,
  * ADMIN_REPLY) needs beside it: the kind byte, the array header, a name of at most 128 ASCII
- * characters (or a sid, or a request id and status), a delivery's storedAt and live count
- * (about 14 bytes) and the string headers. So a frame of up to largestRecord(ring) -
- * FRAME_RECORD_OVERHEAD UTF-8 bytes always fits the ring.
+ * characters (or a sid, or a request id and status), the string headers and a delivery's
+ * storedAt and live numbers (about 15 bytes). So a frame of up
+ * to largestRecord(ring) - FRAME_RECORD_OVERHEAD UTF-8 bytes always fits the ring.
  */
 export const FRAME_RECORD_OVERHEAD = 256;
 

@@ -13,19 +13,25 @@
  * exactly the reports that came in since the previous publish (each counted once).
  */
 import type { Config } from '../config/schema.js';
-import type { MessagingCounterName, ShardSnapshot, ShardTable } from '../shared/shard-table.js';
-import { Counter, errorCounter } from '../shared/shard-table.js';
+import type { ShardSnapshot, ShardTable } from '../shared/shard-table.js';
+import { byName, Counter, errorCounter, type MessagingCounterName } from '../shared/shard-table.js';
 import type { Logger } from '../util/logger.js';
 import { Alerts, type ActiveAlert, type AlertEvent, type AlertStatus } from './alerts.js';
+import { ExportFile } from './export-file.js';
 import { decodeHistogram, newHistogram, summarize, type Histogram, type Summary } from './hdr.js';
 import { Latency, LATENCIES, type LatencyName } from './latencies.js';
+import { overviewFromView } from './overview.js';
+import { jsonLine } from './overview-format.js';
 import { renderPrometheus } from './prometheus.js';
 import { PRIMARY_THREAD, reportFromFields, type ThreadReport } from './report.js';
 import { ResourceSampler, type ResourceSample } from './resources.js';
 import { RingGauges, type RingBuffers, type RingFill } from './ring-fill.js';
 import { SnapshotDoc, type SnapshotWriter } from './snapshot.js';
-import { renderAlertsJson, renderStatsJson } from './stats-json.js';
+import { renderAlertsJson, renderHistogramsJson, renderStatsJson } from './stats-json.js';
 import { ThreadMetrics } from './thread-metrics.js';
+
+/** Intervals /stats/histograms keeps being rendered after a request (a reader polls more often than this). */
+const HISTOGRAM_RENDERS_PER_REQUEST = 60;
 
 export interface MetricsHubOptions {
   table: ShardTable;
@@ -35,7 +41,6 @@ export interface MetricsHubOptions {
   log: Logger;
   snapshot: SnapshotWriter;
   rings: RingBuffers;
-  /** The broker's and its shard link's counters (as /stats messaging names them), and its queue depth. */
   broker(): { stats: Readonly<Record<MessagingCounterName, number>>; depth: { stored: number; inflight: number } };
   /** Asks every shard that is up for its report (it answers with a METRICS record). */
   requestReports(): void;
@@ -85,10 +90,16 @@ export class MetricsHub {
   private previousErrors = 0;
   private previousFrames = 0;
   private badRecords = 0;
+  /** Renders of /stats/histograms still due since it was last asked for. */
+  private histogramRenders = 0;
+  /** monitoring.export_file, when set: the overview appended once per interval. */
+  private readonly exportFile: ExportFile | null;
 
   constructor(private readonly options: MetricsHubOptions) {
     this.ringGauges = new RingGauges(options.rings);
     this.alerts = new Alerts(options.monitoring.alerts, options.log);
+    const { export_file, export_max_bytes, export_keep } = options.monitoring;
+    this.exportFile = export_file === '' ? null : new ExportFile({ file: export_file, maxBytes: export_max_bytes, keep: export_keep }, options.log);
   }
 
   start(): void {
@@ -97,6 +108,7 @@ export class MetricsHub {
 
   stop(): void {
     this.primary.stop();
+    void this.exportFile?.close();
   }
 
   /** A METRICS record from `shard`'s ring (its fields: src/metrics/report.ts). */
@@ -166,7 +178,14 @@ export class MetricsHub {
       snapshot.write(SnapshotDoc.STATS, renderStatsJson(view)),
       snapshot.write(SnapshotDoc.ALERTS, renderAlertsJson(view)),
     ];
+    // Rendered only while someone reads it: encoding five histograms each interval is not free.
+    if (snapshot.takeWanted(SnapshotDoc.HISTOGRAMS)) this.histogramRenders = HISTOGRAM_RENDERS_PER_REQUEST;
+    if (this.histogramRenders > 0) {
+      this.histogramRenders--;
+      written.push(snapshot.write(SnapshotDoc.HISTOGRAMS, renderHistogramsJson(view)));
+    }
     if (written.includes(false)) log.error({ code: 'E_INTERNAL' }, 'a metrics document outgrew its snapshot area; the previous one is served');
+    this.exportFile?.append(jsonLine(overviewFromView(view, byName(table.rates))));
     for (const h of this.interval) h.reset();
     this.options.requestReports();
     return view;

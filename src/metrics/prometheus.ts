@@ -60,10 +60,10 @@ const BROKER_COUNTERS: ReadonlyArray<[MessagingCounterName, string]> = [
   ['dropped_low', 'LOW messages dead-lettered to make room in a full queue'],
   ['queue_full', 'send/any refused with E_QUEUE_FULL'],
   ['expired', 'waiting messages dead-lettered after delivery.ttl'],
-  ['store_unavailable', 'send/any refused with E_STORE_UNAVAILABLE (the store could not write)'],
-  ['link_too_large', 'records to a shard refused because no ring could ever carry them'],
-  ['link_deferred', "deliveries not written while a shard's ring overflow was over its bound (delivered again by their ack timers)"],
-  ['link_dropped', "group messages, and past twice the bound other records, dropped while a shard's ring overflow was over its bound"],
+  ['store_unavailable', 'send/any refused with E_STORE_UNAVAILABLE'],
+  ['link_too_large', 'records to a shard refused because no ring could carry them'],
+  ['link_deferred', 'deliveries left to their ack timers while a ring to a shard was backed up'],
+  ['link_dropped', 'group messages (and past twice the bound other records) dropped while a ring to a shard was backed up'],
   ['link_discarded', 'records not written because their shard was not up'],
 ];
 
@@ -150,6 +150,7 @@ export function renderPrometheus(view: MetricsView): string {
   out.family('ocs_messages_stored', 'gauge', 'Broker: stored messages not yet acknowledged or dead-lettered (the queue depth)').sample('ocs_messages_stored', null, view.depth.stored);
   out.family('ocs_messages_stored_bytes', 'gauge', 'Broker: bytes of data of the messages held now').sample('ocs_messages_stored_bytes', null, view.broker.stored_bytes);
   out.family('ocs_messages_inflight', 'gauge', 'Broker: delivered messages awaiting their ack').sample('ocs_messages_inflight', null, view.depth.inflight);
+  out.family('ocs_messages_stored_bytes', 'gauge', 'Broker: bytes of data of the stored messages').sample('ocs_messages_stored_bytes', null, view.broker.stored_bytes);
   out.family('ocs_messages_pending', 'gauge', 'Broker: stored messages not yet delivered (recipient offline, or scheduled)').sample('ocs_messages_pending', null, view.depth.stored - view.depth.inflight);
 
   const r = view.resources;

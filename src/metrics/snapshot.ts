@@ -1,29 +1,31 @@
 /**
  * The documents the primary renders once per interval (/metrics text, the /stats additions,
- * /alerts), in shared memory so that any shard answers a scrape by copying bytes out: no
- * message to the primary, no rendering on the shard.
+ * /alerts, and while someone reads it /stats/histograms), in shared memory so that any shard
+ * answers a scrape by copying bytes out: no message to the primary, no rendering on the shard.
  *
  * Layout: an Int32 header, then per document two halves of `capacity` bytes each.
- *   header, per document d (stride 4): VERSION (d*4), LENGTH of half 0 (d*4+1), LENGTH of half 1 (d*4+2)
+ *   header, per document d (stride 4): VERSION (d*4), LENGTH of half 0 (d*4+1), LENGTH of half 1 (d*4+2),
+ *   WANTED (d*4+3): set by a shard that was asked for a document rendered only on demand
  *   data: document d, half h at HEADER_BYTES + offset(d) + h * capacity(d)
  * The one writer (primary) fills the half that VERSION does not point at (half = VERSION & 1
  * is current), stores its length, then increments VERSION. A reader copies the current half
  * and checks VERSION again: if it moved by 2 or more, the writer may have overwritten the half
  * being copied, and the reader copies again (it takes microseconds; writes come once a second).
  */
-export const SnapshotDoc = { METRICS: 0, STATS: 1, ALERTS: 2 } as const;
+export const SnapshotDoc = { METRICS: 0, STATS: 1, ALERTS: 2, HISTOGRAMS: 3 } as const;
 export type SnapshotDocValue = (typeof SnapshotDoc)[keyof typeof SnapshotDoc];
 
-const DOCS = 3;
+const DOCS = 4;
 const STRIDE = 4;
 const VERSION = 0;
 const LENGTH = 1;
+const WANTED = 3;
 const HEADER_BYTES = 64;
 const READ_ATTEMPTS = 8;
 
 /** Bytes per half of each document, for a server of `shards` shards (per-shard lines grow with them). */
 export function snapshotCapacities(shards: number): number[] {
-  return [256 * 1024 + shards * 16 * 1024, 64 * 1024 + shards * 8 * 1024, 64 * 1024];
+  return [256 * 1024 + shards * 16 * 1024, 64 * 1024 + shards * 8 * 1024, 64 * 1024, 256 * 1024];
 }
 
 export function createSnapshotBuffer(shards: number): SharedArrayBuffer {
@@ -69,9 +71,19 @@ export class SnapshotWriter extends SnapshotArea {
     Atomics.add(this.header, doc * STRIDE + VERSION, 1);
     return true;
   }
+
+  /** Whether a shard asked for `doc` since the last call (and forgets that it did). */
+  takeWanted(doc: SnapshotDocValue): boolean {
+    return Atomics.exchange(this.header, doc * STRIDE + WANTED, 0) !== 0;
+  }
 }
 
 export class SnapshotReader extends SnapshotArea {
+  /** Tells the writer that `doc` (rendered on demand) is being read. */
+  want(doc: SnapshotDocValue): void {
+    Atomics.store(this.header, doc * STRIDE + WANTED, 1);
+  }
+
   /** The current bytes of document `doc` (a copy), or null before its first write. */
   read(doc: SnapshotDocValue): Buffer | null {
     for (let attempt = 0; attempt < READ_ATTEMPTS; attempt++) {

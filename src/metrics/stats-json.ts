@@ -4,7 +4,7 @@
  * thread's own (`latency.threads`), over the last interval and since start (for one thread:
  * since it started; a restarted shard starts again).
  */
-import type { Summary } from './hdr.js';
+import { encodeHistogram, type Summary } from './hdr.js';
 import type { MetricsView } from './hub.js';
 import { LATENCIES } from './latencies.js';
 import { threadName } from './prometheus.js';
@@ -59,6 +59,21 @@ export function renderAlertsJson(view: MetricsView): string {
     active: view.alerts.active,
     recent: view.alerts.recent,
     thresholds: Object.fromEntries(view.alerts.statuses.map((a) => [a.alert, a.threshold])),
+  });
+}
+
+/**
+ * GET /stats/histograms: each latency's merged since-start HDR histogram (µs, compressed base64
+ * as HdrHistogram logs hold them; '' while empty). A reader that takes two of them can subtract
+ * the first from the second for the exact percentiles of the time between (the load tester
+ * does, for its measured window); `started_at` changes when the server restarts.
+ */
+export function renderHistogramsJson(view: MetricsView): string {
+  return JSON.stringify({
+    metrics_at: new Date(view.at).toISOString(),
+    started_at: new Date(view.startedAt).toISOString(),
+    unit: 'us',
+    histograms: Object.fromEntries(view.latency.map((l) => [l.name, encodeHistogram(l.histogram)])),
   });
 }
 

@@ -91,7 +91,7 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
         log,
         snapshot: new SnapshotWriter(snapshotBuffer, shards),
         rings: { shardToShard: rings, toBroker, fromBroker },
-        broker: () => ({ stats: { ...broker.stats, ...link.stats }, depth: broker.depth() }) as const,
+        broker: () => ({ stats: { ...broker.stats, ...link.stats }, depth: broker.depth() }),
         requestReports: () => {
           for (const slot of slots) if (table.isUp(slot.index)) slot.worker?.postMessage({ type: 'report' } satisfies PrimaryToShard);
         },

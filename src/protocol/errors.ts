@@ -43,11 +43,11 @@ export type ErrorReason = keyof typeof ErrorReasons;
 
 /**
  * The `code` of the JSON body of HTTP answers outside the WebSocket upgrade (`/health`,
- * `/stats`, `/admin/*`), with their status. PROTOCOL.md lists them; a test checks it does.
+ * `/stats`, `/metrics`, `/alerts`, `/dashboard`, `/admin/*`), with their status. PROTOCOL.md lists them; a test checks it does.
  */
 export const HttpCodes = {
   bad_request: { status: 400, message: 'malformed request (a bad percent-encoding, say)' },
-  unauthorized: { status: 401, message: 'missing or wrong admin token' },
+  unauthorized: { status: 401, message: 'missing or wrong token' },
   forbidden: { status: 403, message: 'not allowed from here' },
   not_found: { status: 404, message: 'no such resource' },
   metrics_disabled: { status: 404, message: 'monitoring.enable_metrics_collection is false' },

@@ -9,6 +9,7 @@ import { encodeRecord, ToBroker, ToShard } from '../link/records.js';
 import { httpError, type ErrorCode, type HttpCode } from '../protocol/errors.js';
 import { encodeAck, encodeWelcome } from '../protocol/json-codec.js';
 import { DoorbellRinger } from '../rings/doorbell.js';
+import { HEADER_BYTES } from '../rings/ring.js';
 import { QueuedRingWriter, type WriteRefusal } from '../link/queued-writer.js';
 import { Latency, type LatencyRecorder } from '../metrics/latencies.js';
 import { reportToFields, type ThreadReport } from '../metrics/report.js';
@@ -67,7 +68,7 @@ export class BrokerLink implements AdminForwarder {
         if (first) log?.error({ code, bytes }, 'record to the broker refused by its ring');
       },
     });
-    this.maxMetricsBytes = this.writer.maxRecord / 2;
+    this.maxMetricsBytes = (options.toBroker.byteLength - HEADER_BYTES) / 4;
     // Whatever waits here was meant for connections of this shard's previous incarnation.
     this.reader = new LinkReader(options.fromBroker, (kind, fields) => this.onRecord(kind, fields), true);
   }
@@ -185,7 +186,7 @@ export class BrokerLink implements AdminForwarder {
           ws.send(frame);
           sent++;
         }
-        this.delivered(f, sent);
+        if (sent > 0) this.delivered(f, sent);
         return;
       }
       case ToShard.DELIVER_SID:

@@ -3,7 +3,7 @@
  * (served with the primary's latency figures by src/metrics/http.ts), answered from the shared
  * shard table so any shard can answer for all of them.
  */
-import { httpError, httpStatusLine } from '../protocol/errors.js';
+import { httpError, httpStatusLine, type HttpCode } from '../protocol/errors.js';
 import { COUNTERS, LINKS, MESSAGING_COUNTERS, byName, shardStatusName, ShardStatus, type LinkName, type LinkState, type ShardTable } from '../shared/shard-table.js';
 import type { HttpResponse, TemplatedApp } from '../util/uws.js';
 
@@ -77,13 +77,16 @@ export function sendJson(res: HttpResponse, status: string, body: unknown): void
   });
 }
 
+/** A coded refusal from the one table (HttpCodes in src/protocol/errors.ts). */
+export function sendError(res: HttpResponse, code: HttpCode, message: string): void {
+  const { status, body } = httpError(code, message);
+  sendJson(res, httpStatusLine(status), body);
+}
+
 export function attachHttpRoutes(app: TemplatedApp, context: HttpContext): void {
   app.get('/health', (res) => {
     const { status, body } = health(context);
     sendJson(res, status, body);
   });
-  app.any('/*', (res) => {
-    const { status, body } = httpError('not_found', 'see /health, /stats, or the WebSocket endpoint');
-    sendJson(res, httpStatusLine(status), body);
-  });
+  app.any('/*', (res) => sendError(res, 'not_found', 'see /health, /stats, or the WebSocket endpoint'));
 }

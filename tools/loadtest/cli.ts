@@ -22,6 +22,8 @@ const HELP = `Usage: npm run loadtest -- [options]
   --host HOST --port N    test a running server (default: start one on a free port);
                           --port defaults to the server's ${LOADTEST_DEFAULTS.port}
   --path PATH             WebSocket endpoint path (default ${LOADTEST_DEFAULTS.path})
+  --monitoring-token T    the server's websocket.monitoring.token, for its /stats and
+                          /stats/histograms (default $WEBSOCKET_MONITORING_TOKEN)
   --output FILE           JSON report (default loadtest-results/loadtest-TIME.json); the
                           HTML report goes beside it with .html
   --html FILE             HTML report path   --no-html   skip it
@@ -51,6 +53,7 @@ export async function main(argv: string[]): Promise<number> {
       host: { type: 'string' },
       port: { type: 'string' },
       path: { type: 'string', default: LOADTEST_DEFAULTS.path },
+      'monitoring-token': { type: 'string' },
       output: { type: 'string' },
       html: { type: 'string' },
       'no-html': { type: 'boolean', default: false },
@@ -107,6 +110,7 @@ export async function main(argv: string[]): Promise<number> {
   if (failUnder !== undefined && !GRADES.includes(failUnder as Grade)) throw new OcsError('E_CONFIG', `--fail-under takes one of ${GRADES.join(', ')}`);
   if (values.host === undefined && values.port !== undefined) throw new OcsError('E_CONFIG', '--port needs --host (without --host the load tester starts its own server)');
 
+  const monitoringToken = values['monitoring-token'] ?? process.env.WEBSOCKET_MONITORING_TOKEN;
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const jsonFile = values.output ?? `loadtest-results/loadtest-${stamp}.json`;
   const htmlFile = values['no-html'] ? null : (values.html ?? jsonFile.replace(/\.json$/i, '') + '.html');
@@ -128,6 +132,7 @@ export async function main(argv: string[]): Promise<number> {
       scenarios,
       ...(values.host !== undefined && { host: values.host, port: num('port', values.port, true) ?? LOADTEST_DEFAULTS.port }),
       path: values.path,
+      ...(monitoringToken && { monitoringToken }),
       ...(values['server-command'] && { serverCommand: values['server-command'].split(' ').filter(Boolean) }),
       shards: num('shards', values.shards, true) ?? LOADTEST_DEFAULTS.shards,
       threads: num('threads', values.threads, true) ?? defaultThreads(),

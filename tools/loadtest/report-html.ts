@@ -9,6 +9,7 @@ import { dirname } from 'node:path';
 import { duplicatesText, fmtBytes, fmtMs, fmtPct, fmtRate, pacingText } from './format.js';
 import { gradeTableMarkdown } from './grading.js';
 import type { RunReport, ScenarioReport } from './report-types.js';
+import { sideBySideRows, windowNote } from './report-server.js';
 
 const W = 640;
 const H = 300;
@@ -149,11 +150,15 @@ function row(cells: string[], tag = 'td'): string {
 function scenarioSection(s: ScenarioReport): string {
   const l = s.latency;
   const lat = (name: string, v: typeof l.fanout): string => row([esc(name), fmtMs(v.p50Ms), fmtMs(v.p95Ms), fmtMs(v.p99Ms), fmtMs(v.p999Ms), fmtMs(v.maxMs), String(v.count)]);
+  const sideBySide = `<table class="server-window"><tr><th>whose</th><th>latency (ms)</th><th>P50</th><th>P95</th><th>P99</th><th>P99.9</th><th>count</th></tr>${sideBySideRows(s)
+    .map((r) => row([r.side, esc(r.label), fmtMs(r.p50Ms), fmtMs(r.p95Ms), fmtMs(r.p99Ms), fmtMs(r.p999Ms), String(r.count)]))
+    .join('')}</table><p>${esc(windowNote(s))}</p>`;
+  const fallback = s.server.window?.available
+    ? ''
+    : `<table><tr><th>server /stats</th><th>P50</th><th>P95</th><th>P99</th></tr>${s.server.stats.latencies.map((m) => row([esc(`${m.metric} (${m.unit})`), String(m.p50), String(m.p95), String(m.p99)])).join('')}</table>`;
   const server = s.server.stats.available
-    ? `<table><tr><th>metric</th><th>P50</th><th>P95</th><th>P99</th></tr>${row(['load tester: fan-out (ms)', fmtMs(l.fanout.p50Ms), fmtMs(l.fanout.p95Ms), fmtMs(l.fanout.p99Ms)])}${s.server.stats.latencies
-        .map((m) => row([esc(`server: ${m.metric} (${m.unit})`), String(m.p50), String(m.p95), String(m.p99)]))
-        .join('')}</table><p>${esc(Object.entries(s.server.stats.resources).map(([k, v]) => `${k}=${v}`).join(', '))}</p>`
-    : `<p>Server /stats: not available (${esc(s.server.stats.reason ?? '')})</p>`;
+    ? `${sideBySide}${fallback}<p>${esc(Object.entries(s.server.stats.resources).map(([k, v]) => `${k}=${v}`).join(', '))}</p>`
+    : `${sideBySide}<p>Server /stats: not available (${esc(s.server.stats.reason ?? '')})</p>`;
   return `
 <section>
 <h2>${esc(s.name)} <span class="grade g${esc(s.grade.grade.replace('+', 'p'))}">${esc(s.grade.grade)}</span></h2>

@@ -1,6 +1,7 @@
 /** The report as text for the terminal: one summary table, then what each scenario needs said. */
 import { duplicatesText, fmtBytes, fmtMs, fmtPct, fmtRate, pacingText, table } from './format.js';
 import type { RunReport, ScenarioReport } from './report-types.js';
+import { sideBySideRows, windowNote } from './report-server.js';
 
 export function renderTerminal(r: RunReport): string {
   const out: string[] = [];
@@ -90,12 +91,16 @@ function scenarioDetail(s: ScenarioReport): string[] {
 function serverSideBySide(s: ScenarioReport): string[] {
   const sv = s.server;
   const res = `server resources: RSS ${fmtBytes(sv.rssStartBytes)} → ${fmtBytes(sv.rssEndBytes)} (peak ${fmtBytes(sv.rssPeakBytes)}), CPU ${sv.cpuPercent === null ? 'n/a' : `${sv.cpuPercent.toFixed(0)}% of a core`}`;
-  if (!sv.stats.available) return [`  server /stats: not available (${sv.stats.reason ?? 'unknown'})`, ...(sv.launched ? [`  ${res}`] : [])];
-  const lines = [`  server's own view (/stats) beside the load tester's:`];
-  lines.push(`    ${'metric'.padEnd(28)} ${'P50'.padStart(8)} ${'P95'.padStart(8)} ${'P99'.padStart(8)}`);
-  lines.push(`    ${'loadtest fan-out (ms)'.padEnd(28)} ${fmtMs(s.latency.fanout.p50Ms).padStart(8)} ${fmtMs(s.latency.fanout.p95Ms).padStart(8)} ${fmtMs(s.latency.fanout.p99Ms).padStart(8)}`);
-  for (const m of sv.stats.latencies) {
-    lines.push(`    ${`server ${m.metric} (${m.unit})`.padEnd(28)} ${String(m.p50).padStart(8)} ${String(m.p95).padStart(8)} ${String(m.p99).padStart(8)}`);
+  const lines = [`  latency (ms), the load tester's end to end beside the server's own over the same window:`];
+  lines.push(`    ${''.padEnd(12)}${'latency (ms)'.padEnd(44)} ${'P50'.padStart(8)} ${'P95'.padStart(8)} ${'P99'.padStart(8)} ${'P99.9'.padStart(8)} ${'count'.padStart(9)}`);
+  for (const r of sideBySideRows(s)) {
+    lines.push(`    ${r.side.padEnd(12)}${r.label.padEnd(44)} ${fmtMs(r.p50Ms).padStart(8)} ${fmtMs(r.p95Ms).padStart(8)} ${fmtMs(r.p99Ms).padStart(8)} ${fmtMs(r.p999Ms).padStart(8)} ${String(r.count).padStart(9)}`);
+  }
+  lines.push(`  ${windowNote(s)}`);
+  if (!sv.stats.available) return [...lines, `  server /stats: not available (${sv.stats.reason ?? 'unknown'})`, ...(sv.launched ? [`  ${res}`] : [])];
+  // A server without the window: whatever percentiles its /stats holds, as it gives them.
+  if (!sv.window?.available) {
+    for (const m of sv.stats.latencies) lines.push(`    ${`server /stats ${m.metric} (${m.unit})`.padEnd(56)} ${String(m.p50).padStart(8)} ${String(m.p95).padStart(8)} ${String(m.p99).padStart(8)}`);
   }
   const resources = Object.entries(sv.stats.resources);
   if (resources.length) lines.push(`    server-reported: ${resources.slice(0, 8).map(([k, v]) => `${k}=${v}`).join(', ')}`);

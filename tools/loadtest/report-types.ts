@@ -5,6 +5,7 @@ import type { GradeResult, GradeRow } from './grading.js';
 import type { LatencySummary } from '../lib/histogram.js';
 import type { ScenarioSpec } from './scenarios.js';
 import type { ServerStats } from './server-stats.js';
+import type { ServerWindow } from './server-window.js';
 
 export const REPORT_FORMAT = 'ocs-loadtest/1';
 
@@ -113,6 +114,8 @@ export interface ScenarioReport {
     /** CPU of the server process over the run, % of one core */
     cpuPercent: number | null;
     stats: ServerStats;
+    /** The server's own merged latency over the measured window (server-window.ts): a lower bound of the end-to-end figures. */
+    window: ServerWindow;
   };
   ramp?: { peakConnections: number; stoppedBy: 'limit' | 'errors' | 'duration'; note: string };
   drift?: {

@@ -43,6 +43,8 @@ export interface RunOptions {
   onProgress?: (u: ProgressUpdate) => void;
   log?: (line: string) => void;
   verbose?: boolean;
+  /** websocket.monitoring.token of the target, for /stats and /stats/histograms. */
+  monitoringToken?: string;
   /** Echoed into the report. */
   options?: Record<string, unknown>;
   signal?: AbortSignal;

@@ -14,6 +14,7 @@ import type { ScenarioReport, SeriesPoint } from './report-types.js';
 import { offeredRates, type ScenarioSpec } from './scenarios.js';
 import type { LaunchedServer } from './server-launcher.js';
 import type { ServerStats } from './server-stats.js';
+import { WINDOW_METHOD, type ServerWindow } from './server-window.js';
 import { HISTOGRAM_NAMES, addCounters, emptyCounters, type WorkerResult } from './types.js';
 
 /** The generator's schedule lag is noted when its P50 is at least this share of the graded latency's P50. */
@@ -38,6 +39,7 @@ export interface BuildInput {
   rssStart: number | null;
   rssPeak: number | null;
   stats: ServerStats;
+  window: ServerWindow;
   threads: number;
 }
 
@@ -189,6 +191,7 @@ export function buildReport(b: BuildInput): ScenarioReport {
       rssPeakBytes: b.rssPeak,
       cpuPercent: serverCpuEnd !== null && b.serverCpuStart !== null ? round3(((serverCpuEnd - b.serverCpuStart) / b.wallSeconds) * 100) : null,
       stats: b.stats,
+      window: b.window,
     },
     timeSeries: b.series,
     grade,
@@ -250,7 +253,7 @@ export function failedReport(spec: ScenarioSpec, startedAt: string, wallSeconds:
     errors: { count: 0, operations: 0, rate: 0, errFrames: {}, pubsRejected: 0, sendsRejected: 0, pubsDeferred: 0 },
     send: { supported: false, note: 'scenario failed', unsupportedReplies: 0 },
     generator: { threads: 0, transport: '', eluPerThread: [], cpuPercent: 0, lateSends: 0, lateFraction: 0, pacing: { blockedPercent: 0, spinPercent: 0 }, maxBufferedBytes: 0, bottleneck: false, reasons: [] },
-    server: { launched: false, rssStartBytes: null, rssEndBytes: null, rssPeakBytes: null, cpuPercent: null, stats: { available: false, reason: 'scenario failed', latencies: [], resources: {} } },
+    server: { launched: false, rssStartBytes: null, rssEndBytes: null, rssPeakBytes: null, cpuPercent: null, stats: { available: false, reason: 'scenario failed', latencies: [], resources: {} }, window: { available: false, reason: 'scenario failed', method: WINDOW_METHOD, latencies: {} } },
     timeSeries: [],
     grade: { grade: 'F', points: 0, reasons: [`the scenario failed: ${error}`] },
     notes: [],

@@ -16,6 +16,7 @@ import { buildReport, failedReport } from './scenario-report.js';
 import type { ScenarioSpec } from './scenarios.js';
 import type { LaunchedServer } from './server-launcher.js';
 import { fetchServerStats } from './server-stats.js';
+import { markServerHistograms, serverWindow } from './server-window.js';
 import type { WorkerResult } from './types.js';
 
 /** What every scenario of a run shares: the target, what it supports, and the run's options. */
@@ -67,6 +68,7 @@ export async function runScenario(spec: ScenarioSpec, ctx: ScenarioContext): Pro
       threads: t,
       host: ctx.host,
       port: ctx.port,
+      ...(ctx.opts.monitoringToken !== undefined && { token: ctx.opts.monitoringToken }),
       server: ctx.server,
       rssStart,
       wallStartUs: wallStart,
@@ -82,11 +84,15 @@ export async function runScenario(spec: ScenarioSpec, ctx: ScenarioContext): Pro
     sm.measureStartUs = monoUs() + spec.warmupS * 1e6;
     sm.measureEndUs = sm.measureStartUs + spec.durationS * 1e6;
     t.broadcast({ type: 'timeline', measureStartUs: sm.measureStartUs, measureEndUs: sm.measureEndUs });
+    sm.markServerWindow();
     const finishBudgetMs = (spec.warmupS + spec.durationS + spec.drainS) * 1000 + 30_000;
     await withTimeout(t.finished.promise, finishBudgetMs, 'waiting for the loadgen threads to finish');
     const results = t.finals as WorkerResult[];
     if (ctx.opts.signal?.aborted) sm.measureEndUs = Math.min(sm.measureEndUs, monoUs());
-    const stats = await (sm.statsAtLoad ?? fetchServerStats(ctx.host, ctx.port));
+    const stats = await (sm.statsAtLoad ?? fetchServerStats(ctx.host, ctx.port, 2000, ctx.opts.monitoringToken));
+    // Ended early (Ctrl-C): the window ends now.
+    sm.windowEnd ??= markServerHistograms(sm.target());
+    const window = serverWindow(await (sm.windowStart ?? 'the measured window never started'), await sm.windowEnd);
     return buildReport({
       spec,
       server: ctx.server,
@@ -105,6 +111,7 @@ export async function runScenario(spec: ScenarioSpec, ctx: ScenarioContext): Pro
       rssStart,
       rssPeak: sm.rssPeak,
       stats,
+      window,
       threads: threadCount,
     });
   } catch (err) {

@@ -12,6 +12,7 @@ import type { ProgressUpdate } from './runner.js';
 import type { ScenarioSpec } from './scenarios.js';
 import type { LaunchedServer } from './server-launcher.js';
 import { fetchServerStats, type ServerStats } from './server-stats.js';
+import { markServerHistograms, type WindowTarget } from './server-window.js';
 import { addCounters, emptyCounters, type Counters } from './types.js';
 
 export interface SamplerSetup {
@@ -19,6 +20,8 @@ export interface SamplerSetup {
   threads: LoadgenThreads;
   host: string;
   port: number;
+  /** websocket.monitoring.token of the target, when it has one. */
+  token?: string;
   server: LaunchedServer | null;
   /** The server's RSS when the scenario started, and when it did (monoUs). */
   rssStart: number | null;
@@ -41,6 +44,10 @@ export class ScenarioSampler {
   statsAtLoad: Promise<ServerStats> | null = null;
   measureStartUs = Number.POSITIVE_INFINITY;
   measureEndUs = Number.POSITIVE_INFINITY;
+  /** The server's histograms read as the measured window starts and as it ends (server-window.ts). */
+  windowStart: ReturnType<typeof markServerHistograms> | null = null;
+  windowEnd: ReturnType<typeof markServerHistograms> | null = null;
+  private readonly windowTimers: NodeJS.Timeout[] = [];
 
   private readonly expectedS: number;
   private lastSampleUs = monoUs();
@@ -59,6 +66,20 @@ export class ScenarioSampler {
 
   stop(): void {
     if (this.timer) clearInterval(this.timer);
+    for (const timer of this.windowTimers) clearTimeout(timer);
+  }
+
+  /** Once the window is set: reads the server's histograms at its start and at its end, on time rather than at the next sample. */
+  markServerWindow(): void {
+    const at = (us: number, mark: () => void): void => {
+      this.windowTimers.push(setTimeout(mark, Math.max(0, (us - monoUs()) / 1000)));
+    };
+    at(this.measureStartUs, () => (this.windowStart = markServerHistograms(this.target())));
+    at(this.measureEndUs, () => (this.windowEnd ??= markServerHistograms(this.target())));
+  }
+
+  target(): WindowTarget {
+    return { host: this.s.host, port: this.s.port, ...(this.s.token !== undefined && { token: this.s.token }) };
   }
 
   private sample(): void {
@@ -103,7 +124,7 @@ export class ScenarioSampler {
         this.s.log?.(`ramp stopped: ${this.rampStop}`);
       }
     }
-    if (this.statsAtLoad === null && now >= this.measureEndUs) this.statsAtLoad = fetchServerStats(this.s.host, this.s.port);
+    if (this.statsAtLoad === null && now >= this.measureEndUs) this.statsAtLoad = fetchServerStats(this.s.host, this.s.port, 2000, this.s.token);
     this.lastTotals = totals;
     const elapsedS = (now - this.s.wallStartUs) / 1e6;
     const phase = !Number.isFinite(this.measureStartUs) ? 'connecting' : now < this.measureStartUs ? 'warm-up' : now < this.measureEndUs ? 'measuring' : 'draining';

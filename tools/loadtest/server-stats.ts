@@ -23,10 +23,10 @@ export interface ServerStats {
   raw?: unknown;
 }
 
-export async function fetchServerStats(host: string, port: number, timeoutMs = 2000): Promise<ServerStats> {
+export async function fetchServerStats(host: string, port: number, timeoutMs = 2000, token?: string): Promise<ServerStats> {
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}/stats`;
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    const res = await fetch(url, { headers: token ? { authorization: `Bearer ${token}` } : {}, signal: AbortSignal.timeout(timeoutMs) });
     if (!res.ok) return { available: false, reason: `HTTP ${res.status}`, latencies: [], resources: {} };
     const raw = (await res.json()) as unknown;
     return { available: true, ...extractStats(raw), raw };
