@@ -3,7 +3,8 @@
  * 2-shard server carrying real pubs across its shards. The page draws from /stats and /alerts
  * and exposes what it drew (data-last, data-series, ...); the test compares that with the
  * /stats documents it reads itself, keyed by the interval they describe (metrics_at), and
- * saves a screenshot to docs/dashboard.png (shown in the README).
+ * saves a screenshot: to docs/dashboard.png (shown in the README) with UPDATE_SCREENSHOT=1,
+ * else to a temp file, so that `npm test` leaves the work tree as it found it.
  */
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -19,7 +20,8 @@ import { startProcess, testConfig, type ServerProcess } from './helpers/server.j
 
 const CHROMIUM = '/usr/bin/chromium';
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-const SCREENSHOT = fileURLToPath(new URL('../../docs/dashboard.png', import.meta.url));
+const SCREENSHOT =
+  process.env.UPDATE_SCREENSHOT === '1' ? fileURLToPath(new URL('../../docs/dashboard.png', import.meta.url)) : join(tmpdir(), `ocs-dashboard-${process.pid}.png`);
 const TOKEN = 'dashboard-token';
 const INTERVAL_S = 0.25;
 const PUBS_PER_TICK = 4;
