@@ -150,7 +150,6 @@ export function renderPrometheus(view: MetricsView): string {
   out.family('ocs_messages_stored', 'gauge', 'Broker: stored messages not yet acknowledged or dead-lettered (the queue depth)').sample('ocs_messages_stored', null, view.depth.stored);
   out.family('ocs_messages_stored_bytes', 'gauge', 'Broker: bytes of data of the messages held now').sample('ocs_messages_stored_bytes', null, view.broker.stored_bytes);
   out.family('ocs_messages_inflight', 'gauge', 'Broker: delivered messages awaiting their ack').sample('ocs_messages_inflight', null, view.depth.inflight);
-  out.family('ocs_messages_stored_bytes', 'gauge', 'Broker: bytes of data of the stored messages').sample('ocs_messages_stored_bytes', null, view.broker.stored_bytes);
   out.family('ocs_messages_pending', 'gauge', 'Broker: stored messages not yet delivered (recipient offline, or scheduled)').sample('ocs_messages_pending', null, view.depth.stored - view.depth.inflight);
 
   const r = view.resources;

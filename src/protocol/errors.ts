@@ -50,11 +50,9 @@ export const HttpCodes = {
   unauthorized: { status: 401, message: 'missing or wrong token' },
   forbidden: { status: 403, message: 'not allowed from here' },
   not_found: { status: 404, message: 'no such resource' },
-  metrics_disabled: { status: 404, message: 'monitoring.enable_metrics_collection is false' },
   conflict: { status: 409, message: 'not possible in the current state' },
   internal_error: { status: 500, message: 'the server failed on this request' },
   unavailable: { status: 503, message: 'the server cannot take this request now; retry shortly' },
-  not_ready: { status: 503, message: 'no metrics rendered yet; retry shortly' },
   timeout: { status: 504, message: 'the message broker did not answer in time' },
 } as const;
 
