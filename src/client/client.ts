@@ -66,6 +66,9 @@ export class OcsClient extends Emitter<ClientEvents> {
   private everOpened = false;
   private attempt = 0;
   private received = 0;
+  private handed = 0;
+  private duplicates = 0;
+  private connections = 0;
   private timers = new Map<'reconnect' | 'connect' | 'stable' | 'heartbeat', ReturnType<typeof setTimeout>>();
   private connectWaiters: Array<{ resolve(w: Welcome): void; reject(e: OcsError): void }> = [];
 
@@ -83,6 +86,11 @@ export class OcsClient extends Emitter<ClientEvents> {
 
   get state(): ConnectionState {
     return this.currentState;
+  }
+
+  /** Counters since the client was made: frames received, messages handed over, duplicates dropped, connections opened. */
+  get stats(): Readonly<{ frames: number; messages: number; duplicates: number; connections: number }> {
+    return { frames: this.received, messages: this.handed, duplicates: this.duplicates, connections: this.connections };
   }
 
   /** The current connection's `welcome` (null while there is none). */
@@ -245,6 +253,7 @@ export class OcsClient extends Emitter<ClientEvents> {
     this.welcomeFrame = welcome;
     const reconnected = this.everOpened;
     this.everOpened = true;
+    this.connections++;
     this.setState('open');
     const policy = this.policy;
     if (policy !== false) this.setTimer('stable', policy.stableMs, () => (this.attempt = 0));
@@ -325,6 +334,7 @@ export class OcsClient extends Emitter<ClientEvents> {
     if (msg.offset !== undefined && typeof msg.group === 'string') verdict = this.book.check(msg.group, msg.offset, msg.epoch);
     if (verdict !== 'duplicate' && !this.seen.add(msg.id)) verdict = 'duplicate';
     if (verdict === 'duplicate') {
+      this.duplicates++;
       // Redelivered because our ack was lost: acknowledge it again (if the application did).
       if (msg.ackReq === true && (this.autoAck || this.acked.has(msg.id))) this.sendIfOpen({ op: 'ack', id: msg.id });
       return;
@@ -335,6 +345,7 @@ export class OcsClient extends Emitter<ClientEvents> {
       this.seen.delete(msg.id);
       return;
     }
+    this.handed++;
     if (msg.ackReq === true && this.autoAck) this.sendIfOpen({ op: 'ack', id: msg.id });
   }
 
