@@ -305,6 +305,7 @@ export class OcsClient extends Emitter<ClientEvents> {
         if (Array.isArray(frame.msgs)) for (const msg of frame.msgs as Message[]) this.deliver(msg);
         return;
       case 'welcome':
+        if (typeof frame.user !== 'string' || typeof frame.sid !== 'string' || this.currentState === 'open') return;
         return this.onWelcome(frame);
       case 'joined':
         if (ref !== undefined) this.onJoined(ref, frame);
