@@ -7,7 +7,9 @@
 import { LinkReader } from '../link/reader.js';
 import { encodeRecord, ToBroker, ToShard } from '../link/records.js';
 import { httpError, type ErrorCode, type HttpCode } from '../protocol/errors.js';
+import type { Since } from '../protocol/frames.js';
 import { encodeAck, encodeWelcome } from '../protocol/json-codec.js';
+import { encodePubAck } from '../protocol/json-group-frames.js';
 import { DoorbellRinger } from '../rings/doorbell.js';
 import { HEADER_BYTES } from '../rings/ring.js';
 import { QueuedRingWriter, type WriteRefusal } from '../link/queued-writer.js';
@@ -18,6 +20,7 @@ import type { Logger } from '../util/logger.js';
 import type { AdminForwarder } from './admin-http.js';
 import type { Connection, Socket } from './connection.js';
 import type { Fail } from './fail.js';
+import type { GroupOps } from './group-ops.js';
 import type { LocalGroups } from './groups.js';
 import type { ConnectionRegistry } from './registry.js';
 
@@ -32,6 +35,8 @@ export interface BrokerLinkOptions {
   registry: ConnectionRegistry;
   /** Where processed group messages are published. */
   groups: LocalGroups;
+  /** Where the broker's answers to joins and leaves of history groups go (set once the shard built it). */
+  groupOps?: Pick<GroupOps, 'joined' | 'left'>;
   counters: Float64Array;
   fail: Fail;
   /** Where the send latency (store commit → handed to uWS) is recorded. */
@@ -101,8 +106,9 @@ export class BrokerLink implements AdminForwarder {
     this.writer.write(encodeRecord(ToBroker.PRESENCE, [conn.sid, conn.user, online]));
   }
 
-  joined(conn: Connection, group: string): void {
-    this.writer.write(encodeRecord(ToBroker.MEMBERSHIP, [conn.sid, group, 1, conn.weight]));
+  /** The connection became a member of `group`, or changed whether it `watch`es its presence events. */
+  joined(conn: Connection, group: string, watch = false): void {
+    this.writer.write(encodeRecord(ToBroker.MEMBERSHIP, [conn.sid, group, 1, conn.weight, watch ? 1 : 0]));
   }
 
   left(conn: Connection, group: string): void {
@@ -113,9 +119,30 @@ export class BrokerLink implements AdminForwarder {
     this.writer.write(encodeRecord(ToBroker.ACK, [conn.sid, conn.user, id]));
   }
 
-  /** A `pub` whose data.type has a processor: the broker runs it and publishes the result. */
-  pub(conn: Connection, group: string, data: unknown, pri: number, ref: string | undefined, type: string): void {
-    this.writeFor(conn, ref, encodeRecord(ToBroker.PUB, [conn.sid, ref ?? null, conn.user, group, JSON.stringify(data), pri, type]));
+  /**
+   * A `pub` whose data.type has a processor (`type`: the broker runs it), or to a group that
+   * keeps history (the broker gives it its offset), then publishes it to every shard.
+   */
+  pub(conn: Connection, group: string, data: unknown, pri: number, ref: string | undefined, type: string | null, receivedAt: number): void {
+    this.writeFor(conn, ref, encodeRecord(ToBroker.PUB, [conn.sid, ref ?? null, conn.user, group, JSON.stringify(data), pri, type, receivedAt]));
+  }
+
+  /** A join of a group that keeps history (after its MEMBERSHIP): answered JOINED, in the group's sequence. */
+  groupJoin(conn: Connection, group: string, ref: string | undefined, since: Since | undefined): void {
+    this.writeFor(conn, ref, encodeRecord(ToBroker.GROUP_JOIN, [conn.sid, group, ref ?? null, since?.offset ?? -1, since?.epoch ?? null]));
+  }
+
+  groupLeave(conn: Connection, group: string, ref: string | undefined): void {
+    this.writeFor(conn, ref, encodeRecord(ToBroker.GROUP_LEAVE, [conn.sid, group, ref ?? null]));
+  }
+
+  presenceQuery(conn: Connection, group: string, ref: string | undefined, counts: boolean): void {
+    this.writeFor(conn, ref, encodeRecord(ToBroker.PRESENCE_QUERY, [conn.sid, group, ref ?? null, counts ? 1 : 0]));
+  }
+
+  /** `limit` 0: the broker's history.max_page. */
+  historyQuery(conn: Connection, group: string, ref: string | undefined, since: number, limit: number): void {
+    this.writeFor(conn, ref, encodeRecord(ToBroker.HISTORY, [conn.sid, group, ref ?? null, since, limit]));
   }
 
   send(conn: Connection, to: string, data: unknown, pri: number, ref: string | undefined, at: number | undefined, type: string | null): void {
@@ -192,9 +219,11 @@ export class BrokerLink implements AdminForwarder {
       case ToShard.DELIVER_SID:
         if (this.sendTo(f[0] as string, f[1] as string)) this.delivered(f, 1);
         return;
-      case ToShard.SENDER_ACK:
-        this.sendTo(f[0] as string, encodeAck((f[1] as string | null) ?? undefined, f[2] as string));
+      case ToShard.SENDER_ACK: {
+        const ref = (f[1] as string | null) ?? undefined;
+        this.sendTo(f[0] as string, f.length > 3 ? encodePubAck(ref, f[2] as string, f[3] as number) : encodeAck(ref, f[2] as string));
         return;
+      }
       case ToShard.WELCOME: {
         const ws = registry.sid(f[0] as string);
         if (!ws) return;
@@ -211,10 +240,17 @@ export class BrokerLink implements AdminForwarder {
         return;
       }
       case ToShard.GROUP_PUB:
-        this.options.groups.publish(f[0] as string, Buffer.from(f[1] as string));
+        if (this.options.groups.publish(f[0] as string, Buffer.from(f[1] as string)) > 0 && f.length > 2) this.options.latency.since(Latency.pub, f[2] as number);
         return;
       case ToShard.ADMIN_REPLY:
         return this.answerAdmin(f[0] as number, f[1] as number, f[2] as string);
+      case ToShard.REPLY:
+        this.sendTo(f[0] as string, f[1] as string);
+        return;
+      case ToShard.JOINED:
+        return this.options.groupOps?.joined(f);
+      case ToShard.LEFT:
+        return this.options.groupOps?.left(f);
     }
   }
 

@@ -40,6 +40,10 @@ export interface Connection {
   weight: number;
   /** True once the broker was told this connection is online (it owes a `welcome`). */
   announced: boolean;
+  /** Groups whose presence events it watches (null: none). */
+  watching: Set<string> | null;
+  /** Per group that keeps history, its joins and leaves the broker has not answered yet, oldest first (group-ops.ts). */
+  groupOps: Map<string, number[]> | null;
 }
 
 export interface HeldFrame {
@@ -73,6 +77,8 @@ export function newConnection(sid: string, user: string | null, allowed: GroupMa
     unauthenticatedIp: null,
     weight: 0,
     announced: false,
+    watching: null,
+    groupOps: null,
   };
 }
 

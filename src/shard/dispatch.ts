@@ -1,15 +1,17 @@
 /**
  * Every frame a client sends, in order: size limit, rate limit, decode, then its op —
- * join/leave/pub locally (a `pub` is encoded once, published here and forwarded to the other
- * shards), send/any/ack and processed pubs through the broker. This is the hot path: a frame
- * is decoded once and a `pub` encoded once for every recipient; add nothing per frame here.
+ * pub locally (a `pub` is encoded once, published here and forwarded to the other shards),
+ * join/leave/presence/history in group-ops.ts, send/any/ack, processed pubs and pubs to groups
+ * that keep history through the broker. This is the hot path: a frame is decoded once and a
+ * `pub` encoded once for every recipient; add nothing per frame here.
  */
 import { typeOfData } from '../link/records.js';
 import { epochMs } from '../metrics/clock.js';
 import { Latency, type LatencyRecorder } from '../metrics/latencies.js';
 import { ErrorCodes } from '../protocol/errors.js';
 import type { ClientFrame } from '../protocol/frames.js';
-import { decodeJson, encodeAck, encodeError, encodeFrameError, encodeGroupMsg, encodeJoined, encodeLeft, encodePong } from '../protocol/json-codec.js';
+import { decodeJson, encodeAck, encodeError, encodeFrameError, encodeGroupMsg, encodePong } from '../protocol/json-codec.js';
+import type { HistoryPatterns } from '../shared/history-patterns.js';
 import { Counter } from '../shared/shard-table.js';
 import type { Logger } from '../util/logger.js';
 import type { Admission } from './admission.js';
@@ -17,6 +19,7 @@ import type { BrokerLink } from './broker-link.js';
 import type { Connection, RateLimiter, Socket } from './connection.js';
 import type { CrossShard } from './cross-shard.js';
 import type { Fail } from './fail.js';
+import type { GroupOps } from './group-ops.js';
 import type { LocalGroups } from './groups.js';
 
 /**
@@ -32,7 +35,6 @@ export interface DispatchLimits {
   messagesPerSecond: number;
   rateViolationsBeforeClose: number;
   badFramesBeforeClose: number;
-  maxGroupsPerConnection: number;
   requireMembership: boolean;
   /** Bytes waiting for the ring to the broker beyond which send/any are refused. */
   brokerBacklogLimit: number;
@@ -47,9 +49,13 @@ export interface DispatchOptions {
   /** Message ids of pubs are this prefix plus a per-shard sequence. */
   msgIdPrefix: string;
   admission: Pick<Admission, 'authenticate' | 'refresh'>;
-  link: Pick<BrokerLink, 'backlog' | 'ack' | 'joined' | 'left' | 'pub' | 'send' | 'any'>;
+  link: Pick<BrokerLink, 'backlog' | 'ack' | 'pub' | 'send' | 'any'>;
   cross: Pick<CrossShard, 'canAccept' | 'forwardPub'>;
   groups: LocalGroups;
+  /** join, leave, presence and history. */
+  groupOps: Pick<GroupOps, 'join' | 'leave' | 'presence' | 'history'>;
+  /** Which groups keep history: their pubs go through the broker (websocket.history). */
+  history: HistoryPatterns;
   /** `data.type` values with a processor at start-up. */
   processorTypes: readonly string[];
   /** Where the pub latency is recorded. */
@@ -62,6 +68,8 @@ export class Dispatcher {
   private readonly counters: Float64Array;
   private readonly fail: Fail;
   private readonly link: DispatchOptions['link'];
+  /** null when no group keeps history: then pubs never ask. */
+  private readonly history: HistoryPatterns | null;
   /** `data.type` values with a processor: pubs carrying one detour through the broker. */
   private processorTypes: Set<string>;
   private msgSeq = 0;
@@ -74,6 +82,7 @@ export class Dispatcher {
     this.counters = options.counters;
     this.fail = options.fail;
     this.link = options.link;
+    this.history = options.history.any ? options.history : null;
     this.processorTypes = new Set(options.processorTypes);
   }
 
@@ -171,14 +180,13 @@ export class Dispatcher {
       case 'ack':
         return this.link.ack(conn, frame.id);
       case 'join':
-        return this.join(ws, conn, frame.group, frame.ref);
+        return this.options.groupOps.join(ws, conn, frame);
       case 'leave':
-        if (conn.groups.delete(frame.group)) {
-          ws.unsubscribe(frame.group);
-          this.link.left(conn, frame.group);
-        }
-        ws.send(encodeLeft(frame.group, frame.ref));
-        return;
+        return this.options.groupOps.leave(ws, conn, frame.group, frame.ref);
+      case 'presence':
+        return this.options.groupOps.presence(ws, conn, frame);
+      case 'history':
+        return this.options.groupOps.history(ws, conn, frame);
       case 'ping':
         ws.send(encodePong(frame.t, Date.now()));
         return;
@@ -187,24 +195,13 @@ export class Dispatcher {
     }
   }
 
-  private join(ws: Socket, conn: Connection, group: string, ref: string | undefined): void {
-    if (conn.allowed !== null && !conn.allowed.allows(group)) return this.fail(ws, conn, 'E_FORBIDDEN', `not allowed to join ${group}`, ref);
-    if (!conn.groups.has(group)) {
-      const max = this.limits.maxGroupsPerConnection;
-      if (conn.groups.size >= max) return this.fail(ws, conn, 'E_FORBIDDEN', `at most ${max} groups per connection`, ref);
-      conn.groups.add(group);
-      ws.subscribe(group);
-      this.link.joined(conn, group);
-    }
-    ws.send(encodeJoined(group, ref));
-  }
-
   private pub(ws: Socket, conn: Connection, group: string, data: unknown, pri: number, ref: string | undefined): void {
     if (this.limits.requireMembership && !conn.groups.has(group)) {
       return this.fail(ws, conn, 'E_NOT_MEMBER', `join ${group} before publishing to it`, ref);
     }
     if (conn.allowed !== null && !conn.allowed.allows(group)) return this.fail(ws, conn, 'E_FORBIDDEN', `not allowed to publish to ${group}`, ref);
     if (this.processorTypes.size > 0 && this.detourPub(conn, group, data, pri, ref)) return;
+    if (this.history !== null && this.history.keeps(group)) return this.historyPub(ws, conn, group, data, pri, ref);
     const { cross, groups } = this.options;
     if (!cross.canAccept()) {
       this.counters[Counter.ring_overloaded]!++;
@@ -223,8 +220,15 @@ export class Dispatcher {
     const type = typeOfData(data);
     if (type === null || !this.processorTypes.has(type)) return false;
     this.counters[Counter.pubs]!++;
-    this.link.pub(conn, group, data, pri, ref, type);
+    this.link.pub(conn, group, data, pri, ref, type, this.receivedAt);
     return true;
+  }
+
+  /** A pub to a group that keeps history: the broker gives it its offset and publishes it to every shard. */
+  private historyPub(ws: Socket, conn: Connection, group: string, data: unknown, pri: number, ref: string | undefined): void {
+    if (this.brokerBusy(ws, conn, ref)) return;
+    this.counters[Counter.pubs]!++;
+    this.link.pub(conn, group, data, pri, ref, null, this.receivedAt);
   }
 
   private any(ws: Socket, conn: Connection, frame: Extract<ClientFrame, { op: 'any' }>): void {

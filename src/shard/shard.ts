@@ -11,6 +11,7 @@ import { Latency } from '../metrics/latencies.js';
 import { SnapshotReader } from '../metrics/snapshot.js';
 import { ThreadMetrics } from '../metrics/thread-metrics.js';
 import { CloseCodes } from '../protocol/errors.js';
+import { HistoryPatterns } from '../shared/history-patterns.js';
 import { Link, ShardStatus, ShardTable } from '../shared/shard-table.js';
 import type { PrimaryToShard, ShardInit, ShardToPrimary } from '../shared/thread-messages.js';
 import { createLogger, type Logger } from '../util/logger.js';
@@ -22,6 +23,7 @@ import { RateLimiter, type Connection } from './connection.js';
 import { CrossShard } from './cross-shard.js';
 import { Dispatcher } from './dispatch.js';
 import { failer } from './fail.js';
+import { GroupOps } from './group-ops.js';
 import { LocalGroups } from './groups.js';
 import { attachHttpRoutes, stats, type HttpContext } from './http.js';
 import { ipLimitsPerShard } from './ip-limits.js';
@@ -55,6 +57,7 @@ class Shard {
   private readonly cross: CrossShard;
   private readonly admission: Admission;
   private readonly dispatch: Dispatcher;
+  private readonly groupOps: GroupOps;
   private readonly sweeper: Sweeper;
   private listenSocket: us_listen_socket | null = null;
   private graceTimer: NodeJS.Timeout | null = null;
@@ -90,8 +93,11 @@ class Shard {
       fail,
       latency: metrics,
       welcomed: (ws) => this.dispatch.resume(ws),
+      groupOps: { joined: (f) => this.groupOps.joined(f), left: (f) => this.groupOps.left(f) },
       log: this.log,
     });
+    const history = new HistoryPatterns(config.history);
+    this.groupOps = new GroupOps({ patterns: history, maxGroupsPerConnection: limits.max_groups_per_connection, link: this.link, registry, fail });
     this.cross = new CrossShard({
       self: init.shard,
       table: this.table,
@@ -128,7 +134,6 @@ class Shard {
         messagesPerSecond: limits.messages_per_second,
         rateViolationsBeforeClose: limits.rate_violations_before_close,
         badFramesBeforeClose: limits.bad_frames_before_close,
-        maxGroupsPerConnection: limits.max_groups_per_connection,
         requireMembership: config.groups.require_membership,
         brokerBacklogLimit: performance.ring_overflow_bytes,
       },
@@ -141,6 +146,8 @@ class Shard {
       link: this.link,
       cross: this.cross,
       groups,
+      groupOps: this.groupOps,
+      history,
       processorTypes: init.processorTypes,
       latency: metrics,
     });

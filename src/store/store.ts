@@ -30,7 +30,7 @@
  */
 import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, readSync, statfsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { open, type Database, type RootDatabase } from 'lmdb';
+import { open, type Database, type Key, type RootDatabase } from 'lmdb';
 import { OcsError } from '../protocol/errors.js';
 
 export type SyncMode = 'full' | 'overlapping' | 'none';
@@ -145,7 +145,8 @@ export class MessageStore {
     try {
       root = open({
         path,
-        maxDbs: 4,
+        // queue, dlq, and the history's (src/store/history-store.ts), with room to spare.
+        maxDbs: 8,
         // Always a directory holding data.mdb, even when its name has a dot (lmdb-js would take it for a file).
         noSubdir: false,
         overlappingSync: sync === 'overlapping',
@@ -236,6 +237,19 @@ export class MessageStore {
   async purgeDead(): Promise<number> {
     const count = this.dlq.getCount();
     return (await this.settle(() => this.dlq.clearAsync().then(() => true), 0)) ? count : -1;
+  }
+
+  /**
+   * Another named database in this environment, for a part that keeps its own data beside the
+   * queues (src/store/history-store.ts). Its writes go through guardedWrite().
+   */
+  openDb<V, K extends Key>(name: string): Database<V, K> {
+    return this.root.openDB<V, K>({ name });
+  }
+
+  /** A write of about `bytes` to a database from openDb(), guarded as the store's own (room on disk; false, never a rejection). */
+  guardedWrite(write: () => Promise<boolean>, bytes: number): Promise<boolean> {
+    return this.settle(write, bytes);
   }
 
   /** Resolves when everything written so far is on disk (or could not be). */
