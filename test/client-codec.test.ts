@@ -23,7 +23,9 @@ test('msgpack: what msgpackr packs, the client decodes to the same value', () =>
 });
 
 test('msgpack: what the client encodes, msgpackr unpacks to the same value', () => {
-  fc.assert(fc.property(jsonValue, (value) => assert.deepEqual(packr.unpack(encode(value)), value)), { numRuns: 500 });
+  // (msgpackr renames a key __proto__ on the way in: a choice of its own, tested apart below.)
+  const withoutProto = jsonValue.filter((value) => !JSON.stringify(value).includes('"__proto__"'));
+  fc.assert(fc.property(withoutProto, (value) => assert.deepEqual(packr.unpack(encode(value)), value)), { numRuns: 500 });
 });
 
 test('msgpack: every integer width and string length boundary round-trips through msgpackr', () => {
@@ -51,7 +53,8 @@ test('msgpack: hostile bytes are refused, never trusted: truncated, lying length
   refuse([0xdd, 0xff, 0xff, 0xff, 0xff], 'an array claiming 4 billion items in 5 bytes');
   refuse([0xdf, 0x7f, 0xff, 0xff, 0xff], 'a map claiming 2 billion entries');
   refuse([0xdb, 0x00, 0x10, 0x00, 0x00, 0x61], 'a string longer than what is left');
-  refuse([0xc6, 0xff, 0xff, 0xff, 0xff], 'a bin longer than what is left');
+  refuse([0xc4, 0x01, 0x00], 'bin, which the protocol refuses');
+  assert.throws(() => encode({ data: new Uint8Array(2) }), TypeError, 'bin is not encoded either');
   refuse([0xd4, 0x01, 0x00], 'an extension type');
   refuse([0xc1], 'the never-used byte');
   refuse([0x91], 'an array missing its item');

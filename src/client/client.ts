@@ -6,14 +6,15 @@
  * application each message once.
  */
 import { ClientErrorCodes, OcsError, isErrorCode } from '../protocol/errors.js';
-import { jsonCodec, MSGPACK_PROTOCOL, JSON_PROTOCOL, type ClientCodec } from './codec.js';
+import type { ClientCodec } from './codec.js';
+import { Connection } from './connection.js';
 import { Emitter } from './emitter.js';
 import { Groups } from './groups.js';
 import { DEFAULT_RECONNECT, decideReconnect, type ReconnectOptions } from './reconnect.js';
 import { RecoveryBook } from './recovery.js';
 import { Requests } from './requests.js';
 import { SeenIds } from './seen-ids.js';
-import { OPEN, resolveWebSocket, type WebSocketConstructor, type WebSocketLike } from './socket.js';
+import { resolveWebSocket, type WebSocketConstructor } from './socket.js';
 import { TokenKeeper, type TokenSource } from './token.js';
 import type { AnyOptions, ClientEvents, ConnectionState, HistoryPage, JoinOptions, JoinResult, Message, PresenceSnapshot, PublishOptions, SendOptions, Welcome } from './types.js';
 import { toHistoryPage, toPresenceEvent, toPresenceSnapshot } from './replies.js';
@@ -58,8 +59,7 @@ export class OcsClient extends Emitter<ClientEvents> {
   /** Manual mode: ids the application acknowledged, so that a redelivery of them is acknowledged again. */
   private readonly acked: SeenIds;
   private readonly tokens: TokenKeeper | null;
-  private socket: WebSocketLike | null = null;
-  private codec: ClientCodec = jsonCodec;
+  private connection: Connection | null = null;
   private msgpack: ClientCodec | null = null;
   private currentState: ConnectionState = 'idle';
   private welcomeFrame: Welcome | null = null;
@@ -69,7 +69,7 @@ export class OcsClient extends Emitter<ClientEvents> {
   private handed = 0;
   private duplicates = 0;
   private connections = 0;
-  private timers = new Map<'reconnect' | 'connect' | 'stable' | 'heartbeat', ReturnType<typeof setTimeout>>();
+  private timers = new Map<'reconnect' | 'stable', ReturnType<typeof setTimeout>>();
   private connectWaiters: Array<{ resolve(w: Welcome): void; reject(e: OcsError): void }> = [];
 
   constructor(private readonly options: ClientOptions) {
@@ -91,6 +91,11 @@ export class OcsClient extends Emitter<ClientEvents> {
   /** Counters since the client was made: frames received, messages handed over, duplicates dropped, connections opened. */
   get stats(): Readonly<{ frames: number; messages: number; duplicates: number; connections: number }> {
     return { frames: this.received, messages: this.handed, duplicates: this.duplicates, connections: this.connections };
+  }
+
+  /** The encoding of the current connection: what the server picked of what the client offered. */
+  get encoding(): 'json' | 'msgpack' {
+    return this.connection?.encoding ?? 'json';
   }
 
   /** The current connection's `welcome` (null while there is none). */
@@ -153,7 +158,7 @@ export class OcsClient extends Emitter<ClientEvents> {
     this.sendIfOpen({ op: 'ack', id });
   }
 
-  /** Closes for good: pending requests fail with E_CLOSED. Resolves once the socket is closed. */
+  /** Closes for good: pending requests fail with E_CLOSED, the socket is sent its close frame. */
   close(): Promise<void> {
     if (this.currentState === 'closed') return Promise.resolve();
     const closed = new Promise<void>((resolve) => this.once('closed', () => resolve()));
@@ -176,43 +181,23 @@ export class OcsClient extends Emitter<ClientEvents> {
     if (this.currentState === 'closed') return;
     let url = this.options.url;
     if (token === undefined && this.options.user !== undefined) url += `${url.includes('?') ? '&' : '?'}user=${encodeURIComponent(this.options.user)}`;
-    const protocols = this.msgpack !== null ? [MSGPACK_PROTOCOL, JSON_PROTOCOL] : [JSON_PROTOCOL];
-    let socket: WebSocketLike;
     try {
-      socket = new this.WebSocketClass(url, protocols) as WebSocketLike;
+      const connection: Connection = new Connection(this.WebSocketClass, url, this.msgpack, token, this.options.connectTimeoutMs ?? 10_000, {
+        frame: (frame) => this.onFrame(frame),
+        closed: (code, reason) => {
+          if (connection === this.connection) this.connectionLost(code, reason);
+        },
+      });
+      this.connection = connection;
     } catch (err) {
       // A malformed URL: no retry can fix it.
       this.report(err instanceof Error ? err : new Error(String(err)));
       return this.finish(1006, `cannot open ${url}`);
     }
-    this.socket = socket;
-    socket.binaryType = 'arraybuffer';
-    socket.onopen = () => {
-      this.codec = socket.protocol === MSGPACK_PROTOCOL && this.msgpack !== null ? this.msgpack : jsonCodec;
-      if (token !== undefined) this.sendFrame({ op: 'auth', token });
-    };
-    socket.onmessage = (event) => this.onData(event.data);
-    socket.onclose = (event) => {
-      if (socket === this.socket) this.connectionLost(event.code, event.reason);
-    };
-    socket.onerror = () => undefined; // a close event follows with the code
-    this.setTimer('connect', this.options.connectTimeoutMs ?? 10_000, () => this.abandon(socket, 'not welcomed in time'));
-  }
-
-  /** Gives up on a socket that stopped answering: its close handshake may never come. */
-  private abandon(socket: WebSocketLike, reason: string): void {
-    if (socket !== this.socket) return;
-    detach(socket);
-    try {
-      socket.close(1000, reason);
-    } catch {
-      // already closing
-    }
-    this.connectionLost(1006, reason);
   }
 
   private connectionLost(code: number, reason: string): void {
-    this.socket = null;
+    this.connection = null;
     this.clearTimers();
     this.tokens?.stop();
     this.groups.connectionClosed();
@@ -232,9 +217,8 @@ export class OcsClient extends Emitter<ClientEvents> {
   }
 
   private finish(code: number, reason: string): void {
-    const socket = this.socket;
-    this.socket = null;
-    if (socket !== null) detach(socket);
+    this.connection?.close(1000, reason);
+    this.connection = null;
     this.clearTimers();
     this.tokens?.stop();
     this.setState('closed');
@@ -242,14 +226,13 @@ export class OcsClient extends Emitter<ClientEvents> {
     this.requests.failAll('E_CLOSED');
     this.groups.failAll(err);
     for (const waiter of this.connectWaiters.splice(0)) waiter.reject(err);
-    if (socket !== null) socket.close(1000);
     this.emit('disconnect', { code, reason });
     this.emit('closed', { code, reason });
   }
 
   private onWelcome(frame: Record<string, unknown>): void {
     const welcome = frame as unknown as Welcome;
-    this.clearTimer('connect');
+    this.connection!.welcomed(this.options.heartbeatMs ?? 15_000);
     this.welcomeFrame = welcome;
     const reconnected = this.everOpened;
     this.everOpened = true;
@@ -258,45 +241,16 @@ export class OcsClient extends Emitter<ClientEvents> {
     const policy = this.policy;
     if (policy !== false) this.setTimer('stable', policy.stableMs, () => (this.attempt = 0));
     if (typeof welcome.expiresAt === 'number') this.tokens?.expiresAt(welcome.expiresAt);
-    this.startHeartbeat();
     for (const group of this.groups.names()) this.sendJoin(group);
     this.requests.drainQueue((f) => this.sendFrame(f));
     this.emit('open', { ...welcome, reconnected });
     for (const waiter of this.connectWaiters.splice(0)) waiter.resolve(welcome);
   }
 
-  private startHeartbeat(): void {
-    const every = this.options.heartbeatMs ?? 15_000;
-    if (every <= 0) return;
-    let seen = this.received;
-    let pinged = false;
-    const socket = this.socket!;
-    const beat = (): void => {
-      if (this.received !== seen) {
-        seen = this.received;
-        pinged = false;
-      } else if (pinged) {
-        return this.abandon(socket, 'no answer to ping');
-      } else {
-        pinged = true;
-        this.sendFrame({ op: 'ping', t: Date.now() });
-      }
-      this.setTimer('heartbeat', every, beat);
-    };
-    this.setTimer('heartbeat', every, beat);
-  }
-
   // ---- frames in ---------------------------------------------------------------------------
 
-  private onData(data: unknown): void {
+  private onFrame(frame: Record<string, unknown>): void {
     this.received++;
-    let frame: Record<string, unknown>;
-    try {
-      frame = this.codec.decode(data) as Record<string, unknown>;
-    } catch {
-      return; // not a frame: nothing in it can be answered
-    }
-    if (frame === null || typeof frame !== 'object') return;
     const ref = typeof frame.ref === 'string' ? frame.ref : undefined;
     switch (frame.op) {
       case 'msg':
@@ -405,9 +359,7 @@ export class OcsClient extends Emitter<ClientEvents> {
   }
 
   private sendFrame(frame: Record<string, unknown>): void {
-    const socket = this.socket;
-    if (socket === null || socket.readyState !== OPEN) return;
-    socket.send(this.codec.encode(frame));
+    this.connection?.send(frame);
   }
 
   // ---- small things ------------------------------------------------------------------------
@@ -422,12 +374,12 @@ export class OcsClient extends Emitter<ClientEvents> {
     if (this.hasListeners('error')) this.emit('error', err);
   }
 
-  private setTimer(name: 'reconnect' | 'connect' | 'stable' | 'heartbeat', ms: number, run: () => void): void {
+  private setTimer(name: 'reconnect' | 'stable', ms: number, run: () => void): void {
     this.clearTimer(name);
     this.timers.set(name, setTimeout(run, ms));
   }
 
-  private clearTimer(name: 'reconnect' | 'connect' | 'stable' | 'heartbeat'): void {
+  private clearTimer(name: 'reconnect' | 'stable'): void {
     const timer = this.timers.get(name);
     if (timer !== undefined) clearTimeout(timer);
     this.timers.delete(name);
@@ -437,11 +389,4 @@ export class OcsClient extends Emitter<ClientEvents> {
     for (const timer of this.timers.values()) clearTimeout(timer);
     this.timers.clear();
   }
-}
-
-function detach(socket: WebSocketLike): void {
-  socket.onopen = null;
-  socket.onmessage = null;
-  socket.onclose = null;
-  socket.onerror = () => undefined;
 }
