@@ -14,7 +14,7 @@ import { startInProcess } from './helpers/server.js';
 describe('the client SDK against a 2-shard server', () => {
   let server: RunningServer;
   before(async () => {
-    server = await startInProcess({ websocket: { groups: { require_membership: true }, delivery: { ack_timeout: 1 } } });
+    server = await startInProcess({ websocket: { groups: { require_membership: true }, delivery: { ack_timeout: 1 }, history: [{ pattern: 'kept.*', size: 100 }] } });
   });
   after(() => server.close());
 
@@ -98,18 +98,35 @@ describe('the client SDK against a 2-shard server', () => {
     await jo.client.close();
   });
 
-  test('presence and history: a server without them answers E_BAD_FRAME (unknown_op), and the SDK passes that on', async () => {
+  test('presence: a snapshot of who is in the group, then join and leave events for a join with presence: true', async () => {
     const kim = sdkClient(server.port, { user: 'kim' });
+    const events: Array<{ joins: string[]; leaves: string[] }> = [];
+    kim.client.on('presence', (p) => p.group === 'room' && events.push(p));
     await kim.client.connect();
-    await kim.client.join('room');
+    await kim.client.join('room', { presence: true });
     const raw = await member(server.port, 'raw', ['room']);
-    const result = await kim.client.presence('room').then(
-      (snapshot) => ({ snapshot }),
-      (err: unknown) => ({ err }),
-    );
-    if ('err' in result) assert.ok(result.err instanceof OcsError && result.err.code === 'E_BAD_FRAME');
-    else assert.ok(result.snapshot.total.users >= 2);
+    await until(() => (events.some((e) => e.joins.includes('raw')) ? true : undefined), 'raw joining');
+    const snapshot = await kim.client.presence('room');
+    assert.deepEqual([...snapshot.users!.keys()].sort(), ['kim', 'raw']);
+    assert.deepEqual(snapshot.total, { users: 2, conns: 2 });
+    assert.equal((await kim.client.presence('room', { counts: true })).users, undefined);
     raw.close();
+    await until(() => (events.some((e) => e.leaves.includes('raw')) ? true : undefined), 'raw leaving');
     await kim.client.close();
+  });
+
+  test('history: the kept messages of a group, by pages', async () => {
+    const lee = sdkClient(server.port, { user: 'lee' });
+    await lee.client.connect();
+    await lee.client.join('kept.room');
+    for (let n = 1; n <= 5; n++) await lee.client.publish('kept.room', { n });
+    const first = await lee.client.history('kept.room', { limit: 3 });
+    assert.deepEqual(first.msgs.map((m) => (m.data as { n: number }).n), [1, 2, 3]);
+    assert.equal(first.more, true);
+    const rest = await lee.client.history('kept.room', { since: first.msgs.at(-1)!.offset });
+    assert.deepEqual(rest.msgs.map((m) => (m.data as { n: number }).n), [4, 5]);
+    assert.equal(rest.offset, 5);
+    await assert.rejects(lee.client.history('no-history-here'), (err: unknown) => err instanceof OcsError);
+    await lee.client.close();
   });
 });
