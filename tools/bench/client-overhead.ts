@@ -19,7 +19,7 @@ import WebSocket from 'ws';
 import { OcsClient } from '../../src/client/index.js';
 import { SERVER_MAIN, startServer } from '../lib/server-process.js';
 import { harnessConfig, writeConfigFile } from '../lib/server-config.js';
-import { GENERATOR_CPU, pinningReport, serverPinPrefix, tasksetAvailable } from './lib/pinning.js';
+import { GENERATOR_CPU, SERVER_CPU, serverPinPrefix, tasksetAvailable } from './lib/pinning.js';
 
 const MODES = ['bare', 'bare+parse', 'sdk'] as const;
 type Mode = (typeof MODES)[number];
@@ -166,7 +166,7 @@ async function main(): Promise<void> {
         benchmark: 'client-overhead',
         node: process.version,
         config: { messages: count, runs, rate, payload: 'group msg, ~130 bytes of JSON' },
-        environment: { pinning: pinningReport() },
+        environment: { pinning: tasksetAvailable() ? { taskset: true, serverCpu: SERVER_CPU, receiverCpu: GENERATOR_CPU } : { taskset: false, note: 'taskset is missing: server and receivers ran unpinned' } },
         results: summary,
         sdkAddedUsPerMessage: { perRun: added.map(round), median: round(addedMedian), min: round(Math.min(...added)), max: round(Math.max(...added)) },
         target: { maxAddedUs: TARGET_US },
