@@ -64,3 +64,40 @@ test('garbage from the server is ignored; the well-formed frames around it still
   await until(() => (wss.clients.size === 0 ? true : undefined), 'the server side closed');
   await new Promise((resolve) => wss.close(resolve));
 });
+
+test('a join refused with E_OVERLOADED is sent again after a pause and then settles; another refusal settles it at once', async () => {
+  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+  await new Promise((resolve) => wss.once('listening', resolve));
+  const port = (wss.address() as { port: number }).port;
+  const joins: Array<{ group: string; presence?: boolean; at: number }> = [];
+  wss.on('connection', (ws) => {
+    ws.send(JSON.stringify({ op: 'welcome', user: 'u', sid: 's', shard: 0, pending: 0 }));
+    ws.on('message', (raw) => {
+      const frame = JSON.parse(raw.toString()) as { op: string; ref?: string; group: string; presence?: boolean };
+      if (frame.op !== 'join') return;
+      joins.push({ group: frame.group, presence: frame.presence, at: Date.now() });
+      const refusals = joins.filter((j) => j.group === frame.group).length;
+      if (frame.group === 'busy' && refusals <= 2) ws.send(JSON.stringify({ op: 'err', ref: frame.ref, code: 'E_OVERLOADED', message: 'ring backed up' }));
+      else if (frame.group === 'secret') ws.send(JSON.stringify({ op: 'err', ref: frame.ref, code: 'E_FORBIDDEN', message: 'no' }));
+      else ws.send(JSON.stringify({ op: 'joined', group: frame.group, ref: frame.ref }));
+    });
+  });
+  // random() = 0: the shortest pauses, 125 ms then 250 ms.
+  const rx = sdkClient(port, { user: 'u', reconnect: false, heartbeatMs: 0, random: () => 0 });
+  await rx.client.connect();
+  const started = Date.now();
+  const result = await rx.client.join('busy', { presence: true });
+  assert.deepEqual(result, { group: 'busy', history: false });
+  const busy = joins.filter((j) => j.group === 'busy');
+  assert.equal(busy.length, 3, 'two refusals, then the join that was answered');
+  assert.ok(busy.every((j) => j.presence === true), 'each retry is the same join');
+  assert.ok(busy[2]!.at - started >= 300, `paused before each retry (${busy[2]!.at - started} ms)`);
+  await assert.rejects(rx.client.join('secret'), (err: unknown) => err instanceof OcsError && err.code === 'E_FORBIDDEN');
+  await new Promise((resolve) => setTimeout(resolve, 400));
+  assert.equal(joins.filter((j) => j.group === 'secret').length, 1, 'a refusal other than E_OVERLOADED is final');
+  // The latest join decides about presence events, as on the wire.
+  await rx.client.join('busy');
+  assert.equal(joins.at(-1)!.presence, undefined);
+  await rx.client.close();
+  await new Promise((resolve) => wss.close(resolve));
+});

@@ -1,7 +1,8 @@
 /**
  * The groups the application asked to be in, independent of any one connection: each is
  * joined again on every reconnect (with `since` where the group keeps history), and each
- * `join()` promise waits, across reconnects, for the server's answer.
+ * `join()` promise waits, across reconnects, for the server's answer. A join the server
+ * refused only for now (E_OVERLOADED: nothing was done) is sent again after a pause.
  */
 import { OcsError } from '../protocol/errors.js';
 import type { Position } from './recovery.js';
@@ -17,6 +18,15 @@ interface Entry {
   /** Answered at least once: later answers are re-joins. */
   joinedOnce: boolean;
   waiters: Waiter[];
+  /** Joins refused with E_OVERLOADED in a row, for the pause before the next one. */
+  refusals: number;
+  retry: ReturnType<typeof setTimeout> | undefined;
+}
+
+/** The pause before re-sending a refused join: doubling from 250 ms up to 8 s, half of it random. */
+export function retryDelay(refusals: number, random: () => number): number {
+  const ceiling = Math.min(8000, 250 * 2 ** Math.min(refusals - 1, 5));
+  return ceiling / 2 + (ceiling / 2) * random();
 }
 
 /** A join frame sent on the current connection, by its ref. */
@@ -29,14 +39,17 @@ export class Groups {
   private readonly entries = new Map<string, Entry>();
   private readonly sent = new Map<string, SentJoin>();
 
-  /** Wants `group` (again); the promise settles with the server's answer to the next join of it. */
+  /**
+   * Wants `group` (again); the promise settles with the server's answer to the next join of it.
+   * As on the wire, the latest join decides whether presence events come (PROTOCOL.md, "Presence").
+   */
   want(group: string, presence: boolean): Promise<JoinResult> {
     let entry = this.entries.get(group);
     if (entry === undefined) {
-      entry = { presence, joinedOnce: false, waiters: [] };
+      entry = { presence, joinedOnce: false, waiters: [], refusals: 0, retry: undefined };
       this.entries.set(group, entry);
-    } else if (presence) {
-      entry.presence = true;
+    } else {
+      entry.presence = presence;
     }
     const waiters = entry.waiters;
     return new Promise<JoinResult>((resolve, reject) => waiters.push({ resolve, reject }));
@@ -47,6 +60,7 @@ export class Groups {
     const entry = this.entries.get(group);
     if (entry === undefined) return false;
     this.entries.delete(group);
+    clearTimeout(entry.retry);
     for (const waiter of entry.waiters.splice(0)) waiter.reject(err);
     return true;
   }
@@ -87,13 +101,33 @@ export class Groups {
     if (entry === undefined) return false;
     const rejoin = entry.joinedOnce;
     entry.joinedOnce = true;
+    entry.refusals = 0;
     for (const waiter of entry.waiters.splice(0)) waiter.resolve(result);
     return rejoin;
+  }
+
+  /**
+   * The join of `group` was refused for now: `send` it again after a pause (unless the group is
+   * dropped or the connection closes first: the next connection joins every group anyway).
+   */
+  retryLater(group: string, random: () => number, send: (group: string) => void): void {
+    const entry = this.entries.get(group);
+    if (entry === undefined) return;
+    clearTimeout(entry.retry);
+    entry.refusals++;
+    entry.retry = setTimeout(() => {
+      entry.retry = undefined;
+      if (this.entries.get(group) === entry) send(group);
+    }, retryDelay(entry.refusals, random));
   }
 
   /** The connection closed: its refs will never be answered (the groups are joined again). */
   connectionClosed(): void {
     this.sent.clear();
+    for (const entry of this.entries.values()) {
+      clearTimeout(entry.retry);
+      entry.retry = undefined;
+    }
   }
 
   /** The client closed: every unanswered join fails. */
