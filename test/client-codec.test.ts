@@ -60,6 +60,10 @@ test('msgpack: hostile bytes are refused, never trusted: truncated, lying length
   refuse([0x91], 'an array missing its item');
   refuse([0x01, 0x02], 'bytes after the value');
   refuse(new Uint8Array(100).fill(0x91), 'nesting deeper than 64');
+  // Depth as the server counts it (the frame map is level 1, 64 levels pass): what it sends, the client reads.
+  const nested = (levels: number): Uint8Array => Uint8Array.from([...new Array<number>(levels - 1).fill(0x91), 0x90]);
+  assert.equal((decode(nested(64)) as unknown[]).length, 1, '64 levels decode');
+  refuse(nested(65), '65 levels do not');
   assert.throws(() => decode(Uint8Array.from([0xa2, 0xff, 0xfe])), TypeError, 'invalid UTF-8');
   fc.assert(
     fc.property(fc.uint8Array({ maxLength: 64 }), (bytes) => {

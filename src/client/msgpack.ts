@@ -215,7 +215,7 @@ function readString(r: Reader, length: number): string {
 }
 
 function readArray(r: Reader, length: number, depth: number): unknown[] {
-  if (depth >= r.maxDepth) throw new RangeError('msgpack: nested too deep');
+  if (depth > r.maxDepth) throw new RangeError('msgpack: nested too deep');
   // Each element takes at least one byte: a claimed length beyond what is left is a lie.
   if (length > r.bytes.length - r.pos) throw new RangeError('msgpack: truncated');
   const out = new Array<unknown>(length);
@@ -224,7 +224,7 @@ function readArray(r: Reader, length: number, depth: number): unknown[] {
 }
 
 function readMap(r: Reader, length: number, depth: number): Record<string, unknown> {
-  if (depth >= r.maxDepth) throw new RangeError('msgpack: nested too deep');
+  if (depth > r.maxDepth) throw new RangeError('msgpack: nested too deep');
   if (length * 2 > r.bytes.length - r.pos) throw new RangeError('msgpack: truncated');
   const out: Record<string, unknown> = {};
   for (let i = 0; i < length; i++) {
