@@ -56,6 +56,8 @@ export interface LoadResult {
   unexpectedCloses: Record<string, number>;
   /** The measured window: from the first measured publication to the end of the drain. */
   windowMs: number;
+  /** The same window as wall-clock times (epoch ms): start, end. */
+  windowEpochMs: [number, number];
   drainMs: number;
   serverCpu: { cpuUs: number; cores: number; cpuUsPerDelivery: number; core: CoreShares | null };
   /**

@@ -242,6 +242,7 @@ class BroadcastRun {
       serverErrors: r.serverErrors,
       unexpectedCloses: this.unexpectedCloses,
       windowMs: Math.round(windowUs / 1000),
+      windowEpochMs: [Math.round(performance.timeOrigin + r.windowStart), Math.round(performance.timeOrigin + this.windowEnd)],
       drainMs: this.drainMs,
       serverCpu: {
         cpuUs: Math.round(serverCpuUs),

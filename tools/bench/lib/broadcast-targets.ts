@@ -23,15 +23,16 @@ const BASELINE_SERVER = fileURLToPath(new URL('../baseline-server.js', import.me
 
 /**
  * Returns how to start `name`, or throws when it cannot be started (the real server is not
- * built yet). `maxConnections` goes into the real server's config with headroom.
+ * built yet). `maxConnections` goes into the real server's config with headroom; `nodeArgs`
+ * (e.g. --trace-gc) go to node before the script.
  */
-export function prepareTarget(name: TargetName, maxConnections: number): PreparedTarget {
+export function prepareTarget(name: TargetName, maxConnections: number, nodeArgs: string[] = []): PreparedTarget {
   const pin = serverPinPrefix();
   if (name === 'baseline') {
     return {
       name,
       shards: 1,
-      argv: [...pin, process.execPath, BASELINE_SERVER, '--host', '127.0.0.1', '--port', '0'],
+      argv: [...pin, process.execPath, ...nodeArgs, BASELINE_SERVER, '--host', '127.0.0.1', '--port', '0'],
       endpoint: '/ws',
       cleanup: () => {},
     };
@@ -48,7 +49,7 @@ export function prepareTarget(name: TargetName, maxConnections: number): Prepare
   return {
     name,
     shards,
-    argv: [...pin, process.execPath, SERVER_MAIN, '--config', config.file],
+    argv: [...pin, process.execPath, ...nodeArgs, SERVER_MAIN, '--config', config.file],
     endpoint: '/ws',
     cleanup: config.remove,
   };
