@@ -45,6 +45,22 @@ describe('benchmarks (smoke)', () => {
     assert.equal(summary[0]!.cpuVsBaseline, null); // the baseline is not compared with itself
   });
 
+  it('bench:broadcast: metrics-off runs without histograms, scrape reads /metrics during the window, and both read the server\'s own window', async () => {
+    const report = await bench('broadcast.js', [
+      ...['--targets', 'shards1,metrics-off,scrape', '--connections', '20', '--groups', '2', '--publishers', '2'],
+      ...['--rate', '50', '--duration', '2.5', '--warmup', '0.5', '--drain', '3', '--repeat', '1'],
+    ]);
+    const [rep] = report.repetitions as Record<string, { lostDeliveries: number; server?: { window: { available: boolean; reason?: string }; scrapes?: { count: number; failed: number } } }>[];
+    for (const target of ['shards1', 'metrics-off', 'scrape']) assert.equal(rep![target]!.lostDeliveries, 0, target);
+    assert.equal(rep!['metrics-off']!.server, undefined);
+    for (const target of ['shards1', 'scrape']) assert.equal(rep![target]!.server!.window.available, true, rep![target]!.server!.window.reason);
+    assert.ok(rep!.scrape!.server!.scrapes!.count >= 1);
+    assert.equal(rep!.scrape!.server!.scrapes!.failed, 0);
+    const summary = report.summary as Array<{ target: string; vsShards1: Record<string, { n: number }> | null }>;
+    assert.equal(summary.find((s) => s.target === 'metrics-off')!.vsShards1!.metricsCpuCost!.n, 1);
+    assert.equal(summary.find((s) => s.target === 'scrape')!.vsShards1!.eventLoopP99!.n, 1);
+  });
+
   it('bench:wsclient: our client counts the blast server\'s frames, every one parsed', async () => {
     const report = await bench('wsclient-throughput.js', ['--clients', 'ours', '--connections', '2', '--seconds', '1', '--parse']);
     const cases = report.cases as Array<{ client: string; messagesPerSecond: number; parsedAll: boolean }>;

@@ -12,10 +12,11 @@ import { makePlan, type BroadcastPlan } from './lib/broadcast-plan.js';
 import { runBroadcastLoad } from './lib/broadcast-load.js';
 import type { LoadResult } from './lib/broadcast-load-types.js';
 import { parseCli, USAGE, type CliOptions } from './lib/broadcast-options.js';
-import { prepareTarget, type TargetName } from './lib/broadcast-targets.js';
+import { prepareTarget, SCRAPED_TARGETS, type TargetName } from './lib/broadcast-targets.js';
 import { pinningReport, reexecPinnedGenerator } from './lib/pinning.js';
 import { startServer } from '../lib/server-process.js';
 import { GcTrace } from './lib/gc-trace.js';
+import { ServerProbe } from './lib/server-probe.js';
 import { rotation, summarizeRepetitions, TARGETS, type Repetition, type RunResult } from './lib/repetitions.js';
 
 type TargetResult = RunResult;
@@ -92,7 +93,11 @@ for (const s of summary) {
   log(
     `${s.target}: p99 ${f(s.p99Ms)} ms (x${f(s.p99VsBaseline)}), max ${f(s.maxMs)} ms (x${f(s.maxVsBaseline)}), ` +
       `cpu ${f(s.cpuUsPerDelivery)} µs (x${f(s.cpuVsBaseline)}), lost ${s.lostDeliveries}, saturated ${s.saturatedRuns}/${s.runs}, ` +
-      `disturbed ${s.disturbedRuns}/${s.runs}: ${s.pass ? 'pass' : 'FAIL'}`,
+      `disturbed ${s.disturbedRuns}/${s.runs}` +
+      (s.eventLoopP99Ms ? `, server event-loop P99 ${f(s.eventLoopP99Ms)} ms` : '') +
+      (s.vsShards1?.metricsCpuCost ? `, metrics cost x${f(s.vsShards1.metricsCpuCost)} CPU` : '') +
+      (s.vsShards1?.eventLoopP99 ? `, event-loop P99 x${f(s.vsShards1.eventLoopP99)} of shards1's` : '') +
+      `: ${s.pass ? 'pass' : 'FAIL'}`,
   );
 }
 
@@ -110,6 +115,8 @@ async function runTarget(name: TargetName, plan: BroadcastPlan, options: CliOpti
     const server = await startServer(prepared.argv, options.traceGc ? { onLine: (line) => void gc.onLine(line) } : {});
     log(`[${name}] server pid ${server.pid} ready on port ${server.port}`);
     let load: LoadResult | Error;
+    // The baseline has no metrics, and metrics-off has them turned off.
+    const probe = name === 'baseline' || name === 'metrics-off' ? null : new ServerProbe('127.0.0.1', server.port, SCRAPED_TARGETS.includes(name));
     try {
       load = await runBroadcastLoad(
         plan,
@@ -126,11 +133,13 @@ async function runTarget(name: TargetName, plan: BroadcastPlan, options: CliOpti
           serverCpu: pinning.serverCpu,
           generatorCpu: pinning.generatorCpu,
           log,
+          ...(probe ? { onWindow: (edge: 'start' | 'end') => probe.onWindow(edge) } : {}),
         },
       );
     } catch (err) {
       load = err as Error;
     }
+    const serverProbe = probe ? await probe.result() : undefined;
     const exit = await server.stop();
     if (load instanceof Error) throw load;
     return {
@@ -140,6 +149,7 @@ async function runTarget(name: TargetName, plan: BroadcastPlan, options: CliOpti
       serverExit: exit.signal ?? `code ${exit.code}`,
       serverWarnings: server.warnings,
       ...load,
+      ...(serverProbe ? { server: serverProbe } : {}),
       ...(options.traceGc ? { gc: gcReport(gc, load) } : {}),
     };
   } catch (err) {

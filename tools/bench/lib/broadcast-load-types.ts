@@ -24,6 +24,8 @@ export interface LoadSettings {
   serverCpu: string | null;
   generatorCpu: string | null;
   log(line: string): void;
+  /** Called when the measured window starts, and again when it ends (after the drain). */
+  onWindow?(edge: 'start' | 'end'): void;
 }
 
 export type CoreShares = ReturnType<typeof cpuShares>;

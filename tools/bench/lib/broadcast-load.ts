@@ -180,6 +180,7 @@ class BroadcastRun {
     this.cpu.start();
     this.receipts.windowStart = performance.now();
     this.loopDelay.enable();
+    this.settings.onWindow?.('start');
   }
 
   /** Waits until the window's deliveries are all in, or drainS has passed. */
@@ -193,6 +194,7 @@ class BroadcastRun {
     this.loopDelay.disable();
     this.drainMs = Math.round(this.windowEnd - publishedAt);
     this.cpu.stop();
+    this.settings.onWindow?.('end');
   }
 
   private expectedDeliveries(): number {

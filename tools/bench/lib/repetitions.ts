@@ -4,6 +4,7 @@
 // ratio to the baseline is taken within one repetition before the median is taken.
 import type { LoadResult } from './broadcast-load-types.js';
 import type { TargetName } from './broadcast-targets.js';
+import type { ServerProbeResult } from './server-probe.js';
 
 /** Targets a real-server target must meet, judged on the medians (issue 10's figures). */
 export const TARGETS = {
@@ -13,13 +14,16 @@ export const TARGETS = {
   maxMaxVsBaseline: 2,
   /** Server CPU per delivery relative to the baseline's, by target. */
   maxCpuVsBaseline: { shards1: 1.05, shards2: 1.15 } as Partial<Record<TargetName, number>>,
+  /** What metrics collection may cost: shards1's CPU per delivery over metrics-off's. */
+  maxMetricsCpuCost: 1.03,
 };
 
 export type RunResult =
-  | ({ target: TargetName; shardsRequested: number; shardsReported: unknown; serverExit: string; serverWarnings: string[]; gc?: unknown } & LoadResult)
+  | ({ target: TargetName; shardsRequested: number; shardsReported: unknown; serverExit: string; serverWarnings: string[]; gc?: unknown; server?: ServerProbeResult } & LoadResult)
   | { target: TargetName; error: string };
 
 export type Repetition = Partial<Record<TargetName, RunResult>>;
+type RunOk = Exclude<RunResult, { error: string }>;
 
 /** Median, lowest and highest of a figure over the repetitions that measured it. */
 export interface Spread {
@@ -42,6 +46,14 @@ export interface TargetSummary {
   p99VsBaseline: Spread | null;
   maxVsBaseline: Spread | null;
   cpuVsBaseline: Spread | null;
+  /** The server's own event-loop delay over the window, merged over its threads (metrics on). */
+  eventLoopP99Ms: Spread | null;
+  eventLoopP999Ms: Spread | null;
+  /**
+   * metrics-off: shards1's CPU per delivery over this target's, i.e. what metrics cost.
+   * scrape: this target's event-loop P99 over shards1's, i.e. what a scrape a second costs.
+   */
+  vsShards1: { metricsCpuCost?: Spread | null; eventLoopP99?: Spread | null } | null;
   lostDeliveries: number;
   /** Repetitions in which the generator, not the server, may have limited latency. */
   saturatedRuns: number;
@@ -62,8 +74,9 @@ export function spread(values: number[]): Spread | null {
 /** Summarizes every target over the repetitions and judges it against TARGETS. */
 export function summarizeRepetitions(targets: readonly TargetName[], repetitions: Repetition[]): TargetSummary[] {
   return targets.map((target) => {
-    const ok: LoadResult[] = [];
-    const baselines: (LoadResult | null)[] = [];
+    const ok: RunOk[] = [];
+    const baselines: (RunOk | null)[] = [];
+    const shards1s: (RunOk | null)[] = [];
     const errors: string[] = [];
     for (const rep of repetitions) {
       const run = rep[target];
@@ -75,11 +88,22 @@ export function summarizeRepetitions(targets: readonly TargetName[], repetitions
       ok.push(run);
       const base = rep.baseline;
       baselines.push(base && !('error' in base) ? base : null);
+      const one = rep.shards1;
+      shards1s.push(one && !('error' in one) ? one : null);
     }
-    const ratio = (pick: (r: LoadResult) => number): Spread | null =>
-      target === 'baseline'
-        ? null
-        : spread(ok.flatMap((run, i) => (baselines[i] && pick(baselines[i]!) > 0 ? [pick(run) / pick(baselines[i]!)] : [])));
+    // Within each repetition: pick(run) / pick(reference), for the runs that have a reference.
+    const ratioTo = (refs: (RunOk | null)[], pick: (r: RunOk) => number | undefined, invert = false): Spread | null =>
+      spread(
+        ok.flatMap((run, i) => {
+          const a = pick(run);
+          const b = refs[i] ? pick(refs[i]!) : undefined;
+          if (a === undefined || b === undefined || !(a > 0 && b > 0)) return [];
+          return [invert ? b / a : a / b];
+        }),
+      );
+    const ratio = (pick: (r: RunOk) => number): Spread | null => (target === 'baseline' ? null : ratioTo(baselines, pick));
+    const eventLoop = (r: RunOk, key: 'p99Ms' | 'p999Ms'): number | undefined =>
+      r.server?.window.available ? r.server.window.latencies.event_loop?.[key] : undefined;
     const summary = {
       target,
       runs: ok.length,
@@ -92,6 +116,14 @@ export function summarizeRepetitions(targets: readonly TargetName[], repetitions
       p99VsBaseline: ratio((r) => r.latencyMs.p99),
       maxVsBaseline: ratio((r) => r.latencyMs.max),
       cpuVsBaseline: ratio((r) => r.serverCpu.cpuUsPerDelivery),
+      eventLoopP99Ms: spread(ok.flatMap((r) => eventLoop(r, 'p99Ms') ?? [])),
+      eventLoopP999Ms: spread(ok.flatMap((r) => eventLoop(r, 'p999Ms') ?? [])),
+      vsShards1:
+        target === 'metrics-off'
+          ? { metricsCpuCost: ratioTo(shards1s, (r) => r.serverCpu.cpuUsPerDelivery, true) }
+          : target === 'scrape'
+            ? { eventLoopP99: ratioTo(shards1s, (r) => eventLoop(r, 'p99Ms')) }
+            : null,
       lostDeliveries: ok.reduce((sum, r) => sum + r.lostDeliveries, 0),
       saturatedRuns: ok.filter((r) => r.generatorSaturated).length,
       disturbedRuns: ok.filter((r) => r.disturbed).length,
@@ -106,6 +138,7 @@ export function summarizeRepetitions(targets: readonly TargetName[], repetitions
       p99VsBaseline: within(summary.p99VsBaseline, TARGETS.maxP99VsBaseline),
       maxVsBaseline: within(summary.maxVsBaseline, TARGETS.maxMaxVsBaseline),
       cpuVsBaseline: within(summary.cpuVsBaseline, cpuLimit),
+      metricsCpuCost: target === 'metrics-off' ? within(summary.vsShards1?.metricsCpuCost ?? null, TARGETS.maxMetricsCpuCost) : null,
     };
     return { ...summary, checks, pass: Object.values(checks).every((c) => c !== false) };
   });
