@@ -21,7 +21,7 @@ import { createLogger } from '../src/util/logger.js';
 import type { HttpRequest, HttpResponse, us_socket_context_t } from '../src/util/uws.js';
 import { newConnection, RateLimiter, type Connection, type Socket } from '../src/shard/connection.js';
 import { ConnectionRegistry } from '../src/shard/registry.js';
-import { judge, Verdict, type SweepPolicy } from '../src/shard/sweep.js';
+import { judge, SLICES, Sweeper, Verdict, type SweepPolicy } from '../src/shard/sweep.js';
 
 describe('subprotocol selection', () => {
   test('a client that offers none gets none (and speaks JSON)', () => {
@@ -312,5 +312,40 @@ describe('a token check that throws', () => {
     assert.equal(status, '500 Internal Server Error');
     assert.equal((JSON.parse(body) as { code: string }).code, 'E_INTERNAL');
     assert.equal(table.totalConnections(), 0);
+  });
+});
+
+describe('the sweep walks the connections in slices', () => {
+  // A socket as the sweep sees it: a connection that is never due for anything, counting its judgements.
+  function fakeSocket(judged: Map<number, number>, id: number): Socket {
+    const conn = { closed: false, lastSeen: Date.now(), nextPingAt: 1e15, expiresAt: Infinity, verifying: false, user: 'u' };
+    return {
+      getUserData: () => {
+        judged.set(id, (judged.get(id) ?? 0) + 1);
+        return conn;
+      },
+      getBufferedAmount: () => 0,
+    } as unknown as Socket;
+  }
+
+  test('each step judges 1/SLICES of the connections, so that every connection is judged once per interval', () => {
+    const judged = new Map<number, number>();
+    const sockets = new Set(Array.from({ length: 25 }, (_, i) => fakeSocket(judged, i)));
+    let upkeep = 0;
+    const sweeper = new Sweeper({
+      sockets,
+      policy: { maxBackpressure: 1000, idleMs: 0, pingMs: 0 },
+      intervalMs: 250,
+      counters: new Float64Array(64),
+      fail: () => assert.fail('nobody is due'),
+      alsoSweep: () => upkeep++,
+    });
+    sweeper.sweepSlice();
+    assert.equal(judged.size, Math.ceil(25 / SLICES), 'one step judges its share, not all');
+    sockets.add(fakeSocket(judged, 99)); // arrives during the walk: reached in the same walk
+    for (let i = 1; i < SLICES; i++) sweeper.sweepSlice();
+    assert.equal(judged.size, 26);
+    assert.ok([...judged.values()].every((n) => n === 1), 'nobody twice in one interval');
+    assert.equal(upkeep, 1, 'the per-address upkeep runs once per interval');
   });
 });

@@ -8,7 +8,7 @@
 import { getHeapStatistics } from 'node:v8';
 import { monitorEventLoopDelay, performance, type IntervalHistogram } from 'node:perf_hooks';
 import { epochMs } from './clock.js';
-import { clampUs, encodeHistogram, newHistogram, summarize, type Histogram } from './hdr.js';
+import { clampUs, newHistogram, sparseCounts, summarize, type Histogram } from './hdr.js';
 import { Latency, LATENCIES, type LatencyKind, type LatencyRecorder } from './latencies.js';
 import type { ThreadReport } from './report.js';
 
@@ -52,13 +52,13 @@ export class ThreadMetrics implements LatencyRecorder {
   /** The interval's figures; the interval histograms start over. */
   report(thread: number): ThreadReport {
     if (this.eld) foldEventLoopDelay(this.eld, this.interval[Latency.event_loop]!);
-    const histograms: string[] = [];
+    const histograms: number[][] = [];
     const intervalSummaries = [];
     const totalSummaries = [];
     for (let kind = 0; kind < LATENCIES.length; kind++) {
       const h = this.interval[kind]!;
       this.total[kind]!.add(h);
-      histograms.push(encodeHistogram(h));
+      histograms.push(sparseCounts(h));
       intervalSummaries.push(summarize(h));
       totalSummaries.push(summarize(this.total[kind]!));
       h.reset();

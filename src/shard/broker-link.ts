@@ -131,7 +131,7 @@ export class BrokerLink implements AdminForwarder {
     let record = encodeRecord(ToBroker.METRICS, reportToFields(report));
     // A record the ring cannot take would wait forever and hold up every record behind it:
     // histograms that large (never seen; compressed they take KBs) are left out, summaries stay.
-    if (record.byteLength > this.maxMetricsBytes) record = encodeRecord(ToBroker.METRICS, reportToFields({ ...report, histograms: report.histograms.map(() => '') }));
+    if (record.byteLength > this.maxMetricsBytes) record = encodeRecord(ToBroker.METRICS, reportToFields({ ...report, histograms: report.histograms.map(() => []) }));
     this.writer.write(record);
   }
 

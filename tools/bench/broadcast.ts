@@ -106,7 +106,7 @@ for (const s of summary) {
 async function runTarget(name: TargetName, plan: BroadcastPlan, options: CliOptions): Promise<TargetResult> {
   let prepared;
   try {
-    prepared = prepareTarget(name, plan.connections, options.traceGc ? ['--trace-gc-nvp'] : []);
+    prepared = prepareTarget(name, plan.connections, [...(options.traceGc ? ['--trace-gc-nvp'] : []), ...options.serverNodeArgs]);
   } catch (err) {
     return { target: name, error: (err as Error).message };
   }

@@ -13,6 +13,8 @@ export interface CliOptions extends BroadcastOptions {
   repeat: number;
   /** Start the servers with node's --trace-gc and count their collections per thread. */
   traceGc: boolean;
+  /** Extra node options for every server, e.g. --cpu-prof (space-separated). */
+  serverNodeArgs: string[];
 }
 
 export const USAGE = `Usage: npm run bench:broadcast -- [options]
@@ -25,6 +27,8 @@ export const USAGE = `Usage: npm run bench:broadcast -- [options]
   --repeat N        repetitions, each running every target once in a rotated order; the
                     summary gives the median and spread of each figure (default 3)
   --trace-gc        run the servers with --trace-gc-nvp: collections and allocation per thread
+  --server-node-args="ARGS"  more node options for every server, space-separated
+                    (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof": a profile per thread)
   --duration S      measured seconds (default 10)
   --warmup S        unmeasured seconds before (default 2)
   --drain S         longest wait for late deliveries after the last publication (default 2)
@@ -45,6 +49,7 @@ export function parseCli(argv: string[]): CliOptions {
       rate: { type: 'string', default: '500' },
       repeat: { type: 'string', default: '3' },
       'trace-gc': { type: 'boolean', default: false },
+      'server-node-args': { type: 'string', default: '' },
       duration: { type: 'string', default: '10' },
       warmup: { type: 'string', default: '2' },
       drain: { type: 'string', default: '2' },
@@ -77,6 +82,7 @@ export function parseCli(argv: string[]): CliOptions {
     verifyEvery: nonNegativeInt('verify-every', values['verify-every']!),
     repeat: positiveInt('repeat', values.repeat!),
     traceGc: values['trace-gc']!,
+    serverNodeArgs: values['server-node-args']!.split(' ').filter(Boolean),
   };
 }
 
