@@ -8,7 +8,7 @@
 import { getHeapStatistics } from 'node:v8';
 import { performance } from 'node:perf_hooks';
 import { epochMs } from './clock.js';
-import { clampUs, newHistogram, sparseCounts, summarize, type Histogram } from './hdr.js';
+import { addSparseCounts, clampUs, EMPTY_SUMMARY, newHistogram, sparseCounts, summarize, type Histogram, type Summary } from './hdr.js';
 import { Latency, LATENCIES, type LatencyKind, type LatencyRecorder } from './latencies.js';
 import type { ThreadReport } from './report.js';
 
@@ -23,6 +23,7 @@ const PROBE_MS = 10;
 export class ThreadMetrics implements LatencyRecorder {
   private readonly interval: Histogram[] = LATENCIES.map(() => newHistogram(32));
   private readonly total: Histogram[] = LATENCIES.map(() => newHistogram(64));
+  private readonly totalSummary: Summary[] = LATENCIES.map(() => ({ ...EMPTY_SUMMARY }));
   private probe: NodeJS.Timeout | null = null;
   /** When the probe last ran (performance.now()). */
   private probedAt = 0;
@@ -61,10 +62,18 @@ export class ThreadMetrics implements LatencyRecorder {
     const totalSummaries = [];
     for (let kind = 0; kind < LATENCIES.length; kind++) {
       const h = this.interval[kind]!;
-      this.total[kind]!.add(h);
-      histograms.push(sparseCounts(h));
+      // Nothing new: the walks over an empty histogram's 15,000 counts are skipped.
+      if (h.totalCount === 0) {
+        histograms.push([]);
+        intervalSummaries.push({ ...EMPTY_SUMMARY });
+        totalSummaries.push({ ...this.totalSummary[kind]! });
+        continue;
+      }
+      const pairs = sparseCounts(h);
+      addSparseCounts(this.total[kind]!, pairs);
+      histograms.push(pairs);
       intervalSummaries.push(summarize(h));
-      totalSummaries.push(summarize(this.total[kind]!));
+      totalSummaries.push((this.totalSummary[kind] = summarize(this.total[kind]!)));
       h.reset();
     }
     const elu = performance.eventLoopUtilization(this.elu);
