@@ -85,6 +85,16 @@ export interface LoadResult {
    * or its publish schedule slipped > 5 ms at P99. Latency figures are then upper bounds.
    */
   generatorSaturated: boolean;
+  /**
+   * The server's RSS (all threads) idle before any client connected, with every client joined,
+   * and after the window; per connection: above the idle figure, KiB.
+   */
+  serverMemory: {
+    idleMiB: number | null;
+    connectedMiB: number | null;
+    endMiB: number | null;
+    perConnectionKiB: { connected: number | null; end: number | null };
+  };
   /** Publishers that lost deliveries, worst first (at most 10): expected vs received. */
   lossByPublisher: { publisher: number; group: number; expected: number; received: number }[];
 }

@@ -49,6 +49,8 @@ export interface TargetSummary {
   /** The server's own event-loop delay over the window, merged over its threads (metrics on). */
   eventLoopP99Ms: Spread | null;
   eventLoopP999Ms: Spread | null;
+  /** Server RSS per connection above the idle server's after the window, KiB. */
+  memoryPerConnectionKiB: Spread | null;
   /**
    * metrics-off: shards1's CPU per delivery over this target's, i.e. what metrics cost.
    * scrape: this target's event-loop P99 over shards1's, i.e. what a scrape a second costs.
@@ -118,6 +120,7 @@ export function summarizeRepetitions(targets: readonly TargetName[], repetitions
       cpuVsBaseline: ratio((r) => r.serverCpu.cpuUsPerDelivery),
       eventLoopP99Ms: spread(ok.flatMap((r) => eventLoop(r, 'p99Ms') ?? [])),
       eventLoopP999Ms: spread(ok.flatMap((r) => eventLoop(r, 'p999Ms') ?? [])),
+      memoryPerConnectionKiB: spread(ok.flatMap((r) => r.serverMemory?.perConnectionKiB.end ?? [])),
       vsShards1:
         target === 'metrics-off'
           ? { metricsCpuCost: ratioTo(shards1s, (r) => r.serverCpu.cpuUsPerDelivery, true) }
