@@ -2,7 +2,9 @@
  * Per-connection state, kept as the uWS user data of the socket.
  */
 import type { GroupMatcher } from '../auth/identity.js';
+import { JSON_FRAMES, type ServerFrames } from '../protocol/server-frames.js';
 import type { WebSocket } from '../util/uws.js';
+import type { Queued } from './out.js';
 
 export interface Connection {
   readonly sid: string;
@@ -40,6 +42,12 @@ export interface Connection {
   weight: number;
   /** True once the broker was told this connection is online (it owes a `welcome`). */
   announced: boolean;
+  /** The replies in this connection's encoding (ocs.v1.json or ocs.v1.msgpack, chosen at the upgrade). */
+  frames: ServerFrames;
+  /** A frame of this connection is being decoded in the codec pool: the frames behind it wait in `held`. */
+  decoding: boolean;
+  /** Frames to this connection waiting behind one the codec pool is encoding (out.ts); null: none. */
+  outq: Queued[] | null;
 }
 
 export interface HeldFrame {
@@ -73,6 +81,9 @@ export function newConnection(sid: string, user: string | null, allowed: GroupMa
     unauthenticatedIp: null,
     weight: 0,
     announced: false,
+    frames: JSON_FRAMES,
+    decoding: false,
+    outq: null,
   };
 }
 
