@@ -14,6 +14,8 @@ export type Frame = Record<string, unknown> & { op: string };
 /** How a frame arrived: its WebSocket type, whether LZ4-compressed, its bytes on the wire. */
 export interface Arrival {
   op: string;
+  /** The frame's `id` (a msg's), if any. */
+  id: unknown;
   binary: boolean;
   compressed: boolean;
   bytes: number;
@@ -102,7 +104,7 @@ export function connect(port: number, options: ConnectOptions = {}): Promise<Tes
     } else {
       frame = JSON.parse(data.toString()) as Frame;
     }
-    arrivals.push({ op: frame.op, binary: isBinary, compressed: isBinary && isCompressed(data), bytes: data.byteLength });
+    arrivals.push({ op: frame.op, id: frame.id, binary: isBinary, compressed: isBinary && isCompressed(data), bytes: data.byteLength });
     queue.push(frame);
   });
   const closed = new Promise<{ code: number; reason: string }>((resolve) => {
