@@ -181,6 +181,20 @@ describe('order per connection when frames go through the codec pool', () => {
         for (const c of [sub, subJson, pub]) c.close();
       });
 
+      if (performance.codec_queue_limit === undefined) {
+        test('a client that pipelines 40 large pubs (2.4 MB at once) keeps the pool busy, is not closed, and they arrive in order', async () => {
+          const sub = await member(server.port, 'pipe-sub', ['pipe'], { encoding: 'msgpack' });
+          const pub = await member(server.port, 'pipe-pub', ['pipe'], { encoding: 'msgpack' });
+          const sent = Array.from({ length: 40 }, (_, i) => chat(60_000, i));
+          sent.forEach((data) => pub.send({ op: 'pub', group: 'pipe', data }));
+          const got: unknown[] = [];
+          while (got.length < sent.length) got.push((await sub.next((f) => f.op === 'msg', 20_000)).data);
+          assert.deepEqual(got, sent);
+          await settle(pub);
+          for (const c of [sub, pub]) c.close();
+        });
+      }
+
       test('a reconnecting msgpack user gets welcome first, then a large stored backlog as compressed batches, in order', async () => {
         const sender = await member(server.port, 'backlog-sender');
         const count = 90;

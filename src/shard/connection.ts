@@ -4,6 +4,7 @@
 import type { GroupMatcher } from '../auth/identity.js';
 import { JSON_FRAMES, type ServerFrames } from '../protocol/server-frames.js';
 import type { WebSocket } from '../util/uws.js';
+import type { Inbound } from './inbound.js';
 import type { Queued } from './out.js';
 
 export interface Connection {
@@ -44,8 +45,10 @@ export interface Connection {
   announced: boolean;
   /** The replies in this connection's encoding (ocs.v1.json or ocs.v1.msgpack, chosen at the upgrade). */
   frames: ServerFrames;
-  /** A frame of this connection is being decoded in the codec pool: the frames behind it wait in `held`. */
-  decoding: boolean;
+  /** Frames waiting behind ones the codec pool decodes (inbound.ts); null: none. */
+  inq: Inbound[] | null;
+  /** Bytes of the frames in `inq` held here (not those in the pool). */
+  inqBytes: number;
   /** Frames to this connection waiting behind one the codec pool is encoding (out.ts); null: none. */
   outq: Queued[] | null;
 }
@@ -82,7 +85,8 @@ export function newConnection(sid: string, user: string | null, allowed: GroupMa
     weight: 0,
     announced: false,
     frames: JSON_FRAMES,
-    decoding: false,
+    inq: null,
+    inqBytes: 0,
     outq: null,
   };
 }

@@ -7,7 +7,7 @@
  *
  * A frame of at least `performance.codec_offload_threshold` bytes is decoded, and a pub's
  * frames encoded, in the codec pool (src/codec) while the loop goes on; the connection's
- * next frames wait behind it in `held`, so its frames are still handled in order.
+ * next frames wait behind it (inbound.ts), so its frames are still handled in order.
  */
 import type { Codec } from '../codec/codec.js';
 import { inflateLz4 } from '../codec/lz4.js';
@@ -29,6 +29,7 @@ import type { Connection, RateLimiter, Socket } from './connection.js';
 import type { CrossShard } from './cross-shard.js';
 import type { Fail } from './fail.js';
 import type { LocalGroups } from './groups.js';
+import { InboundFrames, type InboundHandler } from './inbound.js';
 import type { Out } from './out.js';
 
 /**
@@ -37,8 +38,6 @@ import type { Out } from './out.js';
  * its joins at once, small enough that a socket that floods before its identity costs little.
  */
 export const MAX_HELD_FRAMES = 32;
-/** Bytes of frames that may wait behind one in the codec pool, in units of max_payload. */
-export const HELD_WHILE_DECODING = 4;
 
 export interface DispatchLimits {
   maxPayload: number;
@@ -92,6 +91,7 @@ export class Dispatcher {
   private msgSeq = 0;
   /** epochMs() when the frame being handled arrived: a pub's latency starts here, on every shard. */
   private receivedAt = 0;
+  private readonly inbound: InboundFrames;
 
   constructor(private readonly options: DispatchOptions) {
     this.limits = options.limits;
@@ -100,6 +100,16 @@ export class Dispatcher {
     this.fail = options.fail;
     this.link = options.link;
     this.processorTypes = new Set(options.processorTypes);
+    this.inbound = new InboundFrames(
+      options.codec,
+      {
+        frame: (ws, conn, bytes, isBinary, receivedAt, now) => this.frame(ws, conn, bytes, isBinary, receivedAt, now),
+        prepared: (ws, conn, result, msgId, receivedAt, now) => this.prepared(ws, conn, result, msgId, receivedAt, now),
+        task: (conn, bytes, isBinary) => this.task(conn, bytes, isBinary),
+        flooded: (ws, conn, message) => this.fail(ws, conn, 'E_RATE_LIMITED', message, undefined, true),
+      },
+      options.limits.maxPayload,
+    );
   }
 
   /** The set of processed `data.type` values changed (a processor was registered or removed). */
@@ -108,7 +118,7 @@ export class Dispatcher {
   }
 
   message(ws: Socket, message: ArrayBuffer, isBinary: boolean): void {
-    this.receivedAt = epochMs();
+    const receivedAt = epochMs();
     const conn = ws.getUserData();
     const now = Date.now();
     const { limits, counters } = this;
@@ -118,38 +128,23 @@ export class Dispatcher {
     if (message.byteLength > limits.maxPayload) {
       return this.fail(ws, conn, 'E_TOO_LARGE', `frame of ${message.byteLength} bytes is over max_payload (${limits.maxPayload})`, undefined, true);
     }
-    // All that the frames of a welcomed connection pay for the wait below: two booleans.
-    if (!conn.ready || conn.decoding) return this.early(ws, conn, message, isBinary, now);
-    this.frame(ws, conn, message, isBinary, now);
+    // All that the frames of a welcomed connection pay for the wait below: one boolean.
+    if (!conn.ready) return this.early(ws, conn, message, isBinary, receivedAt, now);
+    this.inbound.arrive(ws, conn, message, isBinary, receivedAt, now);
   }
 
   /** The connection's `welcome` was sent: the frames that waited are handled now, in order. Call it corked. */
   resume(ws: Socket): void {
-    ws.getUserData().ready = true;
-    this.handleHeld(ws);
-  }
-
-  /**
-   * Handles the frames that wait, in order, for as long as the connection takes frames: it may
-   * stop again (a held frame went to the codec pool, or an `auth` frame is being checked).
-   */
-  private handleHeld(ws: Socket): void {
     const conn = ws.getUserData();
+    conn.ready = true;
     const held = conn.held;
     if (held === null) return;
+    conn.held = null;
+    conn.heldBytes = 0;
     const now = Date.now();
-    let next = 0;
-    while (next < held.length && !conn.closed && !conn.decoding && (conn.ready || (conn.user === null && !conn.verifying))) {
-      const frame = held[next++]!;
-      conn.heldBytes -= frame.bytes.byteLength;
-      this.receivedAt = frame.receivedAt;
-      this.frame(ws, conn, frame.bytes, frame.binary, now);
-    }
-    // frame() may have held more (the connection stopped again); those stay behind the rest.
-    if (conn.held === held) held.splice(0, next);
-    if (conn.held !== null && conn.held.length === 0) {
-      conn.held = null;
-      conn.heldBytes = 0;
+    for (const frame of held) {
+      if (conn.closed) return;
+      this.inbound.arrive(ws, conn, frame.bytes, frame.binary, frame.receivedAt, now);
     }
   }
 
@@ -158,29 +153,33 @@ export class Dispatcher {
    * identity is its `auth`, handled at once; any other frame waits (bounded) until resume():
    * for the token check, then for the broker's `welcome`, always a connection's first frame.
    */
-  private early(ws: Socket, conn: Connection, message: ArrayBuffer, isBinary: boolean, now: number): void {
-    if (conn.user === null && !conn.verifying && !conn.decoding) return this.frame(ws, conn, message, isBinary, now);
+  private early(ws: Socket, conn: Connection, message: ArrayBuffer, isBinary: boolean, receivedAt: number, now: number): void {
+    // Decoded here whatever its size: a connection's first frames are few.
+    if (conn.user === null && !conn.verifying) return this.frame(ws, conn, message, isBinary, receivedAt, now);
     const held = conn.held ?? (conn.held = []);
-    // Behind a frame in the codec pool, a few large frames may wait (it takes a millisecond or so).
-    const maxBytes = conn.ready ? HELD_WHILE_DECODING * this.limits.maxPayload : this.limits.maxPayload;
+    const maxBytes = this.limits.maxPayload;
     if (held.length >= MAX_HELD_FRAMES || conn.heldBytes + message.byteLength > maxBytes) {
-      const behind = conn.ready ? 'while a large frame was being decoded' : 'before the welcome';
-      return this.fail(ws, conn, 'E_RATE_LIMITED', `over ${MAX_HELD_FRAMES} frames or ${maxBytes} bytes sent ${behind}`, undefined, true);
+      return this.fail(ws, conn, 'E_RATE_LIMITED', `over ${MAX_HELD_FRAMES} frames or ${maxBytes} bytes sent before the welcome`, undefined, true);
     }
-    held.push({ bytes: message.slice(0), binary: isBinary, receivedAt: this.receivedAt });
+    held.push({ bytes: message.slice(0), binary: isBinary, receivedAt });
     conn.heldBytes += message.byteLength;
   }
 
   /** Rate limit, decode and handle one frame. */
-  private frame(ws: Socket, conn: Connection, message: ArrayBuffer, isBinary: boolean, now: number): void {
-    const { limits, counters } = this;
-    if (!this.limiter.take(conn, now)) {
-      const close = ++conn.rateViolations >= limits.rateViolationsBeforeClose;
-      return this.fail(ws, conn, 'E_RATE_LIMITED', `over ${limits.messagesPerSecond} frames per second`, undefined, close);
-    }
-    if (this.options.codec.offloads(message.byteLength)) return this.offload(ws, conn, message, isBinary);
-    const frame = conn.frames.binary ? decodeMsgpack(message, isBinary, limits.maxPayload, inflateLz4) : decodeJson(message, isBinary);
+  private frame(ws: Socket, conn: Connection, message: ArrayBuffer, isBinary: boolean, receivedAt: number, now: number): void {
+    if (!this.admit(ws, conn, now)) return;
+    this.receivedAt = receivedAt;
+    const frame = conn.frames.binary ? decodeMsgpack(message, isBinary, this.limits.maxPayload, inflateLz4) : decodeJson(message, isBinary);
     this.decoded(ws, conn, frame);
+  }
+
+  /** The per-connection rate limit, applied to each frame in its turn. */
+  private admit(ws: Socket, conn: Connection, now: number): boolean {
+    if (this.limiter.take(conn, now)) return true;
+    const { limits } = this;
+    const close = ++conn.rateViolations >= limits.rateViolationsBeforeClose;
+    this.fail(ws, conn, 'E_RATE_LIMITED', `over ${limits.messagesPerSecond} frames per second`, undefined, close);
+    return false;
   }
 
   private decoded(ws: Socket, conn: Connection, frame: ClientFrame | FrameError): void {
@@ -203,48 +202,35 @@ export class Dispatcher {
     }
   }
 
-  /**
-   * A large frame: decoded (and a pub's frames encoded) in the codec pool. The frames the
-   * connection sends meanwhile wait in `held`; the result is handled in their place.
-   */
-  private offload(ws: Socket, conn: Connection, message: ArrayBuffer, isBinary: boolean): void {
-    conn.decoding = true;
-    const receivedAt = this.receivedAt;
+  /** The codec pool's task for a large frame: a pub's message id and time are fixed now, as for one decoded here. */
+  private task(conn: Connection, bytes: Uint8Array, isBinary: boolean): ReturnType<InboundHandler['task']> {
     const envelope = conn.user === null ? null : { id: this.nextMsgId(), from: conn.user, ts: Date.now() };
-    this.options.codec
-      .prepare({
-        // A copy: uWS's buffer is valid only during its callback. Moved, not copied again, to the pool.
-        bytes: new Uint8Array(message.slice(0)),
+    return {
+      msgId: envelope?.id ?? null,
+      task: {
+        bytes,
         isBinary,
         msgpack: conn.frames.binary,
         maxPayload: this.limits.maxPayload,
         envelope,
         msgpackForm: this.options.binary.anywhere(),
         processorTypes: [...this.processorTypes],
-      })
-      .then(
-        (result) => this.prepared(ws, conn, result, envelope?.id ?? null, receivedAt),
-        (err: unknown) => this.prepared(ws, conn, err, null, receivedAt),
-      );
+      },
+    };
   }
 
-  /** The pool's answer for a large frame (or its failure), handled as the frame, then what waited behind it. */
-  private prepared(ws: Socket, conn: Connection, result: PrepareResult | unknown, msgId: string | null, receivedAt: number): void {
-    conn.decoding = false;
-    if (conn.closed) return;
-    ws.cork(() => {
-      this.receivedAt = receivedAt;
-      if (result !== null && typeof result === 'object' && (result as PrepareResult).kind === 'prepare') {
-        const { frame, forms } = result as PrepareResult;
-        if (forms !== null && frame.op !== 'err') (frame as { data: unknown }).data = new EncodedData(forms, msgId);
-        this.decoded(ws, conn, frame);
-      } else {
-        this.counters[Counter.errors_internal]!++;
-        this.options.log.error({ code: 'E_INTERNAL', err: result }, 'codec pool failed on a frame');
-        this.options.out.send(ws, conn, conn.frames.error('E_INTERNAL', 'internal error decoding this frame'));
-      }
-      this.handleHeld(ws);
-    });
+  /** A frame the codec pool decoded (or failed on), handled in its turn. */
+  private prepared(ws: Socket, conn: Connection, result: PrepareResult | Error, msgId: string | null, receivedAt: number, now: number): void {
+    if (!this.admit(ws, conn, now)) return;
+    this.receivedAt = receivedAt;
+    if (result instanceof Error) {
+      this.counters[Counter.errors_internal]!++;
+      this.options.log.error({ code: 'E_INTERNAL', err: result }, 'codec pool failed on a frame');
+      return this.options.out.send(ws, conn, conn.frames.error('E_INTERNAL', 'internal error decoding this frame'));
+    }
+    const { frame, forms } = result;
+    if (forms !== null && frame.op !== 'err') (frame as { data: unknown }).data = new EncodedData(forms, msgId);
+    this.decoded(ws, conn, frame);
   }
 
   private handle(ws: Socket, conn: Connection, frame: ClientFrame): void {

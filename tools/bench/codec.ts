@@ -7,9 +7,9 @@
 // Usage: npm run bench:codec -- [--repeats 3] [--duration 3] [--parts frames,wire,offload]
 //        [--sizes 128,4096,65536] [--payload prose|thread] [--fanout 20]
 //        [--offload-sizes 8192,16384,32768,65536] [--offload-bytes-per-s 8000000] [--json-out FILE]
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
-import { dirname } from 'node:path';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { SERVER_MAIN, startServer, type ServerProcess } from '../lib/server-process.js';
 import { harnessConfig, writeConfigFile, type ConfigTree } from '../lib/server-config.js';
@@ -67,14 +67,21 @@ function spread(runs: number[]): Spread {
   return { median: round(median(runs), 3), min: Math.min(...runs), max: Math.max(...runs), runs };
 }
 
+/** A server of its own for `work`: a fresh store in a temporary directory, removed afterwards. */
 async function withServer<T>(config: ConfigTree, work: (server: ServerProcess) => Promise<T>): Promise<T> {
-  const file = writeConfigFile(harnessConfig(config));
-  const server = await startServer([process.execPath, SERVER_MAIN, '--config', file.file]);
+  const dataDir = mkdtempSync(join(tmpdir(), 'ocs-bench-data-'));
+  // logging info: startServer waits for the "ready" line.
+  const file = writeConfigFile(harnessConfig({ ...config, store: { data_dir: dataDir, sync: 'none' }, logging: { level: 'info' } }));
   try {
-    return await work(server);
+    const server = await startServer([process.execPath, SERVER_MAIN, '--config', file.file]);
+    try {
+      return await work(server);
+    } finally {
+      await server.stop();
+    }
   } finally {
-    await server.stop();
     file.remove();
+    rmSync(dataDir, { recursive: true, force: true });
   }
 }
 
@@ -100,7 +107,7 @@ async function main(): Promise<void> {
     for (let r = 0; r < repeats; r++) {
       for (const compression of [false, true]) {
         await withServer(
-          { websocket: { server: { shards: 1, max_payload: 256 * 1024 }, groups: { require_membership: false }, performance: { enable_compression: compression } }, logging: { level: 'warn' } },
+          { websocket: { server: { shards: 1, max_payload: 256 * 1024 }, groups: { require_membership: false }, performance: { enable_compression: compression } } },
           async (server) => {
             for (const encoding of ENCODINGS.filter((e) => needsCompression(e) === compression)) {
               for (const size of sizes) {
@@ -151,7 +158,7 @@ async function main(): Promise<void> {
         // Alternating, so a disturbance of the machine falls on both modes alike.
         for (const mode of r % 2 === 0 ? (['inline', 'pool'] as const) : (['pool', 'inline'] as const)) {
           const performance = { codec_pool_size: mode === 'pool' ? 1 : 0, codec_offload_threshold: size };
-          const run = await withServer({ websocket: { server: { shards: 1, max_payload: 256 * 1024 }, performance }, logging: { level: 'warn' } }, (server) =>
+          const run = await withServer({ websocket: { server: { shards: 1, max_payload: 256 * 1024 }, performance } }, (server) =>
             offloadRun({ port: server.port, serverPid: server.pid, largeSize: size, largeRate: offloadBytesPerS / size, smallRate, durationS, payload }),
           );
           log(`offload ${r + 1}/${repeats} ${size} B ${mode}: small p50 ${run.small.p50Ms} ms p99 ${run.small.p99Ms} ms max ${run.small.maxMs} ms, ${run.cpuUsPerLarge} µs CPU/large, lost ${run.smallLost}/${run.largeLost}`);
