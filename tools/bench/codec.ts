@@ -158,7 +158,7 @@ async function main(): Promise<void> {
         // Alternating, so a disturbance of the machine falls on both modes alike.
         for (const mode of r % 2 === 0 ? (['inline', 'pool'] as const) : (['pool', 'inline'] as const)) {
           const performance = { codec_pool_size: mode === 'pool' ? 1 : 0, codec_offload_threshold: size };
-          const run = await withServer({ websocket: { server: { shards: 1, max_payload: 256 * 1024 }, performance } }, (server) =>
+          const run = await withServer({ websocket: { server: { shards: 1, max_payload: 256 * 1024 }, groups: { require_membership: false }, performance } }, (server) =>
             offloadRun({ port: server.port, serverPid: server.pid, largeSize: size, largeRate: offloadBytesPerS / size, smallRate, durationS, payload }),
           );
           log(`offload ${r + 1}/${repeats} ${size} B ${mode}: small p50 ${run.small.p50Ms} ms p99 ${run.small.p99Ms} ms max ${run.small.maxMs} ms, ${run.cpuUsPerLarge} µs CPU/large, lost ${run.smallLost}/${run.largeLost}`);
