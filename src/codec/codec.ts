@@ -3,7 +3,9 @@
  * the pool (src/codec/pool.ts), and is there room? Small work, and all work while the pool is
  * full or off, runs inline with the same functions (src/codec/tasks.ts).
  */
+import { renderDeadLetters } from '../broker/dead-letter-view.js';
 import type { Deflate } from '../protocol/wire.js';
+import type { DeadLetter } from '../store/store.js';
 import { deflateLz4 } from './lz4.js';
 import { CodecPool } from './pool.js';
 import { runTask, transcode, type CodecTask, type PrepareResult, type PrepareTask } from './tasks.js';
@@ -53,6 +55,14 @@ export class Codec {
     // UTF-16 length: a lower bound of the UTF-8 bytes, close enough for the decision.
     if (!this.offloads(json.length)) return transcode(task);
     return this.run(task).then((result) => (result.kind === 'transcode' ? result.frame : Promise.reject(new Error('codec pool answered another task'))));
+  }
+
+  /** A chunk of a dead-letter page, each letter as its item's JSON text: in the pool when its data is large. */
+  renderDeadLetters(letters: readonly DeadLetter[]): string[] | Promise<string[]> {
+    let bytes = 0;
+    for (const letter of letters) bytes += letter.data.length;
+    if (!this.offloads(bytes)) return renderDeadLetters(letters);
+    return this.run({ kind: 'deadLetters', letters: [...letters] }).then((result) => (result.kind === 'deadLetters' ? result.items : Promise.reject(new Error('codec pool answered another task'))));
   }
 
   /** Decodes and prepares a large client frame in the pool (call offloads() first). */

@@ -8,11 +8,15 @@
  *   it, as a (compressed) binary frame; the data of a send/any as JSON text for the broker.
  * - `transcode`: a server frame in JSON text (a stored message or a backlog `batch` from the
  *   broker) as a binary frame, compressed when large.
+ * - `deadLetters`: a chunk of a dead-letter page (the admin API's export), each letter as its
+ *   item's JSON text, for the primary.
  */
+import { renderDeadLetters } from '../broker/dead-letter-view.js';
 import { typeOfData } from '../link/records.js';
 import type { ClientFrame, FrameError } from '../protocol/frames.js';
 import { decodeJson, encodeGroupMsgJson } from '../protocol/json-codec.js';
 import { decodeMsgpack, transcodeJson, writeGroupMsg } from '../protocol/msgpack-codec.js';
+import type { DeadLetter } from '../store/store.js';
 import { deflateLz4, inflateLz4 } from './lz4.js';
 
 /** The fields of the `msg` a pub becomes, fixed when the shard took the frame. */
@@ -46,7 +50,12 @@ export interface TranscodeTask {
   lz4Threshold: number;
 }
 
-export type CodecTask = PrepareTask | TranscodeTask;
+export interface DeadLettersTask {
+  kind: 'deadLetters';
+  letters: DeadLetter[];
+}
+
+export type CodecTask = PrepareTask | TranscodeTask | DeadLettersTask;
 
 /** What a prepared frame's `data` became: encoded, so the shard never touches the value. */
 export interface EncodedForms {
@@ -72,12 +81,24 @@ export interface TranscodeResult {
   frame: Uint8Array;
 }
 
-export type CodecResult = PrepareResult | TranscodeResult;
+export interface DeadLettersResult {
+  kind: 'deadLetters';
+  items: string[];
+}
+
+export type CodecResult = PrepareResult | TranscodeResult | DeadLettersResult;
 
 const utf8 = new TextEncoder();
 
 export function runTask(task: CodecTask): CodecResult {
-  return task.kind === 'prepare' ? prepare(task) : { kind: 'transcode', frame: transcode(task) };
+  switch (task.kind) {
+    case 'prepare':
+      return prepare(task);
+    case 'transcode':
+      return { kind: 'transcode', frame: transcode(task) };
+    case 'deadLetters':
+      return { kind: 'deadLetters', items: renderDeadLetters(task.letters) };
+  }
 }
 
 export function transcode(task: TranscodeTask): Uint8Array {
@@ -114,7 +135,7 @@ export class EncodedData {
 }
 
 /** `data` as the JSON text the broker stores. */
-export function dataJsonOf(data: unknown): string {
+export function jsonTextOf(data: unknown): string {
   return data instanceof EncodedData ? data.forms.dataJson! : JSON.stringify(data);
 }
 
@@ -130,7 +151,7 @@ export function transferablesOf(result: CodecResult): ArrayBuffer[] {
     if (bytes !== null && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer) out.push(bytes.buffer);
   };
   if (result.kind === 'transcode') add(result.frame);
-  else if (result.forms !== null) {
+  else if (result.kind === 'prepare' && result.forms !== null) {
     add(result.forms.json);
     add(result.forms.msgpack);
   }

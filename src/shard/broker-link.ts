@@ -5,7 +5,7 @@
  * group messages, admin replies), over one ring each way.
  */
 import type { Codec } from '../codec/codec.js';
-import { dataJsonOf } from '../codec/tasks.js';
+import { jsonTextOf } from '../codec/tasks.js';
 import { LinkReader } from '../link/reader.js';
 import { encodeRecord, ToBroker, ToShard } from '../link/records.js';
 import { httpError, type ErrorCode, type HttpCode } from '../protocol/errors.js';
@@ -122,15 +122,15 @@ export class BrokerLink implements AdminForwarder {
 
   /** A `pub` whose data.type has a processor: the broker runs it and publishes the result. */
   pub(conn: Connection, group: string, data: unknown, pri: number, ref: string | undefined, type: string): void {
-    this.writeFor(conn, ref, encodeRecord(ToBroker.PUB, [conn.sid, ref ?? null, conn.user, group, dataJsonOf(data), pri, type]));
+    this.writeFor(conn, ref, encodeRecord(ToBroker.PUB, [conn.sid, ref ?? null, conn.user, group, jsonTextOf(data), pri, type]));
   }
 
   send(conn: Connection, to: string, data: unknown, pri: number, ref: string | undefined, at: number | undefined, type: string | null): void {
-    this.writeFor(conn, ref, encodeRecord(ToBroker.SEND, [conn.sid, ref ?? null, conn.user, to, dataJsonOf(data), pri, at ?? 0, type]));
+    this.writeFor(conn, ref, encodeRecord(ToBroker.SEND, [conn.sid, ref ?? null, conn.user, to, jsonTextOf(data), pri, at ?? 0, type]));
   }
 
   any(conn: Connection, group: string, data: unknown, pri: number, ref: string | undefined, strategy: string | undefined, type: string | null): void {
-    this.writeFor(conn, ref, encodeRecord(ToBroker.ANY, [conn.sid, ref ?? null, conn.user, group, dataJsonOf(data), pri, strategy ?? null, type]));
+    this.writeFor(conn, ref, encodeRecord(ToBroker.ANY, [conn.sid, ref ?? null, conn.user, group, jsonTextOf(data), pri, strategy ?? null, type]));
   }
 
   /** This shard's metrics report, for the primary to merge. */
