@@ -16,6 +16,7 @@ import { decodeMsgpack, readFrame, writeFrame } from '../src/protocol/msgpack-co
 import { scanMsgpack } from '../src/protocol/msgpack-scan.js';
 import { JSON_FRAMES, MSGPACK_FRAMES } from '../src/protocol/server-frames.js';
 import { FLAG_LZ4, plainFrame, unwrapFrame, wrapFrame } from '../src/protocol/wire.js';
+import { Broadcast, fromRingPayload, ringPayload } from '../src/shard/broadcast.js';
 
 const hex = (text: string): Uint8Array => Uint8Array.from(Buffer.from(text.replace(/\s+/g, ''), 'hex'));
 /** A packer that writes what our server's never would (records, bins, dates): the hostile side. */
@@ -213,5 +214,35 @@ describe('server replies in both encodings (server-frames.ts)', () => {
       assert.equal(binary[0], 0, name);
       assert.deepEqual(readFrame(binary, 1 << 20, inflateLz4), JSON.parse(make(JSON_FRAMES) as string), name);
     }
+  });
+});
+
+describe('a broadcast: each encoding made once, lazily; across shards as bytes (broadcast.ts)', () => {
+  const codec = { deflate: deflateLz4, lz4Threshold: 1024 };
+  const data = { text: 'ship it '.repeat(300) };
+
+  test('json() and binary() are each encoded once, and decode to the same message', () => {
+    const b = Broadcast.of(codec, 'm1', 'alice', 'g', data, 1, 5);
+    assert.equal(b.json(), b.json());
+    assert.equal(b.binary(), b.binary());
+    assert.deepEqual(readFrame(b.binary(), 1 << 20, inflateLz4), JSON.parse(Buffer.from(b.json()).toString()));
+    assert.equal(b.binary()[0], 1, 'compressed: over lz4_threshold');
+  });
+
+  test('a ring payload carries the JSON frame alone, byte for byte as before msgpack, or both frames', () => {
+    const b = Broadcast.of(codec, 'm1', 'alice', 'g', data, 1, 5);
+    assert.equal(ringPayload(b, false), b.json());
+    const both = fromRingPayload(codec, ringPayload(b, true));
+    assert.deepEqual([...both.json()], [...b.json()]);
+    assert.deepEqual([...both.binary()], [...b.binary()]);
+  });
+
+  test('a shard that got only the JSON frame (in shared memory, as a ring holds it) makes the binary one itself', () => {
+    const b = Broadcast.of(codec, 'm1', 'alice', 'g', data, 1, 5);
+    const json = b.json();
+    const shared = new Uint8Array(new SharedArrayBuffer(json.byteLength + 8), 4, json.byteLength);
+    shared.set(json);
+    const received = fromRingPayload(codec, shared);
+    assert.deepEqual(readFrame(received.binary(), 1 << 20, inflateLz4), readFrame(b.binary(), 1 << 20, inflateLz4));
   });
 });
