@@ -13,7 +13,9 @@ import { createDoorbells } from '../src/rings/doorbell.js';
 import { createRingBuffer } from '../src/rings/ring.js';
 import { Admission, selectProtocol } from '../src/shard/admission.js';
 import { BrokerLink, MAX_ADMIN_IN_FLIGHT } from '../src/shard/broker-link.js';
+import type { Codec } from '../src/codec/codec.js';
 import { failer } from '../src/shard/fail.js';
+import { Out } from '../src/shard/out.js';
 import type { LocalGroups } from '../src/shard/groups.js';
 import { ipLimitsPerShard } from '../src/shard/ip-limits.js';
 import { createShardTable, ShardTable } from '../src/shared/shard-table.js';
@@ -28,18 +30,20 @@ describe('subprotocol selection', () => {
     assert.equal(selectProtocol(''), '');
   });
 
-  test('ocs.v1.json is chosen wherever it stands in the offer, spaces or not', () => {
+  test("the client's first supported subprotocol is chosen, wherever it stands in the offer, spaces or not", () => {
     assert.equal(selectProtocol('ocs.v1.json'), 'ocs.v1.json');
-    assert.equal(selectProtocol('ocs.v1.msgpack, ocs.v1.json'), 'ocs.v1.json');
-    assert.equal(selectProtocol('ocs.v1.msgpack,ocs.v1.json,chat'), 'ocs.v1.json');
+    assert.equal(selectProtocol('ocs.v1.msgpack'), 'ocs.v1.msgpack');
+    assert.equal(selectProtocol('ocs.v1.msgpack, ocs.v1.json'), 'ocs.v1.msgpack');
+    assert.equal(selectProtocol('ocs.v1.json, ocs.v1.msgpack'), 'ocs.v1.json');
+    assert.equal(selectProtocol('chat,ocs.v1.json,ocs.v1.msgpack'), 'ocs.v1.json');
     assert.equal(selectProtocol('  ocs.v1.json  '), 'ocs.v1.json');
   });
 
-  test('an offer without ocs.v1.json is refused (null), including near misses', () => {
-    assert.equal(selectProtocol('ocs.v1.msgpack'), null);
+  test('an offer of neither ocs.v1.json nor ocs.v1.msgpack is refused (null), including near misses', () => {
     assert.equal(selectProtocol('chat, superchat'), null);
     assert.equal(selectProtocol('OCS.V1.JSON'), null);
     assert.equal(selectProtocol('ocs.v1.json2'), null);
+    assert.equal(selectProtocol('ocs.v1.msgpack2'), null);
     assert.equal(selectProtocol(','), null);
   });
 });
@@ -211,8 +215,10 @@ describe('admin requests waiting for the broker', () => {
       fromBroker: createRingBuffer(1 << 20),
       registry: new ConnectionRegistry(),
       groups: {} as LocalGroups, // no group message comes from a silent broker
+      out: new Out(counters, createLogger('silent')),
+      codec: {} as Codec, // nor a delivery
       counters,
-      fail: failer(counters),
+      fail: failer(counters, new Out(counters, createLogger('silent'))),
       latency: new ThreadMetrics(),
       welcomed: () => {},
       adminTimeoutMs,
@@ -263,7 +269,8 @@ describe('a token check that throws', () => {
       ipLimits: ipLimitsPerShard({ connection_attempts_per_ip: 0, connection_burst_per_ip: 1, unauthenticated_per_ip: 0, max_tracked_ips: 10 }, 1),
       registry: new ConnectionRegistry(),
       link: { presence: () => assert.fail('nobody is announced') },
-      fail: failer(counters),
+      fail: failer(counters, new Out(counters, createLogger('silent'))),
+      out: new Out(counters, createLogger('silent')),
       log: createLogger('silent'),
       isStopping: () => false,
     });

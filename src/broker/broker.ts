@@ -21,7 +21,7 @@ import { ToBroker, typeOfData } from '../link/records.js';
 import { Latency, type LatencyRecorder } from '../metrics/latencies.js';
 import { AckTimers } from './ack-timers.js';
 import { Delivery } from './delivery.js';
-import { serveDlqRequest } from './dlq-admin.js';
+import { serveDlqRequest, type RenderLetters } from './dlq-admin.js';
 import { checkPri, checkSendOptions, dataJsonOf } from './embedding-checks.js';
 import { Intake, type Reply } from './intake.js';
 import { Presence } from './presence.js';
@@ -72,6 +72,8 @@ export interface BrokerOptions {
   latency?: LatencyRecorder;
   /** The store turned unwritable or writable again (after the broker has logged it). */
   storeHealthChanged?(health: Readonly<StoreHealth>): void;
+  /** How a dead-letter page's letters become JSON text (the server sends large chunks to a codec pool); default inline. */
+  renderDeadLetters?: RenderLetters;
 }
 
 const SERVER_SENDER = '@server';
@@ -284,7 +286,7 @@ export class Broker {
           const [requestId, method, path] = f as [number, string, string];
           const reply = (status: number, body: string): void => this.link.adminReply(shard, requestId, status, body);
           const failed = (err: unknown): void => this.options.log.error({ code: 'E_INTERNAL', err }, 'admin reply failed');
-          return serveDlqRequest(method, path, this.store, (letter) => this.intake.requeue(letter), reply, failed, this.link.maxFrameBytes);
+          return serveDlqRequest(method, path, this.store, (letter) => this.intake.requeue(letter), reply, failed, this.link.maxFrameBytes, this.options.renderDeadLetters);
         }
       }
     } catch (err) {

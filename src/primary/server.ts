@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer as createNetServer } from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { Broker, type Processor, type SendOptions, type BrokerStats } from '../broker/broker.js';
+import { Codec } from '../codec/codec.js';
 import { RingShardLink } from '../broker/ring-link.js';
 import type { LoadedConfig } from '../config/load.js';
 import { MetricsHub } from '../metrics/hub.js';
@@ -213,6 +214,7 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     });
     await Promise.all(exits);
     await broker.stop();
+    await codec.close();
     await store.close();
   };
 
@@ -228,6 +230,15 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     onMetrics: (shard, fields) => hub?.acceptRecord(shard, fields),
   });
   const sampler = new StatsSampler(table, monitoring, log, () => ({ ...broker.stats, ...link.stats }), hub);
+  // The primary's own pool: large dead-letter pages are rendered there, off the broker's loop.
+  const { performance } = config.websocket;
+  const codec = new Codec({
+    compression: performance.enable_compression,
+    lz4Threshold: performance.lz4_threshold,
+    offloadThreshold: performance.codec_offload_threshold,
+    poolSize: performance.codec_pool_size,
+    queueLimit: performance.codec_queue_limit,
+  });
   const broker = new Broker({
     config: config as Broker['options']['config'],
     store,
@@ -240,6 +251,7 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     },
     // Into the shared table, so that every shard's /health shows it.
     storeHealthChanged: (health) => table.setStoreHealth(health),
+    renderDeadLetters: (letters) => codec.renderDeadLetters(letters),
   });
   broker.start();
   const monitor = new LinkMonitor({ table, toBroker, fromBroker, rings, brokerOverflow: (shard) => link.overflowOf(shard) });

@@ -6,17 +6,19 @@
  * (idle, pings, slow consumers).
  */
 import { Authenticator } from '../auth/identity.js';
+import { Codec } from '../codec/codec.js';
 import { attachMetricsRoutes } from '../metrics/http.js';
 import { Latency } from '../metrics/latencies.js';
 import { SnapshotReader } from '../metrics/snapshot.js';
 import { ThreadMetrics } from '../metrics/thread-metrics.js';
 import { CloseCodes } from '../protocol/errors.js';
-import { Link, ShardStatus, ShardTable } from '../shared/shard-table.js';
+import { Counter, Link, ShardStatus, ShardTable } from '../shared/shard-table.js';
 import type { PrimaryToShard, ShardInit, ShardToPrimary } from '../shared/thread-messages.js';
 import { createLogger, type Logger } from '../util/logger.js';
 import { uWS, type TemplatedApp, type us_listen_socket } from '../util/uws.js';
 import { attachAdminRoutes } from './admin-http.js';
 import { Admission } from './admission.js';
+import { fromRingPayload } from './broadcast.js';
 import { BrokerLink } from './broker-link.js';
 import { RateLimiter, type Connection } from './connection.js';
 import { CrossShard } from './cross-shard.js';
@@ -25,6 +27,7 @@ import { failer } from './fail.js';
 import { LocalGroups } from './groups.js';
 import { attachHttpRoutes, stats, type HttpContext } from './http.js';
 import { ipLimitsPerShard } from './ip-limits.js';
+import { Out } from './out.js';
 import { ConnectionRegistry } from './registry.js';
 import { pongArrived, Sweeper } from './sweep.js';
 
@@ -56,6 +59,8 @@ class Shard {
   private readonly admission: Admission;
   private readonly dispatch: Dispatcher;
   private readonly sweeper: Sweeper;
+  /** Codec work too large for the loop goes to this shard's pool (src/codec). */
+  private readonly codec: Codec;
   private listenSocket: us_listen_socket | null = null;
   private graceTimer: NodeJS.Timeout | null = null;
   private gaugeTimer: NodeJS.Timeout | null = null;
@@ -70,7 +75,23 @@ class Shard {
     this.log = createLogger(init.config.logging.level, { shard: init.shard });
     this.table = new ShardTable(init.table);
     const counters = this.table.countersOf(init.shard);
-    const fail = failer(counters);
+    const out = new Out(counters, this.log);
+    const fail = failer(counters, out);
+    const codec = (this.codec = new Codec(
+      {
+        compression: performance.enable_compression,
+        lz4Threshold: performance.lz4_threshold,
+        offloadThreshold: performance.codec_offload_threshold,
+        poolSize: performance.codec_pool_size,
+        queueLimit: performance.codec_queue_limit,
+      },
+      { offloaded: () => counters[Counter.codec_offloaded]!++, inlineFull: () => counters[Counter.codec_inline_full]!++ },
+    ));
+    const table = this.table;
+    const binary = {
+      anywhere: () => table.binaryConnections() > 0,
+      elsewhere: () => table.binaryConnections() - (counters[Counter.binary_opened]! - counters[Counter.binary_closed]!) > 0,
+    };
     // Ids never repeat: instance (this process run), shard, generation (this start of the
     // shard), then `s` for a session or `m` for a message, and a sequence.
     const idPrefix = `${init.instance}.${init.shard}.${init.generation.toString(36)}.`;
@@ -86,6 +107,8 @@ class Shard {
       fromBroker: init.fromBroker,
       registry,
       groups,
+      out,
+      codec,
       counters,
       fail,
       latency: metrics,
@@ -101,8 +124,8 @@ class Shard {
       overflowLimitBytes: performance.ring_overflow_bytes,
       counters,
       log: this.log,
-      onPub: (topic, frame, receivedAt) => {
-        if (groups.publish(topic, frame) > 0) metrics.since(Latency.pub, receivedAt);
+      onPub: (topic, payload, receivedAt) => {
+        if (groups.publish(topic, fromRingPayload(codec, payload)) > 0) metrics.since(Latency.pub, receivedAt);
       },
       alsoDrain: (budget) => this.link.drain(budget),
     });
@@ -119,6 +142,7 @@ class Shard {
       registry,
       link: this.link,
       fail,
+      out,
       log: this.log,
       isStopping: () => this.stopping,
     });
@@ -143,6 +167,9 @@ class Shard {
       groups,
       processorTypes: init.processorTypes,
       latency: metrics,
+      codec,
+      out,
+      binary,
     });
     this.sweeper = new Sweeper({
       sockets: registry.sockets,
@@ -271,6 +298,8 @@ class Shard {
     if (this.graceTimer) clearTimeout(this.graceTimer);
     this.graceTimer = null;
     this.table.setStatus(this.init.shard, ShardStatus.DOWN);
+    // Its threads are idle-unref'd, but a task still running would hold this thread up.
+    void this.codec.close().catch((err: unknown) => this.log.error({ code: 'E_INTERNAL', err }, 'codec pool did not close'));
     this.log.info({ exitCode: this.exitCode }, 'shard stopped');
     this.channel.post({ type: 'stopped' });
     this.channel.close();
