@@ -27,7 +27,8 @@ export async function backupStore(dataDir: string, target: string, compact = fal
   const started = Date.now();
   const root = open({ path: source, readOnly: true, noSubdir: false });
   try {
-    await root.backup(file, compact);
+    // The store is a directory (noSubdir: false): LMDB writes data.mdb into the one it is given.
+    await root.backup(dir, compact);
   } finally {
     await root.close();
   }
