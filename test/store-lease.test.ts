@@ -1,6 +1,6 @@
 /**
- * The store's lease (src/store/leases.ts): which process delivers what is stored, when two
- * share one store. Real LMDB in a temp directory; another process is a real child process; the
+ * The store's lease (src/store/leases.ts) and the ownership built on it
+ * (src/broker/ownership.ts): which process delivers what is stored, when two share one store. Real LMDB in a temp directory; another process is a real child process; the
  * rules about processes that cannot be looked up read a fake /proc tree.
  */
 import assert from 'node:assert/strict';
@@ -10,8 +10,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { Ownership, type OwnershipEvents } from '../src/broker/ownership.js';
 import { judge, processAlive, processIdentity, type LeaseRecord, type ProcessIdentity } from '../src/store/leases.js';
 import { MessageStore } from '../src/store/store.js';
+import { createLogger } from '../src/util/logger.js';
+import { until } from './helpers/messaging.js';
 import { tempDataDir } from './helpers/server.js';
 
 const STORE_MODULE = fileURLToPath(new URL('../src/store/store.js', import.meta.url));
@@ -148,5 +151,56 @@ describe('the store lease', () => {
       assert.match(String(me.pidNs), /^pid:\[\d+\]$/);
       assert.ok(processAlive(process.pid, me.startTime!));
     });
+  });
+});
+
+describe('ownership of the stored queues (src/broker/ownership.ts)', () => {
+  const log = createLogger('silent');
+
+  test('a process standing by takes the queues within a poll of their release', async () => {
+    const dir = tempDataDir();
+    const store = await MessageStore.open(dir, 'full');
+    const taken: string[] = [];
+    const events = (name: string): OwnershipEvents => ({ acquired: (_previous, why) => taken.push(`${name}: ${why}`), lost: () => taken.push(`${name}: lost`) });
+    const holder = new Ownership(store.lease('holder-run', 15_000), log, events('holder'));
+    const waiting = new Ownership(store.lease('waiting-run', 15_000), log, events('waiting'));
+    try {
+      assert.equal(await holder.start(), true);
+      assert.equal(await waiting.start(), false);
+      assert.equal(waiting.owns, false);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.deepEqual(taken, ['holder: never held'], 'still held: the one waiting keeps waiting');
+      const released = Date.now();
+      await holder.release();
+      await until(() => (waiting.owns ? true : undefined), 'the take-over', 2000);
+      assert.ok(Date.now() - released < 1000);
+      assert.deepEqual(taken, ['holder: never held', 'waiting: released']);
+    } finally {
+      waiting.stop();
+      holder.stop();
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a holder that finds its lease taken says so (possible only where it cannot be looked up and did not renew in time)', async () => {
+    const dir = tempDataDir();
+    const store = await MessageStore.open(dir, 'full');
+    let lost: LeaseRecord | null = null;
+    const holder = new Ownership(store.lease('slow-run', 100), log, { acquired: () => {}, lost: (record) => (lost = record) });
+    try {
+      assert.equal(await holder.start(), true);
+      // A process in another PID namespace (a container on the same volume) sees only the renewals.
+      const elsewhere = store.lease('container-run', 15_000, { pid: 1, boot: processIdentity().boot, pidNs: 'pid:[elsewhere]', startTime: '1' });
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      assert.equal((await elsewhere.acquire()).state, 'free', 'not renewed for 100 ms');
+      await until(() => lost ?? undefined, 'the holder to notice', 10_000);
+      assert.equal(lost!.holder, 'container-run');
+      assert.equal(holder.owns, false);
+    } finally {
+      holder.stop();
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

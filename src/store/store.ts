@@ -33,7 +33,7 @@ import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, read
 import { join, resolve } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { OcsError } from '../protocol/errors.js';
-import { StoreLease } from './leases.js';
+import { StoreLease, type ProcessIdentity } from './leases.js';
 
 export type SyncMode = 'full' | 'overlapping' | 'none';
 
@@ -168,9 +168,9 @@ export class MessageStore {
     }
   }
 
-  /** The lease on this store's queues (leases.ts) for the process run `holder`. */
-  lease(holder: string, ttlMs: number): StoreLease {
-    return new StoreLease(this.root, holder, ttlMs);
+  /** The lease on this store's queues (leases.ts) for the process run `holder` (`self`: this process, unless a test plays another). */
+  lease(holder: string, ttlMs: number, self?: ProcessIdentity): StoreLease {
+    return new StoreLease(this.root, holder, ttlMs, self);
   }
 
   /** Every stored message's metadata, in key order (per target: priority, then sequence). */
