@@ -143,6 +143,13 @@ describe('the store lease', () => {
       assert.equal(judge(record({ pid: 200 }), 'me', noProc, now + 15_000, proc).state, 'free');
     });
 
+    test('a record that is not a lease (another version, damage) counts as free, so that the next acquire overwrites it', () => {
+      for (const junk of [{}, 'lease', null, { holder: 7 }, { ...record({}), renewedAt: '__proto__' }, { ...record({ pidNs: 'pid:[2]' }), ttlMs: null }]) {
+        const state = judge(junk as unknown as LeaseRecord, 'me', self, now, proc);
+        assert.deepEqual([state.state, state.state === 'free' && state.why], ['free', 'not a lease record'], JSON.stringify(junk));
+      }
+    });
+
     test("this process's identity is read from the real /proc on Linux", () => {
       const me = processIdentity();
       assert.equal(me.pid, process.pid);

@@ -88,6 +88,9 @@ export class StoreLease {
 /** The state of `record` for `holder` (this process, `self`) at `now`. */
 export function judge(record: LeaseRecord | undefined, holder: string, self: ProcessIdentity, now: number, procRoot = '/proc'): LeaseState {
   if (record === undefined) return { state: 'free', previous: record, why: 'never held' };
+  if (typeof record !== 'object' || record === null || typeof record.holder !== 'string' || !Number.isFinite(record.renewedAt) || !Number.isFinite(record.ttlMs)) {
+    return { state: 'free', previous: undefined, why: 'not a lease record' };
+  }
   if (record.holder === holder) return { state: 'mine', record };
   if (record.released) return { state: 'free', previous: record, why: 'released' };
   const visible = self.boot !== null && self.pidNs !== null && record.startTime !== null;
