@@ -169,11 +169,11 @@ export class Broker {
   /**
    * The store's lease is ours now: loads what the previous holder left (not what this broker
    * holds or has just removed) and delivers it to recipients already connected. Returns how
-   * many messages it loaded.
+   * many messages it loaded; null when it was not standing by (it loaded everything at start).
    */
-  takeOver(): number {
+  takeOver(): number | null {
     const removed = this.standingBy;
-    if (removed === null) return 0;
+    if (removed === null) return null;
     this.standingBy = null;
     removed.stop();
     return this.load((id) => this.queues.has(id) || removed.has(id), (entry) => this.route.deliverIfConnected(entry));

@@ -276,7 +276,8 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
   const ownership = new Ownership(store.lease(instance, LEASE_TTL_MS), log, {
     acquired: (previous, why) => {
       const loaded = broker.takeOver();
-      if (previous) log.info({ previousPid: previous.pid, why, loaded }, 'store lease taken over: this process delivers the stored messages now');
+      if (loaded !== null) log.info({ previousPid: previous?.pid, why, loaded }, 'store lease taken over: this process delivers the stored messages now');
+      else if (previous && why !== 'released') log.info({ previousPid: previous.pid, why }, 'the previous process did not release the store (it did not stop cleanly): what it had in flight is delivered again');
     },
     lost: () => {
       stoppedItself = true;
