@@ -46,6 +46,12 @@ const server = z
      * not exit before.
      */
     shutdown_timeout: z.number().min(5).default(10),
+    /**
+     * Seconds over which a drain (SIGTERM, SIGINT, pm2 reload) closes the connections with 1012,
+     * evenly, so that their reconnections reach the next process spread out rather than at once.
+     * 0: all at once. shutdown_timeout must leave 5 s more for the close handshakes.
+     */
+    drain_window: seconds.max(600).default(2),
     /** Seconds a connection may stay unauthenticated waiting for its `auth` frame. */
     auth_timeout: z.number().positive().default(10),
   })
