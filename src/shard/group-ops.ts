@@ -33,7 +33,9 @@ export interface GroupOpsOptions {
   /** Which groups keep history (websocket.history). */
   patterns: HistoryPatterns;
   maxGroupsPerConnection: number;
-  link: Pick<BrokerLink, 'joined' | 'left' | 'groupJoin' | 'groupLeave' | 'presenceQuery' | 'historyQuery'>;
+  /** Bytes waiting for the ring to the broker beyond which joins of history groups, presence and history are refused (E_OVERLOADED). */
+  brokerBacklogLimit: number;
+  link: Pick<BrokerLink, 'backlog' | 'joined' | 'left' | 'groupJoin' | 'groupLeave' | 'presenceQuery' | 'historyQuery'>;
   registry: ConnectionRegistry;
   fail: Fail;
 }
@@ -52,6 +54,8 @@ export class GroupOps {
   join(ws: Socket, conn: Connection, frame: Extract<ClientFrame, { op: 'join' }>): void {
     const { group, ref } = frame;
     if (conn.allowed !== null && !conn.allowed.allows(group)) return this.fail(ws, conn, 'E_FORBIDDEN', `not allowed to join ${group}`, ref);
+    const history = this.patterns.any && this.patterns.keeps(group);
+    if (history && this.brokerBusy(ws, conn, ref)) return;
     const wasMember = conn.groups.has(group);
     if (!wasMember) {
       const max = this.options.maxGroupsPerConnection;
@@ -62,7 +66,7 @@ export class GroupOps {
     const watched = conn.watching?.has(group) ?? false;
     if (watch !== watched) this.setWatching(ws, conn, group, watch);
     if (!wasMember || watch !== watched) this.link.joined(conn, group, watch);
-    if (this.patterns.any && this.patterns.keeps(group)) return this.historyJoin(conn, ws, group, ref, frame.since, !wasMember);
+    if (history) return this.historyJoin(conn, ws, group, ref, frame.since, !wasMember);
     if (!wasMember) ws.subscribe(group);
     ws.send(encodeJoined(group, ref));
   }
@@ -85,6 +89,7 @@ export class GroupOps {
   presence(ws: Socket, conn: Connection, frame: Extract<ClientFrame, { op: 'presence' }>): void {
     const refusal = this.mayAsk(conn, frame.group);
     if (refusal !== null) return this.fail(ws, conn, refusal, this.refusalText(refusal, frame.group), frame.ref);
+    if (this.brokerBusy(ws, conn, frame.ref)) return;
     this.link.presenceQuery(conn, frame.group, frame.ref, frame.counts);
   }
 
@@ -94,6 +99,7 @@ export class GroupOps {
     const refusal = this.mayAsk(conn, group);
     if (refusal !== null) return this.fail(ws, conn, refusal, this.refusalText(refusal, group), ref);
     if (!this.patterns.keeps(group)) return this.fail(ws, conn, 'E_BAD_FRAME', `${group} keeps no history (websocket.history)`, ref);
+    if (this.brokerBusy(ws, conn, ref)) return;
     this.link.historyQuery(conn, group, ref, frame.since, frame.limit ?? 0);
   }
 
@@ -175,6 +181,13 @@ export class GroupOps {
       conn.watching!.delete(group);
       ws.unsubscribe(presenceTopic(group));
     }
+  }
+
+  /** What asks the broker is refused, not queued without bound, while the ring to it is backed up (a leave is never refused). */
+  private brokerBusy(ws: Socket, conn: Connection, ref: string | undefined): boolean {
+    if (this.link.backlog <= this.options.brokerBacklogLimit) return false;
+    this.fail(ws, conn, 'E_OVERLOADED', 'the message broker is behind; retry shortly', ref);
+    return true;
   }
 
   /** Members may ask about a group; so may users whose token's `groups` claim allows it. */

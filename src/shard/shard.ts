@@ -97,7 +97,14 @@ class Shard {
       log: this.log,
     });
     const history = new HistoryPatterns(config.history);
-    this.groupOps = new GroupOps({ patterns: history, maxGroupsPerConnection: limits.max_groups_per_connection, link: this.link, registry, fail });
+    this.groupOps = new GroupOps({
+      patterns: history,
+      maxGroupsPerConnection: limits.max_groups_per_connection,
+      brokerBacklogLimit: performance.ring_overflow_bytes,
+      link: this.link,
+      registry,
+      fail,
+    });
     this.cross = new CrossShard({
       self: init.shard,
       table: this.table,

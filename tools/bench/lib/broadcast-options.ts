@@ -1,7 +1,7 @@
 // Command-line options of tools/bench/broadcast.ts, validated once.
 import { parseArgs } from 'node:util';
 import type { BroadcastOptions } from './broadcast-plan.js';
-import { TARGET_NAMES, type TargetName } from './broadcast-targets.js';
+import { DEFAULT_TARGETS, TARGET_NAMES, type TargetName } from './broadcast-targets.js';
 
 export interface CliOptions extends BroadcastOptions {
   targets: TargetName[];
@@ -19,7 +19,8 @@ export const USAGE = `Usage: npm run bench:broadcast -- [options]
   --duration S      measured seconds (default 10)
   --warmup S        unmeasured seconds before (default 2)
   --drain S         longest wait for late deliveries after the last publication (default 2)
-  --targets LIST    comma-separated: ${TARGET_NAMES.join(',')} (default all)
+  --targets LIST    comma-separated: ${TARGET_NAMES.join(',')} (default ${DEFAULT_TARGETS.join(',')};
+                    -history: the real server with every group keeping history)
   --json-out FILE   also write the JSON result to FILE
   --concurrency N   connections opened at once (default 200)
   --verify-every N  also JSON.parse one received frame in N to check the fast parser (default 1000, 0 = off)`;
@@ -35,7 +36,7 @@ export function parseCli(argv: string[]): CliOptions {
       duration: { type: 'string', default: '10' },
       warmup: { type: 'string', default: '2' },
       drain: { type: 'string', default: '2' },
-      targets: { type: 'string', default: TARGET_NAMES.join(',') },
+      targets: { type: 'string', default: DEFAULT_TARGETS.join(',') },
       'json-out': { type: 'string' },
       concurrency: { type: 'string', default: '200' },
       'verify-every': { type: 'string', default: '1000' },

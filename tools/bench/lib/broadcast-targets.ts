@@ -5,8 +5,13 @@ import { harnessConfig, writeConfigFile } from '../../lib/server-config.js';
 import { SERVER_MAIN } from '../../lib/server-process.js';
 import { serverPinPrefix } from './pinning.js';
 
-export const TARGET_NAMES = ['baseline', 'shards1', 'shards2'] as const;
+export const TARGET_NAMES = ['baseline', 'shards1', 'shards2', 'shards1-history', 'shards2-history'] as const;
 export type TargetName = (typeof TARGET_NAMES)[number];
+/** What runs without --targets: the history targets measure a feature's cost, asked for by name. */
+export const DEFAULT_TARGETS: readonly TargetName[] = ['baseline', 'shards1', 'shards2'];
+
+/** The `-history` targets: every group of the benchmark (g0, g1...) keeps history, so every pub goes through the broker. */
+const HISTORY = [{ pattern: 'g*', size: 1000, ttl: 0 }];
 
 export interface PreparedTarget {
   name: TargetName;
@@ -39,11 +44,12 @@ export function prepareTarget(name: TargetName, maxConnections: number): Prepare
   if (!existsSync(SERVER_MAIN)) {
     throw new Error(`${SERVER_MAIN} not found: the real server is not built (run npm run build once src/main.ts exists)`);
   }
-  const shards = name === 'shards1' ? 1 : 2;
+  const shards = name.startsWith('shards1') ? 1 : 2;
+  const history = name.endsWith('-history') ? { history: HISTORY } : {};
   // The real server, tuned only as the benchmark needs: the harness defaults (a free port, no
   // per-connection rate limit) and room for every connection.
   const config = writeConfigFile(
-    harnessConfig({ websocket: { server: { shards, max_connections: Math.max(10_000, maxConnections * 2) } } }),
+    harnessConfig({ websocket: { server: { shards, max_connections: Math.max(10_000, maxConnections * 2) }, ...history } }),
   );
   return {
     name,
