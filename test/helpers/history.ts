@@ -21,9 +21,5 @@ export async function joinGroup(client: TestClient, group: string, since?: { off
   }
 }
 
-/** The next `count` msgs of the client, in order of arrival. */
-export async function nextMsgs(client: TestClient, count: number, timeoutMs = 5000): Promise<Frame[]> {
-  const msgs: Frame[] = [];
-  while (msgs.length < count) msgs.push(...msgsOf(await client.next((f) => f.op === 'msg' || f.op === 'batch', timeoutMs)));
-  return msgs;
-}
+/** The next `count` msgs of the client, in order of arrival (batches unpacked). */
+export { nextMsgs } from './messaging.js';
