@@ -86,8 +86,8 @@ export class RingShardLink implements ShardLink {
     this.deliver(shard, encodeRecord(ToShard.DELIVER_SID, live > 0 ? [sid, frame, storedAt, live] : [sid, frame]));
   }
 
-  senderAck(shard: number, sid: string, ref: string | null, id: string): void {
-    this.control(shard, encodeRecord(ToShard.SENDER_ACK, [sid, ref, id]));
+  senderAck(shard: number, sid: string, ref: string | null, id: string, offset?: number): void {
+    this.control(shard, encodeRecord(ToShard.SENDER_ACK, offset === undefined ? [sid, ref, id] : [sid, ref, id, offset]));
   }
 
   error(shard: number, sid: string, code: ErrorCode, message: string, ref: string | null): void {
@@ -98,12 +98,36 @@ export class RingShardLink implements ShardLink {
     this.control(shard, encodeRecord(ToShard.WELCOME, [sid, pending]));
   }
 
-  groupPub(group: string, frame: string): void {
+  groupPub(topic: string, frame: string, receivedAt = 0): void {
     // Encoded once; QueuedRingWriter keeps the array only while it waits, and never changes it.
-    const record = encodeRecord(ToShard.GROUP_PUB, [group, frame]);
+    const record = encodeRecord(ToShard.GROUP_PUB, receivedAt > 0 ? [topic, frame, receivedAt] : [topic, frame]);
     for (let shard = 0; shard < this.writers.length; shard++) {
       if (this.write(shard, record, this.writers[shard]!.maxBacklog) === 'E_OVERLOADED') this.stats.link_dropped++;
     }
+  }
+
+  reply(shard: number, sid: string, frame: string): void {
+    this.control(shard, encodeRecord(ToShard.REPLY, [sid, frame]));
+  }
+
+  groupJoined(shard: number, sid: string, group: string, ref: string | null, replay: readonly string[], top: number, epoch: string, recovered: number): void {
+    const writer = this.writers[shard]!;
+    // A replay only goes whole: behind a backed-up ring part of it could be dropped, a gap nobody would see.
+    if (replay.length > 0 && writer.backlog > writer.maxBacklog) {
+      this.stats.link_dropped++;
+      replay = [];
+      recovered = 0;
+    }
+    for (const frame of replay) this.control(shard, encodeRecord(ToShard.REPLY, [sid, frame]));
+    this.control(shard, encodeRecord(ToShard.JOINED, [sid, group, ref, top, epoch, recovered, null]));
+  }
+
+  groupJoinFailed(shard: number, sid: string, group: string, ref: string | null, message: string): void {
+    this.control(shard, encodeRecord(ToShard.JOINED, [sid, group, ref, 0, '', -1, message]));
+  }
+
+  groupLeft(shard: number, sid: string, group: string, ref: string | null): void {
+    this.control(shard, encodeRecord(ToShard.LEFT, [sid, group, ref]));
   }
 
   adminReply(shard: number, requestId: number, status: number, bodyJson: string): void {

@@ -34,7 +34,8 @@ export const USAGE = `Usage: npm run bench:broadcast -- [options]
   --drain S         longest wait for late deliveries after the last publication (default 2)
   --targets LIST    comma-separated, from ${TARGET_NAMES.join(',')}
                     (default ${DEFAULT_TARGETS.join(',')}); metrics-off is shards1 with
-                    metrics collection off, scrape is shards1 with GET /metrics every second
+                    metrics collection off, scrape is shards1 with GET /metrics every second,
+                    -history: the real server with every group keeping history
   --json-out FILE   also write the JSON result to FILE
   --concurrency N   connections opened at once (default 200)
   --verify-every N  also JSON.parse one received frame in N to check the fast parser (default 1000, 0 = off)`;
