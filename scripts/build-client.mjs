@@ -2,7 +2,7 @@
 // the MessagePack codec split into a chunk that only `encoding: 'msgpack'` loads. platform
 // 'browser' makes a Node-only import a build error. Prints the sizes (minified, and gzipped).
 import { build } from 'esbuild';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 
 const outdir = new URL('../dist/client/', import.meta.url).pathname;
@@ -21,6 +21,9 @@ const result = await build({
   chunkNames: 'ocs-client-[name]-[hash]',
   logLevel: 'warning',
 });
+// A chunk's name carries its hash: a file this build did not write is an older build's.
+const written = new Set(Object.keys(result.metafile.outputs).map((f) => f.slice(f.lastIndexOf('/') + 1)));
+for (const name of readdirSync(outdir)) if (!written.has(name)) rmSync(outdir + name);
 const sizes = {};
 for (const file of Object.keys(result.metafile.outputs).filter((f) => f.endsWith('.js'))) {
   const bytes = readFileSync(file);

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { loadConfig } from '../src/config/load.js';
 import { msgsIn, sleep, startBroker, type TestBroker } from './helpers/broker.js';
 
 const RULES = [
@@ -31,6 +32,18 @@ async function joined(b: TestBroker, sid: string, group: string, since?: { offse
 }
 
 describe('group history in the broker', () => {
+  test('the config names a bad websocket.history rule or history key', () => {
+    const load = (overrides: Record<string, unknown>) => () => loadConfig({ env: {}, overrides });
+    assert.throws(load({ websocket: { history: [{ pattern: 'room*x', size: 10 }] } }), /websocket\.history\.0\.pattern: a group name or a prefix\* pattern/);
+    assert.throws(load({ websocket: { history: [{ pattern: 'room.*', size: 0 }] } }), /websocket\.history\.0\.size/);
+    assert.throws(load({ websocket: { history: [{ pattern: 'room.*', size: 10, tll: 5 }] } }), /unknown key websocket\.history\.0\.tll/);
+    assert.throws(load({ websocket: { history: { pattern: 'room.*' } } }), /websocket\.history: Expected array/);
+    assert.throws(load({ history: { persists: true } }), /unknown key history\.persists/);
+    assert.throws(load({ websocket: { presence: { window: 11 } } }), /websocket\.presence\.window/);
+    const { config } = loadConfig({ env: {}, overrides: { websocket: { history: [{ pattern: 'room.*', size: 10 }] } } });
+    assert.deepEqual(config.websocket.history, [{ pattern: 'room.*', size: 10, ttl: 0 }]);
+  });
+
   test('every message of a history group gets the next offset and the group epoch, its sender the offset in its ack', async () => {
     const b = await startBroker({ historyRules: RULES });
     try {

@@ -1,28 +1,16 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { member, type Frame, type TestClient } from './helpers/client.js';
+import { member, type Frame } from './helpers/client.js';
+import { joinGroup as join, nextMsgs } from './helpers/history.js';
 import { startInProcess, startProcess, tempDataDir, testConfig } from './helpers/server.js';
 
 const rules = [{ pattern: 'room.*', size: 100 }];
-
-/** Joins `group` (recovering from `since` when given): the messages replayed and `joined`. */
-async function join(client: TestClient, group: string, since?: { offset: number; epoch: string }): Promise<{ replayed: Frame[]; joined: Frame }> {
-  client.send({ op: 'join', group, ref: 'j', ...(since && { since }) });
-  const replayed: Frame[] = [];
-  for (;;) {
-    const frame = await client.next();
-    if (frame.op === 'joined') return { replayed, joined: frame };
-    if (frame.op === 'msg') replayed.push(frame);
-    if (frame.op === 'batch') replayed.push(...(frame.msgs as Frame[]));
-  }
-}
 
 /** Publishes `count` messages to `group` and waits for them: their frames. */
 async function publish(port: number, group: string, count: number): Promise<Frame[]> {
   const c = await member(port, 'writer', [group]);
   for (let i = 0; i < count; i++) c.send({ op: 'pub', group, data: i });
-  const msgs: Frame[] = [];
-  while (msgs.length < count) msgs.push(await c.next((f) => f.op === 'msg'));
+  const msgs = await nextMsgs(c, count);
   c.close();
   return msgs;
 }

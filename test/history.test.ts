@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { connect, member, onShard, type Frame, type TestClient } from './helpers/client.js';
+import { connect, member, onShard, type Frame } from './helpers/client.js';
+import { joinGroup as join, nextMsgs } from './helpers/history.js';
 import { startInProcess } from './helpers/server.js';
 import type { RunningServer } from '../src/index.js';
 
@@ -14,35 +15,6 @@ const HISTORY = {
     ],
   },
 };
-
-type Member = TestClient & { welcome: Frame };
-
-/** The msg frames in `frame` (a msg, or a batch of them). */
-function msgsOf(frame: Frame): Frame[] {
-  if (frame.op === 'msg') return [frame];
-  if (frame.op === 'batch') return frame.msgs as Frame[];
-  return [];
-}
-
-/** Joins `group` (with `since` when given) and returns what came before `joined`, and `joined`. */
-async function join(client: TestClient, group: string, since?: { offset: number; epoch: string }): Promise<{ replayed: Frame[]; joined: Frame }> {
-  const ref = `j-${Math.random()}`;
-  client.send({ op: 'join', group, ref, ...(since && { since }) });
-  const replayed: Frame[] = [];
-  for (;;) {
-    const frame = await client.next();
-    if (frame.op === 'joined' && frame.ref === ref) return { replayed, joined: frame };
-    if (frame.op === 'err') throw Object.assign(new Error(`join refused: ${String(frame.message)}`), { frame });
-    replayed.push(...msgsOf(frame));
-  }
-}
-
-/** The next `count` msgs of the client, in order of arrival. */
-async function nextMsgs(client: TestClient, count: number, timeoutMs = 5000): Promise<Frame[]> {
-  const msgs: Frame[] = [];
-  while (msgs.length < count) msgs.push(...msgsOf(await client.next((f) => f.op === 'msg' || f.op === 'batch', timeoutMs)));
-  return msgs;
-}
 
 describe('group history and recovery on a 2-shard server', () => {
   let server: RunningServer;

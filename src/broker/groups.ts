@@ -76,11 +76,21 @@ export class BrokerGroups {
       if (groups.length > 0) {
         const log = this.options.log;
         if (clean) log.info({ groups: groups.length }, 'group history loaded from the store');
-        else log.warn({ groups: groups.length }, 'group history loaded from the store after an unclean stop: every group has a new epoch (clients reload)');
+        else log.warn({ groups: groups.length }, 'group history loaded from the store after an unclean stop, or while another process runs on it: every group has a new epoch (clients reload)');
       }
     }
     this.sweepTimer = setInterval(() => history.sweep(), SWEEP_MS);
     this.sweepTimer.unref();
+  }
+
+  /**
+   * The store's lease is ours now (Broker.takeOver): the process that held it (a pm2 reload's
+   * old one) went on writing its groups' states while both ran, each under its own epochs, so
+   * the last write of a group may be its. Ours are written again, and the owner mark: the store
+   * holds the history of the process that goes on.
+   */
+  tookOver(): void {
+    if (this.history !== null && this.persistence !== null) this.persistence.reclaim(this.history.states());
   }
 
   /** Stops the timers; with persistence, marks the stored history clean once written. */

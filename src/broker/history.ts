@@ -74,6 +74,11 @@ export class History {
     this.sweep();
   }
 
+  /** Every group's epoch and top offset. */
+  *states(): Generator<{ group: string; epoch: string; top: number }> {
+    for (const log of this.logs.values()) yield { group: log.group, epoch: log.epoch, top: log.top };
+  }
+
   /** The log of `group`, made (with a new epoch) if it has none; null when the group keeps no history. */
   open(group: string): GroupLog | null {
     let log = this.logs.get(group);

@@ -84,7 +84,7 @@ export class Presence {
     this.leaveGroup(group, conn);
   }
 
-  /** Whether any connection is a member of `group` now. */
+  /** Whether any connection is a member of `group` now (an `any` for it would go out; history forgets such a group last). */
   hasMembers(group: string): boolean {
     return this.groups.has(group);
   }

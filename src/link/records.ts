@@ -82,9 +82,13 @@ export const ToShard = {
   LEFT: 10,
 } as const;
 
-/** The uWS topic of a group's presence events: `~` never appears in a group name (NAME_PATTERN). */
+/**
+ * The uWS topic of a group's presence events: `!` never appears in a group name (NAME_PATTERN).
+ * Not `~`: that marks a topic's msgpack twin (binaryTopic() in src/shard/broadcast.ts), which a
+ * presence topic has too (`~!group`).
+ */
 export function presenceTopic(group: string): string {
-  return '~' + group;
+  return '!' + group;
 }
 
 /**

@@ -1,15 +1,16 @@
 /**
  * This shard's side of the broker (primary thread), which stores and routes the reliable
- * messages: what the shard writes to it (presence, membership, send/any/ack, processed pubs,
- * admin requests) and what it answers (deliveries, welcomes, sender acks, errors, processed
- * group messages, admin replies), over one ring each way.
+ * messages: what the shard writes to it (presence, membership, send/any/ack, processed pubs
+ * and pubs to groups that keep history, joins of such groups, presence and history queries,
+ * admin requests) and what it answers (deliveries, welcomes, sender acks, errors, group
+ * messages, answers about groups, admin replies), over one ring each way.
  */
+import type { Codec } from '../codec/codec.js';
+import { jsonTextOf } from '../codec/tasks.js';
 import { LinkReader } from '../link/reader.js';
 import { encodeRecord, ToBroker, ToShard } from '../link/records.js';
 import { httpError, type ErrorCode, type HttpCode } from '../protocol/errors.js';
 import type { Since } from '../protocol/frames.js';
-import { encodeAck, encodeWelcome } from '../protocol/json-codec.js';
-import { encodePubAck } from '../protocol/json-group-frames.js';
 import { DoorbellRinger } from '../rings/doorbell.js';
 import { HEADER_BYTES } from '../rings/ring.js';
 import { QueuedRingWriter, type WriteRefusal } from '../link/queued-writer.js';
@@ -18,10 +19,12 @@ import { reportToFields, type ThreadReport } from '../metrics/report.js';
 import { Counter } from '../shared/shard-table.js';
 import type { Logger } from '../util/logger.js';
 import type { AdminForwarder } from './admin-http.js';
+import { Broadcast } from './broadcast.js';
 import type { Connection, Socket } from './connection.js';
 import type { Fail } from './fail.js';
 import type { GroupOps } from './group-ops.js';
 import type { LocalGroups } from './groups.js';
+import type { Out } from './out.js';
 import type { ConnectionRegistry } from './registry.js';
 
 export interface BrokerLinkOptions {
@@ -35,8 +38,12 @@ export interface BrokerLinkOptions {
   registry: ConnectionRegistry;
   /** Where processed group messages are published. */
   groups: LocalGroups;
-  /** Where the broker's answers to joins and leaves of history groups go (set once the shard built it). */
-  groupOps?: Pick<GroupOps, 'joined' | 'left'>;
+  /** Frames to a connection, in order; deliveries counted as they go out. */
+  out: Pick<Out, 'send' | 'deliver' | 'answer'>;
+  /** Stored messages and the broker's answers to msgpack connections become binary frames here (in the pool when large). */
+  codec: Pick<Codec, 'transcode' | 'deflate' | 'lz4Threshold'>;
+  /** Where the broker's answers to joins and leaves of history groups go, and its group messages for connections catching up (set once the shard built it). */
+  groupOps?: Pick<GroupOps, 'joined' | 'left' | 'livePub'>;
   counters: Float64Array;
   fail: Fail;
   /** Where the send latency (store commit → handed to uWS) is recorded. */
@@ -124,7 +131,7 @@ export class BrokerLink implements AdminForwarder {
    * keeps history (the broker gives it its offset), then publishes it to every shard.
    */
   pub(conn: Connection, group: string, data: unknown, pri: number, ref: string | undefined, type: string | null, receivedAt: number): void {
-    this.writeFor(conn, ref, encodeRecord(ToBroker.PUB, [conn.sid, ref ?? null, conn.user, group, JSON.stringify(data), pri, type, receivedAt]));
+    this.writeFor(conn, ref, encodeRecord(ToBroker.PUB, [conn.sid, ref ?? null, conn.user, group, jsonTextOf(data), pri, type, receivedAt]));
   }
 
   /** A join of a group that keeps history (after its MEMBERSHIP): answered JOINED, in the group's sequence. */
@@ -146,11 +153,11 @@ export class BrokerLink implements AdminForwarder {
   }
 
   send(conn: Connection, to: string, data: unknown, pri: number, ref: string | undefined, at: number | undefined, type: string | null): void {
-    this.writeFor(conn, ref, encodeRecord(ToBroker.SEND, [conn.sid, ref ?? null, conn.user, to, JSON.stringify(data), pri, at ?? 0, type]));
+    this.writeFor(conn, ref, encodeRecord(ToBroker.SEND, [conn.sid, ref ?? null, conn.user, to, jsonTextOf(data), pri, at ?? 0, type]));
   }
 
   any(conn: Connection, group: string, data: unknown, pri: number, ref: string | undefined, strategy: string | undefined, type: string | null): void {
-    this.writeFor(conn, ref, encodeRecord(ToBroker.ANY, [conn.sid, ref ?? null, conn.user, group, JSON.stringify(data), pri, strategy ?? null, type]));
+    this.writeFor(conn, ref, encodeRecord(ToBroker.ANY, [conn.sid, ref ?? null, conn.user, group, jsonTextOf(data), pri, strategy ?? null, type]));
   }
 
   /** This shard's metrics report, for the primary to merge. */
@@ -158,7 +165,7 @@ export class BrokerLink implements AdminForwarder {
     let record = encodeRecord(ToBroker.METRICS, reportToFields(report));
     // A record the ring cannot take would wait forever and hold up every record behind it:
     // histograms that large (never seen; compressed they take KBs) are left out, summaries stay.
-    if (record.byteLength > this.maxMetricsBytes) record = encodeRecord(ToBroker.METRICS, reportToFields({ ...report, histograms: report.histograms.map(() => '') }));
+    if (record.byteLength > this.maxMetricsBytes) record = encodeRecord(ToBroker.METRICS, reportToFields({ ...report, histograms: report.histograms.map(() => []) }));
     this.writer.write(record);
   }
 
@@ -205,23 +212,33 @@ export class BrokerLink implements AdminForwarder {
         const sockets = registry.user(f[0] as string);
         if (!sockets) return;
         const frame = f[1] as string;
+        let binary: Uint8Array | Promise<Uint8Array> | null = null;
         let sent = 0;
         for (const ws of sockets) {
+          const conn = ws.getUserData();
           // Not welcomed yet: the broker wrote this before it saw that connection, so the
           // message is among the pending ones it delivers right after the welcome.
-          if (!ws.getUserData().ready) continue;
-          ws.send(frame);
-          sent++;
+          if (!conn.ready) continue;
+          // One binary frame for all of the user's msgpack connections.
+          if (this.options.out.deliver(ws, conn, conn.frames.binary ? (binary ??= this.options.codec.transcode(frame)) : frame)) sent++;
         }
-        if (sent > 0) this.delivered(f, sent);
+        if (sent > 0) this.measure(f);
         return;
       }
-      case ToShard.DELIVER_SID:
-        if (this.sendTo(f[0] as string, f[1] as string)) this.delivered(f, 1);
+      case ToShard.DELIVER_SID: {
+        const ws = registry.sid(f[0] as string);
+        if (!ws) return;
+        const conn = ws.getUserData();
+        const frame = f[1] as string;
+        if (this.options.out.deliver(ws, conn, conn.frames.binary ? this.options.codec.transcode(frame) : frame)) this.measure(f);
         return;
+      }
       case ToShard.SENDER_ACK: {
+        const ws = registry.sid(f[0] as string);
+        if (!ws) return;
+        const conn = ws.getUserData();
         const ref = (f[1] as string | null) ?? undefined;
-        this.sendTo(f[0] as string, f.length > 3 ? encodePubAck(ref, f[2] as string, f[3] as number) : encodeAck(ref, f[2] as string));
+        this.options.out.send(ws, conn, f.length > 3 ? conn.frames.pubAck(ref, f[2] as string, f[3] as number) : conn.frames.ack(ref, f[2] as string));
         return;
       }
       case ToShard.WELCOME: {
@@ -229,7 +246,7 @@ export class BrokerLink implements AdminForwarder {
         if (!ws) return;
         const conn = ws.getUserData();
         ws.cork(() => {
-          ws.send(encodeWelcome(conn.user!, conn.sid, this.options.shard, f[1] as number, conn.expiresAt));
+          this.options.out.send(ws, conn, conn.frames.welcome(conn.user!, conn.sid, this.options.shard, f[1] as number, conn.expiresAt));
           this.options.welcomed(ws);
         });
         return;
@@ -239,14 +256,23 @@ export class BrokerLink implements AdminForwarder {
         if (ws) this.options.fail(ws, ws.getUserData(), f[1] as ErrorCode, f[2] as string, (f[3] as string | null) ?? undefined);
         return;
       }
-      case ToShard.GROUP_PUB:
-        if (this.options.groups.publish(f[0] as string, Buffer.from(f[1] as string)) > 0 && f.length > 2) this.options.latency.since(Latency.pub, f[2] as number);
+      case ToShard.GROUP_PUB: {
+        const message = Broadcast.encoded(this.options.codec, Buffer.from(f[1] as string));
+        if (this.options.groups.publish(f[0] as string, message) > 0 && f.length > 2) this.options.latency.since(Latency.pub, f[2] as number);
+        this.options.groupOps?.livePub(f[0] as string, message);
         return;
+      }
       case ToShard.ADMIN_REPLY:
         return this.answerAdmin(f[0] as number, f[1] as number, f[2] as string);
-      case ToShard.REPLY:
-        this.sendTo(f[0] as string, f[1] as string);
+      case ToShard.REPLY: {
+        // `presence`, `history`, a recovery's replay: JSON from the broker, binary (in the pool when large) for msgpack.
+        const ws = registry.sid(f[0] as string);
+        if (!ws) return;
+        const conn = ws.getUserData();
+        const frame = f[1] as string;
+        this.options.out.answer(ws, conn, conn.frames.binary ? this.options.codec.transcode(frame) : frame);
         return;
+      }
       case ToShard.JOINED:
         return this.options.groupOps?.joined(f);
       case ToShard.LEFT:
@@ -254,19 +280,9 @@ export class BrokerLink implements AdminForwarder {
     }
   }
 
-  /** Counts a DELIVER record's frame, sent to `connections`, and measures its live messages once. */
-  private delivered(f: unknown[], connections: number): void {
-    const { counters, latency } = this.options;
-    counters[Counter.deliveries]! += connections;
-    counters[Counter.bytes_out]! += connections * Buffer.byteLength(f[1] as string);
-    if (connections > 0 && f.length > 3) latency.since(Latency.send, f[2] as number, f[3] as number);
-  }
-
-  private sendTo(sid: string, frame: string): boolean {
-    const ws = this.options.registry.sid(sid);
-    if (!ws) return false;
-    ws.send(frame);
-    return true;
+  /** Measures a DELIVER record's live messages once (out.ts counts the frames and bytes as they go). */
+  private measure(f: unknown[]): void {
+    if (f.length > 3) this.options.latency.since(Latency.send, f[2] as number, f[3] as number);
   }
 }
 

@@ -10,16 +10,22 @@
  * offset reaches the shard before JOINED (the connection does not get them live: the replay
  * before JOINED carries them), and every later one after it (live). Leaves of such a group go
  * through the broker too while it may still answer a join, so that replies keep their order.
+ *
+ * Replies go out in the connection's encoding (conn.frames, out.ts), and a msgpack connection
+ * is subscribed to the binary topics (binaryTopic() of the group, and of its presence topic).
+ * A msgpack connection's replay may still be in the codec pool when JOINED arrives (out.ts
+ * queues what follows it): the group's live messages then reach it through its queue, behind
+ * the replay, until the queue has gone out; only then is it subscribed (catching up).
  */
 import { presenceTopic } from '../link/records.js';
 import type { ErrorCode } from '../protocol/errors.js';
 import type { ClientFrame, Since } from '../protocol/frames.js';
-import { encodeJoined, encodeLeft } from '../protocol/json-codec.js';
-import { encodeHistoryJoined } from '../protocol/json-group-frames.js';
 import type { HistoryPatterns } from '../shared/history-patterns.js';
+import { binaryTopic, type Broadcast } from './broadcast.js';
 import type { BrokerLink } from './broker-link.js';
 import type { Connection, Socket } from './connection.js';
 import type { Fail } from './fail.js';
+import type { Out } from './out.js';
 import type { ConnectionRegistry } from './registry.js';
 
 /** A join or leave waiting for the broker (Connection.groupOps): its kind, and whether the join made the connection a member. */
@@ -33,25 +39,41 @@ export interface GroupOpsOptions {
   /** Which groups keep history (websocket.history). */
   patterns: HistoryPatterns;
   maxGroupsPerConnection: number;
-  link: Pick<BrokerLink, 'joined' | 'left' | 'groupJoin' | 'groupLeave' | 'presenceQuery' | 'historyQuery'>;
+  /** Bytes waiting for the ring to the broker beyond which joins of history groups, presence and history are refused (E_OVERLOADED). */
+  brokerBacklogLimit: number;
+  link: Pick<BrokerLink, 'backlog' | 'joined' | 'left' | 'groupJoin' | 'groupLeave' | 'presenceQuery' | 'historyQuery'>;
   registry: ConnectionRegistry;
   fail: Fail;
+  out: Pick<Out, 'send' | 'deliver' | 'after'>;
 }
+
+/** A connection catching up with a group: live messages go through its queue until `ws` is subscribed. */
+interface CatchUp {
+  ws: Socket;
+}
+
+const textDecoder = new TextDecoder();
 
 export class GroupOps {
   private readonly patterns: HistoryPatterns;
   private readonly link: GroupOpsOptions['link'];
   private readonly fail: Fail;
+  private readonly out: GroupOpsOptions['out'];
+  /** Per history group, the connections catching up with it (see the top of this file). */
+  private readonly catching = new Map<string, Map<Connection, CatchUp>>();
 
   constructor(private readonly options: GroupOpsOptions) {
     this.patterns = options.patterns;
     this.link = options.link;
     this.fail = options.fail;
+    this.out = options.out;
   }
 
   join(ws: Socket, conn: Connection, frame: Extract<ClientFrame, { op: 'join' }>): void {
     const { group, ref } = frame;
     if (conn.allowed !== null && !conn.allowed.allows(group)) return this.fail(ws, conn, 'E_FORBIDDEN', `not allowed to join ${group}`, ref);
+    const history = this.patterns.any && this.patterns.keeps(group);
+    if (history && this.brokerBusy(ws, conn, ref)) return;
     const wasMember = conn.groups.has(group);
     if (!wasMember) {
       const max = this.options.maxGroupsPerConnection;
@@ -62,29 +84,30 @@ export class GroupOps {
     const watched = conn.watching?.has(group) ?? false;
     if (watch !== watched) this.setWatching(ws, conn, group, watch);
     if (!wasMember || watch !== watched) this.link.joined(conn, group, watch);
-    if (this.patterns.any && this.patterns.keeps(group)) return this.historyJoin(conn, ws, group, ref, frame.since, !wasMember);
-    if (!wasMember) ws.subscribe(group);
-    ws.send(encodeJoined(group, ref));
+    if (history) return this.historyJoin(conn, ws, group, ref, frame.since, !wasMember);
+    if (!wasMember) ws.subscribe(topicOf(conn, group));
+    this.out.send(ws, conn, conn.frames.joined(group, ref));
   }
 
   leave(ws: Socket, conn: Connection, group: string, ref: string | undefined): void {
     const wasMember = conn.groups.delete(group);
     if (wasMember) this.link.left(conn, group);
-    if (conn.watching?.delete(group)) ws.unsubscribe(presenceTopic(group));
+    if (conn.watching?.delete(group)) ws.unsubscribe(topicOf(conn, presenceTopic(group)));
     const ops = conn.groupOps?.get(group);
     if (ops !== undefined || (wasMember && this.patterns.any && this.patterns.keeps(group))) {
       this.opsOf(conn, group).push(LEAVE);
       this.link.groupLeave(conn, group, ref);
       return;
     }
-    if (wasMember) ws.unsubscribe(group);
-    ws.send(encodeLeft(group, ref));
+    if (wasMember) ws.unsubscribe(topicOf(conn, group));
+    this.out.send(ws, conn, conn.frames.left(group, ref));
   }
 
   /** `presence`: the broker answers with the group's users (or totals). */
   presence(ws: Socket, conn: Connection, frame: Extract<ClientFrame, { op: 'presence' }>): void {
     const refusal = this.mayAsk(conn, frame.group);
     if (refusal !== null) return this.fail(ws, conn, refusal, this.refusalText(refusal, frame.group), frame.ref);
+    if (this.brokerBusy(ws, conn, frame.ref)) return;
     this.link.presenceQuery(conn, frame.group, frame.ref, frame.counts);
   }
 
@@ -94,6 +117,7 @@ export class GroupOps {
     const refusal = this.mayAsk(conn, group);
     if (refusal !== null) return this.fail(ws, conn, refusal, this.refusalText(refusal, group), ref);
     if (!this.patterns.keeps(group)) return this.fail(ws, conn, 'E_BAD_FRAME', `${group} keeps no history (websocket.history)`, ref);
+    if (this.brokerBusy(ws, conn, ref)) return;
     this.link.historyQuery(conn, group, ref, frame.since, frame.limit ?? 0);
   }
 
@@ -112,13 +136,14 @@ export class GroupOps {
       const undo = (op & NEW_MEMBER) !== 0 && conn.groupOps?.get(group) === undefined;
       if (undo && conn.groups.delete(group)) {
         this.link.left(conn, group);
-        if (conn.watching?.delete(group)) ws.unsubscribe(presenceTopic(group));
+        if (conn.watching?.delete(group)) ws.unsubscribe(topicOf(conn, presenceTopic(group)));
       }
       this.settle(ws, conn, group, !undo && conn.groups.has(group));
       return this.fail(ws, conn, 'E_BAD_FRAME', error, ref ?? undefined);
     }
+    const { frames } = conn;
+    this.out.send(ws, conn, top < 0 ? frames.joined(group, ref ?? undefined) : frames.historyJoined(group, ref ?? undefined, top, epoch, recovered < 0 ? undefined : recovered === 1));
     this.settle(ws, conn, group, true);
-    ws.send(top < 0 ? encodeJoined(group, ref ?? undefined) : encodeHistoryJoined(group, ref ?? undefined, top, epoch, recovered < 0 ? undefined : recovered === 1));
   }
 
   /** The broker's answer to a leave of a history group (ToShard.LEFT fields). */
@@ -129,12 +154,30 @@ export class GroupOps {
     const conn = ws.getUserData();
     if (this.shift(conn, group) === undefined) return;
     this.settle(ws, conn, group, false);
-    ws.send(encodeLeft(group, ref ?? undefined));
+    this.out.send(ws, conn, conn.frames.left(group, ref ?? undefined));
+  }
+
+  /** A message of `group` from the broker, just published to its subscribers: to those catching up with it, through their queues. */
+  livePub(group: string, message: Broadcast): void {
+    if (this.catching.size === 0) return;
+    const conns = this.catching.get(group);
+    if (conns === undefined) return;
+    for (const [conn, { ws }] of conns) {
+      // Only msgpack connections have frames waiting for the pool; a JSON one would get text all the same.
+      this.out.deliver(ws, conn, conn.frames.binary ? message.binary() : textDecoder.decode(message.json()));
+    }
+  }
+
+  /** The connection closed: it catches up with nothing any more. */
+  closed(conn: Connection): void {
+    if (this.catching.size === 0) return;
+    for (const group of conn.groups) this.stopCatching(conn, group);
+    if (conn.groupOps !== null) for (const group of conn.groupOps.keys()) this.stopCatching(conn, group);
   }
 
   private historyJoin(conn: Connection, ws: Socket, group: string, ref: string | undefined, since: Since | undefined, newMember: boolean): void {
     // Whatever of the group reaches this shard before JOINED is in the replay: not live as well.
-    if (since !== undefined) ws.unsubscribe(group);
+    if (since !== undefined) this.unsubscribe(ws, conn, group);
     this.opsOf(conn, group).push((since === undefined ? JOIN : RECOVER) | (newMember ? NEW_MEMBER : 0));
     this.link.groupJoin(conn, group, ref, since);
   }
@@ -147,8 +190,39 @@ export class GroupOps {
   private settle(ws: Socket, conn: Connection, group: string, member: boolean): void {
     const ops = conn.groupOps?.get(group);
     if (ops !== undefined && ops.some((op) => (op & KIND) === RECOVER)) return;
-    if (member) ws.subscribe(group);
-    else ws.unsubscribe(group);
+    if (member) this.subscribe(ws, conn, group);
+    else this.unsubscribe(ws, conn, group);
+  }
+
+  /** To the group's live messages: at once, or once what waits in the connection's queue has gone out (catching up meanwhile). */
+  private subscribe(ws: Socket, conn: Connection, group: string): void {
+    const topic = topicOf(conn, group);
+    if (conn.outq === null || ws.isSubscribed(topic)) {
+      this.stopCatching(conn, group);
+      ws.subscribe(topic);
+      return;
+    }
+    let conns = this.catching.get(group);
+    if (conns === undefined) this.catching.set(group, (conns = new Map()));
+    const catchUp: CatchUp = { ws };
+    conns.set(conn, catchUp);
+    this.out.after(ws, conn, () => {
+      // Not if a leave, a join with `since` or another catch-up came since.
+      if (this.catching.get(group)?.get(conn) !== catchUp) return;
+      this.stopCatching(conn, group);
+      ws.subscribe(topic);
+    });
+  }
+
+  private unsubscribe(ws: Socket, conn: Connection, group: string): void {
+    this.stopCatching(conn, group);
+    ws.unsubscribe(topicOf(conn, group));
+  }
+
+  private stopCatching(conn: Connection, group: string): void {
+    const conns = this.catching.get(group);
+    if (conns === undefined || !conns.delete(conn)) return;
+    if (conns.size === 0) this.catching.delete(group);
   }
 
   private opsOf(conn: Connection, group: string): number[] {
@@ -170,11 +244,18 @@ export class GroupOps {
   private setWatching(ws: Socket, conn: Connection, group: string, watch: boolean): void {
     if (watch) {
       (conn.watching ??= new Set()).add(group);
-      ws.subscribe(presenceTopic(group));
+      ws.subscribe(topicOf(conn, presenceTopic(group)));
     } else {
       conn.watching!.delete(group);
-      ws.unsubscribe(presenceTopic(group));
+      ws.unsubscribe(topicOf(conn, presenceTopic(group)));
     }
+  }
+
+  /** What asks the broker is refused, not queued without bound, while the ring to it is backed up (a leave is never refused). */
+  private brokerBusy(ws: Socket, conn: Connection, ref: string | undefined): boolean {
+    if (this.link.backlog <= this.options.brokerBacklogLimit) return false;
+    this.fail(ws, conn, 'E_OVERLOADED', 'the message broker is behind; retry shortly', ref);
+    return true;
   }
 
   /** Members may ask about a group; so may users whose token's `groups` claim allows it. */
@@ -187,4 +268,9 @@ export class GroupOps {
   private refusalText(code: ErrorCode, group: string): string {
     return code === 'E_FORBIDDEN' ? `not allowed to ask about ${group}` : `join ${group} before asking about it`;
   }
+}
+
+/** The uWS topic that carries `topic` (a group, or its presence topic) in the connection's encoding. */
+function topicOf(conn: Connection, topic: string): string {
+  return conn.frames.binary ? binaryTopic(topic) : topic;
 }

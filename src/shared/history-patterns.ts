@@ -8,11 +8,14 @@ import type { Config } from '../config/schema.js';
 export type HistoryRule = Config['websocket']['history'][number];
 
 export class HistoryPatterns {
+  /** The patterns, in the config's order (what a codec pool task carries: matchesHistory()). */
+  readonly patterns: readonly string[];
   private readonly exact = new Map<string, HistoryRule>();
   private readonly prefixes: Array<{ prefix: string; rule: HistoryRule; order: number }> = [];
   private readonly exactOrder = new Map<string, number>();
 
   constructor(rules: readonly HistoryRule[]) {
+    this.patterns = rules.map((rule) => rule.pattern);
     rules.forEach((rule, order) => {
       if (rule.pattern.endsWith('*')) this.prefixes.push({ prefix: rule.pattern.slice(0, -1), rule, order });
       else if (!this.exact.has(rule.pattern)) {
@@ -41,4 +44,10 @@ export class HistoryPatterns {
   keeps(group: string): boolean {
     return this.ruleOf(group) !== null;
   }
+}
+
+/** Whether `group` keeps history under one of `patterns` (HistoryPatterns.patterns), which rule aside: for a codec pool thread. */
+export function matchesHistory(patterns: readonly string[], group: string): boolean {
+  for (const pattern of patterns) if (pattern.endsWith('*') ? group.startsWith(pattern.slice(0, -1)) : group === pattern) return true;
+  return false;
 }

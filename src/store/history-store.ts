@@ -113,6 +113,15 @@ export class HistoryStore implements HistoryPersistence {
     else this.write(() => this.groups.put(group, state), 64);
   }
 
+  /**
+   * This run takes the store over from another process (the store's lease): its owner mark,
+   * and its groups' states (`states`), written again over whatever the other one wrote last.
+   */
+  reclaim(states: Iterable<{ group: string; epoch: string; top: number }>): void {
+    this.write(() => this.groups.put(OWNER, { instance: this.instance, clean: false }), 64);
+    for (const { group, epoch, top } of states) this.write(() => this.groups.put(group, { epoch, top }), 64);
+  }
+
   /** This run stopped: clean, unless a write failed or another process owns the store now. Resolves once written. */
   async close(): Promise<void> {
     await this.store.flushed();

@@ -6,13 +6,14 @@
  * delivery order per recipient: priority high to low, then acceptance sequence.
  *
  * LMDB is multi-reader, single-writer with a lock per write transaction, never per open: a
- * pm2 reload's old and new processes can open the same environment at once.
+ * pm2 reload's old and new processes can open the same environment at once; which of them
+ * delivers the stored messages is decided by a lease record (leases.ts).
  * Writes are asynchronous and batched by lmdb-js per event turn (one transaction, one fsync
  * for everything the broker accepted in that turn); a write's promise resolves when the
  * transaction is committed as `store.sync` defines it.
  *
- * The broker keeps only each message's metadata in memory (MessageMeta: everything but the data,
- * with the data's size); `body` reads the data back (a synchronous read from LMDB's memory map)
+ * The broker keeps only each message's metadata in memory (MessageMeta, messages.ts: everything
+ * but the data, with the data's size); `body` reads the data back (a synchronous read from LMDB's memory map)
  * when the message is delivered.
  *
  * Writes never reject: each resolves true once committed, false when it could not be written
@@ -32,55 +33,10 @@ import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, read
 import { join, resolve } from 'node:path';
 import { open, type Database, type Key, type RootDatabase } from 'lmdb';
 import { OcsError } from '../protocol/errors.js';
+import { StoreLease, type ProcessIdentity } from './leases.js';
+import { metaOf, queueKey, type DeadLetter, type MessageMeta, type QueueKey, type StoredMessage } from './messages.js';
 
 export type SyncMode = 'full' | 'overlapping' | 'none';
-
-export interface StoredMessage {
-  id: string;
-  seq: number;
-  target: string;
-  from: string;
-  /** `any` messages: the group (shown in the msg frame). */
-  group: string | null;
-  /** The JSON text of `data`. */
-  data: string;
-  pri: number;
-  /** Acceptance time, epoch ms. */
-  ts: number;
-  /** Deliver no earlier than this, epoch ms (0: at once). */
-  at: number;
-  /** Deliveries so far (persisted from the second one on). */
-  attempts: number;
-  /** `any`: the strategy the sender asked for (null: the group's). */
-  strategy: string | null;
-}
-
-/** What the broker holds of a stored message: all but its data, and the data's size. */
-export interface MessageMeta extends Omit<StoredMessage, 'data'> {
-  /** Bytes of `data` (UTF-8), counted against store.max_bytes. */
-  bytes: number;
-}
-
-/**
- * `message` without its data: what stays in memory while it waits. Spelt out field by field: a
- * rest-and-spread copy gave every one of them a hidden class of its own (a descriptor array and
- * a property array each, about 0.5 KB per message).
- */
-export function metaOf(m: StoredMessage): MessageMeta {
-  return { id: m.id, seq: m.seq, target: m.target, from: m.from, group: m.group, pri: m.pri, ts: m.ts, at: m.at, attempts: m.attempts, strategy: m.strategy, bytes: Buffer.byteLength(m.data) };
-}
-
-export interface DeadLetter extends StoredMessage {
-  reason: string;
-  failedAt: number;
-}
-
-/** The id ends the key so that two processes sharing the store (pm2 reload) never collide. */
-export type QueueKey = [string, number, number, string];
-
-export function queueKey(message: Pick<MessageMeta, 'target' | 'pri' | 'seq' | 'id'>): QueueKey {
-  return [message.target, 3 - message.pri, message.seq, message.id];
-}
 
 /** How often an unwritable store tries a small write to see whether space returned. */
 const PROBE_MS = 1000;
@@ -165,6 +121,11 @@ export class MessageStore {
       await root.close().catch(() => {});
       throw new OcsError('E_STARTUP', `store: ${path} (store.data_dir) is not a usable LMDB store: ${describe(err)}`, { cause: err });
     }
+  }
+
+  /** The lease on this store's queues (leases.ts) for the process run `holder` (`self`: this process, unless a test plays another). */
+  lease(holder: string, ttlMs: number, self?: ProcessIdentity): StoreLease {
+    return new StoreLease(this.root, holder, ttlMs, self);
   }
 
   /** Every stored message's metadata, in key order (per target: priority, then sequence). */

@@ -24,6 +24,8 @@ export interface LoadSettings {
   serverCpu: string | null;
   generatorCpu: string | null;
   log(line: string): void;
+  /** Called when the measured window starts, and again when it ends (after the drain). */
+  onWindow?(edge: 'start' | 'end'): void;
 }
 
 export type CoreShares = ReturnType<typeof cpuShares>;
@@ -56,6 +58,8 @@ export interface LoadResult {
   unexpectedCloses: Record<string, number>;
   /** The measured window: from the first measured publication to the end of the drain. */
   windowMs: number;
+  /** The same window as wall-clock times (epoch ms): start, end. */
+  windowEpochMs: [number, number];
   drainMs: number;
   serverCpu: { cpuUs: number; cores: number; cpuUsPerDelivery: number; core: CoreShares | null };
   /**
@@ -81,6 +85,16 @@ export interface LoadResult {
    * or its publish schedule slipped > 5 ms at P99. Latency figures are then upper bounds.
    */
   generatorSaturated: boolean;
+  /**
+   * The server's RSS (all threads) idle before any client connected, with every client joined,
+   * and after the window; per connection: above the idle figure, KiB.
+   */
+  serverMemory: {
+    idleMiB: number | null;
+    connectedMiB: number | null;
+    endMiB: number | null;
+    perConnectionKiB: { connected: number | null; end: number | null };
+  };
   /** Publishers that lost deliveries, worst first (at most 10): expected vs received. */
   lossByPublisher: { publisher: number; group: number; expected: number; received: number }[];
 }
