@@ -1,32 +1,63 @@
 /**
- * The SDK on `ocs.v1.msgpack` against the real server: it offers msgpack first and JSON second,
- * so it works on a server of either kind; where the server speaks msgpack, group messages
- * (small, and large ones LZ4-compressed both ways), stored messages with their acks and
- * batches of a backlog all go through the client's own MessagePack and LZ4, next to a JSON
- * member of the same group. Skipped, saying so, on a server that picks JSON.
+ * The SDK on `ocs.v1.msgpack` against the real server: group messages (small, and large ones
+ * LZ4-compressed in both directions), stored messages with their acks and the batches of a
+ * backlog, presence, history pages and recovery on a re-join all go through the client's
+ * MessagePack and the protocol's framing, next to a JSON member of the same group that sees
+ * the same values.
  */
 import assert from 'node:assert/strict';
-import { after, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
+import WebSocket from 'ws';
+import type { WebSocketConstructor } from '../src/client/index.js';
+import { FLAG_LZ4 } from '../src/protocol/wire.js';
 import { until } from './helpers/messaging.js';
-import { sdkClient } from './helpers/sdk.js';
+import { nextOpen, sdkClient as makeClient, type RecordingClient } from './helpers/sdk.js';
+import type { RunningServer } from '../src/index.js';
 import { startInProcess } from './helpers/server.js';
 
-const server = await startInProcess();
-const probe = sdkClient(server.port, { user: 'probe', encoding: 'msgpack' });
-await probe.client.connect();
-const speaksMsgpack = probe.client.encoding === 'msgpack';
-await probe.client.close();
-const skip = speaksMsgpack ? false : 'SKIPPED: this server answers ocs.v1.json to a client offering ocs.v1.msgpack (the server side of issue 11 is not merged)';
-if (skip) process.stderr.write(`\n*** client-msgpack.test: ${skip} ***\n\n`);
+/** `ws` recording the flags byte of every binary frame each way, to see LZ4 in use. */
+function flagRecorder(): { WebSocket: WebSocketConstructor; sent: number[]; received: number[]; sockets: WebSocket[] } {
+  const sent: number[] = [];
+  const received: number[] = [];
+  const sockets: WebSocket[] = [];
+  class Recording extends WebSocket {
+    constructor(url: string, protocols?: string | string[]) {
+      super(url, protocols);
+      sockets.push(this);
+      // The client asks for ArrayBuffers (binaryType).
+      this.on('message', (data: ArrayBuffer, isBinary: boolean) => isBinary && received.push(new Uint8Array(data)[0]!));
+    }
+    override send(data: unknown, ...rest: unknown[]): void {
+      if (data instanceof Uint8Array) sent.push(data[0]!);
+      (super.send as (...args: unknown[]) => void)(data, ...rest);
+    }
+  }
+  return { WebSocket: Recording, sent, received, sockets };
+}
 
-describe('the SDK on ocs.v1.msgpack', { skip }, () => {
-  after(() => server.close());
+describe('the SDK on ocs.v1.msgpack', () => {
+  let server: RunningServer;
+  /** Every client made, closed at the end even when a test failed half-way (a client left open keeps reconnecting). */
+  const made: RecordingClient[] = [];
+  const sdkClient = (...args: Parameters<typeof makeClient>): RecordingClient => {
+    const client = makeClient(...args);
+    made.push(client);
+    return client;
+  };
+  before(async () => {
+    server = await startInProcess({ websocket: { history: [{ pattern: 'kept.*', size: 100 }] } });
+  });
+  after(async () => {
+    await Promise.all(made.map((c) => c.client.close()));
+    await server.close();
+  });
 
   test('group messages, small and LZ4-sized, between a msgpack and a JSON member', async () => {
-    const packed = sdkClient(server.port, { user: 'packed', encoding: 'msgpack' });
+    const wire = flagRecorder();
+    const packed = sdkClient(server.port, { user: 'packed', encoding: 'msgpack', WebSocket: wire.WebSocket });
     const plain = sdkClient(server.port, { user: 'plain' });
     await Promise.all([packed.client.connect(), plain.client.connect()]);
-    assert.deepEqual([packed.client.encoding, plain.client.encoding], ['msgpack', 'json']);
+    assert.deepEqual([packed.client.encoding, plain.client.encoding], ['msgpack', 'json'], 'the server picks ocs.v1.msgpack when offered first');
     await Promise.all([packed.client.join('mixed'), plain.client.join('mixed')]);
     const big = { text: 'a long chat message '.repeat(500), list: Array.from({ length: 200 }, (_, i) => ({ i, neg: -i - 1, half: i / 2 })) };
     await packed.client.publish('mixed', { text: 'hi' });
@@ -36,6 +67,8 @@ describe('the SDK on ocs.v1.msgpack', { skip }, () => {
       const got = await rx.received(3);
       assert.deepEqual(got.map((m) => m.data), [{ text: 'hi' }, big, big]);
     }
+    assert.ok(wire.sent.includes(FLAG_LZ4) && wire.sent.includes(0), `the client sent plain and compressed frames (${wire.sent.join()})`);
+    assert.ok(wire.received.includes(FLAG_LZ4) && wire.received.includes(0), `the server sent plain and compressed frames (${wire.received.join()})`);
     await Promise.all([packed.client.close(), plain.client.close()]);
   });
 
@@ -49,6 +82,50 @@ describe('the SDK on ocs.v1.msgpack', { skip }, () => {
     await until(() => (server.messagingStats().acked >= ackedBefore + 20 ? true : undefined), 'the acks');
     await rx.client.close();
   });
-});
 
-if (skip) await server.close();
+  test('presence, history pages and joined positions read the same on msgpack as on JSON', async () => {
+    const packed = sdkClient(server.port, { user: 'mp-ann', encoding: 'msgpack' });
+    const plain = sdkClient(server.port, { user: 'js-bob' });
+    await Promise.all([packed.client.connect(), plain.client.connect()]);
+    const [packedJoin, plainJoin] = await Promise.all([packed.client.join('kept.both', { presence: true }), plain.client.join('kept.both')]);
+    assert.equal(packedJoin.history, true);
+    assert.equal(plainJoin.position!.epoch, packedJoin.position!.epoch);
+    for (let n = 1; n <= 4; n++) await plain.client.publish('kept.both', { n, __proto__key: JSON.parse('{"__proto__":{"x":1}}') as unknown });
+    await packed.received(4);
+    assert.deepEqual(packed.messages.map((m) => m.offset), [1, 2, 3, 4].map((n) => packedJoin.position!.offset + n));
+    const [packedPage, plainPage] = await Promise.all([packed.client.history('kept.both', { limit: 3 }), plain.client.history('kept.both', { limit: 3 })]);
+    assert.deepEqual(packedPage, plainPage);
+    assert.equal(packedPage.more, true);
+    const proto = (packedPage.msgs[0]!.data as { __proto__key: object }).__proto__key;
+    assert.deepEqual(Object.keys(proto), ['__proto__'], 'a key __proto__ arrives as JSON.parse makes it, not renamed');
+    await until(async () => ((await packed.client.presence('kept.both')).total.users === 2 ? true : undefined), 'both users present');
+    const [packedWho, plainWho] = await Promise.all([packed.client.presence('kept.both'), plain.client.presence('kept.both')]);
+    assert.deepEqual([...packedWho.users!.keys()].sort(), ['js-bob', 'mp-ann']);
+    assert.deepEqual(packedWho, plainWho);
+    await Promise.all([packed.client.close(), plain.client.close()]);
+  });
+
+  test('a dropped msgpack connection re-joins with since and recovers what was published meanwhile, once each', async () => {
+    const wire = flagRecorder();
+    const rx = sdkClient(server.port, { user: 'mp-rx', encoding: 'msgpack', WebSocket: wire.WebSocket, reconnect: { initialMs: 300 } });
+    const rejoins: Array<{ recovered?: boolean }> = [];
+    rx.client.on('joined', (j) => j.rejoin && rejoins.push(j));
+    const tx = sdkClient(server.port, { user: 'mp-tx' });
+    await Promise.all([rx.client.connect(), tx.client.connect()]);
+    await Promise.all([rx.client.join('kept.drop'), tx.client.join('kept.drop')]);
+    await tx.client.publish('kept.drop', { n: 1 });
+    await rx.received(1);
+    // Another client's messages while this one is away (it waits 150-300 ms to reconnect); a large one comes back compressed.
+    const reopened = nextOpen(rx.client);
+    wire.sockets.at(-1)!.terminate();
+    for (let n = 2; n <= 6; n++) await tx.client.publish('kept.drop', { n, text: 'x'.repeat(n === 4 ? 5000 : 10) });
+    await reopened;
+    const got = await rx.received(6);
+    assert.deepEqual(got.map((m) => (m.data as { n: number }).n), [1, 2, 3, 4, 5, 6]);
+    assert.deepEqual(rx.gaps, []);
+    assert.deepEqual(rejoins.map((j) => j.recovered), [true]);
+    assert.equal(rx.client.stats.duplicates, 0);
+    assert.ok(wire.received.includes(FLAG_LZ4), 'the large replayed message came compressed');
+    await Promise.all([rx.client.close(), tx.client.close()]);
+  });
+});

@@ -4,6 +4,10 @@
  * is its own module, loaded only by clients that ask for it, so a JSON client's bundle does
  * not carry it.
  */
+import { JSON_PROTOCOL } from '../protocol/frames.js';
+
+export { JSON_PROTOCOL, MSGPACK_PROTOCOL } from '../protocol/frames.js';
+
 export interface ClientCodec {
   /** The `Sec-WebSocket-Protocol` this codec speaks. */
   readonly protocol: string;
@@ -11,9 +15,6 @@ export interface ClientCodec {
   /** Decodes one message; throws on one that is not a frame of this encoding. */
   decode(data: unknown): unknown;
 }
-
-export const JSON_PROTOCOL = 'ocs.v1.json';
-export const MSGPACK_PROTOCOL = 'ocs.v1.msgpack';
 
 export const jsonCodec: ClientCodec = {
   protocol: JSON_PROTOCOL,

@@ -1,11 +1,11 @@
 /**
- * LZ4 block format (no frame header), in plain JavaScript for browsers: lz4-napi is native.
- * The wire carries what lz4-napi's `compress` writes, a 4-byte little-endian uncompressed
- * length and then one block; this module handles the block. About 100 lines instead of a
- * dependency: the npm LZ4 ports are either frame-format-only, or several times this size
- * with Node Buffer assumptions. test/client-codec.test.ts checks both directions against
- * lz4-napi.
+ * An LZ4 block encoder in plain JavaScript, for the client's frames of at least 1 KiB. The
+ * client's own because src/protocol has only the decoder (lz4-block.ts, which the client uses
+ * too): the server compresses with lz4-napi, which is native. About 80 lines instead of a
+ * dependency: the npm LZ4 ports implement the frame format or assume Node's Buffer.
+ * test/client-codec.test.ts checks it against lz4-napi and src/protocol/lz4-block.ts.
  */
+import { LZ4_SIZE_BYTES, type Deflate } from '../protocol/wire.js';
 
 const MIN_MATCH = 4;
 /** A match may not start in the last 12 bytes, and the last 5 bytes are always literals (format rules). */
@@ -14,57 +14,23 @@ const LAST_LITERALS = 5;
 const MAX_OFFSET = 65_535;
 const HASH_LOG = 12;
 
-/** Decompresses one block into exactly `length` bytes; throws on a block that does not. */
-export function decompressBlock(src: Uint8Array, length: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let ip = 0;
-  let op = 0;
-  const end = src.length;
-  while (ip < end) {
-    const token = src[ip++]!;
-    let literals = token >>> 4;
-    if (literals === 15) {
-      let byte: number;
-      do {
-        if (ip >= end) throw new RangeError('lz4: truncated literal length');
-        byte = src[ip++]!;
-        literals += byte;
-      } while (byte === 255);
-    }
-    if (ip + literals > end || op + literals > length) throw new RangeError('lz4: literals overrun');
-    out.set(src.subarray(ip, ip + literals), op);
-    ip += literals;
-    op += literals;
-    if (ip === end) break; // the last sequence has literals only
-    if (ip + 2 > end) throw new RangeError('lz4: truncated offset');
-    const offset = src[ip]! | (src[ip + 1]! << 8);
-    ip += 2;
-    if (offset === 0 || offset > op) throw new RangeError('lz4: bad match offset');
-    let match = (token & 15) + MIN_MATCH;
-    if ((token & 15) === 15) {
-      let byte: number;
-      do {
-        if (ip >= end) throw new RangeError('lz4: truncated match length');
-        byte = src[ip++]!;
-        match += byte;
-      } while (byte === 255);
-    }
-    if (op + match > length) throw new RangeError('lz4: match overrun');
-    // Byte by byte: a match may overlap what it is copying (offset < length repeats a run).
-    let from = op - offset;
-    for (const stop = op + match; op < stop; ) out[op++] = out[from++]!;
-  }
-  if (op !== length) throw new RangeError(`lz4: block holds ${op} bytes, ${length} declared`);
-  return out;
-}
-
 const read32 = (b: Uint8Array, i: number): number => b[i]! | (b[i + 1]! << 8) | (b[i + 2]! << 16) | (b[i + 3]! << 24);
 
-/** Compresses `src` into one block (greedy, one hash probe per position: fast, not the smallest). */
-export function compressBlock(src: Uint8Array): Uint8Array {
+/** wire.ts's Deflate: the 4-byte little-endian uncompressed length, then the block (what lz4-napi writes). */
+export const deflateJs: Deflate = (body) => {
+  const prefixed = compressBlock(body, LZ4_SIZE_BYTES);
+  new DataView(prefixed.buffer, prefixed.byteOffset).setUint32(0, body.byteLength, true);
+  return prefixed;
+};
+
+/**
+ * Compresses `src` into one block (greedy, one hash probe per position: fast, not the
+ * smallest), after `headroom` bytes left for the caller.
+ */
+export function compressBlock(src: Uint8Array, headroom = 0): Uint8Array {
   const n = src.length;
-  const out = new Uint8Array(n + Math.ceil(n / 255) + 16);
-  let op = 0;
+  const out = new Uint8Array(headroom + n + Math.ceil(n / 255) + 16);
+  let op = headroom;
   let anchor = 0;
   if (n > MF_LIMIT) {
     const table = new Int32Array(1 << HASH_LOG).fill(-1);

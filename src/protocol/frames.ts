@@ -20,6 +20,17 @@ export const NAME_PATTERN = /^[A-Za-z0-9_.:@/#+-]{1,128}$/;
 export const GROUP_PATTERN = /^(?:[A-Za-z0-9_.:@/#+-]{1,128}|[A-Za-z0-9_.:@/#+-]{0,127}\*)$/;
 export const MAX_REF_LENGTH = 128;
 
+/** The subprotocols (`Sec-WebSocket-Protocol`) of the two encodings. */
+export const JSON_PROTOCOL = 'ocs.v1.json';
+export const MSGPACK_PROTOCOL = 'ocs.v1.msgpack';
+
+/**
+ * Deepest nesting of a frame, the frame object itself being level 1, in either encoding.
+ * JSON.parse takes any depth, but encoding `data` again (a `msg`, a stored message) recurses:
+ * 30,000 levels fit in 64 KiB and overflow the stack.
+ */
+export const MAX_DEPTH = 64;
+
 export type ClientFrame =
   | { op: 'auth'; token: string; ref: string | undefined }
   | { op: 'join'; group: string; ref: string | undefined; since?: Since; presence?: boolean }

@@ -5,16 +5,10 @@
  * through JSON.stringify.
  */
 import type { ErrorCode, ErrorReason } from './errors.js';
-import { frameError, toClientFrame, type ClientFrame, type FrameError } from './frames.js';
+import { frameError, JSON_PROTOCOL, MAX_DEPTH, toClientFrame, type ClientFrame, type FrameError } from './frames.js';
 
-export const JSON_PROTOCOL = 'ocs.v1.json';
-
-/**
- * Deepest nesting of a frame, the frame object itself being level 1. JSON.parse takes any
- * depth, but encoding `data` again (a `msg`, a stored message) recurses: 30,000 levels fit in
- * 64 KiB and overflow the stack.
- */
-export const MAX_DEPTH = 64;
+// Defined in frames.ts, which the browser client can load (this module uses Node's Buffer).
+export { JSON_PROTOCOL, MAX_DEPTH };
 /** Deepest nesting of a frame's `data` (the frame object around it is one level). */
 export const MAX_DATA_DEPTH = MAX_DEPTH - 1;
 

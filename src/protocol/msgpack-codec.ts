@@ -10,12 +10,12 @@
  * ./msgpack-scan.ts has already refused every body those options would not cover.
  */
 import { Packr, Unpackr } from 'msgpackr';
-import { frameError, toClientFrame, type ClientFrame, type FrameError } from './frames.js';
-import { MAX_DEPTH } from './json-codec.js';
+import { frameError, MAX_DEPTH, MSGPACK_PROTOCOL, toClientFrame, type ClientFrame, type FrameError } from './frames.js';
 import { scanMsgpack } from './msgpack-scan.js';
 import { unwrapFrame, wrapFrame, type Deflate, type Inflate } from './wire.js';
 
-export const MSGPACK_PROTOCOL = 'ocs.v1.msgpack';
+// Defined in frames.ts, which the browser client can load without msgpackr.
+export { MSGPACK_PROTOCOL };
 
 // variableMapSize: the smallest map header (fixmap for a frame's few fields), as other
 // encoders write it; the cost is one pass over an object's keys, which frames have few of.
