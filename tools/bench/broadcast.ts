@@ -3,7 +3,7 @@
 // one JSON document on stdout (progress on stderr); see tools/bench/README.md for its fields.
 // Usage: npm run bench:broadcast -- [--connections 2000] [--groups 20] [--publishers 20]
 //        [--rate 1000] [--duration 10] [--warmup 2] [--targets baseline,shards1,shards2]
-//        [--json-out FILE]          (--help for all options)
+//        [--placement spread|by-shard] [--json-out FILE]          (--help for all options)
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { cpus } from 'node:os';
@@ -73,6 +73,7 @@ const report = {
     durationS: plan.durationS,
     warmupS: plan.warmupS,
     drainS: options.drainS,
+    placement: options.placement,
     membersPerGroup: { min: Math.min(...plan.groupSize), max: Math.max(...plan.groupSize) },
     expectedDeliveries: plan.expectedDeliveries,
   },
@@ -124,11 +125,13 @@ async function runTarget(name: TargetName, plan: BroadcastPlan, options: CliOpti
           port: server.port,
           pathFor: (user) => `${prepared.endpoint}?user=${encodeURIComponent(user)}`,
           serverPid: server.pid,
+          shards: prepared.shards,
         },
         {
           connectConcurrency: options.connectConcurrency,
           drainS: options.drainS,
           verifyEvery: options.verifyEvery,
+          placement: options.placement,
           serverCpu: pinning.serverCpu,
           generatorCpu: pinning.generatorCpu,
           log,
