@@ -16,6 +16,7 @@ import { MessageStore } from '../store/store.js';
 import { CloseCodes, OcsError } from '../protocol/errors.js';
 import { createDoorbells } from '../rings/doorbell.js';
 import { createRingBuffer } from '../rings/ring.js';
+import { createInterestTable, InterestTable } from '../shared/interest-table.js';
 import { createShardTable, ShardStatus, ShardTable, type ShardTableBuffers } from '../shared/shard-table.js';
 import type { PrimaryToShard, ShardInit, ShardToPrimary } from '../shared/thread-messages.js';
 import type { Logger } from '../util/logger.js';
@@ -71,6 +72,8 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
   const table = new ShardTable(tableBuffers);
   // One bell per shard, and one more (index `shards`) for the broker in this thread.
   const doorbells = createDoorbells(shards + 1);
+  const interestBuffer = createInterestTable(shards);
+  const interest = new InterestTable(interestBuffer);
   const ringBytes = config.websocket.performance.ring_bytes;
   const toBroker = Array.from({ length: shards }, () => createRingBuffer(ringBytes));
   const fromBroker = Array.from({ length: shards }, () => createRingBuffer(ringBytes));
@@ -120,6 +123,7 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     version,
     table: tableBuffers as ShardTableBuffers,
     doorbells,
+    interest: interestBuffer,
     inbound: rings.map((row) => row[index]!),
     outbound: rings[index]!,
     toBroker: toBroker[index]!,
@@ -157,6 +161,7 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
         table.setStatus(slot.index, ShardStatus.DOWN);
         table.forgetConnections(slot.index);
         table.forgetLinks(slot.index);
+        interest.clear(slot.index);
         if (stopping) {
           log.info({ shard: slot.index, code }, 'shard exited');
           return;

@@ -19,6 +19,7 @@ import { newConnection, type Connection, type Socket } from './connection.js';
 import type { Fail } from './fail.js';
 import { IpLimiter, type IpLimitOptions, type IpVerdict } from './ip-limits.js';
 import type { ConnectionRegistry } from './registry.js';
+import type { InterestRow } from '../shared/interest-table.js';
 
 export interface AdmissionOptions {
   shard: number;
@@ -35,6 +36,8 @@ export interface AdmissionOptions {
   /** This shard's share of the per-address limits (ip-limits.ts). */
   ipLimits: IpLimitOptions;
   registry: ConnectionRegistry;
+  /** This shard's row of the interest table: a closed member's groups are counted out. */
+  interest: InterestRow;
   link: Pick<BrokerLink, 'presence'>;
   fail: Fail;
   log: Logger;
@@ -145,6 +148,7 @@ export class Admission {
   close(ws: Socket): void {
     const conn = ws.getUserData();
     conn.closed = true;
+    for (const group of conn.groups) this.options.interest.left(group);
     this.releaseAddress(conn);
     this.options.registry.remove(ws, conn);
     if (conn.announced) this.options.link.presence(conn, 0);

@@ -18,6 +18,7 @@ import type { Connection, RateLimiter, Socket } from './connection.js';
 import type { CrossShard } from './cross-shard.js';
 import type { Fail } from './fail.js';
 import type { LocalGroups } from './groups.js';
+import type { InterestRow } from '../shared/interest-table.js';
 
 /**
  * Frames a connection may send before it is ready (its token being checked, its welcome on the
@@ -50,6 +51,8 @@ export interface DispatchOptions {
   link: Pick<BrokerLink, 'backlog' | 'ack' | 'joined' | 'left' | 'pub' | 'send' | 'any'>;
   cross: Pick<CrossShard, 'canAccept' | 'forwardPub'>;
   groups: LocalGroups;
+  /** This shard's row of the interest table: joins are counted before the socket subscribes. */
+  interest: InterestRow;
   /** `data.type` values with a processor at start-up. */
   processorTypes: readonly string[];
   /** Where the pub latency is recorded. */
@@ -175,6 +178,7 @@ export class Dispatcher {
       case 'leave':
         if (conn.groups.delete(frame.group)) {
           ws.unsubscribe(frame.group);
+          this.options.interest.left(frame.group);
           this.link.left(conn, frame.group);
         }
         ws.send(encodeLeft(frame.group, frame.ref));
@@ -193,6 +197,8 @@ export class Dispatcher {
       const max = this.limits.maxGroupsPerConnection;
       if (conn.groups.size >= max) return this.fail(ws, conn, 'E_FORBIDDEN', `at most ${max} groups per connection`, ref);
       conn.groups.add(group);
+      // Counted before the subscription and the `joined`: no pub handled after it misses this member.
+      this.options.interest.joined(group);
       ws.subscribe(group);
       this.link.joined(conn, group);
     }

@@ -11,6 +11,7 @@ import { Latency } from '../metrics/latencies.js';
 import { SnapshotReader } from '../metrics/snapshot.js';
 import { ThreadMetrics } from '../metrics/thread-metrics.js';
 import { CloseCodes } from '../protocol/errors.js';
+import { InterestTable } from '../shared/interest-table.js';
 import { Link, ShardStatus, ShardTable } from '../shared/shard-table.js';
 import type { PrimaryToShard, ShardInit, ShardToPrimary } from '../shared/thread-messages.js';
 import { createLogger, type Logger } from '../util/logger.js';
@@ -70,6 +71,10 @@ class Shard {
     this.log = createLogger(init.config.logging.level, { shard: init.shard });
     this.table = new ShardTable(init.table);
     const counters = this.table.countersOf(init.shard);
+    const interestTable = new InterestTable(init.interest);
+    // What a previous incarnation of this shard counted left with its sockets.
+    interestTable.clear(init.shard);
+    const interest = interestTable.rowOf(init.shard);
     const fail = failer(counters);
     // Ids never repeat: instance (this process run), shard, generation (this start of the
     // shard), then `s` for a session or `m` for a message, and a sequence.
@@ -95,6 +100,7 @@ class Shard {
     this.cross = new CrossShard({
       self: init.shard,
       table: this.table,
+      interest: interestTable,
       doorbells: init.doorbells,
       inbound: init.inbound,
       outbound: init.outbound,
@@ -117,6 +123,7 @@ class Shard {
       sidPrefix: `${idPrefix}s`,
       ipLimits: ipLimitsPerShard(limits, init.shards),
       registry,
+      interest,
       link: this.link,
       fail,
       log: this.log,
@@ -141,6 +148,7 @@ class Shard {
       link: this.link,
       cross: this.cross,
       groups,
+      interest,
       processorTypes: init.processorTypes,
       latency: metrics,
     });
