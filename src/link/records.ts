@@ -18,7 +18,10 @@ export const ToBroker = {
   ACK: 3,
   /** [sid, user, online 1|0]: a connection authenticated (1) or closed (0). */
   PRESENCE: 4,
-  /** [sid, group, joined 1|0, weight(0 = none in the token)] */
+  /**
+   * [sid, group, joined 1|0, weight(0 = none in the token), reply?, ref?]: with reply 1 (cluster
+   * mode) the shard waits for MEMBERSHIP_REPLY before it answers `joined`/`left`.
+   */
   MEMBERSHIP: 5,
   /** [sid, ref|null, from, group, dataJson, pri, type]: a `pub` whose data.type has a processor. */
   PUB: 6,
@@ -26,6 +29,8 @@ export const ToBroker = {
   ADMIN: 7,
   /** The shard's metrics report, every metrics_collection_interval: fields of src/metrics/report.ts. */
   METRICS: 8,
+  /** [group, frame bytes]: cluster mode, a `pub` this shard published: for the other nodes. */
+  CLUSTER_PUB: 9,
 } as const;
 
 /** Broker -> shard. */
@@ -48,6 +53,8 @@ export const ToShard = {
   GROUP_PUB: 6,
   /** [requestId, status, bodyJson] */
   ADMIN_REPLY: 7,
+  /** [sid, group, joined 1|0, ref|null]: cluster mode: answer `joined` (the node now hears the group's pubs from every node) or `left`. */
+  MEMBERSHIP_REPLY: 8,
 } as const;
 
 /**

@@ -12,7 +12,10 @@ import type { LoadedConfig } from '../config/load.js';
 import { MetricsHub } from '../metrics/hub.js';
 import { createSnapshotBuffer, SnapshotWriter } from '../metrics/snapshot.js';
 import type { AnyStrategy } from '../protocol/frames.js';
-import { MessageStore } from '../store/store.js';
+import { MessageStore, type StoreHealth } from '../store/store.js';
+import { ClusterNode, type ClusterNodeOptions } from '../cluster/node.js';
+import { NO_CLUSTER_COUNTERS } from '../cluster/stats.js';
+import { ClusterState, createClusterState } from '../shared/cluster-state.js';
 import { CloseCodes, OcsError } from '../protocol/errors.js';
 import { createDoorbells } from '../rings/doorbell.js';
 import { createRingBuffer } from '../rings/ring.js';
@@ -77,8 +80,12 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
   const ringBytes = config.websocket.performance.ring_bytes;
   const toBroker = Array.from({ length: shards }, () => createRingBuffer(ringBytes));
   const fromBroker = Array.from({ length: shards }, () => createRingBuffer(ringBytes));
+  const clustered = config.cluster.redis_url !== '';
+  const clusterStateBuffer = createClusterState();
+  const clusterState = new ClusterState(clusterStateBuffer);
   // Opened before any shard starts: a bad data directory stops the server here, with E_STARTUP.
-  const store = await MessageStore.open(config.store.data_dir, config.store.sync);
+  // A node of a cluster keeps its messages in Redis instead.
+  const store = clustered ? null : await MessageStore.open(config.store.data_dir, config.store.sync);
   // rings[from][to]: one SPSC ring per ordered pair of shards.
   const rings = Array.from({ length: shards }, (_, from) =>
     Array.from({ length: shards }, (_, to) => (from === to ? null : createRingBuffer(config.websocket.performance.ring_bytes))),
@@ -94,7 +101,7 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
         log,
         snapshot: new SnapshotWriter(snapshotBuffer, shards),
         rings: { shardToShard: rings, toBroker, fromBroker },
-        broker: () => ({ stats: { ...broker.stats, ...link.stats }, depth: broker.depth() }),
+        broker: () => ({ stats: messagingStats(), depth: broker.depth() }),
         requestReports: () => {
           for (const slot of slots) if (table.isUp(slot.index)) slot.worker?.postMessage({ type: 'report' } satisfies PrimaryToShard);
         },
@@ -124,6 +131,7 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     table: tableBuffers as ShardTableBuffers,
     doorbells,
     interest: interestBuffer,
+    clusterState: clusterStateBuffer,
     inbound: rings.map((row) => row[index]!),
     outbound: rings[index]!,
     toBroker: toBroker[index]!,
@@ -218,7 +226,7 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     });
     await Promise.all(exits);
     await broker.stop();
-    await store.close();
+    await store?.close();
   };
 
   const link = new RingShardLink({
@@ -230,23 +238,35 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     accepts: (shard) => table.status(shard) === ShardStatus.UP || table.status(shard) === ShardStatus.STARTING,
     maxBacklogBytes: config.websocket.performance.ring_overflow_bytes,
     log,
+    interest,
     onMetrics: (shard, fields) => hub?.acceptRecord(shard, fields),
   });
-  const sampler = new StatsSampler(table, monitoring, log, () => ({ ...broker.stats, ...link.stats }), hub);
-  const broker = new Broker({
-    config: config as Broker['options']['config'],
-    store,
-    instance,
-    log,
-    link,
-    ...(hub ? { latency: hub.primary } : {}),
-    publishProcessorTypes: (types) => {
-      for (const slot of slots) slot.worker?.postMessage({ type: 'processors', types } satisfies PrimaryToShard);
-    },
-    // Into the shared table, so that every shard's /health shows it.
-    storeHealthChanged: (health) => table.setStoreHealth(health),
-  });
-  broker.start();
+  // One process reports the cluster's counters as 0.
+  const messagingStats = () => ({ ...NO_CLUSTER_COUNTERS, ...broker.stats, ...link.stats });
+  const sampler = new StatsSampler(table, monitoring, log, messagingStats, hub);
+  const publishProcessorTypes = (types: string[]): void => {
+    for (const slot of slots) slot.worker?.postMessage({ type: 'processors', types } satisfies PrimaryToShard);
+  };
+  // Into the shared table, so that every shard's /health shows it.
+  const storeHealthChanged = (health: Readonly<StoreHealth>): void => table.setStoreHealth(health);
+  const broker: Broker | ClusterNode = store
+    ? new Broker({
+        config: config as Broker['options']['config'],
+        store,
+        instance,
+        log,
+        link,
+        ...(hub ? { latency: hub.primary } : {}),
+        publishProcessorTypes,
+        storeHealthChanged,
+      })
+    : new ClusterNode({ config: config as ClusterNodeOptions['config'], instance, log, link, state: clusterState, publishProcessorTypes, storeHealthChanged });
+  if (broker instanceof ClusterNode) {
+    await broker.start();
+    log.info({ node: broker.node, redis: clusterState.view()?.redis, prefix: config.cluster.key_prefix }, 'cluster: this process is a node');
+  } else {
+    broker.start();
+  }
   const monitor = new LinkMonitor({ table, toBroker, fromBroker, rings, brokerOverflow: (shard) => link.overflowOf(shard) });
   monitor.start();
 

@@ -7,7 +7,7 @@
 import { LinkReader } from '../link/reader.js';
 import { encodeRecord, ToBroker, ToShard } from '../link/records.js';
 import { httpError, type ErrorCode, type HttpCode } from '../protocol/errors.js';
-import { encodeAck, encodeWelcome } from '../protocol/json-codec.js';
+import { encodeAck, encodeJoined, encodeLeft, encodeWelcome } from '../protocol/json-codec.js';
 import { DoorbellRinger } from '../rings/doorbell.js';
 import { HEADER_BYTES } from '../rings/ring.js';
 import { QueuedRingWriter, type WriteRefusal } from '../link/queued-writer.js';
@@ -101,12 +101,22 @@ export class BrokerLink implements AdminForwarder {
     this.writer.write(encodeRecord(ToBroker.PRESENCE, [conn.sid, conn.user, online]));
   }
 
-  joined(conn: Connection, group: string): void {
-    this.writer.write(encodeRecord(ToBroker.MEMBERSHIP, [conn.sid, group, 1, conn.weight]));
+  /** `ref` given (cluster mode, null for none): the broker answers MEMBERSHIP_REPLY and this link sends `joined`. */
+  joined(conn: Connection, group: string, ref?: string | null): void {
+    if (ref === undefined) this.writer.write(encodeRecord(ToBroker.MEMBERSHIP, [conn.sid, group, 1, conn.weight]));
+    else this.writeFor(conn, ref ?? undefined, encodeRecord(ToBroker.MEMBERSHIP, [conn.sid, group, 1, conn.weight, 1, ref]));
   }
 
-  left(conn: Connection, group: string): void {
-    this.writer.write(encodeRecord(ToBroker.MEMBERSHIP, [conn.sid, group, 0, 0]));
+  /** `ref` given (cluster mode, null for none): the broker answers MEMBERSHIP_REPLY and this link sends `left`. */
+  left(conn: Connection, group: string, ref?: string | null): void {
+    if (ref === undefined) this.writer.write(encodeRecord(ToBroker.MEMBERSHIP, [conn.sid, group, 0, 0]));
+    else this.writeFor(conn, ref ?? undefined, encodeRecord(ToBroker.MEMBERSHIP, [conn.sid, group, 0, 0, 1, ref]));
+  }
+
+  /** Cluster mode: a pub published here, as its encoded frame, for the broker to publish to the other nodes. */
+  clusterPub(group: string, frame: Uint8Array): void {
+    this.writer.write(encodeRecord(ToBroker.CLUSTER_PUB, [group, frame]));
+    this.options.counters[Counter.cluster_pubs]!++;
   }
 
   ack(conn: Connection, id: string): void {
@@ -215,6 +225,12 @@ export class BrokerLink implements AdminForwarder {
         return;
       case ToShard.ADMIN_REPLY:
         return this.answerAdmin(f[0] as number, f[1] as number, f[2] as string);
+      case ToShard.MEMBERSHIP_REPLY: {
+        const group = f[1] as string;
+        const ref = (f[3] as string | null) ?? undefined;
+        this.sendTo(f[0] as string, f[2] === 1 ? encodeJoined(group, ref) : encodeLeft(group, ref));
+        return;
+      }
     }
   }
 

@@ -19,6 +19,7 @@ import type { CrossShard } from './cross-shard.js';
 import type { Fail } from './fail.js';
 import type { LocalGroups } from './groups.js';
 import type { InterestRow } from '../shared/interest-table.js';
+import type { ClusterState } from '../shared/cluster-state.js';
 
 /**
  * Frames a connection may send before it is ready (its token being checked, its welcome on the
@@ -48,7 +49,12 @@ export interface DispatchOptions {
   /** Message ids of pubs are this prefix plus a per-shard sequence. */
   msgIdPrefix: string;
   admission: Pick<Admission, 'authenticate' | 'refresh'>;
-  link: Pick<BrokerLink, 'backlog' | 'ack' | 'joined' | 'left' | 'pub' | 'send' | 'any'>;
+  link: Pick<BrokerLink, 'backlog' | 'ack' | 'joined' | 'left' | 'pub' | 'send' | 'any' | 'clusterPub'>;
+  /**
+   * Cluster mode (src/cluster): pubs also go to the other nodes, and `joined`/`left` wait for
+   * the broker (the node must hear the group from every node before `joined`). null: one process.
+   */
+  cluster: Pick<ClusterState, 'up'> | null;
   cross: Pick<CrossShard, 'canAccept' | 'forwardPub'>;
   groups: LocalGroups;
   /** This shard's row of the interest table: joins are counted before the socket subscribes. */
@@ -179,6 +185,8 @@ export class Dispatcher {
         if (conn.groups.delete(frame.group)) {
           ws.unsubscribe(frame.group);
           this.options.interest.left(frame.group);
+          // Cluster mode: `left` comes back from the broker, after any `joined` it still owes.
+          if (this.options.cluster !== null) return this.link.left(conn, frame.group, frame.ref ?? null);
           this.link.left(conn, frame.group);
         }
         ws.send(encodeLeft(frame.group, frame.ref));
@@ -200,6 +208,8 @@ export class Dispatcher {
       // Counted before the subscription and the `joined`: no pub handled after it misses this member.
       this.options.interest.joined(group);
       ws.subscribe(group);
+      // Cluster mode: `joined` comes back from the broker once the node hears the group from every node.
+      if (this.options.cluster !== null) return this.link.joined(conn, group, ref ?? null);
       this.link.joined(conn, group);
     }
     ws.send(encodeJoined(group, ref));
@@ -221,6 +231,12 @@ export class Dispatcher {
     this.counters[Counter.pubs]!++;
     if (groups.publish(group, frame) > 0) this.options.latency.since(Latency.pub, this.receivedAt);
     cross.forwardPub(group, frame, this.receivedAt);
+    const cluster = this.options.cluster;
+    if (cluster !== null) {
+      // Delivered on this node; without Redis the other nodes cannot have it, and the publisher is told so.
+      if (!cluster.up) return this.fail(ws, conn, 'E_CLUSTER_UNAVAILABLE', 'Redis is unreachable: delivered to the members on this node only', ref);
+      this.link.clusterPub(group, frame);
+    }
     if (ref !== undefined) ws.send(encodeAck(ref, id));
   }
 

@@ -12,6 +12,7 @@ import { SnapshotReader } from '../metrics/snapshot.js';
 import { ThreadMetrics } from '../metrics/thread-metrics.js';
 import { CloseCodes } from '../protocol/errors.js';
 import { InterestTable } from '../shared/interest-table.js';
+import { ClusterState } from '../shared/cluster-state.js';
 import { Link, ShardStatus, ShardTable } from '../shared/shard-table.js';
 import type { PrimaryToShard, ShardInit, ShardToPrimary } from '../shared/thread-messages.js';
 import { createLogger, type Logger } from '../util/logger.js';
@@ -48,6 +49,7 @@ class Shard {
   private readonly config: ShardInit['config']['websocket'];
   private readonly log: Logger;
   private readonly table: ShardTable;
+  private readonly cluster: ClusterState;
   private readonly app: TemplatedApp;
   private readonly registry = new ConnectionRegistry();
   /** This thread's latency histograms, reported to the primary every metrics_collection_interval. */
@@ -70,6 +72,7 @@ class Shard {
     const { server, limits, performance } = config;
     this.log = createLogger(init.config.logging.level, { shard: init.shard });
     this.table = new ShardTable(init.table);
+    this.cluster = new ClusterState(init.clusterState);
     const counters = this.table.countersOf(init.shard);
     const interestTable = new InterestTable(init.interest);
     // What a previous incarnation of this shard counted left with its sockets.
@@ -149,6 +152,7 @@ class Shard {
       cross: this.cross,
       groups,
       interest,
+      cluster: this.cluster.clustered ? this.cluster : null,
       processorTypes: init.processorTypes,
       latency: metrics,
     });
@@ -179,6 +183,7 @@ class Shard {
       shard: this.init.shard,
       linkStuckMs: config.monitoring.link_stuck_after * 1000,
       table: this.table,
+      cluster: this.cluster,
       version: this.init.version,
       startedAt: Date.now(),
       maxConnections: server.max_connections,

@@ -93,6 +93,8 @@ export const COUNTERS = [
   'refused_protocol', // upgrades refused: no supported subprotocol offered
   'refused_stopping', // upgrades refused while the shard shuts down
   'errors_store_unavailable',
+  'errors_cluster_unavailable', // cluster mode, Redis unreachable: sends refused, pubs served on this node only
+  'cluster_pubs', // pubs handed to the broker for the other nodes (cluster mode)
 ] as const;
 export type CounterName = (typeof COUNTERS)[number];
 
@@ -116,6 +118,11 @@ export const MESSAGING_COUNTERS = [
   'stored_bytes',
   'expired',
   'store_unavailable',
+  'cluster_pubs_out',
+  'cluster_pubs_in',
+  'cluster_pubs_lost',
+  'cluster_unavailable',
+  'cluster_malformed',
 ] as const;
 export type MessagingCounterName = (typeof MESSAGING_COUNTERS)[number];
 export const COUNTER_COUNT = COUNTERS.length;
@@ -154,6 +161,7 @@ export const errorCounter: Readonly<Record<ErrorCode, number>> = {
   E_UNKNOWN_ID: Counter.errors_unknown_id,
   E_QUEUE_FULL: Counter.errors_queue_full,
   E_STORE_UNAVAILABLE: Counter.errors_store_unavailable,
+  E_CLUSTER_UNAVAILABLE: Counter.errors_cluster_unavailable,
   E_INTERNAL: Counter.errors_internal,
   E_CONFIG: Counter.errors_config,
   E_STARTUP: Counter.errors_startup,

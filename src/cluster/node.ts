@@ -1,0 +1,354 @@
+/**
+ * This process as a node of a cluster (cluster.redis_url): what the broker is on one process,
+ * with Redis as the store and the bus. It takes the shards' records (the same link, the same
+ * records as the LMDB broker), publishes pubs for the other nodes, keeps presence in Redis,
+ * and delivers what other nodes route here. The embedding API (send, publish, processors,
+ * strategies) works as on one process.
+ *
+ * While Redis is unreachable the node serves its own clients: pubs reach this node's members
+ * (their publishers get E_CLUSTER_UNAVAILABLE rather than an ack), joins and presence are kept
+ * locally and written again once Redis is back; send, any and ack are refused with
+ * E_CLUSTER_UNAVAILABLE. /health says `degraded`, and the log says it once per change.
+ */
+import type { BrokerStats, Processor, SendOptions } from '../broker/broker.js';
+import { checkPri, checkSendOptions, dataJsonOf } from '../broker/embedding-checks.js';
+import { MessageIds } from '../broker/ids.js';
+import { Processors } from '../broker/processors.js';
+import type { RingShardLink } from '../broker/ring-link.js';
+import type { Config } from '../config/schema.js';
+import { ToBroker, typeOfData } from '../link/records.js';
+import { httpError, OcsError, type ErrorCode } from '../protocol/errors.js';
+import { ANY_STRATEGIES, NAME_PATTERN, type AnyStrategy } from '../protocol/frames.js';
+import { encodeGroupMsgJson } from '../protocol/json-codec.js';
+import { ClusterStatus, type ClusterState } from '../shared/cluster-state.js';
+import type { StoreHealth } from '../store/store.js';
+import type { Logger } from '../util/logger.js';
+import { Channels } from './channels.js';
+import { Keys } from './keys.js';
+import { ClusterMessaging, type Reply } from './messaging.js';
+import { ClusterPresence, LocalPresence } from './presence.js';
+import { RedisLink } from './redis.js';
+import { ScriptRunner } from './scripts.js';
+import { newClusterStats, type ClusterStats } from './stats.js';
+
+export interface ClusterNodeOptions {
+  config: Config;
+  /** This process run's id: the node's id in the cluster, and the prefix of its message ids. */
+  instance: string;
+  log: Logger;
+  link: RingShardLink;
+  state: ClusterState;
+  /** Tell every shard which `data.type` values must detour through the broker. */
+  publishProcessorTypes(types: string[]): void;
+  /** Redis writable or not, as /health shows the store. */
+  storeHealthChanged(health: Readonly<StoreHealth>): void;
+}
+
+const SERVER_SENDER = '@server';
+
+export class ClusterNode {
+  readonly node: string;
+  private readonly stats_: ClusterStats = newClusterStats();
+  private readonly redis: RedisLink;
+  private readonly keys: Keys;
+  private readonly local = new LocalPresence();
+  private readonly clusterPresence: ClusterPresence;
+  private readonly channels: Channels;
+  private readonly messaging: ClusterMessaging;
+  private readonly processors = new Processors();
+  private readonly ids: MessageIds;
+  /** Per connection, the `joined`/`left` answers still owed, in order. */
+  private readonly owed = new Map<string, Promise<void>>();
+  private heartbeatTimer: NodeJS.Timeout | null = null;
+  private sweepTimer: NodeJS.Timeout | null = null;
+  private sweeping = false;
+  private stopped = false;
+  private failedWrites = 0;
+
+  constructor(private readonly options: ClusterNodeOptions) {
+    const { config, instance, log } = options;
+    this.node = instance;
+    this.keys = new Keys(config.cluster.key_prefix);
+    this.ids = new MessageIds(instance);
+    this.redis = new RedisLink({ config: config.cluster, log, onUp: () => this.resync(), onDown: () => this.down() });
+    const commands = this.redis.commands;
+    this.clusterPresence = new ClusterPresence(commands, this.keys, this.node, config.cluster.presence_ttl * 1000);
+    this.channels = new Channels(this.redis.subscriber, commands, this.keys, this.node, {
+      groupPub: (group, frame) => {
+        this.stats_.cluster_pubs_in++;
+        options.link.groupPub(group, frame.toString());
+      },
+      nodeRecord: (kind, target, id, frame) => this.messaging.nodeRecord(kind, target, id, frame),
+      malformed: () => this.stats_.cluster_malformed++,
+    });
+    this.messaging = new ClusterMessaging({
+      config,
+      scripts: new ScriptRunner(commands),
+      node: this.node,
+      link: options.link,
+      channels: this.channels,
+      presence: this.clusterPresence,
+      local: this.local,
+      ids: this.ids,
+      processors: this.processors,
+      stats: this.stats_,
+      log,
+      up: () => this.up,
+    });
+  }
+
+  get up(): boolean {
+    return this.options.state.up;
+  }
+
+  get stats(): Readonly<BrokerStats> {
+    return this.stats_;
+  }
+
+  /** Cross-node presence, for the embedding API. */
+  get presence(): ClusterPresence {
+    return this.clusterPresence;
+  }
+
+  /** Connects (waiting at most command_timeout: a node whose Redis is down starts degraded) and starts listening to the shards. */
+  async start(): Promise<void> {
+    const { config, link, state } = this.options;
+    state.set(ClusterStatus.CONNECTING);
+    link.listen((shard, kind, fields) => this.onRecord(shard, kind, fields));
+    await this.redis.connect(config.cluster.command_timeout * 1000);
+    const ttl = config.cluster.presence_ttl * 1000;
+    this.heartbeatTimer = setInterval(() => this.heartbeat(), Math.max(200, ttl / 3));
+    this.sweepTimer = setInterval(() => this.sweep(), config.cluster.sweep_interval * 1000);
+    // A resync may be running (Redis answered): give it its round trips before the shards start.
+    for (let i = 0; i < 100 && this.redis.state === 'up' && !this.up; i++) await new Promise((r) => setTimeout(r, 10));
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.options.link.stop();
+    // Forgotten at once rather than after presence_ttl: this node's users are gone now.
+    if (this.up) await this.clusterPresence.leaveCluster().catch(() => {});
+    await this.redis.stop();
+  }
+
+  depth(): { stored: number; inflight: number } {
+    return { stored: this.stats_.stored, inflight: 0 };
+  }
+
+  // --- embedding API ---------------------------------------------------------------------
+
+  send(user: string, data: unknown, options: SendOptions = {}): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const { pri, at, from } = checkSendOptions(user, options, SERVER_SENDER);
+      const dataJson = dataJsonOf(data);
+      const reply: Reply = { ok: resolve, fail: (code, message) => reject(new OcsError(code, message)) };
+      this.messaging.accept({ target: `u:${user}`, from, group: null, data: dataJson, pri, at, strategy: null }, typeOfData(data), reply, false);
+    });
+  }
+
+  publish(group: string, data: unknown, options: { pri?: number; from?: string } = {}): string {
+    if (!NAME_PATTERN.test(group)) throw new TypeError(`group must match ${NAME_PATTERN.source}`);
+    const pri = checkPri(options.pri);
+    const from = options.from ?? SERVER_SENDER;
+    if (!NAME_PATTERN.test(from)) throw new TypeError(`from must match ${NAME_PATTERN.source}`);
+    const dataJson = dataJsonOf(data);
+    const over = this.messaging.oversize(dataJson);
+    if (over !== null) throw new OcsError('E_TOO_LARGE', over);
+    const id = this.ids.nextPubId();
+    const dropped = (code: ErrorCode, message: string): void => this.options.log.warn({ code, group }, `publish dropped: ${message}`);
+    this.processedPub(id, from, group, dataJson, pri, typeOfData(data), { ok: () => {}, fail: dropped });
+    return id;
+  }
+
+  setGroupStrategy(group: string, strategy: AnyStrategy): void {
+    if (!ANY_STRATEGIES.includes(strategy)) throw new TypeError(`strategy must be one of ${ANY_STRATEGIES.join(', ')}`);
+    // For every node: the routes read it from Redis.
+    this.redis.commands.hset(`${this.keys.prefix}strategies`, group, strategy).catch((err: unknown) => this.options.log.error({ code: 'E_CLUSTER_UNAVAILABLE', err, group }, 'cluster: the group strategy could not be stored'));
+  }
+
+  registerProcessor(type: string, processor: Processor): void {
+    this.processors.register(type, processor);
+    this.options.publishProcessorTypes(this.processorTypes());
+  }
+
+  processorTypes(): string[] {
+    return this.processors.types();
+  }
+
+  /** A shard died: its connections are gone. */
+  shardDown(shard: number): void {
+    this.options.link.shardDown(shard);
+    for (const sid of this.local.ofShard(shard)) this.offline(sid);
+  }
+
+  // --- shard records ---------------------------------------------------------------------
+
+  private onRecord(shard: number, kind: number, f: unknown[]): void {
+    try {
+      switch (kind) {
+        case ToBroker.SEND: {
+          const [sid, ref, from, to, data, pri, at, type] = f as [string, string | null, string, string, string, number, number, string | null];
+          return this.messaging.accept({ target: `u:${to}`, from, group: null, data, pri, at, strategy: null }, type, this.replyTo(shard, sid, ref), true);
+        }
+        case ToBroker.ANY: {
+          const [sid, ref, from, group, data, pri, strategy, type] = f as [string, string | null, string, string, string, number, string | null, string | null];
+          return this.messaging.accept({ target: `g:${group}`, from, group, data, pri, at: 0, strategy }, type, this.replyTo(shard, sid, ref), true);
+        }
+        case ToBroker.ACK: {
+          const [sid, user, id] = f as [string, string, string];
+          const { link } = this.options;
+          return this.messaging.ack(user, id, {
+            unknown: (message) => link.error(shard, sid, 'E_UNKNOWN_ID', message, null),
+            unavailable: (message) => {
+              this.stats_.cluster_unavailable++;
+              link.error(shard, sid, 'E_CLUSTER_UNAVAILABLE', message, null);
+            },
+          });
+        }
+        case ToBroker.PRESENCE: {
+          const [sid, user, online] = f as [string, string, number];
+          if (online !== 1) return this.offline(sid);
+          const weight = this.options.config.websocket.delivery.weights.get(user) ?? 1;
+          this.local.online({ sid, user, shard, weight, groups: new Set() });
+          return this.messaging.connect(sid, user, shard);
+        }
+        case ToBroker.MEMBERSHIP: {
+          const [sid, group, joined, weight, reply, ref] = f as [string, string, number, number, number?, (string | null)?];
+          const done = joined === 1 ? this.join(sid, group, weight) : this.leave(sid, group);
+          if (reply === 1) this.answerInOrder(shard, sid, group, joined, ref ?? null, done);
+          return;
+        }
+        case ToBroker.PUB: {
+          const [sid, ref, from, group, data, pri, type] = f as [string, string | null, string, string, string, number, string];
+          const reply = this.replyTo(shard, sid, ref);
+          return this.processedPub(this.ids.nextPubId(), from, group, data, pri, type, { ok: (id) => ref !== null && reply.ok(id), fail: reply.fail });
+        }
+        case ToBroker.CLUSTER_PUB: {
+          const [group, frame] = f as [string, Uint8Array];
+          return this.publishOut(group, frame);
+        }
+        case ToBroker.ADMIN: {
+          const [requestId] = f as [number];
+          const { status, body } = httpError('unavailable', 'in cluster mode the dead letters are kept in Redis (see docs/messaging.md, Cluster mode); /admin/dlq serves the LMDB store only');
+          return this.options.link.adminReply(shard, requestId, status, JSON.stringify(body));
+        }
+      }
+    } catch (err) {
+      this.options.log.error({ code: 'E_INTERNAL', err, kind, shard }, 'cluster node record failed');
+    }
+  }
+
+  private replyTo(shard: number, sid: string, ref: string | null): Reply {
+    const { link } = this.options;
+    return { ok: (id) => link.senderAck(shard, sid, ref, id), fail: (code, message) => link.error(shard, sid, code, message, ref) };
+  }
+
+  /** A pub to this node's members and, through Redis, to every other node's. */
+  private processedPub(id: string, from: string, group: string, data: string, pri: number, type: string | null, reply: Reply): void {
+    const send = (dataJson: string, p: number): void => {
+      const over = this.messaging.oversize(dataJson);
+      if (over !== null) return reply.fail('E_TOO_LARGE', over);
+      const frame = encodeGroupMsgJson(id, from, group, dataJson, p, Date.now());
+      this.options.link.groupPub(group, frame);
+      this.publishOut(group, Buffer.from(frame));
+      reply.ok(id);
+    };
+    if (!this.processors.has(type)) return send(data, pri);
+    const incoming = { target: `p:${group}`, from, group, data, pri, at: 0, strategy: null };
+    this.processors.run(type, incoming, { pass: send, drop: () => reply.ok(id), fail: () => reply.ok(id) });
+  }
+
+  private publishOut(group: string, frame: Uint8Array): void {
+    if (!this.up) {
+      this.stats_.cluster_pubs_lost++;
+      return;
+    }
+    this.channels.publishGroup(group, frame).then(
+      () => this.stats_.cluster_pubs_out++,
+      () => this.stats_.cluster_pubs_lost++,
+    );
+  }
+
+  /** Resolves once the node hears `group` from every node and the member is recorded (or at once without Redis). */
+  private join(sid: string, group: string, weight: number): Promise<void> {
+    const conn = this.local.bySid.get(sid);
+    if (!conn) return Promise.resolve();
+    if (weight > 0) conn.weight = weight;
+    const first = this.local.join(sid, group);
+    const waits: Promise<unknown>[] = [];
+    if (first) waits.push(this.channels.want(group));
+    if (this.up) waits.push(this.messaging.joined(sid, group, conn.user, conn.weight).catch(() => {}));
+    return Promise.all(waits).then(() => {});
+  }
+
+  private leave(sid: string, group: string): Promise<void> {
+    const last = this.local.leave(sid, group);
+    if (last) this.channels.unwant(group);
+    if (this.up) this.clusterPresence.left(group, sid, last).catch(() => {});
+    return Promise.resolve();
+  }
+
+  private offline(sid: string): void {
+    const conn = this.local.bySid.get(sid);
+    if (!conn) return;
+    for (const group of [...conn.groups]) void this.leave(sid, group);
+    const gone = this.local.offline(sid);
+    this.owed.delete(sid);
+    if (gone && this.up) this.clusterPresence.userCount(gone.conn.user, gone.left).catch(() => {});
+  }
+
+  /** `joined`/`left` go out in the order asked, each once its own work is done. */
+  private answerInOrder(shard: number, sid: string, group: string, joined: number, ref: string | null, done: Promise<void>): void {
+    const previous = this.owed.get(sid) ?? Promise.resolve();
+    const next = previous.then(() => done).then(() => {
+      if (this.local.bySid.has(sid)) this.options.link.membershipReply(shard, sid, group, joined, ref);
+      if (this.owed.get(sid) === next) this.owed.delete(sid);
+    });
+    this.owed.set(sid, next);
+  }
+
+  // --- Redis comes and goes ------------------------------------------------------------------
+
+  /** Redis is reachable (again): channels, presence and what waited for this node's users, then `up`. */
+  private resync(): void {
+    const { state, log } = this.options;
+    Promise.all([this.channels.resubscribe(), this.clusterPresence.rewrite(this.local)])
+      .then(() => this.clusterPresence.heartbeat())
+      .then(
+        () => {
+          if (this.redis.state !== 'up') return;
+          state.set(ClusterStatus.UP);
+          state.setNodesAlive(this.clusterPresence.alive.size);
+          this.options.storeHealthChanged({ writable: true, lastError: null, failedWrites: this.failedWrites });
+          this.messaging.rescan();
+        },
+        (err: unknown) => log.error({ code: 'E_CLUSTER_UNAVAILABLE', err }, 'cluster: resynchronising with Redis failed; retrying when it reconnects'),
+      );
+  }
+
+  private down(): void {
+    this.failedWrites++;
+    this.options.state.set(ClusterStatus.DOWN);
+    this.options.storeHealthChanged({ writable: false, lastError: `Redis unreachable: ${this.redis.error || 'connection closed'}`, failedWrites: this.failedWrites });
+  }
+
+  private heartbeat(): void {
+    if (!this.up) return;
+    this.clusterPresence.heartbeat().then(
+      () => this.options.state.setNodesAlive(this.clusterPresence.alive.size),
+      () => {}, // Redis went away: the link reports it
+    );
+  }
+
+  private sweep(): void {
+    if (!this.up || this.sweeping) return;
+    this.sweeping = true;
+    this.messaging
+      .sweep()
+      .catch(() => {}) // Redis went away: the link reports it
+      .finally(() => (this.sweeping = false));
+  }
+}
