@@ -14,6 +14,13 @@
 //   (`pm2 kill` first if a daemon is already running).
 // - `npm run tune-sysctl -- --apply` (as root) writes /etc/security/limits.d/ocs-realtime.conf,
 //   which gives new login sessions the limit (not systemd services), and fs.nr_open to allow it.
+//
+// Several instances on one host (cluster mode, README "Cluster mode"): each process is a node
+// of a cluster on one Redis, and they all share the port (SO_REUSEPORT across processes too).
+// Give each its share of the cores and the same Redis, e.g. two instances on 8 cores:
+//   exec_mode: 'fork', instances: 2,
+//   env: { ..., WEBSOCKET_SHARDS: '4', WEBSOCKET_REDIS_URL: 'redis://:PASSWORD@127.0.0.1:6379' },
+// (rediss:// for TLS). Nothing else changes: in cluster mode the store is Redis, not ./data.
 module.exports = {
   apps: [
     {

@@ -14,6 +14,7 @@
  * deletes its fields (FORGET_NODE), so nothing of it stays behind.
  */
 import type { Redis } from 'ioredis';
+import { NAME_PATTERN } from '../protocol/frames.js';
 import type { Keys } from './keys.js';
 import { FORGET_NODE } from './scripts.js';
 
@@ -180,10 +181,10 @@ export class ClusterPresence {
 
   /** The users online in `group` across the live nodes, with their member connections. */
   async group(group: string): Promise<Map<string, number>> {
-    const raw = await this.redis.hgetall(this.keys.groupPresence(group));
+    const [raw, alive] = await this.read(this.keys.groupPresence(checkName(group)));
     const users = new Map<string, number>();
-    for (const [field, value] of Object.entries(raw)) {
-      if (!this.aliveNodes.has(field.slice(0, field.indexOf('\n')))) continue;
+    for (const [field, value] of raw) {
+      if (!alive.has(field.slice(0, field.indexOf('\n')))) continue;
       const user = value.slice(0, value.indexOf('\n'));
       users.set(user, (users.get(user) ?? 0) + 1);
     }
@@ -192,9 +193,28 @@ export class ClusterPresence {
 
   /** The connections of `user` across the live nodes, per node. */
   async user(user: string): Promise<Map<string, number>> {
-    const raw = await this.redis.hgetall(this.keys.userPresence(user));
+    const [raw, alive] = await this.read(this.keys.userPresence(checkName(user)));
     const nodes = new Map<string, number>();
-    for (const [node, count] of Object.entries(raw)) if (this.aliveNodes.has(node) && Number(count) > 0) nodes.set(node, Number(count));
+    for (const [node, count] of raw) if (alive.has(node) && Number(count) > 0) nodes.set(node, Number(count));
     return nodes;
   }
+
+  /** A presence hash (as pairs: field names are node ids, never user input) and the nodes alive right now. */
+  private async read(key: string): Promise<[Array<[string, string]>, Set<string>]> {
+    const [[hashErr, flat], [nodesErr, alive]] = (await this.redis
+      .multi()
+      .call('HGETALL', key)
+      .zrangebyscore(this.keys.nodes, Date.now() - this.ttlMs, '+inf')
+      .exec()) as [[Error | null, string[]], [Error | null, string[]]];
+    if (hashErr) throw hashErr;
+    if (nodesErr) throw nodesErr;
+    const pairs: Array<[string, string]> = [];
+    for (let i = 0; i + 1 < flat.length; i += 2) pairs.push([flat[i]!, flat[i + 1]!]);
+    return [pairs, new Set(alive)];
+  }
+}
+
+function checkName(name: string): string {
+  if (typeof name !== 'string' || !NAME_PATTERN.test(name)) throw new TypeError(`must match ${NAME_PATTERN.source}`);
+  return name;
 }

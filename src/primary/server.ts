@@ -54,6 +54,18 @@ export interface RunningServer {
   setGroupLoadBalanceStrategy(group: string, strategy: AnyStrategy): void;
   /** Broker counters: accepted, delivered, redelivered, acked, dead-lettered, dropped LOW, queue full. */
   messagingStats(): Readonly<BrokerStats>;
+  /** Cluster mode: this node and presence across every live node; null on one process. */
+  readonly cluster: ClusterView | null;
+}
+
+/** What the embedding API shows of cluster mode (src/cluster/presence.ts). */
+export interface ClusterView {
+  /** This node's id (the process run's). */
+  readonly node: string;
+  /** Users online in `group` on the live nodes, with their member connections. Rejects while Redis is unreachable. */
+  groupPresence(group: string): Promise<Map<string, number>>;
+  /** Connections of `user` on the live nodes, per node id. Rejects while Redis is unreachable. */
+  userPresence(user: string): Promise<Map<string, number>>;
 }
 
 interface ShardSlot {
@@ -297,6 +309,10 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     registerProcessor: (type, processor) => broker.registerProcessor(type, processor),
     setGroupLoadBalanceStrategy: (group, strategy) => broker.setGroupStrategy(group, strategy),
     messagingStats: () => broker.stats,
+    cluster:
+      broker instanceof ClusterNode
+        ? { node: broker.node, groupPresence: (group) => broker.presence.group(group), userPresence: (user) => broker.presence.user(user) }
+        : null,
     whenRestarted(index: number, count: number) {
       return new Promise<void>((resolve) => {
         restartWaiters.push({ index, count, resolve });
