@@ -7,12 +7,12 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parseHosts } from '../tools/loadtest/cli.js';
+import { freePort } from '../tools/lib/redis-server.js';
 import { getJson, member, type Frame, type TestClient } from './helpers/client.js';
 import { announceSkip, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
 import { runCommand, startProcess, testConfig, type ServerProcess } from './helpers/server.js';
@@ -29,17 +29,6 @@ function nodeConfig(url: string, port = 0): Record<string, unknown> {
   return testConfig({
     websocket: { server: { shards: 1, port }, groups: { require_membership: false }, limits: { connection_attempts_per_ip: 0, unauthenticated_per_ip: 0 } },
     cluster: { redis_url: url, presence_ttl: 3, sweep_interval: 0.05 },
-  });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      probe.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
   });
 }
 

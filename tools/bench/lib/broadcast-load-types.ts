@@ -11,6 +11,10 @@ export interface LoadTarget {
   pathFor(user: string): string;
   /** The server's process id, for its CPU time (threads and child processes included). */
   serverPid: number;
+  /** More processes whose CPU counts as the server's (a cluster's other nodes, its Redis). */
+  otherPids?: number[];
+  /** The port connection c goes to (a cluster's nodes: spread in turn); default `port`. */
+  portFor?(connection: number): number;
   /** Shards the server runs (acceptor threads): with placement `by-shard`, group g lives on shard g % shards. */
   shards: number;
 }
@@ -28,6 +32,8 @@ export interface LoadSettings {
    * its group g, so each group lives on one shard (what routing by interest saves).
    */
   placement: Placement;
+  /** Called as the measured window starts and after it ends (a cluster benchmark reads Redis's counters). */
+  window?: { start(): void; stop(): Promise<void> };
   /** CPUs (as in taskset -c) whose busy share to report, by role; null when not pinned. */
   serverCpu: string | null;
   generatorCpu: string | null;

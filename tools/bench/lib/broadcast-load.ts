@@ -61,7 +61,7 @@ class BroadcastRun {
     this.target = target;
     this.settings = settings;
     this.receipts = new BroadcastReceipts(plan, settings.verifyEvery);
-    this.cpu = new WindowCpu(target.serverPid, settings.serverCpu, settings.generatorCpu);
+    this.cpu = new WindowCpu([target.serverPid, ...(target.otherPids ?? [])], settings.serverCpu, settings.generatorCpu);
   }
 
   // -------------------------------------------------------------------------------------
@@ -140,7 +140,7 @@ class BroadcastRun {
       };
       const client = connectWs({
         host: this.target.host,
-        port: this.target.port,
+        port: this.target.portFor?.(c) ?? this.target.port,
         path: this.target.pathFor(`u${c}`),
         onMessage: (payload) => this.receipts.onFrame(c, group, payload, onControl),
         onError: (err) => {
@@ -206,6 +206,7 @@ class BroadcastRun {
 
   private startWindow(): void {
     this.settings.log(`  warm-up done, measuring ${this.plan.durationS} s`);
+    this.settings.window?.start();
     this.cpu.start();
     this.receipts.windowStart = performance.now();
     this.loopDelay.enable();
@@ -222,6 +223,7 @@ class BroadcastRun {
     this.loopDelay.disable();
     this.drainMs = Math.round(this.windowEnd - publishedAt);
     this.cpu.stop();
+    await this.settings.window?.stop();
   }
 
   private expectedDeliveries(): number {
