@@ -33,6 +33,11 @@ type Fields = [id: string, from: string, group: string, data: string, pri: strin
 const SWEEP_BATCH = 500;
 /** Room a `msg` frame needs around its data. */
 const MSG_ENVELOPE_BYTES = 1024;
+/**
+ * Messages accepted but not yet answered by Redis: over it a `send`/`any` is refused with
+ * E_OVERLOADED, so a Redis slower than the clients cannot fill the node's memory with them.
+ */
+export const MAX_STORES_IN_FLIGHT = 10_000;
 
 export interface MessagingParts {
   config: Config;
@@ -55,6 +60,7 @@ export class ClusterMessaging {
   private readonly prefix: string;
   /** Connections whose CONNECT is in flight: deliveries for their user wait here, then follow their backlog. */
   private readonly connecting = new Map<string, Array<[id: string, frame: string]>>();
+  private storesInFlight = 0;
 
   constructor(private readonly parts: MessagingParts) {
     this.delivery = parts.config.websocket.delivery;
@@ -69,6 +75,7 @@ export class ClusterMessaging {
     const tooFar = scheduleRefusal(incoming.at, Date.now(), this.delivery.max_schedule_ahead);
     if (tooFar !== null) return reply.fail('E_BAD_FRAME', tooFar);
     if (!this.parts.up()) return this.unavailable(reply, 'message not stored');
+    if (this.storesInFlight >= MAX_STORES_IN_FLIGHT) return reply.fail('E_OVERLOADED', `${MAX_STORES_IN_FLIGHT} messages are waiting for Redis; retry shortly`);
     if (!processors.has(type)) return this.store(incoming, reply, fromClient);
     processors.run(type, incoming, {
       pass: (data, pri) => this.store({ ...incoming, data, pri }, reply, fromClient),
@@ -95,7 +102,8 @@ export class ClusterMessaging {
       this.delivery.max_pending_per_user, fromClient ? this.delivery.max_stored_per_sender : 0,
       config.store.max_messages, config.store.max_bytes, now, this.delivery.ttl * 1000,
     ];
-    this.script<[string, string, string]>(STORE, args).then(
+    this.storesInFlight++;
+    this.script<[string, string, string]>(STORE, args).finally(() => this.storesInFlight--).then(
       ([verdict, detail, dropped]) => {
         if (verdict !== 'ok') {
           stats.queue_full++;

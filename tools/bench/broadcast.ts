@@ -14,6 +14,7 @@ import { parseCli, USAGE, type CliOptions } from './lib/broadcast-options.js';
 import { prepareTarget, type TargetName } from './lib/broadcast-targets.js';
 import { pinningReport, reexecPinnedGenerator } from './lib/pinning.js';
 import { startServer } from '../lib/server-process.js';
+import { fetchServerStats, type ServerStats } from '../loadtest/server-stats.js';
 
 /** Targets every server must meet (the brief of this benchmark). */
 const TARGETS = {
@@ -24,7 +25,7 @@ const TARGETS = {
 };
 
 type TargetResult =
-  | ({ target: TargetName; shardsRequested: number; shardsReported: unknown; serverExit: string; serverWarnings: string[] } & LoadResult)
+  | ({ target: TargetName; shardsRequested: number; shardsReported: unknown; serverExit: string; serverWarnings: string[]; ringRecordsPerPub: number | null } & LoadResult)
   | { target: TargetName; error: string };
 
 const log = (line: string): void => void process.stderr.write(`${line}\n`);
@@ -88,6 +89,7 @@ const report = {
           lostDeliveries: r.lostDeliveries,
           cpuUsPerDelivery: r.serverCpu.cpuUsPerDelivery,
           cpuPerDeliveryVsBaseline: r.cpuPerDeliveryVsBaseline,
+          ringRecordsPerPub: r.ringRecordsPerPub,
           generatorSaturated: r.generatorSaturated,
           disturbed: r.disturbed,
           pass: r.pass,
@@ -117,6 +119,17 @@ async function runTarget(name: TargetName, plan: BroadcastPlan, options: CliOpti
     const server = await startServer(prepared.argv);
     log(`[${name}] server pid ${server.pid} ready on port ${server.port}`);
     let load: LoadResult | Error;
+    // The real server's own counters over the window: records its shards pushed over the rings per pub.
+    let statsAtStart: Promise<ServerStats> | null = null;
+    let ringRecordsPerPub: number | null = null;
+    const window = {
+      start: () => void (statsAtStart = name === 'baseline' ? null : fetchServerStats('127.0.0.1', server.port)),
+      stop: async () => {
+        if (statsAtStart === null) return;
+        const [a, b] = [totalsOf(await statsAtStart), totalsOf(await fetchServerStats('127.0.0.1', server.port))];
+        if (a && b && b.pubs > a.pubs) ringRecordsPerPub = Math.round(((b.ring_forwarded - a.ring_forwarded) / (b.pubs - a.pubs)) * 1000) / 1000;
+      },
+    };
     try {
       load = await runBroadcastLoad(
         plan,
@@ -132,6 +145,7 @@ async function runTarget(name: TargetName, plan: BroadcastPlan, options: CliOpti
           drainS: options.drainS,
           verifyEvery: options.verifyEvery,
           placement: options.placement,
+          window,
           serverCpu: pinning.serverCpu,
           generatorCpu: pinning.generatorCpu,
           log,
@@ -148,6 +162,7 @@ async function runTarget(name: TargetName, plan: BroadcastPlan, options: CliOpti
       shardsReported: server.ready.shards,
       serverExit: exit.signal ?? `code ${exit.code}`,
       serverWarnings: server.warnings,
+      ringRecordsPerPub,
       ...load,
     };
   } catch (err) {
@@ -189,4 +204,10 @@ function judge(results: Partial<Record<TargetName, TargetResult>>) {
     };
   }
   return judged;
+}
+
+/** The counters routing by interest shows in, from a /stats answer. */
+function totalsOf(stats: ServerStats): { pubs: number; ring_forwarded: number } | null {
+  const totals = stats.available ? (stats.raw as { totals?: { pubs?: number; ring_forwarded?: number } }).totals : undefined;
+  return totals && typeof totals.pubs === 'number' && typeof totals.ring_forwarded === 'number' ? { pubs: totals.pubs, ring_forwarded: totals.ring_forwarded } : null;
 }
