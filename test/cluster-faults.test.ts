@@ -161,3 +161,48 @@ describe('Redis killed and restarted mid-traffic', { skip }, () => {
     }
   });
 });
+
+describe('connecting to Redis: late, with a password, over TLS', { skip }, () => {
+  test('a node whose Redis is down at start-up starts degraded, and joins the cluster when Redis comes', async () => {
+    const redis = await startPrivateRedis();
+    await redis.kill();
+    const node = await startProcess(nodeConfig(redis.url));
+    try {
+      const { body } = await getJson(node.port, '/health');
+      assert.equal(body.status, 'degraded');
+      assert.equal((body.cluster as { redis: string }).redis, 'down');
+      await redis.restart();
+      await until('the node to report Redis up', async () => (await getJson(node.port, '/health')).body.status === 'ok');
+    } finally {
+      await node.stop();
+      await redis.stop();
+    }
+  });
+
+  test('rediss:// with a password: two nodes talk over TLS; a wrong password leaves a node degraded, saying why once', async () => {
+    const redis = await startPrivateRedis({ tls: true, password: 's3cret' });
+    assert.match(redis.url, /^rediss:\/\/:s3cret@/);
+    // The nodes trust the test's self-signed certificate as an operator would trust their CA.
+    const env = { NODE_EXTRA_CA_CERTS: redis.caFile! };
+    const nodes = [await startProcess(nodeConfig(redis.url), env), await startProcess(nodeConfig(redis.url), env)];
+    const wrong = await startProcess(nodeConfig(redis.url.replace('s3cret', 'wrong')), env);
+    const clients: TestClient[] = [];
+    try {
+      for (const node of nodes) assert.equal((await getJson(node.port, '/health')).body.status, 'ok');
+      const a = await member(nodes[0]!.port, 'tls-a', ['tls']);
+      const b = await member(nodes[1]!.port, 'tls-b', ['tls']);
+      clients.push(a, b);
+      a.send({ op: 'pub', group: 'tls', data: 'over tls' });
+      assert.equal((await b.next((f) => f.op === 'msg')).data, 'over tls');
+      assert.equal((await getJson(wrong.port, '/health')).body.status, 'degraded');
+      await sleep(1000); // reconnection attempts meanwhile: still one line
+      const lines = wrong.logs.filter((line) => String(line.msg).startsWith('cluster: Redis unreachable'));
+      assert.equal(lines.length, 1);
+      assert.match(String(lines[0]!.lastError), /WRONGPASS|invalid password/i);
+    } finally {
+      for (const client of clients) client.close();
+      await Promise.all([...nodes, wrong].map((node) => node.stop()));
+      await redis.stop();
+    }
+  });
+});

@@ -2,11 +2,11 @@
 // directory, killed and started again at will (never the shared one at 127.0.0.1:6379, which
 // other people's work uses).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 
 export const REDIS_SERVER = 'redis-server';
 
@@ -19,6 +19,8 @@ export function redisServerAvailable(): boolean {
 export interface PrivateRedis {
   port: number;
   url: string;
+  /** With tls: the certificate a client must trust (NODE_EXTRA_CA_CERTS for a node process). */
+  caFile: string | null;
   /** The running redis-server's pid (null while it is down). */
   readonly pid: number | null;
   /** A client for the caller itself (inspecting keys, INFO), closed by stop(). */
@@ -33,6 +35,10 @@ export interface PrivateRedis {
 export interface PrivateRedisOptions {
   /** appendonly yes + appendfsync always: every write on disk before Redis answers. */
   durable?: boolean;
+  /** requirepass: the url carries it (`redis://:PASSWORD@...`). */
+  password?: string;
+  /** TLS only (a self-signed certificate for 127.0.0.1 made with openssl): the url is rediss://, `caFile` the certificate to trust. */
+  tls?: boolean;
   /** Put before the command, e.g. ['taskset', '-c', '0']. */
   prefix?: string[];
 }
@@ -42,12 +48,23 @@ export async function startPrivateRedis(options: PrivateRedisOptions = {}): Prom
   const port = await freePort();
   const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--daemonize', 'no', '--loglevel', 'warning'];
   args.push(...(options.durable ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']));
+  if (options.password) args.push('--requirepass', options.password);
+  let caFile: string | null = null;
+  if (options.tls) {
+    caFile = join(dir, 'cert.pem');
+    const key = join(dir, 'key.pem');
+    const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', caFile, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+    if (made.status !== 0) throw new Error('openssl could not make a certificate for the TLS redis-server');
+    args[1] = '0'; // no plain port
+    args.push('--tls-port', String(port), '--tls-cert-file', caFile, '--tls-key-file', key, '--tls-ca-cert-file', caFile, '--tls-auth-clients', 'no');
+  }
+  const connection = { host: '127.0.0.1', port, ...(options.password ? { password: options.password } : {}), ...(caFile ? { tls: { ca: readFileSync(caFile) } } : {}) };
   const argv = [...(options.prefix ?? []), REDIS_SERVER, ...args];
   let child: ChildProcess | null = null;
   const clients: Redis[] = [];
   const launch = async (): Promise<void> => {
     child = spawn(argv[0]!, argv.slice(1), { stdio: 'ignore' });
-    await waitForPing(port);
+    await waitForPing(connection);
   };
   const killNow = async (): Promise<void> => {
     const running = child;
@@ -61,12 +78,13 @@ export async function startPrivateRedis(options: PrivateRedisOptions = {}): Prom
   await launch();
   return {
     port,
-    url: `redis://127.0.0.1:${port}`,
+    url: `${options.tls ? 'rediss' : 'redis'}://${options.password ? `:${encodeURIComponent(options.password)}@` : ''}127.0.0.1:${port}`,
+    caFile,
     get pid() {
       return (child as ChildProcess | null)?.pid ?? null;
     },
     client: () => {
-      const client = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 1, retryStrategy: () => 100 });
+      const client = new Redis({ ...connection, maxRetriesPerRequest: 1, retryStrategy: () => 100 });
       client.on('error', () => {});
       clients.push(client);
       return client;
@@ -81,10 +99,10 @@ export async function startPrivateRedis(options: PrivateRedisOptions = {}): Prom
   };
 }
 
-async function waitForPing(port: number): Promise<void> {
+async function waitForPing(connection: RedisOptions): Promise<void> {
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
-    const client = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    const client = new Redis({ ...connection, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
     client.on('error', () => {});
     try {
       await client.connect();
@@ -96,7 +114,7 @@ async function waitForPing(port: number): Promise<void> {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }
-  throw new Error(`redis-server on port ${port} did not answer within 10 s`);
+  throw new Error(`redis-server on port ${connection.port} did not answer within 10 s`);
 }
 
 export function freePort(): Promise<number> {
