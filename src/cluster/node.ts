@@ -45,6 +45,12 @@ export interface ClusterNodeOptions {
 }
 
 const SERVER_SENDER = '@server';
+/**
+ * PUBLISHes sent and not yet answered: past it a pub is not handed to a Redis that cannot keep
+ * up (at most once, like any pub; counted in cluster_pubs_lost) rather than queued in memory
+ * without bound.
+ */
+const MAX_PUBLISHES_IN_FLIGHT = 50_000;
 
 export class ClusterNode {
   readonly node: string;
@@ -64,6 +70,7 @@ export class ClusterNode {
   private sweeping = false;
   private stopped = false;
   private failedWrites = 0;
+  private publishesInFlight = 0;
 
   constructor(private readonly options: ClusterNodeOptions) {
     const { config, instance, log } = options;
@@ -262,13 +269,20 @@ export class ClusterNode {
   }
 
   private publishOut(group: string, frame: Uint8Array): void {
-    if (!this.up) {
+    if (!this.up || this.publishesInFlight >= MAX_PUBLISHES_IN_FLIGHT) {
       this.stats_.cluster_pubs_lost++;
       return;
     }
+    this.publishesInFlight++;
     this.channels.publishGroup(group, frame).then(
-      () => this.stats_.cluster_pubs_out++,
-      () => this.stats_.cluster_pubs_lost++,
+      () => {
+        this.publishesInFlight--;
+        this.stats_.cluster_pubs_out++;
+      },
+      () => {
+        this.publishesInFlight--;
+        this.stats_.cluster_pubs_lost++;
+      },
     );
   }
 

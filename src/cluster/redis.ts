@@ -50,7 +50,9 @@ export class RedisLink {
       lazyConnect: true,
     };
     // rediss:// (TLS) and a password in the URL are read by ioredis itself.
-    this.commands = new Redis(config.redis_url, { ...base, connectionName: 'ocs-node' });
+    // Commands issued in one event-loop turn (a drain of the shards' records: many PUBLISHes)
+    // leave in one write.
+    this.commands = new Redis(config.redis_url, { ...base, connectionName: 'ocs-node', enableAutoPipelining: true });
     this.subscriber = new Redis(config.redis_url, { ...base, connectionName: 'ocs-node-sub' });
     for (const client of [this.commands, this.subscriber]) {
       client.on('ready', () => this.changed(true));
