@@ -73,6 +73,9 @@ describe('three nodes on one Redis', { skip }, () => {
     }
     await quiet(outsider);
     assert.equal(outsider.frames.filter((f) => f.op === 'msg').length, 0);
+    // By interest: each node subscribes to the groups it has members of, and to no other.
+    const numsub = (await redis.client().pubsub('NUMSUB', 'ocs:g:room', 'ocs:g:elsewhere', 'ocs:g:nobody')) as Array<string | number>;
+    assert.deepEqual(numsub.map(String), ['ocs:g:room', '3', 'ocs:g:elsewhere', '1', 'ocs:g:nobody', '0']);
   });
 
   test('a member that got `joined` on a node hears the very next pub from another node', async () => {
@@ -117,6 +120,9 @@ describe('three nodes on one Redis', { skip }, () => {
       late.send({ op: 'ack', id: msg.id });
     }
     assert.deepEqual(got, [4, 0, 1, 2, 3], 'CRITICAL first, then in the order sent');
+    // The acks reach Redis a moment after they leave the client; until then another connection would get the messages too.
+    const client = redis.client();
+    for (let i = 0; i < 100 && (await client.zcard('ocs:q:u:later')) > 0; i++) await new Promise((r) => setTimeout(r, 20));
     // Another connection of the same user, elsewhere, later: nothing is left for it.
     const again = await on(1, 'later');
     assert.equal(again.welcome.pending, 0);

@@ -265,7 +265,11 @@ export class ClusterNode {
     };
     if (!this.processors.has(type)) return send(data, pri);
     const incoming = { target: `p:${group}`, from, group, data, pri, at: 0, strategy: null };
-    this.processors.run(type, incoming, { pass: send, drop: () => reply.ok(id), fail: () => reply.ok(id) });
+    const failed = (reason: string): void => {
+      this.options.log.warn({ type, reason, group }, 'processor failed; pub dropped');
+      reply.ok(id);
+    };
+    this.processors.run(type, incoming, { pass: send, drop: () => reply.ok(id), fail: failed });
   }
 
   private publishOut(group: string, frame: Uint8Array): void {
