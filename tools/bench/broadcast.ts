@@ -123,10 +123,10 @@ async function runTarget(name: TargetName, plan: BroadcastPlan, options: CliOpti
     let statsAtStart: Promise<ServerStats> | null = null;
     let ringRecordsPerPub: number | null = null;
     const window = {
-      start: () => void (statsAtStart = name === 'baseline' ? null : fetchServerStats('127.0.0.1', server.port)),
+      start: () => void (statsAtStart = name === 'baseline' ? null : fetchServerStats('127.0.0.1', server.port, 10_000)),
       stop: async () => {
         if (statsAtStart === null) return;
-        const [a, b] = [totalsOf(await statsAtStart), totalsOf(await fetchServerStats('127.0.0.1', server.port))];
+        const [a, b] = [totalsOf(await statsAtStart), totalsOf(await fetchServerStats('127.0.0.1', server.port, 10_000))];
         if (a && b && b.pubs > a.pubs) ringRecordsPerPub = Math.round(((b.ring_forwarded - a.ring_forwarded) / (b.pubs - a.pubs)) * 1000) / 1000;
       },
     };
