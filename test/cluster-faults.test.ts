@@ -109,6 +109,9 @@ describe('Redis killed and restarted mid-traffic', { skip }, () => {
     // Stored (with appendfsync always) before Redis dies, for a user who comes later.
     publisher.send({ op: 'send', to: 'comes-later', data: { kept: true }, ref: 'kept' });
     await publisher.next((f) => f.op === 'ack' && f.ref === 'kept');
+    // An `any` for a group nobody is in yet: its first member joins while Redis is down.
+    publisher.send({ op: 'any', group: 'joined-while-down', data: { waited: true }, ref: 'any' });
+    await publisher.next((f) => f.op === 'ack' && f.ref === 'any');
 
     await redis.kill();
     await until('both nodes to report Redis down', async () => {
@@ -127,6 +130,8 @@ describe('Redis killed and restarted mid-traffic', { skip }, () => {
     // Joining and leaving go on locally.
     local.send({ op: 'join', group: 'while-down', ref: 'j' });
     await local.next((f) => f.op === 'joined' && f.ref === 'j');
+    remote.send({ op: 'join', group: 'joined-while-down', ref: 'jw' });
+    await remote.next((f) => f.op === 'joined' && f.ref === 'jw');
     for (const client of [publisher, local, remote]) for (const f of client.frames) if (f.op === 'err') assert.ok(isErrorCode(f.code), `coded: ${JSON.stringify(f)}`);
 
     await redis.restart();
@@ -137,6 +142,10 @@ describe('Redis killed and restarted mid-traffic', { skip }, () => {
     publisher.send({ op: 'pub', group: 'live', data: { after: 1 }, ref: 'p-up' });
     await publisher.next((f) => f.op === 'ack' && f.ref === 'p-up');
     assert.deepEqual((await remote.next((f) => f.op === 'msg' && (f.data as { after?: number }).after === 1, 5000)).data, { after: 1 });
+    // The `any` that waited goes to the member who joined while Redis was down.
+    const waited = await remote.next((f) => f.op === 'msg' && f.group === 'joined-while-down', 5000);
+    assert.deepEqual(waited.data, { waited: true });
+    remote.send({ op: 'ack', id: waited.id });
     publisher.send({ op: 'send', to: 'rr', data: { back: 1 }, ref: 's-up' });
     await publisher.next((f) => f.op === 'ack' && f.ref === 's-up');
     const back = await remote.next((f) => f.op === 'msg' && f.ackReq === true, 5000);

@@ -234,8 +234,13 @@ export class ClusterMessaging {
     );
   }
 
-  /** After an outage: every local user's presence is written again (by the caller); what waited for them goes out. */
+  /** After an outage: every local user's presence is written again (by the caller); what waited for them, and for the groups they joined meanwhile, goes out. */
   rescan(): void {
+    const { local } = this.parts;
+    for (const [group, sids] of local.byGroup) {
+      const conn = local.bySid.get(sids.values().next().value as string);
+      if (conn) this.joined(conn.sid, group, conn.user, conn.weight).catch((err: unknown) => this.broke(err, 'rescan'));
+    }
     for (const [user, conns] of this.parts.local.byUser) {
       this.backlogOf(user, conns.size).then(
         (backlog) => {
