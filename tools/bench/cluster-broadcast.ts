@@ -7,7 +7,7 @@
 // Prints one JSON document on stdout (progress on stderr).
 // Usage: npm run bench:cluster -- [--repeat 3] [--targets single,cluster1,cluster2,cluster3]
 //        [--connections 2000] [--groups 20] [--publishers 20] [--rate 500] [--duration 10]
-//        [--warmup 2] [--json-out FILE]
+//        [--warmup 2] [--drain 5] [--json-out FILE]
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { cpus, tmpdir } from 'node:os';
@@ -20,6 +20,7 @@ import { pinningReport, reexecPinnedGenerator, serverPinPrefix } from './lib/pin
 import { harnessConfig, writeConfigFile } from '../lib/server-config.js';
 import { SERVER_MAIN, startServer, type ServerProcess } from '../lib/server-process.js';
 import { redisServerAvailable, startPrivateRedis, type PrivateRedis } from '../lib/redis-server.js';
+import { fetchServerStats } from '../loadtest/server-stats.js';
 
 const TARGETS = ['single', 'cluster1', 'cluster2', 'cluster3'] as const;
 type Target = (typeof TARGETS)[number];
@@ -35,6 +36,7 @@ const { values } = parseArgs({
     rate: { type: 'string', default: '500' },
     duration: { type: 'string', default: '10' },
     warmup: { type: 'string', default: '2' },
+    drain: { type: 'string', default: '5' },
     'json-out': { type: 'string' },
   },
 });
@@ -59,6 +61,9 @@ const pinning = pinningReport();
 log(`cluster broadcast: ${plan.connections} connections, ${plan.groups} groups, ${plan.rate} pub/s, ${plan.durationS} s x ${repeat} per target`);
 
 interface Run {
+  /** Pubs the generator sent in the window, and those the nodes handled in it (their /stats). */
+  pubsSent: number;
+  pubsHandled: number;
   cpuUsPerDelivery: number;
   serverCores: number;
   p50Ms: number;
@@ -156,6 +161,17 @@ async function runTarget(target: Target, plan: BroadcastPlan): Promise<Run> {
     let before: Map<string, number> | null = null;
     let after: Map<string, number> | null = null;
     let startInfo: Promise<Map<string, number>> | null = null;
+    // Pubs the nodes handled over the window (a busy machine may leave some of the generator's unhandled at its end).
+    const pubsHandled = async (): Promise<number> => {
+      let sum = 0;
+      for (const server of servers) {
+        const stats = await fetchServerStats('127.0.0.1', server.port, 10_000);
+        sum += (stats.raw as { totals?: { pubs?: number } } | undefined)?.totals?.pubs ?? 0;
+      }
+      return sum;
+    };
+    let pubsAtStart: Promise<number> | null = null;
+    let handled = 0;
     const load: LoadResult = await runBroadcastLoad(
       plan,
       {
@@ -169,27 +185,34 @@ async function runTarget(target: Target, plan: BroadcastPlan): Promise<Run> {
       },
       {
         connectConcurrency: 200,
-        drainS: 2,
+        drainS: Number(values.drain),
         verifyEvery: 0,
         placement: 'spread',
         serverCpu: pinning.serverCpu,
         generatorCpu: pinning.generatorCpu,
         log,
         window: {
-          start: () => void (startInfo = client ? commandStats(client) : null),
+          start: () => {
+            startInfo = client ? commandStats(client) : null;
+            pubsAtStart = pubsHandled();
+          },
           stop: async () => {
-            if (!client || !startInfo) return;
-            before = await startInfo;
-            after = await commandStats(client);
+            if (client && startInfo) {
+              before = await startInfo;
+              after = await commandStats(client);
+            }
+            handled = (await pubsHandled()) - (await pubsAtStart!);
           },
         },
       },
     );
-    const pubs = load.pubsMeasured;
+    const pubs = handled > 0 ? handled : load.pubsMeasured;
     const delta = (name: string): number | null => (before && after ? (after.get(name) ?? 0) - (before.get(name) ?? 0) : null);
     const total = delta('*');
     const publishes = delta('publish');
     return {
+      pubsSent: load.pubsMeasured,
+      pubsHandled: handled,
       cpuUsPerDelivery: load.serverCpu.cpuUsPerDelivery,
       serverCores: load.serverCpu.cores,
       p50Ms: load.latencyMs.p50,
