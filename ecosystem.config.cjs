@@ -1,52 +1,64 @@
-// pm2 start ecosystem.config.cjs
-// One process per host: its primary thread runs one uWS acceptor shard per core on the same
-// port, so pm2 runs a single fork-mode instance (cluster mode would put a second layer of
-// load balancing in front of SO_REUSEPORT for nothing).
-//
-// Open files: the server needs about 2 x max_connections descriptors (it logs a warning with
-// the number at start when its limit is lower). pm2 has no rlimit option and its processes
-// inherit the pm2 daemon's limit, so:
-// - scripts/pm2-start.sh raises the hard limit to fs.nr_open before it becomes the server;
-//   that works when pm2 runs as root (with CAP_SYS_RESOURCE), not for an ordinary user.
-// - Otherwise raise the daemon's own limit: `pm2 startup` writes a systemd unit with
-//   LimitNOFILE=infinity (set LimitNOFILE=N yourself in a unit you wrote); a daemon started
-//   by hand takes the shell's limit, so run `ulimit -n N` before the first `pm2 start`
-//   (`pm2 kill` first if a daemon is already running).
-// - `npm run tune-sysctl -- --apply` (as root) writes /etc/security/limits.d/ocs-realtime.conf,
-//   which gives new login sessions the limit (not systemd services), and fs.nr_open to allow it.
+// `npx pm2 start ecosystem.config.cjs` runs the server built by `npm install`; set the JWT
+// secret in the environment of that command (WEBSOCKET_AUTH_SECRET=... npx pm2 start ...):
+// without one the server starts but refuses every client, and says so in `npx pm2 logs`.
+// `npx pm2 reload ocs-realtime` hands over to a new process without a gap (README, Operations).
 //
 // Several instances on one host (cluster mode, README "Cluster mode"): each process is a node
 // of a cluster on one Redis, and they all share the port (SO_REUSEPORT across processes too).
 // Give each its share of the cores and the same Redis, e.g. two instances on 8 cores:
-//   exec_mode: 'fork', instances: 2,
+//   instances: 2,
 //   env: { ..., WEBSOCKET_SHARDS: '4', WEBSOCKET_REDIS_URL: 'redis://:PASSWORD@127.0.0.1:6379' },
-// (rediss:// for TLS). Nothing else changes: in cluster mode the store is Redis, not ./data.
+// (rediss:// for TLS). Nothing else changes: in cluster mode the store is Redis, not ./data,
+// and a reload replaces the instances one by one, each draining as below (a node leaves the
+// cluster as its drain begins; what comes for its users waits in Redis for their reconnection).
 module.exports = {
   apps: [
     {
       name: 'ocs-realtime',
-      script: 'scripts/pm2-start.sh',
-      // Run the wrapper itself (pm2 would otherwise hand it to node, or give sh the node_args).
-      interpreter: 'none',
+      // The server, as `npm start` runs it (built into dist/ by `npm install`, `npm run build`).
+      script: 'dist/src/main.js',
       args: '--config config/performance_config.yaml',
-      exec_mode: 'fork',
+      // Relative paths (the config above, store.data_dir ./data) are from this folder, wherever
+      // pm2 was started from.
+      cwd: __dirname,
+      // Cluster mode for its reload: pm2 starts the new process, waits for its `ready`, and only
+      // then stops the old one (in fork mode a reload is a stop, then a start: a gap). The
+      // server listens through uWS on its own sockets, not through node's cluster module, so
+      // pm2's balancer never sees a connection: during the overlap both processes bind the port
+      // with SO_REUSEPORT and the kernel hands new connections to whichever still listens.
+      exec_mode: 'cluster',
+      // One process per host: it runs one acceptor thread per core itself (server.shards), and
+      // a second process would only split the connections and the broker's view of them.
       instances: 1,
-      env: {
-        NODE_ENV: 'production',
-        NODE_OPTIONS: '--max-old-space-size=4096',
-        // Set these in the real environment (never commit a secret):
-        // WEBSOCKET_AUTH_SECRET: '...',
-        WEBSOCKET_ALLOW_ANONYMOUS: 'false',
-      },
-      // SIGTERM → close every socket with 1001 → exit 0 within shutdown_timeout (10 s).
-      kill_timeout: 12000,
-      // `ready` is logged once every shard listens.
-      wait_ready: false,
-      listen_timeout: 10000,
+      // The server sends `ready` to pm2 once every shard listens (and logs it).
+      wait_ready: true,
+      // Longest wait for that `ready` (a large store loads first); pm2 goes on without it after.
+      listen_timeout: 30000,
+      // SIGINT (what pm2 sends to stop or reload) drains: stop accepting, let the deliveries in
+      // flight be acknowledged (<= 1 s), close every connection with 1012 spread over
+      // server.drain_window (2 s), hand the store over, exit 0 within server.shutdown_timeout
+      // (10 s). pm2 sends SIGKILL after kill_timeout: keep it above shutdown_timeout.
+      kill_timeout: 15000,
+      // A bad config exits 2: restarting cannot fix it, so pm2 stops instead of looping.
+      stop_exit_codes: [2],
       max_restarts: 20,
       restart_delay: 1000,
+      // The heap of the primary thread (the broker's in-memory index of stored messages).
+      node_args: ['--max-old-space-size=4096'],
+      env: {
+        // Refuses anonymous `?user=` clients (README, Authentication).
+        NODE_ENV: 'production',
+      },
+      // One log file for the app, not one per instance id; pino's lines carry their own time.
       merge_logs: true,
       time: false,
+      // Open files: the server needs about 2 x max_connections descriptors and raises its own
+      // limit at start where it may (as root with CAP_SYS_RESOURCE; pm2 has no option for it and
+      // its processes inherit the pm2 daemon's limit). Otherwise it logs `open-file limit too low
+      // for max_connections` with the number: raise the daemon's limit, i.e. `npx pm2 startup`
+      // writes a systemd unit with LimitNOFILE=infinity, or run `ulimit -n N` before the first
+      // `npx pm2 start` (`npx pm2 kill` first if a daemon already runs). `npm run tune-sysctl`
+      // checks the kernel's side (fs.nr_open, fs.file-max, the listen backlogs).
     },
   ],
 };

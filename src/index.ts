@@ -5,6 +5,7 @@
  *   ...
  *   await server.close();
  */
+import { authMode } from './auth/identity.js';
 import { loadConfig, type LoadedConfig, type LoadOptions } from './config/load.js';
 import { startServer, type RunningServer } from './primary/server.js';
 import { createLogger, type Logger } from './util/logger.js';
@@ -26,10 +27,20 @@ export interface CreateServerOptions extends LoadOptions {
 export async function createServer(options: CreateServerOptions = {}): Promise<RunningServer> {
   const loaded = options.loaded ?? loadConfig(options);
   const log = options.logger ?? createLogger(loaded.config.logging.level);
-  if (loaded.config.websocket.auth.allow_anonymous) {
-    log.warn('anonymous connections allowed (?user=ID without a token): development only; set websocket.auth.allow_anonymous: false and a secret for production');
+  const auth = authMode(loaded.config.websocket.auth);
+  if (auth === 'anonymous' || auth === 'jwt+anonymous') {
+    log.warn({ authMode: auth }, 'anonymous connections allowed (?user=ID without a token): development only; set websocket.auth.allow_anonymous: false and a secret for production');
+  } else if (auth === 'closed') {
+    log.error(
+      { code: 'E_CONFIG', authMode: auth },
+      'no websocket.auth.secret and anonymous mode is off (NODE_ENV=production): every client is refused with 401 until a secret is set; ' +
+        'set WEBSOCKET_AUTH_SECRET (the HS256 key your application signs tokens with) and restart (pm2: `WEBSOCKET_AUTH_SECRET=... npx pm2 reload ocs-realtime --update-env`)',
+    );
   }
   const server = await startServer(loaded, log, VERSION);
-  log.info({ version: VERSION, pid: process.pid, host: loaded.config.websocket.server.host, port: server.port, shards: server.shards, config: loaded.source ?? 'embedded defaults' }, 'ready');
+  log.info(
+    { version: VERSION, pid: process.pid, host: loaded.config.websocket.server.host, port: server.port, shards: server.shards, authMode: auth, ownsStore: server.ownsStore, config: loaded.source ?? 'embedded defaults' },
+    'ready',
+  );
   return server;
 }

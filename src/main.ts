@@ -5,7 +5,7 @@
 import { parseArgs } from 'node:util';
 import { loadConfig } from './config/load.js';
 import { createServer, type RunningServer } from './index.js';
-import { warnIfFewOpenFiles } from './ops/open-files.js';
+import { raiseOpenFileLimit, warnIfFewOpenFiles } from './ops/open-files.js';
 import { installLastResort } from './primary/last-resort.js';
 import { OcsError } from './protocol/errors.js';
 import { createLogger } from './util/logger.js';
@@ -47,6 +47,7 @@ async function main(): Promise<void> {
   }
   const log = createLogger(loaded.config.logging.level);
   installLastResort(log);
+  raiseOpenFileLimit(loaded.config.websocket.server.max_connections, log);
   warnIfFewOpenFiles(loaded.config.websocket.server.max_connections, log);
   // Signal handlers go in before the server starts: the `ready` line is logged inside
   // createServer, and a SIGTERM that a supervisor sends right after it must still shut down
@@ -55,16 +56,13 @@ async function main(): Promise<void> {
   let pendingSignal: string | null = null;
   const timeoutMs = loaded.config.websocket.server.shutdown_timeout * 1000;
   const stop = (running: RunningServer, signal: string): void => {
-    log.info({ signal, timeoutMs }, 'shutting down');
+    log.info({ signal, timeoutMs, drainWindowMs: loaded.config.websocket.server.drain_window * 1000 }, 'shutting down');
     const deadline = setTimeout(() => {
       log.error({ code: 'E_INTERNAL', timeoutMs }, 'shutdown timed out');
-      process.exit(EXIT_STARTUP);
+      exitAfterOutput(EXIT_STARTUP);
     }, timeoutMs);
     deadline.unref();
-    void running.close().then(() => {
-      log.info('stopped');
-      process.exit(0);
-    });
+    void running.drain();
   };
   const onSignal = (signal: string): void => {
     if (server === null) pendingSignal ??= signal;
@@ -72,13 +70,31 @@ async function main(): Promise<void> {
   };
   process.once('SIGTERM', () => onSignal('SIGTERM'));
   process.once('SIGINT', () => onSignal('SIGINT'));
+  // pm2 asks this way instead of SIGINT with `shutdown_with_message: true` (or on Windows).
+  process.on('message', (message) => {
+    if (message === 'shutdown') onSignal('shutdown');
+  });
   try {
     server = await createServer({ loaded, logger: log });
   } catch (err) {
     log.fatal({ code: err instanceof OcsError ? err.code : 'E_STARTUP', err }, 'server failed to start');
-    process.exit(EXIT_STARTUP);
+    exitAfterOutput(EXIT_STARTUP);
+    return;
   }
+  void server.stopped.then((exitCode) => {
+    log.info({ exitCode }, 'stopped');
+    exitAfterOutput(exitCode);
+  });
+  // Every shard listens: pm2 (wait_ready: true) counts the start as done, and in a reload only
+  // now stops the old process.
+  process.send?.('ready');
   if (pendingSignal !== null) stop(server, pendingSignal);
+}
+
+/** Exits once what was written to stdout is out (under pm2's cluster mode the log file is written asynchronously). */
+function exitAfterOutput(code: number): void {
+  setTimeout(() => process.exit(code), 1000).unref();
+  process.stdout.write('', () => process.exit(code));
 }
 
 void main();

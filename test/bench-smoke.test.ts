@@ -18,23 +18,47 @@ async function bench(script: string, args: string[] = [], env: NodeJS.ProcessEnv
 }
 
 describe('benchmarks (smoke)', () => {
-  it('bench:broadcast: the baseline and the real server deliver everything, and the fast parser agrees with JSON.parse', async () => {
+  it('bench:broadcast: every repetition of the baseline and the real server delivers everything, the summary has a median per figure, and --trace-gc counts collections', async () => {
     const report = await bench('broadcast.js', [
       ...['--targets', 'baseline,shards1', '--connections', '20', '--groups', '2', '--publishers', '2'],
-      ...['--rate', '50', '--duration', '1', '--warmup', '0.5', '--drain', '3', '--verify-every', '2'],
+      ...['--rate', '50', '--duration', '1', '--warmup', '0.5', '--drain', '3', '--verify-every', '2', '--repeat', '2', '--trace-gc'],
     ]);
-    const results = report.results as Record<string, Record<string, number | string>>;
-    for (const target of ['baseline', 'shards1']) {
-      const r = results[target]!;
-      assert.equal(r.error, undefined, `${target}: ${r.error}`);
-      assert.equal(r.expectedDeliveries, 500, target);
-      assert.equal(r.receivedDeliveries, 500, target);
-      assert.equal(r.lostDeliveries, 0, target);
-      assert.equal(r.duplicateDeliveries, 0, target);
-      assert.equal(r.misroutedDeliveries, 0, target);
-      assert.ok((r.verifiedFrames as number) > 0, target);
-      assert.equal(r.parserMismatches, 0, target);
+    const repetitions = report.repetitions as Record<string, Record<string, unknown>>[];
+    assert.equal(repetitions.length, 2);
+    for (const rep of repetitions) {
+      for (const target of ['baseline', 'shards1']) {
+        const r = rep[target]!;
+        assert.equal(r.error, undefined, `${target}: ${r.error}`);
+        assert.equal(r.expectedDeliveries, 500, target);
+        assert.equal(r.receivedDeliveries, 500, target);
+        assert.equal(r.lostDeliveries, 0, target);
+        assert.equal(r.duplicateDeliveries, 0, target);
+        assert.equal(r.misroutedDeliveries, 0, target);
+        assert.ok((r.verifiedFrames as number) > 0, target);
+        assert.equal(r.parserMismatches, 0, target);
+        const gc = r.gc as { run: { isolates: unknown[] } };
+        assert.ok(gc.run.isolates.length >= 1, `${target}: no --trace-gc line was read`);
+      }
     }
+    const summary = report.summary as Array<{ target: string; runs: number; p99Ms: { median: number; n: number }; cpuVsBaseline: unknown }>;
+    assert.deepEqual(summary.map((s) => [s.target, s.runs, s.p99Ms.n]), [['baseline', 2, 2], ['shards1', 2, 2]]);
+    assert.equal(summary[0]!.cpuVsBaseline, null); // the baseline is not compared with itself
+  });
+
+  it('bench:broadcast: metrics-off runs without histograms, scrape reads /metrics during the window, and both read the server\'s own window', async () => {
+    const report = await bench('broadcast.js', [
+      ...['--targets', 'shards1,metrics-off,scrape', '--connections', '20', '--groups', '2', '--publishers', '2'],
+      ...['--rate', '50', '--duration', '2.5', '--warmup', '0.5', '--drain', '3', '--repeat', '1'],
+    ]);
+    const [rep] = report.repetitions as Record<string, { lostDeliveries: number; server?: { window: { available: boolean; reason?: string }; scrapes?: { count: number; failed: number } } }>[];
+    for (const target of ['shards1', 'metrics-off', 'scrape']) assert.equal(rep![target]!.lostDeliveries, 0, target);
+    assert.equal(rep!['metrics-off']!.server, undefined);
+    for (const target of ['shards1', 'scrape']) assert.equal(rep![target]!.server!.window.available, true, rep![target]!.server!.window.reason);
+    assert.ok(rep!.scrape!.server!.scrapes!.count >= 1);
+    assert.equal(rep!.scrape!.server!.scrapes!.failed, 0);
+    const summary = report.summary as Array<{ target: string; vsShards1: Record<string, { n: number }> | null }>;
+    assert.equal(summary.find((s) => s.target === 'metrics-off')!.vsShards1!.metricsCpuCost!.n, 1);
+    assert.equal(summary.find((s) => s.target === 'scrape')!.vsShards1!.eventLoopP99!.n, 1);
   });
 
   it('bench:wsclient: our client counts the blast server\'s frames, every one parsed', async () => {

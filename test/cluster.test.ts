@@ -6,19 +6,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { getJson, member, type Frame, type TestClient } from './helpers/client.js';
-import { announceSkip, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
-import { startProcess, testConfig, type ServerProcess } from './helpers/server.js';
+import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
+import { startProcess, type ServerProcess } from './helpers/server.js';
 
 const skip = announceSkip('cluster.test');
 type Member = TestClient & { welcome: Frame };
-
-/** A node's config: fast redeliveries and a short presence TTL, so the tests need not wait long. */
-export function nodeConfig(redisUrl: string, prefix: string, shards = 1, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return testConfig({
-    websocket: { server: { shards }, groups: { require_membership: false }, delivery: { ack_timeout: 1, max_backoff: 2 }, ...(extra.websocket as object) },
-    cluster: { redis_url: redisUrl, key_prefix: prefix, presence_ttl: 3, sweep_interval: 0.05 },
-  });
-}
 
 const quiet = async (client: TestClient): Promise<void> => {
   client.send({ op: 'ping', t: 0 });
@@ -76,6 +68,38 @@ describe('three nodes on one Redis', { skip }, () => {
     // By interest: each node subscribes to the groups it has members of, and to no other.
     const numsub = (await redis.client().pubsub('NUMSUB', 'ocs:g:room', 'ocs:g:elsewhere', 'ocs:g:nobody')) as Array<string | number>;
     assert.deepEqual(numsub.map(String), ['ocs:g:room', '3', 'ocs:g:elsewhere', '1', 'ocs:g:nobody', '0']);
+  });
+
+  test('pubs and sends from another node reach msgpack members as binary frames, JSON members as text', async () => {
+    const binary = async (node: number, user: string, groups: string[]): Promise<Member> => {
+      const client = await member(nodes[node]!.port, user, groups, { encoding: 'msgpack' });
+      open.push(client);
+      return client;
+    };
+    // Node 0 runs two shards: a msgpack member and a JSON member on it as well.
+    const mp = [await binary(0, 'mp0', ['mixed']), await binary(1, 'mp1', ['mixed']), await binary(2, 'mp2', ['mixed'])];
+    const json = [await on(0, 'js0', ['mixed']), await on(1, 'js1', ['mixed']), await on(2, 'js2', ['mixed'])];
+    const arrivalOf = (client: Member, id: unknown) => client.arrivals.find((a) => a.op === 'msg' && a.id === id);
+    // A JSON publisher on node 2, then a msgpack one on node 1: each member gets both, in its own encoding.
+    json[2]!.send({ op: 'pub', group: 'mixed', data: { from: 'json' }, ref: 'j' });
+    const fromJson = (await json[2]!.next((f) => f.op === 'ack' && f.ref === 'j')).id;
+    mp[1]!.send({ op: 'pub', group: 'mixed', data: { from: 'msgpack' }, ref: 'm' });
+    const fromMsgpack = (await mp[1]!.next((f) => f.op === 'ack' && f.ref === 'm')).id;
+    for (const [clients, isBinary] of [[mp, true], [json, false]] as const) {
+      for (const client of clients) {
+        assert.deepEqual((await client.next((f) => f.op === 'msg' && f.id === fromJson)).data, { from: 'json' });
+        assert.deepEqual((await client.next((f) => f.op === 'msg' && f.id === fromMsgpack)).data, { from: 'msgpack' });
+        assert.equal(arrivalOf(client, fromJson)?.binary, isBinary);
+        assert.equal(arrivalOf(client, fromMsgpack)?.binary, isBinary);
+      }
+    }
+    // A stored message from another node, to a msgpack user: binary too.
+    json[0]!.send({ op: 'send', to: 'mp2', data: { direct: true }, ref: 's' });
+    await json[0]!.next((f) => f.op === 'ack' && f.ref === 's');
+    const direct = await mp[2]!.next((f) => f.op === 'msg' && f.ackReq === true);
+    assert.deepEqual(direct.data, { direct: true });
+    assert.equal(arrivalOf(mp[2]!, direct.id)?.binary, true);
+    mp[2]!.send({ op: 'ack', id: direct.id });
   });
 
   test('a member that got `joined` on a node hears the very next pub from another node', async () => {

@@ -5,7 +5,8 @@ import { describe, test } from 'node:test';
 import { parse } from 'yaml';
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../src/config/load.js';
 import { configSchema } from '../src/config/schema.js';
-import { runMain, writeConfig } from './helpers/server.js';
+import { connect } from './helpers/client.js';
+import { runMain, startProcess, testConfig, writeConfig } from './helpers/server.js';
 
 function keyPaths(value: unknown, prefix = ''): string[] {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return [prefix];
@@ -109,13 +110,30 @@ describe('configuration', () => {
     assert.match(unparsable.stderr, /is not valid YAML/);
   });
 
-  test('NODE_ENV=production refuses anonymous mode unless it is forced', async () => {
+  test('NODE_ENV=production never turns anonymous mode on by itself: without a secret the server starts closed and says so', async () => {
     const file = writeConfig({ websocket: { server: { host: '127.0.0.1', port: 0 } } });
-    const refused = await runMain(['--config', file], { NODE_ENV: 'production' });
-    assert.equal(refused.code, 2);
-    assert.match(refused.stderr, /secret is empty with NODE_ENV=production/);
-    assert.doesNotThrow(() => loadConfig({ file, env: { NODE_ENV: 'production', WEBSOCKET_FORCE_ANONYMOUS: 'true' } }));
-    assert.doesNotThrow(() => loadConfig({ file, env: { NODE_ENV: 'production', WEBSOCKET_ALLOW_ANONYMOUS: 'false', WEBSOCKET_AUTH_SECRET: 'k' } }));
+    const production = { NODE_ENV: 'production' };
+    assert.equal(loadConfig({ file, env: production }).config.websocket.auth.allow_anonymous, false);
+    assert.equal(loadConfig({ file, env: { ...production, WEBSOCKET_ALLOW_ANONYMOUS: 'auto' } }).config.websocket.auth.allow_anonymous, false);
+    // Asked for explicitly, it is refused unless forced.
+    assert.throws(() => loadConfig({ file, env: { ...production, WEBSOCKET_ALLOW_ANONYMOUS: 'true' } }), /allow_anonymous is true with NODE_ENV=production/);
+    assert.equal(loadConfig({ file, env: { ...production, WEBSOCKET_ALLOW_ANONYMOUS: 'true', WEBSOCKET_FORCE_ANONYMOUS: 'true' } }).config.websocket.auth.allow_anonymous, true);
+    assert.doesNotThrow(() => loadConfig({ file, env: { ...production, WEBSOCKET_ALLOW_ANONYMOUS: 'false', WEBSOCKET_AUTH_SECRET: 'k' } }));
+    // The process a fresh machine runs (pm2: NODE_ENV=production, no secret yet) starts and refuses every client, saying why.
+    const server = await startProcess(testConfig({ websocket: { auth: { allow_anonymous: 'auto' } } }), production);
+    try {
+      const ready = server.logs.find((line) => line.msg === 'ready')!;
+      assert.equal(ready.authMode, 'closed');
+      const closed = server.logs.find((line) => line.authMode === 'closed' && line.level === 50);
+      assert.match(String(closed?.msg), /every client is refused with 401 until a secret is set.*WEBSOCKET_AUTH_SECRET/);
+      const refused = await connect(server.port, { query: 'user=alice' }).then(
+        () => 'connected',
+        (err: Error) => err.message,
+      );
+      assert.match(refused, /401/);
+    } finally {
+      assert.equal(await server.stop('SIGTERM'), 0);
+    }
   });
 
   test('setting a secret turns anonymous mode off unless it is enabled explicitly', () => {
@@ -144,6 +162,7 @@ describe('configuration', () => {
     assert.throws(() => loadConfig({ file: writeConfig({ websocket: { auth: { allow_anonymous: false } } }), env }), /secret is empty and allow_anonymous is false/);
     assert.throws(() => loadConfig({ file: writeConfig({ websocket: { server: { ping_interval: 30, idle_timeout: 20 } } }), env }), /ping_interval must be shorter than idle_timeout/);
     assert.throws(() => loadConfig({ file: writeConfig({ websocket: { server: { idle_timeout: 5 } } }), env }), /idle_timeout must be 0 \(off\) or at least 8/);
+    assert.throws(() => loadConfig({ file: writeConfig({ websocket: { server: { drain_window: 6 } } }), env }), /shutdown_timeout must be at least drain_window \+ 5 seconds/);
     assert.throws(
       () => loadConfig({ file: writeConfig({ websocket: { server: { max_payload: 1048576 }, performance: { ring_bytes: 1048576 } } }), env }),
       /ring_bytes must be at least 4 x websocket.server.max_payload/,

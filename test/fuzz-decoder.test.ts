@@ -1,12 +1,16 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
+import { Packr } from 'msgpackr';
+import { deflateLz4, inflateLz4 } from '../src/codec/lz4.js';
 import { isErrorCode } from '../src/protocol/errors.js';
 import { ANY_STRATEGIES, MAX_ID_LENGTH, MAX_REF_LENGTH, NAME_PATTERN, type ClientFrame, type FrameError } from '../src/protocol/frames.js';
 import { decodeJson, encodeFrameError } from '../src/protocol/json-codec.js';
+import { decodeMsgpack, packValue, writeFrame } from '../src/protocol/msgpack-codec.js';
+import { plainFrame, wrapFrame } from '../src/protocol/wire.js';
 import { frameSpec, PROTO_NAMES } from './fuzzing/arbitraries.js';
 import { fuzzSeed } from './fuzzing/properties.js';
-import { renderFrame, type RenderEnv } from './fuzzing/render.js';
+import { renderBinaryFrame, renderFrame, type RenderEnv } from './fuzzing/render.js';
 
 const seed = fuzzSeed();
 const numRuns = Number(process.env.FUZZ_RUNS ?? 1000);
@@ -141,5 +145,86 @@ describe(`fuzz: the ocs.v1 JSON decoder never throws and answers a frame or a co
       options,
     );
     assert.deepEqual(Object.getOwnPropertyNames(Object.prototype).sort(), before);
+  });
+});
+
+describe(`fuzz: the ocs.v1.msgpack decoder never throws, allocates no more than max_payload, and answers a frame or a coded refusal (FUZZ_SEED=${seed})`, () => {
+  const options = { seed, numRuns };
+  const maxPayload = 64 * 1024;
+  /** A packer that writes whatever msgpackr can: records, dates, bins, maps with odd keys, BigInts. */
+  const wild = new Packr({ useRecords: true, moreTypes: true, structuredClone: true });
+  const inflates: number[] = [];
+  /** lz4-napi, recording each size it is asked to allocate. */
+  const watchedInflate: typeof inflateLz4 = (prefixed, size) => {
+    inflates.push(size);
+    return inflateLz4(prefixed, size);
+  };
+  function decodeBinary(frame: Uint8Array, isBinary = true): ClientFrame | FrameError {
+    inflates.length = 0;
+    const result = decodeMsgpack(frame, isBinary, maxPayload, watchedInflate);
+    for (const size of inflates) assert.ok(size <= maxPayload, `inflate asked for ${size} bytes`);
+    if (result.op !== 'err' && 'data' in result) {
+      // What the server accepted it must be able to send on, in both encodings.
+      JSON.stringify(result.data);
+      writeFrame(result.data);
+    }
+    return result;
+  }
+  const wellFormedBinary = (frame: Uint8Array, isBinary = true): void => assertWellFormed(decodeBinary(frame, isBinary));
+  const asFrames = (body: Uint8Array): Uint8Array[] => [plainFrame(body), wrapFrame(body, deflateLz4, 0)];
+
+  test('random bytes, as binary and as text frames', () => {
+    fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), fc.boolean(), (bytes, isBinary) => wellFormedBinary(bytes, isBinary)), options);
+  });
+
+  test('every flags byte in front of random and of valid bodies', () => {
+    const body = fc.oneof(fc.uint8Array({ maxLength: 200 }), fc.jsonValue().map((v) => packValue({ op: 'pub', group: 'g', data: v })));
+    fc.assert(fc.property(fc.integer({ min: 0, max: 255 }), body, (flags, bytes) => wellFormedBinary(Uint8Array.of(flags, ...bytes))), options);
+  });
+
+  test('any value msgpackr can write (records, dates, bins, BigInts, Maps, Sets), plain and compressed', () => {
+    const value = fc.anything({ withBigInt: true, withDate: true, withMap: true, withSet: true, withTypedArray: true, withNullPrototype: true });
+    const frame = fc.oneof(value, value.map((data) => ({ op: 'pub', group: 'g', data })));
+    fc.assert(
+      fc.property(frame, (v) => {
+        let body: Uint8Array;
+        try {
+          body = wild.pack(v);
+        } catch {
+          return; // not even msgpackr can write it
+        }
+        for (const f of asFrames(body)) wellFormedBinary(f);
+      }),
+      options,
+    );
+  });
+
+  test('the JSON fuzzer’s frames (wrong types, hostile names, extreme numbers, __proto__ keys) packed, then mutated byte by byte', () => {
+    fc.assert(fc.property(frameSpec({ withProto: true }), (spec) => wellFormedBinary(renderBinaryFrame(spec, env))), options);
+  });
+
+  test('compressed frames whose declared length lies, up to 4 GiB: refused before allocating over max_payload', () => {
+    const good = fc.jsonValue().map((v) => wrapFrame(packValue({ op: 'pub', group: 'g', data: v, pad: 'x'.repeat(40) }), deflateLz4, 0));
+    fc.assert(
+      fc.property(good, fc.oneof(fc.integer({ min: 0, max: 2 * maxPayload }), fc.integer({ min: 0, max: 0xffffffff })), (frame, declared) => {
+        const lying = Uint8Array.from(frame);
+        new DataView(lying.buffer).setUint32(1, declared, true);
+        wellFormedBinary(lying);
+      }),
+      options,
+    );
+  });
+
+  test('deep nesting of MessagePack arrays and maps, alone and as the data of a pub', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 200_000 }), fc.boolean(), fc.boolean(), (n, arrays, asData) => {
+        const head = asData ? Buffer.from(packValue({ op: 'pub', group: 'g', data: null })).subarray(0, -1) : Buffer.alloc(0);
+        const nested = Buffer.alloc(n * (arrays ? 1 : 3) + 1);
+        for (let i = 0; i < n; i++) nested.set(arrays ? [0x91] : [0x81, 0xa1, 0x61], i * (arrays ? 1 : 3));
+        nested[nested.length - 1] = 0x01;
+        for (const f of asFrames(Buffer.concat([head, nested]))) wellFormedBinary(f);
+      }),
+      { seed, numRuns: Math.min(numRuns, 40) },
+    );
   });
 });

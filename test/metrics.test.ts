@@ -6,7 +6,7 @@ import { configSchema } from '../src/config/schema.js';
 import { decodeFields, encodeRecord, ToBroker } from '../src/link/records.js';
 import { Alerts, type AlertInputs } from '../src/metrics/alerts.js';
 import type { JsHistogram } from 'hdr-histogram-js';
-import { newHistogram, summarize } from '../src/metrics/hdr.js';
+import { addSparseCounts, newHistogram, sparseCounts, summarize } from '../src/metrics/hdr.js';
 import { MetricsHub } from '../src/metrics/hub.js';
 import { Latency } from '../src/metrics/latencies.js';
 import { BUCKETS_S } from '../src/metrics/prometheus.js';
@@ -233,4 +233,23 @@ describe('alerts', () => {
 test('every error code has a counter of its own', () => {
   const slots = Object.keys(ErrorCodes).map((code) => errorCounter[code as keyof typeof ErrorCodes]);
   assert.equal(new Set(slots).size, slots.length);
+});
+
+describe('sparse counts, as a shard sends its interval histograms', () => {
+  test('a histogram rebuilt from its sparse counts has the same count in every bucket', () => {
+    const h = newHistogram(32);
+    for (const v of latencies(5000, 1, 9_000_000, 3)) h.recordValue(v);
+    const pairs = sparseCounts(h);
+    const rebuilt = newHistogram(64);
+    addSparseCounts(rebuilt, pairs);
+    // The max comes back as its bucket's highest equivalent value (within 0.1%), as in HdrHistogram's own encoding.
+    assert.deepEqual(summarize(rebuilt), { ...summarize(h), max: (h as JsHistogram).highestEquivalentValue(h.maxValue) });
+    assert.ok(pairs.every((n) => Number.isInteger(n) && n >= 1), 'gaps and counts are small positive integers');
+  });
+
+  test('a malformed list is refused, not half-believed', () => {
+    for (const bad of [[1], [0, 5], [1, 0], [1.5, 2], [1e9, 1], [-1, 1]]) {
+      assert.throws(() => addSparseCounts(newHistogram(64), bad), TypeError, JSON.stringify(bad));
+    }
+  });
 });

@@ -115,12 +115,12 @@ describe('a sharded server', () => {
 });
 
 describe('the server process', () => {
-  test('SIGTERM closes every socket with 1001 and exits 0', async () => {
+  test('SIGTERM drains: every socket gets 1012 (try again) and the process exits 0', async () => {
     const proc = await startProcess(testConfig());
     const clients = await Promise.all([0, 1, 2, 3].map((i) => member(proc.port, `u${i}`, ['g'])));
     const code = await proc.stop('SIGTERM');
     assert.equal(code, 0, proc.stderr());
-    for (const client of clients) assert.equal((await client.closed).code, 1001);
+    for (const client of clients) assert.equal((await client.closed).code, 1012);
     assert.doesNotMatch(proc.stderr(), /uv_loop_close|Assertion failed/);
     assert.ok(proc.logs.some((l) => l.msg === 'stopped'));
   });
@@ -138,7 +138,7 @@ describe('the server process', () => {
   });
 
   test('a client that ignores the close handshake does not hold the exit past the shutdown timeout', async () => {
-    const proc = await startProcess(testConfig({ websocket: { server: { shutdown_timeout: 5 } } }));
+    const proc = await startProcess(testConfig({ websocket: { server: { shutdown_timeout: 5, drain_window: 0 } } }));
     const client = await member(proc.port, 'stubborn');
     // Stop reading: the close frame is never answered.
     (client.ws as unknown as { _socket: { pause(): void } })._socket.pause();

@@ -13,7 +13,9 @@ import { createDoorbells } from '../src/rings/doorbell.js';
 import { createRingBuffer } from '../src/rings/ring.js';
 import { Admission, selectProtocol } from '../src/shard/admission.js';
 import { BrokerLink, MAX_ADMIN_IN_FLIGHT } from '../src/shard/broker-link.js';
+import type { Codec } from '../src/codec/codec.js';
 import { failer } from '../src/shard/fail.js';
+import { Out } from '../src/shard/out.js';
 import type { LocalGroups } from '../src/shard/groups.js';
 import { ipLimitsPerShard } from '../src/shard/ip-limits.js';
 import { createShardTable, ShardTable } from '../src/shared/shard-table.js';
@@ -21,25 +23,27 @@ import { createLogger } from '../src/util/logger.js';
 import type { HttpRequest, HttpResponse, us_socket_context_t } from '../src/util/uws.js';
 import { newConnection, RateLimiter, type Connection, type Socket } from '../src/shard/connection.js';
 import { ConnectionRegistry } from '../src/shard/registry.js';
-import { judge, Verdict, type SweepPolicy } from '../src/shard/sweep.js';
+import { judge, SLICES, Sweeper, Verdict, type SweepPolicy } from '../src/shard/sweep.js';
 
 describe('subprotocol selection', () => {
   test('a client that offers none gets none (and speaks JSON)', () => {
     assert.equal(selectProtocol(''), '');
   });
 
-  test('ocs.v1.json is chosen wherever it stands in the offer, spaces or not', () => {
+  test("the client's first supported subprotocol is chosen, wherever it stands in the offer, spaces or not", () => {
     assert.equal(selectProtocol('ocs.v1.json'), 'ocs.v1.json');
-    assert.equal(selectProtocol('ocs.v1.msgpack, ocs.v1.json'), 'ocs.v1.json');
-    assert.equal(selectProtocol('ocs.v1.msgpack,ocs.v1.json,chat'), 'ocs.v1.json');
+    assert.equal(selectProtocol('ocs.v1.msgpack'), 'ocs.v1.msgpack');
+    assert.equal(selectProtocol('ocs.v1.msgpack, ocs.v1.json'), 'ocs.v1.msgpack');
+    assert.equal(selectProtocol('ocs.v1.json, ocs.v1.msgpack'), 'ocs.v1.json');
+    assert.equal(selectProtocol('chat,ocs.v1.json,ocs.v1.msgpack'), 'ocs.v1.json');
     assert.equal(selectProtocol('  ocs.v1.json  '), 'ocs.v1.json');
   });
 
-  test('an offer without ocs.v1.json is refused (null), including near misses', () => {
-    assert.equal(selectProtocol('ocs.v1.msgpack'), null);
+  test('an offer of neither ocs.v1.json nor ocs.v1.msgpack is refused (null), including near misses', () => {
     assert.equal(selectProtocol('chat, superchat'), null);
     assert.equal(selectProtocol('OCS.V1.JSON'), null);
     assert.equal(selectProtocol('ocs.v1.json2'), null);
+    assert.equal(selectProtocol('ocs.v1.msgpack2'), null);
     assert.equal(selectProtocol(','), null);
   });
 });
@@ -211,8 +215,10 @@ describe('admin requests waiting for the broker', () => {
       fromBroker: createRingBuffer(1 << 20),
       registry: new ConnectionRegistry(),
       groups: {} as LocalGroups, // no group message comes from a silent broker
+      out: new Out(counters, createLogger('silent')),
+      codec: {} as Codec, // nor a delivery
       counters,
-      fail: failer(counters),
+      fail: failer(counters, new Out(counters, createLogger('silent'))),
       latency: new ThreadMetrics(),
       welcomed: () => {},
       adminTimeoutMs,
@@ -264,7 +270,8 @@ describe('a token check that throws', () => {
       registry: new ConnectionRegistry(),
       interest: { joined: () => {}, left: () => {} },
       link: { presence: () => assert.fail('nobody is announced') },
-      fail: failer(counters),
+      fail: failer(counters, new Out(counters, createLogger('silent'))),
+      out: new Out(counters, createLogger('silent')),
       log: createLogger('silent'),
       isStopping: () => false,
     });
@@ -313,5 +320,40 @@ describe('a token check that throws', () => {
     assert.equal(status, '500 Internal Server Error');
     assert.equal((JSON.parse(body) as { code: string }).code, 'E_INTERNAL');
     assert.equal(table.totalConnections(), 0);
+  });
+});
+
+describe('the sweep walks the connections in slices', () => {
+  // A socket as the sweep sees it: a connection that is never due for anything, counting its judgements.
+  function fakeSocket(judged: Map<number, number>, id: number): Socket {
+    const conn = { closed: false, lastSeen: Date.now(), nextPingAt: 1e15, expiresAt: Infinity, verifying: false, user: 'u' };
+    return {
+      getUserData: () => {
+        judged.set(id, (judged.get(id) ?? 0) + 1);
+        return conn;
+      },
+      getBufferedAmount: () => 0,
+    } as unknown as Socket;
+  }
+
+  test('each step judges 1/SLICES of the connections, so that every connection is judged once per interval', () => {
+    const judged = new Map<number, number>();
+    const sockets = new Set(Array.from({ length: 25 }, (_, i) => fakeSocket(judged, i)));
+    let upkeep = 0;
+    const sweeper = new Sweeper({
+      sockets,
+      policy: { maxBackpressure: 1000, idleMs: 0, pingMs: 0 },
+      intervalMs: 250,
+      counters: new Float64Array(64),
+      fail: () => assert.fail('nobody is due'),
+      alsoSweep: () => upkeep++,
+    });
+    sweeper.sweepSlice();
+    assert.equal(judged.size, Math.ceil(25 / SLICES), 'one step judges its share, not all');
+    sockets.add(fakeSocket(judged, 99)); // arrives during the walk: reached in the same walk
+    for (let i = 1; i < SLICES; i++) sweeper.sweepSlice();
+    assert.equal(judged.size, 26);
+    assert.ok([...judged.values()].every((n) => n === 1), 'nobody twice in one interval');
+    assert.equal(upkeep, 1, 'the per-address upkeep runs once per interval');
   });
 });

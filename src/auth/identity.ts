@@ -48,6 +48,18 @@ export class GroupMatcher {
   }
 }
 
+/**
+ * How clients may identify: `jwt` (tokens only), `anonymous` (`?user=ID`, no secret to check a
+ * token with), `jwt+anonymous` (both, anonymous ids as `anon:ID`), or `closed` (neither: no
+ * secret, anonymous mode off; every client is refused until a secret is set).
+ */
+export type AuthMode = 'jwt' | 'anonymous' | 'jwt+anonymous' | 'closed';
+
+export function authMode(auth: Pick<Config['websocket']['auth'], 'secret' | 'allow_anonymous'>): AuthMode {
+  if (auth.secret === '') return auth.allow_anonymous ? 'anonymous' : 'closed';
+  return auth.allow_anonymous ? 'jwt+anonymous' : 'jwt';
+}
+
 /** `name`, `prefix.*` or `*`: a name whose last character may be a wildcard. */
 const GROUP_PATTERN = /^(?:[A-Za-z0-9_.:@/#+-]{1,128}|[A-Za-z0-9_.:@/#+-]{0,127}\*)$/;
 

@@ -21,13 +21,14 @@ import { ToBroker, typeOfData } from '../link/records.js';
 import { Latency, type LatencyRecorder } from '../metrics/latencies.js';
 import { AckTimers } from './ack-timers.js';
 import { Delivery } from './delivery.js';
-import { serveDlqRequest } from './dlq-admin.js';
+import { serveDlqRequest, type RenderLetters } from './dlq-admin.js';
 import { checkPri, checkSendOptions, dataJsonOf } from './embedding-checks.js';
 import { Intake, type Reply } from './intake.js';
 import { Presence } from './presence.js';
 import { MessageIds } from './ids.js';
 import { Processors, type Processor } from './processors.js';
-import { newEntry, Queues, State, type Entry } from './queues.js';
+import { Queues, State, type Entry } from './queues.js';
+import { restoreStored, UncommittedRemovals } from './restore.js';
 import type { ShardLink } from './shard-link.js';
 import { UnsavedWrites } from './unsaved-writes.js';
 
@@ -72,6 +73,8 @@ export interface BrokerOptions {
   latency?: LatencyRecorder;
   /** The store turned unwritable or writable again (after the broker has logged it). */
   storeHealthChanged?(health: Readonly<StoreHealth>): void;
+  /** How a dead-letter page's letters become JSON text (the server sends large chunks to a codec pool); default inline. */
+  renderDeadLetters?: RenderLetters;
 }
 
 const SERVER_SENDER = '@server';
@@ -89,6 +92,8 @@ export class Broker {
   private readonly route: Delivery;
   private readonly intake: Intake;
   private stopped = false;
+  /** While another process holds the store's lease: what this broker removed, until committed. */
+  private standingBy: UncommittedRemovals | null = null;
   private readonly counters: BrokerStats = {
     accepted: 0,
     delivered: 0,
@@ -151,38 +156,55 @@ export class Broker {
     return this.counters;
   }
 
-  /** Loads what the store holds (messages survive restarts), then starts listening. */
-  start(): void {
-    const now = Date.now();
-    const waiting: Array<{ entry: Entry; since: number }> = [];
-    for (const m of this.store.loadQueue()) {
-      this.ids.saw(m.seq);
-      const entry = newEntry(m, State.WAITING);
-      this.queues.insert(entry);
-      // An `at` beyond max_schedule_ahead (stored by an older version) is kept: the timer reaches it in steps.
-      if (Number.isFinite(m.at) && m.at > now) {
-        entry.state = State.SCHEDULED;
-        this.timers.scheduleAt(entry, m.at);
-      } else {
-        waiting.push({ entry, since: Number.isFinite(m.at) ? Math.max(m.ts, m.at) : m.ts });
-      }
-    }
-    // Oldest first, so that the expiry list is in deadline order.
-    waiting.sort((a, b) => a.since - b.since);
-    for (const { entry, since } of waiting) this.timers.wait(entry, since);
+  /**
+   * Loads what the store holds (messages survive restarts), then starts listening. Without
+   * `loadStored` (another process holds the store's lease: ownership.ts) it delivers only what
+   * it accepts itself until takeOver().
+   */
+  start(options: { loadStored?: boolean } = {}): void {
+    if (options.loadStored === false) this.standingBy = new UncommittedRemovals(this.store);
+    else this.load(() => false, () => false);
+    this.link.listen((shard, kind, fields) => this.onRecord(shard, kind, fields));
+    this.timers.arm();
+  }
+
+  /**
+   * The store's lease is ours now: loads what the previous holder left (not what this broker
+   * holds or has just removed) and delivers it to recipients already connected. Returns how
+   * many messages it loaded; null when it was not standing by (it loaded everything at start).
+   */
+  takeOver(): number | null {
+    const removed = this.standingBy;
+    if (removed === null) return null;
+    this.standingBy = null;
+    removed.stop();
+    return this.load((id) => this.queues.has(id) || removed.has(id), (entry) => this.route.deliverIfConnected(entry));
+  }
+
+  /**
+   * The drain before a hand-over: nothing more is delivered (new and due messages wait in the
+   * store for the next holder), while sends are still stored and acks still taken, so that the
+   * deliveries in flight can be acknowledged before their connections close.
+   */
+  pauseDelivery(): void {
+    this.route.pause();
+  }
+
+  private load(skip: (id: string) => boolean, deliverNow: (entry: Entry) => boolean): number {
+    const loaded = restoreStored({ store: this.store, queues: this.queues, ids: this.ids, timers: this.timers }, skip, deliverNow);
     const { size, bytes } = this.queues;
-    if (size > 0) this.options.log.info({ stored: size, bytes }, 'broker loaded stored messages');
+    if (loaded > 0) this.options.log.info({ loaded, stored: size, bytes }, 'broker loaded stored messages');
     const limits = this.options.config.store;
     if (size >= limits.max_messages || bytes >= limits.max_bytes) {
       this.options.log.warn({ stored: size, bytes }, 'the store is over store.max_messages or store.max_bytes: new messages are refused until enough are delivered');
     }
-    this.link.listen((shard, kind, fields) => this.onRecord(shard, kind, fields));
-    this.timers.arm();
+    return loaded;
   }
 
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    this.standingBy?.stop();
     this.timers.stop();
     this.link.stop();
     await this.store.flushed();
@@ -284,7 +306,7 @@ export class Broker {
           const [requestId, method, path] = f as [number, string, string];
           const reply = (status: number, body: string): void => this.link.adminReply(shard, requestId, status, body);
           const failed = (err: unknown): void => this.options.log.error({ code: 'E_INTERNAL', err }, 'admin reply failed');
-          return serveDlqRequest(method, path, this.store, (letter) => this.intake.requeue(letter), reply, failed, this.link.maxFrameBytes);
+          return serveDlqRequest(method, path, this.store, (letter) => this.intake.requeue(letter), reply, failed, this.link.maxFrameBytes, this.options.renderDeadLetters);
         }
       }
     } catch (err) {
@@ -345,6 +367,7 @@ export class Broker {
   }
 
   private unlink(entry: Entry): void {
+    this.standingBy?.add(entry.m.id);
     this.timers.release(entry);
     this.queues.remove(entry);
   }

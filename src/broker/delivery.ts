@@ -37,6 +37,8 @@ export interface DeliveryParts {
 
 export class Delivery {
   private readonly outbox: Outbox;
+  /** Draining before a hand-over (Broker.pauseDelivery): messages wait in the store for the next process. */
+  private paused = false;
 
   constructor(private readonly parts: DeliveryParts) {
     this.outbox = new Outbox(parts.link, parts.batchSize, (entry) => this.encode(entry), (entry, why) => this.undeliverable(entry, why));
@@ -47,10 +49,25 @@ export class Delivery {
     return this.outbox.oversize(data);
   }
 
-  /** Delivers `entry` (WAITING) to its recipient, or parks it when nobody is there. */
+  /** Delivers `entry` (WAITING) to its recipient, or parks it when nobody is there (or delivery is paused). */
   route(entry: Entry): void {
-    if (entry.m.group === null) this.toUser(entry);
+    if (this.paused) this.park(entry);
+    else if (entry.m.group === null) this.toUser(entry);
     else this.toMember(entry);
+  }
+
+  /** From now on nothing is delivered: what is routed waits (see Broker.pauseDelivery). */
+  pause(): void {
+    this.paused = true;
+  }
+
+  /** Delivers `entry` (WAITING, just loaded) if its recipient is connected; false (untouched) if not. */
+  deliverIfConnected(entry: Entry): boolean {
+    if (this.paused) return false;
+    const m = entry.m;
+    const there = m.group === null ? (this.parts.presence.connectionsOf(m.target.slice(2))?.size ?? 0) > 0 : this.parts.presence.hasMembers(m.group);
+    if (there) this.route(entry);
+    return there;
   }
 
   /** A connection authenticated: welcome it with its pending count, then deliver what waits. */
@@ -59,6 +76,7 @@ export class Delivery {
     presence.online(sid, user, shard);
     const ready = queues.inOrder(`u:${user}`).filter((entry) => entry.state === State.WAITING || entry.state === State.INFLIGHT);
     link.welcome(shard, sid, ready.length);
+    if (this.paused) return;
     for (const entry of ready) {
       // Waiting messages become deliveries; ones already awaiting an ack go to this connection too.
       if (entry.state === State.WAITING) this.markInflight(entry, user);
@@ -68,6 +86,7 @@ export class Delivery {
 
   /** A member joined `group`: messages stored for it while nobody was online go out now. */
   groupJoined(group: string): void {
+    if (this.paused) return;
     for (const entry of this.parts.queues.inOrder(`g:${group}`)) if (entry.state === State.WAITING) this.toMember(entry);
   }
 

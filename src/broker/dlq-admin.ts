@@ -9,15 +9,24 @@
  */
 import { httpError, OcsError } from '../protocol/errors.js';
 import { MAX_ID_LENGTH } from '../protocol/frames.js';
-import { dataTooDeep } from '../protocol/json-codec.js';
 import type { DeadLetter, MessageStore } from '../store/store.js';
+import { renderDeadLetters, showDead } from './dead-letter-view.js';
 
 export type DeadLetterStore = Pick<MessageStore, 'countDead' | 'listDead' | 'getDead' | 'removeDead' | 'purgeDead'>;
 
 export interface AdminAnswer {
   status: number;
   body: unknown;
+  /** The body already as JSON text (a list page, assembled from its rendered items). */
+  json?: string;
 }
+
+/**
+ * Renders a chunk of letters as their items' JSON text: inline by default; the server passes
+ * one that sends large chunks to the primary's codec pool (src/codec), so that a page of
+ * megabytes does not hold up the broker's loop.
+ */
+export type RenderLetters = (letters: readonly DeadLetter[]) => string[] | Promise<string[]>;
 
 const DEFAULT_LIST_LIMIT = 100;
 /** Letters read from the store at a time while a page fills up. */
@@ -32,9 +41,16 @@ const USAGE = 'see GET /admin/dlq, GET|DELETE /admin/dlq/ID, POST /admin/dlq/ID/
  * as one ring record). Never rejects: the path is client data, and whatever fails on it (a bad
  * percent-encoding, the store) is a coded answer.
  */
-export async function answerDlqRequest(method: string, path: string, store: DeadLetterStore, requeue: (letter: DeadLetter) => Promise<string>, maxBodyBytes = Infinity): Promise<AdminAnswer> {
+export async function answerDlqRequest(
+  method: string,
+  path: string,
+  store: DeadLetterStore,
+  requeue: (letter: DeadLetter) => Promise<string>,
+  maxBodyBytes = Infinity,
+  render: RenderLetters = renderDeadLetters,
+): Promise<AdminAnswer> {
   try {
-    return await answer(method, path, store, requeue, maxBodyBytes);
+    return await answer(method, path, store, requeue, maxBodyBytes, render);
   } catch (err) {
     if (err instanceof BadRequest) return httpError('bad_request', err.message);
     // A requeue refused by a limit (409) or an unwritable store (503) says which, with its messaging code.
@@ -56,9 +72,10 @@ export function serveDlqRequest(
   reply: (status: number, bodyJson: string) => void,
   failed: (err: unknown) => void,
   maxBodyBytes = Infinity,
+  render: RenderLetters = renderDeadLetters,
 ): void {
-  answerDlqRequest(method, path, store, requeue, maxBodyBytes)
-    .then(({ status, body }) => ({ status, json: JSON.stringify(body) }))
+  answerDlqRequest(method, path, store, requeue, maxBodyBytes, render)
+    .then(({ status, body, json }) => ({ status, json: json ?? JSON.stringify(body) }))
     .catch((err: Error) => ({ status: 500, json: JSON.stringify(httpError('internal_error', err.message).body) }))
     .then(({ status, json }) => reply(status, json))
     .catch(failed);
@@ -66,14 +83,14 @@ export function serveDlqRequest(
 
 class BadRequest extends Error {}
 
-async function answer(method: string, path: string, store: DeadLetterStore, requeue: (letter: DeadLetter) => Promise<string>, maxBodyBytes: number): Promise<AdminAnswer> {
+async function answer(method: string, path: string, store: DeadLetterStore, requeue: (letter: DeadLetter) => Promise<string>, maxBodyBytes: number, render: RenderLetters): Promise<AdminAnswer> {
   const url = new URL(path, 'http://x');
   const parts = url.pathname.split('/').filter(Boolean); // ['admin', 'dlq', id?, action?]
   if (parts[0] !== 'admin' || parts[1] !== 'dlq' || parts.length > 4) return httpError('not_found', USAGE);
   const id = parts[2] === undefined ? undefined : decode(parts[2]);
   if (method === 'get' && id === undefined) {
     const limit = Math.min(1000, Math.max(1, Number(url.searchParams.get('limit') ?? DEFAULT_LIST_LIMIT) || DEFAULT_LIST_LIMIT));
-    return { status: 200, body: listPage(store, limit, url.searchParams.get('after') ?? undefined, maxBodyBytes) };
+    return { status: 200, body: null, json: await listPage(store, limit, url.searchParams.get('after') ?? undefined, maxBodyBytes, render) };
   }
   if (id === undefined) {
     if (method === 'delete') {
@@ -107,55 +124,29 @@ function decode(part: string): string {
 
 /**
  * Up to `limit` letters after `after`, as many as fit `maxBytes` of JSON (64 KB letters once
- * made a 64 MB answer). `next`: the `after` of the following page, null when none follows.
+ * made a 64 MB answer), as the page's JSON text `{"count","items","next"}`. `next`: the `after`
+ * of the following page, null when none follows.
  */
-function listPage(store: DeadLetterStore, limit: number, after: string | undefined, maxBytes: number): { count: number; items: unknown[]; next: string | null } {
-  const items: unknown[] = [];
+async function listPage(store: DeadLetterStore, limit: number, after: string | undefined, maxBytes: number, render: RenderLetters): Promise<string> {
+  const items: string[] = [];
   let bytes = LIST_ENVELOPE_BYTES;
   let cursor = after;
+  const page = (next: string | null): string => `{"count":${store.countDead()},"items":[${items.join(',')}],"next":${JSON.stringify(next)}}`;
   for (;;) {
     const letters = store.listDead(Math.min(LIST_CHUNK, limit - items.length), cursor);
-    if (letters.length === 0) return { count: store.countDead(), items, next: null };
-    for (const letter of letters) {
-      const item = showDead(letter);
-      const size = Buffer.byteLength(JSON.stringify(item)) + 1;
+    if (letters.length === 0) return page(null);
+    const rendered = await render(letters);
+    for (let i = 0; i < letters.length; i++) {
+      const item = rendered[i]!;
+      const size = Buffer.byteLength(item) + 1;
       // A first item over the page still goes: the link then answers 500 rather than page forever.
-      if (items.length > 0 && bytes + size > maxBytes) return { count: store.countDead(), items, next: cursor ?? null };
+      if (items.length > 0 && bytes + size > maxBytes) return page(cursor ?? null);
       items.push(item);
       bytes += size;
-      cursor = letter.id;
+      cursor = letters[i]!.id;
     }
-    if (items.length >= limit) return { count: store.countDead(), items, next: store.listDead(1, cursor).length > 0 ? cursor! : null };
+    if (items.length >= limit) return page(store.listDead(1, cursor).length > 0 ? cursor! : null);
   }
-}
-
-/**
- * A letter as the API shows it: `data` parsed, or as the stored text when it is not JSON or
- * nests deeper than a frame may (stored before the limit, or by a store shared with an older
- * version): encoding that again would overflow the stack.
- */
-function showDead(letter: DeadLetter): Record<string, unknown> {
-  let data: unknown = letter.data;
-  try {
-    const parsed: unknown = JSON.parse(letter.data);
-    if (!dataTooDeep(parsed)) data = parsed;
-  } catch {
-    // kept as text
-  }
-  const kind = letter.target.slice(0, 2);
-  return {
-    id: letter.id,
-    kind: kind === 'u:' ? 'send' : kind === 'g:' ? 'any' : 'pub',
-    to: letter.target.slice(2),
-    from: letter.from,
-    group: letter.group,
-    data,
-    pri: letter.pri,
-    ts: letter.ts,
-    attempts: letter.attempts,
-    reason: letter.reason,
-    failedAt: letter.failedAt,
-  };
 }
 
 function unwritable(): AdminAnswer {

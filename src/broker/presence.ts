@@ -76,6 +76,11 @@ export class Presence {
     return this.users.get(user);
   }
 
+  /** Whether `group` has a member connected (an `any` for it would go out). */
+  hasMembers(group: string): boolean {
+    return this.groups.has(group);
+  }
+
   setStrategy(group: string, strategy: AnyStrategy): void {
     this.strategies.set(group, strategy);
   }

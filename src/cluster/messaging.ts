@@ -60,6 +60,11 @@ export class ClusterMessaging {
   private readonly prefix: string;
   /** Connections whose CONNECT is in flight: deliveries for their user wait here, then follow their backlog. */
   private readonly connecting = new Map<string, Array<[id: string, frame: string]>>();
+  /**
+   * Deliveries handed to this node's connections and not acknowledged here yet, with their ack
+   * deadline (past it they no longer count: the sweep routes them again). What a drain waits for.
+   */
+  private readonly unacked = new Map<string, number>();
   private storesInFlight = 0;
 
   constructor(private readonly parts: MessagingParts) {
@@ -170,7 +175,7 @@ export class ClusterMessaging {
   private toMember(node: string, sid: string, f: Fields): void {
     this.counted(f);
     const frame = encodeStoredMsg(f[0], f[1], f[2], f[3], Number(f[4]), Number(f[5]));
-    if (node === this.parts.node) this.deliverToSid(sid, frame);
+    if (node === this.parts.node) this.deliverToSid(sid, f[0], frame);
     else this.parts.channels.publishNode(node, NodeRecord.DELIVER_SID, sid, f[0], frame).catch((err: unknown) => this.broke(err, 'deliver'));
   }
 
@@ -182,21 +187,35 @@ export class ClusterMessaging {
   /** A delivery record from another node (or this one's own route). */
   nodeRecord(kind: number, target: string, id: string, frame: string): void {
     if (kind === NodeRecord.DELIVER_USER) this.deliverToUser(target, id, frame);
-    else if (kind === NodeRecord.DELIVER_SID) this.deliverToSid(target, frame);
+    else if (kind === NodeRecord.DELIVER_SID) this.deliverToSid(target, id, frame);
   }
 
   private deliverToUser(user: string, id: string, frame: string): void {
     const { local, link } = this.parts;
     const conns = local.byUser.get(user);
     if (!conns) return;
+    this.handedOut(id);
     // Connections still waiting for their backlog get it after it (a shard skips them: they have no welcome yet).
     for (const sid of conns.keys()) this.connecting.get(sid)?.push([id, frame]);
     for (const shard of local.shardsOf(user)) link.deliverToUser(shard, user, frame);
   }
 
-  private deliverToSid(sid: string, frame: string): void {
+  private deliverToSid(sid: string, id: string, frame: string): void {
     const conn = this.parts.local.bySid.get(sid);
-    if (conn) this.parts.link.deliverToSid(conn.shard, sid, frame);
+    if (!conn) return;
+    this.handedOut(id);
+    this.parts.link.deliverToSid(conn.shard, sid, frame);
+  }
+
+  private handedOut(id: string): void {
+    this.unacked.set(id, Date.now() + this.delivery.ack_timeout * 1000);
+  }
+
+  /** Deliveries to this node's connections still awaiting their ack (those past their deadline forgotten). */
+  inflight(): number {
+    const now = Date.now();
+    for (const [id, deadline] of this.unacked) if (deadline <= now) this.unacked.delete(id);
+    return this.unacked.size;
   }
 
   // --- connections and members -----------------------------------------------------------------
@@ -222,9 +241,9 @@ export class ClusterMessaging {
           sent.add(f[0]);
           // Newly claimed: for every connection of the user; already in flight: for this new one too.
           if (claimed === 1) this.toUser(user, backlog.nodes, f);
-          else link.deliverToSid(shard, sid, encodeStoredMsg(f[0], f[1], null, f[3], Number(f[4]), Number(f[5])));
+          else this.deliverToSid(sid, f[0], encodeStoredMsg(f[0], f[1], null, f[3], Number(f[4]), Number(f[5])));
         }
-        for (const [id, frame] of held) if (!sent.has(id)) link.deliverToSid(shard, sid, frame);
+        for (const [id, frame] of held) if (!sent.has(id)) this.deliverToSid(sid, id, frame);
       },
       (err: unknown) => {
         this.connecting.delete(sid);
@@ -273,6 +292,7 @@ export class ClusterMessaging {
   // --- acknowledgements and the sweep ----------------------------------------------------------
 
   ack(user: string, id: string, reply: { unknown(message: string): void; unavailable(message: string): void }): void {
+    this.unacked.delete(id);
     if (!this.parts.up()) return reply.unavailable(`ack of ${id} not recorded: Redis is unreachable; the message will be delivered again`);
     this.script<string | null>(ACK, [this.prefix, id, user]).then(
       (deliveredAt) => {
@@ -294,6 +314,7 @@ export class ClusterMessaging {
     ]);
     stats.stored = count;
     stats.stored_bytes = bytes;
+    this.inflight(); // forgets the deliveries past their deadline
     for (const [id, action, target] of due) {
       if (action === 'route') this.route(id, target);
       else {

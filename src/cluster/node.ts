@@ -69,6 +69,8 @@ export class ClusterNode {
   private sweepTimer: NodeJS.Timeout | null = null;
   private sweeping = false;
   private stopped = false;
+  /** The drain began (pauseDelivery): this node has left the cluster and writes no presence. */
+  private draining = false;
   private failedWrites = 0;
   private publishesInFlight = 0;
 
@@ -142,7 +144,23 @@ export class ClusterNode {
   }
 
   depth(): { stored: number; inflight: number } {
-    return { stored: this.stats_.stored, inflight: 0 };
+    return { stored: this.stats_.stored, inflight: this.messaging.inflight() };
+  }
+
+  /**
+   * The drain before a pm2 reload or a stop: this node leaves the cluster at once (its heartbeat
+   * and presence go, as when it stops), so no node routes a stored message to its connections any
+   * more: what comes for its users waits in Redis for the node they reconnect to (CONNECT claims
+   * it there). Sends are still stored and acks still taken; pubs still come and go until the
+   * connections close; the other nodes sweep what is due.
+   */
+  pauseDelivery(): void {
+    if (this.draining) return;
+    this.draining = true;
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.heartbeatTimer = this.sweepTimer = null;
+    if (this.up) this.clusterPresence.leaveCluster().catch(() => {}); // unreachable: the others forget it after presence_ttl
   }
 
   // --- embedding API ---------------------------------------------------------------------
@@ -220,6 +238,8 @@ export class ClusterNode {
           if (online !== 1) return this.offline(sid);
           const weight = this.options.config.websocket.delivery.weights.get(user) ?? 1;
           this.local.online({ sid, user, shard, weight, groups: new Set() });
+          // Draining: a connection that authenticated just before the listen sockets closed claims nothing here.
+          if (this.draining) return this.options.link.welcome(shard, sid, 0);
           return this.messaging.connect(sid, user, shard);
         }
         case ToBroker.MEMBERSHIP: {
@@ -298,14 +318,14 @@ export class ClusterNode {
     const first = this.local.join(sid, group);
     const waits: Promise<unknown>[] = [];
     if (first) waits.push(this.channels.want(group));
-    if (this.up) waits.push(this.messaging.joined(sid, group, conn.user, conn.weight).catch(() => {}));
+    if (this.up && !this.draining) waits.push(this.messaging.joined(sid, group, conn.user, conn.weight).catch(() => {}));
     return Promise.all(waits).then(() => {});
   }
 
   private leave(sid: string, group: string): Promise<void> {
     const last = this.local.leave(sid, group);
     if (last) this.channels.unwant(group);
-    if (this.up) this.clusterPresence.left(group, sid, last).catch(() => {});
+    if (this.up && !this.draining) this.clusterPresence.left(group, sid, last).catch(() => {});
     return Promise.resolve();
   }
 
@@ -315,7 +335,7 @@ export class ClusterNode {
     for (const group of [...conn.groups]) void this.leave(sid, group);
     const gone = this.local.offline(sid);
     this.owed.delete(sid);
-    if (gone && this.up) this.clusterPresence.userCount(gone.conn.user, gone.left).catch(() => {});
+    if (gone && this.up && !this.draining) this.clusterPresence.userCount(gone.conn.user, gone.left).catch(() => {});
   }
 
   /** `joined`/`left` go out in the order asked, each once its own work is done. */
@@ -333,6 +353,14 @@ export class ClusterNode {
   /** Redis is reachable (again): channels, presence and what waited for this node's users, then `up`. */
   private resync(): void {
     const { state, log } = this.options;
+    if (this.draining) {
+      // Gone from the cluster: it only hears its groups again until its connections close.
+      this.channels.resubscribe().then(
+        () => this.redis.state === 'up' && state.set(ClusterStatus.UP),
+        () => {},
+      );
+      return;
+    }
     Promise.all([this.channels.resubscribe(), this.clusterPresence.rewrite(this.local)])
       .then(() => this.clusterPresence.heartbeat())
       .then(

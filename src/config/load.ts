@@ -61,7 +61,8 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   const result = configSchema.safeParse(raw);
   if (!result.success) throw new OcsError('E_CONFIG', describeIssue(result.error.issues[0]!, source));
   const config = result.data;
-  checkConsistency(config, env);
+  const anonymousAsked = (raw.websocket as { auth?: { allow_anonymous?: unknown } } | undefined)?.auth?.allow_anonymous;
+  checkConsistency(config, env, anonymousAsked === undefined || anonymousAsked === 'auto');
   const shards = !config.websocket.performance.enable_connection_pooling
     ? 1
     : config.websocket.server.shards || availableParallelism();
@@ -132,22 +133,30 @@ function describeIssue(issue: ZodIssue, source: string | null): string {
   return `config: ${issue.path.join('.')}: ${issue.message}${where}`;
 }
 
-function checkConsistency(config: Config, env: NodeJS.ProcessEnv): void {
+/**
+ * `anonymousAuto`: allow_anonymous was left to `auto`. With NODE_ENV=production and no secret,
+ * that is a server on a fresh machine (`pm2 start ecosystem.config.cjs` before the secret is
+ * set): it starts with anonymous mode off and no way to check a token, so every client is
+ * refused until a secret is set (the log says so at start: authMode 'closed'), rather than
+ * exit and have its supervisor restart it again and again.
+ */
+function checkConsistency(config: Config, env: NodeJS.ProcessEnv, anonymousAuto: boolean): void {
   const { server, auth } = config.websocket;
   if (auth.allow_anonymous && env.NODE_ENV === 'production' && !auth.force_anonymous_in_production) {
-    throw new OcsError(
-      'E_CONFIG',
-      auth.secret === ''
-        ? 'config: websocket.auth.secret is empty with NODE_ENV=production (anonymous mode): set a secret (env WEBSOCKET_AUTH_SECRET), or force anonymous mode with websocket.auth.force_anonymous_in_production: true'
-        : 'config: websocket.auth.allow_anonymous is true with NODE_ENV=production; set it to auto or false, or force it with websocket.auth.force_anonymous_in_production: true',
-    );
-  }
-  if (!auth.allow_anonymous && auth.secret === '') {
+    if (anonymousAuto) {
+      (auth as { allow_anonymous: boolean }).allow_anonymous = false;
+    } else {
+      throw new OcsError('E_CONFIG', 'config: websocket.auth.allow_anonymous is true with NODE_ENV=production; set it to auto or false, or force it with websocket.auth.force_anonymous_in_production: true');
+    }
+  } else if (!auth.allow_anonymous && auth.secret === '') {
     throw new OcsError('E_CONFIG', 'config: websocket.auth.secret is empty and allow_anonymous is false: no client could connect');
   }
   // A group frame is max_payload plus the envelope, and a ring holds records of at most half its size.
   if (config.websocket.performance.ring_bytes < 4 * server.max_payload) {
     throw new OcsError('E_CONFIG', 'config: websocket.performance.ring_bytes must be at least 4 x websocket.server.max_payload, so that any message fits a ring');
+  }
+  if (server.drain_window + 5 > server.shutdown_timeout) {
+    throw new OcsError('E_CONFIG', 'config: websocket.server.shutdown_timeout must be at least drain_window + 5 seconds (the drain, then the close handshakes)');
   }
   if (server.idle_timeout > 0 && server.idle_timeout < 8) {
     throw new OcsError('E_CONFIG', 'config: websocket.server.idle_timeout must be 0 (off) or at least 8 seconds (the transport counts in 4-second steps)');

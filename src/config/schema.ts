@@ -46,6 +46,12 @@ const server = z
      * not exit before.
      */
     shutdown_timeout: z.number().min(5).default(10),
+    /**
+     * Seconds over which a drain (SIGTERM, SIGINT, pm2 reload) closes the connections with 1012,
+     * evenly, so that their reconnections reach the next process spread out rather than at once.
+     * 0: all at once. shutdown_timeout must leave 5 s more for the close handshakes.
+     */
+    drain_window: seconds.max(600).default(2),
     /** Seconds a connection may stay unauthenticated waiting for its `auth` frame. */
     auth_timeout: z.number().positive().default(10),
   })
@@ -127,6 +133,20 @@ const performance = z
     ring_bytes: positiveInt.min(64 * 1024).max(1024 * 1024 * 1024).default(4 * 1024 * 1024),
     /** Bytes a shard may hold for a full ring before refusing publishes with E_OVERLOADED. */
     ring_overflow_bytes: positiveInt.default(16 * 1024 * 1024),
+    /**
+     * ocs.v1.msgpack frames whose MessagePack body is at least this many bytes are sent
+     * LZ4-compressed when enable_compression is on and compressing makes them smaller.
+     */
+    lz4_threshold: nonNegativeInt.default(1024),
+    /** Threads of each thread's codec pool (every shard, and the primary for exports); 0: no pool, all codec work inline. */
+    codec_pool_size: nonNegativeInt.max(64).default(1),
+    /** Codec tasks one pool may have in flight; beyond it the work runs inline (slower, never dropped). */
+    codec_queue_limit: positiveInt.default(64),
+    /**
+     * Client frames, stored backlogs and exports of at least this many bytes are decoded and
+     * encoded in the codec pool instead of on the shard's loop (the measured crossover, README).
+     */
+    codec_offload_threshold: positiveInt.default(16 * 1024),
   })
   .strict();
 

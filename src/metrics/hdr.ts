@@ -38,8 +38,62 @@ export function encodeHistogram(h: Histogram): string {
   return h.totalCount === 0 ? '' : hdr.encodeIntoCompressedBase64(h);
 }
 
-export function decodeHistogram(encoded: string): Histogram {
-  return hdr.decodeFromCompressedBase64(encoded, 32, false);
+/**
+ * The non-zero counts of `h` as [gap, count, gap, count, ...], where gap is the distance in
+ * bucket indexes from the previous non-zero bucket (from -1 for the first): small integers that
+ * MessagePack packs in a byte or two. This is how a shard sends its interval histograms to the
+ * primary once per interval: one walk over the counts, where the compressed base64 encoding took
+ * about 0.6 ms per histogram (deflate in JavaScript) on the shard's own loop. Every histogram
+ * here has the same layout (LOWEST_US, 3 digits), so an index means the same bucket in each.
+ */
+export function sparseCounts(h: Histogram): number[] {
+  const out: number[] = [];
+  const js = h as JsHistogram;
+  const total = h.totalCount;
+  let seen = 0;
+  let previous = -1;
+  for (let i = 0; i < js.countsArrayLength && seen < total; i++) {
+    const count = js.getCountAtIndex(i);
+    if (count === 0) continue;
+    out.push(i - previous, count);
+    previous = i;
+    seen += count;
+  }
+  return out;
+}
+
+/**
+ * Adds counts written by sparseCounts into `into`, straight into its counts array (recording
+ * each bucket as a value cost 3-6 ms per interval for two shards in the primary); throws a
+ * TypeError on a malformed list, before adding anything.
+ */
+export function addSparseCounts(into: Histogram, pairs: readonly number[]): void {
+  if (pairs.length === 0) return;
+  const js = into as JsHistogram;
+  const highestIndex = js.countsArrayIndex(HIGHEST_US);
+  let index = -1;
+  let total = 0;
+  for (let k = 0; k < pairs.length; k += 2) {
+    const gap = pairs[k]!;
+    const count = pairs[k + 1]!;
+    index += gap;
+    if (!Number.isInteger(gap) || gap < 1 || !Number.isInteger(count) || count < 1 || index > highestIndex) {
+      throw new TypeError('sparse counts: not a list of positive gaps and counts within range');
+    }
+    total += count;
+  }
+  const max = js.highestEquivalentValue(js.valueFromIndex(index));
+  if (index >= js.countsArrayLength) js.resize(max);
+  index = -1;
+  for (let k = 0; k < pairs.length; k += 2) {
+    index += pairs[k]!;
+    js.addToCountAtIndex(index, pairs[k + 1]!);
+  }
+  js.setTotalCount(js.totalCount + total);
+  // As HdrHistogram's own add: the max as its bucket's highest equivalent value, the min as the lowest.
+  if (max > js.maxValue) js.maxValue = max;
+  const min = js.valueFromIndex(pairs[0]! - 1);
+  if (min > 0 && min < js.minNonZeroValue) js.minNonZeroValue = min;
 }
 
 /** The figures shown for one latency over one window, in microseconds (count: samples). */

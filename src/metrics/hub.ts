@@ -18,7 +18,7 @@ import { byName, Counter, errorCounter, type MessagingCounterName } from '../sha
 import type { Logger } from '../util/logger.js';
 import { Alerts, type ActiveAlert, type AlertEvent, type AlertStatus } from './alerts.js';
 import { ExportFile } from './export-file.js';
-import { decodeHistogram, newHistogram, summarize, type Histogram, type Summary } from './hdr.js';
+import { addSparseCounts, newHistogram, summarize, type Histogram, type Summary } from './hdr.js';
 import { Latency, LATENCIES, type LatencyName } from './latencies.js';
 import { overviewFromView } from './overview.js';
 import { jsonLine } from './overview-format.js';
@@ -122,12 +122,11 @@ export class MetricsHub {
   }
 
   accept(report: ThreadReport): void {
-    report.histograms.forEach((encoded, kind) => {
-      if (encoded === '') return;
-      const h = decodeHistogram(encoded);
-      this.interval[kind]!.add(h);
-      this.total[kind]!.add(h);
-      this.logWindow[kind]!.add(h);
+    report.histograms.forEach((pairs, kind) => {
+      if (pairs.length === 0) return;
+      addSparseCounts(this.interval[kind]!, pairs);
+      addSparseCounts(this.total[kind]!, pairs);
+      addSparseCounts(this.logWindow[kind]!, pairs);
     });
     this.latest.set(report.thread, { report, after: this.publishes });
   }

@@ -30,7 +30,7 @@ const SHARD_COUNTERS: ReadonlyArray<[CounterName, string, string]> = [
   ['connections_closed', 'ocs_connections_closed_total', 'WebSocket connections closed'],
   ['frames_in', 'ocs_frames_received_total', 'Client frames received'],
   ['bytes_in', 'ocs_received_bytes_total', 'Bytes of client frames received'],
-  ['bytes_out', 'ocs_sent_bytes_total', 'Bytes of message frames (msg, batch) handed to uWS, per recipient'],
+  ['bytes_out', 'ocs_sent_bytes_total', 'Bytes of message frames (msg, batch) handed to uWS, per recipient, as sent (a binary frame compressed or not)'],
   ['deliveries', 'ocs_deliveries_total', 'Message frames handed to uWS, per recipient'],
   ['pubs', 'ocs_pubs_total', 'Group messages published by clients of the shard'],
   ['ring_forwarded', 'ocs_ring_forwarded_total', 'Records pushed to the rings to other shards'],
@@ -39,6 +39,10 @@ const SHARD_COUNTERS: ReadonlyArray<[CounterName, string, string]> = [
   ['ring_overloaded', 'ocs_ring_overloaded_total', 'Pubs refused with E_OVERLOADED because a ring and its overflow were full'],
   ['slow_consumers_closed', 'ocs_slow_consumers_closed_total', 'Connections closed as slow consumers (1013)'],
   ['ring_refused', 'ocs_ring_refused_total', 'Records a ring writer refused: never fit the ring, or over its overflow bound'],
+  ['binary_opened', 'ocs_binary_connections_opened_total', 'Connections opened with ocs.v1.msgpack'],
+  ['binary_closed', 'ocs_binary_connections_closed_total', 'Connections with ocs.v1.msgpack closed'],
+  ['codec_offloaded', 'ocs_codec_offloaded_total', 'Codec tasks handed to the codec pool: large frames decoded, msgpack backlogs encoded'],
+  ['codec_inline_full', 'ocs_codec_inline_full_total', 'Codec tasks large enough for the pool that ran inline because it was full'],
 ];
 
 const REFUSALS: ReadonlyArray<[CounterName, string]> = [

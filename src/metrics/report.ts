@@ -3,8 +3,8 @@
  * shard-to-broker ring (src/link/records.ts): both ends import this module.
  *
  * Fields: [thread, startedAt, at, histograms[], interval[][], total[][], heapUsed, heapTotal,
- * heapLimit, utilization], where histograms are the interval's encoded HDR histograms in
- * LATENCIES order ('' when empty) and interval/total are per latency the Summary as
+ * heapLimit, utilization], where histograms are the interval's HDR histograms in LATENCIES
+ * order as sparse counts (hdr.ts sparseCounts; [] when empty) and interval/total are per latency the Summary as
  * [count, p50, p90, p95, p99, p999, max, mean] (µs).
  */
 import type { Summary } from './hdr.js';
@@ -17,7 +17,8 @@ export interface ThreadReport {
   startedAt: number;
   /** epochMs() of the report. */
   at: number;
-  histograms: string[];
+  /** The interval's histograms as sparseCounts, in LATENCIES order. */
+  histograms: number[][];
   /** This thread's own figures per latency: over the interval, and since it started. */
   interval: Summary[];
   total: Summary[];
@@ -42,7 +43,7 @@ export function reportFromFields(f: unknown[]): ThreadReport {
   const [thread, startedAt, at, histograms, interval, total, heapUsed, heapTotal, heapLimit, utilization] = f;
   const numbers = [thread, startedAt, at, heapUsed, heapTotal, heapLimit, utilization];
   if (!numbers.every((n) => typeof n === 'number')) throw new TypeError('METRICS record: a number field is not a number');
-  if (!isList<string>(histograms, (h) => typeof h === 'string') || !isList<number[]>(interval, isPacked) || !isList<number[]>(total, isPacked)) {
+  if (!isList<number[]>(histograms, (h) => Array.isArray(h) && h.every((n) => typeof n === 'number')) || !isList<number[]>(interval, isPacked) || !isList<number[]>(total, isPacked)) {
     throw new TypeError('METRICS record: histograms or summaries malformed');
   }
   const unpack = (values: number[]): Summary => Object.fromEntries(SUMMARY_KEYS.map((key, i) => [key, values[i]!])) as unknown as Summary;

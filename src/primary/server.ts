@@ -6,14 +6,15 @@
 import { randomBytes } from 'node:crypto';
 import { createServer as createNetServer } from 'node:net';
 import { Worker } from 'node:worker_threads';
-import { Broker, type Processor, type SendOptions, type BrokerStats } from '../broker/broker.js';
+import type { Processor, SendOptions, BrokerStats } from '../broker/broker.js';
+import { Codec } from '../codec/codec.js';
 import { RingShardLink } from '../broker/ring-link.js';
 import type { LoadedConfig } from '../config/load.js';
 import { MetricsHub } from '../metrics/hub.js';
 import { createSnapshotBuffer, SnapshotWriter } from '../metrics/snapshot.js';
 import type { AnyStrategy } from '../protocol/frames.js';
-import { MessageStore, type StoreHealth } from '../store/store.js';
-import { ClusterNode, type ClusterNodeOptions } from '../cluster/node.js';
+import { MessageStore } from '../store/store.js';
+import { ClusterNode } from '../cluster/node.js';
 import { NO_CLUSTER_COUNTERS } from '../cluster/stats.js';
 import { ClusterState, createClusterState } from '../shared/cluster-state.js';
 import { CloseCodes, OcsError } from '../protocol/errors.js';
@@ -24,6 +25,7 @@ import { createShardTable, ShardStatus, ShardTable, type ShardTableBuffers } fro
 import type { PrimaryToShard, ShardInit, ShardToPrimary } from '../shared/thread-messages.js';
 import type { Logger } from '../util/logger.js';
 import { LinkMonitor } from './link-monitor.js';
+import { startMessaging, type MessagingParts } from './messaging.js';
 import { StatsSampler } from './stats-sampler.js';
 
 const SHARD_ENTRY = new URL('../../workers/shard.js', import.meta.url);
@@ -31,13 +33,26 @@ const SHARD_ENTRY = new URL('../../workers/shard.js', import.meta.url);
 const RESTART_MIN_MS = 100;
 const RESTART_MAX_MS = 5000;
 const STABLE_MS = 30_000;
+/** Longest a drain waits for the deliveries in flight to be acknowledged before it closes their connections. */
+const ACK_BARRIER_MS = 1000;
+const ACK_BARRIER_POLL_MS = 10;
 
 export interface RunningServer {
   readonly port: number;
   readonly shards: number;
   readonly table: ShardTable;
+  /** Whether this process holds the store's lease (delivers what is stored); false while it stands by. */
+  readonly ownsStore: boolean;
   /** Stops accepting, closes every socket with 1001, waits for every shard to exit. */
   close(): Promise<void>;
+  /**
+   * The hand-over (SIGTERM, SIGINT, pm2 reload): stops accepting, lets the deliveries in flight
+   * be acknowledged, closes the connections with 1012 spread over server.drain_window, then
+   * releases the store for the next process. Resolves once every shard has exited.
+   */
+  drain(): Promise<void>;
+  /** Settles once the server has stopped: 0 after close() or drain(), 1 when it stopped itself (the store lease was lost). */
+  readonly stopped: Promise<number>;
   /** Fault injection for tests and chaos drills: shard `index` throws as a bug would. */
   injectShardCrash(index: number): void;
   /** Fault injection: shard `index` is busy for `ms`, as in a long GC pause. */
@@ -129,7 +144,10 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     restartTimer: null,
   }));
   let port = config.websocket.server.port;
-  let stopping = false;
+  let stopping: Promise<void> | null = null;
+  let stoppedItself = false;
+  let reportStopped: (exitCode: number) => void = () => {};
+  const stopped = new Promise<number>((resolve) => (reportStopped = resolve));
   const restartWaiters: Array<{ index: number; count: number; resolve: () => void }> = [];
 
   const initFor = (index: number): ShardInit => ({
@@ -221,25 +239,38 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     }
   };
 
-  const shutdown = async (code: number, reason: string): Promise<void> => {
-    if (stopping) return;
-    stopping = true;
+  /**
+   * Stops every shard, closing its sockets with `code` (spread over `spreadMs`: a drain, after
+   * the listen sockets are closed and the deliveries in flight acknowledged), then the broker,
+   * then lets go of the store's lease once everything is committed. Runs once.
+   */
+  const shutdown = (code: number, reason: string, spreadMs: number): Promise<void> => (stopping ??= stopAll(code, reason, spreadMs));
+  const stopAll = async (code: number, reason: string, spreadMs: number): Promise<void> => {
     sampler.stop();
     monitor.stop();
-    const graceMs = Math.max(100, config.websocket.server.shutdown_timeout * 1000 * 0.8);
+    const deadline = Date.now() + config.websocket.server.shutdown_timeout * 1000 * 0.8;
+    if (spreadMs > 0) {
+      for (const slot of slots) slot.worker?.postMessage({ type: 'stop-accepting' } satisfies PrimaryToShard);
+      broker.pauseDelivery();
+      await until(() => broker.depth().inflight === 0, ACK_BARRIER_MS);
+    }
+    const graceMs = Math.max(100, deadline - Date.now() - spreadMs);
     const exits = slots.map((slot) => {
       if (slot.restartTimer) clearTimeout(slot.restartTimer);
       const worker = slot.worker;
       if (!worker) return Promise.resolve();
       return new Promise<void>((resolve) => {
         worker.once('exit', () => resolve());
-        worker.postMessage({ type: 'shutdown', graceMs, code, reason } satisfies PrimaryToShard);
+        worker.postMessage({ type: 'shutdown', graceMs, code, reason, spreadMs } satisfies PrimaryToShard);
       });
     });
     await Promise.all(exits);
-    await broker.stop();
-    await store?.close();
+    // The broker, then the store's lease (LMDB; a cluster node has none to let go).
+    await messaging.stop();
+    await codec.close();
+    reportStopped(stoppedItself ? 1 : 0);
   };
+  const drainMs = config.websocket.server.drain_window * 1000;
 
   const link = new RingShardLink({
     shards,
@@ -256,29 +287,35 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
   // One process reports the cluster's counters as 0.
   const messagingStats = () => ({ ...NO_CLUSTER_COUNTERS, ...broker.stats, ...link.stats });
   const sampler = new StatsSampler(table, monitoring, log, messagingStats, hub);
-  const publishProcessorTypes = (types: string[]): void => {
-    for (const slot of slots) slot.worker?.postMessage({ type: 'processors', types } satisfies PrimaryToShard);
-  };
-  // Into the shared table, so that every shard's /health shows it.
-  const storeHealthChanged = (health: Readonly<StoreHealth>): void => table.setStoreHealth(health);
-  const broker: Broker | ClusterNode = store
-    ? new Broker({
-        config: config as Broker['options']['config'],
-        store,
-        instance,
-        log,
-        link,
-        ...(hub ? { latency: hub.primary } : {}),
-        publishProcessorTypes,
-        storeHealthChanged,
-      })
-    : new ClusterNode({ config: config as ClusterNodeOptions['config'], instance, log, link, state: clusterState, publishProcessorTypes, storeHealthChanged });
-  if (broker instanceof ClusterNode) {
-    await broker.start();
-    log.info({ node: broker.node, redis: clusterState.view()?.redis, prefix: config.cluster.key_prefix }, 'cluster: this process is a node');
-  } else {
-    broker.start();
-  }
+  // The primary's own pool: large dead-letter pages are rendered there, off the broker's loop.
+  const { performance } = config.websocket;
+  const codec = new Codec({
+    compression: performance.enable_compression,
+    lz4Threshold: performance.lz4_threshold,
+    offloadThreshold: performance.codec_offload_threshold,
+    poolSize: performance.codec_pool_size,
+    queueLimit: performance.codec_queue_limit,
+  });
+  const messaging = await startMessaging({
+    config: config as MessagingParts['config'],
+    instance,
+    log,
+    link,
+    store,
+    clusterState,
+    ...(hub ? { latency: hub.primary } : {}),
+    publishProcessorTypes: (types) => {
+      for (const slot of slots) slot.worker?.postMessage({ type: 'processors', types } satisfies PrimaryToShard);
+    },
+    // Into the shared table, so that every shard's /health shows it.
+    storeHealthChanged: (health) => table.setStoreHealth(health),
+    renderDeadLetters: (letters) => codec.renderDeadLetters(letters),
+    leaseLost: () => {
+      stoppedItself = true;
+      void shutdown(CloseCodes.SERVICE_RESTART, 'server restarting', drainMs);
+    },
+  });
+  const broker = messaging.broker;
   const monitor = new LinkMonitor({ table, toBroker, fromBroker, rings, brokerOverflow: (shard) => link.overflowOf(shard) });
   monitor.start();
 
@@ -288,7 +325,7 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     port = await spawn(slots[0]!, true);
     await Promise.all(slots.slice(1).map((slot) => spawn(slot, true)));
   } catch (err) {
-    await shutdown(CloseCodes.GOING_AWAY, 'server failed to start');
+    await shutdown(CloseCodes.GOING_AWAY, 'server failed to start', 0);
     throw err;
   }
   sampler.start();
@@ -297,7 +334,12 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     port,
     shards,
     table,
-    close: () => shutdown(CloseCodes.GOING_AWAY, 'server shutting down'),
+    get ownsStore() {
+      return messaging.ownsStore;
+    },
+    close: () => shutdown(CloseCodes.GOING_AWAY, 'server shutting down', 0),
+    drain: () => shutdown(CloseCodes.SERVICE_RESTART, 'server restarting', drainMs),
+    stopped,
     injectShardCrash(index: number) {
       slots[index]?.worker?.postMessage({ type: 'crash', reason: `injected crash of shard ${index}` } satisfies PrimaryToShard);
     },
@@ -322,12 +364,19 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
   };
 }
 
+/** Resolves once `done()` holds, or after `timeoutMs`. */
+async function until(done: () => boolean, timeoutMs: number): Promise<void> {
+  const giveUpAt = Date.now() + timeoutMs;
+  while (!done() && Date.now() < giveUpAt) await new Promise((resolve) => setTimeout(resolve, ACK_BARRIER_POLL_MS));
+}
+
 /** A port free right now on `host` (another process could still take it before we bind). */
 function pickFreePort(host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const probe = createNetServer();
     probe.once('error', reject);
-    probe.listen(0, host, () => {
+    // exclusive: in a pm2 cluster-mode worker the cluster primary (pm2's daemon) would bind it otherwise.
+    probe.listen({ port: 0, host, exclusive: true }, () => {
       const address = probe.address();
       const port = typeof address === 'object' && address ? address.port : 0;
       probe.close(() => resolve(port));

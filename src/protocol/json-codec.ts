@@ -23,11 +23,13 @@ export function dataTooDeep(data: unknown): boolean {
   return deeperThan(data, MAX_DATA_DEPTH);
 }
 
-export function decodeJson(message: ArrayBuffer, isBinary: boolean): ClientFrame | FrameError {
+export function decodeJson(message: ArrayBuffer | Uint8Array, isBinary: boolean): ClientFrame | FrameError {
   if (isBinary) return frameError('E_BAD_FRAME', `binary frames need the ocs.v1.msgpack protocol; this connection speaks ${JSON_PROTOCOL}`);
   let value: unknown;
   try {
-    value = JSON.parse(Buffer.from(message).toString('utf8'));
+    // A view, not a copy, either way.
+    const bytes = message instanceof Uint8Array ? Buffer.from(message.buffer, message.byteOffset, message.byteLength) : Buffer.from(message);
+    value = JSON.parse(bytes.toString('utf8'));
   } catch {
     return frameError('E_BAD_FRAME', 'frame is not valid JSON');
   }

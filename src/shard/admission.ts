@@ -10,13 +10,16 @@
  */
 import type { Authenticator, Identity } from '../auth/identity.js';
 import { CloseCodes, type ErrorCode } from '../protocol/errors.js';
-import { encodeAuthAck, JSON_PROTOCOL } from '../protocol/json-codec.js';
+import { JSON_PROTOCOL } from '../protocol/json-codec.js';
+import { MSGPACK_PROTOCOL } from '../protocol/msgpack-codec.js';
+import { MSGPACK_FRAMES } from '../protocol/server-frames.js';
 import { Counter, type ShardTable } from '../shared/shard-table.js';
 import type { Logger } from '../util/logger.js';
 import type { HttpRequest, HttpResponse, us_socket_context_t } from '../util/uws.js';
 import type { BrokerLink } from './broker-link.js';
 import { newConnection, type Connection, type Socket } from './connection.js';
 import type { Fail } from './fail.js';
+import type { Out } from './out.js';
 import { IpLimiter, type IpLimitOptions, type IpVerdict } from './ip-limits.js';
 import type { ConnectionRegistry } from './registry.js';
 import type { InterestRow } from '../shared/interest-table.js';
@@ -40,6 +43,7 @@ export interface AdmissionOptions {
   interest: InterestRow;
   link: Pick<BrokerLink, 'presence'>;
   fail: Fail;
+  out: Pick<Out, 'send'>;
   log: Logger;
   isStopping(): boolean;
 }
@@ -71,7 +75,7 @@ export class Admission {
     const protocol = selectProtocol(offered);
     if (protocol === null) {
       counters[Counter.refused_protocol]!++;
-      return refuse(res, '400 Bad Request', 'E_BAD_FRAME', `unsupported subprotocol; this server speaks ${JSON_PROTOCOL}`);
+      return refuse(res, '400 Bad Request', 'E_BAD_FRAME', `unsupported subprotocol; this server speaks ${JSON_PROTOCOL} and ${MSGPACK_PROTOCOL}`);
     }
     const token = query.get('token');
     const user = query.get('user');
@@ -92,6 +96,7 @@ export class Admission {
           ? newConnection(this.nextSid(), null, null, burst, now, now + authTimeout * 1000)
           : newConnection(this.nextSid(), identity.user, identity.groups, burst, now, identity.expiresAt);
       conn.weight = identity?.weight ?? 0;
+      if (protocol === MSGPACK_PROTOCOL) conn.frames = MSGPACK_FRAMES;
       if (identity === null) conn.unauthenticatedIp = ip;
       res.upgrade(conn, key, protocol, extensions, context);
     };
@@ -138,6 +143,7 @@ export class Admission {
     const conn = ws.getUserData();
     this.options.registry.add(ws);
     this.options.counters[Counter.connections_opened]!++;
+    if (conn.frames.binary) this.options.counters[Counter.binary_opened]!++;
     if (this.options.isStopping()) {
       ws.end(CloseCodes.GOING_AWAY, 'server shutting down');
       return;
@@ -154,6 +160,7 @@ export class Admission {
     if (conn.announced) this.options.link.presence(conn, 0);
     this.options.table.closeConnection(this.options.shard);
     this.options.counters[Counter.connections_closed]!++;
+    if (conn.frames.binary) this.options.counters[Counter.binary_closed]!++;
   }
 
   /** The `auth` frame of a connection that came without a token: its identity, once. */
@@ -181,7 +188,7 @@ export class Admission {
         return this.options.fail(ws, conn, 'E_UNAUTHORIZED', `this connection is ${conn.user}'s; another user needs a connection of their own`, ref, true);
       }
       conn.expiresAt = identity.expiresAt;
-      ws.send(encodeAuthAck(ref, identity.expiresAt));
+      this.options.out.send(ws, conn, conn.frames.authAck(ref, identity.expiresAt));
     });
   }
 
@@ -254,10 +261,16 @@ export class Admission {
   }
 }
 
-/** The subprotocol to answer with: '' when none was offered, null when none is supported. */
+/**
+ * The subprotocol to answer with: the first of the client's that this server speaks (a client
+ * lists them in its order of preference), '' when none was offered (JSON), null when none is supported.
+ */
 export function selectProtocol(offered: string): string | null {
   if (offered === '') return '';
-  for (const name of offered.split(',')) if (name.trim() === JSON_PROTOCOL) return JSON_PROTOCOL;
+  for (const name of offered.split(',')) {
+    const trimmed = name.trim();
+    if (trimmed === JSON_PROTOCOL || trimmed === MSGPACK_PROTOCOL) return trimmed;
+  }
   return null;
 }
 

@@ -4,10 +4,11 @@
  * admin requests) and what it answers (deliveries, welcomes, sender acks, errors, processed
  * group messages, admin replies), over one ring each way.
  */
+import type { Codec } from '../codec/codec.js';
+import { jsonTextOf } from '../codec/tasks.js';
 import { LinkReader } from '../link/reader.js';
 import { encodeRecord, ToBroker, ToShard } from '../link/records.js';
 import { httpError, type ErrorCode, type HttpCode } from '../protocol/errors.js';
-import { encodeAck, encodeJoined, encodeLeft, encodeWelcome } from '../protocol/json-codec.js';
 import { DoorbellRinger } from '../rings/doorbell.js';
 import { HEADER_BYTES } from '../rings/ring.js';
 import { QueuedRingWriter, type WriteRefusal } from '../link/queued-writer.js';
@@ -16,9 +17,11 @@ import { reportToFields, type ThreadReport } from '../metrics/report.js';
 import { Counter } from '../shared/shard-table.js';
 import type { Logger } from '../util/logger.js';
 import type { AdminForwarder } from './admin-http.js';
+import { Broadcast } from './broadcast.js';
 import type { Connection, Socket } from './connection.js';
 import type { Fail } from './fail.js';
 import type { LocalGroups } from './groups.js';
+import type { Out } from './out.js';
 import type { ConnectionRegistry } from './registry.js';
 
 export interface BrokerLinkOptions {
@@ -32,6 +35,10 @@ export interface BrokerLinkOptions {
   registry: ConnectionRegistry;
   /** Where processed group messages are published. */
   groups: LocalGroups;
+  /** Frames to a connection, in order; deliveries counted as they go out. */
+  out: Pick<Out, 'send' | 'deliver'>;
+  /** Stored messages to msgpack connections become binary frames here (in the pool when large). */
+  codec: Pick<Codec, 'transcode' | 'deflate' | 'lz4Threshold'>;
   counters: Float64Array;
   fail: Fail;
   /** Where the send latency (store commit → handed to uWS) is recorded. */
@@ -125,15 +132,15 @@ export class BrokerLink implements AdminForwarder {
 
   /** A `pub` whose data.type has a processor: the broker runs it and publishes the result. */
   pub(conn: Connection, group: string, data: unknown, pri: number, ref: string | undefined, type: string): void {
-    this.writeFor(conn, ref, encodeRecord(ToBroker.PUB, [conn.sid, ref ?? null, conn.user, group, JSON.stringify(data), pri, type]));
+    this.writeFor(conn, ref, encodeRecord(ToBroker.PUB, [conn.sid, ref ?? null, conn.user, group, jsonTextOf(data), pri, type]));
   }
 
   send(conn: Connection, to: string, data: unknown, pri: number, ref: string | undefined, at: number | undefined, type: string | null): void {
-    this.writeFor(conn, ref, encodeRecord(ToBroker.SEND, [conn.sid, ref ?? null, conn.user, to, JSON.stringify(data), pri, at ?? 0, type]));
+    this.writeFor(conn, ref, encodeRecord(ToBroker.SEND, [conn.sid, ref ?? null, conn.user, to, jsonTextOf(data), pri, at ?? 0, type]));
   }
 
   any(conn: Connection, group: string, data: unknown, pri: number, ref: string | undefined, strategy: string | undefined, type: string | null): void {
-    this.writeFor(conn, ref, encodeRecord(ToBroker.ANY, [conn.sid, ref ?? null, conn.user, group, JSON.stringify(data), pri, strategy ?? null, type]));
+    this.writeFor(conn, ref, encodeRecord(ToBroker.ANY, [conn.sid, ref ?? null, conn.user, group, jsonTextOf(data), pri, strategy ?? null, type]));
   }
 
   /** This shard's metrics report, for the primary to merge. */
@@ -141,7 +148,7 @@ export class BrokerLink implements AdminForwarder {
     let record = encodeRecord(ToBroker.METRICS, reportToFields(report));
     // A record the ring cannot take would wait forever and hold up every record behind it:
     // histograms that large (never seen; compressed they take KBs) are left out, summaries stay.
-    if (record.byteLength > this.maxMetricsBytes) record = encodeRecord(ToBroker.METRICS, reportToFields({ ...report, histograms: report.histograms.map(() => '') }));
+    if (record.byteLength > this.maxMetricsBytes) record = encodeRecord(ToBroker.METRICS, reportToFields({ ...report, histograms: report.histograms.map(() => []) }));
     this.writer.write(record);
   }
 
@@ -188,29 +195,38 @@ export class BrokerLink implements AdminForwarder {
         const sockets = registry.user(f[0] as string);
         if (!sockets) return;
         const frame = f[1] as string;
+        let binary: Uint8Array | Promise<Uint8Array> | null = null;
         let sent = 0;
         for (const ws of sockets) {
+          const conn = ws.getUserData();
           // Not welcomed yet: the broker wrote this before it saw that connection, so the
           // message is among the pending ones it delivers right after the welcome.
-          if (!ws.getUserData().ready) continue;
-          ws.send(frame);
-          sent++;
+          if (!conn.ready) continue;
+          // One binary frame for all of the user's msgpack connections.
+          if (this.options.out.deliver(ws, conn, conn.frames.binary ? (binary ??= this.options.codec.transcode(frame)) : frame)) sent++;
         }
-        if (sent > 0) this.delivered(f, sent);
+        if (sent > 0) this.measure(f);
         return;
       }
-      case ToShard.DELIVER_SID:
-        if (this.sendTo(f[0] as string, f[1] as string)) this.delivered(f, 1);
+      case ToShard.DELIVER_SID: {
+        const ws = registry.sid(f[0] as string);
+        if (!ws) return;
+        const conn = ws.getUserData();
+        const frame = f[1] as string;
+        if (this.options.out.deliver(ws, conn, conn.frames.binary ? this.options.codec.transcode(frame) : frame)) this.measure(f);
         return;
-      case ToShard.SENDER_ACK:
-        this.sendTo(f[0] as string, encodeAck((f[1] as string | null) ?? undefined, f[2] as string));
+      }
+      case ToShard.SENDER_ACK: {
+        const ws = registry.sid(f[0] as string);
+        if (ws) this.options.out.send(ws, ws.getUserData(), ws.getUserData().frames.ack((f[1] as string | null) ?? undefined, f[2] as string));
         return;
+      }
       case ToShard.WELCOME: {
         const ws = registry.sid(f[0] as string);
         if (!ws) return;
         const conn = ws.getUserData();
         ws.cork(() => {
-          ws.send(encodeWelcome(conn.user!, conn.sid, this.options.shard, f[1] as number, conn.expiresAt));
+          this.options.out.send(ws, conn, conn.frames.welcome(conn.user!, conn.sid, this.options.shard, f[1] as number, conn.expiresAt));
           this.options.welcomed(ws);
         });
         return;
@@ -221,32 +237,25 @@ export class BrokerLink implements AdminForwarder {
         return;
       }
       case ToShard.GROUP_PUB:
-        this.options.groups.publish(f[0] as string, Buffer.from(f[1] as string));
+        this.options.groups.publish(f[0] as string, Broadcast.encoded(this.options.codec, Buffer.from(f[1] as string)));
         return;
       case ToShard.ADMIN_REPLY:
         return this.answerAdmin(f[0] as number, f[1] as number, f[2] as string);
       case ToShard.MEMBERSHIP_REPLY: {
+        const ws = registry.sid(f[0] as string);
+        if (!ws) return;
+        const conn = ws.getUserData();
         const group = f[1] as string;
         const ref = (f[3] as string | null) ?? undefined;
-        this.sendTo(f[0] as string, f[2] === 1 ? encodeJoined(group, ref) : encodeLeft(group, ref));
+        this.options.out.send(ws, conn, f[2] === 1 ? conn.frames.joined(group, ref) : conn.frames.left(group, ref));
         return;
       }
     }
   }
 
-  /** Counts a DELIVER record's frame, sent to `connections`, and measures its live messages once. */
-  private delivered(f: unknown[], connections: number): void {
-    const { counters, latency } = this.options;
-    counters[Counter.deliveries]! += connections;
-    counters[Counter.bytes_out]! += connections * Buffer.byteLength(f[1] as string);
-    if (connections > 0 && f.length > 3) latency.since(Latency.send, f[2] as number, f[3] as number);
-  }
-
-  private sendTo(sid: string, frame: string): boolean {
-    const ws = this.options.registry.sid(sid);
-    if (!ws) return false;
-    ws.send(frame);
-    return true;
+  /** Measures a DELIVER record's live messages once (out.ts counts the frames and bytes as they go). */
+  private measure(f: unknown[]): void {
+    if (f.length > 3) this.options.latency.since(Latency.send, f[2] as number, f[3] as number);
   }
 }
 

@@ -2,7 +2,10 @@
  * Per-connection state, kept as the uWS user data of the socket.
  */
 import type { GroupMatcher } from '../auth/identity.js';
+import { JSON_FRAMES, type ServerFrames } from '../protocol/server-frames.js';
 import type { WebSocket } from '../util/uws.js';
+import type { Inbound } from './inbound.js';
+import type { Queued } from './out.js';
 
 export interface Connection {
   readonly sid: string;
@@ -40,6 +43,14 @@ export interface Connection {
   weight: number;
   /** True once the broker was told this connection is online (it owes a `welcome`). */
   announced: boolean;
+  /** The replies in this connection's encoding (ocs.v1.json or ocs.v1.msgpack, chosen at the upgrade). */
+  frames: ServerFrames;
+  /** Frames waiting behind ones the codec pool decodes (inbound.ts); null: none. */
+  inq: Inbound[] | null;
+  /** Bytes of the frames in `inq` held here (not those in the pool). */
+  inqBytes: number;
+  /** Frames to this connection waiting behind one the codec pool is encoding (out.ts); null: none. */
+  outq: Queued[] | null;
 }
 
 export interface HeldFrame {
@@ -73,6 +84,10 @@ export function newConnection(sid: string, user: string | null, allowed: GroupMa
     unauthenticatedIp: null,
     weight: 0,
     announced: false,
+    frames: JSON_FRAMES,
+    inq: null,
+    inqBytes: 0,
+    outq: null,
   };
 }
 

@@ -1,23 +1,36 @@
 /**
  * Every frame a client sends, in order: size limit, rate limit, decode, then its op —
- * join/leave/pub locally (a `pub` is encoded once, published here and forwarded to the other
- * shards), send/any/ack and processed pubs through the broker. This is the hot path: a frame
- * is decoded once and a `pub` encoded once for every recipient; add nothing per frame here.
+ * join/leave/pub locally (a `pub` is encoded once per encoding, published here and forwarded
+ * to the other shards), send/any/ack and processed pubs through the broker. This is the hot
+ * path: a frame is decoded once and a `pub` encoded once for every recipient; add nothing per
+ * frame here.
+ *
+ * A frame of at least `performance.codec_offload_threshold` bytes is decoded, and a pub's
+ * frames encoded, in the codec pool (src/codec) while the loop goes on; the connection's
+ * next frames wait behind it (inbound.ts), so its frames are still handled in order.
  */
+import type { Codec } from '../codec/codec.js';
+import { inflateLz4 } from '../codec/lz4.js';
+import { dataTypeOf, EncodedData, type PrepareResult } from '../codec/tasks.js';
 import { typeOfData } from '../link/records.js';
 import { epochMs } from '../metrics/clock.js';
 import { Latency, type LatencyRecorder } from '../metrics/latencies.js';
 import { ErrorCodes } from '../protocol/errors.js';
-import type { ClientFrame } from '../protocol/frames.js';
-import { decodeJson, encodeAck, encodeError, encodeFrameError, encodeGroupMsg, encodeJoined, encodeLeft, encodePong } from '../protocol/json-codec.js';
+import type { ClientFrame, FrameError } from '../protocol/frames.js';
+import { decodeJson } from '../protocol/json-codec.js';
+import { decodeMsgpack } from '../protocol/msgpack-codec.js';
+import { frameErrorIn } from '../protocol/server-frames.js';
 import { Counter } from '../shared/shard-table.js';
 import type { Logger } from '../util/logger.js';
 import type { Admission } from './admission.js';
+import { binaryTopic, Broadcast, ringPayload } from './broadcast.js';
 import type { BrokerLink } from './broker-link.js';
 import type { Connection, RateLimiter, Socket } from './connection.js';
 import type { CrossShard } from './cross-shard.js';
 import type { Fail } from './fail.js';
 import type { LocalGroups } from './groups.js';
+import { InboundFrames, type InboundHandler } from './inbound.js';
+import type { Out } from './out.js';
 import type { InterestRow } from '../shared/interest-table.js';
 import type { ClusterState } from '../shared/cluster-state.js';
 
@@ -63,6 +76,17 @@ export interface DispatchOptions {
   processorTypes: readonly string[];
   /** Where the pub latency is recorded. */
   latency: LatencyRecorder;
+  codec: Codec;
+  out: Pick<Out, 'send'>;
+  /** Where msgpack connections are: a pub's binary frame is made for them (and carried to other shards) only if any. */
+  binary: BinaryConnections;
+}
+
+export interface BinaryConnections {
+  /** On any shard, this one included. */
+  anywhere(): boolean;
+  /** On another shard: ring records carry the binary frame too. */
+  elsewhere(): boolean;
 }
 
 export class Dispatcher {
@@ -76,6 +100,7 @@ export class Dispatcher {
   private msgSeq = 0;
   /** epochMs() when the frame being handled arrived: a pub's latency starts here, on every shard. */
   private receivedAt = 0;
+  private readonly inbound: InboundFrames;
 
   constructor(private readonly options: DispatchOptions) {
     this.limits = options.limits;
@@ -84,6 +109,16 @@ export class Dispatcher {
     this.fail = options.fail;
     this.link = options.link;
     this.processorTypes = new Set(options.processorTypes);
+    this.inbound = new InboundFrames(
+      options.codec,
+      {
+        frame: (ws, conn, bytes, isBinary, receivedAt, now) => this.frame(ws, conn, bytes, isBinary, receivedAt, now),
+        prepared: (ws, conn, result, msgId, receivedAt, now) => this.prepared(ws, conn, result, msgId, receivedAt, now),
+        task: (conn, bytes, isBinary) => this.task(conn, bytes, isBinary),
+        flooded: (ws, conn, message) => this.fail(ws, conn, 'E_RATE_LIMITED', message, undefined, true),
+      },
+      options.limits.maxPayload,
+    );
   }
 
   /** The set of processed `data.type` values changed (a processor was registered or removed). */
@@ -92,7 +127,7 @@ export class Dispatcher {
   }
 
   message(ws: Socket, message: ArrayBuffer, isBinary: boolean): void {
-    this.receivedAt = epochMs();
+    const receivedAt = epochMs();
     const conn = ws.getUserData();
     const now = Date.now();
     const { limits, counters } = this;
@@ -103,8 +138,8 @@ export class Dispatcher {
       return this.fail(ws, conn, 'E_TOO_LARGE', `frame of ${message.byteLength} bytes is over max_payload (${limits.maxPayload})`, undefined, true);
     }
     // All that the frames of a welcomed connection pay for the wait below: one boolean.
-    if (!conn.ready) return this.early(ws, conn, message, isBinary, now);
-    this.frame(ws, conn, message, isBinary, now);
+    if (!conn.ready) return this.early(ws, conn, message, isBinary, receivedAt, now);
+    this.inbound.arrive(ws, conn, message, isBinary, receivedAt, now);
   }
 
   /** The connection's `welcome` was sent: the frames that waited are handled now, in order. Call it corked. */
@@ -118,8 +153,7 @@ export class Dispatcher {
     const now = Date.now();
     for (const frame of held) {
       if (conn.closed) return;
-      this.receivedAt = frame.receivedAt;
-      this.frame(ws, conn, frame.bytes, frame.binary, now);
+      this.inbound.arrive(ws, conn, frame.bytes, frame.binary, frame.receivedAt, now);
     }
   }
 
@@ -128,29 +162,42 @@ export class Dispatcher {
    * identity is its `auth`, handled at once; any other frame waits (bounded) until resume():
    * for the token check, then for the broker's `welcome`, always a connection's first frame.
    */
-  private early(ws: Socket, conn: Connection, message: ArrayBuffer, isBinary: boolean, now: number): void {
-    if (conn.user === null && !conn.verifying) return this.frame(ws, conn, message, isBinary, now);
+  private early(ws: Socket, conn: Connection, message: ArrayBuffer, isBinary: boolean, receivedAt: number, now: number): void {
+    // Decoded here whatever its size: a connection's first frames are few.
+    if (conn.user === null && !conn.verifying) return this.frame(ws, conn, message, isBinary, receivedAt, now);
     const held = conn.held ?? (conn.held = []);
     const maxBytes = this.limits.maxPayload;
     if (held.length >= MAX_HELD_FRAMES || conn.heldBytes + message.byteLength > maxBytes) {
       return this.fail(ws, conn, 'E_RATE_LIMITED', `over ${MAX_HELD_FRAMES} frames or ${maxBytes} bytes sent before the welcome`, undefined, true);
     }
-    held.push({ bytes: message.slice(0), binary: isBinary, receivedAt: this.receivedAt });
+    held.push({ bytes: message.slice(0), binary: isBinary, receivedAt });
     conn.heldBytes += message.byteLength;
   }
 
   /** Rate limit, decode and handle one frame. */
-  private frame(ws: Socket, conn: Connection, message: ArrayBuffer, isBinary: boolean, now: number): void {
-    const { limits, counters } = this;
-    if (!this.limiter.take(conn, now)) {
-      const close = ++conn.rateViolations >= limits.rateViolationsBeforeClose;
-      return this.fail(ws, conn, 'E_RATE_LIMITED', `over ${limits.messagesPerSecond} frames per second`, undefined, close);
-    }
-    const frame = decodeJson(message, isBinary);
+  private frame(ws: Socket, conn: Connection, message: ArrayBuffer, isBinary: boolean, receivedAt: number, now: number): void {
+    if (!this.admit(ws, conn, now)) return;
+    this.receivedAt = receivedAt;
+    const frame = conn.frames.binary ? decodeMsgpack(message, isBinary, this.limits.maxPayload, inflateLz4) : decodeJson(message, isBinary);
+    this.decoded(ws, conn, frame);
+  }
+
+  /** The per-connection rate limit, applied to each frame in its turn. */
+  private admit(ws: Socket, conn: Connection, now: number): boolean {
+    if (this.limiter.take(conn, now)) return true;
+    const { limits } = this;
+    const close = ++conn.rateViolations >= limits.rateViolationsBeforeClose;
+    this.fail(ws, conn, 'E_RATE_LIMITED', `over ${limits.messagesPerSecond} frames per second`, undefined, close);
+    return false;
+  }
+
+  private decoded(ws: Socket, conn: Connection, frame: ClientFrame | FrameError): void {
+    const { counters } = this;
+    const { out } = this.options;
     if (frame.op === 'err') {
-      const close = ++conn.badFrames >= limits.badFramesBeforeClose;
+      const close = ++conn.badFrames >= this.limits.badFramesBeforeClose;
       counters[Counter.errors_bad_frame]!++;
-      ws.send(encodeFrameError(frame));
+      out.send(ws, conn, frameErrorIn(conn.frames, frame));
       if (close) ws.end(ErrorCodes.E_BAD_FRAME.close, 'too many bad frames');
       return;
     }
@@ -160,8 +207,39 @@ export class Dispatcher {
       // One frame the server fails on costs that frame only, never the shard.
       counters[Counter.errors_internal]!++;
       this.options.log.error({ code: 'E_INTERNAL', err, op: frame.op }, 'frame handler failed');
-      ws.send(encodeError('E_INTERNAL', 'internal error handling this frame', 'ref' in frame ? frame.ref : undefined));
+      out.send(ws, conn, conn.frames.error('E_INTERNAL', 'internal error handling this frame', 'ref' in frame ? frame.ref : undefined));
     }
+  }
+
+  /** The codec pool's task for a large frame: a pub's message id and time are fixed now, as for one decoded here. */
+  private task(conn: Connection, bytes: Uint8Array, isBinary: boolean): ReturnType<InboundHandler['task']> {
+    const envelope = conn.user === null ? null : { id: this.nextMsgId(), from: conn.user, ts: Date.now() };
+    return {
+      msgId: envelope?.id ?? null,
+      task: {
+        bytes,
+        isBinary,
+        msgpack: conn.frames.binary,
+        maxPayload: this.limits.maxPayload,
+        envelope,
+        msgpackForm: this.options.binary.anywhere(),
+        processorTypes: [...this.processorTypes],
+      },
+    };
+  }
+
+  /** A frame the codec pool decoded (or failed on), handled in its turn. */
+  private prepared(ws: Socket, conn: Connection, result: PrepareResult | Error, msgId: string | null, receivedAt: number, now: number): void {
+    if (!this.admit(ws, conn, now)) return;
+    this.receivedAt = receivedAt;
+    if (result instanceof Error) {
+      this.counters[Counter.errors_internal]!++;
+      this.options.log.error({ code: 'E_INTERNAL', err: result }, 'codec pool failed on a frame');
+      return this.options.out.send(ws, conn, conn.frames.error('E_INTERNAL', 'internal error decoding this frame'));
+    }
+    const { frame, forms } = result;
+    if (forms !== null && frame.op !== 'err') (frame as { data: unknown }).data = new EncodedData(forms, msgId);
+    this.decoded(ws, conn, frame);
   }
 
   private handle(ws: Socket, conn: Connection, frame: ClientFrame): void {
@@ -183,16 +261,16 @@ export class Dispatcher {
         return this.join(ws, conn, frame.group, frame.ref);
       case 'leave':
         if (conn.groups.delete(frame.group)) {
-          ws.unsubscribe(frame.group);
+          ws.unsubscribe(conn.frames.binary ? binaryTopic(frame.group) : frame.group);
           this.options.interest.left(frame.group);
           // Cluster mode: `left` comes back from the broker, after any `joined` it still owes.
           if (this.options.cluster !== null) return this.link.left(conn, frame.group, frame.ref ?? null);
           this.link.left(conn, frame.group);
         }
-        ws.send(encodeLeft(frame.group, frame.ref));
+        this.options.out.send(ws, conn, conn.frames.left(frame.group, frame.ref));
         return;
       case 'ping':
-        ws.send(encodePong(frame.t, Date.now()));
+        this.options.out.send(ws, conn, conn.frames.pong(frame.t, Date.now()));
         return;
       case 'auth':
         return this.options.admission.refresh(ws, conn, frame.token, frame.ref);
@@ -207,12 +285,12 @@ export class Dispatcher {
       conn.groups.add(group);
       // Counted before the subscription and the `joined`: no pub handled after it misses this member.
       this.options.interest.joined(group);
-      ws.subscribe(group);
+      ws.subscribe(conn.frames.binary ? binaryTopic(group) : group);
       // Cluster mode: `joined` comes back from the broker once the node hears the group from every node.
       if (this.options.cluster !== null) return this.link.joined(conn, group, ref ?? null);
       this.link.joined(conn, group);
     }
-    ws.send(encodeJoined(group, ref));
+    this.options.out.send(ws, conn, conn.frames.joined(group, ref));
   }
 
   private pub(ws: Socket, conn: Connection, group: string, data: unknown, pri: number, ref: string | undefined): void {
@@ -220,30 +298,44 @@ export class Dispatcher {
       return this.fail(ws, conn, 'E_NOT_MEMBER', `join ${group} before publishing to it`, ref);
     }
     if (conn.allowed !== null && !conn.allowed.allows(group)) return this.fail(ws, conn, 'E_FORBIDDEN', `not allowed to publish to ${group}`, ref);
-    if (this.processorTypes.size > 0 && this.detourPub(conn, group, data, pri, ref)) return;
-    const { cross, groups } = this.options;
+    if ((this.processorTypes.size > 0 || data instanceof EncodedData) && this.detourPub(conn, group, data, pri, ref)) return;
+    const { cross, groups, codec } = this.options;
     if (!cross.canAccept()) {
       this.counters[Counter.ring_overloaded]!++;
       return this.fail(ws, conn, 'E_OVERLOADED', 'cross-shard rings are full; retry shortly', ref);
     }
-    const id = this.options.msgIdPrefix + (this.msgSeq++).toString(36);
-    const frame = Buffer.from(encodeGroupMsg(id, conn.user!, group, data, pri, Date.now()));
+    // A frame prepared in the pool has its message id (and frames) already.
+    const id = data instanceof EncodedData ? data.msgId! : this.nextMsgId();
+    const message = Broadcast.of(codec, id, conn.user!, group, data, pri, Date.now());
     this.counters[Counter.pubs]!++;
-    if (groups.publish(group, frame) > 0) this.options.latency.since(Latency.pub, this.receivedAt);
-    cross.forwardPub(group, frame, this.receivedAt);
+    if (groups.publish(group, message) > 0) this.options.latency.since(Latency.pub, this.receivedAt);
+    cross.forwardPub(group, ringPayload(message, this.options.binary.elsewhere()), this.receivedAt);
     const cluster = this.options.cluster;
     if (cluster !== null) {
       // Delivered on this node; without Redis the other nodes cannot have it, and the publisher is told so.
       if (!cluster.up) return this.fail(ws, conn, 'E_CLUSTER_UNAVAILABLE', 'Redis is unreachable: delivered to the members on this node only', ref);
-      this.link.clusterPub(group, frame);
+      // The JSON frame: each node's shards make the binary frame for their msgpack members (broadcast.ts).
+      this.link.clusterPub(group, message.json());
     }
-    if (ref !== undefined) ws.send(encodeAck(ref, id));
+    if (ref !== undefined) this.options.out.send(ws, conn, conn.frames.ack(ref, id));
+  }
+
+  private nextMsgId(): string {
+    return this.options.msgIdPrefix + (this.msgSeq++).toString(36);
   }
 
   /** A pub whose data.type has a processor goes to the broker, which runs it and publishes. */
   private detourPub(conn: Connection, group: string, data: unknown, pri: number, ref: string | undefined): boolean {
-    const type = typeOfData(data);
-    if (type === null || !this.processorTypes.has(type)) return false;
+    let type: string | null;
+    if (data instanceof EncodedData) {
+      // Judged in the pool, on the processors known when the frame went there: it comes back
+      // either as frames to publish or as JSON text for the broker.
+      if (data.forms.dataJson === null) return false;
+      type = data.forms.type!;
+    } else {
+      type = typeOfData(data);
+      if (type === null || !this.processorTypes.has(type)) return false;
+    }
     this.counters[Counter.pubs]!++;
     this.link.pub(conn, group, data, pri, ref, type);
     return true;
@@ -268,7 +360,7 @@ export class Dispatcher {
 
   private processorType(data: unknown): string | null {
     if (this.processorTypes.size === 0) return null;
-    const type = typeOfData(data);
+    const type = dataTypeOf(data);
     return type !== null && this.processorTypes.has(type) ? type : null;
   }
 }

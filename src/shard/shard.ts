@@ -6,6 +6,7 @@
  * (idle, pings, slow consumers).
  */
 import { Authenticator } from '../auth/identity.js';
+import { Codec } from '../codec/codec.js';
 import { attachMetricsRoutes } from '../metrics/http.js';
 import { Latency } from '../metrics/latencies.js';
 import { SnapshotReader } from '../metrics/snapshot.js';
@@ -13,12 +14,13 @@ import { ThreadMetrics } from '../metrics/thread-metrics.js';
 import { CloseCodes } from '../protocol/errors.js';
 import { InterestTable } from '../shared/interest-table.js';
 import { ClusterState } from '../shared/cluster-state.js';
-import { Link, ShardStatus, ShardTable } from '../shared/shard-table.js';
+import { Counter, Link, ShardStatus, ShardTable } from '../shared/shard-table.js';
 import type { PrimaryToShard, ShardInit, ShardToPrimary } from '../shared/thread-messages.js';
 import { createLogger, type Logger } from '../util/logger.js';
 import { uWS, type TemplatedApp, type us_listen_socket } from '../util/uws.js';
 import { attachAdminRoutes } from './admin-http.js';
 import { Admission } from './admission.js';
+import { fromRingPayload } from './broadcast.js';
 import { BrokerLink } from './broker-link.js';
 import { RateLimiter, type Connection } from './connection.js';
 import { CrossShard } from './cross-shard.js';
@@ -27,6 +29,7 @@ import { failer } from './fail.js';
 import { LocalGroups } from './groups.js';
 import { attachHttpRoutes, stats, type HttpContext } from './http.js';
 import { ipLimitsPerShard } from './ip-limits.js';
+import { Out } from './out.js';
 import { ConnectionRegistry } from './registry.js';
 import { pongArrived, Sweeper } from './sweep.js';
 
@@ -44,6 +47,8 @@ export function runShard(init: ShardInit, channel: ShardChannel): void {
 const CRASH_GRACE_MS = 200;
 /** How often the shard puts what waits in its rings' overflow into the shared table (/health). */
 const LINK_GAUGE_MS = 250;
+/** Step of a drain's spread: sockets due by then are closed together. */
+const SPREAD_TICK_MS = 10;
 
 class Shard {
   private readonly config: ShardInit['config']['websocket'];
@@ -59,10 +64,17 @@ class Shard {
   private readonly admission: Admission;
   private readonly dispatch: Dispatcher;
   private readonly sweeper: Sweeper;
+  /** Codec work too large for the loop goes to this shard's pool (src/codec). */
+  private readonly codec: Codec;
   private listenSocket: us_listen_socket | null = null;
   private graceTimer: NodeJS.Timeout | null = null;
   private gaugeTimer: NodeJS.Timeout | null = null;
+  /** No longer accepting (a drain's first step), or stopping. */
+  private draining = false;
   private stopping = false;
+  /** Every socket left has been sent its close: the last one to go finishes the thread. */
+  private closingAll = false;
+  private spreadTimer: NodeJS.Timeout | null = null;
   private finished = false;
   /** 1 once the shard crashed: the primary restarts it. */
   private exitCode = 0;
@@ -78,7 +90,23 @@ class Shard {
     // What a previous incarnation of this shard counted left with its sockets.
     interestTable.clear(init.shard);
     const interest = interestTable.rowOf(init.shard);
-    const fail = failer(counters);
+    const out = new Out(counters, this.log);
+    const fail = failer(counters, out);
+    const codec = (this.codec = new Codec(
+      {
+        compression: performance.enable_compression,
+        lz4Threshold: performance.lz4_threshold,
+        offloadThreshold: performance.codec_offload_threshold,
+        poolSize: performance.codec_pool_size,
+        queueLimit: performance.codec_queue_limit,
+      },
+      { offloaded: () => counters[Counter.codec_offloaded]!++, inlineFull: () => counters[Counter.codec_inline_full]!++ },
+    ));
+    const table = this.table;
+    const binary = {
+      anywhere: () => table.binaryConnections() > 0,
+      elsewhere: () => table.binaryConnections() - (counters[Counter.binary_opened]! - counters[Counter.binary_closed]!) > 0,
+    };
     // Ids never repeat: instance (this process run), shard, generation (this start of the
     // shard), then `s` for a session or `m` for a message, and a sequence.
     const idPrefix = `${init.instance}.${init.shard}.${init.generation.toString(36)}.`;
@@ -94,6 +122,8 @@ class Shard {
       fromBroker: init.fromBroker,
       registry,
       groups,
+      out,
+      codec,
       counters,
       fail,
       latency: metrics,
@@ -110,8 +140,8 @@ class Shard {
       overflowLimitBytes: performance.ring_overflow_bytes,
       counters,
       log: this.log,
-      onPub: (topic, frame, receivedAt) => {
-        if (groups.publish(topic, frame) > 0) metrics.since(Latency.pub, receivedAt);
+      onPub: (topic, payload, receivedAt) => {
+        if (groups.publish(topic, fromRingPayload(codec, payload)) > 0) metrics.since(Latency.pub, receivedAt);
       },
       alsoDrain: (budget) => this.link.drain(budget),
     });
@@ -129,8 +159,9 @@ class Shard {
       interest,
       link: this.link,
       fail,
+      out,
       log: this.log,
-      isStopping: () => this.stopping,
+      isStopping: () => this.draining,
     });
     this.dispatch = new Dispatcher({
       limits: {
@@ -155,6 +186,9 @@ class Shard {
       cluster: this.cluster.clustered ? this.cluster : null,
       processorTypes: init.processorTypes,
       latency: metrics,
+      codec,
+      out,
+      binary,
     });
     this.sweeper = new Sweeper({
       sockets: registry.sockets,
@@ -169,11 +203,12 @@ class Shard {
   start(): void {
     this.installCrashHandlers();
     this.channel.onMessage((message) => {
-      if (message.type === 'shutdown') this.stop(message.code, message.reason, message.graceMs);
+      if (message.type === 'shutdown') this.stop(message.code, message.reason, message.graceMs, message.spreadMs);
+      else if (message.type === 'stop-accepting') this.stopAccepting();
       else if (message.type === 'crash') setTimeout(() => { throw new Error(message.reason); });
       else if (message.type === 'stall') stall(message.ms);
       else if (message.type === 'processors') this.dispatch.setProcessorTypes(message.types);
-      else if (message.type === 'report' && !this.stopping) this.link.metrics(this.metrics.report(this.init.shard));
+      else if (message.type === 'report' && !this.closingAll) this.link.metrics(this.metrics.report(this.init.shard));
     });
     this.table.setStatus(this.init.shard, ShardStatus.STARTING);
     const { config, app, admission, dispatch } = this;
@@ -188,7 +223,7 @@ class Shard {
       startedAt: Date.now(),
       maxConnections: server.max_connections,
       metricsEnabled: config.monitoring.enable_metrics_collection,
-      isStopping: () => this.stopping,
+      isStopping: () => this.draining,
     };
     attachMetricsRoutes(app, {
       token: config.monitoring.token,
@@ -216,7 +251,7 @@ class Shard {
       pong: (ws) => pongArrived(ws.getUserData(), this.metrics),
       close: (ws) => {
         admission.close(ws);
-        if (this.stopping && this.registry.size === 0) this.finish();
+        if (this.closingAll && this.registry.size === 0) this.finish();
       },
     });
     app.listen(server.host, this.init.port, (listenSocket) => {
@@ -239,16 +274,46 @@ class Shard {
   }
 
   /**
-   * The one way a shard stops, asked to (shutdown) or not (crash): stop accepting, close
-   * every socket with `code`, and cut those whose clients ignore the close handshake for
-   * `graceMs`. Once the last socket is gone, finish().
+   * A drain's first step: no new connections (with the listen socket gone the kernel gives
+   * them to the other process on the port: a pm2 reload's new one), while the open ones are
+   * served as before. /health says stopping.
    */
-  private stop(code: number, reason: string, graceMs: number): void {
-    if (this.stopping) return;
-    this.stopping = true;
-    this.table.setStatus(this.init.shard, ShardStatus.STOPPING);
+  private stopAccepting(): void {
+    this.draining = true;
     if (this.listenSocket) uWS.us_listen_socket_close(this.listenSocket);
     this.listenSocket = null;
+  }
+
+  /**
+   * The one way a shard stops, asked to (shutdown) or not (crash): stop accepting, close
+   * every socket with `code`, spread evenly over `spreadMs` (a drain: clients reconnecting
+   * elsewhere do not all come at once), served as before until its turn; then cut those whose
+   * clients ignore the close handshake for `graceMs`. Once the last socket is gone, finish().
+   */
+  private stop(code: number, reason: string, graceMs: number, spreadMs = 0): void {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.stopAccepting();
+    const sockets = [...this.registry.sockets];
+    if (spreadMs <= 0 || sockets.length === 0) return this.closeAll(code, reason, graceMs);
+    const started = Date.now();
+    let closed = 0;
+    const step = (): void => {
+      const due = Math.min(sockets.length, Math.ceil((sockets.length * (Date.now() - started)) / spreadMs));
+      // A socket that closed on its own since is no longer in the registry (and may not be touched).
+      for (; closed < due; closed++) if (this.registry.sockets.has(sockets[closed]!)) sockets[closed]!.end(code, reason);
+      if (closed < sockets.length) this.spreadTimer = setTimeout(step, SPREAD_TICK_MS);
+      else this.closeAll(code, reason, graceMs);
+    };
+    this.spreadTimer = setTimeout(step, SPREAD_TICK_MS);
+  }
+
+  /** Stops the shard's parts and closes whatever socket is left. */
+  private closeAll(code: number, reason: string, graceMs: number): void {
+    this.closingAll = true;
+    if (this.spreadTimer) clearTimeout(this.spreadTimer);
+    this.spreadTimer = null;
+    this.table.setStatus(this.init.shard, ShardStatus.STOPPING);
     this.cross.stop();
     this.link.stop();
     this.sweeper.stop();
@@ -284,6 +349,12 @@ class Shard {
     if (this.graceTimer) clearTimeout(this.graceTimer);
     this.graceTimer = null;
     this.table.setStatus(this.init.shard, ShardStatus.DOWN);
+    // Its threads are idle-unref'd, but a task still running would hold this thread up.
+    void this.codec.close().catch((err: unknown) => this.log.error({ code: 'E_INTERNAL', err }, 'codec pool did not close'));
+    // HTTP keep-alive connections (a scraper, a health check) would keep the thread alive until
+    // the shutdown deadline, and a thread ended with uWS sockets open aborts the process. The
+    // App's close() (in uWS.js, not in its typings) closes every socket it still has.
+    (this.app as unknown as { close(): void }).close();
     this.log.info({ exitCode: this.exitCode }, 'shard stopped');
     this.channel.post({ type: 'stopped' });
     this.channel.close();
@@ -300,7 +371,9 @@ class Shard {
       this.log.fatal({ code: 'E_INTERNAL', err: error }, 'shard crashed');
       this.channel.post({ type: 'fatal', message: error.message, stack: error.stack });
       this.exitCode = 1;
-      this.stop(CloseCodes.SERVICE_RESTART, 'shard restarting', CRASH_GRACE_MS);
+      // A crash mid-drain cuts the spread short.
+      if (!this.stopping) this.stop(CloseCodes.SERVICE_RESTART, 'shard restarting', CRASH_GRACE_MS);
+      else if (!this.closingAll) this.closeAll(CloseCodes.SERVICE_RESTART, 'shard restarting', CRASH_GRACE_MS);
     };
     process.on('uncaughtException', crash);
     process.on('unhandledRejection', crash);

@@ -93,6 +93,10 @@ export const COUNTERS = [
   'refused_protocol', // upgrades refused: no supported subprotocol offered
   'refused_stopping', // upgrades refused while the shard shuts down
   'errors_store_unavailable',
+  'binary_opened', // connections opened with ocs.v1.msgpack
+  'binary_closed',
+  'codec_offloaded', // tasks handed to the codec pool (large frames decoded, backlogs turned binary)
+  'codec_inline_full', // tasks large enough for the pool that ran inline because it was full
   'errors_cluster_unavailable', // cluster mode, Redis unreachable: sends refused, pubs served on this node only
   'cluster_pubs', // pubs handed to the broker for the other nodes (cluster mode)
 ] as const;
@@ -300,6 +304,19 @@ export class ShardTable {
       for (let i = 0; i < COUNTER_COUNT; i++) sums[i]! += cells[i]!;
     }
     return sums;
+  }
+
+  /**
+   * Open ocs.v1.msgpack connections over every shard: whether a broadcast needs its binary
+   * frame made for other shards. A hint, not a count to rely on (a crashed shard's linger).
+   */
+  binaryConnections(): number {
+    let open = 0;
+    for (let shard = 0; shard < this.shards; shard++) {
+      const cells = this.countersOf(shard);
+      open += cells[Counter.binary_opened]! - cells[Counter.binary_closed]!;
+    }
+    return open;
   }
 
   /** Publishes the store's health (the primary, its one writer). */

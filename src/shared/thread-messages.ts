@@ -35,7 +35,10 @@ export interface ShardInit {
 }
 
 export type PrimaryToShard =
-  | { type: 'shutdown'; graceMs: number; code: number; reason: string }
+  /** Close every socket with `code`, spread evenly over `spreadMs` (0: at once), and exit; cut the stubborn ones after `graceMs`. */
+  | { type: 'shutdown'; graceMs: number; code: number; reason: string; spreadMs: number }
+  /** A drain's first step: close the listen socket, keep serving the open connections. */
+  | { type: 'stop-accepting' }
   /** Fault injection for tests and chaos drills: the shard throws from a timer, as a bug would. */
   | { type: 'crash'; reason: string }
   /** Fault injection: the shard's thread is busy for `ms` (its rings fill up meanwhile). */

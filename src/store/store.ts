@@ -6,7 +6,8 @@
  * delivery order per recipient: priority high to low, then acceptance sequence.
  *
  * LMDB is multi-reader, single-writer with a lock per write transaction, never per open: a
- * pm2 reload's old and new processes can open the same environment at once.
+ * pm2 reload's old and new processes can open the same environment at once; which of them
+ * delivers the stored messages is decided by a lease record (leases.ts).
  * Writes are asynchronous and batched by lmdb-js per event turn (one transaction, one fsync
  * for everything the broker accepted in that turn); a write's promise resolves when the
  * transaction is committed as `store.sync` defines it.
@@ -32,6 +33,7 @@ import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, read
 import { join, resolve } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { OcsError } from '../protocol/errors.js';
+import { StoreLease, type ProcessIdentity } from './leases.js';
 
 export type SyncMode = 'full' | 'overlapping' | 'none';
 
@@ -164,6 +166,11 @@ export class MessageStore {
       await root.close().catch(() => {});
       throw new OcsError('E_STARTUP', `store: ${path} (store.data_dir) is not a usable LMDB store: ${describe(err)}`, { cause: err });
     }
+  }
+
+  /** The lease on this store's queues (leases.ts) for the process run `holder` (`self`: this process, unless a test plays another). */
+  lease(holder: string, ttlMs: number, self?: ProcessIdentity): StoreLease {
+    return new StoreLease(this.root, holder, ttlMs, self);
   }
 
   /** Every stored message's metadata, in key order (per target: priority, then sequence). */

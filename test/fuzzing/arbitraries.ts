@@ -310,7 +310,8 @@ export function sessionSpec(options: SessionOptions): fc.Arbitrary<SessionSpec> 
   return fc.record({
     identity: identity(options.variant, true),
     path: fc.oneof({ weight: 9, arbitrary: fc.constant('/ws') }, { weight: 1, arbitrary: fc.constantFrom('/ws/', '/WS', '/ws?user=a&user=b', '/ws?token=', '/ws?user=', '/ws#x') }),
-    protocols: fc.oneof({ weight: 6, arbitrary: fc.constant<string[]>([]) }, { weight: 1, arbitrary: fc.constantFrom<string[]>(['ocs.v1.json'], ['ocs.v1.msgpack'], ['x', 'ocs.v1.json'], ['chat.v9']) }),
+    // ocs.v1.msgpack sessions send their frames as binary frames (render.ts renderBinaryFrame).
+    protocols: fc.oneof({ weight: 6, arbitrary: fc.constant<string[]>([]) }, { weight: 2, arbitrary: fc.constant<string[]>(['ocs.v1.msgpack']) }, { weight: 1, arbitrary: fc.constantFrom<string[]>(['ocs.v1.json'], ['x', 'ocs.v1.msgpack'], ['x', 'ocs.v1.json'], ['chat.v9']) }),
     steps: fc.array(step, { minLength: 1, maxLength: 6 }),
   });
 }

@@ -2,6 +2,9 @@
  * Turns the fuzzer's specs into bytes: frames into JSON text (then mutated), tokens into
  * signed JWTs, HTTP requests into request heads.
  */
+import { deflateLz4 } from '../../src/codec/lz4.js';
+import { packValue } from '../../src/protocol/msgpack-codec.js';
+import { plainFrame, wrapFrame } from '../../src/protocol/wire.js';
 import { signToken } from '../helpers/tokens.js';
 import type { FrameSpec, HttpRequestSpec, Mutation, TokenSpec, Value } from './arbitraries.js';
 
@@ -28,6 +31,25 @@ export function renderFrame(spec: FrameSpec, env: RenderEnv): Buffer {
   const body = '{' + spec.fields.map(([key, value]) => `${JSON.stringify(key)}:${renderValue(value, env)}`).join(',') + '}';
   const bytes = Buffer.from(body);
   return spec.mutation ? mutate(bytes, spec.mutation) : bytes;
+}
+
+/**
+ * The frame as an ocs.v1.msgpack binary frame: the JSON text parsed (1e999 becomes Infinity, a
+ * duplicate key keeps its last value, `__proto__` stays an own key) and packed, the mutation
+ * applied to the MessagePack bytes, and, for one frame in three, LZ4 over the result. Text that
+ * no longer parses is sent as it is behind a flags byte: garbage MessagePack.
+ */
+export function renderBinaryFrame(spec: FrameSpec, env: RenderEnv): Buffer {
+  const text = renderFrame({ ...spec, mutation: null }, env);
+  let body: Buffer;
+  try {
+    body = Buffer.from(packValue(JSON.parse(text.toString('utf8'))));
+  } catch {
+    body = text;
+  }
+  if (spec.mutation) body = mutate(body, spec.mutation);
+  const compress = spec.mutation === null ? text.length % 3 === 0 : spec.mutation.bytes.length % 3 === 0;
+  return Buffer.from(compress ? wrapFrame(body, deflateLz4, 0) : plainFrame(body));
 }
 
 export function mutate(bytes: Buffer, m: Mutation): Buffer {

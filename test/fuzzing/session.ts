@@ -1,14 +1,18 @@
 /**
  * Plays one fuzz session on a fresh connection (tools/wsclient for the handshake and for
  * reading; raw writes for everything sent) and judges what came back: every `err` carries a
- * code from the table, every close code is one the protocol names, nothing but JSON text
- * frames arrive, and a session of well-framed frames gets its closing ping answered.
+ * code from the table, every close code is one the protocol names, nothing but frames of the
+ * negotiated encoding arrive (JSON text, or ocs.v1.msgpack binary frames that decode), and a
+ * session of well-framed frames gets its closing ping answered. On an ocs.v1.msgpack
+ * connection the session's frames go as binary frames (render.ts renderBinaryFrame).
  */
+import { inflateLz4 } from '../../src/codec/lz4.js';
 import { CloseCodes, ErrorCodes, isErrorCode } from '../../src/protocol/errors.js';
+import { MSGPACK_PROTOCOL, readFrame, writeFrame } from '../../src/protocol/msgpack-codec.js';
 import { connectWs, WsHandshakeError } from '../../tools/wsclient/client.js';
 import type { SessionSpec, TokenSpec } from './arbitraries.js';
 import { Opcode, frame, writeRaw, type RawFrame } from '../helpers/raw-ws.js';
-import { renderFrame, signAll, tokensIn, type RenderEnv } from './render.js';
+import { renderBinaryFrame, renderFrame, signAll, tokensIn, type RenderEnv } from './render.js';
 
 /** Codes that may travel in an `err` frame: the table without the start-up codes. */
 export const WIRE_CODES = new Set(Object.keys(ErrorCodes).filter((code) => code !== 'E_CONFIG' && code !== 'E_STARTUP'));
@@ -82,16 +86,25 @@ export async function runSession(spec: SessionSpec, env: SessionEnv): Promise<Se
       poke();
     },
     onMessage: (payload, isBinary) => {
-      if (isBinary) {
-        problems.push(`server sent a binary frame on a JSON connection (${payload.length} bytes)`);
+      const binary = client.protocol === MSGPACK_PROTOCOL;
+      if (isBinary !== binary) {
+        problems.push(`server sent a ${isBinary ? 'binary' : 'text'} frame on a ${binary ? 'msgpack' : 'JSON'} connection (${payload.length} bytes)`);
         return;
       }
       let value: unknown;
-      try {
-        value = JSON.parse(payload.toString('utf8'));
-      } catch {
-        problems.push(`server sent a text frame that is not JSON: ${payload.toString('utf8').slice(0, 120)}`);
-        return;
+      if (binary) {
+        value = readFrame(payload, 1 << 30, inflateLz4);
+        if (typeof value === 'string') {
+          problems.push(`server sent a binary frame that does not decode: ${value}`);
+          return;
+        }
+      } else {
+        try {
+          value = JSON.parse(payload.toString('utf8'));
+        } catch {
+          problems.push(`server sent a text frame that is not JSON: ${payload.toString('utf8').slice(0, 120)}`);
+          return;
+        }
       }
       const f = value as Frame;
       frames.push(f);
@@ -140,7 +153,7 @@ export async function runSession(spec: SessionSpec, env: SessionEnv): Promise<Se
       for (const f of out) if (f.opcode === Opcode.CLOSE && f.payload.length >= 2) sentCloseCodes.add((f.payload[0]! << 8) | f.payload[1]!);
     } else {
       const renderEnv: RenderEnv = { now: Date.now(), lastId, tokens };
-      out = step.frames.map((f) => frame(Opcode.TEXT, renderFrame(f, renderEnv)));
+      out = step.frames.map((f) => (client.protocol === MSGPACK_PROTOCOL ? frame(Opcode.BINARY, renderBinaryFrame(f, renderEnv)) : frame(Opcode.TEXT, renderFrame(f, renderEnv))));
     }
     writeRaw(client, out);
     // Let the answers in before the next step, so `lastId` can refer to them.
@@ -149,7 +162,8 @@ export async function runSession(spec: SessionSpec, env: SessionEnv): Promise<Se
 
   if (close === null) {
     const before = frames.length;
-    writeRaw(client, [frame(Opcode.TEXT, JSON.stringify({ op: 'ping', t: SENTINEL_T }))]);
+    const ping = { op: 'ping', t: SENTINEL_T };
+    writeRaw(client, [client.protocol === MSGPACK_PROTOCOL ? frame(Opcode.BINARY, writeFrame(ping)) : frame(Opcode.TEXT, JSON.stringify(ping))]);
     // The answer is a pong, or the refusal of the ping itself when the session went over the rate limit.
     const answer = (f: Frame): boolean => (f.op === 'pong' && f.t === SENTINEL_T) || (f.op === 'err' && f.code === 'E_RATE_LIMITED');
     const answered = await until(() => close !== null || frames.slice(before).some(answer), ANSWER_TIMEOUT_MS);

@@ -1,15 +1,32 @@
 /**
  * A real WebSocket client (the `ws` package) that queues every frame it receives, so a test
- * can wait for the frame it expects: `await client.next((f) => f.op === 'joined')`.
+ * can wait for the frame it expects: `await client.next((f) => f.op === 'joined')`. With
+ * `encoding: 'msgpack'` it speaks ocs.v1.msgpack through src/protocol, as any client would.
  */
 import { request } from 'node:http';
 import WebSocket from 'ws';
+import { deflateLz4, inflateLz4 } from '../../src/codec/lz4.js';
+import { MSGPACK_PROTOCOL, readFrame, writeFrame } from '../../src/protocol/msgpack-codec.js';
+import { isCompressed } from '../../src/protocol/wire.js';
 
 export type Frame = Record<string, unknown> & { op: string };
+
+/** How a frame arrived: its WebSocket type, whether LZ4-compressed, its bytes on the wire. */
+export interface Arrival {
+  op: string;
+  /** The frame's `id` (a msg's), if any. */
+  id: unknown;
+  binary: boolean;
+  compressed: boolean;
+  bytes: number;
+}
 
 export interface TestClient {
   ws: WebSocket;
   frames: Frame[];
+  /** Every frame received, in order, as it came (binary or not, compressed or not). */
+  arrivals: Arrival[];
+  /** In the connection's encoding; a msgpack client compresses frames of at least `compressFrom` bytes. */
   send(frame: unknown): void;
   sendRaw(data: string | Buffer): void;
   /** The first received frame (oldest first, consumed) matching `match`. */
@@ -23,6 +40,10 @@ export interface ConnectOptions {
   protocols?: string[];
   autoPong?: boolean;
   path?: string;
+  /** msgpack: offer ocs.v1.msgpack (unless `protocols` says otherwise) and speak it. */
+  encoding?: 'json' | 'msgpack';
+  /** msgpack: LZ4-compress frames whose body is at least this many bytes (default: never). */
+  compressFrom?: number;
 }
 
 /**
@@ -70,9 +91,22 @@ export class FrameQueue {
 
 export function connect(port: number, options: ConnectOptions = {}): Promise<TestClient> {
   const url = `ws://127.0.0.1:${port}${options.path ?? '/ws'}${options.query ? `?${options.query}` : ''}`;
-  const ws = new WebSocket(url, options.protocols ?? [], { autoPong: options.autoPong ?? true });
+  const msgpack = options.encoding === 'msgpack';
+  const ws = new WebSocket(url, options.protocols ?? (msgpack ? [MSGPACK_PROTOCOL] : []), { autoPong: options.autoPong ?? true });
   const queue = new FrameQueue(() => ws.readyState === WebSocket.CLOSED);
-  ws.on('message', (data: Buffer) => queue.push(JSON.parse(data.toString()) as Frame));
+  const arrivals: Arrival[] = [];
+  ws.on('message', (data: Buffer, isBinary: boolean) => {
+    let frame: Frame;
+    if (isBinary) {
+      const value = readFrame(data, 64 * 1024 * 1024, inflateLz4);
+      if (typeof value === 'string') throw new Error(`the server sent a bad binary frame: ${value}`);
+      frame = value as Frame;
+    } else {
+      frame = JSON.parse(data.toString()) as Frame;
+    }
+    arrivals.push({ op: frame.op, id: frame.id, binary: isBinary, compressed: isBinary && isCompressed(data), bytes: data.byteLength });
+    queue.push(frame);
+  });
   const closed = new Promise<{ code: number; reason: string }>((resolve) => {
     ws.once('close', (code, reason) => {
       resolve({ code, reason: reason.toString() });
@@ -82,8 +116,9 @@ export function connect(port: number, options: ConnectOptions = {}): Promise<Tes
   const client: TestClient = {
     ws,
     frames: queue.frames,
+    arrivals,
     closed,
-    send: (frame) => ws.send(JSON.stringify(frame)),
+    send: (frame) => ws.send(msgpack ? writeFrame(frame, deflateLz4, options.compressFrom ?? Infinity) : JSON.stringify(frame)),
     sendRaw: (data) => ws.send(data),
     close: () => ws.close(),
     next: (match, timeoutMs) => queue.next(match, timeoutMs),
@@ -100,8 +135,8 @@ export function connect(port: number, options: ConnectOptions = {}): Promise<Tes
 }
 
 /** Connects as `user` (anonymous mode), waits for `welcome` and joins `groups`. */
-export async function member(port: number, user: string, groups: string[] = []): Promise<TestClient & { welcome: Frame }> {
-  const client = await connect(port, { query: `user=${encodeURIComponent(user)}` });
+export async function member(port: number, user: string, groups: string[] = [], options: Pick<ConnectOptions, 'encoding' | 'compressFrom'> = {}): Promise<TestClient & { welcome: Frame }> {
+  const client = await connect(port, { query: `user=${encodeURIComponent(user)}`, ...options });
   const welcome = await client.next((f) => f.op === 'welcome');
   for (const group of groups) {
     client.send({ op: 'join', group, ref: `join-${group}` });

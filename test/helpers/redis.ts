@@ -4,6 +4,7 @@
  * binary the cluster tests skip, saying so loudly.
  */
 import { REDIS_SERVER, redisServerAvailable } from '../../tools/lib/redis-server.js';
+import { testConfig } from './server.js';
 
 export { startPrivateRedis, type PrivateRedis } from '../../tools/lib/redis-server.js';
 
@@ -17,4 +18,12 @@ export function announceSkip(file: string): string | false {
   const reason = redisSkipReason();
   if (reason) process.stderr.write(`\n*** ${file}: ${reason} ***\n\n`);
   return reason;
+}
+
+/** A node's config: fast redeliveries and a short presence TTL, so the tests need not wait long. */
+export function nodeConfig(redisUrl: string, prefix: string, shards = 1, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return testConfig({
+    websocket: { server: { shards }, groups: { require_membership: false }, delivery: { ack_timeout: 1, max_backoff: 2 }, ...(extra.websocket as object) },
+    cluster: { redis_url: redisUrl, key_prefix: prefix, presence_ttl: 3, sweep_interval: 0.05 },
+  });
 }

@@ -18,12 +18,15 @@ export function tempDataDir(): string {
   return mkdtempSync(join(tmpdir(), 'ocs-data-'));
 }
 
-/** Test defaults: loopback, a free port, two shards, no rate limit, a fresh store, unless a test sets them. */
+/**
+ * Test defaults: loopback, a free port, two shards, no rate limit, a fresh store, a short drain
+ * (a stopped test server needs no spread of its reconnections), unless a test sets them.
+ */
 export function testConfig(overrides: Record<string, unknown> = {}): Record<string, unknown> {
   return harnessConfig(
     deepMerge(
       {
-        websocket: { server: { shards: 2 } },
+        websocket: { server: { shards: 2, drain_window: 0.2 } },
         store: { data_dir: tempDataDir() },
         logging: { level: 'warn' },
       },

@@ -191,18 +191,17 @@ async function runTarget(target: Target, plan: BroadcastPlan): Promise<Run> {
         serverCpu: pinning.serverCpu,
         generatorCpu: pinning.generatorCpu,
         log,
-        window: {
-          start: () => {
+        onWindow: async (edge) => {
+          if (edge === 'start') {
             startInfo = client ? commandStats(client) : null;
             pubsAtStart = pubsHandled();
-          },
-          stop: async () => {
-            if (client && startInfo) {
-              before = await startInfo;
-              after = await commandStats(client);
-            }
-            handled = (await pubsHandled()) - (await pubsAtStart!);
-          },
+            return;
+          }
+          if (client && startInfo) {
+            before = await startInfo;
+            after = await commandStats(client);
+          }
+          handled = (await pubsHandled()) - (await pubsAtStart!);
         },
       },
     );

@@ -25,15 +25,20 @@ export function harnessConfig(extra: ConfigTree = {}): ConfigTree {
 
 export interface ConfigFile {
   file: string;
-  /** Deletes the file and its temporary directory. */
+  /** Deletes the file and its temporary directory (with the store in it, unless the config named one). */
   remove(): void;
 }
 
-/** Writes `config` as YAML into a new temporary directory. */
+/**
+ * Writes `config` as YAML into a new temporary directory. A config without store.data_dir gets
+ * a store in that directory: a server the tests or the tools start never writes into the
+ * checkout's ./data, which `npm start` and pm2 load.
+ */
 export function writeConfigFile(config: ConfigTree): ConfigFile {
   const dir = mkdtempSync(join(tmpdir(), 'ocs-config-'));
   const file = join(dir, 'config.yaml');
-  writeFileSync(file, stringify(config));
+  const store = isTree(config.store) ? config.store : {};
+  writeFileSync(file, stringify(store.data_dir === undefined ? deepMerge(config, { store: { data_dir: join(dir, 'data') } }) : config));
   return { file, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 

@@ -32,12 +32,15 @@ export interface LoadSettings {
    * its group g, so each group lives on one shard (what routing by interest saves).
    */
   placement: Placement;
-  /** Called as the measured window starts and after it ends (a cluster benchmark reads Redis's counters). */
-  window?: { start(): void; stop(): Promise<void> };
   /** CPUs (as in taskset -c) whose busy share to report, by role; null when not pinned. */
   serverCpu: string | null;
   generatorCpu: string | null;
   log(line: string): void;
+  /**
+   * Called when the measured window starts, and again when it ends (after the drain; awaited:
+   * the cluster benchmark reads Redis's and the nodes' counters there).
+   */
+  onWindow?(edge: 'start' | 'end'): void | Promise<void>;
 }
 
 export type Placement = 'spread' | 'by-shard';
@@ -75,6 +78,8 @@ export interface LoadResult {
   unexpectedCloses: Record<string, number>;
   /** The measured window: from the first measured publication to the end of the drain. */
   windowMs: number;
+  /** The same window as wall-clock times (epoch ms): start, end. */
+  windowEpochMs: [number, number];
   drainMs: number;
   serverCpu: { cpuUs: number; cores: number; cpuUsPerDelivery: number; core: CoreShares | null };
   /**
@@ -100,6 +105,16 @@ export interface LoadResult {
    * or its publish schedule slipped > 5 ms at P99. Latency figures are then upper bounds.
    */
   generatorSaturated: boolean;
+  /**
+   * The server's RSS (all threads) idle before any client connected, with every client joined,
+   * and after the window; per connection: above the idle figure, KiB.
+   */
+  serverMemory: {
+    idleMiB: number | null;
+    connectedMiB: number | null;
+    endMiB: number | null;
+    perConnectionKiB: { connected: number | null; end: number | null };
+  };
   /** Publishers that lost deliveries, worst first (at most 10): expected vs received. */
   lossByPublisher: { publisher: number; group: number; expected: number; received: number }[];
 }

@@ -5,6 +5,7 @@
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { connectWs, type WsClient } from '../../wsclient/client.js';
 import { newHistogram, recordMs } from '../../lib/histogram.js';
+import { processRssBytes } from '../../lib/proc.js';
 import { type BroadcastPlan, groupOf, publisherOf, seqOf } from './broadcast-plan.js';
 import { round, summaryMs, type LoadResult, type LoadSettings, type LoadTarget } from './broadcast-load-types.js';
 import { BroadcastReceipts } from './broadcast-receipts.js';
@@ -24,12 +25,26 @@ const SATURATED_SLIP_P99_MS = 5;
 export async function runBroadcastLoad(plan: BroadcastPlan, target: LoadTarget, settings: LoadSettings): Promise<LoadResult> {
   const run = new BroadcastRun(plan, target, settings);
   try {
+    const idle = processRssBytes(target.serverPid);
     await run.connectAll();
+    const connected = processRssBytes(target.serverPid);
     await run.publishAndDrain();
-    return run.result();
+    return { ...run.result(), serverMemory: serverMemory(plan.connections, idle, connected, processRssBytes(target.serverPid)) };
   } finally {
     run.disconnectAll();
   }
+}
+
+/** The server's resident memory before the clients connected, once they had, and after the window. */
+function serverMemory(connections: number, idle: number | null, connected: number | null, end: number | null): LoadResult['serverMemory'] {
+  const mib = (b: number | null): number | null => (b === null ? null : round(b / 2 ** 20, 1));
+  const perConnection = (b: number | null): number | null => (b === null || idle === null ? null : round((b - idle) / connections / 1024, 2));
+  return {
+    idleMiB: mib(idle),
+    connectedMiB: mib(connected),
+    endMiB: mib(end),
+    perConnectionKiB: { connected: perConnection(connected), end: perConnection(end) },
+  };
 }
 
 class BroadcastRun {
@@ -206,10 +221,10 @@ class BroadcastRun {
 
   private startWindow(): void {
     this.settings.log(`  warm-up done, measuring ${this.plan.durationS} s`);
-    this.settings.window?.start();
     this.cpu.start();
     this.receipts.windowStart = performance.now();
     this.loopDelay.enable();
+    this.settings.onWindow?.('start');
   }
 
   /** Waits until the window's deliveries are all in, or drainS has passed. */
@@ -223,7 +238,7 @@ class BroadcastRun {
     this.loopDelay.disable();
     this.drainMs = Math.round(this.windowEnd - publishedAt);
     this.cpu.stop();
-    await this.settings.window?.stop();
+    await this.settings.onWindow?.('end');
   }
 
   private expectedDeliveries(): number {
@@ -238,7 +253,7 @@ class BroadcastRun {
     for (const client of this.clients) client?.destroy();
   }
 
-  result(): LoadResult {
+  result(): Omit<LoadResult, 'serverMemory'> {
     const plan = this.plan;
     const r = this.receipts;
     const cpu = this.cpu;
@@ -275,6 +290,7 @@ class BroadcastRun {
       serverErrors: r.serverErrors,
       unexpectedCloses: this.unexpectedCloses,
       windowMs: Math.round(windowUs / 1000),
+      windowEpochMs: [Math.round(performance.timeOrigin + r.windowStart), Math.round(performance.timeOrigin + this.windowEnd)],
       drainMs: this.drainMs,
       serverCpu: {
         cpuUs: Math.round(serverCpuUs),

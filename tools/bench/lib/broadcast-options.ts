@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import type { BroadcastOptions } from './broadcast-plan.js';
 import type { Placement } from './broadcast-load-types.js';
-import { TARGET_NAMES, type TargetName } from './broadcast-targets.js';
+import { DEFAULT_TARGETS, TARGET_NAMES, type TargetName } from './broadcast-targets.js';
 
 export interface CliOptions extends BroadcastOptions {
   targets: TargetName[];
@@ -11,17 +11,32 @@ export interface CliOptions extends BroadcastOptions {
   connectConcurrency: number;
   verifyEvery: number;
   placement: Placement;
+  /** Repetitions; each runs every target once. */
+  repeat: number;
+  /** Start the servers with node's --trace-gc and count their collections per thread. */
+  traceGc: boolean;
+  /** Extra node options for every server, e.g. --cpu-prof (space-separated). */
+  serverNodeArgs: string[];
 }
 
 export const USAGE = `Usage: npm run bench:broadcast -- [options]
   --connections N   clients (default 2000)
   --groups N        groups; client c joins group c % N (default 20)
   --publishers N    publishing clients, spread over the groups (default 20)
-  --rate N          publications per second, all publishers together (default 1000)
+  --rate N          publications per second, all publishers together (default 500: with
+                    100 members per group, 50,000 deliveries/s, which one core of the
+                    generator carries on a 2-core VM)
+  --repeat N        repetitions, each running every target once in a rotated order; the
+                    summary gives the median and spread of each figure (default 3)
+  --trace-gc        run the servers with --trace-gc-nvp: collections and allocation per thread
+  --server-node-args="ARGS"  more node options for every server, space-separated
+                    (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof": a profile per thread)
   --duration S      measured seconds (default 10)
   --warmup S        unmeasured seconds before (default 2)
   --drain S         longest wait for late deliveries after the last publication (default 2)
-  --targets LIST    comma-separated: ${TARGET_NAMES.join(',')} (default all)
+  --targets LIST    comma-separated, from ${TARGET_NAMES.join(',')}
+                    (default ${DEFAULT_TARGETS.join(',')}); metrics-off is shards1 with
+                    metrics collection off, scrape is shards1 with GET /metrics every second
   --json-out FILE   also write the JSON result to FILE
   --concurrency N   connections opened at once (default 200)
   --placement P     spread (default: where the kernel puts each connection) or by-shard (group g
@@ -35,11 +50,14 @@ export function parseCli(argv: string[]): CliOptions {
       connections: { type: 'string', default: '2000' },
       groups: { type: 'string', default: '20' },
       publishers: { type: 'string', default: '20' },
-      rate: { type: 'string', default: '1000' },
+      rate: { type: 'string', default: '500' },
+      repeat: { type: 'string', default: '3' },
+      'trace-gc': { type: 'boolean', default: false },
+      'server-node-args': { type: 'string', default: '' },
       duration: { type: 'string', default: '10' },
       warmup: { type: 'string', default: '2' },
       drain: { type: 'string', default: '2' },
-      targets: { type: 'string', default: TARGET_NAMES.join(',') },
+      targets: { type: 'string', default: DEFAULT_TARGETS.join(',') },
       'json-out': { type: 'string' },
       concurrency: { type: 'string', default: '200' },
       'verify-every': { type: 'string', default: '1000' },
@@ -70,6 +88,9 @@ export function parseCli(argv: string[]): CliOptions {
     jsonOut: values['json-out'] ?? null,
     connectConcurrency: positiveInt('concurrency', values.concurrency!),
     verifyEvery: nonNegativeInt('verify-every', values['verify-every']!),
+    repeat: positiveInt('repeat', values.repeat!),
+    traceGc: values['trace-gc']!,
+    serverNodeArgs: values['server-node-args']!.split(' ').filter(Boolean),
   };
 }
 

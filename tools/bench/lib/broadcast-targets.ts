@@ -5,8 +5,12 @@ import { harnessConfig, writeConfigFile } from '../../lib/server-config.js';
 import { SERVER_MAIN } from '../../lib/server-process.js';
 import { serverPinPrefix } from './pinning.js';
 
-export const TARGET_NAMES = ['baseline', 'shards1', 'shards2'] as const;
+export const TARGET_NAMES = ['baseline', 'shards1', 'shards2', 'metrics-off', 'scrape'] as const;
 export type TargetName = (typeof TARGET_NAMES)[number];
+/** What runs without --targets; metrics-off and scrape measure what the server's metrics cost. */
+export const DEFAULT_TARGETS: readonly TargetName[] = ['baseline', 'shards1', 'shards2'];
+/** Targets that are the real server with one shard and metrics on, differing only in the load. */
+export const SCRAPED_TARGETS: readonly TargetName[] = ['scrape'];
 
 export interface PreparedTarget {
   name: TargetName;
@@ -23,15 +27,16 @@ const BASELINE_SERVER = fileURLToPath(new URL('../baseline-server.js', import.me
 
 /**
  * Returns how to start `name`, or throws when it cannot be started (the real server is not
- * built yet). `maxConnections` goes into the real server's config with headroom.
+ * built yet). `maxConnections` goes into the real server's config with headroom; `nodeArgs`
+ * (e.g. --trace-gc) go to node before the script.
  */
-export function prepareTarget(name: TargetName, maxConnections: number): PreparedTarget {
+export function prepareTarget(name: TargetName, maxConnections: number, nodeArgs: string[] = []): PreparedTarget {
   const pin = serverPinPrefix();
   if (name === 'baseline') {
     return {
       name,
       shards: 1,
-      argv: [...pin, process.execPath, BASELINE_SERVER, '--host', '127.0.0.1', '--port', '0'],
+      argv: [...pin, process.execPath, ...nodeArgs, BASELINE_SERVER, '--host', '127.0.0.1', '--port', '0'],
       endpoint: '/ws',
       cleanup: () => {},
     };
@@ -39,16 +44,22 @@ export function prepareTarget(name: TargetName, maxConnections: number): Prepare
   if (!existsSync(SERVER_MAIN)) {
     throw new Error(`${SERVER_MAIN} not found: the real server is not built (run npm run build once src/main.ts exists)`);
   }
-  const shards = name === 'shards1' ? 1 : 2;
+  const shards = name === 'shards2' ? 2 : 1;
   // The real server, tuned only as the benchmark needs: the harness defaults (a free port, no
-  // per-connection rate limit) and room for every connection.
+  // per-connection rate limit) and room for every connection. metrics-off is shards1 without
+  // histograms, rates and alerts (counters only); scrape is shards1 read at /metrics each second.
   const config = writeConfigFile(
-    harnessConfig({ websocket: { server: { shards, max_connections: Math.max(10_000, maxConnections * 2) } } }),
+    harnessConfig({
+      websocket: {
+        server: { shards, max_connections: Math.max(10_000, maxConnections * 2) },
+        ...(name === 'metrics-off' ? { monitoring: { enable_metrics_collection: false } } : {}),
+      },
+    }),
   );
   return {
     name,
     shards,
-    argv: [...pin, process.execPath, SERVER_MAIN, '--config', config.file],
+    argv: [...pin, process.execPath, ...nodeArgs, SERVER_MAIN, '--config', config.file],
     endpoint: '/ws',
     cleanup: config.remove,
   };

@@ -1,0 +1,132 @@
+/**
+ * The store's hand-over between server processes (a pm2 reload's old and new process, or a
+ * second process started on the same data_dir): only the process holding the store's lease
+ * (src/store/leases.ts) loads and delivers what is stored. One that starts while another holds
+ * it stands by: it serves its clients, stores what they send and delivers what it accepted
+ * itself, and looks at the lease every POLL_MS; once the holder releases it (at the end of its
+ * drain) or is gone (killed), it takes the lease and the stored queues (Broker.takeOver). So no
+ * stored message is delivered by both, and none waits for a later restart.
+ *
+ * The holder renews the lease every RENEW_MS. Should it ever find the lease taken (only where
+ * the holder's process cannot be looked up and it did not renew for LEASE_TTL_MS), it has lost
+ * the queues to another process and says so (onLost).
+ */
+import type { LeaseRecord, LeaseState, StoreLease } from '../store/leases.js';
+import type { Logger } from '../util/logger.js';
+
+/** How long a lease lasts without renewal where the holder's process cannot be looked up. */
+export const LEASE_TTL_MS = 15_000;
+const RENEW_MS = 3_000;
+/** How often a standing-by process looks at the lease: the delay of a hand-over. */
+const POLL_MS = 50;
+
+export interface OwnershipEvents {
+  /** The lease is ours now, taken from `previous` (undefined: nobody held it before). */
+  acquired(previous: LeaseRecord | undefined, why: string): void;
+  /** Another process took the lease while we held it. */
+  lost(holder: LeaseRecord): void;
+}
+
+export class Ownership {
+  private owned = false;
+  private timer: NodeJS.Timeout | null = null;
+  private stopped = false;
+  private busy = false;
+
+  constructor(
+    private readonly lease: StoreLease,
+    private readonly log: Logger,
+    private readonly events: OwnershipEvents,
+  ) {}
+
+  get owns(): boolean {
+    return this.owned;
+  }
+
+  /**
+   * Tries once to take the lease: true when this process holds it now (then it renews it);
+   * false when another live process does (then it stands by and `acquired` follows later).
+   */
+  async start(): Promise<boolean> {
+    const found = await this.lease.acquire();
+    if (found.state === 'held') {
+      this.log.info(
+        { holderPid: found.record.pid, holder: found.record.holder },
+        'the store is held by another process: this one delivers only the messages it accepts until that one releases the store (a pm2 reload hand-over) or exits',
+      );
+      this.schedule(POLL_MS, () => this.poll());
+      return false;
+    }
+    this.took(found);
+    return true;
+  }
+
+  /** Stops renewing and polling (the lease stays as it is until release()). */
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  /** Lets another process take the queues: call once everything this process wrote is committed. */
+  async release(): Promise<void> {
+    this.stop();
+    if (!this.owned) return;
+    this.owned = false;
+    await this.lease.release();
+    this.log.info('store lease released');
+  }
+
+  private took(found: LeaseState): void {
+    // Stopped while taking it (a shutdown during the overlap): let the next process have it at once.
+    if (this.stopped) {
+      void this.lease.release().catch(() => {});
+      return;
+    }
+    this.owned = true;
+    if (found.state === 'free') this.events.acquired(found.previous, found.why);
+    this.schedule(RENEW_MS, () => this.renew());
+  }
+
+  private poll(): void {
+    // A read first: the write transaction only when the lease looks free.
+    if (this.lease.read().state === 'held') return this.schedule(POLL_MS, () => this.poll());
+    this.attempt(async () => {
+      const found = await this.lease.acquire();
+      if (found.state === 'held') return this.schedule(POLL_MS, () => this.poll());
+      this.took(found);
+    }, POLL_MS, () => this.poll());
+  }
+
+  private renew(): void {
+    this.attempt(async () => {
+      const found = await this.lease.acquire();
+      if (found.state !== 'held') return this.schedule(RENEW_MS, () => this.renew());
+      this.owned = false;
+      this.log.error({ code: 'E_INTERNAL', holderPid: found.record.pid, holder: found.record.holder }, 'store lease lost to another process');
+      this.events.lost(found.record);
+    }, RENEW_MS, () => this.renew());
+  }
+
+  /** Runs `step`; a failed write (a full disk) is logged and tried again after `retryMs`. */
+  private attempt(step: () => Promise<void>, retryMs: number, again: () => void): void {
+    if (this.stopped || this.busy) return;
+    this.busy = true;
+    step()
+      .catch((err: unknown) => {
+        this.log.warn({ err }, 'store lease: write failed; trying again');
+        this.schedule(retryMs, again);
+      })
+      .finally(() => (this.busy = false));
+  }
+
+  private schedule(ms: number, step: () => void): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      step();
+    }, ms);
+    // The lease alone must not keep a process alive.
+    this.timer.unref();
+  }
+}

@@ -1,0 +1,17 @@
+/**
+ * LZ4 for the server, through lz4-napi (native): its `compressSync` writes exactly the form
+ * the protocol names (a 4-byte little-endian length, then one LZ4 block). Node.js only; a
+ * browser client inflates with src/protocol/lz4-block.ts instead.
+ */
+import lz4 from 'lz4-napi';
+import type { Deflate, Inflate } from '../protocol/wire.js';
+
+const asBuffer = (bytes: Uint8Array): Buffer => (Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+
+export const deflateLz4: Deflate = (body) => lz4.compressSync(asBuffer(body));
+
+/**
+ * lz4-napi allocates whatever the prefix claims: src/protocol/wire.ts calls this only after
+ * checking it against max_payload, and checks that the block filled exactly that much.
+ */
+export const inflateLz4: Inflate = (prefixed) => lz4.uncompressSync(prefixed);

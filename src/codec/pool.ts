@@ -1,0 +1,63 @@
+/**
+ * A thread's codec pool: piscina running workers/codec.ts, for the encoding work that must not
+ * stall the thread's loop (src/codec/tasks.ts). Bounded: at most `queueLimit` tasks in flight
+ * (running or queued); beyond that hasRoom() is false and the caller does the same work inline,
+ * so a full pool slows the thread down but never drops or refuses anything.
+ *
+ * Threads start on first use and leave after a minute idle: a server that never sees a large
+ * frame runs none. Each thread that uses one (every shard, the primary) has its own pool of
+ * `size` threads.
+ */
+import { Piscina } from 'piscina';
+import type { CodecResult, CodecTask } from './tasks.js';
+
+export interface CodecPoolOptions {
+  /** Threads; 0: no pool, everything inline. */
+  size: number;
+  /** Tasks in flight at most. */
+  queueLimit: number;
+}
+
+/** How long an idle pool thread lives. */
+const IDLE_MS = 60_000;
+const WORKER = new URL('../../workers/codec.js', import.meta.url).href;
+
+export class CodecPool {
+  private pool: Piscina<CodecTask, CodecResult> | null = null;
+  private inFlight = 0;
+  private closed = false;
+
+  constructor(private readonly options: CodecPoolOptions) {}
+
+  /** Whether a task may go to the pool now. */
+  hasRoom(): boolean {
+    return this.options.size > 0 && !this.closed && this.inFlight < this.options.queueLimit;
+  }
+
+  /** Tasks running or queued. */
+  get pending(): number {
+    return this.inFlight;
+  }
+
+  /** Runs `task` on a pool thread; ask hasRoom() first. `transfer`: buffers of the task to move rather than copy. */
+  run(task: CodecTask, transfer: ArrayBuffer[] = []): Promise<CodecResult> {
+    const pool = (this.pool ??= new Piscina<CodecTask, CodecResult>({
+      filename: WORKER,
+      minThreads: 0,
+      maxThreads: this.options.size,
+      idleTimeout: IDLE_MS,
+      // The bound is ours (queueLimit): piscina's own queue never refuses.
+      maxQueue: Infinity,
+    }));
+    this.inFlight++;
+    return pool.run(task, { transferList: transfer }).finally(() => this.inFlight--);
+  }
+
+  /** Ends the threads; tasks still running reject. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const pool = this.pool;
+    this.pool = null;
+    if (pool) await pool.close({ force: true });
+  }
+}

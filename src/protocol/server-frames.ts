@@ -1,0 +1,64 @@
+/**
+ * The server's replies (everything but `msg` and `batch`, which are encoded once per
+ * broadcast or delivery elsewhere) in the encoding of one connection: a connection holds one
+ * of these two tables, chosen when it opened, so a reply costs no branch on its encoding.
+ * JSON replies are text (strings, as json-codec.ts builds them); MessagePack replies are binary
+ * frames, never compressed (they are a few dozen bytes).
+ */
+import type { ErrorCode, ErrorReason } from './errors.js';
+import type { FrameError } from './frames.js';
+import { encodeAck, encodeAuthAck, encodeError, encodeJoined, encodeLeft, encodePong, encodeWelcome } from './json-codec.js';
+import { writeFrame } from './msgpack-codec.js';
+
+/** A frame as uWS sends it: a string goes as a text frame, bytes as a binary frame. */
+export type Wire = string | Uint8Array;
+
+export interface ServerFrames {
+  readonly binary: boolean;
+  /** `expiresAt`: epoch ms when the token runs out; Infinity: never (the field is left out). */
+  welcome(user: string, sid: string, shard: number, pending: number, expiresAt: number): Wire;
+  authAck(ref: string | undefined, expiresAt: number): Wire;
+  joined(group: string, ref: string | undefined): Wire;
+  left(group: string, ref: string | undefined): Wire;
+  ack(ref: string | undefined, id: string): Wire;
+  pong(t: number, serverTime: number): Wire;
+  error(code: ErrorCode, message: string, ref?: string, reason?: ErrorReason): Wire;
+}
+
+export const JSON_FRAMES: ServerFrames = {
+  binary: false,
+  welcome: encodeWelcome,
+  authAck: encodeAuthAck,
+  joined: encodeJoined,
+  left: encodeLeft,
+  ack: encodeAck,
+  pong: encodePong,
+  error: encodeError,
+};
+
+/** Optional fields are left out, as in JSON, rather than written as nil. */
+export const MSGPACK_FRAMES: ServerFrames = {
+  binary: true,
+  welcome: (user, sid, shard, pending, expiresAt) =>
+    writeFrame(expiresAt === Infinity ? { op: 'welcome', user, sid, shard, pending } : { op: 'welcome', user, sid, shard, pending, expiresAt }),
+  authAck: (ref, expiresAt) => {
+    const frame: Record<string, unknown> = { op: 'ack' };
+    if (ref !== undefined) frame.ref = ref;
+    if (expiresAt !== Infinity) frame.expiresAt = expiresAt;
+    return writeFrame(frame);
+  },
+  joined: (group, ref) => writeFrame(ref === undefined ? { op: 'joined', group } : { op: 'joined', group, ref }),
+  left: (group, ref) => writeFrame(ref === undefined ? { op: 'left', group } : { op: 'left', group, ref }),
+  ack: (ref, id) => writeFrame(ref === undefined ? { op: 'ack', id } : { op: 'ack', ref, id }),
+  pong: (t, st) => writeFrame({ op: 'pong', t, st }),
+  error: (code, message, ref, reason) => {
+    const frame: Record<string, unknown> = { op: 'err', code, message };
+    if (ref !== undefined) frame.ref = ref;
+    if (reason !== undefined) frame.reason = reason;
+    return writeFrame(frame);
+  },
+};
+
+export function frameErrorIn(frames: ServerFrames, error: FrameError): Wire {
+  return frames.error(error.code, error.message, error.ref, error.reason);
+}

@@ -1,0 +1,112 @@
+/**
+ * A group message on its way out: encoded at most once per encoding (JSON text, binary frame,
+ * the latter compressed at most once), lazily, when the first recipient of that encoding is
+ * found, and never once per recipient. A group's JSON members are subscribed to the uWS topic
+ * named after it, its msgpack members to binaryTopic(group).
+ *
+ * Between shards a broadcast travels encoded (the bytes a ring record carries, ringPayload()):
+ * the JSON frame alone while no connection of the process speaks msgpack (the bytes are the
+ * same as before msgpack existed), otherwise both frames behind a small header, so that a
+ * receiving shard publishes bytes and encodes nothing.
+ */
+import type { Codec } from '../codec/codec.js';
+import { EncodedData } from '../codec/tasks.js';
+import { encodeGroupMsg } from '../protocol/json-codec.js';
+import { transcodeJson, writeGroupMsg } from '../protocol/msgpack-codec.js';
+
+/**
+ * The topic of a group's msgpack members. `~` is outside NAME_PATTERN, so no group is called
+ * that, and a client cannot join it by name.
+ */
+export function binaryTopic(group: string): string {
+  return '~' + group;
+}
+
+/** binaryTopic() of a topic given as ASCII bytes (how a ring record carries it). */
+export function binaryTopicOf(topic: string | Uint8Array): string {
+  return typeof topic === 'string' ? binaryTopic(topic) : '~' + String.fromCharCode(...topic);
+}
+
+/** What a broadcast needs to make its binary frame: LZ4 and its threshold. */
+export type BinaryOutput = Pick<Codec, 'deflate' | 'lz4Threshold'>;
+
+interface GroupMsg {
+  id: string;
+  from: string;
+  group: string;
+  data: unknown;
+  pri: number;
+  ts: number;
+}
+
+const textDecoder = new TextDecoder();
+
+export class Broadcast {
+  private jsonForm: Uint8Array | null;
+  private binaryForm: Uint8Array | null;
+
+  private constructor(
+    private readonly codec: BinaryOutput,
+    private readonly msg: GroupMsg | null,
+    json: Uint8Array | null,
+    binary: Uint8Array | null,
+  ) {
+    this.jsonForm = json;
+    this.binaryForm = binary;
+  }
+
+  /** A pub's message; `data` may already be encoded (a frame prepared by the codec pool). */
+  static of(codec: BinaryOutput, id: string, from: string, group: string, data: unknown, pri: number, ts: number): Broadcast {
+    if (data instanceof EncodedData) return new Broadcast(codec, null, data.forms.json, data.forms.msgpack);
+    return new Broadcast(codec, { id, from, group, data, pri, ts }, null, null);
+  }
+
+  /** A message already encoded: JSON (from the broker, or a ring record), and its binary frame when known. */
+  static encoded(codec: BinaryOutput, json: Uint8Array, binary: Uint8Array | null = null): Broadcast {
+    return new Broadcast(codec, null, json, binary);
+  }
+
+  /** The `msg` frame as UTF-8 JSON, sent as a text frame. */
+  json(): Uint8Array {
+    if (this.jsonForm !== null) return this.jsonForm;
+    const m = this.msg!;
+    return (this.jsonForm = Buffer.from(encodeGroupMsg(m.id, m.from, m.group, m.data, m.pri, m.ts)));
+  }
+
+  /** The `msg` frame as a binary frame, compressed when large. */
+  binary(): Uint8Array {
+    if (this.binaryForm !== null) return this.binaryForm;
+    const { codec, msg: m } = this;
+    this.binaryForm =
+      m === null
+        ? // Only when a shard encoded it before any msgpack connection was there to see it.
+          transcodeJson(textDecoder.decode(this.jsonForm!), codec.deflate, codec.lz4Threshold)
+        : writeGroupMsg(m.id, m.from, m.group, m.data, m.pri, m.ts, codec.deflate, codec.lz4Threshold);
+    return this.binaryForm;
+  }
+}
+
+/** First byte of a ring payload that carries both forms (a JSON frame starts with `{`). */
+const BOTH_FORMS = 0;
+const BOTH_HEADER = 5;
+
+/** What a ring record to another shard carries for `b`: its JSON frame, plus its binary frame when `withBinary`. */
+export function ringPayload(b: Broadcast, withBinary: boolean): Uint8Array {
+  const json = b.json();
+  if (!withBinary) return json;
+  const binary = b.binary();
+  const out = new Uint8Array(BOTH_HEADER + json.byteLength + binary.byteLength);
+  out[0] = BOTH_FORMS;
+  new DataView(out.buffer).setUint32(1, json.byteLength, true);
+  out.set(json, BOTH_HEADER);
+  out.set(binary, BOTH_HEADER + json.byteLength);
+  return out;
+}
+
+/** The broadcast a ring payload carries (views into it: publish before the ring space is released). */
+export function fromRingPayload(codec: BinaryOutput, payload: Uint8Array): Broadcast {
+  if (payload[0] !== BOTH_FORMS) return Broadcast.encoded(codec, payload);
+  const jsonLength = new DataView(payload.buffer, payload.byteOffset, payload.byteLength).getUint32(1, true);
+  const jsonEnd = BOTH_HEADER + jsonLength;
+  return Broadcast.encoded(codec, payload.subarray(BOTH_HEADER, jsonEnd), payload.subarray(jsonEnd));
+}

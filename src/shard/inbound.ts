@@ -1,0 +1,115 @@
+/**
+ * The frames of one welcomed connection, in order, while some of them are decoded in the codec
+ * pool. A small frame with nothing queued before it is handled at once (the hot path pays one
+ * null check and one comparison). A large frame goes to the pool, and so does every large frame
+ * behind it while the pool has room, so that a client sending many large frames keeps the pool
+ * busy rather than waiting on it one frame at a time; what arrives meanwhile queues behind them.
+ * Results are handled in arrival order, each when every frame before it has been.
+ *
+ * Bounded: the pool's queue limit bounds the frames in flight (their bytes moved to the pool);
+ * the frames that wait here as bytes hold at most HELD_BYTES_FACTOR x max_payload and
+ * MAX_QUEUED_FRAMES entries per connection; beyond that the connection is closed with 4029
+ * (E_RATE_LIMITED), as one that floods before its welcome is.
+ */
+import type { Codec } from '../codec/codec.js';
+import type { PrepareResult, PrepareTask } from '../codec/tasks.js';
+import type { Connection, Socket } from './connection.js';
+
+/** Frames one connection may have queued behind those in the codec pool. */
+export const MAX_QUEUED_FRAMES = 256;
+/** Bytes of frames queued as bytes (not in the pool) per connection, in units of max_payload. */
+export const HELD_BYTES_FACTOR = 4;
+
+/** One queued frame: bytes to decode here, or a task in the pool (settled once it answered). */
+export interface Inbound {
+  bytes: ArrayBuffer | null;
+  binary: boolean;
+  /** epochMs() when it arrived: a pub's latency starts then. */
+  receivedAt: number;
+  settled: boolean;
+  /** The pool's answer, or why it failed; null while pending. */
+  result: PrepareResult | Error | null;
+  msgId: string | null;
+}
+
+/** What the dispatcher does with each frame, in order. */
+export interface InboundHandler {
+  /** Rate limit, decode here and handle. */
+  frame(ws: Socket, conn: Connection, bytes: ArrayBuffer, isBinary: boolean, receivedAt: number, now: number): void;
+  /** Rate limit and handle what the pool decoded, or report that it failed on it. */
+  prepared(ws: Socket, conn: Connection, result: PrepareResult | Error, msgId: string | null, receivedAt: number, now: number): void;
+  /** The pool task for a large frame, and the message id it gives a pub. */
+  task(conn: Connection, bytes: Uint8Array, isBinary: boolean): { task: Omit<PrepareTask, 'kind' | 'lz4Threshold'>; msgId: string | null };
+  /** Too much queued: E_RATE_LIMITED and close. */
+  flooded(ws: Socket, conn: Connection, message: string): void;
+}
+
+export class InboundFrames {
+  private readonly maxHeldBytes: number;
+
+  constructor(
+    private readonly codec: Pick<Codec, 'offloads' | 'offloadThreshold' | 'prepare'>,
+    private readonly handler: InboundHandler,
+    maxPayload: number,
+  ) {
+    this.maxHeldBytes = HELD_BYTES_FACTOR * maxPayload;
+  }
+
+  /** A frame of a ready connection (uWS's `message` is valid only during this call). */
+  arrive(ws: Socket, conn: Connection, message: ArrayBuffer, isBinary: boolean, receivedAt: number, now: number): void {
+    const large = message.byteLength >= this.codec.offloadThreshold;
+    if (conn.inq === null && !large) return this.handler.frame(ws, conn, message, isBinary, receivedAt, now);
+    if (large && this.codec.offloads(message.byteLength)) return this.offload(ws, conn, message, isBinary, receivedAt);
+    // The pool is full: decode here, now if nothing waits, else in its turn.
+    if (conn.inq === null) return this.handler.frame(ws, conn, message, isBinary, receivedAt, now);
+    if (conn.inq.length >= MAX_QUEUED_FRAMES || conn.inqBytes + message.byteLength > this.maxHeldBytes) {
+      return this.handler.flooded(ws, conn, `over ${MAX_QUEUED_FRAMES} frames or ${this.maxHeldBytes} bytes sent while large frames were being decoded`);
+    }
+    conn.inq.push({ bytes: message.slice(0), binary: isBinary, receivedAt, settled: true, result: null, msgId: null });
+    conn.inqBytes += message.byteLength;
+  }
+
+  private offload(ws: Socket, conn: Connection, message: ArrayBuffer, isBinary: boolean, receivedAt: number): void {
+    const queue = (conn.inq ??= []);
+    if (queue.length >= MAX_QUEUED_FRAMES) return this.handler.flooded(ws, conn, `over ${MAX_QUEUED_FRAMES} frames sent while large frames were being decoded`);
+    // A copy: uWS's buffer is valid only during its callback. Moved, not copied again, to the pool.
+    const { task, msgId } = this.handler.task(conn, new Uint8Array(message.slice(0)), isBinary);
+    const entry: Inbound = { bytes: null, binary: isBinary, receivedAt, settled: false, result: null, msgId };
+    queue.push(entry);
+    this.codec
+      .prepare(task)
+      .then(
+        (result) => (entry.result = result),
+        (err: unknown) => (entry.result = err instanceof Error ? err : new Error(String(err))),
+      )
+      .finally(() => {
+        entry.settled = true;
+        if (queue[0] === entry) this.drain(ws, conn);
+      });
+  }
+
+  /** Handles the settled frames at the head of the queue, in order. */
+  private drain(ws: Socket, conn: Connection): void {
+    const queue = conn.inq;
+    // uWS forbids touching a closed socket; its frames have no one to answer.
+    if (queue === null || conn.closed) return;
+    ws.cork(() => {
+      const now = Date.now();
+      let next = 0;
+      while (next < queue.length && queue[next]!.settled && !conn.closed) {
+        const entry = queue[next++]!;
+        if (entry.bytes !== null) {
+          conn.inqBytes -= entry.bytes.byteLength;
+          this.handler.frame(ws, conn, entry.bytes, entry.binary, entry.receivedAt, now);
+        } else {
+          this.handler.prepared(ws, conn, entry.result!, entry.msgId, entry.receivedAt, now);
+        }
+      }
+      queue.splice(0, next);
+      if (queue.length === 0 && conn.inq === queue) {
+        conn.inq = null;
+        conn.inqBytes = 0;
+      }
+    });
+  }
+}

@@ -1,0 +1,103 @@
+/**
+ * Frames to one connection, in order. A frame is sent at once unless frames before it still
+ * wait for the codec pool (a stored backlog being turned into binary frames): then it queues
+ * behind them, and the queue is flushed, in order, as their results come in. Only msgpack
+ * connections ever queue (JSON deliveries are sent as the broker wrote them), and a connection
+ * with nothing pending pays one null check per frame.
+ *
+ * Deliveries (msg and batch frames) are counted here, when handed to uWS, with the bytes that
+ * actually go out: a binary frame's bytes, compressed or not.
+ */
+import { ErrorCodes } from '../protocol/errors.js';
+import type { Wire } from '../protocol/server-frames.js';
+import { Counter } from '../shared/shard-table.js';
+import type { Logger } from '../util/logger.js';
+import type { Connection, Socket } from './connection.js';
+
+/** Frames one connection may have queued behind the pool; more means it is not keeping up: closed as a slow consumer. */
+export const MAX_QUEUED_FRAMES = 1024;
+
+/** One queued frame; `wire` null while the pool works on it, and null for good if it failed. */
+export interface Queued {
+  wire: Wire | null;
+  ready: boolean;
+  /** A msg/batch frame: counted as a delivery when sent. */
+  delivery: boolean;
+}
+
+export class Out {
+  constructor(
+    private readonly counters: Float64Array,
+    private readonly log: Pick<Logger, 'error'>,
+  ) {}
+
+  /** A reply (anything but msg/batch) to `conn`. */
+  send(ws: Socket, conn: Connection, wire: Wire): void {
+    if (conn.outq === null) ws.send(wire, typeof wire !== 'string');
+    else this.enqueue(ws, conn, { wire, ready: true, delivery: false });
+  }
+
+  /** A msg/batch frame to `conn`, ready or on its way from the pool. Returns false when nothing was sent or queued. */
+  deliver(ws: Socket, conn: Connection, wire: Wire | Promise<Wire>): boolean {
+    if (typeof wire === 'string' || wire instanceof Uint8Array) {
+      if (conn.outq !== null) return this.enqueue(ws, conn, { wire, ready: true, delivery: true });
+      ws.send(wire, typeof wire !== 'string');
+      this.counted(wire);
+      return true;
+    }
+    const item: Queued = { wire: null, ready: false, delivery: true };
+    if (!this.enqueue(ws, conn, item)) return false;
+    wire.then(
+      (done) => (item.wire = done),
+      (err: unknown) => {
+        // A stored message is redelivered after its ack timeout; the order of the rest holds.
+        this.counters[Counter.errors_internal]!++;
+        this.log.error({ code: 'E_INTERNAL', err, sid: conn.sid }, 'codec pool failed on a delivery');
+      },
+    ).finally(() => {
+      item.ready = true;
+      this.flush(ws, conn);
+    });
+    return true;
+  }
+
+  private enqueue(ws: Socket, conn: Connection, item: Queued): boolean {
+    if (conn.closed) return false;
+    const queue = (conn.outq ??= []);
+    if (queue.length >= MAX_QUEUED_FRAMES) {
+      this.counters[Counter.slow_consumers_closed]!++;
+      conn.outq = [];
+      ws.end(ErrorCodes.E_OVERLOADED.close, `over ${MAX_QUEUED_FRAMES} frames waiting for the codec pool`);
+      return false;
+    }
+    queue.push(item);
+    return true;
+  }
+
+  /** Sends what is ready at the head of the queue. */
+  private flush(ws: Socket, conn: Connection): void {
+    const queue = conn.outq;
+    if (queue === null) return;
+    // uWS forbids touching a closed socket; what waited for it has no one to go to.
+    if (conn.closed) {
+      conn.outq = null;
+      return;
+    }
+    ws.cork(() => {
+      let sent = 0;
+      while (sent < queue.length && queue[sent]!.ready) {
+        const { wire, delivery } = queue[sent++]!;
+        if (wire === null) continue;
+        ws.send(wire, typeof wire !== 'string');
+        if (delivery) this.counted(wire);
+      }
+      queue.splice(0, sent);
+      if (queue.length === 0) conn.outq = null;
+    });
+  }
+
+  private counted(wire: Wire): void {
+    this.counters[Counter.deliveries]!++;
+    this.counters[Counter.bytes_out]! += typeof wire === 'string' ? Buffer.byteLength(wire) : wire.byteLength;
+  }
+}

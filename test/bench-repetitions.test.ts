@@ -1,0 +1,92 @@
+/**
+ * How the broadcast benchmark turns repeated runs into figures: medians and spreads, ratios to
+ * the baseline of the same repetition, and V8's --trace-gc-nvp lines into pauses per thread.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { GcTrace } from '../tools/bench/lib/gc-trace.js';
+import { rotation, spread, summarizeRepetitions, type Repetition, type RunResult } from '../tools/bench/lib/repetitions.js';
+import type { LoadResult } from '../tools/bench/lib/broadcast-load-types.js';
+
+function run(p99: number, cpu: number, extra: Partial<LoadResult> = {}): LoadResult {
+  return {
+    latencyMs: { count: 1, p50: p99 / 4, p95: p99 / 2, p99, p999: p99 * 2, max: p99 * 3, mean: p99 / 4 },
+    serverCpu: { cpuUs: 0, cores: 0, cpuUsPerDelivery: cpu, core: null },
+    lostDeliveries: 0,
+    generatorSaturated: false,
+    disturbed: false,
+    ...extra,
+  } as LoadResult;
+}
+
+const result = (target: 'baseline' | 'shards1', load: LoadResult): RunResult => ({
+  target,
+  shardsRequested: 1,
+  shardsReported: 1,
+  serverExit: 'code 0',
+  serverWarnings: [],
+  ...load,
+});
+
+describe('benchmark repetitions', () => {
+  it('the median of an even count is the mean of the middle two, and the spread is min and max', () => {
+    assert.deepEqual(spread([4, 1, 3, 2]), { median: 2.5, min: 1, max: 4, n: 4 });
+    assert.deepEqual(spread([5]), { median: 5, min: 5, max: 5, n: 1 });
+    assert.equal(spread([]), null);
+  });
+
+  it('rotates the order of targets so that none always runs first', () => {
+    assert.deepEqual(rotation(['a', 'b', 'c'], 0), ['a', 'b', 'c']);
+    assert.deepEqual(rotation(['a', 'b', 'c'], 1), ['b', 'c', 'a']);
+    assert.deepEqual(rotation(['a', 'b', 'c'], 4), ['b', 'c', 'a']);
+  });
+
+  it('takes each ratio to the baseline within its repetition, then the median of the ratios', () => {
+    // Repetition 1 is noisy for both servers alike; the ratio stays 1.2.
+    const reps: Repetition[] = [
+      { baseline: result('baseline', run(2, 6)), shards1: result('shards1', run(2.4, 6.6)) },
+      { baseline: result('baseline', run(20, 6)), shards1: result('shards1', run(24, 6.6)) },
+      { baseline: result('baseline', run(3, 6)), shards1: result('shards1', run(3.6, 6.6)) },
+    ];
+    const [baseline, shards1] = summarizeRepetitions(['baseline', 'shards1'], reps);
+    assert.equal(baseline!.p99VsBaseline, null);
+    assert.deepEqual(shards1!.p99Ms, { median: 3.6, min: 2.4, max: 24, n: 3 });
+    assert.deepEqual(shards1!.p99VsBaseline, { median: 1.2, min: 1.2, max: 1.2, n: 3 });
+    assert.equal(shards1!.checks.p99VsBaseline, true); // 1.2 <= 1.3
+    assert.equal(shards1!.checks.cpuVsBaseline, false); // 1.1 > 1.05 for one shard
+    assert.equal(shards1!.pass, false);
+  });
+
+  it('fails a target that lost a delivery in any repetition, or that errored', () => {
+    const reps: Repetition[] = [
+      { baseline: result('baseline', run(2, 6)), shards1: result('shards1', run(2, 6, { lostDeliveries: 1 })) },
+      { baseline: result('baseline', run(2, 6)), shards1: { target: 'shards1', error: 'not built' } },
+    ];
+    const [, shards1] = summarizeRepetitions(['baseline', 'shards1'], reps);
+    assert.equal(shards1!.lostDeliveries, 1);
+    assert.deepEqual(shards1!.errors, ['not built']);
+    assert.equal(shards1!.checks.ran, false);
+    assert.equal(shards1!.checks.noLostDeliveries, false);
+  });
+});
+
+describe('--trace-gc-nvp lines', () => {
+  const line = (isolate: string, ms: number, pause: number, gc: string, reduce: number, allocated: number) =>
+    `[42:${isolate}]     ${ms} ms: pause=${pause} mutator=1.0 gc=${gc} reduce_memory=${reduce} time_to_safepoint=0.00 allocated=${allocated} promoted=0`;
+
+  it('counts pauses and allocation per isolate inside a window, and ignores other output', () => {
+    const trace = new GcTrace(1_000);
+    assert.equal(trace.onLine('{"level":30,"msg":"ready"}'), false);
+    assert.equal(trace.onLine(line('0xa', 100, 0.5, 's', 0, 1000)), true); // at 1,100: before the window
+    trace.onLine(line('0xa', 2_000, 1.5, 's', 0, 4000));
+    trace.onLine(line('0xb', 2_500, 6.25, 'ms', 1, 9000));
+    trace.onLine(line('0xa', 2_600, 0.25, 's', 0, 2000));
+    const w = trace.summarize(2_000, 4_000);
+    assert.equal(w.pausesOver1Ms, 2);
+    assert.deepEqual(
+      w.isolates.map((i) => [i.isolate, i.scavenges, i.scavengeMsMax, i.markCompacts, i.markCompactMsMax, i.memoryReducing, i.allocatedBytes]),
+      [['0xa', 2, 1.5, 0, 0, 0, 6000], ['0xb', 0, 0, 1, 6.25, 1, 9000]],
+    );
+    assert.equal(trace.summarize().isolates[0]!.scavenges, 3);
+  });
+});

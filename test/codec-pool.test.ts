@@ -1,0 +1,136 @@
+/**
+ * The codec pool (src/codec): a task gives the same result in a pool thread as inline, the pool
+ * is bounded (a full or absent pool means inline work, never a refusal), and a large
+ * dead-letter page is rendered in the pool into the same bytes as inline.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { answerDlqRequest, type DeadLetterStore } from '../src/broker/dlq-admin.js';
+import { Codec } from '../src/codec/codec.js';
+import { deflateLz4 } from '../src/codec/lz4.js';
+import { CodecPool } from '../src/codec/pool.js';
+import { prepare, runTask, type PrepareTask } from '../src/codec/tasks.js';
+import { encodeGroupMsg } from '../src/protocol/json-codec.js';
+import { writeFrame } from '../src/protocol/msgpack-codec.js';
+import type { DeadLetter } from '../src/store/store.js';
+
+const text = (n: number): string => Array.from({ length: n }, (_, i) => ['deploy', 'failed', 'on', 'main', 'again'][(i * 7) % 5]).join(' ');
+
+function prepareTask(data: unknown): PrepareTask {
+  return {
+    kind: 'prepare',
+    bytes: writeFrame({ op: 'pub', group: 'g', data, pri: 2, ref: 'r' }, deflateLz4, 1024),
+    isBinary: true,
+    msgpack: true,
+    maxPayload: 1 << 20,
+    envelope: { id: 'i.0.0.m1', from: 'alice', ts: 1_800_000_000_000 },
+    msgpackForm: true,
+    lz4Threshold: 1024,
+    processorTypes: [],
+  };
+}
+
+describe('codec tasks, in a pool thread and inline', () => {
+  test('prepare: a pub becomes its msg in JSON and as a compressed binary frame, the frame keeps everything but data', () => {
+    const data = { text: text(2000) };
+    const { frame, forms } = prepare(prepareTask(data));
+    assert.deepEqual(frame, { op: 'pub', group: 'g', data: undefined, pri: 2, ref: 'r' });
+    assert.equal(Buffer.from(forms!.json!).toString(), encodeGroupMsg('i.0.0.m1', 'alice', 'g', data, 2, 1_800_000_000_000));
+    assert.equal(forms!.msgpack![0], 1, 'compressed');
+    assert.equal(forms!.dataJson, null);
+  });
+
+  test('prepare: a send keeps its data as JSON text for the broker; a pub with a processor too', () => {
+    const send = prepare({ ...prepareTask(null), bytes: writeFrame({ op: 'send', to: 'bob', data: { a: 1 } }) });
+    assert.equal(send.forms!.dataJson, '{"a":1}');
+    const processed = prepare({ ...prepareTask({ type: 'shout', text: 'x' }), processorTypes: ['shout'] });
+    assert.deepEqual([processed.forms!.json, processed.forms!.dataJson, processed.forms!.type], [null, '{"type":"shout","text":"x"}', 'shout']);
+  });
+
+  test('the pool answers what inline work answers, bytes moved back', async () => {
+    const pool = new CodecPool({ size: 1, queueLimit: 4 });
+    try {
+      for (const task of [prepareTask({ text: text(5000) }), { kind: 'transcode' as const, json: encodeGroupMsg('m', 'a', 'g', { t: text(3000) }, 1, 1), lz4Threshold: 1024 }]) {
+        const inline = runTask(task);
+        const pooled = await pool.run(structuredClone(task));
+        assert.deepEqual(JSON.parse(JSON.stringify(pooled, (_k, v: unknown) => (v instanceof Uint8Array ? [...v] : v))), JSON.parse(JSON.stringify(inline, (_k, v: unknown) => (v instanceof Uint8Array ? [...v] : v))));
+      }
+    } finally {
+      await pool.close();
+    }
+  });
+
+  test('the pool holds at most queueLimit tasks; none, with size 0; none once closed', async () => {
+    const pool = new CodecPool({ size: 1, queueLimit: 2 });
+    const first = pool.run(prepareTask(text(10)));
+    const second = pool.run(prepareTask(text(10)));
+    assert.equal(pool.hasRoom(), false);
+    await Promise.all([first, second]);
+    assert.equal(pool.hasRoom(), true);
+    await pool.close();
+    assert.equal(pool.hasRoom(), false);
+    assert.equal(new CodecPool({ size: 0, queueLimit: 64 }).hasRoom(), false);
+  });
+
+  test('Codec: small work inline, large work to the pool, and inline again when the pool is full', async () => {
+    const counts = { offloaded: 0, inlineFull: 0 };
+    const codec = new Codec(
+      { compression: true, lz4Threshold: 1024, offloadThreshold: 4096, poolSize: 1, queueLimit: 1 },
+      { offloaded: () => counts.offloaded++, inlineFull: () => counts.inlineFull++ },
+    );
+    try {
+      const small = encodeGroupMsg('m', 'a', 'g', 'hi', 1, 1);
+      const large = encodeGroupMsg('m', 'a', 'g', text(2000), 1, 1);
+      assert.ok(codec.transcode(small) instanceof Uint8Array, 'small: inline, at once');
+      const pooled = codec.transcode(large);
+      assert.ok(pooled instanceof Promise, 'large: in the pool');
+      const full = codec.transcode(large);
+      assert.ok(full instanceof Uint8Array, 'large while the pool is full: inline');
+      assert.deepEqual([...(await pooled)], [...full]);
+      assert.deepEqual(counts, { offloaded: 1, inlineFull: 1 });
+    } finally {
+      await codec.close();
+    }
+  });
+});
+
+describe('a dead-letter page rendered in the primary’s codec pool', () => {
+  const letters: DeadLetter[] = Array.from({ length: 12 }, (_, i) => ({
+    id: `dl${i}`,
+    target: 'u:bob',
+    from: 'alice',
+    group: null,
+    data: JSON.stringify({ text: text(3000), i }),
+    pri: 1,
+    ts: 1_800_000_000_000 + i,
+    attempts: 5,
+    reason: 'max_attempts',
+    failedAt: 1_800_000_000_100 + i,
+  })) as unknown as DeadLetter[];
+  const store: DeadLetterStore = {
+    countDead: () => letters.length,
+    listDead: (limit, after) => letters.slice(after === undefined ? 0 : letters.findIndex((l) => l.id === after) + 1).slice(0, limit),
+    getDead: (id) => letters.find((l) => l.id === id),
+    removeDead: () => Promise.resolve(true),
+    purgeDead: () => Promise.resolve(0),
+  };
+  const requeue = (): Promise<string> => Promise.reject(new Error('not here'));
+
+  test('is the same page as inline, byte for byte, paged alike', async () => {
+    const codec = new Codec({ compression: true, lz4Threshold: 1024, offloadThreshold: 4096, poolSize: 1, queueLimit: 64 });
+    try {
+      for (const path of ['/admin/dlq', '/admin/dlq?limit=5', '/admin/dlq?after=dl3']) {
+        const inline = await answerDlqRequest('get', path, store, requeue, 100_000);
+        const pooled = await answerDlqRequest('get', path, store, requeue, 100_000, (chunk) => codec.renderDeadLetters(chunk));
+        assert.equal(pooled.json, inline.json, path);
+        const page = JSON.parse(inline.json!) as { count: number; items: Array<{ id: string; data: { i: number } }>; next: string | null };
+        assert.equal(page.count, 12);
+        assert.ok(page.items.length > 0 && page.items[0]!.data.i >= 0);
+      }
+      const capped = JSON.parse((await answerDlqRequest('get', '/admin/dlq', store, requeue, 40_000, (chunk) => codec.renderDeadLetters(chunk))).json!) as { items: unknown[]; next: string | null };
+      assert.ok(capped.items.length < 12 && capped.next !== null, 'a page stops at maxBytes and says where the next begins');
+    } finally {
+      await codec.close();
+    }
+  });
+});

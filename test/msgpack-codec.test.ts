@@ -1,0 +1,248 @@
+/**
+ * The binary form, without a server: the flags byte and LZ4 framing (wire.ts), the bounded
+ * scan (msgpack-scan.ts), the decoder of client frames and the encoders of server frames
+ * (msgpack-codec.ts, server-frames.ts), and the plain-TypeScript LZ4 decoder against lz4-napi.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { describe, test } from 'node:test';
+import fc from 'fast-check';
+import { Packr } from 'msgpackr';
+import lz4 from 'lz4-napi';
+import { deflateLz4, inflateLz4 } from '../src/codec/lz4.js';
+import { decodeJson, MAX_DEPTH } from '../src/protocol/json-codec.js';
+import { inflateBlock, inflateJs } from '../src/protocol/lz4-block.js';
+import { decodeMsgpack, readFrame, writeFrame } from '../src/protocol/msgpack-codec.js';
+import { scanMsgpack } from '../src/protocol/msgpack-scan.js';
+import { JSON_FRAMES, MSGPACK_FRAMES } from '../src/protocol/server-frames.js';
+import { FLAG_LZ4, plainFrame, unwrapFrame, wrapFrame } from '../src/protocol/wire.js';
+import { Broadcast, fromRingPayload, ringPayload } from '../src/shard/broadcast.js';
+
+const hex = (text: string): Uint8Array => Uint8Array.from(Buffer.from(text.replace(/\s+/g, ''), 'hex'));
+/** A packer that writes what our server's never would (records, bins, dates): the hostile side. */
+const anyPackr = new Packr({ useRecords: false });
+const body = (value: unknown): Uint8Array => anyPackr.pack(value);
+
+describe('the flags byte and LZ4 framing (wire.ts)', () => {
+  const never = (): Uint8Array => assert.fail('inflate must not be called');
+
+  test('flags 0: the rest is the body, as it is', () => {
+    assert.deepEqual(unwrapFrame(hex('00 81 a1 61 01'), 100, never), hex('81 a1 61 01'));
+  });
+
+  test('every reserved flag bit is refused, alone or with LZ4', () => {
+    for (let bit = 1; bit < 8; bit++) {
+      for (const lz of [0, FLAG_LZ4]) assert.match(String(unwrapFrame(Uint8Array.of((1 << bit) | lz, 0x80), 100, never)), /reserved flag bits/);
+    }
+  });
+
+  test('an empty frame, and a compressed one without its 4-byte length, are refused', () => {
+    assert.match(String(unwrapFrame(new Uint8Array(0), 100, never)), /no flags byte/);
+    assert.match(String(unwrapFrame(hex('01 05 00 00'), 100, never)), /4-byte length/);
+  });
+
+  test('an LZ4 bomb (6 bytes claiming 2 GiB) is refused before anything is inflated or allocated', () => {
+    assert.match(String(unwrapFrame(hex('01 00 00 00 80 00'), 64 * 1024, never)), /declares 2147483648 bytes, over max_payload \(65536\)/);
+    assert.match(String(unwrapFrame(hex('01 ff ff ff ff 00'), 64 * 1024, never)), /declares 4294967295 bytes/);
+    assert.match(String(unwrapFrame(hex('01 01 00 01 00 00'), 64 * 1024, never)), /declares 65537 bytes/);
+  });
+
+  test('a corrupt block, and one that inflates to less than declared, are refused', () => {
+    const good = wrapFrame(body({ op: 'ping', t: 'x'.repeat(200) }), deflateLz4, 0);
+    const corrupt = Uint8Array.from(good);
+    corrupt[corrupt.length - 8] = 0xff; // a match offset far outside the output
+    corrupt[corrupt.length - 7] = 0xff;
+    for (const inflate of [inflateLz4, inflateJs]) {
+      assert.ok(!(typeof unwrapFrame(good, 1000, inflate) === 'string'));
+      const shortBy = Uint8Array.from(good);
+      shortBy[1]! += 1; // declares one byte more than the block holds
+      assert.match(String(unwrapFrame(shortBy, 1000, inflate)), /corrupt LZ4 block|inflates to/);
+      assert.match(String(unwrapFrame(Uint8Array.of(1, 10, 0, 0, 0, 0xf0), 1000, inflate)), /corrupt LZ4 block|inflates to/);
+    }
+  });
+
+  test('a frame is compressed only from the threshold on, and only when that makes it smaller', () => {
+    const text = body({ op: 'msg', data: 'chat '.repeat(400) });
+    assert.equal(wrapFrame(text, deflateLz4, text.length + 1)[0], 0);
+    assert.equal(wrapFrame(text, null, 0)[0], 0);
+    const compressed = wrapFrame(text, deflateLz4, text.length);
+    assert.equal(compressed[0], FLAG_LZ4);
+    assert.ok(compressed.length < text.length / 4);
+    const random = randomBytes(2000);
+    assert.equal(wrapFrame(random, deflateLz4, 0)[0], 0, 'incompressible bytes go plain');
+    assert.ok(Buffer.from(plainFrame(text).subarray(1)).equals(text));
+  });
+});
+
+describe('the plain-TypeScript LZ4 decoder (lz4-block.ts)', () => {
+  test('inflates whatever lz4-napi compresses, byte for byte', () => {
+    const chatty = fc.array(fc.constantFrom('the ', 'deploy ', 'failed ', 'ok ', '🙂', 'xyz', '\n'), { maxLength: 800 }).map((words) => Buffer.from(words.join('')));
+    fc.assert(
+      fc.property(fc.oneof(chatty, fc.uint8Array({ maxLength: 3000 }).map((b) => Buffer.from(b))), (input) => {
+        const prefixed = lz4.compressSync(input);
+        assert.deepEqual(Buffer.from(inflateJs(prefixed, input.length)), input);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test('hostile blocks throw a RangeError and never write past the declared size', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 64 }), fc.integer({ min: 0, max: 256 }), (block, size) => {
+        try {
+          assert.equal(inflateBlock(block, size).length, size);
+        } catch (err) {
+          assert.ok(err instanceof RangeError, String(err));
+        }
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});
+
+describe('the bounded scan before decoding (msgpack-scan.ts)', () => {
+  test('a frame map with every JSON kind of value passes', () => {
+    assert.equal(scanMsgpack(body({ op: 'pub', group: 'g', data: { a: [1, -1, 1.5, 2 ** 40, -(2 ** 40), null, true, false, 'é', ''], b: {} } }), MAX_DEPTH), null);
+  });
+
+  const refusals: Array<[string, Uint8Array, RegExp]> = [
+    ['an array at the top', body([1, 2]), /must be a MessagePack map/],
+    ['a string at the top', body('op'), /must be a MessagePack map/],
+    ['an integer at the top', body(7), /must be a MessagePack map/],
+    ['nil at the top', hex('c0'), /must be a MessagePack map/],
+    ['nothing', new Uint8Array(0), /empty/],
+    ['bytes after the value', hex('80 80'), /bytes after/],
+    ['a bin value', hex('81 a1 61 c4 01 00'), /bin has no JSON form/],
+    ['an ext value', hex('81 a1 61 c7 01 05 00'), /extension types/],
+    ['a fixext (timestamp)', body({ at: new Date(0) }), /extension types/],
+    ['a msgpackr record', new Packr({ useRecords: true }).pack({ op: 'ping', t: 1 }), /extension types|must be a MessagePack map/],
+    ['the never-used byte 0xc1', hex('81 a1 61 c1'), /0xc1/],
+    ['NaN', hex('81 a1 61 cb 7f f8 00 00 00 00 00 00'), /NaN and infinities/],
+    ['an infinity as float32', hex('81 a1 61 ca 7f 80 00 00'), /NaN and infinities/],
+    ['an integer key', hex('81 01 02'), /keys must be strings/],
+    ['a map key that is a map', hex('81 80 01'), /keys must be strings/],
+    ['an array32 claiming 4 billion items in 6 bytes', hex('81 a1 61 dd ff ff ff ff'), /cut short/],
+    ['a map32 claiming 4 billion entries', hex('df ff ff ff ff'), /cut short/],
+    ['a str32 claiming 4 GiB', hex('81 a1 61 db ff ff ff ff 61'), /cut short/],
+  ];
+  for (const [name, bytes, message] of refusals) {
+    test(`refused: ${name}`, () => assert.match(String(scanMsgpack(bytes, MAX_DEPTH)), message));
+  }
+
+  test('every truncation of a valid frame is refused, none throws', () => {
+    const frame = body({ op: 'pub', group: 'general', data: { text: 'x'.repeat(300), n: [1.5, 70000, -3], deep: { a: { b: 'c' } } }, ref: 'r' });
+    for (let cut = 0; cut < frame.length; cut++) assert.notEqual(scanMsgpack(frame.subarray(0, cut), MAX_DEPTH), null, `cut at ${cut}`);
+  });
+
+  test('nesting counts as in JSON: the frame map is level 1, 64 levels pass and 65 do not, an empty container counts', () => {
+    const nest = (levels: number, inner: unknown): unknown => (levels === 0 ? inner : { d: nest(levels - 1, inner) });
+    for (const [levels, inner, passes] of [[MAX_DEPTH - 1, 1, true], [MAX_DEPTH - 1, [], true], [MAX_DEPTH, 1, true], [MAX_DEPTH, [], false], [MAX_DEPTH + 1, 1, false]] as const) {
+      const value = nest(levels, inner);
+      const verdict = scanMsgpack(body(value), MAX_DEPTH);
+      assert.equal(verdict === null, passes, `${levels} maps around ${JSON.stringify(inner)}: ${verdict}`);
+      const json = decodeJson(Buffer.from(JSON.stringify(value)), false) as { message?: string };
+      assert.equal(/nested deeper/.test(json.message ?? ''), !passes, 'the JSON decoder agrees');
+    }
+  });
+
+  test('a million nested arrays cost one pass, not the stack', () => {
+    const deep = new Uint8Array(1 + 3 + 1_000_000).fill(0x91);
+    deep.set(hex('81 a1 61'), 0);
+    deep[deep.length - 1] = 0x01;
+    assert.match(String(scanMsgpack(deep, MAX_DEPTH)), /nested deeper/);
+  });
+});
+
+describe('client frames on an ocs.v1.msgpack connection (decodeMsgpack)', () => {
+  const decode = (frame: Uint8Array, isBinary = true) => decodeMsgpack(frame, isBinary, 64 * 1024, inflateLz4);
+
+  test('decodes to the same frame as its JSON form, compressed or not', () => {
+    const value = { op: 'send', to: 'bob', data: { text: 'hi there '.repeat(50) }, pri: 2, ref: 'r1', at: 1_800_000_000_000 };
+    const expected = { op: 'send', to: 'bob', data: value.data, pri: 2, ref: 'r1', at: value.at };
+    assert.deepEqual(decode(writeFrame(value)), expected);
+    assert.deepEqual(decode(writeFrame(value, deflateLz4, 0)), expected);
+  });
+
+  test('a text frame is refused: this encoding is binary only', () => {
+    assert.match(String((decode(writeFrame({ op: 'ping', t: 1 }), false) as { message: string }).message), /text frames need the ocs.v1.json protocol/);
+  });
+
+  test('valid MessagePack that is not a valid ocs.v1 frame gets the JSON decoder’s refusals', () => {
+    const bad: Array<[unknown, RegExp]> = [
+      [{ group: 'g' }, /needs an op/],
+      [{ op: 'explode' }, /unknown op/],
+      [{ op: 'join', group: 42 }, /group must match/],
+      [{ op: 'pub', group: 'g' }, /pub needs data/],
+      [{ op: 'pub', group: 'g', data: 1, pri: 7 }, /pri must be/],
+      [{ op: 'ping' }, /ping needs a number/],
+    ];
+    for (const [value, message] of bad) {
+      const result = decode(writeFrame(value));
+      assert.equal(result.op, 'err');
+      assert.match((result as { message: string }).message, message);
+    }
+  });
+
+  test('a __proto__ key reaches no prototype, and 64-bit integers arrive as numbers', () => {
+    const before = Object.getOwnPropertyNames(Object.prototype).sort();
+    const frame = plainFrame(hex('83 a2 6f 70 a3 70 75 62 a5 67 72 6f 75 70 a1 67 a4 64 61 74 61 82 a9 5f 5f 70 72 6f 74 6f 5f 5f 81 a1 78 01 a1 6e cf 00 20 00 00 00 00 00 01'));
+    const result = decode(frame) as { op: string; data: Record<string, unknown> };
+    assert.equal(result.op, 'pub');
+    assert.equal(Object.getPrototypeOf(result.data), Object.prototype);
+    assert.deepEqual(Object.keys(result.data), ['__proto_', 'n']);
+    assert.equal(typeof result.data.n, 'number');
+    assert.equal(JSON.stringify(result.data), '{"__proto_":{"x":1},"n":9007199254740992}');
+    assert.deepEqual(Object.getOwnPropertyNames(Object.prototype).sort(), before);
+  });
+});
+
+describe('server replies in both encodings (server-frames.ts)', () => {
+  test('each msgpack reply decodes to the object its JSON twin parses to, and is never compressed', () => {
+    const pairs: Array<[string, (f: typeof JSON_FRAMES) => string | Uint8Array]> = [
+      ['welcome', (f) => f.welcome('alice', 's1', 0, 3, Infinity)],
+      ['welcome with expiry', (f) => f.welcome('alice', 's1', 1, 0, 1_800_000_000_000)],
+      ['auth ack', (f) => f.authAck('r', 1_800_000_000_000)],
+      ['auth ack without ref or expiry', (f) => f.authAck(undefined, Infinity)],
+      ['joined', (f) => f.joined('g', 'r')],
+      ['left', (f) => f.left('g', undefined)],
+      ['ack', (f) => f.ack(undefined, 'id1')],
+      ['pong', (f) => f.pong(1.5, 1_800_000_000_000)],
+      ['err', (f) => f.error('E_BAD_FRAME', 'no "quotes" \u2028 spared', 'r', 'unknown_op')],
+    ];
+    for (const [name, make] of pairs) {
+      const binary = make(MSGPACK_FRAMES) as Uint8Array;
+      assert.equal(binary[0], 0, name);
+      assert.deepEqual(readFrame(binary, 1 << 20, inflateLz4), JSON.parse(make(JSON_FRAMES) as string), name);
+    }
+  });
+});
+
+describe('a broadcast: each encoding made once, lazily; across shards as bytes (broadcast.ts)', () => {
+  const codec = { deflate: deflateLz4, lz4Threshold: 1024 };
+  const data = { text: 'ship it '.repeat(300) };
+
+  test('json() and binary() are each encoded once, and decode to the same message', () => {
+    const b = Broadcast.of(codec, 'm1', 'alice', 'g', data, 1, 5);
+    assert.equal(b.json(), b.json());
+    assert.equal(b.binary(), b.binary());
+    assert.deepEqual(readFrame(b.binary(), 1 << 20, inflateLz4), JSON.parse(Buffer.from(b.json()).toString()));
+    assert.equal(b.binary()[0], 1, 'compressed: over lz4_threshold');
+  });
+
+  test('a ring payload carries the JSON frame alone, byte for byte as before msgpack, or both frames', () => {
+    const b = Broadcast.of(codec, 'm1', 'alice', 'g', data, 1, 5);
+    assert.equal(ringPayload(b, false), b.json());
+    const both = fromRingPayload(codec, ringPayload(b, true));
+    assert.deepEqual([...both.json()], [...b.json()]);
+    assert.deepEqual([...both.binary()], [...b.binary()]);
+  });
+
+  test('a shard that got only the JSON frame (in shared memory, as a ring holds it) makes the binary one itself', () => {
+    const b = Broadcast.of(codec, 'm1', 'alice', 'g', data, 1, 5);
+    const json = b.json();
+    const shared = new Uint8Array(new SharedArrayBuffer(json.byteLength + 8), 4, json.byteLength);
+    shared.set(json);
+    const received = fromRingPayload(codec, shared);
+    assert.deepEqual(readFrame(received.binary(), 1 << 20, inflateLz4), readFrame(b.binary(), 1 << 20, inflateLz4));
+  });
+});

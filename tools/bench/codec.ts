@@ -1,0 +1,196 @@
+// The codec benchmark: what ocs.v1.msgpack and LZ4 save on the wire and cost the server
+// against ocs.v1.json (with and without permessage-deflate), at chat-like payload sizes, and
+// what the codec pool does for small messages while large ones flow. Every figure is the
+// median of --repeats runs with its spread (min, max); JSON is the baseline in the same run.
+// Prints one JSON document on stdout (progress on stderr); tools/bench/README.md explains it.
+//
+// Usage: npm run bench:codec -- [--repeats 3] [--duration 3] [--parts frames,wire,offload]
+//        [--sizes 128,4096,65536] [--payload prose|thread] [--fanout 20]
+//        [--offload-sizes 8192,16384,32768,65536] [--offload-bytes-per-s 8000000] [--json-out FILE]
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { SERVER_MAIN, startServer, type ServerProcess } from '../lib/server-process.js';
+import { harnessConfig, writeConfigFile, type ConfigTree } from '../lib/server-config.js';
+import { ENCODINGS, needsCompression, type Encoding } from './lib/codec-client.js';
+import { frameFigures, median, offloadRun, round, wireRun, type OffloadRun, type WireRun } from './lib/codec-runs.js';
+import type { PayloadKind } from './lib/chat-text.js';
+
+const TARGETS = {
+  /** JSON bytes ÷ msgpack+LZ4 bytes per delivery at 4 KB, at least. */
+  bytesRatioAt4k: 2,
+  /** msgpack CPU per delivery ÷ JSON's at 128 B, at most. */
+  cpuRatioAt128: 1,
+  /** At 64 KB, the pool's small-message P99 below inline's. */
+  poolP99BelowInlineAt64k: true,
+};
+
+const log = (line: string): void => void process.stderr.write(`${line}\n`);
+const list = (text: string): number[] => text.split(',').map(Number).filter((n) => Number.isFinite(n) && n > 0);
+
+const { values } = parseArgs({
+  options: {
+    repeats: { type: 'string', default: '3' },
+    duration: { type: 'string', default: '3' },
+    parts: { type: 'string', default: 'frames,wire,offload' },
+    sizes: { type: 'string', default: '128,4096,65536' },
+    payload: { type: 'string', default: 'prose' },
+    fanout: { type: 'string', default: '20' },
+    'offload-sizes': { type: 'string', default: '8192,16384,32768,65536' },
+    'offload-bytes-per-s': { type: 'string', default: '8000000' },
+    'small-rate': { type: 'string', default: '200' },
+    'json-out': { type: 'string' },
+  },
+});
+const repeats = Number(values.repeats);
+const durationS = Number(values.duration);
+const parts = new Set(values.parts!.split(','));
+const sizes = list(values.sizes!);
+const payload = values.payload as PayloadKind;
+if (payload !== 'prose' && payload !== 'thread') throw new Error('--payload: prose or thread');
+const fanout = Number(values.fanout);
+const offloadSizes = list(values['offload-sizes']!);
+const offloadBytesPerS = Number(values['offload-bytes-per-s']);
+const smallRate = Number(values['small-rate']);
+
+/** Publications per second at each size: enough deliveries to measure, not so many that this generator saturates. */
+const rateFor = (size: number): number => (size <= 1024 ? 500 : size <= 8192 ? 200 : 20);
+
+interface Spread {
+  median: number;
+  min: number;
+  max: number;
+  runs: number[];
+}
+function spread(runs: number[]): Spread {
+  return { median: round(median(runs), 3), min: Math.min(...runs), max: Math.max(...runs), runs };
+}
+
+/** A server of its own for `work`: a fresh store in a temporary directory, removed afterwards. */
+async function withServer<T>(config: ConfigTree, work: (server: ServerProcess) => Promise<T>): Promise<T> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'ocs-bench-data-'));
+  // logging info: startServer waits for the "ready" line.
+  const file = writeConfigFile(harnessConfig({ ...config, store: { data_dir: dataDir, sync: 'none' }, logging: { level: 'info' } }));
+  try {
+    const server = await startServer([process.execPath, SERVER_MAIN, '--config', file.file]);
+    try {
+      return await work(server);
+    } finally {
+      await server.stop();
+    }
+  } finally {
+    file.remove();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  const startedAt = new Date().toISOString();
+  const report: Record<string, unknown> = {
+    benchmark: 'codec',
+    startedAt,
+    config: { repeats, durationS, payload, sizes, fanout, offloadSizes, offloadBytesPerS, smallRate, lz4Threshold: 1024 },
+    environment: { node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model ?? '' },
+    targets: TARGETS,
+  };
+
+  if (parts.has('frames')) {
+    log('frames: encoding in this process');
+    report.frames = (['prose', 'thread'] as const).flatMap((kind) => [128, 1024, 4096, 16384, 65536].map((size) => frameFigures(kind, size, 1024, repeats)));
+  }
+
+  if (parts.has('wire')) {
+    // runs[encoding][size][fanout] -> one WireRun per repeat
+    const runs = new Map<string, WireRun[]>();
+    const key = (e: Encoding, size: number, f: number): string => `${e}|${size}|${f}`;
+    for (let r = 0; r < repeats; r++) {
+      for (const compression of [false, true]) {
+        await withServer(
+          { websocket: { server: { shards: 1, max_payload: 256 * 1024 }, groups: { require_membership: false }, performance: { enable_compression: compression } } },
+          async (server) => {
+            for (const encoding of ENCODINGS.filter((e) => needsCompression(e) === compression)) {
+              for (const size of sizes) {
+                for (const f of [1, fanout]) {
+                  const run = await wireRun({ port: server.port, serverPid: server.pid, encoding, payload, size, fanout: f, rate: rateFor(size), durationS, tag: `${r}-${encoding}-${size}-${f}` });
+                  log(`wire ${r + 1}/${repeats} ${encoding} ${size} B x${f}: ${run.bytesPerDelivery} B/delivery, ${run.cpuUsPerDelivery} µs CPU/delivery, ${run.cpuUsPerPub} µs/pub, lost ${run.lost}`);
+                  runs.set(key(encoding, size, f), [...(runs.get(key(encoding, size, f)) ?? []), run]);
+                }
+              }
+            }
+          },
+        );
+      }
+    }
+    const wire = sizes.flatMap((size) =>
+      ENCODINGS.map((encoding) => {
+        const single = runs.get(key(encoding, size, 1)) ?? [];
+        const fan = runs.get(key(encoding, size, fanout)) ?? [];
+        return {
+          encoding,
+          size,
+          bytesPerDelivery: spread(fan.map((x) => x.bytesPerDelivery)),
+          bytesPerPub: spread(single.map((x) => x.bytesPerPub)),
+          // Per published message: the one-subscriber runs (one delivery each); per delivery: the fan-out runs.
+          cpuUsPerPub: spread(single.map((x) => x.cpuUsPerPub)),
+          cpuUsPerDelivery: spread(fan.map((x) => x.cpuUsPerDelivery)),
+          lost: [...single, ...fan].reduce((sum, x) => sum + x.lost, 0),
+        };
+      }),
+    );
+    report.wire = wire;
+    const at = (encoding: Encoding, size: number) => wire.find((w) => w.encoding === encoding && w.size === size);
+    const json4k = at('json', 4096);
+    const lz4k = at('msgpack+lz4', 4096);
+    const json128 = at('json', 128);
+    const mp128 = at('msgpack', 128);
+    report.wireChecks = {
+      bytesRatioAt4k: json4k && lz4k ? round(json4k.bytesPerDelivery.median / lz4k.bytesPerDelivery.median, 2) : null,
+      cpuRatioAt128: json128 && mp128 ? round(mp128.cpuUsPerDelivery.median / json128.cpuUsPerDelivery.median, 2) : null,
+    };
+  }
+
+  if (parts.has('offload')) {
+    const offload = [];
+    for (const size of offloadSizes) {
+      const byMode: Record<'inline' | 'pool', OffloadRun[]> = { inline: [], pool: [] };
+      for (let r = 0; r < repeats; r++) {
+        // Alternating, so a disturbance of the machine falls on both modes alike.
+        for (const mode of r % 2 === 0 ? (['inline', 'pool'] as const) : (['pool', 'inline'] as const)) {
+          const performance = { codec_pool_size: mode === 'pool' ? 1 : 0, codec_offload_threshold: size };
+          const run = await withServer({ websocket: { server: { shards: 1, max_payload: 256 * 1024 }, groups: { require_membership: false }, performance } }, (server) =>
+            offloadRun({ port: server.port, serverPid: server.pid, largeSize: size, largeRate: offloadBytesPerS / size, smallRate, durationS, payload }),
+          );
+          log(`offload ${r + 1}/${repeats} ${size} B ${mode}: small p50 ${run.small.p50Ms} ms p99 ${run.small.p99Ms} ms max ${run.small.maxMs} ms, ${run.cpuUsPerLarge} µs CPU/large, lost ${run.smallLost}/${run.largeLost}`);
+          byMode[mode].push(run);
+        }
+      }
+      const summary = (runs: OffloadRun[]) => ({
+        smallP50Ms: spread(runs.map((x) => x.small.p50Ms)),
+        smallP99Ms: spread(runs.map((x) => x.small.p99Ms)),
+        smallMaxMs: spread(runs.map((x) => x.small.maxMs)),
+        cpuUsPerLarge: spread(runs.map((x) => x.cpuUsPerLarge)),
+        lost: runs.reduce((sum, x) => sum + x.smallLost + x.largeLost, 0),
+      });
+      const inline = summary(byMode.inline);
+      const pool = summary(byMode.pool);
+      offload.push({ largeSize: size, largeRate: round(offloadBytesPerS / size, 1), inline, pool, poolWins: pool.smallP99Ms.median < inline.smallP99Ms.median });
+    }
+    report.offload = offload;
+    // The smallest size from which the pool wins at every larger size measured.
+    let crossover: number | null = null;
+    for (let i = offload.length - 1; i >= 0 && offload[i]!.poolWins; i--) crossover = offload[i]!.largeSize;
+    report.offloadCrossover = crossover;
+    const at64 = offload.find((o) => o.largeSize === 65536);
+    report.offloadChecks = { poolP99BelowInlineAt64k: at64 ? at64.poolWins : null };
+  }
+
+  const json = JSON.stringify(report, null, 2);
+  console.log(json);
+  if (values['json-out']) {
+    mkdirSync(dirname(values['json-out']), { recursive: true });
+    writeFileSync(values['json-out'], json + '\n');
+  }
+}
+
+await main();
