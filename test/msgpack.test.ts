@@ -29,7 +29,8 @@ async function totals(port: number): Promise<Record<string, number>> {
 describe('ocs.v1.msgpack: every op, both encodings, one group, two shards', () => {
   let server: RunningServer;
   before(async () => {
-    server = await startInProcess({ websocket: { delivery: { ack_timeout: 0.3 } } });
+    // The pool takes frames from 16 KiB here (64 KiB by default), so that the 40 KB pubs use it.
+    server = await startInProcess({ websocket: { delivery: { ack_timeout: 0.3 }, performance: { codec_offload_threshold: 16384 } } });
   });
   after(() => server.close());
 
@@ -160,7 +161,7 @@ describe('order per connection when frames go through the codec pool', () => {
     describe(name, () => {
       let server: RunningServer;
       before(async () => {
-        server = await startInProcess({ websocket: { performance: { batch_size: 20, ...performance } } });
+        server = await startInProcess({ websocket: { performance: { batch_size: 20, codec_offload_threshold: 16384, ...performance } } });
       });
       after(() => server.close());
 

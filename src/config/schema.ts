@@ -144,9 +144,10 @@ const performance = z
     codec_queue_limit: positiveInt.default(64),
     /**
      * Client frames, stored backlogs and exports of at least this many bytes are decoded and
-     * encoded in the codec pool instead of on the shard's loop (the measured crossover, README).
+     * encoded in the codec pool instead of on the thread's loop. 64 KiB: where the pool's
+     * small-message P99 first came out below inline's (npm run bench:codec, README).
      */
-    codec_offload_threshold: positiveInt.default(16 * 1024),
+    codec_offload_threshold: positiveInt.default(64 * 1024),
   })
   .strict();
 

@@ -6,7 +6,7 @@
 //
 // Usage: npm run bench:codec -- [--repeats 3] [--duration 3] [--parts frames,wire,offload]
 //        [--sizes 128,4096,65536] [--payload prose|thread] [--fanout 20]
-//        [--offload-sizes 8192,16384,32768,65536] [--offload-bytes-per-s 8000000] [--json-out FILE]
+//        [--offload-sizes 4096,16384,32768,65536,131072] [--offload-bytes-per-s 2000000] [--json-out FILE]
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -37,8 +37,8 @@ const { values } = parseArgs({
     sizes: { type: 'string', default: '128,4096,65536' },
     payload: { type: 'string', default: 'prose' },
     fanout: { type: 'string', default: '20' },
-    'offload-sizes': { type: 'string', default: '8192,16384,32768,65536' },
-    'offload-bytes-per-s': { type: 'string', default: '8000000' },
+    'offload-sizes': { type: 'string', default: '4096,16384,32768,65536,131072' },
+    'offload-bytes-per-s': { type: 'string', default: '2000000' },
     'small-rate': { type: 'string', default: '200' },
     'json-out': { type: 'string' },
   },

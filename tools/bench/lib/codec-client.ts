@@ -35,6 +35,12 @@ export interface ClientOptions {
   encoding: Encoding;
   /** Every `msg` (also those inside a `batch`), as decoded. */
   onMsg?(msg: Frame): void;
+  /**
+   * Frames of at least this many bytes are counted as one `msg` each (onMsg gets `{op: 'msg'}`)
+   * without being decoded: a member that only counts large messages leaves the generator's CPU
+   * to the clients being measured. Default: every frame is decoded.
+   */
+  countOnlyFrom?: number;
 }
 
 export function openClient(options: ClientOptions): Promise<BenchClient> {
@@ -44,7 +50,9 @@ export function openClient(options: ClientOptions): Promise<BenchClient> {
     perMessageDeflate: encoding === 'json+deflate',
   });
   let waiters: Array<(frame: Frame) => boolean> = [];
+  const countOnlyFrom = options.countOnlyFrom ?? Infinity;
   ws.on('message', (data: Buffer, isBinaryFrame: boolean) => {
+    if (data.byteLength >= countOnlyFrom) return options.onMsg?.({ op: 'msg' });
     let frame: Frame;
     if (isBinaryFrame) {
       const value = readFrame(data, 1 << 30, inflateLz4);
