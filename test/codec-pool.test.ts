@@ -12,7 +12,7 @@ import { CodecPool } from '../src/codec/pool.js';
 import { prepare, runTask, type PrepareTask } from '../src/codec/tasks.js';
 import { encodeGroupMsg } from '../src/protocol/json-codec.js';
 import { writeFrame } from '../src/protocol/msgpack-codec.js';
-import type { DeadLetter } from '../src/store/store.js';
+import type { DeadLetter } from '../src/store/messages.js';
 
 const text = (n: number): string => Array.from({ length: n }, (_, i) => ['deploy', 'failed', 'on', 'main', 'again'][(i * 7) % 5]).join(' ');
 
@@ -27,6 +27,7 @@ function prepareTask(data: unknown): PrepareTask {
     msgpackForm: true,
     lz4Threshold: 1024,
     processorTypes: [],
+    historyPatterns: [],
   };
 }
 
@@ -45,6 +46,13 @@ describe('codec tasks, in a pool thread and inline', () => {
     assert.equal(send.forms!.dataJson, '{"a":1}');
     const processed = prepare({ ...prepareTask({ type: 'shout', text: 'x' }), processorTypes: ['shout'] });
     assert.deepEqual([processed.forms!.json, processed.forms!.dataJson, processed.forms!.type], [null, '{"type":"shout","text":"x"}', 'shout']);
+  });
+
+  test('prepare: a pub to a group that keeps history keeps its data as JSON text too (the broker gives it its offset)', () => {
+    const kept = prepare({ ...prepareTask({ text: 'x' }), historyPatterns: ['room.*', 'g'] });
+    assert.deepEqual([kept.forms!.json, kept.forms!.msgpack, kept.forms!.dataJson, kept.forms!.type], [null, null, '{"text":"x"}', null]);
+    const other = prepare({ ...prepareTask({ text: 'x' }), historyPatterns: ['room.*', 'g2'] });
+    assert.equal(other.forms!.dataJson, null, 'published by the shard');
   });
 
   test('the pool answers what inline work answers, bytes moved back', async () => {

@@ -24,8 +24,10 @@ function decode(bytes: Uint8Array, isBinary = false): ClientFrame | FrameError {
 
 const OWN_KEYS: Record<ClientFrame['op'], string[]> = {
   auth: ['op', 'token', 'ref'],
-  join: ['op', 'group', 'ref'],
+  join: ['op', 'group', 'ref', 'since', 'presence'],
   leave: ['op', 'group', 'ref'],
+  presence: ['op', 'group', 'ref', 'counts'],
+  history: ['op', 'group', 'ref', 'since', 'limit'],
   pub: ['op', 'group', 'data', 'pri', 'ref'],
   send: ['op', 'to', 'data', 'pri', 'ref', 'at'],
   any: ['op', 'group', 'data', 'pri', 'ref', 'strategy'],
@@ -35,6 +37,7 @@ const OWN_KEYS: Record<ClientFrame['op'], string[]> = {
 
 const isRef = (ref: unknown): boolean => ref === undefined || (typeof ref === 'string' && ref.length <= MAX_REF_LENGTH);
 const isName = (name: unknown): boolean => typeof name === 'string' && NAME_PATTERN.test(name);
+const isOffset = (n: unknown): boolean => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0;
 const isPri = (pri: unknown): boolean => pri === 0 || pri === 1 || pri === 2 || pri === 3;
 
 /** What every decode result must be: a refusal with a code from the table, or a frame whose every field the server can trust. */
@@ -57,8 +60,22 @@ function assertWellFormed(result: ClientFrame | FrameError): void {
       assert.ok(typeof result.token === 'string' && result.token.length > 0);
       break;
     case 'join':
+      assert.ok(isName(result.group) && isRef(result.ref));
+      assert.ok(result.presence === undefined || typeof result.presence === 'boolean');
+      if (result.since !== undefined) {
+        assert.ok(isOffset(result.since.offset) && typeof result.since.epoch === 'string' && result.since.epoch.length > 0);
+        assert.deepEqual(Object.keys(result.since).sort(), ['epoch', 'offset']);
+      }
+      break;
     case 'leave':
       assert.ok(isName(result.group) && isRef(result.ref));
+      break;
+    case 'presence':
+      assert.ok(isName(result.group) && isRef(result.ref) && typeof result.counts === 'boolean');
+      break;
+    case 'history':
+      assert.ok(isName(result.group) && isRef(result.ref) && isOffset(result.since));
+      assert.ok(result.limit === undefined || (isOffset(result.limit) && result.limit > 0));
       break;
     case 'pub':
     case 'any':

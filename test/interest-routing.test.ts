@@ -170,3 +170,50 @@ describe('routing by interest between two shards', () => {
     publisher.close();
   });
 });
+
+describe('routing by interest and history groups', () => {
+  let server: RunningServer;
+  before(async () => {
+    server = await startInProcess({ websocket: { groups: { require_membership: false }, history: [{ pattern: 'hist.*', size: 10_000 }] } });
+  });
+  after(() => server.close());
+
+  test('the only member on its shard, joining and recovering while a publisher streams: offsets follow the top with no gap and none twice', async () => {
+    const publisher = await onShard(0, (attempt) => member(server.port, `hist-pub-${attempt}`));
+    const listener = await onShard(1, (attempt) => member(server.port, `hist-member-${attempt}`));
+    const stream = setInterval(() => {
+      for (let i = 0; i < 3; i++) publisher.send({ op: 'pub', group: 'hist.ir', data: 'x' });
+    }, 2);
+    /** Offsets of the next msgs (batches unpacked) until one past `until` arrived. */
+    const offsetsUpTo = async (until: number): Promise<number[]> => {
+      const seen: number[] = [];
+      while (seen.length === 0 || seen.at(-1)! < until) {
+        const frame = await listener.next((f) => f.op === 'msg' || f.op === 'batch', 5000);
+        for (const m of frame.op === 'batch' ? (frame.msgs as Frame[]) : [frame]) seen.push(m.offset as number);
+      }
+      return seen;
+    };
+    try {
+      let since: { offset: number; epoch: string } | null = null;
+      for (let round = 0; round < 12; round++) {
+        listener.send({ op: 'join', group: 'hist.ir', ref: `j${round}`, ...(since && { since }) });
+        // With `since`, the replay comes before `joined`: it is read with what follows.
+        const joined = await listener.next((f) => f.op === 'joined', 5000);
+        if (since !== null) assert.equal(joined.recovered, true, `round ${round}: recovered`);
+        const top = joined.offset as number;
+        const offsets = await offsetsUpTo(top + 20);
+        const from: number = since === null ? top + 1 : since.offset + 1;
+        assert.deepEqual(offsets, Array.from({ length: offsets.length }, (_, i) => from + i), `round ${round}: consecutive from ${from}`);
+        listener.send({ op: 'leave', group: 'hist.ir', ref: `l${round}` });
+        await listener.next((f) => f.op === 'left', 5000);
+        // What came between the last offset read and `left` is dropped: the next join recovers from the last one read.
+        listener.frames.length = 0;
+        since = { offset: offsets.at(-1)!, epoch: joined.epoch as string };
+      }
+    } finally {
+      clearInterval(stream);
+    }
+    publisher.close();
+    listener.close();
+  });
+});

@@ -5,7 +5,7 @@
  */
 import { jwtVerify, errors as joseErrors, type JWTVerifyOptions } from 'jose';
 import { MAX_WEIGHT, type Config } from '../config/schema.js';
-import { NAME_PATTERN } from '../protocol/frames.js';
+import { GROUP_PATTERN, NAME_PATTERN } from '../protocol/frames.js';
 
 export interface Identity {
   user: string;
@@ -59,9 +59,6 @@ export function authMode(auth: Pick<Config['websocket']['auth'], 'secret' | 'all
   if (auth.secret === '') return auth.allow_anonymous ? 'anonymous' : 'closed';
   return auth.allow_anonymous ? 'jwt+anonymous' : 'jwt';
 }
-
-/** `name`, `prefix.*` or `*`: a name whose last character may be a wildcard. */
-const GROUP_PATTERN = /^(?:[A-Za-z0-9_.:@/#+-]{1,128}|[A-Za-z0-9_.:@/#+-]{0,127}\*)$/;
 
 export class Authenticator {
   private readonly key: Uint8Array | null;

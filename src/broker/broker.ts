@@ -22,6 +22,7 @@ import { Latency, type LatencyRecorder } from '../metrics/latencies.js';
 import { AckTimers } from './ack-timers.js';
 import { Delivery } from './delivery.js';
 import { serveDlqRequest, type RenderLetters } from './dlq-admin.js';
+import { BrokerGroups } from './groups.js';
 import { checkPri, checkSendOptions, dataJsonOf } from './embedding-checks.js';
 import { Intake, type Reply } from './intake.js';
 import { Presence } from './presence.js';
@@ -91,6 +92,8 @@ export class Broker {
   private readonly unsaved: UnsavedWrites;
   private readonly route: Delivery;
   private readonly intake: Intake;
+  /** History, group presence and the answers about groups. */
+  private readonly groups: BrokerGroups;
   private stopped = false;
   /** While another process holds the store's lease: what this broker removed, until committed. */
   private standingBy: UncommittedRemovals | null = null;
@@ -120,7 +123,8 @@ export class Broker {
       messages: config.store.max_messages,
       bytes: config.store.max_bytes,
     });
-    this.presence = new Presence(this.delivery);
+    this.groups = new BrokerGroups({ config, store, instance: options.instance, link, log }, (group) => this.presence.hasMembers(group));
+    this.presence = new Presence(this.delivery, this.groups.presence);
     this.timers = new AckTimers(this.delivery, {
       scheduled: (entry) => this.due(entry),
       unacknowledged: (entry) => this.unacknowledged(entry),
@@ -140,6 +144,7 @@ export class Broker {
       timers,
       route: this.route,
       link,
+      history: this.groups.history,
       unsaved,
       counters,
       log,
@@ -164,6 +169,8 @@ export class Broker {
   start(options: { loadStored?: boolean } = {}): void {
     if (options.loadStored === false) this.standingBy = new UncommittedRemovals(this.store);
     else this.load(() => false, () => false);
+    // History is this process's own either way: a standing-by process gives every group a new epoch (groups.ts).
+    this.groups.start();
     this.link.listen((shard, kind, fields) => this.onRecord(shard, kind, fields));
     this.timers.arm();
   }
@@ -178,6 +185,7 @@ export class Broker {
     if (removed === null) return null;
     this.standingBy = null;
     removed.stop();
+    this.groups.tookOver();
     return this.load((id) => this.queues.has(id) || removed.has(id), (entry) => this.route.deliverIfConnected(entry));
   }
 
@@ -207,6 +215,7 @@ export class Broker {
     this.standingBy?.stop();
     this.timers.stop();
     this.link.stop();
+    await this.groups.stop();
     await this.store.flushed();
   }
 
@@ -290,17 +299,18 @@ export class Broker {
           return online ? this.route.online(sid, user, shard) : this.presence.offline(sid);
         }
         case ToBroker.MEMBERSHIP: {
-          const [sid, group, joined, weight] = f as [string, string, number, number];
+          const [sid, group, joined, weight, watch] = f as [string, string, number, number, number | undefined];
           if (joined !== 1) return this.presence.leave(sid, group);
-          if (this.presence.join(sid, group, weight)) this.route.groupJoined(group);
+          if (this.presence.join(sid, group, weight, watch === 1)) this.route.groupJoined(group);
           return;
         }
         case ToBroker.PUB: {
-          const [sid, ref, from, group, data, pri, type] = f as [string, string | null, string, string, string, number, string];
+          const [sid, ref, from, group, data, pri, type, receivedAt] = f as [string, string | null, string, string, string, number, string | null, number | undefined];
           const id = this.ids.nextPubId();
           const reply = this.replyTo(shard, sid, ref);
           // A pub is acknowledged only when it asked to be (it has a ref), as on the shard's fast path.
-          return this.intake.publish(id, from, group, data, pri, type, { ok: (pubId) => ref !== null && reply.ok(pubId), fail: reply.fail });
+          const ok = (pubId: string, offset?: number): void => void (ref !== null && reply.ok(pubId, offset));
+          return this.intake.publish(id, from, group, data, pri, type, { ok, fail: reply.fail }, receivedAt ?? 0);
         }
         case ToBroker.ADMIN: {
           const [requestId, method, path] = f as [number, string, string];
@@ -308,6 +318,8 @@ export class Broker {
           const failed = (err: unknown): void => this.options.log.error({ code: 'E_INTERNAL', err }, 'admin reply failed');
           return serveDlqRequest(method, path, this.store, (letter) => this.intake.requeue(letter), reply, failed, this.link.maxFrameBytes, this.options.renderDeadLetters);
         }
+        default:
+          this.groups.requests.onRecord(shard, kind, f);
       }
     } catch (err) {
       this.options.log.error({ code: 'E_INTERNAL', err, kind, shard }, 'broker record failed');
@@ -316,7 +328,7 @@ export class Broker {
 
   private replyTo(shard: number, sid: string, ref: string | null): Reply {
     return {
-      ok: (id) => this.link.senderAck(shard, sid, ref, id),
+      ok: (id, offset) => this.link.senderAck(shard, sid, ref, id, offset),
       fail: (code, message) => this.link.error(shard, sid, code, message, ref),
     };
   }

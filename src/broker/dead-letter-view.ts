@@ -3,7 +3,7 @@
  * a codec pool thread (src/codec/tasks.ts) when a page is large.
  */
 import { dataTooDeep } from '../protocol/json-codec.js';
-import type { DeadLetter } from '../store/store.js';
+import type { DeadLetter } from '../store/messages.js';
 
 /**
  * A letter as the API shows it: `data` parsed, or as the stored text when it is not JSON or

@@ -9,7 +9,8 @@
  */
 import { httpError, OcsError } from '../protocol/errors.js';
 import { MAX_ID_LENGTH } from '../protocol/frames.js';
-import type { DeadLetter, MessageStore } from '../store/store.js';
+import type { DeadLetter } from '../store/messages.js';
+import type { MessageStore } from '../store/store.js';
 import { renderDeadLetters, showDead } from './dead-letter-view.js';
 
 export type DeadLetterStore = Pick<MessageStore, 'countDead' | 'listDead' | 'getDead' | 'removeDead' | 'purgeDead'>;

@@ -4,7 +4,7 @@
  * restarts, and the instance keeps two processes sharing the store (a pm2 reload) apart. An
  * unstored `pub` (or a message a processor dropped) is `INSTANCE.p.N`.
  */
-import type { StoredMessage } from '../store/store.js';
+import type { StoredMessage } from '../store/messages.js';
 
 /** A `send`/`any` as it arrives: everything but its id, sequence and times. */
 export interface Incoming {

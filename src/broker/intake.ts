@@ -11,11 +11,13 @@ import type { Config } from '../config/schema.js';
 import { epochMs } from '../metrics/clock.js';
 import { OcsError, type ErrorCode } from '../protocol/errors.js';
 import { encodeGroupMsgJson } from '../protocol/json-codec.js';
-import { metaOf, type DeadLetter, type MessageStore, type StoredMessage } from '../store/store.js';
+import { metaOf, type DeadLetter, type StoredMessage } from '../store/messages.js';
+import type { MessageStore } from '../store/store.js';
 import type { Logger } from '../util/logger.js';
 import type { AckTimers } from './ack-timers.js';
 import type { BrokerStats } from './broker.js';
 import type { Delivery } from './delivery.js';
+import type { History } from './history.js';
 import { scheduleRefusal } from './embedding-checks.js';
 import type { Incoming, MessageIds } from './ids.js';
 import type { Processors } from './processors.js';
@@ -23,7 +25,8 @@ import { newEntry, State, type Entry, type Queues } from './queues.js';
 import type { ShardLink } from './shard-link.js';
 import type { UnsavedWrites } from './unsaved-writes.js';
 
-export type Reply = { ok(id: string): void; fail(code: ErrorCode, message: string): void };
+/** `offset`: the one a pub to a group that keeps history got. */
+export type Reply = { ok(id: string, offset?: number): void; fail(code: ErrorCode, message: string): void };
 
 export interface IntakeParts {
   delivery: Config['websocket']['delivery'];
@@ -34,6 +37,8 @@ export interface IntakeParts {
   timers: AckTimers;
   route: Delivery;
   link: ShardLink;
+  /** Where pubs to groups that keep history get their offset (null: none does). */
+  history: History | null;
   unsaved: UnsavedWrites;
   counters: BrokerStats;
   log: Logger;
@@ -66,13 +71,19 @@ export class Intake {
   /**
    * A `pub` (never stored), after its processor if its data.type has one, to every shard:
    * `reply.ok(id)` once it went out (or was dropped or dead-lettered), `reply.fail` when it
-   * cannot fit a ring record.
+   * cannot fit a ring record. A group that keeps history gives it the next offset first.
+   * `receivedAt`: when its shard got the frame (epochMs()), for the pub latency; 0: not a client's.
    */
-  publish(id: string, from: string, group: string, data: string, pri: number, type: string | null, reply: Reply): void {
+  publish(id: string, from: string, group: string, data: string, pri: number, type: string | null, reply: Reply, receivedAt = 0): void {
     const send = (dataJson: string, p: number): void => {
       const over = this.parts.route.oversize(dataJson);
       if (over !== null) return reply.fail('E_TOO_LARGE', over);
-      this.parts.link.groupPub(group, encodeGroupMsgJson(id, from, group, dataJson, p, Date.now()));
+      const kept = this.parts.history?.append(group, id, from, dataJson, p, Date.now()) ?? null;
+      if (kept !== null) {
+        this.parts.link.groupPub(group, kept.frame, receivedAt);
+        return reply.ok(id, kept.offset);
+      }
+      this.parts.link.groupPub(group, encodeGroupMsgJson(id, from, group, dataJson, p, Date.now()), receivedAt);
       reply.ok(id);
     };
     if (!this.parts.processors.has(type)) return send(data, pri);

@@ -1,15 +1,19 @@
 /**
  * Who is connected where: every authenticated connection by sid, each user's connections (a
  * `send` goes to all of them, on every shard), and each group's members (an `any` goes to one,
- * picked by the group's strategy).
+ * picked by the group's strategy). Every change of membership is also told to the group
+ * presence (group-presence.ts: the `presence` op and events).
  */
 import type { Config } from '../config/schema.js';
 import type { AnyStrategy } from '../protocol/frames.js';
 import { GroupMembers, type Member } from './any-strategies.js';
+import type { GroupPresence } from './group-presence.js';
 
 export interface Conn extends Member {
   shard: number;
   groups: Set<string>;
+  /** Groups whose presence events it asked for (null: none). */
+  watching: Set<string> | null;
 }
 
 export class Presence {
@@ -18,14 +22,17 @@ export class Presence {
   private readonly groups = new Map<string, GroupMembers<Conn>>();
   private readonly strategies: Map<string, AnyStrategy>;
 
-  constructor(private readonly delivery: Config['websocket']['delivery']) {
+  constructor(
+    private readonly delivery: Config['websocket']['delivery'],
+    private readonly groupPresence: Pick<GroupPresence, 'joined' | 'left' | 'watch'> | null = null,
+  ) {
     // A copy: setStrategy() adds to it, the config stays as loaded.
     this.strategies = new Map(delivery.group_strategies);
   }
 
   /** Registers connection `sid` of `user` on `shard`, weighted for `any` as the config says. */
   online(sid: string, user: string, shard: number): Conn {
-    const conn: Conn = { sid, user, shard, weight: 1, groups: new Set() };
+    const conn: Conn = { sid, user, shard, weight: 1, groups: new Set(), watching: null };
     this.conns.set(sid, conn);
     let conns = this.users.get(user);
     if (!conns) this.users.set(user, (conns = new Map()));
@@ -41,7 +48,7 @@ export class Presence {
     const conns = this.users.get(conn.user);
     conns?.delete(sid);
     if (conns && conns.size === 0) this.users.delete(conn.user);
-    for (const group of conn.groups) this.leaveGroup(group, sid);
+    for (const group of conn.groups) this.leaveGroup(group, conn);
   }
 
   /** Every connection on `shard` goes offline (the shard died). */
@@ -51,34 +58,40 @@ export class Presence {
 
   /**
    * Connection `sid` joined `group`, with the token's `weight` claim (0: none, keep the
-   * configured one). False when the connection is unknown (it closed meanwhile).
+   * configured one), watching its presence events or not (a member's new join decides). False
+   * when the connection is unknown (it closed meanwhile).
    */
-  join(sid: string, group: string, weight: number): boolean {
+  join(sid: string, group: string, weight: number, watch = false): boolean {
     const conn = this.conns.get(sid);
     if (!conn) return false;
     if (weight > 0) conn.weight = weight;
+    if (conn.groups.has(group)) {
+      this.setWatching(conn, group, watch);
+      return true;
+    }
     conn.groups.add(group);
     let members = this.groups.get(group);
     if (!members) this.groups.set(group, (members = new GroupMembers()));
     members.add(conn);
+    if (watch) (conn.watching ??= new Set()).add(group);
+    this.groupPresence?.joined(group, conn.user, watch);
     return true;
   }
 
   leave(sid: string, group: string): void {
     const conn = this.conns.get(sid);
-    if (!conn) return;
-    conn.groups.delete(group);
-    this.leaveGroup(group, sid);
+    if (!conn || !conn.groups.delete(group)) return;
+    this.leaveGroup(group, conn);
+  }
+
+  /** Whether any connection is a member of `group` now (an `any` for it would go out; history forgets such a group last). */
+  hasMembers(group: string): boolean {
+    return this.groups.has(group);
   }
 
   /** The connections of `user`, by sid; undefined when it has none. */
   connectionsOf(user: string): ReadonlyMap<string, Conn> | undefined {
     return this.users.get(user);
-  }
-
-  /** Whether `group` has a member connected (an `any` for it would go out). */
-  hasMembers(group: string): boolean {
-    return this.groups.has(group);
   }
 
   setStrategy(group: string, strategy: AnyStrategy): void {
@@ -91,10 +104,19 @@ export class Presence {
     return members?.pick(strategy ?? this.strategies.get(group) ?? this.delivery.default_strategy, inflightOf) ?? null;
   }
 
-  private leaveGroup(group: string, sid: string): void {
+  private leaveGroup(group: string, conn: Conn): void {
     const members = this.groups.get(group);
     if (!members) return;
-    members.delete(sid);
+    members.delete(conn.sid);
     if (members.size === 0) this.groups.delete(group);
+    this.groupPresence?.left(group, conn.user, conn.watching?.delete(group) ?? false);
+  }
+
+  private setWatching(conn: Conn, group: string, watch: boolean): void {
+    const was = conn.watching?.has(group) ?? false;
+    if (was === watch) return;
+    if (watch) (conn.watching ??= new Set()).add(group);
+    else conn.watching!.delete(group);
+    this.groupPresence?.watch(group, watch ? 1 : -1);
   }
 }

@@ -8,7 +8,7 @@
  * An entry holds the message's metadata only: its data stays on disk (MessageStore.body) once
  * it is stored, except between acceptance and the first delivery encoded from it.
  */
-import type { MessageMeta } from '../store/store.js';
+import type { MessageMeta } from '../store/messages.js';
 import type { Timed } from './deadlines.js';
 
 export const enum State {

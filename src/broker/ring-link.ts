@@ -13,7 +13,7 @@ import { DoorbellListener, DoorbellRinger } from '../rings/doorbell.js';
 import { httpError, type ErrorCode } from '../protocol/errors.js';
 import { QueuedRingWriter, type WriteRefusal } from '../link/queued-writer.js';
 import { LinkReader } from '../link/reader.js';
-import { encodeRecord, FRAME_RECORD_OVERHEAD, ToBroker, ToShard } from '../link/records.js';
+import { encodeRecord, FRAME_RECORD_OVERHEAD, groupOfTopic, ToBroker, ToShard } from '../link/records.js';
 import type { Logger } from '../util/logger.js';
 import { interestBucket, type InterestTable } from '../shared/interest-table.js';
 import type { RecordSink, ShardLink } from './shard-link.js';
@@ -91,8 +91,8 @@ export class RingShardLink implements ShardLink {
     this.deliver(shard, encodeRecord(ToShard.DELIVER_SID, live > 0 ? [sid, frame, storedAt, live] : [sid, frame]));
   }
 
-  senderAck(shard: number, sid: string, ref: string | null, id: string): void {
-    this.control(shard, encodeRecord(ToShard.SENDER_ACK, [sid, ref, id]));
+  senderAck(shard: number, sid: string, ref: string | null, id: string, offset?: number): void {
+    this.control(shard, encodeRecord(ToShard.SENDER_ACK, offset === undefined ? [sid, ref, id] : [sid, ref, id, offset]));
   }
 
   error(shard: number, sid: string, code: ErrorCode, message: string, ref: string | null): void {
@@ -103,20 +103,40 @@ export class RingShardLink implements ShardLink {
     this.control(shard, encodeRecord(ToShard.WELCOME, [sid, pending]));
   }
 
-  groupPub(group: string, frame: string): void {
+  groupPub(topic: string, frame: string, receivedAt = 0): void {
     // Encoded once; QueuedRingWriter keeps the array only while it waits, and never changes it.
-    const record = encodeRecord(ToShard.GROUP_PUB, [group, frame]);
+    const record = encodeRecord(ToShard.GROUP_PUB, receivedAt > 0 ? [topic, frame, receivedAt] : [topic, frame]);
     const interest = this.interest;
-    const bucket = interest ? interestBucket(group) : 0;
+    // Presence events go where the group has members too: watchers are members.
+    const bucket = interest ? interestBucket(groupOfTopic(topic)) : 0;
     for (let shard = 0; shard < this.writers.length; shard++) {
       if (interest && !interest.has(shard, bucket)) continue;
       if (this.write(shard, record, this.writers[shard]!.maxBacklog) === 'E_OVERLOADED') this.stats.link_dropped++;
     }
   }
 
-  /** Cluster mode: the shard may now answer `joined` (joined 1) or `left` (0) to connection `sid`. */
-  membershipReply(shard: number, sid: string, group: string, joined: number, ref: string | null): void {
-    this.control(shard, encodeRecord(ToShard.MEMBERSHIP_REPLY, [sid, group, joined, ref]));
+  reply(shard: number, sid: string, frame: string): void {
+    this.control(shard, encodeRecord(ToShard.REPLY, [sid, frame]));
+  }
+
+  groupJoined(shard: number, sid: string, group: string, ref: string | null, replay: readonly string[], top: number, epoch: string, recovered: number): void {
+    const writer = this.writers[shard]!;
+    // A replay only goes whole: behind a backed-up ring part of it could be dropped, a gap nobody would see.
+    if (replay.length > 0 && writer.backlog > writer.maxBacklog) {
+      this.stats.link_dropped++;
+      replay = [];
+      recovered = 0;
+    }
+    for (const frame of replay) this.control(shard, encodeRecord(ToShard.REPLY, [sid, frame]));
+    this.control(shard, encodeRecord(ToShard.JOINED, [sid, group, ref, top, epoch, recovered, null]));
+  }
+
+  groupJoinFailed(shard: number, sid: string, group: string, ref: string | null, message: string): void {
+    this.control(shard, encodeRecord(ToShard.JOINED, [sid, group, ref, 0, '', -1, message]));
+  }
+
+  groupLeft(shard: number, sid: string, group: string, ref: string | null): void {
+    this.control(shard, encodeRecord(ToShard.LEFT, [sid, group, ref]));
   }
 
   adminReply(shard: number, requestId: number, status: number, bodyJson: string): void {

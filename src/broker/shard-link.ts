@@ -22,13 +22,28 @@ export interface ShardLink {
   deliverToUser(shard: number, user: string, frame: string, storedAt?: number, live?: number): void;
   /** `frame` to the one connection `sid` on `shard` (storedAt, live: as deliverToUser). */
   deliverToSid(shard: number, sid: string, frame: string, storedAt?: number, live?: number): void;
-  /** The sender's message is stored: `ack {ref, id}` to connection `sid`. */
-  senderAck(shard: number, sid: string, ref: string | null, id: string): void;
+  /** The sender's message is stored (or published): `ack {ref, id}` to connection `sid`, with `offset` for a pub to a group that keeps history. */
+  senderAck(shard: number, sid: string, ref: string | null, id: string, offset?: number): void;
   error(shard: number, sid: string, code: ErrorCode, message: string, ref: string | null): void;
   /** `welcome` to connection `sid`, with the number of stored messages about to follow. */
   welcome(shard: number, sid: string, pending: number): void;
-  /** `frame` to the local subscribers of `group` on every shard. */
-  groupPub(group: string, frame: string): void;
+  /**
+   * `frame` to the local subscribers of `topic` (a group, or presenceTopic(group)) on every
+   * shard; `receivedAt`: when the pub reached its shard (epochMs()), for the pub latency.
+   */
+  groupPub(topic: string, frame: string, receivedAt?: number): void;
+  /** `frame` to connection `sid` alone: the answer to its `presence` or `history` op. */
+  reply(shard: number, sid: string, frame: string): void;
+  /**
+   * The answer to a join of a history group: the `replay` frames first, then `joined` with the
+   * group's `top` offset and `epoch`, and `recovered` (-1: not asked, 0, 1). All of it, or,
+   * should the shard's ring be backed up, no replay and recovered 0 (the client reloads).
+   */
+  groupJoined(shard: number, sid: string, group: string, ref: string | null, replay: readonly string[], top: number, epoch: string, recovered: number): void;
+  /** A join of a history group refused (E_BAD_FRAME: `message`); the shard undoes it. */
+  groupJoinFailed(shard: number, sid: string, group: string, ref: string | null, message: string): void;
+  /** The answer to a leave of a history group: `left`, in order with its joins. */
+  groupLeft(shard: number, sid: string, group: string, ref: string | null): void;
   /** The answer to admin request `requestId` that `shard` forwarded. */
   adminReply(shard: number, requestId: number, status: number, bodyJson: string): void;
   /** Starts handing every inbound record to `onRecord`. */

@@ -24,7 +24,8 @@ import type { ClusterPresence, LocalPresence } from './presence.js';
 import { ACK, CONNECT, DEAD_ON_ARRIVAL, JOIN, ROUTE_ANY, ROUTE_USER, STORE, SWEEP, type ScriptRunner } from './scripts.js';
 import type { ClusterStats } from './stats.js';
 
-export type Reply = { ok(id: string): void; fail(code: ErrorCode, message: string): void };
+/** `offset`: the one a pub to a group that keeps history got (groups.ts). */
+export type Reply = { ok(id: string, offset?: number): void; fail(code: ErrorCode, message: string): void };
 
 /** Fields of a claimed message, as the scripts return them. */
 type Fields = [id: string, from: string, group: string, data: string, pri: string, ts: string, attempts: string];

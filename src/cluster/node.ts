@@ -9,6 +9,7 @@
  * (their publishers get E_CLUSTER_UNAVAILABLE rather than an ack), joins and presence are kept
  * locally and written again once Redis is back; send, any and ack are refused with
  * E_CLUSTER_UNAVAILABLE. /health says `degraded`, and the log says it once per change.
+ * Group presence, history and their ops: groups.ts.
  */
 import type { BrokerStats, Processor, SendOptions } from '../broker/broker.js';
 import { checkPri, checkSendOptions, dataJsonOf } from '../broker/embedding-checks.js';
@@ -24,6 +25,8 @@ import { ClusterStatus, type ClusterState } from '../shared/cluster-state.js';
 import type { StoreHealth } from '../store/store.js';
 import type { Logger } from '../util/logger.js';
 import { Channels } from './channels.js';
+import { ClusterGroups } from './groups.js';
+import { ClusterMembers } from './members.js';
 import { Keys } from './keys.js';
 import { ClusterMessaging, type Reply } from './messaging.js';
 import { ClusterPresence, LocalPresence } from './presence.js';
@@ -62,9 +65,9 @@ export class ClusterNode {
   private readonly channels: Channels;
   private readonly messaging: ClusterMessaging;
   private readonly processors = new Processors();
+  private readonly groups: ClusterGroups;
   private readonly ids: MessageIds;
-  /** Per connection, the `joined`/`left` answers still owed, in order. */
-  private readonly owed = new Map<string, Promise<void>>();
+  private readonly members: ClusterMembers;
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private sweepTimer: NodeJS.Timeout | null = null;
   private sweeping = false;
@@ -82,10 +85,21 @@ export class ClusterNode {
     this.redis = new RedisLink({ config: config.cluster, log, onUp: () => this.resync(), onDown: () => this.down() });
     const commands = this.redis.commands;
     this.clusterPresence = new ClusterPresence(commands, this.keys, this.node, config.cluster.presence_ttl * 1000);
+    this.groups = new ClusterGroups({
+      config,
+      instance,
+      link: options.link,
+      log,
+      presence: this.clusterPresence,
+      hasMembers: (group) => this.local.byGroup.has(group),
+      up: () => this.up,
+    });
     this.channels = new Channels(this.redis.subscriber, commands, this.keys, this.node, {
       groupPub: (group, frame) => {
         this.stats_.cluster_pubs_in++;
-        options.link.groupPub(group, frame.toString());
+        const text = this.groups.fromOtherNode(group, frame);
+        if (text === null) this.stats_.cluster_malformed++;
+        else options.link.groupPub(group, text);
       },
       nodeRecord: (kind, target, id, frame) => this.messaging.nodeRecord(kind, target, id, frame),
       malformed: () => this.stats_.cluster_malformed++,
@@ -103,6 +117,15 @@ export class ClusterNode {
       stats: this.stats_,
       log,
       up: () => this.up,
+    });
+    this.members = new ClusterMembers({
+      local: this.local,
+      channels: this.channels,
+      messaging: this.messaging,
+      presence: this.clusterPresence,
+      groups: this.groups,
+      log,
+      writesPresence: () => this.up && !this.draining,
     });
   }
 
@@ -123,6 +146,7 @@ export class ClusterNode {
   async start(): Promise<void> {
     const { config, link, state } = this.options;
     state.set(ClusterStatus.CONNECTING);
+    this.groups.start();
     link.listen((shard, kind, fields) => this.onRecord(shard, kind, fields));
     await this.redis.connect(config.cluster.command_timeout * 1000);
     const ttl = config.cluster.presence_ttl * 1000;
@@ -138,6 +162,7 @@ export class ClusterNode {
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.options.link.stop();
+    await this.groups.stop();
     // Forgotten at once rather than after presence_ttl: this node's users are gone now.
     if (this.up) await this.clusterPresence.leaveCluster().catch(() => {});
     await this.redis.stop();
@@ -206,7 +231,7 @@ export class ClusterNode {
   /** A shard died: its connections are gone. */
   shardDown(shard: number): void {
     this.options.link.shardDown(shard);
-    for (const sid of this.local.ofShard(shard)) this.offline(sid);
+    for (const sid of this.local.ofShard(shard)) this.members.offline(sid);
   }
 
   // --- shard records ---------------------------------------------------------------------
@@ -235,23 +260,29 @@ export class ClusterNode {
         }
         case ToBroker.PRESENCE: {
           const [sid, user, online] = f as [string, string, number];
-          if (online !== 1) return this.offline(sid);
+          if (online !== 1) return this.members.offline(sid);
           const weight = this.options.config.websocket.delivery.weights.get(user) ?? 1;
-          this.local.online({ sid, user, shard, weight, groups: new Set() });
+          this.local.online({ sid, user, shard, weight, groups: new Set(), watching: null });
           // Draining: a connection that authenticated just before the listen sockets closed claims nothing here.
           if (this.draining) return this.options.link.welcome(shard, sid, 0);
           return this.messaging.connect(sid, user, shard);
         }
         case ToBroker.MEMBERSHIP: {
-          const [sid, group, joined, weight, reply, ref] = f as [string, string, number, number, number?, (string | null)?];
-          const done = joined === 1 ? this.join(sid, group, weight) : this.leave(sid, group);
-          if (reply === 1) this.answerInOrder(shard, sid, group, joined, ref ?? null, done);
-          return;
+          const [sid, group, joined, weight, watch] = f as [string, string, number, number, number?];
+          return this.members.membership(sid, group, joined === 1, weight, watch === 1);
         }
+        case ToBroker.GROUP_JOIN:
+        case ToBroker.GROUP_LEAVE:
+          // Answered once the node hears the group from every node (the MEMBERSHIP before it is done).
+          return this.members.answer(f[0] as string, () => this.groups.onRecord(shard, kind, f));
+        case ToBroker.PRESENCE_QUERY:
+        case ToBroker.HISTORY:
+          return this.groups.onRecord(shard, kind, f);
         case ToBroker.PUB: {
-          const [sid, ref, from, group, data, pri, type] = f as [string, string | null, string, string, string, number, string];
+          const [sid, ref, from, group, data, pri, type, receivedAt] = f as [string, string | null, string, string, string, number, string | null, number?];
           const reply = this.replyTo(shard, sid, ref);
-          return this.processedPub(this.ids.nextPubId(), from, group, data, pri, type, { ok: (id) => ref !== null && reply.ok(id), fail: reply.fail });
+          const ok = (id: string, offset?: number): void => void (ref !== null && reply.ok(id, offset));
+          return this.processedPub(this.ids.nextPubId(), from, group, data, pri, type, { ok, fail: reply.fail }, receivedAt ?? 0);
         }
         case ToBroker.CLUSTER_PUB: {
           const [group, frame] = f as [string, Uint8Array];
@@ -270,18 +301,23 @@ export class ClusterNode {
 
   private replyTo(shard: number, sid: string, ref: string | null): Reply {
     const { link } = this.options;
-    return { ok: (id) => link.senderAck(shard, sid, ref, id), fail: (code, message) => link.error(shard, sid, code, message, ref) };
+    return { ok: (id, offset) => link.senderAck(shard, sid, ref, id, offset), fail: (code, message) => link.error(shard, sid, code, message, ref) };
   }
 
-  /** A pub to this node's members and, through Redis, to every other node's. */
-  private processedPub(id: string, from: string, group: string, data: string, pri: number, type: string | null, reply: Reply): void {
+  /**
+   * A pub to this node's members (with this node's offset when its group keeps history) and,
+   * through Redis, to every other node's (without: each gives it its own, groups.ts).
+   */
+  private processedPub(id: string, from: string, group: string, data: string, pri: number, type: string | null, reply: Reply, receivedAt = 0): void {
     const send = (dataJson: string, p: number): void => {
       const over = this.messaging.oversize(dataJson);
       if (over !== null) return reply.fail('E_TOO_LARGE', over);
-      const frame = encodeGroupMsgJson(id, from, group, dataJson, p, Date.now());
-      this.options.link.groupPub(group, frame);
+      const ts = Date.now();
+      const frame = encodeGroupMsgJson(id, from, group, dataJson, p, ts);
+      const kept = this.groups.sequence(group, id, from, dataJson, p, ts);
+      this.options.link.groupPub(group, kept?.frame ?? frame, receivedAt);
       this.publishOut(group, Buffer.from(frame));
-      reply.ok(id);
+      reply.ok(id, kept?.offset);
     };
     if (!this.processors.has(type)) return send(data, pri);
     const incoming = { target: `p:${group}`, from, group, data, pri, at: 0, strategy: null };
@@ -310,44 +346,6 @@ export class ClusterNode {
     );
   }
 
-  /** Resolves once the node hears `group` from every node and the member is recorded (or at once without Redis). */
-  private join(sid: string, group: string, weight: number): Promise<void> {
-    const conn = this.local.bySid.get(sid);
-    if (!conn) return Promise.resolve();
-    if (weight > 0) conn.weight = weight;
-    const first = this.local.join(sid, group);
-    const waits: Promise<unknown>[] = [];
-    if (first) waits.push(this.channels.want(group));
-    if (this.up && !this.draining) waits.push(this.messaging.joined(sid, group, conn.user, conn.weight).catch(() => {}));
-    return Promise.all(waits).then(() => {});
-  }
-
-  private leave(sid: string, group: string): Promise<void> {
-    const last = this.local.leave(sid, group);
-    if (last) this.channels.unwant(group);
-    if (this.up && !this.draining) this.clusterPresence.left(group, sid, last).catch(() => {});
-    return Promise.resolve();
-  }
-
-  private offline(sid: string): void {
-    const conn = this.local.bySid.get(sid);
-    if (!conn) return;
-    for (const group of [...conn.groups]) void this.leave(sid, group);
-    const gone = this.local.offline(sid);
-    this.owed.delete(sid);
-    if (gone && this.up && !this.draining) this.clusterPresence.userCount(gone.conn.user, gone.left).catch(() => {});
-  }
-
-  /** `joined`/`left` go out in the order asked, each once its own work is done. */
-  private answerInOrder(shard: number, sid: string, group: string, joined: number, ref: string | null, done: Promise<void>): void {
-    const previous = this.owed.get(sid) ?? Promise.resolve();
-    const next = previous.then(() => done).then(() => {
-      if (this.local.bySid.has(sid)) this.options.link.membershipReply(shard, sid, group, joined, ref);
-      if (this.owed.get(sid) === next) this.owed.delete(sid);
-    });
-    this.owed.set(sid, next);
-  }
-
   // --- Redis comes and goes ------------------------------------------------------------------
 
   /** Redis is reachable (again): channels, presence and what waited for this node's users, then `up`. */
@@ -369,6 +367,8 @@ export class ClusterNode {
           state.set(ClusterStatus.UP);
           state.setNodesAlive(this.clusterPresence.alive.size);
           this.options.storeHealthChanged({ writable: true, lastError: null, failedWrites: this.failedWrites });
+          // Before the first connection (none waited) there was nothing to miss.
+          if (this.failedWrites > 0) this.groups.missedOthers();
           this.messaging.rescan();
         },
         (err: unknown) => log.error({ code: 'E_CLUSTER_UNAVAILABLE', err }, 'cluster: resynchronising with Redis failed; retrying when it reconnects'),

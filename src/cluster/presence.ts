@@ -25,6 +25,8 @@ export interface LocalConn {
   /** Token weight claim, else the configured one, else 1 (for `weighted`). */
   weight: number;
   groups: Set<string>;
+  /** Groups whose presence events it asked for (null: none). */
+  watching: Set<string> | null;
 }
 
 /** The connections of this node, by sid, by user and by group. */

@@ -5,7 +5,7 @@
  */
 import { renderDeadLetters } from '../broker/dead-letter-view.js';
 import type { Deflate } from '../protocol/wire.js';
-import type { DeadLetter } from '../store/store.js';
+import type { DeadLetter } from '../store/messages.js';
 import { deflateLz4 } from './lz4.js';
 import { CodecPool } from './pool.js';
 import { runTask, transcode, type CodecTask, type PrepareResult, type PrepareTask } from './tasks.js';

@@ -16,7 +16,8 @@ import { typeOfData } from '../link/records.js';
 import type { ClientFrame, FrameError } from '../protocol/frames.js';
 import { decodeJson, encodeGroupMsgJson } from '../protocol/json-codec.js';
 import { decodeMsgpack, transcodeJson, writeGroupMsg } from '../protocol/msgpack-codec.js';
-import type { DeadLetter } from '../store/store.js';
+import { matchesHistory } from '../shared/history-patterns.js';
+import type { DeadLetter } from '../store/messages.js';
 import { deflateLz4, inflateLz4 } from './lz4.js';
 
 /** The fields of the `msg` a pub becomes, fixed when the shard took the frame. */
@@ -42,6 +43,8 @@ export interface PrepareTask {
   lz4Threshold: number;
   /** `data.type` values with a processor: such a pub goes to the broker as JSON text. */
   processorTypes: readonly string[];
+  /** websocket.history's patterns: a pub to a group that keeps history goes to the broker as JSON text. */
+  historyPatterns: readonly string[];
 }
 
 export interface TranscodeTask {
@@ -112,8 +115,10 @@ export function prepare(task: PrepareTask): PrepareResult {
   const type = typeOfData(data);
   const forms: EncodedForms = { json: null, msgpack: null, dataJson: JSON.stringify(data), type };
   // A pub without a processor is published by the shard as these frames; one with a processor
-  // (decided here, on the types the shard knew when it sent the task) goes to the broker as JSON text.
-  if (frame.op === 'pub' && task.envelope !== null && (type === null || !task.processorTypes.includes(type))) {
+  // (decided here, on the types the shard knew when it sent the task) or to a group that keeps
+  // history goes to the broker as JSON text.
+  const processed = type !== null && task.processorTypes.includes(type);
+  if (frame.op === 'pub' && task.envelope !== null && !processed && !matchesHistory(task.historyPatterns, frame.group)) {
     const { id, from, ts } = task.envelope;
     forms.json = utf8.encode(encodeGroupMsgJson(id, from, frame.group, forms.dataJson!, frame.pri, ts));
     if (task.msgpackForm) forms.msgpack = writeGroupMsg(id, from, frame.group, data, frame.pri, ts, task.lz4Threshold === Infinity ? null : deflateLz4, task.lz4Threshold);

@@ -95,6 +95,10 @@ function describeType(schema: z.ZodTypeAny): string {
   if (schema instanceof z.ZodUnion) return (schema.options as z.ZodTypeAny[]).map(describeType).join(' or ');
   // nameMap() in schema.ts: a transform over unknown.
   if (schema instanceof z.ZodUnknown) return 'mapping of names';
+  if (schema instanceof z.ZodArray) {
+    const item = schema.element as z.ZodTypeAny;
+    return item instanceof z.ZodObject ? `list of \`{${Object.keys(item.shape as object).join(', ')}}\`` : `list of ${describeType(item)}`;
+  }
   return 'see schema.ts';
 }
 
@@ -115,6 +119,7 @@ function describeNumber(schema: z.ZodNumber): string {
 function describeDefault(value: unknown): string {
   if (value === undefined || value instanceof Map) return '{}';
   if (typeof value === 'string') return value === '' ? '""' : value;
+  if (Array.isArray(value)) return JSON.stringify(value);
   return String(value);
 }
 

@@ -4,6 +4,7 @@
  * error that names itself instead of a setting silently ignored.
  */
 import { z } from 'zod';
+import { GROUP_PATTERN } from '../protocol/frames.js';
 
 /** Where the server listens unless configured otherwise; tools that reach it use the same. */
 export const DEFAULT_PORT = 8765;
@@ -258,6 +259,29 @@ const delivery = z
   })
   .strict();
 
+/**
+ * Groups that keep their last messages (docs/PROTOCOL.md, History): the first entry whose
+ * pattern matches a group decides. `size`: messages kept per group; `ttl`: seconds each is
+ * kept (0: until `size` or `history.max_bytes` pushes it out).
+ */
+const historyPattern = z
+  .object({
+    pattern: z.string().regex(GROUP_PATTERN, 'a group name or a prefix* pattern, e.g. room.*'),
+    size: positiveInt.max(100_000),
+    ttl: seconds.default(0),
+  })
+  .strict();
+
+/** Who is in a group (the `presence` op and events). */
+const presence = z
+  .object({
+    /** Largest group whose `presence` answer lists its users; larger ones (and `counts: true`) get the totals only. */
+    max_list: positiveInt.max(10_000).default(1000),
+    /** Seconds over which a group's joins and leaves are coalesced into one event (a user who comes and goes within it: none). */
+    window: z.number().min(0).max(10).default(0.2),
+  })
+  .strict();
+
 const admin = z
   .object({
     /** Bearer token for /admin/*; empty: /admin/* answers loopback clients only. */
@@ -323,6 +347,28 @@ const websocket = z
     monitoring: monitoring.default({}),
     delivery: delivery.default({}),
     admin: admin.default({}),
+    history: z.array(historyPattern).max(1000).default([]),
+    presence: presence.default({}),
+  })
+  .strict();
+
+/** What every group history shares, in the broker (websocket.history says which groups keep one). */
+const history = z
+  .object({
+    /** Keep history and each group's epoch in the store (store.data_dir), so offsets survive a restart with the same epoch. */
+    persist: z.boolean().default(false),
+    /** Groups whose history is kept at once; past it the one used least recently is forgotten (a group without members first). */
+    max_groups: positiveInt.default(10_000),
+    /** Bytes of kept messages over all groups; past it the oldest messages of the group published to least recently go first. */
+    max_bytes: positiveInt.default(256 * 1024 * 1024),
+    /** Most messages one `history` answer carries (a larger `limit` is cut to it, with `more: true`). */
+    max_page: positiveInt.max(10_000).default(100),
+    /**
+     * Most bytes a `join` with `since` replays, and one `history` answer carries (at least one
+     * message); more is `recovered: false` (the client reloads by pages). Also capped at half of
+     * websocket.server.max_backpressure, so a replay never makes its own client a slow consumer.
+     */
+    max_replay_bytes: positiveInt.min(1024).default(256 * 1024),
   })
   .strict();
 
@@ -330,6 +376,7 @@ export const configSchema = z
   .object({
     websocket: websocket.default({}),
     store: store.default({}),
+    history: history.default({}),
     cluster: cluster.default({}),
     logging: logging.default({}),
   })

@@ -19,18 +19,34 @@ export const ToBroker = {
   /** [sid, user, online 1|0]: a connection authenticated (1) or closed (0). */
   PRESENCE: 4,
   /**
-   * [sid, group, joined 1|0, weight(0 = none in the token), reply?, ref?]: with reply 1 (cluster
-   * mode) the shard waits for MEMBERSHIP_REPLY before it answers `joined`/`left`.
+   * [sid, group, joined 1|0, weight(0 = none in the token), watch 1|0 (presence events; absent: 0)].
+   * Sent when a connection becomes a member, leaves, or re-joins changing `watch`.
    */
   MEMBERSHIP: 5,
-  /** [sid, ref|null, from, group, dataJson, pri, type]: a `pub` whose data.type has a processor. */
+  /**
+   * [sid, ref|null, from, group, dataJson, pri, type|null, receivedAt?]: a `pub` whose data.type
+   * has a processor (type), or to a group that keeps history (the broker gives it its offset).
+   * receivedAt: epochMs() when the shard got the frame (the pub latency).
+   */
   PUB: 6,
   /** [requestId, method, path] from the admin HTTP API. */
   ADMIN: 7,
   /** The shard's metrics report, every metrics_collection_interval: fields of src/metrics/report.ts. */
   METRICS: 8,
+  /**
+   * [sid, group, ref|null, sinceOffset (-1: none), sinceEpoch|null]: a `join` of a group that
+   * keeps history, after its MEMBERSHIP. The broker answers JOINED in its sequence of the
+   * group's messages (replay first), so the shard knows which live messages the connection gets.
+   */
+  GROUP_JOIN: 9,
+  /** [sid, group, ref|null]: a `leave` of a group with history ops in flight (answered LEFT, in order). */
+  GROUP_LEAVE: 10,
+  /** [sid, group, ref|null, counts 1|0]: the `presence` op (answered REPLY). */
+  PRESENCE_QUERY: 11,
+  /** [sid, group, ref|null, since, limit (0: history.max_page)]: the `history` op (answered REPLY, or ERROR). */
+  HISTORY: 12,
   /** [group, frame bytes]: cluster mode, a `pub` this shard published: for the other nodes. */
-  CLUSTER_PUB: 9,
+  CLUSTER_PUB: 13,
 } as const;
 
 /** Broker -> shard. */
@@ -49,13 +65,38 @@ export const ToShard = {
   WELCOME: 4,
   /** [sid, code, message, ref|null] */
   ERROR: 5,
-  /** [group, frame]: publish `frame` to local subscribers of `group`. */
+  /**
+   * [topic, frame, receivedAt?]: publish `frame` to local subscribers of `topic` (a group, or
+   * presenceTopic(group) for presence events). receivedAt: when the pub frame reached its shard
+   * (epochMs()), for the pub latency.
+   */
   GROUP_PUB: 6,
   /** [requestId, status, bodyJson] */
   ADMIN_REPLY: 7,
-  /** [sid, group, joined 1|0, ref|null]: cluster mode: answer `joined` (the node now hears the group's pubs from every node) or `left`. */
-  MEMBERSHIP_REPLY: 8,
+  /** [sid, frame]: send `frame` to one connection: an answer (presence, history) or a replay batch before JOINED. */
+  REPLY: 8,
+  /**
+   * [sid, group, ref|null, top, epoch, recovered (-1: no since asked, 0, 1), error|null]: the
+   * answer to GROUP_JOIN. error: the join is refused (E_BAD_FRAME, e.g. since past the top).
+   */
+  JOINED: 9,
+  /** [sid, group, ref|null]: the answer to GROUP_LEAVE. */
+  LEFT: 10,
 } as const;
+
+/**
+ * The uWS topic of a group's presence events: `!` never appears in a group name (NAME_PATTERN).
+ * Not `~`: that marks a topic's msgpack twin (binaryTopic() in src/shard/broadcast.ts), which a
+ * presence topic has too (`~!group`).
+ */
+export function presenceTopic(group: string): string {
+  return '!' + group;
+}
+
+/** The group a topic of GROUP_PUB is about: the group, or the one whose presence topic it is. */
+export function groupOfTopic(topic: string): string {
+  return topic.charCodeAt(0) === 0x21 ? topic.slice(1) : topic;
+}
 
 /**
  * What a record that carries a frame or a body (DELIVER_USER, DELIVER_SID, GROUP_PUB,

@@ -13,17 +13,33 @@ export type PriorityValue = (typeof Priority)[keyof typeof Priority];
  * meaning (`*` is reserved for `prefix.*` patterns in tokens).
  */
 export const NAME_PATTERN = /^[A-Za-z0-9_.:@/#+-]{1,128}$/;
+/**
+ * A group name or a `prefix*` pattern (`room.*` matches `room.a` and `room.a.b`; `*` alone
+ * matches every group): the token's `groups` claim and the `websocket.history` patterns.
+ */
+export const GROUP_PATTERN = /^(?:[A-Za-z0-9_.:@/#+-]{1,128}|[A-Za-z0-9_.:@/#+-]{0,127}\*)$/;
 export const MAX_REF_LENGTH = 128;
 
 export type ClientFrame =
   | { op: 'auth'; token: string; ref: string | undefined }
-  | { op: 'join'; group: string; ref: string | undefined }
+  | { op: 'join'; group: string; ref: string | undefined; since?: Since; presence?: boolean }
   | { op: 'leave'; group: string; ref: string | undefined }
+  | { op: 'presence'; group: string; ref: string | undefined; counts: boolean }
+  | { op: 'history'; group: string; ref: string | undefined; since: number; limit: number | undefined }
   | { op: 'pub'; group: string; data: unknown; pri: PriorityValue; ref: string | undefined }
   | { op: 'ping'; t: number }
   | { op: 'send'; to: string; data: unknown; pri: PriorityValue; ref: string | undefined; at: number | undefined }
   | { op: 'any'; group: string; data: unknown; pri: PriorityValue; ref: string | undefined; strategy: AnyStrategy | undefined }
   | { op: 'ack'; id: string };
+
+/** Where a client stands in a group's history: the last offset it has, of that epoch. */
+export interface Since {
+  offset: number;
+  epoch: string;
+}
+
+/** Longest epoch a client may send back (the server's are 16 characters). */
+export const MAX_EPOCH_LENGTH = 128;
 
 /** How `any` picks the one member that gets a message. */
 export const ANY_STRATEGIES = ['round_robin', 'least_connections', 'weighted'] as const;
@@ -96,10 +112,27 @@ export function toClientFrame(value: unknown): ClientFrame | FrameError {
       return { op: 'ack', id };
     }
     case 'join':
+      return toJoin(frame, ref);
     case 'leave': {
       const group = frame.group;
       if (typeof group !== 'string' || !NAME_PATTERN.test(group)) return badGroup(ref);
       return { op: frame.op, group, ref };
+    }
+    case 'presence': {
+      const group = frame.group;
+      if (typeof group !== 'string' || !NAME_PATTERN.test(group)) return badGroup(ref);
+      const counts = frame.counts ?? false;
+      if (typeof counts !== 'boolean') return frameError('E_BAD_FRAME', 'counts must be true or false', ref);
+      return { op: 'presence', group, ref, counts };
+    }
+    case 'history': {
+      const group = frame.group;
+      if (typeof group !== 'string' || !NAME_PATTERN.test(group)) return badGroup(ref);
+      const since = frame.since ?? 0;
+      if (!isOffset(since)) return frameError('E_BAD_FRAME', 'since must be an offset: an integer of at least 0', ref);
+      const limit = frame.limit;
+      if (limit !== undefined && (!isOffset(limit) || limit === 0)) return frameError('E_BAD_FRAME', 'limit must be an integer of at least 1', ref);
+      return { op: 'history', group, ref, since, limit };
     }
     case 'ping': {
       const t = frame.t;
@@ -116,6 +149,34 @@ export function toClientFrame(value: unknown): ClientFrame | FrameError {
     default:
       return frameError('E_BAD_FRAME', `unknown op ${JSON.stringify(frame.op).slice(0, 40)}`, ref, 'unknown_op');
   }
+}
+
+/** `join`: `since` (recovery in a group that keeps history) and `presence` (events) are optional. */
+function toJoin(frame: Record<string, unknown>, ref: string | undefined): ClientFrame | FrameError {
+  const group = frame.group;
+  if (typeof group !== 'string' || !NAME_PATTERN.test(group)) return badGroup(ref);
+  const join: Extract<ClientFrame, { op: 'join' }> = { op: 'join', group, ref };
+  const presence = frame.presence;
+  if (presence !== undefined) {
+    if (typeof presence !== 'boolean') return frameError('E_BAD_FRAME', 'presence must be true or false', ref);
+    join.presence = presence;
+  }
+  const since = frame.since;
+  if (since !== undefined) {
+    if (since === null || typeof since !== 'object' || Array.isArray(since)) return frameError('E_BAD_FRAME', 'since must be an object {offset, epoch}', ref);
+    const { offset, epoch } = since as Record<string, unknown>;
+    if (!isOffset(offset)) return frameError('E_BAD_FRAME', 'since.offset must be an integer of at least 0', ref);
+    if (typeof epoch !== 'string' || epoch.length === 0 || epoch.length > MAX_EPOCH_LENGTH) {
+      return frameError('E_BAD_FRAME', `since.epoch must be a string of 1 to ${MAX_EPOCH_LENGTH} characters`, ref);
+    }
+    join.since = { offset, epoch };
+  }
+  return join;
+}
+
+/** An offset in a group's history: an integer a double holds exactly, 0 or more. */
+function isOffset(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
 }
 
 function isPriority(pri: unknown): pri is PriorityValue {

@@ -55,7 +55,8 @@ function deeperThan(value: unknown, levels: number): boolean {
   return false;
 }
 
-const refField = (ref: string | undefined): string => (ref === undefined ? '' : `,"ref":${JSON.stringify(ref)}`);
+/** `,"ref":…` when the client gave one (any string: it is escaped), else nothing. */
+export const refField = (ref: string | undefined): string => (ref === undefined ? '' : `,"ref":${JSON.stringify(ref)}`);
 
 /** `expiresAt`: when the connection's token runs out (epoch ms), omitted when it never does. */
 export function encodeWelcome(user: string, sid: string, shard: number, pending: number, expiresAt: number): string {

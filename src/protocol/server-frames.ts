@@ -1,13 +1,16 @@
 /**
  * The server's replies (everything but `msg` and `batch`, which are encoded once per
- * broadcast or delivery elsewhere) in the encoding of one connection: a connection holds one
- * of these two tables, chosen when it opened, so a reply costs no branch on its encoding.
+ * broadcast or delivery elsewhere, and the broker's answers about groups, `presence` and
+ * `history`, which it writes as JSON and a shard turns binary for msgpack connections) in the
+ * encoding of one connection: a connection holds one of these two tables, chosen when it
+ * opened, so a reply costs no branch on its encoding.
  * JSON replies are text (strings, as json-codec.ts builds them); MessagePack replies are binary
  * frames, never compressed (they are a few dozen bytes).
  */
 import type { ErrorCode, ErrorReason } from './errors.js';
 import type { FrameError } from './frames.js';
 import { encodeAck, encodeAuthAck, encodeError, encodeJoined, encodeLeft, encodePong, encodeWelcome } from './json-codec.js';
+import { encodeHistoryJoined, encodePubAck } from './json-group-frames.js';
 import { writeFrame } from './msgpack-codec.js';
 
 /** A frame as uWS sends it: a string goes as a text frame, bytes as a binary frame. */
@@ -19,8 +22,12 @@ export interface ServerFrames {
   welcome(user: string, sid: string, shard: number, pending: number, expiresAt: number): Wire;
   authAck(ref: string | undefined, expiresAt: number): Wire;
   joined(group: string, ref: string | undefined): Wire;
+  /** `joined` of a group that keeps history: its top offset and epoch; `recovered` only when the join asked to recover. */
+  historyJoined(group: string, ref: string | undefined, offset: number, epoch: string, recovered: boolean | undefined): Wire;
   left(group: string, ref: string | undefined): Wire;
   ack(ref: string | undefined, id: string): Wire;
+  /** The `ack` of a pub to a group that keeps history: also the offset its message got. */
+  pubAck(ref: string | undefined, id: string, offset: number): Wire;
   pong(t: number, serverTime: number): Wire;
   error(code: ErrorCode, message: string, ref?: string, reason?: ErrorReason): Wire;
 }
@@ -30,8 +37,10 @@ export const JSON_FRAMES: ServerFrames = {
   welcome: encodeWelcome,
   authAck: encodeAuthAck,
   joined: encodeJoined,
+  historyJoined: encodeHistoryJoined,
   left: encodeLeft,
   ack: encodeAck,
+  pubAck: encodePubAck,
   pong: encodePong,
   error: encodeError,
 };
@@ -48,8 +57,17 @@ export const MSGPACK_FRAMES: ServerFrames = {
     return writeFrame(frame);
   },
   joined: (group, ref) => writeFrame(ref === undefined ? { op: 'joined', group } : { op: 'joined', group, ref }),
+  historyJoined: (group, ref, offset, epoch, recovered) => {
+    const frame: Record<string, unknown> = { op: 'joined', group };
+    if (ref !== undefined) frame.ref = ref;
+    if (recovered !== undefined) frame.recovered = recovered;
+    frame.offset = offset;
+    frame.epoch = epoch;
+    return writeFrame(frame);
+  },
   left: (group, ref) => writeFrame(ref === undefined ? { op: 'left', group } : { op: 'left', group, ref }),
   ack: (ref, id) => writeFrame(ref === undefined ? { op: 'ack', id } : { op: 'ack', ref, id }),
+  pubAck: (ref, id, offset) => writeFrame(ref === undefined ? { op: 'ack', id, offset } : { op: 'ack', ref, id, offset }),
   pong: (t, st) => writeFrame({ op: 'pong', t, st }),
   error: (code, message, ref, reason) => {
     const frame: Record<string, unknown> = { op: 'err', code, message };

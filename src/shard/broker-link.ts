@@ -1,14 +1,16 @@
 /**
  * This shard's side of the broker (primary thread), which stores and routes the reliable
- * messages: what the shard writes to it (presence, membership, send/any/ack, processed pubs,
- * admin requests) and what it answers (deliveries, welcomes, sender acks, errors, processed
- * group messages, admin replies), over one ring each way.
+ * messages: what the shard writes to it (presence, membership, send/any/ack, processed pubs
+ * and pubs to groups that keep history, joins of such groups, presence and history queries,
+ * admin requests) and what it answers (deliveries, welcomes, sender acks, errors, group
+ * messages, answers about groups, admin replies), over one ring each way.
  */
 import type { Codec } from '../codec/codec.js';
 import { jsonTextOf } from '../codec/tasks.js';
 import { LinkReader } from '../link/reader.js';
 import { encodeRecord, ToBroker, ToShard } from '../link/records.js';
 import { httpError, type ErrorCode, type HttpCode } from '../protocol/errors.js';
+import type { Since } from '../protocol/frames.js';
 import { DoorbellRinger } from '../rings/doorbell.js';
 import { HEADER_BYTES } from '../rings/ring.js';
 import { QueuedRingWriter, type WriteRefusal } from '../link/queued-writer.js';
@@ -20,6 +22,7 @@ import type { AdminForwarder } from './admin-http.js';
 import { Broadcast } from './broadcast.js';
 import type { Connection, Socket } from './connection.js';
 import type { Fail } from './fail.js';
+import type { GroupOps } from './group-ops.js';
 import type { LocalGroups } from './groups.js';
 import type { Out } from './out.js';
 import type { ConnectionRegistry } from './registry.js';
@@ -36,9 +39,11 @@ export interface BrokerLinkOptions {
   /** Where processed group messages are published. */
   groups: LocalGroups;
   /** Frames to a connection, in order; deliveries counted as they go out. */
-  out: Pick<Out, 'send' | 'deliver'>;
-  /** Stored messages to msgpack connections become binary frames here (in the pool when large). */
+  out: Pick<Out, 'send' | 'deliver' | 'answer'>;
+  /** Stored messages and the broker's answers to msgpack connections become binary frames here (in the pool when large). */
   codec: Pick<Codec, 'transcode' | 'deflate' | 'lz4Threshold'>;
+  /** Where the broker's answers to joins and leaves of history groups go, and its group messages for connections catching up (set once the shard built it). */
+  groupOps?: Pick<GroupOps, 'joined' | 'left' | 'livePub'>;
   counters: Float64Array;
   fail: Fail;
   /** Where the send latency (store commit → handed to uWS) is recorded. */
@@ -108,16 +113,13 @@ export class BrokerLink implements AdminForwarder {
     this.writer.write(encodeRecord(ToBroker.PRESENCE, [conn.sid, conn.user, online]));
   }
 
-  /** `ref` given (cluster mode, null for none): the broker answers MEMBERSHIP_REPLY and this link sends `joined`. */
-  joined(conn: Connection, group: string, ref?: string | null): void {
-    if (ref === undefined) this.writer.write(encodeRecord(ToBroker.MEMBERSHIP, [conn.sid, group, 1, conn.weight]));
-    else this.writeFor(conn, ref ?? undefined, encodeRecord(ToBroker.MEMBERSHIP, [conn.sid, group, 1, conn.weight, 1, ref]));
+  /** The connection became a member of `group`, or changed whether it `watch`es its presence events. */
+  joined(conn: Connection, group: string, watch = false): void {
+    this.writer.write(encodeRecord(ToBroker.MEMBERSHIP, [conn.sid, group, 1, conn.weight, watch ? 1 : 0]));
   }
 
-  /** `ref` given (cluster mode, null for none): the broker answers MEMBERSHIP_REPLY and this link sends `left`. */
-  left(conn: Connection, group: string, ref?: string | null): void {
-    if (ref === undefined) this.writer.write(encodeRecord(ToBroker.MEMBERSHIP, [conn.sid, group, 0, 0]));
-    else this.writeFor(conn, ref ?? undefined, encodeRecord(ToBroker.MEMBERSHIP, [conn.sid, group, 0, 0, 1, ref]));
+  left(conn: Connection, group: string): void {
+    this.writer.write(encodeRecord(ToBroker.MEMBERSHIP, [conn.sid, group, 0, 0]));
   }
 
   /** Cluster mode: a pub published here, as its encoded frame, for the broker to publish to the other nodes. */
@@ -130,9 +132,30 @@ export class BrokerLink implements AdminForwarder {
     this.writer.write(encodeRecord(ToBroker.ACK, [conn.sid, conn.user, id]));
   }
 
-  /** A `pub` whose data.type has a processor: the broker runs it and publishes the result. */
-  pub(conn: Connection, group: string, data: unknown, pri: number, ref: string | undefined, type: string): void {
-    this.writeFor(conn, ref, encodeRecord(ToBroker.PUB, [conn.sid, ref ?? null, conn.user, group, jsonTextOf(data), pri, type]));
+  /**
+   * A `pub` whose data.type has a processor (`type`: the broker runs it), or to a group that
+   * keeps history (the broker gives it its offset), then publishes it to every shard.
+   */
+  pub(conn: Connection, group: string, data: unknown, pri: number, ref: string | undefined, type: string | null, receivedAt: number): void {
+    this.writeFor(conn, ref, encodeRecord(ToBroker.PUB, [conn.sid, ref ?? null, conn.user, group, jsonTextOf(data), pri, type, receivedAt]));
+  }
+
+  /** A join of a group that keeps history (after its MEMBERSHIP): answered JOINED, in the group's sequence. */
+  groupJoin(conn: Connection, group: string, ref: string | undefined, since: Since | undefined): void {
+    this.writeFor(conn, ref, encodeRecord(ToBroker.GROUP_JOIN, [conn.sid, group, ref ?? null, since?.offset ?? -1, since?.epoch ?? null]));
+  }
+
+  groupLeave(conn: Connection, group: string, ref: string | undefined): void {
+    this.writeFor(conn, ref, encodeRecord(ToBroker.GROUP_LEAVE, [conn.sid, group, ref ?? null]));
+  }
+
+  presenceQuery(conn: Connection, group: string, ref: string | undefined, counts: boolean): void {
+    this.writeFor(conn, ref, encodeRecord(ToBroker.PRESENCE_QUERY, [conn.sid, group, ref ?? null, counts ? 1 : 0]));
+  }
+
+  /** `limit` 0: the broker's history.max_page. */
+  historyQuery(conn: Connection, group: string, ref: string | undefined, since: number, limit: number): void {
+    this.writeFor(conn, ref, encodeRecord(ToBroker.HISTORY, [conn.sid, group, ref ?? null, since, limit]));
   }
 
   send(conn: Connection, to: string, data: unknown, pri: number, ref: string | undefined, at: number | undefined, type: string | null): void {
@@ -218,7 +241,10 @@ export class BrokerLink implements AdminForwarder {
       }
       case ToShard.SENDER_ACK: {
         const ws = registry.sid(f[0] as string);
-        if (ws) this.options.out.send(ws, ws.getUserData(), ws.getUserData().frames.ack((f[1] as string | null) ?? undefined, f[2] as string));
+        if (!ws) return;
+        const conn = ws.getUserData();
+        const ref = (f[1] as string | null) ?? undefined;
+        this.options.out.send(ws, conn, f.length > 3 ? conn.frames.pubAck(ref, f[2] as string, f[3] as number) : conn.frames.ack(ref, f[2] as string));
         return;
       }
       case ToShard.WELCOME: {
@@ -236,20 +262,27 @@ export class BrokerLink implements AdminForwarder {
         if (ws) this.options.fail(ws, ws.getUserData(), f[1] as ErrorCode, f[2] as string, (f[3] as string | null) ?? undefined);
         return;
       }
-      case ToShard.GROUP_PUB:
-        this.options.groups.publish(f[0] as string, Broadcast.encoded(this.options.codec, Buffer.from(f[1] as string)));
+      case ToShard.GROUP_PUB: {
+        const message = Broadcast.encoded(this.options.codec, Buffer.from(f[1] as string));
+        if (this.options.groups.publish(f[0] as string, message) > 0 && f.length > 2) this.options.latency.since(Latency.pub, f[2] as number);
+        this.options.groupOps?.livePub(f[0] as string, message);
         return;
+      }
       case ToShard.ADMIN_REPLY:
         return this.answerAdmin(f[0] as number, f[1] as number, f[2] as string);
-      case ToShard.MEMBERSHIP_REPLY: {
+      case ToShard.REPLY: {
+        // `presence`, `history`, a recovery's replay: JSON from the broker, binary (in the pool when large) for msgpack.
         const ws = registry.sid(f[0] as string);
         if (!ws) return;
         const conn = ws.getUserData();
-        const group = f[1] as string;
-        const ref = (f[3] as string | null) ?? undefined;
-        this.options.out.send(ws, conn, f[2] === 1 ? conn.frames.joined(group, ref) : conn.frames.left(group, ref));
+        const frame = f[1] as string;
+        this.options.out.answer(ws, conn, conn.frames.binary ? this.options.codec.transcode(frame) : frame);
         return;
       }
+      case ToShard.JOINED:
+        return this.options.groupOps?.joined(f);
+      case ToShard.LEFT:
+        return this.options.groupOps?.left(f);
     }
   }
 

@@ -43,6 +43,10 @@ export interface Connection {
   weight: number;
   /** True once the broker was told this connection is online (it owes a `welcome`). */
   announced: boolean;
+  /** Groups whose presence events it watches (null: none). */
+  watching: Set<string> | null;
+  /** Per group that keeps history, its joins and leaves the broker has not answered yet, oldest first (group-ops.ts). */
+  groupOps: Map<string, number[]> | null;
   /** The replies in this connection's encoding (ocs.v1.json or ocs.v1.msgpack, chosen at the upgrade). */
   frames: ServerFrames;
   /** Frames waiting behind ones the codec pool decodes (inbound.ts); null: none. */
@@ -84,6 +88,8 @@ export function newConnection(sid: string, user: string | null, allowed: GroupMa
     unauthenticatedIp: null,
     weight: 0,
     announced: false,
+    watching: null,
+    groupOps: null,
     frames: JSON_FRAMES,
     inq: null,
     inqBytes: 0,

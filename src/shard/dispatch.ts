@@ -1,8 +1,8 @@
 /**
- * Every frame a client sends, in order: size limit, rate limit, decode, then its op —
- * join/leave/pub locally (a `pub` is encoded once per encoding, published here and forwarded
- * to the other shards), send/any/ack and processed pubs through the broker. This is the hot
- * path: a frame is decoded once and a `pub` encoded once for every recipient; add nothing per
+ * Every frame a client sends, in order: size limit, rate limit, decode, then its op — pub
+ * locally (a `pub` is encoded once per encoding, published here and forwarded to the other
+ * shards), join/leave/presence/history in group-ops.ts, send/any/ack, processed pubs and pubs
+ * to groups that keep history through the broker. This is the hot path: a frame is decoded once and a `pub` encoded once for every recipient; add nothing per
  * frame here.
  *
  * A frame of at least `performance.codec_offload_threshold` bytes is decoded, and a pub's
@@ -20,18 +20,19 @@ import type { ClientFrame, FrameError } from '../protocol/frames.js';
 import { decodeJson } from '../protocol/json-codec.js';
 import { decodeMsgpack } from '../protocol/msgpack-codec.js';
 import { frameErrorIn } from '../protocol/server-frames.js';
+import type { HistoryPatterns } from '../shared/history-patterns.js';
 import { Counter } from '../shared/shard-table.js';
 import type { Logger } from '../util/logger.js';
 import type { Admission } from './admission.js';
-import { binaryTopic, Broadcast, ringPayload } from './broadcast.js';
+import { Broadcast, ringPayload } from './broadcast.js';
 import type { BrokerLink } from './broker-link.js';
 import type { Connection, RateLimiter, Socket } from './connection.js';
 import type { CrossShard } from './cross-shard.js';
 import type { Fail } from './fail.js';
+import type { GroupOps } from './group-ops.js';
 import type { LocalGroups } from './groups.js';
 import { InboundFrames, type InboundHandler } from './inbound.js';
 import type { Out } from './out.js';
-import type { InterestRow } from '../shared/interest-table.js';
 import type { ClusterState } from '../shared/cluster-state.js';
 
 /**
@@ -47,9 +48,8 @@ export interface DispatchLimits {
   messagesPerSecond: number;
   rateViolationsBeforeClose: number;
   badFramesBeforeClose: number;
-  maxGroupsPerConnection: number;
   requireMembership: boolean;
-  /** Bytes waiting for the ring to the broker beyond which send/any are refused. */
+  /** Bytes waiting for the ring to the broker beyond which send/any and pubs to groups that keep history are refused. */
   brokerBacklogLimit: number;
 }
 
@@ -62,16 +62,15 @@ export interface DispatchOptions {
   /** Message ids of pubs are this prefix plus a per-shard sequence. */
   msgIdPrefix: string;
   admission: Pick<Admission, 'authenticate' | 'refresh'>;
-  link: Pick<BrokerLink, 'backlog' | 'ack' | 'joined' | 'left' | 'pub' | 'send' | 'any' | 'clusterPub'>;
-  /**
-   * Cluster mode (src/cluster): pubs also go to the other nodes, and `joined`/`left` wait for
-   * the broker (the node must hear the group from every node before `joined`). null: one process.
-   */
+  link: Pick<BrokerLink, 'backlog' | 'ack' | 'pub' | 'send' | 'any' | 'clusterPub'>;
+  /** Cluster mode (src/cluster): pubs also go to the other nodes. null: one process. */
   cluster: Pick<ClusterState, 'up'> | null;
   cross: Pick<CrossShard, 'canAccept' | 'forwardPub'>;
   groups: LocalGroups;
-  /** This shard's row of the interest table: joins are counted before the socket subscribes. */
-  interest: InterestRow;
+  /** join, leave, presence and history. */
+  groupOps: Pick<GroupOps, 'join' | 'leave' | 'presence' | 'history'>;
+  /** Which groups keep history: their pubs go through the broker (websocket.history). */
+  history: HistoryPatterns;
   /** `data.type` values with a processor at start-up. */
   processorTypes: readonly string[];
   /** Where the pub latency is recorded. */
@@ -95,6 +94,8 @@ export class Dispatcher {
   private readonly counters: Float64Array;
   private readonly fail: Fail;
   private readonly link: DispatchOptions['link'];
+  /** null when no group keeps history: then pubs never ask. */
+  private readonly history: HistoryPatterns | null;
   /** `data.type` values with a processor: pubs carrying one detour through the broker. */
   private processorTypes: Set<string>;
   private msgSeq = 0;
@@ -108,6 +109,7 @@ export class Dispatcher {
     this.counters = options.counters;
     this.fail = options.fail;
     this.link = options.link;
+    this.history = options.history.any ? options.history : null;
     this.processorTypes = new Set(options.processorTypes);
     this.inbound = new InboundFrames(
       options.codec,
@@ -224,6 +226,7 @@ export class Dispatcher {
         envelope,
         msgpackForm: this.options.binary.anywhere(),
         processorTypes: [...this.processorTypes],
+        historyPatterns: this.history?.patterns ?? [],
       },
     };
   }
@@ -258,17 +261,13 @@ export class Dispatcher {
       case 'ack':
         return this.link.ack(conn, frame.id);
       case 'join':
-        return this.join(ws, conn, frame.group, frame.ref);
+        return this.options.groupOps.join(ws, conn, frame);
       case 'leave':
-        if (conn.groups.delete(frame.group)) {
-          ws.unsubscribe(conn.frames.binary ? binaryTopic(frame.group) : frame.group);
-          this.options.interest.left(frame.group);
-          // Cluster mode: `left` comes back from the broker, after any `joined` it still owes.
-          if (this.options.cluster !== null) return this.link.left(conn, frame.group, frame.ref ?? null);
-          this.link.left(conn, frame.group);
-        }
-        this.options.out.send(ws, conn, conn.frames.left(frame.group, frame.ref));
-        return;
+        return this.options.groupOps.leave(ws, conn, frame.group, frame.ref);
+      case 'presence':
+        return this.options.groupOps.presence(ws, conn, frame);
+      case 'history':
+        return this.options.groupOps.history(ws, conn, frame);
       case 'ping':
         this.options.out.send(ws, conn, conn.frames.pong(frame.t, Date.now()));
         return;
@@ -277,28 +276,19 @@ export class Dispatcher {
     }
   }
 
-  private join(ws: Socket, conn: Connection, group: string, ref: string | undefined): void {
-    if (conn.allowed !== null && !conn.allowed.allows(group)) return this.fail(ws, conn, 'E_FORBIDDEN', `not allowed to join ${group}`, ref);
-    if (!conn.groups.has(group)) {
-      const max = this.limits.maxGroupsPerConnection;
-      if (conn.groups.size >= max) return this.fail(ws, conn, 'E_FORBIDDEN', `at most ${max} groups per connection`, ref);
-      conn.groups.add(group);
-      // Counted before the subscription and the `joined`: no pub handled after it misses this member.
-      this.options.interest.joined(group);
-      ws.subscribe(conn.frames.binary ? binaryTopic(group) : group);
-      // Cluster mode: `joined` comes back from the broker once the node hears the group from every node.
-      if (this.options.cluster !== null) return this.link.joined(conn, group, ref ?? null);
-      this.link.joined(conn, group);
-    }
-    this.options.out.send(ws, conn, conn.frames.joined(group, ref));
-  }
-
   private pub(ws: Socket, conn: Connection, group: string, data: unknown, pri: number, ref: string | undefined): void {
     if (this.limits.requireMembership && !conn.groups.has(group)) {
       return this.fail(ws, conn, 'E_NOT_MEMBER', `join ${group} before publishing to it`, ref);
     }
     if (conn.allowed !== null && !conn.allowed.allows(group)) return this.fail(ws, conn, 'E_FORBIDDEN', `not allowed to publish to ${group}`, ref);
+    const history = this.history !== null && this.history.keeps(group);
+    if (history && this.brokerBusy(ws, conn, ref)) return;
     if ((this.processorTypes.size > 0 || data instanceof EncodedData) && this.detourPub(conn, group, data, pri, ref)) return;
+    if (history) {
+      // The broker gives it its offset and publishes it to every shard.
+      this.counters[Counter.pubs]!++;
+      return this.link.pub(conn, group, data, pri, ref, null, this.receivedAt);
+    }
     const { cross, groups, codec } = this.options;
     if (!cross.canAccept()) {
       this.counters[Counter.ring_overloaded]!++;
@@ -324,20 +314,24 @@ export class Dispatcher {
     return this.options.msgIdPrefix + (this.msgSeq++).toString(36);
   }
 
-  /** A pub whose data.type has a processor goes to the broker, which runs it and publishes. */
+  /**
+   * A pub whose data.type has a processor goes to the broker, which runs it and publishes (and
+   * keeps it, with its offset, when its group keeps history).
+   */
   private detourPub(conn: Connection, group: string, data: unknown, pri: number, ref: string | undefined): boolean {
     let type: string | null;
     if (data instanceof EncodedData) {
-      // Judged in the pool, on the processors known when the frame went there: it comes back
-      // either as frames to publish or as JSON text for the broker.
+      // Judged in the pool, on the processors known when the frame went there and the history
+      // patterns: it comes back either as frames to publish or as JSON text for the broker
+      // (which runs a processor only when its type has one).
       if (data.forms.dataJson === null) return false;
-      type = data.forms.type!;
+      type = data.forms.type;
     } else {
       type = typeOfData(data);
       if (type === null || !this.processorTypes.has(type)) return false;
     }
     this.counters[Counter.pubs]!++;
-    this.link.pub(conn, group, data, pri, ref, type);
+    this.link.pub(conn, group, data, pri, ref, type, this.receivedAt);
     return true;
   }
 
@@ -351,7 +345,7 @@ export class Dispatcher {
     this.link.any(conn, group, frame.data, frame.pri, ref, frame.strategy, this.processorType(frame.data));
   }
 
-  /** send/any are refused, not queued without bound, while the ring to the broker is backed up. */
+  /** send/any (and pubs to groups that keep history) are refused, not queued without bound, while the ring to the broker is backed up. */
   private brokerBusy(ws: Socket, conn: Connection, ref: string | undefined): boolean {
     if (this.link.backlog <= this.limits.brokerBacklogLimit) return false;
     this.fail(ws, conn, 'E_OVERLOADED', 'the message broker is behind; retry shortly', ref);

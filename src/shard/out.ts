@@ -1,9 +1,9 @@
 /**
  * Frames to one connection, in order. A frame is sent at once unless frames before it still
- * wait for the codec pool (a stored backlog being turned into binary frames): then it queues
- * behind them, and the queue is flushed, in order, as their results come in. Only msgpack
- * connections ever queue (JSON deliveries are sent as the broker wrote them), and a connection
- * with nothing pending pays one null check per frame.
+ * wait for the codec pool (a stored backlog or a recovery's replay being turned into binary
+ * frames): then it queues behind them, and the queue is flushed, in order, as their results
+ * come in. Only msgpack connections ever queue (JSON deliveries are sent as the broker wrote
+ * them), and a connection with nothing pending pays one null check per frame.
  *
  * Deliveries (msg and batch frames) are counted here, when handed to uWS, with the bytes that
  * actually go out: a binary frame's bytes, compressed or not.
@@ -23,6 +23,8 @@ export interface Queued {
   ready: boolean;
   /** A msg/batch frame: counted as a delivery when sent. */
   delivery: boolean;
+  /** Run when its turn comes, before its frame (after(): no frame). */
+  action: (() => void) | null;
 }
 
 export class Out {
@@ -34,25 +36,43 @@ export class Out {
   /** A reply (anything but msg/batch) to `conn`. */
   send(ws: Socket, conn: Connection, wire: Wire): void {
     if (conn.outq === null) ws.send(wire, typeof wire !== 'string');
-    else this.enqueue(ws, conn, { wire, ready: true, delivery: false });
+    else this.enqueue(ws, conn, { wire, ready: true, delivery: false, action: null });
   }
 
   /** A msg/batch frame to `conn`, ready or on its way from the pool. Returns false when nothing was sent or queued. */
   deliver(ws: Socket, conn: Connection, wire: Wire | Promise<Wire>): boolean {
+    return this.put(ws, conn, wire, true);
+  }
+
+  /** A reply the broker wrote (`presence`, `history`, a recovery's replay), ready or on its way from the pool. */
+  answer(ws: Socket, conn: Connection, wire: Wire | Promise<Wire>): void {
+    this.put(ws, conn, wire, false);
+  }
+
+  /**
+   * Runs `action` once every frame queued for `conn` before it has gone out: at once when none
+   * waits; never if the connection closes first.
+   */
+  after(ws: Socket, conn: Connection, action: () => void): void {
+    if (conn.outq === null) action();
+    else this.enqueue(ws, conn, { wire: null, ready: true, delivery: false, action });
+  }
+
+  private put(ws: Socket, conn: Connection, wire: Wire | Promise<Wire>, delivery: boolean): boolean {
     if (typeof wire === 'string' || wire instanceof Uint8Array) {
-      if (conn.outq !== null) return this.enqueue(ws, conn, { wire, ready: true, delivery: true });
+      if (conn.outq !== null) return this.enqueue(ws, conn, { wire, ready: true, delivery, action: null });
       ws.send(wire, typeof wire !== 'string');
-      this.counted(wire);
+      if (delivery) this.counted(wire);
       return true;
     }
-    const item: Queued = { wire: null, ready: false, delivery: true };
+    const item: Queued = { wire: null, ready: false, delivery, action: null };
     if (!this.enqueue(ws, conn, item)) return false;
     wire.then(
       (done) => (item.wire = done),
       (err: unknown) => {
         // A stored message is redelivered after its ack timeout; the order of the rest holds.
         this.counters[Counter.errors_internal]!++;
-        this.log.error({ code: 'E_INTERNAL', err, sid: conn.sid }, 'codec pool failed on a delivery');
+        this.log.error({ code: 'E_INTERNAL', err, sid: conn.sid }, delivery ? 'codec pool failed on a delivery' : 'codec pool failed on a reply');
       },
     ).finally(() => {
       item.ready = true;
@@ -86,7 +106,8 @@ export class Out {
     ws.cork(() => {
       let sent = 0;
       while (sent < queue.length && queue[sent]!.ready) {
-        const { wire, delivery } = queue[sent++]!;
+        const { wire, delivery, action } = queue[sent++]!;
+        if (action !== null) action();
         if (wire === null) continue;
         ws.send(wire, typeof wire !== 'string');
         if (delivery) this.counted(wire);

@@ -14,6 +14,7 @@ import { ThreadMetrics } from '../metrics/thread-metrics.js';
 import { CloseCodes } from '../protocol/errors.js';
 import { InterestTable } from '../shared/interest-table.js';
 import { ClusterState } from '../shared/cluster-state.js';
+import { HistoryPatterns } from '../shared/history-patterns.js';
 import { Counter, Link, ShardStatus, ShardTable } from '../shared/shard-table.js';
 import type { PrimaryToShard, ShardInit, ShardToPrimary } from '../shared/thread-messages.js';
 import { createLogger, type Logger } from '../util/logger.js';
@@ -26,6 +27,7 @@ import { RateLimiter, type Connection } from './connection.js';
 import { CrossShard } from './cross-shard.js';
 import { Dispatcher } from './dispatch.js';
 import { failer } from './fail.js';
+import { GroupOps } from './group-ops.js';
 import { LocalGroups } from './groups.js';
 import { attachHttpRoutes, stats, type HttpContext } from './http.js';
 import { ipLimitsPerShard } from './ip-limits.js';
@@ -63,6 +65,7 @@ class Shard {
   private readonly cross: CrossShard;
   private readonly admission: Admission;
   private readonly dispatch: Dispatcher;
+  private readonly groupOps: GroupOps;
   private readonly sweeper: Sweeper;
   /** Codec work too large for the loop goes to this shard's pool (src/codec). */
   private readonly codec: Codec;
@@ -128,7 +131,20 @@ class Shard {
       fail,
       latency: metrics,
       welcomed: (ws) => this.dispatch.resume(ws),
+      groupOps: { joined: (f) => this.groupOps.joined(f), left: (f) => this.groupOps.left(f), livePub: (group, message) => this.groupOps.livePub(group, message) },
       log: this.log,
+    });
+    const history = new HistoryPatterns(config.history);
+    this.groupOps = new GroupOps({
+      patterns: history,
+      clustered: this.cluster.clustered,
+      interest,
+      maxGroupsPerConnection: limits.max_groups_per_connection,
+      brokerBacklogLimit: performance.ring_overflow_bytes,
+      link: this.link,
+      registry,
+      fail,
+      out,
     });
     this.cross = new CrossShard({
       self: init.shard,
@@ -169,7 +185,6 @@ class Shard {
         messagesPerSecond: limits.messages_per_second,
         rateViolationsBeforeClose: limits.rate_violations_before_close,
         badFramesBeforeClose: limits.bad_frames_before_close,
-        maxGroupsPerConnection: limits.max_groups_per_connection,
         requireMembership: config.groups.require_membership,
         brokerBacklogLimit: performance.ring_overflow_bytes,
       },
@@ -182,8 +197,9 @@ class Shard {
       link: this.link,
       cross: this.cross,
       groups,
-      interest,
       cluster: this.cluster.clustered ? this.cluster : null,
+      groupOps: this.groupOps,
+      history,
       processorTypes: init.processorTypes,
       latency: metrics,
       codec,
@@ -251,6 +267,7 @@ class Shard {
       pong: (ws) => pongArrived(ws.getUserData(), this.metrics),
       close: (ws) => {
         admission.close(ws);
+        this.groupOps.closed(ws.getUserData());
         if (this.closingAll && this.registry.size === 0) this.finish();
       },
     });

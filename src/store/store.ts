@@ -12,8 +12,8 @@
  * for everything the broker accepted in that turn); a write's promise resolves when the
  * transaction is committed as `store.sync` defines it.
  *
- * The broker keeps only each message's metadata in memory (MessageMeta: everything but the data,
- * with the data's size); `body` reads the data back (a synchronous read from LMDB's memory map)
+ * The broker keeps only each message's metadata in memory (MessageMeta, messages.ts: everything
+ * but the data, with the data's size); `body` reads the data back (a synchronous read from LMDB's memory map)
  * when the message is delivered.
  *
  * Writes never reject: each resolves true once committed, false when it could not be written
@@ -31,58 +31,12 @@
  */
 import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, readSync, statfsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { open, type Database, type RootDatabase } from 'lmdb';
+import { open, type Database, type Key, type RootDatabase } from 'lmdb';
 import { OcsError } from '../protocol/errors.js';
 import { StoreLease, type ProcessIdentity } from './leases.js';
+import { metaOf, queueKey, type DeadLetter, type MessageMeta, type QueueKey, type StoredMessage } from './messages.js';
 
 export type SyncMode = 'full' | 'overlapping' | 'none';
-
-export interface StoredMessage {
-  id: string;
-  seq: number;
-  target: string;
-  from: string;
-  /** `any` messages: the group (shown in the msg frame). */
-  group: string | null;
-  /** The JSON text of `data`. */
-  data: string;
-  pri: number;
-  /** Acceptance time, epoch ms. */
-  ts: number;
-  /** Deliver no earlier than this, epoch ms (0: at once). */
-  at: number;
-  /** Deliveries so far (persisted from the second one on). */
-  attempts: number;
-  /** `any`: the strategy the sender asked for (null: the group's). */
-  strategy: string | null;
-}
-
-/** What the broker holds of a stored message: all but its data, and the data's size. */
-export interface MessageMeta extends Omit<StoredMessage, 'data'> {
-  /** Bytes of `data` (UTF-8), counted against store.max_bytes. */
-  bytes: number;
-}
-
-/**
- * `message` without its data: what stays in memory while it waits. Spelt out field by field: a
- * rest-and-spread copy gave every one of them a hidden class of its own (a descriptor array and
- * a property array each, about 0.5 KB per message).
- */
-export function metaOf(m: StoredMessage): MessageMeta {
-  return { id: m.id, seq: m.seq, target: m.target, from: m.from, group: m.group, pri: m.pri, ts: m.ts, at: m.at, attempts: m.attempts, strategy: m.strategy, bytes: Buffer.byteLength(m.data) };
-}
-
-export interface DeadLetter extends StoredMessage {
-  reason: string;
-  failedAt: number;
-}
-
-/** The id ends the key so that two processes sharing the store (pm2 reload) never collide. */
-export type QueueKey = [string, number, number, string];
-
-export function queueKey(message: Pick<MessageMeta, 'target' | 'pri' | 'seq' | 'id'>): QueueKey {
-  return [message.target, 3 - message.pri, message.seq, message.id];
-}
 
 /** How often an unwritable store tries a small write to see whether space returned. */
 const PROBE_MS = 1000;
@@ -147,7 +101,8 @@ export class MessageStore {
     try {
       root = open({
         path,
-        maxDbs: 4,
+        // queue, dlq, and the history's (src/store/history-store.ts), with room to spare.
+        maxDbs: 8,
         // Always a directory holding data.mdb, even when its name has a dot (lmdb-js would take it for a file).
         noSubdir: false,
         overlappingSync: sync === 'overlapping',
@@ -243,6 +198,19 @@ export class MessageStore {
   async purgeDead(): Promise<number> {
     const count = this.dlq.getCount();
     return (await this.settle(() => this.dlq.clearAsync().then(() => true), 0)) ? count : -1;
+  }
+
+  /**
+   * Another named database in this environment, for a part that keeps its own data beside the
+   * queues (src/store/history-store.ts). Its writes go through guardedWrite().
+   */
+  openDb<V, K extends Key>(name: string): Database<V, K> {
+    return this.root.openDB<V, K>({ name });
+  }
+
+  /** A write of about `bytes` to a database from openDb(), guarded as the store's own (room on disk; false, never a rejection). */
+  guardedWrite(write: () => Promise<boolean>, bytes: number): Promise<boolean> {
+    return this.settle(write, bytes);
   }
 
   /** Resolves when everything written so far is on disk (or could not be). */

@@ -21,8 +21,12 @@ const ANSWERED_QUIET_MS = 50;
 const SILENCE_MS = 400;
 const TIMEOUT_MS = 2000;
 
-/** Writes the requests in one write and collects what comes back until the server closes, goes quiet after answering, or the timeout. */
-export function exchange(port: number, requests: readonly HttpRequestSpec[]): Promise<{ responses: HttpResponse[]; rest: string }> {
+/**
+ * Writes the requests in one write and collects what comes back until the server closes, goes
+ * quiet after answering, or the timeout. `silenceMs`: how long to wait for the first bytes (a
+ * caller that knows an answer must come waits longer: a busy machine can take more than 400 ms).
+ */
+export function exchange(port: number, requests: readonly HttpRequestSpec[], silenceMs = SILENCE_MS): Promise<{ responses: HttpResponse[]; rest: string }> {
   return new Promise((resolve) => {
     const socket = connect(port, '127.0.0.1', () => socket.write(Buffer.concat(requests.map(renderHttp))));
     let received = Buffer.alloc(0);
@@ -35,7 +39,7 @@ export function exchange(port: number, requests: readonly HttpRequestSpec[]): Pr
       resolve(parseResponses(received.toString('latin1')));
     };
     const timer = setTimeout(done, TIMEOUT_MS);
-    let silence: NodeJS.Timeout | null = setTimeout(done, SILENCE_MS);
+    let silence: NodeJS.Timeout | null = setTimeout(done, silenceMs);
     socket.on('data', (chunk: Buffer) => {
       if (silence) clearTimeout(silence);
       silence = null;

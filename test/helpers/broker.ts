@@ -20,10 +20,14 @@ import { tempDataDir } from './server.js';
 export type Call = { time: number; shard: number } & (
   | { op: 'deliverToUser'; user: string; frame: string; storedAt: number; live: number }
   | { op: 'deliverToSid'; sid: string; frame: string; storedAt: number; live: number }
-  | { op: 'senderAck'; sid: string; ref: string | null; id: string }
+  | { op: 'senderAck'; sid: string; ref: string | null; id: string; offset: number | undefined }
   | { op: 'error'; sid: string; code: ErrorCode; message: string; ref: string | null }
   | { op: 'welcome'; sid: string; pending: number }
   | { op: 'groupPub'; group: string; frame: string }
+  | { op: 'reply'; sid: string; frame: string }
+  | { op: 'groupJoined'; sid: string; group: string; ref: string | null; replay: readonly string[]; top: number; epoch: string; recovered: number }
+  | { op: 'groupJoinFailed'; sid: string; group: string; ref: string | null; message: string }
+  | { op: 'groupLeft'; sid: string; group: string; ref: string | null }
   | { op: 'adminReply'; requestId: number; status: number; bodyJson: string }
   | { op: 'shardDown' }
 );
@@ -45,8 +49,8 @@ export class RecordingLink implements ShardLink {
   deliverToSid(shard: number, sid: string, frame: string, storedAt = 0, live = 0): void {
     this.record({ op: 'deliverToSid', shard, sid, frame, storedAt, live });
   }
-  senderAck(shard: number, sid: string, ref: string | null, id: string): void {
-    this.record({ op: 'senderAck', shard, sid, ref, id });
+  senderAck(shard: number, sid: string, ref: string | null, id: string, offset?: number): void {
+    this.record({ op: 'senderAck', shard, sid, ref, id, offset });
   }
   error(shard: number, sid: string, code: ErrorCode, message: string, ref: string | null): void {
     this.record({ op: 'error', shard, sid, code, message, ref });
@@ -56,6 +60,18 @@ export class RecordingLink implements ShardLink {
   }
   groupPub(group: string, frame: string): void {
     this.record({ op: 'groupPub', shard: -1, group, frame });
+  }
+  reply(shard: number, sid: string, frame: string): void {
+    this.record({ op: 'reply', shard, sid, frame });
+  }
+  groupJoined(shard: number, sid: string, group: string, ref: string | null, replay: readonly string[], top: number, epoch: string, recovered: number): void {
+    this.record({ op: 'groupJoined', shard, sid, group, ref, replay, top, epoch, recovered });
+  }
+  groupJoinFailed(shard: number, sid: string, group: string, ref: string | null, message: string): void {
+    this.record({ op: 'groupJoinFailed', shard, sid, group, ref, message });
+  }
+  groupLeft(shard: number, sid: string, group: string, ref: string | null): void {
+    this.record({ op: 'groupLeft', shard, sid, group, ref });
   }
   adminReply(shard: number, requestId: number, status: number, bodyJson: string): void {
     this.record({ op: 'adminReply', shard, requestId, status, bodyJson });
@@ -78,9 +94,26 @@ export class RecordingLink implements ShardLink {
   offline(shard: number, sid: string, user: string): void {
     this.fromShard(shard, ToBroker.PRESENCE, [sid, user, 0]);
   }
-  /** `weight`: the token's weight claim, 0 for none. */
-  join(shard: number, sid: string, group: string, weight = 0): void {
-    this.fromShard(shard, ToBroker.MEMBERSHIP, [sid, group, 1, weight]);
+  /** `weight`: the token's weight claim, 0 for none; `watch`: presence events. */
+  join(shard: number, sid: string, group: string, weight = 0, watch = false): void {
+    this.fromShard(shard, ToBroker.MEMBERSHIP, [sid, group, 1, weight, watch ? 1 : 0]);
+  }
+  leave(shard: number, sid: string, group: string): void {
+    this.fromShard(shard, ToBroker.MEMBERSHIP, [sid, group, 0, 0, 0]);
+  }
+  /** A join of a history group (after join()), recovering from `since` when given. */
+  groupJoin(shard: number, sid: string, group: string, ref: string | null, since?: { offset: number; epoch: string }): void {
+    this.fromShard(shard, ToBroker.GROUP_JOIN, [sid, group, ref, since?.offset ?? -1, since?.epoch ?? null]);
+  }
+  presenceQuery(shard: number, sid: string, group: string, ref: string | null, counts = false): void {
+    this.fromShard(shard, ToBroker.PRESENCE_QUERY, [sid, group, ref, counts ? 1 : 0]);
+  }
+  history(shard: number, sid: string, group: string, ref: string | null, since: number, limit = 0): void {
+    this.fromShard(shard, ToBroker.HISTORY, [sid, group, ref, since, limit]);
+  }
+  /** A pub to a group that keeps history (as the shard sends it, without a processor type). */
+  historyPub(shard: number, sid: string, from: string, group: string, data: unknown, ref: string | null): void {
+    this.fromShard(shard, ToBroker.PUB, [sid, ref, from, group, JSON.stringify(data), 1, null, 0]);
   }
   send(shard: number, sid: string, from: string, to: string, data: unknown, o: { ref?: string; pri?: number; at?: number } = {}): void {
     this.fromShard(shard, ToBroker.SEND, [sid, o.ref ?? null, from, to, JSON.stringify(data), o.pri ?? 1, o.at ?? 0, this.typeOf(data)]);
@@ -173,26 +206,39 @@ export interface TestBroker {
 
 export interface BrokerSettings {
   delivery?: Record<string, unknown>;
+  /** websocket.history rules and websocket.presence settings. */
+  historyRules?: unknown[];
+  presence?: Record<string, unknown>;
+  /** The top-level history section (persist, max_groups, max_bytes...). */
+  history?: Record<string, unknown>;
   performance?: Record<string, unknown>;
   server?: Record<string, unknown>;
   /** store.* keys other than data_dir. */
   store?: Record<string, unknown>;
   /** An existing data directory (e.g. a previous broker's), else a fresh one. */
   dataDir?: string;
+  /** The process run's id (two runs on one store must differ); default 'test'. */
+  instance?: string;
 }
 
 /** A started broker with `delivery`, `performance`, `server` and `store` settings over the defaults. */
 export async function startBroker(settings: BrokerSettings = {}): Promise<TestBroker> {
   const dir = settings.dataDir ?? tempDataDir();
-  const websocket = { delivery: settings.delivery ?? {}, performance: settings.performance ?? {}, server: settings.server ?? {} };
-  const { config } = loadConfig({ env: {}, overrides: { websocket, store: { ...settings.store, data_dir: dir } } });
+  const websocket = {
+    delivery: settings.delivery ?? {},
+    performance: settings.performance ?? {},
+    server: settings.server ?? {},
+    history: settings.historyRules ?? [],
+    presence: settings.presence ?? {},
+  };
+  const { config } = loadConfig({ env: {}, overrides: { websocket, store: { ...settings.store, data_dir: dir }, history: settings.history ?? {} } });
   const store = await MessageStore.open(dir, config.store.sync);
   const link = new RecordingLink();
   link.maxFrameBytes = largestRecord(config.websocket.performance.ring_bytes) - FRAME_RECORD_OVERHEAD;
   const broker = new Broker({
     config: config as Broker['options']['config'],
     store,
-    instance: 'test',
+    instance: settings.instance ?? 'test',
     log: createLogger('silent'),
     link,
     publishProcessorTypes: (types) => (link.processorTypes = new Set(types)),

@@ -71,8 +71,14 @@ export class FrameQueue {
   next(match: (frame: Frame) => boolean = () => true, timeoutMs = 5000): Promise<Frame> {
     const { frames } = this;
     return new Promise<Frame>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no matching frame within ${timeoutMs} ms; got ${JSON.stringify(frames).slice(0, 500)}`)), timeoutMs);
+      // A wait that timed out must not take a frame that arrives later: a later wait may want it.
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        reject(new Error(`no matching frame within ${timeoutMs} ms; got ${JSON.stringify(frames).slice(0, 500)}`));
+      }, timeoutMs);
       const check = (): void => {
+        if (timedOut) return;
         const index = frames.findIndex(match);
         if (index >= 0) {
           clearTimeout(timer);

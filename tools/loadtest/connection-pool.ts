@@ -1,8 +1,8 @@
 /**
  * The connections of one loadgen thread: opening one for a slot, the slot's membership
  * intervals (joined → left), the list of active connections the send schedule takes turns
- * over, closing on purpose (churn, end of a spike, the end) and counting every close we did
- * not ask for.
+ * over, closing on purpose (churn, end of a spike, the end), dropping (the reconnect
+ * scenario: TCP cut, back after offline_s) and counting every close we did not ask for.
  */
 import { connectWs } from '../wsclient/client.js';
 import { monoUs } from './clock.js';
@@ -105,7 +105,8 @@ export class ConnectionPool {
     return this.activeOrder.find((c) => c.state === 'active');
   }
 
-  closePlanned(c: Conn, now: number, final = false): void {
+  /** `cut`: drop TCP without the close handshake (as a network loss would). */
+  closePlanned(c: Conn, now: number, final = false, cut = false): void {
     if (c.state === 'closing' || c.state === 'closed') return;
     c.planned = true;
     if (!final) {
@@ -117,7 +118,21 @@ export class ConnectionPool {
     }
     this.deactivate(c, now);
     c.state = 'closing';
-    c.ws.close(1000, 'loadtest');
+    if (cut) c.ws.destroy();
+    else c.ws.close(1000, 'loadtest');
+  }
+
+  /**
+   * Cuts the connection as a network loss would (no close handshake): the reconnect scenario.
+   * The slot's user comes back `offlineS` later and recovers with `since`.
+   */
+  drop(c: Conn, now: number, offlineS: number): void {
+    if (c.state !== 'active') return;
+    c.dropped = true;
+    this.m.counters.recovery.drops++;
+    this.closePlanned(c, now, false, true);
+    const st = c.slot;
+    setTimeout(() => this.open(st, monoUs()), offlineS * 1000);
   }
 
   private onClose(c: Conn, code: number): void {

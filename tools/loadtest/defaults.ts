@@ -22,6 +22,14 @@ export const LOADTEST_DEFAULTS = {
   fenceMs: 250,
 } as const;
 
+/**
+ * Groups of the reconnect scenario start with this, so that they keep history: the server the
+ * load tester starts keeps it for them (HISTORY_RULE); a server given with --host needs the
+ * same websocket.history pattern.
+ */
+export const HISTORY_GROUP_PREFIX = 'lt-history.';
+export const HISTORY_RULE = { pattern: `${HISTORY_GROUP_PREFIX}*`, size: 100_000, ttl: 3600 } as const;
+
 /** Loadgen threads (--threads): half the cores, at least 2 and at most 4. */
 export function defaultThreads(): number {
   return Math.min(4, Math.max(2, Math.floor(availableParallelism() / 2)));

@@ -31,3 +31,12 @@ export function duplicatesText(d: ScenarioReport['delivery']): string {
 export function pacingText(p: ScenarioReport['generator']['pacing']): string {
   return `blocked ${p.blockedPercent.toFixed(1)}% / spun ${p.spinPercent.toFixed(1)}% of the threads' time`;
 }
+
+/** The reconnect scenario's line: drops, recoveries, and whether every user got each message once, in order. */
+export function recoveryText(r: NonNullable<ScenarioReport['recovery']>): string {
+  return (
+    `recovery: ${r.drops} dropped, ${r.rejoins} rejoined with since (${r.recovered} recovered, ${r.notRecovered} not), ${r.replayed} messages replayed; ` +
+    `order check: ${r.inOrder} in order, ${r.gaps} skipped, ${r.duplicates} repeated, ${r.mismatches} mismatched, ${r.epochChanges} epoch changes — ` +
+    (r.exactlyOnce ? 'exactly once, in order' : 'VIOLATED')
+  );
+}

@@ -57,6 +57,7 @@ export class LoadGenerator {
   private spikeStarted = false;
   private spikeEnded = false;
   private nextChurnUs = Number.NaN;
+  private dropped = false;
   private stopping = false;
   private finished = false;
   private timer: NodeJS.Timeout | null = null;
@@ -73,7 +74,7 @@ export class LoadGenerator {
     this.post = post;
     this.pool = new ConnectionPool(plan, this.m, (c, payload) => this.receiver.onMessage(c, payload));
     this.sender = new Sender(plan, this.m, this.pool);
-    this.receiver = new Receiver(this.m, this.pool, this.sender);
+    this.receiver = new Receiver(this.m, this.pool, this.sender, plan.scenario.kind === 'reconnect');
     const s = plan.scenario;
     this.connectRatePerS = s.connectRate / plan.workerCount;
     const extra = s.kind === 'ramp' && s.ramp ? Math.max(0, s.ramp.max - s.connections) : s.kind === 'spike' && s.spike ? s.spike.connections : 0;
@@ -187,7 +188,7 @@ export class LoadGenerator {
     if (this.connectQueue.length === 0 && this.nextConnectUs < now) this.nextConnectUs = now;
   }
 
-  /** Ramp, spike and churn: what changes during the measurement window. */
+  /** Ramp, spike, churn and reconnect: what changes during the measurement window. */
   private scenarioDynamics(now: number): void {
     const s = this.plan.scenario;
     if (now < this.m.startUs || now >= this.m.endUs) return;
@@ -212,6 +213,17 @@ export class LoadGenerator {
           st.retired = true;
           if (st.conn) this.pool.closePlanned(st.conn, now);
         }
+      }
+    }
+    if (s.kind === 'reconnect' && s.reconnect && !this.dropped && now >= this.m.startUs + s.reconnect.atS * 1e6) {
+      this.dropped = true;
+      // Every k-th active connection, so that the share is spread over the groups.
+      const active = [...this.pool.active];
+      const every = 1 / s.reconnect.share;
+      for (let i = 0, next = 0; i < active.length; i++) {
+        if (i < Math.floor(next)) continue;
+        next += every;
+        this.pool.drop(active[i]!, now, s.reconnect.offlineS);
       }
     }
     if (s.kind === 'churn' && s.churn) {

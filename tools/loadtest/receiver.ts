@@ -3,7 +3,9 @@
  * connections. Pub deliveries take a fast path (their markers are found without JSON.parse,
  * wire.ts); everything else is parsed and answered: `welcome` → join, `joined` → the
  * connection is active, `ack` and `pong` → latencies and the next waiting message, `msg`
- * with `ackReq` → ack, `err` → counted by code.
+ * with `ackReq` → ack, `err` → counted by code. In the reconnect scenario every frame is
+ * parsed: each `msg`'s offset goes through the order check (order-check.ts), a user coming
+ * back joins with `since`, and the replay before its `joined` is counted apart from latency.
  */
 import { ErrorCodes, type ErrorReason } from '../../src/protocol/errors.js';
 import { monoUs } from './clock.js';
@@ -13,6 +15,7 @@ import { recordUs } from '../lib/histogram.js';
 import type { Measurements } from './measurements.js';
 import type { Sender } from './sender.js';
 import type { Conn } from './slots.js';
+import { checkJoined, checkMsg, sinceOf } from './order-check.js';
 import { PUB_MARK, SEND_MARK, isFastPathFrame, parseMarker, scanPubMarkers, type Marker } from './wire.js';
 
 const BAD_FRAME: keyof typeof ErrorCodes = 'E_BAD_FRAME';
@@ -28,10 +31,14 @@ export class Receiver {
   private currentReceiver: Conn | null = null;
   private currentNowUs = 0;
 
+  /**
+   * @param checkOrder the reconnect scenario: every frame parsed, offsets checked, rejoins with `since`
+   */
   constructor(
     private readonly m: Measurements,
     private readonly pool: ConnectionPool,
     private readonly sender: Sender,
+    private readonly checkOrder = false,
   ) {
     this.onPubDelivery = (mk) => this.pubDelivered(mk);
   }
@@ -41,7 +48,7 @@ export class Receiver {
     this.currentNowUs = now;
     this.m.counters.bytesIn += payload.length;
     // The payload is a view into a shared read buffer, valid until this returns.
-    if (isFastPathFrame(payload)) {
+    if (!this.checkOrder && isFastPathFrame(payload)) {
       this.currentReceiver = c;
       scanPubMarkers(payload, this.marker, this.onPubDelivery);
       return;
@@ -56,13 +63,17 @@ export class Receiver {
     this.handleFrame(c, frame, now);
   }
 
-  /** A pub delivery to `currentReceiver`; `ackReq` would make a repeat a redelivery (pubs never have it). */
-  private pubDelivered(mk: Marker, ackReq = false): void {
+  /**
+   * A pub delivery to `currentReceiver`; `ackReq` would make a repeat a redelivery (pubs never
+   * have it). `replayed`: recovered after a reconnect, it waited while its user was away: no latency.
+   */
+  private pubDelivered(mk: Marker, ackReq = false, replayed = false): void {
     const c = this.currentReceiver!;
     const counters = this.m.counters;
     counters.deliveries++;
     const duplicate = recordReceipt(c.slot.pubSeen, c.pubSeen, mk.slot, mk.seq, ackReq, PUB_SEQ_BITS);
     if (duplicate) counters.duplicates[duplicate]++;
+    if (replayed) return;
     const now = this.currentNowUs;
     recordUs(this.m.interval, now - mk.dueUs);
     if (this.m.inWindow(mk.dueUs)) {
@@ -91,11 +102,18 @@ export class Receiver {
           c.state = 'joining';
           recordUs(this.m.h.connect, now - c.startUs);
           this.m.counters.connectOk++;
-          c.ws.send('{"op":"join","group":' + JSON.stringify(c.slot.groupName) + ',"ref":"j"}');
+          const since = this.checkOrder ? sinceOf(c.slot.order) : undefined;
+          if (since !== undefined) {
+            c.recovering = true;
+            this.m.counters.recovery.rejoins++;
+          }
+          c.ws.send(JSON.stringify({ op: 'join', group: c.slot.groupName, ref: 'j', ...(since && { since }) }));
         }
         return;
       case 'joined':
-        if (c.state === 'joining') this.pool.activate(c, now);
+        if (c.state !== 'joining') return;
+        if (this.checkOrder) checkJoined(c.slot.order, f, c.recovering, this.m.counters.recovery);
+        this.pool.activate(c, now);
         return;
       case 'err':
         this.handleErr(c, f, now);
@@ -109,7 +127,11 @@ export class Receiver {
     const ackReq = m.ackReq === true;
     if (parseMarker(m.data, PUB_MARK, this.marker)) {
       this.currentReceiver = c;
-      this.pubDelivered(this.marker, ackReq);
+      // Before `joined`, only a recovering join's replay reaches a connection.
+      const replayed = this.checkOrder && c.state === 'joining';
+      if (replayed) this.m.counters.recovery.replayed++;
+      if (this.checkOrder && m.group === c.slot.groupName) checkMsg(c.slot.order, m.offset, m.epoch, this.m.counters.recovery);
+      this.pubDelivered(this.marker, ackReq, replayed);
     } else if (parseMarker(m.data, SEND_MARK, this.marker)) {
       const mk = this.marker;
       const counters = this.m.counters;

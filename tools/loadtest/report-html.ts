@@ -6,7 +6,7 @@
  */
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { duplicatesText, fmtBytes, fmtMs, fmtPct, fmtRate, pacingText } from './format.js';
+import { duplicatesText, fmtBytes, fmtMs, fmtPct, fmtRate, pacingText, recoveryText } from './format.js';
 import { gradeTableMarkdown } from './grading.js';
 import type { RunReport, ScenarioReport } from './report-types.js';
 import { sideBySideRows, windowNote } from './report-server.js';
@@ -173,6 +173,7 @@ ${lat('pub fan-out (corrected)', l.fanout)}${lat('pub fan-out (uncorrected)', l.
 ${row(['connections', `${s.connections.ok}/${s.connections.attempts} welcomed (${fmtPct(s.connections.successRate)}), peak ${s.connections.peak}, ${s.connections.unexpectedCloses} closed by the server`])}
 ${row(['throughput', `${fmtRate(s.throughput.totalDeliveredPerS)} deliveries/s of ${fmtRate(s.offered.deliveriesPerS)} offered; ${fmtRate(s.throughput.pubsPerS)} pubs/s`])}
 ${row(['deliveries', `${s.delivery.pubReceived}/${s.delivery.pubExpected} owed pub deliveries received, ${s.delivery.pubLost} lost (${fmtPct(s.delivery.pubLossRate)}), duplicates ${esc(duplicatesText(s.delivery))}`])}
+${s.recovery ? row(['recovery', esc(recoveryText(s.recovery))]) : ''}
 ${row(['send', s.send.supported ? `${s.delivery.sendReceived}/${s.delivery.sendExpected} received, ${s.delivery.sendLost} lost` : esc(s.send.note)])}
 ${row(['errors', `${s.errors.count} of ${s.errors.operations} operations (${fmtPct(s.errors.rate)}) ${esc(JSON.stringify(s.errors.errFrames))}`])}
 ${row(['generator', `${s.generator.threads} threads, event loops ${s.generator.eluPerThread.map(fmtPct).join(' / ')}, pacing ${esc(pacingText(s.generator.pacing))}${s.generator.bottleneck ? ` — <b>bottleneck</b>: ${esc(s.generator.reasons.join('; '))}` : ''}`])}

@@ -1,5 +1,5 @@
 /** The report as text for the terminal: one summary table, then what each scenario needs said. */
-import { duplicatesText, fmtBytes, fmtMs, fmtPct, fmtRate, pacingText, table } from './format.js';
+import { duplicatesText, fmtBytes, fmtMs, fmtPct, fmtRate, pacingText, recoveryText, table } from './format.js';
 import type { RunReport, ScenarioReport } from './report-types.js';
 import { sideBySideRows, windowNote } from './report-server.js';
 
@@ -73,6 +73,7 @@ function scenarioDetail(s: ScenarioReport): string[] {
   if (Object.keys(s.errors.errFrames).length) lines.push(`  err frames: ${Object.entries(s.errors.errFrames).map(([k, v]) => `${k}×${v}`).join(', ')}`);
   if (s.errors.pubsDeferred > 0) lines.push(`  ${s.errors.pubsDeferred} pubs waited for the in-flight window (the server was slower than the schedule)`);
   if (s.ramp) lines.push(`  ramp: peak ${s.ramp.peakConnections} connections, stopped by ${s.ramp.stoppedBy}: ${s.ramp.note}`);
+  if (s.recovery) lines.push(`  ${recoveryText(s.recovery)}`);
   if (s.drift) {
     lines.push(
       `  drift (first vs last ${s.drift.windowS} s): P50 ${fmtMs(s.drift.p50FirstMs)} → ${fmtMs(s.drift.p50LastMs)} ms, P99 ${fmtMs(s.drift.p99FirstMs)} → ${fmtMs(s.drift.p99LastMs)} ms, server RSS ${fmtBytes(s.drift.serverRssFirstBytes)} → ${fmtBytes(s.drift.serverRssLastBytes)}`,

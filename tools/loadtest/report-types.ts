@@ -1,6 +1,7 @@
 /** The shape of a load-test report: what --output writes and --compare reads. */
 import type { DeliveryTotals } from './delivery.js';
 import type { DuplicateKind } from './duplicates.js';
+import type { RecoveryCounters } from './order-check.js';
 import type { GradeResult, GradeRow } from './grading.js';
 import type { LatencySummary } from '../lib/histogram.js';
 import type { ScenarioSpec } from './scenarios.js';
@@ -118,6 +119,8 @@ export interface ScenarioReport {
     window: ServerWindow;
   };
   ramp?: { peakConnections: number; stoppedBy: 'limit' | 'errors' | 'duration'; note: string };
+  /** The reconnect scenario: drops, recoveries and the order check of every user's messages (order-check.ts). */
+  recovery?: RecoveryCounters & { exactlyOnce: boolean };
   drift?: {
     windowS: number;
     p50FirstMs: number;

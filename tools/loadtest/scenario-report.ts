@@ -5,7 +5,9 @@
  */
 import type { Histogram } from 'hdr-histogram-js';
 import { computeDelivery, emptyDeliveryTotals } from './delivery.js';
+import { HISTORY_RULE } from './defaults.js';
 import { noDuplicates } from './duplicates.js';
+import { orderViolations, type RecoveryCounters } from './order-check.js';
 import { gradeScenario } from './grading.js';
 import { mergeEncoded, percentileCurve, summarize } from '../lib/histogram.js';
 import type { SendProbe } from './probe.js';
@@ -207,7 +209,26 @@ export function buildReport(b: BuildInput): ScenarioReport {
     };
   }
   if (spec.drift) report.drift = drift(b.series, b.seriesHistograms, spec.drift.windowS, seconds);
+  if (spec.kind === 'reconnect') addRecovery(report, c.recovery);
   return report;
+}
+
+/**
+ * The reconnect scenario's verdict: every user got each message of its group once, in order,
+ * and every recovery said what it did. A violation is a server defect: the grade is F.
+ */
+function addRecovery(report: ScenarioReport, r: RecoveryCounters): void {
+  const violations = orderViolations(r);
+  const exactlyOnce = violations === 0 && r.epochChanges === 0 && r.inOrder > 0;
+  report.recovery = { ...r, exactlyOnce };
+  if (r.notRecovered > 0) report.notes.push(`${r.notRecovered} of ${r.rejoins} rejoins were answered recovered: false (history no longer kept, or more than history.max_replay_bytes): those users would reload`);
+  if (r.rejoins > 0 && r.recovered + r.notRecovered < r.rejoins) report.notes.push(`${r.rejoins - r.recovered - r.notRecovered} rejoins got no joined with an offset: does the server keep history for ${HISTORY_RULE.pattern}?`);
+  if (exactlyOnce) return;
+  const why =
+    r.inOrder === 0
+      ? `no message carried an offset: the server keeps no history for ${HISTORY_RULE.pattern} (websocket.history)`
+      : `exactly-once order per group violated: ${r.gaps} skipped, ${r.duplicates} repeated or out of order, ${r.mismatches} recoveries ending elsewhere than joined's offset, ${r.epochChanges} epoch changes`;
+  report.grade = { grade: 'F', points: 0, reasons: [...report.grade.reasons, why] };
 }
 
 /** Latency and memory in the first window of the measurement against the last one. */

@@ -5,7 +5,7 @@
  * passed) gets a failed report; the run goes on.
  */
 import { monoUs } from './clock.js';
-import { LOADTEST_DEFAULTS, defaultThreads } from './defaults.js';
+import { HISTORY_GROUP_PREFIX, LOADTEST_DEFAULTS, defaultThreads } from './defaults.js';
 import { LoadgenThreads } from './loadgen-threads.js';
 import type { SendProbe } from './probe.js';
 import { withTimeout } from './promises.js';
@@ -55,7 +55,8 @@ export async function runScenario(spec: ScenarioSpec, ctx: ScenarioContext): Pro
       spread: ctx.opts.spread ?? [],
       path: ctx.path,
       userPrefix: `lt${ctx.runId}s${ctx.index}-u`,
-      groupPrefix: `lt${ctx.runId}s${ctx.index}-g`,
+      // The reconnect scenario's groups keep history (the order check needs their offsets).
+      groupPrefix: `${spec.kind === 'reconnect' ? HISTORY_GROUP_PREFIX : ''}lt${ctx.runId}s${ctx.index}-g`,
       scenario: spec,
       sendSupported: ctx.probe.supported,
       fenceUs,

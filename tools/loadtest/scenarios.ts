@@ -46,6 +46,17 @@ const Churn = z
   })
   .strict();
 
+const Reconnect = z
+  .object({
+    /** seconds after the measurement starts */
+    at_s: z.number().min(0),
+    /** share of the connections dropped (their TCP connection cut, no close handshake) */
+    share: z.number().gt(0).max(1),
+    /** seconds each dropped user stays away before it reconnects and joins with `since` */
+    offline_s: z.number().min(0),
+  })
+  .strict();
+
 const Drift = z.object({ window_s: z.number().positive() }).strict();
 
 /** Keys a scenario may take from `defaults`. */
@@ -65,20 +76,21 @@ const Defaults = z.object(Tunables).partial().strict();
 const Scenario = z
   .object({
     description: z.string().default(''),
-    kind: z.enum(['steady', 'ramp', 'spike', 'churn']).default('steady'),
+    kind: z.enum(['steady', 'ramp', 'spike', 'churn', 'reconnect']).default('steady'),
     suites: z.array(z.enum(['quick', 'full'])).default(['full']),
     connections: z.number().int().min(1),
     duration_s: z.number().positive(),
     ramp: Ramp.optional(),
     spike: Spike.optional(),
     churn: Churn.optional(),
+    reconnect: Reconnect.optional(),
     drift: Drift.optional(),
     ...Tunables,
   })
   .partial({ warmup_s: true, drain_s: true, connect_rate: true, message_bytes: true, group_size: true, in_flight: true, pri: true, rates: true })
   .strict()
   .superRefine((s, ctx) => {
-    for (const kind of ['ramp', 'spike', 'churn'] as const) {
+    for (const kind of ['ramp', 'spike', 'churn', 'reconnect'] as const) {
       if (s.kind === kind && s[kind] === undefined) {
         ctx.addIssue({ code: z.ZodIssueCode.custom, path: [kind], message: `kind "${kind}" needs a "${kind}" section` });
       }
@@ -96,7 +108,7 @@ const ScenarioFile = z
 export interface ScenarioSpec {
   name: string;
   description: string;
-  kind: 'steady' | 'ramp' | 'spike' | 'churn';
+  kind: 'steady' | 'ramp' | 'spike' | 'churn' | 'reconnect';
   suites: Array<'quick' | 'full'>;
   connections: number;
   durationS: number;
@@ -111,6 +123,8 @@ export interface ScenarioSpec {
   ramp?: { rate: number; max: number; errorThreshold: number };
   spike?: { atS: number; connections: number; holdS: number; rateMultiplier: number };
   churn?: { rate: number };
+  /** Drop `share` of the connections at `atS`; each comes back after `offlineS` and recovers with `since` (groups keep history). */
+  reconnect?: { atS: number; share: number; offlineS: number };
   drift?: { windowS: number };
 }
 
@@ -169,6 +183,7 @@ export function parseScenarios(data: unknown, source = 'scenarios'): ScenarioSpe
       ...(s.ramp && { ramp: { rate: s.ramp.rate, max: s.ramp.max, errorThreshold: s.ramp.error_threshold } }),
       ...(s.spike && { spike: { atS: s.spike.at_s, connections: s.spike.connections, holdS: s.spike.hold_s, rateMultiplier: s.spike.rate_multiplier } }),
       ...(s.churn && { churn: { rate: s.churn.rate } }),
+      ...(s.reconnect && { reconnect: { atS: s.reconnect.at_s, share: s.reconnect.share, offlineS: s.reconnect.offline_s } }),
       ...(s.drift && { drift: { windowS: s.drift.window_s } }),
     });
   }
@@ -230,6 +245,7 @@ export function applyOverrides(spec: ScenarioSpec, o: Overrides): ScenarioSpec {
     const scale = o.durationS / spec.durationS;
     out.durationS = o.durationS;
     if (spec.spike) out.spike = { ...spec.spike, atS: spec.spike.atS * scale, holdS: Math.max(spec.spike.holdS * scale, 0.1) };
+    if (spec.reconnect) out.reconnect = { ...spec.reconnect, atS: spec.reconnect.atS * scale, offlineS: Math.min(spec.reconnect.offlineS, o.durationS / 3) };
     if (spec.drift) out.drift = { windowS: Math.max(1, Math.min(spec.drift.windowS, o.durationS / 3)) };
   }
   if (o.warmupS !== undefined) out.warmupS = o.warmupS;

@@ -5,7 +5,7 @@
  * child's memory and CPU from /proc, for the resource figures when /stats has none.
  */
 import { OcsError } from '../../src/protocol/errors.js';
-import { LOADTEST_DEFAULTS } from './defaults.js';
+import { HISTORY_RULE, LOADTEST_DEFAULTS } from './defaults.js';
 import { processCpuSeconds, processRssBytes } from '../lib/proc.js';
 import { harnessConfig, writeConfigFile, type ConfigFile } from '../lib/server-config.js';
 import { SERVER_MAIN, startServer } from '../lib/server-process.js';
@@ -37,7 +37,13 @@ export async function launchServer(opts: LaunchOptions = {}): Promise<LaunchedSe
   let command = opts.command;
   if (!command) {
     config = writeConfigFile(
-      harnessConfig({ websocket: { server: { shards: opts.shards ?? LOADTEST_DEFAULTS.shards, max_connections: opts.maxConnections ?? LOADTEST_DEFAULTS.maxConnections } } }),
+      harnessConfig({
+        websocket: {
+          server: { shards: opts.shards ?? LOADTEST_DEFAULTS.shards, max_connections: opts.maxConnections ?? LOADTEST_DEFAULTS.maxConnections },
+          // Only the reconnect scenario's groups (HISTORY_GROUP_PREFIX): the others keep the fast path.
+          history: [HISTORY_RULE],
+        },
+      }),
     );
     command = [process.execPath, SERVER_MAIN, '--config', config.file];
   }

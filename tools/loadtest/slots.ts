@@ -5,6 +5,7 @@
  */
 import type { WsClient } from '../wsclient/client.js';
 import type { Receipts } from './duplicates.js';
+import { newOrderState, type OrderState } from './order-check.js';
 import { DueQueue, F64Log } from './schedule.js';
 import type { WorkerPlan } from './types.js';
 
@@ -33,6 +34,8 @@ export interface Slot {
   conn: Conn | null;
   /** Not to be reconnected (spike connections after the spike, everything at the end). */
   retired: boolean;
+  /** Where the user stands in its group's history (the reconnect scenario's order check). */
+  order: OrderState;
 }
 
 export type ConnState = 'connecting' | 'joining' | 'active' | 'closing' | 'closed';
@@ -57,6 +60,10 @@ export interface Conn {
   /** What this connection received, per sender slot (the slot's own maps for its first one). */
   pubSeen: Receipts;
   sendSeen: Receipts;
+  /** It joined with `since` (its first frames are a replay). */
+  recovering: boolean;
+  /** The reconnect scenario cut it: the slot comes back after offline_s. */
+  dropped: boolean;
 }
 
 /** Slot `slot` of the scenario: connection i joins group floor(i / group_size). */
@@ -83,6 +90,7 @@ export function makeSlot(plan: WorkerPlan, slot: number): Slot {
     connections: 0,
     conn: null,
     retired: false,
+    order: newOrderState(),
   };
 }
 
@@ -105,5 +113,7 @@ export function newConn(plan: WorkerPlan, st: Slot, nowUs: number): Conn {
     pubPrefix: '{"op":"pub","group":' + JSON.stringify(st.groupName) + ',"pri":' + plan.scenario.pri + ',"ref":"p',
     pubSeen: first ? st.pubSeen : new Map(),
     sendSeen: first ? st.sendSeen : new Map(),
+    recovering: false,
+    dropped: false,
   } as Conn;
 }

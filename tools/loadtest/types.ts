@@ -4,6 +4,7 @@
  * histogram/delivery modules are shared by both sides.
  */
 import { noDuplicates, type DuplicateKind } from './duplicates.js';
+import { noRecovery, type RecoveryCounters } from './order-check.js';
 import type { ScenarioSpec } from './scenarios.js';
 
 export interface WorkerPlan {
@@ -68,6 +69,8 @@ export interface Counters {
   sendDeliveries: number;
   /** Deliveries received again, by what explains them (duplicates.ts). */
   duplicates: Record<DuplicateKind, number>;
+  /** The reconnect scenario's check of each user's messages of its group, by offset (order-check.ts). */
+  recovery: RecoveryCounters;
   /** err frames by code, not counting the ones that mean "send unsupported". */
   errFrames: Record<string, number>;
   bytesIn: number;
@@ -103,6 +106,7 @@ export function emptyCounters(): Counters {
     deliveries: 0,
     sendDeliveries: 0,
     duplicates: noDuplicates(),
+    recovery: noRecovery(),
     errFrames: {},
     bytesIn: 0,
     bytesOut: 0,

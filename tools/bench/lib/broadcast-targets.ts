@@ -5,12 +5,18 @@ import { harnessConfig, writeConfigFile } from '../../lib/server-config.js';
 import { SERVER_MAIN } from '../../lib/server-process.js';
 import { serverPinPrefix } from './pinning.js';
 
-export const TARGET_NAMES = ['baseline', 'shards1', 'shards2', 'metrics-off', 'scrape'] as const;
+export const TARGET_NAMES = ['baseline', 'shards1', 'shards2', 'metrics-off', 'scrape', 'shards1-history', 'shards2-history'] as const;
 export type TargetName = (typeof TARGET_NAMES)[number];
-/** What runs without --targets; metrics-off and scrape measure what the server's metrics cost. */
+/**
+ * What runs without --targets; metrics-off and scrape measure what the server's metrics cost,
+ * the history targets what group history costs: asked for by name.
+ */
 export const DEFAULT_TARGETS: readonly TargetName[] = ['baseline', 'shards1', 'shards2'];
 /** Targets that are the real server with one shard and metrics on, differing only in the load. */
 export const SCRAPED_TARGETS: readonly TargetName[] = ['scrape'];
+
+/** The `-history` targets: every group of the benchmark (g0, g1...) keeps history, so every pub goes through the broker. */
+const HISTORY = [{ pattern: 'g*', size: 1000, ttl: 0 }];
 
 export interface PreparedTarget {
   name: TargetName;
@@ -44,7 +50,7 @@ export function prepareTarget(name: TargetName, maxConnections: number, nodeArgs
   if (!existsSync(SERVER_MAIN)) {
     throw new Error(`${SERVER_MAIN} not found: the real server is not built (run npm run build once src/main.ts exists)`);
   }
-  const shards = name === 'shards2' ? 2 : 1;
+  const shards = name === 'shards2' || name === 'shards2-history' ? 2 : 1;
   // The real server, tuned only as the benchmark needs: the harness defaults (a free port, no
   // per-connection rate limit) and room for every connection. metrics-off is shards1 without
   // histograms, rates and alerts (counters only); scrape is shards1 read at /metrics each second.
@@ -53,6 +59,7 @@ export function prepareTarget(name: TargetName, maxConnections: number, nodeArgs
       websocket: {
         server: { shards, max_connections: Math.max(10_000, maxConnections * 2) },
         ...(name === 'metrics-off' ? { monitoring: { enable_metrics_collection: false } } : {}),
+        ...(name.endsWith('-history') ? { history: HISTORY } : {}),
       },
     }),
   );

@@ -1,0 +1,128 @@
+/**
+ * Who is in each group, over every shard: each user's connections in it, and which
+ * connections watch it (joined with `presence: true`). Answers the `presence` op, and tells
+ * watchers who came and went: users, not connections (a user's second tab is no news), and
+ * coalesced over websocket.presence.window, so that a connection flapping in and out within it
+ * makes no event at all. Fed by the broker's Presence (presence.ts), which hears every join,
+ * leave and closed connection, and forgets a dead shard's connections.
+ */
+import { encodePresenceAnswer, encodePresenceEvent } from '../protocol/json-group-frames.js';
+
+interface GroupState {
+  /** User → its connections in the group. */
+  users: Map<string, number>;
+  conns: number;
+  /** Connections that asked for events. */
+  watchers: number;
+  /** Users changed in the current window → whether each was in the group when the window began. */
+  before: Map<string, boolean> | null;
+}
+
+export interface GroupPresenceOptions {
+  /** Groups with more users answer the totals only (websocket.presence.max_list); events carry at most this many names. */
+  maxList: number;
+  /** websocket.presence.window, in ms. */
+  windowMs: number;
+  /** Publishes an event frame to the watchers of `group` on every shard. */
+  emit(group: string, frame: string): void;
+}
+
+export class GroupPresence {
+  private readonly groups = new Map<string, GroupState>();
+  /** Groups with changes in the current window. */
+  private readonly dirty = new Set<string>();
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly options: GroupPresenceOptions) {}
+
+  /** A connection of `user` joined `group`; `watch`: it wants events. */
+  joined(group: string, user: string, watch: boolean): void {
+    let state = this.groups.get(group);
+    if (state === undefined) this.groups.set(group, (state = { users: new Map(), conns: 0, watchers: 0, before: null }));
+    const count = state.users.get(user) ?? 0;
+    if (count === 0) this.changed(group, state, user, false);
+    state.users.set(user, count + 1);
+    state.conns++;
+    if (watch) state.watchers++;
+  }
+
+  /** A connection of `user` left `group` (or closed, or its shard died); `watched`: it had asked for events. */
+  left(group: string, user: string, watched: boolean): void {
+    const state = this.groups.get(group);
+    if (state === undefined) return;
+    const count = state.users.get(user) ?? 0;
+    if (count <= 1) {
+      if (count === 1) this.changed(group, state, user, true);
+      state.users.delete(user);
+    } else {
+      state.users.set(user, count - 1);
+    }
+    state.conns--;
+    if (watched) state.watchers--;
+    if (state.conns <= 0 && state.before === null) this.groups.delete(group);
+  }
+
+  /** A member started (+1) or stopped (-1) watching. */
+  watch(group: string, delta: 1 | -1): void {
+    const state = this.groups.get(group);
+    if (state !== undefined) state.watchers += delta;
+  }
+
+  has(group: string): boolean {
+    return this.groups.has(group);
+  }
+
+  /** The answer to `presence`: the users and their connection counts, or the totals only. */
+  answer(group: string, ref: string | undefined, countsOnly: boolean): string {
+    const state = this.groups.get(group);
+    const users = state?.users ?? new Map<string, number>();
+    const listed = countsOnly || users.size > this.options.maxList ? null : users;
+    return encodePresenceAnswer(group, ref, listed, users.size, state?.conns ?? 0);
+  }
+
+  stop(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private changed(group: string, state: GroupState, user: string, wasIn: boolean): void {
+    state.before ??= new Map();
+    if (!state.before.has(user)) state.before.set(user, wasIn);
+    this.dirty.add(group);
+    this.timer ??= setTimeout(() => this.flush(), this.options.windowMs);
+  }
+
+  /** The window ended: each changed group's net joins and leaves go to its watchers. */
+  private flush(): void {
+    this.timer = null;
+    for (const group of this.dirty) {
+      const state = this.groups.get(group);
+      if (state === undefined || state.before === null) continue;
+      const joins: string[] = [];
+      const leaves: string[] = [];
+      for (const [user, wasIn] of state.before) {
+        const isIn = state.users.has(user);
+        if (isIn && !wasIn) joins.push(user);
+        else if (!isIn && wasIn) leaves.push(user);
+      }
+      state.before = null;
+      if (state.watchers > 0) this.emit(group, joins, leaves);
+      if (state.conns <= 0) this.groups.delete(group);
+    }
+    this.dirty.clear();
+  }
+
+  /** Events of at most max_list names each, so that a mass reconnect cannot make one frame no ring carries. */
+  private emit(group: string, joins: string[], leaves: string[]): void {
+    const max = this.options.maxList;
+    let j = 0;
+    let l = 0;
+    while (j < joins.length || l < leaves.length) {
+      const someJoins = joins.slice(j, j + max);
+      j += someJoins.length;
+      const someLeaves = leaves.slice(l, l + max - someJoins.length);
+      l += someLeaves.length;
+      this.options.emit(group, encodePresenceEvent(group, someJoins, someLeaves));
+    }
+  }
+}

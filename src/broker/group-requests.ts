@@ -1,0 +1,123 @@
+/**
+ * The broker's answers about groups: joins and leaves of groups that keep history, the
+ * `presence` op and the `history` op (records GROUP_JOIN, GROUP_LEAVE, PRESENCE_QUERY, HISTORY).
+ *
+ * Why a history group's join comes here: this is where its messages get their offsets, one at
+ * a time, and what the broker writes to a shard arrives there in the order written. The
+ * answer to a join (the replay of what the client missed, then JOINED with the group's top
+ * offset) is written between two of the group's messages: every message up to the top went to
+ * the shard before it (the shard kept the connection unsubscribed from them: they are replayed),
+ * every later one after it (the shard subscribed the connection on JOINED: it gets them live).
+ * So a recovering client gets each message once, in order, whichever shard it was published on.
+ */
+import { encodeBatch } from '../protocol/json-codec.js';
+import { encodeHistoryPage } from '../protocol/json-group-frames.js';
+import { ToBroker } from '../link/records.js';
+import type { GroupLog } from './group-log.js';
+import type { GroupPresence } from './group-presence.js';
+import type { History } from './history.js';
+import type { ShardLink } from './shard-link.js';
+
+export interface GroupRequestOptions {
+  /** null: no group keeps history (shards then send no GROUP_JOIN, GROUP_LEAVE or HISTORY). */
+  history: History | null;
+  presence: GroupPresence;
+  link: ShardLink;
+  /** Most messages in one replayed `batch` frame (performance.batch_size). */
+  batchSize: number;
+  /** Most bytes a join replays, or a `history` answer carries (history.max_replay_bytes, capped by max_backpressure / 2). */
+  maxReplayBytes: number;
+  /** Most messages in a `history` answer (history.max_page). */
+  maxPage: number;
+}
+
+/** Recovery was not asked (JOINED's recovered field). */
+const NOT_ASKED = -1;
+
+export class GroupRequests {
+  constructor(private readonly options: GroupRequestOptions) {}
+
+  /** Handles `kind` if it is one of these records; false otherwise. */
+  onRecord(shard: number, kind: number, f: unknown[]): boolean {
+    switch (kind) {
+      case ToBroker.GROUP_JOIN: {
+        const [sid, group, ref, sinceOffset, sinceEpoch] = f as [string, string, string | null, number, string | null];
+        this.join(shard, sid, group, ref, sinceOffset, sinceEpoch);
+        return true;
+      }
+      case ToBroker.GROUP_LEAVE: {
+        const [sid, group, ref] = f as [string, string, string | null];
+        this.options.link.groupLeft(shard, sid, group, ref);
+        return true;
+      }
+      case ToBroker.PRESENCE_QUERY: {
+        const [sid, group, ref, counts] = f as [string, string, string | null, number];
+        this.options.link.reply(shard, sid, this.options.presence.answer(group, ref ?? undefined, counts === 1));
+        return true;
+      }
+      case ToBroker.HISTORY: {
+        const [sid, group, ref, since, limit] = f as [string, string, string | null, number, number];
+        this.page(shard, sid, group, ref, since, limit);
+        return true;
+      }
+      default:
+        return false;
+    }
+  }
+
+  /**
+   * A join of a history group: its top and epoch, with the replay of what came after `since`
+   * when the client asked and all of it is still kept (recovered), else recovered: false.
+   */
+  private join(shard: number, sid: string, group: string, ref: string | null, sinceOffset: number, sinceEpoch: string | null): void {
+    const { link } = this.options;
+    const log = this.options.history?.open(group) ?? null;
+    // Not a history group here (cannot happen while shards and broker share the config): a plain join.
+    if (log === null) return link.groupJoined(shard, sid, group, ref, [], -1, '', NOT_ASKED);
+    if (sinceOffset < 0) return link.groupJoined(shard, sid, group, ref, [], log.top, log.epoch, NOT_ASKED);
+    if (sinceEpoch !== log.epoch) return link.groupJoined(shard, sid, group, ref, [], log.top, log.epoch, 0);
+    if (sinceOffset > log.top) {
+      return link.groupJoinFailed(shard, sid, group, ref, `since.offset ${sinceOffset} is past the group's last offset ${log.top} (epoch ${log.epoch})`);
+    }
+    // Messages after `since` no longer kept (size, ttl, max_bytes), or more than one replay carries: the client reloads.
+    if (sinceOffset + 1 < log.first || log.bytesAfter(sinceOffset) > this.options.maxReplayBytes) {
+      return link.groupJoined(shard, sid, group, ref, [], log.top, log.epoch, 0);
+    }
+    link.groupJoined(shard, sid, group, ref, this.replayFrames(log, sinceOffset), log.top, log.epoch, 1);
+  }
+
+  /** The messages after `since` as `msg` frames (one message) or `batch` frames, each fitting a ring record. */
+  private replayFrames(log: GroupLog, since: number): string[] {
+    const { batchSize, link } = this.options;
+    const { frames: msgs } = log.range(since, Infinity, Infinity);
+    if (msgs.length === 1) return msgs;
+    const frames: string[] = [];
+    // `{"op":"batch","msgs":[` and `]}`, and a comma per frame: within FRAME_RECORD_OVERHEAD's slack.
+    const maxBytes = link.maxFrameBytes - 64;
+    let batch: string[] = [];
+    let bytes = 0;
+    for (const msg of msgs) {
+      const size = Buffer.byteLength(msg) + 1;
+      if (batch.length > 0 && (batch.length >= batchSize || bytes + size > maxBytes)) {
+        frames.push(encodeBatch(batch));
+        batch = [];
+        bytes = 0;
+      }
+      batch.push(msg);
+      bytes += size;
+    }
+    if (batch.length > 0) frames.push(encodeBatch(batch));
+    return frames;
+  }
+
+  /** One page of `history`: the messages after `since`, at most `limit` and max_replay_bytes (and what one ring record carries). */
+  private page(shard: number, sid: string, group: string, ref: string | null, since: number, limit: number): void {
+    const { link, maxPage } = this.options;
+    const log = this.options.history?.open(group) ?? null;
+    if (log === null) return link.error(shard, sid, 'E_BAD_FRAME', `${group} keeps no history (websocket.history)`, ref);
+    if (since > log.top) return link.error(shard, sid, 'E_BAD_FRAME', `since ${since} is past the group's last offset ${log.top} (epoch ${log.epoch})`, ref);
+    const maxBytes = Math.min(this.options.maxReplayBytes, link.maxFrameBytes - 256);
+    const { frames, more } = log.range(since, Math.min(limit > 0 ? limit : maxPage, maxPage), maxBytes);
+    link.reply(shard, sid, encodeHistoryPage(group, ref ?? undefined, frames, log.top, log.epoch, more));
+  }
+}

@@ -1,0 +1,178 @@
+/**
+ * Group history, in the broker: the one place where a history group's messages get their
+ * offsets, so that offsets have no gaps whichever shard a pub came from. Each group matching
+ * websocket.history has a GroupLog (its epoch, top offset and kept messages); all of them are
+ * bounded together by history.max_groups and history.max_bytes, each by its rule's size and
+ * ttl. With history.persist every change is mirrored into the store (HistoryPersistence), and a
+ * clean restart brings back the same epochs and offsets.
+ *
+ * Epoch: a random string made when a group's history is made in memory. It changes whenever
+ * what a client may hold can no longer be vouched for: a restart without persistence, a
+ * restart after a crash, a group forgotten for max_groups.
+ */
+import type { Config } from '../config/schema.js';
+import { encodeHistoryMsgHead, msgTail } from '../protocol/json-group-frames.js';
+import type { HistoryPatterns } from '../shared/history-patterns.js';
+import { newEpoch, type HistoryPersistence, type LoadedGroup } from '../store/history-store.js';
+import { GroupLog, type LogEntry } from './group-log.js';
+
+export interface HistoryOptions {
+  patterns: HistoryPatterns;
+  limits: Config['history'];
+  persistence?: HistoryPersistence | null;
+  /** Whether `group` has members now: a group without any is forgotten first (max_groups). */
+  hasMembers?(group: string): boolean;
+  now?(): number;
+}
+
+/** Groups looked at, least recently used first, for one without members to forget. */
+const FORGET_SCAN = 64;
+
+export class History {
+  /** Every group's log, least recently used first (a use moves it to the end). */
+  private readonly logs = new Map<string, GroupLog>();
+  /** Logs holding messages, least recently appended first: where max_bytes takes from. */
+  private readonly filled = new Map<string, GroupLog>();
+  private bytes = 0;
+  private readonly persistence: HistoryPersistence | null;
+  private readonly now: () => number;
+  /** Counters for /stats (not yet exported) and tests. */
+  readonly stats = { groups_forgotten: 0, evicted_for_bytes: 0, expired: 0 };
+
+  constructor(private readonly options: HistoryOptions) {
+    this.persistence = options.persistence ?? null;
+    this.now = options.now ?? Date.now;
+  }
+
+  /** Bytes of kept messages, all groups. */
+  get totalBytes(): number {
+    return this.bytes;
+  }
+
+  get groups(): number {
+    return this.logs.size;
+  }
+
+  keeps(group: string): boolean {
+    return this.options.patterns.keeps(group);
+  }
+
+  /** Groups from the store (history.persist), before anything else happens. */
+  restore(loaded: Iterable<LoadedGroup>): void {
+    for (const { group, epoch, top, entries } of loaded) {
+      const rule = this.options.patterns.ruleOf(group);
+      if (rule === null) continue;
+      const log = new GroupLog(group, epoch, rule.size, rule.ttl * 1000, top);
+      for (const { offset, ts, head } of entries) log.restore(head + msgTail(offset, log.epoch), ts);
+      this.logs.set(group, log);
+      this.bytes += log.bytes;
+      if (log.count > 0) this.filled.set(group, log);
+    }
+    // The limits may have shrunk since.
+    while (this.logs.size > this.options.limits.max_groups) this.forgetOne();
+    this.fitBytes();
+    this.sweep();
+  }
+
+  /** Every group's epoch and top offset. */
+  *states(): Generator<{ group: string; epoch: string; top: number }> {
+    for (const log of this.logs.values()) yield { group: log.group, epoch: log.epoch, top: log.top };
+  }
+
+  /** The log of `group`, made (with a new epoch) if it has none; null when the group keeps no history. */
+  open(group: string): GroupLog | null {
+    let log = this.logs.get(group);
+    if (log !== undefined) {
+      this.logs.delete(group);
+      this.logs.set(group, log);
+      this.expire(log);
+      return log;
+    }
+    const rule = this.options.patterns.ruleOf(group);
+    if (rule === null) return null;
+    if (this.logs.size >= this.options.limits.max_groups) this.forgetOne();
+    log = new GroupLog(group, newEpoch(), rule.size, rule.ttl * 1000);
+    this.logs.set(group, log);
+    this.persistence?.group(group, { epoch: log.epoch, top: 0 });
+    return log;
+  }
+
+  /**
+   * The next message of `group`: its offset and its `msg` frame (with offset and epoch), or
+   * null when the group keeps no history.
+   */
+  append(group: string, id: string, from: string, dataJson: string, pri: number, ts: number): { offset: number; frame: string } | null {
+    const log = this.open(group);
+    if (log === null) return null;
+    const head = encodeHistoryMsgHead(id, from, group, dataJson, pri, ts);
+    const { offset, entry } = log.append(head, ts, this.evicted);
+    this.bytes += entry.bytes;
+    this.filled.delete(group);
+    this.filled.set(group, log);
+    this.persistence?.appended(group, log.epoch, offset, ts, head);
+    this.fitBytes();
+    return { offset, frame: entry.frame };
+  }
+
+  /** Drops every message older than its group's ttl (the broker calls this now and then). */
+  sweep(): void {
+    for (const log of this.filled.values()) this.expire(log);
+  }
+
+  private expire(log: GroupLog): void {
+    const dropped = log.expire(this.now(), this.evicted);
+    if (dropped > 0) this.stats.expired += dropped;
+  }
+
+  /** Over max_bytes: the oldest messages of the group appended to least recently go first. */
+  private fitBytes(): void {
+    const max = this.options.limits.max_bytes;
+    while (this.bytes > max) {
+      const oldest = this.filled.values().next();
+      if (oldest.done) return;
+      oldest.value.dropOldest(this.evicted);
+      this.stats.evicted_for_bytes++;
+    }
+  }
+
+  /** Room for one more group: forget the least recently used one without members, else the least recently used. */
+  private forgetOne(): void {
+    let victim: GroupLog | null = null;
+    let scanned = 0;
+    for (const log of this.logs.values()) {
+      victim ??= log;
+      if (!(this.options.hasMembers?.(log.group) ?? false)) {
+        victim = log;
+        break;
+      }
+      if (++scanned >= FORGET_SCAN) break;
+    }
+    if (victim !== null) this.forget(victim.group);
+  }
+
+  /**
+   * Forgets what `group` kept: its next message starts a new epoch (clients holding the old one
+   * reload). For a history that can no longer be vouched for: in cluster mode, a node that
+   * stopped hearing the group's messages from the other nodes (src/cluster/groups.ts).
+   */
+  forget(group: string): void {
+    const log = this.logs.get(group);
+    if (log === undefined) return;
+    while (log.dropOldest(this.evicted));
+    this.logs.delete(group);
+    this.stats.groups_forgotten++;
+    this.persistence?.group(group, null);
+  }
+
+  /** forget() of every group. */
+  forgetAll(): void {
+    for (const group of [...this.logs.keys()]) this.forget(group);
+  }
+
+  /** An entry a log pushed out: its bytes counted off, forgotten in the store. */
+  private readonly evicted = (log: GroupLog, offset: number, entry: LogEntry): void => {
+    this.bytes -= entry.bytes;
+    if (log.count === 0) this.filled.delete(log.group);
+    this.persistence?.removed(log.group, log.epoch, offset);
+  };
+}

@@ -1,0 +1,74 @@
+/**
+ * Group history (history.persist) when two processes run on one store, as a pm2 reload runs
+ * them: the second stands by on the store's lease while the first drains. Neither may make a
+ * client take one process's offsets for the other's, and what the store keeps afterwards is
+ * the history of the process that goes on. Real processes, real LMDB in a temp directory.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { member, type Frame } from './helpers/client.js';
+import { joinGroup as join, nextMsgs } from './helpers/history.js';
+import { until } from './helpers/messaging.js';
+import { startProcess, tempDataDir, testConfig, type ServerProcess } from './helpers/server.js';
+
+const TAKEN_OVER = 'store lease taken over: this process delivers the stored messages now';
+
+/** Publishes `data` to `group` on the server at `port` and waits for its message: the frame. */
+async function publish(port: number, group: string, data: unknown[]): Promise<Frame[]> {
+  const c = await member(port, `writer-${Math.random()}`, [group]);
+  for (const d of data) c.send({ op: 'pub', group, data: d });
+  const msgs = await nextMsgs(c, data.length);
+  c.close();
+  return msgs;
+}
+
+describe('history with history.persist across a hand-over of the store', () => {
+  test('the process standing by gives every group a new epoch; after the take-over and a clean restart the store holds its history, not the old process\'s', async () => {
+    const dataDir = tempDataDir();
+    // Each on its own port (same store), so that each client reaches the process the test means.
+    const config = (): Record<string, unknown> => testConfig({ store: { data_dir: dataDir }, websocket: { history: [{ pattern: 'room.*', size: 100 }] }, history: { persist: true } });
+    const first = await startProcess(config());
+    let standby: ServerProcess | null = null;
+    let third: ServerProcess | null = null;
+    try {
+      const before = await publish(first.port, 'room.a', ['a1', 'a2', 'a3']);
+      const oldEpoch = before[0]!.epoch as string;
+      const second = (standby = await startProcess(config()));
+      assert.equal(second.logs.find((line) => line.msg === 'ready')!.ownsStore, false);
+      // The standing-by process: the messages kept, under an epoch of its own.
+      const c = await member(second.port, 'reader');
+      const { joined, replayed } = await join(c, 'room.a', { offset: 1, epoch: oldEpoch });
+      const newEpoch = joined.epoch as string;
+      assert.notEqual(newEpoch, oldEpoch);
+      assert.equal(joined.recovered, false, 'another process\'s offsets are not vouched for');
+      assert.deepEqual(replayed, []);
+      c.send({ op: 'history', group: 'room.a', ref: 'h' });
+      const page = await c.next((f) => f.ref === 'h');
+      assert.deepEqual((page.msgs as Frame[]).map((m) => [m.offset, m.data, m.epoch]), [[1, 'a1', newEpoch], [2, 'a2', newEpoch], [3, 'a3', newEpoch]]);
+      c.close();
+      // Both go on publishing, each under its own epoch; the old one writes last.
+      const fromStandby = await publish(second.port, 'room.a', ['new 4']);
+      assert.deepEqual([fromStandby[0]!.offset, fromStandby[0]!.epoch], [4, newEpoch]);
+      const fromOld = await publish(first.port, 'room.a', ['old 4']);
+      assert.deepEqual([fromOld[0]!.offset, fromOld[0]!.epoch], [4, oldEpoch]);
+      assert.equal(await first.stop('SIGTERM'), 0, first.stderr());
+      await until(() => second.logs.find((line) => line.msg === TAKEN_OVER), 'the take-over');
+      // The old process's clients, reconnecting to the new one: told to reload, never given its messages as theirs.
+      const oldClient = await member(second.port, 'old-client');
+      assert.equal((await join(oldClient, 'room.a', { offset: 3, epoch: oldEpoch })).joined.recovered, false);
+      oldClient.close();
+      assert.equal(await second.stop('SIGTERM'), 0, second.stderr());
+      third = await startProcess(config());
+      const back = await member(third.port, 'back');
+      const recovered = await join(back, 'room.a', { offset: 2, epoch: newEpoch });
+      assert.equal(recovered.joined.recovered, true, JSON.stringify(recovered.joined));
+      assert.deepEqual([recovered.joined.offset, recovered.joined.epoch], [4, newEpoch]);
+      assert.deepEqual(recovered.replayed.map((m) => [m.offset, m.data]), [[3, 'a3'], [4, 'new 4']]);
+      back.close();
+    } finally {
+      if (first.child.exitCode === null) await first.stop('SIGTERM');
+      if (standby !== null && standby.child.exitCode === null) await standby.stop('SIGTERM');
+      if (third !== null) await third.stop('SIGTERM');
+    }
+  });
+});
