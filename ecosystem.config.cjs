@@ -2,6 +2,15 @@
 // secret in the environment of that command (WEBSOCKET_AUTH_SECRET=... npx pm2 start ...):
 // without one the server starts but refuses every client, and says so in `npx pm2 logs`.
 // `npx pm2 reload ocs-realtime` hands over to a new process without a gap (README, Operations).
+//
+// Several instances on one host (cluster mode, README "Cluster mode"): each process is a node
+// of a cluster on one Redis, and they all share the port (SO_REUSEPORT across processes too).
+// Give each its share of the cores and the same Redis, e.g. two instances on 8 cores:
+//   instances: 2,
+//   env: { ..., WEBSOCKET_SHARDS: '4', WEBSOCKET_REDIS_URL: 'redis://:PASSWORD@127.0.0.1:6379' },
+// (rediss:// for TLS). Nothing else changes: in cluster mode the store is Redis, not ./data,
+// and a reload replaces the instances one by one, each draining as below (a node leaves the
+// cluster as its drain begins; what comes for its users waits in Redis for their reconnection).
 module.exports = {
   apps: [
     {

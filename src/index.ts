@@ -14,7 +14,7 @@ import { VERSION } from './version.js';
 export { ErrorCodes, CloseCodes, OcsError, type ErrorCode } from './protocol/errors.js';
 export { loadConfig } from './config/load.js';
 export type { Config } from './config/schema.js';
-export type { RunningServer } from './primary/server.js';
+export type { RunningServer, ClusterView } from './primary/server.js';
 export type { Processor, ProcessorMessage, SendOptions, BrokerStats } from './broker/broker.js';
 export { Priority, ANY_STRATEGIES, type AnyStrategy } from './protocol/frames.js';
 

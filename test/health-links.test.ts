@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { Agent, request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
+import { member, onShard } from './helpers/client.js';
 import { until } from './helpers/messaging.js';
 import { startInProcess } from './helpers/server.js';
 import type { RunningServer } from '../src/index.js';
@@ -45,9 +46,11 @@ describe('/health and links that do not drain', () => {
       // what matters is that nothing is held back and nothing waits long.
       for (const link of Object.values(entry.links)) assert.ok(link.backlog_bytes === 0 && link.waiting_ms < 1000, JSON.stringify(link));
     }
+    // A member there: group messages go only to shards with members of the group.
+    const listener = await onShard(stalled, (attempt) => member(server.port, `listener${attempt}`, ['stalled-room']));
     server.injectShardStall(stalled, 4000);
     await new Promise((resolve) => setTimeout(resolve, 50)); // the stall has begun
-    server.publish('nobody-here', { text: 'goes to every shard, read by none while stalled' });
+    server.publish('stalled-room', { text: 'goes to the stalled shard, read by none while stalled' });
     const degraded = await until(async () => {
       const h = await health();
       return h.status === 'degraded' ? h : undefined;
@@ -57,5 +60,6 @@ describe('/health and links that do not drain', () => {
     assert.ok(fromBroker.unread_bytes > 0, JSON.stringify(fromBroker));
     assert.ok(fromBroker.waiting_ms >= 1000, JSON.stringify(fromBroker));
     await until(async () => ((await health()).status === 'ok' ? true : undefined), '/health ok once the shard reads again');
+    listener.close();
   });
 });

@@ -1,3 +1,4 @@
+import { ClusterState, createClusterState } from '../src/shared/cluster-state.js';
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { LinkMonitor } from '../src/primary/link-monitor.js';
@@ -13,7 +14,7 @@ function setup(): { table: ShardTable; monitor: LinkMonitor; fromBroker: SharedA
   const fromBroker = [ring(), ring()];
   const brokerOverflow = { bytes: 0, since: 0 };
   const monitor = new LinkMonitor({ table, toBroker: [ring(), ring()], fromBroker, rings: [[null, ring()], [ring(), null]], brokerOverflow: (shard) => (shard === 1 ? brokerOverflow : { bytes: 0, since: 0 }) });
-  const context: HttpContext = { shard: 0, linkStuckMs: 5000, table, version: 'test', startedAt: Date.now(), maxConnections: 10, metricsEnabled: true, isStopping: () => false };
+  const context: HttpContext = { shard: 0, linkStuckMs: 5000, table, cluster: new ClusterState(createClusterState()), version: 'test', startedAt: Date.now(), maxConnections: 10, metricsEnabled: true, isStopping: () => false };
   return { table, monitor, fromBroker, brokerOverflow, context };
 }
 

@@ -18,7 +18,8 @@ import type { ShardLink } from './shard-link.js';
 
 export interface BrokerGroupsOptions {
   config: Config;
-  store: MessageStore;
+  /** null: history is kept in memory only (cluster mode: the node has no LMDB store), whatever history.persist says. */
+  store: MessageStore | null;
   /** This process run (the owner mark of persisted history). */
   instance: string;
   link: ShardLink;
@@ -49,7 +50,7 @@ export class BrokerGroups {
       emit: (group, frame) => link.groupPub(presenceTopic(group), frame),
     });
     const patterns = (this.patterns = new HistoryPatterns(ws.history));
-    this.persistence = patterns.any && config.history.persist ? HistoryStore.open(store, options.instance) : null;
+    this.persistence = patterns.any && config.history.persist && store !== null ? HistoryStore.open(store, options.instance) : null;
     this.history = patterns.any ? new History({ patterns, limits: config.history, persistence: this.persistence, hasMembers }) : null;
     this.requests = new GroupRequests({
       history: this.history,

@@ -13,8 +13,9 @@ import { DoorbellListener, DoorbellRinger } from '../rings/doorbell.js';
 import { httpError, type ErrorCode } from '../protocol/errors.js';
 import { QueuedRingWriter, type WriteRefusal } from '../link/queued-writer.js';
 import { LinkReader } from '../link/reader.js';
-import { encodeRecord, FRAME_RECORD_OVERHEAD, ToBroker, ToShard } from '../link/records.js';
+import { encodeRecord, FRAME_RECORD_OVERHEAD, groupOfTopic, ToBroker, ToShard } from '../link/records.js';
 import type { Logger } from '../util/logger.js';
+import { interestBucket, type InterestTable } from '../shared/interest-table.js';
 import type { RecordSink, ShardLink } from './shard-link.js';
 
 /** Records read per wake-up before yielding to I/O, so a flood from the shards cannot starve timers. */
@@ -34,6 +35,8 @@ export interface RingLinkOptions {
   maxBacklogBytes?: number;
   /** Where a refused record is reported (once per ring and reason). */
   log?: Pick<Logger, 'error'>;
+  /** Which shards have members of which groups: a group message goes only to those (src/shared/interest-table.ts). */
+  interest?: InterestTable;
 }
 
 /** What the link did not hand to a shard, by reason (sampled into /stats with the broker's counters). */
@@ -53,6 +56,7 @@ export class RingShardLink implements ShardLink {
   private readonly writers: QueuedRingWriter[];
   private readonly listener: DoorbellListener;
   private readonly accepts: (shard: number) => boolean;
+  private readonly interest: InterestTable | undefined;
   /** Acks, errors, welcomes and admin answers may use this much overflow. */
   private readonly controlBacklog: number;
   // The primary starts the broker (listen) before any shard, so nothing is read before it is set.
@@ -69,6 +73,7 @@ export class RingShardLink implements ShardLink {
     };
     this.writers = options.toShard.map((buffer, shard) => new QueuedRingWriter(buffer, ringer, shard, { onRefused: refused(shard) }, maxBacklog));
     this.accepts = options.accepts ?? (() => true);
+    this.interest = options.interest;
     this.controlBacklog = 2 * maxBacklog;
     this.maxFrameBytes = Math.min(...this.writers.map((writer) => writer.maxRecord)) - FRAME_RECORD_OVERHEAD;
     const onMetrics = options.onMetrics ?? (() => {});
@@ -101,7 +106,11 @@ export class RingShardLink implements ShardLink {
   groupPub(topic: string, frame: string, receivedAt = 0): void {
     // Encoded once; QueuedRingWriter keeps the array only while it waits, and never changes it.
     const record = encodeRecord(ToShard.GROUP_PUB, receivedAt > 0 ? [topic, frame, receivedAt] : [topic, frame]);
+    const interest = this.interest;
+    // Presence events go where the group has members too: watchers are members.
+    const bucket = interest ? interestBucket(groupOfTopic(topic)) : 0;
     for (let shard = 0; shard < this.writers.length; shard++) {
+      if (interest && !interest.has(shard, bucket)) continue;
       if (this.write(shard, record, this.writers[shard]!.maxBacklog) === 'E_OVERLOADED') this.stats.link_dropped++;
     }
   }

@@ -30,6 +30,7 @@ export const ENV_OVERRIDES: ReadonlyArray<readonly [string, string, EnvKind]> = 
   ['WEBSOCKET_DATA_DIR', 'store.data_dir', 'string'],
   ['WEBSOCKET_ADMIN_TOKEN', 'websocket.admin.token', 'string'],
   ['WEBSOCKET_MONITORING_TOKEN', 'websocket.monitoring.token', 'string'],
+  ['WEBSOCKET_REDIS_URL', 'cluster.redis_url', 'string'],
 ];
 
 export interface LoadOptions {

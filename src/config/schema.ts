@@ -306,6 +306,31 @@ const store = z
   })
   .strict();
 
+/**
+ * Cluster mode (src/cluster): with a `redis_url` this process is one node of a cluster on that
+ * Redis; pubs, sends, anys and presence cross nodes, and the durable store is Redis instead of
+ * LMDB. Empty (the default): one process on its embedded LMDB store, no Redis.
+ */
+const cluster = z
+  .object({
+    /** redis://[:password@]host:port[/db] or rediss:// (TLS); env WEBSOCKET_REDIS_URL. Empty: not a cluster. */
+    redis_url: z
+      .string()
+      .default('')
+      .refine((url) => url === '' || /^rediss?:\/\/[^\s]+$/.test(url), 'must be redis://... or rediss://...'),
+    /** Every Redis key and channel of this cluster starts with it: clusters (or tests) sharing one Redis stay apart. */
+    key_prefix: z.string().min(1).max(64).regex(/^[A-Za-z0-9_.:-]+$/).default('ocs:'),
+    /** Seconds without a heartbeat after which a node (and its users' presence) is forgotten by the others. */
+    presence_ttl: z.number().min(1).max(3600).default(15),
+    /** Seconds between looks at the messages that fell due (scheduled, unacknowledged, expired) in the Redis store. */
+    sweep_interval: z.number().min(0.02).max(10).default(0.25),
+    /** Longest wait between two reconnection attempts to Redis, seconds (the wait doubles from 50 ms up to it). */
+    reconnect_max_delay: z.number().min(0.05).max(60).default(2),
+    /** Seconds a Redis command may take before it counts as failed (the node then reports Redis unreachable). */
+    command_timeout: z.number().min(0.1).max(60).default(5),
+  })
+  .strict();
+
 const logging = z
   .object({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -352,6 +377,7 @@ export const configSchema = z
     websocket: websocket.default({}),
     store: store.default({}),
     history: history.default({}),
+    cluster: cluster.default({}),
     logging: logging.default({}),
   })
   .strict();

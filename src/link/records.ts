@@ -45,6 +45,8 @@ export const ToBroker = {
   PRESENCE_QUERY: 11,
   /** [sid, group, ref|null, since, limit (0: history.max_page)]: the `history` op (answered REPLY, or ERROR). */
   HISTORY: 12,
+  /** [group, frame bytes]: cluster mode, a `pub` this shard published: for the other nodes. */
+  CLUSTER_PUB: 13,
 } as const;
 
 /** Broker -> shard. */
@@ -89,6 +91,11 @@ export const ToShard = {
  */
 export function presenceTopic(group: string): string {
   return '!' + group;
+}
+
+/** The group a topic of GROUP_PUB is about: the group, or the one whose presence topic it is. */
+export function groupOfTopic(topic: string): string {
+  return topic.charCodeAt(0) === 0x21 ? topic.slice(1) : topic;
 }
 
 /**

@@ -6,22 +6,26 @@
 import { randomBytes } from 'node:crypto';
 import { createServer as createNetServer } from 'node:net';
 import { Worker } from 'node:worker_threads';
-import { Broker, type Processor, type SendOptions, type BrokerStats } from '../broker/broker.js';
+import type { Processor, SendOptions, BrokerStats } from '../broker/broker.js';
 import { Codec } from '../codec/codec.js';
 import { RingShardLink } from '../broker/ring-link.js';
 import type { LoadedConfig } from '../config/load.js';
 import { MetricsHub } from '../metrics/hub.js';
 import { createSnapshotBuffer, SnapshotWriter } from '../metrics/snapshot.js';
 import type { AnyStrategy } from '../protocol/frames.js';
-import { LEASE_TTL_MS, Ownership } from '../broker/ownership.js';
 import { MessageStore } from '../store/store.js';
+import { ClusterNode } from '../cluster/node.js';
+import { NO_CLUSTER_COUNTERS } from '../cluster/stats.js';
+import { ClusterState, createClusterState } from '../shared/cluster-state.js';
 import { CloseCodes, OcsError } from '../protocol/errors.js';
 import { createDoorbells } from '../rings/doorbell.js';
 import { createRingBuffer } from '../rings/ring.js';
+import { createInterestTable, InterestTable } from '../shared/interest-table.js';
 import { createShardTable, ShardStatus, ShardTable, type ShardTableBuffers } from '../shared/shard-table.js';
 import type { PrimaryToShard, ShardInit, ShardToPrimary } from '../shared/thread-messages.js';
 import type { Logger } from '../util/logger.js';
 import { LinkMonitor } from './link-monitor.js';
+import { startMessaging, type MessagingParts } from './messaging.js';
 import { StatsSampler } from './stats-sampler.js';
 
 const SHARD_ENTRY = new URL('../../workers/shard.js', import.meta.url);
@@ -65,6 +69,18 @@ export interface RunningServer {
   setGroupLoadBalanceStrategy(group: string, strategy: AnyStrategy): void;
   /** Broker counters: accepted, delivered, redelivered, acked, dead-lettered, dropped LOW, queue full. */
   messagingStats(): Readonly<BrokerStats>;
+  /** Cluster mode: this node and presence across every live node; null on one process. */
+  readonly cluster: ClusterView | null;
+}
+
+/** What the embedding API shows of cluster mode (src/cluster/presence.ts). */
+export interface ClusterView {
+  /** This node's id (the process run's). */
+  readonly node: string;
+  /** Users online in `group` on the live nodes, with their member connections. Rejects while Redis is unreachable. */
+  groupPresence(group: string): Promise<Map<string, number>>;
+  /** Connections of `user` on the live nodes, per node id. Rejects while Redis is unreachable. */
+  userPresence(user: string): Promise<Map<string, number>>;
 }
 
 interface ShardSlot {
@@ -86,11 +102,17 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
   const table = new ShardTable(tableBuffers);
   // One bell per shard, and one more (index `shards`) for the broker in this thread.
   const doorbells = createDoorbells(shards + 1);
+  const interestBuffer = createInterestTable(shards);
+  const interest = new InterestTable(interestBuffer);
   const ringBytes = config.websocket.performance.ring_bytes;
   const toBroker = Array.from({ length: shards }, () => createRingBuffer(ringBytes));
   const fromBroker = Array.from({ length: shards }, () => createRingBuffer(ringBytes));
+  const clustered = config.cluster.redis_url !== '';
+  const clusterStateBuffer = createClusterState();
+  const clusterState = new ClusterState(clusterStateBuffer);
   // Opened before any shard starts: a bad data directory stops the server here, with E_STARTUP.
-  const store = await MessageStore.open(config.store.data_dir, config.store.sync);
+  // A node of a cluster keeps its messages in Redis instead.
+  const store = clustered ? null : await MessageStore.open(config.store.data_dir, config.store.sync);
   // rings[from][to]: one SPSC ring per ordered pair of shards.
   const rings = Array.from({ length: shards }, (_, from) =>
     Array.from({ length: shards }, (_, to) => (from === to ? null : createRingBuffer(config.websocket.performance.ring_bytes))),
@@ -106,7 +128,7 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
         log,
         snapshot: new SnapshotWriter(snapshotBuffer, shards),
         rings: { shardToShard: rings, toBroker, fromBroker },
-        broker: () => ({ stats: { ...broker.stats, ...link.stats }, depth: broker.depth() }),
+        broker: () => ({ stats: messagingStats(), depth: broker.depth() }),
         requestReports: () => {
           for (const slot of slots) if (table.isUp(slot.index)) slot.worker?.postMessage({ type: 'report' } satisfies PrimaryToShard);
         },
@@ -138,6 +160,8 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     version,
     table: tableBuffers as ShardTableBuffers,
     doorbells,
+    interest: interestBuffer,
+    clusterState: clusterStateBuffer,
     inbound: rings.map((row) => row[index]!),
     outbound: rings[index]!,
     toBroker: toBroker[index]!,
@@ -175,6 +199,7 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
         table.setStatus(slot.index, ShardStatus.DOWN);
         table.forgetConnections(slot.index);
         table.forgetLinks(slot.index);
+        interest.clear(slot.index);
         if (stopping) {
           log.info({ shard: slot.index, code }, 'shard exited');
           return;
@@ -240,12 +265,9 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
       });
     });
     await Promise.all(exits);
-    ownership.stop();
-    await broker.stop();
+    // The broker, then the store's lease (LMDB; a cluster node has none to let go).
+    await messaging.stop();
     await codec.close();
-    // Only now: whatever this process wrote (acks, sends taken during the drain) is committed.
-    await ownership.release().catch((err: unknown) => log.error({ code: 'E_INTERNAL', err }, 'store lease: release failed; the next process takes the store once this one has exited'));
-    await store.close();
     reportStopped(stoppedItself ? 1 : 0);
   };
   const drainMs = config.websocket.server.drain_window * 1000;
@@ -259,9 +281,12 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     accepts: (shard) => table.status(shard) === ShardStatus.UP || table.status(shard) === ShardStatus.STARTING,
     maxBacklogBytes: config.websocket.performance.ring_overflow_bytes,
     log,
+    interest,
     onMetrics: (shard, fields) => hub?.acceptRecord(shard, fields),
   });
-  const sampler = new StatsSampler(table, monitoring, log, () => ({ ...broker.stats, ...link.stats }), hub);
+  // One process reports the cluster's counters as 0.
+  const messagingStats = () => ({ ...NO_CLUSTER_COUNTERS, ...broker.stats, ...link.stats });
+  const sampler = new StatsSampler(table, monitoring, log, messagingStats, hub);
   // The primary's own pool: large dead-letter pages are rendered there, off the broker's loop.
   const { performance } = config.websocket;
   const codec = new Codec({
@@ -271,12 +296,13 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     poolSize: performance.codec_pool_size,
     queueLimit: performance.codec_queue_limit,
   });
-  const broker = new Broker({
-    config: config as Broker['options']['config'],
-    store,
+  const messaging = await startMessaging({
+    config: config as MessagingParts['config'],
     instance,
     log,
     link,
+    store,
+    clusterState,
     ...(hub ? { latency: hub.primary } : {}),
     publishProcessorTypes: (types) => {
       for (const slot of slots) slot.worker?.postMessage({ type: 'processors', types } satisfies PrimaryToShard);
@@ -284,19 +310,12 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     // Into the shared table, so that every shard's /health shows it.
     storeHealthChanged: (health) => table.setStoreHealth(health),
     renderDeadLetters: (letters) => codec.renderDeadLetters(letters),
-  });
-  const ownership = new Ownership(store.lease(instance, LEASE_TTL_MS), log, {
-    acquired: (previous, why) => {
-      const loaded = broker.takeOver();
-      if (loaded !== null) log.info({ previousPid: previous?.pid, why, loaded }, 'store lease taken over: this process delivers the stored messages now');
-      else if (previous && why !== 'released') log.info({ previousPid: previous.pid, why }, 'the previous process did not release the store (it did not stop cleanly): what it had in flight is delivered again');
-    },
-    lost: () => {
+    leaseLost: () => {
       stoppedItself = true;
       void shutdown(CloseCodes.SERVICE_RESTART, 'server restarting', drainMs);
     },
   });
-  broker.start({ loadStored: await ownership.start() });
+  const broker = messaging.broker;
   const monitor = new LinkMonitor({ table, toBroker, fromBroker, rings, brokerOverflow: (shard) => link.overflowOf(shard) });
   monitor.start();
 
@@ -316,7 +335,7 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     shards,
     table,
     get ownsStore() {
-      return ownership.owns;
+      return messaging.ownsStore;
     },
     close: () => shutdown(CloseCodes.GOING_AWAY, 'server shutting down', 0),
     drain: () => shutdown(CloseCodes.SERVICE_RESTART, 'server restarting', drainMs),
@@ -332,6 +351,10 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     registerProcessor: (type, processor) => broker.registerProcessor(type, processor),
     setGroupLoadBalanceStrategy: (group, strategy) => broker.setGroupStrategy(group, strategy),
     messagingStats: () => broker.stats,
+    cluster:
+      broker instanceof ClusterNode
+        ? { node: broker.node, groupPresence: (group) => broker.presence.group(group), userPresence: (user) => broker.presence.user(user) }
+        : null,
     whenRestarted(index: number, count: number) {
       return new Promise<void>((resolve) => {
         restartWaiters.push({ index, count, resolve });

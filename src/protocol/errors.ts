@@ -22,6 +22,11 @@ export const ErrorCodes = {
   E_QUEUE_FULL: { close: 0, message: 'too many stored messages' },
   /** The store cannot write (disk full, I/O error): send/any refused until it recovers; pub is not affected. */
   E_STORE_UNAVAILABLE: { close: 0, message: 'the message store cannot write' },
+  /**
+   * Cluster mode, Redis unreachable: what needs it is refused (send, any, ack) or done on this
+   * node only (a pub reaches this node's members, then its publisher gets this instead of an ack).
+   */
+  E_CLUSTER_UNAVAILABLE: { close: 0, message: 'the cluster (Redis) is unreachable: only this node is served' },
   E_INTERNAL: { close: 0, message: 'internal server error' },
   // Process-level codes (start-up), never sent on the wire.
   E_CONFIG: { close: 0, message: 'invalid configuration' },

@@ -22,6 +22,7 @@ import type { Fail } from './fail.js';
 import type { Out } from './out.js';
 import { IpLimiter, type IpLimitOptions, type IpVerdict } from './ip-limits.js';
 import type { ConnectionRegistry } from './registry.js';
+import type { InterestRow } from '../shared/interest-table.js';
 
 export interface AdmissionOptions {
   shard: number;
@@ -38,6 +39,8 @@ export interface AdmissionOptions {
   /** This shard's share of the per-address limits (ip-limits.ts). */
   ipLimits: IpLimitOptions;
   registry: ConnectionRegistry;
+  /** This shard's row of the interest table: a closed member's groups are counted out. */
+  interest: InterestRow;
   link: Pick<BrokerLink, 'presence'>;
   fail: Fail;
   out: Pick<Out, 'send'>;
@@ -151,6 +154,7 @@ export class Admission {
   close(ws: Socket): void {
     const conn = ws.getUserData();
     conn.closed = true;
+    for (const group of conn.groups) this.options.interest.left(group);
     this.releaseAddress(conn);
     this.options.registry.remove(ws, conn);
     if (conn.announced) this.options.link.presence(conn, 0);

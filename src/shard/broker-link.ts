@@ -122,6 +122,12 @@ export class BrokerLink implements AdminForwarder {
     this.writer.write(encodeRecord(ToBroker.MEMBERSHIP, [conn.sid, group, 0, 0]));
   }
 
+  /** Cluster mode: a pub published here, as its encoded frame, for the broker to publish to the other nodes. */
+  clusterPub(group: string, frame: Uint8Array): void {
+    this.writer.write(encodeRecord(ToBroker.CLUSTER_PUB, [group, frame]));
+    this.options.counters[Counter.cluster_pubs]!++;
+  }
+
   ack(conn: Connection, id: string): void {
     this.writer.write(encodeRecord(ToBroker.ACK, [conn.sid, conn.user, id]));
   }

@@ -10,10 +10,13 @@
  * overflow queue is over `ring_overflow_bytes`, canAccept() is false and the shard refuses new
  * publishes with E_OVERLOADED, so the publisher knows. Rings to a shard that is down are
  * skipped: its connections are gone, and its replacement discards what was left in its rings.
+ * So are rings to shards with no member of the pub's group (routing by interest,
+ * src/shared/interest-table.ts).
  */
 import { DoorbellListener, DoorbellRinger } from '../rings/doorbell.js';
 import { QueuedRingWriter } from '../link/queued-writer.js';
 import { RingReader } from '../rings/ring.js';
+import { interestBucket, type InterestTable } from '../shared/interest-table.js';
 import { Counter, type ShardTable } from '../shared/shard-table.js';
 import type { Logger } from '../util/logger.js';
 
@@ -26,6 +29,8 @@ const DRAIN_BUDGET = 4096;
 export interface CrossShardOptions {
   self: number;
   table: ShardTable;
+  /** Which shards have members of which groups: a pub goes only to those (interest-table.ts). */
+  interest: InterestTable;
   doorbells: SharedArrayBuffer;
   inbound: (SharedArrayBuffer | null)[];
   outbound: (SharedArrayBuffer | null)[];
@@ -108,10 +113,14 @@ export class CrossShard {
     return true;
   }
 
-  /** Sends a group frame to every other shard that is up. `topic` is ASCII (NAME_PATTERN). */
+  /**
+   * Sends a group frame to every other shard that is up and may have members of the group
+   * (interest-table.ts says why none is missed). `topic` is ASCII (NAME_PATTERN).
+   */
   forwardPub(topic: string, frame: Uint8Array, receivedAt: number): void {
     const length = RECORD_HEADER + topic.length + frame.byteLength;
-    const { table, counters } = this.options;
+    const { table, counters, interest } = this.options;
+    const bucket = interestBucket(topic);
     for (let i = 0; i < this.outbound.length; i++) {
       const out = this.outbound[i]!;
       if (!table.isUp(out.target)) {
@@ -119,6 +128,7 @@ export class CrossShard {
         if (out.backlog > 0) out.discard();
         continue;
       }
+      if (!interest.has(out.target, bucket)) continue;
       const at = out.reserve(length);
       if (at >= 0) {
         writePubRecord(out.bytes, this.outViews[i]!, at, topic, frame, receivedAt);

@@ -33,6 +33,7 @@ import type { GroupOps } from './group-ops.js';
 import type { LocalGroups } from './groups.js';
 import { InboundFrames, type InboundHandler } from './inbound.js';
 import type { Out } from './out.js';
+import type { ClusterState } from '../shared/cluster-state.js';
 
 /**
  * Frames a connection may send before it is ready (its token being checked, its welcome on the
@@ -61,7 +62,9 @@ export interface DispatchOptions {
   /** Message ids of pubs are this prefix plus a per-shard sequence. */
   msgIdPrefix: string;
   admission: Pick<Admission, 'authenticate' | 'refresh'>;
-  link: Pick<BrokerLink, 'backlog' | 'ack' | 'pub' | 'send' | 'any'>;
+  link: Pick<BrokerLink, 'backlog' | 'ack' | 'pub' | 'send' | 'any' | 'clusterPub'>;
+  /** Cluster mode (src/cluster): pubs also go to the other nodes. null: one process. */
+  cluster: Pick<ClusterState, 'up'> | null;
   cross: Pick<CrossShard, 'canAccept' | 'forwardPub'>;
   groups: LocalGroups;
   /** join, leave, presence and history. */
@@ -297,6 +300,13 @@ export class Dispatcher {
     this.counters[Counter.pubs]!++;
     if (groups.publish(group, message) > 0) this.options.latency.since(Latency.pub, this.receivedAt);
     cross.forwardPub(group, ringPayload(message, this.options.binary.elsewhere()), this.receivedAt);
+    const cluster = this.options.cluster;
+    if (cluster !== null) {
+      // Delivered on this node; without Redis the other nodes cannot have it, and the publisher is told so.
+      if (!cluster.up) return this.fail(ws, conn, 'E_CLUSTER_UNAVAILABLE', 'Redis is unreachable: delivered to the members on this node only', ref);
+      // The JSON frame: each node's shards make the binary frame for their msgpack members (broadcast.ts).
+      this.link.clusterPub(group, message.json());
+    }
     if (ref !== undefined) this.options.out.send(ws, conn, conn.frames.ack(ref, id));
   }
 

@@ -11,6 +11,15 @@
  * before JOINED carries them), and every later one after it (live). Leaves of such a group go
  * through the broker too while it may still answer a join, so that replies keep their order.
  *
+ * In cluster mode (src/cluster) every join and leave goes through the broker, history or not:
+ * the node answers JOINED once it hears the group's pubs from every node (it subscribed the
+ * group's Redis channel), so a pub sent anywhere after the `joined` reaches the member.
+ *
+ * Routing by interest (src/shared/interest-table.ts): a connection that becomes a member is
+ * counted before anything else is done for its join (before the socket subscribes, before the
+ * broker hears of it, and so before JOINED and the live messages after its top offset are
+ * written to this shard); one that stops being a member is counted out at once.
+ *
  * Replies go out in the connection's encoding (conn.frames, out.ts), and a msgpack connection
  * is subscribed to the binary topics (binaryTopic() of the group, and of its presence topic).
  * A msgpack connection's replay may still be in the codec pool when JOINED arrives (out.ts
@@ -21,6 +30,7 @@ import { presenceTopic } from '../link/records.js';
 import type { ErrorCode } from '../protocol/errors.js';
 import type { ClientFrame, Since } from '../protocol/frames.js';
 import type { HistoryPatterns } from '../shared/history-patterns.js';
+import type { InterestRow } from '../shared/interest-table.js';
 import { binaryTopic, type Broadcast } from './broadcast.js';
 import type { BrokerLink } from './broker-link.js';
 import type { Connection, Socket } from './connection.js';
@@ -38,6 +48,10 @@ const NEW_MEMBER = 4;
 export interface GroupOpsOptions {
   /** Which groups keep history (websocket.history). */
   patterns: HistoryPatterns;
+  /** Cluster mode: every join and leave goes through the broker. */
+  clustered: boolean;
+  /** This shard's row of the interest table. */
+  interest: InterestRow;
   maxGroupsPerConnection: number;
   /** Bytes waiting for the ring to the broker beyond which joins of history groups, presence and history are refused (E_OVERLOADED). */
   brokerBacklogLimit: number;
@@ -72,29 +86,33 @@ export class GroupOps {
   join(ws: Socket, conn: Connection, frame: Extract<ClientFrame, { op: 'join' }>): void {
     const { group, ref } = frame;
     if (conn.allowed !== null && !conn.allowed.allows(group)) return this.fail(ws, conn, 'E_FORBIDDEN', `not allowed to join ${group}`, ref);
-    const history = this.patterns.any && this.patterns.keeps(group);
-    if (history && this.brokerBusy(ws, conn, ref)) return;
+    const viaBroker = this.viaBroker(group);
+    if (viaBroker && this.brokerBusy(ws, conn, ref)) return;
     const wasMember = conn.groups.has(group);
     if (!wasMember) {
       const max = this.options.maxGroupsPerConnection;
       if (conn.groups.size >= max) return this.fail(ws, conn, 'E_FORBIDDEN', `at most ${max} groups per connection`, ref);
       conn.groups.add(group);
+      this.options.interest.joined(group);
     }
     const watch = frame.presence === true;
     const watched = conn.watching?.has(group) ?? false;
     if (watch !== watched) this.setWatching(ws, conn, group, watch);
     if (!wasMember || watch !== watched) this.link.joined(conn, group, watch);
-    if (history) return this.historyJoin(conn, ws, group, ref, frame.since, !wasMember);
+    if (viaBroker) return this.historyJoin(conn, ws, group, ref, frame.since, !wasMember);
     if (!wasMember) ws.subscribe(topicOf(conn, group));
     this.out.send(ws, conn, conn.frames.joined(group, ref));
   }
 
   leave(ws: Socket, conn: Connection, group: string, ref: string | undefined): void {
     const wasMember = conn.groups.delete(group);
-    if (wasMember) this.link.left(conn, group);
+    if (wasMember) {
+      this.options.interest.left(group);
+      this.link.left(conn, group);
+    }
     if (conn.watching?.delete(group)) ws.unsubscribe(topicOf(conn, presenceTopic(group)));
     const ops = conn.groupOps?.get(group);
-    if (ops !== undefined || (wasMember && this.patterns.any && this.patterns.keeps(group))) {
+    if (ops !== undefined || (wasMember && this.viaBroker(group))) {
       this.opsOf(conn, group).push(LEAVE);
       this.link.groupLeave(conn, group, ref);
       return;
@@ -135,6 +153,7 @@ export class GroupOps {
     if (error !== null) {
       const undo = (op & NEW_MEMBER) !== 0 && conn.groupOps?.get(group) === undefined;
       if (undo && conn.groups.delete(group)) {
+        this.options.interest.left(group);
         this.link.left(conn, group);
         if (conn.watching?.delete(group)) ws.unsubscribe(topicOf(conn, presenceTopic(group)));
       }
@@ -173,6 +192,11 @@ export class GroupOps {
     if (this.catching.size === 0) return;
     for (const group of conn.groups) this.stopCatching(conn, group);
     if (conn.groupOps !== null) for (const group of conn.groupOps.keys()) this.stopCatching(conn, group);
+  }
+
+  /** Joins and leaves of `group` wait for the broker: it keeps history, or this is a node of a cluster. */
+  private viaBroker(group: string): boolean {
+    return this.options.clustered || (this.patterns.any && this.patterns.keeps(group));
   }
 
   private historyJoin(conn: Connection, ws: Socket, group: string, ref: string | undefined, since: Since | undefined, newMember: boolean): void {

@@ -6,6 +6,7 @@
 import { httpError, httpStatusLine, type HttpCode } from '../protocol/errors.js';
 import { COUNTERS, LINKS, MESSAGING_COUNTERS, byName, shardStatusName, ShardStatus, type LinkName, type LinkState, type ShardTable } from '../shared/shard-table.js';
 import type { HttpResponse, TemplatedApp } from '../util/uws.js';
+import type { ClusterState } from '../shared/cluster-state.js';
 
 export interface HttpContext {
   /** The shard answering. */
@@ -13,6 +14,8 @@ export interface HttpContext {
   /** A link that has not drained for longer is stuck: /health says degraded (monitoring.link_stuck_after). */
   linkStuckMs: number;
   table: ShardTable;
+  /** Cluster mode's state (Redis reachable, nodes alive); off for one process. */
+  cluster: ClusterState;
   version: string;
   startedAt: number;
   maxConnections: number;
@@ -39,7 +42,10 @@ export function health(context: HttpContext): { status: string; body: Record<str
   const stopping = context.isStopping();
   // The store is the primary's; it publishes its health in the table. Unwritable: send/any are refused.
   const store = table.storeHealth();
-  const state = stopping ? 'stopping' : up === table.shards && stuck === 0 && store.writable ? 'ok' : 'degraded';
+  // Cluster mode: without Redis the node serves its own clients only.
+  const cluster = context.cluster.view();
+  const clusterOk = cluster === null || cluster.redis === 'up';
+  const state = stopping ? 'stopping' : up === table.shards && stuck === 0 && store.writable && clusterOk ? 'ok' : 'degraded';
   return {
     status: stopping ? '503 Service Unavailable' : '200 OK',
     body: {
@@ -51,6 +57,7 @@ export function health(context: HttpContext): { status: string; body: Record<str
       max_connections: context.maxConnections,
       shards: { configured: table.shards, up, stuck_links: stuck, list: shards },
       store,
+      ...(cluster === null ? {} : { cluster }),
     },
   };
 }

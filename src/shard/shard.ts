@@ -12,6 +12,8 @@ import { Latency } from '../metrics/latencies.js';
 import { SnapshotReader } from '../metrics/snapshot.js';
 import { ThreadMetrics } from '../metrics/thread-metrics.js';
 import { CloseCodes } from '../protocol/errors.js';
+import { InterestTable } from '../shared/interest-table.js';
+import { ClusterState } from '../shared/cluster-state.js';
 import { HistoryPatterns } from '../shared/history-patterns.js';
 import { Counter, Link, ShardStatus, ShardTable } from '../shared/shard-table.js';
 import type { PrimaryToShard, ShardInit, ShardToPrimary } from '../shared/thread-messages.js';
@@ -54,6 +56,7 @@ class Shard {
   private readonly config: ShardInit['config']['websocket'];
   private readonly log: Logger;
   private readonly table: ShardTable;
+  private readonly cluster: ClusterState;
   private readonly app: TemplatedApp;
   private readonly registry = new ConnectionRegistry();
   /** This thread's latency histograms, reported to the primary every metrics_collection_interval. */
@@ -84,7 +87,12 @@ class Shard {
     const { server, limits, performance } = config;
     this.log = createLogger(init.config.logging.level, { shard: init.shard });
     this.table = new ShardTable(init.table);
+    this.cluster = new ClusterState(init.clusterState);
     const counters = this.table.countersOf(init.shard);
+    const interestTable = new InterestTable(init.interest);
+    // What a previous incarnation of this shard counted left with its sockets.
+    interestTable.clear(init.shard);
+    const interest = interestTable.rowOf(init.shard);
     const out = new Out(counters, this.log);
     const fail = failer(counters, out);
     const codec = (this.codec = new Codec(
@@ -129,6 +137,8 @@ class Shard {
     const history = new HistoryPatterns(config.history);
     this.groupOps = new GroupOps({
       patterns: history,
+      clustered: this.cluster.clustered,
+      interest,
       maxGroupsPerConnection: limits.max_groups_per_connection,
       brokerBacklogLimit: performance.ring_overflow_bytes,
       link: this.link,
@@ -139,6 +149,7 @@ class Shard {
     this.cross = new CrossShard({
       self: init.shard,
       table: this.table,
+      interest: interestTable,
       doorbells: init.doorbells,
       inbound: init.inbound,
       outbound: init.outbound,
@@ -161,6 +172,7 @@ class Shard {
       sidPrefix: `${idPrefix}s`,
       ipLimits: ipLimitsPerShard(limits, init.shards),
       registry,
+      interest,
       link: this.link,
       fail,
       out,
@@ -185,6 +197,7 @@ class Shard {
       link: this.link,
       cross: this.cross,
       groups,
+      cluster: this.cluster.clustered ? this.cluster : null,
       groupOps: this.groupOps,
       history,
       processorTypes: init.processorTypes,
@@ -221,6 +234,7 @@ class Shard {
       shard: this.init.shard,
       linkStuckMs: config.monitoring.link_stuck_after * 1000,
       table: this.table,
+      cluster: this.cluster,
       version: this.init.version,
       startedAt: Date.now(),
       maxConnections: server.max_connections,

@@ -97,6 +97,8 @@ export const COUNTERS = [
   'binary_closed',
   'codec_offloaded', // tasks handed to the codec pool (large frames decoded, backlogs turned binary)
   'codec_inline_full', // tasks large enough for the pool that ran inline because it was full
+  'errors_cluster_unavailable', // cluster mode, Redis unreachable: sends refused, pubs served on this node only
+  'cluster_pubs', // pubs handed to the broker for the other nodes (cluster mode)
 ] as const;
 export type CounterName = (typeof COUNTERS)[number];
 
@@ -120,6 +122,11 @@ export const MESSAGING_COUNTERS = [
   'stored_bytes',
   'expired',
   'store_unavailable',
+  'cluster_pubs_out',
+  'cluster_pubs_in',
+  'cluster_pubs_lost',
+  'cluster_unavailable',
+  'cluster_malformed',
 ] as const;
 export type MessagingCounterName = (typeof MESSAGING_COUNTERS)[number];
 export const COUNTER_COUNT = COUNTERS.length;
@@ -158,6 +165,7 @@ export const errorCounter: Readonly<Record<ErrorCode, number>> = {
   E_UNKNOWN_ID: Counter.errors_unknown_id,
   E_QUEUE_FULL: Counter.errors_queue_full,
   E_STORE_UNAVAILABLE: Counter.errors_store_unavailable,
+  E_CLUSTER_UNAVAILABLE: Counter.errors_cluster_unavailable,
   E_INTERNAL: Counter.errors_internal,
   E_CONFIG: Counter.errors_config,
   E_STARTUP: Counter.errors_startup,

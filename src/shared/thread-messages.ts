@@ -17,6 +17,10 @@ export interface ShardInit {
   version: string;
   table: ShardTableBuffers;
   doorbells: SharedArrayBuffer;
+  /** Cluster mode's state: off, or whether Redis is reachable (src/shared/cluster-state.ts). */
+  clusterState: SharedArrayBuffer;
+  /** Which shards have members of which groups (src/shared/interest-table.ts). */
+  interest: SharedArrayBuffer;
   /** inbound[i]: ring from shard i to this one (null for itself). */
   inbound: (SharedArrayBuffer | null)[];
   /** outbound[i]: ring from this shard to shard i (null for itself). */

@@ -4,7 +4,8 @@
 // document on stdout (progress on stderr); see tools/bench/README.md for its fields.
 // Usage: npm run bench:broadcast -- [--connections 2000] [--groups 20] [--publishers 20]
 //        [--rate 500] [--duration 10] [--warmup 2] [--repeat 3] [--trace-gc]
-//        [--targets baseline,shards1,shards2] [--json-out FILE]          (--help for all options)
+//        [--targets baseline,shards1,shards2] [--placement spread|by-shard] [--json-out FILE]
+//        (--help for all options)
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { cpus } from 'node:os';
@@ -15,6 +16,7 @@ import { parseCli, USAGE, type CliOptions } from './lib/broadcast-options.js';
 import { prepareTarget, SCRAPED_TARGETS, type TargetName } from './lib/broadcast-targets.js';
 import { pinningReport, reexecPinnedGenerator } from './lib/pinning.js';
 import { startServer } from '../lib/server-process.js';
+import { fetchServerStats, type ServerStats } from '../loadtest/server-stats.js';
 import { GcTrace } from './lib/gc-trace.js';
 import { ServerProbe } from './lib/server-probe.js';
 import { rotation, summarizeRepetitions, TARGETS, type Repetition, type RunResult } from './lib/repetitions.js';
@@ -70,6 +72,7 @@ const report = {
     durationS: plan.durationS,
     warmupS: plan.warmupS,
     drainS: options.drainS,
+    placement: options.placement,
     repeat: options.repeat,
     membersPerGroup: { min: Math.min(...plan.groupSize), max: Math.max(...plan.groupSize) },
     expectedDeliveries: plan.expectedDeliveries,
@@ -117,6 +120,20 @@ async function runTarget(name: TargetName, plan: BroadcastPlan, options: CliOpti
     let load: LoadResult | Error;
     // The baseline has no metrics, and metrics-off has them turned off.
     const probe = name === 'baseline' || name === 'metrics-off' ? null : new ServerProbe('127.0.0.1', server.port, SCRAPED_TARGETS.includes(name));
+    // The real server's own counters over the window: records its shards pushed over the rings per pub.
+    let statsAtStart: Promise<ServerStats> | null = null;
+    let ringRecordsPerPub: number | null = null;
+    const onWindow = async (edge: 'start' | 'end'): Promise<void> => {
+      probe?.onWindow(edge);
+      if (name === 'baseline') return;
+      if (edge === 'start') {
+        statsAtStart = fetchServerStats('127.0.0.1', server.port, 10_000);
+        return;
+      }
+      if (statsAtStart === null) return;
+      const [a, b] = [totalsOf(await statsAtStart), totalsOf(await fetchServerStats('127.0.0.1', server.port, 10_000))];
+      if (a && b && b.pubs > a.pubs) ringRecordsPerPub = Math.round(((b.ring_forwarded - a.ring_forwarded) / (b.pubs - a.pubs)) * 1000) / 1000;
+    };
     try {
       load = await runBroadcastLoad(
         plan,
@@ -125,15 +142,17 @@ async function runTarget(name: TargetName, plan: BroadcastPlan, options: CliOpti
           port: server.port,
           pathFor: (user) => `${prepared.endpoint}?user=${encodeURIComponent(user)}`,
           serverPid: server.pid,
+          shards: prepared.shards,
         },
         {
           connectConcurrency: options.connectConcurrency,
           drainS: options.drainS,
           verifyEvery: options.verifyEvery,
+          placement: options.placement,
           serverCpu: pinning.serverCpu,
           generatorCpu: pinning.generatorCpu,
           log,
-          ...(probe ? { onWindow: (edge: 'start' | 'end') => probe.onWindow(edge) } : {}),
+          onWindow,
         },
       );
     } catch (err) {
@@ -148,6 +167,7 @@ async function runTarget(name: TargetName, plan: BroadcastPlan, options: CliOpti
       shardsReported: server.ready.shards,
       serverExit: exit.signal ?? `code ${exit.code}`,
       serverWarnings: server.warnings,
+      ringRecordsPerPub,
       ...load,
       ...(serverProbe ? { server: serverProbe } : {}),
       ...(options.traceGc ? { gc: gcReport(gc, load) } : {}),
@@ -170,4 +190,10 @@ function gcReport(gc: GcTrace, load: LoadResult) {
     },
     run: gc.summarize(),
   };
+}
+
+/** The counters routing by interest shows in, from a /stats answer. */
+function totalsOf(stats: ServerStats): { pubs: number; ring_forwarded: number } | null {
+  const totals = stats.available ? (stats.raw as { totals?: { pubs?: number; ring_forwarded?: number } }).totals : undefined;
+  return totals && typeof totals.pubs === 'number' && typeof totals.ring_forwarded === 'number' ? { pubs: totals.pubs, ring_forwarded: totals.ring_forwarded } : null;
 }

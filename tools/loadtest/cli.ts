@@ -21,6 +21,9 @@ const HELP = `Usage: npm run loadtest -- [options]
   --list                  list the scenarios and exit
   --host HOST --port N    test a running server (default: start one on a free port);
                           --port defaults to the server's ${LOADTEST_DEFAULTS.port}
+  --host A,B[:PORT],...   several nodes of a cluster: connections are spread over them in
+                          turn (a node without :PORT uses --port); the server-side figures
+                          (/stats, /stats/histograms) are the first node's
   --path PATH             WebSocket endpoint path (default ${LOADTEST_DEFAULTS.path})
   --monitoring-token T    the server's websocket.monitoring.token, for its /stats and
                           /stats/histograms (default $WEBSOCKET_MONITORING_TOKEN)
@@ -127,10 +130,13 @@ export async function main(argv: string[]): Promise<number> {
     abort.abort();
   };
   process.on('SIGINT', onSigint);
+  const defaultPort = num('port', values.port, true) ?? LOADTEST_DEFAULTS.port;
+  const nodes = values.host === undefined ? [] : parseHosts(values.host, defaultPort);
   try {
     const report = await runLoadTest({
       scenarios,
-      ...(values.host !== undefined && { host: values.host, port: num('port', values.port, true) ?? LOADTEST_DEFAULTS.port }),
+      ...(nodes.length > 0 && { host: nodes[0]!.host, port: nodes[0]!.port }),
+      ...(nodes.length > 1 && { spread: nodes }),
       path: values.path,
       ...(monitoringToken && { monitoringToken }),
       ...(values['server-command'] && { serverCommand: values['server-command'].split(' ').filter(Boolean) }),
@@ -156,4 +162,16 @@ export async function main(argv: string[]): Promise<number> {
   } finally {
     process.off('SIGINT', onSigint);
   }
+}
+
+/** `--host A,B:PORT,[::1]:PORT`: the nodes to spread connections over. */
+export function parseHosts(list: string, defaultPort: number): Array<{ host: string; port: number }> {
+  return list.split(',').map((entry) => {
+    const text = entry.trim();
+    const match = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(text);
+    if (!match) throw new OcsError('E_CONFIG', `--host: "${text}" is not HOST or HOST:PORT`);
+    const port = match[2] === undefined ? defaultPort : Number(match[2]);
+    if (!(port > 0 && port < 65536)) throw new OcsError('E_CONFIG', `--host: bad port in "${text}"`);
+    return { host: match[1]!.replace(/^\[|\]$/g, ''), port };
+  });
 }

@@ -44,9 +44,12 @@ export class ConnectionPool {
     const c = newConn(this.plan, st, now);
     st.conn = c;
     this.connecting.add(c);
+    // --host A,B: each slot keeps its node, so its user reconnects where it was.
+    const spread = this.plan.spread;
+    const target = spread.length > 0 ? spread[st.slot % spread.length]! : this.plan;
     c.ws = connectWs({
-      host: this.plan.host,
-      port: this.plan.port,
+      host: target.host,
+      port: target.port,
       path: this.plan.path + '?user=' + encodeURIComponent(st.user),
       handshakeTimeoutMs: this.plan.connectTimeoutMs,
       onMessage: (payload) => this.onMessage(c, payload),

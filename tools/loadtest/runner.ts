@@ -32,6 +32,11 @@ export interface RunOptions {
   scenarios: ScenarioSpec[];
   /** Target server; when absent the runner launches one (see server-launcher). */
   host?: string;
+  /**
+   * Several nodes of a cluster (`--host A,B:PORT`): connections are spread over them in turn;
+   * the first is `host`/`port`, the one whose /stats the report reads.
+   */
+  spread?: Array<{ host: string; port: number }>;
   port?: number;
   path?: string;
   /** Command that starts the server (tests use a fixture); default dist/src/main.js. */
@@ -84,7 +89,8 @@ export async function runLoadTest(opts: RunOptions): Promise<RunReport> {
       format: REPORT_FORMAT,
       startedAt,
       finishedAt: new Date().toISOString(),
-      target: { host, port, launched: server !== null, shards: server?.shards ?? null, sendSupported: probe.supported, sendNote: probe.note },
+      // Spread over several nodes: all of them, the first being the one whose figures the report shows.
+      target: { host: opts.spread ? opts.spread.map((node) => `${node.host}:${node.port}`).join(',') : host, port, launched: server !== null, shards: server?.shards ?? null, sendSupported: probe.supported, sendNote: probe.note },
       machine: { cpus: availableParallelism(), platform: platform(), node: process.version },
       options: opts.options ?? {},
       scenarios: reports,

@@ -52,6 +52,7 @@ export async function runScenario(spec: ScenarioSpec, ctx: ScenarioContext): Pro
       workerCount: threadCount,
       host: ctx.host,
       port: ctx.port,
+      spread: ctx.opts.spread ?? [],
       path: ctx.path,
       userPrefix: `lt${ctx.runId}s${ctx.index}-u`,
       // The reconnect scenario's groups keep history (the order check needs their offsets).

@@ -12,6 +12,11 @@ export interface WorkerPlan {
   workerCount: number;
   host: string;
   port: number;
+  /**
+   * Every node to connect to (`--host A,B`): slot i connects to others[i % length], so the
+   * connections spread evenly; empty: all to host:port.
+   */
+  spread: Array<{ host: string; port: number }>;
   /** Path of the WebSocket endpoint, without the query. */
   path: string;
   /** User ids are `${userPrefix}${slot}`; group names `${groupPrefix}${group}`. */

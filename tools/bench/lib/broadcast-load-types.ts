@@ -11,6 +11,12 @@ export interface LoadTarget {
   pathFor(user: string): string;
   /** The server's process id, for its CPU time (threads and child processes included). */
   serverPid: number;
+  /** More processes whose CPU counts as the server's (a cluster's other nodes, its Redis). */
+  otherPids?: number[];
+  /** The port connection c goes to (a cluster's nodes: spread in turn); default `port`. */
+  portFor?(connection: number): number;
+  /** Shards the server runs (acceptor threads): with placement `by-shard`, group g lives on shard g % shards. */
+  shards: number;
 }
 
 export interface LoadSettings {
@@ -20,18 +26,32 @@ export interface LoadSettings {
   drainS: number;
   /** One frame in this many is also parsed with JSON.parse and compared. 0: never. */
   verifyEvery: number;
+  /**
+   * `spread`: each connection stays on the shard the kernel gave it, so every group has members
+   * on every shard. `by-shard`: a connection is reopened until it lands on shard g % shards of
+   * its group g, so each group lives on one shard (what routing by interest saves).
+   */
+  placement: Placement;
   /** CPUs (as in taskset -c) whose busy share to report, by role; null when not pinned. */
   serverCpu: string | null;
   generatorCpu: string | null;
   log(line: string): void;
-  /** Called when the measured window starts, and again when it ends (after the drain). */
-  onWindow?(edge: 'start' | 'end'): void;
+  /**
+   * Called when the measured window starts, and again when it ends (after the drain; awaited:
+   * the cluster benchmark reads Redis's and the nodes' counters there).
+   */
+  onWindow?(edge: 'start' | 'end'): void | Promise<void>;
 }
+
+export type Placement = 'spread' | 'by-shard';
 
 export type CoreShares = ReturnType<typeof cpuShares>;
 
 export interface LoadResult {
   connectMs: number;
+  placement: Placement;
+  /** Connections closed and opened again to land on their group's shard (placement by-shard). */
+  reconnects: number;
   /** Connections per shard, from the `shard` field of welcome frames. */
   connectionsPerShard: Record<string, number>;
   pubsSent: number;

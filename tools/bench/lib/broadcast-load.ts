@@ -14,6 +14,8 @@ import { WindowCpu } from './window-cpu.js';
 /** Other processes using more than this many cores during the window make a run disturbed. */
 const DISTURBED_CORES = 0.05;
 const JOIN_TIMEOUT_MS = 15_000;
+/** Attempts to land a connection on its group's shard (placement by-shard); each is a coin toss per shard. */
+const PLACEMENT_ATTEMPTS = 60;
 const DRAIN_POLL_MS = 20;
 /** The generator counts as saturated above this share of its core (process or whole core)... */
 const SATURATED_CORES = 0.9;
@@ -59,6 +61,7 @@ class BroadcastRun {
   /** Set before we close the clients ourselves: any close before that is unexpected. */
   private tearingDown = false;
 
+  private reconnects = 0;
   private pubsSent = 0;
   private pubsUnsent = 0;
   /** Deliveries that unsent measured publications would have caused; not expected any more. */
@@ -73,7 +76,7 @@ class BroadcastRun {
     this.target = target;
     this.settings = settings;
     this.receipts = new BroadcastReceipts(plan, settings.verifyEvery);
-    this.cpu = new WindowCpu(target.serverPid, settings.serverCpu, settings.generatorCpu);
+    this.cpu = new WindowCpu([target.serverPid, ...(target.otherPids ?? [])], settings.serverCpu, settings.generatorCpu);
   }
 
   // -------------------------------------------------------------------------------------
@@ -99,26 +102,51 @@ class BroadcastRun {
     this.connectMs = Math.round(performance.now() - started);
   }
 
-  /** Opens connection c, waits for welcome, joins its group, resolves on joined. */
-  private connectOne(c: number): Promise<void> {
+  /**
+   * Opens connection c, waits for welcome, joins its group, resolves on joined. With placement
+   * by-shard, a connection that the kernel put on another shard than its group's is closed and
+   * opened again (the kernel picks a shard per connection).
+   */
+  private async connectOne(c: number): Promise<void> {
     const group = groupOf(c, this.plan.groups);
+    const shards = this.target.shards;
+    const wanted = this.settings.placement === 'by-shard' && shards > 1 ? group % shards : null;
     this.receipts.addConnection(c, group);
-    return new Promise<void>((resolve, reject) => {
+    for (let attempt = 1; ; attempt++) {
+      const landed = await this.openOne(c, group, wanted);
+      if (landed) return;
+      this.reconnects++;
+      if (attempt >= PLACEMENT_ATTEMPTS) throw new Error(`connection ${c}: never landed on shard ${wanted} in ${PLACEMENT_ATTEMPTS} attempts`);
+    }
+  }
+
+  /** One attempt of connectOne: true once joined; false when it landed on another shard than `wanted` (it is destroyed). */
+  private openOne(c: number, group: number, wanted: number | null): Promise<boolean> {
+    return new Promise<boolean>((resolve, reject) => {
       let joined = false;
+      let misplaced = false;
       const timer = setTimeout(() => fail(new Error(`connection ${c}: no joined within ${JOIN_TIMEOUT_MS} ms`)), JOIN_TIMEOUT_MS);
       const fail = (err: Error): void => {
         clearTimeout(timer);
         reject(err);
       };
       const onControl = (frame: { op?: string; shard?: unknown; code?: string; message?: string }): void => {
+        if (misplaced) return;
         if (frame.op === 'welcome') {
+          if (wanted !== null && frame.shard !== wanted) {
+            misplaced = true;
+            clearTimeout(timer);
+            client.destroy();
+            resolve(false);
+            return;
+          }
           const shard = String(frame.shard ?? '?');
           this.connectionsPerShard[shard] = (this.connectionsPerShard[shard] ?? 0) + 1;
           client.send(`{"op":"join","group":"g${group}","ref":"j${c}"}`);
         } else if (frame.op === 'joined') {
           joined = true;
           clearTimeout(timer);
-          resolve();
+          resolve(true);
         } else if (frame.op === 'err') {
           const code = String(frame.code);
           this.receipts.countServerError(code);
@@ -127,13 +155,14 @@ class BroadcastRun {
       };
       const client = connectWs({
         host: this.target.host,
-        port: this.target.port,
+        port: this.target.portFor?.(c) ?? this.target.port,
         path: this.target.pathFor(`u${c}`),
         onMessage: (payload) => this.receipts.onFrame(c, group, payload, onControl),
         onError: (err) => {
-          if (!joined) fail(new Error(`connection ${c}: ${err.message}`));
+          if (!joined && !misplaced) fail(new Error(`connection ${c}: ${err.message}`));
         },
         onClose: (code, reason) => {
+          if (misplaced) return;
           if (!joined) fail(new Error(`connection ${c} closed before joining: ${code} ${reason}`));
           else if (!this.tearingDown) this.unexpectedCloses[code] = (this.unexpectedCloses[code] ?? 0) + 1;
         },
@@ -209,7 +238,7 @@ class BroadcastRun {
     this.loopDelay.disable();
     this.drainMs = Math.round(this.windowEnd - publishedAt);
     this.cpu.stop();
-    this.settings.onWindow?.('end');
+    await this.settings.onWindow?.('end');
   }
 
   private expectedDeliveries(): number {
@@ -240,6 +269,8 @@ class BroadcastRun {
     if (slip.p99 > SATURATED_SLIP_P99_MS) saturatedBecause.push(`publish schedule slipped ${slip.p99} ms at P99`);
     return {
       connectMs: this.connectMs,
+      placement: this.settings.placement,
+      reconnects: this.reconnects,
       connectionsPerShard: this.connectionsPerShard,
       pubsSent: this.pubsSent,
       pubsMeasured: plan.totalPubs - plan.firstMeasured,

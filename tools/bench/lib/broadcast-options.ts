@@ -1,6 +1,7 @@
 // Command-line options of tools/bench/broadcast.ts, validated once.
 import { parseArgs } from 'node:util';
 import type { BroadcastOptions } from './broadcast-plan.js';
+import type { Placement } from './broadcast-load-types.js';
 import { DEFAULT_TARGETS, TARGET_NAMES, type TargetName } from './broadcast-targets.js';
 
 export interface CliOptions extends BroadcastOptions {
@@ -9,6 +10,7 @@ export interface CliOptions extends BroadcastOptions {
   drainS: number;
   connectConcurrency: number;
   verifyEvery: number;
+  placement: Placement;
   /** Repetitions; each runs every target once. */
   repeat: number;
   /** Start the servers with node's --trace-gc and count their collections per thread. */
@@ -38,6 +40,8 @@ export const USAGE = `Usage: npm run bench:broadcast -- [options]
                     -history: the real server with every group keeping history
   --json-out FILE   also write the JSON result to FILE
   --concurrency N   connections opened at once (default 200)
+  --placement P     spread (default: where the kernel puts each connection) or by-shard (group g
+                    lives on shard g % shards only: connections are reopened until they land there)
   --verify-every N  also JSON.parse one received frame in N to check the fast parser (default 1000, 0 = off)`;
 
 export function parseCli(argv: string[]): CliOptions {
@@ -58,6 +62,7 @@ export function parseCli(argv: string[]): CliOptions {
       'json-out': { type: 'string' },
       concurrency: { type: 'string', default: '200' },
       'verify-every': { type: 'string', default: '1000' },
+      placement: { type: 'string', default: 'spread' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -69,7 +74,10 @@ export function parseCli(argv: string[]): CliOptions {
   for (const t of targets) {
     if (!(TARGET_NAMES as readonly string[]).includes(t)) throw new Error(`--targets: unknown target ${t} (known: ${TARGET_NAMES.join(', ')})`);
   }
+  const placement = values.placement!;
+  if (placement !== 'spread' && placement !== 'by-shard') throw new Error(`--placement must be spread or by-shard, got ${placement}`);
   return {
+    placement,
     connections: positiveInt('connections', values.connections!),
     groups: positiveInt('groups', values.groups!),
     publishers: positiveInt('publishers', values.publishers!),

@@ -19,7 +19,7 @@ export const TARGETS = {
 };
 
 export type RunResult =
-  | ({ target: TargetName; shardsRequested: number; shardsReported: unknown; serverExit: string; serverWarnings: string[]; gc?: unknown; server?: ServerProbeResult } & LoadResult)
+  | ({ target: TargetName; shardsRequested: number; shardsReported: unknown; serverExit: string; serverWarnings: string[]; ringRecordsPerPub?: number | null; gc?: unknown; server?: ServerProbeResult } & LoadResult)
   | { target: TargetName; error: string };
 
 export type Repetition = Partial<Record<TargetName, RunResult>>;
@@ -51,6 +51,8 @@ export interface TargetSummary {
   eventLoopP999Ms: Spread | null;
   /** Server RSS per connection above the idle server's after the window, KiB. */
   memoryPerConnectionKiB: Spread | null;
+  /** Records the shards pushed over the rings per pub (routing by interest: 0 when every group lives on one shard). */
+  ringRecordsPerPub: Spread | null;
   /**
    * metrics-off: shards1's CPU per delivery over this target's, i.e. what metrics cost.
    * scrape: this target's event-loop P99 over shards1's, i.e. what a scrape a second costs.
@@ -121,6 +123,7 @@ export function summarizeRepetitions(targets: readonly TargetName[], repetitions
       eventLoopP99Ms: spread(ok.flatMap((r) => eventLoop(r, 'p99Ms') ?? [])),
       eventLoopP999Ms: spread(ok.flatMap((r) => eventLoop(r, 'p999Ms') ?? [])),
       memoryPerConnectionKiB: spread(ok.flatMap((r) => r.serverMemory?.perConnectionKiB.end ?? [])),
+      ringRecordsPerPub: spread(ok.flatMap((r) => r.ringRecordsPerPub ?? [])),
       vsShards1:
         target === 'metrics-off'
           ? { metricsCpuCost: ratioTo(shards1s, (r) => r.serverCpu.cpuUsPerDelivery, true) }

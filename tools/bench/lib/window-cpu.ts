@@ -27,9 +27,9 @@ export class WindowCpu {
   private serverCoreStart: CpuTimes | null = null;
   private generatorCoreStart: CpuTimes | null = null;
 
-  /** serverCpu, generatorCpu: CPUs as in taskset -c, or null when not pinned. */
+  /** serverPids: every server process (a cluster's nodes and its Redis); serverCpu, generatorCpu: CPUs as in taskset -c, or null when not pinned. */
   constructor(
-    private readonly serverPid: number,
+    private readonly serverPids: readonly number[],
     private readonly serverCpu: string | null,
     private readonly generatorCpu: string | null,
   ) {}
@@ -43,7 +43,8 @@ export class WindowCpu {
 
   stop(): void {
     const processesEnd = snapshotProcesses();
-    const server = processTree(processesEnd, this.serverPid);
+    const server = new Set<number>();
+    for (const pid of this.serverPids) for (const member of processTree(processesEnd, pid)) server.add(member);
     // Ours: this process, its parent (the idle taskset re-exec wrapper) and its children,
     // the server among them. Kernel threads (children of kthreadd, pid 2) are left out too:
     // ksoftirqd doing our loopback TCP work is already in the cores' softirq share.

@@ -1,0 +1,115 @@
+/**
+ * Redis pub/sub for one node: the channel of each group this node has members of (and only
+ * those: routing by interest across nodes), and the node's own channel for deliveries to its
+ * connections. A pub costs Redis one PUBLISH, whatever the number of recipients; Redis hands it
+ * to each node subscribed to the group, once.
+ *
+ *   P g:GROUP   [origin length u8][origin node id][msg frame]: the frame is published as it
+ *               was encoded on the publishing shard; a node drops its own (its shards had it
+ *               over the rings already)
+ *   P n:NODE    a MessagePack array: [NodeRecord.DELIVER_USER, user, id, frame] or
+ *               [NodeRecord.DELIVER_SID, sid, id, frame]
+ *
+ * Per publisher, order holds: one shard's pubs reach the primary over one ring, leave on one
+ * connection, and Redis delivers a channel's messages to a subscriber in order.
+ */
+import { Packr } from 'msgpackr';
+import type { Redis } from 'ioredis';
+import type { Keys } from './keys.js';
+
+export const NodeRecord = { DELIVER_USER: 1, DELIVER_SID: 2 } as const;
+
+export interface ChannelHandlers {
+  /** A pub from another node to `group`, which has members here. */
+  groupPub(group: string, frame: Buffer): void;
+  /** A record on this node's channel. */
+  nodeRecord(kind: number, target: string, id: string, frame: string): void;
+  /** A payload that does not parse (another version, or not ours): dropped, counted. */
+  malformed(channel: string): void;
+}
+
+const packr = new Packr({ useRecords: false, moreTypes: false });
+
+export class Channels {
+  /** Groups with members on this node: subscribed, or to be once Redis is back. */
+  private readonly wanted = new Set<string>();
+  private readonly origin: Buffer;
+  private readonly nodeChannel: string;
+  private readonly groupPrefix: string;
+
+  constructor(
+    private readonly subscriber: Redis,
+    private readonly commands: Redis,
+    private readonly keys: Keys,
+    node: string,
+    private readonly handlers: ChannelHandlers,
+  ) {
+    this.origin = Buffer.from(node, 'latin1');
+    this.nodeChannel = keys.nodeChannel(node);
+    this.groupPrefix = keys.groupChannelPrefix;
+    subscriber.on('messageBuffer', (channel: Buffer, message: Buffer) => this.received(channel.toString('latin1'), message));
+  }
+
+  /** Subscribes the node's channel and every wanted group's (after connecting, and after an outage). */
+  async resubscribe(): Promise<void> {
+    const channels = [this.nodeChannel, ...[...this.wanted].map((group) => this.keys.groupChannel(group))];
+    // In slices: one SUBSCRIBE with a hundred thousand channels would be one huge command.
+    for (let i = 0; i < channels.length; i += 1000) await this.subscriber.subscribe(...channels.slice(i, i + 1000));
+  }
+
+  /**
+   * The first member of `group` on this node: resolves once the node hears the group's pubs from
+   * every node (so `joined` can follow), or at once when Redis is unreachable (then
+   * resubscribe() takes it up when it is back).
+   */
+  async want(group: string): Promise<void> {
+    this.wanted.add(group);
+    try {
+      await this.subscriber.subscribe(this.keys.groupChannel(group));
+    } catch {
+      // Unreachable: the member is served on this node meanwhile.
+    }
+  }
+
+  /** The last member of `group` here left. */
+  unwant(group: string): void {
+    this.wanted.delete(group);
+    this.subscriber.unsubscribe(this.keys.groupChannel(group)).catch(() => {}); // unreachable: nothing to undo
+  }
+
+  /** One PUBLISH for every node with members of `group`. Rejects while Redis is unreachable. */
+  publishGroup(group: string, frame: Uint8Array): Promise<number> {
+    const payload = Buffer.allocUnsafe(1 + this.origin.length + frame.byteLength);
+    payload[0] = this.origin.length;
+    this.origin.copy(payload, 1);
+    payload.set(frame, 1 + this.origin.length);
+    return this.commands.publish(this.keys.groupChannel(group), payload);
+  }
+
+  publishNode(node: string, kind: number, target: string, id: string, frame: string): Promise<number> {
+    return this.commands.publish(this.keys.nodeChannel(node), packr.pack([kind, target, id, frame]));
+  }
+
+  private received(channel: string, message: Buffer): void {
+    if (channel === this.nodeChannel) {
+      let fields: unknown;
+      try {
+        fields = packr.unpack(message);
+      } catch {
+        return this.handlers.malformed(channel);
+      }
+      if (!Array.isArray(fields) || fields.length !== 4 || typeof fields[1] !== 'string' || typeof fields[2] !== 'string' || typeof fields[3] !== 'string') {
+        return this.handlers.malformed(channel);
+      }
+      return this.handlers.nodeRecord(fields[0] as number, fields[1], fields[2], fields[3]);
+    }
+    if (!channel.startsWith(this.groupPrefix)) return;
+    const group = channel.slice(this.groupPrefix.length);
+    // Late messages of a group unsubscribed meanwhile have nobody here.
+    if (!this.wanted.has(group)) return;
+    const originLength = message[0];
+    if (originLength === undefined || message.length < 1 + originLength) return this.handlers.malformed(channel);
+    if (originLength === this.origin.length && message.compare(this.origin, 0, originLength, 1, 1 + originLength) === 0) return; // our own pub
+    this.handlers.groupPub(group, message.subarray(1 + originLength));
+  }
+}

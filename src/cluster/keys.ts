@@ -1,0 +1,51 @@
+/**
+ * Every Redis key and channel of a cluster, in one place (docs/messaging.md, "Cluster mode"
+ * lists them with what they hold). All start with `cluster.key_prefix`, so clusters (or test
+ * runs) sharing one Redis never see each other's. User ids and group names are NAME_PATTERN:
+ * no spaces, no newlines, so they are used in names as they are.
+ */
+export class Keys {
+  constructor(readonly prefix: string) {}
+
+  // --- channels ------------------------------------------------------------------------
+  /** Pubs to `group`, from any node: payload [origin length u8][origin node id][msg frame]. */
+  groupChannel(group: string): string {
+    return `${this.prefix}g:${group}`;
+  }
+
+  /** Records for one node: deliveries to its connections (node-link.ts). */
+  nodeChannel(node: string): string {
+    return `${this.prefix}n:${node}`;
+  }
+
+  get groupChannelPrefix(): string {
+    return `${this.prefix}g:`;
+  }
+
+  // --- nodes and presence (presence.ts) --------------------------------------------------
+  /** ZSET node id -> its last heartbeat (epoch ms). */
+  get nodes(): string {
+    return `${this.prefix}nodes`;
+  }
+
+  /** HASH node id -> connections of `user` on that node. */
+  userPresence(user: string): string {
+    return `${this.prefix}pu:${user}`;
+  }
+
+  /** HASH "node\nsid" -> "user\nweight": the member connections of `group`. */
+  groupPresence(group: string): string {
+    return `${this.prefix}pg:${group}`;
+  }
+
+  /** SET of the presence keys a node wrote to, so that another node can clean up after it. */
+  nodeKeys(node: string): string {
+    return `${this.prefix}nk:${node}`;
+  }
+
+  // --- the durable store (store.ts, scripts.ts) -------------------------------------------
+  /** The prefix the Lua scripts build per-message keys from (m:ID, q:TARGET, d:ID, snd:FROM). */
+  get storePrefix(): string {
+    return this.prefix;
+  }
+}

@@ -1,0 +1,348 @@
+/**
+ * Reliable messaging (`send`, `any`, `ack`) across nodes, on the Redis store (scripts.ts).
+ * Whichever node a sender is on stores the message (the sender's `ack` follows the store's
+ * reply), then routes it: a ROUTE script claims it and names the nodes holding the recipient's
+ * connections (or the one member connection an `any` strategy picked), and the node delivers
+ * to its own and PUBLISHes one record per other node. What nobody is there for waits in Redis
+ * until a connection opens anywhere (CONNECT claims it) or a member joins (JOIN). Deadlines,
+ * schedules and expiry are swept by every node (SWEEP); a script takes each message once.
+ *
+ * So a stored message is delivered by whichever node its user connects to, and never by two
+ * at once; a node that dies loses nothing acknowledged: its deliveries time out and are made
+ * again by the others. Delivery is at least once, as on one process.
+ */
+import type { Config } from '../config/schema.js';
+import type { Incoming, MessageIds } from '../broker/ids.js';
+import type { Processors } from '../broker/processors.js';
+import type { ShardLink } from '../broker/shard-link.js';
+import { scheduleRefusal } from '../broker/embedding-checks.js';
+import type { ErrorCode } from '../protocol/errors.js';
+import { encodeStoredMsg } from '../protocol/json-codec.js';
+import type { Logger } from '../util/logger.js';
+import { NodeRecord, type Channels } from './channels.js';
+import type { ClusterPresence, LocalPresence } from './presence.js';
+import { ACK, CONNECT, DEAD_ON_ARRIVAL, JOIN, ROUTE_ANY, ROUTE_USER, STORE, SWEEP, type ScriptRunner } from './scripts.js';
+import type { ClusterStats } from './stats.js';
+
+/** `offset`: the one a pub to a group that keeps history got (groups.ts). */
+export type Reply = { ok(id: string, offset?: number): void; fail(code: ErrorCode, message: string): void };
+
+/** Fields of a claimed message, as the scripts return them. */
+type Fields = [id: string, from: string, group: string, data: string, pri: string, ts: string, attempts: string];
+
+/** Most due messages one sweep takes; the next sweep takes the rest. */
+const SWEEP_BATCH = 500;
+/** Room a `msg` frame needs around its data. */
+const MSG_ENVELOPE_BYTES = 1024;
+/**
+ * Messages accepted but not yet answered by Redis: over it a `send`/`any` is refused with
+ * E_OVERLOADED, so a Redis slower than the clients cannot fill the node's memory with them.
+ */
+export const MAX_STORES_IN_FLIGHT = 10_000;
+
+export interface MessagingParts {
+  config: Config;
+  scripts: ScriptRunner;
+  node: string;
+  link: ShardLink;
+  channels: Channels;
+  presence: ClusterPresence;
+  local: LocalPresence;
+  ids: MessageIds;
+  processors: Processors;
+  stats: ClusterStats;
+  log: Logger;
+  /** Whether Redis is reachable now (a refusal then costs no round trip). */
+  up(): boolean;
+}
+
+export class ClusterMessaging {
+  private readonly delivery: Config['websocket']['delivery'];
+  private readonly prefix: string;
+  /** Connections whose CONNECT is in flight: deliveries for their user wait here, then follow their backlog. */
+  private readonly connecting = new Map<string, Array<[id: string, frame: string]>>();
+  /**
+   * Deliveries handed to this node's connections and not acknowledged here yet, with their ack
+   * deadline (past it they no longer count: the sweep routes them again). What a drain waits for.
+   */
+  private readonly unacked = new Map<string, number>();
+  private storesInFlight = 0;
+
+  constructor(private readonly parts: MessagingParts) {
+    this.delivery = parts.config.websocket.delivery;
+    this.prefix = parts.config.cluster.key_prefix;
+  }
+
+  // --- taking messages in --------------------------------------------------------------------
+
+  /** A `send`/`any`: refusals, the processor, the store; the sender's ack once stored; then routing. */
+  accept(incoming: Incoming, type: string | null, reply: Reply, fromClient: boolean): void {
+    const { processors, ids } = this.parts;
+    const tooFar = scheduleRefusal(incoming.at, Date.now(), this.delivery.max_schedule_ahead);
+    if (tooFar !== null) return reply.fail('E_BAD_FRAME', tooFar);
+    if (!this.parts.up()) return this.unavailable(reply, 'message not stored');
+    if (this.storesInFlight >= MAX_STORES_IN_FLIGHT) return reply.fail('E_OVERLOADED', `${MAX_STORES_IN_FLIGHT} messages are waiting for Redis; retry shortly`);
+    if (!processors.has(type)) return this.store(incoming, reply, fromClient);
+    processors.run(type, incoming, {
+      pass: (data, pri) => this.store({ ...incoming, data, pri }, reply, fromClient),
+      drop: () => reply.ok(ids.nextPubId()),
+      fail: (reason) => this.processorFailed(type, reason, incoming, reply),
+    });
+  }
+
+  /** Why `data` is too large to ever be delivered, or null. */
+  oversize(data: string): string | null {
+    const max = this.parts.link.maxFrameBytes - MSG_ENVELOPE_BYTES;
+    const bytes = Buffer.byteLength(data);
+    return bytes <= max ? null : `data of ${bytes} bytes is over the ${max} one message may carry between threads (performance.ring_bytes)`;
+  }
+
+  private store(incoming: Incoming, reply: Reply, fromClient: boolean): void {
+    const over = this.oversize(incoming.data);
+    if (over !== null) return reply.fail('E_TOO_LARGE', over);
+    const { config, ids, stats } = this.parts;
+    const m = ids.newMessage(incoming);
+    const now = Date.now();
+    const args = [
+      this.prefix, m.id, m.target, m.from, m.group ?? '', m.data, m.pri, m.ts, m.at, m.strategy ?? '', Buffer.byteLength(m.data),
+      this.delivery.max_pending_per_user, fromClient ? this.delivery.max_stored_per_sender : 0,
+      config.store.max_messages, config.store.max_bytes, now, this.delivery.ttl * 1000,
+    ];
+    this.storesInFlight++;
+    this.script<[string, string, string]>(STORE, args).finally(() => this.storesInFlight--).then(
+      ([verdict, detail, dropped]) => {
+        if (verdict !== 'ok') {
+          stats.queue_full++;
+          return reply.fail('E_QUEUE_FULL', detail);
+        }
+        stats.accepted++;
+        if (dropped) {
+          stats.dropped_low++;
+          stats.dead_lettered++;
+        }
+        reply.ok(m.id);
+        if (detail === 'w') this.route(m.id, m.target);
+      },
+      (err: unknown) => this.failed(err, reply, 'message not stored'),
+    );
+  }
+
+  /** A processor threw or returned what cannot be JSON: the message goes to the dead-letter queue; its sender still gets its ack. */
+  private processorFailed(type: string, reason: string, incoming: Incoming, reply: Reply): void {
+    this.parts.log.warn({ type, reason }, 'processor failed; message dead-lettered');
+    const m = this.parts.ids.newMessage(incoming);
+    this.script(DEAD_ON_ARRIVAL, [this.prefix, m.id, m.target, m.from, m.group ?? '', m.data, m.pri, m.ts, reason, Date.now()]).then(
+      () => {
+        this.parts.stats.dead_lettered++;
+        reply.ok(m.id);
+      },
+      (err: unknown) => this.failed(err, reply, 'message not stored'),
+    );
+  }
+
+  // --- routing -------------------------------------------------------------------------------
+
+  /** Delivers a waiting message now if its recipient is online anywhere; else it waits in Redis. */
+  route(id: string, target: string): void {
+    const { presence } = this.parts;
+    const now = Date.now();
+    const timing = [now, this.delivery.ack_timeout * 1000, this.delivery.backoff_multiplier, this.delivery.max_backoff * 1000, presence.aliveSince(now)];
+    if (target.startsWith('u:')) {
+      const user = target.slice(2);
+      this.script<[string[], Fields] | null>(ROUTE_USER, [this.prefix, id, user, ...timing]).then(
+        (routed) => routed && this.toUser(user, routed[0], routed[1]),
+        (err: unknown) => this.broke(err, 'route'),
+      );
+    } else {
+      const group = target.slice(2);
+      const strategy = this.delivery.group_strategies.get(group) ?? this.delivery.default_strategy;
+      this.script<[string, string, string, Fields] | null>(ROUTE_ANY, [this.prefix, id, group, ...timing, strategy]).then(
+        (routed) => routed && this.toMember(routed[0], routed[1], routed[3]),
+        (err: unknown) => this.broke(err, 'route'),
+      );
+    }
+  }
+
+  /** A claimed message to every connection of `user`: here directly, elsewhere one record per node. */
+  private toUser(user: string, nodes: string[], f: Fields): void {
+    this.counted(f);
+    const frame = encodeStoredMsg(f[0], f[1], null, f[3], Number(f[4]), Number(f[5]));
+    for (const node of nodes) {
+      if (node === this.parts.node) this.deliverToUser(user, f[0], frame);
+      else this.parts.channels.publishNode(node, NodeRecord.DELIVER_USER, user, f[0], frame).catch((err: unknown) => this.broke(err, 'deliver'));
+    }
+  }
+
+  private toMember(node: string, sid: string, f: Fields): void {
+    this.counted(f);
+    const frame = encodeStoredMsg(f[0], f[1], f[2], f[3], Number(f[4]), Number(f[5]));
+    if (node === this.parts.node) this.deliverToSid(sid, f[0], frame);
+    else this.parts.channels.publishNode(node, NodeRecord.DELIVER_SID, sid, f[0], frame).catch((err: unknown) => this.broke(err, 'deliver'));
+  }
+
+  private counted(f: Fields): void {
+    this.parts.stats.delivered++;
+    if (Number(f[6]) > 1) this.parts.stats.redelivered++;
+  }
+
+  /** A delivery record from another node (or this one's own route). */
+  nodeRecord(kind: number, target: string, id: string, frame: string): void {
+    if (kind === NodeRecord.DELIVER_USER) this.deliverToUser(target, id, frame);
+    else if (kind === NodeRecord.DELIVER_SID) this.deliverToSid(target, id, frame);
+  }
+
+  private deliverToUser(user: string, id: string, frame: string): void {
+    const { local, link } = this.parts;
+    const conns = local.byUser.get(user);
+    if (!conns) return;
+    this.handedOut(id);
+    // Connections still waiting for their backlog get it after it (a shard skips them: they have no welcome yet).
+    for (const sid of conns.keys()) this.connecting.get(sid)?.push([id, frame]);
+    for (const shard of local.shardsOf(user)) link.deliverToUser(shard, user, frame);
+  }
+
+  private deliverToSid(sid: string, id: string, frame: string): void {
+    const conn = this.parts.local.bySid.get(sid);
+    if (!conn) return;
+    this.handedOut(id);
+    this.parts.link.deliverToSid(conn.shard, sid, frame);
+  }
+
+  private handedOut(id: string): void {
+    this.unacked.set(id, Date.now() + this.delivery.ack_timeout * 1000);
+  }
+
+  /** Deliveries to this node's connections still awaiting their ack (those past their deadline forgotten). */
+  inflight(): number {
+    const now = Date.now();
+    for (const [id, deadline] of this.unacked) if (deadline <= now) this.unacked.delete(id);
+    return this.unacked.size;
+  }
+
+  // --- connections and members -----------------------------------------------------------------
+
+  /**
+   * Connection `sid` of `user` authenticated on `shard` (already in the local presence): its
+   * presence goes to Redis and, in the same script, what waits for the user comes back; then
+   * its `welcome` with that count, then the messages. Without Redis: welcome at once, pending 0.
+   */
+  connect(sid: string, user: string, shard: number): void {
+    const { link, local } = this.parts;
+    if (!this.parts.up()) return link.welcome(shard, sid, 0);
+    this.connecting.set(sid, []);
+    this.backlogOf(user, local.byUser.get(user)?.size ?? 1).then(
+      (backlog) => {
+        const held = this.connecting.get(sid) ?? [];
+        this.connecting.delete(sid);
+        if (!local.bySid.has(sid)) return; // closed meanwhile: its messages stay in flight and time out
+        link.welcome(shard, sid, backlog === null ? 0 : backlog.pending);
+        if (backlog === null) return;
+        const sent = new Set<string>();
+        for (const [claimed, f] of backlog.entries) {
+          sent.add(f[0]);
+          // Newly claimed: for every connection of the user; already in flight: for this new one too.
+          if (claimed === 1) this.toUser(user, backlog.nodes, f);
+          else this.deliverToSid(sid, f[0], encodeStoredMsg(f[0], f[1], null, f[3], Number(f[4]), Number(f[5])));
+        }
+        for (const [id, frame] of held) if (!sent.has(id)) this.deliverToSid(sid, id, frame);
+      },
+      (err: unknown) => {
+        this.connecting.delete(sid);
+        this.broke(err, 'connect');
+        if (local.bySid.has(sid)) link.welcome(shard, sid, 0);
+      },
+    );
+  }
+
+  /** After an outage: every local user's presence is written again (by the caller); what waited for them, and for the groups they joined meanwhile, goes out. */
+  rescan(): void {
+    const { local } = this.parts;
+    for (const [group, sids] of local.byGroup) {
+      const conn = local.bySid.get(sids.values().next().value as string);
+      if (conn) this.joined(conn.sid, group, conn.user, conn.weight).catch((err: unknown) => this.broke(err, 'rescan'));
+    }
+    for (const [user, conns] of this.parts.local.byUser) {
+      this.backlogOf(user, conns.size).then(
+        (backlog) => {
+          if (backlog === null) return;
+          for (const [claimed, f] of backlog.entries) if (claimed === 1) this.toUser(user, backlog.nodes, f);
+        },
+        (err: unknown) => this.broke(err, 'rescan'),
+      );
+    }
+  }
+
+  private async backlogOf(user: string, connections: number): Promise<{ nodes: string[]; pending: number; entries: Array<[number, Fields]> } | null> {
+    const now = Date.now();
+    const { presence, node } = this.parts;
+    const out = await this.script<[string[], number, ...Array<[number, Fields]>]>(CONNECT, [
+      this.prefix, node, user, now, this.delivery.ack_timeout * 1000, this.delivery.backoff_multiplier, this.delivery.max_backoff * 1000,
+      presence.aliveSince(now), connections,
+    ]);
+    const [nodes, pending, ...entries] = out;
+    return { nodes, pending, entries };
+  }
+
+  /** A member connection joined `group` (recorded in Redis); `any` messages that waited for a member go out now. */
+  joined(sid: string, group: string, user: string, weight: number): Promise<void> {
+    return this.script<string[]>(JOIN, [this.prefix, this.parts.node, sid, group, user, weight]).then((waiting) => {
+      for (const id of waiting) this.route(id, `g:${group}`);
+    });
+  }
+
+  // --- acknowledgements and the sweep ----------------------------------------------------------
+
+  ack(user: string, id: string, reply: { unknown(message: string): void; unavailable(message: string): void }): void {
+    this.unacked.delete(id);
+    if (!this.parts.up()) return reply.unavailable(`ack of ${id} not recorded: Redis is unreachable; the message will be delivered again`);
+    this.script<string | null>(ACK, [this.prefix, id, user]).then(
+      (deliveredAt) => {
+        if (deliveredAt === null) return reply.unknown(`no message ${id} awaits your ack (unknown, not delivered yet, already acknowledged, or not yours)`);
+        this.parts.stats.acked++;
+      },
+      (err: unknown) => {
+        this.broke(err, 'ack');
+        reply.unavailable(`ack of ${id} not recorded: Redis is unreachable; the message will be delivered again`);
+      },
+    );
+  }
+
+  /** Takes the messages whose time came (any node may; each goes to one) and acts on them. */
+  async sweep(): Promise<void> {
+    const { stats } = this.parts;
+    const [due, count, bytes] = await this.script<[Array<[string, string, string]>, number, number]>(SWEEP, [
+      this.prefix, Date.now(), SWEEP_BATCH, this.delivery.max_attempts, this.delivery.ttl * 1000,
+    ]);
+    stats.stored = count;
+    stats.stored_bytes = bytes;
+    this.inflight(); // forgets the deliveries past their deadline
+    for (const [id, action, target] of due) {
+      if (action === 'route') this.route(id, target);
+      else {
+        stats.dead_lettered++;
+        if (action === 'expired') stats.expired++;
+      }
+    }
+  }
+
+  // --- helpers ---------------------------------------------------------------------------------
+
+  private script<T>(source: string, args: Array<string | number>): Promise<T> {
+    return this.parts.scripts.run(source, args) as Promise<T>;
+  }
+
+  private unavailable(reply: Reply, what: string): void {
+    this.parts.stats.cluster_unavailable++;
+    reply.fail('E_CLUSTER_UNAVAILABLE', `${what}: Redis is unreachable; send and any are refused until it is back`);
+  }
+
+  private failed(err: unknown, reply: Reply, what: string): void {
+    this.broke(err, 'store');
+    this.unavailable(reply, what);
+  }
+
+  /** A Redis command failed: Redis went away (the link logs that once) or a script broke (logged here). */
+  private broke(err: unknown, during: string): void {
+    if (this.parts.up()) this.parts.log.error({ code: 'E_INTERNAL', err, during }, 'cluster: a Redis command failed');
+  }
+}

@@ -1,0 +1,400 @@
+/**
+ * This process as a node of a cluster (cluster.redis_url): what the broker is on one process,
+ * with Redis as the store and the bus. It takes the shards' records (the same link, the same
+ * records as the LMDB broker), publishes pubs for the other nodes, keeps presence in Redis,
+ * and delivers what other nodes route here. The embedding API (send, publish, processors,
+ * strategies) works as on one process.
+ *
+ * While Redis is unreachable the node serves its own clients: pubs reach this node's members
+ * (their publishers get E_CLUSTER_UNAVAILABLE rather than an ack), joins and presence are kept
+ * locally and written again once Redis is back; send, any and ack are refused with
+ * E_CLUSTER_UNAVAILABLE. /health says `degraded`, and the log says it once per change.
+ * Group presence, history and their ops: groups.ts.
+ */
+import type { BrokerStats, Processor, SendOptions } from '../broker/broker.js';
+import { checkPri, checkSendOptions, dataJsonOf } from '../broker/embedding-checks.js';
+import { MessageIds } from '../broker/ids.js';
+import { Processors } from '../broker/processors.js';
+import type { RingShardLink } from '../broker/ring-link.js';
+import type { Config } from '../config/schema.js';
+import { ToBroker, typeOfData } from '../link/records.js';
+import { httpError, OcsError, type ErrorCode } from '../protocol/errors.js';
+import { ANY_STRATEGIES, NAME_PATTERN, type AnyStrategy } from '../protocol/frames.js';
+import { encodeGroupMsgJson } from '../protocol/json-codec.js';
+import { ClusterStatus, type ClusterState } from '../shared/cluster-state.js';
+import type { StoreHealth } from '../store/store.js';
+import type { Logger } from '../util/logger.js';
+import { Channels } from './channels.js';
+import { ClusterGroups } from './groups.js';
+import { ClusterMembers } from './members.js';
+import { Keys } from './keys.js';
+import { ClusterMessaging, type Reply } from './messaging.js';
+import { ClusterPresence, LocalPresence } from './presence.js';
+import { RedisLink } from './redis.js';
+import { ScriptRunner } from './scripts.js';
+import { newClusterStats, type ClusterStats } from './stats.js';
+
+export interface ClusterNodeOptions {
+  config: Config;
+  /** This process run's id: the node's id in the cluster, and the prefix of its message ids. */
+  instance: string;
+  log: Logger;
+  link: RingShardLink;
+  state: ClusterState;
+  /** Tell every shard which `data.type` values must detour through the broker. */
+  publishProcessorTypes(types: string[]): void;
+  /** Redis writable or not, as /health shows the store. */
+  storeHealthChanged(health: Readonly<StoreHealth>): void;
+}
+
+const SERVER_SENDER = '@server';
+/**
+ * PUBLISHes sent and not yet answered: past it a pub is not handed to a Redis that cannot keep
+ * up (at most once, like any pub; counted in cluster_pubs_lost) rather than queued in memory
+ * without bound.
+ */
+const MAX_PUBLISHES_IN_FLIGHT = 50_000;
+
+export class ClusterNode {
+  readonly node: string;
+  private readonly stats_: ClusterStats = newClusterStats();
+  private readonly redis: RedisLink;
+  private readonly keys: Keys;
+  private readonly local = new LocalPresence();
+  private readonly clusterPresence: ClusterPresence;
+  private readonly channels: Channels;
+  private readonly messaging: ClusterMessaging;
+  private readonly processors = new Processors();
+  private readonly groups: ClusterGroups;
+  private readonly ids: MessageIds;
+  private readonly members: ClusterMembers;
+  private heartbeatTimer: NodeJS.Timeout | null = null;
+  private sweepTimer: NodeJS.Timeout | null = null;
+  private sweeping = false;
+  private stopped = false;
+  /** The drain began (pauseDelivery): this node has left the cluster and writes no presence. */
+  private draining = false;
+  private failedWrites = 0;
+  private publishesInFlight = 0;
+
+  constructor(private readonly options: ClusterNodeOptions) {
+    const { config, instance, log } = options;
+    this.node = instance;
+    this.keys = new Keys(config.cluster.key_prefix);
+    this.ids = new MessageIds(instance);
+    this.redis = new RedisLink({ config: config.cluster, log, onUp: () => this.resync(), onDown: () => this.down() });
+    const commands = this.redis.commands;
+    this.clusterPresence = new ClusterPresence(commands, this.keys, this.node, config.cluster.presence_ttl * 1000);
+    this.groups = new ClusterGroups({
+      config,
+      instance,
+      link: options.link,
+      log,
+      presence: this.clusterPresence,
+      hasMembers: (group) => this.local.byGroup.has(group),
+      up: () => this.up,
+    });
+    this.channels = new Channels(this.redis.subscriber, commands, this.keys, this.node, {
+      groupPub: (group, frame) => {
+        this.stats_.cluster_pubs_in++;
+        const text = this.groups.fromOtherNode(group, frame);
+        if (text === null) this.stats_.cluster_malformed++;
+        else options.link.groupPub(group, text);
+      },
+      nodeRecord: (kind, target, id, frame) => this.messaging.nodeRecord(kind, target, id, frame),
+      malformed: () => this.stats_.cluster_malformed++,
+    });
+    this.messaging = new ClusterMessaging({
+      config,
+      scripts: new ScriptRunner(commands),
+      node: this.node,
+      link: options.link,
+      channels: this.channels,
+      presence: this.clusterPresence,
+      local: this.local,
+      ids: this.ids,
+      processors: this.processors,
+      stats: this.stats_,
+      log,
+      up: () => this.up,
+    });
+    this.members = new ClusterMembers({
+      local: this.local,
+      channels: this.channels,
+      messaging: this.messaging,
+      presence: this.clusterPresence,
+      groups: this.groups,
+      log,
+      writesPresence: () => this.up && !this.draining,
+    });
+  }
+
+  get up(): boolean {
+    return this.options.state.up;
+  }
+
+  get stats(): Readonly<BrokerStats> {
+    return this.stats_;
+  }
+
+  /** Cross-node presence, for the embedding API. */
+  get presence(): ClusterPresence {
+    return this.clusterPresence;
+  }
+
+  /** Connects (waiting at most command_timeout: a node whose Redis is down starts degraded) and starts listening to the shards. */
+  async start(): Promise<void> {
+    const { config, link, state } = this.options;
+    state.set(ClusterStatus.CONNECTING);
+    this.groups.start();
+    link.listen((shard, kind, fields) => this.onRecord(shard, kind, fields));
+    await this.redis.connect(config.cluster.command_timeout * 1000);
+    const ttl = config.cluster.presence_ttl * 1000;
+    this.heartbeatTimer = setInterval(() => this.heartbeat(), Math.max(200, ttl / 3));
+    this.sweepTimer = setInterval(() => this.sweep(), config.cluster.sweep_interval * 1000);
+    // A resync may be running (Redis answered): give it its round trips before the shards start.
+    for (let i = 0; i < 100 && this.redis.state === 'up' && !this.up; i++) await new Promise((r) => setTimeout(r, 10));
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.options.link.stop();
+    await this.groups.stop();
+    // Forgotten at once rather than after presence_ttl: this node's users are gone now.
+    if (this.up) await this.clusterPresence.leaveCluster().catch(() => {});
+    await this.redis.stop();
+  }
+
+  depth(): { stored: number; inflight: number } {
+    return { stored: this.stats_.stored, inflight: this.messaging.inflight() };
+  }
+
+  /**
+   * The drain before a pm2 reload or a stop: this node leaves the cluster at once (its heartbeat
+   * and presence go, as when it stops), so no node routes a stored message to its connections any
+   * more: what comes for its users waits in Redis for the node they reconnect to (CONNECT claims
+   * it there). Sends are still stored and acks still taken; pubs still come and go until the
+   * connections close; the other nodes sweep what is due.
+   */
+  pauseDelivery(): void {
+    if (this.draining) return;
+    this.draining = true;
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.heartbeatTimer = this.sweepTimer = null;
+    if (this.up) this.clusterPresence.leaveCluster().catch(() => {}); // unreachable: the others forget it after presence_ttl
+  }
+
+  // --- embedding API ---------------------------------------------------------------------
+
+  send(user: string, data: unknown, options: SendOptions = {}): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const { pri, at, from } = checkSendOptions(user, options, SERVER_SENDER);
+      const dataJson = dataJsonOf(data);
+      const reply: Reply = { ok: resolve, fail: (code, message) => reject(new OcsError(code, message)) };
+      this.messaging.accept({ target: `u:${user}`, from, group: null, data: dataJson, pri, at, strategy: null }, typeOfData(data), reply, false);
+    });
+  }
+
+  publish(group: string, data: unknown, options: { pri?: number; from?: string } = {}): string {
+    if (!NAME_PATTERN.test(group)) throw new TypeError(`group must match ${NAME_PATTERN.source}`);
+    const pri = checkPri(options.pri);
+    const from = options.from ?? SERVER_SENDER;
+    if (!NAME_PATTERN.test(from)) throw new TypeError(`from must match ${NAME_PATTERN.source}`);
+    const dataJson = dataJsonOf(data);
+    const over = this.messaging.oversize(dataJson);
+    if (over !== null) throw new OcsError('E_TOO_LARGE', over);
+    const id = this.ids.nextPubId();
+    const dropped = (code: ErrorCode, message: string): void => this.options.log.warn({ code, group }, `publish dropped: ${message}`);
+    this.processedPub(id, from, group, dataJson, pri, typeOfData(data), { ok: () => {}, fail: dropped });
+    return id;
+  }
+
+  setGroupStrategy(group: string, strategy: AnyStrategy): void {
+    if (!ANY_STRATEGIES.includes(strategy)) throw new TypeError(`strategy must be one of ${ANY_STRATEGIES.join(', ')}`);
+    // For every node: the routes read it from Redis.
+    this.redis.commands.hset(`${this.keys.prefix}strategies`, group, strategy).catch((err: unknown) => this.options.log.error({ code: 'E_CLUSTER_UNAVAILABLE', err, group }, 'cluster: the group strategy could not be stored'));
+  }
+
+  registerProcessor(type: string, processor: Processor): void {
+    this.processors.register(type, processor);
+    this.options.publishProcessorTypes(this.processorTypes());
+  }
+
+  processorTypes(): string[] {
+    return this.processors.types();
+  }
+
+  /** A shard died: its connections are gone. */
+  shardDown(shard: number): void {
+    this.options.link.shardDown(shard);
+    for (const sid of this.local.ofShard(shard)) this.members.offline(sid);
+  }
+
+  // --- shard records ---------------------------------------------------------------------
+
+  private onRecord(shard: number, kind: number, f: unknown[]): void {
+    try {
+      switch (kind) {
+        case ToBroker.SEND: {
+          const [sid, ref, from, to, data, pri, at, type] = f as [string, string | null, string, string, string, number, number, string | null];
+          return this.messaging.accept({ target: `u:${to}`, from, group: null, data, pri, at, strategy: null }, type, this.replyTo(shard, sid, ref), true);
+        }
+        case ToBroker.ANY: {
+          const [sid, ref, from, group, data, pri, strategy, type] = f as [string, string | null, string, string, string, number, string | null, string | null];
+          return this.messaging.accept({ target: `g:${group}`, from, group, data, pri, at: 0, strategy }, type, this.replyTo(shard, sid, ref), true);
+        }
+        case ToBroker.ACK: {
+          const [sid, user, id] = f as [string, string, string];
+          const { link } = this.options;
+          return this.messaging.ack(user, id, {
+            unknown: (message) => link.error(shard, sid, 'E_UNKNOWN_ID', message, null),
+            unavailable: (message) => {
+              this.stats_.cluster_unavailable++;
+              link.error(shard, sid, 'E_CLUSTER_UNAVAILABLE', message, null);
+            },
+          });
+        }
+        case ToBroker.PRESENCE: {
+          const [sid, user, online] = f as [string, string, number];
+          if (online !== 1) return this.members.offline(sid);
+          const weight = this.options.config.websocket.delivery.weights.get(user) ?? 1;
+          this.local.online({ sid, user, shard, weight, groups: new Set(), watching: null });
+          // Draining: a connection that authenticated just before the listen sockets closed claims nothing here.
+          if (this.draining) return this.options.link.welcome(shard, sid, 0);
+          return this.messaging.connect(sid, user, shard);
+        }
+        case ToBroker.MEMBERSHIP: {
+          const [sid, group, joined, weight, watch] = f as [string, string, number, number, number?];
+          return this.members.membership(sid, group, joined === 1, weight, watch === 1);
+        }
+        case ToBroker.GROUP_JOIN:
+        case ToBroker.GROUP_LEAVE:
+          // Answered once the node hears the group from every node (the MEMBERSHIP before it is done).
+          return this.members.answer(f[0] as string, () => this.groups.onRecord(shard, kind, f));
+        case ToBroker.PRESENCE_QUERY:
+        case ToBroker.HISTORY:
+          return this.groups.onRecord(shard, kind, f);
+        case ToBroker.PUB: {
+          const [sid, ref, from, group, data, pri, type, receivedAt] = f as [string, string | null, string, string, string, number, string | null, number?];
+          const reply = this.replyTo(shard, sid, ref);
+          const ok = (id: string, offset?: number): void => void (ref !== null && reply.ok(id, offset));
+          return this.processedPub(this.ids.nextPubId(), from, group, data, pri, type, { ok, fail: reply.fail }, receivedAt ?? 0);
+        }
+        case ToBroker.CLUSTER_PUB: {
+          const [group, frame] = f as [string, Uint8Array];
+          return this.publishOut(group, frame);
+        }
+        case ToBroker.ADMIN: {
+          const [requestId] = f as [number];
+          const { status, body } = httpError('unavailable', 'in cluster mode the dead letters are kept in Redis (see docs/messaging.md, Cluster mode); /admin/dlq serves the LMDB store only');
+          return this.options.link.adminReply(shard, requestId, status, JSON.stringify(body));
+        }
+      }
+    } catch (err) {
+      this.options.log.error({ code: 'E_INTERNAL', err, kind, shard }, 'cluster node record failed');
+    }
+  }
+
+  private replyTo(shard: number, sid: string, ref: string | null): Reply {
+    const { link } = this.options;
+    return { ok: (id, offset) => link.senderAck(shard, sid, ref, id, offset), fail: (code, message) => link.error(shard, sid, code, message, ref) };
+  }
+
+  /**
+   * A pub to this node's members (with this node's offset when its group keeps history) and,
+   * through Redis, to every other node's (without: each gives it its own, groups.ts).
+   */
+  private processedPub(id: string, from: string, group: string, data: string, pri: number, type: string | null, reply: Reply, receivedAt = 0): void {
+    const send = (dataJson: string, p: number): void => {
+      const over = this.messaging.oversize(dataJson);
+      if (over !== null) return reply.fail('E_TOO_LARGE', over);
+      const ts = Date.now();
+      const frame = encodeGroupMsgJson(id, from, group, dataJson, p, ts);
+      const kept = this.groups.sequence(group, id, from, dataJson, p, ts);
+      this.options.link.groupPub(group, kept?.frame ?? frame, receivedAt);
+      this.publishOut(group, Buffer.from(frame));
+      reply.ok(id, kept?.offset);
+    };
+    if (!this.processors.has(type)) return send(data, pri);
+    const incoming = { target: `p:${group}`, from, group, data, pri, at: 0, strategy: null };
+    const failed = (reason: string): void => {
+      this.options.log.warn({ type, reason, group }, 'processor failed; pub dropped');
+      reply.ok(id);
+    };
+    this.processors.run(type, incoming, { pass: send, drop: () => reply.ok(id), fail: failed });
+  }
+
+  private publishOut(group: string, frame: Uint8Array): void {
+    if (!this.up || this.publishesInFlight >= MAX_PUBLISHES_IN_FLIGHT) {
+      this.stats_.cluster_pubs_lost++;
+      return;
+    }
+    this.publishesInFlight++;
+    this.channels.publishGroup(group, frame).then(
+      () => {
+        this.publishesInFlight--;
+        this.stats_.cluster_pubs_out++;
+      },
+      () => {
+        this.publishesInFlight--;
+        this.stats_.cluster_pubs_lost++;
+      },
+    );
+  }
+
+  // --- Redis comes and goes ------------------------------------------------------------------
+
+  /** Redis is reachable (again): channels, presence and what waited for this node's users, then `up`. */
+  private resync(): void {
+    const { state, log } = this.options;
+    if (this.draining) {
+      // Gone from the cluster: it only hears its groups again until its connections close.
+      this.channels.resubscribe().then(
+        () => this.redis.state === 'up' && state.set(ClusterStatus.UP),
+        () => {},
+      );
+      return;
+    }
+    Promise.all([this.channels.resubscribe(), this.clusterPresence.rewrite(this.local)])
+      .then(() => this.clusterPresence.heartbeat())
+      .then(
+        () => {
+          if (this.redis.state !== 'up') return;
+          state.set(ClusterStatus.UP);
+          state.setNodesAlive(this.clusterPresence.alive.size);
+          this.options.storeHealthChanged({ writable: true, lastError: null, failedWrites: this.failedWrites });
+          // Before the first connection (none waited) there was nothing to miss.
+          if (this.failedWrites > 0) this.groups.missedOthers();
+          this.messaging.rescan();
+        },
+        (err: unknown) => log.error({ code: 'E_CLUSTER_UNAVAILABLE', err }, 'cluster: resynchronising with Redis failed; retrying when it reconnects'),
+      );
+  }
+
+  private down(): void {
+    this.failedWrites++;
+    this.options.state.set(ClusterStatus.DOWN);
+    this.options.storeHealthChanged({ writable: false, lastError: `Redis unreachable: ${this.redis.error || 'connection closed'}`, failedWrites: this.failedWrites });
+  }
+
+  private heartbeat(): void {
+    if (!this.up) return;
+    this.clusterPresence.heartbeat().then(
+      () => this.options.state.setNodesAlive(this.clusterPresence.alive.size),
+      () => {}, // Redis went away: the link reports it
+    );
+  }
+
+  private sweep(): void {
+    if (!this.up || this.sweeping) return;
+    this.sweeping = true;
+    this.messaging
+      .sweep()
+      .catch(() => {}) // Redis went away: the link reports it
+      .finally(() => (this.sweeping = false));
+  }
+}

@@ -1,0 +1,222 @@
+/**
+ * Presence across nodes: who is connected where, per user and per group, kept in Redis with a
+ * TTL so that a node that dies is forgotten (cluster.presence_ttl). This node's own view (which
+ * of its connections are of which user, on which shard, in which groups) lives here too: it is
+ * what the node writes to Redis, writes again after an outage, and routes local deliveries by.
+ *
+ *   P nodes        ZSET node -> last heartbeat (epoch ms), every presence_ttl / 3
+ *   P pu:USER      HASH node -> the user's connections on that node
+ *   P pg:GROUP     HASH "node\nsid" -> "user\nweight": the group's member connections
+ *   P nk:NODE      SET of the pu:/pg: keys the node wrote to (for FORGET_NODE)
+ *
+ * A reader counts only nodes whose heartbeat is younger than presence_ttl, so a dead node's
+ * users vanish from every answer within presence_ttl; the first node to see it that old then
+ * deletes its fields (FORGET_NODE), so nothing of it stays behind.
+ */
+import type { Redis } from 'ioredis';
+import { NAME_PATTERN } from '../protocol/frames.js';
+import type { Keys } from './keys.js';
+import { FORGET_NODE } from './scripts.js';
+
+export interface LocalConn {
+  sid: string;
+  user: string;
+  shard: number;
+  /** Token weight claim, else the configured one, else 1 (for `weighted`). */
+  weight: number;
+  groups: Set<string>;
+  /** Groups whose presence events it asked for (null: none). */
+  watching: Set<string> | null;
+}
+
+/** The connections of this node, by sid, by user and by group. */
+export class LocalPresence {
+  readonly bySid = new Map<string, LocalConn>();
+  readonly byUser = new Map<string, Map<string, LocalConn>>();
+  readonly byGroup = new Map<string, Set<string>>();
+
+  online(conn: LocalConn): number {
+    this.bySid.set(conn.sid, conn);
+    let mine = this.byUser.get(conn.user);
+    if (!mine) this.byUser.set(conn.user, (mine = new Map()));
+    mine.set(conn.sid, conn);
+    return mine.size;
+  }
+
+  /** The connection closed: returns it (with the groups it was in) and how many the user still has here. */
+  offline(sid: string): { conn: LocalConn; left: number } | null {
+    const conn = this.bySid.get(sid);
+    if (!conn) return null;
+    this.bySid.delete(sid);
+    const mine = this.byUser.get(conn.user);
+    mine?.delete(sid);
+    if (mine && mine.size === 0) this.byUser.delete(conn.user);
+    for (const group of conn.groups) this.leave(sid, group);
+    return { conn, left: mine?.size ?? 0 };
+  }
+
+  /** True when this is the group's first member connection on this node. */
+  join(sid: string, group: string): boolean {
+    const conn = this.bySid.get(sid);
+    if (!conn) return false;
+    conn.groups.add(group);
+    let members = this.byGroup.get(group);
+    const first = !members;
+    if (!members) this.byGroup.set(group, (members = new Set()));
+    members.add(sid);
+    return first;
+  }
+
+  /** True when that was the group's last member connection on this node. */
+  leave(sid: string, group: string): boolean {
+    this.bySid.get(sid)?.groups.delete(group);
+    const members = this.byGroup.get(group);
+    if (!members || !members.delete(sid)) return false;
+    if (members.size > 0) return false;
+    this.byGroup.delete(group);
+    return true;
+  }
+
+  /** Shards holding connections of `user` here. */
+  shardsOf(user: string): Set<number> {
+    const shards = new Set<number>();
+    for (const conn of this.byUser.get(user)?.values() ?? []) shards.add(conn.shard);
+    return shards;
+  }
+
+  /** Every connection of a shard that died. */
+  ofShard(shard: number): string[] {
+    const sids: string[] = [];
+    for (const conn of this.bySid.values()) if (conn.shard === shard) sids.push(conn.sid);
+    return sids;
+  }
+}
+
+export class ClusterPresence {
+  private aliveNodes = new Set<string>();
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+    private readonly node: string,
+    private readonly ttlMs: number,
+  ) {
+    this.aliveNodes.add(node);
+  }
+
+  /** Heartbeats younger than this are alive (the scripts take it as `aliveSince`). */
+  aliveSince(now = Date.now()): number {
+    return now - this.ttlMs;
+  }
+
+  /** The nodes alive at the last heartbeat (this one included). */
+  get alive(): ReadonlySet<string> {
+    return this.aliveNodes;
+  }
+
+  /** This node is alive; learn which others are, and forget the dead. Rejects while Redis is unreachable. */
+  async heartbeat(): Promise<void> {
+    const now = Date.now();
+    const { keys } = this;
+    const [, alive, dead] = (await this.redis
+      .multi()
+      .zadd(keys.nodes, now, this.node)
+      .zrangebyscore(keys.nodes, now - this.ttlMs, '+inf')
+      .zrangebyscore(keys.nodes, '-inf', `(${now - this.ttlMs}`)
+      .exec())!.map(([err, value]) => {
+      if (err) throw err;
+      return value;
+    }) as [unknown, string[], string[]];
+    this.aliveNodes = new Set(alive);
+    this.aliveNodes.add(this.node);
+    for (const node of dead) await this.forgetNode(node);
+  }
+
+  forgetNode(node: string): Promise<unknown> {
+    return this.redis.eval(FORGET_NODE, 0, this.keys.prefix, node);
+  }
+
+  /** Writes this node's whole presence again (after an outage others may have forgotten it in). */
+  async rewrite(local: LocalPresence): Promise<void> {
+    await this.forgetNode(this.node);
+    const { keys, node } = this;
+    const batch = this.redis.multi();
+    batch.zadd(keys.nodes, Date.now(), node);
+    for (const [user, conns] of local.byUser) {
+      batch.hset(keys.userPresence(user), node, conns.size);
+      batch.sadd(keys.nodeKeys(node), keys.userPresence(user));
+    }
+    for (const [group, sids] of local.byGroup) {
+      for (const sid of sids) {
+        const conn = local.bySid.get(sid);
+        if (conn) batch.hset(keys.groupPresence(group), `${node}\n${sid}`, `${conn.user}\n${conn.weight}`);
+      }
+      batch.sadd(keys.nodeKeys(node), keys.groupPresence(group));
+    }
+    await batch.exec();
+  }
+
+  /** `user` has `connections` left on this node (0: none). */
+  async userCount(user: string, connections: number): Promise<void> {
+    const { keys, node } = this;
+    if (connections > 0) {
+      await this.redis.hset(keys.userPresence(user), node, connections);
+      return;
+    }
+    await this.redis.multi().hdel(keys.userPresence(user), node).srem(keys.nodeKeys(node), keys.userPresence(user)).exec();
+  }
+
+  /** Connection `sid` left `group`; `last`: it was the group's last member on this node. */
+  async left(group: string, sid: string, last: boolean): Promise<void> {
+    const { keys, node } = this;
+    const batch = this.redis.multi().hdel(keys.groupPresence(group), `${node}\n${sid}`);
+    if (last) batch.srem(keys.nodeKeys(node), keys.groupPresence(group));
+    await batch.exec();
+  }
+
+  /** Forgets this node (it stops). */
+  leaveCluster(): Promise<unknown> {
+    return this.forgetNode(this.node);
+  }
+
+  // --- readers -----------------------------------------------------------------------------
+
+  /** The users online in `group` across the live nodes, with their member connections. */
+  async group(group: string): Promise<Map<string, number>> {
+    const [raw, alive] = await this.read(this.keys.groupPresence(checkName(group)));
+    const users = new Map<string, number>();
+    for (const [field, value] of raw) {
+      if (!alive.has(field.slice(0, field.indexOf('\n')))) continue;
+      const user = value.slice(0, value.indexOf('\n'));
+      users.set(user, (users.get(user) ?? 0) + 1);
+    }
+    return users;
+  }
+
+  /** The connections of `user` across the live nodes, per node. */
+  async user(user: string): Promise<Map<string, number>> {
+    const [raw, alive] = await this.read(this.keys.userPresence(checkName(user)));
+    const nodes = new Map<string, number>();
+    for (const [node, count] of raw) if (alive.has(node) && Number(count) > 0) nodes.set(node, Number(count));
+    return nodes;
+  }
+
+  /** A presence hash (as pairs: field names are node ids, never user input) and the nodes alive right now. */
+  private async read(key: string): Promise<[Array<[string, string]>, Set<string>]> {
+    const [[hashErr, flat], [nodesErr, alive]] = (await this.redis
+      .multi()
+      .call('HGETALL', key)
+      .zrangebyscore(this.keys.nodes, Date.now() - this.ttlMs, '+inf')
+      .exec()) as [[Error | null, string[]], [Error | null, string[]]];
+    if (hashErr) throw hashErr;
+    if (nodesErr) throw nodesErr;
+    const pairs: Array<[string, string]> = [];
+    for (let i = 0; i + 1 < flat.length; i += 2) pairs.push([flat[i]!, flat[i + 1]!]);
+    return [pairs, new Set(alive)];
+  }
+}
+
+function checkName(name: string): string {
+  if (typeof name !== 'string' || !NAME_PATTERN.test(name)) throw new TypeError(`must match ${NAME_PATTERN.source}`);
+  return name;
+}

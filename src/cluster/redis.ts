@@ -1,0 +1,117 @@
+/**
+ * The node's two Redis connections (ioredis): one for commands and PUBLISH, one in subscriber
+ * mode for the channels. ioredis reconnects by itself; here its options are set once
+ * (backoff, no offline queue) and the two connections' states are folded into one: the node is
+ * `up` while both are ready, `down` otherwise, and each change is logged once and reported to
+ * the callbacks (never once per command).
+ *
+ * Why no offline queue: a command issued while Redis is unreachable would otherwise wait,
+ * unbounded, for a reconnection; with it off the command fails at once and the sender gets a
+ * coded refusal (E_CLUSTER_UNAVAILABLE) instead of silence.
+ */
+import { Redis, type RedisOptions } from 'ioredis';
+import type { Config } from '../config/schema.js';
+import type { Logger } from '../util/logger.js';
+
+export type RedisLinkState = 'connecting' | 'up' | 'down';
+
+export interface RedisLinkOptions {
+  config: Config['cluster'];
+  log: Logger;
+  /** Both connections ready (first time, or after an outage): resynchronise what lives in Redis. */
+  onUp(): void;
+  onDown(): void;
+}
+
+/** The first reconnection waits this long; each further one doubles it, up to reconnect_max_delay. */
+const FIRST_RETRY_MS = 50;
+
+export class RedisLink {
+  readonly commands: Redis;
+  readonly subscriber: Redis;
+  private current: RedisLinkState = 'connecting';
+  private lastError = '';
+  private stopped = false;
+
+  constructor(private readonly options: RedisLinkOptions) {
+    const { config } = options;
+    const maxDelay = config.reconnect_max_delay * 1000;
+    const base: RedisOptions = {
+      // Exponential backoff with jitter, so that the nodes of a cluster do not reconnect in step.
+      retryStrategy: (times) => Math.round(Math.min(maxDelay, FIRST_RETRY_MS * 2 ** Math.min(times - 1, 20)) * (0.8 + Math.random() * 0.4)),
+      enableOfflineQueue: false,
+      // A command in flight when the connection drops fails at once rather than being resent
+      // later, out of order with what the node did meanwhile.
+      maxRetriesPerRequest: 0,
+      commandTimeout: config.command_timeout * 1000,
+      connectTimeout: Math.max(1000, config.command_timeout * 1000),
+      // Channels are subscribed again by the node itself (onUp), with the set it wants now.
+      autoResubscribe: false,
+      lazyConnect: true,
+    };
+    // rediss:// (TLS) and a password in the URL are read by ioredis itself.
+    // Commands issued in one event-loop turn (a drain of the shards' records: many PUBLISHes)
+    // leave in one write.
+    this.commands = new Redis(config.redis_url, { ...base, connectionName: 'ocs-node', enableAutoPipelining: true });
+    this.subscriber = new Redis(config.redis_url, { ...base, connectionName: 'ocs-node-sub' });
+    for (const client of [this.commands, this.subscriber]) {
+      client.on('ready', () => this.changed(true));
+      client.on('close', () => this.changed(false));
+      client.on('end', () => this.changed(false));
+      // ioredis logs unhandled 'error' events to stderr: the state change is logged here instead.
+      client.on('error', (err: Error) => {
+        this.lastError = err.message;
+      });
+    }
+  }
+
+  get state(): RedisLinkState {
+    return this.current;
+  }
+
+  /** The last connection error, for the log and /health. */
+  get error(): string {
+    return this.lastError;
+  }
+
+  /**
+   * Starts connecting (and reconnecting, for as long as the node runs); resolves once the
+   * first attempt settled either way (both connections ready, or one failed), or after
+   * `waitMs`: a node whose Redis is down at start-up starts all the same, degraded.
+   */
+  connect(waitMs: number): Promise<void> {
+    for (const client of [this.commands, this.subscriber]) client.connect().catch(() => {}); // failures drive the state; ioredis retries
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, waitMs);
+      const poll = setInterval(() => this.current !== 'connecting' && done(), 10);
+      function done(): void {
+        clearTimeout(timer);
+        clearInterval(poll);
+        resolve();
+      }
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await Promise.all([this.commands, this.subscriber].map((client) => client.quit().catch(() => client.disconnect())));
+  }
+
+  /** `ready`: one connection became ready (the other may still be connecting); otherwise one closed. */
+  private changed(ready: boolean): void {
+    if (this.stopped) return;
+    const up = this.commands.status === 'ready' && this.subscriber.status === 'ready';
+    if (!up && ready) return; // half-ready is not a change
+    const next: RedisLinkState = up ? 'up' : 'down';
+    if (next === this.current) return;
+    const before = this.current;
+    this.current = next;
+    if (next === 'up') {
+      this.options.log.info({ was: before }, 'cluster: Redis reachable; this node serves the whole cluster');
+      this.options.onUp();
+    } else {
+      this.options.log.error({ code: 'E_CLUSTER_UNAVAILABLE', lastError: this.lastError }, 'cluster: Redis unreachable; serving local traffic only, reconnecting');
+      this.options.onDown();
+    }
+  }
+}

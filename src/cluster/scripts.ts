@@ -1,0 +1,351 @@
+/**
+ * The Lua scripts of the Redis store (cluster mode). Each runs atomically in Redis, so no two
+ * nodes ever claim, acknowledge or sweep the same message at once: whatever a script decides
+ * is the one decision. Layout (prefix P = cluster.key_prefix; docs/messaging.md shows it whole):
+ *
+ *   P seq            INCR: acceptance sequence (the order within a priority)
+ *   P m:ID           HASH: target from group data pri ts at attempts strategy state holder bytes seq
+ *                    state: s scheduled, w waiting for a recipient, f in flight (awaiting its ack)
+ *   P q:TARGET       ZSET id -> (3 - pri) * 1e13 + seq: delivery order per recipient (u:USER, g:GROUP)
+ *   P due            ZSET id -> when a node must look at it again: `at` (s), the ack deadline
+ *                    (f), the expiry after delivery.ttl (w)
+ *   P count, bytes   stored messages and bytes of data (store.max_messages, store.max_bytes)
+ *   P snd:FROM       messages stored per sender (delivery.max_stored_per_sender)
+ *   P load           HASH user -> `any` messages it holds unacknowledged (least_connections)
+ *   P rr:GROUP       INCR: the `any` rotation of a group
+ *   P strategies     HASH group -> `any` strategy set by setGroupLoadBalanceStrategy
+ *   P dlq, d:ID      ZSET id -> failedAt, and HASH: the dead letter (the message, reason, failedAt)
+ *   P nodes          ZSET node -> last heartbeat; P pu:USER, pg:GROUP, nk:NODE: presence.ts
+ *
+ * Every script takes P as ARGV[1] and builds its keys from it: the store is for one Redis
+ * (a primary, with replicas or Sentinel), not a Redis Cluster, whose scripts must name every
+ * key they touch up front.
+ */
+import { createHash } from 'node:crypto';
+import type { Redis } from 'ioredis';
+
+/**
+ * Runs the scripts by their SHA1 (EVALSHA), so a message costs Redis its arguments, not the
+ * script's text; a Redis that does not know a script yet (a restart flushed its cache) gets
+ * the text once (EVAL), as NOSCRIPT asks.
+ */
+export class ScriptRunner {
+  private readonly shas = new Map<string, string>();
+
+  constructor(private readonly redis: Redis) {}
+
+  async run(source: string, args: Array<string | number>): Promise<unknown> {
+    let sha = this.shas.get(source);
+    if (sha === undefined) this.shas.set(source, (sha = createHash('sha1').update(source).digest('hex')));
+    try {
+      return await this.redis.evalsha(sha, 0, ...args);
+    } catch (err) {
+      if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
+      return this.redis.eval(source, 0, ...args);
+    }
+  }
+}
+
+/** Helpers every script below starts with. */
+const PRELUDE = `
+local P = ARGV[1]
+local function loaddec(holder)
+  if holder and holder ~= '' then
+    if redis.call('HINCRBY', P..'load', holder, -1) <= 0 then redis.call('HDEL', P..'load', holder) end
+  end
+end
+-- Removes every trace of a stored message (not its dead letter).
+local function forget(id)
+  local m = P..'m:'..id
+  local f = redis.call('HMGET', m, 'target', 'from', 'bytes', 'state', 'holder')
+  if not f[1] then return end
+  redis.call('DEL', m)
+  redis.call('ZREM', P..'q:'..f[1], id)
+  redis.call('ZREM', P..'due', id)
+  redis.call('DECR', P..'count')
+  redis.call('DECRBY', P..'bytes', tonumber(f[3]))
+  if redis.call('DECR', P..'snd:'..f[2]) <= 0 then redis.call('DEL', P..'snd:'..f[2]) end
+  if f[4] == 'f' then loaddec(f[5]) end
+end
+local function deadletter(id, reason, now)
+  local m = P..'m:'..id
+  local all = redis.call('HGETALL', m)
+  if #all == 0 then return end
+  local d = P..'d:'..id
+  redis.call('DEL', d)
+  redis.call('HSET', d, unpack(all))
+  redis.call('HSET', d, 'reason', reason, 'failedAt', now)
+  redis.call('ZADD', P..'dlq', now, id)
+  forget(id)
+end
+local function backoff(attempts, ackMs, mult, maxMs)
+  return math.min(ackMs * (mult ^ (attempts - 1)), maxMs)
+end
+-- Marks a waiting message delivered (to holder, '' for a user's message); returns its fields.
+local function claim(id, holder, now, ackMs, mult, maxMs)
+  local m = P..'m:'..id
+  if redis.call('HGET', m, 'state') ~= 'w' then return false end
+  local attempts = redis.call('HINCRBY', m, 'attempts', 1)
+  redis.call('HSET', m, 'state', 'f', 'holder', holder, 'dt', now)
+  redis.call('ZADD', P..'due', now + backoff(attempts, ackMs, mult, maxMs), id)
+  if holder ~= '' then redis.call('HINCRBY', P..'load', holder, 1) end
+  local f = redis.call('HMGET', m, 'from', 'group', 'data', 'pri', 'ts', 'attempts')
+  return {id, f[1], f[2], f[3], f[4], f[5], f[6]}
+end
+local function alive(node, since)
+  local beat = redis.call('ZSCORE', P..'nodes', node)
+  return beat and tonumber(beat) >= since
+end
+`;
+
+/**
+ * ARGV: P id target from group data pri ts at strategy bytes perRecipient perSender(0: none)
+ *       maxMessages maxBytes now ttlMs
+ * -> {'ok', state, droppedLowId|''} or {'full', why}
+ */
+export const STORE = `${PRELUDE}
+local id, target, from, group, data = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local pri, ts, at, strategy, bytes = tonumber(ARGV[7]), ARGV[8], tonumber(ARGV[9]), ARGV[10], tonumber(ARGV[11])
+local perRecipient, perSender = tonumber(ARGV[12]), tonumber(ARGV[13])
+local maxMessages, maxBytes, now, ttl = tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16]), tonumber(ARGV[17])
+if tonumber(redis.call('GET', P..'count') or '0') >= maxMessages then
+  return {'full', 'the store holds store.max_messages ('..maxMessages..') messages'}
+end
+if tonumber(redis.call('GET', P..'bytes') or '0') + bytes > maxBytes then
+  return {'full', 'the store holds store.max_bytes ('..maxBytes..') bytes of data'}
+end
+if perSender > 0 and tonumber(redis.call('GET', P..'snd:'..from) or '0') >= perSender then
+  return {'full', 'you have delivery.max_stored_per_sender ('..perSender..') messages stored'}
+end
+local q = P..'q:'..target
+local dropped = ''
+if redis.call('ZCARD', q) >= perRecipient then
+  local low = redis.call('ZRANGEBYSCORE', q, '30000000000000', '+inf', 'LIMIT', 0, 1)
+  if #low == 0 then
+    return {'full', 'the queue of '..string.sub(target, 3)..' holds delivery.max_pending_per_user ('..perRecipient..') messages, none of them LOW'}
+  end
+  dropped = low[1]
+  deadletter(dropped, 'queue full: dropped as the oldest LOW message for '..string.sub(target, 3)..' (delivery.max_pending_per_user)', now)
+end
+local seq = redis.call('INCR', P..'seq')
+local state, due = 'w', 0
+if at > now then state, due = 's', at elseif ttl > 0 then due = now + ttl end
+redis.call('HSET', P..'m:'..id, 'target', target, 'from', from, 'group', group, 'data', data, 'pri', pri, 'ts', ts,
+  'at', at, 'attempts', 0, 'strategy', strategy, 'state', state, 'holder', '', 'bytes', bytes, 'seq', seq)
+redis.call('ZADD', q, (3 - pri) * 1e13 + seq, id)
+if due > 0 then redis.call('ZADD', P..'due', due, id) end
+redis.call('INCR', P..'count')
+redis.call('INCRBY', P..'bytes', bytes)
+redis.call('INCR', P..'snd:'..from)
+return {'ok', state, dropped}
+`;
+
+/**
+ * A user's message to deliver now, if the user is online on some live node.
+ * ARGV: P id user now ackMs mult maxBackoffMs aliveSince
+ * -> false (nobody online: it stays waiting) | {nodes, fields} (fields as claim() returns them)
+ */
+export const ROUTE_USER = `${PRELUDE}
+local id, user, now = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local since = tonumber(ARGV[8])
+local nodes = {}
+local presence = redis.call('HGETALL', P..'pu:'..user)
+for i = 1, #presence, 2 do
+  if tonumber(presence[i + 1]) > 0 and alive(presence[i], since) then nodes[#nodes + 1] = presence[i] end
+end
+if #nodes == 0 then return false end
+local fields = claim(id, '', now, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))
+if not fields then return false end
+return {nodes, fields}
+`;
+
+/**
+ * An \`any\` message to one member connection of its group, picked across every live node by
+ * the strategy: the message's own, else the group's (set with setGroupLoadBalanceStrategy),
+ * else ARGV's (the config's for that group).
+ * ARGV: P id group now ackMs mult maxBackoffMs aliveSince defaultStrategy
+ * -> false (no member online: it stays waiting) | {node, sid, user, fields}
+ */
+export const ROUTE_ANY = `${PRELUDE}
+local id, group, now, since = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[8])
+local m = P..'m:'..id
+if redis.call('HGET', m, 'state') ~= 'w' then return false end
+local strategy = redis.call('HGET', m, 'strategy')
+if not strategy or strategy == '' then strategy = redis.call('HGET', P..'strategies', group) or ARGV[9] end
+local raw = redis.call('HGETALL', P..'pg:'..group)
+local members = {}
+for i = 1, #raw, 2 do
+  local nl = string.find(raw[i], '\\n', 1, true)
+  local node = string.sub(raw[i], 1, nl - 1)
+  if alive(node, since) then
+    local vl = string.find(raw[i + 1], '\\n', 1, true)
+    members[#members + 1] = {key = raw[i], node = node, sid = string.sub(raw[i], nl + 1),
+      user = string.sub(raw[i + 1], 1, vl - 1), weight = tonumber(string.sub(raw[i + 1], vl + 1)) or 1}
+  end
+end
+if #members == 0 then return false end
+table.sort(members, function(a, b) return a.key < b.key end)
+local turn = redis.call('INCR', P..'rr:'..group)
+local pick
+if strategy == 'least_connections' then
+  local best, ties = nil, {}
+  for _, member in ipairs(members) do
+    local load = tonumber(redis.call('HGET', P..'load', member.user) or '0')
+    if best == nil or load < best then best, ties = load, {member} elseif load == best then ties[#ties + 1] = member end
+  end
+  pick = ties[(turn % #ties) + 1]
+elseif strategy == 'weighted' then
+  local total = 0
+  for _, member in ipairs(members) do total = total + member.weight end
+  local at = turn % total
+  for _, member in ipairs(members) do
+    at = at - member.weight
+    if at < 0 then pick = member break end
+  end
+  pick = pick or members[#members]
+else
+  pick = members[(turn % #members) + 1]
+end
+local fields = claim(id, pick.user, now, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))
+if not fields then return false end
+return {pick.node, pick.sid, pick.user, fields}
+`;
+
+/**
+ * A connection of \`user\` opened on \`node\`: its presence is written and, in the same atomic
+ * step, what waits for the user is listed: waiting messages are claimed (to go to every
+ * connection of the user, on the nodes returned), messages already in flight are for this new
+ * connection only. Any route that runs after this script sees the new presence; any before it
+ * left its message in flight or waiting, which is listed here: none is missed, none doubled.
+ * ARGV: P node user now ackMs mult maxBackoffMs aliveSince connectionsOnNode
+ * -> {nodes, pendingCount, entries...} entry: {claimed 1|0, fields...}
+ */
+export const CONNECT = `${PRELUDE}
+local node, user, now, since = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[8])
+redis.call('HSET', P..'pu:'..user, node, ARGV[9])
+redis.call('SADD', P..'nk:'..node, P..'pu:'..user)
+local nodes = {}
+local presence = redis.call('HGETALL', P..'pu:'..user)
+for i = 1, #presence, 2 do
+  if tonumber(presence[i + 1]) > 0 and alive(presence[i], since) then nodes[#nodes + 1] = presence[i] end
+end
+local out = {nodes, 0}
+local pending = 0
+for _, id in ipairs(redis.call('ZRANGE', P..'q:u:'..user, 0, -1)) do
+  local m = P..'m:'..id
+  local state = redis.call('HGET', m, 'state')
+  if state == 'w' then
+    pending = pending + 1
+    out[#out + 1] = {1, claim(id, '', now, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))}
+  elseif state == 'f' then
+    pending = pending + 1
+    local f = redis.call('HMGET', m, 'from', 'group', 'data', 'pri', 'ts', 'attempts')
+    out[#out + 1] = {0, {id, f[1], f[2], f[3], f[4], f[5], f[6]}}
+  end
+end
+out[2] = pending
+return out
+`;
+
+/**
+ * A connection of \`node\` joined \`group\` (weight for \`weighted\`): recorded, and the ids of the
+ * group's waiting \`any\` messages returned, to be routed now.
+ * ARGV: P node sid group user weight
+ */
+export const JOIN = `${PRELUDE}
+local node, sid, group = ARGV[2], ARGV[3], ARGV[4]
+redis.call('HSET', P..'pg:'..group, node..'\\n'..sid, ARGV[5]..'\\n'..ARGV[6])
+redis.call('SADD', P..'nk:'..node, P..'pg:'..group)
+local waiting = {}
+for _, id in ipairs(redis.call('ZRANGE', P..'q:g:'..group, 0, -1)) do
+  if redis.call('HGET', P..'m:'..id, 'state') == 'w' then waiting[#waiting + 1] = id end
+end
+return waiting
+`;
+
+/**
+ * \`ack\` of \`id\` by \`user\`: only a message in flight, to that user (or held by that user, for
+ * an \`any\`), is settled. ARGV: P id user -> the delivery time (epoch ms) | false
+ */
+export const ACK = `${PRELUDE}
+local id, user = ARGV[2], ARGV[3]
+local f = redis.call('HMGET', P..'m:'..id, 'state', 'target', 'group', 'holder', 'dt')
+if f[1] ~= 'f' then return false end
+if f[3] == '' then
+  if f[2] ~= 'u:'..user then return false end
+elseif f[4] ~= user then
+  return false
+end
+forget(id)
+return f[5] or '0'
+`;
+
+/**
+ * Messages whose time came: a scheduled one becomes waiting (route it), one in flight past its
+ * ack deadline waits again (route it) or, after max_attempts, is dead-lettered, and one that
+ * waited delivery.ttl is dead-lettered. One script, so two nodes sweeping at once never take
+ * the same message. ARGV: P now limit maxAttempts ttlMs
+ * -> {{id, action(route|dead|expired), target}..., count, bytes}
+ */
+export const SWEEP = `${PRELUDE}
+local now, limit, maxAttempts, ttl = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local out = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', P..'due', '-inf', now, 'LIMIT', 0, limit)) do
+  local m = P..'m:'..id
+  local f = redis.call('HMGET', m, 'state', 'attempts', 'holder', 'target')
+  local state = f[1]
+  if not state then
+    redis.call('ZREM', P..'due', id)
+  elseif state == 'w' then
+    deadletter(id, 'expired: waited '..(ttl / 1000)..' s for a recipient (delivery.ttl)', now)
+    out[#out + 1] = {id, 'expired', f[4]}
+  else
+    if state == 'f' then
+      loaddec(f[3])
+      redis.call('HSET', m, 'holder', '')
+    end
+    if state == 'f' and tonumber(f[2]) >= maxAttempts then
+      deadletter(id, 'not acknowledged after '..f[2]..' deliveries (delivery.max_attempts)', now)
+      out[#out + 1] = {id, 'dead', f[4]}
+    else
+      redis.call('HSET', m, 'state', 'w')
+      if ttl > 0 then redis.call('ZADD', P..'due', now + ttl, id) else redis.call('ZREM', P..'due', id) end
+      out[#out + 1] = {id, 'route', f[4]}
+    end
+  end
+end
+return {out, tonumber(redis.call('GET', P..'count') or '0'), tonumber(redis.call('GET', P..'bytes') or '0')}
+`;
+
+/**
+ * A processor failed on a message: straight to the dead-letter queue.
+ * ARGV: P id target from group data pri ts reason now
+ */
+export const DEAD_ON_ARRIVAL = `${PRELUDE}
+local d = P..'d:'..ARGV[2]
+redis.call('HSET', d, 'target', ARGV[3], 'from', ARGV[4], 'group', ARGV[5], 'data', ARGV[6], 'pri', ARGV[7], 'ts', ARGV[8],
+  'at', 0, 'attempts', 0, 'strategy', '', 'reason', ARGV[9], 'failedAt', ARGV[10])
+redis.call('ZADD', P..'dlq', tonumber(ARGV[10]), ARGV[2])
+return 1
+`;
+
+/**
+ * Forgets a node: its presence fields in every key it wrote to, and its heartbeat. Run by any
+ * node for one whose heartbeat is older than presence_ttl, and by a node for itself when it
+ * stops or comes back after an outage (it then writes its presence again).
+ * ARGV: P node
+ */
+export const FORGET_NODE = `${PRELUDE}
+local node = ARGV[2]
+local prefix = node..'\\n'
+for _, key in ipairs(redis.call('SMEMBERS', P..'nk:'..node)) do
+  redis.call('HDEL', key, node)
+  local fields = redis.call('HKEYS', key)
+  for _, field in ipairs(fields) do
+    if string.sub(field, 1, #prefix) == prefix then redis.call('HDEL', key, field) end
+  end
+end
+redis.call('DEL', P..'nk:'..node)
+redis.call('ZREM', P..'nodes', node)
+return 1
+`;

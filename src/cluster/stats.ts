@@ -1,0 +1,43 @@
+/**
+ * What a node counts in cluster mode: the broker's counters (same names as
+ * src/broker/broker.ts, so /stats and /metrics read them alike; `stored` and `stored_bytes`
+ * are the whole cluster's, as the last sweep read them from Redis) and the cluster's own.
+ */
+import type { BrokerStats } from '../broker/broker.js';
+
+export interface ClusterStats extends BrokerStats {
+  /** Pubs of this node's clients published to Redis for the other nodes. */
+  cluster_pubs_out: number;
+  /** Pubs from other nodes delivered here. */
+  cluster_pubs_in: number;
+  /** Pubs that could not be published to Redis (it went away as they left): the other nodes missed them. */
+  cluster_pubs_lost: number;
+  /** Sends, anys and acks refused with E_CLUSTER_UNAVAILABLE. */
+  cluster_unavailable: number;
+  /** Payloads on this node's channels that did not parse: dropped. */
+  cluster_malformed: number;
+}
+
+/** The cluster's own counters at 0: what one process (the LMDB broker) reports for them. */
+export const NO_CLUSTER_COUNTERS = Object.freeze({ cluster_pubs_out: 0, cluster_pubs_in: 0, cluster_pubs_lost: 0, cluster_unavailable: 0, cluster_malformed: 0 });
+
+export function newClusterStats(): ClusterStats {
+  return {
+    accepted: 0,
+    delivered: 0,
+    redelivered: 0,
+    acked: 0,
+    dead_lettered: 0,
+    dropped_low: 0,
+    queue_full: 0,
+    stored: 0,
+    stored_bytes: 0,
+    expired: 0,
+    store_unavailable: 0,
+    cluster_pubs_out: 0,
+    cluster_pubs_in: 0,
+    cluster_pubs_lost: 0,
+    cluster_unavailable: 0,
+    cluster_malformed: 0,
+  };
+}

@@ -1,0 +1,83 @@
+/**
+ * What delivers messages in this process, and how it lets go at the end of a drain: the broker
+ * on the LMDB store, which holds the store's lease (src/broker/ownership.ts: a pm2 reload's two
+ * processes hand the store over); or, in cluster mode (cluster.redis_url), a node of the Redis
+ * cluster (src/cluster), which opens no LMDB store and takes no lease: every node delivers, and
+ * Redis' scripts decide which node delivers what, so a reload's new process serves at once.
+ */
+import { Broker, type BrokerOptions } from '../broker/broker.js';
+import { LEASE_TTL_MS, Ownership } from '../broker/ownership.js';
+import type { RingShardLink } from '../broker/ring-link.js';
+import { ClusterNode, type ClusterNodeOptions } from '../cluster/node.js';
+import type { Config } from '../config/schema.js';
+import type { ClusterState } from '../shared/cluster-state.js';
+import type { MessageStore } from '../store/store.js';
+import type { Logger } from '../util/logger.js';
+
+export interface MessagingParts {
+  config: Config;
+  instance: string;
+  log: Logger;
+  link: RingShardLink;
+  /** The LMDB store; null in cluster mode. */
+  store: MessageStore | null;
+  clusterState: ClusterState;
+  publishProcessorTypes(types: string[]): void;
+  storeHealthChanged: NonNullable<BrokerOptions['storeHealthChanged']>;
+  latency?: BrokerOptions['latency'];
+  renderDeadLetters?: BrokerOptions['renderDeadLetters'];
+  /** Another process took the store's lease while this one held it: this one must stop. */
+  leaseLost(): void;
+}
+
+export interface Messaging {
+  readonly broker: Broker | ClusterNode;
+  /** Whether this process delivers what is stored: the lease holder on LMDB; a cluster node always. */
+  readonly ownsStore: boolean;
+  /** After the shards exited: stops the broker, then lets the next process take the store and closes it. */
+  stop(): Promise<void>;
+}
+
+/** Starts the broker, or the cluster node (waiting at most cluster.command_timeout for Redis). */
+export async function startMessaging(parts: MessagingParts): Promise<Messaging> {
+  const { config, instance, log, link, store, publishProcessorTypes, storeHealthChanged } = parts;
+  if (store === null) {
+    const node = new ClusterNode({ config: config as ClusterNodeOptions['config'], instance, log, link, state: parts.clusterState, publishProcessorTypes, storeHealthChanged });
+    await node.start();
+    log.info({ node: node.node, redis: parts.clusterState.view()?.redis, prefix: config.cluster.key_prefix }, 'cluster: this process is a node');
+    return { broker: node, ownsStore: true, stop: () => node.stop() };
+  }
+  const broker = new Broker({
+    config,
+    store,
+    instance,
+    log,
+    link,
+    publishProcessorTypes,
+    storeHealthChanged,
+    ...(parts.latency ? { latency: parts.latency } : {}),
+    ...(parts.renderDeadLetters ? { renderDeadLetters: parts.renderDeadLetters } : {}),
+  });
+  const ownership = new Ownership(store.lease(instance, LEASE_TTL_MS), log, {
+    acquired: (previous, why) => {
+      const loaded = broker.takeOver();
+      if (loaded !== null) log.info({ previousPid: previous?.pid, why, loaded }, 'store lease taken over: this process delivers the stored messages now');
+      else if (previous && why !== 'released') log.info({ previousPid: previous.pid, why }, 'the previous process did not release the store (it did not stop cleanly): what it had in flight is delivered again');
+    },
+    lost: () => parts.leaseLost(),
+  });
+  broker.start({ loadStored: await ownership.start() });
+  return {
+    broker,
+    get ownsStore() {
+      return ownership.owns;
+    },
+    async stop() {
+      ownership.stop();
+      await broker.stop();
+      // Only now: whatever this process wrote (acks, sends taken during the drain) is committed.
+      await ownership.release().catch((err: unknown) => log.error({ code: 'E_INTERNAL', err }, 'store lease: release failed; the next process takes the store once this one has exited'));
+      await store.close();
+    },
+  };
+}

@@ -1,0 +1,210 @@
+/**
+ * Cluster mode on real processes: three nodes (`node dist/src/main.js`) on three ports, one
+ * private redis-server, clients on each node. Every kind of message crosses nodes with no loss
+ * and no duplicate; presence is shared; a dead node is forgotten.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { getJson, member, type Frame, type TestClient } from './helpers/client.js';
+import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
+import { startProcess, type ServerProcess } from './helpers/server.js';
+
+const skip = announceSkip('cluster.test');
+type Member = TestClient & { welcome: Frame };
+
+const quiet = async (client: TestClient): Promise<void> => {
+  client.send({ op: 'ping', t: 0 });
+  await client.next((f) => f.op === 'pong');
+};
+
+describe('three nodes on one Redis', { skip }, () => {
+  let redis: PrivateRedis;
+  const nodes: ServerProcess[] = [];
+  const open: TestClient[] = [];
+  const on = async (node: number, user: string, groups: string[] = []): Promise<Member> => {
+    const client = await member(nodes[node]!.port, user, groups);
+    open.push(client);
+    return client;
+  };
+
+  before(async () => {
+    redis = await startPrivateRedis();
+    for (let i = 0; i < 3; i++) nodes.push(await startProcess(nodeConfig(redis.url, 'ocs:', i === 0 ? 2 : 1)));
+  });
+  after(async () => {
+    for (const client of open) client.close();
+    await Promise.all(nodes.map((node) => node.stop()));
+    await redis?.stop();
+  });
+
+  test('/health shows the node in the cluster, Redis up and the nodes it sees', async () => {
+    // Each node sees the others once their first heartbeats are in.
+    for (let i = 0; i < 100; i++) {
+      const { body } = await getJson(nodes[0]!.port, '/health');
+      if ((body.cluster as { nodes_alive: number }).nodes_alive === 3) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const { status, body } = await getJson(nodes[0]!.port, '/health');
+    assert.equal(status, 200);
+    assert.equal(body.status, 'ok');
+    assert.deepEqual(body.cluster, { redis: 'up', nodes_alive: 3 });
+  });
+
+  test('a pub reaches every member on every node once, in publish order per publisher', async () => {
+    const members = [await on(0, 'pa', ['room']), await on(1, 'pb', ['room']), await on(2, 'pc', ['room']), await on(0, 'pd', ['room'])];
+    const publisher = await on(1, 'pub', ['room']);
+    const outsider = await on(2, 'out', ['elsewhere']);
+    for (let i = 0; i < 200; i++) publisher.send({ op: 'pub', group: 'room', data: { i }, ...(i === 199 ? { ref: 'last' } : {}) });
+    await publisher.next((f) => f.op === 'ack' && f.ref === 'last');
+    for (const client of [...members, publisher]) {
+      const seen: number[] = [];
+      while (seen.length < 200) seen.push(((await client.next((f) => f.op === 'msg')).data as { i: number }).i);
+      assert.deepEqual(seen, Array.from({ length: 200 }, (_, i) => i));
+      await quiet(client);
+      assert.equal(client.frames.filter((f) => f.op === 'msg').length, 0, 'no duplicate');
+    }
+    await quiet(outsider);
+    assert.equal(outsider.frames.filter((f) => f.op === 'msg').length, 0);
+    // By interest: each node subscribes to the groups it has members of, and to no other.
+    const numsub = (await redis.client().pubsub('NUMSUB', 'ocs:g:room', 'ocs:g:elsewhere', 'ocs:g:nobody')) as Array<string | number>;
+    assert.deepEqual(numsub.map(String), ['ocs:g:room', '3', 'ocs:g:elsewhere', '1', 'ocs:g:nobody', '0']);
+  });
+
+  test('pubs and sends from another node reach msgpack members as binary frames, JSON members as text', async () => {
+    const binary = async (node: number, user: string, groups: string[]): Promise<Member> => {
+      const client = await member(nodes[node]!.port, user, groups, { encoding: 'msgpack' });
+      open.push(client);
+      return client;
+    };
+    // Node 0 runs two shards: a msgpack member and a JSON member on it as well.
+    const mp = [await binary(0, 'mp0', ['mixed']), await binary(1, 'mp1', ['mixed']), await binary(2, 'mp2', ['mixed'])];
+    const json = [await on(0, 'js0', ['mixed']), await on(1, 'js1', ['mixed']), await on(2, 'js2', ['mixed'])];
+    const arrivalOf = (client: Member, id: unknown) => client.arrivals.find((a) => a.op === 'msg' && a.id === id);
+    // A JSON publisher on node 2, then a msgpack one on node 1: each member gets both, in its own encoding.
+    json[2]!.send({ op: 'pub', group: 'mixed', data: { from: 'json' }, ref: 'j' });
+    const fromJson = (await json[2]!.next((f) => f.op === 'ack' && f.ref === 'j')).id;
+    mp[1]!.send({ op: 'pub', group: 'mixed', data: { from: 'msgpack' }, ref: 'm' });
+    const fromMsgpack = (await mp[1]!.next((f) => f.op === 'ack' && f.ref === 'm')).id;
+    for (const [clients, isBinary] of [[mp, true], [json, false]] as const) {
+      for (const client of clients) {
+        assert.deepEqual((await client.next((f) => f.op === 'msg' && f.id === fromJson)).data, { from: 'json' });
+        assert.deepEqual((await client.next((f) => f.op === 'msg' && f.id === fromMsgpack)).data, { from: 'msgpack' });
+        assert.equal(arrivalOf(client, fromJson)?.binary, isBinary);
+        assert.equal(arrivalOf(client, fromMsgpack)?.binary, isBinary);
+      }
+    }
+    // A stored message from another node, to a msgpack user: binary too.
+    json[0]!.send({ op: 'send', to: 'mp2', data: { direct: true }, ref: 's' });
+    await json[0]!.next((f) => f.op === 'ack' && f.ref === 's');
+    const direct = await mp[2]!.next((f) => f.op === 'msg' && f.ackReq === true);
+    assert.deepEqual(direct.data, { direct: true });
+    assert.equal(arrivalOf(mp[2]!, direct.id)?.binary, true);
+    mp[2]!.send({ op: 'ack', id: direct.id });
+  });
+
+  test('a member that got `joined` on a node hears the very next pub from another node', async () => {
+    const publisher = await on(0, 'jp', []);
+    for (let round = 0; round < 10; round++) {
+      const listener = await on(1 + (round % 2), `jl${round}`, [`fresh-${round}`]);
+      publisher.send({ op: 'pub', group: `fresh-${round}`, data: { round } });
+      assert.deepEqual((await listener.next((f) => f.op === 'msg', 3000)).data, { round });
+    }
+  });
+
+  test('a send reaches every connection of the user on every node; one ack settles it', async () => {
+    const first = await on(0, 'multi');
+    const second = await on(2, 'multi');
+    const sender = await on(1, 'sender');
+    sender.send({ op: 'send', to: 'multi', data: { text: 'hi' }, ref: 's1' });
+    const ack = await sender.next((f) => f.op === 'ack' && f.ref === 's1');
+    const a = await first.next((f) => f.op === 'msg');
+    const b = await second.next((f) => f.op === 'msg');
+    assert.equal(a.id, ack.id);
+    assert.equal(b.id, ack.id);
+    assert.equal(a.ackReq, true);
+    first.send({ op: 'ack', id: a.id });
+    // Past the ack timeout (1 s) and a sweep: acknowledged, so never delivered again.
+    await new Promise((r) => setTimeout(r, 1500));
+    for (const client of [first, second]) {
+      await quiet(client);
+      assert.equal(client.frames.filter((f) => f.op === 'msg').length, 0);
+    }
+  });
+
+  test('a message stored for an offline user is delivered by the node it connects to, once', async () => {
+    const sender = await on(0, 'early');
+    for (let i = 0; i < 5; i++) sender.send({ op: 'send', to: 'later', data: { i }, ref: `o${i}`, pri: i === 4 ? 3 : 1 });
+    for (let i = 0; i < 5; i++) await sender.next((f) => f.op === 'ack' && f.ref === `o${i}`);
+    const late = await on(2, 'later');
+    assert.equal(late.welcome.pending, 5);
+    const got: number[] = [];
+    while (got.length < 5) {
+      const msg = await late.next((f) => f.op === 'msg');
+      got.push((msg.data as { i: number }).i);
+      late.send({ op: 'ack', id: msg.id });
+    }
+    assert.deepEqual(got, [4, 0, 1, 2, 3], 'CRITICAL first, then in the order sent');
+    // The acks reach Redis a moment after they leave the client; until then another connection would get the messages too.
+    const client = redis.client();
+    for (let i = 0; i < 100 && (await client.zcard('ocs:q:u:later')) > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    // Another connection of the same user, elsewhere, later: nothing is left for it.
+    const again = await on(1, 'later');
+    assert.equal(again.welcome.pending, 0);
+  });
+
+  test('a scheduled send from one node is delivered on another at its time', async () => {
+    const receiver = await on(1, 'sched');
+    const sender = await on(2, 'scheduler');
+    const at = Date.now() + 600;
+    sender.send({ op: 'send', to: 'sched', data: { when: at }, at, ref: 'at' });
+    await sender.next((f) => f.op === 'ack');
+    const msg = await receiver.next((f) => f.op === 'msg', 5000);
+    assert.ok(Date.now() >= at, 'not before its time');
+    receiver.send({ op: 'ack', id: msg.id });
+  });
+
+  test('`any` goes to exactly one member across the nodes, round robin, each acked once', async () => {
+    const members = [await on(0, 'w0', ['workers']), await on(1, 'w1', ['workers']), await on(2, 'w2', ['workers'])];
+    const sender = await on(1, 'boss', ['workers']);
+    for (let i = 0; i < 30; i++) sender.send({ op: 'any', group: 'workers', data: { job: i }, ref: `j${i}` });
+    for (let i = 0; i < 30; i++) await sender.next((f) => f.op === 'ack' && f.ref === `j${i}`);
+    const jobs = new Map<number, string>();
+    const counts = [0, 0, 0, 0];
+    const collect = async (client: Member, index: number): Promise<void> => {
+      for (;;) {
+        const msg = await client.next((f) => f.op === 'msg', 1500).catch(() => null);
+        if (msg === null) return;
+        const job = (msg.data as { job: number }).job;
+        assert.equal(jobs.has(job), false, `job ${job} delivered twice`);
+        jobs.set(job, msg.id as string);
+        counts[index]!++;
+        client.send({ op: 'ack', id: msg.id });
+      }
+    };
+    await Promise.all([...members, sender].map((client, i) => collect(client, i)));
+    assert.equal(jobs.size, 30);
+    for (const count of counts) assert.ok(count >= 4, `every member had its turn: ${counts}`);
+  });
+
+  test('an `any` for a group with no member online waits, and goes to the first member who joins, on any node', async () => {
+    const sender = await on(0, 'asker');
+    sender.send({ op: 'any', group: 'nobody-yet', data: { q: 1 }, ref: 'a' });
+    await sender.next((f) => f.op === 'ack');
+    const helper = await on(2, 'helper', ['nobody-yet']);
+    const msg = await helper.next((f) => f.op === 'msg', 3000);
+    assert.deepEqual(msg.data, { q: 1 });
+    helper.send({ op: 'ack', id: msg.id });
+  });
+
+  test('ack of an unknown id is E_UNKNOWN_ID; a hostile user id is refused as on one process', async () => {
+    const client = await on(2, 'acker');
+    client.send({ op: 'ack', id: 'nope-1' });
+    assert.equal((await client.next((f) => f.op === 'err')).code, 'E_UNKNOWN_ID');
+    client.send({ op: 'send', to: '__proto__', data: {}, ref: 'p' });
+    assert.equal((await client.next((f) => f.op === 'ack' && f.ref === 'p')).op, 'ack');
+    const proto = await on(1, '__proto__');
+    assert.equal(proto.welcome.pending, 1);
+    const msg = await proto.next((f) => f.op === 'msg');
+    proto.send({ op: 'ack', id: msg.id });
+  });
+});
