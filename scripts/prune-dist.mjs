@@ -17,9 +17,14 @@ function sourceExists(file) {
   return ['.ts', '.mts', '.tsx'].some((ext) => existsSync(join(root, stem + ext)));
 }
 
+// dist/client is the SDK's browser bundle, esbuild's output from src/client as a whole (no file
+// per source): scripts/build-client.mjs removes what it no longer writes there.
+const BUNDLE = join(dist, 'client');
+
 function prune(dir) {
   for (const name of readdirSync(dir)) {
     const path = join(dir, name);
+    if (path === BUNDLE) continue;
     if (statSync(path).isDirectory()) {
       prune(path);
       if (readdirSync(path).length === 0) rmSync(path, { recursive: true });

@@ -18,6 +18,16 @@ async function bench(script: string, args: string[] = [], env: NodeJS.ProcessEnv
 }
 
 describe('benchmarks (smoke)', () => {
+  it('bench:client: every receiver (bare, bare+parse, the SDK) gets every message, and the report has its figures', async () => {
+    const report = await bench('client-overhead.js', ['--messages', '300', '--runs', '1', '--rate', '3000']);
+    const results = report.results as Record<string, { received: number[]; median: number }>;
+    for (const mode of ['bare', 'bare+parse', 'sdk']) {
+      assert.deepEqual(results[mode]!.received, [300], mode);
+      assert.ok(results[mode]!.median > 0, mode);
+    }
+    assert.equal(typeof report.pass, 'boolean');
+  });
+
   it('bench:broadcast: every repetition of the baseline and the real server delivers everything, the summary has a median per figure, and --trace-gc counts collections', async () => {
     const report = await bench('broadcast.js', [
       ...['--targets', 'baseline,shards1', '--connections', '20', '--groups', '2', '--publishers', '2'],

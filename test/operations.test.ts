@@ -94,7 +94,7 @@ describe('the build and the tools beside a running server', () => {
     const pruned = await runCommand(process.execPath, [join(ROOT, 'scripts', 'prune-dist.mjs')], {}, 30_000);
     assert.equal(pruned.code, 0, pruned.stderr);
     for (const file of [stale, staleMap, staleTest, dirname(staleTest)]) assert.equal(existsSync(file), false, file);
-    for (const kept of ['dist/src/main.js', 'dist/workers/shard.js', 'dist/test/operations.test.js', 'dist/server.tsbuildinfo']) assert.ok(existsSync(join(ROOT, kept)), kept);
+    for (const kept of ['dist/src/main.js', 'dist/workers/shard.js', 'dist/test/operations.test.js', 'dist/server.tsbuildinfo', 'dist/client/ocs-client.js']) assert.ok(existsSync(join(ROOT, kept)), kept);
   });
 
   test('no npm script empties dist/; the operator tools run the built files, building only when they are missing', () => {

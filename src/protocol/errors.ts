@@ -36,6 +36,24 @@ export const ErrorCodes = {
 export type ErrorCode = keyof typeof ErrorCodes;
 
 /**
+ * Codes the client SDK (src/client) gives a request the server never answered. They never
+ * travel on the wire: the server's answers carry the codes above, which the SDK passes on as
+ * they came.
+ */
+export const ClientErrorCodes = {
+  /** The connection closed before the answer came: the request may or may not have taken effect. */
+  E_DISCONNECTED: { message: 'the connection closed before the server answered; the outcome is unknown' },
+  /** No answer within the request timeout. */
+  E_TIMEOUT: { message: 'the server did not answer in time' },
+  /** The client was closed (by the application, or for good after a close code that forbids retrying). */
+  E_CLOSED: { message: 'the client is closed' },
+  /** More requests wait for a connection than the client keeps (its `maxQueued` option). */
+  E_BACKLOG_FULL: { message: 'too many requests wait for a connection' },
+} as const;
+
+export type ClientErrorCode = keyof typeof ClientErrorCodes;
+
+/**
  * Finer reasons an `err` frame may carry beside its code, in a `reason` field, for clients
  * that act on them rather than on the message text (which is for people and may change).
  */
@@ -99,12 +117,16 @@ export const CloseCodes = {
 
 /** An error as a value: a stable code plus a human message. */
 export class OcsError extends Error {
-  readonly code: ErrorCode;
-  constructor(code: ErrorCode, message: string = ErrorCodes[code].message, options?: { cause?: unknown }) {
+  readonly code: ErrorCode | ClientErrorCode;
+  constructor(code: ErrorCode | ClientErrorCode, message: string = codeMessage(code), options?: { cause?: unknown }) {
     super(message, options);
     this.code = code;
     this.name = 'OcsError';
   }
+}
+
+function codeMessage(code: ErrorCode | ClientErrorCode): string {
+  return Object.hasOwn(ErrorCodes, code) ? ErrorCodes[code as ErrorCode].message : ClientErrorCodes[code as ClientErrorCode].message;
 }
 
 export function isErrorCode(value: unknown): value is ErrorCode {

@@ -1,0 +1,394 @@
+/**
+ * The ocs.v1 client: one logical session over as many WebSocket connections as it takes.
+ * It authenticates (a token, or a callback asked again before `exp` and after a 4001),
+ * re-joins every group after a reconnect (recovering history groups from their last offset),
+ * settles each request by its `ack`/`err`, acknowledges stored messages, and hands the
+ * application each message once.
+ */
+import { ClientErrorCodes, OcsError, isErrorCode } from '../protocol/errors.js';
+import type { ClientCodec } from './codec.js';
+import { Connection } from './connection.js';
+import { Emitter } from './emitter.js';
+import { Groups } from './groups.js';
+import { DEFAULT_RECONNECT, decideReconnect, type ReconnectOptions } from './reconnect.js';
+import { RecoveryBook } from './recovery.js';
+import { Requests } from './requests.js';
+import { SeenIds } from './seen-ids.js';
+import { resolveWebSocket, type WebSocketConstructor } from './socket.js';
+import { TokenKeeper, type TokenSource } from './token.js';
+import type { AnyOptions, ClientEvents, ConnectionState, HistoryPage, JoinOptions, JoinResult, Message, PresenceSnapshot, PublishOptions, SendOptions, Welcome } from './types.js';
+import { toHistoryPage, toPresenceEvent, toPresenceSnapshot } from './replies.js';
+
+export interface ClientOptions {
+  /** `ws://HOST:PORT/ws` (or `wss://`). */
+  url: string;
+  /** A JWT, or a function returning one (asked again before it expires and after a 4001). */
+  token?: string | TokenSource;
+  /** Anonymous user id, for servers in development mode (`?user=`); ignored with a token. */
+  user?: string;
+  /** `msgpack` offers `ocs.v1.msgpack` first and falls back to JSON if the server picks it. */
+  encoding?: 'json' | 'msgpack';
+  /** The WebSocket class: the global one by default; pass `ws`'s in Node 20. */
+  WebSocket?: WebSocketConstructor;
+  /** Acknowledge stored messages once the `message` listeners returned (default true). */
+  autoAck?: boolean;
+  /** Reconnect policy (reconnect.ts), or false to stop at the first close. */
+  reconnect?: Partial<ReconnectOptions> | false;
+  /** How long a sent request waits for its answer (default 10 s). */
+  requestTimeoutMs?: number;
+  /** Requests kept while there is no connection (default 1000). */
+  maxQueued?: number;
+  /** How many message ids are remembered to drop duplicates (default 10 000). */
+  dedupeWindow?: number;
+  /** Silence after which a `ping` is sent, and twice which the connection counts as dead (default 15 s; 0: never). */
+  heartbeatMs?: number;
+  /** How long a connection may take to be welcomed (default 10 s). */
+  connectTimeoutMs?: number;
+  /** Random numbers in [0, 1) for the backoff's jitter (tests pass a fixed one). */
+  random?: () => number;
+}
+
+export class OcsClient extends Emitter<ClientEvents> {
+  private readonly WebSocketClass: WebSocketConstructor;
+  private readonly policy: ReconnectOptions | false;
+  private readonly autoAck: boolean;
+  private readonly requests: Requests;
+  private readonly groups = new Groups();
+  private readonly book = new RecoveryBook();
+  private readonly seen: SeenIds;
+  /** Manual mode: ids the application acknowledged, so that a redelivery of them is acknowledged again. */
+  private readonly acked: SeenIds;
+  private readonly tokens: TokenKeeper | null;
+  private connection: Connection | null = null;
+  private msgpack: ClientCodec | null = null;
+  private currentState: ConnectionState = 'idle';
+  private welcomeFrame: Welcome | null = null;
+  private everOpened = false;
+  private attempt = 0;
+  private received = 0;
+  private handed = 0;
+  private duplicates = 0;
+  private connections = 0;
+  private timers = new Map<'reconnect' | 'stable', ReturnType<typeof setTimeout>>();
+  private connectWaiters: Array<{ resolve(w: Welcome): void; reject(e: OcsError): void }> = [];
+
+  constructor(private readonly options: ClientOptions) {
+    super();
+    if (typeof options.url !== 'string' || !/^wss?:\/\//.test(options.url)) throw new TypeError('url must be a ws:// or wss:// URL');
+    this.WebSocketClass = resolveWebSocket(options.WebSocket);
+    this.policy = options.reconnect === false ? false : { ...DEFAULT_RECONNECT, ...options.reconnect };
+    this.autoAck = options.autoAck ?? true;
+    this.requests = new Requests(options.requestTimeoutMs ?? 10_000, options.maxQueued ?? 1000);
+    this.seen = new SeenIds(options.dedupeWindow ?? 10_000);
+    this.acked = new SeenIds(options.dedupeWindow ?? 10_000);
+    this.tokens = options.token === undefined ? null : new TokenKeeper(options.token, (token) => this.sendAuth(token), (err) => this.report(err));
+  }
+
+  get state(): ConnectionState {
+    return this.currentState;
+  }
+
+  /** Counters since the client was made: frames received, messages handed over, duplicates dropped, connections opened. */
+  get stats(): Readonly<{ frames: number; messages: number; duplicates: number; connections: number }> {
+    return { frames: this.received, messages: this.handed, duplicates: this.duplicates, connections: this.connections };
+  }
+
+  /** The encoding of the current connection: what the server picked of what the client offered. */
+  get encoding(): 'json' | 'msgpack' {
+    return this.connection?.encoding ?? 'json';
+  }
+
+  /** The current connection's `welcome` (null while there is none). */
+  get welcome(): Welcome | null {
+    return this.currentState === 'open' ? this.welcomeFrame : null;
+  }
+
+  /** Connects (once; later calls wait for the same connection) and resolves with its `welcome`. */
+  connect(): Promise<Welcome> {
+    if (this.currentState === 'closed') return Promise.reject(new OcsError('E_CLOSED'));
+    if (this.currentState === 'open') return Promise.resolve(this.welcomeFrame!);
+    const waiting = new Promise<Welcome>((resolve, reject) => this.connectWaiters.push({ resolve, reject }));
+    if (this.currentState === 'idle') void this.dial(false);
+    return waiting;
+  }
+
+  /** Joins `group`, now or when connected, and again after every reconnect. */
+  join(group: string, options: JoinOptions = {}): Promise<JoinResult> {
+    if (this.currentState === 'closed') return Promise.reject(new OcsError('E_CLOSED'));
+    const answered = this.groups.want(group, options.presence === true);
+    if (this.currentState === 'open') this.sendJoin(group);
+    return answered;
+  }
+
+  /** Leaves `group`: it is not joined again after a reconnect. */
+  async leave(group: string): Promise<void> {
+    const wanted = this.groups.drop(group, new OcsError('E_CLOSED', `left ${group} before the server answered the join`));
+    this.book.forget(group);
+    if (wanted && this.currentState === 'open') await this.request('leave', { group });
+  }
+
+  /** Publishes to every online member of `group` (at most once); resolves with the message id. */
+  async publish(group: string, data: unknown, options: PublishOptions = {}): Promise<string> {
+    return ((await this.request('pub', { group, data, pri: options.pri })) as { id: string }).id;
+  }
+
+  /** A stored direct message to `to` (at least once); resolves with its id once stored. */
+  async send(to: string, data: unknown, options: SendOptions = {}): Promise<string> {
+    return ((await this.request('send', { to, data, pri: options.pri, at: options.at })) as { id: string }).id;
+  }
+
+  /** A stored message to exactly one member of `group`; resolves with its id once stored. */
+  async any(group: string, data: unknown, options: AnyOptions = {}): Promise<string> {
+    return ((await this.request('any', { group, data, pri: options.pri, strategy: options.strategy })) as { id: string }).id;
+  }
+
+  /** Who is in `group` now (`counts`: totals only). */
+  async presence(group: string, options: { counts?: boolean } = {}): Promise<PresenceSnapshot> {
+    return toPresenceSnapshot(await this.request('presence', { group, counts: options.counts === true ? true : undefined }));
+  }
+
+  /** Kept messages of a history group after offset `since` (default 0: from the start). */
+  async history(group: string, options: { since?: number; limit?: number } = {}): Promise<HistoryPage> {
+    return toHistoryPage(await this.request('history', { group, since: options.since ?? 0, limit: options.limit }));
+  }
+
+  /** Acknowledges a stored message (with `autoAck: false`; automatic otherwise). */
+  ack(id: string): void {
+    this.acked.add(id);
+    this.sendIfOpen({ op: 'ack', id });
+  }
+
+  /** Closes for good: pending requests fail with E_CLOSED, the socket is sent its close frame. */
+  close(): Promise<void> {
+    if (this.currentState === 'closed') return Promise.resolve();
+    const closed = new Promise<void>((resolve) => this.once('closed', () => resolve()));
+    this.finish(1000, 'closed by the application');
+    return closed;
+  }
+
+  // ---- connection lifecycle ----------------------------------------------------------------
+
+  private async dial(refreshToken: boolean): Promise<void> {
+    this.setState(this.everOpened ? 'reconnecting' : 'connecting');
+    let token: string | undefined;
+    try {
+      if (this.tokens !== null) token = await this.tokens.get(refreshToken);
+      if (this.options.encoding === 'msgpack' && this.msgpack === null) this.msgpack = (await import('./msgpack-codec.js')).msgpackCodec;
+    } catch (err) {
+      this.report(err instanceof Error ? err : new Error(String(err)));
+      return this.connectionLost(1006, 'token or codec unavailable');
+    }
+    if (this.currentState === 'closed') return;
+    let url = this.options.url;
+    if (token === undefined && this.options.user !== undefined) url += `${url.includes('?') ? '&' : '?'}user=${encodeURIComponent(this.options.user)}`;
+    try {
+      const connection: Connection = new Connection(this.WebSocketClass, url, this.msgpack, token, this.options.connectTimeoutMs ?? 10_000, {
+        frame: (frame) => this.onFrame(frame),
+        closed: (code, reason) => {
+          if (connection === this.connection) this.connectionLost(code, reason);
+        },
+      });
+      this.connection = connection;
+    } catch (err) {
+      // A malformed URL: no retry can fix it.
+      this.report(err instanceof Error ? err : new Error(String(err)));
+      return this.finish(1006, `cannot open ${url}`);
+    }
+  }
+
+  private connectionLost(code: number, reason: string): void {
+    this.connection = null;
+    this.clearTimers();
+    this.tokens?.stop();
+    this.groups.connectionClosed();
+    this.requests.failInFlight('E_DISCONNECTED');
+    if (this.currentState === 'closed') return;
+    const decision =
+      this.policy === false
+        ? ({ action: 'stop', reason: 'reconnect disabled' } as const)
+        : code === 4001 && !(this.tokens?.canRefresh ?? false)
+          ? ({ action: 'stop', reason: 'unauthorized, and the token cannot be refreshed' } as const)
+          : decideReconnect(code, this.attempt, this.policy, this.options.random);
+    if (decision.action === 'stop') return this.finish(code, reason || decision.reason);
+    this.attempt++;
+    this.emit('disconnect', { code, reason, retryInMs: decision.delayMs });
+    this.setState('reconnecting');
+    this.setTimer('reconnect', decision.delayMs, () => void this.dial(decision.refreshToken));
+  }
+
+  private finish(code: number, reason: string): void {
+    this.connection?.close(1000, reason);
+    this.connection = null;
+    this.clearTimers();
+    this.tokens?.stop();
+    this.setState('closed');
+    const err = new OcsError('E_CLOSED', `${ClientErrorCodes.E_CLOSED.message} (close ${code}${reason ? `: ${reason}` : ''})`);
+    this.requests.failAll('E_CLOSED');
+    this.groups.failAll(err);
+    for (const waiter of this.connectWaiters.splice(0)) waiter.reject(err);
+    this.emit('disconnect', { code, reason });
+    this.emit('closed', { code, reason });
+  }
+
+  private onWelcome(frame: Record<string, unknown>): void {
+    const welcome = frame as unknown as Welcome;
+    this.connection!.welcomed(this.options.heartbeatMs ?? 15_000);
+    this.welcomeFrame = welcome;
+    const reconnected = this.everOpened;
+    this.everOpened = true;
+    this.connections++;
+    this.setState('open');
+    const policy = this.policy;
+    if (policy !== false) this.setTimer('stable', policy.stableMs, () => (this.attempt = 0));
+    if (typeof welcome.expiresAt === 'number') this.tokens?.expiresAt(welcome.expiresAt);
+    for (const group of this.groups.names()) this.sendJoin(group);
+    this.requests.drainQueue((f) => this.sendFrame(f));
+    this.emit('open', { ...welcome, reconnected });
+    for (const waiter of this.connectWaiters.splice(0)) waiter.resolve(welcome);
+  }
+
+  // ---- frames in ---------------------------------------------------------------------------
+
+  private onFrame(frame: Record<string, unknown>): void {
+    this.received++;
+    const ref = typeof frame.ref === 'string' ? frame.ref : undefined;
+    switch (frame.op) {
+      case 'msg':
+        return this.deliver(frame as unknown as Message);
+      case 'batch':
+        if (Array.isArray(frame.msgs)) for (const msg of frame.msgs as Message[]) this.deliver(msg);
+        return;
+      case 'welcome':
+        if (typeof frame.user !== 'string' || typeof frame.sid !== 'string' || this.currentState === 'open') return;
+        return this.onWelcome(frame);
+      case 'joined':
+        if (ref !== undefined) this.onJoined(ref, frame);
+        return;
+      case 'presence':
+        if (ref !== undefined) this.requests.resolve(ref, frame);
+        else {
+          const event = toPresenceEvent(frame);
+          if (event !== null) this.emit('presence', event);
+        }
+        return;
+      case 'left':
+      case 'ack':
+      case 'history':
+        if (ref !== undefined) this.requests.resolve(ref, frame);
+        return;
+      case 'err':
+        return this.onErr(ref, frame);
+      default:
+        return; // pong, and ops a newer server may add
+    }
+  }
+
+  private deliver(msg: Message): void {
+    if (msg === null || typeof msg !== 'object' || typeof msg.id !== 'string') return;
+    let verdict: 'deliver' | 'duplicate' | 'gap' = 'deliver';
+    if (msg.offset !== undefined && typeof msg.group === 'string') verdict = this.book.check(msg.group, msg.offset, msg.epoch);
+    if (verdict !== 'duplicate' && !this.seen.add(msg.id)) verdict = 'duplicate';
+    if (verdict === 'duplicate') {
+      this.duplicates++;
+      // Redelivered because our ack was lost: acknowledge it again (if the application did).
+      if (msg.ackReq === true && (this.autoAck || this.acked.has(msg.id))) this.sendIfOpen({ op: 'ack', id: msg.id });
+      return;
+    }
+    if (verdict === 'gap') this.emit('gap', { group: msg.group!, position: this.book.position(msg.group!)!, reason: 'offset_gap' });
+    if (!this.emit('message', msg)) {
+      // A listener threw: no ack, and its redelivery is let through.
+      this.seen.delete(msg.id);
+      return;
+    }
+    this.handed++;
+    if (msg.ackReq === true && this.autoAck) this.sendIfOpen({ op: 'ack', id: msg.id });
+  }
+
+  private onJoined(ref: string, frame: Record<string, unknown>): void {
+    const sent = this.groups.takeSent(ref);
+    if (sent === undefined) return;
+    const outcome = this.book.joined(sent.group, frame, sent.since);
+    const result: JoinResult = outcome.history ? { group: sent.group, history: true, recovered: outcome.recovered, position: { ...outcome.position } } : { group: sent.group, history: false };
+    if (outcome.history && !outcome.recovered) this.emit('gap', { group: sent.group, position: { ...outcome.position }, reason: 'not_recovered' });
+    const rejoin = this.groups.answered(sent.group, result);
+    this.emit('joined', { ...result, rejoin });
+  }
+
+  private onErr(ref: string | undefined, frame: Record<string, unknown>): void {
+    const code = isErrorCode(frame.code) ? frame.code : 'E_INTERNAL';
+    const err = new OcsError(code, typeof frame.message === 'string' ? frame.message : String(code));
+    if (ref !== undefined && this.groups.isJoinRef(ref)) {
+      const sent = this.groups.takeSent(ref);
+      // Overloaded: the server did nothing, so the join (a re-join too) is tried again, not given up.
+      if (sent !== undefined && code === 'E_OVERLOADED') this.groups.retryLater(sent.group, this.options.random ?? Math.random, (group) => this.sendJoin(group));
+      else if (sent !== undefined) {
+        this.groups.drop(sent.group, err);
+        this.book.forget(sent.group);
+      }
+      return;
+    }
+    if (ref !== undefined && this.requests.reject(ref, err)) return;
+    // An ack of a message the server no longer waits for (a redelivery raced its first ack): expected.
+    if (code === 'E_UNKNOWN_ID') return;
+    if (this.hasListeners('error')) this.emit('error', err);
+  }
+
+  // ---- frames out --------------------------------------------------------------------------
+
+  private request(op: string, fields: Record<string, unknown>): Promise<unknown> {
+    if (this.currentState === 'closed') return Promise.reject(new OcsError('E_CLOSED'));
+    const frame: Record<string, unknown> & { ref: string } = { op, ref: this.requests.nextRef() };
+    for (const key in fields) if (fields[key] !== undefined) frame[key] = fields[key];
+    if (this.currentState !== 'open') return this.requests.queue(frame);
+    const answered = this.requests.expect(frame.ref);
+    this.sendFrame(frame);
+    return answered;
+  }
+
+  private sendJoin(group: string): void {
+    this.sendFrame(this.groups.joinFrame(group, this.requests.nextRef(), this.book.since(group)));
+  }
+
+  /** A refreshed token on the open connection; resolves with the new expiry, if any. */
+  private async sendAuth(token: string): Promise<number | undefined> {
+    if (this.currentState !== 'open') return undefined;
+    const answer = (await this.request('auth', { token })) as { expiresAt?: unknown };
+    return typeof answer.expiresAt === 'number' ? answer.expiresAt : undefined;
+  }
+
+  private sendIfOpen(frame: Record<string, unknown>): void {
+    if (this.currentState === 'open') this.sendFrame(frame);
+  }
+
+  private sendFrame(frame: Record<string, unknown>): void {
+    this.connection?.send(frame);
+  }
+
+  // ---- small things ------------------------------------------------------------------------
+
+  private setState(state: ConnectionState): void {
+    if (state === this.currentState) return;
+    this.currentState = state;
+    this.emit('state', state);
+  }
+
+  private report(err: Error): void {
+    if (this.hasListeners('error')) this.emit('error', err);
+  }
+
+  private setTimer(name: 'reconnect' | 'stable', ms: number, run: () => void): void {
+    this.clearTimer(name);
+    this.timers.set(name, setTimeout(run, ms));
+  }
+
+  private clearTimer(name: 'reconnect' | 'stable'): void {
+    const timer = this.timers.get(name);
+    if (timer !== undefined) clearTimeout(timer);
+    this.timers.delete(name);
+  }
+
+  private clearTimers(): void {
+    for (const timer of this.timers.values()) clearTimeout(timer);
+    this.timers.clear();
+  }
+}

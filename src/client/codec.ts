@@ -1,0 +1,25 @@
+/**
+ * How the client turns frames into WebSocket messages and back: one interface, chosen per
+ * connection by the subprotocol the server accepted. JSON lives here; MessagePack (with LZ4)
+ * is its own module, loaded only by clients that ask for it, so a JSON client's bundle does
+ * not carry it.
+ */
+export interface ClientCodec {
+  /** The `Sec-WebSocket-Protocol` this codec speaks. */
+  readonly protocol: string;
+  encode(frame: object): string | Uint8Array;
+  /** Decodes one message; throws on one that is not a frame of this encoding. */
+  decode(data: unknown): unknown;
+}
+
+export const JSON_PROTOCOL = 'ocs.v1.json';
+export const MSGPACK_PROTOCOL = 'ocs.v1.msgpack';
+
+export const jsonCodec: ClientCodec = {
+  protocol: JSON_PROTOCOL,
+  encode: (frame) => JSON.stringify(frame),
+  decode(data) {
+    if (typeof data !== 'string') throw new TypeError('binary message on an ocs.v1.json connection');
+    return JSON.parse(data);
+  },
+};

@@ -1,0 +1,133 @@
+/**
+ * One WebSocket connection of the client, from dial to close: the encoding the server picked,
+ * the `auth` frame, the deadline for the `welcome`, the heartbeat that gives up on a silent
+ * path, and a close that reports exactly once. The session across connections (groups,
+ * requests, recovery) is the client's (client.ts).
+ */
+import { JSON_PROTOCOL, jsonCodec, MSGPACK_PROTOCOL, type ClientCodec } from './codec.js';
+import { OPEN, type WebSocketConstructor, type WebSocketLike } from './socket.js';
+
+export interface ConnectionEvents {
+  /** A decoded frame (anything that decodes to an object). */
+  frame(frame: Record<string, unknown>): void;
+  /** The connection is gone (called once; not after close()). */
+  closed(code: number, reason: string): void;
+}
+
+export class Connection {
+  /** Frames received on this connection. */
+  frames = 0;
+  private codec: ClientCodec = jsonCodec;
+  private socket: WebSocketLike | null;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+
+  constructor(
+    WebSocketClass: WebSocketConstructor,
+    url: string,
+    private readonly msgpack: ClientCodec | null,
+    token: string | undefined,
+    connectTimeoutMs: number,
+    private readonly events: ConnectionEvents,
+  ) {
+    const socket = new WebSocketClass(url, msgpack !== null ? [MSGPACK_PROTOCOL, JSON_PROTOCOL] : [JSON_PROTOCOL]) as WebSocketLike;
+    this.socket = socket;
+    socket.binaryType = 'arraybuffer';
+    socket.onopen = () => {
+      this.codec = socket.protocol === MSGPACK_PROTOCOL && msgpack !== null ? msgpack : jsonCodec;
+      if (token !== undefined) this.send({ op: 'auth', token });
+    };
+    socket.onmessage = (event) => this.onData(event.data);
+    socket.onclose = (event) => this.gone(event.code, event.reason);
+    socket.onerror = () => undefined; // a close event follows with the code
+    this.arm(connectTimeoutMs, () => this.abandon('not welcomed in time'));
+  }
+
+  get encoding(): 'json' | 'msgpack' {
+    return this.codec === jsonCodec ? 'json' : 'msgpack';
+  }
+
+  send(frame: Record<string, unknown>): void {
+    const socket = this.socket;
+    if (socket !== null && socket.readyState === OPEN) socket.send(this.codec.encode(frame));
+  }
+
+  /**
+   * The `welcome` came: from now on, silence for `heartbeatMs` sends a `ping`, and silence for
+   * as long again gives the connection up (0: never).
+   */
+  welcomed(heartbeatMs: number): void {
+    this.disarm();
+    if (heartbeatMs <= 0) return;
+    let seen = this.frames;
+    let pinged = false;
+    const beat = (): void => {
+      if (this.frames !== seen) {
+        seen = this.frames;
+        pinged = false;
+      } else if (pinged) {
+        return this.abandon('no answer to ping');
+      } else {
+        pinged = true;
+        this.send({ op: 'ping', t: Date.now() });
+      }
+      this.arm(heartbeatMs, beat);
+    };
+    this.arm(heartbeatMs, beat);
+  }
+
+  /** Closes without reporting it (the client decided). */
+  close(code = 1000, reason = ''): void {
+    const socket = this.detach();
+    if (socket === null) return;
+    try {
+      socket.close(code, reason);
+    } catch {
+      // already closing
+    }
+  }
+
+  /** Gives up on a socket that stopped answering: its close handshake may never come. */
+  private abandon(reason: string): void {
+    if (this.socket === null) return;
+    this.close(1000, reason);
+    this.events.closed(1006, reason);
+  }
+
+  private onData(data: unknown): void {
+    this.frames++;
+    let frame: unknown;
+    try {
+      frame = this.codec.decode(data);
+    } catch {
+      return; // not a frame: nothing in it can be answered
+    }
+    if (frame !== null && typeof frame === 'object') this.events.frame(frame as Record<string, unknown>);
+  }
+
+  private gone(code: number, reason: string): void {
+    if (this.detach() !== null) this.events.closed(code, reason);
+  }
+
+  private detach(): WebSocketLike | null {
+    const socket = this.socket;
+    this.socket = null;
+    this.disarm();
+    if (socket !== null) {
+      socket.onopen = null;
+      socket.onmessage = null;
+      socket.onclose = null;
+      socket.onerror = () => undefined;
+    }
+    return socket;
+  }
+
+  private arm(ms: number, run: () => void): void {
+    this.disarm();
+    this.timer = setTimeout(run, ms);
+  }
+
+  private disarm(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+  }
+}

@@ -1,0 +1,92 @@
+/**
+ * Recovery bookkeeping for groups that keep history (docs/PROTOCOL.md, "History, offsets and
+ * recovery"): the last offset and epoch seen per group, what to ask for when re-joining
+ * (`since`), and whether a message was already seen. Messages of other groups and direct
+ * messages carry no offset; they are de-duplicated by id (seen-ids.ts).
+ */
+
+export interface Position {
+  offset: number;
+  epoch: string;
+}
+
+/**
+ * What to do with one message: `deliver` it, drop it as a `duplicate`, or deliver it and tell
+ * the application that messages before it are missing (`gap`).
+ */
+export type Verdict = 'deliver' | 'duplicate' | 'gap';
+
+export interface JoinedPosition {
+  /** The group's top offset when the server answered the join. */
+  offset?: unknown;
+  epoch?: unknown;
+  recovered?: unknown;
+}
+
+/** What a join's answer meant for the application's copy of the group. */
+export type JoinOutcome =
+  /** The group keeps no history: nothing to recover. */
+  | { history: false }
+  /** Every message since the last one seen was replayed before the answer (or this was the first join). */
+  | { history: true; recovered: true; position: Position }
+  /** The server could not replay (too old, or history was lost: a new epoch); messages may be missing. */
+  | { history: true; recovered: false; position: Position };
+
+const isOffset = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+
+export class RecoveryBook {
+  private readonly positions = new Map<string, Position>();
+
+  /** The `since` of a join of `group`, when a message of it was seen before. */
+  since(group: string): Position | undefined {
+    const position = this.positions.get(group);
+    return position === undefined ? undefined : { offset: position.offset, epoch: position.epoch };
+  }
+
+  position(group: string): Position | undefined {
+    return this.positions.get(group);
+  }
+
+  /**
+   * Checks a message of `group` with `offset` and `epoch`, and records it when delivered. A
+   * message without a valid offset is not this book's business (`deliver`).
+   */
+  check(group: string, offset: unknown, epoch: unknown): Verdict {
+    if (!isOffset(offset) || typeof epoch !== 'string') return 'deliver';
+    const position = this.positions.get(group);
+    if (position === undefined) {
+      this.positions.set(group, { offset, epoch });
+      return 'deliver';
+    }
+    if (position.epoch !== epoch) {
+      // History was lost and numbering restarted: what came before the new epoch is gone.
+      position.epoch = epoch;
+      position.offset = offset;
+      return 'gap';
+    }
+    if (offset <= position.offset) return 'duplicate';
+    const gap = offset > position.offset + 1;
+    position.offset = offset;
+    return gap ? 'gap' : 'deliver';
+  }
+
+  /**
+   * Records the answer to a join. `asked` is the `since` the join carried. A fresh join starts
+   * at the group's top; a recovered one has seen the replay already (its position moved with
+   * each replayed message), and one that could not recover starts again at the top.
+   */
+  joined(group: string, answer: JoinedPosition, asked: Position | undefined): JoinOutcome {
+    if (!isOffset(answer.offset) || typeof answer.epoch !== 'string') return { history: false };
+    const top: Position = { offset: answer.offset, epoch: answer.epoch };
+    const current = this.positions.get(group);
+    const reachedTop = current !== undefined && current.epoch === top.epoch && current.offset >= top.offset;
+    // A first join has nothing to recover; a re-join recovered only if the replay reached the top.
+    const recovered = asked === undefined || (answer.recovered === true && reachedTop);
+    if (!reachedTop) this.positions.set(group, top);
+    return { history: true, recovered, position: this.positions.get(group)! };
+  }
+
+  forget(group: string): void {
+    this.positions.delete(group);
+  }
+}

@@ -1,0 +1,36 @@
+/**
+ * Answers whose shape the application relies on, checked and converted: user ids become the
+ * keys of a Map (never of a plain object), and a malformed answer is refused rather than
+ * handed on half-valid.
+ */
+import { OcsError } from '../protocol/errors.js';
+import type { HistoryPage, Message, PresenceEvent, PresenceSnapshot } from './types.js';
+
+const stringArray = (value: unknown): string[] | null => (Array.isArray(value) && value.every((v) => typeof v === 'string') ? (value as string[]) : null);
+
+const malformed = (what: string): OcsError => new OcsError('E_INTERNAL', `malformed ${what} answer from the server`);
+
+export function toPresenceSnapshot(frame: unknown): PresenceSnapshot {
+  const f = frame as Record<string, unknown>;
+  const total = f.total as Record<string, unknown> | undefined;
+  if (typeof f.group !== 'string' || total === null || typeof total !== 'object' || typeof total.users !== 'number' || typeof total.conns !== 'number') throw malformed('presence');
+  const snapshot: PresenceSnapshot = { group: f.group, total: { users: total.users, conns: total.conns } };
+  if (f.users !== undefined) {
+    if (f.users === null || typeof f.users !== 'object' || Array.isArray(f.users)) throw malformed('presence');
+    snapshot.users = new Map(Object.entries(f.users as Record<string, unknown>).filter((e): e is [string, number] => typeof e[1] === 'number'));
+  }
+  return snapshot;
+}
+
+export function toPresenceEvent(frame: Record<string, unknown>): PresenceEvent | null {
+  const joins = frame.joins === undefined ? [] : stringArray(frame.joins);
+  const leaves = frame.leaves === undefined ? [] : stringArray(frame.leaves);
+  if (typeof frame.group !== 'string' || joins === null || leaves === null) return null;
+  return { group: frame.group, joins, leaves };
+}
+
+export function toHistoryPage(frame: unknown): HistoryPage {
+  const f = frame as Record<string, unknown>;
+  if (typeof f.group !== 'string' || !Array.isArray(f.msgs) || typeof f.offset !== 'number' || typeof f.epoch !== 'string') throw malformed('history');
+  return { group: f.group, msgs: f.msgs as Message[], offset: f.offset, epoch: f.epoch, more: f.more === true };
+}

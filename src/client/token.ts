@@ -1,0 +1,65 @@
+/**
+ * The connection's token: a fixed string, or a callback asked for a fresh one when the
+ * client connects after a 4001 and shortly before the current one expires (the server closes
+ * with 4001 at `exp`; a fresh `auth` frame first keeps the connection).
+ */
+export type TokenSource = () => string | Promise<string>;
+
+/** How long before `expiresAt` a fresh token is sent: a tenth of what is left, within 1 s .. 60 s. */
+export function refreshLead(msLeft: number): number {
+  return Math.min(60_000, Math.max(1_000, msLeft / 10));
+}
+
+export class TokenKeeper {
+  private cached: string | undefined;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+
+  constructor(
+    private readonly source: string | TokenSource,
+    /** Sends a fresh token on the open connection; resolves with its expiry, if it has one. */
+    private readonly sendAuth: (token: string) => Promise<number | undefined>,
+    private readonly report: (err: Error) => void,
+  ) {
+    if (typeof source !== 'string' && typeof source !== 'function') throw new TypeError('token must be a string or a function returning one');
+  }
+
+  get canRefresh(): boolean {
+    return typeof this.source === 'function';
+  }
+
+  /** The token to connect with; `fresh` asks the callback again (after a 4001). */
+  async get(fresh: boolean): Promise<string> {
+    if (typeof this.source === 'string') return this.source;
+    if (fresh || this.cached === undefined) {
+      const token = await this.source();
+      if (typeof token !== 'string' || token.length === 0) throw new TypeError('the token callback must return a non-empty string');
+      this.cached = token;
+    }
+    return this.cached;
+  }
+
+  /** The open connection's token expires at `at` (epoch ms, the server's clock). */
+  expiresAt(at: number): void {
+    this.stop();
+    if (!this.canRefresh) return;
+    const left = at - Date.now();
+    this.timer = setTimeout(() => void this.refresh(), Math.max(0, left - refreshLead(left)));
+    (this.timer as { unref?: () => void }).unref?.();
+  }
+
+  stop(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private async refresh(): Promise<void> {
+    this.timer = null;
+    try {
+      const next = await this.sendAuth(await this.get(true));
+      if (next !== undefined) this.expiresAt(next);
+    } catch (err) {
+      // The server closes with 4001 at expiry; the reconnect asks for a fresh token again.
+      this.report(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+}

@@ -1,0 +1,102 @@
+/** What the client hands the application: server frames as typed values, and its events. */
+import type { OcsError } from '../protocol/errors.js';
+import type { AnyStrategy, PriorityValue } from '../protocol/frames.js';
+import type { Position } from './recovery.js';
+
+/** A delivered message (`msg`, or one of a `batch`), exactly as decoded. */
+export interface Message<T = unknown> {
+  op: 'msg';
+  id: string;
+  from: string;
+  /** Set for group messages (`pub`, `any`). */
+  group?: string;
+  data: T;
+  pri: PriorityValue;
+  /** Server receive time, epoch ms. */
+  ts: number;
+  /** A stored message (`send`/`any`): acknowledged by the client (automatically, unless `autoAck: false`). */
+  ackReq?: true;
+  /** Groups that keep history: the message's place in the group, and the numbering's epoch. */
+  offset?: number;
+  epoch?: string;
+}
+
+export interface Welcome {
+  user: string;
+  sid: string;
+  shard: number;
+  pending: number;
+  /** When the token expires (epoch ms); absent: never. */
+  expiresAt?: number;
+}
+
+export interface JoinResult {
+  group: string;
+  /** Whether the group keeps history (its messages carry offsets). */
+  history: boolean;
+  /** History groups: every message since the last one seen was recovered (always true for a first join). */
+  recovered?: boolean;
+  position?: Position;
+}
+
+export interface PresenceEvent {
+  group: string;
+  joins: string[];
+  leaves: string[];
+}
+
+export interface PresenceSnapshot {
+  group: string;
+  /** Connections per user; absent when counts were asked for, or the group is too large to list. */
+  users?: Map<string, number>;
+  total: { users: number; conns: number };
+}
+
+export interface HistoryPage {
+  group: string;
+  msgs: Message[];
+  /** The group's top offset. */
+  offset: number;
+  epoch: string;
+  /** The limit cut the page: ask again from the last offset. */
+  more: boolean;
+}
+
+export type ConnectionState = 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed';
+
+export interface ClientEvents {
+  /** A connection was accepted (each reconnect too: `reconnected` says which). */
+  open: Welcome & { reconnected: boolean };
+  /** A message for the application: each one once, duplicates dropped. */
+  message: Message;
+  /** A join was answered, the first one or a re-join after a reconnect. */
+  joined: JoinResult & { rejoin: boolean };
+  /** A history group lost messages the server could not replay: reload it (`history()`) if they matter. */
+  gap: { group: string; position: Position; reason: 'not_recovered' | 'offset_gap' | 'new_epoch' };
+  presence: PresenceEvent;
+  /** The connection closed; `retryInMs` is when the next attempt starts (absent: the client stopped). */
+  disconnect: { code: number; reason: string; retryInMs?: number };
+  state: ConnectionState;
+  /** An `err` no request was waiting for, a listener that threw, a token callback that failed. */
+  error: OcsError | Error;
+  /** The client stopped for good: closed by the application, or refused in a way retrying cannot help. */
+  closed: { code: number; reason: string };
+}
+
+export interface PublishOptions {
+  pri?: PriorityValue;
+}
+
+export interface SendOptions extends PublishOptions {
+  /** Deliver at this time (epoch ms). */
+  at?: number;
+}
+
+export interface AnyOptions extends PublishOptions {
+  strategy?: AnyStrategy;
+}
+
+export interface JoinOptions {
+  /** Also receive `presence` events (users joining and leaving) for this group. */
+  presence?: boolean;
+}

@@ -1,0 +1,103 @@
+/**
+ * What a hostile or broken server (or a proxy that mangles frames) can send the SDK: frames
+ * that are not JSON, not objects, messages without ids, batches that are not arrays, presence
+ * with odd user ids, unknown error codes, answers to refs never sent. None may throw out of
+ * the client, and none may reach the application as a message.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { WebSocketServer } from 'ws';
+import { OcsError } from '../src/client/index.js';
+import { until } from './helpers/messaging.js';
+import { sdkClient } from './helpers/sdk.js';
+
+test('garbage from the server is ignored; the well-formed frames around it still work', async () => {
+  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+  await new Promise((resolve) => wss.once('listening', resolve));
+  const port = (wss.address() as { port: number }).port;
+  wss.on('connection', (ws) => {
+    ws.on('message', (raw) => {
+      const frame = JSON.parse(raw.toString()) as { op: string; ref?: string; group?: string };
+      if (frame.op === 'presence') {
+        ws.send(JSON.stringify({ op: 'presence', group: frame.group, ref: frame.ref, users: JSON.parse('{"__proto__":2,"bob":1,"bad":"x"}'), total: { users: 2, conns: 3 } }));
+      } else if (frame.op === 'join') {
+        ws.send(JSON.stringify({ op: 'joined', group: frame.group, ref: frame.ref }));
+      }
+    });
+    const deep = '['.repeat(5000) + ']'.repeat(5000);
+    for (const bad of [
+      'not json',
+      '42',
+      'null',
+      '[]',
+      deep,
+      Buffer.from([1, 2, 3]),
+      '{"op":"msg"}',
+      '{"op":"msg","id":7,"data":1}',
+      '{"op":"batch","msgs":"nope"}',
+      '{"op":"batch","msgs":[null,1,{"op":"msg"}]}',
+      '{"op":"joined","ref":"never-sent","group":"g"}',
+      '{"op":"ack","ref":"never-sent","id":"x"}',
+      '{"op":"err","code":"E_MADE_UP","message":{"not":"a string"}}',
+      '{"op":"presence","group":"g","joins":[1,2]}',
+      '{"op":"welcome"}',
+      '{"op":"welcome","user":7}',
+    ]) {
+      ws.send(bad);
+    }
+    ws.send(JSON.stringify({ op: 'welcome', user: 'u', sid: 's', shard: 0, pending: 0 }));
+    ws.send(JSON.stringify({ op: 'msg', id: 'good-1', from: 'x', data: { ok: true }, pri: 1, ts: 1 }));
+    ws.send(JSON.stringify({ op: 'msg', id: 'good-1', from: 'x', data: { ok: true }, pri: 1, ts: 1 }));
+  });
+  const rx = sdkClient(port, { user: 'u', reconnect: false, heartbeatMs: 0 });
+  const welcome = await rx.client.connect();
+  assert.equal(welcome.user, 'u', 'a welcome without user and sid is not one');
+  await rx.received(1);
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.deepEqual(rx.messages.map((m) => m.id), ['good-1']);
+  assert.ok(rx.errors.every((e) => e instanceof OcsError && e.code === 'E_INTERNAL'), 'an unknown code is reported as E_INTERNAL');
+  const snapshot = await rx.client.presence('g');
+  assert.deepEqual([...snapshot.users!.entries()], [['__proto__', 2], ['bob', 1]]);
+  await rx.client.join('g');
+  assert.equal(rx.client.state, 'open');
+  await rx.client.close();
+  await until(() => (wss.clients.size === 0 ? true : undefined), 'the server side closed');
+  await new Promise((resolve) => wss.close(resolve));
+});
+
+test('a join refused with E_OVERLOADED is sent again after a pause and then settles; another refusal settles it at once', async () => {
+  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+  await new Promise((resolve) => wss.once('listening', resolve));
+  const port = (wss.address() as { port: number }).port;
+  const joins: Array<{ group: string; presence?: boolean; at: number }> = [];
+  wss.on('connection', (ws) => {
+    ws.send(JSON.stringify({ op: 'welcome', user: 'u', sid: 's', shard: 0, pending: 0 }));
+    ws.on('message', (raw) => {
+      const frame = JSON.parse(raw.toString()) as { op: string; ref?: string; group: string; presence?: boolean };
+      if (frame.op !== 'join') return;
+      joins.push({ group: frame.group, presence: frame.presence, at: Date.now() });
+      const refusals = joins.filter((j) => j.group === frame.group).length;
+      if (frame.group === 'busy' && refusals <= 2) ws.send(JSON.stringify({ op: 'err', ref: frame.ref, code: 'E_OVERLOADED', message: 'ring backed up' }));
+      else if (frame.group === 'secret') ws.send(JSON.stringify({ op: 'err', ref: frame.ref, code: 'E_FORBIDDEN', message: 'no' }));
+      else ws.send(JSON.stringify({ op: 'joined', group: frame.group, ref: frame.ref }));
+    });
+  });
+  // random() = 0: the shortest pauses, 125 ms then 250 ms.
+  const rx = sdkClient(port, { user: 'u', reconnect: false, heartbeatMs: 0, random: () => 0 });
+  await rx.client.connect();
+  const started = Date.now();
+  const result = await rx.client.join('busy', { presence: true });
+  assert.deepEqual(result, { group: 'busy', history: false });
+  const busy = joins.filter((j) => j.group === 'busy');
+  assert.equal(busy.length, 3, 'two refusals, then the join that was answered');
+  assert.ok(busy.every((j) => j.presence === true), 'each retry is the same join');
+  assert.ok(busy[2]!.at - started >= 300, `paused before each retry (${busy[2]!.at - started} ms)`);
+  await assert.rejects(rx.client.join('secret'), (err: unknown) => err instanceof OcsError && err.code === 'E_FORBIDDEN');
+  await new Promise((resolve) => setTimeout(resolve, 400));
+  assert.equal(joins.filter((j) => j.group === 'secret').length, 1, 'a refusal other than E_OVERLOADED is final');
+  // The latest join decides about presence events, as on the wire.
+  await rx.client.join('busy');
+  assert.equal(joins.at(-1)!.presence, undefined);
+  await rx.client.close();
+  await new Promise((resolve) => wss.close(resolve));
+});

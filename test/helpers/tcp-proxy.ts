@@ -1,0 +1,67 @@
+/**
+ * A TCP proxy between a client and the server, to break connections the ways networks do:
+ * `cut()` resets every connection at once (the client sees 1006, the server a dropped socket),
+ * `dropUpstream` discards what clients send (their acks are lost) while the server's bytes
+ * still arrive, and `freeze` stops forwarding both ways without closing anything (a dead
+ * path that only a heartbeat notices).
+ */
+import { createServer, connect, type Server, type Socket } from 'node:net';
+
+export interface TcpProxy {
+  port: number;
+  /** Connections currently open through the proxy. */
+  readonly open: number;
+  /** Discard client → server bytes (true) or forward them (false). */
+  dropUpstream: boolean;
+  /** Forward nothing either way, close nothing. */
+  freeze: boolean;
+  /** Resets every open connection. */
+  cut(): void;
+  close(): Promise<void>;
+}
+
+export async function tcpProxy(targetPort: number): Promise<TcpProxy> {
+  const pairs = new Set<[Socket, Socket]>();
+  const proxy = {
+    port: 0,
+    dropUpstream: false,
+    freeze: false,
+    get open() {
+      return pairs.size;
+    },
+    cut() {
+      for (const [client, upstream] of pairs) {
+        client.resetAndDestroy();
+        upstream.resetAndDestroy();
+      }
+      pairs.clear();
+    },
+    close: () => new Promise<void>((resolve) => {
+      proxy.cut();
+      server.close(() => resolve());
+    }),
+  };
+  const server: Server = createServer((client) => {
+    const upstream = connect(targetPort, '127.0.0.1');
+    const pair: [Socket, Socket] = [client, upstream];
+    pairs.add(pair);
+    client.on('data', (chunk) => {
+      if (!proxy.freeze && !proxy.dropUpstream) upstream.write(chunk);
+    });
+    upstream.on('data', (chunk) => {
+      if (!proxy.freeze) client.write(chunk);
+    });
+    const end = (): void => {
+      if (!pairs.delete(pair)) return;
+      client.destroy();
+      upstream.destroy();
+    };
+    for (const socket of pair) {
+      socket.on('close', end);
+      socket.on('error', end);
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  proxy.port = (server.address() as { port: number }).port;
+  return proxy;
+}
