@@ -117,7 +117,7 @@ describe('the chat example in chromium, two users, across a server restart', { s
     await seesText(bob, 'back again');
     await alice.click('#peers li[data-key="u:bob"]');
     assert.deepEqual(await texts(alice), ['psst, alice', 'sent while the server was down'], 'each direct message once');
-    assert.match((await alice.textContent('#log')) ?? '', /closed 1001.*reconnected/s);
+    assert.match((await alice.textContent('#log')) ?? '', /closed 1012.*reconnected/s);
     await alice.click('#groups li[data-key="g:lobby"]');
     assert.deepEqual(await texts(alice), ['hi bob', 'hi alice', 'lobby, while the server was down', 'back again'], 'each group message once, in order');
     assert.match((await alice.textContent('#log')) ?? '', /re-joined lobby, nothing missed/);
