@@ -2,8 +2,8 @@
  * The SDK's reconnect policy and exactly-once hand-over, against the real server broken the
  * ways production breaks it: a shard crash (1012), a server restart (its drain's 1012, then a
  * new process on the same store), a TCP connection reset mid-stream with the client's acks
- * lost, a path that goes silent, an expiring token, a client over its rate. In every case the application
- * sees each message once, in order, and nothing acknowledged by the server is lost.
+ * lost, a path that goes silent, an expiring token, a client over its rate. In every case the
+ * application sees each message once, in order, and nothing acknowledged by the server is lost.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -197,8 +197,8 @@ describe('a server restart (SIGTERM, then a new process on the same port and sto
       const got = seqs(rx.messages);
       assertOnceInOrder(got, stored);
       assert.ok(got.every((seq) => stored.includes(seq) || unknown.includes(seq)));
-      // SIGTERM drains: 1012 (try again), spread over server.drain_window.
-      assert.ok(rx.disconnects[0] === 1012 && tx.disconnects[0] === 1012, `disconnects ${rx.disconnects} / ${tx.disconnects}`);
+      // SIGTERM drains: connections are closed with 1012 (server restarting), spread over drain_window.
+      assert.ok(rx.disconnects.includes(1012) && tx.disconnects.includes(1012), `disconnects ${rx.disconnects} / ${tx.disconnects}`);
     } finally {
       // Also when an assertion failed: clients left open would keep reconnecting, and the file never ends.
       await Promise.all([rx.client.close(), tx.client.close()]);
