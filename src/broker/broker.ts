@@ -14,7 +14,7 @@
  */
 import type { Config } from '../config/schema.js';
 import { OcsError, type ErrorCode } from '../protocol/errors.js';
-import { ANY_STRATEGIES, NAME_PATTERN, type AnyStrategy } from '../protocol/frames.js';
+import { ANY_STRATEGIES, type AnyStrategy } from '../protocol/frames.js';
 import type { MessageStore, StoreHealth } from '../store/store.js';
 import type { Logger } from '../util/logger.js';
 import { ToBroker, typeOfData } from '../link/records.js';
@@ -23,7 +23,7 @@ import { AckTimers } from './ack-timers.js';
 import { Delivery } from './delivery.js';
 import { serveDlqRequest, type RenderLetters } from './dlq-admin.js';
 import { BrokerGroups } from './groups.js';
-import { checkPri, checkSendOptions, dataJsonOf } from './embedding-checks.js';
+import { checkPublishArgs, checkSendOptions, dataJsonOf } from './embedding-checks.js';
 import { Intake, type Reply } from './intake.js';
 import { Presence } from './presence.js';
 import { MessageIds } from './ids.js';
@@ -238,13 +238,7 @@ export class Broker {
 
   /** Publishes to every online member of `group` (at most once, not stored), like a client `pub`. Throws a TypeError for a bad argument, an OcsError E_TOO_LARGE for data no ring record carries, E_BAD_FRAME for data nested too deep. */
   publish(group: string, data: unknown, options: { pri?: number; from?: string } = {}): string {
-    if (!NAME_PATTERN.test(group)) throw new TypeError(`group must match ${NAME_PATTERN.source}`);
-    const pri = checkPri(options.pri);
-    const from = options.from ?? SERVER_SENDER;
-    if (!NAME_PATTERN.test(from)) throw new TypeError(`from must match ${NAME_PATTERN.source}`);
-    const dataJson = dataJsonOf(data);
-    const over = this.route.oversize(dataJson);
-    if (over !== null) throw new OcsError('E_TOO_LARGE', over);
+    const { pri, from, dataJson } = checkPublishArgs(group, data, options, SERVER_SENDER, (json) => this.route.oversize(json));
     const id = this.ids.nextPubId();
     const dropped = (code: ErrorCode, message: string): void => this.options.log.warn({ code, group }, `publish dropped: ${message}`);
     this.intake.publish(id, from, group, dataJson, pri, typeOfData(data), { ok: () => {}, fail: dropped });

@@ -45,6 +45,28 @@ export function dataJsonOf(data: unknown): string {
   return JSON.stringify(data) ?? 'null';
 }
 
+/**
+ * The embedding API's `publish(group, data, options)` arguments, checked as one: the broker and
+ * a cluster node take the same ones. `oversize` says why the data is too large to carry (null:
+ * it fits); a TypeError for a bad argument, an OcsError for data too deep or too large.
+ */
+export function checkPublishArgs(
+  group: unknown,
+  data: unknown,
+  options: { pri?: unknown; from?: unknown },
+  defaultFrom: string,
+  oversize: (dataJson: string) => string | null,
+): { pri: number; from: string; dataJson: string } {
+  if (typeof group !== 'string' || !NAME_PATTERN.test(group)) throw new TypeError(`group must match ${NAME_PATTERN.source}`);
+  const pri = checkPri(options.pri);
+  const from = options.from ?? defaultFrom;
+  if (typeof from !== 'string' || !NAME_PATTERN.test(from)) throw new TypeError(`from must match ${NAME_PATTERN.source}`);
+  const dataJson = dataJsonOf(data);
+  const over = oversize(dataJson);
+  if (over !== null) throw new OcsError('E_TOO_LARGE', over);
+  return { pri, from, dataJson };
+}
+
 /** Why a send for `at` is refused (further ahead than delivery.max_schedule_ahead seconds), or null. */
 export function scheduleRefusal(at: number, now: number, maxAheadSeconds: number): string | null {
   if (at - now <= maxAheadSeconds * 1000) return null;

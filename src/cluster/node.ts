@@ -12,14 +12,14 @@
  * Group presence, history and their ops: groups.ts.
  */
 import type { BrokerStats, Processor, SendOptions } from '../broker/broker.js';
-import { checkPri, checkSendOptions, dataJsonOf } from '../broker/embedding-checks.js';
+import { checkPublishArgs, checkSendOptions, dataJsonOf } from '../broker/embedding-checks.js';
 import { MessageIds } from '../broker/ids.js';
 import { Processors } from '../broker/processors.js';
 import type { RingShardLink } from '../broker/ring-link.js';
 import type { Config } from '../config/schema.js';
 import { ToBroker, typeOfData } from '../link/records.js';
 import { httpError, OcsError, type ErrorCode } from '../protocol/errors.js';
-import { ANY_STRATEGIES, NAME_PATTERN, type AnyStrategy } from '../protocol/frames.js';
+import { ANY_STRATEGIES, type AnyStrategy } from '../protocol/frames.js';
 import { encodeGroupMsgJson } from '../protocol/json-codec.js';
 import { ClusterStatus, type ClusterState } from '../shared/cluster-state.js';
 import type { StoreHealth } from '../store/store.js';
@@ -200,13 +200,7 @@ export class ClusterNode {
   }
 
   publish(group: string, data: unknown, options: { pri?: number; from?: string } = {}): string {
-    if (!NAME_PATTERN.test(group)) throw new TypeError(`group must match ${NAME_PATTERN.source}`);
-    const pri = checkPri(options.pri);
-    const from = options.from ?? SERVER_SENDER;
-    if (!NAME_PATTERN.test(from)) throw new TypeError(`from must match ${NAME_PATTERN.source}`);
-    const dataJson = dataJsonOf(data);
-    const over = this.messaging.oversize(dataJson);
-    if (over !== null) throw new OcsError('E_TOO_LARGE', over);
+    const { pri, from, dataJson } = checkPublishArgs(group, data, options, SERVER_SENDER, (json) => this.messaging.oversize(json));
     const id = this.ids.nextPubId();
     const dropped = (code: ErrorCode, message: string): void => this.options.log.warn({ code, group }, `publish dropped: ${message}`);
     this.processedPub(id, from, group, dataJson, pri, typeOfData(data), { ok: () => {}, fail: dropped });
