@@ -23,7 +23,7 @@ import { createLogger } from '../src/util/logger.js';
 import type { HttpRequest, HttpResponse, us_socket_context_t } from '../src/util/uws.js';
 import { newConnection, RateLimiter, type Connection, type Socket } from '../src/shard/connection.js';
 import { ConnectionRegistry } from '../src/shard/registry.js';
-import { judge, SLICES, Sweeper, Verdict, type SweepPolicy } from '../src/shard/sweep.js';
+import { judge, MAX_STEPS, STEP_CONNECTIONS, stepsFor, Sweeper, Verdict, type SweepPolicy } from '../src/shard/sweep.js';
 
 describe('subprotocol selection', () => {
   test('a client that offers none gets none (and speaks JSON)', () => {
@@ -336,24 +336,51 @@ describe('the sweep walks the connections in slices', () => {
     } as unknown as Socket;
   }
 
-  test('each step judges 1/SLICES of the connections, so that every connection is judged once per interval', () => {
-    const judged = new Map<number, number>();
-    const sockets = new Set(Array.from({ length: 25 }, (_, i) => fakeSocket(judged, i)));
-    let upkeep = 0;
-    const sweeper = new Sweeper({
+  function sweeperOver(sockets: Set<Socket>, onUpkeep: () => void): Sweeper {
+    return new Sweeper({
       sockets,
       policy: { maxBackpressure: 1000, idleMs: 0, pingMs: 0 },
       intervalMs: 250,
       counters: new Float64Array(64),
       fail: () => assert.fail('nobody is due'),
-      alsoSweep: () => upkeep++,
+      alsoSweep: onUpkeep,
     });
+  }
+
+  test('a walk takes one step per STEP_CONNECTIONS connections, at most MAX_STEPS, so a small shard wakes once per interval', () => {
+    assert.equal(stepsFor(0), 1);
+    assert.equal(stepsFor(STEP_CONNECTIONS), 1);
+    assert.equal(stepsFor(STEP_CONNECTIONS + 1), 2);
+    assert.equal(stepsFor(1_000_000), MAX_STEPS);
+  });
+
+  test('each step judges 1/steps of the connections, so that every connection is judged once per interval', () => {
+    const judged = new Map<number, number>();
+    const count = 3 * STEP_CONNECTIONS - 10; // three steps
+    const sockets = new Set(Array.from({ length: count }, (_, i) => fakeSocket(judged, i)));
+    let upkeep = 0;
+    const sweeper = sweeperOver(sockets, () => upkeep++);
     sweeper.sweepSlice();
-    assert.equal(judged.size, Math.ceil(25 / SLICES), 'one step judges its share, not all');
-    sockets.add(fakeSocket(judged, 99)); // arrives during the walk: reached in the same walk
-    for (let i = 1; i < SLICES; i++) sweeper.sweepSlice();
-    assert.equal(judged.size, 26);
+    assert.equal(judged.size, Math.ceil(count / 3), 'one step judges its share, not all');
+    sockets.add(fakeSocket(judged, -1)); // arrives during the walk: reached in the same walk
+    sweeper.sweepSlice();
+    sweeper.sweepSlice();
+    assert.equal(judged.size, count + 1);
     assert.ok([...judged.values()].every((n) => n === 1), 'nobody twice in one interval');
     assert.equal(upkeep, 1, 'the per-address upkeep runs once per interval');
+    sweeper.sweepSlice();
+    assert.equal(upkeep, 2, 'the fourth step starts the next walk');
+  });
+
+  test('with few connections one step judges them all', () => {
+    const judged = new Map<number, number>();
+    const sockets = new Set(Array.from({ length: 25 }, (_, i) => fakeSocket(judged, i)));
+    let upkeep = 0;
+    const sweeper = sweeperOver(sockets, () => upkeep++);
+    sweeper.sweepSlice();
+    assert.equal(judged.size, 25);
+    sweeper.sweepSlice();
+    assert.ok([...judged.values()].every((n) => n === 2), 'each step is a whole walk');
+    assert.equal(upkeep, 2);
   });
 });

@@ -17,8 +17,12 @@ import type { ThreadReport } from './report.js';
  * the period) straight into the event_loop histogram. Node's monitorEventLoopDelay keeps its
  * own histogram, which cannot be merged: reading it at the 103 percentiles that rebuilt it as
  * an HDR histogram took 0.4-0.9 ms of native calls per report, on every thread's loop.
+ * Why 50 and not 10: a sample is the rest of whatever holds the loop when the timer falls due,
+ * so its distribution does not depend on the period, only the number of samples does (20 a
+ * second per thread). At 10 ms the probes were most of an idle server's wake-ups, each about
+ * 0.25 ms of CPU on our VMs: 3% of a core per thread.
  */
-const PROBE_MS = 10;
+const PROBE_MS = 50;
 
 export class ThreadMetrics implements LatencyRecorder {
   private readonly interval: Histogram[] = LATENCIES.map(() => newHistogram(32));
