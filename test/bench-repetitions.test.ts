@@ -25,6 +25,8 @@ const result = (target: 'baseline' | 'shards1', load: LoadResult): RunResult => 
   shardsReported: 1,
   serverExit: 'code 0',
   serverWarnings: [],
+  hostNoise: [],
+  hostNoisy: false,
   ...load,
 });
 

@@ -48,6 +48,10 @@ describe('benchmarks (smoke)', () => {
         assert.equal(r.parserMismatches, 0, target);
         const gc = r.gc as { run: { isolates: unknown[] } };
         assert.ok(gc.run.isolates.length >= 1, `${target}: no --trace-gc line was read`);
+        const noise = r.hostNoise as { lostPct: number; maxGapMs: number }[];
+        assert.equal(noise.length, 2, `${target}: the host's share of each core is measured before the run`);
+        for (const n of noise) assert.ok(n.lostPct >= 0 && n.lostPct <= 100 && n.maxGapMs >= 0, JSON.stringify(n));
+        assert.equal(typeof r.hostNoisy, 'boolean');
       }
     }
     const summary = report.summary as Array<{ target: string; runs: number; p99Ms: { median: number; n: number }; cpuVsBaseline: unknown }>;

@@ -18,6 +18,7 @@ import { pinningReport, reexecPinnedGenerator } from './lib/pinning.js';
 import { startServer } from '../lib/server-process.js';
 import { fetchServerStats, type ServerStats } from '../loadtest/server-stats.js';
 import { GcTrace } from './lib/gc-trace.js';
+import { isNoisy, measureHostNoise } from './lib/host-noise.js';
 import { ServerProbe } from './lib/server-probe.js';
 import { rotation, summarizeRepetitions, TARGETS, type Repetition, type RunResult } from './lib/repetitions.js';
 
@@ -54,7 +55,8 @@ for (let rep = 0; rep < options.repeat; rep++) {
         ? `[${name}] error: ${r.error}`
         : `[${name}] p99 ${r.latencyMs.p99} ms, max ${r.latencyMs.max} ms, lost ${r.lostDeliveries}, ${r.serverCpu.cpuUsPerDelivery} µs server CPU/delivery` +
             (r.generatorSaturated ? `; generator saturated: ${r.generator.saturatedBecause.join(', ')}` : '') +
-            (r.disturbed ? `; disturbed: other processes used ${r.otherProcessesCores} cores` : ''),
+            (r.disturbed ? `; disturbed: other processes used ${r.otherProcessesCores} cores` : '') +
+            (r.hostNoisy ? `; host took ${r.hostNoise.map((n) => `${n.lostPct}%`).join(' / ')} of the cores' time` : ''),
     );
   }
   repetitions.push(results);
@@ -96,7 +98,7 @@ for (const s of summary) {
   log(
     `${s.target}: p99 ${f(s.p99Ms)} ms (x${f(s.p99VsBaseline)}), max ${f(s.maxMs)} ms (x${f(s.maxVsBaseline)}), ` +
       `cpu ${f(s.cpuUsPerDelivery)} µs (x${f(s.cpuVsBaseline)}), lost ${s.lostDeliveries}, saturated ${s.saturatedRuns}/${s.runs}, ` +
-      `disturbed ${s.disturbedRuns}/${s.runs}` +
+      `disturbed ${s.disturbedRuns}/${s.runs}, host-noisy ${s.hostNoisyRuns}/${s.runs}` +
       (s.eventLoopP99Ms ? `, server event-loop P99 ${f(s.eventLoopP99Ms)} ms` : '') +
       (s.vsShards1?.metricsCpuCost ? `, metrics cost x${f(s.vsShards1.metricsCpuCost)} CPU` : '') +
       (s.vsShards1?.eventLoopP99 ? `, event-loop P99 x${f(s.vsShards1.eventLoopP99)} of shards1's` : '') +
@@ -114,6 +116,8 @@ async function runTarget(name: TargetName, plan: BroadcastPlan, options: CliOpti
     return { target: name, error: (err as Error).message };
   }
   try {
+    // Before the server starts: the probe must not compete with it.
+    const hostNoise = await measureHostNoise([pinning.serverCpu ?? '0', pinning.generatorCpu ?? '1']);
     const gc = new GcTrace(Date.now());
     const server = await startServer(prepared.argv, options.traceGc ? { onLine: (line) => void gc.onLine(line) } : {});
     log(`[${name}] server pid ${server.pid} ready on port ${server.port}`);
@@ -168,6 +172,8 @@ async function runTarget(name: TargetName, plan: BroadcastPlan, options: CliOpti
       serverExit: exit.signal ?? `code ${exit.code}`,
       serverWarnings: server.warnings,
       ringRecordsPerPub,
+      hostNoise,
+      hostNoisy: isNoisy(hostNoise),
       ...load,
       ...(serverProbe ? { server: serverProbe } : {}),
       ...(options.traceGc ? { gc: gcReport(gc, load) } : {}),

@@ -4,6 +4,7 @@
 // ratio to the baseline is taken within one repetition before the median is taken.
 import type { LoadResult } from './broadcast-load-types.js';
 import type { TargetName } from './broadcast-targets.js';
+import type { CoreNoise } from './host-noise.js';
 import type { ServerProbeResult } from './server-probe.js';
 
 /** Targets a real-server target must meet, judged on the medians (issue 10's figures). */
@@ -19,7 +20,7 @@ export const TARGETS = {
 };
 
 export type RunResult =
-  | ({ target: TargetName; shardsRequested: number; shardsReported: unknown; serverExit: string; serverWarnings: string[]; ringRecordsPerPub?: number | null; gc?: unknown; server?: ServerProbeResult } & LoadResult)
+  | ({ target: TargetName; shardsRequested: number; shardsReported: unknown; serverExit: string; serverWarnings: string[]; ringRecordsPerPub?: number | null; hostNoise: CoreNoise[]; hostNoisy: boolean; gc?: unknown; server?: ServerProbeResult } & LoadResult)
   | { target: TargetName; error: string };
 
 export type Repetition = Partial<Record<TargetName, RunResult>>;
@@ -63,6 +64,8 @@ export interface TargetSummary {
   saturatedRuns: number;
   /** Repetitions during which other processes used the CPUs. */
   disturbedRuns: number;
+  /** Repetitions before which the host took more than NOISY_PCT of a core's time (host-noise.ts). */
+  hostNoisyRuns: number;
   checks: Record<string, boolean | null>;
   pass: boolean;
 }
@@ -133,6 +136,7 @@ export function summarizeRepetitions(targets: readonly TargetName[], repetitions
       lostDeliveries: ok.reduce((sum, r) => sum + r.lostDeliveries, 0),
       saturatedRuns: ok.filter((r) => r.generatorSaturated).length,
       disturbedRuns: ok.filter((r) => r.disturbed).length,
+      hostNoisyRuns: ok.filter((r) => r.hostNoisy).length,
     };
     const cpuLimit = TARGETS.maxCpuVsBaseline[target];
     // null: not applicable (the baseline) or not measured (no baseline in the run).
