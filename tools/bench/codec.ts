@@ -7,6 +7,7 @@
 // Usage: npm run bench:codec -- [--repeats 3] [--duration 3] [--parts frames,wire,offload]
 //        [--sizes 128,4096,65536] [--payload prose|thread] [--fanout 20]
 //        [--offload-sizes 4096,16384,32768,65536,131072] [--offload-bytes-per-s 2000000] [--json-out FILE]
+//        [--encodings json,json+deflate,msgpack,msgpack+lz4] [--server-node-args "--cpu-prof --cpu-prof-dir=DIR"]
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -41,6 +42,8 @@ const { values } = parseArgs({
     'offload-bytes-per-s': { type: 'string', default: '2000000' },
     'small-rate': { type: 'string', default: '200' },
     'json-out': { type: 'string' },
+    encodings: { type: 'string', default: ENCODINGS.join(',') },
+    'server-node-args': { type: 'string', default: '' },
   },
 });
 const repeats = Number(values.repeats);
@@ -53,6 +56,10 @@ const fanout = Number(values.fanout);
 const offloadSizes = list(values['offload-sizes']!);
 const offloadBytesPerS = Number(values['offload-bytes-per-s']);
 const smallRate = Number(values['small-rate']);
+const encodings = values.encodings!.split(',') as Encoding[];
+for (const e of encodings) if (!ENCODINGS.includes(e)) throw new Error(`--encodings: some of ${ENCODINGS.join(', ')}`);
+/** More node options for every server, e.g. --cpu-prof (a profile per thread, the shards' too). */
+const serverNodeArgs = values['server-node-args']!.split(' ').filter(Boolean);
 
 /** Publications per second at each size: enough deliveries to measure, not so many that this generator saturates. */
 const rateFor = (size: number): number => (size <= 1024 ? 500 : size <= 8192 ? 200 : 20);
@@ -73,7 +80,7 @@ async function withServer<T>(config: ConfigTree, work: (server: ServerProcess) =
   // logging info: startServer waits for the "ready" line.
   const file = writeConfigFile(harnessConfig({ ...config, store: { data_dir: dataDir, sync: 'none' }, logging: { level: 'info' } }));
   try {
-    const server = await startServer([process.execPath, SERVER_MAIN, '--config', file.file]);
+    const server = await startServer([process.execPath, ...serverNodeArgs, SERVER_MAIN, '--config', file.file]);
     try {
       return await work(server);
     } finally {
@@ -90,7 +97,7 @@ async function main(): Promise<void> {
   const report: Record<string, unknown> = {
     benchmark: 'codec',
     startedAt,
-    config: { repeats, durationS, payload, sizes, fanout, offloadSizes, offloadBytesPerS, smallRate, lz4Threshold: 1024 },
+    config: { repeats, durationS, payload, sizes, encodings, serverNodeArgs, fanout, offloadSizes, offloadBytesPerS, smallRate, lz4Threshold: 1024 },
     environment: { node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model ?? '' },
     targets: TARGETS,
   };
@@ -106,10 +113,11 @@ async function main(): Promise<void> {
     const key = (e: Encoding, size: number, f: number): string => `${e}|${size}|${f}`;
     for (let r = 0; r < repeats; r++) {
       for (const compression of [false, true]) {
+        if (!encodings.some((e) => needsCompression(e) === compression)) continue;
         await withServer(
           { websocket: { server: { shards: 1, max_payload: 256 * 1024 }, groups: { require_membership: false }, performance: { enable_compression: compression } } },
           async (server) => {
-            for (const encoding of ENCODINGS.filter((e) => needsCompression(e) === compression)) {
+            for (const encoding of encodings.filter((e) => needsCompression(e) === compression)) {
               for (const size of sizes) {
                 for (const f of [1, fanout]) {
                   const run = await wireRun({ port: server.port, serverPid: server.pid, encoding, payload, size, fanout: f, rate: rateFor(size), durationS, tag: `${r}-${encoding}-${size}-${f}` });
@@ -123,7 +131,7 @@ async function main(): Promise<void> {
       }
     }
     const wire = sizes.flatMap((size) =>
-      ENCODINGS.map((encoding) => {
+      encodings.map((encoding) => {
         const single = runs.get(key(encoding, size, 1)) ?? [];
         const fan = runs.get(key(encoding, size, fanout)) ?? [];
         return {
