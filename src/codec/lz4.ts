@@ -4,11 +4,19 @@
  * browser client inflates with src/protocol/lz4-block.ts instead.
  */
 import lz4 from 'lz4-napi';
+import { deflateHC } from '../protocol/lz4-encode.js';
 import type { Deflate, Inflate } from '../protocol/wire.js';
 
 const asBuffer = (bytes: Uint8Array): Buffer => (Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
 
 export const deflateLz4: Deflate = (body) => lz4.compressSync(asBuffer(body));
+
+/**
+ * High compression, for a frame sent to many: lz4-napi has no HC mode (it wraps lz4_flex),
+ * so this is the protocol's own TypeScript encoder (src/protocol/lz4-encode.ts); its blocks
+ * are ordinary LZ4, which lz4-napi and every other block decoder read.
+ */
+export const deflateLz4HC: Deflate = deflateHC;
 
 /**
  * lz4-napi allocates whatever the prefix claims: src/protocol/wire.ts calls this only after

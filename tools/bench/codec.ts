@@ -117,8 +117,11 @@ async function main(): Promise<void> {
         await withServer(
           { websocket: { server: { shards: 1, max_payload: 256 * 1024 }, groups: { require_membership: false }, performance: { enable_compression: compression } } },
           async (server) => {
-            for (const encoding of encodings.filter((e) => needsCompression(e) === compression)) {
-              for (const size of sizes) {
+            // Rotated each repeat, so that neither encoding always runs first on a fresh server.
+            const these = encodings.filter((e) => needsCompression(e) === compression);
+            const order = these.map((_, i) => these[(i + r) % these.length]!);
+            for (const size of sizes) {
+              for (const encoding of order) {
                 for (const f of [1, fanout]) {
                   const run = await wireRun({ port: server.port, serverPid: server.pid, encoding, payload, size, fanout: f, rate: rateFor(size), durationS, tag: `${r}-${encoding}-${size}-${f}` });
                   log(`wire ${r + 1}/${repeats} ${encoding} ${size} B x${f}: ${run.bytesPerDelivery} B/delivery, ${run.cpuUsPerDelivery} µs CPU/delivery, ${run.cpuUsPerPub} µs/pub, lost ${run.lost}`);
@@ -152,9 +155,20 @@ async function main(): Promise<void> {
     const lz4k = at('msgpack+lz4', 4096);
     const json128 = at('json', 128);
     const mp128 = at('msgpack', 128);
+    // Within one repeat JSON and msgpack ran on the same server minutes apart: their ratio,
+    // taken per repeat, cancels much of what the machine's load does to both.
+    const pairedCpu = (size: number, f: number): Spread | null => {
+      const json = runs.get(key('json', size, f)) ?? [];
+      const mp = runs.get(key('msgpack', size, f)) ?? [];
+      if (json.length === 0 || json.length !== mp.length) return null;
+      return spread(mp.map((m, i) => round(m.cpuUsPerDelivery / json[i]!.cpuUsPerDelivery, 3)));
+    };
     report.wireChecks = {
       bytesRatioAt4k: json4k && lz4k ? round(json4k.bytesPerDelivery.median / lz4k.bytesPerDelivery.median, 2) : null,
       cpuRatioAt128: json128 && mp128 ? round(mp128.cpuUsPerDelivery.median / json128.cpuUsPerDelivery.median, 2) : null,
+      /** msgpack ÷ JSON CPU per delivery at 128 B, each repeat's ratio (fan-out runs), and per pub (one-subscriber runs). */
+      cpuRatioAt128PerRepeat: pairedCpu(128, fanout),
+      cpuRatioAt128PerPubPerRepeat: pairedCpu(128, 1),
     };
   }
 
