@@ -12,7 +12,7 @@ import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import lz4 from 'lz4-napi';
 import { Codec } from '../src/codec/codec.js';
-import { deflateLz4, deflateLz4HC, inflateLz4 } from '../src/codec/lz4.js';
+import { deflateLz4, deflateLz4HC, deflateLz4Many, HC_MAX_BYTES, inflateLz4 } from '../src/codec/lz4.js';
 import { inflateBlock, inflateJs } from '../src/protocol/lz4-block.js';
 import { compressBlock, compressBlockHC, deflateHC, deflateJs } from '../src/protocol/lz4-encode.js';
 import { readFrame } from '../src/protocol/msgpack-codec.js';
@@ -108,9 +108,13 @@ describe('where the server uses it: a frame compressed once for many recipients'
   const codec = new Codec({ compression: true, lz4Threshold: 1024, hcMinRecipients: 3, offloadThreshold: 1 << 20, poolSize: 0, queueLimit: 1 });
   const data = { text: new TextDecoder().decode(chat(4000, 2)) };
 
-  test('deflateFor: lz4-napi below hcMinRecipients, high compression from it on; none with compression off or 0', () => {
+  test('deflateFor: lz4-napi below hcMinRecipients, high compression from it on (up to HC_MAX_BYTES); none with compression off or 0', () => {
     assert.equal(codec.deflateFor(2), deflateLz4);
-    assert.equal(codec.deflateFor(3), deflateLz4HC);
+    assert.equal(codec.deflateFor(3), deflateLz4Many);
+    const small = chat(HC_MAX_BYTES, 4);
+    const large = chat(HC_MAX_BYTES + 1, 4);
+    assert.deepEqual(deflateLz4Many(small), deflateLz4HC(small));
+    assert.deepEqual(deflateLz4Many(large), deflateLz4(large), 'above it, a stall of the loop: the fast mode');
     assert.equal(new Codec({ compression: false, lz4Threshold: 1024, hcMinRecipients: 3, offloadThreshold: 1, poolSize: 0, queueLimit: 1 }).deflateFor(100), null);
     assert.equal(new Codec({ compression: true, lz4Threshold: 1024, hcMinRecipients: 0, offloadThreshold: 1, poolSize: 0, queueLimit: 1 }).deflateFor(1e6), deflateLz4);
   });

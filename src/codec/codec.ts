@@ -6,7 +6,7 @@
 import { renderDeadLetters } from '../broker/dead-letter-view.js';
 import type { Deflate } from '../protocol/wire.js';
 import type { DeadLetter } from '../store/messages.js';
-import { deflateLz4, deflateLz4HC } from './lz4.js';
+import { deflateLz4, deflateLz4Many } from './lz4.js';
 import { CodecPool } from './pool.js';
 import { runTask, transcode, type CodecTask, type PrepareResult, type PrepareTask } from './tasks.js';
 
@@ -47,11 +47,12 @@ export class Codec {
 
   /**
    * The LZ4 for a frame compressed once and sent to `recipients` connections: high
-   * compression from hcMinRecipients on (its CPU is spent once, its bytes saved per recipient).
+   * compression (up to HC_MAX_BYTES) from hcMinRecipients on: its CPU is spent once, its bytes
+   * saved per recipient.
    */
   deflateFor(recipients: number): Deflate | null {
     if (this.deflate === null) return null;
-    return this.hcMinRecipients > 0 && recipients >= this.hcMinRecipients ? deflateLz4HC : this.deflate;
+    return this.hcMinRecipients > 0 && recipients >= this.hcMinRecipients ? deflateLz4Many : this.deflate;
   }
 
   /** Whether work on `bytes` bytes goes to the pool now (false when small, or the pool is full). */

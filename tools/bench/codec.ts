@@ -124,7 +124,7 @@ async function main(): Promise<void> {
               for (const encoding of order) {
                 for (const f of [1, fanout]) {
                   const run = await wireRun({ port: server.port, serverPid: server.pid, encoding, payload, size, fanout: f, rate: rateFor(size), durationS, tag: `${r}-${encoding}-${size}-${f}` });
-                  log(`wire ${r + 1}/${repeats} ${encoding} ${size} B x${f}: ${run.bytesPerDelivery} B/delivery, ${run.cpuUsPerDelivery} µs CPU/delivery, ${run.cpuUsPerPub} µs/pub, lost ${run.lost}`);
+                  log(`wire ${r + 1}/${repeats} ${encoding} ${size} B x${f}: ${run.bytesPerDelivery} B/delivery, ${run.cpuUsPerDelivery} µs CPU/delivery (${run.userUsPerDelivery} user), ${run.cpuUsPerPub} µs/pub, lost ${run.lost}`);
                   runs.set(key(encoding, size, f), [...(runs.get(key(encoding, size, f)) ?? []), run]);
                 }
               }
@@ -145,6 +145,7 @@ async function main(): Promise<void> {
           // Per published message: the one-subscriber runs (one delivery each); per delivery: the fan-out runs.
           cpuUsPerPub: spread(single.map((x) => x.cpuUsPerPub)),
           cpuUsPerDelivery: spread(fan.map((x) => x.cpuUsPerDelivery)),
+          userUsPerDelivery: spread(fan.map((x) => x.userUsPerDelivery)),
           lost: [...single, ...fan].reduce((sum, x) => sum + x.lost, 0),
         };
       }),
@@ -157,11 +158,11 @@ async function main(): Promise<void> {
     const mp128 = at('msgpack', 128);
     // Within one repeat JSON and msgpack ran on the same server minutes apart: their ratio,
     // taken per repeat, cancels much of what the machine's load does to both.
-    const pairedCpu = (size: number, f: number): Spread | null => {
+    const pairedCpu = (size: number, f: number, field: 'cpuUsPerDelivery' | 'userUsPerDelivery' = 'cpuUsPerDelivery'): Spread | null => {
       const json = runs.get(key('json', size, f)) ?? [];
       const mp = runs.get(key('msgpack', size, f)) ?? [];
       if (json.length === 0 || json.length !== mp.length) return null;
-      return spread(mp.map((m, i) => round(m.cpuUsPerDelivery / json[i]!.cpuUsPerDelivery, 3)));
+      return spread(mp.map((m, i) => round(m[field] / json[i]![field], 3)));
     };
     report.wireChecks = {
       bytesRatioAt4k: json4k && lz4k ? round(json4k.bytesPerDelivery.median / lz4k.bytesPerDelivery.median, 2) : null,
@@ -169,6 +170,8 @@ async function main(): Promise<void> {
       /** msgpack ÷ JSON CPU per delivery at 128 B, each repeat's ratio (fan-out runs), and per pub (one-subscriber runs). */
       cpuRatioAt128PerRepeat: pairedCpu(128, fanout),
       cpuRatioAt128PerPubPerRepeat: pairedCpu(128, 1),
+      /** The same, user-mode CPU only: the server's own code, without the kernel's socket work. */
+      userCpuRatioAt128PerRepeat: pairedCpu(128, fanout, 'userUsPerDelivery'),
     };
   }
 
