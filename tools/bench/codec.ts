@@ -14,7 +14,7 @@ import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { SERVER_MAIN, startServer, type ServerProcess } from '../lib/server-process.js';
 import { harnessConfig, writeConfigFile, type ConfigTree } from '../lib/server-config.js';
-import { ENCODINGS, needsCompression, type Encoding } from './lib/codec-client.js';
+import { ENCODINGS, serverPerformance, type Encoding } from './lib/codec-client.js';
 import { frameFigures, median, offloadRun, round, wireRun, type OffloadRun, type WireRun } from './lib/codec-runs.js';
 import type { PayloadKind } from './lib/chat-text.js';
 
@@ -112,13 +112,14 @@ async function main(): Promise<void> {
     const runs = new Map<string, WireRun[]>();
     const key = (e: Encoding, size: number, f: number): string => `${e}|${size}|${f}`;
     for (let r = 0; r < repeats; r++) {
-      for (const compression of [false, true]) {
-        if (!encodings.some((e) => needsCompression(e) === compression)) continue;
+      // One server per distinct setting (compression off; on; on with LZ4 HC for every group message).
+      const settings = [...new Set(encodings.map((e) => JSON.stringify(serverPerformance(e))))];
+      for (const setting of settings) {
         await withServer(
-          { websocket: { server: { shards: 1, max_payload: 256 * 1024 }, groups: { require_membership: false }, performance: { enable_compression: compression } } },
+          { websocket: { server: { shards: 1, max_payload: 256 * 1024 }, groups: { require_membership: false }, performance: JSON.parse(setting) as ConfigTree } },
           async (server) => {
             // Rotated each repeat, so that neither encoding always runs first on a fresh server.
-            const these = encodings.filter((e) => needsCompression(e) === compression);
+            const these = encodings.filter((e) => JSON.stringify(serverPerformance(e)) === setting);
             const order = these.map((_, i) => these[(i + r) % these.length]!);
             for (const size of sizes) {
               for (const encoding of order) {
@@ -154,6 +155,7 @@ async function main(): Promise<void> {
     const at = (encoding: Encoding, size: number) => wire.find((w) => w.encoding === encoding && w.size === size);
     const json4k = at('json', 4096);
     const lz4k = at('msgpack+lz4', 4096);
+    const hc4k = at('msgpack+lz4hc', 4096);
     const json128 = at('json', 128);
     const mp128 = at('msgpack', 128);
     // Within one repeat JSON and msgpack ran on the same server minutes apart: their ratio,
@@ -166,6 +168,7 @@ async function main(): Promise<void> {
     };
     report.wireChecks = {
       bytesRatioAt4k: json4k && lz4k ? round(json4k.bytesPerDelivery.median / lz4k.bytesPerDelivery.median, 2) : null,
+      bytesRatioAt4kHC: json4k && hc4k ? round(json4k.bytesPerDelivery.median / hc4k.bytesPerDelivery.median, 2) : null,
       cpuRatioAt128: json128 && mp128 ? round(mp128.cpuUsPerDelivery.median / json128.cpuUsPerDelivery.median, 2) : null,
       /** msgpack ÷ JSON CPU per delivery at 128 B, each repeat's ratio (fan-out runs), and per pub (one-subscriber runs). */
       cpuRatioAt128PerRepeat: pairedCpu(128, fanout),
