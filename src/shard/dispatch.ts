@@ -299,7 +299,7 @@ export class Dispatcher {
     const message = Broadcast.of(codec, id, conn.user!, group, data, pri, Date.now());
     this.counters[Counter.pubs]!++;
     if (groups.publish(group, message) > 0) this.options.latency.since(Latency.pub, this.receivedAt);
-    cross.forwardPub(group, ringPayload(message, this.options.binary.elsewhere()), this.receivedAt);
+    cross.forwardPub(group, () => ringPayload(message, this.options.binary.elsewhere()), this.receivedAt);
     const cluster = this.options.cluster;
     if (cluster !== null) {
       // Delivered on this node; without Redis the other nodes cannot have it, and the publisher is told so.
