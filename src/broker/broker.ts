@@ -70,7 +70,7 @@ export interface BrokerOptions {
   link: ShardLink;
   /** Tell every shard which `data.type` values must detour through the broker. */
   publishProcessorTypes(types: string[]): void;
-  /** Where the ack latency (delivered → acknowledged) is recorded. */
+  /** Where the ack latency (delivered → acknowledged) and the commit latency (received → committed) are recorded. */
   latency?: LatencyRecorder;
   /** The store turned unwritable or writable again (after the broker has logged it). */
   storeHealthChanged?(health: Readonly<StoreHealth>): void;
@@ -148,6 +148,7 @@ export class Broker {
       unsaved,
       counters,
       log,
+      ...(options.latency ? { latency: options.latency } : {}),
       unlink,
       deadLetter,
     });
@@ -277,12 +278,12 @@ export class Broker {
     try {
       switch (kind) {
         case ToBroker.SEND: {
-          const [sid, ref, from, to, data, pri, at, type] = f as [string, string | null, string, string, string, number, number, string | null];
-          return this.intake.accept({ target: `u:${to}`, from, group: null, data, pri, at, strategy: null }, type, this.replyTo(shard, sid, ref), true);
+          const [sid, ref, from, to, data, pri, at, type, receivedAt] = f as [string, string | null, string, string, string, number, number, string | null, number | undefined];
+          return this.intake.accept({ target: `u:${to}`, from, group: null, data, pri, at, strategy: null }, type, this.replyTo(shard, sid, ref), true, receivedAt);
         }
         case ToBroker.ANY: {
-          const [sid, ref, from, group, data, pri, strategy, type] = f as [string, string | null, string, string, string, number, string | null, string | null];
-          return this.intake.accept({ target: `g:${group}`, from, group, data, pri, at: 0, strategy }, type, this.replyTo(shard, sid, ref), true);
+          const [sid, ref, from, group, data, pri, strategy, type, receivedAt] = f as [string, string | null, string, string, string, number, string | null, string | null, number | undefined];
+          return this.intake.accept({ target: `g:${group}`, from, group, data, pri, at: 0, strategy }, type, this.replyTo(shard, sid, ref), true, receivedAt);
         }
         case ToBroker.ACK: {
           const [sid, user, id] = f as [string, string, string];

@@ -9,6 +9,7 @@
  */
 import type { Config } from '../config/schema.js';
 import { epochMs } from '../metrics/clock.js';
+import { Latency, type LatencyRecorder } from '../metrics/latencies.js';
 import { OcsError, type ErrorCode } from '../protocol/errors.js';
 import { encodeGroupMsgJson } from '../protocol/json-codec.js';
 import { metaOf, type DeadLetter, type StoredMessage } from '../store/messages.js';
@@ -42,6 +43,8 @@ export interface IntakeParts {
   unsaved: UnsavedWrites;
   counters: BrokerStats;
   log: Logger;
+  /** Where the commit latency (received → store commit) is recorded. */
+  latency?: LatencyRecorder;
   /** Moves a stored message to the dead-letter queue (and out of memory). */
   deadLetter(entry: Entry, reason: string): void;
   unlink(entry: Entry): void;
@@ -53,16 +56,18 @@ export class Intake {
   /**
    * Refuses what cannot be stored (an `at` too far ahead, an unwritable store), runs the
    * processor for `type` if there is one, then stores and routes the message. `fromClient`:
-   * the sender's limit (delivery.max_stored_per_sender) applies.
+   * the sender's limit (delivery.max_stored_per_sender) applies. `receivedAt`: when its shard got
+   * the frame (epochMs()), for the commit latency; 0 or absent: from now (the embedding API).
    */
-  accept(incoming: Incoming, type: string | null, reply: Reply, fromClient: boolean): void {
+  accept(incoming: Incoming, type: string | null, reply: Reply, fromClient: boolean, receivedAt = 0): void {
+    if (!(receivedAt > 0)) receivedAt = epochMs();
     const { processors, ids } = this.parts;
     const tooFar = scheduleRefusal(incoming.at, Date.now(), this.parts.delivery.max_schedule_ahead);
     if (tooFar !== null) return reply.fail('E_BAD_FRAME', tooFar);
     if (!this.parts.store.health.writable) return this.refuseUnwritable(reply);
-    if (!processors.has(type)) return this.store(incoming, reply, fromClient);
+    if (!processors.has(type)) return this.store(incoming, reply, fromClient, receivedAt);
     processors.run(type, incoming, {
-      pass: (data, pri) => this.store({ ...incoming, data, pri }, reply, fromClient),
+      pass: (data, pri) => this.store({ ...incoming, data, pri }, reply, fromClient, receivedAt),
       drop: () => reply.ok(ids.nextPubId()), // accepted, not stored
       fail: (reason) => this.processorFailed(type, reason, incoming, reply),
     });
@@ -120,7 +125,7 @@ export class Intake {
     return m.id;
   }
 
-  private store(incoming: Incoming, reply: Reply, fromClient: boolean): void {
+  private store(incoming: Incoming, reply: Reply, fromClient: boolean, receivedAt: number): void {
     const { store, queues, ids, counters } = this.parts;
     const over = this.parts.route.oversize(incoming.data);
     if (over !== null) return reply.fail('E_TOO_LARGE', over);
@@ -139,6 +144,7 @@ export class Intake {
         this.parts.unlink(entry);
         return this.refuseUnwritable(reply);
       }
+      this.parts.latency?.since(Latency.commit, receivedAt);
       reply.ok(m.id);
       if (!queues.has(m.id)) return;
       if (m.at > Date.now()) {

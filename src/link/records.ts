@@ -10,9 +10,12 @@ import { Packr } from 'msgpackr';
 
 /** Shard -> broker. */
 export const ToBroker = {
-  /** [sid, ref|null, from, to, dataJson, pri, at(0 = now), type|null] */
+  /**
+   * [sid, ref|null, from, to, dataJson, pri, at(0 = now), type|null, receivedAt?]
+   * receivedAt: epochMs() when the shard got the frame (the commit and send latencies).
+   */
   SEND: 1,
-  /** [sid, ref|null, from, group, dataJson, pri, strategy|null, type|null] */
+  /** [sid, ref|null, from, group, dataJson, pri, strategy|null, type|null, receivedAt?] */
   ANY: 2,
   /** [sid, user, id] */
   ACK: 3,
