@@ -9,8 +9,10 @@
  * API), unsaved-writes.ts (writes made again once a full disk has room). Shards are reached
  * through a ShardLink (ring-link.ts in the server, a recorder in tests).
  *
- * A message is acknowledged to its sender only once its store write is committed, and is
- * delivered only after that too: whoever sees a message can rely on it surviving a restart.
+ * A message is acknowledged to its sender only once its store write is committed: an
+ * acknowledged message survives a restart. A message for now is delivered to an online
+ * recipient while that commit runs (intake.ts), so its latency is not the disk's: should the
+ * commit fail, the recipient may have a message its sender was told is not stored.
  */
 import type { Config } from '../config/schema.js';
 import { OcsError, type ErrorCode } from '../protocol/errors.js';
@@ -367,10 +369,17 @@ export class Broker {
   }
 
   private deadLetter(entry: Entry, reason: string): void {
-    this.counters.dead_lettered++;
+    const storing = entry.storing;
     this.unlink(entry);
     const m = entry.m;
-    void this.unsaved.write(() => this.store.deadLetter(m, reason));
+    const write = (): void => {
+      this.counters.dead_lettered++;
+      void this.unsaved.write(() => this.store.deadLetter(m, reason));
+    };
+    // Delivered while its commit runs, and dead-lettered before it ends (an ack deadline shorter
+    // than a slow commit): the letter is made from what was stored, once it is; none if it never is.
+    if (storing === null) write();
+    else void storing.then((stored) => void (stored && write()));
   }
 
   private unlink(entry: Entry): void {

@@ -112,7 +112,10 @@ export class Intake {
     if (refusal !== null) throw new OcsError('E_QUEUE_FULL', `not requeued: ${refusal}`);
     const entry = newEntry(meta, State.STORING, m.data);
     queues.insert(entry);
-    if (!(await store.put(m))) {
+    entry.storing = store.put(m);
+    const stored = await entry.storing;
+    entry.storing = null;
+    if (!stored) {
       this.parts.unlink(entry);
       throw new OcsError('E_STORE_UNAVAILABLE', this.unwritable('not requeued'));
     }
@@ -139,25 +142,43 @@ export class Intake {
     const entry = newEntry(meta, State.STORING, m.data);
     queues.insert(entry);
     counters.accepted++;
-    this.afterWrite(store.put(m), reply, (stored) => {
+    const write = (entry.storing = store.put(m));
+    // A message for now goes out at once, while its commit runs: the commit (an fsync with
+    // store.sync full) is most of a send's latency, and its tail on a busy disk reaches
+    // hundreds of ms. The sender's ack still waits for the commit. Not when the store refused
+    // the write already (no room: put() turned it unwritable before returning).
+    if (!(m.at > Date.now()) && store.health.writable) this.deliverNow(entry, receivedAt);
+    this.afterWrite(write, reply, (stored) => {
+      entry.storing = null;
       if (!stored) {
+        // Out of memory (and out of its holder's in-flight count). A recipient that got it
+        // already keeps it, while its sender is told it was not stored (docs/messaging.md).
         this.parts.unlink(entry);
         return this.refuseUnwritable(reply);
       }
       this.parts.latency?.since(Latency.commit, receivedAt);
       reply.ok(m.id);
-      if (!queues.has(m.id)) return;
+      if (!queues.has(m.id)) return; // acknowledged (or dead-lettered) before its commit
+      if (entry.state !== State.STORING) {
+        entry.body = null; // delivered or parked already: from now on the store gives its data back
+        return;
+      }
       if (m.at > Date.now()) {
         entry.state = State.SCHEDULED;
         entry.body = null;
         this.parts.timers.scheduleAt(entry, m.at);
         this.parts.timers.arm();
       } else {
-        entry.state = State.WAITING;
-        entry.readyAt = epochMs();
-        this.parts.route.route(entry);
+        this.deliverNow(entry, 0); // its `at` passed during the commit
       }
     });
+  }
+
+  /** Routes `entry` now: to its recipient, or parked. `receivedAt` (epochMs(); 0: none) starts its send latency. */
+  private deliverNow(entry: Entry, receivedAt: number): void {
+    entry.state = State.WAITING;
+    entry.readyAt = receivedAt;
+    this.parts.route.route(entry);
   }
 
   /**
