@@ -11,7 +11,7 @@ export type LatencyKind = (typeof Latency)[LatencyName];
 /** What each one measures: the HELP of its Prometheus histogram and the README's table. */
 export const LATENCY_HELP: Record<LatencyName, string> = {
   pub: 'From a pub frame received to its deliveries handed to uWS, once per pub on each shard with subscribers (the ring hop included)',
-  send: 'From a send/any message committed to the store to its delivery handed to uWS, for messages routed at once (not backlogs or redeliveries)',
+  send: 'From a send/any frame received by its shard to its delivery handed to uWS (in parallel with its store commit), for messages routed at once (not backlogs or redeliveries)',
   ack: 'From a stored message handed to a shard for delivery to the recipient acknowledging it',
   ping: "Round trip of the server's WebSocket pings to its clients",
   event_loop: 'Event-loop delay of every thread (primary and shards), beyond the sampling timer',

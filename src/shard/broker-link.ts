@@ -46,7 +46,7 @@ export interface BrokerLinkOptions {
   groupOps?: Pick<GroupOps, 'joined' | 'left' | 'livePub'>;
   counters: Float64Array;
   fail: Fail;
-  /** Where the send latency (store commit → handed to uWS) is recorded. */
+  /** Where the send latency (frame in → handed to uWS) is recorded. */
   latency: LatencyRecorder;
   /** A connection's `welcome` was just sent (corked): what it sent meanwhile may be handled now. */
   welcomed(ws: Socket): void;

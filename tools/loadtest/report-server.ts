@@ -22,7 +22,7 @@ export interface LatencyRow {
 /** What each server latency measures, for the row label (src/metrics/latencies.ts). */
 const SERVER_ROWS: ReadonlyArray<[string, string]> = [
   ['pub', 'pub: frame in → handed to uWS, each shard'],
-  ['send', 'send: stored → handed to uWS'],
+  ['send', 'send: frame in → handed to uWS'],
   ['commit', 'send: frame in → store commit (sender ack)'],
   ['ack', 'ack: delivered → ack in'],
   ['ping', "ping: the server's WebSocket ping RTT"],
