@@ -88,26 +88,7 @@ export class GroupRequests {
 
   /** The messages after `since` as `msg` frames (one message) or `batch` frames, each fitting a ring record. */
   private replayFrames(log: GroupLog, since: number): string[] {
-    const { batchSize, link } = this.options;
-    const { frames: msgs } = log.range(since, Infinity, Infinity);
-    if (msgs.length === 1) return msgs;
-    const frames: string[] = [];
-    // `{"op":"batch","msgs":[` and `]}`, and a comma per frame: within FRAME_RECORD_OVERHEAD's slack.
-    const maxBytes = link.maxFrameBytes - 64;
-    let batch: string[] = [];
-    let bytes = 0;
-    for (const msg of msgs) {
-      const size = Buffer.byteLength(msg) + 1;
-      if (batch.length > 0 && (batch.length >= batchSize || bytes + size > maxBytes)) {
-        frames.push(encodeBatch(batch));
-        batch = [];
-        bytes = 0;
-      }
-      batch.push(msg);
-      bytes += size;
-    }
-    if (batch.length > 0) frames.push(encodeBatch(batch));
-    return frames;
+    return replayFrames(log.range(since, Infinity, Infinity).frames, this.options.batchSize, this.options.link.maxFrameBytes);
   }
 
   /** One page of `history`: the messages after `since`, at most `limit` and max_replay_bytes (and what one ring record carries). */
@@ -120,4 +101,30 @@ export class GroupRequests {
     const { frames, more } = log.range(since, Math.min(limit > 0 ? limit : maxPage, maxPage), maxBytes);
     link.reply(shard, sid, encodeHistoryPage(group, ref ?? undefined, frames, log.top, log.epoch, more));
   }
+}
+
+/**
+ * `msgs` (complete `msg` frames, in order) as a replay: the one frame, or `batch` frames of at
+ * most `batchSize` messages, each fitting a ring record of `maxFrameBytes` (cluster mode's
+ * replays from Redis too: src/cluster/history.ts).
+ */
+export function replayFrames(msgs: readonly string[], batchSize: number, maxFrameBytes: number): string[] {
+  if (msgs.length <= 1) return [...msgs];
+  const frames: string[] = [];
+  // `{"op":"batch","msgs":[` and `]}`, and a comma per frame: within FRAME_RECORD_OVERHEAD's slack.
+  const maxBytes = maxFrameBytes - 64;
+  let batch: string[] = [];
+  let bytes = 0;
+  for (const msg of msgs) {
+    const size = Buffer.byteLength(msg) + 1;
+    if (batch.length > 0 && (batch.length >= batchSize || bytes + size > maxBytes)) {
+      frames.push(encodeBatch(batch));
+      batch = [];
+      bytes = 0;
+    }
+    batch.push(msg);
+    bytes += size;
+  }
+  if (batch.length > 0) frames.push(encodeBatch(batch));
+  return frames;
 }
