@@ -17,17 +17,19 @@
  * Without Redis a node can neither number a history group's messages nor answer its joins:
  * pubs, joins and `history` of such groups get E_CLUSTER_UNAVAILABLE meanwhile.
  */
-import { replayFrames } from '../broker/group-requests.js';
 import type { ShardLink } from '../broker/shard-link.js';
 import type { Config } from '../config/schema.js';
 import type { ErrorCode } from '../protocol/errors.js';
+import { batchFrames } from '../protocol/json-codec.js';
 import { encodeHistoryMsgHead, encodeHistoryPage } from '../protocol/json-group-frames.js';
 import { HistoryPatterns, type HistoryRule } from '../shared/history-patterns.js';
 import { newEpoch } from '../store/history-store.js';
 import type { Logger } from '../util/logger.js';
 import { HISTORY_APPEND, HISTORY_JOIN, HISTORY_PAGE } from './history-scripts.js';
 import type { Keys } from './keys.js';
+import type { Reply } from './messaging.js';
 import type { ScriptRunner } from './scripts.js';
+import type { ClusterStats } from './stats.js';
 
 export interface ClusterHistoryOptions {
   config: Config;
@@ -36,6 +38,7 @@ export interface ClusterHistoryOptions {
   node: string;
   link: ShardLink;
   log: Logger;
+  stats: ClusterStats;
   up(): boolean;
 }
 
@@ -50,11 +53,15 @@ interface PendingJoin {
 }
 
 const UNAVAILABLE = 'group history is kept in Redis, which is unreachable';
+const NOT_NUMBERED = 'a group that keeps history is numbered in Redis, which is unreachable';
+/** Pubs to history groups sent to Redis and not yet answered: past it they are refused (E_OVERLOADED), not queued without bound. */
+const MAX_APPENDS_IN_FLIGHT = 50_000;
 
 export class ClusterHistory {
   private readonly patterns: HistoryPatterns;
   private readonly pending = new Map<string, PendingJoin>();
   private nextToken = 0;
+  private appendsInFlight = 0;
   private readonly nodeChannel: string;
   private readonly batchSize: number;
   private readonly maxReplayBytes: number;
@@ -73,6 +80,11 @@ export class ClusterHistory {
     this.answerTimeoutMs = config.cluster.command_timeout * 2000;
   }
 
+  /** Into Redis's script cache before this node takes pubs (after connecting, and after each outage). */
+  prepare(): Promise<void> {
+    return this.patterns.any ? this.options.scripts.load([HISTORY_APPEND, HISTORY_JOIN, HISTORY_PAGE]) : Promise.resolve();
+  }
+
   /** The rule of `group` when it keeps history, else null (a plain group). */
   ruleOf(group: string): HistoryRule | null {
     return this.patterns.any ? this.patterns.ruleOf(group) : null;
@@ -80,12 +92,30 @@ export class ClusterHistory {
 
   /**
    * A pub to a history group: numbered and kept in Redis, and published from there to every
-   * node with members (this one too). Resolves with its offset.
+   * node with members (this one too); its publisher's ack carries the offset. Without Redis
+   * nobody can number it: refused, and not delivered here either (it would be a hole).
    */
-  async append(rule: HistoryRule, group: string, id: string, from: string, dataJson: string, pri: number, ts: number): Promise<number> {
+  publish(rule: HistoryRule, id: string, from: string, group: string, dataJson: string, pri: number, ts: number, reply: Reply): void {
+    const { stats } = this.options;
+    if (!this.options.up()) {
+      stats.cluster_unavailable++;
+      return reply.fail('E_CLUSTER_UNAVAILABLE', NOT_NUMBERED);
+    }
+    if (this.appendsInFlight >= MAX_APPENDS_IN_FLIGHT) return reply.fail('E_OVERLOADED', 'Redis is behind; retry shortly');
+    this.appendsInFlight++;
     const head = encodeHistoryMsgHead(id, from, group, dataJson, pri, ts);
-    const [offset] = (await this.run(HISTORY_APPEND, rule, group, [head, ts])) as [number, string];
-    return offset;
+    this.run(HISTORY_APPEND, rule, group, [head, ts]).then(
+      (answer) => {
+        this.appendsInFlight--;
+        stats.cluster_pubs_out++;
+        reply.ok(id, (answer as [number, string])[0]);
+      },
+      () => {
+        this.appendsInFlight--;
+        stats.cluster_unavailable++;
+        reply.fail('E_CLUSTER_UNAVAILABLE', NOT_NUMBERED);
+      },
+    );
   }
 
   /**
@@ -123,7 +153,7 @@ export class ClusterHistory {
     if (join === undefined) return true; // refused meanwhile (timed out)
     const { link } = this.options;
     if (error !== '') link.groupJoinFailed(join.shard, join.sid, join.group, join.ref, error);
-    else link.groupJoined(join.shard, join.sid, join.group, join.ref, replayFrames(frames as string[], this.batchSize, link.maxFrameBytes), top, epoch, recovered);
+    else link.groupJoined(join.shard, join.sid, join.group, join.ref, batchFrames(frames as string[], this.batchSize, link.maxFrameBytes), top, epoch, recovered);
     join.done();
     return true;
   }

@@ -12,22 +12,23 @@
  * Group presence, history and their ops: groups.ts; history kept in Redis: history.ts.
  */
 import type { BrokerStats, Processor, SendOptions } from '../broker/broker.js';
+import { serveDlqRequest } from '../broker/dlq-admin.js';
 import { checkPublishArgs, checkSendOptions, dataJsonOf } from '../broker/embedding-checks.js';
 import { MessageIds } from '../broker/ids.js';
 import { Processors } from '../broker/processors.js';
 import type { RingShardLink } from '../broker/ring-link.js';
 import type { Config } from '../config/schema.js';
 import { ToBroker, typeOfData } from '../link/records.js';
-import { httpError, OcsError, type ErrorCode } from '../protocol/errors.js';
+import { OcsError, type ErrorCode } from '../protocol/errors.js';
 import { ANY_STRATEGIES, type AnyStrategy } from '../protocol/frames.js';
 import { encodeGroupMsgJson } from '../protocol/json-codec.js';
 import { ClusterStatus, type ClusterState } from '../shared/cluster-state.js';
 import type { StoreHealth } from '../store/store.js';
 import type { Logger } from '../util/logger.js';
 import { Channels } from './channels.js';
+import { RedisDeadLetters } from './dead-letters.js';
 import { ClusterGroups } from './groups.js';
 import { ClusterHistory } from './history.js';
-import type { HistoryRule } from '../shared/history-patterns.js';
 import { ClusterMembers } from './members.js';
 import { Keys } from './keys.js';
 import { ClusterMessaging, type Reply } from './messaging.js';
@@ -71,6 +72,7 @@ export class ClusterNode {
   private readonly processors = new Processors();
   private readonly groups: ClusterGroups;
   private readonly history: ClusterHistory;
+  private readonly deadLetters: RedisDeadLetters;
   private readonly ids: MessageIds;
   private readonly members: ClusterMembers;
   private heartbeatTimer: NodeJS.Timeout | null = null;
@@ -90,8 +92,9 @@ export class ClusterNode {
     this.redis = new RedisLink({ config: config.cluster, log, onUp: () => this.resync(), onDown: () => this.down() });
     const commands = this.redis.commands;
     const scripts = new ScriptRunner(commands);
+    this.deadLetters = new RedisDeadLetters(commands, scripts, this.keys);
     this.clusterPresence = new ClusterPresence(commands, this.keys, this.node, config.cluster.presence_ttl * 1000);
-    this.history = new ClusterHistory({ config, scripts, keys: this.keys, node: this.node, link: options.link, log, up: () => this.up });
+    this.history = new ClusterHistory({ config, scripts, keys: this.keys, node: this.node, link: options.link, log, stats: this.stats_, up: () => this.up });
     this.groups = new ClusterGroups({ config, link: options.link, log, presence: this.clusterPresence, history: this.history, up: () => this.up });
     this.channels = new Channels(this.redis.subscriber, commands, this.keys, this.node, {
       groupPub: (group, frame) => {
@@ -283,9 +286,11 @@ export class ClusterNode {
           return this.publishOut(group, frame);
         }
         case ToBroker.ADMIN: {
-          const [requestId] = f as [number];
-          const { status, body } = httpError('unavailable', 'in cluster mode the dead letters are kept in Redis (see docs/messaging.md, Cluster mode); /admin/dlq serves the LMDB store only');
-          return this.options.link.adminReply(shard, requestId, status, JSON.stringify(body));
+          const [requestId, method, path] = f as [number, string, string];
+          const { link, log } = this.options;
+          const reply = (status: number, body: string): void => link.adminReply(shard, requestId, status, body);
+          const failed = (err: unknown): void => log.error({ code: 'E_INTERNAL', err }, 'admin reply failed');
+          return serveDlqRequest(method, path, this.deadLetters, (letter) => this.messaging.requeue(letter), reply, failed, link.maxFrameBytes);
         }
       }
     } catch (err) {
@@ -308,7 +313,7 @@ export class ClusterNode {
       if (over !== null) return reply.fail('E_TOO_LARGE', over);
       const ts = Date.now();
       const rule = this.history.ruleOf(group);
-      if (rule !== null) return this.historyPub(rule, id, from, group, dataJson, p, ts, reply);
+      if (rule !== null) return this.history.publish(rule, id, from, group, dataJson, p, ts, reply);
       const frame = encodeGroupMsgJson(id, from, group, dataJson, p, ts);
       this.options.link.groupPub(group, frame, receivedAt);
       this.publishOut(group, Buffer.from(frame));
@@ -321,28 +326,6 @@ export class ClusterNode {
       reply.ok(id);
     };
     this.processors.run(type, incoming, { pass: send, drop: () => reply.ok(id), fail: failed });
-  }
-
-  /** Numbered, kept and published by Redis: without it, nobody can give the message its offset. */
-  private historyPub(rule: HistoryRule, id: string, from: string, group: string, dataJson: string, pri: number, ts: number, reply: Reply): void {
-    if (!this.up) {
-      this.stats_.cluster_unavailable++;
-      return reply.fail('E_CLUSTER_UNAVAILABLE', 'a group that keeps history is numbered in Redis, which is unreachable');
-    }
-    if (this.publishesInFlight >= MAX_PUBLISHES_IN_FLIGHT) return reply.fail('E_OVERLOADED', 'Redis is behind; retry shortly');
-    this.publishesInFlight++;
-    this.history.append(rule, group, id, from, dataJson, pri, ts).then(
-      (offset) => {
-        this.publishesInFlight--;
-        this.stats_.cluster_pubs_out++;
-        reply.ok(id, offset);
-      },
-      () => {
-        this.publishesInFlight--;
-        this.stats_.cluster_unavailable++;
-        reply.fail('E_CLUSTER_UNAVAILABLE', 'a group that keeps history is numbered in Redis, which could not be reached');
-      },
-    );
   }
 
   private publishOut(group: string, frame: Uint8Array): void {
@@ -376,7 +359,7 @@ export class ClusterNode {
       );
       return;
     }
-    Promise.all([this.channels.resubscribe(), this.clusterPresence.rewrite(this.local)])
+    Promise.all([this.channels.resubscribe(), this.clusterPresence.rewrite(this.local), this.history.prepare()])
       .then(() => this.clusterPresence.heartbeat())
       .then(
         () => {
