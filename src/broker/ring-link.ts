@@ -131,8 +131,8 @@ export class RingShardLink implements ShardLink {
     this.control(shard, encodeRecord(ToShard.JOINED, [sid, group, ref, top, epoch, recovered, null]));
   }
 
-  groupJoinFailed(shard: number, sid: string, group: string, ref: string | null, message: string): void {
-    this.control(shard, encodeRecord(ToShard.JOINED, [sid, group, ref, 0, '', -1, message]));
+  groupJoinFailed(shard: number, sid: string, group: string, ref: string | null, message: string, code: ErrorCode = 'E_BAD_FRAME'): void {
+    this.control(shard, encodeRecord(ToShard.JOINED, [sid, group, ref, 0, '', -1, message, code]));
   }
 
   groupLeft(shard: number, sid: string, group: string, ref: string | null): void {

@@ -40,8 +40,11 @@ export interface ShardLink {
    * should the shard's ring be backed up, no replay and recovered 0 (the client reloads).
    */
   groupJoined(shard: number, sid: string, group: string, ref: string | null, replay: readonly string[], top: number, epoch: string, recovered: number): void;
-  /** A join of a history group refused (E_BAD_FRAME: `message`); the shard undoes it. */
-  groupJoinFailed(shard: number, sid: string, group: string, ref: string | null, message: string): void;
+  /**
+   * A join of a history group refused with `code` (E_BAD_FRAME unless given; cluster mode:
+   * E_CLUSTER_UNAVAILABLE) and `message`; the shard undoes it.
+   */
+  groupJoinFailed(shard: number, sid: string, group: string, ref: string | null, message: string, code?: ErrorCode): void;
   /** The answer to a leave of a history group: `left`, in order with its joins. */
   groupLeft(shard: number, sid: string, group: string, ref: string | null): void;
   /** The answer to admin request `requestId` that `shard` forwarded. */

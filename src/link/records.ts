@@ -79,8 +79,9 @@ export const ToShard = {
   /** [sid, frame]: send `frame` to one connection: an answer (presence, history) or a replay batch before JOINED. */
   REPLY: 8,
   /**
-   * [sid, group, ref|null, top, epoch, recovered (-1: no since asked, 0, 1), error|null]: the
-   * answer to GROUP_JOIN. error: the join is refused (E_BAD_FRAME, e.g. since past the top).
+   * [sid, group, ref|null, top, epoch, recovered (-1: no since asked, 0, 1), error|null, code?]:
+   * the answer to GROUP_JOIN. error: the join is refused with `code` (E_BAD_FRAME, e.g. since
+   * past the top; E_CLUSTER_UNAVAILABLE: a node without Redis cannot sequence the group).
    */
   JOINED: 9,
   /** [sid, group, ref|null]: the answer to GROUP_LEAVE. */
