@@ -42,10 +42,13 @@ describe('reconnecting against an in-process server', () => {
     const total = 300;
     const sending = (async () => {
       for (let seq = 1; seq <= total; seq++) {
+        const cut = seq % 100 === 50;
+        // From this message on the client keeps receiving and acknowledging, but its acks never
+        // arrive; then the connection dies. (Set before the send: a message reaches its online
+        // recipient while its commit runs, so by the time send() resolves it may be acknowledged.)
+        if (cut) proxy.dropUpstream = true;
         await server.send('tcp-rx', { seq });
-        if (seq % 100 === 50) {
-          // The client keeps receiving and acknowledging, but its acks never arrive; then the connection dies.
-          proxy.dropUpstream = true;
+        if (cut) {
           await sleep(100);
           proxy.cut();
           proxy.dropUpstream = false;

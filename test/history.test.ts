@@ -3,6 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import { connect, member, onShard, type Frame } from './helpers/client.js';
 import { joinGroup as join, nextMsgs } from './helpers/history.js';
 import { startInProcess } from './helpers/server.js';
+import { until } from './helpers/messaging.js';
 import type { RunningServer } from '../src/index.js';
 
 const HISTORY = {
@@ -38,7 +39,11 @@ describe('group history and recovery on a 2-shard server', () => {
       assert.deepEqual(msgs.map((m) => m.offset), Array.from({ length: 20 }, (_, i) => i + 1));
       assert.ok(msgs.every((m) => m.epoch === first.joined.epoch && m.group === 'room.order'));
     }
-    const acks = [...a.frames, ...b.frames].filter((f) => f.op === 'ack');
+    // A publisher's ack leaves after its pub went to every shard: the other client's last msg can come first.
+    const acks = await until(() => {
+      const seen = [...a.frames, ...b.frames].filter((f) => f.op === 'ack');
+      return seen.length >= 20 ? seen : undefined;
+    }, 'the 20 pub acks');
     assert.equal(acks.length, 20);
     assert.deepEqual(acks.map((f) => f.offset as number).sort((x, y) => x - y), Array.from({ length: 20 }, (_, i) => i + 1));
     a.close();
