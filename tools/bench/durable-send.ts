@@ -191,7 +191,14 @@ async function runMode(main: string, sync: 'full' | 'overlapping' | 'none'): Pro
 const mains = BASELINE_MAIN === '' ? [SERVER_MAIN] : [BASELINE_MAIN, SERVER_MAIN];
 const results: SendRun[] = [];
 for (let rep = 0; rep < REPEATS; rep++) {
-  for (const mode of MODES) for (const main of rotation(mains, rep)) results.push(await runMode(main, mode));
+  for (const mode of MODES) {
+    for (const main of rotation(mains, rep)) {
+      const run = await runMode(main, mode);
+      results.push(run);
+      // Progress of a long series, one line per run (stdout keeps the one JSON document).
+      if (REPEATS > 1) process.stderr.write(`${JSON.stringify({ rep, server: run.server, sync: mode, stored_per_s: run.stored_per_s, p50_ms: run.send_to_delivery_ms.p50, cpu_us_per_stored: run.server_cpu_us_per_stored, cpu_total_s: run.server_cpu_total_s })}\n`);
+    }
+  }
 }
 console.log(
   JSON.stringify(
