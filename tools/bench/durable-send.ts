@@ -8,8 +8,8 @@
  * `ack` every message. Prints one JSON document: per mode the rates of messages stored (sender
  * got `ack`), delivered and acknowledged, and P50/P99/max latency from `send` to the sender's
  * `ack` (stored) and to delivery. Both ends run in this process, so one clock times them.
- * Also the server's CPU (process CPU from /proc, all threads) over the measured window and per
- * stored message, and its CPU from start to stop (start-up and drain included).
+ * Also the server's CPU (process CPU from /proc, all threads) over the measured window (per
+ * stored message, and per second), once it was ready (its start-up), and from start to stop.
  *
  * BENCH_REPEATS > 1 runs every mode that many times and adds `summary`: per server and mode the
  * median, lowest and highest of each figure. BENCH_BASELINE_MAIN (another build's
@@ -85,6 +85,7 @@ const round = (x: number): number => Math.round(x * 1000) / 1000;
 async function runMode(main: string, sync: 'full' | 'overlapping' | 'none'): Promise<SendRun> {
   const dataDir = mkdtempSync(join(tmpdir(), 'ocs-bench-data-'));
   const server = await startRealServer(main, sync, dataDir);
+  const cpuAtReady = processCpuSeconds(server.pid) ?? NaN;
   let measuring = false;
   let stored = 0;
   let delivered = 0;
@@ -183,7 +184,10 @@ async function runMode(main: string, sync: 'full' | 'overlapping' | 'none'): Pro
     unanswered_sends: sentAt.size,
     // /proc counts in clock ticks (10 ms): over a 6 s window that is well under 1%.
     server_cpu_s: round(windowCpuS),
-    server_cpu_us_per_stored: stored > 0 ? Math.round((windowCpuS * 1e6) / stored * 10) / 10 : null,
+    server_cpu_us_per_stored: stored > 0 ? Math.round(((windowCpuS * 1e6) / stored) * 10) / 10 : null,
+    // Of a core, over the window: with BENCH_RATE=0, what the server costs with its connections open and idle.
+    server_cpu_ms_per_s: Math.round((windowCpuS * 1000) / seconds),
+    server_cpu_at_ready_s: round(cpuAtReady),
     server_cpu_total_s: round(totalCpuS),
   };
 }
@@ -196,7 +200,7 @@ for (let rep = 0; rep < REPEATS; rep++) {
       const run = await runMode(main, mode);
       results.push(run);
       // Progress of a long series, one line per run (stdout keeps the one JSON document).
-      if (REPEATS > 1) process.stderr.write(`${JSON.stringify({ rep, server: run.server, sync: mode, stored_per_s: run.stored_per_s, p50_ms: run.send_to_delivery_ms.p50, cpu_us_per_stored: run.server_cpu_us_per_stored, cpu_total_s: run.server_cpu_total_s })}\n`);
+      if (REPEATS > 1) process.stderr.write(`${JSON.stringify({ rep, server: run.server, sync: mode, stored_per_s: run.stored_per_s, p50_ms: run.send_to_delivery_ms.p50, cpu_us_per_stored: run.server_cpu_us_per_stored, cpu_ms_per_s: run.server_cpu_ms_per_s, cpu_at_ready_s: run.server_cpu_at_ready_s, cpu_total_s: run.server_cpu_total_s })}\n`);
     }
   }
 }

@@ -18,6 +18,8 @@ export interface SendRun {
   unanswered_sends: number;
   server_cpu_s: number;
   server_cpu_us_per_stored: number | null;
+  server_cpu_ms_per_s: number;
+  server_cpu_at_ready_s: number;
   server_cpu_total_s: number;
 }
 
@@ -30,6 +32,8 @@ export interface SendSummary {
   send_to_delivery_p99_ms: Spread | null;
   send_to_stored_p50_ms: Spread | null;
   server_cpu_us_per_stored: Spread | null;
+  server_cpu_ms_per_s: Spread | null;
+  server_cpu_at_ready_s: Spread | null;
   server_cpu_total_s: Spread | null;
   /** This server's CPU per stored message over the baseline's of the same repetition (null without a baseline). */
   cpu_vs_baseline: Spread | null;
@@ -56,6 +60,8 @@ export function summarizeSendRuns(runs: readonly SendRun[]): SendSummary[] {
       send_to_delivery_p99_ms: of((run) => run.send_to_delivery_ms.p99),
       send_to_stored_p50_ms: of((run) => run.send_to_stored_ms.p50),
       server_cpu_us_per_stored: of((run) => run.server_cpu_us_per_stored),
+      server_cpu_ms_per_s: of((run) => run.server_cpu_ms_per_s),
+      server_cpu_at_ready_s: of((run) => run.server_cpu_at_ready_s),
       server_cpu_total_s: of((run) => run.server_cpu_total_s),
       cpu_vs_baseline: ratios.length > 0 ? spread(ratios) : null,
     };
