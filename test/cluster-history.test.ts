@@ -1,37 +1,62 @@
 /**
- * Presence and group history in cluster mode, on two real nodes and a private Redis
+ * Presence and group history in cluster mode, on three real nodes and a private Redis
  * (docs/messaging.md, "Presence and history in cluster mode"): `presence` answers count every
- * node's members; presence events and history are each node's: offsets without gaps and exact
- * recovery on the node a client was on, `recovered: false` on another.
+ * node's members; presence events are each node's; a history group's offsets and epoch are the
+ * cluster's (kept in Redis), so a client recovers exactly on any node, and a Redis that lost its
+ * data gives a new epoch (recovered: false), never wrong messages.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { member, type Frame, type TestClient } from './helpers/client.js';
+import { getJson, member, type Frame, type TestClient } from './helpers/client.js';
 import { joinGroup as join, nextMsgs } from './helpers/history.js';
+import { until } from './helpers/messaging.js';
+import { sdkClient } from './helpers/sdk.js';
 import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
 import { startProcess, type ServerProcess } from './helpers/server.js';
 
 const skip = announceSkip('cluster-history.test');
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const HISTORY = { websocket: { history: [{ pattern: 'room.*', size: 1000 }], presence: { window: 0.05 } } };
+const HISTORY = {
+  websocket: {
+    history: [
+      { pattern: 'small.*', size: 5 },
+      { pattern: 'brief.*', size: 100, ttl: 1 },
+      { pattern: 'room.*', size: 1000 },
+    ],
+    presence: { window: 0.05 },
+  },
+};
 
-describe('presence and history on two nodes', { skip }, () => {
+/** Opens clients on the nodes, and closes them all at the end. */
+function clients(nodes: ServerProcess[]): { on(node: number, user: string): Promise<TestClient & { welcome: Frame }>; closeAll(): void } {
+  const open: TestClient[] = [];
+  return {
+    async on(node, user) {
+      const client = await member(nodes[node]!.port, user);
+      open.push(client);
+      return client;
+    },
+    closeAll: () => open.forEach((client) => client.close()),
+  };
+}
+
+const positionOf = (joined: Frame, last?: Frame): { offset: number; epoch: string } => ({
+  offset: (last?.offset ?? joined.offset) as number,
+  epoch: joined.epoch as string,
+});
+
+describe('presence and history on three nodes', { skip }, () => {
   let redis: PrivateRedis;
   const nodes: ServerProcess[] = [];
-  const open: TestClient[] = [];
-  const on = async (node: number, user: string): Promise<TestClient & { welcome: Frame }> => {
-    const client = await member(nodes[node]!.port, user);
-    open.push(client);
-    return client;
-  };
+  const { on, closeAll } = clients(nodes);
 
   before(async () => {
     redis = await startPrivateRedis();
     // Node 0 runs two shards: its members of a group are on either.
-    for (let i = 0; i < 2; i++) nodes.push(await startProcess(nodeConfig(redis.url, 'hist:', i === 0 ? 2 : 1, HISTORY)));
+    for (let i = 0; i < 3; i++) nodes.push(await startProcess(nodeConfig(redis.url, 'hist:', i === 0 ? 2 : 1, HISTORY)));
   });
   after(async () => {
-    for (const client of open) client.close();
+    closeAll();
     await Promise.all(nodes.map((node) => node.stop()));
     await redis?.stop();
   });
@@ -66,67 +91,228 @@ describe('presence and history on two nodes', { skip }, () => {
     await watcher.next((f) => f.op === 'presence' && Array.isArray(f.leaves) && (f.leaves as string[]).includes('carol'));
   });
 
-  test('a history group gets offsets without gaps on each node, in publish order per publisher, under each node\'s epoch', async () => {
-    const a = [await on(0, 'ha0'), await on(0, 'ha1')];
-    const b = await on(1, 'hb');
-    const joinedA = await Promise.all(a.map((client) => join(client, 'room.h')));
-    const joinedB = await join(b, 'room.h');
-    assert.equal(joinedA[0]!.joined.epoch, joinedA[1]!.joined.epoch, 'one epoch per node');
-    assert.notEqual(joinedA[0]!.joined.epoch, joinedB.joined.epoch, 'each node its own');
-    for (let i = 0; i < 30; i++) (i % 3 === 0 ? b : a[i % 2]!).send({ op: 'pub', group: 'room.h', data: i, ref: `p${i}` });
-    for (const [client, epoch] of [[a[0]!, joinedA[0]!.joined.epoch], [a[1]!, joinedA[0]!.joined.epoch], [b, joinedB.joined.epoch]] as const) {
-      const msgs = await nextMsgs(client, 30);
+  test('a history group has one sequence on every node: the same offsets, messages and epoch, in publish order per publisher', async () => {
+    const members = [await on(0, 'ha0'), await on(0, 'ha1'), await on(1, 'hb'), await on(2, 'hc')];
+    const joined = await Promise.all(members.map((client) => join(client, 'room.h')));
+    const epoch = joined[0]!.joined.epoch;
+    assert.ok(joined.every((j) => j.joined.epoch === epoch && j.joined.offset === 0), 'one epoch and top for the cluster');
+    for (let i = 0; i < 30; i++) members[i % 4]!.send({ op: 'pub', group: 'room.h', data: i, ref: `p${i}` });
+    const seen = await Promise.all(members.map((client) => nextMsgs(client, 30)));
+    for (const msgs of seen) {
       assert.deepEqual(msgs.map((m) => m.offset), Array.from({ length: 30 }, (_, i) => i + 1));
       assert.ok(msgs.every((m) => m.epoch === epoch));
-      // Per publisher, in the order published.
-      for (const publisher of ['ha0', 'ha1', 'hb']) {
+      assert.deepEqual(msgs.map((m) => m.id), seen[0]!.map((m) => m.id), 'every node delivers the same message at each offset');
+      for (const publisher of ['ha0', 'ha1', 'hb', 'hc']) {
         const data = msgs.filter((m) => m.from === publisher).map((m) => m.data as number);
-        assert.deepEqual(data, [...data].sort((x, y) => x - y));
+        assert.deepEqual(data, [...data].sort((x, y) => x - y), 'per publisher, in the order published');
       }
     }
-    const acks = b.frames.filter((f) => f.op === 'ack');
-    assert.equal(acks.length, 10);
-    assert.ok(acks.every((f) => typeof f.offset === 'number'), 'the publisher learns its node\'s offset');
+    // Each publisher's ack carries the offset its message got, which is where the others saw it.
+    for (const client of members) {
+      for (const ack of client.frames.filter((f) => f.op === 'ack')) {
+        assert.equal(seen[0]!.find((m) => m.id === ack.id)?.offset, ack.offset);
+      }
+    }
+    // `history` pages the same on any node.
+    for (const node of [0, 1, 2]) {
+      const reader = await on(node, `reader${node}`);
+      await join(reader, 'room.h');
+      reader.send({ op: 'history', group: 'room.h', since: 10, limit: 7, ref: 'h' });
+      const page = await reader.next((f) => f.op === 'history' && f.ref === 'h');
+      assert.deepEqual((page.msgs as Frame[]).map((m) => m.id), seen[0]!.slice(10, 17).map((m) => m.id));
+      assert.deepEqual([page.offset, page.epoch, page.more], [30, epoch, true]);
+    }
   });
 
-  test('recovery is exact on the node the client was on; on another node the epoch differs: recovered false', async () => {
-    const publisher = await on(1, 'rp');
-    await join(publisher, 'room.r');
-    const stay = await on(0, 'keeper'); // keeps node 0 hearing the group while the client is away
-    await join(stay, 'room.r');
+  test('a client that reconnects to another node recovers exactly what it missed, then gets the live messages', async () => {
+    const publishers = [await on(1, 'rp1'), await on(2, 'rp2')];
+    for (const publisher of publishers) await join(publisher, 'room.r');
     const client = await on(0, 'roamer');
     const first = await join(client, 'room.r');
-    publisher.send({ op: 'pub', group: 'room.r', data: 'before' });
+    publishers[0]!.send({ op: 'pub', group: 'room.r', data: 'before' });
     const [seen] = await nextMsgs(client, 1);
     client.close();
     await client.closed;
-    for (let i = 0; i < 5; i++) publisher.send({ op: 'pub', group: 'room.r', data: `missed ${i}`, ref: `m${i}` });
-    for (let i = 0; i < 5; i++) await publisher.next((f) => f.op === 'ack' && f.ref === `m${i}`);
-    await nextMsgs(stay, 6);
-    const since = { offset: seen!.offset as number, epoch: first.joined.epoch as string };
-    const back = await on(0, 'roamer');
-    const recovered = await join(back, 'room.r', since);
-    assert.equal(recovered.joined.recovered, true);
-    assert.deepEqual(recovered.replayed.map((m) => m.data), ['missed 0', 'missed 1', 'missed 2', 'missed 3', 'missed 4']);
-    const elsewhere = await on(1, 'roamer');
-    const other = await join(elsewhere, 'room.r', since);
-    assert.equal(other.joined.recovered, false);
-    assert.equal(other.replayed.length, 0);
+    // One after the other (two nodes' publishers have no order between them otherwise).
+    for (let i = 0; i < 6; i++) {
+      publishers[i % 2]!.send({ op: 'pub', group: 'room.r', data: `missed ${i}`, ref: `m${i}` });
+      await publishers[i % 2]!.next((f) => f.op === 'ack' && f.ref === `m${i}`);
+    }
+    for (const node of [1, 2]) {
+      const back = await on(node, 'roamer');
+      const recovered = await join(back, 'room.r', positionOf(first.joined, seen));
+      assert.equal(recovered.joined.recovered, true);
+      assert.deepEqual(recovered.replayed.map((m) => m.data), ['missed 0', 'missed 1', 'missed 2', 'missed 3', 'missed 4', 'missed 5']);
+      assert.equal(recovered.joined.offset, (seen!.offset as number) + 6);
+      back.close();
+    }
+    const live = await on(2, 'roamer');
+    await join(live, 'room.r', positionOf(first.joined, seen));
+    publishers[0]!.send({ op: 'pub', group: 'room.r', data: 'after' });
+    const [next] = await nextMsgs(live, 1);
+    assert.deepEqual([next!.data, next!.offset], ['after', (seen!.offset as number) + 7]);
   });
 
-  test('a node that stopped hearing a history group gives it a new epoch', async () => {
-    const publisher = await on(1, 'sp');
-    await join(publisher, 'room.s');
-    const client = await on(0, 'sleeper');
-    const first = await join(client, 'room.s');
-    client.send({ op: 'leave', group: 'room.s', ref: 'l' });
-    await client.next((f) => f.op === 'left');
-    // Published while node 0 has no member: it never hears this one.
-    publisher.send({ op: 'pub', group: 'room.s', data: 'unheard', ref: 'u' });
-    await publisher.next((f) => f.op === 'ack' && f.ref === 'u');
-    await sleep(100);
-    const again = await join(client, 'room.s', { offset: first.joined.offset as number, epoch: first.joined.epoch as string });
-    assert.equal(again.joined.recovered, false, 'node 0 cannot vouch for what it did not hear');
-    assert.notEqual(again.joined.epoch, first.joined.epoch);
+  test('reconnecting to another node while publishers on every node race it: every message once, in order, 20 times over', async () => {
+    const publishers = [await on(0, 'race0'), await on(1, 'race1'), await on(2, 'race2')];
+    let stop = false;
+    const published = [0, 0, 0];
+    const traffic = publishers.map(async (publisher, p) => {
+      while (!stop) {
+        publisher.send({ op: 'pub', group: 'room.race', data: { p, n: published[p]!++ } });
+        await sleep(4);
+      }
+    });
+    const roamer = await on(0, 'racer');
+    const start = await join(roamer, 'room.race');
+    const epoch = start.joined.epoch as string;
+    let position = positionOf(start.joined);
+    const received: Frame[] = [];
+    let client: TestClient = roamer;
+    try {
+      for (let round = 1; round <= 20; round++) {
+        received.push(...(await nextMsgs(client, 1 + Math.floor(Math.random() * 8))));
+        position = { offset: received.at(-1)!.offset as number, epoch };
+        client.close();
+        await client.closed;
+        await sleep(Math.random() * 30);
+        client = await on(round % 3, 'racer');
+        const back = await join(client, 'room.race', position);
+        assert.equal(back.joined.recovered, true, `round ${round}: recovered on node ${round % 3}`);
+        received.push(...back.replayed);
+      }
+      received.push(...(await nextMsgs(client, 5)));
+    } finally {
+      stop = true;
+      await Promise.all(traffic);
+    }
+    // Everything the client was handed since its first join, across 20 nodes switches: consecutive offsets, one epoch.
+    const offsets = received.map((m) => m.offset as number);
+    assert.deepEqual(offsets, Array.from({ length: offsets.length }, (_, i) => (start.joined.offset as number) + 1 + i), 'no loss, no duplicate, in order');
+    assert.ok(received.every((m) => m.epoch === epoch));
+    for (let p = 0; p < 3; p++) {
+      const ns = received.filter((m) => (m.data as { p: number }).p === p).map((m) => (m.data as { n: number }).n);
+      assert.deepEqual(ns, Array.from({ length: ns.length }, (_, i) => ns[0]! + i), `publisher ${p}: its messages in the order published, none missing`);
+    }
+  });
+
+  test('history is bounded by the group\'s size and ttl, in Redis as on one process', async () => {
+    const a = await on(1, 'bounded-a');
+    const b = await on(2, 'bounded-b');
+    const joined = await join(a, 'small.s');
+    await join(b, 'small.s');
+    for (let i = 1; i <= 8; i++) a.send({ op: 'pub', group: 'small.s', data: i, ref: `s${i}` });
+    await nextMsgs(b, 8);
+    b.send({ op: 'history', group: 'small.s', since: 0, ref: 'all' });
+    const page = await b.next((f) => f.op === 'history' && f.ref === 'all');
+    assert.deepEqual((page.msgs as Frame[]).map((m) => m.offset), [4, 5, 6, 7, 8], 'the last `size` messages');
+    const tooOld = await join(await on(0, 'bounded-a'), 'small.s', { offset: 2, epoch: joined.joined.epoch as string });
+    assert.equal(tooOld.joined.recovered, false, 'offset 3 is no longer kept');
+    const recent = await join(await on(0, 'bounded-a'), 'small.s', { offset: 3, epoch: joined.joined.epoch as string });
+    assert.deepEqual([recent.joined.recovered, recent.replayed.map((m) => m.data)], [true, [4, 5, 6, 7, 8]]);
+
+    await join(a, 'brief.t');
+    await join(b, 'brief.t');
+    a.send({ op: 'pub', group: 'brief.t', data: 'fleeting', ref: 't' });
+    await a.next((f) => f.op === 'ack' && f.ref === 't');
+    b.send({ op: 'history', group: 'brief.t', since: 0, ref: 't1' });
+    assert.equal(((await b.next((f) => f.op === 'history' && f.ref === 't1')).msgs as Frame[]).length, 1);
+    await sleep(1300);
+    b.send({ op: 'history', group: 'brief.t', since: 0, ref: 't2' });
+    const expired = await b.next((f) => f.op === 'history' && f.ref === 't2');
+    assert.deepEqual([expired.msgs, expired.offset], [[], 1], 'past its ttl the message is gone; the offset stays');
+  });
+
+  test('a `since` past the top, or a `history` past it, is E_BAD_FRAME; another epoch is recovered: false', async () => {
+    const client = await on(2, 'bad-since');
+    const joined = await join(client, 'room.bad');
+    const epoch = joined.joined.epoch as string;
+    client.send({ op: 'join', group: 'room.bad', ref: 'far', since: { offset: 99, epoch } });
+    const refused = await client.next((f) => f.op === 'err' && f.ref === 'far');
+    assert.equal(refused.code, 'E_BAD_FRAME');
+    client.send({ op: 'history', group: 'room.bad', since: 99, ref: 'hfar' });
+    assert.equal((await client.next((f) => f.op === 'err' && f.ref === 'hfar')).code, 'E_BAD_FRAME');
+    const other = await join(await on(1, 'bad-since'), 'room.bad', { offset: 0, epoch: 'not-the-epoch' });
+    assert.deepEqual([other.joined.recovered, other.joined.epoch], [false, epoch]);
+  });
+});
+
+describe('group history when Redis goes away', { skip, timeout: 120_000 }, () => {
+  const nodes: ServerProcess[] = [];
+  const { on, closeAll } = clients(nodes);
+  let redis: PrivateRedis | undefined;
+  after(async () => {
+    closeAll();
+    await Promise.all(nodes.map((node) => node.stop()));
+    await redis?.stop();
+  });
+  const health = (want: string) => until(async () => {
+    for (const node of nodes) if ((await getJson(node.port, '/health')).body.status !== want) return undefined;
+    return true;
+  }, `every node ${want}`, 15_000);
+
+  test('a Redis restart without persistence gives a new epoch: recovered false, never wrong data; meanwhile history is refused with E_CLUSTER_UNAVAILABLE', async () => {
+    redis = await startPrivateRedis();
+    for (let i = 0; i < 2; i++) nodes.push(await startProcess(nodeConfig(redis.url, 'restart:', 1, HISTORY)));
+    const publisher = await on(1, 'pub');
+    const stayer = await on(0, 'stayer'); // connected through the outage
+    await join(publisher, 'room.x');
+    const before = await join(stayer, 'room.x');
+    for (let i = 0; i < 3; i++) publisher.send({ op: 'pub', group: 'room.x', data: `old ${i}` });
+    const old = await nextMsgs(stayer, 3);
+
+    await redis.kill();
+    await health('degraded');
+    publisher.send({ op: 'pub', group: 'room.x', data: 'during', ref: 'd' });
+    assert.equal((await publisher.next((f) => f.op === 'err' && f.ref === 'd')).code, 'E_CLUSTER_UNAVAILABLE', 'nobody can number it');
+    stayer.send({ op: 'history', group: 'room.x', since: 0, ref: 'h' });
+    assert.equal((await stayer.next((f) => f.op === 'err' && f.ref === 'h')).code, 'E_CLUSTER_UNAVAILABLE');
+    const joiner = await on(0, 'joiner');
+    joiner.send({ op: 'join', group: 'room.x', ref: 'j' });
+    assert.equal((await joiner.next((f) => f.op === 'err' && f.ref === 'j')).code, 'E_CLUSTER_UNAVAILABLE');
+    // The SDK takes that refusal for a passing one: it joins again until Redis is back.
+    const sdk = sdkClient(nodes[0]!.port, { user: 'sdk-joiner' });
+    await sdk.client.connect();
+    let settled = false;
+    const sdkJoined = sdk.client.join('room.x').finally(() => (settled = true));
+    await sleep(500);
+    assert.equal(settled, false, 'refused, and waiting to try again');
+
+    await redis.restart();
+    await health('ok');
+    try {
+      assert.equal((await sdkJoined).history, true);
+    } finally {
+      sdk.client.close();
+    }
+    const back = await join(await on(1, 'stayer'), 'room.x', positionOf(before.joined, old.at(-1)));
+    assert.equal(back.joined.recovered, false);
+    assert.notEqual(back.joined.epoch, before.joined.epoch, 'Redis lost the history: a new epoch');
+    assert.deepEqual([back.replayed, back.joined.offset], [[], 0]);
+    publisher.send({ op: 'pub', group: 'room.x', data: 'new', ref: 'n' });
+    assert.equal((await publisher.next((f) => f.op === 'ack' && f.ref === 'n')).offset, 1);
+    // The member connected through it all sees the new numbering on the next message (the SDK says `gap`).
+    const [next] = await nextMsgs(stayer, 1);
+    assert.deepEqual([next!.data, next!.offset, next!.epoch], ['new', 1, back.joined.epoch]);
+  });
+
+  test('a Redis with an append-only file keeps history and epochs through its restart: recovered true', async () => {
+    closeAll();
+    await Promise.all(nodes.splice(0).map((node) => node.stop()));
+    await redis?.stop();
+    redis = await startPrivateRedis({ durable: true });
+    for (let i = 0; i < 2; i++) nodes.push(await startProcess(nodeConfig(redis.url, 'durable:', 1, HISTORY)));
+    const client = await on(0, 'keeper');
+    const first = await join(client, 'room.d');
+    client.send({ op: 'pub', group: 'room.d', data: 'seen' });
+    const [seen] = await nextMsgs(client, 1);
+    client.send({ op: 'pub', group: 'room.d', data: 'unseen', ref: 'u' });
+    await client.next((f) => f.op === 'ack' && f.ref === 'u');
+    client.close();
+    await redis.kill();
+    await redis.restart();
+    await health('ok');
+    const back = await join(await on(1, 'keeper'), 'room.d', positionOf(first.joined, seen));
+    assert.deepEqual([back.joined.recovered, back.joined.epoch, back.replayed.map((m) => m.data)], [true, first.joined.epoch, ['unseen']]);
   });
 });

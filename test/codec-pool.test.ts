@@ -9,7 +9,7 @@ import { answerDlqRequest, type DeadLetterStore } from '../src/broker/dlq-admin.
 import { Codec } from '../src/codec/codec.js';
 import { deflateLz4 } from '../src/codec/lz4.js';
 import { CodecPool } from '../src/codec/pool.js';
-import { prepare, runTask, type PrepareTask } from '../src/codec/tasks.js';
+import { prepare, runTask, transferablesOf, type PrepareTask } from '../src/codec/tasks.js';
 import { encodeGroupMsg } from '../src/protocol/json-codec.js';
 import { writeFrame } from '../src/protocol/msgpack-codec.js';
 import type { DeadLetter } from '../src/store/messages.js';
@@ -66,6 +66,19 @@ describe('codec tasks, in a pool thread and inline', () => {
     } finally {
       await pool.close();
     }
+  });
+
+  test('a result moves back only its own bytes: a frame that is a view into a larger buffer is copied out first', () => {
+    // Uncompressed, the binary frame is a view into msgpackr's reused buffer.
+    const result = runTask({ ...prepareTask({ text: 'hi' }), lz4Threshold: Infinity });
+    assert.ok(result.kind === 'prepare' && result.forms !== null);
+    const before = result.forms.msgpack!;
+    assert.ok(before.byteLength < before.buffer.byteLength, 'a view, as msgpackr returns it');
+    const moved = transferablesOf(result);
+    const after = result.forms.msgpack!;
+    assert.deepEqual([...after], [...before]);
+    assert.equal(after.byteLength, after.buffer.byteLength);
+    assert.ok(moved.includes(after.buffer as ArrayBuffer) && moved.every((b) => b !== before.buffer));
   });
 
   test('the pool holds at most queueLimit tasks; none, with size 0; none once closed', async () => {

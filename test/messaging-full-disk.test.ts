@@ -28,12 +28,12 @@ describe('a full disk, for real: the server refuses sends with E_STORE_UNAVAILAB
     }
   });
 
-  /** `count` sends of 10 KB to offline users; every one's answer (ack or err), matched by ref. */
-  async function sendMany(count: number): Promise<Frame[]> {
+  /** `count` sends of 10 KB, to offline users unless `to` is given; every one's answer (ack or err), matched by ref. */
+  async function sendMany(count: number, to?: string): Promise<Frame[]> {
     const sent: string[] = [];
     for (let i = 0; i < count; i++) {
       const ref = `r${++refs}`;
-      sender.send({ op: 'send', to: `nobody-${refs}`, data: DATA, ref });
+      sender.send({ op: 'send', to: to ?? `nobody-${refs}`, data: DATA, ref });
       sent.push(ref);
     }
     return Promise.all(sent.map((ref) => sender.next((f) => (f.op === 'ack' || f.op === 'err') && f.ref === ref, 10_000)));
@@ -42,15 +42,27 @@ describe('a full disk, for real: the server refuses sends with E_STORE_UNAVAILAB
   const storeLogs = (): string[] => server.logs.map((l) => String(l.msg)).filter((m) => m.startsWith('store '));
 
   test('filling the disk: every send gets its ack or E_STORE_UNAVAILABLE, never silence; the process stays up', async () => {
+    // Half of them to an online recipient (which does not ack, so they stay stored): messages go
+    // out while their commits run, but a write the store refuses never does.
+    const keeper = await member(server.port, 'keeper');
+    const acked = new Set<unknown>();
     let refused = 0;
     for (let round = 0; round < 40 && refused === 0; round++) {
-      for (const answer of await sendMany(20)) {
-        if (answer.op === 'ack') continue;
+      for (const answer of await sendMany(20, round % 2 === 0 ? 'keeper' : undefined)) {
+        if (answer.op === 'ack') {
+          acked.add(answer.id);
+          continue;
+        }
         assert.equal(answer.code, 'E_STORE_UNAVAILABLE', String(answer.message));
         refused++;
       }
     }
     assert.ok(refused > 0, 'the 2 MiB disk filled up');
+    await settle(keeper);
+    const got = keeper.frames.flatMap((f) => (f.op === 'batch' ? (f.msgs as Frame[]) : f.op === 'msg' ? [f] : []));
+    assert.ok(got.length > 0);
+    assert.deepEqual(got.filter((m) => !acked.has(m.id)), [], 'the recipient got only messages whose senders were acknowledged');
+    keeper.close();
     const [next] = await sendMany(1);
     assert.equal(next!.code, 'E_STORE_UNAVAILABLE');
     assert.match(String(next!.message), /the store cannot write .*send and any are refused until it recovers/);

@@ -128,6 +128,34 @@ describe('ocs.v1.msgpack: every op, both encodings, one group, two shards', () =
   });
 });
 
+describe('ocs.v1.msgpack: LZ4 high compression for a group message to many members of a shard', () => {
+  let server: RunningServer;
+  before(async () => {
+    server = await startInProcess({ websocket: { server: { shards: 1 }, performance: { lz4_hc_min_recipients: 3 } } });
+  });
+  after(() => server.close());
+
+  test('from lz4_hc_min_recipients msgpack members on, the frame is smaller than lz4-napi makes it, and decodes the same', async () => {
+    const data = { text: chat(4096, 3) };
+    const sizes: number[] = [];
+    for (const [group, count] of [['few', 2], ['many', 3]] as const) {
+      const members: Member[] = [];
+      for (let i = 0; i < count; i++) members.push(await member(server.port, `${group}-${i}`, [group], { encoding: 'msgpack' }));
+      members[0]!.send({ op: 'pub', group, data, ref: 'r' });
+      const ack = await members[0]!.next((f) => f.op === 'ack' && f.ref === 'r');
+      for (const m of members) {
+        assert.deepEqual((await m.next((f) => f.op === 'msg' && f.id === ack.id)).data, data);
+        const arrival = m.arrivals.find((a) => a.op === 'msg' && a.id === ack.id)!;
+        assert.ok(arrival.compressed);
+        sizes.push(arrival.bytes);
+      }
+      for (const m of members) m.close();
+    }
+    // The two groups' messages differ only in the group's name and id; HC saves far more.
+    assert.ok(sizes[2]! + 50 < sizes[0]!, `to 3: ${sizes[2]} bytes; to 2: ${sizes[0]}`);
+  });
+});
+
 describe('ocs.v1.msgpack with tokens', () => {
   let server: RunningServer;
   before(async () => {

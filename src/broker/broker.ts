@@ -9,8 +9,10 @@
  * API), unsaved-writes.ts (writes made again once a full disk has room). Shards are reached
  * through a ShardLink (ring-link.ts in the server, a recorder in tests).
  *
- * A message is acknowledged to its sender only once its store write is committed, and is
- * delivered only after that too: whoever sees a message can rely on it surviving a restart.
+ * A message is acknowledged to its sender only once its store write is committed: an
+ * acknowledged message survives a restart. A message for now is delivered to an online
+ * recipient while that commit runs (intake.ts), so its latency is not the disk's: should the
+ * commit fail, the recipient may have a message its sender was told is not stored.
  */
 import type { Config } from '../config/schema.js';
 import { OcsError, type ErrorCode } from '../protocol/errors.js';
@@ -70,7 +72,7 @@ export interface BrokerOptions {
   link: ShardLink;
   /** Tell every shard which `data.type` values must detour through the broker. */
   publishProcessorTypes(types: string[]): void;
-  /** Where the ack latency (delivered → acknowledged) is recorded. */
+  /** Where the ack latency (delivered → acknowledged) and the commit latency (received → committed) are recorded. */
   latency?: LatencyRecorder;
   /** The store turned unwritable or writable again (after the broker has logged it). */
   storeHealthChanged?(health: Readonly<StoreHealth>): void;
@@ -148,6 +150,7 @@ export class Broker {
       unsaved,
       counters,
       log,
+      ...(options.latency ? { latency: options.latency } : {}),
       unlink,
       deadLetter,
     });
@@ -277,12 +280,12 @@ export class Broker {
     try {
       switch (kind) {
         case ToBroker.SEND: {
-          const [sid, ref, from, to, data, pri, at, type] = f as [string, string | null, string, string, string, number, number, string | null];
-          return this.intake.accept({ target: `u:${to}`, from, group: null, data, pri, at, strategy: null }, type, this.replyTo(shard, sid, ref), true);
+          const [sid, ref, from, to, data, pri, at, type, receivedAt] = f as [string, string | null, string, string, string, number, number, string | null, number | undefined];
+          return this.intake.accept({ target: `u:${to}`, from, group: null, data, pri, at, strategy: null }, type, this.replyTo(shard, sid, ref), true, receivedAt);
         }
         case ToBroker.ANY: {
-          const [sid, ref, from, group, data, pri, strategy, type] = f as [string, string | null, string, string, string, number, string | null, string | null];
-          return this.intake.accept({ target: `g:${group}`, from, group, data, pri, at: 0, strategy }, type, this.replyTo(shard, sid, ref), true);
+          const [sid, ref, from, group, data, pri, strategy, type, receivedAt] = f as [string, string | null, string, string, string, number, string | null, string | null, number | undefined];
+          return this.intake.accept({ target: `g:${group}`, from, group, data, pri, at: 0, strategy }, type, this.replyTo(shard, sid, ref), true, receivedAt);
         }
         case ToBroker.ACK: {
           const [sid, user, id] = f as [string, string, string];
@@ -366,10 +369,17 @@ export class Broker {
   }
 
   private deadLetter(entry: Entry, reason: string): void {
-    this.counters.dead_lettered++;
+    const storing = entry.storing;
     this.unlink(entry);
     const m = entry.m;
-    void this.unsaved.write(() => this.store.deadLetter(m, reason));
+    const write = (): void => {
+      this.counters.dead_lettered++;
+      void this.unsaved.write(() => this.store.deadLetter(m, reason));
+    };
+    // Delivered while its commit runs, and dead-lettered before it ends (an ack deadline shorter
+    // than a slow commit): the letter is made from what was stored, once it is; none if it never is.
+    if (storing === null) write();
+    else void storing.then((stored) => void (stored && write()));
   }
 
   private unlink(entry: Entry): void {

@@ -115,8 +115,7 @@ export class Delivery {
   private park(entry: Entry): void {
     entry.state = State.WAITING;
     entry.readyAt = 0; // its wait for a recipient is not the server's send latency
-    entry.body = null;
-    entry.readyAt = 0; // its wait for a recipient is not the server's send latency
+    if (entry.storing === null) entry.body = null; // else kept until the commit: the store cannot give it back before
     this.parts.timers.wait(entry);
     this.parts.timers.arm();
   }
@@ -144,7 +143,8 @@ export class Delivery {
     const m = entry.m;
     if (!this.parts.queues.has(m.id)) return null; // acknowledged or dead-lettered since it was queued this turn
     const data = entry.body ?? this.parts.store.body(m);
-    entry.body = null;
+    // Kept while the commit runs: a redelivery or another connection before it needs it again.
+    if (entry.storing === null) entry.body = null;
     if (data === undefined) {
       // Only another process sharing the store (a pm2 reload) could have removed it.
       this.parts.log.error({ code: 'E_INTERNAL', id: m.id, target: m.target }, 'a stored message is no longer in the store; forgotten');

@@ -1,7 +1,8 @@
 /**
  * The /admin/dlq HTTP API: the shards check who may call it and forward method and path here
  * (the primary thread, which owns the store); this turns them into calls on the store and the
- * broker's requeue, and into a status and a JSON body.
+ * broker's requeue, and into a status and a JSON body. The store is the LMDB one, or in cluster
+ * mode the dead letters in Redis (src/cluster/dead-letters.ts), read asynchronously.
  *
  *   GET /admin/dlq?limit&after   list, a page  GET    /admin/dlq/ID   show
  *   DELETE /admin/dlq            purge all     DELETE /admin/dlq/ID   purge one
@@ -13,7 +14,18 @@ import type { DeadLetter } from '../store/messages.js';
 import type { MessageStore } from '../store/store.js';
 import { renderDeadLetters, showDead } from './dead-letter-view.js';
 
-export type DeadLetterStore = Pick<MessageStore, 'countDead' | 'listDead' | 'getDead' | 'removeDead' | 'purgeDead'>;
+type Sync<T> = T | Promise<T>;
+
+/** What the API reads and removes: MessageStore's methods, which a Redis store has asynchronously. */
+export interface DeadLetterStore {
+  countDead(): Sync<number>;
+  listDead(limit: number, after?: string): Sync<DeadLetter[]>;
+  getDead(id: string): Sync<DeadLetter | undefined>;
+  /** false: the store cannot write (503). */
+  removeDead: MessageStore['removeDead'];
+  /** -1: the store cannot write (503). */
+  purgeDead: MessageStore['purgeDead'];
+}
 
 export interface AdminAnswer {
   status: number;
@@ -54,8 +66,8 @@ export async function answerDlqRequest(
     return await answer(method, path, store, requeue, maxBodyBytes, render);
   } catch (err) {
     if (err instanceof BadRequest) return httpError('bad_request', err.message);
-    // A requeue refused by a limit (409) or an unwritable store (503) says which, with its messaging code.
-    if (err instanceof OcsError) return httpError(err.code === 'E_STORE_UNAVAILABLE' ? 'unavailable' : 'conflict', `${err.code}: ${err.message}`);
+    // A requeue refused by a limit (409) or an unwritable store or unreachable Redis (503) says which, with its messaging code.
+    if (err instanceof OcsError) return httpError(UNAVAILABLE.has(err.code) ? 'unavailable' : 'conflict', `${err.code}: ${err.message}`);
     return httpError('internal_error', (err as Error).message);
   }
 }
@@ -84,6 +96,8 @@ export function serveDlqRequest(
 
 class BadRequest extends Error {}
 
+const UNAVAILABLE: ReadonlySet<string> = new Set(['E_STORE_UNAVAILABLE', 'E_CLUSTER_UNAVAILABLE']);
+
 async function answer(method: string, path: string, store: DeadLetterStore, requeue: (letter: DeadLetter) => Promise<string>, maxBodyBytes: number, render: RenderLetters): Promise<AdminAnswer> {
   const url = new URL(path, 'http://x');
   const parts = url.pathname.split('/').filter(Boolean); // ['admin', 'dlq', id?, action?]
@@ -102,7 +116,7 @@ async function answer(method: string, path: string, store: DeadLetterStore, requ
   }
   // Longer than any id the server issues, and than a store key may be (the store throws on those).
   if (id.length > MAX_ID_LENGTH) return httpError('not_found', `no dead letter has an id of ${id.length} characters (at most ${MAX_ID_LENGTH})`);
-  const letter = store.getDead(id);
+  const letter = await store.getDead(id);
   if (!letter) return httpError('not_found', `no dead letter ${id}`);
   if (method === 'get' && parts.length === 3) return { status: 200, body: showDead(letter) };
   if (method === 'delete' && parts.length === 3) {
@@ -132,9 +146,9 @@ async function listPage(store: DeadLetterStore, limit: number, after: string | u
   const items: string[] = [];
   let bytes = LIST_ENVELOPE_BYTES;
   let cursor = after;
-  const page = (next: string | null): string => `{"count":${store.countDead()},"items":[${items.join(',')}],"next":${JSON.stringify(next)}}`;
+  const page = async (next: string | null): Promise<string> => `{"count":${await store.countDead()},"items":[${items.join(',')}],"next":${JSON.stringify(next)}}`;
   for (;;) {
-    const letters = store.listDead(Math.min(LIST_CHUNK, limit - items.length), cursor);
+    const letters = await store.listDead(Math.min(LIST_CHUNK, limit - items.length), cursor);
     if (letters.length === 0) return page(null);
     const rendered = await render(letters);
     for (let i = 0; i < letters.length; i++) {
@@ -146,7 +160,7 @@ async function listPage(store: DeadLetterStore, limit: number, after: string | u
       bytes += size;
       cursor = letters[i]!.id;
     }
-    if (items.length >= limit) return page(store.listDead(1, cursor).length > 0 ? cursor! : null);
+    if (items.length >= limit) return page((await store.listDead(1, cursor)).length > 0 ? cursor! : null);
   }
 }
 

@@ -10,7 +10,7 @@
  * every later one after it (the shard subscribed the connection on JOINED: it gets them live).
  * So a recovering client gets each message once, in order, whichever shard it was published on.
  */
-import { encodeBatch } from '../protocol/json-codec.js';
+import { batchFrames } from '../protocol/json-codec.js';
 import { encodeHistoryPage } from '../protocol/json-group-frames.js';
 import { ToBroker } from '../link/records.js';
 import type { GroupLog } from './group-log.js';
@@ -88,26 +88,7 @@ export class GroupRequests {
 
   /** The messages after `since` as `msg` frames (one message) or `batch` frames, each fitting a ring record. */
   private replayFrames(log: GroupLog, since: number): string[] {
-    const { batchSize, link } = this.options;
-    const { frames: msgs } = log.range(since, Infinity, Infinity);
-    if (msgs.length === 1) return msgs;
-    const frames: string[] = [];
-    // `{"op":"batch","msgs":[` and `]}`, and a comma per frame: within FRAME_RECORD_OVERHEAD's slack.
-    const maxBytes = link.maxFrameBytes - 64;
-    let batch: string[] = [];
-    let bytes = 0;
-    for (const msg of msgs) {
-      const size = Buffer.byteLength(msg) + 1;
-      if (batch.length > 0 && (batch.length >= batchSize || bytes + size > maxBytes)) {
-        frames.push(encodeBatch(batch));
-        batch = [];
-        bytes = 0;
-      }
-      batch.push(msg);
-      bytes += size;
-    }
-    if (batch.length > 0) frames.push(encodeBatch(batch));
-    return frames;
+    return batchFrames(log.range(since, Infinity, Infinity).frames, this.options.batchSize, this.options.link.maxFrameBytes);
   }
 
   /** One page of `history`: the messages after `since`, at most `limit` and max_replay_bytes (and what one ring record carries). */
@@ -121,3 +102,4 @@ export class GroupRequests {
     link.reply(shard, sid, encodeHistoryPage(group, ref ?? undefined, frames, log.top, log.epoch, more));
   }
 }
+

@@ -18,7 +18,7 @@ import type { ShardLink } from './shard-link.js';
 
 export interface BrokerGroupsOptions {
   config: Config;
-  /** null: history is kept in memory only (cluster mode: the node has no LMDB store), whatever history.persist says. */
+  /** null: history is kept in memory only, whatever history.persist says. */
   store: MessageStore | null;
   /** This process run (the owner mark of persisted history). */
   instance: string;

@@ -150,23 +150,14 @@ export class History {
     if (victim !== null) this.forget(victim.group);
   }
 
-  /**
-   * Forgets what `group` kept: its next message starts a new epoch (clients holding the old one
-   * reload). For a history that can no longer be vouched for: in cluster mode, a node that
-   * stopped hearing the group's messages from the other nodes (src/cluster/groups.ts).
-   */
-  forget(group: string): void {
+  /** Forgets what `group` kept: its next message starts a new epoch (clients holding the old one reload). */
+  private forget(group: string): void {
     const log = this.logs.get(group);
     if (log === undefined) return;
     while (log.dropOldest(this.evicted));
     this.logs.delete(group);
     this.stats.groups_forgotten++;
     this.persistence?.group(group, null);
-  }
-
-  /** forget() of every group. */
-  forgetAll(): void {
-    for (const group of [...this.logs.keys()]) this.forget(group);
   }
 
   /** An entry a log pushed out: its bytes counted off, forgotten in the store. */

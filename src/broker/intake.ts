@@ -9,6 +9,7 @@
  */
 import type { Config } from '../config/schema.js';
 import { epochMs } from '../metrics/clock.js';
+import { Latency, type LatencyRecorder } from '../metrics/latencies.js';
 import { OcsError, type ErrorCode } from '../protocol/errors.js';
 import { encodeGroupMsgJson } from '../protocol/json-codec.js';
 import { metaOf, type DeadLetter, type StoredMessage } from '../store/messages.js';
@@ -42,6 +43,8 @@ export interface IntakeParts {
   unsaved: UnsavedWrites;
   counters: BrokerStats;
   log: Logger;
+  /** Where the commit latency (received → store commit) is recorded. */
+  latency?: LatencyRecorder;
   /** Moves a stored message to the dead-letter queue (and out of memory). */
   deadLetter(entry: Entry, reason: string): void;
   unlink(entry: Entry): void;
@@ -53,16 +56,18 @@ export class Intake {
   /**
    * Refuses what cannot be stored (an `at` too far ahead, an unwritable store), runs the
    * processor for `type` if there is one, then stores and routes the message. `fromClient`:
-   * the sender's limit (delivery.max_stored_per_sender) applies.
+   * the sender's limit (delivery.max_stored_per_sender) applies. `receivedAt`: when its shard got
+   * the frame (epochMs()), for the commit latency; 0 or absent: from now (the embedding API).
    */
-  accept(incoming: Incoming, type: string | null, reply: Reply, fromClient: boolean): void {
+  accept(incoming: Incoming, type: string | null, reply: Reply, fromClient: boolean, receivedAt = 0): void {
+    if (!(receivedAt > 0)) receivedAt = epochMs();
     const { processors, ids } = this.parts;
     const tooFar = scheduleRefusal(incoming.at, Date.now(), this.parts.delivery.max_schedule_ahead);
     if (tooFar !== null) return reply.fail('E_BAD_FRAME', tooFar);
     if (!this.parts.store.health.writable) return this.refuseUnwritable(reply);
-    if (!processors.has(type)) return this.store(incoming, reply, fromClient);
+    if (!processors.has(type)) return this.store(incoming, reply, fromClient, receivedAt);
     processors.run(type, incoming, {
-      pass: (data, pri) => this.store({ ...incoming, data, pri }, reply, fromClient),
+      pass: (data, pri) => this.store({ ...incoming, data, pri }, reply, fromClient, receivedAt),
       drop: () => reply.ok(ids.nextPubId()), // accepted, not stored
       fail: (reason) => this.processorFailed(type, reason, incoming, reply),
     });
@@ -107,7 +112,10 @@ export class Intake {
     if (refusal !== null) throw new OcsError('E_QUEUE_FULL', `not requeued: ${refusal}`);
     const entry = newEntry(meta, State.STORING, m.data);
     queues.insert(entry);
-    if (!(await store.put(m))) {
+    entry.storing = store.put(m);
+    const stored = await entry.storing;
+    entry.storing = null;
+    if (!stored) {
       this.parts.unlink(entry);
       throw new OcsError('E_STORE_UNAVAILABLE', this.unwritable('not requeued'));
     }
@@ -120,7 +128,7 @@ export class Intake {
     return m.id;
   }
 
-  private store(incoming: Incoming, reply: Reply, fromClient: boolean): void {
+  private store(incoming: Incoming, reply: Reply, fromClient: boolean, receivedAt: number): void {
     const { store, queues, ids, counters } = this.parts;
     const over = this.parts.route.oversize(incoming.data);
     if (over !== null) return reply.fail('E_TOO_LARGE', over);
@@ -134,24 +142,43 @@ export class Intake {
     const entry = newEntry(meta, State.STORING, m.data);
     queues.insert(entry);
     counters.accepted++;
-    this.afterWrite(store.put(m, meta.bytes), reply, (stored) => {
+    const write = (entry.storing = store.put(m, meta.bytes));
+    // A message for now goes out at once, while its commit runs: the commit (an fsync with
+    // store.sync full) is most of a send's latency, and its tail on a busy disk reaches
+    // hundreds of ms. The sender's ack still waits for the commit. Not when the store refused
+    // the write already (no room: put() turned it unwritable before returning).
+    if (!(m.at > Date.now()) && store.health.writable) this.deliverNow(entry, receivedAt);
+    this.afterWrite(write, reply, (stored) => {
+      entry.storing = null;
       if (!stored) {
+        // Out of memory (and out of its holder's in-flight count). A recipient that got it
+        // already keeps it, while its sender is told it was not stored (docs/messaging.md).
         this.parts.unlink(entry);
         return this.refuseUnwritable(reply);
       }
+      this.parts.latency?.since(Latency.commit, receivedAt);
       reply.ok(m.id);
-      if (!queues.has(m.id)) return;
+      if (!queues.has(m.id)) return; // acknowledged (or dead-lettered) before its commit
+      if (entry.state !== State.STORING) {
+        entry.body = null; // delivered or parked already: from now on the store gives its data back
+        return;
+      }
       if (m.at > Date.now()) {
         entry.state = State.SCHEDULED;
         entry.body = null;
         this.parts.timers.scheduleAt(entry, m.at);
         this.parts.timers.arm();
       } else {
-        entry.state = State.WAITING;
-        entry.readyAt = epochMs();
-        this.parts.route.route(entry);
+        this.deliverNow(entry, 0); // its `at` passed during the commit
       }
     });
+  }
+
+  /** Routes `entry` now: to its recipient, or parked. `receivedAt` (epochMs(); 0: none) starts its send latency. */
+  private deliverNow(entry: Entry, receivedAt: number): void {
+    entry.state = State.WAITING;
+    entry.readyAt = receivedAt;
+    this.parts.route.route(entry);
   }
 
   /**

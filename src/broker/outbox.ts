@@ -143,15 +143,15 @@ export class Outbox {
 
   private deliver(shard: number, user: string | null, sid: string | null, frame: string, entries: readonly Entry[]): void {
     // The send latency is measured once per message, on its first way out only. Each frame
-    // (a batch split by bytes included) carries the count and earliest commit of its own messages.
-    let storedAt = 0;
+    // (a batch split by bytes included) carries the count and earliest arrival of its own messages.
+    let arrivedAt = 0;
     let live = 0;
     for (const entry of entries) {
       if (entry.readyAt === 0) continue;
-      if (live++ === 0 || entry.readyAt < storedAt) storedAt = entry.readyAt;
+      if (live++ === 0 || entry.readyAt < arrivedAt) arrivedAt = entry.readyAt;
       entry.readyAt = 0;
     }
-    if (user !== null) this.link.deliverToUser(shard, user, frame, storedAt, live);
-    else this.link.deliverToSid(shard, sid!, frame, storedAt, live);
+    if (user !== null) this.link.deliverToUser(shard, user, frame, arrivedAt, live);
+    else this.link.deliverToSid(shard, sid!, frame, arrivedAt, live);
   }
 }

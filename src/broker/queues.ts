@@ -12,7 +12,11 @@ import type { MessageMeta } from '../store/messages.js';
 import type { Timed } from './deadlines.js';
 
 export const enum State {
-  /** Written to the store, commit not yet confirmed: invisible to recipients. */
+  /**
+   * Written to the store, commit not yet confirmed, and not to be delivered before it is: a
+   * scheduled send, a requeued dead letter. (A send for now is delivered while its commit runs:
+   * it is WAITING or INFLIGHT with `storing` set.)
+   */
   STORING,
   /** Stored with a future `at`. */
   SCHEDULED,
@@ -27,9 +31,17 @@ export interface Entry extends Timed {
   state: State;
   /** INFLIGHT: the user whose in-flight count includes this entry. */
   holder: string | null;
-  /** The data (JSON text) while it is at hand anyway: from acceptance until first encoded; null after, read from the store. */
+  /**
+   * The data (JSON text) while it is at hand anyway: from acceptance until first encoded, and
+   * at least until its commit (before it, the store cannot give it back); null after, read from the store.
+   */
   body: string | null;
-  /** epochMs() of its store commit while it goes straight out to an online recipient; 0 otherwise (send latency). */
+  /**
+   * Its store write until committed (then null). Meanwhile it may already be delivered, but it is
+   * not evicted, and its dead-lettering waits for the commit (broker.ts).
+   */
+  storing: Promise<boolean> | null;
+  /** epochMs() of its arrival (its shard's receive time) while it goes straight out to an online recipient; 0 otherwise (send latency). */
   readyAt: number;
   /** epochMs() of its last delivery, for the ack latency; 0 before the first. */
   deliveredAt: number;
@@ -55,7 +67,7 @@ interface Target {
 type Lane = Map<string, Entry> | null;
 
 export function newEntry(m: MessageMeta, state: State, body: string | null = null): Entry {
-  return { m, state, holder: null, body, readyAt: 0, deliveredAt: 0, deadline: 0, prev: null, next: null, list: -1 };
+  return { m, state, holder: null, body, storing: null, readyAt: 0, deliveredAt: 0, deadline: 0, prev: null, next: null, list: -1 };
 }
 
 export class Queues {
@@ -140,7 +152,8 @@ export class Queues {
     const queue = this.targets.get(target);
     if (!queue || queue.size < perRecipient) return null;
     for (const entry of queue.lanes[0]?.values() ?? []) {
-      if (entry.state === State.STORING) continue;
+      // Not one whose commit is still running: its dead letter could not be written before it.
+      if (entry.state === State.STORING || entry.storing !== null) continue;
       evict(entry);
       return null;
     }

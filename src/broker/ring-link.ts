@@ -83,12 +83,12 @@ export class RingShardLink implements ShardLink {
     this.listener = new DoorbellListener(options.doorbells, options.shards, () => this.drain());
   }
 
-  deliverToUser(shard: number, user: string, frame: string, storedAt = 0, live = 0): void {
-    this.deliver(shard, encodeRecord(ToShard.DELIVER_USER, live > 0 ? [user, frame, storedAt, live] : [user, frame]));
+  deliverToUser(shard: number, user: string, frame: string, arrivedAt = 0, live = 0): void {
+    this.deliver(shard, encodeRecord(ToShard.DELIVER_USER, live > 0 ? [user, frame, arrivedAt, live] : [user, frame]));
   }
 
-  deliverToSid(shard: number, sid: string, frame: string, storedAt = 0, live = 0): void {
-    this.deliver(shard, encodeRecord(ToShard.DELIVER_SID, live > 0 ? [sid, frame, storedAt, live] : [sid, frame]));
+  deliverToSid(shard: number, sid: string, frame: string, arrivedAt = 0, live = 0): void {
+    this.deliver(shard, encodeRecord(ToShard.DELIVER_SID, live > 0 ? [sid, frame, arrivedAt, live] : [sid, frame]));
   }
 
   senderAck(shard: number, sid: string, ref: string | null, id: string, offset?: number): void {
@@ -131,8 +131,8 @@ export class RingShardLink implements ShardLink {
     this.control(shard, encodeRecord(ToShard.JOINED, [sid, group, ref, top, epoch, recovered, null]));
   }
 
-  groupJoinFailed(shard: number, sid: string, group: string, ref: string | null, message: string): void {
-    this.control(shard, encodeRecord(ToShard.JOINED, [sid, group, ref, 0, '', -1, message]));
+  groupJoinFailed(shard: number, sid: string, group: string, ref: string | null, message: string, code: ErrorCode = 'E_BAD_FRAME'): void {
+    this.control(shard, encodeRecord(ToShard.JOINED, [sid, group, ref, 0, '', -1, message, code]));
   }
 
   groupLeft(shard: number, sid: string, group: string, ref: string | null): void {

@@ -15,13 +15,13 @@ export interface ShardLink {
    */
   readonly maxFrameBytes: number;
   /**
-   * `frame` to every connection of `user` on `shard`. `live` of its messages went out as their
-   * store commit made them ready, the earliest at `storedAt` (epochMs()): the shard measures
-   * the send latency from it.
+   * `frame` to every connection of `user` on `shard`. `live` of its messages went out as soon as
+   * they were accepted, the earliest having arrived at `arrivedAt` (epochMs(): its shard's
+   * receive time): the shard measures the send latency from it.
    */
-  deliverToUser(shard: number, user: string, frame: string, storedAt?: number, live?: number): void;
-  /** `frame` to the one connection `sid` on `shard` (storedAt, live: as deliverToUser). */
-  deliverToSid(shard: number, sid: string, frame: string, storedAt?: number, live?: number): void;
+  deliverToUser(shard: number, user: string, frame: string, arrivedAt?: number, live?: number): void;
+  /** `frame` to the one connection `sid` on `shard` (arrivedAt, live: as deliverToUser). */
+  deliverToSid(shard: number, sid: string, frame: string, arrivedAt?: number, live?: number): void;
   /** The sender's message is stored (or published): `ack {ref, id}` to connection `sid`, with `offset` for a pub to a group that keeps history. */
   senderAck(shard: number, sid: string, ref: string | null, id: string, offset?: number): void;
   error(shard: number, sid: string, code: ErrorCode, message: string, ref: string | null): void;
@@ -40,8 +40,11 @@ export interface ShardLink {
    * should the shard's ring be backed up, no replay and recovered 0 (the client reloads).
    */
   groupJoined(shard: number, sid: string, group: string, ref: string | null, replay: readonly string[], top: number, epoch: string, recovered: number): void;
-  /** A join of a history group refused (E_BAD_FRAME: `message`); the shard undoes it. */
-  groupJoinFailed(shard: number, sid: string, group: string, ref: string | null, message: string): void;
+  /**
+   * A join of a history group refused with `code` (E_BAD_FRAME unless given; cluster mode:
+   * E_CLUSTER_UNAVAILABLE) and `message`; the shard undoes it.
+   */
+  groupJoinFailed(shard: number, sid: string, group: string, ref: string | null, message: string, code?: ErrorCode): void;
   /** The answer to a leave of a history group: `left`, in order with its joins. */
   groupLeft(shard: number, sid: string, group: string, ref: string | null): void;
   /** The answer to admin request `requestId` that `shard` forwarded. */

@@ -2,7 +2,8 @@
  * The groups the application asked to be in, independent of any one connection: each is
  * joined again on every reconnect (with `since` where the group keeps history), and each
  * `join()` promise waits, across reconnects, for the server's answer. A join the server
- * refused only for now (E_OVERLOADED: nothing was done) is sent again after a pause.
+ * refused only for now (E_OVERLOADED, E_CLUSTER_UNAVAILABLE: nothing was done) is sent again
+ * after a pause.
  */
 import { OcsError } from '../protocol/errors.js';
 import type { Position } from './recovery.js';
@@ -18,7 +19,7 @@ interface Entry {
   /** Answered at least once: later answers are re-joins. */
   joinedOnce: boolean;
   waiters: Waiter[];
-  /** Joins refused with E_OVERLOADED in a row, for the pause before the next one. */
+  /** Joins refused for now in a row, for the pause before the next one. */
   refusals: number;
   retry: ReturnType<typeof setTimeout> | undefined;
 }

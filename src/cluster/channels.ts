@@ -7,8 +7,11 @@
  *   P g:GROUP   [origin length u8][origin node id][msg frame]: the frame is published as it
  *               was encoded on the publishing shard; a node drops its own (its shards had it
  *               over the rings already)
+ *   P g:GROUP   of a history group: [0][msg frame with its offset and epoch], published by
+ *               Redis itself (history-scripts.ts), which every node with members forwards
  *   P n:NODE    a MessagePack array: [NodeRecord.DELIVER_USER, user, id, frame] or
- *               [NodeRecord.DELIVER_SID, sid, id, frame]
+ *               [NodeRecord.DELIVER_SID, sid, id, frame], or the answer to a join of a history
+ *               group, [NodeRecord.HISTORY_JOINED, ...] (history.ts)
  *
  * Per publisher, order holds: one shard's pubs reach the primary over one ring, leave on one
  * connection, and Redis delivers a channel's messages to a subscriber in order.
@@ -17,13 +20,15 @@ import { Packr } from 'msgpackr';
 import type { Redis } from 'ioredis';
 import type { Keys } from './keys.js';
 
-export const NodeRecord = { DELIVER_USER: 1, DELIVER_SID: 2 } as const;
+export const NodeRecord = { DELIVER_USER: 1, DELIVER_SID: 2, HISTORY_JOINED: 3 } as const;
 
 export interface ChannelHandlers {
   /** A pub from another node to `group`, which has members here. */
   groupPub(group: string, frame: Buffer): void;
   /** A record on this node's channel. */
   nodeRecord(kind: number, target: string, id: string, frame: string): void;
+  /** The answer to a join of a history group (its fields after the kind); false: malformed. */
+  historyJoined(fields: readonly unknown[]): boolean;
   /** A payload that does not parse (another version, or not ours): dropped, counted. */
   malformed(channel: string): void;
 }
@@ -33,6 +38,8 @@ const packr = new Packr({ useRecords: false, moreTypes: false });
 export class Channels {
   /** Groups with members on this node: subscribed, or to be once Redis is back. */
   private readonly wanted = new Set<string>();
+  /** Subscriptions of groups sent and not yet confirmed. */
+  private readonly subscribing = new Map<string, Promise<void>>();
   private readonly origin: Buffer;
   private readonly nodeChannel: string;
   private readonly groupPrefix: string;
@@ -62,13 +69,20 @@ export class Channels {
    * every node (so `joined` can follow), or at once when Redis is unreachable (then
    * resubscribe() takes it up when it is back).
    */
-  async want(group: string): Promise<void> {
+  want(group: string): Promise<void> {
     this.wanted.add(group);
-    try {
-      await this.subscriber.subscribe(this.keys.groupChannel(group));
-    } catch {
-      // Unreachable: the member is served on this node meanwhile.
-    }
+    // Rejected: unreachable, the member is served on this node meanwhile.
+    const done = (): void => {
+      if (this.subscribing.get(group) === subscribed) this.subscribing.delete(group);
+    };
+    const subscribed: Promise<void> = this.subscriber.subscribe(this.keys.groupChannel(group)).then(done, done);
+    this.subscribing.set(group, subscribed);
+    return subscribed;
+  }
+
+  /** Resolves once the node hears `group` (for a further member while the first one's want() is under way). */
+  heard(group: string): Promise<void> {
+    return this.subscribing.get(group) ?? Promise.resolve();
   }
 
   /** The last member of `group` here left. */
@@ -97,6 +111,10 @@ export class Channels {
         fields = packr.unpack(message);
       } catch {
         return this.handlers.malformed(channel);
+      }
+      if (Array.isArray(fields) && fields[0] === NodeRecord.HISTORY_JOINED) {
+        if (!this.handlers.historyJoined(fields.slice(1))) this.handlers.malformed(channel);
+        return;
       }
       if (!Array.isArray(fields) || fields.length !== 4 || typeof fields[1] !== 'string' || typeof fields[2] !== 'string' || typeof fields[3] !== 'string') {
         return this.handlers.malformed(channel);

@@ -7,7 +7,7 @@
  */
 import type { Logger } from '../util/logger.js';
 import type { Channels } from './channels.js';
-import type { ClusterGroups } from './groups.js';
+import type { GroupPresence } from '../broker/group-presence.js';
 import type { ClusterMessaging } from './messaging.js';
 import type { ClusterPresence, LocalPresence } from './presence.js';
 
@@ -16,7 +16,8 @@ export interface ClusterMembersParts {
   channels: Channels;
   messaging: ClusterMessaging;
   presence: ClusterPresence;
-  groups: ClusterGroups;
+  /** This node's presence events (groups.ts). */
+  events: GroupPresence;
   log: Logger;
   /** Redis is reachable and this node is in the cluster (not draining): presence is written. */
   writesPresence(): boolean;
@@ -33,8 +34,11 @@ export class ClusterMembers {
     this.inOrder(sid, joined ? this.join(sid, group, weight, watch) : this.leave(sid, group));
   }
 
-  /** Runs `answer` once what `sid` asked before is done (and if it is still connected). */
-  answer(sid: string, answer: () => void): void {
+  /**
+   * Runs `answer` once what `sid` asked before is done (and if it is still connected); what it
+   * asks next waits for the promise `answer` returns (a history join answered from Redis).
+   */
+  answer(sid: string, answer: () => Promise<void> | void): void {
     this.inOrder(sid, null, answer);
   }
 
@@ -54,7 +58,7 @@ export class ClusterMembers {
    * without Redis). A member's join again only says whether it `watch`es presence events.
    */
   private join(sid: string, group: string, weight: number, watch: boolean): Promise<void> {
-    const { local, groups, channels, messaging } = this.parts;
+    const { local, events, channels, messaging } = this.parts;
     const conn = local.bySid.get(sid);
     if (!conn) return Promise.resolve();
     if (weight > 0) conn.weight = weight;
@@ -62,33 +66,30 @@ export class ClusterMembers {
     if (watch) (conn.watching ??= new Set()).add(group);
     else conn.watching?.delete(group);
     if (conn.groups.has(group)) {
-      if (watch !== watched) groups.events.watch(group, watch ? 1 : -1);
+      if (watch !== watched) events.watch(group, watch ? 1 : -1);
       return Promise.resolve();
     }
-    groups.events.joined(group, conn.user, watch);
+    events.joined(group, conn.user, watch);
     const first = local.join(sid, group);
     const waits: Promise<unknown>[] = [];
-    if (first) waits.push(channels.want(group));
+    waits.push(first ? channels.want(group) : channels.heard(group));
     if (this.parts.writesPresence()) waits.push(messaging.joined(sid, group, conn.user, conn.weight).catch(() => {}));
     return Promise.all(waits).then(() => {});
   }
 
   private leave(sid: string, group: string): Promise<void> {
-    const { local, groups, channels, presence } = this.parts;
+    const { local, events, channels, presence } = this.parts;
     const conn = local.bySid.get(sid);
     if (!conn?.groups.has(group)) return Promise.resolve();
-    groups.events.left(group, conn.user, conn.watching?.delete(group) ?? false);
+    events.left(group, conn.user, conn.watching?.delete(group) ?? false);
     const last = local.leave(sid, group);
-    if (last) {
-      channels.unwant(group);
-      groups.stoppedHearing(group);
-    }
+    if (last) channels.unwant(group);
     if (this.parts.writesPresence()) presence.left(group, sid, last).catch(() => {});
     return Promise.resolve();
   }
 
   /** What connection `sid` asked is done in the order asked: `answer` runs once `done` and everything before it are. */
-  private inOrder(sid: string, done: Promise<void> | null, answer?: () => void): void {
+  private inOrder(sid: string, done: Promise<void> | null, answer?: () => Promise<void> | void): void {
     const previous = this.owed.get(sid);
     if (previous === undefined && answer === undefined) {
       if (done !== null) this.chain(sid, done);
@@ -101,7 +102,7 @@ export class ClusterMembers {
         .then(() => {
           if (answer === undefined || !this.parts.local.bySid.has(sid)) return;
           try {
-            answer();
+            return answer();
           } catch (err) {
             this.parts.log.error({ code: 'E_INTERNAL', err }, 'cluster: answering a group op failed');
           }

@@ -16,8 +16,9 @@ import type { Incoming, MessageIds } from '../broker/ids.js';
 import type { Processors } from '../broker/processors.js';
 import type { ShardLink } from '../broker/shard-link.js';
 import { scheduleRefusal } from '../broker/embedding-checks.js';
-import type { ErrorCode } from '../protocol/errors.js';
-import { encodeStoredMsg } from '../protocol/json-codec.js';
+import { OcsError, type ErrorCode } from '../protocol/errors.js';
+import type { DeadLetter, StoredMessage } from '../store/messages.js';
+import { batchFrames, encodeStoredMsg } from '../protocol/json-codec.js';
 import type { Logger } from '../util/logger.js';
 import { NodeRecord, type Channels } from './channels.js';
 import type { ClusterPresence, LocalPresence } from './presence.js';
@@ -97,20 +98,39 @@ export class ClusterMessaging {
     return bytes <= max ? null : `data of ${bytes} bytes is over the ${max} one message may carry between threads (performance.ring_bytes)`;
   }
 
+  /**
+   * Puts a dead letter back in its recipient's queue (/admin/dlq requeue), as the LMDB broker
+   * does: the same id and time, attempts 0, a new sequence, within the recipient's and the
+   * store's limits; the letter goes in the same script. Resolves with the id.
+   */
+  requeue(letter: DeadLetter): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const reply: Reply = { ok: resolve, fail: (code, message) => reject(new OcsError(code, `not requeued: ${message}`)) };
+      if (!this.parts.up()) return this.unavailable(reply, 'message not stored');
+      const { target, from, group, data, pri, strategy } = letter;
+      const m = { ...this.parts.ids.newMessage({ target, from, group, data, pri, at: 0, strategy }, letter.id), ts: letter.ts };
+      this.storeMessage(m, reply, false, letter.id);
+    });
+  }
+
   private store(incoming: Incoming, reply: Reply, fromClient: boolean): void {
-    const over = this.oversize(incoming.data);
+    this.storeMessage(this.parts.ids.newMessage(incoming), reply, fromClient);
+  }
+
+  private storeMessage(m: StoredMessage, reply: Reply, fromClient: boolean, requeueOf = ''): void {
+    const over = this.oversize(m.data);
     if (over !== null) return reply.fail('E_TOO_LARGE', over);
-    const { config, ids, stats } = this.parts;
-    const m = ids.newMessage(incoming);
+    const { config, stats } = this.parts;
     const now = Date.now();
     const args = [
       this.prefix, m.id, m.target, m.from, m.group ?? '', m.data, m.pri, m.ts, m.at, m.strategy ?? '', Buffer.byteLength(m.data),
       this.delivery.max_pending_per_user, fromClient ? this.delivery.max_stored_per_sender : 0,
-      config.store.max_messages, config.store.max_bytes, now, this.delivery.ttl * 1000,
+      config.store.max_messages, config.store.max_bytes, now, this.delivery.ttl * 1000, requeueOf,
     ];
     this.storesInFlight++;
     this.script<[string, string, string]>(STORE, args).finally(() => this.storesInFlight--).then(
       ([verdict, detail, dropped]) => {
+        if (verdict === 'gone') return reply.fail('E_UNKNOWN_ID', detail);
         if (verdict !== 'ok') {
           stats.queue_full++;
           return reply.fail('E_QUEUE_FULL', detail);
@@ -163,20 +183,21 @@ export class ClusterMessaging {
     }
   }
 
-  /** A claimed message to every connection of `user`: here directly, elsewhere one record per node. */
-  private toUser(user: string, nodes: string[], f: Fields): void {
+  /** A claimed message to every connection of `user`: here directly, elsewhere one record per node. Returns its id and frame. */
+  private toUser(user: string, nodes: string[], f: Fields): [string, string] {
     this.counted(f);
     const frame = encodeStoredMsg(f[0], f[1], null, f[3], Number(f[4]), Number(f[5]));
     for (const node of nodes) {
-      if (node === this.parts.node) this.deliverToUser(user, f[0], frame);
+      if (node === this.parts.node) this.deliverToUser(user, [[f[0], frame]]);
       else this.parts.channels.publishNode(node, NodeRecord.DELIVER_USER, user, f[0], frame).catch((err: unknown) => this.broke(err, 'deliver'));
     }
+    return [f[0], frame];
   }
 
   private toMember(node: string, sid: string, f: Fields): void {
     this.counted(f);
     const frame = encodeStoredMsg(f[0], f[1], f[2], f[3], Number(f[4]), Number(f[5]));
-    if (node === this.parts.node) this.deliverToSid(sid, f[0], frame);
+    if (node === this.parts.node) this.deliverToSid(sid, [[f[0], frame]]);
     else this.parts.channels.publishNode(node, NodeRecord.DELIVER_SID, sid, f[0], frame).catch((err: unknown) => this.broke(err, 'deliver'));
   }
 
@@ -187,25 +208,32 @@ export class ClusterMessaging {
 
   /** A delivery record from another node (or this one's own route). */
   nodeRecord(kind: number, target: string, id: string, frame: string): void {
-    if (kind === NodeRecord.DELIVER_USER) this.deliverToUser(target, id, frame);
-    else if (kind === NodeRecord.DELIVER_SID) this.deliverToSid(target, id, frame);
+    if (kind === NodeRecord.DELIVER_USER) this.deliverToUser(target, [[id, frame]]);
+    else if (kind === NodeRecord.DELIVER_SID) this.deliverToSid(target, [[id, frame]]);
   }
 
-  private deliverToUser(user: string, id: string, frame: string): void {
+  /** Messages ([id, msg frame], in order) to every connection of `user` here, several as `batch` frames. */
+  private deliverToUser(user: string, msgs: ReadonlyArray<[string, string]>): void {
     const { local, link } = this.parts;
     const conns = local.byUser.get(user);
-    if (!conns) return;
-    this.handedOut(id);
-    // Connections still waiting for their backlog get it after it (a shard skips them: they have no welcome yet).
-    for (const sid of conns.keys()) this.connecting.get(sid)?.push([id, frame]);
-    for (const shard of local.shardsOf(user)) link.deliverToUser(shard, user, frame);
+    if (!conns || msgs.length === 0) return;
+    for (const [id] of msgs) this.handedOut(id);
+    // Connections still waiting for their backlog get these after it (a shard skips them: they have no welcome yet).
+    for (const sid of conns.keys()) this.connecting.get(sid)?.push(...msgs);
+    const frames = this.batched(msgs);
+    for (const shard of local.shardsOf(user)) for (const frame of frames) link.deliverToUser(shard, user, frame);
   }
 
-  private deliverToSid(sid: string, id: string, frame: string): void {
+  /** Messages ([id, msg frame], in order) to connection `sid`, several as `batch` frames. */
+  private deliverToSid(sid: string, msgs: ReadonlyArray<[string, string]>): void {
     const conn = this.parts.local.bySid.get(sid);
-    if (!conn) return;
-    this.handedOut(id);
-    this.parts.link.deliverToSid(conn.shard, sid, frame);
+    if (!conn || msgs.length === 0) return;
+    for (const [id] of msgs) this.handedOut(id);
+    for (const frame of this.batched(msgs)) this.parts.link.deliverToSid(conn.shard, sid, frame);
+  }
+
+  private batched(msgs: ReadonlyArray<[string, string]>): string[] {
+    return msgs.length === 1 ? [msgs[0]![1]] : batchFrames(msgs.map(([, frame]) => frame), this.parts.config.websocket.performance.batch_size, this.parts.link.maxFrameBytes);
   }
 
   private handedOut(id: string): void {
@@ -238,13 +266,19 @@ export class ClusterMessaging {
         link.welcome(shard, sid, backlog === null ? 0 : backlog.pending);
         if (backlog === null) return;
         const sent = new Set<string>();
+        // In queue order (priority, then acceptance), as `batch` frames where several go to one place, as on one process.
+        const toUser: Array<[string, string]> = [];
+        const toSid: Array<[string, string]> = [];
         for (const [claimed, f] of backlog.entries) {
           sent.add(f[0]);
           // Newly claimed: for every connection of the user; already in flight: for this new one too.
-          if (claimed === 1) this.toUser(user, backlog.nodes, f);
-          else this.deliverToSid(sid, f[0], encodeStoredMsg(f[0], f[1], null, f[3], Number(f[4]), Number(f[5])));
+          if (claimed !== 1) toSid.push([f[0], encodeStoredMsg(f[0], f[1], null, f[3], Number(f[4]), Number(f[5]))]);
+          else if (backlog.nodes.includes(this.parts.node)) toUser.push(this.toUser(user, backlog.nodes.filter((node) => node !== this.parts.node), f));
+          else this.toUser(user, backlog.nodes, f);
         }
-        for (const [id, frame] of held) if (!sent.has(id)) this.deliverToSid(sid, id, frame);
+        for (const [id, frame] of held) if (!sent.has(id)) toSid.push([id, frame]);
+        this.deliverToUser(user, toUser);
+        this.deliverToSid(sid, toSid);
       },
       (err: unknown) => {
         this.connecting.delete(sid);

@@ -9,23 +9,26 @@
  * (their publishers get E_CLUSTER_UNAVAILABLE rather than an ack), joins and presence are kept
  * locally and written again once Redis is back; send, any and ack are refused with
  * E_CLUSTER_UNAVAILABLE. /health says `degraded`, and the log says it once per change.
- * Group presence, history and their ops: groups.ts.
+ * Group presence, history and their ops: groups.ts; history kept in Redis: history.ts.
  */
 import type { BrokerStats, Processor, SendOptions } from '../broker/broker.js';
+import { serveDlqRequest } from '../broker/dlq-admin.js';
 import { checkPublishArgs, checkSendOptions, dataJsonOf } from '../broker/embedding-checks.js';
 import { MessageIds } from '../broker/ids.js';
 import { Processors } from '../broker/processors.js';
 import type { RingShardLink } from '../broker/ring-link.js';
 import type { Config } from '../config/schema.js';
 import { ToBroker, typeOfData } from '../link/records.js';
-import { httpError, OcsError, type ErrorCode } from '../protocol/errors.js';
+import { OcsError, type ErrorCode } from '../protocol/errors.js';
 import { ANY_STRATEGIES, type AnyStrategy } from '../protocol/frames.js';
 import { encodeGroupMsgJson } from '../protocol/json-codec.js';
 import { ClusterStatus, type ClusterState } from '../shared/cluster-state.js';
 import type { StoreHealth } from '../store/store.js';
 import type { Logger } from '../util/logger.js';
 import { Channels } from './channels.js';
+import { RedisDeadLetters } from './dead-letters.js';
 import { ClusterGroups } from './groups.js';
+import { ClusterHistory } from './history.js';
 import { ClusterMembers } from './members.js';
 import { Keys } from './keys.js';
 import { ClusterMessaging, type Reply } from './messaging.js';
@@ -48,6 +51,8 @@ export interface ClusterNodeOptions {
 }
 
 const SERVER_SENDER = '@server';
+/** How every `msg` frame starts (json-codec.ts, json-group-frames.ts). */
+const MSG_FRAME_START = '{"op":"msg",';
 /**
  * PUBLISHes sent and not yet answered: past it a pub is not handed to a Redis that cannot keep
  * up (at most once, like any pub; counted in cluster_pubs_lost) rather than queued in memory
@@ -66,6 +71,8 @@ export class ClusterNode {
   private readonly messaging: ClusterMessaging;
   private readonly processors = new Processors();
   private readonly groups: ClusterGroups;
+  private readonly history: ClusterHistory;
+  private readonly deadLetters: RedisDeadLetters;
   private readonly ids: MessageIds;
   private readonly members: ClusterMembers;
   private heartbeatTimer: NodeJS.Timeout | null = null;
@@ -84,29 +91,26 @@ export class ClusterNode {
     this.ids = new MessageIds(instance);
     this.redis = new RedisLink({ config: config.cluster, log, onUp: () => this.resync(), onDown: () => this.down() });
     const commands = this.redis.commands;
+    const scripts = new ScriptRunner(commands);
+    this.deadLetters = new RedisDeadLetters(commands, scripts, this.keys);
     this.clusterPresence = new ClusterPresence(commands, this.keys, this.node, config.cluster.presence_ttl * 1000);
-    this.groups = new ClusterGroups({
-      config,
-      instance,
-      link: options.link,
-      log,
-      presence: this.clusterPresence,
-      hasMembers: (group) => this.local.byGroup.has(group),
-      up: () => this.up,
-    });
+    this.history = new ClusterHistory({ config, scripts, keys: this.keys, node: this.node, link: options.link, log, stats: this.stats_, up: () => this.up });
+    this.groups = new ClusterGroups({ config, link: options.link, log, presence: this.clusterPresence, history: this.history, up: () => this.up });
     this.channels = new Channels(this.redis.subscriber, commands, this.keys, this.node, {
       groupPub: (group, frame) => {
         this.stats_.cluster_pubs_in++;
-        const text = this.groups.fromOtherNode(group, frame);
-        if (text === null) this.stats_.cluster_malformed++;
+        const text = frame.toString();
+        // A history group's messages come from Redis (HISTORY_APPEND), complete: nothing else is one of them.
+        if (this.history.ruleOf(group) !== null && !text.startsWith(MSG_FRAME_START)) this.stats_.cluster_malformed++;
         else options.link.groupPub(group, text);
       },
       nodeRecord: (kind, target, id, frame) => this.messaging.nodeRecord(kind, target, id, frame),
+      historyJoined: (fields) => this.history.joinAnswered(fields),
       malformed: () => this.stats_.cluster_malformed++,
     });
     this.messaging = new ClusterMessaging({
       config,
-      scripts: new ScriptRunner(commands),
+      scripts,
       node: this.node,
       link: options.link,
       channels: this.channels,
@@ -123,7 +127,7 @@ export class ClusterNode {
       channels: this.channels,
       messaging: this.messaging,
       presence: this.clusterPresence,
-      groups: this.groups,
+      events: this.groups.events,
       log,
       writesPresence: () => this.up && !this.draining,
     });
@@ -146,7 +150,6 @@ export class ClusterNode {
   async start(): Promise<void> {
     const { config, link, state } = this.options;
     state.set(ClusterStatus.CONNECTING);
-    this.groups.start();
     link.listen((shard, kind, fields) => this.onRecord(shard, kind, fields));
     await this.redis.connect(config.cluster.command_timeout * 1000);
     const ttl = config.cluster.presence_ttl * 1000;
@@ -162,7 +165,7 @@ export class ClusterNode {
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.options.link.stop();
-    await this.groups.stop();
+    this.groups.stop();
     // Forgotten at once rather than after presence_ttl: this node's users are gone now.
     if (this.up) await this.clusterPresence.leaveCluster().catch(() => {});
     await this.redis.stop();
@@ -271,7 +274,7 @@ export class ClusterNode {
           return this.members.answer(f[0] as string, () => this.groups.onRecord(shard, kind, f));
         case ToBroker.PRESENCE_QUERY:
         case ToBroker.HISTORY:
-          return this.groups.onRecord(shard, kind, f);
+          return void this.groups.onRecord(shard, kind, f);
         case ToBroker.PUB: {
           const [sid, ref, from, group, data, pri, type, receivedAt] = f as [string, string | null, string, string, string, number, string | null, number?];
           const reply = this.replyTo(shard, sid, ref);
@@ -283,9 +286,11 @@ export class ClusterNode {
           return this.publishOut(group, frame);
         }
         case ToBroker.ADMIN: {
-          const [requestId] = f as [number];
-          const { status, body } = httpError('unavailable', 'in cluster mode the dead letters are kept in Redis (see docs/messaging.md, Cluster mode); /admin/dlq serves the LMDB store only');
-          return this.options.link.adminReply(shard, requestId, status, JSON.stringify(body));
+          const [requestId, method, path] = f as [number, string, string];
+          const { link, log } = this.options;
+          const reply = (status: number, body: string): void => link.adminReply(shard, requestId, status, body);
+          const failed = (err: unknown): void => log.error({ code: 'E_INTERNAL', err }, 'admin reply failed');
+          return serveDlqRequest(method, path, this.deadLetters, (letter) => this.messaging.requeue(letter), reply, failed, link.maxFrameBytes);
         }
       }
     } catch (err) {
@@ -299,19 +304,20 @@ export class ClusterNode {
   }
 
   /**
-   * A pub to this node's members (with this node's offset when its group keeps history) and,
-   * through Redis, to every other node's (without: each gives it its own, groups.ts).
+   * A pub to this node's members and, through Redis, to every other node's; a pub to a history
+   * group goes through Redis to all of them, this one too, once numbered there (history.ts).
    */
   private processedPub(id: string, from: string, group: string, data: string, pri: number, type: string | null, reply: Reply, receivedAt = 0): void {
     const send = (dataJson: string, p: number): void => {
       const over = this.messaging.oversize(dataJson);
       if (over !== null) return reply.fail('E_TOO_LARGE', over);
       const ts = Date.now();
+      const rule = this.history.ruleOf(group);
+      if (rule !== null) return this.history.publish(rule, id, from, group, dataJson, p, ts, reply);
       const frame = encodeGroupMsgJson(id, from, group, dataJson, p, ts);
-      const kept = this.groups.sequence(group, id, from, dataJson, p, ts);
-      this.options.link.groupPub(group, kept?.frame ?? frame, receivedAt);
+      this.options.link.groupPub(group, frame, receivedAt);
       this.publishOut(group, Buffer.from(frame));
-      reply.ok(id, kept?.offset);
+      reply.ok(id);
     };
     if (!this.processors.has(type)) return send(data, pri);
     const incoming = { target: `p:${group}`, from, group, data, pri, at: 0, strategy: null };
@@ -353,7 +359,7 @@ export class ClusterNode {
       );
       return;
     }
-    Promise.all([this.channels.resubscribe(), this.clusterPresence.rewrite(this.local)])
+    Promise.all([this.channels.resubscribe(), this.clusterPresence.rewrite(this.local), this.history.prepare()])
       .then(() => this.clusterPresence.heartbeat())
       .then(
         () => {
@@ -361,8 +367,6 @@ export class ClusterNode {
           state.set(ClusterStatus.UP);
           state.setNodesAlive(this.clusterPresence.alive.size);
           this.options.storeHealthChanged({ writable: true, lastError: null, failedWrites: this.failedWrites });
-          // Before the first connection (none waited) there was nothing to miss.
-          if (this.failedWrites > 0) this.groups.missedOthers();
           this.messaging.rescan();
         },
         (err: unknown) => log.error({ code: 'E_CLUSTER_UNAVAILABLE', err }, 'cluster: resynchronising with Redis failed; retrying when it reconnects'),
@@ -371,6 +375,7 @@ export class ClusterNode {
 
   private down(): void {
     this.failedWrites++;
+    this.history.refuseAll();
     this.options.state.set(ClusterStatus.DOWN);
     this.options.storeHealthChanged({ writable: false, lastError: `Redis unreachable: ${this.redis.error || 'connection closed'}`, failedWrites: this.failedWrites });
   }

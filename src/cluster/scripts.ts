@@ -14,7 +14,8 @@
  *   P load           HASH user -> `any` messages it holds unacknowledged (least_connections)
  *   P rr:GROUP       INCR: the `any` rotation of a group
  *   P strategies     HASH group -> `any` strategy set by setGroupLoadBalanceStrategy
- *   P dlq, d:ID      ZSET id -> failedAt, and HASH: the dead letter (the message, reason, failedAt)
+ *   P dlq, d:ID      ZSET of dead letter ids (all scored 0: listed in id order, BYLEX, as the
+ *                    LMDB store lists them), and HASH: the dead letter (the message, reason, failedAt)
  *   P nodes          ZSET node -> last heartbeat; P pu:USER, pg:GROUP, nk:NODE: presence.ts
  *
  * Every script takes P as ARGV[1] and builds its keys from it: the store is for one Redis
@@ -33,6 +34,15 @@ export class ScriptRunner {
   private readonly shas = new Map<string, string>();
 
   constructor(private readonly redis: Redis) {}
+
+  /**
+   * Loads `sources` into Redis's script cache (after connecting, and after an outage: a restart
+   * empties it), so that they never meet NOSCRIPT: its fallback resends a script later, after
+   * commands sent behind it, and a history group's pubs must run in the order sent.
+   */
+  async load(sources: readonly string[]): Promise<void> {
+    await Promise.all(sources.map((source) => this.redis.script('LOAD', source)));
+  }
 
   async run(source: string, args: Array<string | number>): Promise<unknown> {
     let sha = this.shas.get(source);
@@ -75,7 +85,7 @@ local function deadletter(id, reason, now)
   redis.call('DEL', d)
   redis.call('HSET', d, unpack(all))
   redis.call('HSET', d, 'reason', reason, 'failedAt', now)
-  redis.call('ZADD', P..'dlq', now, id)
+  redis.call('ZADD', P..'dlq', 0, id)
   forget(id)
 end
 local function backoff(attempts, ackMs, mult, maxMs)
@@ -100,14 +110,20 @@ end
 
 /**
  * ARGV: P id target from group data pri ts at strategy bytes perRecipient perSender(0: none)
- *       maxMessages maxBytes now ttlMs
- * -> {'ok', state, droppedLowId|''} or {'full', why}
+ *       maxMessages maxBytes now ttlMs requeueOf
+ * requeueOf: '' or the dead letter this message puts back (/admin/dlq): it must still be there,
+ * and it goes in the same step as the message is stored, so one requeue of it wins.
+ * -> {'ok', state, droppedLowId|''}, {'full', why} or {'gone', why}
  */
 export const STORE = `${PRELUDE}
 local id, target, from, group, data = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local pri, ts, at, strategy, bytes = tonumber(ARGV[7]), ARGV[8], tonumber(ARGV[9]), ARGV[10], tonumber(ARGV[11])
 local perRecipient, perSender = tonumber(ARGV[12]), tonumber(ARGV[13])
 local maxMessages, maxBytes, now, ttl = tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16]), tonumber(ARGV[17])
+local requeueOf = ARGV[18] or ''
+if requeueOf ~= '' and redis.call('EXISTS', P..'d:'..requeueOf) == 0 then
+  return {'gone', 'no dead letter '..requeueOf..' (requeued or purged meanwhile)'}
+end
 if tonumber(redis.call('GET', P..'count') or '0') >= maxMessages then
   return {'full', 'the store holds store.max_messages ('..maxMessages..') messages'}
 end
@@ -137,6 +153,10 @@ if due > 0 then redis.call('ZADD', P..'due', due, id) end
 redis.call('INCR', P..'count')
 redis.call('INCRBY', P..'bytes', bytes)
 redis.call('INCR', P..'snd:'..from)
+if requeueOf ~= '' then
+  redis.call('DEL', P..'d:'..requeueOf)
+  redis.call('ZREM', P..'dlq', requeueOf)
+end
 return {'ok', state, dropped}
 `;
 
@@ -325,7 +345,7 @@ export const DEAD_ON_ARRIVAL = `${PRELUDE}
 local d = P..'d:'..ARGV[2]
 redis.call('HSET', d, 'target', ARGV[3], 'from', ARGV[4], 'group', ARGV[5], 'data', ARGV[6], 'pri', ARGV[7], 'ts', ARGV[8],
   'at', 0, 'attempts', 0, 'strategy', '', 'reason', ARGV[9], 'failedAt', ARGV[10])
-redis.call('ZADD', P..'dlq', tonumber(ARGV[10]), ARGV[2])
+redis.call('ZADD', P..'dlq', 0, ARGV[2])
 return 1
 `;
 

@@ -6,7 +6,7 @@
 import { renderDeadLetters } from '../broker/dead-letter-view.js';
 import type { Deflate } from '../protocol/wire.js';
 import type { DeadLetter } from '../store/messages.js';
-import { deflateLz4 } from './lz4.js';
+import { deflateLz4, deflateLz4Many } from './lz4.js';
 import { CodecPool } from './pool.js';
 import { runTask, transcode, type CodecTask, type PrepareResult, type PrepareTask } from './tasks.js';
 
@@ -14,6 +14,8 @@ export interface CodecSettings {
   /** LZ4 for binary frames of at least lz4Threshold bytes (performance.enable_compression). */
   compression: boolean;
   lz4Threshold: number;
+  /** A broadcast to at least this many recipients is compressed with LZ4 HC (0: never; unset: 0). */
+  hcMinRecipients?: number;
   /** Work on at least this many bytes goes to the pool when it has room. */
   offloadThreshold: number;
   poolSize: number;
@@ -32,13 +34,25 @@ export class Codec {
   /** Binary frames of at least this many bytes are compressed; Infinity with compression off. */
   readonly lz4Threshold: number;
   readonly offloadThreshold: number;
+  private readonly hcMinRecipients: number;
   private readonly pool: CodecPool;
 
   constructor(settings: CodecSettings, private readonly counts: CodecCounts | null = null) {
     this.deflate = settings.compression ? deflateLz4 : null;
     this.lz4Threshold = settings.compression ? settings.lz4Threshold : Infinity;
     this.offloadThreshold = settings.poolSize === 0 ? Infinity : settings.offloadThreshold;
+    this.hcMinRecipients = settings.hcMinRecipients ?? 0;
     this.pool = new CodecPool({ size: settings.poolSize, queueLimit: settings.queueLimit });
+  }
+
+  /**
+   * The LZ4 for a frame compressed once and sent to `recipients` connections: high
+   * compression (up to HC_MAX_BYTES) from hcMinRecipients on: its CPU is spent once, its bytes
+   * saved per recipient.
+   */
+  deflateFor(recipients: number): Deflate | null {
+    if (this.deflate === null) return null;
+    return this.hcMinRecipients > 0 && recipients >= this.hcMinRecipients ? deflateLz4Many : this.deflate;
   }
 
   /** Whether work on `bytes` bytes goes to the pool now (false when small, or the pool is full). */

@@ -149,16 +149,24 @@ export function dataTypeOf(data: unknown): string | null {
   return data instanceof EncodedData ? data.forms.type : typeOfData(data);
 }
 
-/** The buffers of a result that may be moved to the thread that asked (each owns its ArrayBuffer). */
+/**
+ * The buffers of a result to move to the thread that asked. A frame that is a view into a
+ * larger buffer (msgpackr's, which it reuses for the frames after) is first copied into one of
+ * its own: moved, the whole larger buffer would go; cloned, it would be copied whole.
+ */
 export function transferablesOf(result: CodecResult): ArrayBuffer[] {
   const out: ArrayBuffer[] = [];
-  const add = (bytes: Uint8Array | null): void => {
-    if (bytes !== null && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer) out.push(bytes.buffer);
+  const own = (bytes: Uint8Array | null): Uint8Array | null => {
+    if (bytes === null || !(bytes.buffer instanceof ArrayBuffer)) return bytes;
+    // Not slice(): on a Buffer (what msgpackr returns in Node.js) it is another view.
+    const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : Uint8Array.from(bytes);
+    out.push(whole.buffer as ArrayBuffer);
+    return whole;
   };
-  if (result.kind === 'transcode') add(result.frame);
+  if (result.kind === 'transcode') result.frame = own(result.frame)!;
   else if (result.kind === 'prepare' && result.forms !== null) {
-    add(result.forms.json);
-    add(result.forms.msgpack);
+    result.forms.json = own(result.forms.json);
+    result.forms.msgpack = own(result.forms.msgpack);
   }
   return out;
 }

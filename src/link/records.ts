@@ -10,9 +10,12 @@ import { Packr } from 'msgpackr';
 
 /** Shard -> broker. */
 export const ToBroker = {
-  /** [sid, ref|null, from, to, dataJson, pri, at(0 = now), type|null] */
+  /**
+   * [sid, ref|null, from, to, dataJson, pri, at(0 = now), type|null, receivedAt?]
+   * receivedAt: epochMs() when the shard got the frame (the commit and send latencies).
+   */
   SEND: 1,
-  /** [sid, ref|null, from, group, dataJson, pri, strategy|null, type|null] */
+  /** [sid, ref|null, from, group, dataJson, pri, strategy|null, type|null, receivedAt?] */
   ANY: 2,
   /** [sid, user, id] */
   ACK: 3,
@@ -54,12 +57,12 @@ export const ToShard = {
   /** [sid, ref|null, id]: the message is stored; send `ack {ref, id}`. */
   SENDER_ACK: 1,
   /**
-   * [user, frame, storedAt?, live?]: send `frame` to every connection of `user` on this shard.
-   * storedAt/live (only when live > 0): `live` messages of the frame are delivered as their
-   * store commit made them ready, the earliest at storedAt (epochMs()): the send latency.
+   * [user, frame, arrivedAt?, live?]: send `frame` to every connection of `user` on this shard.
+   * arrivedAt/live (only when live > 0): `live` messages of the frame are delivered as soon as
+   * they were accepted, the earliest having reached its shard at arrivedAt (epochMs()): the send latency.
    */
   DELIVER_USER: 2,
-  /** [sid, frame, storedAt?, live?]: send `frame` to one connection (storedAt/live as DELIVER_USER). */
+  /** [sid, frame, arrivedAt?, live?]: send `frame` to one connection (arrivedAt/live as DELIVER_USER). */
   DELIVER_SID: 3,
   /** [sid, pending]: send `welcome` with this pending count (deliveries follow). */
   WELCOME: 4,
@@ -76,8 +79,9 @@ export const ToShard = {
   /** [sid, frame]: send `frame` to one connection: an answer (presence, history) or a replay batch before JOINED. */
   REPLY: 8,
   /**
-   * [sid, group, ref|null, top, epoch, recovered (-1: no since asked, 0, 1), error|null]: the
-   * answer to GROUP_JOIN. error: the join is refused (E_BAD_FRAME, e.g. since past the top).
+   * [sid, group, ref|null, top, epoch, recovered (-1: no since asked, 0, 1), error|null, code?]:
+   * the answer to GROUP_JOIN. error: the join is refused with `code` (E_BAD_FRAME, e.g. since
+   * past the top; E_CLUSTER_UNAVAILABLE: a node without Redis cannot sequence the group).
    */
   JOINED: 9,
   /** [sid, group, ref|null]: the answer to GROUP_LEAVE. */
@@ -102,7 +106,7 @@ export function groupOfTopic(topic: string): string {
  * What a record that carries a frame or a body (DELIVER_USER, DELIVER_SID, GROUP_PUB,
  * ADMIN_REPLY) needs beside it: the kind byte, the array header, a name of at most 128 ASCII
  * characters (or a sid, or a request id and status), the string headers and a delivery's
- * storedAt and live numbers (about 15 bytes). So a frame of up
+ * arrivedAt and live numbers (about 15 bytes). So a frame of up
  * to largestRecord(ring) - FRAME_RECORD_OVERHEAD UTF-8 bytes always fits the ring.
  */
 export const FRAME_RECORD_OVERHEAD = 256;

@@ -22,6 +22,7 @@ export const HISTOGRAM_NAMES: Record<LatencyName, string> = {
   ack: 'ocs_ack_latency_seconds',
   ping: 'ocs_ping_rtt_seconds',
   event_loop: 'ocs_event_loop_delay_seconds',
+  commit: 'ocs_commit_latency_seconds',
 };
 
 /** Per-shard counters of the shard table as Prometheus counters (the rest are rendered below by hand). */

@@ -86,6 +86,32 @@ export function encodeBatch(msgs: readonly string[]): string {
   return `{"op":"batch","msgs":[${msgs.join(',')}]}`;
 }
 
+/**
+ * `msgs` (complete `msg` frames, in order) as the frames to send: the one frame, or `batch`
+ * frames of at most `batchSize` messages, each fitting a ring record of `maxFrameBytes` (a
+ * replay of group history; in cluster mode a backlog too).
+ */
+export function batchFrames(msgs: readonly string[], batchSize: number, maxFrameBytes: number): string[] {
+  if (msgs.length <= 1) return [...msgs];
+  const frames: string[] = [];
+  // `{"op":"batch","msgs":[` and `]}`, and a comma per frame: within FRAME_RECORD_OVERHEAD's slack.
+  const maxBytes = maxFrameBytes - 64;
+  let batch: string[] = [];
+  let bytes = 0;
+  for (const msg of msgs) {
+    const size = Buffer.byteLength(msg) + 1;
+    if (batch.length > 0 && (batch.length >= batchSize || bytes + size > maxBytes)) {
+      frames.push(encodeBatch(batch));
+      batch = [];
+      bytes = 0;
+    }
+    batch.push(msg);
+    bytes += size;
+  }
+  if (batch.length > 0) frames.push(encodeBatch(batch));
+  return frames;
+}
+
 /** A group message whose data is already JSON text (processed `pub`, server-side publish). */
 export function encodeGroupMsgJson(id: string, from: string, group: string, dataJson: string, pri: number, ts: number): string {
   return `{"op":"msg","id":"${id}","from":"${from}","group":"${group}","data":${dataJson},"pri":${pri},"ts":${ts}}`;

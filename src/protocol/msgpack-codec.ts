@@ -9,10 +9,10 @@
  * `__proto__` arrives as `__proto_` (msgpackr renames it, so it can never reach a prototype).
  * ./msgpack-scan.ts has already refused every body those options would not cover.
  */
-import { Packr, Unpackr } from 'msgpackr';
+import { Packr, RESERVE_START_SPACE, Unpackr } from 'msgpackr';
 import { frameError, MAX_DEPTH, MSGPACK_PROTOCOL, toClientFrame, type ClientFrame, type FrameError } from './frames.js';
 import { scanMsgpack } from './msgpack-scan.js';
-import { unwrapFrame, wrapFrame, type Deflate, type Inflate } from './wire.js';
+import { finishFrame, unwrapFrame, type Deflate, type Inflate } from './wire.js';
 
 // Defined in frames.ts, which the browser client can load without msgpackr.
 export { MSGPACK_PROTOCOL };
@@ -21,6 +21,14 @@ export { MSGPACK_PROTOCOL };
 // encoders write it; the cost is one pass over an object's keys, which frames have few of.
 const packr = new Packr({ useRecords: false, moreTypes: false, variableMapSize: true });
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
+
+/**
+ * msgpackr writes into a buffer it reuses, and returns a view of it; asked to, it leaves a byte
+ * before the body: the flags byte. So a frame costs no allocation and no copy of its own (a
+ * fresh typed array per frame cost more than packing a small frame: V8 gives each its own
+ * off-heap memory).
+ */
+const WITH_FLAGS_BYTE = RESERVE_START_SPACE | 1;
 
 /** One value as a MessagePack body. */
 export function packValue(value: unknown): Uint8Array {
@@ -37,7 +45,7 @@ export function unpackValue(body: Uint8Array): unknown {
  * `threshold` bytes and that makes it smaller.
  */
 export function writeFrame(value: unknown, deflate: Deflate | null = null, threshold = Infinity): Uint8Array {
-  return wrapFrame(packValue(value), deflate, threshold);
+  return finishFrame(packr.pack(value, WITH_FLAGS_BYTE), deflate, threshold);
 }
 
 /**

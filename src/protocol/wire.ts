@@ -67,8 +67,23 @@ export function plainFrame(body: Uint8Array): Uint8Array {
  */
 export function wrapFrame(body: Uint8Array, deflate: Deflate | null, threshold: number): Uint8Array {
   if (deflate === null || body.byteLength < threshold) return plainFrame(body);
+  return compressedFrame(body, deflate) ?? plainFrame(body);
+}
+
+/**
+ * wrapFrame() for a body already written one byte into `frame` (an encoder that left room for
+ * the flags byte): the uncompressed frame is `frame` itself, with no copy and no allocation.
+ */
+export function finishFrame(frame: Uint8Array, deflate: Deflate | null, threshold: number): Uint8Array {
+  frame[0] = 0;
+  if (deflate === null || frame.byteLength - 1 < threshold) return frame;
+  return compressedFrame(frame.subarray(1), deflate) ?? frame;
+}
+
+/** `body` as a compressed frame, or null when compressing does not make it smaller. */
+function compressedFrame(body: Uint8Array, deflate: Deflate): Uint8Array | null {
   const prefixed = deflate(body);
-  if (prefixed.byteLength >= body.byteLength) return plainFrame(body);
+  if (prefixed.byteLength >= body.byteLength) return null;
   const frame = new Uint8Array(prefixed.byteLength + 1);
   frame[0] = FLAG_LZ4;
   frame.set(prefixed, 1);

@@ -27,8 +27,11 @@ export function binaryTopicOf(topic: string | Uint8Array): string {
   return typeof topic === 'string' ? binaryTopic(topic) : '~' + String.fromCharCode(...topic);
 }
 
-/** What a broadcast needs to make its binary frame: LZ4 and its threshold. */
-export type BinaryOutput = Pick<Codec, 'deflate' | 'lz4Threshold'>;
+/**
+ * What a broadcast needs to make its binary frame: LZ4 and its threshold, and (when given) the
+ * choice of LZ4 by the number of recipients (high compression for many, Codec.deflateFor).
+ */
+export type BinaryOutput = Pick<Codec, 'deflate' | 'lz4Threshold'> & Partial<Pick<Codec, 'deflateFor'>>;
 
 interface GroupMsg {
   id: string;
@@ -73,15 +76,20 @@ export class Broadcast {
     return (this.jsonForm = Buffer.from(encodeGroupMsg(m.id, m.from, m.group, m.data, m.pri, m.ts)));
   }
 
-  /** The `msg` frame as a binary frame, compressed when large. */
-  binary(): Uint8Array {
+  /**
+   * The `msg` frame as a binary frame, compressed when large. `recipients`: how many
+   * connections the first caller sends it to (the compression may depend on it); later
+   * callers get the same bytes.
+   */
+  binary(recipients = 1): Uint8Array {
     if (this.binaryForm !== null) return this.binaryForm;
     const { codec, msg: m } = this;
+    const deflate = codec.deflateFor === undefined ? codec.deflate : codec.deflateFor(recipients);
     this.binaryForm =
       m === null
         ? // Only when a shard encoded it before any msgpack connection was there to see it.
-          transcodeJson(textDecoder.decode(this.jsonForm!), codec.deflate, codec.lz4Threshold)
-        : writeGroupMsg(m.id, m.from, m.group, m.data, m.pri, m.ts, codec.deflate, codec.lz4Threshold);
+          transcodeJson(textDecoder.decode(this.jsonForm!), deflate, codec.lz4Threshold)
+        : writeGroupMsg(m.id, m.from, m.group, m.data, m.pri, m.ts, deflate, codec.lz4Threshold);
     return this.binaryForm;
   }
 }

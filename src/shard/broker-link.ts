@@ -46,7 +46,7 @@ export interface BrokerLinkOptions {
   groupOps?: Pick<GroupOps, 'joined' | 'left' | 'livePub'>;
   counters: Float64Array;
   fail: Fail;
-  /** Where the send latency (store commit → handed to uWS) is recorded. */
+  /** Where the send latency (frame in → handed to uWS) is recorded. */
   latency: LatencyRecorder;
   /** A connection's `welcome` was just sent (corked): what it sent meanwhile may be handled now. */
   welcomed(ws: Socket): void;
@@ -158,12 +158,13 @@ export class BrokerLink implements AdminForwarder {
     this.writeFor(conn, ref, encodeRecord(ToBroker.HISTORY, [conn.sid, group, ref ?? null, since, limit]));
   }
 
-  send(conn: Connection, to: string, data: unknown, pri: number, ref: string | undefined, at: number | undefined, type: string | null): void {
-    this.writeFor(conn, ref, encodeRecord(ToBroker.SEND, [conn.sid, ref ?? null, conn.user, to, jsonTextOf(data), pri, at ?? 0, type]));
+  /** `receivedAt`: when the frame reached this shard (epochMs()), for the commit latency. */
+  send(conn: Connection, to: string, data: unknown, pri: number, ref: string | undefined, at: number | undefined, type: string | null, receivedAt: number): void {
+    this.writeFor(conn, ref, encodeRecord(ToBroker.SEND, [conn.sid, ref ?? null, conn.user, to, jsonTextOf(data), pri, at ?? 0, type, receivedAt]));
   }
 
-  any(conn: Connection, group: string, data: unknown, pri: number, ref: string | undefined, strategy: string | undefined, type: string | null): void {
-    this.writeFor(conn, ref, encodeRecord(ToBroker.ANY, [conn.sid, ref ?? null, conn.user, group, jsonTextOf(data), pri, strategy ?? null, type]));
+  any(conn: Connection, group: string, data: unknown, pri: number, ref: string | undefined, strategy: string | undefined, type: string | null, receivedAt: number): void {
+    this.writeFor(conn, ref, encodeRecord(ToBroker.ANY, [conn.sid, ref ?? null, conn.user, group, jsonTextOf(data), pri, strategy ?? null, type, receivedAt]));
   }
 
   /** This shard's metrics report, for the primary to merge. */

@@ -115,10 +115,13 @@ export class CrossShard {
 
   /**
    * Sends a group frame to every other shard that is up and may have members of the group
-   * (interest-table.ts says why none is missed). `topic` is ASCII (NAME_PATTERN).
+   * (interest-table.ts says why none is missed). `topic` is ASCII (NAME_PATTERN). `payload`
+   * is asked for once, and only when some shard is sent the record: a shard alone, or one
+   * whose peers have no members of the group, encodes nothing for them.
    */
-  forwardPub(topic: string, frame: Uint8Array, receivedAt: number): void {
-    const length = RECORD_HEADER + topic.length + frame.byteLength;
+  forwardPub(topic: string, payload: () => Uint8Array, receivedAt: number): void {
+    let frame: Uint8Array | null = null;
+    let length = 0;
     const { table, counters, interest } = this.options;
     const bucket = interestBucket(topic);
     for (let i = 0; i < this.outbound.length; i++) {
@@ -129,6 +132,10 @@ export class CrossShard {
         continue;
       }
       if (!interest.has(out.target, bucket)) continue;
+      if (frame === null) {
+        frame = payload();
+        length = RECORD_HEADER + topic.length + frame.byteLength;
+      }
       const at = out.reserve(length);
       if (at >= 0) {
         writePubRecord(out.bytes, this.outViews[i]!, at, topic, frame, receivedAt);

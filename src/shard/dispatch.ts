@@ -255,7 +255,7 @@ export class Dispatcher {
         return this.pub(ws, conn, frame.group, frame.data, frame.pri, frame.ref);
       case 'send':
         if (this.brokerBusy(ws, conn, frame.ref)) return;
-        return this.link.send(conn, frame.to, frame.data, frame.pri, frame.ref, frame.at, this.processorType(frame.data));
+        return this.link.send(conn, frame.to, frame.data, frame.pri, frame.ref, frame.at, this.processorType(frame.data), this.receivedAt);
       case 'any':
         return this.any(ws, conn, frame);
       case 'ack':
@@ -299,7 +299,7 @@ export class Dispatcher {
     const message = Broadcast.of(codec, id, conn.user!, group, data, pri, Date.now());
     this.counters[Counter.pubs]!++;
     if (groups.publish(group, message) > 0) this.options.latency.since(Latency.pub, this.receivedAt);
-    cross.forwardPub(group, ringPayload(message, this.options.binary.elsewhere()), this.receivedAt);
+    cross.forwardPub(group, () => ringPayload(message, this.options.binary.elsewhere()), this.receivedAt);
     const cluster = this.options.cluster;
     if (cluster !== null) {
       // Delivered on this node; without Redis the other nodes cannot have it, and the publisher is told so.
@@ -342,7 +342,7 @@ export class Dispatcher {
     }
     if (conn.allowed !== null && !conn.allowed.allows(group)) return this.fail(ws, conn, 'E_FORBIDDEN', `not allowed to send to ${group}`, ref);
     if (this.brokerBusy(ws, conn, ref)) return;
-    this.link.any(conn, group, frame.data, frame.pri, ref, frame.strategy, this.processorType(frame.data));
+    this.link.any(conn, group, frame.data, frame.pri, ref, frame.strategy, this.processorType(frame.data), this.receivedAt);
   }
 
   /** send/any (and pubs to groups that keep history) are refused, not queued without bound, while the ring to the broker is backed up. */

@@ -144,7 +144,7 @@ export class GroupOps {
    * out before it (REPLY records); now the connection gets the group's live messages.
    */
   joined(f: unknown[]): void {
-    const [sid, group, ref, top, epoch, recovered, error] = f as [string, string, string | null, number, string, number, string | null];
+    const [sid, group, ref, top, epoch, recovered, error, code] = f as [string, string, string | null, number, string, number, string | null, ErrorCode?];
     const ws = this.options.registry.sid(sid);
     if (ws === undefined) return;
     const conn = ws.getUserData();
@@ -158,7 +158,7 @@ export class GroupOps {
         if (conn.watching?.delete(group)) ws.unsubscribe(topicOf(conn, presenceTopic(group)));
       }
       this.settle(ws, conn, group, !undo && conn.groups.has(group));
-      return this.fail(ws, conn, 'E_BAD_FRAME', error, ref ?? undefined);
+      return this.fail(ws, conn, code ?? 'E_BAD_FRAME', error, ref ?? undefined);
     }
     const { frames } = conn;
     this.out.send(ws, conn, top < 0 ? frames.joined(group, ref ?? undefined) : frames.historyJoined(group, ref ?? undefined, top, epoch, recovered < 0 ? undefined : recovered === 1));

@@ -36,7 +36,7 @@ export class LocalGroups {
       const binary = binaryTopicOf(topic);
       const members = app.numSubscribers(binary);
       if (members > 0) {
-        const frame = message.binary();
+        const frame = message.binary(members);
         app.publish(binary, frame, true, false);
         counters[Counter.bytes_out]! += members * frame.byteLength;
         sent += members;

@@ -99,6 +99,7 @@ class Shard {
       {
         compression: performance.enable_compression,
         lz4Threshold: performance.lz4_threshold,
+        hcMinRecipients: performance.lz4_hc_min_recipients,
         offloadThreshold: performance.codec_offload_threshold,
         poolSize: performance.codec_pool_size,
         queueLimit: performance.codec_queue_limit,

@@ -18,8 +18,8 @@ import { tempDataDir } from './server.js';
 
 /** One thing the broker told a shard, with when (Date.now()) it said it. */
 export type Call = { time: number; shard: number } & (
-  | { op: 'deliverToUser'; user: string; frame: string; storedAt: number; live: number }
-  | { op: 'deliverToSid'; sid: string; frame: string; storedAt: number; live: number }
+  | { op: 'deliverToUser'; user: string; frame: string; arrivedAt: number; live: number }
+  | { op: 'deliverToSid'; sid: string; frame: string; arrivedAt: number; live: number }
   | { op: 'senderAck'; sid: string; ref: string | null; id: string; offset: number | undefined }
   | { op: 'error'; sid: string; code: ErrorCode; message: string; ref: string | null }
   | { op: 'welcome'; sid: string; pending: number }
@@ -43,11 +43,11 @@ export class RecordingLink implements ShardLink {
   private adminRequests = 0;
   private waiters: Array<() => void> = [];
 
-  deliverToUser(shard: number, user: string, frame: string, storedAt = 0, live = 0): void {
-    this.record({ op: 'deliverToUser', shard, user, frame, storedAt, live });
+  deliverToUser(shard: number, user: string, frame: string, arrivedAt = 0, live = 0): void {
+    this.record({ op: 'deliverToUser', shard, user, frame, arrivedAt, live });
   }
-  deliverToSid(shard: number, sid: string, frame: string, storedAt = 0, live = 0): void {
-    this.record({ op: 'deliverToSid', shard, sid, frame, storedAt, live });
+  deliverToSid(shard: number, sid: string, frame: string, arrivedAt = 0, live = 0): void {
+    this.record({ op: 'deliverToSid', shard, sid, frame, arrivedAt, live });
   }
   senderAck(shard: number, sid: string, ref: string | null, id: string, offset?: number): void {
     this.record({ op: 'senderAck', shard, sid, ref, id, offset });

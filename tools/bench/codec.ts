@@ -7,13 +7,14 @@
 // Usage: npm run bench:codec -- [--repeats 3] [--duration 3] [--parts frames,wire,offload]
 //        [--sizes 128,4096,65536] [--payload prose|thread] [--fanout 20]
 //        [--offload-sizes 4096,16384,32768,65536,131072] [--offload-bytes-per-s 2000000] [--json-out FILE]
+//        [--encodings json,json+deflate,msgpack,msgpack+lz4] [--server-node-args "--cpu-prof --cpu-prof-dir=DIR"]
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { SERVER_MAIN, startServer, type ServerProcess } from '../lib/server-process.js';
 import { harnessConfig, writeConfigFile, type ConfigTree } from '../lib/server-config.js';
-import { ENCODINGS, needsCompression, type Encoding } from './lib/codec-client.js';
+import { ENCODINGS, serverPerformance, type Encoding } from './lib/codec-client.js';
 import { frameFigures, median, offloadRun, round, wireRun, type OffloadRun, type WireRun } from './lib/codec-runs.js';
 import type { PayloadKind } from './lib/chat-text.js';
 
@@ -41,6 +42,8 @@ const { values } = parseArgs({
     'offload-bytes-per-s': { type: 'string', default: '2000000' },
     'small-rate': { type: 'string', default: '200' },
     'json-out': { type: 'string' },
+    encodings: { type: 'string', default: ENCODINGS.join(',') },
+    'server-node-args': { type: 'string', default: '' },
   },
 });
 const repeats = Number(values.repeats);
@@ -53,6 +56,10 @@ const fanout = Number(values.fanout);
 const offloadSizes = list(values['offload-sizes']!);
 const offloadBytesPerS = Number(values['offload-bytes-per-s']);
 const smallRate = Number(values['small-rate']);
+const encodings = values.encodings!.split(',') as Encoding[];
+for (const e of encodings) if (!ENCODINGS.includes(e)) throw new Error(`--encodings: some of ${ENCODINGS.join(', ')}`);
+/** More node options for every server, e.g. --cpu-prof (a profile per thread, the shards' too). */
+const serverNodeArgs = values['server-node-args']!.split(' ').filter(Boolean);
 
 /** Publications per second at each size: enough deliveries to measure, not so many that this generator saturates. */
 const rateFor = (size: number): number => (size <= 1024 ? 500 : size <= 8192 ? 200 : 20);
@@ -73,7 +80,8 @@ async function withServer<T>(config: ConfigTree, work: (server: ServerProcess) =
   // logging info: startServer waits for the "ready" line.
   const file = writeConfigFile(harnessConfig({ ...config, store: { data_dir: dataDir, sync: 'none' }, logging: { level: 'info' } }));
   try {
-    const server = await startServer([process.execPath, SERVER_MAIN, '--config', file.file]);
+    // A generous start-up deadline: on a machine shared with other benchmarks a start may wait long for a core.
+    const server = await startServer([process.execPath, ...serverNodeArgs, SERVER_MAIN, '--config', file.file], { readyTimeoutMs: 120_000 });
     try {
       return await work(server);
     } finally {
@@ -90,7 +98,7 @@ async function main(): Promise<void> {
   const report: Record<string, unknown> = {
     benchmark: 'codec',
     startedAt,
-    config: { repeats, durationS, payload, sizes, fanout, offloadSizes, offloadBytesPerS, smallRate, lz4Threshold: 1024 },
+    config: { repeats, durationS, payload, sizes, encodings, serverNodeArgs, fanout, offloadSizes, offloadBytesPerS, smallRate, lz4Threshold: 1024 },
     environment: { node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model ?? '' },
     targets: TARGETS,
   };
@@ -105,15 +113,23 @@ async function main(): Promise<void> {
     const runs = new Map<string, WireRun[]>();
     const key = (e: Encoding, size: number, f: number): string => `${e}|${size}|${f}`;
     for (let r = 0; r < repeats; r++) {
-      for (const compression of [false, true]) {
+      // One server per distinct setting (compression off; on; on with LZ4 HC for every group message).
+      const settings = [...new Set(encodings.map((e) => JSON.stringify(serverPerformance(e))))];
+      for (const setting of settings) {
         await withServer(
-          { websocket: { server: { shards: 1, max_payload: 256 * 1024 }, groups: { require_membership: false }, performance: { enable_compression: compression } } },
+          { websocket: { server: { shards: 1, max_payload: 256 * 1024 }, groups: { require_membership: false }, performance: JSON.parse(setting) as ConfigTree } },
           async (server) => {
-            for (const encoding of ENCODINGS.filter((e) => needsCompression(e) === compression)) {
-              for (const size of sizes) {
+            // Rotated each repeat, so that neither encoding always runs first on a fresh server.
+            const these = encodings.filter((e) => JSON.stringify(serverPerformance(e)) === setting);
+            const order = these.map((_, i) => these[(i + r) % these.length]!);
+            // Unmeasured: a fresh server's first seconds (start-up garbage collected, timers
+            // settling) otherwise fall on whichever encoding runs first.
+            await wireRun({ port: server.port, serverPid: server.pid, encoding: order[0]!, payload, size: sizes[0]!, fanout: 1, rate: rateFor(sizes[0]!), durationS: 1, tag: `${r}-warm` });
+            for (const size of sizes) {
+              for (const encoding of order) {
                 for (const f of [1, fanout]) {
                   const run = await wireRun({ port: server.port, serverPid: server.pid, encoding, payload, size, fanout: f, rate: rateFor(size), durationS, tag: `${r}-${encoding}-${size}-${f}` });
-                  log(`wire ${r + 1}/${repeats} ${encoding} ${size} B x${f}: ${run.bytesPerDelivery} B/delivery, ${run.cpuUsPerDelivery} µs CPU/delivery, ${run.cpuUsPerPub} µs/pub, lost ${run.lost}`);
+                  log(`wire ${r + 1}/${repeats} ${encoding} ${size} B x${f}: ${run.bytesPerDelivery} B/delivery, ${run.cpuUsPerDelivery} µs CPU/delivery (${run.userUsPerDelivery} user), ${run.cpuUsPerPub} µs/pub, lost ${run.lost}`);
                   runs.set(key(encoding, size, f), [...(runs.get(key(encoding, size, f)) ?? []), run]);
                 }
               }
@@ -123,7 +139,7 @@ async function main(): Promise<void> {
       }
     }
     const wire = sizes.flatMap((size) =>
-      ENCODINGS.map((encoding) => {
+      encodings.map((encoding) => {
         const single = runs.get(key(encoding, size, 1)) ?? [];
         const fan = runs.get(key(encoding, size, fanout)) ?? [];
         return {
@@ -134,6 +150,7 @@ async function main(): Promise<void> {
           // Per published message: the one-subscriber runs (one delivery each); per delivery: the fan-out runs.
           cpuUsPerPub: spread(single.map((x) => x.cpuUsPerPub)),
           cpuUsPerDelivery: spread(fan.map((x) => x.cpuUsPerDelivery)),
+          userUsPerDelivery: spread(fan.map((x) => x.userUsPerDelivery)),
           lost: [...single, ...fan].reduce((sum, x) => sum + x.lost, 0),
         };
       }),
@@ -142,11 +159,26 @@ async function main(): Promise<void> {
     const at = (encoding: Encoding, size: number) => wire.find((w) => w.encoding === encoding && w.size === size);
     const json4k = at('json', 4096);
     const lz4k = at('msgpack+lz4', 4096);
+    const hc4k = at('msgpack+lz4hc', 4096);
     const json128 = at('json', 128);
     const mp128 = at('msgpack', 128);
+    // Within one repeat JSON and msgpack ran on the same server minutes apart: their ratio,
+    // taken per repeat, cancels much of what the machine's load does to both.
+    const pairedCpu = (size: number, f: number, field: 'cpuUsPerDelivery' | 'userUsPerDelivery' = 'cpuUsPerDelivery'): Spread | null => {
+      const json = runs.get(key('json', size, f)) ?? [];
+      const mp = runs.get(key('msgpack', size, f)) ?? [];
+      if (json.length === 0 || json.length !== mp.length) return null;
+      return spread(mp.map((m, i) => round(m[field] / json[i]![field], 3)));
+    };
     report.wireChecks = {
       bytesRatioAt4k: json4k && lz4k ? round(json4k.bytesPerDelivery.median / lz4k.bytesPerDelivery.median, 2) : null,
+      bytesRatioAt4kHC: json4k && hc4k ? round(json4k.bytesPerDelivery.median / hc4k.bytesPerDelivery.median, 2) : null,
       cpuRatioAt128: json128 && mp128 ? round(mp128.cpuUsPerDelivery.median / json128.cpuUsPerDelivery.median, 2) : null,
+      /** msgpack ÷ JSON CPU per delivery at 128 B, each repeat's ratio (fan-out runs), and per pub (one-subscriber runs). */
+      cpuRatioAt128PerRepeat: pairedCpu(128, fanout),
+      cpuRatioAt128PerPubPerRepeat: pairedCpu(128, 1),
+      /** The same, user-mode CPU only: the server's own code, without the kernel's socket work. */
+      userCpuRatioAt128PerRepeat: pairedCpu(128, fanout, 'userUsPerDelivery'),
     };
   }
 

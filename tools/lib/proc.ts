@@ -20,7 +20,10 @@ function clockTicks(): number {
 
 interface StatLine {
   ppid: number;
+  /** utime + stime. */
   cpuTicks: number;
+  /** utime alone: the process's own code, without the kernel's work for it (sockets, wake-ups). */
+  userTicks: number;
 }
 
 function readStat(pid: number): StatLine | null {
@@ -33,7 +36,7 @@ function readStat(pid: number): StatLine | null {
   // Field 2 (comm) is parenthesised and may hold spaces or ')': split after the last ')'.
   const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
   // rest[0] is field 3 (state); ppid is field 4, utime 14, stime 15.
-  return { ppid: Number(rest[1]), cpuTicks: Number(rest[11]) + Number(rest[12]) };
+  return { ppid: Number(rest[1]), cpuTicks: Number(rest[11]) + Number(rest[12]), userTicks: Number(rest[11]) };
 }
 
 /** CPU seconds (user + system, all threads) that process `pid` has used so far, or null. */
@@ -98,11 +101,12 @@ export function processTree(snapshot: ProcessSnapshot, pid: number): Set<number>
  * when omitted). A process that started in between counts in full; one that exited in
  * between is missed, so totals over all processes are a lower bound.
  */
-export function cpuUsBetween(before: ProcessSnapshot, after: ProcessSnapshot, pids?: Set<number>): number {
+export function cpuUsBetween(before: ProcessSnapshot, after: ProcessSnapshot, pids?: Set<number>, mode: 'user+system' | 'user' = 'user+system'): number {
+  const field = mode === 'user' ? 'userTicks' : 'cpuTicks';
   let ticks = 0;
   for (const [id, stat] of after) {
     if (pids && !pids.has(id)) continue;
-    ticks += stat.cpuTicks - (before.get(id)?.cpuTicks ?? 0);
+    ticks += stat[field] - (before.get(id)?.[field] ?? 0);
   }
   return (ticks * 1_000_000) / clockTicks();
 }

@@ -22,7 +22,8 @@ export interface LatencyRow {
 /** What each server latency measures, for the row label (src/metrics/latencies.ts). */
 const SERVER_ROWS: ReadonlyArray<[string, string]> = [
   ['pub', 'pub: frame in → handed to uWS, each shard'],
-  ['send', 'send: stored → handed to uWS'],
+  ['send', 'send: frame in → handed to uWS'],
+  ['commit', 'send: frame in → store commit (sender ack)'],
   ['ack', 'ack: delivered → ack in'],
   ['ping', "ping: the server's WebSocket ping RTT"],
   ['event_loop', 'event-loop delay, every thread'],
@@ -42,6 +43,7 @@ export function sideBySideRows(s: ScenarioReport): LatencyRow[] {
     ...theirs('pub'),
     ...(s.latency.send.count > 0 ? [mine('send → delivery (corrected)', s.latency.send)] : []),
     ...theirs('send'),
+    ...theirs('commit'),
     ...theirs('ack'),
     ...theirs('ping'),
     ...theirs('event_loop'),

@@ -13,7 +13,7 @@ import * as hdr from 'hdr-histogram-js';
 import type { Histogram } from 'hdr-histogram-js';
 
 /** What the server measures (src/metrics/latencies.ts), in the order reports show them. */
-export const SERVER_LATENCIES = ['pub', 'send', 'ack', 'ping', 'event_loop'] as const;
+export const SERVER_LATENCIES = ['pub', 'send', 'ack', 'ping', 'event_loop', 'commit'] as const;
 
 export interface WindowLatency {
   count: number;

@@ -7,12 +7,18 @@ import WebSocket from 'ws';
 import { deflateLz4, inflateLz4 } from '../../../src/codec/lz4.js';
 import { MSGPACK_PROTOCOL, readFrame, writeFrame } from '../../../src/protocol/msgpack-codec.js';
 
-export const ENCODINGS = ['json', 'json+deflate', 'msgpack', 'msgpack+lz4'] as const;
+/** msgpack+lz4hc: msgpack+lz4 against a server that uses LZ4 high compression for every group message (lz4_hc_min_recipients 1). */
+export const ENCODINGS = ['json', 'json+deflate', 'msgpack', 'msgpack+lz4', 'msgpack+lz4hc'] as const;
 export type Encoding = (typeof ENCODINGS)[number];
 
 export const isBinary = (encoding: Encoding): boolean => encoding.startsWith('msgpack');
 /** Whether the server under test needs performance.enable_compression for this encoding. */
 export const needsCompression = (encoding: Encoding): boolean => encoding.includes('+');
+/** The server's performance settings an encoding is measured with (one server per distinct value). */
+export const serverPerformance = (encoding: Encoding): { enable_compression: boolean; lz4_hc_min_recipients: number } => ({
+  enable_compression: needsCompression(encoding),
+  lz4_hc_min_recipients: encoding === 'msgpack+lz4hc' ? 1 : 0,
+});
 /** A msgpack+lz4 client compresses what it sends from here on, as the server does. */
 const CLIENT_LZ4_FROM = 1024;
 
@@ -68,7 +74,7 @@ export function openClient(options: ClientOptions): Promise<BenchClient> {
   const socket = (): Socket | undefined => (ws as unknown as { _socket?: Socket })._socket;
   const client: BenchClient = {
     user: options.user,
-    send: (frame) => ws.send(binary ? writeFrame(frame, encoding === 'msgpack+lz4' ? deflateLz4 : null, CLIENT_LZ4_FROM) : JSON.stringify(frame)),
+    send: (frame) => ws.send(binary ? writeFrame(frame, encoding.startsWith('msgpack+lz4') ? deflateLz4 : null, CLIENT_LZ4_FROM) : JSON.stringify(frame)),
     bytesRead: () => socket()?.bytesRead ?? 0,
     bytesWritten: () => socket()?.bytesWritten ?? 0,
     next: (match, timeoutMs = 10_000) =>

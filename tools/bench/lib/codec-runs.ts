@@ -7,9 +7,10 @@
 //   through the codec pool: the latency of small messages on the same shard.
 import { performance } from 'node:perf_hooks';
 import { deflateRawSync } from 'node:zlib';
-import { deflateLz4 } from '../../../src/codec/lz4.js';
-import { encodeGroupMsg } from '../../../src/protocol/json-codec.js';
-import { writeGroupMsg } from '../../../src/protocol/msgpack-codec.js';
+import { deflateLz4, deflateLz4HC, inflateLz4 } from '../../../src/codec/lz4.js';
+import { decodeJson, encodeGroupMsg } from '../../../src/protocol/json-codec.js';
+import { decodeMsgpack, writeFrame, writeGroupMsg } from '../../../src/protocol/msgpack-codec.js';
+import { Broadcast } from '../../../src/shard/broadcast.js';
 import { newHistogram, recordMs, summarize, type LatencySummary } from '../../lib/histogram.js';
 import { cpuUsBetween, processTree, snapshotProcesses } from '../../lib/proc.js';
 import { PAYLOADS, type PayloadKind } from './chat-text.js';
@@ -24,11 +25,19 @@ const MSG = { id: 'mx1q2w3e4r5t.0.0.m1a2b', from: 'user-17', group: 'general', p
 export interface FrameFigures {
   payload: PayloadKind;
   size: number;
-  bytes: Record<'json' | 'jsonDeflate' | 'msgpack' | 'msgpackLz4', number>;
-  /** JSON bytes ÷ msgpack+LZ4 bytes. */
+  /** msgpackLz4HC: with LZ4 high compression, as a broadcast to lz4_hc_min_recipients or more. */
+  bytes: Record<'json' | 'jsonDeflate' | 'msgpack' | 'msgpackLz4' | 'msgpackLz4HC', number>;
+  /** JSON bytes ÷ msgpack+LZ4 bytes, and ÷ msgpack+LZ4 HC bytes. */
   jsonOverMsgpackLz4: number;
-  /** µs to encode one frame (median of `rounds`): JSON text to UTF-8, msgpack, msgpack then LZ4. */
-  encodeUs: Record<'json' | 'msgpack' | 'msgpackLz4', number>;
+  jsonOverMsgpackLz4HC: number;
+  /** µs to encode one frame (median of `rounds`): JSON text to UTF-8, msgpack, msgpack then LZ4 (HC), JSON then raw deflate. */
+  encodeUs: Record<'json' | 'msgpack' | 'msgpackLz4' | 'msgpackLz4HC' | 'jsonDeflate', number>;
+  /**
+   * µs of the shard's own work for one pub, in this process: decode the client's `pub` frame
+   * (as src/shard/dispatch.ts does) and encode the `msg` its members get, once (broadcast.ts),
+   * all in one encoding. What uWS and the kernel then do per recipient is not in it.
+   */
+  pubPathUs: Record<'json' | 'msgpack' | 'msgpackLz4', number>;
 }
 
 /** `jsonDeflate` is zlib's raw deflate of the JSON frame, what permessage-deflate sends without context takeover. */
@@ -37,27 +46,56 @@ export function frameFigures(payload: PayloadKind, size: number, lz4Threshold: n
   const json = Buffer.from(encodeGroupMsg(MSG.id, MSG.from, MSG.group, data, MSG.pri, MSG.ts));
   const msgpack = writeGroupMsg(MSG.id, MSG.from, MSG.group, data, MSG.pri, MSG.ts, null, Infinity);
   const lz4 = writeGroupMsg(MSG.id, MSG.from, MSG.group, data, MSG.pri, MSG.ts, deflateLz4, lz4Threshold);
+  const hc = writeGroupMsg(MSG.id, MSG.from, MSG.group, data, MSG.pri, MSG.ts, deflateLz4HC, lz4Threshold);
+  const pub = { op: 'pub', group: MSG.group, data };
+  const jsonPub = toArrayBuffer(Buffer.from(JSON.stringify(pub)));
+  const msgpackPub = toArrayBuffer(writeFrame(pub));
+  const lz4Pub = toArrayBuffer(writeFrame(pub, deflateLz4, lz4Threshold));
+  const plain = { deflate: null, lz4Threshold: Infinity };
+  const compressed = { deflate: deflateLz4, lz4Threshold };
+  const pubPath = (bytes: ArrayBuffer, binary: boolean, codec: typeof plain | typeof compressed) => () => {
+    const frame = binary ? decodeMsgpack(bytes, true, 1 << 20, inflateLz4) : decodeJson(bytes, false);
+    if (frame.op !== 'pub') throw new Error('not a pub');
+    const message = Broadcast.of(codec, MSG.id, MSG.from, frame.group, frame.data, frame.pri, MSG.ts);
+    return binary ? message.binary() : message.json();
+  };
+  // CPU time of this process (all its threads: the garbage collector's too), not wall time: on
+  // a shared machine another process's turn on the core is not counted against the encoder.
   const time = (encode: () => unknown): number => {
     const samples: number[] = [];
     for (let r = 0; r < rounds; r++) {
       const n = Math.max(20, Math.floor(2_000_000 / size));
-      const start = performance.now();
+      const start = process.cpuUsage();
       for (let i = 0; i < n; i++) encode();
-      samples.push(((performance.now() - start) * 1000) / n);
+      const used = process.cpuUsage(start);
+      samples.push((used.user + used.system) / n);
     }
     return round(median(samples), 2);
   };
   return {
     payload,
     size,
-    bytes: { json: json.length, jsonDeflate: deflateRawSync(json).length, msgpack: msgpack.length, msgpackLz4: lz4.length },
+    bytes: { json: json.length, jsonDeflate: deflateRawSync(json).length, msgpack: msgpack.length, msgpackLz4: lz4.length, msgpackLz4HC: hc.length },
     jsonOverMsgpackLz4: round(json.length / lz4.length, 2),
+    jsonOverMsgpackLz4HC: round(json.length / hc.length, 2),
     encodeUs: {
       json: time(() => Buffer.from(encodeGroupMsg(MSG.id, MSG.from, MSG.group, data, MSG.pri, MSG.ts))),
       msgpack: time(() => writeGroupMsg(MSG.id, MSG.from, MSG.group, data, MSG.pri, MSG.ts, null, Infinity)),
       msgpackLz4: time(() => writeGroupMsg(MSG.id, MSG.from, MSG.group, data, MSG.pri, MSG.ts, deflateLz4, lz4Threshold)),
+      msgpackLz4HC: time(() => writeGroupMsg(MSG.id, MSG.from, MSG.group, data, MSG.pri, MSG.ts, deflateLz4HC, lz4Threshold)),
+      // What permessage-deflate costs per recipient (uWS deflates each one's copy).
+      jsonDeflate: time(() => deflateRawSync(Buffer.from(encodeGroupMsg(MSG.id, MSG.from, MSG.group, data, MSG.pri, MSG.ts)))),
+    },
+    pubPathUs: {
+      json: time(pubPath(jsonPub, false, plain)),
+      msgpack: time(pubPath(msgpackPub, true, plain)),
+      msgpackLz4: time(pubPath(lz4Pub, true, compressed)),
     },
   };
+}
+
+function toArrayBuffer(bytes: Uint8Array): ArrayBuffer {
+  return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
 }
 
 // --- wire -------------------------------------------------------------------------------
@@ -73,6 +111,8 @@ export interface WireRun {
   /** The server process's CPU (all threads) over the window ÷ pubs and ÷ deliveries. */
   cpuUsPerPub: number;
   cpuUsPerDelivery: number;
+  /** Of cpuUsPerDelivery, the user-mode part (the server's code; the rest is the kernel's socket work). */
+  userUsPerDelivery: number;
 }
 
 export interface WirePlan {
@@ -101,8 +141,11 @@ export async function wireRun(plan: WirePlan): Promise<WireRun> {
   const publisher = await openClient({ port: plan.port, user: `pub-${plan.tag}`, encoding: plan.encoding });
   const payload = PAYLOADS[plan.payload];
   const publish = (seq: number): void => publisher.send({ op: 'pub', group, data: payload(plan.size, seq, now()) });
-  for (let i = 0; i < 20; i++) publish(i); // warm-up, unmeasured
-  await until(() => delivered >= 20 * plan.fanout, 5000).catch(() => {});
+  // Warm-up, unmeasured: enough pubs that the JIT has settled (the first run on a fresh server
+  // paid for it otherwise), up to about 1 MB of data.
+  const warmup = Math.max(20, Math.min(500, Math.floor(1_000_000 / plan.size)));
+  for (let i = 0; i < warmup; i++) publish(i);
+  await until(() => delivered >= warmup * plan.fanout, 10_000).catch(() => {});
   delivered = 0;
   const readBefore = subscribers.reduce((sum, s) => sum + s.bytesRead(), 0);
   const writtenBefore = publisher.bytesWritten();
@@ -117,7 +160,9 @@ export async function wireRun(plan: WirePlan): Promise<WireRun> {
   }
   await until(() => delivered >= pubs * plan.fanout, 5000).catch(() => {}); // what is missing is reported as lost
   const cpuAfter = snapshotProcesses();
-  const cpuUs = cpuUsBetween(cpuBefore, cpuAfter, processTree(cpuAfter, plan.serverPid));
+  const tree = processTree(cpuAfter, plan.serverPid);
+  const cpuUs = cpuUsBetween(cpuBefore, cpuAfter, tree);
+  const userUs = cpuUsBetween(cpuBefore, cpuAfter, tree, 'user');
   const read = subscribers.reduce((sum, s) => sum + s.bytesRead(), 0) - readBefore;
   const written = publisher.bytesWritten() - writtenBefore;
   for (const c of [...subscribers, publisher]) c.close();
@@ -129,6 +174,7 @@ export async function wireRun(plan: WirePlan): Promise<WireRun> {
     bytesPerPub: round(written / pubs, 1),
     cpuUsPerPub: round(cpuUs / pubs, 2),
     cpuUsPerDelivery: round(cpuUs / Math.max(1, delivered), 3),
+    userUsPerDelivery: round(userUs / Math.max(1, delivered), 3),
   };
 }
 

@@ -1,0 +1,203 @@
+/**
+ * Group history in cluster mode, kept in Redis (history-scripts.ts has the keys), so that a
+ * history group's offsets and epoch are the cluster's: `history` pages and recovery on `join`
+ * are exact on any node, whichever node the client was on before.
+ *
+ * How the single-process guarantee carries over (src/broker/group-requests.ts): there the
+ * broker writes a join's answer (the replay, then JOINED with the top offset) to the shard
+ * between two of the group's messages. Here a pub to a history group is not delivered by its
+ * node directly: the APPEND script gives it its offset and PUBLISHes it on the group's channel,
+ * so every node with members (the publisher's too) receives the group's messages in offset
+ * order, on its one subscriber connection. The JOIN script PUBLISHes its answer on the joining
+ * node's channel, which that connection also receives: Redis hands it over after every message
+ * up to its `top` and before every later one, and the node forwards both, as they come, over
+ * the same ring to the shard. The node subscribed the group's channel before it asked (the
+ * member's MEMBERSHIP comes first), so no message after `top` can pass it by.
+ *
+ * Without Redis a node can neither number a history group's messages nor answer its joins:
+ * pubs, joins and `history` of such groups get E_CLUSTER_UNAVAILABLE meanwhile.
+ */
+import type { ShardLink } from '../broker/shard-link.js';
+import type { Config } from '../config/schema.js';
+import type { ErrorCode } from '../protocol/errors.js';
+import { batchFrames } from '../protocol/json-codec.js';
+import { encodeHistoryMsgHead, encodeHistoryPage } from '../protocol/json-group-frames.js';
+import { HistoryPatterns, type HistoryRule } from '../shared/history-patterns.js';
+import { newEpoch } from '../store/history-store.js';
+import type { Logger } from '../util/logger.js';
+import { HISTORY_APPEND, HISTORY_JOIN, HISTORY_PAGE } from './history-scripts.js';
+import type { Keys } from './keys.js';
+import type { Reply } from './messaging.js';
+import type { ScriptRunner } from './scripts.js';
+import type { ClusterStats } from './stats.js';
+
+export interface ClusterHistoryOptions {
+  config: Config;
+  scripts: ScriptRunner;
+  keys: Keys;
+  node: string;
+  link: ShardLink;
+  log: Logger;
+  stats: ClusterStats;
+  up(): boolean;
+}
+
+/** A join waiting for its answer on the node's channel. */
+interface PendingJoin {
+  shard: number;
+  sid: string;
+  group: string;
+  ref: string | null;
+  timer: NodeJS.Timeout;
+  done(): void;
+}
+
+const UNAVAILABLE = 'group history is kept in Redis, which is unreachable';
+const NOT_NUMBERED = 'a group that keeps history is numbered in Redis, which is unreachable';
+/** Pubs to history groups sent to Redis and not yet answered: past it they are refused (E_OVERLOADED), not queued without bound. */
+const MAX_APPENDS_IN_FLIGHT = 50_000;
+
+export class ClusterHistory {
+  private readonly patterns: HistoryPatterns;
+  private readonly pending = new Map<string, PendingJoin>();
+  private nextToken = 0;
+  private appendsInFlight = 0;
+  private readonly nodeChannel: string;
+  private readonly batchSize: number;
+  private readonly maxReplayBytes: number;
+  private readonly maxPage: number;
+  /** A join's answer that has not come by then never will (Redis went away meanwhile). */
+  private readonly answerTimeoutMs: number;
+
+  constructor(private readonly options: ClusterHistoryOptions) {
+    const { config, keys, node } = options;
+    this.patterns = new HistoryPatterns(config.websocket.history);
+    this.nodeChannel = keys.nodeChannel(node);
+    this.batchSize = config.websocket.performance.batch_size;
+    // A replay bigger than a client may have waiting would make it a slow consumer (1013).
+    this.maxReplayBytes = Math.min(config.history.max_replay_bytes, Math.floor(config.websocket.server.max_backpressure / 2));
+    this.maxPage = config.history.max_page;
+    this.answerTimeoutMs = config.cluster.command_timeout * 2000;
+  }
+
+  /** Into Redis's script cache before this node takes pubs (after connecting, and after each outage). */
+  prepare(): Promise<void> {
+    return this.patterns.any ? this.options.scripts.load([HISTORY_APPEND, HISTORY_JOIN, HISTORY_PAGE]) : Promise.resolve();
+  }
+
+  /** The rule of `group` when it keeps history, else null (a plain group). */
+  ruleOf(group: string): HistoryRule | null {
+    return this.patterns.any ? this.patterns.ruleOf(group) : null;
+  }
+
+  /**
+   * A pub to a history group: numbered and kept in Redis, and published from there to every
+   * node with members (this one too); its publisher's ack carries the offset. Without Redis
+   * nobody can number it: refused, and not delivered here either (it would be a hole).
+   */
+  publish(rule: HistoryRule, id: string, from: string, group: string, dataJson: string, pri: number, ts: number, reply: Reply): void {
+    const { stats } = this.options;
+    if (!this.options.up()) {
+      stats.cluster_unavailable++;
+      return reply.fail('E_CLUSTER_UNAVAILABLE', NOT_NUMBERED);
+    }
+    if (this.appendsInFlight >= MAX_APPENDS_IN_FLIGHT) return reply.fail('E_OVERLOADED', 'Redis is behind; retry shortly');
+    this.appendsInFlight++;
+    const head = encodeHistoryMsgHead(id, from, group, dataJson, pri, ts);
+    this.run(HISTORY_APPEND, rule, group, [head, ts]).then(
+      (answer) => {
+        this.appendsInFlight--;
+        stats.cluster_pubs_out++;
+        reply.ok(id, (answer as [number, string])[0]);
+      },
+      () => {
+        this.appendsInFlight--;
+        stats.cluster_unavailable++;
+        reply.fail('E_CLUSTER_UNAVAILABLE', NOT_NUMBERED);
+      },
+    );
+  }
+
+  /**
+   * A join (GROUP_JOIN) of a history group: its answer is written to the shard when the JOIN
+   * script's record comes back on the node's channel (joinAnswered). Resolves once written, or
+   * refused (E_CLUSTER_UNAVAILABLE), so that the connection's next op is answered after it.
+   */
+  join(rule: HistoryRule, shard: number, sid: string, group: string, ref: string | null, sinceOffset: number, sinceEpoch: string | null): Promise<void> {
+    const { link } = this.options;
+    if (!this.options.up()) {
+      link.groupJoinFailed(shard, sid, group, ref, UNAVAILABLE, 'E_CLUSTER_UNAVAILABLE');
+      return Promise.resolve();
+    }
+    const token = (this.nextToken++).toString(36);
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => this.refuse(token), this.answerTimeoutMs);
+      this.pending.set(token, { shard, sid, group, ref, timer, done: resolve });
+      const args = [sinceOffset, sinceEpoch ?? '', this.maxReplayBytes, this.nodeChannel, token];
+      this.run(HISTORY_JOIN, rule, group, args).catch((err: unknown) => {
+        this.options.log.warn({ code: 'E_CLUSTER_UNAVAILABLE', err, group }, 'cluster: a join of a history group could not be answered');
+        this.refuse(token);
+      });
+    });
+  }
+
+  /**
+   * A record of the JOIN script on the node's channel: [token, top, epoch, recovered, frames,
+   * error]. Written to the shard at once: the group's messages before it are the replay's.
+   */
+  joinAnswered(fields: readonly unknown[]): boolean {
+    const [token, top, epoch, recovered, frames, error] = fields;
+    if (typeof token !== 'string' || typeof top !== 'number' || typeof epoch !== 'string' || typeof recovered !== 'number' || !Array.isArray(frames) || typeof error !== 'string') return false;
+    if (!frames.every((frame) => typeof frame === 'string')) return false;
+    const join = this.settle(token);
+    if (join === undefined) return true; // refused meanwhile (timed out)
+    const { link } = this.options;
+    if (error !== '') link.groupJoinFailed(join.shard, join.sid, join.group, join.ref, error);
+    else link.groupJoined(join.shard, join.sid, join.group, join.ref, batchFrames(frames as string[], this.batchSize, link.maxFrameBytes), top, epoch, recovered);
+    join.done();
+    return true;
+  }
+
+  /** The `history` op: one page, read from Redis. */
+  page(rule: HistoryRule, shard: number, sid: string, group: string, ref: string | null, since: number, limit: number): void {
+    const { link } = this.options;
+    const fail = (code: ErrorCode, message: string): void => link.error(shard, sid, code, message, ref);
+    if (!this.options.up()) return fail('E_CLUSTER_UNAVAILABLE', UNAVAILABLE);
+    const maxBytes = Math.min(this.maxReplayBytes, link.maxFrameBytes - 256);
+    const count = Math.min(limit > 0 ? limit : this.maxPage, this.maxPage);
+    this.run(HISTORY_PAGE, rule, group, [since, count, maxBytes]).then(
+      (answer) => {
+        const [top, epoch, more, ...frames] = answer as [number, string, number, ...string[]];
+        if (since > top) return fail('E_BAD_FRAME', `since ${since} is past the group's last offset ${top} (epoch ${epoch})`);
+        link.reply(shard, sid, encodeHistoryPage(group, ref ?? undefined, frames, top, epoch, more === 1));
+      },
+      () => fail('E_CLUSTER_UNAVAILABLE', UNAVAILABLE),
+    );
+  }
+
+  /** Redis went away: the answers of the joins waiting will not come. */
+  refuseAll(): void {
+    for (const token of [...this.pending.keys()]) this.refuse(token);
+  }
+
+  private refuse(token: string): void {
+    const join = this.settle(token);
+    if (join === undefined) return;
+    this.options.link.groupJoinFailed(join.shard, join.sid, join.group, join.ref, UNAVAILABLE, 'E_CLUSTER_UNAVAILABLE');
+    join.done();
+  }
+
+  private settle(token: string): PendingJoin | undefined {
+    const join = this.pending.get(token);
+    if (join === undefined) return undefined;
+    this.pending.delete(token);
+    clearTimeout(join.timer);
+    return join;
+  }
+
+  /** One script on `group`'s history, with the prelude's ARGV (history-scripts.ts). */
+  private run(source: string, rule: HistoryRule, group: string, args: Array<string | number>): Promise<unknown> {
+    // A fresh candidate each time: an epoch is never made twice, whatever Redis forgot in between.
+    return this.options.scripts.run(source, [this.options.keys.prefix, group, rule.size, rule.ttl * 1000, Date.now(), newEpoch(), ...args]);
+  }
+}
