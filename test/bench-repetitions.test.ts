@@ -7,6 +7,7 @@ import { describe, it } from 'node:test';
 import { GcTrace } from '../tools/bench/lib/gc-trace.js';
 import { rotation, spread, summarizeRepetitions, type Repetition, type RunResult } from '../tools/bench/lib/repetitions.js';
 import type { LoadResult } from '../tools/bench/lib/broadcast-load-types.js';
+import { summarizeSendRuns, type SendRun } from '../tools/bench/lib/send-summary.js';
 
 function run(p99: number, cpu: number, extra: Partial<LoadResult> = {}): LoadResult {
   return {
@@ -69,6 +70,43 @@ describe('benchmark repetitions', () => {
     assert.deepEqual(shards1!.errors, ['not built']);
     assert.equal(shards1!.checks.ran, false);
     assert.equal(shards1!.checks.noLostDeliveries, false);
+  });
+});
+
+describe('bench:send repetitions', () => {
+  const run = (server: SendRun['server'], cpuUs: number, p50: number): SendRun => ({
+    server,
+    sync: 'full',
+    offered_per_s: 5000,
+    stored_per_s: 5000,
+    delivered_and_acked_per_s: 5000,
+    send_to_stored_ms: { p50, p99: p50 * 2, max: p50 * 3 },
+    send_to_delivery_ms: { p50, p99: p50 * 2, max: p50 * 3 },
+    errors: 0,
+    unanswered_sends: 0,
+    server_cpu_s: cpuUs * 0.03,
+    server_cpu_us_per_stored: cpuUs,
+    server_cpu_ms_per_s: cpuUs * 5,
+    server_cpu_at_ready_s: 1,
+    server_cpu_total_s: 5,
+  });
+
+  it('summarizes each server apart and takes the CPU ratio within each repetition before the median', () => {
+    // Repetition 1 ran on a busy machine: both servers' figures doubled, their ratio did not.
+    const runs = [run('baseline', 100, 5), run('this', 110, 6), run('this', 220, 12), run('baseline', 200, 10), run('baseline', 100, 5), run('this', 90, 6)];
+    const [baseline, ours] = summarizeSendRuns(runs);
+    assert.equal(baseline!.server, 'baseline');
+    assert.deepEqual(baseline!.server_cpu_us_per_stored, { median: 100, min: 100, max: 200, n: 3 });
+    assert.equal(baseline!.cpu_vs_baseline, null);
+    assert.equal(ours!.server, 'this');
+    assert.deepEqual(ours!.send_to_delivery_p50_ms, { median: 6, min: 6, max: 12, n: 3 });
+    assert.deepEqual(ours!.cpu_vs_baseline, { median: 1.1, min: 0.9, max: 1.1, n: 3 });
+  });
+
+  it('has no ratio without a baseline', () => {
+    const [ours] = summarizeSendRuns([run('this', 100, 5)]);
+    assert.equal(ours!.cpu_vs_baseline, null);
+    assert.equal(ours!.runs, 1);
   });
 });
 

@@ -104,6 +104,8 @@ describe('benchmarks (smoke)', () => {
     const [result] = report.results as Array<Record<string, number>>;
     assert.equal(result!.errors, 0);
     assert.ok(result!.stored_per_s! > 0 && result!.delivered_and_acked_per_s! > 0);
+    // The server's CPU from /proc: something at start-up, and no less by the time it stopped.
+    assert.ok(result!.server_cpu_at_ready_s! > 0 && result!.server_cpu_total_s! >= result!.server_cpu_at_ready_s!);
   });
 
   it('bench:stored: every send to an offline user is acknowledged, the memory is read from /proc, and /stats counts what is stored', async () => {

@@ -142,7 +142,7 @@ export class Intake {
     const entry = newEntry(meta, State.STORING, m.data);
     queues.insert(entry);
     counters.accepted++;
-    const write = (entry.storing = store.put(m));
+    const write = (entry.storing = store.put(m, meta.bytes));
     // A message for now goes out at once, while its commit runs: the commit (an fsync with
     // store.sync full) is most of a send's latency, and its tail on a busy disk reaches
     // hundreds of ms. The sender's ack still waits for the commit. Not when the store refused
@@ -197,10 +197,18 @@ export class Intake {
 
   /** Runs `then` with the write's outcome; should it throw (a bug), the sender still gets an answer, E_INTERNAL, and the log says why. */
   private afterWrite(write: Promise<boolean>, reply: Reply, then: (stored: boolean) => void): void {
-    write.then(then).catch((err: unknown) => {
+    const failed = (err: unknown): void => {
       this.parts.log.error({ code: 'E_INTERNAL', err }, 'broker failed after a store write');
       reply.fail('E_INTERNAL', 'the server failed on this message');
-    });
+    };
+    // One reaction per write: a .then(then).catch() chain made two promises per message.
+    void write.then((stored) => {
+      try {
+        then(stored);
+      } catch (err) {
+        failed(err);
+      }
+    }, failed);
   }
 
   /** A full queue makes room by dead-lettering its oldest LOW message. */

@@ -6,9 +6,10 @@
  *
  * Threads start on first use and leave after a minute idle: a server that never sees a large
  * frame runs none. Each thread that uses one (every shard, the primary) has its own pool of
- * `size` threads.
+ * `size` threads. piscina itself is loaded on first use too: importing it cost every thread
+ * tens of milliseconds of CPU at start-up.
  */
-import { Piscina } from 'piscina';
+import type { Piscina } from 'piscina';
 import type { CodecResult, CodecTask } from './tasks.js';
 
 export interface CodecPoolOptions {
@@ -24,6 +25,7 @@ const WORKER = new URL('../../workers/codec.js', import.meta.url).href;
 
 export class CodecPool {
   private pool: Piscina<CodecTask, CodecResult> | null = null;
+  private opening: Promise<Piscina<CodecTask, CodecResult>> | null = null;
   private inFlight = 0;
   private closed = false;
 
@@ -41,23 +43,38 @@ export class CodecPool {
 
   /** Runs `task` on a pool thread; ask hasRoom() first. `transfer`: buffers of the task to move rather than copy. */
   run(task: CodecTask, transfer: ArrayBuffer[] = []): Promise<CodecResult> {
-    const pool = (this.pool ??= new Piscina<CodecTask, CodecResult>({
-      filename: WORKER,
-      minThreads: 0,
-      maxThreads: this.options.size,
-      idleTimeout: IDLE_MS,
-      // The bound is ours (queueLimit): piscina's own queue never refuses.
-      maxQueue: Infinity,
-    }));
     this.inFlight++;
-    return pool.run(task, { transferList: transfer }).finally(() => this.inFlight--);
+    const pool = this.pool;
+    // Tasks that come while piscina loads reach it in the order they came (then-callbacks run in order).
+    const done = pool !== null ? pool.run(task, { transferList: transfer }) : this.open().then((opened) => opened.run(task, { transferList: transfer }));
+    return done.finally(() => this.inFlight--);
   }
 
   /** Ends the threads; tasks still running reject. */
   async close(): Promise<void> {
     this.closed = true;
-    const pool = this.pool;
+    const opening = this.opening;
+    this.opening = null;
     this.pool = null;
+    const pool = opening === null ? null : await opening.catch(() => null);
     if (pool) await pool.close({ force: true });
+  }
+
+  private open(): Promise<Piscina<CodecTask, CodecResult>> {
+    if (this.closed) return Promise.reject(new Error('the codec pool is closed'));
+    return (this.opening ??= import('piscina').then(({ Piscina }) => {
+      const pool = new Piscina<CodecTask, CodecResult>({
+        filename: WORKER,
+        minThreads: 0,
+        maxThreads: this.options.size,
+        idleTimeout: IDLE_MS,
+        // The bound is ours (queueLimit): piscina's own queue never refuses.
+        maxQueue: Infinity,
+      });
+      // Closed while piscina loaded: close() ends this pool (it holds this promise), and the
+      // tasks waiting for it reject, as on a closed pool.
+      if (!this.closed) this.pool = pool;
+      return pool;
+    }));
   }
 }

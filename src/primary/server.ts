@@ -14,7 +14,7 @@ import { MetricsHub } from '../metrics/hub.js';
 import { createSnapshotBuffer, SnapshotWriter } from '../metrics/snapshot.js';
 import type { AnyStrategy } from '../protocol/frames.js';
 import { MessageStore } from '../store/store.js';
-import { ClusterNode } from '../cluster/node.js';
+import type { ClusterNode } from '../cluster/node.js';
 import { NO_CLUSTER_COUNTERS } from '../cluster/stats.js';
 import { ClusterState, createClusterState } from '../shared/cluster-state.js';
 import { CloseCodes, OcsError } from '../protocol/errors.js';
@@ -352,10 +352,7 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     registerProcessor: (type, processor) => broker.registerProcessor(type, processor),
     setGroupLoadBalanceStrategy: (group, strategy) => broker.setGroupStrategy(group, strategy),
     messagingStats: () => broker.stats,
-    cluster:
-      broker instanceof ClusterNode
-        ? { node: broker.node, groupPresence: (group) => broker.presence.group(group), userPresence: (user) => broker.presence.user(user) }
-        : null,
+    cluster: clustered ? clusterApi(broker as ClusterNode) : null,
     whenRestarted(index: number, count: number) {
       return new Promise<void>((resolve) => {
         restartWaiters.push({ index, count, resolve });
@@ -383,4 +380,9 @@ function pickFreePort(host: string): Promise<number> {
       probe.close(() => resolve(port));
     });
   });
+}
+
+/** RunningServer.cluster of a cluster node (cluster mode only: the class itself is loaded only then). */
+function clusterApi(node: ClusterNode): NonNullable<RunningServer['cluster']> {
+  return { node: node.node, groupPresence: (group) => node.presence.group(group), userPresence: (user) => node.presence.user(user) };
 }

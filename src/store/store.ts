@@ -138,9 +138,9 @@ export class MessageStore {
     return this.queue.get(queueKey(meta))?.data;
   }
 
-  /** true once committed; false when it could not be written (see `health`). */
-  put(message: StoredMessage): Promise<boolean> {
-    return this.settle(() => this.queue.put(queueKey(message), message), Buffer.byteLength(message.data));
+  /** true once committed; false when it could not be written (see `health`). `bytes`: of its data, when the caller has them already. */
+  put(message: StoredMessage, bytes = Buffer.byteLength(message.data)): Promise<boolean> {
+    return this.settle(() => this.queue.put(queueKey(message), message), bytes);
   }
 
   /** Persists `meta.attempts` (the rest of the stored message unchanged); true when there is nothing to update. */

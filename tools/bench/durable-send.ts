@@ -8,42 +8,55 @@
  * `ack` every message. Prints one JSON document: per mode the rates of messages stored (sender
  * got `ack`), delivered and acknowledged, and P50/P99/max latency from `send` to the sender's
  * `ack` (stored) and to delivery. Both ends run in this process, so one clock times them.
+ * Also the server's CPU (process CPU from /proc, all threads) over the measured window (per
+ * stored message, and per second), once it was ready (its start-up), and from start to stop.
+ *
+ * BENCH_REPEATS > 1 runs every mode that many times and adds `summary`: per server and mode the
+ * median, lowest and highest of each figure. BENCH_BASELINE_MAIN (another build's
+ * dist/src/main.js, e.g. an older commit's) runs that server too, alternating with this one in
+ * each repetition (the order rotates), so a before/after comparison shares the machine's load.
  *
  * Env: BENCH_RATE (20000), BENCH_SECONDS (6), BENCH_SENDERS (8), BENCH_RECIPIENTS (8),
- * BENCH_MODES (full,overlapping,none).
+ * BENCH_MODES (full,overlapping,none), BENCH_REPEATS (1), BENCH_BASELINE_MAIN (none).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { processCpuSeconds } from '../lib/proc.js';
 import { harnessConfig, writeConfigFile } from '../lib/server-config.js';
 import { SERVER_MAIN, startServer, type ServerProcess } from '../lib/server-process.js';
 import { connectWs, type WsClient } from '../wsclient/client.js';
+import { rotation } from './lib/repetitions.js';
+import { summarizeSendRuns, type SendRun } from './lib/send-summary.js';
 
 const RATE = Number(process.env.BENCH_RATE ?? 20_000);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 6);
 const SENDERS = Number(process.env.BENCH_SENDERS ?? 8);
 const RECIPIENTS = Number(process.env.BENCH_RECIPIENTS ?? 8);
 const MODES = (process.env.BENCH_MODES ?? 'full,overlapping,none').split(',') as Array<'full' | 'overlapping' | 'none'>;
+const REPEATS = Math.max(1, Number(process.env.BENCH_REPEATS ?? 1));
+const BASELINE_MAIN = process.env.BENCH_BASELINE_MAIN ?? '';
 const WARMUP_S = 2;
 const TICK_MS = 2;
 
-/** The real server with two shards and a fresh store in `sync` mode; its stderr goes to ours. */
-async function startRealServer(sync: string, dataDir: string): Promise<ServerProcess> {
-  const config = writeConfigFile(
-    harnessConfig({
-      websocket: {
-        server: { shards: 2, max_backpressure: 16 * 1024 * 1024 },
-        delivery: { ack_timeout: 30 },
-      },
-      store: { data_dir: dataDir, sync },
-      logging: { level: 'info' },
-    }),
-  );
+/** The real server (`main`: its dist/src/main.js) with two shards and a fresh store in `sync` mode; its stderr goes to ours. */
+async function startRealServer(main: string, sync: string, dataDir: string): Promise<ServerProcess> {
+  const tree = harnessConfig({
+    websocket: {
+      server: { shards: 2, max_backpressure: 16 * 1024 * 1024 },
+      delivery: { ack_timeout: 30 },
+    },
+    store: { data_dir: dataDir, sync },
+    logging: { level: 'info' },
+  });
+  // A baseline from before the per-address limits (issue 8) refuses their keys as unknown; it has no such limits to turn off.
+  if (main !== SERVER_MAIN) (tree.websocket as { limits: Record<string, number> }).limits = { messages_per_second: 0 };
+  const config = writeConfigFile(tree);
   // BENCH_SERVER_NODE_ARGS: extra node flags for the server, e.g. --cpu-prof to profile it.
   const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
   try {
-    return await startServer([process.execPath, ...nodeArgs, SERVER_MAIN, '--config', config.file], { stderr: 'inherit' });
+    return await startServer([process.execPath, ...nodeArgs, main, '--config', config.file], { stderr: 'inherit' });
   } finally {
     config.remove(); // the server reads its config once, at start-up
   }
@@ -69,9 +82,10 @@ function percentile(sorted: Float64Array, p: number): number {
 
 const round = (x: number): number => Math.round(x * 1000) / 1000;
 
-async function runMode(sync: 'full' | 'overlapping' | 'none'): Promise<Record<string, unknown>> {
+async function runMode(main: string, sync: 'full' | 'overlapping' | 'none'): Promise<SendRun> {
   const dataDir = mkdtempSync(join(tmpdir(), 'ocs-bench-data-'));
-  const server = await startRealServer(sync, dataDir);
+  const server = await startRealServer(main, sync, dataDir);
+  const cpuAtReady = processCpuSeconds(server.pid) ?? NaN;
   let measuring = false;
   let stored = 0;
   let delivered = 0;
@@ -120,6 +134,7 @@ async function runMode(sync: 'full' | 'overlapping' | 'none'): Promise<Record<st
   let offered = 0;
   const start = performance.now();
   let measureStart = 0;
+  let cpuAtStart = 0;
   await new Promise<void>((resolve) => {
     const timer = setInterval(() => {
       const now = performance.now();
@@ -127,6 +142,7 @@ async function runMode(sync: 'full' | 'overlapping' | 'none'): Promise<Record<st
       if (!measuring && elapsed >= WARMUP_S) {
         measuring = true;
         measureStart = now;
+        cpuAtStart = processCpuSeconds(server.pid) ?? NaN;
       }
       if (elapsed >= WARMUP_S + SECONDS) {
         clearInterval(timer);
@@ -147,14 +163,17 @@ async function runMode(sync: 'full' | 'overlapping' | 'none'): Promise<Record<st
   });
   const seconds = (performance.now() - measureStart) / 1000;
   measuring = false;
+  const windowCpuS = (processCpuSeconds(server.pid) ?? NaN) - cpuAtStart;
   // Let the tail drain so that the last second's latencies are not cut short.
   await new Promise((resolve) => setTimeout(resolve, 500));
+  const totalCpuS = processCpuSeconds(server.pid) ?? NaN;
   for (const ws of [...senders, ...recipients]) ws.close();
   await server.stop();
   rmSync(dataDir, { recursive: true, force: true });
   const s = Float64Array.from(storeLat).sort();
   const d = Float64Array.from(deliverLat).sort();
   return {
+    server: main === SERVER_MAIN ? 'this' : 'baseline',
     sync,
     offered_per_s: Math.round(offered / seconds),
     stored_per_s: Math.round(stored / seconds),
@@ -163,19 +182,37 @@ async function runMode(sync: 'full' | 'overlapping' | 'none'): Promise<Record<st
     send_to_delivery_ms: { p50: percentile(d, 50), p99: percentile(d, 99), max: percentile(d, 100) },
     errors,
     unanswered_sends: sentAt.size,
+    // /proc counts in clock ticks (10 ms): over a 6 s window that is well under 1%.
+    server_cpu_s: round(windowCpuS),
+    server_cpu_us_per_stored: stored > 0 ? Math.round(((windowCpuS * 1e6) / stored) * 10) / 10 : null,
+    // Of a core, over the window: with BENCH_RATE=0, what the server costs with its connections open and idle.
+    server_cpu_ms_per_s: Math.round((windowCpuS * 1000) / seconds),
+    server_cpu_at_ready_s: round(cpuAtReady),
+    server_cpu_total_s: round(totalCpuS),
   };
 }
 
-const results = [];
-for (const mode of MODES) results.push(await runMode(mode));
+const mains = BASELINE_MAIN === '' ? [SERVER_MAIN] : [BASELINE_MAIN, SERVER_MAIN];
+const results: SendRun[] = [];
+for (let rep = 0; rep < REPEATS; rep++) {
+  for (const mode of MODES) {
+    for (const main of rotation(mains, rep)) {
+      const run = await runMode(main, mode);
+      results.push(run);
+      // Progress of a long series, one line per run (stdout keeps the one JSON document).
+      if (REPEATS > 1) process.stderr.write(`${JSON.stringify({ rep, server: run.server, sync: mode, stored_per_s: run.stored_per_s, p50_ms: run.send_to_delivery_ms.p50, cpu_us_per_stored: run.server_cpu_us_per_stored, cpu_ms_per_s: run.server_cpu_ms_per_s, cpu_at_ready_s: run.server_cpu_at_ready_s, cpu_total_s: run.server_cpu_total_s })}\n`);
+    }
+  }
+}
 console.log(
   JSON.stringify(
     {
       bench: 'durable-send',
       note: 'stored = the sender got ack {ref,id} (committed per store.sync); delivered = the recipient got the msg (and acked it)',
       machine: { cpus: cpus().length, node: process.version },
-      settings: { rate: RATE, seconds: SECONDS, senders: SENDERS, recipients: RECIPIENTS, shards: 2 },
+      settings: { rate: RATE, seconds: SECONDS, senders: SENDERS, recipients: RECIPIENTS, shards: 2, repeats: REPEATS, baseline: BASELINE_MAIN || null },
       results,
+      ...(REPEATS > 1 || BASELINE_MAIN !== '' ? { summary: summarizeSendRuns(results) } : {}),
     },
     null,
     2,
