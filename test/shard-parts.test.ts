@@ -372,6 +372,25 @@ describe('the sweep walks the connections in slices', () => {
     assert.equal(upkeep, 2, 'the fourth step starts the next walk');
   });
 
+  test('stopped from inside a step, the sweep arms no further timer', async () => {
+    const sockets = new Set<Socket>();
+    let steps = 0;
+    const sweeper: Sweeper = new Sweeper({
+      sockets,
+      policy: { maxBackpressure: 1000, idleMs: 0, pingMs: 0 },
+      intervalMs: 10,
+      counters: new Float64Array(64),
+      fail: () => assert.fail('nobody is due'),
+      alsoSweep: () => {
+        steps++;
+        sweeper.stop();
+      },
+    });
+    sweeper.start();
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    assert.equal(steps, 1);
+  });
+
   test('with few connections one step judges them all', () => {
     const judged = new Map<number, number>();
     const sockets = new Set(Array.from({ length: 25 }, (_, i) => fakeSocket(judged, i)));

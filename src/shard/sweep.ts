@@ -99,18 +99,23 @@ export class Sweeper {
   /** Steps of the current walk (fixed when it starts), and the next step's number. */
   private steps = 1;
   private step = 0;
+  private running = false;
   private readonly tick = (): void => {
     this.sweepSlice();
-    this.timer = setTimeout(this.tick, this.options.intervalMs / this.steps);
+    // A step can end in stop() (a verdict that stops the shard): then no new timer.
+    if (this.running) this.timer = setTimeout(this.tick, this.options.intervalMs / this.steps);
   };
 
   constructor(private readonly options: SweeperOptions) {}
 
   start(): void {
-    this.timer ??= setTimeout(this.tick, this.options.intervalMs / this.steps);
+    if (this.running) return;
+    this.running = true;
+    this.timer = setTimeout(this.tick, this.options.intervalMs / this.steps);
   }
 
   stop(): void {
+    this.running = false;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
   }
