@@ -4,6 +4,7 @@
  * full or off, runs inline with the same functions (src/codec/tasks.ts).
  */
 import { renderDeadLetters } from '../broker/dead-letter-view.js';
+import type { Config } from '../config/schema.js';
 import type { Deflate } from '../protocol/wire.js';
 import type { DeadLetter } from '../store/messages.js';
 import { deflateLz4, deflateLz4Many } from './lz4.js';
@@ -20,6 +21,18 @@ export interface CodecSettings {
   offloadThreshold: number;
   poolSize: number;
   queueLimit: number;
+}
+
+/** The settings of `performance` config (one mapping for the primary's pool and every shard's). */
+export function codecSettings(performance: Config['websocket']['performance']): CodecSettings {
+  return {
+    compression: performance.enable_compression,
+    lz4Threshold: performance.lz4_threshold,
+    hcMinRecipients: performance.lz4_hc_min_recipients,
+    offloadThreshold: performance.codec_offload_threshold,
+    poolSize: performance.codec_pool_size,
+    queueLimit: performance.codec_queue_limit,
+  };
 }
 
 /** Where a task ran, for the counters. */

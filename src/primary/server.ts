@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer as createNetServer } from 'node:net';
 import { Worker } from 'node:worker_threads';
 import type { Processor, SendOptions, BrokerStats } from '../broker/broker.js';
-import { Codec } from '../codec/codec.js';
+import { Codec, codecSettings } from '../codec/codec.js';
 import { RingShardLink } from '../broker/ring-link.js';
 import type { LoadedConfig } from '../config/load.js';
 import { MetricsHub } from '../metrics/hub.js';
@@ -288,15 +288,7 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
   const messagingStats = () => ({ ...NO_CLUSTER_COUNTERS, ...broker.stats, ...link.stats });
   const sampler = new StatsSampler(table, monitoring, log, messagingStats, hub);
   // The primary's own pool: large dead-letter pages are rendered there, off the broker's loop.
-  const { performance } = config.websocket;
-  const codec = new Codec({
-    compression: performance.enable_compression,
-    lz4Threshold: performance.lz4_threshold,
-    hcMinRecipients: performance.lz4_hc_min_recipients,
-    offloadThreshold: performance.codec_offload_threshold,
-    poolSize: performance.codec_pool_size,
-    queueLimit: performance.codec_queue_limit,
-  });
+  const codec = new Codec(codecSettings(config.websocket.performance));
   const messaging = await startMessaging({
     config: config as MessagingParts['config'],
     instance,

@@ -6,7 +6,7 @@
  * (idle, pings, slow consumers).
  */
 import { Authenticator } from '../auth/identity.js';
-import { Codec } from '../codec/codec.js';
+import { Codec, codecSettings } from '../codec/codec.js';
 import { attachMetricsRoutes } from '../metrics/http.js';
 import { Latency } from '../metrics/latencies.js';
 import { SnapshotReader } from '../metrics/snapshot.js';
@@ -95,17 +95,10 @@ class Shard {
     const interest = interestTable.rowOf(init.shard);
     const out = new Out(counters, this.log);
     const fail = failer(counters, out);
-    const codec = (this.codec = new Codec(
-      {
-        compression: performance.enable_compression,
-        lz4Threshold: performance.lz4_threshold,
-        hcMinRecipients: performance.lz4_hc_min_recipients,
-        offloadThreshold: performance.codec_offload_threshold,
-        poolSize: performance.codec_pool_size,
-        queueLimit: performance.codec_queue_limit,
-      },
-      { offloaded: () => counters[Counter.codec_offloaded]!++, inlineFull: () => counters[Counter.codec_inline_full]!++ },
-    ));
+    const codec = (this.codec = new Codec(codecSettings(performance), {
+      offloaded: () => counters[Counter.codec_offloaded]!++,
+      inlineFull: () => counters[Counter.codec_inline_full]!++,
+    }));
     const table = this.table;
     const binary = {
       anywhere: () => table.binaryConnections() > 0,
