@@ -48,18 +48,67 @@ export function encodeHistogram(h: Histogram): string {
  */
 export function sparseCounts(h: Histogram): number[] {
   const out: number[] = [];
-  const js = h as JsHistogram;
+  const counts = countsOf(h);
   const total = h.totalCount;
   let seen = 0;
   let previous = -1;
-  for (let i = 0; i < js.countsArrayLength && seen < total; i++) {
-    const count = js.getCountAtIndex(i);
+  for (let i = 0; i < counts.length && seen < total; i++) {
+    const count = counts[i]!;
     if (count === 0) continue;
     out.push(i - previous, count);
     previous = i;
     seen += count;
   }
   return out;
+}
+
+/**
+ * The counts array of `h`, read directly: hdr-histogram-js's getCountAtIndex and
+ * valueFromIndex per bucket made one summary of a busy histogram cost over a millisecond, on
+ * the primary's loop (the broker's) or a shard's, once per interval and per latency.
+ */
+function countsOf(h: Histogram): ArrayLike<number> {
+  const counts = (h as unknown as { _counts: unknown })._counts;
+  if (!ArrayBuffer.isView(counts)) throw new TypeError('hdr-histogram-js keeps its counts elsewhere: update countsOf()');
+  return counts as unknown as ArrayLike<number>;
+}
+
+/** Visits a bucket that holds `count` samples of the values `value` .. `value + size - 1`. */
+type BucketVisit = (value: number, size: number, count: number) => void;
+
+/** Calls `visit` with bucket `index` as hdr-histogram-js's valueFromIndex lays the buckets out. */
+function visitBucket(js: JsHistogram, index: number, count: number, visit: BucketVisit): void {
+  const half = js.subBucketHalfCount;
+  let bucket = (index >> js.subBucketHalfCountMagnitude) - 1;
+  let sub = (index & (half - 1)) + half;
+  if (bucket < 0) {
+    sub -= half;
+    bucket = 0;
+  }
+  const size = 2 ** (bucket + js.unitMagnitude);
+  visit(sub * size, size, count);
+}
+
+/** Walks the non-zero buckets of `h` in ascending order. */
+function forEachBucket(h: Histogram, visit: BucketVisit): void {
+  const counts = countsOf(h);
+  const total = h.totalCount;
+  let seen = 0;
+  for (let i = 0; i < counts.length && seen < total; i++) {
+    const count = counts[i]!;
+    if (count === 0) continue;
+    seen += count;
+    visitBucket(h as JsHistogram, i, count, visit);
+  }
+}
+
+/** Walks the buckets listed in `pairs` (sparseCounts of a histogram laid out as `layout`): no walk over the empty ones. */
+function forEachSparseBucket(layout: Histogram, pairs: readonly number[], visit: BucketVisit): void {
+  let index = -1;
+  for (let k = 0; k < pairs.length; k += 2) {
+    index += pairs[k]!;
+    visitBucket(layout as JsHistogram, index, pairs[k + 1]!, visit);
+  }
 }
 
 /**
@@ -118,9 +167,16 @@ const PERCENTILES = [50, 90, 95, 99, 99.9] as const;
  * that P99 <= max when both fall in the top bucket.
  */
 export function summarize(h: Histogram): Summary {
-  const total = h.totalCount;
+  return summaryOf(h.totalCount, h.maxValue, (visit) => forEachBucket(h, visit));
+}
+
+/** summarize(h) where `pairs` is sparseCounts(h), computed already: it reads the listed buckets only. */
+export function summarizeSparse(h: Histogram, pairs: readonly number[]): Summary {
+  return summaryOf(h.totalCount, h.maxValue, (visit) => forEachSparseBucket(h, pairs, visit));
+}
+
+function summaryOf(total: number, max: number, walk: (visit: BucketVisit) => void): Summary {
   if (total === 0) return { ...EMPTY_SUMMARY };
-  const js = h as JsHistogram;
   // As getValueAtPercentile counts: rounded up, less one ulp of floating-point slack.
   const targets = PERCENTILES.map((p) => {
     const fp = (p / 100) * total;
@@ -129,15 +185,11 @@ export function summarize(h: Histogram): Summary {
   const found: number[] = [];
   let seen = 0;
   let weighted = 0;
-  for (let i = 0; i < js.countsArrayLength && seen < total; i++) {
-    const count = js.getCountAtIndex(i);
-    if (count === 0) continue;
-    const value = js.valueFromIndex(i);
+  walk((value, size, count) => {
     seen += count;
-    weighted += js.medianEquivalentValue(value) * count;
-    while (found.length < targets.length && seen >= targets[found.length]!) found.push(js.highestEquivalentValue(value));
-  }
-  const max = h.maxValue;
+    weighted += (value + Math.floor(size / 2)) * count; // the bucket's median equivalent value
+    while (found.length < targets.length && seen >= targets[found.length]!) found.push(value + size - 1); // its highest equivalent value
+  });
   const at = (i: number): number => Math.min(found[i] ?? max, max);
   return { count: total, p50: at(0), p90: at(1), p95: at(2), p99: at(3), p999: at(4), max, mean: weighted / total };
 }
@@ -148,18 +200,12 @@ export function summarize(h: Histogram): Summary {
  * bound at or above its bucket's lowest equivalent value (within 0.1% of the bound).
  */
 export function cumulativeCounts(h: Histogram, boundsUs: readonly number[]): number[] {
-  const js = h as JsHistogram;
   const counts = new Array<number>(boundsUs.length + 1).fill(0);
   let bound = 0;
-  let seen = 0;
-  for (let i = 0; i < js.countsArrayLength && seen < h.totalCount; i++) {
-    const count = js.getCountAtIndex(i);
-    if (count === 0) continue;
-    seen += count;
-    const value = js.valueFromIndex(i);
+  forEachBucket(h, (value, _size, count) => {
     while (bound < boundsUs.length && value > boundsUs[bound]!) bound++;
     counts[bound]! += count;
-  }
+  });
   for (let i = 1; i < counts.length; i++) counts[i]! += counts[i - 1]!;
   return counts;
 }

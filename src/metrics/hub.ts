@@ -18,11 +18,11 @@ import { byName, Counter, errorCounter, type MessagingCounterName } from '../sha
 import type { Logger } from '../util/logger.js';
 import { Alerts, type ActiveAlert, type AlertEvent, type AlertStatus } from './alerts.js';
 import { ExportFile } from './export-file.js';
-import { addSparseCounts, newHistogram, summarize, type Histogram, type Summary } from './hdr.js';
+import { addSparseCounts, cumulativeCounts, newHistogram, summarize, type Histogram, type Summary } from './hdr.js';
 import { Latency, LATENCIES, type LatencyName } from './latencies.js';
 import { overviewFromView } from './overview.js';
 import { jsonLine } from './overview-format.js';
-import { renderPrometheus } from './prometheus.js';
+import { BUCKETS_US, renderPrometheus } from './prometheus.js';
 import { PRIMARY_THREAD, reportFromFields, type ThreadReport } from './report.js';
 import { ResourceSampler, type ResourceSample } from './resources.js';
 import { RingGauges, type RingBuffers, type RingFill } from './ring-fill.js';
@@ -46,11 +46,13 @@ export interface MetricsHubOptions {
   requestReports(): void;
 }
 
-/** One merged latency: its figures over the last interval and since start, and the since-start histogram (for /metrics buckets). */
+/** One merged latency: its figures over the last interval and since start, and the since-start histogram. */
 export interface MergedLatency {
   name: LatencyName;
   interval: Summary;
   total: Summary;
+  /** The since-start histogram's cumulative counts at BUCKETS_US (the /metrics buckets), read with `total`: the histogram may take more reports before it is rendered. */
+  buckets: readonly number[];
   histogram: Histogram;
 }
 
@@ -80,9 +82,12 @@ export class MetricsHub {
   private readonly total = LATENCIES.map(() => newHistogram(64));
   private readonly logWindow = LATENCIES.map(() => newHistogram(64));
   private readonly interval = LATENCIES.map(() => newHistogram(64));
+  /** summarize(total) and its /metrics buckets as of the last interval that added to it: a latency with nothing new is not walked again. */
+  private readonly totalFigures = LATENCIES.map(() => ({ summary: summarize(newHistogram(32)), buckets: cumulativeCounts(newHistogram(32), BUCKETS_US) }));
   /** Each thread's last report, for its own figures (heap, utilisation, per-thread latency), and the publish it came after. */
   private readonly latest = new Map<number, { report: ThreadReport; after: number }>();
   private publishes = 0;
+  private stopped = false;
   private readonly resources = new ResourceSampler();
   private readonly ringGauges: RingGauges;
   private readonly alerts: Alerts;
@@ -107,6 +112,7 @@ export class MetricsHub {
   }
 
   stop(): void {
+    this.stopped = true;
     this.primary.stop();
     void this.exportFile?.close();
   }
@@ -131,18 +137,53 @@ export class MetricsHub {
     this.latest.set(report.thread, { report, after: this.publishes });
   }
 
-  /** Once per interval: merge, sample, check the alerts, render into the snapshot area; returns what it rendered. */
+  /** Once per interval, in one go: merge, sample, check the alerts, render into the snapshot area; returns what it rendered. */
   publish(now = Date.now()): MetricsView {
+    this.acceptOwnReport();
+    const view = this.merge(now);
+    this.render(view);
+    return view;
+  }
+
+  /**
+   * publish() in three event-loop turns (its own report; merge, sample and alerts; render), so
+   * that the broker, on this thread, handles its records in between: in one go it held the
+   * loop 5 ms per interval under load, and longer when the thread lost its core meanwhile.
+   */
+  publishSpread(now = Date.now()): void {
+    this.acceptOwnReport();
+    setImmediate(() => {
+      if (this.stopped) return;
+      const view = this.merge(now);
+      setImmediate(() => {
+        if (!this.stopped) this.render(view);
+      });
+    });
+  }
+
+  private acceptOwnReport(): void {
     this.publishes++;
     this.accept(this.primary.report(PRIMARY_THREAD));
-    const { table, monitoring, snapshot, log } = this.options;
+  }
+
+  /** The interval's figures (the interval histograms start over). */
+  private merge(now: number): MetricsView {
+    const { table, monitoring } = this.options;
     const threads: ThreadReport[] = [];
     for (const [thread, { report, after }] of [...this.latest].sort(([a], [b]) => a - b)) {
       // A thread that answered none of the last three requests (a dead or stalled shard) is not listed.
       if (this.publishes - after <= 3) threads.push(report);
       else if (thread !== PRIMARY_THREAD && !table.isUp(thread)) this.latest.delete(thread);
     }
-    const latency = LATENCIES.map((name, kind) => ({ name, interval: summarize(this.interval[kind]!), total: summarize(this.total[kind]!), histogram: this.total[kind]! }));
+    const latency = LATENCIES.map((name, kind) => {
+      const interval = this.interval[kind]!;
+      const total = this.total[kind]!;
+      if (interval.totalCount > 0) this.totalFigures[kind] = { summary: summarize(total), buckets: cumulativeCounts(total, BUCKETS_US) };
+      const { summary, buckets } = this.totalFigures[kind]!;
+      const merged = { name, interval: summarize(interval), total: summary, buckets, histogram: total };
+      interval.reset();
+      return merged;
+    });
     const broker = this.options.broker();
     const resources = this.resources.sample();
     this.alerts.evaluate(
@@ -155,7 +196,7 @@ export class MetricsHub {
       },
       now,
     );
-    const view: MetricsView = {
+    return {
       at: now,
       startedAt: this.startedAt,
       intervalS: monitoring.metrics_collection_interval,
@@ -172,6 +213,11 @@ export class MetricsHub {
       resources,
       alerts: { statuses: this.alerts.statuses(), active: this.alerts.active(), recent: this.alerts.history() },
     };
+  }
+
+  /** Renders `view` into the snapshot area (and the export file), and asks the shards for their next reports. */
+  private render(view: MetricsView): void {
+    const { table, snapshot, log } = this.options;
     const written = [
       snapshot.write(SnapshotDoc.METRICS, renderPrometheus(view)),
       snapshot.write(SnapshotDoc.STATS, renderStatsJson(view)),
@@ -185,9 +231,7 @@ export class MetricsHub {
     }
     if (written.includes(false)) log.error({ code: 'E_INTERNAL' }, 'a metrics document outgrew its snapshot area; the previous one is served');
     this.exportFile?.append(jsonLine(overviewFromView(view, byName(table.rates))));
-    for (const h of this.interval) h.reset();
     this.options.requestReports();
-    return view;
   }
 
   /** Merged figures since the previous call (the `stats` log line's window); starts a new window. */

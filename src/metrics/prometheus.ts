@@ -7,14 +7,13 @@
  */
 import { ErrorCodes, type ErrorCode } from '../protocol/errors.js';
 import { COUNTERS, errorCounter, type CounterName, type MessagingCounterName } from '../shared/shard-table.js';
-import { cumulativeCounts } from './hdr.js';
 import type { MetricsView } from './hub.js';
 import { LATENCY_HELP, type LatencyName } from './latencies.js';
 import { PRIMARY_THREAD } from './report.js';
 
 /** `le` bounds of every latency histogram, seconds: 50 µs .. 10 s in 1-2-5 steps (100 and 200 ms are the alert thresholds). */
 export const BUCKETS_S = [0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10];
-const BUCKETS_US = BUCKETS_S.map((s) => Math.round(s * 1e6));
+export const BUCKETS_US = BUCKETS_S.map((s) => Math.round(s * 1e6));
 
 export const HISTOGRAM_NAMES: Record<LatencyName, string> = {
   pub: 'ocs_pub_latency_seconds',
@@ -86,12 +85,16 @@ class Exposition {
   private readonly lines: string[] = [];
 
   family(name: string, type: 'counter' | 'gauge' | 'histogram', help: string): this {
-    this.lines.push(`# HELP ${name} ${help.replace(/\\/g, '\\\\').replace(/\n/g, '\\n')}`, `# TYPE ${name} ${type}`);
+    this.lines.push(`# HELP ${name} ${NEEDS_ESCAPE.test(help) ? help.replace(/\\/g, '\\\\').replace(/\n/g, '\\n') : help}`, `# TYPE ${name} ${type}`);
     return this;
   }
 
   sample(name: string, labels: Record<string, string | number> | null, value: number): this {
-    const text = labels === null ? '' : `{${Object.entries(labels).map(([k, v]) => `${k}="${escapeLabel(String(v))}"`).join(',')}}`;
+    let text = '';
+    if (labels !== null) {
+      for (const key in labels) text += `${text === '' ? '{' : ','}${key}="${escapeLabel(String(labels[key]))}"`;
+      text += '}';
+    }
     this.lines.push(`${name}${text} ${formatValue(value)}`);
     return this;
   }
@@ -108,7 +111,7 @@ export function renderPrometheus(view: MetricsView): string {
 
   for (const latency of view.latency) {
     const name = HISTOGRAM_NAMES[latency.name];
-    const counts = cumulativeCounts(latency.histogram, BUCKETS_US);
+    const counts = latency.buckets;
     out.family(name, 'histogram', `${LATENCY_HELP[latency.name]}; merged over threads since start`);
     BUCKETS_S.forEach((le, i) => out.sample(`${name}_bucket`, { le: String(le) }, counts[i]!));
     out.sample(`${name}_bucket`, { le: '+Inf' }, counts[BUCKETS_S.length]!);
@@ -186,7 +189,11 @@ export function threadName(thread: number): string {
   return thread === PRIMARY_THREAD ? 'primary' : `shard${thread}`;
 }
 
+/** A help text or label value with a character the exposition format escapes; most have none (a render is once per interval, on the broker's thread). */
+const NEEDS_ESCAPE = /[\\"\n]/;
+
 function escapeLabel(value: string): string {
+  if (!NEEDS_ESCAPE.test(value)) return value;
   return value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
 }
 

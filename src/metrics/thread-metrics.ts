@@ -8,7 +8,7 @@
 import { getHeapStatistics } from 'node:v8';
 import { performance } from 'node:perf_hooks';
 import { epochMs } from './clock.js';
-import { addSparseCounts, clampUs, EMPTY_SUMMARY, newHistogram, sparseCounts, summarize, type Histogram, type Summary } from './hdr.js';
+import { addSparseCounts, clampUs, EMPTY_SUMMARY, newHistogram, sparseCounts, summarize, summarizeSparse, type Histogram, type Summary } from './hdr.js';
 import { Latency, LATENCIES, type LatencyKind, type LatencyRecorder } from './latencies.js';
 import type { ThreadReport } from './report.js';
 
@@ -76,7 +76,7 @@ export class ThreadMetrics implements LatencyRecorder {
       const pairs = sparseCounts(h);
       addSparseCounts(this.total[kind]!, pairs);
       histograms.push(pairs);
-      intervalSummaries.push(summarize(h));
+      intervalSummaries.push(summarizeSparse(h, pairs));
       totalSummaries.push((this.totalSummary[kind] = summarize(this.total[kind]!)));
       h.reset();
     }

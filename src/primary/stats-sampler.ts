@@ -51,7 +51,7 @@ export class StatsSampler {
     }
     this.previous = totals;
     this.previousAt = now;
-    this.hub?.publish(now);
+    this.hub?.publishSpread(now);
     const logEvery = this.monitoring.log_interval * 1000;
     if (logEvery > 0 && now - this.lastLogAt >= logEvery) this.logLine(now, totals);
   }

@@ -17,14 +17,16 @@
  * each repetition (the order rotates), so a before/after comparison shares the machine's load.
  *
  * Env: BENCH_RATE (20000), BENCH_SECONDS (6), BENCH_SENDERS (8), BENCH_RECIPIENTS (8),
- * BENCH_MODES (full,overlapping,none), BENCH_REPEATS (1), BENCH_BASELINE_MAIN (none).
+ * BENCH_MODES (full,overlapping,none), BENCH_REPEATS (1), BENCH_BASELINE_MAIN (none),
+ * BENCH_CONFIG (a JSON config tree merged into this build's server config, not the baseline's:
+ * e.g. '{"websocket":{"monitoring":{"enable_metrics_collection":false}}}').
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { processCpuSeconds } from '../lib/proc.js';
-import { harnessConfig, writeConfigFile } from '../lib/server-config.js';
+import { deepMerge, harnessConfig, writeConfigFile, type ConfigTree } from '../lib/server-config.js';
 import { SERVER_MAIN, startServer, type ServerProcess } from '../lib/server-process.js';
 import { connectWs, type WsClient } from '../wsclient/client.js';
 import { rotation } from './lib/repetitions.js';
@@ -37,6 +39,7 @@ const RECIPIENTS = Number(process.env.BENCH_RECIPIENTS ?? 8);
 const MODES = (process.env.BENCH_MODES ?? 'full,overlapping,none').split(',') as Array<'full' | 'overlapping' | 'none'>;
 const REPEATS = Math.max(1, Number(process.env.BENCH_REPEATS ?? 1));
 const BASELINE_MAIN = process.env.BENCH_BASELINE_MAIN ?? '';
+const EXTRA_CONFIG = JSON.parse(process.env.BENCH_CONFIG ?? '{}') as ConfigTree;
 const WARMUP_S = 2;
 const TICK_MS = 2;
 
@@ -52,7 +55,7 @@ async function startRealServer(main: string, sync: string, dataDir: string): Pro
   });
   // A baseline from before the per-address limits (issue 8) refuses their keys as unknown; it has no such limits to turn off.
   if (main !== SERVER_MAIN) (tree.websocket as { limits: Record<string, number> }).limits = { messages_per_second: 0 };
-  const config = writeConfigFile(tree);
+  const config = writeConfigFile(main === SERVER_MAIN ? deepMerge(tree, EXTRA_CONFIG) : tree);
   // BENCH_SERVER_NODE_ARGS: extra node flags for the server, e.g. --cpu-prof to profile it.
   const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
   try {
