@@ -6,7 +6,7 @@ import { configSchema } from '../src/config/schema.js';
 import { decodeFields, encodeRecord, ToBroker } from '../src/link/records.js';
 import { Alerts, type AlertInputs } from '../src/metrics/alerts.js';
 import type { JsHistogram } from 'hdr-histogram-js';
-import { addSparseCounts, newHistogram, sparseCounts, summarize } from '../src/metrics/hdr.js';
+import { addSparseCounts, newHistogram, sparseCounts, summarize, summarizeSparse } from '../src/metrics/hdr.js';
 import { MetricsHub } from '../src/metrics/hub.js';
 import { Latency } from '../src/metrics/latencies.js';
 import { BUCKETS_S } from '../src/metrics/prometheus.js';
@@ -137,18 +137,21 @@ describe('merged latency histograms', () => {
   });
 });
 
-test("a summary's percentiles and mean are the histogram's own", () => {
-  const h = newHistogram(32);
-  for (const v of [...latencies(5000, 5, 2_000_000, 3), 7, 7, 7]) h.recordValue(v);
-  const s = summarize(h);
-  const max = h.maxValue;
-  assert.deepEqual(
-    [s.p50, s.p90, s.p95, s.p99, s.p999],
-    [50, 90, 95, 99, 99.9].map((p) => Math.min(h.getValueAtPercentile(p), max)),
-  );
-  assert.ok(Math.abs(s.mean - h.mean) < 1e-6 * h.mean);
-  assert.equal(s.count, 5003);
-});
+for (const bits of [32, 64] as const) {
+  test(`a summary's percentiles and mean are the histogram's own (${bits}-bit counts), read off its counts or its sparse list alike`, () => {
+    const h = newHistogram(bits);
+    for (const v of [...latencies(5000, 5, 2_000_000, 3), 7, 7, 7]) h.recordValue(v);
+    const s = summarize(h);
+    const max = h.maxValue;
+    assert.deepEqual(
+      [s.p50, s.p90, s.p95, s.p99, s.p999],
+      [50, 90, 95, 99, 99.9].map((p) => Math.min(h.getValueAtPercentile(p), max)),
+    );
+    assert.ok(Math.abs(s.mean - h.mean) < 1e-6 * h.mean);
+    assert.equal(s.count, 5003);
+    assert.deepEqual(summarizeSparse(h, sparseCounts(h)), s);
+  });
+}
 
 describe('a thread measures its own event-loop delay', () => {
   test('a 60 ms block shows as a delay of about that much', async () => {
