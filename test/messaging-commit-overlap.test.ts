@@ -169,3 +169,31 @@ describe('an ack deadline that passes before a slow commit', () => {
     sender.close();
   });
 });
+
+describe('with delivery.before_commit false, a send waits for its commit and leaves with its ack', () => {
+  const dataDir = tempDataDir();
+  let server: ServerProcess;
+  before(async () => {
+    server = await startProcess(testConfig({ store: { data_dir: dataDir }, websocket: { delivery: { ack_timeout: 30, before_commit: false } } }));
+  });
+  after(async () => {
+    if (server) assert.equal(await server.stop(), 0, server.stderr());
+  });
+
+  test('the recipient gets it only after the commit, as the sender gets its ack', async () => {
+    const rcpt = await member(server.port, 'zed');
+    const sender = await member(server.port, 'zoe');
+    const lock = await holdStoreLock(dataDir);
+    sender.send({ op: 'send', to: 'zed', data: 'after', ref: 'c' });
+    const delivered = await arrival(rcpt, isMsg, HOLD_MS * 4);
+    const releasedAt = await lock.released;
+    assert.ok(delivered.at >= releasedAt, 'delivered only once the store could commit');
+    assert.equal(delivered.frame.data, 'after');
+    const ack = await sender.next((f) => f.op === 'ack' && f.ref === 'c');
+    assert.equal(ack.id, delivered.frame.id);
+    rcpt.send({ op: 'ack', id: delivered.frame.id });
+    await until(async () => ((await stored(server.port)) === 0 ? true : undefined), 'the acknowledged message to leave the broker');
+    rcpt.close();
+    sender.close();
+  });
+});

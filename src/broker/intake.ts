@@ -143,11 +143,11 @@ export class Intake {
     queues.insert(entry);
     counters.accepted++;
     const write = (entry.storing = store.put(m, meta.bytes));
-    // A message for now goes out at once, while its commit runs: the commit (an fsync with
-    // store.sync full) is most of a send's latency, and its tail on a busy disk reaches
-    // hundreds of ms. The sender's ack still waits for the commit. Not when the store refused
-    // the write already (no room: put() turned it unwritable before returning).
-    if (!(m.at > Date.now()) && store.health.writable) this.deliverNow(entry, receivedAt);
+    // A message for now goes out at once, while its commit runs (delivery.before_commit): the
+    // commit (an fsync with store.sync full) is most of a send's latency, and its tail on a busy
+    // disk reaches hundreds of ms. The sender's ack still waits for the commit. Not when the
+    // store refused the write already (no room: put() turned it unwritable before returning).
+    if (this.parts.delivery.before_commit && !(m.at > Date.now()) && store.health.writable) this.deliverNow(entry, receivedAt);
     this.afterWrite(write, reply, (stored) => {
       entry.storing = null;
       if (!stored) {
@@ -169,7 +169,9 @@ export class Intake {
         this.parts.timers.scheduleAt(entry, m.at);
         this.parts.timers.arm();
       } else {
-        this.deliverNow(entry, 0); // its `at` passed during the commit
+        // Held for its commit (before_commit off): its send latency counts from the frame's
+        // arrival, as with delivery during the commit. Or its `at` passed during the commit.
+        this.deliverNow(entry, m.at > 0 ? 0 : receivedAt);
       }
     });
   }

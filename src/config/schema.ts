@@ -235,6 +235,15 @@ const delivery = z
     backoff_multiplier: z.number().min(1).default(2),
     /** Longest wait between two deliveries of one message, seconds. */
     max_backoff: z.number().positive().default(300),
+    /**
+     * Deliver a `send`/`any` for now to its online recipient while its store commit runs
+     * (true), or once it is committed (false). The sender's ack waits for the commit either way.
+     * True takes the commit (an fsync with store.sync full) out of the delivery latency; false
+     * costs less CPU per message, since deliveries and acks then leave together, one wake-up of
+     * each shard per commit instead of two (README, Durable send). A recipient may then hold a
+     * message whose commit failed: docs/messaging.md.
+     */
+    before_commit: z.boolean().default(true),
     /** Deliveries without an ack before a message moves to the dead-letter queue. */
     max_attempts: positiveInt.max(1000).default(5),
     /** Stored messages per recipient (user, or group for `any`); over it the oldest LOW is dropped. */
