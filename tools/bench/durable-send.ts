@@ -18,7 +18,8 @@
  *
  * Env: BENCH_RATE (20000), BENCH_SECONDS (6), BENCH_SENDERS (8), BENCH_RECIPIENTS (8),
  * BENCH_MODES (full,overlapping,none), BENCH_REPEATS (1), BENCH_BASELINE_MAIN (none),
- * BENCH_CONFIG (a JSON config tree merged into this build's server config, not the baseline's:
+ * BENCH_MAIN (the server measured as `this`: default this checkout's dist/src/main.js; another build's
+ * to compare two older builds), BENCH_CONFIG (a JSON config tree merged into `this` server's config, not the baseline's:
  * e.g. '{"websocket":{"monitoring":{"enable_metrics_collection":false}}}').
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -39,6 +40,7 @@ const RECIPIENTS = Number(process.env.BENCH_RECIPIENTS ?? 8);
 const MODES = (process.env.BENCH_MODES ?? 'full,overlapping,none').split(',') as Array<'full' | 'overlapping' | 'none'>;
 const REPEATS = Math.max(1, Number(process.env.BENCH_REPEATS ?? 1));
 const BASELINE_MAIN = process.env.BENCH_BASELINE_MAIN ?? '';
+const THIS_MAIN = process.env.BENCH_MAIN ?? SERVER_MAIN;
 const EXTRA_CONFIG = JSON.parse(process.env.BENCH_CONFIG ?? '{}') as ConfigTree;
 const WARMUP_S = 2;
 const TICK_MS = 2;
@@ -53,9 +55,9 @@ async function startRealServer(main: string, sync: string, dataDir: string): Pro
     store: { data_dir: dataDir, sync },
     logging: { level: 'info' },
   });
-  // A baseline from before the per-address limits (issue 8) refuses their keys as unknown; it has no such limits to turn off.
+  // A build from before the per-address limits (issue 8) refuses their keys as unknown; it has no such limits to turn off.
   if (main !== SERVER_MAIN) (tree.websocket as { limits: Record<string, number> }).limits = { messages_per_second: 0 };
-  const config = writeConfigFile(main === SERVER_MAIN ? deepMerge(tree, EXTRA_CONFIG) : tree);
+  const config = writeConfigFile(main === THIS_MAIN ? deepMerge(tree, EXTRA_CONFIG) : tree);
   // BENCH_SERVER_NODE_ARGS: extra node flags for the server, e.g. --cpu-prof to profile it.
   const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
   try {
@@ -176,7 +178,7 @@ async function runMode(main: string, sync: 'full' | 'overlapping' | 'none'): Pro
   const s = Float64Array.from(storeLat).sort();
   const d = Float64Array.from(deliverLat).sort();
   return {
-    server: main === SERVER_MAIN ? 'this' : 'baseline',
+    server: main === THIS_MAIN ? 'this' : 'baseline',
     sync,
     offered_per_s: Math.round(offered / seconds),
     stored_per_s: Math.round(stored / seconds),
@@ -195,7 +197,7 @@ async function runMode(main: string, sync: 'full' | 'overlapping' | 'none'): Pro
   };
 }
 
-const mains = BASELINE_MAIN === '' ? [SERVER_MAIN] : [BASELINE_MAIN, SERVER_MAIN];
+const mains = BASELINE_MAIN === '' ? [THIS_MAIN] : [BASELINE_MAIN, THIS_MAIN];
 const results: SendRun[] = [];
 for (let rep = 0; rep < REPEATS; rep++) {
   for (const mode of MODES) {
