@@ -166,6 +166,25 @@ describe('a thread measures its own event-loop delay', () => {
     assert.ok(delay.count > 0);
     assert.ok(delay.max >= 40_000, `max ${delay.max} µs`);
   });
+
+  test('an idle thread is probed about once a second, a busy one every 50 ms', async () => {
+    const metrics = new ThreadMetrics();
+    metrics.monitorEventLoop();
+    const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+    await sleep(2100);
+    const idle = metrics.report(0).interval[Latency.event_loop]!.count;
+    // Busy: 5 ms of work per turn for 1.5 s (the first probe after the idle spell comes within 1 s).
+    const until = Date.now() + 1500;
+    while (Date.now() < until) {
+      const turn = Date.now() + 5;
+      while (Date.now() < turn);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    const busy = metrics.report(0).interval[Latency.event_loop]!.count;
+    metrics.stop();
+    assert.ok(idle >= 2 && idle <= 4, `${idle} probes in 2.1 s idle`);
+    assert.ok(busy >= 8, `${busy} probes in 1.5 s busy`);
+  });
 });
 
 describe('the snapshot area', () => {
