@@ -131,4 +131,42 @@ describe('SPSC ring', () => {
     assert.equal(expected, count);
     assert.equal(corrupt, 0);
   });
+
+  test('three producers that write a record at a time, with pauses, wake a sleeping consumer for every one', async () => {
+    const count = 4000;
+    const rings = [0, 1, 2].map(() => createRingBuffer(16 * 1024));
+    const doorbells = createDoorbells(1);
+    const readers = rings.map((ring) => new RingReader(ring));
+    const next = rings.map(() => 0);
+    let outOfOrder = 0;
+    let listener: DoorbellListener | null = null;
+    const done = new Promise<void>((resolve) => {
+      listener = new DoorbellListener(doorbells, 0, () => {
+        readers.forEach((reader, i) => {
+          while (reader.next()) {
+            if (new DataView(reader.bytes.buffer, reader.bytes.byteOffset + reader.offset, 4).getUint32(0, true) !== next[i]) outOfOrder++;
+            next[i]!++;
+          }
+          reader.release();
+        });
+        if (next.every((n) => n === count)) resolve();
+        return false;
+      });
+      listener.start();
+    });
+    const keepAlive = setInterval(() => {}, 1000);
+    const workers = rings.map((ring, i) => new Worker(new URL('./fixtures/sporadic-producer.js', import.meta.url), { workerData: { ring, doorbells, count, seed: i + 1 } }));
+    const finished = Promise.all(workers.map((w) => new Promise((resolve) => w.once('message', resolve))));
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), 20_000)));
+    const outcome = await Promise.race([done.then(() => 'all read' as const), late]);
+    clearTimeout(timer);
+    clearInterval(keepAlive);
+    listener!.stop();
+    // A producer whose records are never read spins on a full ring: it is stopped, not awaited.
+    if (outcome === 'all read') await finished;
+    else await Promise.all(workers.map((w) => w.terminate()));
+    assert.equal(outcome, 'all read', `read ${next.join(', ')} of ${count} each`);
+    assert.equal(outOfOrder, 0);
+  });
 });
