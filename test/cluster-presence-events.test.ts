@@ -2,8 +2,9 @@
  * Cluster mode: presence events are the cluster's. A watcher on one node hears the users who
  * join and leave on any node: users, not connections (a second connection on any node is no
  * news; a user leaves when its last connection anywhere goes), coalesced over the window, and
- * a node killed with SIGKILL makes its users leave once it is forgotten (presence_ttl). Real
- * server processes on a private redis-server.
+ * a node killed with SIGKILL makes its users leave once it is forgotten (presence_ttl); one
+ * that only stalled that long comes back with them. Real server processes on a private
+ * redis-server.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -130,6 +131,28 @@ describe('presence events across nodes', { skip }, () => {
     const [dave, erin] = await Promise.all([member(b.port, 'dave', ['flap']), member(a.port, 'erin', ['flap'])]);
     open.push(dave, erin);
     assert.deepEqual(await eventsUntilQuiet(watcher, 'flap'), { joins: ['dave', 'erin'], leaves: [], frames: 1 });
+  });
+
+  test('a node that stalls past presence_ttl is taken for dead (its users leave), then writes its members again (they come back)', async () => {
+    const watcher = await member(a.port, 'stallwatch');
+    open.push(watcher);
+    await watch(watcher, 'stall');
+    const sleeper = await member(c.port, 'sleeper', ['stall']);
+    open.push(sleeper);
+    assert.deepEqual(await eventsUntilQuiet(watcher, 'stall'), { joins: ['sleeper', 'stallwatch'], leaves: [], frames: 1 });
+    c.child.kill('SIGSTOP');
+    try {
+      const left = await watcher.next(isEvent('stall'), 10_000);
+      assert.deepEqual({ joins: left.joins, leaves: left.leaves }, { joins: [], leaves: ['sleeper'] });
+    } finally {
+      c.child.kill('SIGCONT');
+    }
+    // Its next heartbeat finds its own gone, and it writes its members again.
+    const back = await watcher.next(isEvent('stall'), 10_000);
+    assert.deepEqual({ joins: back.joins, leaves: back.leaves }, { joins: ['sleeper'], leaves: [] });
+    watcher.send({ op: 'presence', group: 'stall', ref: 'q' });
+    const answer = await watcher.next((f) => f.op === 'presence' && f.ref === 'q');
+    assert.deepEqual(answer.users, { sleeper: 1, stallwatch: 1 });
   });
 
   test('a node killed with SIGKILL: once it is forgotten (presence_ttl) its users leave, except those still connected elsewhere', async () => {

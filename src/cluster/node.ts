@@ -384,7 +384,10 @@ export class ClusterNode {
   private heartbeat(): void {
     if (!this.up) return;
     this.clusterPresence.heartbeat().then(
-      () => this.options.state.setNodesAlive(this.clusterPresence.alive.size),
+      (forgotten) => {
+        this.options.state.setNodesAlive(this.clusterPresence.alive.size);
+        if (forgotten && !this.draining && !this.stopped) this.resync(); // its members and channels, again
+      },
       () => {}, // Redis went away: the link reports it
     );
   }

@@ -120,11 +120,15 @@ export class ClusterPresence {
     return this.aliveNodes;
   }
 
-  /** This node is alive; learn which others are, and forget the dead. Rejects while Redis is unreachable. */
-  async heartbeat(): Promise<void> {
+  /**
+   * This node is alive; learn which others are, and forget the dead. True: this node's own
+   * heartbeat was gone, so another node took it for dead (it stalled longer than presence_ttl)
+   * and forgot its members: the caller writes them again. Rejects while Redis is unreachable.
+   */
+  async heartbeat(): Promise<boolean> {
     const now = Date.now();
     const { keys } = this;
-    const [, alive, dead] = (await this.redis
+    const [added, alive, dead] = (await this.redis
       .multi()
       .zadd(keys.nodes, now, this.node)
       .zrangebyscore(keys.nodes, now - this.ttlMs, '+inf')
@@ -132,10 +136,11 @@ export class ClusterPresence {
       .exec())!.map(([err, value]) => {
       if (err) throw err;
       return value;
-    }) as [unknown, string[], string[]];
+    }) as [number, string[], string[]];
     this.aliveNodes = new Set(alive);
     this.aliveNodes.add(this.node);
     for (const node of dead) await this.forgetNode(node);
+    return added === 1;
   }
 
   forgetNode(node: string): Promise<unknown> {
