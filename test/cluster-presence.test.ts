@@ -150,6 +150,19 @@ describe('hostile input on the cluster paths', { skip }, () => {
     }
     await client.publish('ocs:g:steady', Buffer.from([200])); // claims a 200-byte origin it does not have
     await client.publish('ocs:g:steady', Buffer.alloc(0));
+    // Presence records (0xff) that are not: refused whole, while the real ones still come.
+    listener.send({ op: 'join', group: 'steady', presence: true, ref: 'w' });
+    await listener.next((f) => f.op === 'joined' && f.ref === 'w');
+    await client.publish('ocs:g:steady', Buffer.concat([Buffer.from([0xff]), Buffer.from('-speaker\n+bad name')]));
+    await client.publish('ocs:g:steady', Buffer.from([0xff]));
+    open.push(await member(nodes[1]!.port, 'newcomer', ['steady']));
+    const told: string[] = [];
+    while (!told.includes('+newcomer')) {
+      const event = await listener.next((f) => f.op === 'presence' && f.ref === undefined, 5000);
+      for (const user of event.joins as string[]) told.push(`+${user}`);
+      for (const user of event.leaves as string[]) told.push(`-${user}`);
+    }
+    assert.deepEqual(told.filter((change) => change !== '+steady' && change !== '+newcomer'), [], 'nothing but real joins');
     speaker.send({ op: 'pub', group: 'steady', data: 'fine', ref: 'p' });
     assert.equal((await listener.next((f) => f.op === 'msg', 5000)).data, 'fine');
     for (const node of nodes) assert.equal(node.child.exitCode, null);

@@ -112,17 +112,25 @@ export class GroupPresence {
     this.dirty.clear();
   }
 
-  /** Events of at most max_list names each, so that a mass reconnect cannot make one frame no ring carries. */
   private emit(group: string, joins: string[], leaves: string[]): void {
-    const max = this.options.maxList;
-    let j = 0;
-    let l = 0;
-    while (j < joins.length || l < leaves.length) {
-      const someJoins = joins.slice(j, j + max);
-      j += someJoins.length;
-      const someLeaves = leaves.slice(l, l + max - someJoins.length);
-      l += someLeaves.length;
-      this.options.emit(group, encodePresenceEvent(group, someJoins, someLeaves));
-    }
+    for (const frame of presenceEventFrames(group, joins, leaves, this.options.maxList)) this.options.emit(group, frame);
   }
+}
+
+/**
+ * One window's joins and leaves of `group` as events of at most `max` names each, so that a
+ * mass reconnect cannot make one frame no ring carries (also cluster/presence-events.ts).
+ */
+export function presenceEventFrames(group: string, joins: readonly string[], leaves: readonly string[], max: number): string[] {
+  const frames: string[] = [];
+  let j = 0;
+  let l = 0;
+  while (j < joins.length || l < leaves.length) {
+    const someJoins = joins.slice(j, j + max);
+    j += someJoins.length;
+    const someLeaves = leaves.slice(l, l + max - someJoins.length);
+    l += someLeaves.length;
+    frames.push(encodePresenceEvent(group, someJoins, someLeaves));
+  }
+  return frames;
 }

@@ -9,6 +9,9 @@
  *               over the rings already)
  *   P g:GROUP   of a history group: [0][msg frame with its offset and epoch], published by
  *               Redis itself (history-scripts.ts), which every node with members forwards
+ *   P g:GROUP   [0xff]["+user"/"-user" entries, "\n"-separated]: users who joined or left the
+ *               group anywhere, published by the presence scripts (presence-scripts.ts); 0xff
+ *               is never an origin length (node ids are about 14 bytes)
  *   P n:NODE    a MessagePack array: [NodeRecord.DELIVER_USER, user, id, frame] or
  *               [NodeRecord.DELIVER_SID, sid, id, frame], or the answer to a join of a history
  *               group, [NodeRecord.HISTORY_JOINED, ...] (history.ts)
@@ -25,6 +28,8 @@ export const NodeRecord = { DELIVER_USER: 1, DELIVER_SID: 2, HISTORY_JOINED: 3 }
 export interface ChannelHandlers {
   /** A pub from another node to `group`, which has members here. */
   groupPub(group: string, frame: Buffer): void;
+  /** A presence record of `group` (the text after the 0xff mark), which has members here. */
+  presence(group: string, record: string): void;
   /** A record on this node's channel. */
   nodeRecord(kind: number, target: string, id: string, frame: string): void;
   /** The answer to a join of a history group (its fields after the kind); false: malformed. */
@@ -34,6 +39,9 @@ export interface ChannelHandlers {
 }
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
+
+/** The first byte of a presence record on a group's channel, where a pub has its origin's length. */
+export const PRESENCE_MARK = 0xff;
 
 export class Channels {
   /** Groups with members on this node: subscribed, or to be once Redis is back. */
@@ -126,6 +134,7 @@ export class Channels {
     // Late messages of a group unsubscribed meanwhile have nobody here.
     if (!this.wanted.has(group)) return;
     const originLength = message[0];
+    if (originLength === PRESENCE_MARK) return this.handlers.presence(group, message.toString('latin1', 1));
     if (originLength === undefined || message.length < 1 + originLength) return this.handlers.malformed(channel);
     if (originLength === this.origin.length && message.compare(this.origin, 0, originLength, 1, 1 + originLength) === 0) return; // our own pub
     this.handlers.groupPub(group, message.subarray(1 + originLength));

@@ -7,10 +7,11 @@
  *   connection always sees its own join. Without Redis the answer is E_CLUSTER_UNAVAILABLE.
  * - History is the cluster's, in Redis (history.ts): a history group's offsets and epoch are
  *   the same on every node, so recovery and `history` pages are exact on any node.
- * - Presence events (`join` with `presence: true`) are this node's, made by the broker's
- *   GroupPresence: they tell the joins and leaves of the members on this node.
+ * - Presence events (`join` with `presence: true`) are the cluster's: Redis decides which joins
+ *   and leaves are news (a user's first or last member connection in the group on any node)
+ *   and tells every node with members; each node coalesces them for its watchers
+ *   (presence-events.ts).
  */
-import { GroupPresence } from '../broker/group-presence.js';
 import type { RingShardLink } from '../broker/ring-link.js';
 import type { Config } from '../config/schema.js';
 import { presenceTopic, ToBroker } from '../link/records.js';
@@ -18,6 +19,7 @@ import { encodePresenceAnswer } from '../protocol/json-group-frames.js';
 import type { Logger } from '../util/logger.js';
 import type { ClusterHistory } from './history.js';
 import type { ClusterPresence } from './presence.js';
+import { PresenceEvents } from './presence-events.js';
 
 export interface ClusterGroupsOptions {
   config: Config;
@@ -33,14 +35,14 @@ export interface ClusterGroupsOptions {
 const NOT_ASKED = -1;
 
 export class ClusterGroups {
-  readonly events: GroupPresence;
+  readonly events: PresenceEvents;
   private readonly maxList: number;
 
   constructor(private readonly options: ClusterGroupsOptions) {
     const { config, link, log } = options;
     if (config.history.persist && config.websocket.history.length > 0) log.warn('history.persist applies to the LMDB store: in cluster mode group history is kept in Redis, as durable as its persistence settings make it');
     this.maxList = config.websocket.presence.max_list;
-    this.events = new GroupPresence({
+    this.events = new PresenceEvents({
       maxList: this.maxList,
       windowMs: config.websocket.presence.window * 1000,
       emit: (group, frame) => link.groupPub(presenceTopic(group), frame),

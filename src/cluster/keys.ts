@@ -8,7 +8,7 @@ export class Keys {
   constructor(readonly prefix: string) {}
 
   // --- channels ------------------------------------------------------------------------
-  /** Pubs to `group`, from any node: payload [origin length u8][origin node id][msg frame]. */
+  /** Pubs to `group`, from any node: payload [origin length u8][origin node id][msg frame]; and its presence records ([0xff]...). */
   groupChannel(group: string): string {
     return `${this.prefix}g:${group}`;
   }
@@ -36,6 +36,10 @@ export class Keys {
   /** HASH "node\nsid" -> "user\nweight": the member connections of `group`. */
   groupPresence(group: string): string {
     return `${this.prefix}pg:${group}`;
+  }
+
+  get groupPresencePrefix(): string {
+    return `${this.prefix}pg:`;
   }
 
   /** SET of the presence keys a node wrote to, so that another node can clean up after it. */

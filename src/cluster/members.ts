@@ -4,20 +4,22 @@
  * `any` and presence across nodes), and the presence events of groups.ts. What one connection
  * asks is done in the order asked: the answer to a join (JOINED) goes out once the node hears
  * the group from every node, so a pub sent anywhere after the `joined` reaches the member.
+ * One connection's member writes to Redis (JOIN, LEAVE) run one after the other, so that a
+ * leave never overtakes the join it undoes, even when the join waits for the group's channel.
  */
 import type { Logger } from '../util/logger.js';
 import type { Channels } from './channels.js';
-import type { GroupPresence } from '../broker/group-presence.js';
 import type { ClusterMessaging } from './messaging.js';
 import type { ClusterPresence, LocalPresence } from './presence.js';
+import type { PresenceEvents } from './presence-events.js';
 
 export interface ClusterMembersParts {
   local: LocalPresence;
   channels: Channels;
   messaging: ClusterMessaging;
   presence: ClusterPresence;
-  /** This node's presence events (groups.ts). */
-  events: GroupPresence;
+  /** The presence events of this node's watchers (groups.ts). */
+  events: PresenceEvents;
   log: Logger;
   /** Redis is reachable and this node is in the cluster (not draining): presence is written. */
   writesPresence(): boolean;
@@ -26,6 +28,8 @@ export interface ClusterMembersParts {
 export class ClusterMembers {
   /** Per connection, what it asked of the node (joins and leaves, and the answers to them), in order. */
   private readonly owed = new Map<string, Promise<void>>();
+  /** Per connection, its member writes to Redis not yet done. */
+  private readonly writes = new Map<string, Promise<void>>();
 
   constructor(private readonly parts: ClusterMembersParts) {}
 
@@ -65,27 +69,39 @@ export class ClusterMembers {
     const watched = conn.watching?.has(group) ?? false;
     if (watch) (conn.watching ??= new Set()).add(group);
     else conn.watching?.delete(group);
-    if (conn.groups.has(group)) {
-      if (watch !== watched) events.watch(group, watch ? 1 : -1);
-      return Promise.resolve();
-    }
-    events.joined(group, conn.user, watch);
+    if (watch !== watched) events.watch(group, watch ? 1 : -1);
+    if (conn.groups.has(group)) return Promise.resolve();
     const first = local.join(sid, group);
-    const waits: Promise<unknown>[] = [];
-    waits.push(first ? channels.want(group) : channels.heard(group));
-    if (this.parts.writesPresence()) waits.push(messaging.joined(sid, group, conn.user, conn.weight).catch(() => {}));
-    return Promise.all(waits).then(() => {});
+    const heard = first ? channels.want(group) : channels.heard(group);
+    if (!this.parts.writesPresence()) return heard;
+    // A watcher hears its own user's join: Redis tells it on the group's channel, which this
+    // node must be subscribed to before the JOIN script runs (one more round trip, watchers only).
+    const written = this.write(sid, () => (watch ? heard : Promise.resolve()).then(() => messaging.joined(sid, group, conn.user, conn.weight)));
+    return Promise.all([heard, written]).then(() => {});
   }
 
   private leave(sid: string, group: string): Promise<void> {
     const { local, events, channels, presence } = this.parts;
     const conn = local.bySid.get(sid);
     if (!conn?.groups.has(group)) return Promise.resolve();
-    events.left(group, conn.user, conn.watching?.delete(group) ?? false);
+    if (conn.watching?.delete(group)) events.watch(group, -1);
     const last = local.leave(sid, group);
     if (last) channels.unwant(group);
-    if (this.parts.writesPresence()) presence.left(group, sid, last).catch(() => {});
+    if (this.parts.writesPresence()) void this.write(sid, () => presence.left(group, sid, last));
     return Promise.resolve();
+  }
+
+  /** Runs `next` once the connection's earlier member writes are done; never rejects (unreachable: the resync writes it all again). */
+  private write(sid: string, next: () => Promise<unknown>): Promise<void> {
+    const done = (this.writes.get(sid) ?? Promise.resolve()).then(next).then(
+      () => {},
+      () => {},
+    );
+    this.writes.set(sid, done);
+    void done.then(() => {
+      if (this.writes.get(sid) === done) this.writes.delete(sid);
+    });
+    return done;
   }
 
   /** What connection `sid` asked is done in the order asked: `answer` runs once `done` and everything before it are. */

@@ -93,7 +93,7 @@ export class ClusterNode {
     const commands = this.redis.commands;
     const scripts = new ScriptRunner(commands);
     this.deadLetters = new RedisDeadLetters(commands, scripts, this.keys);
-    this.clusterPresence = new ClusterPresence(commands, this.keys, this.node, config.cluster.presence_ttl * 1000);
+    this.clusterPresence = new ClusterPresence(commands, scripts, this.keys, this.node, config.cluster.presence_ttl * 1000);
     this.history = new ClusterHistory({ config, scripts, keys: this.keys, node: this.node, link: options.link, log, stats: this.stats_, up: () => this.up });
     this.groups = new ClusterGroups({ config, link: options.link, log, presence: this.clusterPresence, history: this.history, up: () => this.up });
     this.channels = new Channels(this.redis.subscriber, commands, this.keys, this.node, {
@@ -104,6 +104,7 @@ export class ClusterNode {
         if (this.history.ruleOf(group) !== null && !text.startsWith(MSG_FRAME_START)) this.stats_.cluster_malformed++;
         else options.link.groupPub(group, text);
       },
+      presence: (group, record) => void (this.groups.events.received(group, record) || this.stats_.cluster_malformed++),
       nodeRecord: (kind, target, id, frame) => this.messaging.nodeRecord(kind, target, id, frame),
       historyJoined: (fields) => this.history.joinAnswered(fields),
       malformed: () => this.stats_.cluster_malformed++,
@@ -383,7 +384,10 @@ export class ClusterNode {
   private heartbeat(): void {
     if (!this.up) return;
     this.clusterPresence.heartbeat().then(
-      () => this.options.state.setNodesAlive(this.clusterPresence.alive.size),
+      (forgotten) => {
+        this.options.state.setNodesAlive(this.clusterPresence.alive.size);
+        if (forgotten && !this.draining && !this.stopped) this.resync(); // its members and channels, again
+      },
       () => {}, // Redis went away: the link reports it
     );
   }

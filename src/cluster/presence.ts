@@ -7,16 +7,21 @@
  *   P nodes        ZSET node -> last heartbeat (epoch ms), every presence_ttl / 3
  *   P pu:USER      HASH node -> the user's connections on that node
  *   P pg:GROUP     HASH "node\nsid" -> "user\nweight": the group's member connections
+ *   P pc:GROUP     HASH user -> its member connections in the group (presence-scripts.ts)
  *   P nk:NODE      SET of the pu:/pg: keys the node wrote to (for FORGET_NODE)
  *
  * A reader counts only nodes whose heartbeat is younger than presence_ttl, so a dead node's
  * users vanish from every answer within presence_ttl; the first node to see it that old then
- * deletes its fields (FORGET_NODE), so nothing of it stays behind.
+ * deletes its fields (FORGET_NODE), so nothing of it stays behind, and its users who have no
+ * member connection left elsewhere leave their groups (presence events, presence-events.ts).
+ * Group members are written by scripts only (JOIN, LEAVE, SYNC_GROUP, FORGET_NODE), which keep
+ * pc:GROUP and tell the joins and leaves of users in the same atomic step.
  */
 import type { Redis } from 'ioredis';
 import { NAME_PATTERN } from '../protocol/frames.js';
 import type { Keys } from './keys.js';
-import { FORGET_NODE } from './scripts.js';
+import { FORGET_NODE, LEAVE, SYNC_GROUP } from './presence-scripts.js';
+import { JOIN, type ScriptRunner } from './scripts.js';
 
 export interface LocalConn {
   sid: string;
@@ -97,6 +102,7 @@ export class ClusterPresence {
 
   constructor(
     private readonly redis: Redis,
+    private readonly scripts: ScriptRunner,
     private readonly keys: Keys,
     private readonly node: string,
     private readonly ttlMs: number,
@@ -114,11 +120,15 @@ export class ClusterPresence {
     return this.aliveNodes;
   }
 
-  /** This node is alive; learn which others are, and forget the dead. Rejects while Redis is unreachable. */
-  async heartbeat(): Promise<void> {
+  /**
+   * This node is alive; learn which others are, and forget the dead. True: this node's own
+   * heartbeat was gone, so another node took it for dead (it stalled longer than presence_ttl)
+   * and forgot its members: the caller writes them again. Rejects while Redis is unreachable.
+   */
+  async heartbeat(): Promise<boolean> {
     const now = Date.now();
     const { keys } = this;
-    const [, alive, dead] = (await this.redis
+    const [added, alive, dead] = (await this.redis
       .multi()
       .zadd(keys.nodes, now, this.node)
       .zrangebyscore(keys.nodes, now - this.ttlMs, '+inf')
@@ -126,34 +136,55 @@ export class ClusterPresence {
       .exec())!.map(([err, value]) => {
       if (err) throw err;
       return value;
-    }) as [unknown, string[], string[]];
+    }) as [number, string[], string[]];
     this.aliveNodes = new Set(alive);
     this.aliveNodes.add(this.node);
     for (const node of dead) await this.forgetNode(node);
+    return added === 1;
   }
 
   forgetNode(node: string): Promise<unknown> {
-    return this.redis.eval(FORGET_NODE, 0, this.keys.prefix, node);
+    return this.scripts.run(FORGET_NODE, [this.keys.prefix, node]);
   }
 
-  /** Writes this node's whole presence again (after an outage others may have forgotten it in). */
+  /**
+   * Writes this node's whole presence again, after an outage: others may have forgotten it
+   * meanwhile, and its members changed while nothing could be written. Each group is set to
+   * what the node has now in one script (SYNC_GROUP), so the watchers hear only what changed,
+   * not every user leaving and coming back.
+   */
   async rewrite(local: LocalPresence): Promise<void> {
-    await this.forgetNode(this.node);
     const { keys, node } = this;
+    // Loaded first (a Redis restart empties its cache): a script that met NOSCRIPT would be
+    // sent again after the commands behind it: a leave must not fall behind a later read, nor
+    // one connection's join behind another's leave (the user would leave and come back).
+    await this.scripts.load([JOIN, LEAVE, SYNC_GROUP, FORGET_NODE]);
+    const written = await this.redis.smembers(keys.nodeKeys(node));
     const batch = this.redis.multi();
     batch.zadd(keys.nodes, Date.now(), node);
+    const userPrefix = keys.userPresence('');
+    for (const key of written) {
+      if (key.startsWith(userPrefix) && !local.byUser.has(key.slice(userPrefix.length))) batch.hdel(key, node).srem(keys.nodeKeys(node), key);
+    }
     for (const [user, conns] of local.byUser) {
       batch.hset(keys.userPresence(user), node, conns.size);
       batch.sadd(keys.nodeKeys(node), keys.userPresence(user));
     }
+    const syncs: Array<Promise<unknown>> = [batch.exec()];
+    const groupPrefix = keys.groupPresencePrefix;
+    for (const key of written) {
+      const group = key.slice(groupPrefix.length);
+      if (key.startsWith(groupPrefix) && !local.byGroup.has(group)) syncs.push(this.scripts.run(SYNC_GROUP, [keys.prefix, node, group]));
+    }
     for (const [group, sids] of local.byGroup) {
+      const args: Array<string | number> = [keys.prefix, node, group];
       for (const sid of sids) {
         const conn = local.bySid.get(sid);
-        if (conn) batch.hset(keys.groupPresence(group), `${node}\n${sid}`, `${conn.user}\n${conn.weight}`);
+        if (conn) args.push(sid, conn.user, conn.weight);
       }
-      batch.sadd(keys.nodeKeys(node), keys.groupPresence(group));
+      syncs.push(this.scripts.run(SYNC_GROUP, args));
     }
-    await batch.exec();
+    await Promise.all(syncs);
   }
 
   /** `user` has `connections` left on this node (0: none). */
@@ -168,13 +199,10 @@ export class ClusterPresence {
 
   /** Connection `sid` left `group`; `last`: it was the group's last member on this node. */
   async left(group: string, sid: string, last: boolean): Promise<void> {
-    const { keys, node } = this;
-    const batch = this.redis.multi().hdel(keys.groupPresence(group), `${node}\n${sid}`);
-    if (last) batch.srem(keys.nodeKeys(node), keys.groupPresence(group));
-    await batch.exec();
+    await this.scripts.run(LEAVE, [this.keys.prefix, this.node, sid, group, last ? 1 : 0]);
   }
 
-  /** Forgets this node (it stops). */
+  /** Forgets this node (it stops, or starts its drain): its users leave their groups at once. */
   leaveCluster(): Promise<unknown> {
     return this.forgetNode(this.node);
   }

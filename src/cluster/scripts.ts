@@ -16,7 +16,8 @@
  *   P strategies     HASH group -> `any` strategy set by setGroupLoadBalanceStrategy
  *   P dlq, d:ID      ZSET of dead letter ids (all scored 0: listed in id order, BYLEX, as the
  *                    LMDB store lists them), and HASH: the dead letter (the message, reason, failedAt)
- *   P nodes          ZSET node -> last heartbeat; P pu:USER, pg:GROUP, nk:NODE: presence.ts
+ *   P nodes          ZSET node -> last heartbeat; P pu:USER, pg:GROUP, nk:NODE: presence.ts;
+ *                    P pc:GROUP and the scripts that change members: presence-scripts.ts
  *
  * Every script takes P as ARGV[1] and builds its keys from it: the store is for one Redis
  * (a primary, with replicas or Sentinel), not a Redis Cluster, whose scripts must name every
@@ -24,6 +25,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { MEMBER_HELPERS } from './presence-scripts.js';
 
 /**
  * Runs the scripts by their SHA1 (EVALSHA), so a message costs Redis its arguments, not the
@@ -268,13 +270,17 @@ return out
 `;
 
 /**
- * A connection of \`node\` joined \`group\` (weight for \`weighted\`): recorded, and the ids of the
- * group's waiting \`any\` messages returned, to be routed now.
+ * A connection of \`node\` joined \`group\` (weight for \`weighted\`): recorded, the user's
+ * first member connection in the group on any node told to every node with members
+ * (presence-scripts.ts), and the ids of the group's waiting \`any\` messages returned, to be
+ * routed now.
  * ARGV: P node sid group user weight
  */
-export const JOIN = `${PRELUDE}
-local node, sid, group = ARGV[2], ARGV[3], ARGV[4]
-redis.call('HSET', P..'pg:'..group, node..'\\n'..sid, ARGV[5]..'\\n'..ARGV[6])
+export const JOIN = `${PRELUDE}${MEMBER_HELPERS}
+local node, sid, group, user = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+if redis.call('HSET', P..'pg:'..group, node..'\\n'..sid, user..'\\n'..ARGV[6]) == 1 and counted(group, user, 1) then
+  tell(group, {'+'..user})
+end
 redis.call('SADD', P..'nk:'..node, P..'pg:'..group)
 local waiting = {}
 for _, id in ipairs(redis.call('ZRANGE', P..'q:g:'..group, 0, -1)) do
@@ -346,26 +352,5 @@ local d = P..'d:'..ARGV[2]
 redis.call('HSET', d, 'target', ARGV[3], 'from', ARGV[4], 'group', ARGV[5], 'data', ARGV[6], 'pri', ARGV[7], 'ts', ARGV[8],
   'at', 0, 'attempts', 0, 'strategy', '', 'reason', ARGV[9], 'failedAt', ARGV[10])
 redis.call('ZADD', P..'dlq', 0, ARGV[2])
-return 1
-`;
-
-/**
- * Forgets a node: its presence fields in every key it wrote to, and its heartbeat. Run by any
- * node for one whose heartbeat is older than presence_ttl, and by a node for itself when it
- * stops or comes back after an outage (it then writes its presence again).
- * ARGV: P node
- */
-export const FORGET_NODE = `${PRELUDE}
-local node = ARGV[2]
-local prefix = node..'\\n'
-for _, key in ipairs(redis.call('SMEMBERS', P..'nk:'..node)) do
-  redis.call('HDEL', key, node)
-  local fields = redis.call('HKEYS', key)
-  for _, field in ipairs(fields) do
-    if string.sub(field, 1, #prefix) == prefix then redis.call('HDEL', key, field) end
-  end
-end
-redis.call('DEL', P..'nk:'..node)
-redis.call('ZREM', P..'nodes', node)
 return 1
 `;

@@ -1,0 +1,134 @@
+/**
+ * The Lua scripts that add and remove a group's member connections in Redis (presence.ts, and
+ * JOIN in scripts.ts), and tell every node with members of the group which users came and went.
+ * A user is in a group while it has a member connection there on any node, so whether a change
+ * is news (the user's first connection in the group, or its last) is decided here, atomically,
+ * from one counter per group and user:
+ *
+ *   P pg:GROUP   HASH "node\nsid" -> "user\nweight": the group's member connections
+ *   P pc:GROUP   HASH user -> how many fields of pg:GROUP are the user's (every node not yet
+ *                forgotten, so a dead node's users leave when FORGET_NODE runs for it)
+ *
+ * A counter moves only when a field is really added (HSET answered 1) or deleted (HDEL found
+ * it), so a script run twice for one connection (a retry, a resync) counts it once. A user's
+ * 0 -> 1 and 1 -> 0 go out in the same step, as one PUBLISH on the group's channel P g:GROUP
+ * (the channel every node with members subscribes to for the group's pubs):
+ *
+ *   [0xff]["+user" or "-user", joined by "\n"]
+ *
+ * 0xff is never an origin length (node ids are far shorter; channels.ts), so the first byte
+ * tells a presence record from a pub. Redis delivers one channel's messages in the order the
+ * scripts ran, so every node sees one user's joins and leaves alternate, in the cluster's order.
+ * Every script takes P as ARGV[1].
+ */
+
+/** Lua helpers for the scripts that add or remove member connections (they need P). */
+export const MEMBER_HELPERS = `
+local function userof(value)
+  return string.sub(value, 1, string.find(value, '\\n', 1, true) - 1)
+end
+-- The user's member connections in the group moved by delta: true when that is news (0 -> 1, 1 -> 0).
+local function counted(group, user, delta)
+  local key = P..'pc:'..group
+  local n = redis.call('HINCRBY', key, user, delta)
+  if n <= 0 then redis.call('HDEL', key, user) end
+  if delta > 0 then return n == 1 end
+  -- Below 0 only if the counter was lost (Redis lost data): nothing to tell, it is reset.
+  return n == 0
+end
+-- One PUBLISH per group and step, however many users changed.
+local function tell(group, changes)
+  if #changes > 0 then redis.call('PUBLISH', P..'g:'..group, '\\255'..table.concat(changes, '\\n')) end
+end
+`;
+
+/**
+ * Connection \`sid\` of \`node\` left \`group\` (or closed); \`last\`: it was the group's last member
+ * connection on the node, so the node's key list (nk:NODE) drops the group.
+ * ARGV: P node sid group last(1|0)
+ */
+export const LEAVE = `
+local P = ARGV[1]
+${MEMBER_HELPERS}
+local node, sid, group = ARGV[2], ARGV[3], ARGV[4]
+local key = P..'pg:'..group
+local field = node..'\\n'..sid
+local value = redis.call('HGET', key, field)
+if value then
+  redis.call('HDEL', key, field)
+  local user = userof(value)
+  if counted(group, user, -1) then tell(group, {'-'..user}) end
+end
+if ARGV[5] == '1' then redis.call('SREM', P..'nk:'..node, key) end
+return 1
+`;
+
+/**
+ * After an outage: \`node\`'s member connections of \`group\` become exactly those given (none:
+ * it has no member left there), in one step, so a user still connected is no news even if
+ * the node's fields were written in another order meanwhile; only real changes are told.
+ * Additions go first, so a user who only changed connections never counts 0 on the way.
+ * ARGV: P node group [sid user weight]...
+ */
+export const SYNC_GROUP = `
+local P = ARGV[1]
+${MEMBER_HELPERS}
+local node, group = ARGV[2], ARGV[3]
+local key = P..'pg:'..group
+local prefix = node..'\\n'
+local wanted = {}
+local changes = {}
+for i = 4, #ARGV - 2, 3 do
+  local field = prefix..ARGV[i]
+  wanted[field] = true
+  if redis.call('HSET', key, field, ARGV[i + 1]..'\\n'..ARGV[i + 2]) == 1 and counted(group, ARGV[i + 1], 1) then
+    changes[#changes + 1] = '+'..ARGV[i + 1]
+  end
+end
+local raw = redis.call('HGETALL', key)
+for i = 1, #raw, 2 do
+  if string.sub(raw[i], 1, #prefix) == prefix and not wanted[raw[i]] then
+    redis.call('HDEL', key, raw[i])
+    local user = userof(raw[i + 1])
+    if counted(group, user, -1) then changes[#changes + 1] = '-'..user end
+  end
+end
+if #ARGV >= 6 then redis.call('SADD', P..'nk:'..node, key) else redis.call('SREM', P..'nk:'..node, key) end
+tell(group, changes)
+return #changes
+`;
+
+/**
+ * Forgets a node: its presence fields in every key it wrote to, and its heartbeat; its users
+ * with no member connection left elsewhere leave their groups (told as above). Run by any node
+ * for one whose heartbeat is older than presence_ttl (the first to run it does the work, the
+ * others find nothing left), and by a node for itself when it stops or starts its drain.
+ * ARGV: P node
+ */
+export const FORGET_NODE = `
+local P = ARGV[1]
+${MEMBER_HELPERS}
+local node = ARGV[2]
+local prefix = node..'\\n'
+local pg = P..'pg:'
+for _, key in ipairs(redis.call('SMEMBERS', P..'nk:'..node)) do
+  if string.sub(key, 1, #pg) == pg then
+    local group = string.sub(key, #pg + 1)
+    local raw = redis.call('HGETALL', key)
+    local changes = {}
+    for i = 1, #raw, 2 do
+      if string.sub(raw[i], 1, #prefix) == prefix then
+        redis.call('HDEL', key, raw[i])
+        local user = userof(raw[i + 1])
+        if counted(group, user, -1) then changes[#changes + 1] = '-'..user end
+      end
+    end
+    tell(group, changes)
+  else
+    redis.call('HDEL', key, node)
+  end
+end
+redis.call('DEL', P..'nk:'..node)
+redis.call('ZREM', P..'nodes', node)
+return 1
+`;
