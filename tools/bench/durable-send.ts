@@ -18,7 +18,7 @@
  *
  * Env: BENCH_RATE (20000), BENCH_SECONDS (6), BENCH_SENDERS (8), BENCH_RECIPIENTS (8),
  * BENCH_MODES (full,overlapping,none), BENCH_REPEATS (1), BENCH_BASELINE_MAIN (none),
- * BENCH_MAIN (the server measured as `this`: default this checkout's dist/src/main.js; another build's
+ * BENCH_WARMUP (seconds of load before the window, 2), BENCH_MAIN (the server measured as `this`: default this checkout's dist/src/main.js; another build's
  * to compare two older builds), BENCH_CONFIG (a JSON config tree merged into `this` server's config, not the baseline's:
  * e.g. '{"websocket":{"monitoring":{"enable_metrics_collection":false}}}').
  */
@@ -42,7 +42,7 @@ const REPEATS = Math.max(1, Number(process.env.BENCH_REPEATS ?? 1));
 const BASELINE_MAIN = process.env.BENCH_BASELINE_MAIN ?? '';
 const THIS_MAIN = process.env.BENCH_MAIN ?? SERVER_MAIN;
 const EXTRA_CONFIG = JSON.parse(process.env.BENCH_CONFIG ?? '{}') as ConfigTree;
-const WARMUP_S = 2;
+const WARMUP_S = Number(process.env.BENCH_WARMUP ?? 2);
 const TICK_MS = 2;
 
 /** The real server (`main`: its dist/src/main.js) with two shards and a fresh store in `sync` mode; its stderr goes to ours. */
