@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { getJson, member, type Frame, type TestClient } from './helpers/client.js';
+import { eventsUntilQuiet as quietEvents, isEvent } from './helpers/presence.js';
 import { announceSkip, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
 import { startProcess, testConfig, type ServerProcess } from './helpers/server.js';
 
@@ -27,31 +28,14 @@ function nodeOverrides(url: string, presenceTtl: number): Record<string, unknown
   });
 }
 
-const isEvent = (group: string) => (f: Frame) => f.op === 'presence' && f.group === group && f.ref === undefined;
-
 /** Joins `group` asking for its presence events. */
 async function watch(client: TestClient, group: string): Promise<void> {
   client.send({ op: 'join', group, presence: true, ref: `w-${group}` });
   await client.next((f) => f.op === 'joined' && f.ref === `w-${group}`);
 }
 
-/** Presence events of `group` received until QUIET_MS pass without one, merged. */
-async function eventsUntilQuiet(client: TestClient, group: string, quietMs = QUIET_MS): Promise<{ joins: string[]; leaves: string[]; frames: number }> {
-  const joins: string[] = [];
-  const leaves: string[] = [];
-  let frames = 0;
-  for (;;) {
-    let event: Frame;
-    try {
-      event = await client.next(isEvent(group), quietMs);
-    } catch {
-      return { joins: joins.sort(), leaves: leaves.sort(), frames };
-    }
-    frames++;
-    joins.push(...(event.joins as string[]));
-    leaves.push(...(event.leaves as string[]));
-  }
-}
+/** Presence events of `group` until it has been quiet for QUIET_MS ms. */
+const eventsUntilQuiet = (client: TestClient, group: string, quietMs = QUIET_MS) => quietEvents(client, group, quietMs);
 
 async function leave(client: TestClient, group: string): Promise<void> {
   client.send({ op: 'leave', group, ref: `l-${group}` });

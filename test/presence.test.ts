@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { connect, member, onShard, type Frame, type TestClient } from './helpers/client.js';
+import { eventsUntilQuiet as quietEvents, isEvent } from './helpers/presence.js';
 import { startInProcess } from './helpers/server.js';
 import { signToken } from './helpers/tokens.js';
 import type { RunningServer } from '../src/index.js';
@@ -33,25 +34,8 @@ async function watch(client: TestClient, group: string): Promise<void> {
   await client.next((f) => f.op === 'joined' && f.ref === `w-${group}`);
 }
 
-const isEvent = (group: string) => (f: Frame) => f.op === 'presence' && f.group === group && f.ref === undefined;
-
-/** Presence events of `group` received until `quietMs` pass without one, merged: who came and who went. */
-async function eventsUntilQuiet(client: TestClient, group: string, quietMs = 800): Promise<{ joins: string[]; leaves: string[]; frames: number }> {
-  const joins: string[] = [];
-  const leaves: string[] = [];
-  let frames = 0;
-  for (;;) {
-    let event: Frame;
-    try {
-      event = await client.next(isEvent(group), quietMs);
-    } catch {
-      return { joins: joins.sort(), leaves: leaves.sort(), frames };
-    }
-    frames++;
-    joins.push(...(event.joins as string[]));
-    leaves.push(...(event.leaves as string[]));
-  }
-}
+/** Presence events of `group` until it has been quiet for 800 ms. */
+const eventsUntilQuiet = (client: TestClient, group: string, quietMs = 800) => quietEvents(client, group, quietMs);
 
 describe('presence on a 2-shard server', () => {
   let server: RunningServer;
