@@ -8,38 +8,98 @@
  *                offset and epoch; TS: when it was published, for the ttl); its last entry
  *                has offset `top`, so the entry at index i has offset top - LLEN + 1 + i
  *
+ * and, over all groups, what history.max_groups and history.max_bytes bound cluster-wide:
+ *
+ *   P hu   ZSET group -> when last used (ms): every group with an epoch (max_groups forgets
+ *          the least recently used, a group without members here or on any node first)
+ *   P hf   ZSET group -> when last appended to (ms): groups holding messages (max_bytes takes
+ *          the oldest message of the first)
+ *   P hb   HASH group -> bytes of its kept entries;  P ht  STRING: their sum
+ *
  * The epoch is made by the first script that finds none (a new group, or Redis lost it: a
  * restart without persistence, the key expired or was evicted) from a random candidate the
  * calling node passes (Lua has no good random source), and whatever was kept under an older one
  * is dropped with it: a client can never be given messages under an epoch they do not belong to.
- * Both keys expire after twice the ttl without use (never with ttl 0).
+ * Both keys expire after twice the ttl without use (never with ttl 0). The bookkeeping keys do
+ * not expire; a group whose keys went without a script (expired, or evicted under `maxmemory`)
+ * is counted off when a script next meets it, as its own or as the oldest in hu or hf.
  *
- * Every script takes ARGV: P group size ttlMs now candidateEpoch, then its own.
+ * Every script takes ARGV: P group size ttlMs now candidateEpoch maxGroups maxBytes, then its own.
  */
 
 const PRELUDE = `
 local P, g = ARGV[1], ARGV[2]
 local size, ttl, now = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local maxGroups, maxBytes = tonumber(ARGV[7]), tonumber(ARGV[8])
 local meta, list = P..'h:'..g, P..'hl:'..g
+local used, filled, sizes, total = P..'hu', P..'hf', P..'hb', P..'ht'
+-- Bytes kept by group, counted in hb and ht as entries come and go.
+local function counted(name, bytes)
+  redis.call('HINCRBY', sizes, name, bytes)
+  redis.call('INCRBY', total, bytes)
+end
+-- Counts off whatever name is still counted with (its keys may be gone already).
+local function uncount(name)
+  local bytes = redis.call('HGET', sizes, name)
+  if not bytes then return end
+  redis.call('DECRBY', total, tonumber(bytes))
+  redis.call('HDEL', sizes, name)
+  redis.call('ZREM', filled, name)
+end
+-- Drops the oldest entry of name's list; false when it holds none (then it is filled no more).
+local function dropOldest(name)
+  local e = redis.call('LPOP', P..'hl:'..name)
+  if not e then
+    uncount(name)
+    return false
+  end
+  counted(name, -#e)
+  if redis.call('EXISTS', P..'hl:'..name) == 0 then uncount(name) end
+  return true
+end
 local epoch = redis.call('HGET', meta, 'epoch')
 local top
 if not epoch then
   epoch, top = ARGV[6], 0
   redis.call('DEL', list)
+  uncount(g)
   redis.call('HSET', meta, 'epoch', epoch, 'top', 0)
 else
   top = tonumber(redis.call('HGET', meta, 'top') or '0')
+  -- The list went alone (maxmemory): its bytes are not kept any more.
+  if redis.call('EXISTS', list) == 0 then uncount(g) end
 end
+redis.call('ZADD', used, now, g)
 if ttl > 0 then
   -- Past the ttl, oldest first (as GroupLog.expire: the first one young enough stops it).
   while true do
     local e = redis.call('LINDEX', list, 0)
     if not e then break end
     if tonumber(string.sub(e, 1, string.find(e, ' ', 1, true) - 1)) >= now - ttl then break end
-    redis.call('LPOP', list)
+    dropOldest(g)
   end
   redis.call('PEXPIRE', meta, ttl * 2)
   redis.call('PEXPIRE', list, ttl * 2)
+end
+-- Over max_groups (a new group, or the limit shrank): forget the least recently used, one without
+-- members first among the oldest few (its next message starts a new epoch). Bounded per script.
+for _ = 1, 100 do
+  if redis.call('ZCARD', used) <= maxGroups then break end
+  local oldest = redis.call('ZRANGE', used, 0, 15)
+  local victim
+  for _, name in ipairs(oldest) do
+    if name ~= g then
+      victim = victim or name
+      if redis.call('EXISTS', P..'pg:'..name) == 0 then
+        victim = name
+        break
+      end
+    end
+  end
+  if not victim then break end
+  redis.call('DEL', P..'h:'..victim, P..'hl:'..victim)
+  uncount(victim)
+  redis.call('ZREM', used, victim)
 end
 local function frameOf(e)
   return string.sub(e, string.find(e, ' ', 1, true) + 1)
@@ -58,17 +118,28 @@ end
  * -> {offset, epoch}
  */
 export const HISTORY_APPEND = `${PRELUDE}
-local head, ts = ARGV[7], ARGV[8]
+local head, ts = ARGV[9], ARGV[10]
 top = redis.call('HINCRBY', meta, 'top', 1)
 local frame = head..',"offset":'..top..',"epoch":"'..epoch..'"}'
-redis.call('RPUSH', list, ts..' '..frame)
-if redis.call('LLEN', list) > size then redis.call('LTRIM', list, -size, -1) end
+local entry = ts..' '..frame
+redis.call('RPUSH', list, entry)
+counted(g, #entry)
+redis.call('ZADD', filled, now, g)
+if ttl > 0 then redis.call('PEXPIRE', list, ttl * 2) end
+while redis.call('LLEN', list) > size do dropOldest(g) end
+-- Over max_bytes: the oldest messages of the group appended to least recently go first.
+for _ = 1, 1000 do
+  if tonumber(redis.call('GET', total) or '0') <= maxBytes then break end
+  local oldest = redis.call('ZRANGE', filled, 0, 0)[1]
+  if not oldest then break end
+  dropOldest(oldest)
+end
 redis.call('PUBLISH', P..'g:'..g, string.char(0)..frame)
 return {top, epoch}
 `;
 
 /**
- * ARGV: ... since (-1: not asked) sinceEpoch maxBytes nodeChannel token: the answer to a join,
+ * ARGV: ... since (-1: not asked) sinceEpoch maxReplay nodeChannel token: the answer to a join,
  * PUBLISHed on the joining node's channel rather than returned, so that it reaches the node in
  * Redis's one order with the group's messages (the node subscribed the group's channel before):
  * every message up to `top` before it, every later one after it.
@@ -76,7 +147,7 @@ return {top, epoch}
  * (error '' or why `since` is refused).
  */
 export const HISTORY_JOIN = `${PRELUDE}
-local since, sinceEpoch, maxBytes, channel, token = tonumber(ARGV[7]), ARGV[8], tonumber(ARGV[9]), ARGV[10], ARGV[11]
+local since, sinceEpoch, maxReplay, channel, token = tonumber(ARGV[9]), ARGV[10], tonumber(ARGV[11]), ARGV[12], ARGV[13]
 local recovered, frames, err = -1, {}, ''
 if since >= 0 then
   recovered = 0
@@ -90,7 +161,7 @@ if since >= 0 then
         bytes = bytes + #f
         frames[#frames + 1] = f
       end
-      if bytes > maxBytes then frames = {} else recovered = 1 end
+      if bytes > maxReplay then frames = {} else recovered = 1 end
     end
   end
 end
@@ -99,12 +170,12 @@ return 1
 `;
 
 /**
- * ARGV: ... since limit maxBytes: one page of `history`, the messages after `since`, at most
- * `limit` and `maxBytes` (at least one when any is there).
+ * ARGV: ... since limit maxPageBytes: one page of `history`, the messages after `since`, at most
+ * `limit` and `maxPageBytes` (at least one when any is there).
  * -> {top, epoch, more (0|1), frame...}
  */
 export const HISTORY_PAGE = `${PRELUDE}
-local since, limit, maxBytes = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local since, limit, maxPageBytes = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
 local out = {top, epoch, 0}
 if since >= top then return out end
 local from = math.max(since + 1, first())
@@ -112,7 +183,7 @@ local entries = redis.call('LRANGE', list, from - first(), from - first() + limi
 local bytes = 0
 for i, e in ipairs(entries) do
   local f = frameOf(e)
-  if i > limit or (i > 1 and bytes + #f > maxBytes) then
+  if i > limit or (i > 1 and bytes + #f > maxPageBytes) then
     out[3] = 1
     break
   end

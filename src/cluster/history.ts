@@ -198,6 +198,7 @@ export class ClusterHistory {
   /** One script on `group`'s history, with the prelude's ARGV (history-scripts.ts). */
   private run(source: string, rule: HistoryRule, group: string, args: Array<string | number>): Promise<unknown> {
     // A fresh candidate each time: an epoch is never made twice, whatever Redis forgot in between.
-    return this.options.scripts.run(source, [this.options.keys.prefix, group, rule.size, rule.ttl * 1000, Date.now(), newEpoch(), ...args]);
+    const { max_groups, max_bytes } = this.options.config.history;
+    return this.options.scripts.run(source, [this.options.keys.prefix, group, rule.size, rule.ttl * 1000, Date.now(), newEpoch(), max_groups, max_bytes, ...args]);
   }
 }
