@@ -15,7 +15,12 @@
  * member's MEMBERSHIP comes first), so no message after `top` can pass it by.
  *
  * Without Redis a node can neither number a history group's messages nor answer its joins:
- * pubs, joins and `history` of such groups get E_CLUSTER_UNAVAILABLE meanwhile.
+ * pubs, joins and `history` of such groups get E_CLUSTER_UNAVAILABLE meanwhile. Nor does it hear
+ * what other nodes publish; so it keeps, per history group it has members of, the last offset
+ * it forwarded, and when Redis is back (channels subscribed again, before it takes joins and
+ * pubs) it asks Redis for what came after, as a join with `since` would (resume): the answer
+ * comes in the group's sequence, the messages up to its top meanwhile are not forwarded (the
+ * answer has them), and the members get what they missed, in order, before what comes next.
  */
 import type { ShardLink } from '../broker/shard-link.js';
 import type { Config } from '../config/schema.js';
@@ -44,12 +49,40 @@ export interface ClusterHistoryOptions {
 
 /** A join waiting for its answer on the node's channel. */
 interface PendingJoin {
+  kind: 'join';
   shard: number;
   sid: string;
   group: string;
   ref: string | null;
   timer: NodeJS.Timeout;
   done(): void;
+}
+
+/** A resume waiting for its answer: the node's members of `group` get what they missed. */
+interface PendingResume {
+  kind: 'resume';
+  group: string;
+  timer: NodeJS.Timeout;
+  done(): void;
+}
+
+/** The last message of a history group this node forwarded to its members. */
+interface Position {
+  epoch: string;
+  offset: number;
+}
+
+/** Where a history message's offset and epoch are: the script ends every frame with them. */
+const OFFSET_FIELD = ',"offset":';
+const EPOCH_FIELD = ',"epoch":"';
+
+/** The offset and epoch a history `msg` frame ends with (HISTORY_APPEND writes them last), or null. */
+export function positionOf(frame: string): Position | null {
+  const at = frame.lastIndexOf(OFFSET_FIELD);
+  const epochAt = frame.indexOf(EPOCH_FIELD, at);
+  if (at < 0 || epochAt < 0 || !frame.endsWith('"}')) return null;
+  const offset = Number(frame.slice(at + OFFSET_FIELD.length, epochAt));
+  return Number.isSafeInteger(offset) ? { offset, epoch: frame.slice(epochAt + EPOCH_FIELD.length, -2) } : null;
 }
 
 const UNAVAILABLE = 'group history is kept in Redis, which is unreachable';
@@ -59,7 +92,15 @@ const MAX_APPENDS_IN_FLIGHT = 50_000;
 
 export class ClusterHistory {
   private readonly patterns: HistoryPatterns;
-  private readonly pending = new Map<string, PendingJoin>();
+  private readonly pending = new Map<string, PendingJoin | PendingResume>();
+  /** Per history group with members here, the last message forwarded to them (or the top their first join was answered at). */
+  private readonly positions = new Map<string, Position>();
+  /**
+   * Groups waiting for their resume (null: Redis is still away; else the resume's token): what
+   * comes live meanwhile is in its answer. The subscriber connection may be back (and its
+   * channels with it) before the node is up, so the messages after a gap must wait too.
+   */
+  private readonly resuming = new Map<string, string | null>();
   private nextToken = 0;
   private appendsInFlight = 0;
   private readonly nodeChannel: string;
@@ -129,15 +170,8 @@ export class ClusterHistory {
       link.groupJoinFailed(shard, sid, group, ref, UNAVAILABLE, 'E_CLUSTER_UNAVAILABLE');
       return Promise.resolve();
     }
-    const token = (this.nextToken++).toString(36);
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(() => this.refuse(token), this.answerTimeoutMs);
-      this.pending.set(token, { shard, sid, group, ref, timer, done: resolve });
-      const args = [sinceOffset, sinceEpoch ?? '', this.maxReplayBytes, this.nodeChannel, token];
-      this.run(HISTORY_JOIN, rule, group, args).catch((err: unknown) => {
-        this.options.log.warn({ code: 'E_CLUSTER_UNAVAILABLE', err, group }, 'cluster: a join of a history group could not be answered');
-        this.refuse(token);
-      });
+    return new Promise<void>((done) => {
+      this.ask(rule, group, sinceOffset, sinceEpoch ?? '', (timer) => ({ kind: 'join', shard, sid, group, ref, timer, done }));
     });
   }
 
@@ -149,13 +183,85 @@ export class ClusterHistory {
     const [token, top, epoch, recovered, frames, error] = fields;
     if (typeof token !== 'string' || typeof top !== 'number' || typeof epoch !== 'string' || typeof recovered !== 'number' || !Array.isArray(frames) || typeof error !== 'string') return false;
     if (!frames.every((frame) => typeof frame === 'string')) return false;
-    const join = this.settle(token);
-    if (join === undefined) return true; // refused meanwhile (timed out)
-    const { link } = this.options;
-    if (error !== '') link.groupJoinFailed(join.shard, join.sid, join.group, join.ref, error);
-    else link.groupJoined(join.shard, join.sid, join.group, join.ref, batchFrames(frames as string[], this.batchSize, link.maxFrameBytes), top, epoch, recovered);
-    join.done();
+    const asked = this.settle(token);
+    if (asked === undefined) return true; // refused meanwhile (timed out)
+    if (asked.kind === 'resume') this.resumed(asked.group, top, epoch, recovered === 1 ? (frames as string[]) : null);
+    else {
+      const { link } = this.options;
+      if (error !== '') link.groupJoinFailed(asked.shard, asked.sid, asked.group, asked.ref, error);
+      else {
+        link.groupJoined(asked.shard, asked.sid, asked.group, asked.ref, batchFrames(frames as string[], this.batchSize, link.maxFrameBytes), top, epoch, recovered);
+        this.reached(asked.group, epoch, top);
+      }
+    }
+    asked.done();
     return true;
+  }
+
+  /**
+   * A message of a history group with members here, from Redis: whether to forward it (not
+   * while the group waits for its resume: the answer carries it).
+   */
+  received(group: string, frame: string): boolean {
+    if (this.resuming.has(group)) return false;
+    const position = positionOf(frame);
+    if (position !== null) this.positions.set(group, position);
+    return true;
+  }
+
+  /** The last member of `group` here left: nothing to resume for it. */
+  left(group: string): void {
+    this.positions.delete(group);
+    this.resuming.delete(group); // a later first member starts from its own join
+  }
+
+  /**
+   * Redis is back (the group channels are subscribed again, and the node takes no join or pub
+   * yet): every history group with members here gets what was published after the last
+   * message it forwarded. Resolves once every answer is written, or refused.
+   */
+  resume(): Promise<void> {
+    const { stats, log } = this.options;
+    const [resumedBefore, gapsBefore] = [stats.cluster_history_resumed, stats.cluster_history_gaps];
+    const asked: Array<Promise<void>> = [];
+    for (const [group, { offset, epoch }] of this.positions) {
+      const rule = this.ruleOf(group);
+      if (rule === null || typeof this.resuming.get(group) === 'string') continue;
+      asked.push(new Promise<void>((done) => this.resuming.set(group, this.ask(rule, group, offset, epoch, (timer) => ({ kind: 'resume', group, timer, done })))));
+    }
+    return Promise.all(asked).then(() => {
+      if (asked.length === 0) return;
+      const [messages, gaps] = [stats.cluster_history_resumed - resumedBefore, stats.cluster_history_gaps - gapsBefore];
+      log.info({ groups: asked.length, messages, gaps }, 'cluster: history groups resumed after the outage');
+    });
+  }
+
+  /** A resume's answer: the members get the messages after their position, in order; null when they cannot (not kept, too many, another epoch). */
+  private resumed(group: string, top: number, epoch: string, frames: readonly string[] | null): void {
+    this.resuming.delete(group);
+    if (!this.positions.has(group)) return; // its members left meanwhile
+    const { stats, link } = this.options;
+    if (frames === null) stats.cluster_history_gaps++;
+    else for (const frame of frames) link.groupPub(group, frame);
+    stats.cluster_history_resumed += frames?.length ?? 0;
+    this.positions.set(group, { epoch, offset: top });
+  }
+
+  /** A join answered at `top`: where the node is in the group, unless it heard further already. */
+  private reached(group: string, epoch: string, top: number): void {
+    const position = this.positions.get(group);
+    if (position === undefined || position.epoch !== epoch || position.offset < top) this.positions.set(group, { epoch, offset: top });
+  }
+
+  /** Runs the JOIN script for a join or a resume; its answer comes on the node's channel under the token returned. */
+  private ask(rule: HistoryRule, group: string, since: number, sinceEpoch: string, entry: (timer: NodeJS.Timeout) => PendingJoin | PendingResume): string {
+    const token = (this.nextToken++).toString(36);
+    this.pending.set(token, entry(setTimeout(() => this.refuse(token), this.answerTimeoutMs)));
+    this.run(HISTORY_JOIN, rule, group, [since, sinceEpoch, this.maxReplayBytes, this.nodeChannel, token]).catch((err: unknown) => {
+      this.options.log.warn({ code: 'E_CLUSTER_UNAVAILABLE', err, group }, 'cluster: a join of a history group could not be answered');
+      this.refuse(token);
+    });
+    return token;
   }
 
   /** The `history` op: one page, read from Redis. */
@@ -175,24 +281,31 @@ export class ClusterHistory {
     );
   }
 
-  /** Redis went away: the answers of the joins waiting will not come. */
-  refuseAll(): void {
+  /**
+   * Redis went away: the answers of the joins and resumes waiting will not come, and the node
+   * hears nothing more until it is back: every history group with members here waits for its
+   * resume.
+   */
+  redisLost(): void {
     for (const token of [...this.pending.keys()]) this.refuse(token);
+    for (const group of this.positions.keys()) this.resuming.set(group, null);
   }
 
   private refuse(token: string): void {
-    const join = this.settle(token);
-    if (join === undefined) return;
-    this.options.link.groupJoinFailed(join.shard, join.sid, join.group, join.ref, UNAVAILABLE, 'E_CLUSTER_UNAVAILABLE');
-    join.done();
+    const asked = this.settle(token);
+    if (asked === undefined) return;
+    // A resume refused: its group's messages flow again, and its members see the gap.
+    if (asked.kind === 'resume') this.resuming.delete(asked.group);
+    else this.options.link.groupJoinFailed(asked.shard, asked.sid, asked.group, asked.ref, UNAVAILABLE, 'E_CLUSTER_UNAVAILABLE');
+    asked.done();
   }
 
-  private settle(token: string): PendingJoin | undefined {
-    const join = this.pending.get(token);
-    if (join === undefined) return undefined;
+  private settle(token: string): PendingJoin | PendingResume | undefined {
+    const asked = this.pending.get(token);
+    if (asked === undefined) return undefined;
     this.pending.delete(token);
-    clearTimeout(join.timer);
-    return join;
+    clearTimeout(asked.timer);
+    return asked;
   }
 
   /** One script on `group`'s history, with the prelude's ARGV (history-scripts.ts). */

@@ -20,6 +20,8 @@ export interface ClusterMembersParts {
   presence: ClusterPresence;
   /** The presence events of this node's watchers (groups.ts). */
   events: PresenceEvents;
+  /** The last member of `group` on this node left. */
+  left(group: string): void;
   log: Logger;
   /** Redis is reachable and this node is in the cluster (not draining): presence is written. */
   writesPresence(): boolean;
@@ -86,7 +88,10 @@ export class ClusterMembers {
     if (!conn?.groups.has(group)) return Promise.resolve();
     if (conn.watching?.delete(group)) events.watch(group, -1);
     const last = local.leave(sid, group);
-    if (last) channels.unwant(group);
+    if (last) {
+      channels.unwant(group);
+      this.parts.left(group);
+    }
     if (this.parts.writesPresence()) void this.write(sid, () => presence.left(group, sid, last));
     return Promise.resolve();
   }

@@ -89,7 +89,7 @@ export class ClusterNode {
     this.node = instance;
     this.keys = new Keys(config.cluster.key_prefix);
     this.ids = new MessageIds(instance);
-    this.redis = new RedisLink({ config: config.cluster, log, onUp: () => this.resync(), onDown: () => this.down() });
+    this.redis = new RedisLink({ config: config.cluster, log, onUp: () => this.resync(true), onDown: () => this.down() });
     const commands = this.redis.commands;
     const scripts = new ScriptRunner(commands);
     this.deadLetters = new RedisDeadLetters(commands, scripts, this.keys);
@@ -101,8 +101,9 @@ export class ClusterNode {
         this.stats_.cluster_pubs_in++;
         const text = frame.toString();
         // A history group's messages come from Redis (HISTORY_APPEND), complete: nothing else is one of them.
-        if (this.history.ruleOf(group) !== null && !text.startsWith(MSG_FRAME_START)) this.stats_.cluster_malformed++;
-        else options.link.groupPub(group, text);
+        if (this.history.ruleOf(group) === null) options.link.groupPub(group, text);
+        else if (!text.startsWith(MSG_FRAME_START)) this.stats_.cluster_malformed++;
+        else if (this.history.received(group, text)) options.link.groupPub(group, text);
       },
       presence: (group, record) => void (this.groups.events.received(group, record) || this.stats_.cluster_malformed++),
       nodeRecord: (kind, target, id, frame) => this.messaging.nodeRecord(kind, target, id, frame),
@@ -129,6 +130,7 @@ export class ClusterNode {
       messaging: this.messaging,
       presence: this.clusterPresence,
       events: this.groups.events,
+      left: (group) => this.history.left(group),
       log,
       writesPresence: () => this.up && !this.draining,
     });
@@ -349,18 +351,27 @@ export class ClusterNode {
 
   // --- Redis comes and goes ------------------------------------------------------------------
 
-  /** Redis is reachable (again): channels, presence and what waited for this node's users, then `up`. */
-  private resync(): void {
+  /**
+   * Redis is reachable (again): channels, presence and what waited for this node's users, then
+   * `up`. After an outage the node's history groups resume (it heard nothing meanwhile); not
+   * when only its presence was forgotten (it heard everything, and takes joins meanwhile).
+   */
+  private resync(afterOutage: boolean): void {
     const { state, log } = this.options;
     if (this.draining) {
       // Gone from the cluster: it only hears its groups again until its connections close.
       this.channels.resubscribe().then(
-        () => this.redis.state === 'up' && state.set(ClusterStatus.UP),
+        () => {
+          void this.history.resume();
+          if (this.redis.state === 'up') state.set(ClusterStatus.UP);
+        },
         () => {},
       );
       return;
     }
     Promise.all([this.channels.resubscribe(), this.clusterPresence.rewrite(this.local), this.history.prepare()])
+      // Before joins and pubs are taken (up): no join's answer may come before a resume's.
+      .then(() => (afterOutage ? this.history.resume() : undefined))
       .then(() => this.clusterPresence.heartbeat())
       .then(
         () => {
@@ -376,7 +387,7 @@ export class ClusterNode {
 
   private down(): void {
     this.failedWrites++;
-    this.history.refuseAll();
+    this.history.redisLost();
     this.options.state.set(ClusterStatus.DOWN);
     this.options.storeHealthChanged({ writable: false, lastError: `Redis unreachable: ${this.redis.error || 'connection closed'}`, failedWrites: this.failedWrites });
   }
@@ -386,7 +397,7 @@ export class ClusterNode {
     this.clusterPresence.heartbeat().then(
       (forgotten) => {
         this.options.state.setNodesAlive(this.clusterPresence.alive.size);
-        if (forgotten && !this.draining && !this.stopped) this.resync(); // its members and channels, again
+        if (forgotten && !this.draining && !this.stopped) this.resync(false); // its members and channels, again
       },
       () => {}, // Redis went away: the link reports it
     );

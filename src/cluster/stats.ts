@@ -16,10 +16,14 @@ export interface ClusterStats extends BrokerStats {
   cluster_unavailable: number;
   /** Payloads on this node's channels that did not parse: dropped. */
   cluster_malformed: number;
+  /** History messages this node's members missed while it was cut off from Redis, forwarded when it was back (history.ts, resume). */
+  cluster_history_resumed: number;
+  /** History groups whose members could not be given what they missed (no longer kept, too many bytes, a new epoch). */
+  cluster_history_gaps: number;
 }
 
 /** The cluster's own counters at 0: what one process (the LMDB broker) reports for them. */
-export const NO_CLUSTER_COUNTERS = Object.freeze({ cluster_pubs_out: 0, cluster_pubs_in: 0, cluster_pubs_lost: 0, cluster_unavailable: 0, cluster_malformed: 0 });
+export const NO_CLUSTER_COUNTERS = Object.freeze({ cluster_pubs_out: 0, cluster_pubs_in: 0, cluster_pubs_lost: 0, cluster_unavailable: 0, cluster_malformed: 0, cluster_history_resumed: 0, cluster_history_gaps: 0 });
 
 export function newClusterStats(): ClusterStats {
   return {
@@ -39,5 +43,7 @@ export function newClusterStats(): ClusterStats {
     cluster_pubs_lost: 0,
     cluster_unavailable: 0,
     cluster_malformed: 0,
+    cluster_history_resumed: 0,
+    cluster_history_gaps: 0,
   };
 }

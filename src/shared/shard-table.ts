@@ -127,6 +127,8 @@ export const MESSAGING_COUNTERS = [
   'cluster_pubs_lost',
   'cluster_unavailable',
   'cluster_malformed',
+  'cluster_history_resumed',
+  'cluster_history_gaps',
 ] as const;
 export type MessagingCounterName = (typeof MESSAGING_COUNTERS)[number];
 export const COUNTER_COUNT = COUNTERS.length;

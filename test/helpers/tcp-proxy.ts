@@ -3,7 +3,8 @@
  * `cut()` resets every connection at once (the client sees 1006, the server a dropped socket),
  * `dropUpstream` discards what clients send (their acks are lost) while the server's bytes
  * still arrive, and `freeze` stops forwarding both ways without closing anything (a dead
- * path that only a heartbeat notices).
+ * path that only a heartbeat notices). `refuse` resets every connection, open and new, until it
+ * is turned off: a peer cut off for as long as the test wants.
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
 
@@ -15,6 +16,8 @@ export interface TcpProxy {
   dropUpstream: boolean;
   /** Forward nothing either way, close nothing. */
   freeze: boolean;
+  /** Reset every connection, the open ones now and new ones as they come. */
+  refuse: boolean;
   /** Resets every open connection. */
   cut(): void;
   close(): Promise<void>;
@@ -22,10 +25,18 @@ export interface TcpProxy {
 
 export async function tcpProxy(targetPort: number): Promise<TcpProxy> {
   const pairs = new Set<[Socket, Socket]>();
+  let refusing = false;
   const proxy = {
     port: 0,
     dropUpstream: false,
     freeze: false,
+    get refuse() {
+      return refusing;
+    },
+    set refuse(on: boolean) {
+      refusing = on;
+      if (on) proxy.cut();
+    },
     get open() {
       return pairs.size;
     },
@@ -42,6 +53,7 @@ export async function tcpProxy(targetPort: number): Promise<TcpProxy> {
     }),
   };
   const server: Server = createServer((client) => {
+    if (refusing) return void client.resetAndDestroy();
     const upstream = connect(targetPort, '127.0.0.1');
     const pair: [Socket, Socket] = [client, upstream];
     pairs.add(pair);

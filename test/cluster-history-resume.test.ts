@@ -1,0 +1,144 @@
+/**
+ * A node cut off from Redis hears nothing the other nodes publish meanwhile; when Redis is back
+ * its members of history groups get what they missed, in order, once, before what comes next
+ * (src/cluster/history.ts, resume). Two real nodes on a private Redis, one of them through a
+ * proxy the test cuts.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { getJson, member, type Frame, type TestClient } from './helpers/client.js';
+import { joinGroup as join, nextMsgs } from './helpers/history.js';
+import { until } from './helpers/messaging.js';
+import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
+import { startProcess, type ServerProcess } from './helpers/server.js';
+import { tcpProxy, type TcpProxy } from './helpers/tcp-proxy.js';
+
+const skip = announceSkip('cluster-history-resume.test');
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function config(redisUrl: string): Record<string, unknown> {
+  const node = nodeConfig(redisUrl, 'resume:', 1, {
+    websocket: {
+      history: [
+        { pattern: 'small.*', size: 2 },
+        { pattern: 'room.*', size: 1000 },
+      ],
+    },
+  });
+  Object.assign(node.cluster as object, { reconnect_max_delay: 0.2, command_timeout: 1, presence_ttl: 30 });
+  return node;
+}
+
+describe('a node cut off from Redis, and back', { skip }, () => {
+  let redis: PrivateRedis;
+  let proxy: TcpProxy;
+  /** 0 reaches Redis through the proxy, 1 directly. */
+  const nodes: ServerProcess[] = [];
+  const open: TestClient[] = [];
+
+  before(async () => {
+    redis = await startPrivateRedis();
+    proxy = await tcpProxy(redis.port);
+    nodes.push(await startProcess(config(`redis://127.0.0.1:${proxy.port}`)), await startProcess(config(redis.url)));
+  });
+  after(async () => {
+    open.forEach((client) => client.close());
+    await Promise.all(nodes.map((node) => node.stop()));
+    await proxy?.close();
+    await redis?.stop();
+  });
+
+  async function on(node: number, user: string): Promise<TestClient> {
+    const client = await member(nodes[node]!.port, user);
+    open.push(client);
+    return client;
+  }
+
+  const redisOf = async (node: number): Promise<string> => ((await getJson(nodes[node]!.port, '/health')).body.cluster as { redis: string }).redis;
+
+  /** Cuts node 0 off from Redis while `meanwhile` runs, then lets it back and waits until it is up. */
+  async function cutOff(meanwhile: () => Promise<void>): Promise<void> {
+    proxy.refuse = true;
+    await until(async () => ((await redisOf(0)) !== 'up' ? true : undefined), 'node 0 to see Redis go');
+    await meanwhile();
+    proxy.refuse = false;
+    await until(async () => ((await getJson(nodes[0]!.port, '/health')).body.status === 'ok' ? true : undefined), 'node 0 to be back');
+  }
+
+  async function counter(node: number, name: string): Promise<number> {
+    return ((await getJson(nodes[node]!.port, '/stats')).body.messaging as Record<string, number>)[name] ?? NaN;
+  }
+
+  /** The broker's counters reach /stats once per metrics interval. */
+  async function counted(node: number, name: string, value: number): Promise<void> {
+    await until(async () => ((await counter(node, name)) === value ? true : undefined), `${name} to be ${value}`);
+  }
+
+  test('its members get what other nodes published meanwhile, in order and once, then the live messages', async () => {
+    const alice = await on(0, 'alice');
+    const publisher = await on(1, 'publisher');
+    const { joined } = await join(alice, 'room.cut');
+    await join(publisher, 'room.cut');
+    for (let i = 1; i <= 3; i++) publisher.send({ op: 'pub', group: 'room.cut', data: `before ${i}` });
+    assert.deepEqual((await nextMsgs(alice, 3)).map((m) => m.data), ['before 1', 'before 2', 'before 3']);
+
+    await cutOff(async () => {
+      for (let i = 1; i <= 5; i++) {
+        publisher.send({ op: 'pub', group: 'room.cut', data: `meanwhile ${i}`, ref: `m${i}` });
+        await publisher.next((f) => f.op === 'ack' && f.ref === `m${i}`);
+      }
+    });
+    publisher.send({ op: 'pub', group: 'room.cut', data: 'after' });
+    const got = await nextMsgs(alice, 6);
+    assert.deepEqual(got.map((m) => m.data), ['meanwhile 1', 'meanwhile 2', 'meanwhile 3', 'meanwhile 4', 'meanwhile 5', 'after']);
+    assert.deepEqual(got.map((m) => m.offset), [4, 5, 6, 7, 8, 9]);
+    assert.ok(got.every((m) => m.epoch === joined.epoch));
+    await counted(0, 'cluster_history_resumed', 5);
+  });
+
+  test('while publishers race the reconnection, every message reaches the member once and in order', async () => {
+    const bob = await on(0, 'bob');
+    const publisher = await on(1, 'racer');
+    const { joined } = await join(bob, 'room.race');
+    await join(publisher, 'room.race');
+    let stop = false;
+    let sent = 0;
+    const traffic = (async () => {
+      while (!stop) {
+        publisher.send({ op: 'pub', group: 'room.race', data: sent++ });
+        await sleep(3);
+      }
+    })();
+    await sleep(100);
+    await cutOff(() => sleep(300));
+    await sleep(200);
+    stop = true;
+    await traffic;
+    publisher.send({ op: 'pub', group: 'room.race', data: 'last', ref: 'last' });
+    const top = (await publisher.next((f) => f.op === 'ack' && f.ref === 'last')).offset as number;
+    const got: Frame[] = [];
+    while (got.at(-1)?.data !== 'last') got.push(...(await nextMsgs(bob, 1)));
+    assert.deepEqual(got.map((m) => m.offset), Array.from({ length: top }, (_, i) => (joined.offset as number) + 1 + i), 'every offset once, in order');
+  });
+
+  test('what is no longer kept is not made up: the members see the gap, counted', async () => {
+    const carol = await on(0, 'carol');
+    const publisher = await on(1, 'small-publisher');
+    await join(carol, 'small.cut');
+    await join(publisher, 'small.cut');
+    publisher.send({ op: 'pub', group: 'small.cut', data: 'seen' });
+    await nextMsgs(carol, 1);
+    const gapsBefore = await counter(0, 'cluster_history_gaps');
+
+    await cutOff(async () => {
+      for (let i = 1; i <= 4; i++) {
+        publisher.send({ op: 'pub', group: 'small.cut', data: `lost ${i}`, ref: `l${i}` });
+        await publisher.next((f) => f.op === 'ack' && f.ref === `l${i}`);
+      }
+    });
+    publisher.send({ op: 'pub', group: 'small.cut', data: 'next' });
+    const [next] = await nextMsgs(carol, 1);
+    assert.deepEqual([next!.data, next!.offset], ['next', 6], 'the next message shows the gap (offsets 2-5 missed, 2-3 no longer kept)');
+    await counted(0, 'cluster_history_gaps', gapsBefore + 1);
+  });
+});
