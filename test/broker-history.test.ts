@@ -220,9 +220,12 @@ describe('persisted group history (history.persist)', () => {
     const first = await startBroker({ historyRules: RULES, history: { persist: true }, instance: 'run1' });
     const msgs = await publish(first, 'room.a', 4);
     const epoch = msgs[0]!.epoch as string;
+    const figures = first.broker.historyStats();
+    assert.equal(figures?.messages, 4);
     await first.close(true);
     const second = await startBroker({ historyRules: RULES, history: { persist: true }, dataDir: first.dataDir, instance: 'run2' });
     try {
+      assert.deepEqual(second.broker.historyStats(), figures, '/stats shows the same groups, messages and bytes kept');
       online(second, 's1', 'bob', 'room.a');
       const back = await joined(second, 's1', 'room.a', { offset: 1, epoch });
       assert.equal(back.recovered, 1);

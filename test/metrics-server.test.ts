@@ -175,6 +175,11 @@ describe('a server measuring itself (2 shards)', () => {
     assert.equal(typeof line.deliveries_per_s, 'number');
   });
 
+  test('without websocket.history, /stats has history: null and /metrics no ocs_history_ family', async () => {
+    assert.equal((await getJson(server.port, '/stats', 'GET', TOKEN)).body.history, null);
+    assert.deepEqual((await metrics(server.port)).filter((s) => s.name.startsWith('ocs_history_')), []);
+  });
+
   test('the live exposition is accepted by promtool', async (t) => {
     const { text } = await getText(server.port, '/metrics', 'GET', TOKEN);
     const complaints = promtoolCheck(text);

@@ -44,7 +44,7 @@ function hubFor(shards: number) {
       toBroker: Array.from({ length: shards }, ring),
       fromBroker: Array.from({ length: shards }, ring),
     },
-    broker: () => ({ stats: Object.fromEntries(MESSAGING_COUNTERS.map((name) => [name, 0])) as Record<MessagingCounterName, number>, depth: { stored: 0, inflight: 0 } }),
+    broker: () => ({ stats: Object.fromEntries(MESSAGING_COUNTERS.map((name) => [name, 0])) as Record<MessagingCounterName, number>, depth: { stored: 0, inflight: 0 }, history: null }),
     requestReports: () => {},
   });
   return { hub, reader: new SnapshotReader(buffer, shards) };

@@ -25,6 +25,7 @@ import { AckTimers } from './ack-timers.js';
 import { Delivery } from './delivery.js';
 import { serveDlqRequest, type RenderLetters } from './dlq-admin.js';
 import { BrokerGroups } from './groups.js';
+import type { HistoryStats } from './history.js';
 import { checkPublishArgs, checkSendOptions, dataJsonOf } from './embedding-checks.js';
 import { Intake, type Reply } from './intake.js';
 import { Presence } from './presence.js';
@@ -265,6 +266,11 @@ export class Broker {
   /** Messages held now (stored, not yet acknowledged or dead-lettered), and how many of them await an ack. */
   depth(): { stored: number; inflight: number } {
     return { stored: this.queues.size, inflight: this.timers.inflightTotal() };
+  }
+
+  /** Group history's figures; null when no group keeps history. */
+  historyStats(): HistoryStats | null {
+    return this.groups.history?.stats ?? null;
   }
 
   // --- shard records ---------------------------------------------------------------------

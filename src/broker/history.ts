@@ -28,29 +28,40 @@ export interface HistoryOptions {
 /** Groups looked at, least recently used first, for one without members to forget. */
 const FORGET_SCAN = 64;
 
+/** What /stats and /metrics show of history: what is kept now, and counters since start. */
+export interface HistoryStats {
+  groups: number;
+  messages: number;
+  bytes: number;
+  /** Groups forgotten to make room for another (history.max_groups). */
+  groups_forgotten: number;
+  /** Messages pushed out by history.max_bytes. */
+  evicted_for_bytes: number;
+  /** Messages dropped past their group's ttl. */
+  expired: number;
+}
+
 export class History {
   /** Every group's log, least recently used first (a use moves it to the end). */
   private readonly logs = new Map<string, GroupLog>();
   /** Logs holding messages, least recently appended first: where max_bytes takes from. */
   private readonly filled = new Map<string, GroupLog>();
   private bytes = 0;
+  /** Messages kept, all groups: counted beside `bytes`, so that reading it walks no group. */
+  private messages = 0;
   private readonly persistence: HistoryPersistence | null;
   private readonly now: () => number;
-  /** Counters for /stats (not yet exported) and tests. */
-  readonly stats = { groups_forgotten: 0, evicted_for_bytes: 0, expired: 0 };
+  /** Since start; read through `stats`. */
+  private readonly counters = { groups_forgotten: 0, evicted_for_bytes: 0, expired: 0 };
 
   constructor(private readonly options: HistoryOptions) {
     this.persistence = options.persistence ?? null;
     this.now = options.now ?? Date.now;
   }
 
-  /** Bytes of kept messages, all groups. */
-  get totalBytes(): number {
-    return this.bytes;
-  }
-
-  get groups(): number {
-    return this.logs.size;
+  /** Read once per metrics interval (a copy: the render comes a turn later). */
+  get stats(): HistoryStats {
+    return { groups: this.logs.size, messages: this.messages, bytes: this.bytes, ...this.counters };
   }
 
   keeps(group: string): boolean {
@@ -66,6 +77,7 @@ export class History {
       for (const { offset, ts, head } of entries) log.restore(head + msgTail(offset, log.epoch), ts);
       this.logs.set(group, log);
       this.bytes += log.bytes;
+      this.messages += log.count;
       if (log.count > 0) this.filled.set(group, log);
     }
     // The limits may have shrunk since.
@@ -107,6 +119,7 @@ export class History {
     const head = encodeHistoryMsgHead(id, from, group, dataJson, pri, ts);
     const { offset, entry } = log.append(head, ts, this.evicted);
     this.bytes += entry.bytes;
+    this.messages++;
     this.filled.delete(group);
     this.filled.set(group, log);
     this.persistence?.appended(group, log.epoch, offset, ts, head);
@@ -121,7 +134,7 @@ export class History {
 
   private expire(log: GroupLog): void {
     const dropped = log.expire(this.now(), this.evicted);
-    if (dropped > 0) this.stats.expired += dropped;
+    if (dropped > 0) this.counters.expired += dropped;
   }
 
   /** Over max_bytes: the oldest messages of the group appended to least recently go first. */
@@ -131,7 +144,7 @@ export class History {
       const oldest = this.filled.values().next();
       if (oldest.done) return;
       oldest.value.dropOldest(this.evicted);
-      this.stats.evicted_for_bytes++;
+      this.counters.evicted_for_bytes++;
     }
   }
 
@@ -156,13 +169,14 @@ export class History {
     if (log === undefined) return;
     while (log.dropOldest(this.evicted));
     this.logs.delete(group);
-    this.stats.groups_forgotten++;
+    this.counters.groups_forgotten++;
     this.persistence?.group(group, null);
   }
 
-  /** An entry a log pushed out: its bytes counted off, forgotten in the store. */
+  /** An entry a log pushed out: counted off, forgotten in the store. */
   private readonly evicted = (log: GroupLog, offset: number, entry: LogEntry): void => {
     this.bytes -= entry.bytes;
+    this.messages--;
     if (log.count === 0) this.filled.delete(log.group);
     this.persistence?.removed(log.group, log.epoch, offset);
   };

@@ -12,6 +12,7 @@
  * not at all in the next. Asked, each shard answers once per interval, and the last interval is
  * exactly the reports that came in since the previous publish (each counted once).
  */
+import type { HistoryStats } from '../broker/history.js';
 import type { Config } from '../config/schema.js';
 import type { ShardSnapshot, ShardTable } from '../shared/shard-table.js';
 import { byName, Counter, errorCounter, type MessagingCounterName } from '../shared/shard-table.js';
@@ -41,7 +42,7 @@ export interface MetricsHubOptions {
   log: Logger;
   snapshot: SnapshotWriter;
   rings: RingBuffers;
-  broker(): { stats: Readonly<Record<MessagingCounterName, number>>; depth: { stored: number; inflight: number } };
+  broker(): { stats: Readonly<Record<MessagingCounterName, number>>; depth: { stored: number; inflight: number }; history: HistoryStats | null };
   /** Asks every shard that is up for its report (it answers with a METRICS record). */
   requestReports(): void;
 }
@@ -71,6 +72,8 @@ export interface MetricsView {
   maxConnections: number;
   broker: Readonly<Record<MessagingCounterName, number>>;
   depth: { stored: number; inflight: number };
+  /** null: no group keeps history, or cluster mode (kept in Redis). */
+  history: HistoryStats | null;
   rings: RingFill[];
   resources: ResourceSample;
   alerts: { statuses: AlertStatus[]; active: ActiveAlert[]; recent: readonly AlertEvent[] };
@@ -209,6 +212,7 @@ export class MetricsHub {
       maxConnections: this.options.maxConnections,
       broker: broker.stats,
       depth: broker.depth,
+      history: broker.history,
       rings: this.ringGauges.read(),
       resources,
       alerts: { statuses: this.alerts.statuses(), active: this.alerts.active(), recent: this.alerts.history() },

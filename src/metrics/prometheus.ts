@@ -5,6 +5,7 @@
  * counters and gauges carry a `shard` (or `thread`) label where one shard's value means
  * something. Labels never hold user ids, group names or message content.
  */
+import type { HistoryStats } from '../broker/history.js';
 import { ErrorCodes, type ErrorCode } from '../protocol/errors.js';
 import { COUNTERS, errorCounter, type CounterName, type MessagingCounterName } from '../shared/shard-table.js';
 import type { MetricsView } from './hub.js';
@@ -69,6 +70,16 @@ const BROKER_COUNTERS: ReadonlyArray<[MessagingCounterName, string]> = [
   ['link_deferred', 'deliveries left to their ack timers while a ring to a shard was backed up'],
   ['link_dropped', 'group messages (and past twice the bound other records) dropped while a ring to a shard was backed up'],
   ['link_discarded', 'records not written because their shard was not up'],
+];
+
+/** Group history's figures (HistoryStats), rendered only where some group keeps history. */
+const HISTORY_FAMILIES: ReadonlyArray<[keyof HistoryStats, string, 'counter' | 'gauge', string]> = [
+  ['groups', 'ocs_history_groups', 'gauge', 'groups whose history is kept now (at most history.max_groups)'],
+  ['messages', 'ocs_history_messages', 'gauge', 'messages kept in group history now'],
+  ['bytes', 'ocs_history_bytes', 'gauge', 'bytes of the messages kept in group history now (at most history.max_bytes)'],
+  ['groups_forgotten', 'ocs_history_groups_forgotten_total', 'counter', 'group histories forgotten to make room for another (history.max_groups); their epochs change'],
+  ['evicted_for_bytes', 'ocs_history_messages_evicted_total', 'counter', 'history messages pushed out by history.max_bytes'],
+  ['expired', 'ocs_history_messages_expired_total', 'counter', "history messages dropped past their group's ttl"],
 ];
 
 /** `percentile` label values (not `quantile`: Prometheus keeps that label for summaries). */
@@ -159,6 +170,8 @@ export function renderPrometheus(view: MetricsView): string {
   out.family('ocs_messages_stored_bytes', 'gauge', 'Broker: bytes of data of the messages held now').sample('ocs_messages_stored_bytes', null, view.broker.stored_bytes);
   out.family('ocs_messages_inflight', 'gauge', 'Broker: delivered messages awaiting their ack').sample('ocs_messages_inflight', null, view.depth.inflight);
   out.family('ocs_messages_pending', 'gauge', 'Broker: stored messages not yet delivered (recipient offline, or scheduled)').sample('ocs_messages_pending', null, view.depth.stored - view.depth.inflight);
+  const history = view.history;
+  if (history !== null) for (const [key, name, type, help] of HISTORY_FAMILIES) out.family(name, type, `Broker: ${help}`).sample(name, null, history[key]);
 
   const r = view.resources;
   out.family('ocs_process_cpu_seconds_total', 'counter', 'User and system CPU time of the process, all threads').sample('ocs_process_cpu_seconds_total', null, r.cpuSeconds);

@@ -33,6 +33,7 @@ export function renderStatsJson(view: MetricsView): string {
     latency,
     connections_peak: view.peakConnections,
     queue: { ...view.depth, pending: view.depth.stored - view.depth.inflight },
+    history: view.history,
     resources: {
       cpu_ratio: round(r.cpuRatio),
       cpu_seconds: round(r.cpuSeconds),

@@ -6,6 +6,7 @@
  * Redis' scripts decide which node delivers what, so a reload's new process serves at once.
  */
 import { Broker, type BrokerOptions } from '../broker/broker.js';
+import type { HistoryStats } from '../broker/history.js';
 import { LEASE_TTL_MS, Ownership } from '../broker/ownership.js';
 import type { RingShardLink } from '../broker/ring-link.js';
 import type { ClusterNode, ClusterNodeOptions } from '../cluster/node.js';
@@ -34,6 +35,8 @@ export interface Messaging {
   readonly broker: Broker | ClusterNode;
   /** Whether this process delivers what is stored: the lease holder on LMDB; a cluster node always. */
   readonly ownsStore: boolean;
+  /** Group history's figures, for /stats and /metrics; null in cluster mode (history is in Redis) or when no group keeps history. */
+  historyStats(): HistoryStats | null;
   /** After the shards exited: stops the broker, then lets the next process take the store and closes it. */
   stop(): Promise<void>;
 }
@@ -47,7 +50,7 @@ export async function startMessaging(parts: MessagingParts): Promise<Messaging> 
     const node = new ClusterNode({ config: config as ClusterNodeOptions['config'], instance, log, link, state: parts.clusterState, publishProcessorTypes, storeHealthChanged });
     await node.start();
     log.info({ node: node.node, redis: parts.clusterState.view()?.redis, prefix: config.cluster.key_prefix }, 'cluster: this process is a node');
-    return { broker: node, ownsStore: true, stop: () => node.stop() };
+    return { broker: node, ownsStore: true, historyStats: () => null, stop: () => node.stop() };
   }
   const broker = new Broker({
     config,
@@ -74,6 +77,7 @@ export async function startMessaging(parts: MessagingParts): Promise<Messaging> 
     get ownsStore() {
       return ownership.owns;
     },
+    historyStats: () => broker.historyStats(),
     async stop() {
       ownership.stop();
       await broker.stop();

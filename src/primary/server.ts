@@ -128,7 +128,7 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
         log,
         snapshot: new SnapshotWriter(snapshotBuffer, shards),
         rings: { shardToShard: rings, toBroker, fromBroker },
-        broker: () => ({ stats: messagingStats(), depth: broker.depth() }),
+        broker: () => ({ stats: messagingStats(), depth: broker.depth(), history: messaging.historyStats() }),
         requestReports: () => {
           for (const slot of slots) if (table.isUp(slot.index)) slot.worker?.postMessage({ type: 'report' } satisfies PrimaryToShard);
         },
