@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { getJson, member, type Frame, type TestClient } from './helpers/client.js';
+import { scrape, total, untilMetricIs } from './helpers/prometheus.js';
 import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
 import { startProcess, type ServerProcess } from './helpers/server.js';
 
@@ -129,6 +130,29 @@ describe('three nodes on one Redis', { skip }, () => {
       await quiet(client);
       assert.equal(client.frames.filter((f) => f.op === 'msg').length, 0);
     }
+  });
+
+  test('the commit, send and ack latencies of stored messages are measured on the nodes, once per message', async () => {
+    const sender = await on(1, 'timed-sender');
+    const near = await on(1, 'timed-near');
+    const far = await on(2, 'timed-far');
+    const before = async (node: number, name: string): Promise<number> => total(await scrape(nodes[node]!.port), name);
+    const [commits, sends, acksNear, acksFar] = [
+      await before(1, 'ocs_commit_latency_seconds_count'),
+      await before(1, 'ocs_send_latency_seconds_count'),
+      await before(1, 'ocs_ack_latency_seconds_count'),
+      await before(2, 'ocs_ack_latency_seconds_count'),
+    ];
+    for (const to of ['timed-near', 'timed-far']) sender.send({ op: 'send', to, data: 'timed', ref: to });
+    for (const client of [near, far]) {
+      const msg = await client.next((f) => f.op === 'msg' && f.data === 'timed');
+      client.send({ op: 'ack', id: msg.id });
+    }
+    await untilMetricIs(nodes[1]!.port, 'ocs_commit_latency_seconds_count', commits + 2);
+    // Timed up to the recipient's shard where that is on the sender's node (from another node it comes through Redis).
+    await untilMetricIs(nodes[1]!.port, 'ocs_send_latency_seconds_count', sends + 1);
+    await untilMetricIs(nodes[1]!.port, 'ocs_ack_latency_seconds_count', acksNear + 1);
+    await untilMetricIs(nodes[2]!.port, 'ocs_ack_latency_seconds_count', acksFar + 1);
   });
 
   test('a message stored for an offline user is delivered by the node it connects to, once', async () => {

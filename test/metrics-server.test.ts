@@ -2,34 +2,15 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { getJson, getText, member, membersOnEveryShard, type TestClient } from './helpers/client.js';
 import { nextMsgs, until } from './helpers/messaging.js';
-import { parseExposition, promtoolCheck, type Sample } from './helpers/prometheus.js';
+import { parseExposition, promtoolCheck, scrape, total, untilMetricIs, type Sample } from './helpers/prometheus.js';
 import { startInProcess, startProcess, testConfig, type ServerProcess } from './helpers/server.js';
 
 const TOKEN = 'metrics-token';
 const PUBS = 30;
 const SENDS = 5;
 
-/** The server's /metrics, parsed (and checked by the strict parser). */
-async function metrics(port: number): Promise<Sample[]> {
-  const { status, text } = await getText(port, '/metrics', 'GET', TOKEN);
-  assert.equal(status, 200);
-  return parseExposition(text).samples;
-}
-
-/** The sum of a metric's samples whose labels include `labels`. */
-function total(samples: Sample[], name: string, labels: Record<string, string> = {}): number {
-  return samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)).reduce((sum, s) => sum + s.value, 0);
-}
-
-/** Polls /metrics until `name` (summed) equals `expected`: the shards report once per interval. */
-async function untilMetric(port: number, name: string, expected: number, labels: Record<string, string> = {}): Promise<Sample[]> {
-  let seen = NaN;
-  return until(async () => {
-    const samples = await metrics(port);
-    seen = total(samples, name, labels);
-    return seen === expected ? samples : undefined;
-  }, `${name} = ${expected} (last seen ${seen})`);
-}
+const metrics = (port: number): Promise<Sample[]> => scrape(port, TOKEN);
+const untilMetric = (port: number, name: string, expected: number, labels: Record<string, string> = {}): Promise<Sample[]> => untilMetricIs(port, name, expected, labels, TOKEN);
 
 function logged(server: ServerProcess, msg: string, alert: string): Array<Record<string, unknown>> {
   return server.logs.filter((l) => l.msg === msg && l.alert === alert);

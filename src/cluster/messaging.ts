@@ -19,6 +19,7 @@ import { scheduleRefusal } from '../broker/embedding-checks.js';
 import { OcsError, type ErrorCode } from '../protocol/errors.js';
 import type { DeadLetter, StoredMessage } from '../store/messages.js';
 import { batchFrames, encodeStoredMsg } from '../protocol/json-codec.js';
+import { Latency, type LatencyRecorder } from '../metrics/latencies.js';
 import type { Logger } from '../util/logger.js';
 import { NodeRecord, type Channels } from './channels.js';
 import type { ClusterPresence, LocalPresence } from './presence.js';
@@ -55,6 +56,12 @@ export interface MessagingParts {
   log: Logger;
   /** Whether Redis is reachable now (a refusal then costs no round trip). */
   up(): boolean;
+  /**
+   * Where the latencies are recorded: commit (frame received -> stored in Redis), send (frame
+   * received -> handed to the recipient's shard, for a message routed at once to a recipient
+   * on this node) and ack (delivered, by any node -> acknowledged here).
+   */
+  latency?: LatencyRecorder;
 }
 
 export class ClusterMessaging {
@@ -76,16 +83,19 @@ export class ClusterMessaging {
 
   // --- taking messages in --------------------------------------------------------------------
 
-  /** A `send`/`any`: refusals, the processor, the store; the sender's ack once stored; then routing. */
-  accept(incoming: Incoming, type: string | null, reply: Reply, fromClient: boolean): void {
+  /**
+   * A `send`/`any`: refusals, the processor, the store; the sender's ack once stored; then
+   * routing. `receivedAt`: when its shard got the frame (epochMs(); 0: not a client's), for the latencies.
+   */
+  accept(incoming: Incoming, type: string | null, reply: Reply, fromClient: boolean, receivedAt = 0): void {
     const { processors, ids } = this.parts;
     const tooFar = scheduleRefusal(incoming.at, Date.now(), this.delivery.max_schedule_ahead);
     if (tooFar !== null) return reply.fail('E_BAD_FRAME', tooFar);
     if (!this.parts.up()) return this.unavailable(reply, 'message not stored');
     if (this.storesInFlight >= MAX_STORES_IN_FLIGHT) return reply.fail('E_OVERLOADED', `${MAX_STORES_IN_FLIGHT} messages are waiting for Redis; retry shortly`);
-    if (!processors.has(type)) return this.store(incoming, reply, fromClient);
+    if (!processors.has(type)) return this.store(incoming, reply, fromClient, receivedAt);
     processors.run(type, incoming, {
-      pass: (data, pri) => this.store({ ...incoming, data, pri }, reply, fromClient),
+      pass: (data, pri) => this.store({ ...incoming, data, pri }, reply, fromClient, receivedAt),
       drop: () => reply.ok(ids.nextPubId()),
       fail: (reason) => this.processorFailed(type, reason, incoming, reply),
     });
@@ -113,11 +123,11 @@ export class ClusterMessaging {
     });
   }
 
-  private store(incoming: Incoming, reply: Reply, fromClient: boolean): void {
-    this.storeMessage(this.parts.ids.newMessage(incoming), reply, fromClient);
+  private store(incoming: Incoming, reply: Reply, fromClient: boolean, receivedAt: number): void {
+    this.storeMessage(this.parts.ids.newMessage(incoming), reply, fromClient, '', receivedAt);
   }
 
-  private storeMessage(m: StoredMessage, reply: Reply, fromClient: boolean, requeueOf = ''): void {
+  private storeMessage(m: StoredMessage, reply: Reply, fromClient: boolean, requeueOf = '', receivedAt = 0): void {
     const over = this.oversize(m.data);
     if (over !== null) return reply.fail('E_TOO_LARGE', over);
     const { config, stats } = this.parts;
@@ -140,8 +150,10 @@ export class ClusterMessaging {
           stats.dropped_low++;
           stats.dead_lettered++;
         }
+        if (receivedAt > 0) this.parts.latency?.since(Latency.commit, receivedAt);
         reply.ok(m.id);
-        if (detail === 'w') this.route(m.id, m.target);
+        // A scheduled message's wait is not the server's send latency.
+        if (detail === 'w') this.route(m.id, m.target, m.at === 0 ? receivedAt : 0);
       },
       (err: unknown) => this.failed(err, reply, 'message not stored'),
     );
@@ -162,42 +174,45 @@ export class ClusterMessaging {
 
   // --- routing -------------------------------------------------------------------------------
 
-  /** Delivers a waiting message now if its recipient is online anywhere; else it waits in Redis. */
-  route(id: string, target: string): void {
+  /**
+   * Delivers a waiting message now if its recipient is online anywhere; else it waits in Redis.
+   * `receivedAt` (0: none): its frame's arrival, when it is routed straight after its store.
+   */
+  route(id: string, target: string, receivedAt = 0): void {
     const { presence } = this.parts;
     const now = Date.now();
     const timing = [now, this.delivery.ack_timeout * 1000, this.delivery.backoff_multiplier, this.delivery.max_backoff * 1000, presence.aliveSince(now)];
     if (target.startsWith('u:')) {
       const user = target.slice(2);
       this.script<[string[], Fields] | null>(ROUTE_USER, [this.prefix, id, user, ...timing]).then(
-        (routed) => routed && this.toUser(user, routed[0], routed[1]),
+        (routed) => routed && this.toUser(user, routed[0], routed[1], receivedAt),
         (err: unknown) => this.broke(err, 'route'),
       );
     } else {
       const group = target.slice(2);
       const strategy = this.delivery.group_strategies.get(group) ?? this.delivery.default_strategy;
       this.script<[string, string, string, Fields] | null>(ROUTE_ANY, [this.prefix, id, group, ...timing, strategy]).then(
-        (routed) => routed && this.toMember(routed[0], routed[1], routed[3]),
+        (routed) => routed && this.toMember(routed[0], routed[1], routed[3], receivedAt),
         (err: unknown) => this.broke(err, 'route'),
       );
     }
   }
 
   /** A claimed message to every connection of `user`: here directly, elsewhere one record per node. Returns its id and frame. */
-  private toUser(user: string, nodes: string[], f: Fields): [string, string] {
+  private toUser(user: string, nodes: string[], f: Fields, receivedAt = 0): [string, string] {
     this.counted(f);
     const frame = encodeStoredMsg(f[0], f[1], null, f[3], Number(f[4]), Number(f[5]));
     for (const node of nodes) {
-      if (node === this.parts.node) this.deliverToUser(user, [[f[0], frame]]);
+      if (node === this.parts.node) this.deliverToUser(user, [[f[0], frame]], receivedAt);
       else this.parts.channels.publishNode(node, NodeRecord.DELIVER_USER, user, f[0], frame).catch((err: unknown) => this.broke(err, 'deliver'));
     }
     return [f[0], frame];
   }
 
-  private toMember(node: string, sid: string, f: Fields): void {
+  private toMember(node: string, sid: string, f: Fields, receivedAt: number): void {
     this.counted(f);
     const frame = encodeStoredMsg(f[0], f[1], f[2], f[3], Number(f[4]), Number(f[5]));
-    if (node === this.parts.node) this.deliverToSid(sid, [[f[0], frame]]);
+    if (node === this.parts.node) this.deliverToSid(sid, [[f[0], frame]], receivedAt);
     else this.parts.channels.publishNode(node, NodeRecord.DELIVER_SID, sid, f[0], frame).catch((err: unknown) => this.broke(err, 'deliver'));
   }
 
@@ -212,8 +227,11 @@ export class ClusterMessaging {
     else if (kind === NodeRecord.DELIVER_SID) this.deliverToSid(target, [[id, frame]]);
   }
 
-  /** Messages ([id, msg frame], in order) to every connection of `user` here, several as `batch` frames. */
-  private deliverToUser(user: string, msgs: ReadonlyArray<[string, string]>): void {
+  /**
+   * Messages ([id, msg frame], in order) to every connection of `user` here, several as `batch`
+   * frames. `arrivedAt` (0: none): the one message's arrival, timed by the first shard handing it out.
+   */
+  private deliverToUser(user: string, msgs: ReadonlyArray<[string, string]>, arrivedAt = 0): void {
     const { local, link } = this.parts;
     const conns = local.byUser.get(user);
     if (!conns || msgs.length === 0) return;
@@ -221,15 +239,18 @@ export class ClusterMessaging {
     // Connections still waiting for their backlog get these after it (a shard skips them: they have no welcome yet).
     for (const sid of conns.keys()) this.connecting.get(sid)?.push(...msgs);
     const frames = this.batched(msgs);
-    for (const shard of local.shardsOf(user)) for (const frame of frames) link.deliverToUser(shard, user, frame);
+    for (const shard of local.shardsOf(user)) {
+      for (const frame of frames) link.deliverToUser(shard, user, frame, arrivedAt, arrivedAt > 0 ? 1 : 0);
+      arrivedAt = 0;
+    }
   }
 
   /** Messages ([id, msg frame], in order) to connection `sid`, several as `batch` frames. */
-  private deliverToSid(sid: string, msgs: ReadonlyArray<[string, string]>): void {
+  private deliverToSid(sid: string, msgs: ReadonlyArray<[string, string]>, arrivedAt = 0): void {
     const conn = this.parts.local.bySid.get(sid);
     if (!conn || msgs.length === 0) return;
     for (const [id] of msgs) this.handedOut(id);
-    for (const frame of this.batched(msgs)) this.parts.link.deliverToSid(conn.shard, sid, frame);
+    for (const frame of this.batched(msgs)) this.parts.link.deliverToSid(conn.shard, sid, frame, arrivedAt, arrivedAt > 0 ? 1 : 0);
   }
 
   private batched(msgs: ReadonlyArray<[string, string]>): string[] {
@@ -333,6 +354,8 @@ export class ClusterMessaging {
       (deliveredAt) => {
         if (deliveredAt === null) return reply.unknown(`no message ${id} awaits your ack (unknown, not delivered yet, already acknowledged, or not yours)`);
         this.parts.stats.acked++;
+        // Its delivering node's clock: across hosts as good as their NTP.
+        if (Number(deliveredAt) > 0) this.parts.latency?.since(Latency.ack, Number(deliveredAt));
       },
       (err: unknown) => {
         this.broke(err, 'ack');

@@ -19,6 +19,7 @@ import { Processors } from '../broker/processors.js';
 import type { RingShardLink } from '../broker/ring-link.js';
 import type { Config } from '../config/schema.js';
 import { ToBroker, typeOfData } from '../link/records.js';
+import type { LatencyRecorder } from '../metrics/latencies.js';
 import { OcsError, type ErrorCode } from '../protocol/errors.js';
 import { ANY_STRATEGIES, type AnyStrategy } from '../protocol/frames.js';
 import { encodeGroupMsgJson } from '../protocol/json-codec.js';
@@ -48,6 +49,8 @@ export interface ClusterNodeOptions {
   publishProcessorTypes(types: string[]): void;
   /** Redis writable or not, as /health shows the store. */
   storeHealthChanged(health: Readonly<StoreHealth>): void;
+  /** Where the send, ack and commit latencies of stored messages are recorded (as the LMDB broker does). */
+  latency?: LatencyRecorder;
 }
 
 const SERVER_SENDER = '@server';
@@ -123,6 +126,7 @@ export class ClusterNode {
       stats: this.stats_,
       log,
       up: () => this.up,
+      ...(options.latency ? { latency: options.latency } : {}),
     });
     this.members = new ClusterMembers({
       local: this.local,
@@ -240,12 +244,12 @@ export class ClusterNode {
     try {
       switch (kind) {
         case ToBroker.SEND: {
-          const [sid, ref, from, to, data, pri, at, type] = f as [string, string | null, string, string, string, number, number, string | null];
-          return this.messaging.accept({ target: `u:${to}`, from, group: null, data, pri, at, strategy: null }, type, this.replyTo(shard, sid, ref), true);
+          const [sid, ref, from, to, data, pri, at, type, receivedAt] = f as [string, string | null, string, string, string, number, number, string | null, number | undefined];
+          return this.messaging.accept({ target: `u:${to}`, from, group: null, data, pri, at, strategy: null }, type, this.replyTo(shard, sid, ref), true, receivedAt);
         }
         case ToBroker.ANY: {
-          const [sid, ref, from, group, data, pri, strategy, type] = f as [string, string | null, string, string, string, number, string | null, string | null];
-          return this.messaging.accept({ target: `g:${group}`, from, group, data, pri, at: 0, strategy }, type, this.replyTo(shard, sid, ref), true);
+          const [sid, ref, from, group, data, pri, strategy, type, receivedAt] = f as [string, string | null, string, string, string, number, string | null, string | null, number | undefined];
+          return this.messaging.accept({ target: `g:${group}`, from, group, data, pri, at: 0, strategy }, type, this.replyTo(shard, sid, ref), true, receivedAt);
         }
         case ToBroker.ACK: {
           const [sid, user, id] = f as [string, string, string];

@@ -47,7 +47,16 @@ export async function startMessaging(parts: MessagingParts): Promise<Messaging> 
   if (store === null) {
     // Loaded only in cluster mode: ioredis and the cluster's modules cost every other server ~0.15 s of CPU at start-up.
     const { ClusterNode } = await import('../cluster/node.js');
-    const node = new ClusterNode({ config: config as ClusterNodeOptions['config'], instance, log, link, state: parts.clusterState, publishProcessorTypes, storeHealthChanged });
+    const node = new ClusterNode({
+      config: config as ClusterNodeOptions['config'],
+      instance,
+      log,
+      link,
+      state: parts.clusterState,
+      publishProcessorTypes,
+      storeHealthChanged,
+      ...(parts.latency ? { latency: parts.latency } : {}),
+    });
     await node.start();
     log.info({ node: node.node, redis: parts.clusterState.view()?.redis, prefix: config.cluster.key_prefix }, 'cluster: this process is a node');
     return { broker: node, ownsStore: true, historyStats: () => null, stop: () => node.stop() };

@@ -5,7 +5,10 @@
  * cumulative or whose +Inf bucket is not the count), and returns every sample by series.
  * `promtool check metrics` is run as well where it is installed (Debian package `prometheus`).
  */
+import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { getText } from './client.js';
+import { until } from './messaging.js';
 
 const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 const LABEL = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
@@ -145,4 +148,26 @@ function checkHistogram(family: string, samples: Sample[]): void {
     if (group.sum === undefined || group.count === undefined) throw new Error(`${key}: _sum or _count missing`);
     if (inf[1] !== group.count) throw new Error(`${key}: +Inf bucket ${inf[1]} is not _count ${group.count}`);
   }
+}
+
+/** A server's /metrics, parsed (and checked by the strict parser). */
+export async function scrape(port: number, token?: string): Promise<Sample[]> {
+  const { status, text } = await getText(port, '/metrics', 'GET', token);
+  assert.equal(status, 200);
+  return parseExposition(text).samples;
+}
+
+/** The sum of a metric's samples whose labels include `labels`. */
+export function total(samples: Sample[], name: string, labels: Record<string, string> = {}): number {
+  return samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)).reduce((sum, s) => sum + s.value, 0);
+}
+
+/** Polls /metrics until `name` (summed) equals `expected`: the threads report once per interval. */
+export async function untilMetricIs(port: number, name: string, expected: number, labels: Record<string, string> = {}, token?: string): Promise<Sample[]> {
+  let seen = NaN;
+  return until(async () => {
+    const samples = await scrape(port, token);
+    seen = total(samples, name, labels);
+    return seen === expected ? samples : undefined;
+  }, `${name} = ${expected} (last seen ${seen})`);
 }
