@@ -56,6 +56,8 @@ export interface MessagingParts {
   log: Logger;
   /** Whether Redis is reachable now (a refusal then costs no round trip). */
   up(): boolean;
+  /** A scheduled message this node stored falls due at `at` (epoch ms): sweep then. */
+  scheduled(at: number): void;
   /**
    * Where the latencies are recorded: commit (frame received -> stored in Redis), send (frame
    * received -> handed to the recipient's shard, for a message routed at once to a recipient
@@ -152,6 +154,7 @@ export class ClusterMessaging {
         }
         if (receivedAt > 0) this.parts.latency?.since(Latency.commit, receivedAt);
         reply.ok(m.id);
+        if (detail === 's') this.parts.scheduled(m.at);
         // A scheduled message's wait is not the server's send latency.
         if (detail === 'w') this.route(m.id, m.target, m.at === 0 ? receivedAt : 0);
       },

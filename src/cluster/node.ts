@@ -36,6 +36,7 @@ import { ClusterMessaging, type Reply } from './messaging.js';
 import { ClusterPresence, LocalPresence } from './presence.js';
 import { RedisLink } from './redis.js';
 import { ScriptRunner } from './scripts.js';
+import { Wakeups } from './wakeups.js';
 import { newClusterStats, type ClusterStats } from './stats.js';
 
 export interface ClusterNodeOptions {
@@ -81,6 +82,9 @@ export class ClusterNode {
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private sweepTimer: NodeJS.Timeout | null = null;
   private sweeping = false;
+  /** A sweep was asked for while one ran (a scheduled message fell due): one more follows it. */
+  private sweepAgain = false;
+  private readonly wakeups = new Wakeups(() => this.sweep());
   private stopped = false;
   /** The drain began (pauseDelivery): this node has left the cluster and writes no presence. */
   private draining = false;
@@ -126,6 +130,7 @@ export class ClusterNode {
       stats: this.stats_,
       log,
       up: () => this.up,
+      scheduled: (at) => this.wakeups.add(at),
       ...(options.latency ? { latency: options.latency } : {}),
     });
     this.members = new ClusterMembers({
@@ -171,6 +176,7 @@ export class ClusterNode {
     this.stopped = true;
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.wakeups.stop();
     this.options.link.stop();
     this.groups.stop();
     // Forgotten at once rather than after presence_ttl: this node's users are gone now.
@@ -194,6 +200,7 @@ export class ClusterNode {
     this.draining = true;
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.wakeups.stop();
     this.heartbeatTimer = this.sweepTimer = null;
     if (this.up) this.clusterPresence.leaveCluster().catch(() => {}); // unreachable: the others forget it after presence_ttl
   }
@@ -408,11 +415,21 @@ export class ClusterNode {
   }
 
   private sweep(): void {
-    if (!this.up || this.sweeping) return;
+    if (!this.up || this.draining) return;
+    if (this.sweeping) {
+      this.sweepAgain = true;
+      return;
+    }
     this.sweeping = true;
     this.messaging
       .sweep()
       .catch(() => {}) // Redis went away: the link reports it
-      .finally(() => (this.sweeping = false));
+      .finally(() => {
+        this.sweeping = false;
+        if (this.sweepAgain) {
+          this.sweepAgain = false;
+          this.sweep();
+        }
+      });
   }
 }
