@@ -22,6 +22,8 @@ export interface HistoryOptions {
   persistence?: HistoryPersistence | null;
   /** Whether `group` has members now: a group without any is forgotten first (max_groups). */
   hasMembers?(group: string): boolean;
+  /** Some log now holds messages that a ttl will expire, where none did: sweep() has work again. */
+  onExpiring?(): void;
   now?(): number;
 }
 
@@ -33,6 +35,8 @@ export class History {
   private readonly logs = new Map<string, GroupLog>();
   /** Logs holding messages, least recently appended first: where max_bytes takes from. */
   private readonly filled = new Map<string, GroupLog>();
+  /** Logs holding messages under a ttl: what sweep() looks at (the rest never expire). */
+  private readonly expiring = new Set<GroupLog>();
   private bytes = 0;
   private readonly persistence: HistoryPersistence | null;
   private readonly now: () => number;
@@ -53,6 +57,11 @@ export class History {
     return this.logs.size;
   }
 
+  /** Whether some kept message has a ttl: while none has, sweep() has nothing to do. */
+  get hasExpiring(): boolean {
+    return this.expiring.size > 0;
+  }
+
   keeps(group: string): boolean {
     return this.options.patterns.keeps(group);
   }
@@ -66,7 +75,10 @@ export class History {
       for (const { offset, ts, head } of entries) log.restore(head + msgTail(offset, log.epoch), ts);
       this.logs.set(group, log);
       this.bytes += log.bytes;
-      if (log.count > 0) this.filled.set(group, log);
+      if (log.count > 0) {
+        this.filled.set(group, log);
+        this.watchExpiry(log);
+      }
     }
     // The limits may have shrunk since.
     while (this.logs.size > this.options.limits.max_groups) this.forgetOne();
@@ -109,14 +121,22 @@ export class History {
     this.bytes += entry.bytes;
     this.filled.delete(group);
     this.filled.set(group, log);
+    this.watchExpiry(log);
     this.persistence?.appended(group, log.epoch, offset, ts, head);
     this.fitBytes();
     return { offset, frame: entry.frame };
   }
 
-  /** Drops every message older than its group's ttl (the broker calls this now and then). */
+  /** Drops every message older than its group's ttl (the broker calls this while hasExpiring). */
   sweep(): void {
-    for (const log of this.filled.values()) this.expire(log);
+    for (const log of this.expiring) this.expire(log);
+  }
+
+  /** `log` holds messages: one for sweep() when its rule has a ttl. */
+  private watchExpiry(log: GroupLog): void {
+    if (log.ttlMs === 0 || this.expiring.has(log)) return;
+    this.expiring.add(log);
+    if (this.expiring.size === 1) this.options.onExpiring?.();
   }
 
   private expire(log: GroupLog): void {
@@ -163,7 +183,10 @@ export class History {
   /** An entry a log pushed out: its bytes counted off, forgotten in the store. */
   private readonly evicted = (log: GroupLog, offset: number, entry: LogEntry): void => {
     this.bytes -= entry.bytes;
-    if (log.count === 0) this.filled.delete(log.group);
+    if (log.count === 0) {
+      this.filled.delete(log.group);
+      this.expiring.delete(log);
+    }
     this.persistence?.removed(log.group, log.epoch, offset);
   };
 }
