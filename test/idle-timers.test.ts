@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, mock, test } from 'node:test';
 import { BrokerGroups } from '../src/broker/groups.js';
+import { UncommittedRemovals } from '../src/broker/restore.js';
 import { loadConfig } from '../src/config/load.js';
 import type { MessageStore } from '../src/store/store.js';
 import { createLogger } from '../src/util/logger.js';
@@ -38,5 +39,24 @@ describe('timers armed only while there is work', () => {
       await groups.stop();
     }
     assert.equal(groups.sweeping, false);
+  });
+
+  test('removals made while standing by are settled by a timer armed only while some wait', async () => {
+    mock.timers.enable({ apis: ['setTimeout'] });
+    let flush = (): void => {};
+    const store = { flushed: () => new Promise<void>((resolve) => (flush = resolve)) } as unknown as MessageStore;
+    const removals = new UncommittedRemovals(store);
+    assert.equal(removals.pending, false, 'nothing removed: no timer');
+    removals.add('a');
+    assert.equal(removals.pending, true);
+    mock.timers.tick(1000);
+    assert.equal(removals.pending, false, 'settling: it waits for the flush, not the timer');
+    assert.equal(removals.has('a'), true, 'not committed yet');
+    flush();
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(removals.has('a'), false, 'committed: forgotten');
+    removals.add('b');
+    removals.stop();
+    assert.equal(removals.pending, false);
   });
 });
