@@ -3,6 +3,8 @@ import { afterEach, describe, mock, test } from 'node:test';
 import { BrokerGroups } from '../src/broker/groups.js';
 import { UncommittedRemovals } from '../src/broker/restore.js';
 import { loadConfig } from '../src/config/load.js';
+import { createShardTable, Link, ShardTable } from '../src/shared/shard-table.js';
+import { OverflowGauges } from '../src/shard/overflow-gauges.js';
 import type { MessageStore } from '../src/store/store.js';
 import { createLogger } from '../src/util/logger.js';
 import { RecordingLink } from './helpers/broker.js';
@@ -58,5 +60,33 @@ describe('timers armed only while there is work', () => {
     removals.add('b');
     removals.stop();
     assert.equal(removals.pending, false);
+  });
+
+  test("a shard's overflow gauges are published while records wait, once more when none does, and not otherwise", () => {
+    mock.timers.enable({ apis: ['setTimeout'] });
+    const table = new ShardTable(createShardTable(1));
+    const toBroker = { backlog: 0, oldestQueuedAt: 0 };
+    const toShards = { backlog: 0, oldestQueuedAt: 0 };
+    const gauges = new OverflowGauges({ shard: 0, table, toBroker, toShards });
+    const now = Date.now();
+    const shown = (): number => table.linkState(0, Link.TO_SHARDS, now).backlog_bytes;
+    Object.assign(toShards, { backlog: 500, oldestQueuedAt: now - 100 });
+    mock.timers.tick(10_000);
+    assert.equal(shown(), 0, 'not published before a record is queued');
+    gauges.queued();
+    assert.equal(shown(), 500, 'published at once');
+    toShards.backlog = 800;
+    gauges.queued();
+    mock.timers.tick(250);
+    assert.equal(shown(), 800, 'and again while records wait');
+    Object.assign(toShards, { backlog: 0, oldestQueuedAt: 0 });
+    mock.timers.tick(250);
+    assert.equal(shown(), 0, 'the drain is shown');
+    toShards.backlog = 300; // not queued through the writer: nothing publishes it
+    mock.timers.tick(10_000);
+    assert.equal(shown(), 0, 'no timer left once nothing waited');
+    gauges.stop();
+    gauges.queued();
+    assert.equal(shown(), 0, 'stopped');
   });
 });
