@@ -74,6 +74,20 @@ describe('links in /health', () => {
     assert.equal((health(context).body as Body).status, 'ok');
   });
 
+  test('a look says whether anything waits (the monitor looks every 250 ms then, every second while all is empty)', () => {
+    const { monitor, fromBroker, brokerOverflow } = setup();
+    const now = Date.now();
+    assert.equal(monitor.sample(now), false, 'every ring empty');
+    const reader = new RingReader(fromBroker[0]!);
+    new RingWriter(fromBroker[0]!).tryWrite(new Uint8Array(100));
+    assert.equal(monitor.sample(now), true, 'unread bytes');
+    reader.next();
+    reader.release();
+    assert.equal(monitor.sample(now), false, 'read since');
+    Object.assign(brokerOverflow, { bytes: 100, since: now });
+    assert.equal(monitor.sample(now), true, "the broker's overflow");
+  });
+
   test('a ring to a shard that is down is not stuck: nobody will read it, its successor discards it', () => {
     const { table, monitor, fromBroker, context } = setup();
     new RingWriter(fromBroker[1]!).tryWrite(new Uint8Array(100));

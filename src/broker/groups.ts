@@ -3,7 +3,7 @@
  * (history.ts, persisted by src/store/history-store.ts with history.persist), who is in them
  * (group-presence.ts) and the answers about them (group-requests.ts). This module builds and
  * runs them: it loads the persisted history at start, expires messages past their ttl once a
- * second, and writes the clean mark at stop.
+ * second while any is kept (an idle broker sets no timer), and writes the clean mark at stop.
  */
 import type { Config } from '../config/schema.js';
 import { presenceTopic } from '../link/records.js';
@@ -11,6 +11,7 @@ import { HistoryPatterns } from '../shared/history-patterns.js';
 import { HistoryStore } from '../store/history-store.js';
 import type { MessageStore } from '../store/store.js';
 import type { Logger } from '../util/logger.js';
+import { OnDemandTimer } from '../util/on-demand-timer.js';
 import { GroupPresence } from './group-presence.js';
 import { GroupRequests } from './group-requests.js';
 import { History } from './history.js';
@@ -36,7 +37,8 @@ export class BrokerGroups {
   readonly requests: GroupRequests;
   private readonly persistence: HistoryStore | null;
   private readonly patterns: HistoryPatterns;
-  private sweepTimer: NodeJS.Timeout | null = null;
+  /** Armed only while some kept message has a ttl: an idle broker sets no timer for it. */
+  private readonly sweepTimer = new OnDemandTimer(() => this.sweep());
 
   constructor(
     private readonly options: BrokerGroupsOptions,
@@ -51,7 +53,9 @@ export class BrokerGroups {
     });
     const patterns = (this.patterns = new HistoryPatterns(ws.history));
     this.persistence = patterns.any && config.history.persist && store !== null ? HistoryStore.open(store, options.instance) : null;
-    this.history = patterns.any ? new History({ patterns, limits: config.history, persistence: this.persistence, hasMembers }) : null;
+    this.history = patterns.any
+      ? new History({ patterns, limits: config.history, persistence: this.persistence, hasMembers, onExpiring: () => this.armSweep() })
+      : null;
     this.requests = new GroupRequests({
       history: this.history,
       presence: this.presence,
@@ -80,8 +84,22 @@ export class BrokerGroups {
         else log.warn({ groups: groups.length }, 'group history loaded from the store after an unclean stop, or while another process runs on it: every group has a new epoch (clients reload)');
       }
     }
-    this.sweepTimer = setInterval(() => history.sweep(), SWEEP_MS);
-    this.sweepTimer.unref();
+    this.armSweep();
+  }
+
+  /** Whether the ttl sweep is armed. */
+  get sweeping(): boolean {
+    return this.sweepTimer.armed;
+  }
+
+  /** While armed, a message is dropped at most SWEEP_MS after its ttl, as by a sweep that always ran. */
+  private armSweep(): void {
+    if (this.history?.hasExpiring === true) this.sweepTimer.arm(SWEEP_MS);
+  }
+
+  private sweep(): void {
+    this.history?.sweep();
+    this.armSweep();
   }
 
   /**
@@ -96,8 +114,7 @@ export class BrokerGroups {
 
   /** Stops the timers; with persistence, marks the stored history clean once written. */
   async stop(): Promise<void> {
-    if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
-    this.sweepTimer = null;
+    this.sweepTimer.stop();
     this.presence.stop();
     await this.persistence?.close();
   }

@@ -22,6 +22,8 @@ export interface HistoryOptions {
   persistence?: HistoryPersistence | null;
   /** Whether `group` has members now: a group without any is forgotten first (max_groups). */
   hasMembers?(group: string): boolean;
+  /** Some log now holds messages that a ttl will expire, where none did: sweep() has work again. */
+  onExpiring?(): void;
   now?(): number;
 }
 
@@ -46,6 +48,8 @@ export class History {
   private readonly logs = new Map<string, GroupLog>();
   /** Logs holding messages, least recently appended first: where max_bytes takes from. */
   private readonly filled = new Map<string, GroupLog>();
+  /** Logs holding messages under a ttl: what sweep() looks at (the rest never expire). */
+  private readonly expiring = new Set<GroupLog>();
   private bytes = 0;
   /** Messages kept, all groups: counted beside `bytes`, so that reading it walks no group. */
   private messages = 0;
@@ -64,6 +68,11 @@ export class History {
     return { groups: this.logs.size, messages: this.messages, bytes: this.bytes, ...this.counters };
   }
 
+  /** Whether some kept message has a ttl: while none has, sweep() has nothing to do. */
+  get hasExpiring(): boolean {
+    return this.expiring.size > 0;
+  }
+
   keeps(group: string): boolean {
     return this.options.patterns.keeps(group);
   }
@@ -78,7 +87,10 @@ export class History {
       this.logs.set(group, log);
       this.bytes += log.bytes;
       this.messages += log.count;
-      if (log.count > 0) this.filled.set(group, log);
+      if (log.count > 0) {
+        this.filled.set(group, log);
+        this.watchExpiry(log);
+      }
     }
     // The limits may have shrunk since.
     while (this.logs.size > this.options.limits.max_groups) this.forgetOne();
@@ -122,14 +134,22 @@ export class History {
     this.messages++;
     this.filled.delete(group);
     this.filled.set(group, log);
+    this.watchExpiry(log);
     this.persistence?.appended(group, log.epoch, offset, ts, head);
     this.fitBytes();
     return { offset, frame: entry.frame };
   }
 
-  /** Drops every message older than its group's ttl (the broker calls this now and then). */
+  /** Drops every message older than its group's ttl (the broker calls this while hasExpiring). */
   sweep(): void {
-    for (const log of this.filled.values()) this.expire(log);
+    for (const log of this.expiring) this.expire(log);
+  }
+
+  /** `log` holds messages: one for sweep() when its rule has a ttl. */
+  private watchExpiry(log: GroupLog): void {
+    if (log.ttlMs === 0 || this.expiring.has(log)) return;
+    this.expiring.add(log);
+    if (this.expiring.size === 1) this.options.onExpiring?.();
   }
 
   private expire(log: GroupLog): void {
@@ -177,7 +197,10 @@ export class History {
   private readonly evicted = (log: GroupLog, offset: number, entry: LogEntry): void => {
     this.bytes -= entry.bytes;
     this.messages--;
-    if (log.count === 0) this.filled.delete(log.group);
+    if (log.count === 0) {
+      this.filled.delete(log.group);
+      this.expiring.delete(log);
+    }
     this.persistence?.removed(log.group, log.epoch, offset);
   };
 }

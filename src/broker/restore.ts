@@ -5,6 +5,7 @@
  * already be connected: what can go out does at once, the rest waits as after a start-up.
  */
 import type { MessageStore } from '../store/store.js';
+import { OnDemandTimer } from '../util/on-demand-timer.js';
 import type { AckTimers } from './ack-timers.js';
 import type { MessageIds } from './ids.js';
 import { newEntry, State, type Entry, type Queues } from './queues.js';
@@ -47,26 +48,25 @@ export function restoreStored(parts: RestoreParts, skip: (id: string) => boolean
   return loaded;
 }
 
-/** How often removals whose commits are done are forgotten. */
+/** How long removals are gathered before waiting for a flush after them. */
 const SETTLE_MS = 1000;
 
 /**
  * Ids a standing-by broker removed (acknowledged, dead-lettered) whose removal may not be
  * committed yet: a take-over must not load them back. Kept only until a flush after them, so
- * that a process standing by for long holds only the last second or two of them.
+ * that a process standing by for long holds only the last second or two of them. The timer
+ * runs only while removals wait to be settled: a broker standing by idle sets none.
  */
 export class UncommittedRemovals {
   private recent = new Set<string>();
   private readonly settling = new Set<Set<string>>();
-  private readonly timer: NodeJS.Timeout;
+  private readonly timer = new OnDemandTimer(() => this.settle());
 
-  constructor(private readonly store: MessageStore) {
-    this.timer = setInterval(() => this.settle(), SETTLE_MS);
-    this.timer.unref();
-  }
+  constructor(private readonly store: MessageStore) {}
 
   add(id: string): void {
     this.recent.add(id);
+    this.timer.arm(SETTLE_MS);
   }
 
   has(id: string): boolean {
@@ -75,12 +75,16 @@ export class UncommittedRemovals {
     return false;
   }
 
+  /** Whether the settle timer is armed (tests). */
+  get pending(): boolean {
+    return this.timer.armed;
+  }
+
   stop(): void {
-    clearInterval(this.timer);
+    this.timer.stop();
   }
 
   private settle(): void {
-    if (this.recent.size === 0) return;
     const ids = this.recent;
     this.recent = new Set();
     this.settling.add(ids);

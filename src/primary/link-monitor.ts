@@ -4,12 +4,20 @@
  * to it, and since when they have not drained; and the broker's own overflow toward it. All
  * of it goes into the shared table, where /health reads it. A consumer too busy to read (a
  * stall, a hot loop) cannot report itself; its rings show it.
+ *
+ * The rings are looked at every 250 ms while any holds unread bytes or the broker's overflow
+ * holds any, and every second while all are empty: an idle server wakes this thread once a
+ * second for it, not four times. Bytes written into empty rings are so seen up to a second
+ * later, and "not drained since" counts from then; once seen, a drain shows within 250 ms.
  */
 import { RingProbe } from '../rings/ring.js';
 import { Link, LINKS, type ShardTable } from '../shared/shard-table.js';
+import { OnDemandTimer } from '../util/on-demand-timer.js';
 
-/** How often the rings are looked at; a link counts as stuck after monitoring.link_stuck_after. */
+/** How often the rings are looked at while any holds something; a link counts as stuck after monitoring.link_stuck_after. */
 const INTERVAL_MS = 250;
+/** How often while all are empty: nothing waits there that could be stuck. */
+const IDLE_INTERVAL_MS = 1000;
 
 interface Watched {
   probe: RingProbe;
@@ -34,7 +42,7 @@ export interface LinkMonitorOptions {
 export class LinkMonitor {
   /** [shard][link]: the rings that make up that link. */
   private readonly watched: Watched[][][];
-  private timer: NodeJS.Timeout | null = null;
+  private readonly timer = new OnDemandTimer(() => this.timer.arm(this.sample() ? INTERVAL_MS : IDLE_INTERVAL_MS));
 
   constructor(private readonly options: LinkMonitorOptions) {
     const watch = (buffer: SharedArrayBuffer, consumer: number): Watched => {
@@ -53,17 +61,17 @@ export class LinkMonitor {
   }
 
   start(): void {
-    this.timer = setInterval(() => this.sample(), INTERVAL_MS);
-    this.timer.unref();
+    this.timer.arm(INTERVAL_MS);
   }
 
   stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
+    this.timer.stop();
   }
 
-  sample(now = Date.now()): void {
+  /** Puts every link's state into the table; returns whether anything waits in a ring or the broker's overflow. */
+  sample(now = Date.now()): boolean {
     const { table, brokerOverflow } = this.options;
+    let waiting = false;
     this.watched.forEach((links, shard) => {
       links.forEach((rings, link) => {
         let unread = 0;
@@ -73,10 +81,13 @@ export class LinkMonitor {
           if (ring.stuckSince > 0 && (stuckSince === 0 || ring.stuckSince < stuckSince)) stuckSince = ring.stuckSince;
         }
         table.setLinkUnread(shard, link, unread, stuckSince);
+        if (unread > 0) waiting = true;
       });
       const overflow = brokerOverflow(shard);
       table.setLinkOverflow(shard, Link.FROM_BROKER, overflow.bytes, overflow.since);
+      if (overflow.bytes > 0) waiting = true;
     });
+    return waiting;
   }
 
   /** Unread bytes in `ring`; updates since when they have not drained. */

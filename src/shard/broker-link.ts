@@ -54,6 +54,8 @@ export interface BrokerLinkOptions {
   adminTimeoutMs?: number;
   /** Where a refused record is reported (once per reason). */
   log?: Pick<Logger, 'error'>;
+  /** A record found the ring to the broker full and waits in its overflow. */
+  overflowed?(): void;
 }
 
 /** Admin requests waiting for the broker at once; more are answered 503 at once. */
@@ -75,6 +77,7 @@ export class BrokerLink implements AdminForwarder {
   constructor(private readonly options: BrokerLinkOptions) {
     const { counters, log } = options;
     this.writer = new QueuedRingWriter(options.toBroker, new DoorbellRinger(options.doorbells), options.brokerSlot, {
+      onQueued: () => options.overflowed?.(),
       onRefused: (code, bytes, first) => {
         counters[Counter.ring_refused]!++;
         if (first) log?.error({ code, bytes }, 'record to the broker refused by its ring');

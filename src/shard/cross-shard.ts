@@ -38,6 +38,8 @@ export interface CrossShardOptions {
   counters: Float64Array;
   /** Where a refused record is reported (once per ring and reason). */
   log?: Pick<Logger, 'error'>;
+  /** A record found a ring full and waits in its overflow. */
+  overflowed?(): void;
   /** Called for every group record received: publish `frame` to local subscribers of `topic`. */
   onPub(topic: Uint8Array, frame: Uint8Array, receivedAt: number): void;
   /**
@@ -62,7 +64,10 @@ export class CrossShard {
       if (!buffer) return;
       this.outbound.push(
         new QueuedRingWriter(buffer, ringer, target, {
-          onQueued: () => counters[Counter.ring_full]!++,
+          onQueued: () => {
+            counters[Counter.ring_full]!++;
+            options.overflowed?.();
+          },
           onFlushed: (records) => (counters[Counter.ring_forwarded]! += records),
           // Only a pub whose frame is over half the ring (config keeps ring_bytes at 4 x max_payload at least).
           onRefused: (code, bytes, first) => {

@@ -15,7 +15,7 @@ import { CloseCodes } from '../protocol/errors.js';
 import { InterestTable } from '../shared/interest-table.js';
 import { ClusterState } from '../shared/cluster-state.js';
 import { HistoryPatterns } from '../shared/history-patterns.js';
-import { Counter, Link, ShardStatus, ShardTable } from '../shared/shard-table.js';
+import { Counter, ShardStatus, ShardTable } from '../shared/shard-table.js';
 import type { PrimaryToShard, ShardInit, ShardToPrimary } from '../shared/thread-messages.js';
 import { createLogger, type Logger } from '../util/logger.js';
 import { uWS, type TemplatedApp, type us_listen_socket } from '../util/uws.js';
@@ -32,6 +32,7 @@ import { LocalGroups } from './groups.js';
 import { attachHttpRoutes, stats, type HttpContext } from './http.js';
 import { ipLimitsPerShard } from './ip-limits.js';
 import { Out } from './out.js';
+import { OverflowGauges } from './overflow-gauges.js';
 import { ConnectionRegistry } from './registry.js';
 import { pongArrived, Sweeper } from './sweep.js';
 
@@ -47,8 +48,6 @@ export function runShard(init: ShardInit, channel: ShardChannel): void {
 
 /** How long a crashed shard waits for close handshakes before cutting its sockets. */
 const CRASH_GRACE_MS = 200;
-/** How often the shard puts what waits in its rings' overflow into the shared table (/health). */
-const LINK_GAUGE_MS = 250;
 /** Step of a drain's spread: sockets due by then are closed together. */
 const SPREAD_TICK_MS = 10;
 
@@ -67,11 +66,12 @@ class Shard {
   private readonly dispatch: Dispatcher;
   private readonly groupOps: GroupOps;
   private readonly sweeper: Sweeper;
+  /** What waits in this shard's rings' overflow, into the shared table (/health). */
+  private readonly overflowGauges: OverflowGauges;
   /** Codec work too large for the loop goes to this shard's pool (src/codec). */
   private readonly codec: Codec;
   private listenSocket: us_listen_socket | null = null;
   private graceTimer: NodeJS.Timeout | null = null;
-  private gaugeTimer: NodeJS.Timeout | null = null;
   /** No longer accepting (a drain's first step), or stopping. */
   private draining = false;
   private stopping = false;
@@ -127,6 +127,7 @@ class Shard {
       welcomed: (ws) => this.dispatch.resume(ws),
       groupOps: { joined: (f) => this.groupOps.joined(f), left: (f) => this.groupOps.left(f), livePub: (group, message) => this.groupOps.livePub(group, message) },
       log: this.log,
+      overflowed: () => this.overflowGauges.queued(),
     });
     const history = new HistoryPatterns(config.history);
     this.groupOps = new GroupOps({
@@ -150,11 +151,13 @@ class Shard {
       overflowLimitBytes: performance.ring_overflow_bytes,
       counters,
       log: this.log,
+      overflowed: () => this.overflowGauges.queued(),
       onPub: (topic, payload, receivedAt) => {
         if (groups.publish(topic, fromRingPayload(codec, payload)) > 0) metrics.since(Latency.pub, receivedAt);
       },
       alsoDrain: (budget) => this.link.drain(budget),
     });
+    this.overflowGauges = new OverflowGauges({ shard: init.shard, table: this.table, toBroker: this.link, toShards: this.cross });
     this.admission = new Admission({
       shard: init.shard,
       table: this.table,
@@ -277,7 +280,6 @@ class Shard {
       this.cross.start();
       this.sweeper.start();
       if (config.monitoring.enable_metrics_collection) this.metrics.monitorEventLoop();
-      this.gaugeTimer = setInterval(() => this.publishLinkGauges(), LINK_GAUGE_MS);
       this.table.setStatus(this.init.shard, ShardStatus.UP);
       this.log.info({ port }, 'shard started');
       this.channel.post({ type: 'listening', port });
@@ -329,18 +331,10 @@ class Shard {
     this.link.stop();
     this.sweeper.stop();
     this.metrics.stop();
-    if (this.gaugeTimer) clearInterval(this.gaugeTimer);
-    this.gaugeTimer = null;
+    this.overflowGauges.stop();
     for (const ws of this.registry.sockets) ws.end(code, reason);
     if (this.registry.size === 0) return this.finish();
     this.graceTimer = setTimeout(() => this.forceClose(), graceMs);
-  }
-
-  /** Only this thread knows its writers' overflow; the primary publishes the rest of each link's state. */
-  private publishLinkGauges(): void {
-    const { table, link, cross } = this;
-    table.setLinkOverflow(this.init.shard, Link.TO_BROKER, link.backlog, link.oldestQueuedAt);
-    table.setLinkOverflow(this.init.shard, Link.TO_SHARDS, cross.backlog, cross.oldestQueuedAt);
   }
 
   private forceClose(): void {

@@ -156,3 +156,24 @@ export function cpuShares(before: CpuTimes, after: CpuTimes) {
     softirq: share(d('softirq')),
   };
 }
+
+/** Per thread (tid) of process `pid`: how often it has blocked and been woken (voluntary context switches) so far. */
+export function threadWakeups(pid: number): Map<number, number> {
+  const counts = new Map<number, number>();
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return counts; // gone
+  }
+  for (const tid of tids) {
+    try {
+      const status = readFileSync(`/proc/${pid}/task/${tid}/status`, 'latin1');
+      const voluntary = /^voluntary_ctxt_switches:\s+(\d+)/m.exec(status);
+      if (voluntary) counts.set(Number(tid), Number(voluntary[1]));
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return counts;
+}
