@@ -8,6 +8,8 @@ import { TimerHeap } from '../broker/heap.js';
 
 /** setTimeout's longest wait; a later time is reached in steps. */
 const MAX_DELAY_MS = 2 ** 31 - 1;
+/** Times kept at once (about 50 bytes each); past it a scheduled send waits for a sweep, as on a node that did not store it. */
+const MAX_TIMES = 100_000;
 
 export class Wakeups {
   private readonly times = new TimerHeap<null>();
@@ -18,6 +20,7 @@ export class Wakeups {
 
   /** Wake up at `at` (epoch ms). */
   add(at: number): void {
+    if (this.times.size >= MAX_TIMES) return;
     this.times.push(at, null, 0);
     if (at < this.armedFor) this.arm();
   }
