@@ -402,4 +402,24 @@ describe('the sweep walks the connections in slices', () => {
     assert.ok([...judged.values()].every((n) => n === 2), 'each step is a whole walk');
     assert.equal(upkeep, 2);
   });
+
+  test('a shard without connections does not walk: the sweep parks, and a connection opening wakes it', (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    const judged = new Map<number, number>();
+    const sockets = new Set<Socket>();
+    let upkeep = 0;
+    const sweeper = sweeperOver(sockets, () => upkeep++);
+    sweeper.start();
+    for (let i = 0; i < 40; i++) t.mock.timers.tick(250);
+    assert.equal(upkeep, 1, 'one look, then nothing while nobody is connected');
+    sockets.add(fakeSocket(judged, 1));
+    sweeper.wake();
+    sweeper.wake(); // a second opening changes nothing
+    for (let i = 0; i < 4; i++) t.mock.timers.tick(250);
+    assert.deepEqual([upkeep, judged.get(1)], [5, 4], 'every interval again while a connection is open');
+    sockets.clear();
+    for (let i = 0; i < 40; i++) t.mock.timers.tick(250);
+    assert.equal(upkeep, 6, 'parked again once the last one closed');
+    sweeper.stop();
+  });
 });

@@ -259,7 +259,10 @@ class Shard {
       sendPingsAutomatically: false,
       compression: config.performance.enable_compression ? uWS.SHARED_COMPRESSOR : uWS.DISABLED,
       upgrade: (res, req, context) => admission.upgrade(res, req, context),
-      open: (ws) => admission.open(ws),
+      open: (ws) => {
+        admission.open(ws);
+        this.sweeper.wake();
+      },
       message: (ws, message, isBinary) => dispatch.message(ws, message, isBinary),
       pong: (ws) => pongArrived(ws.getUserData(), this.metrics),
       close: (ws) => {
