@@ -1,6 +1,6 @@
 /**
  * Scheduled sends in cluster mode go out at their time, not at the next sweep: the node that
- * stored one wakes up then (src/cluster/wakeups.ts); if that node is gone, any other node's
+ * stored one wakes up then (src/cluster/sweeps.ts); if that node is gone, any other node's
  * sweep takes it within cluster.sweep_interval. Two real nodes on a private Redis, with a
  * sweep interval long enough to tell the two apart.
  */

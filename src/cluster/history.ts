@@ -77,7 +77,7 @@ const OFFSET_FIELD = ',"offset":';
 const EPOCH_FIELD = ',"epoch":"';
 
 /** The offset and epoch a history `msg` frame ends with (HISTORY_APPEND writes them last), or null. */
-export function positionOf(frame: string): Position | null {
+function positionOf(frame: string): Position | null {
   const at = frame.lastIndexOf(OFFSET_FIELD);
   const epochAt = frame.indexOf(EPOCH_FIELD, at);
   if (at < 0 || epochAt < 0 || !frame.endsWith('"}')) return null;

@@ -36,7 +36,7 @@ import { ClusterMessaging, type Reply } from './messaging.js';
 import { ClusterPresence, LocalPresence } from './presence.js';
 import { RedisLink } from './redis.js';
 import { ScriptRunner } from './scripts.js';
-import { Wakeups } from './wakeups.js';
+import { Sweeps } from './sweeps.js';
 import { newClusterStats, type ClusterStats } from './stats.js';
 
 export interface ClusterNodeOptions {
@@ -80,11 +80,7 @@ export class ClusterNode {
   private readonly ids: MessageIds;
   private readonly members: ClusterMembers;
   private heartbeatTimer: NodeJS.Timeout | null = null;
-  private sweepTimer: NodeJS.Timeout | null = null;
-  private sweeping = false;
-  /** A sweep was asked for while one ran (a scheduled message fell due): one more follows it. */
-  private sweepAgain = false;
-  private readonly wakeups = new Wakeups(() => this.sweep());
+  private readonly sweeps = new Sweeps(() => this.messaging.sweep(), () => this.up && !this.draining);
   private stopped = false;
   /** The drain began (pauseDelivery): this node has left the cluster and writes no presence. */
   private draining = false;
@@ -130,7 +126,7 @@ export class ClusterNode {
       stats: this.stats_,
       log,
       up: () => this.up,
-      scheduled: (at) => this.wakeups.add(at),
+      scheduled: (at) => this.sweeps.at(at),
       ...(options.latency ? { latency: options.latency } : {}),
     });
     this.members = new ClusterMembers({
@@ -166,7 +162,7 @@ export class ClusterNode {
     await this.redis.connect(config.cluster.command_timeout * 1000);
     const ttl = config.cluster.presence_ttl * 1000;
     this.heartbeatTimer = setInterval(() => this.heartbeat(), Math.max(200, ttl / 3));
-    this.sweepTimer = setInterval(() => this.sweep(), config.cluster.sweep_interval * 1000);
+    this.sweeps.start(config.cluster.sweep_interval * 1000);
     // A resync may be running (Redis answered): give it its round trips before the shards start.
     for (let i = 0; i < 100 && this.redis.state === 'up' && !this.up; i++) await new Promise((r) => setTimeout(r, 10));
   }
@@ -175,8 +171,7 @@ export class ClusterNode {
     if (this.stopped) return;
     this.stopped = true;
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
-    if (this.sweepTimer) clearInterval(this.sweepTimer);
-    this.wakeups.stop();
+    this.sweeps.stop();
     this.options.link.stop();
     this.groups.stop();
     // Forgotten at once rather than after presence_ttl: this node's users are gone now.
@@ -199,9 +194,8 @@ export class ClusterNode {
     if (this.draining) return;
     this.draining = true;
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
-    if (this.sweepTimer) clearInterval(this.sweepTimer);
-    this.wakeups.stop();
-    this.heartbeatTimer = this.sweepTimer = null;
+    this.sweeps.stop();
+    this.heartbeatTimer = null;
     if (this.up) this.clusterPresence.leaveCluster().catch(() => {}); // unreachable: the others forget it after presence_ttl
   }
 
@@ -371,13 +365,13 @@ export class ClusterNode {
     const { state, log } = this.options;
     if (this.draining) {
       // Gone from the cluster: it only hears its groups again until its connections close.
-      this.channels.resubscribe().then(
-        () => {
-          void this.history.resume();
-          if (this.redis.state === 'up') state.set(ClusterStatus.UP);
-        },
-        () => {},
-      );
+      this.channels
+        .resubscribe()
+        .then(() => this.history.resume())
+        .then(
+          () => this.redis.state === 'up' && state.set(ClusterStatus.UP),
+          () => {},
+        );
       return;
     }
     Promise.all([this.channels.resubscribe(), this.clusterPresence.rewrite(this.local), this.history.prepare()])
@@ -412,24 +406,5 @@ export class ClusterNode {
       },
       () => {}, // Redis went away: the link reports it
     );
-  }
-
-  private sweep(): void {
-    if (!this.up || this.draining) return;
-    if (this.sweeping) {
-      this.sweepAgain = true;
-      return;
-    }
-    this.sweeping = true;
-    this.messaging
-      .sweep()
-      .catch(() => {}) // Redis went away: the link reports it
-      .finally(() => {
-        this.sweeping = false;
-        if (this.sweepAgain) {
-          this.sweepAgain = false;
-          this.sweep();
-        }
-      });
   }
 }
