@@ -96,6 +96,12 @@ describe('a server measuring itself (2 shards)', () => {
     const threads = samples.filter((s) => s.name === 'ocs_thread_heap_used_bytes').map((s) => s.labels.thread);
     assert.deepEqual(threads, ['primary', 'shard0', 'shard1']);
     assert.ok(total(samples, 'ocs_process_resident_memory_bytes') > 0);
+    // Each thread's own CPU (Linux): every one has run, and together they are part of the process's.
+    const cpu = samples.filter((s) => s.name === 'ocs_thread_cpu_seconds_total');
+    assert.deepEqual(cpu.map((s) => s.labels.thread), ['primary', 'shard0', 'shard1']);
+    assert.ok(cpu.every((s) => s.value > 0), JSON.stringify(cpu));
+    const sum = cpu.reduce((all, s) => all + s.value, 0);
+    assert.ok(sum <= total(samples, 'ocs_process_cpu_seconds_total') + 0.05, `threads ${sum} s within the process's`);
   });
 
   test('errors are counted under their own code', async () => {

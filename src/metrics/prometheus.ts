@@ -186,6 +186,13 @@ export function renderPrometheus(view: MetricsView): string {
   for (const t of view.threads) out.sample('ocs_thread_heap_total_bytes', { thread: threadName(t.thread) }, t.heapTotal);
   out.family('ocs_thread_event_loop_utilization_ratio', 'gauge', 'Share of the last interval the thread spent running (performance.eventLoopUtilization)');
   for (const t of view.threads) out.sample('ocs_thread_event_loop_utilization_ratio', { thread: threadName(t.thread) }, t.utilization);
+  const measured = view.threads.filter((t) => t.cpuSeconds >= 0);
+  if (measured.length > 0) {
+    out.family('ocs_thread_cpu_seconds_total', 'counter', "CPU time of the thread itself since it started (Linux's /proc/thread-self/schedstat)");
+    for (const t of measured) out.sample('ocs_thread_cpu_seconds_total', { thread: threadName(t.thread) }, t.cpuSeconds);
+    out.family('ocs_thread_cpu_ratio', 'gauge', 'CPU time of the thread over the last interval / the interval (1: a whole core)');
+    for (const t of measured) out.sample('ocs_thread_cpu_ratio', { thread: threadName(t.thread) }, t.cpuRatio);
+  }
 
   out.family('ocs_alert_active', 'gauge', '1 while the alert is raised (monitoring.alerts)');
   for (const a of view.alerts.statuses) out.sample('ocs_alert_active', { alert: a.alert }, a.active ? 1 : 0);

@@ -3,7 +3,7 @@
  * shard-to-broker ring (src/link/records.ts): both ends import this module.
  *
  * Fields: [thread, startedAt, at, histograms[], interval[][], total[][], heapUsed, heapTotal,
- * heapLimit, utilization], where histograms are the interval's HDR histograms in LATENCIES
+ * heapLimit, utilization, cpuSeconds, cpuRatio], where histograms are the interval's HDR histograms in LATENCIES
  * order as sparse counts (hdr.ts sparseCounts; [] when empty) and interval/total are per latency the Summary as
  * [count, p50, p90, p95, p99, p999, max, mean] (µs).
  */
@@ -27,6 +27,10 @@ export interface ThreadReport {
   heapLimit: number;
   /** Event-loop utilisation over the interval, 0..1. */
   utilization: number;
+  /** The thread's own CPU time since it started, s; -1 where Linux does not tell it (thread-cpu.ts). */
+  cpuSeconds: number;
+  /** Its CPU time over the interval / the interval (1: one core all the time); -1 where unknown. */
+  cpuRatio: number;
 }
 
 export const PRIMARY_THREAD = -1;
@@ -35,13 +39,13 @@ const SUMMARY_KEYS = ['count', 'p50', 'p90', 'p95', 'p99', 'p999', 'max', 'mean'
 
 export function reportToFields(r: ThreadReport): unknown[] {
   const pack = (s: Summary): number[] => SUMMARY_KEYS.map((key) => s[key]);
-  return [r.thread, r.startedAt, r.at, r.histograms, r.interval.map(pack), r.total.map(pack), r.heapUsed, r.heapTotal, r.heapLimit, r.utilization];
+  return [r.thread, r.startedAt, r.at, r.histograms, r.interval.map(pack), r.total.map(pack), r.heapUsed, r.heapTotal, r.heapLimit, r.utilization, r.cpuSeconds, r.cpuRatio];
 }
 
 /** The report in a METRICS record; throws a TypeError on a malformed one. */
 export function reportFromFields(f: unknown[]): ThreadReport {
-  const [thread, startedAt, at, histograms, interval, total, heapUsed, heapTotal, heapLimit, utilization] = f;
-  const numbers = [thread, startedAt, at, heapUsed, heapTotal, heapLimit, utilization];
+  const [thread, startedAt, at, histograms, interval, total, heapUsed, heapTotal, heapLimit, utilization, cpuSeconds, cpuRatio] = f;
+  const numbers = [thread, startedAt, at, heapUsed, heapTotal, heapLimit, utilization, cpuSeconds, cpuRatio];
   if (!numbers.every((n) => typeof n === 'number')) throw new TypeError('METRICS record: a number field is not a number');
   if (!isList<number[]>(histograms, (h) => Array.isArray(h) && h.every((n) => typeof n === 'number')) || !isList<number[]>(interval, isPacked) || !isList<number[]>(total, isPacked)) {
     throw new TypeError('METRICS record: histograms or summaries malformed');
@@ -58,6 +62,8 @@ export function reportFromFields(f: unknown[]): ThreadReport {
     heapTotal: heapTotal as number,
     heapLimit: heapLimit as number,
     utilization: utilization as number,
+    cpuSeconds: cpuSeconds as number,
+    cpuRatio: cpuRatio as number,
   };
 }
 

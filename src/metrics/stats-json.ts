@@ -47,6 +47,7 @@ export function renderStatsJson(view: MetricsView): string {
         heap_total_bytes: t.heapTotal,
         heap_limit_bytes: t.heapLimit,
         event_loop_utilization: round(t.utilization),
+        ...(t.cpuSeconds >= 0 ? { cpu_seconds: round(t.cpuSeconds), cpu_ratio: round(t.cpuRatio) } : {}),
       })),
     },
     rings: view.rings.map((ring) => ({ shard: ring.shard, to_shards_fill: round(ring.toShards), to_broker_fill: round(ring.toBroker), from_broker_fill: round(ring.fromBroker) })),

@@ -1,6 +1,6 @@
 /**
  * What one thread measures of itself: latency histograms (recorded on the hot path, one
- * recordValue per event, nothing allocated), its event-loop delay, utilisation and heap. When
+ * recordValue per event, nothing allocated), its event-loop delay, utilisation, heap and CPU. When
  * the primary asks (once per metrics_collection_interval) it reports: the histograms since the
  * last report as sparse counts (then reset), and its own percentiles over that interval and since it
  * started; the primary merges the reports.
@@ -11,6 +11,7 @@ import { epochMs } from './clock.js';
 import { addSparseCounts, clampUs, EMPTY_SUMMARY, newHistogram, sparseCounts, summarize, summarizeSparse, type Histogram, type Summary } from './hdr.js';
 import { Latency, LATENCIES, type LatencyKind, type LatencyRecorder } from './latencies.js';
 import type { ThreadReport } from './report.js';
+import { ThreadCpu } from './thread-cpu.js';
 
 /**
  * The event-loop delay probe's period, ms: a timer this often records how late it ran (beyond
@@ -39,6 +40,9 @@ export class ThreadMetrics implements LatencyRecorder {
   private probe: NodeJS.Timeout | null = null;
   private probing = false;
   private elu = performance.eventLoopUtilization();
+  /** Made on the thread that measures itself: /proc/thread-self is whoever opens it. */
+  private readonly cpu = new ThreadCpu();
+  private lastCpu = { seconds: this.cpu.seconds(), at: performance.now() };
   readonly startedAt = epochMs();
 
   since(kind: LatencyKind, fromEpochMs: number, count = 1): void {
@@ -57,6 +61,7 @@ export class ThreadMetrics implements LatencyRecorder {
   }
 
   stop(): void {
+    this.cpu.close();
     this.probing = false;
     if (this.probe) clearTimeout(this.probe);
     this.probe = null;
@@ -97,6 +102,9 @@ export class ThreadMetrics implements LatencyRecorder {
     const elu = performance.eventLoopUtilization(this.elu);
     this.elu = performance.eventLoopUtilization();
     const heap = getHeapStatistics();
+    const cpu = { seconds: this.cpu.seconds(), at: performance.now() };
+    const cpuRatio = cpu.seconds < 0 || this.lastCpu.seconds < 0 || cpu.at <= this.lastCpu.at ? -1 : (cpu.seconds - this.lastCpu.seconds) / ((cpu.at - this.lastCpu.at) / 1000);
+    this.lastCpu = cpu;
     return {
       thread,
       startedAt: this.startedAt,
@@ -108,6 +116,8 @@ export class ThreadMetrics implements LatencyRecorder {
       heapTotal: heap.total_heap_size,
       heapLimit: heap.heap_size_limit,
       utilization: elu.utilization,
+      cpuSeconds: cpu.seconds,
+      cpuRatio,
     };
   }
 }
