@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { member, type TestClient } from './helpers/client.js';
 import { adminJson, nextMsgs, settle, until } from './helpers/messaging.js';
 import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
-import { startProcess, type ServerProcess } from './helpers/server.js';
+import { startInProcess, startProcess, type ServerProcess } from './helpers/server.js';
 
 const skip = announceSkip('cluster-dlq.test');
 const DLQ_CLI = fileURLToPath(new URL('../scripts/dlq.js', import.meta.url));
@@ -113,6 +113,30 @@ describe('the dead-letter API on the nodes of a cluster', { skip, timeout: 180_0
     assert.equal(JSON.parse((await cli(['show', id, ...url])).stdout).data, 'via cli');
     assert.equal(JSON.parse((await cli(['requeue', id, ...url])).stdout).requeued, id);
     assert.equal((await cli(['purge', ...url])).code, 0);
+  });
+
+  test('a pub whose processor throws is dead-lettered in Redis under the id its publisher was acknowledged with; it cannot be requeued', async () => {
+    // A node in this process: processors are registered through the embedding API.
+    const node = await startInProcess(nodeConfig(redis.url, 'dlq:', 1, { websocket: { admin: { token } } }));
+    try {
+      node.registerProcessor('broken', () => {
+        throw new Error('cannot handle this');
+      });
+      const publisher = await member(node.port, 'pub-processor', ['room']);
+      open.push(publisher);
+      publisher.send({ op: 'pub', group: 'room', data: { type: 'broken' }, ref: 'p' });
+      const id = (await publisher.next((f) => f.op === 'ack' && f.ref === 'p')).id as string;
+      const letter = await until(async () => {
+        const { status, body } = await adminJson(port(1), 'GET', `/admin/dlq/${encodeURIComponent(id)}`, token);
+        return status === 200 ? body : undefined;
+      }, 'the dead-lettered pub on another node');
+      assert.deepEqual([letter.kind, letter.to, letter.data], ['pub', 'room', { type: 'broken' }]);
+      assert.match(String(letter.reason), /cannot handle this/);
+      const requeued = await adminJson(port(0), 'POST', `/admin/dlq/${encodeURIComponent(id)}/requeue`, token);
+      assert.equal(requeued.status, 409);
+    } finally {
+      await node.close();
+    }
   });
 
   test('while Redis is unreachable the API answers 503 E_CLUSTER_UNAVAILABLE, and serves again once it is back', async () => {

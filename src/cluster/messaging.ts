@@ -162,10 +162,14 @@ export class ClusterMessaging {
     );
   }
 
-  /** A processor threw or returned what cannot be JSON: the message goes to the dead-letter queue; its sender still gets its ack. */
-  private processorFailed(type: string, reason: string, incoming: Incoming, reply: Reply): void {
+  /**
+   * A processor threw or returned what cannot be JSON: the message goes to the dead-letter
+   * queue; its sender still gets its ack. `id`: the one a processed `pub` is acknowledged with.
+   */
+  processorFailed(type: string, reason: string, incoming: Incoming, reply: Reply, id?: string): void {
     this.parts.log.warn({ type, reason }, 'processor failed; message dead-lettered');
-    const m = this.parts.ids.newMessage(incoming);
+    if (!this.parts.up()) return this.unavailable(reply, 'message not dead-lettered');
+    const m = this.parts.ids.newMessage(incoming, id);
     this.script(DEAD_ON_ARRIVAL, [this.prefix, m.id, m.target, m.from, m.group ?? '', m.data, m.pri, m.ts, reason, Date.now()]).then(
       () => {
         this.parts.stats.dead_lettered++;

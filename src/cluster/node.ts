@@ -329,10 +329,8 @@ export class ClusterNode {
     };
     if (!this.processors.has(type)) return send(data, pri);
     const incoming = { target: `p:${group}`, from, group, data, pri, at: 0, strategy: null };
-    const failed = (reason: string): void => {
-      this.options.log.warn({ type, reason, group }, 'processor failed; pub dropped');
-      reply.ok(id);
-    };
+    // Dead-lettered in Redis, as one process does (its publisher gets the ack with the pub's id).
+    const failed = (reason: string): void => this.messaging.processorFailed(type ?? '', reason, incoming, reply, id);
     this.processors.run(type, incoming, { pass: send, drop: () => reply.ok(id), fail: failed });
   }
 
