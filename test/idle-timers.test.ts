@@ -7,6 +7,7 @@ import { createShardTable, Link, ShardTable } from '../src/shared/shard-table.js
 import { OverflowGauges } from '../src/shard/overflow-gauges.js';
 import type { MessageStore } from '../src/store/store.js';
 import { createLogger } from '../src/util/logger.js';
+import { alignedDelay } from '../src/util/timer-grid.js';
 import { RecordingLink } from './helpers/broker.js';
 
 /**
@@ -88,5 +89,20 @@ describe('timers armed only while there is work', () => {
     gauges.stop();
     gauges.queued();
     assert.equal(shown(), 0, 'stopped');
+  });
+});
+
+describe('periodic timers on one grid', () => {
+  test('a timer falls due at the next multiple of its period, so a thread runs its periodic timers in one wake-up', () => {
+    assert.equal(alignedDelay(1000, 12_345_250), 750);
+    assert.equal(alignedDelay(250, 12_345_250), 250, 'on a boundary: the next one');
+    assert.equal(alignedDelay(1000, 12_345_000), 1000);
+    assert.equal(12_345_250 + alignedDelay(250, 12_345_250), 12_345_500, 'a 250 ms timer lands on the 1 s grid every fourth time');
+  });
+
+  test('a boundary closer than a quarter period is skipped: a timer that fired a little early does not run again at once', () => {
+    assert.equal(alignedDelay(1000, 12_345_999), 1001);
+    assert.equal(alignedDelay(1000, 12_345_760), 1240);
+    assert.equal(alignedDelay(1000, 12_345_740), 260);
   });
 });

@@ -13,6 +13,7 @@
  */
 import type { LeaseRecord, LeaseState, StoreLease } from '../store/leases.js';
 import type { Logger } from '../util/logger.js';
+import { alignedDelay } from '../util/timer-grid.js';
 
 /** How long a lease lasts without renewal where the holder's process cannot be looked up. */
 export const LEASE_TTL_MS = 15_000;
@@ -122,10 +123,11 @@ export class Ownership {
 
   private schedule(ms: number, step: () => void): void {
     if (this.stopped) return;
+    // On the grid (timer-grid.ts): a renewal wakes the thread with its other periodic timers.
     this.timer = setTimeout(() => {
       this.timer = null;
       step();
-    }, ms);
+    }, alignedDelay(ms));
     // The lease alone must not keep a process alive.
     this.timer.unref();
   }

@@ -12,6 +12,7 @@ import { addSparseCounts, clampUs, EMPTY_SUMMARY, newHistogram, sparseCounts, su
 import { Latency, LATENCIES, type LatencyKind, type LatencyRecorder } from './latencies.js';
 import type { ThreadReport } from './report.js';
 import { ThreadCpu } from './thread-cpu.js';
+import { alignedDelay } from '../util/timer-grid.js';
 
 /**
  * The event-loop delay probe's period, ms: a timer this often records how late it ran (beyond
@@ -67,14 +68,18 @@ export class ThreadMetrics implements LatencyRecorder {
     this.probe = null;
   }
 
-  /** One probe `period` ms from now; the next one at PROBE_MS, or at IDLE_PROBE_MS while the thread is idle. */
+  /**
+   * One probe `period` ms from now, or while idle at the next second (timer-grid.ts: with the
+   * thread's other periodic timers); the next one at PROBE_MS, or at IDLE_PROBE_MS while idle.
+   */
   private armProbe(period: number): void {
     const armedAt = performance.now();
     const before = performance.eventLoopUtilization();
+    const delay = period === IDLE_PROBE_MS ? alignedDelay(period) : period;
     this.probe = setTimeout(() => {
-      this.interval[Latency.event_loop]!.recordValue(clampUs((performance.now() - armedAt - period) * 1000));
+      this.interval[Latency.event_loop]!.recordValue(clampUs((performance.now() - armedAt - delay) * 1000));
       if (this.probing) this.armProbe(performance.eventLoopUtilization(before).utilization < IDLE_UTILIZATION ? IDLE_PROBE_MS : PROBE_MS);
-    }, period);
+    }, delay);
     this.probe.unref();
   }
 

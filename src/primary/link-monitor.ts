@@ -13,6 +13,7 @@
 import { RingProbe } from '../rings/ring.js';
 import { Link, LINKS, type ShardTable } from '../shared/shard-table.js';
 import { OnDemandTimer } from '../util/on-demand-timer.js';
+import { alignedDelay } from '../util/timer-grid.js';
 
 /** How often the rings are looked at while any holds something; a link counts as stuck after monitoring.link_stuck_after. */
 const INTERVAL_MS = 250;
@@ -42,7 +43,7 @@ export interface LinkMonitorOptions {
 export class LinkMonitor {
   /** [shard][link]: the rings that make up that link. */
   private readonly watched: Watched[][][];
-  private readonly timer = new OnDemandTimer(() => this.timer.arm(this.sample() ? INTERVAL_MS : IDLE_INTERVAL_MS));
+  private readonly timer = new OnDemandTimer(() => this.timer.arm(alignedDelay(this.sample() ? INTERVAL_MS : IDLE_INTERVAL_MS)));
 
   constructor(private readonly options: LinkMonitorOptions) {
     const watch = (buffer: SharedArrayBuffer, consumer: number): Watched => {
@@ -61,7 +62,7 @@ export class LinkMonitor {
   }
 
   start(): void {
-    this.timer.arm(INTERVAL_MS);
+    this.timer.arm(alignedDelay(INTERVAL_MS));
   }
 
   stop(): void {

@@ -9,9 +9,11 @@ import type { Config } from '../config/schema.js';
 import type { MetricsHub } from '../metrics/hub.js';
 import { byName, Counter, COUNTER_COUNT, MESSAGING_COUNTERS, type MessagingCounterName, type ShardTable } from '../shared/shard-table.js';
 import type { Logger } from '../util/logger.js';
+import { alignedDelay } from '../util/timer-grid.js';
 
 export class StatsSampler {
   private timer: NodeJS.Timeout | null = null;
+  private stopped = false;
   private previous: Float64Array | null = null;
   private previousAt = 0;
   private lastLogAt = Date.now();
@@ -31,14 +33,24 @@ export class StatsSampler {
     this.hub?.start();
     // Rendered at once, so that /metrics answers from the first scrape on.
     this.hub?.publish();
-    this.timer = setInterval(() => this.sample(), this.monitoring.metrics_collection_interval * 1000);
-    this.timer.unref();
+    this.tick();
   }
 
   stop(): void {
-    if (this.timer) clearInterval(this.timer);
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     this.hub?.stop();
+  }
+
+  /** The next sample on the grid of metrics_collection_interval (timer-grid.ts: one wake-up with the thread's other periodic timers). */
+  private tick(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.sample();
+      this.tick();
+    }, alignedDelay(this.monitoring.metrics_collection_interval * 1000));
+    this.timer.unref();
   }
 
   sample(now = Date.now()): void {
