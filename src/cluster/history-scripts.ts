@@ -33,10 +33,9 @@ local size, ttl, now = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local maxGroups, maxBytes = tonumber(ARGV[7]), tonumber(ARGV[8])
 local meta, list = P..'h:'..g, P..'hl:'..g
 local used, filled, sizes, total = P..'hu', P..'hf', P..'hb', P..'ht'
--- Bytes kept by group, counted in hb and ht as entries come and go.
+-- Bytes kept by group, counted in hb and ht as entries come and go; returns the group's and the sum.
 local function counted(name, bytes)
-  redis.call('HINCRBY', sizes, name, bytes)
-  redis.call('INCRBY', total, bytes)
+  return redis.call('HINCRBY', sizes, name, bytes), redis.call('INCRBY', total, bytes)
 end
 -- Counts off whatever name is still counted with (its keys may be gone already).
 local function uncount(name)
@@ -46,28 +45,28 @@ local function uncount(name)
   redis.call('HDEL', sizes, name)
   redis.call('ZREM', filled, name)
 end
--- Drops the oldest entry of name's list; false when it holds none (then it is filled no more).
+-- Drops the oldest entry of name's list; returns the sum of bytes kept after it. A group whose
+-- count reaches 0 (its list is empty) is filled no more, as is one whose list is gone.
 local function dropOldest(name)
   local e = redis.call('LPOP', P..'hl:'..name)
   if not e then
     uncount(name)
-    return false
+    return tonumber(redis.call('GET', total) or '0')
   end
-  counted(name, -#e)
-  if redis.call('EXISTS', P..'hl:'..name) == 0 then uncount(name) end
-  return true
+  local left, sum = counted(name, -#e)
+  if left <= 0 then uncount(name) end
+  return sum
 end
 local epoch = redis.call('HGET', meta, 'epoch')
 local top
-if not epoch then
+local created = not epoch
+if created then
   epoch, top = ARGV[6], 0
   redis.call('DEL', list)
   uncount(g)
   redis.call('HSET', meta, 'epoch', epoch, 'top', 0)
 else
   top = tonumber(redis.call('HGET', meta, 'top') or '0')
-  -- The list went alone (maxmemory): its bytes are not kept any more.
-  if redis.call('EXISTS', list) == 0 then uncount(g) end
 end
 redis.call('ZADD', used, now, g)
 if ttl > 0 then
@@ -81,9 +80,9 @@ if ttl > 0 then
   redis.call('PEXPIRE', meta, ttl * 2)
   redis.call('PEXPIRE', list, ttl * 2)
 end
--- Over max_groups (a new group, or the limit shrank): forget the least recently used, one without
+-- A new group over max_groups (or the limit shrank): forget the least recently used, one without
 -- members first among the oldest few (its next message starts a new epoch). Bounded per script.
-for _ = 1, 100 do
+for _ = 1, created and 100 or 0 do
   if redis.call('ZCARD', used) <= maxGroups then break end
   local oldest = redis.call('ZRANGE', used, 0, 15)
   local victim
@@ -122,17 +121,19 @@ local head, ts = ARGV[9], ARGV[10]
 top = redis.call('HINCRBY', meta, 'top', 1)
 local frame = head..',"offset":'..top..',"epoch":"'..epoch..'"}'
 local entry = ts..' '..frame
-redis.call('RPUSH', list, entry)
-counted(g, #entry)
+local length = redis.call('RPUSH', list, entry)
+-- The first entry of a list that went without a script (maxmemory): what it was counted with is not kept.
+if length == 1 then uncount(g) end
+local _, kept = counted(g, #entry)
 redis.call('ZADD', filled, now, g)
 if ttl > 0 then redis.call('PEXPIRE', list, ttl * 2) end
-while redis.call('LLEN', list) > size do dropOldest(g) end
+for _ = size + 1, length do kept = dropOldest(g) end
 -- Over max_bytes: the oldest messages of the group appended to least recently go first.
 for _ = 1, 1000 do
-  if tonumber(redis.call('GET', total) or '0') <= maxBytes then break end
+  if kept <= maxBytes then break end
   local oldest = redis.call('ZRANGE', filled, 0, 0)[1]
   if not oldest then break end
-  dropOldest(oldest)
+  kept = dropOldest(oldest)
 end
 redis.call('PUBLISH', P..'g:'..g, string.char(0)..frame)
 return {top, epoch}
