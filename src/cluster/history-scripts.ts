@@ -111,9 +111,9 @@ end
 
 /**
  * ARGV: ... head ts: a message (its `msg` frame without the closing offset and epoch) gets the
- * next offset, is kept (`size` bounds the list, max_bytes all lists) and PUBLISHed on the group's channel, complete,
- * with an empty origin, so that every node with members (the publishing one too) forwards it
- * to its shards in the order of the offsets.
+ * next offset, is kept (`size` bounds the list, max_bytes all lists) and PUBLISHed on the
+ * group's channel, complete, with an empty origin, so that every node with members (the
+ * publishing one too) forwards it to its shards in the order of the offsets.
  * -> {offset, epoch}
  */
 export const HISTORY_APPEND = `${PRELUDE}
