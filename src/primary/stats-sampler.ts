@@ -47,8 +47,8 @@ export class StatsSampler {
   private tick(): void {
     if (this.stopped) return;
     this.timer = setTimeout(() => {
+      this.tick(); // armed first: a sample that throws must not end the sampling, as setInterval would not
       this.sample();
-      this.tick();
     }, alignedDelay(this.monitoring.metrics_collection_interval * 1000));
     this.timer.unref();
   }
