@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { isErrorCode } from '../src/protocol/errors.js';
 import { getJson, member, type Frame, type TestClient } from './helpers/client.js';
+import { untilTrue } from './helpers/messaging.js';
 import { announceSkip, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
 import { startProcess, testConfig, type ServerProcess } from './helpers/server.js';
 
@@ -20,14 +21,6 @@ function nodeConfig(redisUrl: string): Record<string, unknown> {
     websocket: { server: { shards: 1 }, groups: { require_membership: false }, delivery: { ack_timeout: 1, max_backoff: 2, max_attempts: 50 } },
     cluster: { redis_url: redisUrl, presence_ttl: 2, sweep_interval: 0.05, reconnect_max_delay: 0.3, command_timeout: 1 },
   });
-}
-
-async function until(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
 }
 
 describe('a node SIGKILLed while acknowledged sends flow to its users', { skip }, () => {
@@ -77,14 +70,14 @@ describe('a node SIGKILLed while acknowledged sends flow to its users', { skip }
     receive(second);
     await sleep(800);
     clearInterval(flow);
-    await until('every acknowledged send to arrive', () => [...acked].every((id) => received.has(id)), 20_000);
+    await untilTrue('every acknowledged send to arrive', () => [...acked].every((id) => received.has(id)), 20_000);
     assert.ok(acked.size > 100, `sends flowed (${acked.size} acknowledged)`);
     assert.deepEqual(refused, [], 'the sender, on a live node, was never refused');
     // At least once: a message acknowledged by the user on the dead node just before it died may come again.
     const twice = [...received.values()].filter((count) => count > 1).length;
     assert.ok(twice < acked.size / 10, `few deliveries repeated (${twice})`);
     // The dead node is forgotten within presence_ttl: the others see two nodes.
-    await until('the dead node to be forgotten', async () => ((await getJson(nodes[0]!.port, '/health')).body.cluster as { nodes_alive: number }).nodes_alive === 2, 10_000);
+    await untilTrue('the dead node to be forgotten', async () => ((await getJson(nodes[0]!.port, '/health')).body.cluster as { nodes_alive: number }).nodes_alive === 2, 10_000);
   });
 });
 
@@ -114,7 +107,7 @@ describe('Redis killed and restarted mid-traffic', { skip }, () => {
     await publisher.next((f) => f.op === 'ack' && f.ref === 'any');
 
     await redis.kill();
-    await until('both nodes to report Redis down', async () => {
+    await untilTrue('both nodes to report Redis down', async () => {
       for (const node of nodes) {
         const { body } = await getJson(node.port, '/health');
         if (body.status !== 'degraded' || (body.cluster as { redis: string }).redis !== 'down') return false;
@@ -135,7 +128,7 @@ describe('Redis killed and restarted mid-traffic', { skip }, () => {
     for (const client of [publisher, local, remote]) for (const f of client.frames) if (f.op === 'err') assert.ok(isErrorCode(f.code), `coded: ${JSON.stringify(f)}`);
 
     await redis.restart();
-    await until('both nodes to report Redis up', async () => {
+    await untilTrue('both nodes to report Redis up', async () => {
       for (const node of nodes) if ((await getJson(node.port, '/health')).body.status !== 'ok') return false;
       return true;
     });
@@ -181,7 +174,7 @@ describe('connecting to Redis: late, with a password, over TLS', { skip }, () =>
       assert.equal(body.status, 'degraded');
       assert.equal((body.cluster as { redis: string }).redis, 'down');
       await redis.restart();
-      await until('the node to report Redis up', async () => (await getJson(node.port, '/health')).body.status === 'ok');
+      await untilTrue('the node to report Redis up', async () => (await getJson(node.port, '/health')).body.status === 'ok');
     } finally {
       await node.stop();
       await redis.stop();

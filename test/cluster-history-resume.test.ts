@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { getJson, member, type Frame, type TestClient } from './helpers/client.js';
 import { joinGroup as join, nextMsgs } from './helpers/history.js';
-import { until } from './helpers/messaging.js';
+import { untilTrue } from './helpers/messaging.js';
 import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
 import { startProcess, type ServerProcess } from './helpers/server.js';
 import { tcpProxy, type TcpProxy } from './helpers/tcp-proxy.js';
@@ -59,10 +59,10 @@ describe('a node cut off from Redis, and back', { skip }, () => {
   /** Cuts node 0 off from Redis while `meanwhile` runs, then lets it back and waits until it is up. */
   async function cutOff(meanwhile: () => Promise<void>): Promise<void> {
     proxy.refuse = true;
-    await until(async () => ((await redisOf(0)) !== 'up' ? true : undefined), 'node 0 to see Redis go');
+    await untilTrue('node 0 to see Redis go', async () => (await redisOf(0)) !== 'up');
     await meanwhile();
     proxy.refuse = false;
-    await until(async () => ((await getJson(nodes[0]!.port, '/health')).body.status === 'ok' ? true : undefined), 'node 0 to be back');
+    await untilTrue('node 0 to be back', async () => (await getJson(nodes[0]!.port, '/health')).body.status === 'ok');
   }
 
   async function counter(node: number, name: string): Promise<number> {
@@ -71,7 +71,7 @@ describe('a node cut off from Redis, and back', { skip }, () => {
 
   /** The broker's counters reach /stats once per metrics interval. */
   async function counted(node: number, name: string, value: number): Promise<void> {
-    await until(async () => ((await counter(node, name)) === value ? true : undefined), `${name} to be ${value}`);
+    await untilTrue(`${name} to be ${value}`, async () => (await counter(node, name)) === value);
   }
 
   test('its members get what other nodes published meanwhile, in order and once, then the live messages', async () => {

@@ -9,12 +9,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { getJson, member, type Frame, type TestClient } from './helpers/client.js';
+import { untilTrue } from './helpers/messaging.js';
 import { eventsUntilQuiet as quietEvents, isEvent } from './helpers/presence.js';
 import { announceSkip, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
 import { startProcess, testConfig, type ServerProcess } from './helpers/server.js';
 
 const skip = announceSkip('cluster-presence-events.test');
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** websocket.presence.window: long enough that a test's few joins land in one window even on a busy machine. */
 const WINDOW_S = 0.5;
@@ -170,14 +170,6 @@ describe('presence events while Redis is unreachable', { skip }, () => {
     await redis?.stop();
   });
 
-  const until = async (what: string, check: () => Promise<boolean>): Promise<void> => {
-    for (let i = 0; i < 400; i++) {
-      if (await check()) return;
-      await sleep(25);
-    }
-    assert.fail(`never: ${what}`);
-  };
-
   test('no node crashes; events resume once Redis is back, and none is wrong', async () => {
     redis = await startPrivateRedis({ durable: true });
     // A presence_ttl longer than the outage: the nodes do not forget each other meanwhile.
@@ -191,7 +183,7 @@ describe('presence events while Redis is unreachable', { skip }, () => {
     assert.deepEqual(await eventsUntilQuiet(watcher, 'out'), { joins: ['outwatch'], leaves: [], frames: 1 });
 
     await redis.kill();
-    await until('both nodes to report Redis down', async () => {
+    await untilTrue('both nodes to report Redis down', async () => {
       for (const node of nodes) if ((await getJson(node.port, '/health')).body.status !== 'degraded') return false;
       return true;
     });
@@ -199,7 +191,7 @@ describe('presence events while Redis is unreachable', { skip }, () => {
     open.push(dave);
     await leave(carol, 'out');
     await redis.restart();
-    await until('both nodes to report Redis up', async () => {
+    await untilTrue('both nodes to report Redis up', async () => {
       for (const node of nodes) if ((await getJson(node.port, '/health')).body.status !== 'ok') return false;
       return true;
     });

@@ -27,6 +27,11 @@ export async function until<T>(check: () => T | undefined | Promise<T | undefine
   }
 }
 
+/** Polls a yes/no `check` until it holds (until() waits for a value). */
+export async function untilTrue(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+  await until(async () => ((await check()) ? true : undefined), what, timeoutMs);
+}
+
 /** A ping round trip: every frame the server sent before the pong has arrived. */
 export async function settle(client: TestClient): Promise<void> {
   const t = Math.random();
