@@ -4,6 +4,7 @@
  * dead-letter page is rendered in the pool into the same bytes as inline.
  */
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { answerDlqRequest, type DeadLetterStore } from '../src/broker/dlq-admin.js';
 import { Codec } from '../src/codec/codec.js';
@@ -63,6 +64,19 @@ describe('codec tasks, in a pool thread and inline', () => {
         const pooled = await pool.run(structuredClone(task));
         assert.deepEqual(JSON.parse(JSON.stringify(pooled, (_k, v: unknown) => (v instanceof Uint8Array ? [...v] : v))), JSON.parse(JSON.stringify(inline, (_k, v: unknown) => (v instanceof Uint8Array ? [...v] : v))));
       }
+    } finally {
+      await pool.close();
+    }
+  });
+
+  test('the pool threads run at the configured nice increment above the thread that made the pool', async () => {
+    const niceOf = (task: string): number => Number(readFileSync(`/proc/self/task/${task}/stat`, 'latin1').split(') ')[1]!.split(' ')[16]);
+    const own = niceOf(String(process.pid));
+    const pool = new CodecPool({ size: 1, queueLimit: 4, nice: 7 });
+    try {
+      await pool.run(prepareTask({ text: 'wake the thread' }));
+      const nices = readdirSync('/proc/self/task').map(niceOf);
+      assert.ok(nices.includes(Math.min(19, own + 7)), `a thread at nice ${own + 7} among ${nices.join(',')}`);
     } finally {
       await pool.close();
     }

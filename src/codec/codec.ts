@@ -21,6 +21,8 @@ export interface CodecSettings {
   offloadThreshold: number;
   poolSize: number;
   queueLimit: number;
+  /** The pool threads' nice increment; unset: 0. */
+  poolNice?: number;
 }
 
 /** The settings of `performance` config (one mapping for the primary's pool and every shard's). */
@@ -32,6 +34,7 @@ export function codecSettings(performance: Config['websocket']['performance']): 
     offloadThreshold: performance.codec_offload_threshold,
     poolSize: performance.codec_pool_size,
     queueLimit: performance.codec_queue_limit,
+    poolNice: performance.codec_pool_nice,
   };
 }
 
@@ -55,7 +58,7 @@ export class Codec {
     this.lz4Threshold = settings.compression ? settings.lz4Threshold : Infinity;
     this.offloadThreshold = settings.poolSize === 0 ? Infinity : settings.offloadThreshold;
     this.hcMinRecipients = settings.hcMinRecipients ?? 0;
-    this.pool = new CodecPool({ size: settings.poolSize, queueLimit: settings.queueLimit });
+    this.pool = new CodecPool({ size: settings.poolSize, queueLimit: settings.queueLimit, nice: settings.poolNice });
   }
 
   /**

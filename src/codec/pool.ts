@@ -17,6 +17,8 @@ export interface CodecPoolOptions {
   size: number;
   /** Tasks in flight at most. */
   queueLimit: number;
+  /** Nice increment of the pool's threads (piscina applies it per thread, with @napi-rs/nice); unset: 0. */
+  nice?: number;
 }
 
 /** How long an idle pool thread lives. */
@@ -70,6 +72,7 @@ export class CodecPool {
         idleTimeout: IDLE_MS,
         // The bound is ours (queueLimit): piscina's own queue never refuses.
         maxQueue: Infinity,
+        niceIncrement: this.options.nice ?? 0,
       });
       // Closed while piscina loaded: close() ends this pool (it holds this promise), and the
       // tasks waiting for it reject, as on a closed pool.

@@ -150,6 +150,12 @@ const performance = z
     /** Codec tasks one pool may have in flight; beyond it the work runs inline (slower, never dropped). */
     codec_queue_limit: positiveInt.default(64),
     /**
+     * How much lower the pool's threads run than the rest of the server (nice increment, 0-19):
+     * on a machine with fewer free cores than busy threads, a pool thread then yields its core to
+     * a shard's loop as soon as the loop has work, which is the point of offloading.
+     */
+    codec_pool_nice: nonNegativeInt.max(19).default(10),
+    /**
      * Client frames, stored backlogs and exports of at least this many bytes are decoded and
      * encoded in the codec pool instead of on the thread's loop. 64 KiB: where the pool's
      * small-message P99 first came out below inline's (npm run bench:codec, README).

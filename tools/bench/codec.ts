@@ -6,7 +6,7 @@
 //
 // Usage: npm run bench:codec -- [--repeats 3] [--duration 3] [--parts frames,wire,offload]
 //        [--sizes 128,4096,65536] [--payload prose|thread] [--fanout 20]
-//        [--offload-sizes 4096,16384,32768,65536,131072] [--offload-bytes-per-s 2000000] [--json-out FILE]
+//        [--offload-sizes 4096,16384,32768,65536,131072] [--offload-bytes-per-s 2000000] [--pool-nice N] [--json-out FILE]
 //        [--encodings json,json+deflate,msgpack,msgpack+lz4] [--server-node-args "--cpu-prof --cpu-prof-dir=DIR"]
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -44,6 +44,8 @@ const { values } = parseArgs({
     'json-out': { type: 'string' },
     encodings: { type: 'string', default: ENCODINGS.join(',') },
     'server-node-args': { type: 'string', default: '' },
+    /** The pool threads' nice increment (performance.codec_pool_nice); unset: the server's default. */
+    'pool-nice': { type: 'string' },
   },
 });
 const repeats = Number(values.repeats);
@@ -56,6 +58,7 @@ const fanout = Number(values.fanout);
 const offloadSizes = list(values['offload-sizes']!);
 const offloadBytesPerS = Number(values['offload-bytes-per-s']);
 const smallRate = Number(values['small-rate']);
+const poolNice = values['pool-nice'] === undefined ? {} : { codec_pool_nice: Number(values['pool-nice']) };
 const encodings = values.encodings!.split(',') as Encoding[];
 for (const e of encodings) if (!ENCODINGS.includes(e)) throw new Error(`--encodings: some of ${ENCODINGS.join(', ')}`);
 /** More node options for every server, e.g. --cpu-prof (a profile per thread, the shards' too). */
@@ -98,7 +101,7 @@ async function main(): Promise<void> {
   const report: Record<string, unknown> = {
     benchmark: 'codec',
     startedAt,
-    config: { repeats, durationS, payload, sizes, encodings, serverNodeArgs, fanout, offloadSizes, offloadBytesPerS, smallRate, lz4Threshold: 1024 },
+    config: { repeats, durationS, payload, sizes, encodings, serverNodeArgs, fanout, offloadSizes, offloadBytesPerS, smallRate, lz4Threshold: 1024, ...poolNice },
     environment: { node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model ?? '' },
     targets: TARGETS,
   };
@@ -189,7 +192,7 @@ async function main(): Promise<void> {
       for (let r = 0; r < repeats; r++) {
         // Alternating, so a disturbance of the machine falls on both modes alike.
         for (const mode of r % 2 === 0 ? (['inline', 'pool'] as const) : (['pool', 'inline'] as const)) {
-          const performance = { codec_pool_size: mode === 'pool' ? 1 : 0, codec_offload_threshold: size };
+          const performance = { codec_pool_size: mode === 'pool' ? 1 : 0, codec_offload_threshold: size, ...poolNice };
           const run = await withServer({ websocket: { server: { shards: 1, max_payload: 256 * 1024 }, groups: { require_membership: false }, performance } }, (server) =>
             offloadRun({ port: server.port, serverPid: server.pid, largeSize: size, largeRate: offloadBytesPerS / size, smallRate, durationS, payload }),
           );
