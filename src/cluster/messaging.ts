@@ -29,8 +29,8 @@ import type { ClusterStats } from './stats.js';
 /** `offset`: the one a pub to a group that keeps history got (groups.ts). */
 export type Reply = { ok(id: string, offset?: number): void; fail(code: ErrorCode, message: string): void };
 
-/** Fields of a claimed message, as the scripts return them. */
-type Fields = [id: string, from: string, group: string, data: string, pri: string, ts: string, attempts: string];
+/** Fields of a claimed message, as the scripts return them; `deadline`: its ack deadline (epoch ms). */
+type Fields = [id: string, from: string, group: string, data: string, pri: string, ts: string, attempts: string, deadline: number];
 
 /** Most due messages one sweep takes; the next sweep takes the rest. */
 const SWEEP_BATCH = 500;
@@ -56,8 +56,8 @@ export interface MessagingParts {
   log: Logger;
   /** Whether Redis is reachable now (a refusal then costs no round trip). */
   up(): boolean;
-  /** A scheduled message this node stored falls due at `at` (epoch ms): sweep then. */
-  scheduled(at: number): void;
+  /** A message this node stored or delivered falls due at `at` (epoch ms: its schedule, or its ack deadline): sweep then. */
+  dueAt(at: number): void;
   /**
    * Where the latencies are recorded: commit (frame received -> stored in Redis), send (frame
    * received -> handed to the recipient's shard, for a message routed at once to a recipient
@@ -154,7 +154,7 @@ export class ClusterMessaging {
         }
         if (receivedAt > 0) this.parts.latency?.since(Latency.commit, receivedAt);
         reply.ok(m.id);
-        if (detail === 's') this.parts.scheduled(m.at);
+        if (detail === 's') this.parts.dueAt(m.at);
         // A scheduled message's wait is not the server's send latency.
         if (detail === 'w') this.route(m.id, m.target, m.at === 0 ? receivedAt : 0);
       },
@@ -223,9 +223,11 @@ export class ClusterMessaging {
     else this.parts.channels.publishNode(node, NodeRecord.DELIVER_SID, sid, f[0], frame).catch((err: unknown) => this.broke(err, 'deliver'));
   }
 
+  /** A delivery this node claimed: counted, and its redelivery goes out at its deadline (sweeps.ts), not at the next interval sweep. */
   private counted(f: Fields): void {
     this.parts.stats.delivered++;
     if (Number(f[6]) > 1) this.parts.stats.redelivered++;
+    this.parts.dueAt(f[7]);
   }
 
   /** A delivery record from another node (or this one's own route). */
@@ -299,8 +301,12 @@ export class ClusterMessaging {
         const toSid: Array<[string, string]> = [];
         for (const [claimed, f] of backlog.entries) {
           sent.add(f[0]);
-          // Newly claimed: for every connection of the user; already in flight: for this new one too.
-          if (claimed !== 1) toSid.push([f[0], encodeStoredMsg(f[0], f[1], null, f[3], Number(f[4]), Number(f[5]))]);
+          // Newly claimed: for every connection of the user; already in flight: for this new one too
+          // (swept at its deadline here as well: the node that delivered it first may be gone).
+          if (claimed !== 1) {
+            if (f[7] > 0) this.parts.dueAt(f[7]);
+            toSid.push([f[0], encodeStoredMsg(f[0], f[1], null, f[3], Number(f[4]), Number(f[5]))]);
+          }
           else if (backlog.nodes.includes(this.parts.node)) toUser.push(this.toUser(user, backlog.nodes.filter((node) => node !== this.parts.node), f));
           else this.toUser(user, backlog.nodes, f);
         }

@@ -126,7 +126,7 @@ export class ClusterNode {
       stats: this.stats_,
       log,
       up: () => this.up,
-      scheduled: (at) => this.sweeps.at(at),
+      dueAt: (at) => this.sweeps.at(at),
       ...(options.latency ? { latency: options.latency } : {}),
     });
     this.members = new ClusterMembers({
