@@ -30,7 +30,8 @@ export class LocalDelivery {
 
   /**
    * Messages (in order) to every connection of `user` here, several as `batch` frames.
-   * `arrivedAt` (0: none): the one message's arrival, timed by the first shard handing it out.
+   * `arrivedAt` (0: none): the one message's arrival (epochMs() of its sender's shard, on
+   * whichever node), timed as the send latency by the first shard handing it out.
    */
   toUser(user: string, msgs: readonly Outgoing[], arrivedAt = 0): void {
     const conns = this.local.byUser.get(user);

@@ -60,9 +60,10 @@ export interface MessagingParts {
   /** A message this node stored or delivered falls due at `at` (epoch ms: its schedule, or its ack deadline): sweep then. */
   dueAt(at: number): void;
   /**
-   * Where the latencies are recorded: commit (frame received -> stored in Redis), send (frame
-   * received -> handed to the recipient's shard, for a message routed at once to a recipient
-   * on this node) and ack (delivered, by any node -> acknowledged here).
+   * Where the commit (frame received -> stored in Redis) and ack (delivered, by any node ->
+   * acknowledged here) latencies are recorded. The send latency is the recipient's shard's, from
+   * the arrival time its delivery carries, for a message routed at once (local-delivery.ts); to
+   * another node the delivery record carries it (channels.ts).
    */
   latency?: LatencyRecorder;
 }
@@ -201,13 +202,16 @@ export class ClusterMessaging {
     }
   }
 
-  /** A claimed message to every connection of `user`: here directly, elsewhere one record per node. Returns its id and frame. */
+  /**
+   * A claimed message to every connection of `user`: here directly, elsewhere one record per
+   * node (with `receivedAt`, for that node's send latency). Returns its id and frame.
+   */
   private toUser(user: string, nodes: string[], f: Fields, receivedAt = 0): Outgoing {
     this.counted(f);
     const frame = encodeStoredMsg(f[0], f[1], null, f[3], Number(f[4]), Number(f[5]));
     for (const node of nodes) {
       if (node === this.parts.node) this.here.toUser(user, [[f[0], frame]], receivedAt);
-      else this.parts.channels.publishNode(node, NodeRecord.DELIVER_USER, user, f[0], frame).catch((err: unknown) => this.broke(err, 'deliver'));
+      else this.publish(node, NodeRecord.DELIVER_USER, user, f[0], frame, receivedAt);
     }
     return [f[0], frame];
   }
@@ -216,7 +220,13 @@ export class ClusterMessaging {
     this.counted(f);
     const frame = encodeStoredMsg(f[0], f[1], f[2], f[3], Number(f[4]), Number(f[5]));
     if (node === this.parts.node) this.here.toSid(sid, [[f[0], frame]], receivedAt);
-    else this.parts.channels.publishNode(node, NodeRecord.DELIVER_SID, sid, f[0], frame).catch((err: unknown) => this.broke(err, 'deliver'));
+    else this.publish(node, NodeRecord.DELIVER_SID, sid, f[0], frame, receivedAt);
+  }
+
+  /** A delivery record for another node; the receive time only to a node known to take it (channels.ts: an older node's decoder would drop the record). */
+  private publish(node: string, kind: number, target: string, id: string, frame: string, receivedAt: number): void {
+    const time = receivedAt > 0 && this.parts.presence.takesTime(node) ? receivedAt : 0;
+    this.parts.channels.publishNode(node, kind, target, id, frame, time).catch((err: unknown) => this.broke(err, 'deliver'));
   }
 
   /** A delivery this node claimed: counted, and its redelivery goes out at its deadline (sweeps.ts), not at the next interval sweep. */
@@ -226,10 +236,13 @@ export class ClusterMessaging {
     this.parts.dueAt(f[7]);
   }
 
-  /** A delivery record from another node (or this one's own route). */
-  nodeRecord(kind: number, target: string, id: string, frame: string): void {
-    if (kind === NodeRecord.DELIVER_USER) this.here.toUser(target, [[id, frame]]);
-    else if (kind === NodeRecord.DELIVER_SID) this.here.toSid(target, [[id, frame]]);
+  /**
+   * A delivery record from another node. `receivedAt` (0: none): when its sender's shard got
+   * the `send`/`any` frame, by that node's clock, for a message routed at once.
+   */
+  nodeRecord(kind: number, target: string, id: string, frame: string, receivedAt = 0): void {
+    if (kind === NodeRecord.DELIVER_USER) this.here.toUser(target, [[id, frame]], receivedAt);
+    else if (kind === NodeRecord.DELIVER_SID) this.here.toSid(target, [[id, frame]], receivedAt);
   }
 
   /** Deliveries to this node's connections still awaiting their ack (those past their deadline forgotten). */
