@@ -5,13 +5,28 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { Packr } from 'msgpackr';
+import { encodeStoredMsg } from '../src/protocol/json-codec.js';
 import { getJson, member, type Frame, type TestClient } from './helpers/client.js';
+import { until, untilTrue } from './helpers/messaging.js';
 import { scrape, total, untilMetricIs } from './helpers/prometheus.js';
 import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
 import { startProcess, type ServerProcess } from './helpers/server.js';
 
 const skip = announceSkip('cluster.test');
 type Member = TestClient & { welcome: Frame };
+
+/**
+ * A metric's total once the earlier tests' events are in it: the threads report once per
+ * metrics_collection_interval (1 s), so it is taken when it stays the same past one.
+ */
+const settledTotal = async (port: number, name: string): Promise<number> => {
+  for (let last = NaN; ; await new Promise((r) => setTimeout(r, 1100))) {
+    const count = total(await scrape(port), name);
+    if (count === last) return count;
+    last = count;
+  }
+};
 
 const quiet = async (client: TestClient): Promise<void> => {
   client.send({ op: 'ping', t: 0 });
@@ -135,24 +150,65 @@ describe('three nodes on one Redis', { skip }, () => {
   test('the commit, send and ack latencies of stored messages are measured on the nodes, once per message', async () => {
     const sender = await on(1, 'timed-sender');
     const near = await on(1, 'timed-near');
-    const far = await on(2, 'timed-far');
-    const before = async (node: number, name: string): Promise<number> => total(await scrape(nodes[node]!.port), name);
-    const [commits, sends, acksNear, acksFar] = [
-      await before(1, 'ocs_commit_latency_seconds_count'),
-      await before(1, 'ocs_send_latency_seconds_count'),
-      await before(1, 'ocs_ack_latency_seconds_count'),
-      await before(2, 'ocs_ack_latency_seconds_count'),
-    ];
+    const far = await on(2, 'timed-far', ['timed-workers']);
+    const before = (node: number, name: string): Promise<number> => settledTotal(nodes[node]!.port, name);
+    const [commits, sendsNear, sendsFar, acksNear, acksFar] = await Promise.all([
+      before(1, 'ocs_commit_latency_seconds_count'),
+      before(1, 'ocs_send_latency_seconds_count'),
+      before(2, 'ocs_send_latency_seconds_count'),
+      before(1, 'ocs_ack_latency_seconds_count'),
+      before(2, 'ocs_ack_latency_seconds_count'),
+    ]);
     for (const to of ['timed-near', 'timed-far']) sender.send({ op: 'send', to, data: 'timed', ref: to });
-    for (const client of [near, far]) {
-      const msg = await client.next((f) => f.op === 'msg' && f.data === 'timed');
+    sender.send({ op: 'any', group: 'timed-workers', data: 'timed any', ref: 'any' });
+    for (const [client, data] of [[near, 'timed'], [far, 'timed'], [far, 'timed any']] as const) {
+      const msg = await client.next((f) => f.op === 'msg' && f.data === data);
       client.send({ op: 'ack', id: msg.id });
     }
-    await untilMetricIs(nodes[1]!.port, 'ocs_commit_latency_seconds_count', commits + 2);
-    // Timed up to the recipient's shard where that is on the sender's node (from another node it comes through Redis).
-    await untilMetricIs(nodes[1]!.port, 'ocs_send_latency_seconds_count', sends + 1);
+    await untilMetricIs(nodes[1]!.port, 'ocs_commit_latency_seconds_count', commits + 3);
+    // Timed by the recipient's shard, on the sender's node or, from the receive time the delivery record carries, on another.
+    await untilMetricIs(nodes[1]!.port, 'ocs_send_latency_seconds_count', sendsNear + 1);
+    await untilMetricIs(nodes[2]!.port, 'ocs_send_latency_seconds_count', sendsFar + 2);
     await untilMetricIs(nodes[1]!.port, 'ocs_ack_latency_seconds_count', acksNear + 1);
-    await untilMetricIs(nodes[2]!.port, 'ocs_ack_latency_seconds_count', acksFar + 1);
+    await untilMetricIs(nodes[2]!.port, 'ocs_ack_latency_seconds_count', acksFar + 2);
+  });
+
+  test('delivery records across versions: a node takes them with or without the receive time, and sends it only to nodes that take it', async () => {
+    const packr = new Packr({ useRecords: false, moreTypes: false });
+    const client = redis.client();
+    // Records from an older node (four elements) and from a later one (a further element) are delivered; only a timed one is timed.
+    const recipient = await on(2, 'rec-reader');
+    const [node2] = await client.hkeys('ocs:pu:rec-reader');
+    const sends = await settledTotal(nodes[2]!.port, 'ocs_send_latency_seconds_count');
+    const records = [[1, 'rec-reader', 'rec-1'], [1, 'rec-reader', 'rec-2', Date.now() - 5], [1, 'rec-reader', 'rec-3', Date.now() - 5, 'later']] as const;
+    for (const [kind, user, id, ...rest] of records) {
+      await client.publish(`ocs:n:${node2}`, packr.pack([kind, user, id, encodeStoredMsg(id, 'elsewhere', null, `"${id}"`, 1, Date.now()), ...rest]));
+    }
+    for (const [, , id] of records) assert.equal((await recipient.next((f) => f.op === 'msg')).id, id);
+    await untilMetricIs(nodes[2]!.port, 'ocs_send_latency_seconds_count', sends + 2);
+    // A node of an older version, faked: alive, with a user; its decoder takes exactly four elements (msgpackr refuses trailing bytes).
+    const old = 'old0000000node';
+    const listener = redis.client();
+    const heard: unknown[][] = [];
+    listener.on('messageBuffer', (_channel: Buffer, message: Buffer) => heard.push(packr.unpack(message) as unknown[]));
+    await listener.subscribe(`ocs:n:${old}`);
+    await client.multi().zadd('ocs:nodes', Date.now(), old).hset('ocs:pu:old-user', old, 1).exec();
+    const sender = await on(0, 'rec-sender');
+    const sendTo = async (ref: string): Promise<unknown[]> => {
+      await client.zadd('ocs:nodes', Date.now(), old);
+      sender.send({ op: 'send', to: 'old-user', data: ref, ref });
+      const { id } = await sender.next((f) => f.op === 'ack' && f.ref === ref);
+      return until(() => heard.find((record) => record[2] === id), `the record of ${ref}`);
+    };
+    assert.equal((await sendTo('before')).length, 4, 'a node that never said it takes the receive time gets four elements');
+    // Once it says so (as a node of this version does with each heartbeat), and the sender's next heartbeat has read it: five.
+    await client.zadd('ocs:nt', Date.now(), old);
+    await untilTrue('a record with the receive time', async () => {
+      await client.zadd('ocs:nt', Date.now(), old);
+      const record = await sendTo(`after-${Date.now()}`);
+      return record.length === 5 && Math.abs((record[4] as number) - Date.now()) < 5000;
+    });
+    await client.multi().zrem('ocs:nodes', old).zrem('ocs:nt', old).del('ocs:pu:old-user').exec();
   });
 
   test('a message stored for an offline user is delivered by the node it connects to, once', async () => {

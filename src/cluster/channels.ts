@@ -12,9 +12,17 @@
  *   P g:GROUP   [0xff]["+user"/"-user" entries, "\n"-separated]: users who joined or left the
  *               group anywhere, published by the presence scripts (presence-scripts.ts); 0xff
  *               is never an origin length (node ids are about 14 bytes)
- *   P n:NODE    a MessagePack array: [NodeRecord.DELIVER_USER, user, id, frame] or
- *               [NodeRecord.DELIVER_SID, sid, id, frame], or the answer to a join of a history
- *               group, [NodeRecord.HISTORY_JOINED, ...] (history.ts)
+ *   P n:NODE    a MessagePack array: [NodeRecord.DELIVER_USER, user, id, frame, receivedAt?] or
+ *               [NodeRecord.DELIVER_SID, sid, id, frame, receivedAt?], or the answer to a join of
+ *               a history group, [NodeRecord.HISTORY_JOINED, ...] (history.ts)
+ *
+ * `receivedAt` (epoch ms, the sender's shard's clock) is when the `send`/`any` frame of a
+ * message routed at once arrived: the receiving node's shard records the send latency from it.
+ * Versions before it decode a delivery record strictly (exactly four elements, and msgpackr
+ * refuses trailing bytes): they would drop a record with a fifth as malformed, and with it the
+ * delivery. So a record carries it only to a node that said it takes it (`P nt`, written with
+ * each heartbeat: presence.ts); this decoder takes four elements or more and ignores the ones
+ * after those it knows, so a later field needs no such care.
  *
  * Per publisher, order holds: one shard's pubs reach the primary over one ring, leave on one
  * connection, and Redis delivers a channel's messages to a subscriber in order.
@@ -30,8 +38,8 @@ export interface ChannelHandlers {
   groupPub(group: string, frame: Buffer): void;
   /** A presence record of `group` (the text after the 0xff mark), which has members here. */
   presence(group: string, record: string): void;
-  /** A record on this node's channel. */
-  nodeRecord(kind: number, target: string, id: string, frame: string): void;
+  /** A delivery record on this node's channel; `receivedAt` 0 when it carries none. */
+  nodeRecord(kind: number, target: string, id: string, frame: string, receivedAt: number): void;
   /** The answer to a join of a history group (its fields after the kind); false: malformed. */
   historyJoined(fields: readonly unknown[]): boolean;
   /** A payload that does not parse (another version, or not ours): dropped, counted. */
@@ -108,8 +116,9 @@ export class Channels {
     return this.commands.publish(this.keys.groupChannel(group), payload);
   }
 
-  publishNode(node: string, kind: number, target: string, id: string, frame: string): Promise<number> {
-    return this.commands.publish(this.keys.nodeChannel(node), packr.pack([kind, target, id, frame]));
+  /** A delivery record for `node`; `receivedAt` > 0 only if that node takes it (above). */
+  publishNode(node: string, kind: number, target: string, id: string, frame: string, receivedAt = 0): Promise<number> {
+    return this.commands.publish(this.keys.nodeChannel(node), packr.pack(receivedAt > 0 ? [kind, target, id, frame, receivedAt] : [kind, target, id, frame]));
   }
 
   private received(channel: string, message: Buffer): void {
@@ -124,10 +133,11 @@ export class Channels {
         if (!this.handlers.historyJoined(fields.slice(1))) this.handlers.malformed(channel);
         return;
       }
-      if (!Array.isArray(fields) || fields.length !== 4 || typeof fields[1] !== 'string' || typeof fields[2] !== 'string' || typeof fields[3] !== 'string') {
+      if (!Array.isArray(fields) || fields.length < 4 || typeof fields[1] !== 'string' || typeof fields[2] !== 'string' || typeof fields[3] !== 'string') {
         return this.handlers.malformed(channel);
       }
-      return this.handlers.nodeRecord(fields[0] as number, fields[1], fields[2], fields[3]);
+      const receivedAt = fields[4];
+      return this.handlers.nodeRecord(fields[0] as number, fields[1], fields[2], fields[3], typeof receivedAt === 'number' && receivedAt > 0 && Number.isFinite(receivedAt) ? receivedAt : 0);
     }
     if (!channel.startsWith(this.groupPrefix)) return;
     const group = channel.slice(this.groupPrefix.length);

@@ -28,6 +28,14 @@ export class Keys {
     return `${this.prefix}nodes`;
   }
 
+  /**
+   * ZSET node id -> its last heartbeat, of the nodes that take a delivery record's receive time
+   * (channels.ts): an older version's node is not in it, and gets records without it.
+   */
+  get timedNodes(): string {
+    return `${this.prefix}nt`;
+  }
+
   /** HASH node id -> connections of `user` on that node. */
   userPresence(user: string): string {
     return `${this.prefix}pu:${user}`;

@@ -18,10 +18,11 @@ import type { ShardLink } from '../broker/shard-link.js';
 import { scheduleRefusal } from '../broker/embedding-checks.js';
 import { OcsError, type ErrorCode } from '../protocol/errors.js';
 import type { DeadLetter, StoredMessage } from '../store/messages.js';
-import { batchFrames, encodeStoredMsg } from '../protocol/json-codec.js';
+import { encodeStoredMsg } from '../protocol/json-codec.js';
 import { Latency, type LatencyRecorder } from '../metrics/latencies.js';
 import type { Logger } from '../util/logger.js';
 import { NodeRecord, type Channels } from './channels.js';
+import { LocalDelivery, type Outgoing } from './local-delivery.js';
 import type { ClusterPresence, LocalPresence } from './presence.js';
 import { ACK, CONNECT, DEAD_ON_ARRIVAL, JOIN, ROUTE_ANY, ROUTE_USER, STORE, SWEEP, type ScriptRunner } from './scripts.js';
 import type { ClusterStats } from './stats.js';
@@ -29,8 +30,8 @@ import type { ClusterStats } from './stats.js';
 /** `offset`: the one a pub to a group that keeps history got (groups.ts). */
 export type Reply = { ok(id: string, offset?: number): void; fail(code: ErrorCode, message: string): void };
 
-/** Fields of a claimed message, as the scripts return them. */
-type Fields = [id: string, from: string, group: string, data: string, pri: string, ts: string, attempts: string];
+/** Fields of a claimed message, as the scripts return them; `deadline`: its ack deadline (epoch ms). */
+type Fields = [id: string, from: string, group: string, data: string, pri: string, ts: string, attempts: string, deadline: number];
 
 /** Most due messages one sweep takes; the next sweep takes the rest. */
 const SWEEP_BATCH = 500;
@@ -56,12 +57,13 @@ export interface MessagingParts {
   log: Logger;
   /** Whether Redis is reachable now (a refusal then costs no round trip). */
   up(): boolean;
-  /** A scheduled message this node stored falls due at `at` (epoch ms): sweep then. */
-  scheduled(at: number): void;
+  /** A message this node stored or delivered falls due at `at` (epoch ms: its schedule, or its ack deadline): sweep then. */
+  dueAt(at: number): void;
   /**
-   * Where the latencies are recorded: commit (frame received -> stored in Redis), send (frame
-   * received -> handed to the recipient's shard, for a message routed at once to a recipient
-   * on this node) and ack (delivered, by any node -> acknowledged here).
+   * Where the commit (frame received -> stored in Redis) and ack (delivered, by any node ->
+   * acknowledged here) latencies are recorded. The send latency is the recipient's shard's, from
+   * the arrival time its delivery carries, for a message routed at once (local-delivery.ts); to
+   * another node the delivery record carries it (channels.ts).
    */
   latency?: LatencyRecorder;
 }
@@ -69,18 +71,13 @@ export interface MessagingParts {
 export class ClusterMessaging {
   private readonly delivery: Config['websocket']['delivery'];
   private readonly prefix: string;
-  /** Connections whose CONNECT is in flight: deliveries for their user wait here, then follow their backlog. */
-  private readonly connecting = new Map<string, Array<[id: string, frame: string]>>();
-  /**
-   * Deliveries handed to this node's connections and not acknowledged here yet, with their ack
-   * deadline (past it they no longer count: the sweep routes them again). What a drain waits for.
-   */
-  private readonly unacked = new Map<string, number>();
+  private readonly here: LocalDelivery;
   private storesInFlight = 0;
 
   constructor(private readonly parts: MessagingParts) {
     this.delivery = parts.config.websocket.delivery;
     this.prefix = parts.config.cluster.key_prefix;
+    this.here = new LocalDelivery(parts.config, parts.local, parts.link);
   }
 
   // --- taking messages in --------------------------------------------------------------------
@@ -154,7 +151,7 @@ export class ClusterMessaging {
         }
         if (receivedAt > 0) this.parts.latency?.since(Latency.commit, receivedAt);
         reply.ok(m.id);
-        if (detail === 's') this.parts.scheduled(m.at);
+        if (detail === 's') this.parts.dueAt(m.at);
         // A scheduled message's wait is not the server's send latency.
         if (detail === 'w') this.route(m.id, m.target, m.at === 0 ? receivedAt : 0);
       },
@@ -205,13 +202,16 @@ export class ClusterMessaging {
     }
   }
 
-  /** A claimed message to every connection of `user`: here directly, elsewhere one record per node. Returns its id and frame. */
-  private toUser(user: string, nodes: string[], f: Fields, receivedAt = 0): [string, string] {
+  /**
+   * A claimed message to every connection of `user`: here directly, elsewhere one record per
+   * node (with `receivedAt`, for that node's send latency). Returns its id and frame.
+   */
+  private toUser(user: string, nodes: string[], f: Fields, receivedAt = 0): Outgoing {
     this.counted(f);
     const frame = encodeStoredMsg(f[0], f[1], null, f[3], Number(f[4]), Number(f[5]));
     for (const node of nodes) {
-      if (node === this.parts.node) this.deliverToUser(user, [[f[0], frame]], receivedAt);
-      else this.parts.channels.publishNode(node, NodeRecord.DELIVER_USER, user, f[0], frame).catch((err: unknown) => this.broke(err, 'deliver'));
+      if (node === this.parts.node) this.here.toUser(user, [[f[0], frame]], receivedAt);
+      else this.publish(node, NodeRecord.DELIVER_USER, user, f[0], frame, receivedAt);
     }
     return [f[0], frame];
   }
@@ -219,60 +219,35 @@ export class ClusterMessaging {
   private toMember(node: string, sid: string, f: Fields, receivedAt: number): void {
     this.counted(f);
     const frame = encodeStoredMsg(f[0], f[1], f[2], f[3], Number(f[4]), Number(f[5]));
-    if (node === this.parts.node) this.deliverToSid(sid, [[f[0], frame]], receivedAt);
-    else this.parts.channels.publishNode(node, NodeRecord.DELIVER_SID, sid, f[0], frame).catch((err: unknown) => this.broke(err, 'deliver'));
+    if (node === this.parts.node) this.here.toSid(sid, [[f[0], frame]], receivedAt);
+    else this.publish(node, NodeRecord.DELIVER_SID, sid, f[0], frame, receivedAt);
   }
 
+  /** A delivery record for another node; the receive time only to a node known to take it (channels.ts: an older node's decoder would drop the record). */
+  private publish(node: string, kind: number, target: string, id: string, frame: string, receivedAt: number): void {
+    const time = receivedAt > 0 && this.parts.presence.takesTime(node) ? receivedAt : 0;
+    this.parts.channels.publishNode(node, kind, target, id, frame, time).catch((err: unknown) => this.broke(err, 'deliver'));
+  }
+
+  /** A delivery this node claimed: counted, and its redelivery goes out at its deadline (sweeps.ts), not at the next interval sweep. */
   private counted(f: Fields): void {
     this.parts.stats.delivered++;
     if (Number(f[6]) > 1) this.parts.stats.redelivered++;
-  }
-
-  /** A delivery record from another node (or this one's own route). */
-  nodeRecord(kind: number, target: string, id: string, frame: string): void {
-    if (kind === NodeRecord.DELIVER_USER) this.deliverToUser(target, [[id, frame]]);
-    else if (kind === NodeRecord.DELIVER_SID) this.deliverToSid(target, [[id, frame]]);
+    this.parts.dueAt(f[7]);
   }
 
   /**
-   * Messages ([id, msg frame], in order) to every connection of `user` here, several as `batch`
-   * frames. `arrivedAt` (0: none): the one message's arrival, timed by the first shard handing it out.
+   * A delivery record from another node. `receivedAt` (0: none): when its sender's shard got
+   * the `send`/`any` frame, by that node's clock, for a message routed at once.
    */
-  private deliverToUser(user: string, msgs: ReadonlyArray<[string, string]>, arrivedAt = 0): void {
-    const { local, link } = this.parts;
-    const conns = local.byUser.get(user);
-    if (!conns || msgs.length === 0) return;
-    for (const [id] of msgs) this.handedOut(id);
-    // Connections still waiting for their backlog get these after it (a shard skips them: they have no welcome yet).
-    for (const sid of conns.keys()) this.connecting.get(sid)?.push(...msgs);
-    const frames = this.batched(msgs);
-    for (const shard of local.shardsOf(user)) {
-      for (const frame of frames) link.deliverToUser(shard, user, frame, arrivedAt, arrivedAt > 0 ? 1 : 0);
-      arrivedAt = 0;
-    }
-  }
-
-  /** Messages ([id, msg frame], in order) to connection `sid`, several as `batch` frames. */
-  private deliverToSid(sid: string, msgs: ReadonlyArray<[string, string]>, arrivedAt = 0): void {
-    const conn = this.parts.local.bySid.get(sid);
-    if (!conn || msgs.length === 0) return;
-    for (const [id] of msgs) this.handedOut(id);
-    for (const frame of this.batched(msgs)) this.parts.link.deliverToSid(conn.shard, sid, frame, arrivedAt, arrivedAt > 0 ? 1 : 0);
-  }
-
-  private batched(msgs: ReadonlyArray<[string, string]>): string[] {
-    return msgs.length === 1 ? [msgs[0]![1]] : batchFrames(msgs.map(([, frame]) => frame), this.parts.config.websocket.performance.batch_size, this.parts.link.maxFrameBytes);
-  }
-
-  private handedOut(id: string): void {
-    this.unacked.set(id, Date.now() + this.delivery.ack_timeout * 1000);
+  nodeRecord(kind: number, target: string, id: string, frame: string, receivedAt = 0): void {
+    if (kind === NodeRecord.DELIVER_USER) this.here.toUser(target, [[id, frame]], receivedAt);
+    else if (kind === NodeRecord.DELIVER_SID) this.here.toSid(target, [[id, frame]], receivedAt);
   }
 
   /** Deliveries to this node's connections still awaiting their ack (those past their deadline forgotten). */
   inflight(): number {
-    const now = Date.now();
-    for (const [id, deadline] of this.unacked) if (deadline <= now) this.unacked.delete(id);
-    return this.unacked.size;
+    return this.here.inflight();
   }
 
   // --- connections and members -----------------------------------------------------------------
@@ -285,31 +260,34 @@ export class ClusterMessaging {
   connect(sid: string, user: string, shard: number): void {
     const { link, local } = this.parts;
     if (!this.parts.up()) return link.welcome(shard, sid, 0);
-    this.connecting.set(sid, []);
+    this.here.hold(sid);
     this.backlogOf(user, local.byUser.get(user)?.size ?? 1).then(
       (backlog) => {
-        const held = this.connecting.get(sid) ?? [];
-        this.connecting.delete(sid);
+        const held = this.here.release(sid);
         if (!local.bySid.has(sid)) return; // closed meanwhile: its messages stay in flight and time out
         link.welcome(shard, sid, backlog === null ? 0 : backlog.pending);
         if (backlog === null) return;
         const sent = new Set<string>();
         // In queue order (priority, then acceptance), as `batch` frames where several go to one place, as on one process.
-        const toUser: Array<[string, string]> = [];
-        const toSid: Array<[string, string]> = [];
+        const toUser: Outgoing[] = [];
+        const toSid: Outgoing[] = [];
         for (const [claimed, f] of backlog.entries) {
           sent.add(f[0]);
-          // Newly claimed: for every connection of the user; already in flight: for this new one too.
-          if (claimed !== 1) toSid.push([f[0], encodeStoredMsg(f[0], f[1], null, f[3], Number(f[4]), Number(f[5]))]);
+          // Newly claimed: for every connection of the user; already in flight: for this new one too
+          // (swept at its deadline here as well: the node that delivered it first may be gone).
+          if (claimed !== 1) {
+            if (f[7] > 0) this.parts.dueAt(f[7]);
+            toSid.push([f[0], encodeStoredMsg(f[0], f[1], null, f[3], Number(f[4]), Number(f[5]))]);
+          }
           else if (backlog.nodes.includes(this.parts.node)) toUser.push(this.toUser(user, backlog.nodes.filter((node) => node !== this.parts.node), f));
           else this.toUser(user, backlog.nodes, f);
         }
         for (const [id, frame] of held) if (!sent.has(id)) toSid.push([id, frame]);
-        this.deliverToUser(user, toUser);
-        this.deliverToSid(sid, toSid);
+        this.here.toUser(user, toUser);
+        this.here.toSid(sid, toSid);
       },
       (err: unknown) => {
-        this.connecting.delete(sid);
+        this.here.release(sid);
         this.broke(err, 'connect');
         if (local.bySid.has(sid)) link.welcome(shard, sid, 0);
       },
@@ -355,7 +333,7 @@ export class ClusterMessaging {
   // --- acknowledgements and the sweep ----------------------------------------------------------
 
   ack(user: string, id: string, reply: { unknown(message: string): void; unavailable(message: string): void }): void {
-    this.unacked.delete(id);
+    this.here.acked(id);
     if (!this.parts.up()) return reply.unavailable(`ack of ${id} not recorded: Redis is unreachable; the message will be delivered again`);
     this.script<string | null>(ACK, [this.prefix, id, user]).then(
       (deliveredAt) => {

@@ -109,7 +109,7 @@ export class ClusterNode {
         else if (this.history.received(group, text)) options.link.groupPub(group, text);
       },
       presence: (group, record) => void (this.groups.events.received(group, record) || this.stats_.cluster_malformed++),
-      nodeRecord: (kind, target, id, frame) => this.messaging.nodeRecord(kind, target, id, frame),
+      nodeRecord: (kind, target, id, frame, receivedAt) => this.messaging.nodeRecord(kind, target, id, frame, receivedAt),
       historyJoined: (fields) => this.history.joinAnswered(fields),
       malformed: () => this.stats_.cluster_malformed++,
     });
@@ -126,7 +126,7 @@ export class ClusterNode {
       stats: this.stats_,
       log,
       up: () => this.up,
-      scheduled: (at) => this.sweeps.at(at),
+      dueAt: (at) => this.sweeps.at(at),
       ...(options.latency ? { latency: options.latency } : {}),
     });
     this.members = new ClusterMembers({

@@ -5,6 +5,8 @@
  * what the node writes to Redis, writes again after an outage, and routes local deliveries by.
  *
  *   P nodes        ZSET node -> last heartbeat (epoch ms), every presence_ttl / 3
+ *   P nt           ZSET the same, of the nodes that take a delivery record's receive time
+ *                  (channels.ts); trimmed by age, as nothing else forgets a node there
  *   P pu:USER      HASH node -> the user's connections on that node
  *   P pg:GROUP     HASH "node\nsid" -> "user\nweight": the group's member connections
  *   P pc:GROUP     HASH user -> its member connections in the group (presence-scripts.ts)
@@ -99,6 +101,8 @@ export class LocalPresence {
 
 export class ClusterPresence {
   private aliveNodes = new Set<string>();
+  /** The nodes that took a delivery record's receive time at the last heartbeat. */
+  private timedNodes = new Set<string>();
 
   constructor(
     private readonly redis: Redis,
@@ -120,6 +124,11 @@ export class ClusterPresence {
     return this.aliveNodes;
   }
 
+  /** Whether a delivery record to `node` may carry its receive time (channels.ts): it said so at its last heartbeat this node read. */
+  takesTime(node: string): boolean {
+    return this.timedNodes.has(node);
+  }
+
   /**
    * This node is alive; learn which others are, and forget the dead. True: this node's own
    * heartbeat was gone, so another node took it for dead (it stalled longer than presence_ttl)
@@ -128,17 +137,21 @@ export class ClusterPresence {
   async heartbeat(): Promise<boolean> {
     const now = Date.now();
     const { keys } = this;
-    const [added, alive, dead] = (await this.redis
+    const [added, alive, dead, , , timed] = (await this.redis
       .multi()
       .zadd(keys.nodes, now, this.node)
       .zrangebyscore(keys.nodes, now - this.ttlMs, '+inf')
       .zrangebyscore(keys.nodes, '-inf', `(${now - this.ttlMs}`)
+      .zadd(keys.timedNodes, now, this.node)
+      .zremrangebyscore(keys.timedNodes, '-inf', `(${now - this.ttlMs}`)
+      .zrangebyscore(keys.timedNodes, now - this.ttlMs, '+inf')
       .exec())!.map(([err, value]) => {
       if (err) throw err;
       return value;
-    }) as [number, string[], string[]];
+    }) as [number, string[], string[], number, number, string[]];
     this.aliveNodes = new Set(alive);
     this.aliveNodes.add(this.node);
+    this.timedNodes = new Set(timed);
     for (const node of dead) await this.forgetNode(node);
     return added === 1;
   }

@@ -93,16 +93,18 @@ end
 local function backoff(attempts, ackMs, mult, maxMs)
   return math.min(ackMs * (mult ^ (attempts - 1)), maxMs)
 end
--- Marks a waiting message delivered (to holder, '' for a user's message); returns its fields.
+-- Marks a waiting message delivered (to holder, '' for a user's message); returns its fields
+-- and its ack deadline (whole ms, rounded up: Redis would cut a fraction off).
 local function claim(id, holder, now, ackMs, mult, maxMs)
   local m = P..'m:'..id
   if redis.call('HGET', m, 'state') ~= 'w' then return false end
   local attempts = redis.call('HINCRBY', m, 'attempts', 1)
+  local deadline = now + backoff(attempts, ackMs, mult, maxMs)
   redis.call('HSET', m, 'state', 'f', 'holder', holder, 'dt', now)
-  redis.call('ZADD', P..'due', now + backoff(attempts, ackMs, mult, maxMs), id)
+  redis.call('ZADD', P..'due', deadline, id)
   if holder ~= '' then redis.call('HINCRBY', P..'load', holder, 1) end
   local f = redis.call('HMGET', m, 'from', 'group', 'data', 'pri', 'ts', 'attempts')
-  return {id, f[1], f[2], f[3], f[4], f[5], f[6]}
+  return {id, f[1], f[2], f[3], f[4], f[5], f[6], math.ceil(deadline)}
 end
 local function alive(node, since)
   local beat = redis.call('ZSCORE', P..'nodes', node)
@@ -165,7 +167,8 @@ return {'ok', state, dropped}
 /**
  * A user's message to deliver now, if the user is online on some live node.
  * ARGV: P id user now ackMs mult maxBackoffMs aliveSince
- * -> false (nobody online: it stays waiting) | {nodes, fields} (fields as claim() returns them)
+ * -> false (nobody online: it stays waiting) | {nodes, fields} (fields as claim() returns them,
+ *    its ack deadline last)
  */
 export const ROUTE_USER = `${PRELUDE}
 local id, user, now = ARGV[2], ARGV[3], tonumber(ARGV[4])
@@ -240,7 +243,7 @@ return {pick.node, pick.sid, pick.user, fields}
  * connection only. Any route that runs after this script sees the new presence; any before it
  * left its message in flight or waiting, which is listed here: none is missed, none doubled.
  * ARGV: P node user now ackMs mult maxBackoffMs aliveSince connectionsOnNode
- * -> {nodes, pendingCount, entries...} entry: {claimed 1|0, fields...}
+ * -> {nodes, pendingCount, entries...} entry: {claimed 1|0, fields...} (fields end with the ack deadline)
  */
 export const CONNECT = `${PRELUDE}
 local node, user, now, since = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[8])
@@ -262,7 +265,8 @@ for _, id in ipairs(redis.call('ZRANGE', P..'q:u:'..user, 0, -1)) do
   elseif state == 'f' then
     pending = pending + 1
     local f = redis.call('HMGET', m, 'from', 'group', 'data', 'pri', 'ts', 'attempts')
-    out[#out + 1] = {0, {id, f[1], f[2], f[3], f[4], f[5], f[6]}}
+    local deadline = tonumber(redis.call('ZSCORE', P..'due', id) or '0')
+    out[#out + 1] = {0, {id, f[1], f[2], f[3], f[4], f[5], f[6], math.ceil(deadline)}}
   end
 end
 out[2] = pending

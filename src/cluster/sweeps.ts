@@ -1,21 +1,31 @@
 /**
  * When a node sweeps (SWEEP takes the stored messages whose time came: scheduled, past their
  * ack deadline, expired): every cluster.sweep_interval, and also at the time of each scheduled
- * message this node stored, so that it goes out at its `at` rather than up to an interval later
- * (the script hands it to whichever node sweeps first; should this node be gone by then, the
- * others' interval sweeps take it). One timer for the earliest such time; one sweep at a time,
- * and one more after it when asked meanwhile.
+ * message this node stored and at the ack deadline of each delivery it made, so that the message
+ * goes out (again) at that time rather than up to an interval later (the script hands it to
+ * whichever node sweeps first; should this node be gone by then, the others' interval sweeps take
+ * it). One timer for the earliest such time; one sweep at a time, and one more after it when
+ * asked meanwhile.
+ *
+ * Times are kept on a GRID_MS grid, each once: a node delivering thousands of messages a second
+ * arms at most one sweep per grid step, not one per message (a single process's broker has the
+ * same 50 ms tick). A deadline is not taken back when its message is acknowledged first (the ack
+ * may reach any node): the sweep then finds nothing of it, which costs one SWEEP call.
  */
 import { TimerHeap } from '../broker/heap.js';
 
 /** setTimeout's longest wait; a later time is reached in steps. */
 const MAX_DELAY_MS = 2 ** 31 - 1;
-/** Times kept at once (about 50 bytes each); past it a scheduled send waits for an interval sweep, as on a node that did not store it. */
+/** Times kept at once (about 100 bytes each); past it a time is not kept: its message waits for an interval sweep, as on another node. */
 const MAX_TIMES = 100_000;
+/** Sweep times are rounded up to this step, so that one sweep serves every message due within it. */
+export const GRID_MS = 50;
 
 export class Sweeps {
   private interval: NodeJS.Timeout | null = null;
   private readonly times = new TimerHeap<null>();
+  /** The times in `times`, each once. */
+  private readonly kept = new Set<number>();
   private timer: NodeJS.Timeout | null = null;
   private armedFor = Infinity;
   private sweeping = false;
@@ -42,11 +52,13 @@ export class Sweeps {
     this.armedFor = Infinity;
   }
 
-  /** A scheduled message this node stored falls due at `at` (epoch ms). */
+  /** A message this node stored or delivered falls due at `at` (epoch ms): its `at`, or its ack deadline. */
   at(at: number): void {
-    if (this.stopped || this.times.size >= MAX_TIMES) return;
-    this.times.push(at, null, 0);
-    if (at < this.armedFor) this.arm();
+    const time = Math.ceil(at / GRID_MS) * GRID_MS;
+    if (this.stopped || !Number.isFinite(time) || this.kept.has(time) || this.kept.size >= MAX_TIMES) return;
+    this.kept.add(time);
+    this.times.push(time, null, 0);
+    if (time < this.armedFor) this.arm();
   }
 
   private now(): void {
@@ -79,7 +91,10 @@ export class Sweeps {
   private fire(): void {
     const now = Date.now();
     let due = false;
-    while (this.times.popDue(now) !== undefined) due = true;
+    for (let t = this.times.popDue(now); t !== undefined; t = this.times.popDue(now)) {
+      this.kept.delete(t.time);
+      due = true;
+    }
     if (due) this.now();
     this.arm();
   }

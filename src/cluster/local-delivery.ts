@@ -1,0 +1,88 @@
+/**
+ * This node's end of the deliveries of stored messages (messaging.ts decides them): to the
+ * shards holding the recipient's connections, several as `batch` frames; held for connections
+ * whose CONNECT is under way (they get them after their backlog); and remembered until their
+ * ack or deadline, which is what a drain waits for. The same whether this node routed the
+ * message or another node's record brought it (channels.ts).
+ */
+import type { Config } from '../config/schema.js';
+import type { ShardLink } from '../broker/shard-link.js';
+import { batchFrames } from '../protocol/json-codec.js';
+import type { LocalPresence } from './presence.js';
+
+/** A message as it goes out: its id and its `msg` frame. */
+export type Outgoing = [id: string, frame: string];
+
+export class LocalDelivery {
+  /** Connections whose CONNECT is in flight: deliveries for their user wait here, then follow their backlog. */
+  private readonly connecting = new Map<string, Outgoing[]>();
+  /**
+   * Deliveries handed to this node's connections and not acknowledged here yet, with their ack
+   * deadline (past it they no longer count: the sweep routes them again). What a drain waits for.
+   */
+  private readonly unacked = new Map<string, number>();
+
+  constructor(
+    private readonly config: Config,
+    private readonly local: LocalPresence,
+    private readonly link: ShardLink,
+  ) {}
+
+  /**
+   * Messages (in order) to every connection of `user` here, several as `batch` frames.
+   * `arrivedAt` (0: none): the one message's arrival (epochMs() of its sender's shard, on
+   * whichever node), timed as the send latency by the first shard handing it out.
+   */
+  toUser(user: string, msgs: readonly Outgoing[], arrivedAt = 0): void {
+    const conns = this.local.byUser.get(user);
+    if (!conns || msgs.length === 0) return;
+    for (const [id] of msgs) this.handedOut(id);
+    // Connections still waiting for their backlog get these after it (a shard skips them: they have no welcome yet).
+    for (const sid of conns.keys()) this.connecting.get(sid)?.push(...msgs);
+    const frames = this.batched(msgs);
+    for (const shard of this.local.shardsOf(user)) {
+      for (const frame of frames) this.link.deliverToUser(shard, user, frame, arrivedAt, arrivedAt > 0 ? 1 : 0);
+      arrivedAt = 0;
+    }
+  }
+
+  /** Messages (in order) to connection `sid`, several as `batch` frames; `arrivedAt` as for toUser. */
+  toSid(sid: string, msgs: readonly Outgoing[], arrivedAt = 0): void {
+    const conn = this.local.bySid.get(sid);
+    if (!conn || msgs.length === 0) return;
+    for (const [id] of msgs) this.handedOut(id);
+    for (const frame of this.batched(msgs)) this.link.deliverToSid(conn.shard, sid, frame, arrivedAt, arrivedAt > 0 ? 1 : 0);
+  }
+
+  /** The CONNECT of `sid` is under way: what comes for its user meanwhile is held for it. */
+  hold(sid: string): void {
+    this.connecting.set(sid, []);
+  }
+
+  /** Its CONNECT answered (or failed): what was held for `sid`, in order. */
+  release(sid: string): Outgoing[] {
+    const held = this.connecting.get(sid) ?? [];
+    this.connecting.delete(sid);
+    return held;
+  }
+
+  /** Acknowledged through this node. */
+  acked(id: string): void {
+    this.unacked.delete(id);
+  }
+
+  /** Deliveries to this node's connections still awaiting their ack (those past their deadline forgotten). */
+  inflight(): number {
+    const now = Date.now();
+    for (const [id, deadline] of this.unacked) if (deadline <= now) this.unacked.delete(id);
+    return this.unacked.size;
+  }
+
+  private batched(msgs: readonly Outgoing[]): string[] {
+    return msgs.length === 1 ? [msgs[0]![1]] : batchFrames(msgs.map(([, frame]) => frame), this.config.websocket.performance.batch_size, this.link.maxFrameBytes);
+  }
+
+  private handedOut(id: string): void {
+    this.unacked.set(id, Date.now() + this.config.websocket.delivery.ack_timeout * 1000);
+  }
+}
