@@ -21,6 +21,7 @@ import { GcTrace } from './lib/gc-trace.js';
 import { isNoisy, measureHostNoise } from './lib/host-noise.js';
 import { ServerProbe } from './lib/server-probe.js';
 import { rotation, summarizeRepetitions, TARGETS, type Repetition, type RunResult } from './lib/repetitions.js';
+import { warmFetch } from '../lib/warm-fetch.js';
 
 type TargetResult = RunResult;
 
@@ -34,6 +35,7 @@ try {
   process.exit(2);
 }
 reexecPinnedGenerator(); // returns only in the pinned child, or when taskset is missing
+await warmFetch(); // before any load: the window's /stats reads must not compile undici mid-window
 
 const startedAt = new Date().toISOString();
 const plan = makePlan(options);
