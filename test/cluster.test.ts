@@ -173,7 +173,7 @@ describe('three nodes on one Redis', { skip }, () => {
     await untilMetricIs(nodes[2]!.port, 'ocs_ack_latency_seconds_count', acksFar + 2);
   });
 
-  test('delivery records across versions: a node takes them with or without the receive time, and sends it only to nodes that take it', async () => {
+  test('delivery records across versions: a node takes them with or without the receive time, and sends it and the ack deadline only to nodes that take them', async () => {
     const packr = new Packr({ useRecords: false, moreTypes: false });
     const client = redis.client();
     // Records from an older node (four elements) and from a later one (a further element) are delivered; only a timed one is timed.
@@ -201,12 +201,14 @@ describe('three nodes on one Redis', { skip }, () => {
       return until(() => heard.find((record) => record[2] === id), `the record of ${ref}`);
     };
     assert.equal((await sendTo('before')).length, 4, 'a node that never said it takes the receive time gets four elements');
-    // Once it says so (as a node of this version does with each heartbeat), and the sender's next heartbeat has read it: five.
+    // Once it says so (as a node of this version does with each heartbeat), and the sender's next heartbeat has read it:
+    // six, the receive time and the ack deadline.
     await client.zadd('ocs:nt', Date.now(), old);
     await untilTrue('a record with the receive time', async () => {
       await client.zadd('ocs:nt', Date.now(), old);
       const record = await sendTo(`after-${Date.now()}`);
-      return record.length === 5 && Math.abs((record[4] as number) - Date.now()) < 5000;
+      const [receivedAt, deadline] = record.slice(4) as number[];
+      return record.length === 6 && Math.abs(receivedAt! - Date.now()) < 5000 && deadline! > receivedAt! && deadline! < Date.now() + 60_000;
     });
     await client.multi().zrem('ocs:nodes', old).zrem('ocs:nt', old).del('ocs:pu:old-user').exec();
   });

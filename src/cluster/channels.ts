@@ -12,8 +12,8 @@
  *   P g:GROUP   [0xff]["+user"/"-user" entries, "\n"-separated]: users who joined or left the
  *               group anywhere, published by the presence scripts (presence-scripts.ts); 0xff
  *               is never an origin length (node ids are about 14 bytes)
- *   P n:NODE    a MessagePack array: [NodeRecord.DELIVER_USER, user, id, frame, receivedAt?] or
- *               [NodeRecord.DELIVER_SID, sid, id, frame, receivedAt?], or the answer to a join of
+ *   P n:NODE    a MessagePack array: [NodeRecord.DELIVER_USER, user, id, frame, receivedAt?, deadline?]
+ *               or [NodeRecord.DELIVER_SID, sid, id, frame, receivedAt?, deadline?], or the answer to a join of
  *               a history group, [NodeRecord.HISTORY_JOINED, ...] (history.ts)
  *
  * `receivedAt` (epoch ms, the sender's shard's clock) is when the `send`/`any` frame of a
@@ -22,7 +22,9 @@
  * refuses trailing bytes): they would drop a record with a fifth as malformed, and with it the
  * delivery. So a record carries it only to a node that said it takes it (`P nt`, written with
  * each heartbeat: presence.ts); this decoder takes four elements or more and ignores the ones
- * after those it knows, so a later field needs no such care.
+ * after those it knows, so a later field needs no such care. `deadline` (epoch ms, by Redis's
+ * scripts) is the message's ack deadline: the receiving node counts it as awaiting its ack until
+ * then (what a drain waits for), a redelivery's being further off than one ack_timeout.
  *
  * Per publisher, order holds: one shard's pubs reach the primary over one ring, leave on one
  * connection, and Redis delivers a channel's messages to a subscriber in order.
@@ -38,8 +40,8 @@ export interface ChannelHandlers {
   groupPub(group: string, frame: Buffer): void;
   /** A presence record of `group` (the text after the 0xff mark), which has members here. */
   presence(group: string, record: string): void;
-  /** A delivery record on this node's channel; `receivedAt` 0 when it carries none. */
-  nodeRecord(kind: number, target: string, id: string, frame: string, receivedAt: number): void;
+  /** A delivery record on this node's channel; `receivedAt` and `deadline` (its ack deadline) 0 when it carries none. */
+  nodeRecord(kind: number, target: string, id: string, frame: string, receivedAt: number, deadline: number): void;
   /** The answer to a join of a history group (its fields after the kind); false: malformed. */
   historyJoined(fields: readonly unknown[]): boolean;
   /** A payload that does not parse (another version, or not ours): dropped, counted. */
@@ -116,9 +118,10 @@ export class Channels {
     return this.commands.publish(this.keys.groupChannel(group), payload);
   }
 
-  /** A delivery record for `node`; `receivedAt` > 0 only if that node takes it (above). */
-  publishNode(node: string, kind: number, target: string, id: string, frame: string, receivedAt = 0): Promise<number> {
-    return this.commands.publish(this.keys.nodeChannel(node), packr.pack(receivedAt > 0 ? [kind, target, id, frame, receivedAt] : [kind, target, id, frame]));
+  /** A delivery record for `node`; `receivedAt` and `deadline` > 0 only if that node takes them (above). */
+  publishNode(node: string, kind: number, target: string, id: string, frame: string, receivedAt = 0, deadline = 0): Promise<number> {
+    const record = deadline > 0 ? [kind, target, id, frame, receivedAt, deadline] : receivedAt > 0 ? [kind, target, id, frame, receivedAt] : [kind, target, id, frame];
+    return this.commands.publish(this.keys.nodeChannel(node), packr.pack(record));
   }
 
   private received(channel: string, message: Buffer): void {
@@ -136,8 +139,7 @@ export class Channels {
       if (!Array.isArray(fields) || fields.length < 4 || typeof fields[1] !== 'string' || typeof fields[2] !== 'string' || typeof fields[3] !== 'string') {
         return this.handlers.malformed(channel);
       }
-      const receivedAt = fields[4];
-      return this.handlers.nodeRecord(fields[0] as number, fields[1], fields[2], fields[3], typeof receivedAt === 'number' && receivedAt > 0 && Number.isFinite(receivedAt) ? receivedAt : 0);
+      return this.handlers.nodeRecord(fields[0] as number, fields[1], fields[2], fields[3], positiveOr0(fields[4]), positiveOr0(fields[5]));
     }
     if (!channel.startsWith(this.groupPrefix)) return;
     const group = channel.slice(this.groupPrefix.length);
@@ -149,4 +151,9 @@ export class Channels {
     if (originLength === this.origin.length && message.compare(this.origin, 0, originLength, 1, 1 + originLength) === 0) return; // our own pub
     this.handlers.groupPub(group, message.subarray(1 + originLength));
   }
+}
+
+/** An optional time field of a record: a positive finite number, else 0 (absent). */
+function positiveOr0(value: unknown): number {
+  return typeof value === 'number' && value > 0 && Number.isFinite(value) ? value : 0;
 }

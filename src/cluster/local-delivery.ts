@@ -10,8 +10,8 @@ import type { ShardLink } from '../broker/shard-link.js';
 import { batchFrames } from '../protocol/json-codec.js';
 import type { LocalPresence } from './presence.js';
 
-/** A message as it goes out: its id and its `msg` frame. */
-export type Outgoing = [id: string, frame: string];
+/** A message as it goes out: its id, its `msg` frame, and its ack deadline (epoch ms; 0: not known, one ack_timeout from now). */
+export type Outgoing = [id: string, frame: string, deadline: number];
 
 export class LocalDelivery {
   /** Connections whose CONNECT is in flight: deliveries for their user wait here, then follow their backlog. */
@@ -36,7 +36,7 @@ export class LocalDelivery {
   toUser(user: string, msgs: readonly Outgoing[], arrivedAt = 0): void {
     const conns = this.local.byUser.get(user);
     if (!conns || msgs.length === 0) return;
-    for (const [id] of msgs) this.handedOut(id);
+    for (const [id, , deadline] of msgs) this.handedOut(id, deadline);
     // Connections still waiting for their backlog get these after it (a shard skips them: they have no welcome yet).
     for (const sid of conns.keys()) this.connecting.get(sid)?.push(...msgs);
     const frames = this.batched(msgs);
@@ -50,7 +50,7 @@ export class LocalDelivery {
   toSid(sid: string, msgs: readonly Outgoing[], arrivedAt = 0): void {
     const conn = this.local.bySid.get(sid);
     if (!conn || msgs.length === 0) return;
-    for (const [id] of msgs) this.handedOut(id);
+    for (const [id, , deadline] of msgs) this.handedOut(id, deadline);
     for (const frame of this.batched(msgs)) this.link.deliverToSid(conn.shard, sid, frame, arrivedAt, arrivedAt > 0 ? 1 : 0);
   }
 
@@ -82,7 +82,8 @@ export class LocalDelivery {
     return msgs.length === 1 ? [msgs[0]![1]] : batchFrames(msgs.map(([, frame]) => frame), this.config.websocket.performance.batch_size, this.link.maxFrameBytes);
   }
 
-  private handedOut(id: string): void {
-    this.unacked.set(id, Date.now() + this.config.websocket.delivery.ack_timeout * 1000);
+  /** A redelivery's deadline is further off than one ack_timeout (backoff): the scripts say when. */
+  private handedOut(id: string, deadline: number): void {
+    this.unacked.set(id, deadline > 0 ? deadline : Date.now() + this.config.websocket.delivery.ack_timeout * 1000);
   }
 }

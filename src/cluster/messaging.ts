@@ -210,23 +210,23 @@ export class ClusterMessaging {
     this.counted(f);
     const frame = encodeStoredMsg(f[0], f[1], null, f[3], Number(f[4]), Number(f[5]));
     for (const node of nodes) {
-      if (node === this.parts.node) this.here.toUser(user, [[f[0], frame]], receivedAt);
-      else this.publish(node, NodeRecord.DELIVER_USER, user, f[0], frame, receivedAt);
+      if (node === this.parts.node) this.here.toUser(user, [[f[0], frame, f[7]]], receivedAt);
+      else this.publish(node, NodeRecord.DELIVER_USER, user, f, frame, receivedAt);
     }
-    return [f[0], frame];
+    return [f[0], frame, f[7]];
   }
 
   private toMember(node: string, sid: string, f: Fields, receivedAt: number): void {
     this.counted(f);
     const frame = encodeStoredMsg(f[0], f[1], f[2], f[3], Number(f[4]), Number(f[5]));
-    if (node === this.parts.node) this.here.toSid(sid, [[f[0], frame]], receivedAt);
-    else this.publish(node, NodeRecord.DELIVER_SID, sid, f[0], frame, receivedAt);
+    if (node === this.parts.node) this.here.toSid(sid, [[f[0], frame, f[7]]], receivedAt);
+    else this.publish(node, NodeRecord.DELIVER_SID, sid, f, frame, receivedAt);
   }
 
   /** A delivery record for another node; the receive time only to a node known to take it (channels.ts: an older node's decoder would drop the record). */
-  private publish(node: string, kind: number, target: string, id: string, frame: string, receivedAt: number): void {
-    const time = receivedAt > 0 && this.parts.presence.takesTime(node) ? receivedAt : 0;
-    this.parts.channels.publishNode(node, kind, target, id, frame, time).catch((err: unknown) => this.broke(err, 'deliver'));
+  private publish(node: string, kind: number, target: string, f: Fields, frame: string, receivedAt: number): void {
+    const timed = this.parts.presence.takesTime(node);
+    this.parts.channels.publishNode(node, kind, target, f[0], frame, timed ? receivedAt : 0, timed ? f[7] : 0).catch((err: unknown) => this.broke(err, 'deliver'));
   }
 
   /** A delivery this node claimed: counted, and its redelivery goes out at its deadline (sweeps.ts), not at the next interval sweep. */
@@ -240,9 +240,9 @@ export class ClusterMessaging {
    * A delivery record from another node. `receivedAt` (0: none): when its sender's shard got
    * the `send`/`any` frame, by that node's clock, for a message routed at once.
    */
-  nodeRecord(kind: number, target: string, id: string, frame: string, receivedAt = 0): void {
-    if (kind === NodeRecord.DELIVER_USER) this.here.toUser(target, [[id, frame]], receivedAt);
-    else if (kind === NodeRecord.DELIVER_SID) this.here.toSid(target, [[id, frame]], receivedAt);
+  nodeRecord(kind: number, target: string, id: string, frame: string, receivedAt = 0, deadline = 0): void {
+    if (kind === NodeRecord.DELIVER_USER) this.here.toUser(target, [[id, frame, deadline]], receivedAt);
+    else if (kind === NodeRecord.DELIVER_SID) this.here.toSid(target, [[id, frame, deadline]], receivedAt);
   }
 
   /** Deliveries to this node's connections still awaiting their ack (those past their deadline forgotten). */
@@ -277,12 +277,12 @@ export class ClusterMessaging {
           // (swept at its deadline here as well: the node that delivered it first may be gone).
           if (claimed !== 1) {
             if (f[7] > 0) this.parts.dueAt(f[7]);
-            toSid.push([f[0], encodeStoredMsg(f[0], f[1], null, f[3], Number(f[4]), Number(f[5]))]);
+            toSid.push([f[0], encodeStoredMsg(f[0], f[1], null, f[3], Number(f[4]), Number(f[5])), f[7]]);
           }
           else if (backlog.nodes.includes(this.parts.node)) toUser.push(this.toUser(user, backlog.nodes.filter((node) => node !== this.parts.node), f));
           else this.toUser(user, backlog.nodes, f);
         }
-        for (const [id, frame] of held) if (!sent.has(id)) toSid.push([id, frame]);
+        for (const message of held) if (!sent.has(message[0])) toSid.push(message);
         this.here.toUser(user, toUser);
         this.here.toSid(sid, toSid);
       },

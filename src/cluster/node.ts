@@ -109,7 +109,7 @@ export class ClusterNode {
         else if (this.history.received(group, text)) options.link.groupPub(group, text);
       },
       presence: (group, record) => void (this.groups.events.received(group, record) || this.stats_.cluster_malformed++),
-      nodeRecord: (kind, target, id, frame, receivedAt) => this.messaging.nodeRecord(kind, target, id, frame, receivedAt),
+      nodeRecord: (kind, target, id, frame, receivedAt, deadline) => this.messaging.nodeRecord(kind, target, id, frame, receivedAt, deadline),
       historyJoined: (fields) => this.history.joinAnswered(fields),
       malformed: () => this.stats_.cluster_malformed++,
     });
