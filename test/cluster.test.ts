@@ -219,9 +219,11 @@ describe('three nodes on one Redis', { skip }, () => {
     for (let i = 0; i < 5; i++) await sender.next((f) => f.op === 'ack' && f.ref === `o${i}`);
     const late = await on(2, 'later');
     assert.equal(late.welcome.pending, 5);
+    const critical = await late.next((f) => f.op === 'msg' || f.op === 'batch');
+    assert.deepEqual([critical.op, critical.pri, (critical.data as { i: number }).i], ['msg', 3, 4], 'CRITICAL first, alone, as on one process');
     const backlog = await late.next((f) => f.op === 'msg' || f.op === 'batch');
-    assert.equal(backlog.op, 'batch', 'a backlog comes as `batch` frames, as on one process');
-    const msgs = backlog.msgs as Frame[];
+    assert.equal(backlog.op, 'batch', 'the rest of a backlog comes as `batch` frames, as on one process');
+    const msgs = [critical, ...(backlog.msgs as Frame[])];
     for (const msg of msgs) late.send({ op: 'ack', id: msg.id });
     assert.deepEqual(msgs.map((m) => (m.data as { i: number }).i), [4, 0, 1, 2, 3], 'CRITICAL first, then in the order sent');
     // The acks reach Redis a moment after they leave the client; until then another connection would get the messages too.

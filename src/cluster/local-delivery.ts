@@ -7,11 +7,25 @@
  */
 import type { Config } from '../config/schema.js';
 import type { ShardLink } from '../broker/shard-link.js';
+import { Priority } from '../protocol/frames.js';
 import { batchFrames } from '../protocol/json-codec.js';
 import type { LocalPresence } from './presence.js';
 
-/** A message as it goes out: its id, its `msg` frame, and its ack deadline (epoch ms; 0: not known, one ack_timeout from now). */
-export type Outgoing = [id: string, frame: string, deadline: number];
+/** A message as it goes out. */
+export interface Outgoing {
+  id: string;
+  /** Its `msg` frame. */
+  frame: string;
+  /** Its ack deadline (epoch ms); 0: not known, one ack_timeout from now. */
+  deadline: number;
+  /** CRITICAL: never held for a batch, it travels alone (ahead of the batch: a backlog is in priority order). */
+  critical: boolean;
+}
+
+/** The Outgoing of a message with priority `pri`. */
+export function outgoing(id: string, frame: string, deadline: number, pri: number): Outgoing {
+  return { id, frame, deadline, critical: pri === Priority.CRITICAL };
+}
 
 export class LocalDelivery {
   /** Connections whose CONNECT is in flight: deliveries for their user wait here, then follow their backlog. */
@@ -36,7 +50,7 @@ export class LocalDelivery {
   toUser(user: string, msgs: readonly Outgoing[], arrivedAt = 0): void {
     const conns = this.local.byUser.get(user);
     if (!conns || msgs.length === 0) return;
-    for (const [id, , deadline] of msgs) this.handedOut(id, deadline);
+    for (const { id, deadline } of msgs) this.handedOut(id, deadline);
     // Connections still waiting for their backlog get these after it (a shard skips them: they have no welcome yet).
     for (const sid of conns.keys()) this.connecting.get(sid)?.push(...msgs);
     const frames = this.batched(msgs);
@@ -50,7 +64,7 @@ export class LocalDelivery {
   toSid(sid: string, msgs: readonly Outgoing[], arrivedAt = 0): void {
     const conn = this.local.bySid.get(sid);
     if (!conn || msgs.length === 0) return;
-    for (const [id, , deadline] of msgs) this.handedOut(id, deadline);
+    for (const { id, deadline } of msgs) this.handedOut(id, deadline);
     for (const frame of this.batched(msgs)) this.link.deliverToSid(conn.shard, sid, frame, arrivedAt, arrivedAt > 0 ? 1 : 0);
   }
 
@@ -78,8 +92,25 @@ export class LocalDelivery {
     return this.unacked.size;
   }
 
+  /** The frames that carry `msgs`: each CRITICAL one alone, the others in `batch` frames, in the given order. */
   private batched(msgs: readonly Outgoing[]): string[] {
-    return msgs.length === 1 ? [msgs[0]![1]] : batchFrames(msgs.map(([, frame]) => frame), this.config.websocket.performance.batch_size, this.link.maxFrameBytes);
+    if (msgs.length === 1) return [msgs[0]!.frame];
+    const frames: string[] = [];
+    let run: string[] = [];
+    const flush = (): void => {
+      frames.push(...batchFrames(run, this.config.websocket.performance.batch_size, this.link.maxFrameBytes));
+      run = [];
+    };
+    for (const msg of msgs) {
+      if (!msg.critical) {
+        run.push(msg.frame);
+        continue;
+      }
+      flush();
+      frames.push(msg.frame);
+    }
+    flush();
+    return frames;
   }
 
   /** A redelivery's deadline is further off than one ack_timeout (backoff): the scripts say when. */

@@ -18,11 +18,11 @@ import type { ShardLink } from '../broker/shard-link.js';
 import { scheduleRefusal } from '../broker/embedding-checks.js';
 import { OcsError, type ErrorCode } from '../protocol/errors.js';
 import type { DeadLetter, StoredMessage } from '../store/messages.js';
-import { encodeStoredMsg } from '../protocol/json-codec.js';
+import { encodeStoredMsg, storedMsgPriority } from '../protocol/json-codec.js';
 import { Latency, type LatencyRecorder } from '../metrics/latencies.js';
 import type { Logger } from '../util/logger.js';
 import { NodeRecord, type Channels } from './channels.js';
-import { LocalDelivery, type Outgoing } from './local-delivery.js';
+import { LocalDelivery, outgoing, type Outgoing } from './local-delivery.js';
 import type { ClusterPresence, LocalPresence } from './presence.js';
 import { ACK, CONNECT, DEAD_ON_ARRIVAL, JOIN, ROUTE_ANY, ROUTE_USER, STORE, SWEEP, type ScriptRunner } from './scripts.js';
 import type { ClusterStats } from './stats.js';
@@ -210,16 +210,16 @@ export class ClusterMessaging {
     this.counted(f);
     const frame = encodeStoredMsg(f[0], f[1], null, f[3], Number(f[4]), Number(f[5]));
     for (const node of nodes) {
-      if (node === this.parts.node) this.here.toUser(user, [[f[0], frame, f[7]]], receivedAt);
+      if (node === this.parts.node) this.here.toUser(user, [outgoing(f[0], frame, f[7], Number(f[4]))], receivedAt);
       else this.publish(node, NodeRecord.DELIVER_USER, user, f, frame, receivedAt);
     }
-    return [f[0], frame, f[7]];
+    return outgoing(f[0], frame, f[7], Number(f[4]));
   }
 
   private toMember(node: string, sid: string, f: Fields, receivedAt: number): void {
     this.counted(f);
     const frame = encodeStoredMsg(f[0], f[1], f[2], f[3], Number(f[4]), Number(f[5]));
-    if (node === this.parts.node) this.here.toSid(sid, [[f[0], frame, f[7]]], receivedAt);
+    if (node === this.parts.node) this.here.toSid(sid, [outgoing(f[0], frame, f[7], Number(f[4]))], receivedAt);
     else this.publish(node, NodeRecord.DELIVER_SID, sid, f, frame, receivedAt);
   }
 
@@ -241,8 +241,9 @@ export class ClusterMessaging {
    * the `send`/`any` frame, by that node's clock, for a message routed at once.
    */
   nodeRecord(kind: number, target: string, id: string, frame: string, receivedAt = 0, deadline = 0): void {
-    if (kind === NodeRecord.DELIVER_USER) this.here.toUser(target, [[id, frame, deadline]], receivedAt);
-    else if (kind === NodeRecord.DELIVER_SID) this.here.toSid(target, [[id, frame, deadline]], receivedAt);
+    const message = outgoing(id, frame, deadline, storedMsgPriority(frame));
+    if (kind === NodeRecord.DELIVER_USER) this.here.toUser(target, [message], receivedAt);
+    else if (kind === NodeRecord.DELIVER_SID) this.here.toSid(target, [message], receivedAt);
   }
 
   /** Deliveries to this node's connections still awaiting their ack (those past their deadline forgotten). */
@@ -277,12 +278,12 @@ export class ClusterMessaging {
           // (swept at its deadline here as well: the node that delivered it first may be gone).
           if (claimed !== 1) {
             if (f[7] > 0) this.parts.dueAt(f[7]);
-            toSid.push([f[0], encodeStoredMsg(f[0], f[1], null, f[3], Number(f[4]), Number(f[5])), f[7]]);
+            toSid.push(outgoing(f[0], encodeStoredMsg(f[0], f[1], null, f[3], Number(f[4]), Number(f[5])), f[7], Number(f[4])));
           }
           else if (backlog.nodes.includes(this.parts.node)) toUser.push(this.toUser(user, backlog.nodes.filter((node) => node !== this.parts.node), f));
           else this.toUser(user, backlog.nodes, f);
         }
-        for (const message of held) if (!sent.has(message[0])) toSid.push(message);
+        for (const message of held) if (!sent.has(message.id)) toSid.push(message);
         this.here.toUser(user, toUser);
         this.here.toSid(sid, toSid);
       },

@@ -81,6 +81,18 @@ export function encodeStoredMsg(id: string, from: string, group: string | null, 
   return `{"op":"msg","id":"${id}","from":"${from}"${groupField},"data":${dataJson},"pri":${pri},"ts":${ts},"ackReq":true}`;
 }
 
+/**
+ * The `pri` of a frame encodeStoredMsg made, read back without parsing it (a delivery record from
+ * another node carries the frame alone): `pri` follows `data` there, so the last `,"pri":` is the
+ * envelope's, whatever the data holds. -1 if it has none.
+ */
+export function storedMsgPriority(frame: string): number {
+  const at = frame.lastIndexOf(',"pri":');
+  if (at < 0) return -1;
+  const digit = frame.charCodeAt(at + 7) - 48;
+  return digit >= 0 && digit <= 3 ? digit : -1;
+}
+
 /** Several already-encoded `msg` frames as one `batch` frame, in the given order. */
 export function encodeBatch(msgs: readonly string[]): string {
   return `{"op":"batch","msgs":[${msgs.join(',')}]}`;
