@@ -1,0 +1,100 @@
+/**
+ * What `npm start [-- --config FILE]` runs (through main.ts): the server until SIGTERM or SIGINT.
+ * A bad configuration exits 2 with one line naming the bad key.
+ */
+import { parseArgs } from 'node:util';
+import { loadConfig } from './config/load.js';
+import { createServer, type RunningServer } from './index.js';
+import { raiseOpenFileLimit, warnIfFewOpenFiles } from './ops/open-files.js';
+import { installLastResort } from './primary/last-resort.js';
+import { OcsError } from './protocol/errors.js';
+import { createLogger } from './util/logger.js';
+import { VERSION } from './version.js';
+
+const EXIT_CONFIG = 2;
+const EXIT_STARTUP = 1;
+
+async function main(): Promise<void> {
+  let args;
+  try {
+    args = parseArgs({ options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' } } }).values;
+  } catch (err) {
+    console.error(`ocs-realtime: ${(err as Error).message}`);
+    process.exit(EXIT_CONFIG);
+  }
+  if (args.help) {
+    console.log('usage: npm start -- [--config FILE]   (default: config/performance_config.yaml, else built-in defaults)');
+    return;
+  }
+  if (args.version) {
+    console.log(VERSION);
+    return;
+  }
+  let loaded;
+  try {
+    loaded = loadConfig({ file: args.config });
+  } catch (err) {
+    console.error(err instanceof OcsError ? `ocs-realtime: ${err.message}` : err);
+    process.exit(EXIT_CONFIG);
+  }
+  try {
+    // The shards load uWebSockets.js; loading it here first turns a missing native binary
+    // into one clear line before any thread starts.
+    await import('./util/uws.js');
+  } catch (err) {
+    console.error(`ocs-realtime: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(EXIT_STARTUP);
+  }
+  const log = createLogger(loaded.config.logging.level);
+  installLastResort(log);
+  raiseOpenFileLimit(loaded.config.websocket.server.max_connections, log);
+  warnIfFewOpenFiles(loaded.config.websocket.server.max_connections, log);
+  // Signal handlers go in before the server starts: the `ready` line is logged inside
+  // createServer, and a SIGTERM that a supervisor sends right after it must still shut down
+  // gracefully rather than kill the process with its uWS sockets open.
+  let server: RunningServer | null = null;
+  let pendingSignal: string | null = null;
+  const timeoutMs = loaded.config.websocket.server.shutdown_timeout * 1000;
+  const stop = (running: RunningServer, signal: string): void => {
+    log.info({ signal, timeoutMs, drainWindowMs: loaded.config.websocket.server.drain_window * 1000 }, 'shutting down');
+    const deadline = setTimeout(() => {
+      log.error({ code: 'E_INTERNAL', timeoutMs }, 'shutdown timed out');
+      exitAfterOutput(EXIT_STARTUP);
+    }, timeoutMs);
+    deadline.unref();
+    void running.drain();
+  };
+  const onSignal = (signal: string): void => {
+    if (server === null) pendingSignal ??= signal;
+    else stop(server, signal);
+  };
+  process.once('SIGTERM', () => onSignal('SIGTERM'));
+  process.once('SIGINT', () => onSignal('SIGINT'));
+  // pm2 asks this way instead of SIGINT with `shutdown_with_message: true` (or on Windows).
+  process.on('message', (message) => {
+    if (message === 'shutdown') onSignal('shutdown');
+  });
+  try {
+    server = await createServer({ loaded, logger: log });
+  } catch (err) {
+    log.fatal({ code: err instanceof OcsError ? err.code : 'E_STARTUP', err }, 'server failed to start');
+    exitAfterOutput(EXIT_STARTUP);
+    return;
+  }
+  void server.stopped.then((exitCode) => {
+    log.info({ exitCode }, 'stopped');
+    exitAfterOutput(exitCode);
+  });
+  // Every shard listens: pm2 (wait_ready: true) counts the start as done, and in a reload only
+  // now stops the old process.
+  process.send?.('ready');
+  if (pendingSignal !== null) stop(server, pendingSignal);
+}
+
+/** Exits once what was written to stdout is out (under pm2's cluster mode the log file is written asynchronously). */
+function exitAfterOutput(code: number): void {
+  setTimeout(() => process.exit(code), 1000).unref();
+  process.stdout.write('', () => process.exit(code));
+}
+
+void main();
