@@ -129,8 +129,9 @@ async function runTarget(name: TargetName, plan: BroadcastPlan, options: CliOpti
     // The real server's own counters over the window: records its shards pushed over the rings per pub.
     let statsAtStart: Promise<ServerStats> | null = null;
     let ringRecordsPerPub: number | null = null;
-    const onWindow = async (edge: 'start' | 'end'): Promise<void> => {
+    const onWindow = async (edge: 'warmup' | 'start' | 'end'): Promise<void> => {
       probe?.onWindow(edge);
+      if (edge === 'warmup') return;
       if (name === 'baseline') return;
       if (edge === 'start') {
         statsAtStart = fetchServerStats('127.0.0.1', server.port, 10_000);

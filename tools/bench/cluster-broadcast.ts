@@ -192,6 +192,7 @@ async function runTarget(target: Target, plan: BroadcastPlan): Promise<Run> {
         generatorCpu: pinning.generatorCpu,
         log,
         onWindow: async (edge) => {
+          if (edge === 'warmup') return;
           if (edge === 'start') {
             startInfo = client ? commandStats(client) : null;
             pubsAtStart = pubsHandled();

@@ -37,10 +37,11 @@ export interface LoadSettings {
   generatorCpu: string | null;
   log(line: string): void;
   /**
-   * Called when the measured window starts, and again when it ends (after the drain; awaited:
-   * the cluster benchmark reads Redis's and the nodes' counters there).
+   * Called when the warm-up's publishing starts, when the measured window starts, and when it
+   * ends (after the drain; awaited: the cluster benchmark reads Redis's and the nodes' counters
+   * there).
    */
-  onWindow?(edge: 'start' | 'end'): void | Promise<void>;
+  onWindow?(edge: 'warmup' | 'start' | 'end'): void | Promise<void>;
 }
 
 export type Placement = 'spread' | 'by-shard';

@@ -187,6 +187,7 @@ class BroadcastRun {
       const turn = (): void => {
         const now = performance.now();
         while (k < plan.totalPubs && start + k * plan.intervalMs <= now) {
+          if (k === 0) void this.settings.onWindow?.('warmup');
           if (k === plan.firstMeasured) this.startWindow();
           this.publish(k, start + k * plan.intervalMs);
           k++;

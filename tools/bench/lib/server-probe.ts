@@ -24,8 +24,15 @@ export class ServerProbe {
     private readonly scrape: boolean,
   ) {}
 
-  onWindow(edge: 'start' | 'end'): void {
-    if (edge === 'start') {
+  /**
+   * 'warmup': one read, unmeasured: the server renders /stats/histograms only while someone
+   * reads it, and its first renders (and the collections they bring) then fall in the warm-up,
+   * not at the start of the window, as they would not on a server that is scraped all along.
+   */
+  onWindow(edge: 'warmup' | 'start' | 'end'): void {
+    if (edge === 'warmup') {
+      void fetch(`http://${this.host}:${this.port}/stats/histograms`, { signal: AbortSignal.timeout(5000) }).then((res) => res.arrayBuffer(), () => null).catch(() => null);
+    } else if (edge === 'start') {
       this.start = markServerHistograms({ host: this.host, port: this.port });
       if (this.scrape) this.timer = setInterval(() => void this.scrapeOnce(), SCRAPE_EVERY_MS);
     } else {
