@@ -42,7 +42,9 @@ export function prepareTarget(name: TargetName, maxConnections: number, nodeArgs
     return {
       name,
       shards: 1,
-      argv: [...pin, process.execPath, ...nodeArgs, BASELINE_SERVER, '--host', '127.0.0.1', '--port', '0'],
+      // The flag the real server sets on itself (src/ops/memory-reducer-off.ts): the baseline
+      // is not to lose for want of a V8 flag.
+      argv: [...pin, process.execPath, '--no-memory-reducer', ...nodeArgs, BASELINE_SERVER, '--host', '127.0.0.1', '--port', '0'],
       endpoint: '/ws',
       cleanup: () => {},
     };
