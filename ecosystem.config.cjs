@@ -43,8 +43,10 @@ module.exports = {
       stop_exit_codes: [2],
       max_restarts: 20,
       restart_delay: 1000,
-      // The heap of the primary thread (the broker's in-memory index of stored messages).
-      node_args: ['--max-old-space-size=4096'],
+      // The heap of the primary thread (the broker's in-memory index of stored messages), and
+      // V8's memory reducer off from the start: pm2's own code loads before the server's, which
+      // turns it off itself (src/ops/memory-reducer-off.ts) for the threads it starts.
+      node_args: ['--max-old-space-size=4096', '--no-memory-reducer'],
       env: {
         // Refuses anonymous `?user=` clients (README, Authentication).
         NODE_ENV: 'production',
