@@ -151,7 +151,7 @@ describe('sweep verdict for one connection', () => {
 });
 
 describe('connection registry', () => {
-  /** The registry only stores sockets and reads their connection: a stand-in object suffices. */
+  /** The registry only stores sockets and connections: a stand-in socket suffices. */
   const socketOf = (conn: Connection): Socket => ({ getUserData: () => conn }) as unknown as Socket;
   const connection = (sid: string, user: string | null): Connection => newConnection(sid, user, null, 1, 0);
 
@@ -159,7 +159,8 @@ describe('connection registry', () => {
     const registry = new ConnectionRegistry();
     const conn = connection('s1', 'alice');
     const ws = socketOf(conn);
-    registry.add(ws);
+    registry.add(ws, conn);
+    assert.equal(conn.ws, ws);
     assert.equal(registry.size, 1);
     assert.equal(registry.sid('s1'), undefined);
     assert.equal(registry.user('alice'), undefined);
@@ -176,7 +177,7 @@ describe('connection registry', () => {
     const wsA = socketOf(a);
     const wsB = socketOf(b);
     for (const [ws, conn] of [[wsA, a], [wsB, b]] as const) {
-      registry.add(ws);
+      registry.add(ws, conn);
       registry.announce(ws, conn);
     }
     assert.equal(registry.user('alice')!.size, 2);
@@ -193,10 +194,10 @@ describe('connection registry', () => {
     const announced = connection('s1', 'alice');
     const other = connection('s1', 'alice'); // same sid and user, never announced
     const ws = socketOf(announced);
-    registry.add(ws);
+    registry.add(ws, announced);
     registry.announce(ws, announced);
     const stray = socketOf(other);
-    registry.add(stray);
+    registry.add(stray, other);
     registry.remove(stray, other);
     assert.equal(registry.sid('s1'), ws);
     assert.deepEqual([...registry.user('alice')!], [ws]);
@@ -324,21 +325,20 @@ describe('a token check that throws', () => {
 });
 
 describe('the sweep walks the connections in slices', () => {
-  // A socket as the sweep sees it: a connection that is never due for anything, counting its judgements.
-  function fakeSocket(judged: Map<number, number>, id: number): Socket {
-    const conn = { closed: false, lastSeen: Date.now(), nextPingAt: 1e15, expiresAt: Infinity, verifying: false, user: 'u' };
-    return {
-      getUserData: () => {
+  // A connection as the sweep sees it: never due for anything, its socket counting its judgements.
+  function fakeConnection(judged: Map<number, number>, id: number): Connection {
+    const ws = {
+      getBufferedAmount: () => {
         judged.set(id, (judged.get(id) ?? 0) + 1);
-        return conn;
+        return 0;
       },
-      getBufferedAmount: () => 0,
-    } as unknown as Socket;
+    };
+    return { closed: false, lastSeen: Date.now(), nextPingAt: 1e15, expiresAt: Infinity, verifying: false, user: 'u', ws } as unknown as Connection;
   }
 
-  function sweeperOver(sockets: Set<Socket>, onUpkeep: () => void): Sweeper {
+  function sweeperOver(connections: Set<Connection>, onUpkeep: () => void): Sweeper {
     return new Sweeper({
-      sockets,
+      connections,
       policy: { maxBackpressure: 1000, idleMs: 0, pingMs: 0 },
       intervalMs: 250,
       counters: new Float64Array(64),
@@ -357,12 +357,12 @@ describe('the sweep walks the connections in slices', () => {
   test('each step judges 1/steps of the connections, so that every connection is judged once per interval', () => {
     const judged = new Map<number, number>();
     const count = 3 * STEP_CONNECTIONS - 10; // three steps
-    const sockets = new Set(Array.from({ length: count }, (_, i) => fakeSocket(judged, i)));
+    const connections = new Set(Array.from({ length: count }, (_, i) => fakeConnection(judged, i)));
     let upkeep = 0;
-    const sweeper = sweeperOver(sockets, () => upkeep++);
+    const sweeper = sweeperOver(connections, () => upkeep++);
     sweeper.sweepSlice();
     assert.equal(judged.size, Math.ceil(count / 3), 'one step judges its share, not all');
-    sockets.add(fakeSocket(judged, -1)); // arrives during the walk: reached in the same walk
+    connections.add(fakeConnection(judged, -1)); // arrives during the walk: reached in the same walk
     sweeper.sweepSlice();
     sweeper.sweepSlice();
     assert.equal(judged.size, count + 1);
@@ -373,10 +373,10 @@ describe('the sweep walks the connections in slices', () => {
   });
 
   test('stopped from inside a step, the sweep arms no further timer', async () => {
-    const sockets = new Set<Socket>();
+    const connections = new Set<Connection>();
     let steps = 0;
     const sweeper: Sweeper = new Sweeper({
-      sockets,
+      connections,
       policy: { maxBackpressure: 1000, idleMs: 0, pingMs: 0 },
       intervalMs: 10,
       counters: new Float64Array(64),
@@ -391,11 +391,25 @@ describe('the sweep walks the connections in slices', () => {
     assert.equal(steps, 1);
   });
 
+  test('a connection that closed after the walk looked ahead at it is not judged (its socket may not be touched)', () => {
+    const judged = new Map<number, number>();
+    const all = Array.from({ length: 2 * STEP_CONNECTIONS }, (_, i) => fakeConnection(judged, i));
+    const connections = new Set(all);
+    const sweeper = sweeperOver(connections, () => {});
+    sweeper.sweepSlice(); // judges the first half, looks ahead at the first of the second
+    const next = all[STEP_CONNECTIONS]!;
+    next.closed = true;
+    connections.delete(next);
+    sweeper.sweepSlice();
+    assert.equal(judged.get(STEP_CONNECTIONS), undefined);
+    assert.equal(judged.size, 2 * STEP_CONNECTIONS - 1);
+  });
+
   test('with few connections one step judges them all', () => {
     const judged = new Map<number, number>();
-    const sockets = new Set(Array.from({ length: 25 }, (_, i) => fakeSocket(judged, i)));
+    const connections = new Set(Array.from({ length: 25 }, (_, i) => fakeConnection(judged, i)));
     let upkeep = 0;
-    const sweeper = sweeperOver(sockets, () => upkeep++);
+    const sweeper = sweeperOver(connections, () => upkeep++);
     sweeper.sweepSlice();
     assert.equal(judged.size, 25);
     sweeper.sweepSlice();
@@ -406,18 +420,18 @@ describe('the sweep walks the connections in slices', () => {
   test('a shard without connections does not walk: the sweep parks, and a connection opening wakes it', (t) => {
     t.mock.timers.enable({ apis: ['setTimeout'] });
     const judged = new Map<number, number>();
-    const sockets = new Set<Socket>();
+    const connections = new Set<Connection>();
     let upkeep = 0;
-    const sweeper = sweeperOver(sockets, () => upkeep++);
+    const sweeper = sweeperOver(connections, () => upkeep++);
     sweeper.start();
     for (let i = 0; i < 40; i++) t.mock.timers.tick(250);
     assert.equal(upkeep, 1, 'one look, then nothing while nobody is connected');
-    sockets.add(fakeSocket(judged, 1));
+    connections.add(fakeConnection(judged, 1));
     sweeper.wake();
     sweeper.wake(); // a second opening changes nothing
     for (let i = 0; i < 4; i++) t.mock.timers.tick(250);
     assert.deepEqual([upkeep, judged.get(1)], [5, 4], 'every interval again while a connection is open');
-    sockets.clear();
+    connections.clear();
     for (let i = 0; i < 40; i++) t.mock.timers.tick(250);
     assert.equal(upkeep, 6, 'parked again once the last one closed');
     sweeper.stop();

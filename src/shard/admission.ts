@@ -141,7 +141,7 @@ export class Admission {
    */
   open(ws: Socket): void {
     const conn = ws.getUserData();
-    this.options.registry.add(ws);
+    this.options.registry.add(ws, conn);
     this.options.counters[Counter.connections_opened]!++;
     if (conn.frames.binary) this.options.counters[Counter.binary_opened]!++;
     if (this.options.isStopping()) {

@@ -9,6 +9,8 @@ import type { Queued } from './out.js';
 
 export interface Connection {
   readonly sid: string;
+  /** Its socket, from `open` on (uWS makes the socket after its user data, this object). */
+  ws: Socket | null;
   /** null until the connection authenticated (first-frame `auth`). */
   user: string | null;
   allowed: GroupMatcher | null;
@@ -69,6 +71,7 @@ export type Socket = WebSocket<Connection>;
 export function newConnection(sid: string, user: string | null, allowed: GroupMatcher | null, burst: number, now: number, expiresAt = Infinity): Connection {
   return {
     sid,
+    ws: null,
     user,
     allowed,
     groups: new Set(),

@@ -204,7 +204,7 @@ class Shard {
       binary,
     });
     this.sweeper = new Sweeper({
-      sockets: registry.sockets,
+      connections: registry.connections,
       policy: { maxBackpressure: server.max_backpressure, idleMs: server.idle_timeout * 1000, pingMs: server.ping_interval * 1000 },
       intervalMs: server.backpressure_check_interval * 1000,
       counters,
@@ -310,15 +310,15 @@ class Shard {
     if (this.stopping) return;
     this.stopping = true;
     this.stopAccepting();
-    const sockets = [...this.registry.sockets];
-    if (spreadMs <= 0 || sockets.length === 0) return this.closeAll(code, reason, graceMs);
+    const conns = [...this.registry.connections];
+    if (spreadMs <= 0 || conns.length === 0) return this.closeAll(code, reason, graceMs);
     const started = Date.now();
     let closed = 0;
     const step = (): void => {
-      const due = Math.min(sockets.length, Math.ceil((sockets.length * (Date.now() - started)) / spreadMs));
-      // A socket that closed on its own since is no longer in the registry (and may not be touched).
-      for (; closed < due; closed++) if (this.registry.sockets.has(sockets[closed]!)) sockets[closed]!.end(code, reason);
-      if (closed < sockets.length) this.spreadTimer = setTimeout(step, SPREAD_TICK_MS);
+      const due = Math.min(conns.length, Math.ceil((conns.length * (Date.now() - started)) / spreadMs));
+      // A socket that closed on its own since may not be touched.
+      for (; closed < due; closed++) if (!conns[closed]!.closed) conns[closed]!.ws!.end(code, reason);
+      if (closed < conns.length) this.spreadTimer = setTimeout(step, SPREAD_TICK_MS);
       else this.closeAll(code, reason, graceMs);
     };
     this.spreadTimer = setTimeout(step, SPREAD_TICK_MS);
@@ -335,13 +335,13 @@ class Shard {
     this.sweeper.stop();
     this.metrics.stop();
     this.overflowGauges.stop();
-    for (const ws of this.registry.sockets) ws.end(code, reason);
+    for (const conn of this.registry.connections) conn.ws!.end(code, reason);
     if (this.registry.size === 0) return this.finish();
     this.graceTimer = setTimeout(() => this.forceClose(), graceMs);
   }
 
   private forceClose(): void {
-    for (const ws of [...this.registry.sockets]) ws.close();
+    for (const conn of [...this.registry.connections]) if (!conn.closed) conn.ws!.close();
     this.finish();
   }
 

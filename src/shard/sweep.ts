@@ -22,7 +22,7 @@ import { Latency } from '../metrics/latencies.js';
 import type { ThreadMetrics } from '../metrics/thread-metrics.js';
 import { CloseCodes } from '../protocol/errors.js';
 import { Counter } from '../shared/shard-table.js';
-import type { Connection, Socket } from './connection.js';
+import type { Connection } from './connection.js';
 import type { Fail } from './fail.js';
 
 export interface SweepPolicy {
@@ -72,8 +72,8 @@ export function pongArrived(conn: Connection, latency: Pick<ThreadMetrics, 'reco
 }
 
 export interface SweeperOptions {
-  /** The shard's open sockets (the registry's live Set). */
-  sockets: Set<Socket>;
+  /** The shard's open connections (the registry's live Set). */
+  connections: Set<Connection>;
   policy: SweepPolicy;
   intervalMs: number;
   counters: Float64Array;
@@ -94,10 +94,10 @@ export function stepsFor(connections: number): number {
 
 export class Sweeper {
   private timer: NodeJS.Timeout | null = null;
-  /** Where the walk stands: a live Set iterator, so sockets added meanwhile are reached too. */
-  private cursor: Iterator<Socket> | null = null;
-  /** The walk's next socket, taken from the cursor at the end of the last step. */
-  private pending: Socket | null = null;
+  /** Where the walk stands: a live Set iterator, so connections added meanwhile are reached too. */
+  private cursor: Iterator<Connection> | null = null;
+  /** The walk's next connection, taken from the cursor at the end of the last step. */
+  private pending: Connection | null = null;
   /** Steps of the current walk (fixed when it starts), and the next step's number. */
   private steps = 1;
   private step = 0;
@@ -107,7 +107,7 @@ export class Sweeper {
     this.sweepSlice();
     // A step can end in stop() (a verdict that stops the shard): then no new timer. Nobody to
     // look after: parked until wake() (the per-address table needs no walk to stay correct).
-    if (this.running && this.options.sockets.size > 0) this.timer = setTimeout(this.tick, this.options.intervalMs / this.steps);
+    if (this.running && this.options.connections.size > 0) this.timer = setTimeout(this.tick, this.options.intervalMs / this.steps);
   };
 
   constructor(private readonly options: SweeperOptions) {}
@@ -135,27 +135,28 @@ export class Sweeper {
    * made longer goes on into the next interval until it is done.
    */
   sweepSlice(): void {
-    const { sockets } = this.options;
+    const { connections } = this.options;
     const now = Date.now();
     if (this.step === 0) {
-      this.steps = stepsFor(sockets.size);
-      this.cursor ??= sockets.values();
+      this.steps = stepsFor(connections.size);
+      this.cursor ??= connections.values();
       this.options.alsoSweep?.(now);
     }
     this.step = (this.step + 1) % this.steps;
-    for (let budget = Math.ceil(sockets.size / this.steps); budget > 0; budget--) {
-      const ws = this.pending ?? this.nextSocket();
+    for (let budget = Math.ceil(connections.size / this.steps); budget > 0; budget--) {
+      const conn = this.pending ?? this.next();
       this.pending = null;
-      if (ws === null) return;
-      if (sockets.has(ws)) this.judgeSocket(ws, now); // the one looked ahead at may have closed since
+      if (conn === null) return;
+      // The one looked ahead at may have closed since (its socket may not be touched then).
+      if (!conn.closed) this.judgeConnection(conn, now);
     }
     // Look one ahead, so that a walk that ended exactly on its budget is known to be over now,
     // and the next interval starts a new one instead of finding the old iterator's end.
-    this.pending = this.nextSocket();
+    this.pending = this.next();
   }
 
-  /** The walk's next socket; null (and no cursor) once it is over. */
-  private nextSocket(): Socket | null {
+  /** The walk's next connection; null (and no cursor) once it is over. */
+  private next(): Connection | null {
     if (this.cursor === null) return null;
     const next = this.cursor.next();
     if (!next.done) return next.value;
@@ -163,10 +164,9 @@ export class Sweeper {
     return null;
   }
 
-  private judgeSocket(ws: Socket, now: number): void {
+  private judgeConnection(conn: Connection, now: number): void {
     const { policy, counters, fail } = this.options;
-    const conn = ws.getUserData();
-    if (conn.closed) return;
+    const ws = conn.ws!;
     switch (judge(conn, ws.getBufferedAmount(), now, policy)) {
       case Verdict.SLOW:
         counters[Counter.slow_consumers_closed]!++;
