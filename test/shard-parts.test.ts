@@ -152,7 +152,7 @@ describe('sweep verdict for one connection', () => {
 
 describe('connection registry', () => {
   /** The registry only stores sockets and connections: a stand-in socket suffices. */
-  const socketOf = (conn: Connection): Socket => ({ getUserData: () => conn }) as unknown as Socket;
+  const socketOf = (conn: Connection): Socket => ({ getUserData: () => ({ conn }) }) as unknown as Socket;
   const connection = (sid: string, user: string | null): Connection => newConnection(sid, user, null, 1, 0);
 
   test('an open socket is counted but not addressable until announced', () => {
@@ -284,7 +284,7 @@ describe('a token check that throws', () => {
     const sent: string[] = [];
     let closedWith = 0;
     const ws = {
-      getUserData: () => conn,
+      getUserData: () => ({ conn }),
       cork: (work: () => void) => work(),
       send: (frame: string) => sent.push(frame),
       end: (code: number) => {

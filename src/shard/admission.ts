@@ -17,7 +17,7 @@ import { Counter, type ShardTable } from '../shared/shard-table.js';
 import type { Logger } from '../util/logger.js';
 import type { HttpRequest, HttpResponse, us_socket_context_t } from '../util/uws.js';
 import type { BrokerLink } from './broker-link.js';
-import { newConnection, type Connection, type Socket } from './connection.js';
+import { connOf, newConnection, type Connection, type Socket, type SocketData } from './connection.js';
 import type { Fail } from './fail.js';
 import type { Out } from './out.js';
 import { IpLimiter, type IpLimitOptions, type IpVerdict } from './ip-limits.js';
@@ -98,7 +98,7 @@ export class Admission {
       conn.weight = identity?.weight ?? 0;
       if (protocol === MSGPACK_PROTOCOL) conn.frames = MSGPACK_FRAMES;
       if (identity === null) conn.unauthenticatedIp = ip;
-      res.upgrade(conn, key, protocol, extensions, context);
+      res.upgrade<SocketData>({ conn }, key, protocol, extensions, context);
     };
     const reject = (reason: string): void => {
       table.closeConnection(shard);
@@ -140,7 +140,7 @@ export class Admission {
    * `auth` frame is closed by the sweep at `expiresAt` (auth_timeout) unless a check is running.
    */
   open(ws: Socket): void {
-    const conn = ws.getUserData();
+    const conn = connOf(ws);
     this.options.registry.add(ws, conn);
     this.options.counters[Counter.connections_opened]!++;
     if (conn.frames.binary) this.options.counters[Counter.binary_opened]!++;
@@ -152,7 +152,7 @@ export class Admission {
   }
 
   close(ws: Socket): void {
-    const conn = ws.getUserData();
+    const conn = connOf(ws);
     conn.closed = true;
     for (const group of conn.groups) this.options.interest.left(group);
     this.releaseAddress(conn);

@@ -20,7 +20,7 @@ import { Counter } from '../shared/shard-table.js';
 import type { Logger } from '../util/logger.js';
 import type { AdminForwarder } from './admin-http.js';
 import { Broadcast } from './broadcast.js';
-import type { Connection, Socket } from './connection.js';
+import { connOf, type Connection, type Socket } from './connection.js';
 import type { Fail } from './fail.js';
 import type { GroupOps } from './group-ops.js';
 import type { LocalGroups } from './groups.js';
@@ -225,7 +225,7 @@ export class BrokerLink implements AdminForwarder {
         let binary: Uint8Array | Promise<Uint8Array> | null = null;
         let sent = 0;
         for (const ws of sockets) {
-          const conn = ws.getUserData();
+          const conn = connOf(ws);
           // Not welcomed yet: the broker wrote this before it saw that connection, so the
           // message is among the pending ones it delivers right after the welcome.
           if (!conn.ready) continue;
@@ -238,7 +238,7 @@ export class BrokerLink implements AdminForwarder {
       case ToShard.DELIVER_SID: {
         const ws = registry.sid(f[0] as string);
         if (!ws) return;
-        const conn = ws.getUserData();
+        const conn = connOf(ws);
         const frame = f[1] as string;
         if (this.options.out.deliver(ws, conn, conn.frames.binary ? this.options.codec.transcode(frame) : frame)) this.measure(f);
         return;
@@ -246,7 +246,7 @@ export class BrokerLink implements AdminForwarder {
       case ToShard.SENDER_ACK: {
         const ws = registry.sid(f[0] as string);
         if (!ws) return;
-        const conn = ws.getUserData();
+        const conn = connOf(ws);
         const ref = (f[1] as string | null) ?? undefined;
         this.options.out.send(ws, conn, f.length > 3 ? conn.frames.pubAck(ref, f[2] as string, f[3] as number) : conn.frames.ack(ref, f[2] as string));
         return;
@@ -254,7 +254,7 @@ export class BrokerLink implements AdminForwarder {
       case ToShard.WELCOME: {
         const ws = registry.sid(f[0] as string);
         if (!ws) return;
-        const conn = ws.getUserData();
+        const conn = connOf(ws);
         ws.cork(() => {
           this.options.out.send(ws, conn, conn.frames.welcome(conn.user!, conn.sid, this.options.shard, f[1] as number, conn.expiresAt));
           this.options.welcomed(ws);
@@ -263,7 +263,7 @@ export class BrokerLink implements AdminForwarder {
       }
       case ToShard.ERROR: {
         const ws = registry.sid(f[0] as string);
-        if (ws) this.options.fail(ws, ws.getUserData(), f[1] as ErrorCode, f[2] as string, (f[3] as string | null) ?? undefined);
+        if (ws) this.options.fail(ws, connOf(ws), f[1] as ErrorCode, f[2] as string, (f[3] as string | null) ?? undefined);
         return;
       }
       case ToShard.GROUP_PUB: {
@@ -278,7 +278,7 @@ export class BrokerLink implements AdminForwarder {
         // `presence`, `history`, a recovery's replay: JSON from the broker, binary (in the pool when large) for msgpack.
         const ws = registry.sid(f[0] as string);
         if (!ws) return;
-        const conn = ws.getUserData();
+        const conn = connOf(ws);
         const frame = f[1] as string;
         this.options.out.answer(ws, conn, conn.frames.binary ? this.options.codec.transcode(frame) : frame);
         return;

@@ -26,7 +26,7 @@ import type { Logger } from '../util/logger.js';
 import type { Admission } from './admission.js';
 import { Broadcast, ringPayload } from './broadcast.js';
 import type { BrokerLink } from './broker-link.js';
-import type { Connection, RateLimiter, Socket } from './connection.js';
+import { connOf, type Connection, type RateLimiter, type Socket } from './connection.js';
 import type { CrossShard } from './cross-shard.js';
 import type { Fail } from './fail.js';
 import type { GroupOps } from './group-ops.js';
@@ -130,7 +130,7 @@ export class Dispatcher {
 
   message(ws: Socket, message: ArrayBuffer, isBinary: boolean): void {
     const receivedAt = epochMs();
-    const conn = ws.getUserData();
+    const conn = connOf(ws);
     const now = Date.now();
     const { limits, counters } = this;
     conn.lastSeen = now;
@@ -146,7 +146,7 @@ export class Dispatcher {
 
   /** The connection's `welcome` was sent: the frames that waited are handled now, in order. Call it corked. */
   resume(ws: Socket): void {
-    const conn = ws.getUserData();
+    const conn = connOf(ws);
     conn.ready = true;
     const held = conn.held;
     if (held === null) return;

@@ -33,7 +33,7 @@ import type { HistoryPatterns } from '../shared/history-patterns.js';
 import type { InterestRow } from '../shared/interest-table.js';
 import { binaryTopic, type Broadcast } from './broadcast.js';
 import type { BrokerLink } from './broker-link.js';
-import type { Connection, Socket } from './connection.js';
+import { connOf, type Connection, type Socket } from './connection.js';
 import type { Fail } from './fail.js';
 import type { Out } from './out.js';
 import type { ConnectionRegistry } from './registry.js';
@@ -147,7 +147,7 @@ export class GroupOps {
     const [sid, group, ref, top, epoch, recovered, error, code] = f as [string, string, string | null, number, string, number, string | null, ErrorCode?];
     const ws = this.options.registry.sid(sid);
     if (ws === undefined) return;
-    const conn = ws.getUserData();
+    const conn = connOf(ws);
     const op = this.shift(conn, group);
     if (op === undefined) return;
     if (error !== null) {
@@ -170,7 +170,7 @@ export class GroupOps {
     const [sid, group, ref] = f as [string, string, string | null];
     const ws = this.options.registry.sid(sid);
     if (ws === undefined) return;
-    const conn = ws.getUserData();
+    const conn = connOf(ws);
     if (this.shift(conn, group) === undefined) return;
     this.settle(ws, conn, group, false);
     this.out.send(ws, conn, conn.frames.left(group, ref ?? undefined));

@@ -23,7 +23,7 @@ import { attachAdminRoutes } from './admin-http.js';
 import { Admission } from './admission.js';
 import { fromRingPayload } from './broadcast.js';
 import { BrokerLink } from './broker-link.js';
-import { RateLimiter, type Connection } from './connection.js';
+import { connOf, RateLimiter, type SocketData } from './connection.js';
 import { CrossShard } from './cross-shard.js';
 import { Dispatcher } from './dispatch.js';
 import { failer } from './fail.js';
@@ -245,7 +245,7 @@ class Shard {
       liveStats: () => stats(httpContext),
     });
     attachHttpRoutes(app, httpContext);
-    app.ws<Connection>(server.path, {
+    app.ws<SocketData>(server.path, {
       // Frames between max_payload and twice that are read and refused with E_TOO_LARGE and
       // 1009; larger ones are cut by uWS before they are buffered (the client sees 1006).
       maxPayloadLength: server.max_payload * 2,
@@ -264,10 +264,10 @@ class Shard {
         this.sweeper.wake();
       },
       message: (ws, message, isBinary) => dispatch.message(ws, message, isBinary),
-      pong: (ws) => pongArrived(ws.getUserData(), this.metrics),
+      pong: (ws) => pongArrived(connOf(ws), this.metrics),
       close: (ws) => {
         admission.close(ws);
-        this.groupOps.closed(ws.getUserData());
+        this.groupOps.closed(connOf(ws));
         if (this.closingAll && this.registry.size === 0) this.finish();
       },
     });
