@@ -141,7 +141,9 @@ describe('GET /dashboard in chromium, with pubs across 2 shards', { skip }, () =
     const shards = (await data(page, '#shards', 'data-last'))!;
     assert.deepEqual(shards.shards.map((s: Json) => s.connections), served.shards.map((s: Json) => s.connections));
     for (const s of shards.shards) assert.ok(s.deliveries_per_s > 0, `shard ${s.shard} delivers: ${JSON.stringify(shards)}`);
-    const utilization = (seen.get(shards.at) ?? []).map((st) => st.resources.threads.filter((t: Json) => t.thread !== 'primary').map((t: Json) => t.event_loop_utilization));
+    // The page may have drawn an interval the watcher (every 40 ms) has not read yet.
+    await until(() => (seen.has(shards.at) ? true : undefined), `the watcher read /stats of ${shards.at}`);
+    const utilization = seen.get(shards.at)!.map((st) => st.resources.threads.filter((t: Json) => t.thread !== 'primary').map((t: Json) => t.event_loop_utilization));
     assert.ok(
       utilization.some((u) => JSON.stringify(u) === JSON.stringify(shards.shards.map((s: Json) => s.event_loop_utilization))),
       `per-shard event-loop utilisation ${JSON.stringify(shards.shards)} is what /stats served at ${shards.at}: ${JSON.stringify(utilization)}`,
