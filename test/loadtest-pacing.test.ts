@@ -1,6 +1,6 @@
 /**
  * The load tester sends on schedule and measures how late it was: the pacer's decisions, its
- * oversleep estimate, that it never sends early, and the schedule-lag measurement. No sockets,
+ * spin lead and budget, that it never sends early, the schedule's grid, and the schedule-lag measurement. No sockets,
  * no threads, and no speed asserted (the machine decides how precise a wait is).
  */
 import assert from 'node:assert/strict';
@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import { summarize } from '../tools/lib/histogram.js';
 import { monoUs } from '../tools/loadtest/clock.js';
 import { LATE_SEND_US, Measurements } from '../tools/loadtest/measurements.js';
-import { APPROACH_US, MAX_LEAD_US, OversleepEstimate, Pacer, SLICE_US, planStep } from '../tools/loadtest/pacer.js';
+import { APPROACH_US, Pacer, SLICE_US, SPIN_BUCKET_US, SPIN_LEAD_US, SPIN_SHARE, planStep } from '../tools/loadtest/pacer.js';
 import { logAxis } from '../tools/loadtest/report-html.js';
 import { RateStream } from '../tools/loadtest/schedule.js';
 
@@ -32,19 +32,30 @@ describe('pacer: the step towards the next due time', () => {
   });
 });
 
-describe('pacer: oversleep estimate', () => {
-  it('rises quickly to a longer oversleep and falls slowly, within the lead limit', () => {
-    const e = new OversleepEstimate();
-    for (let i = 0; i < 100; i++) e.note(60);
-    const settled = e.us;
-    assert.ok(Math.abs(settled - 60) < 30, `settles near 60 µs: ${settled}`);
-    e.note(160);
-    assert.ok(e.us >= settled + 9, `one longer oversleep raises it by a tenth of the gap: ${e.us}`);
-    const raised = e.us;
-    e.note(0);
-    assert.ok(e.us < raised && e.us > raised - 2, `one shorter oversleep lowers it by a hundredth: ${e.us}`);
-    for (let i = 0; i < 100; i++) e.note(100_000);
-    assert.equal(e.leadUs, MAX_LEAD_US);
+describe('pacer: the spin lead and its budget', () => {
+  it('spins through the last SPIN_LEAD_US before a due time, and blocks before that', () => {
+    const pacer = new Pacer(() => 0);
+    assert.deepEqual(pacer.plan(0, SPIN_LEAD_US), { kind: 'spin', untilUs: SPIN_LEAD_US });
+    assert.deepEqual(pacer.plan(0, SPIN_LEAD_US + 30), { kind: 'slice', waitUs: 30 });
+  });
+  it('blocks to the due time once the spin budget is spent, and earns it back with time', () => {
+    let now = 0;
+    const pacer = new Pacer(() => (now += 10)); // every read of the clock moves it 10 µs
+    let spins = 0;
+    for (;;) {
+      const step = pacer.plan(now, now + SPIN_LEAD_US);
+      if (step.kind !== 'spin') {
+        assert.deepEqual(step, { kind: 'wait', waitUs: SPIN_LEAD_US });
+        break;
+      }
+      pacer.spinUntil(step.untilUs);
+      spins++;
+    }
+    // The bucket, plus the SPIN_SHARE of the time spent meanwhile, pays for about this many.
+    const expected = SPIN_BUCKET_US / SPIN_LEAD_US / (1 - SPIN_SHARE);
+    assert.ok(Math.abs(spins - expected) <= 2, `${spins} spins, about ${expected} expected`);
+    now += 1_000_000; // a second later the bucket is full again
+    assert.equal(pacer.plan(now, now + SPIN_LEAD_US).kind, 'spin');
   });
 });
 
@@ -86,6 +97,29 @@ describe('schedule lag measurement', () => {
     assert.equal(lag.p50Ms, 0.06);
     assert.ok(Math.abs(lag.maxMs - 10.001) < 0.011, `max ${lag.maxMs}`);
     assert.equal(m.counters.lateSends, 1);
+  });
+
+  it('keeps the kinds of a thread apart on the grid, through a ramp and a backlog', () => {
+    // Two kinds at one rate, a third of an interval apart (sender.ts). Without a grid, a
+    // backlog fired in one turn left both streams due at the same moments ever after, and the
+    // second of each pair left only after the first one's write.
+    const pub = new RateStream(0.2, 1 / 6);
+    const ping = new RateStream(0.2, 5 / 6);
+    const dues = { pub: [] as number[], ping: [] as number[] };
+    const run = (t: number, n: number): void => {
+      pub.run(t, n, (d) => dues.pub.push(d));
+      ping.run(t, n, (d) => dues.ping.push(d));
+    };
+    for (let n = 1; n <= 50; n++) run(1_000_000 + n * 20_000, n); // connections arrive, the rate rises
+    const rampEnd = 1_000_000 + 50 * 20_000;
+    run(rampEnd + 300_000, 50); // a 300 ms stall: a backlog of both kinds fires in one turn
+    for (let t = rampEnd + 301_000; t < rampEnd + 2_000_000; t += 1_000) run(t, 50);
+    const interval = 1_000_000 / (0.2 * 50);
+    const after = (a: number[]): number[] => a.filter((d) => d > rampEnd);
+    let closest = Number.POSITIVE_INFINITY;
+    for (const p of after(dues.pub)) for (const q of after(dues.ping)) closest = Math.min(closest, Math.abs(p - q));
+    assert.ok(after(dues.pub).length >= 20 && after(dues.ping).length >= 20);
+    assert.ok(closest >= interval / 3 - 1, `a pub and a ping ${closest} µs apart`);
   });
 
   it('the pacer waits for exactly the message the schedule fires next', () => {

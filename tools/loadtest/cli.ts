@@ -34,6 +34,8 @@ const HELP = `Usage: npm run loadtest -- [options]
   --warmup S              warm-up seconds    --drain S   drain seconds
   --connections N         connections per scenario (overrides the file)
   --threads N             loadgen threads (default ${defaultThreads()})
+  --normal-priority       keep the loadgen threads at normal priority (default: real-time
+                          SCHED_FIFO where allowed, so messages leave on schedule)
   --shards N              shards of the server it starts (default ${LOADTEST_DEFAULTS.shards})
   --scenarios-file FILE   scenario definitions (default config/scenarios.yaml)
   --server-command CMD    command that starts the server (prints a JSON "ready" line)
@@ -65,6 +67,7 @@ export async function main(argv: string[]): Promise<number> {
       drain: { type: 'string' },
       connections: { type: 'string' },
       threads: { type: 'string' },
+      'normal-priority': { type: 'boolean', default: false },
       shards: { type: 'string' },
       'scenarios-file': { type: 'string' },
       'server-command': { type: 'string' },
@@ -142,6 +145,7 @@ export async function main(argv: string[]): Promise<number> {
       ...(values['server-command'] && { serverCommand: values['server-command'].split(' ').filter(Boolean) }),
       shards: num('shards', values.shards, true) ?? LOADTEST_DEFAULTS.shards,
       threads: num('threads', values.threads, true) ?? defaultThreads(),
+      realtime: !values['normal-priority'],
       verbose: values.verbose,
       log,
       onProgress: (u) => bar.update(u),

@@ -28,8 +28,10 @@ export function duplicatesText(d: ScenarioReport['delivery']): string {
   return `${d.duplicates} (same connection ${k.sameConnection}: a server defect; old and new connection of a reconnecting user ${k.reconnectOverlap}: expected; send redelivered ${k.sendRedelivered}: at-least-once, expected)`;
 }
 
-export function pacingText(p: ScenarioReport['generator']['pacing']): string {
-  return `blocked ${p.blockedPercent.toFixed(1)}% / spun ${p.spinPercent.toFixed(1)}% of the threads' time`;
+export function pacingText(g: ScenarioReport['generator']): string {
+  const priorities = [...new Set(g.priority)];
+  const priority = priorities.length === 0 ? '' : `${priorities.join(' / ')}, `;
+  return `${priority}blocked ${g.pacing.blockedPercent.toFixed(1)}% / spun ${g.pacing.spinPercent.toFixed(1)}% of the threads' time`;
 }
 
 /** The reconnect scenario's line: drops, recoveries, and whether every user got each message once, in order. */

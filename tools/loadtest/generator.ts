@@ -18,6 +18,7 @@ import { monoUs } from './clock.js';
 import { ConnectionPool } from './connection-pool.js';
 import { Measurements } from './measurements.js';
 import { Pacer } from './pacer.js';
+import { enterRealtime } from './realtime.js';
 import { Receiver } from './receiver.js';
 import { Sender } from './sender.js';
 import type { Slot } from './slots.js';
@@ -42,6 +43,7 @@ export class LoadGenerator {
   private readonly plan: WorkerPlan;
   private readonly post: (m: WorkerToMain) => void;
   private readonly m = new Measurements();
+  private priority = 'normal';
   private readonly pool: ConnectionPool;
   private readonly sender: Sender;
   private readonly receiver: Receiver;
@@ -85,6 +87,7 @@ export class LoadGenerator {
   }
 
   start(): void {
+    if (this.plan.realtime) this.priority = enterRealtime();
     this.connectQueue = [...this.baseSlots];
     this.nextConnectUs = monoUs();
     this.lastReportUs = monoUs();
@@ -268,6 +271,6 @@ export class LoadGenerator {
     if (this.timer) clearTimeout(this.timer);
     if (this.immediate) clearImmediate(this.immediate);
     this.report(monoUs());
-    this.post({ type: 'final', workerIndex: this.plan.workerIndex, result: collectWorkerResult(this.m, this.pool, this.eluWindow) });
+    this.post({ type: 'final', workerIndex: this.plan.workerIndex, result: collectWorkerResult(this.m, this.pool, this.eluWindow, this.priority) });
   }
 }

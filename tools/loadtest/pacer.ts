@@ -9,9 +9,14 @@
  *   - next message more than APPROACH_US away: a 1 ms timer (the event loop reads sockets);
  *   - closer than that: block in Atomics.wait for short slices (SLICE_US) and let the event
  *     loop run between them, so replies that arrive meanwhile are read at most a slice late;
- *   - within the lead (how much Atomics.wait oversleeps here, learnt as it goes): spin on the
- *     clock to the due time and send. Spinning burns CPU, so it has a budget (SPIN_SHARE of
- *     the wall time); without budget the thread blocks to the due time and takes the oversleep.
+ *   - the last SPIN_LEAD_US: spin on the clock to the due time and send. A thread that blocks
+ *     until the due time depends on being woken and given a core at that moment, which here
+ *     took up to 0.2-0.6 ms even under SCHED_FIFO (a kernel block-I/O worker held the core);
+ *     a thread already spinning is on its core. The lead was chosen by measurement: with the
+ *     threads real-time (realtime.ts), the quick suite's lag P99 was 0.06-0.24 ms with 300 µs,
+ *     0.07-0.10 with 500 and 0.11-0.15 with 800 (the budget below ran out).
+ *     Spinning burns CPU, so it has a budget (SPIN_SHARE of the wall time); without budget the
+ *     thread blocks to the due time and takes the wake-up's delay.
  *
  * The lag that remains (sent − due) is measured for every message and reported beside the
  * latencies it could distort (measurements.ts).
@@ -20,18 +25,14 @@ import { monoUs } from './clock.js';
 
 /** Closer than this to the next due time, a 1 ms timer could fire after it: wait in slices. */
 export const APPROACH_US = 2_000;
-/** The longest one blocking wait before the event loop runs again (it oversleeps by the lead). */
+/** The longest one blocking wait before the event loop runs again. */
 export const SLICE_US = 50;
-/** The spin before a send never exceeds this, whatever the measured oversleep. */
-export const MAX_LEAD_US = 300;
-/** The first guess of the oversleep, before any wait has been measured. */
-const INITIAL_OVERSLEEP_US = 80;
-/** Margin over the oversleep estimate when choosing where to stop blocking and start spinning. */
-const LEAD_MARGIN_US = 10;
+/** Within this of the due time the thread spins rather than blocks (see above). */
+export const SPIN_LEAD_US = 500;
 /** Spinning may take this share of the wall time, at most (a token bucket)... */
 export const SPIN_SHARE = 0.05;
 /** ...saved up to this much. */
-const SPIN_BUCKET_US = 10_000;
+export const SPIN_BUCKET_US = 10_000;
 
 export type PaceStep =
   /** Nothing due soon (or nothing scheduled): a 1 ms timer, the event loop runs meanwhile. */
@@ -58,26 +59,7 @@ export function planStep(nowUs: number, dueUs: number, leadUs: number, spinToken
   return { kind: 'wait', waitUs: remaining };
 }
 
-/**
- * How much a blocking wait oversleeps, as a high quantile: the estimate jumps a tenth of the
- * way up to a longer oversleep and creeps a hundredth of the way down to a shorter one, which
- * settles near the 90th percentile.
- */
-export class OversleepEstimate {
-  us = INITIAL_OVERSLEEP_US;
-  note(oversleepUs: number): void {
-    const d = oversleepUs - this.us;
-    this.us += d > 0 ? 0.1 * d : 0.01 * d;
-    if (this.us < 0) this.us = 0;
-  }
-  /** Where blocking stops and spinning starts, before a due time. */
-  get leadUs(): number {
-    return Math.min(MAX_LEAD_US, this.us + LEAD_MARGIN_US);
-  }
-}
-
 export class Pacer {
-  readonly oversleep = new OversleepEstimate();
   /** Time spent blocked and spinning on purpose: not work, so not event-loop load. */
   blockedUs = 0;
   spunUs = 0;
@@ -92,16 +74,14 @@ export class Pacer {
   plan(nowUs: number, dueUs: number): PaceStep {
     this.tokensUs = Math.min(SPIN_BUCKET_US, this.tokensUs + (nowUs - this.refilledAtUs) * SPIN_SHARE);
     this.refilledAtUs = nowUs;
-    return planStep(nowUs, dueUs, this.oversleep.leadUs, this.tokensUs);
+    return planStep(nowUs, dueUs, SPIN_LEAD_US, this.tokensUs);
   }
 
-  /** Blocks the thread for about `us` (Atomics.wait: a worker thread may) and learns the oversleep. */
+  /** Blocks the thread for about `us` (Atomics.wait: a worker thread may). */
   block(us: number): void {
     const start = this.clock();
     Atomics.wait(this.cell, 0, 0, us / 1000);
-    const slept = this.clock() - start;
-    this.blockedUs += slept;
-    this.oversleep.note(slept - us);
+    this.blockedUs += this.clock() - start;
   }
 
   /** Spins on the clock until `untilUs`. */

@@ -176,7 +176,7 @@ ${row(['deliveries', `${s.delivery.pubReceived}/${s.delivery.pubExpected} owed p
 ${s.recovery ? row(['recovery', esc(recoveryText(s.recovery))]) : ''}
 ${row(['send', s.send.supported ? `${s.delivery.sendReceived}/${s.delivery.sendExpected} received, ${s.delivery.sendLost} lost` : esc(s.send.note)])}
 ${row(['errors', `${s.errors.count} of ${s.errors.operations} operations (${fmtPct(s.errors.rate)}) ${esc(JSON.stringify(s.errors.errFrames))}`])}
-${row(['generator', `${s.generator.threads} threads, event loops ${s.generator.eluPerThread.map(fmtPct).join(' / ')}, pacing ${esc(pacingText(s.generator.pacing))}${s.generator.bottleneck ? ` — <b>bottleneck</b>: ${esc(s.generator.reasons.join('; '))}` : ''}`])}
+${row(['generator', `${s.generator.threads} threads, event loops ${s.generator.eluPerThread.map(fmtPct).join(' / ')}, pacing ${esc(pacingText(s.generator))}${s.generator.bottleneck ? ` — <b>bottleneck</b>: ${esc(s.generator.reasons.join('; '))}` : ''}`])}
 ${row(['server resources', `RSS ${fmtBytes(s.server.rssStartBytes)} → ${fmtBytes(s.server.rssEndBytes)} (peak ${fmtBytes(s.server.rssPeakBytes)}), CPU ${s.server.cpuPercent === null ? 'n/a' : `${s.server.cpuPercent.toFixed(0)}% of a core`}`])}
 ${s.ramp ? row(['ramp', esc(`peak ${s.ramp.peakConnections}, stopped by ${s.ramp.stoppedBy}: ${s.ramp.note}`)]) : ''}
 ${s.drift ? row(['drift', esc(`P99 ${fmtMs(s.drift.p99FirstMs)} → ${fmtMs(s.drift.p99LastMs)} ms; server RSS ${fmtBytes(s.drift.serverRssFirstBytes)} → ${fmtBytes(s.drift.serverRssLastBytes)} (first vs last ${s.drift.windowS} s)`)]) : ''}

@@ -82,7 +82,7 @@ function scenarioDetail(s: ScenarioReport): string[] {
   lines.push(...serverSideBySide(s));
   const g = s.generator;
   lines.push(
-    `  generator: ${g.threads} threads (${g.transport}), event loops ${g.eluPerThread.map((e) => fmtPct(e)).join(' / ')} busy, pacing ${pacingText(g.pacing)}, CPU ${g.cpuPercent.toFixed(0)}% of a core${g.bottleneck ? ' — BOTTLENECK: ' + g.reasons.join('; ') : ''}`,
+    `  generator: ${g.threads} threads (${g.transport}), event loops ${g.eluPerThread.map((e) => fmtPct(e)).join(' / ')} busy, pacing ${pacingText(g)}, CPU ${g.cpuPercent.toFixed(0)}% of a core${g.bottleneck ? ' — BOTTLENECK: ' + g.reasons.join('; ') : ''}`,
   );
   for (const reason of s.grade.reasons) lines.push(`  below A+: ${reason}`);
   for (const note of s.notes) lines.push(`  note: ${note}`);

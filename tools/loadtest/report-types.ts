@@ -103,6 +103,8 @@ export interface ScenarioReport {
     lateFraction: number;
     /** % of the loadgen threads' time the pacer blocked (Atomics.wait) and spun waiting for due times (pacer.ts) */
     pacing: { blockedPercent: number; spinPercent: number };
+    /** The scheduling each loadgen thread ran under ("SCHED_FIFO 10", or "normal (why)"): see realtime.ts */
+    priority: string[];
     maxBufferedBytes: number;
     bottleneck: boolean;
     reasons: string[];

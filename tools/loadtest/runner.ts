@@ -45,6 +45,8 @@ export interface RunOptions {
   threads?: number;
   connectTimeoutMs?: number;
   fenceMs?: number;
+  /** Loadgen threads under SCHED_FIFO when the system allows (realtime.ts); default off. */
+  realtime?: boolean;
   onProgress?: (u: ProgressUpdate) => void;
   log?: (line: string) => void;
   verbose?: boolean;

@@ -61,6 +61,7 @@ export async function runScenario(spec: ScenarioSpec, ctx: ScenarioContext): Pro
       sendSupported: ctx.probe.supported,
       fenceUs,
       connectTimeoutMs,
+      realtime: ctx.opts.realtime ?? false,
     })));
     onAbort = () => t.broadcast({ type: 'abort' });
     ctx.opts.signal?.addEventListener('abort', onAbort, { once: true });

@@ -29,6 +29,8 @@ export interface WorkerPlan {
   fenceUs: number;
   /** Give up on a connection that has not been welcomed and joined after this long. */
   connectTimeoutMs: number;
+  /** Run the thread under SCHED_FIFO when the system allows (realtime.ts). */
+  realtime: boolean;
 }
 
 export type MainToWorker =
@@ -199,4 +201,6 @@ export interface WorkerResult {
   /** Peak connections this thread held. */
   peakActive: number;
   transport: string;
+  /** The scheduling the thread ran under ("SCHED_FIFO 10", or "normal (why)"). */
+  priority: string;
 }

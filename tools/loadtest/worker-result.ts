@@ -10,7 +10,7 @@ import type { WorkerResult } from './types.js';
 
 const TRANSPORT = 'tools/wsclient (raw-socket client)';
 
-export function collectWorkerResult(m: Measurements, pool: ConnectionPool, elu: number): WorkerResult {
+export function collectWorkerResult(m: Measurements, pool: ConnectionPool, elu: number, priority: string): WorkerResult {
   const slots = pool.slots;
   return {
     histograms: m.encodeAll(),
@@ -18,6 +18,7 @@ export function collectWorkerResult(m: Measurements, pool: ConnectionPool, elu: 
     elu,
     peakActive: pool.peakActive,
     transport: TRANSPORT,
+    priority,
     delivery: {
       pubs: slots
         .filter((st) => st.pubDue.length > 0)
