@@ -10,7 +10,7 @@ import { monoUs } from '../tools/loadtest/clock.js';
 import { LATE_SEND_US, Measurements } from '../tools/loadtest/measurements.js';
 import { APPROACH_US, Pacer, SLICE_US, SPIN_BUCKET_US, SPIN_LEAD_US, SPIN_SHARE, planStep } from '../tools/loadtest/pacer.js';
 import { logAxis } from '../tools/loadtest/report-html.js';
-import { RateStream } from '../tools/loadtest/schedule.js';
+import { GRID_ORIGIN_US, RateStream } from '../tools/loadtest/schedule.js';
 
 describe('pacer: the step towards the next due time', () => {
   const lead = 100;
@@ -122,18 +122,29 @@ describe('schedule lag measurement', () => {
     assert.ok(closest >= interval / 3 - 1, `a pub and a ping ${closest} µs apart`);
   });
 
+  it('puts due times of whole-millisecond intervals between the kernel\'s millisecond ticks', () => {
+    // The baseline scenario's sends: 2.5/s per thread, at a quarter of the interval.
+    const send = new RateStream(0.05, 0.25);
+    const dues: number[] = [];
+    for (let t = 5_000_000; t < 9_000_000; t += 1_000) send.run(t, 50, (d) => dues.push(d));
+    assert.ok(dues.length >= 9);
+    for (const d of dues) assert.equal(d % 1_000, 500, `due at ${d} µs`);
+  });
+
   it('the pacer waits for exactly the message the schedule fires next', () => {
+    const at = (us: number): number => GRID_ORIGIN_US + us;
     const stream = new RateStream(10, 0);
     assert.ok(Number.isNaN(stream.peekDueUs(1)), 'a stream that has not run has no due time yet');
-    stream.run(1_000_000, 1, () => {});
-    assert.equal(stream.peekDueUs(1), 1_100_000);
+    stream.run(at(1_000_000), 1, () => {});
+    assert.equal(stream.peekDueUs(1), at(1_100_000));
     assert.ok(Number.isNaN(stream.peekDueUs(0)), 'no connections: nothing to wait for');
     // Ten times the connections: the next message is due one new interval after the last.
-    assert.equal(stream.peekDueUs(10), 1_010_000);
+    assert.equal(stream.peekDueUs(10), at(1_010_000));
     const fired: number[] = [];
-    stream.run(1_010_000, 10, (d) => fired.push(d));
-    assert.deepEqual(fired, [1_010_000]);
+    stream.run(at(1_010_000), 10, (d) => fired.push(d));
+    assert.deepEqual(fired, [at(1_010_000)]);
   });
+
 });
 
 describe('report: the percentile chart latency axis', () => {

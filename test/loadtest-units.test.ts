@@ -7,7 +7,7 @@ import { GRADE_TABLE, gradeScenario, overallGrade } from '../tools/loadtest/grad
 import { encodeHistogram, mergeEncoded, newHistogram, recordUs, summarize } from '../tools/lib/histogram.js';
 import { renderHtml } from '../tools/loadtest/report-html.js';
 import type { RunReport, ScenarioReport } from '../tools/loadtest/report-types.js';
-import { DueQueue, RateStream } from '../tools/loadtest/schedule.js';
+import { DueQueue, GRID_ORIGIN_US, RateStream } from '../tools/loadtest/schedule.js';
 import { applyOverrides, loadScenarios, parseScenarios, selectScenarios } from '../tools/loadtest/scenarios.js';
 import { DEFAULT_SCENARIOS_FILE } from '../tools/loadtest/cli.js';
 import { PUB_MARK, isFastPathFrame, makeData, scanPubMarkers, type Marker } from '../tools/loadtest/wire.js';
@@ -97,18 +97,19 @@ describe('histograms', () => {
 
 describe('schedule (coordinated omission)', () => {
   it('fires a stalled backlog with the due times the schedule gave them', () => {
+    const at = (us: number): number => GRID_ORIGIN_US + us; // the grid starts there (schedule.ts)
     const stream = new RateStream(10, 0); // 10/s per connection
     const dues: number[] = [];
-    stream.run(1_000_000, 1, (d) => dues.push(d)); // first message due at t = 1 s
-    assert.deepEqual(dues, [1_000_000]);
+    stream.run(at(1_000_000), 1, (d) => dues.push(d)); // first message due at t = 1 s
+    assert.deepEqual(dues, [at(1_000_000)]);
     // The loop stalls for a second: ten messages were due meanwhile, each 100 ms apart.
-    stream.run(2_000_000, 1, (d) => dues.push(d));
+    stream.run(at(2_000_000), 1, (d) => dues.push(d));
     assert.equal(dues.length, 11);
-    assert.deepEqual(dues.slice(1, 4), [1_100_000, 1_200_000, 1_300_000]);
+    assert.deepEqual(dues.slice(1, 4), [at(1_100_000), at(1_200_000), at(1_300_000)]);
     // More connections: the aggregate rate rises at once.
     const more: number[] = [];
-    stream.run(2_050_000, 10, (d) => more.push(d));
-    assert.deepEqual(more, [2_010_000, 2_020_000, 2_030_000, 2_040_000, 2_050_000]);
+    stream.run(at(2_050_000), 10, (d) => more.push(d));
+    assert.deepEqual(more, [at(2_010_000), at(2_020_000), at(2_030_000), at(2_040_000), at(2_050_000)]);
   });
   it('queues due times in order', () => {
     const q = new DueQueue();

@@ -14,6 +14,15 @@
  * turn: the thread's aggregate rate is (per-connection rate × active connections), so each
  * connection sends at its own rate and the thread needs one timer loop, not one per message.
  */
+/**
+ * Where the grids start: half a millisecond past the clock's zero. The kernel's timer tick
+ * falls on whole milliseconds of the monotonic clock, and a message due on a tick lost
+ * 80-140 µs to its interrupt (every `send` of the baseline scenario did: its grid points were
+ * whole multiples of 100 ms). Scenario rates make whole-millisecond intervals, so their grid
+ * points now fall between ticks.
+ */
+export const GRID_ORIGIN_US = 500;
+
 export class RateStream {
   /** Due time of the next message, µs; NaN while the stream has no rate. */
   nextDueUs = Number.NaN;
@@ -24,7 +33,7 @@ export class RateStream {
   private multiplier = 1;
 
   /**
-   * Due times lie on a grid fixed to the clock's zero, `(j + phase) × interval`, so streams
+   * Due times lie on a grid fixed to the clock, `GRID_ORIGIN_US + (j + phase) × interval`, so streams
    * with different phases stay apart however often they catch up on a backlog or change
    * rate: two messages of one thread due at the same moment would leave one after the
    * other's write, and a loopback write that wakes the server can take 100-300 µs here.
@@ -45,7 +54,7 @@ export class RateStream {
 
   /** The first point of this stream's grid at or after `us`. */
   private gridAtOrAfter(us: number, interval: number): number {
-    return (Math.ceil(us / interval - this.phase) + this.phase) * interval;
+    return (Math.ceil((us - GRID_ORIGIN_US) / interval - this.phase) + this.phase) * interval + GRID_ORIGIN_US;
   }
 
   /**
