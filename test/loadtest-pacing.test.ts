@@ -1,15 +1,18 @@
 /**
  * The load tester sends on schedule and measures how late it was: the pacer's decisions, its
- * spin lead and budget, that it never sends early, the schedule's grid, and the schedule-lag measurement. No sockets,
- * no threads, and no speed asserted (the machine decides how precise a wait is).
+ * spin lead and budget, that it never sends early, the schedule's grid, the schedule-lag
+ * measurement, and the loadgen thread's real-time priority. No sockets, and no speed asserted
+ * (the machine decides how precise a wait is).
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { summarize } from '../tools/lib/histogram.js';
 import { monoUs } from '../tools/loadtest/clock.js';
 import { LATE_SEND_US, Measurements } from '../tools/loadtest/measurements.js';
 import { APPROACH_US, Pacer, SLICE_US, SPIN_BUCKET_US, SPIN_LEAD_US, SPIN_SHARE, planStep } from '../tools/loadtest/pacer.js';
 import { logAxis } from '../tools/loadtest/report-html.js';
+import { REALTIME_PRIORITY } from '../tools/loadtest/realtime.js';
 import { GRID_ORIGIN_US, RateStream } from '../tools/loadtest/schedule.js';
 
 describe('pacer: the step towards the next due time', () => {
@@ -144,7 +147,39 @@ describe('schedule lag measurement', () => {
     stream.run(at(1_010_000), 10, (d) => fired.push(d));
     assert.deepEqual(fired, [at(1_010_000)]);
   });
+});
 
+describe('loadgen thread priority', () => {
+  it('puts the calling thread, and only it, under SCHED_FIFO where allowed, or says why not', async () => {
+    // In a worker thread, as the loadgen threads do; chrt reads back what the kernel holds.
+    const src = `
+      const { parentPort } = require('node:worker_threads');
+      const { execFileSync } = require('node:child_process');
+      const { readlinkSync } = require('node:fs');
+      import(${JSON.stringify(new URL('../tools/loadtest/realtime.js', import.meta.url).href)}).then(({ enterRealtime }) => {
+        const said = enterRealtime();
+        const tid = readlinkSync('/proc/thread-self').split('/').pop();
+        const policy = execFileSync('chrt', ['--pid', tid]).toString();
+        parentPort.postMessage({ said, policy });
+      });`;
+    const { Worker } = await import('node:worker_threads');
+    const w = new Worker(src, { eval: true });
+    const { said, policy } = await new Promise<{ said: string; policy: string }>((resolve, reject) => {
+      w.once('message', resolve);
+      w.once('error', reject);
+    });
+    await w.terminate();
+    if (said === `SCHED_FIFO ${REALTIME_PRIORITY}`) {
+      assert.match(policy, /SCHED_FIFO/);
+      assert.match(policy, new RegExp(`priority: ${REALTIME_PRIORITY}\\b`));
+    } else {
+      assert.match(said, /^normal \(.+\)$/);
+      assert.doesNotMatch(policy, /SCHED_FIFO/);
+    }
+    // The test's own thread kept its policy.
+    const own = execFileSync('chrt', ['--pid', String(process.pid)]).toString();
+    assert.doesNotMatch(own, /SCHED_FIFO/);
+  });
 });
 
 describe('report: the percentile chart latency axis', () => {

@@ -13,8 +13,9 @@
  *     until the due time depends on being woken and given a core at that moment, which here
  *     took up to 0.2-0.6 ms even under SCHED_FIFO (a kernel block-I/O worker held the core);
  *     a thread already spinning is on its core. The lead was chosen by measurement: with the
- *     threads real-time (realtime.ts), the quick suite's lag P99 was 0.06-0.24 ms with 300 µs,
- *     0.07-0.10 with 500 and 0.11-0.15 with 800 (the budget below ran out).
+ *     threads real-time (realtime.ts), one or two quick-suite runs each gave a lag P99 of
+ *     0.06-0.24 ms with 300 µs, 0.07-0.10 with 500 and 0.11-0.15 with 800 (the budget below
+ *     ran out).
  *     Spinning burns CPU, so it has a budget (SPIN_SHARE of the wall time); without budget the
  *     thread blocks to the due time and takes the wake-up's delay.
  *

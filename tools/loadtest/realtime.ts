@@ -5,8 +5,9 @@
  * cores. At normal priority a loadgen thread woken for a due message waited for a core often
  * enough that its schedule lag was P99 1.3-1.7 ms (quick suite); `perf sched timehist` showed
  * waits of 0.2-2 ms, behind the server's threads and behind kernel block-I/O workers. Under
- * SCHED_FIFO it preempts them at once (the lag P99 went to 0.07-0.10 ms with the pacer's
- * lead): it is the client, which on a real network would not share the server's cores.
+ * SCHED_FIFO it preempts them at once (with the pacer's spin lead and the schedule's grid, the
+ * lag P99 went to 0.06-0.28 ms, median 0.12, in six runs): it is the client, which on a real
+ * network would not share the server's cores.
  *
  * The threads spend most of their time blocked, and the pacer's spin has a budget
  * (pacer.ts), so they leave the server what it had; the kernel's real-time throttling

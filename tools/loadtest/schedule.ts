@@ -33,9 +33,9 @@ export class RateStream {
   private multiplier = 1;
 
   /**
-   * Due times lie on a grid fixed to the clock, `GRID_ORIGIN_US + (j + phase) × interval`, so streams
-   * with different phases stay apart however often they catch up on a backlog or change
-   * rate: two messages of one thread due at the same moment would leave one after the
+   * Due times lie on a grid fixed to the clock, `GRID_ORIGIN_US + (j + phase) × interval`,
+   * so streams with different phases stay apart however often they catch up on a backlog or
+   * change rate: two messages of one thread due at the same moment would leave one after the
    * other's write, and a loopback write that wakes the server can take 100-300 µs here.
    */
   constructor(
