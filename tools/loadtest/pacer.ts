@@ -11,13 +11,14 @@
  *     loop run between them, so replies that arrive meanwhile are read at most a slice late;
  *   - the last SPIN_LEAD_US: spin on the clock to the due time and send. A thread that blocks
  *     until the due time depends on being woken and given a core at that moment, which here
- *     took up to 0.2-0.6 ms even under SCHED_FIFO (a kernel block-I/O worker held the core);
- *     a thread already spinning is on its core. The lead was chosen by measurement: with the
- *     threads real-time (realtime.ts), one or two quick-suite runs each gave a lag P99 of
- *     0.06-0.24 ms with 300 µs, 0.07-0.10 with 500 and 0.11-0.15 with 800 (the budget below
- *     ran out).
- *     Spinning burns CPU, so it has a budget (SPIN_SHARE of the wall time); without budget the
- *     thread blocks to the due time and takes the wake-up's delay.
+ *     took 0.4-1 ms now and then even under SCHED_FIFO (a 50 µs Atomics.wait returning that
+ *     late; a kernel block-I/O worker holding the core); a thread already spinning is on its
+ *     core. The lead was chosen by measurement, with the threads real-time (realtime.ts) and
+ *     the schedule's grid: the quick suite's lag P99 was under 0.1 ms in 5 of 12 scenario
+ *     runs with 500 µs (0.06-0.28 ms) and in 11 of 12 with 1 ms (0.04-0.13 ms).
+ *     Spinning burns CPU, so it has a budget (SPIN_SHARE of the wall time: the moderate
+ *     scenario spins 6.6% of each thread's time); without budget the thread blocks to the due
+ *     time and takes the wake-up's delay.
  *
  * The lag that remains (sent − due) is measured for every message and reported beside the
  * latencies it could distort (measurements.ts).
@@ -29,9 +30,9 @@ export const APPROACH_US = 2_000;
 /** The longest one blocking wait before the event loop runs again. */
 export const SLICE_US = 50;
 /** Within this of the due time the thread spins rather than blocks (see above). */
-export const SPIN_LEAD_US = 500;
+export const SPIN_LEAD_US = 1_000;
 /** Spinning may take this share of the wall time, at most (a token bucket)... */
-export const SPIN_SHARE = 0.05;
+export const SPIN_SHARE = 0.08;
 /** ...saved up to this much. */
 export const SPIN_BUCKET_US = 10_000;
 
