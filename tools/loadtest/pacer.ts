@@ -17,7 +17,7 @@
  *     the schedule's grid: the quick suite's lag P99 was under 0.1 ms in 5 of 12 scenario
  *     runs with 500 µs (0.06-0.28 ms) and in 11 of 12 with 1 ms (0.04-0.13 ms).
  *     Spinning burns CPU, so it has a budget (SPIN_SHARE of the wall time: the moderate
- *     scenario spins 6.6% of each thread's time); without budget the thread blocks to the due
+ *     scenario spins 6.7% of each thread's time); without budget the thread blocks to the due
  *     time and takes the wake-up's delay.
  *
  * The lag that remains (sent − due) is measured for every message and reported beside the
