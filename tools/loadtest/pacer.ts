@@ -15,7 +15,7 @@
  *     late; a kernel block-I/O worker holding the core); a thread already spinning is on its
  *     core. The lead was chosen by measurement, with the threads real-time (realtime.ts) and
  *     the schedule's grid: the quick suite's lag P99 was under 0.1 ms in 5 of 12 scenario
- *     runs with 500 µs (0.06-0.28 ms) and in 11 of 12 with 1 ms (0.04-0.13 ms).
+ *     runs with 500 µs (0.06-0.28 ms) and in 16 of 18 with 1 ms (0.04-0.14 ms).
  *     Spinning burns CPU, so it has a budget (SPIN_SHARE of the wall time: the moderate
  *     scenario spins 6.7% of each thread's time); without budget the thread blocks to the due
  *     time and takes the wake-up's delay.

@@ -6,8 +6,8 @@
  * enough that its schedule lag was P99 1.3-1.7 ms (quick suite); `perf sched timehist` showed
  * waits of 0.2-2 ms, behind the server's threads and behind kernel block-I/O workers. Under
  * SCHED_FIFO it preempts them at once (with the pacer's spin lead and the schedule's grid, the
- * lag P99 went to 0.04-0.13 ms in six runs, under 0.1 in 11 of their 12 scenarios): it is the
- * client, which on a real network would not share the server's cores.
+ * lag P99 went to 0.04-0.14 ms in nine runs, under 0.1 in 16 of their 18 scenarios): it is
+ * the client, which on a real network would not share the server's cores.
  *
  * The threads spend most of their time blocked, and the pacer's spin has a budget
  * (pacer.ts), so they leave the server what it had; the kernel's real-time throttling
