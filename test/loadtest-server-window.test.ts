@@ -12,7 +12,7 @@ import { renderHtml } from '../tools/loadtest/report-html.js';
 import { runLoadTest } from '../tools/loadtest/runner.js';
 import { DEFAULT_SCENARIOS_FILE } from '../tools/loadtest/cli.js';
 import { applyOverrides, loadScenarios, selectScenarios } from '../tools/loadtest/scenarios.js';
-import { serverWindow, SERVER_LATENCIES } from '../tools/loadtest/server-window.js';
+import { serverWindow, SERVER_LATENCIES, untilNextRender } from '../tools/loadtest/server-window.js';
 import { getJson, getText, membersOnEveryShard, type TestClient } from './helpers/client.js';
 import { nextMsgs, until } from './helpers/messaging.js';
 import { startProcess, testConfig, type ServerProcess } from './helpers/server.js';
@@ -48,6 +48,22 @@ describe('serverWindow: the end histograms less the start ones', () => {
   });
 });
 
+describe('a mark waits for the next render instead of polling through the interval', () => {
+  const at = '2026-11-30T03:00:00.000Z';
+  const t = Date.parse(at);
+  test('reads again just after the render due one interval after the one it saw', () => {
+    assert.equal(untilNextRender({ metrics_at: at, interval_s: 1 }, t + 200), 850);
+  });
+  test('polls (every 100 ms) a server that does not say its interval, or whose render is due already', () => {
+    assert.equal(untilNextRender({ metrics_at: at }, t), 100);
+    assert.equal(untilNextRender({ metrics_at: at, interval_s: 1 }, t + 5_000), 100);
+  });
+  test("waits at most one interval, whatever the server's clock says", () => {
+    assert.equal(untilNextRender({ metrics_at: at, interval_s: 1 }, t - 60_000), 1_000);
+    assert.equal(untilNextRender({ metrics_at: 'not a time', interval_s: 1 }, t), 100);
+  });
+});
+
 describe('GET /stats/histograms and the load tester against a 2-shard server', () => {
   let server: ServerProcess;
   const clients: TestClient[] = [];
@@ -75,6 +91,7 @@ describe('GET /stats/histograms and the load tester against a 2-shard server', (
       return encoded && hdr.decodeFromCompressedBase64(encoded, 64, false).totalCount === 2 * PUBS ? body : undefined;
     }, 'both shards measuring every pub');
     assert.equal(body.unit, 'us');
+    assert.equal(body.interval_s, 0.1, 'the metrics interval, so that a reader knows when the next render is due');
     assert.deepEqual(Object.keys(body.histograms as object), [...SERVER_LATENCIES]);
     const stats = (await getJson(server.port, '/stats', 'GET', TOKEN)).body as { latency: { pub: { since_start: { count: number } } } };
     assert.equal(stats.latency.pub.since_start.count, 2 * PUBS);

@@ -74,6 +74,7 @@ export function renderHistogramsJson(view: MetricsView): string {
   return JSON.stringify({
     metrics_at: new Date(view.at).toISOString(),
     started_at: new Date(view.startedAt).toISOString(),
+    interval_s: view.intervalS,
     unit: 'us',
     histograms: Object.fromEntries(view.latency.map((l) => [l.name, encodeHistogram(l.histogram)])),
   });
