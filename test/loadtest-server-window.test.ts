@@ -58,9 +58,10 @@ describe('a mark waits for the next render instead of polling through the interv
     assert.equal(untilNextRender({ metrics_at: at }, t), 100);
     assert.equal(untilNextRender({ metrics_at: at, interval_s: 1 }, t + 5_000), 100);
   });
-  test("waits at most one interval, whatever the server's clock says", () => {
+  test("waits at most one interval, whatever the server's clock says, and at most 15 s", () => {
     assert.equal(untilNextRender({ metrics_at: at, interval_s: 1 }, t - 60_000), 1_000);
     assert.equal(untilNextRender({ metrics_at: 'not a time', interval_s: 1 }, t), 100);
+    assert.equal(untilNextRender({ metrics_at: at, interval_s: 1e9 }, t), 15_000, 'nor longer than a mark waits in all');
   });
 });
 

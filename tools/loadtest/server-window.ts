@@ -67,7 +67,7 @@ export async function markServerHistograms(target: WindowTarget, signal?: AbortS
   // for a whole interval delayed the deliveries it timed.
   let wait = typeof first === 'string' ? POLL_MS : untilNextRender(first);
   while (Date.now() < deadline && !signal?.aborted) {
-    await new Promise((resolve) => setTimeout(resolve, wait));
+    await new Promise((resolve) => setTimeout(resolve, Math.min(wait, Math.max(0, deadline - Date.now()))));
     wait = POLL_MS;
     const doc = await readDoc(target);
     if (typeof doc !== 'string' && doc.metrics_at !== seen) return doc;
@@ -78,13 +78,14 @@ export async function markServerHistograms(target: WindowTarget, signal?: AbortS
 
 /**
  * Ms until just after the render that follows `doc` (its time plus the server's interval), at
- * least POLL_MS and at most one interval: the server's clock may not be ours (another host).
+ * least POLL_MS and at most one interval (the server's clock may not be ours: another host) or
+ * MARK_TIMEOUT_MS (the interval is what the server says).
  */
 export function untilNextRender(doc: Pick<HistogramsDoc, 'metrics_at' | 'interval_s'>, now = Date.now()): number {
   const intervalMs = typeof doc.interval_s === 'number' && doc.interval_s > 0 ? doc.interval_s * 1000 : 0;
   if (intervalMs === 0) return POLL_MS;
   const due = Date.parse(doc.metrics_at) + intervalMs + RENDER_SLACK_MS - now;
-  return Math.max(POLL_MS, Math.min(intervalMs, Number.isFinite(due) ? due : POLL_MS));
+  return Math.max(POLL_MS, Math.min(intervalMs, MARK_TIMEOUT_MS, Number.isFinite(due) ? due : POLL_MS));
 }
 
 async function readDoc(target: WindowTarget): Promise<HistogramsDoc | string> {
