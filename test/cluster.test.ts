@@ -213,6 +213,74 @@ describe('three nodes on one Redis', { skip }, () => {
     await client.multi().zrem('ocs:nodes', old).zrem('ocs:nt', old).del('ocs:pu:old-user').exec();
   });
 
+  test("a backlog goes to the user's connections on other nodes as one record per node, and one per message to a node that takes no batches", async () => {
+    const packr = new Packr({ useRecords: false, moreTypes: false });
+    const client = redis.client();
+    // Two nodes, faked: alive, each with a connection of the user; one says it takes batch records (`P nb`), one does not.
+    const batching = 'batch00000node';
+    const plain = 'plain00000node';
+    const heard = new Map<string, unknown[][]>([
+      [batching, []],
+      [plain, []],
+    ]);
+    const listener = redis.client();
+    listener.on('messageBuffer', (channel: Buffer, message: Buffer) => heard.get(channel.toString().slice('ocs:n:'.length))?.push(packr.unpack(message) as unknown[]));
+    await listener.subscribe(`ocs:n:${batching}`, `ocs:n:${plain}`);
+    const sender = await on(0, 'share-sender');
+    let attempt = 0;
+    // The claiming node reads `P nb` at its heartbeat (every second here): a fresh user per attempt until it has.
+    await untilTrue('one batch record for the node that takes them', async () => {
+      const user = `share-${attempt++}`;
+      for (const node of heard.values()) node.length = 0;
+      const ids: string[] = [];
+      for (let i = 0; i < 5; i++) {
+        sender.send({ op: 'send', to: user, data: { i }, ref: `${user}-${i}`, pri: i === 4 ? 3 : 1 });
+        ids.push((await sender.next((f) => f.op === 'ack' && f.ref === `${user}-${i}`)).id as string);
+      }
+      const now = Date.now();
+      await client.multi().zadd('ocs:nodes', now, batching, now, plain).zadd('ocs:nb', now, batching).hset(`ocs:pu:${user}`, batching, 1, plain, 1).exec();
+      const here = await on(2, user);
+      assert.equal(here.welcome.pending, 5);
+      const order = [ids[4], ...ids.slice(0, 4)]; // in queue order: CRITICAL first
+      const local = [await here.next((f) => f.op === 'msg'), await here.next((f) => f.op === 'batch')];
+      assert.deepEqual([local[0]!.id, ...(local[1]!.msgs as Frame[]).map((m) => m.id)], order, 'this node: CRITICAL alone, then one batch frame');
+      for (const id of order) here.send({ op: 'ack', id });
+      const of = (node: string): unknown[][] => heard.get(node)!.filter((record) => record[1] === user);
+      const singles = await until(() => (of(plain).length >= 5 ? of(plain) : undefined), 'five records for the node that takes no batches');
+      assert.deepEqual(singles.map((r) => [r[0], r[1], r[2]]), order.map((id) => [1, user, id]), 'one DELIVER_USER record per message, in queue order');
+      await new Promise((r) => setTimeout(r, 100));
+      const records = of(batching);
+      if (records.length !== 1) return false; // this node had not read `P nb` yet: one record per message
+      const [kind, to, entries] = records[0]! as [number, string, Array<[string, string, number]>];
+      assert.deepEqual([kind, to], [4, user]);
+      assert.deepEqual(entries.map(([id]) => id), order);
+      for (const [id, frame, deadline] of entries) {
+        assert.equal(JSON.parse(frame).id, id);
+        assert.ok(deadline > now && deadline < now + 60_000, 'each entry carries its ack deadline');
+      }
+      return true;
+    });
+    await client.multi().zrem('ocs:nodes', batching, plain).zrem('ocs:nb', batching).exec();
+  });
+
+  test('a batch record from another node is delivered as on one process; a malformed one is counted and dropped', async () => {
+    const packr = new Packr({ useRecords: false, moreTypes: false });
+    const client = redis.client();
+    const recipient = await on(1, 'batch-reader');
+    const [node1] = await client.hkeys('ocs:pu:batch-reader');
+    const entry = (id: string, pri: number): [string, string, number] => [id, encodeStoredMsg(id, 'elsewhere', null, `"${id}"`, pri, Date.now()), Date.now() + 5000];
+    const malformed = async (): Promise<number> => ((await getJson(nodes[1]!.port, '/stats')).body.messaging as Record<string, number>).cluster_malformed!;
+    const before = await malformed();
+    for (const bad of [[4, 'batch-reader', 'not a list'], [4, 'batch-reader', [['b-x', 'frame']]], [4, 'batch-reader', [['b-y', 'frame', -1]]], [4, 7, []]]) {
+      await client.publish(`ocs:n:${node1}`, packr.pack(bad));
+    }
+    await client.publish(`ocs:n:${node1}`, packr.pack([4, 'batch-reader', [entry('b-1', 3), entry('b-2', 1), entry('b-3', 1)]]));
+    const critical = await recipient.next((f) => f.op === 'msg' || f.op === 'batch');
+    const rest = await recipient.next((f) => f.op === 'msg' || f.op === 'batch');
+    assert.deepEqual([critical.op, critical.id, rest.op, (rest.msgs as Frame[]).map((m) => m.id)], ['msg', 'b-1', 'batch', ['b-2', 'b-3']]);
+    await untilTrue('four malformed records counted', async () => (await malformed()) === before + 4);
+  });
+
   test('a message stored for an offline user is delivered by the node it connects to, once', async () => {
     const sender = await on(0, 'early');
     for (let i = 0; i < 5; i++) sender.send({ op: 'send', to: 'later', data: { i }, ref: `o${i}`, pri: i === 4 ? 3 : 1 });

@@ -13,8 +13,10 @@
  *               group anywhere, published by the presence scripts (presence-scripts.ts); 0xff
  *               is never an origin length (node ids are about 14 bytes)
  *   P n:NODE    a MessagePack array: [NodeRecord.DELIVER_USER, user, id, frame, receivedAt?, deadline?]
- *               or [NodeRecord.DELIVER_SID, sid, id, frame, receivedAt?, deadline?], or the answer to a join of
- *               a history group, [NodeRecord.HISTORY_JOINED, ...] (history.ts)
+ *               or [NodeRecord.DELIVER_SID, sid, id, frame, receivedAt?, deadline?]; a share of a
+ *               user's backlog, [NodeRecord.DELIVER_USER_BATCH, user, [[id, frame, deadline], ...]]
+ *               (in queue order); or the answer to a join of a history group,
+ *               [NodeRecord.HISTORY_JOINED, ...] (history.ts)
  *
  * `receivedAt` (epoch ms, the sender's shard's clock) is when the `send`/`any` frame of a
  * message routed at once arrived: the receiving node's shard records the send latency from it.
@@ -26,6 +28,11 @@
  * scripts) is the message's ack deadline: the receiving node counts it as awaiting its ack until
  * then (what a drain waits for), a redelivery's being further off than one ack_timeout.
  *
+ * A backlog (what a CONNECT claims for a user who has connections on other nodes too) goes to
+ * each of those nodes in DELIVER_USER_BATCH records of at most one ring record's bytes (what a
+ * node hands its shards in one go), not one record per message. Older decoders would drop such a record as malformed, so it goes only to a node in
+ * `P nb` (written with each heartbeat, as `P nt`); another gets one record per message.
+ *
  * Per publisher, order holds: one shard's pubs reach the primary over one ring, leave on one
  * connection, and Redis delivers a channel's messages to a subscriber in order.
  */
@@ -33,7 +40,10 @@ import { Packr } from 'msgpackr';
 import type { Redis } from 'ioredis';
 import type { Keys } from './keys.js';
 
-export const NodeRecord = { DELIVER_USER: 1, DELIVER_SID: 2, HISTORY_JOINED: 3 } as const;
+export const NodeRecord = { DELIVER_USER: 1, DELIVER_SID: 2, HISTORY_JOINED: 3, DELIVER_USER_BATCH: 4 } as const;
+
+/** One message of a DELIVER_USER_BATCH record: its id, its `msg` frame, its ack deadline (epoch ms; 0: not known). */
+export type BatchEntry = [id: string, frame: string, deadline: number];
 
 export interface ChannelHandlers {
   /** A pub from another node to `group`, which has members here. */
@@ -42,6 +52,8 @@ export interface ChannelHandlers {
   presence(group: string, record: string): void;
   /** A delivery record on this node's channel; `receivedAt` and `deadline` (its ack deadline) 0 when it carries none. */
   nodeRecord(kind: number, target: string, id: string, frame: string, receivedAt: number, deadline: number): void;
+  /** A share of `user`'s backlog (DELIVER_USER_BATCH), in queue order. */
+  userBatch(user: string, entries: readonly BatchEntry[]): void;
   /** The answer to a join of a history group (its fields after the kind); false: malformed. */
   historyJoined(fields: readonly unknown[]): boolean;
   /** A payload that does not parse (another version, or not ours): dropped, counted. */
@@ -124,6 +136,11 @@ export class Channels {
     return this.commands.publish(this.keys.nodeChannel(node), packr.pack(record));
   }
 
+  /** A share of `user`'s backlog for `node`, which takes it as one record (above). */
+  publishUserBatch(node: string, user: string, entries: readonly BatchEntry[]): Promise<number> {
+    return this.commands.publish(this.keys.nodeChannel(node), packr.pack([NodeRecord.DELIVER_USER_BATCH, user, entries]));
+  }
+
   private received(channel: string, message: Buffer): void {
     if (channel === this.nodeChannel) {
       let fields: unknown;
@@ -131,6 +148,11 @@ export class Channels {
         fields = packr.unpack(message);
       } catch {
         return this.handlers.malformed(channel);
+      }
+      if (Array.isArray(fields) && fields[0] === NodeRecord.DELIVER_USER_BATCH) {
+        const [, user, entries] = fields as unknown[];
+        if (typeof user !== 'string' || !Array.isArray(entries) || !entries.every(isBatchEntry)) return this.handlers.malformed(channel);
+        return this.handlers.userBatch(user, entries);
       }
       if (Array.isArray(fields) && fields[0] === NodeRecord.HISTORY_JOINED) {
         if (!this.handlers.historyJoined(fields.slice(1))) this.handlers.malformed(channel);
@@ -156,4 +178,8 @@ export class Channels {
 /** An optional time field of a record: a positive finite number, else 0 (absent). */
 function positiveOr0(value: unknown): number {
   return typeof value === 'number' && value > 0 && Number.isFinite(value) ? value : 0;
+}
+
+function isBatchEntry(entry: unknown): entry is BatchEntry {
+  return Array.isArray(entry) && typeof entry[0] === 'string' && typeof entry[1] === 'string' && typeof entry[2] === 'number' && entry[2] >= 0 && Number.isFinite(entry[2]);
 }

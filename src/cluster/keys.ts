@@ -36,6 +36,14 @@ export class Keys {
     return `${this.prefix}nt`;
   }
 
+  /**
+   * ZSET node id -> its last heartbeat, of the nodes that take a user's backlog as one record
+   * (channels.ts, DELIVER_USER_BATCH): an older version's node gets one record per message.
+   */
+  get batchNodes(): string {
+    return `${this.prefix}nb`;
+  }
+
   /** HASH node id -> connections of `user` on that node. */
   userPresence(user: string): string {
     return `${this.prefix}pu:${user}`;

@@ -21,7 +21,7 @@ import type { DeadLetter, StoredMessage } from '../store/messages.js';
 import { encodeStoredMsg, storedMsgPriority } from '../protocol/json-codec.js';
 import { Latency, type LatencyRecorder } from '../metrics/latencies.js';
 import type { Logger } from '../util/logger.js';
-import { NodeRecord, type Channels } from './channels.js';
+import { NodeRecord, type BatchEntry, type Channels } from './channels.js';
 import { LocalDelivery, outgoing, type Outgoing } from './local-delivery.js';
 import type { ClusterPresence, LocalPresence } from './presence.js';
 import { ACK, CONNECT, DEAD_ON_ARRIVAL, JOIN, ROUTE_ANY, ROUTE_USER, STORE, SWEEP, type ScriptRunner } from './scripts.js';
@@ -204,16 +204,15 @@ export class ClusterMessaging {
 
   /**
    * A claimed message to every connection of `user`: here directly, elsewhere one record per
-   * node (with `receivedAt`, for that node's send latency). Returns its id and frame.
+   * node (with `receivedAt`, for that node's send latency).
    */
-  private toUser(user: string, nodes: string[], f: Fields, receivedAt = 0): Outgoing {
+  private toUser(user: string, nodes: string[], f: Fields, receivedAt = 0): void {
     this.counted(f);
     const frame = encodeStoredMsg(f[0], f[1], null, f[3], Number(f[4]), Number(f[5]));
     for (const node of nodes) {
       if (node === this.parts.node) this.here.toUser(user, [outgoing(f[0], frame, f[7], Number(f[4]))], receivedAt);
       else this.publish(node, NodeRecord.DELIVER_USER, user, f, frame, receivedAt);
     }
-    return outgoing(f[0], frame, f[7], Number(f[4]));
   }
 
   private toMember(node: string, sid: string, f: Fields, receivedAt: number): void {
@@ -221,6 +220,35 @@ export class ClusterMessaging {
     const frame = encodeStoredMsg(f[0], f[1], f[2], f[3], Number(f[4]), Number(f[5]));
     if (node === this.parts.node) this.here.toSid(sid, [outgoing(f[0], frame, f[7], Number(f[4]))], receivedAt);
     else this.publish(node, NodeRecord.DELIVER_SID, sid, f, frame, receivedAt);
+  }
+
+  /**
+   * Messages newly claimed for `user` (a backlog, in queue order), to the user's connections on
+   * the other `nodes`: as DELIVER_USER_BATCH records of at most one ring record's bytes to a node
+   * that takes them, else one record per message. Returns them as they go out here.
+   */
+  private shareBacklog(user: string, nodes: readonly string[], claimed: readonly Fields[]): Outgoing[] {
+    const messages = claimed.map((f) => {
+      this.counted(f);
+      return outgoing(f[0], encodeStoredMsg(f[0], f[1], null, f[3], Number(f[4]), Number(f[5])), f[7], Number(f[4]));
+    });
+    if (messages.length === 0) return messages;
+    for (const node of nodes) {
+      if (node === this.parts.node) continue;
+      if (!this.parts.presence.takesBatches(node)) {
+        claimed.forEach((f, i) => this.publish(node, NodeRecord.DELIVER_USER, user, f, messages[i]!.frame, 0));
+        continue;
+      }
+      for (const entries of recordsOf(messages, this.parts.link.maxFrameBytes)) {
+        this.parts.channels.publishUserBatch(node, user, entries).catch((err: unknown) => this.broke(err, 'deliver'));
+      }
+    }
+    return messages;
+  }
+
+  /** A share of a user's backlog from another node (DELIVER_USER_BATCH), in queue order. */
+  userBatch(user: string, entries: readonly BatchEntry[]): void {
+    this.here.toUser(user, entries.map(([id, frame, deadline]) => outgoing(id, frame, deadline, storedMsgPriority(frame))));
   }
 
   /** A delivery record for another node; the receive time only to a node known to take it (channels.ts: an older node's decoder would drop the record). */
@@ -270,21 +298,21 @@ export class ClusterMessaging {
         if (backlog === null) return;
         const sent = new Set<string>();
         // In queue order (priority, then acceptance), as `batch` frames where several go to one place, as on one process.
-        const toUser: Outgoing[] = [];
+        const fresh: Fields[] = [];
         const toSid: Outgoing[] = [];
         for (const [claimed, f] of backlog.entries) {
           sent.add(f[0]);
           // Newly claimed: for every connection of the user; already in flight: for this new one too
           // (swept at its deadline here as well: the node that delivered it first may be gone).
-          if (claimed !== 1) {
-            if (f[7] > 0) this.parts.dueAt(f[7]);
-            toSid.push(outgoing(f[0], encodeStoredMsg(f[0], f[1], null, f[3], Number(f[4]), Number(f[5])), f[7], Number(f[4])));
+          if (claimed === 1) {
+            fresh.push(f);
+            continue;
           }
-          else if (backlog.nodes.includes(this.parts.node)) toUser.push(this.toUser(user, backlog.nodes.filter((node) => node !== this.parts.node), f));
-          else this.toUser(user, backlog.nodes, f);
+          if (f[7] > 0) this.parts.dueAt(f[7]);
+          toSid.push(outgoing(f[0], encodeStoredMsg(f[0], f[1], null, f[3], Number(f[4]), Number(f[5])), f[7], Number(f[4])));
         }
         for (const message of held) if (!sent.has(message.id)) toSid.push(message);
-        this.here.toUser(user, toUser);
+        this.backlogToUser(user, backlog.nodes, fresh);
         this.here.toSid(sid, toSid);
       },
       (err: unknown) => {
@@ -306,11 +334,18 @@ export class ClusterMessaging {
       this.backlogOf(user, conns.size).then(
         (backlog) => {
           if (backlog === null) return;
-          for (const [claimed, f] of backlog.entries) if (claimed === 1) this.toUser(user, backlog.nodes, f);
+          const fresh = backlog.entries.filter(([claimed]) => claimed === 1).map(([, f]) => f);
+          this.backlogToUser(user, backlog.nodes, fresh);
         },
         (err: unknown) => this.broke(err, 'rescan'),
       );
     }
+  }
+
+  /** Newly claimed messages of `user` to its connections on every node in `nodes`, this one included. */
+  private backlogToUser(user: string, nodes: readonly string[], fresh: readonly Fields[]): void {
+    const messages = this.shareBacklog(user, nodes, fresh);
+    if (nodes.includes(this.parts.node)) this.here.toUser(user, messages);
   }
 
   private async backlogOf(user: string, connections: number): Promise<{ nodes: string[]; pending: number; entries: Array<[number, Fields]> } | null> {
@@ -388,4 +423,23 @@ export class ClusterMessaging {
   private broke(err: unknown, during: string): void {
     if (this.parts.up()) this.parts.log.error({ code: 'E_INTERNAL', err, during }, 'cluster: a Redis command failed');
   }
+}
+
+/** `messages` as DELIVER_USER_BATCH entries, cut into records of at most `maxBytes` of frames (one message even when larger). */
+function recordsOf(messages: readonly Outgoing[], maxBytes: number): BatchEntry[][] {
+  const records: BatchEntry[][] = [];
+  let record: BatchEntry[] = [];
+  let bytes = 0;
+  for (const { id, frame, deadline } of messages) {
+    const size = Buffer.byteLength(frame);
+    if (record.length > 0 && bytes + size > maxBytes) {
+      records.push(record);
+      record = [];
+      bytes = 0;
+    }
+    record.push([id, frame, deadline]);
+    bytes += size;
+  }
+  if (record.length > 0) records.push(record);
+  return records;
 }

@@ -110,6 +110,7 @@ export class ClusterNode {
       },
       presence: (group, record) => void (this.groups.events.received(group, record) || this.stats_.cluster_malformed++),
       nodeRecord: (kind, target, id, frame, receivedAt, deadline) => this.messaging.nodeRecord(kind, target, id, frame, receivedAt, deadline),
+      userBatch: (user, entries) => this.messaging.userBatch(user, entries),
       historyJoined: (fields) => this.history.joinAnswered(fields),
       malformed: () => this.stats_.cluster_malformed++,
     });

@@ -103,6 +103,8 @@ export class ClusterPresence {
   private aliveNodes = new Set<string>();
   /** The nodes that took a delivery record's receive time at the last heartbeat. */
   private timedNodes = new Set<string>();
+  /** The nodes that took a backlog as one record at the last heartbeat. */
+  private batchNodes = new Set<string>();
 
   constructor(
     private readonly redis: Redis,
@@ -129,6 +131,11 @@ export class ClusterPresence {
     return this.timedNodes.has(node);
   }
 
+  /** Whether a user's backlog may go to `node` as DELIVER_USER_BATCH records (channels.ts): it said so at its last heartbeat this node read. */
+  takesBatches(node: string): boolean {
+    return this.batchNodes.has(node);
+  }
+
   /**
    * This node is alive; learn which others are, and forget the dead. True: this node's own
    * heartbeat was gone, so another node took it for dead (it stalled longer than presence_ttl)
@@ -137,21 +144,27 @@ export class ClusterPresence {
   async heartbeat(): Promise<boolean> {
     const now = Date.now();
     const { keys } = this;
-    const [added, alive, dead, , , timed] = (await this.redis
+    const stale = `(${now - this.ttlMs}`;
+    const [added, alive, dead, , , timed, , , batching] = (await this.redis
       .multi()
       .zadd(keys.nodes, now, this.node)
       .zrangebyscore(keys.nodes, now - this.ttlMs, '+inf')
-      .zrangebyscore(keys.nodes, '-inf', `(${now - this.ttlMs}`)
+      .zrangebyscore(keys.nodes, '-inf', stale)
+      // What this node's decoder takes, for the others to read (channels.ts): one sorted set per record feature.
       .zadd(keys.timedNodes, now, this.node)
-      .zremrangebyscore(keys.timedNodes, '-inf', `(${now - this.ttlMs}`)
+      .zremrangebyscore(keys.timedNodes, '-inf', stale)
       .zrangebyscore(keys.timedNodes, now - this.ttlMs, '+inf')
+      .zadd(keys.batchNodes, now, this.node)
+      .zremrangebyscore(keys.batchNodes, '-inf', stale)
+      .zrangebyscore(keys.batchNodes, now - this.ttlMs, '+inf')
       .exec())!.map(([err, value]) => {
       if (err) throw err;
       return value;
-    }) as [number, string[], string[], number, number, string[]];
+    }) as [number, string[], string[], number, number, string[], number, number, string[]];
     this.aliveNodes = new Set(alive);
     this.aliveNodes.add(this.node);
     this.timedNodes = new Set(timed);
+    this.batchNodes = new Set(batching);
     for (const node of dead) await this.forgetNode(node);
     return added === 1;
   }
