@@ -136,9 +136,28 @@ export class Channels {
     return this.commands.publish(this.keys.nodeChannel(node), packr.pack(record));
   }
 
-  /** A share of `user`'s backlog for `node`, which takes it as one record (above). */
-  publishUserBatch(node: string, user: string, entries: readonly BatchEntry[]): Promise<number> {
-    return this.commands.publish(this.keys.nodeChannel(node), packr.pack([NodeRecord.DELIVER_USER_BATCH, user, entries]));
+  /**
+   * A share of `user`'s backlog for `node`, which takes DELIVER_USER_BATCH records (above): as
+   * few records as hold at most `maxBytes` of frames each (a larger message goes alone).
+   */
+  publishUserBatches(node: string, user: string, entries: readonly BatchEntry[], maxBytes: number): Promise<unknown> {
+    const channel = this.keys.nodeChannel(node);
+    // One connection: Redis gets the records, and the node hears them, in this order.
+    const records: Array<Promise<number>> = [];
+    let start = 0;
+    let bytes = 0;
+    const flush = (end: number): void => {
+      records.push(this.commands.publish(channel, packr.pack([NodeRecord.DELIVER_USER_BATCH, user, entries.slice(start, end)])));
+      start = end;
+      bytes = 0;
+    };
+    entries.forEach(([, frame], i) => {
+      const size = Buffer.byteLength(frame);
+      if (i > start && bytes + size > maxBytes) flush(i);
+      bytes += size;
+    });
+    if (start < entries.length) flush(entries.length);
+    return Promise.all(records);
   }
 
   private received(channel: string, message: Buffer): void {

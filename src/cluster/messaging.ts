@@ -233,15 +233,15 @@ export class ClusterMessaging {
       return outgoing(f[0], encodeStoredMsg(f[0], f[1], null, f[3], Number(f[4]), Number(f[5])), f[7], Number(f[4]));
     });
     if (messages.length === 0) return messages;
+    let entries: BatchEntry[] | undefined;
     for (const node of nodes) {
       if (node === this.parts.node) continue;
       if (!this.parts.presence.takesBatches(node)) {
         claimed.forEach((f, i) => this.publish(node, NodeRecord.DELIVER_USER, user, f, messages[i]!.frame, 0));
         continue;
       }
-      for (const entries of recordsOf(messages, this.parts.link.maxFrameBytes)) {
-        this.parts.channels.publishUserBatch(node, user, entries).catch((err: unknown) => this.broke(err, 'deliver'));
-      }
+      entries ??= messages.map(({ id, frame, deadline }): BatchEntry => [id, frame, deadline]);
+      this.parts.channels.publishUserBatches(node, user, entries, this.parts.link.maxFrameBytes).catch((err: unknown) => this.broke(err, 'deliver'));
     }
     return messages;
   }
@@ -425,21 +425,3 @@ export class ClusterMessaging {
   }
 }
 
-/** `messages` as DELIVER_USER_BATCH entries, cut into records of at most `maxBytes` of frames (one message even when larger). */
-function recordsOf(messages: readonly Outgoing[], maxBytes: number): BatchEntry[][] {
-  const records: BatchEntry[][] = [];
-  let record: BatchEntry[] = [];
-  let bytes = 0;
-  for (const { id, frame, deadline } of messages) {
-    const size = Buffer.byteLength(frame);
-    if (record.length > 0 && bytes + size > maxBytes) {
-      records.push(record);
-      record = [];
-      bytes = 0;
-    }
-    record.push([id, frame, deadline]);
-    bytes += size;
-  }
-  if (record.length > 0) records.push(record);
-  return records;
-}
