@@ -6,7 +6,9 @@ import { configSchema } from '../src/config/schema.js';
 import { decodeFields, encodeRecord, ToBroker } from '../src/link/records.js';
 import { Alerts, type AlertInputs } from '../src/metrics/alerts.js';
 import type { JsHistogram } from 'hdr-histogram-js';
-import { addSparseCounts, newHistogram, sparseCounts, summarize, summarizeSparse } from '../src/metrics/hdr.js';
+import { inflateSync } from 'node:zlib';
+import * as hdr from 'hdr-histogram-js';
+import { addSparseCounts, encodeHistogram, newHistogram, sparseCounts, summarize, summarizeSparse } from '../src/metrics/hdr.js';
 import { MetricsHub } from '../src/metrics/hub.js';
 import { Latency } from '../src/metrics/latencies.js';
 import { BUCKETS_S } from '../src/metrics/prometheus.js';
@@ -273,5 +275,29 @@ describe('sparse counts, as a shard sends its interval histograms', () => {
     for (const bad of [[1], [0, 5], [1, 0], [1.5, 2], [1e9, 1], [-1, 1]]) {
       assert.throws(() => addSparseCounts(newHistogram(64), bad), TypeError, JSON.stringify(bad));
     }
+  });
+});
+
+describe('the interchange encoding (/stats/histograms)', () => {
+  test("is HdrHistogram's compressed V2 base64: hdr-histogram-js decodes it to the same counts", () => {
+    const one = newHistogram(64);
+    one.recordValue(1);
+    const spread = newHistogram(64);
+    for (const v of latencies(20_000, 1, 9_000_000, 3)) spread.recordValue(v);
+    const resized = newHistogram(32);
+    for (const v of latencies(2000, 1, 600_000_000, 3)) resized.recordValue(v); // past the starting range: autoResize
+    const huge = newHistogram(64);
+    huge.recordValueWithCount(700, 3e12); // counts past 32 bits take more LEB128 bytes
+    huge.recordValue(50_000);
+    for (const h of [one, spread, resized, huge]) {
+      const ours = encodeHistogram(h);
+      // The same bytes before compression as hdr-histogram-js's own encoder.
+      const inflated = (text: string): Buffer => inflateSync(Buffer.from(text, 'base64').subarray(8));
+      assert.deepEqual(inflated(ours), inflated(hdr.encodeIntoCompressedBase64(h)));
+      // The max comes back as its bucket's highest equivalent value (within 0.1%), as HdrHistogram encodes it.
+      const max = (h as JsHistogram).highestEquivalentValue(h.maxValue);
+      assert.deepEqual(summarize(hdr.decodeFromCompressedBase64(ours, 64, false)), { ...summarize(h), max });
+    }
+    assert.equal(encodeHistogram(newHistogram(64)), '', 'an empty histogram is nothing to send');
   });
 });

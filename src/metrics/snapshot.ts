@@ -1,6 +1,6 @@
 /**
  * The documents the primary renders once per interval (/metrics text, the /stats additions,
- * /alerts, and while someone reads it /stats/histograms), in shared memory so that any shard
+ * /alerts, and after each request for it /stats/histograms), in shared memory so that any shard
  * answers a scrape by copying bytes out: no message to the primary, no rendering on the shard.
  *
  * Layout: an Int32 header, then per document two halves of `capacity` bytes each.

@@ -4,7 +4,7 @@
  * thread's own (`latency.threads`), over the last interval and since start (for one thread:
  * since it started; a restarted shard starts again).
  */
-import { encodeHistogram, type Summary } from './hdr.js';
+import { encodeHistogram, type Histogram, type Summary } from './hdr.js';
 import type { MetricsView } from './hub.js';
 import { LATENCIES } from './latencies.js';
 import { threadName } from './prometheus.js';
@@ -76,8 +76,19 @@ export function renderHistogramsJson(view: MetricsView): string {
     started_at: new Date(view.startedAt).toISOString(),
     interval_s: view.intervalS,
     unit: 'us',
-    histograms: Object.fromEntries(view.latency.map((l) => [l.name, encodeHistogram(l.histogram)])),
+    histograms: Object.fromEntries(view.latency.map((l) => [l.name, encodedTotal(l.histogram)])),
   });
+}
+
+/** Each since-start histogram's encoding at its count: they only grow, so one with no new samples is not encoded again. */
+const encodedAt = new WeakMap<Histogram, { count: number; text: string }>();
+
+function encodedTotal(h: Histogram): string {
+  const cached = encodedAt.get(h);
+  if (cached !== undefined && cached.count === h.totalCount) return cached.text;
+  const text = encodeHistogram(h);
+  encodedAt.set(h, { count: h.totalCount, text });
+  return text;
 }
 
 function round(value: number): number {

@@ -25,9 +25,9 @@ export class ServerProbe {
   ) {}
 
   /**
-   * 'warmup': one read, unmeasured: the server renders /stats/histograms only while someone
-   * reads it, and its first renders (and the collections they bring) then fall in the warm-up,
-   * not at the start of the window, as they would not on a server that is scraped all along.
+   * 'warmup': one read, unmeasured: the server renders /stats/histograms only when asked, and
+   * its first render (its code loaded, and the collections that brings) then falls in the
+   * warm-up, not at the start of the window.
    */
   onWindow(edge: 'warmup' | 'start' | 'end'): void {
     if (edge === 'warmup') {
