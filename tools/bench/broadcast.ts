@@ -20,6 +20,7 @@ import { fetchServerStats, type ServerStats } from '../loadtest/server-stats.js'
 import { GcTrace } from './lib/gc-trace.js';
 import { isNoisy, measureHostNoise } from './lib/host-noise.js';
 import { ServerProbe } from './lib/server-probe.js';
+import { SchedTrace, type SchedReport } from './lib/sched-trace.js';
 import { rotation, summarizeRepetitions, TARGETS, type Repetition, type RunResult } from './lib/repetitions.js';
 import { warmFetch } from '../lib/warm-fetch.js';
 
@@ -58,7 +59,8 @@ for (let rep = 0; rep < options.repeat; rep++) {
         : `[${name}] p99 ${r.latencyMs.p99} ms, max ${r.latencyMs.max} ms, lost ${r.lostDeliveries}, ${r.serverCpu.cpuUsPerDelivery} µs server CPU/delivery` +
             (r.generatorSaturated ? `; generator saturated: ${r.generator.saturatedBecause.join(', ')}` : '') +
             (r.disturbed ? `; disturbed: other processes used ${r.otherProcessesCores} cores` : '') +
-            (r.hostNoisy ? `; host took ${r.hostNoise.map((n) => `${n.lostPct}%`).join(' / ')} of the cores' time` : ''),
+            (r.hostNoisy ? `; host took ${r.hostNoise.map((n) => `${n.lostPct}%`).join(' / ')} of the cores' time` : '') +
+            (r.sched ? `; ${schedLine(r.sched)}` : ''),
     );
   }
   repetitions.push(results);
@@ -128,10 +130,13 @@ async function runTarget(name: TargetName, plan: BroadcastPlan, options: CliOpti
     const probe = name === 'baseline' || name === 'metrics-off' ? null : new ServerProbe('127.0.0.1', server.port, SCRAPED_TARGETS.includes(name));
     // The real server's own counters over the window: records its shards pushed over the rings per pub.
     let statsAtStart: Promise<ServerStats> | null = null;
+    // Set by onWindow: typed wide, so that the checks after the load are not narrowed to its initial null.
+    let sched = null as SchedTrace | string | null;
     let ringRecordsPerPub: number | null = null;
     const onWindow = async (edge: 'warmup' | 'start' | 'end'): Promise<void> => {
       probe?.onWindow(edge);
       if (edge === 'warmup') return;
+      if (edge === 'start' && options.sched) sched = SchedTrace.start(plan.durationS);
       if (name === 'baseline') return;
       if (edge === 'start') {
         statsAtStart = fetchServerStats('127.0.0.1', server.port, 10_000);
@@ -166,6 +171,8 @@ async function runTarget(name: TargetName, plan: BroadcastPlan, options: CliOpti
       load = err as Error;
     }
     const serverProbe = probe ? await probe.result() : undefined;
+    const schedReport: SchedReport | null =
+      sched === null ? null : typeof sched === 'string' ? { available: false, reason: sched } : await sched.result(server.pid, process.pid);
     const exit = await server.stop();
     if (load instanceof Error) throw load;
     return {
@@ -179,6 +186,7 @@ async function runTarget(name: TargetName, plan: BroadcastPlan, options: CliOpti
       hostNoisy: isNoisy(hostNoise),
       ...load,
       ...(serverProbe ? { server: serverProbe } : {}),
+      ...(schedReport ? { sched: schedReport } : {}),
       ...(options.traceGc ? { gc: gcReport(gc, load) } : {}),
     };
   } catch (err) {
@@ -186,6 +194,16 @@ async function runTarget(name: TargetName, plan: BroadcastPlan, options: CliOpti
   } finally {
     prepared.cleanup();
   }
+}
+
+/** The progress line's account of a run's scheduler events. */
+function schedLine(s: SchedReport): string {
+  if (!s.available) return `no scheduler events: ${s.reason}`;
+  const top = Object.entries(s.ranInsteadMs)
+    .slice(0, 4)
+    .map(([who, ms]) => `${who} ${ms}`)
+    .join(', ');
+  return `its thread waited over ${s.longWaits.thresholdMs} ms to run ${s.longWaits.perS}/s (${s.longWaits.totalMs} ms in all; ran instead, ms: ${top}); it ran ${s.runsPerS} times/s`;
 }
 
 /** The collections in the measured window (with bytes allocated per delivery) and in the whole run. */

@@ -15,6 +15,8 @@ export interface CliOptions extends BroadcastOptions {
   repeat: number;
   /** Start the servers with node's --trace-gc and count their collections per thread. */
   traceGc: boolean;
+  /** Record the scheduler's events over each window (perf sched): what the server's busiest thread waited for. */
+  sched: boolean;
   /** Extra node options for every server, e.g. --cpu-prof (space-separated). */
   serverNodeArgs: string[];
 }
@@ -29,6 +31,9 @@ export const USAGE = `Usage: npm run bench:broadcast -- [options]
   --repeat N        repetitions, each running every target once in a rotated order; the
                     summary gives the median and spread of each figure (default 3)
   --trace-gc        run the servers with --trace-gc-nvp: collections and allocation per thread
+  --sched           record the scheduler's events over each window (perf sched, root): how
+                    long the server's busiest thread waited to run, what ran instead and what
+                    woke it (lib/sched-trace.ts)
   --server-node-args="ARGS"  more node options for every server, space-separated
                     (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof": a profile per thread)
   --duration S      measured seconds (default 10)
@@ -54,6 +59,7 @@ export function parseCli(argv: string[]): CliOptions {
       rate: { type: 'string', default: '500' },
       repeat: { type: 'string', default: '3' },
       'trace-gc': { type: 'boolean', default: false },
+      sched: { type: 'boolean', default: false },
       'server-node-args': { type: 'string', default: '' },
       duration: { type: 'string', default: '10' },
       warmup: { type: 'string', default: '2' },
@@ -91,6 +97,7 @@ export function parseCli(argv: string[]): CliOptions {
     verifyEvery: nonNegativeInt('verify-every', values['verify-every']!),
     repeat: positiveInt('repeat', values.repeat!),
     traceGc: values['trace-gc']!,
+    sched: values.sched!,
     serverNodeArgs: values['server-node-args']!.split(' ').filter(Boolean),
   };
 }

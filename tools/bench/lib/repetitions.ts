@@ -2,6 +2,7 @@
 // on a shared VM can be off by 2-3x in the tail, so a claim rests on the median of several
 // repetitions, each of which ran the baseline and the real server back to back, and every
 // ratio to the baseline is taken within one repetition before the median is taken.
+import type { SchedReport } from './sched-trace.js';
 import type { LoadResult } from './broadcast-load-types.js';
 import type { TargetName } from './broadcast-targets.js';
 import type { CoreNoise } from './host-noise.js';
@@ -20,7 +21,7 @@ export const TARGETS = {
 };
 
 export type RunResult =
-  | ({ target: TargetName; shardsRequested: number; shardsReported: unknown; serverExit: string; serverWarnings: string[]; ringRecordsPerPub?: number | null; hostNoise: CoreNoise[]; hostNoisy: boolean; gc?: unknown; server?: ServerProbeResult } & LoadResult)
+  | ({ target: TargetName; shardsRequested: number; shardsReported: unknown; serverExit: string; serverWarnings: string[]; ringRecordsPerPub?: number | null; hostNoise: CoreNoise[]; hostNoisy: boolean; gc?: unknown; server?: ServerProbeResult; sched?: SchedReport } & LoadResult)
   | { target: TargetName; error: string };
 
 export type Repetition = Partial<Record<TargetName, RunResult>>;
