@@ -60,6 +60,31 @@ describe('benchmark repetitions', () => {
     assert.equal(shards1!.pass, false);
   });
 
+  it('with --sched, summarizes the waits to run of the runs that could record them', () => {
+    const sched = (perS: number, totalMs: number) => ({
+      available: true as const,
+      seconds: 10,
+      tid: 7,
+      runsPerS: 300,
+      delayMs: { p50: 0, p99: 0.1, p999: 1, max: 2 },
+      longWaits: { thresholdMs: 0.2, perS, totalMs },
+      ranInsteadMs: {},
+      wokenByPerS: {},
+    });
+    const reps: Repetition[] = [
+      { shards1: { ...result('shards1', run(2, 6)), sched: sched(1, 15) } },
+      { shards1: { ...result('shards1', run(2, 6)), sched: { available: false, reason: 'perf is not installed (Debian: linux-perf)' } } },
+      { shards1: { ...result('shards1', run(2, 6)), sched: sched(3, 35) } },
+    ];
+    const [shards1] = summarizeRepetitions(['shards1'], reps);
+    assert.deepEqual(shards1!.sched, {
+      longWaitsPerS: { median: 2, min: 1, max: 3, n: 2 },
+      longWaitMsPerS: { median: 2.5, min: 1.5, max: 3.5, n: 2 },
+      runsPerS: { median: 300, min: 300, max: 300, n: 2 },
+    });
+    assert.equal(summarizeRepetitions(['shards1'], [{ shards1: result('shards1', run(2, 6)) }])[0]!.sched, null, 'none without --sched');
+  });
+
   it('fails a target that lost a delivery in any repetition, or that errored', () => {
     const reps: Repetition[] = [
       { baseline: result('baseline', run(2, 6)), shards1: result('shards1', run(2, 6, { lostDeliveries: 1 })) },

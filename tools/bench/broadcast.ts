@@ -106,6 +106,7 @@ for (const s of summary) {
       (s.eventLoopP99Ms ? `, server event-loop P99 ${f(s.eventLoopP99Ms)} ms` : '') +
       (s.vsShards1?.metricsCpuCost ? `, metrics cost x${f(s.vsShards1.metricsCpuCost)} CPU` : '') +
       (s.vsShards1?.eventLoopP99 ? `, event-loop P99 x${f(s.vsShards1.eventLoopP99)} of shards1's` : '') +
+      (s.sched ? `, waits to run over 0.2 ms ${f(s.sched.longWaitsPerS)}/s, ${f(s.sched.longWaitMsPerS)} ms/s` : '') +
       `: ${s.pass ? 'pass' : 'FAIL'}`,
   );
 }

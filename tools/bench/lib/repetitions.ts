@@ -55,6 +55,8 @@ export interface TargetSummary {
   memoryPerConnectionKiB: Spread | null;
   /** Records the shards pushed over the rings per pub (routing by interest: 0 when every group lives on one shard). */
   ringRecordsPerPub: Spread | null;
+  /** With --sched: the busiest thread's waits to run over 0.2 ms, per second and ms per second, and how often it ran (sched-trace.ts). */
+  sched: { longWaitsPerS: Spread | null; longWaitMsPerS: Spread | null; runsPerS: Spread | null } | null;
   /**
    * metrics-off: shards1's CPU per delivery over this target's, i.e. what metrics cost.
    * scrape: this target's event-loop P99 over shards1's, i.e. what a scrape a second costs.
@@ -128,6 +130,7 @@ export function summarizeRepetitions(targets: readonly TargetName[], repetitions
       eventLoopP999Ms: spread(ok.flatMap((r) => eventLoop(r, 'p999Ms') ?? [])),
       memoryPerConnectionKiB: spread(ok.flatMap((r) => r.serverMemory?.perConnectionKiB.end ?? [])),
       ringRecordsPerPub: spread(ok.flatMap((r) => r.ringRecordsPerPub ?? [])),
+      sched: schedSummary(ok),
       vsShards1:
         target === 'metrics-off'
           ? { metricsCpuCost: ratioTo(shards1s, (r) => r.serverCpu.cpuUsPerDelivery, true) }
@@ -153,6 +156,16 @@ export function summarizeRepetitions(targets: readonly TargetName[], repetitions
     };
     return { ...summary, checks, pass: Object.values(checks).every((c) => c !== false) };
   });
+}
+
+function schedSummary(runs: RunOk[]): TargetSummary['sched'] {
+  const read = runs.flatMap((r) => (r.sched?.available ? [r.sched] : []));
+  if (read.length === 0) return null;
+  return {
+    longWaitsPerS: spread(read.map((s) => s.longWaits.perS)),
+    longWaitMsPerS: spread(read.map((s) => s.longWaits.totalMs / s.seconds)),
+    runsPerS: spread(read.map((s) => s.runsPerS)),
+  };
 }
 
 /** The order targets run in repetition `rep`: rotated, so that no target always runs first. */
