@@ -54,7 +54,11 @@ export class FrameQueue {
   readonly frames: Frame[] = [];
   private waiters: Array<() => void> = [];
 
-  constructor(private readonly isClosed: () => boolean) {}
+  /** `howClosed`: the close code and reason, for the error of a wait the close ended. */
+  constructor(
+    private readonly isClosed: () => boolean,
+    private readonly howClosed: () => string = () => '',
+  ) {}
 
   push(frame: Frame): void {
     this.frames.push(frame);
@@ -85,7 +89,7 @@ export class FrameQueue {
           resolve(frames.splice(index, 1)[0]!);
         } else if (this.isClosed()) {
           clearTimeout(timer);
-          reject(new Error(`connection closed before a matching frame; got ${JSON.stringify(frames).slice(0, 500)}`));
+          reject(new Error(`connection closed${this.howClosed()} before a matching frame; got ${JSON.stringify(frames).slice(0, 500)}`));
         } else {
           this.waiters.push(check);
         }
@@ -99,7 +103,11 @@ export function connect(port: number, options: ConnectOptions = {}): Promise<Tes
   const url = `ws://127.0.0.1:${port}${options.path ?? '/ws'}${options.query ? `?${options.query}` : ''}`;
   const msgpack = options.encoding === 'msgpack';
   const ws = new WebSocket(url, options.protocols ?? (msgpack ? [MSGPACK_PROTOCOL] : []), { autoPong: options.autoPong ?? true });
-  const queue = new FrameQueue(() => ws.readyState === WebSocket.CLOSED);
+  let closedWith = '';
+  const queue = new FrameQueue(
+    () => ws.readyState === WebSocket.CLOSED,
+    () => closedWith,
+  );
   const arrivals: Arrival[] = [];
   ws.on('message', (data: Buffer, isBinary: boolean) => {
     let frame: Frame;
@@ -115,6 +123,7 @@ export function connect(port: number, options: ConnectOptions = {}): Promise<Tes
   });
   const closed = new Promise<{ code: number; reason: string }>((resolve) => {
     ws.once('close', (code, reason) => {
+      closedWith = ` (${code} ${JSON.stringify(reason.toString())})`;
       resolve({ code, reason: reason.toString() });
       queue.wake();
     });
