@@ -112,8 +112,15 @@ export function attribute(parsed: { switches: Switch[]; wakeups: Wakeup[] }, ser
   const delays = own.map((s) => s.delayMs).sort((a, b) => a - b);
   const at = (q: number): number => delays[Math.min(delays.length - 1, Math.floor(q * delays.length))]!;
 
+  // Per CPU, the other runners in time order: one CPU runs one at a time, so they end and start in order.
   const byCpu = new Map<number, Switch[]>();
-  for (const s of parsed.switches) if (s.tid !== tid) (byCpu.get(s.cpu) ?? byCpu.set(s.cpu, []).get(s.cpu)!).push(s);
+  for (const s of parsed.switches) {
+    if (s.tid === tid) continue;
+    const list = byCpu.get(s.cpu);
+    if (list) list.push(s);
+    else byCpu.set(s.cpu, [s]);
+  }
+  for (const list of byCpu.values()) list.sort((a, b) => a.at - b.at);
   const ranInstead = new Map<string, number>();
   let longCount = 0;
   let longMs = 0;
@@ -124,7 +131,10 @@ export function attribute(parsed: { switches: Switch[]; wakeups: Wakeup[] }, ser
     const started = s.at - s.runMs / 1000;
     const woken = started - s.delayMs / 1000;
     let covered = 0;
-    for (const o of byCpu.get(s.cpu) ?? []) {
+    const others = byCpu.get(s.cpu) ?? [];
+    for (let i = firstEndingAfter(others, woken); i < others.length; i++) {
+      const o = others[i]!;
+      if (o.at - o.runMs / 1000 >= started) break;
       const overlap = Math.min(o.at, started) - Math.max(o.at - o.runMs / 1000, woken);
       if (overlap <= 0) continue;
       const name = runnerName(o, serverPid, generatorPid);
@@ -149,6 +159,18 @@ export function attribute(parsed: { switches: Switch[]; wakeups: Wakeup[] }, ser
     ranInsteadMs: largest(ranInstead),
     wokenByPerS: largest(wokenBy),
   };
+}
+
+/** The index of the first of `sorted` (by `at`) that ends after `time`. */
+function firstEndingAfter(sorted: readonly Switch[], time: number): number {
+  let low = 0;
+  let high = sorted.length;
+  while (low < high) {
+    const mid = (low + high) >> 1;
+    if (sorted[mid]!.at <= time) low = mid + 1;
+    else high = mid;
+  }
+  return low;
 }
 
 /** The KEEP_NAMES largest entries, the rest summed as `others`; rounded. */
