@@ -424,4 +424,3 @@ export class ClusterMessaging {
     if (this.parts.up()) this.parts.log.error({ code: 'E_INTERNAL', err, during }, 'cluster: a Redis command failed');
   }
 }
-
