@@ -260,7 +260,10 @@ describe('three nodes on one Redis', { skip }, () => {
       }
       return true;
     });
-    await client.multi().zrem('ocs:nodes', batching, plain).zrem('ocs:nb', batching).exec();
+    // The faked nodes and the connections they were given, so that no later test routes to them.
+    const cleanup = client.multi().zrem('ocs:nodes', batching, plain).zrem('ocs:nb', batching);
+    for (let i = 0; i < attempt; i++) cleanup.hdel(`ocs:pu:share-${i}`, batching, plain);
+    await cleanup.exec();
   });
 
   test('a batch record from another node is delivered as on one process; a malformed one is counted and dropped', async () => {
