@@ -10,12 +10,13 @@ import { after, before, describe, test } from 'node:test';
 import { Packr } from 'msgpackr';
 import { deflateLz4 } from '../src/codec/lz4.js';
 import { writeFrame } from '../src/protocol/msgpack-codec.js';
-import { plainFrame } from '../src/protocol/wire.js';
+import { decodedBytes, plainFrame } from '../src/protocol/wire.js';
 import { getJson, member } from './helpers/client.js';
 import { startInProcess } from './helpers/server.js';
 import type { RunningServer } from '../src/index.js';
 
 const hex = (text: string): Buffer => Buffer.from(text.replace(/\s+/g, ''), 'hex');
+const toArrayBuffer = (bytes: Buffer): ArrayBuffer => bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length) as ArrayBuffer;
 const anyPackr = new Packr({ useRecords: false });
 /** Over codec_offload_threshold (set to 2048 below): judged in the codec pool. */
 const PADDING = 'p'.repeat(3000);
@@ -90,9 +91,14 @@ describe('bad binary frames hurt only the msgpack connection that sent them', ()
     ['truncated MessagePack', Buffer.from(writeFrame({ op: 'pub', group: 'g', data: PADDING + PADDING })).subarray(0, 4000), /cut short/],
     ['a MessagePack array', Buffer.from(plainFrame(anyPackr.pack(['op', PADDING]))), /must be a MessagePack map/],
     ['valid MessagePack, not an ocs.v1 frame', Buffer.from(writeFrame({ op: 'explode', pad: PADDING })), /unknown op/],
+    // Small on the wire, large by what it declares: it goes to the pool, and is refused there.
+    ['a declared length the block does not fill', lyingLength(8000), /corrupt LZ4 block|inflates to/],
   ];
-  test('the large cases below are over the offload threshold', () => {
-    for (const [name, frame] of largeFrames) assert.ok(frame.length >= 2048, `${name}: ${frame.length} bytes`);
+  test('the large cases below are over the offload threshold, by what they inflate to', () => {
+    for (const [name, frame] of largeFrames) {
+      const bytes = decodedBytes(toArrayBuffer(frame), 16 * 1024);
+      assert.ok(bytes >= 2048, `${name}: ${bytes} bytes`);
+    }
   });
   for (const [name, frame, message] of [...badFrames, ...largeFrames.map(([n, f, m]): [string, Buffer, RegExp] => [`${n}, ${f.length} bytes, in the codec pool,`, f, m])]) {
     test(`${name} gets E_BAD_FRAME; the connection stays open`, async () => {

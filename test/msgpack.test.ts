@@ -10,6 +10,8 @@ import { nextMsgs, settle, until } from './helpers/messaging.js';
 import { startInProcess } from './helpers/server.js';
 import { signToken } from './helpers/tokens.js';
 import type { RunningServer } from '../src/index.js';
+import { deflateLz4 } from '../src/codec/lz4.js';
+import { writeFrame } from '../src/protocol/msgpack-codec.js';
 
 type Member = TestClient & { welcome: Frame };
 const SECRET = 'msgpack-test-secret';
@@ -80,6 +82,20 @@ describe('ocs.v1.msgpack: every op, both encodings, one group, two shards', () =
     const after = await totals(server.port);
     assert.ok(after.codec_offloaded! >= 2, 'the 40 KB pubs went through the pool');
     for (const m of members) m.close();
+  });
+
+  test('a compressed frame counts by what it inflates to: a 40 KB pub that crosses the wire as a few KB goes through the pool', async () => {
+    const carol = await member(server.port, 'carol-lz4', ['big'], { encoding: 'msgpack' });
+    const reader = await member(server.port, 'reader', ['big']);
+    const frame = Buffer.from(writeFrame({ op: 'pub', group: 'big', data: chat(40_000), ref: 'big' }, deflateLz4, 0));
+    assert.ok(frame.length < 16384, `the frame is ${frame.length} bytes on the wire, under the threshold as sent`);
+    const before = (await totals(server.port)).codec_offloaded!;
+    carol.sendRaw(frame);
+    const ack = await carol.next((f) => f.op === 'ack' && f.ref === 'big');
+    assert.equal((await reader.next((f) => f.op === 'msg' && f.id === ack.id)).data, chat(40_000));
+    assert.equal((await totals(server.port)).codec_offloaded, before + 1);
+    carol.close();
+    reader.close();
   });
 
   test('a msgpack client may LZ4-compress what it sends: every op still works', async () => {

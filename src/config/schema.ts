@@ -156,8 +156,9 @@ const performance = z
      */
     codec_pool_nice: nonNegativeInt.max(19).default(10),
     /**
-     * Client frames, stored backlogs and exports of at least this many bytes are decoded and
-     * encoded in the codec pool instead of on the thread's loop. 64 KiB: where the pool's
+     * Client frames (a compressed one by the size it declares), stored backlogs and exports of
+     * at least this many bytes are decoded and encoded in the codec pool instead of on the
+     * thread's loop. 64 KiB: where the pool's
      * small-message P99 first came out below inline's (npm run bench:codec, README).
      */
     codec_offload_threshold: positiveInt.default(64 * 1024),

@@ -49,6 +49,21 @@ export function unwrapFrame(frame: Uint8Array, maxPayload: number, inflate: Infl
   return body;
 }
 
+/**
+ * The bytes decoding binary frame `frame` handles: the length a compressed frame declares, when
+ * that is within `maxPayload` (a larger claim is refused at once, see unwrapFrame), else the
+ * frame's own length. A compressed 64 KB body costs at least as much to decode and re-encode as
+ * an uncompressed one, so this, not the bytes received, is what a size threshold is judged on.
+ */
+export function decodedBytes(frame: ArrayBuffer, maxPayload: number): number {
+  const length = frame.byteLength;
+  if (length < 1 + LZ4_SIZE_BYTES) return length;
+  const head = new Uint8Array(frame, 0, 1 + LZ4_SIZE_BYTES);
+  if (head[0] !== FLAG_LZ4) return length;
+  const size = declaredSize(head);
+  return size > length && size <= maxPayload ? size : length;
+}
+
 /** The uncompressed length a compressed frame declares (little-endian, unsigned). */
 export function declaredSize(frame: Uint8Array): number {
   return (frame[1]! | (frame[2]! << 8) | (frame[3]! << 16)) + frame[4]! * 0x1000000;

@@ -13,6 +13,7 @@
  */
 import type { Codec } from '../codec/codec.js';
 import type { PrepareResult, PrepareTask } from '../codec/tasks.js';
+import { decodedBytes } from '../protocol/wire.js';
 import type { Connection, Socket } from './connection.js';
 
 /** Frames one connection may have queued behind those in the codec pool. */
@@ -50,16 +51,18 @@ export class InboundFrames {
   constructor(
     private readonly codec: Pick<Codec, 'offloads' | 'offloadThreshold' | 'prepare'>,
     private readonly handler: InboundHandler,
-    maxPayload: number,
+    private readonly maxPayload: number,
   ) {
     this.maxHeldBytes = HELD_BYTES_FACTOR * maxPayload;
   }
 
   /** A frame of a ready connection (uWS's `message` is valid only during this call). */
   arrive(ws: Socket, conn: Connection, message: ArrayBuffer, isBinary: boolean, receivedAt: number, now: number): void {
-    const large = message.byteLength >= this.codec.offloadThreshold;
+    // An LZ4-compressed msgpack frame is judged by the body it inflates to, not by its bytes.
+    const work = isBinary && conn.frames.binary ? decodedBytes(message, this.maxPayload) : message.byteLength;
+    const large = work >= this.codec.offloadThreshold;
     if (conn.inq === null && !large) return this.handler.frame(ws, conn, message, isBinary, receivedAt, now);
-    if (large && this.codec.offloads(message.byteLength)) return this.offload(ws, conn, message, isBinary, receivedAt);
+    if (large && this.codec.offloads(work)) return this.offload(ws, conn, message, isBinary, receivedAt);
     // The pool is full: decode here, now if nothing waits, else in its turn.
     if (conn.inq === null) return this.handler.frame(ws, conn, message, isBinary, receivedAt, now);
     if (conn.inq.length >= MAX_QUEUED_FRAMES || conn.inqBytes + message.byteLength > this.maxHeldBytes) {
