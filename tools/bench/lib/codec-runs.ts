@@ -13,6 +13,7 @@ import { decodeMsgpack, writeFrame, writeGroupMsg } from '../../../src/protocol/
 import { Broadcast } from '../../../src/shard/broadcast.js';
 import { newHistogram, recordMs, summarize, type LatencySummary } from '../../lib/histogram.js';
 import { cpuUsBetween, processTree, snapshotProcesses } from '../../lib/proc.js';
+import { fetchServerStats } from '../../loadtest/server-stats.js';
 import { PAYLOADS, type PayloadKind } from './chat-text.js';
 import { join, openClient, type BenchClient, type Encoding, type Frame } from './codec-client.js';
 
@@ -199,6 +200,8 @@ export interface OffloadRun {
   largeLost: number;
   /** Server CPU (all threads, the pool's too) ÷ large messages. */
   cpuUsPerLarge: number;
+  /** Tasks the server handed to its codec pool (codec_offloaded, /stats) ÷ large messages: about 1 with the pool, 0 inline; null when /stats did not answer. */
+  offloadedPerLarge: number | null;
 }
 
 /**
@@ -249,11 +252,13 @@ export async function offloadRun(plan: OffloadPlan): Promise<OffloadRun> {
   smallGot = 0;
   largeGot = 0;
   measuring = true;
+  const offloadedBefore = await offloadedTasks(plan.port);
   const cpuBefore = snapshotProcesses();
   const sent = await run(plan.durationS);
   await until(() => smallGot >= sent.small * 4 && largeGot >= sent.large * 4, 10_000).catch(() => {});
   const cpuAfter = snapshotProcesses();
   measuring = false;
+  const offloadedAfter = await offloadedTasks(plan.port);
   for (const c of clients) c.close();
   return {
     small: summarize(latency),
@@ -261,7 +266,15 @@ export async function offloadRun(plan: OffloadPlan): Promise<OffloadRun> {
     largePubs: sent.large,
     largeLost: sent.large * 4 - largeGot,
     cpuUsPerLarge: round(cpuUsBetween(cpuBefore, cpuAfter, processTree(cpuAfter, plan.serverPid)) / Math.max(1, sent.large), 1),
+    offloadedPerLarge: offloadedBefore === null || offloadedAfter === null ? null : round((offloadedAfter - offloadedBefore) / Math.max(1, sent.large), 2),
   };
+}
+
+/** The server's codec_offloaded counter: whether the pool really took the large messages. */
+async function offloadedTasks(port: number): Promise<number | null> {
+  const stats = await fetchServerStats('127.0.0.1', port, 5000);
+  const totals = stats.available ? (stats.raw as { totals?: { codec_offloaded?: unknown } }).totals : undefined;
+  return typeof totals?.codec_offloaded === 'number' ? totals.codec_offloaded : null;
 }
 
 // --- helpers ----------------------------------------------------------------------------
