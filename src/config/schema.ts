@@ -158,8 +158,8 @@ const performance = z
     /**
      * Client frames (a compressed one by the size it declares), stored backlogs and exports of
      * at least this many bytes are decoded and encoded in the codec pool instead of on the
-     * thread's loop. 64 KiB: where the pool's
-     * small-message P99 first came out below inline's (npm run bench:codec, README).
+     * thread's loop. 64 KiB: where the pool's small-message P99 came out below inline's; below
+     * it the hand-over's CPU grows (+38-112%) for no gain measured (npm run bench:codec, README).
      */
     codec_offload_threshold: positiveInt.default(64 * 1024),
   })
