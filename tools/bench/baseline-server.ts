@@ -1,7 +1,10 @@
 // The broadcast benchmark's yardstick: the small single-threaded ocs.v1 server of
 // tools/lib/mini-server.ts with nothing turned on (see there for what it does and why).
-// Usage: node dist/tools/bench/baseline-server.js [--host 127.0.0.1] [--port 0]
+// Usage: node dist/tools/bench/baseline-server.js [--host 127.0.0.1] [--port 0] [--worker]
 // Logs one JSON line {"msg":"ready","port":N,"shards":1} on stdout, like the real server.
+// --worker: the same server in a worker thread, the main thread idle beside it (the real
+// server's shape: a shard is a worker thread), to tell what the thread layout costs.
+import { isMainThread, Worker } from 'node:worker_threads';
 import { parseArgs } from 'node:util';
 import { createMiniServer, listenAndAnnounce } from '../lib/mini-server.js';
 
@@ -9,7 +12,20 @@ const { values } = parseArgs({
   options: {
     host: { type: 'string', default: '127.0.0.1' },
     port: { type: 'string', default: '0' },
+    worker: { type: 'boolean', default: false },
   },
 });
 
-listenAndAnnounce(createMiniServer().app, values.host, Number(values.port), { shards: 1 });
+if (values.worker && isMainThread) {
+  const worker = new Worker(new URL(import.meta.url), { argv: ['--host', values.host, '--port', values.port] });
+  worker.on('error', (err) => {
+    console.error(err);
+    process.exit(1);
+  });
+  worker.on('exit', (code) => process.exit(code));
+  // A thread that ends with uWS sockets open aborts the process: the worker closes them first.
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => worker.postMessage('stop'));
+} else {
+  const server = createMiniServer();
+  listenAndAnnounce(server.app, values.host, Number(values.port), { shards: 1 }, server.closeAll);
+}

@@ -128,7 +128,7 @@ async function runTarget(name: TargetName, plan: BroadcastPlan, options: CliOpti
     log(`[${name}] server pid ${server.pid} ready on port ${server.port}`);
     let load: LoadResult | Error;
     // The baseline has no metrics, and metrics-off has them turned off.
-    const probe = name === 'baseline' || name === 'metrics-off' ? null : new ServerProbe('127.0.0.1', server.port, SCRAPED_TARGETS.includes(name));
+    const probe = name === 'baseline' || name === 'baseline-worker' || name === 'metrics-off' ? null : new ServerProbe('127.0.0.1', server.port, SCRAPED_TARGETS.includes(name));
     // The real server's own counters over the window: records its shards pushed over the rings per pub.
     let statsAtStart: Promise<ServerStats> | null = null;
     // Set by onWindow: typed wide, so that the checks after the load are not narrowed to its initial null.
@@ -138,7 +138,7 @@ async function runTarget(name: TargetName, plan: BroadcastPlan, options: CliOpti
       probe?.onWindow(edge);
       if (edge === 'warmup') return;
       if (edge === 'start' && options.sched) sched = SchedTrace.start(plan.durationS);
-      if (name === 'baseline') return;
+      if (name === 'baseline' || name === 'baseline-worker') return;
       if (edge === 'start') {
         statsAtStart = fetchServerStats('127.0.0.1', server.port, 10_000);
         return;

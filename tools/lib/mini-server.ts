@@ -9,6 +9,7 @@
 // `leave` -> `left`, `pub` -> `msg` to every member (the sender too) plus `ack` when `ref` is
 // given, `ping` -> `pong`. Anything else gets `err E_BAD_FRAME`. With `send: true` also `send`
 // (`ack`, then `msg` with `ackReq` to each of the recipient's connections) and `ack`.
+import { parentPort } from 'node:worker_threads';
 import uWS from 'uWebSockets.js';
 import type { ErrorCode, ErrorReason } from '../../src/protocol/errors.js';
 
@@ -23,6 +24,8 @@ export interface MiniServer {
   app: uWS.TemplatedApp;
   /** Connections open now. */
   connections(): number;
+  /** Closes every connection: a worker thread may end only once its uWS sockets are closed. */
+  closeAll(): void;
 }
 
 interface Session {
@@ -51,6 +54,7 @@ export function createMiniServer(options: MiniServerOptions = {}): MiniServer {
   let open = 0;
   /** With `send`: each user's open connections. */
   const byUser = new Map<string, Set<uWS.WebSocket<Session>>>();
+  const sockets = new Set<uWS.WebSocket<Session>>();
   const app = uWS.App();
 
   const handle = (ws: uWS.WebSocket<Session>, message: ArrayBuffer, isBinary: boolean): void => {
@@ -155,6 +159,7 @@ export function createMiniServer(options: MiniServerOptions = {}): MiniServer {
 
     open: (ws) => {
       open++;
+      sockets.add(ws);
       const { user, sid } = ws.getUserData();
       if (options.send) {
         let set = byUser.get(user);
@@ -168,12 +173,19 @@ export function createMiniServer(options: MiniServerOptions = {}): MiniServer {
 
     close: (ws) => {
       open--;
+      sockets.delete(ws);
       if (delayMs > 0) closedSockets.add(ws);
       if (options.send) byUser.get(ws.getUserData().user)?.delete(ws);
     },
   });
 
-  return { app, connections: () => open };
+  return {
+    app,
+    connections: () => open,
+    closeAll: () => {
+      for (const ws of [...sockets]) ws.close();
+    },
+  };
 }
 
 function sendError(ws: uWS.WebSocket<Session>, code: ErrorCode, message: string, ref?: string, reason?: ErrorReason): void {
@@ -182,9 +194,11 @@ function sendError(ws: uWS.WebSocket<Session>, code: ErrorCode, message: string,
 
 /**
  * Listens on host:port and logs one JSON line {"msg":"ready","port":N,...extra} on stdout, like
- * the real server; exits on SIGTERM. Exits 1 when it cannot listen.
+ * the real server; exits on SIGTERM. Exits 1 when it cannot listen. In a worker thread, a
+ * 'stop' message from the parent closes the listen socket and, with `closeAll`, every
+ * connection, and the thread ends when nothing is left open.
  */
-export function listenAndAnnounce(app: uWS.TemplatedApp, host: string, port: number, extra: Record<string, unknown> = {}): void {
+export function listenAndAnnounce(app: uWS.TemplatedApp, host: string, port: number, extra: Record<string, unknown> = {}, closeAll?: () => void): void {
   app.listen(host, port, (listenSocket) => {
     if (!listenSocket) {
       console.log(JSON.stringify({ level: 60, msg: 'listen failed', host, port }));
@@ -192,6 +206,14 @@ export function listenAndAnnounce(app: uWS.TemplatedApp, host: string, port: num
     }
     const bound = uWS.us_socket_local_port(listenSocket);
     console.log(JSON.stringify({ level: 30, time: Date.now(), msg: 'ready', port: bound, ...extra }));
+    if (parentPort !== null) {
+      parentPort.once('message', () => {
+        uWS.us_listen_socket_close(listenSocket);
+        closeAll?.();
+        parentPort!.close();
+      });
+      return;
+    }
     process.once('SIGTERM', () => {
       uWS.us_listen_socket_close(listenSocket);
       process.exit(0);

@@ -42,7 +42,8 @@ export const USAGE = `Usage: npm run bench:broadcast -- [options]
   --targets LIST    comma-separated, from ${TARGET_NAMES.join(',')}
                     (default ${DEFAULT_TARGETS.join(',')}); metrics-off is shards1 with
                     metrics collection off, scrape is shards1 with GET /metrics every second,
-                    -history: the real server with every group keeping history
+                    -history: the real server with every group keeping history,
+                    baseline-worker: the baseline's server in a worker thread
   --json-out FILE   also write the JSON result to FILE
   --concurrency N   connections opened at once (default 200)
   --placement P     spread (default: where the kernel puts each connection) or by-shard (group g

@@ -5,11 +5,12 @@ import { harnessConfig, writeConfigFile } from '../../lib/server-config.js';
 import { SERVER_MAIN } from '../../lib/server-process.js';
 import { serverPinPrefix } from './pinning.js';
 
-export const TARGET_NAMES = ['baseline', 'shards1', 'shards2', 'metrics-off', 'scrape', 'shards1-history', 'shards2-history'] as const;
+export const TARGET_NAMES = ['baseline', 'shards1', 'shards2', 'metrics-off', 'scrape', 'shards1-history', 'shards2-history', 'baseline-worker'] as const;
 export type TargetName = (typeof TARGET_NAMES)[number];
 /**
  * What runs without --targets; metrics-off and scrape measure what the server's metrics cost,
- * the history targets what group history costs: asked for by name.
+ * the history targets what group history costs, baseline-worker what a worker thread costs
+ * (the baseline's server in one, as a shard is): asked for by name.
  */
 export const DEFAULT_TARGETS: readonly TargetName[] = ['baseline', 'shards1', 'shards2'];
 /** Targets that are the real server with one shard and metrics on, differing only in the load. */
@@ -38,13 +39,24 @@ const BASELINE_SERVER = fileURLToPath(new URL('../baseline-server.js', import.me
  */
 export function prepareTarget(name: TargetName, maxConnections: number, nodeArgs: string[] = []): PreparedTarget {
   const pin = serverPinPrefix();
-  if (name === 'baseline') {
+  if (name === 'baseline' || name === 'baseline-worker') {
     return {
       name,
       shards: 1,
       // The flag the real server sets on itself (src/ops/memory-reducer-off.ts): the baseline
       // is not to lose for want of a V8 flag.
-      argv: [...pin, process.execPath, '--no-memory-reducer', ...nodeArgs, BASELINE_SERVER, '--host', '127.0.0.1', '--port', '0'],
+      argv: [
+        ...pin,
+        process.execPath,
+        '--no-memory-reducer',
+        ...nodeArgs,
+        BASELINE_SERVER,
+        '--host',
+        '127.0.0.1',
+        '--port',
+        '0',
+        ...(name === 'baseline-worker' ? ['--worker'] : []),
+      ],
       endpoint: '/ws',
       cleanup: () => {},
     };
