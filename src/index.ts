@@ -7,6 +7,7 @@
  */
 import { authMode } from './auth/identity.js';
 import { loadConfig, type LoadedConfig, type LoadOptions } from './config/load.js';
+import { shardsFor } from './util/cpus.js';
 import { startServer, type RunningServer } from './primary/server.js';
 import { createLogger, type Logger } from './util/logger.js';
 import { VERSION } from './version.js';
@@ -35,6 +36,14 @@ export async function createServer(options: CreateServerOptions = {}): Promise<R
       { code: 'E_CONFIG', authMode: auth },
       'no websocket.auth.secret and anonymous mode is off (NODE_ENV=production): every client is refused with 401 until a secret is set; ' +
         'set WEBSOCKET_AUTH_SECRET (the HS256 key your application signs tokens with) and restart (pm2: `WEBSOCKET_AUTH_SECRET=... npx pm2 reload ocs-realtime --update-env`)',
+    );
+  }
+  const { shards, cpus } = loaded;
+  if (shards > shardsFor(cpus)) {
+    log.warn(
+      { shards, cpus: Math.round(cpus.usable * 100) / 100, affinity: cpus.affinity, cgroupQuota: cpus.quota },
+      'more shards than CPUs this process may use: they take turns on the same cores, and a pub with members on two of them waits for the other ' +
+        '(about twice the P99 on one core: README, Performance); websocket.server.shards: 0 runs one per CPU',
     );
   }
   const server = await startServer(loaded, log, VERSION);

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { describe, test } from 'node:test';
 import { parse } from 'yaml';
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../src/config/load.js';
+import { cpuBudget, shardsFor } from '../src/util/cpus.js';
 import { configSchema } from '../src/config/schema.js';
 import { connect } from './helpers/client.js';
 import { runMain, startProcess, testConfig, writeConfig } from './helpers/server.js';
@@ -40,11 +40,11 @@ describe('configuration', () => {
     }
   });
 
-  test('without a file the embedded defaults apply: port 8765, one shard per core, anonymous allowed', () => {
+  test('without a file the embedded defaults apply: port 8765, one shard per CPU it may use, anonymous allowed', () => {
     const { config, shards, source } = loadConfig({ file: writeConfig({}), env: {} });
     assert.ok(source);
     assert.equal(config.websocket.server.port, 8765);
-    assert.equal(shards, availableParallelism());
+    assert.equal(shards, shardsFor(cpuBudget()));
     assert.equal(config.websocket.auth.allow_anonymous, true);
     assert.ok(Object.isFrozen(config.websocket.server));
   });

@@ -4,11 +4,11 @@
  * Every failure is an OcsError('E_CONFIG') whose message is one line naming the bad key.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import type { ZodIssue } from 'zod';
 import { OcsError } from '../protocol/errors.js';
+import { cpuBudget, shardsFor, type CpuBudget } from '../util/cpus.js';
 import { configSchema, type Config } from './schema.js';
 
 export const DEFAULT_CONFIG_PATH = fileURLToPath(new URL('../../../config/performance_config.yaml', import.meta.url));
@@ -39,14 +39,18 @@ export interface LoadOptions {
   env?: NodeJS.ProcessEnv;
   /** Settings applied over the file and the environment (embedding code, tests). */
   overrides?: Record<string, unknown>;
+  /** The CPUs the process may use (tests); default: this process's affinity and cgroup quota. */
+  cpus?: CpuBudget;
 }
 
 export interface LoadedConfig {
   config: Readonly<Config>;
   /** The file read, or null when running on the embedded defaults. */
   source: string | null;
-  /** Shard count after resolving 0 ("one per core") and enable_connection_pooling. */
+  /** Shard count after resolving 0 ("one per CPU the process may use") and enable_connection_pooling. */
   shards: number;
+  /** The CPUs the process may use, which `shards: 0` follows. */
+  cpus: CpuBudget;
 }
 
 export function loadConfig(options: LoadOptions = {}): LoadedConfig {
@@ -63,10 +67,9 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   const config = result.data;
   const anonymousAsked = (raw.websocket as { auth?: { allow_anonymous?: unknown } } | undefined)?.auth?.allow_anonymous;
   checkConsistency(config, env, anonymousAsked === undefined || anonymousAsked === 'auto');
-  const shards = !config.websocket.performance.enable_connection_pooling
-    ? 1
-    : config.websocket.server.shards || availableParallelism();
-  return { config: deepFreeze(config), source, shards };
+  const cpus = options.cpus ?? cpuBudget();
+  const shards = !config.websocket.performance.enable_connection_pooling ? 1 : config.websocket.server.shards || shardsFor(cpus);
+  return { config: deepFreeze(config), source, shards, cpus };
 }
 
 function readYaml(file: string): Record<string, unknown> {

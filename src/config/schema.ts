@@ -27,7 +27,7 @@ const server = z
   .object({
     host: z.string().min(1).default('0.0.0.0'),
     port: z.number().int().min(0).max(65535).default(DEFAULT_PORT),
-    /** 0 means one shard per core (os.availableParallelism()). */
+    /** 0 means one shard per whole CPU the process may use: its affinity, or its cgroup's quota when smaller (src/util/cpus.ts). */
     shards: nonNegativeInt.max(256).default(0),
     path: z.string().startsWith('/').default(DEFAULT_PATH),
     max_connections: positiveInt.default(2000),
@@ -172,7 +172,7 @@ const alerts = z
     /** Merged P95 / P99 over one interval of the pub and of the send latency, ms. */
     latency_p95_ms: z.number().positive().default(100),
     latency_p99_ms: z.number().positive().default(200),
-    /** Process CPU time over the interval, as a share of the CPUs it may use (cgroup quota, else cores). */
+    /** Process CPU time over the interval, as a share of the CPUs it may use (its affinity, or its cgroup's quota when smaller). */
     cpu_percent: z.number().positive().default(80),
     /** Resident memory as a share of the cgroup memory limit, else of the host's memory. */
     memory_percent: z.number().positive().default(85),

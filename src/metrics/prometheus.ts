@@ -176,7 +176,7 @@ export function renderPrometheus(view: MetricsView): string {
   const r = view.resources;
   out.family('ocs_process_cpu_seconds_total', 'counter', 'User and system CPU time of the process, all threads').sample('ocs_process_cpu_seconds_total', null, r.cpuSeconds);
   out.family('ocs_process_cpu_ratio', 'gauge', 'CPU time over the last interval / (interval x CPUs the process may use)').sample('ocs_process_cpu_ratio', null, r.cpuRatio);
-  out.family('ocs_process_cpu_limit', 'gauge', 'CPUs the process may use: the cgroup quota, else the CPUs it may run on').sample('ocs_process_cpu_limit', null, r.cpuLimit);
+  out.family('ocs_process_cpu_limit', 'gauge', 'CPUs the process may use: the CPUs it may run on, or its cgroup quota when smaller').sample('ocs_process_cpu_limit', null, r.cpuLimit);
   out.family('ocs_process_resident_memory_bytes', 'gauge', 'Resident set size of the process').sample('ocs_process_resident_memory_bytes', null, r.rssBytes);
   out.family('ocs_process_memory_limit_bytes', 'gauge', 'The cgroup memory limit, else the host memory').sample('ocs_process_memory_limit_bytes', null, r.memoryLimitBytes);
   out.family('ocs_process_memory_ratio', 'gauge', 'Resident memory over the memory limit').sample('ocs_process_memory_ratio', null, r.memoryRatio);

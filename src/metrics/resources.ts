@@ -3,15 +3,15 @@
  * threads) as a share of the CPUs it may use, and resident memory as a share of the memory it
  * may use. "May use" is the cgroup's limit when there is one (a container), else the host's.
  */
-import { readFileSync } from 'node:fs';
-import { availableParallelism, totalmem } from 'node:os';
+import { totalmem } from 'node:os';
+import { cpuBudget } from '../util/cpus.js';
 
 export interface ResourceSample {
   /** User + system CPU seconds since the process started. */
   cpuSeconds: number;
   /** CPU used over the last interval / (interval × cpuLimit), 0..1 (can exceed 1 briefly). */
   cpuRatio: number;
-  /** CPUs the process may use: the cgroup quota, else the CPUs it may run on. */
+  /** CPUs the process may use: the CPUs it may run on, or its cgroup's quota when smaller. */
   cpuLimit: number;
   rssBytes: number;
   /** The cgroup memory limit, else the host's memory. */
@@ -20,7 +20,7 @@ export interface ResourceSample {
 }
 
 export class ResourceSampler {
-  readonly cpuLimit = cgroupCpuLimit() ?? availableParallelism();
+  readonly cpuLimit = cpuBudget().usable;
   readonly memoryLimitBytes = memoryLimit();
   private lastCpu = process.cpuUsage();
   private lastAt = performance.now();
@@ -49,15 +49,4 @@ function memoryLimit(): number {
   const host = totalmem();
   const constrained = process.constrainedMemory?.() ?? 0;
   return constrained > 0 && constrained < host ? constrained : host;
-}
-
-/** cgroup v2 `cpu.max` ("QUOTA PERIOD", or "max PERIOD" for none); null without a quota. */
-function cgroupCpuLimit(): number | null {
-  try {
-    const [quota, period] = readFileSync('/sys/fs/cgroup/cpu.max', 'utf8').trim().split(/\s+/);
-    const cpus = Number(quota) / Number(period);
-    return Number.isFinite(cpus) && cpus > 0 ? cpus : null;
-  } catch {
-    return null;
-  }
 }
