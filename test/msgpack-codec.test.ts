@@ -15,7 +15,7 @@ import { inflateBlock, inflateJs } from '../src/protocol/lz4-block.js';
 import { decodeMsgpack, readFrame, writeFrame } from '../src/protocol/msgpack-codec.js';
 import { scanMsgpack } from '../src/protocol/msgpack-scan.js';
 import { JSON_FRAMES, MSGPACK_FRAMES } from '../src/protocol/server-frames.js';
-import { FLAG_LZ4, plainFrame, unwrapFrame, wrapFrame } from '../src/protocol/wire.js';
+import { decodedBytes, FLAG_LZ4, plainFrame, unwrapFrame, wrapFrame } from '../src/protocol/wire.js';
 import { Broadcast, fromRingPayload, ringPayload } from '../src/shard/broadcast.js';
 
 const hex = (text: string): Uint8Array => Uint8Array.from(Buffer.from(text.replace(/\s+/g, ''), 'hex'));
@@ -59,6 +59,18 @@ describe('the flags byte and LZ4 framing (wire.ts)', () => {
       assert.match(String(unwrapFrame(shortBy, 1000, inflate)), /corrupt LZ4 block|inflates to/);
       assert.match(String(unwrapFrame(Uint8Array.of(1, 10, 0, 0, 0, 0xf0), 1000, inflate)), /corrupt LZ4 block|inflates to/);
     }
+  });
+
+  test('a frame counts by what it inflates to: the declared size when within max_payload and within what its block could make', () => {
+    const buffer = (bytes: Uint8Array): ArrayBuffer => new Uint8Array(bytes).buffer; // a copy: msgpackr returns views of its own buffer
+    const zeros = writeFrame({ op: 'pub', group: 'g', data: '0'.repeat(60_000) }, deflateLz4, 0);
+    assert.ok(zeros.length < 1000, `${zeros.length} bytes on the wire`);
+    assert.ok(decodedBytes(buffer(zeros), 65536) > 60_000);
+    assert.equal(decodedBytes(buffer(zeros), 50_000), zeros.length, 'over max_payload: refused inline');
+    const plain = writeFrame({ op: 'ping', t: 1 });
+    assert.equal(decodedBytes(buffer(plain), 65536), plain.length);
+    const liar = new Uint8Array([FLAG_LZ4, 0x60, 0xea, 0, 0, 0]); // 6 bytes declaring 60,000
+    assert.equal(decodedBytes(buffer(liar), 65536), 6, 'no 1-byte block inflates to 60,000 bytes');
   });
 
   test('a frame is compressed only from the threshold on, and only when that makes it smaller', () => {

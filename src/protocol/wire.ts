@@ -49,11 +49,16 @@ export function unwrapFrame(frame: Uint8Array, maxPayload: number, inflate: Infl
   return body;
 }
 
+/** LZ4 makes at most 255 bytes of output per byte of block (a match's length bytes): more is a lie. */
+const LZ4_MAX_RATIO = 256;
+
 /**
  * The bytes decoding binary frame `frame` handles: the length a compressed frame declares, when
- * that is within `maxPayload` (a larger claim is refused at once, see unwrapFrame), else the
- * frame's own length. A compressed 64 KB body costs at least as much to decode and re-encode as
- * an uncompressed one, so this, not the bytes received, is what a size threshold is judged on.
+ * that is within `maxPayload` (a larger claim is refused at once, see unwrapFrame) and a block
+ * of its size could inflate to it, else the frame's own length. A compressed 64 KB body costs at
+ * least as much to decode and re-encode as an uncompressed one, so this, not the bytes received,
+ * is what a size threshold is judged on; a claim no block could meet is refused where it is
+ * cheapest, inline.
  */
 export function decodedBytes(frame: ArrayBuffer, maxPayload: number): number {
   const length = frame.byteLength;
@@ -61,7 +66,7 @@ export function decodedBytes(frame: ArrayBuffer, maxPayload: number): number {
   const head = new Uint8Array(frame, 0, 1 + LZ4_SIZE_BYTES);
   if (head[0] !== FLAG_LZ4) return length;
   const size = declaredSize(head);
-  return size > length && size <= maxPayload ? size : length;
+  return size > length && size <= maxPayload && size <= length * LZ4_MAX_RATIO ? size : length;
 }
 
 /** The uncompressed length a compressed frame declares (little-endian, unsigned). */
