@@ -1,7 +1,8 @@
 /**
  * What the process uses of the machine, sampled by the primary each interval: CPU time (all
  * threads) as a share of the CPUs it may use, and resident memory as a share of the memory it
- * may use. "May use" is the cgroup's limit when there is one (a container), else the host's.
+ * may use. "May use": for CPU the cores it may run on or its cgroup's quota, whichever is smaller
+ * (src/util/cpus.ts); for memory the cgroup's limit when there is one (a container), else the host's.
  */
 import { totalmem } from 'node:os';
 import { cpuBudget } from '../util/cpus.js';
