@@ -71,6 +71,15 @@ describe('the flags byte and LZ4 framing (wire.ts)', () => {
     assert.equal(decodedBytes(buffer(plain), 65536), plain.length);
     const liar = new Uint8Array([FLAG_LZ4, 0x60, 0xea, 0, 0, 0]); // 6 bytes declaring 60,000
     assert.equal(decodedBytes(buffer(liar), 65536), 6, 'no 1-byte block inflates to 60,000 bytes');
+    // Any bytes at all: never throws, never below the frame's length nor above max_payload (unless the frame is).
+    fc.assert(
+      fc.property(fc.constantFrom(0, FLAG_LZ4, 0xff), fc.uint8Array({ maxLength: 64 }), fc.integer({ min: 1, max: 1 << 20 }), (flags, rest, maxPayload) => {
+        const bytes = new Uint8Array([flags, ...rest]);
+        const counted = decodedBytes(buffer(bytes), maxPayload);
+        assert.ok(counted >= bytes.length && (counted === bytes.length || counted <= maxPayload));
+      }),
+      { numRuns: 2000 },
+    );
   });
 
   test('a frame is compressed only from the threshold on, and only when that makes it smaller', () => {
