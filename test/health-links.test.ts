@@ -62,4 +62,18 @@ describe('/health and links that do not drain', () => {
     await until(async () => ((await health()).status === 'ok' ? true : undefined), '/health ok once the shard reads again');
     listener.close();
   });
+
+  test('a shard stalled with no traffic at all shows too: the metrics request it does not read waits in its ring', async () => {
+    const first = await health();
+    assert.equal(first.status, 'ok');
+    const stalled = 1 - first.shard;
+    server.injectShardStall(stalled, 4000);
+    const degraded = await until(async () => {
+      const h = await health();
+      return h.status === 'degraded' ? h : undefined;
+    }, '/health degraded with no message sent');
+    const fromBroker = degraded.shards.list[stalled]!.links.from_broker!;
+    assert.ok(fromBroker.unread_bytes > 0 && fromBroker.waiting_ms >= 1000, JSON.stringify(fromBroker));
+    await until(async () => ((await health()).status === 'ok' ? true : undefined), '/health ok once the shard reads again');
+  });
 });

@@ -222,6 +222,7 @@ describe('admin requests waiting for the broker', () => {
       fail: failer(counters, new Out(counters, createLogger('silent'))),
       latency: new ThreadMetrics(),
       welcomed: () => {},
+      report: () => {},
       adminTimeoutMs,
     });
   }

@@ -18,6 +18,9 @@ import type { Logger } from '../util/logger.js';
 import { interestBucket, type InterestTable } from '../shared/interest-table.js';
 import type { RecordSink, ShardLink } from './shard-link.js';
 
+/** The REPORT record has no fields: encoded once (a writer never changes what it keeps). */
+const REPORT_REQUEST = encodeRecord(ToShard.REPORT, []);
+
 /** Records read per wake-up before yielding to I/O, so a flood from the shards cannot starve timers. */
 const DRAIN_BUDGET = 4096;
 
@@ -117,6 +120,16 @@ export class RingShardLink implements ShardLink {
 
   reply(shard: number, sid: string, frame: string): void {
     this.control(shard, encodeRecord(ToShard.REPLY, [sid, frame]));
+  }
+
+  requestReport(shard: number): void {
+    if (!this.accepts(shard)) return;
+    // Into the ring or not at all: a request that would wait is one interval's report fewer.
+    const writer = this.writers[shard]!;
+    const at = writer.reserve(REPORT_REQUEST.byteLength);
+    if (at < 0) return;
+    writer.bytes.set(REPORT_REQUEST, at);
+    writer.publish();
   }
 
   groupJoined(shard: number, sid: string, group: string, ref: string | null, replay: readonly string[], top: number, epoch: string, recovered: number): void {

@@ -34,6 +34,8 @@ export interface ShardLink {
   groupPub(topic: string, frame: string, receivedAt?: number): void;
   /** `frame` to connection `sid` alone: the answer to its `presence` or `history` op. */
   reply(shard: number, sid: string, frame: string): void;
+  /** Asks `shard` for its metrics report; skipped while records already wait for room in its ring (they show a stuck shard as well). */
+  requestReport(shard: number): void;
   /**
    * The answer to a join of a history group: the `replay` frames first, then `joined` with the
    * group's `top` offset and `epoch`, and `recovered` (-1: not asked, 0, 1). All of it, or,

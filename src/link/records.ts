@@ -86,6 +86,12 @@ export const ToShard = {
   JOINED: 9,
   /** [sid, group, ref|null]: the answer to GROUP_LEAVE. */
   LEFT: 10,
+  /**
+   * []: send your metrics report (a METRICS record), once per metrics_collection_interval. Over
+   * the ring, not as a thread message, so that a shard that stops reading (a hot loop) leaves
+   * it unread, and /health shows its link stuck even when no traffic goes its way.
+   */
+  REPORT: 11,
 } as const;
 
 /**

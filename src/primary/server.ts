@@ -129,8 +129,9 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
         snapshot: new SnapshotWriter(snapshotBuffer, shards),
         rings: { shardToShard: rings, toBroker, fromBroker },
         broker: () => ({ stats: messagingStats(), depth: broker.depth(), history: messaging.historyStats() }),
+        // Over the rings (a REPORT record): a shard that stops reading shows in /health as a stuck link.
         requestReports: () => {
-          for (const slot of slots) if (table.isUp(slot.index)) slot.worker?.postMessage({ type: 'report' } satisfies PrimaryToShard);
+          for (const slot of slots) if (table.isUp(slot.index)) link.requestReport(slot.index);
         },
       })
     : null;

@@ -50,6 +50,8 @@ export interface BrokerLinkOptions {
   latency: LatencyRecorder;
   /** A connection's `welcome` was just sent (corked): what it sent meanwhile may be handled now. */
   welcomed(ws: Socket): void;
+  /** The primary asked for this shard's metrics report (a REPORT record): send it. */
+  report(): void;
   /** How long an admin request waits for the broker before it is answered 504; default 10 s. */
   adminTimeoutMs?: number;
   /** Where a refused record is reported (once per reason). */
@@ -287,6 +289,8 @@ export class BrokerLink implements AdminForwarder {
         return this.options.groupOps?.joined(f);
       case ToShard.LEFT:
         return this.options.groupOps?.left(f);
+      case ToShard.REPORT:
+        return this.options.report();
     }
   }
 

@@ -125,6 +125,9 @@ class Shard {
       fail,
       latency: metrics,
       welcomed: (ws) => this.dispatch.resume(ws),
+      report: () => {
+        if (!this.closingAll) this.link.metrics(this.metrics.report(this.init.shard));
+      },
       groupOps: { joined: (f) => this.groupOps.joined(f), left: (f) => this.groupOps.left(f), livePub: (group, message) => this.groupOps.livePub(group, message) },
       log: this.log,
       overflowed: () => this.overflowGauges.queued(),
@@ -221,7 +224,6 @@ class Shard {
       else if (message.type === 'crash') setTimeout(() => { throw new Error(message.reason); });
       else if (message.type === 'stall') stall(message.ms);
       else if (message.type === 'processors') this.dispatch.setProcessorTypes(message.types);
-      else if (message.type === 'report' && !this.closingAll) this.link.metrics(this.metrics.report(this.init.shard));
     });
     this.table.setStatus(this.init.shard, ShardStatus.STARTING);
     const { config, app, admission, dispatch } = this;

@@ -44,9 +44,7 @@ export type PrimaryToShard =
   /** Fault injection: the shard's thread is busy for `ms` (its rings fill up meanwhile). */
   | { type: 'stall'; ms: number }
   /** The set of `data.type` values with a processor changed. */
-  | { type: 'processors'; types: string[] }
-  /** Send your metrics report (a METRICS record to the broker's ring): once per metrics_collection_interval. */
-  | { type: 'report' };
+  | { type: 'processors'; types: string[] };
 
 export type ShardToPrimary =
   | { type: 'listening'; port: number }

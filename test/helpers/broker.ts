@@ -64,6 +64,9 @@ export class RecordingLink implements ShardLink {
   reply(shard: number, sid: string, frame: string): void {
     this.record({ op: 'reply', shard, sid, frame });
   }
+  requestReport(): void {
+    // Metrics requests are not what these tests look at.
+  }
   groupJoined(shard: number, sid: string, group: string, ref: string | null, replay: readonly string[], top: number, epoch: string, recovered: number): void {
     this.record({ op: 'groupJoined', shard, sid, group, ref, replay, top, epoch, recovered });
   }
