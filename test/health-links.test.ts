@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { Agent, request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
-import { member, onShard } from './helpers/client.js';
+import { getJson, member, onShard } from './helpers/client.js';
 import { until } from './helpers/messaging.js';
 import { startInProcess } from './helpers/server.js';
 import type { RunningServer } from '../src/index.js';
@@ -23,6 +23,10 @@ describe('/health and links that do not drain', () => {
     agent.destroy();
     await server.close();
   });
+
+  async function alerts(): Promise<{ active: Array<{ alert: string }>; recent: Array<{ alert: string; state: string }> }> {
+    return (await getJson(server.port, '/alerts')).body as { active: Array<{ alert: string }>; recent: Array<{ alert: string; state: string }> };
+  }
 
   function health(): Promise<Health> {
     return new Promise((resolve, reject) => {
@@ -74,6 +78,9 @@ describe('/health and links that do not drain', () => {
     }, '/health degraded with no message sent');
     const fromBroker = degraded.shards.list[stalled]!.links.from_broker!;
     assert.ok(fromBroker.unread_bytes > 0 && fromBroker.waiting_ms >= 1000, JSON.stringify(fromBroker));
+    // And the alert a pager would watch, raised once and cleared once the shard reads again.
+    await until(async () => ((await alerts()).active.some((a) => a.alert === 'link_stuck') ? true : undefined), 'the link_stuck alert');
     await until(async () => ((await health()).status === 'ok' ? true : undefined), '/health ok once the shard reads again');
+    await until(async () => ((await alerts()).recent.some((e) => e.alert === 'link_stuck' && e.state === 'cleared') ? true : undefined), 'link_stuck cleared');
   });
 });

@@ -1,5 +1,6 @@
 /**
- * Alerts on the seed's thresholds (monitoring.alerts): evaluated once per interval on merged
+ * Alerts on the seed's thresholds (monitoring.alerts), and on a shard's link that does not
+ * drain (monitoring.link_stuck_after: a stalled or hung shard): evaluated once per interval on merged
  * figures, raised when a value goes over its threshold and cleared only once it is back under
  * threshold × clear_ratio (hysteresis: a value hovering at the threshold does not flap). Each
  * change of state is one log line with the value; /alerts lists the active ones and the recent
@@ -8,7 +9,8 @@
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../util/logger.js';
 
-export type AlertSettings = Config['websocket']['monitoring']['alerts'];
+export type MonitoringSettings = Config['websocket']['monitoring'];
+export type AlertSettings = MonitoringSettings['alerts'];
 
 /** What the rules read, for one interval. A latency with fewer than min_samples samples reads as clear. */
 export interface AlertInputs {
@@ -20,6 +22,8 @@ export interface AlertInputs {
   framesIn: number;
   /** Messages the broker holds that are not yet acknowledged. */
   queueDepth: number;
+  /** The longest any shard's link has held records without draining, seconds (0: none waits). */
+  longestLinkWaitS: number;
 }
 
 interface LatencyFigures {
@@ -62,7 +66,8 @@ export interface AlertStatus {
   raised: number;
 }
 
-export function alertRules(s: AlertSettings): Rule[] {
+export function alertRules(monitoring: MonitoringSettings): Rule[] {
+  const s = monitoring.alerts;
   const latency = (metric: 'pub' | 'send', p: 'p95' | 'p99', threshold: number): Rule => ({
     name: `${metric}_latency_${p}`,
     unit: 'ms',
@@ -78,6 +83,8 @@ export function alertRules(s: AlertSettings): Rule[] {
     { name: 'memory', unit: '%', threshold: s.memory_percent, value: (i) => i.memoryRatio * 100 },
     { name: 'error_rate', unit: '%', threshold: s.error_rate_percent, value: (i) => (i.framesIn >= Math.max(1, s.min_samples) ? (i.errors / i.framesIn) * 100 : null) },
     { name: 'queue_depth', unit: 'messages', threshold: s.queue_depth, value: (i) => i.queueDepth },
+    // What /health calls a stuck link: a shard that reads nothing (a stall, a hot loop) shows here.
+    { name: 'link_stuck', unit: 's', threshold: monitoring.link_stuck_after, value: (i) => i.longestLinkWaitS },
   ];
 }
 
@@ -92,11 +99,14 @@ export class Alerts {
   private readonly states = new Map<string, State>();
   private readonly recent: AlertEvent[] = [];
 
+  private readonly settings: AlertSettings;
+
   constructor(
-    private readonly settings: AlertSettings,
+    monitoring: MonitoringSettings,
     private readonly log: Logger,
   ) {
-    this.rules = settings.enabled ? alertRules(settings) : [];
+    this.settings = monitoring.alerts;
+    this.rules = this.settings.enabled ? alertRules(monitoring) : [];
     for (const rule of this.rules) this.states.set(rule.name, { active: null, value: 0, raised: 0 });
   }
 

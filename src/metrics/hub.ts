@@ -15,7 +15,7 @@
 import type { HistoryStats } from '../broker/history.js';
 import type { Config } from '../config/schema.js';
 import type { ShardSnapshot, ShardTable } from '../shared/shard-table.js';
-import { byName, Counter, errorCounter, type MessagingCounterName } from '../shared/shard-table.js';
+import { byName, Counter, errorCounter, LINKS, type MessagingCounterName } from '../shared/shard-table.js';
 import type { Logger } from '../util/logger.js';
 import { Alerts, type ActiveAlert, type AlertEvent, type AlertStatus } from './alerts.js';
 import { ExportFile } from './export-file.js';
@@ -100,7 +100,7 @@ export class MetricsHub {
 
   constructor(private readonly options: MetricsHubOptions) {
     this.ringGauges = new RingGauges(options.rings);
-    this.alerts = new Alerts(options.monitoring.alerts, options.log);
+    this.alerts = new Alerts(options.monitoring, options.log);
     const { export_file, export_max_bytes, export_keep } = options.monitoring;
     this.exportFile = export_file === '' ? null : new ExportFile({ file: export_file, maxBytes: export_max_bytes, keep: export_keep }, options.log);
   }
@@ -196,6 +196,7 @@ export class MetricsHub {
         memoryRatio: resources.memoryRatio,
         ...this.intervalErrors(table),
         queueDepth: broker.depth.stored,
+        longestLinkWaitS: longestLinkWait(table, now) / 1000,
       },
       now,
     );
@@ -273,4 +274,13 @@ export class MetricsHub {
 
 function inMs(s: Summary): { count: number; p95: number; p99: number } {
   return { count: s.count, p95: s.p95 / 1000, p99: s.p99 / 1000 };
+}
+
+/** The longest any shard's link has held records without draining, ms (what /health calls stuck past link_stuck_after). */
+function longestLinkWait(table: ShardTable, now: number): number {
+  let longest = 0;
+  for (let shard = 0; shard < table.shards; shard++) {
+    for (let link = 0; link < LINKS.length; link++) longest = Math.max(longest, table.linkState(shard, link, now).waiting_ms);
+  }
+  return longest;
 }
