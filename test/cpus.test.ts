@@ -41,6 +41,8 @@ describe('the CPU budget', () => {
       '/sys/fs/cgroup/system.slice/cpu.max': '350000 100000\n',
     });
     assert.equal(cpuBudget(read, 8).quota, 3.5);
+    const colon = files({ '/proc/self/cgroup': '0::/a:b\n', '/sys/fs/cgroup/a:b/cpu.max': '100000 100000\n' });
+    assert.equal(cpuBudget(colon, 8).quota, 1, 'a path with a colon in it');
   });
 
   test('cgroup v1: cpu.cfs_quota_us over cpu.cfs_period_us of the cpu controller; -1 is none', () => {

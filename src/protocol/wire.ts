@@ -50,7 +50,7 @@ export function unwrapFrame(frame: Uint8Array, maxPayload: number, inflate: Infl
 }
 
 /** LZ4 makes at most 255 bytes of output per byte of block (a match's length bytes): more is a lie. */
-const LZ4_MAX_RATIO = 256;
+export const LZ4_MAX_RATIO = 256;
 
 /**
  * The bytes decoding binary frame `frame` handles: the length a compressed frame declares, when

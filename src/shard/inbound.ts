@@ -13,7 +13,7 @@
  */
 import type { Codec } from '../codec/codec.js';
 import type { PrepareResult, PrepareTask } from '../codec/tasks.js';
-import { decodedBytes } from '../protocol/wire.js';
+import { decodedBytes, LZ4_MAX_RATIO } from '../protocol/wire.js';
 import type { Connection, Socket } from './connection.js';
 
 /** Frames one connection may have queued behind those in the codec pool. */
@@ -58,8 +58,10 @@ export class InboundFrames {
 
   /** A frame of a ready connection (uWS's `message` is valid only during this call). */
   arrive(ws: Socket, conn: Connection, message: ArrayBuffer, isBinary: boolean, receivedAt: number, now: number): void {
-    // An LZ4-compressed msgpack frame is judged by the body it inflates to, not by its bytes.
-    const work = isBinary && conn.frames.binary ? decodedBytes(message, this.maxPayload) : message.byteLength;
+    // An LZ4-compressed msgpack frame is judged by the body it inflates to, not by its bytes;
+    // one too short to inflate to the threshold is not even looked at (no view to allocate).
+    const mayBeLarge = isBinary && conn.frames.binary && message.byteLength * LZ4_MAX_RATIO >= this.codec.offloadThreshold;
+    const work = mayBeLarge ? decodedBytes(message, this.maxPayload) : message.byteLength;
     const large = work >= this.codec.offloadThreshold;
     if (conn.inq === null && !large) return this.handler.frame(ws, conn, message, isBinary, receivedAt, now);
     if (large && this.codec.offloads(work)) return this.offload(ws, conn, message, isBinary, receivedAt);

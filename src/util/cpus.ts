@@ -60,11 +60,15 @@ function cgroupQuota(read: ReadText): number | null {
     if (quota !== null && (smallest === null || quota < smallest)) smallest = quota;
   };
   for (const line of (read('/proc/self/cgroup') ?? '').split('\n')) {
-    const [, controllers, path] = line.split(':', 3) as [string, string | undefined, string | undefined];
-    if (path === undefined) continue;
+    // "ID:CONTROLLERS:PATH"; the path may hold colons itself.
+    const first = line.indexOf(':');
+    const second = line.indexOf(':', first + 1);
+    if (first < 0 || second < 0) continue;
+    const controllers = line.slice(first + 1, second);
+    const path = line.slice(second + 1);
     if (controllers === '') {
       for (const dir of ancestors('/sys/fs/cgroup', path)) keep(quotaOf(read(`${dir}/cpu.max`) ?? ''));
-    } else if (controllers!.split(',').includes('cpu')) {
+    } else if (controllers.split(',').includes('cpu')) {
       for (const dir of ancestors(`/sys/fs/cgroup/${controllers}`, path)) {
         keep(ratio(Number(read(`${dir}/cpu.cfs_quota_us`)), Number(read(`${dir}/cpu.cfs_period_us`))));
       }
