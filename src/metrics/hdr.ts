@@ -124,9 +124,13 @@ export function sparseCounts(h: Histogram): number[] {
   const out: number[] = [];
   const counts = countsOf(h);
   const total = h.totalCount;
+  if (total === 0) return out;
   let seen = 0;
   let previous = -1;
-  for (let i = 0; i < counts.length && seen < total; i++) {
+  // From the lowest sample's bucket to the highest's: a latency of milliseconds leaves the
+  // first few thousand buckets empty. (Zero, which our recorders never record, is not a "non-zero value".)
+  const start = counts[0] !== 0 || h.minNonZeroValue === Number.MAX_SAFE_INTEGER ? 0 : indexOfValue(h.minNonZeroValue);
+  for (let i = start; i < counts.length && seen < total; i++) {
     const count = counts[i]!;
     if (count === 0) continue;
     out.push(i - previous, count);
@@ -147,42 +151,36 @@ function countsOf(h: Histogram): ArrayLike<number> {
   return counts as unknown as ArrayLike<number>;
 }
 
-/** Visits a bucket that holds `count` samples of the values `value` .. `value + size - 1`. */
-type BucketVisit = (value: number, size: number, count: number) => void;
+/**
+ * The one bucket layout of every histogram here (LOWEST_US, 3 digits; the highest trackable
+ * value only sets how many buckets exist): what a bucket index means. A histogram of the
+ * smallest range, for its layout fields and countsArrayIndex.
+ */
+const LAYOUT = new Int32Histogram(LOWEST_US, 2 * LOWEST_US, 3) as unknown as JsHistogram;
+const HALF_MAGNITUDE = LAYOUT.subBucketHalfCountMagnitude;
+const HALF_COUNT = LAYOUT.subBucketHalfCount;
+const UNIT_MAGNITUDE = LAYOUT.unitMagnitude;
+/** Bucket indexes up to HIGHEST_US: the most a sparse list may address. */
+export const SPARSE_INDEXES = LAYOUT.countsArrayIndex(HIGHEST_US) + 1;
+/** Powers of two by exponent: `2 ** n` with a variable n is a call to pow() in V8, once per bucket visited. */
+const POW2 = Float64Array.from({ length: 64 }, (_, n) => 2 ** n);
 
-/** Calls `visit` with bucket `index` as hdr-histogram-js's valueFromIndex lays the buckets out. */
-function visitBucket(js: JsHistogram, index: number, count: number, visit: BucketVisit): void {
-  const half = js.subBucketHalfCount;
-  let bucket = (index >> js.subBucketHalfCountMagnitude) - 1;
-  let sub = (index & (half - 1)) + half;
-  if (bucket < 0) {
-    sub -= half;
-    bucket = 0;
-  }
-  const size = 2 ** (bucket + js.unitMagnitude);
-  visit(sub * size, size, count);
+/** The index of the bucket holding `valueUs` (an integer >= 0). */
+export function indexOfValue(valueUs: number): number {
+  return LAYOUT.countsArrayIndex(valueUs);
 }
 
-/** Walks the non-zero buckets of `h` in ascending order. */
-function forEachBucket(h: Histogram, visit: BucketVisit): void {
-  const counts = countsOf(h);
-  const total = h.totalCount;
-  let seen = 0;
-  for (let i = 0; i < counts.length && seen < total; i++) {
-    const count = counts[i]!;
-    if (count === 0) continue;
-    seen += count;
-    visitBucket(h as JsHistogram, i, count, visit);
-  }
+/** The lowest value of bucket `index` (hdr-histogram-js's valueFromIndex). */
+export function bucketValue(index: number): number {
+  const bucket = (index >> HALF_MAGNITUDE) - 1;
+  const sub = index & (HALF_COUNT - 1);
+  return bucket < 0 ? sub * POW2[UNIT_MAGNITUDE]! : (sub + HALF_COUNT) * POW2[bucket + UNIT_MAGNITUDE]!;
 }
 
-/** Walks the buckets listed in `pairs` (sparseCounts of a histogram laid out as `layout`): no walk over the empty ones. */
-function forEachSparseBucket(layout: Histogram, pairs: readonly number[], visit: BucketVisit): void {
-  let index = -1;
-  for (let k = 0; k < pairs.length; k += 2) {
-    index += pairs[k]!;
-    visitBucket(layout as JsHistogram, index, pairs[k + 1]!, visit);
-  }
+/** How many values bucket `index` holds (its lowest equivalent value .. + size - 1). */
+export function bucketSize(index: number): number {
+  const bucket = (index >> HALF_MAGNITUDE) - 1;
+  return POW2[bucket < 0 ? UNIT_MAGNITUDE : bucket + UNIT_MAGNITUDE]!;
 }
 
 /**
@@ -193,21 +191,10 @@ function forEachSparseBucket(layout: Histogram, pairs: readonly number[], visit:
 export function addSparseCounts(into: Histogram, pairs: readonly number[]): void {
   if (pairs.length === 0) return;
   const js = into as JsHistogram;
-  const highestIndex = js.countsArrayIndex(HIGHEST_US);
+  const { last, total } = checkSparseCounts(pairs);
+  const max = js.highestEquivalentValue(bucketValue(last));
+  if (last >= js.countsArrayLength) js.resize(max);
   let index = -1;
-  let total = 0;
-  for (let k = 0; k < pairs.length; k += 2) {
-    const gap = pairs[k]!;
-    const count = pairs[k + 1]!;
-    index += gap;
-    if (!Number.isInteger(gap) || gap < 1 || !Number.isInteger(count) || count < 1 || index > highestIndex) {
-      throw new TypeError('sparse counts: not a list of positive gaps and counts within range');
-    }
-    total += count;
-  }
-  const max = js.highestEquivalentValue(js.valueFromIndex(index));
-  if (index >= js.countsArrayLength) js.resize(max);
-  index = -1;
   for (let k = 0; k < pairs.length; k += 2) {
     index += pairs[k]!;
     js.addToCountAtIndex(index, pairs[k + 1]!);
@@ -215,8 +202,29 @@ export function addSparseCounts(into: Histogram, pairs: readonly number[]): void
   js.setTotalCount(js.totalCount + total);
   // As HdrHistogram's own add: the max as its bucket's highest equivalent value, the min as the lowest.
   if (max > js.maxValue) js.maxValue = max;
-  const min = js.valueFromIndex(pairs[0]! - 1);
-  if (min > 0 && min < js.minNonZeroValue) js.minNonZeroValue = min;
+  const first = pairs[0]! - 1;
+  const lowestNonZero = first > 0 ? first : pairs.length > 2 ? first + pairs[2]! : -1;
+  if (lowestNonZero > 0 && bucketValue(lowestNonZero) < js.minNonZeroValue) js.minNonZeroValue = bucketValue(lowestNonZero);
+}
+
+/**
+ * Checks a sparse list ([gap, count, ...] as sparseCounts writes it): positive integer gaps and
+ * counts, every index within SPARSE_INDEXES. Returns its last index and its total count; throws
+ * a TypeError otherwise.
+ */
+export function checkSparseCounts(pairs: readonly number[]): { last: number; total: number } {
+  let index = -1;
+  let total = 0;
+  for (let k = 0; k < pairs.length; k += 2) {
+    const gap = pairs[k]!;
+    const count = pairs[k + 1]!;
+    index += gap;
+    if (!Number.isInteger(gap) || gap < 1 || !Number.isInteger(count) || count < 1 || index >= SPARSE_INDEXES) {
+      throw new TypeError('sparse counts: not a list of positive gaps and counts within range');
+    }
+    total += count;
+  }
+  return { last: index, total };
 }
 
 /** The figures shown for one latency over one window, in microseconds (count: samples). */
@@ -233,53 +241,37 @@ export interface Summary {
 
 export const EMPTY_SUMMARY: Readonly<Summary> = Object.freeze({ count: 0, p50: 0, p90: 0, p95: 0, p99: 0, p999: 0, max: 0, mean: 0 });
 
-const PERCENTILES = [50, 90, 95, 99, 99.9] as const;
+export const PERCENTILES = [50, 90, 95, 99, 99.9] as const;
+
+/** The rank of percentile `p` among `total` samples, as getValueAtPercentile counts: rounded up, less one ulp of floating-point slack. */
+export function percentileRank(p: number, total: number): number {
+  const fp = (p / 100) * total;
+  return Math.max(Math.ceil(fp - fp * Number.EPSILON), 1);
+}
 
 /**
- * The Summary of `h` in one walk over its counts (getValueAtPercentile and mean walk them once
- * each, six walks per summary): the same values as getValueAtPercentile, clamped to the max so
- * that P99 <= max when both fall in the top bucket.
+ * The Summary of `h`, whose non-zero buckets `pairs` lists (sparseCounts(h)), in one walk over
+ * them: the same values as getValueAtPercentile, clamped to the max so that P99 <= max when
+ * both fall in the top bucket.
  */
-export function summarize(h: Histogram): Summary {
-  return summaryOf(h.totalCount, h.maxValue, (visit) => forEachBucket(h, visit));
-}
-
-/** summarize(h) where `pairs` is sparseCounts(h), computed already: it reads the listed buckets only. */
 export function summarizeSparse(h: Histogram, pairs: readonly number[]): Summary {
-  return summaryOf(h.totalCount, h.maxValue, (visit) => forEachSparseBucket(h, pairs, visit));
-}
-
-function summaryOf(total: number, max: number, walk: (visit: BucketVisit) => void): Summary {
+  const total = h.totalCount;
+  const max = h.maxValue;
   if (total === 0) return { ...EMPTY_SUMMARY };
-  // As getValueAtPercentile counts: rounded up, less one ulp of floating-point slack.
-  const targets = PERCENTILES.map((p) => {
-    const fp = (p / 100) * total;
-    return Math.max(Math.ceil(fp - fp * Number.EPSILON), 1);
-  });
+  const targets = PERCENTILES.map((p) => percentileRank(p, total));
   const found: number[] = [];
   let seen = 0;
   let weighted = 0;
-  walk((value, size, count) => {
+  let index = -1;
+  for (let k = 0; k < pairs.length; k += 2) {
+    index += pairs[k]!;
+    const count = pairs[k + 1]!;
+    const value = bucketValue(index);
+    const size = bucketSize(index);
     seen += count;
     weighted += (value + Math.floor(size / 2)) * count; // the bucket's median equivalent value
     while (found.length < targets.length && seen >= targets[found.length]!) found.push(value + size - 1); // its highest equivalent value
-  });
+  }
   const at = (i: number): number => Math.min(found[i] ?? max, max);
   return { count: total, p50: at(0), p90: at(1), p95: at(2), p99: at(3), p999: at(4), max, mean: weighted / total };
-}
-
-/**
- * Cumulative counts of samples at or below each bound (µs, ascending), as Prometheus `le`
- * buckets want them; the last entry is every sample (+Inf). A sample counts under the first
- * bound at or above its bucket's lowest equivalent value (within 0.1% of the bound).
- */
-export function cumulativeCounts(h: Histogram, boundsUs: readonly number[]): number[] {
-  const counts = new Array<number>(boundsUs.length + 1).fill(0);
-  let bound = 0;
-  forEachBucket(h, (value, _size, count) => {
-    while (bound < boundsUs.length && value > boundsUs[bound]!) bound++;
-    counts[bound]! += count;
-  });
-  for (let i = 1; i < counts.length; i++) counts[i]! += counts[i - 1]!;
-  return counts;
 }

@@ -19,7 +19,8 @@ import { byName, Counter, errorCounter, LINKS, type MessagingCounterName } from 
 import type { Logger } from '../util/logger.js';
 import { Alerts, type ActiveAlert, type AlertEvent, type AlertStatus } from './alerts.js';
 import { ExportFile } from './export-file.js';
-import { addSparseCounts, cumulativeCounts, newHistogram, summarize, type Histogram, type Summary } from './hdr.js';
+import { BucketCounts } from './bucket-counts.js';
+import { addSparseCounts, newHistogram, type Histogram, type Summary } from './hdr.js';
 import { Latency, LATENCIES, type LatencyName } from './latencies.js';
 import { overviewFromView } from './overview.js';
 import { jsonLine } from './overview-format.js';
@@ -79,11 +80,11 @@ export interface MetricsView {
 export class MetricsHub {
   /** The primary thread's own recorder: the broker records the ack latency here. */
   readonly primary = new ThreadMetrics();
-  private readonly total = LATENCIES.map(() => newHistogram(64));
-  private readonly logWindow = LATENCIES.map(() => newHistogram(64));
-  private readonly interval = LATENCIES.map(() => newHistogram(64));
-  /** summarize(total) and its /metrics buckets as of the last interval that added to it: a latency with nothing new is not walked again. */
-  private readonly totalFigures = LATENCIES.map(() => ({ summary: summarize(newHistogram(32)), buckets: cumulativeCounts(newHistogram(32), BUCKETS_US) }));
+  /** Since start, merged: the counts the figures are read from, and the histogram GET /stats/histograms encodes. */
+  private readonly total = LATENCIES.map(() => new BucketCounts());
+  private readonly totalHistogram = LATENCIES.map(() => newHistogram(64));
+  private readonly logWindow = LATENCIES.map(() => new BucketCounts());
+  private readonly interval = LATENCIES.map(() => new BucketCounts());
   /** Each thread's last report, for its own figures (heap, utilisation, per-thread latency), and the publish it came after. */
   private readonly latest = new Map<number, { report: ThreadReport; after: number }>();
   private publishes = 0;
@@ -128,9 +129,10 @@ export class MetricsHub {
   accept(report: ThreadReport): void {
     report.histograms.forEach((pairs, kind) => {
       if (pairs.length === 0) return;
-      addSparseCounts(this.interval[kind]!, pairs);
-      addSparseCounts(this.total[kind]!, pairs);
-      addSparseCounts(this.logWindow[kind]!, pairs);
+      this.interval[kind]!.add(pairs);
+      this.total[kind]!.add(pairs);
+      addSparseCounts(this.totalHistogram[kind]!, pairs);
+      this.logWindow[kind]!.add(pairs);
     });
     this.latest.set(report.thread, { report, after: this.publishes });
   }
@@ -181,10 +183,8 @@ export class MetricsHub {
     const latency = LATENCIES.map((name, kind) => {
       const interval = this.interval[kind]!;
       const total = this.total[kind]!;
-      if (interval.totalCount > 0) this.totalFigures[kind] = { summary: summarize(total), buckets: cumulativeCounts(total, BUCKETS_US) };
-      const { summary, buckets } = this.totalFigures[kind]!;
-      const merged = { name, interval: summarize(interval), total: summary, buckets, histogram: total };
-      interval.reset();
+      const merged = { name, interval: interval.summary(), total: total.summary(), buckets: total.cumulative(BUCKETS_US), histogram: this.totalHistogram[kind]! };
+      interval.clear();
       return merged;
     });
     const broker = this.options.broker();
@@ -253,8 +253,8 @@ export class MetricsHub {
   takeLogWindow(): Record<LatencyName, Summary> {
     const out = {} as Record<LatencyName, Summary>;
     LATENCIES.forEach((name, kind) => {
-      out[name] = summarize(this.logWindow[kind]!);
-      this.logWindow[kind]!.reset();
+      out[name] = this.logWindow[kind]!.summary();
+      this.logWindow[kind]!.clear();
     });
     return out;
   }

@@ -8,7 +8,8 @@
 import { getHeapStatistics } from 'node:v8';
 import { performance } from 'node:perf_hooks';
 import { epochMs } from './clock.js';
-import { addSparseCounts, clampUs, EMPTY_SUMMARY, newHistogram, sparseCounts, summarize, summarizeSparse, type Histogram, type Summary } from './hdr.js';
+import { BucketCounts } from './bucket-counts.js';
+import { clampUs, EMPTY_SUMMARY, newHistogram, sparseCounts, summarizeSparse, type Histogram } from './hdr.js';
 import { Latency, LATENCIES, type LatencyKind, type LatencyRecorder } from './latencies.js';
 import type { ThreadReport } from './report.js';
 import { ThreadCpu } from './thread-cpu.js';
@@ -36,8 +37,7 @@ const IDLE_UTILIZATION = 0.02;
 
 export class ThreadMetrics implements LatencyRecorder {
   private readonly interval: Histogram[] = LATENCIES.map(() => newHistogram(32));
-  private readonly total: Histogram[] = LATENCIES.map(() => newHistogram(64));
-  private readonly totalSummary: Summary[] = LATENCIES.map(() => ({ ...EMPTY_SUMMARY }));
+  private readonly total = LATENCIES.map(() => new BucketCounts());
   private probe: NodeJS.Timeout | null = null;
   private probing = false;
   private elu = performance.eventLoopUtilization();
@@ -90,19 +90,18 @@ export class ThreadMetrics implements LatencyRecorder {
     const totalSummaries = [];
     for (let kind = 0; kind < LATENCIES.length; kind++) {
       const h = this.interval[kind]!;
-      // Nothing new: the walks over an empty histogram's 15,000 counts are skipped.
+      // Nothing new: the walk over an empty histogram's 15,000 counts is skipped.
       if (h.totalCount === 0) {
         histograms.push([]);
         intervalSummaries.push({ ...EMPTY_SUMMARY });
-        totalSummaries.push({ ...this.totalSummary[kind]! });
-        continue;
+      } else {
+        const pairs = sparseCounts(h);
+        this.total[kind]!.add(pairs);
+        histograms.push(pairs);
+        intervalSummaries.push(summarizeSparse(h, pairs));
+        h.reset();
       }
-      const pairs = sparseCounts(h);
-      addSparseCounts(this.total[kind]!, pairs);
-      histograms.push(pairs);
-      intervalSummaries.push(summarizeSparse(h, pairs));
-      totalSummaries.push((this.totalSummary[kind] = summarize(this.total[kind]!)));
-      h.reset();
+      totalSummaries.push(this.total[kind]!.summary());
     }
     const elu = performance.eventLoopUtilization(this.elu);
     this.elu = performance.eventLoopUtilization();
