@@ -5,8 +5,8 @@
  * cumulative count O(log n) per figure: the once-per-interval work follows what the interval
  * recorded, not how many buckets the process has filled since it started. Walking the
  * since-start histograms (up to 20,000 buckets, six latencies, in every thread, each interval)
- * was most of the metrics cycle's work: about 7 M instructions a second of a loaded one-shard
- * server under callgrind, more than its JSON parsing.
+ * was most of the metrics cycle's work: about 7 M instructions a second of a one-shard server
+ * at 4,000 deliveries/s under callgrind, about 15 times its JSON parsing and encoding.
  */
 import { bucketSize, bucketValue, checkSparseCounts, EMPTY_SUMMARY, indexOfValue, PERCENTILES, percentileRank, SPARSE_INDEXES, type Summary } from './hdr.js';
 
