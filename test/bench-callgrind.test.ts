@@ -47,6 +47,7 @@ describe('bench:instructions reads callgrind', () => {
       assert.equal(window.byCategory.javascript, 50);
       // The uWS addon has no symbols: its functions are counted by their object file.
       assert.equal(window.byCategory.uws, 250);
+      assert.equal(window.functions.get('Builtins_LoadIC'), 50, 'every function by name, not only the top ones');
     } finally {
       rmSync(dir, { recursive: true, force: true });
       rmSync(map, { force: true });

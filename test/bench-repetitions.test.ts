@@ -12,7 +12,7 @@ import { summarizeSendRuns, type SendRun } from '../tools/bench/lib/send-summary
 function run(p99: number, cpu: number, extra: Partial<LoadResult> = {}): LoadResult {
   return {
     latencyMs: { count: 1, p50: p99 / 4, p95: p99 / 2, p99, p999: p99 * 2, max: p99 * 3, mean: p99 / 4 },
-    serverCpu: { cpuUs: 0, cores: 0, cpuUsPerDelivery: cpu, core: null },
+    serverCpu: { cpuUs: 0, cores: 0, cpuUsPerDelivery: cpu, core: null, byThreadUsPerDelivery: null },
     lostDeliveries: 0,
     generatorSaturated: false,
     disturbed: false,

@@ -157,23 +157,35 @@ export function cpuShares(before: CpuTimes, after: CpuTimes) {
   };
 }
 
+/**
+ * Per thread (tid) of process `pid`: CPU µs it has used so far, from schedstat's run time in ns
+ * (stat's utime and stime count 10 ms ticks: too coarse for a thread that runs a few ms a second).
+ */
+export function threadCpuUs(pid: number): Map<number, number> {
+  return perThread(pid, 'schedstat', (text) => Number(text.split(' ')[0]) / 1000);
+}
+
 /** Per thread (tid) of process `pid`: how often it has blocked and been woken (voluntary context switches) so far. */
 export function threadWakeups(pid: number): Map<number, number> {
-  const counts = new Map<number, number>();
+  return perThread(pid, 'status', (text) => Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(text)?.[1]));
+}
+
+/** A number read from /proc/PID/task/TID/`file` for each thread of `pid`; a thread that ended meanwhile, or a NaN, is left out. */
+function perThread(pid: number, file: string, read: (text: string) => number): Map<number, number> {
+  const values = new Map<number, number>();
   let tids: string[];
   try {
     tids = readdirSync(`/proc/${pid}/task`);
   } catch {
-    return counts; // gone
+    return values; // gone
   }
   for (const tid of tids) {
     try {
-      const status = readFileSync(`/proc/${pid}/task/${tid}/status`, 'latin1');
-      const voluntary = /^voluntary_ctxt_switches:\s+(\d+)/m.exec(status);
-      if (voluntary) counts.set(Number(tid), Number(voluntary[1]));
+      const value = read(readFileSync(`/proc/${pid}/task/${tid}/${file}`, 'latin1'));
+      if (Number.isFinite(value)) values.set(Number(tid), value);
     } catch {
       // the thread ended meanwhile
     }
   }
-  return counts;
+  return values;
 }

@@ -82,7 +82,14 @@ export interface LoadResult {
   /** The same window as wall-clock times (epoch ms): start, end. */
   windowEpochMs: [number, number];
   drainMs: number;
-  serverCpu: { cpuUs: number; cores: number; cpuUsPerDelivery: number; core: CoreShares | null };
+  serverCpu: {
+    cpuUs: number;
+    cores: number;
+    cpuUsPerDelivery: number;
+    core: CoreShares | null;
+    /** The same per delivery by thread of the server's process: where its CPU went (window-cpu.ts). */
+    byThreadUsPerDelivery: { main: number; v8Platform: number; other: number[] } | null;
+  };
   /**
    * Cores used during the window by every other user process on the machine (a build, a test run):
    * interference that makes the figures noisier. Near 0 for a clean measurement.
@@ -139,4 +146,13 @@ export function summaryMs(h: Histogram): LatencySummaryMs {
 export function round(x: number, digits: number): number {
   const f = 10 ** digits;
   return Math.round(x * f) / f;
+}
+
+/** A process's CPU over a window by thread, µs. */
+export interface ThreadsCpu {
+  mainUs: number;
+  /** V8's platform threads: its background compiles and garbage collection. */
+  v8PlatformUs: number;
+  /** Every other thread, busiest first. */
+  otherUs: number[];
 }

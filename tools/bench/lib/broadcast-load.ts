@@ -7,7 +7,7 @@ import { connectWs, type WsClient } from '../../wsclient/client.js';
 import { newHistogram, recordMs } from '../../lib/histogram.js';
 import { processRssBytes } from '../../lib/proc.js';
 import { type BroadcastPlan, groupOf, publisherOf, seqOf } from './broadcast-plan.js';
-import { round, summaryMs, type LoadResult, type LoadSettings, type LoadTarget } from './broadcast-load-types.js';
+import { round, summaryMs, type LoadResult, type LoadSettings, type LoadTarget, type ThreadsCpu } from './broadcast-load-types.js';
 import { BroadcastReceipts } from './broadcast-receipts.js';
 import { WindowCpu } from './window-cpu.js';
 
@@ -298,6 +298,7 @@ class BroadcastRun {
         cores: round(serverCpuUs / windowUs, 3),
         cpuUsPerDelivery: round(serverCpuUs / Math.max(1, r.received), 3),
         core: cpu.serverCore,
+        byThreadUsPerDelivery: perDelivery(cpu.serverThreads, r.received),
       },
       otherProcessesCores: round(cpu.otherCpuUs / windowUs, 3),
       disturbed: cpu.otherCpuUs / windowUs > DISTURBED_CORES,
@@ -317,4 +318,10 @@ class BroadcastRun {
       lossByPublisher: r.lossByPublisher(),
     };
   }
+}
+
+function perDelivery(threads: ThreadsCpu | null, deliveries: number): LoadResult['serverCpu']['byThreadUsPerDelivery'] {
+  if (threads === null) return null;
+  const per = (us: number): number => round(us / Math.max(1, deliveries), 3);
+  return { main: per(threads.mainUs), v8Platform: per(threads.v8PlatformUs), other: threads.otherUs.map(per) };
 }

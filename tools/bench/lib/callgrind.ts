@@ -75,6 +75,8 @@ export interface CallgrindWindow {
   byCategory: Record<string, number>;
   /** The functions with the most instructions of their own. */
   top: Array<{ name: string; instructions: number }>;
+  /** Every function's instructions of its own, by name. */
+  functions: Map<string, number>;
 }
 
 /** Reads a dump: each function's own instructions (calls excluded), named, and summed by CATEGORIES. */
@@ -92,7 +94,7 @@ export function readWindow(file: string, pid: number, topN = 25): CallgrindWindo
     byCategory[category]! += cost;
   }
   const top = [...named].sort((a, b) => b[1] - a[1]).slice(0, topN).map(([name, n]) => ({ name, instructions: n }));
-  return { instructions, byCategory, top };
+  return { instructions, byCategory, top, functions: named };
 }
 
 /** Removes a run's dumps and V8's perf map. */

@@ -7,12 +7,19 @@ import {
   processTree,
   readCpuTimes,
   snapshotProcesses,
+  threadCpuUs,
   type CpuTimes,
   type ProcessSnapshot,
 } from '../../lib/proc.js';
-import type { CoreShares } from './broadcast-load-types.js';
+import type { CoreShares, ThreadsCpu } from './broadcast-load-types.js';
 
 const KTHREADD_PID = 2;
+/**
+ * The threads Node.js 20 starts first, before any of its own or ours: V8's platform, a
+ * delayed-task thread and 4 workers (the default --v8-pool-size). They run V8's background
+ * jobs: optimising compiles and the concurrent parts of garbage collection, for every isolate.
+ */
+const V8_PLATFORM_THREADS = 5;
 
 export class WindowCpu {
   serverCpuUs = 0;
@@ -21,7 +28,10 @@ export class WindowCpu {
   generatorCpuUs = 0;
   serverCore: CoreShares | null = null;
   generatorCore: CoreShares | null = null;
+  /** The main server process's window CPU by thread, µs. */
+  serverThreads: ThreadsCpu | null = null;
 
+  private threadsStart = new Map<number, number>();
   private processesStart: ProcessSnapshot = new Map();
   private generatorCpuStart: NodeJS.CpuUsage = { user: 0, system: 0 };
   private serverCoreStart: CpuTimes | null = null;
@@ -35,6 +45,7 @@ export class WindowCpu {
   ) {}
 
   start(): void {
+    this.threadsStart = threadCpuUs(this.serverPids[0]!);
     this.processesStart = snapshotProcesses();
     this.generatorCpuStart = process.cpuUsage();
     this.serverCoreStart = coreTimes(this.serverCpu);
@@ -42,6 +53,7 @@ export class WindowCpu {
   }
 
   stop(): void {
+    this.serverThreads = splitThreads(this.serverPids[0]!, this.threadsStart, threadCpuUs(this.serverPids[0]!));
     const processesEnd = snapshotProcesses();
     const server = new Set<number>();
     for (const pid of this.serverPids) for (const member of processTree(processesEnd, pid)) server.add(member);
@@ -58,6 +70,25 @@ export class WindowCpu {
     this.serverCore = coreShares(this.serverCoreStart, this.serverCpu);
     this.generatorCore = coreShares(this.generatorCoreStart, this.generatorCpu);
   }
+}
+
+/**
+ * Window CPU of process `pid` by thread: its main thread, V8's platform threads (the first
+ * V8_PLATFORM_THREADS after it by thread id, which a fresh process hands out in order), and every
+ * other thread (shards, pools), busiest first. Threads that ended in the window are left out.
+ */
+function splitThreads(pid: number, start: Map<number, number>, end: Map<number, number>): ThreadsCpu {
+  const split: ThreadsCpu = { mainUs: 0, v8PlatformUs: 0, otherUs: [] };
+  const tids = [...end.keys()].sort((a, b) => a - b);
+  const firstAfterMain = tids.findIndex((tid) => tid > pid);
+  tids.forEach((tid, i) => {
+    const us = Math.round(end.get(tid)! - (start.get(tid) ?? 0));
+    if (tid === pid) split.mainUs = us;
+    else if (firstAfterMain >= 0 && i >= firstAfterMain && i < firstAfterMain + V8_PLATFORM_THREADS) split.v8PlatformUs += us;
+    else split.otherUs.push(us);
+  });
+  split.otherUs.sort((a, b) => b - a);
+  return split;
 }
 
 function coreTimes(cpu: string | null): CpuTimes | null {
