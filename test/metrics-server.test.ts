@@ -167,6 +167,16 @@ describe('a server measuring itself (2 shards)', () => {
     assert.deepEqual((await metrics(server.port)).filter((s) => s.name.startsWith('ocs_history_')), []);
   });
 
+  test('documents are rendered when asked for: requests at once share one render of the last interval, a later one gets a later interval', async () => {
+    const uptime = (text: string): number => parseExposition(text).samples.find((s) => s.name === 'ocs_uptime_seconds')!.value;
+    const burst = await Promise.all(Array.from({ length: 40 }, () => getText(server.port, '/metrics', 'GET', TOKEN)));
+    assert.deepEqual(new Set(burst.map((r) => r.status)), new Set([200]));
+    const first = Math.min(...burst.map((r) => uptime(r.text)));
+    await new Promise((resolve) => setTimeout(resolve, 600)); // three intervals
+    const later = uptime((await getText(server.port, '/metrics', 'GET', TOKEN)).text);
+    assert.ok(later >= first + 0.4, `rendered from an interval at least 0.4 s later (${first} s, then ${later} s)`);
+  });
+
   test('the live exposition is accepted by promtool', async (t) => {
     const { text } = await getText(server.port, '/metrics', 'GET', TOKEN);
     const complaints = promtoolCheck(text);

@@ -89,6 +89,10 @@ describe('merged latency histograms', () => {
   hub.acceptRecord(1, travel(shard1, 1));
   const view = hub.publish();
   const pub = view.latency[Latency.pub]!;
+  // As a request does: ask for the documents, and the primary renders them from the view.
+  reader.want(SnapshotDoc.METRICS);
+  reader.want(SnapshotDoc.STATS);
+  hub.renderWanted();
 
   test('P50 and P99 of two shards merged equal those of one histogram holding every value', () => {
     for (const window of [pub.interval, pub.total]) {
@@ -198,8 +202,8 @@ describe('the snapshot area', () => {
     const writer = new SnapshotWriter(buffer, 1);
     const reader = new SnapshotReader(buffer, 1);
     assert.equal(reader.read(SnapshotDoc.ALERTS), null);
-    assert.ok(writer.write(SnapshotDoc.ALERTS, '{"n":1}'));
-    assert.ok(writer.write(SnapshotDoc.ALERTS, '{"n":"ä"}'));
+    assert.ok(writer.write(SnapshotDoc.ALERTS, '{"n":1}', 1));
+    assert.ok(writer.write(SnapshotDoc.ALERTS, '{"n":"ä"}', 1));
     assert.equal(reader.read(SnapshotDoc.ALERTS)!.toString(), '{"n":"ä"}');
     assert.equal(reader.read(SnapshotDoc.METRICS), null, 'documents are independent');
   });
@@ -208,9 +212,34 @@ describe('the snapshot area', () => {
     const buffer = createSnapshotBuffer(1);
     const writer = new SnapshotWriter(buffer, 1);
     const reader = new SnapshotReader(buffer, 1);
-    writer.write(SnapshotDoc.ALERTS, 'small');
-    assert.equal(writer.write(SnapshotDoc.ALERTS, 'x'.repeat(1024 * 1024)), false);
+    writer.write(SnapshotDoc.ALERTS, 'small', 1);
+    writer.setView(2);
+    assert.equal(writer.write(SnapshotDoc.ALERTS, 'x'.repeat(1024 * 1024), 2), false);
     assert.equal(reader.read(SnapshotDoc.ALERTS)!.toString(), 'small');
+    assert.ok(reader.isCurrent(SnapshotDoc.ALERTS), 'counted as rendered from view 2: nobody waits for a render that cannot come');
+  });
+
+  test('a document is rendered only when asked for, from the last interval, once per interval', () => {
+    const { hub, reader } = hubFor(1);
+    reader.want(SnapshotDoc.METRICS);
+    hub.renderWanted();
+    assert.equal(reader.read(SnapshotDoc.METRICS), null, 'no interval is over: nothing to render from');
+    hub.publish();
+    assert.ok(reader.isCurrent(SnapshotDoc.METRICS), 'asked for before the first interval: rendered at its end');
+    assert.equal(reader.read(SnapshotDoc.STATS), null, 'not asked for: not rendered');
+    assert.equal(reader.isCurrent(SnapshotDoc.STATS), false);
+
+    const first = reader.read(SnapshotDoc.METRICS)!.toString();
+    hub.publish(Date.now() + 5000);
+    assert.equal(reader.isCurrent(SnapshotDoc.METRICS), false, 'a new interval: the document is out of date until asked for again');
+    assert.equal(reader.read(SnapshotDoc.METRICS)!.toString(), first, 'and the previous one is still there');
+    reader.want(SnapshotDoc.METRICS);
+    hub.renderWanted();
+    assert.ok(reader.isCurrent(SnapshotDoc.METRICS));
+    assert.notEqual(reader.read(SnapshotDoc.METRICS)!.toString(), first, 'rendered from the new interval (its uptime moved)');
+    const version = reader.read(SnapshotDoc.METRICS)!.toString();
+    hub.renderWanted();
+    assert.equal(reader.read(SnapshotDoc.METRICS)!.toString(), version, 'not asked again: not rendered again');
   });
 });
 

@@ -30,8 +30,8 @@ export interface RingLinkOptions {
   /** fromShard[i]: ring shard i -> broker; toShard[i]: broker -> shard i. */
   fromShard: SharedArrayBuffer[];
   toShard: SharedArrayBuffer[];
-  /** METRICS records go here rather than to the broker (whose business they are not). */
-  onMetrics?(shard: number, fields: unknown[]): void;
+  /** METRICS and METRICS_WANTED records go here rather than to the broker (whose business they are not). */
+  metrics?: { report(shard: number, fields: unknown[]): void; wanted(): void };
   /** Whether shard i can take records now (starting or up); default: always. */
   accepts?(shard: number): boolean;
   /** Bytes each ring's overflow may hold for deliveries and group messages (performance.ring_overflow_bytes); default: no bound. */
@@ -79,9 +79,14 @@ export class RingShardLink implements ShardLink {
     this.interest = options.interest;
     this.controlBacklog = 2 * maxBacklog;
     this.maxFrameBytes = Math.min(...this.writers.map((writer) => writer.maxRecord)) - FRAME_RECORD_OVERHEAD;
-    const onMetrics = options.onMetrics ?? (() => {});
+    const metrics = options.metrics ?? { report: () => {}, wanted: () => {} };
     this.readers = options.fromShard.map(
-      (buffer, shard) => new LinkReader(buffer, (kind, fields) => (kind === ToBroker.METRICS ? onMetrics(shard, fields) : this.sink(shard, kind, fields)), false),
+      (buffer, shard) =>
+        new LinkReader(
+          buffer,
+          (kind, fields) => (kind === ToBroker.METRICS ? metrics.report(shard, fields) : kind === ToBroker.METRICS_WANTED ? metrics.wanted() : this.sink(shard, kind, fields)),
+          false,
+        ),
     );
     this.listener = new DoorbellListener(options.doorbells, options.shards, () => this.drain());
   }

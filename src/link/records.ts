@@ -50,6 +50,8 @@ export const ToBroker = {
   HISTORY: 12,
   /** [group, frame bytes]: cluster mode, a `pub` this shard published: for the other nodes. */
   CLUSTER_PUB: 13,
+  /** []: a client asked for a metrics document the primary has not rendered from its latest figures (src/metrics/snapshot.ts). */
+  METRICS_WANTED: 14,
 } as const;
 
 /** Broker -> shard. */

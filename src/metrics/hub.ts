@@ -4,8 +4,9 @@
  * percentile shown anywhere is read off one merged histogram, never averaged from per-thread
  * percentiles. Three windows: the last interval, since start, and since the last `stats` log
  * line. Once per interval publish() merges its own report, samples resources and rings, checks
- * the alerts, renders /metrics, the /stats additions and /alerts into the shared snapshot area
- * the shards serve from, and asks every shard for its next report.
+ * the alerts, and asks every shard for its next report; that interval's figures (the view) are
+ * rendered into the shared snapshot area the shards serve from (/metrics, the /stats additions,
+ * /alerts, /stats/histograms) only when a shard asks for a document (renderWanted()).
  *
  * The primary asks rather than each shard reporting on its own timer: timers of equal period
  * drift in phase, and a shard's report would then now and then land twice in one interval and
@@ -77,6 +78,14 @@ export interface MetricsView {
   alerts: { statuses: AlertStatus[]; active: ActiveAlert[]; recent: readonly AlertEvent[] };
 }
 
+/** How each document is rendered from a view. */
+const RENDERERS: ReadonlyArray<readonly [SnapshotDocValue, (view: MetricsView) => string]> = [
+  [SnapshotDoc.METRICS, renderPrometheus],
+  [SnapshotDoc.STATS, renderStatsJson],
+  [SnapshotDoc.ALERTS, renderAlertsJson],
+  [SnapshotDoc.HISTOGRAMS, renderHistogramsJson],
+];
+
 export class MetricsHub {
   /** The primary thread's own recorder: the broker records the ack latency here. */
   readonly primary = new ThreadMetrics();
@@ -89,6 +98,11 @@ export class MetricsHub {
   private readonly latest = new Map<number, { report: ThreadReport; after: number }>();
   private publishes = 0;
   private stopped = false;
+  /** The last interval's figures, what documents are rendered from, and its number (snapshot.ts's VIEW). */
+  private lastView: MetricsView | null = null;
+  private viewNumber = 0;
+  /** Documents that did not fit their snapshot area at their last render (logged once until they fit). */
+  private readonly tooLarge = new Set<SnapshotDocValue>();
   private readonly resources = new ResourceSampler();
   private readonly ringGauges: RingGauges;
   private readonly alerts: Alerts;
@@ -137,33 +151,50 @@ export class MetricsHub {
     this.latest.set(report.thread, { report, after: this.publishes });
   }
 
-  /** Once per interval, in one go: merge, sample, check the alerts, render into the snapshot area; returns what it rendered. */
+  /** Once per interval, in one go: merge, sample, check the alerts, render what was asked for; returns the view. */
   publish(now = Date.now()): MetricsView {
     this.acceptOwnReport();
     const view = this.merge(now);
-    for (const step of this.renderSteps(view)) step();
+    this.renderWanted();
+    this.finishInterval(view);
     return view;
   }
 
   /**
-   * publish() spread over event-loop turns: its own report; merge, sample and alerts; then one
-   * document per turn. The broker, on this thread, handles its records in between, and on a
-   * core shared with a shard (one pinned core, or more threads than cores) the shard waits at
-   * most one turn for it. In one go it held the loop 5 ms per interval under durable-send load;
-   * with the four documents in one turn, that turn still took 0.5-1.5 ms (up to 4 when the
-   * thread lost its core) at 50,000 deliveries a second on one pinned core.
+   * publish() over two event-loop turns: its own report, merge, sample and alerts; then the
+   * export line and the request for the next reports. The broker, on this thread, handles its
+   * records in between, and on a core shared with a shard (one pinned core, or more threads than
+   * cores) the shard waits at most one turn for it. In one go, with the four documents rendered
+   * every interval, it held the loop 5 ms per interval under durable-send load.
    */
   publishSpread(now = Date.now()): void {
     this.acceptOwnReport();
-    let steps: Array<() => void> = [];
-    let next = 0;
-    const turn = (): void => {
+    setImmediate(() => {
       if (this.stopped) return;
-      if (next === 0) steps = this.renderSteps(this.merge(now));
-      else steps[next - 1]!();
-      if (++next <= steps.length) setImmediate(turn);
-    };
-    setImmediate(turn);
+      const view = this.merge(now);
+      setImmediate(() => {
+        if (!this.stopped) this.finishInterval(view);
+      });
+    });
+  }
+
+  /**
+   * Renders, from the last interval's view, each document a shard asked for since the last
+   * call (a METRICS_WANTED record wakes the primary for it; publish() calls it too, for a
+   * request made before the first view).
+   */
+  renderWanted(): void {
+    const view = this.lastView;
+    if (view === null) return;
+    const { snapshot, log } = this.options;
+    for (const [doc, render] of RENDERERS) {
+      if (!snapshot.takeWanted(doc)) continue;
+      if (snapshot.write(doc, render(view), this.viewNumber)) this.tooLarge.delete(doc);
+      else if (!this.tooLarge.has(doc)) {
+        this.tooLarge.add(doc);
+        log.error({ code: 'E_INTERNAL', doc }, 'a metrics document outgrew its snapshot area; the previous one is served');
+      }
+    }
   }
 
   private acceptOwnReport(): void {
@@ -200,7 +231,7 @@ export class MetricsHub {
       },
       now,
     );
-    return {
+    const view: MetricsView = {
       at: now,
       startedAt: this.startedAt,
       intervalS: monitoring.metrics_collection_interval,
@@ -218,35 +249,15 @@ export class MetricsHub {
       resources,
       alerts: { statuses: this.alerts.statuses(), active: this.alerts.active(), recent: this.alerts.history() },
     };
+    this.lastView = view;
+    this.options.snapshot.setView(++this.viewNumber);
+    return view;
   }
 
-  /**
-   * Rendering `view` into the snapshot area (and the export file), one document a step; the
-   * last step asks the shards for their next reports.
-   */
-  private renderSteps(view: MetricsView): Array<() => void> {
-    const { table, snapshot, log } = this.options;
-    let complete = true;
-    const write = (doc: SnapshotDocValue, text: () => string) => (): void => {
-      complete = snapshot.write(doc, text()) && complete;
-    };
-    const steps = [
-      write(SnapshotDoc.METRICS, () => renderPrometheus(view)),
-      write(SnapshotDoc.STATS, () => renderStatsJson(view)),
-      write(SnapshotDoc.ALERTS, () => renderAlertsJson(view)),
-    ];
-    // Rendered once per request, at the first interval after it: encoding six histograms is the
-    // longest step here (0.3 ms each that changed), and a reader that wants figures as of its
-    // request waits for a metrics_at past it anyway (the load tester does). While it was kept
-    // rendered for a minute after each read, the benchmark's two reads at the edges of its
-    // window had it rendered through the whole window, on the core of the shard being measured.
-    if (snapshot.takeWanted(SnapshotDoc.HISTOGRAMS)) steps.push(write(SnapshotDoc.HISTOGRAMS, () => renderHistogramsJson(view)));
-    steps.push(() => {
-      if (!complete) log.error({ code: 'E_INTERNAL' }, 'a metrics document outgrew its snapshot area; the previous one is served');
-      this.exportFile?.append(jsonLine(overviewFromView(view, byName(table.rates))));
-      this.options.requestReports();
-    });
-    return steps;
+  /** The interval's end: its line in the export file, and the request for the shards' next reports. */
+  private finishInterval(view: MetricsView): void {
+    this.exportFile?.append(jsonLine(overviewFromView(view, byName(this.options.table.rates))));
+    this.options.requestReports();
   }
 
   /** Merged figures since the previous call (the `stats` log line's window); starts a new window. */

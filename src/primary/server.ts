@@ -283,7 +283,7 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     maxBacklogBytes: config.websocket.performance.ring_overflow_bytes,
     log,
     interest,
-    onMetrics: (shard, fields) => hub?.acceptRecord(shard, fields),
+    ...(hub ? { metrics: { report: (shard: number, fields: unknown[]) => hub.acceptRecord(shard, fields), wanted: () => hub.renderWanted() } } : {}),
   });
   // One process reports the cluster's counters as 0.
   const messagingStats = () => ({ ...NO_CLUSTER_COUNTERS, ...broker.stats, ...link.stats });

@@ -27,6 +27,8 @@ import type { LocalGroups } from './groups.js';
 import type { Out } from './out.js';
 import type { ConnectionRegistry } from './registry.js';
 
+const METRICS_WANTED_RECORD = encodeRecord(ToBroker.METRICS_WANTED, []);
+
 export interface BrokerLinkOptions {
   shard: number;
   /** The broker's doorbell slot (it follows the shards' slots). */
@@ -179,6 +181,11 @@ export class BrokerLink implements AdminForwarder {
     // histograms that large (never seen; compressed they take KBs) are left out, summaries stay.
     if (record.byteLength > this.maxMetricsBytes) record = encodeRecord(ToBroker.METRICS, reportToFields({ ...report, histograms: report.histograms.map(() => []) }));
     this.writer.write(record);
+  }
+
+  /** Wakes the primary to render the metrics documents a client asked for (src/metrics/snapshot.ts). */
+  metricsWanted(): void {
+    this.writer.write(METRICS_WANTED_RECORD);
   }
 
   /** An admin HTTP request: the broker owns the store it is about. */

@@ -244,6 +244,7 @@ class Shard {
       token: config.monitoring.token,
       enabled: config.monitoring.enable_metrics_collection,
       snapshot: new SnapshotReader(this.init.metrics, this.init.shards),
+      wake: () => this.link.metricsWanted(),
       liveStats: () => stats(httpContext),
     });
     attachHttpRoutes(app, httpContext);
