@@ -3,7 +3,7 @@
 // repeated (--repeat, default 3) with the median and spread of every figure. Prints one JSON
 // document on stdout (progress on stderr); see tools/bench/README.md for its fields.
 // Usage: npm run bench:broadcast -- [--connections 2000] [--groups 20] [--publishers 20]
-//        [--rate 500] [--duration 10] [--warmup 2] [--repeat 3] [--trace-gc]
+//        [--rate 500] [--duration 10] [--warmup 30] [--repeat 3] [--trace-gc]
 //        [--targets baseline,shards1,shards2] [--placement spread|by-shard] [--json-out FILE]
 //        (--help for all options)
 import { mkdirSync, writeFileSync } from 'node:fs';

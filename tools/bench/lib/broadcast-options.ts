@@ -37,7 +37,7 @@ export const USAGE = `Usage: npm run bench:broadcast -- [options]
   --server-node-args="ARGS"  more node options for every server, space-separated
                     (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof": a profile per thread)
   --duration S      measured seconds (default 10)
-  --warmup S        unmeasured seconds before (default 2)
+  --warmup S        unmeasured seconds before (default 30: V8 has optimised the hot path by then)
   --drain S         longest wait for late deliveries after the last publication (default 2)
   --targets LIST    comma-separated, from ${TARGET_NAMES.join(',')}
                     (default ${DEFAULT_TARGETS.join(',')}); metrics-off is shards1 with
@@ -63,7 +63,7 @@ export function parseCli(argv: string[]): CliOptions {
       sched: { type: 'boolean', default: false },
       'server-node-args': { type: 'string', default: '' },
       duration: { type: 'string', default: '10' },
-      warmup: { type: 'string', default: '2' },
+      warmup: { type: 'string', default: '30' },
       drain: { type: 'string', default: '2' },
       targets: { type: 'string', default: DEFAULT_TARGETS.join(',') },
       'json-out': { type: 'string' },
