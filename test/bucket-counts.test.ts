@@ -14,7 +14,7 @@ const sparseLists = fc
 
 /** The reference: the same lists added into an HDR histogram, summarised over its non-zero buckets. */
 function reference(lists: number[][]) {
-  const h = newHistogram(64);
+  const h = newHistogram();
   for (const pairs of lists) addSparseCounts(h, pairs);
   const summary = summarizeSparse(h, sparseCounts(h));
   // A sample counts under the first bound at or above its bucket's lowest value.
@@ -84,7 +84,7 @@ describe('bucket counts (the windows read every interval)', () => {
   });
 
   test('the bucket layout is hdr-histogram-js\'s own, up to the highest trackable latency', () => {
-    const h = newHistogram(64) as JsHistogram;
+    const h = newHistogram() as JsHistogram;
     h.resize(HIGHEST_US);
     for (const index of [0, 1, 1023, 1024, 2047, 2048, 5000, 12_345, SPARSE_INDEXES - 1]) {
       assert.equal(bucketValue(index), h.valueFromIndex(index), `value of ${index}`);

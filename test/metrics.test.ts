@@ -82,7 +82,7 @@ describe('merged latency histograms', () => {
   const shard1 = new ThreadMetrics();
   for (const v of fast) shard0.recordUs(Latency.pub, v);
   for (const v of slow) shard1.recordUs(Latency.pub, v);
-  const all = newHistogram(64);
+  const all = newHistogram();
   for (const v of [...fast, ...slow]) all.recordValue(v);
   const expected = summarize(all);
   hub.acceptRecord(0, travel(shard0, 0));
@@ -146,20 +146,18 @@ describe('merged latency histograms', () => {
   });
 });
 
-for (const bits of [32, 64] as const) {
-  test(`a summary's percentiles and mean are the histogram's own (${bits}-bit counts)`, () => {
-    const h = newHistogram(bits);
-    for (const v of [...latencies(5000, 5, 2_000_000, 3), 7, 7, 7]) h.recordValue(v);
-    const s = summarize(h);
-    const max = h.maxValue;
-    assert.deepEqual(
-      [s.p50, s.p90, s.p95, s.p99, s.p999],
-      [50, 90, 95, 99, 99.9].map((p) => Math.min(h.getValueAtPercentile(p), max)),
-    );
-    assert.ok(Math.abs(s.mean - h.mean) < 1e-6 * h.mean);
-    assert.equal(s.count, 5003);
-  });
-}
+test("a summary's percentiles and mean are the histogram's own", () => {
+  const h = newHistogram();
+  for (const v of [...latencies(5000, 5, 2_000_000, 3), 7, 7, 7]) h.recordValue(v);
+  const s = summarize(h);
+  const max = h.maxValue;
+  assert.deepEqual(
+    [s.p50, s.p90, s.p95, s.p99, s.p999],
+    [50, 90, 95, 99, 99.9].map((p) => Math.min(h.getValueAtPercentile(p), max)),
+  );
+  assert.ok(Math.abs(s.mean - h.mean) < 1e-6 * h.mean);
+  assert.equal(s.count, 5003);
+});
 
 describe('a thread measures its own event-loop delay', () => {
   test('a 120 ms block shows as a delay of at least the part past the probe being due', async () => {
@@ -293,10 +291,10 @@ test('every error code has a counter of its own', () => {
 
 describe('sparse counts, as a shard sends its interval histograms', () => {
   test('a histogram rebuilt from its sparse counts has the same count in every bucket', () => {
-    const h = newHistogram(32);
+    const h = newHistogram();
     for (const v of latencies(5000, 1, 9_000_000, 3)) h.recordValue(v);
     const pairs = sparseCounts(h);
-    const rebuilt = newHistogram(64);
+    const rebuilt = newHistogram();
     addSparseCounts(rebuilt, pairs);
     // The max comes back as its bucket's highest equivalent value (within 0.1%), as in HdrHistogram's own encoding.
     assert.deepEqual(summarize(rebuilt), { ...summarize(h), max: (h as JsHistogram).highestEquivalentValue(h.maxValue) });
@@ -306,7 +304,7 @@ describe('sparse counts, as a shard sends its interval histograms', () => {
   test('lists every non-zero bucket, whatever the lowest and highest values recorded (zero too)', () => {
     fc.assert(
       fc.property(fc.array(fc.integer({ min: 0, max: 20_000_000 }), { minLength: 1, maxLength: 200 }), (values) => {
-        const h = newHistogram(32) as JsHistogram;
+        const h = newHistogram() as JsHistogram;
         for (const v of values) h.recordValue(v);
         const expected: number[] = [];
         let previous = -1;
@@ -323,20 +321,20 @@ describe('sparse counts, as a shard sends its interval histograms', () => {
 
   test('a malformed list is refused, not half-believed', () => {
     for (const bad of [[1], [0, 5], [1, 0], [1.5, 2], [1e9, 1], [-1, 1]]) {
-      assert.throws(() => addSparseCounts(newHistogram(64), bad), TypeError, JSON.stringify(bad));
+      assert.throws(() => addSparseCounts(newHistogram(), bad), TypeError, JSON.stringify(bad));
     }
   });
 });
 
 describe('the interchange encoding (/stats/histograms)', () => {
   test("is HdrHistogram's compressed V2 base64: hdr-histogram-js decodes it to the same counts", () => {
-    const one = newHistogram(64);
+    const one = newHistogram();
     one.recordValue(1);
-    const spread = newHistogram(64);
+    const spread = newHistogram();
     for (const v of latencies(20_000, 1, 9_000_000, 3)) spread.recordValue(v);
-    const resized = newHistogram(32);
+    const resized = newHistogram();
     for (const v of latencies(2000, 1, 600_000_000, 3)) resized.recordValue(v); // past the starting range: autoResize
-    const huge = newHistogram(64);
+    const huge = newHistogram();
     huge.recordValueWithCount(700, 3e12); // counts past 32 bits take more LEB128 bytes
     huge.recordValue(50_000);
     for (const h of [one, spread, resized, huge]) {
@@ -348,6 +346,6 @@ describe('the interchange encoding (/stats/histograms)', () => {
       const max = (h as JsHistogram).highestEquivalentValue(h.maxValue);
       assert.deepEqual(summarize(hdr.decodeFromCompressedBase64(ours, 64, false)), { ...summarize(h), max });
     }
-    assert.equal(encodeHistogram(newHistogram(64)), '', 'an empty histogram is nothing to send');
+    assert.equal(encodeHistogram(newHistogram()), '', 'an empty histogram is nothing to send');
   });
 });

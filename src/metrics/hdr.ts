@@ -23,12 +23,12 @@ export const HIGHEST_US = 600 * 1_000_000;
 const INITIAL_HIGHEST_US = 10 * 1_000_000;
 
 /**
- * 32-bit counts for what is reset every interval (smaller to encode), 64-bit for what
- * accumulates since start (2^31 samples in one bucket is days at high rates). As the package's
- * build() makes them with bitBucketSize 32 or 64 and autoResize.
+ * A histogram for what accumulates since start: 64-bit counts (2^31 samples in one bucket is
+ * days at high rates), as the package's build() makes it with bitBucketSize 64 and autoResize.
+ * (An interval's samples are counted in interval-counts.ts.)
  */
-export function newHistogram(bits: 32 | 64): Histogram {
-  const h = new (bits === 32 ? Int32Histogram : Float64Histogram)(LOWEST_US, INITIAL_HIGHEST_US, 3);
+export function newHistogram(): Histogram {
+  const h = new Float64Histogram(LOWEST_US, INITIAL_HIGHEST_US, 3);
   h.autoResize = true;
   return h;
 }
@@ -254,7 +254,7 @@ export function percentileRank(p: number, total: number): number {
  * them: the same values as getValueAtPercentile, clamped to the max so that P99 <= max when
  * both fall in the top bucket.
  */
-export function summarizeSparse(h: Histogram, pairs: readonly number[]): Summary {
+export function summarizeSparse(h: Pick<Histogram, 'totalCount' | 'maxValue'>, pairs: readonly number[]): Summary {
   const total = h.totalCount;
   const max = h.maxValue;
   if (total === 0) return { ...EMPTY_SUMMARY };

@@ -91,7 +91,7 @@ export class MetricsHub {
   readonly primary = new ThreadMetrics();
   /** Since start, merged: the counts the figures are read from, and the histogram GET /stats/histograms encodes. */
   private readonly total = LATENCIES.map(() => new BucketCounts());
-  private readonly totalHistogram = LATENCIES.map(() => newHistogram(64));
+  private readonly totalHistogram = LATENCIES.map(() => newHistogram());
   private readonly logWindow = LATENCIES.map(() => new BucketCounts());
   private readonly interval = LATENCIES.map(() => new BucketCounts());
   /** Each thread's last report, for its own figures (heap, utilisation, per-thread latency), and the publish it came after. */

@@ -1,15 +1,16 @@
 /**
- * What one thread measures of itself: latency histograms (recorded on the hot path, one
- * recordValue per event, nothing allocated), its event-loop delay, utilisation, heap and CPU. When
- * the primary asks (once per metrics_collection_interval) it reports: the histograms since the
- * last report as sparse counts (then reset), and its own percentiles over that interval and since it
- * started; the primary merges the reports.
+ * What one thread measures of itself: latencies (recorded on the hot path into counts per HDR
+ * bucket, interval-counts.ts: one add per event, nothing allocated), its event-loop delay,
+ * utilisation, heap and CPU. When the primary asks (once per metrics_collection_interval) it
+ * reports: the counts since the last report as sparse counts (then cleared), and its own
+ * percentiles over that interval and since it started; the primary merges the reports.
  */
 import { getHeapStatistics } from 'node:v8';
 import { performance } from 'node:perf_hooks';
 import { epochMs } from './clock.js';
 import { BucketCounts } from './bucket-counts.js';
-import { clampUs, EMPTY_SUMMARY, newHistogram, sparseCounts, summarizeSparse, type Histogram } from './hdr.js';
+import { clampUs, EMPTY_SUMMARY, summarizeSparse } from './hdr.js';
+import { IntervalCounts } from './interval-counts.js';
 import { Latency, LATENCIES, type LatencyKind, type LatencyRecorder } from './latencies.js';
 import type { ThreadReport } from './report.js';
 import { ThreadCpu } from './thread-cpu.js';
@@ -36,7 +37,7 @@ const IDLE_PROBE_MS = 1000;
 const IDLE_UTILIZATION = 0.02;
 
 export class ThreadMetrics implements LatencyRecorder {
-  private readonly interval: Histogram[] = LATENCIES.map(() => newHistogram(32));
+  private readonly interval = LATENCIES.map(() => new IntervalCounts());
   private readonly total = LATENCIES.map(() => new BucketCounts());
   private probe: NodeJS.Timeout | null = null;
   private probing = false;
@@ -47,12 +48,12 @@ export class ThreadMetrics implements LatencyRecorder {
   readonly startedAt = epochMs();
 
   since(kind: LatencyKind, fromEpochMs: number, count = 1): void {
-    this.interval[kind]!.recordValueWithCount(clampUs((epochMs() - fromEpochMs) * 1000), count);
+    this.interval[kind]!.record(clampUs((epochMs() - fromEpochMs) * 1000), count);
   }
 
   /** A duration measured on this thread's own clock, µs. */
   recordUs(kind: LatencyKind, us: number): void {
-    this.interval[kind]!.recordValue(clampUs(us));
+    this.interval[kind]!.record(clampUs(us));
   }
 
   monitorEventLoop(): void {
@@ -77,7 +78,7 @@ export class ThreadMetrics implements LatencyRecorder {
     const before = performance.eventLoopUtilization();
     const delay = period === IDLE_PROBE_MS ? alignedDelay(period) : period;
     this.probe = setTimeout(() => {
-      this.interval[Latency.event_loop]!.recordValue(clampUs((performance.now() - armedAt - delay) * 1000));
+      this.interval[Latency.event_loop]!.record(clampUs((performance.now() - armedAt - delay) * 1000));
       if (this.probing) this.armProbe(performance.eventLoopUtilization(before).utilization < IDLE_UTILIZATION ? IDLE_PROBE_MS : PROBE_MS);
     }, delay);
     this.probe.unref();
@@ -89,17 +90,16 @@ export class ThreadMetrics implements LatencyRecorder {
     const intervalSummaries = [];
     const totalSummaries = [];
     for (let kind = 0; kind < LATENCIES.length; kind++) {
-      const h = this.interval[kind]!;
-      // Nothing new: the walk over an empty histogram's 15,000 counts is skipped.
-      if (h.totalCount === 0) {
+      const counts = this.interval[kind]!;
+      if (counts.totalCount === 0) {
         histograms.push([]);
         intervalSummaries.push({ ...EMPTY_SUMMARY });
       } else {
-        const pairs = sparseCounts(h);
+        const { totalCount, maxValue } = counts;
+        const pairs = counts.take();
         this.total[kind]!.add(pairs);
         histograms.push(pairs);
-        intervalSummaries.push(summarizeSparse(h, pairs));
-        h.reset();
+        intervalSummaries.push(summarizeSparse({ totalCount, maxValue }, pairs));
       }
       totalSummaries.push(this.total[kind]!.summary());
     }

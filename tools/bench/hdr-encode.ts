@@ -32,7 +32,7 @@ const HISTOGRAMS = 5;
 
 /** Latencies around 0.5 ms, spread over two decades, with a tail of one in a thousand up to 50 ms: a busy server's pub latency. */
 function busyHistogram(): Histogram {
-  const h = newHistogram(64);
+  const h = newHistogram();
   for (let i = 0; i < samples; i++) {
     const body = Math.exp(Math.log(500) + 1.6 * (Math.random() * 2 - 1));
     h.recordValue(clampUs(body + (Math.random() < 0.001 ? 50_000 * Math.random() : 0)));
