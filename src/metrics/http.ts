@@ -51,7 +51,7 @@ export function attachMetricsRoutes(app: TemplatedApp, options: MetricsRoutesOpt
   const whenRendered = (res: HttpResponse, doc: SnapshotDocValue, answer: () => void): void => {
     const view = snapshot.view();
     // No figures yet (the first interval is not over): nothing to wait for.
-    if (view === 0 || snapshot.renderedView(doc) >= view) return answer();
+    if (view === 0 || snapshot.isCurrent(doc)) return answer();
     let aborted = false;
     res.onAborted(() => {
       aborted = true;
