@@ -110,7 +110,7 @@ async function runOnce(name: TargetName, rate: number, label: string): Promise<W
     };
     // The same warm-up before either rate's window, so V8 has compiled as much in both; and
     // long enough in pubs (V8 optimises by calls, not time: natively the shard's per-frame
-    // functions were optimised after about 7,000 frames) that the window runs the code a
+    // functions were optimised after about 6,000 pubs) that the window runs the code a
     // long-running server runs, not its baseline tier.
     await publish(Math.round(warmupS * warmupRate), warmupRate);
     zeroCounters(server.pid);
