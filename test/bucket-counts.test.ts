@@ -3,7 +3,8 @@ import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import type { JsHistogram } from 'hdr-histogram-js';
 import { BucketCounts } from '../src/metrics/bucket-counts.js';
-import { addSparseCounts, bucketSize, bucketValue, HIGHEST_US, indexOfValue, newHistogram, SPARSE_INDEXES, sparseCounts, summarizeSparse } from '../src/metrics/hdr.js';
+import { addSparseCounts, bucketSize, bucketValue, HIGHEST_US, indexOfValue, newHistogram, SPARSE_INDEXES, summarizeSparse } from '../src/metrics/hdr.js';
+import { sparseCounts } from './helpers/hdr-reference.js';
 import { BUCKETS_US } from '../src/metrics/prometheus.js';
 
 /** Sparse lists as shards send them: ascending bucket indexes within range, counts >= 1. */

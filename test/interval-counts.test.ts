@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { HIGHEST_US, LOWEST_US, newHistogram, sparseCounts, summarizeSparse } from '../src/metrics/hdr.js';
+import { HIGHEST_US, LOWEST_US, newHistogram, summarizeSparse } from '../src/metrics/hdr.js';
+import { sparseCounts } from './helpers/hdr-reference.js';
 import { IntervalCounts } from '../src/metrics/interval-counts.js';
 
 /** One interval's samples: values in the trackable range (clustered, as latencies are, and spread), each with a count. */

@@ -9,7 +9,8 @@ import type { JsHistogram } from 'hdr-histogram-js';
 import { inflateSync } from 'node:zlib';
 import * as hdr from 'hdr-histogram-js';
 import fc from 'fast-check';
-import { addSparseCounts, encodeHistogram, newHistogram, sparseCounts, summarizeSparse, type Histogram } from '../src/metrics/hdr.js';
+import { addSparseCounts, encodeHistogram, newHistogram, summarizeSparse, type Histogram } from '../src/metrics/hdr.js';
+import { sparseCounts } from './helpers/hdr-reference.js';
 import { MetricsHub } from '../src/metrics/hub.js';
 import { Latency } from '../src/metrics/latencies.js';
 import { BUCKETS_S } from '../src/metrics/prometheus.js';
@@ -289,7 +290,7 @@ test('every error code has a counter of its own', () => {
   assert.equal(new Set(slots).size, slots.length);
 });
 
-describe('sparse counts, as a shard sends its interval histograms', () => {
+describe('sparse lists, as a thread reports its interval counts', () => {
   test('a histogram rebuilt from its sparse counts has the same count in every bucket', () => {
     const h = newHistogram();
     for (const v of latencies(5000, 1, 9_000_000, 3)) h.recordValue(v);

@@ -21,7 +21,7 @@ export class BucketCounts {
   count = 0;
 
   /**
-   * Adds counts written by hdr.ts's sparseCounts ([gap, count, ...]); throws a TypeError on a
+   * Adds a sparse list (hdr.ts's checkSparseCounts: [gap, count, ...]); throws a TypeError on a
    * malformed list, before adding anything.
    */
   add(pairs: readonly number[]): void {

@@ -113,34 +113,6 @@ function writeZigZag(b: Buffer, at: number, n: number): number {
 }
 
 /**
- * The non-zero counts of `h` as [gap, count, gap, count, ...], where gap is the distance in
- * bucket indexes from the previous non-zero bucket (from -1 for the first): small integers that
- * MessagePack packs in a byte or two. This is how a shard sends its interval histograms to the
- * primary once per interval: one walk over the counts, where the compressed base64 encoding took
- * about 0.6 ms per histogram (deflate in JavaScript) on the shard's own loop. Every histogram
- * here has the same layout (LOWEST_US, 3 digits), so an index means the same bucket in each.
- */
-export function sparseCounts(h: Histogram): number[] {
-  const out: number[] = [];
-  const counts = countsOf(h);
-  const total = h.totalCount;
-  if (total === 0) return out;
-  let seen = 0;
-  let previous = -1;
-  // From the lowest sample's bucket to the highest's: a latency of milliseconds leaves the
-  // first few thousand buckets empty. (Zero, which our recorders never record, is not a "non-zero value".)
-  const start = counts[0] !== 0 || h.minNonZeroValue === Number.MAX_SAFE_INTEGER ? 0 : indexOfValue(h.minNonZeroValue);
-  for (let i = start; i < counts.length && seen < total; i++) {
-    const count = counts[i]!;
-    if (count === 0) continue;
-    out.push(i - previous, count);
-    previous = i;
-    seen += count;
-  }
-  return out;
-}
-
-/**
  * The counts array of `h`, read directly: hdr-histogram-js's getCountAtIndex and
  * valueFromIndex per bucket made one summary of a busy histogram cost over a millisecond, on
  * the primary's loop (the broker's) or a shard's, once per interval and per latency.
@@ -184,7 +156,7 @@ export function bucketSize(index: number): number {
 }
 
 /**
- * Adds counts written by sparseCounts into `into`, straight into its counts array (recording
+ * Adds a sparse list (checkSparseCounts) into `into`, straight into its counts array (recording
  * each bucket as a value cost 3-6 ms per interval for two shards in the primary); throws a
  * TypeError on a malformed list, before adding anything.
  */
@@ -208,9 +180,14 @@ export function addSparseCounts(into: Histogram, pairs: readonly number[]): void
 }
 
 /**
- * Checks a sparse list ([gap, count, ...] as sparseCounts writes it): positive integer gaps and
- * counts, every index within SPARSE_INDEXES. Returns its last index and its total count; throws
- * a TypeError otherwise.
+ * A sparse list is how a thread reports an interval's latencies (interval-counts.ts writes it):
+ * the non-zero bucket counts as [gap, count, gap, count, ...], where gap is the distance in
+ * bucket indexes from the previous non-zero bucket (from -1 for the first), small integers that
+ * MessagePack packs in a byte or two. Every histogram here has one layout (LOWEST_US, 3 digits),
+ * so an index means the same bucket in each.
+ *
+ * Checks one: positive integer gaps and counts, every index within SPARSE_INDEXES. Returns its
+ * last index and its total count; throws a TypeError otherwise.
  */
 export function checkSparseCounts(pairs: readonly number[]): { last: number; total: number } {
   let index = -1;
@@ -250,7 +227,7 @@ export function percentileRank(p: number, total: number): number {
 }
 
 /**
- * The Summary of `h`, whose non-zero buckets `pairs` lists (sparseCounts(h)), in one walk over
+ * The Summary of `h`, whose non-zero buckets `pairs` lists (as sparse counts), in one walk over
  * them: the same values as getValueAtPercentile, clamped to the max so that P99 <= max when
  * both fall in the top bucket.
  */

@@ -1,7 +1,7 @@
 /**
  * One interval's samples of a latency as counts per HDR bucket (hdr.ts's layout), what each
  * thread reports once an interval: record() is an index computation and an add; take() lists
- * the buckets filled since the last take, as hdr.ts's sparse counts, and clears only those.
+ * the buckets filled since the last take, as a sparse list (hdr.ts checkSparseCounts), and clears only those.
  * An hdr-histogram-js histogram walked its counts array from the lowest sample's bucket to the
  * highest's to make that list (thousands of entries when latencies span milliseconds) and then
  * cleared the whole array: under callgrind, about 45 instructions per delivery at 50,000
@@ -31,7 +31,7 @@ export class IntervalCounts {
     if (valueUs > this.maxValue) this.maxValue = valueUs;
   }
 
-  /** The counts since the last take as [gap, count, ...] (hdr.ts's sparse counts); then empty. */
+  /** The counts since the last take as a sparse list ([gap, count, ...], hdr.ts checkSparseCounts); then empty. */
   take(): number[] {
     const indexes = this.filled.subarray(0, this.filledCount).sort();
     const out: number[] = [];

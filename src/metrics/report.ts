@@ -4,7 +4,7 @@
  *
  * Fields: [thread, startedAt, at, histograms[], interval[][], total[][], heapUsed, heapTotal,
  * heapLimit, utilization, cpuSeconds, cpuRatio], where histograms are the interval's HDR histograms in LATENCIES
- * order as sparse counts (hdr.ts sparseCounts; [] when empty) and interval/total are per latency the Summary as
+ * order as sparse lists (hdr.ts checkSparseCounts; [] when empty) and interval/total are per latency the Summary as
  * [count, p50, p90, p95, p99, p999, max, mean] (µs).
  */
 import type { Summary } from './hdr.js';
@@ -17,7 +17,7 @@ export interface ThreadReport {
   startedAt: number;
   /** epochMs() of the report. */
   at: number;
-  /** The interval's histograms as sparseCounts, in LATENCIES order. */
+  /** The interval's counts as sparse lists (hdr.ts checkSparseCounts), in LATENCIES order. */
   histograms: number[][];
   /** This thread's own figures per latency: over the interval, and since it started. */
   interval: Summary[];
