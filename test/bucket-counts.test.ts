@@ -65,6 +65,19 @@ describe('bucket counts (the windows read every interval)', () => {
     );
   });
 
+  test('cumulative counts do not depend on the order the bounds come in', () => {
+    fc.assert(
+      fc.property(sparseLists, fc.shuffledSubarray([...BUCKETS_US], { minLength: 1 }), (pairs, bounds) => {
+        const counts = new BucketCounts();
+        counts.add(pairs);
+        const ascending = counts.cumulative([...BUCKETS_US]);
+        const expected = bounds.map((bound) => ascending[BUCKETS_US.indexOf(bound)]!);
+        assert.deepEqual(counts.cumulative(bounds), [...expected, counts.count]);
+      }),
+      { numRuns: 100 },
+    );
+  });
+
   test('an empty window summarises to zeros, and the first and the last bucket are summarised like any other', () => {
     assert.deepEqual(new BucketCounts().summary(), { count: 0, p50: 0, p90: 0, p95: 0, p99: 0, p999: 0, max: 0, mean: 0 });
     for (const pairs of [[1, 5], [SPARSE_INDEXES, 2], [1, 1, SPARSE_INDEXES - 1, 1]]) {
