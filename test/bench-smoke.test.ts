@@ -28,6 +28,27 @@ describe('benchmarks (smoke)', () => {
     assert.equal(typeof report.pass, 'boolean');
   });
 
+  it('bench:interleaved: both servers get every delivery in every window, and each pair gives its ratios', async () => {
+    const report = await bench('interleaved.js', [
+      ...['--targets', 'shards1', '--connections', '20', '--groups', '2', '--rate', '50'],
+      ...['--pairs', '2', '--window', '0.5', '--warmup', '0.5'],
+    ]);
+    const [result] = report.results as Array<{ target: string; pairs: Array<Record<string, unknown>>; summary: { cpuRatio: { median: number; n: number }; lost: Record<string, number> } }>;
+    assert.equal(result!.target, 'shards1');
+    assert.deepEqual(result!.pairs.map((p) => p.first), ['baseline', 'shards1']);
+    for (const pair of result!.pairs) {
+      for (const name of ['baseline', 'shards1']) {
+        const w = pair[name] as { pubs: number; deliveries: number; lost: number; cpuUsPerDelivery: number; idleOtherCpuShare: number };
+        assert.equal(w.deliveries, w.pubs * 10, name);
+        assert.equal(w.lost, 0, name);
+        assert.ok(w.cpuUsPerDelivery > 0 && w.idleOtherCpuShare >= 0, JSON.stringify(w));
+      }
+    }
+    assert.equal(result!.summary.cpuRatio.n, 2);
+    assert.ok(result!.summary.cpuRatio.median > 0);
+    assert.deepEqual(result!.summary.lost, { baseline: 0, shards1: 0 });
+  });
+
   it('bench:broadcast: every repetition of the baseline and the real server delivers everything, the summary has a median per figure, and --trace-gc counts collections', async () => {
     const report = await bench('broadcast.js', [
       ...['--targets', 'baseline,shards1', '--connections', '20', '--groups', '2', '--publishers', '2'],

@@ -1,0 +1,264 @@
+/**
+ * The broadcast load against the uWS baseline and a target up at the same time, the load going
+ * to one of them at a time in short windows, in pairs (baseline then target, then target then
+ * baseline, ...): each pair of windows sees nearly the same host, so the ratios within a pair
+ * cancel what the host takes from the guest, which moves `bench:broadcast`'s back-to-back
+ * figures by 15% or more from one run to the next on our VMs.
+ *
+ *   npm run bench:interleaved [-- --targets shards1,shards2 --pairs 12 --window 4 --warmup 30]
+ *
+ * Both servers are pinned to CPU 0 and the generator to CPU 1, as in bench:broadcast; each has
+ * its own 2,000 connections in 20 groups, one publisher per group, 500 pubs a second in its
+ * windows. The server that waits between its windows is idle but connected (a real server
+ * then still pings its connections: that little runs beside the baseline's windows, and is
+ * counted in its own). Per window: server CPU per delivery (all threads, schedstat), deliveries
+ * and losses, latency P99 and max. JSON on stdout: each pair, and the median, quartiles and
+ * range of each ratio (target over baseline, within the pair).
+ */
+import { parseArgs } from 'node:util';
+import { performance } from 'node:perf_hooks';
+import { connectWs, type WsClient } from '../wsclient/client.js';
+import type { Histogram } from 'hdr-histogram-js';
+import { newHistogram, recordMs, summarize } from '../lib/histogram.js';
+import { threadCpuUs } from '../lib/proc.js';
+import { startServer, type ServerProcess } from '../lib/server-process.js';
+import { prepareTarget, TARGET_NAMES, type PreparedTarget, type TargetName } from './lib/broadcast-targets.js';
+import { groupOf } from './lib/broadcast-plan.js';
+import { pinningReport, reexecPinnedGenerator } from './lib/pinning.js';
+
+const { values } = parseArgs({
+  options: {
+    targets: { type: 'string', default: 'shards1,shards2' },
+    pairs: { type: 'string', default: '12' },
+    window: { type: 'string', default: '4' },
+    warmup: { type: 'string', default: '30' },
+    connections: { type: 'string', default: '2000' },
+    groups: { type: 'string', default: '20' },
+    rate: { type: 'string', default: '500' },
+    'server-node-args': { type: 'string', default: '' },
+  },
+});
+const targets = values.targets.split(',') as TargetName[];
+for (const t of targets) if (!(TARGET_NAMES as readonly string[]).includes(t) || t === 'baseline') throw new Error(`--targets: not a target to compare with the baseline: ${t}`);
+const PAIRS = Number(values.pairs);
+const WINDOW_MS = Number(values.window) * 1000;
+const WARMUP_MS = Number(values.warmup) * 1000;
+const CONNECTIONS = Number(values.connections);
+const GROUPS = Number(values.groups);
+const RATE = Number(values.rate);
+const NODE_ARGS = values['server-node-args'].split(' ').filter(Boolean);
+// Every group then has the same members, and connection g (g < GROUPS) publishes to group g.
+if (!(GROUPS >= 1 && CONNECTIONS >= GROUPS && CONNECTIONS % GROUPS === 0)) throw new Error('--connections must be a multiple of --groups');
+if (!(PAIRS >= 1 && WINDOW_MS > 0 && WARMUP_MS >= 0 && RATE > 0)) throw new Error('--pairs, --window, --warmup and --rate must be positive numbers');
+/** After a window's last pub, how long its deliveries may take to arrive before the rest count as lost. */
+const DRAIN_MS = 2000;
+const JOIN_CONCURRENCY = 50;
+
+reexecPinnedGenerator();
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+const log = (line: string): void => void process.stderr.write(`${line}\n`);
+const round = (n: number, digits = 3): number => Math.round(n * 10 ** digits) / 10 ** digits;
+const T_FIELD = '"t":';
+
+/** One server with its connections, counting what it delivers. */
+class LoadedServer {
+  readonly clients: WsClient[] = [];
+  delivered = 0;
+  latency: Histogram = newHistogram();
+
+  private constructor(
+    readonly name: TargetName,
+    private readonly prepared: PreparedTarget,
+    readonly server: ServerProcess,
+  ) {}
+
+  static async start(name: TargetName): Promise<LoadedServer> {
+    const prepared = prepareTarget(name, CONNECTIONS, NODE_ARGS);
+    const server = await startServer(prepared.argv, { readyTimeoutMs: 60_000 }).catch((err: unknown) => {
+      prepared.cleanup();
+      throw err;
+    });
+    const loaded = new LoadedServer(name, prepared, server);
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < CONNECTIONS) await loaded.join(next++);
+    };
+    try {
+      await Promise.all(Array.from({ length: JOIN_CONCURRENCY }, worker));
+    } catch (err) {
+      await loaded.stop();
+      throw err;
+    }
+    return loaded;
+  }
+
+  /** Connection c: open, join its group, resolve on `joined`. */
+  private join(c: number): Promise<void> {
+    const group = `g${groupOf(c, GROUPS)}`;
+    return new Promise((resolve, reject) => {
+      const client = connectWs({
+        host: '127.0.0.1',
+        port: this.server.port,
+        path: `${this.prepared.endpoint}?user=u${c}`,
+        onMessage: (payload) => {
+          const head = payload.toString('latin1', 0, Math.min(payload.length, 16));
+          if (head.startsWith('{"op":"msg"')) this.received(payload);
+          else if (head.startsWith('{"op":"welcome"')) client.send(`{"op":"join","group":"${group}","ref":"j"}`);
+          else if (head.startsWith('{"op":"joined"')) resolve();
+          else if (head.startsWith('{"op":"err"')) reject(new Error(`${this.name}, connection ${c}: ${payload.toString()}`));
+        },
+        onError: reject,
+      });
+      this.clients[c] = client;
+    });
+  }
+
+  /** A `msg` frame: its data carries `t`, when it was published (epoch ms). */
+  private received(payload: Buffer): void {
+    this.delivered++;
+    const text = payload.toString('latin1');
+    const at = text.indexOf(T_FIELD);
+    if (at >= 0) recordMs(this.latency, performance.timeOrigin + performance.now() - Number.parseFloat(text.slice(at + T_FIELD.length, at + T_FIELD.length + 20)));
+  }
+
+  cpuUs(): number {
+    let sum = 0;
+    for (const us of threadCpuUs(this.server.pid).values()) sum += us;
+    return sum;
+  }
+
+  async stop(): Promise<void> {
+    for (const client of this.clients) client.destroy();
+    await this.server.stop();
+    this.prepared.cleanup();
+  }
+}
+
+/** Publishes at RATE for `ms`, publisher g (connection g) to group g in turn; resolves with the pubs sent. */
+function publish(s: LoadedServer, ms: number): Promise<number> {
+  const start = performance.now();
+  let k = 0;
+  return new Promise((resolve) => {
+    const turn = (): void => {
+      const due = Math.min(Math.floor(((performance.now() - start) * RATE) / 1000), Math.floor((ms * RATE) / 1000));
+      for (; k < due; k++) {
+        const g = k % GROUPS;
+        s.clients[g]!.send(`{"op":"pub","group":"g${g}","data":{"t":${performance.timeOrigin + performance.now()},"k":${k}}}`);
+      }
+      if (performance.now() - start >= ms) resolve(k);
+      else setTimeout(turn, 2);
+    };
+    turn();
+  });
+}
+
+interface WindowResult {
+  pubs: number;
+  deliveries: number;
+  lost: number;
+  cpuUsPerDelivery: number;
+  p99Ms: number;
+  maxMs: number;
+  /** CPU the other, idle server used meanwhile (its timers, pings), as a share of this one's. */
+  idleOtherCpuShare: number;
+}
+
+async function runWindow(s: LoadedServer, idle: LoadedServer, ms: number): Promise<WindowResult> {
+  const members = CONNECTIONS / GROUPS;
+  const delivered = s.delivered;
+  const cpu = s.cpuUs();
+  const idleCpu = idle.cpuUs();
+  s.latency = newHistogram();
+  const pubs = await publish(s, ms);
+  const expected = pubs * members;
+  const deadline = performance.now() + DRAIN_MS;
+  while (s.delivered - delivered < expected && performance.now() < deadline) await sleep(10);
+  const deliveries = s.delivered - delivered;
+  const latency = summarize(s.latency);
+  const used = s.cpuUs() - cpu;
+  return {
+    pubs,
+    deliveries,
+    lost: expected - deliveries,
+    cpuUsPerDelivery: round(used / Math.max(1, deliveries)),
+    p99Ms: latency.p99Ms,
+    maxMs: latency.maxMs,
+    idleOtherCpuShare: round((idle.cpuUs() - idleCpu) / used, 4),
+  };
+}
+
+interface Quartiles {
+  median: number;
+  q1: number;
+  q3: number;
+  min: number;
+  max: number;
+  n: number;
+}
+
+function quartiles(values: number[]): Quartiles {
+  const sorted = [...values].sort((a, b) => a - b);
+  const at = (q: number): number => {
+    const i = q * (sorted.length - 1);
+    const low = Math.floor(i);
+    return round(sorted[low]! + (sorted[Math.ceil(i)]! - sorted[low]!) * (i - low));
+  };
+  return { median: at(0.5), q1: at(0.25), q3: at(0.75), min: round(sorted[0]!), max: round(sorted.at(-1)!), n: sorted.length };
+}
+
+async function compare(name: TargetName): Promise<unknown> {
+  const baseline = await LoadedServer.start('baseline');
+  let target: LoadedServer;
+  try {
+    target = await LoadedServer.start(name);
+  } catch (err) {
+    await baseline.stop();
+    throw err;
+  }
+  try {
+    log(`${name}: both servers up, ${CONNECTIONS} connections each; warming each up ${WARMUP_MS / 1000} s`);
+    for (const s of [baseline, target]) await publish(s, WARMUP_MS);
+    await sleep(DRAIN_MS);
+    const pairs = [];
+    for (let p = 0; p < PAIRS; p++) {
+      const order = p % 2 === 0 ? [baseline, target] : [target, baseline];
+      const results = new Map<LoadedServer, WindowResult>();
+      for (const s of order) results.set(s, await runWindow(s, s === baseline ? target : baseline, WINDOW_MS));
+      const b = results.get(baseline)!;
+      const t = results.get(target)!;
+      const ratios = { cpu: round(t.cpuUsPerDelivery / b.cpuUsPerDelivery), p99: round(t.p99Ms / b.p99Ms), max: round(t.maxMs / b.maxMs) };
+      pairs.push({ first: order[0]!.name, baseline: b, [name]: t, ratios });
+      log(`  pair ${p + 1}: CPU ${b.cpuUsPerDelivery} / ${t.cpuUsPerDelivery} µs (x${ratios.cpu}), P99 ${b.p99Ms} / ${t.p99Ms} ms (x${ratios.p99}), lost ${b.lost} / ${t.lost}`);
+    }
+    const summary = {
+      cpuRatio: quartiles(pairs.map((p) => p.ratios.cpu)),
+      p99Ratio: quartiles(pairs.map((p) => p.ratios.p99)),
+      maxRatio: quartiles(pairs.map((p) => p.ratios.max)),
+      baselineCpuUsPerDelivery: quartiles(pairs.map((p) => p.baseline.cpuUsPerDelivery)),
+      idleTargetCpuShareInBaselineWindows: quartiles(pairs.map((p) => p.baseline.idleOtherCpuShare)),
+      lost: { baseline: pairs.reduce((sum, p) => sum + p.baseline.lost, 0), [name]: pairs.reduce((sum, p) => sum + (p[name] as WindowResult).lost, 0) },
+    };
+    const c = summary.cpuRatio;
+    log(`${name} against the baseline, within each pair: CPU x${c.median} [${c.q1}..${c.q3}] (range ${c.min}..${c.max}), P99 x${summary.p99Ratio.median}, max x${summary.maxRatio.median}`);
+    return { target: name, summary, pairs };
+  } finally {
+    await target.stop();
+    await baseline.stop();
+  }
+}
+
+const results = [];
+for (const name of targets) results.push(await compare(name));
+process.stdout.write(
+  `${JSON.stringify(
+    {
+      benchmark: 'interleaved',
+      config: { targets, pairs: PAIRS, windowS: WINDOW_MS / 1000, warmupS: WARMUP_MS / 1000, connections: CONNECTIONS, groups: GROUPS, rate: RATE, serverNodeArgs: NODE_ARGS },
+      pinning: pinningReport(),
+      results,
+    },
+    null,
+    2,
+  )}\n`,
+);
