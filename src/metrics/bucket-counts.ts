@@ -22,6 +22,9 @@ const BLOCK_SHIFT = 7;
 const BLOCK = 1 << BLOCK_SHIFT;
 const BLOCKS = Math.ceil(SPARSE_INDEXES / BLOCK);
 
+/** One figure per entry of PERCENTILES. */
+type Five = [number, number, number, number, number];
+
 export class BucketCounts {
   /** Samples per bucket; null until the first sample (most latencies of most threads never get one). */
   private counts: Float64Array | null = null;
@@ -78,13 +81,8 @@ export class BucketCounts {
   summary(): Summary {
     if (this.count === 0) return { ...EMPTY_SUMMARY };
     const max = highestOf(this.highest);
-    const [p50, p90, p95, p99, p999] = this.indexesOfRanks(PERCENTILES.map((p) => percentileRank(p, this.count))).map((index) => Math.min(highestOf(index), max)) as [
-      number,
-      number,
-      number,
-      number,
-      number,
-    ];
+    const ranks = PERCENTILES.map((p) => percentileRank(p, this.count));
+    const [p50, p90, p95, p99, p999] = this.indexesOfRanks(ranks).map((index) => Math.min(highestOf(index), max)) as Five;
     return { count: this.count, p50, p90, p95, p99, p999, max, mean: this.weighted / this.count };
   }
 

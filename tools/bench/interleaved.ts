@@ -9,11 +9,12 @@
  *
  * Both servers are pinned to CPU 0 and the generator to CPU 1, as in bench:broadcast; each has
  * its own 2,000 connections in 20 groups, one publisher per group, 500 pubs a second in its
- * windows. The server that waits between its windows is idle but connected (a real server
- * then still pings its connections: that little runs beside the baseline's windows, and is
- * counted in its own). Per window: server CPU per delivery (all threads, schedstat), deliveries
- * and losses, latency P99 and max. JSON on stdout: each pair, and the median, quartiles and
- * range of each ratio (target over baseline, within the pair).
+ * windows. The server that waits between its windows is idle but connected: a real server then
+ * still pings its connections and walks them, which runs beside the baseline's windows
+ * (reported: idleTargetCpuShareInBaselineWindows, about 3% of the baseline's CPU at 2,000
+ * connections) and is counted in its own. Per window: server CPU per delivery (all threads,
+ * schedstat), deliveries and losses, latency P99 and max. JSON on stdout: each pair, and the
+ * median, quartiles and range of each ratio (target over baseline, within the pair).
  */
 import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
