@@ -24,6 +24,7 @@ import { newHistogram, recordMs, summarize } from '../lib/histogram.js';
 import { threadCpuUs } from '../lib/proc.js';
 import { startServer, type ServerProcess } from '../lib/server-process.js';
 import { prepareTarget, TARGET_NAMES, type PreparedTarget, type TargetName } from './lib/broadcast-targets.js';
+import { round } from './lib/broadcast-load-types.js';
 import { groupOf } from './lib/broadcast-plan.js';
 import { pinningReport, reexecPinnedGenerator } from './lib/pinning.js';
 
@@ -59,7 +60,6 @@ reexecPinnedGenerator();
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const log = (line: string): void => void process.stderr.write(`${line}\n`);
-const round = (n: number, digits = 3): number => Math.round(n * 10 ** digits) / 10 ** digits;
 const T_FIELD = '"t":';
 
 /** One server with its connections, counting what it delivers. */
@@ -182,7 +182,7 @@ async function runWindow(s: LoadedServer, idle: LoadedServer, ms: number): Promi
     pubs,
     deliveries,
     lost: expected - deliveries,
-    cpuUsPerDelivery: round(used / Math.max(1, deliveries)),
+    cpuUsPerDelivery: round(used / Math.max(1, deliveries), 3),
     p99Ms: latency.p99Ms,
     maxMs: latency.maxMs,
     idleOtherCpuShare: round((idle.cpuUs() - idleCpu) / used, 4),
@@ -203,9 +203,9 @@ function quartiles(values: number[]): Quartiles {
   const at = (q: number): number => {
     const i = q * (sorted.length - 1);
     const low = Math.floor(i);
-    return round(sorted[low]! + (sorted[Math.ceil(i)]! - sorted[low]!) * (i - low));
+    return round(sorted[low]! + (sorted[Math.ceil(i)]! - sorted[low]!) * (i - low), 3);
   };
-  return { median: at(0.5), q1: at(0.25), q3: at(0.75), min: round(sorted[0]!), max: round(sorted.at(-1)!), n: sorted.length };
+  return { median: at(0.5), q1: at(0.25), q3: at(0.75), min: round(sorted[0]!, 3), max: round(sorted.at(-1)!, 3), n: sorted.length };
 }
 
 async function compare(name: TargetName): Promise<unknown> {
@@ -228,7 +228,7 @@ async function compare(name: TargetName): Promise<unknown> {
       for (const s of order) results.set(s, await runWindow(s, s === baseline ? target : baseline, WINDOW_MS));
       const b = results.get(baseline)!;
       const t = results.get(target)!;
-      const ratios = { cpu: round(t.cpuUsPerDelivery / b.cpuUsPerDelivery), p99: round(t.p99Ms / b.p99Ms), max: round(t.maxMs / b.maxMs) };
+      const ratios = { cpu: round(t.cpuUsPerDelivery / b.cpuUsPerDelivery, 3), p99: round(t.p99Ms / b.p99Ms, 3), max: round(t.maxMs / b.maxMs, 3) };
       pairs.push({ first: order[0]!.name, baseline: b, [name]: t, ratios });
       log(`  pair ${p + 1}: CPU ${b.cpuUsPerDelivery} / ${t.cpuUsPerDelivery} µs (x${ratios.cpu}), P99 ${b.p99Ms} / ${t.p99Ms} ms (x${ratios.p99}), lost ${b.lost} / ${t.lost}`);
     }
