@@ -20,7 +20,7 @@ function run(p99: number, cpu: number, extra: Partial<LoadResult> = {}): LoadRes
   } as LoadResult;
 }
 
-const result = (target: 'baseline' | 'shards1', load: LoadResult): RunResult => ({
+const result = (target: 'baseline' | 'baseline-pings' | 'shards1', load: LoadResult): RunResult => ({
   target,
   shardsRequested: 1,
   shardsReported: 1,
@@ -58,6 +58,23 @@ describe('benchmark repetitions', () => {
     assert.equal(shards1!.checks.p99VsBaseline, true); // 1.2 <= 1.3
     assert.equal(shards1!.checks.cpuVsBaseline, false); // 1.1 > 1.05 for one shard
     assert.equal(shards1!.pass, false);
+  });
+
+  it('compares each real-server target with the pinging baseline too, when it ran', () => {
+    const reps: Repetition[] = [
+      { baseline: result('baseline', run(2, 5)), 'baseline-pings': result('baseline-pings', run(2, 5.5)), shards1: result('shards1', run(2.2, 6.05)) },
+      { baseline: result('baseline', run(2, 5)), 'baseline-pings': result('baseline-pings', run(4, 5.5)), shards1: result('shards1', run(2.2, 5.5)) },
+    ];
+    const [baseline, pinging, shards1] = summarizeRepetitions(['baseline', 'baseline-pings', 'shards1'], reps);
+    assert.equal(baseline!.vsBaselinePings, null);
+    assert.equal(pinging!.vsBaselinePings, null, 'a baseline is not compared with a baseline');
+    assert.deepEqual(pinging!.cpuVsBaseline, { median: 1.1, min: 1.1, max: 1.1, n: 2 });
+    assert.deepEqual(shards1!.vsBaselinePings!.cpu, { median: 1.05, min: 1, max: 1.1, n: 2 });
+    assert.deepEqual(shards1!.vsBaselinePings!.p99, { median: 0.825, min: 0.55, max: 1.1, n: 2 });
+    // The checks stay against the plain baseline.
+    assert.deepEqual(shards1!.cpuVsBaseline, { median: 1.155, min: 1.1, max: 1.21, n: 2 });
+    assert.equal(shards1!.checks.cpuVsBaseline, false);
+    assert.equal(summarizeRepetitions(['shards1'], [{ shards1: result('shards1', run(2, 6)) }])[0]!.vsBaselinePings, null, 'none without baseline-pings');
   });
 
   it('with --sched, summarizes the waits to run of the runs that could record them', () => {

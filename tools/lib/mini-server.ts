@@ -18,6 +18,12 @@ export interface MiniServerOptions {
   send?: boolean;
   /** Serve each connection's frames one at a time, this many ms each: a deliberately slow server. */
   delayMs?: number;
+  /**
+   * Ping a connection after 20 s without inbound traffic, as the real server's default
+   * ping_interval does (uWS's own pings: idleTimeout 28 leaves 20 s before the ping and 8 s for
+   * the pong). Without it uWS's default idleTimeout of 120 s pings after 104 s of silence.
+   */
+  pings?: boolean;
 }
 
 export interface MiniServer {
@@ -132,7 +138,8 @@ export function createMiniServer(options: MiniServerOptions = {}): MiniServer {
   const closedSockets = new WeakSet<uWS.WebSocket<Session>>();
 
   app.ws<Session>('/ws', {
-    idleTimeout: 120,
+    idleTimeout: options.pings ? 28 : 120,
+    sendPingsAutomatically: true,
     maxPayloadLength: 64 * 1024,
     maxBackpressure: 1024 * 1024,
     compression: uWS.DISABLED,

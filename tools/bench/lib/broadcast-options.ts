@@ -43,7 +43,10 @@ export const USAGE = `Usage: npm run bench:broadcast -- [options]
                     (default ${DEFAULT_TARGETS.join(',')}); metrics-off is shards1 with
                     metrics collection off, scrape is shards1 with GET /metrics every second,
                     -history: the real server with every group keeping history,
-                    baseline-worker: the baseline's server in a worker thread
+                    baseline-worker: the baseline's server in a worker thread,
+                    baseline-pings: the baseline pinging a connection after 20 s of silence
+                    (the real server's ping_interval); then each real-server target is also
+                    compared with it (vsBaselinePings)
   --json-out FILE   also write the JSON result to FILE
   --concurrency N   connections opened at once (default 200)
   --placement P     spread (default: where the kernel puts each connection) or by-shard (group g

@@ -5,12 +5,13 @@ import { harnessConfig, writeConfigFile } from '../../lib/server-config.js';
 import { SERVER_MAIN } from '../../lib/server-process.js';
 import { serverPinPrefix } from './pinning.js';
 
-export const TARGET_NAMES = ['baseline', 'shards1', 'shards2', 'metrics-off', 'scrape', 'shards1-history', 'shards2-history', 'baseline-worker'] as const;
+export const TARGET_NAMES = ['baseline', 'shards1', 'shards2', 'metrics-off', 'scrape', 'shards1-history', 'shards2-history', 'baseline-worker', 'baseline-pings'] as const;
 export type TargetName = (typeof TARGET_NAMES)[number];
 /**
  * What runs without --targets; metrics-off and scrape measure what the server's metrics cost,
  * the history targets what group history costs, baseline-worker what a worker thread costs
- * (the baseline's server in one, as a shard is): asked for by name.
+ * (the baseline's server in one, as a shard is), baseline-pings the baseline pinging its
+ * connections as often as the real server does: asked for by name.
  */
 export const DEFAULT_TARGETS: readonly TargetName[] = ['baseline', 'shards1', 'shards2'];
 /** Targets that are the real server with one shard and metrics on, differing only in the load. */
@@ -30,6 +31,11 @@ export interface PreparedTarget {
   cleanup(): void;
 }
 
+/** The targets that are the benchmark's own uWS server, not the real one (no /stats to read). */
+export function isBaseline(name: TargetName): boolean {
+  return name === 'baseline' || name === 'baseline-worker' || name === 'baseline-pings';
+}
+
 const BASELINE_SERVER = fileURLToPath(new URL('../baseline-server.js', import.meta.url));
 
 /**
@@ -39,7 +45,7 @@ const BASELINE_SERVER = fileURLToPath(new URL('../baseline-server.js', import.me
  */
 export function prepareTarget(name: TargetName, maxConnections: number, nodeArgs: string[] = []): PreparedTarget {
   const pin = serverPinPrefix();
-  if (name === 'baseline' || name === 'baseline-worker') {
+  if (isBaseline(name)) {
     return {
       name,
       shards: 1,
@@ -56,6 +62,7 @@ export function prepareTarget(name: TargetName, maxConnections: number, nodeArgs
         '--port',
         '0',
         ...(name === 'baseline-worker' ? ['--worker'] : []),
+        ...(name === 'baseline-pings' ? ['--pings'] : []),
       ],
       endpoint: '/ws',
       cleanup: () => {},

@@ -4,7 +4,7 @@
 // ratio to the baseline is taken within one repetition before the median is taken.
 import type { SchedReport } from './sched-trace.js';
 import type { LoadResult } from './broadcast-load-types.js';
-import type { TargetName } from './broadcast-targets.js';
+import { isBaseline, type TargetName } from './broadcast-targets.js';
 import type { CoreNoise } from './host-noise.js';
 import type { ServerProbeResult } from './server-probe.js';
 
@@ -48,6 +48,11 @@ export interface TargetSummary {
   p99VsBaseline: Spread | null;
   maxVsBaseline: Spread | null;
   cpuVsBaseline: Spread | null;
+  /**
+   * The same ratios to the baseline that pings its connections as often as the real server
+   * does, when baseline-pings ran too (null otherwise, and for the baselines).
+   */
+  vsBaselinePings: { p99: Spread | null; max: Spread | null; cpu: Spread | null } | null;
   /** The server's own event-loop delay over the window, merged over its threads (metrics on). */
   eventLoopP99Ms: Spread | null;
   eventLoopP999Ms: Spread | null;
@@ -87,6 +92,7 @@ export function summarizeRepetitions(targets: readonly TargetName[], repetitions
     const ok: RunOk[] = [];
     const baselines: (RunOk | null)[] = [];
     const shards1s: (RunOk | null)[] = [];
+    const pinging: (RunOk | null)[] = [];
     const errors: string[] = [];
     for (const rep of repetitions) {
       const run = rep[target];
@@ -100,6 +106,8 @@ export function summarizeRepetitions(targets: readonly TargetName[], repetitions
       baselines.push(base && !('error' in base) ? base : null);
       const one = rep.shards1;
       shards1s.push(one && !('error' in one) ? one : null);
+      const pings = rep['baseline-pings'];
+      pinging.push(pings && !('error' in pings) ? pings : null);
     }
     // Within each repetition: pick(run) / pick(reference), for the runs that have a reference.
     const ratioTo = (refs: (RunOk | null)[], pick: (r: RunOk) => number | undefined, invert = false): Spread | null =>
@@ -126,6 +134,14 @@ export function summarizeRepetitions(targets: readonly TargetName[], repetitions
       p99VsBaseline: ratio((r) => r.latencyMs.p99),
       maxVsBaseline: ratio((r) => r.latencyMs.max),
       cpuVsBaseline: ratio((r) => r.serverCpu.cpuUsPerDelivery),
+      vsBaselinePings:
+        isBaseline(target) || !pinging.some((r) => r !== null)
+          ? null
+          : {
+              p99: ratioTo(pinging, (r) => r.latencyMs.p99),
+              max: ratioTo(pinging, (r) => r.latencyMs.max),
+              cpu: ratioTo(pinging, (r) => r.serverCpu.cpuUsPerDelivery),
+            },
       eventLoopP99Ms: spread(ok.flatMap((r) => eventLoop(r, 'p99Ms') ?? [])),
       eventLoopP999Ms: spread(ok.flatMap((r) => eventLoop(r, 'p999Ms') ?? [])),
       memoryPerConnectionKiB: spread(ok.flatMap((r) => r.serverMemory?.perConnectionKiB.end ?? [])),
