@@ -28,12 +28,17 @@ describe('benchmarks (smoke)', () => {
     assert.equal(typeof report.pass, 'boolean');
   });
 
-  it('bench:interleaved: both servers get every delivery in every window, and each pair gives its ratios', async () => {
+  it('bench:interleaved: both servers get every delivery in every window, each pair gives its ratios, and each block of two pairs a CPU ratio', async () => {
     const report = await bench('interleaved.js', [
       ...['--targets', 'shards1', '--connections', '20', '--groups', '2', '--rate', '50'],
       ...['--pairs', '2', '--window', '0.5', '--warmup', '0.5'],
     ]);
-    const [result] = report.results as Array<{ target: string; pairs: Array<Record<string, unknown>>; summary: { cpuRatio: { median: number; n: number }; lost: Record<string, number> } }>;
+    type Spread = { median: number; n: number };
+    const [result] = report.results as Array<{
+      target: string;
+      pairs: Array<Record<string, unknown>>;
+      summary: { cpuRatio: Spread; cpuRatioByOrder: Record<'targetAfterBaseline' | 'targetAfterItself', Spread>; lost: Record<string, number> };
+    }>;
     assert.equal(result!.target, 'shards1');
     assert.deepEqual(result!.pairs.map((p) => p.first), ['baseline', 'shards1']);
     for (const pair of result!.pairs) {
@@ -44,8 +49,10 @@ describe('benchmarks (smoke)', () => {
         assert.ok(w.cpuUsPerDelivery > 0 && w.idleOtherCpuShare >= 0, JSON.stringify(w));
       }
     }
-    assert.equal(result!.summary.cpuRatio.n, 2);
+    assert.equal(result!.summary.cpuRatio.n, 1, 'two pairs make one block');
     assert.ok(result!.summary.cpuRatio.median > 0);
+    assert.equal(result!.summary.cpuRatioByOrder.targetAfterBaseline.n, 1);
+    assert.equal(result!.summary.cpuRatioByOrder.targetAfterItself.n, 1);
     assert.deepEqual(result!.summary.lost, { baseline: 0, shards1: 0 });
   });
 
