@@ -16,10 +16,10 @@
  * connections) and is counted in its own. Per window: server CPU per delivery (all threads,
  * schedstat), deliveries and losses, latency P99 and max.
  *
- * A window that follows the other server's costs more than one that follows its own (caches
- * and the like: about 5% for the real server, 2-4% for the baseline, 2026-11-30), and with the
- * order alternating, pairs whose target window comes second (even pairs, from 0) are that much
- * higher than the others: the ratios of single pairs fall in two groups. So the CPU ratio is
+ * A window that follows the other server's costs more than one that follows its own (the
+ * core's caches, we think), and with the order alternating, pairs whose target window comes
+ * second (even pairs, from 0) are higher than the others: the ratios of single pairs fall in
+ * two groups (one shard, 2026-11-30: 1.06-1.18 and 0.99-1.05). So the CPU ratio is
  * taken over blocks of two pairs (baseline, target, target, baseline), in which each server
  * has one window after its own and one after the other's; the warm-up ends with the
  * baseline's, so that the first block is like the rest. The two groups are reported too
@@ -65,7 +65,7 @@ const NODE_ARGS = values['server-node-args'].split(' ').filter(Boolean);
 // Every group then has the same members, and connection g (g < GROUPS) publishes to group g.
 if (!(GROUPS >= 1 && CONNECTIONS >= GROUPS && CONNECTIONS % GROUPS === 0)) throw new Error('--connections must be a multiple of --groups');
 if (!(PAIRS >= 2 && PAIRS % 2 === 0)) throw new Error('--pairs must be even: the CPU ratio is taken over blocks of two pairs');
-if (!(WINDOW_MS > 0 && WARMUP_MS >= 0 && RATE > 0)) throw new Error('--pairs, --window, --warmup and --rate must be positive numbers');
+if (!(WINDOW_MS > 0 && WARMUP_MS >= 0 && RATE > 0)) throw new Error('--window, --warmup and --rate must be positive numbers');
 /** After a window's last pub, how long its deliveries may take to arrive before the rest count as lost. */
 const DRAIN_MS = 2000;
 const JOIN_CONCURRENCY = 50;
