@@ -121,9 +121,12 @@ export function connect(port: number, options: ConnectOptions = {}): Promise<Tes
     arrivals.push({ op: frame.op, id: frame.id, binary: isBinary, compressed: isBinary && isCompressed(data), bytes: data.byteLength });
     queue.push(frame);
   });
+  // ws reports a frame it refuses (bad UTF-8, a reserved bit) as an error, then a 1006 close.
+  let failedWith = '';
+  ws.on('error', (err) => (failedWith = `; the client failed the connection: ${err.message}`));
   const closed = new Promise<{ code: number; reason: string }>((resolve) => {
     ws.once('close', (code, reason) => {
-      closedWith = ` (${code} ${JSON.stringify(reason.toString())})`;
+      closedWith = ` (${code} ${JSON.stringify(reason.toString())}${failedWith})`;
       resolve({ code, reason: reason.toString() });
       queue.wake();
     });
