@@ -4,7 +4,6 @@
  * It holds no sockets: the shards own the port.
  */
 import { randomBytes } from 'node:crypto';
-import { createServer as createNetServer } from 'node:net';
 import { Worker } from 'node:worker_threads';
 import type { Processor, SendOptions, BrokerStats } from '../broker/broker.js';
 import { Codec, codecSettings } from '../codec/codec.js';
@@ -314,8 +313,7 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
   monitor.start();
 
   try {
-    // uSockets sets SO_REUSEPORT only on a fixed port, so port 0 is resolved here first.
-    if (port === 0) port = await pickFreePort(config.websocket.server.host);
+    // Port 0: the first shard picks one (src/util/free-port.ts); the others are given it.
     port = await spawn(slots[0]!, true);
     await Promise.all(slots.slice(1).map((slot) => spawn(slot, true)));
   } catch (err) {
@@ -359,20 +357,6 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
 async function until(done: () => boolean, timeoutMs: number): Promise<void> {
   const giveUpAt = Date.now() + timeoutMs;
   while (!done() && Date.now() < giveUpAt) await new Promise((resolve) => setTimeout(resolve, ACK_BARRIER_POLL_MS));
-}
-
-/** A port free right now on `host` (another process could still take it before we bind). */
-function pickFreePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createNetServer();
-    probe.once('error', reject);
-    // exclusive: in a pm2 cluster-mode worker the cluster primary (pm2's daemon) would bind it otherwise.
-    probe.listen({ port: 0, host, exclusive: true }, () => {
-      const address = probe.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      probe.close(() => resolve(port));
-    });
-  });
 }
 
 /** RunningServer.cluster of a cluster node (cluster mode only: the class itself is loaded only then). */

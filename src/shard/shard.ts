@@ -17,6 +17,7 @@ import { ClusterState } from '../shared/cluster-state.js';
 import { HistoryPatterns } from '../shared/history-patterns.js';
 import { Counter, ShardStatus, ShardTable } from '../shared/shard-table.js';
 import type { PrimaryToShard, ShardInit, ShardToPrimary } from '../shared/thread-messages.js';
+import { bindFreePort } from '../util/free-port.js';
 import { createLogger, type Logger } from '../util/logger.js';
 import { uWS, type TemplatedApp, type us_listen_socket } from '../util/uws.js';
 import { attachAdminRoutes } from './admin-http.js';
@@ -274,15 +275,21 @@ class Shard {
         if (this.closingAll && this.registry.size === 0) this.finish();
       },
     });
-    app.listen(server.host, this.init.port, (listenSocket) => {
-      if (!listenSocket) {
+    // Port 0: this shard (the first) picks one and binds it at once (src/util/free-port.ts).
+    const listen = (port: number): boolean => {
+      app.listen(server.host, port, (listenSocket) => {
+        this.listenSocket = listenSocket || null;
+      });
+      return this.listenSocket !== null;
+    };
+    const bound = this.init.port === 0 ? bindFreePort(server.host, listen) : Promise.resolve(listen(this.init.port) ? this.init.port : null);
+    void bound.then((port) => {
+      if (port === null) {
         this.log.error({ code: 'E_STARTUP', host: server.host, port: this.init.port }, 'cannot listen');
         this.channel.post({ type: 'listen-failed', host: server.host, port: this.init.port });
         this.channel.close();
         return;
       }
-      this.listenSocket = listenSocket;
-      const port = uWS.us_socket_local_port(listenSocket);
       this.cross.start();
       this.sweeper.start();
       if (config.monitoring.enable_metrics_collection) this.metrics.monitorEventLoop();

@@ -8,7 +8,7 @@ import type { ShardTableBuffers } from './shard-table.js';
 export interface ShardInit {
   shard: number;
   shards: number;
-  /** The port to listen on: the configured one, or a free one the primary picked for port 0. */
+  /** The port to listen on: the configured one; 0 (port 0, shard 0's first start): a free one it picks itself. */
   port: number;
   config: Config;
   instance: string;
