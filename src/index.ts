@@ -7,6 +7,7 @@
  */
 import { authMode } from './auth/identity.js';
 import { loadConfig, type LoadedConfig, type LoadOptions } from './config/load.js';
+import { tlsEnabled } from './config/tls-files.js';
 import { shardsFor } from './util/cpus.js';
 import { startServer, type RunningServer } from './primary/server.js';
 import { createLogger, type Logger } from './util/logger.js';
@@ -48,7 +49,7 @@ export async function createServer(options: CreateServerOptions = {}): Promise<R
   }
   const server = await startServer(loaded, log, VERSION);
   log.info(
-    { version: VERSION, pid: process.pid, host: loaded.config.websocket.server.host, port: server.port, shards: server.shards, authMode: auth, ownsStore: server.ownsStore, config: loaded.source ?? 'embedded defaults' },
+    { version: VERSION, pid: process.pid, host: loaded.config.websocket.server.host, port: server.port, tls: tlsEnabled(loaded.config.websocket.server.tls), shards: server.shards, authMode: auth, ownsStore: server.ownsStore, config: loaded.source ?? 'embedded defaults' },
     'ready',
   );
   return server;

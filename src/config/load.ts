@@ -10,6 +10,7 @@ import type { ZodIssue } from 'zod';
 import { OcsError } from '../protocol/errors.js';
 import { cpuBudget, shardsFor, type CpuBudget } from '../util/cpus.js';
 import { configSchema, type Config } from './schema.js';
+import { checkTlsFiles } from './tls-files.js';
 
 export const DEFAULT_CONFIG_PATH = fileURLToPath(new URL('../../../config/performance_config.yaml', import.meta.url));
 
@@ -31,6 +32,9 @@ export const ENV_OVERRIDES: ReadonlyArray<readonly [string, string, EnvKind]> = 
   ['WEBSOCKET_ADMIN_TOKEN', 'websocket.admin.token', 'string'],
   ['WEBSOCKET_MONITORING_TOKEN', 'websocket.monitoring.token', 'string'],
   ['WEBSOCKET_REDIS_URL', 'cluster.redis_url', 'string'],
+  ['WEBSOCKET_TLS_CERT_FILE', 'websocket.server.tls.cert_file', 'string'],
+  ['WEBSOCKET_TLS_KEY_FILE', 'websocket.server.tls.key_file', 'string'],
+  ['WEBSOCKET_TLS_PASSPHRASE', 'websocket.server.tls.passphrase', 'string'],
 ];
 
 export interface LoadOptions {
@@ -67,6 +71,7 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   const config = result.data;
   const anonymousAsked = (raw.websocket as { auth?: { allow_anonymous?: unknown } } | undefined)?.auth?.allow_anonymous;
   checkConsistency(config, env, anonymousAsked === undefined || anonymousAsked === 'auto');
+  checkTlsFiles(config.websocket.server.tls);
   const cpus = options.cpus ?? cpuBudget();
   const shards = !config.websocket.performance.enable_connection_pooling ? 1 : config.websocket.server.shards || shardsFor(cpus);
   return { config: deepFreeze(config), source, shards, cpus };

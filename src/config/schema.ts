@@ -55,6 +55,15 @@ const server = z
     drain_window: seconds.max(600).default(2),
     /** Seconds a connection may stay unauthenticated waiting for its `auth` frame. */
     auth_timeout: z.number().positive().default(10),
+    /** wss:// and https:// on the same port when cert_file and key_file are set (checked at start-up: src/config/tls-files.ts). */
+    tls: z
+      .object({
+        cert_file: z.string().default(''),
+        key_file: z.string().default(''),
+        passphrase: z.string().default(''),
+      })
+      .strict()
+      .default({}),
   })
   .strict();
 

@@ -19,7 +19,7 @@ import { Counter, ShardStatus, ShardTable } from '../shared/shard-table.js';
 import type { PrimaryToShard, ShardInit, ShardToPrimary } from '../shared/thread-messages.js';
 import { bindFreePort } from '../util/free-port.js';
 import { createLogger, type Logger } from '../util/logger.js';
-import { uWS, type TemplatedApp, type us_listen_socket } from '../util/uws.js';
+import { createApp, uWS, type TemplatedApp, type us_listen_socket } from '../util/uws.js';
 import { attachAdminRoutes } from './admin-http.js';
 import { Admission } from './admission.js';
 import { fromRingPayload } from './broadcast.js';
@@ -108,7 +108,7 @@ class Shard {
     // Ids never repeat: instance (this process run), shard, generation (this start of the
     // shard), then `s` for a session or `m` for a message, and a sequence.
     const idPrefix = `${init.instance}.${init.shard}.${init.generation.toString(36)}.`;
-    this.app = uWS.App();
+    this.app = createApp(config.server.tls);
     const compressFrom = performance.enable_compression ? performance.compression_threshold : Infinity;
     const groups = new LocalGroups(this.app, counters, compressFrom);
     const { registry, metrics } = this;

@@ -5,6 +5,7 @@
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import type * as UWS from 'uWebSockets.js';
+import { tlsEnabled, type TlsSettings } from '../config/tls-files.js';
 import { OcsError } from '../protocol/errors.js';
 
 const require = createRequire(import.meta.url);
@@ -35,3 +36,9 @@ function loadNative(): typeof UWS {
 
 export const uWS = loadNative();
 export type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_listen_socket, us_socket_context_t } from 'uWebSockets.js';
+
+/** A uWS app: TLS (wss://, https://) when the settings name a certificate, else plain. */
+export function createApp(tls: TlsSettings): UWS.TemplatedApp {
+  if (!tlsEnabled(tls)) return uWS.App();
+  return uWS.SSLApp({ cert_file_name: tls.cert_file, key_file_name: tls.key_file, passphrase: tls.passphrase });
+}

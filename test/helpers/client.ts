@@ -44,6 +44,8 @@ export interface ConnectOptions {
   encoding?: 'json' | 'msgpack';
   /** msgpack: LZ4-compress frames whose body is at least this many bytes (default: never). */
   compressFrom?: number;
+  /** wss://, trusting this certificate (a TLS server's self-signed one). */
+  ca?: Buffer;
 }
 
 /**
@@ -100,9 +102,9 @@ export class FrameQueue {
 }
 
 export function connect(port: number, options: ConnectOptions = {}): Promise<TestClient> {
-  const url = `ws://127.0.0.1:${port}${options.path ?? '/ws'}${options.query ? `?${options.query}` : ''}`;
+  const url = `${options.ca ? 'wss' : 'ws'}://127.0.0.1:${port}${options.path ?? '/ws'}${options.query ? `?${options.query}` : ''}`;
   const msgpack = options.encoding === 'msgpack';
-  const ws = new WebSocket(url, options.protocols ?? (msgpack ? [MSGPACK_PROTOCOL] : []), { autoPong: options.autoPong ?? true });
+  const ws = new WebSocket(url, options.protocols ?? (msgpack ? [MSGPACK_PROTOCOL] : []), { autoPong: options.autoPong ?? true, ...(options.ca ? { ca: options.ca } : {}) });
   let closedWith = '';
   const queue = new FrameQueue(
     () => ws.readyState === WebSocket.CLOSED,
@@ -153,7 +155,7 @@ export function connect(port: number, options: ConnectOptions = {}): Promise<Tes
 }
 
 /** Connects as `user` (anonymous mode), waits for `welcome` and joins `groups`. */
-export async function member(port: number, user: string, groups: string[] = [], options: Pick<ConnectOptions, 'encoding' | 'compressFrom'> = {}): Promise<TestClient & { welcome: Frame }> {
+export async function member(port: number, user: string, groups: string[] = [], options: Pick<ConnectOptions, 'encoding' | 'compressFrom' | 'ca'> = {}): Promise<TestClient & { welcome: Frame }> {
   const client = await connect(port, { query: `user=${encodeURIComponent(user)}`, ...options });
   const welcome = await client.next((f) => f.op === 'welcome');
   for (const group of groups) {

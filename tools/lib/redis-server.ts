@@ -7,6 +7,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis, type RedisOptions } from 'ioredis';
+import { selfSigned } from './self-signed.js';
 
 export const REDIS_SERVER = 'redis-server';
 
@@ -51,10 +52,8 @@ export async function startPrivateRedis(options: PrivateRedisOptions = {}): Prom
   if (options.password) args.push('--requirepass', options.password);
   let caFile: string | null = null;
   if (options.tls) {
-    caFile = join(dir, 'cert.pem');
-    const key = join(dir, 'key.pem');
-    const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', caFile, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
-    if (made.status !== 0) throw new Error('openssl could not make a certificate for the TLS redis-server');
+    const { certFile, keyFile: key } = selfSigned(undefined, dir);
+    caFile = certFile;
     args[1] = '0'; // no plain port
     args.push('--tls-port', String(port), '--tls-cert-file', caFile, '--tls-key-file', key, '--tls-ca-cert-file', caFile, '--tls-auth-clients', 'no');
   }

@@ -1,0 +1,153 @@
+/**
+ * TLS on the server's own port (websocket.server.tls): wss:// for clients and https:// for the
+ * HTTP endpoints, on every shard; a start-up that names the key when the files cannot serve;
+ * and what a client that does not speak TLS, or never finishes its handshake, gets.
+ */
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { get } from 'node:https';
+import { connect as tcpConnect } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import WebSocket from 'ws';
+import { OcsClient } from '../src/client/index.js';
+import { loadConfig } from '../src/config/load.js';
+import type { RunningServer } from '../src/index.js';
+import { HAVE_OPENSSL, selfSigned, type Certificate } from '../tools/lib/self-signed.js';
+import { member, onShard, type Frame, type TestClient } from './helpers/client.js';
+import { runMain, startInProcess, writeConfig } from './helpers/server.js';
+
+const skip = !HAVE_OPENSSL && 'no openssl command to make a certificate (Debian: apt-get install openssl)';
+if (skip) console.warn(`tls tests skipped: ${skip}`);
+
+const tlsConfig = (cert: Certificate, passphrase = '', server: Record<string, unknown> = {}) => ({
+  websocket: { server: { ...server, tls: { cert_file: cert.certFile, key_file: cert.keyFile, passphrase } } },
+});
+
+function httpsGet(port: number, path: string, ca: Buffer): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    get({ host: '127.0.0.1', port, path, ca, agent: false }, (res) => {
+      let body = '';
+      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    }).once('error', reject);
+  });
+}
+
+/** Writes `bytes` on a plain TCP connection; resolves with what came back and how long the server took to close it. */
+function rawExchange(port: number, bytes: Buffer | null): Promise<{ answer: string; closedAfterMs: number }> {
+  return new Promise((resolve, reject) => {
+    const started = Date.now();
+    let answer = '';
+    const socket = tcpConnect(port, '127.0.0.1', () => bytes && socket.write(bytes));
+    socket.on('data', (chunk: Buffer) => (answer += chunk.toString('latin1')));
+    socket.on('error', reject);
+    socket.on('close', () => resolve({ answer, closedAfterMs: Date.now() - started }));
+  });
+}
+
+describe('a two-shard server with a certificate', { skip }, () => {
+  let cert: Certificate;
+  let server: RunningServer;
+  const open: TestClient[] = [];
+  const tlsMember = async (user: string, groups: string[] = []): Promise<TestClient & { welcome: Frame }> => {
+    const client = await member(server.port, user, groups, { ca: cert.ca });
+    open.push(client);
+    return client;
+  };
+
+  before(async () => {
+    cert = selfSigned();
+    server = await startInProcess(tlsConfig(cert));
+  });
+  after(async () => {
+    for (const client of open) client.close();
+    await server?.close();
+  });
+
+  test('every shard speaks wss:// on the one port: welcome, and a pub from one shard reaches a member on the other', async () => {
+    const onZero = await onShard(0, (i) => tlsMember(`zero${i}`, ['room']));
+    const onOne = await onShard(1, (i) => tlsMember(`one${i}`, ['room']));
+    onZero.send({ op: 'pub', group: 'room', data: { text: 'over TLS' }, ref: 'p' });
+    const msg = await onOne.next((f) => f.op === 'msg');
+    assert.deepEqual(msg.data, { text: 'over TLS' });
+    assert.equal((await onZero.next((f) => f.op === 'ack')).ref, 'p');
+  });
+
+  test('the HTTP endpoints answer over https:// on the same port (/health for a load balancer)', async () => {
+    const health = await httpsGet(server.port, '/health', cert.ca);
+    assert.equal(health.status, 200);
+    assert.equal((JSON.parse(health.body) as { status: string }).status, 'ok');
+  });
+
+  test('the client SDK connects over wss:// with a WebSocket class that trusts the certificate', async () => {
+    const ca = cert.ca;
+    class TrustingWebSocket extends WebSocket {
+      constructor(url: string, protocols?: string | string[]) {
+        super(url, protocols, { ca });
+      }
+    }
+    const client = new OcsClient({ url: `wss://127.0.0.1:${server.port}/ws`, user: 'sdk', WebSocket: TrustingWebSocket });
+    try {
+      await client.connect();
+      await client.join('sdk-room');
+      const got = new Promise<unknown>((resolve) => client.on('message', (m: { data: unknown }) => resolve(m.data)));
+      await client.publish('sdk-room', { n: 1 });
+      assert.deepEqual(await got, { n: 1 });
+    } finally {
+      await client.close();
+    }
+  });
+
+  test('a client that does not speak TLS gets no answer and is closed at once; garbage likewise; the server goes on', async () => {
+    const plain = await rawExchange(server.port, Buffer.from('GET /health HTTP/1.1\r\nHost: x\r\n\r\n'));
+    assert.equal(plain.answer, '', 'no plain-text HTTP answer on the TLS port');
+    assert.ok(plain.closedAfterMs < 2_000, `closed after ${plain.closedAfterMs} ms`);
+    const garbage = await rawExchange(server.port, Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 7919) & 0xff)));
+    assert.ok(garbage.closedAfterMs < 2_000, `closed after ${garbage.closedAfterMs} ms`);
+    await assert.rejects(member(server.port, 'plain-ws'), 'a ws:// client cannot open');
+    assert.equal((await tlsMember('after-garbage')).welcome.op, 'welcome');
+  });
+
+  test('a client that connects and never starts its handshake is closed by the server (within 15 s)', async () => {
+    const idle = await rawExchange(server.port, null);
+    assert.ok(idle.closedAfterMs < 15_000, `closed after ${idle.closedAfterMs} ms`);
+  });
+});
+
+describe('start-up refuses TLS files that cannot serve, naming the key', { skip }, () => {
+  test('an encrypted key opens with its passphrase: the server starts and welcomes a wss:// client', async () => {
+    const cert = selfSigned('open sesame');
+    const server = await startInProcess(tlsConfig(cert, 'open sesame', { shards: 1 }));
+    try {
+      const client = await member(server.port, 'locked', [], { ca: cert.ca });
+      assert.equal(client.welcome.op, 'welcome');
+      client.close();
+    } finally {
+      await server.close();
+    }
+  });
+
+  const refusals: Array<[string, () => Record<string, unknown>, RegExp]> = [
+    ['a certificate without a key', () => ({ websocket: { server: { tls: { cert_file: selfSigned().certFile } } } }), /websocket\.server\.tls: cert_file and key_file go together \(key_file is empty\)/],
+    ['a missing certificate file', () => tlsConfig({ ...selfSigned(), certFile: '/nonexistent/cert.pem' }), /websocket\.server\.tls\.cert_file: cannot read \/nonexistent\/cert\.pem: ENOENT/],
+    ['a key that is not the certificate\'s', () => tlsConfig({ ...selfSigned(), keyFile: selfSigned().keyFile }), /websocket\.server\.tls: .* cannot serve TLS: .*key values mismatch/],
+    ['a wrong passphrase', () => tlsConfig(selfSigned('right'), 'wrong'), /websocket\.server\.tls: .* cannot serve TLS: .*(bad decrypt|BAD_DECRYPT)/i],
+    ['a certificate file that is not PEM', () => {
+      const cert = selfSigned();
+      writeFileSync(cert.certFile, 'not a certificate');
+      return tlsConfig(cert);
+    }, /websocket\.server\.tls: .* cannot serve TLS/],
+  ];
+  for (const [what, config, message] of refusals) {
+    test(`${what}: E_CONFIG`, () => {
+      assert.throws(() => loadConfig({ overrides: config() }), (err: Error & { code?: string }) => err.code === 'E_CONFIG' && message.test(err.message));
+    });
+  }
+
+  test('npm start with such a file exits with that one line, before any thread starts', async () => {
+    const file = writeConfig({ websocket: { server: { port: 0, tls: { cert_file: '/nonexistent/cert.pem', key_file: '/nonexistent/key.pem' } } } });
+    const result = await runMain(['--config', file]);
+    assert.equal(result.code, 2, 'a config error: pm2 does not restart it');
+    assert.match(result.stderr, /ocs-realtime: config: websocket\.server\.tls\.cert_file: cannot read \/nonexistent\/cert\.pem: ENOENT/);
+  });
+});
