@@ -8,6 +8,7 @@ import { execFile } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { HAVE_OPENSSL } from '../tools/lib/self-signed.js';
 
 const run = promisify(execFile);
 
@@ -101,6 +102,18 @@ describe('benchmarks (smoke)', () => {
     const summary = report.summary as Array<{ target: string; vsShards1: Record<string, { n: number }> | null }>;
     assert.equal(summary.find((s) => s.target === 'metrics-off')!.vsShards1!.metricsCpuCost!.n, 1);
     assert.equal(summary.find((s) => s.target === 'scrape')!.vsShards1!.eventLoopP99!.n, 1);
+  });
+
+  it('bench:broadcast: the -tls targets deliver everything over wss://, and shards1-tls has its ratios to baseline-tls', { skip: !HAVE_OPENSSL && 'no openssl command' }, async () => {
+    const report = await bench('broadcast.js', [
+      ...['--targets', 'baseline,baseline-tls,shards1-tls', '--connections', '20', '--groups', '2', '--publishers', '2'],
+      ...['--rate', '50', '--duration', '2.5', '--warmup', '0.5', '--drain', '3', '--repeat', '1'],
+    ]);
+    const [rep] = report.repetitions as Record<string, { lostDeliveries: number; deliveries?: number }>[];
+    for (const target of ['baseline-tls', 'shards1-tls']) assert.equal(rep![target]!.lostDeliveries, 0, target);
+    const summary = report.summary as Array<{ target: string; cpuVsBaseline: { n: number } | null; vsBaselineTls: { cpu: { n: number } | null } | null }>;
+    assert.equal(summary.find((s) => s.target === 'baseline-tls')!.cpuVsBaseline!.n, 1, 'what TLS costs uWS itself');
+    assert.equal(summary.find((s) => s.target === 'shards1-tls')!.vsBaselineTls!.cpu!.n, 1);
   });
 
   it('bench:wsclient: our client counts the blast server\'s frames, every one parsed', async () => {

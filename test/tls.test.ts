@@ -13,6 +13,7 @@ import { OcsClient } from '../src/client/index.js';
 import { loadConfig } from '../src/config/load.js';
 import type { RunningServer } from '../src/index.js';
 import { HAVE_OPENSSL, selfSigned, type Certificate } from '../tools/lib/self-signed.js';
+import { connectWs } from '../tools/wsclient/client.js';
 import { member, onShard, type Frame, type TestClient } from './helpers/client.js';
 import { runMain, startInProcess, writeConfig } from './helpers/server.js';
 
@@ -96,6 +97,23 @@ describe('a two-shard server with a certificate', { skip }, () => {
     } finally {
       await client.close();
     }
+  });
+
+  test("the benchmarks' raw-socket client (tools/wsclient) speaks wss:// too", async () => {
+    const welcome = await new Promise<string>((resolve, reject) => {
+      const ws = connectWs({
+        host: '127.0.0.1',
+        port: server.port,
+        path: '/ws?user=raw',
+        tls: { ca: cert.ca },
+        onMessage: (payload) => {
+          resolve(payload.toString());
+          ws.close();
+        },
+        onError: reject,
+      });
+    });
+    assert.equal((JSON.parse(welcome) as Frame).op, 'welcome');
   });
 
   test('a client that does not speak TLS gets no answer and is closed at once; garbage likewise; the server goes on', async () => {

@@ -13,7 +13,7 @@ import { makePlan, type BroadcastPlan } from './lib/broadcast-plan.js';
 import { runBroadcastLoad } from './lib/broadcast-load.js';
 import type { LoadResult } from './lib/broadcast-load-types.js';
 import { parseCli, USAGE, type CliOptions } from './lib/broadcast-options.js';
-import { isBaseline, prepareTarget, SCRAPED_TARGETS, type TargetName } from './lib/broadcast-targets.js';
+import { isBaseline, prepareTarget, SCRAPED_TARGETS, usesTls, type TargetName } from './lib/broadcast-targets.js';
 import { pinningReport, reexecPinnedGenerator } from './lib/pinning.js';
 import { startServer } from '../lib/server-process.js';
 import { fetchServerStats, type ServerStats } from '../loadtest/server-stats.js';
@@ -105,6 +105,7 @@ for (const s of summary) {
       `disturbed ${s.disturbedRuns}/${s.runs}, host-noisy ${s.hostNoisyRuns}/${s.runs}` +
       (s.eventLoopP99Ms ? `, server event-loop P99 ${f(s.eventLoopP99Ms)} ms` : '') +
       (s.vsBaselinePings ? `; against baseline-pings: p99 x${f(s.vsBaselinePings.p99)}, max x${f(s.vsBaselinePings.max)}, cpu x${f(s.vsBaselinePings.cpu)}` : '') +
+      (s.vsBaselineTls ? `; against baseline-tls: p99 x${f(s.vsBaselineTls.p99)}, max x${f(s.vsBaselineTls.max)}, cpu x${f(s.vsBaselineTls.cpu)}` : '') +
       (s.vsShards1?.metricsCpuCost ? `, metrics cost x${f(s.vsShards1.metricsCpuCost)} CPU` : '') +
       (s.vsShards1?.eventLoopP99 ? `, event-loop P99 x${f(s.vsShards1.eventLoopP99)} of shards1's` : '') +
       (s.sched ? `, waits to run over 0.2 ms ${f(s.sched.longWaitsPerS)}/s, ${f(s.sched.longWaitMsPerS)} ms/s` : '') +
@@ -128,8 +129,8 @@ async function runTarget(name: TargetName, plan: BroadcastPlan, options: CliOpti
     const server = await startServer(prepared.argv, options.traceGc ? { onLine: (line) => void gc.onLine(line) } : {});
     log(`[${name}] server pid ${server.pid} ready on port ${server.port}`);
     let load: LoadResult | Error;
-    // The baseline has no metrics, and metrics-off has them turned off.
-    const probe = isBaseline(name) || name === 'metrics-off' ? null : new ServerProbe('127.0.0.1', server.port, SCRAPED_TARGETS.includes(name));
+    // The baseline has no metrics, and metrics-off has them turned off; a TLS target's are https://, not read.
+    const probe = isBaseline(name) || name === 'metrics-off' || usesTls(name) ? null : new ServerProbe('127.0.0.1', server.port, SCRAPED_TARGETS.includes(name));
     // The real server's own counters over the window: records its shards pushed over the rings per pub.
     let statsAtStart: Promise<ServerStats> | null = null;
     // Set by onWindow: typed wide, so that the checks after the load are not narrowed to its initial null.
@@ -139,7 +140,7 @@ async function runTarget(name: TargetName, plan: BroadcastPlan, options: CliOpti
       probe?.onWindow(edge);
       if (edge === 'warmup') return;
       if (edge === 'start' && options.sched) sched = SchedTrace.start(plan.durationS);
-      if (isBaseline(name)) return;
+      if (isBaseline(name) || usesTls(name)) return;
       if (edge === 'start') {
         statsAtStart = fetchServerStats('127.0.0.1', server.port, 10_000);
         return;
@@ -157,6 +158,7 @@ async function runTarget(name: TargetName, plan: BroadcastPlan, options: CliOpti
           pathFor: (user) => `${prepared.endpoint}?user=${encodeURIComponent(user)}`,
           serverPid: server.pid,
           shards: prepared.shards,
+          ...(prepared.ca ? { tls: { ca: prepared.ca } } : {}),
         },
         {
           connectConcurrency: options.connectConcurrency,

@@ -116,6 +116,7 @@ class LoadedServer {
         host: '127.0.0.1',
         port: this.server.port,
         path: `${this.prepared.endpoint}?user=u${c}`,
+        ...(this.prepared.ca ? { tls: { ca: this.prepared.ca } } : {}),
         onMessage: (payload) => {
           const head = payload.toString('latin1', 0, Math.min(payload.length, 16));
           if (head.startsWith('{"op":"msg"')) this.received(payload);

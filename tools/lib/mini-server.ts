@@ -24,6 +24,8 @@ export interface MiniServerOptions {
    * the pong). Without it uWS's default idleTimeout of 120 s pings after 104 s of silence.
    */
   pings?: boolean;
+  /** Speak TLS (wss://) with this PEM certificate and key, as uWS's SSLApp does. */
+  tls?: { certFile: string; keyFile: string };
 }
 
 export interface MiniServer {
@@ -61,7 +63,7 @@ export function createMiniServer(options: MiniServerOptions = {}): MiniServer {
   /** With `send`: each user's open connections. */
   const byUser = new Map<string, Set<uWS.WebSocket<Session>>>();
   const sockets = new Set<uWS.WebSocket<Session>>();
-  const app = uWS.App();
+  const app = options.tls ? uWS.SSLApp({ cert_file_name: options.tls.certFile, key_file_name: options.tls.keyFile }) : uWS.App();
 
   const handle = (ws: uWS.WebSocket<Session>, message: ArrayBuffer, isBinary: boolean): void => {
     let frame: ClientFrame;

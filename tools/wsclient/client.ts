@@ -20,6 +20,7 @@
  *     maxPayload?: number,         // largest accepted message in bytes (default 64 MiB)
  *     handshakeTimeoutMs?: number, // default 10 000; 0 disables
  *     copyPayloads?: boolean,      // default false, see "Payload lifetime"
+ *     tls?: { ca?: Buffer },       // wss://: TLS, trusting `ca` too (node:tls, same read path)
  *     onOpen?(), onMessage(payload, isBinary), onClose?(code, reason),
  *     onError?(err), onPong?(payload),
  *   });
@@ -57,6 +58,7 @@
  * `socket.write` returns: false means the socket's buffer is over its high-water mark.
  */
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { performance } from 'node:perf_hooks';
 import { encodeClosePayload, encodeFrame, handshakeKey, headerLength, maskPayload, writeHeader } from './frame-encoder.js';
 import { FrameParser, type FrameSink } from './frame-parser.js';
@@ -83,6 +85,8 @@ export interface WsClientOptions {
   maxPayload?: number;
   handshakeTimeoutMs?: number;
   copyPayloads?: boolean;
+  /** wss://: TLS to the server, trusting `ca` (a self-signed certificate) besides the usual roots. */
+  tls?: { ca?: Buffer };
   onOpen?(): void;
   onMessage(payload: Buffer, isBinary: boolean): void;
   onClose?(code: number, reason: string): void;
@@ -164,11 +168,9 @@ class Connection implements WsClient {
     this.opts = opts;
     this.key = handshakeKey();
     this.parser = new FrameParser(this.frameSink(), opts.maxPayload ?? DEFAULT_MAX_PAYLOAD);
-    const socket = connect({
-      host: opts.host,
-      port: opts.port,
-      onread: { buffer: READ_BUFFER, callback: (n: number) => this.onRead(n) },
-    });
+    const onread = { buffer: READ_BUFFER, callback: (n: number) => this.onRead(n) };
+    // node:tls takes onread as net does (a TLSSocket is a net.Socket); @types/node omits it.
+    const socket = opts.tls ? tlsConnect({ host: opts.host, port: opts.port, ca: opts.tls.ca, onread } as ConnectionOptions) : connect({ host: opts.host, port: opts.port, onread });
     this.socket = socket;
     socket.setNoDelay(true);
     const handshakeTimeout = opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
@@ -177,7 +179,7 @@ class Connection implements WsClient {
         this.fail(new Error(`WebSocket handshake timed out after ${handshakeTimeout} ms`));
       });
     }
-    socket.on('connect', () => socket.write(requestHead(opts, this.key)));
+    socket.on(opts.tls ? 'secureConnect' : 'connect', () => socket.write(requestHead(opts, this.key)));
     socket.on('error', (err) => this.reportError(err));
     socket.on('close', () => this.onSocketClose());
   }

@@ -17,6 +17,8 @@ export interface LoadTarget {
   portFor?(connection: number): number;
   /** Shards the server runs (acceptor threads): with placement `by-shard`, group g lives on shard g % shards. */
   shards: number;
+  /** wss://, trusting this certificate. */
+  tls?: { ca: Buffer };
 }
 
 export interface LoadSettings {

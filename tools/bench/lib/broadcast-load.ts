@@ -157,6 +157,7 @@ class BroadcastRun {
         host: this.target.host,
         port: this.target.portFor?.(c) ?? this.target.port,
         path: this.target.pathFor(`u${c}`),
+        ...(this.target.tls ? { tls: this.target.tls } : {}),
         onMessage: (payload) => this.receipts.onFrame(c, group, payload, onControl),
         onError: (err) => {
           if (!joined && !misplaced) fail(new Error(`connection ${c}: ${err.message}`));

@@ -46,7 +46,9 @@ export const USAGE = `Usage: npm run bench:broadcast -- [options]
                     baseline-worker: the baseline's server in a worker thread,
                     baseline-pings: the baseline pinging a connection after 20 s of silence
                     (the real server's ping_interval); then each real-server target is also
-                    compared with it (vsBaselinePings)
+                    compared with it (vsBaselinePings); baseline-tls, shards1-tls: both on
+                    wss:// (a certificate made for the run), shards1-tls also compared with
+                    baseline-tls (vsBaselineTls)
   --json-out FILE   also write the JSON result to FILE
   --concurrency N   connections opened at once (default 200)
   --placement P     spread (default: where the kernel puts each connection) or by-shard (group g

@@ -1,17 +1,20 @@
 // The servers the broadcast benchmark can measure, and the command line that starts each one.
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { selfSigned, type Certificate } from '../../lib/self-signed.js';
 import { harnessConfig, writeConfigFile } from '../../lib/server-config.js';
 import { SERVER_MAIN } from '../../lib/server-process.js';
 import { serverPinPrefix } from './pinning.js';
 
-export const TARGET_NAMES = ['baseline', 'shards1', 'shards2', 'metrics-off', 'scrape', 'shards1-history', 'shards2-history', 'baseline-worker', 'baseline-pings'] as const;
+export const TARGET_NAMES = ['baseline', 'shards1', 'shards2', 'metrics-off', 'scrape', 'shards1-history', 'shards2-history', 'baseline-worker', 'baseline-pings', 'baseline-tls', 'shards1-tls'] as const;
 export type TargetName = (typeof TARGET_NAMES)[number];
 /**
  * What runs without --targets; metrics-off and scrape measure what the server's metrics cost,
  * the history targets what group history costs, baseline-worker what a worker thread costs
  * (the baseline's server in one, as a shard is), baseline-pings the baseline pinging its
- * connections as often as the real server does: asked for by name.
+ * connections as often as the real server does, the -tls targets the baseline and one shard
+ * speaking wss:// (a self-signed certificate made for the run): asked for by name.
  */
 export const DEFAULT_TARGETS: readonly TargetName[] = ['baseline', 'shards1', 'shards2'];
 /** Targets that are the real server with one shard and metrics on, differing only in the load. */
@@ -27,13 +30,30 @@ export interface PreparedTarget {
   argv: string[];
   /** Path of the WebSocket endpoint; the user id is appended as ?user=. */
   endpoint: string;
+  /** wss://: the certificate the clients trust (null: plain ws://). */
+  ca: Buffer | null;
   /** Removes temporary files (the config). */
   cleanup(): void;
 }
 
 /** The targets that are the benchmark's own uWS server, not the real one (no /stats to read). */
 export function isBaseline(name: TargetName): boolean {
-  return name === 'baseline' || name === 'baseline-worker' || name === 'baseline-pings';
+  return name === 'baseline' || name === 'baseline-worker' || name === 'baseline-pings' || name === 'baseline-tls';
+}
+
+/** The targets that speak wss:// (their HTTP is https://, which the benchmark does not read). */
+export function usesTls(name: TargetName): boolean {
+  return name.endsWith('-tls');
+}
+
+let certificate: Certificate | null = null;
+/** One self-signed certificate for every TLS target of this run, removed when the process exits. */
+function benchCertificate(): Certificate {
+  if (certificate === null) {
+    const made = (certificate = selfSigned());
+    process.once('exit', () => rmSync(dirname(made.certFile), { recursive: true, force: true }));
+  }
+  return certificate;
 }
 
 const BASELINE_SERVER = fileURLToPath(new URL('../baseline-server.js', import.meta.url));
@@ -63,8 +83,10 @@ export function prepareTarget(name: TargetName, maxConnections: number, nodeArgs
         '0',
         ...(name === 'baseline-worker' ? ['--worker'] : []),
         ...(name === 'baseline-pings' ? ['--pings'] : []),
+        ...(usesTls(name) ? ['--tls-cert', benchCertificate().certFile, '--tls-key', benchCertificate().keyFile] : []),
       ],
       endpoint: '/ws',
+      ca: usesTls(name) ? benchCertificate().ca : null,
       cleanup: () => {},
     };
   }
@@ -78,7 +100,11 @@ export function prepareTarget(name: TargetName, maxConnections: number, nodeArgs
   const config = writeConfigFile(
     harnessConfig({
       websocket: {
-        server: { shards, max_connections: Math.max(10_000, maxConnections * 2) },
+        server: {
+          shards,
+          max_connections: Math.max(10_000, maxConnections * 2),
+          ...(usesTls(name) ? { tls: { cert_file: benchCertificate().certFile, key_file: benchCertificate().keyFile } } : {}),
+        },
         ...(name === 'metrics-off' ? { monitoring: { enable_metrics_collection: false } } : {}),
         ...(name.endsWith('-history') ? { history: HISTORY } : {}),
       },
@@ -89,6 +115,7 @@ export function prepareTarget(name: TargetName, maxConnections: number, nodeArgs
     shards,
     argv: [...pin, process.execPath, ...nodeArgs, SERVER_MAIN, '--config', config.file],
     endpoint: '/ws',
+    ca: usesTls(name) ? benchCertificate().ca : null,
     cleanup: config.remove,
   };
 }

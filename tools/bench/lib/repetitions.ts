@@ -4,7 +4,7 @@
 // ratio to the baseline is taken within one repetition before the median is taken.
 import type { SchedReport } from './sched-trace.js';
 import type { LoadResult } from './broadcast-load-types.js';
-import { isBaseline, type TargetName } from './broadcast-targets.js';
+import { isBaseline, usesTls, type TargetName } from './broadcast-targets.js';
 import type { CoreNoise } from './host-noise.js';
 import type { ServerProbeResult } from './server-probe.js';
 
@@ -53,6 +53,8 @@ export interface TargetSummary {
    * does, when baseline-pings ran too (null otherwise, and for the baselines).
    */
   vsBaselinePings: { p99: Spread | null; max: Spread | null; cpu: Spread | null } | null;
+  /** A TLS target's ratios to baseline-tls (the uWS baseline on wss://), when it ran too. */
+  vsBaselineTls: { p99: Spread | null; max: Spread | null; cpu: Spread | null } | null;
   /** The server's own event-loop delay over the window, merged over its threads (metrics on). */
   eventLoopP99Ms: Spread | null;
   eventLoopP999Ms: Spread | null;
@@ -93,6 +95,7 @@ export function summarizeRepetitions(targets: readonly TargetName[], repetitions
     const baselines: (RunOk | null)[] = [];
     const shards1s: (RunOk | null)[] = [];
     const pinging: (RunOk | null)[] = [];
+    const tlsBaselines: (RunOk | null)[] = [];
     const errors: string[] = [];
     for (const rep of repetitions) {
       const run = rep[target];
@@ -108,6 +111,8 @@ export function summarizeRepetitions(targets: readonly TargetName[], repetitions
       shards1s.push(one && !('error' in one) ? one : null);
       const pings = rep['baseline-pings'];
       pinging.push(pings && !('error' in pings) ? pings : null);
+      const tlsBase = rep['baseline-tls'];
+      tlsBaselines.push(tlsBase && !('error' in tlsBase) ? tlsBase : null);
     }
     // Within each repetition: pick(run) / pick(reference), for the runs that have a reference.
     const ratioTo = (refs: (RunOk | null)[], pick: (r: RunOk) => number | undefined, invert = false): Spread | null =>
@@ -142,6 +147,14 @@ export function summarizeRepetitions(targets: readonly TargetName[], repetitions
               max: ratioTo(pinging, (r) => r.latencyMs.max),
               cpu: ratioTo(pinging, (r) => r.serverCpu.cpuUsPerDelivery),
             },
+      vsBaselineTls:
+        isBaseline(target) || !usesTls(target) || !tlsBaselines.some((r) => r !== null)
+          ? null
+          : {
+              p99: ratioTo(tlsBaselines, (r) => r.latencyMs.p99),
+              max: ratioTo(tlsBaselines, (r) => r.latencyMs.max),
+              cpu: ratioTo(tlsBaselines, (r) => r.serverCpu.cpuUsPerDelivery),
+            },
       eventLoopP99Ms: spread(ok.flatMap((r) => eventLoop(r, 'p99Ms') ?? [])),
       eventLoopP999Ms: spread(ok.flatMap((r) => eventLoop(r, 'p999Ms') ?? [])),
       memoryPerConnectionKiB: spread(ok.flatMap((r) => r.serverMemory?.perConnectionKiB.end ?? [])),
@@ -159,9 +172,9 @@ export function summarizeRepetitions(targets: readonly TargetName[], repetitions
       hostNoisyRuns: ok.filter((r) => r.hostNoisy).length,
     };
     const cpuLimit = TARGETS.maxCpuVsBaseline[target];
-    // null: not applicable (the baseline) or not measured (no baseline in the run).
+    // null: not applicable (a baseline; a TLS target, as the targets are for plain ws://) or not measured (no baseline in the run).
     const within = (s: Spread | null, limit: number | undefined): boolean | null =>
-      target === 'baseline' || s === null || limit === undefined ? null : s.median <= limit;
+      isBaseline(target) || usesTls(target) || s === null || limit === undefined ? null : s.median <= limit;
     const checks = {
       ran: errors.length === 0 && ok.length > 0,
       noLostDeliveries: summary.lostDeliveries <= TARGETS.maxLostDeliveries,
