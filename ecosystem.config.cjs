@@ -2,6 +2,8 @@
 // secret in the environment of that command (WEBSOCKET_AUTH_SECRET=... npx pm2 start ...):
 // without one the server starts but refuses every client, and says so in `npx pm2 logs`.
 // `npx pm2 reload ocs-realtime` hands over to a new process without a gap (README, Operations).
+// TLS on the server's own port (README, TLS): env WEBSOCKET_TLS_CERT_FILE and
+// WEBSOCKET_TLS_KEY_FILE (PEM paths); a reload reads a renewed certificate.
 //
 // Several instances on one host (cluster mode, README "Cluster mode"): each process is a node
 // of a cluster on one Redis, and they all share the port (SO_REUSEPORT across processes too).

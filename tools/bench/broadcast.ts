@@ -104,6 +104,7 @@ for (const s of summary) {
       `cpu ${f(s.cpuUsPerDelivery)} µs (x${f(s.cpuVsBaseline)}), lost ${s.lostDeliveries}, saturated ${s.saturatedRuns}/${s.runs}, ` +
       `disturbed ${s.disturbedRuns}/${s.runs}, host-noisy ${s.hostNoisyRuns}/${s.runs}` +
       (s.eventLoopP99Ms ? `, server event-loop P99 ${f(s.eventLoopP99Ms)} ms` : '') +
+      (s.connectCpuUsPerConnection ? `, connecting ${f(s.connectCpuUsPerConnection)} µs CPU per connection` : '') +
       (s.vsBaselinePings ? `; against baseline-pings: p99 x${f(s.vsBaselinePings.p99)}, max x${f(s.vsBaselinePings.max)}, cpu x${f(s.vsBaselinePings.cpu)}` : '') +
       (s.vsBaselineTls ? `; against baseline-tls: p99 x${f(s.vsBaselineTls.p99)}, max x${f(s.vsBaselineTls.max)}, cpu x${f(s.vsBaselineTls.cpu)}` : '') +
       (s.vsShards1?.metricsCpuCost ? `, metrics cost x${f(s.vsShards1.metricsCpuCost)} CPU` : '') +

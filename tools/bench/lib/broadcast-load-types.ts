@@ -125,6 +125,11 @@ export interface LoadResult {
     endMiB: number | null;
     perConnectionKiB: { connected: number | null; end: number | null };
   };
+  /**
+   * Server CPU (all threads, /proc) while the clients connected and joined, per connection, µs:
+   * the upgrade, the welcome and the join, and on TLS the handshake (a reconnect storm's cost).
+   */
+  connectCpuUsPerConnection: number | null;
   /** Publishers that lost deliveries, worst first (at most 10): expected vs received. */
   lossByPublisher: { publisher: number; group: number; expected: number; received: number }[];
 }

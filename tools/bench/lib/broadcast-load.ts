@@ -5,7 +5,7 @@
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { connectWs, type WsClient } from '../../wsclient/client.js';
 import { newHistogram, recordMs } from '../../lib/histogram.js';
-import { processRssBytes } from '../../lib/proc.js';
+import { processCpuSeconds, processRssBytes } from '../../lib/proc.js';
 import { type BroadcastPlan, groupOf, publisherOf, seqOf } from './broadcast-plan.js';
 import { round, summaryMs, type LoadResult, type LoadSettings, type LoadTarget, type ThreadsCpu } from './broadcast-load-types.js';
 import { BroadcastReceipts } from './broadcast-receipts.js';
@@ -26,10 +26,16 @@ export async function runBroadcastLoad(plan: BroadcastPlan, target: LoadTarget, 
   const run = new BroadcastRun(plan, target, settings);
   try {
     const idle = processRssBytes(target.serverPid);
+    const cpuBeforeConnect = processCpuSeconds(target.serverPid);
     await run.connectAll();
+    const cpuAfterConnect = processCpuSeconds(target.serverPid);
     const connected = processRssBytes(target.serverPid);
     await run.publishAndDrain();
-    return { ...run.result(), serverMemory: serverMemory(plan.connections, idle, connected, processRssBytes(target.serverPid)) };
+    return {
+      ...run.result(),
+      serverMemory: serverMemory(plan.connections, idle, connected, processRssBytes(target.serverPid)),
+      connectCpuUsPerConnection: cpuBeforeConnect === null || cpuAfterConnect === null ? null : round(((cpuAfterConnect - cpuBeforeConnect) * 1e6) / plan.connections, 1),
+    };
   } finally {
     run.disconnectAll();
   }
@@ -255,7 +261,7 @@ class BroadcastRun {
     for (const client of this.clients) client?.destroy();
   }
 
-  result(): Omit<LoadResult, 'serverMemory'> {
+  result(): Omit<LoadResult, 'serverMemory' | 'connectCpuUsPerConnection'> {
     const plan = this.plan;
     const r = this.receipts;
     const cpu = this.cpu;

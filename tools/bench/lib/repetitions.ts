@@ -60,6 +60,8 @@ export interface TargetSummary {
   eventLoopP999Ms: Spread | null;
   /** Server RSS per connection above the idle server's after the window, KiB. */
   memoryPerConnectionKiB: Spread | null;
+  /** Server CPU per connection while the clients connected and joined, µs (LoadResult.connectCpuUsPerConnection). */
+  connectCpuUsPerConnection: Spread | null;
   /** Records the shards pushed over the rings per pub (routing by interest: 0 when every group lives on one shard). */
   ringRecordsPerPub: Spread | null;
   /** With --sched: the busiest thread's waits to run over 0.2 ms, per second and ms per second, and how often it ran (sched-trace.ts). */
@@ -158,6 +160,7 @@ export function summarizeRepetitions(targets: readonly TargetName[], repetitions
       eventLoopP99Ms: spread(ok.flatMap((r) => eventLoop(r, 'p99Ms') ?? [])),
       eventLoopP999Ms: spread(ok.flatMap((r) => eventLoop(r, 'p999Ms') ?? [])),
       memoryPerConnectionKiB: spread(ok.flatMap((r) => r.serverMemory?.perConnectionKiB.end ?? [])),
+      connectCpuUsPerConnection: spread(ok.flatMap((r) => r.connectCpuUsPerConnection ?? [])),
       ringRecordsPerPub: spread(ok.flatMap((r) => r.ringRecordsPerPub ?? [])),
       sched: schedSummary(ok),
       vsShards1:
