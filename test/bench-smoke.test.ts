@@ -116,6 +116,14 @@ describe('benchmarks (smoke)', () => {
     assert.equal(summary.find((s) => s.target === 'shards1-tls')!.vsBaselineTls!.cpu!.n, 1);
   });
 
+  it('bench:connect: every storm of every target connects and joins every client, and the warm storms have a median', { skip: !HAVE_OPENSSL && 'no openssl command' }, async () => {
+    const report = await bench('connect-storm.js', ['--connections', '30', '--concurrency', '10', '--storms', '2', '--targets', 'baseline,shards1,shards1-tls']);
+    const summary = report.summary as Array<{ target: string; coldUsPerConnection: number; warmUsPerConnection: { n: number } | null; warmVsBaseline: number | null }>;
+    assert.deepEqual(summary.map((s) => s.target), ['baseline', 'shards1', 'shards1-tls']);
+    // 30 connections are a tick or two of /proc's 10 ms clock: a smoke test of the run, not of its figures.
+    for (const s of summary) assert.ok(s.coldUsPerConnection >= 0 && s.warmUsPerConnection!.n === 1, s.target);
+  });
+
   it('bench:wsclient: our client counts the blast server\'s frames, every one parsed', async () => {
     const report = await bench('wsclient-throughput.js', ['--clients', 'ours', '--connections', '2', '--seconds', '1', '--parse']);
     const cases = report.cases as Array<{ client: string; messagesPerSecond: number; parsedAll: boolean }>;
