@@ -26,6 +26,27 @@ const record = (tag: number, bytes: number): Uint8Array => new Uint8Array(bytes)
 const turn = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 10));
 
 describe('the queued ring writer', () => {
+  test('writeSoon rings the consumer once at the end of the turn for all its records; a write() meanwhile rings at once, and not again', async () => {
+    const buffer = createRingBuffer(1024);
+    let rings = 0;
+    const writer = new QueuedRingWriter(buffer, { ring: () => rings++ } as unknown as DoorbellRinger, 0);
+    const reader = new RingReader(buffer);
+    for (const tag of [1, 2, 3]) assert.equal(writer.writeSoon(record(tag, 10)), null);
+    assert.equal(rings, 0, 'not yet');
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(rings, 1, 'one ring for the three');
+    const got: number[] = [];
+    while (reader.next()) got.push(reader.bytes[reader.offset]!);
+    reader.release();
+    assert.deepEqual(got, [1, 2, 3]);
+    writer.writeSoon(record(4, 10));
+    writer.write(record(5, 10));
+    assert.equal(rings, 2, 'write() rang at once, for both');
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(rings, 2, 'the turn owed no more');
+    writer.stop();
+  });
+
   test('a record the ring can never carry is refused at once with E_TOO_LARGE, reported once, and the records behind it still arrive', async () => {
     const { writer, read, refusals } = setup();
     assert.equal(writer.maxRecord, 508);

@@ -115,18 +115,21 @@ export class BrokerLink implements AdminForwarder {
 
   // --- to the broker -----------------------------------------------------------------------
 
+  // Presence and membership ring the broker once per turn of the loop (writeSoon): in a
+  // reconnect storm a ring per record woke it for almost every connection.
+
   /** The connection authenticated (the broker answers with its `welcome`) or closed. */
   presence(conn: Connection, online: 0 | 1): void {
-    this.writer.write(encodeRecord(ToBroker.PRESENCE, [conn.sid, conn.user, online]));
+    this.writer.writeSoon(encodeRecord(ToBroker.PRESENCE, [conn.sid, conn.user, online]));
   }
 
   /** The connection became a member of `group`, or changed whether it `watch`es its presence events. */
   joined(conn: Connection, group: string, watch = false): void {
-    this.writer.write(encodeRecord(ToBroker.MEMBERSHIP, [conn.sid, group, 1, conn.weight, watch ? 1 : 0]));
+    this.writer.writeSoon(encodeRecord(ToBroker.MEMBERSHIP, [conn.sid, group, 1, conn.weight, watch ? 1 : 0]));
   }
 
   left(conn: Connection, group: string): void {
-    this.writer.write(encodeRecord(ToBroker.MEMBERSHIP, [conn.sid, group, 0, 0]));
+    this.writer.writeSoon(encodeRecord(ToBroker.MEMBERSHIP, [conn.sid, group, 0, 0]));
   }
 
   /** Cluster mode: a pub published here, as its encoded frame, for the broker to publish to the other nodes. */
