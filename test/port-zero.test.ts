@@ -56,7 +56,7 @@ test('a server on port 0 starts, and listens alone, while another process takes 
   const taker = takePorts(2_000);
   await new Promise((resolve) => setTimeout(resolve, 300)); // the taker holds thousands of ports by now
   // Its two shards listen on one port. When the primary picked the port before starting the first
-  // shard's thread, the port was free for 200-300 ms and the taker got it in most runs (E_STARTUP).
+  // shard's thread, the port was free for a few hundred ms and the taker got it in most runs (E_STARTUP).
   const server = await startInProcess({ websocket: { server: { port: 0, shards: 2 } } });
   try {
     assert.ok(server.port > 0);

@@ -99,7 +99,7 @@ export class QueuedRingWriter {
    * every record written so in it (or sooner, by any write() meanwhile): for records nobody
    * waits on within microseconds. A ring that finds the consumer asleep is an Atomics.notify,
    * and in a reconnect storm the broker slept again between most of a shard's presence
-   * records: those notifies were 45% of the shard's CPU profile (README, TLS › connecting).
+   * records: those notifies were 45% of the shard's CPU profile (README, Performance, TLS).
    */
   writeSoon(record: Uint8Array, limit = this.maxBacklog): WriteRefusal | null {
     if (this.overflow.length === 0 && this.writer.tryWrite(record)) {

@@ -4,8 +4,8 @@
  * uSockets sets SO_REUSEPORT only on a fixed port, so the port is picked first by binding a
  * probe to port 0, and the shards then listen on it. The port is free between the probe's
  * close and the first shard's bind: when the primary picked it and a shard bound it after
- * starting its thread, that gap was 200-300 ms, in which another process binding port 0 could
- * be given the same port. Then the shard failed to listen (E_STARTUP) or, if that process set
+ * starting its thread and loading its modules, that gap was a few hundred ms, in which another
+ * process binding port 0 could be given the same port. Then the shard failed to listen (E_STARTUP) or, if that process set
  * SO_REUSEPORT too (another of our servers), both shared the port and the kernel split the
  * connections between them. Binding in the same synchronous run as the probe's close leaves
  * only the microseconds between two system calls, and a port taken in them is picked again.
