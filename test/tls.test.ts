@@ -4,10 +4,15 @@
  * and what a client that does not speak TLS, or never finishes its handshake, gets.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { get } from 'node:https';
 import { connect as tcpConnect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import WebSocket from 'ws';
 import { OcsClient } from '../src/client/index.js';
 import { loadConfig } from '../src/config/load.js';
@@ -17,6 +22,8 @@ import { connectWs } from '../tools/wsclient/client.js';
 import { member, onShard, type Frame, type TestClient } from './helpers/client.js';
 import { runMain, startInProcess, writeConfig } from './helpers/server.js';
 
+const run = promisify(execFile);
+const LOADTEST = fileURLToPath(new URL('../tools/loadtest/main.js', import.meta.url));
 const skip = !HAVE_OPENSSL && 'no openssl command to make a certificate (Debian: apt-get install openssl)';
 if (skip) console.warn(`tls tests skipped: ${skip}`);
 
@@ -114,6 +121,17 @@ describe('a two-shard server with a certificate', { skip }, () => {
       });
     });
     assert.equal((JSON.parse(welcome) as Frame).op, 'welcome');
+  });
+
+  test('npm run loadtest -- --tls runs a scenario over wss:// and reads the server\'s /stats over https:// (NODE_EXTRA_CA_CERTS)', async () => {
+    const output = join(mkdtempSync(join(tmpdir(), 'ocs-loadtest-tls-')), 'report.json');
+    const args = ['--host', '127.0.0.1', '--port', String(server.port), '--tls', '--scenario', 'baseline', '--connections', '20', '--duration', '2', '--warmup', '1', '--drain', '1', '--threads', '1', '--no-html', '--output', output];
+    await run(process.execPath, [LOADTEST, ...args], { env: { ...process.env, NODE_EXTRA_CA_CERTS: cert.certFile }, timeout: 90_000 });
+    const report = JSON.parse(readFileSync(output, 'utf8')) as { scenarios: Array<{ status: string; connections: { ok: number }; server: { stats: { available: boolean; reason?: string } } }> };
+    const [scenario] = report.scenarios;
+    assert.equal(scenario!.status, 'ok');
+    assert.equal(scenario!.connections.ok, 20);
+    assert.equal(scenario!.server.stats.available, true, scenario!.server.stats.reason);
   });
 
   test('a client that does not speak TLS gets no answer and is closed at once; garbage likewise; the server goes on', async () => {

@@ -24,6 +24,8 @@ const HELP = `Usage: npm run loadtest -- [options]
   --host A,B[:PORT],...   several nodes of a cluster: connections are spread over them in
                           turn (a node without :PORT uses --port); the server-side figures
                           (/stats, /stats/histograms) are the first node's
+  --tls                   the server (--host) speaks TLS: wss:// and https://; a private CA's
+                          certificate goes in NODE_EXTRA_CA_CERTS=FILE
   --path PATH             WebSocket endpoint path (default ${LOADTEST_DEFAULTS.path})
   --monitoring-token T    the server's websocket.monitoring.token, for its /stats and
                           /stats/histograms (default $WEBSOCKET_MONITORING_TOKEN)
@@ -57,6 +59,7 @@ export async function main(argv: string[]): Promise<number> {
       list: { type: 'boolean', default: false },
       host: { type: 'string' },
       port: { type: 'string' },
+      tls: { type: 'boolean', default: false },
       path: { type: 'string', default: LOADTEST_DEFAULTS.path },
       'monitoring-token': { type: 'string' },
       output: { type: 'string' },
@@ -115,6 +118,7 @@ export async function main(argv: string[]): Promise<number> {
   const failUnder = values['fail-under'];
   if (failUnder !== undefined && !GRADES.includes(failUnder as Grade)) throw new OcsError('E_CONFIG', `--fail-under takes one of ${GRADES.join(', ')}`);
   if (values.host === undefined && values.port !== undefined) throw new OcsError('E_CONFIG', '--port needs --host (without --host the load tester starts its own server)');
+  if (values.host === undefined && values.tls) throw new OcsError('E_CONFIG', '--tls needs --host (the server the load tester starts itself speaks plain ws://)');
 
   const monitoringToken = values['monitoring-token'] ?? process.env.WEBSOCKET_MONITORING_TOKEN;
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
@@ -141,6 +145,7 @@ export async function main(argv: string[]): Promise<number> {
       ...(nodes.length > 0 && { host: nodes[0]!.host, port: nodes[0]!.port }),
       ...(nodes.length > 1 && { spread: nodes }),
       path: values.path,
+      tls: values.tls,
       ...(monitoringToken && { monitoringToken }),
       ...(values['server-command'] && { serverCommand: values['server-command'].split(' ').filter(Boolean) }),
       shards: num('shards', values.shards, true) ?? LOADTEST_DEFAULTS.shards,
@@ -150,7 +155,7 @@ export async function main(argv: string[]): Promise<number> {
       log,
       onProgress: (u) => bar.update(u),
       signal: abort.signal,
-      options: { quick: values.quick, scenarios: scenarios.map((s) => s.name), overrides, scenariosFile },
+      options: { quick: values.quick, scenarios: scenarios.map((s) => s.name), overrides, scenariosFile, tls: values.tls },
     });
     bar.clear();
     process.stdout.write(renderTerminal(report) + '\n');

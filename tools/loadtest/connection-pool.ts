@@ -52,6 +52,7 @@ export class ConnectionPool {
       port: target.port,
       path: this.plan.path + '?user=' + encodeURIComponent(st.user),
       handshakeTimeoutMs: this.plan.connectTimeoutMs,
+      ...(this.plan.tls && { tls: {} }),
       onMessage: (payload) => this.onMessage(c, payload),
       onError: (err) => {
         if (!c.failure) {

@@ -14,7 +14,7 @@ export interface SendProbe {
 
 const BAD_FRAME: keyof typeof ErrorCodes = 'E_BAD_FRAME';
 
-export function probeSend(host: string, port: number, path: string, user: string, timeoutMs = 5000): Promise<SendProbe> {
+export function probeSend(host: string, port: number, path: string, user: string, timeoutMs = 5000, tls = false): Promise<SendProbe> {
   return new Promise((resolve) => {
     let done = false;
     const finish = (r: SendProbe): void => {
@@ -29,6 +29,7 @@ export function probeSend(host: string, port: number, path: string, user: string
       host,
       port,
       path: `${path}?user=${encodeURIComponent(user)}`,
+      ...(tls && { tls: {} }),
       onMessage: (payload) => {
         let f: Record<string, unknown>;
         try {

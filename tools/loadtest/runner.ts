@@ -52,6 +52,8 @@ export interface RunOptions {
   verbose?: boolean;
   /** websocket.monitoring.token of the target, for /stats and /stats/histograms. */
   monitoringToken?: string;
+  /** The target (--host) speaks TLS: wss:// and https://, trusting the system's certificates and NODE_EXTRA_CA_CERTS. */
+  tls?: boolean;
   /** Echoed into the report. */
   options?: Record<string, unknown>;
   signal?: AbortSignal;
@@ -77,7 +79,7 @@ export async function runLoadTest(opts: RunOptions): Promise<RunReport> {
   }
   const runId = randomBytes(3).toString('hex');
   try {
-    const probe = await probeSend(host, port, path, `lt${runId}-probe`);
+    const probe = await probeSend(host, port, path, `lt${runId}-probe`, 5000, opts.tls ?? false);
     log(`send: ${probe.note}`);
     const reports: ScenarioReport[] = [];
     for (const [i, spec] of opts.scenarios.entries()) {

@@ -62,6 +62,7 @@ export async function runScenario(spec: ScenarioSpec, ctx: ScenarioContext): Pro
       fenceUs,
       connectTimeoutMs,
       realtime: ctx.opts.realtime ?? false,
+      tls: ctx.opts.tls ?? false,
     })));
     onAbort = () => t.broadcast({ type: 'abort' });
     ctx.opts.signal?.addEventListener('abort', onAbort, { once: true });
@@ -72,6 +73,7 @@ export async function runScenario(spec: ScenarioSpec, ctx: ScenarioContext): Pro
       host: ctx.host,
       port: ctx.port,
       ...(ctx.opts.monitoringToken !== undefined && { token: ctx.opts.monitoringToken }),
+      tls: ctx.opts.tls ?? false,
       server: ctx.server,
       rssStart,
       wallStartUs: wallStart,
@@ -92,7 +94,7 @@ export async function runScenario(spec: ScenarioSpec, ctx: ScenarioContext): Pro
     await withTimeout(t.finished.promise, finishBudgetMs, 'waiting for the loadgen threads to finish');
     const results = t.finals as WorkerResult[];
     if (ctx.opts.signal?.aborted) sm.measureEndUs = Math.min(sm.measureEndUs, monoUs());
-    const stats = await (sm.statsAtLoad ?? fetchServerStats(ctx.host, ctx.port, 2000, ctx.opts.monitoringToken));
+    const stats = await (sm.statsAtLoad ?? fetchServerStats(ctx.host, ctx.port, 2000, ctx.opts.monitoringToken, ctx.opts.tls));
     // Ended early (Ctrl-C): the window ends now.
     sm.windowEnd ??= markServerHistograms(sm.target());
     const window = serverWindow(await (sm.windowStart ?? 'the measured window never started'), await sm.windowEnd);

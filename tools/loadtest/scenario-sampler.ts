@@ -22,6 +22,8 @@ export interface SamplerSetup {
   port: number;
   /** websocket.monitoring.token of the target, when it has one. */
   token?: string;
+  /** The target speaks TLS (wss://, https://). */
+  tls: boolean;
   server: LaunchedServer | null;
   /** The server's RSS when the scenario started, and when it did (monoUs). */
   rssStart: number | null;
@@ -79,7 +81,7 @@ export class ScenarioSampler {
   }
 
   target(): WindowTarget {
-    return { host: this.s.host, port: this.s.port, ...(this.s.token !== undefined && { token: this.s.token }) };
+    return { host: this.s.host, port: this.s.port, tls: this.s.tls, ...(this.s.token !== undefined && { token: this.s.token }) };
   }
 
   private sample(): void {
@@ -124,7 +126,7 @@ export class ScenarioSampler {
         this.s.log?.(`ramp stopped: ${this.rampStop}`);
       }
     }
-    if (this.statsAtLoad === null && now >= this.measureEndUs) this.statsAtLoad = fetchServerStats(this.s.host, this.s.port, 2000, this.s.token);
+    if (this.statsAtLoad === null && now >= this.measureEndUs) this.statsAtLoad = fetchServerStats(this.s.host, this.s.port, 2000, this.s.token, this.s.tls);
     this.lastTotals = totals;
     const elapsedS = (now - this.s.wallStartUs) / 1e6;
     const phase = !Number.isFinite(this.measureStartUs) ? 'connecting' : now < this.measureStartUs ? 'warm-up' : now < this.measureEndUs ? 'measuring' : 'draining';

@@ -23,8 +23,13 @@ export interface ServerStats {
   raw?: unknown;
 }
 
-export async function fetchServerStats(host: string, port: number, timeoutMs = 2000, token?: string): Promise<ServerStats> {
-  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}/stats`;
+/** The URL of `path` on the server's HTTP endpoints: https:// when it speaks TLS (--tls). */
+export function serverUrl(host: string, port: number, path: string, tls = false): string {
+  return `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}${path}`;
+}
+
+export async function fetchServerStats(host: string, port: number, timeoutMs = 2000, token?: string, tls = false): Promise<ServerStats> {
+  const url = serverUrl(host, port, '/stats', tls);
   try {
     const res = await fetch(url, { headers: token ? { authorization: `Bearer ${token}` } : {}, signal: AbortSignal.timeout(timeoutMs) });
     if (!res.ok) return { available: false, reason: `HTTP ${res.status}`, latencies: [], resources: {} };

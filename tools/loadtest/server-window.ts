@@ -11,6 +11,7 @@
  */
 import * as hdr from 'hdr-histogram-js';
 import type { Histogram } from 'hdr-histogram-js';
+import { serverUrl } from './server-stats.js';
 
 /** What the server measures (src/metrics/latencies.ts), in the order reports show them. */
 export const SERVER_LATENCIES = ['pub', 'send', 'ack', 'ping', 'event_loop', 'commit'] as const;
@@ -54,6 +55,8 @@ export interface WindowTarget {
   port: number;
   /** websocket.monitoring.token of the server, when it has one. */
   token?: string;
+  /** The server speaks TLS: its HTTP endpoints are https://. */
+  tls?: boolean;
 }
 
 /** The first /stats/histograms the server renders after this call; a string says why there is none. */
@@ -89,9 +92,8 @@ export function untilNextRender(doc: Pick<HistogramsDoc, 'metrics_at' | 'interva
 }
 
 async function readDoc(target: WindowTarget): Promise<HistogramsDoc | string> {
-  const host = target.host.includes(':') ? `[${target.host}]` : target.host;
   try {
-    const res = await fetch(`http://${host}:${target.port}/stats/histograms`, {
+    const res = await fetch(serverUrl(target.host, target.port, '/stats/histograms', target.tls), {
       headers: target.token ? { authorization: `Bearer ${target.token}` } : {},
       signal: AbortSignal.timeout(2000),
     });

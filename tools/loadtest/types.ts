@@ -31,6 +31,8 @@ export interface WorkerPlan {
   connectTimeoutMs: number;
   /** Run the thread under SCHED_FIFO when the system allows (realtime.ts). */
   realtime: boolean;
+  /** wss://, trusting the system's certificates and NODE_EXTRA_CA_CERTS (--tls). */
+  tls: boolean;
 }
 
 export type MainToWorker =
