@@ -144,9 +144,13 @@ describe('a two-shard server with a certificate', { skip }, () => {
     assert.equal((await tlsMember('after-garbage')).welcome.op, 'welcome');
   });
 
-  test('a client that connects and never starts its handshake is closed by the server (within 15 s)', async () => {
-    const idle = await rawExchange(server.port, null);
+  test('a client that connects and never starts its handshake is closed by the server (within 15 s); 200 of them do not keep others out', async () => {
+    const stalled = Array.from({ length: 200 }, () => rawExchange(server.port, null));
+    const idlePending = rawExchange(server.port, null);
+    assert.equal((await tlsMember('beside-stalled')).welcome.op, 'welcome', 'welcomed while they are held');
+    const idle = await idlePending;
     assert.ok(idle.closedAfterMs < 15_000, `closed after ${idle.closedAfterMs} ms`);
+    for (const s of await Promise.all(stalled)) assert.ok(s.closedAfterMs < 15_000, `closed after ${s.closedAfterMs} ms`);
   });
 });
 
