@@ -111,7 +111,12 @@ describe('decodeJson: refusals', () => {
   }
 
   test('a ping whose t overflows to Infinity', () => {
-    assertBad(decodeText('{"op":"ping","t":1e400}'), /ping needs a number/);
+    assertBad(decodeText('{"op":"ping","t":1e400}'), /number out of range/);
+  });
+
+  test('a number that overflows to Infinity anywhere in data (a msgpack member would get Infinity, a JSON one null)', () => {
+    assertBad(decodeText('{"op":"pub","group":"g","data":{"x":[1,-1e400]},"ref":"r"}'), /number out of range/, 'r');
+    assert.equal(decodeText('{"op":"pub","group":"g","data":{"x":1e308}}').op, 'pub');
   });
 
   test('a bad ref is refused before the op is looked at', () => {

@@ -14,7 +14,7 @@ export const MAX_DATA_DEPTH = MAX_DEPTH - 1;
 
 /** Whether `data` nests deeper than a frame may carry it: such data is refused on the way in. */
 export function dataTooDeep(data: unknown): boolean {
-  return deeperThan(data, MAX_DATA_DEPTH);
+  return scan(data, MAX_DATA_DEPTH) === TOO_DEEP;
 }
 
 export function decodeJson(message: ArrayBuffer | Uint8Array, isBinary: boolean): ClientFrame | FrameError {
@@ -27,26 +27,42 @@ export function decodeJson(message: ArrayBuffer | Uint8Array, isBinary: boolean)
   } catch {
     return frameError('E_BAD_FRAME', 'frame is not valid JSON');
   }
-  if (deeperThan(value, MAX_DEPTH)) {
+  const problem = scan(value, MAX_DEPTH);
+  if (problem !== FINE) {
     const ref = (value as { ref?: unknown }).ref;
-    return frameError('E_BAD_FRAME', `frame is nested deeper than ${MAX_DEPTH} levels`, typeof ref === 'string' ? ref : undefined);
+    const message = problem === TOO_DEEP ? `frame is nested deeper than ${MAX_DEPTH} levels` : 'frame has a number out of range (it parses to Infinity, which has no JSON or MessagePack form)';
+    return frameError('E_BAD_FRAME', message, typeof ref === 'string' ? ref : undefined);
   }
   return toClientFrame(value);
 }
 
+const FINE = 0;
+const TOO_DEEP = 1;
 /**
- * Whether `value` nests more than `levels` objects/arrays deep. It visits containers only (a
- * chat frame has two or three), and recurses at most `levels` + 1 deep.
+ * A number literal too large for a double (1e400): JSON.parse makes it Infinity, which a JSON
+ * member would get as null and a msgpack member as Infinity; refused, as a msgpack client's is.
  */
-function deeperThan(value: unknown, levels: number): boolean {
-  if (typeof value !== 'object' || value === null) return false;
-  if (levels === 0) return true;
+const NOT_FINITE = 2;
+
+/**
+ * Whether `value` nests more than `levels` objects/arrays deep, or holds a number that is not
+ * finite. It recurses at most `levels` + 1 deep; a leaf costs one typeof.
+ */
+function scan(value: unknown, levels: number): typeof FINE | typeof TOO_DEEP | typeof NOT_FINITE {
+  if (typeof value !== 'object' || value === null) return typeof value === 'number' && !Number.isFinite(value) ? NOT_FINITE : FINE;
+  if (levels === 0) return TOO_DEEP;
   if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) if (deeperThan(value[i], levels - 1)) return true;
-    return false;
+    for (let i = 0; i < value.length; i++) {
+      const problem = scan(value[i], levels - 1);
+      if (problem !== FINE) return problem;
+    }
+    return FINE;
   }
-  for (const key in value) if (deeperThan((value as Record<string, unknown>)[key], levels - 1)) return true;
-  return false;
+  for (const key in value) {
+    const problem = scan((value as Record<string, unknown>)[key], levels - 1);
+    if (problem !== FINE) return problem;
+  }
+  return FINE;
 }
 
 /** `,"ref":…` when the client gave one (any string: it is escaped), else nothing. */
