@@ -1,13 +1,16 @@
 /**
  * Group history (history.persist) when two processes run on one store, as a pm2 reload runs
- * them: the second stands by on the store's lease while the first drains. Neither may make a
- * client take one process's offsets for the other's, and what the store keeps afterwards is
- * the history of the process that goes on. Real processes, real LMDB in a temp directory.
+ * them: the second stands by on the store's lease while the first drains. The second holds its
+ * history ops until the first has stopped and left its history, so that the first's clients
+ * recover exactly on the second (src/broker/history-hold.ts); past history.handover_wait it
+ * goes on under epochs of its own. Neither may make a client take one process's offsets for
+ * the other's, and what the store keeps afterwards is the history of the process that goes
+ * on. Real processes, real LMDB in a temp directory.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { member, type Frame } from './helpers/client.js';
-import { joinGroup as join, nextMsgs } from './helpers/history.js';
+import { joinGroup as join, msgsOf, nextMsgs } from './helpers/history.js';
 import { until } from './helpers/messaging.js';
 import { startProcess, tempDataDir, testConfig, type ServerProcess } from './helpers/server.js';
 
@@ -23,10 +26,59 @@ async function publish(port: number, group: string, data: unknown[]): Promise<Fr
 }
 
 describe('history with history.persist across a hand-over of the store', () => {
-  test('the process standing by gives every group a new epoch; after the take-over and a clean restart the store holds its history, not the old process\'s', async () => {
+  test('a pm2 reload: the new process answers history ops once the old one has stopped, under the old epochs, so the old one\'s clients recover exactly; what it held gets the next offsets', async () => {
+    const dataDir = tempDataDir();
+    const config = (): Record<string, unknown> => testConfig({ store: { data_dir: dataDir }, websocket: { history: [{ pattern: 'room.*', size: 100 }] }, history: { persist: true } });
+    const first = await startProcess(config());
+    let second: ServerProcess | null = null;
+    try {
+      const before = await publish(first.port, 'room.a', ['a1', 'a2', 'a3']);
+      const epoch = before[0]!.epoch as string;
+      second = await startProcess(config());
+      // A client the old process drained, back on the new one, and a publisher there: both wait.
+      const back = await member(second.port, 'back');
+      back.send({ op: 'join', group: 'room.a', ref: 'j', since: { offset: 1, epoch } });
+      const writer = await member(second.port, 'writer');
+      writer.send({ op: 'join', group: 'room.a', ref: 'wj' });
+      writer.send({ op: 'pub', group: 'room.a', data: 'new', ref: 'p' });
+      writer.send({ op: 'history', group: 'room.a', ref: 'h' });
+      await assert.rejects(back.next((f) => f.ref === 'j', 300), /no matching frame/, 'the join waits for the old process\'s history');
+      // The old process goes on until it stops; what it publishes meanwhile is in the replay.
+      await publish(first.port, 'room.a', ['old 4']);
+      assert.equal(await first.stop('SIGTERM'), 0, first.stderr());
+      await until(() => second!.logs.find((line) => line.msg === TAKEN_OVER), 'the take-over');
+      const replayed: Frame[] = [];
+      let joined: Frame;
+      for (;;) {
+        const frame = await back.next();
+        if (frame.op === 'joined') {
+          joined = frame;
+          break;
+        }
+        replayed.push(...msgsOf(frame));
+      }
+      assert.deepEqual([joined.recovered, joined.offset, joined.epoch], [true, 4, epoch], JSON.stringify(joined));
+      assert.deepEqual(replayed.map((m) => [m.offset, m.data, m.epoch]), [[2, 'a2', epoch], [3, 'a3', epoch], [4, 'old 4', epoch]]);
+      assert.deepEqual([(await writer.next((f) => f.ref === 'wj')).offset, (await writer.next((f) => f.ref === 'p')).offset], [4, 5], 'joined at the old top, then the pub\'s ack');
+      const live = await back.next((f) => f.op === 'msg');
+      assert.deepEqual([live.offset, live.data, live.epoch], [5, 'new', epoch]);
+      const page = await writer.next((f) => f.ref === 'h');
+      assert.deepEqual((page.msgs as Frame[]).map((m) => [m.offset, m.data, m.epoch]), [[1, 'a1', epoch], [2, 'a2', epoch], [3, 'a3', epoch], [4, 'old 4', epoch], [5, 'new', epoch]]);
+      const held = second.logs.find((line) => line.msg === 'group history loaded; the ops held for it handled');
+      assert.deepEqual([held?.why, held?.records], ['taken over', 4], 'two joins, a pub and a history query held');
+      back.close();
+      writer.close();
+    } finally {
+      if (first.child.exitCode === null) await first.stop('SIGTERM');
+      if (second !== null) await second.stop('SIGTERM');
+    }
+  });
+
+  test('past history.handover_wait the process standing by gives every group a new epoch; after the take-over and a clean restart the store holds its history, not the old process\'s', async () => {
     const dataDir = tempDataDir();
     // Each on its own port (same store), so that each client reaches the process the test means.
-    const config = (): Record<string, unknown> => testConfig({ store: { data_dir: dataDir }, websocket: { history: [{ pattern: 'room.*', size: 100 }] }, history: { persist: true } });
+    const config = (): Record<string, unknown> =>
+      testConfig({ store: { data_dir: dataDir }, websocket: { history: [{ pattern: 'room.*', size: 100 }] }, history: { persist: true, handover_wait: 0.5 } });
     const first = await startProcess(config());
     let standby: ServerProcess | null = null;
     let third: ServerProcess | null = null;

@@ -4,6 +4,8 @@
  * free port, a temp store, a secret, no per-address limits for 500 clients from one host):
  * `pm2 reload` with 500 token-authenticated clients connected and acknowledged sends and pubs
  * flowing, then `pm2 delete`; and the same reload with the old process killed mid-drain.
+ * Through the first reload an SDK client follows a group that keeps history (history.persist)
+ * while another publishes to it: it recovers exactly on the new process.
  */
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,6 +15,8 @@ import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
+import WebSocket from 'ws';
+import { OcsClient, type Message } from '../src/client/index.js';
 import { processAlive } from '../src/store/leases.js';
 import { Fleet, Prober } from './helpers/fleet.js';
 import { until } from './helpers/messaging.js';
@@ -39,8 +43,10 @@ class Pm2Run {
           server: { host: '127.0.0.1', port, shards: 2, max_connections: 5000 },
           auth: { secret: SECRET },
           limits: { messages_per_second: 0, connection_attempts_per_ip: 0, unauthenticated_per_ip: 0 },
+          history: [{ pattern: 'room.*', size: 10_000 }],
         },
         store: { data_dir: join(this.home, 'data') },
+        history: { persist: true },
       }),
     );
     const shipped = JSON.stringify(join(ROOT, 'ecosystem.config.cjs'));
@@ -125,6 +131,62 @@ async function running(run: Pm2Run): Promise<{ fleet: Fleet; prober: Prober; old
   return { fleet, prober, oldPid: ready.pid as number };
 }
 
+/**
+ * Two SDK clients on a history group: one publishes every 20 ms, the other follows. Through a
+ * reload both reconnect; the follower re-joins with where it was and should get every message
+ * once, offsets without a hole, and no `gap`.
+ */
+class HistoryFollower {
+  readonly group = 'room.reload';
+  readonly seen: Message[] = [];
+  readonly joins: Array<{ rejoin: boolean; recovered?: boolean }> = [];
+  readonly gaps: string[] = [];
+  readonly acked: string[] = [];
+  publishErrors = 0;
+  private publishing = true;
+  private publisherDone: Promise<void> = Promise.resolve();
+
+  private constructor(
+    readonly follower: OcsClient,
+    readonly publisher: OcsClient,
+  ) {}
+
+  static async start(port: number, fleet: Fleet): Promise<HistoryFollower> {
+    const url = `ws://127.0.0.1:${port}/ws`;
+    const make = async (user: string): Promise<OcsClient> => new OcsClient({ url, token: await fleet.token(user), WebSocket: WebSocket as never });
+    const h = new HistoryFollower(await make('follower'), await make('publisher'));
+    h.follower.on('message', (m) => void (m.group === h.group && h.seen.push(m)));
+    h.follower.on('joined', (j) => void h.joins.push({ rejoin: j.rejoin, recovered: j.recovered }));
+    h.follower.on('gap', (g) => void h.gaps.push(g.reason));
+    await Promise.all([h.follower.connect(), h.publisher.connect()]);
+    await h.follower.join(h.group);
+    await h.publisher.join(h.group);
+    h.publisherDone = h.publish();
+    return h;
+  }
+
+  private async publish(): Promise<void> {
+    for (let n = 0; this.publishing; n++) {
+      this.publisher.publish(this.group, { n }).then(
+        (id) => void this.acked.push(id),
+        () => void this.publishErrors++,
+      );
+      await sleep(20);
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.publishing = false;
+    await this.publisherDone;
+  }
+
+  close(): void {
+    this.publishing = false;
+    this.follower.close();
+    this.publisher.close();
+  }
+}
+
 /** Waits (up to 30 s) until every acknowledged send has reached its recipient. */
 async function settled(fleet: Fleet): Promise<string[]> {
   await until(() => (fleet.missing().length === 0 ? true : undefined), 'every acknowledged send delivered', 30_000).catch(() => undefined);
@@ -151,15 +213,19 @@ describe('pm2 running ecosystem.config.cjs', { skip: process.platform !== 'linux
   test('pm2 reload with 500 clients and acknowledged traffic: each client reconnects at most once, no acknowledged send is lost or delivered twice; pm2 delete exits 0', async (t) => {
     const run = new Pm2Run(await freePort());
     let fleet: Fleet | null = null;
+    let follower: HistoryFollower | null = null;
     try {
       const { fleet: clients, prober, oldPid } = await running(run);
       fleet = clients;
+      follower = await HistoryFollower.start(run.port, fleet);
+      await sleep(500);
       const reloadStart = Date.now();
       const reload = await run.pm2(['reload', 'ocs-realtime']);
       const reloadEnd = Date.now();
       assert.equal(reload.code, 0, reload.stderr + reload.stdout);
       await sleep(2000);
       fleet.stopTraffic();
+      await follower.stop();
       const { gapMs, startedAt } = prober.longestGap(reloadStart, reloadEnd + 1000);
       await prober.stop();
       const missing = await settled(fleet);
@@ -178,6 +244,8 @@ describe('pm2 running ecosystem.config.cjs', { skip: process.platform !== 'linux
         reloadMs: reloadEnd - reloadStart,
         proberAccepted: prober.accepted.length,
         proberFailures: prober.failures,
+        historyHeldMs: run.logs().find((l) => l.msg === 'group history loaded; the ops held for it handled')?.heldMs,
+        historyPubsAcked: follower.acked.length,
       });
 
       const [app] = await run.processes();
@@ -203,12 +271,25 @@ describe('pm2 running ecosystem.config.cjs', { skip: process.platform !== 'linux
       assert.ok(gapMs < 3000, `longest time without a new connection accepted: ${gapMs} ms`);
       assert.equal(fleet.counts.sendErrors, 0);
 
+      // The history group through the reload: recovered exactly, every acknowledged pub seen once, in offset order.
+      const h = follower;
+      await until(() => (h.acked.every((id) => h.seen.some((m) => m.id === id)) ? true : undefined), 'every acknowledged pub seen by the follower', 10_000).catch(() => undefined);
+      assert.deepEqual(h.joins, [{ rejoin: false, recovered: true }, { rejoin: true, recovered: true }], 'joined, and re-joined on the new process with everything recovered');
+      assert.deepEqual(h.gaps, []);
+      const offsets = h.seen.map((m) => m.offset!);
+      assert.deepEqual(offsets, offsets.map((_, i) => offsets[0]! + i), 'offsets without a hole or a repeat');
+      assert.equal(new Set(h.seen.map((m) => m.epoch)).size, 1, 'one epoch across the reload');
+      assert.deepEqual(h.acked.filter((id) => !h.seen.some((m) => m.id === id)), [], 'every acknowledged pub reached the follower');
+      assert.ok(h.acked.length > 100, `${h.acked.length} pubs acknowledged`);
+      h.close();
+
       fleet.close();
       const deleted = await run.pm2(['delete', 'ocs-realtime']);
       assert.equal(deleted.code, 0);
       await run.line((l) => l.pid === app!.pid && l.msg === 'stopped', 'the stopped line of pm2 delete', 20_000).then((l) => assert.equal(l.exitCode, 0));
       assert.deepEqual(await run.processes(), []);
     } finally {
+      follower?.close();
       fleet?.close();
       await run.kill();
     }

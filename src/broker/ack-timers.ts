@@ -30,12 +30,15 @@ export class AckTimers {
   private readonly deadlines = new DeadlineLists<Entry>();
   private readonly schedule = new TimerHeap<Entry>();
   private readonly inflight = new Map<string, number>();
+  /** Bytes of data of each user's deliveries awaiting an ack (Delivery's window). */
+  private readonly inflightBytes = new Map<string, number>();
   /** Armed for the next ack deadline or scheduled send; none while nothing waits. */
   private timer: NodeJS.Timeout | null = null;
   private wakeAt = Infinity;
   private readonly tickMs: number;
   private stopped = false;
   readonly inflightOf = (user: string): number => this.inflight.get(user) ?? 0;
+  readonly inflightBytesOf = (user: string): number => this.inflightBytes.get(user) ?? 0;
 
   /** Index of the expiry list, after every ack list. */
   private readonly waitList: number;
@@ -65,6 +68,7 @@ export class AckTimers {
     this.release(entry);
     entry.holder = holder;
     this.inflight.set(holder, (this.inflight.get(holder) ?? 0) + 1);
+    this.inflightBytes.set(holder, (this.inflightBytes.get(holder) ?? 0) + entry.m.bytes);
     const attempt = entry.m.attempts;
     const { ack_timeout, backoff_multiplier, max_backoff } = this.delivery;
     // Attempts past the cap all wait max_backoff: they share the cap's list, which stays in order.
@@ -81,8 +85,13 @@ export class AckTimers {
     this.deadlines.remove(entry);
     if (entry.holder === null) return;
     const left = (this.inflight.get(entry.holder) ?? 1) - 1;
-    if (left <= 0) this.inflight.delete(entry.holder);
-    else this.inflight.set(entry.holder, left);
+    if (left <= 0) {
+      this.inflight.delete(entry.holder);
+      this.inflightBytes.delete(entry.holder);
+    } else {
+      this.inflight.set(entry.holder, left);
+      this.inflightBytes.set(entry.holder, (this.inflightBytes.get(entry.holder) ?? 0) - entry.m.bytes);
+    }
     entry.holder = null;
   }
 

@@ -25,6 +25,7 @@ import { AckTimers } from './ack-timers.js';
 import { Delivery } from './delivery.js';
 import { serveDlqRequest, type RenderLetters } from './dlq-admin.js';
 import { BrokerGroups } from './groups.js';
+import { HistoryHold, HOLD_FULL_MESSAGE } from './history-hold.js';
 import type { HistoryStats } from './history.js';
 import { checkPublishArgs, checkSendOptions, dataJsonOf } from './embedding-checks.js';
 import { Intake, type Reply } from './intake.js';
@@ -100,6 +101,8 @@ export class Broker {
   private stopped = false;
   /** While another process holds the store's lease: what this broker removed, until committed. */
   private standingBy: UncommittedRemovals | null = null;
+  /** While standing by with history.persist: the history ops held until the store comes (history-hold.ts). */
+  private historyHold: HistoryHold | null = null;
   private readonly counters: BrokerStats = {
     accepted: 0,
     delivered: 0,
@@ -123,6 +126,7 @@ export class Broker {
     this.queues = new Queues({
       perRecipient: this.delivery.max_pending_per_user,
       perSender: this.delivery.max_stored_per_sender,
+      perSenderBytes: this.delivery.max_stored_bytes_per_sender,
       messages: config.store.max_messages,
       bytes: config.store.max_bytes,
     });
@@ -137,7 +141,8 @@ export class Broker {
     const { queues, presence, timers, counters, unsaved, ids, processors } = this;
     const unlink = (entry: Entry): void => this.unlink(entry);
     const deadLetter = (entry: Entry, reason: string): void => this.deadLetter(entry, reason);
-    this.route = new Delivery({ link, batchSize: config.websocket.performance.batch_size, store, queues, presence, timers, counters, log, unlink, deadLetter });
+    const window = { messages: this.delivery.max_inflight_per_user, bytes: this.delivery.max_inflight_bytes_per_user };
+    this.route = new Delivery({ link, batchSize: config.websocket.performance.batch_size, window, store, queues, presence, timers, counters, log, unlink, deadLetter });
     this.intake = new Intake({
       delivery: this.delivery,
       store,
@@ -171,10 +176,17 @@ export class Broker {
    * it accepts itself until takeOver().
    */
   start(options: { loadStored?: boolean } = {}): void {
-    if (options.loadStored === false) this.standingBy = new UncommittedRemovals(this.store);
-    else this.load(() => false, () => false);
-    // History is this process's own either way: a standing-by process gives every group a new epoch (groups.ts).
-    this.groups.start();
+    if (options.loadStored === false) {
+      this.standingBy = new UncommittedRemovals(this.store);
+      const waitMs = this.options.config.history.handover_wait * 1000;
+      if (this.groups.persistent && waitMs > 0) {
+        const keeps = (group: string): boolean => this.groups.keeps(group);
+        this.historyHold = new HistoryHold({ waitMs, log: this.options.log, link: this.link, keeps, timedOut: () => this.releaseHistory('waited') });
+      }
+    } else {
+      this.load(() => false, () => false);
+    }
+    if (this.historyHold === null) this.groups.start();
     this.link.listen((shard, kind, fields) => this.onRecord(shard, kind, fields));
     this.timers.arm();
   }
@@ -189,8 +201,19 @@ export class Broker {
     if (removed === null) return null;
     this.standingBy = null;
     removed.stop();
-    this.groups.tookOver();
+    // History still held: the previous holder's, loaded now with its epochs. Else ours, loaded at start (or when the wait ran out).
+    if (this.historyHold !== null) this.releaseHistory('taken over');
+    else this.groups.tookOver();
     return this.load((id) => this.queues.has(id) || removed.has(id), (entry) => this.route.deliverIfConnected(entry));
+  }
+
+  /** Loads the history (the previous holder's when it stopped cleanly, else under new epochs), then handles what was held for it. */
+  private releaseHistory(why: 'taken over' | 'waited'): void {
+    const hold = this.historyHold;
+    if (hold === null) return;
+    this.historyHold = null;
+    this.groups.start();
+    hold.release(why);
   }
 
   /**
@@ -217,6 +240,7 @@ export class Broker {
     if (this.stopped) return;
     this.stopped = true;
     this.standingBy?.stop();
+    this.historyHold?.stop();
     this.timers.stop();
     this.link.stop();
     await this.groups.stop();
@@ -245,7 +269,12 @@ export class Broker {
     const { pri, from, dataJson } = checkPublishArgs(group, data, options, SERVER_SENDER, (json) => this.route.oversize(json));
     const id = this.ids.nextPubId();
     const dropped = (code: ErrorCode, message: string): void => this.options.log.warn({ code, group }, `publish dropped: ${message}`);
-    this.intake.publish(id, from, group, dataJson, pri, typeOfData(data), { ok: () => {}, fail: dropped });
+    const publish = (): void => this.intake.publish(id, from, group, dataJson, pri, typeOfData(data), { ok: () => {}, fail: dropped });
+    if (this.historyHold !== null && this.groups.keeps(group)) {
+      if (!this.historyHold.hold(publish, dataJson.length)) dropped('E_OVERLOADED', HOLD_FULL_MESSAGE);
+    } else {
+      publish();
+    }
     return id;
   }
 
@@ -283,6 +312,7 @@ export class Broker {
 
   /** One record from `shard` (fields as src/link/records.ts lists them for ToBroker). */
   onRecord(shard: number, kind: number, f: unknown[]): void {
+    if (this.historyHold !== null && this.historyHold.holdsRecord(shard, kind, f, () => this.onRecord(shard, kind, f))) return;
     try {
       switch (kind) {
         case ToBroker.SEND: {
@@ -389,9 +419,12 @@ export class Broker {
   }
 
   private unlink(entry: Entry): void {
+    const holder = entry.m.group === null ? entry.holder : null;
     this.standingBy?.add(entry.m.id);
     this.timers.release(entry);
     this.queues.remove(entry);
+    // Its place in the user's window is free: what waits for it may go.
+    if (holder !== null) this.route.released(holder);
   }
 
   /** Logs each change once; writes that failed meanwhile are made again once the store can write. */

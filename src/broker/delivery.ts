@@ -7,6 +7,12 @@
  * A message's data stays on disk while it waits: its `msg` frame is encoded when it is
  * delivered (from the data at hand on a first delivery, else read back from the store) and
  * kept only for that turn (outbox.ts).
+ *
+ * A user's deliveries awaiting its ack are bounded (delivery.max_inflight_per_user and
+ * _bytes_per_user, at least one message): the rest wait in the store, in queue order, and go
+ * out as acks free the window (pump). Without it, a user with 500 MB stored made the broker read
+ * and encode all of it in one turn at each of its reconnects, stalling every other user for
+ * seconds, and most of it was then refused by the full ring and sent again at its ack timeout.
  */
 import { epochMs } from '../metrics/clock.js';
 import type { AnyStrategy } from '../protocol/frames.js';
@@ -23,6 +29,8 @@ import type { ShardLink } from './shard-link.js';
 export interface DeliveryParts {
   link: ShardLink;
   batchSize: number;
+  /** Per user: deliveries awaiting its ack at once, and their bytes of data. */
+  window: { messages: number; bytes: number };
   store: MessageStore;
   queues: Queues;
   presence: Presence;
@@ -39,6 +47,11 @@ export class Delivery {
   private readonly outbox: Outbox;
   /** Draining before a hand-over (Broker.pauseDelivery): messages wait in the store for the next process. */
   private paused = false;
+  /** Users with messages waiting for room in their window (while connected): pump() delivers them in order. */
+  private readonly blocked = new Set<string>();
+  /** Users whose window an ack (or a dead letter) freed this turn: pumped once at its end. */
+  private readonly freed = new Set<string>();
+  private pumpQueued = false;
 
   constructor(private readonly parts: DeliveryParts) {
     this.outbox = new Outbox(parts.link, parts.batchSize, (entry) => this.encode(entry), (entry, why) => this.undeliverable(entry, why));
@@ -70,18 +83,39 @@ export class Delivery {
     return there;
   }
 
-  /** A connection authenticated: welcome it with its pending count, then deliver what waits. */
+  /**
+   * A connection authenticated: welcome it with its pending count, then deliver what waits:
+   * what the user already has in flight to this connection too, the rest as its window allows.
+   */
   online(sid: string, user: string, shard: number): void {
     const { presence, queues, link } = this.parts;
     presence.online(sid, user, shard);
-    const ready = queues.inOrder(`u:${user}`).filter((entry) => entry.state === State.WAITING || entry.state === State.INFLIGHT);
-    link.welcome(shard, sid, ready.length);
-    if (this.paused) return;
-    for (const entry of ready) {
-      // Waiting messages become deliveries; ones already awaiting an ack go to this connection too.
-      if (entry.state === State.WAITING) this.markInflight(entry, user);
-      this.enqueue(shard, null, sid, entry);
+    let pending = 0;
+    let waiting = false;
+    for (const entry of queues.ordered(`u:${user}`)) {
+      if (entry.state !== State.INFLIGHT && entry.state !== State.WAITING) continue;
+      pending++;
+      if (entry.state === State.WAITING) waiting = true;
     }
+    link.welcome(shard, sid, pending);
+    if (this.paused) return;
+    for (const entry of queues.ordered(`u:${user}`)) if (entry.state === State.INFLIGHT) this.enqueue(shard, null, sid, entry);
+    if (!waiting) return;
+    this.blocked.add(user);
+    this.pump(user, { shard, sid });
+  }
+
+  /** One of `user`'s deliveries no longer awaits its ack (acknowledged, dead-lettered): what waits for its window goes out at the end of the turn. */
+  released(user: string): void {
+    if (!this.blocked.has(user)) return;
+    this.freed.add(user);
+    if (this.pumpQueued) return;
+    this.pumpQueued = true;
+    setImmediate(() => {
+      this.pumpQueued = false;
+      for (const freed of this.freed) this.pump(freed);
+      this.freed.clear();
+    });
   }
 
   /** A member joined `group`: messages stored for it while nobody was online go out now. */
@@ -94,6 +128,61 @@ export class Delivery {
     const user = entry.m.target.slice(2);
     const conns = this.parts.presence.connectionsOf(user);
     if (!conns || conns.size === 0) return this.park(entry);
+    // A redelivery is in the window already; anything else waits its turn behind what waits before it.
+    if (entry.state !== State.INFLIGHT && (this.blocked.has(user) || !this.fits(user, entry))) {
+      this.blocked.add(user);
+      return this.park(entry);
+    }
+    this.deliverToUser(entry, user);
+  }
+
+  /** Whether `entry` fits `user`'s window now: always when nothing is in flight (a message larger than the window still goes, alone). */
+  private fits(user: string, entry: Entry): boolean {
+    const { timers, window } = this.parts;
+    const count = timers.inflightOf(user);
+    return count === 0 || (count < window.messages && timers.inflightBytesOf(user) + entry.m.bytes <= window.bytes);
+  }
+
+
+  /**
+   * Delivers `user`'s waiting messages in queue order while its window has room, to `to` (a
+   * connection that just came: as before windows, a backlog goes to the connection that found
+   * it) or else to all of the user's connections; unblocks the user once none waits.
+   */
+  private pump(user: string, to: { shard: number; sid: string } | null = null): void {
+    if (this.paused || !this.blocked.has(user)) return;
+    const conns = this.parts.presence.connectionsOf(user);
+    // Offline: they wait for its next connection (online() pumps).
+    if (!conns || conns.size === 0) return void this.blocked.delete(user);
+    const { timers, window } = this.parts;
+    let count = timers.inflightOf(user);
+    let bytes = timers.inflightBytesOf(user);
+    const due: Entry[] = [];
+    let room = true;
+    for (const entry of this.parts.queues.ordered(`u:${user}`)) {
+      if (entry.state !== State.WAITING) continue;
+      if (count > 0 && (count >= window.messages || bytes + entry.m.bytes > window.bytes)) {
+        room = false;
+        break;
+      }
+      due.push(entry);
+      count++;
+      bytes += entry.m.bytes;
+    }
+    // Delivered after the walk, which must not see the queue change under it.
+    for (const entry of due) {
+      if (to === null) {
+        this.deliverToUser(entry, user);
+      } else {
+        this.markInflight(entry, user);
+        this.enqueue(to.shard, null, to.sid, entry);
+      }
+    }
+    if (room) this.blocked.delete(user);
+  }
+
+  private deliverToUser(entry: Entry, user: string): void {
+    const conns = this.parts.presence.connectionsOf(user)!;
     this.markInflight(entry, user);
     // One DELIVER_USER per shard reaches all of the user's connections there (up to 256 shards: a Set, not a bit mask).
     const shards = new Set<number>();

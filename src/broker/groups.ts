@@ -87,6 +87,16 @@ export class BrokerGroups {
     this.armSweep();
   }
 
+  /** History is kept in the store (history.persist): a standing-by process waits for it (history-hold.ts). */
+  get persistent(): boolean {
+    return this.persistence !== null;
+  }
+
+  /** Whether `group` keeps history (websocket.history). */
+  keeps(group: string): boolean {
+    return this.patterns.any && this.patterns.keeps(group);
+  }
+
   /** Whether the ttl sweep is armed. */
   get sweeping(): boolean {
     return this.sweepTimer.armed;

@@ -47,10 +47,11 @@ export interface Entry extends Timed {
   deliveredAt: number;
 }
 
-/** The bounds on stored messages (config: delivery.max_pending_per_user, delivery.max_stored_per_sender, store.max_messages, store.max_bytes). */
+/** The bounds on stored messages (config: delivery.max_pending_per_user, delivery.max_stored_per_sender and _bytes_per_sender, store.max_messages, store.max_bytes). */
 export interface StoreLimits {
   perRecipient: number;
   perSender: number;
+  perSenderBytes: number;
   messages: number;
   bytes: number;
 }
@@ -74,6 +75,7 @@ export class Queues {
   private readonly targets = new Map<string, Target>();
   private readonly byId = new Map<string, Entry>();
   private readonly bySender = new Map<string, number>();
+  private readonly bytesBySender = new Map<string, number>();
   private totalBytes = 0;
 
   constructor(private readonly limits: StoreLimits) {}
@@ -105,6 +107,7 @@ export class Queues {
     target.size++;
     this.byId.set(m.id, entry);
     this.bySender.set(m.from, (this.bySender.get(m.from) ?? 0) + 1);
+    this.bytesBySender.set(m.from, (this.bytesBySender.get(m.from) ?? 0) + m.bytes);
     this.totalBytes += m.bytes;
   }
 
@@ -117,14 +120,29 @@ export class Queues {
       if (target.size === 0) this.targets.delete(m.target);
     }
     const sent = (this.bySender.get(m.from) ?? 1) - 1;
-    if (sent <= 0) this.bySender.delete(m.from);
-    else this.bySender.set(m.from, sent);
+    if (sent <= 0) {
+      this.bySender.delete(m.from);
+      this.bytesBySender.delete(m.from);
+    } else {
+      this.bySender.set(m.from, sent);
+      this.bytesBySender.set(m.from, (this.bytesBySender.get(m.from) ?? 0) - m.bytes);
+    }
     this.totalBytes -= m.bytes;
   }
 
   /** Every entry, in no particular order. */
   all(): IterableIterator<Entry> {
     return this.byId.values();
+  }
+
+  /** `target`'s entries in delivery order, without a copy: do not insert or remove while iterating. */
+  *ordered(target: string): Generator<Entry> {
+    const queue = this.targets.get(target);
+    if (!queue) return;
+    for (let pri = 3; pri >= 0; pri--) {
+      const lane = queue.lanes[pri];
+      if (lane) yield* lane.values();
+    }
   }
 
   /** A copy of `target`'s entries in delivery order: priority high to low, then acceptance. */
@@ -144,11 +162,13 @@ export class Queues {
    * (dead-letter it); a queue full of non-LOW messages refuses.
    */
   admit(target: string, from: string, bytes: number, checkSender: boolean, evict: (entry: Entry) => void): string | null {
-    const { messages, bytes: maxBytes, perSender, perRecipient } = this.limits;
+    const { messages, bytes: maxBytes, perSender, perSenderBytes, perRecipient } = this.limits;
     if (this.byId.size >= messages) return `the store holds ${this.byId.size} messages (store.max_messages)`;
     if (this.totalBytes + bytes > maxBytes) return `the store holds ${this.totalBytes} bytes of messages; this one has ${bytes} (store.max_bytes)`;
     const sent = this.bySender.get(from) ?? 0;
     if (checkSender && sent >= perSender) return `${from} has ${sent} stored messages (delivery.max_stored_per_sender)`;
+    const sentBytes = this.bytesBySender.get(from) ?? 0;
+    if (checkSender && sentBytes + bytes > perSenderBytes) return `${from} has ${sentBytes} bytes of stored messages; this one has ${bytes} (delivery.max_stored_bytes_per_sender)`;
     const queue = this.targets.get(target);
     if (!queue || queue.size < perRecipient) return null;
     for (const entry of queue.lanes[0]?.values() ?? []) {

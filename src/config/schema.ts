@@ -270,6 +270,16 @@ const delivery = z
      * API is not limited by it (the application is trusted).
      */
     max_stored_per_sender: positiveInt.default(10_000),
+    /** The same limit in bytes of data: without it one sender's 10,000 messages of 64 KiB would fill most of store.max_bytes for everyone. */
+    max_stored_bytes_per_sender: positiveInt.default(64 * 1024 * 1024),
+    /**
+     * Deliveries one user may have awaiting its ack at once (and their bytes of data, below):
+     * the rest wait their turn in the store, in order, and go out as acks come back. A user
+     * with a large backlog then gets it at the pace it acknowledges, instead of all of it read
+     * from the store and encoded in one turn of the broker (which stalled everyone else's).
+     */
+    max_inflight_per_user: positiveInt.default(10_000),
+    max_inflight_bytes_per_user: positiveInt.default(4 * 1024 * 1024),
     /**
      * Seconds a stored message may wait for a recipient, from when it became deliverable (or
      * from its last delivery, if the recipient left without acknowledging it); then it goes to
@@ -388,6 +398,13 @@ const history = z
   .object({
     /** Keep history and each group's epoch in the store (store.data_dir), so offsets survive a restart with the same epoch. */
     persist: z.boolean().default(false),
+    /**
+     * With persist, a process started while another holds the store (a pm2 reload's new one)
+     * holds joins, history queries and pubs of history groups until it takes the store over and
+     * loads the history the other left, epochs and offsets included, at most this many seconds
+     * after its start; then it loads what is there under new epochs. 0: never holds (new epochs at once).
+     */
+    handover_wait: seconds.max(600).default(15),
     /** Groups whose history is kept at once; past it the one used least recently is forgotten (a group without members first). */
     max_groups: positiveInt.default(10_000),
     /** Bytes of kept messages over all groups; past it the oldest messages of the group published to least recently go first. */

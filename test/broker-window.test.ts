@@ -1,0 +1,98 @@
+/**
+ * A user's deliveries awaiting its ack are bounded (delivery.max_inflight_per_user and
+ * max_inflight_bytes_per_user): a large backlog goes out at the pace the user acknowledges it,
+ * in order, instead of all at once at every reconnect. And one sender's stored bytes are
+ * bounded (delivery.max_stored_bytes_per_sender), so it cannot fill the store for everyone.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { msgsIn, sleep, startBroker, type TestBroker } from './helpers/broker.js';
+import { until } from './helpers/messaging.js';
+
+describe('broker: the window of deliveries awaiting a user\'s ack', () => {
+  let t: TestBroker;
+  before(async () => {
+    t = await startBroker({ delivery: { max_inflight_per_user: 4, max_inflight_bytes_per_user: 1000 } });
+  });
+  after(() => t.close());
+
+  /** Every message delivered to connection `sid` so far (batches unpacked), oldest first. */
+  const deliveredTo = (sid: string): Array<{ id: string; n: number }> =>
+    t.link.calls.flatMap((c) => (c.op === 'deliverToSid' && c.sid === sid) || (c.op === 'deliverToUser' && c.user === sid.split('-')[0]) ? msgsIn(c.frame).map((m) => ({ id: m.id as string, n: (m.data as { n: number }).n })) : []);
+
+  test('a backlog of 10 goes out 4 at a time, each next one as an ack frees the window, in order; a new message waits behind it', async () => {
+    for (let n = 0; n < 10; n++) {
+      t.link.send(0, 'alice-1', 'alice', 'bob', { n }, { ref: `s${n}` });
+      await t.link.answerTo(`s${n}`);
+    }
+    t.link.online(1, 'bob-1', 'bob');
+    await t.link.next('welcome', (c) => c.sid === 'bob-1');
+    await sleep(50);
+    assert.deepEqual(deliveredTo('bob-1').map((m) => m.n), [0, 1, 2, 3], 'the window: 4 of 10');
+    t.link.send(0, 'alice-1', 'alice', 'bob', { n: 10 }, { ref: 's10' });
+    await t.link.answerTo('s10');
+    await sleep(50);
+    assert.deepEqual(deliveredTo('bob-1').map((m) => m.n), [0, 1, 2, 3], 'the new one waits its turn');
+    // Acknowledging as they come: the rest follow, in order, each once.
+    for (let acked = 0; acked < 11; acked++) {
+      const next = await until(() => deliveredTo('bob-1')[acked], `delivery ${acked}`);
+      t.link.ack(1, 'bob-1', 'bob', next.id);
+    }
+    assert.deepEqual(deliveredTo('bob-1').map((m) => m.n), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    assert.equal(t.broker.depth().stored, 0);
+  });
+
+  test('the window counts bytes too, and a message larger than it still goes, alone', async () => {
+    for (let n = 0; n < 3; n++) {
+      t.link.send(0, 'alice-1', 'alice', 'carol', { n, pad: 'x'.repeat(600) }, { ref: `c${n}` });
+      await t.link.answerTo(`c${n}`);
+    }
+    t.link.online(1, 'carol-1', 'carol');
+    await t.link.next('welcome', (c) => c.sid === 'carol-1');
+    await sleep(50);
+    assert.deepEqual(deliveredTo('carol-1').map((m) => m.n), [0], '~620 bytes each: one fits 1000, two do not');
+    t.link.ack(1, 'carol-1', 'carol', deliveredTo('carol-1')[0]!.id);
+    await sleep(50);
+    assert.deepEqual(deliveredTo('carol-1').map((m) => m.n), [0, 1]);
+  });
+
+  test('a reconnect re-sends what is in flight, not the whole backlog', async () => {
+    for (let n = 0; n < 8; n++) {
+      t.link.send(0, 'alice-1', 'alice', 'dave', { n }, { ref: `d${n}` });
+      await t.link.answerTo(`d${n}`);
+    }
+    t.link.online(1, 'dave-1', 'dave');
+    await t.link.next('welcome', (c) => c.sid === 'dave-1');
+    t.link.offline(1, 'dave-1', 'dave');
+    t.link.online(1, 'dave-2', 'dave');
+    const welcome = await t.link.next('welcome', (c) => c.sid === 'dave-2');
+    assert.equal(welcome.op === 'welcome' && welcome.pending, 8, 'pending counts the whole backlog');
+    await sleep(50);
+    assert.deepEqual(deliveredTo('dave-2').map((m) => m.n), [0, 1, 2, 3]);
+  });
+});
+
+describe('broker: the bytes one sender may have stored (delivery.max_stored_bytes_per_sender)', () => {
+  let t: TestBroker;
+  before(async () => {
+    t = await startBroker({ delivery: { max_stored_bytes_per_sender: 1024 } });
+  });
+  after(() => t.close());
+
+  test('past it the next send gets E_QUEUE_FULL naming the limit; another sender may still send, and an ack gives the room back', async () => {
+    t.link.send(0, 'hog-1', 'hog', 'nobody', 'x'.repeat(900), { ref: 'h0' });
+    assert.equal((await t.link.answerTo('h0')).op, 'senderAck');
+    t.link.send(0, 'hog-1', 'hog', 'nobody', 'x'.repeat(200), { ref: 'h1' });
+    const refused = await t.link.answerTo('h1');
+    assert.equal(refused.op === 'error' && refused.code, 'E_QUEUE_FULL');
+    assert.match(refused.op === 'error' ? refused.message : '', /hog has 902 bytes of stored messages; this one has 202 \(delivery\.max_stored_bytes_per_sender\)/);
+    t.link.send(0, 'other-1', 'other', 'nobody', 'x'.repeat(900), { ref: 'o0' });
+    assert.equal((await t.link.answerTo('o0')).op, 'senderAck');
+    t.link.online(1, 'nobody-1', 'nobody');
+    const delivered = await t.link.next('deliverToSid', (c) => c.sid === 'nobody-1');
+    for (const m of msgsIn(delivered.frame)) t.link.ack(1, 'nobody-1', 'nobody', m.id as string);
+    await sleep(20);
+    t.link.send(0, 'hog-1', 'hog', 'nobody', 'x'.repeat(200), { ref: 'h2' });
+    assert.equal((await t.link.answerTo('h2')).op, 'senderAck');
+  });
+});
