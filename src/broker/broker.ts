@@ -29,7 +29,7 @@ import { HistoryHold, HOLD_FULL_MESSAGE } from './history-hold.js';
 import type { HistoryStats } from './history.js';
 import { checkPublishArgs, checkSendOptions, dataJsonOf } from './embedding-checks.js';
 import { Intake, type Reply } from './intake.js';
-import { Presence } from './presence.js';
+import { connectionCapRefusal, Presence } from './presence.js';
 import { MessageIds } from './ids.js';
 import { Processors, type Processor } from './processors.js';
 import { Queues, State, type Entry } from './queues.js';
@@ -329,7 +329,10 @@ export class Broker {
         }
         case ToBroker.PRESENCE: {
           const [sid, user, online] = f as [string, string, number];
-          return online ? this.route.online(sid, user, shard) : this.presence.offline(sid);
+          if (!online) return this.presence.offline(sid);
+          const refusal = connectionCapRefusal(user, this.presence.connectionsOf(user)?.size ?? 0, this.options.config.websocket.limits.max_connections_per_user);
+          if (refusal !== null) return this.link.error(shard, sid, 'E_RATE_LIMITED', refusal, null, true);
+          return this.route.online(sid, user, shard);
         }
         case ToBroker.MEMBERSHIP: {
           const [sid, group, joined, weight, watch] = f as [string, string, number, number, number | undefined];

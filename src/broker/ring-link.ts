@@ -103,8 +103,8 @@ export class RingShardLink implements ShardLink {
     this.control(shard, encodeRecord(ToShard.SENDER_ACK, offset === undefined ? [sid, ref, id] : [sid, ref, id, offset]));
   }
 
-  error(shard: number, sid: string, code: ErrorCode, message: string, ref: string | null): void {
-    this.control(shard, encodeRecord(ToShard.ERROR, [sid, code, message, ref]));
+  error(shard: number, sid: string, code: ErrorCode, message: string, ref: string | null, close = false): void {
+    this.control(shard, encodeRecord(ToShard.ERROR, close ? [sid, code, message, ref, 1] : [sid, code, message, ref]));
   }
 
   welcome(shard: number, sid: string, pending: number): void {

@@ -34,6 +34,7 @@ import { ClusterMembers } from './members.js';
 import { Keys } from './keys.js';
 import { ClusterMessaging, type Reply } from './messaging.js';
 import { ClusterPresence, LocalPresence } from './presence.js';
+import { connectionCapRefusal } from '../broker/presence.js';
 import { RedisLink } from './redis.js';
 import { ScriptRunner } from './scripts.js';
 import { Sweeps } from './sweeps.js';
@@ -267,6 +268,8 @@ export class ClusterNode {
         case ToBroker.PRESENCE: {
           const [sid, user, online] = f as [string, string, number];
           if (online !== 1) return this.members.offline(sid);
+          const refusal = connectionCapRefusal(user, this.local.byUser.get(user)?.size ?? 0, this.options.config.websocket.limits.max_connections_per_user);
+          if (refusal !== null) return this.options.link.error(shard, sid, 'E_RATE_LIMITED', refusal, null, true);
           const weight = this.options.config.websocket.delivery.weights.get(user) ?? 1;
           this.local.online({ sid, user, shard, weight, groups: new Set(), watching: null });
           // Draining: a connection that authenticated just before the listen sockets closed claims nothing here.

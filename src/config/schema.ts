@@ -115,6 +115,12 @@ const limits = z
     connection_attempts_per_ip: z.number().nonnegative().default(100),
     connection_burst_per_ip: positiveInt.default(1000),
     unauthenticated_per_ip: nonNegativeInt.default(200),
+    /**
+     * Connections one user may hold at once (per process; in cluster mode per node); over it a
+     * new one gets `err E_RATE_LIMITED` and close 4029 instead of its welcome. 0: unlimited.
+     * Without it one identity (or one token) could take every one of max_connections.
+     */
+    max_connections_per_user: nonNegativeInt.default(100),
     /** Addresses each shard tracks at once; when all are busy, a new address gets HTTP 503. */
     max_tracked_ips: positiveInt.default(100_000),
   })

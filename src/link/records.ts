@@ -68,7 +68,7 @@ export const ToShard = {
   DELIVER_SID: 3,
   /** [sid, pending]: send `welcome` with this pending count (deliveries follow). */
   WELCOME: 4,
-  /** [sid, code, message, ref|null] */
+  /** [sid, code, message, ref|null, close?]: `err`; close: 1 closes the connection with the code's close code. */
   ERROR: 5,
   /**
    * [topic, frame, receivedAt?]: publish `frame` to local subscribers of `topic` (a group, or

@@ -52,8 +52,8 @@ export class RecordingLink implements ShardLink {
   senderAck(shard: number, sid: string, ref: string | null, id: string, offset?: number): void {
     this.record({ op: 'senderAck', shard, sid, ref, id, offset });
   }
-  error(shard: number, sid: string, code: ErrorCode, message: string, ref: string | null): void {
-    this.record({ op: 'error', shard, sid, code, message, ref });
+  error(shard: number, sid: string, code: ErrorCode, message: string, ref: string | null, close = false): void {
+    this.record({ op: 'error', shard, sid, code, message, ref, ...(close && { close }) });
   }
   welcome(shard: number, sid: string, pending: number): void {
     this.record({ op: 'welcome', shard, sid, pending });
