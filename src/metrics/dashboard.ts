@@ -8,7 +8,8 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { sendError } from '../shard/http.js';
+import { getRoute, sendError } from '../shard/http.js';
+import { answer } from '../util/http-answer.js';
 import type { TemplatedApp } from '../util/uws.js';
 
 /** The page in the source tree: dist/src/metrics/ -> src/metrics/dashboard/ (tsc copies no HTML). */
@@ -43,17 +44,19 @@ export function loadDashboard(path = DASHBOARD_PATH): DashboardPage | Error {
 }
 
 export function attachDashboardRoute(app: TemplatedApp, page: DashboardPage | Error = loadDashboard()): void {
-  app.get('/dashboard', (res) => {
+  getRoute(app, '/dashboard', (res) => {
     if (page instanceof Error) return sendError(res, 'internal_error', page.message);
-    res.cork(() => {
-      res
-        .writeStatus('200 OK')
-        .writeHeader('content-type', 'text/html; charset=utf-8')
-        .writeHeader('cache-control', 'no-store')
-        .writeHeader('content-security-policy', page.csp)
-        .writeHeader('x-content-type-options', 'nosniff')
-        .writeHeader('referrer-policy', 'no-referrer')
-        .end(page.body);
-    });
+    answer(
+      res,
+      '200 OK',
+      [
+        ['content-type', 'text/html; charset=utf-8'],
+        ['cache-control', 'no-store'],
+        ['content-security-policy', page.csp],
+        ['x-content-type-options', 'nosniff'],
+        ['referrer-policy', 'no-referrer'],
+      ],
+      page.body,
+    );
   });
 }

@@ -15,7 +15,8 @@
 import { timingSafeEqual } from 'node:crypto';
 import { httpError, httpStatusLine, type HttpCode } from '../protocol/errors.js';
 import { digest } from '../shard/admin-http.js';
-import { sendError, sendJson } from '../shard/http.js';
+import { getRoute, JSON_HEADERS, sendError, sendJson } from '../shard/http.js';
+import { answer, watch } from '../util/http-answer.js';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '../util/uws.js';
 import { attachDashboardRoute } from './dashboard.js';
 import { SnapshotDoc, type SnapshotDocValue, type SnapshotReader } from './snapshot.js';
@@ -48,16 +49,13 @@ export function attachMetricsRoutes(app: TemplatedApp, options: MetricsRoutesOpt
    * one poll timer, however many arrive.
    */
   const waiting = new Map<SnapshotDocValue, { view: number; giveUpAt: number; answers: Array<() => void> }>();
-  const whenRendered = (res: HttpResponse, doc: SnapshotDocValue, answer: () => void): void => {
+  const whenRendered = (res: HttpResponse, doc: SnapshotDocValue, respond: () => void): void => {
     const view = snapshot.view();
     // No figures yet (the first interval is not over): nothing to wait for.
-    if (view === 0 || snapshot.isCurrent(doc)) return answer();
-    let aborted = false;
-    res.onAborted(() => {
-      aborted = true;
-    });
+    if (view === 0 || snapshot.isCurrent(doc)) return respond();
+    const state = watch(res);
     const answerUnlessAborted = (): void => {
-      if (!aborted) answer();
+      if (!state.aborted) respond();
     };
     const pending = waiting.get(doc);
     if (pending !== undefined && pending.view === view) {
@@ -88,26 +86,22 @@ export function attachMetricsRoutes(app: TemplatedApp, options: MetricsRoutesOpt
     whenRendered(res, doc, () => {
       const body = snapshot.read(doc);
       if (body === null) return sendError(res, 'unavailable', 'no metrics rendered yet; retry shortly');
-      res.cork(() => {
-        res.writeStatus('200 OK').writeHeader('content-type', contentType).writeHeader('cache-control', 'no-store').end(body);
-      });
+      answer(res, '200 OK', [['content-type', contentType], ['cache-control', 'no-store']], body);
     });
   };
-  app.get('/metrics', document(SnapshotDoc.METRICS, PROMETHEUS_CONTENT_TYPE));
-  app.get('/alerts', document(SnapshotDoc.ALERTS, 'application/json'));
-  app.get('/stats/histograms', document(SnapshotDoc.HISTOGRAMS, 'application/json'));
+  getRoute(app, '/metrics', document(SnapshotDoc.METRICS, PROMETHEUS_CONTENT_TYPE));
+  getRoute(app, '/alerts', document(SnapshotDoc.ALERTS, 'application/json'));
+  getRoute(app, '/stats/histograms', document(SnapshotDoc.HISTOGRAMS, 'application/json'));
   attachDashboardRoute(app);
 
-  app.get('/stats', (res, req) => {
+  getRoute(app, '/stats', (res, req) => {
     if (!allowed(req)) return unauthorized(res);
     const respond = (): void => {
       const live = JSON.stringify(options.liveStats());
       const extra = enabled ? snapshot.read(SnapshotDoc.STATS) : null;
       // Both are JSON objects: splice the rendered fields in after the live ones.
       const body = extra === null || extra.length <= 2 ? live : `${live.slice(0, -1)},${extra.toString('utf8', 1)}`;
-      res.cork(() => {
-        res.writeStatus('200 OK').writeHeader('content-type', 'application/json').writeHeader('cache-control', 'no-store').end(body);
-      });
+      answer(res, '200 OK', JSON_HEADERS, body);
     };
     if (enabled) whenRendered(res, SnapshotDoc.STATS, respond);
     else respond();

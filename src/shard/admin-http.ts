@@ -13,7 +13,9 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { httpError, httpStatusLine, type HttpCode } from '../protocol/errors.js';
+import { answer, watch } from '../util/http-answer.js';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '../util/uws.js';
+import { JSON_HEADERS } from './http.js';
 
 export interface AdminForwarder {
   /** Sends the request to the broker; `reply` is called once with its answer. */
@@ -28,19 +30,11 @@ export function attachAdminRoutes(app: TemplatedApp, token: string, forwarder: A
     const path = req.getUrl() + (query ? `?${query}` : '');
     const authorization = req.getHeader('authorization');
     const fromBrowser = req.getHeader('origin') !== '' || req.getHeader('sec-fetch-site') !== '' || req.getHeader('sec-fetch-mode') !== '';
-    let aborted = false;
-    res.onAborted(() => {
-      aborted = true;
-    });
-    const answer = (status: number, body: string): void => {
-      if (aborted) return;
-      res.cork(() => {
-        res.writeStatus(httpStatusLine(status)).writeHeader('content-type', 'application/json').writeHeader('cache-control', 'no-store').end(body);
-      });
-    };
+    watch(res, req);
+    const reply = (status: number, body: string): void => answer(res, httpStatusLine(status), JSON_HEADERS, body);
     const refuse = (code: HttpCode, message: string): void => {
       const { status, body } = httpError(code, message);
-      answer(status, JSON.stringify(body));
+      reply(status, JSON.stringify(body));
     };
     if (expected !== null) {
       if (!timingSafeEqual(digest(authorization), expected)) return refuse('unauthorized', 'admin endpoints need authorization: Bearer <websocket.admin.token>');
@@ -49,7 +43,7 @@ export function attachAdminRoutes(app: TemplatedApp, token: string, forwarder: A
     } else if (fromBrowser && method !== 'get' && method !== 'head') {
       return refuse('forbidden', 'a browser request that changes state needs websocket.admin.token (cross-site request forgery protection)');
     }
-    forwarder.forward(method, path, answer);
+    forwarder.forward(method, path, reply);
   };
   app.any('/admin/*', handler);
   app.any('/admin', handler);

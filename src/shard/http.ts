@@ -5,7 +5,8 @@
  */
 import { httpError, httpStatusLine, type HttpCode } from '../protocol/errors.js';
 import { COUNTERS, LINKS, MESSAGING_COUNTERS, byName, shardStatusName, ShardStatus, type LinkName, type LinkState, type ShardTable } from '../shared/shard-table.js';
-import type { HttpResponse, TemplatedApp } from '../util/uws.js';
+import { answer, watch } from '../util/http-answer.js';
+import type { HttpRequest, HttpResponse, TemplatedApp } from '../util/uws.js';
 import type { ClusterState } from '../shared/cluster-state.js';
 
 export interface HttpContext {
@@ -78,10 +79,23 @@ export function stats(context: HttpContext): Record<string, unknown> {
   };
 }
 
+export const JSON_HEADERS = [
+  ['content-type', 'application/json'],
+  ['cache-control', 'no-store'],
+] as const;
+
 export function sendJson(res: HttpResponse, status: string, body: unknown): void {
-  res.cork(() => {
-    res.writeStatus(status).writeHeader('content-type', 'application/json').writeHeader('cache-control', 'no-store').end(JSON.stringify(body));
-  });
+  answer(res, status, JSON_HEADERS, JSON.stringify(body));
+}
+
+/** GET and HEAD of `pattern` (HEAD answers the headers alone); the handler's response is watched (http-answer.ts). */
+export function getRoute(app: TemplatedApp, pattern: string, handler: (res: HttpResponse, req: HttpRequest) => void): void {
+  const watched = (res: HttpResponse, req: HttpRequest): void => {
+    watch(res, req);
+    handler(res, req);
+  };
+  app.get(pattern, watched);
+  app.head(pattern, watched);
 }
 
 /** A coded refusal from the one table (HttpCodes in src/protocol/errors.ts). */
@@ -91,9 +105,12 @@ export function sendError(res: HttpResponse, code: HttpCode, message: string): v
 }
 
 export function attachHttpRoutes(app: TemplatedApp, context: HttpContext): void {
-  app.get('/health', (res) => {
+  getRoute(app, '/health', (res) => {
     const { status, body } = health(context);
     sendJson(res, status, body);
   });
-  app.any('/*', (res) => sendError(res, 'not_found', 'see /health, /stats, or the WebSocket endpoint'));
+  app.any('/*', (res, req) => {
+    watch(res, req);
+    sendError(res, 'not_found', 'see /health, /stats, or the WebSocket endpoint');
+  });
 }
