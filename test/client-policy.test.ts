@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { DEFAULT_RECONNECT, decideReconnect, RecoveryBook } from '../src/client/index.js';
 import { SeenIds } from '../src/client/seen-ids.js';
-import { refreshLead } from '../src/client/token.js';
+import { refreshLead, TokenKeeper } from '../src/client/token.js';
 
 const retry = (code: number, attempt: number, random = 0.5): number => {
   const decision = decideReconnect(code, attempt, DEFAULT_RECONNECT, () => random);
@@ -117,4 +117,28 @@ test('token refresh lead: a tenth of what is left, at least 1 s, at most 60 s', 
   assert.equal(refreshLead(2000), 1000);
   assert.equal(refreshLead(300_000), 30_000);
   assert.equal(refreshLead(3_600_000), 60_000);
+});
+
+test('token refresh: an expiry in the past, NaN, or 40 days away never makes the callback run in a loop, nor a timer overflow', async () => {
+  const warnings: string[] = [];
+  const onWarning = (w: Error): void => void warnings.push(w.name);
+  process.on('warning', onWarning);
+  try {
+    for (const [name, at] of [['past', 0], ['NaN', NaN], ['infinite', 1e300], ['40 days', Date.now() + 40 * 86_400_000]] as const) {
+      let asked = 0;
+      const keeper = new TokenKeeper(
+        () => `t${++asked}`,
+        async () => at,
+        () => {},
+      );
+      keeper.expiresAt(at);
+      await new Promise((resolve) => setTimeout(resolve, 1_300));
+      keeper.stop();
+      // A past expiry refreshes once a second at most; the others not at all yet.
+      assert.ok(asked <= (name === 'past' ? 1 : 0), `${name}: the callback ran ${asked} times in 1.3 s`);
+    }
+  } finally {
+    process.off('warning', onWarning);
+  }
+  assert.deepEqual(warnings, []);
 });

@@ -10,6 +10,11 @@ export function refreshLead(msLeft: number): number {
   return Math.min(60_000, Math.max(1_000, msLeft / 10));
 }
 
+/** The longest delay setTimeout takes (a longer one fires at once). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+/** The least time between two refreshes planned from an expiry. */
+const MIN_REFRESH_GAP_MS = 1_000;
+
 export class TokenKeeper {
   private cached: string | undefined;
   private timer: ReturnType<typeof setTimeout> | null = null;
@@ -38,12 +43,18 @@ export class TokenKeeper {
     return this.cached;
   }
 
-  /** The open connection's token expires at `at` (epoch ms, the server's clock). */
+  /**
+   * The open connection's token expires at `at` (epoch ms, the server's clock). A refresh is
+   * at least MIN_REFRESH_GAP_MS away, so that an expiry in the past (a hostile server, a skewed
+   * clock) cannot make the callback run in a loop; one beyond what a timer can wait (tokens of
+   * more than 24.8 days) is reached in steps, as a longer delay would fire at once.
+   */
   expiresAt(at: number): void {
     this.stop();
-    if (!this.canRefresh) return;
+    if (!this.canRefresh || !Number.isFinite(at)) return;
     const left = at - Date.now();
-    this.timer = setTimeout(() => void this.refresh(), Math.max(0, left - refreshLead(left)));
+    const wait = Math.max(MIN_REFRESH_GAP_MS, left - refreshLead(left));
+    this.timer = wait > MAX_TIMER_MS ? setTimeout(() => this.expiresAt(at), MAX_TIMER_MS) : setTimeout(() => void this.refresh(), wait);
     (this.timer as { unref?: () => void }).unref?.();
   }
 
