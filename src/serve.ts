@@ -64,12 +64,18 @@ async function main(): Promise<void> {
     deadline.unref();
     void running.drain();
   };
+  // One drain, whatever comes next: a second signal (a second Ctrl-C, SIGTERM after SIGINT) used
+  // to kill the process at once with its sockets open, every client getting 1006 and the store's
+  // lease left behind; shutdown_timeout bounds the drain instead. SIGHUP (a closed terminal)
+  // drains too, rather than killing outright.
+  let signalled = false;
   const onSignal = (signal: string): void => {
-    if (server === null) pendingSignal ??= signal;
+    if (signalled) return void log.warn({ signal }, 'already shutting down: this signal changes nothing (shutdown_timeout bounds the drain)');
+    signalled = true;
+    if (server === null) pendingSignal = signal;
     else stop(server, signal);
   };
-  process.once('SIGTERM', () => onSignal('SIGTERM'));
-  process.once('SIGINT', () => onSignal('SIGINT'));
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => onSignal(signal));
   // pm2 asks this way instead of SIGINT with `shutdown_with_message: true` (or on Windows).
   process.on('message', (message) => {
     if (message === 'shutdown') onSignal('shutdown');

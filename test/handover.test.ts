@@ -156,6 +156,20 @@ describe('the drain (SIGTERM, SIGINT, pm2 stop and reload)', () => {
     assert.ok(idle.destroyed || (await new Promise((resolve) => idle.once('close', resolve))) !== undefined);
   });
 
+  test('SIGHUP drains as SIGTERM does, and a second signal during the drain (a second Ctrl-C) changes nothing: every client gets 1012, the process exits 0', async () => {
+    for (const [first, second] of [['SIGHUP', 'SIGINT'], ['SIGINT', 'SIGINT']] as const) {
+      const server = await startProcess(testConfig({ websocket: { server: { drain_window: 1 } } }));
+      const clients = await Promise.all(Array.from({ length: 10 }, (_, i) => member(server.port, `u${i}`)));
+      const stopping = server.stop(first);
+      await until(() => server.logs.find((line) => line.msg === 'shutting down'), 'the drain');
+      server.child.kill(second);
+      assert.equal(await stopping, 0, `${first} then ${second}: ${server.stderr()}`);
+      assert.deepEqual([...new Set(await Promise.all(clients.map(async (c) => (await c.closed).code)))], [1012], `${first} then ${second}`);
+      assert.ok(server.logs.some((line) => line.msg === 'store lease released'), 'the lease is let go');
+      assert.equal(server.logs.filter((line) => line.msg === 'shutting down').length, 1, 'one drain');
+    }
+  });
+
   test('deliveries in flight when it starts are acknowledged before their connection closes: none comes back after a restart', async () => {
     const dataDir = tempDataDir();
     const config = testConfig({ store: { data_dir: dataDir } });
