@@ -157,6 +157,15 @@ describe('configuration', () => {
     assert.match(stderr, /native binary did not load .* refusing to run on the slow JavaScript fallback/);
   });
 
+  test('a delay a timer cannot wait (over a day for timers, Infinity anywhere) is refused naming the key', () => {
+    const env = {};
+    assert.throws(() => loadConfig({ file: writeConfig({ websocket: { server: { shutdown_timeout: 3_000_000 } } }), env }), /websocket\.server\.shutdown_timeout: Number must be less than or equal to 86400/);
+    assert.throws(() => loadConfig({ file: writeConfig({ websocket: { server: { backpressure_check_interval: 3_000_000 } } }), env }), /backpressure_check_interval/);
+    assert.throws(() => loadConfig({ file: writeConfig({ websocket: { server: { idle_timeout: Infinity } } }), env }), /websocket\.server\.idle_timeout/);
+    assert.throws(() => loadConfig({ file: writeConfig({ websocket: { delivery: { ttl: Infinity } } }), env }), /websocket\.delivery\.ttl/);
+    assert.equal(loadConfig({ file: writeConfig({ websocket: { delivery: { ttl: 90 * 86_400 } } }), env }).config.websocket.delivery.ttl, 90 * 86_400, 'a ttl of 90 days is no timer: allowed');
+  });
+
   test('settings that cannot work together are refused', () => {
     const env = {};
     assert.throws(() => loadConfig({ file: writeConfig({ websocket: { auth: { allow_anonymous: false } } }), env }), /secret is empty and allow_anonymous is false/);

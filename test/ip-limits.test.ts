@@ -4,6 +4,7 @@ import { connect, getJson, type TestClient } from './helpers/client.js';
 import { startInProcess } from './helpers/server.js';
 import { signToken } from './helpers/tokens.js';
 import { IpLimiter, ipLimitsPerShard } from '../src/shard/ip-limits.js';
+import { ClientAddresses, normalizeAddress } from '../src/shard/client-address.js';
 
 describe('per-IP connection limits', () => {
   test('an address may open `burst` connections at once, then `attemptsPerSecond` a second', () => {
@@ -41,6 +42,25 @@ describe('per-IP connection limits', () => {
     assert.deepEqual(ipLimitsPerShard({ ...limits, connection_attempts_per_ip: 0, unauthenticated_per_ip: 0 }, 2), { attemptsPerSecond: 0, burst: 500, maxUnauthenticated: 0, maxAddresses: 5000 });
   });
 
+  test('an address has one spelling: IPv6 compressed, IPv4-mapped IPv6 as IPv4, as uWS and proxies write them', () => {
+    assert.equal(normalizeAddress('0000:0000:0000:0000:0000:ffff:7f00:0001'), '127.0.0.1');
+    assert.equal(normalizeAddress('::ffff:10.1.2.3'), '10.1.2.3');
+    assert.equal(normalizeAddress('2001:0DB8:0000:0000:0000:0000:0000:0001'), '2001:db8::1');
+    assert.equal(normalizeAddress(' 10.0.0.7 '), '10.0.0.7');
+    assert.equal(normalizeAddress('not an address'), 'not an address');
+  });
+
+  test('X-Forwarded-For is believed from trusted proxies only, and only its rightmost entry that is not one', () => {
+    const clients = new ClientAddresses(['10.0.0.1', '10.0.0.2']);
+    assert.equal(clients.of('10.0.0.1', '203.0.113.5'), '203.0.113.5');
+    assert.equal(clients.of('10.0.0.1', '198.51.100.1, 203.0.113.5, 10.0.0.2'), '203.0.113.5', 'the client may prepend anything; the proxies append');
+    assert.equal(clients.of('192.0.2.9', '203.0.113.5'), '192.0.2.9', 'an untrusted peer says what it likes');
+    assert.equal(clients.of('10.0.0.1', ''), '10.0.0.1');
+    assert.equal(clients.of('10.0.0.1', 'garbage, 203.0.113.5'), '203.0.113.5');
+    assert.equal(clients.of('10.0.0.1', '203.0.113.5, garbage'), '10.0.0.1', 'a header the proxy did not write is not believed');
+    assert.equal(new ClientAddresses([]).of('0000:0000:0000:0000:0000:ffff:7f00:0001', '203.0.113.5'), '0000:0000:0000:0000:0000:ffff:7f00:0001', 'no proxy configured: the peer as uWS spells it');
+  });
+
   test('keys are addresses in a Map: odd strings are plain keys', () => {
     const limiter = new IpLimiter({ attemptsPerSecond: 1, burst: 1, maxUnauthenticated: 1, maxAddresses: 10 });
     for (const ip of ['__proto__', 'constructor', 'toString']) assert.equal(limiter.admit(ip, true, 0), 'ok');
@@ -49,9 +69,9 @@ describe('per-IP connection limits', () => {
 });
 
 /** The HTTP status and body code of a refused upgrade; undefined when it was accepted. */
-async function refusal(port: number, query = ''): Promise<{ status: number; code: string } | undefined> {
+async function refusal(port: number, query = '', headers?: Record<string, string>): Promise<{ status: number; code: string } | undefined> {
   try {
-    const client = await connect(port, { query });
+    const client = await connect(port, { query, ...(headers && { headers }) });
     client.close();
     await client.closed;
     return undefined;
@@ -73,6 +93,27 @@ describe('per-IP limits in front of the upgrade (one shard, so the figures are n
       assert.equal((body.totals as Record<string, number>).ip_refused_rate, 1);
     } finally {
       await server.close();
+    }
+  });
+
+  test('behind a trusted proxy (websocket.server.trusted_proxies) each client counts under its X-Forwarded-For address; without it the header is ignored', async () => {
+    const limits = { connection_attempts_per_ip: 0.1, connection_burst_per_ip: 2, unauthenticated_per_ip: 0 };
+    const proxied = await startInProcess({ websocket: { server: { shards: 1, trusted_proxies: ['127.0.0.1'] }, limits } });
+    try {
+      const from = (address: string): Record<string, string> => ({ 'x-forwarded-for': address });
+      for (let i = 0; i < 2; i++) assert.equal(await refusal(proxied.port, `user=a${i}`, from('203.0.113.1')), undefined);
+      assert.deepEqual(await refusal(proxied.port, 'user=a2', from('203.0.113.1')), { status: 429, code: 'E_RATE_LIMITED' });
+      assert.deepEqual(await refusal(proxied.port, 'user=a3', from('198.51.100.7, 203.0.113.1')), { status: 429, code: 'E_RATE_LIMITED' }, 'what the client prepends changes nothing');
+      assert.equal(await refusal(proxied.port, 'user=b0', from('203.0.113.2')), undefined, 'another client behind the same proxy has its own limit');
+    } finally {
+      await proxied.close();
+    }
+    const direct = await startInProcess({ websocket: { server: { shards: 1 }, limits } });
+    try {
+      for (let i = 0; i < 2; i++) assert.equal(await refusal(direct.port, `user=c${i}`, { 'x-forwarded-for': `203.0.113.${10 + i}` }), undefined);
+      assert.deepEqual(await refusal(direct.port, 'user=c2', { 'x-forwarded-for': '203.0.113.99' }), { status: 429, code: 'E_RATE_LIMITED' });
+    } finally {
+      await direct.close();
     }
   });
 

@@ -269,6 +269,7 @@ describe('a token check that throws', () => {
       burst: 1,
       sidPrefix: 's',
       ipLimits: ipLimitsPerShard({ connection_attempts_per_ip: 0, connection_burst_per_ip: 1, unauthenticated_per_ip: 0, max_tracked_ips: 10 }, 1),
+      trustedProxies: [],
       registry: new ConnectionRegistry(),
       interest: { joined: () => {}, left: () => {} },
       link: { presence: () => assert.fail('nobody is announced') },

@@ -19,34 +19,46 @@ export const DEFAULT_PATH = '/ws';
  */
 export const MAX_WEIGHT = 1_000_000;
 
-const seconds = z.number().nonnegative();
+const seconds = z.number().finite().nonnegative();
+/**
+ * A delay that arms a timer as it is: at most a day. Node's timers take at most 2^31-1 ms
+ * (24.8 days) and fire at once beyond it: a shutdown_timeout of 3,000,000 s "timed out" 1 ms
+ * into every stop, a backpressure_check_interval of it walked the connections every 1 ms.
+ */
+const MAX_TIMER_S = 24 * 3600;
+const timerSeconds = seconds.max(MAX_TIMER_S);
 const positiveInt = z.number().int().positive();
 const nonNegativeInt = z.number().int().nonnegative();
 
 const server = z
   .object({
     host: z.string().min(1).default('0.0.0.0'),
+    /**
+     * Addresses of reverse proxies (nginx, a load balancer) whose X-Forwarded-For names the
+     * client: per-address limits then count the client, not the proxy. Only these are believed.
+     */
+    trusted_proxies: z.array(z.string().ip()).max(100).default([]),
     port: z.number().int().min(0).max(65535).default(DEFAULT_PORT),
     /** 0 means one shard per whole CPU the process may use: its affinity, or its cgroup's quota when smaller (src/util/cpus.ts). */
     shards: nonNegativeInt.max(256).default(0),
     path: z.string().startsWith('/').default(DEFAULT_PATH),
     max_connections: positiveInt.default(2000),
     /** Seconds between server pings to each connection. */
-    ping_interval: seconds.default(20),
+    ping_interval: timerSeconds.default(20),
     /** Seconds without any inbound traffic (frames or pongs) before a connection is closed. */
-    idle_timeout: seconds.default(60),
+    idle_timeout: timerSeconds.default(60),
     /** Largest accepted client frame, bytes. */
     max_payload: positiveInt.min(1024).max(64 * 1024 * 1024).default(64 * 1024),
     /** Bytes buffered for one connection before it is closed as a slow consumer (1013). */
     max_backpressure: positiveInt.min(1024).default(1024 * 1024),
     /** Seconds between slow-consumer sweeps. */
-    backpressure_check_interval: z.number().positive().default(0.25),
+    backpressure_check_interval: timerSeconds.positive().default(0.25),
     /**
      * Seconds from SIGTERM/SIGINT until the process must have exited. At least 5: uWS releases
      * a socket whose peer ignores the close handshake only after about 4 s, and a thread may
      * not exit before.
      */
-    shutdown_timeout: z.number().min(5).default(10),
+    shutdown_timeout: timerSeconds.min(5).default(10),
     /**
      * Seconds over which a drain (SIGTERM, SIGINT, pm2 reload) closes the connections with 1012,
      * evenly, so that their reconnections reach the next process spread out rather than at once.
@@ -54,7 +66,7 @@ const server = z
      */
     drain_window: seconds.max(600).default(2),
     /** Seconds a connection may stay unauthenticated waiting for its `auth` frame. */
-    auth_timeout: z.number().positive().default(10),
+    auth_timeout: timerSeconds.positive().default(10),
     /** wss:// and https:// on the same port when cert_file and key_file are set (checked at start-up: src/config/tls-files.ts). */
     tls: z
       .object({
@@ -209,9 +221,9 @@ const monitoring = z
     /** Histograms, the /metrics exposition, latency in /stats, alerts and rates; false: counters only. */
     enable_metrics_collection: z.boolean().default(true),
     /** Seconds between samples: counter rates, each thread's histogram report, /metrics and /stats renders, alerts. */
-    metrics_collection_interval: z.number().min(0.05).default(1),
+    metrics_collection_interval: timerSeconds.min(0.05).default(1),
     /** Seconds between `stats` log lines; 0 disables them. */
-    log_interval: seconds.default(60),
+    log_interval: timerSeconds.default(60),
     /** Bearer token for /metrics, /stats and /alerts; empty: they answer anyone (they hold no user ids, group names or content). */
     token: z.string().default(''),
     alerts: alerts.default({}),
@@ -222,7 +234,7 @@ const monitoring = z
     /** Rotated export files kept (FILE.1 newest .. FILE.N); 0: the file starts over. */
     export_keep: nonNegativeInt.max(100).default(5),
     /** Seconds a ring may hold records without draining before /health says degraded. */
-    link_stuck_after: z.number().positive().default(5),
+    link_stuck_after: timerSeconds.positive().default(5),
   })
   .strict();
 
@@ -252,11 +264,11 @@ function nameMap<T extends z.ZodTypeAny>(value: T): z.ZodType<Map<string, z.outp
 const delivery = z
   .object({
     /** Seconds a delivered `send`/`any` message waits for its `ack` before the first redelivery. */
-    ack_timeout: z.number().min(0.05).default(10),
+    ack_timeout: timerSeconds.min(0.05).default(10),
     /** Each further wait is the previous one times this (exponential backoff). */
-    backoff_multiplier: z.number().min(1).default(2),
+    backoff_multiplier: z.number().finite().min(1).default(2),
     /** Longest wait between two deliveries of one message, seconds. */
-    max_backoff: z.number().positive().default(300),
+    max_backoff: timerSeconds.positive().default(300),
     /**
      * Deliver a `send`/`any` for now to its online recipient while its store commit runs
      * (true), or once it is committed (false). The sender's ack waits for the commit either way.
@@ -296,7 +308,7 @@ const delivery = z
      * Furthest ahead a `send` may be scheduled (`at`), seconds. A far-future `at` would be held
      * (and survive restarts) for nothing; over it the send gets E_BAD_FRAME.
      */
-    max_schedule_ahead: z.number().positive().default(30 * 24 * 3600),
+    max_schedule_ahead: seconds.positive().default(30 * 24 * 3600),
     /** `any` strategy for groups without their own and frames without `strategy`. */
     default_strategy: strategy.default('round_robin'),
     /** Per-group `any` strategy, e.g. {support: least_connections}. */

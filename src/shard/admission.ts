@@ -8,6 +8,7 @@
  * A connection's identity is set exactly once: frames behind its `auth` frame wait for the
  * verdict (dispatch.ts), and a later `auth` frame may only extend the same user's expiry.
  */
+import { ClientAddresses } from './client-address.js';
 import type { Authenticator, Identity } from '../auth/identity.js';
 import { CloseCodes, type ErrorCode } from '../protocol/errors.js';
 import { JSON_PROTOCOL } from '../protocol/json-codec.js';
@@ -38,6 +39,8 @@ export interface AdmissionOptions {
   sidPrefix: string;
   /** This shard's share of the per-address limits (ip-limits.ts). */
   ipLimits: IpLimitOptions;
+  /** websocket.server.trusted_proxies: whose X-Forwarded-For names the client (client-address.ts). */
+  trustedProxies: readonly string[];
   registry: ConnectionRegistry;
   /** This shard's row of the interest table: a closed member's groups are counted out. */
   interest: InterestRow;
@@ -54,10 +57,12 @@ const ADDRESS_SWEEP_MS = 10_000;
 export class Admission {
   private sidSeq = 0;
   private readonly addresses: IpLimiter;
+  private readonly clients: ClientAddresses;
   private addressesSweptAt = 0;
 
   constructor(private readonly options: AdmissionOptions) {
     this.addresses = new IpLimiter(options.ipLimits);
+    this.clients = new ClientAddresses(options.trustedProxies);
   }
 
   upgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context_t): void {
@@ -67,7 +72,7 @@ export class Admission {
     const offered = req.getHeader('sec-websocket-protocol');
     const extensions = req.getHeader('sec-websocket-extensions');
     const query = new URLSearchParams(req.getQuery() ?? '');
-    const ip = Buffer.from(res.getRemoteAddressAsText()).toString();
+    const ip = this.clients.of(Buffer.from(res.getRemoteAddressAsText()).toString(), req.getHeader('x-forwarded-for'));
     if (this.options.isStopping()) {
       counters[Counter.refused_stopping]!++;
       return refuse(res, '503 Service Unavailable', 'E_OVERLOADED', 'server shutting down');

@@ -172,6 +172,7 @@ class Shard {
       burst: limits.burst,
       sidPrefix: `${idPrefix}s`,
       ipLimits: ipLimitsPerShard(limits, init.shards),
+      trustedProxies: server.trusted_proxies,
       registry,
       interest,
       link: this.link,

@@ -46,6 +46,8 @@ export interface ConnectOptions {
   compressFrom?: number;
   /** wss://, trusting this certificate (a TLS server's self-signed one). */
   ca?: Buffer;
+  /** Extra headers of the upgrade request (X-Forwarded-For, as a proxy sends it). */
+  headers?: Record<string, string>;
 }
 
 /**
@@ -104,7 +106,7 @@ export class FrameQueue {
 export function connect(port: number, options: ConnectOptions = {}): Promise<TestClient> {
   const url = `${options.ca ? 'wss' : 'ws'}://127.0.0.1:${port}${options.path ?? '/ws'}${options.query ? `?${options.query}` : ''}`;
   const msgpack = options.encoding === 'msgpack';
-  const ws = new WebSocket(url, options.protocols ?? (msgpack ? [MSGPACK_PROTOCOL] : []), { autoPong: options.autoPong ?? true, ...(options.ca ? { ca: options.ca } : {}) });
+  const ws = new WebSocket(url, options.protocols ?? (msgpack ? [MSGPACK_PROTOCOL] : []), { autoPong: options.autoPong ?? true, ...(options.ca ? { ca: options.ca } : {}), ...(options.headers ? { headers: options.headers } : {}) });
   let closedWith = '';
   const queue = new FrameQueue(
     () => ws.readyState === WebSocket.CLOSED,

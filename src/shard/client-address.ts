@@ -1,0 +1,46 @@
+/**
+ * The address a connection's per-address limits count it under. Behind a reverse proxy every
+ * client arrives from the proxy's address, so all of them would share one address's limits (a
+ * reconnect storm of a thousand clients through nginx was refused with 429). For a peer listed
+ * in websocket.server.trusted_proxies the client is the rightmost X-Forwarded-For entry that is
+ * not itself a trusted proxy (the entries to its left are whatever the client chose to send).
+ */
+import { isIP } from 'node:net';
+
+/** `address` in one spelling: IPv4 dotted (IPv4-mapped IPv6 included), IPv6 compressed; anything else as given. */
+export function normalizeAddress(address: string): string {
+  const trimmed = address.trim();
+  const kind = isIP(trimmed);
+  if (kind === 4) return trimmed;
+  if (kind !== 6) return trimmed;
+  // WHATWG URL serializes IPv6 canonically (lower case, zeros compressed).
+  const canonical = new URL(`http://[${trimmed}]`).hostname.slice(1, -1);
+  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(canonical);
+  if (mapped === null) return canonical;
+  const high = parseInt(mapped[1]!, 16);
+  const low = parseInt(mapped[2]!, 16);
+  return `${high >> 8}.${high & 255}.${low >> 8}.${low & 255}`;
+}
+
+export class ClientAddresses {
+  private readonly trusted: ReadonlySet<string>;
+
+  constructor(trustedProxies: readonly string[]) {
+    this.trusted = new Set(trustedProxies.map(normalizeAddress));
+  }
+
+  /** The client's address: `peer`'s, unless `peer` is a trusted proxy and `forwardedFor` names one. */
+  of(peer: string, forwardedFor: string): string {
+    // No proxy configured: the peer as uWS spells it, as before (nothing to compare).
+    if (this.trusted.size === 0) return peer;
+    const address = normalizeAddress(peer);
+    if (!this.trusted.has(address) || forwardedFor === '') return address;
+    const hops = forwardedFor.split(',');
+    for (let i = hops.length - 1; i >= 0; i--) {
+      const hop = normalizeAddress(hops[i]!);
+      if (isIP(hop) === 0) return address; // not an address: the header is not to be believed
+      if (!this.trusted.has(hop)) return hop;
+    }
+    return address;
+  }
+}
