@@ -11,6 +11,9 @@
 import { parseArgs } from 'node:util';
 import { DEFAULT_PORT } from '../src/config/schema.js';
 
+/** How long the CLI waits for the server's answer. */
+const REQUEST_TIMEOUT_MS = 30_000;
+
 const USAGE = `usage: npm run dlq -- list|show ID|requeue ID|purge [ID] [--url http://127.0.0.1:${DEFAULT_PORT}] [--token TOKEN] [--limit N] [--after ID]`;
 
 async function main(): Promise<number> {
@@ -62,13 +65,17 @@ async function main(): Promise<number> {
       return 2;
   }
   let res: Response;
+  let text: string;
   try {
-    res = await fetch(base + path, { method, headers: token ? { authorization: `Bearer ${token}` } : {} });
+    // Bounded: a server that accepts the connection and never answers must not hang the CLI (undici waits 300 s).
+    const signal = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
+    res = await fetch(base + path, { method, headers: token ? { authorization: `Bearer ${token}` } : {}, signal });
+    text = await res.text();
   } catch (err) {
-    console.error(`dlq: cannot reach ${base}: ${(err as Error).cause ?? (err as Error).message}`);
+    const why = (err as Error).name === 'TimeoutError' ? `no answer within ${REQUEST_TIMEOUT_MS / 1000} s` : String((err as Error).cause ?? (err as Error).message);
+    console.error(`dlq: cannot reach ${base}: ${why}`);
     return 1;
   }
-  const text = await res.text();
   let body: unknown = text;
   try {
     body = JSON.parse(text);

@@ -75,6 +75,11 @@ describe('configuration', () => {
   test('a bad environment value names the variable', () => {
     assert.throws(() => loadConfig({ file: writeConfig({}), env: { WEBSOCKET_PORT: 'eighty' } }), /WEBSOCKET_PORT="eighty" is not a non-negative integer/);
     assert.throws(() => loadConfig({ file: writeConfig({}), env: { WEBSOCKET_ALLOW_ANONYMOUS: 'maybe' } }), /WEBSOCKET_ALLOW_ANONYMOUS="maybe" is not a boolean/);
+    assert.throws(() => loadConfig({ file: writeConfig({}), env: { WEBSOCKET_PORT: '99999' } }), /websocket\.server\.port: Number must be less than or equal to 65535 \(from WEBSOCKET_PORT\)$/, 'blamed on the variable, not the file');
+  });
+
+  test('a path with a query or a fragment is refused: uWS matches the path alone, so every upgrade would be a 404', () => {
+    assert.throws(() => loadConfig({ file: writeConfig({ websocket: { server: { path: '/ws?x=1' } } }), env: {} }), /websocket\.server\.path: must be a path/);
   });
 
   test('enable_connection_pooling: false runs a single acceptor', () => {

@@ -117,4 +117,10 @@ describe('a bad data directory stops the server at start-up with E_STARTUP', () 
     assert.match(stdout, /"code":"E_STARTUP"/);
     assert.match(stdout, /cannot open/);
   });
+
+  test('a data directory under /proc (where a recursive mkdir never returns) is refused at once', { skip: process.platform !== 'linux' && '/proc' }, async () => {
+    const { code, stdout } = await startWith('/proc/ocs-data');
+    assert.equal(code, 1);
+    assert.match(stdout, /cannot open \/proc\/ocs-data \(store\.data_dir\)/);
+  });
 });

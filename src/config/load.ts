@@ -61,13 +61,21 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   const env = options.env ?? process.env;
   const source = options.file ?? (existsSync(DEFAULT_CONFIG_PATH) ? DEFAULT_CONFIG_PATH : null);
   const raw = source === null ? {} : readYaml(source);
+  /** Which keys the environment set, by dotted path: a bad value is blamed on its variable, not on the file. */
+  const fromEnv = new Map<string, string>();
   for (const [name, path, kind] of ENV_OVERRIDES) {
     const value = env[name];
-    if (value !== undefined && value !== '') setPath(raw, path, parseEnv(name, value, kind));
+    if (value === undefined || value === '') continue;
+    setPath(raw, path, parseEnv(name, value, kind));
+    fromEnv.set(path, name);
   }
   if (options.overrides) mergeInto(raw, options.overrides);
   const result = configSchema.safeParse(raw);
-  if (!result.success) throw new OcsError('E_CONFIG', describeIssue(result.error.issues[0]!, source));
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const variable = fromEnv.get(issue.path.join('.'));
+    throw new OcsError('E_CONFIG', describeIssue(issue, variable === undefined ? (source === null ? null : `in ${source}`) : `from ${variable}`));
+  }
   const config = result.data;
   const anonymousAsked = (raw.websocket as { auth?: { allow_anonymous?: unknown } } | undefined)?.auth?.allow_anonymous;
   checkConsistency(config, env, anonymousAsked === undefined || anonymousAsked === 'auto');
@@ -132,8 +140,9 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
-function describeIssue(issue: ZodIssue, source: string | null): string {
-  const where = source === null ? '' : ` (in ${source})`;
+/** `origin`: where the value came from ("in FILE", "from VARIABLE"), or null for the defaults. */
+function describeIssue(issue: ZodIssue, origin: string | null): string {
+  const where = origin === null ? '' : ` (${origin})`;
   if (issue.code === 'unrecognized_keys') {
     const key = [...issue.path, issue.keys[0]].join('.');
     return `config: unknown key ${key}${where}`;

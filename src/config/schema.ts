@@ -41,7 +41,10 @@ const server = z
     port: z.number().int().min(0).max(65535).default(DEFAULT_PORT),
     /** 0 means one shard per whole CPU the process may use: its affinity, or its cgroup's quota when smaller (src/util/cpus.ts). */
     shards: nonNegativeInt.max(256).default(0),
-    path: z.string().startsWith('/').default(DEFAULT_PATH),
+    path: z
+      .string()
+      .regex(/^\/[^?#\s]*$/, 'must be a path: start with / and hold no ?, # or spaces (uWS matches the path alone)')
+      .default(DEFAULT_PATH),
     max_connections: positiveInt.default(2000),
     /** Seconds between server pings to each connection. */
     ping_interval: timerSeconds.default(20),

@@ -3,7 +3,8 @@
  * read transaction (mdb_env_copy2), so writers go on meanwhile and the copy is the store as of
  * one commit. Opened read-only, so it neither writes to the store nor touches its lease.
  */
-import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { makeDirectory } from '../util/make-dir.js';
 import { join, resolve } from 'node:path';
 import { open } from 'lmdb';
 import { OcsError } from '../protocol/errors.js';
@@ -22,7 +23,7 @@ export async function backupStore(dataDir: string, target: string, compact = fal
   const dir = resolve(target);
   if (dir === source) throw new OcsError('E_CONFIG', 'backup: the target is the store itself');
   if (existsSync(dir) && readdirSync(dir).length > 0) throw new OcsError('E_CONFIG', `backup: ${dir} is not empty; name a new or empty directory`);
-  mkdirSync(dir, { recursive: true });
+  makeDirectory(dir);
   const file = join(dir, 'data.mdb');
   const started = Date.now();
   const root = open({ path: source, readOnly: true, noSubdir: false });

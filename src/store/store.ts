@@ -29,7 +29,8 @@
  * mdb.c, mdb_page_flush), and glibc then aborts the process ("corrupted size vs. prev_size").
  * Only space other processes take between two checks can still bring LMDB there.
  */
-import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, readSync, statfsSync } from 'node:fs';
+import { accessSync, closeSync, constants, existsSync, openSync, readSync, statfsSync } from 'node:fs';
+import { makeDirectory } from '../util/make-dir.js';
 import { join, resolve } from 'node:path';
 import { open, type Database, type Key, type RootDatabase } from 'lmdb';
 import { OcsError } from '../protocol/errors.js';
@@ -86,7 +87,7 @@ export class MessageStore {
     const path = resolve(dataDir);
     let root: RootDatabase;
     try {
-      mkdirSync(path, { recursive: true });
+      makeDirectory(path);
       accessSync(path, constants.W_OK | constants.R_OK);
     } catch (err) {
       throw new OcsError('E_STARTUP', `store: cannot open ${path} (store.data_dir): ${describe(err)}`, { cause: err });
