@@ -5,6 +5,7 @@
  *   ...
  *   await server.close();
  */
+import { claimPort, portIdentity } from './primary/port-claim.js';
 import { authMode } from './auth/identity.js';
 import { loadConfig, type LoadedConfig, type LoadOptions } from './config/load.js';
 import { tlsEnabled } from './config/tls-files.js';
@@ -47,7 +48,13 @@ export async function createServer(options: CreateServerOptions = {}): Promise<R
         '(about twice the P99 on one core: README, Performance); websocket.server.shards: 0 runs one per CPU',
     );
   }
-  const server = await startServer(loaded, log, VERSION);
+  // Before any shard binds: another server on this port with another store would share it silently (port-claim.ts).
+  const releasePort = claimPort(loaded.config.websocket.server.port, portIdentity(loaded.config));
+  const server = await startServer(loaded, log, VERSION).catch((err: unknown) => {
+    releasePort();
+    throw err;
+  });
+  void server.stopped.then(releasePort);
   log.info(
     { version: VERSION, pid: process.pid, host: loaded.config.websocket.server.host, port: server.port, tls: tlsEnabled(loaded.config.websocket.server.tls), shards: server.shards, authMode: auth, ownsStore: server.ownsStore, config: loaded.source ?? 'embedded defaults' },
     'ready',

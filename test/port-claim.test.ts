@@ -1,0 +1,50 @@
+/**
+ * One port, one server (src/primary/port-claim.ts): SO_REUSEPORT lets a pm2 reload's two
+ * processes share a port, and it let a second server with another store start there silently
+ * and take half the clients. Now the second is refused at start, naming the first; a process on
+ * the same store (a reload) still shares the port. Real processes on a fixed port.
+ */
+import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
+import { describe, test } from 'node:test';
+import { loadConfig } from '../src/config/load.js';
+import { portIdentity } from '../src/primary/port-claim.js';
+import { runMain, startProcess, tempDataDir, testConfig, writeConfig } from './helpers/server.js';
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as { port: number };
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+describe('one port, one server', () => {
+  test('a second server with another store on a taken port exits with E_STARTUP naming the first; one on the same store shares it (a reload)', async () => {
+    const port = await freePort();
+    const store = tempDataDir();
+    const config = (dataDir: string): Record<string, unknown> => testConfig({ websocket: { server: { port, host: '127.0.0.1' } }, store: { data_dir: dataDir } });
+    const first = await startProcess(config(store));
+    try {
+      const other = await runMain(['--config', writeConfig(config(tempDataDir()))]);
+      assert.equal(other.code, 1, other.stdout + other.stderr);
+      assert.match(other.stdout, new RegExp(`port ${port} is served by process ${first.child.pid} \\(store [^)]+\\); this server \\(store [^)]+\\) would split its clients`));
+      const reload = await startProcess(config(store));
+      assert.equal(reload.logs.find((line) => line.msg === 'ready')?.ownsStore, false, 'the same store: it stands by, as in a pm2 reload');
+      assert.equal(await reload.stop('SIGTERM'), 0);
+    } finally {
+      await first.stop('SIGTERM');
+    }
+    // Gone, the port is free for any store.
+    const next = await startProcess(config(tempDataDir()));
+    assert.equal(await next.stop('SIGTERM'), 0);
+  });
+
+  test("a cluster node is known by its Redis and key prefix, never its password", () => {
+    const { config } = loadConfig({ file: writeConfig({ cluster: { redis_url: 'redis://:s3cret@10.0.0.9:6380/2', key_prefix: 'chat:' } }), env: {} });
+    assert.equal(portIdentity(config), 'cluster redis://10.0.0.9:6380/2 prefix "chat:"');
+  });
+});
