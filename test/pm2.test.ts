@@ -9,7 +9,6 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
@@ -20,7 +19,7 @@ import { OcsClient, type Message } from '../src/client/index.js';
 import { processAlive } from '../src/store/leases.js';
 import { Fleet, Prober } from './helpers/fleet.js';
 import { until } from './helpers/messaging.js';
-import { runCommand, type CommandResult } from './helpers/server.js';
+import { freePort, runCommand, type CommandResult } from './helpers/server.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const PM2 = join(ROOT, 'node_modules', 'pm2', 'bin', 'pm2');
@@ -90,17 +89,6 @@ class Pm2Run {
     }
     rmSync(this.home, { recursive: true, force: true });
   }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => resolve(port));
-    });
-  });
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));

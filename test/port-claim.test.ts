@@ -5,22 +5,10 @@
  * the same store (a reload) still shares the port. Real processes on a fixed port.
  */
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { describe, test } from 'node:test';
 import { loadConfig } from '../src/config/load.js';
 import { portIdentity } from '../src/primary/port-claim.js';
-import { runMain, startProcess, tempDataDir, testConfig, writeConfig } from './helpers/server.js';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => resolve(port));
-    });
-  });
-}
+import { freePort, runMain, startProcess, tempDataDir, testConfig, writeConfig } from './helpers/server.js';
 
 describe('one port, one server', () => {
   test('a second server with another store on a taken port exits with E_STARTUP naming the first; one on the same store shares it (a reload)', async () => {
