@@ -42,6 +42,9 @@ test('garbage from the server is ignored; the well-formed frames around it still
       '{"op":"presence","group":"g","joins":[1,2]}',
       '{"op":"welcome"}',
       '{"op":"welcome","user":7}',
+      // Before the welcome: not for the application.
+      '{"op":"msg","id":"early-1","from":"x","data":1,"pri":1,"ts":1}',
+      '{"op":"batch","msgs":[{"op":"msg","id":"early-2","from":"x","data":2,"pri":1,"ts":1}]}',
     ]) {
       ws.send(bad);
     }

@@ -253,10 +253,12 @@ export class OcsClient extends Emitter<ClientEvents> {
     this.received++;
     const ref = typeof frame.ref === 'string' ? frame.ref : undefined;
     switch (frame.op) {
+      // A connection's first frame is its `welcome` (PROTOCOL.md): messages before it are not the server's, or not yet ours.
       case 'msg':
-        return this.deliver(frame as unknown as Message);
+        if (this.currentState === 'open') this.deliver(frame as unknown as Message);
+        return;
       case 'batch':
-        if (Array.isArray(frame.msgs)) for (const msg of frame.msgs as Message[]) this.deliver(msg);
+        if (this.currentState === 'open' && Array.isArray(frame.msgs)) for (const msg of frame.msgs as Message[]) this.deliver(msg);
         return;
       case 'welcome':
         if (typeof frame.user !== 'string' || typeof frame.sid !== 'string' || this.currentState === 'open') return;
