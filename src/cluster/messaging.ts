@@ -135,6 +135,7 @@ export class ClusterMessaging {
       this.prefix, m.id, m.target, m.from, m.group ?? '', m.data, m.pri, m.ts, m.at, m.strategy ?? '', Buffer.byteLength(m.data),
       this.delivery.max_pending_per_user, fromClient ? this.delivery.max_stored_per_sender : 0,
       config.store.max_messages, config.store.max_bytes, now, this.delivery.ttl * 1000, requeueOf,
+      fromClient ? this.delivery.max_stored_bytes_per_sender : 0,
     ];
     this.storesInFlight++;
     this.script<[string, string, string]>(STORE, args).finally(() => this.storesInFlight--).then(

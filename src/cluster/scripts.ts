@@ -11,6 +11,7 @@
  *                    (f), the expiry after delivery.ttl (w)
  *   P count, bytes   stored messages and bytes of data (store.max_messages, store.max_bytes)
  *   P snd:FROM       messages stored per sender (delivery.max_stored_per_sender)
+ *   P sndb:FROM      their bytes of data (delivery.max_stored_bytes_per_sender)
  *   P load           HASH user -> `any` messages it holds unacknowledged (least_connections)
  *   P rr:GROUP       INCR: the `any` rotation of a group
  *   P strategies     HASH group -> `any` strategy set by setGroupLoadBalanceStrategy
@@ -76,7 +77,8 @@ local function forget(id)
   redis.call('ZREM', P..'due', id)
   redis.call('DECR', P..'count')
   redis.call('DECRBY', P..'bytes', tonumber(f[3]))
-  if redis.call('DECR', P..'snd:'..f[2]) <= 0 then redis.call('DEL', P..'snd:'..f[2]) end
+  if redis.call('DECR', P..'snd:'..f[2]) <= 0 then redis.call('DEL', P..'snd:'..f[2], P..'sndb:'..f[2])
+  elseif redis.call('DECRBY', P..'sndb:'..f[2], tonumber(f[3])) <= 0 then redis.call('DEL', P..'sndb:'..f[2]) end
   if f[4] == 'f' then loaddec(f[5]) end
 end
 local function deadletter(id, reason, now)
@@ -114,7 +116,7 @@ end
 
 /**
  * ARGV: P id target from group data pri ts at strategy bytes perRecipient perSender(0: none)
- *       maxMessages maxBytes now ttlMs requeueOf
+ *       maxMessages maxBytes now ttlMs requeueOf perSenderBytes(0: none)
  * requeueOf: '' or the dead letter this message puts back (/admin/dlq): it must still be there,
  * and it goes in the same step as the message is stored, so one requeue of it wins.
  * -> {'ok', state, droppedLowId|''}, {'full', why} or {'gone', why}
@@ -125,6 +127,7 @@ local pri, ts, at, strategy, bytes = tonumber(ARGV[7]), ARGV[8], tonumber(ARGV[9
 local perRecipient, perSender = tonumber(ARGV[12]), tonumber(ARGV[13])
 local maxMessages, maxBytes, now, ttl = tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16]), tonumber(ARGV[17])
 local requeueOf = ARGV[18] or ''
+local perSenderBytes = tonumber(ARGV[19] or '0')
 if requeueOf ~= '' and redis.call('EXISTS', P..'d:'..requeueOf) == 0 then
   return {'gone', 'no dead letter '..requeueOf..' (requeued or purged meanwhile)'}
 end
@@ -136,6 +139,9 @@ if tonumber(redis.call('GET', P..'bytes') or '0') + bytes > maxBytes then
 end
 if perSender > 0 and tonumber(redis.call('GET', P..'snd:'..from) or '0') >= perSender then
   return {'full', 'you have delivery.max_stored_per_sender ('..perSender..') messages stored'}
+end
+if perSenderBytes > 0 and tonumber(redis.call('GET', P..'sndb:'..from) or '0') + bytes > perSenderBytes then
+  return {'full', 'you have '..(redis.call('GET', P..'sndb:'..from) or '0')..' bytes of messages stored; this one has '..bytes..' (delivery.max_stored_bytes_per_sender)'}
 end
 local q = P..'q:'..target
 local dropped = ''
@@ -157,6 +163,7 @@ if due > 0 then redis.call('ZADD', P..'due', due, id) end
 redis.call('INCR', P..'count')
 redis.call('INCRBY', P..'bytes', bytes)
 redis.call('INCR', P..'snd:'..from)
+redis.call('INCRBY', P..'sndb:'..from, bytes)
 if requeueOf ~= '' then
   redis.call('DEL', P..'d:'..requeueOf)
   redis.call('ZREM', P..'dlq', requeueOf)
