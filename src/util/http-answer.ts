@@ -56,6 +56,7 @@ export function answer(res: HttpResponse, status: string, headers: ReadonlyArray
   const state = watch(res);
   if (state.aborted) return;
   const bytes = typeof body === 'string' ? Buffer.from(body) : body;
+  let overBound = false;
   res.cork(() => {
     res.writeStatus(status);
     for (const [name, value] of headers) res.writeHeader(name, value);
@@ -66,17 +67,16 @@ export function answer(res: HttpResponse, status: string, headers: ReadonlyArray
     }
     const start = res.getWriteOffset();
     const [, done] = res.tryEnd(bytes, bytes.byteLength);
-    if (!done) writeAsItDrains(res, state, bytes, start);
+    if (!done) overBound = !writeAsItDrains(res, state, bytes, start);
   });
+  // Outside the cork: close() ends the connection, and uWS then calls the abort handler, which marks it.
+  if (overBound) res.close();
 }
 
-function writeAsItDrains(res: HttpResponse, state: Watched, bytes: Uint8Array, start: number): void {
+/** Writes the rest of `bytes` as the socket drains; false (nothing armed) when that would pass MAX_WAITING_BYTES. */
+function writeAsItDrains(res: HttpResponse, state: Watched, bytes: Uint8Array, start: number): boolean {
   let left = bytes.byteLength - (res.getWriteOffset() - start);
-  if (waitingBytes + left > MAX_WAITING_BYTES) {
-    // close() ends the connection; uWS then calls the abort handler, which marks it.
-    res.close();
-    return;
-  }
+  if (waitingBytes + left > MAX_WAITING_BYTES) return false;
   waitingBytes += left;
   const settle = (): void => {
     waitingBytes -= left;
@@ -97,4 +97,5 @@ function writeAsItDrains(res: HttpResponse, state: Watched, bytes: Uint8Array, s
     }
     return ok;
   });
+  return true;
 }

@@ -12,6 +12,8 @@ import { renderHttp } from './render.js';
 export interface HttpResponse {
   status: number;
   body: string;
+  /** The answer to a HEAD request: headers only, whatever its content-length says. */
+  head: boolean;
 }
 
 /** How long to wait for more after the last bytes came in (less once every request is answered). */
@@ -27,6 +29,7 @@ const TIMEOUT_MS = 2000;
  * caller that knows an answer must come waits longer: a busy machine can take more than 400 ms).
  */
 export function exchange(port: number, requests: readonly HttpRequestSpec[], silenceMs = SILENCE_MS): Promise<{ responses: HttpResponse[]; rest: string }> {
+  const methods = requests.map((r) => r.method);
   return new Promise((resolve) => {
     const socket = connect(port, '127.0.0.1', () => socket.write(Buffer.concat(requests.map(renderHttp))));
     let received = Buffer.alloc(0);
@@ -36,7 +39,7 @@ export function exchange(port: number, requests: readonly HttpRequestSpec[], sil
       if (quiet) clearTimeout(quiet);
       if (silence) clearTimeout(silence);
       socket.destroy();
-      resolve(parseResponses(received.toString('latin1')));
+      resolve(parseResponses(received.toString('latin1'), methods));
     };
     const timer = setTimeout(done, TIMEOUT_MS);
     let silence: NodeJS.Timeout | null = setTimeout(done, silenceMs);
@@ -44,7 +47,7 @@ export function exchange(port: number, requests: readonly HttpRequestSpec[], sil
       if (silence) clearTimeout(silence);
       silence = null;
       received = Buffer.concat([received, chunk]);
-      const { responses } = parseResponses(received.toString('latin1'));
+      const { responses } = parseResponses(received.toString('latin1'), methods);
       if (quiet) clearTimeout(quiet);
       quiet = setTimeout(done, responses.length >= requests.length ? ANSWERED_QUIET_MS : QUIET_MS);
     });
@@ -53,8 +56,12 @@ export function exchange(port: number, requests: readonly HttpRequestSpec[], sil
   });
 }
 
-/** Responses in order (Content-Length framed, as uWS writes them); `rest` is what did not parse as one. */
-export function parseResponses(text: string): { responses: HttpResponse[]; rest: string } {
+/**
+ * Responses in order (Content-Length framed, as uWS writes them; the answer to the i-th request
+ * has no body when `methods[i]` is HEAD, in any case, as uWS reads methods); `rest` is what did
+ * not parse as one.
+ */
+export function parseResponses(text: string, methods: readonly string[] = []): { responses: HttpResponse[]; rest: string } {
   const responses: HttpResponse[] = [];
   let at = 0;
   for (;;) {
@@ -63,10 +70,11 @@ export function parseResponses(text: string): { responses: HttpResponse[]; rest:
     const head = text.slice(at, end);
     const status = /^HTTP\/1\.[01] (\d{3})/.exec(head);
     if (!status) break;
+    const isHead = methods[responses.length]?.toUpperCase() === 'HEAD';
     const length = /\r\ncontent-length: *(\d+)/i.exec(head);
-    const bodyLength = length ? Number(length[1]) : 0;
+    const bodyLength = length && !isHead ? Number(length[1]) : 0;
     if (end + 4 + bodyLength > text.length) break;
-    responses.push({ status: Number(status[1]), body: text.slice(end + 4, end + 4 + bodyLength) });
+    responses.push({ status: Number(status[1]), body: text.slice(end + 4, end + 4 + bodyLength), head: isHead });
     at = end + 4 + bodyLength;
     // A 101 hands the connection to WebSocket: what follows is frames.
     if (status[1] === '101') return { responses, rest: '' };
@@ -79,7 +87,7 @@ export function judgeHttp(responses: readonly HttpResponse[], rest: string): str
   if (rest.length > 0) problems.push(`unparseable bytes after ${responses.length} response(s): ${JSON.stringify(rest.slice(0, 120))}`);
   for (const res of responses) {
     if (res.status >= 500) problems.push(`HTTP ${res.status}: ${res.body.slice(0, 200)}`);
-    if (res.status < 400) continue;
+    if (res.status < 400 || res.head) continue;
     let code: unknown;
     try {
       code = (JSON.parse(res.body) as { code?: unknown }).code;
