@@ -1,12 +1,13 @@
 /**
- * `npm run dlq -- list|show ID|requeue ID|purge [ID] [--url URL] [--token TOKEN] [--limit N] [--after ID]`
+ * `npm run dlq -- list|show ID|requeue ID|purge ID|purge --all [--url URL] [--token TOKEN] [--limit N] [--after ID]`
  *
  * Manages the dead-letter queue of a running server through its admin HTTP API (the broker
  * in the server owns the store and its in-memory queues, so the CLI never writes LMDB itself).
  * URL defaults to http://127.0.0.1:$WEBSOCKET_PORT (8765); TOKEN to $WEBSOCKET_ADMIN_TOKEN
  * (without a configured token the server answers loopback clients only). Prints JSON; exits
  * 1 when the server answers with an error, 2 on a usage error. `list` prints one page: pass its
- * `next` as --after for the following one.
+ * `next` as --after for the following one. Emptying the whole queue takes `purge --all`: a
+ * `purge` whose ID was forgotten must not do it.
  */
 import { parseArgs } from 'node:util';
 import { DEFAULT_PORT } from '../src/config/schema.js';
@@ -14,14 +15,14 @@ import { DEFAULT_PORT } from '../src/config/schema.js';
 /** How long the CLI waits for the server's answer. */
 const REQUEST_TIMEOUT_MS = 30_000;
 
-const USAGE = `usage: npm run dlq -- list|show ID|requeue ID|purge [ID] [--url http://127.0.0.1:${DEFAULT_PORT}] [--token TOKEN] [--limit N] [--after ID]`;
+const USAGE = `usage: npm run dlq -- list|show ID|requeue ID|purge ID|purge --all [--url http://127.0.0.1:${DEFAULT_PORT}] [--token TOKEN] [--limit N] [--after ID]`;
 
 async function main(): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({
       allowPositionals: true,
-      options: { url: { type: 'string' }, token: { type: 'string' }, limit: { type: 'string' }, after: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      options: { url: { type: 'string' }, token: { type: 'string' }, limit: { type: 'string' }, after: { type: 'string' }, all: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
     });
   } catch (err) {
     console.error(`dlq: ${(err as Error).message}\n${USAGE}`);
@@ -57,6 +58,10 @@ async function main(): Promise<number> {
       path = `/admin/dlq${one}${command === 'requeue' ? '/requeue' : ''}`;
       break;
     case 'purge':
+      if ((id === undefined) === (values.all !== true)) {
+        console.error(`dlq: purge needs an ID, or --all (and no ID) to empty the whole dead-letter queue\n${USAGE}`);
+        return 2;
+      }
       method = 'DELETE';
       path = `/admin/dlq${one}`;
       break;

@@ -112,7 +112,7 @@ describe('the dead-letter API on the nodes of a cluster', { skip, timeout: 180_0
     assert.ok((JSON.parse(list.stdout).items as Array<{ id: string }>).some((l) => l.id === id));
     assert.equal(JSON.parse((await cli(['show', id, ...url])).stdout).data, 'via cli');
     assert.equal(JSON.parse((await cli(['requeue', id, ...url])).stdout).requeued, id);
-    assert.equal((await cli(['purge', ...url])).code, 0);
+    assert.equal((await cli(['purge', '--all', ...url])).code, 0);
   });
 
   test('a pub whose processor throws is dead-lettered in Redis under the id its publisher was acknowledged with; it cannot be requeued', async () => {

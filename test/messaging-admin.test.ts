@@ -151,7 +151,8 @@ describe('dead-letter admin: HTTP API and CLI', () => {
     assert.equal((await cli(['show', id, ...url])).code, 1, 'no token: refused');
     const requeue = await cli(['requeue', id, ...url], env);
     assert.equal(JSON.parse(requeue.stdout).requeued, id);
-    const purge = await cli(['purge', ...url], env);
+    assert.equal((await cli(['purge', ...url], env)).code, 2, 'purge without an ID nor --all is a usage error');
+    const purge = await cli(['purge', '--all', ...url], env);
     assert.equal(purge.code, 0);
     assert.equal((await cli(['frobnicate', ...url], env)).code, 2);
   });
