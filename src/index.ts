@@ -49,7 +49,8 @@ export async function createServer(options: CreateServerOptions = {}): Promise<R
     );
   }
   // Before any shard binds: another server on this port with another store would share it silently (port-claim.ts).
-  const releasePort = claimPort(loaded.config.websocket.server.port, portIdentity(loaded.config));
+  const { host, port } = loaded.config.websocket.server;
+  const releasePort = claimPort(host, port, portIdentity(loaded.config));
   const server = await startServer(loaded, log, VERSION).catch((err: unknown) => {
     releasePort();
     throw err;

@@ -2,6 +2,7 @@
  * What `npm start [-- --config FILE]` runs (through main.ts): the server until SIGTERM or SIGINT.
  * A bad configuration exits 2 with one line naming the bad key.
  */
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadConfig } from './config/load.js';
 import { createServer, type RunningServer } from './index.js';
@@ -75,7 +76,11 @@ async function main(): Promise<void> {
     if (server === null) pendingSignal = signal;
     else stop(server, signal);
   };
-  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => onSignal(signal));
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+    // Under nohup SIGHUP is ignored on purpose (a closed ssh session must not stop the server): a handler would undo that.
+    if (signal === 'SIGHUP' && hangupIgnored()) continue;
+    process.on(signal, () => onSignal(signal));
+  }
   // pm2 asks this way instead of SIGINT with `shutdown_with_message: true` (or on Windows).
   process.on('message', (message) => {
     if (message === 'shutdown') onSignal('shutdown');
@@ -95,6 +100,16 @@ async function main(): Promise<void> {
   // now stops the old process.
   process.send?.('ready');
   if (pendingSignal !== null) stop(server, pendingSignal);
+}
+
+/** Whether this process was started with SIGHUP ignored (nohup): bit 0 of SigIgn in /proc/self/status. */
+function hangupIgnored(): boolean {
+  try {
+    const mask = /^SigIgn:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    return mask !== null && (parseInt(mask[1]!.slice(-1), 16) & 1) === 1;
+  } catch {
+    return false;
+  }
 }
 
 /** Exits once what was written to stdout is out (under pm2's cluster mode the log file is written asynchronously). */

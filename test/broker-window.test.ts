@@ -72,6 +72,30 @@ describe('broker: the window of deliveries awaiting a user\'s ack', () => {
   });
 });
 
+describe('broker: the window counts `any` deliveries too, and frees with them', () => {
+  let t: TestBroker;
+  before(async () => {
+    t = await startBroker({ delivery: { max_inflight_per_user: 1 } });
+  });
+  after(() => t.close());
+
+  test('a direct message waiting behind an `any` task goes out once the task is acknowledged', async () => {
+    t.link.online(1, 'bob-1', 'bob');
+    await t.link.next('welcome', (c) => c.sid === 'bob-1');
+    t.link.join(1, 'bob-1', 'workers');
+    t.link.any(0, 'boss-1', 'boss', 'workers', { task: 1 }, { ref: 'a' });
+    await t.link.answerTo('a');
+    const task = await t.link.next('deliverToSid', (c) => c.sid === 'bob-1');
+    t.link.send(0, 'alice-1', 'alice', 'bob', { direct: 1 }, { ref: 'd' });
+    await t.link.answerTo('d');
+    await sleep(50);
+    assert.equal(t.link.calls.filter((c) => c.op === 'deliverToUser' && c.user === 'bob').length, 0, 'the window (1) holds the task');
+    t.link.ack(1, 'bob-1', 'bob', msgsIn(task.frame)[0]!.id as string);
+    const direct = await t.link.next('deliverToUser', (c) => c.user === 'bob');
+    assert.deepEqual(msgsIn(direct.frame).map((m) => m.data), [{ direct: 1 }]);
+  });
+});
+
 describe('broker: the bytes one sender may have stored (delivery.max_stored_bytes_per_sender)', () => {
   let t: TestBroker;
   before(async () => {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { connect as netConnect } from 'node:net';
 import { describe, test } from 'node:test';
 import { connect, getJson, type TestClient } from './helpers/client.js';
 import { startInProcess } from './helpers/server.js';
@@ -48,6 +49,9 @@ describe('per-IP connection limits', () => {
     assert.equal(normalizeAddress('2001:0DB8:0000:0000:0000:0000:0000:0001'), '2001:db8::1');
     assert.equal(normalizeAddress(' 10.0.0.7 '), '10.0.0.7');
     assert.equal(normalizeAddress('not an address'), 'not an address');
+    assert.equal(normalizeAddress('fe80::1%eth0'), 'fe80::1', 'a zone, which the URL parser throws on, is dropped');
+    assert.equal(normalizeAddress('203.0.113.5:5678'), '203.0.113.5', 'a port, as some proxies write it');
+    assert.equal(normalizeAddress('[2001:db8::7]:443'), '2001:db8::7');
   });
 
   test('X-Forwarded-For is believed from trusted proxies only, and only its rightmost entry that is not one', () => {
@@ -67,6 +71,28 @@ describe('per-IP connection limits', () => {
     assert.equal(limiter.admit('__proto__', true, 5000), 'too_many_unauthenticated');
   });
 });
+
+/** A raw upgrade of an anonymous user with extra header lines: the first line of the answer, and what follows. */
+function connectRaw(port: number, headers: string[]): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = netConnect(port, '127.0.0.1', () => {
+      socket.write(
+        `GET /ws?user=raw${Math.random().toString(36).slice(2)} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+          `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n${headers.map((h) => `${h}\r\n`).join('')}\r\n`,
+      );
+    });
+    let text = '';
+    socket.on('data', (chunk: Buffer) => {
+      text += chunk.toString('latin1');
+      if (text.includes('\r\n\r\n')) {
+        socket.destroy();
+        resolve(text);
+      }
+    });
+    socket.on('error', () => resolve(text));
+    socket.on('close', () => resolve(text));
+  });
+}
 
 /** The HTTP status and body code of a refused upgrade; undefined when it was accepted. */
 async function refusal(port: number, query = '', headers?: Record<string, string>): Promise<{ status: number; code: string } | undefined> {
@@ -105,6 +131,12 @@ describe('per-IP limits in front of the upgrade (one shard, so the figures are n
       assert.deepEqual(await refusal(proxied.port, 'user=a2', from('203.0.113.1')), { status: 429, code: 'E_RATE_LIMITED' });
       assert.deepEqual(await refusal(proxied.port, 'user=a3', from('198.51.100.7, 203.0.113.1')), { status: 429, code: 'E_RATE_LIMITED' }, 'what the client prepends changes nothing');
       assert.equal(await refusal(proxied.port, 'user=b0', from('203.0.113.2')), undefined, 'another client behind the same proxy has its own limit');
+      // Two header lines (a proxy that adds its own rather than appending): the last one counts, not the client's.
+      const twoLines = await connectRaw(proxied.port, ['X-Forwarded-For: 198.51.100.50', 'X-Forwarded-For: 203.0.113.1']);
+      assert.match(twoLines, /^HTTP\/1\.1 429/, 'the client\'s own line does not pick its address');
+      // A zone in the header once threw in the upgrade handler and took the shard down.
+      assert.match(await connectRaw(proxied.port, ['X-Forwarded-For: fe80::1%eth0']), /^HTTP\/1\.1 101/);
+      assert.equal((await getJson(proxied.port, '/health')).body.status, 'ok');
     } finally {
       await proxied.close();
     }

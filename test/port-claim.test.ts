@@ -7,7 +7,10 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { loadConfig } from '../src/config/load.js';
-import { portIdentity } from '../src/primary/port-claim.js';
+import { chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { claimFile, claimPort, portIdentity } from '../src/primary/port-claim.js';
 import { freePort, runMain, startProcess, tempDataDir, testConfig, writeConfig } from './helpers/server.js';
 
 describe('one port, one server', () => {
@@ -29,6 +32,24 @@ describe('one port, one server', () => {
     // Gone, the port is free for any store.
     const next = await startProcess(config(tempDataDir()));
     assert.equal(await next.stop('SIGTERM'), 0);
+  });
+
+  test('a claim is believed only from a file of this user, naming a live process, on this address', { skip: process.platform !== 'linux' && '/proc' }, () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ocs-claims-'));
+    // Process 1 is alive; its start time as /proc says.
+    const stat = readFileSync('/proc/1/stat', 'utf8');
+    const startTime = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]!;
+    const file = claimFile('127.0.0.1', 18000, dir);
+    writeFileSync(file, JSON.stringify({ pid: 1, startTime, identity: 'store /elsewhere' }));
+    assert.throws(() => claimPort('127.0.0.1', 18000, 'store /mine', dir), /port 18000 is served by process 1 \(store \/elsewhere\)/);
+    claimPort('192.0.2.1', 18000, 'store /mine', dir)();
+    if (process.getuid?.() === 0) {
+      chownSync(file, 65534, 65534);
+      claimPort('127.0.0.1', 18000, 'store /mine', dir)();
+    }
+    writeFileSync(claimFile('127.0.0.1', 18001, dir), JSON.stringify({ pid: 1, startTime: 'not its start', identity: 'store /elsewhere' }));
+    claimPort('127.0.0.1', 18001, 'store /mine', dir)();
+    rmSync(dir, { recursive: true, force: true });
   });
 
   test("a cluster node is known by its Redis and key prefix, never its password", () => {

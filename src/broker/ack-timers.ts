@@ -21,6 +21,8 @@ export interface AckTimerHandlers {
   unacknowledged(entry: Entry): void;
   /** A waiting message outlived delivery.ttl. */
   expired(entry: Entry): void;
+  /** `holder` has one delivery fewer awaiting its ack (acknowledged, dead-lettered, parked, or delivered to another): its window has room. */
+  released?(holder: string): void;
 }
 
 /** The longest delay setTimeout takes; a longer one fires at once (with a TimeoutOverflowWarning), which would spin. */
@@ -83,16 +85,18 @@ export class AckTimers {
   /** `entry` no longer awaits an ack (acknowledged, parked, dead-lettered, or delivered anew). */
   release(entry: Entry): void {
     this.deadlines.remove(entry);
-    if (entry.holder === null) return;
-    const left = (this.inflight.get(entry.holder) ?? 1) - 1;
+    const holder = entry.holder;
+    if (holder === null) return;
+    const left = (this.inflight.get(holder) ?? 1) - 1;
     if (left <= 0) {
-      this.inflight.delete(entry.holder);
-      this.inflightBytes.delete(entry.holder);
+      this.inflight.delete(holder);
+      this.inflightBytes.delete(holder);
     } else {
-      this.inflight.set(entry.holder, left);
-      this.inflightBytes.set(entry.holder, (this.inflightBytes.get(entry.holder) ?? 0) - entry.m.bytes);
+      this.inflight.set(holder, left);
+      this.inflightBytes.set(holder, (this.inflightBytes.get(holder) ?? 0) - entry.m.bytes);
     }
     entry.holder = null;
+    this.handlers.released?.(holder);
   }
 
   /**

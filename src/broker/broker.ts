@@ -136,6 +136,8 @@ export class Broker {
       scheduled: (entry) => this.due(entry),
       unacknowledged: (entry) => this.unacknowledged(entry),
       expired: (entry) => this.expired(entry),
+      // Whatever freed it (an ack, a dead letter, an `any` moved to another member): what waits for the window may go.
+      released: (holder) => this.route.released(holder),
     });
     this.unsaved = new UnsavedWrites(config.store.max_messages, log);
     const { queues, presence, timers, counters, unsaved, ids, processors } = this;
@@ -422,12 +424,9 @@ export class Broker {
   }
 
   private unlink(entry: Entry): void {
-    const holder = entry.m.group === null ? entry.holder : null;
     this.standingBy?.add(entry.m.id);
     this.timers.release(entry);
     this.queues.remove(entry);
-    // Its place in the user's window is free: what waits for it may go.
-    if (holder !== null) this.route.released(holder);
   }
 
   /** Logs each change once; writes that failed meanwhile are made again once the store can write. */

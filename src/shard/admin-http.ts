@@ -43,7 +43,8 @@ export function attachAdminRoutes(app: TemplatedApp, token: string, forwarder: A
     } else if (fromBrowser && method !== 'get' && method !== 'head') {
       return refuse('forbidden', 'a browser request that changes state needs websocket.admin.token (cross-site request forgery protection)');
     }
-    forwarder.forward(method, path, reply);
+    // HEAD is a GET whose body answer() leaves out.
+    forwarder.forward(method === 'head' ? 'get' : method, path, reply);
   };
   app.any('/admin/*', handler);
   app.any('/admin', handler);

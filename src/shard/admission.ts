@@ -72,7 +72,7 @@ export class Admission {
     const offered = req.getHeader('sec-websocket-protocol');
     const extensions = req.getHeader('sec-websocket-extensions');
     const query = new URLSearchParams(req.getQuery() ?? '');
-    const ip = this.clients.of(Buffer.from(res.getRemoteAddressAsText()).toString(), req.getHeader('x-forwarded-for'));
+    const ip = this.clients.of(Buffer.from(res.getRemoteAddressAsText()).toString(), this.clients.trusting ? forwardedFor(req) : '');
     if (this.options.isStopping()) {
       counters[Counter.refused_stopping]!++;
       return refuse(res, '503 Service Unavailable', 'E_OVERLOADED', 'server shutting down');
@@ -277,6 +277,15 @@ export function selectProtocol(offered: string): string | null {
     if (trimmed === JSON_PROTOCOL || trimmed === MSGPACK_PROTOCOL) return trimmed;
   }
   return null;
+}
+
+/** Every X-Forwarded-For line, in order, joined with commas (getHeader gives the first line only). */
+function forwardedFor(req: HttpRequest): string {
+  let all = '';
+  req.forEach((name, value) => {
+    if (name === 'x-forwarded-for') all = all === '' ? value : `${all},${value}`;
+  });
+  return all;
 }
 
 function refuse(res: HttpResponse, status: string, code: ErrorCode, message: string, retryAfter?: string): void {

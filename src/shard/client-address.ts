@@ -7,14 +7,28 @@
  */
 import { isIP } from 'node:net';
 
-/** `address` in one spelling: IPv4 dotted (IPv4-mapped IPv6 included), IPv6 compressed; anything else as given. */
+/**
+ * `address` in one spelling: IPv4 dotted (IPv4-mapped IPv6 included), IPv6 compressed, without
+ * a port (`1.2.3.4:5678` and `[::1]:5678`, as some proxies write them) or a zone (`fe80::1%eth0`);
+ * anything else as given. Never throws: it runs on a header any client may write.
+ */
 export function normalizeAddress(address: string): string {
-  const trimmed = address.trim();
+  let trimmed = address.trim();
+  const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(trimmed);
+  if (bracketed !== null) trimmed = bracketed[1]!;
+  else if (/^\d{1,3}(\.\d{1,3}){3}:\d+$/.test(trimmed)) trimmed = trimmed.slice(0, trimmed.lastIndexOf(':'));
+  const zone = trimmed.indexOf('%');
+  if (zone >= 0) trimmed = trimmed.slice(0, zone);
   const kind = isIP(trimmed);
   if (kind === 4) return trimmed;
-  if (kind !== 6) return trimmed;
-  // WHATWG URL serializes IPv6 canonically (lower case, zeros compressed).
-  const canonical = new URL(`http://[${trimmed}]`).hostname.slice(1, -1);
+  if (kind !== 6) return address.trim();
+  let canonical: string;
+  try {
+    // WHATWG URL serializes IPv6 canonically (lower case, zeros compressed).
+    canonical = new URL(`http://[${trimmed}]`).hostname.slice(1, -1);
+  } catch {
+    return trimmed.toLowerCase();
+  }
   const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(canonical);
   if (mapped === null) return canonical;
   const high = parseInt(mapped[1]!, 16);
@@ -29,7 +43,16 @@ export class ClientAddresses {
     this.trusted = new Set(trustedProxies.map(normalizeAddress));
   }
 
-  /** The client's address: `peer`'s, unless `peer` is a trusted proxy and `forwardedFor` names one. */
+  /** Whether any proxy is trusted (else X-Forwarded-For is never read). */
+  get trusting(): boolean {
+    return this.trusted.size > 0;
+  }
+
+  /**
+   * The client's address: `peer`'s, unless `peer` is a trusted proxy and `forwardedFor` names
+   * one. `forwardedFor`: every X-Forwarded-For line of the request joined with commas, in order
+   * (a proxy may add a line of its own behind the client's rather than append to it).
+   */
   of(peer: string, forwardedFor: string): string {
     // No proxy configured: the peer as uWS spells it, as before (nothing to compare).
     if (this.trusted.size === 0) return peer;
