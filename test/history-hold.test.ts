@@ -4,7 +4,7 @@ import { describe, test } from 'node:test';
 import { HistoryHold } from '../src/broker/history-hold.js';
 import { ToBroker } from '../src/link/records.js';
 
-function holdWith(options: { maxRecords?: number; waitMs?: number } = {}) {
+function holdWith(options: { maxRecords?: number; maxPerUser?: number; waitMs?: number } = {}) {
   const refusals: unknown[][] = [];
   const handled: string[] = [];
   let timedOut = 0;
@@ -16,8 +16,10 @@ function holdWith(options: { maxRecords?: number; waitMs?: number } = {}) {
       groupJoinFailed: (...args: unknown[]) => void refusals.push(['groupJoinFailed', ...args]),
     },
     keeps: (group) => group.startsWith('room.'),
+    userOf: (sid) => `user-of-${sid}`,
     timedOut: () => void timedOut++,
     ...(options.maxRecords !== undefined && { maxRecords: options.maxRecords }),
+    ...(options.maxPerUser !== undefined && { maxPerUser: options.maxPerUser }),
   });
   const record = (kind: number, f: unknown[], name: string): boolean => hold.holdsRecord(0, kind, f, () => void handled.push(name));
   return { hold, refusals, handled, record, timedOut: () => timedOut };
@@ -53,6 +55,15 @@ describe('the history hold', () => {
     ]);
     h.hold.release('taken over');
     assert.deepEqual(h.handled, ['first join', 'leave']);
+  });
+
+  test('one user cannot fill it: past its share its ops are refused, another user\'s are held', () => {
+    const h = holdWith({ maxPerUser: 2 });
+    for (let i = 0; i < 3; i++) h.record(ToBroker.GROUP_JOIN, ['hog', `room.${i}`, `j${i}`, -1, null], `hog ${i}`);
+    assert.equal(h.record(ToBroker.GROUP_JOIN, ['other', 'room.a', 'j', 3, 'e'], 'other'), true);
+    assert.deepEqual(h.refusals.map((r) => [r[0], r[2], r[4]]), [['groupJoinFailed', 'hog', 'j2']]);
+    h.hold.release('taken over');
+    assert.deepEqual(h.handled, ['hog 0', 'hog 1', 'other']);
   });
 
   test('without the store within the wait, it says so once; stop() drops what it held', async () => {

@@ -183,7 +183,8 @@ export class Broker {
       const waitMs = this.options.config.history.handover_wait * 1000;
       if (this.groups.persistent && waitMs > 0) {
         const keeps = (group: string): boolean => this.groups.keeps(group);
-        this.historyHold = new HistoryHold({ waitMs, log: this.options.log, link: this.link, keeps, timedOut: () => this.releaseHistory('waited') });
+        const userOf = (sid: string): string | undefined => this.presence.userOf(sid);
+        this.historyHold = new HistoryHold({ waitMs, log: this.options.log, link: this.link, keeps, userOf, timedOut: () => this.releaseHistory('waited') });
       }
     } else {
       this.load(() => false, () => false);

@@ -13,8 +13,10 @@
  * Should the store not come within history.handover_wait (another process running on the same
  * store for good), it loads what is there under new epochs, as a restart after a crash does.
  *
- * Bounded: beyond MAX_HELD_RECORDS or MAX_HELD_BYTES what would be held is refused
- * (E_OVERLOADED, retry shortly), except leaves, which are never refused.
+ * Bounded: beyond MAX_HELD_RECORDS or MAX_HELD_BYTES in all, or MAX_HELD_PER_USER records of one
+ * user (so that one user, with many connections each in many groups, cannot fill the hold and
+ * keep everyone else's recovery out), what would be held is refused (E_OVERLOADED, retry
+ * shortly), except leaves, which are never refused.
  */
 import { ToBroker } from '../link/records.js';
 import type { Logger } from '../util/logger.js';
@@ -22,6 +24,8 @@ import type { ShardLink } from './shard-link.js';
 
 export const MAX_HELD_RECORDS = 100_000;
 export const MAX_HELD_BYTES = 64 * 1024 * 1024;
+/** Twice what one connection may join (limits.max_groups_per_connection's default). */
+export const MAX_HELD_PER_USER = 2_000;
 /** What one held record costs besides its data: fields, closure, queue slot. */
 const RECORD_OVERHEAD = 256;
 export const HOLD_FULL_MESSAGE = 'group history is being handed over from the previous process; retry shortly';
@@ -33,15 +37,19 @@ export interface HistoryHoldOptions {
   link: Pick<ShardLink, 'error' | 'groupJoinFailed'>;
   /** Whether a group keeps history. */
   keeps(group: string): boolean;
+  /** The user of a connection (records name connections), if known. */
+  userOf(sid: string): string | undefined;
   /** Called once the wait is over without the store: the owner loads history and calls release(). */
   timedOut(): void;
-  /** Default MAX_HELD_RECORDS and MAX_HELD_BYTES. */
+  /** Default MAX_HELD_RECORDS, MAX_HELD_BYTES and MAX_HELD_PER_USER. */
   maxRecords?: number;
   maxBytes?: number;
+  maxPerUser?: number;
 }
 
 export class HistoryHold {
   private readonly held: Array<() => void> = [];
+  private readonly perUser = new Map<string, number>();
   private bytes = 0;
   private refusedAny = false;
   private readonly since = Date.now();
@@ -69,19 +77,19 @@ export class HistoryHold {
       case ToBroker.PUB: {
         const [sid, ref, , group, data] = f as [string, string | null, string, string, string];
         if (!keeps(group)) return false;
-        if (!this.hold(later, data.length)) link.error(shard, sid, 'E_OVERLOADED', HOLD_FULL_MESSAGE, ref);
+        if (!this.hold(later, data.length, false, this.options.userOf(sid))) link.error(shard, sid, 'E_OVERLOADED', HOLD_FULL_MESSAGE, ref);
         return true;
       }
       case ToBroker.GROUP_JOIN: {
         const [sid, group, ref] = f as [string, string, string | null];
         if (!keeps(group)) return false;
-        if (!this.hold(later, 0)) link.groupJoinFailed(shard, sid, group, ref, HOLD_FULL_MESSAGE, 'E_OVERLOADED');
+        if (!this.hold(later, 0, false, this.options.userOf(sid))) link.groupJoinFailed(shard, sid, group, ref, HOLD_FULL_MESSAGE, 'E_OVERLOADED');
         return true;
       }
       case ToBroker.HISTORY: {
         const [sid, group, ref] = f as [string, string, string | null];
         if (!keeps(group)) return false;
-        if (!this.hold(later, 0)) link.error(shard, sid, 'E_OVERLOADED', HOLD_FULL_MESSAGE, ref);
+        if (!this.hold(later, 0, false, this.options.userOf(sid))) link.error(shard, sid, 'E_OVERLOADED', HOLD_FULL_MESSAGE, ref);
         return true;
       }
       case ToBroker.GROUP_LEAVE:
@@ -93,17 +101,19 @@ export class HistoryHold {
     }
   }
 
-  /** Holds `handle` for release(); false (nothing held) when the hold is full, unless `always`. */
-  hold(handle: () => void, dataBytes: number, always = false): boolean {
+  /** Holds `handle` for release(); false (nothing held) when the hold, or `user`'s share of it, is full, unless `always`. */
+  hold(handle: () => void, dataBytes: number, always = false, user?: string): boolean {
     const bytes = dataBytes + RECORD_OVERHEAD;
-    const { maxRecords = MAX_HELD_RECORDS, maxBytes = MAX_HELD_BYTES } = this.options;
-    if (!always && (this.held.length >= maxRecords || this.bytes + bytes > maxBytes)) {
-      if (!this.refusedAny) this.log.warn({ held: this.held.length, bytes: this.bytes }, 'history hold full: history ops refused (E_OVERLOADED) until the store is handed over');
+    const { maxRecords = MAX_HELD_RECORDS, maxBytes = MAX_HELD_BYTES, maxPerUser = MAX_HELD_PER_USER } = this.options;
+    const users = user === undefined ? 0 : (this.perUser.get(user) ?? 0);
+    if (!always && (this.held.length >= maxRecords || this.bytes + bytes > maxBytes || users >= maxPerUser)) {
+      if (!this.refusedAny) this.log.warn({ held: this.held.length, bytes: this.bytes, user }, 'history hold full (in all, or for one user): history ops refused (E_OVERLOADED) until the store is handed over');
       this.refusedAny = true;
       return false;
     }
     this.held.push(handle);
     this.bytes += bytes;
+    if (user !== undefined) this.perUser.set(user, users + 1);
     return true;
   }
 
@@ -112,6 +122,7 @@ export class HistoryHold {
     clearTimeout(this.timer);
     const held = this.held.splice(0);
     this.bytes = 0;
+    this.perUser.clear();
     for (const handle of held) handle();
     this.log.info({ heldMs: Date.now() - this.since, records: held.length, why }, 'group history loaded; the ops held for it handled');
   }

@@ -46,6 +46,11 @@ export class Presence {
     return conn;
   }
 
+  /** The user of connection `sid`, while it is online. */
+  userOf(sid: string): string | undefined {
+    return this.conns.get(sid)?.user;
+  }
+
   offline(sid: string): void {
     const conn = this.conns.get(sid);
     if (!conn) return;
