@@ -5,8 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { member } from './helpers/client.js';
-import { nextMsgs } from './helpers/messaging.js';
+import { getJson, member } from './helpers/client.js';
+import { nextMsgs, until } from './helpers/messaging.js';
 import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
 import { startInProcess } from './helpers/server.js';
 import type { RunningServer } from '../src/index.js';
@@ -46,5 +46,66 @@ describe('a sender\'s stored bytes in cluster mode', { skip, timeout: 60_000 }, 
     }
     assert.equal(again.op, 'ack', 'the acknowledged messages gave their bytes back');
     for (const c of [hog, other, nobody]) c.close();
+  });
+});
+
+describe('a user\'s window in cluster mode (delivery.max_inflight_per_user)', { skip, timeout: 60_000 }, () => {
+  let redis: PrivateRedis;
+  let node: RunningServer;
+  before(async () => {
+    redis = await startPrivateRedis();
+    node = await startInProcess(nodeConfig(redis.url, 'window:', 1, { websocket: { delivery: { max_inflight_per_user: 3, ack_timeout: 30, max_backoff: 60 } } }));
+  });
+  after(async () => {
+    await node?.close();
+    await redis?.stop();
+  });
+
+  test('a backlog of 10 is claimed 3 at a time, the rest as acks come back, in order; a new message waits behind it', async () => {
+    const alice = await member(node.port, 'alice');
+    for (let n = 0; n < 10; n++) {
+      alice.send({ op: 'send', to: 'bob', data: n, ref: `s${n}` });
+      await alice.next((f) => f.ref === `s${n}`);
+    }
+    const bob = await member(node.port, 'bob');
+    assert.equal(bob.welcome.pending, 10);
+    const first = await nextMsgs(bob, 3);
+    assert.deepEqual(first.map((m) => m.data), [0, 1, 2]);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(bob.frames.filter((f) => f.op === 'msg' || f.op === 'batch').length, 0, 'no more than the window before an ack');
+    alice.send({ op: 'send', to: 'bob', data: 10, ref: 's10' });
+    await alice.next((f) => f.ref === 's10');
+    const seen = first.map((m) => m.data as number);
+    for (const m of first) bob.send({ op: 'ack', id: m.id });
+    while (seen.length < 11) {
+      for (const m of await nextMsgs(bob, 1)) {
+        seen.push(m.data as number);
+        bob.send({ op: 'ack', id: m.id });
+      }
+    }
+    assert.deepEqual(seen, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    alice.close();
+    bob.close();
+  });
+});
+
+describe('a frozen Redis (open connections, no answers)', { skip, timeout: 60_000 }, () => {
+  test('the node says degraded within a heartbeat and a command timeout, and ok again once Redis answers', async () => {
+    const redis = await startPrivateRedis();
+    const config = nodeConfig(redis.url, 'freeze:', 1) as { cluster: Record<string, unknown> };
+    config.cluster.command_timeout = 0.5;
+    const node = await startInProcess(config);
+    try {
+      const status = async (): Promise<string> => (await getJson(node.port, '/health')).body.status as string;
+      assert.equal(await status(), 'ok');
+      process.kill(redis.pid!, 'SIGSTOP');
+      await until(async () => ((await status()) === 'degraded' ? true : undefined), 'degraded while Redis is frozen', 10_000);
+      process.kill(redis.pid!, 'SIGCONT');
+      await until(async () => ((await status()) === 'ok' ? true : undefined), 'ok once Redis answers', 15_000);
+    } finally {
+      if (redis.pid !== null) process.kill(redis.pid, 'SIGCONT');
+      await node.close();
+      await redis.stop();
+    }
   });
 });

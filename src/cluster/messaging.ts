@@ -24,7 +24,7 @@ import type { Logger } from '../util/logger.js';
 import { NodeRecord, type BatchEntry, type Channels } from './channels.js';
 import { LocalDelivery, outgoing, type Outgoing } from './local-delivery.js';
 import type { ClusterPresence, LocalPresence } from './presence.js';
-import { ACK, CONNECT, DEAD_ON_ARRIVAL, JOIN, ROUTE_ANY, ROUTE_USER, STORE, SWEEP, type ScriptRunner } from './scripts.js';
+import { ACK, CONNECT, DEAD_ON_ARRIVAL, JOIN, PUMP, ROUTE_ANY, ROUTE_USER, STORE, SWEEP, type ScriptRunner } from './scripts.js';
 import type { ClusterStats } from './stats.js';
 
 /** `offset`: the one a pub to a group that keeps history got (groups.ts). */
@@ -354,7 +354,7 @@ export class ClusterMessaging {
     const { presence, node } = this.parts;
     const out = await this.script<[string[], number, ...Array<[number, Fields]>]>(CONNECT, [
       this.prefix, node, user, now, this.delivery.ack_timeout * 1000, this.delivery.backoff_multiplier, this.delivery.max_backoff * 1000,
-      presence.aliveSince(now), connections,
+      presence.aliveSince(now), connections, this.delivery.max_inflight_per_user, this.delivery.max_inflight_bytes_per_user,
     ]);
     const [nodes, pending, ...entries] = out;
     return { nodes, pending, entries };
@@ -372,9 +372,11 @@ export class ClusterMessaging {
   ack(user: string, id: string, reply: { unknown(message: string): void; unavailable(message: string): void }): void {
     this.here.acked(id);
     if (!this.parts.up()) return reply.unavailable(`ack of ${id} not recorded: Redis is unreachable; the message will be delivered again`);
-    this.script<string | null>(ACK, [this.prefix, id, user]).then(
-      (deliveredAt) => {
-        if (deliveredAt === null) return reply.unknown(`no message ${id} awaits your ack (unknown, not delivered yet, already acknowledged, or not yours)`);
+    this.script<[string, number] | null>(ACK, [this.prefix, id, user]).then(
+      (acked) => {
+        if (acked === null) return reply.unknown(`no message ${id} awaits your ack (unknown, not delivered yet, already acknowledged, or not yours)`);
+        const [deliveredAt, blocked] = acked;
+        if (blocked === 1) this.pump(user);
         this.parts.stats.acked++;
         // Its delivering node's clock: across hosts as good as their NTP.
         if (Number(deliveredAt) > 0) this.parts.latency?.since(Latency.ack, Number(deliveredAt));
@@ -383,6 +385,19 @@ export class ClusterMessaging {
         this.broke(err, 'ack');
         reply.unavailable(`ack of ${id} not recorded: Redis is unreachable; the message will be delivered again`);
       },
+    );
+  }
+
+  /** Room in `user`'s window while some of its messages wait for it: what now fits goes out. */
+  private pump(user: string): void {
+    const now = Date.now();
+    const args = [
+      this.prefix, user, now, this.delivery.ack_timeout * 1000, this.delivery.backoff_multiplier, this.delivery.max_backoff * 1000,
+      this.parts.presence.aliveSince(now), this.delivery.max_inflight_per_user, this.delivery.max_inflight_bytes_per_user,
+    ];
+    this.script<[string[], Fields[]] | null>(PUMP, args).then(
+      (pumped) => pumped && pumped[1].length > 0 && this.backlogToUser(user, pumped[0], pumped[1]),
+      (err: unknown) => this.broke(err, 'pump'),
     );
   }
 
@@ -400,6 +415,8 @@ export class ClusterMessaging {
       else {
         stats.dead_lettered++;
         if (action === 'expired') stats.expired++;
+        // A dead letter frees a place in its user's window (PUMP does nothing when none waits).
+        if (action === 'dead' && target.startsWith('u:')) this.pump(target.slice(2));
       }
     }
   }

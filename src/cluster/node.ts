@@ -406,7 +406,10 @@ export class ClusterNode {
         this.options.state.setNodesAlive(this.clusterPresence.alive.size);
         if (forgotten && !this.draining && !this.stopped) this.resync(false); // its members and channels, again
       },
-      () => {}, // Redis went away: the link reports it
+      (err: unknown) => {
+        // Gone, the link has reported it; open but silent past command_timeout, it is made to.
+        if (err instanceof Error && /timed out/i.test(err.message)) this.redis.unresponsive(`heartbeat: ${err.message}`);
+      },
     );
   }
 }

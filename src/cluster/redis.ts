@@ -92,6 +92,18 @@ export class RedisLink {
     });
   }
 
+  /**
+   * Redis answers nothing (frozen, SIGSTOPped, a full network buffer) while its connections
+   * stay open: ioredis only times commands out, so the node would say `ok` and refuse every
+   * request. Dropping both connections makes it what it is, down (degraded in /health,
+   * refusals with E_CLUSTER_UNAVAILABLE), and ioredis reconnects once Redis answers again.
+   */
+  unresponsive(why: string): void {
+    if (this.stopped || this.current !== 'up') return;
+    this.lastError = why;
+    for (const client of [this.commands, this.subscriber]) client.disconnect(true);
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     await Promise.all([this.commands, this.subscriber].map((client) => client.quit().catch(() => client.disconnect())));

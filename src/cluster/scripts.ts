@@ -112,6 +112,48 @@ local function alive(node, since)
   local beat = redis.call('ZSCORE', P..'nodes', node)
   return beat and tonumber(beat) >= since
 end
+-- The live nodes where user has connections.
+local function userNodes(user, since)
+  local nodes = {}
+  local presence = redis.call('HGETALL', P..'pu:'..user)
+  for i = 1, #presence, 2 do
+    if tonumber(presence[i + 1]) > 0 and alive(presence[i], since) then nodes[#nodes + 1] = presence[i] end
+  end
+  return nodes
+end
+-- The user's window (delivery.max_inflight_per_user, _bytes_per_user): its waiting messages
+-- claimed in queue order while the ones in flight leave room (one always goes), scanning 100
+-- at a time and stopping at the first that does not fit. P wb:USER says some still wait: new
+-- messages then wait behind them (ROUTE_USER) until an ack pumps again.
+local function pump(user, now, ackMs, mult, maxMs, winCount, winBytes)
+  local q = P..'q:u:'..user
+  local claimed = {}
+  local count, bytes, start, waiting = 0, 0, 0, false
+  while not waiting do
+    local ids = redis.call('ZRANGE', q, start, start + 99)
+    if #ids == 0 then break end
+    for _, id in ipairs(ids) do
+      local f = redis.call('HMGET', P..'m:'..id, 'state', 'bytes')
+      local size = tonumber(f[2] or '0')
+      if f[1] == 'f' then
+        count, bytes = count + 1, bytes + size
+      elseif f[1] == 'w' then
+        if count > 0 and (count >= winCount or bytes + size > winBytes) then
+          waiting = true
+          break
+        end
+        local c = claim(id, '', now, ackMs, mult, maxMs)
+        if c then
+          claimed[#claimed + 1] = c
+          count, bytes = count + 1, bytes + size
+        end
+      end
+    end
+    start = start + 100
+  end
+  if waiting then redis.call('SET', P..'wb:'..user, 1) else redis.call('DEL', P..'wb:'..user) end
+  return claimed
+end
 `;
 
 /**
@@ -180,12 +222,10 @@ return {'ok', state, dropped}
 export const ROUTE_USER = `${PRELUDE}
 local id, user, now = ARGV[2], ARGV[3], tonumber(ARGV[4])
 local since = tonumber(ARGV[8])
-local nodes = {}
-local presence = redis.call('HGETALL', P..'pu:'..user)
-for i = 1, #presence, 2 do
-  if tonumber(presence[i + 1]) > 0 and alive(presence[i], since) then nodes[#nodes + 1] = presence[i] end
-end
+local nodes = userNodes(user, since)
 if #nodes == 0 then return false end
+-- Behind messages waiting for room in the user's window: it waits too (a redelivery is in the window already).
+if redis.call('EXISTS', P..'wb:'..user) == 1 and redis.call('HGET', P..'m:'..id, 'attempts') == '0' then return false end
 local fields = claim(id, '', now, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))
 if not fields then return false end
 return {nodes, fields}
@@ -245,22 +285,19 @@ return {pick.node, pick.sid, pick.user, fields}
 
 /**
  * A connection of \`user\` opened on \`node\`: its presence is written and, in the same atomic
- * step, what waits for the user is listed: waiting messages are claimed (to go to every
- * connection of the user, on the nodes returned), messages already in flight are for this new
- * connection only. Any route that runs after this script sees the new presence; any before it
- * left its message in flight or waiting, which is listed here: none is missed, none doubled.
- * ARGV: P node user now ackMs mult maxBackoffMs aliveSince connectionsOnNode
+ * step, what waits for the user is listed: waiting messages are claimed as the user's window
+ * allows (pump(); to go to every connection of the user, on the nodes returned), messages
+ * already in flight are for this new connection only. Any route that runs after this script
+ * sees the new presence; any before it left its message in flight or waiting, which is listed
+ * or pumped here: none is missed, none doubled.
+ * ARGV: P node user now ackMs mult maxBackoffMs aliveSince connectionsOnNode winCount winBytes
  * -> {nodes, pendingCount, entries...} entry: {claimed 1|0, fields...} (fields end with the ack deadline)
  */
 export const CONNECT = `${PRELUDE}
 local node, user, now, since = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[8])
 redis.call('HSET', P..'pu:'..user, node, ARGV[9])
 redis.call('SADD', P..'nk:'..node, P..'pu:'..user)
-local nodes = {}
-local presence = redis.call('HGETALL', P..'pu:'..user)
-for i = 1, #presence, 2 do
-  if tonumber(presence[i + 1]) > 0 and alive(presence[i], since) then nodes[#nodes + 1] = presence[i] end
-end
+local nodes = userNodes(user, since)
 local out = {nodes, 0}
 local pending = 0
 for _, id in ipairs(redis.call('ZRANGE', P..'q:u:'..user, 0, -1)) do
@@ -268,7 +305,6 @@ for _, id in ipairs(redis.call('ZRANGE', P..'q:u:'..user, 0, -1)) do
   local state = redis.call('HGET', m, 'state')
   if state == 'w' then
     pending = pending + 1
-    out[#out + 1] = {1, claim(id, '', now, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))}
   elseif state == 'f' then
     pending = pending + 1
     local f = redis.call('HMGET', m, 'from', 'group', 'data', 'pri', 'ts', 'attempts')
@@ -276,8 +312,25 @@ for _, id in ipairs(redis.call('ZRANGE', P..'q:u:'..user, 0, -1)) do
     out[#out + 1] = {0, {id, f[1], f[2], f[3], f[4], f[5], f[6], math.ceil(deadline)}}
   end
 end
+-- What waits goes as the window allows (before it, a backlog of 600 MB was claimed and returned in one reply).
+for _, c in ipairs(pump(user, now, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[10]), tonumber(ARGV[11]))) do
+  out[#out + 1] = {1, c}
+end
 out[2] = pending
 return out
+`;
+
+/**
+ * Room came in a user's window (an ack, a dead letter) while some of its messages wait for it
+ * (P wb:USER): claims what now fits. ARGV: P user now ackMs mult maxBackoffMs aliveSince winCount winBytes
+ * -> false (none waits, or the user is not online) | {nodes, {fields...}}
+ */
+export const PUMP = `${PRELUDE}
+local user, now = ARGV[2], tonumber(ARGV[3])
+if redis.call('EXISTS', P..'wb:'..user) == 0 then return false end
+local nodes = userNodes(user, tonumber(ARGV[7]))
+if #nodes == 0 then return false end
+return {nodes, pump(user, now, tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[8]), tonumber(ARGV[9]))}
 `;
 
 /**
@@ -302,7 +355,8 @@ return waiting
 
 /**
  * \`ack\` of \`id\` by \`user\`: only a message in flight, to that user (or held by that user, for
- * an \`any\`), is settled. ARGV: P id user -> the delivery time (epoch ms) | false
+ * an \`any\`), is settled. ARGV: P id user -> {the delivery time (epoch ms), 1 when the user's
+ * window has messages waiting for room (the node runs PUMP)} | false
  */
 export const ACK = `${PRELUDE}
 local id, user = ARGV[2], ARGV[3]
@@ -314,7 +368,9 @@ elseif f[4] ~= user then
   return false
 end
 forget(id)
-return f[5] or '0'
+-- Whether the user has messages waiting for room in its window (the node then pumps).
+local blocked = f[3] == '' and redis.call('EXISTS', P..'wb:'..user) == 1
+return {f[5] or '0', blocked and 1 or 0}
 `;
 
 /**
