@@ -105,7 +105,7 @@ export class Delivery {
     this.pump(user, { shard, sid });
   }
 
-  /** One of `user`'s deliveries no longer awaits its ack (acknowledged, dead-lettered): what waits for its window goes out at the end of the turn. */
+  /** One of `user`'s deliveries no longer awaits its ack (acknowledged, dead-lettered, moved to another member): what waits for its window goes out at the end of the turn. */
   released(user: string): void {
     if (!this.blocked.has(user)) return;
     this.freed.add(user);
@@ -142,7 +142,6 @@ export class Delivery {
     const count = timers.inflightOf(user);
     return count === 0 || (count < window.messages && timers.inflightBytesOf(user) + entry.m.bytes <= window.bytes);
   }
-
 
   /**
    * Delivers `user`'s waiting messages in queue order while its window has room, to `to` (a

@@ -30,11 +30,6 @@ type WithWatch = HttpResponse & { [WATCHED]?: Watched };
 
 let waitingBytes = 0;
 
-/** Bytes of answers waiting for their sockets now, in this thread. */
-export function waitingAnswerBytes(): number {
-  return waitingBytes;
-}
-
 /**
  * Marks the request's response as watched: called first in every handler, while `req` is
  * valid. Later calls (an async answer) get the same state without touching `req`.
