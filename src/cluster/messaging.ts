@@ -434,7 +434,10 @@ export class ClusterMessaging {
 
   private failed(err: unknown, reply: Reply, what: string): void {
     this.broke(err, 'store');
-    this.unavailable(reply, what);
+    if (!(err instanceof Error && /timed out/i.test(err.message))) return this.unavailable(reply, what);
+    // The script was sent; Redis may still run it when it answers again: say so rather than "not stored".
+    this.parts.stats.cluster_unavailable++;
+    reply.fail('E_CLUSTER_UNAVAILABLE', 'Redis did not answer within cluster.command_timeout: the message may or may not be stored (a retry may deliver it twice)');
   }
 
   /** A Redis command failed: Redis went away (the link logs that once) or a script broke (logged here). */
