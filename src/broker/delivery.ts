@@ -136,11 +136,16 @@ export class Delivery {
     this.deliverToUser(entry, user);
   }
 
-  /** Whether `entry` fits `user`'s window now: always when nothing is in flight (a message larger than the window still goes, alone). */
+  /** Whether `entry` fits `user`'s window now. */
   private fits(user: string, entry: Entry): boolean {
-    const { timers, window } = this.parts;
-    const count = timers.inflightOf(user);
-    return count === 0 || (count < window.messages && timers.inflightBytesOf(user) + entry.m.bytes <= window.bytes);
+    const { timers } = this.parts;
+    return this.room(timers.inflightOf(user), timers.inflightBytesOf(user), entry.m.bytes);
+  }
+
+  /** Whether a message of `bytes` fits beside `count` in flight holding `inflightBytes`: always when none is (a message larger than the window still goes, alone). */
+  private room(count: number, inflightBytes: number, bytes: number): boolean {
+    const { window } = this.parts;
+    return count === 0 || (count < window.messages && inflightBytes + bytes <= window.bytes);
   }
 
   /**
@@ -153,14 +158,14 @@ export class Delivery {
     const conns = this.parts.presence.connectionsOf(user);
     // Offline: they wait for its next connection (online() pumps).
     if (!conns || conns.size === 0) return void this.blocked.delete(user);
-    const { timers, window } = this.parts;
+    const { timers } = this.parts;
     let count = timers.inflightOf(user);
     let bytes = timers.inflightBytesOf(user);
     const due: Entry[] = [];
     let room = true;
     for (const entry of this.parts.queues.ordered(`u:${user}`)) {
       if (entry.state !== State.WAITING) continue;
-      if (count > 0 && (count >= window.messages || bytes + entry.m.bytes > window.bytes)) {
+      if (!this.room(count, bytes, entry.m.bytes)) {
         room = false;
         break;
       }

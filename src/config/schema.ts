@@ -20,11 +20,7 @@ export const DEFAULT_PATH = '/ws';
 export const MAX_WEIGHT = 1_000_000;
 
 const seconds = z.number().finite().nonnegative();
-/**
- * A delay that arms a timer as it is: at most a day. Node's timers take at most 2^31-1 ms
- * (24.8 days) and fire at once beyond it: a shutdown_timeout of 3,000,000 s "timed out" 1 ms
- * into every stop, a backpressure_check_interval of it walked the connections every 1 ms.
- */
+/** A delay that arms a timer as it is: at most a day (Node's timers fire at once past 24.8 days). */
 const MAX_TIMER_S = 24 * 3600;
 const timerSeconds = seconds.max(MAX_TIMER_S);
 const positiveInt = z.number().int().positive();
@@ -33,18 +29,12 @@ const nonNegativeInt = z.number().int().nonnegative();
 const server = z
   .object({
     host: z.string().min(1).default('0.0.0.0'),
-    /**
-     * Addresses of reverse proxies (nginx, a load balancer) whose X-Forwarded-For names the
-     * client: per-address limits then count the client, not the proxy. Only these are believed.
-     */
+    /** Reverse proxies whose X-Forwarded-For names the client for the per-address limits (client-address.ts). */
     trusted_proxies: z.array(z.string().ip()).max(100).default([]),
     port: z.number().int().min(0).max(65535).default(DEFAULT_PORT),
     /** 0 means one shard per whole CPU the process may use: its affinity, or its cgroup's quota when smaller (src/util/cpus.ts). */
     shards: nonNegativeInt.max(256).default(0),
-    path: z
-      .string()
-      .regex(/^\/[^?#\s]*$/, 'must be a path: start with / and hold no ?, # or spaces (uWS matches the path alone)')
-      .default(DEFAULT_PATH),
+    path: z.string().regex(/^\/[^?#\s]*$/, 'must be a path: start with / and hold no ?, # or spaces').default(DEFAULT_PATH),
     max_connections: positiveInt.default(2000),
     /** Seconds between server pings to each connection. */
     ping_interval: timerSeconds.default(20),
@@ -130,11 +120,7 @@ const limits = z
     connection_attempts_per_ip: z.number().nonnegative().default(100),
     connection_burst_per_ip: positiveInt.default(1000),
     unauthenticated_per_ip: nonNegativeInt.default(200),
-    /**
-     * Connections one user may hold at once (per process; in cluster mode per node); over it a
-     * new one gets `err E_RATE_LIMITED` and close 4029 instead of its welcome. 0: unlimited.
-     * Without it one identity (or one token) could take every one of max_connections.
-     */
+    /** Connections one user may hold at once (per node in cluster mode); over it E_RATE_LIMITED, 4029. 0: unlimited. */
     max_connections_per_user: nonNegativeInt.default(100),
     /** Addresses each shard tracks at once; when all are busy, a new address gets HTTP 503. */
     max_tracked_ips: positiveInt.default(100_000),
@@ -293,12 +279,7 @@ const delivery = z
     max_stored_per_sender: positiveInt.default(10_000),
     /** The same limit in bytes of data: without it one sender's 10,000 messages of 64 KiB would fill most of store.max_bytes for everyone. */
     max_stored_bytes_per_sender: positiveInt.default(64 * 1024 * 1024),
-    /**
-     * Deliveries one user may have awaiting its ack at once (and their bytes of data, below):
-     * the rest wait their turn in the store, in order, and go out as acks come back. A user
-     * with a large backlog then gets it at the pace it acknowledges, instead of all of it read
-     * from the store and encoded in one turn of the broker (which stalled everyone else's).
-     */
+    /** A user's window: deliveries (and their bytes) awaiting its ack at once; the rest wait in order (delivery.ts). */
     max_inflight_per_user: positiveInt.default(10_000),
     max_inflight_bytes_per_user: positiveInt.default(4 * 1024 * 1024),
     /**
@@ -419,12 +400,7 @@ const history = z
   .object({
     /** Keep history and each group's epoch in the store (store.data_dir), so offsets survive a restart with the same epoch. */
     persist: z.boolean().default(false),
-    /**
-     * With persist, a process started while another holds the store (a pm2 reload's new one)
-     * holds joins, history queries and pubs of history groups until it takes the store over and
-     * loads the history the other left, epochs and offsets included, at most this many seconds
-     * after its start; then it loads what is there under new epochs. 0: never holds (new epochs at once).
-     */
+    /** With persist, how long a reload's new process holds history ops for the old one's history (history-hold.ts); 0: never. */
     handover_wait: seconds.max(600).default(15),
     /** Groups whose history is kept at once; past it the one used least recently is forgotten (a group without members first). */
     max_groups: positiveInt.default(10_000),
