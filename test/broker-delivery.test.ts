@@ -98,7 +98,7 @@ describe('broker: direct messages', () => {
     link.ack(1, 'fay-1', 'fay', id);
     link.ack(1, 'fay-1', 'fay', 'test-nosuchid');
     const refused = link.all('error', (c) => c.sid === 'fay-1');
-    assert.deepEqual(refused.map((c) => [c.shard, c.code, c.ref]), [[1, 'E_UNKNOWN_ID', null], [1, 'E_UNKNOWN_ID', null]]);
+    assert.deepEqual(refused.map((c) => [c.shard, c.code, c.ref, c.id]), [[1, 'E_UNKNOWN_ID', null, id], [1, 'E_UNKNOWN_ID', null, 'test-nosuchid']]);
     assert.match(refused[1]!.message, /no message test-nosuchid awaits your ack/);
     link.ack(0, 'eve-1', 'eve', id);
     assert.equal(link.all('error', (c) => c.sid === 'eve-1').length, 0, "fay's attempt left eve's message in place");

@@ -45,6 +45,7 @@ describe('broker: the ShardLink over rings', () => {
     link.deliverToSid(1, 's1', '{"op":"batch"}');
     link.senderAck(1, 's1', null, 'id-1');
     link.error(0, 's0', 'E_UNKNOWN_ID', 'no such id', 'r');
+    link.error(0, 's0', 'E_UNKNOWN_ID', 'no such id', null, false, 'm-1');
     link.welcome(0, 's0', 3);
     link.adminReply(1, 7, 404, '{}');
     link.groupPub('room', '{"op":"msg","group":"room"}');
@@ -52,6 +53,7 @@ describe('broker: the ShardLink over rings', () => {
     assert.deepEqual(atShard[0]!.got, [
       [ToShard.DELIVER_USER, ['ann', '{"op":"msg"}']],
       [ToShard.ERROR, ['s0', 'E_UNKNOWN_ID', 'no such id', 'r']],
+      [ToShard.ERROR, ['s0', 'E_UNKNOWN_ID', 'no such id', null, 0, 'm-1']],
       [ToShard.WELCOME, ['s0', 3]],
       [ToShard.GROUP_PUB, ['room', '{"op":"msg","group":"room"}']],
     ]);

@@ -177,11 +177,12 @@ describe('bad input around reliable messages', () => {
   });
   after(() => server.close());
 
-  test('ack of an unknown id, a duplicate ack, an ack of someone else\'s message: E_UNKNOWN_ID, nothing else affected', async () => {
+  test('ack of an unknown id, a duplicate ack, an ack of someone else\'s message: E_UNKNOWN_ID naming the id, nothing else affected', async () => {
     const ivy = await member(server.port, 'ivy');
     const mallory = await member(server.port, 'mallory');
     ivy.send({ op: 'ack', id: 'no-such-id' });
-    assert.equal((await ivy.next((f) => f.op === 'err')).code, 'E_UNKNOWN_ID');
+    const refused = await ivy.next((f) => f.op === 'err');
+    assert.deepEqual([refused.code, refused.id, refused.ref], ['E_UNKNOWN_ID', 'no-such-id', undefined], 'the ack op has no ref: the err names the id instead');
     const id = await server.send('ivy', 'mine');
     const [msg] = await nextMsgs(ivy, 1);
     mallory.send({ op: 'ack', id });

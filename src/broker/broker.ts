@@ -378,7 +378,7 @@ export class Broker {
   private ack(shard: number, sid: string, user: string, id: string): void {
     const entry = this.queues.get(id);
     const mine = entry !== undefined && entry.state === State.INFLIGHT && (entry.m.group === null ? entry.m.target === `u:${user}` : entry.holder === user);
-    if (!mine) return this.link.error(shard, sid, 'E_UNKNOWN_ID', `no message ${id} awaits your ack (unknown, not delivered yet, already acknowledged, or not yours)`, null);
+    if (!mine) return this.link.error(shard, sid, 'E_UNKNOWN_ID', `no message ${id} awaits your ack (unknown, not delivered yet, already acknowledged, or not yours)`, null, false, id);
     this.counters.acked++;
     this.options.latency?.since(Latency.ack, entry.deliveredAt);
     this.unlink(entry);

@@ -103,8 +103,9 @@ export class RingShardLink implements ShardLink {
     this.control(shard, encodeRecord(ToShard.SENDER_ACK, offset === undefined ? [sid, ref, id] : [sid, ref, id, offset]));
   }
 
-  error(shard: number, sid: string, code: ErrorCode, message: string, ref: string | null, close = false): void {
-    this.control(shard, encodeRecord(ToShard.ERROR, close ? [sid, code, message, ref, 1] : [sid, code, message, ref]));
+  error(shard: number, sid: string, code: ErrorCode, message: string, ref: string | null, close = false, id?: string): void {
+    const record = id !== undefined ? [sid, code, message, ref, close ? 1 : 0, id] : close ? [sid, code, message, ref, 1] : [sid, code, message, ref];
+    this.control(shard, encodeRecord(ToShard.ERROR, record));
   }
 
   welcome(shard: number, sid: string, pending: number): void {

@@ -25,7 +25,8 @@ export interface ShardLink {
   /** The sender's message is stored (or published): `ack {ref, id}` to connection `sid`, with `offset` for a pub to a group that keeps history. */
   senderAck(shard: number, sid: string, ref: string | null, id: string, offset?: number): void;
   /** `err` to connection `sid`; with `close`, then the close code of `code` (errors.ts). */
-  error(shard: number, sid: string, code: ErrorCode, message: string, ref: string | null, close?: boolean): void;
+  /** `id`: the message id of a refused `ack` (the err frame's `id`). */
+  error(shard: number, sid: string, code: ErrorCode, message: string, ref: string | null, close?: boolean, id?: string): void;
   /** `welcome` to connection `sid`, with the number of stored messages about to follow. */
   welcome(shard: number, sid: string, pending: number): void;
   /**

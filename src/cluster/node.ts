@@ -258,10 +258,10 @@ export class ClusterNode {
           const [sid, user, id] = f as [string, string, string];
           const { link } = this.options;
           return this.messaging.ack(user, id, {
-            unknown: (message) => link.error(shard, sid, 'E_UNKNOWN_ID', message, null),
+            unknown: (message) => link.error(shard, sid, 'E_UNKNOWN_ID', message, null, false, id),
             unavailable: (message) => {
               this.stats_.cluster_unavailable++;
-              link.error(shard, sid, 'E_CLUSTER_UNAVAILABLE', message, null);
+              link.error(shard, sid, 'E_CLUSTER_UNAVAILABLE', message, null, false, id);
             },
           });
         }

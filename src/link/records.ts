@@ -68,7 +68,7 @@ export const ToShard = {
   DELIVER_SID: 3,
   /** [sid, pending]: send `welcome` with this pending count (deliveries follow). */
   WELCOME: 4,
-  /** [sid, code, message, ref|null, close?]: `err`; close: 1 closes the connection with the code's close code. */
+  /** [sid, code, message, ref|null, close?, id?]: `err`; close: 1 closes the connection with the code's close code; id: a refused `ack`'s message id. */
   ERROR: 5,
   /**
    * [topic, frame, receivedAt?]: publish `frame` to local subscribers of `topic` (a group, or

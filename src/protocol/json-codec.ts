@@ -161,8 +161,9 @@ export function encodePong(t: number, serverTime: number): string {
   return `{"op":"pong","t":${t},"st":${serverTime}}`;
 }
 
-export function encodeError(code: ErrorCode, message: string, ref?: string, reason?: ErrorReason): string {
-  return `{"op":"err","code":"${code}","message":${JSON.stringify(message)}${refField(ref)}${reason === undefined ? '' : `,"reason":"${reason}"`}}`;
+/** `id`: the message an `ack` named, when that `ack` is what was refused (the op has no `ref`). */
+export function encodeError(code: ErrorCode, message: string, ref?: string, reason?: ErrorReason, id?: string): string {
+  return `{"op":"err","code":"${code}","message":${JSON.stringify(message)}${refField(ref)}${reason === undefined ? '' : `,"reason":"${reason}"`}${id === undefined ? '' : `,"id":${JSON.stringify(id)}`}}`;
 }
 
 export function encodeFrameError(error: FrameError): string {

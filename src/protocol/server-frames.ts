@@ -29,7 +29,8 @@ export interface ServerFrames {
   /** The `ack` of a pub to a group that keeps history: also the offset its message got. */
   pubAck(ref: string | undefined, id: string, offset: number): Wire;
   pong(t: number, serverTime: number): Wire;
-  error(code: ErrorCode, message: string, ref?: string, reason?: ErrorReason): Wire;
+  /** `id`: the message id of a refused `ack`. */
+  error(code: ErrorCode, message: string, ref?: string, reason?: ErrorReason, id?: string): Wire;
 }
 
 export const JSON_FRAMES: ServerFrames = {
@@ -69,10 +70,11 @@ export const MSGPACK_FRAMES: ServerFrames = {
   ack: (ref, id) => writeFrame(ref === undefined ? { op: 'ack', id } : { op: 'ack', ref, id }),
   pubAck: (ref, id, offset) => writeFrame(ref === undefined ? { op: 'ack', id, offset } : { op: 'ack', ref, id, offset }),
   pong: (t, st) => writeFrame({ op: 'pong', t, st }),
-  error: (code, message, ref, reason) => {
+  error: (code, message, ref, reason, id) => {
     const frame: Record<string, unknown> = { op: 'err', code, message };
     if (ref !== undefined) frame.ref = ref;
     if (reason !== undefined) frame.reason = reason;
+    if (id !== undefined) frame.id = id;
     return writeFrame(frame);
   },
 };

@@ -275,7 +275,7 @@ export class BrokerLink implements AdminForwarder {
       }
       case ToShard.ERROR: {
         const ws = registry.sid(f[0] as string);
-        if (ws) this.options.fail(ws, connOf(ws), f[1] as ErrorCode, f[2] as string, (f[3] as string | null) ?? undefined, f[4] === 1);
+        if (ws) this.options.fail(ws, connOf(ws), f[1] as ErrorCode, f[2] as string, (f[3] as string | null) ?? undefined, f[4] === 1, f[5] as string | undefined);
         return;
       }
       case ToShard.GROUP_PUB: {

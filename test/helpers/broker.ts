@@ -21,7 +21,7 @@ export type Call = { time: number; shard: number } & (
   | { op: 'deliverToUser'; user: string; frame: string; arrivedAt: number; live: number }
   | { op: 'deliverToSid'; sid: string; frame: string; arrivedAt: number; live: number }
   | { op: 'senderAck'; sid: string; ref: string | null; id: string; offset: number | undefined }
-  | { op: 'error'; sid: string; code: ErrorCode; message: string; ref: string | null }
+  | { op: 'error'; sid: string; code: ErrorCode; message: string; ref: string | null; close?: boolean; id?: string }
   | { op: 'welcome'; sid: string; pending: number }
   | { op: 'groupPub'; group: string; frame: string }
   | { op: 'reply'; sid: string; frame: string }
@@ -52,8 +52,8 @@ export class RecordingLink implements ShardLink {
   senderAck(shard: number, sid: string, ref: string | null, id: string, offset?: number): void {
     this.record({ op: 'senderAck', shard, sid, ref, id, offset });
   }
-  error(shard: number, sid: string, code: ErrorCode, message: string, ref: string | null, close = false): void {
-    this.record({ op: 'error', shard, sid, code, message, ref, ...(close && { close }) });
+  error(shard: number, sid: string, code: ErrorCode, message: string, ref: string | null, close = false, id?: string): void {
+    this.record({ op: 'error', shard, sid, code, message, ref, ...(close && { close }), ...(id !== undefined && { id }) });
   }
   welcome(shard: number, sid: string, pending: number): void {
     this.record({ op: 'welcome', shard, sid, pending });
