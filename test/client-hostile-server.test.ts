@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { WebSocketServer } from 'ws';
+import WebSocket, { WebSocketServer } from 'ws';
 import { OcsError } from '../src/client/index.js';
 import { until } from './helpers/messaging.js';
 import { sdkClient } from './helpers/sdk.js';
@@ -102,5 +102,31 @@ test('a join refused with E_OVERLOADED is sent again after a pause and then sett
   await rx.client.join('busy');
   assert.equal(joins.at(-1)!.presence, undefined);
   await rx.client.close();
+  await new Promise((resolve) => wss.close(resolve));
+});
+
+test('a frame over maxFrameBytes closes the connection with 1009 before it is decoded, also where the WebSocket class ignores the limit (as browsers do)', async () => {
+  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+  await new Promise((resolve) => wss.once('listening', resolve));
+  const port = (wss.address() as { port: number }).port;
+  wss.on('connection', (ws) => {
+    ws.send(JSON.stringify({ op: 'welcome', user: 'u', sid: 's', shard: 0, pending: 0 }));
+    ws.send(JSON.stringify({ op: 'msg', id: 'small', from: 'x', data: 'ok', pri: 1, ts: 1 }));
+    ws.send(JSON.stringify({ op: 'msg', id: 'huge', from: 'x', data: 'x'.repeat(4096), pri: 1, ts: 1 }));
+  });
+  // A browser's WebSocket takes (url, protocols) only: the limit is then the SDK's own check.
+  class BrowserLike extends WebSocket {
+    constructor(url: string, protocols?: string | string[]) {
+      super(url, protocols);
+    }
+  }
+  for (const WebSocketClass of [WebSocket, BrowserLike]) {
+    const rx = sdkClient(port, { user: 'u', reconnect: false, heartbeatMs: 0, maxFrameBytes: 2048, WebSocket: WebSocketClass });
+    const closed = new Promise<{ code: number }>((resolve) => rx.client.once('closed', resolve));
+    await rx.client.connect();
+    assert.equal((await closed).code, 1009, WebSocketClass.name);
+    assert.deepEqual(rx.messages.map((m) => m.id), ['small'], 'the frame before it was handled, the huge one never');
+  }
+  assert.throws(() => sdkClient(port, { maxFrameBytes: 0 }), /maxFrameBytes must be an integer/);
   await new Promise((resolve) => wss.close(resolve));
 });

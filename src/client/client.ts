@@ -7,7 +7,7 @@
  */
 import { ClientErrorCodes, OcsError, isErrorCode } from '../protocol/errors.js';
 import type { ClientCodec } from './codec.js';
-import { Connection } from './connection.js';
+import { Connection, MAX_FRAME_BYTES, type ConnectionLimits } from './connection.js';
 import { Emitter } from './emitter.js';
 import { Groups } from './groups.js';
 import { DEFAULT_RECONNECT, decideReconnect, type ReconnectOptions } from './reconnect.js';
@@ -44,6 +44,8 @@ export interface ClientOptions {
   heartbeatMs?: number;
   /** How long a connection may take to be welcomed (default 10 s). */
   connectTimeoutMs?: number;
+  /** Largest frame taken from the server, bytes (default MAX_FRAME_BYTES, 64 MiB + 64 KiB); a larger one closes the connection with 1009 unread, and it reconnects. */
+  maxFrameBytes?: number;
   /** Random numbers in [0, 1) for the backoff's jitter (tests pass a fixed one). */
   random?: () => number;
 }
@@ -51,6 +53,7 @@ export interface ClientOptions {
 export class OcsClient extends Emitter<ClientEvents> {
   private readonly WebSocketClass: WebSocketConstructor;
   private readonly policy: ReconnectOptions | false;
+  private readonly limits: ConnectionLimits;
   private readonly autoAck: boolean;
   private readonly requests: Requests;
   private readonly groups = new Groups();
@@ -77,6 +80,9 @@ export class OcsClient extends Emitter<ClientEvents> {
     if (typeof options.url !== 'string' || !/^wss?:\/\//.test(options.url)) throw new TypeError('url must be a ws:// or wss:// URL');
     this.WebSocketClass = resolveWebSocket(options.WebSocket);
     this.policy = options.reconnect === false ? false : { ...DEFAULT_RECONNECT, ...options.reconnect };
+    const maxFrameBytes = options.maxFrameBytes ?? MAX_FRAME_BYTES;
+    if (!Number.isSafeInteger(maxFrameBytes) || maxFrameBytes < 1024) throw new TypeError('maxFrameBytes must be an integer of at least 1024');
+    this.limits = { connectTimeoutMs: options.connectTimeoutMs ?? 10_000, maxFrameBytes };
     this.autoAck = options.autoAck ?? true;
     this.requests = new Requests(options.requestTimeoutMs ?? 10_000, options.maxQueued ?? 1000);
     this.seen = new SeenIds(options.dedupeWindow ?? 10_000);
@@ -182,7 +188,7 @@ export class OcsClient extends Emitter<ClientEvents> {
     let url = this.options.url;
     if (token === undefined && this.options.user !== undefined) url += `${url.includes('?') ? '&' : '?'}user=${encodeURIComponent(this.options.user)}`;
     try {
-      const connection: Connection = new Connection(this.WebSocketClass, url, this.msgpack, token, this.options.connectTimeoutMs ?? 10_000, {
+      const connection: Connection = new Connection(this.WebSocketClass, url, this.msgpack, token, this.limits, {
         frame: (frame) => this.onFrame(frame),
         closed: (code, reason) => {
           if (connection === this.connection) this.connectionLost(code, reason);

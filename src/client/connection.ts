@@ -7,6 +7,16 @@
 import { JSON_PROTOCOL, jsonCodec, MSGPACK_PROTOCOL, type ClientCodec } from './codec.js';
 import { OPEN, type WebSocketConstructor, type WebSocketLike } from './socket.js';
 
+/** The largest frame taken from a server by default: a `msg` carrying a message of the largest `max_payload` a server may be configured with (64 MiB), with room for its envelope. */
+export const MAX_FRAME_BYTES = 64 * 1024 * 1024 + 64 * 1024;
+
+export interface ConnectionLimits {
+  /** How long the connection may take to be welcomed, ms. */
+  connectTimeoutMs: number;
+  /** A larger frame from the server closes the connection with 1009 unread. */
+  maxFrameBytes: number;
+}
+
 export interface ConnectionEvents {
   /** A decoded frame (anything that decodes to an object). */
   frame(frame: Record<string, unknown>): void;
@@ -26,10 +36,13 @@ export class Connection {
     url: string,
     private readonly msgpack: ClientCodec | null,
     token: string | undefined,
-    connectTimeoutMs: number,
+    private readonly limits: ConnectionLimits,
     private readonly events: ConnectionEvents,
   ) {
-    const socket = new WebSocketClass(url, msgpack !== null ? [MSGPACK_PROTOCOL, JSON_PROTOCOL] : [JSON_PROTOCOL]) as WebSocketLike;
+    // `ws` (Node) refuses a larger frame before buffering it whole; browsers ignore the third
+    // argument and buffer it, and then onData refuses it before decoding.
+    const protocols = msgpack !== null ? [MSGPACK_PROTOCOL, JSON_PROTOCOL] : [JSON_PROTOCOL];
+    const socket = new WebSocketClass(url, protocols, { maxPayload: limits.maxFrameBytes }) as WebSocketLike;
     this.socket = socket;
     socket.binaryType = 'arraybuffer';
     socket.onopen = () => {
@@ -37,9 +50,13 @@ export class Connection {
       if (token !== undefined) this.send({ op: 'auth', token });
     };
     socket.onmessage = (event) => this.onData(event.data);
-    socket.onclose = (event) => this.gone(event.code, event.reason);
-    socket.onerror = () => undefined; // a close event follows with the code
-    this.arm(connectTimeoutMs, () => this.abandon('not welcomed in time'));
+    // `ws` reports a frame over maxPayload as an error, then closes with 1006: told as 1009.
+    let tooLarge = false;
+    socket.onclose = (event) => this.gone(tooLarge && event.code === 1006 ? 1009 : event.code, tooLarge ? 'frame over maxFrameBytes' : event.reason);
+    socket.onerror = (event) => {
+      tooLarge ||= (event as { error?: { code?: unknown } } | null)?.error?.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH';
+    };
+    this.arm(limits.connectTimeoutMs, () => this.abandon('not welcomed in time', 1006));
   }
 
   get encoding(): 'json' | 'msgpack' {
@@ -65,7 +82,7 @@ export class Connection {
         seen = this.frames;
         pinged = false;
       } else if (pinged) {
-        return this.abandon('no answer to ping');
+        return this.abandon('no answer to ping', 1006);
       } else {
         pinged = true;
         this.send({ op: 'ping', t: Date.now() });
@@ -86,15 +103,21 @@ export class Connection {
     }
   }
 
-  /** Gives up on a socket that stopped answering: its close handshake may never come. */
-  private abandon(reason: string): void {
+  /**
+   * Gives up on a socket that stopped answering (1006: its close handshake may never come), or
+   * that sent a frame over maxFrameBytes (1009, the code `ws` closes with for one).
+   */
+  private abandon(reason: string, code: 1006 | 1009): void {
     if (this.socket === null) return;
-    this.close(1000, reason);
-    this.events.closed(1006, reason);
+    this.close(code === 1009 ? 1009 : 1000, reason);
+    this.events.closed(code, reason);
   }
 
   private onData(data: unknown): void {
     this.frames++;
+    // A string's length undercounts its UTF-8 bytes by at most 3x: still a bound on the decoding work.
+    const size = typeof data === 'string' ? data.length : data instanceof ArrayBuffer ? data.byteLength : 0;
+    if (size > this.limits.maxFrameBytes) return this.abandon(`frame of ${size} bytes from the server, over maxFrameBytes`, 1009);
     let frame: unknown;
     try {
       frame = this.codec.decode(data);

@@ -9,6 +9,7 @@
  *   await client.publish('lobby', { text: 'hi' });
  */
 export { OcsClient, type ClientOptions } from './client.js';
+export { MAX_FRAME_BYTES } from './connection.js';
 export { decideReconnect, DEFAULT_RECONNECT, type ReconnectOptions, type ReconnectDecision } from './reconnect.js';
 export { RecoveryBook, type Position, type Verdict, type JoinOutcome } from './recovery.js';
 export { jsonCodec, JSON_PROTOCOL, MSGPACK_PROTOCOL, type ClientCodec } from './codec.js';

@@ -19,7 +19,7 @@ export interface WebSocketLike {
  * Any WebSocket class: `globalThis.WebSocket`, or `ws`'s default export. Typed loosely on
  * purpose: each implementation types its event objects its own way.
  */
-export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => unknown;
+export type WebSocketConstructor = new (url: string, protocols?: string | string[], options?: { maxPayload?: number }) => unknown;
 
 export const OPEN = 1;
 
