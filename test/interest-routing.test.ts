@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { RunningServer } from '../src/index.js';
 import { createInterestTable, INTEREST_BUCKETS, interestBucket, InterestTable } from '../src/shared/interest-table.js';
-import { Counter } from '../src/shared/shard-table.js';
+import { Counter } from '../src/shared/shard-counters.js';
 import { member, onShard, type Frame, type TestClient } from './helpers/client.js';
 import { startInProcess } from './helpers/server.js';
 

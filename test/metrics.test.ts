@@ -19,7 +19,8 @@ import { createSnapshotBuffer, SnapshotDoc, SnapshotReader, SnapshotWriter } fro
 import { ThreadMetrics } from '../src/metrics/thread-metrics.js';
 import { ErrorCodes } from '../src/protocol/errors.js';
 import { createRingBuffer } from '../src/rings/ring.js';
-import { createShardTable, errorCounter, MESSAGING_COUNTERS, ShardTable, type MessagingCounterName } from '../src/shared/shard-table.js';
+import { createShardTable, ShardTable } from '../src/shared/shard-table.js';
+import { errorCounter, MESSAGING_COUNTERS, type MessagingCounterName } from '../src/shared/shard-counters.js';
 import { parseExposition, promtoolCheck, seriesKey } from './helpers/prometheus.js';
 /** The Summary of a whole histogram, from its non-zero buckets. */
 const summarize = (h: Histogram) => summarizeSparse(h, sparseCounts(h));

@@ -16,7 +16,8 @@
 import type { HistoryStats } from '../broker/history.js';
 import type { Config } from '../config/schema.js';
 import type { ShardSnapshot, ShardTable } from '../shared/shard-table.js';
-import { byName, Counter, errorCounter, LINKS, type MessagingCounterName } from '../shared/shard-table.js';
+import { LINKS } from '../shared/shard-table.js';
+import { byName, Counter, errorCounter, type MessagingCounterName } from '../shared/shard-counters.js';
 import type { Logger } from '../util/logger.js';
 import { Alerts, type ActiveAlert, type AlertEvent, type AlertStatus } from './alerts.js';
 import { ExportFile } from './export-file.js';

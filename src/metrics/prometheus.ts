@@ -7,7 +7,7 @@
  */
 import type { HistoryStats } from '../broker/history.js';
 import { ErrorCodes, type ErrorCode } from '../protocol/errors.js';
-import { COUNTERS, errorCounter, type CounterName, type MessagingCounterName } from '../shared/shard-table.js';
+import { COUNTERS, errorCounter, type CounterName, type MessagingCounterName } from '../shared/shard-counters.js';
 import type { MetricsView } from './hub.js';
 import { LATENCY_HELP, type LatencyName } from './latencies.js';
 import { PRIMARY_THREAD } from './report.js';

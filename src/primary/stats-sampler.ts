@@ -7,7 +7,8 @@
  */
 import type { Config } from '../config/schema.js';
 import type { MetricsHub } from '../metrics/hub.js';
-import { byName, Counter, COUNTER_COUNT, MESSAGING_COUNTERS, type MessagingCounterName, type ShardTable } from '../shared/shard-table.js';
+import { type ShardTable } from '../shared/shard-table.js';
+import { byName, Counter, COUNTER_COUNT, MESSAGING_COUNTERS, type MessagingCounterName } from '../shared/shard-counters.js';
 import type { Logger } from '../util/logger.js';
 import { alignedDelay } from '../util/timer-grid.js';
 

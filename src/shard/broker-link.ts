@@ -16,7 +16,7 @@ import { HEADER_BYTES } from '../rings/ring.js';
 import { QueuedRingWriter, type WriteRefusal } from '../link/queued-writer.js';
 import { Latency, type LatencyRecorder } from '../metrics/latencies.js';
 import { reportToFields, type ThreadReport } from '../metrics/report.js';
-import { Counter } from '../shared/shard-table.js';
+import { Counter } from '../shared/shard-counters.js';
 import type { Logger } from '../util/logger.js';
 import type { AdminForwarder } from './admin-http.js';
 import { Broadcast } from './broadcast.js';

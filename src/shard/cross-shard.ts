@@ -17,7 +17,8 @@ import { DoorbellListener, DoorbellRinger } from '../rings/doorbell.js';
 import { QueuedRingWriter } from '../link/queued-writer.js';
 import { RingReader } from '../rings/ring.js';
 import { interestBucket, type InterestTable } from '../shared/interest-table.js';
-import { Counter, type ShardTable } from '../shared/shard-table.js';
+import { type ShardTable } from '../shared/shard-table.js';
+import { Counter } from '../shared/shard-counters.js';
 import type { Logger } from '../util/logger.js';
 
 export const RecordKind = { PUB: 1 } as const;

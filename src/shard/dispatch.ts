@@ -21,7 +21,7 @@ import { decodeJson } from '../protocol/json-codec.js';
 import { decodeMsgpack } from '../protocol/msgpack-codec.js';
 import { frameErrorIn } from '../protocol/server-frames.js';
 import type { HistoryPatterns } from '../shared/history-patterns.js';
-import { Counter } from '../shared/shard-table.js';
+import { Counter } from '../shared/shard-counters.js';
 import type { Logger } from '../util/logger.js';
 import type { Admission } from './admission.js';
 import { Broadcast, ringPayload } from './broadcast.js';

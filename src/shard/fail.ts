@@ -3,7 +3,7 @@
  * table (src/protocol/errors.ts), counted under that code's counter, and optionally the close.
  */
 import { ErrorCodes, type ErrorCode } from '../protocol/errors.js';
-import { errorCounter } from '../shared/shard-table.js';
+import { errorCounter } from '../shared/shard-counters.js';
 import type { Connection, Socket } from './connection.js';
 import type { Out } from './out.js';
 

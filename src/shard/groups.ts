@@ -4,7 +4,7 @@
  * shard, from another shard's ring or from the broker. JSON members are subscribed to the
  * group's name, msgpack members to binaryTopic() of it (broadcast.ts).
  */
-import { Counter } from '../shared/shard-table.js';
+import { Counter } from '../shared/shard-counters.js';
 import type { TemplatedApp } from '../util/uws.js';
 import { binaryTopicOf, type Broadcast } from './broadcast.js';
 

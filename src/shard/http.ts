@@ -4,7 +4,8 @@
  * shard table so any shard can answer for all of them.
  */
 import { httpError, httpStatusLine, type HttpCode } from '../protocol/errors.js';
-import { COUNTERS, LINKS, MESSAGING_COUNTERS, byName, shardStatusName, ShardStatus, type LinkName, type LinkState, type ShardTable } from '../shared/shard-table.js';
+import { LINKS, shardStatusName, ShardStatus, type LinkName, type LinkState, type ShardTable } from '../shared/shard-table.js';
+import { COUNTERS, MESSAGING_COUNTERS, byName } from '../shared/shard-counters.js';
 import { answer, watch } from '../util/http-answer.js';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '../util/uws.js';
 import type { ClusterState } from '../shared/cluster-state.js';

@@ -10,7 +10,7 @@
  */
 import { ErrorCodes } from '../protocol/errors.js';
 import type { Wire } from '../protocol/server-frames.js';
-import { Counter } from '../shared/shard-table.js';
+import { Counter } from '../shared/shard-counters.js';
 import type { Logger } from '../util/logger.js';
 import type { Connection, Socket } from './connection.js';
 

@@ -21,7 +21,7 @@
 import { Latency } from '../metrics/latencies.js';
 import type { ThreadMetrics } from '../metrics/thread-metrics.js';
 import { CloseCodes } from '../protocol/errors.js';
-import { Counter } from '../shared/shard-table.js';
+import { Counter } from '../shared/shard-counters.js';
 import type { Connection } from './connection.js';
 import type { Fail } from './fail.js';
 
