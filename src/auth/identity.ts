@@ -4,7 +4,8 @@
  * `prefix.*` patterns) limits which groups the user may join and publish to.
  */
 import { jwtVerify, errors as joseErrors, type JWTVerifyOptions } from 'jose';
-import { MAX_WEIGHT, type Config } from '../config/schema.js';
+import { MAX_WEIGHT } from '../config/delivery-schema.js';
+import type { Config } from '../config/schema.js';
 import { GROUP_PATTERN, NAME_PATTERN } from '../protocol/frames.js';
 
 export interface Identity {

@@ -3,7 +3,7 @@
  * against a server of its own (some of these end the process). A case returns what went
  * wrong; an empty list means the defect is fixed.
  */
-import { MAX_WEIGHT } from '../../src/config/schema.js';
+import { MAX_WEIGHT } from '../../src/config/delivery-schema.js';
 import { MAX_DATA_DEPTH } from '../../src/protocol/json-codec.js';
 import { getJson, type Frame, type TestClient } from '../helpers/client.js';
 import { until } from '../helpers/messaging.js';
