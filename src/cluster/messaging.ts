@@ -24,7 +24,8 @@ import type { Logger } from '../util/logger.js';
 import { NodeRecord, type BatchEntry, type Channels } from './channels.js';
 import { LocalDelivery, outgoing, type Outgoing } from './local-delivery.js';
 import type { ClusterPresence, LocalPresence } from './presence.js';
-import { ACK, CONNECT, DEAD_ON_ARRIVAL, JOIN, PUMP, ROUTE_ANY, ROUTE_USER, STORE, SWEEP, type ScriptRunner } from './scripts.js';
+import { ROUTE_ANY } from './route-any-script.js';
+import { ACK, CONNECT, DEAD_ON_ARRIVAL, JOIN, PUMP, ROUTE_USER, STORE, SWEEP, type ScriptRunner } from './scripts.js';
 import type { ClusterStats } from './stats.js';
 
 /** `offset`: the one a pub to a group that keeps history got (groups.ts). */
