@@ -6,8 +6,8 @@
  * intake.ts (accepting, with the refusals), delivery.ts (routing, with outbox.ts batching),
  * queues.ts (per recipient, with the limits on stored messages), presence.ts (who is where),
  * ack-timers.ts (deadlines, schedule and expiry), processors.ts, dlq-admin.ts (the /admin/dlq
- * API), unsaved-writes.ts (writes made again once a full disk has room). Shards are reached
- * through a ShardLink (ring-link.ts in the server, a recorder in tests).
+ * API), unsaved-writes.ts (writes made again once a full disk has room), shard-records.ts (what
+ * the shards ask, through a ShardLink: ring-link.ts in the server, a recorder in tests).
  *
  * A message is acknowledged to its sender only once its store write is committed: an
  * acknowledged message survives a restart. A message for now is delivered to an online
@@ -19,22 +19,23 @@ import { OcsError, type ErrorCode } from '../protocol/errors.js';
 import { ANY_STRATEGIES, type AnyStrategy } from '../protocol/frames.js';
 import type { MessageStore, StoreHealth } from '../store/store.js';
 import type { Logger } from '../util/logger.js';
-import { ToBroker, typeOfData } from '../link/records.js';
-import { Latency, type LatencyRecorder } from '../metrics/latencies.js';
+import { typeOfData } from '../link/records.js';
+import type { LatencyRecorder } from '../metrics/latencies.js';
 import { AckTimers } from './ack-timers.js';
 import { Delivery } from './delivery.js';
-import { serveDlqRequest, type RenderLetters } from './dlq-admin.js';
+import type { RenderLetters } from './dlq-admin.js';
 import { BrokerGroups } from './groups.js';
 import { HistoryHold, HOLD_FULL_MESSAGE } from './history-hold.js';
 import type { HistoryStats } from './history.js';
 import { checkPublishArgs, checkSendOptions, dataJsonOf } from './embedding-checks.js';
 import { Intake, type Reply } from './intake.js';
-import { connectionCapRefusal, Presence } from './presence.js';
+import { Presence } from './presence.js';
 import { MessageIds } from './ids.js';
 import { Processors, type Processor } from './processors.js';
 import { Queues, State, type Entry } from './queues.js';
 import { restoreStored, UncommittedRemovals } from './restore.js';
 import type { ShardLink } from './shard-link.js';
+import { ShardRecords } from './shard-records.js';
 import { UnsavedWrites } from './unsaved-writes.js';
 
 export type { Processor, ProcessorMessage } from './processors.js';
@@ -96,6 +97,7 @@ export class Broker {
   private readonly unsaved: UnsavedWrites;
   private readonly route: Delivery;
   private readonly intake: Intake;
+  private readonly records: ShardRecords;
   /** History, group presence and the answers about groups. */
   private readonly groups: BrokerGroups;
   private stopped = false;
@@ -162,6 +164,7 @@ export class Broker {
       unlink,
       deadLetter,
     });
+    this.records = new ShardRecords({ limits: config.websocket.limits, link, store, queues, presence, ids, intake: this.intake, route: this.route, groups: this.groups.requests, unsaved, counters, log, latency: options.latency, renderDeadLetters: options.renderDeadLetters, unlink });
     store.onHealthChange = (health) => this.storeHealthChanged(health);
   }
 
@@ -313,78 +316,13 @@ export class Broker {
     this.presence.forgetShard(shard);
   }
 
-  /** One record from `shard` (fields as src/link/records.ts lists them for ToBroker). */
+  /** One record from `shard` (shard-records.ts), held while the history is handed over (history-hold.ts). */
   onRecord(shard: number, kind: number, f: unknown[]): void {
     if (this.historyHold !== null && this.historyHold.holdsRecord(shard, kind, f, () => this.onRecord(shard, kind, f))) return;
-    try {
-      switch (kind) {
-        case ToBroker.SEND: {
-          const [sid, ref, from, to, data, pri, at, type, receivedAt] = f as [string, string | null, string, string, string, number, number, string | null, number | undefined];
-          return this.intake.accept({ target: `u:${to}`, from, group: null, data, pri, at, strategy: null }, type, this.replyTo(shard, sid, ref), true, receivedAt);
-        }
-        case ToBroker.ANY: {
-          const [sid, ref, from, group, data, pri, strategy, type, receivedAt] = f as [string, string | null, string, string, string, number, string | null, string | null, number | undefined];
-          return this.intake.accept({ target: `g:${group}`, from, group, data, pri, at: 0, strategy }, type, this.replyTo(shard, sid, ref), true, receivedAt);
-        }
-        case ToBroker.ACK: {
-          const [sid, user, id] = f as [string, string, string];
-          return this.ack(shard, sid, user, id);
-        }
-        case ToBroker.PRESENCE: {
-          const [sid, user, online] = f as [string, string, number];
-          if (!online) return this.presence.offline(sid);
-          const refusal = connectionCapRefusal(user, this.presence.connectionsOf(user)?.size ?? 0, this.options.config.websocket.limits.max_connections_per_user);
-          if (refusal !== null) return this.link.error(shard, sid, 'E_RATE_LIMITED', refusal, null, true);
-          return this.route.online(sid, user, shard);
-        }
-        case ToBroker.MEMBERSHIP: {
-          const [sid, group, joined, weight, watch] = f as [string, string, number, number, number | undefined];
-          if (joined !== 1) return this.presence.leave(sid, group);
-          if (this.presence.join(sid, group, weight, watch === 1)) this.route.groupJoined(group);
-          return;
-        }
-        case ToBroker.PUB: {
-          const [sid, ref, from, group, data, pri, type, receivedAt] = f as [string, string | null, string, string, string, number, string | null, number | undefined];
-          const id = this.ids.nextPubId();
-          const reply = this.replyTo(shard, sid, ref);
-          // A pub is acknowledged only when it asked to be (it has a ref), as on the shard's fast path.
-          const ok = (pubId: string, offset?: number): void => void (ref !== null && reply.ok(pubId, offset));
-          return this.intake.publish(id, from, group, data, pri, type, { ok, fail: reply.fail }, receivedAt ?? 0);
-        }
-        case ToBroker.ADMIN: {
-          const [requestId, method, path] = f as [number, string, string];
-          const reply = (status: number, body: string): void => this.link.adminReply(shard, requestId, status, body);
-          const failed = (err: unknown): void => this.options.log.error({ code: 'E_INTERNAL', err }, 'admin reply failed');
-          return serveDlqRequest(method, path, this.store, (letter) => this.intake.requeue(letter), reply, failed, this.link.maxFrameBytes, this.options.renderDeadLetters);
-        }
-        default:
-          this.groups.requests.onRecord(shard, kind, f);
-      }
-    } catch (err) {
-      this.options.log.error({ code: 'E_INTERNAL', err, kind, shard }, 'broker record failed');
-    }
+    this.records.onRecord(shard, kind, f);
   }
 
-  private replyTo(shard: number, sid: string, ref: string | null): Reply {
-    return {
-      ok: (id, offset) => this.link.senderAck(shard, sid, ref, id, offset),
-      fail: (code, message) => this.link.error(shard, sid, code, message, ref),
-    };
-  }
-
-  // --- acks, timers, dead letters --------------------------------------------------------
-
-  /** Only a delivered message awaiting its ack can be acknowledged, and only by its recipient (for `any`: the member holding it). */
-  private ack(shard: number, sid: string, user: string, id: string): void {
-    const entry = this.queues.get(id);
-    const mine = entry !== undefined && entry.state === State.INFLIGHT && (entry.m.group === null ? entry.m.target === `u:${user}` : entry.holder === user);
-    if (!mine) return this.link.error(shard, sid, 'E_UNKNOWN_ID', `no message ${id} awaits your ack (unknown, not delivered yet, already acknowledged, or not yours)`, null, false, id);
-    this.counters.acked++;
-    this.options.latency?.since(Latency.ack, entry.deliveredAt);
-    this.unlink(entry);
-    const m = entry.m;
-    void this.unsaved.write(() => this.store.remove(m));
-  }
+  // --- timers, dead letters --------------------------------------------------------------
 
   /** A scheduled send is due (unless it was removed meanwhile, e.g. dead-lettered by the cap). */
   private due(entry: Entry): void {
