@@ -1,15 +1,14 @@
 /**
  * One acceptor thread's life: it builds its parts, listens on the shared port
  * (SO_REUSEPORT), and stops by one sequence whether the primary asked or the shard crashed.
- * What it does meanwhile lives in its parts: admission.ts (upgrade and identity), dispatch.ts
- * (client frames), broker-link.ts (the broker), cross-shard.ts (the other shards), sweep.ts
- * (idle, pings, slow consumers).
+ * What it does meanwhile lives in its parts: routes.ts (what the port answers, to whom each
+ * socket event goes), admission.ts (upgrade and identity), dispatch.ts (client frames),
+ * broker-link.ts (the broker), cross-shard.ts (the other shards), sweep.ts (idle, pings, slow
+ * consumers).
  */
 import { Authenticator } from '../auth/identity.js';
 import { Codec, codecSettings } from '../codec/codec.js';
-import { attachMetricsRoutes } from '../metrics/http.js';
 import { Latency } from '../metrics/latencies.js';
-import { SnapshotReader } from '../metrics/snapshot.js';
 import { ThreadMetrics } from '../metrics/thread-metrics.js';
 import { CloseCodes } from '../protocol/errors.js';
 import { InterestTable } from '../shared/interest-table.js';
@@ -21,22 +20,21 @@ import type { PrimaryToShard, ShardInit, ShardToPrimary } from '../shared/thread
 import { bindFreePort } from '../util/free-port.js';
 import { createLogger, type Logger } from '../util/logger.js';
 import { createApp, uWS, type TemplatedApp, type us_listen_socket } from '../util/uws.js';
-import { attachAdminRoutes } from './admin-http.js';
 import { Admission } from './admission.js';
 import { fromRingPayload } from './broadcast.js';
 import { BrokerLink } from './broker-link.js';
-import { connOf, RateLimiter, type SocketData } from './connection.js';
+import { RateLimiter } from './connection.js';
 import { CrossShard } from './cross-shard.js';
 import { Dispatcher } from './dispatch.js';
 import { failer } from './fail.js';
 import { GroupOps } from './group-ops.js';
 import { LocalGroups } from './groups.js';
-import { attachHttpRoutes, stats, type HttpContext } from './http.js';
 import { ipLimitsPerShard } from './ip-limits.js';
 import { Out } from './out.js';
 import { OverflowGauges } from './overflow-gauges.js';
 import { ConnectionRegistry } from './registry.js';
-import { pongArrived, Sweeper } from './sweep.js';
+import { attachRoutes } from './routes.js';
+import { Sweeper } from './sweep.js';
 
 export interface ShardChannel {
   post(message: ShardToPrimary): void;
@@ -229,54 +227,13 @@ class Shard {
       else if (message.type === 'processors') this.dispatch.setProcessorTypes(message.types);
     });
     this.table.setStatus(this.init.shard, ShardStatus.STARTING);
-    const { config, app, admission, dispatch } = this;
+    const { config, app, table, cluster, link, admission, dispatch, groupOps, sweeper, metrics } = this;
     const { server } = config;
-    attachAdminRoutes(app, config.admin.token, this.link);
-    const httpContext: HttpContext = {
-      shard: this.init.shard,
-      linkStuckMs: config.monitoring.link_stuck_after * 1000,
-      table: this.table,
-      cluster: this.cluster,
-      version: this.init.version,
-      startedAt: Date.now(),
-      maxConnections: server.max_connections,
-      metricsEnabled: config.monitoring.enable_metrics_collection,
-      isStopping: () => this.draining,
+    const isStopping = (): boolean => this.draining;
+    const closed = (): void => {
+      if (this.closingAll && this.registry.size === 0) this.finish();
     };
-    attachMetricsRoutes(app, {
-      token: config.monitoring.token,
-      enabled: config.monitoring.enable_metrics_collection,
-      snapshot: new SnapshotReader(this.init.metrics, this.init.shards),
-      wake: () => this.link.metricsWanted(),
-      liveStats: () => stats(httpContext),
-    });
-    attachHttpRoutes(app, httpContext);
-    app.ws<SocketData>(server.path, {
-      // Frames between max_payload and twice that are read and refused with E_TOO_LARGE and
-      // 1009; larger ones are cut by uWS before they are buffered (the client sees 1006).
-      maxPayloadLength: server.max_payload * 2,
-      // The slow-consumer sweep closes at max_backpressure with 1013. uWS's own limit sits
-      // well above it, so the err and close frames still fit behind the backlog; a socket
-      // that reaches it between sweeps is closed by uWS rather than silently skipped.
-      maxBackpressure: server.max_backpressure * 4,
-      closeOnBackpressureLimit: 1,
-      // Idleness is judged by inbound traffic only (our sweep); uWS would count our own pings.
-      idleTimeout: 0,
-      sendPingsAutomatically: false,
-      compression: config.performance.enable_compression ? uWS.SHARED_COMPRESSOR : uWS.DISABLED,
-      upgrade: (res, req, context) => admission.upgrade(res, req, context),
-      open: (ws) => {
-        admission.open(ws);
-        this.sweeper.wake();
-      },
-      message: (ws, message, isBinary) => dispatch.message(ws, message, isBinary),
-      pong: (ws) => pongArrived(connOf(ws), this.metrics),
-      close: (ws) => {
-        admission.close(ws);
-        this.groupOps.closed(connOf(ws));
-        if (this.closingAll && this.registry.size === 0) this.finish();
-      },
-    });
+    attachRoutes({ app, config, init: this.init, table, cluster, link, admission, dispatch, groupOps, sweeper, metrics, isStopping, closed });
     // Port 0: this shard (the first) picks one and binds it at once (src/util/free-port.ts).
     const listen = (port: number): boolean => {
       app.listen(server.host, port, (listenSocket) => {
