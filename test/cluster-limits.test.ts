@@ -1,11 +1,13 @@
 /**
  * The limits on what one sender may store hold in cluster mode too, where the store is Redis
  * (src/cluster/scripts.ts STORE): messages (delivery.max_stored_per_sender) and their bytes of
- * data (max_stored_bytes_per_sender), given back as messages are acknowledged.
+ * data (max_stored_bytes_per_sender), given back as messages are acknowledged; and what a
+ * frozen Redis (open connections, no answers) does to a node and to the requests it had sent.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { getJson, member } from './helpers/client.js';
+import { joinGroup } from './helpers/history.js';
 import { nextMsgs, until } from './helpers/messaging.js';
 import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
 import { startInProcess } from './helpers/server.js';
@@ -102,6 +104,28 @@ describe('a frozen Redis (open connections, no answers)', { skip, timeout: 60_00
       await until(async () => ((await status()) === 'degraded' ? true : undefined), 'degraded while Redis is frozen', 10_000);
       process.kill(redis.pid!, 'SIGCONT');
       await until(async () => ((await status()) === 'ok' ? true : undefined), 'ok once Redis answers', 15_000);
+    } finally {
+      if (redis.pid !== null) process.kill(redis.pid, 'SIGCONT');
+      await node.close();
+      await redis.stop();
+    }
+  });
+
+  test('a pub to a history group that Redis did not answer in time is refused saying it may have been published, not that nothing happened', async () => {
+    const redis = await startPrivateRedis();
+    const config = nodeConfig(redis.url, 'freeze-pub:', 1, { websocket: { history: [{ pattern: 'room.*', size: 100 }] } }) as { cluster: Record<string, unknown> };
+    // A heartbeat every 10 s: the pub's own timeout, not the heartbeat's, is what the client hears of.
+    Object.assign(config.cluster, { command_timeout: 0.5, presence_ttl: 30 });
+    const node = await startInProcess(config);
+    try {
+      const client = await member(node.port, 'poster');
+      await joinGroup(client, 'room.frozen');
+      process.kill(redis.pid!, 'SIGSTOP');
+      client.send({ op: 'pub', group: 'room.frozen', data: 'hello?', ref: 'p1' });
+      const refused = await client.next((f) => f.ref === 'p1');
+      assert.deepEqual([refused.op, refused.code], ['err', 'E_CLUSTER_UNAVAILABLE']);
+      assert.match(String(refused.message), /may or may not have been published/);
+      client.close();
     } finally {
       if (redis.pid !== null) process.kill(redis.pid, 'SIGCONT');
       await node.close();

@@ -34,6 +34,7 @@ import { HISTORY_APPEND, HISTORY_JOIN, HISTORY_PAGE } from './history-scripts.js
 import type { Keys } from './keys.js';
 import type { Reply } from './messaging.js';
 import type { ScriptRunner } from './scripts.js';
+import { timedOut } from './redis.js';
 import type { ClusterStats } from './stats.js';
 
 export interface ClusterHistoryOptions {
@@ -87,6 +88,7 @@ function positionOf(frame: string): Position | null {
 
 const UNAVAILABLE = 'group history is kept in Redis, which is unreachable';
 const NOT_NUMBERED = 'a group that keeps history is numbered in Redis, which is unreachable';
+const MAYBE_PUBLISHED = 'Redis did not answer within cluster.command_timeout: the message may or may not have been published (a retry may deliver it twice)';
 /** Pubs to history groups sent to Redis and not yet answered: past it they are refused (E_OVERLOADED), not queued without bound. */
 const MAX_APPENDS_IN_FLIGHT = 50_000;
 
@@ -151,10 +153,10 @@ export class ClusterHistory {
         stats.cluster_pubs_out++;
         reply.ok(id, (answer as [number, string])[0]);
       },
-      () => {
+      (err: unknown) => {
         this.appendsInFlight--;
         stats.cluster_unavailable++;
-        reply.fail('E_CLUSTER_UNAVAILABLE', NOT_NUMBERED);
+        reply.fail('E_CLUSTER_UNAVAILABLE', timedOut(err) ? MAYBE_PUBLISHED : NOT_NUMBERED);
       },
     );
   }

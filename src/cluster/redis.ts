@@ -23,6 +23,15 @@ export interface RedisLinkOptions {
   onDown(): void;
 }
 
+/**
+ * A command that failed by cluster.command_timeout (ioredis: "Command timed out"): unlike one
+ * refused while Redis is unreachable, it was sent, and Redis may still carry it out once it
+ * answers again, so its refusal must not tell the client that nothing happened.
+ */
+export function timedOut(err: unknown): boolean {
+  return err instanceof Error && /timed out/i.test(err.message);
+}
+
 /** The first reconnection waits this long; each further one doubles it, up to reconnect_max_delay. */
 const FIRST_RETRY_MS = 50;
 
