@@ -31,8 +31,8 @@ import { HistoryPatterns, type HistoryRule } from '../shared/history-patterns.js
 import { newEpoch } from '../store/history-store.js';
 import type { Logger } from '../util/logger.js';
 import { HISTORY_APPEND, HISTORY_JOIN, HISTORY_PAGE } from './history-scripts.js';
+import type { Reply } from './intake.js';
 import type { Keys } from './keys.js';
-import type { Reply } from './messaging.js';
 import type { ScriptRunner } from './scripts.js';
 import { timedOut } from './redis.js';
 import type { ClusterStats } from './stats.js';

@@ -1,48 +1,35 @@
 /**
  * Reliable messaging (`send`, `any`, `ack`) across nodes, on the Redis store (scripts.ts).
- * Whichever node a sender is on stores the message (the sender's `ack` follows the store's
- * reply), then routes it: a ROUTE script claims it and names the nodes holding the recipient's
- * connections (or the one member connection an `any` strategy picked), and the node delivers
- * to its own and PUBLISHes one record per other node. What nobody is there for waits in Redis
- * until a connection opens anywhere (CONNECT claims it) or a member joins (JOIN). Deadlines,
- * schedules and expiry are swept by every node (SWEEP); a script takes each message once.
+ * Whichever node a sender is on stores the message (intake.ts: the sender's `ack` follows the
+ * store's reply), then routes it: a ROUTE script claims it and names the nodes holding the
+ * recipient's connections (or the one member connection an `any` strategy picked), and the node
+ * delivers to its own and PUBLISHes one record per other node. What nobody is there for waits in
+ * Redis until a connection opens anywhere (CONNECT claims it) or a member joins (JOIN).
+ * Deadlines, schedules and expiry are swept by every node (SWEEP); a script takes each message
+ * once.
  *
  * So a stored message is delivered by whichever node its user connects to, and never by two
  * at once; a node that dies loses nothing acknowledged: its deliveries time out and are made
  * again by the others. Delivery is at least once, as on one process.
  */
 import type { Config } from '../config/schema.js';
-import type { Incoming, MessageIds } from '../broker/ids.js';
-import type { Processors } from '../broker/processors.js';
 import type { ShardLink } from '../broker/shard-link.js';
-import { scheduleRefusal } from '../broker/embedding-checks.js';
-import { OcsError, type ErrorCode } from '../protocol/errors.js';
-import type { DeadLetter, StoredMessage } from '../store/messages.js';
 import { encodeStoredMsg, storedMsgPriority } from '../protocol/json-codec.js';
 import { Latency, type LatencyRecorder } from '../metrics/latencies.js';
 import type { Logger } from '../util/logger.js';
 import { NodeRecord, type BatchEntry, type Channels } from './channels.js';
 import { LocalDelivery, outgoing, type Outgoing } from './local-delivery.js';
 import type { ClusterPresence, LocalPresence } from './presence.js';
+import { logCommandFailure } from './redis.js';
 import { ROUTE_ANY } from './route-any-script.js';
-import { ACK, CONNECT, DEAD_ON_ARRIVAL, JOIN, PUMP, ROUTE_USER, STORE, SWEEP, type ScriptRunner } from './scripts.js';
+import { ACK, CONNECT, JOIN, PUMP, ROUTE_USER, SWEEP, type ScriptRunner } from './scripts.js';
 import type { ClusterStats } from './stats.js';
-
-/** `offset`: the one a pub to a group that keeps history got (groups.ts). */
-export type Reply = { ok(id: string, offset?: number): void; fail(code: ErrorCode, message: string): void };
 
 /** Fields of a claimed message, as the scripts return them; `deadline`: its ack deadline (epoch ms). */
 type Fields = [id: string, from: string, group: string, data: string, pri: string, ts: string, attempts: string, deadline: number];
 
 /** Most due messages one sweep takes; the next sweep takes the rest. */
 const SWEEP_BATCH = 500;
-/** Room a `msg` frame needs around its data. */
-const MSG_ENVELOPE_BYTES = 1024;
-/**
- * Messages accepted but not yet answered by Redis: over it a `send`/`any` is refused with
- * E_OVERLOADED, so a Redis slower than the clients cannot fill the node's memory with them.
- */
-export const MAX_STORES_IN_FLIGHT = 10_000;
 
 export interface MessagingParts {
   config: Config;
@@ -52,8 +39,6 @@ export interface MessagingParts {
   channels: Channels;
   presence: ClusterPresence;
   local: LocalPresence;
-  ids: MessageIds;
-  processors: Processors;
   stats: ClusterStats;
   log: Logger;
   /** Whether Redis is reachable now (a refusal then costs no round trip). */
@@ -73,109 +58,11 @@ export class ClusterMessaging {
   private readonly delivery: Config['websocket']['delivery'];
   private readonly prefix: string;
   private readonly here: LocalDelivery;
-  private storesInFlight = 0;
 
   constructor(private readonly parts: MessagingParts) {
     this.delivery = parts.config.websocket.delivery;
     this.prefix = parts.config.cluster.key_prefix;
     this.here = new LocalDelivery(parts.config, parts.local, parts.link);
-  }
-
-  // --- taking messages in --------------------------------------------------------------------
-
-  /**
-   * A `send`/`any`: refusals, the processor, the store; the sender's ack once stored; then
-   * routing. `receivedAt`: when its shard got the frame (epochMs(); 0: not a client's), for the latencies.
-   */
-  accept(incoming: Incoming, type: string | null, reply: Reply, fromClient: boolean, receivedAt = 0): void {
-    const { processors, ids } = this.parts;
-    const tooFar = scheduleRefusal(incoming.at, Date.now(), this.delivery.max_schedule_ahead);
-    if (tooFar !== null) return reply.fail('E_BAD_FRAME', tooFar);
-    if (!this.parts.up()) return this.unavailable(reply, 'message not stored');
-    if (this.storesInFlight >= MAX_STORES_IN_FLIGHT) return reply.fail('E_OVERLOADED', `${MAX_STORES_IN_FLIGHT} messages are waiting for Redis; retry shortly`);
-    if (!processors.has(type)) return this.store(incoming, reply, fromClient, receivedAt);
-    processors.run(type, incoming, {
-      pass: (data, pri) => this.store({ ...incoming, data, pri }, reply, fromClient, receivedAt),
-      drop: () => reply.ok(ids.nextPubId()),
-      fail: (reason) => this.processorFailed(type, reason, incoming, reply),
-    });
-  }
-
-  /** Why `data` is too large to ever be delivered, or null. */
-  oversize(data: string): string | null {
-    const max = this.parts.link.maxFrameBytes - MSG_ENVELOPE_BYTES;
-    const bytes = Buffer.byteLength(data);
-    return bytes <= max ? null : `data of ${bytes} bytes is over the ${max} one message may carry between threads (performance.ring_bytes)`;
-  }
-
-  /**
-   * Puts a dead letter back in its recipient's queue (/admin/dlq requeue), as the LMDB broker
-   * does: the same id and time, attempts 0, a new sequence, within the recipient's and the
-   * store's limits; the letter goes in the same script. Resolves with the id.
-   */
-  requeue(letter: DeadLetter): Promise<string> {
-    return new Promise((resolve, reject) => {
-      const reply: Reply = { ok: resolve, fail: (code, message) => reject(new OcsError(code, `not requeued: ${message}`)) };
-      if (!this.parts.up()) return this.unavailable(reply, 'message not stored');
-      const { target, from, group, data, pri, strategy } = letter;
-      const m = { ...this.parts.ids.newMessage({ target, from, group, data, pri, at: 0, strategy }, letter.id), ts: letter.ts };
-      this.storeMessage(m, reply, false, letter.id);
-    });
-  }
-
-  private store(incoming: Incoming, reply: Reply, fromClient: boolean, receivedAt: number): void {
-    this.storeMessage(this.parts.ids.newMessage(incoming), reply, fromClient, '', receivedAt);
-  }
-
-  private storeMessage(m: StoredMessage, reply: Reply, fromClient: boolean, requeueOf = '', receivedAt = 0): void {
-    const over = this.oversize(m.data);
-    if (over !== null) return reply.fail('E_TOO_LARGE', over);
-    const { config, stats } = this.parts;
-    const now = Date.now();
-    const args = [
-      this.prefix, m.id, m.target, m.from, m.group ?? '', m.data, m.pri, m.ts, m.at, m.strategy ?? '', Buffer.byteLength(m.data),
-      this.delivery.max_pending_per_user, fromClient ? this.delivery.max_stored_per_sender : 0,
-      config.store.max_messages, config.store.max_bytes, now, this.delivery.ttl * 1000, requeueOf,
-      fromClient ? this.delivery.max_stored_bytes_per_sender : 0,
-    ];
-    this.storesInFlight++;
-    this.script<[string, string, string]>(STORE, args).finally(() => this.storesInFlight--).then(
-      ([verdict, detail, dropped]) => {
-        if (verdict === 'gone') return reply.fail('E_UNKNOWN_ID', detail);
-        if (verdict !== 'ok') {
-          stats.queue_full++;
-          return reply.fail('E_QUEUE_FULL', detail);
-        }
-        stats.accepted++;
-        if (dropped) {
-          stats.dropped_low++;
-          stats.dead_lettered++;
-        }
-        if (receivedAt > 0) this.parts.latency?.since(Latency.commit, receivedAt);
-        reply.ok(m.id);
-        if (detail === 's') this.parts.dueAt(m.at);
-        // A scheduled message's wait is not the server's send latency.
-        if (detail === 'w') this.route(m.id, m.target, m.at === 0 ? receivedAt : 0);
-      },
-      (err: unknown) => this.failed(err, reply, 'message not stored'),
-    );
-  }
-
-  /**
-   * A processor threw or returned what cannot be JSON: the message goes to the dead-letter
-   * queue; its sender still gets its ack. `id`: the one a processed `pub` is acknowledged with.
-   */
-  processorFailed(type: string, reason: string, incoming: Incoming, reply: Reply, id?: string): void {
-    this.parts.log.warn({ type, reason }, 'processor failed; message dead-lettered');
-    if (!this.parts.up()) return this.unavailable(reply, 'message not dead-lettered');
-    const m = this.parts.ids.newMessage(incoming, id);
-    this.script(DEAD_ON_ARRIVAL, [this.prefix, m.id, m.target, m.from, m.group ?? '', m.data, m.pri, m.ts, reason, Date.now()]).then(
-      () => {
-        this.parts.stats.dead_lettered++;
-        reply.ok(m.id);
-      },
-      (err: unknown) => this.failed(err, reply, 'message not stored'),
-    );
   }
 
   // --- routing -------------------------------------------------------------------------------
@@ -192,14 +79,14 @@ export class ClusterMessaging {
       const user = target.slice(2);
       this.script<[string[], Fields] | null>(ROUTE_USER, [this.prefix, id, user, ...timing]).then(
         (routed) => routed && this.toUser(user, routed[0], routed[1], receivedAt),
-        (err: unknown) => this.broke(err, 'route'),
+        (err: unknown) => logCommandFailure(this.parts, err, 'route'),
       );
     } else {
       const group = target.slice(2);
       const strategy = this.delivery.group_strategies.get(group) ?? this.delivery.default_strategy;
       this.script<[string, string, string, Fields] | null>(ROUTE_ANY, [this.prefix, id, group, ...timing, strategy]).then(
         (routed) => routed && this.toMember(routed[0], routed[1], routed[3], receivedAt),
-        (err: unknown) => this.broke(err, 'route'),
+        (err: unknown) => logCommandFailure(this.parts, err, 'route'),
       );
     }
   }
@@ -243,7 +130,7 @@ export class ClusterMessaging {
         continue;
       }
       entries ??= messages.map(({ id, frame, deadline }): BatchEntry => [id, frame, deadline]);
-      this.parts.channels.publishUserBatches(node, user, entries, this.parts.link.maxFrameBytes).catch((err: unknown) => this.broke(err, 'deliver'));
+      this.parts.channels.publishUserBatches(node, user, entries, this.parts.link.maxFrameBytes).catch((err: unknown) => logCommandFailure(this.parts, err, 'deliver'));
     }
     return messages;
   }
@@ -256,7 +143,7 @@ export class ClusterMessaging {
   /** A delivery record for another node; the receive time only to a node known to take it (channels.ts: an older node's decoder would drop the record). */
   private publish(node: string, kind: number, target: string, f: Fields, frame: string, receivedAt: number): void {
     const timed = this.parts.presence.takesTime(node);
-    this.parts.channels.publishNode(node, kind, target, f[0], frame, timed ? receivedAt : 0, timed ? f[7] : 0).catch((err: unknown) => this.broke(err, 'deliver'));
+    this.parts.channels.publishNode(node, kind, target, f[0], frame, timed ? receivedAt : 0, timed ? f[7] : 0).catch((err: unknown) => logCommandFailure(this.parts, err, 'deliver'));
   }
 
   /** A delivery this node claimed: counted, and its redelivery goes out at its deadline (sweeps.ts), not at the next interval sweep. */
@@ -319,7 +206,7 @@ export class ClusterMessaging {
       },
       (err: unknown) => {
         this.here.release(sid);
-        this.broke(err, 'connect');
+        logCommandFailure(this.parts, err, 'connect');
         if (local.bySid.has(sid)) link.welcome(shard, sid, 0);
       },
     );
@@ -330,7 +217,7 @@ export class ClusterMessaging {
     const { local } = this.parts;
     for (const [group, sids] of local.byGroup) {
       const conn = local.bySid.get(sids.values().next().value as string);
-      if (conn) this.joined(conn.sid, group, conn.user, conn.weight).catch((err: unknown) => this.broke(err, 'rescan'));
+      if (conn) this.joined(conn.sid, group, conn.user, conn.weight).catch((err: unknown) => logCommandFailure(this.parts, err, 'rescan'));
     }
     for (const [user, conns] of this.parts.local.byUser) {
       this.backlogOf(user, conns.size).then(
@@ -339,7 +226,7 @@ export class ClusterMessaging {
           const fresh = backlog.entries.filter(([claimed]) => claimed === 1).map(([, f]) => f);
           this.backlogToUser(user, backlog.nodes, fresh);
         },
-        (err: unknown) => this.broke(err, 'rescan'),
+        (err: unknown) => logCommandFailure(this.parts, err, 'rescan'),
       );
     }
   }
@@ -383,7 +270,7 @@ export class ClusterMessaging {
         if (Number(deliveredAt) > 0) this.parts.latency?.since(Latency.ack, Number(deliveredAt));
       },
       (err: unknown) => {
-        this.broke(err, 'ack');
+        logCommandFailure(this.parts, err, 'ack');
         reply.unavailable(`ack of ${id} not recorded: Redis is unreachable; the message will be delivered again`);
       },
     );
@@ -398,7 +285,7 @@ export class ClusterMessaging {
     ];
     this.script<[string[], Fields[]] | null>(PUMP, args).then(
       (pumped) => pumped && pumped[1].length > 0 && this.backlogToUser(user, pumped[0], pumped[1]),
-      (err: unknown) => this.broke(err, 'pump'),
+      (err: unknown) => logCommandFailure(this.parts, err, 'pump'),
     );
   }
 
@@ -426,23 +313,5 @@ export class ClusterMessaging {
 
   private script<T>(source: string, args: Array<string | number>): Promise<T> {
     return this.parts.scripts.run(source, args) as Promise<T>;
-  }
-
-  private unavailable(reply: Reply, what: string): void {
-    this.parts.stats.cluster_unavailable++;
-    reply.fail('E_CLUSTER_UNAVAILABLE', `${what}: Redis is unreachable; send and any are refused until it is back`);
-  }
-
-  private failed(err: unknown, reply: Reply, what: string): void {
-    this.broke(err, 'store');
-    if (!(err instanceof Error && /timed out/i.test(err.message))) return this.unavailable(reply, what);
-    // The script was sent; Redis may still run it when it answers again: say so rather than "not stored".
-    this.parts.stats.cluster_unavailable++;
-    reply.fail('E_CLUSTER_UNAVAILABLE', 'Redis did not answer within cluster.command_timeout: the message may or may not be stored (a retry may deliver it twice)');
-  }
-
-  /** A Redis command failed: Redis went away (the link logs that once) or a script broke (logged here). */
-  private broke(err: unknown, during: string): void {
-    if (this.parts.up()) this.parts.log.error({ code: 'E_INTERNAL', err, during }, 'cluster: a Redis command failed');
   }
 }

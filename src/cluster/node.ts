@@ -30,9 +30,10 @@ import { Channels } from './channels.js';
 import { RedisDeadLetters } from './dead-letters.js';
 import { ClusterGroups } from './groups.js';
 import { ClusterHistory } from './history.js';
+import { ClusterIntake, type Reply } from './intake.js';
 import { ClusterMembers } from './members.js';
 import { Keys } from './keys.js';
-import { ClusterMessaging, type Reply } from './messaging.js';
+import { ClusterMessaging } from './messaging.js';
 import { ClusterPresence, LocalPresence } from './presence.js';
 import { connectionCapRefusal } from '../broker/presence.js';
 import { RedisLink } from './redis.js';
@@ -73,6 +74,7 @@ export class ClusterNode {
   private readonly local = new LocalPresence();
   private readonly clusterPresence: ClusterPresence;
   private readonly channels: Channels;
+  private readonly intake: ClusterIntake;
   private readonly messaging: ClusterMessaging;
   private readonly processors = new Processors();
   private readonly groups: ClusterGroups;
@@ -115,22 +117,19 @@ export class ClusterNode {
       historyJoined: (fields) => this.history.joinAnswered(fields),
       malformed: () => this.stats_.cluster_malformed++,
     });
-    this.messaging = new ClusterMessaging({
+    // What the intake and the messaging both take.
+    const shared = {
       config,
       scripts,
-      node: this.node,
       link: options.link,
-      channels: this.channels,
-      presence: this.clusterPresence,
-      local: this.local,
-      ids: this.ids,
-      processors: this.processors,
       stats: this.stats_,
       log,
       up: () => this.up,
-      dueAt: (at) => this.sweeps.at(at),
+      dueAt: (at: number) => this.sweeps.at(at),
       ...(options.latency ? { latency: options.latency } : {}),
-    });
+    };
+    this.messaging = new ClusterMessaging({ ...shared, node: this.node, channels: this.channels, presence: this.clusterPresence, local: this.local });
+    this.intake = new ClusterIntake({ ...shared, ids: this.ids, processors: this.processors, route: (id, target, receivedAt) => this.messaging.route(id, target, receivedAt) });
     this.members = new ClusterMembers({
       local: this.local,
       channels: this.channels,
@@ -208,12 +207,12 @@ export class ClusterNode {
       const { pri, at, from } = checkSendOptions(user, options, SERVER_SENDER);
       const dataJson = dataJsonOf(data);
       const reply: Reply = { ok: resolve, fail: (code, message) => reject(new OcsError(code, message)) };
-      this.messaging.accept({ target: `u:${user}`, from, group: null, data: dataJson, pri, at, strategy: null }, typeOfData(data), reply, false);
+      this.intake.accept({ target: `u:${user}`, from, group: null, data: dataJson, pri, at, strategy: null }, typeOfData(data), reply, false);
     });
   }
 
   publish(group: string, data: unknown, options: { pri?: number; from?: string } = {}): string {
-    const { pri, from, dataJson } = checkPublishArgs(group, data, options, SERVER_SENDER, (json) => this.messaging.oversize(json));
+    const { pri, from, dataJson } = checkPublishArgs(group, data, options, SERVER_SENDER, (json) => this.intake.oversize(json));
     const id = this.ids.nextPubId();
     const dropped = (code: ErrorCode, message: string): void => this.options.log.warn({ code, group }, `publish dropped: ${message}`);
     this.processedPub(id, from, group, dataJson, pri, typeOfData(data), { ok: () => {}, fail: dropped });
@@ -248,11 +247,11 @@ export class ClusterNode {
       switch (kind) {
         case ToBroker.SEND: {
           const [sid, ref, from, to, data, pri, at, type, receivedAt] = f as [string, string | null, string, string, string, number, number, string | null, number | undefined];
-          return this.messaging.accept({ target: `u:${to}`, from, group: null, data, pri, at, strategy: null }, type, this.replyTo(shard, sid, ref), true, receivedAt);
+          return this.intake.accept({ target: `u:${to}`, from, group: null, data, pri, at, strategy: null }, type, this.replyTo(shard, sid, ref), true, receivedAt);
         }
         case ToBroker.ANY: {
           const [sid, ref, from, group, data, pri, strategy, type, receivedAt] = f as [string, string | null, string, string, string, number, string | null, string | null, number | undefined];
-          return this.messaging.accept({ target: `g:${group}`, from, group, data, pri, at: 0, strategy }, type, this.replyTo(shard, sid, ref), true, receivedAt);
+          return this.intake.accept({ target: `g:${group}`, from, group, data, pri, at: 0, strategy }, type, this.replyTo(shard, sid, ref), true, receivedAt);
         }
         case ToBroker.ACK: {
           const [sid, user, id] = f as [string, string, string];
@@ -302,7 +301,7 @@ export class ClusterNode {
           const { link, log } = this.options;
           const reply = (status: number, body: string): void => link.adminReply(shard, requestId, status, body);
           const failed = (err: unknown): void => log.error({ code: 'E_INTERNAL', err }, 'admin reply failed');
-          return serveDlqRequest(method, path, this.deadLetters, (letter) => this.messaging.requeue(letter), reply, failed, link.maxFrameBytes);
+          return serveDlqRequest(method, path, this.deadLetters, (letter) => this.intake.requeue(letter), reply, failed, link.maxFrameBytes);
         }
       }
     } catch (err) {
@@ -321,7 +320,7 @@ export class ClusterNode {
    */
   private processedPub(id: string, from: string, group: string, data: string, pri: number, type: string | null, reply: Reply, receivedAt = 0): void {
     const send = (dataJson: string, p: number): void => {
-      const over = this.messaging.oversize(dataJson);
+      const over = this.intake.oversize(dataJson);
       if (over !== null) return reply.fail('E_TOO_LARGE', over);
       const ts = Date.now();
       const rule = this.history.ruleOf(group);
@@ -334,7 +333,7 @@ export class ClusterNode {
     if (!this.processors.has(type)) return send(data, pri);
     const incoming = { target: `p:${group}`, from, group, data, pri, at: 0, strategy: null };
     // Dead-lettered in Redis, as one process does (its publisher gets the ack with the pub's id).
-    const failed = (reason: string): void => this.messaging.processorFailed(type ?? '', reason, incoming, reply, id);
+    const failed = (reason: string): void => this.intake.processorFailed(type ?? '', reason, incoming, reply, id);
     this.processors.run(type, incoming, { pass: send, drop: () => reply.ok(id), fail: failed });
   }
 

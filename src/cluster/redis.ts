@@ -32,6 +32,14 @@ export function timedOut(err: unknown): boolean {
   return err instanceof Error && /timed out/i.test(err.message);
 }
 
+/**
+ * A Redis command failed: Redis went away (the link logs that once) or a script broke (logged
+ * here, with `during`: what the command was for).
+ */
+export function logCommandFailure(node: { up(): boolean; log: Logger }, err: unknown, during: string): void {
+  if (node.up()) node.log.error({ code: 'E_INTERNAL', err, during }, 'cluster: a Redis command failed');
+}
+
 /** The first reconnection waits this long; each further one doubles it, up to reconnect_max_delay. */
 const FIRST_RETRY_MS = 50;
 
