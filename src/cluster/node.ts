@@ -9,7 +9,8 @@
  * (their publishers get E_CLUSTER_UNAVAILABLE rather than an ack), joins and presence are kept
  * locally and written again once Redis is back; send, any and ack are refused with
  * E_CLUSTER_UNAVAILABLE. /health says `degraded`, and the log says it once per change.
- * Group presence, history and their ops: groups.ts; history kept in Redis: history.ts.
+ * Group presence, history and their ops: groups.ts; history kept in Redis: history.ts; pubs
+ * across nodes: pubs.ts.
  */
 import type { BrokerStats, Processor, SendOptions } from '../broker/broker.js';
 import { serveDlqRequest } from '../broker/dlq-admin.js';
@@ -22,7 +23,6 @@ import { ToBroker, typeOfData } from '../link/records.js';
 import type { LatencyRecorder } from '../metrics/latencies.js';
 import { OcsError, type ErrorCode } from '../protocol/errors.js';
 import { ANY_STRATEGIES, type AnyStrategy } from '../protocol/frames.js';
-import { encodeGroupMsgJson } from '../protocol/json-codec.js';
 import { ClusterStatus, type ClusterState } from '../shared/cluster-state.js';
 import type { StoreHealth } from '../store/store.js';
 import type { Logger } from '../util/logger.js';
@@ -35,6 +35,7 @@ import { ClusterMembers } from './members.js';
 import { Keys } from './keys.js';
 import { ClusterMessaging } from './messaging.js';
 import { ClusterPresence, LocalPresence } from './presence.js';
+import { ClusterPubs } from './pubs.js';
 import { connectionCapRefusal } from '../broker/presence.js';
 import { RedisLink } from './redis.js';
 import { ScriptRunner } from './scripts.js';
@@ -57,14 +58,6 @@ export interface ClusterNodeOptions {
 }
 
 const SERVER_SENDER = '@server';
-/** How every `msg` frame starts (json-codec.ts, json-group-frames.ts). */
-const MSG_FRAME_START = '{"op":"msg",';
-/**
- * PUBLISHes sent and not yet answered: past it a pub is not handed to a Redis that cannot keep
- * up (at most once, like any pub; counted in cluster_pubs_lost) rather than queued in memory
- * without bound.
- */
-const MAX_PUBLISHES_IN_FLIGHT = 50_000;
 
 export class ClusterNode {
   readonly node: string;
@@ -76,6 +69,7 @@ export class ClusterNode {
   private readonly channels: Channels;
   private readonly intake: ClusterIntake;
   private readonly messaging: ClusterMessaging;
+  private readonly pubs: ClusterPubs;
   private readonly processors = new Processors();
   private readonly groups: ClusterGroups;
   private readonly history: ClusterHistory;
@@ -88,7 +82,6 @@ export class ClusterNode {
   /** The drain began (pauseDelivery): this node has left the cluster and writes no presence. */
   private draining = false;
   private failedWrites = 0;
-  private publishesInFlight = 0;
 
   constructor(private readonly options: ClusterNodeOptions) {
     const { config, instance, log } = options;
@@ -103,14 +96,7 @@ export class ClusterNode {
     this.history = new ClusterHistory({ config, scripts, keys: this.keys, node: this.node, link: options.link, log, stats: this.stats_, up: () => this.up });
     this.groups = new ClusterGroups({ config, link: options.link, log, presence: this.clusterPresence, history: this.history, up: () => this.up });
     this.channels = new Channels(this.redis.subscriber, commands, this.keys, this.node, {
-      groupPub: (group, frame) => {
-        this.stats_.cluster_pubs_in++;
-        const text = frame.toString();
-        // A history group's messages come from Redis (HISTORY_APPEND), complete: nothing else is one of them.
-        if (this.history.ruleOf(group) === null) options.link.groupPub(group, text);
-        else if (!text.startsWith(MSG_FRAME_START)) this.stats_.cluster_malformed++;
-        else if (this.history.received(group, text)) options.link.groupPub(group, text);
-      },
+      groupPub: (group, frame) => this.pubs.received(group, frame),
       presence: (group, record) => void (this.groups.events.received(group, record) || this.stats_.cluster_malformed++),
       nodeRecord: (kind, target, id, frame, receivedAt, deadline) => this.messaging.nodeRecord(kind, target, id, frame, receivedAt, deadline),
       userBatch: (user, entries) => this.messaging.userBatch(user, entries),
@@ -130,6 +116,7 @@ export class ClusterNode {
     };
     this.messaging = new ClusterMessaging({ ...shared, node: this.node, channels: this.channels, presence: this.clusterPresence, local: this.local });
     this.intake = new ClusterIntake({ ...shared, ids: this.ids, processors: this.processors, route: (id, target, receivedAt) => this.messaging.route(id, target, receivedAt) });
+    this.pubs = new ClusterPubs({ link: options.link, channels: this.channels, history: this.history, processors: this.processors, intake: this.intake, stats: this.stats_, up: () => this.up });
     this.members = new ClusterMembers({
       local: this.local,
       channels: this.channels,
@@ -215,7 +202,7 @@ export class ClusterNode {
     const { pri, from, dataJson } = checkPublishArgs(group, data, options, SERVER_SENDER, (json) => this.intake.oversize(json));
     const id = this.ids.nextPubId();
     const dropped = (code: ErrorCode, message: string): void => this.options.log.warn({ code, group }, `publish dropped: ${message}`);
-    this.processedPub(id, from, group, dataJson, pri, typeOfData(data), { ok: () => {}, fail: dropped });
+    this.pubs.publish(id, from, group, dataJson, pri, typeOfData(data), { ok: () => {}, fail: dropped });
     return id;
   }
 
@@ -290,11 +277,11 @@ export class ClusterNode {
           const [sid, ref, from, group, data, pri, type, receivedAt] = f as [string, string | null, string, string, string, number, string | null, number?];
           const reply = this.replyTo(shard, sid, ref);
           const ok = (id: string, offset?: number): void => void (ref !== null && reply.ok(id, offset));
-          return this.processedPub(this.ids.nextPubId(), from, group, data, pri, type, { ok, fail: reply.fail }, receivedAt ?? 0);
+          return this.pubs.publish(this.ids.nextPubId(), from, group, data, pri, type, { ok, fail: reply.fail }, receivedAt ?? 0);
         }
         case ToBroker.CLUSTER_PUB: {
           const [group, frame] = f as [string, Uint8Array];
-          return this.publishOut(group, frame);
+          return this.pubs.publishOut(group, frame);
         }
         case ToBroker.ADMIN: {
           const [requestId, method, path] = f as [number, string, string];
@@ -312,47 +299,6 @@ export class ClusterNode {
   private replyTo(shard: number, sid: string, ref: string | null): Reply {
     const { link } = this.options;
     return { ok: (id, offset) => link.senderAck(shard, sid, ref, id, offset), fail: (code, message) => link.error(shard, sid, code, message, ref) };
-  }
-
-  /**
-   * A pub to this node's members and, through Redis, to every other node's; a pub to a history
-   * group goes through Redis to all of them, this one too, once numbered there (history.ts).
-   */
-  private processedPub(id: string, from: string, group: string, data: string, pri: number, type: string | null, reply: Reply, receivedAt = 0): void {
-    const send = (dataJson: string, p: number): void => {
-      const over = this.intake.oversize(dataJson);
-      if (over !== null) return reply.fail('E_TOO_LARGE', over);
-      const ts = Date.now();
-      const rule = this.history.ruleOf(group);
-      if (rule !== null) return this.history.publish(rule, id, from, group, dataJson, p, ts, reply);
-      const frame = encodeGroupMsgJson(id, from, group, dataJson, p, ts);
-      this.options.link.groupPub(group, frame, receivedAt);
-      this.publishOut(group, Buffer.from(frame));
-      reply.ok(id);
-    };
-    if (!this.processors.has(type)) return send(data, pri);
-    const incoming = { target: `p:${group}`, from, group, data, pri, at: 0, strategy: null };
-    // Dead-lettered in Redis, as one process does (its publisher gets the ack with the pub's id).
-    const failed = (reason: string): void => this.intake.processorFailed(type ?? '', reason, incoming, reply, id);
-    this.processors.run(type, incoming, { pass: send, drop: () => reply.ok(id), fail: failed });
-  }
-
-  private publishOut(group: string, frame: Uint8Array): void {
-    if (!this.up || this.publishesInFlight >= MAX_PUBLISHES_IN_FLIGHT) {
-      this.stats_.cluster_pubs_lost++;
-      return;
-    }
-    this.publishesInFlight++;
-    this.channels.publishGroup(group, frame).then(
-      () => {
-        this.publishesInFlight--;
-        this.stats_.cluster_pubs_out++;
-      },
-      () => {
-        this.publishesInFlight--;
-        this.stats_.cluster_pubs_lost++;
-      },
-    );
   }
 
   // --- Redis comes and goes ------------------------------------------------------------------
