@@ -13,7 +13,7 @@ import { OcsError, type ErrorCode } from '../protocol/errors.js';
 import type { DeadLetter, StoredMessage } from '../store/messages.js';
 import { Latency } from '../metrics/latencies.js';
 import type { MessagingParts } from './messaging.js';
-import { logCommandFailure } from './redis.js';
+import { logCommandFailure, timedOut } from './redis.js';
 import { DEAD_ON_ARRIVAL, STORE } from './scripts.js';
 
 /** `offset`: the one a pub to a group that keeps history got (groups.ts). */
@@ -146,7 +146,7 @@ export class ClusterIntake {
 
   private failed(err: unknown, reply: Reply, what: string): void {
     logCommandFailure(this.parts, err, 'store');
-    if (!(err instanceof Error && /timed out/i.test(err.message))) return this.unavailable(reply, what);
+    if (!timedOut(err)) return this.unavailable(reply, what);
     // The script was sent; Redis may still run it when it answers again: say so rather than "not stored".
     this.parts.stats.cluster_unavailable++;
     reply.fail('E_CLUSTER_UNAVAILABLE', 'Redis did not answer within cluster.command_timeout: the message may or may not be stored (a retry may deliver it twice)');

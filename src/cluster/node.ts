@@ -37,7 +37,7 @@ import { ClusterMessaging } from './messaging.js';
 import { ClusterPresence, LocalPresence } from './presence.js';
 import { ClusterPubs } from './pubs.js';
 import { connectionCapRefusal } from '../broker/presence.js';
-import { RedisLink } from './redis.js';
+import { RedisLink, timedOut } from './redis.js';
 import { ScriptRunner } from './scripts.js';
 import { Sweeps } from './sweeps.js';
 import { newClusterStats, type ClusterStats } from './stats.js';
@@ -353,7 +353,7 @@ export class ClusterNode {
       },
       (err: unknown) => {
         // Gone, the link has reported it; open but silent past command_timeout, it is made to.
-        if (err instanceof Error && /timed out/i.test(err.message)) this.redis.unresponsive(`heartbeat: ${err.message}`);
+        if (timedOut(err)) this.redis.unresponsive(`heartbeat: ${(err as Error).message}`);
       },
     );
   }
