@@ -40,6 +40,7 @@ import { connectionCapRefusal } from '../broker/presence.js';
 import { RedisLink, timedOut } from './redis.js';
 import { ScriptRunner } from './scripts.js';
 import { Sweeps } from './sweeps.js';
+import { indexWaiting } from './waiting-index.js';
 import { newClusterStats, type ClusterStats } from './stats.js';
 
 export interface ClusterNodeOptions {
@@ -63,6 +64,7 @@ export class ClusterNode {
   readonly node: string;
   private readonly stats_: ClusterStats = newClusterStats();
   private readonly redis: RedisLink;
+  private readonly scripts: ScriptRunner;
   private readonly keys: Keys;
   private readonly local = new LocalPresence();
   private readonly clusterPresence: ClusterPresence;
@@ -82,6 +84,8 @@ export class ClusterNode {
   /** The drain began (pauseDelivery): this node has left the cluster and writes no presence. */
   private draining = false;
   private failedWrites = 0;
+  /** The waiting index is up to date with what older versions stored (waiting-index.ts). */
+  private indexed = false;
 
   constructor(private readonly options: ClusterNodeOptions) {
     const { config, instance, log } = options;
@@ -90,7 +94,7 @@ export class ClusterNode {
     this.ids = new MessageIds(instance);
     this.redis = new RedisLink({ config: config.cluster, log, onUp: () => this.resync(true), onDown: () => this.down() });
     const commands = this.redis.commands;
-    const scripts = new ScriptRunner(commands);
+    const scripts = (this.scripts = new ScriptRunner(commands));
     this.deadLetters = new RedisDeadLetters(commands, scripts, this.keys);
     this.clusterPresence = new ClusterPresence(commands, scripts, this.keys, this.node, config.cluster.presence_ttl * 1000);
     this.history = new ClusterHistory({ config, scripts, keys: this.keys, node: this.node, link: options.link, log, stats: this.stats_, up: () => this.up });
@@ -321,7 +325,7 @@ export class ClusterNode {
         );
       return;
     }
-    Promise.all([this.channels.resubscribe(), this.clusterPresence.rewrite(this.local), this.history.prepare()])
+    Promise.all([this.channels.resubscribe(), this.clusterPresence.rewrite(this.local), this.history.prepare(), this.indexWaitingOnce()])
       // Before joins and pubs are taken (up): no join's answer may come before a resume's.
       .then(() => (afterOutage ? this.history.resume() : undefined))
       .then(() => this.clusterPresence.heartbeat())
@@ -335,6 +339,14 @@ export class ClusterNode {
         },
         (err: unknown) => log.error({ code: 'E_CLUSTER_UNAVAILABLE', err }, 'cluster: resynchronising with Redis failed; retrying when it reconnects'),
       );
+  }
+
+  /** Once per process, before its first join (a failed try is tried again at the next resync). */
+  private async indexWaitingOnce(): Promise<void> {
+    if (this.indexed) return;
+    const added = await indexWaiting(this.redis.commands, this.scripts, this.keys.prefix);
+    this.indexed = true;
+    if (added > 0) this.options.log.info({ added }, 'cluster: waiting any messages stored without the index (an older version) indexed');
   }
 
   private down(): void {

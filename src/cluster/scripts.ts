@@ -7,6 +7,8 @@
  *   P m:ID           HASH: target from group data pri ts at attempts strategy state holder bytes seq
  *                    state: s scheduled, w waiting for a recipient, f in flight (awaiting its ack)
  *   P q:TARGET       ZSET id -> (3 - pri) * 1e13 + seq: delivery order per recipient (u:USER, g:GROUP)
+ *   P qw:GROUP       ZSET: the group's `any` messages in state w, scored as in q:g:GROUP, so that
+ *                    a join reads what waits for a member instead of scanning the whole queue
  *   P due            ZSET id -> when a node must look at it again: `at` (s), the ack deadline
  *                    (f), the expiry after delivery.ttl (w)
  *   P count, bytes   stored messages and bytes of data (store.max_messages, store.max_bytes)
@@ -67,6 +69,13 @@ local function loaddec(holder)
     if redis.call('HINCRBY', P..'load', holder, -1) <= 0 then redis.call('HDEL', P..'load', holder) end
   end
 end
+-- An \`any\` message (target g:GROUP) starts or stops waiting for a member: P qw:GROUP follows.
+local function waits(id, target)
+  if string.sub(target, 1, 2) == 'g:' then redis.call('ZADD', P..'qw:'..string.sub(target, 3), redis.call('ZSCORE', P..'q:'..target, id), id) end
+end
+local function settles(id, target)
+  if string.sub(target, 1, 2) == 'g:' then redis.call('ZREM', P..'qw:'..string.sub(target, 3), id) end
+end
 -- Removes every trace of a stored message (not its dead letter).
 local function forget(id)
   local m = P..'m:'..id
@@ -74,6 +83,7 @@ local function forget(id)
   if not f[1] then return end
   redis.call('DEL', m)
   redis.call('ZREM', P..'q:'..f[1], id)
+  settles(id, f[1])
   redis.call('ZREM', P..'due', id)
   redis.call('DECR', P..'count')
   redis.call('DECRBY', P..'bytes', tonumber(f[3]))
@@ -99,7 +109,9 @@ end
 -- and its ack deadline (whole ms, rounded up: Redis would cut a fraction off).
 local function claim(id, holder, now, ackMs, mult, maxMs)
   local m = P..'m:'..id
-  if redis.call('HGET', m, 'state') ~= 'w' then return false end
+  local s = redis.call('HMGET', m, 'state', 'target')
+  if s[1] ~= 'w' then return false end
+  settles(id, s[2])
   local attempts = redis.call('HINCRBY', m, 'attempts', 1)
   local deadline = now + backoff(attempts, ackMs, mult, maxMs)
   redis.call('HSET', m, 'state', 'f', 'holder', holder, 'dt', now)
@@ -201,6 +213,7 @@ if at > now then state, due = 's', at elseif ttl > 0 then due = now + ttl end
 redis.call('HSET', P..'m:'..id, 'target', target, 'from', from, 'group', group, 'data', data, 'pri', pri, 'ts', ts,
   'at', at, 'attempts', 0, 'strategy', strategy, 'state', state, 'holder', '', 'bytes', bytes, 'seq', seq)
 redis.call('ZADD', q, (3 - pri) * 1e13 + seq, id)
+if state == 'w' then waits(id, target) end
 if due > 0 then redis.call('ZADD', P..'due', due, id) end
 redis.call('INCR', P..'count')
 redis.call('INCRBY', P..'bytes', bytes)
@@ -284,8 +297,8 @@ return {nodes, pump(user, now, tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(AR
 /**
  * A connection of \`node\` joined \`group\` (weight for \`weighted\`): recorded, the user's
  * first member connection in the group on any node told to every node with members
- * (presence-scripts.ts), and the ids of the group's waiting \`any\` messages returned, to be
- * routed now.
+ * (presence-scripts.ts), and the ids of the group's waiting \`any\` messages returned (P
+ * qw:GROUP: usually none while the group has members), to be routed now.
  * ARGV: P node sid group user weight
  */
 export const JOIN = `${PRELUDE}${MEMBER_HELPERS}
@@ -294,11 +307,7 @@ if redis.call('HSET', P..'pg:'..group, node..'\\n'..sid, user..'\\n'..ARGV[6]) =
   tell(group, {'+'..user})
 end
 redis.call('SADD', P..'nk:'..node, P..'pg:'..group)
-local waiting = {}
-for _, id in ipairs(redis.call('ZRANGE', P..'q:g:'..group, 0, -1)) do
-  if redis.call('HGET', P..'m:'..id, 'state') == 'w' then waiting[#waiting + 1] = id end
-end
-return waiting
+return redis.call('ZRANGE', P..'qw:'..group, 0, -1)
 `;
 
 /**
@@ -350,6 +359,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', P..'due', '-inf', now, 'LIMIT', 
       out[#out + 1] = {id, 'dead', f[4]}
     else
       redis.call('HSET', m, 'state', 'w')
+      waits(id, f[4])
       if ttl > 0 then redis.call('ZADD', P..'due', now + ttl, id) else redis.call('ZREM', P..'due', id) end
       out[#out + 1] = {id, 'route', f[4]}
     end
