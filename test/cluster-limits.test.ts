@@ -111,6 +111,32 @@ describe('a frozen Redis (open connections, no answers)', { skip, timeout: 60_00
     }
   });
 
+  test('a send Redis did not answer in time is refused saying it may have been stored; stored after all, it reaches its connected recipient without a reconnection', async () => {
+    const redis = await startPrivateRedis();
+    const config = nodeConfig(redis.url, 'freeze-send:', 1) as { cluster: Record<string, unknown> };
+    // A heartbeat every 10 s: a freeze shorter than that leaves the node up and its connections open.
+    Object.assign(config.cluster, { command_timeout: 0.5, presence_ttl: 30 });
+    const node = await startInProcess(config);
+    try {
+      const sender = await member(node.port, 'sender');
+      const recipient = await member(node.port, 'recipient');
+      process.kill(redis.pid!, 'SIGSTOP');
+      sender.send({ op: 'send', to: 'recipient', data: 'during the freeze', ref: 's1' });
+      const refused = await sender.next((f) => f.ref === 's1');
+      assert.deepEqual([refused.op, refused.code], ['err', 'E_CLUSTER_UNAVAILABLE']);
+      assert.match(String(refused.message), /may or may not be stored/);
+      // Redis runs the STORE it was sent once it resumes; nobody heard its answer.
+      process.kill(redis.pid!, 'SIGCONT');
+      const [msg] = await nextMsgs(recipient, 1, 5000);
+      assert.equal(msg!.data, 'during the freeze');
+      for (const client of [sender, recipient]) client.close();
+    } finally {
+      if (redis.pid !== null) process.kill(redis.pid, 'SIGCONT');
+      await node.close();
+      await redis.stop();
+    }
+  });
+
   test('a pub to a history group that Redis did not answer in time is refused saying it may have been published, not that nothing happened', async () => {
     const redis = await startPrivateRedis();
     const config = nodeConfig(redis.url, 'freeze-pub:', 1, { websocket: { history: [{ pattern: 'room.*', size: 100 }] } }) as { cluster: Record<string, unknown> };

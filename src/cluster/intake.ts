@@ -38,6 +38,9 @@ export class ClusterIntake {
   private readonly delivery: Config['websocket']['delivery'];
   private readonly prefix: string;
   private storesInFlight = 0;
+  /** Messages due now whose STORE timed out: Redis may have stored them after all, and nobody routed them (target by id). */
+  private readonly maybeStored = new Map<string, string>();
+  private recheck: NodeJS.Timeout | null = null;
 
   constructor(private readonly parts: IntakeParts) {
     this.delivery = parts.config.websocket.delivery;
@@ -118,8 +121,37 @@ export class ClusterIntake {
         // A scheduled message's wait is not the server's send latency.
         if (detail === 'w') this.parts.route(m.id, m.target, m.at === 0 ? receivedAt : 0);
       },
-      (err: unknown) => this.failed(err, reply, 'message not stored'),
+      (err: unknown) => {
+        if (timedOut(err) && m.at === 0) this.routeLater(m.id, m.target);
+        this.failed(err, reply, 'message not stored');
+      },
     );
+  }
+
+  /**
+   * Routes the messages whose STORE timed out, once Redis answers again (after two command
+   * timeouts, or when the node is back after an outage: node.ts resync). One that Redis stored
+   * goes to its recipient now rather than at the recipient's next connection; one it did not
+   * store is not found (the route scripts claim only a waiting message).
+   */
+  routeMaybeStored(): void {
+    if (!this.parts.up()) return; // the resync after the outage calls again
+    for (const [id, target] of this.maybeStored) this.parts.route(id, target, 0);
+    this.maybeStored.clear();
+  }
+
+  stop(): void {
+    if (this.recheck !== null) clearTimeout(this.recheck);
+    this.recheck = null;
+  }
+
+  private routeLater(id: string, target: string): void {
+    // At most the stores that can be in flight at once are held.
+    if (this.maybeStored.size < MAX_STORES_IN_FLIGHT) this.maybeStored.set(id, target);
+    this.recheck ??= setTimeout(() => {
+      this.recheck = null;
+      this.routeMaybeStored();
+    }, 2 * this.parts.config.cluster.command_timeout * 1000);
   }
 
   /**

@@ -38,7 +38,8 @@ import { ClusterPresence, LocalPresence } from './presence.js';
 import { ClusterPubs } from './pubs.js';
 import { connectionCapRefusal } from '../broker/presence.js';
 import { RedisLink, timedOut } from './redis.js';
-import { ScriptRunner } from './scripts.js';
+import { ROUTE_ANY } from './route-any-script.js';
+import { ACK, CONNECT, DEAD_ON_ARRIVAL, PUMP, ROUTE_USER, ScriptRunner, STORE, SWEEP } from './scripts.js';
 import { Sweeps } from './sweeps.js';
 import { indexWaiting } from './waiting-index.js';
 import { newClusterStats, type ClusterStats } from './stats.js';
@@ -59,6 +60,12 @@ export interface ClusterNodeOptions {
 }
 
 const SERVER_SENDER = '@server';
+/**
+ * In Redis's script cache before the node takes traffic (a restarted Redis has none): a script
+ * it does not know costs a NOSCRIPT round trip, and one whose NOSCRIPT comes after its command
+ * timed out is never run (a send stored after a freeze would not be).
+ */
+const STORE_SCRIPTS = [STORE, ROUTE_USER, ROUTE_ANY, CONNECT, PUMP, ACK, SWEEP, DEAD_ON_ARRIVAL];
 
 export class ClusterNode {
   readonly node: string;
@@ -164,6 +171,7 @@ export class ClusterNode {
     this.stopped = true;
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     this.sweeps.stop();
+    this.intake.stop();
     this.options.link.stop();
     this.groups.stop();
     // Forgotten at once rather than after presence_ttl: this node's users are gone now.
@@ -325,7 +333,7 @@ export class ClusterNode {
         );
       return;
     }
-    Promise.all([this.channels.resubscribe(), this.clusterPresence.rewrite(this.local), this.history.prepare(), this.indexWaitingOnce()])
+    Promise.all([this.channels.resubscribe(), this.clusterPresence.rewrite(this.local), this.history.prepare(), this.indexWaitingOnce(), this.scripts.load(STORE_SCRIPTS)])
       // Before joins and pubs are taken (up): no join's answer may come before a resume's.
       .then(() => (afterOutage ? this.history.resume() : undefined))
       .then(() => this.clusterPresence.heartbeat())
@@ -336,6 +344,7 @@ export class ClusterNode {
           state.setNodesAlive(this.clusterPresence.alive.size);
           this.options.storeHealthChanged({ writable: true, lastError: null, failedWrites: this.failedWrites });
           this.messaging.rescan();
+          this.intake.routeMaybeStored();
         },
         (err: unknown) => log.error({ code: 'E_CLUSTER_UNAVAILABLE', err }, 'cluster: resynchronising with Redis failed; retrying when it reconnects'),
       );
