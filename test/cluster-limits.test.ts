@@ -89,6 +89,29 @@ describe('a user\'s window in cluster mode (delivery.max_inflight_per_user)', { 
     alice.close();
     bob.close();
   });
+
+  test('sends to a connected user who has not acked wait once 3 are in flight, and follow as acks come back, in order', async () => {
+    const carol = await member(node.port, 'carol');
+    const dave = await member(node.port, 'dave');
+    for (let n = 0; n < 8; n++) {
+      carol.send({ op: 'send', to: 'dave', data: n, ref: `l${n}` });
+      await carol.next((f) => f.ref === `l${n}`);
+    }
+    const first = await nextMsgs(dave, 3);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(dave.frames.filter((f) => f.op === 'msg' || f.op === 'batch').length, 0, 'no more than the window before an ack');
+    const seen = first.map((m) => m.data as number);
+    for (const m of first) dave.send({ op: 'ack', id: m.id });
+    while (seen.length < 8) {
+      for (const m of await nextMsgs(dave, 1)) {
+        seen.push(m.data as number);
+        dave.send({ op: 'ack', id: m.id });
+      }
+    }
+    assert.deepEqual(seen, [0, 1, 2, 3, 4, 5, 6, 7]);
+    carol.close();
+    dave.close();
+  });
 });
 
 describe('a frozen Redis (open connections, no answers)', { skip, timeout: 60_000 }, () => {

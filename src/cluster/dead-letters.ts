@@ -9,7 +9,7 @@ import type { DeadLetterStore } from '../broker/dlq-admin.js';
 import { OcsError } from '../protocol/errors.js';
 import type { DeadLetter } from '../store/messages.js';
 import type { Keys } from './keys.js';
-import type { ScriptRunner } from './scripts.js';
+import type { ScriptRunner } from './script-runner.js';
 
 /** Letters one PURGE step deletes: a large queue is purged in steps, so Redis never blocks long on it. */
 const PURGE_STEP = 1000;

@@ -33,7 +33,7 @@ import type { Logger } from '../util/logger.js';
 import { HISTORY_APPEND, HISTORY_JOIN, HISTORY_PAGE } from './history-scripts.js';
 import type { Reply } from './intake.js';
 import type { Keys } from './keys.js';
-import type { ScriptRunner } from './scripts.js';
+import type { ScriptRunner } from './script-runner.js';
 import { timedOut } from './redis.js';
 import type { ClusterStats } from './stats.js';
 

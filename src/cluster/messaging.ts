@@ -22,7 +22,8 @@ import { LocalDelivery, outgoing, type Outgoing } from './local-delivery.js';
 import type { ClusterPresence, LocalPresence } from './presence.js';
 import { logCommandFailure } from './redis.js';
 import { ROUTE_ANY } from './route-any-script.js';
-import { ACK, CONNECT, JOIN, PUMP, ROUTE_USER, SWEEP, type ScriptRunner } from './scripts.js';
+import type { ScriptRunner } from './script-runner.js';
+import { ACK, CONNECT, JOIN, PUMP, ROUTE_USER, SWEEP } from './scripts.js';
 import type { ClusterStats } from './stats.js';
 
 /** Fields of a claimed message, as the scripts return them; `deadline`: its ack deadline (epoch ms). */
@@ -77,7 +78,8 @@ export class ClusterMessaging {
     const timing = [now, this.delivery.ack_timeout * 1000, this.delivery.backoff_multiplier, this.delivery.max_backoff * 1000, presence.aliveSince(now)];
     if (target.startsWith('u:')) {
       const user = target.slice(2);
-      this.script<[string[], Fields] | null>(ROUTE_USER, [this.prefix, id, user, ...timing]).then(
+      const window = [this.delivery.max_inflight_per_user, this.delivery.max_inflight_bytes_per_user];
+      this.script<[string[], Fields] | null>(ROUTE_USER, [this.prefix, id, user, ...timing, ...window]).then(
         (routed) => routed && this.toUser(user, routed[0], routed[1], receivedAt),
         (err: unknown) => logCommandFailure(this.parts, err, 'route'),
       );

@@ -23,7 +23,8 @@ import type { Redis } from 'ioredis';
 import { NAME_PATTERN } from '../protocol/frames.js';
 import type { Keys } from './keys.js';
 import { FORGET_NODE, LEAVE, SYNC_GROUP } from './presence-scripts.js';
-import { JOIN, type ScriptRunner } from './scripts.js';
+import type { ScriptRunner } from './script-runner.js';
+import { JOIN } from './scripts.js';
 
 export interface LocalConn {
   sid: string;

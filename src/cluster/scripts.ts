@@ -14,6 +14,8 @@
  *   P count, bytes   stored messages and bytes of data (store.max_messages, store.max_bytes)
  *   P snd:FROM       messages stored per sender (delivery.max_stored_per_sender)
  *   P sndb:FROM      their bytes of data (delivery.max_stored_bytes_per_sender)
+ *   P wf:USER        HASH n, b: the user's messages in flight and their bytes (its window)
+ *   P wb:USER        set while some of the user's messages wait for room in its window
  *   P load           HASH user -> `any` messages it holds unacknowledged (least_connections)
  *   P rr:GROUP       INCR: the `any` rotation of a group
  *   P strategies     HASH group -> `any` strategy set by setGroupLoadBalanceStrategy
@@ -26,40 +28,7 @@
  * (a primary, with replicas or Sentinel), not a Redis Cluster, whose scripts must name every
  * key they touch up front.
  */
-import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import { MEMBER_HELPERS } from './presence-scripts.js';
-
-/**
- * Runs the scripts by their SHA1 (EVALSHA), so a message costs Redis its arguments, not the
- * script's text; a Redis that does not know a script yet (a restart flushed its cache) gets
- * the text once (EVAL), as NOSCRIPT asks.
- */
-export class ScriptRunner {
-  private readonly shas = new Map<string, string>();
-
-  constructor(private readonly redis: Redis) {}
-
-  /**
-   * Loads `sources` into Redis's script cache (after connecting, and after an outage: a restart
-   * empties it), so that they never meet NOSCRIPT: its fallback resends a script later, after
-   * commands sent behind it, and a history group's pubs must run in the order sent.
-   */
-  async load(sources: readonly string[]): Promise<void> {
-    await Promise.all(sources.map((source) => this.redis.script('LOAD', source)));
-  }
-
-  async run(source: string, args: Array<string | number>): Promise<unknown> {
-    let sha = this.shas.get(source);
-    if (sha === undefined) this.shas.set(source, (sha = createHash('sha1').update(source).digest('hex')));
-    try {
-      return await this.redis.evalsha(sha, 0, ...args);
-    } catch (err) {
-      if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
-      return this.redis.eval(source, 0, ...args);
-    }
-  }
-}
 
 /** Helpers every script of the store starts with (below, and ROUTE_ANY in route-any-script.ts). */
 export const PRELUDE = `
@@ -76,6 +45,12 @@ end
 local function settles(id, target)
   if string.sub(target, 1, 2) == 'g:' then redis.call('ZREM', P..'qw:'..string.sub(target, 3), id) end
 end
+-- A user's message (target u:USER) goes in flight (sign 1) or leaves it (-1): P wf:USER follows.
+local function flight(target, bytes, sign)
+  if string.sub(target, 1, 2) ~= 'u:' then return end
+  local k = P..'wf:'..string.sub(target, 3)
+  if redis.call('HINCRBY', k, 'n', sign) <= 0 then redis.call('DEL', k) else redis.call('HINCRBY', k, 'b', sign * bytes) end
+end
 -- Removes every trace of a stored message (not its dead letter).
 local function forget(id)
   local m = P..'m:'..id
@@ -89,7 +64,10 @@ local function forget(id)
   redis.call('DECRBY', P..'bytes', tonumber(f[3]))
   if redis.call('DECR', P..'snd:'..f[2]) <= 0 then redis.call('DEL', P..'snd:'..f[2], P..'sndb:'..f[2])
   elseif redis.call('DECRBY', P..'sndb:'..f[2], tonumber(f[3])) <= 0 then redis.call('DEL', P..'sndb:'..f[2]) end
-  if f[4] == 'f' then loaddec(f[5]) end
+  if f[4] == 'f' then
+    loaddec(f[5])
+    flight(f[1], tonumber(f[3]), -1)
+  end
 end
 local function deadletter(id, reason, now)
   local m = P..'m:'..id
@@ -109,9 +87,10 @@ end
 -- and its ack deadline (whole ms, rounded up: Redis would cut a fraction off).
 local function claim(id, holder, now, ackMs, mult, maxMs)
   local m = P..'m:'..id
-  local s = redis.call('HMGET', m, 'state', 'target')
+  local s = redis.call('HMGET', m, 'state', 'target', 'bytes')
   if s[1] ~= 'w' then return false end
   settles(id, s[2])
+  flight(s[2], tonumber(s[3]), 1)
   local attempts = redis.call('HINCRBY', m, 'attempts', 1)
   local deadline = now + backoff(attempts, ackMs, mult, maxMs)
   redis.call('HSET', m, 'state', 'f', 'holder', holder, 'dt', now)
@@ -136,7 +115,8 @@ end
 -- The user's window (delivery.max_inflight_per_user, _bytes_per_user): its waiting messages
 -- claimed in queue order while the ones in flight leave room (one always goes), scanning 100
 -- at a time and stopping at the first that does not fit. P wb:USER says some still wait: new
--- messages then wait behind them (ROUTE_USER) until an ack pumps again.
+-- messages then wait behind them (ROUTE_USER) until an ack pumps again. Having seen the whole
+-- queue, it sets P wf:USER to what it counted (a node of an older version does not keep it).
 local function pump(user, now, ackMs, mult, maxMs, winCount, winBytes)
   local q = P..'q:u:'..user
   local claimed = {}
@@ -163,7 +143,12 @@ local function pump(user, now, ackMs, mult, maxMs, winCount, winBytes)
     end
     start = start + 100
   end
-  if waiting then redis.call('SET', P..'wb:'..user, 1) else redis.call('DEL', P..'wb:'..user) end
+  if waiting then
+    redis.call('SET', P..'wb:'..user, 1)
+  else
+    redis.call('DEL', P..'wb:'..user, P..'wf:'..user)
+    if count > 0 then redis.call('HSET', P..'wf:'..user, 'n', count, 'b', bytes) end
+  end
   return claimed
 end
 `;
@@ -227,18 +212,29 @@ return {'ok', state, dropped}
 `;
 
 /**
- * A user's message to deliver now, if the user is online on some live node.
- * ARGV: P id user now ackMs mult maxBackoffMs aliveSince
- * -> false (nobody online: it stays waiting) | {nodes, fields} (fields as claim() returns them,
- *    its ack deadline last)
+ * A user's message to deliver now, if the user is online on some live node and its window has
+ * room (else it waits, and the ack that makes room pumps it).
+ * ARGV: P id user now ackMs mult maxBackoffMs aliveSince winCount winBytes
+ * -> false (nobody online, or no room: it stays waiting) | {nodes, fields} (fields as claim()
+ *    returns them, its ack deadline last)
  */
 export const ROUTE_USER = `${PRELUDE}
 local id, user, now = ARGV[2], ARGV[3], tonumber(ARGV[4])
 local since = tonumber(ARGV[8])
 local nodes = userNodes(user, since)
 if #nodes == 0 then return false end
--- Behind messages waiting for room in the user's window: it waits too (a redelivery is in the window already).
-if redis.call('EXISTS', P..'wb:'..user) == 1 and redis.call('HGET', P..'m:'..id, 'attempts') == '0' then return false end
+-- A redelivery is in the window already; a first delivery waits behind messages waiting for
+-- room, or for room itself (one always goes).
+local m = redis.call('HMGET', P..'m:'..id, 'attempts', 'bytes')
+if m[1] == '0' then
+  if redis.call('EXISTS', P..'wb:'..user) == 1 then return false end
+  local w = redis.call('HMGET', P..'wf:'..user, 'n', 'b')
+  local n = tonumber(w[1] or '0')
+  if n > 0 and (n >= tonumber(ARGV[9]) or tonumber(w[2] or '0') + tonumber(m[2]) > tonumber(ARGV[10])) then
+    redis.call('SET', P..'wb:'..user, 1)
+    return false
+  end
+end
 local fields = claim(id, '', now, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))
 if not fields then return false end
 return {nodes, fields}
@@ -342,7 +338,7 @@ local now, limit, maxAttempts, ttl = tonumber(ARGV[2]), tonumber(ARGV[3]), tonum
 local out = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', P..'due', '-inf', now, 'LIMIT', 0, limit)) do
   local m = P..'m:'..id
-  local f = redis.call('HMGET', m, 'state', 'attempts', 'holder', 'target')
+  local f = redis.call('HMGET', m, 'state', 'attempts', 'holder', 'target', 'bytes')
   local state = f[1]
   if not state then
     redis.call('ZREM', P..'due', id)
@@ -358,6 +354,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', P..'due', '-inf', now, 'LIMIT', 
       deadletter(id, 'not acknowledged after '..f[2]..' deliveries (delivery.max_attempts)', now)
       out[#out + 1] = {id, 'dead', f[4]}
     else
+      if state == 'f' then flight(f[4], tonumber(f[5]), -1) end
       redis.call('HSET', m, 'state', 'w')
       waits(id, f[4])
       if ttl > 0 then redis.call('ZADD', P..'due', now + ttl, id) else redis.call('ZREM', P..'due', id) end

@@ -7,7 +7,7 @@
  * running then can go on storing unindexed ones (docs/messaging.md, "Not done in cluster mode").
  */
 import type { Redis } from 'ioredis';
-import type { ScriptRunner } from './scripts.js';
+import type { ScriptRunner } from './script-runner.js';
 
 /** ARGV: P group -> how many waiting messages were not in the index. */
 export const INDEX_WAITING = `
