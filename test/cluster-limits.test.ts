@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { getJson, member } from './helpers/client.js';
+import { getJson, member, type Frame, type TestClient } from './helpers/client.js';
 import { joinGroup } from './helpers/history.js';
 import { nextMsgs, until } from './helpers/messaging.js';
 import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
@@ -51,6 +51,19 @@ describe('a sender\'s stored bytes in cluster mode', { skip, timeout: 60_000 }, 
   });
 });
 
+/** Acks `first`, then each message as it comes, until `total` came: their data, in arrival order. */
+async function ackingUntil(client: TestClient, first: Frame[], total: number): Promise<number[]> {
+  const seen = first.map((m) => m.data as number);
+  for (const m of first) client.send({ op: 'ack', id: m.id });
+  while (seen.length < total) {
+    for (const m of await nextMsgs(client, 1)) {
+      seen.push(m.data as number);
+      client.send({ op: 'ack', id: m.id });
+    }
+  }
+  return seen;
+}
+
 describe('a user\'s window in cluster mode (delivery.max_inflight_per_user)', { skip, timeout: 60_000 }, () => {
   let redis: PrivateRedis;
   let node: RunningServer;
@@ -77,15 +90,7 @@ describe('a user\'s window in cluster mode (delivery.max_inflight_per_user)', { 
     assert.equal(bob.frames.filter((f) => f.op === 'msg' || f.op === 'batch').length, 0, 'no more than the window before an ack');
     alice.send({ op: 'send', to: 'bob', data: 10, ref: 's10' });
     await alice.next((f) => f.ref === 's10');
-    const seen = first.map((m) => m.data as number);
-    for (const m of first) bob.send({ op: 'ack', id: m.id });
-    while (seen.length < 11) {
-      for (const m of await nextMsgs(bob, 1)) {
-        seen.push(m.data as number);
-        bob.send({ op: 'ack', id: m.id });
-      }
-    }
-    assert.deepEqual(seen, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    assert.deepEqual(await ackingUntil(bob, first, 11), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     alice.close();
     bob.close();
   });
@@ -100,15 +105,7 @@ describe('a user\'s window in cluster mode (delivery.max_inflight_per_user)', { 
     const first = await nextMsgs(dave, 3);
     await new Promise((resolve) => setTimeout(resolve, 300));
     assert.equal(dave.frames.filter((f) => f.op === 'msg' || f.op === 'batch').length, 0, 'no more than the window before an ack');
-    const seen = first.map((m) => m.data as number);
-    for (const m of first) dave.send({ op: 'ack', id: m.id });
-    while (seen.length < 8) {
-      for (const m of await nextMsgs(dave, 1)) {
-        seen.push(m.data as number);
-        dave.send({ op: 'ack', id: m.id });
-      }
-    }
-    assert.deepEqual(seen, [0, 1, 2, 3, 4, 5, 6, 7]);
+    assert.deepEqual(await ackingUntil(dave, first, 8), [0, 1, 2, 3, 4, 5, 6, 7]);
     carol.close();
     dave.close();
   });
