@@ -1,16 +1,17 @@
 /**
  * The limits on what one sender may store hold in cluster mode too, where the store is Redis
  * (src/cluster/scripts.ts STORE): messages (delivery.max_stored_per_sender) and their bytes of
- * data (max_stored_bytes_per_sender), given back as messages are acknowledged; and what a
- * frozen Redis (open connections, no answers) does to a node and to the requests it had sent.
+ * data (max_stored_bytes_per_sender), given back as messages are acknowledged; a user's window
+ * (max_inflight_per_user) and connections (limits.max_connections_per_user) over the nodes; and
+ * what a frozen Redis (open connections, no answers) does to a node and to the requests it had sent.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { getJson, member, type Frame, type TestClient } from './helpers/client.js';
+import { connect, getJson, member, type Frame, type TestClient } from './helpers/client.js';
 import { joinGroup } from './helpers/history.js';
 import { nextMsgs, until } from './helpers/messaging.js';
 import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
-import { startInProcess } from './helpers/server.js';
+import { startInProcess, startProcess } from './helpers/server.js';
 import type { RunningServer } from '../src/index.js';
 
 const skip = announceSkip('cluster-limits.test');
@@ -175,6 +176,38 @@ describe('a frozen Redis (open connections, no answers)', { skip, timeout: 60_00
     } finally {
       if (redis.pid !== null) process.kill(redis.pid, 'SIGCONT');
       await node.close();
+      await redis.stop();
+    }
+  });
+});
+
+describe('connections per user over the nodes of a cluster (limits.max_connections_per_user)', { skip, timeout: 60_000 }, () => {
+  test('past the cap counted on every node, a new connection on any node gets E_RATE_LIMITED and 4029; a closed one makes room', async () => {
+    const redis = await startPrivateRedis();
+    const config = nodeConfig(redis.url, 'cap:', 1, { websocket: { limits: { max_connections_per_user: 2 } } });
+    const nodes = [await startProcess(config), await startProcess(config)];
+    try {
+      const onA = await member(nodes[0]!.port, 'hog');
+      const onB = await member(nodes[1]!.port, 'hog');
+      const refused = await connect(nodes[0]!.port, { query: 'user=hog' });
+      const err = await refused.next((f) => f.op === 'err');
+      assert.equal(err.code, 'E_RATE_LIMITED');
+      assert.match(String(err.message), /hog holds 2 connections already on the cluster's nodes \(websocket\.limits\.max_connections_per_user\)/);
+      assert.equal((await refused.closed).code, 4029);
+      assert.ok(!refused.frames.some((f) => f.op === 'welcome'), 'no welcome');
+      const other = await member(nodes[1]!.port, 'someone-else');
+      onB.close();
+      await onB.closed;
+      const back = await until(async () => {
+        const c = await connect(nodes[0]!.port, { query: 'user=hog' });
+        const first = await c.next((f) => f.op === 'welcome' || f.op === 'err');
+        if (first.op === 'welcome') return c;
+        await c.closed;
+        return undefined;
+      }, 'a second connection of hog once the one on the other node closed');
+      for (const c of [onA, other, back]) c.close();
+    } finally {
+      await Promise.all(nodes.map((node) => node.stop()));
       await redis.stop();
     }
   });

@@ -17,8 +17,8 @@ export interface Conn extends Member {
 }
 
 /** Why a new connection of `user`, who holds `held` already, is refused (limits.max_connections_per_user; 0: no cap), or null. */
-export function connectionCapRefusal(user: string, held: number, max: number): string | null {
-  return max > 0 && held >= max ? `${user} holds ${held} connections already (websocket.limits.max_connections_per_user)` : null;
+export function connectionCapRefusal(user: string, held: number, max: number, where = ''): string | null {
+  return max > 0 && held >= max ? `${user} holds ${held} connections already${where} (websocket.limits.max_connections_per_user)` : null;
 }
 
 export class Presence {

@@ -176,17 +176,18 @@ export class ClusterMessaging {
    * Connection `sid` of `user` authenticated on `shard` (already in the local presence): its
    * presence goes to Redis and, in the same script, what waits for the user comes back; then
    * its `welcome` with that count, then the messages. Without Redis: welcome at once, pending 0.
+   * Past max_connections_per_user over every node, `refuse` instead, with the connections the user holds.
    */
-  connect(sid: string, user: string, shard: number): void {
+  connect(sid: string, user: string, shard: number, refuse: (holding: number) => void): void {
     const { link, local } = this.parts;
     if (!this.parts.up()) return link.welcome(shard, sid, 0);
     this.here.hold(sid);
-    this.backlogOf(user, local.byUser.get(user)?.size ?? 1).then(
+    this.backlogOf(user, local.byUser.get(user)?.size ?? 1, this.parts.config.websocket.limits.max_connections_per_user).then(
       (backlog) => {
         const held = this.here.release(sid);
         if (!local.bySid.has(sid)) return; // closed meanwhile: its messages stay in flight and time out
-        link.welcome(shard, sid, backlog === null ? 0 : backlog.pending);
-        if (backlog === null) return;
+        if ('holding' in backlog) return refuse(backlog.holding);
+        link.welcome(shard, sid, backlog.pending);
         const sent = new Set<string>();
         // In queue order (priority, then acceptance), as `batch` frames where several go to one place, as on one process.
         const fresh: Fields[] = [];
@@ -222,9 +223,9 @@ export class ClusterMessaging {
       if (conn) this.joined(conn.sid, group, conn.user, conn.weight).catch((err: unknown) => logCommandFailure(this.parts, err, 'rescan'));
     }
     for (const [user, conns] of this.parts.local.byUser) {
-      this.backlogOf(user, conns.size).then(
+      this.backlogOf(user, conns.size, 0).then(
         (backlog) => {
-          if (backlog === null) return;
+          if ('holding' in backlog) return;
           const fresh = backlog.entries.filter(([claimed]) => claimed === 1).map(([, f]) => f);
           this.backlogToUser(user, backlog.nodes, fresh);
         },
@@ -239,14 +240,16 @@ export class ClusterMessaging {
     if (nodes.includes(this.parts.node)) this.here.toUser(user, messages);
   }
 
-  private async backlogOf(user: string, connections: number): Promise<{ nodes: string[]; pending: number; entries: Array<[number, Fields]> } | null> {
+  /** CONNECT: `connections` of the user on this node (the new one included); over `maxConnections` (0: no cap) on every node, refused. */
+  private async backlogOf(user: string, connections: number, maxConnections: number): Promise<{ nodes: string[]; pending: number; entries: Array<[number, Fields]> } | { holding: number }> {
     const now = Date.now();
     const { presence, node } = this.parts;
-    const out = await this.script<[string[], number, ...Array<[number, Fields]>]>(CONNECT, [
+    const out = await this.script<[string[], number, ...Array<[number, Fields]>] | ['cap', number]>(CONNECT, [
       this.prefix, node, user, now, this.delivery.ack_timeout * 1000, this.delivery.backoff_multiplier, this.delivery.max_backoff * 1000,
-      presence.aliveSince(now), connections, this.delivery.max_inflight_per_user, this.delivery.max_inflight_bytes_per_user,
+      presence.aliveSince(now), connections, this.delivery.max_inflight_per_user, this.delivery.max_inflight_bytes_per_user, maxConnections,
     ]);
-    const [nodes, pending, ...entries] = out;
+    if (out[0] === 'cap') return { holding: out[1] as number };
+    const [nodes, pending, ...entries] = out as [string[], number, ...Array<[number, Fields]>];
     return { nodes, pending, entries };
   }
 

@@ -273,7 +273,11 @@ export class ClusterNode {
           this.local.online({ sid, user, shard, weight, groups: new Set(), watching: null });
           // Draining: a connection that authenticated just before the listen sockets closed claims nothing here.
           if (this.draining) return this.options.link.welcome(shard, sid, 0);
-          return this.messaging.connect(sid, user, shard);
+          const max = this.options.config.websocket.limits.max_connections_per_user;
+          return this.messaging.connect(sid, user, shard, (holding) => {
+            this.members.offline(sid);
+            this.options.link.error(shard, sid, 'E_RATE_LIMITED', connectionCapRefusal(user, holding, max, ' on the cluster\'s nodes')!, null, true);
+          });
         }
         case ToBroker.MEMBERSHIP: {
           const [sid, group, joined, weight, watch] = f as [string, string, number, number, number?];

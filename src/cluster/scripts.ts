@@ -247,12 +247,24 @@ return {nodes, fields}
  * already in flight are for this new connection only. Any route that runs after this script
  * sees the new presence; any before it left its message in flight or waiting, which is listed
  * or pumped here: none is missed, none doubled.
- * ARGV: P node user now ackMs mult maxBackoffMs aliveSince connectionsOnNode winCount winBytes
- * -> {nodes, pendingCount, entries...} entry: {claimed 1|0, fields...} (fields end with the ack deadline)
+ * Over maxConnections (0: no cap) with the user's connections on the other live nodes, the
+ * connection is refused instead, and nothing is written or claimed.
+ * ARGV: P node user now ackMs mult maxBackoffMs aliveSince connectionsOnNode winCount winBytes maxConnections
+ * -> {nodes, pendingCount, entries...} entry: {claimed 1|0, fields...} (fields end with the ack
+ *    deadline) | {'cap', connections the user holds already}
  */
 export const CONNECT = `${PRELUDE}
 local node, user, now, since = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[8])
-redis.call('HSET', P..'pu:'..user, node, ARGV[9])
+local cap, here = tonumber(ARGV[12] or '0'), tonumber(ARGV[9])
+if cap > 0 then
+  local held = here - 1
+  local counts = redis.call('HGETALL', P..'pu:'..user)
+  for i = 1, #counts, 2 do
+    if counts[i] ~= node and alive(counts[i], since) then held = held + tonumber(counts[i + 1]) end
+  end
+  if held >= cap then return {'cap', held} end
+end
+redis.call('HSET', P..'pu:'..user, node, here)
 redis.call('SADD', P..'nk:'..node, P..'pu:'..user)
 local nodes = userNodes(user, since)
 local out = {nodes, 0}

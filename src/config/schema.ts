@@ -107,7 +107,7 @@ const limits = z
     connection_attempts_per_ip: z.number().nonnegative().default(100),
     connection_burst_per_ip: positiveInt.default(1000),
     unauthenticated_per_ip: nonNegativeInt.default(200),
-    /** Connections one user may hold at once (per node in cluster mode); over it E_RATE_LIMITED, 4029. 0: unlimited. */
+    /** Connections one user may hold at once (over every node in cluster mode); over it E_RATE_LIMITED, 4029. 0: unlimited. */
     max_connections_per_user: nonNegativeInt.default(100),
     /** Addresses each shard tracks at once; when all are busy, a new address gets HTTP 503. */
     max_tracked_ips: positiveInt.default(100_000),
