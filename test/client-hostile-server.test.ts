@@ -114,10 +114,15 @@ test('a frame over maxFrameBytes closes the connection with 1009 before it is de
     ws.send(JSON.stringify({ op: 'msg', id: 'small', from: 'x', data: 'ok', pri: 1, ts: 1 }));
     ws.send(JSON.stringify({ op: 'msg', id: 'huge', from: 'x', data: 'x'.repeat(4096), pri: 1, ts: 1 }));
   });
-  // A browser's WebSocket takes (url, protocols) only: the limit is then the SDK's own check.
+  // A browser's WebSocket takes (url, protocols) only, so the limit is the SDK's own check; and
+  // its close() throws for a code other than 1000 or 3000-4999 (WHATWG).
   class BrowserLike extends WebSocket {
     constructor(url: string, protocols?: string | string[]) {
       super(url, protocols);
+    }
+    override close(code?: number, reason?: string): void {
+      if (code !== undefined && code !== 1000 && (code < 3000 || code > 4999)) throw new Error(`InvalidAccessError: close(${code})`);
+      super.close(code, reason);
     }
   }
   for (const WebSocketClass of [WebSocket, BrowserLike]) {
@@ -127,6 +132,7 @@ test('a frame over maxFrameBytes closes the connection with 1009 before it is de
     assert.equal((await closed).code, 1009, WebSocketClass.name);
     assert.deepEqual(rx.messages.map((m) => m.id), ['small'], 'the frame before it was handled, the huge one never');
   }
-  assert.throws(() => sdkClient(port, { maxFrameBytes: 0 }), /maxFrameBytes must be an integer/);
+  await until(() => (wss.clients.size === 0 ? true : undefined), 'both sockets closed, not left open unread');
+  assert.throws(() => sdkClient(port, { maxFrameBytes: 0 }), /maxFrameBytes must be an integer of at least 1024, or Infinity/);
   await new Promise((resolve) => wss.close(resolve));
 });

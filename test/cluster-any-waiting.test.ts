@@ -71,11 +71,29 @@ describe('waiting `any` messages in cluster mode', { skip, timeout: 60_000 }, ()
     await reader.del('old:qw:legacy');
     const node = await startInProcess(nodeConfig(redis.url, 'old:', 1));
     try {
-      assert.deepEqual((await waiting('old:', 'legacy')).sort(), [...ids].sort(), 'indexed at start-up');
+      await until(async () => ((await waiting('old:', 'legacy')).length === 2 ? true : undefined), 'indexed once the node is up');
+      assert.deepEqual((await waiting('old:', 'legacy')).sort(), [...ids].sort());
       const helper = await member(node.port, 'helper', ['legacy']);
       const got = [(await helper.next((f) => f.op === 'msg')).id, (await helper.next((f) => f.op === 'msg')).id];
       assert.deepEqual(got.sort(), [...ids].sort());
       helper.close();
+    } finally {
+      await node.close();
+    }
+  });
+
+  test('an id an older version took out of the queue but not out of the index is dropped from it by the next join, and never delivered', async () => {
+    const node = await startInProcess(nodeConfig(redis.url, 'stale:', 1));
+    try {
+      const sender = await member(node.port, 'asker');
+      const id = await anyTo(sender, 'desk', 1);
+      // As a node without the index would have acknowledged it: the message gone, its index entry left.
+      await reader.multi().del(`stale:m:${id}`).zrem('stale:q:g:desk', id).exec();
+      assert.deepEqual(await waiting('stale:', 'desk'), [id]);
+      const helper = await member(node.port, 'helper', ['desk']);
+      await until(async () => ((await waiting('stale:', 'desk')).length === 0 ? true : undefined), 'the stale entry dropped');
+      assert.equal(helper.frames.filter((f) => f.op === 'msg').length, 0);
+      for (const client of [sender, helper]) client.close();
     } finally {
       await node.close();
     }

@@ -44,7 +44,7 @@ export interface ClientOptions {
   heartbeatMs?: number;
   /** How long a connection may take to be welcomed (default 10 s). */
   connectTimeoutMs?: number;
-  /** Largest frame taken from the server, bytes (default MAX_FRAME_BYTES, 64 MiB + 64 KiB); a larger one closes the connection with 1009 unread, and it reconnects. */
+  /** Largest frame taken from the server, bytes (default MAX_FRAME_BYTES, 100 MiB; Infinity: no cap); a larger one closes the connection with 1009 unread, and it reconnects. */
   maxFrameBytes?: number;
   /** Random numbers in [0, 1) for the backoff's jitter (tests pass a fixed one). */
   random?: () => number;
@@ -81,7 +81,7 @@ export class OcsClient extends Emitter<ClientEvents> {
     this.WebSocketClass = resolveWebSocket(options.WebSocket);
     this.policy = options.reconnect === false ? false : { ...DEFAULT_RECONNECT, ...options.reconnect };
     const maxFrameBytes = options.maxFrameBytes ?? MAX_FRAME_BYTES;
-    if (!Number.isSafeInteger(maxFrameBytes) || maxFrameBytes < 1024) throw new TypeError('maxFrameBytes must be an integer of at least 1024');
+    if (maxFrameBytes !== Infinity && (!Number.isSafeInteger(maxFrameBytes) || maxFrameBytes < 1024)) throw new TypeError('maxFrameBytes must be an integer of at least 1024, or Infinity');
     this.limits = { connectTimeoutMs: options.connectTimeoutMs ?? 10_000, maxFrameBytes };
     this.autoAck = options.autoAck ?? true;
     this.requests = new Requests(options.requestTimeoutMs ?? 10_000, options.maxQueued ?? 1000);

@@ -7,8 +7,13 @@
 import { JSON_PROTOCOL, jsonCodec, MSGPACK_PROTOCOL, type ClientCodec } from './codec.js';
 import { OPEN, type WebSocketConstructor, type WebSocketLike } from './socket.js';
 
-/** The largest frame taken from a server by default: a `msg` carrying a message of the largest `max_payload` a server may be configured with (64 MiB), with room for its envelope. */
-export const MAX_FRAME_BYTES = 64 * 1024 * 1024 + 64 * 1024;
+/**
+ * The largest frame taken from a server by default: `ws`'s own default (what Node clients took
+ * before the SDK had a cap). Room for a message of the largest `max_payload` (64 MiB) in its
+ * envelope, and for a `batch` of the default config (at most half of `ring_bytes`, 4 MiB); a
+ * server with larger rings can send larger batches: raise it to half of their `ring_bytes`.
+ */
+export const MAX_FRAME_BYTES = 100 * 1024 * 1024;
 
 export interface ConnectionLimits {
   /** How long the connection may take to be welcomed, ms. */
@@ -39,10 +44,12 @@ export class Connection {
     private readonly limits: ConnectionLimits,
     private readonly events: ConnectionEvents,
   ) {
-    // `ws` (Node) refuses a larger frame before buffering it whole; browsers ignore the third
-    // argument and buffer it, and then onData refuses it before decoding.
+    // `ws` (Node) refuses a larger frame before buffering it whole; a global WebSocket (browsers,
+    // Node 22, React Native, which warns about options it does not know) is not given the option:
+    // it buffers the frame, and onData refuses it before decoding.
     const protocols = msgpack !== null ? [MSGPACK_PROTOCOL, JSON_PROTOCOL] : [JSON_PROTOCOL];
-    const socket = new WebSocketClass(url, protocols, { maxPayload: limits.maxFrameBytes }) as WebSocketLike;
+    const global = (globalThis as { WebSocket?: unknown }).WebSocket;
+    const socket = (WebSocketClass === global ? new WebSocketClass(url, protocols) : new WebSocketClass(url, protocols, { maxPayload: limits.maxFrameBytes })) as WebSocketLike;
     this.socket = socket;
     socket.binaryType = 'arraybuffer';
     socket.onopen = () => {
@@ -105,11 +112,12 @@ export class Connection {
 
   /**
    * Gives up on a socket that stopped answering (1006: its close handshake may never come), or
-   * that sent a frame over maxFrameBytes (1009, the code `ws` closes with for one).
+   * that sent a frame over maxFrameBytes (1009, the code `ws` reports for one). It is closed
+   * with 1000: a browser's close() throws for any other code under 3000.
    */
   private abandon(reason: string, code: 1006 | 1009): void {
     if (this.socket === null) return;
-    this.close(code === 1009 ? 1009 : 1000, reason);
+    this.close(1000, reason);
     this.events.closed(code, reason);
   }
 

@@ -41,6 +41,7 @@ export class ClusterIntake {
   /** Messages due now whose STORE timed out: Redis may have stored them after all, and nobody routed them (target by id). */
   private readonly maybeStored = new Map<string, string>();
   private recheck: NodeJS.Timeout | null = null;
+  private stopped = false;
 
   constructor(private readonly parts: IntakeParts) {
     this.delivery = parts.config.websocket.delivery;
@@ -135,17 +136,20 @@ export class ClusterIntake {
    * store is not found (the route scripts claim only a waiting message).
    */
   routeMaybeStored(): void {
-    if (!this.parts.up()) return; // the resync after the outage calls again
+    if (this.stopped || !this.parts.up()) return; // the resync after the outage calls again
     for (const [id, target] of this.maybeStored) this.parts.route(id, target, 0);
     this.maybeStored.clear();
   }
 
   stop(): void {
+    this.stopped = true;
     if (this.recheck !== null) clearTimeout(this.recheck);
     this.recheck = null;
+    this.maybeStored.clear();
   }
 
   private routeLater(id: string, target: string): void {
+    if (this.stopped) return;
     // At most the stores that can be in flight at once are held.
     if (this.maybeStored.size < MAX_STORES_IN_FLIGHT) this.maybeStored.set(id, target);
     this.recheck ??= setTimeout(() => {

@@ -92,7 +92,7 @@ export class ClusterNode {
   /** The drain began (pauseDelivery): this node has left the cluster and writes no presence. */
   private draining = false;
   private failedWrites = 0;
-  /** The waiting index is up to date with what older versions stored (waiting-index.ts). */
+  /** The waiting index's rebuild ran, or is running (waiting-index.ts). */
   private indexed = false;
 
   constructor(private readonly options: ClusterNodeOptions) {
@@ -338,7 +338,7 @@ export class ClusterNode {
         );
       return;
     }
-    Promise.all([this.channels.resubscribe(), this.clusterPresence.rewrite(this.local), this.history.prepare(), this.indexWaitingOnce(), this.scripts.load(STORE_SCRIPTS)])
+    Promise.all([this.channels.resubscribe(), this.clusterPresence.rewrite(this.local), this.history.prepare(), this.scripts.load(STORE_SCRIPTS)])
       // Before joins and pubs are taken (up): no join's answer may come before a resume's.
       .then(() => (afterOutage ? this.history.resume() : undefined))
       .then(() => this.clusterPresence.heartbeat())
@@ -350,17 +350,23 @@ export class ClusterNode {
           this.options.storeHealthChanged({ writable: true, lastError: null, failedWrites: this.failedWrites });
           this.messaging.rescan();
           this.intake.routeMaybeStored();
+          this.indexWaitingOnce();
         },
         (err: unknown) => log.error({ code: 'E_CLUSTER_UNAVAILABLE', err }, 'cluster: resynchronising with Redis failed; retrying when it reconnects'),
       );
   }
 
-  /** Once per process, before its first join (a failed try is tried again at the next resync). */
-  private async indexWaitingOnce(): Promise<void> {
+  /** Once per process, in the background (a failed try is tried again at the next resync). */
+  private indexWaitingOnce(): void {
     if (this.indexed) return;
-    const added = await indexWaiting(this.redis.commands, this.scripts, this.keys.prefix);
     this.indexed = true;
-    if (added > 0) this.options.log.info({ added }, 'cluster: waiting any messages stored without the index (an older version) indexed');
+    indexWaiting(this.redis.commands, this.scripts, this.keys.prefix).then(
+      (added) => added > 0 && this.options.log.info({ added }, 'cluster: waiting any messages stored without the index (an older version) indexed'),
+      (err: unknown) => {
+        this.indexed = false;
+        if (!this.stopped) this.options.log.warn({ code: 'E_CLUSTER_UNAVAILABLE', err }, 'cluster: indexing waiting any messages failed; trying again when Redis is back');
+      },
+    );
   }
 
   private down(): void {

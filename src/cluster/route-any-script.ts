@@ -17,7 +17,11 @@ import { PRELUDE } from './scripts.js';
 export const ROUTE_ANY = `${PRELUDE}
 local id, group, now, since = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[8])
 local m = P..'m:'..id
-if redis.call('HGET', m, 'state') ~= 'w' then return false end
+if redis.call('HGET', m, 'state') ~= 'w' then
+  -- Not waiting (a node of an older version claimed or removed it): out of the index too.
+  redis.call('ZREM', P..'qw:'..group, id)
+  return false
+end
 local strategy = redis.call('HGET', m, 'strategy')
 if not strategy or strategy == '' then strategy = redis.call('HGET', P..'strategies', group) or ARGV[9] end
 local raw = redis.call('HGETALL', P..'pg:'..group)
