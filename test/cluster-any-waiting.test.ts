@@ -33,7 +33,7 @@ describe('waiting `any` messages in cluster mode', { skip, timeout: 60_000 }, ()
     return (await sender.next((f) => f.ref === `any-${job}`)).id as string;
   };
 
-  test('an `any` is in the index while no member can take it, and out of it once one has it: a join with 50 in flight finds nothing to route', async () => {
+  test('an `any` is in the index while no member can take it, out of it once one has it, and back in it when its holder left before its ack deadline', async () => {
     const node = await startInProcess(nodeConfig(redis.url, 'idx:', 1, { websocket: { delivery: { ack_timeout: 1, max_backoff: 1 } } }));
     try {
       const sender = await member(node.port, 'asker');
@@ -49,13 +49,25 @@ describe('waiting `any` messages in cluster mode', { skip, timeout: 60_000 }, ()
       const again = await second.next((f) => f.op === 'msg');
       assert.deepEqual([again.id, await waiting('idx:', 'desk')], [id, []]);
       second.send({ op: 'ack', id });
+      for (const client of [sender, second]) client.close();
+    } finally {
+      await node.close();
+    }
+  });
+
+  test('with 50 `any` messages in flight none waits: a join finds nothing to route', async () => {
+    // Deadlines far off: none of the 50 comes back to wait while the test runs, however slow the machine.
+    const node = await startInProcess(nodeConfig(redis.url, 'busy:', 1, { websocket: { delivery: { ack_timeout: 60, max_backoff: 60 } } }));
+    try {
+      const sender = await member(node.port, 'asker');
+      const holder = await member(node.port, 'holder', ['desk']);
       for (let job = 1; job <= 50; job++) await anyTo(sender, 'desk', job);
-      assert.equal(await reader.zcard('idx:q:g:desk'), 50, 'all 50 in the queue, in flight to `second`');
-      assert.deepEqual(await waiting('idx:', 'desk'), [], 'none waits');
-      const third = await member(node.port, 'third', ['desk']);
+      assert.equal(await reader.zcard('busy:q:g:desk'), 50, 'all 50 in the queue, in flight to `holder`');
+      assert.deepEqual(await waiting('busy:', 'desk'), [], 'none waits');
+      const late = await member(node.port, 'late', ['desk']);
       await new Promise((resolve) => setTimeout(resolve, 200));
-      assert.equal(third.frames.filter((f) => f.op === 'msg').length, 0, 'the join routed nothing: nothing waited');
-      for (const client of [sender, second, third]) client.close();
+      assert.equal(late.frames.filter((f) => f.op === 'msg').length, 0, 'the join routed nothing: nothing waited');
+      for (const client of [sender, holder, late]) client.close();
     } finally {
       await node.close();
     }
