@@ -32,6 +32,8 @@ export interface IntakeParts extends Pick<MessagingParts, 'config' | 'scripts' |
   processors: Processors;
   /** A stored message waits for its recipient: delivered now if it is online anywhere (messaging.ts). */
   route(id: string, target: string, receivedAt: number): void;
+  /** Room came in a user's window: what waits for it that now fits goes (messaging.ts). */
+  pump(user: string): void;
 }
 
 export class ClusterIntake {
@@ -115,6 +117,8 @@ export class ClusterIntake {
         if (dropped) {
           stats.dropped_low++;
           stats.dead_lettered++;
+          // The LOW message dropped may have been in flight: its place in the window is free.
+          if (m.target.startsWith('u:')) this.parts.pump(m.target.slice(2));
         }
         if (receivedAt > 0) this.parts.latency?.since(Latency.commit, receivedAt);
         reply.ok(m.id);

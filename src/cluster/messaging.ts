@@ -23,7 +23,8 @@ import type { ClusterPresence, LocalPresence } from './presence.js';
 import { logCommandFailure } from './redis.js';
 import { ROUTE_ANY } from './route-any-script.js';
 import type { ScriptRunner } from './script-runner.js';
-import { ACK, CONNECT, JOIN, PUMP, ROUTE_USER, SWEEP } from './scripts.js';
+import { ACK, JOIN, SWEEP } from './scripts.js';
+import { CONNECT, PUMP, ROUTE_USER } from './window-scripts.js';
 import type { ClusterStats } from './stats.js';
 
 /** Fields of a claimed message, as the scripts return them; `deadline`: its ack deadline (epoch ms). */
@@ -79,8 +80,8 @@ export class ClusterMessaging {
     if (target.startsWith('u:')) {
       const user = target.slice(2);
       const window = [this.delivery.max_inflight_per_user, this.delivery.max_inflight_bytes_per_user];
-      this.script<[string[], Fields] | null>(ROUTE_USER, [this.prefix, id, user, ...timing, ...window]).then(
-        (routed) => routed && this.toUser(user, routed[0], routed[1], receivedAt),
+      this.script<[string[], Fields] | 'pump' | null>(ROUTE_USER, [this.prefix, id, user, ...timing, ...window]).then(
+        (routed) => (routed === 'pump' ? this.pump(user) : routed && this.toUser(user, routed[0], routed[1], receivedAt)),
         (err: unknown) => logCommandFailure(this.parts, err, 'route'),
       );
     } else {
@@ -282,7 +283,8 @@ export class ClusterMessaging {
   }
 
   /** Room in `user`'s window while some of its messages wait for it: what now fits goes out. */
-  private pump(user: string): void {
+  /** Claims what now fits in `user`'s window, if some of its messages wait for room (PUMP). */
+  pump(user: string): void {
     const now = Date.now();
     const args = [
       this.prefix, user, now, this.delivery.ack_timeout * 1000, this.delivery.backoff_multiplier, this.delivery.max_backoff * 1000,

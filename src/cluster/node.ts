@@ -40,9 +40,10 @@ import { connectionCapRefusal } from '../broker/presence.js';
 import { RedisLink, timedOut } from './redis.js';
 import { ROUTE_ANY } from './route-any-script.js';
 import { ScriptRunner } from './script-runner.js';
-import { ACK, CONNECT, DEAD_ON_ARRIVAL, PUMP, ROUTE_USER, STORE, SWEEP } from './scripts.js';
+import { ACK, DEAD_ON_ARRIVAL, STORE, SWEEP } from './scripts.js';
 import { Sweeps } from './sweeps.js';
 import { indexWaiting } from './waiting-index.js';
+import { CONNECT, PUMP, ROUTE_USER } from './window-scripts.js';
 import { newClusterStats, type ClusterStats } from './stats.js';
 
 export interface ClusterNodeOptions {
@@ -127,7 +128,7 @@ export class ClusterNode {
       ...(options.latency ? { latency: options.latency } : {}),
     };
     this.messaging = new ClusterMessaging({ ...shared, node: this.node, channels: this.channels, presence: this.clusterPresence, local: this.local });
-    this.intake = new ClusterIntake({ ...shared, ids: this.ids, processors: this.processors, route: (id, target, receivedAt) => this.messaging.route(id, target, receivedAt) });
+    this.intake = new ClusterIntake({ ...shared, ids: this.ids, processors: this.processors, route: (id, target, receivedAt) => this.messaging.route(id, target, receivedAt), pump: (user) => this.messaging.pump(user) });
     this.pubs = new ClusterPubs({ link: options.link, channels: this.channels, history: this.history, processors: this.processors, intake: this.intake, stats: this.stats_, up: () => this.up });
     this.members = new ClusterMembers({
       local: this.local,

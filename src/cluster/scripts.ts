@@ -30,7 +30,7 @@
  */
 import { MEMBER_HELPERS } from './presence-scripts.js';
 
-/** Helpers every script of the store starts with (below, and ROUTE_ANY in route-any-script.ts). */
+/** Helpers every script of the store starts with (below, ROUTE_ANY in route-any-script.ts, and window-scripts.ts). */
 export const PRELUDE = `
 local P = ARGV[1]
 local function loaddec(holder)
@@ -112,45 +112,6 @@ local function userNodes(user, since)
   end
   return nodes
 end
--- The user's window (delivery.max_inflight_per_user, _bytes_per_user): its waiting messages
--- claimed in queue order while the ones in flight leave room (one always goes), scanning 100
--- at a time and stopping at the first that does not fit. P wb:USER says some still wait: new
--- messages then wait behind them (ROUTE_USER) until an ack pumps again. Having seen the whole
--- queue, it sets P wf:USER to what it counted (a node of an older version does not keep it).
-local function pump(user, now, ackMs, mult, maxMs, winCount, winBytes)
-  local q = P..'q:u:'..user
-  local claimed = {}
-  local count, bytes, start, waiting = 0, 0, 0, false
-  while not waiting do
-    local ids = redis.call('ZRANGE', q, start, start + 99)
-    if #ids == 0 then break end
-    for _, id in ipairs(ids) do
-      local f = redis.call('HMGET', P..'m:'..id, 'state', 'bytes')
-      local size = tonumber(f[2] or '0')
-      if f[1] == 'f' then
-        count, bytes = count + 1, bytes + size
-      elseif f[1] == 'w' then
-        if count > 0 and (count >= winCount or bytes + size > winBytes) then
-          waiting = true
-          break
-        end
-        local c = claim(id, '', now, ackMs, mult, maxMs)
-        if c then
-          claimed[#claimed + 1] = c
-          count, bytes = count + 1, bytes + size
-        end
-      end
-    end
-    start = start + 100
-  end
-  if waiting then
-    redis.call('SET', P..'wb:'..user, 1)
-  else
-    redis.call('DEL', P..'wb:'..user, P..'wf:'..user)
-    if count > 0 then redis.call('HSET', P..'wf:'..user, 'n', count, 'b', bytes) end
-  end
-  return claimed
-end
 `;
 
 /**
@@ -209,97 +170,6 @@ if requeueOf ~= '' then
   redis.call('ZREM', P..'dlq', requeueOf)
 end
 return {'ok', state, dropped}
-`;
-
-/**
- * A user's message to deliver now, if the user is online on some live node and its window has
- * room (else it waits, and the ack that makes room pumps it).
- * ARGV: P id user now ackMs mult maxBackoffMs aliveSince winCount winBytes
- * -> false (nobody online, or no room: it stays waiting) | {nodes, fields} (fields as claim()
- *    returns them, its ack deadline last)
- */
-export const ROUTE_USER = `${PRELUDE}
-local id, user, now = ARGV[2], ARGV[3], tonumber(ARGV[4])
-local since = tonumber(ARGV[8])
-local nodes = userNodes(user, since)
-if #nodes == 0 then return false end
--- A redelivery is in the window already; a first delivery waits behind messages waiting for
--- room, or for room itself (one always goes).
-local m = redis.call('HMGET', P..'m:'..id, 'attempts', 'bytes')
-if m[1] == '0' then
-  if redis.call('EXISTS', P..'wb:'..user) == 1 then return false end
-  local w = redis.call('HMGET', P..'wf:'..user, 'n', 'b')
-  local n = tonumber(w[1] or '0')
-  if n > 0 and (n >= tonumber(ARGV[9]) or tonumber(w[2] or '0') + tonumber(m[2]) > tonumber(ARGV[10])) then
-    redis.call('SET', P..'wb:'..user, 1)
-    return false
-  end
-end
-local fields = claim(id, '', now, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))
-if not fields then return false end
-return {nodes, fields}
-`;
-
-/**
- * A connection of \`user\` opened on \`node\`: its presence is written and, in the same atomic
- * step, what waits for the user is listed: waiting messages are claimed as the user's window
- * allows (pump(); to go to every connection of the user, on the nodes returned), messages
- * already in flight are for this new connection only. Any route that runs after this script
- * sees the new presence; any before it left its message in flight or waiting, which is listed
- * or pumped here: none is missed, none doubled.
- * Over maxConnections (0: no cap) with the user's connections on the other live nodes, the
- * connection is refused instead, and nothing is written or claimed.
- * ARGV: P node user now ackMs mult maxBackoffMs aliveSince connectionsOnNode winCount winBytes maxConnections
- * -> {nodes, pendingCount, entries...} entry: {claimed 1|0, fields...} (fields end with the ack
- *    deadline) | {'cap', connections the user holds already}
- */
-export const CONNECT = `${PRELUDE}
-local node, user, now, since = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[8])
-local cap, here = tonumber(ARGV[12] or '0'), tonumber(ARGV[9])
-if cap > 0 then
-  local held = here - 1
-  local counts = redis.call('HGETALL', P..'pu:'..user)
-  for i = 1, #counts, 2 do
-    if counts[i] ~= node and alive(counts[i], since) then held = held + tonumber(counts[i + 1]) end
-  end
-  if held >= cap then return {'cap', held} end
-end
-redis.call('HSET', P..'pu:'..user, node, here)
-redis.call('SADD', P..'nk:'..node, P..'pu:'..user)
-local nodes = userNodes(user, since)
-local out = {nodes, 0}
-local pending = 0
-for _, id in ipairs(redis.call('ZRANGE', P..'q:u:'..user, 0, -1)) do
-  local m = P..'m:'..id
-  local state = redis.call('HGET', m, 'state')
-  if state == 'w' then
-    pending = pending + 1
-  elseif state == 'f' then
-    pending = pending + 1
-    local f = redis.call('HMGET', m, 'from', 'group', 'data', 'pri', 'ts', 'attempts')
-    local deadline = tonumber(redis.call('ZSCORE', P..'due', id) or '0')
-    out[#out + 1] = {0, {id, f[1], f[2], f[3], f[4], f[5], f[6], math.ceil(deadline)}}
-  end
-end
--- What waits goes as the window allows (before it, a backlog of 600 MB was claimed and returned in one reply).
-for _, c in ipairs(pump(user, now, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[10]), tonumber(ARGV[11]))) do
-  out[#out + 1] = {1, c}
-end
-out[2] = pending
-return out
-`;
-
-/**
- * Room came in a user's window (an ack, a dead letter) while some of its messages wait for it
- * (P wb:USER): claims what now fits. ARGV: P user now ackMs mult maxBackoffMs aliveSince winCount winBytes
- * -> false (none waits, or the user is not online) | {nodes, {fields...}}
- */
-export const PUMP = `${PRELUDE}
-local user, now = ARGV[2], tonumber(ARGV[3])
-if redis.call('EXISTS', P..'wb:'..user) == 0 then return false end
-local nodes = userNodes(user, tonumber(ARGV[7]))
-if #nodes == 0 then return false end
-return {nodes, pump(user, now, tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[8]), tonumber(ARGV[9]))}
 `;
 
 /**

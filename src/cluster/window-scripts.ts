@@ -1,0 +1,165 @@
+/**
+ * A user's window (delivery.max_inflight_per_user, _bytes_per_user) in the Redis store, and the
+ * scripts that deliver to a user through it: ROUTE_USER (one message, live), CONNECT (a
+ * connection's backlog) and PUMP (what fits once an ack made room). Apart from scripts.ts
+ * because they share the window's helpers, which no other script needs.
+ */
+import { PRELUDE } from './scripts.js';
+
+/** PRELUDE and the window's helpers: the count of what is in flight, and pump(). */
+const WINDOW = `${PRELUDE}
+-- The user's messages in flight and their bytes, as P wf:USER keeps them.
+local function inflight(user)
+  local w = redis.call('HMGET', P..'wf:'..user, 'n', 'b')
+  return tonumber(w[1] or '0'), tonumber(w[2] or '0')
+end
+-- Whether a message of \`size\` bytes fits the window beside n messages of b bytes (one always goes).
+local function fits(n, b, size, winCount, winBytes)
+  return n == 0 or (n < winCount and b + size <= winBytes)
+end
+-- Counts them again from the queue (a node of an older version does not keep P wf:USER).
+local function recount(user)
+  local n, b = 0, 0
+  for _, id in ipairs(redis.call('ZRANGE', P..'q:u:'..user, 0, -1)) do
+    local f = redis.call('HMGET', P..'m:'..id, 'state', 'bytes')
+    if f[1] == 'f' then n, b = n + 1, b + tonumber(f[2] or '0') end
+  end
+  redis.call('DEL', P..'wf:'..user)
+  if n > 0 then redis.call('HSET', P..'wf:'..user, 'n', n, 'b', b) end
+  return n, b
+end
+-- The user's window (delivery.max_inflight_per_user, _bytes_per_user): its waiting messages
+-- claimed in queue order while the window has room beside all those in flight (P wf:USER,
+-- wherever they are in the queue: a HIGH one may sort ahead of them), scanning 100 at a time
+-- and stopping at the first that does not fit. P wb:USER says some still wait: new messages
+-- then wait behind them (ROUTE_USER) until an ack pumps again.
+local function pump(user, now, ackMs, mult, maxMs, winCount, winBytes)
+  local q = P..'q:u:'..user
+  local claimed = {}
+  local count, bytes = inflight(user)
+  local start, waiting = 0, false
+  while not waiting do
+    local ids = redis.call('ZRANGE', q, start, start + 99)
+    if #ids == 0 then break end
+    for _, id in ipairs(ids) do
+      local f = redis.call('HMGET', P..'m:'..id, 'state', 'bytes')
+      if f[1] == 'w' then
+        local size = tonumber(f[2] or '0')
+        if not fits(count, bytes, size, winCount, winBytes) then
+          waiting = true
+          break
+        end
+        local c = claim(id, '', now, ackMs, mult, maxMs)
+        if c then
+          claimed[#claimed + 1] = c
+          count, bytes = count + 1, bytes + size
+        end
+      end
+    end
+    start = start + 100
+  end
+  if waiting then redis.call('SET', P..'wb:'..user, 1) else redis.call('DEL', P..'wb:'..user) end
+  return claimed
+end
+`;
+
+/**
+ * A user's message to deliver now, if the user is online on some live node and its window has
+ * room (else it waits, and the ack that makes room pumps it).
+ * ARGV: P id user now ackMs mult maxBackoffMs aliveSince winCount winBytes
+ * -> false (nobody online, or no room: it stays waiting) | {nodes, fields} (fields as claim()
+ *    returns them, its ack deadline last) | 'pump': messages wait for room that is there (an
+ *    ack or a pump that never ran, a dead letter): the node runs PUMP, which takes this one too
+ */
+export const ROUTE_USER = `${WINDOW}
+local id, user, now = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local since = tonumber(ARGV[8])
+local nodes = userNodes(user, since)
+if #nodes == 0 then return false end
+-- A redelivery is in the window already; a first delivery waits behind messages waiting for
+-- room, or for room itself (one always goes).
+local m = redis.call('HMGET', P..'m:'..id, 'attempts', 'bytes')
+if m[1] == '0' then
+  local winCount, winBytes, size = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(m[2])
+  local n, b = inflight(user)
+  if redis.call('EXISTS', P..'wb:'..user) == 1 then
+    if n > 0 then return false end
+    return 'pump'
+  end
+  -- Full by the count: counted again before the user is held (the count may be an older node's).
+  if not fits(n, b, size, winCount, winBytes) then n, b = recount(user) end
+  if not fits(n, b, size, winCount, winBytes) then
+    redis.call('SET', P..'wb:'..user, 1)
+    return false
+  end
+end
+local fields = claim(id, '', now, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))
+if not fields then return false end
+return {nodes, fields}
+`;
+
+/**
+ * A connection of \`user\` opened on \`node\`: its presence is written and, in the same atomic
+ * step, what waits for the user is listed: waiting messages are claimed as the user's window
+ * allows (pump(); to go to every connection of the user, on the nodes returned), messages
+ * already in flight are for this new connection only. Any route that runs after this script
+ * sees the new presence; any before it left its message in flight or waiting, which is listed
+ * or pumped here: none is missed, none doubled.
+ * Over maxConnections (0: no cap) with the user's connections on the other live nodes, the
+ * connection is refused instead, and nothing is written or claimed.
+ * ARGV: P node user now ackMs mult maxBackoffMs aliveSince connectionsOnNode winCount winBytes maxConnections
+ * -> {nodes, pendingCount, entries...} entry: {claimed 1|0, fields...} (fields end with the ack
+ *    deadline) | {'cap', connections the user holds already}
+ */
+export const CONNECT = `${WINDOW}
+local node, user, now, since = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[8])
+local cap, here = tonumber(ARGV[12] or '0'), tonumber(ARGV[9])
+if cap > 0 then
+  local held = here - 1
+  local counts = redis.call('HGETALL', P..'pu:'..user)
+  for i = 1, #counts, 2 do
+    if counts[i] ~= node and alive(counts[i], since) then held = held + tonumber(counts[i + 1]) end
+  end
+  if held >= cap then return {'cap', held} end
+end
+redis.call('HSET', P..'pu:'..user, node, here)
+redis.call('SADD', P..'nk:'..node, P..'pu:'..user)
+local nodes = userNodes(user, since)
+local out = {nodes, 0}
+local pending, n, b = 0, 0, 0
+for _, id in ipairs(redis.call('ZRANGE', P..'q:u:'..user, 0, -1)) do
+  local m = P..'m:'..id
+  local state = redis.call('HGET', m, 'state')
+  if state == 'w' then
+    pending = pending + 1
+  elseif state == 'f' then
+    pending = pending + 1
+    local f = redis.call('HMGET', m, 'from', 'group', 'data', 'pri', 'ts', 'attempts', 'bytes')
+    local deadline = tonumber(redis.call('ZSCORE', P..'due', id) or '0')
+    out[#out + 1] = {0, {id, f[1], f[2], f[3], f[4], f[5], f[6], math.ceil(deadline)}}
+    n, b = n + 1, b + tonumber(f[7] or '0')
+  end
+end
+-- The window's count set from what was just seen (a node of an older version does not keep it).
+redis.call('DEL', P..'wf:'..user)
+if n > 0 then redis.call('HSET', P..'wf:'..user, 'n', n, 'b', b) end
+-- What waits goes as the window allows (before it, a backlog of 600 MB was claimed and returned in one reply).
+for _, c in ipairs(pump(user, now, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[10]), tonumber(ARGV[11]))) do
+  out[#out + 1] = {1, c}
+end
+out[2] = pending
+return out
+`;
+
+/**
+ * Room came in a user's window (an ack, a dead letter) while some of its messages wait for it
+ * (P wb:USER): claims what now fits. ARGV: P user now ackMs mult maxBackoffMs aliveSince winCount winBytes
+ * -> false (none waits, or the user is not online) | {nodes, {fields...}}
+ */
+export const PUMP = `${WINDOW}
+local user, now = ARGV[2], tonumber(ARGV[3])
+if redis.call('EXISTS', P..'wb:'..user) == 0 then return false end
+local nodes = userNodes(user, tonumber(ARGV[7]))
+if #nodes == 0 then return false end
+return {nodes, pump(user, now, tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[8]), tonumber(ARGV[9]))}
+`;
