@@ -7,7 +7,7 @@
  */
 import { ClientErrorCodes, OcsError, isErrorCode } from '../protocol/errors.js';
 import type { ClientCodec } from './codec.js';
-import { Connection, MAX_FRAME_BYTES, type ConnectionLimits } from './connection.js';
+import { Connection, connectionLimits, MAX_FRAME_BYTES, type ConnectionLimits } from './connection.js';
 import { Emitter } from './emitter.js';
 import { Groups } from './groups.js';
 import { DEFAULT_RECONNECT, decideReconnect, type ReconnectOptions } from './reconnect.js';
@@ -80,9 +80,7 @@ export class OcsClient extends Emitter<ClientEvents> {
     if (typeof options.url !== 'string' || !/^wss?:\/\//.test(options.url)) throw new TypeError('url must be a ws:// or wss:// URL');
     this.WebSocketClass = resolveWebSocket(options.WebSocket);
     this.policy = options.reconnect === false ? false : { ...DEFAULT_RECONNECT, ...options.reconnect };
-    const maxFrameBytes = options.maxFrameBytes ?? MAX_FRAME_BYTES;
-    if (maxFrameBytes !== Infinity && (!Number.isSafeInteger(maxFrameBytes) || maxFrameBytes < 1024)) throw new TypeError('maxFrameBytes must be an integer of at least 1024, or Infinity');
-    this.limits = { connectTimeoutMs: options.connectTimeoutMs ?? 10_000, maxFrameBytes };
+    this.limits = connectionLimits(options.connectTimeoutMs ?? 10_000, options.maxFrameBytes ?? MAX_FRAME_BYTES);
     this.autoAck = options.autoAck ?? true;
     this.requests = new Requests(options.requestTimeoutMs ?? 10_000, options.maxQueued ?? 1000);
     this.seen = new SeenIds(options.dedupeWindow ?? 10_000);

@@ -22,6 +22,12 @@ export interface ConnectionLimits {
   maxFrameBytes: number;
 }
 
+/** The limits as given, checked: a bad one throws (TypeError) when the client is made, not at its first frame. */
+export function connectionLimits(connectTimeoutMs: number, maxFrameBytes: number): ConnectionLimits {
+  if (maxFrameBytes !== Infinity && (!Number.isSafeInteger(maxFrameBytes) || maxFrameBytes < 1024)) throw new TypeError('maxFrameBytes must be an integer of at least 1024, or Infinity');
+  return { connectTimeoutMs, maxFrameBytes };
+}
+
 export interface ConnectionEvents {
   /** A decoded frame (anything that decodes to an object). */
   frame(frame: Record<string, unknown>): void;
