@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { Redis } from 'ioredis';
 import { connect, getJson, member, type Frame, type TestClient } from './helpers/client.js';
 import { joinGroup } from './helpers/history.js';
 import { nextMsgs, until } from './helpers/messaging.js';
@@ -109,6 +110,25 @@ describe('a user\'s window in cluster mode (delivery.max_inflight_per_user)', { 
     assert.deepEqual(await ackingUntil(dave, first, 8), [0, 1, 2, 3, 4, 5, 6, 7]);
     carol.close();
     dave.close();
+  });
+
+  test('a user marked as waiting for room with nothing in flight (an ack whose pump never ran) is pumped by the next send, in order', async () => {
+    const frank = await member(node.port, 'frank');
+    const erin = await member(node.port, 'erin');
+    const redisClient = new Redis(redis.url);
+    try {
+      // Two messages wait behind the mark, none in flight: what an ack timed out on the node leaves.
+      await redisClient.set('window:wb:erin', '1');
+      for (let n = 0; n < 3; n++) {
+        frank.send({ op: 'send', to: 'erin', data: n, ref: `w${n}` });
+        await frank.next((f) => f.ref === `w${n}`);
+      }
+      assert.deepEqual((await nextMsgs(erin, 3)).map((m) => m.data), [0, 1, 2]);
+    } finally {
+      redisClient.disconnect();
+      frank.close();
+      erin.close();
+    }
   });
 });
 
