@@ -12,6 +12,14 @@ import { WITNESS_GROUP } from './arbitraries.js';
 
 const ROUND_TIMEOUT_MS = 5000;
 const ROUND_GAP_MS = 15;
+/**
+ * Least time between two probes. A probe (a send and the ack of its message) follows every run,
+ * and runs of a millisecond or two (a replayed shrink, a tiny case) took the witnesses over the
+ * JWT server's rate limit (1000 frames a second, burst 20): the witness's own E_RATE_LIMITED
+ * was reported as the run's failure. With this gap and a round every 15 ms, a witness sends at
+ * most about 670 frames a second.
+ */
+const PROBE_GAP_MS = 5;
 
 interface Round {
   n: number;
@@ -30,6 +38,7 @@ export class Witness {
   private loop: Promise<void> = Promise.resolve();
   private probes = new Map<string, () => void>();
   private probeSeq = 0;
+  private lastProbeAt = 0;
   /** Ids of its own messages it acknowledged, so that a redelivery crossing its ack is not acknowledged twice. */
   private readonly acked = new Set<string>();
 
@@ -79,6 +88,9 @@ export class Witness {
    */
   async probe(timeoutMs: number): Promise<string | null> {
     if (!this.alive) return `witness on shard ${this.shard} has no connection`;
+    const wait = this.lastProbeAt + PROBE_GAP_MS - Date.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    this.lastProbeAt = Date.now();
     const ref = `c${++this.probeSeq}`;
     const answered = await new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => {
