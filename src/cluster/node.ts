@@ -268,13 +268,14 @@ export class ClusterNode {
         case ToBroker.PRESENCE: {
           const [sid, user, online] = f as [string, string, number];
           if (online !== 1) return this.members.offline(sid);
-          const refusal = connectionCapRefusal(user, this.local.byUser.get(user)?.size ?? 0, this.options.config.websocket.limits.max_connections_per_user);
+          // On this node first (also while Redis is unreachable), then over every node (CONNECT).
+          const max = this.options.config.websocket.limits.max_connections_per_user;
+          const refusal = connectionCapRefusal(user, this.local.byUser.get(user)?.size ?? 0, max);
           if (refusal !== null) return this.options.link.error(shard, sid, 'E_RATE_LIMITED', refusal, null, true);
           const weight = this.options.config.websocket.delivery.weights.get(user) ?? 1;
           this.local.online({ sid, user, shard, weight, groups: new Set(), watching: null });
           // Draining: a connection that authenticated just before the listen sockets closed claims nothing here.
           if (this.draining) return this.options.link.welcome(shard, sid, 0);
-          const max = this.options.config.websocket.limits.max_connections_per_user;
           return this.messaging.connect(sid, user, shard, (holding) => {
             this.members.offline(sid);
             this.options.link.error(shard, sid, 'E_RATE_LIMITED', connectionCapRefusal(user, holding, max, ' on the cluster\'s nodes')!, null, true);
