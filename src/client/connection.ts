@@ -54,8 +54,8 @@ export class Connection {
     // Node 22, React Native, which warns about options it does not know) is not given the option:
     // it buffers the frame, and onData refuses it before decoding.
     const protocols = msgpack !== null ? [MSGPACK_PROTOCOL, JSON_PROTOCOL] : [JSON_PROTOCOL];
-    const global = (globalThis as { WebSocket?: unknown }).WebSocket;
-    const socket = (WebSocketClass === global ? new WebSocketClass(url, protocols) : new WebSocketClass(url, protocols, { maxPayload: limits.maxFrameBytes })) as WebSocketLike;
+    const globalWebSocket = (globalThis as { WebSocket?: unknown }).WebSocket;
+    const socket = (WebSocketClass === globalWebSocket ? new WebSocketClass(url, protocols) : new WebSocketClass(url, protocols, { maxPayload: limits.maxFrameBytes })) as WebSocketLike;
     this.socket = socket;
     socket.binaryType = 'arraybuffer';
     socket.onopen = () => {
