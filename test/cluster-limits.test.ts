@@ -132,33 +132,42 @@ describe('a user\'s window in cluster mode (delivery.max_inflight_per_user)', { 
   });
 });
 
+/**
+ * A node on its own private Redis, which the test may freeze (SIGSTOP); whatever the test did,
+ * Redis is resumed and both are stopped. `cluster`: settings over nodeConfig's.
+ */
+async function onFreezableRedis(prefix: string, extra: Record<string, unknown>, cluster: Record<string, unknown>, body: (node: RunningServer, redis: PrivateRedis) => Promise<void>): Promise<void> {
+  const redis = await startPrivateRedis();
+  const config = nodeConfig(redis.url, prefix, 1, extra) as { cluster: Record<string, unknown> };
+  Object.assign(config.cluster, cluster);
+  const node = await startInProcess(config);
+  try {
+    await body(node, redis);
+  } finally {
+    if (redis.pid !== null) process.kill(redis.pid, 'SIGCONT');
+    await node.close();
+    await redis.stop();
+  }
+}
+
 describe('a frozen Redis (open connections, no answers)', { skip, timeout: 60_000 }, () => {
   test('the node says degraded within a heartbeat and a command timeout, and ok again once Redis answers', async () => {
-    const redis = await startPrivateRedis();
-    const config = nodeConfig(redis.url, 'freeze:', 1) as { cluster: Record<string, unknown> };
-    config.cluster.command_timeout = 0.5;
-    const node = await startInProcess(config);
-    try {
+    await onFreezableRedis('freeze:', {}, { command_timeout: 0.5 }, async (node, redis) => {
       const status = async (): Promise<string> => (await getJson(node.port, '/health')).body.status as string;
       assert.equal(await status(), 'ok');
       process.kill(redis.pid!, 'SIGSTOP');
       await until(async () => ((await status()) === 'degraded' ? true : undefined), 'degraded while Redis is frozen', 10_000);
       process.kill(redis.pid!, 'SIGCONT');
       await until(async () => ((await status()) === 'ok' ? true : undefined), 'ok once Redis answers', 15_000);
-    } finally {
-      if (redis.pid !== null) process.kill(redis.pid, 'SIGCONT');
-      await node.close();
-      await redis.stop();
-    }
+    });
   });
 
+  // A heartbeat every 10 s (presence_ttl 30): a freeze shorter than that leaves the node up and its
+  // connections open, so the request's own timeout, not the heartbeat's, is what the client hears of.
+  const shortFreeze = { command_timeout: 0.5, presence_ttl: 30 };
+
   test('a send Redis did not answer in time is refused saying it may have been stored; stored after all, it reaches its connected recipient without a reconnection', async () => {
-    const redis = await startPrivateRedis();
-    const config = nodeConfig(redis.url, 'freeze-send:', 1) as { cluster: Record<string, unknown> };
-    // A heartbeat every 10 s: a freeze shorter than that leaves the node up and its connections open.
-    Object.assign(config.cluster, { command_timeout: 0.5, presence_ttl: 30 });
-    const node = await startInProcess(config);
-    try {
+    await onFreezableRedis('freeze-send:', {}, shortFreeze, async (node, redis) => {
       const sender = await member(node.port, 'sender');
       const recipient = await member(node.port, 'recipient');
       process.kill(redis.pid!, 'SIGSTOP');
@@ -171,20 +180,11 @@ describe('a frozen Redis (open connections, no answers)', { skip, timeout: 60_00
       const [msg] = await nextMsgs(recipient, 1, 5000);
       assert.equal(msg!.data, 'during the freeze');
       for (const client of [sender, recipient]) client.close();
-    } finally {
-      if (redis.pid !== null) process.kill(redis.pid, 'SIGCONT');
-      await node.close();
-      await redis.stop();
-    }
+    });
   });
 
   test('a pub to a history group that Redis did not answer in time is refused saying it may have been published, not that nothing happened', async () => {
-    const redis = await startPrivateRedis();
-    const config = nodeConfig(redis.url, 'freeze-pub:', 1, { websocket: { history: [{ pattern: 'room.*', size: 100 }] } }) as { cluster: Record<string, unknown> };
-    // A heartbeat every 10 s: the pub's own timeout, not the heartbeat's, is what the client hears of.
-    Object.assign(config.cluster, { command_timeout: 0.5, presence_ttl: 30 });
-    const node = await startInProcess(config);
-    try {
+    await onFreezableRedis('freeze-pub:', { websocket: { history: [{ pattern: 'room.*', size: 100 }] } }, shortFreeze, async (node, redis) => {
       const client = await member(node.port, 'poster');
       await joinGroup(client, 'room.frozen');
       process.kill(redis.pid!, 'SIGSTOP');
@@ -193,11 +193,7 @@ describe('a frozen Redis (open connections, no answers)', { skip, timeout: 60_00
       assert.deepEqual([refused.op, refused.code], ['err', 'E_CLUSTER_UNAVAILABLE']);
       assert.match(String(refused.message), /may or may not have been published/);
       client.close();
-    } finally {
-      if (redis.pid !== null) process.kill(redis.pid, 'SIGCONT');
-      await node.close();
-      await redis.stop();
-    }
+    });
   });
 });
 
