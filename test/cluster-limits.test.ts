@@ -132,6 +132,55 @@ describe('a user\'s window in cluster mode (delivery.max_inflight_per_user)', { 
   });
 });
 
+describe('a user\'s window in cluster mode counts the `any` messages it holds, as one process does', { skip, timeout: 60_000 }, () => {
+  let redis: PrivateRedis;
+  let node: RunningServer;
+  before(async () => {
+    redis = await startPrivateRedis();
+    // A window of one message; an unacknowledged delivery is dead-lettered at its first deadline (1 s).
+    node = await startInProcess(nodeConfig(redis.url, 'anywin:', 1, { websocket: { delivery: { max_inflight_per_user: 1, ack_timeout: 1, max_backoff: 2, max_attempts: 1 } } }));
+  });
+  after(async () => {
+    await node?.close();
+    await redis?.stop();
+  });
+
+  /** `worker` holds an `any` task of `boss`'s; `alice`'s direct message to it then waits behind the task. Returns the task. */
+  async function holdingATask(worker: TestClient, user: string, boss: TestClient, alice: TestClient, group: string): Promise<Frame> {
+    await joinGroup(worker, group);
+    boss.send({ op: 'any', group, data: 'task', ref: 'task' });
+    await boss.next((f) => f.ref === 'task');
+    const [task] = await nextMsgs(worker, 1);
+    alice.send({ op: 'send', to: user, data: 'direct', ref: 'direct' });
+    assert.equal((await alice.next((f) => f.ref === 'direct')).op, 'ack');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(worker.frames.filter((f) => f.op === 'msg' || f.op === 'batch').length, 0, 'the task fills the window');
+    return task!;
+  }
+
+  test('a direct message waiting behind a held `any` task goes out once the task is acknowledged', async () => {
+    const [bob, boss, alice] = await Promise.all([member(node.port, 'bob'), member(node.port, 'boss'), member(node.port, 'alice')]);
+    const task = await holdingATask(bob, 'bob', boss, alice, 'workers');
+    bob.send({ op: 'ack', id: task.id });
+    assert.deepEqual((await nextMsgs(bob, 1)).map((m) => m.data), ['direct']);
+    for (const c of [bob, boss, alice]) c.close();
+  });
+
+  test('... and once the task is dead-lettered at its deadline, unacknowledged', async () => {
+    const [carol, boss, alice] = await Promise.all([member(node.port, 'carol'), member(node.port, 'boss2'), member(node.port, 'alice2')]);
+    await holdingATask(carol, 'carol', boss, alice, 'crew');
+    assert.deepEqual((await nextMsgs(carol, 1)).map((m) => m.data), ['direct']);
+    const redisClient = new Redis(redis.url);
+    try {
+      assert.equal(await redisClient.hget('anywin:load', 'carol'), null, 'carol holds no task any more');
+      assert.equal(await redisClient.hget('anywin:wf:carol', 'ab'), null, 'nor its bytes');
+    } finally {
+      redisClient.disconnect();
+      for (const c of [carol, boss, alice]) c.close();
+    }
+  });
+});
+
 /**
  * A node on its own private Redis, which the test may freeze (SIGSTOP); whatever the test did,
  * Redis is resumed and both are stopped. `cluster`: settings over nodeConfig's.

@@ -106,8 +106,8 @@ export class ClusterIntake {
       fromClient ? this.delivery.max_stored_bytes_per_sender : 0,
     ];
     this.storesInFlight++;
-    (this.parts.scripts.run(STORE, args) as Promise<[string, string, string]>).finally(() => this.storesInFlight--).then(
-      ([verdict, detail, dropped]) => {
+    (this.parts.scripts.run(STORE, args) as Promise<[string, string, string, string?]>).finally(() => this.storesInFlight--).then(
+      ([verdict, detail, dropped, freed]) => {
         if (verdict === 'gone') return reply.fail('E_UNKNOWN_ID', detail);
         if (verdict !== 'ok') {
           stats.queue_full++;
@@ -117,8 +117,10 @@ export class ClusterIntake {
         if (dropped) {
           stats.dropped_low++;
           stats.dead_lettered++;
-          // The LOW message dropped may have been in flight: its place in the window is free.
+          // The LOW message dropped may have been in flight: its place in the window (its
+          // recipient's, or for an \`any\` its holder's) is free.
           if (m.target.startsWith('u:')) this.parts.pump(m.target.slice(2));
+          if (freed) this.parts.pump(freed);
         }
         if (receivedAt > 0) this.parts.latency?.since(Latency.commit, receivedAt);
         reply.ok(m.id);

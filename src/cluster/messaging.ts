@@ -282,7 +282,6 @@ export class ClusterMessaging {
     );
   }
 
-  /** Room in `user`'s window while some of its messages wait for it: what now fits goes out. */
   /** Claims what now fits in `user`'s window, if some of its messages wait for room (PUMP). */
   pump(user: string): void {
     const now = Date.now();
@@ -299,13 +298,15 @@ export class ClusterMessaging {
   /** Takes the messages whose time came (any node may; each goes to one) and acts on them. */
   async sweep(): Promise<void> {
     const { stats } = this.parts;
-    const [due, count, bytes] = await this.script<[Array<[string, string, string]>, number, number]>(SWEEP, [
+    const [due, count, bytes] = await this.script<[Array<[string, string, string, string?]>, number, number]>(SWEEP, [
       this.prefix, Date.now(), SWEEP_BATCH, this.delivery.max_attempts, this.delivery.ttl * 1000,
     ]);
     stats.stored = count;
     stats.stored_bytes = bytes;
     this.inflight(); // forgets the deliveries past their deadline
-    for (const [id, action, target] of due) {
+    for (const [id, action, target, freed] of due) {
+      // An \`any\` past its deadline left its holder's window, where messages of its own wait.
+      if (freed) this.pump(freed);
       if (action === 'route') this.route(id, target);
       else {
         stats.dead_lettered++;

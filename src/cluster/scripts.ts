@@ -14,7 +14,8 @@
  *   P count, bytes   stored messages and bytes of data (store.max_messages, store.max_bytes)
  *   P snd:FROM       messages stored per sender (delivery.max_stored_per_sender)
  *   P sndb:FROM      their bytes of data (delivery.max_stored_bytes_per_sender)
- *   P wf:USER        HASH n, b: the user's messages in flight and their bytes (its window)
+ *   P wf:USER        HASH n, b: the user's messages in flight and their bytes; ab: the bytes of
+ *                    the `any` messages it holds (their count is P load's): its window
  *   P wb:USER        set while some of the user's messages wait for room in its window
  *   P load           HASH user -> `any` messages it holds unacknowledged (least_connections)
  *   P rr:GROUP       INCR: the `any` rotation of a group
@@ -33,9 +34,19 @@ import { MEMBER_HELPERS } from './presence-scripts.js';
 /** Helpers every script of the store starts with (below, ROUTE_ANY in route-any-script.ts, and window-scripts.ts). */
 export const PRELUDE = `
 local P = ARGV[1]
-local function loaddec(holder)
-  if holder and holder ~= '' then
-    if redis.call('HINCRBY', P..'load', holder, -1) <= 0 then redis.call('HDEL', P..'load', holder) end
+-- The \`any\` messages a member holds unacknowledged: their count (P load, which least_connections
+-- reads, and which nodes of older versions keep too) and bytes (P wf:HOLDER ab) are in its window.
+local function loadinc(holder, bytes)
+  redis.call('HINCRBY', P..'load', holder, 1)
+  redis.call('HINCRBY', P..'wf:'..holder, 'ab', bytes)
+end
+local function loaddec(holder, bytes)
+  if not holder or holder == '' then return end
+  if redis.call('HINCRBY', P..'load', holder, -1) <= 0 then
+    redis.call('HDEL', P..'load', holder)
+    redis.call('HDEL', P..'wf:'..holder, 'ab')
+  elseif redis.call('HINCRBY', P..'wf:'..holder, 'ab', -bytes) <= 0 then
+    redis.call('HDEL', P..'wf:'..holder, 'ab')
   end
 end
 -- An \`any\` message (target g:GROUP) starts or stops waiting for a member: P qw:GROUP follows.
@@ -49,7 +60,7 @@ end
 local function flight(target, bytes, sign)
   if string.sub(target, 1, 2) ~= 'u:' then return end
   local k = P..'wf:'..string.sub(target, 3)
-  if redis.call('HINCRBY', k, 'n', sign) <= 0 then redis.call('DEL', k) else redis.call('HINCRBY', k, 'b', sign * bytes) end
+  if redis.call('HINCRBY', k, 'n', sign) <= 0 then redis.call('HDEL', k, 'n', 'b') else redis.call('HINCRBY', k, 'b', sign * bytes) end
 end
 -- Removes every trace of a stored message (not its dead letter).
 local function forget(id)
@@ -65,7 +76,7 @@ local function forget(id)
   if redis.call('DECR', P..'snd:'..f[2]) <= 0 then redis.call('DEL', P..'snd:'..f[2], P..'sndb:'..f[2])
   elseif redis.call('DECRBY', P..'sndb:'..f[2], tonumber(f[3])) <= 0 then redis.call('DEL', P..'sndb:'..f[2]) end
   if f[4] == 'f' then
-    loaddec(f[5])
+    loaddec(f[5], tonumber(f[3]))
     flight(f[1], tonumber(f[3]), -1)
   end
 end
@@ -95,7 +106,7 @@ local function claim(id, holder, now, ackMs, mult, maxMs)
   local deadline = now + backoff(attempts, ackMs, mult, maxMs)
   redis.call('HSET', m, 'state', 'f', 'holder', holder, 'dt', now)
   redis.call('ZADD', P..'due', deadline, id)
-  if holder ~= '' then redis.call('HINCRBY', P..'load', holder, 1) end
+  if holder ~= '' then loadinc(holder, tonumber(s[3])) end
   local f = redis.call('HMGET', m, 'from', 'group', 'data', 'pri', 'ts', 'attempts')
   return {id, f[1], f[2], f[3], f[4], f[5], f[6], math.ceil(deadline)}
 end
@@ -119,7 +130,8 @@ end
  *       maxMessages maxBytes now ttlMs requeueOf perSenderBytes(0: none)
  * requeueOf: '' or the dead letter this message puts back (/admin/dlq): it must still be there,
  * and it goes in the same step as the message is stored, so one requeue of it wins.
- * -> {'ok', state, droppedLowId|''}, {'full', why} or {'gone', why}
+ * -> {'ok', state, droppedLowId|'', freed}, {'full', why} or {'gone', why}; freed: the member
+ *    whose window the dropped message (an \`any\` it held) left, when some of its own wait for room
  */
 export const STORE = `${PRELUDE}
 local id, target, from, group, data = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
@@ -144,13 +156,15 @@ if perSenderBytes > 0 and tonumber(redis.call('GET', P..'sndb:'..from) or '0') +
   return {'full', 'you have '..(redis.call('GET', P..'sndb:'..from) or '0')..' bytes of messages stored; this one has '..bytes..' (delivery.max_stored_bytes_per_sender)'}
 end
 local q = P..'q:'..target
-local dropped = ''
+local dropped, freed = '', ''
 if redis.call('ZCARD', q) >= perRecipient then
   local low = redis.call('ZRANGEBYSCORE', q, '30000000000000', '+inf', 'LIMIT', 0, 1)
   if #low == 0 then
     return {'full', 'the queue of '..string.sub(target, 3)..' holds delivery.max_pending_per_user ('..perRecipient..') messages, none of them LOW'}
   end
   dropped = low[1]
+  local holder = redis.call('HGET', P..'m:'..dropped, 'holder')
+  if holder and holder ~= '' and redis.call('HGET', P..'m:'..dropped, 'state') == 'f' then freed = holder end
   deadletter(dropped, 'queue full: dropped as the oldest LOW message for '..string.sub(target, 3)..' (delivery.max_pending_per_user)', now)
 end
 local seq = redis.call('INCR', P..'seq')
@@ -169,7 +183,8 @@ if requeueOf ~= '' then
   redis.call('DEL', P..'d:'..requeueOf)
   redis.call('ZREM', P..'dlq', requeueOf)
 end
-return {'ok', state, dropped}
+if freed ~= '' and redis.call('EXISTS', P..'wb:'..freed) == 0 then freed = '' end
+return {'ok', state, dropped, freed}
 `;
 
 /**
@@ -191,7 +206,7 @@ return redis.call('ZRANGE', P..'qw:'..group, 0, -1)
 /**
  * \`ack\` of \`id\` by \`user\`: only a message in flight, to that user (or held by that user, for
  * an \`any\`), is settled. ARGV: P id user -> {the delivery time (epoch ms), 1 when the user's
- * window has messages waiting for room (the node runs PUMP)} | false
+ * window (which an \`any\` it held was in too) has messages waiting for room (the node runs PUMP)} | false
  */
 export const ACK = `${PRELUDE}
 local id, user = ARGV[2], ARGV[3]
@@ -204,8 +219,7 @@ elseif f[4] ~= user then
 end
 forget(id)
 -- Whether the user has messages waiting for room in its window (the node then pumps).
-local blocked = f[3] == '' and redis.call('EXISTS', P..'wb:'..user) == 1
-return {f[5] or '0', blocked and 1 or 0}
+return {f[5] or '0', redis.call('EXISTS', P..'wb:'..user)}
 `;
 
 /**
@@ -213,7 +227,8 @@ return {f[5] or '0', blocked and 1 or 0}
  * ack deadline waits again (route it) or, after max_attempts, is dead-lettered, and one that
  * waited delivery.ttl is dead-lettered. One script, so two nodes sweeping at once never take
  * the same message. ARGV: P now limit maxAttempts ttlMs
- * -> {{id, action(route|dead|expired), target}..., count, bytes}
+ * -> {{id, action(route|dead|expired), target, freed}..., count, bytes}; freed: the member whose
+ *    window an \`any\` it held left, when some of its own messages wait for room (PUMP it), else ''
  */
 export const SWEEP = `${PRELUDE}
 local now, limit, maxAttempts, ttl = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -222,6 +237,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', P..'due', '-inf', now, 'LIMIT', 
   local m = P..'m:'..id
   local f = redis.call('HMGET', m, 'state', 'attempts', 'holder', 'target', 'bytes')
   local state = f[1]
+  local freed = ''
   if not state then
     redis.call('ZREM', P..'due', id)
   elseif state == 'w' then
@@ -229,18 +245,19 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', P..'due', '-inf', now, 'LIMIT', 
     out[#out + 1] = {id, 'expired', f[4]}
   else
     if state == 'f' then
-      loaddec(f[3])
+      loaddec(f[3], tonumber(f[5]))
       redis.call('HSET', m, 'holder', '')
+      if f[3] ~= '' and redis.call('EXISTS', P..'wb:'..f[3]) == 1 then freed = f[3] end
     end
     if state == 'f' and tonumber(f[2]) >= maxAttempts then
       deadletter(id, 'not acknowledged after '..f[2]..' deliveries (delivery.max_attempts)', now)
-      out[#out + 1] = {id, 'dead', f[4]}
+      out[#out + 1] = {id, 'dead', f[4], freed}
     else
       if state == 'f' then flight(f[4], tonumber(f[5]), -1) end
       redis.call('HSET', m, 'state', 'w')
       waits(id, f[4])
       if ttl > 0 then redis.call('ZADD', P..'due', now + ttl, id) else redis.call('ZREM', P..'due', id) end
-      out[#out + 1] = {id, 'route', f[4]}
+      out[#out + 1] = {id, 'route', f[4], freed}
     end
   end
 end

@@ -8,25 +8,26 @@ import { PRELUDE } from './scripts.js';
 
 /** PRELUDE and the window's helpers: the count of what is in flight, and pump(). */
 const WINDOW = `${PRELUDE}
--- The user's messages in flight and their bytes, as P wf:USER keeps them.
+-- The user's messages in flight and the \`any\` messages it holds, and their bytes (P wf:USER, P load).
 local function inflight(user)
-  local w = redis.call('HMGET', P..'wf:'..user, 'n', 'b')
-  return tonumber(w[1] or '0'), tonumber(w[2] or '0')
+  local w = redis.call('HMGET', P..'wf:'..user, 'n', 'b', 'ab')
+  local held = tonumber(redis.call('HGET', P..'load', user) or '0')
+  return tonumber(w[1] or '0') + held, tonumber(w[2] or '0') + tonumber(w[3] or '0')
 end
 -- Whether a message of \`size\` bytes fits the window beside n messages of b bytes (one always goes).
 local function fits(n, b, size, winCount, winBytes)
   return n == 0 or (n < winCount and b + size <= winBytes)
 end
--- Counts them again from the queue (a node of an older version does not keep P wf:USER).
+-- Counts its own again from the queue (a node of an older version does not keep P wf:USER n, b).
 local function recount(user)
   local n, b = 0, 0
   for _, id in ipairs(redis.call('ZRANGE', P..'q:u:'..user, 0, -1)) do
     local f = redis.call('HMGET', P..'m:'..id, 'state', 'bytes')
     if f[1] == 'f' then n, b = n + 1, b + tonumber(f[2] or '0') end
   end
-  redis.call('DEL', P..'wf:'..user)
+  redis.call('HDEL', P..'wf:'..user, 'n', 'b')
   if n > 0 then redis.call('HSET', P..'wf:'..user, 'n', n, 'b', b) end
-  return n, b
+  return inflight(user)
 end
 -- The user's window (delivery.max_inflight_per_user, _bytes_per_user): its waiting messages
 -- claimed in queue order while the window has room beside all those in flight (P wf:USER,
@@ -140,8 +141,8 @@ for _, id in ipairs(redis.call('ZRANGE', P..'q:u:'..user, 0, -1)) do
     n, b = n + 1, b + tonumber(f[7] or '0')
   end
 end
--- The window's count set from what was just seen (a node of an older version does not keep it).
-redis.call('DEL', P..'wf:'..user)
+-- The window's count of its own set from what was just seen (a node of an older version does not keep it).
+redis.call('HDEL', P..'wf:'..user, 'n', 'b')
 if n > 0 then redis.call('HSET', P..'wf:'..user, 'n', n, 'b', b) end
 -- What waits goes as the window allows (before it, a backlog of 600 MB was claimed and returned in one reply).
 for _, c in ipairs(pump(user, now, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[10]), tonumber(ARGV[11]))) do
