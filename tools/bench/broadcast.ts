@@ -13,7 +13,7 @@ import { makePlan, type BroadcastPlan } from './lib/broadcast-plan.js';
 import { runBroadcastLoad } from './lib/broadcast-load.js';
 import type { LoadResult } from './lib/broadcast-load-types.js';
 import { parseCli, USAGE, type CliOptions } from './lib/broadcast-options.js';
-import { isBaseline, prepareTarget, SCRAPED_TARGETS, usesTls, type TargetName } from './lib/broadcast-targets.js';
+import { isBaseline, placementOf, prepareTarget, SCRAPED_TARGETS, usesTls, type TargetName } from './lib/broadcast-targets.js';
 import { pinningReport, reexecPinnedGenerator } from './lib/pinning.js';
 import { startServer } from '../lib/server-process.js';
 import { fetchServerStats, type ServerStats } from '../loadtest/server-stats.js';
@@ -165,7 +165,7 @@ async function runTarget(name: TargetName, plan: BroadcastPlan, options: CliOpti
           connectConcurrency: options.connectConcurrency,
           drainS: options.drainS,
           verifyEvery: options.verifyEvery,
-          placement: options.placement,
+          placement: placementOf(name, options.placement),
           serverCpu: pinning.serverCpu,
           generatorCpu: pinning.generatorCpu,
           log,

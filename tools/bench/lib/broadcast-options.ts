@@ -48,7 +48,8 @@ export const USAGE = `Usage: npm run bench:broadcast -- [options]
                     (the real server's ping_interval); then each real-server target is also
                     compared with it (vsBaselinePings); baseline-tls, shards1-tls: both on
                     wss:// (a certificate made for the run), shards1-tls also compared with
-                    baseline-tls (vsBaselineTls)
+                    baseline-tls (vsBaselineTls); shards2-by-shard: shards2 with
+                    --placement by-shard for it alone
   --json-out FILE   also write the JSON result to FILE
   --concurrency N   connections opened at once (default 200)
   --placement P     spread (default: where the kernel puts each connection) or by-shard (group g

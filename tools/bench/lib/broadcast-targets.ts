@@ -5,16 +5,19 @@ import { fileURLToPath } from 'node:url';
 import { selfSigned, type Certificate } from '../../lib/self-signed.js';
 import { harnessConfig, writeConfigFile } from '../../lib/server-config.js';
 import { SERVER_MAIN } from '../../lib/server-process.js';
+import type { Placement } from './broadcast-load-types.js';
 import { serverPinPrefix } from './pinning.js';
 
-export const TARGET_NAMES = ['baseline', 'shards1', 'shards2', 'metrics-off', 'scrape', 'shards1-history', 'shards2-history', 'baseline-worker', 'baseline-pings', 'baseline-tls', 'shards1-tls'] as const;
+export const TARGET_NAMES = ['baseline', 'shards1', 'shards2', 'metrics-off', 'scrape', 'shards1-history', 'shards2-history', 'baseline-worker', 'baseline-pings', 'baseline-tls', 'shards1-tls', 'shards2-by-shard'] as const;
 export type TargetName = (typeof TARGET_NAMES)[number];
 /**
  * What runs without --targets; metrics-off and scrape measure what the server's metrics cost,
  * the history targets what group history costs, baseline-worker what a worker thread costs
  * (the baseline's server in one, as a shard is), baseline-pings the baseline pinging its
  * connections as often as the real server does, the -tls targets the baseline and one shard
- * speaking wss:// (a self-signed certificate made for the run): asked for by name.
+ * speaking wss:// (a self-signed certificate made for the run), shards2-by-shard two shards with
+ * each group on one of them (--placement by-shard for this target alone, so that one invocation
+ * compares both placements): asked for by name.
  */
 export const DEFAULT_TARGETS: readonly TargetName[] = ['baseline', 'shards1', 'shards2'];
 /** Targets that are the real server with one shard and metrics on, differing only in the load. */
@@ -39,6 +42,11 @@ export interface PreparedTarget {
 /** The targets that are the benchmark's own uWS server, not the real one (no /stats to read). */
 export function isBaseline(name: TargetName): boolean {
   return name === 'baseline' || name === 'baseline-worker' || name === 'baseline-pings' || name === 'baseline-tls';
+}
+
+/** Where the target's connections go: by-shard for shards2-by-shard, else as --placement says. */
+export function placementOf(name: TargetName, placement: Placement): Placement {
+  return name === 'shards2-by-shard' ? 'by-shard' : placement;
 }
 
 /** The targets that speak wss:// (their HTTP is https://, which the benchmark does not read). */
@@ -93,7 +101,7 @@ export function prepareTarget(name: TargetName, maxConnections: number, nodeArgs
   if (!existsSync(SERVER_MAIN)) {
     throw new Error(`${SERVER_MAIN} not found: the real server is not built (run npm run build once src/main.ts exists)`);
   }
-  const shards = name === 'shards2' || name === 'shards2-history' ? 2 : 1;
+  const shards = name === 'shards2' || name === 'shards2-history' || name === 'shards2-by-shard' ? 2 : 1;
   // The real server, tuned only as the benchmark needs: the harness defaults (a free port, no
   // per-connection rate limit) and room for every connection. metrics-off is shards1 without
   // histograms, rates and alerts (counters only); scrape is shards1 read at /metrics each second.
