@@ -182,6 +182,32 @@ describe('admin endpoints without a token', () => {
     }
     assert.equal((await adminJson(server.port, 'GET', '/admin/dlq', undefined, { origin: 'http://localhost:3000' })).status, 200);
   });
+
+  test('refuse a request that names this host by another name: a page whose name was made to resolve to 127.0.0.1 (DNS rebinding) reads nothing', async () => {
+    const rebound = await adminJson(server.port, 'GET', '/admin/dlq', undefined, { host: `attacker.example:${server.port}`, 'sec-fetch-site': 'same-origin' });
+    assert.deepEqual([rebound.status, rebound.body.code], [403, 'forbidden']);
+    assert.match(String(rebound.body.message), /DNS rebinding/);
+    for (const host of [`localhost:${server.port}`, 'app.localhost', `127.0.0.1:${server.port}`, `[::1]:${server.port}`, '127.1.2.3']) {
+      assert.equal((await adminJson(server.port, 'GET', '/admin/dlq', undefined, { host })).status, 200, host);
+    }
+  });
+});
+
+describe('admin endpoints without a token, behind a trusted proxy on this host', () => {
+  let server: RunningServer;
+  before(async () => {
+    server = await startInProcess({ websocket: { server: { trusted_proxies: ['127.0.0.1'] } } });
+  });
+  after(() => server.close());
+
+  test('judge the client the proxy forwards for, not the proxy: a remote one is refused, a local one answered', async () => {
+    for (const method of ['GET', 'DELETE']) {
+      const remote = await adminJson(server.port, method, '/admin/dlq', undefined, { 'x-forwarded-for': '203.0.113.9' });
+      assert.deepEqual([remote.status, remote.body.code], [403, 'forbidden'], method);
+    }
+    assert.equal((await adminJson(server.port, 'GET', '/admin/dlq', undefined, { 'x-forwarded-for': '127.0.0.1' })).status, 200);
+    assert.equal((await adminJson(server.port, 'GET', '/admin/dlq')).status, 200, 'the proxy\'s own host, forwarding for nobody');
+  });
 });
 
 describe('admin endpoints with a token', () => {

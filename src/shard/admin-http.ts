@@ -4,16 +4,23 @@
  *
  * Access: with `websocket.admin.token` set, a request needs `authorization: Bearer TOKEN`;
  * without one, only loopback clients (127.0.0.0/8, ::1) are answered, so a server without a
- * token does not expose its dead letters to the network.
+ * token does not expose its dead letters to the network. Behind a proxy listed in
+ * trusted_proxies the client is the one it forwards for, not the proxy (which may well be on
+ * this host: every remote client would pass as loopback).
  *
  * A browser on the same host is a loopback client too: a page could POST a requeue or DELETE
  * the queue (a cross-site request forgery). So a request that changes state and carries the
  * marks of a browser (`Origin`, `Sec-Fetch-*`) needs the token even from loopback; the CLI and
- * curl send neither. The token is compared in constant time.
+ * curl send neither. A page may still read (the same-origin policy keeps another site's page
+ * from seeing the answer), but only when the request names this host by a loopback name: a
+ * page whose own name was made to resolve to 127.0.0.1 (DNS rebinding) is same-origin with
+ * us for the browser, and its requests say its name in `Host`. The token is compared in
+ * constant time.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { httpError, httpStatusLine, type HttpCode } from '../protocol/errors.js';
 import { answer, watch } from '../util/http-answer.js';
+import type { ClientAddresses } from './client-address.js';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '../util/uws.js';
 import { JSON_HEADERS } from './http.js';
 
@@ -22,7 +29,7 @@ export interface AdminForwarder {
   forward(method: string, path: string, reply: (status: number, bodyJson: string) => void): void;
 }
 
-export function attachAdminRoutes(app: TemplatedApp, token: string, forwarder: AdminForwarder): void {
+export function attachAdminRoutes(app: TemplatedApp, token: string, forwarder: AdminForwarder, clients: ClientAddresses): void {
   const expected = token === '' ? null : digest(`Bearer ${token}`);
   const handler = (res: HttpResponse, req: HttpRequest): void => {
     const method = req.getMethod();
@@ -30,6 +37,8 @@ export function attachAdminRoutes(app: TemplatedApp, token: string, forwarder: A
     const path = req.getUrl() + (query ? `?${query}` : '');
     const authorization = req.getHeader('authorization');
     const fromBrowser = req.getHeader('origin') !== '' || req.getHeader('sec-fetch-site') !== '' || req.getHeader('sec-fetch-mode') !== '';
+    const host = req.getHeader('host');
+    const client = clients.ofRequest(req, res);
     watch(res, req);
     const reply = (status: number, body: string): void => answer(res, httpStatusLine(status), JSON_HEADERS, body);
     const refuse = (code: HttpCode, message: string): void => {
@@ -38,8 +47,10 @@ export function attachAdminRoutes(app: TemplatedApp, token: string, forwarder: A
     };
     if (expected !== null) {
       if (!timingSafeEqual(digest(authorization), expected)) return refuse('unauthorized', 'admin endpoints need authorization: Bearer <websocket.admin.token>');
-    } else if (!isLoopback(Buffer.from(res.getRemoteAddressAsText()).toString())) {
+    } else if (!isLoopback(client)) {
       return refuse('forbidden', 'no websocket.admin.token is configured: admin endpoints answer loopback clients only');
+    } else if (!isLoopbackHost(host)) {
+      return refuse('forbidden', 'no websocket.admin.token is configured: admin endpoints answer requests to localhost or a loopback address only, not to another name (DNS rebinding protection)');
     } else if (fromBrowser && method !== 'get' && method !== 'head') {
       return refuse('forbidden', 'a browser request that changes state needs websocket.admin.token (cross-site request forgery protection)');
     }
@@ -53,6 +64,17 @@ export function attachAdminRoutes(app: TemplatedApp, token: string, forwarder: A
 /** Equal-length digests, so that timingSafeEqual neither throws nor leaks the token's length. */
 export function digest(value: string): Buffer {
   return createHash('sha256').update(value).digest();
+}
+
+/**
+ * Whether a Host header names this host by a loopback name: localhost (and *.localhost, which
+ * browsers resolve to loopback themselves), 127.0.0.0/8 or [::1], any port. An empty one (no
+ * Host: HTTP/1.0, never a browser) passes.
+ */
+export function isLoopbackHost(host: string): boolean {
+  const name = host.toLowerCase().replace(/:\d*$/, '');
+  if (name === '' || name === 'localhost' || name.endsWith('.localhost') || name === '[::1]') return true;
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name);
 }
 
 function isLoopback(address: string): boolean {

@@ -58,7 +58,8 @@ const ADDRESS_SWEEP_MS = 10_000;
 export class Admission {
   private sidSeq = 0;
   private readonly addresses: IpLimiter;
-  private readonly clients: ClientAddresses;
+  /** Who a request comes from (behind a trusted proxy, the client it names): /admin asks too. */
+  readonly clients: ClientAddresses;
   private addressesSweptAt = 0;
 
   constructor(private readonly options: AdmissionOptions) {
@@ -73,7 +74,7 @@ export class Admission {
     const offered = req.getHeader('sec-websocket-protocol');
     const extensions = req.getHeader('sec-websocket-extensions');
     const query = new URLSearchParams(req.getQuery() ?? '');
-    const ip = this.clients.of(Buffer.from(res.getRemoteAddressAsText()).toString(), this.clients.trusting ? forwardedFor(req) : '');
+    const ip = this.clients.ofRequest(req, res);
     if (this.options.isStopping()) {
       counters[Counter.refused_stopping]!++;
       return refuse(res, '503 Service Unavailable', 'E_OVERLOADED', 'server shutting down');
@@ -278,15 +279,6 @@ export function selectProtocol(offered: string): string | null {
     if (trimmed === JSON_PROTOCOL || trimmed === MSGPACK_PROTOCOL) return trimmed;
   }
   return null;
-}
-
-/** Every X-Forwarded-For line, in order, joined with commas (getHeader gives the first line only). */
-function forwardedFor(req: HttpRequest): string {
-  let all = '';
-  req.forEach((name, value) => {
-    if (name === 'x-forwarded-for') all = all === '' ? value : `${all},${value}`;
-  });
-  return all;
 }
 
 function refuse(res: HttpResponse, status: string, code: ErrorCode, message: string, retryAfter?: string): void {

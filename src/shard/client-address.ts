@@ -6,6 +6,7 @@
  * not itself a trusted proxy (the entries to its left are whatever the client chose to send).
  */
 import { isIP } from 'node:net';
+import type { HttpRequest, HttpResponse } from '../util/uws.js';
 
 /**
  * `address` in one spelling: IPv4 dotted (IPv4-mapped IPv6 included), IPv6 compressed, without
@@ -43,11 +44,6 @@ export class ClientAddresses {
     this.trusted = new Set(trustedProxies.map(normalizeAddress));
   }
 
-  /** Whether any proxy is trusted (else X-Forwarded-For is never read). */
-  get trusting(): boolean {
-    return this.trusted.size > 0;
-  }
-
   /**
    * The client's address: `peer`'s, unless `peer` is a trusted proxy and `forwardedFor` names
    * one. `forwardedFor`: every X-Forwarded-For line of the request joined with commas, in order
@@ -66,4 +62,18 @@ export class ClientAddresses {
     }
     return address;
   }
+
+  /** of() for a uWS request: call it before the handler returns (uWS's request is gone after). */
+  ofRequest(req: HttpRequest, res: HttpResponse): string {
+    return this.of(Buffer.from(res.getRemoteAddressAsText()).toString(), this.trusted.size > 0 ? forwardedFor(req) : '');
+  }
+}
+
+/** Every X-Forwarded-For line, in order, joined with commas (getHeader gives the first line only). */
+function forwardedFor(req: HttpRequest): string {
+  let all = '';
+  req.forEach((name, value) => {
+    if (name === 'x-forwarded-for') all = all === '' ? value : `${all},${value}`;
+  });
+  return all;
 }

@@ -41,7 +41,7 @@ export interface RouteParts {
 export function attachRoutes(parts: RouteParts): void {
   const { app, config, init, link, admission, dispatch, groupOps, sweeper, metrics } = parts;
   const { server } = config;
-  attachAdminRoutes(app, config.admin.token, link);
+  attachAdminRoutes(app, config.admin.token, link, admission.clients);
   const httpContext: HttpContext = {
     shard: init.shard,
     linkStuckMs: config.monitoring.link_stuck_after * 1000,
