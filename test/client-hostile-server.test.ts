@@ -2,7 +2,8 @@
  * What a hostile or broken server (or a proxy that mangles frames) can send the SDK: frames
  * that are not JSON, not objects, messages without ids, batches that are not arrays, presence
  * with odd user ids, unknown error codes, answers to refs never sent. None may throw out of
- * the client, and none may reach the application as a message.
+ * the client, and none may reach the application as a message; what cannot be decoded at all
+ * is reported (an `error` event, E_BAD_FRAME).
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -58,7 +59,9 @@ test('garbage from the server is ignored; the well-formed frames around it still
   await rx.received(1);
   await new Promise((resolve) => setTimeout(resolve, 100));
   assert.deepEqual(rx.messages.map((m) => m.id), ['good-1']);
-  assert.ok(rx.errors.every((e) => e instanceof OcsError && e.code === 'E_INTERNAL'), 'an unknown code is reported as E_INTERNAL');
+  assert.ok(rx.errors.every((e) => e instanceof OcsError && (e.code === 'E_INTERNAL' || e.code === 'E_BAD_FRAME')), 'an unknown code is reported as E_INTERNAL');
+  const unreadable = rx.errors.filter((e) => (e as OcsError).code === 'E_BAD_FRAME').map((e) => e.message);
+  assert.ok(unreadable.some((m) => /is not a frame this client can read .*; it was dropped/.test(m)), 'what cannot be decoded is reported, not dropped silently');
   const snapshot = await rx.client.presence('g');
   assert.deepEqual([...snapshot.users!.entries()], [['__proto__', 2], ['bob', 1]]);
   await rx.client.join('g');

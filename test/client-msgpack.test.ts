@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
 import type { WebSocketConstructor } from '../src/client/index.js';
+import { MAX_DATA_DEPTH } from '../src/protocol/json-codec.js';
 import { FLAG_LZ4 } from '../src/protocol/wire.js';
 import { until } from './helpers/messaging.js';
 import { nextOpen, sdkClient as makeClient, type RecordingClient } from './helpers/sdk.js';
@@ -81,6 +82,24 @@ describe('the SDK on ocs.v1.msgpack', () => {
     assert.deepEqual(got.map((m) => (m.data as { n: number }).n), Array.from({ length: 20 }, (_, i) => i + 1));
     await until(() => (server.messagingStats().acked >= ackedBefore + 20 ? true : undefined), 'the acks');
     await rx.client.close();
+  });
+
+  test('data nested as deep as a sender may nest it reaches a msgpack client inside a backlog `batch` and a `history` page', async () => {
+    // Two levels deeper there than in a `msg`: a client that decoded them with the client frames' limit dropped them whole.
+    const nested = (levels: number): unknown => (levels === 0 ? 'leaf' : [nested(levels - 1)]);
+    const deepest = nested(MAX_DATA_DEPTH);
+    await assert.rejects(async () => server.send('deep-rx', nested(MAX_DATA_DEPTH + 1)), /nested deeper/);
+    for (const data of [{ n: 1 }, deepest, { n: 2 }]) await server.send('deep-rx', data);
+    const rx = sdkClient(server.port, { user: 'deep-rx', encoding: 'msgpack' });
+    const tx = sdkClient(server.port, { user: 'deep-tx' });
+    await Promise.all([rx.client.connect(), tx.client.connect()]);
+    assert.deepEqual((await rx.received(3)).map((m) => m.data), [{ n: 1 }, deepest, { n: 2 }]);
+    await Promise.all([rx.client.join('kept.deep'), tx.client.join('kept.deep')]);
+    await tx.client.publish('kept.deep', deepest);
+    await rx.received(4);
+    assert.deepEqual((await rx.client.history('kept.deep')).msgs.map((m) => m.data), [deepest]);
+    assert.deepEqual(rx.errors, []);
+    await Promise.all([rx.client.close(), tx.client.close()]);
   });
 
   test('presence, history pages and joined positions read the same on msgpack as on JSON', async () => {

@@ -191,6 +191,7 @@ export class OcsClient extends Emitter<ClientEvents> {
         closed: (code, reason) => {
           if (connection === this.connection) this.connectionLost(code, reason);
         },
+        undecodable: (reason) => this.report(new OcsError('E_BAD_FRAME', `a message from the server is not a frame this client can read (${reason}); it was dropped`)),
       });
       this.connection = connection;
     } catch (err) {

@@ -33,6 +33,8 @@ export interface ConnectionEvents {
   frame(frame: Record<string, unknown>): void;
   /** The connection is gone (called once; not after close()). */
   closed(code: number, reason: string): void;
+  /** A message from the server that is not a frame (why): nothing in it can be answered, but the app hears of it. */
+  undecodable(reason: string): void;
 }
 
 export class Connection {
@@ -135,8 +137,8 @@ export class Connection {
     let frame: unknown;
     try {
       frame = this.codec.decode(data);
-    } catch {
-      return; // not a frame: nothing in it can be answered
+    } catch (err) {
+      return this.events.undecodable(err instanceof Error ? err.message : String(err));
     }
     if (frame !== null && typeof frame === 'object') this.events.frame(frame as Record<string, unknown>);
   }

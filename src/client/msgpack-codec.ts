@@ -6,7 +6,7 @@
  * (./lz4.ts) and a small MessagePack (./msgpack.ts); each says why. Loaded by the client only
  * when asked for (`encoding: 'msgpack'`), so JSON clients do not carry it.
  */
-import { MAX_DEPTH, MSGPACK_PROTOCOL } from '../protocol/frames.js';
+import { MAX_SERVER_FRAME_DEPTH, MSGPACK_PROTOCOL } from '../protocol/frames.js';
 import { inflateJs } from '../protocol/lz4-block.js';
 import { unwrapFrame, wrapFrame } from '../protocol/wire.js';
 import type { ClientCodec } from './codec.js';
@@ -28,7 +28,7 @@ export function decodeFrame(data: unknown): unknown {
   if (bytes === null) throw new TypeError('text message on an ocs.v1.msgpack connection');
   const body = unwrapFrame(bytes, MAX_DECOMPRESSED, inflateJs);
   if (typeof body === 'string') throw new RangeError(body);
-  return decode(body, MAX_DEPTH);
+  return decode(body, MAX_SERVER_FRAME_DEPTH);
 }
 
 export const msgpackCodec: ClientCodec = { protocol: MSGPACK_PROTOCOL, encode: (frame) => encodeFrame(frame), decode: decodeFrame };

@@ -30,6 +30,13 @@ export const MSGPACK_PROTOCOL = 'ocs.v1.msgpack';
  * 30,000 levels fit in 64 KiB and overflow the stack.
  */
 export const MAX_DEPTH = 64;
+/**
+ * Deepest nesting of a frame from the server: a `batch` or a `history` page holds its `msg`
+ * frames two levels down (frame, `msgs`), so data a client frame was allowed to carry is two
+ * levels deeper there. A client that decoded server frames with MAX_DEPTH dropped such a frame
+ * whole, and every message in it.
+ */
+export const MAX_SERVER_FRAME_DEPTH = MAX_DEPTH + 2;
 
 export type ClientFrame =
   | { op: 'auth'; token: string; ref: string | undefined }
