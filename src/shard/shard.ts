@@ -23,7 +23,7 @@ import { createApp, uWS, type TemplatedApp, type us_listen_socket } from '../uti
 import { Admission } from './admission.js';
 import { fromRingPayload } from './broadcast.js';
 import { BrokerLink } from './broker-link.js';
-import { RateLimiter } from './connection.js';
+import { RateLimiter, type Connection } from './connection.js';
 import { CrossShard } from './cross-shard.js';
 import { Dispatcher } from './dispatch.js';
 import { failer } from './fail.js';
@@ -50,6 +50,15 @@ export function runShard(init: ShardInit, channel: ShardChannel): void {
 const CRASH_GRACE_MS = 200;
 /** Step of a drain's spread: sockets due by then are closed together. */
 const SPREAD_TICK_MS = 10;
+/**
+ * How long the sockets ended last (their close frame sent) are left open before the App closes
+ * every socket (within the grace): a client still sending when its close frame left has bytes
+ * in our receive queue, and a socket closed with unread bytes is reset, which threw away the
+ * close frame and the frames before it that the client had not read yet (acks of stored sends,
+ * which it then sent again). A client that reads its close frame stops sending and closes its
+ * side within a round trip; uWS then lets go of the socket itself.
+ */
+const LINGER_MS = 1000;
 
 class Shard {
   private readonly config: ShardInit['config']['websocket'];
@@ -79,6 +88,8 @@ class Shard {
   private closingAll = false;
   private spreadTimer: NodeJS.Timeout | null = null;
   private finished = false;
+  /** finish() closes the App's sockets no earlier than this (epoch ms): see LINGER_MS. */
+  private lingerUntil = 0;
   /** 1 once the shard crashed: the primary restarts it. */
   private exitCode = 0;
 
@@ -286,7 +297,7 @@ class Shard {
     const step = (): void => {
       const due = Math.min(conns.length, Math.ceil((conns.length * (Date.now() - started)) / spreadMs));
       // A socket that closed on its own since may not be touched.
-      for (; closed < due; closed++) if (!conns[closed]!.closed) conns[closed]!.ws!.end(code, reason);
+      for (; closed < due; closed++) if (!conns[closed]!.closed) this.end(conns[closed]!, code, reason, graceMs);
       if (closed < conns.length) this.spreadTimer = setTimeout(step, SPREAD_TICK_MS);
       else this.closeAll(code, reason, graceMs);
     };
@@ -304,21 +315,28 @@ class Shard {
     this.sweeper.stop();
     this.metrics.stop();
     this.overflowGauges.stop();
-    for (const conn of this.registry.connections) conn.ws!.end(code, reason);
+    for (const conn of [...this.registry.connections]) this.end(conn, code, reason, graceMs);
     if (this.registry.size === 0) return this.finish();
     this.graceTimer = setTimeout(() => this.forceClose(), graceMs);
   }
 
+  /** Sends `conn` its close frame; its socket lingers (LINGER_MS, within the grace). */
+  private end(conn: Connection, code: number, reason: string, graceMs: number): void {
+    this.lingerUntil = Date.now() + Math.min(LINGER_MS, graceMs);
+    conn.ws!.end(code, reason);
+  }
+
   private forceClose(): void {
     for (const conn of [...this.registry.connections]) if (!conn.closed) conn.ws!.close();
+    this.lingerUntil = 0; // the grace is spent
     this.finish();
   }
 
   /**
-   * Every socket is closed. The thread now ends on its own once uWS has released the last
-   * socket: process.exit() here could tear the loop down under a socket uWS is still
-   * closing (a segfault in us_internal_dispatch_ready_poll), and exiting with sockets open
-   * aborts the whole process.
+   * Every connection is closed; the App's sockets go after the linger. The thread then ends on
+   * its own once uWS has released the last socket: process.exit() here could tear the loop
+   * down under a socket uWS is still closing (a segfault in us_internal_dispatch_ready_poll),
+   * and exiting with sockets open aborts the whole process.
    */
   private finish(): void {
     if (this.finished) return;
@@ -328,6 +346,12 @@ class Shard {
     this.table.setStatus(this.init.shard, ShardStatus.DOWN);
     // Its threads are idle-unref'd, but a task still running would hold this thread up.
     void this.codec.close().catch((err: unknown) => this.log.error({ code: 'E_INTERNAL', err }, 'codec pool did not close'));
+    const linger = this.lingerUntil - Date.now();
+    if (linger > 0) setTimeout(() => this.closeApp(), linger);
+    else this.closeApp();
+  }
+
+  private closeApp(): void {
     // HTTP keep-alive connections (a scraper, a health check) would keep the thread alive until
     // the shutdown deadline, and a thread ended with uWS sockets open aborts the process. The
     // App's close() (in uWS.js, not in its typings) closes every socket it still has.
