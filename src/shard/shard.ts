@@ -56,7 +56,8 @@ const SPREAD_TICK_MS = 10;
  * in our receive queue, and a socket closed with unread bytes is reset, which threw away the
  * close frame and the frames before it that the client had not read yet (acks of stored sends,
  * which it then sent again). A client that reads its close frame stops sending and closes its
- * side within a round trip; uWS then lets go of the socket itself.
+ * side within a round trip; uWS then lets go of the socket itself. Only a connection heard from
+ * within LINGER_MS is waited for: a quiet one has nothing in flight to be reset.
  */
 const LINGER_MS = 1000;
 
@@ -320,9 +321,10 @@ class Shard {
     this.graceTimer = setTimeout(() => this.forceClose(), graceMs);
   }
 
-  /** Sends `conn` its close frame; its socket lingers (LINGER_MS, within the grace). */
+  /** Sends `conn` its close frame; its socket lingers (LINGER_MS, within the grace) if it was sending. */
   private end(conn: Connection, code: number, reason: string, graceMs: number): void {
-    this.lingerUntil = Date.now() + Math.min(LINGER_MS, graceMs);
+    const now = Date.now();
+    if (now - conn.lastSeen < LINGER_MS) this.lingerUntil = now + Math.min(LINGER_MS, graceMs);
     conn.ws!.end(code, reason);
   }
 
