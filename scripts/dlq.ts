@@ -36,6 +36,11 @@ async function main(): Promise<number> {
   }
   const base = (values.url ?? `http://127.0.0.1:${process.env.WEBSOCKET_PORT ?? DEFAULT_PORT}`).replace(/\/$/, '');
   const token = values.token ?? process.env.WEBSOCKET_ADMIN_TOKEN ?? '';
+  // A URL makes nothing of these but a path to the collection: `purge .` would empty the queue.
+  if (id === '' || id === '.' || id === '..') {
+    console.error(`dlq: ${JSON.stringify(id)} is not a dead letter id\n${USAGE}`);
+    return 2;
+  }
   const one = id === undefined ? '' : `/${encodeURIComponent(id)}`;
   let method: string;
   let path: string;

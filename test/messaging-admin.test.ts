@@ -172,7 +172,9 @@ describe('admin endpoints without a token', () => {
   });
 
   test('refuse a browser request that changes state (a page on this host cannot purge or requeue)', async () => {
-    const browserMarks: Array<Record<string, string>> = [{ origin: 'http://localhost:3000' }, { 'sec-fetch-site': 'same-site' }, { 'sec-fetch-mode': 'no-cors' }];
+    // Browsers send Sec-Fetch-Site with every request (and Origin with these methods); Node's
+    // fetch sends Sec-Fetch-Mode alone, which is no browser's mark (the CLI uses it: below).
+    const browserMarks: Array<Record<string, string>> = [{ origin: 'http://localhost:3000' }, { 'sec-fetch-site': 'same-site' }, { 'sec-fetch-site': 'same-origin', 'sec-fetch-mode': 'no-cors' }];
     for (const headers of browserMarks) {
       for (const [method, path] of [['DELETE', '/admin/dlq'], ['POST', '/admin/dlq/x/requeue']] as const) {
         const { status, body } = await adminJson(server.port, method, path, undefined, headers);
@@ -190,6 +192,42 @@ describe('admin endpoints without a token', () => {
     for (const host of [`localhost:${server.port}`, 'app.localhost', `127.0.0.1:${server.port}`, `[::1]:${server.port}`, '127.1.2.3']) {
       assert.equal((await adminJson(server.port, 'GET', '/admin/dlq', undefined, { host })).status, 200, host);
     }
+  });
+});
+
+describe('the dead-letter CLI on a server without a token (loopback only)', () => {
+  let server: RunningServer;
+  before(async () => {
+    server = await startInProcess({ websocket: { delivery: { ack_timeout: 0.1, max_attempts: 1 } } });
+  });
+  after(() => server.close());
+
+  async function deadLetters(user: string, count: number): Promise<string[]> {
+    const client = await member(server.port, user);
+    const ids = [];
+    for (let n = 0; n < count; n++) ids.push(await server.send(user, n));
+    await nextMsgs(client, count);
+    client.close();
+    await until(async () => ((await adminJson(server.port, 'GET', '/admin/dlq')).body.count === count ? true : undefined), 'the dead letters');
+    return ids;
+  }
+
+  test('requeues and purges one (Node\'s fetch is not taken for a browser); an empty id, . or .. purges nothing', async () => {
+    const [first, second] = await deadLetters('nell', 2);
+    const url = ['--url', `http://127.0.0.1:${server.port}`];
+    for (const id of ['', '.', '..']) {
+      const refused = await cli(['purge', id, ...url]);
+      assert.equal(refused.code, 2, `purge ${JSON.stringify(id)}`);
+      assert.match(refused.stderr, /is not a dead letter id/);
+    }
+    const emptyId = await adminJson(server.port, 'DELETE', '/admin/dlq/');
+    assert.deepEqual([emptyId.status, emptyId.body.code], [400, 'bad_request'], 'a path ending in / is not the whole queue');
+    assert.equal((await adminJson(server.port, 'GET', '/admin/dlq')).body.count, 2, 'nothing was purged');
+    const requeue = await cli(['requeue', first!, ...url]);
+    assert.equal(requeue.code, 0, requeue.stderr);
+    const purge = await cli(['purge', second!, ...url]);
+    assert.equal(purge.code, 0, purge.stderr);
+    assert.deepEqual(JSON.parse(purge.stdout), { purged: 1 });
   });
 });
 

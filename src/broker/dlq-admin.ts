@@ -100,8 +100,11 @@ const UNAVAILABLE: ReadonlySet<string> = new Set(['E_STORE_UNAVAILABLE', 'E_CLUS
 
 async function answer(method: string, path: string, store: DeadLetterStore, requeue: (letter: DeadLetter) => Promise<string>, maxBodyBytes: number, render: RenderLetters): Promise<AdminAnswer> {
   const url = new URL(path, 'http://x');
-  const parts = url.pathname.split('/').filter(Boolean); // ['admin', 'dlq', id?, action?]
+  // ['admin', 'dlq', id?, action?]. Empty parts are kept: `/admin/dlq/` (an empty id, or `.`
+  // resolved away by a URL parser) once read as `/admin/dlq`, and a DELETE of it purged them all.
+  const parts = url.pathname.split('/').slice(1);
   if (parts[0] !== 'admin' || parts[1] !== 'dlq' || parts.length > 4) return httpError('not_found', USAGE);
+  if (parts[2] === '') throw new BadRequest('the dead letter id is empty (a path ending in /, or an id of . or ..)');
   const id = parts[2] === undefined ? undefined : decode(parts[2]);
   if (method === 'get' && id === undefined) {
     const limit = Math.min(1000, Math.max(1, Number(url.searchParams.get('limit') ?? DEFAULT_LIST_LIMIT) || DEFAULT_LIST_LIMIT));

@@ -10,8 +10,8 @@
  *
  * A browser on the same host is a loopback client too: a page could POST a requeue or DELETE
  * the queue (a cross-site request forgery). So a request that changes state and carries the
- * marks of a browser (`Origin`, `Sec-Fetch-*`) needs the token even from loopback; the CLI and
- * curl send neither. A page may still read (the same-origin policy keeps another site's page
+ * marks of a browser (`Origin`, `Sec-Fetch-Site`) needs the token even from loopback; the CLI
+ * and curl send neither. A page may still read (the same-origin policy keeps another site's page
  * from seeing the answer), but only when the request names this host by a loopback name: a
  * page whose own name was made to resolve to 127.0.0.1 (DNS rebinding) is same-origin with
  * us for the browser, and its requests say its name in `Host`. The token is compared in
@@ -36,7 +36,9 @@ export function attachAdminRoutes(app: TemplatedApp, token: string, forwarder: A
     const query = req.getQuery();
     const path = req.getUrl() + (query ? `?${query}` : '');
     const authorization = req.getHeader('authorization');
-    const fromBrowser = req.getHeader('origin') !== '' || req.getHeader('sec-fetch-site') !== '' || req.getHeader('sec-fetch-mode') !== '';
+    // Browsers send Sec-Fetch-Site on every request, and Origin on these methods; Node's fetch
+    // (the CLI's) sends Sec-Fetch-Mode alone, so that one is not a mark.
+    const fromBrowser = req.getHeader('origin') !== '' || req.getHeader('sec-fetch-site') !== '';
     const host = req.getHeader('host');
     const client = clients.ofRequest(req, res);
     watch(res, req);
