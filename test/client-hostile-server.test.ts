@@ -108,6 +108,104 @@ test('a join refused with E_OVERLOADED is sent again after a pause and then sett
   await new Promise((resolve) => wss.close(resolve));
 });
 
+/** A server that welcomes each connection, then runs `then` with it. */
+async function welcoming(then: (ws: WebSocket, frames: Array<Record<string, unknown>>) => void): Promise<{ port: number; close(): Promise<void> }> {
+  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+  await new Promise((resolve) => wss.once('listening', resolve));
+  wss.on('connection', (ws) => {
+    const frames: Array<Record<string, unknown>> = [];
+    ws.on('message', (raw) => frames.push(JSON.parse(raw.toString()) as Record<string, unknown>));
+    ws.send(JSON.stringify({ op: 'welcome', user: 'u', sid: 's', shard: 0, pending: 0 }));
+    then(ws, frames);
+  });
+  return { port: (wss.address() as { port: number }).port, close: () => new Promise((resolve) => wss.close(() => resolve())) };
+}
+
+const msg = (id: string, extra: Record<string, unknown> = {}): Record<string, unknown> => ({ op: 'msg', id, from: 'x', data: id, pri: 1, ts: 1, ...extra });
+
+test('a request whose data cannot be encoded fails alone with E_BAD_FRAME, queued or sent at once, and leaves nothing to time out later', async () => {
+  const server = await welcoming(() => undefined);
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+  process.on('unhandledRejection', onUnhandled);
+  try {
+    const rx = sdkClient(server.port, { user: 'u', reconnect: false, heartbeatMs: 0, requestTimeoutMs: 200 });
+    const queued = rx.client.publish('g', { n: 10n });
+    const queuedAfter = rx.client.send('bob', 'fine');
+    await rx.client.connect();
+    await assert.rejects(queued, (err: unknown) => err instanceof OcsError && err.code === 'E_BAD_FRAME' && /cannot be encoded/.test(err.message));
+    await assert.rejects(queuedAfter, (err: unknown) => err instanceof OcsError && err.code === 'E_TIMEOUT', 'the request queued behind it was sent (this server never answers)');
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    await assert.rejects(rx.client.publish('g', cyclic), (err: unknown) => err instanceof OcsError && err.code === 'E_BAD_FRAME');
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.deepEqual(unhandled, [], 'no orphaned request timed out unheard');
+    assert.equal(rx.client.state, 'open');
+    await rx.client.close();
+  } finally {
+    process.off('unhandledRejection', onUnhandled);
+    await server.close();
+  }
+});
+
+test('a listener that closes the client half-way through a batch gets no more of it', async () => {
+  const server = await welcoming((ws) => setTimeout(() => ws.send(JSON.stringify({ op: 'batch', msgs: [msg('m1'), msg('m2'), msg('m3')] })), 50));
+  const rx = sdkClient(server.port, { user: 'u', reconnect: false, heartbeatMs: 0 });
+  rx.client.on('message', (m) => void (m.id === 'm1' && rx.client.close()));
+  await rx.client.connect();
+  await until(() => (rx.client.state === 'closed' ? true : undefined), 'closed');
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.deepEqual(rx.messages.map((m) => m.id), ['m1']);
+  await server.close();
+});
+
+test('a new epoch is a gap of reason new_epoch, skipped offsets offset_gap; messages of groups not joined leave no position behind', async () => {
+  const joins: Array<Record<string, unknown>> = [];
+  const server = await welcoming((ws, frames) => {
+    ws.on('message', () => {
+      const join = frames.at(-1)!;
+      if (join.op !== 'join') return;
+      joins.push(join);
+      ws.send(JSON.stringify({ op: 'joined', group: join.group, ref: join.ref, offset: 1, epoch: 'e1' }));
+      if (join.group !== 'kept') return;
+      for (const [id, offset, epoch] of [['a', 2, 'e1'], ['b', 5, 'e1'], ['c', 1, 'e2']] as const) ws.send(JSON.stringify(msg(id, { group: 'kept', offset, epoch })));
+    });
+    ws.send(JSON.stringify(msg('stray', { group: 'never-joined', offset: 7, epoch: 'e9' })));
+  });
+  const rx = sdkClient(server.port, { user: 'u', reconnect: false, heartbeatMs: 0 });
+  await rx.client.connect();
+  await rx.client.join('kept');
+  await rx.received(4);
+  assert.deepEqual(rx.gaps, [{ group: 'kept', reason: 'offset_gap' }, { group: 'kept', reason: 'new_epoch' }]);
+  await rx.client.join('never-joined');
+  assert.equal(joins.at(-1)!.since, undefined, 'the stray message before the join recorded no position to recover from');
+  await rx.client.close();
+  await server.close();
+});
+
+test('close() drops the socket of a server that no longer answers within a second, rather than the 30 s ws waits for its close frame', async () => {
+  const serverSockets: Array<{ pause(): void; destroy(): void }> = [];
+  const server = await welcoming((ws) => {
+    const socket = (ws as unknown as { _socket: { pause(): void; destroy(): void } })._socket;
+    serverSockets.push(socket);
+    setTimeout(() => socket.pause(), 50); // stops reading: the close frame is never answered
+  });
+  const sockets: WebSocket[] = [];
+  class Recorded extends WebSocket {
+    constructor(url: string, protocols?: string | string[]) {
+      super(url, protocols);
+      sockets.push(this);
+    }
+  }
+  const rx = sdkClient(server.port, { user: 'u', reconnect: false, heartbeatMs: 0, WebSocket: Recorded });
+  await rx.client.connect();
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  await rx.client.close();
+  await until(() => (sockets[0]!.readyState === WebSocket.CLOSED ? true : undefined), 'the socket dropped', 3000);
+  for (const socket of serverSockets) socket.destroy();
+  await server.close();
+});
+
 test('a frame over maxFrameBytes closes the connection with 1009 before it is decoded, also where the WebSocket class ignores the limit (as browsers do)', async () => {
   const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
   await new Promise((resolve) => wss.once('listening', resolve));

@@ -55,7 +55,7 @@ describe('reconnect policy', () => {
 });
 
 describe('recovery bookkeeping', () => {
-  test('messages in order are delivered, repeats are duplicates, a jump is a gap, a new epoch restarts the numbering', () => {
+  test('messages in order are delivered, repeats are duplicates, a jump is a gap, a new epoch restarts the numbering (its own verdict)', () => {
     const book = new RecoveryBook();
     assert.equal(book.check('g', 1, 'e1'), 'deliver');
     assert.equal(book.check('g', 2, 'e1'), 'deliver');
@@ -63,8 +63,11 @@ describe('recovery bookkeeping', () => {
     assert.equal(book.check('g', 1, 'e1'), 'duplicate');
     assert.equal(book.check('g', 5, 'e1'), 'gap');
     assert.deepEqual(book.since('g'), { offset: 5, epoch: 'e1' });
-    assert.equal(book.check('g', 1, 'e2'), 'gap');
+    assert.equal(book.check('g', 1, 'e2'), 'epoch');
     assert.deepEqual(book.since('g'), { offset: 1, epoch: 'e2' });
+    const position = book.position('g')!;
+    position.offset = 99;
+    assert.deepEqual(book.position('g'), { offset: 1, epoch: 'e2' }, 'position() is a copy: what the app does to it changes nothing');
     assert.equal(book.check('other', undefined, undefined), 'deliver', 'no offset: not the book’s business');
     assert.equal(book.check('g', -1, 'e2'), 'deliver', 'a malformed offset is ignored, not recorded');
     assert.equal(book.check('g', '7', 'e2'), 'deliver');
@@ -111,6 +114,18 @@ test('seen ids: remembered up to capacity, the oldest forgotten first; __proto__
   assert.deepEqual(['b', 'c', 'd'].map((id) => seen.has(id)), [true, true, true]);
   assert.equal(seen.size, 3);
   assert.throws(() => new SeenIds(0), RangeError);
+});
+
+test('seen ids: an id forgotten (its listener threw) and seen again is remembered for a whole window from then', () => {
+  const seen = new SeenIds(4);
+  seen.add('x');
+  seen.delete('x');
+  seen.add('a');
+  seen.add('x');
+  for (const id of ['b', 'c', 'd']) seen.add(id);
+  assert.equal(seen.has('x'), true, 'three ids came after its second record, in a window of four');
+  assert.equal(seen.add('x'), false);
+  assert.equal(seen.size, 4);
 });
 
 test('token refresh lead: a tenth of what is left, at least 1 s, at most 60 s', () => {

@@ -11,7 +11,7 @@ import { Connection, connectionLimits, MAX_FRAME_BYTES, type ConnectionLimits } 
 import { Emitter } from './emitter.js';
 import { Groups } from './groups.js';
 import { DEFAULT_RECONNECT, decideReconnect, type ReconnectOptions } from './reconnect.js';
-import { RecoveryBook } from './recovery.js';
+import { RecoveryBook, type Verdict } from './recovery.js';
 import { Requests } from './requests.js';
 import { SeenIds } from './seen-ids.js';
 import { resolveWebSocket, type WebSocketConstructor } from './socket.js';
@@ -263,7 +263,9 @@ export class OcsClient extends Emitter<ClientEvents> {
         if (this.currentState === 'open') this.deliver(frame as unknown as Message);
         return;
       case 'batch':
-        if (this.currentState === 'open' && Array.isArray(frame.msgs)) for (const msg of frame.msgs as Message[]) this.deliver(msg);
+        if (!Array.isArray(frame.msgs)) return;
+        // Checked per message: a listener may close the client half-way through a batch.
+        for (const msg of frame.msgs as Message[]) if (this.currentState === 'open') this.deliver(msg);
         return;
       case 'welcome':
         if (typeof frame.user !== 'string' || typeof frame.sid !== 'string' || this.currentState === 'open') return;
@@ -292,8 +294,9 @@ export class OcsClient extends Emitter<ClientEvents> {
 
   private deliver(msg: Message): void {
     if (msg === null || typeof msg !== 'object' || typeof msg.id !== 'string') return;
-    let verdict: 'deliver' | 'duplicate' | 'gap' = 'deliver';
-    if (msg.offset !== undefined && typeof msg.group === 'string') verdict = this.book.check(msg.group, msg.offset, msg.epoch);
+    let verdict: Verdict = 'deliver';
+    // Positions are kept for the groups joined only: a server's messages of others would grow the book.
+    if (msg.offset !== undefined && typeof msg.group === 'string' && this.groups.has(msg.group)) verdict = this.book.check(msg.group, msg.offset, msg.epoch);
     if (verdict !== 'duplicate' && !this.seen.add(msg.id)) verdict = 'duplicate';
     if (verdict === 'duplicate') {
       this.duplicates++;
@@ -301,7 +304,7 @@ export class OcsClient extends Emitter<ClientEvents> {
       if (msg.ackReq === true && (this.autoAck || this.acked.has(msg.id))) this.sendIfOpen({ op: 'ack', id: msg.id });
       return;
     }
-    if (verdict === 'gap') this.emit('gap', { group: msg.group!, position: this.book.position(msg.group!)!, reason: 'offset_gap' });
+    if (verdict === 'gap' || verdict === 'epoch') this.emit('gap', { group: msg.group!, position: this.book.position(msg.group!)!, reason: verdict === 'gap' ? 'offset_gap' : 'new_epoch' });
     if (!this.emit('message', msg)) {
       // A listener threw: no ack, and its redelivery is let through.
       this.seen.delete(msg.id);
@@ -349,7 +352,8 @@ export class OcsClient extends Emitter<ClientEvents> {
     for (const key in fields) if (fields[key] !== undefined) frame[key] = fields[key];
     if (this.currentState !== 'open') return this.requests.queue(frame);
     const answered = this.requests.expect(frame.ref);
-    this.sendFrame(frame);
+    // A frame the codec cannot encode (a BigInt, a cycle) fails its own request, not the client.
+    this.requests.sending(frame, (f) => this.sendFrame(f));
     return answered;
   }
 

@@ -14,6 +14,8 @@ import { OPEN, type WebSocketConstructor, type WebSocketLike } from './socket.js
  * server with larger rings can send larger batches: raise it to half of their `ring_bytes`.
  */
 export const MAX_FRAME_BYTES = 100 * 1024 * 1024;
+/** How long close() waits for the server's close frame before dropping the socket (where it can). */
+const CLOSE_GRACE_MS = 1000;
 
 export interface ConnectionLimits {
   /** How long the connection may take to be welcomed, ms. */
@@ -107,8 +109,12 @@ export class Connection {
     this.arm(heartbeatMs, beat);
   }
 
-  /** Closes without reporting it (the client decided). */
-  close(code = 1000, reason = ''): void {
+  /**
+   * Closes without reporting it (the client decided). Where the socket can be dropped (`ws`),
+   * it is after `graceMs` without the server's half of the handshake: `ws` otherwise waits 30 s
+   * for it from a server that stopped answering, and keeps the process alive that long.
+   */
+  close(code = 1000, reason = '', graceMs = CLOSE_GRACE_MS): void {
     const socket = this.detach();
     if (socket === null) return;
     try {
@@ -116,6 +122,10 @@ export class Connection {
     } catch {
       // already closing
     }
+    if (socket.terminate === undefined) return;
+    if (graceMs <= 0) return socket.terminate();
+    const timer = setTimeout(() => socket.terminate!(), graceMs);
+    (timer as { unref?: () => void }).unref?.();
   }
 
   /**
@@ -125,7 +135,7 @@ export class Connection {
    */
   private abandon(reason: string, code: 1006 | 1009): void {
     if (this.socket === null) return;
-    this.close(1000, reason);
+    this.close(1000, reason, 0);
     this.events.closed(code, reason);
   }
 

@@ -12,9 +12,10 @@ export interface Position {
 
 /**
  * What to do with one message: `deliver` it, drop it as a `duplicate`, or deliver it and tell
- * the application that messages before it are missing (`gap`).
+ * the application that messages before it are missing: offsets were skipped (`gap`), or the
+ * group's history was lost and numbering restarted (`epoch`).
  */
-export type Verdict = 'deliver' | 'duplicate' | 'gap';
+export type Verdict = 'deliver' | 'duplicate' | 'gap' | 'epoch';
 
 export interface JoinedPosition {
   /** The group's top offset when the server answered the join. */
@@ -43,8 +44,10 @@ export class RecoveryBook {
     return position === undefined ? undefined : { offset: position.offset, epoch: position.epoch };
   }
 
+  /** A copy: the application may keep or change it. */
   position(group: string): Position | undefined {
-    return this.positions.get(group);
+    const position = this.positions.get(group);
+    return position === undefined ? undefined : { offset: position.offset, epoch: position.epoch };
   }
 
   /**
@@ -62,7 +65,7 @@ export class RecoveryBook {
       // History was lost and numbering restarted: what came before the new epoch is gone.
       position.epoch = epoch;
       position.offset = offset;
-      return 'gap';
+      return 'epoch';
     }
     if (offset <= position.offset) return 'duplicate';
     const gap = offset > position.offset + 1;

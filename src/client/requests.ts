@@ -52,9 +52,23 @@ export class Requests {
     for (const { frame, pending } of this.waiting.splice(0)) {
       pending.deadline = now + this.timeoutMs;
       this.inFlight.set(frame.ref as string, pending);
-      send(frame);
+      this.sending(frame, send);
     }
     if (this.inFlight.size > 0) this.startSweeper();
+  }
+
+  /**
+   * Sends the frame of a request in flight; one its encoding refuses (data the codec cannot
+   * write: a BigInt, a cycle) fails that request with E_BAD_FRAME rather than throwing out of
+   * a socket's event handler, or being left to time out.
+   */
+  sending(frame: Record<string, unknown>, send: (frame: Record<string, unknown>) => void): void {
+    try {
+      send(frame);
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      this.reject(frame.ref as string, new OcsError('E_BAD_FRAME', `the ${String(frame.op)} frame cannot be encoded: ${why}`, { cause: err }));
+    }
   }
 
   resolve(ref: string, value: unknown): boolean {

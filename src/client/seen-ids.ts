@@ -5,7 +5,8 @@
  * larger than what one reconnect can replay is enough.
  */
 export class SeenIds {
-  private readonly set = new Set<string>();
+  /** Each id seen, with its slot in the ring. */
+  private readonly slots = new Map<string, number>();
   private readonly ring: Array<string | undefined>;
   private next = 0;
 
@@ -15,27 +16,32 @@ export class SeenIds {
   }
 
   has(id: string): boolean {
-    return this.set.has(id);
+    return this.slots.has(id);
   }
 
   /** Records `id`; false when it was already there. */
   add(id: string): boolean {
-    if (this.set.has(id)) return false;
+    if (this.slots.has(id)) return false;
     const old = this.ring[this.next];
-    if (old !== undefined) this.set.delete(old);
+    if (old !== undefined) this.slots.delete(old);
     this.ring[this.next] = id;
+    this.slots.set(id, this.next);
     this.next = this.next + 1 === this.capacity ? 0 : this.next + 1;
-    this.set.add(id);
     return true;
   }
 
-  /** Forgets `id` (a handler failed on it: let its redelivery through). */
+  /**
+   * Forgets `id` (a handler failed on it: let its redelivery through). Its slot is emptied:
+   * left holding the id, it would forget the id's next record early when the ring came round.
+   */
   delete(id: string): void {
-    // The ring slot stays; deleting a missing id from the set later is harmless.
-    this.set.delete(id);
+    const slot = this.slots.get(id);
+    if (slot === undefined) return;
+    this.slots.delete(id);
+    this.ring[slot] = undefined;
   }
 
   get size(): number {
-    return this.set.size;
+    return this.slots.size;
   }
 }
