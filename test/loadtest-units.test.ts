@@ -9,7 +9,8 @@ import { renderHtml } from '../tools/loadtest/report-html.js';
 import type { RunReport, ScenarioReport } from '../tools/loadtest/report-types.js';
 import { DueQueue, GRID_ORIGIN_US, RateStream } from '../tools/loadtest/schedule.js';
 import { applyOverrides, loadScenarios, parseScenarios, selectScenarios } from '../tools/loadtest/scenarios.js';
-import { DEFAULT_SCENARIOS_FILE } from '../tools/loadtest/cli.js';
+import { DEFAULT_SCENARIOS_FILE, main } from '../tools/loadtest/cli.js';
+import { OcsError } from '../src/protocol/errors.js';
 import { PUB_MARK, isFastPathFrame, makeData, scanPubMarkers, type Marker } from '../tools/loadtest/wire.js';
 
 describe('scenarios', () => {
@@ -233,5 +234,19 @@ describe('reports', () => {
     assert.ok(html.includes('&lt;b&gt;'));
     assert.ok(!html.includes('<b>'));
     assert.ok(html.includes('not available (HTTP 404)'));
+  });
+});
+
+describe('command line', () => {
+  it('a mistyped option, a missing value or a time past a day is one E_CONFIG line naming it, before anything runs', async () => {
+    for (const [args, why] of [
+      [['--durations', '5'], /Unknown option '--durations'/],
+      [['--warmup', '-1'], /--warmup/],
+      [['--duration', '1e300'], /--duration is at most 86400 s/],
+      [['--drain', '90000'], /--drain is at most 86400 s/],
+      [['--duration', '0'], /--duration must be a positive number/],
+    ] as const) {
+      await assert.rejects(main([...args]), (err: unknown) => err instanceof OcsError && err.code === 'E_CONFIG' && why.test(err.message), args.join(' '));
+    }
   });
 });

@@ -49,37 +49,49 @@ Grades (docs/loadtest.md):
 ${gradeTableMarkdown()}
 `;
 
+/** The command line, or an E_CONFIG naming what is wrong in it (parseArgs's own error, not a stack trace). */
+function parseOptions(argv: string[]) {
+  try {
+    return parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        quick: { type: 'boolean', default: false },
+        scenario: { type: 'string', multiple: true },
+        list: { type: 'boolean', default: false },
+        host: { type: 'string' },
+        port: { type: 'string' },
+        tls: { type: 'boolean', default: false },
+        path: { type: 'string', default: LOADTEST_DEFAULTS.path },
+        'monitoring-token': { type: 'string' },
+        output: { type: 'string' },
+        html: { type: 'string' },
+        'no-html': { type: 'boolean', default: false },
+        duration: { type: 'string' },
+        warmup: { type: 'string' },
+        drain: { type: 'string' },
+        connections: { type: 'string' },
+        threads: { type: 'string' },
+        'normal-priority': { type: 'boolean', default: false },
+        shards: { type: 'string' },
+        'scenarios-file': { type: 'string' },
+        'server-command': { type: 'string' },
+        'fail-under': { type: 'string' },
+        verbose: { type: 'boolean', default: false },
+        compare: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    });
+  } catch (err) {
+    throw new OcsError('E_CONFIG', `${(err as Error).message} (see --help)`);
+  }
+}
+
+/** Longest duration, warm-up or drain a run takes, s: past 24.8 days Node's timers overflow to 1 ms. */
+const MAX_SECONDS = 86_400;
+
 export async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      quick: { type: 'boolean', default: false },
-      scenario: { type: 'string', multiple: true },
-      list: { type: 'boolean', default: false },
-      host: { type: 'string' },
-      port: { type: 'string' },
-      tls: { type: 'boolean', default: false },
-      path: { type: 'string', default: LOADTEST_DEFAULTS.path },
-      'monitoring-token': { type: 'string' },
-      output: { type: 'string' },
-      html: { type: 'string' },
-      'no-html': { type: 'boolean', default: false },
-      duration: { type: 'string' },
-      warmup: { type: 'string' },
-      drain: { type: 'string' },
-      connections: { type: 'string' },
-      threads: { type: 'string' },
-      'normal-priority': { type: 'boolean', default: false },
-      shards: { type: 'string' },
-      'scenarios-file': { type: 'string' },
-      'server-command': { type: 'string' },
-      'fail-under': { type: 'string' },
-      verbose: { type: 'boolean', default: false },
-      compare: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  });
+  const { values, positionals } = parseOptions(argv);
   if (values.help) {
     process.stdout.write(HELP);
     return 0;
@@ -98,6 +110,11 @@ export async function main(argv: string[]): Promise<number> {
     if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) throw new OcsError('E_CONFIG', `--${name} must be a positive ${integer ? 'integer' : 'number'}, got "${v}"`);
     return n;
   };
+  const seconds = (name: string, v: string | undefined, zero = true): number | undefined => {
+    const n = zero && v === '0' ? 0 : num(name, v);
+    if (n !== undefined && n > MAX_SECONDS) throw new OcsError('E_CONFIG', `--${name} is at most ${MAX_SECONDS} s (a day), got "${v}"`);
+    return n;
+  };
   const scenariosFile = values['scenarios-file'] ?? DEFAULT_SCENARIOS_FILE;
   const all = loadScenarios(scenariosFile);
   if (values.list) {
@@ -106,9 +123,9 @@ export async function main(argv: string[]): Promise<number> {
   }
   const names = (values.scenario ?? []).flatMap((s) => s.split(',')).filter(Boolean);
   const overrides = {
-    durationS: num('duration', values.duration),
-    warmupS: values.warmup === '0' ? 0 : num('warmup', values.warmup),
-    drainS: values.drain === '0' ? 0 : num('drain', values.drain),
+    durationS: seconds('duration', values.duration, false),
+    warmupS: seconds('warmup', values.warmup),
+    drainS: seconds('drain', values.drain),
     connections: num('connections', values.connections, true),
   };
   const scenarios = selectScenarios(all, { quick: values.quick, names }).map((s) =>
