@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
+import WebSocket from 'ws';
 import { connect, getJson, member, type Frame, type TestClient } from './helpers/client.js';
 import { joinGroup } from './helpers/history.js';
 import { nextMsgs, until } from './helpers/messaging.js';
@@ -232,6 +233,42 @@ describe('a frozen Redis (open connections, no answers)', { skip, timeout: 60_00
     });
   });
 
+  test('an ack Redis did not answer in time but ran: the message waiting for room in the window still comes, without a reconnection', async () => {
+    await onFreezableRedis('freeze-ack:', { websocket: { delivery: { ack_timeout: 30, max_backoff: 60, max_inflight_per_user: 1 } } }, shortFreeze, async (node, redis) => {
+      const sender = await member(node.port, 'sender');
+      const recipient = await member(node.port, 'recipient');
+      for (const data of ['M1', 'M2']) {
+        sender.send({ op: 'send', to: 'recipient', data, ref: data });
+        await sender.next((f) => f.ref === data);
+      }
+      const [first] = await nextMsgs(recipient, 1);
+      process.kill(redis.pid!, 'SIGSTOP');
+      recipient.send({ op: 'ack', id: first!.id });
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      process.kill(redis.pid!, 'SIGCONT');
+      assert.deepEqual((await nextMsgs(recipient, 1, 8000)).map((m) => m.data), ['M2']);
+      for (const client of [sender, recipient]) client.close();
+    });
+  });
+
+  test('a sweep Redis did not answer in time but ran: the message it put back to wait is delivered again, without a reconnection', async () => {
+    await onFreezableRedis('freeze-sweep:', { websocket: { delivery: { ack_timeout: 1, max_backoff: 2 } } }, shortFreeze, async (node, redis) => {
+      const sender = await member(node.port, 'sender');
+      const recipient = await member(node.port, 'recipient');
+      sender.send({ op: 'send', to: 'recipient', data: 'hello', ref: 'r' });
+      await sender.next((f) => f.ref === 'r');
+      const [first] = await nextMsgs(recipient, 1);
+      // Frozen across the ack deadline (1 s after the delivery): the sweep at the deadline times out.
+      await new Promise((resolve) => setTimeout(resolve, 700));
+      process.kill(redis.pid!, 'SIGSTOP');
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      process.kill(redis.pid!, 'SIGCONT');
+      const [again] = await nextMsgs(recipient, 1, 8000);
+      assert.equal(again!.id, first!.id);
+      for (const client of [sender, recipient]) client.close();
+    });
+  });
+
   test('a pub to a history group that Redis did not answer in time is refused saying it may have been published, not that nothing happened', async () => {
     await onFreezableRedis('freeze-pub:', { websocket: { history: [{ pattern: 'room.*', size: 100 }] } }, shortFreeze, async (node, redis) => {
       const client = await member(node.port, 'poster');
@@ -247,6 +284,34 @@ describe('a frozen Redis (open connections, no answers)', { skip, timeout: 60_00
 });
 
 describe('connections per user over the nodes of a cluster (limits.max_connections_per_user)', { skip, timeout: 60_000 }, () => {
+  test('connections that open and close at once leave no presence behind (a closed user would count against the cap for good)', async () => {
+    const redis = await startPrivateRedis();
+    const node = await startInProcess(nodeConfig(redis.url, 'flap:', 2, { websocket: { limits: { max_connections_per_user: 1 } } }));
+    const client = redis.client();
+    try {
+      // Before: the close's MULTI went out ahead of the CONNECT queued just before it, within 1-2 rounds.
+      for (let round = 0; round < 5; round++) {
+        await Promise.all(
+          Array.from({ length: 20 }, () => new Promise<void>((done) => {
+            const ws = new WebSocket(`ws://127.0.0.1:${node.port}/ws?user=flapper`);
+            ws.on('open', () => (ws.terminate(), done()));
+            ws.on('error', () => done());
+          })),
+        );
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      assert.deepEqual(await client.hgetall('flap:pu:flapper'), {});
+      const real = await member(node.port, 'flapper');
+      assert.equal(real.welcome.user, 'flapper', 'the cap of one still lets the user in');
+      real.close();
+    } finally {
+      client.disconnect();
+      await node.close();
+      await redis.stop();
+    }
+  });
+
   test('past the cap counted on every node, a new connection on any node gets E_RATE_LIMITED and 4029; a closed one makes room', async () => {
     const redis = await startPrivateRedis();
     const config = nodeConfig(redis.url, 'cap:', 1, { websocket: { limits: { max_connections_per_user: 2 } } });

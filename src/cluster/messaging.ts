@@ -20,7 +20,7 @@ import type { Logger } from '../util/logger.js';
 import { NodeRecord, type BatchEntry, type Channels } from './channels.js';
 import { LocalDelivery, outgoing, type Outgoing } from './local-delivery.js';
 import type { ClusterPresence, LocalPresence } from './presence.js';
-import { logCommandFailure } from './redis.js';
+import { logCommandFailure, timedOut } from './redis.js';
 import { ROUTE_ANY } from './route-any-script.js';
 import type { ScriptRunner } from './script-runner.js';
 import { ACK, JOIN, SWEEP } from './scripts.js';
@@ -60,6 +60,8 @@ export class ClusterMessaging {
   private readonly delivery: Config['websocket']['delivery'];
   private readonly prefix: string;
   private readonly here: LocalDelivery;
+  /** A rescan after a timed-out SWEEP is scheduled (one at a time). */
+  private rescanDue = false;
 
   constructor(private readonly parts: MessagingParts) {
     this.delivery = parts.config.websocket.delivery;
@@ -186,8 +188,14 @@ export class ClusterMessaging {
     this.backlogOf(user, local.byUser.get(user)?.size ?? 1, this.parts.config.websocket.limits.max_connections_per_user).then(
       (backlog) => {
         const held = this.here.release(sid);
-        if (!local.bySid.has(sid)) return; // closed meanwhile: its messages stay in flight and time out
-        if ('holding' in backlog) return refuse(backlog.holding);
+        if ('holding' in backlog) return local.bySid.has(sid) ? refuse(backlog.holding) : undefined;
+        if (!local.bySid.has(sid)) {
+          // Closed meanwhile: CONNECT wrote its presence (after the close's own write, should a
+          // script be sent again behind it), so the count is written again; what it claimed goes
+          // to the user's other connections; what was in flight stays so and times out.
+          this.parts.presence.userCount(user, local.byUser.get(user)?.size ?? 0).catch((err: unknown) => logCommandFailure(this.parts, err, 'connect'));
+          return this.backlogToUser(user, backlog.nodes, backlog.entries.filter(([claimed]) => claimed === 1).map(([, f]) => f));
+        }
         link.welcome(shard, sid, backlog.pending);
         const sent = new Set<string>();
         // In queue order (priority, then acceptance), as `batch` frames where several go to one place, as on one process.
@@ -277,6 +285,8 @@ export class ClusterMessaging {
       },
       (err: unknown) => {
         logCommandFailure(this.parts, err, 'ack');
+        // It may have run all the same, freeing room in the window that only its answer would have pumped.
+        if (timedOut(err)) this.afterTimeout(() => this.pump(user));
         reply.unavailable(`ack of ${id} not recorded: Redis is unreachable; the message will be delivered again`);
       },
     );
@@ -295,12 +305,23 @@ export class ClusterMessaging {
     );
   }
 
-  /** Takes the messages whose time came (any node may; each goes to one) and acts on them. */
+  /**
+   * Takes the messages whose time came (any node may; each goes to one) and acts on them. A
+   * SWEEP that timed out may have run: the messages it put back to wait would then wait for
+   * their recipients' next connection, so what waits for this node's users and groups is looked
+   * for again (rescan), once, two command timeouts later.
+   */
   async sweep(): Promise<void> {
     const { stats } = this.parts;
     const [due, count, bytes] = await this.script<[Array<[string, string, string, string?]>, number, number]>(SWEEP, [
       this.prefix, Date.now(), SWEEP_BATCH, this.delivery.max_attempts, this.delivery.ttl * 1000,
-    ]);
+    ]).catch((err: unknown) => {
+      if (timedOut(err) && !this.rescanDue) {
+        this.rescanDue = true;
+        this.afterTimeout(() => this.rescan(), () => (this.rescanDue = false));
+      }
+      throw err;
+    });
     stats.stored = count;
     stats.stored_bytes = bytes;
     this.inflight(); // forgets the deliveries past their deadline
@@ -318,6 +339,26 @@ export class ClusterMessaging {
   }
 
   // --- helpers ---------------------------------------------------------------------------------
+
+  /**
+   * What a script that timed out (and may have run all the same) would have been followed by,
+   * once Redis answers again: probed every two command timeouts (a follow-up sent into the same
+   * stall would time out too, its own effect lost the same way). Should the node go down
+   * meanwhile, the resync after the outage does it (rescan). `then`: called either way.
+   */
+  private afterTimeout(again: () => void, then: () => void = () => {}): void {
+    const timer = setTimeout(() => {
+      if (!this.parts.up()) return then();
+      this.script('return 1', [this.prefix]).then(
+        () => {
+          then();
+          again();
+        },
+        () => this.afterTimeout(again, then),
+      );
+    }, 2 * this.parts.config.cluster.command_timeout * 1000);
+    timer.unref();
+  }
 
   private script<T>(source: string, args: Array<string | number>): Promise<T> {
     return this.parts.scripts.run(source, args) as Promise<T>;

@@ -354,7 +354,12 @@ export class ClusterNode {
           this.intake.routeMaybeStored();
           this.indexWaitingOnce();
         },
-        (err: unknown) => log.error({ code: 'E_CLUSTER_UNAVAILABLE', err }, 'cluster: resynchronising with Redis failed; retrying when it reconnects'),
+        (err: unknown) => {
+          log.error({ code: 'E_CLUSTER_UNAVAILABLE', err }, 'cluster: resynchronising with Redis failed; reconnecting to try again');
+          // With both connections open nothing would reconnect, and the heartbeat does not run
+          // while the node is not up: it stayed degraded for good. Dropping them starts over.
+          this.redis.unresponsive(`resynchronising: ${(err as Error).message}`);
+        },
       );
   }
 

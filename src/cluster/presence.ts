@@ -221,7 +221,10 @@ export class ClusterPresence {
       await this.redis.hset(keys.userPresence(user), node, connections);
       return;
     }
-    await this.redis.multi().hdel(keys.userPresence(user), node).srem(keys.nodeKeys(node), keys.userPresence(user)).exec();
+    // Two plain commands, not a MULTI: with auto-pipelining a MULTI goes out at once, ahead of
+    // commands queued before it, and this HDEL ran before the CONNECT of a connection that had
+    // just opened (and closed), which then wrote the user back online for good.
+    await Promise.all([this.redis.hdel(keys.userPresence(user), node), this.redis.srem(keys.nodeKeys(node), keys.userPresence(user))]);
   }
 
   /** Connection `sid` left `group`; `last`: it was the group's last member on this node. */
