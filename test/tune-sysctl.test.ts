@@ -237,6 +237,33 @@ test('--apply never lowers a value that is already higher, in the kernel or in a
   );
 });
 
+test('--apply leaves a value past 2^53 as it is (fs.file-max at LONG_MAX, a hand-edited drop-in): never a rounded or 1e+23 one', () => {
+  const host = fakeHost({ ...HIGH, 'fs.file-max': '9223372036854775807', 'net.core.somaxconn': '128' }, [1048576, 1048576]);
+  mkdirSync(join(host.etc, 'sysctl.d'));
+  writeFileSync(join(host.etc, 'sysctl.d', '60-ocs-realtime.conf'), 'fs.file-max = 200000\nnet.core.somaxconn = 99999999999999999999999\n');
+  const { code, out } = tune([...host.args, '--apply'], true);
+  assert.equal(code, EXIT_OK, out);
+  assert.equal(host.sysctl('fs.file-max'), '9223372036854775807');
+  const raised = host.sysctl('net.core.somaxconn');
+  assert.ok(/^\d+$/.test(raised) && Number(raised) > 128, `raised to the recommendation (${raised}); the drop-in value no kernel takes is not believed`);
+  assert.match(host.dropIn(), new RegExp(`^net\\.core\\.somaxconn = ${raised}$`, 'm'));
+  assert.doesNotMatch(host.dropIn(), /e\+|9223372036854776000|file-max/);
+});
+
+test('--apply names the sysctl files that set its keys again after its drop-in at boot', () => {
+  const host = fakeHost({ ...HIGH, 'net.core.somaxconn': '128' }, [1048576, 1048576]);
+  mkdirSync(join(host.etc, 'sysctl.d'));
+  writeFileSync(join(host.etc, 'sysctl.d', '99-local.conf'), 'net.core.somaxconn = 128\n');
+  writeFileSync(join(host.etc, 'sysctl.d', '10-early.conf'), 'net.core.somaxconn = 128\n');
+  writeFileSync(join(host.etc, 'sysctl.conf'), '# comment\nnet/core/somaxconn=256\n');
+  const { code, out } = tune([...host.args, '--apply'], true);
+  assert.equal(code, EXIT_OK, out);
+  assert.match(out, /WARNING: at boot these files are read after/);
+  assert.match(out, /99-local\.conf: net\.core\.somaxconn = 128/);
+  assert.match(out, /sysctl\.conf: net\.core\.somaxconn = 256/);
+  assert.doesNotMatch(out, /10-early/, 'a file read before ours is overridden by ours');
+});
+
 test('--apply without root writes nothing, prints what it would do and exits 3', () => {
   const host = fakeHost(LOW, [1024, 1024]);
   const { code, out } = tune([...host.args, '--apply'], false);

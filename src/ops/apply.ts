@@ -14,6 +14,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { overriddenAtBoot, type BootOverride } from './boot-order.js';
 import { errorCode, sysctlPath, type Row } from './host.js';
 import { NOFILE, formatValues, parseValues, sameValues, SETTINGS, type Rule, type Values } from './sysctl.js';
 
@@ -40,6 +41,8 @@ export interface Plan {
   /** The nofile values for limits.d, or null when the limit is high enough and no drop-in exists. */
   nofile: Values | null;
   maxConnections: number;
+  /** Lines of other sysctl files that set a key of ours again after our drop-in at boot. */
+  overriddenAtBoot: BootOverride[];
 }
 
 export type FileStatus = 'created' | 'updated' | 'unchanged' | 'not needed';
@@ -66,7 +69,13 @@ export function planApply(rows: readonly Row[], roots: ApplyRoots, maxConnection
   for (const { setting, current, recommended, pass } of rows) {
     // A key unreadable here is written only if the drop-in held it: this kernel may not have it.
     // One that passes keeps its value (a wide enough port range is not moved).
-    const held = setting.key === NOFILE ? readLimitsDropIn(limitsFile) : earlier.get(setting.key);
+    // Past 2^53 a value is not carried exactly (fs.file-max may be LONG_MAX): written back it
+    // would change, even above what the kernel takes. A running one is far above any
+    // recommendation and is left as it is; a drop-in's (hand-edited) is not believed.
+    const unsafe = (values: Values | null | undefined): boolean => values != null && values.some((v) => !Number.isSafeInteger(v));
+    if (unsafe(current)) continue;
+    const dropIn = setting.key === NOFILE ? readLimitsDropIn(limitsFile) : earlier.get(setting.key);
+    const held = unsafe(dropIn) ? null : dropIn;
     const target = current === null ? (held ?? null) : best(setting.rule, [current, pass ? null : recommended, held]);
     if (target === null) continue;
     const changes = current === null || !sameValues(target, current);
@@ -79,7 +88,8 @@ export function planApply(rows: readonly Row[], roots: ApplyRoots, maxConnection
     lines.push(`${setting.key} = ${formatValues(target)}`);
   }
   const sysctlContent = lines.length > 0 || existsSync(sysctlFile) ? `${HEADER(maxConnections)}\n${lines.join('\n')}\n` : null;
-  return { sysctlFile, sysctlContent, kernel, limitsFile, nofile, maxConnections };
+  const ours = new Map(lines.map((line) => line.split(' = ') as [string, string]));
+  return { sysctlFile, sysctlContent, kernel, limitsFile, nofile, maxConnections, overriddenAtBoot: overriddenAtBoot(roots.etcRoot, sysctlFile, ours) };
 }
 
 export function executeApply(plan: Plan, roots: ApplyRoots): Outcome {

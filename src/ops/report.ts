@@ -43,6 +43,7 @@ export function renderJson(view: TuneView): string {
           files: outcome.files,
           kernel: outcome.kernel.map((k) => ({ ...change(k), ok: k.ok, ...(k.error === undefined ? {} : { error: k.error }) })),
           ...(outcome.nofileCappedAt === undefined ? {} : { nofileCappedAt: outcome.nofileCappedAt }),
+          overriddenAtBoot: plan.overriddenAtBoot,
         }
       : {
           done: false,
@@ -53,6 +54,7 @@ export function renderJson(view: TuneView): string {
             { path: plan.limitsFile, content: plannedLimits(plan) },
           ],
           kernel: plan.kernel.map(change),
+          overriddenAtBoot: plan.overriddenAtBoot,
         };
   }
   return JSON.stringify(doc, null, 2);
@@ -77,8 +79,17 @@ export function renderText(view: TuneView): string {
   );
   out.push('', 'Why:');
   for (const { setting } of view.rows) out.push(`  ${setting.key}: ${setting.why}`);
-  if (view.apply) out.push('', ...renderApply(view.apply.plan, view.apply.outcome));
+  if (view.apply) out.push('', ...renderApply(view.apply.plan, view.apply.outcome), ...bootWarnings(view.apply.plan));
   return out.join('\n');
+}
+
+/** Other files that undo a value of ours at every boot: the running value stays until then. */
+function bootWarnings(plan: Plan): string[] {
+  if (plan.overriddenAtBoot.length === 0) return [];
+  return [
+    `WARNING: at boot these files are read after ${plan.sysctlFile} and set its keys again; remove or raise them, or the values above last only until the next boot:`,
+    ...plan.overriddenAtBoot.map((o) => `  ${o.file}: ${o.key} = ${o.value}`),
+  ];
 }
 
 function renderApply(plan: Plan, outcome: Outcome | null): string[] {
