@@ -182,6 +182,52 @@ describe('a user\'s window in cluster mode counts the `any` messages it holds, a
   });
 });
 
+describe('a send routed by one node just before the recipient connects on another', { skip, timeout: 60_000 }, () => {
+  test('reaches the new connection once: in its backlog, not again when the other node\'s delivery arrives after it', async () => {
+    const redis = await startPrivateRedis();
+    const config = nodeConfig(redis.url, 'race:', 1, { websocket: { delivery: { ack_timeout: 30, max_backoff: 60 } } });
+    const [a, b] = [await startInProcess(config), await startInProcess(config)];
+    let sending = true;
+    try {
+      const stay = await member(a.port, 'racer'); // keeps the user on node A, acking everything
+      stay.ws.on('message', (raw: Buffer) => {
+        const frame = JSON.parse(raw.toString()) as Frame;
+        for (const m of frame.op === 'batch' ? (frame.msgs as Frame[]) : frame.op === 'msg' ? [frame] : []) stay.send({ op: 'ack', id: m.id });
+      });
+      const sender = await member(b.port, 'sender');
+      void (async () => {
+        for (let n = 0; sending; n++) {
+          sender.send({ op: 'send', to: 'racer', data: n });
+          await new Promise((resolve) => setTimeout(resolve, 5));
+        }
+      })();
+      // Before: one of the first 1-30 short connections got a message twice.
+      for (let round = 0; round < 60; round++) {
+        const brief = await connect(a.port, { query: 'user=racer' });
+        const seen = new Set<string>();
+        const twice: string[] = [];
+        brief.ws.on('message', (raw: Buffer) => {
+          const frame = JSON.parse(raw.toString()) as Frame;
+          for (const m of frame.op === 'batch' ? (frame.msgs as Frame[]) : frame.op === 'msg' ? [frame] : []) {
+            if (seen.has(m.id as string)) twice.push(m.id as string);
+            seen.add(m.id as string);
+          }
+        });
+        await new Promise((resolve) => setTimeout(resolve, 30 + Math.random() * 30));
+        brief.close();
+        await brief.closed;
+        assert.deepEqual(twice, [], `round ${round}`);
+      }
+      for (const c of [stay, sender]) c.close();
+    } finally {
+      sending = false;
+      await a.close();
+      await b.close();
+      await redis.stop();
+    }
+  });
+});
+
 /**
  * A node on its own private Redis, which the test may freeze (SIGSTOP); whatever the test did,
  * Redis is resumed and both are stopped. `cluster`: settings over nodeConfig's.

@@ -35,6 +35,12 @@ export class LocalDelivery {
    * deadline (past it they no longer count: the sweep routes them again). What a drain waits for.
    */
   private readonly unacked = new Map<string, number>();
+  /**
+   * Messages already in flight that a connection's CONNECT handed it (its backlog), by id: the
+   * connections, and the deadline. The node that routed such a message before that CONNECT may
+   * deliver it here to the user after the backlog went out: not to these connections again.
+   */
+  private readonly listed = new Map<string, { sids: Set<string>; deadline: number }>();
 
   constructor(
     private readonly config: Config,
@@ -50,6 +56,11 @@ export class LocalDelivery {
   toUser(user: string, msgs: readonly Outgoing[], arrivedAt = 0): void {
     const conns = this.local.byUser.get(user);
     if (!conns || msgs.length === 0) return;
+    if (msgs.some(({ id }) => this.listedTo(id) !== null)) {
+      // Connection by connection (rare: a route that crossed a CONNECT), so that none gets one twice.
+      for (const sid of conns.keys()) this.toSid(sid, msgs.filter(({ id }) => !this.listedTo(id)?.has(sid)), arrivedAt);
+      return;
+    }
     for (const { id, deadline } of msgs) this.handedOut(id, deadline);
     // Connections still waiting for their backlog get these after it (a shard skips them: they have no welcome yet).
     for (const sid of conns.keys()) this.connecting.get(sid)?.push(...msgs);
@@ -68,6 +79,22 @@ export class LocalDelivery {
     for (const frame of this.batched(msgs)) this.link.deliverToSid(conn.shard, sid, frame, arrivedAt, arrivedAt > 0 ? 1 : 0);
   }
 
+  /** Messages in flight that CONNECT listed for `sid`, which it now gets: see `listed`. */
+  backlogInFlight(sid: string, msgs: readonly Outgoing[]): void {
+    for (const { id, deadline } of msgs) {
+      const entry = this.listed.get(id) ?? { sids: new Set<string>(), deadline: 0 };
+      entry.sids.add(sid);
+      entry.deadline = deadline > 0 ? deadline : Date.now() + this.config.websocket.delivery.ack_timeout * 1000;
+      this.listed.set(id, entry);
+    }
+  }
+
+  /** The connections a CONNECT handed message `id` to, until its deadline (a redelivery after it goes to all). */
+  private listedTo(id: string): Set<string> | null {
+    const entry = this.listed.get(id);
+    return entry !== undefined && entry.deadline > Date.now() ? entry.sids : null;
+  }
+
   /** The CONNECT of `sid` is under way: what comes for its user meanwhile is held for it. */
   hold(sid: string): void {
     this.connecting.set(sid, []);
@@ -83,12 +110,14 @@ export class LocalDelivery {
   /** Acknowledged through this node. */
   acked(id: string): void {
     this.unacked.delete(id);
+    this.listed.delete(id);
   }
 
   /** Deliveries to this node's connections still awaiting their ack (those past their deadline forgotten). */
   inflight(): number {
     const now = Date.now();
     for (const [id, deadline] of this.unacked) if (deadline <= now) this.unacked.delete(id);
+    for (const [id, { deadline }] of this.listed) if (deadline <= now) this.listed.delete(id);
     return this.unacked.size;
   }
 

@@ -212,6 +212,7 @@ export class ClusterMessaging {
           if (f[7] > 0) this.parts.dueAt(f[7]);
           toSid.push(outgoing(f[0], encodeStoredMsg(f[0], f[1], null, f[3], Number(f[4]), Number(f[5])), f[7], Number(f[4])));
         }
+        this.here.backlogInFlight(sid, toSid);
         for (const message of held) if (!sent.has(message.id)) toSid.push(message);
         this.backlogToUser(user, backlog.nodes, fresh);
         this.here.toSid(sid, toSid);

@@ -77,10 +77,12 @@ local id, user, now = ARGV[2], ARGV[3], tonumber(ARGV[4])
 local since = tonumber(ARGV[8])
 local nodes = userNodes(user, since)
 if #nodes == 0 then return false end
--- A redelivery is in the window already; a first delivery waits behind messages waiting for
--- room, or for room itself (one always goes).
+-- It waits behind messages waiting for room, or for room itself (one always goes); a
+-- redelivery too: the sweep that put it back took it out of the window, and another message
+-- may have taken its place since.
 local m = redis.call('HMGET', P..'m:'..id, 'attempts', 'bytes')
-if m[1] == '0' then
+if not m[2] then return false end
+do
   local winCount, winBytes, size = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(m[2])
   local n, b = inflight(user)
   if redis.call('EXISTS', P..'wb:'..user) == 1 then
