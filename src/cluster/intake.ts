@@ -118,7 +118,7 @@ export class ClusterIntake {
           stats.dropped_low++;
           stats.dead_lettered++;
           // The LOW message dropped may have been in flight: its place in the window (its
-          // recipient's, or for an \`any\` its holder's) is free.
+          // recipient's, or for an `any` its holder's) is free.
           if (m.target.startsWith('u:')) this.parts.pump(m.target.slice(2));
           if (freed) this.parts.pump(freed);
         }

@@ -57,8 +57,14 @@ export class LocalDelivery {
     const conns = this.local.byUser.get(user);
     if (!conns || msgs.length === 0) return;
     if (msgs.some(({ id }) => this.listedTo(id) !== null)) {
-      // Connection by connection (rare: a route that crossed a CONNECT), so that none gets one twice.
-      for (const sid of conns.keys()) this.toSid(sid, msgs.filter(({ id }) => !this.listedTo(id)?.has(sid)), arrivedAt);
+      // Connection by connection (rare: a route that crossed a CONNECT), so that none gets one
+      // twice; one still waiting for its backlog gets them after it, as below.
+      for (const sid of conns.keys()) {
+        const mine = msgs.filter(({ id }) => !this.listedTo(id)?.has(sid));
+        const waiting = this.connecting.get(sid);
+        if (waiting !== undefined) waiting.push(...mine);
+        else this.toSid(sid, mine, arrivedAt);
+      }
       return;
     }
     for (const { id, deadline } of msgs) this.handedOut(id, deadline);

@@ -62,6 +62,8 @@ export class ClusterMessaging {
   private readonly here: LocalDelivery;
   /** A rescan after a timed-out SWEEP is scheduled (one at a time). */
   private rescanDue = false;
+  /** Users whose ack timed out, to pump once Redis answers (one follow-up for all). */
+  private readonly pumpDue = new Set<string>();
 
   constructor(private readonly parts: MessagingParts) {
     this.delivery = parts.config.websocket.delivery;
@@ -286,8 +288,12 @@ export class ClusterMessaging {
       },
       (err: unknown) => {
         logCommandFailure(this.parts, err, 'ack');
-        // It may have run all the same, freeing room in the window that only its answer would have pumped.
-        if (timedOut(err)) this.afterTimeout(() => this.pump(user));
+        // It may have run all the same, freeing room in the window that only its answer would have
+        // pumped. One follow-up for all the acks that timed out meanwhile.
+        if (timedOut(err)) {
+          if (this.pumpDue.size === 0) this.afterTimeout(() => this.pumpDue.forEach((u) => this.pump(u)), () => this.pumpDue.clear());
+          this.pumpDue.add(user);
+        }
         reply.unavailable(`ack of ${id} not recorded: Redis is unreachable; the message will be delivered again`);
       },
     );
@@ -310,7 +316,7 @@ export class ClusterMessaging {
    * Takes the messages whose time came (any node may; each goes to one) and acts on them. A
    * SWEEP that timed out may have run: the messages it put back to wait would then wait for
    * their recipients' next connection, so what waits for this node's users and groups is looked
-   * for again (rescan), once, two command timeouts later.
+   * for again (rescan), once, when Redis answers again.
    */
   async sweep(): Promise<void> {
     const { stats } = this.parts;
@@ -327,7 +333,7 @@ export class ClusterMessaging {
     stats.stored_bytes = bytes;
     this.inflight(); // forgets the deliveries past their deadline
     for (const [id, action, target, freed] of due) {
-      // An \`any\` past its deadline left its holder's window, where messages of its own wait.
+      // An `any` past its deadline left its holder's window, where messages of its own wait.
       if (freed) this.pump(freed);
       if (action === 'route') this.route(id, target);
       else {
@@ -345,15 +351,15 @@ export class ClusterMessaging {
    * What a script that timed out (and may have run all the same) would have been followed by,
    * once Redis answers again: probed every two command timeouts (a follow-up sent into the same
    * stall would time out too, its own effect lost the same way). Should the node go down
-   * meanwhile, the resync after the outage does it (rescan). `then`: called either way.
+   * meanwhile, the resync after the outage does it (rescan). `then`: called either way, last.
    */
   private afterTimeout(again: () => void, then: () => void = () => {}): void {
     const timer = setTimeout(() => {
       if (!this.parts.up()) return then();
       this.script('return 1', [this.prefix]).then(
         () => {
-          then();
           again();
+          then();
         },
         () => this.afterTimeout(again, then),
       );
