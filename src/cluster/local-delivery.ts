@@ -63,7 +63,10 @@ export class LocalDelivery {
         const mine = msgs.filter(({ id }) => !this.listedTo(id)?.has(sid));
         const waiting = this.connecting.get(sid);
         if (waiting !== undefined) waiting.push(...mine);
-        else this.toSid(sid, mine, arrivedAt);
+        else {
+          this.toSid(sid, mine, arrivedAt);
+          arrivedAt = 0; // timed once, as below
+        }
       }
       return;
     }

@@ -12,9 +12,9 @@
  * needs no procps in a slim image, and follows --proc-root in tests. At boot, systemd-sysctl
  * loads the same file.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { overriddenAtBoot, type BootOverride } from './boot-order.js';
+import { overriddenAtBoot, readOrEmpty, type BootOverride } from './boot-order.js';
 import { errorCode, sysctlPath, type Row } from './host.js';
 import { NOFILE, formatValues, parseValues, sameValues, SETTINGS, type Rule, type Values } from './sysctl.js';
 
@@ -102,7 +102,7 @@ export function executeApply(plan: Plan, roots: ApplyRoots): Outcome {
   // The one value that may go down: pam_limits refuses a login whose nofile exceeds fs.nr_open,
   // so limits.d never holds more than the kernel allows now (it fails when nr_open could not be raised).
   let nofile = plan.nofile;
-  const nrOpen = parseValues(safeRead(sysctlPath(roots.procRoot, 'fs.nr_open')), 1)?.[0];
+  const nrOpen = parseValues(readOrEmpty(sysctlPath(roots.procRoot, 'fs.nr_open')), 1)?.[0];
   if (nofile !== null && nrOpen !== undefined && nofile.some((v) => v > nrOpen)) {
     nofile = nofile.map((v) => Math.min(v, nrOpen));
     outcome.nofileCappedAt = nrOpen;
@@ -134,7 +134,7 @@ function best(rule: Rule, values: ReadonlyArray<Values | null | undefined>): Val
 function writeDropIn(path: string, content: string | null): Outcome['files'][number] {
   if (content === null) return { path, status: 'not needed' };
   const existed = existsSync(path);
-  if (existed && safeRead(path) === content) return { path, status: 'unchanged' };
+  if (existed && readOrEmpty(path) === content) return { path, status: 'unchanged' };
   try {
     mkdirSync(dirname(path), { recursive: true });
     // Write then rename: a reader (systemd-sysctl at boot) never sees half a file.
@@ -155,23 +155,15 @@ function loadKey(path: string, values: Values): string | undefined {
     return errorCode(err);
   }
   // The kernel may clamp a value instead of refusing it: what it reads back is what counts.
-  const now = safeRead(path).trim();
+  const now = readOrEmpty(path).trim();
   const held = parseValues(now, values.length);
   return held !== null && sameValues(held, values) ? undefined : `kernel kept ${JSON.stringify(now)}`;
-}
-
-function safeRead(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return '';
-  }
 }
 
 /** `key = value` lines of our own drop-in, for the keys this tool manages. */
 function readSysctlDropIn(path: string): Map<string, Values> {
   const held = new Map<string, Values>();
-  for (const line of safeRead(path).split('\n')) {
+  for (const line of readOrEmpty(path).split('\n')) {
     const match = /^\s*([\w.-]+)\s*=\s*(.+?)\s*$/.exec(line);
     const setting = match && SETTINGS.find((s) => s.key === match[1] && s.key !== NOFILE);
     const values = setting && parseValues(match[2]!, setting.fields);
@@ -184,7 +176,7 @@ function readSysctlDropIn(path: string): Map<string, Values> {
 function readLimitsDropIn(path: string): Values | null {
   let soft = -1;
   let hard = -1;
-  for (const line of safeRead(path).split('\n')) {
+  for (const line of readOrEmpty(path).split('\n')) {
     const match = /^\s*\S+\s+(soft|hard)\s+nofile\s+(\d+)\s*$/.exec(line);
     if (!match) continue;
     if (match[1] === 'soft') soft = Math.max(soft, Number(match[2]));

@@ -26,7 +26,7 @@ export function overriddenAtBoot(etcRoot: string, ourFile: string, ours: Readonl
   if (!later.some((path) => basename(path) === '99-sysctl.conf')) later.push(join(etcRoot, 'sysctl.conf'));
   const found: BootOverride[] = [];
   for (const file of later) {
-    for (const line of read(file).split('\n')) {
+    for (const line of readOrEmpty(file).split('\n')) {
       const match = /^\s*-?([\w./-]+)\s*=\s*(.*?)\s*$/.exec(line);
       if (match === null) continue;
       const key = match[1]!.replace(/\//g, '.');
@@ -45,7 +45,8 @@ function list(dir: string): string[] {
   }
 }
 
-function read(path: string): string {
+/** A file's text, or '' when it cannot be read (absent, a directory, no permission). */
+export function readOrEmpty(path: string): string {
   try {
     return readFileSync(path, 'utf8');
   } catch {
