@@ -315,6 +315,23 @@ describe('a frozen Redis (open connections, no answers)', { skip, timeout: 60_00
     });
   });
 
+  test('a connection whose CONNECT Redis did not answer in time but ran: the waiting message it claimed comes once Redis answers, not at its ack deadline', async () => {
+    await onFreezableRedis('freeze-connect:', { websocket: { delivery: { ack_timeout: 30, max_backoff: 60 } } }, shortFreeze, async (node, redis) => {
+      const sender = await member(node.port, 'sender');
+      sender.send({ op: 'send', to: 'late', data: 'waited', ref: 'w' });
+      assert.equal((await sender.next((f) => f.ref === 'w')).op, 'ack');
+      process.kill(redis.pid!, 'SIGSTOP');
+      // Welcomed once CONNECT times out, with nothing pending as far as the node knows.
+      const late = await member(node.port, 'late');
+      assert.equal(late.welcome.pending, 0);
+      // Redis runs the CONNECT it was sent once it resumes: it claims the message; nobody hears of it.
+      process.kill(redis.pid!, 'SIGCONT');
+      const [msg] = await nextMsgs(late, 1, 8000);
+      assert.equal(msg!.data, 'waited');
+      for (const client of [sender, late]) client.close();
+    });
+  });
+
   test('a pub to a history group that Redis did not answer in time is refused saying it may have been published, not that nothing happened', async () => {
     await onFreezableRedis('freeze-pub:', { websocket: { history: [{ pattern: 'room.*', size: 100 }] } }, shortFreeze, async (node, redis) => {
       const client = await member(node.port, 'poster');

@@ -23,7 +23,7 @@ import type { ClusterPresence, LocalPresence } from './presence.js';
 import { logCommandFailure, timedOut } from './redis.js';
 import { ROUTE_ANY } from './route-any-script.js';
 import type { ScriptRunner } from './script-runner.js';
-import { ACK, JOIN, SWEEP } from './scripts.js';
+import { ACK, JOIN, RECLAIM, SWEEP } from './scripts.js';
 import { CONNECT, PUMP, ROUTE_USER } from './window-scripts.js';
 import type { ClusterStats } from './stats.js';
 
@@ -32,6 +32,8 @@ type Fields = [id: string, from: string, group: string, data: string, pri: strin
 
 /** Most due messages one sweep takes; the next sweep takes the rest. */
 const SWEEP_BATCH = 500;
+/** Most timed-out claims kept for one follow-up; past it, their messages wait for their ack deadline. */
+const MAX_RECLAIMS = 10_000;
 
 export interface MessagingParts {
   config: Config;
@@ -64,6 +66,8 @@ export class ClusterMessaging {
   private rescanDue = false;
   /** Users whose ack timed out, to pump once Redis answers (one follow-up for all). */
   private readonly pumpDue = new Set<string>();
+  /** Claims that timed out, to undo once Redis answers (RECLAIM): target, the claim's time, its one id or ''. */
+  private readonly reclaimDue: Array<[target: string, at: number, id: string]> = [];
 
   constructor(private readonly parts: MessagingParts) {
     this.delivery = parts.config.websocket.delivery;
@@ -86,14 +90,14 @@ export class ClusterMessaging {
       const window = [this.delivery.max_inflight_per_user, this.delivery.max_inflight_bytes_per_user];
       this.script<[string[], Fields] | 'pump' | null>(ROUTE_USER, [this.prefix, id, user, ...timing, ...window]).then(
         (routed) => (routed === 'pump' ? this.pump(user) : routed && this.toUser(user, routed[0], routed[1], receivedAt)),
-        (err: unknown) => logCommandFailure(this.parts, err, 'route'),
+        (err: unknown) => this.claimFailed(err, 'route', target, now, id),
       );
     } else {
       const group = target.slice(2);
       const strategy = this.delivery.group_strategies.get(group) ?? this.delivery.default_strategy;
       this.script<[string, string, string, Fields] | null>(ROUTE_ANY, [this.prefix, id, group, ...timing, strategy]).then(
         (routed) => routed && this.toMember(routed[0], routed[1], routed[3], receivedAt),
-        (err: unknown) => logCommandFailure(this.parts, err, 'route'),
+        (err: unknown) => this.claimFailed(err, 'route', target, now, id),
       );
     }
   }
@@ -259,7 +263,10 @@ export class ClusterMessaging {
     const out = await this.script<[string[], number, ...Array<[number, Fields]>] | ['cap', number]>(CONNECT, [
       this.prefix, node, user, now, this.delivery.ack_timeout * 1000, this.delivery.backoff_multiplier, this.delivery.max_backoff * 1000,
       presence.aliveSince(now), connections, this.delivery.max_inflight_per_user, this.delivery.max_inflight_bytes_per_user, maxConnections,
-    ]);
+    ]).catch((err: unknown) => {
+      if (timedOut(err)) this.claimTimedOut(`u:${user}`, now, '');
+      throw err;
+    });
     if (out[0] === 'cap') return { holding: out[1] as number };
     const [nodes, pending, ...entries] = out as [string[], number, ...Array<[number, Fields]>];
     return { nodes, pending, entries };
@@ -308,7 +315,7 @@ export class ClusterMessaging {
     ];
     this.script<[string[], Fields[]] | null>(PUMP, args).then(
       (pumped) => pumped && pumped[1].length > 0 && this.backlogToUser(user, pumped[0], pumped[1]),
-      (err: unknown) => logCommandFailure(this.parts, err, 'pump'),
+      (err: unknown) => this.claimFailed(err, 'pump', `u:${user}`, now, ''),
     );
   }
 
@@ -346,6 +353,34 @@ export class ClusterMessaging {
   }
 
   // --- helpers ---------------------------------------------------------------------------------
+
+  /** A claiming script (ROUTE_USER, ROUTE_ANY, PUMP) failed; if it timed out, it may have run. */
+  private claimFailed(err: unknown, during: string, target: string, at: number, id: string): void {
+    logCommandFailure(this.parts, err, during);
+    if (timedOut(err)) this.claimTimedOut(target, at, id);
+  }
+
+  /**
+   * A claim made at `at` timed out: had it run, its messages would be in flight to nobody until
+   * their ack deadline (30 s by default). Once Redis answers, RECLAIM makes them due now and the
+   * sweep routes them again (one follow-up for all the claims that timed out meanwhile).
+   */
+  private claimTimedOut(target: string, at: number, id: string): void {
+    if (this.reclaimDue.length >= MAX_RECLAIMS) return;
+    if (this.reclaimDue.length === 0) {
+      this.afterTimeout(() => this.reclaim(this.reclaimDue.splice(0)), () => (this.reclaimDue.length = 0));
+    }
+    this.reclaimDue.push([target, at, id]);
+  }
+
+  private reclaim(claims: ReadonlyArray<[string, number, string]>): void {
+    for (const [target, at, id] of claims) {
+      this.script<number>(RECLAIM, [this.prefix, target, at, Date.now(), id]).then(
+        (made) => made > 0 && this.parts.dueAt(Date.now()),
+        (err: unknown) => logCommandFailure(this.parts, err, 'reclaim'),
+      );
+    }
+  }
 
   /**
    * What a script that timed out (and may have run all the same) would have been followed by,

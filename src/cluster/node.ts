@@ -40,7 +40,7 @@ import { connectionCapRefusal } from '../broker/presence.js';
 import { RedisLink, timedOut } from './redis.js';
 import { ROUTE_ANY } from './route-any-script.js';
 import { ScriptRunner } from './script-runner.js';
-import { ACK, DEAD_ON_ARRIVAL, STORE, SWEEP } from './scripts.js';
+import { ACK, DEAD_ON_ARRIVAL, RECLAIM, STORE, SWEEP } from './scripts.js';
 import { Sweeps } from './sweeps.js';
 import { indexWaiting } from './waiting-index.js';
 import { CONNECT, PUMP, ROUTE_USER } from './window-scripts.js';
@@ -67,7 +67,7 @@ const SERVER_SENDER = '@server';
  * it does not know costs a NOSCRIPT round trip, and one whose NOSCRIPT comes after its command
  * timed out is never run (a send stored after a freeze would not be).
  */
-const STORE_SCRIPTS = [STORE, ROUTE_USER, ROUTE_ANY, CONNECT, PUMP, ACK, SWEEP, DEAD_ON_ARRIVAL];
+const STORE_SCRIPTS = [STORE, ROUTE_USER, ROUTE_ANY, CONNECT, PUMP, ACK, SWEEP, DEAD_ON_ARRIVAL, RECLAIM];
 
 export class ClusterNode {
   readonly node: string;

@@ -275,3 +275,27 @@ redis.call('HSET', d, 'target', ARGV[3], 'from', ARGV[4], 'group', ARGV[5], 'dat
 redis.call('ZADD', P..'dlq', 0, ARGV[2])
 return 1
 `;
+
+/**
+ * Claims whose answer was lost: ROUTE_USER, ROUTE_ANY, PUMP or CONNECT timed out on the node
+ * but ran, so the messages it claimed (at \`dt\`, which claim() wrote) are in flight and
+ * delivered to nobody. Each of \`target\`'s messages (only \`id\`, when given) still in flight
+ * from that claim is made due now with its attempt given back: the sweep routes it again at
+ * once instead of at its ack deadline. A message claimed again since has another \`dt\`.
+ * ARGV: P target dt now id('' : any of the target's) -> how many
+ */
+export const RECLAIM = `${PRELUDE}
+local target, dt, now, only = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+local ids = only ~= '' and {only} or redis.call('ZRANGE', P..'q:'..target, 0, -1)
+local n = 0
+for _, id in ipairs(ids) do
+  local m = P..'m:'..id
+  local f = redis.call('HMGET', m, 'state', 'dt', 'target')
+  if f[1] == 'f' and f[3] == target and tonumber(f[2] or '0') == dt then
+    redis.call('HINCRBY', m, 'attempts', -1)
+    redis.call('ZADD', P..'due', now, id)
+    n = n + 1
+  end
+end
+return n
+`;
