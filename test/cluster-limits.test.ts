@@ -346,6 +346,26 @@ describe('a frozen Redis (open connections, no answers)', { skip, timeout: 60_00
   });
 });
 
+describe('a pub too large for the other nodes as JSON', { skip, timeout: 60_000 }, () => {
+  test('400 KB of control characters in msgpack (2.4 MB as JSON) is refused with E_TOO_LARGE, saying it reached this node only, not acknowledged', async () => {
+    const redis = await startPrivateRedis();
+    const node = await startInProcess(nodeConfig(redis.url, 'big:', 1, { websocket: { server: { max_payload: 1024 * 1024 } } }));
+    try {
+      const publisher = await member(node.port, 'big-pub', ['big'], { encoding: 'msgpack' });
+      const here = await member(node.port, 'big-here', ['big']);
+      publisher.send({ op: 'pub', group: 'big', data: '\u0001'.repeat(400_000), ref: 'big' });
+      const refused = await publisher.next((f) => f.ref === 'big');
+      assert.deepEqual([refused.op, refused.code], ['err', 'E_TOO_LARGE']);
+      assert.match(String(refused.message), /too large for the other nodes: delivered to the members on this node only/);
+      assert.equal(((await here.next((f) => f.op === 'msg')).data as string).length, 400_000);
+      for (const client of [publisher, here]) client.close();
+    } finally {
+      await node.close();
+      await redis.stop();
+    }
+  });
+});
+
 describe('connections per user over the nodes of a cluster (limits.max_connections_per_user)', { skip, timeout: 60_000 }, () => {
   test('connections that open and close at once leave no presence behind (a closed user would count against the cap for good)', async () => {
     const redis = await startPrivateRedis();

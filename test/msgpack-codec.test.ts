@@ -258,6 +258,32 @@ describe('a broadcast: each encoding made once, lazily; across shards as bytes (
     assert.deepEqual([...both.binary()], [...b.binary()]);
   });
 
+  test('a message whose two forms do not fit a ring record together travels in one, JSON when it fits, else binary, and the receiving shard makes the other', () => {
+    /** `payload` in shared memory, as a ring holds it. */
+    const inRing = (payload: Uint8Array): Uint8Array => {
+      const shared = new Uint8Array(new SharedArrayBuffer(payload.byteLength + 8), 4, payload.byteLength);
+      shared.set(payload);
+      return shared;
+    };
+    const decoded = (frame: Uint8Array) => readFrame(frame, 1 << 24, inflateLz4);
+    // 1 byte each in msgpack, 6 in JSON: the binary frame alone fits.
+    const controls = Broadcast.of(codec, 'm1', 'alice', 'g', '\u0001'.repeat(4000), 1, 5);
+    assert.ok(controls.json().byteLength > 6 * 4000 && controls.binary().byteLength < 4100);
+    const binaryOnly = ringPayload(controls, true, 10_000);
+    assert.ok(binaryOnly.byteLength <= 10_000);
+    const fromBinary = fromRingPayload(codec, inRing(binaryOnly));
+    assert.deepEqual([...fromBinary.binary()], [...controls.binary()]);
+    assert.deepEqual(JSON.parse(Buffer.from(fromBinary.json()).toString()), JSON.parse(Buffer.from(controls.json()).toString()));
+    // Even where no shard has msgpack members (withBinary false).
+    assert.deepEqual([...fromRingPayload(codec, inRing(ringPayload(controls, false, 10_000))).json()], [...controls.json()]);
+    // 3 bytes each in JSON, 9 in msgpack: the JSON frame alone fits.
+    const floats = Broadcast.of({ deflate: null, lz4Threshold: Infinity }, 'm2', 'alice', 'g', Array.from({ length: 1000 }, () => 1.1), 1, 5);
+    assert.ok(floats.binary().byteLength > 2 * floats.json().byteLength);
+    const jsonOnly = ringPayload(floats, true, floats.json().byteLength + 100);
+    assert.deepEqual([...jsonOnly], [...floats.json()]);
+    assert.deepEqual(decoded(fromRingPayload(codec, inRing(jsonOnly)).binary()), decoded(floats.binary()));
+  });
+
   test('a shard that got only the JSON frame (in shared memory, as a ring holds it) makes the binary one itself', () => {
     const b = Broadcast.of(codec, 'm1', 'alice', 'g', data, 1, 5);
     const json = b.json();

@@ -145,6 +145,26 @@ describe('ocs.v1.msgpack: every op, both encodings, one group, two shards', () =
   });
 });
 
+describe('ocs.v1.msgpack: a pub whose JSON form is several times its own size, across shards', () => {
+  let server: RunningServer;
+  before(async () => {
+    // ring_bytes stays the default 4 MiB, 4 x max_payload: the least config allows.
+    server = await startInProcess({ websocket: { server: { shards: 2, max_payload: 1024 * 1024 } } });
+  });
+  after(() => server.close());
+
+  test('400 KB of control characters (2.4 MB as JSON, more than a ring record takes) reaches the JSON and msgpack members of the other shard', async () => {
+    const publisher = await onShard(0, (i) => member(server.port, `big-pub${i}`, ['big'], { encoding: 'msgpack' }));
+    const json = await onShard(1, (i) => member(server.port, `big-json${i}`, ['big']));
+    const mp = await onShard(1, (i) => member(server.port, `big-mp${i}`, ['big'], { encoding: 'msgpack' }));
+    const data = '\u0001'.repeat(400_000);
+    publisher.send({ op: 'pub', group: 'big', data, ref: 'big' });
+    assert.equal((await publisher.next((f) => f.ref === 'big')).op, 'ack');
+    for (const client of [json, mp]) assert.equal((await client.next((f) => f.op === 'msg', 10_000)).data, data);
+    for (const client of [publisher, json, mp]) client.close();
+  });
+});
+
 describe('ocs.v1.msgpack: LZ4 high compression for a group message to many members of a shard', () => {
   let server: RunningServer;
   before(async () => {
@@ -240,6 +260,28 @@ describe('order per connection when frames go through the codec pool', () => {
           for (const c of [sub, pub]) c.close();
         });
       }
+
+      test('while its stored messages are in the pool, a msgpack client gets pong, joined, its own pub and the ack in the order of its frames, and nothing of a group before its joined', async () => {
+        const sender = await member(server.port, 'order-sender');
+        const client = await member(server.port, 'order-client', ['mine'], { encoding: 'msgpack' });
+        const other = await member(server.port, 'order-other', ['theirs']);
+        for (let i = 0; i < 20; i++) {
+          sender.send({ op: 'send', to: 'order-client', data: chat(20_000, i), ref: `s${i}` });
+          await sender.next((f) => f.ref === `s${i}`);
+        }
+        client.send({ op: 'ping', t: 1 });
+        client.send({ op: 'join', group: 'theirs', ref: 'j' });
+        other.send({ op: 'pub', group: 'theirs', data: 'theirs' });
+        client.send({ op: 'pub', group: 'mine', data: 'own', ref: 'p' });
+        await until(async () => (client.frames.some((f) => f.ref === 'p') ? true : undefined), 'the ack of the pub', 20_000);
+        const order = client.frames.filter((f) => f.op !== 'msg' || f.data === 'own' || f.data === 'theirs').map((f) => (f.op === 'msg' ? `msg ${f.data as string}` : f.op));
+        const at = (what: string) => order.indexOf(what);
+        assert.ok(at('pong') < at('joined') && at('joined') < at('msg own') && at('msg own') < at('ack'), order.join(', '));
+        if (at('msg theirs') >= 0) assert.ok(at('msg theirs') > at('joined'), order.join(', '));
+        for (const m of await nextMsgs(client, 20, 20_000)) client.send({ op: 'ack', id: m.id });
+        await settle(client);
+        for (const c of [sender, client, other]) c.close();
+      });
 
       test('a reconnecting msgpack user gets welcome first, then a large stored backlog as compressed batches, in order', async () => {
         const sender = await member(server.port, 'backlog-sender');

@@ -7,12 +7,14 @@
  * Between shards a broadcast travels encoded (the bytes a ring record carries, ringPayload()):
  * the JSON frame alone while no connection of the process speaks msgpack (the bytes are the
  * same as before msgpack existed), otherwise both frames behind a small header, so that a
- * receiving shard publishes bytes and encodes nothing.
+ * receiving shard publishes bytes and encodes nothing. A message too large for a ring record
+ * in that form travels in one form only, and the receiving shard makes the other.
  */
 import type { Codec } from '../codec/codec.js';
 import { EncodedData } from '../codec/tasks.js';
+import { inflateLz4 } from '../codec/lz4.js';
 import { encodeGroupMsg } from '../protocol/json-codec.js';
-import { transcodeJson, writeGroupMsg } from '../protocol/msgpack-codec.js';
+import { readFrame, transcodeJson, writeGroupMsg } from '../protocol/msgpack-codec.js';
 
 /**
  * The topic of a group's msgpack members. `~` is outside NAME_PATTERN, so no group is called
@@ -69,10 +71,16 @@ export class Broadcast {
     return new Broadcast(codec, null, json, binary);
   }
 
+  /** A message that came from another shard as its binary frame alone (ringPayload()). */
+  static binaryOnly(codec: BinaryOutput, binary: Uint8Array): Broadcast {
+    return new Broadcast(codec, null, null, binary);
+  }
+
   /** The `msg` frame as UTF-8 JSON, sent as a text frame. */
   json(): Uint8Array {
     if (this.jsonForm !== null) return this.jsonForm;
-    const m = this.msg!;
+    // Without its message: it came as a binary frame alone, which a shard of ours wrote.
+    const m = this.msg ?? (readFrame(this.binaryForm!, Infinity, inflateLz4) as unknown as GroupMsg);
     return (this.jsonForm = Buffer.from(encodeGroupMsg(m.id, m.from, m.group, m.data, m.pri, m.ts)));
   }
 
@@ -94,15 +102,30 @@ export class Broadcast {
   }
 }
 
-/** First byte of a ring payload that carries both forms (a JSON frame starts with `{`). */
+/** First byte of a ring payload that carries both forms, or the binary frame alone (a JSON frame starts with `{`). */
 const BOTH_FORMS = 0;
 const BOTH_HEADER = 5;
+const BINARY_ONLY = 1;
 
-/** What a ring record to another shard carries for `b`: its JSON frame, plus its binary frame when `withBinary`. */
-export function ringPayload(b: Broadcast, withBinary: boolean): Uint8Array {
+/**
+ * What a ring record to another shard carries for `b`, in at most `maxBytes`: its JSON frame,
+ * plus its binary frame when `withBinary`. Either form can be several times the other (a
+ * control character is 1 byte in msgpack and 6 in JSON; a float 3 bytes in JSON and 9 in
+ * msgpack), and the pub that made them was only checked against max_payload in its own: when
+ * both do not fit, the JSON frame goes alone, or else the binary frame alone (one of them is
+ * about the size of the pub, and a ring takes records up to 2 x max_payload).
+ */
+export function ringPayload(b: Broadcast, withBinary: boolean, maxBytes = Infinity): Uint8Array {
   const json = b.json();
-  if (!withBinary) return json;
+  if (!withBinary && json.byteLength <= maxBytes) return json;
   const binary = b.binary();
+  if (BOTH_HEADER + json.byteLength + binary.byteLength > maxBytes || !withBinary) {
+    if (json.byteLength <= maxBytes) return json;
+    const out = new Uint8Array(1 + binary.byteLength);
+    out[0] = BINARY_ONLY;
+    out.set(binary, 1);
+    return out;
+  }
   const out = new Uint8Array(BOTH_HEADER + json.byteLength + binary.byteLength);
   out[0] = BOTH_FORMS;
   new DataView(out.buffer).setUint32(1, json.byteLength, true);
@@ -113,6 +136,7 @@ export function ringPayload(b: Broadcast, withBinary: boolean): Uint8Array {
 
 /** The broadcast a ring payload carries (views into it: publish before the ring space is released). */
 export function fromRingPayload(codec: BinaryOutput, payload: Uint8Array): Broadcast {
+  if (payload[0] === BINARY_ONLY) return Broadcast.binaryOnly(codec, payload.subarray(1));
   if (payload[0] !== BOTH_FORMS) return Broadcast.encoded(codec, payload);
   const jsonLength = new DataView(payload.buffer, payload.byteOffset, payload.byteLength).getUint32(1, true);
   const jsonEnd = BOTH_HEADER + jsonLength;

@@ -133,9 +133,11 @@ export class BrokerLink implements AdminForwarder {
   }
 
   /** Cluster mode: a pub published here, as its encoded frame, for the broker to publish to the other nodes. */
-  clusterPub(group: string, frame: Uint8Array): void {
-    this.writer.write(encodeRecord(ToBroker.CLUSTER_PUB, [group, frame]));
-    this.options.counters[Counter.cluster_pubs]!++;
+  /** A pub for the other nodes; refused (the ring's reason) when its JSON frame is too large for the link, or the link is too far behind. */
+  clusterPub(group: string, frame: Uint8Array): WriteRefusal | null {
+    const refused = this.writer.write(encodeRecord(ToBroker.CLUSTER_PUB, [group, frame]));
+    if (refused === null) this.options.counters[Counter.cluster_pubs]!++;
+    return refused;
   }
 
   ack(conn: Connection, id: string): void {

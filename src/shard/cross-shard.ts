@@ -123,9 +123,10 @@ export class CrossShard {
    * Sends a group frame to every other shard that is up and may have members of the group
    * (interest-table.ts says why none is missed). `topic` is ASCII (NAME_PATTERN). `payload`
    * is asked for once, and only when some shard is sent the record: a shard alone, or one
-   * whose peers have no members of the group, encodes nothing for them.
+   * whose peers have no members of the group, encodes nothing for them. It is given the most
+   * bytes a record's payload may have (every ring is the same size).
    */
-  forwardPub(topic: string, payload: () => Uint8Array, receivedAt: number): void {
+  forwardPub(topic: string, payload: (maxBytes: number) => Uint8Array, receivedAt: number): void {
     let frame: Uint8Array | null = null;
     let length = 0;
     const { table, counters, interest } = this.options;
@@ -139,7 +140,7 @@ export class CrossShard {
       }
       if (!interest.has(out.target, bucket)) continue;
       if (frame === null) {
-        frame = payload();
+        frame = payload(out.maxRecord - RECORD_HEADER - topic.length);
         length = RECORD_HEADER + topic.length + frame.byteLength;
       }
       const at = out.reserve(length);

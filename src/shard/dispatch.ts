@@ -76,7 +76,7 @@ export interface DispatchOptions {
   /** Where the pub latency is recorded. */
   latency: LatencyRecorder;
   codec: Codec;
-  out: Pick<Out, 'send'>;
+  out: Pick<Out, 'send' | 'deliver'>;
   /** Where msgpack connections are: a pub's binary frame is made for them (and carried to other shards) only if any. */
   binary: BinaryConnections;
 }
@@ -298,14 +298,21 @@ export class Dispatcher {
     const id = data instanceof EncodedData ? data.msgId! : this.nextMsgId();
     const message = Broadcast.of(codec, id, conn.user!, group, data, pri, Date.now());
     this.counters[Counter.pubs]!++;
-    if (groups.publish(group, message) > 0) this.options.latency.since(Latency.pub, this.receivedAt);
-    cross.forwardPub(group, () => ringPayload(message, this.options.binary.elsewhere()), this.receivedAt);
+    // Frames to the publisher still wait for the codec pool (a msgpack connection's backlog): its
+    // own copy goes behind them, so that it keeps its place among the shard's replies.
+    const queued = conn.outq !== null && conn.groups.has(group);
+    if (groups.publish(group, message, queued ? ws : null) > 0 || queued) this.options.latency.since(Latency.pub, this.receivedAt);
+    if (queued) this.options.out.deliver(ws, conn, conn.frames.binary ? message.binary() : message.json());
+    cross.forwardPub(group, (maxBytes) => ringPayload(message, this.options.binary.elsewhere(), maxBytes), this.receivedAt);
     const cluster = this.options.cluster;
     if (cluster !== null) {
       // Delivered on this node; without Redis the other nodes cannot have it, and the publisher is told so.
       if (!cluster.up) return this.fail(ws, conn, 'E_CLUSTER_UNAVAILABLE', 'Redis is unreachable: delivered to the members on this node only', ref);
       // The JSON frame: each node's shards make the binary frame for their msgpack members (broadcast.ts).
-      this.link.clusterPub(group, message.json());
+      // It can be several times the pub's msgpack frame (a control character: 6 bytes as JSON).
+      const refused = this.link.clusterPub(group, message.json());
+      if (refused === 'E_TOO_LARGE') return this.fail(ws, conn, refused, 'as JSON this message is over half of performance.ring_bytes, too large for the other nodes: delivered to the members on this node only', ref);
+      if (refused !== null) return this.fail(ws, conn, refused, 'the message broker is behind: delivered to the members on this node only; retry shortly', ref);
     }
     if (ref !== undefined) this.options.out.send(ws, conn, conn.frames.ack(ref, id));
   }

@@ -100,7 +100,8 @@ export class GroupOps {
     if (watch !== watched) this.setWatching(ws, conn, group, watch);
     if (!wasMember || watch !== watched) this.link.joined(conn, group, watch);
     if (viaBroker) return this.historyJoin(conn, ws, group, ref, frame.since, !wasMember);
-    if (!wasMember) ws.subscribe(topicOf(conn, group));
+    // Behind frames that wait for the codec pool, as `joined` is: no message of the group may come before it.
+    if (!wasMember) this.out.after(ws, conn, () => conn.groups.has(group) && ws.subscribe(topicOf(conn, group)));
     this.out.send(ws, conn, conn.frames.joined(group, ref));
   }
 

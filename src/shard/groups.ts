@@ -7,6 +7,7 @@
 import { Counter } from '../shared/shard-counters.js';
 import type { TemplatedApp } from '../util/uws.js';
 import { binaryTopicOf, type Broadcast } from './broadcast.js';
+import type { Socket } from './connection.js';
 
 export class LocalGroups {
   /**
@@ -20,24 +21,28 @@ export class LocalGroups {
     private readonly compressFrom: number,
   ) {}
 
-  /** Returns how many local subscribers it went to. */
-  publish(topic: string | Uint8Array, message: Broadcast): number {
+  /**
+   * Returns how many local subscribers it went to. `except`: a subscriber left out (uWS's
+   * publish from a socket skips that socket), to which the caller sends its copy itself.
+   */
+  publish(topic: string | Uint8Array, message: Broadcast, except: Socket | null = null): number {
     const { app, counters } = this;
+    const from = except ?? app;
     let sent = 0;
-    const subscribers = app.numSubscribers(topic);
+    const subscribers = app.numSubscribers(topic) - (except?.isSubscribed(topic) === true ? 1 : 0);
     if (subscribers > 0) {
       const frame = message.json();
-      app.publish(topic, frame, false, frame.byteLength >= this.compressFrom);
+      from.publish(topic, frame, false, frame.byteLength >= this.compressFrom);
       counters[Counter.bytes_out]! += subscribers * frame.byteLength;
       sent = subscribers;
     }
     // No msgpack connection on this shard: no second topic to look up.
     if (counters[Counter.binary_opened]! > counters[Counter.binary_closed]!) {
       const binary = binaryTopicOf(topic);
-      const members = app.numSubscribers(binary);
+      const members = app.numSubscribers(binary) - (except?.isSubscribed(binary) === true ? 1 : 0);
       if (members > 0) {
         const frame = message.binary(members);
-        app.publish(binary, frame, true, false);
+        from.publish(binary, frame, true, false);
         counters[Counter.bytes_out]! += members * frame.byteLength;
         sent += members;
       }
