@@ -1,7 +1,8 @@
 // `npx pm2 start ecosystem.config.cjs` runs the server built by `npm install`; set the JWT
 // secret in the environment of that command (WEBSOCKET_AUTH_SECRET=... npx pm2 start ...):
 // without one the server starts but refuses every client, and says so in `npx pm2 logs`.
-// `npx pm2 reload ocs-realtime` hands over to a new process without a gap (README, Operations).
+// `npm run reload` hands over to a new process without a gap once the config passes a check
+// (a plain `npx pm2 reload` onto a config that exits 2 stops the server: README, Operations).
 // TLS on the server's own port (README, TLS): env WEBSOCKET_TLS_CERT_FILE and
 // WEBSOCKET_TLS_KEY_FILE (PEM paths); a reload reads a renewed certificate.
 //

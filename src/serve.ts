@@ -18,13 +18,13 @@ const EXIT_STARTUP = 1;
 async function main(): Promise<void> {
   let args;
   try {
-    args = parseArgs({ options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' } } }).values;
+    args = parseArgs({ options: { config: { type: 'string', short: 'c' }, check: { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' } } }).values;
   } catch (err) {
     console.error(`ocs-realtime: ${(err as Error).message}`);
     process.exit(EXIT_CONFIG);
   }
   if (args.help) {
-    console.log('usage: npm start -- [--config FILE]   (default: config/performance_config.yaml, else built-in defaults)');
+    console.log('usage: npm start -- [--config FILE] [--check]   (default: config/performance_config.yaml, else built-in defaults;\n       --check: validate the config as a start would, with this environment, print one line and exit 0, or 2 naming the bad key)');
     return;
   }
   if (args.version) {
@@ -37,6 +37,12 @@ async function main(): Promise<void> {
   } catch (err) {
     console.error(err instanceof OcsError ? `ocs-realtime: ${err.message}` : err);
     process.exit(EXIT_CONFIG);
+  }
+  // A reload's new process that exits 2 leaves pm2 to stop the old one anyway (after
+  // listen_timeout): `npm run reload` runs this first and reloads only a config that passes.
+  if (args.check) {
+    console.log(`ocs-realtime: config OK (${loaded.source ?? 'built-in defaults'}; ${loaded.shards} shard${loaded.shards === 1 ? '' : 's'} on port ${loaded.config.websocket.server.port})`);
+    return;
   }
   try {
     // The shards load uWebSockets.js; loading it here first turns a missing native binary

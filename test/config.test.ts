@@ -115,6 +115,19 @@ describe('configuration', () => {
     assert.match(unparsable.stderr, /is not valid YAML/);
   });
 
+  test('--check validates the config as a start would and exits: 0 with one line, or 2 naming the bad key', async () => {
+    const good = await runMain(['--check', '--config', writeConfig({ websocket: { server: { port: 8123, shards: 2 } } })]);
+    assert.equal(good.code, 0, good.stderr);
+    assert.match(good.stdout, /^ocs-realtime: config OK \(.+\.yaml; 2 shards on port 8123\)\n$/);
+    const bad = await runMain(['--check', '--config', writeConfig({ websocket: { server: { shards: -1 } } })]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /websocket\.server\.shards/);
+    // The environment counts as it does at start.
+    const badEnv = await runMain(['--check', '--config', writeConfig({})], { WEBSOCKET_PORT: 'eighty' });
+    assert.equal(badEnv.code, 2);
+    assert.match(badEnv.stderr, /WEBSOCKET_PORT/);
+  });
+
   test('NODE_ENV=production never turns anonymous mode on by itself: without a secret the server starts closed and says so', async () => {
     const file = writeConfig({ websocket: { server: { host: '127.0.0.1', port: 0 } } });
     const production = { NODE_ENV: 'production' };

@@ -32,9 +32,10 @@ type LogLine = Record<string, unknown>;
 class Pm2Run {
   readonly home = mkdtempSync(join(tmpdir(), 'ocs-pm2-'));
   readonly ecosystem = join(this.home, 'ecosystem.config.cjs');
+  readonly config = join(this.home, 'config.yaml');
 
   constructor(readonly port: number) {
-    const config = join(this.home, 'config.yaml');
+    const config = this.config;
     writeFileSync(
       config,
       stringify({
@@ -54,6 +55,11 @@ class Pm2Run {
 
   pm2(args: string[], timeoutMs = 60_000): Promise<CommandResult> {
     return runCommand(process.execPath, [PM2, ...args], { env: { PM2_HOME: this.home }, cwd: this.home }, timeoutMs);
+  }
+
+  /** `npm run reload`: pm2 reload behind a check of the config. */
+  reload(): Promise<CommandResult> {
+    return runCommand(process.execPath, [join(ROOT, 'dist', 'scripts', 'reload.js')], { env: { PM2_HOME: this.home }, cwd: this.home }, 60_000);
   }
 
   async processes(): Promise<Array<{ pid: number; status: string; restarts: number }>> {
@@ -279,6 +285,38 @@ describe('pm2 running ecosystem.config.cjs', { skip: process.platform !== 'linux
     } finally {
       follower?.close();
       fleet?.close();
+      await run.kill();
+    }
+  });
+
+  test('npm run reload checks the config first: a broken one is not reloaded, the bad key is named and the server runs on; once fixed it reloads', async () => {
+    const run = new Pm2Run(await freePort());
+    try {
+      const started = await run.pm2(['start', run.ecosystem]);
+      assert.equal(started.code, 0, started.stderr + started.stdout);
+      const ready = await run.line((line) => line.msg === 'ready', 'the first ready line');
+      const good = readFileSync(run.config, 'utf8');
+      // A plain `pm2 reload` here would start a process that exits 2, and pm2 would stop the old one after listen_timeout anyway.
+      writeFileSync(run.config, good.replace(/shards: 2/, 'shards: two'));
+      const refused = await run.reload();
+      assert.equal(refused.code, 2, refused.stdout + refused.stderr);
+      assert.match(refused.stderr, /websocket\.server\.shards/);
+      assert.match(refused.stderr, /not reloaded, ocs-realtime runs on as it was/);
+      const [app] = await run.processes();
+      assert.deepEqual([app?.pid, app?.status, app?.restarts], [ready.pid, 'online', 0], 'the old process serves on, untouched');
+      const client = new WebSocket(`ws://127.0.0.1:${run.port}/ws`);
+      await new Promise((resolve, reject) => client.once('open', resolve).once('error', reject));
+      client.close();
+
+      writeFileSync(run.config, good);
+      const reloaded = await run.reload();
+      assert.equal(reloaded.code, 0, reloaded.stdout + reloaded.stderr);
+      assert.match(reloaded.stdout, /config OK/);
+      const [after] = await run.processes();
+      assert.equal(after?.status, 'online');
+      assert.equal(after?.restarts, 1);
+      assert.notEqual(after?.pid, ready.pid);
+    } finally {
       await run.kill();
     }
   });

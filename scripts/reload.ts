@@ -1,0 +1,66 @@
+/**
+ * `npm run reload [-- NAME] [--update-env]`: `pm2 reload NAME` (default ocs-realtime) once the
+ * config the new process will read passes `--check`. pm2 stops the old process when the new one
+ * is ready or, failing that, after listen_timeout anyway: a plain `pm2 reload` onto a config
+ * that exits 2 takes the server down. The check runs the app's own script as pm2 will start it
+ * (pm2's record of its cwd, args and environment; with --update-env this shell's environment
+ * over it, as `pm2 reload --update-env` does). Exits 2 without reloading if the check fails.
+ */
+import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { parseArgs } from 'node:util';
+
+const USAGE = 'usage: npm run reload -- [NAME] [--update-env]   (NAME: the pm2 app, default ocs-realtime)';
+const PM2 = createRequire(import.meta.url).resolve('pm2/bin/pm2');
+
+/** What `pm2 jlist` says of an app (the fields this script reads). */
+interface Pm2App {
+  name: string;
+  pm2_env: { pm_exec_path: string; pm_cwd: string; args?: string[] | string | null; exec_interpreter?: string; env?: Record<string, string> };
+}
+
+function pm2(args: string[], inherit: boolean): { status: number | null; stdout: string } {
+  const run = spawnSync(process.execPath, [PM2, ...args], { encoding: 'utf8', stdio: inherit ? 'inherit' : ['ignore', 'pipe', 'inherit'] });
+  return { status: run.status, stdout: run.stdout ?? '' };
+}
+
+function main(): number {
+  let parsed;
+  try {
+    parsed = parseArgs({ allowPositionals: true, options: { 'update-env': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
+  } catch (err) {
+    console.error(`reload: ${(err as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  if (parsed.values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (parsed.positionals.length > 1) {
+    console.error(USAGE);
+    return 2;
+  }
+  const name = parsed.positionals[0] ?? 'ocs-realtime';
+  const list = pm2(['jlist'], false);
+  // pm2 may print a banner (a first run, an update notice) before the JSON.
+  const json = list.stdout.slice(list.stdout.indexOf('['));
+  const app = list.status === 0 ? (JSON.parse(json) as Pm2App[]).find((a) => a.name === name) : undefined;
+  if (app === undefined) {
+    console.error(`reload: pm2 runs no app named ${name} (start it with: npx pm2 start ecosystem.config.cjs)`);
+    return 1;
+  }
+  const { pm_exec_path: script, pm_cwd: cwd, exec_interpreter: interpreter } = app.pm2_env;
+  const args = typeof app.pm2_env.args === 'string' ? app.pm2_env.args.split(' ').filter(Boolean) : (app.pm2_env.args ?? []);
+  const env = parsed.values['update-env'] ? { ...app.pm2_env.env, ...process.env } : { ...app.pm2_env.env };
+  const node = interpreter === undefined || interpreter === 'node' || interpreter === 'none' ? process.execPath : interpreter;
+  const check = spawnSync(node, [script, ...args, '--check'], { cwd, env, encoding: 'utf8' });
+  process.stdout.write(check.stdout ?? '');
+  process.stderr.write(check.stderr ?? '');
+  if (check.status !== 0) {
+    console.error(`reload: not reloaded, ${name} runs on as it was (the check above exited ${check.status ?? check.signal})`);
+    return 2;
+  }
+  return pm2(['reload', name, ...(parsed.values['update-env'] ? ['--update-env'] : [])], true).status ?? 1;
+}
+
+process.exitCode = main();
