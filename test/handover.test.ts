@@ -170,27 +170,29 @@ describe('the drain (SIGTERM, SIGINT, pm2 stop and reload)', () => {
     }
   });
 
-  test('deliveries in flight when it starts are acknowledged before their connection closes: none comes back after a restart', async () => {
-    const dataDir = tempDataDir();
-    const config = testConfig({ store: { data_dir: dataDir } });
-    const first = await startProcess(config);
-    const bob = await member(first.port, 'bob');
-    const sender = await member(first.port, 'sender');
-    await sendAcked(sender, 'bob', 'in flight', 'x');
-    const [msg] = await nextMsgs(bob, 1);
-    const stopping = first.stop('SIGTERM');
-    // A slow client: it acknowledges 300 ms into the drain.
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    bob.send({ op: 'ack', id: msg!.id });
-    assert.equal((await bob.closed).code, 1012);
-    assert.equal(await stopping, 0);
-    const second = await startProcess(config);
-    try {
-      const again = await member(second.port, 'bob');
-      assert.equal(again.welcome.pending, 0, 'the ack reached the store before the connection closed');
-      again.close();
-    } finally {
-      await second.stop('SIGTERM');
-    }
-  });
+  for (const drainWindow of [0.2, 0]) {
+    test(`deliveries in flight when it starts are acknowledged before their connection closes: none comes back after a restart (drain_window ${drainWindow})`, async () => {
+      const dataDir = tempDataDir();
+      const config = testConfig({ store: { data_dir: dataDir }, websocket: { server: { drain_window: drainWindow } } });
+      const first = await startProcess(config);
+      const bob = await member(first.port, 'bob');
+      const sender = await member(first.port, 'sender');
+      await sendAcked(sender, 'bob', 'in flight', 'x');
+      const [msg] = await nextMsgs(bob, 1);
+      const stopping = first.stop('SIGTERM');
+      // A slow client: it acknowledges 300 ms into the drain.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      bob.send({ op: 'ack', id: msg!.id });
+      assert.equal((await bob.closed).code, 1012);
+      assert.equal(await stopping, 0);
+      const second = await startProcess(config);
+      try {
+        const again = await member(second.port, 'bob');
+        assert.equal(again.welcome.pending, 0, 'the ack reached the store before the connection closed');
+        again.close();
+      } finally {
+        await second.stop('SIGTERM');
+      }
+    });
+  }
 });

@@ -240,16 +240,19 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
   };
 
   /**
-   * Stops every shard, closing its sockets with `code` (spread over `spreadMs`: a drain, after
-   * the listen sockets are closed and the deliveries in flight acknowledged), then the broker,
-   * then lets go of the store's lease once everything is committed. Runs once.
+   * Stops every shard, closing its sockets with `code`, then the broker, then lets go of the
+   * store's lease once everything is committed. Runs once. A drain (`spreadMs` not null) first
+   * closes the listen sockets and waits for the deliveries in flight to be acknowledged, then
+   * spreads the closes over `spreadMs`; the wait holds with a drain_window of 0 too, or every
+   * delivery in flight would come back after the restart.
    */
-  const shutdown = (code: number, reason: string, spreadMs: number): Promise<void> => (stopping ??= stopAll(code, reason, spreadMs));
-  const stopAll = async (code: number, reason: string, spreadMs: number): Promise<void> => {
+  const shutdown = (code: number, reason: string, spreadMs: number | null): Promise<void> => (stopping ??= stopAll(code, reason, spreadMs));
+  const stopAll = async (code: number, reason: string, drainMs: number | null): Promise<void> => {
     sampler.stop();
     monitor.stop();
     const deadline = Date.now() + config.websocket.server.shutdown_timeout * 1000 * 0.8;
-    if (spreadMs > 0) {
+    const spreadMs = drainMs ?? 0;
+    if (drainMs !== null) {
       for (const slot of slots) slot.worker?.postMessage({ type: 'stop-accepting' } satisfies PrimaryToShard);
       broker.pauseDelivery();
       await until(() => broker.depth().inflight === 0, ACK_BARRIER_MS);
@@ -317,7 +320,7 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     port = await spawn(slots[0]!, true);
     await Promise.all(slots.slice(1).map((slot) => spawn(slot, true)));
   } catch (err) {
-    await shutdown(CloseCodes.GOING_AWAY, 'server failed to start', 0);
+    await shutdown(CloseCodes.GOING_AWAY, 'server failed to start', null);
     throw err;
   }
   sampler.start();
@@ -329,7 +332,7 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     get ownsStore() {
       return messaging.ownsStore;
     },
-    close: () => shutdown(CloseCodes.GOING_AWAY, 'server shutting down', 0),
+    close: () => shutdown(CloseCodes.GOING_AWAY, 'server shutting down', null),
     drain: () => shutdown(CloseCodes.SERVICE_RESTART, 'server restarting', drainMs),
     stopped,
     injectShardCrash(index: number) {
