@@ -171,6 +171,6 @@ describe('hostile input on the cluster paths', { skip }, () => {
   test('a redis_url that is not redis:// or rediss:// stops the start with a line naming the key', async () => {
     const result = await runMain([], { WEBSOCKET_REDIS_URL: 'http://example.invalid' });
     assert.equal(result.code, 2);
-    assert.match(result.stderr, /cluster\.redis_url: must be redis:\/\/\.\.\. or rediss:\/\/\.\.\./);
+    assert.match(result.stderr, /cluster\.redis_url: must be redis:\/\/\S+ or rediss:\/\/\.\.\./);
   });
 });

@@ -196,6 +196,32 @@ describe('configuration', () => {
     );
   });
 
+  test('a check across keys names the environment variable that set a value, as the schema does', () => {
+    const file = writeConfig({});
+    assert.throws(() => loadConfig({ file, env: { NODE_ENV: 'production', WEBSOCKET_ALLOW_ANONYMOUS: 'true' } }), /allow_anonymous is true .* \(from WEBSOCKET_ALLOW_ANONYMOUS\)$/);
+    assert.throws(() => loadConfig({ file, env: { WEBSOCKET_ALLOW_ANONYMOUS: 'false' } }), /secret is empty .* \(from WEBSOCKET_ALLOW_ANONYMOUS\)$/);
+    assert.throws(() => loadConfig({ file, env: { WEBSOCKET_MAX_PAYLOAD: String(64 * 1024 * 1024) } }), /ring_bytes must be .* \(from WEBSOCKET_MAX_PAYLOAD\)$/);
+    assert.throws(
+      () => loadConfig({ file, env: { WEBSOCKET_TLS_CERT_FILE: '/nonexistent/cert.pem', WEBSOCKET_TLS_KEY_FILE: '/nonexistent/key.pem' } }),
+      /websocket\.server\.tls\.cert_file: cannot read \/nonexistent\/cert\.pem: ENOENT \(from WEBSOCKET_TLS_CERT_FILE\)$/,
+    );
+    assert.throws(() => loadConfig({ file, env: { WEBSOCKET_TLS_KEY_FILE: '/nonexistent/key.pem' } }), /cert_file and key_file go together .* \(from WEBSOCKET_TLS_KEY_FILE\)$/);
+  });
+
+  test('a redis_url that is not a URL is refused naming the key, never showing the value (it may hold a password)', () => {
+    const file = writeConfig({});
+    for (const url of ['redis://:s3cret@host:bad', 'redis://:s3cret@[::1', 'redis://:s3cret@host:99999', 'redis://:s3cret@host:6379/db', 'rediss://:s3cret@/0']) {
+      assert.throws(
+        () => loadConfig({ file, env: { WEBSOCKET_REDIS_URL: url } }),
+        (err: Error) => /^config: cluster\.redis_url: must be redis:\/\/.* \(from WEBSOCKET_REDIS_URL\)$/.test(err.message) && !err.message.includes('s3cret'),
+        url,
+      );
+    }
+    for (const url of ['redis://127.0.0.1:6379', 'redis://:s3cret@10.0.0.9:6380/2', 'rediss://cache.example:6380/', 'redis://[::1]:6379']) {
+      assert.equal(loadConfig({ file, env: { WEBSOCKET_REDIS_URL: url } }).config.cluster.redis_url, url);
+    }
+  });
+
   test('delivery.weights and group_strategies are Maps keyed by any name, __proto__ and constructor included; a bad value names its key', () => {
     const file = writeConfig({});
     writeFileSync(file, 'websocket:\n  delivery:\n    weights: {__proto__: 3, constructor: 2}\n    group_strategies: {__proto__: weighted}\n');

@@ -9,6 +9,7 @@ import { parse as parseYaml } from 'yaml';
 import type { ZodIssue } from 'zod';
 import { OcsError } from '../protocol/errors.js';
 import { cpuBudget, shardsFor, type CpuBudget } from '../util/cpus.js';
+import { ConfigProblem } from './problem.js';
 import { configSchema, type Config } from './schema.js';
 import { checkTlsFiles } from './tls-files.js';
 
@@ -78,8 +79,13 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   }
   const config = result.data;
   const anonymousAsked = (raw.websocket as { auth?: { allow_anonymous?: unknown } } | undefined)?.auth?.allow_anonymous;
-  checkConsistency(config, env, anonymousAsked === undefined || anonymousAsked === 'auto');
-  checkTlsFiles(config.websocket.server.tls);
+  try {
+    checkConsistency(config, env, anonymousAsked === undefined || anonymousAsked === 'auto');
+    checkTlsFiles(config.websocket.server.tls);
+  } catch (err) {
+    const variables = err instanceof ConfigProblem ? err.keys.flatMap((key) => fromEnv.get(key) ?? []) : [];
+    throw variables.length === 0 ? err : new OcsError('E_CONFIG', `${(err as Error).message} (from ${variables.join(', ')})`);
+  }
   const cpus = options.cpus ?? cpuBudget();
   const shards = !config.websocket.performance.enable_connection_pooling ? 1 : config.websocket.server.shards || shardsFor(cpus);
   return { config: deepFreeze(config), source, shards, cpus };
@@ -163,23 +169,23 @@ function checkConsistency(config: Config, env: NodeJS.ProcessEnv, anonymousAuto:
     if (anonymousAuto) {
       (auth as { allow_anonymous: boolean }).allow_anonymous = false;
     } else {
-      throw new OcsError('E_CONFIG', 'config: websocket.auth.allow_anonymous is true with NODE_ENV=production; set it to auto or false, or force it with websocket.auth.force_anonymous_in_production: true');
+      throw new ConfigProblem(['websocket.auth.allow_anonymous', 'websocket.auth.force_anonymous_in_production'], 'websocket.auth.allow_anonymous is true with NODE_ENV=production; set it to auto or false, or force it with websocket.auth.force_anonymous_in_production: true');
     }
   } else if (!auth.allow_anonymous && auth.secret === '') {
-    throw new OcsError('E_CONFIG', 'config: websocket.auth.secret is empty and allow_anonymous is false: no client could connect');
+    throw new ConfigProblem(['websocket.auth.secret', 'websocket.auth.allow_anonymous'], 'websocket.auth.secret is empty and allow_anonymous is false: no client could connect');
   }
   // A group frame is max_payload plus the envelope, and a ring holds records of at most half its size.
   if (config.websocket.performance.ring_bytes < 4 * server.max_payload) {
-    throw new OcsError('E_CONFIG', 'config: websocket.performance.ring_bytes must be at least 4 x websocket.server.max_payload, so that any message fits a ring');
+    throw new ConfigProblem(['websocket.server.max_payload'], 'websocket.performance.ring_bytes must be at least 4 x websocket.server.max_payload, so that any message fits a ring');
   }
   if (server.drain_window + 5 > server.shutdown_timeout) {
-    throw new OcsError('E_CONFIG', 'config: websocket.server.shutdown_timeout must be at least drain_window + 5 seconds (the drain, then the close handshakes)');
+    throw new ConfigProblem([], 'websocket.server.shutdown_timeout must be at least drain_window + 5 seconds (the drain, then the close handshakes)');
   }
   if (server.idle_timeout > 0 && server.idle_timeout < 8) {
-    throw new OcsError('E_CONFIG', 'config: websocket.server.idle_timeout must be 0 (off) or at least 8 seconds (the transport counts in 4-second steps)');
+    throw new ConfigProblem([], 'websocket.server.idle_timeout must be 0 (off) or at least 8 seconds (the transport counts in 4-second steps)');
   }
   if (server.ping_interval > 0 && server.idle_timeout > 0 && server.ping_interval >= server.idle_timeout) {
-    throw new OcsError('E_CONFIG', 'config: websocket.server.ping_interval must be shorter than idle_timeout, or live clients would time out');
+    throw new ConfigProblem([], 'websocket.server.ping_interval must be shorter than idle_timeout, or live clients would time out');
   }
 }
 

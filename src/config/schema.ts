@@ -267,13 +267,24 @@ const store = z
  * Redis; pubs, sends, anys and presence cross nodes, and the durable store is Redis instead of
  * LMDB. Empty (the default): one process on its embedded LMDB store, no Redis.
  */
+function isRedisUrl(text: string): boolean {
+  if (!/^rediss?:\/\/\S+$/.test(text)) return false;
+  try {
+    const url = new URL(text);
+    return url.hostname !== '' && /^(\/\d*)?$/.test(url.pathname);
+  } catch {
+    return false;
+  }
+}
+
 const cluster = z
   .object({
     /** redis://[:password@]host:port[/db] or rediss:// (TLS); env WEBSOCKET_REDIS_URL. Empty: not a cluster. */
     redis_url: z
       .string()
       .default('')
-      .refine((url) => url === '' || /^rediss?:\/\/[^\s]+$/.test(url), 'must be redis://... or rediss://...'),
+      // Parsed here, where the message can name the key; never echoed (it may hold a password).
+      .refine((url) => url === '' || isRedisUrl(url), 'must be redis://[:password@]host[:port][/db] or rediss://... (a URL; the value is not shown, it may hold a password)'),
     /** Every Redis key and channel of this cluster starts with it: clusters (or tests) sharing one Redis stay apart. */
     key_prefix: z.string().min(1).max(64).regex(/^[A-Za-z0-9_.:-]+$/).default('ocs:'),
     /** Seconds without a heartbeat after which a node (and its users' presence) is forgotten by the others. */

@@ -5,8 +5,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
-import { OcsError } from '../protocol/errors.js';
+import { ConfigProblem } from './problem.js';
 import type { Config } from './schema.js';
+
+const FILES = ['websocket.server.tls.cert_file', 'websocket.server.tls.key_file'];
 
 export type TlsSettings = Config['websocket']['server']['tls'];
 
@@ -20,13 +22,13 @@ export function checkTlsFiles(tls: TlsSettings): void {
   if (!tlsEnabled(tls)) return;
   const key = 'websocket.server.tls';
   if (tls.cert_file === '' || tls.key_file === '') {
-    throw new OcsError('E_CONFIG', `config: ${key}: cert_file and key_file go together (${tls.cert_file === '' ? 'cert_file' : 'key_file'} is empty)`);
+    throw new ConfigProblem(FILES, `${key}: cert_file and key_file go together (${tls.cert_file === '' ? 'cert_file' : 'key_file'} is empty)`);
   }
   const read = (name: 'cert_file' | 'key_file'): Buffer => {
     try {
       return readFileSync(tls[name]);
     } catch (err) {
-      throw new OcsError('E_CONFIG', `config: ${key}.${name}: cannot read ${tls[name]}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+      throw new ConfigProblem([`${key}.${name}`], `${key}.${name}: cannot read ${tls[name]}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
     }
   };
   const cert = read('cert_file');
@@ -35,6 +37,6 @@ export function checkTlsFiles(tls: TlsSettings): void {
     createSecureContext({ cert, key: privateKey, passphrase: tls.passphrase === '' ? undefined : tls.passphrase });
   } catch (err) {
     // OpenSSL's own words: "key values mismatch", "bad decrypt" (the passphrase), "no start line" (not PEM).
-    throw new OcsError('E_CONFIG', `config: ${key}: ${tls.cert_file} and ${tls.key_file} cannot serve TLS: ${(err as Error).message}`);
+    throw new ConfigProblem([...FILES, `${key}.passphrase`], `${key}: ${tls.cert_file} and ${tls.key_file} cannot serve TLS: ${(err as Error).message}`);
   }
 }
