@@ -16,7 +16,8 @@ import { msgsIn, sleep, startBroker, type TestBroker } from './helpers/broker.js
 describe('broker: a commit that fails after the message went out', () => {
   let t: TestBroker;
   before(async () => {
-    t = await startBroker({ delivery: { ack_timeout: 0.05, max_attempts: 3 } });
+    // An ack deadline well past the failing commit's 50 ms, so that a busy machine does not reach it first.
+    t = await startBroker({ delivery: { ack_timeout: 0.25, max_attempts: 3 } });
   });
   after(() => t.close());
 
@@ -40,7 +41,7 @@ describe('broker: a commit that fails after the message went out', () => {
       const [msg] = msgsIn(delivery.frame);
       assert.equal(msg!.id, failed[0]!.id);
       assert.deepEqual(broker.depth(), { stored: 0, inflight: 0 }, 'nothing left in memory: no redelivery, no ack deadline');
-      await sleep(300); // six ack deadlines: none fires
+      await sleep(600); // two ack deadlines: none fires
       assert.equal(link.all('deliverToUser', (c) => c.user === 'kai').length, 1, 'not delivered again');
       link.ack(0, 'kai-1', 'kai', msg!.id as string);
       const unknown = await link.next('error', (c) => c.sid === 'kai-1');

@@ -74,3 +74,29 @@ describe('broker: expiry across a restart', () => {
     }
   });
 });
+
+describe('broker: a requeued dead letter across a restart', () => {
+  test('its delivery.ttl counts from the requeue, after a restart too, not from when it was first accepted', async () => {
+    const first = await startBroker({ delivery: { ttl: 60 } });
+    first.broker.registerProcessor('broken', () => {
+      throw new Error('no');
+    });
+    first.link.send(0, 'ops-1', 'ops', 'vic', { type: 'broken' }, { ref: 'dead' });
+    const dead = await first.link.answerTo('dead');
+    assert.ok(dead.op === 'senderAck');
+    await sleep(700); // older than the ttl the next start runs with
+    assert.equal((await first.link.adminRequest('post', `/admin/dlq/${dead.id}/requeue`)).status, 200);
+    await first.close(true);
+
+    const second = await startBroker({ dataDir: first.dataDir, delivery: { ttl: 0.5 } });
+    try {
+      await sleep(100);
+      assert.equal(second.store.getDead(dead.id), undefined, 'not expired at start-up');
+      assert.equal(second.broker.stats.stored, 1);
+      const letter = await until(() => second.store.getDead(dead.id), 'the expired message');
+      assert.match(letter.reason, /delivery\.ttl/);
+    } finally {
+      await second.close();
+    }
+  });
+});

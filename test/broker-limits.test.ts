@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { OcsError } from '../src/protocol/errors.js';
-import { msgsIn, startBroker, type TestBroker } from './helpers/broker.js';
+import { msgsIn, sleep, startBroker, type TestBroker } from './helpers/broker.js';
+import { until } from './helpers/messaging.js';
 
 describe('broker: limits on what is stored (per sender, whole store)', () => {
   let t: TestBroker;
@@ -117,5 +118,38 @@ describe('broker: a requeue obeys the limits too', () => {
     assert.match(String(refused.body.message), /^E_QUEUE_FULL: not requeued: kim has 2 stored messages \(delivery\.max_pending_per_user\)/);
     assert.equal((await t.link.adminRequest('get', `/admin/dlq/${dead.id}`)).status, 200, 'still a dead letter');
     assert.equal(t.broker.stats.stored, 2);
+  });
+});
+
+describe('broker: a requeued dead letter is a message of its own', () => {
+  let t: TestBroker;
+  before(async () => {
+    t = await startBroker({ delivery: { max_pending_per_user: 1 } });
+  });
+  after(() => t.close());
+
+  test('a scheduled LOW send evicted before its time and requeued is delivered once, and its ack frees its window slot', async () => {
+    const at = Date.now() + 500;
+    t.link.send(0, 'ops-1', 'ops', 'lee', 'later, low', { ref: 'low', pri: 0, at });
+    const low = await t.link.answerTo('low');
+    assert.ok(low.op === 'senderAck');
+    // Lee's queue holds one: a NORMAL send evicts the scheduled LOW one to the dead-letter queue.
+    t.link.send(0, 'ops-1', 'ops', 'lee', 'now', { ref: 'now' });
+    assert.equal((await t.link.answerTo('now')).op, 'senderAck');
+    assert.equal(t.broker.stats.dropped_low, 1);
+    t.link.online(0, 'lee-1', 'lee');
+    const first = await t.link.next('deliverToSid', (c) => c.sid === 'lee-1');
+    for (const m of msgsIn(first.frame)) t.link.ack(0, 'lee-1', 'lee', m.id as string);
+    await until(() => t.broker.depth().stored === 0 || undefined, 'the ack');
+    const requeued = await t.link.adminRequest('post', `/admin/dlq/${low.id}/requeue`);
+    assert.equal(requeued.status, 200);
+    const deliveries = (): number =>
+      t.link.all('deliverToSid', (c) => msgsIn(c.frame).some((m) => m.id === low.id)).length + t.link.all('deliverToUser', (c) => msgsIn(c.frame).some((m) => m.id === low.id)).length;
+    await until(() => deliveries() > 0 || undefined, 'the requeued delivery');
+    // Past the evicted send's own time: its old schedule must not deliver the requeued message again.
+    await sleep(Math.max(0, at - Date.now()) + 200);
+    assert.equal(deliveries(), 1, 'delivered once');
+    t.link.ack(0, 'lee-1', 'lee', low.id);
+    await until(() => (t.broker.depth().inflight === 0 && t.broker.depth().stored === 0) || undefined, 'nothing stored, nothing in flight');
   });
 });

@@ -82,9 +82,10 @@ export class AckTimers {
     this.arm();
   }
 
-  /** `entry` no longer awaits an ack (acknowledged, parked, dead-lettered, or delivered anew). */
+  /** `entry` no longer awaits an ack or its time (acknowledged, parked, dead-lettered, evicted, or delivered anew). */
   release(entry: Entry): void {
     this.deadlines.remove(entry);
+    this.schedule.remove(entry);
     const holder = entry.holder;
     if (holder === null) return;
     const left = (this.inflight.get(holder) ?? 1) - 1;
@@ -110,7 +111,7 @@ export class AckTimers {
 
   /** `entry` is due at `at`; arm() when done adding (start-up adds many). */
   scheduleAt(entry: Entry, at: number): void {
-    this.schedule.push(at, entry, 0);
+    this.schedule.push(entry, at);
   }
 
   /**
@@ -143,7 +144,7 @@ export class AckTimers {
 
   private tick(): void {
     const now = Date.now();
-    for (let due = this.schedule.popDue(now); due; due = this.schedule.popDue(now)) this.handlers.scheduled(due.item);
+    for (let due = this.schedule.popDue(now); due; due = this.schedule.popDue(now)) this.handlers.scheduled(due);
     for (const entry of this.deadlines.takeDue(now, 0, this.waitList)) this.handlers.unacknowledged(entry);
     for (const entry of this.deadlines.takeDue(now, this.waitList, this.waitList + 1)) this.handlers.expired(entry);
   }

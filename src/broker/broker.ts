@@ -324,16 +324,16 @@ export class Broker {
 
   // --- timers, dead letters --------------------------------------------------------------
 
-  /** A scheduled send is due (unless it was removed meanwhile, e.g. dead-lettered by the cap). */
+  /** A scheduled send is due. */
   private due(entry: Entry): void {
-    if (entry.state !== State.SCHEDULED || !this.queues.has(entry.m.id)) return;
+    if (entry.state !== State.SCHEDULED || !this.queues.holds(entry)) return;
     entry.state = State.WAITING;
     this.route.route(entry);
   }
 
   /** No ack by the deadline: deliver again, or dead-letter after max_attempts. */
   private unacknowledged(entry: Entry): void {
-    if (entry.state !== State.INFLIGHT || !this.queues.has(entry.m.id)) return;
+    if (entry.state !== State.INFLIGHT || !this.queues.holds(entry)) return;
     if (entry.m.attempts >= this.delivery.max_attempts) {
       this.deadLetter(entry, `not acknowledged after ${entry.m.attempts} deliveries (delivery.max_attempts)`);
     } else {
@@ -343,7 +343,7 @@ export class Broker {
 
   /** A message waited delivery.ttl for a recipient that never came. */
   private expired(entry: Entry): void {
-    if (entry.state !== State.WAITING || !this.queues.has(entry.m.id)) return;
+    if (entry.state !== State.WAITING || !this.queues.holds(entry)) return;
     this.counters.expired++;
     this.deadLetter(entry, `expired: waited ${this.delivery.ttl} s for a recipient (delivery.ttl)`);
   }

@@ -1,7 +1,7 @@
 /**
  * Ack deadlines of in-flight deliveries, without stale entries piling up: one intrusive
  * doubly-linked list per attempt number. Every delivery of attempt n waits the same time, so
- * each list is in deadline order by construction (append at the tail, expire from the head),
+ * each list is in deadline order by appending at the tail (expire from the head),
  * and an ack unlinks its entry in O(1). A heap with lazy deletion would instead keep every
  * acknowledged delivery until its deadline passed: rate x ack_timeout dead nodes (200 000 at
  * 20 000/s and 10 s), which the garbage collector then has to walk.
@@ -17,21 +17,40 @@ export interface Timed {
 export class DeadlineLists<T extends Timed> {
   private readonly heads: Array<T | null> = [];
   private readonly tails: Array<T | null> = [];
+  /** The item each list was last given: where the next search for a place starts. */
+  private readonly lastAdded: Array<T | null> = [];
 
-  /** Appends `item` to list `list` (its deadline must not be earlier than that list's tail). */
+  /**
+   * Puts `item` in list `list` at its deadline's place: the tail, in O(1), for every item but
+   * those a take-over restores (messages that began waiting before the live ones did). Those
+   * come oldest first, each going after the one before: the search starts there, so a run of
+   * them costs O(1) each too.
+   */
   add(item: T, list: number, deadline: number): void {
     this.remove(item);
     while (this.heads.length <= list) {
       this.heads.push(null);
       this.tails.push(null);
+      this.lastAdded.push(null);
     }
     item.deadline = deadline;
     item.list = list;
-    item.next = null;
-    item.prev = this.tails[list]!;
-    if (item.prev) item.prev.next = item;
-    else this.heads[list] = item;
-    this.tails[list] = item;
+    const last = this.lastAdded[list];
+    let before: T | null;
+    if (last && last.list === list && last.deadline <= deadline) {
+      before = last;
+      while (before.next !== null && before.next.deadline <= deadline) before = before.next as T;
+    } else {
+      before = this.tails[list]!;
+      while (before !== null && before.deadline > deadline) before = before.prev as T | null;
+    }
+    this.lastAdded[list] = item;
+    item.prev = before;
+    item.next = before === null ? this.heads[list]! : before.next;
+    if (before === null) this.heads[list] = item;
+    else before.next = item;
+    if (item.next === null) this.tails[list] = item;
+    else item.next.prev = item;
   }
 
   remove(item: T): void {

@@ -106,7 +106,8 @@ export class Intake {
     if (queues.has(letter.id)) return letter.id; // requeued already (a second request in flight)
     if (!store.health.writable) throw new OcsError('E_STORE_UNAVAILABLE', this.unwritable('not requeued'));
     const { reason: _reason, failedAt: _failedAt, ...message } = letter;
-    const m: StoredMessage = { ...message, seq: ids.nextSeq(), attempts: 0, at: 0 };
+    // `at` now: delivery.ttl counts from the requeue, after a restart too (restore.ts), not from the first acceptance (ts).
+    const m: StoredMessage = { ...message, seq: ids.nextSeq(), attempts: 0, at: Date.now() };
     const meta = metaOf(m);
     const refusal = queues.admit(m.target, m.from, meta.bytes, false, (low) => this.dropLow(low));
     if (refusal !== null) throw new OcsError('E_QUEUE_FULL', `not requeued: ${refusal}`);
@@ -119,7 +120,7 @@ export class Intake {
       this.parts.unlink(entry);
       throw new OcsError('E_STORE_UNAVAILABLE', this.unwritable('not requeued'));
     }
-    if (queues.has(m.id)) {
+    if (queues.holds(entry)) {
       entry.state = State.WAITING;
       this.parts.route.route(entry);
     }

@@ -10,6 +10,7 @@
  */
 import type { MessageMeta } from '../store/messages.js';
 import type { Timed } from './deadlines.js';
+import type { HeapItem } from './heap.js';
 
 export const enum State {
   /**
@@ -26,7 +27,7 @@ export const enum State {
   INFLIGHT,
 }
 
-export interface Entry extends Timed {
+export interface Entry extends Timed, HeapItem {
   m: MessageMeta;
   state: State;
   /** INFLIGHT: the user whose in-flight count includes this entry. */
@@ -68,7 +69,7 @@ interface Target {
 type Lane = Map<string, Entry> | null;
 
 export function newEntry(m: MessageMeta, state: State, body: string | null = null): Entry {
-  return { m, state, holder: null, body, storing: null, readyAt: 0, deliveredAt: 0, deadline: 0, prev: null, next: null, list: -1 };
+  return { m, state, holder: null, body, storing: null, readyAt: 0, deliveredAt: 0, deadline: 0, prev: null, next: null, list: -1, heapTime: 0, heapIndex: -1 };
 }
 
 export class Queues {
@@ -99,6 +100,14 @@ export class Queues {
     return this.byId.has(id);
   }
 
+  /**
+   * Whether `entry` itself is held, not another with its id: a requeued dead letter comes back
+   * under its id as a new entry, and a timer that fires for the old one must not touch it.
+   */
+  holds(entry: Entry): boolean {
+    return this.byId.get(entry.m.id) === entry;
+  }
+
   insert(entry: Entry): void {
     const m = entry.m;
     let target = this.targets.get(m.target);
@@ -111,9 +120,11 @@ export class Queues {
     this.totalBytes += m.bytes;
   }
 
+  /** Removes `entry`; nothing when it is not held (an older entry with a requeued letter's id included). */
   remove(entry: Entry): void {
     const m = entry.m;
-    if (!this.byId.delete(m.id)) return;
+    if (!this.holds(entry)) return;
+    this.byId.delete(m.id);
     const target = this.targets.get(m.target);
     if (target && target.lanes[m.pri]?.delete(m.id)) {
       target.size--;

@@ -12,7 +12,7 @@
  * same 50 ms tick). A deadline is not taken back when its message is acknowledged first (the ack
  * may reach any node): the sweep then finds nothing of it, which costs one SWEEP call.
  */
-import { TimerHeap } from '../broker/heap.js';
+import { TimerHeap, type HeapItem } from '../broker/heap.js';
 
 /** setTimeout's longest wait; a later time is reached in steps. */
 const MAX_DELAY_MS = 2 ** 31 - 1;
@@ -23,7 +23,7 @@ export const GRID_MS = 50;
 
 export class Sweeps {
   private interval: NodeJS.Timeout | null = null;
-  private readonly times = new TimerHeap<null>();
+  private readonly times = new TimerHeap<HeapItem>();
   /** The times in `times`, each once. */
   private readonly kept = new Set<number>();
   private timer: NodeJS.Timeout | null = null;
@@ -57,7 +57,7 @@ export class Sweeps {
     const time = Math.ceil(at / GRID_MS) * GRID_MS;
     if (this.stopped || !Number.isFinite(time) || this.kept.has(time) || this.kept.size >= MAX_TIMES) return;
     this.kept.add(time);
-    this.times.push(time, null, 0);
+    this.times.push({ heapTime: time, heapIndex: -1 }, time);
     if (time < this.armedFor) this.arm();
   }
 
@@ -92,7 +92,7 @@ export class Sweeps {
     const now = Date.now();
     let due = false;
     for (let t = this.times.popDue(now); t !== undefined; t = this.times.popDue(now)) {
-      this.kept.delete(t.time);
+      this.kept.delete(t.heapTime);
       due = true;
     }
     if (due) this.now();
