@@ -9,6 +9,7 @@ import { createServer, type RunningServer } from './index.js';
 import { raiseOpenFileLimit, warnIfFewOpenFiles } from './ops/open-files.js';
 import { installLastResort } from './primary/last-resort.js';
 import { OcsError } from './protocol/errors.js';
+import { exitAfterOutput, killAfterOutput } from './util/exit.js';
 import { createLogger } from './util/logger.js';
 import { VERSION } from './version.js';
 
@@ -65,8 +66,9 @@ async function main(): Promise<void> {
   const stop = (running: RunningServer, signal: string): void => {
     log.info({ signal, timeoutMs, drainWindowMs: loaded.config.websocket.server.drain_window * 1000 }, 'shutting down');
     const deadline = setTimeout(() => {
-      log.error({ code: 'E_INTERNAL', timeoutMs }, 'shutdown timed out');
-      exitAfterOutput(EXIT_STARTUP);
+      // A shard still runs (hung, or its sockets will not close): exiting would abort on its open sockets.
+      log.error({ code: 'E_INTERNAL', timeoutMs }, 'shutdown timed out: a shard did not stop; killing the process (SIGKILL)');
+      killAfterOutput();
     }, timeoutMs);
     deadline.unref();
     void running.drain();
@@ -119,9 +121,4 @@ function hangupIgnored(): boolean {
 }
 
 /** Exits once what was written to stdout is out (under pm2's cluster mode the log file is written asynchronously). */
-function exitAfterOutput(code: number): void {
-  setTimeout(() => process.exit(code), 1000).unref();
-  process.stdout.write('', () => process.exit(code));
-}
-
 void main();
