@@ -5,7 +5,7 @@
  *   ...
  *   await server.close();
  */
-import { claimPort, portIdentity } from './primary/port-claim.js';
+import { claimPickedPort, claimPort, portIdentity } from './primary/port-claim.js';
 import { authMode } from './auth/identity.js';
 import { loadConfig, type LoadedConfig, type LoadOptions } from './config/load.js';
 import { tlsEnabled } from './config/tls-files.js';
@@ -50,12 +50,12 @@ export async function createServer(options: CreateServerOptions = {}): Promise<R
   }
   // Before any shard binds: another server on this port with another store would share it silently (port-claim.ts).
   const { host, port } = loaded.config.websocket.server;
-  const releasePort = claimPort(host, port, portIdentity(loaded.config));
+  const releasePort = await claimPort(host, port, portIdentity(loaded.config));
   const server = await startServer(loaded, log, VERSION).catch((err: unknown) => {
     releasePort();
     throw err;
   });
-  void server.stopped.then(releasePort);
+  void server.stopped.then(port === 0 ? claimPickedPort(server.port, portIdentity(loaded.config)) : releasePort);
   log.info(
     { version: VERSION, pid: process.pid, host: loaded.config.websocket.server.host, port: server.port, tls: tlsEnabled(loaded.config.websocket.server.tls), shards: server.shards, authMode: auth, ownsStore: server.ownsStore, config: loaded.source ?? 'embedded defaults' },
     'ready',

@@ -7,7 +7,10 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { loadConfig } from '../src/config/load.js';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { claimFile, claimPort, portIdentity } from '../src/primary/port-claim.js';
@@ -34,22 +37,64 @@ describe('one port, one server', () => {
     assert.equal(await next.stop('SIGTERM'), 0);
   });
 
-  test('a claim is believed only from a file of this user, naming a live process, on this address', { skip: process.platform !== 'linux' && '/proc' }, () => {
+  test('a server started on port 0 claims the port it was given: another store is refused it, the same store shares it', async () => {
+    const store = tempDataDir();
+    const first = await startProcess(testConfig({ store: { data_dir: store } }));
+    try {
+      const other = await runMain(['--config', writeConfig(testConfig({ websocket: { server: { port: first.port } }, store: { data_dir: tempDataDir() } }))]);
+      assert.equal(other.code, 1, other.stdout + other.stderr);
+      assert.match(other.stdout, new RegExp(`port ${first.port} is served by process ${first.child.pid}`));
+      const reload = await startProcess(testConfig({ websocket: { server: { port: first.port } }, store: { data_dir: store } }));
+      assert.equal(await reload.stop('SIGTERM'), 0);
+    } finally {
+      await first.stop('SIGTERM');
+    }
+  });
+
+  test('a claim is believed only from a file of this user, naming a live process; it holds the port on every address', { skip: process.platform !== 'linux' && '/proc' }, async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ocs-claims-'));
+    const port = await freePort();
     // Process 1 is alive; its start time as /proc says.
     const stat = readFileSync('/proc/1/stat', 'utf8');
     const startTime = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]!;
-    const file = claimFile('127.0.0.1', 18000, dir);
+    const file = claimFile(port, dir);
     writeFileSync(file, JSON.stringify({ pid: 1, startTime, identity: 'store /elsewhere' }));
-    assert.throws(() => claimPort('127.0.0.1', 18000, 'store /mine', dir), /port 18000 is served by process 1 \(store \/elsewhere\)/);
-    claimPort('192.0.2.1', 18000, 'store /mine', dir)();
+    const served = new RegExp(`port ${port} is served by process 1 \\(store \\/elsewhere\\)`);
+    // Another spelling of the address, or the wildcard, is the same port.
+    for (const host of ['127.0.0.1', 'localhost', '0.0.0.0']) await assert.rejects(claimPort(host, port, 'store /mine', dir), served, host);
     if (process.getuid?.() === 0) {
       chownSync(file, 65534, 65534);
-      claimPort('127.0.0.1', 18000, 'store /mine', dir)();
+      (await claimPort('127.0.0.1', port, 'store /mine', dir))();
     }
-    writeFileSync(claimFile('127.0.0.1', 18001, dir), JSON.stringify({ pid: 1, startTime: 'not its start', identity: 'store /elsewhere' }));
-    claimPort('127.0.0.1', 18001, 'store /mine', dir)();
+    rmSync(file, { force: true });
+    writeFileSync(file, JSON.stringify({ pid: 1, startTime: 'not its start', identity: 'store /elsewhere' }));
+    const release = await claimPort('127.0.0.1', port, 'store /mine', dir);
+    assert.equal(JSON.parse(readFileSync(file, 'utf8')).identity, 'store /mine', 'a dead process\'s claim is taken over');
+    release();
+    assert.throws(() => readFileSync(file), /ENOENT/, 'released');
     rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('a port another program listens on with SO_REUSEPORT (which the shards would share) stops the start naming the port', async () => {
+    const port = await freePort();
+    // A bare uWS listener in another process: uWS binds with SO_REUSEPORT, as soketi or another user's server would.
+    const script = `
+      import uws from 'uWebSockets.js';
+      const app = uws.App().get('/*', (res) => res.end('not ocs'));
+      app.listen('127.0.0.1', ${port}, (token) => { console.log(token ? 'listening' : 'failed'); });
+      process.on('SIGTERM', () => process.exit(0));
+    `;
+    const foreign = spawn(process.execPath, ['--input-type=module', '-e', script], { cwd: fileURLToPath(new URL('../..', import.meta.url)), stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      const [line] = (await once(foreign.stdout!, 'data')) as [Buffer];
+      assert.equal(line.toString().trim(), 'listening');
+      const refused = await runMain(['--config', writeConfig(testConfig({ websocket: { server: { port, host: '127.0.0.1' } } }))]);
+      assert.equal(refused.code, 1, refused.stdout + refused.stderr);
+      assert.match(refused.stdout, new RegExp(`port ${port} on 127\\.0\\.0\\.1 is taken by a process that is not an ocs-realtime server`));
+    } finally {
+      foreign.kill('SIGKILL');
+      await once(foreign, 'exit');
+    }
   });
 
   test("a cluster node is known by its Redis and key prefix, never its password", () => {

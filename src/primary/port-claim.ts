@@ -4,14 +4,23 @@
  * working directory, so another ./data) start on a taken port without a word, and the kernel
  * then split the clients between two servers that know nothing of each other.
  *
- * So a server claims its address and port in a small file (in the temp directory: per host;
- * only its own user's files are believed) naming what it serves: its store (resolved data_dir), or in cluster mode its cluster (Redis address and key
- * prefix, whose nodes share a port by design). Another live process's claim with another
- * identity stops the start (E_STARTUP); the same identity (a reload, a cluster's instances)
- * shares the port as before. A claim left by a process that died is taken over. Port 0 (a free
- * port picked at start) claims nothing.
+ * So a server claims its port in a small file (in the temp directory: per host; only its own
+ * user's files are believed) naming what it serves: its store (resolved data_dir), or in
+ * cluster mode its cluster (Redis address and key prefix, whose nodes share a port by design).
+ * The claim is per port, whatever address the server binds: 0.0.0.0 and 127.0.0.1, or
+ * "localhost" and "127.0.0.1", overlap. Another live process's claim with another identity
+ * stops the start (E_STARTUP); the same identity (a reload, a cluster's instances) shares the
+ * port as before. A claim left by a process that died is taken over. The file is created
+ * exclusively (a link, as O_EXCL), so of two servers starting at once one gets it and the
+ * other is refused.
+ *
+ * A port that some other program listens on (another user's server, one started with another
+ * temp directory, anything bound with SO_REUSEPORT) has no claim of ours: a plain bind, which
+ * SO_REUSEPORT does not let through, tells. Port 0 (a free port picked at start) is claimed
+ * once the shards listen on the port picked.
  */
-import { readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { linkSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Config } from '../config/schema.js';
@@ -24,6 +33,9 @@ interface Claim {
   identity: string;
 }
 
+/** How often a running server puts its claim back if something (a temp cleaner) removed it. */
+const REFRESH_MS = 60 * 60 * 1000;
+
 /** What a server on this port serves: its store, or its cluster (never its Redis password). */
 export function portIdentity(config: Config): string {
   const { redis_url, key_prefix } = config.cluster;
@@ -32,35 +44,69 @@ export function portIdentity(config: Config): string {
   return `cluster ${url.protocol}//${url.host}${url.pathname} prefix ${JSON.stringify(key_prefix)}`;
 }
 
-/** The claim of `host:port` (servers on two specific addresses with one port do not share clients). */
-export function claimFile(host: string, port: number, dir = tmpdir()): string {
-  return join(dir, `ocs-realtime-port-${host.replace(/[^0-9A-Za-z.-]/g, '_')}-${port}.json`);
+/** The claim of `port`, on any address. */
+export function claimFile(port: number, dir = tmpdir()): string {
+  return join(dir, `ocs-realtime-port-${port}.json`);
 }
 
-/** Claims `host:port` for `identity`, or throws E_STARTUP naming the live process that serves another. Returns the release. */
-export function claimPort(host: string, port: number, identity: string, dir = tmpdir()): () => void {
+/**
+ * Claims `port` (bound on `host`) for `identity`, or throws E_STARTUP naming the live process
+ * that serves another, or saying that another program listens there. Returns the release.
+ */
+export async function claimPort(host: string, port: number, identity: string, dir = tmpdir()): Promise<() => void> {
   if (port === 0) return () => {};
-  const file = claimFile(host, port, dir);
-  const held = readClaim(file);
-  if (held !== null && held.pid !== process.pid && held.identity !== identity && held.startTime !== null && processAlive(held.pid, held.startTime)) {
-    throw new OcsError(
-      'E_STARTUP',
-      `port ${port} is served by process ${held.pid} (${held.identity}); this server (${identity}) would split its clients with it (SO_REUSEPORT): stop that one, or use another port or the same store`,
-    );
-  }
+  const file = claimFile(port, dir);
   const mine: Claim = { pid: process.pid, startTime: processIdentity().startTime, identity };
-  try {
-    const temp = `${file}.${process.pid}`;
-    writeFileSync(temp, JSON.stringify(mine));
-    renameSync(temp, file);
-  } catch {
-    // A temp directory we cannot write: the port goes unclaimed, as before this check.
-    return () => {};
+  return (await settleClaim(host, port, identity, file, mine)) ? keep(file, mine) : () => {};
+}
+
+/**
+ * Claims the port that a server started on port 0 was given (it listens there already, so
+ * any other claim of it is stale): a reload onto that port shares it like any other.
+ */
+export function claimPickedPort(port: number, identity: string, dir = tmpdir()): () => void {
+  const file = claimFile(port, dir);
+  const mine: Claim = { pid: process.pid, startTime: processIdentity().startTime, identity };
+  return replace(file, mine) === 'ok' ? keep(file, mine) : () => {};
+}
+
+/** Whether the claim was written; throws when the port is another's. */
+async function settleClaim(host: string, port: number, identity: string, file: string, mine: Claim): Promise<boolean> {
+  // Twice at most: a claim that appears between the read and the exclusive create is read again.
+  for (let attempt = 0; ; attempt++) {
+    const held = readClaim(file);
+    const ours = held?.pid === process.pid;
+    const live = held !== null && !ours && held.startTime !== null && processAlive(held.pid, held.startTime);
+    if (live && held.identity !== identity) {
+      throw new OcsError(
+        'E_STARTUP',
+        `port ${port} is served by process ${held.pid} (${held.identity}); this server (${identity}) would split its clients with it (SO_REUSEPORT): stop that one, or use another port or the same store`,
+      );
+    }
+    if (!live && !ours && !(await bindable(host, port))) {
+      throw new OcsError(
+        'E_STARTUP',
+        `port ${port} on ${host} is taken by a process that is not an ocs-realtime server of this user serving ${identity}; it would take some of the clients (SO_REUSEPORT) or all of them: stop it, or use another port (ss -ltnp 'sport = :${port}' names it)`,
+      );
+    }
+    // A file there that reads as no claim twice over is not a claim (unreadable, or another user's: replace() fails on that one in a sticky temp directory).
+    const written = held === null && attempt === 0 ? createExclusive(file, mine) : replace(file, mine);
+    if (written === 'taken') continue;
+    // A temp directory we cannot write (or another user's file at this path): the port goes unclaimed.
+    return written === 'ok';
   }
+}
+
+/** Keeps the claim while the server runs; returns its release. */
+function keep(file: string, mine: Claim): () => void {
+  const refresh = setInterval(() => {
+    if (readClaim(file) === null) createExclusive(file, mine);
+  }, REFRESH_MS);
+  refresh.unref();
   return () => {
+    clearInterval(refresh);
     // Only our own claim: during a reload the new process's may have replaced it.
-    const now = readClaim(file);
-    if (now?.pid === process.pid) {
+    if (readClaim(file)?.pid === process.pid) {
       try {
         unlinkSync(file);
       } catch {
@@ -68,6 +114,44 @@ export function claimPort(host: string, port: number, identity: string, dir = tm
       }
     }
   };
+}
+
+/** Whether a plain listen (no SO_REUSEPORT) on `host:port` succeeds: no one listens there. Other failures (an address not on this host) are for the shards' own listen to report. */
+function bindable(host: string, port: number): Promise<boolean> {
+  return new Promise((done) => {
+    const probe = createServer();
+    probe.once('error', (err: NodeJS.ErrnoException) => done(err.code !== 'EADDRINUSE'));
+    probe.listen({ host, port, exclusive: true }, () => probe.close(() => done(true)));
+  });
+}
+
+/** Creates the claim unless one exists, never showing it half written: a link is atomic and refuses an existing name (as O_EXCL does). */
+function createExclusive(file: string, claim: Claim): 'ok' | 'taken' | 'failed' {
+  const temp = `${file}.${process.pid}`;
+  try {
+    writeFileSync(temp, JSON.stringify(claim));
+    linkSync(temp, file);
+    return 'ok';
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EEXIST' ? 'taken' : 'failed';
+  } finally {
+    try {
+      unlinkSync(temp);
+    } catch {
+      // not written
+    }
+  }
+}
+
+function replace(file: string, claim: Claim): 'ok' | 'failed' {
+  const temp = `${file}.${process.pid}`;
+  try {
+    writeFileSync(temp, JSON.stringify(claim));
+    renameSync(temp, file);
+    return 'ok';
+  } catch {
+    return 'failed';
+  }
 }
 
 /** A claim written by this user only: in a shared temp directory anyone could write one naming a live pid to keep a server from starting. */
