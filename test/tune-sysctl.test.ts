@@ -27,6 +27,7 @@ const LOW: Record<string, string> = {
   'net.ipv4.tcp_wmem': '4096\t16384\t1048576',
   'fs.file-max': '8192',
   'fs.nr_open': '4096',
+  'net.ipv4.ip_local_reserved_ports': '',
 };
 
 /** A host tuned beyond it, with the kernel's LONG_MAX for file-max. */
@@ -42,6 +43,8 @@ const HIGH: Record<string, string> = {
   'net.ipv4.tcp_wmem': '4096\t65536\t16777216',
   'fs.file-max': '9223372036854775807',
   'fs.nr_open': '1048576',
+  // The server's port (8765, the default) lies inside that range: reserved.
+  'net.ipv4.ip_local_reserved_ports': '8765',
 };
 
 interface FakeHost {
@@ -205,7 +208,8 @@ test('--apply as root writes one drop-in of each kind and loads it; a second run
   assert.match(second.out, /no running value to raise/);
   assert.equal(host.dropIn(), dropIn);
   assert.equal(host.limits(), limits);
-  for (const key of Object.keys(LOW)) assert.equal(dropIn.split(`\n${key} = `).length, 2, `${key} once`);
+  for (const { key } of SETTINGS.filter((s) => s.key !== 'nofile')) assert.equal(dropIn.split(`\n${key} = `).length, 2, `${key} once`);
+  assert.doesNotMatch(dropIn, /ip_local_reserved_ports/, 'port 8765 lies outside 60000-65535: nothing to reserve');
   assert.deepEqual(readdirSync(join(host.etc, 'sysctl.d')), ['60-ocs-realtime.conf'], 'no temporary file left behind');
 });
 
@@ -323,4 +327,30 @@ test('an unwritable /proc/sys file fails that key alone: the others and both dro
   assert.match(host.dropIn(), /^net\.core\.somaxconn = 4096$/m, 'kept for the next boot or a host where it can be written');
   assert.match(host.limits(), /soft nofile 5120/);
   assert.equal(row(report, 'net.core.somaxconn').pass, false, 'the table shows what the kernel holds now');
+});
+
+test("the server's port inside the ephemeral range and unreserved is flagged (--check exits 1); --apply reserves it, keeps it reserved at boot, and leaves other reservations", () => {
+  // max_connections 63000: the range recommended is 1512-65535, which holds the default port 8765.
+  const host = fakeHost({ ...LOW, 'net.ipv4.ip_local_reserved_ports': '9000-9100' }, [1024, 4096], 63_000);
+  const before = cli([...host.args, '--json']);
+  assert.equal((JSON.parse(before.stdout) as { serverPort: unknown }).serverPort !== undefined, true);
+  const planned = tune([...host.args, '--apply'], false);
+  assert.match(planned.out, /reserve port 8765: net\.ipv4\.ip_local_reserved_ports "9000-9100" -> "9000-9100,8765"/);
+  const applied = tune([...host.args, '--apply'], true);
+  assert.equal(applied.code, EXIT_OK, applied.out);
+  assert.equal(host.sysctl('net.ipv4.ip_local_port_range'), '1512 65535');
+  assert.equal(host.sysctl('net.ipv4.ip_local_reserved_ports'), '9000-9100,8765');
+  assert.match(applied.out, /Server port 8765: reserved/);
+  assert.match(host.dropIn(), /^net\.ipv4\.ip_local_reserved_ports = 9000-9100,8765$/m);
+  // Run again: nothing to reserve, but the drop-in keeps the line for the next boot.
+  assert.equal(tune([...host.args, '--apply'], true).code, EXIT_OK);
+  assert.match(host.dropIn(), /^net\.ipv4\.ip_local_reserved_ports = 9000-9100,8765$/m);
+
+  // A range that holds the port with no reservation: --check fails and says why.
+  const exposed = fakeHost({ ...HIGH, 'net.ipv4.ip_local_reserved_ports': '' }, [1048576, 1048576]);
+  const checked = cli([...exposed.args, '--check']);
+  assert.equal(checked.code, EXIT_BELOW);
+  assert.match(checked.stdout, /Server port 8765 lies inside net\.ipv4\.ip_local_port_range 1024 65535 and is not in net\.ipv4\.ip_local_reserved_ports/);
+  const report = JSON.parse(cli([...exposed.args, '--json']).stdout) as { ok: boolean; serverPort: Record<string, unknown> };
+  assert.deepEqual([report.ok, report.serverPort], [false, { port: 8765, range: '1024 65535', reserved: '', exposed: true }]);
 });

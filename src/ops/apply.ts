@@ -16,7 +16,8 @@ import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { overriddenAtBoot, readOrEmpty, type BootOverride } from './boot-order.js';
 import { errorCode, sysctlPath, type Row } from './host.js';
-import { NOFILE, formatValues, parseValues, sameValues, SETTINGS, type Rule, type Values } from './sysctl.js';
+import { addPort, checkServerPort, listHolds, RESERVED_PORTS } from './server-port.js';
+import { NOFILE, formatValues, parseValues, PORT_RANGE, sameValues, SETTINGS, type Rule, type Values } from './sysctl.js';
 
 export const SYSCTL_DROP_IN = join('sysctl.d', '60-ocs-realtime.conf');
 export const LIMITS_DROP_IN = join('security', 'limits.d', 'ocs-realtime.conf');
@@ -43,6 +44,8 @@ export interface Plan {
   maxConnections: number;
   /** Lines of other sysctl files that set a key of ours again after our drop-in at boot. */
   overriddenAtBoot: BootOverride[];
+  /** The server's port, when the ephemeral range (as applied) holds it unreserved: the reserved list before and after. */
+  reserve: { port: number; from: string; to: string } | null;
 }
 
 export type FileStatus = 'created' | 'updated' | 'unchanged' | 'not needed';
@@ -50,6 +53,8 @@ export type FileStatus = 'created' | 'updated' | 'unchanged' | 'not needed';
 export interface Outcome {
   files: Array<{ path: string; status: FileStatus | 'failed'; error?: string }>;
   kernel: Array<KernelWrite & { ok: boolean; error?: string }>;
+  /** The reserved-ports write, when the plan has one. */
+  reserved?: { ok: boolean; error?: string };
   /** Set when limits.d was capped at fs.nr_open (a failed nr_open write, or an earlier drop-in above it). */
   nofileCappedAt?: number;
   failed: boolean;
@@ -59,13 +64,14 @@ const HEADER = (maxConnections: number): string =>
   `# Written by \`npm run tune-sysctl -- --apply\` (ocs-realtime) for max_connections=${maxConnections}.\n` +
   '# Rewritten whole on every run, never lowering a value (to lower one, edit this file and the running value yourself).\n';
 
-export function planApply(rows: readonly Row[], roots: ApplyRoots, maxConnections: number): Plan {
+export function planApply(rows: readonly Row[], roots: ApplyRoots, maxConnections: number, serverPort = 0): Plan {
   const sysctlFile = join(roots.etcRoot, SYSCTL_DROP_IN);
   const limitsFile = join(roots.etcRoot, LIMITS_DROP_IN);
   const earlier = readSysctlDropIn(sysctlFile);
   const lines: string[] = [];
   const kernel: KernelWrite[] = [];
   let nofile: Values | null = null;
+  let range = rows.find((row) => row.setting.key === PORT_RANGE)?.current ?? null;
   for (const { setting, current, recommended, pass } of rows) {
     // A key unreadable here is written only if the drop-in held it: this kernel may not have it.
     // One that passes keeps its value (a wide enough port range is not moved).
@@ -86,10 +92,17 @@ export function planApply(rows: readonly Row[], roots: ApplyRoots, maxConnection
     }
     if (changes && current !== null) kernel.push({ key: setting.key, from: current, to: target });
     lines.push(`${setting.key} = ${formatValues(target)}`);
+    if (setting.key === PORT_RANGE) range = target;
   }
+  // The server's port out of the kernel's picks once the range is wide; a list the drop-in held stays (for the boot).
+  const check = checkServerPort(roots.procRoot, serverPort, range);
+  const reserve = check?.reserveTo == null ? null : { port: serverPort, from: check.reserved, to: check.reserveTo };
+  const heldList = readDropInLine(sysctlFile, RESERVED_PORTS);
+  const list = heldList === null ? reserve?.to : reserve === null ? heldList : addPort(heldList, serverPort);
+  if (list != null) lines.push(`${RESERVED_PORTS} = ${list}`);
   const sysctlContent = lines.length > 0 || existsSync(sysctlFile) ? `${HEADER(maxConnections)}\n${lines.join('\n')}\n` : null;
   const ours = new Map(lines.map((line) => line.split(' = ') as [string, string]));
-  return { sysctlFile, sysctlContent, kernel, limitsFile, nofile, maxConnections, overriddenAtBoot: overriddenAtBoot(roots.etcRoot, sysctlFile, ours) };
+  return { sysctlFile, sysctlContent, kernel, limitsFile, nofile, maxConnections, overriddenAtBoot: overriddenAtBoot(roots.etcRoot, sysctlFile, ours), reserve };
 }
 
 export function executeApply(plan: Plan, roots: ApplyRoots): Outcome {
@@ -99,6 +112,7 @@ export function executeApply(plan: Plan, roots: ApplyRoots): Outcome {
     const error = loadKey(sysctlPath(roots.procRoot, write.key), write.to);
     outcome.kernel.push(error === undefined ? { ...write, ok: true } : { ...write, ok: false, error });
   }
+  if (plan.reserve !== null) outcome.reserved = loadReserved(sysctlPath(roots.procRoot, RESERVED_PORTS), plan.reserve.to, plan.reserve.port);
   // The one value that may go down: pam_limits refuses a login whose nofile exceeds fs.nr_open,
   // so limits.d never holds more than the kernel allows now (it fails when nr_open could not be raised).
   let nofile = plan.nofile;
@@ -108,7 +122,7 @@ export function executeApply(plan: Plan, roots: ApplyRoots): Outcome {
     outcome.nofileCappedAt = nrOpen;
   }
   outcome.files.push(writeDropIn(plan.limitsFile, nofile === null ? null : renderLimits(nofile, plan.maxConnections)));
-  outcome.failed = outcome.files.some((f) => f.status === 'failed') || outcome.kernel.some((k) => !k.ok);
+  outcome.failed = outcome.files.some((f) => f.status === 'failed') || outcome.kernel.some((k) => !k.ok) || outcome.reserved?.ok === false;
   return outcome;
 }
 
@@ -158,6 +172,26 @@ function loadKey(path: string, values: Values): string | undefined {
   const now = readOrEmpty(path).trim();
   const held = parseValues(now, values.length);
   return held !== null && sameValues(held, values) ? undefined : `kernel kept ${JSON.stringify(now)}`;
+}
+
+/** Writes the reserved-ports list; ok when the kernel now holds `port` in it. */
+function loadReserved(path: string, list: string, port: number): { ok: boolean; error?: string } {
+  try {
+    writeFileSync(path, `${list}\n`);
+  } catch (err) {
+    return { ok: false, error: errorCode(err) };
+  }
+  const now = readOrEmpty(path).trim();
+  return listHolds(now, port) ? { ok: true } : { ok: false, error: `kernel kept ${JSON.stringify(now)}` };
+}
+
+/** The value of `key` in our drop-in, as written; null when it has no such line. */
+function readDropInLine(path: string, key: string): string | null {
+  for (const line of readOrEmpty(path).split('\n')) {
+    const match = /^\s*([\w.-]+)\s*=\s*(.+?)\s*$/.exec(line);
+    if (match?.[1] === key) return match[2]!;
+  }
+  return null;
 }
 
 /** `key = value` lines of our own drop-in, for the keys this tool manages. */

@@ -3,6 +3,7 @@
  */
 import { plannedLimits, type Outcome, type Plan } from './apply.js';
 import type { Row } from './host.js';
+import { listHolds, RESERVED_PORTS, type ServerPortCheck } from './server-port.js';
 import { formatValues, type Values } from './sysctl.js';
 
 export interface TuneView {
@@ -10,10 +11,14 @@ export interface TuneView {
   /** The config file read, or null for the built-in defaults. */
   config: string | null;
   rows: readonly Row[];
+  /** The server's port against the ephemeral range; null for port 0. */
+  serverPort: ServerPortCheck | null;
   apply?: { plan: Plan; outcome: Outcome | null };
 }
 
 export const belowRecommendation = (rows: readonly Row[]): Row[] => rows.filter((r) => r.pass === false);
+
+export const meetsRecommendation = (view: TuneView): boolean => belowRecommendation(view.rows).length === 0 && view.serverPort?.exposed !== true;
 
 const METHOD = 'write /proc/sys/<key> directly (one result per key; systemd-sysctl loads the drop-in at boot)';
 
@@ -30,8 +35,9 @@ export function renderJson(view: TuneView): string {
   const doc: Record<string, unknown> = {
     maxConnections: view.maxConnections,
     config: view.config,
-    ok: belowRecommendation(view.rows).length === 0,
+    ok: meetsRecommendation(view),
     settings,
+    serverPort: view.serverPort && { port: view.serverPort.port, range: formatValues(view.serverPort.range), reserved: view.serverPort.reserved, exposed: view.serverPort.exposed },
   };
   if (view.apply) {
     const { plan, outcome } = view.apply;
@@ -41,6 +47,7 @@ export function renderJson(view: TuneView): string {
           done: true,
           method: METHOD,
           files: outcome.files,
+          ...(outcome.reserved === undefined ? {} : { reservedPorts: { to: plan.reserve!.to, ...outcome.reserved } }),
           kernel: outcome.kernel.map((k) => ({ ...change(k), ok: k.ok, ...(k.error === undefined ? {} : { error: k.error }) })),
           ...(outcome.nofileCappedAt === undefined ? {} : { nofileCappedAt: outcome.nofileCappedAt }),
           overriddenAtBoot: plan.overriddenAtBoot,
@@ -54,6 +61,7 @@ export function renderJson(view: TuneView): string {
             { path: plan.limitsFile, content: plannedLimits(plan) },
           ],
           kernel: plan.kernel.map(change),
+          ...(plan.reserve === null ? {} : { reservedPorts: { from: plan.reserve.from, to: plan.reserve.to } }),
           overriddenAtBoot: plan.overriddenAtBoot,
         };
   }
@@ -77,10 +85,21 @@ export function renderText(view: TuneView): string {
       ? 'Every setting meets the recommendation.'
       : `${below.length} below recommendation: ${below.map((r) => r.setting.key).join(', ')}. As root: npm run tune-sysctl -- --apply`,
   );
+  out.push(...serverPortLines(view.serverPort));
   out.push('', 'Why:');
   for (const { setting } of view.rows) out.push(`  ${setting.key}: ${setting.why}`);
   if (view.apply) out.push('', ...renderApply(view.apply.plan, view.apply.outcome), ...bootWarnings(view.apply.plan));
   return out.join('\n');
+}
+
+function serverPortLines(check: ServerPortCheck | null): string[] {
+  if (check === null) return [];
+  const range = `net.ipv4.ip_local_port_range ${formatValues(check.range)}`;
+  if (!check.exposed) return [`Server port ${check.port}: ${listHolds(check.reserved, check.port) ? `reserved (${RESERVED_PORTS})` : `outside ${range}`}.`];
+  return [
+    `Server port ${check.port} lies inside ${range} and is not in ${RESERVED_PORTS}: an outgoing connection (a proxy's, the load tester's) ` +
+      'can take it while the server restarts, which then fails with "cannot listen". As root: npm run tune-sysctl -- --apply (reserves it).',
+  ];
 }
 
 /** Other files that undo a value of ours at every boot: the running value stays until then. */
@@ -106,6 +125,7 @@ function renderApply(plan: Plan, outcome: Outcome | null): string[] {
     }
     out.push(plan.kernel.length === 0 ? '  load nothing (no running value to raise)' : `  ${METHOD}:`);
     out.push(...columns(plan.kernel.map(arrow)).map((line) => `    ${line}`));
+    if (plan.reserve !== null) out.push(`  reserve port ${plan.reserve.port}: ${RESERVED_PORTS} ${JSON.stringify(plan.reserve.from)} -> ${JSON.stringify(plan.reserve.to)}`);
     return out;
   }
   out.push('Applied:');
@@ -113,6 +133,7 @@ function renderApply(plan: Plan, outcome: Outcome | null): string[] {
   out.push(outcome.kernel.length === 0 ? '  no running value to raise' : `  loaded: ${METHOD}:`);
   const results = outcome.kernel.map((k) => [...arrow(k), k.ok ? 'ok' : `FAILED ${k.error ?? ''}`]);
   out.push(...columns(results).map((line) => `    ${line}`));
+  if (outcome.reserved !== undefined) out.push(`  reserved port ${plan.reserve!.port} (${RESERVED_PORTS} = ${plan.reserve!.to}): ${outcome.reserved.ok ? 'ok' : `FAILED ${outcome.reserved.error ?? ''}`}`);
   if (outcome.kernel.some((k) => !k.ok)) {
     out.push('  A key that failed keeps its old value; in a container, set it on the host or through the runtime (docker run --sysctl for net.* keys).');
   }

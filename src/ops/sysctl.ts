@@ -71,6 +71,8 @@ const burst = (maxConnections: number): number => Math.min(65535, Math.max(4096,
 /** Local ports needed towards one address: one per proxied or test connection, plus slack. */
 const portsNeeded = (maxConnections: number): number => Math.min(64512, maxConnections + 1024);
 
+export const PORT_RANGE = 'net.ipv4.ip_local_port_range';
+
 export const SETTINGS: readonly Setting[] = [
   {
     key: 'net.core.somaxconn',
@@ -87,11 +89,11 @@ export const SETTINGS: readonly Setting[] = [
     why: 'half-open connections (SYN received) held during that reconnect storm before SYN cookies take over: same as somaxconn',
   },
   {
-    key: 'net.ipv4.ip_local_port_range',
+    key: PORT_RANGE,
     fields: 2,
     rule: portRange,
     recommend: (c) => [65536 - portsNeeded(c), 65535],
-    why: 'each outgoing connection to one address takes a local port: a proxy in front or the load tester on this host needs one per client: width >= min(64512, max_connections + 1024)',
+    why: 'each outgoing connection to one address takes a local port: a proxy in front or the load tester on this host needs one per client: width >= min(64512, max_connections + 1024); the server\'s port, when inside, goes into net.ipv4.ip_local_reserved_ports',
   },
   {
     key: 'net.ipv4.tcp_tw_reuse',

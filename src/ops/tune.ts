@@ -11,7 +11,9 @@ import { loadConfig } from '../config/load.js';
 import { OcsError } from '../protocol/errors.js';
 import { executeApply, planApply } from './apply.js';
 import { inspectHost } from './host.js';
-import { belowRecommendation, renderJson, renderText, type TuneView } from './report.js';
+import { meetsRecommendation, renderJson, renderText, type TuneView } from './report.js';
+import { checkServerPort } from './server-port.js';
+import { PORT_RANGE } from './sysctl.js';
 
 export const EXIT_OK = 0;
 export const EXIT_BELOW = 1;
@@ -20,7 +22,8 @@ export const EXIT_NOT_ROOT = 3;
 
 const USAGE = `usage: npm run tune-sysctl -- [--config FILE] [--check] [--json] [--apply]
   --config FILE    the server's config (default config/performance_config.yaml; WEBSOCKET_* env applies)
-  --check          exit 1 when any setting is below recommendation
+  --check          exit 1 when any setting is below recommendation, or the server's port
+                   lies unreserved in the ephemeral port range
   --json           one JSON document instead of the table
   --apply          as root: write /etc/sysctl.d/60-ocs-realtime.conf and
                    /etc/security/limits.d/ocs-realtime.conf, load the kernel values
@@ -66,19 +69,24 @@ export function tuneSysctl(argv: readonly string[], io: TuneIo): number {
   }
   const roots = { procRoot: args['proc-root'] ?? '/proc', etcRoot: args['etc-root'] ?? '/etc' };
   const maxConnections = loaded.config.websocket.server.max_connections;
-  const view: TuneView = { maxConnections, config: loaded.source, rows: inspectHost(roots.procRoot, maxConnections) };
-  let code = args.check && belowRecommendation(view.rows).length > 0 ? EXIT_BELOW : EXIT_OK;
+  const port = loaded.config.websocket.server.port;
+  const inspect = (): Pick<TuneView, 'rows' | 'serverPort'> => {
+    const rows = inspectHost(roots.procRoot, maxConnections);
+    return { rows, serverPort: checkServerPort(roots.procRoot, port, rows.find((row) => row.setting.key === PORT_RANGE)?.current ?? null) };
+  };
+  const view: TuneView = { maxConnections, config: loaded.source, ...inspect() };
+  let code = args.check && !meetsRecommendation(view) ? EXIT_BELOW : EXIT_OK;
   if (args.apply) {
-    const plan = planApply(view.rows, roots, maxConnections);
+    const plan = planApply(view.rows, roots, maxConnections, port);
     if (!io.isRoot) {
       view.apply = { plan, outcome: null };
       code = EXIT_NOT_ROOT;
     } else {
       const outcome = executeApply(plan, roots);
       // Report the values as they are now, so the table shows what the apply achieved.
-      view.rows = inspectHost(roots.procRoot, maxConnections);
+      Object.assign(view, inspect());
       view.apply = { plan, outcome };
-      code = outcome.failed || (args.check && belowRecommendation(view.rows).length > 0) ? EXIT_BELOW : EXIT_OK;
+      code = outcome.failed || (args.check && !meetsRecommendation(view)) ? EXIT_BELOW : EXIT_OK;
     }
   }
   io.print(args.json ? renderJson(view) : renderText(view));
