@@ -55,7 +55,9 @@ export async function createServer(options: CreateServerOptions = {}): Promise<R
     releasePort();
     throw err;
   });
-  void server.stopped.then(port === 0 ? claimPickedPort(server.port, portIdentity(loaded.config)) : releasePort);
+  // Port 0: the port picked is claimed now that the shards listen on it.
+  const release = port === 0 ? claimPickedPort(server.port, portIdentity(loaded.config)) : releasePort;
+  void server.stopped.then(release);
   log.info(
     { version: VERSION, pid: process.pid, host: loaded.config.websocket.server.host, port: server.port, tls: tlsEnabled(loaded.config.websocket.server.tls), shards: server.shards, authMode: auth, ownsStore: server.ownsStore, config: loaded.source ?? 'embedded defaults' },
     'ready',

@@ -22,7 +22,7 @@ export interface ServerPortCheck {
   reserveTo: string | null;
 }
 
-/** null for port 0 (any free port) or a kernel without these keys. */
+/** null for port 0 (any free port) or an unreadable range; a missing reserved list reads as empty. */
 export function checkServerPort(procRoot: string, port: number, range: Values | null): ServerPortCheck | null {
   if (port === 0 || range === null) return null;
   const reservedText = readOrEmpty(sysctlPath(procRoot, RESERVED_PORTS));

@@ -247,12 +247,12 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
    * delivery in flight would come back after the restart.
    */
   const shutdown = (code: number, reason: string, spreadMs: number | null): Promise<void> => (stopping ??= stopAll(code, reason, spreadMs));
-  const stopAll = async (code: number, reason: string, drainMs: number | null): Promise<void> => {
+  const stopAll = async (code: number, reason: string, drainSpreadMs: number | null): Promise<void> => {
     sampler.stop();
     monitor.stop();
     const deadline = Date.now() + config.websocket.server.shutdown_timeout * 1000 * 0.8;
-    const spreadMs = drainMs ?? 0;
-    if (drainMs !== null) {
+    const spreadMs = drainSpreadMs ?? 0;
+    if (drainSpreadMs !== null) {
       for (const slot of slots) slot.worker?.postMessage({ type: 'stop-accepting' } satisfies PrimaryToShard);
       broker.pauseDelivery();
       await until(() => broker.depth().inflight === 0, ACK_BARRIER_MS);
