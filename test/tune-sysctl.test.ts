@@ -332,8 +332,9 @@ test('an unwritable /proc/sys file fails that key alone: the others and both dro
 test("the server's port inside the ephemeral range and unreserved is flagged (--check exits 1); --apply reserves it, keeps it reserved at boot, and leaves other reservations", () => {
   // max_connections 63000: the range recommended is 1512-65535, which holds the default port 8765.
   const host = fakeHost({ ...LOW, 'net.ipv4.ip_local_reserved_ports': '9000-9100' }, [1024, 4096], 63_000);
-  const before = cli([...host.args, '--json']);
-  assert.equal((JSON.parse(before.stdout) as { serverPort: unknown }).serverPort !== undefined, true);
+  // Before: the range 60000-61000 leaves 8765 out.
+  const before = JSON.parse(cli([...host.args, '--json']).stdout) as { serverPort: unknown };
+  assert.deepEqual(before.serverPort, { port: 8765, range: '60000 61000', reserved: '9000-9100', exposed: false });
   const planned = tune([...host.args, '--apply'], false);
   assert.match(planned.out, /reserve port 8765: net\.ipv4\.ip_local_reserved_ports "9000-9100" -> "9000-9100,8765"/);
   const applied = tune([...host.args, '--apply'], true);
