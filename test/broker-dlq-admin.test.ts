@@ -71,6 +71,32 @@ describe('broker: the /admin/dlq requests the shards forward', () => {
     t.link.ack(0, 'jon-1', 'jon', id);
   });
 
+  test('requeue requests repeated while the first completes deliver the message once', async () => {
+    const id = await deadLetter('liv', 1);
+    t.link.online(0, 'liv-1', 'liv');
+    await t.link.next('welcome', (c) => c.sid === 'liv-1');
+    const deliveries = () => t.link.all('deliverToUser', (c) => c.user === 'liv' && msgsIn(c.frame).some((m) => m.id === id)).length;
+    const statuses: Promise<number>[] = [];
+    // The recipient acknowledges at once, so the message leaves memory while its letter's removal is still being written.
+    for (let n = 0; n < 40 && statuses.length < 40; n++) {
+      statuses.push(admin('post', `/admin/dlq/${id}/requeue`).then((r) => r.status));
+      if (deliveries() > 0) t.link.ack(0, 'liv-1', 'liv', id);
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    const answered = await Promise.all(statuses);
+    assert.ok(answered.every((s) => s === 200 || s === 404), `200 or 404 only: ${answered.join(',')}`);
+    assert.equal(deliveries(), 1, 'delivered once');
+  });
+
+  test('list limit: a whole number from 1; larger than 1000 reads as 1000; anything else is a coded 400', async () => {
+    for (const limit of ['0', '1.5', '-1', 'ten', '', '1e3']) {
+      const refused = await admin('get', `/admin/dlq?limit=${limit}`);
+      assert.equal(refused.status, 400, `limit=${limit}`);
+      assert.match(String(refused.body.message), /limit must be a whole number from 1 to 1000/);
+    }
+    assert.equal((await admin('get', '/admin/dlq?limit=5000')).status, 200);
+  });
+
   test('delete one, then purge all', async () => {
     const id = await deadLetter('kit', 1);
     assert.deepEqual((await admin('delete', `/admin/dlq/${id}`)).body, { purged: 1 });

@@ -128,7 +128,7 @@ describe('broker: a requeued dead letter is a message of its own', () => {
   });
   after(() => t.close());
 
-  test('a scheduled LOW send evicted before its time and requeued is delivered once, and its ack frees its window slot', async () => {
+  test('a scheduled LOW send evicted before its time and requeued is delivered once, not before its time, and its ack frees its window slot', async () => {
     const at = Date.now() + 500;
     t.link.send(0, 'ops-1', 'ops', 'lee', 'later, low', { ref: 'low', pri: 0, at });
     const low = await t.link.answerTo('low');
@@ -143,13 +143,29 @@ describe('broker: a requeued dead letter is a message of its own', () => {
     await until(() => t.broker.depth().stored === 0 || undefined, 'the ack');
     const requeued = await t.link.adminRequest('post', `/admin/dlq/${low.id}/requeue`);
     assert.equal(requeued.status, 200);
-    const deliveries = (): number =>
-      t.link.all('deliverToSid', (c) => msgsIn(c.frame).some((m) => m.id === low.id)).length + t.link.all('deliverToUser', (c) => msgsIn(c.frame).some((m) => m.id === low.id)).length;
+    const calls = () => [...t.link.all('deliverToSid', (c) => msgsIn(c.frame).some((m) => m.id === low.id)), ...t.link.all('deliverToUser', (c) => msgsIn(c.frame).some((m) => m.id === low.id))];
+    const deliveries = (): number => calls().length;
     await until(() => deliveries() > 0 || undefined, 'the requeued delivery');
+    assert.ok(calls()[0]!.time >= at, `delivered ${at - calls()[0]!.time} ms before its time`);
     // Past the evicted send's own time: its old schedule must not deliver the requeued message again.
     await sleep(Math.max(0, at - Date.now()) + 200);
     assert.equal(deliveries(), 1, 'delivered once');
     t.link.ack(0, 'lee-1', 'lee', low.id);
     await until(() => (t.broker.depth().inflight === 0 && t.broker.depth().stored === 0) || undefined, 'nothing stored, nothing in flight');
+  });
+
+  test('a LOW message its recipient holds is not dropped to make room: the next send is refused, and the held one can still be acknowledged', async () => {
+    t.link.online(0, 'max-1', 'max');
+    t.link.send(0, 'ops-1', 'ops', 'max', 'low, delivered', { ref: 'held', pri: 0 });
+    const held = await t.link.answerTo('held');
+    assert.ok(held.op === 'senderAck');
+    await t.link.next('deliverToUser', (c) => c.user === 'max');
+    t.link.send(0, 'ops-1', 'ops', 'max', 'normal', { ref: 'next' });
+    const refused = await t.link.answerTo('next');
+    assert.equal(refused.op === 'error' && refused.code, 'E_QUEUE_FULL');
+    assert.match(refused.op === 'error' ? refused.message : '', /none of them is LOW and waiting/);
+    t.link.ack(0, 'max-1', 'max', held.id);
+    await until(() => t.broker.depth().stored === 0 || undefined, 'the ack taken');
+    assert.equal(t.link.all('error', (c) => c.sid === 'max-1').length, 0, 'no E_UNKNOWN_ID for the ack');
   });
 });

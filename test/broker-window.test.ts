@@ -96,6 +96,62 @@ describe('broker: the window counts `any` deliveries too, and frees with them', 
   });
 });
 
+describe('broker: `any` deliveries go only to members whose window has room', () => {
+  let t: TestBroker;
+  before(async () => {
+    t = await startBroker({ delivery: { max_inflight_per_user: 2, max_inflight_bytes_per_user: 100_000 } });
+  });
+  after(() => t.close());
+
+  const tasksTo = (sid: string): number[] =>
+    t.link.calls.flatMap((c) => (c.op === 'deliverToSid' && c.sid === sid ? msgsIn(c.frame).map((m) => (m.data as { task: number }).task) : []));
+  const idsTo = (sid: string): string[] => t.link.calls.flatMap((c) => (c.op === 'deliverToSid' && c.sid === sid ? msgsIn(c.frame).map((m) => m.id as string) : []));
+
+  test('a member joining a group with a backlog gets one window of it, the rest in order as it acknowledges', async () => {
+    for (let task = 0; task < 6; task++) {
+      t.link.any(0, 'boss-1', 'boss', 'backlog', { task }, { ref: `b${task}` });
+      await t.link.answerTo(`b${task}`);
+    }
+    t.link.online(1, 'worker-1', 'worker');
+    await t.link.next('welcome', (c) => c.sid === 'worker-1');
+    t.link.join(1, 'worker-1', 'backlog');
+    await sleep(50);
+    assert.deepEqual(tasksTo('worker-1'), [0, 1], 'one window (2) of the six');
+    t.link.any(0, 'boss-1', 'boss', 'backlog', { task: 6 }, { ref: 'b6' });
+    await t.link.answerTo('b6');
+    await sleep(50);
+    assert.deepEqual(tasksTo('worker-1'), [0, 1], 'a new task waits behind the backlog');
+    for (let acked = 0; acked < 7; acked++) {
+      const id = await until(() => idsTo('worker-1')[acked], `task ${acked}`);
+      t.link.ack(1, 'worker-1', 'worker', id);
+    }
+    assert.deepEqual(tasksTo('worker-1'), [0, 1, 2, 3, 4, 5, 6], 'each once, in order');
+    await until(() => t.broker.depth().stored === 0 || undefined, 'all acknowledged');
+  });
+
+  test('a member whose window is full is passed over for one with room, whatever the strategy', async () => {
+    for (const strategy of ['round_robin', 'least_connections', 'weighted']) {
+      const group = `full-${strategy}`;
+      t.link.online(1, `busy-${strategy}`, `busy-${strategy}`);
+      t.link.online(1, `free-${strategy}`, `free-${strategy}`);
+      t.link.join(1, `busy-${strategy}`, group, 1000);
+      t.link.join(1, `free-${strategy}`, group, 1);
+      // Fill the busy member's window with direct messages it does not acknowledge.
+      for (let n = 0; n < 2; n++) {
+        t.link.send(0, 'boss-1', 'boss', `busy-${strategy}`, { n }, { ref: `${strategy}-d${n}` });
+        await t.link.answerTo(`${strategy}-d${n}`);
+      }
+      for (let task = 0; task < 2; task++) {
+        t.link.any(0, 'boss-1', 'boss', group, { task }, { ref: `${strategy}-a${task}`, strategy });
+        await t.link.answerTo(`${strategy}-a${task}`);
+      }
+      await sleep(50);
+      assert.deepEqual(tasksTo(`busy-${strategy}`), [], `${strategy}: nothing to the full window`);
+      assert.deepEqual(tasksTo(`free-${strategy}`), [0, 1], `${strategy}: both to the member with room`);
+    }
+  });
+});
+
 describe('broker: the bytes one sender may have stored (delivery.max_stored_bytes_per_sender)', () => {
   let t: TestBroker;
   before(async () => {

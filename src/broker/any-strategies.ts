@@ -8,6 +8,8 @@
  */
 import type { AnyStrategy } from '../protocol/frames.js';
 
+const everyone = (): boolean => true;
+
 export interface Member {
   sid: string;
   user: string;
@@ -32,11 +34,12 @@ export class GroupMembers<M extends Member> {
     return this.members.size;
   }
 
-  pick(strategy: AnyStrategy, inflightOf: (user: string) => number): M | null {
+  /** The member that gets the next message, among those `eligible` takes (a user's window with room); null when none is. */
+  pick(strategy: AnyStrategy, inflightOf: (user: string) => number, eligible: (member: M) => boolean = everyone): M | null {
     const size = this.members.size;
     if (size === 0) return null;
     if (strategy === 'weighted') {
-      const picked = this.weighted();
+      const picked = this.weighted(eligible);
       if (picked !== null) return picked;
     }
     const start = this.turn++ % size;
@@ -46,6 +49,7 @@ export class GroupMembers<M extends Member> {
     const ordered = [...this.members.values()];
     for (let n = 0; n < size; n++) {
       const member = ordered[(start + n) % size]!;
+      if (!eligible(member)) continue;
       if (strategy !== 'least_connections') return member;
       const load = inflightOf(member.user);
       if (load < bestLoad) {
@@ -61,12 +65,14 @@ export class GroupMembers<M extends Member> {
    * their running sums are not finite numbers: Infinity and NaN would never be picked again.
    * The config and token checks keep weights far below that (MAX_WEIGHT); this is the backstop.
    */
-  private weighted(): M | null {
+  private weighted(eligible: (member: M) => boolean): M | null {
     let total = 0;
     let best: M | null = null;
     let bestWeight = -Infinity;
     let finite = true;
+    // Members not eligible now sit this round out, as nginx skips a peer that is down.
     for (const member of this.members.values()) {
+      if (!eligible(member)) continue;
       const weight = (this.current.get(member.sid) ?? 0) + member.weight;
       this.current.set(member.sid, weight);
       finite &&= Number.isFinite(weight);
@@ -76,7 +82,8 @@ export class GroupMembers<M extends Member> {
         bestWeight = weight;
       }
     }
-    if (!finite || best === null || !Number.isFinite(bestWeight - total)) {
+    if (best === null) return null;
+    if (!finite || !Number.isFinite(bestWeight - total)) {
       this.current.clear();
       return null;
     }

@@ -49,6 +49,8 @@ export class Delivery {
   private paused = false;
   /** Users with messages waiting for room in their window (while connected): pump() delivers them in order. */
   private readonly blocked = new Set<string>();
+  /** Groups with `any` messages waiting for a member whose user's window has room: pumped when a window frees. */
+  private readonly blockedGroups = new Set<string>();
   /** Users whose window an ack (or a dead letter) freed this turn: pumped once at its end. */
   private readonly freed = new Set<string>();
   private pumpQueued = false;
@@ -107,21 +109,37 @@ export class Delivery {
 
   /** One of `user`'s deliveries no longer awaits its ack (acknowledged, dead-lettered, moved to another member): what waits for its window goes out at the end of the turn. */
   released(user: string): void {
-    if (!this.blocked.has(user)) return;
-    this.freed.add(user);
+    const waits = this.blocked.has(user);
+    if (!waits && this.blockedGroups.size === 0) return;
+    if (waits) this.freed.add(user);
     if (this.pumpQueued) return;
     this.pumpQueued = true;
     setImmediate(() => {
       this.pumpQueued = false;
       for (const freed of this.freed) this.pump(freed);
       this.freed.clear();
+      for (const group of this.blockedGroups) this.pumpGroup(group);
     });
   }
 
-  /** A member joined `group`: messages stored for it while nobody was online go out now. */
+  /** A member joined `group`: messages stored for it while nobody was online go out now, as windows allow. */
   groupJoined(group: string): void {
+    this.pumpGroup(group);
+  }
+
+  /** Delivers `group`'s waiting `any` messages in queue order while some member's window has room. */
+  private pumpGroup(group: string): void {
     if (this.paused) return;
-    for (const entry of this.parts.queues.inOrder(`g:${group}`)) if (entry.state === State.WAITING) this.toMember(entry);
+    const { queues, presence } = this.parts;
+    for (const entry of queues.inOrder(`g:${group}`)) {
+      if (entry.state !== State.WAITING || !queues.holds(entry)) continue;
+      if (this.deliverToMember(entry)) continue;
+      // Blocked until a window frees; without members, until one joins.
+      if (presence.hasMembers(group)) this.blockedGroups.add(group);
+      else this.blockedGroups.delete(group);
+      return;
+    }
+    this.blockedGroups.delete(group);
   }
 
   private toUser(entry: Entry): void {
@@ -198,10 +216,27 @@ export class Delivery {
   }
 
   private toMember(entry: Entry): void {
-    const member = this.parts.presence.pick(entry.m.group!, entry.m.strategy as AnyStrategy | null, this.parts.timers.inflightOf);
-    if (member === null) return this.park(entry);
+    const group = entry.m.group!;
+    // A new message waits behind those already waiting for room; a redelivery goes now if it can.
+    if ((entry.state === State.INFLIGHT || !this.blockedGroups.has(group)) && this.deliverToMember(entry)) return;
+    if (this.parts.presence.hasMembers(group)) this.blockedGroups.add(group);
+    this.park(entry);
+  }
+
+  /**
+   * Delivers `entry` to the member its strategy picks among those whose user's window has room
+   * (as for a `send`, an `any` message counts in its holder's window); false, untouched, when none has.
+   */
+  private deliverToMember(entry: Entry): boolean {
+    const { presence, timers } = this.parts;
+    const { bytes } = entry.m;
+    // A redelivery is in its holder's window already.
+    const hasRoom = (member: { user: string }): boolean => member.user === entry.holder || this.room(timers.inflightOf(member.user), timers.inflightBytesOf(member.user), bytes);
+    const member = presence.pick(entry.m.group!, entry.m.strategy as AnyStrategy | null, timers.inflightOf, hasRoom);
+    if (member === null) return false;
     this.markInflight(entry, member.user);
     this.enqueue(member.shard, null, member.sid, entry);
+    return true;
   }
 
   /** Nobody to deliver to: the message waits, its data on disk only, until a recipient comes or delivery.ttl passes. */

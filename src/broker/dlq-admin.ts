@@ -96,6 +96,13 @@ export function serveDlqRequest(
 
 class BadRequest extends Error {}
 
+/** `?limit=`: a whole number from 1 (more than 1000 reads as 1000); absent, the default. */
+function listLimit(text: string | null): number {
+  if (text === null) return DEFAULT_LIST_LIMIT;
+  if (!/^[0-9]{1,9}$/.test(text) || Number(text) < 1) throw new BadRequest(`limit must be a whole number from 1 to 1000, not ${JSON.stringify(text.slice(0, 32))}`);
+  return Math.min(1000, Number(text));
+}
+
 const UNAVAILABLE: ReadonlySet<string> = new Set(['E_STORE_UNAVAILABLE', 'E_CLUSTER_UNAVAILABLE']);
 
 async function answer(method: string, path: string, store: DeadLetterStore, requeue: (letter: DeadLetter) => Promise<string>, maxBodyBytes: number, render: RenderLetters): Promise<AdminAnswer> {
@@ -107,7 +114,7 @@ async function answer(method: string, path: string, store: DeadLetterStore, requ
   if (parts[2] === '') throw new BadRequest('the dead letter id is empty (a path ending in /, or an id of . or ..)');
   const id = parts[2] === undefined ? undefined : decode(parts[2]);
   if (method === 'get' && id === undefined) {
-    const limit = Math.min(1000, Math.max(1, Number(url.searchParams.get('limit') ?? DEFAULT_LIST_LIMIT) || DEFAULT_LIST_LIMIT));
+    const limit = listLimit(url.searchParams.get('limit'));
     return { status: 200, body: null, json: await listPage(store, limit, url.searchParams.get('after') ?? undefined, maxBodyBytes, render) };
   }
   if (id === undefined) {

@@ -51,6 +51,9 @@ export interface IntakeParts {
 }
 
 export class Intake {
+  /** Dead letters whose requeue is under way, until their removal from the dead-letter queue is written. */
+  private readonly requeuing = new Set<string>();
+
   constructor(private readonly parts: IntakeParts) {}
 
   /**
@@ -102,12 +105,26 @@ export class Intake {
    * queue only once the message is stored again, so a failed write loses nothing.
    */
   async requeue(letter: DeadLetter): Promise<string> {
+    // Requeued already: the message is held, or was delivered and acknowledged while the
+    // letter's removal is still being written (a second request would deliver it again).
+    if (this.requeuing.has(letter.id)) return letter.id;
+    this.requeuing.add(letter.id);
+    try {
+      return await this.requeueOnce(letter);
+    } finally {
+      this.requeuing.delete(letter.id);
+    }
+  }
+
+  private async requeueOnce(letter: DeadLetter): Promise<string> {
     const { store, queues, ids } = this.parts;
     if (queues.has(letter.id)) return letter.id; // requeued already (a second request in flight)
     if (!store.health.writable) throw new OcsError('E_STORE_UNAVAILABLE', this.unwritable('not requeued'));
     const { reason: _reason, failedAt: _failedAt, ...message } = letter;
-    // `at` now: delivery.ttl counts from the requeue, after a restart too (restore.ts), not from the first acceptance (ts).
-    const m: StoredMessage = { ...message, seq: ids.nextSeq(), attempts: 0, at: Date.now() };
+    // `at` now: delivery.ttl counts from the requeue, after a restart too (restore.ts), not from
+    // the first acceptance (ts). A scheduled send dead-lettered before its time keeps its time.
+    const now = Date.now();
+    const m: StoredMessage = { ...message, seq: ids.nextSeq(), attempts: 0, at: letter.at > now ? letter.at : now };
     const meta = metaOf(m);
     const refusal = queues.admit(m.target, m.from, meta.bytes, false, (low) => this.dropLow(low));
     if (refusal !== null) throw new OcsError('E_QUEUE_FULL', `not requeued: ${refusal}`);
@@ -120,10 +137,7 @@ export class Intake {
       this.parts.unlink(entry);
       throw new OcsError('E_STORE_UNAVAILABLE', this.unwritable('not requeued'));
     }
-    if (queues.holds(entry)) {
-      entry.state = State.WAITING;
-      this.parts.route.route(entry);
-    }
+    if (queues.holds(entry)) this.scheduleOrRoute(entry, 0);
     // Answered once the letter is gone too (or kept to be removed once the store can write).
     await this.parts.unsaved.write(() => store.removeDead(letter.id));
     return m.id;
@@ -164,17 +178,22 @@ export class Intake {
         entry.body = null; // delivered or parked already: from now on the store gives its data back
         return;
       }
-      if (m.at > Date.now()) {
-        entry.state = State.SCHEDULED;
-        entry.body = null;
-        this.parts.timers.scheduleAt(entry, m.at);
-        this.parts.timers.arm();
-      } else {
-        // Held for its commit (before_commit off): its send latency counts from the frame's
-        // arrival, as with delivery during the commit. Or its `at` passed during the commit.
-        this.deliverNow(entry, m.at > 0 ? 0 : receivedAt);
-      }
+      // Held for its commit (before_commit off): its send latency counts from the frame's
+      // arrival, as with delivery during the commit. Or its `at` passed during the commit.
+      this.scheduleOrRoute(entry, m.at > 0 ? 0 : receivedAt);
     });
+  }
+
+  /** A stored entry: scheduled if its `at` is still ahead, else routed now (see deliverNow). */
+  private scheduleOrRoute(entry: Entry, receivedAt: number): void {
+    if (entry.m.at > Date.now()) {
+      entry.state = State.SCHEDULED;
+      entry.body = null;
+      this.parts.timers.scheduleAt(entry, entry.m.at);
+      this.parts.timers.arm();
+    } else {
+      this.deliverNow(entry, receivedAt);
+    }
   }
 
   /** Routes `entry` now: to its recipient, or parked. `receivedAt` (epochMs(); 0: none) starts its send latency. */

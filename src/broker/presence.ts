@@ -108,10 +108,10 @@ export class Presence {
     this.strategies.set(group, strategy);
   }
 
-  /** The member of `group` that gets the next `any`: by `strategy`, else the group's, else the default. Null without members. */
-  pick(group: string, strategy: AnyStrategy | null, inflightOf: (user: string) => number): Conn | null {
+  /** The member of `group` that gets the next `any`: by `strategy`, else the group's, else the default, among those `eligible` takes. Null when none is. */
+  pick(group: string, strategy: AnyStrategy | null, inflightOf: (user: string) => number, eligible?: (member: Conn) => boolean): Conn | null {
     const members = this.groups.get(group);
-    return members?.pick(strategy ?? this.strategies.get(group) ?? this.delivery.default_strategy, inflightOf) ?? null;
+    return members?.pick(strategy ?? this.strategies.get(group) ?? this.delivery.default_strategy, inflightOf, eligible) ?? null;
   }
 
   private leaveGroup(group: string, conn: Conn): void {

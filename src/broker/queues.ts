@@ -169,7 +169,7 @@ export class Queues {
    * Whether one more message of `bytes` from `from` to `target` fits; null when it does, else
    * why not, naming the limit. The store's limits come first, then the sender's (unless
    * `checkSender` is false: the embedding API and requeues are trusted), then the recipient's:
-   * at its cap, its oldest stored LOW message makes room, and `evict` must take it out
+   * at its cap, its oldest LOW message not delivered yet makes room, and `evict` must take it out
    * (dead-letter it); a queue full of non-LOW messages refuses.
    */
   admit(target: string, from: string, bytes: number, checkSender: boolean, evict: (entry: Entry) => void): string | null {
@@ -184,10 +184,11 @@ export class Queues {
     if (!queue || queue.size < perRecipient) return null;
     for (const entry of queue.lanes[0]?.values() ?? []) {
       // Not one whose commit is still running: its dead letter could not be written before it.
-      if (entry.state === State.STORING || entry.storing !== null) continue;
+      // Nor one the recipient holds: it was delivered, and its ack must still be taken.
+      if (entry.state === State.STORING || entry.state === State.INFLIGHT || entry.storing !== null) continue;
       evict(entry);
       return null;
     }
-    return `${target.slice(2)} has ${queue.size} stored messages (delivery.max_pending_per_user) and none of them is LOW`;
+    return `${target.slice(2)} has ${queue.size} stored messages (delivery.max_pending_per_user) and none of them is LOW and waiting (not delivered already)`;
   }
 }
