@@ -197,6 +197,24 @@ describe('group history in the broker', () => {
     }
   });
 
+  test('history.max_groups: groups that never held a message are forgotten first, so queries of unused groups cannot push out real history', async () => {
+    const b = await startBroker({ historyRules: RULES, history: { max_groups: 2 } });
+    try {
+      const real = await publish(b, 'room.real', 3);
+      // Nobody is a member of room.real now; a user queries groups nobody ever published to.
+      for (let n = 0; n < 20; n++) {
+        b.link.history(0, 's-q', `room.never-${n}`, `q${n}`, 0);
+        await b.link.next('reply', (c) => c.frame.includes(`"ref":"q${n}"`));
+      }
+      online(b, 's1', 'alice', 'room.real');
+      const back = await joined(b, 's1', 'room.real', { offset: 1, epoch: real[0]!.epoch as string });
+      assert.equal(back.recovered, 1, 'room.real kept its epoch and messages');
+      assert.deepEqual(back.replay.flatMap((f) => msgsIn(f).map((m) => m.offset)), [2, 3]);
+    } finally {
+      await b.close();
+    }
+  });
+
   test('hostile group names are names like any other', async () => {
     const b = await startBroker({ historyRules: RULES });
     try {
@@ -237,6 +255,26 @@ describe('persisted group history (history.persist)', () => {
       assert.equal(next[0]!.epoch, epoch);
     } finally {
       await second.close();
+    }
+  });
+
+  test('a run without history.persist in between: the next run with it gives every group a new epoch, since what was published meanwhile is not stored', async () => {
+    for (const between of [{ historyRules: RULES }, { historyRules: RULES, history: { persist: false } }, {}]) {
+      const first = await startBroker({ historyRules: RULES, history: { persist: true }, instance: 'run1' });
+      const before = await publish(first, 'room.a', 3);
+      await first.close(true);
+      const second = await startBroker({ ...between, dataDir: first.dataDir, instance: 'run2' });
+      if ('historyRules' in between) await publish(second, 'room.a', 2);
+      await second.close(true);
+      const third = await startBroker({ historyRules: RULES, history: { persist: true }, dataDir: first.dataDir, instance: 'run3' });
+      try {
+        online(third, 's1', 'bob', 'room.a');
+        const back = await joined(third, 's1', 'room.a', { offset: 2, epoch: before[0]!.epoch as string });
+        assert.equal(back.recovered, 0, `not recovered across a run of ${JSON.stringify(between)}`);
+        assert.notEqual(back.epoch, before[0]!.epoch);
+      } finally {
+        await third.close();
+      }
     }
   });
 

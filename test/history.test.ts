@@ -138,6 +138,18 @@ describe('group history and recovery on a 2-shard server', () => {
     const ok = await join(c, 'room.bad', { offset: 0, epoch: msg!.epoch as string });
     assert.equal(ok.joined.recovered, true);
     assert.deepEqual(ok.replayed.map((m) => m.offset), [1]);
+    // A member's refused join with since: it stays one, and is told it may have missed messages, and how to get them.
+    c.send({ op: 'join', group: 'room.bad', ref: 'member-bad', since: { offset: 99, epoch: msg!.epoch } });
+    pub.send({ op: 'pub', group: 'room.bad', data: 2 });
+    pub.send({ op: 'pub', group: 'room.bad', data: 3 });
+    const refused = await c.next((f) => f.ref === 'member-bad');
+    assert.equal(refused.code, 'E_BAD_FRAME');
+    assert.match(String(refused.message), /you stay a member, but messages published while this join was handled may have been missed/);
+    await nextMsgs(pub, 2);
+    const recovered = await join(c, 'room.bad', { offset: 1, epoch: msg!.epoch as string });
+    assert.equal(recovered.joined.recovered, true);
+    // Those it got live before the refusal come again (the replay is from since on): the client drops them by offset.
+    assert.deepEqual(recovered.replayed.map((m) => m.offset).slice(-2), [2, 3]);
     pub.close();
     c.close();
   });

@@ -53,6 +53,11 @@ export class BrokerGroups {
     });
     const patterns = (this.patterns = new HistoryPatterns(ws.history));
     this.persistence = patterns.any && config.history.persist && store !== null ? HistoryStore.open(store, options.instance) : null;
+    if (this.persistence === null && store !== null) {
+      void HistoryStore.disown(store, options.instance).then((written) => {
+        if (!written) options.log.warn('could not mark the stored group history as out of date: a later run with history.persist may offer recovery across this one');
+      });
+    }
     this.history = patterns.any
       ? new History({ patterns, limits: config.history, persistence: this.persistence, hasMembers, onExpiring: () => this.armSweep() })
       : null;

@@ -48,6 +48,8 @@ export class History {
   private readonly logs = new Map<string, GroupLog>();
   /** Logs holding messages, least recently appended first: where max_bytes takes from. */
   private readonly filled = new Map<string, GroupLog>();
+  /** Logs that never held a message (top 0), oldest first: forgotten before any other (forgetOne). */
+  private readonly unused = new Set<GroupLog>();
   /** Logs holding messages under a ttl: what sweep() looks at (the rest never expire). */
   private readonly expiring = new Set<GroupLog>();
   private bytes = 0;
@@ -85,6 +87,7 @@ export class History {
       const log = new GroupLog(group, epoch, rule.size, rule.ttl * 1000, top);
       for (const { offset, ts, head } of entries) log.restore(head + msgTail(offset, log.epoch), ts);
       this.logs.set(group, log);
+      if (top === 0) this.unused.add(log);
       this.bytes += log.bytes;
       this.messages += log.count;
       if (log.count > 0) {
@@ -117,6 +120,7 @@ export class History {
     if (this.logs.size >= this.options.limits.max_groups) this.forgetOne();
     log = new GroupLog(group, newEpoch(), rule.size, rule.ttl * 1000);
     this.logs.set(group, log);
+    this.unused.add(log);
     this.persistence?.group(group, { epoch: log.epoch, top: 0 });
     return log;
   }
@@ -130,6 +134,7 @@ export class History {
     if (log === null) return null;
     const head = encodeHistoryMsgHead(id, from, group, dataJson, pri, ts);
     const { offset, entry } = log.append(head, ts, this.evicted);
+    this.unused.delete(log);
     this.bytes += entry.bytes;
     this.messages++;
     this.filled.delete(group);
@@ -168,10 +173,20 @@ export class History {
     }
   }
 
-  /** Room for one more group: forget the least recently used one without members, else the least recently used. */
+  /**
+   * Room for one more group: forget one that never held a message and has no members (nobody
+   * can hold an offset of it: a `history` query or a join of a new group made it), else the
+   * least recently used one without members, else the least recently used. Without the first
+   * rule, queries of unused groups pushed out the history of real ones.
+   */
   private forgetOne(): void {
-    let victim: GroupLog | null = null;
     let scanned = 0;
+    for (const log of this.unused) {
+      if (!(this.options.hasMembers?.(log.group) ?? false)) return this.forget(log.group);
+      if (++scanned >= FORGET_SCAN) break;
+    }
+    let victim: GroupLog | null = null;
+    scanned = 0;
     for (const log of this.logs.values()) {
       victim ??= log;
       if (!(this.options.hasMembers?.(log.group) ?? false)) {
@@ -189,6 +204,7 @@ export class History {
     if (log === undefined) return;
     while (log.dropOldest(this.evicted));
     this.logs.delete(group);
+    this.unused.delete(log);
     this.counters.groups_forgotten++;
     this.persistence?.group(group, null);
   }

@@ -43,6 +43,7 @@ const JOIN = 0;
 const RECOVER = 1;
 const LEAVE = 2;
 const KIND = 3;
+export const MISSED_WHILE_REFUSED = 'you stay a member, but messages published while this join was handled may have been missed: join with the since of the last message you got to recover them';
 const NEW_MEMBER = 4;
 
 export interface GroupOpsOptions {
@@ -158,8 +159,11 @@ export class GroupOps {
         this.link.left(conn, group);
         if (conn.watching?.delete(group)) ws.unsubscribe(topicOf(conn, presenceTopic(group)));
       }
-      this.settle(ws, conn, group, !undo && conn.groups.has(group));
-      return this.fail(ws, conn, code ?? 'E_BAD_FRAME', error, ref ?? undefined);
+      const member = !undo && conn.groups.has(group);
+      this.settle(ws, conn, group, member);
+      // A member stopped getting the group's live messages when it asked for a replay: it may have missed some.
+      const missed = member && (op & KIND) === RECOVER ? `; ${MISSED_WHILE_REFUSED}` : '';
+      return this.fail(ws, conn, code ?? 'E_BAD_FRAME', error + missed, ref ?? undefined);
     }
     const { frames } = conn;
     this.out.send(ws, conn, top < 0 ? frames.joined(group, ref ?? undefined) : frames.historyJoined(group, ref ?? undefined, top, epoch, recovered < 0 ? undefined : recovered === 1));

@@ -62,6 +62,20 @@ export class HistoryStore implements HistoryPersistence {
   }
 
   /**
+   * A run that writes no history (history.persist off, or no group keeps history) on a store
+   * that holds some: what it publishes is not kept, so a later run that persists again must not
+   * vouch for the epochs stored (clients would be told `recovered` across what this run
+   * published). The owner mark, not clean, makes that run give every group a new epoch; an older
+   * run still stopping (a pm2 reload) no longer owns the mark, so it leaves it. False when the
+   * store could not write.
+   */
+  static disown(store: MessageStore, instance: string): Promise<boolean> {
+    const groups = store.openDb<GroupState | OwnerMark, string>('history_groups');
+    if (groups.get(OWNER) === undefined) return Promise.resolve(true);
+    return store.guardedWrite(() => groups.put(OWNER, { instance, clean: false }), 64);
+  }
+
+  /**
    * What the last run kept, for the groups that still keep history (`keeps`), and marks this
    * run as the owner. `clean`: the last run stopped cleanly, so its epochs stand; otherwise
    * every group got a new epoch (and its messages were re-written under it).
