@@ -136,3 +136,15 @@ test('ocs.v1.msgpack framing: a declared length over the limit is refused before
   assert.throws(() => decodeFrame(Uint8Array.from([2, 0x80]).buffer), /reserved/);
   assert.throws(() => decodeFrame('{"op":"msg"}'), TypeError);
 });
+
+test('ocs.v1.msgpack framing: a compressed frame may inflate to the connection\'s maxFrameBytes, as a plain one may be that large', () => {
+  // A server frame whose body is past 64 MiB (a max_payload message plus its envelope): the SDK's default maxFrameBytes is 100 MiB.
+  const large = { op: 'msg', id: 'm1', from: 'a', data: 'x'.repeat(MAX_DECOMPRESSED + 64), pri: 1, ts: 1 };
+  const packed = new Packr({ useRecords: false }).pack(large);
+  const frame = Buffer.concat([Buffer.from([1]), compressSync(packed)]);
+  const bytes = frame.buffer.slice(frame.byteOffset, frame.byteOffset + frame.length);
+  assert.throws(() => decodeFrame(bytes), /over max_payload/, 'without a limit given: the default');
+  assert.equal((decodeFrame(bytes, 100 * 1024 * 1024) as { data: string }).data.length, MAX_DECOMPRESSED + 64);
+  assert.equal((decodeFrame(bytes, Infinity) as { data: string }).data.length, MAX_DECOMPRESSED + 64);
+  assert.throws(() => decodeFrame(bytes, 1024 * 1024), /over max_payload \(1048576\)/);
+});

@@ -60,6 +60,7 @@ describe('bad binary frames hurt only the msgpack connection that sent them', ()
     ['a corrupt LZ4 block', corruptBlock, /corrupt LZ4 block|inflates to/],
     ['an LZ4 bomb: 6 bytes declaring 2 GiB', hex('01 00 00 00 80 00'), /declares 2147483648 bytes, over max_payload/],
     ['a declared length just over max_payload', lyingLength(16 * 1024 + 1), /over max_payload/],
+    ['a declared length within max_payload that a 1-byte block cannot make', hex('01 00 40 00 00 00'), /declares 16384 bytes, more than its 1-byte LZ4 block can inflate to/],
     ['a declared length the block does not fill', lyingLength(200), /corrupt LZ4 block|inflates to/],
     ['reserved flag bits', hex('02 81 a2 6f 70 a4 70 69 6e 67'), /reserved flag bits/],
     ['the top flag bit with LZ4', hex('81 0a 00 00 00 00'), /reserved flag bits/],
@@ -92,7 +93,7 @@ describe('bad binary frames hurt only the msgpack connection that sent them', ()
     ['a MessagePack array', Buffer.from(plainFrame(anyPackr.pack(['op', PADDING]))), /must be a MessagePack map/],
     ['valid MessagePack, not an ocs.v1 frame', Buffer.from(writeFrame({ op: 'explode', pad: PADDING })), /unknown op/],
     // Small on the wire, large by what it declares: it goes to the pool, and is refused there.
-    ['a declared length the block does not fill', lyingLength(8000), /corrupt LZ4 block|inflates to/],
+    ['a declared length the block does not fill', lyingLength(7000), /corrupt LZ4 block|inflates to/],
   ];
   test('the large cases below are over the offload threshold, by what they inflate to', () => {
     for (const [name, frame] of largeFrames) {

@@ -47,6 +47,16 @@ describe('the flags byte and LZ4 framing (wire.ts)', () => {
     assert.match(String(unwrapFrame(hex('01 01 00 01 00 00'), 64 * 1024, never)), /declares 65537 bytes/);
   });
 
+  test('a claim within the limit that its block is too short to inflate to (LZ4 makes at most 255 bytes per byte) is refused before anything is allocated', () => {
+    const maxPayload = 64 * 1024 * 1024;
+    assert.match(String(unwrapFrame(hex('01 00 00 00 04 00'), maxPayload, never)), /declares 67108864 bytes, more than its 1-byte LZ4 block can inflate to/);
+    assert.match(String(unwrapFrame(hex('01 01 02 00 00 00'), maxPayload, never)), /declares 513 bytes, more than its 1-byte/);
+    // The most a block can make: 64 MiB of zeros compress to about 263 KB, within the bound.
+    const zeros = wrapFrame(new Uint8Array(4 * 1024 * 1024), deflateLz4, 0);
+    assert.ok(zeros.byteLength * 256 > 4 * 1024 * 1024);
+    assert.equal((unwrapFrame(zeros, maxPayload, inflateLz4) as Uint8Array).byteLength, 4 * 1024 * 1024);
+  });
+
   test('a corrupt block, and one that inflates to less than declared, are refused', () => {
     const good = wrapFrame(body({ op: 'ping', t: 'x'.repeat(200) }), deflateLz4, 0);
     const corrupt = Uint8Array.from(good);

@@ -12,8 +12,11 @@ export interface ClientCodec {
   /** The `Sec-WebSocket-Protocol` this codec speaks. */
   readonly protocol: string;
   encode(frame: object): string | Uint8Array;
-  /** Decodes one message; throws on one that is not a frame of this encoding. */
-  decode(data: unknown): unknown;
+  /**
+   * Decodes one message; throws on one that is not a frame of this encoding. `maxBytes`: the
+   * most a compressed frame may inflate to (the connection's maxFrameBytes, as for one sent plain).
+   */
+  decode(data: unknown, maxBytes?: number): unknown;
 }
 
 export const jsonCodec: ClientCodec = {

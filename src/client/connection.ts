@@ -146,7 +146,7 @@ export class Connection {
     if (size > this.limits.maxFrameBytes) return this.abandon(`frame of ${size} bytes from the server, over maxFrameBytes`, 1009);
     let frame: unknown;
     try {
-      frame = this.codec.decode(data);
+      frame = this.codec.decode(data, this.limits.maxFrameBytes);
     } catch (err) {
       return this.events.undecodable(err instanceof Error ? err.message : String(err));
     }

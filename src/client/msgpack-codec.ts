@@ -15,20 +15,23 @@ import { decode, encode } from './msgpack.js';
 
 /** Frames at least this large are sent compressed when that makes them smaller. */
 export const COMPRESS_THRESHOLD = 1024;
-/** The largest uncompressed length a frame may declare (the server's highest max_payload). */
+/** The largest uncompressed length a frame may declare when the caller gives none (the server's highest max_payload). */
 export const MAX_DECOMPRESSED = 64 * 1024 * 1024;
 
 export function encodeFrame(frame: object, threshold = COMPRESS_THRESHOLD): Uint8Array {
   return wrapFrame(encode(frame), deflateJs, threshold);
 }
 
-/** One message from the server as a value; throws (RangeError, TypeError) on one that is not a frame. */
-export function decodeFrame(data: unknown): unknown {
+/**
+ * One message from the server as a value; throws (RangeError, TypeError) on one that is not a
+ * frame. A compressed one may inflate to `maxBytes` (Infinity: as much as its block can, 256x).
+ */
+export function decodeFrame(data: unknown, maxBytes = MAX_DECOMPRESSED): unknown {
   const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : data instanceof Uint8Array ? data : null;
   if (bytes === null) throw new TypeError('text message on an ocs.v1.msgpack connection');
-  const body = unwrapFrame(bytes, MAX_DECOMPRESSED, inflateJs);
+  const body = unwrapFrame(bytes, maxBytes, inflateJs);
   if (typeof body === 'string') throw new RangeError(body);
   return decode(body, MAX_SERVER_FRAME_DEPTH);
 }
 
-export const msgpackCodec: ClientCodec = { protocol: MSGPACK_PROTOCOL, encode: (frame) => encodeFrame(frame), decode: decodeFrame };
+export const msgpackCodec: ClientCodec = { protocol: MSGPACK_PROTOCOL, encode: (frame) => encodeFrame(frame), decode: (data, maxBytes) => decodeFrame(data, maxBytes) };
