@@ -24,6 +24,26 @@ function pm2(args: string[], inherit: boolean): { status: number | null; stdout:
   return { status: run.status, stdout: run.stdout ?? '' };
 }
 
+/**
+ * The apps `pm2 jlist` printed, or null when its output holds no JSON list. pm2 may print
+ * banners first (`[PM2] Spawning PM2 daemon…` when its daemon was not running, an update
+ * notice), whose `[` are not the list's: the list is the last line that parses as one.
+ */
+function appList(stdout: string): Pm2App[] | null {
+  const lines = stdout.split('\n');
+  for (let i = lines.length - 1; i >= 0; i--) {
+    const line = lines[i]!.trim();
+    if (!line.startsWith('[')) continue;
+    try {
+      const value: unknown = JSON.parse(line);
+      if (Array.isArray(value)) return value as Pm2App[];
+    } catch {
+      // a banner line
+    }
+  }
+  return null;
+}
+
 function main(): number {
   let parsed;
   try {
@@ -42,9 +62,12 @@ function main(): number {
   }
   const name = parsed.positionals[0] ?? 'ocs-realtime';
   const list = pm2(['jlist'], false);
-  // pm2 may print a banner (a first run, an update notice) before the JSON.
-  const json = list.stdout.slice(list.stdout.indexOf('['));
-  const app = list.status === 0 ? (JSON.parse(json) as Pm2App[]).find((a) => a.name === name) : undefined;
+  const apps = list.status === 0 ? appList(list.stdout) : null;
+  if (apps === null) {
+    console.error(`reload: cannot read pm2's list of apps (pm2 jlist exited ${list.status}); is pm2 installed (npm install)?`);
+    return 1;
+  }
+  const app = apps.find((a) => a.name === name);
   if (app === undefined) {
     console.error(`reload: pm2 runs no app named ${name} (start it with: npx pm2 start ecosystem.config.cjs)`);
     return 1;

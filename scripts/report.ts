@@ -72,13 +72,14 @@ async function main(): Promise<number> {
   };
   const output = new Output(options);
   if (!values.watch) {
+    let snapshot: Snapshot;
     try {
-      await output.show(await read(options));
-      return 0;
+      snapshot = await read(options);
     } catch (err) {
       console.error(`report: ${(err as Error).message}`);
       return 1;
     }
+    return (await output.tryShow(snapshot)) ? 0 : 1;
   }
   return watch(options, output, interval);
 }
@@ -100,16 +101,20 @@ async function watch(options: Options, output: Output, interval: number | undefi
     let shown = '';
     while (!stopped.signal.aborted) {
       const started = Date.now();
+      let snapshot: Snapshot;
       try {
-        const snapshot = await read(options, stopped.signal);
-        everyS = interval ?? snapshot.intervalS ?? everyS;
-        if (snapshot.row.at !== shown) await output.show(snapshot);
-        shown = snapshot.row.at;
+        snapshot = await read(options, stopped.signal);
       } catch (err) {
         if (stopped.signal.aborted) break;
         output.problem(`cannot read ${options.base}: ${(err as Error).message}; trying again every ${everyS} s`);
         shown = '';
+        await sleep(everyS * 500, stopped.signal);
+        continue;
       }
+      everyS = interval ?? snapshot.intervalS ?? everyS;
+      // A file that cannot be written will not be writable at the next snapshot either: stop, as without --watch.
+      if (snapshot.row.at !== shown && !(await output.tryShow(snapshot))) return 1;
+      shown = snapshot.row.at;
       await sleep(Math.max(0, (everyS * 1000) / 2 - (Date.now() - started)), stopped.signal);
     }
   } finally {
@@ -156,6 +161,17 @@ class Output {
 
   endWatch(): void {
     if (this.inPlace()) process.stdout.write(`${SHOW_CURSOR}\n`);
+  }
+
+  /** show(), or false once it said why it could not (a file that cannot be written). */
+  async tryShow(snapshot: Snapshot): Promise<boolean> {
+    try {
+      await this.show(snapshot);
+      return true;
+    } catch (err) {
+      console.error(`report: cannot write ${this.options.out ?? 'to standard output'}: ${(err as Error).message}`);
+      return false;
+    }
   }
 
   async show(snapshot: Snapshot): Promise<void> {
@@ -214,5 +230,10 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
+// A reader that went away (`report --watch | head`) ends the report as Ctrl-C would.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') console.error(`report: cannot write to standard output: ${err.message}`);
+  process.exit(err.code === 'EPIPE' ? 0 : 1);
+});
 // Exits at once: fetch's idle keep-alive sockets would hold the process for seconds after Ctrl-C.
 process.exit(await main());

@@ -321,6 +321,18 @@ describe('pm2 running ecosystem.config.cjs', { skip: process.platform !== 'linux
     }
   });
 
+  test('npm run reload before pm2 runs at all: its daemon\'s start-up banner is not taken for the app list; no app named, exit 1', async () => {
+    const run = new Pm2Run(await freePort());
+    try {
+      const result = await run.reload();
+      assert.equal(result.code, 1, result.stdout + result.stderr);
+      assert.match(result.stderr, /^reload: pm2 runs no app named ocs-realtime/m);
+      assert.doesNotMatch(result.stderr, /SyntaxError|\n\s+at /);
+    } finally {
+      await run.kill();
+    }
+  });
+
   test('the old process killed with SIGKILL mid-drain: the new one takes the store over and no acknowledged send is lost', async (t) => {
     const run = new Pm2Run(await freePort());
     let fleet: Fleet | null = null;

@@ -158,6 +158,22 @@ describe('npm run report and monitoring.export_file, against a 2-shard server', 
     assert.equal(new Set(times).size, times.length, 'each drawing is a new interval');
   });
 
+  test('--watch whose reader goes away (piped into head) exits 0 quietly; --watch --out a file that cannot be written exits 1 naming it', async () => {
+    const child = spawn(process.execPath, [REPORT, '--url', url, '--token', TOKEN, '--watch', '--format', 'json', '--interval', '0.1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    // What `| head -n 1` does: read a line, then close the pipe.
+    await new Promise((resolve) => child.stdout.once('data', resolve));
+    child.stdout.destroy();
+    assert.equal(await exited, 0, stderr);
+    assert.equal(stderr, '');
+    const unwritable = await report(['--url', url, '--token', TOKEN, '--watch', '--format', 'csv', '--out', '/nonexistent/report.csv']);
+    assert.equal(unwritable.code, 1);
+    assert.match(unwritable.stderr, /^report: cannot write \/nonexistent\/report\.csv: ENOENT/m);
+    assert.doesNotMatch(unwritable.stderr, /cannot read|trying again/);
+  });
+
   test('npm run report runs the built script and leaves dist/ in place', async () => {
     const run = await runCommand('npm', ['run', '--silent', 'report', '--', '--url', url, '--token', TOKEN, '--format', 'json'], { cwd: fileURLToPath(new URL('../..', import.meta.url)) }, 30_000);
     assert.equal(run.code, 0, run.stderr);
