@@ -133,6 +133,19 @@ test('--check exits 1 when anything is below recommendation, 0 when nothing is',
   assert.equal(cli([...fakeHost({ ...HIGH, 'net.ipv4.tcp_wmem': '4096 16384 1048576' }, [1048576, 1048576]).args, '--check']).code, EXIT_BELOW);
 });
 
+test('a setting that cannot be read is not taken to meet its recommendation: named, and --check exits 1', () => {
+  const values = { ...HIGH };
+  delete values['net.core.somaxconn'];
+  const host = fakeHost(values, [1048576, 1048576]);
+  const { code, stdout } = cli([...host.args, '--check']);
+  assert.equal(code, EXIT_BELOW);
+  assert.match(stdout, /^1 could not be read: net\.core\.somaxconn \(is \/proc\/sys readable here\?\)$/m);
+  assert.doesNotMatch(stdout, /Every setting meets the recommendation/);
+  const nothing = cli(['--check', '--proc-root', join(tmpdir(), 'ocs-tune-no-such-proc'), '--etc-root', host.etc, '--config', host.config]);
+  assert.equal(nothing.code, EXIT_BELOW);
+  assert.match(nothing.stdout, /12 could not be read/);
+});
+
 test('--json: one document with every setting, its current and recommended value, the verdict and why', () => {
   const host = fakeHost({ ...HIGH, 'net.core.somaxconn': '128' }, [1048576, 1048576]);
   const { code, stdout } = cli([...host.args, '--json']);

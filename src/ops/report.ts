@@ -18,7 +18,11 @@ export interface TuneView {
 
 export const belowRecommendation = (rows: readonly Row[]): Row[] => rows.filter((r) => r.pass === false);
 
-export const meetsRecommendation = (view: TuneView): boolean => belowRecommendation(view.rows).length === 0 && view.serverPort?.exposed !== true;
+/** Settings whose value could not be read (no /proc/sys here, or not readable): not known to meet anything. */
+export const unreadable = (rows: readonly Row[]): Row[] => rows.filter((r) => r.pass === null);
+
+export const meetsRecommendation = (view: TuneView): boolean =>
+  belowRecommendation(view.rows).length === 0 && unreadable(view.rows).length === 0 && view.serverPort?.exposed !== true;
 
 const METHOD = 'write /proc/sys/<key> directly (one result per key; systemd-sysctl loads the drop-in at boot)';
 
@@ -80,11 +84,10 @@ export function renderText(view: TuneView): string {
   ]);
   out.push(...columns([['setting', 'current', 'recommended', ''], ...table]), '');
   const below = belowRecommendation(view.rows);
-  out.push(
-    below.length === 0
-      ? 'Every setting meets the recommendation.'
-      : `${below.length} below recommendation: ${below.map((r) => r.setting.key).join(', ')}. As root: npm run tune-sysctl -- --apply`,
-  );
+  const unknown = unreadable(view.rows);
+  if (below.length > 0) out.push(`${below.length} below recommendation: ${below.map((r) => r.setting.key).join(', ')}. As root: npm run tune-sysctl -- --apply`);
+  if (unknown.length > 0) out.push(`${unknown.length} could not be read: ${unknown.map((r) => r.setting.key).join(', ')} (is /proc/sys readable here?)`);
+  if (below.length === 0 && unknown.length === 0) out.push('Every setting meets the recommendation.');
   out.push(...serverPortLines(view.serverPort));
   out.push('', 'Why:');
   for (const { setting } of view.rows) out.push(`  ${setting.key}: ${setting.why}`);
