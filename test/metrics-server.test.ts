@@ -42,6 +42,8 @@ describe('a server measuring itself (2 shards)', () => {
     assert.equal((await getText(server.port, '/health')).status, 200);
     const { status, contentType } = await getText(server.port, '/metrics', 'GET', TOKEN);
     assert.equal(status, 200);
+    // The scheme is case-insensitive (RFC 9110): some clients send `bearer`.
+    assert.equal((await fetch(`http://127.0.0.1:${server.port}/stats`, { headers: { authorization: `bearer ${TOKEN}` } })).status, 200);
     assert.equal(contentType, 'text/plain; version=0.0.4; charset=utf-8');
   });
 

@@ -14,7 +14,7 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import { httpError, httpStatusLine, type HttpCode } from '../protocol/errors.js';
-import { digest } from '../shard/admin-http.js';
+import { bearerCheck } from '../util/bearer.js';
 import { getRoute, JSON_HEADERS, sendError, sendJson } from '../shard/http.js';
 import { answer, watch } from '../util/http-answer.js';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '../util/uws.js';
@@ -39,8 +39,8 @@ export interface MetricsRoutesOptions {
 }
 
 export function attachMetricsRoutes(app: TemplatedApp, options: MetricsRoutesOptions): void {
-  const expected = options.token === '' ? null : digest(`Bearer ${options.token}`);
-  const allowed = (req: HttpRequest): boolean => expected === null || timingSafeEqual(digest(req.getHeader('authorization')), expected);
+  const authorized = bearerCheck(options.token);
+  const allowed = (req: HttpRequest): boolean => authorized === null || authorized(req.getHeader('authorization'));
   const { snapshot, enabled } = options;
 
   /**

@@ -17,8 +17,8 @@
  * us for the browser, and its requests say its name in `Host`. The token is compared in
  * constant time.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { httpError, httpStatusLine, type HttpCode } from '../protocol/errors.js';
+import { bearerCheck } from '../util/bearer.js';
 import { answer, watch } from '../util/http-answer.js';
 import type { ClientAddresses } from './client-address.js';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '../util/uws.js';
@@ -30,7 +30,7 @@ export interface AdminForwarder {
 }
 
 export function attachAdminRoutes(app: TemplatedApp, token: string, forwarder: AdminForwarder, clients: ClientAddresses): void {
-  const expected = token === '' ? null : digest(`Bearer ${token}`);
+  const authorized = bearerCheck(token);
   const handler = (res: HttpResponse, req: HttpRequest): void => {
     const method = req.getMethod();
     const query = req.getQuery();
@@ -47,8 +47,8 @@ export function attachAdminRoutes(app: TemplatedApp, token: string, forwarder: A
       const { status, body } = httpError(code, message);
       reply(status, JSON.stringify(body));
     };
-    if (expected !== null) {
-      if (!timingSafeEqual(digest(authorization), expected)) return refuse('unauthorized', 'admin endpoints need authorization: Bearer <websocket.admin.token>');
+    if (authorized !== null) {
+      if (!authorized(authorization)) return refuse('unauthorized', 'admin endpoints need authorization: Bearer <websocket.admin.token>');
     } else if (!isLoopback(client)) {
       return refuse('forbidden', 'no websocket.admin.token is configured: admin endpoints answer loopback clients only');
     } else if (!isLoopbackHost(host)) {
@@ -61,11 +61,6 @@ export function attachAdminRoutes(app: TemplatedApp, token: string, forwarder: A
   };
   app.any('/admin/*', handler);
   app.any('/admin', handler);
-}
-
-/** Equal-length digests, so that timingSafeEqual neither throws nor leaks the token's length. */
-export function digest(value: string): Buffer {
-  return createHash('sha256').update(value).digest();
 }
 
 /**
