@@ -88,6 +88,22 @@ describe('broker: the /admin/dlq requests the shards forward', () => {
     assert.equal(deliveries(), 1, 'delivered once');
   });
 
+  test('a requeue request while one is under way gets its outcome: both fail when the store cannot write', async () => {
+    const id = await deadLetter('mia', 1);
+    const put = t.store.put.bind(t.store);
+    t.store.put = () => new Promise((resolve) => setTimeout(() => resolve(false), 50));
+    try {
+      const first = admin('post', `/admin/dlq/${id}/requeue`);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      const second = admin('post', `/admin/dlq/${id}/requeue`);
+      assert.deepEqual([(await first).status, (await second).status], [503, 503]);
+    } finally {
+      t.store.put = put;
+    }
+    assert.equal((await admin('get', `/admin/dlq/${id}`)).status, 200, 'still a dead letter');
+    assert.equal((await admin('post', `/admin/dlq/${id}/requeue`)).status, 200, 'and requeued once the store can write');
+  });
+
   test('list limit: a whole number from 1; larger than 1000 reads as 1000; anything else is a coded 400', async () => {
     for (const limit of ['0', '1.5', '-1', 'ten', '', '1e3']) {
       const refused = await admin('get', `/admin/dlq?limit=${limit}`);
@@ -95,6 +111,7 @@ describe('broker: the /admin/dlq requests the shards forward', () => {
       assert.match(String(refused.body.message), /limit must be a whole number from 1 to 1000/);
     }
     assert.equal((await admin('get', '/admin/dlq?limit=5000')).status, 200);
+    assert.equal((await admin('get', '/admin/dlq?limit=10000000000')).status, 200);
   });
 
   test('delete one, then purge all', async () => {

@@ -150,6 +150,59 @@ describe('broker: `any` deliveries go only to members whose window has room', ()
       assert.deepEqual(tasksTo(`free-${strategy}`), [0, 1], `${strategy}: both to the member with room`);
     }
   });
+
+  test('round_robin passes over a member with a full window without giving its turns to one other member', async () => {
+    for (const user of ['rr-full', 'rr-a', 'rr-b']) {
+      t.link.online(1, `${user}-1`, user);
+      t.link.join(1, `${user}-1`, 'rr');
+    }
+    for (let n = 0; n < 2; n++) {
+      t.link.send(0, 'boss-1', 'boss', 'rr-full', { n }, { ref: `rr-d${n}` });
+      await t.link.answerTo(`rr-d${n}`);
+    }
+    for (let task = 0; task < 40; task++) {
+      t.link.any(0, 'boss-1', 'boss', 'rr', { task }, { ref: `rr-${task}`, strategy: 'round_robin' });
+      await t.link.answerTo(`rr-${task}`);
+      // Each acknowledges at once, so that only rr-full's window stays full.
+      for (const user of ['rr-a', 'rr-b']) for (const id of idsTo(`${user}-1`)) t.link.ack(1, `${user}-1`, user, id);
+      await sleep(2);
+    }
+    const a = tasksTo('rr-a-1').length;
+    const b = tasksTo('rr-b-1').length;
+    assert.equal(tasksTo('rr-full-1').length, 0);
+    assert.equal(a + b, 40);
+    assert.ok(Math.abs(a - b) <= 2, `shared evenly: ${a} and ${b}`);
+  });
+});
+
+describe('broker: groups that share a member with a full window take turns', () => {
+  let t: TestBroker;
+  before(async () => {
+    t = await startBroker({ delivery: { max_inflight_per_user: 1 } });
+  });
+  after(() => t.close());
+
+  test('a group that always has more waiting does not take every slot the member frees from another group', async () => {
+    const got: Array<{ id: string; group: string }> = [];
+    t.link.online(0, 'w-1', 'w');
+    t.link.join(0, 'w-1', 'busy');
+    t.link.join(0, 'w-1', 'quiet');
+    let n = 0;
+    for (; n < 5; n++) t.link.any(0, 'p-1', 'p', 'busy', { n });
+    await sleep(50);
+    t.link.any(0, 'p-1', 'p', 'quiet', { n: -1 });
+    await sleep(50);
+    const delivered = () => t.link.all('deliverToSid', (c) => c.sid === 'w-1').flatMap((c) => msgsIn(c.frame).map((m) => ({ id: m.id as string, group: m.group as string })));
+    // The member acknowledges each task, and each ack brings busy one more.
+    for (let k = 0; k < 10; k++) {
+      const next = await until(() => delivered()[k], `delivery ${k}`);
+      got.push(next);
+      t.link.ack(0, 'w-1', 'w', next.id);
+      t.link.any(0, 'p-1', 'p', 'busy', { n: n++ });
+      await sleep(5);
+    }
+    assert.ok(got.slice(0, 4).some((m) => m.group === 'quiet'), `quiet's task among the first deliveries: ${got.map((m) => m.group).join(',')}`);
+  });
 });
 
 describe('broker: the bytes one sender may have stored (delivery.max_stored_bytes_per_sender)', () => {

@@ -42,7 +42,8 @@ export class GroupMembers<M extends Member> {
       const picked = this.weighted(eligible);
       if (picked !== null) return picked;
     }
-    const start = this.turn++ % size;
+    const start = this.turn % size;
+    this.turn = start + 1;
     let best: M | null = null;
     let bestLoad = Infinity;
     // Visit members from `start` round the ring: round_robin (and weighted, when its sums failed) takes the first, least_connections the least loaded.
@@ -50,7 +51,11 @@ export class GroupMembers<M extends Member> {
     for (let n = 0; n < size; n++) {
       const member = ordered[(start + n) % size]!;
       if (!eligible(member)) continue;
-      if (strategy !== 'least_connections') return member;
+      if (strategy !== 'least_connections') {
+        // The next turn starts after this one: members passed over (no room) do not hand theirs to it twice.
+        this.turn = start + n + 1;
+        return member;
+      }
       const load = inflightOf(member.user);
       if (load < bestLoad) {
         best = member;

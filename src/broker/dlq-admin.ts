@@ -99,7 +99,7 @@ class BadRequest extends Error {}
 /** `?limit=`: a whole number from 1 (more than 1000 reads as 1000); absent, the default. */
 function listLimit(text: string | null): number {
   if (text === null) return DEFAULT_LIST_LIMIT;
-  if (!/^[0-9]{1,9}$/.test(text) || Number(text) < 1) throw new BadRequest(`limit must be a whole number from 1 to 1000, not ${JSON.stringify(text.slice(0, 32))}`);
+  if (!/^[0-9]+$/.test(text) || Number(text) < 1) throw new BadRequest(`limit must be a whole number from 1 to 1000, not ${JSON.stringify(text.slice(0, 32))}`);
   return Math.min(1000, Number(text));
 }
 

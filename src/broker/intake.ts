@@ -51,8 +51,8 @@ export interface IntakeParts {
 }
 
 export class Intake {
-  /** Dead letters whose requeue is under way, until their removal from the dead-letter queue is written. */
-  private readonly requeuing = new Set<string>();
+  /** Requeues under way, by letter id, until the letter's removal from the dead-letter queue is written. */
+  private readonly requeuing = new Map<string, Promise<string>>();
 
   constructor(private readonly parts: IntakeParts) {}
 
@@ -104,16 +104,16 @@ export class Intake {
    * sequence), within the recipient's and the store's limits. The letter leaves the dead-letter
    * queue only once the message is stored again, so a failed write loses nothing.
    */
-  async requeue(letter: DeadLetter): Promise<string> {
-    // Requeued already: the message is held, or was delivered and acknowledged while the
-    // letter's removal is still being written (a second request would deliver it again).
-    if (this.requeuing.has(letter.id)) return letter.id;
-    this.requeuing.add(letter.id);
-    try {
-      return await this.requeueOnce(letter);
-    } finally {
-      this.requeuing.delete(letter.id);
+  requeue(letter: DeadLetter): Promise<string> {
+    // A request while one is under way gets its outcome: the message may be held, or delivered
+    // and acknowledged while the letter's removal is still being written, and requeuing it
+    // again would deliver it twice; or the first one may fail.
+    let under = this.requeuing.get(letter.id);
+    if (under === undefined) {
+      under = this.requeueOnce(letter).finally(() => this.requeuing.delete(letter.id));
+      this.requeuing.set(letter.id, under);
     }
+    return under;
   }
 
   private async requeueOnce(letter: DeadLetter): Promise<string> {

@@ -146,7 +146,10 @@ export class Queues {
     return this.byId.values();
   }
 
-  /** `target`'s entries in delivery order, without a copy: do not insert or remove while iterating. */
+  /**
+   * `target`'s entries in delivery order, without a copy: do not insert while iterating (an
+   * entry removed meanwhile, a CRITICAL delivery's encode finding its data gone, is skipped).
+   */
   *ordered(target: string): Generator<Entry> {
     const queue = this.targets.get(target);
     if (!queue) return;

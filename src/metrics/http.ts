@@ -12,7 +12,6 @@
  * With monitoring.token set, each needs `authorization: Bearer TOKEN` (compared in constant
  * time); without one they answer anyone: they hold no user ids, group names or content.
  */
-import { timingSafeEqual } from 'node:crypto';
 import { httpError, httpStatusLine, type HttpCode } from '../protocol/errors.js';
 import { bearerCheck } from '../util/bearer.js';
 import { getRoute, JSON_HEADERS, sendError, sendJson } from '../shard/http.js';

@@ -6,7 +6,8 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 
-const BEARER = /^[ \t]*bearer[ \t]+(\S+)[ \t]*$/i;
+/** The scheme, then the token as configured (it may hold spaces: the config takes any string). */
+const BEARER = /^[ \t]*bearer[ \t]+(.*?)[ \t]*$/i;
 
 /** Whether `header` carries `token`; null when no token is configured (the caller decides then). */
 export function bearerCheck(token: string): ((header: string) => boolean) | null {
