@@ -63,6 +63,20 @@ describe('JWT authentication', () => {
     assert.equal(await rejectedWith(server.port, `token=${await token({}, { sub: 'anon:alice' })}`), 401);
   });
 
+  test("a token whose sub is @server (the sender of the server's own messages) is refused, so no client can pass for it", async () => {
+    assert.equal(await rejectedWith(server.port, `token=${await token({}, { sub: '@server' })}`), 401);
+    const client = await connect(server.port);
+    client.send({ op: 'auth', token: await token({}, { sub: '@server' }) });
+    assert.match(String((await client.next((f) => f.op === 'err')).message), /may not be @server/);
+    assert.equal((await client.closed).code, 4001);
+    const anonymous = await startInProcess({ websocket: { auth: { allow_anonymous: true } } });
+    try {
+      assert.equal(await rejectedWith(anonymous.port, 'user=@server'), 401);
+    } finally {
+      await anonymous.close();
+    }
+  });
+
   test('anonymous ?user= is refused when anonymous mode is off', async () => {
     assert.equal(await rejectedWith(server.port, 'user=mallory'), 401);
   });

@@ -149,6 +149,12 @@ describe('configuration', () => {
         (err: Error) => err.message,
       );
       assert.match(refused, /401/);
+      // A client without credentials, which would send an `auth` frame (as the SDK does), too: none holds a place.
+      const bare = await connect(server.port).then(
+        () => 'connected',
+        (err: Error) => err.message,
+      );
+      assert.match(bare, /401/);
     } finally {
       assert.equal(await server.stop('SIGTERM'), 0);
     }

@@ -153,6 +153,30 @@ describe('a token is checked for as long as the connection lives', () => {
     client.close();
   });
 
+  test('max_lifetime: the same token sent again does not extend the connection; another token does', async () => {
+    const capped = await startInProcess({ websocket: { server: { shards: 1 }, auth: { secret: SECRET, allow_anonymous: false, require_exp: false, max_lifetime: 2 } } });
+    try {
+      const first = await signToken({ n: 1 }, { sub: 'kim', exp: null, secret: SECRET });
+      const resent = await connect(capped.port, { query: `token=${first}` });
+      const renewed = await connect(capped.port, { query: `token=${first}` });
+      const welcome = await resent.next((f) => f.op === 'welcome');
+      await renewed.next((f) => f.op === 'welcome');
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      resent.send({ op: 'auth', token: first, ref: 'again' });
+      const again = await resent.next((f) => f.ref === 'again');
+      assert.equal(again.expiresAt, welcome.expiresAt, 'the same token: the same expiry');
+      renewed.send({ op: 'auth', token: await signToken({ n: 2 }, { sub: 'kim', exp: null, secret: SECRET }), ref: 'fresh' });
+      const fresh = await renewed.next((f) => f.ref === 'fresh');
+      assert.ok((fresh.expiresAt as number) > (welcome.expiresAt as number) + 500, 'a new token: max_lifetime from now');
+      assert.equal((await resent.closed).code, 4001, 'closed at the first token\'s max_lifetime');
+      renewed.send({ op: 'ping', t: 1 });
+      await renewed.next((f) => f.op === 'pong');
+      renewed.close();
+    } finally {
+      await capped.close();
+    }
+  });
+
   test('an auth frame with another user\'s token is refused with 4001', async () => {
     const client = await user(server.port, 'ivan');
     client.send({ op: 'auth', token: await token('judy'), ref: 'switch' });

@@ -6,7 +6,8 @@
 import { jwtVerify, errors as joseErrors, type JWTVerifyOptions } from 'jose';
 import { MAX_WEIGHT } from '../config/delivery-schema.js';
 import type { Config } from '../config/schema.js';
-import { GROUP_PATTERN, NAME_PATTERN } from '../protocol/frames.js';
+import { createHash } from 'node:crypto';
+import { GROUP_PATTERN, NAME_PATTERN, SERVER_SENDER } from '../protocol/frames.js';
 
 export interface Identity {
   user: string;
@@ -21,6 +22,12 @@ export interface Identity {
    * may not expire (`require_exp: false`, no `exp`, no `max_lifetime`).
    */
   expiresAt: number;
+  /**
+   * With `max_lifetime`, which token this is (a digest): a connection that presents the same
+   * token again keeps the expiry it had, or re-sending one token would extend its life forever.
+   * Null without `max_lifetime` (the token's `exp` is the same each time) and for anonymous users.
+   */
+  tokenKey: string | null;
 }
 
 /**
@@ -82,6 +89,11 @@ export class Authenticator {
     };
   }
 
+  /** Neither tokens nor anonymous ids are accepted (authMode 'closed'): every client is refused at its upgrade. */
+  get acceptsNobody(): boolean {
+    return this.key === null && !this.allowAnonymous;
+  }
+
   async verify(token: string): Promise<IdentityResult> {
     if (this.key === null) return { ok: false, reason: 'tokens are not accepted: no websocket.auth.secret is configured' };
     let payload;
@@ -96,19 +108,21 @@ export class Authenticator {
     const user = payload.sub;
     if (typeof user !== 'string' || !NAME_PATTERN.test(user)) return { ok: false, reason: 'token sub is missing or not a valid user id' };
     if (user.startsWith(ANONYMOUS_PREFIX)) return { ok: false, reason: `token sub may not start with ${ANONYMOUS_PREFIX} (reserved for anonymous users)` };
+    if (user === SERVER_SENDER) return { ok: false, reason: `token sub may not be ${SERVER_SENDER} (the sender of the server's own messages)` };
     // A token accepted within the tolerance past its exp must not be closed at once for it.
     const expiresAt = Math.min(typeof payload.exp === 'number' ? payload.exp * 1000 + this.clockToleranceMs : Infinity, Date.now() + this.maxLifetimeMs);
+    const tokenKey = this.maxLifetimeMs === Infinity ? null : createHash('sha256').update(token).digest('base64');
     const weightClaim = payload.weight;
     if (weightClaim !== undefined && (typeof weightClaim !== 'number' || !(weightClaim > 0) || !(weightClaim <= MAX_WEIGHT))) {
       return { ok: false, reason: `token weight claim must be a positive number of at most ${MAX_WEIGHT}` };
     }
     const weight = weightClaim ?? 0;
     const claim = payload.groups;
-    if (claim === undefined) return { ok: true, identity: { user, groups: null, weight, expiresAt } };
+    if (claim === undefined) return { ok: true, identity: { user, groups: null, weight, expiresAt, tokenKey } };
     if (!Array.isArray(claim) || !claim.every((g) => typeof g === 'string' && GROUP_PATTERN.test(g))) {
       return { ok: false, reason: 'token groups claim must be an array of group names or prefix.* patterns' };
     }
-    return { ok: true, identity: { user, groups: new GroupMatcher(claim as string[]), weight, expiresAt } };
+    return { ok: true, identity: { user, groups: new GroupMatcher(claim as string[]), weight, expiresAt, tokenKey } };
   }
 
   /** `?user=ID`: the id as given while no secret is set, `anon:ID` when tokens can be verified too. */
@@ -116,6 +130,7 @@ export class Authenticator {
     if (!this.allowAnonymous) return { ok: false, reason: 'anonymous connections are disabled: send a token' };
     const id = this.key === null || user.startsWith(ANONYMOUS_PREFIX) ? user : ANONYMOUS_PREFIX + user;
     if (!NAME_PATTERN.test(id)) return { ok: false, reason: 'user must match ' + NAME_PATTERN.source };
-    return { ok: true, identity: { user: id, groups: null, weight: 0, expiresAt: Infinity } };
+    if (id === SERVER_SENDER) return { ok: false, reason: `user may not be ${SERVER_SENDER} (the sender of the server's own messages)` };
+    return { ok: true, identity: { user: id, groups: null, weight: 0, expiresAt: Infinity, tokenKey: null } };
   }
 }

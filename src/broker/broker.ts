@@ -16,7 +16,7 @@
  */
 import type { Config } from '../config/schema.js';
 import { OcsError, type ErrorCode } from '../protocol/errors.js';
-import { ANY_STRATEGIES, type AnyStrategy } from '../protocol/frames.js';
+import { ANY_STRATEGIES, SERVER_SENDER, type AnyStrategy } from '../protocol/frames.js';
 import type { MessageStore, StoreHealth } from '../store/store.js';
 import type { Logger } from '../util/logger.js';
 import { typeOfData } from '../link/records.js';
@@ -83,7 +83,6 @@ export interface BrokerOptions {
   renderDeadLetters?: RenderLetters;
 }
 
-const SERVER_SENDER = '@server';
 
 export class Broker {
   private readonly delivery: Config['websocket']['delivery'];

@@ -22,7 +22,7 @@ import type { Config } from '../config/schema.js';
 import { ToBroker, typeOfData } from '../link/records.js';
 import type { LatencyRecorder } from '../metrics/latencies.js';
 import { OcsError, type ErrorCode } from '../protocol/errors.js';
-import { ANY_STRATEGIES, type AnyStrategy } from '../protocol/frames.js';
+import { ANY_STRATEGIES, SERVER_SENDER, type AnyStrategy } from '../protocol/frames.js';
 import { ClusterStatus, type ClusterState } from '../shared/cluster-state.js';
 import type { StoreHealth } from '../store/store.js';
 import type { Logger } from '../util/logger.js';
@@ -61,7 +61,6 @@ export interface ClusterNodeOptions {
   latency?: LatencyRecorder;
 }
 
-const SERVER_SENDER = '@server';
 /**
  * In Redis's script cache before the node takes traffic (a restarted Redis has none): a script
  * it does not know costs a NOSCRIPT round trip, and one whose NOSCRIPT comes after its command

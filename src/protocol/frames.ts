@@ -13,6 +13,8 @@ export type PriorityValue = (typeof Priority)[keyof typeof Priority];
  * meaning (`*` is reserved for `prefix.*` patterns in tokens).
  */
 export const NAME_PATTERN = /^[A-Za-z0-9_.:@/#+-]{1,128}$/;
+/** The sender of what the embedding application sends and publishes: no client may be this user (identity.ts). */
+export const SERVER_SENDER = '@server';
 /**
  * A group name or a `prefix*` pattern (`room.*` matches `room.a` and `room.a.b`; `*` alone
  * matches every group): the token's `groups` claim and the `websocket.history` patterns.

@@ -84,6 +84,12 @@ export class Admission {
       counters[Counter.refused_protocol]!++;
       return refuse(res, '400 Bad Request', 'E_BAD_FRAME', `unsupported subprotocol; this server speaks ${JSON_PROTOCOL} and ${MSGPACK_PROTOCOL}`);
     }
+    if (auth.acceptsNobody) {
+      // Not only a `?token=`: a client that would send an `auth` frame is refused too, instead of
+      // holding a place until its frame is refused.
+      counters[Counter.refused_unauthorized]!++;
+      return refuse(res, '401 Unauthorized', 'E_UNAUTHORIZED', 'no client is accepted: no websocket.auth.secret is configured and anonymous connections are off');
+    }
     const token = query.get('token');
     const user = query.get('user');
     // Without credentials the socket waits for its `auth` frame, holding one of its address's
@@ -103,6 +109,7 @@ export class Admission {
           ? newConnection(this.nextSid(), null, null, burst, now, now + authTimeout * 1000)
           : newConnection(this.nextSid(), identity.user, identity.groups, burst, now, identity.expiresAt);
       conn.weight = identity?.weight ?? 0;
+      conn.tokenKey = identity?.tokenKey ?? null;
       if (protocol === MSGPACK_PROTOCOL) conn.frames = MSGPACK_FRAMES;
       if (identity === null) conn.unauthenticatedIp = ip;
       res.upgrade<SocketData>({ conn }, key, protocol, extensions, context);
@@ -177,6 +184,7 @@ export class Admission {
       conn.allowed = identity.groups;
       conn.weight = identity.weight;
       conn.expiresAt = identity.expiresAt;
+      conn.tokenKey = identity.tokenKey;
       this.releaseAddress(conn);
       this.announce(ws, conn);
     });
@@ -194,8 +202,10 @@ export class Admission {
       if (identity.user !== conn.user) {
         return this.options.fail(ws, conn, 'E_UNAUTHORIZED', `this connection is ${conn.user}'s; another user needs a connection of their own`, ref, true);
       }
-      conn.expiresAt = identity.expiresAt;
-      this.options.out.send(ws, conn, conn.frames.authAck(ref, identity.expiresAt));
+      // The same token again: max_lifetime counts on from when it was first given, not from now.
+      if (identity.tokenKey === null || identity.tokenKey !== conn.tokenKey) conn.expiresAt = identity.expiresAt;
+      conn.tokenKey = identity.tokenKey;
+      this.options.out.send(ws, conn, conn.frames.authAck(ref, conn.expiresAt));
     });
   }
 

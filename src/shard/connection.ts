@@ -32,6 +32,8 @@ export interface Connection {
    * end of auth_timeout; then its token's expiry (Infinity: never).
    */
   expiresAt: number;
+  /** Which token set `expiresAt` under `max_lifetime` (Identity.tokenKey): the same one again does not move it. */
+  tokenKey: string | null;
   /** The token of an `auth` frame is being checked (the sweep waits for the verdict). */
   verifying: boolean;
   /** Frames are handled as they arrive; until the `welcome` was sent they wait in `held`, in order. */
@@ -100,6 +102,7 @@ export function newConnection(sid: string, user: string | null, allowed: GroupMa
     pingSentAt: 0,
     closed: false,
     expiresAt,
+    tokenKey: null,
     verifying: false,
     ready: false,
     held: null,
