@@ -117,8 +117,9 @@ export class ClusterIntake {
         if (dropped) {
           stats.dropped_low++;
           stats.dead_lettered++;
-          // The LOW message dropped may have been in flight: its place in the window (its
-          // recipient's, or for an `any` its holder's) is free.
+          // The LOW message dropped was waiting (one in flight is never dropped), maybe the first
+          // that did not fit its user's window: what waits behind it may fit now. (`freed` is
+          // always empty from this version's STORE: no window loses a message it holds.)
           if (m.target.startsWith('u:')) this.parts.pump(m.target.slice(2));
           if (freed) this.parts.pump(freed);
         }

@@ -21,7 +21,7 @@ import { NodeRecord, type BatchEntry, type Channels } from './channels.js';
 import { LocalDelivery, outgoing, type Outgoing } from './local-delivery.js';
 import type { ClusterPresence, LocalPresence } from './presence.js';
 import { logCommandFailure, timedOut } from './redis.js';
-import { ROUTE_ANY } from './route-any-script.js';
+import { PUMP_GROUP, ROUTE_ANY } from './route-any-script.js';
 import type { ScriptRunner } from './script-runner.js';
 import { ACK, JOIN, RECLAIM, SWEEP } from './scripts.js';
 import { CONNECT, PUMP, ROUTE_USER } from './window-scripts.js';
@@ -94,9 +94,9 @@ export class ClusterMessaging {
       );
     } else {
       const group = target.slice(2);
-      const strategy = this.delivery.group_strategies.get(group) ?? this.delivery.default_strategy;
-      this.script<[string, string, string, Fields] | null>(ROUTE_ANY, [this.prefix, id, group, ...timing, strategy]).then(
-        (routed) => routed && this.toMember(routed[0], routed[1], routed[3], receivedAt),
+      const window = [this.delivery.max_inflight_per_user, this.delivery.max_inflight_bytes_per_user];
+      this.script<[string, string, string, Fields] | 'pump' | null>(ROUTE_ANY, [this.prefix, id, group, ...timing, this.strategyOf(group), ...window]).then(
+        (routed) => (routed === 'pump' ? this.pumpGroup(group, '') : routed && this.toMember(routed[0], routed[1], routed[3], receivedAt)),
         (err: unknown) => this.claimFailed(err, 'route', target, now, id),
       );
     }
@@ -272,11 +272,35 @@ export class ClusterMessaging {
     return { nodes, pending, entries };
   }
 
-  /** A member connection joined `group` (recorded in Redis); `any` messages that waited for a member go out now. */
+  /** A member connection joined `group` (recorded in Redis); `any` messages that waited for a member go out now, in queue order, as the members' windows allow. */
   joined(sid: string, group: string, user: string, weight: number): Promise<void> {
     return this.script<string[]>(JOIN, [this.prefix, this.parts.node, sid, group, user, weight]).then((waiting) => {
-      for (const id of waiting) this.route(id, `g:${group}`);
+      if (waiting.length > 0) this.pumpGroup(group, '');
     });
+  }
+
+  /** The strategy of `group`'s `any` messages in the config (a message's own, or the group's set at run time, come first: in Redis). */
+  private strategyOf(group: string): string {
+    return this.delivery.group_strategies.get(group) ?? this.delivery.default_strategy;
+  }
+
+  /**
+   * Routes `group`'s waiting `any` messages in queue order while some member's window has room
+   * (PUMP_GROUP). `freed`: the user whose freed window asked for it ('' : a join, or a new
+   * message behind waiting ones).
+   */
+  private pumpGroup(group: string, freed: string): void {
+    const now = Date.now();
+    const args = [
+      this.prefix, group, now, this.delivery.ack_timeout * 1000, this.delivery.backoff_multiplier, this.delivery.max_backoff * 1000,
+      this.parts.presence.aliveSince(now), this.strategyOf(group), this.delivery.max_inflight_per_user, this.delivery.max_inflight_bytes_per_user, freed,
+    ];
+    this.script<Array<[string, string, string, Fields]>>(PUMP_GROUP, args).then(
+      (routed) => {
+        for (const [node, sid, , f] of routed) this.toMember(node, sid, f, 0);
+      },
+      (err: unknown) => this.claimFailed(err, 'pump', `g:${group}`, now, ''),
+    );
   }
 
   // --- acknowledgements and the sweep ----------------------------------------------------------
@@ -306,15 +330,23 @@ export class ClusterMessaging {
     );
   }
 
-  /** Claims what now fits in `user`'s window, if some of its messages wait for room (PUMP). */
+  /**
+   * Claims what now fits in `user`'s window, if some of its messages wait for room (PUMP); then
+   * routes the waiting `any` messages of the groups that waited for room in its window (P
+   * wg:USER, which PUMP lists), one PUMP_GROUP each.
+   */
   pump(user: string): void {
     const now = Date.now();
     const args = [
       this.prefix, user, now, this.delivery.ack_timeout * 1000, this.delivery.backoff_multiplier, this.delivery.max_backoff * 1000,
-      this.parts.presence.aliveSince(now), this.delivery.max_inflight_per_user, this.delivery.max_inflight_bytes_per_user,
+      this.parts.presence.aliveSince(now), this.delivery.max_inflight_per_user, this.delivery.max_inflight_bytes_per_user, 1,
     ];
-    this.script<[string[], Fields[]] | null>(PUMP, args).then(
-      (pumped) => pumped && pumped[1].length > 0 && this.backlogToUser(user, pumped[0], pumped[1]),
+    this.script<[string[], Fields[], string[]] | null>(PUMP, args).then(
+      (pumped) => {
+        if (!pumped) return;
+        if (pumped[1].length > 0) this.backlogToUser(user, pumped[0], pumped[1]);
+        for (const group of pumped[2] ?? []) this.pumpGroup(group, user);
+      },
       (err: unknown) => this.claimFailed(err, 'pump', `u:${user}`, now, ''),
     );
   }
@@ -354,7 +386,7 @@ export class ClusterMessaging {
 
   // --- helpers ---------------------------------------------------------------------------------
 
-  /** A claiming script (ROUTE_USER, ROUTE_ANY, PUMP) failed; if it timed out, it may have run. */
+  /** A claiming script (ROUTE_USER, ROUTE_ANY, PUMP, PUMP_GROUP) failed; if it timed out, it may have run. */
   private claimFailed(err: unknown, during: string, target: string, at: number, id: string): void {
     logCommandFailure(this.parts, err, during);
     if (timedOut(err)) this.claimTimedOut(target, at, id);

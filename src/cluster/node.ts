@@ -38,7 +38,7 @@ import { ClusterPresence, LocalPresence } from './presence.js';
 import { ClusterPubs } from './pubs.js';
 import { connectionCapRefusal } from '../broker/presence.js';
 import { RedisLink, timedOut } from './redis.js';
-import { ROUTE_ANY } from './route-any-script.js';
+import { PUMP_GROUP, ROUTE_ANY } from './route-any-script.js';
 import { ScriptRunner } from './script-runner.js';
 import { ACK, DEAD_ON_ARRIVAL, RECLAIM, STORE, SWEEP } from './scripts.js';
 import { Sweeps } from './sweeps.js';
@@ -66,7 +66,7 @@ export interface ClusterNodeOptions {
  * it does not know costs a NOSCRIPT round trip, and one whose NOSCRIPT comes after its command
  * timed out is never run (a send stored after a freeze would not be).
  */
-const STORE_SCRIPTS = [STORE, ROUTE_USER, ROUTE_ANY, CONNECT, PUMP, ACK, SWEEP, DEAD_ON_ARRIVAL, RECLAIM];
+const STORE_SCRIPTS = [STORE, ROUTE_USER, ROUTE_ANY, PUMP_GROUP, CONNECT, PUMP, ACK, SWEEP, DEAD_ON_ARRIVAL, RECLAIM];
 
 export class ClusterNode {
   readonly node: string;

@@ -17,6 +17,8 @@
  *   P wf:USER        HASH n, b: the user's messages in flight and their bytes; ab: the bytes of
  *                    the `any` messages it holds (their count is P load's): its window
  *   P wb:USER        set while some of the user's messages wait for room in its window
+ *   P wg:USER        SET of groups whose waiting \`any\` messages no member had room for, the user
+ *                    a member then: its freed window pumps them (route-any-script.ts PUMP_GROUP)
  *   P load           HASH user -> `any` messages it holds unacknowledged (least_connections)
  *   P rr:GROUP       INCR: the `any` rotation of a group
  *   P strategies     HASH group -> `any` strategy set by setGroupLoadBalanceStrategy
@@ -130,10 +132,13 @@ end
  *       maxMessages maxBytes now ttlMs requeueOf perSenderBytes(0: none)
  * requeueOf: '' or the dead letter this message puts back (/admin/dlq): it must still be there,
  * and it goes in the same step as the message is stored, so one requeue of it wins.
- * -> {'ok', state, droppedLowId|'', freed}, {'full', why} or {'gone', why}; freed: the member
- *    whose window the dropped message (an \`any\` it held) left, when some of its own wait for room
+ * At the recipient's cap (delivery.max_pending_per_user) the oldest LOW message that is not in
+ * flight (of the 64 oldest LOW ones) is dead-lettered to make room; none: refused.
+ * -> {'ok', state, droppedLowId|'', freed}, {'full', why} or {'gone', why}; freed: always '' now
+ *    (the dropped message is never in flight, so it frees no window), kept for the reply's shape
  */
 export const STORE = `${PRELUDE}
+local LOW_SCAN = 64
 local id, target, from, group, data = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local pri, ts, at, strategy, bytes = tonumber(ARGV[7]), ARGV[8], tonumber(ARGV[9]), ARGV[10], tonumber(ARGV[11])
 local perRecipient, perSender = tonumber(ARGV[12]), tonumber(ARGV[13])
@@ -156,16 +161,33 @@ if perSenderBytes > 0 and tonumber(redis.call('GET', P..'sndb:'..from) or '0') +
   return {'full', 'you have '..(redis.call('GET', P..'sndb:'..from) or '0')..' bytes of messages stored; this one has '..bytes..' (delivery.max_stored_bytes_per_sender)'}
 end
 local q = P..'q:'..target
+-- freed stays '' (its place in the reply is kept for the nodes that read it): the message
+-- dropped is never in flight, so it leaves nobody's window.
 local dropped, freed = '', ''
 if redis.call('ZCARD', q) >= perRecipient then
-  local low = redis.call('ZRANGEBYSCORE', q, '30000000000000', '+inf', 'LIMIT', 0, 1)
-  if #low == 0 then
-    return {'full', 'the queue of '..string.sub(target, 3)..' holds delivery.max_pending_per_user ('..perRecipient..') messages, none of them LOW'}
+  -- The oldest LOW message not in flight makes room: one the recipient holds was delivered,
+  -- and its ack must still be taken (a dead letter of it would be delivered again by a requeue).
+  local low = redis.call('ZRANGEBYSCORE', q, '30000000000000', '+inf', 'LIMIT', 0, LOW_SCAN)
+  local room = false
+  for _, lid in ipairs(low) do
+    local st = redis.call('HGET', P..'m:'..lid, 'state')
+    if not st then
+      -- Its message is gone (a node of an older version left the entry): the entry goes, and its place is free.
+      redis.call('ZREM', q, lid)
+      room = true
+      break
+    elseif st ~= 'f' then
+      dropped = lid
+      break
+    end
   end
-  dropped = low[1]
-  local holder = redis.call('HGET', P..'m:'..dropped, 'holder')
-  if holder and holder ~= '' and redis.call('HGET', P..'m:'..dropped, 'state') == 'f' then freed = holder end
-  deadletter(dropped, 'queue full: dropped as the oldest LOW message for '..string.sub(target, 3)..' (delivery.max_pending_per_user)', now)
+  if dropped == '' and not room then
+    local why = #low == LOW_SCAN and ' (of its '..LOW_SCAN..' oldest LOW ones, none is)' or ''
+    return {'full', 'the queue of '..string.sub(target, 3)..' holds delivery.max_pending_per_user ('..perRecipient..') messages, none of them is LOW and waiting (not delivered already)'..why}
+  end
+  if dropped ~= '' then
+    deadletter(dropped, 'queue full: dropped as the oldest LOW message for '..string.sub(target, 3)..' (delivery.max_pending_per_user)', now)
+  end
 end
 local seq = redis.call('INCR', P..'seq')
 local state, due = 'w', 0
@@ -183,7 +205,6 @@ if requeueOf ~= '' then
   redis.call('DEL', P..'d:'..requeueOf)
   redis.call('ZREM', P..'dlq', requeueOf)
 end
-if freed ~= '' and redis.call('EXISTS', P..'wb:'..freed) == 0 then freed = '' end
 return {'ok', state, dropped, freed}
 `;
 
@@ -206,7 +227,8 @@ return redis.call('ZRANGE', P..'qw:'..group, 0, -1)
 /**
  * \`ack\` of \`id\` by \`user\`: only a message in flight, to that user (or held by that user, for
  * an \`any\`), is settled. ARGV: P id user -> {the delivery time (epoch ms), 1 when the user's
- * window (which an \`any\` it held was in too) has messages waiting for room (the node runs PUMP)} | false
+ * window (which an \`any\` it held was in too) has messages waiting for room: its own (P wb:USER)
+ * or its groups' \`any\` messages (P wg:USER); the node runs PUMP} | false
  */
 export const ACK = `${PRELUDE}
 local id, user = ARGV[2], ARGV[3]
@@ -218,8 +240,8 @@ elseif f[4] ~= user then
   return false
 end
 forget(id)
--- Whether the user has messages waiting for room in its window (the node then pumps).
-return {f[5] or '0', redis.call('EXISTS', P..'wb:'..user)}
+-- Whether messages wait for room in the user's window, its own or its groups' (the node then pumps).
+return {f[5] or '0', math.min(1, redis.call('EXISTS', P..'wb:'..user, P..'wg:'..user))}
 `;
 
 /**
@@ -228,7 +250,8 @@ return {f[5] or '0', redis.call('EXISTS', P..'wb:'..user)}
  * waited delivery.ttl is dead-lettered. One script, so two nodes sweeping at once never take
  * the same message. ARGV: P now limit maxAttempts ttlMs
  * -> {{id, action(route|dead|expired), target, freed}..., count, bytes}; freed: the member whose
- *    window an \`any\` it held left, when some of its own messages wait for room (PUMP it), else ''
+ *    window an \`any\` it held left, when messages wait for room there (P wb:, wg:), or the user
+ *    whose own message left its window to wait again, when its groups' do (P wg:): PUMP it; else ''
  */
 export const SWEEP = `${PRELUDE}
 local now, limit, maxAttempts, ttl = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -247,13 +270,17 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', P..'due', '-inf', now, 'LIMIT', 
     if state == 'f' then
       loaddec(f[3], tonumber(f[5]))
       redis.call('HSET', m, 'holder', '')
-      if f[3] ~= '' and redis.call('EXISTS', P..'wb:'..f[3]) == 1 then freed = f[3] end
+      if f[3] ~= '' and redis.call('EXISTS', P..'wb:'..f[3], P..'wg:'..f[3]) > 0 then freed = f[3] end
     end
     if state == 'f' and tonumber(f[2]) >= maxAttempts then
       deadletter(id, 'not acknowledged after '..f[2]..' deliveries (delivery.max_attempts)', now)
       out[#out + 1] = {id, 'dead', f[4], freed}
     else
-      if state == 'f' then flight(f[4], tonumber(f[5]), -1) end
+      if state == 'f' then
+        flight(f[4], tonumber(f[5]), -1)
+        -- A user's own message left its window: its groups' waiting \`any\` messages may fit (P wg:USER).
+        if freed == '' and string.sub(f[4], 1, 2) == 'u:' and redis.call('EXISTS', P..'wg:'..string.sub(f[4], 3)) == 1 then freed = string.sub(f[4], 3) end
+      end
       redis.call('HSET', m, 'state', 'w')
       waits(id, f[4])
       if ttl > 0 then redis.call('ZADD', P..'due', now + ttl, id) else redis.call('ZREM', P..'due', id) end

@@ -6,8 +6,11 @@
  */
 import { PRELUDE } from './scripts.js';
 
-/** PRELUDE and the window's helpers: the count of what is in flight, and pump(). */
-const WINDOW = `${PRELUDE}
+/**
+ * Whether a user's window has room (after PRELUDE): what it holds, and whether one more fits.
+ * Also ROUTE_ANY's and PUMP_GROUP's (route-any-script.ts): an \`any\` goes to a member with room.
+ */
+export const ROOM = `
 -- The user's messages in flight and the \`any\` messages it holds, and their bytes (P wf:USER, P load).
 local function inflight(user)
   local w = redis.call('HMGET', P..'wf:'..user, 'n', 'b', 'ab')
@@ -18,6 +21,10 @@ end
 local function fits(n, b, size, winCount, winBytes)
   return n == 0 or (n < winCount and b + size <= winBytes)
 end
+`;
+
+/** PRELUDE and the window's helpers: the count of what is in flight, and pump(). */
+const WINDOW = `${PRELUDE}${ROOM}
 -- Counts its own again from the queue (a node of an older version does not keep P wf:USER n, b).
 local function recount(user)
   local n, b = 0, 0
@@ -156,13 +163,21 @@ return out
 
 /**
  * Room came in a user's window (an ack, a dead letter) while some of its messages wait for it
- * (P wb:USER): claims what now fits. ARGV: P user now ackMs mult maxBackoffMs aliveSince winCount winBytes
- * -> false (none waits, or the user is not online) | {nodes, {fields...}}
+ * (P wb:USER): claims what now fits. With ARGV[10] (a node that pumps groups; absent from an
+ * older node), also lists the groups whose \`any\` messages waited for room in this user's
+ * window (P wg:USER), for the node to pump (PUMP_GROUP), after the user's own.
+ * ARGV: P user now ackMs mult maxBackoffMs aliveSince winCount winBytes [groups]
+ * -> false (none waits, or the user is not online and has no such group) | {nodes, {fields...}, groups}
  */
 export const PUMP = `${WINDOW}
 local user, now = ARGV[2], tonumber(ARGV[3])
-if redis.call('EXISTS', P..'wb:'..user) == 0 then return false end
-local nodes = userNodes(user, tonumber(ARGV[7]))
-if #nodes == 0 then return false end
-return {nodes, pump(user, now, tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[8]), tonumber(ARGV[9]))}
+local groups = {}
+if ARGV[10] == '1' then groups = redis.call('SMEMBERS', P..'wg:'..user) end
+local nodes = {}
+if redis.call('EXISTS', P..'wb:'..user) == 1 then nodes = userNodes(user, tonumber(ARGV[7])) end
+if #nodes == 0 then
+  if #groups == 0 then return false end
+  return {{}, {}, groups}
+end
+return {nodes, pump(user, now, tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[8]), tonumber(ARGV[9])), groups}
 `;
