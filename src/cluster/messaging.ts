@@ -32,6 +32,8 @@ type Fields = [id: string, from: string, group: string, data: string, pri: strin
 
 /** Most due messages one sweep takes; the next sweep takes the rest. */
 const SWEEP_BATCH = 500;
+/** Most waiting `any` messages one PUMP_GROUP claims; the node runs it again for the rest. */
+const PUMP_GROUP_CLAIMS = 500;
 /** Most timed-out claims kept for one follow-up; past it, their messages wait for their ack deadline. */
 const MAX_RECLAIMS = 10_000;
 
@@ -294,10 +296,13 @@ export class ClusterMessaging {
     const args = [
       this.prefix, group, now, this.delivery.ack_timeout * 1000, this.delivery.backoff_multiplier, this.delivery.max_backoff * 1000,
       this.parts.presence.aliveSince(now), this.strategyOf(group), this.delivery.max_inflight_per_user, this.delivery.max_inflight_bytes_per_user, freed,
+      PUMP_GROUP_CLAIMS,
     ];
     this.script<Array<[string, string, string, Fields]>>(PUMP_GROUP, args).then(
       (routed) => {
         for (const [node, sid, , f] of routed) this.toMember(node, sid, f, 0);
+        // Cut short with more to claim: go on in another script, letting other commands run between.
+        if (routed.length >= PUMP_GROUP_CLAIMS) this.pumpGroup(group, '');
       },
       (err: unknown) => this.claimFailed(err, 'pump', `g:${group}`, now, ''),
     );

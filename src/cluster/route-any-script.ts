@@ -139,13 +139,16 @@ return {pick.node, pick.sid, pick.user, fields}
  * pump the group again. Run when a member joins, when ROUTE_ANY finds older messages waiting,
  * and when PUMP lists the group for a user whose window freed (\`user\`, whose mark is taken).
  * Entries whose message no longer waits (a node of an older version took it) leave the index.
- * ARGV: P group now ackMs mult maxBackoffMs aliveSince defaultStrategy winCount winBytes user('' : none)
- * -> {{node, sid, user, fields}...} in queue order
+ * ARGV: P group now ackMs mult maxBackoffMs aliveSince defaultStrategy winCount winBytes user('' : none) maxClaims
+ * -> {{node, sid, user, fields}...} in queue order; maxClaims of them: more may fit (the node runs
+ *    it again, so that one script never holds Redis for a whole backlog: a group's queue may hold
+ *    delivery.max_pending_per_user messages)
  */
 export const PUMP_GROUP = `${ANY}
 local group, now, since = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[7])
 local ackMs, mult, maxMs = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local winCount, winBytes, freed = tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11] or ''
+local maxClaims = tonumber(ARGV[12] or '') or 500
 if freed ~= '' then redis.call('SREM', P..'wg:'..freed, group) end
 local out = {}
 local members = liveMembers(group, since)
@@ -176,6 +179,7 @@ while true do
       redis.call('ZREM', qw, id) -- claim() did, for a message of this group: so that the loop ends whatever it holds
       took(room, pick.user, size)
       out[#out + 1] = {pick.node, pick.sid, pick.user, fields}
+      if #out >= maxClaims then return out end
     end
   end
 end
