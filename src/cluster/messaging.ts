@@ -23,7 +23,8 @@ import type { ClusterPresence, LocalPresence } from './presence.js';
 import { logCommandFailure, timedOut } from './redis.js';
 import { PUMP_GROUP, ROUTE_ANY } from './route-any-script.js';
 import type { ScriptRunner } from './script-runner.js';
-import { ACK, JOIN, RECLAIM, SWEEP } from './scripts.js';
+import { ACK, JOIN, SWEEP } from './scripts.js';
+import { TimeoutFollowUps } from './timeout-follow-ups.js';
 import { CONNECT, PUMP, ROUTE_USER } from './window-scripts.js';
 import type { ClusterStats } from './stats.js';
 
@@ -34,8 +35,6 @@ type Fields = [id: string, from: string, group: string, data: string, pri: strin
 const SWEEP_BATCH = 500;
 /** Most waiting `any` messages one PUMP_GROUP claims; the node runs it again for the rest. */
 const PUMP_GROUP_CLAIMS = 500;
-/** Most timed-out claims kept for one follow-up; past it, their messages wait for their ack deadline. */
-const MAX_RECLAIMS = 10_000;
 
 export interface MessagingParts {
   config: Config;
@@ -68,13 +67,19 @@ export class ClusterMessaging {
   private rescanDue = false;
   /** Users whose ack timed out, to pump once Redis answers (one follow-up for all). */
   private readonly pumpDue = new Set<string>();
-  /** Claims that timed out, to undo once Redis answers (RECLAIM): target, the claim's time, its one id or ''. */
-  private readonly reclaimDue: Array<[target: string, at: number, id: string]> = [];
+  private readonly followUps: TimeoutFollowUps;
 
   constructor(private readonly parts: MessagingParts) {
     this.delivery = parts.config.websocket.delivery;
     this.prefix = parts.config.cluster.key_prefix;
     this.here = new LocalDelivery(parts.config, parts.local, parts.link);
+    this.followUps = new TimeoutFollowUps({
+      config: parts.config,
+      log: parts.log,
+      up: () => parts.up(),
+      dueAt: (at) => parts.dueAt(at),
+      script: (source, args) => this.script(source, args),
+    });
   }
 
   // --- routing -------------------------------------------------------------------------------
@@ -266,7 +271,7 @@ export class ClusterMessaging {
       this.prefix, node, user, now, this.delivery.ack_timeout * 1000, this.delivery.backoff_multiplier, this.delivery.max_backoff * 1000,
       presence.aliveSince(now), connections, this.delivery.max_inflight_per_user, this.delivery.max_inflight_bytes_per_user, maxConnections,
     ]).catch((err: unknown) => {
-      if (timedOut(err)) this.claimTimedOut(`u:${user}`, now, '');
+      if (timedOut(err)) this.followUps.claimTimedOut(`u:${user}`, now, '');
       throw err;
     });
     if (out[0] === 'cap') return { holding: out[1] as number };
@@ -327,7 +332,7 @@ export class ClusterMessaging {
         // It may have run all the same, freeing room in the window that only its answer would have
         // pumped. One follow-up for all the acks that timed out meanwhile.
         if (timedOut(err)) {
-          if (this.pumpDue.size === 0) this.afterTimeout(() => this.pumpDue.forEach((u) => this.pump(u)), () => this.pumpDue.clear());
+          if (this.pumpDue.size === 0) this.followUps.afterTimeout(() => this.pumpDue.forEach((u) => this.pump(u)), () => this.pumpDue.clear());
           this.pumpDue.add(user);
         }
         reply.unavailable(`ack of ${id} not recorded: Redis is unreachable; the message will be delivered again`);
@@ -369,7 +374,7 @@ export class ClusterMessaging {
     ]).catch((err: unknown) => {
       if (timedOut(err) && !this.rescanDue) {
         this.rescanDue = true;
-        this.afterTimeout(() => this.rescan(), () => (this.rescanDue = false));
+        this.followUps.afterTimeout(() => this.rescan(), () => (this.rescanDue = false));
       }
       throw err;
     });
@@ -394,49 +399,7 @@ export class ClusterMessaging {
   /** A claiming script (ROUTE_USER, ROUTE_ANY, PUMP, PUMP_GROUP) failed; if it timed out, it may have run. */
   private claimFailed(err: unknown, during: string, target: string, at: number, id: string): void {
     logCommandFailure(this.parts, err, during);
-    if (timedOut(err)) this.claimTimedOut(target, at, id);
-  }
-
-  /**
-   * A claim made at `at` timed out: had it run, its messages would be in flight to nobody until
-   * their ack deadline (30 s by default). Once Redis answers, RECLAIM makes them due now and the
-   * sweep routes them again (one follow-up for all the claims that timed out meanwhile).
-   */
-  private claimTimedOut(target: string, at: number, id: string): void {
-    if (this.reclaimDue.length >= MAX_RECLAIMS) return;
-    if (this.reclaimDue.length === 0) {
-      this.afterTimeout(() => this.reclaim(this.reclaimDue.splice(0)), () => (this.reclaimDue.length = 0));
-    }
-    this.reclaimDue.push([target, at, id]);
-  }
-
-  private reclaim(claims: ReadonlyArray<[string, number, string]>): void {
-    for (const [target, at, id] of claims) {
-      this.script<number>(RECLAIM, [this.prefix, target, at, Date.now(), id]).then(
-        (made) => made > 0 && this.parts.dueAt(Date.now()),
-        (err: unknown) => logCommandFailure(this.parts, err, 'reclaim'),
-      );
-    }
-  }
-
-  /**
-   * What a script that timed out (and may have run all the same) would have been followed by,
-   * once Redis answers again: probed every two command timeouts (a follow-up sent into the same
-   * stall would time out too, its own effect lost the same way). Should the node go down
-   * meanwhile, the resync after the outage does it (rescan). `then`: called either way, last.
-   */
-  private afterTimeout(again: () => void, then: () => void = () => {}): void {
-    const timer = setTimeout(() => {
-      if (!this.parts.up()) return then();
-      this.script('return 1', [this.prefix]).then(
-        () => {
-          again();
-          then();
-        },
-        () => this.afterTimeout(again, then),
-      );
-    }, 2 * this.parts.config.cluster.command_timeout * 1000);
-    timer.unref();
+    if (timedOut(err)) this.followUps.claimTimedOut(target, at, id);
   }
 
   private script<T>(source: string, args: Array<string | number>): Promise<T> {
