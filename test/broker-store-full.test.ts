@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { OcsError } from '../src/protocol/errors.js';
@@ -98,5 +100,43 @@ describe('broker: a full disk refuses new messages with E_STORE_UNAVAILABLE, and
     assert.deepEqual(requeued, { status: 200, body: { requeued: deadId } });
     assert.equal(t.store.getDead(deadId), undefined);
     assert.deepEqual(unhandled, []);
+  });
+});
+
+const tightDisk = mountSmallDisk('16m');
+
+describe('broker: a message dead-lettered while the disk is nearly full keeps its data', { skip: typeof tightDisk === 'string' ? tightDisk : false }, () => {
+  const small = typeof tightDisk === 'string' ? null : tightDisk;
+  let t: TestBroker;
+  before(async () => {
+    // The deadline comes after the store's next look at the free space (once a second at most).
+    t = await startBroker({ dataDir: join(small!.dir, 'data'), delivery: { ack_timeout: 1.5, max_attempts: 1 } });
+  });
+  after(async () => {
+    try {
+      await t.close();
+    } finally {
+      small!.unmount();
+    }
+  });
+
+  test('room for the queue removal but not for the letter: neither is written until there is room for both, and the letter has the data', async () => {
+    const big = 'y'.repeat(50_000);
+    t.link.online(0, 'bob-1', 'bob');
+    t.link.send(0, 'alice-1', 'alice', 'bob', big, { ref: 'big' });
+    const stored = await t.link.answerTo('big');
+    assert.ok(stored.op === 'senderAck');
+    await t.link.next('deliverToUser', (c) => c.user === 'bob');
+    // Leave 1 MiB (the store's margin) and 32 KiB: room for a removal, not for a 50 KB letter.
+    const filler = join(small!.dir, 'filler');
+    const avail = (): number => Number(execFileSync('df', ['-B1', '--output=avail', small!.dir]).toString().trim().split('\n').pop());
+    execFileSync('fallocate', ['-l', String(avail() - (1024 + 32) * 1024), filler]);
+    await until(() => (t.broker.stats.dead_lettered > 0 ? true : undefined), 'the ack deadline: dead-lettered');
+    await until(() => (t.store.health.writable ? undefined : true), 'the store refusing the letter');
+    rmSync(filler);
+    await until(() => (t.store.getDead(stored.id) ? true : undefined), 'the letter written once there is room', 10_000);
+    const letter = t.store.getDead(stored.id)!;
+    assert.equal(letter.data, JSON.stringify(big));
+    assert.doesNotMatch(letter.reason, /no longer in the store/);
   });
 });

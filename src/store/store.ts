@@ -164,8 +164,13 @@ export class MessageStore {
     const { bytes: _bytes, ...fields } = meta;
     const data = this.queue.get(key)?.data;
     const letter: DeadLetter = { ...fields, data: data ?? 'null', reason: data === undefined ? `${reason} (its data was no longer in the store)` : reason, failedAt: Date.now() };
-    void this.settle(() => this.queue.remove(key), 0);
-    return this.settle(() => this.dlq.put(meta.id, letter), Buffer.byteLength(letter.data));
+    // Both writes or neither: room for the pair is taken at once. Checked one by one, the removal
+    // could pass where the letter did not (a disk nearly at the margin), and the retry, once the
+    // disk had room, found the data gone and stored a letter of `null`.
+    if (!this.hasRoomFor(Buffer.byteLength(letter.data) + 2 * WRITE_OVERHEAD_BYTES)) return this.noRoom();
+    const put = this.issue(() => this.dlq.put(meta.id, letter));
+    void this.issue(() => this.queue.remove(key));
+    return put;
   }
 
   /** Stores a dead letter that never made it into the queue (e.g. a processor threw). */
@@ -233,11 +238,13 @@ export class MessageStore {
    * Runs one lmdb write of a value of about `bytes` and turns its outcome, thrown or rejected,
    * into true/false; false without writing when the file system is too full for it.
    */
+  /** `write` if the store has room for `bytes` more (and the write's overhead), else false. */
   private settle(write: () => Promise<boolean>, bytes: number): Promise<boolean> {
-    if (!this.hasRoomFor(bytes + WRITE_OVERHEAD_BYTES)) {
-      this.failed(new Error(`ENOSPC: less than ${MIN_FREE_BYTES / 1024 / 1024} MiB free on the store's file system (store.data_dir)`));
-      return Promise.resolve(false);
-    }
+    return this.hasRoomFor(bytes + WRITE_OVERHEAD_BYTES) ? this.issue(write) : this.noRoom();
+  }
+
+  /** `write`, its room taken already: true once committed, false (the health says why) if it fails. */
+  private issue(write: () => Promise<boolean>): Promise<boolean> {
     let pending: Promise<boolean>;
     try {
       pending = write();
@@ -253,6 +260,11 @@ export class MessageStore {
         return false;
       },
     );
+  }
+
+  private noRoom(): Promise<boolean> {
+    this.failed(new Error(`ENOSPC: less than ${MIN_FREE_BYTES / 1024 / 1024} MiB free on the store's file system (store.data_dir)`));
+    return Promise.resolve(false);
   }
 
   /** Whether `bytes` more leave MIN_FREE_BYTES free; asks the file system only when the last answer's budget is spent, or old. */
