@@ -140,3 +140,25 @@ describe('broker: a message dead-lettered while the disk is nearly full keeps it
     assert.doesNotMatch(letter.reason, /no longer in the store/);
   });
 });
+
+describe('broker: a store whose file is removed under the running server', () => {
+  test('refuses send with E_STORE_UNAVAILABLE and says why, instead of acknowledging into a deleted file', async () => {
+    const t = await startBroker();
+    try {
+      t.link.send(0, 'alice-1', 'alice', 'bob', 'before', { ref: 'before' });
+      assert.equal((await t.link.answerTo('before')).op, 'senderAck');
+      rmSync(t.dataDir, { recursive: true, force: true });
+      // The store looks at its file with the free space, at most once a second.
+      await sleep(1100);
+      t.link.send(0, 'alice-1', 'alice', 'bob', 'after', { ref: 'after' });
+      const refused = await t.link.answerTo('after');
+      assert.equal(refused.op === 'error' && refused.code, 'E_STORE_UNAVAILABLE');
+      assert.equal(t.store.health.writable, false);
+      assert.match(String(t.store.health.lastError), /data\.mdb was removed while the server ran: restart it/);
+      await sleep(1200);
+      assert.equal(t.store.health.writable, false, 'the recovery probe does not take the removed file for a store again');
+    } finally {
+      await t.close();
+    }
+  });
+});

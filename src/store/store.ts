@@ -29,7 +29,7 @@
  * mdb.c, mdb_page_flush), and glibc then aborts the process ("corrupted size vs. prev_size").
  * Only space other processes take between two checks can still bring LMDB there.
  */
-import { accessSync, closeSync, constants, existsSync, openSync, readSync, statfsSync } from 'node:fs';
+import { accessSync, closeSync, constants, existsSync, openSync, readSync, statfsSync, statSync } from 'node:fs';
 import { makeDirectory } from '../util/make-dir.js';
 import { join, resolve } from 'node:path';
 import { open, type Database, type Key, type RootDatabase } from 'lmdb';
@@ -70,6 +70,9 @@ export class MessageStore {
   /** Bytes that may still be written before the file system is asked again how much it has free. */
   private spaceBudget = 0;
   private spaceCheckedAt = 0;
+  /** The data file as opened (fileIdentity), and why it no longer is that file (at the last space check), or null. */
+  private fileId: string | null = null;
+  private fileProblem: string | null = null;
 
   private constructor(
     private readonly root: RootDatabase,
@@ -117,7 +120,9 @@ export class MessageStore {
       const queue = root.openDB<StoredMessage, QueueKey>({ name: 'queue' });
       const dlq = root.openDB<DeadLetter, string>({ name: 'dlq' });
       await root.put('opened', { at: Date.now(), pid: process.pid });
-      return new MessageStore(root, queue, dlq, path, sync);
+      const store = new MessageStore(root, queue, dlq, path, sync);
+      store.fileId = fileIdentity(join(path, 'data.mdb'));
+      return store;
     } catch (err) {
       await root.close().catch(() => {});
       throw new OcsError('E_STARTUP', `store: ${path} (store.data_dir) is not a usable LMDB store: ${describe(err)}`, { cause: err });
@@ -240,7 +245,24 @@ export class MessageStore {
    */
   /** `write` if the store has room for `bytes` more (and the write's overhead), else false. */
   private settle(write: () => Promise<boolean>, bytes: number): Promise<boolean> {
-    return this.hasRoomFor(bytes + WRITE_OVERHEAD_BYTES) ? this.issue(write) : this.noRoom();
+    if (!this.hasRoomFor(bytes + WRITE_OVERHEAD_BYTES)) return this.noRoom();
+    if (this.fileProblem !== null) {
+      this.failed(new Error(this.fileProblem));
+      return Promise.resolve(false);
+    }
+    return this.issue(write);
+  }
+
+  /**
+   * Why the store's file is no longer the one it opened, or null. Removed (or replaced) under a
+   * running server, LMDB goes on writing to the unlinked file, and everything acknowledged since
+   * would be gone at the next start: the store refuses to write instead, and /health says why.
+   */
+  private fileGone(): string | null {
+    const file = join(this.path, 'data.mdb');
+    const now = fileIdentity(file);
+    if (now === this.fileId) return null;
+    return `${file} was ${now === null ? 'removed' : 'replaced'} while the server ran: restart it (send and any are refused until then; what they stored since is in the removed file)`;
   }
 
   /** `write`, its room taken already: true once committed, false (the health says why) if it fails. */
@@ -273,6 +295,7 @@ export class MessageStore {
     if (this.spaceBudget < bytes || now - this.spaceCheckedAt >= SPACE_CHECK_MS) {
       this.spaceBudget = freeBytes(this.path) - MIN_FREE_BYTES;
       this.spaceCheckedAt = now;
+      this.fileProblem = this.fileGone();
     }
     if (this.spaceBudget < bytes) return false;
     this.spaceBudget -= bytes;
@@ -326,7 +349,7 @@ export class MessageStore {
   }
 
   private settleProbe(): Promise<boolean> {
-    if (freeBytes(this.path) < RECOVERY_FREE_BYTES) return Promise.resolve(false);
+    if (freeBytes(this.path) < RECOVERY_FREE_BYTES || this.fileGone() !== null) return Promise.resolve(false);
     try {
       const probe = this.root.put('probe', { at: Date.now() });
       this.guardTurnCommit();
@@ -368,6 +391,16 @@ function checkHeader(file: string): string | null {
 function ignore(): void {}
 
 /** Bytes the file system holding `path` has free for this process; Infinity where that cannot be told. */
+/** The file's device and inode, or null when it does not exist. */
+function fileIdentity(file: string): string | null {
+  try {
+    const stats = statSync(file);
+    return `${stats.dev}:${stats.ino}`;
+  } catch {
+    return null;
+  }
+}
+
 function freeBytes(path: string): number {
   try {
     const stats = statfsSync(path);
