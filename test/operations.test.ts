@@ -17,6 +17,9 @@ import { writeConfigFile } from '../tools/lib/server-config.js';
 import { member } from './helpers/client.js';
 import { nextMsgs } from './helpers/messaging.js';
 import { runCommand, startProcess, tempDataDir, testConfig, writeConfig } from './helpers/server.js';
+import { mountSmallDisk } from './helpers/small-disk.js';
+import { backupStore } from '../src/store/backup.js';
+import { MessageStore } from '../src/store/store.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BACKUP = join(ROOT, 'dist', 'scripts', 'backup.js');
@@ -55,6 +58,27 @@ describe('npm run backup', () => {
       bob.close();
     } finally {
       await restored.stop('SIGTERM');
+    }
+  });
+});
+
+describe('backupStore into a directory without room for the copy', () => {
+  test('fails, saying so, and leaves no truncated data.mdb to be taken for a backup', async (t) => {
+    const small = mountSmallDisk('1m');
+    if (typeof small === 'string') return t.skip(small);
+    const dataDir = tempDataDir();
+    const store = await MessageStore.open(dataDir, 'none');
+    try {
+      for (let n = 0; n < 40; n++) await store.put({ id: `m${n}`, seq: n, target: 'u:bob', from: 'alice', group: null, data: JSON.stringify('x'.repeat(64 * 1024)), pri: 1, ts: n, at: 0, attempts: 0, strategy: null });
+    } finally {
+      await store.close();
+    }
+    try {
+      const target = join(small.dir, 'copy');
+      await assert.rejects(backupStore(dataDir, target), /backup: copying into .* failed, the partial copy removed/);
+      assert.equal(existsSync(join(target, 'data.mdb')), false);
+    } finally {
+      small.unmount();
     }
   });
 });

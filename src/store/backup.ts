@@ -3,7 +3,7 @@
  * read transaction (mdb_env_copy2), so writers go on meanwhile and the copy is the store as of
  * one commit. Opened read-only, so it neither writes to the store nor touches its lease.
  */
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { makeDirectory } from '../util/make-dir.js';
 import { join, resolve } from 'node:path';
 import { open } from 'lmdb';
@@ -30,6 +30,10 @@ export async function backupStore(dataDir: string, target: string, compact = fal
   try {
     // The store is a directory (noSubdir: false): LMDB writes data.mdb into the one it is given.
     await root.backup(dir, compact);
+  } catch (err) {
+    // A copy cut short (no space left) is a truncated store that still opens: not left to be taken for a backup.
+    rmSync(file, { force: true });
+    throw new Error(`backup: copying into ${dir} failed, the partial copy removed: ${(err as Error).message}`, { cause: err });
   } finally {
     await root.close();
   }
