@@ -175,6 +175,25 @@ describe('broker: `any` deliveries go only to members whose window has room', ()
   });
 });
 
+describe('broker: a take-over delivers what it loads in queue order', () => {
+  test("a connected user's first window is its highest priority messages, not its oldest", async () => {
+    const t = await startBroker({ standBy: true, delivery: { max_inflight_per_user: 2 } });
+    try {
+      t.link.online(0, 'bob-1', 'bob');
+      await t.link.next('welcome', (c) => c.sid === 'bob-1');
+      // What the process that held the store had stored for bob: three old LOW messages, then a CRITICAL one.
+      const stored = [0, 0, 0, 3].map((pri, n) => ({ id: `held-${n}`, seq: 1000 + n, target: 'u:bob', from: 'alice', group: null, data: JSON.stringify({ n, pri }), pri, ts: Date.now() - 60_000 + n, at: 0, attempts: 0, strategy: null }));
+      for (const m of stored) assert.ok(await t.store.put(m));
+      assert.equal(t.broker.takeOver(), 4);
+      await sleep(50);
+      const delivered = t.link.all('deliverToUser', (c) => c.user === 'bob').flatMap((c) => msgsIn(c.frame).map((m) => m.id as string));
+      assert.deepEqual(delivered, ['held-3', 'held-0'], 'the CRITICAL one first, then the oldest LOW: one window of 2');
+    } finally {
+      await t.close();
+    }
+  });
+});
+
 describe('broker: groups that share a member with a full window take turns', () => {
   let t: TestBroker;
   before(async () => {

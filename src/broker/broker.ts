@@ -189,7 +189,7 @@ export class Broker {
         this.historyHold = new HistoryHold({ waitMs, log: this.options.log, link: this.link, keeps, userOf, timedOut: () => this.releaseHistory('waited') });
       }
     } else {
-      this.load(() => false, () => false);
+      this.load(() => false);
     }
     if (this.historyHold === null) this.groups.start();
     this.link.listen((shard, kind, fields) => this.onRecord(shard, kind, fields));
@@ -209,7 +209,7 @@ export class Broker {
     // History still held: the previous holder's, loaded now with its epochs. Else ours, loaded at start (or when the wait ran out).
     if (this.historyHold !== null) this.releaseHistory('taken over');
     else this.groups.tookOver();
-    return this.load((id) => this.queues.has(id) || removed.has(id), (entry) => this.route.deliverIfConnected(entry));
+    return this.load((id) => this.queues.has(id) || removed.has(id));
   }
 
   /** Loads the history (the previous holder's when it stopped cleanly, else under new epochs), then handles what was held for it. */
@@ -230,8 +230,9 @@ export class Broker {
     this.route.pause();
   }
 
-  private load(skip: (id: string) => boolean, deliverNow: (entry: Entry) => boolean): number {
-    const loaded = restoreStored({ store: this.store, queues: this.queues, ids: this.ids, timers: this.timers }, skip, deliverNow);
+  private load(skip: (id: string) => boolean): number {
+    const { loaded, targets } = restoreStored({ store: this.store, queues: this.queues, ids: this.ids, timers: this.timers }, skip);
+    this.route.resume(targets);
     const { size, bytes } = this.queues;
     if (loaded > 0) this.options.log.info({ loaded, stored: size, bytes }, 'broker loaded stored messages');
     const limits = this.options.config.store;

@@ -84,13 +84,22 @@ export class Delivery {
     this.paused = true;
   }
 
-  /** Delivers `entry` (WAITING, just loaded) if its recipient is connected; false (untouched) if not. */
-  deliverIfConnected(entry: Entry): boolean {
-    if (this.paused) return false;
-    const m = entry.m;
-    const there = m.group === null ? (this.parts.presence.connectionsOf(m.target.slice(2))?.size ?? 0) > 0 : this.parts.presence.hasMembers(m.group);
-    if (there) this.route(entry);
-    return there;
+  /**
+   * Messages just loaded for `targets` (`u:USER`, `g:GROUP`; a take-over's: some recipients are
+   * connected already): each connected recipient gets what waits for it in queue order, priority
+   * first, as its window allows. (Routed one by one in the order they were stored, a user's
+   * first window went by age, ahead of newer CRITICAL messages.)
+   */
+  resume(targets: Iterable<string>): void {
+    if (this.paused) return;
+    for (const target of targets) {
+      if (target.startsWith('g:')) {
+        this.pumpGroup(target.slice(2));
+      } else if (target.startsWith('u:')) {
+        this.blocked.add(target.slice(2));
+        this.pump(target.slice(2));
+      }
+    }
   }
 
   /**

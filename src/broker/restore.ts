@@ -19,13 +19,15 @@ export interface RestoreParts {
 
 /**
  * Loads every stored message but those `skip` names: scheduled ones onto the schedule, the rest
- * waiting for a recipient (their delivery.ttl counted from when they became deliverable), or
- * handed to `deliverNow` when it takes them. Returns how many were loaded.
+ * waiting for a recipient (their delivery.ttl counted from when they became deliverable).
+ * Returns how many were loaded, and the recipients (`u:USER`, `g:GROUP`) of those now waiting:
+ * after a take-over some are connected, and get them in queue order (Delivery.resume).
  */
-export function restoreStored(parts: RestoreParts, skip: (id: string) => boolean, deliverNow: (entry: Entry) => boolean): number {
+export function restoreStored(parts: RestoreParts, skip: (id: string) => boolean): { loaded: number; targets: Set<string> } {
   const { store, queues, ids, timers } = parts;
   const now = Date.now();
   const waiting: Array<{ entry: Entry; since: number }> = [];
+  const targets = new Set<string>();
   let loaded = 0;
   for (const m of store.loadQueue()) {
     ids.saw(m.seq);
@@ -39,13 +41,14 @@ export function restoreStored(parts: RestoreParts, skip: (id: string) => boolean
       timers.scheduleAt(entry, m.at);
     } else {
       waiting.push({ entry, since: Number.isFinite(m.at) ? Math.max(m.ts, m.at) : m.ts });
+      targets.add(m.target);
     }
   }
   // Oldest first, so that the expiry list is in deadline order.
   waiting.sort((a, b) => a.since - b.since);
-  for (const { entry, since } of waiting) if (!deliverNow(entry)) timers.wait(entry, since);
+  for (const { entry, since } of waiting) timers.wait(entry, since);
   timers.arm();
-  return loaded;
+  return { loaded, targets };
 }
 
 /** How long removals are gathered before waiting for a flush after them. */

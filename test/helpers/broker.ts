@@ -222,6 +222,8 @@ export interface BrokerSettings {
   dataDir?: string;
   /** The process run's id (two runs on one store must differ); default 'test'. */
   instance?: string;
+  /** Started as a process standing by while another holds the store (a pm2 reload's new one): nothing loaded until broker.takeOver(). */
+  standBy?: boolean;
 }
 
 /** A started broker with `delivery`, `performance`, `server` and `store` settings over the defaults. */
@@ -246,7 +248,7 @@ export async function startBroker(settings: BrokerSettings = {}): Promise<TestBr
     link,
     publishProcessorTypes: (types) => (link.processorTypes = new Set(types)),
   });
-  broker.start();
+  broker.start(settings.standBy === true ? { loadStored: false } : {});
   return {
     broker,
     link,
