@@ -33,10 +33,12 @@ describe('reconnect policy', () => {
     assert.ok(retry(4001, 3) > 0, 'a token refused again waits');
   });
 
-  test('4400 and 4029 back off at least penaltyMs, even on the first retry', () => {
+  test('4400 and 4029 back off at least penaltyMs, even on the first retry, spread above it', () => {
     for (const code of [4400, 4029]) {
       assert.ok(retry(code, 0, 0) >= DEFAULT_RECONNECT.penaltyMs);
       assert.ok(retry(code, 0, 0) > retry(1006, 0, 0.999), 'longer than an ordinary retry');
+      // Clients refused in one burst must not all come back at the same instant.
+      assert.ok(retry(code, 0, 0.999) - retry(code, 0, 0) >= DEFAULT_RECONNECT.penaltyMs / 5, `jittered: ${retry(code, 0, 0)} to ${retry(code, 0, 0.999)}`);
     }
   });
 

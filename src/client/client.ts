@@ -6,6 +6,7 @@
  * application each message once.
  */
 import { ClientErrorCodes, OcsError, isErrorCode } from '../protocol/errors.js';
+import { NAME_PATTERN } from '../protocol/frames.js';
 import type { ClientCodec } from './codec.js';
 import { Connection, connectionLimits, MAX_FRAME_BYTES, type ConnectionLimits } from './connection.js';
 import { Emitter } from './emitter.js';
@@ -15,7 +16,7 @@ import { RecoveryBook, type Verdict } from './recovery.js';
 import { Requests } from './requests.js';
 import { SeenIds } from './seen-ids.js';
 import { resolveWebSocket, type WebSocketConstructor } from './socket.js';
-import { TokenKeeper, type TokenSource } from './token.js';
+import { TokenKeeper, within, type TokenSource } from './token.js';
 import type { AnyOptions, ClientEvents, ConnectionState, HistoryPage, JoinOptions, JoinResult, Message, PresenceSnapshot, PublishOptions, SendOptions, Welcome } from './types.js';
 import { toHistoryPage, toPresenceEvent, toPresenceSnapshot } from './replies.js';
 
@@ -119,6 +120,9 @@ export class OcsClient extends Emitter<ClientEvents> {
   /** Joins `group`, now or when connected, and again after every reconnect. */
   join(group: string, options: JoinOptions = {}): Promise<JoinResult> {
     if (this.currentState === 'closed') return Promise.reject(new OcsError('E_CLOSED'));
+    // Refused here: a name the server refuses without a `ref` (one over max_payload closes the
+    // connection) would be joined again, and refused again, at every reconnect.
+    if (typeof group !== 'string' || !NAME_PATTERN.test(group)) return Promise.reject(new OcsError('E_BAD_FRAME', `a group name is 1 to 128 of A-Z a-z 0-9 _ . : @ / # + -, not ${String(group).slice(0, 40)}`));
     const answered = this.groups.want(group, options.presence === true);
     if (this.currentState === 'open') this.sendJoin(group);
     return answered;
@@ -176,7 +180,7 @@ export class OcsClient extends Emitter<ClientEvents> {
     this.setState(this.everOpened ? 'reconnecting' : 'connecting');
     let token: string | undefined;
     try {
-      if (this.tokens !== null) token = await this.tokens.get(refreshToken);
+      if (this.tokens !== null) token = await within(this.tokens.get(refreshToken), this.limits.connectTimeoutMs, 'the token callback did not answer within connectTimeoutMs');
       if (this.options.encoding === 'msgpack' && this.msgpack === null) this.msgpack = (await import('./msgpack-codec.js')).msgpackCodec;
     } catch (err) {
       this.report(err instanceof Error ? err : new Error(String(err)));
@@ -217,6 +221,7 @@ export class OcsClient extends Emitter<ClientEvents> {
     if (decision.action === 'stop') return this.finish(code, reason || decision.reason);
     this.attempt++;
     this.emit('disconnect', { code, reason, retryInMs: decision.delayMs });
+    if (this.closedByListener()) return;
     this.setState('reconnecting');
     this.setTimer('reconnect', decision.delayMs, () => void this.dial(decision.refreshToken));
   }
@@ -243,6 +248,7 @@ export class OcsClient extends Emitter<ClientEvents> {
     this.everOpened = true;
     this.connections++;
     this.setState('open');
+    if (this.closedByListener()) return;
     const policy = this.policy;
     if (policy !== false) this.setTimer('stable', policy.stableMs, () => (this.attempt = 0));
     if (typeof welcome.expiresAt === 'number') this.tokens?.expiresAt(welcome.expiresAt);
@@ -296,7 +302,8 @@ export class OcsClient extends Emitter<ClientEvents> {
     if (msg === null || typeof msg !== 'object' || typeof msg.id !== 'string') return;
     let verdict: Verdict = 'deliver';
     // Positions are kept for the groups joined only: a server's messages of others would grow the book.
-    if (msg.offset !== undefined && typeof msg.group === 'string' && this.groups.has(msg.group)) verdict = this.book.check(msg.group, msg.offset, msg.epoch);
+    const tracked = msg.offset !== undefined && typeof msg.group === 'string' && this.groups.has(msg.group);
+    if (tracked) verdict = this.book.check(msg.group!, msg.offset, msg.epoch);
     if (verdict !== 'duplicate' && !this.seen.add(msg.id)) verdict = 'duplicate';
     if (verdict === 'duplicate') {
       this.duplicates++;
@@ -306,10 +313,12 @@ export class OcsClient extends Emitter<ClientEvents> {
     }
     if (verdict === 'gap' || verdict === 'epoch') this.emit('gap', { group: msg.group!, position: this.book.position(msg.group!)!, reason: verdict === 'gap' ? 'offset_gap' : 'new_epoch' });
     if (!this.emit('message', msg)) {
-      // A listener threw: no ack, and its redelivery is let through.
+      // A listener threw: no ack, and its redelivery (or, in a history group, its replay at the next re-join) is let through.
       this.seen.delete(msg.id);
+      if (tracked) this.book.failed(msg.group!, msg.offset, msg.epoch);
       return;
     }
+    if (tracked) this.book.handed(msg.group!, msg.offset);
     this.handed++;
     if (msg.ackReq === true && this.autoAck) this.sendIfOpen({ op: 'ack', id: msg.id });
   }
@@ -378,8 +387,14 @@ export class OcsClient extends Emitter<ClientEvents> {
 
   // ---- small things ------------------------------------------------------------------------
 
+  /** Whether a listener just called closed the client (a method: TypeScript keeps `currentState` narrowed across the emit). */
+  private closedByListener(): boolean {
+    return this.currentState === 'closed';
+  }
+
   private setState(state: ConnectionState): void {
-    if (state === this.currentState) return;
+    // Closed is for good: nothing a listener does on the way out opens it again.
+    if (state === this.currentState || this.currentState === 'closed') return;
     this.currentState = state;
     this.emit('state', state);
   }
@@ -389,6 +404,7 @@ export class OcsClient extends Emitter<ClientEvents> {
   }
 
   private setTimer(name: 'reconnect' | 'stable', ms: number, run: () => void): void {
+    if (this.currentState === 'closed') return;
     this.clearTimer(name);
     this.timers.set(name, setTimeout(run, ms));
   }

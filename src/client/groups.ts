@@ -34,6 +34,8 @@ export function retryDelay(refusals: number, random: () => number): number {
 export interface SentJoin {
   group: string;
   since: Position | undefined;
+  /** The wanting it was sent for: a join left and wanted again since is another, whose own join answers it. */
+  wanted: object;
 }
 
 export class Groups {
@@ -69,7 +71,7 @@ export class Groups {
   /** The join frame for `group` on the current connection, remembered under `ref`. */
   joinFrame(group: string, ref: string, since: Position | undefined): Record<string, unknown> {
     const entry = this.entries.get(group)!;
-    this.sent.set(ref, { group, since });
+    this.sent.set(ref, { group, since, wanted: entry });
     const frame: Record<string, unknown> = { op: 'join', group, ref };
     if (entry.presence) frame.presence = true;
     if (since !== undefined) frame.since = since;
@@ -84,12 +86,12 @@ export class Groups {
     return this.entries.has(group);
   }
 
-  /** The join `ref` answered, if it is one of ours and its group is still wanted. */
+  /** The join `ref` answered, if it is one of ours and its group is still wanted as it was when it was sent. */
   takeSent(ref: string): SentJoin | undefined {
     const sent = this.sent.get(ref);
     if (sent === undefined) return undefined;
     this.sent.delete(ref);
-    return this.entries.has(sent.group) ? sent : undefined;
+    return this.entries.get(sent.group) === sent.wanted ? sent : undefined;
   }
 
   isJoinRef(ref: string): boolean {

@@ -67,7 +67,9 @@ export function decideReconnect(code: number, attempt: number, options: Reconnec
       return { action: 'retry', delayMs: attempt === 0 ? 0 : jittered(grown(options.initialMs)), refreshToken: true };
     case ErrorCodes.E_BAD_FRAME.close:
     case ErrorCodes.E_RATE_LIMITED.close:
-      return { action: 'retry', delayMs: Math.max(options.penaltyMs, jittered(grown(options.penaltyMs))), refreshToken: false };
+      // At least penaltyMs, spread above it (up to half as much again, then as it grows), so that
+      // clients refused in one burst do not all come back in the same instant.
+      return { action: 'retry', delayMs: options.penaltyMs + jittered(grown(options.penaltyMs) / 2), refreshToken: false };
     default:
       return { action: 'retry', delayMs: jittered(grown(options.initialMs)), refreshToken: false };
   }

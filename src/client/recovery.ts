@@ -35,13 +35,42 @@ export type JoinOutcome =
 
 const isOffset = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
 
+/** Offsets kept per group for messages a listener threw on; past it, more are not asked for again. */
+const MAX_UNHANDED = 1000;
+
 export class RecoveryBook {
   private readonly positions = new Map<string, Position>();
+  /**
+   * Per group, offsets (of the current epoch) of messages a listener threw on: the next re-join
+   * asks from before the lowest, and those come through again while the rest of the replay is
+   * dropped as seen. Without it the position had moved past them and they were lost.
+   */
+  private readonly unhanded = new Map<string, Set<number>>();
 
-  /** The `since` of a join of `group`, when a message of it was seen before. */
+  /** The `since` of a join of `group`, when a message of it was seen before: before the first one not handed to the application. */
   since(group: string): Position | undefined {
     const position = this.positions.get(group);
-    return position === undefined ? undefined : { offset: position.offset, epoch: position.epoch };
+    if (position === undefined) return undefined;
+    const missed = this.unhanded.get(group);
+    const offset = missed === undefined ? position.offset : Math.max(0, Math.min(position.offset, Math.min(...missed) - 1));
+    return { offset, epoch: position.epoch };
+  }
+
+  /** A listener threw on the message of `group` at `offset`: it is to come again with the next re-join. */
+  failed(group: string, offset: unknown, epoch: unknown): void {
+    const position = this.positions.get(group);
+    if (!isOffset(offset) || position === undefined || position.epoch !== epoch) return;
+    let missed = this.unhanded.get(group);
+    if (missed === undefined) this.unhanded.set(group, (missed = new Set()));
+    if (missed.size < MAX_UNHANDED) missed.add(offset);
+  }
+
+  /** The message of `group` at `offset` reached the application. */
+  handed(group: string, offset: unknown): void {
+    const missed = this.unhanded.get(group);
+    if (missed === undefined || !isOffset(offset)) return;
+    missed.delete(offset);
+    if (missed.size === 0) this.unhanded.delete(group);
   }
 
   /** A copy: the application may keep or change it. */
@@ -63,11 +92,13 @@ export class RecoveryBook {
     }
     if (position.epoch !== epoch) {
       // History was lost and numbering restarted: what came before the new epoch is gone.
+      this.unhanded.delete(group);
       position.epoch = epoch;
       position.offset = offset;
       return 'epoch';
     }
-    if (offset <= position.offset) return 'duplicate';
+    // Seen before, unless a listener threw on it (then its id, not its offset, tells a duplicate).
+    if (offset <= position.offset) return this.unhanded.get(group)?.has(offset) === true ? 'deliver' : 'duplicate';
     const gap = offset > position.offset + 1;
     position.offset = offset;
     return gap ? 'gap' : 'deliver';
@@ -86,10 +117,13 @@ export class RecoveryBook {
     // A first join has nothing to recover; a re-join recovered only if the replay reached the top.
     const recovered = asked === undefined || (answer.recovered === true && reachedTop);
     if (!reachedTop) this.positions.set(group, top);
+    // Not replayed, and never will be: what a listener threw on is lost (the gap event says so).
+    if (!recovered) this.unhanded.delete(group);
     return { history: true, recovered, position: this.positions.get(group)! };
   }
 
   forget(group: string): void {
     this.positions.delete(group);
+    this.unhanded.delete(group);
   }
 }

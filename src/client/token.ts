@@ -36,6 +36,8 @@ export class TokenKeeper {
   async get(fresh: boolean): Promise<string> {
     if (typeof this.source === 'string') return this.source;
     if (fresh || this.cached === undefined) {
+      // A token asked for fresh was refused: it is not to be offered again should the callback fail now.
+      if (fresh) this.cached = undefined;
       const token = await this.source();
       if (typeof token !== 'string' || token.length === 0) throw new TypeError('the token callback must return a non-empty string');
       this.cached = token;
@@ -73,4 +75,21 @@ export class TokenKeeper {
       this.report(err instanceof Error ? err : new Error(String(err)));
     }
   }
+}
+
+/** `promise`, or a rejection saying `message` after `ms`: a token callback that never answers must not hold the reconnection for ever. */
+export function within<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(message)), ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(err);
+      },
+    );
+  });
 }

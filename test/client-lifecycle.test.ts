@@ -1,0 +1,131 @@
+/**
+ * The SDK's life cycle against a scripted server (the `ws` package): what an application does
+ * from inside its own listeners, joins it cannot make, join answers that cross a leave, and a
+ * token callback that fails or never answers.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import WebSocket, { WebSocketServer } from 'ws';
+import { OcsError } from '../src/client/index.js';
+import { until } from './helpers/messaging.js';
+import { sdkClient } from './helpers/sdk.js';
+
+interface Scripted {
+  port: number;
+  connections: number;
+  /** Frames from every connection, in arrival order. */
+  frames: Array<Record<string, unknown>>;
+  close(): Promise<void>;
+}
+
+/** A server that runs `onConnection` for each connection and `onFrame` for each frame. */
+async function scripted(onConnection: (ws: WebSocket, n: number) => void, onFrame: (ws: WebSocket, frame: Record<string, unknown>) => void = () => {}): Promise<Scripted> {
+  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+  await new Promise((resolve) => wss.once('listening', resolve));
+  const server: Scripted = {
+    port: (wss.address() as { port: number }).port,
+    connections: 0,
+    frames: [],
+    close: () => new Promise((resolve) => wss.close(() => resolve())),
+  };
+  wss.on('connection', (ws) => {
+    server.connections++;
+    ws.on('message', (raw) => {
+      const frame = JSON.parse(raw.toString()) as Record<string, unknown>;
+      server.frames.push(frame);
+      onFrame(ws, frame);
+    });
+    onConnection(ws, server.connections);
+  });
+  return server;
+}
+
+const welcome = (ws: WebSocket): void => ws.send(JSON.stringify({ op: 'welcome', user: 'u', sid: 's', shard: 0, pending: 0 }));
+const FAST = { initialMs: 20, soonMs: 20, maxMs: 100, penaltyMs: 50 };
+
+test('close() from a disconnect or a state listener is for good: no reconnection, and requests after it fail with E_CLOSED', async () => {
+  for (const from of ['disconnect', 'state'] as const) {
+    const server = await scripted((ws) => {
+      welcome(ws);
+      setTimeout(() => ws.close(1012, 'restart'), 20);
+    });
+    const rx = sdkClient(server.port, { user: 'u', reconnect: FAST, heartbeatMs: 0 });
+    if (from === 'disconnect') rx.client.on('disconnect', () => void rx.client.close());
+    else rx.client.on('state', (state) => state === 'reconnecting' && void rx.client.close());
+    await rx.client.connect();
+    await until(() => (rx.client.state === 'closed' ? true : undefined), `closed from the ${from} listener`);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(rx.client.state, 'closed', from);
+    assert.equal(server.connections, 1, `${from}: no reconnection`);
+    await assert.rejects(rx.client.join('room'), (err: unknown) => err instanceof OcsError && err.code === 'E_CLOSED');
+    await server.close();
+  }
+});
+
+test('a join of a name the server cannot take (not a string, empty, over 128 characters) fails alone, at once, and is never sent', async () => {
+  const server = await scripted(welcome, (ws, frame) => frame.op === 'join' && ws.send(JSON.stringify({ op: 'joined', group: frame.group, ref: frame.ref })));
+  const rx = sdkClient(server.port, { user: 'u', reconnect: FAST, heartbeatMs: 0 });
+  // Before the connection too: a join queued for the welcome must not keep it from opening.
+  const early = rx.client.join(10n as unknown as string).then(
+    () => null,
+    (err: unknown) => err,
+  );
+  await rx.client.connect();
+  const refused = await early;
+  assert.ok(refused instanceof OcsError && refused.code === 'E_BAD_FRAME');
+  for (const bad of ['', 'x'.repeat(129), 'a b', 'x'.repeat(70_000)]) {
+    await assert.rejects(rx.client.join(bad), (err: unknown) => err instanceof OcsError && err.code === 'E_BAD_FRAME', JSON.stringify(bad.slice(0, 20)));
+  }
+  assert.deepEqual(await rx.client.join('room.ok'), { group: 'room.ok', history: false });
+  assert.deepEqual(server.frames.filter((f) => f.op === 'join').map((f) => f.group), ['room.ok']);
+  assert.equal(server.connections, 1);
+  await rx.client.close();
+  await server.close();
+});
+
+test('join, leave, join: the second join is settled by the answer to its own frame, not by the first one\'s', async () => {
+  // Answers every frame 50 ms late, in order, as a busy server does.
+  const server = await scripted(welcome, (ws, frame) => {
+    const offset = server.frames.length * 5;
+    setTimeout(() => {
+      if (frame.op === 'join') ws.send(JSON.stringify({ op: 'joined', group: frame.group, ref: frame.ref, offset, epoch: 'e' }));
+      if (frame.op === 'leave') ws.send(JSON.stringify({ op: 'left', group: frame.group, ref: frame.ref }));
+    }, 50);
+  });
+  const rx = sdkClient(server.port, { user: 'u', reconnect: false, heartbeatMs: 0 });
+  await rx.client.connect();
+  void rx.client.join('room').catch(() => undefined);
+  const left = rx.client.leave('room');
+  const second = rx.client.join('room');
+  await left;
+  const result = await second;
+  const secondJoin = server.frames.filter((f) => f.op === 'join')[1]!;
+  assert.equal((result as { position?: { offset: number } }).position?.offset, server.frames.indexOf(secondJoin) * 5 + 5, 'the answer to the second join frame');
+  await rx.client.close();
+  await server.close();
+});
+
+test('a token callback that never answers is given up after connectTimeoutMs and asked again; after a 4001 the refused token is never offered again', async () => {
+  const server = await scripted(
+    () => {},
+    (ws, frame) => {
+      if (frame.op !== 'auth') return;
+      if (frame.token === 'refused') return ws.close(4001, 'token expired');
+      welcome(ws);
+    },
+  );
+  let calls = 0;
+  const token = (): Promise<string> => {
+    calls++;
+    if (calls === 1) return Promise.resolve('refused');
+    if (calls === 2) return new Promise<string>(() => {}); // never answers
+    if (calls === 3) return Promise.reject(new Error('token endpoint briefly unavailable'));
+    return Promise.resolve('fresh');
+  };
+  const rx = sdkClient(server.port, { token, reconnect: FAST, heartbeatMs: 0, connectTimeoutMs: 300 });
+  await rx.client.connect();
+  assert.equal(calls, 4);
+  assert.deepEqual(server.frames.filter((f) => f.op === 'auth').map((f) => f.token), ['refused', 'fresh']);
+  await rx.client.close();
+  await server.close();
+});
