@@ -175,6 +175,27 @@ describe('broker: `any` deliveries go only to members whose window has room', ()
   });
 });
 
+describe('broker: a connection that comes while a message to its user is on its way', () => {
+  test('gets it once: from the delivery to all of the user\'s connections, not again as in flight', async () => {
+    const t = await startBroker();
+    try {
+      t.link.online(0, 'bob-1', 'bob');
+      await t.link.next('welcome', (c) => c.sid === 'bob-1');
+      // In one turn of the broker: a send to bob, then bob's second connection on the same shard.
+      t.link.send(0, 'alice-1', 'alice', 'bob', 'x', { ref: 'x' });
+      t.link.online(0, 'bob-2', 'bob');
+      const { id } = (await t.link.answerTo('x')) as { id: string };
+      await sleep(50);
+      const toUser = t.link.all('deliverToUser', (c) => c.user === 'bob' && msgsIn(c.frame).some((m) => m.id === id));
+      const toSid = t.link.all('deliverToSid', (c) => c.sid === 'bob-2' && msgsIn(c.frame).some((m) => m.id === id));
+      assert.equal(toUser.length, 1, 'to every connection of bob on the shard, the new one included (welcomed before that flush)');
+      assert.equal(toSid.length, 0, 'not again to the new connection');
+    } finally {
+      await t.close();
+    }
+  });
+});
+
 describe('broker: a take-over delivers what it loads in queue order', () => {
   test("a connected user's first window is its highest priority messages, not its oldest", async () => {
     const t = await startBroker({ standBy: true, delivery: { max_inflight_per_user: 2 } });

@@ -118,7 +118,9 @@ export class Delivery {
     }
     link.welcome(shard, sid, pending);
     if (this.paused) return;
-    for (const entry of queues.ordered(`u:${user}`)) if (entry.state === State.INFLIGHT) this.enqueue(shard, null, sid, entry);
+    // What is in flight goes to this connection too, but not what this turn's flush brings to all of the user's connections on its shard: it would come twice.
+    const coming = this.outbox.queuedToUser(shard, user);
+    for (const entry of queues.ordered(`u:${user}`)) if (entry.state === State.INFLIGHT && !coming.has(entry)) this.enqueue(shard, null, sid, entry);
     if (!waiting) return;
     this.blocked.add(user);
     this.pump(user, { shard, sid });

@@ -63,6 +63,15 @@ export class Outbox {
   }
 
   /** Delivers `entry` to every connection of `user` on `shard`, or else to connection `sid`. CRITICAL is never held: it leaves at once. */
+  /**
+   * The entries waiting for the next flush to go to every connection of `user` on `shard`: a
+   * connection of that user welcomed now gets them from that flush (the shard delivers to a
+   * user's welcomed connections), and must not be sent them again by its session id.
+   */
+  queuedToUser(shard: number, user: string): ReadonlySet<Entry> {
+    return new Set(this.slots.get(`${shard}|${user}|`)?.entries);
+  }
+
   add(shard: number, user: string | null, sid: string | null, entry: Entry): void {
     this.queueFlush();
     if (entry.m.pri === 3) {
