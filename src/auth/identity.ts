@@ -3,10 +3,10 @@
  * `?user=ID`. The token's `sub` is the user; its optional `groups` claim (names and
  * `prefix.*` patterns) limits which groups the user may join and publish to.
  */
+import { createHash } from 'node:crypto';
 import { jwtVerify, errors as joseErrors, type JWTVerifyOptions } from 'jose';
 import { MAX_WEIGHT } from '../config/delivery-schema.js';
 import type { Config } from '../config/schema.js';
-import { createHash } from 'node:crypto';
 import { GROUP_PATTERN, NAME_PATTERN, SERVER_SENDER } from '../protocol/frames.js';
 
 export interface Identity {
