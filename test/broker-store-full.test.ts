@@ -109,8 +109,8 @@ describe('broker: a message dead-lettered while the disk is nearly full keeps it
   const small = typeof tightDisk === 'string' ? null : tightDisk;
   let t: TestBroker;
   before(async () => {
-    // The deadline comes after the store's next look at the free space (once a second at most).
-    t = await startBroker({ dataDir: join(small!.dir, 'data'), delivery: { ack_timeout: 1.5, max_attempts: 1 } });
+    // The deadline comes after the sends that use up the store's room (a second or so).
+    t = await startBroker({ dataDir: join(small!.dir, 'data'), delivery: { ack_timeout: 3, max_attempts: 1, max_stored_per_sender: 100_000 } });
   });
   after(async () => {
     try {
@@ -127,12 +127,20 @@ describe('broker: a message dead-lettered while the disk is nearly full keeps it
     const stored = await t.link.answerTo('big');
     assert.ok(stored.op === 'senderAck');
     await t.link.next('deliverToUser', (c) => c.user === 'bob');
-    // Leave 1 MiB (the store's margin) and 32 KiB: room for a removal, not for a 50 KB letter.
+    // Leave 1 MiB (the store's margin) and 32 KiB free, then use up the space the store holds
+    // past its file with 1 KB sends until one is refused: what is left is less than a 1 KB
+    // send takes (13 KiB with LMDB's pages), room for a removal, not for a 50 KB letter.
     const filler = join(small!.dir, 'filler');
     const avail = (): number => Number(execFileSync('df', ['-B1', '--output=avail', small!.dir]).toString().trim().split('\n').pop());
     execFileSync('fallocate', ['-l', String(avail() - (1024 + 32) * 1024), filler]);
-    await until(() => (t.broker.stats.dead_lettered > 0 ? true : undefined), 'the ack deadline: dead-lettered');
-    await until(() => (t.store.health.writable ? undefined : true), 'the store refusing the letter');
+    for (let i = 0; t.store.health.writable; i++) {
+      t.link.send(0, 'carl-1', 'carl', 'nobody', 'z'.repeat(1000), { ref: `fill${i}` });
+      await t.link.answerTo(`fill${i}`);
+    }
+    const dead = t.broker.stats.dead_lettered;
+    await until(() => (t.broker.stats.dead_lettered > dead ? true : undefined), 'the ack deadline: dead-lettered');
+    await sleep(100);
+    assert.equal(t.store.getDead(stored.id), undefined, 'the letter waits for room');
     rmSync(filler);
     await until(() => (t.store.getDead(stored.id) ? true : undefined), 'the letter written once there is room', 10_000);
     const letter = t.store.getDead(stored.id)!;

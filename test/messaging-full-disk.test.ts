@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { rmSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { getJson, member, type Frame, type TestClient } from './helpers/client.js';
 import { settle, until } from './helpers/messaging.js';
@@ -109,5 +112,54 @@ describe('a full disk, for real: the server refuses sends with E_STORE_UNAVAILAB
     assert.equal(store.lastError, null);
     for (const answer of await sendMany(5)) assert.equal(answer.op, 'ack', JSON.stringify(answer));
     assert.deepEqual(storeLogs(), ['store cannot write: send and any refused until it recovers (pub is not affected)', 'store writable again: send and any accepted']);
+  });
+});
+
+const filled = mountSmallDisk('96m');
+const SMALL_DATA = 'y'.repeat(4 * 1024);
+
+describe('a disk another process fills while sends flow: LMDB never meets it full (its failed page write would abort the process)', { skip: typeof filled === 'string' ? filled : false }, () => {
+  const small = typeof filled === 'string' ? null : filled;
+  let server: ServerProcess;
+
+  before(async () => {
+    server = await startProcess(testConfig({ store: { data_dir: join(small!.dir, 'data') }, websocket: { delivery: { max_stored_per_sender: 1_000_000 } } }));
+  });
+  after(async () => {
+    try {
+      if (server) assert.equal(await server.stop(), 0, `a clean exit; stderr: ${server.stderr().slice(-2000)}`);
+    } finally {
+      small!.unmount();
+    }
+  });
+
+  test('four fills of 0.7 s at 450 sends a second: every send is acknowledged (written into the space the store holds), no LMDB commit fails, the process stays up', async () => {
+    const sender = await member(server.port, 'amy');
+    let sent = 0;
+    let flowing = true;
+    const flow = (async () => {
+      while (flowing) {
+        for (let i = 0; i < 45; i++) sender.send({ op: 'send', to: `nobody-${sent}`, data: SMALL_DATA, ref: `f${sent++}` });
+        await sleep(100);
+      }
+    })();
+    const fill = join(small!.dir, 'fill');
+    await sleep(1500); // the store's reserve grows to a few seconds of these writes
+    for (let cycle = 0; cycle < 4; cycle++) {
+      await sleep(cycle * 200);
+      spawnSync('dd', ['if=/dev/zero', `of=${fill}`, 'bs=64k'], { stdio: 'ignore' });
+      assert.equal(statfsSync(small!.dir).bavail, 0, 'the disk is full');
+      await sleep(700);
+      rmSync(fill);
+      await sleep(1500);
+    }
+    flowing = false;
+    await flow;
+    const answers = await Promise.all(Array.from({ length: sent }, (_, i) => sender.next((f) => (f.op === 'ack' || f.op === 'err') && f.ref === `f${i}`, 10_000)));
+    assert.deepEqual(answers.filter((a) => a.op !== 'ack'), []);
+    assert.equal((await getJson(server.port, '/health')).body.status, 'ok');
+    assert.deepEqual(server.logs.filter((l) => String(l.msg).startsWith('store ')), [], 'the store never failed a write, nor refused one');
+    assert.equal(server.child.exitCode, null, 'still running');
+    sender.close();
   });
 });

@@ -19,21 +19,22 @@
  * Writes never reject: each resolves true once committed, false when it could not be written
  * (a full disk, an I/O error). A failed write turns the store unwritable (`health`), callers
  * refuse new messages with E_STORE_UNAVAILABLE, and a probe write every PROBE_MS (once the file
- * system has RECOVERY_FREE_BYTES free) turns it writable again once space returns. Why values
+ * system has RECOVERY_FREE_BYTES free, disk-room.ts) turns it writable again once space returns. Why values
  * rather than rejections: a rejection nobody awaited (a fire-and-forget remove after an ack)
  * would otherwise end the process.
  *
- * The store does not let LMDB run the disk full: below MIN_FREE_BYTES free it refuses writes
- * itself. lmdb-js 3.5.6's LMDB, when a pwrite fails (ENOSPC), formats its error message into a
+ * The store does not let LMDB meet a full disk: every write takes its room first (disk-room.ts:
+ * blocks reserved past the file's end, else free space above a margin) and is refused without
+ * one. lmdb-js 3.5.6's LMDB, when a pwrite fails (ENOSPC), formats its error message into a
  * 100-byte malloc that the message overruns ("Attempting to write page at position ...",
  * mdb.c, mdb_page_flush), and glibc then aborts the process ("corrupted size vs. prev_size").
- * Only space other processes take between two checks can still bring LMDB there.
  */
-import { accessSync, closeSync, constants, existsSync, openSync, readSync, statfsSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, existsSync, openSync, readSync } from 'node:fs';
 import { makeDirectory } from '../util/make-dir.js';
 import { join, resolve } from 'node:path';
 import { open, type Database, type Key, type RootDatabase } from 'lmdb';
 import { OcsError } from '../protocol/errors.js';
+import { DiskRoom, MIN_FREE_BYTES } from './disk-room.js';
 import { StoreLease, type ProcessIdentity } from './leases.js';
 import { metaOf, queueKey, type DeadLetter, type MessageMeta, type QueueKey, type StoredMessage } from './messages.js';
 
@@ -41,15 +42,6 @@ export type SyncMode = 'full' | 'overlapping' | 'none';
 
 /** How often an unwritable store tries a small write to see whether space returned. */
 const PROBE_MS = 1000;
-/** Free space under which the store refuses to write (see the top of this file). */
-const MIN_FREE_BYTES = 1024 * 1024;
-/**
- * Free space the file system must have again before the store counts as writable: more than
- * MIN_FREE_BYTES, so that a store refused for want of space does not flap between the two.
- */
-const RECOVERY_FREE_BYTES = 2 * MIN_FREE_BYTES;
-/** How often the free space is asked for at least, even with budget left: other processes write too. */
-const SPACE_CHECK_MS = 1000;
 /** What a write may cost on disk besides its value: LMDB copies the leaf and branch pages it changes. */
 const WRITE_OVERHEAD_BYTES = 3 * 4096;
 
@@ -67,12 +59,6 @@ export class MessageStore {
   private probeTimer: NodeJS.Timeout | null = null;
   private closed = false;
   private guardQueued = false;
-  /** Bytes that may still be written before the file system is asked again how much it has free. */
-  private spaceBudget = 0;
-  private spaceCheckedAt = 0;
-  /** The data file as opened (fileIdentity), and why it no longer is that file (at the last space check), or null. */
-  private fileId: string | null = null;
-  private fileProblem: string | null = null;
 
   private constructor(
     private readonly root: RootDatabase,
@@ -80,7 +66,10 @@ export class MessageStore {
     private readonly dlq: Database<DeadLetter, string>,
     readonly path: string,
     readonly sync: SyncMode,
-  ) {}
+    private readonly room: DiskRoom,
+  ) {
+    room.opened();
+  }
 
   /**
    * Opens (creating if needed) the environment and proves it can write, so that a bad data
@@ -102,6 +91,7 @@ export class MessageStore {
       throw new OcsError('E_STARTUP', `store: cannot read ${join(path, 'data.mdb')} (store.data_dir): ${describe(err)}`, { cause: err });
     }
     if (damage !== null) throw new OcsError('E_STARTUP', `store: ${path} (store.data_dir) is not a usable LMDB store: ${damage}`);
+    const room = new DiskRoom(path);
     try {
       root = open({
         path,
@@ -114,17 +104,17 @@ export class MessageStore {
         // Keys hold user ids and group names (<= 128 bytes each): well under LMDB's key limit.
       });
     } catch (err) {
+      await room.close();
       throw new OcsError('E_STARTUP', `store: cannot open ${path} (store.data_dir): ${describe(err)}`, { cause: err });
     }
     try {
       const queue = root.openDB<StoredMessage, QueueKey>({ name: 'queue' });
       const dlq = root.openDB<DeadLetter, string>({ name: 'dlq' });
       await root.put('opened', { at: Date.now(), pid: process.pid });
-      const store = new MessageStore(root, queue, dlq, path, sync);
-      store.fileId = fileIdentity(join(path, 'data.mdb'));
-      return store;
+      return new MessageStore(root, queue, dlq, path, sync, room);
     } catch (err) {
       await root.close().catch(() => {});
+      await room.close();
       throw new OcsError('E_STARTUP', `store: ${path} (store.data_dir) is not a usable LMDB store: ${describe(err)}`, { cause: err });
     }
   }
@@ -172,9 +162,10 @@ export class MessageStore {
     // Both writes or neither: room for the pair is taken at once. Checked one by one, the removal
     // could pass where the letter did not (a disk nearly at the margin), and the retry, once the
     // disk had room, found the data gone and stored a letter of `null`.
-    if (!this.hasRoomFor(Buffer.byteLength(letter.data) + 2 * WRITE_OVERHEAD_BYTES)) return this.noRoom();
-    const put = this.issue(() => this.dlq.put(meta.id, letter));
-    void this.issue(() => this.queue.remove(key));
+    const bytes = Buffer.byteLength(letter.data) + 2 * WRITE_OVERHEAD_BYTES;
+    if (!this.room.take(bytes)) return this.noRoom();
+    const put = this.issue(() => this.dlq.put(meta.id, letter), bytes);
+    void this.issue(() => this.queue.remove(key), 0);
     return put;
   }
 
@@ -237,47 +228,45 @@ export class MessageStore {
     if (this.probeTimer) clearTimeout(this.probeTimer);
     this.probeTimer = null;
     await this.root.close();
+    await this.room.close();
   }
 
   /**
    * Runs one lmdb write of a value of about `bytes` and turns its outcome, thrown or rejected,
-   * into true/false; false without writing when the file system is too full for it.
+   * into true/false; false without writing when there is no room on disk for it (and the
+   * write's overhead), or when data.mdb is not the file opened: removed or replaced under a
+   * running server, LMDB would go on writing to the unlinked file, and everything acknowledged
+   * since would be gone at the next start.
    */
-  /** `write` if the store has room for `bytes` more (and the write's overhead), else false. */
   private settle(write: () => Promise<boolean>, bytes: number): Promise<boolean> {
-    if (!this.hasRoomFor(bytes + WRITE_OVERHEAD_BYTES)) return this.noRoom();
-    if (this.fileProblem !== null) {
-      this.failed(new Error(this.fileProblem));
+    const room = bytes + WRITE_OVERHEAD_BYTES;
+    if (!this.room.take(room)) return this.noRoom();
+    if (this.room.problem !== null) {
+      this.room.settled(room);
+      this.failed(new Error(this.room.problem));
       return Promise.resolve(false);
     }
-    return this.issue(write);
+    return this.issue(write, room);
   }
 
-  /**
-   * Why the store's file is no longer the one it opened, or null. Removed (or replaced) under a
-   * running server, LMDB goes on writing to the unlinked file, and everything acknowledged since
-   * would be gone at the next start: the store refuses to write instead, and /health says why.
-   */
-  private fileGone(): string | null {
-    const file = join(this.path, 'data.mdb');
-    const now = fileIdentity(file);
-    if (now === this.fileId) return null;
-    return `${file} was ${now === null ? 'removed' : 'replaced'} while the server ran: restart it (send and any are refused until then; what they stored since is in the removed file)`;
-  }
-
-  /** `write`, its room taken already: true once committed, false (the health says why) if it fails. */
-  private issue(write: () => Promise<boolean>): Promise<boolean> {
+  /** `write`, its `room` taken already: true once committed, false (the health says why) if it fails. */
+  private issue(write: () => Promise<boolean>, room: number): Promise<boolean> {
     let pending: Promise<boolean>;
     try {
       pending = write();
     } catch (err) {
+      this.room.settled(room);
       this.failed(err);
       return Promise.resolve(false);
     }
     this.guardTurnCommit();
     return pending.then(
-      () => true,
+      () => {
+        this.room.settled(room);
+        return true;
+      },
       (err: unknown) => {
+        this.room.settled(room);
         this.failed(err);
         return false;
       },
@@ -285,21 +274,8 @@ export class MessageStore {
   }
 
   private noRoom(): Promise<boolean> {
-    this.failed(new Error(`ENOSPC: less than ${MIN_FREE_BYTES / 1024 / 1024} MiB free on the store's file system (store.data_dir)`));
+    this.failed(new Error(`ENOSPC: the space the store holds on disk is used up and less than ${MIN_FREE_BYTES / 1024 / 1024} MiB is free on its file system (store.data_dir)`));
     return Promise.resolve(false);
-  }
-
-  /** Whether `bytes` more leave MIN_FREE_BYTES free; asks the file system only when the last answer's budget is spent, or old. */
-  private hasRoomFor(bytes: number): boolean {
-    const now = Date.now();
-    if (this.spaceBudget < bytes || now - this.spaceCheckedAt >= SPACE_CHECK_MS) {
-      this.spaceBudget = freeBytes(this.path) - MIN_FREE_BYTES;
-      this.spaceCheckedAt = now;
-      this.fileProblem = this.fileGone();
-    }
-    if (this.spaceBudget < bytes) return false;
-    this.spaceBudget -= bytes;
-    return true;
   }
 
   /**
@@ -349,7 +325,7 @@ export class MessageStore {
   }
 
   private settleProbe(): Promise<boolean> {
-    if (freeBytes(this.path) < RECOVERY_FREE_BYTES || this.fileGone() !== null) return Promise.resolve(false);
+    if (!this.room.mayRetry()) return Promise.resolve(false);
     try {
       const probe = this.root.put('probe', { at: Date.now() });
       this.guardTurnCommit();
@@ -389,26 +365,6 @@ function checkHeader(file: string): string | null {
 }
 
 function ignore(): void {}
-
-/** Bytes the file system holding `path` has free for this process; Infinity where that cannot be told. */
-/** The file's device and inode, or null when it does not exist. */
-function fileIdentity(file: string): string | null {
-  try {
-    const stats = statSync(file);
-    return `${stats.dev}:${stats.ino}`;
-  } catch {
-    return null;
-  }
-}
-
-function freeBytes(path: string): number {
-  try {
-    const stats = statfsSync(path);
-    return stats.bavail * stats.bsize;
-  } catch {
-    return Infinity;
-  }
-}
 
 function describe(err: unknown): string {
   if (err instanceof Error) return (err as NodeJS.ErrnoException).code ? `${(err as NodeJS.ErrnoException).code}: ${err.message}` : err.message;
