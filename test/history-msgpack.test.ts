@@ -111,6 +111,41 @@ describe('history, recovery and presence in ocs.v1.msgpack on a 2-shard server',
     publisher.close();
   });
 
+  test('a history page asked for while a msgpack client catches up holds back the live messages behind it: none overtakes an older one (20 rounds)', async () => {
+    const publisher = await onShard(1, (i) => member(server.port, `page-pub${i}`, ['room.page']));
+    let n = 0;
+    const first = await onShard(0, (i) => member(server.port, `pager${i}`, [], msgpack));
+    const user = first.welcome.user as string;
+    let { joined } = await join(first, 'room.page');
+    first.close();
+    await first.closed;
+    for (let round = 0; round < 20; round++) {
+      for (let i = 0; i < 5; i++) publisher.send({ op: 'pub', group: 'room.page', data: chat(n++, 3000) });
+      const back = await member(server.port, user, [], msgpack);
+      back.send({ op: 'join', group: 'room.page', ref: 'rejoin', since: { offset: joined.offset as number, epoch: joined.epoch } });
+      // Live messages while the replay, then the page, are in the pool.
+      let live = 0;
+      const flow = (async () => {
+        for (; live < 40; live++) {
+          publisher.send({ op: 'pub', group: 'room.page', data: chat(n++, 20) });
+          if (live === 2) back.send({ op: 'history', group: 'room.page', since: 0, limit: 50, ref: 'page' });
+          await new Promise((r) => setImmediate(r));
+        }
+      })();
+      await flow;
+      const answer = await back.next((f) => f.op === 'joined' && f.ref === 'rejoin');
+      await back.next((f) => f.op === 'history' && f.ref === 'page');
+      const msgs: Frame[] = [];
+      while (msgs.length < 45) msgs.push(...msgsOf(await back.next((f) => f.op === 'msg' || f.op === 'batch')));
+      const offsets = msgs.map((m) => m.offset as number);
+      assert.deepEqual(offsets, Array.from({ length: 45 }, (_, i) => (joined.offset as number) + 1 + i), `round ${round}: each message once, in order`);
+      joined = { ...answer, offset: offsets.at(-1)! };
+      back.close();
+      await back.closed;
+    }
+    publisher.close();
+  });
+
   test('history pages come as binary frames: msgs with their offsets, the top, the epoch and more', async () => {
     const writer = await member(server.port, 'pager-writer', ['room.pages']);
     for (let i = 0; i < 5; i++) writer.send({ op: 'pub', group: 'room.pages', data: chat(i, 40) });

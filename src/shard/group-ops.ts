@@ -235,12 +235,15 @@ export class GroupOps {
     if (conns === undefined) this.catching.set(group, (conns = new Map()));
     const catchUp: CatchUp = { ws };
     conns.set(conn, catchUp);
-    this.out.after(ws, conn, () => {
+    const caughtUp = (clear: boolean): void => {
       // Not if a leave, a join with `since` or another catch-up came since.
       if (this.catching.get(group)?.get(conn) !== catchUp) return;
+      // Live messages queued behind a frame still in the pool (a history page) would be overtaken by the next ones published.
+      if (!clear) return this.out.after(ws, conn, caughtUp);
       this.stopCatching(conn, group);
       ws.subscribe(topic);
-    });
+    };
+    this.out.after(ws, conn, caughtUp);
   }
 
   private unsubscribe(ws: Socket, conn: Connection, group: string): void {

@@ -23,8 +23,8 @@ export interface Queued {
   ready: boolean;
   /** A msg/batch frame: counted as a delivery when sent. */
   delivery: boolean;
-  /** Run when its turn comes, before its frame (after(): no frame). */
-  action: (() => void) | null;
+  /** Run when its turn comes, before its frame (after(): no frame); `clear`: see after(). */
+  action: ((clear: boolean) => void) | null;
 }
 
 export class Out {
@@ -51,10 +51,12 @@ export class Out {
 
   /**
    * Runs `action` once every frame queued for `conn` before it has gone out: at once when none
-   * waits; never if the connection closes first.
+   * waits; never if the connection closes first. `clear`: nothing queued after it waits for the
+   * pool, so all of it goes out in the same turn; when false, a frame sent now straight to the
+   * socket (a uWS publish) would overtake the frames still queued.
    */
-  after(ws: Socket, conn: Connection, action: () => void): void {
-    if (conn.outq === null) action();
+  after(ws: Socket, conn: Connection, action: (clear: boolean) => void): void {
+    if (conn.outq === null) action(true);
     else this.enqueue(ws, conn, { wire: null, ready: true, delivery: false, action });
   }
 
@@ -107,7 +109,7 @@ export class Out {
       let sent = 0;
       while (sent < queue.length && queue[sent]!.ready) {
         const { wire, delivery, action } = queue[sent++]!;
-        if (action !== null) action();
+        if (action !== null) action(allReady(queue, sent));
         if (wire === null) continue;
         ws.send(wire, typeof wire !== 'string');
         if (delivery) this.counted(wire);
@@ -121,4 +123,10 @@ export class Out {
     this.counters[Counter.deliveries]!++;
     this.counters[Counter.bytes_out]! += typeof wire === 'string' ? Buffer.byteLength(wire) : wire.byteLength;
   }
+}
+
+/** Whether every frame of `queue` from `from` on is ready (none waits for the pool). */
+function allReady(queue: Queued[], from: number): boolean {
+  for (let i = from; i < queue.length; i++) if (!queue[i]!.ready) return false;
+  return true;
 }
