@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { statfsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { getJson, getText, member, membersOnEveryShard, type TestClient } from './helpers/client.js';
 import { nextMsgs, until } from './helpers/messaging.js';
@@ -19,15 +22,16 @@ function logged(server: ServerProcess, msg: string, alert: string): Array<Record
 describe('a server measuring itself (2 shards)', () => {
   let server: ServerProcess;
   const clients: TestClient[] = [];
+  let dataDir = '';
   before(async () => {
-    server = await startProcess(
-      testConfig({
-        websocket: {
-          server: { ping_interval: 0.2 },
-          monitoring: { metrics_collection_interval: 0.2, log_interval: 0.5, token: TOKEN, alerts: { latency_p95_ms: 0.001, min_samples: 1, queue_depth: 2 } },
-        },
-      }),
-    );
+    const config = testConfig({
+      websocket: {
+        server: { ping_interval: 0.2 },
+        monitoring: { metrics_collection_interval: 0.2, log_interval: 0.5, token: TOKEN, alerts: { latency_p95_ms: 0.001, min_samples: 1, queue_depth: 2, disk_used_percent: 0.01 } },
+      },
+    });
+    dataDir = (config.store as { data_dir: string }).data_dir;
+    server = await startProcess(config);
   });
   after(async () => {
     for (const client of clients) client.close();
@@ -162,6 +166,24 @@ describe('a server measuring itself (2 shards)', () => {
     assert.ok(pub.p50! > 0 && pub.p50! <= pub.p95! && pub.p95! <= pub.p99!, JSON.stringify(pub));
     assert.equal(typeof line.pubs_per_s, 'number');
     assert.equal(typeof line.deliveries_per_s, 'number');
+  });
+
+  test("the store's disk in /metrics and /stats: data.mdb, the space held past it, the file system; over disk_used_percent, the disk alert", async () => {
+    const samples = await metrics(server.port);
+    const fs = statfsSync(dataDir);
+    // The file may have grown by a lease write since the scrape.
+    assert.ok(Math.abs(total(samples, 'ocs_store_file_bytes') - statSync(join(dataDir, 'data.mdb')).size) <= 1024 * 1024);
+    assert.equal(total(samples, 'ocs_store_fs_size_bytes'), fs.blocks * fs.bsize);
+    const free = total(samples, 'ocs_store_fs_free_bytes');
+    assert.ok(Math.abs(free - fs.bavail * fs.bsize) < 64 * 1024 * 1024, `free ${free} vs statfs ${fs.bavail * fs.bsize}`);
+    // Where fallocate exists (util-linux): at least the first 1 MiB held past the file at open.
+    if (spawnSync('sh', ['-c', 'command -v fallocate']).status === 0) assert.ok(total(samples, 'ocs_store_reserved_bytes') >= 1024 * 1024);
+    const disk = (await getJson(server.port, '/stats', 'GET', TOKEN)).body.store_disk as Record<string, number>;
+    assert.deepEqual(Object.keys(disk), ['file_bytes', 'reserved_bytes', 'fs_size_bytes', 'fs_free_bytes', 'fs_used_ratio']);
+    assert.ok(disk.fs_used_ratio! > 0 && disk.fs_used_ratio! < 1, JSON.stringify(disk));
+    const raised = await until(() => logged(server, 'alert raised', 'disk')[0], 'the disk alert');
+    assert.equal(raised.unit, '%');
+    assert.ok(Math.abs(Number(raised.value) - disk.fs_used_ratio! * 100) < 1, `${String(raised.value)} vs ${disk.fs_used_ratio}`);
   });
 
   test('without websocket.history, /stats has history: null and /metrics no ocs_history_ family', async () => {

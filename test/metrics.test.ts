@@ -51,7 +51,7 @@ function hubFor(shards: number) {
       toBroker: Array.from({ length: shards }, ring),
       fromBroker: Array.from({ length: shards }, ring),
     },
-    broker: () => ({ stats: Object.fromEntries(MESSAGING_COUNTERS.map((name) => [name, 0])) as Record<MessagingCounterName, number>, depth: { stored: 0, inflight: 0 }, history: null }),
+    broker: () => ({ stats: Object.fromEntries(MESSAGING_COUNTERS.map((name) => [name, 0])) as Record<MessagingCounterName, number>, depth: { stored: 0, inflight: 0 }, history: null, disk: null }),
     requestReports: () => {},
   });
   return { hub, reader: new SnapshotReader(buffer, shards) };
@@ -244,7 +244,7 @@ describe('the snapshot area', () => {
 });
 
 describe('alerts', () => {
-  const quiet: AlertInputs = { latencyMs: { pub: { count: 100, p95: 1, p99: 2 }, send: { count: 0, p95: 0, p99: 0 } }, cpuRatio: 0.1, memoryRatio: 0.1, errors: 0, framesIn: 100, queueDepth: 0, longestLinkWaitS: 0 };
+  const quiet: AlertInputs = { latencyMs: { pub: { count: 100, p95: 1, p99: 2 }, send: { count: 0, p95: 0, p99: 0 } }, cpuRatio: 0.1, memoryRatio: 0.1, errors: 0, framesIn: 100, queueDepth: 0, longestLinkWaitS: 0, diskUsedRatio: 0.5 };
   const withPub = (p95: number): AlertInputs => ({ ...quiet, latencyMs: { ...quiet.latencyMs, pub: { count: 100, p95, p99: p95 } } });
 
   test('raised once over the threshold, kept while between it and threshold × clear_ratio, cleared below, one log line per change', () => {
@@ -264,8 +264,17 @@ describe('alerts', () => {
   test("each of the seed's thresholds is a rule, with its defaults", () => {
     const { log, lines } = capturedLog();
     const alerts = new Alerts(monitoring(), log);
-    alerts.evaluate({ latencyMs: { pub: { count: 100, p95: 101, p99: 201 }, send: { count: 100, p95: 101, p99: 201 } }, cpuRatio: 0.81, memoryRatio: 0.86, errors: 6, framesIn: 100, queueDepth: 1001, longestLinkWaitS: 6 });
-    assert.deepEqual(lines.map((l) => l.alert).sort(), ['cpu', 'error_rate', 'link_stuck', 'memory', 'pub_latency_p95', 'pub_latency_p99', 'queue_depth', 'send_latency_p95', 'send_latency_p99']);
+    alerts.evaluate({ latencyMs: { pub: { count: 100, p95: 101, p99: 201 }, send: { count: 100, p95: 101, p99: 201 } }, cpuRatio: 0.81, memoryRatio: 0.86, errors: 6, framesIn: 100, queueDepth: 1001, longestLinkWaitS: 6, diskUsedRatio: 0.91 });
+    assert.deepEqual(lines.map((l) => l.alert).sort(), ['cpu', 'disk', 'error_rate', 'link_stuck', 'memory', 'pub_latency_p95', 'pub_latency_p99', 'queue_depth', 'send_latency_p95', 'send_latency_p99']);
+  });
+
+  test('no store on this node (cluster mode): the disk alert reads as clear', () => {
+    const { log } = capturedLog();
+    const alerts = new Alerts(monitoring({ disk_used_percent: 1 }), log);
+    alerts.evaluate({ ...quiet, diskUsedRatio: null });
+    assert.deepEqual(alerts.active(), []);
+    alerts.evaluate({ ...quiet, diskUsedRatio: 0.02 });
+    assert.deepEqual(alerts.active().map((a) => [a.alert, a.value, a.unit]), [['disk', 2, '%']]);
   });
 
   test('too few samples in an interval read as clear, not as an alert', () => {

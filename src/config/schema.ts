@@ -183,6 +183,8 @@ const alerts = z
     error_rate_percent: z.number().positive().default(5),
     /** Stored messages not yet acknowledged (the broker's queues, all recipients). */
     queue_depth: positiveInt.default(1000),
+    /** The file system holding store.data_dir, share in use (as df shows it). */
+    disk_used_percent: z.number().positive().max(100).default(90),
     /** Latency and error-rate alerts need this many samples (frames) in an interval; fewer read as clear. */
     min_samples: nonNegativeInt.default(20),
     /** Hysteresis: an alert clears once its value is below threshold × this. */

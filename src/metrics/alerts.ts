@@ -24,6 +24,8 @@ export interface AlertInputs {
   queueDepth: number;
   /** The longest any shard's link has held records without draining, seconds (0: none waits). */
   longestLinkWaitS: number;
+  /** The share of the store's file system in use; null without a store on this node (cluster mode). */
+  diskUsedRatio: number | null;
 }
 
 interface LatencyFigures {
@@ -83,6 +85,8 @@ export function alertRules(monitoring: MonitoringSettings): Rule[] {
     { name: 'memory', unit: '%', threshold: s.memory_percent, value: (i) => i.memoryRatio * 100 },
     { name: 'error_rate', unit: '%', threshold: s.error_rate_percent, value: (i) => (i.framesIn >= Math.max(1, s.min_samples) ? (i.errors / i.framesIn) * 100 : null) },
     { name: 'queue_depth', unit: 'messages', threshold: s.queue_depth, value: (i) => i.queueDepth },
+    // Before the store has to refuse sends (E_STORE_UNAVAILABLE) for want of space.
+    { name: 'disk', unit: '%', threshold: s.disk_used_percent, value: (i) => (i.diskUsedRatio === null ? null : i.diskUsedRatio * 100) },
     // What /health calls a stuck link: a shard that reads nothing (a stall, a hot loop) shows here.
     { name: 'link_stuck', unit: 's', threshold: monitoring.link_stuck_after, value: (i) => i.longestLinkWaitS },
   ];

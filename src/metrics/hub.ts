@@ -15,6 +15,7 @@
  */
 import type { HistoryStats } from '../broker/history.js';
 import type { Config } from '../config/schema.js';
+import type { StoreDisk } from '../store/disk-room.js';
 import type { ShardSnapshot, ShardTable } from '../shared/shard-table.js';
 import { LINKS } from '../shared/shard-table.js';
 import { byName, Counter, errorCounter, type MessagingCounterName } from '../shared/shard-counters.js';
@@ -42,7 +43,7 @@ export interface MetricsHubOptions {
   log: Logger;
   snapshot: SnapshotWriter;
   rings: RingBuffers;
-  broker(): { stats: Readonly<Record<MessagingCounterName, number>>; depth: { stored: number; inflight: number }; history: HistoryStats | null };
+  broker(): { stats: Readonly<Record<MessagingCounterName, number>>; depth: { stored: number; inflight: number }; history: HistoryStats | null; disk: StoreDisk | null };
   /** Asks every shard that is up for its report (it answers with a METRICS record). */
   requestReports(): void;
 }
@@ -74,6 +75,8 @@ export interface MetricsView {
   depth: { stored: number; inflight: number };
   /** null: no group keeps history, or cluster mode (kept in Redis). */
   history: HistoryStats | null;
+  /** null: cluster mode (no store on this node's disk). */
+  disk: StoreDisk | null;
   rings: RingFill[];
   resources: ResourceSample;
   alerts: { statuses: AlertStatus[]; active: ActiveAlert[]; recent: readonly AlertEvent[] };
@@ -228,6 +231,7 @@ export class MetricsHub {
         memoryRatio: resources.memoryRatio,
         ...this.intervalErrors(table),
         queueDepth: broker.depth.stored,
+        diskUsedRatio: broker.disk?.fsUsedRatio ?? null,
         longestLinkWaitS: longestLinkWait(table, now) / 1000,
       },
       now,
@@ -246,6 +250,7 @@ export class MetricsHub {
       broker: broker.stats,
       depth: broker.depth,
       history: broker.history,
+      disk: broker.disk,
       rings: this.ringGauges.read(),
       resources,
       alerts: { statuses: this.alerts.statuses(), active: this.alerts.active(), recent: this.alerts.history() },

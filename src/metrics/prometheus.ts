@@ -170,6 +170,13 @@ export function renderPrometheus(view: MetricsView): string {
   out.family('ocs_messages_stored_bytes', 'gauge', 'Broker: bytes of data of the messages held now').sample('ocs_messages_stored_bytes', null, view.broker.stored_bytes);
   out.family('ocs_messages_inflight', 'gauge', 'Broker: delivered messages awaiting their ack').sample('ocs_messages_inflight', null, view.depth.inflight);
   out.family('ocs_messages_pending', 'gauge', 'Broker: stored messages not yet delivered (recipient offline, or scheduled)').sample('ocs_messages_pending', null, view.depth.stored - view.depth.inflight);
+  const disk = view.disk;
+  if (disk !== null) {
+    out.family('ocs_store_file_bytes', 'gauge', "Store: data.mdb's size").sample('ocs_store_file_bytes', null, disk.fileBytes);
+    out.family('ocs_store_reserved_bytes', 'gauge', 'Store: disk blocks held past data.mdb for its next writes, which a full disk cannot take').sample('ocs_store_reserved_bytes', null, disk.reservedBytes);
+    out.family('ocs_store_fs_size_bytes', 'gauge', 'Store: size of the file system holding store.data_dir').sample('ocs_store_fs_size_bytes', null, disk.fsBytes);
+    out.family('ocs_store_fs_free_bytes', 'gauge', 'Store: free space of that file system for the server').sample('ocs_store_fs_free_bytes', null, disk.fsFreeBytes);
+  }
   const history = view.history;
   if (history !== null) for (const [key, name, type, help] of HISTORY_FAMILIES) out.family(name, type, `Broker: ${help}`).sample(name, null, history[key]);
 

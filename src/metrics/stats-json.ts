@@ -34,6 +34,10 @@ export function renderStatsJson(view: MetricsView): string {
     connections_peak: view.peakConnections,
     queue: { ...view.depth, pending: view.depth.stored - view.depth.inflight },
     history: view.history,
+    store_disk:
+      view.disk === null
+        ? null
+        : { file_bytes: view.disk.fileBytes, reserved_bytes: view.disk.reservedBytes, fs_size_bytes: view.disk.fsBytes, fs_free_bytes: view.disk.fsFreeBytes, fs_used_ratio: round(view.disk.fsUsedRatio) },
     resources: {
       cpu_ratio: round(r.cpuRatio),
       cpu_seconds: round(r.cpuSeconds),

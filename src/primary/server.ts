@@ -127,7 +127,7 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
         log,
         snapshot: new SnapshotWriter(snapshotBuffer, shards),
         rings: { shardToShard: rings, toBroker, fromBroker },
-        broker: () => ({ stats: messagingStats(), depth: broker.depth(), history: messaging.historyStats() }),
+        broker: () => ({ stats: messagingStats(), depth: broker.depth(), history: messaging.historyStats(), disk: store?.disk() ?? null }),
         // Over the rings (a REPORT record): a shard that stops reading shows in /health as a stuck link.
         requestReports: () => {
           for (const slot of slots) if (table.isUp(slot.index)) link.requestReport(slot.index);

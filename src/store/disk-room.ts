@@ -42,6 +42,17 @@ while read -r off len; do
   if fallocate --keep-size --offset "$off" --length "$len" -- "$1" 2>/dev/null; then echo ok; else echo no; fi
 done`;
 
+/** The store's file and its file system, for /metrics, /stats and the `disk` alert. */
+export interface StoreDisk {
+  /** data.mdb's size, and the blocks held past it (the reserve, as far as this process knows). */
+  fileBytes: number;
+  reservedBytes: number;
+  /** The file system holding store.data_dir: its size, what it has free for this process, and the share in use (as df shows it). */
+  fsBytes: number;
+  fsFreeBytes: number;
+  fsUsedRatio: number;
+}
+
 export class DiskRoom {
   /** Why data.mdb is no longer the file the store opened (at the last check), or null. */
   problem: string | null = null;
@@ -105,6 +116,20 @@ export class DiskRoom {
   mayRetry(): boolean {
     this.problem = this.problemOf(identity(this.file));
     return this.problem === null && freeBytes(this.dir) >= RECOVERY_FREE_BYTES;
+  }
+
+  /** Asks the file and the file system now. */
+  usage(): StoreDisk {
+    const fileBytes = identity(this.file)?.size ?? 0;
+    const reservedBytes = Math.max(0, this.reservedEnd - fileBytes);
+    try {
+      const fs = statfsSync(this.dir);
+      const used = (fs.blocks - fs.bfree) * fs.bsize;
+      const free = fs.bavail * fs.bsize;
+      return { fileBytes, reservedBytes, fsBytes: fs.blocks * fs.bsize, fsFreeBytes: free, fsUsedRatio: used + free > 0 ? used / (used + free) : 0 };
+    } catch {
+      return { fileBytes, reservedBytes, fsBytes: 0, fsFreeBytes: 0, fsUsedRatio: 0 };
+    }
   }
 
   /** Resolves once the reserver's shell has exited (it ends with its stdin). */

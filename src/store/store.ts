@@ -34,7 +34,7 @@ import { makeDirectory } from '../util/make-dir.js';
 import { join, resolve } from 'node:path';
 import { open, type Database, type Key, type RootDatabase } from 'lmdb';
 import { OcsError } from '../protocol/errors.js';
-import { DiskRoom, MIN_FREE_BYTES } from './disk-room.js';
+import { DiskRoom, MIN_FREE_BYTES, type StoreDisk } from './disk-room.js';
 import { StoreLease, type ProcessIdentity } from './leases.js';
 import { metaOf, queueKey, type DeadLetter, type MessageMeta, type QueueKey, type StoredMessage } from './messages.js';
 
@@ -213,6 +213,11 @@ export class MessageStore {
   /** A write of about `bytes` to a database from openDb(), guarded as the store's own (room on disk; false, never a rejection). */
   guardedWrite(write: () => Promise<boolean>, bytes: number): Promise<boolean> {
     return this.settle(write, bytes);
+  }
+
+  /** data.mdb, the space held past it, and its file system (asked now). */
+  disk(): StoreDisk {
+    return this.room.usage();
   }
 
   /** Resolves when everything written so far is on disk (or could not be). */
