@@ -138,6 +138,11 @@ describe('GET /dashboard in chromium, with pubs across 2 shards', { skip }, () =
     assert.equal(connections.total, clients.length);
     assert.deepEqual([connections.shard0, connections.shard1], served.shards.map((s: Json) => s.connections));
 
+    // The store's file system, as /stats has it (other processes write to it too: close, not equal).
+    const shown = Number(await page.getAttribute('#tile-disk', 'data-used-ratio'));
+    assert.ok(Math.abs(shown - (served.store_disk as Json).fs_used_ratio) < 0.01, `disk tile ${shown} vs ${JSON.stringify(served.store_disk)}`);
+    assert.match((await page.textContent('#tile-disk'))!, /^[\d.,]+ %$/);
+
     const shards = (await data(page, '#shards', 'data-last'))!;
     assert.deepEqual(shards.shards.map((s: Json) => s.connections), served.shards.map((s: Json) => s.connections));
     for (const s of shards.shards) assert.ok(s.deliveries_per_s > 0, `shard ${s.shard} delivers: ${JSON.stringify(shards)}`);
