@@ -9,9 +9,13 @@
  *   system, so they cannot fail when another process fills the disk between two checks. It is
  *   kept about RESERVE_SECONDS of the store's writes ahead of the file's end (MIN_RESERVE_BYTES
  *   to MAX_RESERVE_BYTES) and topped up when half of it is promised.
- * - the file system's free space above MIN_FREE_BYTES, asked at most every CHECK_MS (or when
- *   the last answer's room is spent): for what the reserve does not cover (a burst larger than
- *   it, or no fallocate). Another process can still take that between two checks.
+ * - the file system's free space above MIN_FREE_BYTES, asked again before each write the
+ *   reserve does not cover (a burst larger than it, or no fallocate): another process can still
+ *   take it in the milliseconds before the write commits.
+ *
+ * The reserve outlives the process: a new run (a restart, a pm2 reload's new process) reads the
+ * file's allocated blocks from stat and confirms them with fallocate, which needs no free space
+ * for blocks the file has.
  *
  * `fallocate` runs in a small shell spawned once, at open: spawning from the server later, with
  * its heap grown, blocks the thread for 10-30 ms (fork copies the page tables).
@@ -25,10 +29,10 @@ import type { Readable, Writable } from 'node:stream';
 /** Free space under which the store refuses what its reserve does not cover. */
 export const MIN_FREE_BYTES = 1024 * 1024;
 /**
- * Free space the file system must have again before an unwritable store tries a write: more
- * than MIN_FREE_BYTES, so that a store refused for want of space does not flap between the two.
+ * Room (reserve left, and free space above MIN_FREE_BYTES) an unwritable store must have again
+ * before it tries a write, so that a store refused for want of space does not flap.
  */
-export const RECOVERY_FREE_BYTES = 2 * MIN_FREE_BYTES;
+const RECOVERY_ROOM_BYTES = 1024 * 1024;
 /** How often the file system is asked at least, with room left: other processes write too. */
 const CHECK_MS = 1000;
 const RESERVE_SECONDS = 4;
@@ -36,6 +40,8 @@ const MIN_RESERVE_BYTES = 1024 * 1024;
 const MAX_RESERVE_BYTES = 64 * 1024 * 1024;
 /** Kept out of what writes are promised: the lease and probe writes (leases.ts, store.ts) take no room of their own. */
 const HELD_BACK_BYTES = 64 * 1024;
+/** stat's block count may include the file system's own blocks for the file (extent trees). */
+const HINT_SLACK_BYTES = 64 * 1024;
 
 const RESERVER_SCRIPT = `command -v fallocate >/dev/null 2>&1 || exit 3
 while read -r off len; do
@@ -75,6 +81,12 @@ export class DiskRoom {
   private inFlight = 0;
   private takenSinceCheck = 0;
   private target = MIN_RESERVE_BYTES;
+  /**
+   * Where data.mdb's blocks end by stat's count (less a slack for file-system metadata): blocks a
+   * previous run (or another process on the store) reserved. A hint: counted only once fallocate
+   * has confirmed them.
+   */
+  private allocatedHint = 0;
 
   /**
    * Before LMDB opens its files: the shell would inherit data.mdb's descriptor (lmdb-js opens
@@ -97,6 +109,13 @@ export class DiskRoom {
     const now = Date.now();
     if (this.reserveLeft() + this.freeLeft < bytes || now - this.checkedAt >= CHECK_MS) this.check(now);
     if (this.reserveLeft() < bytes) {
+      // Free space as statfs saw it up to CHECK_MS ago may be gone (another process filled the
+      // disk): ask again before promising any of it. The reserver may have allocated what it was
+      // asked (statfs no longer counts it) before its answer is read: the file's blocks tell.
+      if (this.asked !== 0 && (identity(this.file)?.allocated ?? 0) >= this.asked) this.reservedEnd = Math.max(this.reservedEnd, this.asked);
+      this.freeLeft = Math.min(this.freeLeft, this.freeNow());
+    }
+    if (this.reserveLeft() < bytes) {
       if (this.freeLeft < bytes) return false;
       this.freeLeft -= bytes;
     }
@@ -114,8 +133,12 @@ export class DiskRoom {
 
   /** Whether an unwritable store may try a write again: space came back and the file is still the one opened. */
   mayRetry(): boolean {
-    this.problem = this.problemOf(identity(this.file));
-    return this.problem === null && freeBytes(this.dir) >= RECOVERY_FREE_BYTES;
+    const now = Date.now();
+    this.check(now);
+    if (this.problem !== null) return false;
+    this.extend(now);
+    // The reserve counts: statfs does not show what it took from the free space.
+    return this.reserveLeft() + Math.max(0, this.freeLeft) >= RECOVERY_ROOM_BYTES;
   }
 
   /** Asks the file and the file system now. */
@@ -155,8 +178,14 @@ export class DiskRoom {
     const file = identity(this.file);
     this.problem = this.problemOf(file);
     this.fileSize = file?.size ?? 0;
+    this.allocatedHint = Math.max(0, (file?.allocated ?? 0) - HINT_SLACK_BYTES);
     this.promisedEnd = this.fileSize + this.inFlight;
-    this.freeLeft = freeBytes(this.dir) - MIN_FREE_BYTES;
+    this.freeLeft = this.freeNow();
+  }
+
+  /** Free space above the margin, less what writes in flight past the allocated blocks will take of it. */
+  private freeNow(): number {
+    return freeBytes(this.dir) - MIN_FREE_BYTES - Math.max(0, this.promisedEnd - Math.max(this.reservedEnd, this.fileSize));
   }
 
   /** RESERVE_SECONDS of writes at the rate since the last check. */
@@ -171,7 +200,8 @@ export class DiskRoom {
     this.target = Math.max(this.target, this.targetAt(now));
     const from = this.fileSize;
     const allocatedTo = Math.max(this.reservedEnd, from);
-    const end = Math.min(this.promisedEnd + HELD_BACK_BYTES + this.target, allocatedTo + Math.max(0, this.freeLeft));
+    // Up to what stat says is allocated already (a previous run's reserve) even with no free space.
+    const end = Math.min(this.promisedEnd + HELD_BACK_BYTES + this.target, Math.max(allocatedTo + Math.max(0, this.freeLeft), this.allocatedHint));
     if (end <= allocatedTo) return;
     this.asked = end;
     this.reserver.stdin.write(`${from} ${end - from}\n`);
@@ -185,10 +215,9 @@ export class DiskRoom {
       this.refusedAt = Date.now();
       return;
     }
-    const added = end - Math.max(this.reservedEnd, this.fileSize);
-    if (added <= 0) return;
-    this.reservedEnd = end;
-    this.freeLeft -= added;
+    const added = end - Math.max(this.reservedEnd, this.fileSize, Math.min(end, this.allocatedHint));
+    if (end > this.reservedEnd) this.reservedEnd = end;
+    if (added > 0) this.freeLeft -= added;
   }
 
   private startReserver(): void {
@@ -220,11 +249,11 @@ export class DiskRoom {
   }
 }
 
-/** The file's device and inode, and its size; null when it does not exist. */
-function identity(file: string): { id: string; size: number } | null {
+/** The file's device and inode, its size and the bytes allocated to it; null when it does not exist. */
+function identity(file: string): { id: string; size: number; allocated: number } | null {
   try {
     const stats = statSync(file);
-    return { id: `${stats.dev}:${stats.ino}`, size: stats.size };
+    return { id: `${stats.dev}:${stats.ino}`, size: stats.size, allocated: stats.blocks * 512 };
   } catch {
     return null;
   }

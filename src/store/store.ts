@@ -18,8 +18,8 @@
  *
  * Writes never reject: each resolves true once committed, false when it could not be written
  * (a full disk, an I/O error). A failed write turns the store unwritable (`health`), callers
- * refuse new messages with E_STORE_UNAVAILABLE, and a probe write every PROBE_MS (once the file
- * system has RECOVERY_FREE_BYTES free, disk-room.ts) turns it writable again once space returns. Why values
+ * refuse new messages with E_STORE_UNAVAILABLE, and a probe write every PROBE_MS (once the
+ * store has room again, disk-room.ts) turns it writable again once space returns. Why values
  * rather than rejections: a rejection nobody awaited (a fire-and-forget remove after an ack)
  * would otherwise end the process.
  *
