@@ -18,7 +18,9 @@
  * Routing by interest (src/shared/interest-table.ts): a connection that becomes a member is
  * counted before anything else is done for its join (before the socket subscribes, before the
  * broker hears of it, and so before JOINED and the live messages after its top offset are
- * written to this shard); one that stops being a member is counted out at once.
+ * written to this shard); one that stops being a member is counted out once its socket is
+ * unsubscribed: at once, or at LEFT for a leave that goes through the broker (until then the
+ * socket still gets the group's messages, so the broker must still send them to this shard).
  *
  * Replies go out in the connection's encoding (conn.frames, out.ts), and a msgpack connection
  * is subscribed to the binary topics (binaryTopic() of the group, and of its presence topic).
@@ -45,6 +47,8 @@ const LEAVE = 2;
 const KIND = 3;
 export const MISSED_WHILE_REFUSED = 'you stay a member, but messages published while this join was handled may have been missed: join with the since of the last message you got to recover them';
 const NEW_MEMBER = 4;
+/** A LEAVE that ended a membership: counted out of the interest table at its LEFT (the socket stays subscribed until then). */
+const COUNTED = 8;
 
 export interface GroupOpsOptions {
   /** Which groups keep history (websocket.history). */
@@ -108,18 +112,19 @@ export class GroupOps {
 
   leave(ws: Socket, conn: Connection, group: string, ref: string | undefined): void {
     const wasMember = conn.groups.delete(group);
-    if (wasMember) {
-      this.options.interest.left(group);
-      this.link.left(conn, group);
-    }
+    if (wasMember) this.link.left(conn, group);
     if (conn.watching?.delete(group)) ws.unsubscribe(topicOf(conn, presenceTopic(group)));
     const ops = conn.groupOps?.get(group);
     if (ops !== undefined || (wasMember && this.viaBroker(group))) {
-      this.opsOf(conn, group).push(LEAVE);
+      // Still subscribed until LEFT: still counted, or the broker could skip this shard meanwhile.
+      this.opsOf(conn, group).push(LEAVE | (wasMember ? COUNTED : 0));
       this.link.groupLeave(conn, group, ref);
       return;
     }
-    if (wasMember) ws.unsubscribe(topicOf(conn, group));
+    if (wasMember) {
+      ws.unsubscribe(topicOf(conn, group));
+      this.options.interest.left(group);
+    }
     this.out.send(ws, conn, conn.frames.left(group, ref));
   }
 
@@ -176,8 +181,10 @@ export class GroupOps {
     const ws = this.options.registry.sid(sid);
     if (ws === undefined) return;
     const conn = connOf(ws);
-    if (this.shift(conn, group) === undefined) return;
+    const op = this.shift(conn, group);
+    if (op === undefined) return;
     this.settle(ws, conn, group, false);
+    if ((op & COUNTED) !== 0) this.options.interest.left(group);
     this.out.send(ws, conn, conn.frames.left(group, ref ?? undefined));
   }
 
@@ -194,6 +201,8 @@ export class GroupOps {
 
   /** The connection closed: it catches up with nothing any more. */
   closed(conn: Connection): void {
+    // Leaves the broker had not answered yet: counted out now.
+    if (conn.groupOps !== null) for (const [group, ops] of conn.groupOps) for (const op of ops) if ((op & COUNTED) !== 0) this.options.interest.left(group);
     if (this.catching.size === 0) return;
     for (const group of conn.groups) this.stopCatching(conn, group);
     if (conn.groupOps !== null) for (const group of conn.groupOps.keys()) this.stopCatching(conn, group);
