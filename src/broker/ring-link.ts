@@ -146,8 +146,10 @@ export class RingShardLink implements ShardLink {
       replay = [];
       recovered = 0;
     }
-    for (const frame of replay) this.control(shard, encodeRecord(ToShard.REPLY, [sid, frame]));
-    this.control(shard, encodeRecord(ToShard.JOINED, [sid, group, ref, top, epoch, recovered, null]));
+    // Checked once above: the replay (at most history.max_replay_bytes) and its JOINED go whole, whatever overflow they take.
+    const limit = replay.length > 0 ? Infinity : this.controlBacklog;
+    for (const frame of replay) this.writeCounted(shard, encodeRecord(ToShard.REPLY, [sid, frame]), limit);
+    this.writeCounted(shard, encodeRecord(ToShard.JOINED, [sid, group, ref, top, epoch, recovered, null]), limit);
   }
 
   groupJoinFailed(shard: number, sid: string, group: string, ref: string | null, message: string, code: ErrorCode = 'E_BAD_FRAME'): void {
@@ -188,6 +190,12 @@ export class RingShardLink implements ShardLink {
 
   private deliver(shard: number, record: Uint8Array): void {
     if (this.write(shard, record, this.writers[shard]!.maxBacklog) === 'E_OVERLOADED') this.stats.link_deferred++;
+  }
+
+  private writeCounted(shard: number, record: Uint8Array, limit: number): WriteRefusal | null {
+    const refused = this.write(shard, record, limit);
+    if (refused === 'E_OVERLOADED') this.stats.link_dropped++;
+    return refused;
   }
 
   private control(shard: number, record: Uint8Array): WriteRefusal | null {
