@@ -109,7 +109,11 @@ export class Out {
       let sent = 0;
       while (sent < queue.length && queue[sent]!.ready) {
         const { wire, delivery, action } = queue[sent++]!;
-        if (action !== null) action(allReady(queue, sent));
+        if (action !== null) {
+          action(allReady(queue, sent));
+          // The action may have queued more and found the queue full: the socket is closed (uWS forbids touching it) and the queue dropped.
+          if (conn.closed || conn.outq !== queue) return;
+        }
         if (wire === null) continue;
         ws.send(wire, typeof wire !== 'string');
         if (delivery) this.counted(wire);

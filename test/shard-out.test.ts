@@ -1,0 +1,61 @@
+/**
+ * Frames to one connection in order while some wait for the codec pool (src/shard/out.ts), on a
+ * real uWS socket: what an action run from the queue may do to it.
+ */
+import assert from 'node:assert/strict';
+import { after, describe, test } from 'node:test';
+import uWS from 'uWebSockets.js';
+import WebSocket from 'ws';
+import type { Wire } from '../src/protocol/server-frames.js';
+import type { Connection, Socket } from '../src/shard/connection.js';
+import { MAX_QUEUED_FRAMES, Out } from '../src/shard/out.js';
+import { createLogger } from '../src/util/logger.js';
+
+describe('the queue of frames waiting for the codec pool', () => {
+  let listenSocket: uWS.us_listen_socket | null = null;
+  after(() => {
+    if (listenSocket) uWS.us_listen_socket_close(listenSocket);
+  });
+
+  test('an action that queues again into a full queue closes the connection as a slow consumer (1013), and nothing touches the closed socket', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    const out = new Out(new Float64Array(256), createLogger('silent'));
+    const conn = { outq: null, closed: false, sid: 's1' } as unknown as Connection;
+    let reran = 0;
+    const port = await new Promise<number>((resolve) => {
+      const app = uWS.App().ws('/*', {
+        close: () => void (conn.closed = true),
+        message: (ws) => {
+          const socket = ws as unknown as Socket;
+          let replayDone!: (wire: Wire) => void;
+          // A replay in the pool, then a catch-up marker that waits while anything behind it is still in the pool (group-ops.ts).
+          out.answer(socket, conn, new Promise<Wire>((r) => (replayDone = r)));
+          const caughtUp = (clear: boolean): void => {
+            reran++;
+            if (!clear) out.after(socket, conn, caughtUp);
+          };
+          out.after(socket, conn, caughtUp);
+          for (let i = 0; i < 10; i++) out.deliver(socket, conn, new Uint8Array([1, i]));
+          out.answer(socket, conn, new Promise<Wire>(() => {})); // a history page that stays in the pool
+          while (conn.outq!.length < MAX_QUEUED_FRAMES) out.deliver(socket, conn, new Uint8Array([2]));
+          replayDone(new Uint8Array([9]));
+        },
+      });
+      app.listen('127.0.0.1', 0, (token) => {
+        listenSocket = token;
+        resolve(uWS.us_socket_local_port(token));
+      });
+    });
+    const client = new WebSocket(`ws://127.0.0.1:${port}/`);
+    const closed = new Promise<number>((resolve) => client.on('close', (code) => resolve(code)));
+    client.on('open', () => client.send('go'));
+    assert.equal(await closed, 1013);
+    await new Promise((r) => setTimeout(r, 50));
+    process.off('unhandledRejection', onUnhandled);
+    assert.equal(reran, 1, 'the marker ran once, found the page in the pool and tried to queue again');
+    assert.deepEqual(unhandled.map(String), []);
+    assert.deepEqual(conn.outq ?? [], [], 'nothing waits for the closed socket');
+  });
+});
