@@ -205,3 +205,38 @@ describe('a restart on a disk whose free space the last run holds past data.mdb'
     }
   });
 });
+
+const cjk = mountSmallDisk('24m');
+
+describe('persisted group history on a disk another process fills', { skip: typeof cjk === 'string' ? cjk : false }, () => {
+  const small = typeof cjk === 'string' ? null : cjk;
+  after(() => small!.unmount());
+
+  test('pubs of multi-byte text take room for their UTF-8 bytes: LMDB never writes past it (no commit fails)', async () => {
+    const server = await startProcess(
+      testConfig({
+        store: { data_dir: join(small!.dir, 'data') },
+        websocket: { server: { max_payload: 1024 * 1024 }, performance: { ring_bytes: 8 * 1024 * 1024 }, history: [{ pattern: 'room*', size: 1000, ttl: 0 }] },
+        history: { persist: true },
+      }),
+    );
+    try {
+      const pam = await member(server.port, 'pam', ['room1']);
+      pam.send({ op: 'pub', group: 'room1', data: 'warm', ref: 'w' });
+      await pam.next((f) => f.ref === 'w');
+      await sleep(1500);
+      spawnSync('dd', ['if=/dev/zero', `of=${join(small!.dir, 'fill')}`, 'bs=64k'], { stdio: 'ignore' });
+      // 900 KB each in UTF-8, 300,000 characters: two taken before either commits.
+      const data = '漢'.repeat(300_000);
+      for (let i = 0; i < 2; i++) pam.send({ op: 'pub', group: 'room1', data, ref: `p${i}` });
+      for (let i = 0; i < 2; i++) await pam.next((f) => f.ref === `p${i}`, 10_000);
+      await sleep(500);
+      assert.doesNotMatch(server.stderr(), /Commit failed|Write error|Input\/output error/);
+      assert.doesNotMatch(String(((await getJson(server.port, '/health')).body.store as { lastError: unknown }).lastError), /Commit failed/);
+      rmSync(join(small!.dir, 'fill'));
+      pam.close();
+    } finally {
+      assert.equal(await server.stop(), 0, server.stderr().slice(-2000));
+    }
+  });
+});

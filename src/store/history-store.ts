@@ -114,7 +114,7 @@ export class HistoryStore implements HistoryPersistence {
   }
 
   appended(group: string, epoch: string, offset: number, ts: number, head: string): void {
-    this.write(() => this.entries.put([group, epoch, offset], [ts, head]), head.length);
+    this.write(() => this.entries.put([group, epoch, offset], [ts, head]), Buffer.byteLength(head));
     this.write(() => this.groups.put(group, { epoch, top: offset }), 64);
   }
 
@@ -149,7 +149,7 @@ export class HistoryStore implements HistoryPersistence {
     const old = g.epoch;
     const epoch = newEpoch();
     for (const { offset, ts, head } of g.entries) {
-      this.write(() => this.entries.put([g.group, epoch, offset], [ts, head]), head.length);
+      this.write(() => this.entries.put([g.group, epoch, offset], [ts, head]), Buffer.byteLength(head));
       this.write(() => this.entries.remove([g.group, old, offset]), 0);
     }
     this.write(() => this.groups.put(g.group, { epoch, top: g.top }), 64);
