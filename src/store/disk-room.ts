@@ -85,7 +85,10 @@ export class DiskRoom {
   /**
    * Where data.mdb's blocks end by stat's count (less a slack for file-system metadata): blocks a
    * previous run (or another process on the store) reserved. A hint: counted only once fallocate
-   * has confirmed them (or, for the end last asked for, once stat shows it past the slack).
+   * has confirmed them. (The end just asked for counts once stat shows that much allocated,
+   * without the slack: on a small disk the answer may come after the next write needs it, and
+   * statfs no longer shows the space; the few KiB of metadata this may count are within
+   * HELD_BACK_BYTES.)
    */
   private allocatedHint = 0;
 
@@ -113,7 +116,7 @@ export class DiskRoom {
       // Free space as statfs saw it up to CHECK_MS ago may be gone (another process filled the
       // disk): ask again before promising any of it. The reserver may have allocated what it was
       // asked (statfs no longer counts it) before its answer is read: the file's blocks tell.
-      if (this.asked !== 0 && (identity(this.file)?.allocated ?? 0) - HINT_SLACK_BYTES >= this.asked) this.reservedEnd = Math.max(this.reservedEnd, this.asked);
+      if (this.asked !== 0 && (identity(this.file)?.allocated ?? 0) >= this.asked) this.reservedEnd = Math.max(this.reservedEnd, this.asked);
       this.freeLeft = Math.min(this.freeLeft, this.freeNow());
     }
     if (this.reserveLeft() < bytes) {
