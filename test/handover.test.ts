@@ -126,6 +126,41 @@ describe('hand-over between two processes on one store', () => {
       await second.stop('SIGTERM');
     }
   });
+
+  test('processes that stood by and stopped first (an aborted reload; one stopped, one killed): the holder delivers what they acknowledged, a scheduled one on time', async () => {
+    const dataDir = tempDataDir();
+    const holder = await startProcess(testConfig({ store: { data_dir: dataDir } }));
+    const stopped = await startProcess(testConfig({ store: { data_dir: dataDir } }));
+    const killed = await startProcess(testConfig({ store: { data_dir: dataDir } }));
+    try {
+      const viaStopped = await member(stopped.port, 'sender');
+      const now = await sendAcked(viaStopped, 'bob', 'now', 'a');
+      const dueAt = Date.now() + 2000;
+      viaStopped.send({ op: 'send', to: 'bob', data: 'later', ref: 'b', at: dueAt });
+      const scheduled = await viaStopped.next((f) => f.ref === 'b');
+      assert.equal(scheduled.op, 'ack', JSON.stringify(scheduled));
+      const viaKilled = await member(killed.port, 'sender');
+      const fromKilled = await sendAcked(viaKilled, 'bob', 'from the killed one', 'c');
+      for (const client of [viaStopped, viaKilled]) client.close();
+      assert.equal(await stopped.stop('SIGTERM'), 0);
+      assert.equal(await killed.stop('SIGKILL'), null);
+      const bob = await member(holder.port, 'bob');
+      // Within a renewal of the holder's lease (every 3 s); the scheduled one not before its time.
+      const got: Frame[] = [];
+      while (got.length < 3) {
+        for (const m of await nextMsgs(bob, 1, 5000)) {
+          if (m.id === scheduled.id) assert.ok(Date.now() >= dueAt, `the scheduled message came ${dueAt - Date.now()} ms early`);
+          got.push(m);
+        }
+      }
+      assert.deepEqual(got.map((m) => m.id).sort(), [now, fromKilled, scheduled.id].sort());
+      await ackAll(bob, got);
+      await nothingMore(bob);
+      bob.close();
+    } finally {
+      for (const server of [holder, stopped, killed]) await server.stop('SIGKILL');
+    }
+  });
 });
 
 describe('the drain (SIGTERM, SIGINT, pm2 stop and reload)', () => {

@@ -123,4 +123,33 @@ describe('history with history.persist across a hand-over of the store', () => {
       if (third !== null) await third.stop('SIGTERM');
     }
   });
+
+  test('a process that stood by past history.handover_wait and stopped first does not vouch for the holder\'s epochs: after the holder crashes, every group has a new epoch', async () => {
+    const dataDir = tempDataDir();
+    const config = (): Record<string, unknown> =>
+      testConfig({ store: { data_dir: dataDir }, websocket: { history: [{ pattern: 'room.*', size: 100 }] }, history: { persist: true, handover_wait: 0.5 } });
+    const holder = await startProcess(config());
+    let after: ServerProcess | null = null;
+    try {
+      const epoch = (await publish(holder.port, 'room.a', ['a1', 'a2']))[0]!.epoch as string;
+      const standby = await startProcess(config());
+      const c = await member(standby.port, 'reader');
+      assert.notEqual((await join(c, 'room.a')).joined.epoch, epoch, 'it loaded the history under epochs of its own');
+      c.close();
+      assert.equal(await standby.stop('SIGTERM'), 0, standby.stderr());
+      // The holder goes on under its epoch, offsets its clients see before the store has them.
+      const seen = await publish(holder.port, 'room.a', ['a3']);
+      assert.deepEqual([seen[0]!.offset, seen[0]!.epoch], [3, epoch]);
+      await holder.stop('SIGKILL');
+      after = await startProcess(config());
+      const back = await member(after.port, 'back');
+      const { joined } = await join(back, 'room.a', { offset: 3, epoch });
+      assert.equal(joined.recovered, false, JSON.stringify(joined));
+      assert.notEqual(joined.epoch, epoch);
+      back.close();
+    } finally {
+      if (holder.child.exitCode === null) await holder.stop('SIGKILL');
+      if (after !== null) await after.stop('SIGTERM');
+    }
+  });
 });

@@ -39,7 +39,7 @@ describe('timers armed only while there is work', () => {
       groups.history!.append('short.b', 'm3', 'alice', '{}', 0, now);
       assert.equal(groups.sweeping, true, 'armed again');
     } finally {
-      await groups.stop();
+      await groups.stop(true);
     }
     assert.equal(groups.sweeping, false);
   });

@@ -168,7 +168,7 @@ describe('ownership of the stored queues (src/broker/ownership.ts)', () => {
     const dir = tempDataDir();
     const store = await MessageStore.open(dir, 'full');
     const taken: string[] = [];
-    const events = (name: string): OwnershipEvents => ({ acquired: (_previous, why) => taken.push(`${name}: ${why}`), lost: () => taken.push(`${name}: lost`) });
+    const events = (name: string): OwnershipEvents => ({ acquired: (_previous, why) => taken.push(`${name}: ${why}`), lost: () => taken.push(`${name}: lost`), adopt: async () => true });
     const holder = new Ownership(store.lease('holder-run', 15_000), log, events('holder'));
     const waiting = new Ownership(store.lease('waiting-run', 15_000), log, events('waiting'));
     try {
@@ -190,11 +190,40 @@ describe('ownership of the stored queues (src/broker/ownership.ts)', () => {
     }
   });
 
+  test('the holder loads what processes that stood by stored once they are gone, not while one still stands by', async () => {
+    const dir = tempDataDir();
+    const store = await MessageStore.open(dir, 'full');
+    const adopted: string[][] = [];
+    const events: OwnershipEvents = { acquired: () => {}, lost: () => {}, adopt: async (gone) => (adopted.push(gone.map((g) => g.holder).sort()), true) };
+    const holder = new Ownership(store.lease('holder-run', 15_000), log, events);
+    const first = new Ownership(store.lease('first-standby', 15_000), log, events);
+    const second = new Ownership(store.lease('second-standby', 15_000), log, events);
+    const lease = store.lease('observer', 15_000);
+    try {
+      assert.equal(await holder.start(), true);
+      assert.equal(await first.start(), false);
+      assert.equal(await second.start(), false);
+      assert.deepEqual(lease.standbys().map((s) => [s.record.holder, s.gone]).sort(), [['first-standby', false], ['second-standby', false]]);
+      await first.release();
+      // A renewal (every 3 s) comes and goes: the second still stands by, its messages beside the first's.
+      await new Promise((resolve) => setTimeout(resolve, 3500));
+      assert.deepEqual(adopted, []);
+      await second.release();
+      await until(() => (adopted.length > 0 ? true : undefined), 'the adoption', 5000);
+      assert.deepEqual(adopted, [['first-standby', 'second-standby']]);
+      await until(() => (lease.standbys().length === 0 ? true : undefined), 'the records forgotten', 2000);
+    } finally {
+      for (const o of [holder, first, second]) o.stop();
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('a holder that finds its lease taken says so (possible only where it cannot be looked up and did not renew in time)', async () => {
     const dir = tempDataDir();
     const store = await MessageStore.open(dir, 'full');
     let lost: LeaseRecord | null = null;
-    const holder = new Ownership(store.lease('slow-run', 100), log, { acquired: () => {}, lost: (record) => (lost = record) });
+    const holder = new Ownership(store.lease('slow-run', 100), log, { acquired: () => {}, lost: (record) => (lost = record), adopt: async () => true });
     try {
       assert.equal(await holder.start(), true);
       // A process in another PID namespace (a container on the same volume) sees only the renewals.

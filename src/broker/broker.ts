@@ -102,6 +102,8 @@ export class Broker {
   private stopped = false;
   /** While another process holds the store's lease: what this broker removed, until committed. */
   private standingBy: UncommittedRemovals | null = null;
+  /** While adopt() waits for the store: ids removed meanwhile, whose removal may not be committed. */
+  private adopting: Set<string> | null = null;
   /** While standing by with history.persist: the history ops held until the store comes (history-hold.ts). */
   private historyHold: HistoryHold | null = null;
   private readonly counters: BrokerStats = {
@@ -212,6 +214,28 @@ export class Broker {
     return this.load((id) => this.queues.has(id) || removed.has(id));
   }
 
+  /**
+   * Processes that stood by on the store are gone (ownership.ts): loads what they stored and
+   * did not deliver, as a take-over does. Everything this broker removed before is committed
+   * first (and what it removes meanwhile is skipped), so no acknowledged message comes back.
+   * Resolves with how many it loaded; null when not now: standing by, stopping, `alone()` false,
+   * or removals that failed (a full disk) wait to be made again.
+   */
+  async adopt(alone: () => boolean): Promise<number | null> {
+    if (this.standingBy !== null || this.stopped || this.adopting !== null || this.unsaved.size > 0) return null;
+    const removed = (this.adopting = new Set());
+    try {
+      await this.store.flushed();
+      // A write chained on one that just committed (a dead letter made once its message is stored) is issued by now.
+      await new Promise((resolve) => setImmediate(resolve));
+      await this.store.flushed();
+    } finally {
+      this.adopting = null;
+    }
+    if (this.standingBy !== null || this.stopped || this.unsaved.size > 0 || !alone()) return null;
+    return this.load((id) => this.queues.has(id) || removed.has(id));
+  }
+
   /** Loads the history (the previous holder's when it stopped cleanly, else under new epochs), then handles what was held for it. */
   private releaseHistory(why: 'taken over' | 'waited'): void {
     const hold = this.historyHold;
@@ -249,7 +273,8 @@ export class Broker {
     this.historyHold?.stop();
     this.timers.stop();
     this.link.stop();
-    await this.groups.stop();
+    // Standing by, it never held the store: the holder may still write under the epochs it keeps.
+    await this.groups.stop(this.standingBy === null);
     await this.store.flushed();
   }
 
@@ -364,6 +389,7 @@ export class Broker {
 
   private unlink(entry: Entry): void {
     this.standingBy?.add(entry.m.id);
+    this.adopting?.add(entry.m.id);
     this.timers.release(entry);
     this.queues.remove(entry);
   }

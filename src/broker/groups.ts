@@ -127,10 +127,10 @@ export class BrokerGroups {
     if (this.history !== null && this.persistence !== null) this.persistence.reclaim(this.history.states());
   }
 
-  /** Stops the timers; with persistence, marks the stored history clean once written. */
-  async stop(): Promise<void> {
+  /** Stops the timers; with persistence, marks the stored history clean once written, if this process held the store (`holder`). */
+  async stop(holder: boolean): Promise<void> {
     this.sweepTimer.stop();
     this.presence.stop();
-    await this.persistence?.close();
+    await this.persistence?.close(holder);
   }
 }

@@ -10,6 +10,12 @@
  * The holder renews the lease every RENEW_MS. Should it ever find the lease taken (only where
  * the holder's process cannot be looked up and it did not renew for LEASE_TTL_MS), it has lost
  * the queues to another process and says so (onLost).
+ *
+ * A process standing by keeps a standby record (leases.ts), renewed as often, and releases it
+ * when it stops. When the holder renews and finds a standby gone and none still there, it loads
+ * what that one stored (`adopt`): a reload whose new process stopped before the old one strands
+ * nothing until the next restart. Not while another stands by: its messages are in the same
+ * queue, and both processes would deliver them.
  */
 import type { LeaseRecord, LeaseState, StoreLease } from '../store/leases.js';
 import type { Logger } from '../util/logger.js';
@@ -26,10 +32,19 @@ export interface OwnershipEvents {
   acquired(previous: LeaseRecord | undefined, why: string): void;
   /** Another process took the lease while we held it. */
   lost(holder: LeaseRecord): void;
+  /**
+   * Processes that stood by are gone, and none stands by now: load what they stored, if
+   * `alone()` still says so right before the load (another may have started meanwhile).
+   * Resolves false when that cannot be done now (asked again at the next renewal).
+   */
+  adopt(gone: readonly LeaseRecord[], alone: () => boolean): Promise<boolean>;
 }
 
 export class Ownership {
   private owned = false;
+  /** Whether this process has a standby record (it stands by, or just took the lease). */
+  private standingBy = false;
+  private standbyRenewedAt = 0;
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
   private busy = false;
@@ -51,6 +66,14 @@ export class Ownership {
   async start(): Promise<boolean> {
     const found = await this.lease.acquire();
     if (found.state === 'held') {
+      // Before the broker stores anything: a holder that finds no record takes nothing of ours.
+      try {
+        await this.lease.standBy();
+        this.standingBy = true;
+        this.standbyRenewedAt = Date.now();
+      } catch (err) {
+        this.log.warn({ err }, 'store lease: could not write this process\'s standby record; what it stores waits for the holder\'s next start if it stops first');
+      }
       this.log.info(
         { holderPid: found.record.pid, holder: found.record.holder },
         'the store is held by another process: this one delivers only the messages it accepts until that one releases the store (a pm2 reload hand-over) or exits',
@@ -72,6 +95,10 @@ export class Ownership {
   /** Lets another process take the queues: call once everything this process wrote is committed. */
   async release(): Promise<void> {
     this.stop();
+    if (this.standingBy) {
+      this.standingBy = false;
+      await this.lease.leaveStandby(true);
+    }
     if (!this.owned) return;
     this.owned = false;
     await this.lease.release();
@@ -86,12 +113,25 @@ export class Ownership {
     }
     this.owned = true;
     if (found.state === 'free') this.events.acquired(found.previous, found.why);
+    if (this.standingBy) {
+      // What it stored is in its own queues now (the take-over loaded the rest).
+      this.standingBy = false;
+      this.lease.leaveStandby(false).catch((err: unknown) => this.log.warn({ err }, 'store lease: could not remove this process\'s standby record'));
+    }
     this.schedule(RENEW_MS, () => this.renew());
   }
 
   private poll(): void {
     // A read first: the write transaction only when the lease looks free.
-    if (this.lease.read().state === 'held') return this.schedule(POLL_MS, () => this.poll());
+    if (this.lease.read().state === 'held') {
+      if (Date.now() - this.standbyRenewedAt < RENEW_MS) return this.schedule(POLL_MS, () => this.poll());
+      // Seen from another host (no /proc to look at), the record lives by its renewals.
+      return this.attempt(async () => {
+        await this.lease.standBy();
+        this.standbyRenewedAt = Date.now();
+        this.schedule(POLL_MS, () => this.poll());
+      }, POLL_MS, () => this.poll());
+    }
     this.attempt(async () => {
       const found = await this.lease.acquire();
       if (found.state === 'held') return this.schedule(POLL_MS, () => this.poll());
@@ -102,11 +142,23 @@ export class Ownership {
   private renew(): void {
     this.attempt(async () => {
       const found = await this.lease.acquire();
-      if (found.state !== 'held') return this.schedule(RENEW_MS, () => this.renew());
+      if (found.state !== 'held') {
+        await this.adoptStandbys();
+        return this.schedule(RENEW_MS, () => this.renew());
+      }
       this.owned = false;
       this.log.error({ code: 'E_INTERNAL', holderPid: found.record.pid, holder: found.record.holder }, 'store lease lost to another process');
       this.events.lost(found.record);
     }, RENEW_MS, () => this.renew());
+  }
+
+  /** The holder loads what gone standbys stored, once none stands by, then forgets their records. */
+  private async adoptStandbys(): Promise<void> {
+    const alone = (): boolean => this.lease.standbys().every((s) => s.gone);
+    const gone = this.lease.standbys();
+    if (gone.length === 0 || gone.some((s) => !s.gone)) return;
+    if (!(await this.events.adopt(gone.map((s) => s.record), alone))) return;
+    await this.lease.forgetStandbys(gone.map((s) => s.key));
   }
 
   /** Runs `step`; a failed write (a full disk) is logged and tried again after `retryMs`. */

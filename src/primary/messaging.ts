@@ -79,6 +79,11 @@ export async function startMessaging(parts: MessagingParts): Promise<Messaging> 
       else if (previous && why !== 'released') log.info({ previousPid: previous.pid, why }, 'the previous process did not release the store (it did not stop cleanly): what it had in flight is delivered again');
     },
     lost: () => parts.leaseLost(),
+    adopt: async (gone, alone) => {
+      const loaded = await broker.adopt(alone);
+      if (loaded !== null) log.info({ standbyPids: gone.map((g) => g.pid), loaded }, 'processes that stood by on the store are gone: this process delivers what they stored');
+      return loaded !== null;
+    },
   });
   broker.start({ loadStored: await ownership.start() });
   return {

@@ -136,11 +136,17 @@ export class HistoryStore implements HistoryPersistence {
     for (const { group, epoch, top } of states) this.write(() => this.groups.put(group, { epoch, top }), 64);
   }
 
-  /** This run stopped: clean, unless a write failed or another process owns the store now. Resolves once written. */
-  async close(): Promise<void> {
+  /**
+   * This run stopped: clean, unless a write failed or another process owns the store now.
+   * `holder`: this process held the store's lease. One that stood by may own the mark (it
+   * loaded the history once history.handover_wait ran out) while the holder still writes its
+   * groups under its own epochs: marked clean, a later load would trust them after the holder's
+   * crash. Resolves once written.
+   */
+  async close(holder: boolean): Promise<void> {
     await this.store.flushed();
     const mark = this.groups.get(OWNER) as OwnerMark | undefined;
-    if (mark?.instance !== this.instance) return;
+    if (mark?.instance !== this.instance || !holder) return;
     await this.write(() => this.groups.put(OWNER, { instance: this.instance, clean: !this.failed }), 64);
   }
 

@@ -15,11 +15,17 @@
  *
  * Every change is one LMDB write transaction, and LMDB serialises those across processes: two
  * processes can never both find the lease free and take it.
+ *
+ * A process standing by also writes a record of its own, `standby:INSTANCE`, judged the same
+ * way: the messages it stored and did not deliver are the holder's to load once it is gone
+ * (it released its record at the end of its drain, or its process is gone), say an aborted
+ * reload whose new process stopped first. Otherwise they would wait for the holder's restart.
  */
 import { readFileSync, readlinkSync } from 'node:fs';
 import type { RootDatabase } from 'lmdb';
 
 const LEASE_KEY = 'lease';
+const STANDBY_PREFIX = 'standby:';
 
 /** A running process, as another process on the same host can recognise it. */
 export interface ProcessIdentity {
@@ -73,6 +79,50 @@ export class StoreLease {
       const record: LeaseRecord = { ...this.self, holder: this.holder, acquiredAt, renewedAt: now, ttlMs: this.ttlMs, released: false };
       this.root.putSync(LEASE_KEY, record);
       return found;
+    });
+  }
+
+  /** Writes (or renews) this process's standby record: it stands by and stores messages of its own. */
+  standBy(): Promise<void> {
+    const key = STANDBY_PREFIX + this.holder;
+    return this.root.transaction(() => {
+      const now = Date.now();
+      const acquiredAt = (this.root.get(key) as LeaseRecord | undefined)?.acquiredAt ?? now;
+      this.root.putSync(key, { ...this.self, holder: this.holder, acquiredAt, renewedAt: now, ttlMs: this.ttlMs, released: false } satisfies LeaseRecord);
+    });
+  }
+
+  /**
+   * This process stands by no more. `released`: it stops, everything it wrote is committed, and
+   * what it stored is the holder's now; otherwise it took the lease (what it stored is its own)
+   * and the record goes.
+   */
+  leaveStandby(released: boolean): Promise<void> {
+    const key = STANDBY_PREFIX + this.holder;
+    return this.root.transaction(() => {
+      const record = this.root.get(key) as LeaseRecord | undefined;
+      if (record === undefined) return;
+      if (released) this.root.putSync(key, { ...record, released: true, renewedAt: Date.now() });
+      else this.root.removeSync(key);
+    });
+  }
+
+  /** The other processes' standby records: `gone` when released, exited, or not renewed for their ttl. */
+  standbys(): Array<{ key: string; gone: boolean; record: LeaseRecord }> {
+    const now = Date.now();
+    const found = [];
+    for (const { key, value } of this.root.getRange({ start: STANDBY_PREFIX, end: STANDBY_PREFIX + '\uffff' })) {
+      const record = value as LeaseRecord;
+      const state = judge(record, this.holder, this.self, now, this.procRoot);
+      if (state.state !== 'mine') found.push({ key: key as string, gone: state.state === 'free', record });
+    }
+    return found;
+  }
+
+  /** Removes standby records (their messages are loaded). */
+  forgetStandbys(keys: readonly string[]): Promise<void> {
+    return this.root.transaction(() => {
+      for (const key of keys) this.root.removeSync(key);
     });
   }
 
