@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { getJson, member, onShard } from './helpers/client.js';
+import { connect, getJson, member, onShard } from './helpers/client.js';
 import { startInProcess } from './helpers/server.js';
 import type { RunningServer } from '../src/index.js';
 
@@ -63,6 +63,44 @@ describe('a full cross-shard ring', () => {
     const publisher = await member(server.port, 'again', ['busy']);
     publisher.send({ op: 'pub', group: 'busy', data: 'after', ref: 'after' });
     assert.equal((await publisher.next((f) => f.ref === 'after')).op, 'ack');
+    publisher.close();
+  });
+
+  test('what waits for a shard that crashed neither refuses the other shards\' pubs while it is down nor reaches the members of its replacement', async () => {
+    const publisher = await onShard(0, (i) => member(server.port, `crash-pub${i}`, ['doomed', 'home']));
+    const remote = await onShard(1, (i) => member(server.port, `crash-remote${i}`, ['doomed']));
+    // Shard 1 stops reading, then dies with its ring full and this shard's overflow over the limit.
+    const restarted = server.whenRestarted(1, 1);
+    server.injectShardCrash(1);
+    server.injectShardStall(1, 1000);
+    await new Promise((r) => setTimeout(r, 50));
+    const filler = 'z'.repeat(1000);
+    for (let i = 0; i < 200; i++) publisher.send({ op: 'pub', group: 'doomed', data: { i, filler }, ref: `d${i}` });
+    const refusedBefore = await publisher.next((f) => f.op === 'err' && f.code === 'E_OVERLOADED', 10_000);
+    assert.ok(refusedBefore.ref, 'the overflow limit was reached before the crash');
+    await new Promise<void>((resolve) => remote.ws.once('close', () => resolve()));
+    // Down: a pub to a group with members on this shard only is accepted.
+    publisher.send({ op: 'pub', group: 'home', data: 'while down', ref: 'home' });
+    assert.equal((await publisher.next((f) => f.ref === 'home', 5000)).op, 'ack');
+    // This shard stalls across the restart, its overflow unflushed; a member joins on the new
+    // shard 1 meanwhile (of a dozen connections, the first welcomed: shard 0 welcomes none yet).
+    const stallEnds = Date.now() + 3000;
+    server.injectShardStall(0, 3000);
+    await restarted;
+    const attempts = Array.from({ length: 12 }, (_, i) => connect(server.port, { query: `user=crash-new${i}` }));
+    const newcomer = await Promise.any(
+      attempts.map(async (attempt) => {
+        const client = await attempt;
+        if ((await client.next((f) => f.op === 'welcome', 5000)).shard !== 1) throw new Error('on shard 0');
+        return client;
+      }),
+    );
+    newcomer.send({ op: 'join', group: 'doomed', ref: 'j' });
+    await newcomer.next((f) => f.op === 'joined');
+    assert.ok(Date.now() < stallEnds - 200, 'joined while shard 0 was still stalled');
+    await new Promise((r) => setTimeout(r, stallEnds - Date.now() + 1000));
+    assert.deepEqual(newcomer.frames.filter((f) => f.op === 'msg' || f.op === 'batch'), [], 'nothing published before it joined');
+    for (const attempt of attempts) void attempt.then((client) => client.close(), () => {});
     publisher.close();
   });
 });

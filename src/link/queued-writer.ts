@@ -23,6 +23,8 @@ export interface QueuedWriterHooks {
   onFlushed?(records: number): void;
   /** A record was refused; `first`: this writer's first refusal with this code (worth one log line). */
   onRefused?(code: WriteRefusal, bytes: number, first: boolean): void;
+  /** False when the records waiting are void (their consumer died, or was replaced): flush() drops them. */
+  stillWanted?(): boolean;
 }
 
 export class QueuedRingWriter {
@@ -159,6 +161,7 @@ export class QueuedRingWriter {
 
   private flush(): void {
     this.retryTimer = null;
+    if (this.hooks.stillWanted && !this.hooks.stillWanted()) return this.discard();
     let sent = 0;
     while (sent < this.overflow.length && this.writer.tryWrite(this.overflow[sent]!)) {
       this.overflowBytes -= this.overflow[sent]!.byteLength;

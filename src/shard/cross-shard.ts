@@ -52,6 +52,8 @@ export interface CrossShardOptions {
 
 export class CrossShard {
   private readonly outbound: QueuedRingWriter[] = [];
+  /** Per outbound writer: the incarnation (restart count) of its target its waiting records are for. */
+  private readonly queuedFor: number[] = [];
   /** outbound[i].bytes and readers[i].bytes as DataViews, for the f64 field. */
   private readonly outViews: DataView[] = [];
   private readonly readers: RingReader[] = [];
@@ -63,6 +65,8 @@ export class CrossShard {
     const { counters } = options;
     options.outbound.forEach((buffer, target) => {
       if (!buffer) return;
+      const index = this.outbound.length;
+      this.queuedFor.push(0);
       this.outbound.push(
         new QueuedRingWriter(buffer, ringer, target, {
           onQueued: () => {
@@ -70,6 +74,7 @@ export class CrossShard {
             options.overflowed?.();
           },
           onFlushed: (records) => (counters[Counter.ring_forwarded]! += records),
+          stillWanted: () => this.wanted(index),
           // Only a pub whose frame is over half the ring (config keeps ring_bytes at 4 x max_payload at least).
           onRefused: (code, bytes, first) => {
             counters[Counter.ring_refused]!++;
@@ -115,8 +120,27 @@ export class CrossShard {
 
   /** False while a ring's overflow is over its limit: refuse new publishes. */
   canAccept(): boolean {
-    for (const out of this.outbound) if (out.backlog > this.options.overflowLimitBytes) return false;
+    for (let i = 0; i < this.outbound.length; i++) {
+      const out = this.outbound[i]!;
+      if (out.backlog > this.options.overflowLimitBytes && this.wanted(i)) return false;
+    }
     return true;
+  }
+
+  /**
+   * Whether what waits in outbound[i]'s overflow is still for a live consumer: its target is up,
+   * in the incarnation it was queued for. Otherwise drops it: a restarted shard discards its
+   * rings once, at its start, and a flush after that would hand the new one's members messages
+   * published before they joined (and before the crash); nor may a dead shard's overflow refuse
+   * every pub of this one (canAccept).
+   */
+  private wanted(i: number): boolean {
+    const out = this.outbound[i]!;
+    const { table } = this.options;
+    if (out.backlog === 0) return true;
+    if (table.isUp(out.target) && table.restarts(out.target) === this.queuedFor[i]) return true;
+    out.discard();
+    return false;
   }
 
   /**
@@ -133,11 +157,10 @@ export class CrossShard {
     const bucket = interestBucket(topic);
     for (let i = 0; i < this.outbound.length; i++) {
       const out = this.outbound[i]!;
-      if (!table.isUp(out.target)) {
-        // Its connections are gone; what waited for them has no recipients left.
-        if (out.backlog > 0) out.discard();
-        continue;
-      }
+      // What waits for a shard that is down, or for the one a restart replaced, has no recipients
+      // left: dropped, so that this record is not queued behind it (and dropped with it).
+      this.wanted(i);
+      if (!table.isUp(out.target)) continue;
       if (!interest.has(out.target, bucket)) continue;
       if (frame === null) {
         frame = payload(out.maxRecord - RECORD_HEADER - topic.length);
@@ -153,6 +176,7 @@ export class CrossShard {
         // (or, should it never fit, the writer refuses and counts it).
         const record = new Uint8Array(length);
         writePubRecord(record, viewOf(record), 0, topic, frame, receivedAt);
+        if (out.backlog === 0) this.queuedFor[i] = table.restarts(out.target);
         out.enqueue(record);
       }
     }
