@@ -14,6 +14,7 @@ import { startProcess, type ServerProcess } from './helpers/server.js';
 import { tcpProxy, type TcpProxy } from './helpers/tcp-proxy.js';
 
 const skip = announceSkip('cluster-history-resume.test');
+const RESUMED = 'cluster: history groups resumed after the outage';
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function config(redisUrl: string): Record<string, unknown> {
@@ -119,6 +120,25 @@ describe('a node cut off from Redis, and back', { skip }, () => {
     const got: Frame[] = [];
     while (got.at(-1)?.data !== 'last') got.push(...(await nextMsgs(bob, 1)));
     assert.deepEqual(got.map((m) => m.offset), Array.from({ length: top }, (_, i) => (joined.offset as number) + 1 + i), 'every offset once, in order');
+  });
+
+  test('a group whose member left while its join was being answered is not resumed after an outage (nor kept by the node)', async () => {
+    const churner = await on(0, 'churner');
+    // Join and leave back to back: the leave is handled at once, the join's answer comes from Redis after it.
+    for (let i = 0; i < 20; i++) {
+      churner.send({ op: 'join', group: `room.gone.${i}`, ref: `j${i}` });
+      churner.send({ op: 'leave', group: `room.gone.${i}`, ref: `l${i}` });
+    }
+    for (let i = 0; i < 20; i++) await churner.next((f) => f.op === 'left' && f.ref === `l${i}`);
+    const kept = await on(0, 'keeper');
+    await join(kept, 'room.kept');
+    const resumedBefore = nodes[0]!.logs.filter((line) => line.msg === RESUMED).length;
+    await cutOff(() => sleep(200));
+    const resumed = await untilTrue('the resume', async () => nodes[0]!.logs.filter((line) => line.msg === RESUMED).length > resumedBefore).then(
+      () => nodes[0]!.logs.filter((line) => line.msg === RESUMED).at(-1)!,
+    );
+    assert.ok((resumed.groups as number) < 20, `only groups with members here: ${JSON.stringify(resumed)}`);
+    assert.equal(resumed.gaps, 0);
   });
 
   test('what is no longer kept is not made up: the members see the gap, counted', async () => {

@@ -337,6 +337,14 @@ describe('three nodes on one Redis', { skip }, () => {
     await Promise.all([...members, sender].map((client, i) => collect(client, i)));
     assert.equal(jobs.size, 30);
     for (const count of counts) assert.ok(count >= 4, `every member had its turn: ${counts}`);
+    // The rotation is kept in Redis while the group has members anywhere, and no longer.
+    const keys = redis.client();
+    assert.equal(await keys.exists('ocs:rr:workers'), 1);
+    for (const client of [...members, sender]) {
+      client.send({ op: 'leave', group: 'workers', ref: 'bye' });
+      await client.next((f) => f.op === 'left');
+    }
+    await untilTrue('the rotation key removed', async () => (await keys.exists('ocs:rr:workers')) === 0);
   });
 
   test('an `any` for a group with no member online waits, and goes to the first member who joins, on any node', async () => {

@@ -46,6 +46,8 @@ export interface ClusterHistoryOptions {
   log: Logger;
   stats: ClusterStats;
   up(): boolean;
+  /** Whether `group` has member connections on this node. */
+  hasMembers(group: string): boolean;
 }
 
 /** A join waiting for its answer on the node's channel. */
@@ -207,7 +209,8 @@ export class ClusterHistory {
   received(group: string, frame: string): boolean {
     if (this.resuming.has(group)) return false;
     const position = positionOf(frame);
-    if (position !== null) this.positions.set(group, position);
+    // Not for a group whose last member here left while the message was on its way: kept, it would never be removed.
+    if (position !== null && this.options.hasMembers(group)) this.positions.set(group, position);
     return true;
   }
 
@@ -249,8 +252,14 @@ export class ClusterHistory {
     this.positions.set(group, { epoch, offset: top });
   }
 
-  /** A join answered at `top`: where the node is in the group, unless it heard further already. */
+  /**
+   * A join answered at `top`: where the node is in the group, unless it heard further already.
+   * Not if its member left (or closed) while the join was being answered: the leave came first,
+   * and a position kept now would never be removed (nor would its group stop being resumed
+   * after each outage).
+   */
   private reached(group: string, epoch: string, top: number): void {
+    if (!this.options.hasMembers(group)) return;
     const position = this.positions.get(group);
     if (position === undefined || position.epoch !== epoch || position.offset < top) this.positions.set(group, { epoch, offset: top });
   }

@@ -105,7 +105,7 @@ export class ClusterNode {
     const scripts = (this.scripts = new ScriptRunner(commands));
     this.deadLetters = new RedisDeadLetters(commands, scripts, this.keys);
     this.clusterPresence = new ClusterPresence(commands, scripts, this.keys, this.node, config.cluster.presence_ttl * 1000);
-    this.history = new ClusterHistory({ config, scripts, keys: this.keys, node: this.node, link: options.link, log, stats: this.stats_, up: () => this.up });
+    this.history = new ClusterHistory({ config, scripts, keys: this.keys, node: this.node, link: options.link, log, stats: this.stats_, up: () => this.up, hasMembers: (group) => this.local.byGroup.has(group) });
     this.groups = new ClusterGroups({ config, link: options.link, log, presence: this.clusterPresence, history: this.history, up: () => this.up });
     this.channels = new Channels(this.redis.subscriber, commands, this.keys, this.node, {
       groupPub: (group, frame) => this.pubs.received(group, frame),

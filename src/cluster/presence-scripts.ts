@@ -36,6 +36,11 @@ local function counted(group, user, delta)
   -- Below 0 only if the counter was lost (Redis lost data): nothing to tell, it is reset.
   return n == 0
 end
+-- The group has no member connection left on any node: its \`any\` rotation (P rr:GROUP,
+-- route-any-script.ts) goes too, or every group that ever had an \`any\` would keep a key.
+local function emptied(group)
+  if redis.call('EXISTS', P..'pg:'..group) == 0 then redis.call('DEL', P..'rr:'..group) end
+end
 -- One PUBLISH per group and step, however many users changed.
 local function tell(group, changes)
   if #changes > 0 then redis.call('PUBLISH', P..'g:'..group, '\\255'..table.concat(changes, '\\n')) end
@@ -58,6 +63,7 @@ if value then
   redis.call('HDEL', key, field)
   local user = userof(value)
   if counted(group, user, -1) then tell(group, {'-'..user}) end
+  emptied(group)
 end
 if ARGV[5] == '1' then redis.call('SREM', P..'nk:'..node, key) end
 return 1
@@ -94,6 +100,7 @@ for i = 1, #raw, 2 do
   end
 end
 if #ARGV >= 6 then redis.call('SADD', P..'nk:'..node, key) else redis.call('SREM', P..'nk:'..node, key) end
+emptied(group)
 tell(group, changes)
 return #changes
 `;
@@ -123,6 +130,7 @@ for _, key in ipairs(redis.call('SMEMBERS', P..'nk:'..node)) do
         if counted(group, user, -1) then changes[#changes + 1] = '-'..user end
       end
     end
+    emptied(group)
     tell(group, changes)
   else
     redis.call('HDEL', key, node)
