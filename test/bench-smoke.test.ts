@@ -18,7 +18,9 @@ async function bench(script: string, args: string[] = [], env: NodeJS.ProcessEnv
   return JSON.parse(stdout) as Record<string, unknown>;
 }
 
-describe('benchmarks (smoke)', () => {
+// Side by side: each waits mostly on its own servers and timers, nothing here is timed, and one
+// after another they were the slowest file of the suite (85 s).
+describe('benchmarks (smoke)', { concurrency: 3 }, () => {
   it('bench:client: every receiver (bare, bare+parse, the SDK) gets every message, and the report has its figures', async () => {
     const report = await bench('client-overhead.js', ['--messages', '300', '--runs', '1', '--rate', '3000']);
     const results = report.results as Record<string, { received: number[]; median: number }>;
