@@ -15,6 +15,7 @@ import { until } from './helpers/messaging.js';
 import { startProcess, tempDataDir, testConfig, type ServerProcess } from './helpers/server.js';
 
 const TAKEN_OVER = 'store lease taken over: this process delivers the stored messages now';
+const STANDBYS_GONE = 'processes that stood by on the store are gone: this process delivers what they stored';
 
 /** Publishes `data` to `group` on the server at `port` and waits for its message: the frame. */
 async function publish(port: number, group: string, data: unknown[]): Promise<Frame[]> {
@@ -146,6 +147,34 @@ describe('history with history.persist across a hand-over of the store', () => {
       const { joined } = await join(back, 'room.a', { offset: 3, epoch });
       assert.equal(joined.recovered, false, JSON.stringify(joined));
       assert.notEqual(joined.epoch, epoch);
+      back.close();
+    } finally {
+      if (holder.child.exitCode === null) await holder.stop('SIGKILL');
+      if (after !== null) await after.stop('SIGTERM');
+    }
+  });
+
+  test('once such a process is gone, the holder takes the history back: its clean stop keeps its epochs', async () => {
+    const dataDir = tempDataDir();
+    const config = (): Record<string, unknown> =>
+      testConfig({ store: { data_dir: dataDir }, websocket: { history: [{ pattern: 'room.*', size: 100 }] }, history: { persist: true, handover_wait: 0.5 } });
+    const holder = await startProcess(config());
+    let after: ServerProcess | null = null;
+    try {
+      const epoch = (await publish(holder.port, 'room.a', ['a1', 'a2']))[0]!.epoch as string;
+      const standby = await startProcess(config());
+      const c = await member(standby.port, 'reader');
+      await join(c, 'room.a');
+      c.close();
+      assert.equal(await standby.stop('SIGTERM'), 0, standby.stderr());
+      // At its next renewal of the store's lease (every 3 s).
+      await until(() => holder.logs.find((line) => line.msg === STANDBYS_GONE), 'the holder to see the standby gone', 5000);
+      await publish(holder.port, 'room.a', ['a3']);
+      assert.equal(await holder.stop('SIGTERM'), 0, holder.stderr());
+      after = await startProcess(config());
+      const back = await member(after.port, 'back');
+      const { joined, replayed } = await join(back, 'room.a', { offset: 2, epoch });
+      assert.deepEqual([joined.recovered, joined.epoch, replayed.map((m) => m.data)], [true, epoch, ['a3']], JSON.stringify(joined));
       back.close();
     } finally {
       if (holder.child.exitCode === null) await holder.stop('SIGKILL');

@@ -233,6 +233,9 @@ export class Broker {
       this.adopting = null;
     }
     if (this.standingBy !== null || this.stopped || this.unsaved.size > 0 || !alone()) return null;
+    // One that loaded the history (past handover_wait) owns its mark, and left it not clean:
+    // ours again, so that our clean stop can mark it clean (a crash still cannot).
+    this.groups.tookOver();
     return this.load((id) => this.queues.has(id) || removed.has(id));
   }
 

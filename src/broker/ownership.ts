@@ -72,7 +72,7 @@ export class Ownership {
         this.standingBy = true;
         this.standbyRenewedAt = Date.now();
       } catch (err) {
-        this.log.warn({ err }, 'store lease: could not write this process\'s standby record; what it stores waits for the holder\'s next start if it stops first');
+        this.log.warn({ err }, 'store lease: could not write this process\'s standby record; trying again');
       }
       this.log.info(
         { holderPid: found.record.pid, holder: found.record.holder },
@@ -128,6 +128,8 @@ export class Ownership {
       // Seen from another host (no /proc to look at), the record lives by its renewals.
       return this.attempt(async () => {
         await this.lease.standBy();
+        // Also the first write, when the one at start failed.
+        this.standingBy = true;
         this.standbyRenewedAt = Date.now();
         this.schedule(POLL_MS, () => this.poll());
       }, POLL_MS, () => this.poll());
