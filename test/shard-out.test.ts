@@ -12,9 +12,9 @@ import { MAX_QUEUED_FRAMES, Out } from '../src/shard/out.js';
 import { createLogger } from '../src/util/logger.js';
 
 describe('the queue of frames waiting for the codec pool', () => {
-  let listenSocket: uWS.us_listen_socket | null = null;
+  const listenSockets: uWS.us_listen_socket[] = [];
   after(() => {
-    if (listenSocket) uWS.us_listen_socket_close(listenSocket);
+    for (const socket of listenSockets) uWS.us_listen_socket_close(socket);
   });
 
   test('an action that queues again into a full queue closes the connection as a slow consumer (1013), and nothing touches the closed socket', async () => {
@@ -44,7 +44,7 @@ describe('the queue of frames waiting for the codec pool', () => {
         },
       });
       app.listen('127.0.0.1', 0, (token) => {
-        listenSocket = token;
+        listenSockets.push(token);
         resolve(uWS.us_socket_local_port(token));
       });
     });
@@ -57,5 +57,46 @@ describe('the queue of frames waiting for the codec pool', () => {
     assert.equal(reran, 1, 'the marker ran once, found the page in the pool and tried to queue again');
     assert.deepEqual(unhandled.map(String), []);
     assert.deepEqual(conn.outq ?? [], [], 'nothing waits for the closed socket');
+  });
+  test('a catch-up whose group\'s live messages are all ready goes ahead of a frame still in the pool: they go out at once, and it is clear; the rest keeps its order', async () => {
+    const out = new Out(new Float64Array(256), createLogger('silent'));
+    const conn = { outq: null, closed: false, sid: 's2' } as unknown as Connection;
+    const verdicts: boolean[] = [];
+    const received: number[][] = [];
+    const port = await new Promise<number>((resolve) => {
+      const app = uWS.App().ws('/*', {
+        close: () => void (conn.closed = true),
+        message: (ws) => {
+          const socket = ws as unknown as Socket;
+          let replayDone!: (wire: Wire) => void;
+          out.answer(socket, conn, new Promise<Wire>((r) => (replayDone = r)));
+          out.after(socket, conn, (clear) => void verdicts.push(clear), 'g');
+          out.deliver(socket, conn, new Uint8Array([1, 0]), 'g');
+          out.answer(socket, conn, new Promise<Wire>(() => {})); // a page that stays in the pool
+          out.deliver(socket, conn, new Uint8Array([2, 0])); // a direct message behind it
+          out.deliver(socket, conn, new Uint8Array([1, 1]), 'g');
+          out.deliver(socket, conn, new Uint8Array([3, 0]), 'other');
+          // A later catch-up of the same group (a leave, then a join with since): what follows it waits for it.
+          out.after(socket, conn, () => {}, 'g');
+          out.deliver(socket, conn, new Uint8Array([1, 9]), 'g');
+          replayDone(new Uint8Array([9]));
+        },
+      });
+      app.listen('127.0.0.1', 0, (token) => {
+        listenSockets.push(token);
+        resolve(uWS.us_socket_local_port(token));
+      });
+    });
+    const client = new WebSocket(`ws://127.0.0.1:${port}/`);
+    client.on('message', (data: Buffer) => received.push([...data]));
+    client.on('open', () => client.send('go'));
+    await new Promise((r) => setTimeout(r, 200));
+    client.close();
+    assert.deepEqual(verdicts, [true]);
+    assert.deepEqual(received, [[9], [1, 0], [1, 1]], 'the replay, then the group\'s live messages; the rest waits behind the page');
+    assert.deepEqual(
+      conn.outq!.map((q) => (q.wire === null ? q.action === null ? 'pool' : 'marker' : [...(q.wire as Uint8Array)])),
+      ['pool', [2, 0], [3, 0], 'marker', [1, 9]],
+    );
   });
 });

@@ -195,7 +195,7 @@ export class GroupOps {
     if (conns === undefined) return;
     for (const [conn, { ws }] of conns) {
       // Only msgpack connections have frames waiting for the pool; a JSON one would get text all the same.
-      this.out.deliver(ws, conn, conn.frames.binary ? message.binary() : textDecoder.decode(message.json()));
+      this.out.deliver(ws, conn, conn.frames.binary ? message.binary() : textDecoder.decode(message.json()), group);
     }
   }
 
@@ -248,11 +248,11 @@ export class GroupOps {
       // Not if a leave, a join with `since` or another catch-up came since.
       if (this.catching.get(group)?.get(conn) !== catchUp) return;
       // Live messages queued behind a frame still in the pool (a history page) would be overtaken by the next ones published.
-      if (!clear) return this.out.after(ws, conn, caughtUp);
+      if (!clear) return this.out.after(ws, conn, caughtUp, group);
       this.stopCatching(conn, group);
       ws.subscribe(topic);
     };
-    this.out.after(ws, conn, caughtUp);
+    this.out.after(ws, conn, caughtUp, group);
   }
 
   private unsubscribe(ws: Socket, conn: Connection, group: string): void {

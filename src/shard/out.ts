@@ -25,6 +25,8 @@ export interface Queued {
   delivery: boolean;
   /** Run when its turn comes, before its frame (after(): no frame); `clear`: see after(). */
   action: ((clear: boolean) => void) | null;
+  /** A live message of this group (deliver()), or the group an action catches up with (after()). */
+  group: string | null;
 }
 
 export class Out {
@@ -36,38 +38,45 @@ export class Out {
   /** A reply (anything but msg/batch) to `conn`. */
   send(ws: Socket, conn: Connection, wire: Wire): void {
     if (conn.outq === null) ws.send(wire, typeof wire !== 'string');
-    else this.enqueue(ws, conn, { wire, ready: true, delivery: false, action: null });
+    else this.enqueue(ws, conn, { wire, ready: true, delivery: false, action: null, group: null });
   }
 
-  /** A msg/batch frame to `conn`, ready or on its way from the pool. Returns false when nothing was sent or queued. */
-  deliver(ws: Socket, conn: Connection, wire: Wire | Promise<Wire>): boolean {
-    return this.put(ws, conn, wire, true);
+  /**
+   * A msg/batch frame to `conn`, ready or on its way from the pool; `group`: a live message of
+   * that group (see after()). Returns false when nothing was sent or queued.
+   */
+  deliver(ws: Socket, conn: Connection, wire: Wire | Promise<Wire>, group: string | null = null): boolean {
+    return this.put(ws, conn, wire, true, group);
   }
 
   /** A reply the broker wrote (`presence`, `history`, a recovery's replay), ready or on its way from the pool. */
   answer(ws: Socket, conn: Connection, wire: Wire | Promise<Wire>): void {
-    this.put(ws, conn, wire, false);
+    this.put(ws, conn, wire, false, null);
   }
 
   /**
    * Runs `action` once every frame queued for `conn` before it has gone out: at once when none
    * waits; never if the connection closes first. `clear`: nothing queued after it waits for the
    * pool, so all of it goes out in the same turn; when false, a frame sent now straight to the
-   * socket (a uWS publish) would overtake the frames still queued.
+   * socket (a uWS publish) would overtake the frames still queued. With `group`, only that
+   * group's live messages count (deliver()): when those queued behind are all ready, they go out
+   * at once, ahead of the frames still in the pool, and it is clear. A group message may come
+   * between a connection's other frames (PROTOCOL.md, Order), and without this a steady flow of
+   * pool frames (large direct messages) could keep a catch-up from ever ending.
    */
-  after(ws: Socket, conn: Connection, action: (clear: boolean) => void): void {
+  after(ws: Socket, conn: Connection, action: (clear: boolean) => void, group: string | null = null): void {
     if (conn.outq === null) action(true);
-    else this.enqueue(ws, conn, { wire: null, ready: true, delivery: false, action });
+    else this.enqueue(ws, conn, { wire: null, ready: true, delivery: false, action, group });
   }
 
-  private put(ws: Socket, conn: Connection, wire: Wire | Promise<Wire>, delivery: boolean): boolean {
+  private put(ws: Socket, conn: Connection, wire: Wire | Promise<Wire>, delivery: boolean, group: string | null): boolean {
     if (typeof wire === 'string' || wire instanceof Uint8Array) {
-      if (conn.outq !== null) return this.enqueue(ws, conn, { wire, ready: true, delivery, action: null });
+      if (conn.outq !== null) return this.enqueue(ws, conn, { wire, ready: true, delivery, action: null, group });
       ws.send(wire, typeof wire !== 'string');
       if (delivery) this.counted(wire);
       return true;
     }
-    const item: Queued = { wire: null, ready: false, delivery, action: null };
+    const item: Queued = { wire: null, ready: false, delivery, action: null, group };
     if (!this.enqueue(ws, conn, item)) return false;
     wire.then(
       (done) => (item.wire = done),
@@ -108,9 +117,9 @@ export class Out {
     ws.cork(() => {
       let sent = 0;
       while (sent < queue.length && queue[sent]!.ready) {
-        const { wire, delivery, action } = queue[sent++]!;
+        const { wire, delivery, action, group } = queue[sent++]!;
         if (action !== null) {
-          action(allReady(queue, sent));
+          action(allReady(queue, sent) || (group !== null && this.sendAhead(ws, queue, sent, group)));
           // The action may have queued more and found the queue full: the socket is closed (uWS forbids touching it) and the queue dropped.
           if (conn.closed || conn.outq !== queue) return;
         }
@@ -121,6 +130,34 @@ export class Out {
       queue.splice(0, sent);
       if (queue.length === 0) conn.outq = null;
     });
+  }
+
+  /**
+   * Sends now the live messages of `group` queued from `from` on, up to the next catch-up of
+   * the same group (a leave and a join with `since` since: its replay comes first), and takes
+   * them out of the queue, if all of them are ready; false (nothing sent) if one still waits
+   * for the pool.
+   */
+  private sendAhead(ws: Socket, queue: Queued[], from: number, group: string): boolean {
+    let end = from;
+    for (; end < queue.length; end++) {
+      const item = queue[end]!;
+      if (item.group !== group) continue;
+      if (item.action !== null) break;
+      if (!item.ready) return false;
+    }
+    let kept = from;
+    for (let i = from; i < queue.length; i++) {
+      const item = queue[i]!;
+      if (i >= end || item.group !== group || item.wire === null) {
+        queue[kept++] = item;
+        continue;
+      }
+      ws.send(item.wire, typeof item.wire !== 'string');
+      if (item.delivery) this.counted(item.wire);
+    }
+    queue.length = kept;
+    return true;
   }
 
   private counted(wire: Wire): void {
