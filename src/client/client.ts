@@ -350,6 +350,8 @@ export class OcsClient extends Emitter<ClientEvents> {
     if (ref !== undefined && this.requests.reject(ref, err)) return;
     // An ack of a message the server no longer waits for (a redelivery raced its first ack): expected.
     if (code === 'E_UNKNOWN_ID') return;
+    // An ack the server could not take (its broker was behind): the message comes again, and is acked again then.
+    if (code === 'E_OVERLOADED' && typeof frame.id === 'string') return;
     if (this.hasListeners('error')) this.emit('error', err);
   }
 

@@ -45,7 +45,9 @@ export interface AdmissionOptions {
   registry: ConnectionRegistry;
   /** This shard's row of the interest table: a closed member's groups are counted out. */
   interest: InterestRow;
-  link: Pick<BrokerLink, 'presence'>;
+  link: Pick<BrokerLink, 'presence' | 'backlog'>;
+  /** Bytes waiting for the ring to the broker beyond which new connections are refused (E_OVERLOADED, 1013) instead of announced. */
+  brokerBacklogLimit: number;
   fail: Fail;
   out: Pick<Out, 'send'>;
   log: Logger;
@@ -247,6 +249,10 @@ export class Admission {
 
   /** Tells the broker this connection is online; it answers with the `welcome` (and pending count). */
   private announce(ws: Socket, conn: Connection): void {
+    // Not announced, so its close writes nothing either: reconnect churn cannot queue PRESENCE records without bound.
+    if (this.options.link.backlog > this.options.brokerBacklogLimit) {
+      return this.options.fail(ws, conn, 'E_OVERLOADED', 'the message broker is behind; reconnect shortly', undefined, true);
+    }
     this.options.registry.announce(ws, conn);
     this.options.link.presence(conn, 1);
   }

@@ -60,6 +60,8 @@ export interface BrokerLinkOptions {
   log?: Pick<Logger, 'error'>;
   /** A record found the ring to the broker full and waits in its overflow. */
   overflowed?(): void;
+  /** Overflow bytes past which a cluster pub is refused (E_OVERLOADED); default: no bound. */
+  backlogLimit?: number;
 }
 
 /** Admin requests waiting for the broker at once; more are answered 503 at once. */
@@ -135,7 +137,7 @@ export class BrokerLink implements AdminForwarder {
   /** Cluster mode: a pub published here, as its encoded frame, for the broker to publish to the other nodes. */
   /** A pub for the other nodes; refused (the ring's reason) when its JSON frame is too large for the link, or the link is too far behind. */
   clusterPub(group: string, frame: Uint8Array): WriteRefusal | null {
-    const refused = this.writer.write(encodeRecord(ToBroker.CLUSTER_PUB, [group, frame]));
+    const refused = this.writer.write(encodeRecord(ToBroker.CLUSTER_PUB, [group, frame]), this.options.backlogLimit ?? Infinity);
     if (refused === null) this.options.counters[Counter.cluster_pubs]!++;
     return refused;
   }

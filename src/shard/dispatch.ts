@@ -259,6 +259,11 @@ export class Dispatcher {
       case 'any':
         return this.any(ws, conn, frame);
       case 'ack':
+        // Refused, not queued without bound, while the broker is behind: the message stays in
+        // flight and its ack timer delivers it again (the err names the id, as E_UNKNOWN_ID does).
+        if (this.link.backlog > this.limits.brokerBacklogLimit) {
+          return this.fail(ws, conn, 'E_OVERLOADED', 'the message broker is behind: this ack was not taken and the message will be delivered again; ack it then', undefined, false, frame.id);
+        }
         return this.link.ack(conn, frame.id);
       case 'join':
         return this.options.groupOps.join(ws, conn, frame);
@@ -283,7 +288,7 @@ export class Dispatcher {
     if (conn.allowed !== null && !conn.allowed.allows(group)) return this.fail(ws, conn, 'E_FORBIDDEN', `not allowed to publish to ${group}`, ref);
     const history = this.history !== null && this.history.keeps(group);
     if (history && this.brokerBusy(ws, conn, ref)) return;
-    if ((this.processorTypes.size > 0 || data instanceof EncodedData) && this.detourPub(conn, group, data, pri, ref)) return;
+    if ((this.processorTypes.size > 0 || data instanceof EncodedData) && this.detourPub(ws, conn, group, data, pri, ref)) return;
     if (history) {
       // The broker gives it its offset and publishes it to every shard.
       this.counters[Counter.pubs]!++;
@@ -325,7 +330,7 @@ export class Dispatcher {
    * A pub whose data.type has a processor goes to the broker, which runs it and publishes (and
    * keeps it, with its offset, when its group keeps history).
    */
-  private detourPub(conn: Connection, group: string, data: unknown, pri: number, ref: string | undefined): boolean {
+  private detourPub(ws: Socket, conn: Connection, group: string, data: unknown, pri: number, ref: string | undefined): boolean {
     let type: string | null;
     if (data instanceof EncodedData) {
       // Judged in the pool, on the processors known when the frame went there and the history
@@ -337,6 +342,8 @@ export class Dispatcher {
       type = typeOfData(data);
       if (type === null || !this.processorTypes.has(type)) return false;
     }
+    // A processed pub goes through the broker as a history pub does: refused while it is behind.
+    if (this.brokerBusy(ws, conn, ref)) return true;
     this.counters[Counter.pubs]!++;
     this.link.pub(conn, group, data, pri, ref, type, this.receivedAt);
     return true;
@@ -352,7 +359,7 @@ export class Dispatcher {
     this.link.any(conn, group, frame.data, frame.pri, ref, frame.strategy, this.processorType(frame.data), this.receivedAt);
   }
 
-  /** send/any (and pubs to groups that keep history) are refused, not queued without bound, while the ring to the broker is backed up. */
+  /** send/any/ack (and pubs that go through the broker) are refused, not queued without bound, while the ring to the broker is backed up. */
   private brokerBusy(ws: Socket, conn: Connection, ref: string | undefined): boolean {
     if (this.link.backlog <= this.limits.brokerBacklogLimit) return false;
     this.fail(ws, conn, 'E_OVERLOADED', 'the message broker is behind; retry shortly', ref);

@@ -58,7 +58,7 @@ export interface GroupOpsOptions {
   /** This shard's row of the interest table. */
   interest: InterestRow;
   maxGroupsPerConnection: number;
-  /** Bytes waiting for the ring to the broker beyond which joins of history groups, presence and history are refused (E_OVERLOADED). */
+  /** Bytes waiting for the ring to the broker beyond which joins, presence and history are refused (E_OVERLOADED). */
   brokerBacklogLimit: number;
   link: Pick<BrokerLink, 'backlog' | 'joined' | 'left' | 'groupJoin' | 'groupLeave' | 'presenceQuery' | 'historyQuery'>;
   registry: ConnectionRegistry;
@@ -92,16 +92,18 @@ export class GroupOps {
     const { group, ref } = frame;
     if (conn.allowed !== null && !conn.allowed.allows(group)) return this.fail(ws, conn, 'E_FORBIDDEN', `not allowed to join ${group}`, ref);
     const viaBroker = this.viaBroker(group);
-    if (viaBroker && this.brokerBusy(ws, conn, ref)) return;
     const wasMember = conn.groups.has(group);
+    const watch = frame.presence === true;
+    const watched = conn.watching?.has(group) ?? false;
+    // Any join that writes to the broker (its MEMBERSHIP, or the join itself) is refused while
+    // the link to it is backed up: otherwise join/leave churn queues records without bound.
+    if ((viaBroker || !wasMember || watch !== watched) && this.brokerBusy(ws, conn, ref)) return;
     if (!wasMember) {
       const max = this.options.maxGroupsPerConnection;
       if (conn.groups.size >= max) return this.fail(ws, conn, 'E_FORBIDDEN', `at most ${max} groups per connection`, ref);
       conn.groups.add(group);
       this.options.interest.joined(group);
     }
-    const watch = frame.presence === true;
-    const watched = conn.watching?.has(group) ?? false;
     if (watch !== watched) this.setWatching(ws, conn, group, watch);
     if (!wasMember || watch !== watched) this.link.joined(conn, group, watch);
     if (viaBroker) return this.historyJoin(conn, ws, group, ref, frame.since, !wasMember);
@@ -111,6 +113,9 @@ export class GroupOps {
   }
 
   leave(ws: Socket, conn: Connection, group: string, ref: string | undefined): void {
+    // A leave that ends a membership is never refused (there are at most as many as admitted
+    // joins); one that only queues behind ops still waiting for the broker could repeat forever.
+    if (!conn.groups.has(group) && conn.groupOps?.has(group) === true && this.brokerBusy(ws, conn, ref)) return;
     const wasMember = conn.groups.delete(group);
     if (wasMember) this.link.left(conn, group);
     if (conn.watching?.delete(group)) ws.unsubscribe(topicOf(conn, presenceTopic(group)));
@@ -292,7 +297,7 @@ export class GroupOps {
     }
   }
 
-  /** What asks the broker is refused, not queued without bound, while the ring to it is backed up (a leave is never refused). */
+  /** What asks the broker is refused, not queued without bound, while the ring to it is backed up (a leave that ends a membership never is). */
   private brokerBusy(ws: Socket, conn: Connection, ref: string | undefined): boolean {
     if (this.link.backlog <= this.options.brokerBacklogLimit) return false;
     this.fail(ws, conn, 'E_OVERLOADED', 'the message broker is behind; retry shortly', ref);

@@ -143,6 +143,7 @@ class Shard {
       groupOps: { joined: (f) => this.groupOps.joined(f), left: (f) => this.groupOps.left(f), livePub: (group, message) => this.groupOps.livePub(group, message) },
       log: this.log,
       overflowed: () => this.overflowGauges.queued(),
+      backlogLimit: performance.ring_overflow_bytes,
     });
     const history = new HistoryPatterns(config.history);
     this.groupOps = new GroupOps({
@@ -187,6 +188,7 @@ class Shard {
       registry,
       interest,
       link: this.link,
+      brokerBacklogLimit: performance.ring_overflow_bytes,
       fail,
       out,
       log: this.log,

@@ -1,0 +1,58 @@
+/**
+ * While a shard's ring to the message broker is backed up (the broker, in the primary thread,
+ * is behind), what would queue more records for it is refused with E_OVERLOADED instead of
+ * growing the shard's memory: acks, joins. A review flooded acks from 1,000 connections at the
+ * default rate and grew a shard to 1.29 GB. Here the broker is this test's own thread (the
+ * server runs in-process), held busy while one client's frames arrive; a small ring and
+ * overflow make the backlog quick to reach.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { RunningServer } from '../src/index.js';
+import { member, type Frame } from './helpers/client.js';
+import { startInProcess } from './helpers/server.js';
+
+/** Blocks this thread (the broker's) for `ms`. */
+function holdBroker(ms: number): void {
+  const until = Date.now() + ms;
+  while (Date.now() < until);
+}
+
+describe('a shard whose link to the broker is backed up', () => {
+  let server: RunningServer;
+  before(async () => {
+    server = await startInProcess({
+      websocket: {
+        server: { shards: 1, max_payload: 16_384 },
+        limits: { messages_per_second: 0 },
+        performance: { ring_bytes: 65_536, ring_overflow_bytes: 16_384 },
+      },
+    });
+  });
+  after(() => server.close());
+
+  test('refuses acks (with their id) and joins while it is, takes them again once the broker caught up, and a leave of a member is never refused', async () => {
+    const client = await member(server.port, 'flooder', ['kept']);
+    const id = 'x'.repeat(120);
+    // About 180 bytes per ack record: the ring and its overflow hold some 450.
+    for (let i = 0; i < 3000; i++) client.send({ op: 'ack', id: `${id}${i}` });
+    client.send({ op: 'join', group: 'refused', ref: 'join' });
+    client.send({ op: 'leave', group: 'kept', ref: 'leave' });
+    holdBroker(1500);
+    const refusal = await client.next((f) => f.op === 'err' && f.code === 'E_OVERLOADED' && f.id !== undefined, 10_000);
+    assert.match(refusal.id as string, /^x{120}\d+$/);
+    const join = await client.next((f) => f.ref === 'join', 10_000);
+    assert.deepEqual([join.op, join.code], ['err', 'E_OVERLOADED']);
+    assert.equal((await client.next((f) => f.ref === 'leave', 10_000)).op, 'left');
+    // Caught up: a join is taken again.
+    let joined: Frame | null = null;
+    for (let attempt = 0; joined === null && attempt < 50; attempt++) {
+      client.send({ op: 'join', group: 'later', ref: `again${attempt}` });
+      const reply = await client.next((f) => f.ref === `again${attempt}`, 10_000);
+      if (reply.op === 'joined') joined = reply;
+      else await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(joined !== null, 'a join was taken once the broker caught up');
+    client.close();
+  });
+});
