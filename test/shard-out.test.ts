@@ -17,6 +17,19 @@ describe('the queue of frames waiting for the codec pool', () => {
     for (const socket of listenSockets) uWS.us_listen_socket_close(socket);
   });
 
+  /** A uWS server on a free port that runs `onMessage` with the socket when a client's frame arrives. */
+  const serve = (conn: Connection, onMessage: (socket: Socket) => void): Promise<number> =>
+    new Promise<number>((resolve) => {
+      const app = uWS.App().ws('/*', {
+        close: () => void (conn.closed = true),
+        message: (ws) => onMessage(ws as unknown as Socket),
+      });
+      app.listen('127.0.0.1', 0, (token) => {
+        listenSockets.push(token);
+        resolve(uWS.us_socket_local_port(token));
+      });
+    });
+
   test('an action that queues again into a full queue closes the connection as a slow consumer (1013), and nothing touches the closed socket', async () => {
     const unhandled: unknown[] = [];
     const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
@@ -24,29 +37,19 @@ describe('the queue of frames waiting for the codec pool', () => {
     const out = new Out(new Float64Array(256), createLogger('silent'));
     const conn = { outq: null, closed: false, sid: 's1' } as unknown as Connection;
     let reran = 0;
-    const port = await new Promise<number>((resolve) => {
-      const app = uWS.App().ws('/*', {
-        close: () => void (conn.closed = true),
-        message: (ws) => {
-          const socket = ws as unknown as Socket;
-          let replayDone!: (wire: Wire) => void;
-          // A replay in the pool, then a catch-up marker that waits while anything behind it is still in the pool (group-ops.ts).
-          out.answer(socket, conn, new Promise<Wire>((r) => (replayDone = r)));
-          const caughtUp = (clear: boolean): void => {
-            reran++;
-            if (!clear) out.after(socket, conn, caughtUp);
-          };
-          out.after(socket, conn, caughtUp);
-          for (let i = 0; i < 10; i++) out.deliver(socket, conn, new Uint8Array([1, i]));
-          out.answer(socket, conn, new Promise<Wire>(() => {})); // a history page that stays in the pool
-          while (conn.outq!.length < MAX_QUEUED_FRAMES) out.deliver(socket, conn, new Uint8Array([2]));
-          replayDone(new Uint8Array([9]));
-        },
-      });
-      app.listen('127.0.0.1', 0, (token) => {
-        listenSockets.push(token);
-        resolve(uWS.us_socket_local_port(token));
-      });
+    const port = await serve(conn, (socket) => {
+      let replayDone!: (wire: Wire) => void;
+      // A replay in the pool, then a catch-up marker that waits while anything behind it is still in the pool (group-ops.ts).
+      out.answer(socket, conn, new Promise<Wire>((r) => (replayDone = r)));
+      const caughtUp = (clear: boolean): void => {
+        reran++;
+        if (!clear) out.after(socket, conn, caughtUp);
+      };
+      out.after(socket, conn, caughtUp);
+      for (let i = 0; i < 10; i++) out.deliver(socket, conn, new Uint8Array([1, i]));
+      out.answer(socket, conn, new Promise<Wire>(() => {})); // a history page that stays in the pool
+      while (conn.outq!.length < MAX_QUEUED_FRAMES) out.deliver(socket, conn, new Uint8Array([2]));
+      replayDone(new Uint8Array([9]));
     });
     const client = new WebSocket(`ws://127.0.0.1:${port}/`);
     const closed = new Promise<number>((resolve) => client.on('close', (code) => resolve(code)));
@@ -63,29 +66,19 @@ describe('the queue of frames waiting for the codec pool', () => {
     const conn = { outq: null, closed: false, sid: 's2' } as unknown as Connection;
     const verdicts: boolean[] = [];
     const received: number[][] = [];
-    const port = await new Promise<number>((resolve) => {
-      const app = uWS.App().ws('/*', {
-        close: () => void (conn.closed = true),
-        message: (ws) => {
-          const socket = ws as unknown as Socket;
-          let replayDone!: (wire: Wire) => void;
-          out.answer(socket, conn, new Promise<Wire>((r) => (replayDone = r)));
-          out.after(socket, conn, (clear) => void verdicts.push(clear), 'g');
-          out.deliver(socket, conn, new Uint8Array([1, 0]), 'g');
-          out.answer(socket, conn, new Promise<Wire>(() => {})); // a page that stays in the pool
-          out.deliver(socket, conn, new Uint8Array([2, 0])); // a direct message behind it
-          out.deliver(socket, conn, new Uint8Array([1, 1]), 'g');
-          out.deliver(socket, conn, new Uint8Array([3, 0]), 'other');
-          // A later catch-up of the same group (a leave, then a join with since): what follows it waits for it.
-          out.after(socket, conn, () => {}, 'g');
-          out.deliver(socket, conn, new Uint8Array([1, 9]), 'g');
-          replayDone(new Uint8Array([9]));
-        },
-      });
-      app.listen('127.0.0.1', 0, (token) => {
-        listenSockets.push(token);
-        resolve(uWS.us_socket_local_port(token));
-      });
+    const port = await serve(conn, (socket) => {
+      let replayDone!: (wire: Wire) => void;
+      out.answer(socket, conn, new Promise<Wire>((r) => (replayDone = r)));
+      out.after(socket, conn, (clear) => void verdicts.push(clear), 'g');
+      out.deliver(socket, conn, new Uint8Array([1, 0]), 'g');
+      out.answer(socket, conn, new Promise<Wire>(() => {})); // a page that stays in the pool
+      out.deliver(socket, conn, new Uint8Array([2, 0])); // a direct message behind it
+      out.deliver(socket, conn, new Uint8Array([1, 1]), 'g');
+      out.deliver(socket, conn, new Uint8Array([3, 0]), 'other');
+      // A later catch-up of the same group (a leave, then a join with since): what follows it waits for it.
+      out.after(socket, conn, () => {}, 'g');
+      out.deliver(socket, conn, new Uint8Array([1, 9]), 'g');
+      replayDone(new Uint8Array([9]));
     });
     const client = new WebSocket(`ws://127.0.0.1:${port}/`);
     client.on('message', (data: Buffer) => received.push([...data]));
