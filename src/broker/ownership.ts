@@ -157,10 +157,10 @@ export class Ownership {
   /** The holder loads what gone standbys stored, once none stands by, then forgets their records. */
   private async adoptStandbys(): Promise<void> {
     const alone = (): boolean => this.lease.standbys().every((s) => s.gone);
-    const gone = this.lease.standbys();
-    if (gone.length === 0 || gone.some((s) => !s.gone)) return;
-    if (!(await this.events.adopt(gone.map((s) => s.record), alone))) return;
-    await this.lease.forgetStandbys(gone.map((s) => s.key));
+    const standbys = this.lease.standbys();
+    if (standbys.length === 0 || standbys.some((s) => !s.gone)) return;
+    if (!(await this.events.adopt(standbys.map((s) => s.record), alone))) return;
+    await this.lease.forgetStandbys(standbys.map((s) => s.key));
   }
 
   /** Runs `step`; a failed write (a full disk) is logged and tried again after `retryMs`. */
