@@ -26,10 +26,30 @@ async function publish(port: number, group: string, data: unknown[]): Promise<Fr
   return msgs;
 }
 
+/** A store with history.persist for room.*; `handoverWait`: history.handover_wait, when not the default. */
+function persisting(dataDir: string, handoverWait?: number): () => Record<string, unknown> {
+  const history = handoverWait === undefined ? { persist: true } : { persist: true, handover_wait: handoverWait };
+  return () => testConfig({ store: { data_dir: dataDir }, websocket: { history: [{ pattern: 'room.*', size: 100 }] }, history });
+}
+
+/**
+ * An aborted reload: `holder` publishes a1 and a2 to room.a; a second process starts on its
+ * store, loads the history past handover_wait (a join), and stops first. Returns the holder's epoch.
+ */
+async function abortedReload(holder: ServerProcess, config: () => Record<string, unknown>): Promise<string> {
+  const epoch = (await publish(holder.port, 'room.a', ['a1', 'a2']))[0]!.epoch as string;
+  const standby = await startProcess(config());
+  const c = await member(standby.port, 'reader');
+  assert.notEqual((await join(c, 'room.a')).joined.epoch, epoch, 'it loaded the history under epochs of its own');
+  c.close();
+  assert.equal(await standby.stop('SIGTERM'), 0, standby.stderr());
+  return epoch;
+}
+
 describe('history with history.persist across a hand-over of the store', () => {
   test('a pm2 reload: the new process answers history ops once the old one has stopped, under the old epochs, so the old one\'s clients recover exactly; what it held gets the next offsets', async () => {
     const dataDir = tempDataDir();
-    const config = (): Record<string, unknown> => testConfig({ store: { data_dir: dataDir }, websocket: { history: [{ pattern: 'room.*', size: 100 }] }, history: { persist: true } });
+    const config = persisting(dataDir);
     const first = await startProcess(config());
     let second: ServerProcess | null = null;
     try {
@@ -78,8 +98,7 @@ describe('history with history.persist across a hand-over of the store', () => {
   test('past history.handover_wait the process standing by gives every group a new epoch; after the take-over and a clean restart the store holds its history, not the old process\'s', async () => {
     const dataDir = tempDataDir();
     // Each on its own port (same store), so that each client reaches the process the test means.
-    const config = (): Record<string, unknown> =>
-      testConfig({ store: { data_dir: dataDir }, websocket: { history: [{ pattern: 'room.*', size: 100 }] }, history: { persist: true, handover_wait: 0.5 } });
+    const config = persisting(dataDir, 0.5);
     const first = await startProcess(config());
     let standby: ServerProcess | null = null;
     let third: ServerProcess | null = null;
@@ -127,17 +146,11 @@ describe('history with history.persist across a hand-over of the store', () => {
 
   test('a process that stood by past history.handover_wait and stopped first does not vouch for the holder\'s epochs: after the holder crashes, every group has a new epoch', async () => {
     const dataDir = tempDataDir();
-    const config = (): Record<string, unknown> =>
-      testConfig({ store: { data_dir: dataDir }, websocket: { history: [{ pattern: 'room.*', size: 100 }] }, history: { persist: true, handover_wait: 0.5 } });
+    const config = persisting(dataDir, 0.5);
     const holder = await startProcess(config());
     let after: ServerProcess | null = null;
     try {
-      const epoch = (await publish(holder.port, 'room.a', ['a1', 'a2']))[0]!.epoch as string;
-      const standby = await startProcess(config());
-      const c = await member(standby.port, 'reader');
-      assert.notEqual((await join(c, 'room.a')).joined.epoch, epoch, 'it loaded the history under epochs of its own');
-      c.close();
-      assert.equal(await standby.stop('SIGTERM'), 0, standby.stderr());
+      const epoch = await abortedReload(holder, config);
       // The holder goes on under its epoch, offsets its clients see before the store has them.
       const seen = await publish(holder.port, 'room.a', ['a3']);
       assert.deepEqual([seen[0]!.offset, seen[0]!.epoch], [3, epoch]);
@@ -156,17 +169,11 @@ describe('history with history.persist across a hand-over of the store', () => {
 
   test('once such a process is gone, the holder takes the history back: its clean stop keeps its epochs', async () => {
     const dataDir = tempDataDir();
-    const config = (): Record<string, unknown> =>
-      testConfig({ store: { data_dir: dataDir }, websocket: { history: [{ pattern: 'room.*', size: 100 }] }, history: { persist: true, handover_wait: 0.5 } });
+    const config = persisting(dataDir, 0.5);
     const holder = await startProcess(config());
     let after: ServerProcess | null = null;
     try {
-      const epoch = (await publish(holder.port, 'room.a', ['a1', 'a2']))[0]!.epoch as string;
-      const standby = await startProcess(config());
-      const c = await member(standby.port, 'reader');
-      await join(c, 'room.a');
-      c.close();
-      assert.equal(await standby.stop('SIGTERM'), 0, standby.stderr());
+      const epoch = await abortedReload(holder, config);
       // At its next renewal of the store's lease (every 3 s).
       await until(() => holder.logs.find((line) => line.msg === STANDBYS_GONE), 'the holder to see the standby gone', 5000);
       await publish(holder.port, 'room.a', ['a3']);
