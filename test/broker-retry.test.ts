@@ -33,6 +33,21 @@ describe('broker: redelivery with backoff, then the dead-letter queue', () => {
     link.offline(0, 'ann-1', 'ann');
   });
 
+  test('waits capped at max_backoff: every delivery still has its deadline, and the last is dead-lettered', async () => {
+    const capped = await startBroker({ delivery: { ack_timeout: 0.05, backoff_multiplier: 2, max_backoff: 0.05, max_attempts: 3 } });
+    try {
+      const { link, broker, store } = capped;
+      link.online(0, 'cap-1', 'cap');
+      const id = await broker.send('cap', 'capped', { pri: 3 });
+      const letter = await until(() => store.getDead(id), 'the dead letter');
+      assert.equal(letter.attempts, 3);
+      assert.equal(link.all('deliverToUser', (c) => c.user === 'cap').length, 3);
+      link.offline(0, 'cap-1', 'cap');
+    } finally {
+      await capped.close();
+    }
+  });
+
   test('a message acknowledged after a redelivery is settled', async () => {
     const { link, broker, store } = t;
     link.online(0, 'ben-1', 'ben');

@@ -79,26 +79,49 @@ describe('DeadlineLists', () => {
     assert.equal(lists.nextDeadline(), Infinity);
   });
 
-  test('random adds and removes: every list stays in deadline order', () => {
+  test('an item taken out and put back into the list it left comes out again (a capped wait: a redelivery past max_backoff)', () => {
+    const lists = new DeadlineLists<Item>();
+    const only = item('only');
+    lists.add(only, 0, 100);
+    assert.deepEqual(lists.takeDue(100).map((i) => i.name), ['only']);
+    lists.add(only, 0, 200);
+    assert.equal(lists.nextDeadline(), 200);
+    assert.deepEqual(lists.takeDue(200).map((i) => i.name), ['only']);
+    // And after a removal.
+    lists.add(only, 0, 300);
+    lists.remove(only);
+    lists.add(only, 0, 400);
+    assert.deepEqual(lists.takeDue(Infinity).map((i) => i.name), ['only']);
+  });
+
+  test('random adds, re-adds and removes: every list stays in deadline order', () => {
     for (let seed = 1; seed <= 20; seed++) {
       const next = random(seed);
       const lists = new DeadlineLists<Item>();
       const live = new Set<Item>();
+      const every: Item[] = [];
       for (let i = 0; i < 300; i++) {
-        const it = item(String(i));
+        // Now and then an item seen before (held, removed or taken), as a redelivery puts back.
+        const it = every.length > 0 && next() < 0.3 ? every[Math.floor(next() * every.length)]! : item(String(i));
+        if (it.name === String(i)) every.push(it);
         lists.add(it, Math.floor(next() * 3), Math.floor(next() * 1000));
         live.add(it);
+        if (next() < 0.2) for (const taken of lists.takeDue(Math.floor(next() * 300))) live.delete(taken);
         if (next() < 0.3) {
           const victim = [...live][Math.floor(next() * live.size)]!;
           lists.remove(victim);
           live.delete(victim);
         }
       }
+      const out = new Set<Item>();
       for (let list = 0; list < 3; list++) {
-        const due = lists.takeDue(Infinity, list, list + 1).map((i) => i.deadline);
-        assert.deepEqual(due, [...due].sort((a, b) => a - b), `seed ${seed}, list ${list}`);
+        const due = lists.takeDue(Infinity, list, list + 1);
+        for (const it of due) out.add(it);
+        const deadlines = due.map((i) => i.deadline);
+        assert.deepEqual(deadlines, [...deadlines].sort((a, b) => a - b), `seed ${seed}, list ${list}`);
       }
       assert.equal(lists.nextDeadline(), Infinity, `seed ${seed}: every live item came out`);
+      assert.deepEqual(out, live, `seed ${seed}: exactly the live items came out`);
     }
   });
 });

@@ -37,7 +37,8 @@ export class DeadlineLists<T extends Timed> {
     item.list = list;
     const last = this.lastAdded[list];
     let before: T | null;
-    if (last && last.list === list && last.deadline <= deadline) {
+    // Not `item` itself, just given its list and deadline: a delivery put back in the list it left.
+    if (last && last !== item && last.list === list && last.deadline <= deadline) {
       before = last;
       while (before.next !== null && before.next.deadline <= deadline) before = before.next as T;
     } else {
