@@ -26,6 +26,7 @@ describe('a shard whose link to the broker is backed up', () => {
         server: { shards: 1, max_payload: 16_384 },
         limits: { messages_per_second: 0 },
         performance: { ring_bytes: 65_536, ring_overflow_bytes: 16_384 },
+        delivery: { ack_timeout: 0.5, max_attempts: 1 },
       },
     });
   });
@@ -54,5 +55,24 @@ describe('a shard whose link to the broker is backed up', () => {
     }
     assert.ok(joined !== null, 'a join was taken once the broker caught up');
     client.close();
+  });
+
+  test('an ack deadline that passes meanwhile does not count as an attempt: the message comes again once the broker caught up, even with max_attempts 1', async () => {
+    const sender = await member(server.port, 'sender');
+    const recipient = await member(server.port, 'recipient');
+    sender.send({ op: 'send', to: 'recipient', data: 'once', ref: 's' });
+    const message = await recipient.next((f) => f.op === 'msg', 10_000);
+    for (let i = 0; i < 3000; i++) recipient.send({ op: 'ack', id: `${'x'.repeat(120)}${i}` });
+    recipient.send({ op: 'ack', id: message.id });
+    // Past the ack deadline: the broker's timers find it due before they read the backlog.
+    holdBroker(1500);
+    const refusal = await recipient.next((f) => f.op === 'err' && f.id === message.id, 10_000);
+    assert.equal(refusal.code, 'E_OVERLOADED');
+    const again = await recipient.next((f) => f.op === 'msg' && f.id === message.id, 10_000);
+    assert.equal(again.data, 'once');
+    recipient.send({ op: 'ack', id: message.id, ref: 'acked' });
+    await assert.rejects(recipient.next((f) => f.op === 'err' && f.id === message.id, 1500), 'the second ack is taken');
+    sender.close();
+    recipient.close();
   });
 });

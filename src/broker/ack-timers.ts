@@ -71,6 +71,16 @@ export class AckTimers {
     entry.holder = holder;
     this.inflight.set(holder, (this.inflight.get(holder) ?? 0) + 1);
     this.inflightBytes.set(holder, (this.inflightBytes.get(holder) ?? 0) + entry.m.bytes);
+    this.startDeadline(entry);
+  }
+
+  /** `entry`'s ack deadline passed without counting against it: it waits as long again, still in flight to its holder. */
+  postpone(entry: Entry): void {
+    this.startDeadline(entry);
+  }
+
+  /** Into its attempt's deadline list (out of any other). */
+  private startDeadline(entry: Entry): void {
     const attempt = entry.m.attempts;
     const { ack_timeout, backoff_multiplier, max_backoff } = this.delivery;
     // Attempts past the cap all wait max_backoff: they share the cap's list, which stays in order.

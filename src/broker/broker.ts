@@ -81,6 +81,11 @@ export interface BrokerOptions {
   storeHealthChanged?(health: Readonly<StoreHealth>): void;
   /** How a dead-letter page's letters become JSON text (the server sends large chunks to a codec pool); default inline. */
   renderDeadLetters?: RenderLetters;
+  /**
+   * Whether `shard`'s records to this broker wait in its memory for room in their ring: an ack
+   * may be among them, or have been refused for it (E_OVERLOADED). Default: never.
+   */
+  behind?(shard: number): boolean;
 }
 
 
@@ -106,6 +111,8 @@ export class Broker {
   private adopting: Set<string> | null = null;
   /** While standing by with history.persist: the history ops held until the store comes (history-hold.ts). */
   private historyHold: HistoryHold | null = null;
+  /** Deliveries whose ack deadline passed while their holder's shard was behind: the attempt then, not counted when it times out. */
+  private readonly excused = new WeakMap<Entry, number>();
   private readonly counters: BrokerStats = {
     accepted: 0,
     delivered: 0,
@@ -362,11 +369,28 @@ export class Broker {
   /** No ack by the deadline: deliver again, or dead-letter after max_attempts. */
   private unacknowledged(entry: Entry): void {
     if (entry.state !== State.INFLIGHT || !this.queues.holds(entry)) return;
+    // The ack may wait behind the backlog, or have been refused for it: the message waits again,
+    // and this attempt does not count (else a long backlog dead-letters acknowledged messages).
+    if (this.holderBehind(entry.holder)) {
+      this.excused.set(entry, entry.m.attempts);
+      return this.timers.postpone(entry);
+    }
+    const excused = this.excused.get(entry);
+    this.excused.delete(entry);
+    // Counted here when its number is 1 again: markInflight counts only second attempts and later.
+    if (excused === entry.m.attempts && --entry.m.attempts === 0) this.counters.redelivered++;
     if (entry.m.attempts >= this.delivery.max_attempts) {
       this.deadLetter(entry, `not acknowledged after ${entry.m.attempts} deliveries (delivery.max_attempts)`);
     } else {
       this.route.route(entry);
     }
+  }
+
+  private holderBehind(holder: string | null): boolean {
+    const behind = this.options.behind;
+    if (behind === undefined || holder === null) return false;
+    for (const conn of this.presence.connectionsOf(holder)?.values() ?? []) if (behind(conn.shard)) return true;
+    return false;
   }
 
   /** A message waited delivery.ttl for a recipient that never came. */

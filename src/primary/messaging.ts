@@ -27,6 +27,7 @@ export interface MessagingParts {
   storeHealthChanged: NonNullable<BrokerOptions['storeHealthChanged']>;
   latency?: BrokerOptions['latency'];
   renderDeadLetters?: BrokerOptions['renderDeadLetters'];
+  behind?: BrokerOptions['behind'];
   /** Another process took the store's lease while this one held it: this one must stop. */
   leaseLost(): void;
 }
@@ -71,6 +72,7 @@ export async function startMessaging(parts: MessagingParts): Promise<Messaging> 
     storeHealthChanged,
     ...(parts.latency ? { latency: parts.latency } : {}),
     ...(parts.renderDeadLetters ? { renderDeadLetters: parts.renderDeadLetters } : {}),
+    ...(parts.behind ? { behind: parts.behind } : {}),
   });
   const ownership = new Ownership(store.lease(instance, LEASE_TTL_MS), log, {
     acquired: (previous, why) => {

@@ -20,7 +20,7 @@ import { CloseCodes, OcsError } from '../protocol/errors.js';
 import { createDoorbells } from '../rings/doorbell.js';
 import { createRingBuffer } from '../rings/ring.js';
 import { createInterestTable, InterestTable } from '../shared/interest-table.js';
-import { createShardTable, ShardStatus, ShardTable, type ShardTableBuffers } from '../shared/shard-table.js';
+import { createShardTable, Link, ShardStatus, ShardTable, type ShardTableBuffers } from '../shared/shard-table.js';
 import type { PrimaryToShard, ShardInit, ShardToPrimary } from '../shared/thread-messages.js';
 import type { Logger } from '../util/logger.js';
 import { LinkMonitor } from './link-monitor.js';
@@ -306,6 +306,8 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     // Into the shared table, so that every shard's /health shows it.
     storeHealthChanged: (health) => table.setStoreHealth(health),
     renderDeadLetters: (letters) => codec.renderDeadLetters(letters),
+    // What each shard's writer published there (src/shard/overflow-gauges.ts).
+    behind: (shard) => table.linkState(shard, Link.TO_BROKER, 0).backlog_bytes > 0,
     leaseLost: () => {
       stoppedItself = true;
       void shutdown(CloseCodes.SERVICE_RESTART, 'server restarting', drainMs);
