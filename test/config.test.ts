@@ -190,6 +190,25 @@ describe('configuration', () => {
     assert.equal(loadConfig({ file: writeConfig({ websocket: { delivery: { ttl: 90 * 86_400 } } }), env }).config.websocket.delivery.ttl, 90 * 86_400, 'a ttl of 90 days is no timer: allowed');
   });
 
+  test('no number key takes Infinity (YAML .inf): each is refused naming itself', () => {
+    // A rate of Infinity made 0 * Infinity = NaN in the per-address limiter, whose entry was then never forgotten.
+    const { config } = loadConfig({ env: {} });
+    const numberKeys = keyPaths(config).filter((path) => typeof path.split('.').reduce<unknown>((v, k) => (v as Record<string, unknown>)[k], config) === 'number');
+    assert.ok(numberKeys.length > 50, `found ${numberKeys.length} number keys`);
+    for (const path of numberKeys) {
+      const overrides: Record<string, unknown> = {};
+      const keys = path.split('.');
+      keys.reduce<Record<string, unknown>>((at, key, i) => (at[key] = i === keys.length - 1 ? Infinity : {}) as Record<string, unknown>, overrides);
+      assert.throws(() => loadConfig({ env: {}, overrides }), (err: Error) => err.message.includes(path), `${path}: Infinity accepted`);
+    }
+    assert.throws(() => loadConfig({ file: writeConfig({ websocket: { limits: { connection_attempts_per_ip: Infinity } } }), env: {} }), /websocket\.limits\.connection_attempts_per_ip/);
+  });
+
+  test('max_connections stays a count the kernel can take as a file limit (tune-sysctl writes it)', () => {
+    assert.throws(() => loadConfig({ env: { WEBSOCKET_MAX_CONNECTIONS: '99999999999999999999999' } }), /max_connections.*WEBSOCKET_MAX_CONNECTIONS/);
+    assert.equal(loadConfig({ env: { WEBSOCKET_MAX_CONNECTIONS: '10000000' } }).config.websocket.server.max_connections, 10_000_000);
+  });
+
   test('settings that cannot work together are refused', () => {
     const env = {};
     assert.throws(() => loadConfig({ file: writeConfig({ websocket: { auth: { allow_anonymous: false } } }), env }), /secret is empty and allow_anonymous is false/);

@@ -22,7 +22,8 @@ const server = z
     /** 0 means one shard per whole CPU the process may use: its affinity, or its cgroup's quota when smaller (src/util/cpus.ts). */
     shards: nonNegativeInt.max(256).default(0),
     path: z.string().regex(/^\/[^?#\s]*$/, 'must be a path: start with / and hold no ?, # or spaces').default(DEFAULT_PATH),
-    max_connections: positiveInt.default(2000),
+    /** Bounded so that the file limits derived from it (tune-sysctl, the start-up check) stay integers the kernel takes: its nr_open tops out near 2^30. */
+    max_connections: positiveInt.max(10_000_000).default(2000),
     /** Seconds between server pings to each connection. */
     ping_interval: timerSeconds.default(20),
     /** Seconds without any inbound traffic (frames or pongs) before a connection is closed. */
@@ -104,7 +105,7 @@ const limits = z
      * may wait for their `auth` frame at once (0: unlimited). Over them: HTTP 429. The
      * defaults leave room for an office of a thousand users behind one NAT address.
      */
-    connection_attempts_per_ip: z.number().nonnegative().default(100),
+    connection_attempts_per_ip: z.number().finite().nonnegative().default(100),
     connection_burst_per_ip: positiveInt.default(1000),
     unauthenticated_per_ip: nonNegativeInt.default(200),
     /** Connections one user may hold at once (over every node in cluster mode); over it E_RATE_LIMITED, 4029. 0: unlimited. */
@@ -173,14 +174,14 @@ const alerts = z
   .object({
     enabled: z.boolean().default(true),
     /** Merged P95 / P99 over one interval of the pub and of the send latency, ms. */
-    latency_p95_ms: z.number().positive().default(100),
-    latency_p99_ms: z.number().positive().default(200),
+    latency_p95_ms: z.number().finite().positive().default(100),
+    latency_p99_ms: z.number().finite().positive().default(200),
     /** Process CPU time over the interval, as a share of the CPUs it may use (its affinity, or its cgroup's quota when smaller). */
-    cpu_percent: z.number().positive().default(80),
+    cpu_percent: z.number().finite().positive().default(80),
     /** Resident memory as a share of the cgroup memory limit, else of the host's memory. */
-    memory_percent: z.number().positive().default(85),
+    memory_percent: z.number().finite().positive().default(85),
     /** Errors counted / frames received over the interval. */
-    error_rate_percent: z.number().positive().default(5),
+    error_rate_percent: z.number().finite().positive().default(5),
     /** Stored messages not yet acknowledged (the broker's queues, all recipients). */
     queue_depth: positiveInt.default(1000),
     /** The file system holding store.data_dir, share in use (as df shows it). */
