@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:https';
 import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -13,14 +13,16 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { pino } from 'pino';
 import WebSocket from 'ws';
 import { OcsClient } from '../src/client/index.js';
 import { loadConfig } from '../src/config/load.js';
-import type { RunningServer } from '../src/index.js';
+import { createServer, type RunningServer } from '../src/index.js';
 import { HAVE_OPENSSL, selfSigned, type Certificate } from '../tools/lib/self-signed.js';
 import { connectWs } from '../tools/wsclient/client.js';
 import { member, onShard, type Frame, type TestClient } from './helpers/client.js';
-import { runMain, startInProcess, writeConfig } from './helpers/server.js';
+import { until, untilTrue } from './helpers/messaging.js';
+import { runMain, startInProcess, testConfig, writeConfig } from './helpers/server.js';
 
 const run = promisify(execFile);
 const LOADTEST = fileURLToPath(new URL('../tools/loadtest/main.js', import.meta.url));
@@ -161,6 +163,26 @@ describe('start-up refuses TLS files that cannot serve, naming the key', { skip 
     try {
       const client = await member(server.port, 'locked', [], { ca: cert.ca });
       assert.equal(client.welcome.op, 'welcome');
+      client.close();
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('a shard that restarts after its certificate file was deleted logs the file by name, and is back once the file is', async () => {
+    const cert = selfSigned();
+    const lines: string[] = [];
+    const logger = pino({ level: 'error' }, { write: (line: string) => void lines.push(line) });
+    const server = await createServer({ file: writeConfig({}), env: {}, overrides: testConfig(tlsConfig(cert, '', { shards: 2 })), logger });
+    try {
+      const pem = readFileSync(cert.certFile);
+      rmSync(cert.certFile);
+      server.injectShardCrash(0);
+      const failed = await until(() => lines.find((line) => line.includes('shard restart failed')), 'the failed restart');
+      assert.match(failed, /websocket\.server\.tls\.cert_file: cannot read \S+cert\.pem: ENOENT/);
+      writeFileSync(cert.certFile, pem);
+      await untilTrue('shard 0 back', () => server.table.isUp(0), 15_000);
+      const client = await onShard(0, () => member(server.port, 'after', [], { ca: cert.ca }));
       client.close();
     } finally {
       await server.close();

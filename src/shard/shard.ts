@@ -8,6 +8,7 @@
  */
 import { Authenticator } from '../auth/identity.js';
 import { Codec, codecSettings } from '../codec/codec.js';
+import { checkTlsFiles } from '../config/tls-files.js';
 import { Latency } from '../metrics/latencies.js';
 import { ThreadMetrics } from '../metrics/thread-metrics.js';
 import { CloseCodes } from '../protocol/errors.js';
@@ -119,6 +120,9 @@ class Shard {
     // Ids never repeat: instance (this process run), shard, generation (this start of the
     // shard), then `s` for a session or `m` for a message, and a sequence.
     const idPrefix = `${init.instance}.${init.shard}.${init.generation.toString(36)}.`;
+    // A restart reads the TLS files again, and uWS would say only "App construction failed" of a
+    // file deleted or half-replaced since the start: the check names the file instead.
+    if (init.generation > 0) checkTlsFiles(config.server.tls);
     this.app = createApp(config.server.tls);
     const compressFrom = performance.enable_compression ? performance.compression_threshold : Infinity;
     const groups = new LocalGroups(this.app, counters, compressFrom);
