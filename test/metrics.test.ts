@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { pino } from 'pino';
-import type { Logger } from '../src/util/logger.js';
+import { createLogger, type Logger } from '../src/util/logger.js';
 import { configSchema } from '../src/config/schema.js';
 import { decodeFields, encodeRecord, ToBroker } from '../src/link/records.js';
 import { Alerts, type AlertInputs } from '../src/metrics/alerts.js';
@@ -11,7 +11,8 @@ import * as hdr from 'hdr-histogram-js';
 import fc from 'fast-check';
 import { addSparseCounts, encodeHistogram, newHistogram, summarizeSparse, type Histogram } from '../src/metrics/hdr.js';
 import { sparseCounts } from './helpers/hdr-reference.js';
-import { MetricsHub } from '../src/metrics/hub.js';
+import { MetricsHub, type MetricsView } from '../src/metrics/hub.js';
+import { renderAlertsJson } from '../src/metrics/stats-json.js';
 import { Latency } from '../src/metrics/latencies.js';
 import { BUCKETS_S } from '../src/metrics/prometheus.js';
 import { reportToFields } from '../src/metrics/report.js';
@@ -37,7 +38,7 @@ function capturedLog(): { log: Logger; lines: Array<Record<string, unknown>> } {
 /** The primary's hub over a real shard table, real rings and a real snapshot area, without threads. */
 function hubFor(shards: number) {
   const table = new ShardTable(createShardTable(shards));
-  const buffer = createSnapshotBuffer(shards);
+  const buffer = createSnapshotBuffer(shards, 100);
   const ring = (): SharedArrayBuffer => createRingBuffer(64 * 1024);
   const hub = new MetricsHub({
     table,
@@ -45,7 +46,7 @@ function hubFor(shards: number) {
     maxConnections: 100,
     version: 'test',
     log: capturedLog().log,
-    snapshot: new SnapshotWriter(buffer, shards),
+    snapshot: new SnapshotWriter(buffer, shards, 100),
     rings: {
       shardToShard: Array.from({ length: shards }, (_, from) => Array.from({ length: shards }, (_, to) => (from === to ? null : ring()))),
       toBroker: Array.from({ length: shards }, ring),
@@ -54,7 +55,7 @@ function hubFor(shards: number) {
     broker: () => ({ stats: Object.fromEntries(MESSAGING_COUNTERS.map((name) => [name, 0])) as Record<MessagingCounterName, number>, depth: { stored: 0, inflight: 0 }, history: null, disk: null }),
     requestReports: () => {},
   });
-  return { hub, reader: new SnapshotReader(buffer, shards) };
+  return { hub, reader: new SnapshotReader(buffer, shards, 100) };
 }
 
 /** A shard's report as it travels: a METRICS record encoded for the ring, then decoded by the broker's side. */
@@ -198,9 +199,9 @@ describe('a thread measures its own event-loop delay', () => {
 
 describe('the snapshot area', () => {
   test('a reader gets what the writer published last; nothing before the first write', () => {
-    const buffer = createSnapshotBuffer(1);
-    const writer = new SnapshotWriter(buffer, 1);
-    const reader = new SnapshotReader(buffer, 1);
+    const buffer = createSnapshotBuffer(1, 100);
+    const writer = new SnapshotWriter(buffer, 1, 100);
+    const reader = new SnapshotReader(buffer, 1, 100);
     assert.equal(reader.read(SnapshotDoc.ALERTS), null);
     assert.ok(writer.write(SnapshotDoc.ALERTS, '{"n":1}', 1));
     assert.ok(writer.write(SnapshotDoc.ALERTS, '{"n":"ä"}', 1));
@@ -209,14 +210,28 @@ describe('the snapshot area', () => {
   });
 
   test('a document larger than its area is refused and the previous one stays', () => {
-    const buffer = createSnapshotBuffer(1);
-    const writer = new SnapshotWriter(buffer, 1);
-    const reader = new SnapshotReader(buffer, 1);
+    const buffer = createSnapshotBuffer(1, 100);
+    const writer = new SnapshotWriter(buffer, 1, 100);
+    const reader = new SnapshotReader(buffer, 1, 100);
     writer.write(SnapshotDoc.ALERTS, 'small', 1);
     writer.setView(2);
     assert.equal(writer.write(SnapshotDoc.ALERTS, 'x'.repeat(1024 * 1024), 2), false);
     assert.equal(reader.read(SnapshotDoc.ALERTS)!.toString(), 'small');
     assert.ok(reader.isCurrent(SnapshotDoc.ALERTS), 'counted as rendered from view 2: nobody waits for a render that cannot come');
+  });
+
+  test('/alerts fits its area with the longest history the schema takes, of the longest events (a client flapping an alert fills it)', () => {
+    const history = 10_000;
+    const alerts = new Alerts(monitoring({ history, latency_p95_ms: 1e-9, latency_p99_ms: 1.2345678901234567e-7, cpu_percent: 1.2345678901234567e-7, memory_percent: 1e-9, error_rate_percent: 1e-9, queue_depth: 999_999_999, disk_used_percent: 1e-9 }), createLogger('silent'));
+    // Every rule raised and cleared in turn, with values of the most digits JSON writes.
+    const high: AlertInputs = { latencyMs: { pub: { count: 1e9, p95: 1.2345678901234567e300, p99: 1.2345678901234567e300 }, send: { count: 1e9, p95: 1.2345678901234567e300, p99: 1.2345678901234567e300 } }, cpuRatio: 1.2345678901234567e298, memoryRatio: 1.2345678901234567e298, errors: 1e9, framesIn: 1e9, queueDepth: 1.2345678901234567e300, longestLinkWaitS: 1.2345678901234567e300, diskUsedRatio: 1.2345678901234567e298 };
+    const low: AlertInputs = { ...high, latencyMs: { pub: { count: 0, p95: 0, p99: 0 }, send: { count: 0, p95: 0, p99: 0 } }, cpuRatio: 0, memoryRatio: 0, errors: 0, queueDepth: 0, longestLinkWaitS: 0, diskUsedRatio: null };
+    for (let i = 0; alerts.history().length < history || i < 2; i++) alerts.evaluate(i % 2 === 0 ? high : low, 8.64e15 - i);
+    alerts.evaluate(high);
+    const text = renderAlertsJson({ at: Date.now(), alerts: { active: alerts.active(), recent: alerts.history(), statuses: alerts.statuses() } } as unknown as MetricsView);
+    assert.ok(text.length > history * 100, `${text.length} bytes`);
+    const writer = new SnapshotWriter(createSnapshotBuffer(1, history), 1, history);
+    assert.ok(writer.write(SnapshotDoc.ALERTS, text, 1), `${text.length} bytes fit`);
   });
 
   test('a document is rendered only when asked for, from the last interval, once per interval', () => {

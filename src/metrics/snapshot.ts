@@ -32,13 +32,19 @@ const VIEW = DOCS * STRIDE;
 const HEADER_BYTES = 128;
 const READ_ATTEMPTS = 8;
 
-/** Bytes per half of each document, for a server of `shards` shards (per-shard lines grow with them). */
-export function snapshotCapacities(shards: number): number[] {
-  return [256 * 1024 + shards * 16 * 1024, 64 * 1024 + shards * 8 * 1024, 64 * 1024, 256 * 1024];
+/** The room one raised/cleared event takes in /alerts at most (about 120 bytes: fixed names, numbers, a time). */
+export const ALERT_EVENT_BYTES = 256;
+
+/**
+ * Bytes per half of each document, for a server of `shards` shards (per-shard lines grow with
+ * them) keeping `alertHistory` events for /alerts (monitoring.alerts.history).
+ */
+export function snapshotCapacities(shards: number, alertHistory: number): number[] {
+  return [256 * 1024 + shards * 16 * 1024, 64 * 1024 + shards * 8 * 1024, 16 * 1024 + alertHistory * ALERT_EVENT_BYTES, 256 * 1024];
 }
 
-export function createSnapshotBuffer(shards: number): SharedArrayBuffer {
-  const total = snapshotCapacities(shards).reduce((sum, capacity) => sum + 2 * capacity, 0);
+export function createSnapshotBuffer(shards: number, alertHistory: number): SharedArrayBuffer {
+  const total = snapshotCapacities(shards, alertHistory).reduce((sum, capacity) => sum + 2 * capacity, 0);
   return new SharedArrayBuffer(HEADER_BYTES + total);
 }
 
@@ -48,16 +54,16 @@ class SnapshotArea {
   protected readonly capacity: number[];
   protected readonly offset: number[] = [];
 
-  constructor(buffer: SharedArrayBuffer, shards: number) {
+  constructor(buffer: SharedArrayBuffer, shards: number, alertHistory: number) {
     this.header = new Int32Array(buffer, 0, HEADER_BYTES / 4);
     this.bytes = new Uint8Array(buffer, HEADER_BYTES);
-    this.capacity = snapshotCapacities(shards);
+    this.capacity = snapshotCapacities(shards, alertHistory);
     let at = 0;
     for (const capacity of this.capacity) {
       this.offset.push(at);
       at += 2 * capacity;
     }
-    if (at !== this.bytes.byteLength || VIEW >= this.header.length) throw new RangeError('snapshot buffer does not match its shard count');
+    if (at !== this.bytes.byteLength || VIEW >= this.header.length) throw new RangeError('snapshot buffer does not match its shard count and alert history');
   }
 
   protected half(doc: number, half: number): number {

@@ -117,7 +117,7 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     Array.from({ length: shards }, (_, to) => (from === to ? null : createRingBuffer(config.websocket.performance.ring_bytes))),
   );
   const monitoring = config.websocket.monitoring;
-  const snapshotBuffer = createSnapshotBuffer(shards);
+  const snapshotBuffer = createSnapshotBuffer(shards, monitoring.alerts.history);
   const hub: MetricsHub | null = monitoring.enable_metrics_collection
     ? new MetricsHub({
         table,
@@ -125,7 +125,7 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
         maxConnections: config.websocket.server.max_connections,
         version,
         log,
-        snapshot: new SnapshotWriter(snapshotBuffer, shards),
+        snapshot: new SnapshotWriter(snapshotBuffer, shards, monitoring.alerts.history),
         rings: { shardToShard: rings, toBroker, fromBroker },
         broker: () => ({ stats: messagingStats(), depth: broker.depth(), history: messaging.historyStats(), disk: store?.disk() ?? null }),
         // Over the rings (a REPORT record): a shard that stops reading shows in /health as a stuck link.

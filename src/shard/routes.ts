@@ -56,7 +56,7 @@ export function attachRoutes(parts: RouteParts): void {
   attachMetricsRoutes(app, {
     token: config.monitoring.token,
     enabled: config.monitoring.enable_metrics_collection,
-    snapshot: new SnapshotReader(init.metrics, init.shards),
+    snapshot: new SnapshotReader(init.metrics, init.shards, config.monitoring.alerts.history),
     wake: () => link.metricsWanted(),
     liveStats: () => stats(httpContext),
   });
