@@ -4,7 +4,8 @@
  * append() queues the line and returns; one write is in flight at a time. When the next line
  * would take the file past export_max_bytes it is rotated first (FILE -> FILE.1 -> ... ->
  * FILE.<export_keep>, the oldest removed). A failing disk is never fatal: lines are dropped
- * while it fails, and each change between working and failing is logged once.
+ * whole while it fails (a line written in part is cut off again), and each change between
+ * working and failing is logged once.
  */
 import type { FileHandle } from 'node:fs/promises';
 import { open, rename, rm } from 'node:fs/promises';
@@ -80,8 +81,12 @@ export class ExportFile {
       await this.openFile();
     }
     const { bytesWritten } = await this.handle!.write(line);
+    if (bytesWritten < bytes) {
+      // Taken back (shrinking needs no space): the next line must not be glued to half of this one.
+      await this.handle!.truncate(this.size);
+      throw new Error(`short write: ${bytesWritten} of ${bytes} bytes`);
+    }
     this.size += bytesWritten;
-    if (bytesWritten < bytes) throw new Error(`short write: ${bytesWritten} of ${bytes} bytes`);
   }
 
   private async openFile(): Promise<void> {
