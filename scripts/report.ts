@@ -60,8 +60,9 @@ async function main(): Promise<number> {
   }
   const format = (values.format ?? 'table') as OverviewFormat;
   const interval = values.interval === undefined ? undefined : Number(values.interval);
-  if (!FORMATS.includes(format) || (interval !== undefined && !(interval >= 0.05))) {
-    console.error(`report: ${FORMATS.includes(format) ? `--interval ${values.interval} is not a number of seconds >= 0.05` : `unknown format ${format}`}\n${USAGE}`);
+  // At most a day: a longer wait is past what setTimeout takes, and it would fire at once, every time.
+  if (!FORMATS.includes(format) || (interval !== undefined && !(interval >= 0.05 && interval <= 86_400))) {
+    console.error(`report: ${FORMATS.includes(format) ? `--interval ${values.interval} is not a number of seconds from 0.05 to 86400` : `unknown format ${format}`}\n${USAGE}`);
     return 2;
   }
   const options: Options = {

@@ -140,6 +140,10 @@ describe('npm run report and monitoring.export_file, against a 2-shard server', 
     assert.match(unreachable.stderr, /GET \/stats: /);
     assert.equal((await report(['--format', 'xml'])).code, 2);
     assert.equal((await report(['--no-such-option'])).code, 2);
+    // Past setTimeout's limit a wait fires at once: it would read the server every millisecond.
+    const tooLong = await report(['--url', url, '--watch', '--interval', '10000000']);
+    assert.equal(tooLong.code, 2);
+    assert.match(tooLong.stderr, /--interval 10000000 is not a number of seconds from 0\.05 to 86400/);
   });
 
   test('--watch redraws the table in place every interval and exits 0 on Ctrl-C (SIGINT)', async () => {
