@@ -213,6 +213,33 @@ describe('GET /dashboard in chromium, with pubs across 2 shards', { skip }, () =
   });
 });
 
+describe('GET /dashboard in chromium, metrics collection off', { skip }, () => {
+  test('the server measures no rates (rates_per_s null): the tiles show the totals\' growth between reads, not 0', async () => {
+    const server = await startProcess(testConfig({ websocket: { server: { shards: 1 }, monitoring: { enable_metrics_collection: false } } }));
+    const profile = mkdtempSync(join(tmpdir(), 'ocs-chromium-'));
+    const context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    const members = [await member(server.port, 'a', ['room']), await member(server.port, 'b', ['room'])];
+    const traffic = setInterval(() => members[0]!.send({ op: 'pub', group: 'room', data: 1 }), 10);
+    try {
+      assert.equal((await getJson(server.port, '/stats')).body.rates_per_s, null);
+      const page = await context.newPage();
+      await page.goto(`http://127.0.0.1:${server.port}/dashboard`);
+      const shown = await until(async () => {
+        const text = (await page.textContent('#tile-deliveries')) ?? '';
+        return /^[\d,.]+$/.test(text) && Number(text.replaceAll(',', '')) > 0 ? text : undefined;
+      }, 'a deliveries rate above 0 on the page');
+      // Two members, about 100 pubs a second: some 200 deliveries a second.
+      assert.ok(Number(shown.replaceAll(',', '')) > 50, shown);
+    } finally {
+      clearInterval(traffic);
+      for (const client of members) client.close();
+      await context.close();
+      rmSync(profile, { recursive: true, force: true });
+      await server.stop();
+    }
+  });
+});
+
 describe('the dashboard page file', () => {
   test('a page file that cannot be read is an error naming it, for a coded 500 instead of a shard that fails to start', () => {
     const page = loadDashboard('/nonexistent/dashboard.html');
