@@ -62,6 +62,53 @@ test('close() from a disconnect or a state listener is for good: no reconnection
   }
 });
 
+test('a request made from a disconnect listener (the state still says open) waits for the next connection and is answered there', async () => {
+  const server = await scripted(
+    (ws, n) => {
+      welcome(ws);
+      if (n === 1) setTimeout(() => ws.close(1012, 'restart'), 20);
+    },
+    (ws, frame) => frame.op === 'pub' && ws.send(JSON.stringify({ op: 'ack', ref: frame.ref, id: 'm1' })),
+  );
+  const rx = sdkClient(server.port, { user: 'u', reconnect: FAST, heartbeatMs: 0 });
+  let published: Promise<string> | null = null;
+  rx.client.once('disconnect', () => (published = rx.client.publish('room', 'from the listener')));
+  await rx.client.connect();
+  await until(() => published ?? undefined, 'the disconnect');
+  assert.equal(await published, 'm1');
+  assert.equal(server.connections, 2);
+  assert.deepEqual(server.frames.filter((f) => f.op === 'pub').map((f) => f.data), ['from the listener']);
+  await rx.client.close();
+  await server.close();
+});
+
+test('a re-join the server refuses is told on `error`, naming the group, which is no longer joined', async () => {
+  const server = await scripted(
+    (ws, n) => {
+      welcome(ws);
+      if (n <= 2) setTimeout(() => ws.close(1012, 'restart'), 200);
+    },
+    (ws, frame) => {
+      if (frame.op !== 'join') return;
+      const refused = server.connections > 1;
+      ws.send(JSON.stringify(refused ? { op: 'err', code: 'E_FORBIDDEN', message: `not allowed to join ${String(frame.group)}`, ref: frame.ref } : { op: 'joined', group: frame.group, ref: frame.ref }));
+    },
+  );
+  const rx = sdkClient(server.port, { user: 'u', reconnect: FAST, heartbeatMs: 0 });
+  await rx.client.connect();
+  await rx.client.join('room.1');
+  const error = await until(() => rx.errors[0], 'the error event');
+  assert.ok(error instanceof OcsError && error.code === 'E_FORBIDDEN', String(error));
+  assert.match(error.message, /re-join of room\.1 was refused.*not allowed to join room\.1/);
+  // Not joined again on the next connection.
+  await until(() => (server.connections === 3 ? true : undefined), 'a third connection');
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.equal(server.frames.filter((f) => f.op === 'join').length, 2);
+  assert.equal(rx.errors.length, 1);
+  await rx.client.close();
+  await server.close();
+});
+
 test('a join of a name the server cannot take (not a string, empty, over 128 characters) fails alone, at once, and is never sent', async () => {
   const server = await scripted(welcome, (ws, frame) => frame.op === 'join' && ws.send(JSON.stringify({ op: 'joined', group: frame.group, ref: frame.ref })));
   const rx = sdkClient(server.port, { user: 'u', reconnect: FAST, heartbeatMs: 0 });

@@ -124,7 +124,7 @@ export class OcsClient extends Emitter<ClientEvents> {
     // connection) would be joined again, and refused again, at every reconnect.
     if (typeof group !== 'string' || !NAME_PATTERN.test(group)) return Promise.reject(new OcsError('E_BAD_FRAME', `a group name is 1 to 128 of A-Z a-z 0-9 _ . : @ / # + -, not ${String(group).slice(0, 40)}`));
     const answered = this.groups.want(group, options.presence === true);
-    if (this.currentState === 'open') this.sendJoin(group);
+    if (this.connected()) this.sendJoin(group);
     return answered;
   }
 
@@ -132,7 +132,7 @@ export class OcsClient extends Emitter<ClientEvents> {
   async leave(group: string): Promise<void> {
     const wanted = this.groups.drop(group, new OcsError('E_CLOSED', `left ${group} before the server answered the join`));
     this.book.forget(group);
-    if (wanted && this.currentState === 'open') await this.request('leave', { group });
+    if (wanted && this.connected()) await this.request('leave', { group });
   }
 
   /** Publishes to every online member of `group` (at most once); resolves with the message id. */
@@ -342,8 +342,10 @@ export class OcsClient extends Emitter<ClientEvents> {
       // so the join (a re-join too) is tried again, not given up.
       if (sent !== undefined && (code === 'E_OVERLOADED' || code === 'E_CLUSTER_UNAVAILABLE')) this.groups.retryLater(sent.group, this.options.random ?? Math.random, (group) => this.sendJoin(group));
       else if (sent !== undefined) {
-        this.groups.drop(sent.group, err);
+        const awaited = this.groups.refused(sent.group, err);
         this.book.forget(sent.group);
+        // A re-join nobody awaits: told on `error`, or the application would think itself a member.
+        if (!awaited) this.report(new OcsError(code, `the re-join of ${sent.group} was refused, so it is no longer joined: ${err.message}`));
       }
       return;
     }
@@ -361,7 +363,7 @@ export class OcsClient extends Emitter<ClientEvents> {
     if (this.currentState === 'closed') return Promise.reject(new OcsError('E_CLOSED'));
     const frame: Record<string, unknown> & { ref: string } = { op, ref: this.requests.nextRef() };
     for (const key in fields) if (fields[key] !== undefined) frame[key] = fields[key];
-    if (this.currentState !== 'open') return this.requests.queue(frame);
+    if (!this.connected()) return this.requests.queue(frame);
     const answered = this.requests.expect(frame.ref);
     // A frame the codec cannot encode (a BigInt, a cycle) fails its own request, not the client.
     this.requests.sending(frame, (f) => this.sendFrame(f));
@@ -388,6 +390,14 @@ export class OcsClient extends Emitter<ClientEvents> {
   }
 
   // ---- small things ------------------------------------------------------------------------
+
+  /**
+   * Whether frames can go out now. Not while the state still says open in the `disconnect`
+   * listeners: the connection is gone, and what they ask for waits for the next one.
+   */
+  private connected(): boolean {
+    return this.currentState === 'open' && this.connection !== null;
+  }
 
   /** Whether a listener just called closed the client (a method: TypeScript keeps `currentState` narrowed across the emit). */
   private closedByListener(): boolean {

@@ -59,6 +59,13 @@ export class Groups {
   }
 
   /** Stops wanting `group`; a join still unanswered is rejected. */
+  /** A join of `group` was refused for good: forgotten, its waiters rejected; whether there were any (a re-join has none). */
+  refused(group: string, err: OcsError): boolean {
+    const awaited = (this.entries.get(group)?.waiters.length ?? 0) > 0;
+    this.drop(group, err);
+    return awaited;
+  }
+
   drop(group: string, err: OcsError): boolean {
     const entry = this.entries.get(group);
     if (entry === undefined) return false;
