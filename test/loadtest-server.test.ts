@@ -16,6 +16,7 @@ import { runLoadTest } from '../tools/loadtest/runner.js';
 import { applyOverrides, loadScenarios, selectScenarios } from '../tools/loadtest/scenarios.js';
 import { SERVER_MAIN } from '../tools/lib/server-process.js';
 import { assertSaneRun } from './fixtures/loadtest-sanity.js';
+import { startProcess, testConfig } from './helpers/server.js';
 
 const run = promisify(execFile);
 const CLI = fileURLToPath(new URL('../tools/loadtest/main.js', import.meta.url));
@@ -38,6 +39,28 @@ describe('load tester against the real server', () => {
       // send: either measured, or reported as unsupported (and then not an error)
       if (!s.send.supported) assert.match(s.send.note, /unsupported|refused|no answer/);
       assert.ok(s.timeSeries.length >= 3, `${s.name}: time series`);
+    }
+  });
+});
+
+describe('load tester against a server that dies halfway through the window', () => {
+  it('grades throughput against the scenario\'s schedule, not what the dead connections no longer sent', async () => {
+    const server = await startProcess(testConfig({ websocket: { server: { shards: 1 } } }));
+    const baseline = selectScenarios(loadScenarios(DEFAULT_SCENARIOS_FILE), { names: ['baseline'] })[0]!;
+    const spec = { ...applyOverrides(baseline, { durationS: 4, warmupS: 0.5, drainS: 0.5 }), connections: 20, groupSize: 10, rates: { pub: 5, send: 0, ping: 0.2 } };
+    // About 2 s into the 4 s window (connecting and warm-up take about a second).
+    const kill = setTimeout(() => void server.stop('SIGKILL'), 3000);
+    try {
+      const r = await runLoadTest({ scenarios: [spec], host: '127.0.0.1', port: server.port, threads: 1 });
+      const s = r.scenarios[0]!;
+      assert.equal(s.offered.deliveriesPerS, 20 * 5 * 10, 'the schedule: connections x pub rate x group size');
+      const share = s.throughput.totalDeliveredPerS / s.offered.deliveriesPerS;
+      assert.ok(share < 0.8, `delivered ${s.throughput.totalDeliveredPerS}/s of the 1,000/s offered`);
+      assert.ok(s.grade.reasons.some((reason) => /throughput/.test(reason)), s.grade.reasons.join('; '));
+      assert.notEqual(s.grade.grade, 'A+');
+    } finally {
+      clearTimeout(kill);
+      await server.stop('SIGKILL');
     }
   });
 });

@@ -59,11 +59,14 @@ export function buildReport(b: BuildInput): ScenarioReport {
   );
   const fanoutMembers = Math.min(spec.groupSize, spec.connections);
   const sendCounts = b.probe.supported && c.sendsUnsupported === 0;
-  // What the scenario offered. Ramp, spike and churn change who is online all the time, so
-  // there it is what was owed (delivery.ts); elsewhere it is the schedule: pubs due × group size.
+  // What the scenario offered. Ramp, spike, churn and reconnect change who is online all the
+  // time, so there it is what was owed (delivery.ts); a steady one is graded against its
+  // schedule (connections × pub rate × group size, + sends), whether its connections stayed up
+  // to keep it or not: counting only what was sent, a server that dropped half of them for half
+  // the window was graded on the pubs its survivors sent (delivered 97% of that: A).
+  const offered = offeredRates(spec);
   const owedPerS = (delivery.pubExpected + delivery.sendExpected) / seconds;
-  const offeredPerS =
-    spec.kind !== 'steady' ? owedPerS : (c.window.pubsSent * fanoutMembers + (sendCounts ? c.window.sendsSent : 0)) / seconds;
+  const offeredPerS = spec.kind !== 'steady' ? owedPerS : offered.pubPerS * fanoutMembers + (sendCounts ? offered.sendPerS : 0);
   const deliveredPerS = (delivery.pubReceived + delivery.sendReceived) / seconds;
 
   const errFrameCount = sumValues(c.errFrames);
@@ -116,7 +119,6 @@ export function buildReport(b: BuildInput): ScenarioReport {
 
   const serverCpuEnd = b.server?.cpuSeconds() ?? null;
   const rssEnd = b.server?.rssBytes() ?? null;
-  const offered = offeredRates(spec);
   const report: ScenarioReport = {
     name: spec.name,
     description: spec.description,
