@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Worker } from 'node:worker_threads';
+import { LinkReader } from '../src/link/reader.js';
 import { createDoorbells, DoorbellListener } from '../src/rings/doorbell.js';
 import { createRingBuffer, HEADER_BYTES, largestRecord, READ_INDEX, RingReader, RingWriter, WRITE_INDEX } from '../src/rings/ring.js';
 
@@ -85,6 +86,29 @@ describe('SPSC ring', () => {
     writer.tryWrite(Uint8Array.of(2));
     assert.ok(reader.next());
     assert.equal(reader.bytes[reader.offset], 2);
+  });
+
+  test('a catch-up reads what was written before it, across wrap-arounds, and nothing written during it', () => {
+    const buffer = createRingBuffer(1024);
+    const writer = new RingWriter(buffer);
+    // Records as the link has them: a kind byte, then MessagePack fields (0x90: none).
+    const record = (kind: number): boolean => writer.tryWrite(Uint8Array.of(kind, 0x90));
+    const seen: number[] = [];
+    const link = new LinkReader(
+      buffer,
+      (kind) => {
+        seen.push(kind);
+        if (kind === 1) assert.ok(record(2)); // a producer that goes on writing meanwhile
+      },
+      false,
+    );
+    for (let round = 0; round < 300; round++) {
+      for (let i = 0; i < 5; i++) assert.ok(record(1));
+      seen.length = 0;
+      assert.equal(link.catchUp(), seen.length);
+      // Round 0 finds the five it wrote; each later one also the five written during the one before.
+      assert.deepEqual(seen, round === 0 ? [1, 1, 1, 1, 1] : [2, 2, 2, 2, 2, 1, 1, 1, 1, 1], `round ${round}`);
+    }
   });
 
   test('the header keeps the two indices, and the data, on separate 64-byte cache lines', () => {

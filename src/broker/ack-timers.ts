@@ -17,6 +17,8 @@ import type { Entry } from './queues.js';
 export interface AckTimerHandlers {
   /** A scheduled send is due. */
   scheduled(entry: Entry): void;
+  /** Ack deadlines passed: whatever was received and not yet handled (their acks?) is handled first. */
+  catchUp?(): void;
   /** A delivery's ack deadline passed. */
   unacknowledged(entry: Entry): void;
   /** A waiting message outlived delivery.ttl. */
@@ -155,7 +157,11 @@ export class AckTimers {
   private tick(): void {
     const now = Date.now();
     for (let due = this.schedule.popDue(now); due; due = this.schedule.popDue(now)) this.handlers.scheduled(due);
-    for (const entry of this.deadlines.takeDue(now, 0, this.waitList)) this.handlers.unacknowledged(entry);
+    const unacknowledged = this.deadlines.takeDue(now, 0, this.waitList);
+    // An ack that came in time may still wait unread behind a backlog (the broker reads its
+    // rings a budget at a time): read up to now first. Handlers skip what it settled.
+    if (unacknowledged.length > 0) this.handlers.catchUp?.();
+    for (const entry of unacknowledged) this.handlers.unacknowledged(entry);
     for (const entry of this.deadlines.takeDue(now, this.waitList, this.waitList + 1)) this.handlers.expired(entry);
   }
 

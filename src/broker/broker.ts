@@ -144,6 +144,7 @@ export class Broker {
     this.presence = new Presence(this.delivery, this.groups.presence);
     this.timers = new AckTimers(this.delivery, {
       scheduled: (entry) => this.due(entry),
+      catchUp: () => link.catchUp?.(),
       unacknowledged: (entry) => this.unacknowledged(entry),
       expired: (entry) => this.expired(entry),
       // Whatever freed it (an ack, a dead letter, an `any` moved to another member): what waits for the window may go.

@@ -178,6 +178,10 @@ export class RingShardLink implements ShardLink {
     this.listener.start();
   }
 
+  catchUp(): void {
+    for (const reader of this.readers) reader.catchUp();
+  }
+
   shardDown(shard: number): void {
     this.readers[shard]!.drain(Number.MAX_SAFE_INTEGER);
     this.writers[shard]!.discard();

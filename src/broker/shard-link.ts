@@ -57,5 +57,11 @@ export interface ShardLink {
   listen(onRecord: RecordSink): void;
   /** `shard` died: hands over what it wrote last (through onRecord), drops what waited for it. */
   shardDown(shard: number): void;
+  /**
+   * Hands over (through onRecord) every record the shards wrote before this call: the acks in
+   * them, before an ack deadline is counted as missed. Optional: a link that hands records over
+   * as they come has nothing waiting.
+   */
+  catchUp?(): void;
   stop(): void;
 }

@@ -16,15 +16,20 @@ export class LinkReader {
   }
 
   /** Handles up to `budget` records; returns how many it handled. */
-  drain(budget: number): number {
+  drain(budget: number, mark = -1): number {
     const reader = this.reader;
     let handled = 0;
-    while (handled < budget && reader.next()) {
+    while (handled < budget && (mark === -1 || !reader.readPast(mark)) && reader.next()) {
       handled++;
       const at = reader.offset;
       this.handle(reader.bytes[at]!, decodeFields(reader.bytes, at, reader.length));
     }
     reader.release();
     return handled;
+  }
+
+  /** Handles every record written before this call, none written meanwhile (at most a ring's worth); returns how many. */
+  catchUp(): number {
+    return this.drain(Number.MAX_SAFE_INTEGER, this.reader.written());
   }
 }

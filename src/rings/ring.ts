@@ -179,6 +179,16 @@ export class RingReader extends RingBase {
     return true;
   }
 
+  /** WRITE_INDEX now: the position after everything written so far (bytes, wraps at 2^32). */
+  written(): number {
+    return Atomics.load(this.header, WRITE_INDEX) >>> 0;
+  }
+
+  /** Whether every record written before position `mark` (a written()) has been read. */
+  readPast(mark: number): boolean {
+    return ((this.read - mark) | 0) >= 0;
+  }
+
   /** Releases the current record without waiting for the next call to next(). */
   release(): void {
     if (!this.holding) return;
