@@ -19,17 +19,23 @@ function holdBroker(ms: number): void {
   while (Date.now() < until);
 }
 
+/** One shard, no rate limit, an acknowledged message dead-lettered after one delivery. */
+function startOneShard(ackTimeout: number, performance: Record<string, unknown> = {}): Promise<RunningServer> {
+  return startInProcess({
+    websocket: {
+      server: { shards: 1, max_payload: 16_384 },
+      limits: { messages_per_second: 0 },
+      performance,
+      delivery: { ack_timeout: ackTimeout, max_attempts: 1 },
+    },
+  });
+}
+
 describe('a shard whose link to the broker is backed up', () => {
   let server: RunningServer;
   before(async () => {
-    server = await startInProcess({
-      websocket: {
-        server: { shards: 1, max_payload: 16_384 },
-        limits: { messages_per_second: 0 },
-        performance: { ring_bytes: 65_536, ring_overflow_bytes: 16_384 },
-        delivery: { ack_timeout: 0.5, max_attempts: 1 },
-      },
-    });
+    // A small ring and overflow make the backlog quick to reach.
+    server = await startOneShard(0.5, { ring_bytes: 65_536, ring_overflow_bytes: 16_384 });
   });
   after(() => server.close());
 
@@ -81,13 +87,7 @@ describe('a shard whose link to the broker is backed up', () => {
 describe('a broker behind on a shard\'s ring (records unread in it, none left in the shard)', () => {
   let server: RunningServer;
   before(async () => {
-    server = await startInProcess({
-      websocket: {
-        server: { shards: 1, max_payload: 16_384 },
-        limits: { messages_per_second: 0 },
-        delivery: { ack_timeout: 1, max_attempts: 1 },
-      },
-    });
+    server = await startOneShard(1);
   });
   after(() => server.close());
 
