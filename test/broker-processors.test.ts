@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import type { ProcessorMessage } from '../src/index.js';
+import { runInNewContext } from 'node:vm';
+import { OcsError } from '../src/client/index.js';
+import type { Processor, ProcessorMessage } from '../src/index.js';
 import { msgsIn, startBroker, type TestBroker } from './helpers/broker.js';
 
 describe('broker: processors run before routing', () => {
@@ -27,12 +29,22 @@ describe('broker: processors run before routing', () => {
     t.broker.registerProcessor('deep', (m) => ({ ...m, data: JSON.parse('['.repeat(64) + ']'.repeat(64)) as unknown }));
     // Output no ring record can carry (rings of 4 MiB: records of at most 2 MiB).
     t.broker.registerProcessor('bloat', (m) => ({ ...m, data: 'z'.repeat(3_000_000) }));
+    // Promises that are no `instanceof Promise` here: a promise library's thenable, another realm's.
+    const checked = (m: ProcessorMessage): ProcessorMessage => ({ ...m, data: { ...(m.data as object), checked: true } });
+    t.broker.registerProcessor('thenable', (m) => ({ then: (resolve: (v: ProcessorMessage) => void) => resolve(checked(m)) }) as unknown as Promise<ProcessorMessage>);
+    t.broker.registerProcessor('realm', runInNewContext('(check) => async (m) => check(m)')(checked) as Processor);
+    t.broker.registerProcessor('realm-sour', runInNewContext('async () => { throw new Error("refused by policy") }') as Processor);
+    // A thrown value with no toString (a null-prototype object).
+    t.broker.registerProcessor('opaque', () => {
+      throw Object.assign(Object.create(null) as object, { field: 'text' });
+    });
+    t.broker.registerProcessor('no-data', (m) => ({ ...m, data: undefined }));
     t.link.online(1, 'bob-1', 'bob');
   });
   after(() => t.close());
 
   test('the shards learn which data.type values to send through the broker', () => {
-    const types = ['bigint', 'bloat', 'broken', 'cycle', 'deep', 'raise', 'secret', 'shout', 'sour'];
+    const types = ['bigint', 'bloat', 'broken', 'cycle', 'deep', 'no-data', 'opaque', 'raise', 'realm', 'realm-sour', 'secret', 'shout', 'sour', 'thenable'];
     assert.deepEqual([...t.link.processorTypes].sort(), types);
     assert.deepEqual(t.broker.processorTypes().sort(), types);
   });
@@ -70,7 +82,7 @@ describe('broker: processors run before routing', () => {
   test('a processor that throws, or whose promise rejects, sends the message to the dead-letter queue with the reason; the sender gets its id', async () => {
     const { link, broker, store } = t;
     const before = broker.stats.dead_lettered;
-    for (const [type, reason] of [['broken', 'cannot handle this'], ['sour', 'went off']] as const) {
+    for (const [type, reason] of [['broken', 'cannot handle this'], ['sour', 'went off'], ['realm-sour', 'Error: refused by policy'], ['opaque', '[object Object]']] as const) {
       link.send(0, 'alice-1', 'alice', 'bob', { type, n: 1 }, { ref: type });
       const ack = await link.answerTo(type);
       assert.ok(ack.op === 'senderAck');
@@ -79,13 +91,13 @@ describe('broker: processors run before routing', () => {
       assert.equal(letter.reason, `processor for type "${type}" threw: ${reason}`);
       assert.deepEqual([letter.target, letter.from, JSON.parse(letter.data)], ['u:bob', 'alice', { type, n: 1 }]);
     }
-    assert.equal(broker.stats.dead_lettered, before + 2);
-    assert.equal(link.all('deliverToUser', (c) => c.frame.includes('"broken"') || c.frame.includes('"sour"')).length, 0);
+    assert.equal(broker.stats.dead_lettered, before + 4);
+    assert.equal(link.all('deliverToUser', (c) => /"(broken|sour|realm-sour|opaque)"/.test(c.frame)).length, 0);
   });
 
   test('a processor whose result cannot be JSON (a BigInt, sync; a cycle, async; nesting deeper than a frame\'s data may) sends the message to the dead-letter queue with the reason; the sender gets its id', async () => {
     const { link, store } = t;
-    for (const [type, reason] of [['bigint', /BigInt/], ['cycle', /circular/], ['deep', /nested deeper than 63 levels/]] as const) {
+    for (const [type, reason] of [['bigint', /BigInt/], ['cycle', /circular/], ['deep', /nested deeper than 63 levels/], ['no-data', /must be a JSON value, not undefined/]] as const) {
       link.send(0, 'alice-1', 'alice', 'bob', { type }, { ref: type });
       const ack = await link.answerTo(type);
       assert.ok(ack.op === 'senderAck', `${type}: ${JSON.stringify(ack)}`);
@@ -130,10 +142,55 @@ describe('broker: processors run before routing', () => {
     assert.equal(link.all('groupPub', (c) => c.frame.length > 1_000_000).length, 0);
   });
 
+  test("a processor's thenable (a promise library's) or another realm's promise is awaited like a Promise", async () => {
+    for (const type of ['thenable', 'realm']) {
+      const id = await t.broker.send('bob', { type, text: 'hi' });
+      const delivered = await t.link.next('deliverToUser', (c) => msgsIn(c.frame)[0]!.id === id);
+      assert.deepEqual(msgsIn(delivered.frame)[0]!.data, { type, text: 'hi', checked: true }, type);
+    }
+  });
+
   test('the embedding API goes through processors too', async () => {
     const id = await t.broker.send('bob', { type: 'shout', text: 'from the app' }, { pri: 3 });
     const delivered = await t.link.next('deliverToUser', (c) => msgsIn(c.frame)[0]!.id === id);
     assert.deepEqual(msgsIn(delivered.frame)[0]!.data, { type: 'shout', text: 'FROM THE APP' });
     assert.equal(msgsIn(delivered.frame)[0]!.from, '@server');
+  });
+});
+
+describe('broker: processors and the embedding API when the server stops', () => {
+  test('a processor that has not answered by stop() gets its message refused (E_STORE_UNAVAILABLE): the sender waits no longer', async () => {
+    const t = await startBroker();
+    t.broker.registerProcessor('hang', () => new Promise<null>(() => {}));
+    t.link.online(1, 'bob-1', 'bob');
+    // Handled from the start: it rejects during close().
+    const outcome = t.broker.send('bob', { type: 'hang' }).then(
+      () => assert.fail('resolved'),
+      (err: unknown) => err,
+    );
+    await t.close();
+    const err = await outcome;
+    assert.ok(err instanceof OcsError && err.code === 'E_STORE_UNAVAILABLE' && /stopped before the processor/.test(err.message), String(err));
+  });
+
+  test('a send after stop() is refused (E_STORE_UNAVAILABLE), never written to the closed store (lmdb would end the process)', async () => {
+    const t = await startBroker();
+    await t.close();
+    await assert.rejects(t.broker.send('bob', 'late'), (err: unknown) => err instanceof OcsError && err.code === 'E_STORE_UNAVAILABLE');
+    // The store itself refuses, whoever writes.
+    assert.equal(await t.store.put({ id: 'x', target: 'u:bob', from: 'a', group: null, data: '1', pri: 1, ts: 1, at: 0, seq: 1, attempts: 0, strategy: null }), false);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  });
+
+  test('data that is no JSON value (undefined, a function, a symbol) is a TypeError, not a message of null', async () => {
+    const t = await startBroker();
+    try {
+      for (const data of [undefined, () => 42, Symbol('s')]) {
+        await assert.rejects(t.broker.send('bob', data), TypeError);
+        assert.throws(() => t.broker.publish('room', data), TypeError);
+      }
+    } finally {
+      await t.close();
+    }
   });
 });

@@ -280,6 +280,8 @@ export class Broker {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    // Before the link stops: their senders are answered.
+    this.processors.stop('the server stopped before the processor for this message answered: not stored, not sent');
     this.standingBy?.stop();
     this.historyHold?.stop();
     this.timers.stop();
@@ -301,6 +303,7 @@ export class Broker {
     return new Promise((resolve, reject) => {
       const { pri, at, from } = checkSendOptions(user, options, SERVER_SENDER);
       const dataJson = dataJsonOf(data);
+      if (this.stopped) throw new OcsError('E_STORE_UNAVAILABLE', 'the server has stopped: not stored');
       const reply: Reply = { ok: resolve, fail: (code, message) => reject(new OcsError(code, message)) };
       this.intake.accept({ target: `u:${user}`, from, group: null, data: dataJson, pri, at, strategy: null }, typeOfData(data), reply, false);
     });

@@ -38,11 +38,14 @@ export function checkSendOptions(user: unknown, options: { pri?: unknown; at?: u
 /**
  * The JSON text of `data` from the embedding API or a processor, held to the nesting a client
  * frame may have (E_BAD_FRAME beyond it, as a client gets): deeper data would be stored, then
- * overflow the stack wherever it is encoded again. A cycle or a BigInt throws a TypeError.
+ * overflow the stack wherever it is encoded again. A cycle, a BigInt, or data that is no JSON
+ * value at all (undefined, a function, a symbol: JSON.stringify gives nothing) throws a TypeError.
  */
 export function dataJsonOf(data: unknown): string {
   if (dataTooDeep(data)) throw new OcsError('E_BAD_FRAME', `data is nested deeper than ${MAX_DATA_DEPTH} levels (or circular)`);
-  return JSON.stringify(data) ?? 'null';
+  const json = JSON.stringify(data) as string | undefined;
+  if (json === undefined) throw new TypeError(`data must be a JSON value, not ${typeof data}`);
+  return json;
 }
 
 /**

@@ -73,6 +73,7 @@ export class Intake {
       pass: (data, pri) => this.store({ ...incoming, data, pri }, reply, fromClient, receivedAt),
       drop: () => reply.ok(ids.nextPubId()), // accepted, not stored
       fail: (reason) => this.processorFailed(type, reason, incoming, reply),
+      abandon: (reason) => reply.fail('E_STORE_UNAVAILABLE', reason),
     });
   }
 
@@ -96,7 +97,12 @@ export class Intake {
     };
     if (!this.parts.processors.has(type)) return send(data, pri);
     const incoming: Incoming = { target: `p:${group}`, from, group, data, pri, at: 0, strategy: null };
-    this.parts.processors.run(type, incoming, { pass: send, drop: () => reply.ok(id), fail: (reason) => this.processorFailed(type, reason, incoming, reply, id) });
+    this.parts.processors.run(type, incoming, {
+      pass: send,
+      drop: () => reply.ok(id),
+      fail: (reason) => this.processorFailed(type, reason, incoming, reply, id),
+      abandon: (reason) => reply.fail('E_STORE_UNAVAILABLE', reason),
+    });
   }
 
   /**

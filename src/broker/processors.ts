@@ -21,6 +21,8 @@ export type Processor = (message: ProcessorMessage) => ProcessorMessage | null |
 
 export class Processors {
   private readonly byType = new Map<string, Processor>();
+  /** The outcomes of processors still running (a promise not yet settled): answered by stop() if never. */
+  private readonly running = new Set<ProcessorOutcome>();
 
   register(type: string, processor: Processor): void {
     this.byType.set(type, processor);
@@ -52,9 +54,9 @@ export class Processors {
     } catch (err) {
       return fail(err);
     }
-    const finish = (result: ProcessorMessage | null | undefined): void => {
+    const finish = (result: unknown): void => {
       if (result === null) return outcome.drop();
-      const changed = result === undefined ? message : result;
+      const changed = result === undefined ? message : (result as ProcessorMessage);
       let dataJson: string;
       let pri: number;
       try {
@@ -66,8 +68,23 @@ export class Processors {
       }
       outcome.pass(dataJson, pri);
     };
-    if (out instanceof Promise) out.then(finish, fail);
-    else finish(out);
+    // Any thenable: a promise library's, or another realm's (a vm context), is no `instanceof Promise` here.
+    if (typeof (out as { then?: unknown } | null | undefined)?.then !== 'function') return finish(out);
+    this.running.add(outcome);
+    const settled = (then: () => void): void => {
+      if (!this.running.delete(outcome)) return; // answered by stop() already
+      then();
+    };
+    Promise.resolve(out).then(
+      (result) => settled(() => finish(result)),
+      (err: unknown) => settled(() => fail(err)),
+    );
+  }
+
+  /** The server stops: every processor still running gets its message refused, `reason` given (the sender waits no longer). */
+  stop(reason: string): void {
+    for (const outcome of this.running) outcome.abandon(reason);
+    this.running.clear();
   }
 }
 
@@ -75,6 +92,8 @@ export interface ProcessorOutcome {
   pass(dataJson: string, pri: number): void;
   drop(): void;
   fail(reason: string): void;
+  /** The server stopped before the processor answered: nothing is stored or sent. */
+  abandon(reason: string): void;
 }
 
 /** What a processor sees of `incoming`: its data parsed, its recipient named by kind. */
@@ -84,8 +103,13 @@ function processorMessage(incoming: Incoming): ProcessorMessage {
   return { kind, from: incoming.from, ...recipient, data: JSON.parse(incoming.data), pri: incoming.pri };
 }
 
+/** What a processor threw, as text: whatever it threw (a null-prototype object has no toString). */
 function describe(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
+  try {
+    return err instanceof Error ? err.message : String(err);
+  } catch {
+    return Object.prototype.toString.call(err);
+  }
 }
 
 /** A processor's `pri`, or NORMAL when it returned something that is not a priority. */

@@ -65,6 +65,7 @@ export class ClusterIntake {
       pass: (data, pri) => this.store({ ...incoming, data, pri }, reply, fromClient, receivedAt),
       drop: () => reply.ok(ids.nextPubId()),
       fail: (reason) => this.processorFailed(type, reason, incoming, reply),
+      abandon: (reason) => reply.fail('E_CLUSTER_UNAVAILABLE', reason),
     });
   }
 

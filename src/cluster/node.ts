@@ -170,6 +170,8 @@ export class ClusterNode {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    // Before the link stops: their senders are answered.
+    this.processors.stop('the node stopped before the processor for this message answered: not stored, not sent');
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     this.sweeps.stop();
     this.intake.stop();
@@ -206,6 +208,7 @@ export class ClusterNode {
     return new Promise((resolve, reject) => {
       const { pri, at, from } = checkSendOptions(user, options, SERVER_SENDER);
       const dataJson = dataJsonOf(data);
+      if (this.stopped) throw new OcsError('E_CLUSTER_UNAVAILABLE', 'the node has stopped: not stored');
       const reply: Reply = { ok: resolve, fail: (code, message) => reject(new OcsError(code, message)) };
       this.intake.accept({ target: `u:${user}`, from, group: null, data: dataJson, pri, at, strategy: null }, typeOfData(data), reply, false);
     });

@@ -71,7 +71,7 @@ export class ClusterPubs {
     const incoming = { target: `p:${group}`, from, group, data, pri, at: 0, strategy: null };
     // Dead-lettered in Redis, as one process does (its publisher gets the ack with the pub's id).
     const failed = (reason: string): void => intake.processorFailed(type ?? '', reason, incoming, reply, id);
-    processors.run(type, incoming, { pass: send, drop: () => reply.ok(id), fail: failed });
+    processors.run(type, incoming, { pass: send, drop: () => reply.ok(id), fail: failed, abandon: (reason) => reply.fail('E_CLUSTER_UNAVAILABLE', reason) });
   }
 
   /** A pub already delivered to this node's members (CLUSTER_PUB, or `publish`): to the other nodes. */

@@ -244,6 +244,7 @@ export class MessageStore {
    * since would be gone at the next start.
    */
   private settle(write: () => Promise<boolean>, bytes: number): Promise<boolean> {
+    if (this.closed) return Promise.resolve(false); // as issue() says
     const room = bytes + WRITE_OVERHEAD_BYTES;
     if (!this.room.take(room)) return this.noRoom();
     if (this.room.problem !== null) {
@@ -256,6 +257,11 @@ export class MessageStore {
 
   /** `write`, its `room` taken already: true once committed, false (the health says why) if it fails. */
   private issue(write: () => Promise<boolean>, room: number): Promise<boolean> {
+    // lmdb-js takes a write on a closed store, and then throws from a setImmediate: the process would end.
+    if (this.closed) {
+      this.room.settled(room);
+      return Promise.resolve(false);
+    }
     let pending: Promise<boolean>;
     try {
       pending = write();
