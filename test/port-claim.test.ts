@@ -51,6 +51,26 @@ describe('one port, one server', () => {
     }
   });
 
+  test('servers in one process (the embedding API) are held to the same rule: another store is refused, the same shares, and the claim stays until the last lets go', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ocs-claims-'));
+    try {
+      const port = await freePort();
+      const file = claimFile(port, dir);
+      const first = await claimPort('127.0.0.1', port, 'store /a', dir);
+      await assert.rejects(claimPort('127.0.0.1', port, 'store /b', dir), (err: Error & { code?: string }) => err.code === 'E_STARTUP' && err.message.includes(`port ${port} is served by process ${process.pid} (store /a)`));
+      const second = await claimPort('127.0.0.1', port, 'store /a', dir);
+      second();
+      second(); // twice: counted once
+      assert.equal(JSON.parse(readFileSync(file, 'utf8')).identity, 'store /a', 'the first still holds it');
+      await assert.rejects(claimPort('127.0.0.1', port, 'store /b', dir));
+      first();
+      assert.throws(() => readFileSync(file), /ENOENT/);
+      (await claimPort('127.0.0.1', port, 'store /b', dir))();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('a claim is believed only from a file of this user, naming a live process; it holds the port on every address', { skip: process.platform !== 'linux' && '/proc' }, async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ocs-claims-'));
     const port = await freePort();

@@ -33,6 +33,12 @@ interface Claim {
   identity: string;
 }
 
+/**
+ * The claims this process holds, by file, and how many of its servers hold each: an application
+ * may run several (the embedding API), and the claim is this process's until the last lets go.
+ */
+const heldHere = new Map<string, number>();
+
 /** How often a running server puts its claim back if something (a temp cleaner) removed it. */
 const REFRESH_MS = 60 * 60 * 1000;
 
@@ -75,15 +81,16 @@ async function settleClaim(host: string, port: number, identity: string, file: s
   // Twice at most: a claim that appears between the read and the exclusive create is read again.
   for (let attempt = 0; ; attempt++) {
     const held = readClaim(file);
-    const ours = held?.pid === process.pid;
-    const live = held !== null && !ours && held.startTime !== null && processAlive(held.pid, held.startTime);
+    // Another server of this process still holds it (the embedding API): as live as any other's.
+    const ours = held?.pid === process.pid && heldHere.has(file);
+    const live = held !== null && (ours || (held.pid !== process.pid && held.startTime !== null && processAlive(held.pid, held.startTime)));
     if (live && held.identity !== identity) {
       throw new OcsError(
         'E_STARTUP',
         `port ${port} is served by process ${held.pid} (${held.identity}); this server (${identity}) would split its clients with it (SO_REUSEPORT): stop that one, or use another port or the same store`,
       );
     }
-    if (!live && !ours && !(await bindable(host, port))) {
+    if (!live && !(await bindable(host, port))) {
       throw new OcsError(
         'E_STARTUP',
         `port ${port} on ${host} is taken by a process that is not an ocs-realtime server of this user serving ${identity}; it would take some of the clients (SO_REUSEPORT) or all of them: stop it, or use another port (ss -ltnp 'sport = :${port}' names it)`,
@@ -99,12 +106,19 @@ async function settleClaim(host: string, port: number, identity: string, file: s
 
 /** Keeps the claim while the server runs; returns its release. */
 function keep(file: string, mine: Claim): () => void {
+  heldHere.set(file, (heldHere.get(file) ?? 0) + 1);
   const refresh = setInterval(() => {
     if (readClaim(file) === null) createExclusive(file, mine);
   }, REFRESH_MS);
   refresh.unref();
+  let released = false;
   return () => {
     clearInterval(refresh);
+    if (released) return;
+    released = true;
+    const others = (heldHere.get(file) ?? 1) - 1;
+    if (others > 0) return void heldHere.set(file, others);
+    heldHere.delete(file);
     // Only our own claim: during a reload the new process's may have replaced it.
     if (readClaim(file)?.pid === process.pid) {
       try {
