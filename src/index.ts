@@ -27,6 +27,9 @@ export interface CreateServerOptions extends LoadOptions {
   loaded?: LoadedConfig;
 }
 
+/** Starts under way in this process, by what they serve (port-claim.ts's identity). */
+const startsHere = new Map<string, Promise<RunningServer>>();
+
 export async function createServer(options: CreateServerOptions = {}): Promise<RunningServer> {
   const loaded = options.loaded ?? loadConfig(options);
   const log = options.logger ?? createLogger(loaded.config.logging.level);
@@ -48,19 +51,31 @@ export async function createServer(options: CreateServerOptions = {}): Promise<R
         '(about twice the P99 on one core: README, Performance); websocket.server.shards: 0 runs one per CPU',
     );
   }
+  // One start at a time per store in this process: two at once open its LMDB environment twice
+  // at once, which deadlocks the process; one after the other, the second stands by (as in a reload).
+  const identity = portIdentity(loaded.config);
+  const start = (startsHere.get(identity) ?? Promise.resolve())
+    .catch(() => undefined)
+    .then(() => claimAndStart(loaded, log, identity));
+  startsHere.set(identity, start);
+  const server = await start.finally(() => startsHere.get(identity) === start && startsHere.delete(identity));
+  log.info(
+    { version: VERSION, pid: process.pid, host: loaded.config.websocket.server.host, port: server.port, tls: tlsEnabled(loaded.config.websocket.server.tls), shards: server.shards, authMode: auth, ownsStore: server.ownsStore, config: loaded.source ?? 'embedded defaults' },
+    'ready',
+  );
+  return server;
+}
+
+async function claimAndStart(loaded: LoadedConfig, log: Logger, identity: string): Promise<RunningServer> {
   // Before any shard binds: another server on this port with another store would share it silently (port-claim.ts).
   const { host, port } = loaded.config.websocket.server;
-  const releasePort = await claimPort(host, port, portIdentity(loaded.config));
+  const releasePort = await claimPort(host, port, identity);
   const server = await startServer(loaded, log, VERSION).catch((err: unknown) => {
     releasePort();
     throw err;
   });
   // Port 0: the port picked is claimed now that the shards listen on it.
-  const release = port === 0 ? claimPickedPort(server.port, portIdentity(loaded.config)) : releasePort;
+  const release = port === 0 ? claimPickedPort(server.port, identity) : releasePort;
   void server.stopped.then(release);
-  log.info(
-    { version: VERSION, pid: process.pid, host: loaded.config.websocket.server.host, port: server.port, tls: tlsEnabled(loaded.config.websocket.server.tls), shards: server.shards, authMode: auth, ownsStore: server.ownsStore, config: loaded.source ?? 'embedded defaults' },
-    'ready',
-  );
   return server;
 }

@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { claimFile, claimPort, portIdentity } from '../src/primary/port-claim.js';
-import { freePort, runMain, startProcess, tempDataDir, testConfig, writeConfig } from './helpers/server.js';
+import { freePort, runMain, startInProcess, startProcess, tempDataDir, testConfig, writeConfig } from './helpers/server.js';
 
 describe('one port, one server', () => {
   test('a second server with another store on a taken port exits with E_STARTUP naming the first; one on the same store shares it (a reload)', async () => {
@@ -68,6 +68,16 @@ describe('one port, one server', () => {
       (await claimPort('127.0.0.1', port, 'store /b', dir))();
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('two servers started at once in one process on one store start one after the other: one holds the store, the other stands by (at once they deadlocked in LMDB)', async () => {
+    const store = tempDataDir();
+    const servers = await Promise.all([startInProcess({ store: { data_dir: store } }), startInProcess({ store: { data_dir: store } })]);
+    try {
+      assert.deepEqual(servers.map((s) => s.ownsStore).sort(), [false, true]);
+    } finally {
+      for (const server of servers.sort((a) => (a.ownsStore ? 1 : -1))) await server.close();
     }
   });
 
