@@ -8,7 +8,7 @@ import { encodeHistogram, mergeEncoded, newHistogram, recordUs, summarize } from
 import { renderHtml } from '../tools/loadtest/report-html.js';
 import type { RunReport, ScenarioReport } from '../tools/loadtest/report-types.js';
 import { DueQueue, GRID_ORIGIN_US, RateStream } from '../tools/loadtest/schedule.js';
-import { applyOverrides, loadScenarios, parseScenarios, selectScenarios } from '../tools/loadtest/scenarios.js';
+import { applyOverrides, loadScenarios, meanFanout, offeredRates, parseScenarios, selectScenarios } from '../tools/loadtest/scenarios.js';
 import { DEFAULT_SCENARIOS_FILE, main } from '../tools/loadtest/cli.js';
 import { OcsError } from '../src/protocol/errors.js';
 import { PUB_MARK, isFastPathFrame, makeData, scanPubMarkers, type Marker } from '../tools/loadtest/wire.js';
@@ -46,6 +46,16 @@ describe('scenarios', () => {
     assert.equal(o.spike!.atS, 3);
     assert.equal(o.spike!.connections, 5);
     assert.equal(o.groupSize, 7);
+  });
+
+  it('offers what the groups can carry: a last group smaller than group_size counts its own size (30 in groups of 25: 25 and 5)', () => {
+    const moderate = applyOverrides(selectScenarios(loadScenarios(DEFAULT_SCENARIOS_FILE), { names: ['moderate'] })[0]!, { connections: 30 });
+    assert.equal(moderate.groupSize, 25);
+    assert.equal(meanFanout(moderate), (25 * 25 + 5 * 5) / 30);
+    const { pubPerS, sendPerS, deliveriesPerS } = offeredRates(moderate);
+    assert.ok(Math.abs(deliveriesPerS - (25 * moderate.rates.pub * 25 + 5 * moderate.rates.pub * 5 + sendPerS)) < 1e-9, String(deliveriesPerS));
+    assert.ok(Math.abs(pubPerS - 30 * moderate.rates.pub) < 1e-9);
+    assert.equal(meanFanout({ ...moderate, connections: 50 }), 25, 'groups that divide the connections: their size');
   });
 });
 

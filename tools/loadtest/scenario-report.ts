@@ -57,7 +57,6 @@ export function buildReport(b: BuildInput): ScenarioReport {
     results.map((r) => r.delivery),
     { startUs: b.measureStartUs, endUs: b.measureEndUs, fenceUs: b.fenceUs },
   );
-  const fanoutMembers = Math.min(spec.groupSize, spec.connections);
   const sendCounts = b.probe.supported && c.sendsUnsupported === 0;
   // What the scenario offered. Ramp, spike, churn and reconnect change who is online all the
   // time, so there it is what was owed (delivery.ts); a steady one is graded against its
@@ -66,7 +65,7 @@ export function buildReport(b: BuildInput): ScenarioReport {
   // the window was graded on the pubs its survivors sent (delivered 97% of that: A).
   const offered = offeredRates(spec);
   const owedPerS = (delivery.pubExpected + delivery.sendExpected) / seconds;
-  const offeredPerS = spec.kind !== 'steady' ? owedPerS : offered.pubPerS * fanoutMembers + (sendCounts ? offered.sendPerS : 0);
+  const offeredPerS = spec.kind !== 'steady' ? owedPerS : offered.deliveriesPerS - (sendCounts ? 0 : offered.sendPerS);
   const deliveredPerS = (delivery.pubReceived + delivery.sendReceived) / seconds;
 
   const errFrameCount = sumValues(c.errFrames);

@@ -261,14 +261,26 @@ export function applyOverrides(spec: ScenarioSpec, o: Overrides): ScenarioSpec {
   return out;
 }
 
+/**
+ * The members a pub reaches on average: connection i is in group floor(i / group_size), so when
+ * group_size does not divide the connections the last group is smaller (30 in groups of 25:
+ * 25 and 5, a mean of (25² + 5²) / 30).
+ */
+export function meanFanout(spec: ScenarioSpec): number {
+  const size = Math.min(spec.groupSize, spec.connections);
+  if (size <= 0) return 0;
+  const full = Math.floor(spec.connections / size);
+  const rest = spec.connections - full * size;
+  return (full * size * size + rest * rest) / spec.connections;
+}
+
 /** Deliveries per second the scenario offers at steady state (what "keeping up" means). */
 export function offeredRates(spec: ScenarioSpec): { pubPerS: number; sendPerS: number; pingPerS: number; deliveriesPerS: number } {
   const pubPerS = spec.connections * spec.rates.pub;
-  const groupMembers = Math.min(spec.groupSize, spec.connections);
   return {
     pubPerS,
     sendPerS: spec.connections * spec.rates.send,
     pingPerS: spec.connections * spec.rates.ping,
-    deliveriesPerS: pubPerS * groupMembers + spec.connections * spec.rates.send,
+    deliveriesPerS: pubPerS * meanFanout(spec) + spec.connections * spec.rates.send,
   };
 }
