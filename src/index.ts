@@ -15,6 +15,7 @@ import { createLogger, type Logger } from './util/logger.js';
 import { VERSION } from './version.js';
 
 export { ErrorCodes, CloseCodes, OcsError, type ErrorCode } from './protocol/errors.js';
+import { OcsError } from './protocol/errors.js';
 export { loadConfig } from './config/load.js';
 export type { Config } from './config/schema.js';
 export type { RunningServer, ClusterView } from './primary/server.js';
@@ -27,8 +28,8 @@ export interface CreateServerOptions extends LoadOptions {
   loaded?: LoadedConfig;
 }
 
-/** Starts under way in this process, by what they serve (port-claim.ts's identity). */
-const startsHere = new Map<string, Promise<RunningServer>>();
+/** The stores (port-claim.ts's identity) a server of this process serves, from its start to the end of its stop. */
+const storesHere = new Set<string>();
 
 export async function createServer(options: CreateServerOptions = {}): Promise<RunningServer> {
   const loaded = options.loaded ?? loadConfig(options);
@@ -51,14 +52,21 @@ export async function createServer(options: CreateServerOptions = {}): Promise<R
         '(about twice the P99 on one core: README, Performance); websocket.server.shards: 0 runs one per CPU',
     );
   }
-  // One start at a time per store in this process: two at once open its LMDB environment twice
-  // at once, which deadlocks the process; one after the other, the second stands by (as in a reload).
+  // One server per store in this process, from its start to the end of its stop: two open its
+  // LMDB environment twice, and a write transaction of one then waits for the other's for good
+  // (the event loop blocked: at two starts at once, or a start during a close). A reload's
+  // overlap is between two processes, where LMDB's locks work.
   const identity = portIdentity(loaded.config);
-  const start = (startsHere.get(identity) ?? Promise.resolve())
-    .catch(() => undefined)
-    .then(() => claimAndStart(loaded, log, identity));
-  startsHere.set(identity, start);
-  const server = await start.finally(() => startsHere.get(identity) === start && startsHere.delete(identity));
+  const ownStore = loaded.config.cluster.redis_url === '';
+  if (ownStore && storesHere.has(identity)) {
+    throw new OcsError('E_STARTUP', `this process already runs a server on ${identity} (starting, running or stopping): one server per store per process`);
+  }
+  if (ownStore) storesHere.add(identity);
+  const server = await claimAndStart(loaded, log, identity).catch((err: unknown) => {
+    storesHere.delete(identity);
+    throw err;
+  });
+  if (ownStore) void server.stopped.then(() => storesHere.delete(identity));
   log.info(
     { version: VERSION, pid: process.pid, host: loaded.config.websocket.server.host, port: server.port, tls: tlsEnabled(loaded.config.websocket.server.tls), shards: server.shards, authMode: auth, ownsStore: server.ownsStore, config: loaded.source ?? 'embedded defaults' },
     'ready',

@@ -9,7 +9,7 @@ import { describe, test } from 'node:test';
 import { loadConfig } from '../src/config/load.js';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -71,14 +71,23 @@ describe('one port, one server', () => {
     }
   });
 
-  test('two servers started at once in one process on one store start one after the other: one holds the store, the other stands by (at once they deadlocked in LMDB)', async () => {
+  test('one server per store in one process (two open its LMDB twice and deadlocked): a second, at once or through a symlink, is refused; after the first has stopped, one starts', async () => {
     const store = tempDataDir();
-    const servers = await Promise.all([startInProcess({ store: { data_dir: store } }), startInProcess({ store: { data_dir: store } })]);
-    try {
-      assert.deepEqual(servers.map((s) => s.ownsStore).sort(), [false, true]);
-    } finally {
-      for (const server of servers.sort((a) => (a.ownsStore ? 1 : -1))) await server.close();
-    }
+    const alias = `${store}-alias`;
+    symlinkSync(store, alias);
+    const starts = await Promise.allSettled([startInProcess({ store: { data_dir: store } }), startInProcess({ store: { data_dir: alias } })]);
+    const started = starts.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+    const refused = starts.flatMap((s) => (s.status === 'rejected' ? [s.reason as Error & { code?: string }] : []));
+    assert.equal(started.length, 1);
+    assert.equal(refused[0]?.code, 'E_STARTUP');
+    assert.match(refused[0]!.message, /this process already runs a server on store .*: one server per store per process/);
+    await started[0]!.close();
+    const next = await startInProcess({ store: { data_dir: alias } });
+    assert.equal(next.ownsStore, true);
+    // Nor while one stops.
+    const [, during] = await Promise.allSettled([next.close(), startInProcess({ store: { data_dir: store } })]);
+    assert.equal(during.status, 'rejected');
+    rmSync(alias);
   });
 
   test('a claim is believed only from a file of this user, naming a live process; it holds the port on every address', { skip: process.platform !== 'linux' && '/proc' }, async () => {

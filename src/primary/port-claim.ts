@@ -19,7 +19,7 @@
  * SO_REUSEPORT does not let through, tells. Port 0 (a free port picked at start) is claimed
  * once the shards listen on the port picked.
  */
-import { linkSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { linkSync, readFileSync, realpathSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -45,9 +45,18 @@ const REFRESH_MS = 60 * 60 * 1000;
 /** What a server on this port serves: its store, or its cluster (never its Redis password). */
 export function portIdentity(config: Config): string {
   const { redis_url, key_prefix } = config.cluster;
-  if (redis_url === '') return `store ${resolve(config.store.data_dir)}`;
+  if (redis_url === '') return `store ${realPath(resolve(config.store.data_dir))}`;
   const url = new URL(redis_url);
   return `cluster ${url.protocol}//${url.host}${url.pathname} prefix ${JSON.stringify(key_prefix)}`;
+}
+
+/** The path with its symbolic links resolved (one store, whatever path names it); as given while it does not exist yet. */
+function realPath(path: string): string {
+  try {
+    return realpathSync.native(path);
+  } catch {
+    return path;
+  }
 }
 
 /** The claim of `port`, on any address. */
