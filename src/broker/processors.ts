@@ -69,16 +69,31 @@ export class Processors {
       outcome.pass(dataJson, pri);
     };
     // Any thenable: a promise library's, or another realm's (a vm context), is no `instanceof Promise` here.
-    if (typeof (out as { then?: unknown } | null | undefined)?.then !== 'function') return finish(out);
+    let then: unknown;
+    try {
+      then = (out as { then?: unknown } | null | undefined)?.then; // a getter may throw
+    } catch (err) {
+      return fail(err);
+    }
+    if (typeof then !== 'function') return finish(out);
     this.running.add(outcome);
     const settled = (then: () => void): void => {
       if (!this.running.delete(outcome)) return; // answered by stop() already
       then();
     };
-    Promise.resolve(out).then(
-      (result) => settled(() => finish(result)),
-      (err: unknown) => settled(() => fail(err)),
-    );
+    Promise.resolve(out)
+      .then(
+        (result) => settled(() => finish(result)),
+        (err: unknown) => settled(() => fail(err)),
+      )
+      // What the outcome's own work threw: never an unhandled rejection, which ends the process.
+      .catch((err: unknown) => {
+        try {
+          outcome.fail(`${named} failed: ${describe(err)}`);
+        } catch {
+          // The sender cannot be answered either; the broker's own logs tell of the failure.
+        }
+      });
   }
 
   /** The server stops: every processor still running gets its message refused, `reason` given (the sender waits no longer). */
@@ -106,9 +121,13 @@ function processorMessage(incoming: Incoming): ProcessorMessage {
 /** What a processor threw, as text: whatever it threw (a null-prototype object has no toString). */
 function describe(err: unknown): string {
   try {
-    return err instanceof Error ? err.message : String(err);
+    return err instanceof Error ? String(err.message) : String(err);
   } catch {
-    return Object.prototype.toString.call(err);
+    try {
+      return Object.prototype.toString.call(err);
+    } catch {
+      return 'a value that cannot be described'; // a revoked Proxy
+    }
   }
 }
 
