@@ -369,6 +369,9 @@ export class ClusterMessaging {
    */
   async sweep(): Promise<void> {
     const { stats } = this.parts;
+    // Acks of this node's clients still unread in its rings go first: their ACK scripts then reach
+    // Redis ahead of this SWEEP (one connection, in order), which would count them missed.
+    this.parts.link.catchUp?.();
     const [due, count, bytes] = await this.script<[Array<[string, string, string, string?]>, number, number]>(SWEEP, [
       this.prefix, Date.now(), SWEEP_BATCH, this.delivery.max_attempts, this.delivery.ttl * 1000,
     ]).catch((err: unknown) => {
