@@ -10,7 +10,7 @@ import { isErrorCode } from '../src/protocol/errors.js';
 import { getJson, member, type Frame, type TestClient } from './helpers/client.js';
 import { untilTrue } from './helpers/messaging.js';
 import { announceSkip, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
-import { startProcess, testConfig, type ServerProcess } from './helpers/server.js';
+import { startInProcess, startProcess, testConfig, type ServerProcess } from './helpers/server.js';
 
 const skip = announceSkip('cluster-faults.test');
 type Member = TestClient & { welcome: Frame };
@@ -204,6 +204,44 @@ describe('connecting to Redis: late, with a password, over TLS', { skip }, () =>
     } finally {
       for (const client of clients) client.close();
       await Promise.all([...nodes, wrong].map((node) => node.stop()));
+      await redis.stop();
+    }
+  });
+});
+
+describe('the embedding API of a node whose Redis goes away', { skip }, () => {
+  test('a pub through a processor while Redis is down gets E_CLUSTER_UNAVAILABLE, as any pub does, never an ack', async () => {
+    const redis = await startPrivateRedis();
+    const node = await startInProcess(nodeConfig(redis.url));
+    try {
+      node.registerProcessor('checked', (m) => ({ ...m, data: { ...(m.data as object), checked: true } }));
+      const publisher = await member(node.port, 'processed-pub', ['room']);
+      await sleep(200); // the shard learns the processed types
+      await redis.kill();
+      await untilTrue('the node to see Redis down', async () => (await getJson(node.port, '/health')).body.status === 'degraded');
+      for (const [ref, data] of [['plain', { n: 1 }], ['processed', { type: 'checked', n: 2 }]] as const) {
+        publisher.send({ op: 'pub', group: 'room', data, ref });
+        const answer = await publisher.next((f) => f.ref === ref && (f.op === 'ack' || f.op === 'err'));
+        assert.deepEqual([answer.op, answer.code], ['err', 'E_CLUSTER_UNAVAILABLE'], ref);
+      }
+      publisher.close();
+    } finally {
+      await node.close();
+      await redis.stop();
+    }
+  });
+
+  test('close() with Redis frozen (SIGSTOP) takes about a second, not command timeouts: the goodbye is bounded', async () => {
+    const redis = await startPrivateRedis();
+    const node = await startInProcess(testConfig({ websocket: { server: { shards: 1 } }, cluster: { redis_url: redis.url, command_timeout: 5 } }));
+    process.kill(redis.pid!, 'SIGSTOP');
+    try {
+      const started = Date.now();
+      await node.close();
+      const took = Date.now() - started;
+      assert.ok(took < 4000, `close() took ${took} ms`);
+    } finally {
+      process.kill(redis.pid!, 'SIGCONT');
       await redis.stop();
     }
   });

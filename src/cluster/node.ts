@@ -37,7 +37,7 @@ import { ClusterMessaging } from './messaging.js';
 import { ClusterPresence, LocalPresence } from './presence.js';
 import { ClusterPubs } from './pubs.js';
 import { connectionCapRefusal } from '../broker/presence.js';
-import { RedisLink, timedOut } from './redis.js';
+import { atMost, RedisLink, timedOut } from './redis.js';
 import { PUMP_GROUP, ROUTE_ANY } from './route-any-script.js';
 import { ScriptRunner } from './script-runner.js';
 import { ACK, DEAD_ON_ARRIVAL, RECLAIM, STORE, SWEEP } from './scripts.js';
@@ -67,6 +67,9 @@ export interface ClusterNodeOptions {
  * timed out is never run (a send stored after a freeze would not be).
  */
 const STORE_SCRIPTS = [STORE, ROUTE_USER, ROUTE_ANY, PUMP_GROUP, CONNECT, PUMP, ACK, SWEEP, DEAD_ON_ARRIVAL, RECLAIM];
+
+/** What a node's stop gives Redis for its goodbye (leaving the cluster, QUIT). */
+const FAREWELL_MS = 1000;
 
 export class ClusterNode {
   readonly node: string;
@@ -177,9 +180,12 @@ export class ClusterNode {
     this.intake.stop();
     this.options.link.stop();
     this.groups.stop();
-    // Forgotten at once rather than after presence_ttl: this node's users are gone now.
-    if (this.up) await this.clusterPresence.leaveCluster().catch(() => {});
-    await this.redis.stop();
+    // Forgotten at once rather than after presence_ttl: this node's users are gone now. A
+    // farewell, not a duty (the others forget it after presence_ttl anyway): a frozen Redis
+    // holds the stop FAREWELL_MS at most, not command timeouts (past shutdown_timeout: SIGKILL).
+    const deadline = Date.now() + FAREWELL_MS;
+    if (this.up) await atMost(this.clusterPresence.leaveCluster(), FAREWELL_MS);
+    await this.redis.stop(Math.max(0, deadline - Date.now()));
   }
 
   depth(): { stored: number; inflight: number } {
@@ -302,7 +308,9 @@ export class ClusterNode {
         }
         case ToBroker.CLUSTER_PUB: {
           const [group, frame] = f as [string, Uint8Array];
-          return this.pubs.publishOut(group, frame);
+          // Its publisher was answered by its shard, which checked Redis was up; lost here, it is counted.
+          this.pubs.publishOut(group, frame);
+          return;
         }
         case ToBroker.ADMIN: {
           const [requestId, method, path] = f as [number, string, string];

@@ -64,7 +64,10 @@ export class ClusterPubs {
       if (rule !== null) return history.publish(rule, id, from, group, dataJson, p, ts, reply);
       const frame = encodeGroupMsgJson(id, from, group, dataJson, p, ts);
       this.parts.link.groupPub(group, frame, receivedAt);
-      this.publishOut(group, Buffer.from(frame));
+      // As the shard answers a pub it cannot hand on (dispatch.ts): never an ack for what the other nodes will not get.
+      const refused = this.publishOut(group, Buffer.from(frame));
+      if (refused === 'down') return reply.fail('E_CLUSTER_UNAVAILABLE', 'Redis is unreachable: delivered to the members on this node only');
+      if (refused === 'busy') return reply.fail('E_OVERLOADED', `${MAX_PUBLISHES_IN_FLIGHT} publishes are waiting for Redis: delivered to the members on this node only; retry shortly`);
       reply.ok(id);
     };
     if (!processors.has(type)) return send(data, pri);
@@ -74,12 +77,17 @@ export class ClusterPubs {
     processors.run(type, incoming, { pass: send, drop: () => reply.ok(id), fail: failed, abandon: (reason) => reply.fail('E_CLUSTER_UNAVAILABLE', reason) });
   }
 
-  /** A pub already delivered to this node's members (CLUSTER_PUB, or `publish`): to the other nodes. */
-  publishOut(group: string, frame: Uint8Array): void {
+  /**
+   * A pub already delivered to this node's members (CLUSTER_PUB, or `publish`): to the other
+   * nodes. Null once handed to Redis; else why not (counted lost): Redis is down, or too many
+   * publishes wait for it.
+   */
+  publishOut(group: string, frame: Uint8Array): 'down' | 'busy' | null {
     const { stats } = this.parts;
-    if (!this.parts.up() || this.publishesInFlight >= MAX_PUBLISHES_IN_FLIGHT) {
+    const refused = !this.parts.up() ? 'down' : this.publishesInFlight >= MAX_PUBLISHES_IN_FLIGHT ? 'busy' : null;
+    if (refused !== null) {
       stats.cluster_pubs_lost++;
-      return;
+      return refused;
     }
     this.publishesInFlight++;
     this.parts.channels.publishGroup(group, frame).then(
@@ -92,5 +100,6 @@ export class ClusterPubs {
         stats.cluster_pubs_lost++;
       },
     );
+    return null;
   }
 }

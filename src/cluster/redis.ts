@@ -126,9 +126,12 @@ export class RedisLink {
     this.become('down');
   }
 
-  async stop(): Promise<void> {
+  /** Says goodbye (QUIT, after the replies pending) for at most `waitMs`, then drops the connections: a frozen Redis answers nothing. */
+  async stop(waitMs = Infinity): Promise<void> {
     this.stopped = true;
-    await Promise.all([this.commands, this.subscriber].map((client) => client.quit().catch(() => client.disconnect())));
+    const clients = [this.commands, this.subscriber];
+    await atMost(Promise.all(clients.map((client) => client.quit().catch(() => client.disconnect()))), waitMs);
+    for (const client of clients) if (client.status !== 'end') client.disconnect();
   }
 
   /** `ready`: one connection became ready (the other may still be connecting); otherwise one closed. */
@@ -151,4 +154,12 @@ export class RedisLink {
       this.options.onDown();
     }
   }
+}
+
+/** `promise`, or nothing once `ms` have passed (it goes on alone); never a rejection. */
+export async function atMost(promise: Promise<unknown>, ms: number): Promise<void> {
+  if (ms === Infinity) return void (await promise.catch(() => undefined));
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([promise.catch(() => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
 }
