@@ -92,6 +92,20 @@ describe('the dead-letter API on the nodes of a cluster', { skip, timeout: 180_0
     assert.equal((await adminJson(port(0), 'GET', '/admin/dlq', token)).body.count, 0);
   });
 
+  test('two nodes acting on one letter at once: one wins, the other gets 404 (a DELETE that lost says so, not purged)', async () => {
+    for (let round = 0; round < 4; round++) {
+      const requeued = await deadLetterFor(`race-a${round}`, round);
+      const twice = await Promise.all([0, 1].map((node) => adminJson(port(node), 'POST', `/admin/dlq/${requeued}/requeue`, token)));
+      assert.deepEqual(twice.map((a) => a.status).sort(), [200, 404], `round ${round}: two requeues`);
+      const raced = await deadLetterFor(`race-b${round}`, round);
+      const [purge, requeue] = await Promise.all([adminJson(port(0), 'DELETE', `/admin/dlq/${raced}`, token), adminJson(port(1), 'POST', `/admin/dlq/${raced}/requeue`, token)]);
+      assert.deepEqual([purge.status, requeue.status].sort(), [200, 404], `round ${round}: a delete and a requeue`);
+      const deleted = await deadLetterFor(`race-c${round}`, round);
+      const purges = await Promise.all([0, 1].map((node) => adminJson(port(node), 'DELETE', `/admin/dlq/${deleted}`, token)));
+      assert.deepEqual(purges.map((a) => a.status).sort(), [200, 404], `round ${round}: two deletes`);
+    }
+  });
+
   test('pages in id order with `next`; unknown ids are 404, bad encodings 400', async () => {
     const ids = [await deadLetterFor('p1', 1), await deadLetterFor('p2', 2), await deadLetterFor('p3', 3)].sort();
     const first = (await adminJson(port(0), 'GET', '/admin/dlq?limit=2', token)).body;

@@ -66,8 +66,9 @@ export async function answerDlqRequest(
     return await answer(method, path, store, requeue, maxBodyBytes, render);
   } catch (err) {
     if (err instanceof BadRequest) return httpError('bad_request', err.message);
-    // A requeue refused by a limit (409) or an unwritable store or unreachable Redis (503) says which, with its messaging code.
-    if (err instanceof OcsError) return httpError(UNAVAILABLE.has(err.code) ? 'unavailable' : 'conflict', `${err.code}: ${err.message}`);
+    // A requeue refused by a limit (409) or an unwritable store or unreachable Redis (503) says
+    // which, with its messaging code; a letter another node took meanwhile is not found (404).
+    if (err instanceof OcsError) return httpError(UNAVAILABLE.has(err.code) ? 'unavailable' : err.code === 'E_UNKNOWN_ID' ? 'not_found' : 'conflict', `${err.code}: ${err.message}`);
     return httpError('internal_error', (err as Error).message);
   }
 }

@@ -73,7 +73,8 @@ export class RedisDeadLetters implements DeadLetterStore {
   }
 
   async removeDead(id: string): Promise<boolean> {
-    await this.guard(this.scripts.run(REMOVE, [this.keys.prefix, id]));
+    // Read before, gone now: another node requeued or purged it meanwhile (the admin answers 404, not purged).
+    if ((await this.guard(this.scripts.run(REMOVE, [this.keys.prefix, id]))) === 0) throw new OcsError('E_UNKNOWN_ID', `no dead letter ${id} (requeued or purged meanwhile)`);
     return true;
   }
 
