@@ -13,9 +13,9 @@ import { shardsFor } from './util/cpus.js';
 import { startServer, type RunningServer } from './primary/server.js';
 import { createLogger, type Logger } from './util/logger.js';
 import { VERSION } from './version.js';
+import { OcsError } from './protocol/errors.js';
 
 export { ErrorCodes, CloseCodes, OcsError, type ErrorCode } from './protocol/errors.js';
-import { OcsError } from './protocol/errors.js';
 export { loadConfig } from './config/load.js';
 export type { Config } from './config/schema.js';
 export type { RunningServer, ClusterView } from './primary/server.js';

@@ -77,9 +77,9 @@ export class Processors {
     }
     if (typeof then !== 'function') return finish(out);
     this.running.add(outcome);
-    const settled = (then: () => void): void => {
+    const settled = (answer: () => void): void => {
       if (!this.running.delete(outcome)) return; // answered by stop() already
-      then();
+      answer();
     };
     Promise.resolve(out)
       .then(

@@ -22,7 +22,7 @@
 import { linkSync, readFileSync, realpathSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { Config } from '../config/schema.js';
 import { OcsError } from '../protocol/errors.js';
 import { processAlive, processIdentity } from '../store/leases.js';
@@ -50,12 +50,20 @@ export function portIdentity(config: Config): string {
   return `cluster ${url.protocol}//${url.host}${url.pathname} prefix ${JSON.stringify(key_prefix)}`;
 }
 
-/** The path with its symbolic links resolved (one store, whatever path names it); as given while it does not exist yet. */
+/**
+ * `path` (absolute) with its symbolic links resolved, so that one store has one identity whatever
+ * path names it: the deepest part that exists, resolved, then the rest as given, so that the
+ * identity is the same before the store's directory is made (a first start) and after (its reload).
+ */
 function realPath(path: string): string {
-  try {
-    return realpathSync.native(path);
-  } catch {
-    return path;
+  const rest: string[] = [];
+  for (let head = path; ; head = dirname(head)) {
+    try {
+      return join(realpathSync.native(head), ...rest.reverse());
+    } catch {
+      if (dirname(head) === head) return path;
+      rest.push(basename(head));
+    }
   }
 }
 
