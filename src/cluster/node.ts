@@ -223,7 +223,10 @@ export class ClusterNode {
   publish(group: string, data: unknown, options: { pri?: number; from?: string } = {}): string {
     const { pri, from, dataJson } = checkPublishArgs(group, data, options, SERVER_SENDER, (json) => this.intake.oversize(json));
     const id = this.ids.nextPubId();
-    const dropped = (code: ErrorCode, message: string): void => this.options.log.warn({ code, group }, `publish dropped: ${message}`);
+    const dropped = (code: ErrorCode, message: string): void => {
+      // Not logged per message while Redis is out: the outage is logged once, the pub counted lost (cluster_pubs_lost).
+      if (code !== 'E_CLUSTER_UNAVAILABLE' && code !== 'E_OVERLOADED') this.options.log.warn({ code, group }, `publish dropped: ${message}`);
+    };
     this.pubs.publish(id, from, group, dataJson, pri, typeOfData(data), { ok: () => {}, fail: dropped });
     return id;
   }
