@@ -17,7 +17,7 @@ import type { Entry } from './queues.js';
 export interface AckTimerHandlers {
   /** A scheduled send is due. */
   scheduled(entry: Entry): void;
-  /** Ack deadlines passed: whatever was received and not yet handled (their acks?) is handled first. */
+  /** Ack deadlines passed: what the shards wrote before now is read first (acks that came in time among it). */
   catchUp?(): void;
   /** A delivery's ack deadline passed. */
   unacknowledged(entry: Entry): void;
