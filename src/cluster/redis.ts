@@ -127,7 +127,7 @@ export class RedisLink {
   }
 
   /** Says goodbye (QUIT, after the replies pending) for at most `waitMs`, then drops the connections: a frozen Redis answers nothing. */
-  async stop(waitMs = Infinity): Promise<void> {
+  async stop(waitMs: number): Promise<void> {
     this.stopped = true;
     const clients = [this.commands, this.subscriber];
     await atMost(Promise.all(clients.map((client) => client.quit().catch(() => client.disconnect()))), waitMs);
@@ -158,7 +158,6 @@ export class RedisLink {
 
 /** `promise`, or nothing once `ms` have passed (it goes on alone); never a rejection. */
 export async function atMost(promise: Promise<unknown>, ms: number): Promise<void> {
-  if (ms === Infinity) return void (await promise.catch(() => undefined));
   let timer: NodeJS.Timeout | undefined;
   await Promise.race([promise.catch(() => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
   clearTimeout(timer);
