@@ -221,3 +221,40 @@ describe('broker: processors and the embedding API when the server stops', () =>
     }
   });
 });
+
+describe('broker: a processor that does not answer in time', () => {
+  test('is failed after delivery.processor_timeout: the message is dead-lettered with the reason, the sender answered; a late answer is ignored', async () => {
+    const t = await startBroker({ delivery: { processor_timeout: 0.2 } });
+    try {
+      let answerLate: (m: ProcessorMessage) => void = () => {};
+      t.broker.registerProcessor('slow', (m) => new Promise<ProcessorMessage>((resolve) => (answerLate = () => resolve(m))));
+      t.link.online(1, 'bob-1', 'bob');
+      t.link.send(0, 'alice-1', 'alice', 'bob', { type: 'slow' }, { ref: 'slow' });
+      const ack = await t.link.answerTo('slow');
+      assert.ok(ack.op === 'senderAck');
+      const letter = t.store.getDead(ack.id);
+      assert.ok(letter, 'stored in the dead-letter queue before the ack');
+      assert.equal(letter.reason, 'processor for type "slow" did not answer within 0.2 s (delivery.processor_timeout)');
+      answerLate({ kind: 'send', from: 'alice', to: 'bob', data: { type: 'slow' }, pri: 1 });
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.equal(t.link.all('deliverToUser', (c) => c.frame.includes('"slow"')).length, 0, 'not delivered after all');
+      assert.equal(t.broker.stats.dead_lettered, 1);
+    } finally {
+      await t.close();
+    }
+  });
+
+  test('with processor_timeout 0 a processor may take as long as it likes', async () => {
+    const t = await startBroker({ delivery: { processor_timeout: 0 } });
+    let release: () => void = () => {};
+    t.broker.registerProcessor('patient', (m) => new Promise<ProcessorMessage>((resolve) => (release = () => resolve(m))));
+    t.link.online(1, 'bob-1', 'bob');
+    t.link.send(0, 'alice-1', 'alice', 'bob', { type: 'patient' }, { ref: 'patient' });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    release();
+    const ack = await t.link.answerTo('patient');
+    assert.ok(ack.op === 'senderAck');
+    assert.equal(t.broker.stats.dead_lettered, 0);
+    await t.close();
+  });
+});

@@ -96,7 +96,7 @@ export class Broker {
   private readonly queues: Queues;
   private readonly presence: Presence;
   private readonly timers: AckTimers;
-  private readonly processors = new Processors();
+  private readonly processors: Processors;
   private readonly ids: MessageIds;
   private readonly unsaved: UnsavedWrites;
   private readonly route: Delivery;
@@ -130,6 +130,7 @@ export class Broker {
   constructor(readonly options: BrokerOptions) {
     const { config, store, log, link } = options;
     this.delivery = config.websocket.delivery;
+    this.processors = new Processors(this.delivery.processor_timeout * 1000);
     this.store = store;
     this.link = link;
     this.ids = new MessageIds(options.instance);

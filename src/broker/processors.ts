@@ -1,7 +1,8 @@
 /**
  * Processors: application functions registered per `data.type` that see a `pub`, `send` or
  * `any` before it is routed, and may change it, drop it (null) or throw (the broker then
- * dead-letters it). Sync or async alike.
+ * dead-letters it). Sync or async alike; an async one that does not answer within its time
+ * limit is failed as if it had thrown, and its late answer ignored.
  */
 import { dataJsonOf } from './embedding-checks.js';
 import type { Incoming } from './ids.js';
@@ -21,8 +22,11 @@ export type Processor = (message: ProcessorMessage) => ProcessorMessage | null |
 
 export class Processors {
   private readonly byType = new Map<string, Processor>();
-  /** The outcomes of processors still running (a promise not yet settled): answered by stop() if never. */
-  private readonly running = new Set<ProcessorOutcome>();
+  /** The outcomes of processors still running (a promise not yet settled), with each one's time limit: answered by stop() if never. */
+  private readonly running = new Map<ProcessorOutcome, NodeJS.Timeout | null>();
+
+  /** `timeoutMs`: longest wait for an async processor's answer (delivery.processor_timeout); 0 = no limit. */
+  constructor(private readonly timeoutMs: number) {}
 
   register(type: string, processor: Processor): void {
     this.byType.set(type, processor);
@@ -76,29 +80,42 @@ export class Processors {
       return fail(err);
     }
     if (typeof then !== 'function') return finish(out);
-    this.running.add(outcome);
-    const settled = (answer: () => void): void => {
-      if (!this.running.delete(outcome)) return; // answered by stop() already
-      answer();
-    };
-    Promise.resolve(out)
-      .then(
-        (result) => settled(() => finish(result)),
-        (err: unknown) => settled(() => fail(err)),
-      )
-      // What the outcome's own work threw: never an unhandled rejection, which ends the process.
-      .catch((err: unknown) => {
+    // What the outcome's own work throws must not escape: from a timer or as an unhandled
+    // rejection it would end the process.
+    const guarded = (answer: () => void): void => {
+      try {
+        answer();
+      } catch (err) {
         try {
           outcome.fail(`${named} failed: ${describe(err)}`);
         } catch {
           // The sender cannot be answered either; the broker's own logs tell of the failure.
         }
-      });
+      }
+    };
+    const settled = (answer: () => void): void => {
+      const timer = this.running.get(outcome);
+      if (timer === undefined) return; // answered by stop() or the time limit already
+      if (timer !== null) clearTimeout(timer);
+      this.running.delete(outcome);
+      guarded(answer);
+    };
+    // Only an async processor gets a timer: a sync one has answered by now.
+    const limit = this.timeoutMs;
+    const late = (): void => settled(() => outcome.fail(`${named} did not answer within ${limit / 1000} s (delivery.processor_timeout)`));
+    this.running.set(outcome, limit > 0 ? setTimeout(late, limit) : null);
+    Promise.resolve(out).then(
+      (result) => settled(() => finish(result)),
+      (err: unknown) => settled(() => fail(err)),
+    );
   }
 
   /** The server stops: every processor still running gets its message refused, `reason` given (the sender waits no longer). */
   stop(reason: string): void {
-    for (const outcome of this.running) outcome.abandon(reason);
+    for (const [outcome, timer] of this.running) {
+      if (timer !== null) clearTimeout(timer);
+      outcome.abandon(reason);
+    }
     this.running.clear();
   }
 }

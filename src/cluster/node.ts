@@ -83,7 +83,7 @@ export class ClusterNode {
   private readonly intake: ClusterIntake;
   private readonly messaging: ClusterMessaging;
   private readonly pubs: ClusterPubs;
-  private readonly processors = new Processors();
+  private readonly processors: Processors;
   private readonly groups: ClusterGroups;
   private readonly history: ClusterHistory;
   private readonly deadLetters: RedisDeadLetters;
@@ -102,6 +102,7 @@ export class ClusterNode {
     const { config, instance, log } = options;
     this.node = instance;
     this.keys = new Keys(config.cluster.key_prefix);
+    this.processors = new Processors(config.websocket.delivery.processor_timeout * 1000);
     this.ids = new MessageIds(instance);
     this.redis = new RedisLink({ config: config.cluster, log, onUp: () => this.resync(true), onDown: () => this.down() });
     const commands = this.redis.commands;

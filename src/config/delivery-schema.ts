@@ -61,6 +61,12 @@ export const delivery = z
      * (and survive restarts) for nothing; over it the send gets E_BAD_FRAME.
      */
     max_schedule_ahead: seconds.positive().default(30 * 24 * 3600),
+    /**
+     * Seconds a processor (registerProcessor) may take to answer a message; past it the message
+     * is dead-lettered as if the processor had thrown, and its sender answered. 0 = no limit.
+     * Without one, a processor that never answers held its sender's answer until the server stopped.
+     */
+    processor_timeout: timerSeconds.default(30),
     /** `any` strategy for groups without their own and frames without `strategy`. */
     default_strategy: strategy.default('round_robin'),
     /** Per-group `any` strategy, e.g. {support: least_connections}. */
