@@ -62,7 +62,7 @@ describe('benchmarks (smoke)', { concurrency: 3 }, () => {
   it('bench:broadcast: every repetition of the baseline and the real server delivers everything, the summary has a median per figure, and --trace-gc counts collections', async () => {
     const report = await bench('broadcast.js', [
       ...['--targets', 'baseline,shards1', '--connections', '20', '--groups', '2', '--publishers', '2'],
-      ...['--rate', '50', '--duration', '1', '--warmup', '0.5', '--drain', '3', '--verify-every', '2', '--repeat', '2', '--trace-gc'],
+      ...['--rate', '50', '--duration', '1', '--warmup', '0.5', '--drain', '3', '--verify-every', '2', '--repeat', '2', '--trace-gc', '--noise-probe', '0.1'],
     ]);
     const repetitions = report.repetitions as Record<string, Record<string, unknown>>[];
     assert.equal(repetitions.length, 2);
@@ -93,7 +93,7 @@ describe('benchmarks (smoke)', { concurrency: 3 }, () => {
   it('bench:broadcast: metrics-off runs without histograms, scrape reads /metrics during the window, and both read the server\'s own window', async () => {
     const report = await bench('broadcast.js', [
       ...['--targets', 'shards1,metrics-off,scrape', '--connections', '20', '--groups', '2', '--publishers', '2'],
-      ...['--rate', '50', '--duration', '2.5', '--warmup', '0.5', '--drain', '3', '--repeat', '1'],
+      ...['--rate', '50', '--duration', '1.5', '--warmup', '0.5', '--drain', '3', '--repeat', '1', '--noise-probe', '0.1'],
     ]);
     const [rep] = report.repetitions as Record<string, { lostDeliveries: number; server?: { window: { available: boolean; reason?: string }; scrapes?: { count: number; failed: number } } }>[];
     for (const target of ['shards1', 'metrics-off', 'scrape']) assert.equal(rep![target]!.lostDeliveries, 0, target);
@@ -109,7 +109,7 @@ describe('benchmarks (smoke)', { concurrency: 3 }, () => {
   it('bench:broadcast: the -tls targets deliver everything over wss://, and shards1-tls has its ratios to baseline-tls', { skip: !HAVE_OPENSSL && 'no openssl command' }, async () => {
     const report = await bench('broadcast.js', [
       ...['--targets', 'baseline,baseline-tls,shards1-tls', '--connections', '20', '--groups', '2', '--publishers', '2'],
-      ...['--rate', '50', '--duration', '2.5', '--warmup', '0.5', '--drain', '3', '--repeat', '1'],
+      ...['--rate', '50', '--duration', '1.5', '--warmup', '0.5', '--drain', '3', '--repeat', '1', '--noise-probe', '0.1'],
     ]);
     const [rep] = report.repetitions as Record<string, { lostDeliveries: number }>[];
     for (const target of ['baseline-tls', 'shards1-tls']) assert.equal(rep![target]!.lostDeliveries, 0, target);

@@ -125,7 +125,7 @@ async function runTarget(name: TargetName, plan: BroadcastPlan, options: CliOpti
   }
   try {
     // Before the server starts: the probe must not compete with it.
-    const hostNoise = await measureHostNoise([pinning.serverCpu ?? '0', pinning.generatorCpu ?? '1']);
+    const hostNoise = options.noiseProbeS > 0 ? await measureHostNoise([pinning.serverCpu ?? '0', pinning.generatorCpu ?? '1'], options.noiseProbeS * 1000) : [];
     const gc = new GcTrace(Date.now());
     const server = await startServer(prepared.argv, options.traceGc ? { onLine: (line) => void gc.onLine(line) } : {});
     log(`[${name}] server pid ${server.pid} ready on port ${server.port}`);

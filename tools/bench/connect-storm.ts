@@ -49,8 +49,8 @@ interface Storm {
   ms: number;
 }
 
-/** Opens `CONNECTIONS` clients, CONCURRENCY at a time, each until its `joined`; then closes them all. */
-async function storm(target: PreparedTarget, port: number, pid: number): Promise<Storm> {
+/** Opens `CONNECTIONS` clients, CONCURRENCY at a time, each until its `joined`; then closes them all (and lets them go, when `settle`: another storm follows). */
+async function storm(target: PreparedTarget, port: number, pid: number, settle: boolean): Promise<Storm> {
   const clients: WsClient[] = [];
   let next = 0;
   const cpuBefore = processCpuSeconds(pid) ?? NaN;
@@ -81,7 +81,7 @@ async function storm(target: PreparedTarget, port: number, pid: number): Promise
     return { cpuUsPerConnection: round(cpuUs / CONNECTIONS), ms: Math.round(performance.now() - started) };
   } finally {
     for (const ws of clients) ws.close();
-    await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+    if (settle) await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
   }
 }
 
@@ -98,7 +98,7 @@ async function measure(name: TargetName): Promise<TargetResult> {
   try {
     const storms: Storm[] = [];
     for (let i = 0; i < STORMS; i++) {
-      storms.push(await storm(target, server.port, server.pid));
+      storms.push(await storm(target, server.port, server.pid, i < STORMS - 1));
       log(`${name} storm ${i + 1}: ${storms.at(-1)!.cpuUsPerConnection} µs CPU per connection, ${storms.at(-1)!.ms} ms`);
     }
     return { target: name, storms, cold: storms[0]!.cpuUsPerConnection, warm: spread(storms.slice(1).map((s) => s.cpuUsPerConnection)) };

@@ -19,6 +19,8 @@ export interface CliOptions extends BroadcastOptions {
   sched: boolean;
   /** Extra node options for every server, e.g. --cpu-prof (space-separated). */
   serverNodeArgs: string[];
+  /** Seconds each core is probed for the host's noise before each run; 0: not probed. */
+  noiseProbeS: number;
 }
 
 export const USAGE = `Usage: npm run bench:broadcast -- [options]
@@ -50,6 +52,8 @@ export const USAGE = `Usage: npm run bench:broadcast -- [options]
                     wss:// (a certificate made for the run), shards1-tls also compared with
                     baseline-tls (vsBaselineTls); shards2-by-shard: shards2 with
                     --placement by-shard for it alone
+  --noise-probe S   seconds a spinning process measures, on each core, the time the host takes
+                    away before each run (default 1; 0 skips it: no run is then called host-noisy)
   --json-out FILE   also write the JSON result to FILE
   --concurrency N   connections opened at once (default 200)
   --placement P     spread (default: where the kernel puts each connection) or by-shard (group g
@@ -76,6 +80,7 @@ export function parseCli(argv: string[]): CliOptions {
       concurrency: { type: 'string', default: '200' },
       'verify-every': { type: 'string', default: '1000' },
       placement: { type: 'string', default: 'spread' },
+      'noise-probe': { type: 'string', default: '1' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -106,6 +111,7 @@ export function parseCli(argv: string[]): CliOptions {
     traceGc: values['trace-gc']!,
     sched: values.sched!,
     serverNodeArgs: values['server-node-args']!.split(' ').filter(Boolean),
+    noiseProbeS: nonNegativeNumber('noise-probe', values['noise-probe']!),
   };
 }
 

@@ -22,15 +22,15 @@ export interface CoreNoise {
 
 const SPIN = `
 const { performance } = require('node:perf_hooks');
-const end = performance.now() + Number(process.argv[1]);
-let prev = performance.now(), lost = 0, max = 0;
+const start = performance.now(), end = start + Number(process.argv[1]);
+let prev = start, lost = 0, max = 0;
 for (;;) {
   const now = performance.now(), gap = now - prev;
   prev = now;
   if (gap > ${GAP_MS}) { lost += gap; if (gap > max) max = gap; }
   if (now >= end) break;
 }
-process.stdout.write(JSON.stringify({ lost, max }));
+process.stdout.write(JSON.stringify({ lost, max, elapsed: prev - start }));
 `;
 
 /** Spins `ms` on each of `cpus` at once (unpinned, one per CPU, without taskset). */
@@ -47,8 +47,9 @@ function spinOn(cpu: string, ms: number, pinned: boolean): Promise<CoreNoise> {
   return new Promise((resolve) => {
     child.on('close', () => {
       try {
-        const { lost, max } = JSON.parse(out) as { lost: number; max: number };
-        resolve({ cpu, lostPct: Math.round((lost / ms) * 1000) / 10, maxGapMs: Math.round(max * 100) / 100 });
+        // Over the time it really spun: a gap that ran past the end counts whole, and would make more than 100% of `ms`.
+        const { lost, max, elapsed } = JSON.parse(out) as { lost: number; max: number; elapsed: number };
+        resolve({ cpu, lostPct: Math.round((lost / elapsed) * 1000) / 10, maxGapMs: Math.round(max * 100) / 100 });
       } catch {
         resolve({ cpu, lostPct: NaN, maxGapMs: NaN });
       }
