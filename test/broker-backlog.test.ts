@@ -66,6 +66,37 @@ describe('a shard whose link to the broker is backed up', () => {
   });
 
   test('an ack deadline that passes meanwhile does not count as an attempt: the message comes again once the broker caught up, even with max_attempts 1', async () => {
+    await deadlineWhileBehind(server);
+  });
+
+  test('so on a cluster node: its SWEEP puts the deadline off while the node is behind', { skip: announceSkip('broker-backlog.test') }, async () => {
+    const redis = await startPrivateRedis();
+    const node = await startInProcess(
+      nodeConfig(redis.url, `behind${process.pid}:`, 1, {
+        websocket: {
+          server: { shards: 1, max_payload: 16_384 },
+          limits: { messages_per_second: 0 },
+          performance: { ring_bytes: 65_536, ring_overflow_bytes: 16_384 },
+          delivery: { ack_timeout: 0.5, max_attempts: 1 },
+        },
+      }),
+    );
+    try {
+      await deadlineWhileBehind(node);
+      assert.equal((await getJson(node.port, '/admin/dlq')).body.count, 0);
+    } finally {
+      await node.close();
+      await redis.stop();
+    }
+  });
+});
+
+/**
+ * An ack sent in time and refused (E_OVERLOADED) behind 3,000 others while the broker, this
+ * thread, is held past the message's deadline: the message must come again, not be dead-lettered.
+ */
+async function deadlineWhileBehind(server: RunningServer): Promise<void> {
+  {
     const sender = await member(server.port, 'sender');
     const recipient = await member(server.port, 'recipient');
     sender.send({ op: 'send', to: 'recipient', data: 'once', ref: 's' });
@@ -82,8 +113,8 @@ describe('a shard whose link to the broker is backed up', () => {
     await assert.rejects(recipient.next((f) => f.op === 'err' && f.id === message.id, 1500), 'the second ack is taken');
     sender.close();
     recipient.close();
-  });
-});
+  }
+}
 
 /**
  * The recipient acks in time, behind 12,000 other acks (about 2 MB: they fit the default 4 MiB

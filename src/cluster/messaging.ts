@@ -50,6 +50,8 @@ export interface MessagingParts {
   up(): boolean;
   /** A message this node stored or delivered falls due at `at` (epoch ms: its schedule, or its ack deadline): sweep then. */
   dueAt(at: number): void;
+  /** Whether a shard of this node holds records its ring had no room for yet: the SWEEP marks the node behind. */
+  behind(): boolean;
   /**
    * Where the commit (frame received -> stored in Redis) and ack (delivered, by any node ->
    * acknowledged here) latencies are recorded. The send latency is the recipient's shard's, from
@@ -63,6 +65,8 @@ export class ClusterMessaging {
   private readonly delivery: Config['websocket']['delivery'];
   private readonly prefix: string;
   private readonly here: LocalDelivery;
+  /** How long this node's mark that it is behind (P bh:NODE) lasts unless renewed by its next sweep. */
+  private readonly behindMarkMs: number;
   /** A rescan after a timed-out SWEEP is scheduled (one at a time). */
   private rescanDue = false;
   /** Users whose ack timed out, to pump once Redis answers (one follow-up for all). */
@@ -71,6 +75,9 @@ export class ClusterMessaging {
 
   constructor(private readonly parts: MessagingParts) {
     this.delivery = parts.config.websocket.delivery;
+    // Outlives the sweeps between two of this node's (another node's sweep may come first), and
+    // a node gone while behind: Redis forgets its mark.
+    this.behindMarkMs = Math.max(1000, 4 * parts.config.cluster.sweep_interval * 1000);
     this.prefix = parts.config.cluster.key_prefix;
     this.here = new LocalDelivery(parts.config, parts.local, parts.link);
     this.followUps = new TimeoutFollowUps({
@@ -372,8 +379,10 @@ export class ClusterMessaging {
     // Acks of this node's clients still unread in its rings go first: their ACK scripts then reach
     // Redis ahead of this SWEEP (one connection, in order), which would count them missed.
     this.parts.link.catchUp?.();
-    const [due, count, bytes] = await this.script<[Array<[string, string, string, string?]>, number, number]>(SWEEP, [
-      this.prefix, Date.now(), SWEEP_BATCH, this.delivery.max_attempts, this.delivery.ttl * 1000,
+    const { max_attempts, ttl, ack_timeout, backoff_multiplier, max_backoff } = this.delivery;
+    const [due, count, bytes] = await this.script<[Array<[string, string, string, string, number?]>, number, number]>(SWEEP, [
+      this.prefix, Date.now(), SWEEP_BATCH, max_attempts, ttl * 1000,
+      this.parts.node, this.parts.behind() ? this.behindMarkMs : 0, ack_timeout * 1000, backoff_multiplier, max_backoff * 1000,
     ]).catch((err: unknown) => {
       if (timedOut(err) && !this.rescanDue) {
         this.rescanDue = true;
@@ -384,7 +393,12 @@ export class ClusterMessaging {
     stats.stored = count;
     stats.stored_bytes = bytes;
     this.inflight(); // forgets the deliveries past their deadline
-    for (const [id, action, target, freed] of due) {
+    for (const [id, action, target, freed, deadline] of due) {
+      // Held on a node that is behind: its deadline was put off, and this node sweeps then.
+      if (action === 'later') {
+        this.parts.dueAt(deadline!);
+        continue;
+      }
       // An `any` past its deadline left its holder's window, where messages of its own wait.
       if (freed) this.pump(freed);
       if (action === 'route') this.route(id, target);

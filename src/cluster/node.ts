@@ -59,6 +59,8 @@ export interface ClusterNodeOptions {
   storeHealthChanged(health: Readonly<StoreHealth>): void;
   /** Where the send, ack and commit latencies of stored messages are recorded (as the LMDB broker does). */
   latency?: LatencyRecorder;
+  /** Whether a shard of this node holds records its ring to the node had no room for yet: its ack deadlines are then put off (SWEEP). */
+  behind?: () => boolean;
 }
 
 /**
@@ -130,7 +132,8 @@ export class ClusterNode {
       dueAt: (at: number) => this.sweeps.at(at),
       ...(options.latency ? { latency: options.latency } : {}),
     };
-    this.messaging = new ClusterMessaging({ ...shared, node: this.node, channels: this.channels, presence: this.clusterPresence, local: this.local });
+    const behind = options.behind ?? (() => false);
+    this.messaging = new ClusterMessaging({ ...shared, node: this.node, channels: this.channels, presence: this.clusterPresence, local: this.local, behind });
     this.intake = new ClusterIntake({ ...shared, ids: this.ids, processors: this.processors, route: (id, target, receivedAt) => this.messaging.route(id, target, receivedAt), pump: (user) => this.messaging.pump(user) });
     this.pubs = new ClusterPubs({ link: options.link, channels: this.channels, history: this.history, processors: this.processors, intake: this.intake, stats: this.stats_, up: () => this.up });
     this.members = new ClusterMembers({

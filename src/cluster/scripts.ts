@@ -5,6 +5,7 @@
  *
  *   P seq            INCR: acceptance sequence (the order within a priority)
  *   P m:ID           HASH: target from group data pri ts at attempts strategy state holder bytes seq
+ *                    dt (claimed at) ex (the dt whose attempt SWEEP gave back)
  *                    state: s scheduled, w waiting for a recipient, f in flight (awaiting its ack)
  *   P q:TARGET       ZSET id -> (3 - pri) * 1e13 + seq: delivery order per recipient (u:USER, g:GROUP)
  *   P qw:GROUP       ZSET: the group's `any` messages in state w, scored as in q:g:GROUP, so that
@@ -24,6 +25,7 @@
  *   P strategies     HASH group -> `any` strategy set by setGroupLoadBalanceStrategy
  *   P dlq, d:ID      ZSET of dead letter ids (all scored 0: listed in id order, BYLEX, as the
  *                    LMDB store lists them), and HASH: the dead letter (the message, reason, failedAt)
+ *   P bh:NODE        set, with a time to live, while the node is behind on its rings (SWEEP)
  *   P nodes          ZSET node -> last heartbeat; P pu:USER, pg:GROUP, nk:NODE: presence.ts;
  *                    P pc:GROUP and the scripts that change members: presence-scripts.ts
  *
@@ -248,13 +250,38 @@ return {f[5] or '0', math.min(1, redis.call('EXISTS', P..'wb:'..user, P..'wg:'..
  * Messages whose time came: a scheduled one becomes waiting (route it), one in flight past its
  * ack deadline waits again (route it) or, after max_attempts, is dead-lettered, and one that
  * waited delivery.ttl is dead-lettered. One script, so two nodes sweeping at once never take
- * the same message. ARGV: P now limit maxAttempts ttlMs
- * -> {{id, action(route|dead|expired), target, freed}..., count, bytes}; freed: the member whose
- *    window an \`any\` it held left, when messages wait for room there (P wb:, wg:), or the user
- *    whose own message left its window to wait again, when its groups' do (P wg:): PUMP it; else ''
+ * the same message.
+ *
+ * A node whose shards hold records not yet in their rings (acks among them, perhaps) marks
+ * itself behind (P bh:NODE, for behindMs; deleted once it is not): a deadline of a message held
+ * on such a node is not counted as missed. It waits as long again, with its attempt given back,
+ * as on one process (broker.ts, behind). A node of an older version passes no NODE: no mark.
+ * ARGV: P now limit maxAttempts ttlMs [NODE behindMs ackMs mult maxMs]
+ * -> {{id, action(route|dead|expired|later), target, freed, deadline(later)}..., count, bytes};
+ *    freed: the member whose window an \`any\` it held left, when messages wait for room there
+ *    (P wb:, wg:), or the user whose own message left its window to wait again, when its groups'
+ *    do (P wg:): PUMP it; else ''
  */
 export const SWEEP = `${PRELUDE}
 local now, limit, maxAttempts, ttl = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local node, behindMs, ackMs, mult, maxMs = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+if node then
+  if behindMs > 0 then redis.call('SET', P..'bh:'..node, 1, 'PX', behindMs) else redis.call('DEL', P..'bh:'..node) end
+end
+-- Whether a node where the message is held is behind: a user's message is held by each of the
+-- user's connections, an \`any\` by its holder's.
+local function heldBehind(target, holder)
+  local user = holder
+  if user == '' then
+    if string.sub(target, 1, 2) ~= 'u:' then return false end
+    user = string.sub(target, 3)
+  end
+  local presence = redis.call('HGETALL', P..'pu:'..user)
+  for i = 1, #presence, 2 do
+    if tonumber(presence[i + 1]) > 0 and redis.call('EXISTS', P..'bh:'..presence[i]) == 1 then return true end
+  end
+  return false
+end
 local out = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', P..'due', '-inf', now, 'LIMIT', 0, limit)) do
   local m = P..'m:'..id
@@ -263,6 +290,18 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', P..'due', '-inf', now, 'LIMIT', 
   local freed = ''
   if not state then
     redis.call('ZREM', P..'due', id)
+  elseif state == 'f' and node and heldBehind(f[4], f[3]) then
+    -- One attempt given back per delivery (its dt), however often its deadline is put off.
+    local e = redis.call('HMGET', m, 'dt', 'ex')
+    local attempts = tonumber(f[2])
+    if e[1] ~= e[2] then
+      redis.call('HSET', m, 'attempts', attempts - 1, 'ex', e[1])
+    else
+      attempts = attempts + 1
+    end
+    local deadline = math.ceil(now + backoff(attempts, ackMs, mult, maxMs))
+    redis.call('ZADD', P..'due', deadline, id)
+    out[#out + 1] = {id, 'later', f[4], '', deadline}
   elseif state == 'w' then
     deadletter(id, 'expired: waited '..(ttl / 1000)..' s for a recipient (delivery.ttl)', now)
     out[#out + 1] = {id, 'expired', f[4]}

@@ -27,7 +27,9 @@ export interface MessagingParts {
   storeHealthChanged: NonNullable<BrokerOptions['storeHealthChanged']>;
   latency?: BrokerOptions['latency'];
   renderDeadLetters?: BrokerOptions['renderDeadLetters'];
+  /** Whether a shard holds records for the broker that its ring had no room for yet (acks among them, perhaps). */
   behind?: BrokerOptions['behind'];
+  shards: number;
   /** Another process took the store's lease while this one held it: this one must stop. */
   leaseLost(): void;
 }
@@ -57,6 +59,7 @@ export async function startMessaging(parts: MessagingParts): Promise<Messaging> 
       publishProcessorTypes,
       storeHealthChanged,
       ...(parts.latency ? { latency: parts.latency } : {}),
+      ...(parts.behind ? { behind: anyShard(parts.shards, parts.behind) } : {}),
     });
     await node.start();
     log.info({ node: node.node, redis: parts.clusterState.view()?.redis, prefix: config.cluster.key_prefix }, 'cluster: this process is a node');
@@ -101,5 +104,13 @@ export async function startMessaging(parts: MessagingParts): Promise<Messaging> 
       await ownership.release().catch((err: unknown) => log.error({ code: 'E_INTERNAL', err }, 'store lease: release failed; the next process takes the store once this one has exited'));
       await store.close();
     },
+  };
+}
+
+/** Whether `behind` holds for any of `shards` shards (a cluster node marks itself behind as a whole). */
+function anyShard(shards: number, behind: (shard: number) => boolean): () => boolean {
+  return () => {
+    for (let shard = 0; shard < shards; shard++) if (behind(shard)) return true;
+    return false;
   };
 }

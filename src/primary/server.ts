@@ -307,7 +307,8 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     storeHealthChanged: (health) => table.setStoreHealth(health),
     renderDeadLetters: (letters) => codec.renderDeadLetters(letters),
     // What each shard's writer published there (src/shard/overflow-gauges.ts).
-    behind: (shard) => table.linkState(shard, Link.TO_BROKER, 0).backlog_bytes > 0,
+    behind: (shard) => table.isUp(shard) && table.linkState(shard, Link.TO_BROKER, 0).backlog_bytes > 0,
+    shards,
     leaseLost: () => {
       stoppedItself = true;
       void shutdown(CloseCodes.SERVICE_RESTART, 'server restarting', drainMs);
