@@ -17,6 +17,20 @@ describe('per-IP connection limits', () => {
     assert.equal(limiter.admit('10.0.0.1', false, 1100), 'too_fast');
   });
 
+  test('a wall clock stepped back 10 minutes neither refuses the address for 10 minutes nor keeps it in the table', () => {
+    const limiter = new IpLimiter({ attemptsPerSecond: 10, burst: 3, maxUnauthenticated: 0, maxAddresses: 100 });
+    const t = 10_000_000;
+    for (let i = 0; i < 3; i++) assert.equal(limiter.admit('10.0.0.1', false, t), 'ok');
+    const stepped = t - 600_000;
+    assert.equal(limiter.admit('10.0.0.1', false, stepped), 'too_fast', 'nothing refilled by the step');
+    assert.equal(limiter.admit('10.0.0.1', false, stepped + 100), 'ok', '100 ms after the step: one attempt');
+    assert.equal(limiter.admit('10.0.0.1', false, stepped + 100), 'too_fast');
+    limiter.sweep(stepped + 300);
+    assert.equal(limiter.tracked, 1, 'not refilled yet');
+    limiter.sweep(stepped + 400);
+    assert.equal(limiter.tracked, 0, 'refilled and forgotten');
+  });
+
   test('unauthenticated sockets per address are capped until they authenticate or close', () => {
     const limiter = new IpLimiter({ attemptsPerSecond: 0, burst: 1, maxUnauthenticated: 2, maxAddresses: 100 });
     assert.equal(limiter.admit('a', true, 0), 'ok');

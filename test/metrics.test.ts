@@ -8,6 +8,7 @@ import { Alerts, type AlertInputs } from '../src/metrics/alerts.js';
 import type { JsHistogram } from 'hdr-histogram-js';
 import { inflateSync } from 'node:zlib';
 import * as hdr from 'hdr-histogram-js';
+import { epochMs, followWallClock } from '../src/metrics/clock.js';
 import fc from 'fast-check';
 import { addSparseCounts, encodeHistogram, newHistogram, summarizeSparse, type Histogram } from '../src/metrics/hdr.js';
 import { sparseCounts } from './helpers/hdr-reference.js';
@@ -373,5 +374,29 @@ describe('the interchange encoding (/stats/histograms)', () => {
       assert.deepEqual(summarize(hdr.decodeFromCompressedBase64(ours, 64, false)), { ...summarize(h), max });
     }
     assert.equal(encodeHistogram(newHistogram()), '', 'an empty histogram is nothing to send');
+  });
+});
+
+describe('the cross-thread clock (epochMs)', () => {
+  test('follows a step of the wall clock at the next followWallClock(), and ignores drift under 100 ms', () => {
+    const realNow = Date.now;
+    let offset = 0;
+    Date.now = () => realNow() + offset;
+    try {
+      const near = (ms: number): boolean => Math.abs(epochMs() - Date.now()) < ms;
+      assert.ok(near(5));
+      offset = -300_000; // stepped back 5 minutes
+      assert.ok(!near(1_000), 'the monotonic clock did not follow');
+      followWallClock();
+      assert.ok(near(5), `${epochMs() - Date.now()} ms off after following`);
+      offset += 50; // slewing-sized: not a step
+      const before = epochMs();
+      followWallClock();
+      assert.ok(Math.abs(epochMs() - before) < 5, 'unchanged');
+    } finally {
+      Date.now = realNow;
+      followWallClock();
+    }
+    assert.ok(Math.abs(epochMs() - Date.now()) < 5, 'back on the real clock');
   });
 });

@@ -75,6 +75,16 @@ describe('rate limiter (token bucket)', () => {
     assert.ok(limiter.take(conn, 100), '60 ms + 40 ms make the token');
   });
 
+  test('a wall clock stepped back 30 s refills nothing meanwhile, then the rate goes on from the new time (not 30 s of debt)', () => {
+    const limiter = new RateLimiter(10, 5);
+    const conn = fresh(5);
+    for (let i = 0; i < 5; i++) limiter.take(conn, 1_000_000);
+    const stepped = 1_000_000 - 30_000;
+    assert.equal(limiter.take(conn, stepped), false, 'still empty: nothing refilled');
+    assert.ok(limiter.take(conn, stepped + 100), '100 ms after the step: one token');
+    assert.ok(limiter.take(conn, stepped + 1_000) && limiter.take(conn, stepped + 1_000));
+  });
+
   test('a long silence refills to the burst, no further', () => {
     const limiter = new RateLimiter(10, 5);
     const conn = fresh(5);

@@ -7,7 +7,7 @@
  */
 import { getHeapStatistics } from 'node:v8';
 import { performance } from 'node:perf_hooks';
-import { epochMs } from './clock.js';
+import { epochMs, followWallClock } from './clock.js';
 import { BucketCounts } from './bucket-counts.js';
 import { clampUs, EMPTY_SUMMARY, summarizeSparse } from './hdr.js';
 import { IntervalCounts } from './interval-counts.js';
@@ -86,6 +86,7 @@ export class ThreadMetrics implements LatencyRecorder {
 
   /** The interval's figures; the interval histograms start over. */
   report(thread: number): ThreadReport {
+    followWallClock();
     const histograms: number[][] = [];
     const intervalSummaries = [];
     const totalSummaries = [];

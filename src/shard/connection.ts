@@ -128,7 +128,10 @@ export class RateLimiter {
 
   take(conn: Connection, now: number): boolean {
     if (this.rate === 0) return true;
-    let tokens = conn.tokens + (now - conn.refilledAt) * this.perMs;
+    // Wall-clock time: stepped back (NTP, a restored VM), it would put the bucket in debt for the
+    // length of the step and refuse every frame, acks included, until then; it refills nothing instead.
+    const elapsed = now - conn.refilledAt;
+    let tokens = elapsed > 0 ? conn.tokens + elapsed * this.perMs : conn.tokens;
     if (tokens > this.burst) tokens = this.burst;
     conn.refilledAt = now;
     if (tokens < 1) {

@@ -68,7 +68,7 @@ export class IpLimiter {
       this.entries.set(ip, entry);
     }
     if (attemptsPerSecond > 0) {
-      entry.tokens = Math.min(burst, entry.tokens + (now - entry.refilledAt) * this.perMs);
+      entry.tokens = Math.min(burst, entry.tokens + this.elapsed(entry, now) * this.perMs);
       entry.refilledAt = now;
       if (entry.tokens < 1) return 'too_fast';
       entry.tokens -= 1;
@@ -86,12 +86,23 @@ export class IpLimiter {
     if (entry !== undefined && entry.unauthenticated > 0) entry.unauthenticated--;
   }
 
+  /**
+   * Ms since `entry` was refilled. The wall clock may step back (NTP, a restored VM): the time
+   * since then counts from now, rather than putting the address in debt (429 for every attempt)
+   * for the length of the step.
+   */
+  private elapsed(entry: Entry, now: number): number {
+    if (now >= entry.refilledAt) return now - entry.refilledAt;
+    entry.refilledAt = now;
+    return 0;
+  }
+
   /** Forgets addresses with a full bucket and no unauthenticated socket; returns how many. */
   sweep(now: number): number {
     const { attemptsPerSecond, burst } = this.options;
     let removed = 0;
     for (const [ip, entry] of this.entries) {
-      const refilled = attemptsPerSecond === 0 || entry.tokens + (now - entry.refilledAt) * this.perMs >= burst;
+      const refilled = attemptsPerSecond === 0 || entry.tokens + this.elapsed(entry, now) * this.perMs >= burst;
       if (refilled && entry.unauthenticated === 0) {
         this.entries.delete(ip);
         removed++;
