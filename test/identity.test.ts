@@ -5,7 +5,6 @@
  * of the same user extends it. Pipelined frames are sent in one TCP write (test/helpers/raw-ws).
  */
 import assert from 'node:assert/strict';
-import { pbkdf2, pbkdf2Sync } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { connect, type TestClient } from './helpers/client.js';
@@ -99,30 +98,6 @@ describe('a connection is one user, set once', () => {
   });
 });
 
-describe('the auth timeout and a token being verified', () => {
-  let server: RunningServer;
-  before(async () => {
-    server = await startInProcess({ websocket: { server: { shards: 1, auth_timeout: 1 }, auth: { secret: SECRET, allow_anonymous: false } } });
-  });
-  after(() => server.close());
-
-  test('a connection whose auth frame is still being verified is not closed by the auth timeout', { timeout: 60_000 }, async () => {
-    const client = await connect(server.port);
-    const frank = await token('frank'); // signing needs the thread pool too
-    // Token checks run on libuv's thread pool, shared by every thread of this process: keep
-    // it busy past auth_timeout so that the check of the auth frame waits in line.
-    const jobMs = 1500;
-    const iterations = Math.max(1000, Math.round((20_000 * jobMs) / Math.max(1, timeOf(() => pbkdf2Sync('p', 's', 20_000, 32, 'sha256')))));
-    const threads = Number(process.env.UV_THREADPOOL_SIZE) || 4;
-    const busy = Array.from({ length: threads }, () => new Promise((resolve) => pbkdf2('p', 's', iterations, 32, 'sha256', resolve)));
-    client.send({ op: 'auth', token: frank });
-    const welcome = await client.next((f) => f.op === 'welcome' || f.op === 'err', 30_000);
-    assert.equal(welcome.op, 'welcome', JSON.stringify(welcome));
-    await Promise.all(busy);
-    client.close();
-  });
-});
-
 describe('a token is checked for as long as the connection lives', () => {
   let server: RunningServer;
   before(async () => {
@@ -186,9 +161,3 @@ describe('a token is checked for as long as the connection lives', () => {
     assert.equal((await client.closed).code, 4001);
   });
 });
-
-function timeOf(work: () => void): number {
-  const started = performance.now();
-  work();
-  return performance.now() - started;
-}

@@ -1,10 +1,10 @@
 /**
- * Who a connection is: a JWT (HS256, `jose`) or, when the config allows it, an anonymous
+ * Who a connection is: a JWT (HS256, jwt.ts) or, when the config allows it, an anonymous
  * `?user=ID`. The token's `sub` is the user; its optional `groups` claim (names and
  * `prefix.*` patterns) limits which groups the user may join and publish to.
  */
 import { createHash } from 'node:crypto';
-import { jwtVerify, errors as joseErrors, type JWTVerifyOptions } from 'jose';
+import { verifyJwt, type JwtRules } from './jwt.js';
 import { MAX_WEIGHT } from '../config/delivery-schema.js';
 import type { Config } from '../config/schema.js';
 import { GROUP_PATTERN, NAME_PATTERN, SERVER_SENDER } from '../protocol/frames.js';
@@ -69,42 +69,34 @@ export function authMode(auth: Pick<Config['websocket']['auth'], 'secret' | 'all
 }
 
 export class Authenticator {
-  private readonly key: Uint8Array | null;
-  private readonly options: JWTVerifyOptions;
+  private readonly rules: JwtRules | null;
   private readonly maxLifetimeMs: number;
   private readonly clockToleranceMs: number;
   readonly allowAnonymous: boolean;
 
   constructor(auth: Config['websocket']['auth']) {
-    this.key = auth.secret === '' ? null : new TextEncoder().encode(auth.secret);
+    const key = auth.secret === '' ? null : new TextEncoder().encode(auth.secret);
+    this.rules = key && { key, issuer: auth.issuer, audience: auth.audience, requireExp: auth.require_exp, clockToleranceS: auth.clock_tolerance };
     this.allowAnonymous = auth.allow_anonymous;
     this.maxLifetimeMs = auth.max_lifetime > 0 ? auth.max_lifetime * 1000 : Infinity;
     this.clockToleranceMs = auth.clock_tolerance * 1000;
-    this.options = {
-      algorithms: ['HS256'],
-      clockTolerance: auth.clock_tolerance,
-      ...(auth.require_exp ? { requiredClaims: ['exp'] } : {}),
-      ...(auth.issuer ? { issuer: auth.issuer } : {}),
-      ...(auth.audience ? { audience: auth.audience } : {}),
-    };
   }
 
   /** Neither tokens nor anonymous ids are accepted (authMode 'closed'): every client is refused at its upgrade. */
   get acceptsNobody(): boolean {
-    return this.key === null && !this.allowAnonymous;
+    return this.rules === null && !this.allowAnonymous;
   }
 
-  async verify(token: string): Promise<IdentityResult> {
-    if (this.key === null) return { ok: false, reason: 'tokens are not accepted: no websocket.auth.secret is configured' };
-    let payload;
-    try {
-      ({ payload } = await jwtVerify(token, this.key, this.options));
-    } catch (err) {
-      if (err instanceof joseErrors.JWTExpired) return { ok: false, reason: 'token expired' };
-      if (err instanceof joseErrors.JWTClaimValidationFailed && err.claim === 'exp') return { ok: false, reason: 'token has no exp claim (websocket.auth.require_exp)' };
-      if (err instanceof joseErrors.JOSEError) return { ok: false, reason: `bad token: ${err.code}` };
-      return { ok: false, reason: 'bad token' };
+  /** Synchronous (jwt.ts says why). */
+  verify(token: string): IdentityResult {
+    if (this.rules === null) return { ok: false, reason: 'tokens are not accepted: no websocket.auth.secret is configured' };
+    const checked = verifyJwt(token, this.rules);
+    if (!checked.ok) {
+      if (checked.failure === 'expired') return { ok: false, reason: 'token expired' };
+      if (checked.failure === 'no_exp') return { ok: false, reason: 'token has no exp claim (websocket.auth.require_exp)' };
+      return { ok: false, reason: `bad token: ${checked.failure}` };
     }
+    const payload = checked.claims as { sub?: unknown; exp?: unknown; weight?: unknown; groups?: unknown };
     const user = payload.sub;
     if (typeof user !== 'string' || !NAME_PATTERN.test(user)) return { ok: false, reason: 'token sub is missing or not a valid user id' };
     if (user.startsWith(ANONYMOUS_PREFIX)) return { ok: false, reason: `token sub may not start with ${ANONYMOUS_PREFIX} (reserved for anonymous users)` };
@@ -128,7 +120,7 @@ export class Authenticator {
   /** `?user=ID`: the id as given while no secret is set, `anon:ID` when tokens can be verified too. */
   anonymous(user: string): IdentityResult {
     if (!this.allowAnonymous) return { ok: false, reason: 'anonymous connections are disabled: send a token' };
-    const id = this.key === null || user.startsWith(ANONYMOUS_PREFIX) ? user : ANONYMOUS_PREFIX + user;
+    const id = this.rules === null || user.startsWith(ANONYMOUS_PREFIX) ? user : ANONYMOUS_PREFIX + user;
     if (!NAME_PATTERN.test(id)) return { ok: false, reason: 'user must match ' + NAME_PATTERN.source };
     if (id === SERVER_SENDER) return { ok: false, reason: `user may not be ${SERVER_SENDER} (the sender of the server's own messages)` };
     return { ok: true, identity: { user: id, groups: null, weight: 0, expiresAt: Infinity, tokenKey: null } };

@@ -9,7 +9,7 @@
  * verdict (dispatch.ts), and a later `auth` frame may only extend the same user's expiry.
  */
 import { ClientAddresses } from './client-address.js';
-import type { Authenticator, Identity } from '../auth/identity.js';
+import type { Authenticator, Identity, IdentityResult } from '../auth/identity.js';
 import { CloseCodes, type ErrorCode } from '../protocol/errors.js';
 import { JSON_PROTOCOL } from '../protocol/json-codec.js';
 import { MSGPACK_PROTOCOL } from '../protocol/msgpack-codec.js';
@@ -123,26 +123,17 @@ export class Admission {
       refuse(res, '401 Unauthorized', 'E_UNAUTHORIZED', reason);
     };
     if (token) {
-      let answered = false;
-      res.onAborted(() => {
-        answered = true;
+      // Checked here and now: an upgrade made later, from a promise, is what uWS's cork() gets
+      // wrong now and then (src/auth/jwt.ts).
+      let result: IdentityResult;
+      try {
+        result = auth.verify(token);
+      } catch (err) {
+        this.broke(err);
         table.closeConnection(shard);
-      });
-      auth
-        .verify(token)
-        .then((result) => {
-          if (answered) return;
-          answered = true;
-          res.cork(() => (result.ok ? accept(result.identity) : reject(result.reason)));
-        })
-        .catch((err: unknown) => {
-          this.broke(err);
-          if (answered) return;
-          answered = true;
-          table.closeConnection(shard);
-          res.cork(() => refuse(res, '500 Internal Server Error', 'E_INTERNAL', 'the token could not be checked'));
-        });
-      return;
+        return refuse(res, '500 Internal Server Error', 'E_INTERNAL', 'the token could not be checked');
+      }
+      return result.ok ? accept(result.identity) : reject(result.reason);
     }
     if (user !== null) {
       const result = auth.anonymous(user);
@@ -153,7 +144,7 @@ export class Admission {
 
   /**
    * Registers the socket and, when its identity is known, announces it. One that waits for its
-   * `auth` frame is closed by the sweep at `expiresAt` (auth_timeout) unless a check is running.
+   * `auth` frame is closed by the sweep at `expiresAt` (auth_timeout).
    */
   open(ws: Socket): void {
     const conn = connOf(ws);
@@ -198,8 +189,6 @@ export class Admission {
    * token closes the connection. Frames behind it are handled meanwhile, as the user it is.
    */
   refresh(ws: Socket, conn: Connection, token: string, ref: string | undefined): void {
-    // One check at a time per connection, so that `auth` frames cannot pile up checks.
-    if (conn.verifying) return this.options.fail(ws, conn, 'E_RATE_LIMITED', 'a token check is already running on this connection', ref);
     this.check(ws, conn, token, ref, (identity) => {
       if (identity.user !== conn.user) {
         return this.options.fail(ws, conn, 'E_UNAUTHORIZED', `this connection is ${conn.user}'s; another user needs a connection of their own`, ref, true);
@@ -221,25 +210,17 @@ export class Admission {
   /** Checks `token` for this open connection: a bad one closes it with 4001, a check that breaks with 1011. */
   private check(ws: Socket, conn: Connection, token: string, ref: string | undefined, onIdentity: (identity: Identity) => void): void {
     const { fail } = this.options;
-    conn.verifying = true;
-    this.options.auth
-      .verify(token)
-      .then((result) => {
-        conn.verifying = false;
-        // The socket may have gone while the token was checked; uWS forbids touching it then.
-        if (conn.closed) return;
-        ws.cork(() => (result.ok ? onIdentity(result.identity) : fail(ws, conn, 'E_UNAUTHORIZED', result.reason, ref, true)));
-      })
-      .catch((err: unknown) => {
-        conn.verifying = false;
-        this.broke(err);
-        // Counted even when the socket is gone; fail() then leaves it alone.
-        if (conn.closed) return fail(ws, conn, 'E_INTERNAL', 'the token could not be checked', ref);
-        ws.cork(() => {
-          fail(ws, conn, 'E_INTERNAL', 'the token could not be checked', ref);
-          if (!conn.closed) ws.end(CloseCodes.INTERNAL_ERROR, 'the token could not be checked');
-        });
-      });
+    let result: IdentityResult;
+    try {
+      result = this.options.auth.verify(token);
+    } catch (err) {
+      this.broke(err);
+      fail(ws, conn, 'E_INTERNAL', 'the token could not be checked', ref);
+      if (!conn.closed) ws.end(CloseCodes.INTERNAL_ERROR, 'the token could not be checked');
+      return;
+    }
+    if (result.ok) onIdentity(result.identity);
+    else fail(ws, conn, 'E_UNAUTHORIZED', result.reason, ref, true);
   }
 
   /** A token check that threw (a bug, not a bad token): logged; the caller fails that one connection. */

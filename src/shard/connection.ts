@@ -34,8 +34,6 @@ export interface Connection {
   expiresAt: number;
   /** Which token set `expiresAt` under `max_lifetime` (Identity.tokenKey): the same one again does not move it. */
   tokenKey: string | null;
-  /** The token of an `auth` frame is being checked (the sweep waits for the verdict). */
-  verifying: boolean;
   /** Frames are handled as they arrive; until the `welcome` was sent they wait in `held`, in order. */
   ready: boolean;
   /** Frames that arrived while not ready (copies: uWS's buffers die with its callback). */
@@ -103,7 +101,6 @@ export function newConnection(sid: string, user: string | null, allowed: GroupMa
     closed: false,
     expiresAt,
     tokenKey: null,
-    verifying: false,
     ready: false,
     held: null,
     heldBytes: 0,

@@ -161,12 +161,12 @@ export class Dispatcher {
 
   /**
    * A frame before the connection is ready. The first frame of a connection that came without
-   * identity is its `auth`, handled at once; any other frame waits (bounded) until resume():
-   * for the token check, then for the broker's `welcome`, always a connection's first frame.
+   * identity is its `auth`, handled at once; any other frame waits (bounded) until resume(),
+   * for the broker's `welcome`, always a connection's first frame.
    */
   private early(ws: Socket, conn: Connection, message: ArrayBuffer, isBinary: boolean, receivedAt: number, now: number): void {
     // Decoded here whatever its size: a connection's first frames are few.
-    if (conn.user === null && !conn.verifying) return this.frame(ws, conn, message, isBinary, receivedAt, now);
+    if (conn.user === null) return this.frame(ws, conn, message, isBinary, receivedAt, now);
     const held = conn.held ?? (conn.held = []);
     const maxBytes = this.limits.maxPayload;
     if (held.length >= MAX_HELD_FRAMES || conn.heldBytes + message.byteLength > maxBytes) {

@@ -45,15 +45,14 @@ export type VerdictValue = (typeof Verdict)[keyof typeof Verdict];
  * pings showed as a latency spike.
  */
 export function judge(
-  conn: Pick<Connection, 'lastSeen' | 'nextPingAt' | 'expiresAt' | 'verifying'>,
+  conn: Pick<Connection, 'lastSeen' | 'nextPingAt' | 'expiresAt'>,
   buffered: number,
   now: number,
   policy: SweepPolicy,
   random: () => number = Math.random,
 ): VerdictValue {
   if (buffered > policy.maxBackpressure) return Verdict.SLOW;
-  // Past its deadline, unless an `auth` frame's token is being checked: its verdict decides.
-  if (now >= conn.expiresAt && !conn.verifying) return Verdict.EXPIRED;
+  if (now >= conn.expiresAt) return Verdict.EXPIRED;
   if (policy.idleMs > 0 && now - conn.lastSeen > policy.idleMs) return Verdict.IDLE;
   if (policy.pingMs > 0 && now >= conn.nextPingAt) {
     const first = conn.nextPingAt === 0;
