@@ -5,7 +5,7 @@
  *
  *   P seq            INCR: acceptance sequence (the order within a priority)
  *   P m:ID           HASH: target from group data pri ts at attempts strategy state holder bytes seq
- *                    dt (claimed at) ex (the dt whose attempt SWEEP gave back)
+ *                    dt (claimed at) ex (the dt whose attempt was given back) gb (SWEEP's give-backs)
  *                    state: s scheduled, w waiting for a recipient, f in flight (awaiting its ack)
  *   P q:TARGET       ZSET id -> (3 - pri) * 1e13 + seq: delivery order per recipient (u:USER, g:GROUP)
  *   P qw:GROUP       ZSET: the group's `any` messages in state w, scored as in q:g:GROUP, so that
@@ -97,6 +97,17 @@ local function deadletter(id, reason, now)
 end
 local function backoff(attempts, ackMs, mult, maxMs)
   return math.min(ackMs * (mult ^ (attempts - 1)), maxMs)
+end
+-- Gives a delivery's attempt back, once per delivery (its claim time, dt; ex: the dt it was
+-- given back for): RECLAIM's claim whose answer was lost, SWEEP's holder node behind. With
+-- \`limit\`, at most that many times per message (gb counts them). Whether it did.
+local function giveback(m, limit)
+  local e = redis.call('HMGET', m, 'dt', 'ex', 'attempts', 'gb')
+  if not e[1] or e[1] == e[2] then return false end
+  if limit and tonumber(e[4] or '0') >= limit then return false end
+  redis.call('HSET', m, 'attempts', tonumber(e[3]) - 1, 'ex', e[1])
+  if limit then redis.call('HINCRBY', m, 'gb', 1) end
+  return true
 end
 -- Marks a waiting message delivered (to holder, '' for a user's message); returns its fields
 -- and its ack deadline (whole ms, rounded up: Redis would cut a fraction off).
@@ -254,7 +265,7 @@ return {f[5] or '0', math.min(1, redis.call('EXISTS', P..'wb:'..user, P..'wg:'..
  *
  * A node whose shards hold records not yet in their rings (acks among them, perhaps) marks
  * itself behind (P bh:NODE, for behindMs; deleted once it is not): a deadline of a message held
- * on such a node is not counted as missed. It waits as long again, with its attempt given back,
+ * on such a node is not counted as missed, once per delivery and max_attempts times per message. It waits as long again, with its attempt given back,
  * as on one process (broker.ts, behind). A node of an older version passes no NODE: no mark.
  * ARGV: P now limit maxAttempts ttlMs [NODE behindMs ackMs mult maxMs]
  * -> {{id, action(route|dead|expired|later), target, freed, deadline(later)}..., count, bytes};
@@ -290,16 +301,10 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', P..'due', '-inf', now, 'LIMIT', 
   local freed = ''
   if not state then
     redis.call('ZREM', P..'due', id)
-  elseif state == 'f' and node and heldBehind(f[4], f[3]) then
-    -- One attempt given back per delivery (its dt), however often its deadline is put off.
-    local e = redis.call('HMGET', m, 'dt', 'ex')
-    local attempts = tonumber(f[2])
-    if e[1] ~= e[2] then
-      redis.call('HSET', m, 'attempts', attempts - 1, 'ex', e[1])
-    else
-      attempts = attempts + 1
-    end
-    local deadline = math.ceil(now + backoff(attempts, ackMs, mult, maxMs))
+  elseif state == 'f' and node and heldBehind(f[4], f[3]) and giveback(m, maxAttempts) then
+    -- Put off once per delivery and max_attempts times per message: a node that stays behind
+    -- (a shard whose ring never drains) must not hold the message for ever.
+    local deadline = math.ceil(now + backoff(tonumber(f[2]), ackMs, mult, maxMs))
     redis.call('ZADD', P..'due', deadline, id)
     out[#out + 1] = {id, 'later', f[4], '', deadline}
   elseif state == 'w' then
@@ -358,7 +363,7 @@ for _, id in ipairs(ids) do
   local m = P..'m:'..id
   local f = redis.call('HMGET', m, 'state', 'dt', 'target')
   if f[1] == 'f' and f[3] == target and tonumber(f[2] or '0') == dt then
-    redis.call('HINCRBY', m, 'attempts', -1)
+    giveback(m)
     redis.call('ZADD', P..'due', now, id)
     n = n + 1
   end
