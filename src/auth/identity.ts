@@ -103,7 +103,8 @@ export class Authenticator {
     if (user === SERVER_SENDER) return { ok: false, reason: `token sub may not be ${SERVER_SENDER} (the sender of the server's own messages)` };
     // A token accepted within the tolerance past its exp must not be closed at once for it.
     const expiresAt = Math.min(typeof payload.exp === 'number' ? payload.exp * 1000 + this.clockToleranceMs : Infinity, Date.now() + this.maxLifetimeMs);
-    const tokenKey = this.maxLifetimeMs === Infinity ? null : createHash('sha256').update(token).digest('base64');
+    // Of the signed part: what the token says, however its signature is spelled.
+    const tokenKey = this.maxLifetimeMs === Infinity ? null : createHash('sha256').update(token.slice(0, token.lastIndexOf('.'))).digest('base64');
     const weightClaim = payload.weight;
     if (weightClaim !== undefined && (typeof weightClaim !== 'number' || !(weightClaim > 0) || !(weightClaim <= MAX_WEIGHT))) {
       return { ok: false, reason: `token weight claim must be a positive number of at most ${MAX_WEIGHT}` };

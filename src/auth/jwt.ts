@@ -1,8 +1,8 @@
 /**
  * HS256 JSON Web Tokens (RFC 7515 compact serialization, RFC 7519 claims), checked
- * synchronously and as jose's `jwtVerify` checks them: test/jwt.test.ts gives both the same
- * tokens. Synchronous because a `?token=` is checked in uWS's upgrade handler, and an upgrade
- * made there answers at once. One made later (jose verifies on libuv's thread pool) goes
+ * synchronously and as jose's `jwtVerify` checks them (stricter in one point: the signature's
+ * spelling, below): test/jwt.test.ts gives both the same tokens. Synchronous because a
+ * `?token=` is checked in uWS's upgrade handler, and an upgrade made there answers at once. One made later (jose verifies on libuv's thread pool) goes
  * through HttpResponse.cork(), whose test for an upgrade misses one whose socket kept its
  * address, and which then closes the new WebSocket: about one `?token=` connection in 5,000
  * got 1006 right after its 101 (uWebSockets PR #1929, fixed after the uWS.js build we can use).
@@ -38,7 +38,8 @@ const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
 /** `part` as the JSON object it encodes, or null (not base64url, not UTF-8, not JSON, not an object). */
 function jsonObject(part: string): Record<string, unknown> | null {
-  if (!BASE64URL.test(part)) return null;
+  // A length of 4n + 1 is no base64url (jose refuses it; Buffer would drop the last character).
+  if (!BASE64URL.test(part) || part.length % 4 === 1) return null;
   try {
     const value: unknown = JSON.parse(strictUtf8.decode(Buffer.from(part, 'base64url')));
     return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
@@ -50,7 +51,7 @@ function jsonObject(part: string): Record<string, unknown> | null {
 const fail = (failure: JwtFailure): JwtResult => ({ ok: false, failure });
 
 export function verifyJwt(token: string, rules: JwtRules, nowMs = Date.now()): JwtResult {
-  const parts = token.split('.');
+  const parts = token.split('.', 4); // at most 4: a 64 KB run of dots costs no 64 K-part array
   if (parts.length !== 3) return fail('ERR_JWS_INVALID');
   const [encodedHeader, encodedClaims, encodedSignature] = parts as [string, string, string];
   const header = jsonObject(encodedHeader);
@@ -60,8 +61,11 @@ export function verifyJwt(token: string, rules: JwtRules, nowMs = Date.now()): J
   if (typeof header.alg !== 'string' || header.alg === '') return fail('ERR_JWS_INVALID');
   if (header.alg !== 'HS256') return fail('ERR_JOSE_ALG_NOT_ALLOWED');
   if (!BASE64URL.test(encodedClaims) || !BASE64URL.test(encodedSignature)) return fail('ERR_JWS_INVALID');
-  const signature = Buffer.from(encodedSignature, 'base64url');
-  const expected = createHmac('sha256', rules.key).update(`${encodedHeader}.${encodedClaims}`).digest();
+  // The signature's text, not its bytes: the last of 43 characters has 2 bits that decoding
+  // drops, so one signed token had 4 spellings, and max_lifetime took each for a fresh token
+  // (identity.ts). jose accepts all 4; only the one an HS256 signer writes passes here.
+  const expected = Buffer.from(createHmac('sha256', rules.key).update(`${encodedHeader}.${encodedClaims}`).digest('base64url'));
+  const signature = Buffer.from(encodedSignature);
   if (signature.length !== expected.length || !timingSafeEqual(signature, expected)) return fail('ERR_JWS_SIGNATURE_VERIFICATION_FAILED');
   const claims = jsonObject(encodedClaims);
   if (claims === null) return fail('ERR_JWT_INVALID');
