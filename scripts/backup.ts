@@ -3,10 +3,11 @@
  * the server reads it: the file, then WEBSOCKET_DATA_DIR) into DIR while the server runs; see
  * src/store/backup.ts. Prints one JSON line; exits 1 on an error, 2 on a usage error.
  */
+import { rmSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config/load.js';
-import { OcsError } from '../src/protocol/errors.js';
-import { backupStore } from '../src/store/backup.js';
+import { backupStore, partialCopy } from '../src/store/backup.js';
 
 const USAGE = 'usage: npm run backup -- DIR [--config FILE] [--compact]   (DIR: a new or empty directory)';
 
@@ -27,13 +28,26 @@ async function main(): Promise<number> {
     console.error(USAGE);
     return 2;
   }
+  // `npm run` starts scripts in the package's directory; paths are the operator's, from where they typed them.
+  const here = (path: string): string => resolve(process.env.INIT_CWD ?? process.cwd(), path);
+  // Interrupted: the copy under way is removed (a partial data.mdb still opens, and crashed the server started on it).
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      if (partialCopy.dir !== null) rmSync(partialCopy.dir, { recursive: true, force: true });
+      console.error(`backup: interrupted (${signal}); nothing was left in the target`);
+      // Not process.exit(): lmdb's exit hook waits for the copy under way, which then never ends.
+      // The signal again, with no listener left, ends the process as it would have (exit 130, 143).
+      process.kill(process.pid, signal);
+    });
+  }
   try {
-    const { config } = loadConfig({ file: values.config });
-    const result = await backupStore(config.store.data_dir, positionals[0]!, values.compact ?? false);
+    const { config } = loadConfig({ file: values.config === undefined ? undefined : here(values.config) });
+    // store.data_dir as the server reads it (relative to where it runs: the package's directory under npm).
+    const result = await backupStore(config.store.data_dir, here(positionals[0]!), values.compact ?? false);
     console.log(JSON.stringify({ store: config.store.data_dir, ...result }));
     return 0;
   } catch (err) {
-    console.error(err instanceof OcsError ? err.message : String(err));
+    console.error(err instanceof Error ? err.message : String(err));
     return 1;
   }
 }

@@ -34,6 +34,12 @@ async function main(): Promise<number> {
     console.log(USAGE);
     return values.help ? 0 : 2;
   }
+  // `purge A B` acted on A alone, and said it had purged one: one id per command.
+  const most = command === 'list' ? 1 : 2;
+  if (positionals.length > most) {
+    console.error(`dlq: ${command} takes ${most === 1 ? 'no id' : 'one id'}; got ${positionals.slice(1).map((p) => JSON.stringify(p)).join(' ')}\n${USAGE}`);
+    return 2;
+  }
   const base = (values.url ?? `http://127.0.0.1:${process.env.WEBSOCKET_PORT ?? DEFAULT_PORT}`).replace(/\/$/, '');
   const token = values.token ?? process.env.WEBSOCKET_ADMIN_TOKEN ?? '';
   // A URL makes nothing of these but a path to the collection: `purge .` would empty the queue.

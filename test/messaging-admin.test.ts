@@ -155,6 +155,9 @@ describe('dead-letter admin: HTTP API and CLI', () => {
     const purge = await cli(['purge', '--all', ...url], env);
     assert.equal(purge.code, 0);
     assert.equal((await cli(['frobnicate', ...url], env)).code, 2);
+    const two = await cli(['purge', id, 'another', ...url], env);
+    assert.equal(two.code, 2, 'one id per command: purge A B acted on A alone');
+    assert.match(two.stderr, /purge takes one id/);
   });
 });
 

@@ -5,7 +5,7 @@
  * ./data, and a lock file that a fresh `npm install` leaves as it is.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -76,9 +76,49 @@ describe('backupStore into a directory without room for the copy', () => {
     try {
       const target = join(small.dir, 'copy');
       await assert.rejects(backupStore(dataDir, target), /backup: copying into .* failed, the partial copy removed/);
-      assert.equal(existsSync(join(target, 'data.mdb')), false);
+      assert.deepEqual(readdirSync(target), [], 'nothing left: a retry may use the directory');
     } finally {
       small.unmount();
+    }
+  });
+});
+
+describe('backupStore', () => {
+  test("leaves out the live server's lease and standby records: a server started on the copy takes it at once", async () => {
+    const dataDir = tempDataDir();
+    const store = await MessageStore.open(dataDir, 'none');
+    const target = join(mkdtempSync(join(tmpdir(), 'ocs-backup-')), 'copy');
+    try {
+      await store.put({ id: 'm0', seq: 0, target: 'u:bob', from: 'alice', group: null, data: '"kept"', pri: 1, ts: 0, at: 0, attempts: 0, strategy: null });
+      const lease = store.lease('holder', 15_000);
+      await lease.acquire();
+      assert.equal(lease.read().state, 'mine');
+      await store.lease('standing-by', 15_000).standBy();
+      await backupStore(dataDir, target);
+    } finally {
+      await store.close();
+    }
+    const copy = await MessageStore.open(target, 'none');
+    try {
+      assert.equal(copy.lease('restored', 15_000).read().state, 'free');
+      assert.deepEqual(copy.lease('restored', 15_000).standbys(), []);
+      assert.deepEqual([...copy.loadQueue()].map((m) => m.id), ['m0']);
+    } finally {
+      await copy.close();
+    }
+  });
+
+  test('two backups into one new directory: one copy is made and kept, the other fails saying why', async () => {
+    const dataDir = tempDataDir();
+    const store = await MessageStore.open(dataDir, 'none');
+    await store.close();
+    for (let round = 0; round < 5; round++) {
+      const target = join(mkdtempSync(join(tmpdir(), 'ocs-backup-')), 'copy');
+      const outcomes = await Promise.allSettled([backupStore(dataDir, target), backupStore(dataDir, target)]);
+      assert.deepEqual(outcomes.map((o) => o.status).sort(), ['fulfilled', 'rejected'], `round ${round}`);
+      const failed = outcomes.find((o) => o.status === 'rejected') as PromiseRejectedResult;
+      assert.match(String(failed.reason), /written by another backup meanwhile|is not empty/);
+      assert.deepEqual(readdirSync(target), ['data.mdb'], 'the winner\'s copy stays, and nothing else');
     }
   });
 });

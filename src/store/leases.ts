@@ -135,6 +135,17 @@ export class StoreLease {
   }
 }
 
+/**
+ * Removes the lease and the standby records from `root`: a copy of the store (backup.ts) is
+ * nobody's yet, and its first server loads every stored message as it takes the lease over.
+ */
+export function forgetLeaseRecords(root: RootDatabase): Promise<void> {
+  return root.transaction(() => {
+    root.removeSync(LEASE_KEY);
+    for (const key of root.getKeys({ start: STANDBY_PREFIX, end: `${STANDBY_PREFIX}\uffff` })) root.removeSync(key);
+  });
+}
+
 /** The state of `record` for `holder` (this process, `self`) at `now`. */
 export function judge(record: LeaseRecord | undefined, holder: string, self: ProcessIdentity, now: number, procRoot = '/proc'): LeaseState {
   if (record === undefined) return { state: 'free', previous: record, why: 'never held' };
