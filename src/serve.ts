@@ -42,6 +42,15 @@ async function main(): Promise<void> {
   // A reload's new process that exits 2 leaves pm2 to stop the old one anyway (after
   // listen_timeout): `npm run reload` runs this first and reloads only a config that passes.
   if (args.check) {
+    if (loaded.config.cluster.redis_url === '') {
+      try {
+        const { MessageStore } = await import('./store/store.js');
+        MessageStore.check(loaded.config.store.data_dir);
+      } catch (err) {
+        console.error(`ocs-realtime: ${err instanceof Error ? err.message : String(err)}`);
+        process.exit(EXIT_CONFIG);
+      }
+    }
     console.log(`ocs-realtime: config OK (${loaded.source ?? 'built-in defaults'}; ${loaded.shards} shard${loaded.shards === 1 ? '' : 's'} on port ${loaded.config.websocket.server.port})`);
     return;
   }

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { parse } from 'yaml';
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../src/config/load.js';
@@ -126,6 +128,12 @@ describe('configuration', () => {
     const badEnv = await runMain(['--check', '--config', writeConfig({})], { WEBSOCKET_PORT: 'eighty' });
     assert.equal(badEnv.code, 2);
     assert.match(badEnv.stderr, /WEBSOCKET_PORT/);
+    // A store the server could not open: a reload onto it would take the server down.
+    const file = join(mkdtempSync(join(tmpdir(), 'ocs-check-')), 'a-file');
+    writeFileSync(file, 'not a directory');
+    const badStore = await runMain(['--check', '--config', writeConfig({ store: { data_dir: file } })]);
+    assert.equal(badStore.code, 2, badStore.stdout);
+    assert.match(badStore.stderr, /store\.data_dir\): not a directory/);
   });
 
   test('NODE_ENV=production never turns anonymous mode on by itself: without a secret the server starts closed and says so', async () => {

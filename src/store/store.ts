@@ -29,7 +29,7 @@
  * 100-byte malloc that the message overruns ("Attempting to write page at position ...",
  * mdb.c, mdb_page_flush), and glibc then aborts the process ("corrupted size vs. prev_size").
  */
-import { accessSync, closeSync, constants, existsSync, openSync, readSync } from 'node:fs';
+import { accessSync, closeSync, constants, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { makeDirectory } from '../util/make-dir.js';
 import { join, resolve } from 'node:path';
 import { open, type Database, type Key, type RootDatabase } from 'lmdb';
@@ -72,14 +72,16 @@ export class MessageStore {
   }
 
   /**
-   * Opens (creating if needed) the environment and proves it can write, so that a bad data
-   * directory fails at start-up with E_STARTUP rather than on the first message.
+   * Whether `dataDir` can hold the store (created if need be, readable and writable, and its
+   * data.mdb, if any, an LMDB file): its absolute path, or E_STARTUP saying why not. Also
+   * `npm start -- --check`'s, so that a reload onto a bad data_dir is refused before pm2 stops
+   * the old process (a review's reload exited 0 and the server went down).
    */
-  static async open(dataDir: string, sync: SyncMode): Promise<MessageStore> {
+  static check(dataDir: string): string {
     const path = resolve(dataDir);
-    let root: RootDatabase;
     try {
       makeDirectory(path);
+      if (!statSync(path).isDirectory()) throw new Error('not a directory');
       accessSync(path, constants.W_OK | constants.R_OK);
     } catch (err) {
       throw new OcsError('E_STARTUP', `store: cannot open ${path} (store.data_dir): ${describe(err)}`, { cause: err });
@@ -91,6 +93,16 @@ export class MessageStore {
       throw new OcsError('E_STARTUP', `store: cannot read ${join(path, 'data.mdb')} (store.data_dir): ${describe(err)}`, { cause: err });
     }
     if (damage !== null) throw new OcsError('E_STARTUP', `store: ${path} (store.data_dir) is not a usable LMDB store: ${damage}`);
+    return path;
+  }
+
+  /**
+   * Opens (creating if needed) the environment and proves it can write, so that a bad data
+   * directory fails at start-up with E_STARTUP rather than on the first message.
+   */
+  static async open(dataDir: string, sync: SyncMode): Promise<MessageStore> {
+    const path = MessageStore.check(dataDir);
+    let root: RootDatabase;
     const room = new DiskRoom(path);
     try {
       root = open({
