@@ -26,7 +26,7 @@ describe('load tester against the real server', () => {
   it('runs the quick suite (tiny durations) and reports sane, consistent figures', async () => {
     assert.ok(existsSync(SERVER_MAIN), 'dist/src/main.js is built by npm test');
     const scenarios = selectScenarios(loadScenarios(DEFAULT_SCENARIOS_FILE), { quick: true }).map((s) =>
-      applyOverrides(s, { durationS: 3, warmupS: 1, drainS: 1 }),
+      applyOverrides(s, { durationS: 3, warmupS: 0.5, drainS: 0.5 }),
     );
     assert.deepEqual(scenarios.map((s) => s.name), ['baseline', 'moderate']);
     const r = await runLoadTest({ scenarios, threads: 2 });
