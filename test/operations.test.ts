@@ -108,6 +108,13 @@ describe('backupStore', () => {
     }
   });
 
+  test("refuses a target inside the store's directory", async () => {
+    const dataDir = tempDataDir();
+    await (await MessageStore.open(dataDir, 'none')).close();
+    await assert.rejects(backupStore(dataDir, join(dataDir, 'copy')), /inside the store's directory/);
+    assert.equal(existsSync(join(dataDir, 'copy')), false);
+  });
+
   test('two backups into one new directory: one copy is made and kept, the other fails saying why', async () => {
     const dataDir = tempDataDir();
     const store = await MessageStore.open(dataDir, 'none');

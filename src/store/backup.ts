@@ -10,7 +10,7 @@
  */
 import { existsSync, linkSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { makeDirectory } from '../util/make-dir.js';
-import { join, resolve } from 'node:path';
+import { join, resolve, sep } from 'node:path';
 import { open } from 'lmdb';
 import { OcsError } from '../protocol/errors.js';
 import { forgetLeaseRecords } from './leases.js';
@@ -33,6 +33,8 @@ export async function backupStore(dataDir: string, target: string, compact = fal
   if (!existsSync(join(source, 'data.mdb'))) throw new OcsError('E_CONFIG', `backup: no store in ${source} (store.data_dir): nothing to copy`);
   const dir = resolve(target);
   if (dir === source) throw new OcsError('E_CONFIG', 'backup: the target is the store itself');
+  // Inside it: on the store's own disk, and in the directory a restore moves aside.
+  if (dir.startsWith(source + sep)) throw new OcsError('E_CONFIG', `backup: ${dir} is inside the store's directory ${source}; name a directory elsewhere`);
   if (existsSync(dir) && !statSync(dir).isDirectory()) throw new OcsError('E_CONFIG', `backup: ${dir} is not a directory`);
   if (existsSync(dir) && readdirSync(dir).length > 0) throw new OcsError('E_CONFIG', `backup: ${dir} is not empty; name a new or empty directory`);
   makeDirectory(dir);
