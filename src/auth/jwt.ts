@@ -2,9 +2,10 @@
  * HS256 JSON Web Tokens (RFC 7515 compact serialization, RFC 7519 claims), checked
  * synchronously and as jose's `jwtVerify` checks them (stricter in one point: the signature's
  * spelling, below): test/jwt.test.ts gives both the same tokens. Synchronous because a
- * `?token=` is checked in uWS's upgrade handler, and an upgrade made there answers at once. One made later (jose verifies on libuv's thread pool) goes
- * through HttpResponse.cork(), whose test for an upgrade misses one whose socket kept its
- * address, and which then closes the new WebSocket: about one `?token=` connection in 5,000
+ * `?token=` is checked in uWS's upgrade handler, and an upgrade made there answers at once.
+ * One made later (jose verifies on libuv's thread pool) goes through HttpResponse.cork(), whose
+ * test for an upgrade misses one whose socket kept its address, and which then closes the new
+ * WebSocket: about one `?token=` connection in 5,000
  * got 1006 right after its 101 (uWebSockets PR #1929, fixed after the uWS.js build we can use).
  * HMAC-SHA256 of a token costs a few microseconds; the thread pool's queue cost more.
  */
