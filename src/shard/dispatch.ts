@@ -36,8 +36,7 @@ import type { Out } from './out.js';
 import type { ClusterState } from '../shared/cluster-state.js';
 
 /**
- * Frames a connection may send before it is ready (its token being checked, its welcome on the
- * way), besides at most max_payload bytes of them: enough for a client that sends `auth` and
+ * Frames a connection may send before it is ready (its welcome on the way), besides at most max_payload bytes of them: enough for a client that sends `auth` and
  * its joins at once, small enough that a socket that floods before its identity costs little.
  */
 export const MAX_HELD_FRAMES = 32;
