@@ -73,6 +73,8 @@ const cases: Array<[string, string, JwtRules, boolean, string?]> = [
   ['two parts', token(valid).split('.').slice(0, 2).join('.'), rules, false, 'ERR_JWS_INVALID'],
   ['four parts', `${token(valid)}.x`, rules, false, 'ERR_JWS_INVALID'],
   ['nothing', '', rules, false, 'ERR_JWS_INVALID'],
+  ['a megabyte of dots', '.'.repeat(1 << 20), rules, false, 'ERR_JWS_INVALID'],
+  ['a megabyte of claims', token({ ...valid, pad: 'x'.repeat(1 << 20) }, undefined, other), rules, false, 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED'],
   ['characters outside base64url', token(valid).replace('.', '.!'), rules, false],
   ['claims of 4n + 1 characters (no base64url)', token(`${json(valid)}A`.length % 4 === 1 ? `${json(valid)}A` : `${json(valid)}AA`), rules, false],
   ['the right issuer', token({ ...valid, iss: 'ocs' }), { ...rules, issuer: 'ocs' }, true],
