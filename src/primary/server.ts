@@ -150,10 +150,10 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
   const stopped = new Promise<number>((resolve) => (reportStopped = resolve));
   const restartWaiters: Array<{ index: number; count: number; resolve: () => void }> = [];
 
-  const initFor = (index: number): ShardInit => ({
+  const initFor = (index: number, listenPort: number | null): ShardInit => ({
     shard: index,
     shards,
-    port,
+    port: listenPort,
     config: config as ShardInit['config'],
     instance,
     generation: slots[index]!.restarts,
@@ -170,10 +170,10 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     metrics: snapshotBuffer,
   });
 
-  /** Starts shard `index`; resolves with the port it listens on. */
-  const spawn = (slot: ShardSlot, initial: boolean): Promise<number> =>
+  /** Starts shard `index`; resolves with the port it listens on (`listenPort` null: once it is sent one). */
+  const spawn = (slot: ShardSlot, initial: boolean, listenPort: number | null = port): Promise<number> =>
     new Promise((resolve, reject) => {
-      const worker = new Worker(SHARD_ENTRY, { workerData: initFor(slot.index) });
+      const worker = new Worker(SHARD_ENTRY, { workerData: initFor(slot.index, listenPort) });
       slot.worker = worker;
       slot.startedAt = Date.now();
       slot.lastFatal = null;
@@ -319,9 +319,15 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
   monitor.start();
 
   try {
-    // Port 0: the first shard picks one (src/util/free-port.ts); the others are given it.
-    port = await spawn(slots[0]!, true);
-    await Promise.all(slots.slice(1).map((slot) => spawn(slot, true)));
+    // All shards load at once. Port 0: the first one picks a port (src/util/free-port.ts) and
+    // the others, waiting for it, are then given it.
+    const pickPort = port === 0;
+    const others = slots.slice(1).map((slot) => spawn(slot, true, pickPort ? null : port));
+    const first = spawn(slots[0]!, true).then((picked) => {
+      port = picked;
+      if (pickPort) for (const slot of slots.slice(1)) slot.worker?.postMessage({ type: 'listen', port: picked } satisfies PrimaryToShard);
+    });
+    await Promise.all([first, ...others]);
   } catch (err) {
     await shutdown(CloseCodes.GOING_AWAY, 'server failed to start', null);
     throw err;

@@ -85,6 +85,8 @@ class Shard {
   private graceTimer: NodeJS.Timeout | null = null;
   /** No longer accepting (a drain's first step), or stopping. */
   private draining = false;
+  /** listenAt() ran: a second `listen` message is ignored. */
+  private listenRequested = false;
   private stopping = false;
   /** Every socket left has been sent its close: the last one to go finishes the thread. */
   private closingAll = false;
@@ -243,33 +245,40 @@ class Shard {
       else if (message.type === 'crash') setTimeout(() => { throw new Error(message.reason); });
       else if (message.type === 'stall') stall(message.ms);
       else if (message.type === 'processors') this.dispatch.setProcessorTypes(message.types);
+      else if (message.type === 'listen') this.listenAt(message.port);
     });
     this.table.setStatus(this.init.shard, ShardStatus.STARTING);
     const { config, app, table, cluster, link, admission, dispatch, groupOps, sweeper, metrics } = this;
-    const { server } = config;
     const isStopping = (): boolean => this.draining;
     const closed = (): void => {
       if (this.closingAll && this.registry.size === 0) this.finish();
     };
     attachRoutes({ app, config, init: this.init, table, cluster, link, admission, dispatch, groupOps, sweeper, metrics, isStopping, closed });
-    // Port 0: this shard (the first) picks one and binds it at once (src/util/free-port.ts).
+    if (this.init.port !== null) this.listenAt(this.init.port);
+  }
+
+  /** Opens the port (0: this shard, the first, picks one and binds it at once: src/util/free-port.ts) and starts serving. */
+  private listenAt(wanted: number): void {
+    if (this.listenRequested || this.draining) return;
+    this.listenRequested = true;
+    const { server } = this.config;
     const listen = (port: number): boolean => {
-      app.listen(server.host, port, (listenSocket) => {
+      this.app.listen(server.host, port, (listenSocket) => {
         this.listenSocket = listenSocket || null;
       });
       return this.listenSocket !== null;
     };
-    const bound = this.init.port === 0 ? bindFreePort(server.host, listen) : Promise.resolve(listen(this.init.port) ? this.init.port : null);
+    const bound = wanted === 0 ? bindFreePort(server.host, listen) : Promise.resolve(listen(wanted) ? wanted : null);
     void bound.then((port) => {
       if (port === null) {
-        this.log.error({ code: 'E_STARTUP', host: server.host, port: this.init.port }, 'cannot listen');
-        this.channel.post({ type: 'listen-failed', host: server.host, port: this.init.port });
+        this.log.error({ code: 'E_STARTUP', host: server.host, port: wanted }, 'cannot listen');
+        this.channel.post({ type: 'listen-failed', host: server.host, port: wanted });
         this.channel.close();
         return;
       }
       this.cross.start();
       this.sweeper.start();
-      if (config.monitoring.enable_metrics_collection) this.metrics.monitorEventLoop();
+      if (this.config.monitoring.enable_metrics_collection) this.metrics.monitorEventLoop();
       this.table.setStatus(this.init.shard, ShardStatus.UP);
       this.log.info({ port }, 'shard started');
       this.channel.post({ type: 'listening', port });

@@ -8,8 +8,12 @@ import type { ShardTableBuffers } from './shard-table.js';
 export interface ShardInit {
   shard: number;
   shards: number;
-  /** The port to listen on: the configured one; 0 (port 0, shard 0's first start): a free one it picks itself. */
-  port: number;
+  /**
+   * The port to listen on: the configured one; 0 (port 0, shard 0's first start): a free one it
+   * picks itself; null (port 0, the other shards' first start): the one a `listen` message
+   * gives once shard 0 has picked it. They load meanwhile, so all shards start at once.
+   */
+  port: number | null;
   config: Config;
   instance: string;
   /** How many times this shard's slot was started before (0 first): part of its ids' prefix, so a restarted shard never repeats an id. */
@@ -44,7 +48,9 @@ export type PrimaryToShard =
   /** Fault injection: the shard's thread is busy for `ms` (its rings fill up meanwhile). */
   | { type: 'stall'; ms: number }
   /** The set of `data.type` values with a processor changed. */
-  | { type: 'processors'; types: string[] };
+  | { type: 'processors'; types: string[] }
+  /** The port shard 0 picked, for a shard started with `port: null`. */
+  | { type: 'listen'; port: number };
 
 export type ShardToPrimary =
   | { type: 'listening'; port: number }
