@@ -197,13 +197,15 @@ describe('connection limits', () => {
     }
   });
 
-  test('a connection that sends nothing and answers no ping is closed after idle_timeout', { timeout: 30_000 }, async () => {
-    const server = await startInProcess({ websocket: { server: { idle_timeout: 8, ping_interval: 2 } } });
+  test('a connection that sends nothing and answers no ping is closed after idle_timeout, not before', { timeout: 30_000 }, async () => {
+    const server = await startInProcess({ websocket: { server: { idle_timeout: 2, ping_interval: 0.5 } } });
     try {
       const live = await connect(server.port, { query: 'user=live' });
       const silent = await connect(server.port, { query: 'user=silent', autoPong: false });
+      const opened = Date.now();
       const { code } = await silent.closed;
       assert.equal(code, 4408);
+      assert.ok(Date.now() - opened >= 1900, `closed after ${Date.now() - opened} ms`);
       // The live client answered the server's pings and is still connected.
       assert.equal(live.ws.readyState, WebSocket.OPEN);
       live.close();

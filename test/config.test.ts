@@ -221,7 +221,7 @@ describe('configuration', () => {
     const env = {};
     assert.throws(() => loadConfig({ file: writeConfig({ websocket: { auth: { allow_anonymous: false } } }), env }), /secret is empty and allow_anonymous is false/);
     assert.throws(() => loadConfig({ file: writeConfig({ websocket: { server: { ping_interval: 30, idle_timeout: 20 } } }), env }), /ping_interval must be shorter than idle_timeout/);
-    assert.throws(() => loadConfig({ file: writeConfig({ websocket: { server: { idle_timeout: 5 } } }), env }), /idle_timeout must be 0 \(off\) or at least 8/);
+    assert.throws(() => loadConfig({ file: writeConfig({ websocket: { server: { idle_timeout: 0.5 } } }), env }), /idle_timeout must be 0 \(off\) or at least 1 second/);
     assert.throws(() => loadConfig({ file: writeConfig({ websocket: { server: { drain_window: 6 } } }), env }), /shutdown_timeout must be at least drain_window \+ 5 seconds/);
     assert.throws(
       () => loadConfig({ file: writeConfig({ websocket: { server: { max_payload: 1048576 }, performance: { ring_bytes: 1048576 } } }), env }),

@@ -181,8 +181,10 @@ function checkConsistency(config: Config, env: NodeJS.ProcessEnv, anonymousAuto:
   if (server.drain_window + 5 > server.shutdown_timeout) {
     throw new ConfigProblem([], 'websocket.server.shutdown_timeout must be at least drain_window + 5 seconds (the drain, then the close handshakes)');
   }
-  if (server.idle_timeout > 0 && server.idle_timeout < 8) {
-    throw new ConfigProblem([], 'websocket.server.idle_timeout must be 0 (off) or at least 8 seconds (the transport counts in 4-second steps)');
+  // The shard's sweep judges idleness every backpressure_check_interval (uWS's own timeout,
+  // which counted in 4-second steps and needed at least 8, is off).
+  if (server.idle_timeout > 0 && server.idle_timeout < 1) {
+    throw new ConfigProblem([], 'websocket.server.idle_timeout must be 0 (off) or at least 1 second');
   }
   if (server.ping_interval > 0 && server.idle_timeout > 0 && server.ping_interval >= server.idle_timeout) {
     throw new ConfigProblem([], 'websocket.server.ping_interval must be shorter than idle_timeout, or live clients would time out');
