@@ -59,6 +59,9 @@ describe('a two-shard server with a certificate', { skip }, () => {
   let cert: Certificate;
   let server: RunningServer;
   const open: TestClient[] = [];
+  // Opened before the other tests, which run beside them (uWS gives up on a handshake after 10 s).
+  let stalled: Promise<Array<{ closedAfterMs: number }>>;
+  let idlePending: Promise<{ closedAfterMs: number }>;
   const tlsMember = async (user: string, groups: string[] = []): Promise<TestClient & { welcome: Frame }> => {
     const client = await member(server.port, user, groups, { ca: cert.ca });
     open.push(client);
@@ -68,6 +71,10 @@ describe('a two-shard server with a certificate', { skip }, () => {
   before(async () => {
     cert = selfSigned();
     server = await startInProcess(tlsConfig(cert));
+    stalled = Promise.all(Array.from({ length: 200 }, () => rawExchange(server.port, null)));
+    idlePending = rawExchange(server.port, null);
+    stalled.catch(() => {});
+    idlePending.catch(() => {});
   });
   after(async () => {
     for (const client of open) client.close();
@@ -146,13 +153,11 @@ describe('a two-shard server with a certificate', { skip }, () => {
     assert.equal((await tlsMember('after-garbage')).welcome.op, 'welcome');
   });
 
-  test('a client that connects and never starts its handshake is closed by the server (within 15 s); 200 of them do not keep others out', async () => {
-    const stalled = Array.from({ length: 200 }, () => rawExchange(server.port, null));
-    const idlePending = rawExchange(server.port, null);
+  test('a client that connects and never starts its handshake is closed by the server (within 15 s); 200 of them, held since the first test, kept no one out', async () => {
     assert.equal((await tlsMember('beside-stalled')).welcome.op, 'welcome', 'welcomed while they are held');
     const idle = await idlePending;
     assert.ok(idle.closedAfterMs < 15_000, `closed after ${idle.closedAfterMs} ms`);
-    for (const s of await Promise.all(stalled)) assert.ok(s.closedAfterMs < 15_000, `closed after ${s.closedAfterMs} ms`);
+    for (const s of await stalled) assert.ok(s.closedAfterMs < 15_000, `closed after ${s.closedAfterMs} ms`);
   });
 });
 
