@@ -10,6 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { member, type Frame, type TestClient } from './helpers/client.js';
 import { nextMsgs, settle, until } from './helpers/messaging.js';
+import { scrape, total } from './helpers/prometheus.js';
 import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
 import { startInProcess } from './helpers/server.js';
 import type { RunningServer } from '../src/index.js';
@@ -94,6 +95,24 @@ describe('`any` messages and the window in cluster mode (delivery.max_inflight_p
       for (const c of [boss, alice, busy, idle]) c.close();
     });
   }
+
+  test("an ack of someone else's message is E_UNKNOWN_ID and leaves it in flight to its owner", async () => {
+    // The gauge is sampled once per metrics_collection_interval (1 s): each reading waits past one.
+    const inflight = async (): Promise<number> => {
+      await pause(1100);
+      return total(await scrape(node.port), 'ocs_messages_inflight');
+    };
+    const [owner, stranger] = await Promise.all([member(node.port, 'owner'), member(node.port, 'stranger')]);
+    assert.equal((await acked(stranger, { op: 'send', to: 'owner', data: 'mine' })).op, 'ack');
+    const [msg] = await nextMsgs(owner, 1);
+    const delivered = await inflight();
+    stranger.send({ op: 'ack', id: msg!.id });
+    assert.equal((await stranger.next((f) => f.op === 'err')).code, 'E_UNKNOWN_ID');
+    assert.equal(await inflight(), delivered, 'still in flight');
+    owner.send({ op: 'ack', id: msg!.id });
+    assert.equal(await inflight(), delivered - 1);
+    for (const c of [owner, stranger]) c.close();
+  });
 });
 
 describe('a full recipient\'s queue in cluster mode keeps a LOW message it delivered (delivery.max_pending_per_user)', { skip, timeout: 60_000 }, () => {

@@ -323,11 +323,12 @@ export class ClusterMessaging {
   // --- acknowledgements and the sweep ----------------------------------------------------------
 
   ack(user: string, id: string, reply: { unknown(message: string): void; unavailable(message: string): void }): void {
-    this.here.acked(id);
     if (!this.parts.up()) return reply.unavailable(`ack of ${id} not recorded: Redis is unreachable; the message will be delivered again`);
     this.script<[string, number] | null>(ACK, [this.prefix, id, user]).then(
       (acked) => {
         if (acked === null) return reply.unknown(`no message ${id} awaits your ack (unknown, not delivered yet, already acknowledged, or not yours)`);
+        // Only now: an ack of someone else's id must not clear what this node tracks of it.
+        this.here.acked(id);
         const [deliveredAt, blocked] = acked;
         if (blocked === 1) this.pump(user);
         this.parts.stats.acked++;
