@@ -37,6 +37,7 @@ import { restoreStored, UncommittedRemovals } from './restore.js';
 import type { ShardLink } from './shard-link.js';
 import { ShardRecords } from './shard-records.js';
 import { UnsavedWrites } from './unsaved-writes.js';
+import { dropWarning } from '../store/dead-letter-bound.js';
 
 export type { Processor, ProcessorMessage } from './processors.js';
 
@@ -65,6 +66,8 @@ export interface BrokerStats {
   expired: number;
   /** Sends refused with E_STORE_UNAVAILABLE. */
   store_unavailable: number;
+  /** Dead letters dropped, oldest first, to keep store.max_dead_letters and max_dead_letter_bytes. */
+  dead_dropped: number;
 }
 
 export interface BrokerOptions {
@@ -125,6 +128,7 @@ export class Broker {
     stored_bytes: 0,
     expired: 0,
     store_unavailable: 0,
+    dead_dropped: 0,
   };
 
   constructor(readonly options: BrokerOptions) {
@@ -176,12 +180,14 @@ export class Broker {
     });
     this.records = new ShardRecords({ limits: config.websocket.limits, link, store, queues, presence, ids, intake: this.intake, route: this.route, groups: this.groups.requests, unsaved, counters, log, latency: options.latency, renderDeadLetters: options.renderDeadLetters, unlink });
     store.onHealthChange = (health) => this.storeHealthChanged(health);
+    store.dead.onDropped = dropWarning(log, config.store);
   }
 
   /** The counters, with what is stored right now. */
   get stats(): Readonly<BrokerStats> {
     this.counters.stored = this.queues.size;
     this.counters.stored_bytes = this.queues.bytes;
+    this.counters.dead_dropped = this.store.dead.dropped;
     return this.counters;
   }
 

@@ -25,6 +25,7 @@ import type { Processors } from './processors.js';
 import { newEntry, State, type Entry, type Queues } from './queues.js';
 import type { ShardLink } from './shard-link.js';
 import type { UnsavedWrites } from './unsaved-writes.js';
+import { Tally } from '../util/tally.js';
 
 /** `offset`: the one a pub to a group that keeps history got. */
 export type Reply = { ok(id: string, offset?: number): void; fail(code: ErrorCode, message: string): void };
@@ -53,6 +54,9 @@ export interface IntakeParts {
 export class Intake {
   /** Requeues under way, by letter id, until the letter's removal from the dead-letter queue is written. */
   private readonly requeuing = new Map<string, Promise<string>>();
+  /** LOW messages dead-lettered for a full queue: warned of once per 10 s, not per message (a flood of them is a flood of log lines). */
+  private readonly lowDrops = new Tally(10_000, (messages) => this.parts.log.warn({ messages, target: this.lastLowDrop }, 'queue full: oldest LOW messages dead-lettered'));
+  private lastLowDrop = '';
 
   constructor(private readonly parts: IntakeParts) {}
 
@@ -243,7 +247,8 @@ export class Intake {
   private dropLow(entry: Entry): void {
     const key = entry.m.target;
     this.parts.counters.dropped_low++;
-    this.parts.log.warn({ target: key, id: entry.m.id }, 'queue full: oldest LOW message dead-lettered');
+    this.lastLowDrop = key;
+    this.lowDrops.add(1);
     this.parts.deadLetter(entry, `queue full: dropped as the oldest LOW message for ${key.slice(2)} (delivery.max_pending_per_user)`);
   }
 

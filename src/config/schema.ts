@@ -262,6 +262,14 @@ const store = z
     max_messages: positiveInt.default(500_000),
     /** Most bytes of message data stored at once; over it send/any get E_QUEUE_FULL. Bounds the disk. */
     max_bytes: positiveInt.default(1024 * 1024 * 1024),
+    /**
+     * Most dead letters kept (LMDB or, in a cluster, Redis); past it the letters that failed
+     * first are dropped (counted: ocs_messages_dead_dropped_total). Without a bound a client
+     * could grow the dead letters for ever (LOW sends to a full recipient push its oldest out).
+     */
+    max_dead_letters: positiveInt.default(100_000),
+    /** Most bytes of data in the dead letters; past it, as max_dead_letters. */
+    max_dead_letter_bytes: positiveInt.default(256 * 1024 * 1024),
   })
   .strict();
 

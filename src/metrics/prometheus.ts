@@ -70,6 +70,7 @@ const BROKER_COUNTERS: ReadonlyArray<[MessagingCounterName, string]> = [
   ['link_deferred', 'deliveries left to their ack timers while a ring to a shard was backed up'],
   ['link_dropped', 'group messages (and past twice the bound other records) dropped while a ring to a shard was backed up'],
   ['link_discarded', 'records not written because their shard was not up'],
+  ['dead_dropped', 'dead letters dropped, oldest first, to keep store.max_dead_letters and max_dead_letter_bytes'],
 ];
 
 /** Group history's figures (HistoryStats), rendered only where some group keeps history. */

@@ -111,7 +111,7 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
   const clusterState = new ClusterState(clusterStateBuffer);
   // Opened before any shard starts: a bad data directory stops the server here, with E_STARTUP.
   // A node of a cluster keeps its messages in Redis instead.
-  const store = clustered ? null : await MessageStore.open(config.store.data_dir, config.store.sync);
+  const store = clustered ? null : await MessageStore.open(config.store.data_dir, config.store.sync, { letters: config.store.max_dead_letters, bytes: config.store.max_dead_letter_bytes });
   // rings[from][to]: one SPSC ring per ordered pair of shards.
   const rings = Array.from({ length: shards }, (_, from) =>
     Array.from({ length: shards }, (_, to) => (from === to ? null : createRingBuffer(config.websocket.performance.ring_bytes))),

@@ -78,6 +78,7 @@ export const MESSAGING_COUNTERS = [
   'cluster_malformed',
   'cluster_history_resumed',
   'cluster_history_gaps',
+  'dead_dropped',
 ] as const;
 export type MessagingCounterName = (typeof MESSAGING_COUNTERS)[number];
 export const COUNTER_COUNT = COUNTERS.length;

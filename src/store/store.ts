@@ -2,6 +2,7 @@
  * The durable side of reliable messaging: one LMDB environment (`store.data_dir`) with
  *   queue  key [target, 3 - pri, seq, id]  -> StoredMessage   waiting or awaiting ack (and scheduled)
  *   dlq    key id                      -> DeadLetter
+ *   dlq-age key [failedAt, id]         -> bytes of its data: the dead letters' bound (dead-letter-bound.ts)
  * `target` is `u:USER` or `g:GROUP` (an `any` with no member online). The key order is the
  * delivery order per recipient: priority high to low, then acceptance sequence.
  *
@@ -29,16 +30,20 @@
  * 100-byte malloc that the message overruns ("Attempting to write page at position ...",
  * mdb.c, mdb_page_flush), and glibc then aborts the process ("corrupted size vs. prev_size").
  */
-import { accessSync, closeSync, constants, existsSync, openSync, readSync, statSync } from 'node:fs';
+import { accessSync, constants, statSync } from 'node:fs';
 import { makeDirectory } from '../util/make-dir.js';
 import { join, resolve } from 'node:path';
 import { open, type Database, type Key, type RootDatabase } from 'lmdb';
 import { OcsError } from '../protocol/errors.js';
+import { DeadLetterBound, letterBytes, type DeadLetterLimits } from './dead-letter-bound.js';
 import { DiskRoom, MIN_FREE_BYTES, type StoreDisk } from './disk-room.js';
+import { checkHeader } from './lmdb-header.js';
 import { StoreLease, type ProcessIdentity } from './leases.js';
 import { metaOf, queueKey, type DeadLetter, type MessageMeta, type QueueKey, type StoredMessage } from './messages.js';
 
 export type SyncMode = 'full' | 'overlapping' | 'none';
+
+const UNBOUNDED: DeadLetterLimits = { letters: Infinity, bytes: Infinity };
 
 /** How often an unwritable store tries a small write to see whether space returned. */
 const PROBE_MS = 1000;
@@ -59,6 +64,8 @@ export class MessageStore {
   private probeTimer: NodeJS.Timeout | null = null;
   private closed = false;
   private guardQueued = false;
+  /** The dead letters' bound (store.max_dead_letters, store.max_dead_letter_bytes): its `dropped` count and `onDropped` hook. */
+  readonly dead: DeadLetterBound;
 
   private constructor(
     private readonly root: RootDatabase,
@@ -67,8 +74,10 @@ export class MessageStore {
     readonly path: string,
     readonly sync: SyncMode,
     private readonly room: DiskRoom,
+    deadLimits: DeadLetterLimits,
   ) {
     room.opened();
+    this.dead = DeadLetterBound.open(root, dlq, deadLimits, (write, bytes) => this.settle(write, bytes));
   }
 
   /**
@@ -100,14 +109,14 @@ export class MessageStore {
    * Opens (creating if needed) the environment and proves it can write, so that a bad data
    * directory fails at start-up with E_STARTUP rather than on the first message.
    */
-  static async open(dataDir: string, sync: SyncMode): Promise<MessageStore> {
+  static async open(dataDir: string, sync: SyncMode, deadLimits: DeadLetterLimits = UNBOUNDED): Promise<MessageStore> {
     const path = MessageStore.check(dataDir);
     let root: RootDatabase;
     const room = new DiskRoom(path);
     try {
       root = open({
         path,
-        // queue, dlq, and the history's (src/store/history-store.ts), with room to spare.
+        // queue, dlq, dlq-age, and the history's (src/store/history-store.ts), with room to spare.
         maxDbs: 8,
         // Always a directory holding data.mdb, even when its name has a dot (lmdb-js would take it for a file).
         noSubdir: false,
@@ -123,7 +132,7 @@ export class MessageStore {
       const queue = root.openDB<StoredMessage, QueueKey>({ name: 'queue' });
       const dlq = root.openDB<DeadLetter, string>({ name: 'dlq' });
       await root.put('opened', { at: Date.now(), pid: process.pid });
-      return new MessageStore(root, queue, dlq, path, sync, room);
+      return new MessageStore(root, queue, dlq, path, sync, room, deadLimits);
     } catch (err) {
       await root.close().catch(() => {});
       await room.close();
@@ -174,16 +183,26 @@ export class MessageStore {
     // Both writes or neither: room for the pair is taken at once. Checked one by one, the removal
     // could pass where the letter did not (a disk nearly at the margin), and the retry, once the
     // disk had room, found the data gone and stored a letter of `null`.
-    const bytes = Buffer.byteLength(letter.data) + 2 * WRITE_OVERHEAD_BYTES;
+    const dataBytes = letterBytes(letter);
+    const bytes = dataBytes + 3 * WRITE_OVERHEAD_BYTES; // the letter, its age entry, the removal
     if (!this.room.take(bytes)) return this.noRoom();
-    const put = this.issue(() => this.dlq.put(meta.id, letter), bytes);
+    const put = this.issue(() => this.dead.put(letter, dataBytes), bytes);
     void this.issue(() => this.queue.remove(key), 0);
-    return put;
+    return this.keptBounded(put);
   }
 
   /** Stores a dead letter that never made it into the queue (e.g. a processor threw). */
   putDeadLetter(letter: DeadLetter): Promise<boolean> {
-    return this.settle(() => this.dlq.put(letter.id, letter), Buffer.byteLength(letter.data));
+    const bytes = letterBytes(letter);
+    return this.keptBounded(this.settle(() => this.dead.put(letter, bytes), bytes + WRITE_OVERHEAD_BYTES));
+  }
+
+  /** Once a letter is committed, the oldest go while the dead letters are over their bound. */
+  private keptBounded(put: Promise<boolean>): Promise<boolean> {
+    return put.then((ok) => {
+      if (ok) this.dead.committed();
+      return ok;
+    });
   }
 
   listDead(limit: number, after?: string): DeadLetter[] {
@@ -205,13 +224,14 @@ export class MessageStore {
   }
 
   removeDead(id: string): Promise<boolean> {
-    return this.settle(() => this.dlq.remove(id), 0);
+    const letter = this.dlq.get(id);
+    return this.settle(() => (letter === undefined ? this.dlq.remove(id) : this.dead.remove(letter)), 0);
   }
 
   /** Removes every dead letter; resolves with how many there were, or -1 when the store could not write. */
   async purgeDead(): Promise<number> {
     const count = this.dlq.getCount();
-    return (await this.settle(() => this.dlq.clearAsync().then(() => true), 0)) ? count : -1;
+    return (await this.settle(() => this.dead.clear(), 0)) ? count : -1;
   }
 
   /**
@@ -362,28 +382,6 @@ export class MessageStore {
     } catch {
       return Promise.resolve(false);
     }
-  }
-}
-
-/**
- * LMDB magic of the first meta page, where lmdb-js's LMDB build writes it. Why check by hand:
- * lmdb-js 3.x segfaults opening a data.mdb that is not an LMDB file, taking the process down
- * with no message. Damage deeper inside a valid file is not detected here.
- */
-const MDB_MAGIC = 0xbeefc0de;
-const MAGIC_OFFSET = 24;
-
-function checkHeader(file: string): string | null {
-  if (!existsSync(file)) return null;
-  const header = Buffer.alloc(MAGIC_OFFSET + 4);
-  const fd = openSync(file, 'r');
-  try {
-    const read = readSync(fd, header, 0, header.length, 0);
-    if (read === 0) return null; // empty: LMDB initialises it
-    if (read < header.length || header.readUInt32LE(MAGIC_OFFSET) !== MDB_MAGIC) return `${file} is not an LMDB data file (bad magic number): restore it from a backup or move it away`;
-    return null;
-  } finally {
-    closeSync(fd);
   }
 }
 

@@ -237,7 +237,7 @@ export async function startBroker(settings: BrokerSettings = {}): Promise<TestBr
     presence: settings.presence ?? {},
   };
   const { config } = loadConfig({ env: {}, overrides: { websocket, store: { ...settings.store, data_dir: dir }, history: settings.history ?? {} } });
-  const store = await MessageStore.open(dir, config.store.sync);
+  const store = await MessageStore.open(dir, config.store.sync, { letters: config.store.max_dead_letters, bytes: config.store.max_dead_letter_bytes });
   const link = new RecordingLink();
   link.maxFrameBytes = largestRecord(config.websocket.performance.ring_bytes) - FRAME_RECORD_OVERHEAD;
   const broker = new Broker({
