@@ -1,5 +1,5 @@
 /**
- * The dead letters of the Redis store (`P dlq`, `P d:ID`: scripts.ts), read and removed for
+ * The dead letters of the Redis store (`P dlq`, `P d:ID`: dead-letter-scripts.ts), read and removed for
  * /admin/dlq (src/broker/dlq-admin.ts serves both stores with one HTTP contract). Listed in id
  * order, as the LMDB store lists them, with the id as the cursor. Whatever Redis cannot answer
  * rejects with E_CLUSTER_UNAVAILABLE, which the API answers 503.
@@ -8,27 +8,9 @@ import type { Redis } from 'ioredis';
 import type { DeadLetterStore } from '../broker/dlq-admin.js';
 import { OcsError } from '../protocol/errors.js';
 import type { DeadLetter } from '../store/messages.js';
+import { INDEX_AGES, PURGE, PURGE_STEP, REMOVE } from './dead-letter-scripts.js';
 import type { Keys } from './keys.js';
 import type { ScriptRunner } from './script-runner.js';
-
-/** Letters one PURGE step deletes: a large queue is purged in steps, so Redis never blocks long on it. */
-const PURGE_STEP = 1000;
-
-/** ARGV: P step -> letters deleted (0: none left). */
-const PURGE = `
-local P, step = ARGV[1], tonumber(ARGV[2])
-local ids = redis.call('ZRANGE', P..'dlq', 0, step - 1)
-for _, id in ipairs(ids) do redis.call('DEL', P..'d:'..id) end
-if #ids > 0 then redis.call('ZREM', P..'dlq', unpack(ids)) end
-return #ids
-`;
-
-/** ARGV: P id -> 1 when the letter was there. */
-const REMOVE = `
-local P, id = ARGV[1], ARGV[2]
-redis.call('DEL', P..'d:'..id)
-return redis.call('ZREM', P..'dlq', id)
-`;
 
 export class RedisDeadLetters implements DeadLetterStore {
   private readonly dlq: string;
@@ -84,6 +66,20 @@ export class RedisDeadLetters implements DeadLetterStore {
       const step = Number(await this.guard(this.scripts.run(PURGE, [this.keys.prefix, PURGE_STEP])));
       purged += step;
       if (step < PURGE_STEP) return purged;
+    }
+  }
+
+  /**
+   * Gives an age (their failedAt) to the letters that have none, written by a version before
+   * the bound (dead-letter-scripts.ts); resolves to how many. In steps: Redis is never held long.
+   */
+  async indexAges(): Promise<number> {
+    let indexed = 0;
+    for (let after = ''; ; ) {
+      const [last, n] = (await this.scripts.run(INDEX_AGES, [this.keys.prefix, after, PURGE_STEP])) as [string, number];
+      indexed += n;
+      if (last === '') return indexed;
+      after = last;
     }
   }
 

@@ -27,7 +27,7 @@ const MSG_ENVELOPE_BYTES = 1024;
  */
 export const MAX_STORES_IN_FLIGHT = 10_000;
 
-export interface IntakeParts extends Pick<MessagingParts, 'config' | 'scripts' | 'link' | 'stats' | 'log' | 'up' | 'dueAt' | 'latency'> {
+export interface IntakeParts extends Pick<MessagingParts, 'config' | 'scripts' | 'link' | 'stats' | 'log' | 'up' | 'dueAt' | 'latency' | 'deadDropped'> {
   ids: MessageIds;
   processors: Processors;
   /** A stored message waits for its recipient: delivered now if it is online anywhere (messaging.ts). */
@@ -104,17 +104,18 @@ export class ClusterIntake {
       this.prefix, m.id, m.target, m.from, m.group ?? '', m.data, m.pri, m.ts, m.at, m.strategy ?? '', Buffer.byteLength(m.data),
       this.delivery.max_pending_per_user, fromClient ? this.delivery.max_stored_per_sender : 0,
       config.store.max_messages, config.store.max_bytes, now, this.delivery.ttl * 1000, requeueOf,
-      fromClient ? this.delivery.max_stored_bytes_per_sender : 0,
+      fromClient ? this.delivery.max_stored_bytes_per_sender : 0, config.store.max_dead_letters, config.store.max_dead_letter_bytes,
     ];
     this.storesInFlight++;
-    (this.parts.scripts.run(STORE, args) as Promise<[string, string, string, string?]>).finally(() => this.storesInFlight--).then(
-      ([verdict, detail, dropped, freed]) => {
+    (this.parts.scripts.run(STORE, args) as Promise<[string, string, string, string?, number?]>).finally(() => this.storesInFlight--).then(
+      ([verdict, detail, dropped, freed, deadDropped]) => {
         if (verdict === 'gone') return reply.fail('E_UNKNOWN_ID', detail);
         if (verdict !== 'ok') {
           stats.queue_full++;
           return reply.fail('E_QUEUE_FULL', detail);
         }
         stats.accepted++;
+        if (deadDropped) this.parts.deadDropped(deadDropped);
         if (dropped) {
           stats.dropped_low++;
           stats.dead_lettered++;
@@ -174,8 +175,11 @@ export class ClusterIntake {
     this.parts.log.warn({ type, reason }, 'processor failed; message dead-lettered');
     if (!this.parts.up()) return this.unavailable(reply, 'message not dead-lettered');
     const m = this.parts.ids.newMessage(incoming, id);
-    this.parts.scripts.run(DEAD_ON_ARRIVAL, [this.prefix, m.id, m.target, m.from, m.group ?? '', m.data, m.pri, m.ts, reason, Date.now()]).then(
-      () => {
+    const { store } = this.parts.config;
+    const args = [this.prefix, m.id, m.target, m.from, m.group ?? '', m.data, m.pri, m.ts, reason, Date.now(), store.max_dead_letters, store.max_dead_letter_bytes];
+    (this.parts.scripts.run(DEAD_ON_ARRIVAL, args) as Promise<number>).then(
+      (deadDropped) => {
+        if (deadDropped > 0) this.parts.deadDropped(deadDropped);
         this.parts.stats.dead_lettered++;
         reply.ok(m.id);
       },

@@ -52,6 +52,8 @@ export interface MessagingParts {
   dueAt(at: number): void;
   /** Whether a shard of this node holds records its ring had no room for yet: the SWEEP marks the node behind. */
   behind(): boolean;
+  /** A script dropped the oldest dead letters to keep their bound (store.max_dead_letters): counted, and warned of. */
+  deadDropped(letters: number): void;
   /**
    * Where the commit (frame received -> stored in Redis) and ack (delivered, by any node ->
    * acknowledged here) latencies are recorded. The send latency is the recipient's shard's, from
@@ -381,9 +383,11 @@ export class ClusterMessaging {
     // Redis ahead of this SWEEP (one connection, in order), which would count them missed.
     this.parts.link.catchUp?.();
     const { max_attempts, ttl, ack_timeout, backoff_multiplier, max_backoff } = this.delivery;
-    const [due, count, bytes] = await this.script<[Array<[string, string, string, string, number?]>, number, number]>(SWEEP, [
+    const { store } = this.parts.config;
+    const [due, count, bytes, deadDropped] = await this.script<[Array<[string, string, string, string, number?]>, number, number, number]>(SWEEP, [
       this.prefix, Date.now(), SWEEP_BATCH, max_attempts, ttl * 1000,
       this.parts.node, this.parts.behind() ? this.behindMarkMs : 0, ack_timeout * 1000, backoff_multiplier, max_backoff * 1000,
+      store.max_dead_letters, store.max_dead_letter_bytes,
     ]).catch((err: unknown) => {
       if (timedOut(err) && !this.rescanDue) {
         this.rescanDue = true;
@@ -393,6 +397,7 @@ export class ClusterMessaging {
     });
     stats.stored = count;
     stats.stored_bytes = bytes;
+    if (deadDropped > 0) this.parts.deadDropped(deadDropped);
     this.inflight(); // forgets the deliveries past their deadline
     for (const [id, action, target, freed, deadline] of due) {
       // Held on a node that is behind: its deadline was put off, and this node sweeps then.

@@ -44,7 +44,7 @@ import { ACK, DEAD_ON_ARRIVAL, RECLAIM, STORE, SWEEP } from './scripts.js';
 import { Sweeps } from './sweeps.js';
 import { indexWaiting } from './waiting-index.js';
 import { CONNECT, PUMP, ROUTE_USER } from './window-scripts.js';
-import { newClusterStats, type ClusterStats } from './stats.js';
+import { countDrops, newClusterStats, type ClusterStats } from './stats.js';
 
 export interface ClusterNodeOptions {
   config: Config;
@@ -130,6 +130,7 @@ export class ClusterNode {
       log,
       up: () => this.up,
       dueAt: (at: number) => this.sweeps.at(at),
+      deadDropped: countDrops(this.stats_, log, config.store),
       ...(options.latency ? { latency: options.latency } : {}),
     };
     const behind = options.behind ?? (() => false);
@@ -380,12 +381,15 @@ export class ClusterNode {
       );
   }
 
-  /** Once per process, in the background (a failed try is tried again at the next resync). */
+  /** Once per process, in the background (a failed try is tried again at the next resync): what an older version left unindexed. */
   private indexWaitingOnce(): void {
     if (this.indexed) return;
     this.indexed = true;
-    indexWaiting(this.redis.commands, this.scripts, this.keys.prefix).then(
-      (added) => added > 0 && this.options.log.info({ added }, 'cluster: waiting any messages stored without the index (an older version) indexed'),
+    Promise.all([indexWaiting(this.redis.commands, this.scripts, this.keys.prefix), this.deadLetters.indexAges()]).then(
+      ([added, aged]) => {
+        if (added > 0) this.options.log.info({ added }, 'cluster: waiting any messages stored without the index (an older version) indexed');
+        if (aged > 0) this.options.log.info({ aged }, 'cluster: dead letters stored without an age (an older version) indexed for their bound');
+      },
       (err: unknown) => {
         this.indexed = false;
         if (!this.stopped) this.options.log.warn({ code: 'E_CLUSTER_UNAVAILABLE', err }, 'cluster: indexing waiting any messages failed; trying again when Redis is back');

@@ -23,8 +23,7 @@
  *   P load           HASH user -> `any` messages it holds unacknowledged (least_connections)
  *   P rr:GROUP       INCR: the `any` rotation of a group
  *   P strategies     HASH group -> `any` strategy set by setGroupLoadBalanceStrategy
- *   P dlq, d:ID      ZSET of dead letter ids (all scored 0: listed in id order, BYLEX, as the
- *                    LMDB store lists them), and HASH: the dead letter (the message, reason, failedAt)
+ *   P dlq, d:ID      the dead letters, P dla and dlb their age and bytes: dead-letter-scripts.ts
  *   P bh:NODE        set, with a time to live, while the node is behind on its rings (SWEEP)
  *   P nodes          ZSET node -> last heartbeat; P pu:USER, pg:GROUP, nk:NODE: presence.ts;
  *                    P pc:GROUP and the scripts that change members: presence-scripts.ts
@@ -33,6 +32,7 @@
  * (a primary, with replicas or Sentinel), not a Redis Cluster, whose scripts must name every
  * key they touch up front.
  */
+import { DEAD_LETTER_HELPERS } from './dead-letter-scripts.js';
 import { MEMBER_HELPERS } from './presence-scripts.js';
 
 /** Helpers every script of the store starts with (below, ROUTE_ANY in route-any-script.ts, and window-scripts.ts). */
@@ -84,15 +84,16 @@ local function forget(id)
     flight(f[1], tonumber(f[3]), -1)
   end
 end
+${DEAD_LETTER_HELPERS}
 local function deadletter(id, reason, now)
   local m = P..'m:'..id
   local all = redis.call('HGETALL', m)
   if #all == 0 then return end
   local d = P..'d:'..id
-  redis.call('DEL', d)
+  unletter(id)
   redis.call('HSET', d, unpack(all))
   redis.call('HSET', d, 'reason', reason, 'failedAt', now)
-  redis.call('ZADD', P..'dlq', 0, id)
+  lettered(id, tonumber(redis.call('HGET', d, 'bytes') or '0'), now)
   forget(id)
 end
 local function backoff(attempts, ackMs, mult, maxMs)
@@ -142,13 +143,14 @@ end
 
 /**
  * ARGV: P id target from group data pri ts at strategy bytes perRecipient perSender(0: none)
- *       maxMessages maxBytes now ttlMs requeueOf perSenderBytes(0: none)
+ *       maxMessages maxBytes now ttlMs requeueOf perSenderBytes(0: none) [maxDeadLetters maxDeadBytes]
  * requeueOf: '' or the dead letter this message puts back (/admin/dlq): it must still be there,
  * and it goes in the same step as the message is stored, so one requeue of it wins.
  * At the recipient's cap (delivery.max_pending_per_user) the oldest LOW message that is not in
  * flight (of the 64 oldest LOW ones) is dead-lettered to make room; none: refused.
- * -> {'ok', state, droppedLowId|'', freed}, {'full', why} or {'gone', why}; freed: always '' now
- *    (the dropped message is never in flight, so it frees no window), kept for the reply's shape
+ * -> {'ok', state, droppedLowId|'', freed, deadDropped}, {'full', why} or {'gone', why}; freed:
+ *    always '' now (the dropped message is never in flight, so it frees no window), kept for the
+ *    reply's shape; deadDropped: the oldest dead letters dropped to keep their bound
  */
 export const STORE = `${PRELUDE}
 local LOW_SCAN = 64
@@ -214,11 +216,8 @@ redis.call('INCR', P..'count')
 redis.call('INCRBY', P..'bytes', bytes)
 redis.call('INCR', P..'snd:'..from)
 redis.call('INCRBY', P..'sndb:'..from, bytes)
-if requeueOf ~= '' then
-  redis.call('DEL', P..'d:'..requeueOf)
-  redis.call('ZREM', P..'dlq', requeueOf)
-end
-return {'ok', state, dropped, freed}
+if requeueOf ~= '' then unletter(requeueOf) end
+return {'ok', state, dropped, freed, trimdead(tonumber(ARGV[20]), tonumber(ARGV[21]), dropped == '' and 0 or 1)}
 `;
 
 /**
@@ -267,8 +266,8 @@ return {f[5] or '0', math.min(1, redis.call('EXISTS', P..'wb:'..user, P..'wg:'..
  * itself behind (P bh:NODE, for behindMs; deleted once it is not): a deadline of a message held
  * on such a node is not counted as missed, once per delivery and max_attempts times per message. It waits as long again, with its attempt given back,
  * as on one process (broker.ts, behind). A node of an older version passes no NODE: no mark.
- * ARGV: P now limit maxAttempts ttlMs [NODE behindMs ackMs mult maxMs]
- * -> {{id, action(route|dead|expired|later), target, freed, deadline(later)}..., count, bytes};
+ * ARGV: P now limit maxAttempts ttlMs [NODE behindMs ackMs mult maxMs [maxDeadLetters maxDeadBytes]]
+ * -> {{id, action(route|dead|expired|later), target, freed, deadline(later)}..., count, bytes, deadDropped};
  *    freed: the member whose window an \`any\` it held left, when messages wait for room there
  *    (P wb:, wg:), or the user whose own message left its window to wait again, when its groups'
  *    do (P wg:): PUMP it; else ''
@@ -332,19 +331,23 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', P..'due', '-inf', now, 'LIMIT', 
     end
   end
 end
-return {out, tonumber(redis.call('GET', P..'count') or '0'), tonumber(redis.call('GET', P..'bytes') or '0')}
+local added = 0
+for _, o in ipairs(out) do if o[2] == 'dead' or o[2] == 'expired' then added = added + 1 end end
+local trimmed = trimdead(tonumber(ARGV[11]), tonumber(ARGV[12]), added)
+return {out, tonumber(redis.call('GET', P..'count') or '0'), tonumber(redis.call('GET', P..'bytes') or '0'), trimmed}
 `;
 
 /**
  * A processor failed on a message: straight to the dead-letter queue.
- * ARGV: P id target from group data pri ts reason now
+ * ARGV: P id target from group data pri ts reason now [maxDeadLetters maxDeadBytes] -> dead letters dropped
  */
 export const DEAD_ON_ARRIVAL = `${PRELUDE}
 local d = P..'d:'..ARGV[2]
+unletter(ARGV[2])
 redis.call('HSET', d, 'target', ARGV[3], 'from', ARGV[4], 'group', ARGV[5], 'data', ARGV[6], 'pri', ARGV[7], 'ts', ARGV[8],
-  'at', 0, 'attempts', 0, 'strategy', '', 'reason', ARGV[9], 'failedAt', ARGV[10])
-redis.call('ZADD', P..'dlq', 0, ARGV[2])
-return 1
+  'at', 0, 'attempts', 0, 'strategy', '', 'reason', ARGV[9], 'failedAt', ARGV[10], 'bytes', #ARGV[6])
+lettered(ARGV[2], #ARGV[6], tonumber(ARGV[10]))
+return trimdead(tonumber(ARGV[11]), tonumber(ARGV[12]), 1)
 `;
 
 /**

@@ -4,6 +4,9 @@
  * are the whole cluster's, as the last sweep read them from Redis) and the cluster's own.
  */
 import type { BrokerStats } from '../broker/broker.js';
+import type { Config } from '../config/schema.js';
+import { dropWarning } from '../store/dead-letter-bound.js';
+import type { Logger } from '../util/logger.js';
 
 export interface ClusterStats extends BrokerStats {
   /** Pubs of this node's clients published to Redis for the other nodes. */
@@ -38,6 +41,7 @@ export function newClusterStats(): ClusterStats {
     stored_bytes: 0,
     expired: 0,
     store_unavailable: 0,
+    dead_dropped: 0,
     cluster_pubs_out: 0,
     cluster_pubs_in: 0,
     cluster_pubs_lost: 0,
@@ -45,5 +49,14 @@ export function newClusterStats(): ClusterStats {
     cluster_malformed: 0,
     cluster_history_resumed: 0,
     cluster_history_gaps: 0,
+  };
+}
+
+/** What a node does when a script dropped dead letters to keep their bound: counts them, and warns (throttled). */
+export function countDrops(stats: ClusterStats, log: Logger, store: Config['store']): (letters: number) => void {
+  const warn = dropWarning(log, store);
+  return (letters) => {
+    stats.dead_dropped += letters;
+    warn(letters);
   };
 }

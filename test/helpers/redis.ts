@@ -25,5 +25,6 @@ export function nodeConfig(redisUrl: string, prefix: string, shards = 1, extra: 
   return testConfig({
     websocket: { server: { shards }, groups: { require_membership: false }, delivery: { ack_timeout: 1, max_backoff: 2 }, ...(extra.websocket as object) },
     cluster: { redis_url: redisUrl, key_prefix: prefix, presence_ttl: 3, sweep_interval: 0.05 },
+    ...(extra.store === undefined ? {} : { store: extra.store }),
   });
 }
