@@ -10,6 +10,9 @@
  *   P q:TARGET       ZSET id -> (3 - pri) * 1e13 + seq: delivery order per recipient (u:USER, g:GROUP)
  *   P qw:GROUP       ZSET: the group's `any` messages in state w, scored as in q:g:GROUP, so that
  *                    a join reads what waits for a member instead of scanning the whole queue
+ *   P qu:USER, qf:USER  ZSETs: the user's messages in state w, and in state f, scored as in
+ *                    q:u:USER; P qs:USER: how many are in state s. A connection and a pump read
+ *                    these, not the whole queue (window-scripts.ts: rebuilt when they do not add up)
  *   P due            ZSET id -> when a node must look at it again: `at` (s), the ack deadline
  *                    (f), the expiry after delivery.ttl (w)
  *   P count, bytes   stored messages and bytes of data (store.max_messages, store.max_bytes)
@@ -53,18 +56,32 @@ local function loaddec(holder, bytes)
     redis.call('HDEL', P..'wf:'..holder, 'ab')
   end
 end
--- An \`any\` message (target g:GROUP) starts or stops waiting for a member: P qw:GROUP follows.
+-- A message starts or stops waiting for its recipient: P qw:GROUP (an \`any\`) or P qu:USER
+-- follows, scored as in its queue, so that what looks for waiting messages reads only them.
 local function waits(id, target)
-  if string.sub(target, 1, 2) == 'g:' then redis.call('ZADD', P..'qw:'..string.sub(target, 3), redis.call('ZSCORE', P..'q:'..target, id), id) end
+  local kind = string.sub(target, 1, 2)
+  if kind == 'g:' then redis.call('ZADD', P..'qw:'..string.sub(target, 3), redis.call('ZSCORE', P..'q:'..target, id), id)
+  elseif kind == 'u:' then redis.call('ZADD', P..'qu:'..string.sub(target, 3), redis.call('ZSCORE', P..'q:'..target, id), id) end
 end
 local function settles(id, target)
-  if string.sub(target, 1, 2) == 'g:' then redis.call('ZREM', P..'qw:'..string.sub(target, 3), id) end
+  local kind = string.sub(target, 1, 2)
+  if kind == 'g:' then redis.call('ZREM', P..'qw:'..string.sub(target, 3), id)
+  elseif kind == 'u:' then redis.call('ZREM', P..'qu:'..string.sub(target, 3), id) end
 end
--- A user's message (target u:USER) goes in flight (sign 1) or leaves it (-1): P wf:USER follows.
-local function flight(target, bytes, sign)
+-- A user's message (target u:USER) goes in flight (sign 1) or leaves it (-1): P wf:USER (the
+-- window's count) and P qf:USER (the ids, scored as in the queue) follow.
+local function flight(id, target, bytes, sign)
   if string.sub(target, 1, 2) ~= 'u:' then return end
-  local k = P..'wf:'..string.sub(target, 3)
+  local user = string.sub(target, 3)
+  if sign > 0 then redis.call('ZADD', P..'qf:'..user, redis.call('ZSCORE', P..'q:'..target, id) or 0, id) else redis.call('ZREM', P..'qf:'..user, id) end
+  local k = P..'wf:'..user
   if redis.call('HINCRBY', k, 'n', sign) <= 0 then redis.call('HDEL', k, 'n', 'b') else redis.call('HINCRBY', k, 'b', sign * bytes) end
+end
+-- A user's message is scheduled (sign 1) or no longer (-1): P qs:USER counts them.
+local function scheduled(target, sign)
+  if string.sub(target, 1, 2) ~= 'u:' then return end
+  local k = P..'qs:'..string.sub(target, 3)
+  if redis.call('INCRBY', k, sign) <= 0 then redis.call('DEL', k) end
 end
 -- Removes every trace of a stored message (not its dead letter).
 local function forget(id)
@@ -81,7 +98,9 @@ local function forget(id)
   elseif redis.call('DECRBY', P..'sndb:'..f[2], tonumber(f[3])) <= 0 then redis.call('DEL', P..'sndb:'..f[2]) end
   if f[4] == 'f' then
     loaddec(f[5], tonumber(f[3]))
-    flight(f[1], tonumber(f[3]), -1)
+    flight(id, f[1], tonumber(f[3]), -1)
+  elseif f[4] == 's' then
+    scheduled(f[1], -1)
   end
 end
 ${DEAD_LETTER_HELPERS}
@@ -117,7 +136,7 @@ local function claim(id, holder, now, ackMs, mult, maxMs)
   local s = redis.call('HMGET', m, 'state', 'target', 'bytes')
   if s[1] ~= 'w' then return false end
   settles(id, s[2])
-  flight(s[2], tonumber(s[3]), 1)
+  flight(id, s[2], tonumber(s[3]), 1)
   local attempts = redis.call('HINCRBY', m, 'attempts', 1)
   local deadline = now + backoff(attempts, ackMs, mult, maxMs)
   redis.call('HSET', m, 'state', 'f', 'holder', holder, 'dt', now)
@@ -210,7 +229,7 @@ if at > now then state, due = 's', at elseif ttl > 0 then due = now + ttl end
 redis.call('HSET', P..'m:'..id, 'target', target, 'from', from, 'group', group, 'data', data, 'pri', pri, 'ts', ts,
   'at', at, 'attempts', 0, 'strategy', strategy, 'state', state, 'holder', '', 'bytes', bytes, 'seq', seq)
 redis.call('ZADD', q, (3 - pri) * 1e13 + seq, id)
-if state == 'w' then waits(id, target) end
+if state == 'w' then waits(id, target) else scheduled(target, 1) end
 if due > 0 then redis.call('ZADD', P..'due', due, id) end
 redis.call('INCR', P..'count')
 redis.call('INCRBY', P..'bytes', bytes)
@@ -320,9 +339,11 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', P..'due', '-inf', now, 'LIMIT', 
       out[#out + 1] = {id, 'dead', f[4], freed}
     else
       if state == 'f' then
-        flight(f[4], tonumber(f[5]), -1)
+        flight(id, f[4], tonumber(f[5]), -1)
         -- A user's own message left its window: its groups' waiting \`any\` messages may fit (P wg:USER).
         if freed == '' and string.sub(f[4], 1, 2) == 'u:' and redis.call('EXISTS', P..'wg:'..string.sub(f[4], 3)) == 1 then freed = string.sub(f[4], 3) end
+      else
+        scheduled(f[4], -1)
       end
       redis.call('HSET', m, 'state', 'w')
       waits(id, f[4])
@@ -360,7 +381,9 @@ return trimdead(tonumber(ARGV[11]), tonumber(ARGV[12]), 1)
  */
 export const RECLAIM = `${PRELUDE}
 local target, dt, now, only = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
-local ids = only ~= '' and {only} or redis.call('ZRANGE', P..'q:'..target, 0, -1)
+-- A user's: only those in flight (P qf:USER), not the whole queue.
+local from = string.sub(target, 1, 2) == 'u:' and P..'qf:'..string.sub(target, 3) or P..'q:'..target
+local ids = only ~= '' and {only} or redis.call('ZRANGE', from, 0, -1)
 local n = 0
 for _, id in ipairs(ids) do
   local m = P..'m:'..id

@@ -23,48 +23,68 @@ local function fits(n, b, size, winCount, winBytes)
 end
 `;
 
-/** PRELUDE and the window's helpers: the count of what is in flight, and pump(). */
+/** PRELUDE and the window's helpers: the user's queue index, the count of what is in flight, and pump(). */
 const WINDOW = `${PRELUDE}${ROOM}
--- Counts its own again from the queue (a node of an older version does not keep P wf:USER n, b).
+-- The user's queue index (P qu:USER waiting, qf:USER in flight, qs:USER scheduled: PRELUDE) is
+-- whole when it adds up to the queue; else (a node of an older version wrote the queue, or left
+-- the entry of a message gone) it is built again from the queue, once. Before the index, each
+-- connection and each pump read the whole queue: 10,000 scheduled messages made every
+-- reconnect of their user cost Redis milliseconds, for the whole cluster.
+local function indexed(user)
+  local q, qu, qf, qs = P..'q:u:'..user, P..'qu:'..user, P..'qf:'..user, P..'qs:'..user
+  local total = redis.call('ZCARD', q)
+  if total == redis.call('ZCARD', qu) + redis.call('ZCARD', qf) + tonumber(redis.call('GET', qs) or '0') then return end
+  redis.call('DEL', qu, qf, qs)
+  local all, later = redis.call('ZRANGE', q, 0, -1, 'WITHSCORES'), 0
+  for i = 1, #all, 2 do
+    local state = redis.call('HGET', P..'m:'..all[i], 'state')
+    if state == 'w' then redis.call('ZADD', qu, all[i + 1], all[i])
+    elseif state == 'f' then redis.call('ZADD', qf, all[i + 1], all[i])
+    elseif state == 's' then later = later + 1
+    else redis.call('ZREM', q, all[i]) end
+  end
+  if later > 0 then redis.call('SET', qs, later) end
+end
+-- Counts its own again from what is in flight (a node of an older version does not keep P wf:USER n, b).
 local function recount(user)
+  indexed(user)
   local n, b = 0, 0
-  for _, id in ipairs(redis.call('ZRANGE', P..'q:u:'..user, 0, -1)) do
-    local f = redis.call('HMGET', P..'m:'..id, 'state', 'bytes')
-    if f[1] == 'f' then n, b = n + 1, b + tonumber(f[2] or '0') end
+  for _, id in ipairs(redis.call('ZRANGE', P..'qf:'..user, 0, -1)) do
+    n, b = n + 1, b + tonumber(redis.call('HGET', P..'m:'..id, 'bytes') or '0')
   end
   redis.call('HDEL', P..'wf:'..user, 'n', 'b')
   if n > 0 then redis.call('HSET', P..'wf:'..user, 'n', n, 'b', b) end
   return inflight(user)
 end
 -- The user's window (delivery.max_inflight_per_user, _bytes_per_user): its waiting messages
--- claimed in queue order while the window has room beside all those in flight (P wf:USER,
--- wherever they are in the queue: a HIGH one may sort ahead of them), scanning 100 at a time
--- and stopping at the first that does not fit. P wb:USER says some still wait: new messages
--- then wait behind them (ROUTE_USER) until an ack pumps again.
+-- claimed in queue order (P qu:USER) while the window has room beside all those in flight
+-- (P wf:USER, wherever they are in the queue: a HIGH one may sort ahead of them), 100 at a time,
+-- stopping at the first that does not fit. P wb:USER says some still wait: new messages then
+-- wait behind them (ROUTE_USER) until an ack pumps again.
 local function pump(user, now, ackMs, mult, maxMs, winCount, winBytes)
-  local q = P..'q:u:'..user
+  indexed(user)
+  local qu = P..'qu:'..user
   local claimed = {}
   local count, bytes = inflight(user)
-  local start, waiting = 0, false
+  local waiting = false
   while not waiting do
-    local ids = redis.call('ZRANGE', q, start, start + 99)
+    -- Each one read leaves P qu (claimed, or not waiting after all) unless the pump stops at it.
+    local ids = redis.call('ZRANGE', qu, 0, 99)
     if #ids == 0 then break end
     for _, id in ipairs(ids) do
-      local f = redis.call('HMGET', P..'m:'..id, 'state', 'bytes')
-      if f[1] == 'w' then
-        local size = tonumber(f[2] or '0')
-        if not fits(count, bytes, size, winCount, winBytes) then
-          waiting = true
-          break
-        end
-        local c = claim(id, '', now, ackMs, mult, maxMs)
-        if c then
-          claimed[#claimed + 1] = c
-          count, bytes = count + 1, bytes + size
-        end
+      local size = tonumber(redis.call('HGET', P..'m:'..id, 'bytes') or '0')
+      if not fits(count, bytes, size, winCount, winBytes) then
+        waiting = true
+        break
+      end
+      local c = claim(id, '', now, ackMs, mult, maxMs)
+      if c then
+        claimed[#claimed + 1] = c
+        count, bytes = count + 1, bytes + size
+      else
+        redis.call('ZREM', qu, id)
       end
     end
-    start = start + 100
   end
   if waiting then redis.call('SET', P..'wb:'..user, 1) else redis.call('DEL', P..'wb:'..user) end
   return claimed
@@ -136,20 +156,15 @@ redis.call('HSET', P..'pu:'..user, node, here)
 redis.call('SADD', P..'nk:'..node, P..'pu:'..user)
 local nodes = userNodes(user, since)
 local out = {nodes, 0}
-local pending, n, b = 0, 0, 0
-for _, id in ipairs(redis.call('ZRANGE', P..'q:u:'..user, 0, -1)) do
-  local m = P..'m:'..id
-  local state = redis.call('HGET', m, 'state')
-  if state == 'w' then
-    pending = pending + 1
-  elseif state == 'f' then
-    pending = pending + 1
-    local f = redis.call('HMGET', m, 'from', 'group', 'data', 'pri', 'ts', 'attempts', 'bytes')
-    local deadline = tonumber(redis.call('ZSCORE', P..'due', id) or '0')
-    out[#out + 1] = {0, {id, f[1], f[2], f[3], f[4], f[5], f[6], math.ceil(deadline)}}
-    n, b = n + 1, b + tonumber(f[7] or '0')
-  end
+indexed(user)
+local pending, n, b = redis.call('ZCARD', P..'qu:'..user), 0, 0
+for _, id in ipairs(redis.call('ZRANGE', P..'qf:'..user, 0, -1)) do
+  local f = redis.call('HMGET', P..'m:'..id, 'from', 'group', 'data', 'pri', 'ts', 'attempts', 'bytes')
+  local deadline = tonumber(redis.call('ZSCORE', P..'due', id) or '0')
+  out[#out + 1] = {0, {id, f[1], f[2], f[3], f[4], f[5], f[6], math.ceil(deadline)}}
+  n, b = n + 1, b + tonumber(f[7] or '0')
 end
+pending = pending + n
 -- The window's count of its own set from what was just seen (a node of an older version does not keep it).
 redis.call('HDEL', P..'wf:'..user, 'n', 'b')
 if n > 0 then redis.call('HSET', P..'wf:'..user, 'n', n, 'b', b) end
