@@ -392,7 +392,7 @@ export class ClusterNode {
       },
       (err: unknown) => {
         this.indexed = false;
-        if (!this.stopped) this.options.log.warn({ code: 'E_CLUSTER_UNAVAILABLE', err }, 'cluster: indexing waiting any messages failed; trying again when Redis is back');
+        if (!this.stopped) this.options.log.warn({ code: 'E_CLUSTER_UNAVAILABLE', err }, 'cluster: indexing what an older version left unindexed (waiting any messages, dead-letter ages) failed; trying again when Redis is back');
       },
     );
   }
