@@ -90,7 +90,7 @@ describe('the dead letters are bounded', () => {
     }
   });
 
-  test('a store written before the bound (letters without their age entries) is indexed at open and then held to it', async () => {
+  test('a store written before the bound (letters without their age entries) is indexed and trimmed at open, then held to it', async () => {
     const dir = tempDataDir();
     dirs.push(dir);
     const raw = open({ path: dir, maxDbs: 8 });
@@ -99,9 +99,12 @@ describe('the dead letters are bounded', () => {
     await raw.close();
     const store = await MessageStore.open(dir, 'none', { letters: 3, bytes: Infinity });
     try {
-      assert.deepEqual(store.dead.size, { letters: 5, bytes: 15 });
-      await store.putDeadLetter(letter(9));
+      // Trimmed at open, without waiting for a new letter.
       await untilTrue('3 letters kept', () => store.countDead() === 3);
+      assert.deepEqual(kept(store), ['dead-005', 'dead-006', 'dead-008']);
+      assert.deepEqual(store.dead.size, { letters: 3, bytes: 9 });
+      await store.putDeadLetter(letter(9));
+      await untilTrue('3 letters kept', () => store.dead.dropped === 3);
       assert.deepEqual(kept(store), ['dead-006', 'dead-008', 'dead-009']);
     } finally {
       await store.close();

@@ -132,7 +132,9 @@ export class MessageStore {
       const queue = root.openDB<StoredMessage, QueueKey>({ name: 'queue' });
       const dlq = root.openDB<DeadLetter, string>({ name: 'dlq' });
       await root.put('opened', { at: Date.now(), pid: process.pid });
-      return new MessageStore(root, queue, dlq, path, sync, room, deadLimits);
+      const store = new MessageStore(root, queue, dlq, path, sync, room, deadLimits);
+      store.dead.committed(); // a store over a lowered bound, or written before it, is trimmed now, not at its next letter
+      return store;
     } catch (err) {
       await root.close().catch(() => {});
       await room.close();
