@@ -25,7 +25,7 @@ import type { Processors } from './processors.js';
 import { newEntry, State, type Entry, type Queues } from './queues.js';
 import type { ShardLink } from './shard-link.js';
 import type { UnsavedWrites } from './unsaved-writes.js';
-import { Tally } from '../util/tally.js';
+import { WARN_EVERY_MS, warnEvery } from '../util/tally.js';
 
 /** `offset`: the one a pub to a group that keeps history got. */
 export type Reply = { ok(id: string, offset?: number): void; fail(code: ErrorCode, message: string): void };
@@ -54,11 +54,14 @@ export interface IntakeParts {
 export class Intake {
   /** Requeues under way, by letter id, until the letter's removal from the dead-letter queue is written. */
   private readonly requeuing = new Map<string, Promise<string>>();
-  /** LOW messages dead-lettered for a full queue: warned of once per 10 s, not per message (a flood of them is a flood of log lines). */
-  private readonly lowDrops = new Tally(10_000, (messages) => this.parts.log.warn({ messages, target: this.lastLowDrop }, 'queue full: oldest LOW messages dead-lettered'));
-  private lastLowDrop = '';
+  /** Warned of once per WARN_EVERY_MS, not per message: a client can cause either with each frame it sends. */
+  private readonly warnLowDropped: (fields: Record<string, unknown>) => void;
+  private readonly warnProcessorFailed: (fields: Record<string, unknown>) => void;
 
-  constructor(private readonly parts: IntakeParts) {}
+  constructor(private readonly parts: IntakeParts) {
+    this.warnLowDropped = warnEvery(parts.log, WARN_EVERY_MS, 'queue full: oldest LOW messages dead-lettered');
+    this.warnProcessorFailed = warnEvery(parts.log, WARN_EVERY_MS, 'processor failed; messages dead-lettered');
+  }
 
   /**
    * Refuses what cannot be stored (an `at` too far ahead, an unwritable store), runs the
@@ -218,7 +221,7 @@ export class Intake {
    * `id`: the one the sender is acknowledged with when it already has one (a processed `pub`), so the letter can be found by it.
    */
   private processorFailed(type: string, reason: string, incoming: Incoming, reply: Reply, id?: string): void {
-    this.parts.log.warn({ type, reason }, 'processor failed; message dead-lettered');
+    this.warnProcessorFailed({ type, reason });
     const m = this.parts.ids.newMessage(incoming, id);
     this.afterWrite(this.parts.store.putDeadLetter({ ...m, reason, failedAt: Date.now() }), reply, (stored) => {
       if (!stored) return this.refuseUnwritable(reply);
@@ -247,8 +250,7 @@ export class Intake {
   private dropLow(entry: Entry): void {
     const key = entry.m.target;
     this.parts.counters.dropped_low++;
-    this.lastLowDrop = key;
-    this.lowDrops.add(1);
+    this.warnLowDropped({ target: key, id: entry.m.id });
     this.parts.deadLetter(entry, `queue full: dropped as the oldest LOW message for ${key.slice(2)} (delivery.max_pending_per_user)`);
   }
 

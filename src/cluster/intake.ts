@@ -15,6 +15,7 @@ import { Latency } from '../metrics/latencies.js';
 import type { MessagingParts } from './messaging.js';
 import { logCommandFailure, timedOut } from './redis.js';
 import { DEAD_ON_ARRIVAL, STORE } from './scripts.js';
+import { WARN_EVERY_MS, warnEvery } from '../util/tally.js';
 
 /** `offset`: the one a pub to a group that keeps history got (groups.ts). */
 export type Reply = { ok(id: string, offset?: number): void; fail(code: ErrorCode, message: string): void };
@@ -45,7 +46,11 @@ export class ClusterIntake {
   private recheck: NodeJS.Timeout | null = null;
   private stopped = false;
 
+  /** Once per WARN_EVERY_MS at most: a client can make a processor fail with each frame. */
+  private readonly warnProcessorFailed: (fields: Record<string, unknown>) => void;
+
   constructor(private readonly parts: IntakeParts) {
+    this.warnProcessorFailed = warnEvery(parts.log, WARN_EVERY_MS, 'processor failed; messages dead-lettered');
     this.delivery = parts.config.websocket.delivery;
     this.prefix = parts.config.cluster.key_prefix;
   }
@@ -172,7 +177,7 @@ export class ClusterIntake {
    * queue; its sender still gets its ack. `id`: the one a processed `pub` is acknowledged with.
    */
   processorFailed(type: string, reason: string, incoming: Incoming, reply: Reply, id?: string): void {
-    this.parts.log.warn({ type, reason }, 'processor failed; message dead-lettered');
+    this.warnProcessorFailed({ type, reason });
     if (!this.parts.up()) return this.unavailable(reply, 'message not dead-lettered');
     const m = this.parts.ids.newMessage(incoming, id);
     const { store } = this.parts.config;

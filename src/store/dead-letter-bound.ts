@@ -16,7 +16,7 @@
 import type { Database, RootDatabase } from 'lmdb';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../util/logger.js';
-import { Tally } from '../util/tally.js';
+import { Tally, WARN_EVERY_MS } from '../util/tally.js';
 import type { DeadLetter } from './messages.js';
 
 type AgeKey = [number, string];
@@ -29,13 +29,10 @@ export interface DeadLetterLimits {
 /** A guarded store write (MessageStore.settle): true once committed. */
 export type GuardedWrite = (write: () => Promise<boolean>, bytes: number) => Promise<boolean>;
 
-/** A flood that keeps the dead letters at their bound warns once per this, not per letter. */
-const DROPS_LOGGED_EVERY_MS = 10_000;
-
-/** The warning of letters dropped to keep the bound (LMDB's and, in a cluster, Redis's), at most once per DROPS_LOGGED_EVERY_MS. */
+/** The warning of letters dropped to keep the bound (LMDB's and, in a cluster, Redis's), at most once per WARN_EVERY_MS with their count. */
 export function dropWarning(log: Logger, store: Pick<Config['store'], 'max_dead_letters' | 'max_dead_letter_bytes'>): (letters: number) => void {
   const { max_dead_letters, max_dead_letter_bytes } = store;
-  const drops = new Tally(DROPS_LOGGED_EVERY_MS, (letters) => log.warn({ letters, max_dead_letters, max_dead_letter_bytes }, 'dead letters dropped, oldest first, to keep their bound'));
+  const drops = new Tally(WARN_EVERY_MS, (letters) => log.warn({ letters, max_dead_letters, max_dead_letter_bytes }, 'dead letters dropped, oldest first, to keep their bound'));
   return (letters) => drops.add(letters);
 }
 
