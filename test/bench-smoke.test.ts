@@ -9,6 +9,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { HAVE_OPENSSL } from '../tools/lib/self-signed.js';
+import { redisServerAvailable } from '../tools/lib/redis-server.js';
 
 const run = promisify(execFile);
 
@@ -168,5 +169,14 @@ describe('benchmarks (smoke)', { concurrency: 3 }, () => {
     const messaging = report.messaging as Record<string, number>;
     assert.equal(messaging.stored, 50);
     assert.equal(messaging.stored_bytes, 50 * 1024);
+  });
+
+  it('bench:redis-cost: every case runs and has its figures, and the large cases their ratios to the small ones', { skip: !redisServerAvailable() && 'no redis-server' }, async () => {
+    const report = await bench('redis-cost.js', ['--repeat', '1', '--duration', '0.5', '--scheduled', '50', '--members', '20']);
+    const cases = report.cases as Record<string, { redisCpuMsPerOp: { n: number } | null; opsPerSecond: { median: number } | null }>;
+    assert.deepEqual(Object.keys(cases), ['reconnect-small', 'reconnect-large', 'any-small', 'any-large']);
+    for (const [name, c] of Object.entries(cases)) assert.ok(c.opsPerSecond!.median > 0 && c.redisCpuMsPerOp!.n === 1, name);
+    // Half a second of Redis CPU may round to nothing: the ratios are there, perhaps null.
+    assert.deepEqual(Object.keys(report.largeOverSmall as object), ['reconnect', 'any']);
   });
 });
