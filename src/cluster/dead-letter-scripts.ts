@@ -7,8 +7,9 @@
  *   P dla      ZSET id -> failedAt: their age, by which the bound drops the oldest first
  *   P dlb      the bytes of data of the letters in P dla
  *
- * The scripts that add letters (STORE, SWEEP, DEAD_ON_ARRIVAL) trim in the same step, a few more
- * than they add: the bound holds without a sweep of its own, and no script runs long. Letters
+ * The scripts that add letters (STORE, SWEEP, DEAD_ON_ARRIVAL) trim in the same step, SWEEP and
+ * DEAD_ON_ARRIVAL a few more than they add (a lowered bound is caught up sweep by sweep): the
+ * bound holds without a sweep of its own, and no script runs long. Letters
  * written by a version before the bound have no age (not in P dla) until a node starts and
  * indexes them (INDEX_AGES, by their failedAt); one written meanwhile by a node of that version
  * goes first by id once no aged letter is left.

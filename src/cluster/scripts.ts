@@ -236,7 +236,8 @@ redis.call('INCRBY', P..'bytes', bytes)
 redis.call('INCR', P..'snd:'..from)
 redis.call('INCRBY', P..'sndb:'..from, bytes)
 if requeueOf ~= '' then unletter(requeueOf) end
-return {'ok', state, dropped, freed, trimdead(tonumber(ARGV[20]), tonumber(ARGV[21]), dropped == '' and 0 or 1)}
+-- Only when it added a letter: every send would otherwise pay the bound's two reads (SWEEP catches up a lowered bound).
+return {'ok', state, dropped, freed, dropped == '' and 0 or trimdead(tonumber(ARGV[20]), tonumber(ARGV[21]), 1)}
 `;
 
 /**
