@@ -337,14 +337,15 @@ describe('three nodes on one Redis', { skip }, () => {
     await Promise.all([...members, sender].map((client, i) => collect(client, i)));
     assert.equal(jobs.size, 30);
     for (const count of counts) assert.ok(count >= 4, `every member had its turn: ${counts}`);
-    // The rotation is kept in Redis while the group has members anywhere, and no longer.
+    // The rotation and the members index are kept in Redis while the group has members anywhere, and no longer.
     const keys = redis.client();
-    assert.equal(await keys.exists('ocs:rr:workers'), 1);
+    const kept = ['ocs:rc:workers', 'ocs:pm:workers', 'ocs:pa:workers'];
+    assert.equal(await keys.exists(...kept), 3);
     for (const client of [...members, sender]) {
       client.send({ op: 'leave', group: 'workers', ref: 'bye' });
       await client.next((f) => f.op === 'left');
     }
-    await untilTrue('the rotation key removed', async () => (await keys.exists('ocs:rr:workers')) === 0);
+    await untilTrue('the rotation and index keys removed', async () => (await keys.exists(...kept)) === 0);
   });
 
   test('an `any` for a group with no member online waits, and goes to the first member who joins, on any node', async () => {

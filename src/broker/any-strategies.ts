@@ -20,13 +20,16 @@ export class GroupMembers<M extends Member> {
   readonly members = new Map<string, M>();
   private turn = 0;
   private readonly current = new Map<string, number>();
+  /** The members in rotation order, kept between picks (a copy per \`any\` cost one array of the group). */
+  private ordered: M[] | null = null;
 
   add(member: M): void {
     this.members.set(member.sid, member);
+    this.ordered = null;
   }
 
   delete(sid: string): void {
-    this.members.delete(sid);
+    if (this.members.delete(sid)) this.ordered = null;
     this.current.delete(sid);
   }
 
@@ -47,7 +50,7 @@ export class GroupMembers<M extends Member> {
     let best: M | null = null;
     let bestLoad = Infinity;
     // Visit members from `start` round the ring: round_robin (and weighted, when its sums failed) takes the first, least_connections the least loaded.
-    const ordered = [...this.members.values()];
+    const ordered = (this.ordered ??= [...this.members.values()]);
     for (let n = 0; n < size; n++) {
       const member = ordered[(start + n) % size]!;
       if (!eligible(member)) continue;

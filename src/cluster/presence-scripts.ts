@@ -19,11 +19,13 @@
  * 0xff is never an origin length (node ids are far shorter; channels.ts), so the first byte
  * tells a presence record from a pub. Redis delivers one channel's messages in the order the
  * scripts ran, so every node sees one user's joins and leaves alternate, in the cluster's order.
- * Every script takes P as ARGV[1].
+ * Every script takes P as ARGV[1]. Each also keeps the members index an \`any\` picks from
+ * (P pm:GROUP, pa:GROUP: any-index-scripts.ts).
  */
+import { MEMBER_INDEX } from './any-index-scripts.js';
 
 /** Lua helpers for the scripts that add or remove member connections (they need P). */
-export const MEMBER_HELPERS = `
+export const MEMBER_HELPERS = `${MEMBER_INDEX}
 local function userof(value)
   return string.sub(value, 1, string.find(value, '\\n', 1, true) - 1)
 end
@@ -31,15 +33,19 @@ end
 local function counted(group, user, delta)
   local key = P..'pc:'..group
   local n = redis.call('HINCRBY', key, user, delta)
-  if n <= 0 then redis.call('HDEL', key, user) end
+  if n <= 0 then
+    redis.call('HDEL', key, user)
+    -- Its freed window has no connection of the group left to put back (any-index-scripts.ts).
+    redis.call('SREM', P..'wg:'..user, group)
+  end
   if delta > 0 then return n == 1 end
   -- Below 0 only if the counter was lost (Redis lost data): nothing to tell, it is reset.
   return n == 0
 end
--- The group has no member connection left on any node: its \`any\` rotation (P rr:GROUP,
--- route-any-script.ts) goes too, or every group that ever had an \`any\` would keep a key.
+-- The group has no member connection left on any node: its \`any\` rotation (P rc:GROUP, and
+-- an older version's rr:GROUP) and index go too, or every group that ever had an \`any\` would keep keys.
 local function emptied(group)
-  if redis.call('EXISTS', P..'pg:'..group) == 0 then redis.call('DEL', P..'rr:'..group) end
+  if redis.call('EXISTS', P..'pg:'..group) == 0 then redis.call('DEL', P..'rr:'..group, P..'rc:'..group, P..'pm:'..group, P..'pa:'..group) end
 end
 -- One PUBLISH per group and step, however many users changed.
 local function tell(group, changes)
@@ -62,6 +68,7 @@ local value = redis.call('HGET', key, field)
 if value then
   redis.call('HDEL', key, field)
   local user = userof(value)
+  unindexMember(group, user, field)
   if counted(group, user, -1) then tell(group, {'-'..user}) end
   emptied(group)
 end
@@ -87,8 +94,9 @@ local changes = {}
 for i = 4, #ARGV - 2, 3 do
   local field = prefix..ARGV[i]
   wanted[field] = true
-  if redis.call('HSET', key, field, ARGV[i + 1]..'\\n'..ARGV[i + 2]) == 1 and counted(group, ARGV[i + 1], 1) then
-    changes[#changes + 1] = '+'..ARGV[i + 1]
+  if redis.call('HSET', key, field, ARGV[i + 1]..'\\n'..ARGV[i + 2]) == 1 then
+    indexMember(group, ARGV[i + 1], field)
+    if counted(group, ARGV[i + 1], 1) then changes[#changes + 1] = '+'..ARGV[i + 1] end
   end
 end
 local raw = redis.call('HGETALL', key)
@@ -96,6 +104,7 @@ for i = 1, #raw, 2 do
   if string.sub(raw[i], 1, #prefix) == prefix and not wanted[raw[i]] then
     redis.call('HDEL', key, raw[i])
     local user = userof(raw[i + 1])
+    unindexMember(group, user, raw[i])
     if counted(group, user, -1) then changes[#changes + 1] = '-'..user end
   end
 end
@@ -127,6 +136,7 @@ for _, key in ipairs(redis.call('SMEMBERS', P..'nk:'..node)) do
       if string.sub(raw[i], 1, #prefix) == prefix then
         redis.call('HDEL', key, raw[i])
         local user = userof(raw[i + 1])
+        unindexMember(group, user, raw[i])
         if counted(group, user, -1) then changes[#changes + 1] = '-'..user end
       end
     end

@@ -7,83 +7,133 @@
  *
  * As on one process, an `any` goes only to a member whose user's window has room for it
  * (delivery.max_inflight_per_user, _bytes_per_user; window-scripts.ts ROOM: the `any` messages
- * a user holds count too, and one message always goes to a user with nothing in flight). When
- * no member has room, the message waits (in P qw:GROUP), new ones wait behind it, and each member
- * is marked (P wg:USER holds the group): the ack, dead letter or sweep that frees a member's
- * window makes its node run PUMP_GROUP, which routes the group's waiting messages in queue order
- * while some member has room.
+ * a user holds count too, and one message always goes to a user with nothing in flight). The
+ * pick visits the members in the group's index (any-index-scripts.ts: those that may have room,
+ * in rotation order, from after the last one picked), so it reads a few members, not the group.
+ * When no member has room, the message waits (in P qw:GROUP), new ones wait behind it, and each
+ * member visited without room left the index marked (P wg:USER holds the group): the ack, dead
+ * letter or sweep that frees its window makes its node run PUMP_GROUP, which puts it back and
+ * routes the group's waiting messages in queue order while some member has room.
  */
+import { FULL_SCAN_MS, MEMBER_INDEX } from './any-index-scripts.js';
 import { PRELUDE } from './scripts.js';
 import { ROOM } from './window-scripts.js';
 
-/** PRELUDE, ROOM and the helpers of the `any` scripts: the live members, the pick, the marks. */
-const ANY = `${PRELUDE}${ROOM}
--- The group's member connections on the live nodes, sorted by node and connection.
-local function liveMembers(group, since)
-  local raw = redis.call('HGETALL', P..'pg:'..group)
-  local members = {}
-  for i = 1, #raw, 2 do
-    local nl = string.find(raw[i], '\\n', 1, true)
-    local node = string.sub(raw[i], 1, nl - 1)
-    if alive(node, since) then
-      local vl = string.find(raw[i + 1], '\\n', 1, true)
-      members[#members + 1] = {key = raw[i], node = node, sid = string.sub(raw[i], nl + 1),
-        user = string.sub(raw[i + 1], 1, vl - 1), weight = tonumber(string.sub(raw[i + 1], vl + 1)) or 1}
-    end
+/** How many members with room a least_connections pick compares, in a larger group (nginx and Envoy compare two). */
+const ANY_SAMPLE = 16;
+
+/** PRELUDE, ROOM, the members index and the helpers of the \`any\` scripts: the walk and the pick. */
+const ANY = `${PRELUDE}${ROOM}${MEMBER_INDEX}
+-- Set by each script: the user's window (nil: a node of an older version's call, no window), and
+-- the oldest heartbeat of a live node.
+local winCount, winBytes, aliveSince
+-- Per script: whether each node beats, and what each user holds.
+local beats = {}
+local function live(node)
+  local b = beats[node]
+  if b == nil then
+    b = alive(node, aliveSince) and true or false
+    beats[node] = b
   end
-  table.sort(members, function(a, b) return a.key < b.key end)
-  return members
+  return b
 end
 -- What a member's user holds: {in flight with the \`any\` it holds, their bytes, the \`any\` it
 -- holds (least_connections)}, read once per script into \`room\` and kept there as it claims.
 local function holds(room, user)
   local r = room[user]
   if not r then
-    local n, b = inflight(user)
-    r = {n, b, tonumber(redis.call('HGET', P..'load', user) or '0')}
+    local n, b, held = inflight(user)
+    r = {n, b, held}
     room[user] = r
   end
   return r
 end
--- The member that gets a message of \`size\` bytes by \`strategy\`, among those whose user's window
--- has room for it (all of them without winCount: a node of an older version's call); nil when
--- none has. The rotation (P rr:GROUP) turns only when some member is picked.
-local function pickMember(members, group, strategy, size, room, winCount, winBytes)
-  local eligible = {}
-  for _, member in ipairs(members) do
-    local r = holds(room, member.user)
-    if not winCount or fits(r[1], r[2], size, winCount, winBytes) then eligible[#eligible + 1] = member end
+-- A member's index name "user\\nnode\\nsid" as {name, user, field ("node\\nsid", P pg:'s), node, sid}.
+local function parse(name)
+  local a = string.find(name, '\\n', 1, true)
+  local field = string.sub(name, a + 1)
+  local b = string.find(field, '\\n', 1, true)
+  return {name = name, user = string.sub(name, 1, a - 1), field = field, node = string.sub(field, 1, b - 1), sid = string.sub(field, b + 1)}
+end
+local function hasRoom(room, member, size)
+  if not winCount then return true end
+  local r = holds(room, member.user)
+  return fits(r[1], r[2], size, winCount, winBytes)
+end
+-- The members in P pa:GROUP that can take a message of \`size\` bytes, in rotation order from
+-- after \`after\` ('': from the first) round to it, each given to \`take\` until it returns true.
+-- A member without room leaves P pa: with its user's other connections (close); one of a node
+-- that does not beat is passed over.
+local function visit(group, after, size, room, take)
+  local pa = P..'pa:'..group
+  local passes = after == '' and {{'-', '+'}} or {{'('..after, '+'}, {'-', '['..after}}
+  for _, pass in ipairs(passes) do
+    local from, names = pass[1], nil
+    repeat
+      names = redis.call('ZRANGEBYLEX', pa, from, pass[2], 'LIMIT', 0, 32)
+      for _, name in ipairs(names) do
+        local member = parse(name)
+        if live(member.node) then
+          if hasRoom(room, member, size) then
+            if take(member) then return end
+          else
+            close(member.user, group)
+          end
+        end
+      end
+      if #names > 0 then from = '('..names[#names] end
+    until #names < 32
   end
-  if #eligible == 0 then return nil end
-  local turn = redis.call('INCR', P..'rr:'..group)
-  if strategy == 'least_connections' then
-    local best, ties = nil, {}
-    for _, member in ipairs(eligible) do
-      local load = room[member.user][3]
-      if best == nil or load < best then best, ties = load, {member} elseif load == best then ties[#ties + 1] = member end
-    end
-    return ties[(turn % #ties) + 1]
-  elseif strategy == 'weighted' then
-    -- Members without room sit this round out: the others share it by their weights.
-    local total = 0
-    for _, member in ipairs(eligible) do total = total + member.weight end
-    local at = turn % total
-    for _, member in ipairs(eligible) do
-      at = at - member.weight
-      if at < 0 then return member end
-    end
-    return eligible[#eligible]
+end
+-- The member that gets a message of \`size\` bytes by \`strategy\`, among those with room; nil when
+-- none has. round_robin: the next one after the last picked (P rc:GROUP k); weighted: the same
+-- one again while it has had fewer than its weight in a row (P rc:GROUP n), else the next;
+-- least_connections: the one whose user holds the fewest \`any\` among the next ANY_SAMPLE with
+-- room (all of them in a smaller group), the first of those on a tie.
+local function pickMember(group, strategy, size, room)
+  local rc = P..'rc:'..group
+  local last = redis.call('HMGET', rc, 'k', 'n')
+  local after, run, pick = last[1] or '', tonumber(last[2] or '0'), nil
+  if strategy == 'weighted' and after ~= '' and redis.call('ZSCORE', P..'pa:'..group, after) then
+    local member = parse(after)
+    local value = redis.call('HGET', P..'pg:'..group, member.field) or ''
+    local weight = tonumber(string.sub(value, (string.find(value, '\\n', 1, true) or #value) + 1)) or 1
+    if run < weight and live(member.node) and hasRoom(room, member, size) then pick, run = member, run + 1 end
   end
-  return eligible[(turn % #eligible) + 1]
+  if not pick then
+    run = 1
+    if strategy == 'least_connections' then
+      local seen = 0
+      visit(group, after, size, room, function(member)
+        if not pick or holds(room, member.user)[3] < holds(room, pick.user)[3] then pick = member end
+        seen = seen + 1
+        return seen >= ${ANY_SAMPLE}
+      end)
+    else
+      visit(group, after, size, room, function(member)
+        pick = member
+        return true
+      end)
+    end
+  end
+  if pick then redis.call('HSET', rc, 'k', pick.name, 'n', run) end
+  return pick
+end
+-- pickMember; when it finds nobody, every member is put back in P pa: and visited again, at most
+-- once per FULL_SCAN_MS per group: what a missed event left out gets its turn.
+local function pickAny(group, strategy, size, room, now)
+  local pick = pickMember(group, strategy, size, room)
+  if pick or not winCount then return pick end
+  local rc = P..'rc:'..group
+  if now - tonumber(redis.call('HGET', rc, 'f') or '0') < ${FULL_SCAN_MS} then return nil end
+  redis.call('HSET', rc, 'f', now)
+  redis.call('ZUNIONSTORE', P..'pa:'..group, 1, P..'pm:'..group)
+  return pickMember(group, strategy, size, room)
 end
 -- A message of \`user\` was claimed: what it holds grows by it.
 local function took(room, user, size)
-  local r = room[user]
+  local r = holds(room, user)
   r[1], r[2], r[3] = r[1] + 1, r[2] + size, r[3] + 1
-end
--- No member had room: each member's freed window pumps the group (PUMP_GROUP).
-local function blocked(group, members)
-  for _, member in ipairs(members) do redis.call('SADD', P..'wg:'..member.user, group) end
 end
 `;
 
@@ -98,8 +148,8 @@ end
  *    queue order, this one among them) | {node, sid, user, fields}
  */
 export const ROUTE_ANY = `${ANY}
-local id, group, now, since = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[8])
-local winCount, winBytes = tonumber(ARGV[10] or ''), tonumber(ARGV[11] or '')
+local id, group, now = ARGV[2], ARGV[3], tonumber(ARGV[4])
+aliveSince, winCount, winBytes = tonumber(ARGV[8]), tonumber(ARGV[10] or ''), tonumber(ARGV[11] or '')
 local m = P..'m:'..id
 local f = redis.call('HMGET', m, 'state', 'strategy', 'bytes')
 if f[1] ~= 'w' then
@@ -107,8 +157,7 @@ if f[1] ~= 'w' then
   redis.call('ZREM', P..'qw:'..group, id)
   return false
 end
-local members = liveMembers(group, since)
-if #members == 0 then return false end
+if membersIndexed(group) == 0 then return false end
 if winCount then
   local qw = P..'qw:'..group
   local score = redis.call('ZSCORE', qw, id)
@@ -122,11 +171,8 @@ if winCount then
 end
 local strategy = f[2]
 if not strategy or strategy == '' then strategy = redis.call('HGET', P..'strategies', group) or ARGV[9] end
-local pick = pickMember(members, group, strategy, tonumber(f[3] or '0'), {}, winCount, winBytes)
-if not pick then
-  blocked(group, members)
-  return false
-end
+local pick = pickAny(group, strategy, tonumber(f[3] or '0'), {}, now)
+if not pick then return false end
 local fields = claim(id, pick.user, now, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))
 if not fields then return false end
 return {pick.node, pick.sid, pick.user, fields}
@@ -135,9 +181,10 @@ return {pick.node, pick.sid, pick.user, fields}
 /**
  * The group's waiting \`any\` messages (P qw:GROUP) routed in queue order while some member's
  * window has room for the next one (each by its strategy, among those members), stopping at the
- * first that fits nobody's: the members are then marked (P wg:USER) for their freed windows to
- * pump the group again. Run when a member joins, when ROUTE_ANY finds older messages waiting,
- * and when PUMP lists the group for a user whose window freed (\`user\`, whose mark is taken).
+ * first that fits nobody's: the members visited were then marked (P wg:USER) for their freed
+ * windows to pump the group again. Run when a member joins, when ROUTE_ANY finds older messages
+ * waiting, and when PUMP lists the group for a user whose window freed (\`user\`: its mark is
+ * taken, its connections back in the index).
  * Entries whose message no longer waits (a node of an older version took it) leave the index.
  * ARGV: P group now ackMs mult maxBackoffMs aliveSince defaultStrategy winCount winBytes user('' : none) maxClaims
  * -> {{node, sid, user, fields}...} in queue order; maxClaims of them: more may fit (the node runs
@@ -145,17 +192,17 @@ return {pick.node, pick.sid, pick.user, fields}
  *    delivery.max_pending_per_user messages)
  */
 export const PUMP_GROUP = `${ANY}
-local group, now, since = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[7])
+local group, now, freed = ARGV[2], tonumber(ARGV[3]), ARGV[11] or ''
 local ackMs, mult, maxMs = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local winCount, winBytes, freed = tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11] or ''
+aliveSince, winCount, winBytes = tonumber(ARGV[7]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local maxClaims = tonumber(ARGV[12] or '') or 500
-if freed ~= '' then redis.call('SREM', P..'wg:'..freed, group) end
+if freed ~= '' then
+  redis.call('SREM', P..'wg:'..freed, group)
+  reopen(freed, group)
+end
 local out = {}
-local members = liveMembers(group, since)
-if #members == 0 then return out end
--- Marked again below if the group is still short of room.
-for _, member in ipairs(members) do redis.call('SREM', P..'wg:'..member.user, group) end
 local qw = P..'qw:'..group
+if redis.call('EXISTS', qw) == 0 or membersIndexed(group) == 0 then return out end
 local groupStrategy = redis.call('HGET', P..'strategies', group) or ARGV[8]
 local room = {}
 while true do
@@ -170,11 +217,8 @@ while true do
       local strategy = f[2]
       if not strategy or strategy == '' then strategy = groupStrategy end
       local size = tonumber(f[3] or '0')
-      local pick = pickMember(members, group, strategy, size, room, winCount, winBytes)
-      if not pick then
-        blocked(group, members)
-        return out
-      end
+      local pick = pickAny(group, strategy, size, room, now)
+      if not pick then return out end
       local fields = claim(id, pick.user, now, ackMs, mult, maxMs)
       redis.call('ZREM', qw, id) -- claim() did, for a message of this group: so that the loop ends whatever it holds
       took(room, pick.user, size)

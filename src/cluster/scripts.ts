@@ -21,10 +21,10 @@
  *   P wf:USER        HASH n, b: the user's messages in flight and their bytes; ab: the bytes of
  *                    the `any` messages it holds (their count is P load's): its window
  *   P wb:USER        set while some of the user's messages wait for room in its window
- *   P wg:USER        SET of groups whose waiting \`any\` messages no member had room for, the user
- *                    a member then: its freed window pumps them (route-any-script.ts PUMP_GROUP)
+ *   P wg:USER        SET of groups whose \`any\` index (P pa:GROUP) left the user out for want of
+ *                    room: its freed window puts it back and pumps them (any-index-scripts.ts)
  *   P load           HASH user -> `any` messages it holds unacknowledged (least_connections)
- *   P rr:GROUP       INCR: the `any` rotation of a group
+ *   P pm:, pa:, rc:GROUP  the members an `any` picks from, and the rotation: any-index-scripts.ts
  *   P strategies     HASH group -> `any` strategy set by setGroupLoadBalanceStrategy
  *   P dlq, d:ID      the dead letters, P dla and dlb their age and bytes: dead-letter-scripts.ts
  *   P bh:NODE        set, with a time to live, while the node is behind on its rings (SWEEP)
@@ -243,17 +243,21 @@ return {'ok', state, dropped, freed, dropped == '' and 0 or trimdead(tonumber(AR
 /**
  * A connection of \`node\` joined \`group\` (weight for \`weighted\`): recorded, the user's
  * first member connection in the group on any node told to every node with members
- * (presence-scripts.ts), and the ids of the group's waiting \`any\` messages returned (P
- * qw:GROUP: usually none while the group has members), to be routed now.
+ * (presence-scripts.ts), the member indexed for \`any\` (any-index-scripts.ts), and the id of
+ * the group's oldest waiting \`any\` message returned (P qw:GROUP: usually none while the group
+ * has members), for the node to pump the group.
  * ARGV: P node sid group user weight
  */
 export const JOIN = `${PRELUDE}${MEMBER_HELPERS}
 local node, sid, group, user = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-if redis.call('HSET', P..'pg:'..group, node..'\\n'..sid, user..'\\n'..ARGV[6]) == 1 and counted(group, user, 1) then
-  tell(group, {'+'..user})
+local field = node..'\\n'..sid
+if redis.call('HSET', P..'pg:'..group, field, user..'\\n'..ARGV[6]) == 1 then
+  indexMember(group, user, field)
+  if counted(group, user, 1) then tell(group, {'+'..user}) end
 end
 redis.call('SADD', P..'nk:'..node, P..'pg:'..group)
-return redis.call('ZRANGE', P..'qw:'..group, 0, -1)
+-- Whether some wait: the node then pumps the group (the ids themselves could be thousands).
+return redis.call('ZRANGE', P..'qw:'..group, 0, 0)
 `;
 
 /**

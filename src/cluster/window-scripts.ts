@@ -11,11 +11,12 @@ import { PRELUDE } from './scripts.js';
  * Also ROUTE_ANY's and PUMP_GROUP's (route-any-script.ts): an \`any\` goes to a member with room.
  */
 export const ROOM = `
--- The user's messages in flight and the \`any\` messages it holds, and their bytes (P wf:USER, P load).
+-- The user's messages in flight and the \`any\` messages it holds, and their bytes (P wf:USER, P
+-- load); and how many \`any\` messages it holds (least_connections).
 local function inflight(user)
   local w = redis.call('HMGET', P..'wf:'..user, 'n', 'b', 'ab')
   local held = tonumber(redis.call('HGET', P..'load', user) or '0')
-  return tonumber(w[1] or '0') + held, tonumber(w[2] or '0') + tonumber(w[3] or '0')
+  return tonumber(w[1] or '0') + held, tonumber(w[2] or '0') + tonumber(w[3] or '0'), held
 end
 -- Whether a message of \`size\` bytes fits the window beside n messages of b bytes (one always goes).
 local function fits(n, b, size, winCount, winBytes)

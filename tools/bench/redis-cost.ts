@@ -1,9 +1,10 @@
 /**
  * What one client's operations cost a cluster's Redis, where the cost could grow with what the
  * client put there: a reconnect of a user with many scheduled messages (CONNECT reads what waits
- * and what is in flight: docs/messaging.md, P qu/qf), and an `any` to a group with many members
- * (ROUTE_ANY reads every member: README "Not yet"). Each is run small (the baseline, in the same
- * run) and large, on one node and a private redis-server, repeated.
+ * and what is in flight: docs/messaging.md, P qu/qf), and an `any` to a group with many members,
+ * by each strategy (ROUTE_ANY visits the members in the group's index: any-index-scripts.ts).
+ * Each is run small (the baseline, in the same run) and large, on one node and a private
+ * redis-server, repeated.
  *
  *   npm run bench:redis-cost [-- --repeat 3 --scheduled 9999 --members 2000 --duration 8]
  *
@@ -96,8 +97,11 @@ async function reconnects(port: number, redis: PrivateRedis, user: string, count
   });
 }
 
-/** `members` users join `group` and ack what they get; one sender keeps IN_FLIGHT `any` frames going for the duration. */
-async function anys(port: number, redis: PrivateRedis, group: string, members: number): Promise<Window> {
+/**
+ * `members` users join `group` and ack what they get; then, for each of `strategies` in turn, one
+ * sender keeps IN_FLIGHT `any` frames going for the duration.
+ */
+async function anys(port: number, redis: PrivateRedis, group: string, members: number, strategies: readonly string[]): Promise<Window[]> {
   const clients: Client[] = [];
   for (let i = 0; i < members; i += 100) {
     const batch = await Promise.all(Array.from({ length: Math.min(100, members - i) }, (_, k) => connect(port, `${group}-m${i + k}`)));
@@ -110,29 +114,33 @@ async function anys(port: number, redis: PrivateRedis, group: string, members: n
     }
     clients.push(...batch);
   }
-  const sender = await connect(port, `${group}-boss`);
-  const window = await measured(redis, () => new Promise<number>((resolve) => {
-    const stopAt = Date.now() + DURATION_MS;
-    let answered = 0;
-    let out = 0;
-    const fire = (): void => {
-      out++;
-      sender.send({ op: 'any', group, data: 1, ref: 'a' });
-    };
-    sender.onFrame((f) => {
-      if (f.op !== 'ack' && f.op !== 'err') return;
-      answered++;
-      out--;
-      if (Date.now() < stopAt) fire();
-      else if (out === 0) resolve(answered);
-    });
-    for (let i = 0; i < IN_FLIGHT; i++) fire();
-  }));
-  for (const c of [...clients, sender]) c.close();
-  return window;
+  const windows: Window[] = [];
+  for (const strategy of strategies) {
+    const sender = await connect(port, `${group}-boss-${strategy}`);
+    windows.push(await measured(redis, () => new Promise<number>((resolve) => {
+      const stopAt = Date.now() + DURATION_MS;
+      let answered = 0;
+      let out = 0;
+      const fire = (): void => {
+        out++;
+        sender.send({ op: 'any', group, data: 1, strategy, ref: 'a' });
+      };
+      sender.onFrame((f) => {
+        if (f.op !== 'ack' && f.op !== 'err') return;
+        answered++;
+        out--;
+        if (Date.now() < stopAt) fire();
+        else if (out === 0) resolve(answered);
+      });
+      for (let i = 0; i < IN_FLIGHT; i++) fire();
+    })));
+    sender.close();
+  }
+  for (const c of clients) c.close();
+  return windows;
 }
 
-const CASES = ['reconnect-small', 'reconnect-large', 'any-small', 'any-large'] as const;
+const CASES = ['reconnect-small', 'reconnect-large', 'any-small', 'any-large', 'any-large-least-connections', 'any-large-weighted'] as const;
 type Case = (typeof CASES)[number];
 
 async function repetition(): Promise<Record<Case, Window>> {
@@ -145,11 +153,17 @@ async function repetition(): Promise<Record<Case, Window>> {
   }));
   const server = await startServer([process.execPath, SERVER_MAIN, '--config', config.file]);
   try {
+    const reconnectSmall = await reconnects(server.port, redis, 'small', SMALL);
+    const reconnectLarge = await reconnects(server.port, redis, 'large', SCHEDULED);
+    const [anySmall] = await anys(server.port, redis, 'crew', SMALL, ['round_robin']);
+    const [anyLarge, leastConnections, weighted] = await anys(server.port, redis, 'everyone', MEMBERS, ['round_robin', 'least_connections', 'weighted']);
     return {
-      'reconnect-small': await reconnects(server.port, redis, 'small', SMALL),
-      'reconnect-large': await reconnects(server.port, redis, 'large', SCHEDULED),
-      'any-small': await anys(server.port, redis, 'crew', SMALL),
-      'any-large': await anys(server.port, redis, 'everyone', MEMBERS),
+      'reconnect-small': reconnectSmall,
+      'reconnect-large': reconnectLarge,
+      'any-small': anySmall!,
+      'any-large': anyLarge!,
+      'any-large-least-connections': leastConnections!,
+      'any-large-weighted': weighted!,
     };
   } finally {
     await server.stop();
@@ -175,6 +189,11 @@ const ratio = (large: Case, small: Case): Spread | null => spread(runs.map((run)
 console.log(JSON.stringify({
   scheduled: SCHEDULED, members: MEMBERS, small: SMALL, durationS: DURATION_MS / 1000, repeat: REPEAT,
   cases: summary,
-  largeOverSmall: { reconnect: ratio('reconnect-large', 'reconnect-small'), any: ratio('any-large', 'any-small') },
+  largeOverSmall: {
+    reconnect: ratio('reconnect-large', 'reconnect-small'),
+    any: ratio('any-large', 'any-small'),
+    anyLeastConnections: ratio('any-large-least-connections', 'any-small'),
+    anyWeighted: ratio('any-large-weighted', 'any-small'),
+  },
   runs,
 }, null, 2));
