@@ -5,9 +5,10 @@
  * or dead-letters what goes unacknowledged or waits too long. Its parts each have a module:
  * intake.ts (accepting, with the refusals), delivery.ts (routing, with outbox.ts batching),
  * queues.ts (per recipient, with the limits on stored messages), presence.ts (who is where),
- * ack-timers.ts (deadlines, schedule and expiry), processors.ts, dlq-admin.ts (the /admin/dlq
- * API), unsaved-writes.ts (writes made again once a full disk has room), shard-records.ts (what
- * the shards ask, through a ShardLink: ring-link.ts in the server, a recorder in tests).
+ * ack-timers.ts (deadlines, schedule and expiry) and deadline-actions.ts (what is done then),
+ * processors.ts, dlq-admin.ts (the /admin/dlq API), unsaved-writes.ts (writes made again once a
+ * full disk has room), shard-records.ts (what the shards ask, through a ShardLink: ring-link.ts
+ * in the server, a recorder in tests).
  *
  * A message is acknowledged to its sender only once its store write is committed: an
  * acknowledged message survives a restart. A message for now is delivered to an online
@@ -22,6 +23,7 @@ import type { Logger } from '../util/logger.js';
 import { typeOfData } from '../link/records.js';
 import type { LatencyRecorder } from '../metrics/latencies.js';
 import { AckTimers } from './ack-timers.js';
+import { DeadlineActions } from './deadline-actions.js';
 import { Delivery } from './delivery.js';
 import type { RenderLetters } from './dlq-admin.js';
 import { BrokerGroups } from './groups.js';
@@ -32,7 +34,7 @@ import { Intake, type Reply } from './intake.js';
 import { Presence } from './presence.js';
 import { MessageIds } from './ids.js';
 import { Processors, type Processor } from './processors.js';
-import { Queues, State, type Entry } from './queues.js';
+import { Queues, type Entry } from './queues.js';
 import { restoreStored, UncommittedRemovals } from './restore.js';
 import type { ShardLink } from './shard-link.js';
 import { ShardRecords } from './shard-records.js';
@@ -99,6 +101,7 @@ export class Broker {
   private readonly queues: Queues;
   private readonly presence: Presence;
   private readonly timers: AckTimers;
+  private readonly whenDue: DeadlineActions;
   private readonly processors: Processors;
   private readonly ids: MessageIds;
   private readonly unsaved: UnsavedWrites;
@@ -114,8 +117,6 @@ export class Broker {
   private adopting: Set<string> | null = null;
   /** While standing by with history.persist: the history ops held until the store comes (history-hold.ts). */
   private historyHold: HistoryHold | null = null;
-  /** Deliveries whose ack deadline passed while their holder's shard was behind: the attempt then, not counted when it times out. */
-  private readonly excused = new WeakMap<Entry, number>();
   private readonly counters: BrokerStats = {
     accepted: 0,
     delivered: 0,
@@ -148,10 +149,10 @@ export class Broker {
     this.groups = new BrokerGroups({ config, store, instance: options.instance, link, log }, (group) => this.presence.hasMembers(group));
     this.presence = new Presence(this.delivery, this.groups.presence);
     this.timers = new AckTimers(this.delivery, {
-      scheduled: (entry) => this.due(entry),
+      scheduled: (entry) => this.whenDue.due(entry),
       catchUp: () => link.catchUp?.(),
-      unacknowledged: (entry) => this.unacknowledged(entry),
-      expired: (entry) => this.expired(entry),
+      unacknowledged: (entry) => this.whenDue.unacknowledged(entry),
+      expired: (entry) => this.whenDue.expired(entry),
       // Whatever freed it (an ack, a dead letter, an `any` moved to another member): what waits for the window may go.
       released: (holder) => this.route.released(holder),
     });
@@ -161,6 +162,7 @@ export class Broker {
     const deadLetter = (entry: Entry, reason: string): void => this.deadLetter(entry, reason);
     const window = { messages: this.delivery.max_inflight_per_user, bytes: this.delivery.max_inflight_bytes_per_user };
     this.route = new Delivery({ link, batchSize: config.websocket.performance.batch_size, window, store, queues, presence, timers, counters, log, unlink, deadLetter });
+    this.whenDue = new DeadlineActions({ delivery: this.delivery, queues, presence, timers, route: this.route, counters, behind: options.behind, deadLetter });
     this.intake = new Intake({
       delivery: this.delivery,
       store,
@@ -368,48 +370,7 @@ export class Broker {
     this.records.onRecord(shard, kind, f);
   }
 
-  // --- timers, dead letters --------------------------------------------------------------
-
-  /** A scheduled send is due. */
-  private due(entry: Entry): void {
-    if (entry.state !== State.SCHEDULED || !this.queues.holds(entry)) return;
-    entry.state = State.WAITING;
-    this.route.route(entry);
-  }
-
-  /** No ack by the deadline: deliver again, or dead-letter after max_attempts. */
-  private unacknowledged(entry: Entry): void {
-    if (entry.state !== State.INFLIGHT || !this.queues.holds(entry)) return;
-    // The ack may wait behind the backlog, or have been refused for it: the message waits again,
-    // and this attempt does not count (else a long backlog dead-letters acknowledged messages).
-    if (this.holderBehind(entry.holder)) {
-      this.excused.set(entry, entry.m.attempts);
-      return this.timers.postpone(entry);
-    }
-    const excused = this.excused.get(entry);
-    this.excused.delete(entry);
-    // Counted here when its number is 1 again: markInflight counts only second attempts and later.
-    if (excused === entry.m.attempts && --entry.m.attempts === 0) this.counters.redelivered++;
-    if (entry.m.attempts >= this.delivery.max_attempts) {
-      this.deadLetter(entry, `not acknowledged after ${entry.m.attempts} deliveries (delivery.max_attempts)`);
-    } else {
-      this.route.route(entry);
-    }
-  }
-
-  private holderBehind(holder: string | null): boolean {
-    const behind = this.options.behind;
-    if (behind === undefined || holder === null) return false;
-    for (const conn of this.presence.connectionsOf(holder)?.values() ?? []) if (behind(conn.shard)) return true;
-    return false;
-  }
-
-  /** A message waited delivery.ttl for a recipient that never came. */
-  private expired(entry: Entry): void {
-    if (entry.state !== State.WAITING || !this.queues.holds(entry)) return;
-    this.counters.expired++;
-    this.deadLetter(entry, `expired: waited ${this.delivery.ttl} s for a recipient (delivery.ttl)`);
-  }
+  // --- dead letters ----------------------------------------------------------------------
 
   private deadLetter(entry: Entry, reason: string): void {
     const storing = entry.storing;
