@@ -174,7 +174,7 @@ describe('benchmarks (smoke)', { concurrency: 3 }, () => {
   it('bench:redis-cost: every case runs and has its figures, and the large cases their ratios to the small ones', { skip: !redisServerAvailable() && 'no redis-server' }, async () => {
     const report = await bench('redis-cost.js', ['--repeat', '1', '--duration', '0.5', '--scheduled', '50', '--members', '20']);
     const cases = report.cases as Record<string, { redisCpuMsPerOp: { n: number } | null; opsPerSecond: { median: number } | null }>;
-    assert.deepEqual(Object.keys(cases), ['reconnect-small', 'reconnect-large', 'any-small', 'any-large', 'any-large-least-connections', 'any-large-weighted']);
+    assert.deepEqual(Object.keys(cases), ['send', 'reconnect-small', 'reconnect-large', 'any-small', 'any-large', 'any-large-least-connections', 'any-large-weighted']);
     for (const [name, c] of Object.entries(cases)) assert.ok(c.opsPerSecond!.median > 0 && c.redisCpuMsPerOp!.n === 1, name);
     // Half a second of Redis CPU may round to nothing: the ratios are there, perhaps null.
     assert.deepEqual(Object.keys(report.largeOverSmall as object), ['reconnect', 'any', 'anyLeastConnections', 'anyWeighted']);

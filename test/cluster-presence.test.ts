@@ -174,3 +174,44 @@ describe('hostile input on the cluster paths', { skip }, () => {
     assert.match(result.stderr, /cluster\.redis_url: must be redis:\/\/\S+ or rediss:\/\/\.\.\./);
   });
 });
+
+describe('a `presence` op of a large group in cluster mode (websocket.presence.max_list 2)', { skip }, () => {
+  let redis: PrivateRedis;
+  let node: RunningServer;
+  let reader: ReturnType<PrivateRedis['client']>;
+  const open: TestClient[] = [];
+  before(async () => {
+    redis = await startPrivateRedis();
+    reader = redis.client();
+    const overrides = clusterOverrides(redis.url) as { websocket: Record<string, unknown> };
+    node = await startInProcess(testConfig({ ...overrides, websocket: { ...overrides.websocket, presence: { max_list: 2 } } }));
+  });
+  after(async () => {
+    for (const client of open) client.close();
+    await node?.close();
+    await redis?.stop();
+  });
+
+  /** How many hashes Redis has read whole (HGETALL): a member list read is one. */
+  const wholeReads = async (): Promise<number> => Number(/cmdstat_hgetall:calls=(\d+)/.exec(await reader.info('commandstats'))?.[1] ?? 0);
+  const ask = async (client: TestClient, group: string, ref: string, counts = false): Promise<Record<string, unknown>> => {
+    client.send({ op: 'presence', group, ref, ...(counts ? { counts } : {}) });
+    return client.next((f) => f.op === 'presence' && f.ref === ref);
+  };
+
+  test('over max_list users, or asked for counts, the answer is its totals, and Redis reads no member for it; at most max_list, its users listed', async () => {
+    const crowd = [await member(node.port, 'c1', ['crowd', 'pair']), await member(node.port, 'c2', ['crowd', 'pair']), await member(node.port, 'c3', ['crowd'])];
+    open.push(...crowd, await member(node.port, 'c1', ['crowd']));
+    const before = await wholeReads();
+    for (let n = 0; n < 50; n++) {
+      const answer = await ask(crowd[0]!, 'crowd', `big${n}`);
+      assert.deepEqual([answer.users, answer.total], [undefined, { users: 3, conns: 4 }]);
+      const counts = await ask(crowd[1]!, 'pair', `counts${n}`, true);
+      assert.deepEqual([counts.users, counts.total], [undefined, { users: 2, conns: 2 }]);
+    }
+    assert.equal(await wholeReads(), before, 'no member list read');
+    const small = await ask(crowd[0]!, 'pair', 'small');
+    assert.deepEqual([small.users, small.total], [{ c1: 1, c2: 1 }, { users: 2, conns: 2 }]);
+    assert.equal(await wholeReads(), before + 1);
+  });
+});

@@ -87,11 +87,8 @@ export class ClusterGroups {
     const { link, presence } = this.options;
     const unavailable = (): void => link.error(shard, sid, 'E_CLUSTER_UNAVAILABLE', 'presence across the nodes is kept in Redis, which is unreachable', ref);
     if (!this.options.up()) return unavailable();
-    presence.group(group).then((users) => {
-      let conns = 0;
-      for (const count of users.values()) conns += count;
-      const listed = counts || users.size > this.maxList ? null : users;
-      link.reply(shard, sid, encodePresenceAnswer(group, ref ?? undefined, listed, users.size, conns));
+    presence.answer(group, this.maxList, counts).then(({ users, userCount, conns }) => {
+      link.reply(shard, sid, encodePresenceAnswer(group, ref ?? undefined, counts ? null : users, userCount, conns));
     }, unavailable);
   }
 }

@@ -150,3 +150,41 @@ redis.call('DEL', P..'nk:'..node)
 redis.call('ZREM', P..'nodes', node)
 return 1
 `;
+
+/**
+ * A \`presence\` op's answer for \`group\`: with its users listed when it has at most \`maxList\`
+ * (and the client did not ask for counts only), from its member connections on the live nodes;
+ * else its totals alone, from the sizes of P pc:GROUP and P pg:GROUP, without reading a member:
+ * a client asking about a group of 20,000 members at its rate limit would otherwise have Redis
+ * read all of them each time. Those totals still count a dead node's members until FORGET_NODE
+ * runs for it (within presence_ttl and a third after its last heartbeat), where the list leaves
+ * them out as soon as its heartbeat is older than presence_ttl.
+ * ARGV: P group maxList countsOnly(1|0) aliveSince
+ * -> {users, conns} (totals only) | {-1, 0, user, connections, user, connections...}
+ */
+export const PRESENCE_ANSWER = `
+local P, group = ARGV[1], ARGV[2]
+local users = redis.call('HLEN', P..'pc:'..group)
+if ARGV[4] == '1' or users > tonumber(ARGV[3]) then return {users, redis.call('HLEN', P..'pg:'..group)} end
+local since, beats, counts, out = tonumber(ARGV[5]), {}, {}, {-1, 0}
+local raw = redis.call('HGETALL', P..'pg:'..group)
+for i = 1, #raw, 2 do
+  local node = string.sub(raw[i], 1, string.find(raw[i], '\\n', 1, true) - 1)
+  local live = beats[node]
+  if live == nil then
+    local beat = redis.call('ZSCORE', P..'nodes', node)
+    live = beat ~= false and tonumber(beat) >= since
+    beats[node] = live
+  end
+  if live then
+    local user = string.sub(raw[i + 1], 1, string.find(raw[i + 1], '\\n', 1, true) - 1)
+    if not counts[user] then
+      out[#out + 1] = user
+      out[#out + 1] = 0
+      counts[user] = #out
+    end
+    out[counts[user]] = out[counts[user]] + 1
+  end
+end
+return out
+`;

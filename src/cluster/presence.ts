@@ -22,7 +22,7 @@
 import type { Redis } from 'ioredis';
 import { NAME_PATTERN } from '../protocol/frames.js';
 import type { Keys } from './keys.js';
-import { FORGET_NODE, LEAVE, SYNC_GROUP } from './presence-scripts.js';
+import { FORGET_NODE, LEAVE, PRESENCE_ANSWER, SYNC_GROUP } from './presence-scripts.js';
 import type { ScriptRunner } from './script-runner.js';
 import { JOIN } from './scripts.js';
 
@@ -185,7 +185,7 @@ export class ClusterPresence {
     // Loaded first (a Redis restart empties its cache): a script that met NOSCRIPT would be
     // sent again after the commands behind it: a leave must not fall behind a later read, nor
     // one connection's join behind another's leave (the user would leave and come back).
-    await this.scripts.load([JOIN, LEAVE, SYNC_GROUP, FORGET_NODE]);
+    await this.scripts.load([JOIN, LEAVE, SYNC_GROUP, FORGET_NODE, PRESENCE_ANSWER]);
     const written = await this.redis.smembers(keys.nodeKeys(node));
     const batch = this.redis.multi();
     batch.zadd(keys.nodes, Date.now(), node);
@@ -249,6 +249,23 @@ export class ClusterPresence {
       users.set(user, (users.get(user) ?? 0) + 1);
     }
     return users;
+  }
+
+  /**
+   * A \`presence\` op's answer (PRESENCE_ANSWER): the users of \`group\` with their member
+   * connections when it has at most \`maxList\` users and \`counts\` is false, else only how many
+   * users and connections it has (read without reading its members).
+   */
+  async answer(group: string, maxList: number, counts: boolean): Promise<{ users: Map<string, number> | null; userCount: number; conns: number }> {
+    const out = (await this.scripts.run(PRESENCE_ANSWER, [this.keys.prefix, checkName(group), maxList, counts ? 1 : 0, this.aliveSince()])) as Array<string | number>;
+    if (out[0] !== -1) return { users: null, userCount: Number(out[0]), conns: Number(out[1]) };
+    const users = new Map<string, number>();
+    let conns = 0;
+    for (let i = 2; i + 1 < out.length; i += 2) {
+      users.set(String(out[i]), Number(out[i + 1]));
+      conns += Number(out[i + 1]);
+    }
+    return { users, userCount: users.size, conns };
   }
 
   /** The connections of `user` across the live nodes, per node. */

@@ -2,7 +2,8 @@
  * What one client's operations cost a cluster's Redis, where the cost could grow with what the
  * client put there: a reconnect of a user with many scheduled messages (CONNECT reads what waits
  * and what is in flight: docs/messaging.md, P qu/qf), and an `any` to a group with many members,
- * by each strategy (ROUTE_ANY visits the members in the group's index: any-index-scripts.ts).
+ * by each strategy (ROUTE_ANY visits the members in the group's index: any-index-scripts.ts);
+ * and, for scale, a durable \`send\` to an online user who acks (STORE, ROUTE_USER, ACK).
  * Each is run small (the baseline, in the same run) and large, on one node and a private
  * redis-server, repeated.
  *
@@ -68,6 +69,27 @@ interface Window {
   redisCpuMsPerOp: number;
 }
 
+/** `sender` keeps IN_FLIGHT copies of `frame` unanswered for the duration: resolves with how many were answered. */
+function closedLoop(sender: Client, frame: Frame): Promise<number> {
+  return new Promise<number>((resolve) => {
+    const stopAt = Date.now() + DURATION_MS;
+    let answered = 0;
+    let out = 0;
+    const fire = (): void => {
+      out++;
+      sender.send(frame);
+    };
+    sender.onFrame((f) => {
+      if (f.op !== 'ack' && f.op !== 'err') return;
+      answered++;
+      out--;
+      if (Date.now() < stopAt) fire();
+      else if (out === 0) resolve(answered);
+    });
+    for (let i = 0; i < IN_FLIGHT; i++) fire();
+  });
+}
+
 /** Runs `load` (which resolves with the operations it did) and reads Redis's CPU around it. */
 async function measured(redis: PrivateRedis, load: () => Promise<number>): Promise<Window> {
   const cpu = await redisCpu(redis);
@@ -117,30 +139,24 @@ async function anys(port: number, redis: PrivateRedis, group: string, members: n
   const windows: Window[] = [];
   for (const strategy of strategies) {
     const sender = await connect(port, `${group}-boss-${strategy}`);
-    windows.push(await measured(redis, () => new Promise<number>((resolve) => {
-      const stopAt = Date.now() + DURATION_MS;
-      let answered = 0;
-      let out = 0;
-      const fire = (): void => {
-        out++;
-        sender.send({ op: 'any', group, data: 1, strategy, ref: 'a' });
-      };
-      sender.onFrame((f) => {
-        if (f.op !== 'ack' && f.op !== 'err') return;
-        answered++;
-        out--;
-        if (Date.now() < stopAt) fire();
-        else if (out === 0) resolve(answered);
-      });
-      for (let i = 0; i < IN_FLIGHT; i++) fire();
-    })));
+    windows.push(await measured(redis, () => closedLoop(sender, { op: 'any', group, data: 1, strategy, ref: 'a' })));
     sender.close();
   }
   for (const c of clients) c.close();
   return windows;
 }
 
-const CASES = ['reconnect-small', 'reconnect-large', 'any-small', 'any-large', 'any-large-least-connections', 'any-large-weighted'] as const;
+/** A sender keeps IN_FLIGHT durable `send`s to one online user, who acks each: Redis's cost per message of the store (STORE, ROUTE_USER, ACK). */
+async function sends(port: number, redis: PrivateRedis): Promise<Window> {
+  const receiver = await connect(port, 'receiver');
+  receiver.onFrame((f) => f.op === 'msg' && f.ackReq === true && receiver.send({ op: 'ack', id: f.id }));
+  const sender = await connect(port, 'sender');
+  const window = await measured(redis, () => closedLoop(sender, { op: 'send', to: 'receiver', data: 'a chat line of some forty bytes, or so', ref: 's' }));
+  for (const c of [receiver, sender]) c.close();
+  return window;
+}
+
+const CASES = ['send', 'reconnect-small', 'reconnect-large', 'any-small', 'any-large', 'any-large-least-connections', 'any-large-weighted'] as const;
 type Case = (typeof CASES)[number];
 
 async function repetition(): Promise<Record<Case, Window>> {
@@ -153,11 +169,13 @@ async function repetition(): Promise<Record<Case, Window>> {
   }));
   const server = await startServer([process.execPath, SERVER_MAIN, '--config', config.file]);
   try {
+    const send = await sends(server.port, redis);
     const reconnectSmall = await reconnects(server.port, redis, 'small', SMALL);
     const reconnectLarge = await reconnects(server.port, redis, 'large', SCHEDULED);
     const [anySmall] = await anys(server.port, redis, 'crew', SMALL, ['round_robin']);
     const [anyLarge, leastConnections, weighted] = await anys(server.port, redis, 'everyone', MEMBERS, ['round_robin', 'least_connections', 'weighted']);
     return {
+      send,
       'reconnect-small': reconnectSmall,
       'reconnect-large': reconnectLarge,
       'any-small': anySmall!,
