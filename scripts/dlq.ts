@@ -11,9 +11,12 @@
  */
 import { parseArgs } from 'node:util';
 import { DEFAULT_PORT } from '../src/config/schema.js';
+import { AnswerTooLarge, boundedText } from '../src/ops/bounded-text.js';
 
 /** How long the CLI waits for the server's answer. */
 const REQUEST_TIMEOUT_MS = 30_000;
+/** A page of letters is bounded by the server, one letter by max_payload (64 MiB at most). */
+const MAX_ANSWER_BYTES = 256 * 1024 * 1024;
 
 const USAGE = `usage: npm run dlq -- list|show ID|requeue ID|purge ID|purge --all [--url http://127.0.0.1:${DEFAULT_PORT}] [--token TOKEN] [--limit N] [--after ID]`;
 
@@ -86,8 +89,12 @@ async function main(): Promise<number> {
     // Bounded: a server that accepts the connection and never answers must not hang the CLI (undici waits 300 s).
     const signal = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
     res = await fetch(base + path, { method, headers: token ? { authorization: `Bearer ${token}` } : {}, signal });
-    text = await res.text();
+    text = await boundedText(res, MAX_ANSWER_BYTES);
   } catch (err) {
+    if (err instanceof AnswerTooLarge) {
+      console.error(`dlq: ${base}: ${err.message}`);
+      return 1;
+    }
     const why = (err as Error).name === 'TimeoutError' ? `no answer within ${REQUEST_TIMEOUT_MS / 1000} s` : String((err as Error).cause ?? (err as Error).message);
     console.error(`dlq: cannot reach ${base}: ${why}`);
     return 1;

@@ -16,9 +16,12 @@ import { parseArgs } from 'node:util';
 import type { AlertEvent } from '../src/metrics/alerts.js';
 import { overviewRow, type OverviewInputs, type OverviewRow } from '../src/metrics/overview.js';
 import { csvHeader, csvLine, FORMATS, formatTable, jsonLine, type OverviewFormat } from '../src/metrics/overview-format.js';
+import { boundedText } from '../src/ops/bounded-text.js';
 
 const USAGE = 'usage: npm run report -- [--url http://127.0.0.1:8765] [--token TOKEN] [--watch] [--interval SECONDS] [--format table|json|csv] [--out FILE]';
 const REQUEST_TIMEOUT_MS = 5000;
+/** /stats, /alerts and the histograms are kilobytes. */
+const MAX_ANSWER_BYTES = 16 * 1024 * 1024;
 const HIDE_CURSOR = '\x1b[?25l';
 const SHOW_CURSOR = '\x1b[?25h';
 
@@ -142,7 +145,9 @@ async function getJson(options: Options, path: string, signal?: AbortSignal): Pr
   }).catch((err: Error) => {
     throw new Error(`GET ${path}: ${(err.cause as Error | undefined)?.message ?? err.message}`);
   });
-  const text = await res.text();
+  const text = await boundedText(res, MAX_ANSWER_BYTES).catch((err: Error) => {
+    throw new Error(`GET ${path}: ${err.message}`);
+  });
   if (!res.ok) throw new Error(`GET ${path}: ${res.status} ${text.slice(0, 200)}${res.status === 401 ? ' (give the monitoring token: --token or WEBSOCKET_MONITORING_TOKEN)' : ''}`);
   return JSON.parse(text) as Record<string, unknown>;
 }
