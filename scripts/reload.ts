@@ -7,7 +7,10 @@
  * over it, as `pm2 reload --update-env` does). Exits 2 without reloading if the check fails.
  */
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
 const USAGE = 'usage: npm run reload -- [NAME] [--update-env]   (NAME: the pm2 app, default ocs-realtime)';
@@ -44,6 +47,18 @@ function appList(stdout: string): Pm2App[] | null {
   return null;
 }
 
+/** Whether pm2's daemon runs (PM2_HOME, else ~/.pm2): \`pm2 jlist\` would start one to answer. */
+function daemonRuns(): boolean {
+  try {
+    const pid = Number(readFileSync(join(process.env.PM2_HOME ?? join(homedir(), '.pm2'), 'pm2.pid'), 'utf8'));
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: it runs, as another user.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 function main(): number {
   let parsed;
   try {
@@ -61,6 +76,10 @@ function main(): number {
     return 2;
   }
   const name = parsed.positionals[0] ?? 'ocs-realtime';
+  if (!daemonRuns()) {
+    console.error(`reload: pm2 is not running (no live daemon in ${process.env.PM2_HOME ?? '~/.pm2'}): nothing to reload; start the server with: npx pm2 start ecosystem.config.cjs`);
+    return 1;
+  }
   const list = pm2(['jlist'], false);
   const apps = list.status === 0 ? appList(list.stdout) : null;
   if (apps === null) {

@@ -51,6 +51,15 @@ async function main(): Promise<void> {
         process.exit(EXIT_CONFIG);
       }
     }
+    // As the start would find the port: taken by another program (or another store's server), a
+    // reload's new process would exit and pm2 stop the old one after listen_timeout all the same.
+    const { portIdentity, portRefusal } = await import('./primary/port-claim.js');
+    const { host, port } = loaded.config.websocket.server;
+    const taken = await portRefusal(host, port, portIdentity(loaded.config));
+    if (taken !== null) {
+      console.error(`ocs-realtime: websocket.server.port: ${taken}`);
+      process.exit(EXIT_CONFIG);
+    }
     console.log(`ocs-realtime: config OK (${loaded.source ?? 'built-in defaults'}; ${loaded.shards} shard${loaded.shards === 1 ? '' : 's'} on port ${loaded.config.websocket.server.port})`);
     return;
   }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -134,6 +135,27 @@ describe('configuration', () => {
     const badStore = await runMain(['--check', '--config', writeConfig({ store: { data_dir: file } })]);
     assert.equal(badStore.code, 2, badStore.stdout);
     assert.match(badStore.stderr, /store\.data_dir\): not a directory/);
+  });
+
+  test('--check finds the port as a start would: taken by another program, or by a server of another store, is 2 naming websocket.server.port; held by a server of the same store (a reload) passes', async () => {
+    const holder = createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    const held = (holder.address() as AddressInfo).port;
+    const taken = await runMain(['--check', '--config', writeConfig(testConfig({ websocket: { server: { host: '127.0.0.1', port: held } } }))]);
+    holder.close();
+    assert.equal(taken.code, 2, taken.stdout);
+    assert.match(taken.stderr, new RegExp(`websocket\\.server\\.port: port ${held} on 127\\.0\\.0\\.1 is taken by a process that is not an ocs-realtime server`));
+    const config = testConfig({ websocket: { server: { host: '127.0.0.1', port: 0, shards: 1 } } });
+    const server = await startProcess(config);
+    try {
+      const same = await runMain(['--check', '--config', writeConfig({ ...config, websocket: { server: { host: '127.0.0.1', port: server.port, shards: 1 } } })]);
+      assert.equal(same.code, 0, same.stderr);
+      const other = await runMain(['--check', '--config', writeConfig(testConfig({ websocket: { server: { host: '127.0.0.1', port: server.port } } }))]);
+      assert.equal(other.code, 2, other.stdout);
+      assert.match(other.stderr, new RegExp(`port ${server.port} is served by process \\d+ \\(store `));
+    } finally {
+      await server.stop();
+    }
   });
 
   test('NODE_ENV=production never turns anonymous mode on by itself: without a secret the server starts closed and says so', async () => {

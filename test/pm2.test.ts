@@ -321,13 +321,19 @@ describe('pm2 running ecosystem.config.cjs', { skip: process.platform !== 'linux
     }
   });
 
-  test('npm run reload before pm2 runs at all: its daemon\'s start-up banner is not taken for the app list; no app named, exit 1', async () => {
+  test('npm run reload before pm2 runs at all: nothing to reload, exit 1, and no pm2 daemon started', async () => {
     const run = new Pm2Run(await freePort());
     try {
       const result = await run.reload();
       assert.equal(result.code, 1, result.stdout + result.stderr);
-      assert.match(result.stderr, /^reload: pm2 runs no app named ocs-realtime/m);
+      assert.match(result.stderr, /^reload: pm2 is not running \(no live daemon in .+\): nothing to reload/m);
       assert.doesNotMatch(result.stderr, /SyntaxError|\n\s+at /);
+      assert.equal(existsSync(join(run.home, 'pm2.pid')), false, 'no daemon started');
+      // With the daemon up and no app of that name: said so (its banners are not taken for the app list).
+      assert.equal((await run.pm2(['ping'])).code, 0);
+      const none = await run.reload();
+      assert.equal(none.code, 1, none.stdout + none.stderr);
+      assert.match(none.stderr, /^reload: pm2 runs no app named ocs-realtime/m);
     } finally {
       await run.kill();
     }

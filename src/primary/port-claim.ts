@@ -93,26 +93,36 @@ export function claimPickedPort(port: number, identity: string, dir = tmpdir()):
   return replace(file, mine) === 'ok' ? keep(file, mine) : () => {};
 }
 
+/**
+ * Why a server serving \`identity\` may not start on \`port\`, as a start would find it (without
+ * claiming it: \`--check\`, which \`npm run reload\` runs first); null when it may. Port 0: null.
+ */
+export async function portRefusal(host: string, port: number, identity: string, dir = tmpdir()): Promise<string | null> {
+  if (port === 0) return null;
+  const file = claimFile(port, dir);
+  return refusal(host, port, identity, readClaim(file), file);
+}
+
+async function refusal(host: string, port: number, identity: string, held: Claim | null, file: string): Promise<string | null> {
+  // Another server of this process still holds it (the embedding API): as live as any other's.
+  const ours = held?.pid === process.pid && heldHere.has(file);
+  const live = held !== null && (ours || (held.pid !== process.pid && held.startTime !== null && processAlive(held.pid, held.startTime)));
+  if (live && held.identity !== identity) {
+    return `port ${port} is served by process ${held.pid} (${held.identity}); this server (${identity}) would split its clients with it (SO_REUSEPORT): stop that one, or use another port or the same store`;
+  }
+  if (!live && !(await bindable(host, port))) {
+    return `port ${port} on ${host} is taken by a process that is not an ocs-realtime server of this user serving ${identity}; it would take some of the clients (SO_REUSEPORT) or all of them: stop it, or use another port (ss -ltnp 'sport = :${port}' names it)`;
+  }
+  return null;
+}
+
 /** Whether the claim was written; throws when the port is another's. */
 async function settleClaim(host: string, port: number, identity: string, file: string, mine: Claim): Promise<boolean> {
   // Twice at most: a claim that appears between the read and the exclusive create is read again.
   for (let attempt = 0; ; attempt++) {
     const held = readClaim(file);
-    // Another server of this process still holds it (the embedding API): as live as any other's.
-    const ours = held?.pid === process.pid && heldHere.has(file);
-    const live = held !== null && (ours || (held.pid !== process.pid && held.startTime !== null && processAlive(held.pid, held.startTime)));
-    if (live && held.identity !== identity) {
-      throw new OcsError(
-        'E_STARTUP',
-        `port ${port} is served by process ${held.pid} (${held.identity}); this server (${identity}) would split its clients with it (SO_REUSEPORT): stop that one, or use another port or the same store`,
-      );
-    }
-    if (!live && !(await bindable(host, port))) {
-      throw new OcsError(
-        'E_STARTUP',
-        `port ${port} on ${host} is taken by a process that is not an ocs-realtime server of this user serving ${identity}; it would take some of the clients (SO_REUSEPORT) or all of them: stop it, or use another port (ss -ltnp 'sport = :${port}' names it)`,
-      );
-    }
+    const why = await refusal(host, port, identity, held, file);
+    if (why !== null) throw new OcsError('E_STARTUP', why);
     // A file there that reads as no claim twice over is not a claim (unreadable, or another user's: replace() fails on that one in a sticky temp directory).
     const written = held === null && attempt === 0 ? createExclusive(file, mine) : replace(file, mine);
     if (written === 'taken') continue;
