@@ -3,7 +3,11 @@
  * run through its processor, then stored (STORE), the sender's ack following the store's
  * reply; a processor's failure dead-lettered on arrival; a dead letter requeued (/admin/dlq).
  * This is the sender's side: its refusals and the bound on stores awaiting Redis are the same
- * whoever the message is for. Getting a stored message to its recipient is messaging.ts's.
+ * whoever the message is for. Getting a stored message to its recipient is messaging.ts's: a
+ * message for now has its route script sent right behind its STORE (delivery.before_commit, the
+ * default), on the same connection, so Redis runs the route just after the store, and the
+ * recipient does not wait for the store's reply to cross back to the node first. Should the
+ * store refuse it, the route finds nothing.
  */
 import type { Config } from '../config/schema.js';
 import type { Incoming, MessageIds } from '../broker/ids.js';
@@ -112,8 +116,18 @@ export class ClusterIntake {
       fromClient ? this.delivery.max_stored_bytes_per_sender : 0, config.store.max_dead_letters, config.store.max_dead_letter_bytes,
     ];
     this.storesInFlight++;
-    (this.parts.scripts.run(STORE, args) as Promise<[string, string, string, string?, number?]>).finally(() => this.storesInFlight--).then(
+    const { scripts } = this.parts;
+    const resent = scripts.resent;
+    const stored = scripts.run(STORE, args) as Promise<[string, string, string, string?, number?]>;
+    // For now (not scheduled), unless delivery.before_commit is off: routed behind the STORE in
+    // Redis's order, without waiting for its reply.
+    let routedAhead = m.at === 0 && this.delivery.before_commit;
+    if (routedAhead) this.parts.route(m.id, m.target, receivedAt);
+    // Handled straight on the reply (no finally() hop before it): the route's reply, which came
+    // with it, is handled next, and the sender's ack goes out ahead of the delivery.
+    stored.then(
       ([verdict, detail, dropped, freed, deadDropped]) => {
+        this.storesInFlight--;
         if (verdict === 'gone') return reply.fail('E_UNKNOWN_ID', detail);
         if (verdict !== 'ok') {
           stats.queue_full++;
@@ -133,10 +147,13 @@ export class ClusterIntake {
         if (receivedAt > 0) this.parts.latency?.since(Latency.commit, receivedAt);
         reply.ok(m.id);
         if (detail === 's') this.parts.dueAt(m.at);
-        // A scheduled message's wait is not the server's send latency.
-        if (detail === 'w') this.parts.route(m.id, m.target, m.at === 0 ? receivedAt : 0);
+        // A script resent as text (NOSCRIPT) ran behind what followed it: the route may have come first.
+        if (scripts.resent !== resent) routedAhead = false;
+        // Else (or a message whose \`at\` had passed, whose wait is not the server's send latency): routed now.
+        if (detail === 'w' && !routedAhead) this.parts.route(m.id, m.target, m.at === 0 ? receivedAt : 0);
       },
       (err: unknown) => {
+        this.storesInFlight--;
         if (timedOut(err) && m.at === 0) this.routeLater(m.id, m.target);
         this.failed(err, reply, 'message not stored');
       },

@@ -13,6 +13,8 @@ import type { Redis } from 'ioredis';
  */
 export class ScriptRunner {
   private readonly shas = new Map<string, string>();
+  /** How many scripts went as text after a NOSCRIPT: each ran after the commands sent behind it. */
+  resent = 0;
 
   constructor(private readonly redis: Redis) {}
 
@@ -32,6 +34,7 @@ export class ScriptRunner {
       return await this.redis.evalsha(sha, 0, ...args);
     } catch (err) {
       if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
+      this.resent++;
       return this.redis.eval(source, 0, ...args);
     }
   }

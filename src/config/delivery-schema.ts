@@ -32,7 +32,9 @@ export const delivery = z
      * True takes the commit (an fsync with store.sync full) out of the delivery latency; false
      * costs less CPU per message, since deliveries and acks then leave together, one wake-up of
      * each shard per commit instead of two (README, Durable send). A recipient may then hold a
-     * message whose commit failed: docs/messaging.md.
+     * message whose commit failed: docs/messaging.md. In cluster mode: the route script goes to
+     * Redis right behind the store's (true), or once the store has answered (false); Redis runs
+     * them in that order, so a message is delivered only once it is stored either way.
      */
     before_commit: z.boolean().default(true),
     /** Deliveries without an ack before a message moves to the dead-letter queue. */
