@@ -6,50 +6,31 @@
  * delivers to its own and PUBLISHes one record per other node. What nobody is there for waits in
  * Redis until a connection opens anywhere (CONNECT claims it) or a member joins (JOIN).
  * Deadlines, schedules and expiry are swept by every node (SWEEP); a script takes each message
- * once.
+ * once. What a script claimed reaches its connections through claimed-delivery.ts.
  *
  * So a stored message is delivered by whichever node its user connects to, and never by two
  * at once; a node that dies loses nothing acknowledged: its deliveries time out and are made
  * again by the others. Delivery is at least once, as on one process.
  */
 import type { Config } from '../config/schema.js';
-import type { ShardLink } from '../broker/shard-link.js';
-import { encodeStoredMsg, storedMsgPriority } from '../protocol/json-codec.js';
+import { encodeStoredMsg } from '../protocol/json-codec.js';
 import { Latency, type LatencyRecorder } from '../metrics/latencies.js';
-import type { Logger } from '../util/logger.js';
-import { NodeRecord, type BatchEntry, type Channels } from './channels.js';
+import { ClaimedDelivery, type ClaimedDeliveryParts, type Fields } from './claimed-delivery.js';
 import { LocalDelivery, outgoing, type Outgoing } from './local-delivery.js';
-import type { ClusterPresence, LocalPresence } from './presence.js';
 import { logCommandFailure, timedOut } from './redis.js';
 import { PUMP_GROUP, ROUTE_ANY } from './route-any-script.js';
 import type { ScriptRunner } from './script-runner.js';
 import { ACK, JOIN, SWEEP } from './scripts.js';
 import { TimeoutFollowUps } from './timeout-follow-ups.js';
 import { CONNECT, PUMP, ROUTE_USER } from './window-scripts.js';
-import type { ClusterStats } from './stats.js';
-
-/** Fields of a claimed message, as the scripts return them; `deadline`: its ack deadline (epoch ms). */
-type Fields = [id: string, from: string, group: string, data: string, pri: string, ts: string, attempts: string, deadline: number];
 
 /** Most due messages one sweep takes; the next sweep takes the rest. */
 const SWEEP_BATCH = 500;
 /** Most waiting `any` messages one PUMP_GROUP claims; the node runs it again for the rest. */
 const PUMP_GROUP_CLAIMS = 500;
 
-export interface MessagingParts {
-  config: Config;
+export interface MessagingParts extends ClaimedDeliveryParts {
   scripts: ScriptRunner;
-  node: string;
-  link: ShardLink;
-  channels: Channels;
-  presence: ClusterPresence;
-  local: LocalPresence;
-  stats: ClusterStats;
-  log: Logger;
-  /** Whether Redis is reachable now (a refusal then costs no round trip). */
-  up(): boolean;
-  /** A message this node stored or delivered falls due at `at` (epoch ms: its schedule, or its ack deadline): sweep then. */
-  dueAt(at: number): void;
   /** Whether a shard of this node holds records its ring had no room for yet: the SWEEP marks the node behind. */
   behind(): boolean;
   /** A script dropped the oldest dead letters to keep their bound (store.max_dead_letters): counted, and warned of. */
@@ -66,6 +47,8 @@ export interface MessagingParts {
 export class ClusterMessaging {
   private readonly delivery: Config['websocket']['delivery'];
   private readonly prefix: string;
+  /** Claimed messages to their connections, here and on the other nodes. */
+  readonly claimed: ClaimedDelivery;
   private readonly here: LocalDelivery;
   /** How long this node's mark that it is behind (P bh:NODE) lasts unless renewed by its next sweep. */
   private readonly behindMarkMs: number;
@@ -81,7 +64,8 @@ export class ClusterMessaging {
     // a node gone while behind: Redis forgets its mark.
     this.behindMarkMs = Math.max(1000, 4 * parts.config.cluster.sweep_interval * 1000);
     this.prefix = parts.config.cluster.key_prefix;
-    this.here = new LocalDelivery(parts.config, parts.local, parts.link);
+    this.claimed = new ClaimedDelivery(parts);
+    this.here = this.claimed.here;
     this.followUps = new TimeoutFollowUps({
       config: parts.config,
       log: parts.log,
@@ -105,94 +89,17 @@ export class ClusterMessaging {
       const user = target.slice(2);
       const window = [this.delivery.max_inflight_per_user, this.delivery.max_inflight_bytes_per_user];
       this.script<[string[], Fields] | 'pump' | null>(ROUTE_USER, [this.prefix, id, user, ...timing, ...window]).then(
-        (routed) => (routed === 'pump' ? this.pump(user) : routed && this.toUser(user, routed[0], routed[1], receivedAt)),
+        (routed) => (routed === 'pump' ? this.pump(user) : routed && this.claimed.toUser(user, routed[0], routed[1], receivedAt)),
         (err: unknown) => this.claimFailed(err, 'route', target, now, id),
       );
     } else {
       const group = target.slice(2);
       const window = [this.delivery.max_inflight_per_user, this.delivery.max_inflight_bytes_per_user];
       this.script<[string, string, string, Fields] | 'pump' | null>(ROUTE_ANY, [this.prefix, id, group, ...timing, this.strategyOf(group), ...window]).then(
-        (routed) => (routed === 'pump' ? this.pumpGroup(group, '') : routed && this.toMember(routed[0], routed[1], routed[3], receivedAt)),
+        (routed) => (routed === 'pump' ? this.pumpGroup(group, '') : routed && this.claimed.toMember(routed[0], routed[1], routed[3], receivedAt)),
         (err: unknown) => this.claimFailed(err, 'route', target, now, id),
       );
     }
-  }
-
-  /**
-   * A claimed message to every connection of `user`: here directly, elsewhere one record per
-   * node (with `receivedAt`, for that node's send latency).
-   */
-  private toUser(user: string, nodes: string[], f: Fields, receivedAt = 0): void {
-    this.counted(f);
-    const frame = encodeStoredMsg(f[0], f[1], null, f[3], Number(f[4]), Number(f[5]));
-    for (const node of nodes) {
-      if (node === this.parts.node) this.here.toUser(user, [outgoing(f[0], frame, f[7], Number(f[4]))], receivedAt);
-      else this.publish(node, NodeRecord.DELIVER_USER, user, f, frame, receivedAt);
-    }
-  }
-
-  private toMember(node: string, sid: string, f: Fields, receivedAt: number): void {
-    this.counted(f);
-    const frame = encodeStoredMsg(f[0], f[1], f[2], f[3], Number(f[4]), Number(f[5]));
-    if (node === this.parts.node) this.here.toSid(sid, [outgoing(f[0], frame, f[7], Number(f[4]))], receivedAt);
-    else this.publish(node, NodeRecord.DELIVER_SID, sid, f, frame, receivedAt);
-  }
-
-  /**
-   * Messages newly claimed for `user` (a backlog, in queue order), to the user's connections on
-   * the other `nodes`: as DELIVER_USER_BATCH records of at most one ring record's bytes to a node
-   * that takes them, else one record per message. Returns them as they go out here.
-   */
-  private shareBacklog(user: string, nodes: readonly string[], claimed: readonly Fields[]): Outgoing[] {
-    const messages = claimed.map((f) => {
-      this.counted(f);
-      return outgoing(f[0], encodeStoredMsg(f[0], f[1], null, f[3], Number(f[4]), Number(f[5])), f[7], Number(f[4]));
-    });
-    if (messages.length === 0) return messages;
-    let entries: BatchEntry[] | undefined;
-    for (const node of nodes) {
-      if (node === this.parts.node) continue;
-      if (!this.parts.presence.takesBatches(node)) {
-        claimed.forEach((f, i) => this.publish(node, NodeRecord.DELIVER_USER, user, f, messages[i]!.frame, 0));
-        continue;
-      }
-      entries ??= messages.map(({ id, frame, deadline }): BatchEntry => [id, frame, deadline]);
-      this.parts.channels.publishUserBatches(node, user, entries, this.parts.link.maxFrameBytes).catch((err: unknown) => logCommandFailure(this.parts, err, 'deliver'));
-    }
-    return messages;
-  }
-
-  /** A share of a user's backlog from another node (DELIVER_USER_BATCH), in queue order. */
-  userBatch(user: string, entries: readonly BatchEntry[]): void {
-    this.here.toUser(user, entries.map(([id, frame, deadline]) => outgoing(id, frame, deadline, storedMsgPriority(frame))));
-  }
-
-  /** A delivery record for another node; the receive time only to a node known to take it (channels.ts: an older node's decoder would drop the record). */
-  private publish(node: string, kind: number, target: string, f: Fields, frame: string, receivedAt: number): void {
-    const timed = this.parts.presence.takesTime(node);
-    this.parts.channels.publishNode(node, kind, target, f[0], frame, timed ? receivedAt : 0, timed ? f[7] : 0).catch((err: unknown) => logCommandFailure(this.parts, err, 'deliver'));
-  }
-
-  /** A delivery this node claimed: counted, and its redelivery goes out at its deadline (sweeps.ts), not at the next interval sweep. */
-  private counted(f: Fields): void {
-    this.parts.stats.delivered++;
-    if (Number(f[6]) > 1) this.parts.stats.redelivered++;
-    this.parts.dueAt(f[7]);
-  }
-
-  /**
-   * A delivery record from another node. `receivedAt` (0: none): when its sender's shard got
-   * the `send`/`any` frame, by that node's clock, for a message routed at once.
-   */
-  nodeRecord(kind: number, target: string, id: string, frame: string, receivedAt = 0, deadline = 0): void {
-    const message = outgoing(id, frame, deadline, storedMsgPriority(frame));
-    if (kind === NodeRecord.DELIVER_USER) this.here.toUser(target, [message], receivedAt);
-    else if (kind === NodeRecord.DELIVER_SID) this.here.toSid(target, [message], receivedAt);
-  }
-
-  /** Deliveries to this node's connections still awaiting their ack (those past their deadline forgotten). */
-  inflight(): number {
-    return this.here.inflight();
   }
 
   // --- connections and members -----------------------------------------------------------------
@@ -216,7 +123,7 @@ export class ClusterMessaging {
           // script be sent again behind it), so the count is written again; what it claimed goes
           // to the user's other connections; what was in flight stays so and times out.
           this.parts.presence.userCount(user, local.byUser.get(user)?.size ?? 0).catch((err: unknown) => logCommandFailure(this.parts, err, 'connect'));
-          return this.backlogToUser(user, backlog.nodes, backlog.entries.filter(([claimed]) => claimed === 1).map(([, f]) => f));
+          return this.claimed.backlogToUser(user, backlog.nodes, backlog.entries.filter(([claimed]) => claimed === 1).map(([, f]) => f));
         }
         link.welcome(shard, sid, backlog.pending);
         const sent = new Set<string>();
@@ -236,7 +143,7 @@ export class ClusterMessaging {
         }
         this.here.backlogInFlight(sid, toSid);
         for (const message of held) if (!sent.has(message.id)) toSid.push(message);
-        this.backlogToUser(user, backlog.nodes, fresh);
+        this.claimed.backlogToUser(user, backlog.nodes, fresh);
         this.here.toSid(sid, toSid);
       },
       (err: unknown) => {
@@ -259,17 +166,11 @@ export class ClusterMessaging {
         (backlog) => {
           if ('holding' in backlog) return;
           const fresh = backlog.entries.filter(([claimed]) => claimed === 1).map(([, f]) => f);
-          this.backlogToUser(user, backlog.nodes, fresh);
+          this.claimed.backlogToUser(user, backlog.nodes, fresh);
         },
         (err: unknown) => logCommandFailure(this.parts, err, 'rescan'),
       );
     }
-  }
-
-  /** Newly claimed messages of `user` to its connections on every node in `nodes`, this one included. */
-  private backlogToUser(user: string, nodes: readonly string[], fresh: readonly Fields[]): void {
-    const messages = this.shareBacklog(user, nodes, fresh);
-    if (nodes.includes(this.parts.node)) this.here.toUser(user, messages);
   }
 
   /** CONNECT: `connections` of the user on this node (the new one included); over `maxConnections` (0: no cap) on every node, refused. */
@@ -314,7 +215,7 @@ export class ClusterMessaging {
     ];
     this.script<Array<[string, string, string, Fields]>>(PUMP_GROUP, args).then(
       (routed) => {
-        for (const [node, sid, , f] of routed) this.toMember(node, sid, f, 0);
+        for (const [node, sid, , f] of routed) this.claimed.toMember(node, sid, f, 0);
         // Cut short with more to claim: go on in another script, letting other commands run between.
         if (routed.length >= PUMP_GROUP_CLAIMS) this.pumpGroup(group, '');
       },
@@ -364,7 +265,7 @@ export class ClusterMessaging {
     this.script<[string[], Fields[], string[]] | null>(PUMP, args).then(
       (pumped) => {
         if (!pumped) return;
-        if (pumped[1].length > 0) this.backlogToUser(user, pumped[0], pumped[1]);
+        if (pumped[1].length > 0) this.claimed.backlogToUser(user, pumped[0], pumped[1]);
         for (const group of pumped[2] ?? []) this.pumpGroup(group, user);
       },
       (err: unknown) => this.claimFailed(err, 'pump', `u:${user}`, now, ''),
@@ -398,7 +299,7 @@ export class ClusterMessaging {
     stats.stored = count;
     stats.stored_bytes = bytes;
     if (deadDropped > 0) this.parts.deadDropped(deadDropped);
-    this.inflight(); // forgets the deliveries past their deadline
+    this.here.inflight(); // forgets the deliveries past their deadline
     for (const [id, action, target, freed, deadline] of due) {
       // Held on a node that is behind: its deadline was put off, and this node sweeps then.
       if (action === 'later') {

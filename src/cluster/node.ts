@@ -116,8 +116,8 @@ export class ClusterNode {
     this.channels = new Channels(this.redis.subscriber, commands, this.keys, this.node, {
       groupPub: (group, frame) => this.pubs.received(group, frame),
       presence: (group, record) => void (this.groups.events.received(group, record) || this.stats_.cluster_malformed++),
-      nodeRecord: (kind, target, id, frame, receivedAt, deadline) => this.messaging.nodeRecord(kind, target, id, frame, receivedAt, deadline),
-      userBatch: (user, entries) => this.messaging.userBatch(user, entries),
+      nodeRecord: (kind, target, id, frame, receivedAt, deadline) => this.messaging.claimed.nodeRecord(kind, target, id, frame, receivedAt, deadline),
+      userBatch: (user, entries) => this.messaging.claimed.userBatch(user, entries),
       historyJoined: (fields) => this.history.joinAnswered(fields),
       malformed: () => this.stats_.cluster_malformed++,
     });
@@ -194,7 +194,7 @@ export class ClusterNode {
   }
 
   depth(): { stored: number; inflight: number } {
-    return { stored: this.stats_.stored, inflight: this.messaging.inflight() };
+    return { stored: this.stats_.stored, inflight: this.messaging.claimed.inflight() };
   }
 
   /**
