@@ -1,14 +1,19 @@
 /**
  * How `any` picks the one member connection that gets a message.
  * - round_robin: members in turn.
- * - least_connections: the member whose user has the fewest deliveries awaiting ack; ties
- *   rotate, so equal members share the load.
+ * - least_connections: the member whose user has the fewest deliveries awaiting ack, among the
+ *   next LEAST_CONNECTIONS_SAMPLE eligible members in turn (all of them in a smaller group: a
+ *   pick then costs the same in a group of 20,000, where comparing all cost 0.3 ms at 2,000);
+ *   ties rotate, so equal members share the load.
  * - weighted: smooth weighted round robin (nginx's): over any window, each member gets its
  *   weight's share, interleaved rather than in runs, and the sequence is deterministic.
  */
 import type { AnyStrategy } from '../protocol/frames.js';
 
 const everyone = (): boolean => true;
+
+/** How many eligible members a least_connections pick compares (cluster mode's too: route-any-script.ts). */
+export const LEAST_CONNECTIONS_SAMPLE = 16;
 
 export interface Member {
   sid: string;
@@ -49,6 +54,7 @@ export class GroupMembers<M extends Member> {
     this.turn = start + 1;
     let best: M | null = null;
     let bestLoad = Infinity;
+    let compared = 0;
     // Visit members from `start` round the ring: round_robin (and weighted, when its sums failed) takes the first, least_connections the least loaded.
     const ordered = (this.ordered ??= [...this.members.values()]);
     for (let n = 0; n < size; n++) {
@@ -64,6 +70,7 @@ export class GroupMembers<M extends Member> {
         best = member;
         bestLoad = load;
       }
+      if (++compared === LEAST_CONNECTIONS_SAMPLE) break;
     }
     return best;
   }

@@ -15,12 +15,13 @@
  * letter or sweep that frees its window makes its node run PUMP_GROUP, which puts it back and
  * routes the group's waiting messages in queue order while some member has room.
  */
+import { LEAST_CONNECTIONS_SAMPLE } from '../broker/any-strategies.js';
 import { FULL_SCAN_MS, MEMBER_INDEX } from './any-index-scripts.js';
 import { PRELUDE } from './scripts.js';
 import { ROOM } from './window-scripts.js';
 
-/** How many members with room a least_connections pick compares, in a larger group (nginx and Envoy compare two). */
-const ANY_SAMPLE = 16;
+/** How many members with room a least_connections pick compares in a larger group, as on one process (nginx and Envoy compare two). */
+const ANY_SAMPLE = LEAST_CONNECTIONS_SAMPLE;
 
 /** PRELUDE, ROOM, the members index and the helpers of the \`any\` scripts: the walk and the pick. */
 const ANY = `${PRELUDE}${ROOM}${MEMBER_INDEX}
