@@ -14,7 +14,7 @@ import { nextMsgs, untilTrue } from './helpers/messaging.js';
 import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
 import { startInProcess } from './helpers/server.js';
 import type { RunningServer } from '../src/index.js';
-import { RECLAIM } from '../src/cluster/scripts.js';
+import { RECLAIM } from '../src/cluster/reclaim-script.js';
 
 const skip = announceSkip('cluster-queue-index.test');
 const P = 'qix:';
@@ -108,6 +108,22 @@ describe("a user's queue in Redis is indexed by state", { skip, timeout: 60_000 
     assert.equal(await reader.hget(`${P}m:${claimed[1]!.id}`, 'dt'), dt, 'one claim (the CONNECT) took both');
     assert.equal(await reader.eval(RECLAIM, 0, P, 'u:cy', dt!, Date.now(), ''), 2);
     for (const c of [sender, cy]) c.close();
+  });
+
+  test("RECLAIM of a group's claim reads the `any` messages that claim took (P qd:GROUP, by claim time), not the 200 waiting (Redis's count of hash reads)", async () => {
+    const sender = await member(node.port, 'sender-crowd');
+    for (let n = 0; n < 200; n++) sender.send({ op: 'any', group: 'crowd', data: n, ref: `a${n}` });
+    await sender.next((f) => f.ref === 'a199');
+    const worker = await member(node.port, 'worker', ['crowd']);
+    const claimed = await nextMsgs(worker, 2);
+    const dt = await reader.hget(`${P}m:${claimed[0]!.id}`, 'dt');
+    assert.deepEqual((await reader.zrange(`${P}qd:crowd`, '0', '-1')).sort(), claimed.map((m) => m.id as string).sort(), 'the two in flight, indexed');
+    const hashReads = async (): Promise<number> => [...(await reader.info('commandstats')).matchAll(/cmdstat_(hget|hmget):calls=(\d+)/g)].reduce((sum, m) => sum + Number(m[2]), 0);
+    const before = await hashReads();
+    assert.equal(await reader.eval(RECLAIM, 0, P, 'g:crowd', dt!, Date.now(), ''), 2);
+    assert.ok((await hashReads()) - before <= 4, 'one read per message of the claim');
+    for (const m of claimed) worker.send({ op: 'ack', id: m.id });
+    for (const c of [sender, worker]) c.close();
   });
 
   test('a queue an older version wrote (no index) is indexed at its next connection, and delivered', async () => {

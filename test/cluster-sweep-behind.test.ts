@@ -7,7 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { RECLAIM, STORE, SWEEP } from '../src/cluster/scripts.js';
+import { RECLAIM } from '../src/cluster/reclaim-script.js';
+import { STORE, SWEEP } from '../src/cluster/scripts.js';
 import { ROUTE_USER } from '../src/cluster/window-scripts.js';
 import { announceSkip, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
 

@@ -13,6 +13,7 @@
  *   P qu:USER, qf:USER  ZSETs: the user's messages in state w, and in state f, scored as in
  *                    q:u:USER; P qs:USER: how many are in state s. A connection and a pump read
  *                    these, not the whole queue (window-scripts.ts: rebuilt when they do not add up)
+ *   P qd:GROUP       ZSET: the group's `any` messages in state f, scored by claim time (RECLAIM)
  *   P due            ZSET id -> when a node must look at it again: `at` (s), the ack deadline
  *                    (f), the expiry after delivery.ttl (w)
  *   P count, bytes   stored messages and bytes of data (store.max_messages, store.max_bytes)
@@ -68,10 +69,17 @@ local function settles(id, target)
   if kind == 'g:' then redis.call('ZREM', P..'qw:'..string.sub(target, 3), id)
   elseif kind == 'u:' then redis.call('ZREM', P..'qu:'..string.sub(target, 3), id) end
 end
--- A user's message (target u:USER) goes in flight (sign 1) or leaves it (-1): P wf:USER (the
--- window's count) and P qf:USER (the ids, scored as in the queue) follow.
-local function flight(id, target, bytes, sign)
-  if string.sub(target, 1, 2) ~= 'u:' then return end
+-- A message goes in flight (sign 1, claimed \`at\`) or leaves it (-1). A user's (u:USER): P
+-- wf:USER (the window's count) and P qf:USER (the ids, scored as in the queue) follow; an
+-- \`any\` (g:GROUP): P qd:GROUP, the ids scored by claim time, which RECLAIM reads.
+local function flight(id, target, bytes, sign, at)
+  local kind = string.sub(target, 1, 2)
+  if kind == 'g:' then
+    local qd = P..'qd:'..string.sub(target, 3)
+    if sign > 0 then redis.call('ZADD', qd, at, id) else redis.call('ZREM', qd, id) end
+    return
+  end
+  if kind ~= 'u:' then return end
   local user = string.sub(target, 3)
   if sign > 0 then redis.call('ZADD', P..'qf:'..user, redis.call('ZSCORE', P..'q:'..target, id) or 0, id) else redis.call('ZREM', P..'qf:'..user, id) end
   local k = P..'wf:'..user
@@ -136,7 +144,7 @@ local function claim(id, holder, now, ackMs, mult, maxMs)
   local s = redis.call('HMGET', m, 'state', 'target', 'bytes')
   if s[1] ~= 'w' then return false end
   settles(id, s[2])
-  flight(id, s[2], tonumber(s[3]), 1)
+  flight(id, s[2], tonumber(s[3]), 1, now)
   local attempts = redis.call('HINCRBY', m, 'attempts', 1)
   local deadline = now + backoff(attempts, ackMs, mult, maxMs)
   redis.call('HSET', m, 'state', 'f', 'holder', holder, 'dt', now)
@@ -374,30 +382,4 @@ redis.call('HSET', d, 'target', ARGV[3], 'from', ARGV[4], 'group', ARGV[5], 'dat
   'at', 0, 'attempts', 0, 'strategy', '', 'reason', ARGV[9], 'failedAt', ARGV[10], 'bytes', #ARGV[6])
 lettered(ARGV[2], #ARGV[6], tonumber(ARGV[10]))
 return trimdead(tonumber(ARGV[11]), tonumber(ARGV[12]), 1)
-`;
-
-/**
- * Claims whose answer was lost: ROUTE_USER, ROUTE_ANY, PUMP or CONNECT timed out on the node
- * but ran, so the messages it claimed (at \`dt\`, which claim() wrote) are in flight and
- * delivered to nobody. Each of \`target\`'s messages (only \`id\`, when given) still in flight
- * from that claim is made due now with its attempt given back: the sweep routes it again at
- * once instead of at its ack deadline. A message claimed again since has another \`dt\`.
- * ARGV: P target dt now id('' : any of the target's) -> how many
- */
-export const RECLAIM = `${PRELUDE}
-local target, dt, now, only = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
--- A user's: only those in flight (P qf:USER), not the whole queue.
-local from = string.sub(target, 1, 2) == 'u:' and P..'qf:'..string.sub(target, 3) or P..'q:'..target
-local ids = only ~= '' and {only} or redis.call('ZRANGE', from, 0, -1)
-local n = 0
-for _, id in ipairs(ids) do
-  local m = P..'m:'..id
-  local f = redis.call('HMGET', m, 'state', 'dt', 'target')
-  if f[1] == 'f' and f[3] == target and tonumber(f[2] or '0') == dt then
-    giveback(m)
-    redis.call('ZADD', P..'due', now, id)
-    n = n + 1
-  end
-end
-return n
 `;

@@ -8,7 +8,7 @@
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../util/logger.js';
 import { logCommandFailure } from './redis.js';
-import { RECLAIM } from './scripts.js';
+import { RECLAIM } from './reclaim-script.js';
 
 /** Most timed-out claims kept for one follow-up; past it, their messages wait for their ack deadline. */
 const MAX_RECLAIMS = 10_000;
