@@ -65,6 +65,26 @@ describe('a shard whose link to the broker is backed up', () => {
     client.close();
   });
 
+  test('one connection floods while another asks little: the flooder spends its allowance and is refused, the other one still joins', async () => {
+    const joiner = new Worker(new URL('./fixtures/late-joiner.js', import.meta.url), { workerData: { port: server.port, user: 'honest', group: 'quiet', delayMs: 400 } });
+    const posted = (key: string): Promise<Record<string, unknown>> => new Promise((resolve) => joiner.on('message', (m: Record<string, unknown>) => key in m && resolve(m)));
+    try {
+      await posted('ready');
+      const answered = posted('answer');
+      const flooder = await member(server.port, 'flooder2');
+      for (let i = 0; i < 3000; i++) flooder.send({ op: 'ack', id: `${'x'.repeat(120)}${i}` });
+      flooder.send({ op: 'join', group: 'loud', ref: 'join' });
+      joiner.postMessage('go');
+      holdBroker(1500);
+      const join = await flooder.next((f) => f.ref === 'join', 10_000);
+      assert.deepEqual([join.op, join.code], ['err', 'E_OVERLOADED'], "the flooder's join, past its allowance");
+      assert.deepEqual((await answered).answer, { op: 'joined', code: null }, 'asked while the broker was behind, and taken');
+      flooder.close();
+    } finally {
+      await joiner.terminate();
+    }
+  });
+
   test('an ack deadline that passes meanwhile does not count as an attempt: the message comes again once the broker caught up, even with max_attempts 1', async () => {
     await deadlineWhileBehind(server);
   });

@@ -26,6 +26,7 @@ import type { Logger } from '../util/logger.js';
 import type { Admission } from './admission.js';
 import { Broadcast, ringPayload } from './broadcast.js';
 import type { BrokerLink } from './broker-link.js';
+import type { BrokerBackpressure } from './broker-backpressure.js';
 import { connOf, type Connection, type RateLimiter, type Socket } from './connection.js';
 import type { CrossShard } from './cross-shard.js';
 import type { Fail } from './fail.js';
@@ -48,8 +49,6 @@ export interface DispatchLimits {
   rateViolationsBeforeClose: number;
   badFramesBeforeClose: number;
   requireMembership: boolean;
-  /** Bytes waiting for the ring to the broker beyond which send/any and pubs to groups that keep history are refused. */
-  brokerBacklogLimit: number;
 }
 
 export interface DispatchOptions {
@@ -61,7 +60,9 @@ export interface DispatchOptions {
   /** Message ids of pubs are this prefix plus a per-shard sequence. */
   msgIdPrefix: string;
   admission: Pick<Admission, 'authenticate' | 'refresh'>;
-  link: Pick<BrokerLink, 'backlog' | 'ack' | 'pub' | 'send' | 'any' | 'clusterPub'>;
+  link: Pick<BrokerLink, 'ack' | 'pub' | 'send' | 'any' | 'clusterPub'>;
+  /** Whether a connection's send/any/ack, or pub to a group that keeps history, is refused while the broker is behind. */
+  backpressure: Pick<BrokerBackpressure, 'refuses'>;
   /** Cluster mode (src/cluster): pubs also go to the other nodes. null: one process. */
   cluster: Pick<ClusterState, 'up'> | null;
   cross: Pick<CrossShard, 'canAccept' | 'forwardPub'>;
@@ -260,7 +261,7 @@ export class Dispatcher {
       case 'ack':
         // Refused, not queued without bound, while the broker is behind: the message stays in
         // flight and its ack timer delivers it again (the err names the id, as E_UNKNOWN_ID does).
-        if (this.link.backlog > this.limits.brokerBacklogLimit) {
+        if (this.options.backpressure.refuses(conn)) {
           return this.fail(ws, conn, 'E_OVERLOADED', 'the message broker is behind: this ack was not taken and the message will be delivered again; ack it then', undefined, false, frame.id);
         }
         return this.link.ack(conn, frame.id);
@@ -360,7 +361,7 @@ export class Dispatcher {
 
   /** send/any/ack (and pubs that go through the broker) are refused, not queued without bound, while the ring to the broker is backed up. */
   private brokerBusy(ws: Socket, conn: Connection, ref: string | undefined): boolean {
-    if (this.link.backlog <= this.limits.brokerBacklogLimit) return false;
+    if (!this.options.backpressure.refuses(conn)) return false;
     this.fail(ws, conn, 'E_OVERLOADED', 'the message broker is behind; retry shortly', ref);
     return true;
   }

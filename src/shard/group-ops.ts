@@ -38,6 +38,7 @@ import type { BrokerLink } from './broker-link.js';
 import { connOf, type Connection, type Socket } from './connection.js';
 import type { Fail } from './fail.js';
 import type { Out } from './out.js';
+import type { BrokerBackpressure } from './broker-backpressure.js';
 import type { ConnectionRegistry } from './registry.js';
 
 /** A join or leave waiting for the broker (Connection.groupOps): its kind, and whether the join made the connection a member. */
@@ -58,9 +59,9 @@ export interface GroupOpsOptions {
   /** This shard's row of the interest table. */
   interest: InterestRow;
   maxGroupsPerConnection: number;
-  /** Bytes waiting for the ring to the broker beyond which joins, presence and history are refused (E_OVERLOADED). */
-  brokerBacklogLimit: number;
-  link: Pick<BrokerLink, 'backlog' | 'joined' | 'left' | 'groupJoin' | 'groupLeave' | 'presenceQuery' | 'historyQuery'>;
+  /** Whether a connection's join, presence or history query is refused (E_OVERLOADED) while the broker is behind. */
+  backpressure: Pick<BrokerBackpressure, 'refuses'>;
+  link: Pick<BrokerLink, 'joined' | 'left' | 'groupJoin' | 'groupLeave' | 'presenceQuery' | 'historyQuery'>;
   registry: ConnectionRegistry;
   fail: Fail;
   out: Pick<Out, 'send' | 'deliver' | 'after'>;
@@ -299,7 +300,7 @@ export class GroupOps {
 
   /** What asks the broker is refused, not queued without bound, while the ring to it is backed up (a leave that ends a membership never is). */
   private brokerBusy(ws: Socket, conn: Connection, ref: string | undefined): boolean {
-    if (this.link.backlog <= this.options.brokerBacklogLimit) return false;
+    if (!this.options.backpressure.refuses(conn)) return false;
     this.fail(ws, conn, 'E_OVERLOADED', 'the message broker is behind; retry shortly', ref);
     return true;
   }

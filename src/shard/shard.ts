@@ -24,6 +24,7 @@ import { createApp, uWS, type TemplatedApp, type us_listen_socket } from '../uti
 import { Admission } from './admission.js';
 import { fromRingPayload } from './broadcast.js';
 import { BrokerLink } from './broker-link.js';
+import { BrokerBackpressure } from './broker-backpressure.js';
 import { RateLimiter, type Connection } from './connection.js';
 import { CrossShard } from './cross-shard.js';
 import { Dispatcher } from './dispatch.js';
@@ -152,12 +153,13 @@ class Shard {
       backlogLimit: performance.ring_overflow_bytes,
     });
     const history = new HistoryPatterns(config.history);
+    const backpressure = new BrokerBackpressure(this.link, performance.ring_overflow_bytes);
     this.groupOps = new GroupOps({
       patterns: history,
       clustered: this.cluster.clustered,
       interest,
       maxGroupsPerConnection: limits.max_groups_per_connection,
-      brokerBacklogLimit: performance.ring_overflow_bytes,
+      backpressure,
       link: this.link,
       registry,
       fail,
@@ -207,8 +209,8 @@ class Shard {
         rateViolationsBeforeClose: limits.rate_violations_before_close,
         badFramesBeforeClose: limits.bad_frames_before_close,
         requireMembership: config.groups.require_membership,
-        brokerBacklogLimit: performance.ring_overflow_bytes,
       },
+      backpressure,
       limiter: new RateLimiter(limits.messages_per_second, limits.burst),
       counters,
       log: this.log,
