@@ -159,11 +159,14 @@ describe('members without room leave the index until their window frees (deliver
     await t.boss.next((f) => f.ref === 'fill-299');
     await until(() => (crew.every((c) => c.frames.some((f) => f.op === 'msg')) ? true : undefined), 'one for each member: every window full');
     const before = await hashReads();
+    const started = Date.now();
     for (let n = 0; n < 20; n++) await send('sat', `wait-${n}`);
     await until(async () => ((await t.reader.zcard(`${PREFIX}qw:sat`)) === 20 ? true : undefined), 'all 20 wait');
     const reads = (await hashReads()) - before;
-    // Reading the group for each (as before the index): 300 a message, 6,000 in all. Allowed: two full scans.
-    assert.ok(reads < 900, `${reads} hash reads for 20 \`any\` that wait`);
+    // Reading the group for each (as before the index) costs reads per member per message: over
+    // 12,000 here. Allowed: a few per message, and a full scan (two per member) at first and per 2 s.
+    const scans = 1 + Math.ceil((Date.now() - started) / 2000);
+    assert.ok(reads < 20 * 10 + scans * 620, `${reads} hash reads for 20 \`any\` that wait, in ${Date.now() - started} ms`);
     closeAll(crew);
   });
 
