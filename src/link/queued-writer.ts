@@ -39,6 +39,8 @@ export class QueuedRingWriter {
   private ringQueued = false;
   private stopped = false;
   private readonly refusedOnce = new Set<WriteRefusal>();
+  /** How many times the overflow went from holding records to empty (what waits for a backed-up consumer knows it caught up). */
+  emptied = 0;
   /** The ring's data region: fill a reserved record through it. */
   readonly bytes: Uint8Array;
   /** The largest record the ring can ever take (largestRecord()). */
@@ -131,6 +133,7 @@ export class QueuedRingWriter {
 
   /** The consumer is gone (its thread died or is stopping): what waited for it is void. */
   discard(): void {
+    if (this.overflow.length > 0) this.emptied++;
     this.overflow = [];
     this.queuedAt = [];
     this.overflowBytes = 0;
@@ -172,6 +175,7 @@ export class QueuedRingWriter {
       this.queuedAt.splice(0, sent);
       this.ringNow();
       this.hooks.onFlushed?.(sent);
+      if (this.overflow.length === 0) this.emptied++;
     }
     if (this.overflow.length > 0) this.retryTimer = setTimeout(() => this.flush(), RETRY_MS);
   }

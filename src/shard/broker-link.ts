@@ -99,6 +99,11 @@ export class BrokerLink implements AdminForwarder {
     return this.writer.backlog;
   }
 
+  /** How many times what waited for that ring all reached it (the broker caught up). */
+  get backlogEmptied(): number {
+    return this.writer.emptied;
+  }
+
   /** When the oldest record waiting for that ring was queued; 0 when none waits. */
   get oldestQueuedAt(): number {
     return this.writer.oldestQueuedAt;
