@@ -59,6 +59,21 @@ describe('a full cross-shard ring', () => {
     for (const client of [publisher, local, remote]) client.close();
   });
 
+  test('while one publisher floods, another on the same shard that publishes little is still accepted (each has an allowance), and its pub is delivered', async () => {
+    const flooder = await busyOn(0, 'flood');
+    const quiet = await busyOn(0, 'quiet');
+    const remote = await busyOn(1, 'far');
+    server.injectShardStall(1, 1500);
+    await new Promise((r) => setTimeout(r, 50));
+    const filler = 'z'.repeat(1000);
+    for (let i = 0; i < 400; i++) flooder.send({ op: 'pub', group: 'busy', data: { i, filler }, ref: `f${i}` });
+    await flooder.next((f) => f.op === 'err' && f.code === 'E_OVERLOADED', 10_000);
+    quiet.send({ op: 'pub', group: 'busy', data: 'still heard', ref: 'quiet' });
+    assert.equal((await quiet.next((f) => f.ref === 'quiet', 10_000)).op, 'ack', 'within its allowance while the ring is backed up');
+    await remote.next((f) => f.op === 'msg' && f.data === 'still heard', 10_000);
+    for (const client of [flooder, quiet, remote]) client.close();
+  });
+
   test('once the consumer caught up, publishes are accepted again', async () => {
     const publisher = await member(server.port, 'again', ['busy']);
     publisher.send({ op: 'pub', group: 'busy', data: 'after', ref: 'after' });

@@ -20,9 +20,6 @@ export interface Connection {
   refilledAt: number;
   rateViolations: number;
   badFrames: number;
-  /** The broker's last overload episode this connection sent records in, and how many (broker-backpressure.ts). */
-  overloadEpisode: number;
-  overloadSpent: number;
   /** Last inbound frame or pong, ms (for idle_timeout). */
   lastSeen: number;
   /** When the next server ping is due, ms; 0 until the first sweep spreads it. */
@@ -98,8 +95,6 @@ export function newConnection(sid: string, user: string | null, allowed: GroupMa
     refilledAt: now,
     rateViolations: 0,
     badFrames: 0,
-    overloadEpisode: 0,
-    overloadSpent: 0,
     lastSeen: now,
     nextPingAt: 0,
     pingSentAt: 0,

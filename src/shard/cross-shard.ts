@@ -6,9 +6,9 @@
  * the pub frame (epochMs(), valid in every thread), so each shard measures the pub latency.
  *
  * A full ring is back-pressure, never a silent drop: the record waits in a per-ring overflow
- * queue (counted as ring_full) and is flushed in order as the consumer frees space. While any
- * overflow queue is over `ring_overflow_bytes`, canAccept() is false and the shard refuses new
- * publishes with E_OVERLOADED, so the publisher knows. Rings to a shard that is down are
+ * queue (counted as ring_full) and is flushed in order as the consumer frees space. While the
+ * fullest overflow queue is over `ring_overflow_bytes`, the shard refuses new publishes with
+ * E_OVERLOADED past each publisher's allowance (backpressure.ts), so the publisher knows. Rings to a shard that is down are
  * skipped: its connections are gone, and its replacement discards what was left in its rings.
  * So are rings to shards with no member of the pub's group (routing by interest,
  * src/shared/interest-table.ts).
@@ -35,7 +35,6 @@ export interface CrossShardOptions {
   doorbells: SharedArrayBuffer;
   inbound: (SharedArrayBuffer | null)[];
   outbound: (SharedArrayBuffer | null)[];
-  overflowLimitBytes: number;
   counters: Float64Array;
   /** Where a refused record is reported (once per ring and reason). */
   log?: Pick<Logger, 'error'>;
@@ -118,13 +117,28 @@ export class CrossShard {
     return oldest;
   }
 
-  /** False while a ring's overflow is over its limit: refuse new publishes. */
-  canAccept(): boolean {
+  /** The fullest overflow of a ring to a shard that is up: what back-pressure on publishes watches (backpressure.ts). */
+  fullestBacklog(): number {
+    return this.outbound[this.fullestRing()]?.backlog ?? 0;
+  }
+
+  /** How many times that ring's overflow emptied (another ring becoming the fullest counts as a change too). */
+  fullestEmptied(): number {
+    const i = this.fullestRing();
+    return i < 0 ? 0 : this.outbound[i]!.emptied * this.outbound.length + i;
+  }
+
+  private fullestRing(): number {
+    let fullest = -1;
+    let bytes = 0;
     for (let i = 0; i < this.outbound.length; i++) {
       const out = this.outbound[i]!;
-      if (out.backlog > this.options.overflowLimitBytes && this.wanted(i)) return false;
+      if (out.backlog > bytes && this.wanted(i)) {
+        fullest = i;
+        bytes = out.backlog;
+      }
     }
-    return true;
+    return fullest;
   }
 
   /**

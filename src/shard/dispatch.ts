@@ -26,7 +26,7 @@ import type { Logger } from '../util/logger.js';
 import type { Admission } from './admission.js';
 import { Broadcast, ringPayload } from './broadcast.js';
 import type { BrokerLink } from './broker-link.js';
-import type { BrokerBackpressure } from './broker-backpressure.js';
+import type { Backpressure } from './backpressure.js';
 import { connOf, type Connection, type RateLimiter, type Socket } from './connection.js';
 import type { CrossShard } from './cross-shard.js';
 import type { Fail } from './fail.js';
@@ -62,10 +62,12 @@ export interface DispatchOptions {
   admission: Pick<Admission, 'authenticate' | 'refresh'>;
   link: Pick<BrokerLink, 'ack' | 'pub' | 'send' | 'any' | 'clusterPub'>;
   /** Whether a connection's send/any/ack, or pub to a group that keeps history, is refused while the broker is behind. */
-  backpressure: Pick<BrokerBackpressure, 'refuses'>;
+  backpressure: Pick<Backpressure, 'refuses'>;
   /** Cluster mode (src/cluster): pubs also go to the other nodes. null: one process. */
   cluster: Pick<ClusterState, 'up'> | null;
-  cross: Pick<CrossShard, 'canAccept' | 'forwardPub'>;
+  cross: Pick<CrossShard, 'forwardPub'>;
+  /** Whether a connection's pub is refused while a ring to another shard is backed up. */
+  pubBackpressure: Pick<Backpressure, 'refuses'>;
   groups: LocalGroups;
   /** join, leave, presence and history. */
   groupOps: Pick<GroupOps, 'join' | 'leave' | 'presence' | 'history'>;
@@ -295,7 +297,7 @@ export class Dispatcher {
       return this.link.pub(conn, group, data, pri, ref, null, this.receivedAt);
     }
     const { cross, groups, codec } = this.options;
-    if (!cross.canAccept()) {
+    if (this.options.pubBackpressure.refuses(conn)) {
       this.counters[Counter.ring_overloaded]!++;
       return this.fail(ws, conn, 'E_OVERLOADED', 'cross-shard rings are full; retry shortly', ref);
     }

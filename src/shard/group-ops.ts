@@ -38,7 +38,7 @@ import type { BrokerLink } from './broker-link.js';
 import { connOf, type Connection, type Socket } from './connection.js';
 import type { Fail } from './fail.js';
 import type { Out } from './out.js';
-import type { BrokerBackpressure } from './broker-backpressure.js';
+import type { Backpressure } from './backpressure.js';
 import type { ConnectionRegistry } from './registry.js';
 
 /** A join or leave waiting for the broker (Connection.groupOps): its kind, and whether the join made the connection a member. */
@@ -60,7 +60,7 @@ export interface GroupOpsOptions {
   interest: InterestRow;
   maxGroupsPerConnection: number;
   /** Whether a connection's join, presence or history query is refused (E_OVERLOADED) while the broker is behind. */
-  backpressure: Pick<BrokerBackpressure, 'refuses'>;
+  backpressure: Pick<Backpressure, 'refuses'>;
   link: Pick<BrokerLink, 'joined' | 'left' | 'groupJoin' | 'groupLeave' | 'presenceQuery' | 'historyQuery'>;
   registry: ConnectionRegistry;
   fail: Fail;

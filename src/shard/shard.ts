@@ -24,7 +24,7 @@ import { createApp, uWS, type TemplatedApp, type us_listen_socket } from '../uti
 import { Admission } from './admission.js';
 import { fromRingPayload } from './broadcast.js';
 import { BrokerLink } from './broker-link.js';
-import { BrokerBackpressure } from './broker-backpressure.js';
+import { Backpressure } from './backpressure.js';
 import { RateLimiter, type Connection } from './connection.js';
 import { CrossShard } from './cross-shard.js';
 import { Dispatcher } from './dispatch.js';
@@ -153,7 +153,7 @@ class Shard {
       backlogLimit: performance.ring_overflow_bytes,
     });
     const history = new HistoryPatterns(config.history);
-    const backpressure = new BrokerBackpressure(this.link, performance.ring_overflow_bytes);
+    const backpressure = new Backpressure(() => this.link.backlog, () => this.link.backlogEmptied, performance.ring_overflow_bytes);
     this.groupOps = new GroupOps({
       patterns: history,
       clustered: this.cluster.clustered,
@@ -172,7 +172,6 @@ class Shard {
       doorbells: init.doorbells,
       inbound: init.inbound,
       outbound: init.outbound,
-      overflowLimitBytes: performance.ring_overflow_bytes,
       counters,
       log: this.log,
       overflowed: () => this.overflowGauges.queued(),
@@ -211,6 +210,7 @@ class Shard {
         requireMembership: config.groups.require_membership,
       },
       backpressure,
+      pubBackpressure: new Backpressure(() => this.cross.fullestBacklog(), () => this.cross.fullestEmptied(), performance.ring_overflow_bytes),
       limiter: new RateLimiter(limits.messages_per_second, limits.burst),
       counters,
       log: this.log,

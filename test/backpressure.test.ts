@@ -1,22 +1,22 @@
 /**
- * Who is refused while a shard's ring to the broker is backed up (src/shard/broker-backpressure.ts):
- * each connection keeps an allowance per episode of overload, so one that floods is refused and
- * one that asks little is not; past twice the bound, everyone is.
+ * Who is refused while a shard's rings (to the broker, to the other shards) are backed up
+ * (src/shard/backpressure.ts): each connection keeps an allowance per episode of overload, so
+ * one that floods is refused and one that asks little is not; past twice the bound, everyone is.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ALLOWANCE, BrokerBackpressure } from '../src/shard/broker-backpressure.js';
+import { ALLOWANCE, Backpressure } from '../src/shard/backpressure.js';
 import { newConnection } from '../src/shard/connection.js';
 
 const LIMIT = 1000;
 
-function setup(): { link: { backlog: number; backlogEmptied: number }; gate: BrokerBackpressure; conn: (sid: string) => ReturnType<typeof newConnection> } {
+function setup(): { link: { backlog: number; backlogEmptied: number }; gate: Backpressure; conn: (sid: string) => ReturnType<typeof newConnection> } {
   const link = { backlog: 0, backlogEmptied: 0 };
-  return { link, gate: new BrokerBackpressure(link, LIMIT), conn: (sid) => newConnection(sid, sid, null, 10, 0) };
+  return { link, gate: new Backpressure(() => link.backlog, () => link.backlogEmptied, LIMIT), conn: (sid) => newConnection(sid, sid, null, 10, 0) };
 }
 
 /** How many of `n` records in a row `conn` may send. */
-function taken(gate: BrokerBackpressure, conn: ReturnType<typeof newConnection>, n: number): number {
+function taken(gate: Backpressure, conn: ReturnType<typeof newConnection>, n: number): number {
   let ok = 0;
   for (let i = 0; i < n; i++) if (!gate.refuses(conn)) ok++;
   return ok;
