@@ -344,8 +344,9 @@ export class Dispatcher {
       type = typeOfData(data);
       if (type === null || !this.processorTypes.has(type)) return false;
     }
-    // A processed pub goes through the broker as a history pub does: refused while it is behind.
-    if (this.brokerBusy(ws, conn, ref)) return true;
+    // A processed pub goes through the broker as a history pub does: refused while it is behind
+    // (a history pub was asked already: once against the connection's allowance).
+    if (!(this.history?.keeps(group) ?? false) && this.brokerBusy(ws, conn, ref)) return true;
     this.counters[Counter.pubs]!++;
     this.link.pub(conn, group, data, pri, ref, type, this.receivedAt);
     return true;
