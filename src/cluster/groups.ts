@@ -88,7 +88,7 @@ export class ClusterGroups {
     const unavailable = (): void => link.error(shard, sid, 'E_CLUSTER_UNAVAILABLE', 'presence across the nodes is kept in Redis, which is unreachable', ref);
     if (!this.options.up()) return unavailable();
     presence.answer(group, this.maxList, counts).then(({ users, userCount, conns }) => {
-      link.reply(shard, sid, encodePresenceAnswer(group, ref ?? undefined, counts ? null : users, userCount, conns));
+      link.reply(shard, sid, encodePresenceAnswer(group, ref ?? undefined, users, userCount, conns));
     }, unavailable);
   }
 }

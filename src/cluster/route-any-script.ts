@@ -20,9 +20,6 @@ import { FULL_SCAN_MS, MEMBER_INDEX } from './any-index-scripts.js';
 import { PRELUDE } from './scripts.js';
 import { ROOM } from './window-scripts.js';
 
-/** How many members with room a least_connections pick compares in a larger group, as on one process (nginx and Envoy compare two). */
-const ANY_SAMPLE = LEAST_CONNECTIONS_SAMPLE;
-
 /** PRELUDE, ROOM, the members index and the helpers of the \`any\` scripts: the walk and the pick. */
 const ANY = `${PRELUDE}${ROOM}${MEMBER_INDEX}
 -- Set by each script: the user's window (nil: a node of an older version's call, no window), and
@@ -89,8 +86,8 @@ end
 -- The member that gets a message of \`size\` bytes by \`strategy\`, among those with room; nil when
 -- none has. round_robin: the next one after the last picked (P rc:GROUP k); weighted: the same
 -- one again while it has had fewer than its weight in a row (P rc:GROUP n), else the next;
--- least_connections: the one whose user holds the fewest \`any\` among the next ANY_SAMPLE with
--- room (all of them in a smaller group), the first of those on a tie.
+-- least_connections: the one whose user holds the fewest \`any\` among the next
+-- LEAST_CONNECTIONS_SAMPLE (16) with room (all of them in a smaller group), the first on a tie.
 local function pickMember(group, strategy, size, room)
   local rc = P..'rc:'..group
   local last = redis.call('HMGET', rc, 'k', 'n')
@@ -108,7 +105,7 @@ local function pickMember(group, strategy, size, room)
       visit(group, after, size, room, function(member)
         if not pick or holds(room, member.user)[3] < holds(room, pick.user)[3] then pick = member end
         seen = seen + 1
-        return seen >= ${ANY_SAMPLE}
+        return seen >= ${LEAST_CONNECTIONS_SAMPLE}
       end)
     else
       visit(group, after, size, room, function(member)

@@ -8,9 +8,9 @@
  * A full ring is back-pressure, never a silent drop: the record waits in a per-ring overflow
  * queue (counted as ring_full) and is flushed in order as the consumer frees space. While the
  * fullest overflow queue is over `ring_overflow_bytes`, the shard refuses new publishes with
- * E_OVERLOADED past each publisher's allowance (backpressure.ts), so the publisher knows. Rings to a shard that is down are
- * skipped: its connections are gone, and its replacement discards what was left in its rings.
- * So are rings to shards with no member of the pub's group (routing by interest,
+ * E_OVERLOADED past each publisher's allowance (backpressure.ts), so the publisher knows.
+ * Rings to a shard that is down are skipped: its connections are gone, and its replacement
+ * discards what was left in its rings. So are rings to shards with no member of the pub's group (routing by interest,
  * src/shared/interest-table.ts).
  */
 import { DoorbellListener, DoorbellRinger } from '../rings/doorbell.js';

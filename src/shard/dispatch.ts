@@ -290,7 +290,7 @@ export class Dispatcher {
     if (conn.allowed !== null && !conn.allowed.allows(group)) return this.fail(ws, conn, 'E_FORBIDDEN', `not allowed to publish to ${group}`, ref);
     const history = this.history !== null && this.history.keeps(group);
     if (history && this.brokerBusy(ws, conn, ref)) return;
-    if ((this.processorTypes.size > 0 || data instanceof EncodedData) && this.detourPub(ws, conn, group, data, pri, ref)) return;
+    if ((this.processorTypes.size > 0 || data instanceof EncodedData) && this.detourPub(ws, conn, group, data, pri, ref, history)) return;
     if (history) {
       // The broker gives it its offset and publishes it to every shard.
       this.counters[Counter.pubs]!++;
@@ -332,7 +332,7 @@ export class Dispatcher {
    * A pub whose data.type has a processor goes to the broker, which runs it and publishes (and
    * keeps it, with its offset, when its group keeps history).
    */
-  private detourPub(ws: Socket, conn: Connection, group: string, data: unknown, pri: number, ref: string | undefined): boolean {
+  private detourPub(ws: Socket, conn: Connection, group: string, data: unknown, pri: number, ref: string | undefined, history: boolean): boolean {
     let type: string | null;
     if (data instanceof EncodedData) {
       // Judged in the pool, on the processors known when the frame went there and the history
@@ -346,7 +346,7 @@ export class Dispatcher {
     }
     // A processed pub goes through the broker as a history pub does: refused while it is behind
     // (a history pub was asked already: once against the connection's allowance).
-    if (!(this.history?.keeps(group) ?? false) && this.brokerBusy(ws, conn, ref)) return true;
+    if (!history && this.brokerBusy(ws, conn, ref)) return true;
     this.counters[Counter.pubs]!++;
     this.link.pub(conn, group, data, pri, ref, type, this.receivedAt);
     return true;
