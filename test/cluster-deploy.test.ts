@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parseHosts } from '../tools/loadtest/cli.js';
-import { freePort } from '../tools/lib/redis-server.js';
+import { freePort } from '../tools/lib/free-port.js';
 import { getJson, member, type Frame, type TestClient } from './helpers/client.js';
 import { announceSkip, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
 import { runCommand, startProcess, testConfig, type ServerProcess } from './helpers/server.js';

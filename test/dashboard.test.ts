@@ -220,6 +220,8 @@ describe('GET /dashboard in chromium, metrics collection off', { skip }, () => {
     const context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, args: CHROMIUM_ARGS });
     const members = [await member(server.port, 'a', ['room']), await member(server.port, 'b', ['room'])];
     const traffic = setInterval(() => members[0]!.send({ op: 'pub', group: 'room', data: 1 }), 10);
+    const started = Date.now();
+    const delivered = (): number => members.reduce((sum, client) => sum + client.frames.filter((f) => f.op === 'msg').length, 0);
     try {
       assert.equal((await getJson(server.port, '/stats')).body.rates_per_s, null);
       const page = await context.newPage();
@@ -228,8 +230,11 @@ describe('GET /dashboard in chromium, metrics collection off', { skip }, () => {
         const text = (await page.textContent('#tile-deliveries')) ?? '';
         return /^[\d,.]+$/.test(text) && Number(text.replaceAll(',', '')) > 0 ? text : undefined;
       }, 'a deliveries rate above 0 on the page');
-      // Two members, about 100 pubs a second: some 200 deliveries a second.
-      assert.ok(Number(shown.replaceAll(',', '')) > 50, shown);
+      // The rate the members saw (about 200 a second, fewer when this machine is busy and the
+      // timer lags): the page's is of the same order, not a count or a rate of something else.
+      const seen = delivered() / ((Date.now() - started) / 1000);
+      const rate = Number(shown.replaceAll(',', ''));
+      assert.ok(rate > seen / 3 && rate < seen * 3, `page ${shown}, members ${seen.toFixed(1)} a second`);
     } finally {
       clearInterval(traffic);
       for (const client of members) client.close();

@@ -78,6 +78,13 @@ class Pm2Run {
       .map((line) => JSON.parse(line) as LogLine);
   }
 
+  /** What the app logged at error level or wrote to stderr: for a failure's message. */
+  problems(): string {
+    const errors = this.logs().filter((line) => Number(line.level) >= 50);
+    const stderr = join(this.home, 'logs', 'ocs-realtime-error.log');
+    return JSON.stringify(errors) + (existsSync(stderr) ? `\n${readFileSync(stderr, 'utf8').slice(-4000)}` : '');
+  }
+
   line(match: (line: LogLine) => boolean, what: string, timeoutMs = 30_000): Promise<LogLine> {
     return until(() => this.logs().find(match), what, timeoutMs);
   }
@@ -303,7 +310,7 @@ describe('pm2 running ecosystem.config.cjs', { skip: process.platform !== 'linux
       assert.match(refused.stderr, /websocket\.server\.shards/);
       assert.match(refused.stderr, /not reloaded, ocs-realtime runs on as it was/);
       const [app] = await run.processes();
-      assert.deepEqual([app?.pid, app?.status, app?.restarts], [ready.pid, 'online', 0], 'the old process serves on, untouched');
+      assert.deepEqual([app?.pid, app?.status, app?.restarts], [ready.pid, 'online', 0], `the old process serves on, untouched: ${run.problems()}`);
       const client = new WebSocket(`ws://127.0.0.1:${run.port}/ws`);
       await new Promise((resolve, reject) => client.once('open', resolve).once('error', reject));
       client.close();

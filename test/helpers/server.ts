@@ -2,7 +2,6 @@
  * Starts the real server for a test: as a child process (`node dist/src/main.js`, exactly what
  * `npm start` runs) or in the test's own process through the embedding API.
  */
-import { createServer as createNetServer } from 'node:net';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -115,14 +114,4 @@ export function startInProcess(overrides: Record<string, unknown> = {}): Promise
   return createServer({ file: writeConfig({}), env: {}, overrides: merged, logger: createLogger(level) });
 }
 
-/** A port free now on 127.0.0.1 (for a test that needs a fixed one; port 0 is better where it can be). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createNetServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from '../../tools/lib/free-port.js';

@@ -3,10 +3,10 @@
 // other people's work uses).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis, type RedisOptions } from 'ioredis';
+import { freePort } from './free-port.js';
 import { selfSigned } from './self-signed.js';
 
 export const REDIS_SERVER = 'redis-server';
@@ -116,14 +116,3 @@ async function waitForPing(connection: RedisOptions): Promise<void> {
   throw new Error(`redis-server on port ${connection.port} did not answer within 10 s`);
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      probe.close(() => resolve(port));
-    });
-  });
-}
