@@ -16,40 +16,10 @@ import { RecoveryBook, type Verdict } from './recovery.js';
 import { Requests } from './requests.js';
 import { SeenIds } from './seen-ids.js';
 import { resolveWebSocket, type WebSocketConstructor } from './socket.js';
-import { TokenKeeper, within, type TokenSource } from './token.js';
-import type { AnyOptions, ClientEvents, ConnectionState, HistoryPage, JoinOptions, JoinResult, Message, PresenceSnapshot, PublishOptions, SendOptions, Welcome } from './types.js';
+import { TokenKeeper, within } from './token.js';
+import type { AnyOptions, ClientEvents, ClientOptions, ConnectionState, HistoryPage, JoinOptions, JoinResult, Message, PresenceSnapshot, PublishOptions, SendOptions, Welcome } from './types.js';
 import { toHistoryPage, toPresenceEvent, toPresenceSnapshot } from './replies.js';
 
-export interface ClientOptions {
-  /** `ws://HOST:PORT/ws` (or `wss://`). */
-  url: string;
-  /** A JWT, or a function returning one (asked again before it expires and after a 4001). */
-  token?: string | TokenSource;
-  /** Anonymous user id, for servers in development mode (`?user=`); ignored with a token. */
-  user?: string;
-  /** `msgpack` offers `ocs.v1.msgpack` first and falls back to JSON if the server picks it. */
-  encoding?: 'json' | 'msgpack';
-  /** The WebSocket class: the global one by default; pass `ws`'s in Node 20. */
-  WebSocket?: WebSocketConstructor;
-  /** Acknowledge stored messages once the `message` listeners returned (default true). */
-  autoAck?: boolean;
-  /** Reconnect policy (reconnect.ts), or false to stop at the first close. */
-  reconnect?: Partial<ReconnectOptions> | false;
-  /** How long a sent request waits for its answer (default 10 s). */
-  requestTimeoutMs?: number;
-  /** Requests kept while there is no connection (default 1000). */
-  maxQueued?: number;
-  /** How many message ids are remembered to drop duplicates (default 10 000). */
-  dedupeWindow?: number;
-  /** Silence after which a `ping` is sent, and twice which the connection counts as dead (default 15 s; 0: never). */
-  heartbeatMs?: number;
-  /** How long a connection may take to be welcomed (default 10 s). */
-  connectTimeoutMs?: number;
-  /** Largest frame taken from the server, bytes (default MAX_FRAME_BYTES, 100 MiB; Infinity: no cap); a larger one closes the connection with 1009 unread, and it reconnects. */
-  maxFrameBytes?: number;
-  /** Random numbers in [0, 1) for the backoff's jitter (tests pass a fixed one). */
-  random?: () => number;
-}
 
 export class OcsClient extends Emitter<ClientEvents> {
   private readonly WebSocketClass: WebSocketConstructor;

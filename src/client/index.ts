@@ -8,7 +8,7 @@
  *   await client.join('lobby');
  *   await client.publish('lobby', { text: 'hi' });
  */
-export { OcsClient, type ClientOptions } from './client.js';
+export { OcsClient } from './client.js';
 export { MAX_FRAME_BYTES } from './connection.js';
 export { decideReconnect, DEFAULT_RECONNECT, type ReconnectOptions, type ReconnectDecision } from './reconnect.js';
 export { RecoveryBook, type Position, type Verdict, type JoinOutcome } from './recovery.js';

@@ -1,7 +1,42 @@
-/** What the client hands the application: server frames as typed values, and its events. */
+/** The SDK's types: its options, the server's frames as the application gets them, and its events. */
 import type { OcsError } from '../protocol/errors.js';
 import type { AnyStrategy, PriorityValue } from '../protocol/frames.js';
+import type { ReconnectOptions } from './reconnect.js';
 import type { Position } from './recovery.js';
+import type { WebSocketConstructor } from './socket.js';
+import type { TokenSource } from './token.js';
+
+/** What `new OcsClient(options)` takes. */
+export interface ClientOptions {
+  /** `ws://HOST:PORT/ws` (or `wss://`). */
+  url: string;
+  /** A JWT, or a function returning one (asked again before it expires and after a 4001). */
+  token?: string | TokenSource;
+  /** Anonymous user id, for servers in development mode (`?user=`); ignored with a token. */
+  user?: string;
+  /** `msgpack` offers `ocs.v1.msgpack` first and falls back to JSON if the server picks it. */
+  encoding?: 'json' | 'msgpack';
+  /** The WebSocket class: the global one by default; pass `ws`'s in Node 20. */
+  WebSocket?: WebSocketConstructor;
+  /** Acknowledge stored messages once the `message` listeners returned (default true). */
+  autoAck?: boolean;
+  /** Reconnect policy (reconnect.ts), or false to stop at the first close. */
+  reconnect?: Partial<ReconnectOptions> | false;
+  /** How long a sent request waits for its answer (default 10 s). */
+  requestTimeoutMs?: number;
+  /** Requests kept while there is no connection (default 1000). */
+  maxQueued?: number;
+  /** How many message ids are remembered to drop duplicates (default 10 000). */
+  dedupeWindow?: number;
+  /** Silence after which a `ping` is sent, and twice which the connection counts as dead (default 15 s; 0: never). */
+  heartbeatMs?: number;
+  /** How long a connection may take to be welcomed (default 10 s). */
+  connectTimeoutMs?: number;
+  /** Largest frame taken from the server, bytes (default MAX_FRAME_BYTES, 100 MiB; Infinity: no cap); a larger one closes the connection with 1009 unread, and it reconnects. */
+  maxFrameBytes?: number;
+  /** Random numbers in [0, 1) for the backoff's jitter (tests pass a fixed one). */
+  random?: () => number;
+}
 
 /** A delivered message (`msg`, or one of a `batch`), exactly as decoded. */
 export interface Message<T = unknown> {

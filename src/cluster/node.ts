@@ -43,7 +43,7 @@ import { ScriptRunner } from './script-runner.js';
 import { RECLAIM } from './reclaim-script.js';
 import { ACK, DEAD_ON_ARRIVAL, STORE, SWEEP } from './scripts.js';
 import { Sweeps } from './sweeps.js';
-import { indexWaiting } from './waiting-index.js';
+import { indexWaiting, OlderVersionIndexing } from './waiting-index.js';
 import { CONNECT, PUMP, ROUTE_USER } from './window-scripts.js';
 import { countDrops, newClusterStats, type ClusterStats } from './stats.js';
 
@@ -98,8 +98,7 @@ export class ClusterNode {
   /** The drain began (pauseDelivery): this node has left the cluster and writes no presence. */
   private draining = false;
   private failedWrites = 0;
-  /** The waiting index's rebuild ran, or is running (waiting-index.ts). */
-  private indexed = false;
+  private readonly olderVersionIndexing: OlderVersionIndexing;
 
   constructor(private readonly options: ClusterNodeOptions) {
     const { config, instance, log } = options;
@@ -111,6 +110,7 @@ export class ClusterNode {
     const commands = this.redis.commands;
     const scripts = (this.scripts = new ScriptRunner(commands));
     this.deadLetters = new RedisDeadLetters(commands, scripts, this.keys);
+    this.olderVersionIndexing = new OlderVersionIndexing(() => [indexWaiting(commands, scripts, this.keys.prefix), this.deadLetters.indexAges()], log, () => this.stopped);
     this.clusterPresence = new ClusterPresence(commands, scripts, this.keys, this.node, config.cluster.presence_ttl * 1000);
     this.history = new ClusterHistory({ config, scripts, keys: this.keys, node: this.node, link: options.link, log, stats: this.stats_, up: () => this.up, hasMembers: (group) => this.local.byGroup.has(group) });
     this.groups = new ClusterGroups({ config, link: options.link, log, presence: this.clusterPresence, history: this.history, up: () => this.up });
@@ -371,7 +371,7 @@ export class ClusterNode {
           this.options.storeHealthChanged({ writable: true, lastError: null, failedWrites: this.failedWrites });
           this.messaging.rescan();
           this.intake.routeMaybeStored();
-          this.indexWaitingOnce();
+          this.olderVersionIndexing.runOnce();
         },
         (err: unknown) => {
           log.error({ code: 'E_CLUSTER_UNAVAILABLE', err }, 'cluster: resynchronising with Redis failed; reconnecting to try again');
@@ -380,22 +380,6 @@ export class ClusterNode {
           this.redis.unresponsive(`resynchronising: ${(err as Error).message}`);
         },
       );
-  }
-
-  /** Once per process, in the background (a failed try is tried again at the next resync): what an older version left unindexed. */
-  private indexWaitingOnce(): void {
-    if (this.indexed) return;
-    this.indexed = true;
-    Promise.all([indexWaiting(this.redis.commands, this.scripts, this.keys.prefix), this.deadLetters.indexAges()]).then(
-      ([added, aged]) => {
-        if (added > 0) this.options.log.info({ added }, 'cluster: waiting any messages stored without the index (an older version) indexed');
-        if (aged > 0) this.options.log.info({ aged }, 'cluster: dead letters stored without an age (an older version) indexed for their bound');
-      },
-      (err: unknown) => {
-        this.indexed = false;
-        if (!this.stopped) this.options.log.warn({ code: 'E_CLUSTER_UNAVAILABLE', err }, 'cluster: indexing what an older version left unindexed (waiting any messages, dead-letter ages) failed; trying again when Redis is back');
-      },
-    );
   }
 
   private down(): void {

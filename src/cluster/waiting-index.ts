@@ -9,6 +9,7 @@
  * dropped from the index here, and by ROUTE_ANY when a join finds them.
  */
 import type { Redis } from 'ioredis';
+import type { Logger } from '../util/logger.js';
 import type { ScriptRunner } from './script-runner.js';
 
 /** ARGV: P group -> how many waiting messages were not in the index. One script: no node's change interleaves. */
@@ -44,4 +45,34 @@ export async function indexWaiting(commands: Redis, scripts: ScriptRunner, prefi
   let added = 0;
   for (const group of groups) added += (await scripts.run(INDEX_WAITING, [prefix, group])) as number;
   return added;
+}
+
+/**
+ * What an older version left unindexed (waiting `any` messages, dead letters without an age),
+ * indexed once per process in the background, when the node is first up; a failed try is made
+ * again at the next `runOnce` (the next resynchronisation with Redis).
+ */
+export class OlderVersionIndexing {
+  private started = false;
+
+  constructor(
+    private readonly indexAll: () => [Promise<number>, Promise<number>],
+    private readonly log: Logger,
+    private readonly stopped: () => boolean,
+  ) {}
+
+  runOnce(): void {
+    if (this.started) return;
+    this.started = true;
+    Promise.all(this.indexAll()).then(
+      ([added, aged]) => {
+        if (added > 0) this.log.info({ added }, 'cluster: waiting any messages stored without the index (an older version) indexed');
+        if (aged > 0) this.log.info({ aged }, 'cluster: dead letters stored without an age (an older version) indexed for their bound');
+      },
+      (err: unknown) => {
+        this.started = false;
+        if (!this.stopped()) this.log.warn({ code: 'E_CLUSTER_UNAVAILABLE', err }, 'cluster: indexing what an older version left unindexed (waiting any messages, dead-letter ages) failed; trying again when Redis is back');
+      },
+    );
+  }
 }
