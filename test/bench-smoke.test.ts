@@ -151,6 +151,16 @@ describe('benchmarks (smoke)', { concurrency: 3 }, () => {
     for (const row of results) assert.ok(row.ours!.recordsPerSecond > 0 && row['ringbuf.js']!.recordsPerSecond > 0);
   });
 
+  it('bench:any: every strategy picks at every size and case, with its ratio to round_robin', async () => {
+    const report = await bench('any-pick.js', ['--sizes', '10,100', '--repeat', '2', '--picks', '1000']);
+    const results = report.results as Array<{ size: number; case: string; strategy: string; usPerPick: { n: number }; vsRoundRobin: { n: number } | null }>;
+    assert.equal(results.length, 2 * 2 * 3);
+    for (const r of results) {
+      assert.equal(r.usPerPick.n, 2, JSON.stringify(r));
+      assert.equal(r.vsRoundRobin === null, r.strategy === 'round_robin', JSON.stringify(r));
+    }
+  });
+
   it('bench:send: every durable send is stored, delivered and acknowledged', async () => {
     const report = await bench('durable-send.js', [], { BENCH_RATE: '200', BENCH_SECONDS: '1', BENCH_MODES: 'none' });
     const [result] = report.results as Array<Record<string, number>>;

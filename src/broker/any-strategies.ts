@@ -21,33 +21,40 @@ export interface Member {
   weight: number;
 }
 
+/** A member in a group: its running weight for the smooth weighted pick lives beside it (a map of them cost two lookups per member per pick). */
+interface Slot<M> {
+  member: M;
+  current: number;
+}
+
 export class GroupMembers<M extends Member> {
-  readonly members = new Map<string, M>();
+  private readonly slots = new Map<string, Slot<M>>();
   private turn = 0;
-  private readonly current = new Map<string, number>();
   /** The members in rotation order, kept between picks (a copy per \`any\` cost one array of the group). */
-  private ordered: M[] | null = null;
+  private ordered: Slot<M>[] | null = null;
 
   add(member: M): void {
-    this.members.set(member.sid, member);
+    const slot = this.slots.get(member.sid);
+    if (slot) slot.member = member;
+    else this.slots.set(member.sid, { member, current: 0 });
     this.ordered = null;
   }
 
   delete(sid: string): void {
-    if (this.members.delete(sid)) this.ordered = null;
-    this.current.delete(sid);
+    if (this.slots.delete(sid)) this.ordered = null;
   }
 
   get size(): number {
-    return this.members.size;
+    return this.slots.size;
   }
 
   /** The member that gets the next message, among those `eligible` takes (a user's window with room); null when none is. */
   pick(strategy: AnyStrategy, inflightOf: (user: string) => number, eligible: (member: M) => boolean = everyone): M | null {
-    const size = this.members.size;
+    const size = this.slots.size;
     if (size === 0) return null;
+    const ordered = (this.ordered ??= [...this.slots.values()]);
     if (strategy === 'weighted') {
-      const picked = this.weighted(eligible);
+      const picked = this.weighted(ordered, eligible);
       if (picked !== null) return picked;
     }
     const start = this.turn % size;
@@ -56,9 +63,8 @@ export class GroupMembers<M extends Member> {
     let bestLoad = Infinity;
     let compared = 0;
     // Visit members from `start` round the ring: round_robin (and weighted, when its sums failed) takes the first, least_connections the least loaded.
-    const ordered = (this.ordered ??= [...this.members.values()]);
     for (let n = 0; n < size; n++) {
-      const member = ordered[(start + n) % size]!;
+      const member = ordered[(start + n) % size]!.member;
       if (!eligible(member)) continue;
       if (strategy !== 'least_connections') {
         // The next turn starts after this one: members passed over (no room) do not hand theirs to it twice.
@@ -80,29 +86,29 @@ export class GroupMembers<M extends Member> {
    * their running sums are not finite numbers: Infinity and NaN would never be picked again.
    * The config and token checks keep weights far below that (MAX_WEIGHT); this is the backstop.
    */
-  private weighted(eligible: (member: M) => boolean): M | null {
+  private weighted(ordered: Slot<M>[], eligible: (member: M) => boolean): M | null {
     let total = 0;
-    let best: M | null = null;
+    let best: Slot<M> | null = null;
     let bestWeight = -Infinity;
     let finite = true;
     // Members not eligible now sit this round out, as nginx skips a peer that is down.
-    for (const member of this.members.values()) {
-      if (!eligible(member)) continue;
-      const weight = (this.current.get(member.sid) ?? 0) + member.weight;
-      this.current.set(member.sid, weight);
+    for (let i = 0; i < ordered.length; i++) {
+      const slot = ordered[i]!;
+      if (!eligible(slot.member)) continue;
+      const weight = (slot.current += slot.member.weight);
       finite &&= Number.isFinite(weight);
-      total += member.weight;
+      total += slot.member.weight;
       if (weight > bestWeight) {
-        best = member;
+        best = slot;
         bestWeight = weight;
       }
     }
     if (best === null) return null;
     if (!finite || !Number.isFinite(bestWeight - total)) {
-      this.current.clear();
+      for (const slot of ordered) slot.current = 0;
       return null;
     }
-    this.current.set(best.sid, bestWeight - total);
-    return best;
+    best.current = bestWeight - total;
+    return best.member;
   }
 }
