@@ -23,7 +23,7 @@ import { createLogger } from '../src/util/logger.js';
 import type { HttpRequest, HttpResponse, us_socket_context_t } from '../src/util/uws.js';
 import { newConnection, RateLimiter, type Connection, type Socket } from '../src/shard/connection.js';
 import { ConnectionRegistry } from '../src/shard/registry.js';
-import { judge, MAX_STEPS, STEP_CONNECTIONS, stepsFor, Sweeper, Verdict, type SweepPolicy } from '../src/shard/sweep.js';
+import { judge, MAX_STEPS, STEP_CONNECTIONS, stepsFor, Sweeper, Verdict, type SweepClock, type SweepPolicy } from '../src/shard/sweep.js';
 
 describe('subprotocol selection', () => {
   test('a client that offers none gets none (and speaks JSON)', () => {
@@ -105,53 +105,65 @@ describe('sweep verdict for one connection', () => {
   const policy: SweepPolicy = { maxBackpressure: 1000, idleMs: 60_000, pingMs: 20_000 };
   const state = (lastSeen: number, nextPingAt: number, expiresAt = Infinity) => ({ lastSeen, nextPingAt, expiresAt });
   const never = (): number => assert.fail('no random draw expected');
+  /** Both clocks at `ms`, or the wall clock stepped `step` ms away from the monotonic one. */
+  const at = (ms: number, step = 0): SweepClock => ({ monotonic: ms, wall: ms + step });
 
   test('a connection over max_backpressure is a slow consumer, whatever else holds', () => {
-    assert.equal(judge(state(0, 0), 1001, 999_999, policy, never), Verdict.SLOW);
-    assert.equal(judge(state(0, 0), 1000, 1000, policy, () => 0), Verdict.KEEP, 'at the limit is not over it');
+    assert.equal(judge(state(0, 0), 1001, at(999_999), policy, never), Verdict.SLOW);
+    assert.equal(judge(state(0, 0), 1000, at(1000), policy, () => 0), Verdict.KEEP, 'at the limit is not over it');
   });
 
   test('silence past idle_timeout closes; exactly idle_timeout does not', () => {
-    assert.equal(judge(state(0, 1e12), 0, 60_001, policy, never), Verdict.IDLE);
-    assert.equal(judge(state(0, 1e12), 0, 60_000, policy, never), Verdict.KEEP);
+    assert.equal(judge(state(0, 1e12), 0, at(60_001), policy, never), Verdict.IDLE);
+    assert.equal(judge(state(0, 1e12), 0, at(60_000), policy, never), Verdict.KEEP);
+  });
+
+  test('a step of the wall clock closes nobody for silence and moves no ping; a token\'s expiry follows the wall clock', () => {
+    const hour = 3_600_000;
+    assert.equal(judge(state(0, 1e12), 0, at(30_000, hour), policy, never), Verdict.KEEP, 'stepped an hour forward, 30 s quiet');
+    assert.equal(judge(state(0, 1e12), 0, at(30_000, -hour), policy, never), Verdict.KEEP, 'stepped an hour back');
+    const pinged = state(5000, 6000);
+    assert.equal(judge(pinged, 0, at(5999, hour), policy, never), Verdict.KEEP);
+    assert.equal(pinged.nextPingAt, 6000, 'the ping is due when it was');
+    assert.equal(judge(state(0, 1e12, 2 * hour), 0, at(30_000, 2 * hour), policy, never), Verdict.EXPIRED, 'exp is an epoch time');
   });
 
   test('idle_timeout 0 never closes for silence', () => {
-    assert.equal(judge(state(0, 1e12), 0, 1e9, { ...policy, idleMs: 0 }, never), Verdict.KEEP);
+    assert.equal(judge(state(0, 1e12), 0, at(1e9), { ...policy, idleMs: 0 }, never), Verdict.KEEP);
   });
 
   test('the first sweep schedules the first ping at a random point of the interval, without pinging', () => {
     const conn = state(1000, 0);
-    assert.equal(judge(conn, 0, 1000, policy, () => 0.25), Verdict.KEEP);
+    assert.equal(judge(conn, 0, at(1000), policy, () => 0.25), Verdict.KEEP);
     assert.equal(conn.nextPingAt, 1000 + 0.25 * 20_000);
   });
 
   test('a due ping is sent and the next one scheduled a full interval later', () => {
     const conn = state(5000, 6000);
-    assert.equal(judge(conn, 0, 5999, policy, never), Verdict.KEEP, 'not yet due');
+    assert.equal(judge(conn, 0, at(5999), policy, never), Verdict.KEEP, 'not yet due');
     assert.equal(conn.nextPingAt, 6000);
-    assert.equal(judge(conn, 0, 6000, policy, never), Verdict.PING);
+    assert.equal(judge(conn, 0, at(6000), policy, never), Verdict.PING);
     assert.equal(conn.nextPingAt, 26_000);
   });
 
   test('ping_interval 0 never pings nor schedules', () => {
     const conn = state(0, 0);
-    assert.equal(judge(conn, 0, 1000, { ...policy, pingMs: 0 }, never), Verdict.KEEP);
+    assert.equal(judge(conn, 0, at(1000), { ...policy, pingMs: 0 }, never), Verdict.KEEP);
     assert.equal(conn.nextPingAt, 0);
   });
 
   test('a connection past its deadline (auth_timeout, or its token\'s expiry) is closed; one just before it is not', () => {
-    assert.equal(judge(state(1000, 1e12, 5000), 0, 5000, policy, never), Verdict.EXPIRED);
-    assert.equal(judge(state(1000, 1e12, 5000), 0, 4999, policy, never), Verdict.KEEP);
-    assert.equal(judge(state(1000, 1e12), 0, 1e12, { ...policy, idleMs: 0, pingMs: 0 }, never), Verdict.KEEP, 'Infinity: no deadline');
+    assert.equal(judge(state(1000, 1e12, 5000), 0, at(5000), policy, never), Verdict.EXPIRED);
+    assert.equal(judge(state(1000, 1e12, 5000), 0, at(4999), policy, never), Verdict.KEEP);
+    assert.equal(judge(state(1000, 1e12), 0, at(1e12), { ...policy, idleMs: 0, pingMs: 0 }, never), Verdict.KEEP, 'Infinity: no deadline');
   });
 
   test('a connection closed as slow or idle is not also scheduled for a ping', () => {
     const slow = state(0, 100);
-    judge(slow, 5000, 200, policy, never);
+    judge(slow, 5000, at(200), policy, never);
     assert.equal(slow.nextPingAt, 100);
     const idle = state(0, 100);
-    judge(idle, 0, 70_000, policy, never);
+    judge(idle, 0, at(70_000), policy, never);
     assert.equal(idle.nextPingAt, 100);
   });
 });

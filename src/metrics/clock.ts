@@ -20,6 +20,11 @@ export function epochMs(): number {
   return origin + performance.now();
 }
 
+/** epochMs() of a `performance.now()` reading already taken (one clock read for both). */
+export function epochMsAt(monotonicMs: number): number {
+  return origin + monotonicMs;
+}
+
 /** Follows a step of the wall clock, if there was one since; each thread calls it every metrics interval. */
 export function followWallClock(): void {
   const drift = Date.now() - epochMs();

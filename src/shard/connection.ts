@@ -20,9 +20,12 @@ export interface Connection {
   refilledAt: number;
   rateViolations: number;
   badFrames: number;
-  /** Last inbound frame or pong, ms (for idle_timeout). */
+  /**
+   * Last inbound frame or pong, performance.now() ms (for idle_timeout): the monotonic clock,
+   * so a step of the wall clock (NTP, a VM restored) does not make quiet connections idle.
+   */
   lastSeen: number;
-  /** When the next server ping is due, ms; 0 until the first sweep spreads it. */
+  /** When the next server ping is due, performance.now() ms; 0 until the first sweep spreads it. */
   nextPingAt: number;
   /** performance.now() when the server's last ping went out unanswered; 0: none (ping round trip). */
   pingSentAt: number;
@@ -95,7 +98,7 @@ export function newConnection(sid: string, user: string | null, allowed: GroupMa
     refilledAt: now,
     rateViolations: 0,
     badFrames: 0,
-    lastSeen: now,
+    lastSeen: performance.now(),
     nextPingAt: 0,
     pingSentAt: 0,
     closed: false,

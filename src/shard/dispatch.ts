@@ -13,7 +13,7 @@ import type { Codec } from '../codec/codec.js';
 import { inflateLz4 } from '../codec/lz4.js';
 import { dataTypeOf, EncodedData, type PrepareResult } from '../codec/tasks.js';
 import { typeOfData } from '../link/records.js';
-import { epochMs } from '../metrics/clock.js';
+import { epochMs, epochMsAt } from '../metrics/clock.js';
 import { Latency, type LatencyRecorder } from '../metrics/latencies.js';
 import { ErrorCodes } from '../protocol/errors.js';
 import type { ClientFrame, FrameError } from '../protocol/frames.js';
@@ -131,11 +131,12 @@ export class Dispatcher {
   }
 
   message(ws: Socket, message: ArrayBuffer, isBinary: boolean): void {
-    const receivedAt = epochMs();
+    const seenAt = performance.now();
+    const receivedAt = epochMsAt(seenAt);
     const conn = connOf(ws);
     const now = Date.now();
     const { limits, counters } = this;
-    conn.lastSeen = now;
+    conn.lastSeen = seenAt;
     counters[Counter.frames_in]!++;
     counters[Counter.bytes_in]! += message.byteLength;
     if (message.byteLength > limits.maxPayload) {

@@ -340,8 +340,7 @@ class Shard {
 
   /** Sends `conn` its close frame; its socket lingers (LINGER_MS, within the grace) if it was sending. */
   private end(conn: Connection, code: number, reason: string, graceMs: number): void {
-    const now = Date.now();
-    if (now - conn.lastSeen < LINGER_MS) this.lingerUntil = now + Math.min(LINGER_MS, graceMs);
+    if (performance.now() - conn.lastSeen < LINGER_MS) this.lingerUntil = Date.now() + Math.min(LINGER_MS, graceMs);
     conn.ws!.end(code, reason);
   }
 

@@ -34,6 +34,16 @@ export interface SweepPolicy {
   pingMs: number;
 }
 
+/**
+ * The time a sweep step judges by: the wall clock for deadlines that are epoch times (a token's
+ * `exp`, and auth_timeout beside them), the monotonic one (performance.now()) for silence and
+ * pings, which a step of the wall clock must not move.
+ */
+export interface SweepClock {
+  wall: number;
+  monotonic: number;
+}
+
 /** What the sweep does to one connection (numbers, so judging allocates nothing). */
 export const Verdict = { KEEP: 0, SLOW: 1, IDLE: 2, PING: 3, EXPIRED: 4 } as const;
 export type VerdictValue = (typeof Verdict)[keyof typeof Verdict];
@@ -47,12 +57,13 @@ export type VerdictValue = (typeof Verdict)[keyof typeof Verdict];
 export function judge(
   conn: Pick<Connection, 'lastSeen' | 'nextPingAt' | 'expiresAt'>,
   buffered: number,
-  now: number,
+  clock: SweepClock,
   policy: SweepPolicy,
   random: () => number = Math.random,
 ): VerdictValue {
   if (buffered > policy.maxBackpressure) return Verdict.SLOW;
-  if (now >= conn.expiresAt) return Verdict.EXPIRED;
+  if (clock.wall >= conn.expiresAt) return Verdict.EXPIRED;
+  const now = clock.monotonic;
   if (policy.idleMs > 0 && now - conn.lastSeen > policy.idleMs) return Verdict.IDLE;
   if (policy.pingMs > 0 && now >= conn.nextPingAt) {
     const first = conn.nextPingAt === 0;
@@ -64,9 +75,10 @@ export function judge(
 
 /** A pong arrived: the connection is alive, and the round trip of our ping (if one waits) is measured. */
 export function pongArrived(conn: Connection, latency: Pick<ThreadMetrics, 'recordUs'>): void {
-  conn.lastSeen = Date.now();
+  const now = performance.now();
+  conn.lastSeen = now;
   if (conn.pingSentAt === 0) return;
-  latency.recordUs(Latency.ping, (performance.now() - conn.pingSentAt) * 1000);
+  latency.recordUs(Latency.ping, (now - conn.pingSentAt) * 1000);
   conn.pingSentAt = 0;
 }
 
@@ -109,6 +121,9 @@ export class Sweeper {
     if (this.running && this.options.connections.size > 0) this.timer = setTimeout(this.tick, this.options.intervalMs / this.steps);
   };
 
+  /** One for every step: judging allocates nothing. */
+  private readonly clock: SweepClock = { wall: 0, monotonic: 0 };
+
   constructor(private readonly options: SweeperOptions) {}
 
   start(): void {
@@ -135,11 +150,13 @@ export class Sweeper {
    */
   sweepSlice(): void {
     const { connections } = this.options;
-    const now = Date.now();
+    const clock = this.clock;
+    clock.wall = Date.now();
+    clock.monotonic = performance.now();
     if (this.step === 0) {
       this.steps = stepsFor(connections.size);
       this.cursor ??= connections.values();
-      this.options.alsoSweep?.(now);
+      this.options.alsoSweep?.(clock.wall);
     }
     this.step = (this.step + 1) % this.steps;
     for (let budget = Math.ceil(connections.size / this.steps); budget > 0; budget--) {
@@ -147,7 +164,7 @@ export class Sweeper {
       this.pending = null;
       if (conn === null) return;
       // The one looked ahead at may have closed since (its socket may not be touched then).
-      if (!conn.closed) this.judgeConnection(conn, now);
+      if (!conn.closed) this.judgeConnection(conn, clock);
     }
     // Look one ahead, so that a walk that ended exactly on its budget is known to be over now,
     // and the next interval starts a new one instead of finding the old iterator's end.
@@ -163,10 +180,10 @@ export class Sweeper {
     return null;
   }
 
-  private judgeConnection(conn: Connection, now: number): void {
+  private judgeConnection(conn: Connection, clock: SweepClock): void {
     const { policy, counters, fail } = this.options;
     const ws = conn.ws!;
-    switch (judge(conn, ws.getBufferedAmount(), now, policy)) {
+    switch (judge(conn, ws.getBufferedAmount(), clock, policy)) {
       case Verdict.SLOW:
         counters[Counter.slow_consumers_closed]!++;
         fail(ws, conn, 'E_OVERLOADED', `slow consumer: over ${policy.maxBackpressure} bytes waiting to be sent`, undefined, true);
