@@ -9,6 +9,7 @@ import { ClientErrorCodes, OcsError, type ClientErrorCode } from '../protocol/er
 export interface Pending {
   resolve(value: unknown): void;
   reject(err: OcsError): void;
+  /** performance.now() ms: a step of the wall clock times out nothing. */
   deadline: number;
 }
 
@@ -32,7 +33,7 @@ export class Requests {
   /** A promise for the answer to `ref` (the frame carrying it is sent by the caller). */
   expect<T>(ref: string): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.inFlight.set(ref, { resolve: resolve as (value: unknown) => void, reject, deadline: Date.now() + this.timeoutMs });
+      this.inFlight.set(ref, { resolve: resolve as (value: unknown) => void, reject, deadline: performance.now() + this.timeoutMs });
       this.startSweeper();
     });
   }
@@ -48,7 +49,7 @@ export class Requests {
 
   /** Takes the queued frames for sending; each is in flight from now on. */
   drainQueue(send: (frame: Record<string, unknown>) => void): void {
-    const now = Date.now();
+    const now = performance.now();
     for (const { frame, pending } of this.waiting.splice(0)) {
       pending.deadline = now + this.timeoutMs;
       this.inFlight.set(frame.ref as string, pending);
@@ -118,7 +119,7 @@ export class Requests {
   }
 
   private sweep(): void {
-    const now = Date.now();
+    const now = performance.now();
     for (const [ref, pending] of this.inFlight) {
       if (pending.deadline <= now) {
         this.inFlight.delete(ref);
