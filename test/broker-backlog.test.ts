@@ -65,23 +65,28 @@ describe('a shard whose link to the broker is backed up', () => {
     client.close();
   });
 
-  test('one connection floods while another asks little: the flooder spends its allowance and is refused, the other one still joins', async () => {
-    const joiner = new Worker(new URL('./fixtures/late-joiner.js', import.meta.url), { workerData: { port: server.port, user: 'honest', group: 'quiet', delayMs: 400 } });
-    const posted = (key: string): Promise<Record<string, unknown>> => new Promise((resolve) => joiner.on('message', (m: Record<string, unknown>) => key in m && resolve(m)));
+  test('one connection floods while others ask little: the flooder spends its allowance and is refused, a member still joins, and a new connection is welcomed and joins', async () => {
+    const worker = (user: string, connectLate: boolean): Worker => new Worker(new URL('./fixtures/late-joiner.js', import.meta.url), { workerData: { port: server.port, user, group: 'quiet', delayMs: 400, connectLate } });
+    const posted = (thread: Worker, key: string): Promise<Record<string, unknown>> => new Promise((resolve) => thread.on('message', (m: Record<string, unknown>) => key in m && resolve(m)));
+    const joiner = worker('honest', false);
+    const newcomer = worker('newcomer', true);
     try {
-      await posted('ready');
-      const answered = posted('answer');
+      await Promise.all([posted(joiner, 'ready'), posted(newcomer, 'ready')]);
+      const answers = [posted(joiner, 'answer'), posted(newcomer, 'answer')];
       const flooder = await member(server.port, 'flooder2');
       for (let i = 0; i < 3000; i++) flooder.send({ op: 'ack', id: `${'x'.repeat(120)}${i}` });
       flooder.send({ op: 'join', group: 'loud', ref: 'join' });
       joiner.postMessage('go');
+      newcomer.postMessage('go');
       holdBroker(1500);
       const join = await flooder.next((f) => f.ref === 'join', 10_000);
       assert.deepEqual([join.op, join.code], ['err', 'E_OVERLOADED'], "the flooder's join, past its allowance");
-      assert.deepEqual((await answered).answer, { op: 'joined', code: null }, 'asked while the broker was behind, and taken');
+      const [member_, newcomer_] = await Promise.all(answers);
+      assert.deepEqual(member_!.answer, { op: 'joined', code: null }, 'asked while the broker was behind, and taken');
+      assert.deepEqual(newcomer_!.answer, { op: 'joined', code: null }, 'connected while the broker was behind (under twice the bound): welcomed, not closed with 1013');
       flooder.close();
     } finally {
-      await joiner.terminate();
+      await Promise.all([joiner.terminate(), newcomer.terminate()]);
     }
   });
 

@@ -105,11 +105,18 @@ export class RingShardLink implements ShardLink {
 
   error(shard: number, sid: string, code: ErrorCode, message: string, ref: string | null, close = false, id?: string): void {
     const record = id !== undefined ? [sid, code, message, ref, close ? 1 : 0, id] : close ? [sid, code, message, ref, 1] : [sid, code, message, ref];
-    this.control(shard, encodeRecord(ToShard.ERROR, record));
+    // An error that closes its connection goes whatever the overflow, as a welcome does.
+    if (close) this.writeCounted(shard, encodeRecord(ToShard.ERROR, record), Infinity);
+    else this.control(shard, encodeRecord(ToShard.ERROR, record));
   }
 
+  /**
+   * Whatever the overflow: a connection whose welcome was dropped (behind the errors answering
+   * another connection's flood of acks) waited unwelcomed for good. There is one per PRESENCE
+   * record the shard wrote, so they cannot outgrow the shard's own bounded backlog.
+   */
   welcome(shard: number, sid: string, pending: number): void {
-    this.control(shard, encodeRecord(ToShard.WELCOME, [sid, pending]));
+    this.writeCounted(shard, encodeRecord(ToShard.WELCOME, [sid, pending]), Infinity);
   }
 
   groupPub(topic: string, frame: string, receivedAt = 0): void {

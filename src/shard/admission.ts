@@ -18,6 +18,7 @@ import { type ShardTable } from '../shared/shard-table.js';
 import { Counter } from '../shared/shard-counters.js';
 import type { Logger } from '../util/logger.js';
 import type { HttpRequest, HttpResponse, us_socket_context_t } from '../util/uws.js';
+import type { Backpressure } from './backpressure.js';
 import type { BrokerLink } from './broker-link.js';
 import { connOf, newConnection, type Connection, type Socket, type SocketData } from './connection.js';
 import type { Fail } from './fail.js';
@@ -45,9 +46,13 @@ export interface AdmissionOptions {
   registry: ConnectionRegistry;
   /** This shard's row of the interest table: a closed member's groups are counted out. */
   interest: InterestRow;
-  link: Pick<BrokerLink, 'presence' | 'backlog'>;
-  /** Bytes waiting for the ring to the broker beyond which new connections are refused (E_OVERLOADED, 1013) instead of announced. */
-  brokerBacklogLimit: number;
+  link: Pick<BrokerLink, 'presence'>;
+  /**
+   * The ring to the broker's back-pressure: a new connection's announcement is its first record
+   * of its allowance, so it is refused (E_OVERLOADED, 1013) only past twice the bound, as
+   * everyone's records are (backpressure.ts).
+   */
+  brokerBackpressure: Pick<Backpressure, 'refuses'>;
   fail: Fail;
   out: Pick<Out, 'send'>;
   log: Logger;
@@ -231,7 +236,7 @@ export class Admission {
   /** Tells the broker this connection is online; it answers with the `welcome` (and pending count). */
   private announce(ws: Socket, conn: Connection): void {
     // Not announced, so its close writes nothing either: reconnect churn cannot queue PRESENCE records without bound.
-    if (this.options.link.backlog > this.options.brokerBacklogLimit) {
+    if (this.options.brokerBackpressure.refuses(conn)) {
       return this.options.fail(ws, conn, 'E_OVERLOADED', 'the message broker is behind; reconnect shortly', undefined, true);
     }
     this.options.registry.announce(ws, conn);

@@ -195,7 +195,7 @@ class Shard {
       registry,
       interest,
       link: this.link,
-      brokerBacklogLimit: performance.ring_overflow_bytes,
+      brokerBackpressure: backpressure,
       fail,
       out,
       log: this.log,
