@@ -223,11 +223,13 @@ describe('connection limits', () => {
       socket.pause();
       // Random, so that permessage-deflate (which `ws` negotiates) cannot shrink it.
       const chunk = randomBytes(6 * 1024).toString('base64');
-      // About 4 MB/s: enough to fill the kernel's socket buffers and then the server's queue
-      // for `slow`, slowly enough that the sweep sees it pass max_backpressure.
-      for (let i = 0; i < 10_000; i++) {
+      // About 2 MB/s: enough to fill the kernel's socket buffers and then the server's queue
+      // for `slow`, slowly enough that the sweep (every 0.25 s) sees it pass max_backpressure
+      // before it passes 4 times that, where uWS cuts it (1006): at 4 MB/s a shard kept from
+      // its core for 0.75 s, on a machine running two test files at once, did not.
+      for (let i = 0; i < 20_000; i++) {
         fast.send({ op: 'pub', group: 'firehose', data: chunk });
-        if (i % 10 !== 0) continue;
+        if (i % 5 !== 0) continue;
         await new Promise((r) => setTimeout(r, 20));
         const { body } = await getJson(server.port, '/stats');
         if ((body.totals as Record<string, number>).slow_consumers_closed! > 0) break;
