@@ -20,7 +20,6 @@ import { TokenKeeper, within } from './token.js';
 import type { AnyOptions, ClientEvents, ClientOptions, ConnectionState, HistoryPage, JoinOptions, JoinResult, Message, PresenceSnapshot, PublishOptions, SendOptions, Welcome } from './types.js';
 import { toHistoryPage, toPresenceEvent, toPresenceSnapshot } from './replies.js';
 
-
 export class OcsClient extends Emitter<ClientEvents> {
   private readonly WebSocketClass: WebSocketConstructor;
   private readonly policy: ReconnectOptions | false;
