@@ -100,3 +100,20 @@ describe('links in /health', () => {
     assert.equal(body.shards.stuck_links, 0);
   });
 });
+
+describe('a backlog toward the broker, now or since a time (what excuses a missed ack deadline)', () => {
+  test('backed up now; after the drain is published, still seen since any time before it, not since after it', () => {
+    const table = new ShardTable(createShardTable(1));
+    const before = Date.now() - 1;
+    assert.equal(table.linkBackedUpSince(0, Link.TO_BROKER, Infinity), false, 'never backed up');
+    assert.equal(table.linkBackedUpSince(0, Link.TO_BROKER, 0), false);
+    table.setLinkOverflow(0, Link.TO_BROKER, 20_000, Date.now());
+    assert.equal(table.linkBackedUpSince(0, Link.TO_BROKER, Infinity), true, 'backed up now');
+    table.setLinkOverflow(0, Link.TO_BROKER, 0, 0); // the publication that shows the drain
+    assert.equal(table.linkBackedUpSince(0, Link.TO_BROKER, Infinity), false, 'not now');
+    assert.equal(table.linkBackedUpSince(0, Link.TO_BROKER, before), true, 'but since before the drain');
+    assert.equal(table.linkBackedUpSince(0, Link.TO_BROKER, Date.now() + 1), false, 'not since after it');
+    table.setLinkOverflow(0, Link.TO_BROKER, 0, 0); // an empty one again moves nothing
+    assert.equal(table.linkBackedUpSince(0, Link.TO_BROKER, Date.now() + 1), false);
+  });
+});

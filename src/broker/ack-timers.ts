@@ -84,14 +84,19 @@ export class AckTimers {
   /** Into its attempt's deadline list (out of any other). */
   private startDeadline(entry: Entry): void {
     const attempt = entry.m.attempts;
-    const { ack_timeout, backoff_multiplier, max_backoff } = this.delivery;
     // Attempts past the cap all wait max_backoff: they share the cap's list, which stays in order.
     // So do attempts beyond max_attempts (a count loaded from before a crash, or from a larger
     // max_attempts), which must not land in another list.
-    const wait = Math.min(max_backoff, ack_timeout * backoff_multiplier ** (attempt - 1));
-    const list = wait === max_backoff ? this.capList() : Math.min(attempt - 1, this.capList());
+    const wait = this.ackWaitS(attempt);
+    const list = wait === this.delivery.max_backoff ? this.capList() : Math.min(attempt - 1, this.capList());
     this.deadlines.add(entry, list, Date.now() + wait * 1000);
     this.arm();
+  }
+
+  /** How long attempt `attempt` of a delivery waits for its ack, s: ack_timeout, times backoff_multiplier per attempt before, at most max_backoff. */
+  ackWaitS(attempt: number): number {
+    const { ack_timeout, backoff_multiplier, max_backoff } = this.delivery;
+    return Math.min(max_backoff, ack_timeout * backoff_multiplier ** (attempt - 1));
   }
 
   /** `entry` no longer awaits an ack or its time (acknowledged, parked, dead-lettered, evicted, or delivered anew). */

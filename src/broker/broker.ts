@@ -87,10 +87,11 @@ export interface BrokerOptions {
   /** How a dead-letter page's letters become JSON text (the server sends large chunks to a codec pool); default inline. */
   renderDeadLetters?: RenderLetters;
   /**
-   * Whether `shard`'s records to this broker wait in its memory for room in their ring: an ack
-   * may be among them, or have been refused for it (E_OVERLOADED). Default: never.
+   * Whether `shard`'s records to this broker waited in its memory for room in their ring at any
+   * time since `since` (epoch ms; now, without it): an ack may be among them, or have been
+   * refused for it (E_OVERLOADED). Default: never.
    */
-  behind?(shard: number): boolean;
+  behind?(shard: number, since?: number): boolean;
 }
 
 

@@ -17,8 +17,8 @@ export interface DeadlineActionParts {
   timers: AckTimers;
   route: Delivery;
   counters: BrokerStats;
-  /** Whether a shard holds records not yet read from its ring (acks among them, perhaps). */
-  behind: ((shard: number) => boolean) | undefined;
+  /** Whether a shard held records for the broker in its memory, for want of room in its ring, at any time since `since` (ms). */
+  behind: ((shard: number, since: number) => boolean) | undefined;
   deadLetter(entry: Entry, reason: string): void;
 }
 
@@ -41,7 +41,7 @@ export class DeadlineActions {
     if (entry.state !== State.INFLIGHT || !queues.holds(entry)) return;
     // The ack may wait behind the backlog, or have been refused for it: the message waits again,
     // and this attempt does not count (else a long backlog dead-letters acknowledged messages).
-    if (this.holderBehind(entry.holder)) {
+    if (this.holderBehind(entry)) {
       this.excused.set(entry, entry.m.attempts);
       return timers.postpone(entry);
     }
@@ -63,10 +63,17 @@ export class DeadlineActions {
     this.parts.deadLetter(entry, `expired: waited ${this.parts.delivery.ttl} s for a recipient (delivery.ttl)`);
   }
 
-  private holderBehind(holder: string | null): boolean {
-    const { behind, presence } = this.parts;
+  /**
+   * Whether a shard of the delivery's holder was backed up at any time since the delivery went
+   * out: its ack may have been refused then (the shard said it would come again), though the
+   * backlog had drained by the deadline.
+   */
+  private holderBehind(entry: Entry): boolean {
+    const { behind, presence, timers } = this.parts;
+    const holder = entry.holder;
     if (behind === undefined || holder === null) return false;
-    for (const conn of presence.connectionsOf(holder)?.values() ?? []) if (behind(conn.shard)) return true;
+    const sentAt = Date.now() - timers.ackWaitS(entry.m.attempts) * 1000;
+    for (const conn of presence.connectionsOf(holder)?.values() ?? []) if (behind(conn.shard, sentAt)) return true;
     return false;
   }
 }

@@ -31,7 +31,7 @@ const PUMP_GROUP_CLAIMS = 500;
 
 export interface MessagingParts extends ClaimedDeliveryParts {
   scripts: ScriptRunner;
-  /** Whether a shard of this node holds records its ring had no room for yet: the SWEEP marks the node behind. */
+  /** Whether a shard of this node held records its ring had no room for, within the last ack_timeout: the SWEEP marks the node behind. */
   behind(): boolean;
   /** A script dropped the oldest dead letters to keep their bound (store.max_dead_letters): counted, and warned of. */
   deadDropped(letters: number): void;

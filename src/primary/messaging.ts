@@ -27,7 +27,7 @@ export interface MessagingParts {
   storeHealthChanged: NonNullable<BrokerOptions['storeHealthChanged']>;
   latency?: BrokerOptions['latency'];
   renderDeadLetters?: BrokerOptions['renderDeadLetters'];
-  /** Whether a shard holds records for the broker that its ring had no room for yet (acks among them, perhaps). */
+  /** Whether a shard held records for the broker that its ring had no room for, now or since a time (acks among them, perhaps). */
   behind?: BrokerOptions['behind'];
   shards: number;
   /** Another process took the store's lease while this one held it: this one must stop. */
@@ -59,7 +59,7 @@ export async function startMessaging(parts: MessagingParts): Promise<Messaging> 
       publishProcessorTypes,
       storeHealthChanged,
       ...(parts.latency ? { latency: parts.latency } : {}),
-      ...(parts.behind ? { behind: anyShard(parts.shards, parts.behind) } : {}),
+      ...(parts.behind ? { behind: anyShard(parts.shards, parts.behind, config.websocket.delivery.ack_timeout * 1000) } : {}),
     });
     await node.start();
     log.info({ node: node.node, redis: parts.clusterState.view()?.redis, prefix: config.cluster.key_prefix }, 'cluster: this process is a node');
@@ -107,10 +107,15 @@ export async function startMessaging(parts: MessagingParts): Promise<Messaging> 
   };
 }
 
-/** Whether `behind` holds for any of `shards` shards (a cluster node marks itself behind as a whole). */
-function anyShard(shards: number, behind: (shard: number) => boolean): () => boolean {
+/**
+ * Whether `behind` holds for any of `shards` shards within the last `windowMs` (a cluster node
+ * marks itself behind as a whole, at its sweeps): a delivery's ack refused for a backlog that
+ * drained before the sweep still has its deadline put off, as on one process.
+ */
+function anyShard(shards: number, behind: NonNullable<BrokerOptions['behind']>, windowMs: number): () => boolean {
   return () => {
-    for (let shard = 0; shard < shards; shard++) if (behind(shard)) return true;
+    const since = Date.now() - windowMs;
+    for (let shard = 0; shard < shards; shard++) if (behind(shard, since)) return true;
     return false;
   };
 }

@@ -307,7 +307,7 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     storeHealthChanged: (health) => table.setStoreHealth(health),
     renderDeadLetters: (letters) => codec.renderDeadLetters(letters),
     // What each shard's writer published there (src/shard/overflow-gauges.ts).
-    behind: (shard) => table.isUp(shard) && table.linkState(shard, Link.TO_BROKER, 0).backlog_bytes > 0,
+    behind: (shard, since = Infinity) => table.isUp(shard) && table.linkBackedUpSince(shard, Link.TO_BROKER, since),
     shards,
     leaseLost: () => {
       stoppedItself = true;

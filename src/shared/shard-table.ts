@@ -64,12 +64,17 @@ export function shardStatusName(status: ShardStatusValue): ShardStatusName {
 export const LINKS = ['to_broker', 'from_broker', 'to_shards'] as const;
 export type LinkName = (typeof LINKS)[number];
 export const Link = { TO_BROKER: 0, FROM_BROKER: 1, TO_SHARDS: 2 } as const;
-/** Per link: overflow bytes, when its oldest waiting record was queued, bytes unread in the ring, since when they have not drained (ms; 0: nothing waits). */
+/**
+ * Per link: overflow bytes, when its oldest waiting record was queued, bytes unread in the ring,
+ * since when they have not drained (ms; 0: nothing waits), and when an overflow was last seen
+ * (ms; 0: never).
+ */
 const OVERFLOW_BYTES = 0;
 const OVERFLOW_SINCE = 1;
 const UNREAD_BYTES = 2;
 const STUCK_SINCE = 3;
-const LINK_FIELDS = 4;
+const OVERFLOW_SEEN_AT = 4;
+const LINK_FIELDS = 5;
 
 /** What waits on one link, as /health shows it. */
 export interface LinkState {
@@ -265,8 +270,17 @@ export class ShardTable {
   /** By the writer of `link`'s rings: bytes in their overflow, and when the oldest of them was queued (0: none). */
   setLinkOverflow(shard: number, link: number, bytes: number, since: number): void {
     const at = this.linkSlot(shard, link);
+    // The publication that shows the overflow drained is the last time it was seen (at most an interval late).
+    if (bytes > 0 || this.links[at + OVERFLOW_BYTES]! > 0) this.links[at + OVERFLOW_SEEN_AT] = Date.now();
     this.links[at + OVERFLOW_BYTES] = bytes;
     this.links[at + OVERFLOW_SINCE] = since;
+  }
+
+  /** Whether `link`'s writer had records in its overflow at any time since `since` (ms), now included. */
+  linkBackedUpSince(shard: number, link: number, since: number): boolean {
+    const at = this.linkSlot(shard, link);
+    const seenAt = this.links[at + OVERFLOW_SEEN_AT]!;
+    return this.links[at + OVERFLOW_BYTES]! > 0 || (seenAt > 0 && seenAt >= since);
   }
 
   /** By the primary: bytes unread in `link`'s rings, and since when they have not drained (0: they do, or none). */
