@@ -85,9 +85,11 @@ describe('a full cross-shard ring', () => {
     const publisher = await onShard(0, (i) => member(server.port, `crash-pub${i}`, ['doomed', 'home']));
     const remote = await onShard(1, (i) => member(server.port, `crash-remote${i}`, ['doomed']));
     // Shard 1 stops reading, then dies with its ring full and this shard's overflow over the limit.
+    // The stall first: the crash, a message behind it, is read only once it is over (sent first,
+    // its throw could come before the stall, and the shard die before the ring filled).
     const restarted = server.whenRestarted(1, 1);
-    server.injectShardCrash(1);
     server.injectShardStall(1, 1000);
+    server.injectShardCrash(1);
     await new Promise((r) => setTimeout(r, 50));
     const filler = 'z'.repeat(1000);
     for (let i = 0; i < 200; i++) publisher.send({ op: 'pub', group: 'doomed', data: { i, filler }, ref: `d${i}` });
