@@ -1,6 +1,6 @@
 /**
- * The cost of one `any` pick on one process (src/broker/any-strategies.ts), by strategy and
- * group size: round_robin is the baseline of each run. Members' windows are looked up in a Map
+ * The time of one `any` pick on one process (src/broker/any-strategies.ts), by strategy and
+ * group size, timed over a busy loop on one thread (wall time, not the CPU counters): round_robin is the baseline of each run. Members' windows are looked up in a Map
  * as the broker's are; in `saturated` every other member has no room (the eligible check's
  * worst case short of none at all).
  *
@@ -25,6 +25,9 @@ const sizes = values.sizes.split(',').map(Number);
 const repeat = Math.max(1, Number(values.repeat));
 /** Picks per measurement at 10 members; fewer in larger groups, so that each takes about as long. */
 const picks = Math.max(100, Number(values.picks));
+if (sizes.some((size) => !Number.isInteger(size) || size < 1) || !Number.isInteger(repeat) || !Number.isInteger(picks)) {
+  throw new Error('--sizes: positive integers separated by commas; --repeat and --picks: integers');
+}
 const STRATEGIES: AnyStrategy[] = ['round_robin', 'least_connections', 'weighted'];
 const CASES = ['all-room', 'saturated'] as const;
 
@@ -56,4 +59,4 @@ for (const size of sizes) {
     }
   }
 }
-console.log(JSON.stringify({ what: 'µs of CPU per any pick on one process, median over repetitions', config: { sizes, repeat, picks }, results }, null, 2));
+console.log(JSON.stringify({ what: 'µs per any pick on one process (wall time of a busy loop), median over repetitions', config: { sizes, repeat, picks }, results }, null, 2));
