@@ -10,7 +10,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { RunningServer } from '../src/index.js';
 import { Worker } from 'node:worker_threads';
-import { getJson, member, type Frame } from './helpers/client.js';
+import { ALLOWANCE } from '../src/shard/backpressure.js';
+import { getJson, member, type Frame, type TestClient } from './helpers/client.js';
 import { announceSkip, nodeConfig, startPrivateRedis } from './helpers/redis.js';
 import { startInProcess } from './helpers/server.js';
 
@@ -87,6 +88,30 @@ describe('a shard whose link to the broker is backed up', () => {
       flooder.close();
     } finally {
       await Promise.all([joiner.terminate(), newcomer.terminate()]);
+    }
+  });
+
+  test('a flood spread over many connections from one address, each under its own allowance, is refused past the address\'s, and a member on another address still joins', async () => {
+    const joiner = new Worker(new URL('./fixtures/late-joiner.js', import.meta.url), { workerData: { port: server.port, user: 'elsewhere', group: 'quiet', delayMs: 400, localAddress: '127.0.0.3' } });
+    const posted = (key: string): Promise<Record<string, unknown>> => new Promise((resolve) => joiner.on('message', (m: Record<string, unknown>) => key in m && resolve(m)));
+    const flooders: TestClient[] = [];
+    try {
+      await posted('ready');
+      const answer = posted('answer');
+      // 60 x 15 acks of about 180 bytes: twice the ring's overflow bound several times over, had
+      // each connection only its own allowance of 16 to spend.
+      for (let i = 0; i < 60; i++) flooders.push(await member(server.port, `spread${i}`, [], { localAddress: '127.0.0.2' }));
+      for (const [n, flooder] of flooders.entries()) for (let i = 0; i < ALLOWANCE - 1; i++) flooder.send({ op: 'ack', id: `${'x'.repeat(120)}${n}-${i}` });
+      const last = flooders.at(-1)!;
+      last.send({ op: 'join', group: 'loud', ref: 'join' });
+      joiner.postMessage('go');
+      holdBroker(1500);
+      const join = await last.next((f) => f.ref === 'join', 10_000);
+      assert.deepEqual([join.op, join.code], ['err', 'E_OVERLOADED'], 'its 16th record, within its own allowance: its address had spent its own');
+      assert.deepEqual((await answer).answer, { op: 'joined', code: null }, 'asked from another address while the broker was behind, and taken');
+    } finally {
+      for (const flooder of flooders) flooder.close();
+      await joiner.terminate();
     }
   });
 

@@ -49,8 +49,8 @@ export interface AdmissionOptions {
   link: Pick<BrokerLink, 'presence'>;
   /**
    * The ring to the broker's back-pressure: a new connection's announcement is its first record
-   * of its allowance, so it is refused (E_OVERLOADED, 1013) only past twice the bound, as
-   * everyone's records are (backpressure.ts).
+   * of its allowance (and one of its address's), so it is refused (E_OVERLOADED, 1013) only past
+   * twice the bound, as everyone's records are, or once its address spent its own (backpressure.ts).
    */
   brokerBackpressure: Pick<Backpressure, 'refuses'>;
   fail: Fail;
@@ -118,6 +118,7 @@ export class Admission {
       conn.weight = identity?.weight ?? 0;
       conn.tokenKey = identity?.tokenKey ?? null;
       if (protocol === MSGPACK_PROTOCOL) conn.frames = MSGPACK_FRAMES;
+      conn.address = ip;
       if (identity === null) conn.unauthenticatedIp = ip;
       res.upgrade<SocketData>({ conn }, key, protocol, extensions, context);
     };

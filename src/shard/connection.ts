@@ -44,6 +44,8 @@ export interface Connection {
   heldBytes: number;
   /** The address whose unauthenticated place (ip-limits) this socket holds until it authenticates or closes. */
   unauthenticatedIp: string | null;
+  /** The client's address (client-address.ts: a trusted proxy's X-Forwarded-For honoured); '' until admitted. */
+  address: string;
   /** The token's `weight` claim for `any` with the weighted strategy (0: none). */
   weight: number;
   /** True once the broker was told this connection is online (it owes a `welcome`). */
@@ -108,6 +110,7 @@ export function newConnection(sid: string, user: string | null, allowed: GroupMa
     held: null,
     heldBytes: 0,
     unauthenticatedIp: null,
+    address: '',
     weight: 0,
     announced: false,
     watching: null,

@@ -48,6 +48,8 @@ export interface ConnectOptions {
   ca?: Buffer;
   /** Extra headers of the upgrade request (X-Forwarded-For, as a proxy sends it). */
   headers?: Record<string, string>;
+  /** The connection's own address, as another host would have (127.0.0.2: any 127.x address is loopback). */
+  localAddress?: string;
 }
 
 /**
@@ -106,7 +108,7 @@ export class FrameQueue {
 export function connect(port: number, options: ConnectOptions = {}): Promise<TestClient> {
   const url = `${options.ca ? 'wss' : 'ws'}://127.0.0.1:${port}${options.path ?? '/ws'}${options.query ? `?${options.query}` : ''}`;
   const msgpack = options.encoding === 'msgpack';
-  const ws = new WebSocket(url, options.protocols ?? (msgpack ? [MSGPACK_PROTOCOL] : []), { autoPong: options.autoPong ?? true, ...(options.ca ? { ca: options.ca } : {}), ...(options.headers ? { headers: options.headers } : {}) });
+  const ws = new WebSocket(url, options.protocols ?? (msgpack ? [MSGPACK_PROTOCOL] : []), { autoPong: options.autoPong ?? true, ...(options.ca ? { ca: options.ca } : {}), ...(options.headers ? { headers: options.headers } : {}), ...(options.localAddress ? { localAddress: options.localAddress } : {}) });
   let closedWith = '';
   const queue = new FrameQueue(
     () => ws.readyState === WebSocket.CLOSED,
@@ -157,7 +159,7 @@ export function connect(port: number, options: ConnectOptions = {}): Promise<Tes
 }
 
 /** Connects as `user` (anonymous mode), waits for `welcome` and joins `groups`. */
-export async function member(port: number, user: string, groups: string[] = [], options: Pick<ConnectOptions, 'encoding' | 'compressFrom' | 'ca'> = {}): Promise<TestClient & { welcome: Frame }> {
+export async function member(port: number, user: string, groups: string[] = [], options: Pick<ConnectOptions, 'encoding' | 'compressFrom' | 'ca' | 'localAddress'> = {}): Promise<TestClient & { welcome: Frame }> {
   const client = await connect(port, { query: `user=${encodeURIComponent(user)}`, ...options });
   const welcome = await client.next((f) => f.op === 'welcome');
   for (const group of groups) {
