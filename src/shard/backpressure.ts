@@ -17,7 +17,7 @@ import type { Connection } from './connection.js';
 export const ALLOWANCE = 16;
 /**
  * Records the connections of one address may still send in one episode, together: four
- * connections' worth. Users behind one NAT share it (only while the broker is behind).
+ * connections' worth. Users behind one NAT share it, only while the ring is backed up.
  */
 export const ADDRESS_ALLOWANCE = 4 * ALLOWANCE;
 
