@@ -119,7 +119,7 @@ export class Admission {
       conn.tokenKey = identity?.tokenKey ?? null;
       if (protocol === MSGPACK_PROTOCOL) conn.frames = MSGPACK_FRAMES;
       conn.address = ip;
-      if (identity === null) conn.unauthenticatedIp = ip;
+      conn.holdsUnauthenticatedPlace = identity === null;
       res.upgrade<SocketData>({ conn }, key, protocol, extensions, context);
     };
     const reject = (reason: string): void => {
@@ -245,9 +245,9 @@ export class Admission {
   }
 
   private releaseAddress(conn: Connection): void {
-    if (conn.unauthenticatedIp === null) return;
-    this.addresses.release(conn.unauthenticatedIp);
-    conn.unauthenticatedIp = null;
+    if (!conn.holdsUnauthenticatedPlace) return;
+    this.addresses.release(conn.address);
+    conn.holdsUnauthenticatedPlace = false;
   }
 
   private refuseAddress(res: HttpResponse, verdict: Exclude<IpVerdict, 'ok'>): void {

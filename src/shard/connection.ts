@@ -42,10 +42,10 @@ export interface Connection {
   /** Frames that arrived while not ready (copies: uWS's buffers die with its callback). */
   held: HeldFrame[] | null;
   heldBytes: number;
-  /** The address whose unauthenticated place (ip-limits) this socket holds until it authenticates or closes. */
-  unauthenticatedIp: string | null;
   /** The client's address (client-address.ts: a trusted proxy's X-Forwarded-For honoured); '' until admitted. */
   address: string;
+  /** Whether it holds one of its address's unauthenticated places (ip-limits) until it authenticates or closes. */
+  holdsUnauthenticatedPlace: boolean;
   /** The token's `weight` claim for `any` with the weighted strategy (0: none). */
   weight: number;
   /** True once the broker was told this connection is online (it owes a `welcome`). */
@@ -109,8 +109,8 @@ export function newConnection(sid: string, user: string | null, allowed: GroupMa
     ready: false,
     held: null,
     heldBytes: 0,
-    unauthenticatedIp: null,
     address: '',
+    holdsUnauthenticatedPlace: false,
     weight: 0,
     announced: false,
     watching: null,
