@@ -101,13 +101,17 @@ const limits = z
     max_groups_per_connection: positiveInt.default(1000),
     /**
      * Per client address, for the whole server (each shard enforces its share): connection
-     * attempts per second sustained (0: unlimited) and the burst above it, and sockets that
-     * may wait for their `auth` frame at once (0: unlimited). Over them: HTTP 429. The
-     * defaults leave room for an office of a thousand users behind one NAT address.
+     * attempts per second sustained (0: unlimited) and the burst above it, sockets that may
+     * wait for their `auth` frame at once, and connections open at once (0: unlimited). Over
+     * them: HTTP 429. The defaults leave room for an office of a thousand users behind one NAT
+     * address.
      */
     connection_attempts_per_ip: z.number().finite().nonnegative().default(100),
     connection_burst_per_ip: positiveInt.default(1000),
     unauthenticated_per_ip: nonNegativeInt.default(200),
+    max_connections_per_ip: nonNegativeInt.default(0),
+    /** IPv6 clients count as one address per prefix of this many bits (a subscriber's /64); 128: per address. */
+    ipv6_prefix_length: z.number().int().min(32).max(128).default(64),
     /** Connections one user may hold at once (over every node in cluster mode); over it E_RATE_LIMITED, 4029. 0: unlimited. */
     max_connections_per_user: nonNegativeInt.default(100),
     /** Addresses each shard tracks at once; when all are busy, a new address gets HTTP 503. */

@@ -53,6 +53,7 @@ const REFUSALS: ReadonlyArray<[CounterName, string]> = [
   ['refused_stopping', 'stopping'],
   ['ip_refused_rate', 'ip_rate'],
   ['ip_refused_unauthenticated', 'ip_unauthenticated'],
+  ['ip_refused_connections', 'ip_connections'],
   ['ip_refused_table_full', 'ip_table_full'],
 ];
 

@@ -8,7 +8,7 @@
  * A connection's identity is set exactly once: frames behind its `auth` frame wait for the
  * verdict (dispatch.ts), and a later `auth` frame may only extend the same user's expiry.
  */
-import { ClientAddresses } from './client-address.js';
+import { ClientAddresses, addressGroup } from './client-address.js';
 import type { Authenticator, Identity, IdentityResult } from '../auth/identity.js';
 import { CloseCodes, type ErrorCode } from '../protocol/errors.js';
 import { JSON_PROTOCOL } from '../protocol/json-codec.js';
@@ -43,6 +43,8 @@ export interface AdmissionOptions {
   ipLimits: IpLimitOptions;
   /** websocket.server.trusted_proxies: whose X-Forwarded-For names the client (client-address.ts). */
   trustedProxies: readonly string[];
+  /** websocket.limits.ipv6_prefix_length: IPv6 clients count under this prefix of their address. */
+  ipv6PrefixLength: number;
   registry: ConnectionRegistry;
   /** This shard's row of the interest table: a closed member's groups are counted out. */
   interest: InterestRow;
@@ -81,7 +83,7 @@ export class Admission {
     const offered = req.getHeader('sec-websocket-protocol');
     const extensions = req.getHeader('sec-websocket-extensions');
     const query = new URLSearchParams(req.getQuery() ?? '');
-    const ip = this.clients.ofRequest(req, res);
+    const ip = addressGroup(this.clients.ofRequest(req, res), this.options.ipv6PrefixLength);
     if (this.options.isStopping()) {
       counters[Counter.refused_stopping]!++;
       return refuse(res, '503 Service Unavailable', 'E_OVERLOADED', 'server shutting down');
@@ -105,7 +107,7 @@ export class Admission {
     const verdict = this.addresses.admit(ip, waitsForAuth, Date.now());
     if (verdict !== 'ok') return this.refuseAddress(res, verdict);
     if (!table.tryOpenConnection(shard, this.options.maxConnections)) {
-      if (waitsForAuth) this.addresses.release(ip);
+      this.addresses.cancel(ip, waitsForAuth);
       counters[Counter.connections_rejected]!++;
       return refuse(res, '503 Service Unavailable', 'E_OVERLOADED', 'server at max_connections');
     }
@@ -124,6 +126,7 @@ export class Admission {
     };
     const reject = (reason: string): void => {
       table.closeConnection(shard);
+      this.addresses.cancel(ip, waitsForAuth);
       counters[Counter.errors_unauthorized]!++;
       counters[Counter.refused_unauthorized]!++;
       refuse(res, '401 Unauthorized', 'E_UNAUTHORIZED', reason);
@@ -137,6 +140,7 @@ export class Admission {
       } catch (err) {
         this.broke(err);
         table.closeConnection(shard);
+        this.addresses.cancel(ip, waitsForAuth);
         return refuse(res, '500 Internal Server Error', 'E_INTERNAL', 'the token could not be checked');
       }
       return result.ok ? accept(result.identity) : reject(result.reason);
@@ -169,6 +173,7 @@ export class Admission {
     conn.closed = true;
     for (const group of conn.groups) this.options.interest.left(group);
     this.releaseAddress(conn);
+    this.addresses.closed(conn.address);
     this.options.registry.remove(ws, conn);
     if (conn.announced) this.options.link.presence(conn, 0);
     this.options.table.closeConnection(this.options.shard);
@@ -246,7 +251,7 @@ export class Admission {
 
   private releaseAddress(conn: Connection): void {
     if (!conn.holdsUnauthenticatedPlace) return;
-    this.addresses.release(conn.address);
+    this.addresses.authenticated(conn.address);
     conn.holdsUnauthenticatedPlace = false;
   }
 
@@ -259,6 +264,9 @@ export class Admission {
       case 'too_many_unauthenticated':
         counters[Counter.ip_refused_unauthenticated]!++;
         return refuse(res, '429 Too Many Requests', 'E_RATE_LIMITED', 'too many connections from this address are waiting to authenticate', '1');
+      case 'too_many_connections':
+        counters[Counter.ip_refused_connections]!++;
+        return refuse(res, '429 Too Many Requests', 'E_RATE_LIMITED', 'too many connections from this address are open; close one first', '5');
       case 'table_full':
         // Not this address's fault: the server tracks as many addresses as it will.
         counters[Counter.ip_refused_table_full]!++;

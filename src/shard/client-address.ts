@@ -37,6 +37,32 @@ export function normalizeAddress(address: string): string {
   return `${high >> 8}.${high & 255}.${low >> 8}.${low & 255}`;
 }
 
+/**
+ * The key `address` counts under for the per-address limits: an IPv4 address itself; an IPv6
+ * address's first `ipv6PrefixLength` bits, as `2001:db8:1:2::/64` (a subscriber is given a /64
+ * or more, and picks any address in it for each connection: counted one by one, one host would
+ * have 2^64 addresses' limits); anything else as normalizeAddress() spells it.
+ */
+export function addressGroup(address: string, ipv6PrefixLength: number): string {
+  const normalized = normalizeAddress(address);
+  if (ipv6PrefixLength >= 128 || isIP(normalized) !== 6) return normalized;
+  const groups = ipv6Groups(normalized);
+  for (let i = 0; i < 8; i++) {
+    const kept = Math.min(16, Math.max(0, ipv6PrefixLength - 16 * i));
+    groups[i] = kept === 0 ? 0 : groups[i]! & ((0xffff << (16 - kept)) & 0xffff);
+  }
+  return `${normalizeAddress(groups.map((g) => g.toString(16)).join(':'))}/${ipv6PrefixLength}`;
+}
+
+/** The eight 16-bit groups of an IPv6 address in normalizeAddress()'s spelling (hex only, `::` at most once). */
+function ipv6Groups(canonical: string): number[] {
+  const [head, tail] = canonical.split('::') as [string, string | undefined];
+  const parse = (part: string | undefined): number[] => (part ? part.split(':').map((g) => parseInt(g, 16)) : []);
+  const before = parse(head);
+  const after = parse(tail);
+  return [...before, ...new Array<number>(Math.max(0, 8 - before.length - after.length)).fill(0), ...after].slice(0, 8);
+}
+
 export class ClientAddresses {
   private readonly trusted: ReadonlySet<string>;
 

@@ -1,13 +1,17 @@
 /**
- * Per-IP limits in front of the upgrade: how fast one address may open connections, and how
- * many of its sockets may sit unauthenticated (a slot is taken before credentials arrive, so
- * 200 sockets a second that never send `auth` would otherwise keep a 2,000-slot server full).
+ * Per-IP limits in front of the upgrade: how fast one address may open connections, how many
+ * of its sockets may sit unauthenticated (a slot is taken before credentials arrive, so 200
+ * sockets a second that never send `auth` would otherwise keep a 2,000-slot server full), and
+ * how many it may hold open at once. An "address" is client-address.ts's addressGroup(): an
+ * IPv6 client counts under its /64 (ipv6_prefix_length).
  *
  * Each shard keeps its own table: the kernel spreads one address's connections evenly over
  * the shards (SO_REUSEPORT hashes the 4-tuple), so the configured per-server figures are
  * divided by the shard count. The table is bounded: past `maxAddresses` idle entries are
  * swept, and an address that finds it still full is refused (counted, coded) rather than the
- * table growing without limit under an attack from many addresses.
+ * table growing without limit under an attack from many addresses. An address with open
+ * connections stays while it has them (under maxOpen), and is not counted against
+ * `maxAddresses`: those entries are bounded by the shard's connections.
  */
 
 export interface IpLimitOptions {
@@ -16,6 +20,8 @@ export interface IpLimitOptions {
   burst: number;
   /** Unauthenticated sockets per address at once (0: unlimited). */
   maxUnauthenticated: number;
+  /** Open connections per address at once (0: unlimited, and not counted). */
+  maxOpen: number;
   /** Addresses tracked at once. */
   maxAddresses: number;
 }
@@ -24,13 +30,20 @@ interface Entry {
   tokens: number;
   refilledAt: number;
   unauthenticated: number;
+  open: number;
 }
 
-export type IpVerdict = 'ok' | 'too_fast' | 'too_many_unauthenticated' | 'table_full';
+export type IpVerdict = 'ok' | 'too_fast' | 'too_many_unauthenticated' | 'too_many_connections' | 'table_full';
 
 /** One shard's share of the configured per-server limits (websocket.limits). */
 export function ipLimitsPerShard(
-  limits: { connection_attempts_per_ip: number; connection_burst_per_ip: number; unauthenticated_per_ip: number; max_tracked_ips: number },
+  limits: {
+    connection_attempts_per_ip: number;
+    connection_burst_per_ip: number;
+    unauthenticated_per_ip: number;
+    max_connections_per_ip: number;
+    max_tracked_ips: number;
+  },
   shards: number,
 ): IpLimitOptions {
   // Rounded up, and never to 0 (which means unlimited): one shard may see a little more than its share.
@@ -39,6 +52,7 @@ export function ipLimitsPerShard(
     attemptsPerSecond: limits.connection_attempts_per_ip / shards,
     burst: share(limits.connection_burst_per_ip),
     maxUnauthenticated: share(limits.unauthenticated_per_ip),
+    maxOpen: share(limits.max_connections_per_ip),
     maxAddresses: limits.max_tracked_ips,
   };
 }
@@ -46,6 +60,8 @@ export function ipLimitsPerShard(
 export class IpLimiter {
   private readonly entries = new Map<string, Entry>();
   private readonly perMs: number;
+  /** Entries kept for their open connections alone would not be swept: they do not fill the table. */
+  private withOpen = 0;
 
   constructor(private readonly options: IpLimitOptions) {
     this.perMs = options.attemptsPerSecond / 1000;
@@ -56,17 +72,21 @@ export class IpLimiter {
   }
 
   /**
-   * One connection attempt from `ip`. `unauthenticated`: the socket will wait for an `auth`
-   * frame; on 'ok' it holds one of the address's unauthenticated places until release().
+   * One connection attempt from `ip`. On 'ok' it holds one of the address's open places (when
+   * they are counted) until closed() or cancel(), and when `unauthenticated` (the socket will
+   * wait for an `auth` frame) one of its unauthenticated places until authenticated().
    */
   admit(ip: string, unauthenticated: boolean, now: number): IpVerdict {
-    const { attemptsPerSecond, burst, maxUnauthenticated } = this.options;
+    const { attemptsPerSecond, burst, maxUnauthenticated, maxOpen } = this.options;
     let entry = this.entries.get(ip);
     if (entry === undefined) {
-      if (this.entries.size >= this.options.maxAddresses && this.sweep(now) === 0) return 'table_full';
-      entry = { tokens: burst, refilledAt: now, unauthenticated: 0 };
+      if (this.entries.size - this.withOpen >= this.options.maxAddresses && this.sweep(now) === 0) return 'table_full';
+      entry = { tokens: burst, refilledAt: now, unauthenticated: 0, open: 0 };
       this.entries.set(ip, entry);
     }
+    // Before the attempt is counted: a host at its cap that keeps knocking is refused for that,
+    // and is not also made to wait for tokens once a connection closes.
+    if (maxOpen > 0 && entry.open >= maxOpen) return 'too_many_connections';
     if (attemptsPerSecond > 0) {
       entry.tokens = Math.min(burst, entry.tokens + this.elapsed(entry, now) * this.perMs);
       entry.refilledAt = now;
@@ -77,13 +97,26 @@ export class IpLimiter {
       if (maxUnauthenticated > 0 && entry.unauthenticated >= maxUnauthenticated) return 'too_many_unauthenticated';
       entry.unauthenticated++;
     }
+    if (maxOpen > 0 && entry.open++ === 0) this.withOpen++;
     return 'ok';
   }
 
-  /** The socket admitted as unauthenticated authenticated or closed. */
-  release(ip: string): void {
+  /** The socket admitted as unauthenticated authenticated, or closed before it did. */
+  authenticated(ip: string): void {
     const entry = this.entries.get(ip);
     if (entry !== undefined && entry.unauthenticated > 0) entry.unauthenticated--;
+  }
+
+  /** A connection admitted from `ip` closed. */
+  closed(ip: string): void {
+    const entry = this.entries.get(ip);
+    if (entry !== undefined && entry.open > 0 && --entry.open === 0) this.withOpen--;
+  }
+
+  /** An admitted attempt that was refused after all (server full, bad token): both its places back. */
+  cancel(ip: string, unauthenticated: boolean): void {
+    if (unauthenticated) this.authenticated(ip);
+    this.closed(ip);
   }
 
   /**
@@ -97,13 +130,13 @@ export class IpLimiter {
     return 0;
   }
 
-  /** Forgets addresses with a full bucket and no unauthenticated socket; returns how many. */
+  /** Forgets addresses with a full bucket and no socket counted; returns how many. */
   sweep(now: number): number {
     const { attemptsPerSecond, burst } = this.options;
     let removed = 0;
     for (const [ip, entry] of this.entries) {
       const refilled = attemptsPerSecond === 0 || entry.tokens + this.elapsed(entry, now) * this.perMs >= burst;
-      if (refilled && entry.unauthenticated === 0) {
+      if (refilled && entry.unauthenticated === 0 && entry.open === 0) {
         this.entries.delete(ip);
         removed++;
       }

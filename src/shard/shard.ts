@@ -192,6 +192,7 @@ class Shard {
       sidPrefix: `${idPrefix}s`,
       ipLimits: ipLimitsPerShard(limits, init.shards),
       trustedProxies: server.trusted_proxies,
+      ipv6PrefixLength: limits.ipv6_prefix_length,
       registry,
       interest,
       link: this.link,

@@ -48,6 +48,7 @@ export const COUNTERS = [
   'codec_inline_full', // tasks large enough for the pool that ran inline because it was full
   'errors_cluster_unavailable', // cluster mode, Redis unreachable: sends refused, pubs served on this node only
   'cluster_pubs', // pubs handed to the broker for the other nodes (cluster mode)
+  'ip_refused_connections', // upgrades refused 429: over max_connections_per_ip
 ] as const;
 export type CounterName = (typeof COUNTERS)[number];
 
