@@ -25,6 +25,7 @@ export class ResourceSampler {
   readonly memoryLimitBytes = memoryLimit();
   private lastCpu = process.cpuUsage();
   private lastAt = performance.now();
+  private lastRss = 0;
 
   sample(): ResourceSample {
     const cpu = process.cpuUsage();
@@ -33,7 +34,8 @@ export class ResourceSampler {
     const elapsedUs = (now - this.lastAt) * 1000;
     this.lastCpu = cpu;
     this.lastAt = now;
-    const rssBytes = process.memoryUsage.rss();
+    const rssBytes = residentBytes(this.lastRss);
+    this.lastRss = rssBytes;
     return {
       cpuSeconds: (cpu.user + cpu.system) / 1e6,
       cpuRatio: elapsedUs > 0 ? usedUs / (elapsedUs * this.cpuLimit) : 0,
@@ -42,6 +44,18 @@ export class ResourceSampler {
       memoryLimitBytes: this.memoryLimitBytes,
       memoryRatio: rssBytes / this.memoryLimitBytes,
     };
+  }
+}
+
+/**
+ * Resident memory, or `last` when it cannot be read: libuv reads /proc/self/stat, which needs a
+ * free descriptor, and a process at its open-file limit threw EMFILE here every interval.
+ */
+function residentBytes(last: number): number {
+  try {
+    return process.memoryUsage.rss();
+  } catch {
+    return last;
   }
 }
 

@@ -12,6 +12,7 @@ import type { LoadedConfig } from '../config/load.js';
 import { MetricsHub } from '../metrics/hub.js';
 import { createSnapshotBuffer, SnapshotWriter } from '../metrics/snapshot.js';
 import type { AnyStrategy } from '../protocol/frames.js';
+import { readOpenFileLimit } from '../ops/host.js';
 import { MessageStore } from '../store/store.js';
 import type { ClusterNode } from '../cluster/node.js';
 import { NO_CLUSTER_COUNTERS } from '../cluster/stats.js';
@@ -24,6 +25,7 @@ import { createShardTable, Link, ShardStatus, ShardTable, type ShardTableBuffers
 import type { PrimaryToShard, ShardInit, ShardToPrimary } from '../shared/thread-messages.js';
 import type { Logger } from '../util/logger.js';
 import { LinkMonitor } from './link-monitor.js';
+import { OpenFileGuard } from './open-file-guard.js';
 import { startMessaging, type MessagingParts } from './messaging.js';
 import { StatsSampler } from './stats-sampler.js';
 
@@ -250,6 +252,7 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
   const stopAll = async (code: number, reason: string, drainSpreadMs: number | null): Promise<void> => {
     sampler.stop();
     monitor.stop();
+    guard.stop();
     const deadline = Date.now() + config.websocket.server.shutdown_timeout * 1000 * 0.8;
     const spreadMs = drainSpreadMs ?? 0;
     if (drainSpreadMs !== null) {
@@ -317,6 +320,11 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
   const broker = messaging.broker;
   const monitor = new LinkMonitor({ table, toBroker, fromBroker, rings, brokerOverflow: (shard) => link.overflowOf(shard) });
   monitor.start();
+  const tellShards = (on: boolean): void => {
+    table.setAccepting(on); // for /health, and for a shard that starts meanwhile
+    for (const slot of slots) slot.worker?.postMessage({ type: 'accepting', on } satisfies PrimaryToShard);
+  };
+  const guard = new OpenFileGuard({ limit: readOpenFileLimit()?.soft ?? Infinity, pause: () => tellShards(false), resume: () => tellShards(true), log });
 
   try {
     // All shards load at once. Port 0: the first one picks a port (src/util/free-port.ts) and
@@ -333,6 +341,7 @@ export async function startServer(loaded: LoadedConfig, log: Logger, version: st
     throw err;
   }
   sampler.start();
+  guard.start();
 
   return {
     port,

@@ -47,7 +47,10 @@ export function health(context: HttpContext): { status: string; body: Record<str
   // Cluster mode: without Redis the node serves its own clients only.
   const cluster = context.cluster.view();
   const clusterOk = cluster === null || cluster.redis === 'up';
-  const state = stopping ? 'stopping' : up === table.shards && stuck === 0 && store.writable && clusterOk ? 'ok' : 'degraded';
+  // Near the open-file limit the listen sockets are closed (src/primary/open-file-guard.ts):
+  // only a connection made before, a load balancer's kept-alive one, can ask.
+  const accepting = table.accepting();
+  const state = stopping ? 'stopping' : up === table.shards && stuck === 0 && store.writable && clusterOk && accepting ? 'ok' : 'degraded';
   return {
     status: stopping ? '503 Service Unavailable' : '200 OK',
     body: {
@@ -57,6 +60,7 @@ export function health(context: HttpContext): { status: string; body: Record<str
       uptime_s: Math.round((Date.now() - context.startedAt) / 1000),
       connections: table.totalConnections(),
       max_connections: context.maxConnections,
+      accepting,
       shards: { configured: table.shards, up, stuck_links: stuck, list: shards },
       store,
       ...(cluster === null ? {} : { cluster }),

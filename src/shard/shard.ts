@@ -18,9 +18,8 @@ import { HistoryPatterns } from '../shared/history-patterns.js';
 import { ShardStatus, ShardTable } from '../shared/shard-table.js';
 import { Counter } from '../shared/shard-counters.js';
 import type { PrimaryToShard, ShardInit, ShardToPrimary } from '../shared/thread-messages.js';
-import { bindFreePort } from '../util/free-port.js';
 import { createLogger, type Logger } from '../util/logger.js';
-import { createApp, uWS, type TemplatedApp, type us_listen_socket } from '../util/uws.js';
+import { createApp, type TemplatedApp } from '../util/uws.js';
 import { Admission } from './admission.js';
 import { fromRingPayload } from './broadcast.js';
 import { BrokerLink } from './broker-link.js';
@@ -32,6 +31,7 @@ import { failer } from './fail.js';
 import { GroupOps } from './group-ops.js';
 import { LocalGroups } from './groups.js';
 import { ipLimitsPerShard } from './ip-limits.js';
+import { Listener } from './listener.js';
 import { Out } from './out.js';
 import { OverflowGauges } from './overflow-gauges.js';
 import { ConnectionRegistry } from './registry.js';
@@ -82,7 +82,7 @@ class Shard {
   private readonly overflowGauges: OverflowGauges;
   /** Codec work too large for the loop goes to this shard's pool (src/codec). */
   private readonly codec: Codec;
-  private listenSocket: us_listen_socket | null = null;
+  private readonly listener: Listener;
   private graceTimer: NodeJS.Timeout | null = null;
   /** No longer accepting (a drain's first step), or stopping. */
   private draining = false;
@@ -127,6 +127,7 @@ class Shard {
     // file deleted or half-replaced since the start: the check names the file instead.
     if (init.generation > 0) checkTlsFiles(config.server.tls);
     this.app = createApp(config.server.tls);
+    this.listener = new Listener(this.app, server.host, this.log);
     const compressFrom = performance.enable_compression ? performance.compression_threshold : Infinity;
     const groups = new LocalGroups(this.app, counters, compressFrom);
     const { registry, metrics } = this;
@@ -249,6 +250,7 @@ class Shard {
       else if (message.type === 'stall') stall(message.ms);
       else if (message.type === 'processors') this.dispatch.setProcessorTypes(message.types);
       else if (message.type === 'listen') this.listenAt(message.port);
+      else if (message.type === 'accepting') this.listener.setAccepting(message.on);
     });
     this.table.setStatus(this.init.shard, ShardStatus.STARTING);
     const { config, app, table, cluster, link, admission, dispatch, groupOps, sweeper, metrics } = this;
@@ -264,18 +266,12 @@ class Shard {
   private listenAt(wanted: number): void {
     if (this.listenRequested || this.draining) return;
     this.listenRequested = true;
-    const { server } = this.config;
-    const listen = (port: number): boolean => {
-      this.app.listen(server.host, port, (listenSocket) => {
-        this.listenSocket = listenSocket || null;
-      });
-      return this.listenSocket !== null;
-    };
-    const bound = wanted === 0 ? bindFreePort(server.host, listen) : Promise.resolve(listen(wanted) ? wanted : null);
-    void bound.then((port) => {
+    const { host } = this.config.server;
+    // A shard started (or restarted) while the open-file guard says no binds its port, not accepting yet.
+    void this.listener.open(wanted, !this.table.accepting()).then((port) => {
       if (port === null) {
-        this.log.error({ code: 'E_STARTUP', host: server.host, port: wanted }, 'cannot listen');
-        this.channel.post({ type: 'listen-failed', host: server.host, port: wanted });
+        this.log.error({ code: 'E_STARTUP', host, port: wanted }, 'cannot listen');
+        this.channel.post({ type: 'listen-failed', host, port: wanted });
         this.channel.close();
         return;
       }
@@ -295,8 +291,7 @@ class Shard {
    */
   private stopAccepting(): void {
     this.draining = true;
-    if (this.listenSocket) uWS.us_listen_socket_close(this.listenSocket);
-    this.listenSocket = null;
+    this.listener.close();
   }
 
   /**

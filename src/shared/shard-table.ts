@@ -3,8 +3,9 @@
  * `max_connections`, and per-shard counters for /health and /stats.
  *
  * Layout:
- *   control: Int32Array  [TOTAL_CONNECTIONS, PEAK_CONNECTIONS, then per shard: STATUS,
- *            CONNECTIONS, RESTARTS, PEAK] (peaks: the most connections held at once)
+ *   control: Int32Array  [TOTAL_CONNECTIONS, PEAK_CONNECTIONS, ACCEPT_PAUSED, then per shard:
+ *            STATUS, CONNECTIONS, RESTARTS, PEAK] (peaks: the most connections held at once;
+ *            ACCEPT_PAUSED: 1 while the primary's open-file guard keeps the listen sockets closed)
  *   counters: Float64Array, per shard COUNTER_COUNT slots (shard-counters.ts names them),
  *          written only by that shard.
  *   rates: Float64Array, COUNTER_COUNT slots, per-second rates over all shards, written only by
@@ -27,7 +28,8 @@ import { COUNTER_COUNT, Counter, MESSAGING_COUNTERS, byName, type CounterName } 
 
 export const TOTAL_CONNECTIONS = 0;
 const PEAK_CONNECTIONS = 1;
-const CONTROL_HEADER = 2;
+const ACCEPT_PAUSED = 2;
+const CONTROL_HEADER = 3;
 const CONTROL_STRIDE = 4;
 const STATUS = 0;
 const CONNECTIONS = 1;
@@ -183,6 +185,15 @@ export class ShardTable {
   forgetConnections(shard: number): void {
     const held = Atomics.exchange(this.control, this.slot(shard, CONNECTIONS), 0);
     Atomics.sub(this.control, TOTAL_CONNECTIONS, held);
+  }
+
+  /** The primary's open-file guard (src/primary/open-file-guard.ts): whether the shards may accept sockets. */
+  setAccepting(on: boolean): void {
+    Atomics.store(this.control, ACCEPT_PAUSED, on ? 0 : 1);
+  }
+
+  accepting(): boolean {
+    return Atomics.load(this.control, ACCEPT_PAUSED) === 0;
   }
 
   totalConnections(): number {

@@ -50,7 +50,9 @@ export type PrimaryToShard =
   /** The set of `data.type` values with a processor changed. */
   | { type: 'processors'; types: string[] }
   /** The port shard 0 picked, for a shard started with `port: null`. */
-  | { type: 'listen'; port: number };
+  | { type: 'listen'; port: number }
+  /** The open-file guard: close the listen socket (the process is near its open-file limit), or open it again. */
+  | { type: 'accepting'; on: boolean };
 
 export type ShardToPrimary =
   | { type: 'listening'; port: number }
