@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
-import { connect, getJson, member, type Frame } from './helpers/client.js';
+import { connect, getJson, member, type Frame, type TestClient } from './helpers/client.js';
 import { startInProcess } from './helpers/server.js';
 import type { RunningServer } from '../src/index.js';
 
@@ -169,6 +169,23 @@ describe('rate limit', () => {
     calm.send({ op: 'ping', t: 1 });
     await calm.next((f) => f.op === 'pong');
     calm.close();
+  });
+
+  test('WebSocket pings count as frames: a ping flood is closed 4029 too (uWS answers each with a pong, so it once went on for ever), a ping now and then is answered', async () => {
+    const pinger = await member(server.port, 'pinger');
+    const pongs = (client: TestClient): Promise<void> => new Promise((resolve) => client.ws.once('pong', () => resolve()));
+    const answered = pongs(pinger);
+    pinger.ws.ping();
+    await answered;
+    const flooder = await member(server.port, 'ping-flooder');
+    for (let i = 0; i < 40; i++) flooder.ws.ping();
+    const stillOpen = new Promise<{ code: number }>((resolve) => setTimeout(() => resolve({ code: -1 }), 5000).unref());
+    assert.equal((await Promise.race([flooder.closed, stillOpen])).code, 4029, 'closed within 5 s');
+    assert.ok(flooder.frames.some((f) => f.op === 'err' && f.code === 'E_RATE_LIMITED'));
+    const again = pongs(pinger);
+    pinger.ws.ping();
+    await again;
+    pinger.close();
   });
 });
 

@@ -80,6 +80,7 @@ export function attachRoutes(parts: RouteParts): void {
       sweeper.wake();
     },
     message: (ws, message, isBinary) => dispatch.message(ws, message, isBinary),
+    ping: (ws) => dispatch.ping(ws),
     pong: (ws) => pongArrived(connOf(ws), metrics),
     close: (ws) => {
       admission.close(ws);
