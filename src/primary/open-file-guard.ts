@@ -94,13 +94,18 @@ export class OpenFileGuard {
   }
 }
 
+/** Out of descriptors, the process's (EMFILE) or the system's (ENFILE). */
+const exhausted = (err: unknown): boolean => ['EMFILE', 'ENFILE'].includes((err as NodeJS.ErrnoException).code ?? '');
+
+// Another failure (no /dev/null or /proc in a sandbox) says nothing of descriptors: it reads as
+// room, so that the guard never keeps a server from accepting for want of a file to look at.
 const systemProbe: DescriptorProbe = {
   lowestFree() {
     let fd: number;
     try {
       fd = openSync('/dev/null', 'r');
-    } catch {
-      return null;
+    } catch (err) {
+      return exhausted(err) ? null : 0;
     }
     closeSync(fd);
     return fd;
@@ -109,8 +114,8 @@ const systemProbe: DescriptorProbe = {
     try {
       // One of them is the directory being read.
       return readdirSync('/proc/self/fd').length - 1;
-    } catch {
-      return null;
+    } catch (err) {
+      return exhausted(err) ? null : 0;
     }
   },
 };
