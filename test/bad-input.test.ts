@@ -187,6 +187,35 @@ describe('rate limit', () => {
     await again;
     pinger.close();
   });
+
+  test('unsolicited pongs count as frames too: a pong flood is closed 4029', async () => {
+    const flooder = await member(server.port, 'pong-flooder');
+    for (let i = 0; i < 40; i++) flooder.ws.pong();
+    const stillOpen = new Promise<{ code: number }>((resolve) => setTimeout(() => resolve({ code: -1 }), 5000).unref());
+    assert.equal((await Promise.race([flooder.closed, stillOpen])).code, 4029, 'closed within 5 s');
+  });
+});
+
+test('the pongs that answer our pings are free: a client pinged 50 times a second under a limit of 10 frames a second stays open', async () => {
+  const server = await startInProcess({
+    websocket: {
+      server: { ping_interval: 0.02, backpressure_check_interval: 0.02 },
+      limits: { messages_per_second: 10, burst: 10, rate_violations_before_close: 5 },
+    },
+  });
+  try {
+    const client = await member(server.port, 'answers-pings');
+    let pinged = 0;
+    client.ws.on('ping', () => pinged++);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    assert.ok(pinged >= 30, `pinged ${pinged} times`);
+    client.send({ op: 'ping', t: 1 });
+    const pong = await client.next((f) => f.op === 'pong' || f.op === 'err');
+    assert.equal(pong.op, 'pong');
+    client.close();
+  } finally {
+    await server.close();
+  }
 });
 
 describe('connection limits', () => {

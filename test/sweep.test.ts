@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { Connection } from '../src/shard/connection.js';
-import { judge, MAX_STEPS, STEP_CONNECTIONS, stepsFor, Sweeper, Verdict, type SweepClock, type SweepPolicy } from '../src/shard/sweep.js';
+import { judge, MAX_STEPS, pongArrived, STEP_CONNECTIONS, stepsFor, Sweeper, Verdict, type SweepClock, type SweepPolicy } from '../src/shard/sweep.js';
 
 describe('sweep verdict for one connection', () => {
   const policy: SweepPolicy = { maxBackpressure: 1000, idleMs: 60_000, pingMs: 20_000 };
@@ -71,6 +71,18 @@ describe('sweep verdict for one connection', () => {
     const idle = state(0, 100);
     judge(idle, 0, at(70_000), policy, never);
     assert.equal(idle.nextPingAt, 100);
+  });
+
+  test('a pong answering our ping is measured and free; a pong nobody asked for is for the caller to count as a frame', () => {
+    const rtts: number[] = [];
+    const latency = { recordUs: (_kind: number, us: number) => void rtts.push(us) };
+    const conn = { lastSeen: 0, pingSentAt: performance.now() - 5 } as Connection;
+    assert.equal(pongArrived(conn, latency), true);
+    assert.equal(rtts.length, 1);
+    assert.ok(rtts[0]! >= 5000, 'the round trip, in µs');
+    assert.ok(conn.lastSeen > 0, 'any pong shows the connection alive');
+    assert.equal(pongArrived(conn, latency), false, 'the ping was answered already');
+    assert.equal(rtts.length, 1);
   });
 });
 

@@ -148,12 +148,13 @@ export class Dispatcher {
   }
 
   /**
-   * A ping from the client. uWS has answered it with a pong already, so it cannot be refused,
-   * but it counts against the frame rate like any frame, and a connection that keeps pinging
-   * past it is closed (4029) as a flood of frames is: four connections pinging flat out (97,000
-   * a second) had taken another client's P50 on the shard from 0.45 to 6.7 ms, never closed.
+   * A ping, or a pong we did not ask for, from the client. uWS has answered a ping with a pong
+   * already, so it cannot be refused, but it counts against the frame rate like any frame, and
+   * a connection that keeps sending them past it is closed (4029) as a flood of frames is: four
+   * connections pinging flat out (97,000 a second) had taken another client's P50 on the shard
+   * from 0.45 to 6.7 ms, never closed.
    */
-  ping(ws: Socket): void {
+  controlFrame(ws: Socket): void {
     const conn = connOf(ws);
     conn.lastSeen = performance.now();
     this.admit(ws, conn, Date.now());

@@ -80,8 +80,12 @@ export function attachRoutes(parts: RouteParts): void {
       sweeper.wake();
     },
     message: (ws, message, isBinary) => dispatch.message(ws, message, isBinary),
-    ping: (ws) => dispatch.ping(ws),
-    pong: (ws) => pongArrived(connOf(ws), metrics),
+    ping: (ws) => dispatch.controlFrame(ws),
+    // The pong that answers our ping is free; unsolicited ones (RFC 6455 allows them as a
+    // heartbeat) cost a frame each, else a flood of them would be the one frame not counted.
+    pong: (ws) => {
+      if (!pongArrived(connOf(ws), metrics)) dispatch.controlFrame(ws);
+    },
     close: (ws) => {
       admission.close(ws);
       groupOps.closed(connOf(ws));

@@ -73,13 +73,17 @@ export function judge(
   return Verdict.KEEP;
 }
 
-/** A pong arrived: the connection is alive, and the round trip of our ping (if one waits) is measured. */
-export function pongArrived(conn: Connection, latency: Pick<ThreadMetrics, 'recordUs'>): void {
+/**
+ * A pong arrived: the connection is alive, and the round trip of our ping (if one waits) is
+ * measured. False for a pong no ping of ours asked for, which the caller counts as a frame.
+ */
+export function pongArrived(conn: Connection, latency: Pick<ThreadMetrics, 'recordUs'>): boolean {
   const now = performance.now();
   conn.lastSeen = now;
-  if (conn.pingSentAt === 0) return;
+  if (conn.pingSentAt === 0) return false;
   latency.recordUs(Latency.ping, (now - conn.pingSentAt) * 1000);
   conn.pingSentAt = 0;
+  return true;
 }
 
 export interface SweeperOptions {
