@@ -1,6 +1,7 @@
 /**
  * The HTTP endpoints against clients that misbehave at the socket level (src/util/http-answer.ts):
- * a reset while a large body is written, pipelined requests whose answers are never read, HEAD.
+ * a reset while a large body is written, pipelined requests whose answers are never read, HEAD,
+ * and one address sending more requests than its share (limits.http_requests_per_ip).
  * Real server process, raw sockets.
  */
 import assert from 'node:assert/strict';
@@ -8,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { getJson } from './helpers/client.js';
+import { connect as connectWs, getJson } from './helpers/client.js';
 import { startProcess, testConfig, type ServerProcess } from './helpers/server.js';
 
 const rssMiB = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
@@ -97,5 +98,44 @@ describe('HTTP against clients that misbehave at the socket level', { skip: proc
     // Without the bound it grew 12 MB a second per connection; the figures are for the note, the bounds generous.
     assert.ok(grew < 64, `the server grew by ${grew.toFixed(0)} MiB`);
     assert.ok(took < 1_000, `/health took ${took} ms`);
+  });
+});
+
+/** A GET from `localAddress` (any of 127.0.0.0/8 is this host): status, Retry-After and the body's code. */
+function getFrom(port: number, path: string, localAddress: string): Promise<{ status: number; retryAfter?: string; code?: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, localAddress, agent: false }, (res) => {
+      let text = '';
+      res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+      res.on('end', () => {
+        const code = res.statusCode === 200 ? undefined : (JSON.parse(text) as { code: string }).code;
+        resolve({ status: res.statusCode ?? 0, ...(res.headers['retry-after'] !== undefined && { retryAfter: res.headers['retry-after'] }), ...(code && { code }) });
+      });
+    });
+    req.once('error', reject);
+    req.end();
+  });
+}
+
+describe('HTTP requests per address (limits.http_requests_per_ip)', () => {
+  test('past its burst an address gets 429 rate_limited with Retry-After on every route, counted; another address, and its own WebSocket upgrades, are not held back; a second later it is answered again', async () => {
+    const server = await startProcess(
+      testConfig({ websocket: { server: { shards: 1 }, limits: { http_requests_per_ip: 1, http_burst_per_ip: 3 }, monitoring: { metrics_collection_interval: 0.2 } } }),
+    );
+    try {
+      for (const path of ['/health', '/stats', '/no-such-path']) assert.notEqual((await getFrom(server.port, path, '127.0.0.2')).status, 429, path);
+      for (const path of ['/metrics', '/health', '/dashboard', '/admin/dlq', '/ws']) {
+        assert.deepEqual(await getFrom(server.port, path, '127.0.0.2'), { status: 429, retryAfter: '1', code: 'rate_limited' }, path);
+      }
+      assert.equal((await getFrom(server.port, '/health', '127.0.0.3')).status, 200, 'another address has its own share');
+      const ws = await connectWs(server.port, { query: 'user=same-address', localAddress: '127.0.0.2' });
+      ws.close();
+      await sleep(1_100);
+      assert.equal((await getFrom(server.port, '/health', '127.0.0.2')).status, 200, 'refilled at 1 a second');
+      const metrics = await (await fetch(`http://127.0.0.1:${server.port}/metrics`)).text();
+      assert.match(metrics, /ocs_http_requests_refused_total\{shard="0",reason="ip_rate"\} 5\n/);
+    } finally {
+      assert.equal(await server.stop('SIGTERM'), 0, server.stderr());
+    }
   });
 });

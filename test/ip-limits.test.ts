@@ -8,9 +8,9 @@ import { signToken } from './helpers/tokens.js';
 import { IpLimiter, ipLimitsPerShard, type IpLimitOptions } from '../src/shard/ip-limits.js';
 import { ClientAddresses, addressGroup, normalizeAddress } from '../src/shard/client-address.js';
 
-/** A limiter that counts open connections only when the test says so. */
-function limiterOf(options: Omit<IpLimitOptions, 'maxOpen'> & { maxOpen?: number }): IpLimiter {
-  return new IpLimiter({ maxOpen: 0, ...options });
+/** A limiter that counts open connections, and limits plain HTTP requests, only when the test says so. */
+function limiterOf(options: Omit<IpLimitOptions, 'maxOpen' | 'requestsPerSecond' | 'requestBurst'> & Partial<IpLimitOptions>): IpLimiter {
+  return new IpLimiter({ maxOpen: 0, requestsPerSecond: 0, requestBurst: 1, ...options });
 }
 
 describe('per-IP connection limits', () => {
@@ -86,16 +86,51 @@ describe('per-IP connection limits', () => {
     assert.ok(limiter.tracked <= 2);
   });
 
+  test('plain HTTP requests have a bucket of their own: `requestBurst` at once, then `requestsPerSecond`, apart from connection attempts', () => {
+    const limiter = limiterOf({ attemptsPerSecond: 10, burst: 2, maxUnauthenticated: 0, maxAddresses: 100, requestsPerSecond: 10, requestBurst: 3 });
+    for (let i = 0; i < 3; i++) assert.equal(limiter.request('10.0.0.1', 1000), 'ok');
+    assert.equal(limiter.request('10.0.0.1', 1000), 'too_fast');
+    assert.equal(limiter.request('10.0.0.2', 1000), 'ok', 'another address has its own bucket');
+    assert.equal(limiter.admit('10.0.0.1', false, 1000), 'ok', 'requests do not spend connection attempts');
+    assert.equal(limiter.admit('10.0.0.1', false, 1000), 'ok');
+    assert.equal(limiter.admit('10.0.0.1', false, 1000), 'too_fast');
+    assert.equal(limiter.request('10.0.0.1', 1100), 'ok', '100 ms refill one request at 10/s');
+    assert.equal(limiter.request('10.0.0.1', 1100), 'too_fast', '...and attempts did not spend requests');
+    assert.equal(limiter.request('10.0.0.1', 1100 - 600_000), 'too_fast', 'a wall clock stepped back refills nothing...');
+    assert.equal(limiter.request('10.0.0.1', 1100 - 600_000 + 100), 'ok', '...nor puts the address in debt');
+  });
+
+  test('an address is forgotten only once both its buckets are full; 0 requests a second tracks no address for requests', () => {
+    const limiter = limiterOf({ attemptsPerSecond: 10, burst: 1, maxUnauthenticated: 0, maxAddresses: 1, requestsPerSecond: 1, requestBurst: 1 });
+    assert.equal(limiter.request('a', 0), 'ok');
+    assert.equal(limiter.request('b', 0), 'table_full', 'a has not refilled its request');
+    assert.equal(limiter.sweep(500), 0);
+    assert.equal(limiter.request('b', 1000), 'ok', 'a refilled and was swept');
+    const unlimited = limiterOf({ attemptsPerSecond: 0, burst: 1, maxUnauthenticated: 0, maxAddresses: 1 });
+    for (let i = 0; i < 1000; i++) assert.equal(unlimited.request(`10.0.${i >> 8}.${i & 255}`, 0), 'ok');
+    assert.equal(unlimited.tracked, 0);
+  });
+
   test('each shard enforces its share of the per-server figures, rounded up and never to 0 (unlimited)', () => {
-    const limits = { connection_attempts_per_ip: 100, connection_burst_per_ip: 1000, unauthenticated_per_ip: 3, max_connections_per_ip: 9, max_tracked_ips: 5000 };
-    assert.deepEqual(ipLimitsPerShard(limits, 4), { attemptsPerSecond: 25, burst: 250, maxUnauthenticated: 1, maxOpen: 3, maxAddresses: 5000 });
+    const limits = {
+      connection_attempts_per_ip: 100,
+      connection_burst_per_ip: 1000,
+      unauthenticated_per_ip: 3,
+      max_connections_per_ip: 9,
+      max_tracked_ips: 5000,
+      http_requests_per_ip: 100,
+      http_burst_per_ip: 200,
+    };
+    assert.deepEqual(ipLimitsPerShard(limits, 4), { attemptsPerSecond: 25, burst: 250, maxUnauthenticated: 1, maxOpen: 3, maxAddresses: 5000, requestsPerSecond: 25, requestBurst: 50 });
     assert.deepEqual(ipLimitsPerShard({ ...limits, unauthenticated_per_ip: 1 }, 8).maxUnauthenticated, 1);
-    assert.deepEqual(ipLimitsPerShard({ ...limits, connection_attempts_per_ip: 0, unauthenticated_per_ip: 0, max_connections_per_ip: 0 }, 2), {
+    assert.deepEqual(ipLimitsPerShard({ ...limits, connection_attempts_per_ip: 0, unauthenticated_per_ip: 0, max_connections_per_ip: 0, http_requests_per_ip: 0 }, 2), {
       attemptsPerSecond: 0,
       burst: 500,
       maxUnauthenticated: 0,
       maxOpen: 0,
       maxAddresses: 5000,
+      requestsPerSecond: 0,
+      requestBurst: 100,
     });
   });
 

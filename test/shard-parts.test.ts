@@ -223,7 +223,7 @@ describe('a token check that throws', () => {
       authTimeout: 10,
       burst: 1,
       sidPrefix: 's',
-      ipLimits: ipLimitsPerShard({ connection_attempts_per_ip: 0, connection_burst_per_ip: 1, unauthenticated_per_ip: 0, max_connections_per_ip: 0, max_tracked_ips: 10 }, 1),
+      ipLimits: ipLimitsPerShard({ connection_attempts_per_ip: 0, connection_burst_per_ip: 1, unauthenticated_per_ip: 0, max_connections_per_ip: 0, max_tracked_ips: 10, http_requests_per_ip: 0, http_burst_per_ip: 1 }, 1),
       trustedProxies: [],
       ipv6PrefixLength: 64,
       registry: new ConnectionRegistry(),

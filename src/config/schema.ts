@@ -114,6 +114,14 @@ const limits = z
     ipv6_prefix_length: z.number().int().min(32).max(128).default(64),
     /** Connections one user may hold at once (over every node in cluster mode); over it E_RATE_LIMITED, 4029. 0: unlimited. */
     max_connections_per_user: nonNegativeInt.default(100),
+    /**
+     * Per client address, for the whole server: HTTP requests other than WebSocket upgrades
+     * (/health, /metrics, /stats, /dashboard, /admin) per second sustained (0: unlimited) and the
+     * burst above it; over them HTTP 429. A scraper, a load balancer's checks and a few open
+     * dashboards need a few a second.
+     */
+    http_requests_per_ip: z.number().finite().nonnegative().default(100),
+    http_burst_per_ip: positiveInt.default(200),
     /** Addresses each shard tracks at once; when all are busy, a new address gets HTTP 503. */
     max_tracked_ips: positiveInt.default(100_000),
   })

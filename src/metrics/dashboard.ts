@@ -8,9 +8,8 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { getRoute, sendError } from '../shard/http.js';
+import { getRoute, sendError, type HttpRoutes } from '../shard/http.js';
 import { answer } from '../util/http-answer.js';
-import type { TemplatedApp } from '../util/uws.js';
 
 /** The page in the source tree: dist/src/metrics/ -> src/metrics/dashboard/ (tsc copies no HTML). */
 export const DASHBOARD_PATH = fileURLToPath(new URL('../../../src/metrics/dashboard/dashboard.html', import.meta.url));
@@ -43,7 +42,7 @@ export function loadDashboard(path = DASHBOARD_PATH): DashboardPage | Error {
   return { body: Buffer.from(html), csp };
 }
 
-export function attachDashboardRoute(app: TemplatedApp, page: DashboardPage | Error = loadDashboard()): void {
+export function attachDashboardRoute(app: HttpRoutes, page: DashboardPage | Error = loadDashboard()): void {
   getRoute(app, '/dashboard', (res) => {
     if (page instanceof Error) return sendError(res, 'internal_error', page.message);
     answer(

@@ -14,9 +14,9 @@
  */
 import { httpError, httpStatusLine, type HttpCode } from '../protocol/errors.js';
 import { bearerCheck } from '../util/bearer.js';
-import { getRoute, JSON_HEADERS, sendError, sendJson } from '../shard/http.js';
+import { getRoute, JSON_HEADERS, sendError, sendJson, type HttpRoutes } from '../shard/http.js';
 import { answer, watch } from '../util/http-answer.js';
-import type { HttpRequest, HttpResponse, TemplatedApp } from '../util/uws.js';
+import type { HttpRequest, HttpResponse } from '../util/uws.js';
 import { attachDashboardRoute } from './dashboard.js';
 import { SnapshotDoc, type SnapshotDocValue, type SnapshotReader } from './snapshot.js';
 
@@ -37,7 +37,7 @@ export interface MetricsRoutesOptions {
   liveStats(): Record<string, unknown>;
 }
 
-export function attachMetricsRoutes(app: TemplatedApp, options: MetricsRoutesOptions): void {
+export function attachMetricsRoutes(app: HttpRoutes, options: MetricsRoutesOptions): void {
   const authorized = bearerCheck(options.token);
   const allowed = (req: HttpRequest): boolean => authorized === null || authorized(req.getHeader('authorization'));
   const { snapshot, enabled } = options;

@@ -57,6 +57,11 @@ const REFUSALS: ReadonlyArray<[CounterName, string]> = [
   ['ip_refused_table_full', 'ip_table_full'],
 ];
 
+const HTTP_REFUSALS: ReadonlyArray<[CounterName, string]> = [
+  ['http_refused_rate', 'ip_rate'],
+  ['http_refused_table_full', 'ip_table_full'],
+];
+
 const BROKER_COUNTERS: ReadonlyArray<[MessagingCounterName, string]> = [
   ['accepted', 'stored send/any messages accepted'],
   ['delivered', 'deliveries of stored messages'],
@@ -144,6 +149,8 @@ export function renderPrometheus(view: MetricsView): string {
   }
   out.family('ocs_connections_refused_total', 'counter', 'WebSocket upgrades refused, by reason');
   for (const shard of view.shards) for (const [counter, reason] of REFUSALS) out.sample('ocs_connections_refused_total', { shard: shard.shard, reason }, shard.counters[counter]);
+  out.family('ocs_http_requests_refused_total', 'counter', 'HTTP requests other than WebSocket upgrades refused, by reason: ip_rate (429, over limits.http_requests_per_ip), ip_table_full (503)');
+  for (const shard of view.shards) for (const [counter, reason] of HTTP_REFUSALS) out.sample('ocs_http_requests_refused_total', { shard: shard.shard, reason }, shard.counters[counter]);
   out.family('ocs_errors_total', 'counter', 'Errors by ocs.v1 error code (err frames sent and refusals)');
   for (const shard of view.shards) {
     for (const code of Object.keys(ErrorCodes) as ErrorCode[]) out.sample('ocs_errors_total', { shard: shard.shard, code }, shard.counters[COUNTERS[errorCounter[code]]!]);

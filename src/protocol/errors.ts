@@ -74,6 +74,7 @@ export const HttpCodes = {
   forbidden: { status: 403, message: 'not allowed from here' },
   not_found: { status: 404, message: 'no such resource' },
   conflict: { status: 409, message: 'not possible in the current state' },
+  rate_limited: { status: 429, message: 'too many requests from this address; retry after Retry-After seconds' },
   internal_error: { status: 500, message: 'the server failed on this request' },
   unavailable: { status: 503, message: 'the server cannot take this request now; retry shortly' },
   timeout: { status: 504, message: 'the message broker did not answer in time' },

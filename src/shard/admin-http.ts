@@ -21,15 +21,15 @@ import { httpError, httpStatusLine, type HttpCode } from '../protocol/errors.js'
 import { bearerCheck } from '../util/bearer.js';
 import { answer, watch } from '../util/http-answer.js';
 import type { ClientAddresses } from './client-address.js';
-import type { HttpRequest, HttpResponse, TemplatedApp } from '../util/uws.js';
-import { JSON_HEADERS } from './http.js';
+import type { HttpRequest, HttpResponse } from '../util/uws.js';
+import { JSON_HEADERS, type HttpRoutes } from './http.js';
 
 export interface AdminForwarder {
   /** Sends the request to the broker; `reply` is called once with its answer. */
   forward(method: string, path: string, reply: (status: number, bodyJson: string) => void): void;
 }
 
-export function attachAdminRoutes(app: TemplatedApp, token: string, forwarder: AdminForwarder, clients: ClientAddresses): void {
+export function attachAdminRoutes(app: HttpRoutes, token: string, forwarder: AdminForwarder, clients: ClientAddresses): void {
   const authorized = bearerCheck(token);
   const handler = (res: HttpResponse, req: HttpRequest): void => {
     const method = req.getMethod();

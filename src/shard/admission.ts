@@ -17,11 +17,13 @@ import { MSGPACK_FRAMES } from '../protocol/server-frames.js';
 import { type ShardTable } from '../shared/shard-table.js';
 import { Counter } from '../shared/shard-counters.js';
 import type { Logger } from '../util/logger.js';
+import { watch } from '../util/http-answer.js';
 import type { HttpRequest, HttpResponse, us_socket_context_t } from '../util/uws.js';
 import type { Backpressure } from './backpressure.js';
 import type { BrokerLink } from './broker-link.js';
 import { connOf, newConnection, type Connection, type Socket, type SocketData } from './connection.js';
 import type { Fail } from './fail.js';
+import { sendError } from './http.js';
 import type { Out } from './out.js';
 import { IpLimiter, type IpLimitOptions, type IpVerdict } from './ip-limits.js';
 import type { ConnectionRegistry } from './registry.js';
@@ -253,6 +255,27 @@ export class Admission {
     if (!conn.holdsUnauthenticatedPlace) return;
     this.addresses.authenticated(conn.address);
     conn.holdsUnauthenticatedPlace = false;
+  }
+
+  /**
+   * Whether an HTTP request other than an upgrade may be answered: its address's share of
+   * http_requests_per_ip. A refused one is answered here (429, or 503 with the table full).
+   */
+  request(res: HttpResponse, req: HttpRequest): boolean {
+    if (this.options.ipLimits.requestsPerSecond === 0) return true;
+    const ip = addressGroup(this.clients.ofRequest(req, res), this.options.ipv6PrefixLength);
+    const verdict = this.addresses.request(ip, Date.now());
+    if (verdict === 'ok') return true;
+    watch(res, req);
+    const { counters } = this.options;
+    if (verdict === 'too_fast') {
+      counters[Counter.http_refused_rate]!++;
+      sendError(res, 'rate_limited', 'too many HTTP requests from this address; retry shortly', '1');
+    } else {
+      counters[Counter.http_refused_table_full]!++;
+      sendError(res, 'unavailable', 'too many client addresses at once; retry shortly', '1');
+    }
+    return false;
   }
 
   private refuseAddress(res: HttpResponse, verdict: Exclude<IpVerdict, 'ok'>): void {

@@ -93,8 +93,34 @@ export function sendJson(res: HttpResponse, status: string, body: unknown): void
   answer(res, status, JSON_HEADERS, JSON.stringify(body));
 }
 
+export type RouteHandler = (res: HttpResponse, req: HttpRequest) => void;
+
+/** The part of a uWS app the HTTP routes are registered on (a TemplatedApp is one). */
+export interface HttpRoutes {
+  get(pattern: string, handler: RouteHandler): unknown;
+  head(pattern: string, handler: RouteHandler): unknown;
+  any(pattern: string, handler: RouteHandler): unknown;
+}
+
+/**
+ * `app`'s HTTP routes behind `admit`, which answers the requests it refuses itself (the
+ * per-address request limit): every route registered through it is, so none can be missed.
+ */
+export function gatedRoutes(app: TemplatedApp, admit: (res: HttpResponse, req: HttpRequest) => boolean): HttpRoutes {
+  const gate =
+    (handler: RouteHandler): RouteHandler =>
+    (res, req) => {
+      if (admit(res, req)) handler(res, req);
+    };
+  return {
+    get: (pattern, handler) => app.get(pattern, gate(handler)),
+    head: (pattern, handler) => app.head(pattern, gate(handler)),
+    any: (pattern, handler) => app.any(pattern, gate(handler)),
+  };
+}
+
 /** GET and HEAD of `pattern` (HEAD answers the headers alone); the handler's response is watched (http-answer.ts). */
-export function getRoute(app: TemplatedApp, pattern: string, handler: (res: HttpResponse, req: HttpRequest) => void): void {
+export function getRoute(app: HttpRoutes, pattern: string, handler: RouteHandler): void {
   const watched = (res: HttpResponse, req: HttpRequest): void => {
     watch(res, req);
     handler(res, req);
@@ -103,13 +129,13 @@ export function getRoute(app: TemplatedApp, pattern: string, handler: (res: Http
   app.head(pattern, watched);
 }
 
-/** A coded refusal from the one table (HttpCodes in src/protocol/errors.ts). */
-export function sendError(res: HttpResponse, code: HttpCode, message: string): void {
+/** A coded refusal from the one table (HttpCodes in src/protocol/errors.ts), with a Retry-After (seconds) if given. */
+export function sendError(res: HttpResponse, code: HttpCode, message: string, retryAfter?: string): void {
   const { status, body } = httpError(code, message);
-  sendJson(res, httpStatusLine(status), body);
+  answer(res, httpStatusLine(status), retryAfter === undefined ? JSON_HEADERS : [...JSON_HEADERS, ['retry-after', retryAfter]], JSON.stringify(body));
 }
 
-export function attachHttpRoutes(app: TemplatedApp, context: HttpContext): void {
+export function attachHttpRoutes(app: HttpRoutes, context: HttpContext): void {
   getRoute(app, '/health', (res) => {
     const { status, body } = health(context);
     sendJson(res, status, body);

@@ -17,7 +17,7 @@ import type { BrokerLink } from './broker-link.js';
 import { connOf, type SocketData } from './connection.js';
 import type { Dispatcher } from './dispatch.js';
 import type { GroupOps } from './group-ops.js';
-import { attachHttpRoutes, stats, type HttpContext } from './http.js';
+import { attachHttpRoutes, gatedRoutes, stats, type HttpContext } from './http.js';
 import { pongArrived, type Sweeper } from './sweep.js';
 
 export interface RouteParts {
@@ -41,7 +41,9 @@ export interface RouteParts {
 export function attachRoutes(parts: RouteParts): void {
   const { app, config, init, link, admission, dispatch, groupOps, sweeper, metrics } = parts;
   const { server } = config;
-  attachAdminRoutes(app, config.admin.token, link, admission.clients);
+  // Every plain HTTP route counts against its address's http_requests_per_ip; upgrades have their own limits.
+  const http = gatedRoutes(app, (res, req) => admission.request(res, req));
+  attachAdminRoutes(http, config.admin.token, link, admission.clients);
   const httpContext: HttpContext = {
     shard: init.shard,
     linkStuckMs: config.monitoring.link_stuck_after * 1000,
@@ -53,14 +55,14 @@ export function attachRoutes(parts: RouteParts): void {
     metricsEnabled: config.monitoring.enable_metrics_collection,
     isStopping: parts.isStopping,
   };
-  attachMetricsRoutes(app, {
+  attachMetricsRoutes(http, {
     token: config.monitoring.token,
     enabled: config.monitoring.enable_metrics_collection,
     snapshot: new SnapshotReader(init.metrics, init.shards, config.monitoring.alerts.history),
     wake: () => link.metricsWanted(),
     liveStats: () => stats(httpContext),
   });
-  attachHttpRoutes(app, httpContext);
+  attachHttpRoutes(http, httpContext);
   app.ws<SocketData>(server.path, {
     // Frames between max_payload and twice that are read and refused with E_TOO_LARGE and
     // 1009; larger ones are cut by uWS before they are buffered (the client sees 1006).

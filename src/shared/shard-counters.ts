@@ -49,6 +49,8 @@ export const COUNTERS = [
   'errors_cluster_unavailable', // cluster mode, Redis unreachable: sends refused, pubs served on this node only
   'cluster_pubs', // pubs handed to the broker for the other nodes (cluster mode)
   'ip_refused_connections', // upgrades refused 429: over max_connections_per_ip
+  'http_refused_rate', // HTTP requests other than upgrades refused 429: over http_requests_per_ip (+ burst)
+  'http_refused_table_full', // such requests refused 503: max_tracked_ips addresses, none idle
 ] as const;
 export type CounterName = (typeof COUNTERS)[number];
 

@@ -16,7 +16,7 @@ export function harnessConfig(extra: ConfigTree = {}): ConfigTree {
         server: { host: '127.0.0.1', port: 0 },
         auth: { allow_anonymous: true },
         // 0: no per-connection rate, no per-address limits (one host opens every connection)
-        limits: { messages_per_second: 0, connection_attempts_per_ip: 0, unauthenticated_per_ip: 0 },
+        limits: { messages_per_second: 0, connection_attempts_per_ip: 0, unauthenticated_per_ip: 0, http_requests_per_ip: 0 },
       },
     },
     extra,
