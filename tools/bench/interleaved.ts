@@ -8,6 +8,9 @@
  *   npm run bench:interleaved [-- --targets shards1,shards2 --pairs 12 --window 4 --warmup 30
  *     --baseline baseline|baseline-pings]
  *
+ * `--targets shards2-by-shard`: two shards with each group on one of them (a connection the
+ * kernel put on another shard than its group's is opened again), routing by interest's case.
+ *
  * Both servers are pinned to CPU 0 and the generator to CPU 1, as in bench:broadcast; each has
  * its own 2,000 connections in 20 groups, one publisher per group, 500 pubs a second in its
  * windows. The server that waits between its windows is idle but connected: a real server then
@@ -33,7 +36,8 @@ import type { Histogram } from 'hdr-histogram-js';
 import { newHistogram, recordMs, summarize } from '../lib/histogram.js';
 import { threadCpuUs } from '../lib/proc.js';
 import { startServer, type ServerProcess } from '../lib/server-process.js';
-import { isBaseline, prepareTarget, TARGET_NAMES, type PreparedTarget, type TargetName } from './lib/broadcast-targets.js';
+import { PLACEMENT_ATTEMPTS } from './lib/broadcast-load.js';
+import { isBaseline, placementOf, prepareTarget, TARGET_NAMES, type PreparedTarget, type TargetName } from './lib/broadcast-targets.js';
 import { round } from './lib/broadcast-load-types.js';
 import { groupOf } from './lib/broadcast-plan.js';
 import { pinningReport, reexecPinnedGenerator } from './lib/pinning.js';
@@ -80,6 +84,8 @@ const T_FIELD = '"t":';
 class LoadedServer {
   readonly clients: WsClient[] = [];
   delivered = 0;
+  /** Connections opened again because they landed on another shard than their group's (by-shard). */
+  reopened = 0;
   latency: Histogram = newHistogram();
 
   private constructor(
@@ -108,23 +114,42 @@ class LoadedServer {
     return loaded;
   }
 
-  /** Connection c: open, join its group, resolve on `joined`. */
-  private join(c: number): Promise<void> {
-    const group = `g${groupOf(c, GROUPS)}`;
+  /** Connection c: open, join its group (on its group's shard, for by-shard), resolve on `joined`. */
+  private async join(c: number): Promise<void> {
+    const group = groupOf(c, GROUPS);
+    const { shards } = this.prepared;
+    const wanted = placementOf(this.name, 'spread') === 'by-shard' && shards > 1 ? group % shards : null;
+    for (let attempt = 1; !(await this.open(c, group, wanted)); attempt++) {
+      this.reopened++;
+      if (attempt >= PLACEMENT_ATTEMPTS) throw new Error(`${this.name}, connection ${c}: never landed on shard ${wanted} in ${attempt} attempts`);
+    }
+  }
+
+  /** One attempt of join(): true once joined; false (the connection destroyed) when it landed on another shard than `wanted`. */
+  private open(c: number, group: number, wanted: number | null): Promise<boolean> {
     return new Promise((resolve, reject) => {
+      let misplaced = false;
       const client = connectWs({
         host: '127.0.0.1',
         port: this.server.port,
         path: `${this.prepared.endpoint}?user=u${c}`,
         ...(this.prepared.ca ? { tls: { ca: this.prepared.ca } } : {}),
         onMessage: (payload) => {
+          if (misplaced) return;
           const head = payload.toString('latin1', 0, Math.min(payload.length, 16));
           if (head.startsWith('{"op":"msg"')) this.received(payload);
-          else if (head.startsWith('{"op":"welcome"')) client.send(`{"op":"join","group":"${group}","ref":"j"}`);
-          else if (head.startsWith('{"op":"joined"')) resolve();
+          else if (head.startsWith('{"op":"welcome"')) {
+            if (wanted !== null && (JSON.parse(payload.toString()) as { shard?: unknown }).shard !== wanted) {
+              misplaced = true;
+              client.destroy();
+              resolve(false);
+            } else client.send(`{"op":"join","group":"g${group}","ref":"j"}`);
+          } else if (head.startsWith('{"op":"joined"')) resolve(true);
           else if (head.startsWith('{"op":"err"')) reject(new Error(`${this.name}, connection ${c}: ${payload.toString()}`));
         },
-        onError: reject,
+        onError: (err) => {
+          if (!misplaced) reject(err);
+        },
       });
       this.clients[c] = client;
     });
@@ -233,7 +258,7 @@ async function compare(name: TargetName): Promise<unknown> {
     throw err;
   }
   try {
-    log(`${name}: both servers up, ${CONNECTIONS} connections each; warming each up ${WARMUP_MS / 1000} s`);
+    log(`${name}: both servers up, ${CONNECTIONS} connections each${target.reopened > 0 ? ` (${target.reopened} opened again to land on their group's shard)` : ''}; warming each up ${WARMUP_MS / 1000} s`);
     for (const s of [target, baseline]) await publish(s, WARMUP_MS);
     await sleep(DRAIN_MS);
     const pairs: Array<{ first: string; baseline: WindowResult; ratios: { cpu: number; p99: number; max: number } } & Record<string, unknown>> = [];
@@ -273,7 +298,7 @@ async function compare(name: TargetName): Promise<unknown> {
         `(x${o.targetAfterBaseline.median} where the target's window followed the baseline's, x${o.targetAfterItself.median} where it followed its own); ` +
         `within each pair P99 x${summary.p99Ratio.median}, max x${summary.maxRatio.median}`,
     );
-    return { target: name, summary, pairs };
+    return { target: name, placement: placementOf(name, 'spread'), summary, pairs };
   } finally {
     await target.stop();
     await baseline.stop();

@@ -15,7 +15,7 @@ import { WindowCpu } from './window-cpu.js';
 const DISTURBED_CORES = 0.05;
 const JOIN_TIMEOUT_MS = 15_000;
 /** Attempts to land a connection on its group's shard (placement by-shard); each is a coin toss per shard. */
-const PLACEMENT_ATTEMPTS = 60;
+export const PLACEMENT_ATTEMPTS = 60;
 const DRAIN_POLL_MS = 20;
 /** The generator counts as saturated above this share of its core (process or whole core)... */
 const SATURATED_CORES = 0.9;
