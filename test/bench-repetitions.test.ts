@@ -15,6 +15,7 @@ function run(p99: number, cpu: number, extra: Partial<LoadResult> = {}): LoadRes
     serverCpu: { cpuUs: 0, cores: 0, cpuUsPerDelivery: cpu, core: null, byThreadUsPerDelivery: null },
     lostDeliveries: 0,
     generatorSaturated: false,
+    scheduleSlipped: false,
     disturbed: false,
     ...extra,
   } as LoadResult;
@@ -100,6 +101,17 @@ describe('benchmark repetitions', () => {
       runsPerS: { median: 300, min: 300, max: 300, n: 2 },
     });
     assert.equal(summarizeRepetitions(['shards1'], [{ shards1: result('shards1', run(2, 6)) }])[0]!.sched, null, 'none without --sched');
+  });
+
+  it('counts runs with a saturated generator apart from runs whose schedule slipped while it had CPU to spare', () => {
+    const reps: Repetition[] = [
+      { shards1: result('shards1', run(2, 6, { generatorSaturated: true, scheduleSlipped: true })) },
+      { shards1: result('shards1', run(2, 6, { scheduleSlipped: true })) }, // a host that stopped the generator's core
+      { shards1: result('shards1', run(2, 6)) },
+    ];
+    const [shards1] = summarizeRepetitions(['shards1'], reps);
+    assert.equal(shards1!.saturatedRuns, 1);
+    assert.equal(shards1!.slippedRuns, 2);
   });
 
   it('fails a target that lost a delivery in any repetition, or that errored', () => {

@@ -58,6 +58,7 @@ for (let rep = 0; rep < options.repeat; rep++) {
         ? `[${name}] error: ${r.error}`
         : `[${name}] p99 ${r.latencyMs.p99} ms, max ${r.latencyMs.max} ms, lost ${r.lostDeliveries}, ${r.serverCpu.cpuUsPerDelivery} µs server CPU/delivery` +
             (r.generatorSaturated ? `; generator saturated: ${r.generator.saturatedBecause.join(', ')}` : '') +
+            (r.generator.slippedBecause ? `; ${r.generator.slippedBecause}` : '') +
             (r.disturbed ? `; disturbed: other processes used ${r.otherProcessesCores} cores` : '') +
             (r.hostNoisy ? `; host took ${r.hostNoise.map((n) => `${n.lostPct}%`).join(' / ')} of the cores' time` : '') +
             (r.sched ? `; ${schedLine(r.sched)}` : ''),
@@ -101,7 +102,7 @@ for (const s of summary) {
   const f = (x: { median: number; min: number; max: number } | null): string => (x ? `${x.median} [${x.min}..${x.max}]` : '-');
   log(
     `${s.target}: p99 ${f(s.p99Ms)} ms (x${f(s.p99VsBaseline)}), max ${f(s.maxMs)} ms (x${f(s.maxVsBaseline)}), ` +
-      `cpu ${f(s.cpuUsPerDelivery)} µs (x${f(s.cpuVsBaseline)}), lost ${s.lostDeliveries}, saturated ${s.saturatedRuns}/${s.runs}, ` +
+      `cpu ${f(s.cpuUsPerDelivery)} µs (x${f(s.cpuVsBaseline)}), lost ${s.lostDeliveries}, saturated ${s.saturatedRuns}/${s.runs}, slipped ${s.slippedRuns}/${s.runs}, ` +
       `disturbed ${s.disturbedRuns}/${s.runs}, host-noisy ${s.hostNoisyRuns}/${s.runs}` +
       (s.eventLoopP99Ms ? `, server event-loop P99 ${f(s.eventLoopP99Ms)} ms` : '') +
       (s.connectCpuUsPerConnection ? `, connecting ${f(s.connectCpuUsPerConnection)} µs CPU per connection` : '') +

@@ -109,12 +109,20 @@ export interface LoadResult {
     eventLoopDelayMs: { p50: number; p99: number; max: number };
     /** Why generatorSaturated is true; empty when it is false. */
     saturatedBecause: string[];
+    /** Why scheduleSlipped is true, naming the generator's CPU share; null when it is false. */
+    slippedBecause: string | null;
   };
   /**
-   * The generator, not the server, may have limited the results: it used > 90% of its core,
-   * or its publish schedule slipped > 5 ms at P99. Latency figures are then upper bounds.
+   * The generator, not the server, may have limited the results: it used > 90% of its core
+   * (its own CPU, or its core's busy share). Latency figures are then upper bounds.
    */
   generatorSaturated: boolean;
+  /**
+   * Publications left > 5 ms later than scheduled at P99: the load came in bursts, whatever
+   * the cause (a saturated generator, or a host that stops the generator's core: then
+   * generatorSaturated is false). Latency figures are then upper bounds too.
+   */
+  scheduleSlipped: boolean;
   /**
    * The server's RSS (all threads) idle before any client connected, with every client joined,
    * and after the window; per connection: above the idle figure, KiB.

@@ -72,8 +72,10 @@ export interface TargetSummary {
    */
   vsShards1: { metricsCpuCost?: Spread | null; eventLoopP99?: Spread | null } | null;
   lostDeliveries: number;
-  /** Repetitions in which the generator, not the server, may have limited latency. */
+  /** Repetitions in which the generator's CPU, not the server, may have limited latency. */
   saturatedRuns: number;
+  /** Repetitions whose publish schedule slipped (LoadResult.scheduleSlipped), saturated or not. */
+  slippedRuns: number;
   /** Repetitions during which other processes used the CPUs. */
   disturbedRuns: number;
   /** Repetitions before which the host took more than NOISY_PCT of a core's time (host-noise.ts). */
@@ -171,6 +173,7 @@ export function summarizeRepetitions(targets: readonly TargetName[], repetitions
             : null,
       lostDeliveries: ok.reduce((sum, r) => sum + r.lostDeliveries, 0),
       saturatedRuns: ok.filter((r) => r.generatorSaturated).length,
+      slippedRuns: ok.filter((r) => r.scheduleSlipped).length,
       disturbedRuns: ok.filter((r) => r.disturbed).length,
       hostNoisyRuns: ok.filter((r) => r.hostNoisy).length,
     };
