@@ -60,6 +60,28 @@ describe('benchmarks (smoke)', { concurrency: 3 }, () => {
     assert.deepEqual(result!.summary.lost, { baseline: 0, shards1: 0 });
   });
 
+  it('bench:interleaved --freeze-idle: the waiting server is stopped through the other\'s window, loses nothing, and each window says where its CPU went', async () => {
+    const report = await bench('interleaved.js', [
+      ...['--targets', 'shards1', '--connections', '20', '--groups', '2', '--rate', '50'],
+      ...['--pairs', '2', '--window', '0.5', '--warmup', '0.5', '--freeze-idle'],
+    ]);
+    type Window = { deliveries: number; pubs: number; lost: number; idleOtherCpuShare: number; wakeupsPerPub: number; byThreadUsPerDelivery: { main: number; other: number[] } };
+    const [result] = report.results as Array<{ pairs: Array<Record<string, unknown>>; summary: { byThread: Record<string, { mainUs: number; otherUs: number }> } }>;
+    assert.equal((report.config as { freezeIdle: boolean }).freezeIdle, true);
+    for (const pair of result!.pairs) {
+      const baseline = pair.baseline as Window;
+      const shards1 = pair.shards1 as Window;
+      for (const w of [baseline, shards1]) {
+        assert.equal(w.deliveries, w.pubs * 10);
+        assert.equal(w.idleOtherCpuShare, 0, 'a stopped process uses no CPU');
+        assert.ok(w.wakeupsPerPub > 0, JSON.stringify(w));
+      }
+      assert.ok(baseline.byThreadUsPerDelivery.main > 0, 'the baseline runs on its main thread');
+      assert.ok(shards1.byThreadUsPerDelivery.other[0]! > shards1.byThreadUsPerDelivery.main, 'the real server delivers from its shard, not its primary');
+    }
+    assert.ok(result!.summary.byThread.shards1!.otherUs > 0);
+  });
+
   it('bench:broadcast: every repetition of the baseline and the real server delivers everything, the summary has a median per figure, and --trace-gc counts collections', async () => {
     const report = await bench('broadcast.js', [
       ...['--targets', 'baseline,shards1', '--connections', '20', '--groups', '2', '--publishers', '2'],

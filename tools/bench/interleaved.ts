@@ -6,7 +6,7 @@
  * more from one run to the next on our VMs.
  *
  *   npm run bench:interleaved [-- --targets shards1,shards2 --pairs 12 --window 4 --warmup 30
- *     --baseline baseline|baseline-pings]
+ *     --baseline baseline|baseline-pings --freeze-idle]
  *
  * `--targets shards2-by-shard`: two shards with each group on one of them (a connection the
  * kernel put on another shard than its group's is opened again), routing by interest's case.
@@ -16,7 +16,9 @@
  * windows. The server that waits between its windows is idle but connected: a real server then
  * still pings its connections and walks them, which runs beside the baseline's windows
  * (reported: idleTargetCpuShareInBaselineWindows, about 3% of the baseline's CPU at 2,000
- * connections) and is counted in its own. Per window: server CPU per delivery (all threads,
+ * connections) and is counted in its own. `--freeze-idle` stops the waiting server (SIGSTOP, every
+ * thread) for the other's window, and lets it run again FREEZE_SETTLE_MS before its own: no
+ * idle server's work then shares the core with a window at all. Per window: server CPU per delivery (all threads,
  * schedstat), deliveries and losses, latency P99 and max.
  *
  * A window that follows the other server's costs more than one that follows its own (the
@@ -34,7 +36,8 @@ import { performance } from 'node:perf_hooks';
 import { connectWs, type WsClient } from '../wsclient/client.js';
 import type { Histogram } from 'hdr-histogram-js';
 import { newHistogram, recordMs, summarize } from '../lib/histogram.js';
-import { threadCpuUs } from '../lib/proc.js';
+import { threadCpuUs, threadWakeups } from '../lib/proc.js';
+import { splitThreads } from './lib/window-cpu.js';
 import { startServer, type ServerProcess } from '../lib/server-process.js';
 import { PLACEMENT_ATTEMPTS } from './lib/broadcast-load.js';
 import { isBaseline, placementOf, prepareTarget, TARGET_NAMES, type PreparedTarget, type TargetName } from './lib/broadcast-targets.js';
@@ -53,6 +56,7 @@ const { values } = parseArgs({
     rate: { type: 'string', default: '500' },
     'server-node-args': { type: 'string', default: '' },
     baseline: { type: 'string', default: 'baseline' },
+    'freeze-idle': { type: 'boolean', default: false },
   },
 });
 const targets = values.targets.split(',') as TargetName[];
@@ -72,6 +76,9 @@ if (!(PAIRS >= 2 && PAIRS % 2 === 0)) throw new Error('--pairs must be even: the
 if (!(WINDOW_MS > 0 && WARMUP_MS >= 0 && RATE > 0)) throw new Error('--window, --warmup and --rate must be positive numbers');
 /** After a window's last pub, how long its deliveries may take to arrive before the rest count as lost. */
 const DRAIN_MS = 2000;
+const FREEZE_IDLE = values['freeze-idle'];
+/** With --freeze-idle, how long a server runs after SIGCONT before its window: its late timers fire outside the window. */
+const FREEZE_SETTLE_MS = 500;
 const JOIN_CONCURRENCY = 50;
 
 reexecPinnedGenerator();
@@ -169,7 +176,22 @@ class LoadedServer {
     return sum;
   }
 
+  /** Per thread: CPU so far, µs, and times it blocked and was woken. */
+  threads(): { cpu: Map<number, number>; wakeups: Map<number, number> } {
+    return { cpu: threadCpuUs(this.server.pid), wakeups: threadWakeups(this.server.pid) };
+  }
+
+  /** SIGSTOP / SIGCONT to the whole server process (--freeze-idle); its connections wait in the kernel. */
+  setFrozen(frozen: boolean): void {
+    process.kill(this.server.pid, frozen ? 'SIGSTOP' : 'SIGCONT');
+  }
+
   async stop(): Promise<void> {
+    try {
+      this.setFrozen(false);
+    } catch {
+      // Already gone: stop() reports how it ended.
+    }
     for (const client of this.clients) client.destroy();
     await this.server.stop();
     this.prepared.cleanup();
@@ -203,6 +225,10 @@ interface WindowResult {
   maxMs: number;
   /** CPU the other, idle server used meanwhile (its timers, pings), as a share of this one's. */
   idleOtherCpuShare: number;
+  /** Where this server's CPU went, µs per delivery: its main thread, V8's platform threads, the rest (shards) busiest first. */
+  byThreadUsPerDelivery: { main: number; v8Platform: number; other: number[] };
+  /** Times its threads blocked and were woken, all threads together, per pub. */
+  wakeupsPerPub: number;
 }
 
 async function runWindow(s: LoadedServer, idle: LoadedServer, ms: number): Promise<WindowResult> {
@@ -210,6 +236,7 @@ async function runWindow(s: LoadedServer, idle: LoadedServer, ms: number): Promi
   const delivered = s.delivered;
   const cpu = s.cpuUs();
   const idleCpu = idle.cpuUs();
+  const threads = s.threads();
   s.latency = newHistogram();
   const pubs = await publish(s, ms);
   const expected = pubs * members;
@@ -218,6 +245,11 @@ async function runWindow(s: LoadedServer, idle: LoadedServer, ms: number): Promi
   const deliveries = s.delivered - delivered;
   const latency = summarize(s.latency);
   const used = s.cpuUs() - cpu;
+  const after = s.threads();
+  const split = splitThreads(s.server.pid, threads.cpu, after.cpu);
+  const perDelivery = (us: number): number => round(us / Math.max(1, deliveries), 3);
+  let wakeups = 0;
+  for (const [tid, n] of after.wakeups) wakeups += n - (threads.wakeups.get(tid) ?? n);
   return {
     pubs,
     deliveries,
@@ -226,6 +258,8 @@ async function runWindow(s: LoadedServer, idle: LoadedServer, ms: number): Promi
     p99Ms: latency.p99Ms,
     maxMs: latency.maxMs,
     idleOtherCpuShare: round((idle.cpuUs() - idleCpu) / used, 4),
+    byThreadUsPerDelivery: { main: perDelivery(split.mainUs), v8Platform: perDelivery(split.v8PlatformUs), other: split.otherUs.filter((us) => us > 0).map(perDelivery) },
+    wakeupsPerPub: round(wakeups / Math.max(1, pubs), 2),
   };
 }
 
@@ -248,6 +282,16 @@ function quartiles(values: number[]): Quartiles {
   return { median: at(0.5), q1: at(0.25), q3: at(0.75), min: round(sorted[0]!, 3), max: round(sorted.at(-1)!, 3), n: sorted.length };
 }
 
+function threadMedians(windows: WindowResult[]): { mainUs: number; v8PlatformUs: number; otherUs: number; wakeupsPerPub: number } {
+  const median = (pick: (w: WindowResult) => number): number => quartiles(windows.map(pick)).median;
+  return {
+    mainUs: median((w) => w.byThreadUsPerDelivery.main),
+    v8PlatformUs: median((w) => w.byThreadUsPerDelivery.v8Platform),
+    otherUs: median((w) => w.byThreadUsPerDelivery.other.reduce((a, b) => a + b, 0)),
+    wakeupsPerPub: median((w) => w.wakeupsPerPub),
+  };
+}
+
 async function compare(name: TargetName): Promise<unknown> {
   const baseline = await LoadedServer.start(BASELINE);
   let target: LoadedServer;
@@ -266,7 +310,15 @@ async function compare(name: TargetName): Promise<unknown> {
     for (let p = 0; p < PAIRS; p++) {
       const order = p % 2 === 0 ? [baseline, target] : [target, baseline];
       const results = new Map<LoadedServer, WindowResult>();
-      for (const s of order) results.set(s, await runWindow(s, s === baseline ? target : baseline, WINDOW_MS));
+      for (const s of order) {
+        const idle = s === baseline ? target : baseline;
+        if (FREEZE_IDLE) {
+          s.setFrozen(false);
+          await sleep(FREEZE_SETTLE_MS);
+          idle.setFrozen(true);
+        }
+        results.set(s, await runWindow(s, idle, WINDOW_MS));
+      }
       const b = results.get(baseline)!;
       const t = results.get(target)!;
       const ratios = { cpu: round(t.cpuUsPerDelivery / b.cpuUsPerDelivery, 3), p99: round(t.p99Ms / b.p99Ms, 3), max: round(t.maxMs / b.maxMs, 3) };
@@ -289,6 +341,8 @@ async function compare(name: TargetName): Promise<unknown> {
       maxRatio: quartiles(pairs.map((p) => p.ratios.max)),
       baselineCpuUsPerDelivery: quartiles(pairs.map((p) => p.baseline.cpuUsPerDelivery)),
       idleTargetCpuShareInBaselineWindows: quartiles(pairs.map((p) => p.baseline.idleOtherCpuShare)),
+      // Medians over the windows: where each server's CPU per delivery went, and how often its threads woke per pub.
+      byThread: { baseline: threadMedians(pairs.map((p) => p.baseline)), [name]: threadMedians(targetWindows) },
       lost: { baseline: pairs.reduce((sum, p) => sum + p.baseline.lost, 0), [name]: targetWindows.reduce((sum, w) => sum + w.lost, 0) },
     };
     const c = summary.cpuRatio;
@@ -311,7 +365,7 @@ process.stdout.write(
   `${JSON.stringify(
     {
       benchmark: 'interleaved',
-      config: { targets, baseline: BASELINE, pairs: PAIRS, windowS: WINDOW_MS / 1000, warmupS: WARMUP_MS / 1000, connections: CONNECTIONS, groups: GROUPS, rate: RATE, serverNodeArgs: NODE_ARGS },
+      config: { targets, baseline: BASELINE, freezeIdle: FREEZE_IDLE, pairs: PAIRS, windowS: WINDOW_MS / 1000, warmupS: WARMUP_MS / 1000, connections: CONNECTIONS, groups: GROUPS, rate: RATE, serverNodeArgs: NODE_ARGS },
       pinning: pinningReport(),
       results,
     },

@@ -77,7 +77,7 @@ export class WindowCpu {
  * V8_PLATFORM_THREADS after it by thread id, which a fresh process hands out in order), and every
  * other thread (shards, pools), busiest first. Threads that ended in the window are left out.
  */
-function splitThreads(pid: number, start: Map<number, number>, end: Map<number, number>): ThreadsCpu {
+export function splitThreads(pid: number, start: Map<number, number>, end: Map<number, number>): ThreadsCpu {
   const split: ThreadsCpu = { mainUs: 0, v8PlatformUs: 0, otherUs: [] };
   const tids = [...end.keys()].sort((a, b) => a - b);
   const firstAfterMain = tids.findIndex((tid) => tid > pid);
