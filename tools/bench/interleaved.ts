@@ -36,7 +36,7 @@ import { performance } from 'node:perf_hooks';
 import { connectWs, type WsClient } from '../wsclient/client.js';
 import type { Histogram } from 'hdr-histogram-js';
 import { newHistogram, recordMs, summarize } from '../lib/histogram.js';
-import { threadCpuUs, threadWakeups } from '../lib/proc.js';
+import { allThreadsStopped, threadCpuUs, threadWakeups } from '../lib/proc.js';
 import { splitThreads } from './lib/window-cpu.js';
 import { startServer, type ServerProcess } from '../lib/server-process.js';
 import { PLACEMENT_ATTEMPTS } from './lib/broadcast-load.js';
@@ -79,6 +79,7 @@ const DRAIN_MS = 2000;
 const FREEZE_IDLE = values['freeze-idle'];
 /** With --freeze-idle, how long a server runs after SIGCONT before its window: its late timers fire outside the window. */
 const FREEZE_SETTLE_MS = 500;
+const FREEZE_WAIT_MAX_MS = 1000;
 const JOIN_CONCURRENCY = 50;
 
 reexecPinnedGenerator();
@@ -184,6 +185,15 @@ class LoadedServer {
   /** SIGSTOP / SIGCONT to the whole server process (--freeze-idle); its connections wait in the kernel. */
   setFrozen(frozen: boolean): void {
     process.kill(this.server.pid, frozen ? 'SIGSTOP' : 'SIGCONT');
+  }
+
+  /** SIGSTOP, then waits until every thread has stopped (each one stops when it next runs), so that none runs into the other's window. */
+  async freeze(): Promise<void> {
+    this.setFrozen(true);
+    for (let waited = 0; !allThreadsStopped(this.server.pid); waited++) {
+      if (waited >= FREEZE_WAIT_MAX_MS) throw new Error(`${this.name}: not every thread stopped ${FREEZE_WAIT_MAX_MS} ms after SIGSTOP`);
+      await sleep(1);
+    }
   }
 
   async stop(): Promise<void> {
@@ -315,7 +325,7 @@ async function compare(name: TargetName): Promise<unknown> {
         if (FREEZE_IDLE) {
           s.setFrozen(false);
           await sleep(FREEZE_SETTLE_MS);
-          idle.setFrozen(true);
+          await idle.freeze();
         }
         results.set(s, await runWindow(s, idle, WINDOW_MS));
       }

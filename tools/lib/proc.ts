@@ -165,6 +165,13 @@ export function threadCpuUs(pid: number): Map<number, number> {
   return perThread(pid, 'schedstat', (text) => Number(text.split(' ')[0]) / 1000);
 }
 
+/** Whether every thread of process `pid` is stopped (state T, as after SIGSTOP): the signal reaches each thread when it next runs. */
+export function allThreadsStopped(pid: number): boolean {
+  // stat's third field is the state; the second, the thread's name in parentheses, may hold spaces.
+  const running = perThread(pid, 'stat', (text) => (text.slice(text.lastIndexOf(')') + 2).startsWith('T') ? 0 : 1));
+  return [...running.values()].every((r) => r === 0);
+}
+
 /** Per thread (tid) of process `pid`: how often it has blocked and been woken (voluntary context switches) so far. */
 export function threadWakeups(pid: number): Map<number, number> {
   return perThread(pid, 'status', (text) => Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(text)?.[1]));
