@@ -3,7 +3,8 @@
  * view (LocalPresence), the group channels it hears (by interest), the members in Redis (for
  * `any` and presence across nodes), and the presence events of groups.ts. What one connection
  * asks is done in the order asked: the answer to a join (JOINED) goes out once the node hears
- * the group from every node, so a pub sent anywhere after the `joined` reaches the member.
+ * the group from every node, so a pub sent anywhere after the `joined` reaches the member; the
+ * answer to a leave (LEFT) once the member is out of Redis, so presence read after it is exact.
  * One connection's member writes to Redis (JOIN, LEAVE) run one after the other, so that a
  * leave never overtakes the join it undoes, even when the join waits for the group's channel.
  */
@@ -92,8 +93,8 @@ export class ClusterMembers {
       channels.unwant(group);
       this.parts.left(group);
     }
-    if (this.parts.writesPresence()) void this.write(sid, () => presence.left(group, sid, last));
-    return Promise.resolve();
+    // LEFT waits for the write: a presence read after it must not still list the connection.
+    return this.parts.writesPresence() ? this.write(sid, () => presence.left(group, sid, last)) : Promise.resolve();
   }
 
   /** Runs `next` once the connection's earlier member writes are done; never rejects (unreachable: the resync writes it all again). */
