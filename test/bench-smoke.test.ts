@@ -82,6 +82,23 @@ describe('benchmarks (smoke)', { concurrency: 3 }, () => {
     assert.ok(result!.summary.byThread.shards1!.otherUs > 0);
   });
 
+  it('bench:interleaved --baseline baseline-pings --targets baseline2-by-shard: the uWS yardstick in two threads on one port delivers every group from the thread its members are on', async () => {
+    const report = await bench('interleaved.js', [
+      ...['--baseline', 'baseline-pings', '--targets', 'baseline2-by-shard', '--connections', '20', '--groups', '2', '--rate', '50'],
+      ...['--pairs', '2', '--window', '0.5', '--warmup', '0.5'],
+    ]);
+    type Window = { deliveries: number; pubs: number; lost: number; byThreadUsPerDelivery: { other: number[] } };
+    const [result] = report.results as Array<{ target: string; placement: string; pairs: Array<Record<string, unknown>> }>;
+    assert.equal(result!.target, 'baseline2-by-shard');
+    assert.equal(result!.placement, 'by-shard');
+    for (const pair of result!.pairs) {
+      const w = pair['baseline2-by-shard'] as Window;
+      assert.equal(w.deliveries, w.pubs * 10);
+      assert.equal(w.lost, 0);
+      assert.equal(w.byThreadUsPerDelivery.other.length, 2, 'both threads deliver: group 0 on one, group 1 on the other');
+    }
+  });
+
   it('bench:broadcast: every repetition of the baseline and the real server delivers everything, the summary has a median per figure, and --trace-gc counts collections', async () => {
     const report = await bench('broadcast.js', [
       ...['--targets', 'baseline,shards1', '--connections', '20', '--groups', '2', '--publishers', '2'],

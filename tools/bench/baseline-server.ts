@@ -1,40 +1,74 @@
 // The broadcast benchmark's yardstick: the small single-threaded ocs.v1 server of
 // tools/lib/mini-server.ts with nothing turned on (see there for what it does and why).
-// Usage: node dist/tools/bench/baseline-server.js [--host 127.0.0.1] [--port 0] [--worker] [--pings]
-//   [--tls-cert FILE --tls-key FILE]
-// Logs one JSON line {"msg":"ready","port":N,"shards":1} on stdout, like the real server.
+// Usage: node dist/tools/bench/baseline-server.js [--host 127.0.0.1] [--port 0] [--worker]
+//   [--threads N] [--pings] [--tls-cert FILE --tls-key FILE]
+// Logs one JSON line {"msg":"ready","port":N,"shards":N} on stdout, like the real server.
 // --worker: the same server in a worker thread, the main thread idle beside it (the real
 // server's shape: a shard is a worker thread), to tell what the thread layout costs.
+// --threads N: N such worker threads on one port, as the real server's shards are (the kernel
+// gives each connection to one of them); `welcome` names a connection's thread as its `shard`.
+// Each thread publishes to its own connections only: a group lives on one thread, so it is
+// the yardstick of two shards with each group on one of them (routing by interest's case).
 // --pings: a connection is pinged after 20 s without inbound traffic, as the real server's
 // default ping_interval does (mini-server.ts).
 // --tls-cert, --tls-key: wss:// (uWS's SSLApp), the yardstick of the real server with TLS.
-import { isMainThread, Worker } from 'node:worker_threads';
+import { isMainThread, Worker, workerData } from 'node:worker_threads';
 import { parseArgs } from 'node:util';
-import { createMiniServer, listenAndAnnounce } from '../lib/mini-server.js';
+import { createMiniServer, listenAndAnnounce, listenInWorker } from '../lib/mini-server.js';
+
+interface ThreadData {
+  shard: number;
+  port: number;
+}
 
 const { values } = parseArgs({
   options: {
     host: { type: 'string', default: '127.0.0.1' },
     port: { type: 'string', default: '0' },
     worker: { type: 'boolean', default: false },
+    threads: { type: 'string', default: '0' },
     pings: { type: 'boolean', default: false },
     'tls-cert': { type: 'string' },
     'tls-key': { type: 'string' },
   },
 });
 const tls = values['tls-cert'] && values['tls-key'] ? { certFile: values['tls-cert'], keyFile: values['tls-key'] } : undefined;
+const threads = values.worker ? Math.max(1, Number(values.threads)) : Number(values.threads);
+if (!(Number.isInteger(threads) && threads >= 0 && threads <= 64)) throw new Error(`--threads must be an integer from 0 to 64, got ${values.threads}`);
 
-if (values.worker && isMainThread) {
-  const tlsArgs = tls ? ['--tls-cert', tls.certFile, '--tls-key', tls.keyFile] : [];
-  const worker = new Worker(new URL(import.meta.url), { argv: ['--host', values.host, '--port', values.port, ...(values.pings ? ['--pings'] : []), ...tlsArgs] });
-  worker.on('error', (err) => {
-    console.error(err);
-    process.exit(1);
-  });
-  worker.on('exit', (code) => process.exit(code));
-  // A thread that ends with uWS sockets open aborts the process: the worker closes them first.
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => worker.postMessage('stop'));
-} else {
+if (!isMainThread) {
+  const { shard, port } = workerData as ThreadData;
+  const server = createMiniServer({ pings: values.pings, tls, shard });
+  await listenInWorker(server.app, values.host, port, server.closeAll);
+} else if (threads === 0) {
   const server = createMiniServer({ pings: values.pings, tls });
-  listenAndAnnounce(server.app, values.host, Number(values.port), { shards: 1 }, server.closeAll);
+  listenAndAnnounce(server.app, values.host, Number(values.port), { shards: 1 });
+} else {
+  await startThreads(threads);
+}
+
+/** Starts the threads one after the other (the first picks the port when it is 0, the rest share it), then logs "ready". */
+async function startThreads(count: number): Promise<void> {
+  const workers: Worker[] = [];
+  // A thread that ends with uWS sockets open aborts the process: each closes them first.
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => workers.forEach((w) => w.postMessage('stop')));
+  let port = Number(values.port);
+  for (let shard = 0; shard < count; shard++) {
+    const data: ThreadData = { shard, port };
+    const worker = new Worker(new URL(import.meta.url), { argv: process.argv.slice(2), workerData: data });
+    workers.push(worker);
+    worker.on('error', (err) => {
+      console.error(err);
+      process.exit(1);
+    });
+    // Once every thread has ended (stopped), the process ends by itself.
+    worker.on('exit', (code) => void (code !== 0 && process.exit(code)));
+    const bound = await new Promise<number | null>((resolve) => worker.once('message', (m: { port: number | null }) => resolve(m.port)));
+    if (bound === null) {
+      console.log(JSON.stringify({ level: 60, msg: 'listen failed', host: values.host, port, shard }));
+      process.exit(1);
+    }
+    port = bound;
+  }
+  console.log(JSON.stringify({ level: 30, time: Date.now(), msg: 'ready', port, shards: count }));
 }

@@ -6,10 +6,12 @@
  * more from one run to the next on our VMs.
  *
  *   npm run bench:interleaved [-- --targets shards1,shards2 --pairs 12 --window 4 --warmup 30
- *     --baseline baseline|baseline-pings --freeze-idle]
+ *     --baseline baseline|baseline-pings|baseline2-by-shard --freeze-idle]
  *
  * `--targets shards2-by-shard`: two shards with each group on one of them (a connection the
  * kernel put on another shard than its group's is opened again), routing by interest's case.
+ * Its yardstick with the same layout: `--baseline baseline-pings --targets
+ * baseline2-by-shard,shards2-by-shard` (the uWS server in two threads, each group on one).
  *
  * Both servers are pinned to CPU 0 and the generator to CPU 1, as in bench:broadcast; each has
  * its own 2,000 connections in 20 groups, one publisher per group, 500 pubs a second in its
@@ -59,10 +61,11 @@ const { values } = parseArgs({
     'freeze-idle': { type: 'boolean', default: false },
   },
 });
-const targets = values.targets.split(',') as TargetName[];
-for (const t of targets) if (!(TARGET_NAMES as readonly string[]).includes(t) || isBaseline(t)) throw new Error(`--targets: not a target to compare with the baseline: ${t}`);
 const BASELINE = values.baseline as TargetName;
 if (!(TARGET_NAMES as readonly string[]).includes(BASELINE) || !isBaseline(BASELINE)) throw new Error(`--baseline: not a baseline: ${BASELINE}`);
+// Another baseline may be a target (baseline2-by-shard against baseline-pings: what a second thread costs uWS itself).
+const targets = values.targets.split(',') as TargetName[];
+for (const t of targets) if (!(TARGET_NAMES as readonly string[]).includes(t) || t === BASELINE) throw new Error(`--targets: not a target to compare with ${BASELINE}: ${t}`);
 const PAIRS = Number(values.pairs);
 const WINDOW_MS = Number(values.window) * 1000;
 const WARMUP_MS = Number(values.warmup) * 1000;

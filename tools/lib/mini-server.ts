@@ -12,6 +12,7 @@
 import { parentPort } from 'node:worker_threads';
 import uWS from 'uWebSockets.js';
 import type { ErrorCode, ErrorReason } from '../../src/protocol/errors.js';
+import { bindFreePort } from '../../src/util/free-port.js';
 
 export interface MiniServerOptions {
   /** Implement `send` and `ack`; without it they are unknown ops, like a server without them. */
@@ -26,6 +27,8 @@ export interface MiniServerOptions {
   pings?: boolean;
   /** Speak TLS (wss://) with this PEM certificate and key, as uWS's SSLApp does. */
   tls?: { certFile: string; keyFile: string };
+  /** The `shard` its `welcome` names (default 0): which of several such servers on one port took the connection. */
+  shard?: number;
 }
 
 export interface MiniServer {
@@ -63,6 +66,7 @@ export function createMiniServer(options: MiniServerOptions = {}): MiniServer {
   /** With `send`: each user's open connections. */
   const byUser = new Map<string, Set<uWS.WebSocket<Session>>>();
   const sockets = new Set<uWS.WebSocket<Session>>();
+  const shard = options.shard ?? 0;
   const app = options.tls ? uWS.SSLApp({ cert_file_name: options.tls.certFile, key_file_name: options.tls.keyFile }) : uWS.App();
 
   const handle = (ws: uWS.WebSocket<Session>, message: ArrayBuffer, isBinary: boolean): void => {
@@ -175,7 +179,7 @@ export function createMiniServer(options: MiniServerOptions = {}): MiniServer {
         if (!set) byUser.set(user, (set = new Set()));
         set.add(ws);
       }
-      ws.send(JSON.stringify({ op: 'welcome', user, sid, shard: 0, pending: 0 }));
+      ws.send(JSON.stringify({ op: 'welcome', user, sid, shard, pending: 0 }));
     },
 
     message,
@@ -203,11 +207,9 @@ function sendError(ws: uWS.WebSocket<Session>, code: ErrorCode, message: string,
 
 /**
  * Listens on host:port and logs one JSON line {"msg":"ready","port":N,...extra} on stdout, like
- * the real server; exits on SIGTERM. Exits 1 when it cannot listen. In a worker thread, a
- * 'stop' message from the parent closes the listen socket and, with `closeAll`, every
- * connection, and the thread ends when nothing is left open.
+ * the real server; exits on SIGTERM. Exits 1 when it cannot listen.
  */
-export function listenAndAnnounce(app: uWS.TemplatedApp, host: string, port: number, extra: Record<string, unknown> = {}, closeAll?: () => void): void {
+export function listenAndAnnounce(app: uWS.TemplatedApp, host: string, port: number, extra: Record<string, unknown> = {}): void {
   app.listen(host, port, (listenSocket) => {
     if (!listenSocket) {
       console.log(JSON.stringify({ level: 60, msg: 'listen failed', host, port }));
@@ -215,17 +217,36 @@ export function listenAndAnnounce(app: uWS.TemplatedApp, host: string, port: num
     }
     const bound = uWS.us_socket_local_port(listenSocket);
     console.log(JSON.stringify({ level: 30, time: Date.now(), msg: 'ready', port: bound, ...extra }));
-    if (parentPort !== null) {
-      parentPort.once('message', () => {
-        uWS.us_listen_socket_close(listenSocket);
-        closeAll?.();
-        parentPort!.close();
-      });
-      return;
-    }
     process.once('SIGTERM', () => {
       uWS.us_listen_socket_close(listenSocket);
       process.exit(0);
     });
+  });
+}
+
+/**
+ * In a worker thread: listens on host:port and posts `{ port }` to the parent (`{ port: null }`
+ * when it cannot). Several threads share one port as the real server's shards do: uSockets sets
+ * SO_REUSEPORT only on a fixed port, so port 0 is picked first (bindFreePort). A message from the
+ * parent closes the listen socket and every connection (`closeAll`): the thread ends when
+ * nothing is left open (one that ends with uWS sockets open aborts the process).
+ */
+export async function listenInWorker(app: uWS.TemplatedApp, host: string, port: number, closeAll: () => void): Promise<void> {
+  const parent = parentPort;
+  if (parent === null) throw new Error('listenInWorker: not in a worker thread');
+  let listenSocket: uWS.us_listen_socket | null = null;
+  // uWS calls back before listen() returns.
+  const bind = (p: number): boolean => {
+    app.listen(host, p, (socket) => void (listenSocket = socket || null));
+    return listenSocket !== null;
+  };
+  const bound = port === 0 ? await bindFreePort(host, bind) : bind(port) ? port : null;
+  parent.postMessage({ port: bound });
+  if (listenSocket === null) return;
+  const opened: uWS.us_listen_socket = listenSocket;
+  parent.once('message', () => {
+    uWS.us_listen_socket_close(opened);
+    closeAll();
+    parent.close();
   });
 }

@@ -51,7 +51,8 @@ export const USAGE = `Usage: npm run bench:broadcast -- [options]
                     compared with it (vsBaselinePings); baseline-tls, shards1-tls: both on
                     wss:// (a certificate made for the run), shards1-tls also compared with
                     baseline-tls (vsBaselineTls); shards2-by-shard: shards2 with
-                    --placement by-shard for it alone
+                    --placement by-shard for it alone; baseline2-by-shard: baseline-pings
+                    in two threads on one port, each group on one (its yardstick)
   --noise-probe S   seconds a spinning process measures, on each core, the time the host takes
                     away before each run (default 1; 0 skips it: no run is then called host-noisy)
   --json-out FILE   also write the JSON result to FILE

@@ -8,7 +8,7 @@ import { SERVER_MAIN } from '../../lib/server-process.js';
 import type { Placement } from './broadcast-load-types.js';
 import { serverPinPrefix } from './pinning.js';
 
-export const TARGET_NAMES = ['baseline', 'shards1', 'shards2', 'metrics-off', 'scrape', 'shards1-history', 'shards2-history', 'baseline-worker', 'baseline-pings', 'baseline-tls', 'shards1-tls', 'shards2-by-shard'] as const;
+export const TARGET_NAMES = ['baseline', 'shards1', 'shards2', 'metrics-off', 'scrape', 'shards1-history', 'shards2-history', 'baseline-worker', 'baseline-pings', 'baseline-tls', 'shards1-tls', 'shards2-by-shard', 'baseline2-by-shard'] as const;
 export type TargetName = (typeof TARGET_NAMES)[number];
 /**
  * What runs without --targets; metrics-off and scrape measure what the server's metrics cost,
@@ -17,7 +17,9 @@ export type TargetName = (typeof TARGET_NAMES)[number];
  * connections as often as the real server does, the -tls targets the baseline and one shard
  * speaking wss:// (a self-signed certificate made for the run), shards2-by-shard two shards with
  * each group on one of them (--placement by-shard for this target alone, so that one invocation
- * compares both placements): asked for by name.
+ * compares both placements), baseline2-by-shard the baseline-pings server in two threads on one
+ * port with each group on one of them (shards2-by-shard's yardstick: what two acceptor threads on
+ * one core cost bare uWS): asked for by name.
  */
 export const DEFAULT_TARGETS: readonly TargetName[] = ['baseline', 'shards1', 'shards2'];
 /** Targets that are the real server with one shard and metrics on, differing only in the load. */
@@ -41,12 +43,12 @@ export interface PreparedTarget {
 
 /** The targets that are the benchmark's own uWS server, not the real one (no /stats to read). */
 export function isBaseline(name: TargetName): boolean {
-  return name === 'baseline' || name === 'baseline-worker' || name === 'baseline-pings' || name === 'baseline-tls';
+  return name === 'baseline' || name === 'baseline-worker' || name === 'baseline-pings' || name === 'baseline-tls' || name === 'baseline2-by-shard';
 }
 
-/** Where the target's connections go: by-shard for shards2-by-shard, else as --placement says. */
+/** Where the target's connections go: by-shard for shards2-by-shard and baseline2-by-shard, else as --placement says. */
 export function placementOf(name: TargetName, placement: Placement): Placement {
-  return name === 'shards2-by-shard' ? 'by-shard' : placement;
+  return name === 'shards2-by-shard' || name === 'baseline2-by-shard' ? 'by-shard' : placement;
 }
 
 /** The targets that speak wss:// (their HTTP is https://, which the benchmark does not read). */
@@ -76,7 +78,7 @@ export function prepareTarget(name: TargetName, maxConnections: number, nodeArgs
   if (isBaseline(name)) {
     return {
       name,
-      shards: 1,
+      shards: name === 'baseline2-by-shard' ? 2 : 1,
       // The flag the real server sets on itself (src/ops/memory-reducer-off.ts): the baseline
       // is not to lose for want of a V8 flag.
       argv: [
@@ -91,6 +93,7 @@ export function prepareTarget(name: TargetName, maxConnections: number, nodeArgs
         '0',
         ...(name === 'baseline-worker' ? ['--worker'] : []),
         ...(name === 'baseline-pings' ? ['--pings'] : []),
+        ...(name === 'baseline2-by-shard' ? ['--threads', '2', '--pings'] : []),
         ...(usesTls(name) ? ['--tls-cert', benchCertificate().certFile, '--tls-key', benchCertificate().keyFile] : []),
       ],
       endpoint: '/ws',
