@@ -183,6 +183,14 @@ describe('benchmarks (smoke)', { concurrency: 3 }, () => {
     for (const r of results) assert.ok(r.cpuSeconds >= 0 && r.wakeupsPerS.primary >= 0, r.target);
   });
 
+  it('bench:idle --connections: each server is measured with its clients joined, by shard where the target says so, its CPU by thread', async () => {
+    const report = await bench('idle.js', ['--warmup', '0', '--window', '1', '--connections', '40', '--groups', '4', '--targets', 'baseline2-by-shard,shards2-by-shard']);
+    type Result = { target: string; shards: number; connections: number; cpuSeconds: number; byThread: { mainMsPerS: number; otherMsPerS: number[] } };
+    const results = report.results as Result[];
+    assert.deepEqual(results.map((r) => [r.target, r.shards, r.connections]), [['baseline2-by-shard', 2, 40], ['shards2-by-shard', 2, 40]]);
+    for (const r of results) assert.ok(r.cpuSeconds >= 0 && r.byThread.mainMsPerS >= 0 && r.byThread.otherMsPerS.every((ms) => ms > 0), JSON.stringify(r));
+  });
+
   it('bench:ring: both rings move every record', async () => {
     const report = await bench('ring.js', ['--records', '20000', '--sizes', '64']);
     const results = report.results as Array<Record<string, { recordsPerSecond: number }>>;
