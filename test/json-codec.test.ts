@@ -178,4 +178,14 @@ describe('decodeJson: hostile values', () => {
     assert.equal(frame.op, 'pub');
     assert.equal(frame.data, '\ufffd\ufffd');
   });
+
+  test('a frame that starts with a byte-order mark is not JSON, and is refused', () => {
+    const bytes = Uint8Array.from([0xef, 0xbb, 0xbf, ...encoder.encode('{"op":"ping","t":1}')]);
+    assertBad(decodeJson(bytes.buffer, false), /not valid JSON/);
+  });
+
+  test('a frame given as a view decodes its own bytes, not the rest of the buffer around it', () => {
+    const around = encoder.encode('xx{"op":"ping","t":7}yy');
+    assert.deepEqual(decodeJson(around.subarray(2, around.length - 2), false), { op: 'ping', t: 7 });
+  });
 });

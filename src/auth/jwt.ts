@@ -9,6 +9,7 @@
  * got 1006 right after its 101 (uWebSockets PR #1929, fixed after the uWS.js build we can use).
  * HMAC-SHA256 of a token costs a few microseconds; the thread pool's queue cost more.
  */
+import { Buffer } from 'node:buffer';
 import { createHmac, timingSafeEqual } from 'node:crypto';
 
 export interface JwtRules {

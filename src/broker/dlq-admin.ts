@@ -8,6 +8,7 @@
  *   DELETE /admin/dlq            purge all     DELETE /admin/dlq/ID   purge one
  *   POST /admin/dlq/ID/requeue   back into its recipient's queue
  */
+import { Buffer } from 'node:buffer';
 import { httpError, OcsError } from '../protocol/errors.js';
 import { MAX_ID_LENGTH } from '../protocol/frames.js';
 import type { DeadLetter } from '../store/messages.js';

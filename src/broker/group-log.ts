@@ -3,6 +3,7 @@
  * their encoded `msg` frames (offset and epoch included: a replay sends them as they are).
  * Offsets are consecutive, so the message at offset `o` is found by arithmetic, not search.
  */
+import { Buffer } from 'node:buffer';
 import { msgTail } from '../protocol/json-group-frames.js';
 
 /** A kept message: its frame, when it was published (ttl) and its UTF-8 bytes (history.max_bytes). */

@@ -10,6 +10,7 @@
  * A reconnecting user's backlog of large messages once went out as one batch over half the
  * ring, which the ring could never take, and everything behind it waited forever.
  */
+import { Buffer } from 'node:buffer';
 import { encodeBatch } from '../protocol/json-codec.js';
 import type { Entry } from './queues.js';
 import type { ShardLink } from './shard-link.js';

@@ -36,6 +36,7 @@
  * Per publisher, order holds: one shard's pubs reach the primary over one ring, leave on one
  * connection, and Redis delivers a channel's messages to a subscriber in order.
  */
+import { Buffer } from 'node:buffer';
 import { Packr } from 'msgpackr';
 import type { Redis } from 'ioredis';
 import type { Keys } from './keys.js';

@@ -9,6 +9,7 @@
  * recipient does not wait for the store's reply to cross back to the node first. Should the
  * store refuse it, the route finds nothing.
  */
+import { Buffer } from 'node:buffer';
 import type { Config } from '../config/schema.js';
 import type { Incoming, MessageIds } from '../broker/ids.js';
 import type { Processors } from '../broker/processors.js';

@@ -5,6 +5,7 @@
  * Redis first (history.ts). Apart from the stored messages (intake.ts, messaging.ts): a pub is
  * never stored; one Redis cannot take is lost, and counted (cluster_pubs_lost).
  */
+import { Buffer } from 'node:buffer';
 import type { Processors } from '../broker/processors.js';
 import type { ShardLink } from '../broker/shard-link.js';
 import { encodeGroupMsgJson } from '../protocol/json-codec.js';

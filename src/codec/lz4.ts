@@ -3,6 +3,7 @@
  * the protocol names (a 4-byte little-endian length, then one LZ4 block). Node.js only; a
  * browser client inflates with src/protocol/lz4-block.ts instead.
  */
+import { Buffer } from 'node:buffer';
 import lz4 from 'lz4-napi';
 import { deflateHC } from '../protocol/lz4-encode.js';
 import type { Deflate, Inflate } from '../protocol/wire.js';

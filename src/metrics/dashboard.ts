@@ -5,6 +5,7 @@
  * which the page asks for with the monitoring token as a bearer header. Its Content-Security-
  * Policy allows exactly its own inline script and style (by hash) and requests to this origin.
  */
+import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';

@@ -7,6 +7,7 @@
  * whole while it fails (a line written in part is cut off again), and each change between
  * working and failing is logged once.
  */
+import { Buffer } from 'node:buffer';
 import type { FileHandle } from 'node:fs/promises';
 import { open, rename, rm } from 'node:fs/promises';
 import type { Logger } from '../util/logger.js';

@@ -3,6 +3,7 @@
  * 0.1% at every magnitude), their interchange encoding (compressed base64, as HdrHistogram
  * logs use), and what is read off a merged one: percentiles and Prometheus buckets.
  */
+import { Buffer } from 'node:buffer';
 import { createRequire } from 'node:module';
 import { deflateSync } from 'node:zlib';
 import type { Histogram, JsHistogram } from 'hdr-histogram-js';

@@ -4,6 +4,7 @@
  * may use. "May use": for CPU the cores it may run on or its cgroup's quota, whichever is smaller
  * (src/util/cpus.ts); for memory the cgroup's limit when there is one (a container), else the host's.
  */
+import { performance } from 'node:perf_hooks';
 import { totalmem } from 'node:os';
 import { cpuBudget } from '../util/cpus.js';
 

@@ -19,6 +19,8 @@
  * and checks VERSION again: if it moved by 2 or more, the writer may have overwritten the half
  * being copied, and the reader copies again (it takes microseconds).
  */
+import { Buffer } from 'node:buffer';
+
 export const SnapshotDoc = { METRICS: 0, STATS: 1, ALERTS: 2, HISTOGRAMS: 3 } as const;
 export type SnapshotDocValue = (typeof SnapshotDoc)[keyof typeof SnapshotDoc];
 

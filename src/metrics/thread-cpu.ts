@@ -5,6 +5,7 @@
  * itself (thread-self is whoever opens it), and read again from offset 0 each time: one pread
  * of a few bytes per report. Elsewhere (no /proc, or a kernel without schedstat) it says -1.
  */
+import { Buffer } from 'node:buffer';
 import { closeSync, openSync, readSync } from 'node:fs';
 
 const SCHEDSTAT = '/proc/thread-self/schedstat';

@@ -3,6 +3,8 @@
  * read what a server at a URL the user gave answers, and one that is broken or hostile (an
  * endless body, or a declared length of gigabytes) must not grow them without end.
  */
+import { Buffer } from 'node:buffer';
+
 export class AnswerTooLarge extends Error {
   constructor(readonly maxBytes: number) {
     super(`the answer is larger than ${maxBytes} bytes (no server of ours sends one that large): not read`);

@@ -4,6 +4,7 @@
  * that need no JSON escaping (frames.ts NAME_PATTERN), so only `data`, `ref` and messages go
  * through JSON.stringify.
  */
+import { Buffer } from 'node:buffer';
 import type { ErrorCode, ErrorReason } from './errors.js';
 import { frameError, JSON_PROTOCOL, MAX_DEPTH, toClientFrame, type ClientFrame, type FrameError } from './frames.js';
 
@@ -17,13 +18,18 @@ export function dataTooDeep(data: unknown): boolean {
   return scan(data, MAX_DATA_DEPTH) === TOO_DEEP;
 }
 
+/**
+ * Decodes a frame's bytes without a Buffer view around them (a view is an object and a
+ * constructor call on every frame). A leading BOM is kept, as Buffer's toString keeps it, so
+ * that JSON.parse refuses it as before; invalid UTF-8 becomes U+FFFD either way.
+ */
+const utf8 = new TextDecoder('utf-8', { ignoreBOM: true });
+
 export function decodeJson(message: ArrayBuffer | Uint8Array, isBinary: boolean): ClientFrame | FrameError {
   if (isBinary) return frameError('E_BAD_FRAME', `binary frames need the ocs.v1.msgpack protocol; this connection speaks ${JSON_PROTOCOL}`);
   let value: unknown;
   try {
-    // A view, not a copy, either way.
-    const bytes = message instanceof Uint8Array ? Buffer.from(message.buffer, message.byteOffset, message.byteLength) : Buffer.from(message);
-    value = JSON.parse(bytes.toString('utf8'));
+    value = JSON.parse(utf8.decode(message));
   } catch {
     return frameError('E_BAD_FRAME', 'frame is not valid JSON');
   }

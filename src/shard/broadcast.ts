@@ -10,6 +10,7 @@
  * receiving shard publishes bytes and encodes nothing. A message too large for a ring record
  * in that form travels in one form only, and the receiving shard makes the other.
  */
+import { Buffer } from 'node:buffer';
 import type { Codec } from '../codec/codec.js';
 import { EncodedData } from '../codec/tasks.js';
 import { inflateLz4 } from '../codec/lz4.js';

@@ -5,6 +5,7 @@
  * admin requests) and what it answers (deliveries, welcomes, sender acks, errors, group
  * messages, answers about groups, admin replies), over one ring each way.
  */
+import { Buffer } from 'node:buffer';
 import type { Codec } from '../codec/codec.js';
 import { jsonTextOf } from '../codec/tasks.js';
 import { LinkReader } from '../link/reader.js';

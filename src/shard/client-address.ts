@@ -5,6 +5,7 @@
  * in websocket.server.trusted_proxies the client is the rightmost X-Forwarded-For entry that is
  * not itself a trusted proxy (the entries to its left are whatever the client chose to send).
  */
+import { Buffer } from 'node:buffer';
 import { isIP } from 'node:net';
 import type { HttpRequest, HttpResponse } from '../util/uws.js';
 

@@ -1,6 +1,7 @@
 /**
  * Per-connection state, kept as the uWS user data of the socket.
  */
+import { performance } from 'node:perf_hooks';
 import type { GroupMatcher } from '../auth/identity.js';
 import { JSON_FRAMES, type ServerFrames } from '../protocol/server-frames.js';
 import type { WebSocket } from '../util/uws.js';

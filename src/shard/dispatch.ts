@@ -9,6 +9,7 @@
  * frames encoded, in the codec pool (src/codec) while the loop goes on; the connection's
  * next frames wait behind it (inbound.ts), so its frames are still handled in order.
  */
+import { performance } from 'node:perf_hooks';
 import type { Codec } from '../codec/codec.js';
 import { inflateLz4 } from '../codec/lz4.js';
 import { dataTypeOf, EncodedData, type PrepareResult } from '../codec/tasks.js';

@@ -8,6 +8,7 @@
  * Deliveries (msg and batch frames) are counted here, when handed to uWS, with the bytes that
  * actually go out: a binary frame's bytes, compressed or not.
  */
+import { Buffer } from 'node:buffer';
 import { ErrorCodes } from '../protocol/errors.js';
 import type { Wire } from '../protocol/server-frames.js';
 import { Counter } from '../shared/shard-counters.js';

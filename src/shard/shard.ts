@@ -6,6 +6,7 @@
  * broker-link.ts (the broker), cross-shard.ts (the other shards), sweep.ts (idle, pings, slow
  * consumers).
  */
+import { performance } from 'node:perf_hooks';
 import { Authenticator } from '../auth/identity.js';
 import { Codec, codecSettings } from '../codec/codec.js';
 import { checkTlsFiles } from '../config/tls-files.js';

@@ -18,6 +18,7 @@
  * reason a shard without connections does not walk at all: the walk parks, and the next
  * connection's opening wakes it (wake()).
  */
+import { performance } from 'node:perf_hooks';
 import { Latency } from '../metrics/latencies.js';
 import type { ThreadMetrics } from '../metrics/thread-metrics.js';
 import { CloseCodes } from '../protocol/errors.js';

@@ -13,6 +13,7 @@
  * open and followed from then on by this process (during a reload's overlap the other
  * process's letters are not in its sum: the bound may be passed by them until the next open).
  */
+import { Buffer } from 'node:buffer';
 import type { Database, RootDatabase } from 'lmdb';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../util/logger.js';

@@ -12,6 +12,7 @@
  * mistake them for what it saw. An epoch is only ever written by one process: the entry keys
  * carry it, so two processes sharing the store never mix their messages.
  */
+import { Buffer } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import type { Database } from 'lmdb';
 import type { MessageStore } from './store.js';

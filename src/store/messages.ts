@@ -3,6 +3,8 @@
  * metadata the broker holds of it in memory, a dead letter, and the key that orders a queue.
  * Types and pure functions only, so that a codec pool thread can use them without lmdb.
  */
+import { Buffer } from 'node:buffer';
+
 export interface StoredMessage {
   id: string;
   seq: number;

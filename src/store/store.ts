@@ -30,6 +30,7 @@
  * 100-byte malloc that the message overruns ("Attempting to write page at position ...",
  * mdb.c, mdb_page_flush), and glibc then aborts the process ("corrupted size vs. prev_size").
  */
+import { Buffer } from 'node:buffer';
 import { accessSync, constants, statSync } from 'node:fs';
 import { makeDirectory } from '../util/make-dir.js';
 import { join, resolve } from 'node:path';

@@ -14,6 +14,7 @@
  * - A HEAD request gets the headers and the length, not the body (a body there broke the
  *   framing for keep-alive clients, and HEAD /health was a 404).
  */
+import { Buffer } from 'node:buffer';
 import type { HttpRequest, HttpResponse } from './uws.js';
 
 /** Bytes of answers waiting for their sockets, per thread, beyond which a new wait closes its connection. */
