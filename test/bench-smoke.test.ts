@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { HAVE_OPENSSL } from '../tools/lib/self-signed.js';
 import { redisServerAvailable } from '../tools/lib/redis-server.js';
+import { SERVER_MAIN } from '../tools/lib/server-process.js';
 
 const run = promisify(execFile);
 
@@ -96,6 +97,25 @@ describe('benchmarks (smoke)', { concurrency: 3 }, () => {
       assert.equal(w.deliveries, w.pubs * 10);
       assert.equal(w.lost, 0);
       assert.equal(w.byThreadUsPerDelivery.other.length, 2, 'both threads deliver: group 0 on one, group 1 on the other');
+    }
+  });
+
+  it('bench:interleaved --baseline shards1 --baseline-main PATH: the baseline is the real server that PATH starts (another build), measured window by window against this one', async () => {
+    const report = await bench('interleaved.js', [
+      ...['--baseline', 'shards1', '--baseline-main', SERVER_MAIN, '--targets', 'shards1', '--connections', '20', '--groups', '2', '--rate', '50'],
+      ...['--pairs', '2', '--window', '0.5', '--warmup', '0.5'],
+    ]);
+    type Window = { deliveries: number; pubs: number; lost: number; byThreadUsPerDelivery: { other: number[] } };
+    assert.equal((report.config as { baselineMain: unknown }).baselineMain, SERVER_MAIN);
+    const [result] = report.results as Array<{ target: string; pairs: Array<Record<string, unknown>> }>;
+    assert.deepEqual(result!.pairs.map((p) => p.first), ['baseline', 'shards1']);
+    for (const pair of result!.pairs) {
+      for (const name of ['baseline', 'shards1']) {
+        const w = pair[name] as Window;
+        assert.equal(w.deliveries, w.pubs * 10, name);
+        assert.equal(w.lost, 0, name);
+        assert.ok(w.byThreadUsPerDelivery.other.length >= 1, `${name}: a real server, whose shard thread delivers`);
+      }
     }
   });
 

@@ -24,7 +24,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { connectWs, type WsClient } from '../wsclient/client.js';
-import { SERVER_MAIN, startServer } from '../lib/server-process.js';
+import { startServer } from '../lib/server-process.js';
 import { prepareTarget, TARGET_NAMES, type TargetName } from './lib/broadcast-targets.js';
 import { callgrindMissing, dumpCounters, readWindow, removeRunFiles, underCallgrind, zeroCounters, type CallgrindWindow } from './lib/callgrind.js';
 import { rotation, spread } from './lib/repetitions.js';
@@ -69,9 +69,8 @@ interface WindowRun {
 
 /** One server under callgrind: connect, warm up, then the measured pubs at `rate`. */
 async function runOnce(name: TargetName, rate: number, label: string): Promise<WindowRun> {
-  const target = prepareTarget(name, connections);
   // --main: another build's server in the real-server targets (a before and after, one build per invocation).
-  if (values.main !== undefined) target.argv = target.argv.map((arg) => (arg === SERVER_MAIN ? values.main! : arg));
+  const target = prepareTarget(name, connections, [], values.main);
   const outPrefix = join(tmpdir(), `ocs-callgrind-${label}`);
   const server = await startServer(underCallgrind(target.argv, outPrefix), { readyTimeoutMs: 180_000 });
   const clients: WsClient[] = [];

@@ -7,6 +7,12 @@
  *
  *   npm run bench:interleaved [-- --targets shards1,shards2 --pairs 12 --window 4 --warmup 30
  *     --baseline baseline|baseline-pings|baseline2-by-shard --freeze-idle]
+ *   npm run bench:interleaved -- --baseline shards2-by-shard --baseline-main OLD/dist/src/main.js
+ *     --targets shards2-by-shard
+ *
+ * `--baseline-main`: the baseline is that other build's real server (any target name then), so
+ * a change is measured against the build before it, window by window on the same host: a
+ * before and after too small for back-to-back runs to resolve.
  *
  * `--targets shards2-by-shard`: two shards with each group on one of them (a connection the
  * kernel put on another shard than its group's is opened again), routing by interest's case.
@@ -54,13 +60,20 @@ const { values } = parseArgs({
     'server-node-args': { type: 'string', default: '' },
     baseline: { type: 'string', default: 'baseline' },
     'freeze-idle': { type: 'boolean', default: false },
+    'baseline-main': { type: 'string' },
   },
 });
 const BASELINE = values.baseline as TargetName;
-if (!(TARGET_NAMES as readonly string[]).includes(BASELINE) || !isBaseline(BASELINE)) throw new Error(`--baseline: not a baseline: ${BASELINE}`);
+const BASELINE_MAIN = values['baseline-main'];
+if (!(TARGET_NAMES as readonly string[]).includes(BASELINE) || !(isBaseline(BASELINE) || BASELINE_MAIN !== undefined)) {
+  throw new Error(`--baseline: not a baseline: ${BASELINE} (a real-server target is one with --baseline-main only)`);
+}
+if (BASELINE_MAIN !== undefined && isBaseline(BASELINE)) throw new Error(`--baseline-main: ${BASELINE} is the benchmark's uWS server, not another build's`);
 // Another baseline may be a target (baseline2-by-shard against baseline-pings: what a second thread costs uWS itself).
 const targets = values.targets.split(',') as TargetName[];
-for (const t of targets) if (!(TARGET_NAMES as readonly string[]).includes(t) || t === BASELINE) throw new Error(`--targets: not a target to compare with ${BASELINE}: ${t}`);
+for (const t of targets) {
+  if (!(TARGET_NAMES as readonly string[]).includes(t) || (t === BASELINE && BASELINE_MAIN === undefined)) throw new Error(`--targets: not a target to compare with ${BASELINE}: ${t}`);
+}
 const PAIRS = Number(values.pairs);
 const WINDOW_MS = Number(values.window) * 1000;
 const WARMUP_MS = Number(values.warmup) * 1000;
@@ -179,7 +192,7 @@ function threadMedians(windows: WindowResult[]): { mainUs: number; v8PlatformUs:
 }
 
 async function compare(name: TargetName): Promise<unknown> {
-  const baseline = await LoadedServer.start(BASELINE, SHAPE);
+  const baseline = await LoadedServer.start(BASELINE, { ...SHAPE, serverMain: BASELINE_MAIN });
   let target: LoadedServer;
   try {
     target = await LoadedServer.start(name, SHAPE);
@@ -208,7 +221,7 @@ async function compare(name: TargetName): Promise<unknown> {
       const b = results.get(baseline)!;
       const t = results.get(target)!;
       const ratios = { cpu: round(t.cpuUsPerDelivery / b.cpuUsPerDelivery, 3), p99: round(t.p99Ms / b.p99Ms, 3), max: round(t.maxMs / b.maxMs, 3) };
-      pairs.push({ first: order[0]!.name, baseline: b, [name]: t, ratios });
+      pairs.push({ first: order[0] === baseline ? 'baseline' : name, baseline: b, [name]: t, ratios });
       targetWindows.push(t);
       log(`  pair ${p + 1}: CPU ${b.cpuUsPerDelivery} / ${t.cpuUsPerDelivery} µs (x${ratios.cpu}), P99 ${b.p99Ms} / ${t.p99Ms} ms (x${ratios.p99}), lost ${b.lost} / ${t.lost}`);
     }
@@ -251,7 +264,7 @@ process.stdout.write(
   `${JSON.stringify(
     {
       benchmark: 'interleaved',
-      config: { targets, baseline: BASELINE, freezeIdle: FREEZE_IDLE, pairs: PAIRS, windowS: WINDOW_MS / 1000, warmupS: WARMUP_MS / 1000, connections: CONNECTIONS, groups: GROUPS, rate: RATE, serverNodeArgs: NODE_ARGS },
+      config: { targets, baseline: BASELINE, baselineMain: BASELINE_MAIN ?? null, freezeIdle: FREEZE_IDLE, pairs: PAIRS, windowS: WINDOW_MS / 1000, warmupS: WARMUP_MS / 1000, connections: CONNECTIONS, groups: GROUPS, rate: RATE, serverNodeArgs: NODE_ARGS },
       pinning: pinningReport(),
       results,
     },

@@ -73,7 +73,11 @@ const BASELINE_SERVER = fileURLToPath(new URL('../baseline-server.js', import.me
  * built yet). `maxConnections` goes into the real server's config with headroom; `nodeArgs`
  * (e.g. --trace-gc) go to node before the script.
  */
-export function prepareTarget(name: TargetName, maxConnections: number, nodeArgs: string[] = []): PreparedTarget {
+/**
+ * `serverMain`: another build's server (its dist/src/main.js) for a real-server target, for a
+ * before and after on the same host (bench:interleaved --baseline-main, bench:instructions --main).
+ */
+export function prepareTarget(name: TargetName, maxConnections: number, nodeArgs: string[] = [], serverMain = SERVER_MAIN): PreparedTarget {
   const pin = serverPinPrefix();
   if (isBaseline(name)) {
     return {
@@ -124,7 +128,7 @@ export function prepareTarget(name: TargetName, maxConnections: number, nodeArgs
   return {
     name,
     shards,
-    argv: [...pin, process.execPath, ...nodeArgs, SERVER_MAIN, '--config', config.file],
+    argv: [...pin, process.execPath, ...nodeArgs, serverMain, '--config', config.file],
     endpoint: '/ws',
     ca: usesTls(name) ? benchCertificate().ca : null,
     cleanup: config.remove,

@@ -24,6 +24,8 @@ export interface LoadShape {
   groups: number;
   /** Extra `node` arguments for the server process. */
   nodeArgs?: string[];
+  /** Another build's server (its dist/src/main.js) for a real-server target: a before and after in one run. */
+  serverMain?: string;
 }
 
 /** One server with its connections, counting what it delivers. */
@@ -47,8 +49,8 @@ export class LoadedServer {
   }
 
   /** Starts target `name` and joins `connections` clients, connection c to group c % groups (on its shard, for a by-shard target). */
-  static async start(name: TargetName, { connections, groups, nodeArgs = [] }: LoadShape): Promise<LoadedServer> {
-    const prepared = prepareTarget(name, connections, nodeArgs);
+  static async start(name: TargetName, { connections, groups, nodeArgs = [], serverMain }: LoadShape): Promise<LoadedServer> {
+    const prepared = prepareTarget(name, connections, nodeArgs, serverMain);
     const server = await startServer(prepared.argv, { readyTimeoutMs: 60_000 }).catch((err: unknown) => {
       prepared.cleanup();
       throw err;
