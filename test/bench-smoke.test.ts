@@ -42,7 +42,7 @@ describe('benchmarks (smoke)', { concurrency: 3 }, () => {
     const [result] = report.results as Array<{
       target: string;
       pairs: Array<Record<string, unknown>>;
-      summary: { cpuRatio: Spread; cpuRatioByOrder: Record<'targetAfterBaseline' | 'targetAfterItself', Spread>; lost: Record<string, number> };
+      summary: { cpuRatio: Spread; cpuRatioWarm: Spread; cpuRatioByOrder: Record<'targetAfterBaseline' | 'targetAfterItself', Spread>; lost: Record<string, number> };
     }>;
     assert.equal(result!.target, 'shards1');
     assert.deepEqual(result!.pairs.map((p) => p.first), ['baseline', 'shards1']);
@@ -56,6 +56,7 @@ describe('benchmarks (smoke)', { concurrency: 3 }, () => {
     }
     assert.equal(result!.summary.cpuRatio.n, 1, 'two pairs make one block');
     assert.ok(result!.summary.cpuRatio.median > 0);
+    assert.equal(result!.summary.cpuRatioWarm.n, 1, 'one window of each that followed its own, per block');
     assert.equal(result!.summary.cpuRatioByOrder.targetAfterBaseline.n, 1);
     assert.equal(result!.summary.cpuRatioByOrder.targetAfterItself.n, 1);
     assert.deepEqual(result!.summary.lost, { baseline: 0, shards1: 0 });

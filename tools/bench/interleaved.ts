@@ -36,8 +36,10 @@
  * taken over blocks of two pairs (baseline, target, target, baseline), in which each server
  * has one window after its own and one after the other's; the warm-up ends with the
  * baseline's, so that the first block is like the rest. The two groups are reported too
- * (cpuRatioByOrder). JSON on stdout: each pair, and the median, quartiles and range of each
- * ratio (target over baseline: CPU within each block, P99 and max within each pair).
+ * (cpuRatioByOrder), and the ratio of the two windows of a block that followed their own
+ * server's (cpuRatioWarm: each server with the core's caches its own, as when it runs alone;
+ * single windows, so wider). JSON on stdout: each pair, and the median, quartiles and range of
+ * each ratio (target over baseline: CPU within each block, P99 and max within each pair).
  */
 import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
@@ -226,12 +228,17 @@ async function compare(name: TargetName): Promise<unknown> {
       log(`  pair ${p + 1}: CPU ${b.cpuUsPerDelivery} / ${t.cpuUsPerDelivery} µs (x${ratios.cpu}), P99 ${b.p99Ms} / ${t.p99Ms} ms (x${ratios.p99}), lost ${b.lost} / ${t.lost}`);
     }
     const blocks: number[] = [];
+    // In a block (B T | T B) the first baseline window follows the baseline's last and the
+    // second target window the target's first: each server once with the core's caches its own.
+    const warm: number[] = [];
     for (let p = 0; p + 1 < PAIRS; p += 2) {
       const targetCpu = targetWindows[p]!.cpuUsPerDelivery + targetWindows[p + 1]!.cpuUsPerDelivery;
       blocks.push(round(targetCpu / (pairs[p]!.baseline.cpuUsPerDelivery + pairs[p + 1]!.baseline.cpuUsPerDelivery), 3));
+      warm.push(round(targetWindows[p + 1]!.cpuUsPerDelivery / pairs[p]!.baseline.cpuUsPerDelivery, 3));
     }
     const summary = {
       cpuRatio: quartiles(blocks),
+      cpuRatioWarm: quartiles(warm),
       cpuRatioByOrder: {
         targetAfterBaseline: quartiles(pairs.filter((_, p) => p % 2 === 0).map((p) => p.ratios.cpu)),
         targetAfterItself: quartiles(pairs.filter((_, p) => p % 2 === 1).map((p) => p.ratios.cpu)),
@@ -248,7 +255,8 @@ async function compare(name: TargetName): Promise<unknown> {
     const o = summary.cpuRatioByOrder;
     log(
       `${name} against ${BASELINE}: CPU x${c.median} [${c.q1}..${c.q3}] (range ${c.min}..${c.max}) within blocks of two pairs ` +
-        `(x${o.targetAfterBaseline.median} where the target's window followed the baseline's, x${o.targetAfterItself.median} where it followed its own); ` +
+        `(x${o.targetAfterBaseline.median} where the target's window followed the baseline's, x${o.targetAfterItself.median} where it followed its own; ` +
+        `x${summary.cpuRatioWarm.median} for the windows of each that followed its own); ` +
         `within each pair P99 x${summary.p99Ratio.median}, max x${summary.maxRatio.median}`,
     );
     return { target: name, placement: placementOf(name, 'spread'), summary, pairs };
