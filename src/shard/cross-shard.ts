@@ -119,7 +119,10 @@ export class CrossShard {
 
   /** The fullest overflow of a ring to a shard that is up: what back-pressure on publishes watches (backpressure.ts). */
   fullestBacklog(): number {
-    return this.outbound[this.fullestRing()]?.backlog ?? 0;
+    // Not outbound[-1]?.backlog: a negative index is a named property, looked up in V8's
+    // runtime on every pub while no overflow waits (0.3% of a two-shard server's CPU).
+    const i = this.fullestRing();
+    return i < 0 ? 0 : this.outbound[i]!.backlog;
   }
 
   /** How many times that ring's overflow emptied (another ring becoming the fullest counts as a change too). */
