@@ -71,11 +71,9 @@ const BASELINE_SERVER = fileURLToPath(new URL('../baseline-server.js', import.me
 /**
  * Returns how to start `name`, or throws when it cannot be started (the real server is not
  * built yet). `maxConnections` goes into the real server's config with headroom; `nodeArgs`
- * (e.g. --trace-gc) go to node before the script.
- */
-/**
- * `serverMain`: another build's server (its dist/src/main.js) for a real-server target, for a
- * before and after on the same host (bench:interleaved --baseline-main, bench:instructions --main).
+ * (e.g. --trace-gc) go to node before the script. `serverMain`: another build's server (its
+ * dist/src/main.js) for a real-server target, a before and after on the same host
+ * (bench:interleaved --baseline-main, bench:instructions --main).
  */
 export function prepareTarget(name: TargetName, maxConnections: number, nodeArgs: string[] = [], serverMain = SERVER_MAIN): PreparedTarget {
   const pin = serverPinPrefix();
@@ -105,8 +103,8 @@ export function prepareTarget(name: TargetName, maxConnections: number, nodeArgs
       cleanup: () => {},
     };
   }
-  if (!existsSync(SERVER_MAIN)) {
-    throw new Error(`${SERVER_MAIN} not found: the real server is not built (run npm run build once src/main.ts exists)`);
+  if (!existsSync(serverMain)) {
+    throw new Error(`${serverMain} not found: the real server is not built (run npm run build in its checkout)`);
   }
   const shards = name === 'shards2' || name === 'shards2-history' || name === 'shards2-by-shard' ? 2 : 1;
   // The real server, tuned only as the benchmark needs: the harness defaults (a free port, no
