@@ -9,25 +9,20 @@
  * Prints JSON: per size, case and strategy the median µs per pick over the repetitions with
  * its spread, and its ratio to round_robin's in the same repetition.
  */
-import { parseArgs } from 'node:util';
 import { GroupMembers, type Member } from '../../src/broker/any-strategies.js';
 import type { AnyStrategy } from '../../src/protocol/frames.js';
 import { spread, type Spread } from './lib/repetitions.js';
+import { toolArgs } from '../lib/cli.js';
 
-const { values } = parseArgs({
+const { sizes, repeat, picks } = toolArgs({
+  command: 'npm run bench:any --',
+  about: "The time of one `any` pick by strategy and group size, each against round_robin's in the same repetition. JSON on stdout.",
   options: {
-    sizes: { type: 'string', default: '10,2000,20000' },
-    repeat: { type: 'string', default: '5' },
-    picks: { type: 'string', default: '200000' },
+    sizes: { type: 'ints', default: '10,2000,20000', min: 1, help: 'group sizes (members)' },
+    repeat: { type: 'int', default: 5, min: 1, help: 'repetitions; the summary gives the median and spread' },
+    picks: { type: 'int', default: 200_000, min: 100, help: 'picks per measurement at 10 members (fewer in larger groups, so that each takes about as long)' },
   },
 });
-const sizes = values.sizes.split(',').map(Number);
-const repeat = Math.max(1, Number(values.repeat));
-/** Picks per measurement at 10 members; fewer in larger groups, so that each takes about as long. */
-const picks = Math.max(100, Number(values.picks));
-if (sizes.some((size) => !Number.isInteger(size) || size < 1) || !Number.isInteger(repeat) || !Number.isInteger(picks)) {
-  throw new Error('--sizes: positive integers separated by commas; --repeat and --picks: integers');
-}
 const STRATEGIES: AnyStrategy[] = ['round_robin', 'least_connections', 'weighted'];
 const CASES = ['all-room', 'saturated'] as const;
 

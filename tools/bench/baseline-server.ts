@@ -13,28 +13,35 @@
 // default ping_interval does (mini-server.ts).
 // --tls-cert, --tls-key: wss:// (uWS's SSLApp), the yardstick of the real server with TLS.
 import { isMainThread, Worker, workerData } from 'node:worker_threads';
-import { parseArgs } from 'node:util';
 import { createMiniServer, listenAndAnnounce, listenInWorker } from '../lib/mini-server.js';
+import { toolArgs } from '../lib/cli.js';
 
 interface ThreadData {
   shard: number;
   port: number;
 }
 
-const { values } = parseArgs({
-  options: {
-    host: { type: 'string', default: '127.0.0.1' },
-    port: { type: 'string', default: '0' },
-    worker: { type: 'boolean', default: false },
-    threads: { type: 'string', default: '0' },
-    pings: { type: 'boolean', default: false },
-    'tls-cert': { type: 'string' },
-    'tls-key': { type: 'string' },
+const values = toolArgs(
+  {
+    command: 'node dist/tools/bench/baseline-server.js',
+    about: "The broadcast benchmark's yardstick: a small single-threaded ocs.v1 server on uWS with nothing turned on (tools/lib/mini-server.ts). Logs one JSON line {\"msg\":\"ready\",\"port\":N,\"shards\":N} on stdout, like the real server.",
+    options: {
+      host: { type: 'string', default: '127.0.0.1', value: 'ADDRESS', help: 'address to listen on' },
+      port: { type: 'int', default: 0, help: 'port to listen on; 0: any free one' },
+      worker: { type: 'boolean', help: 'the server in a worker thread, the main thread idle beside it' },
+      threads: { type: 'int', default: 0, help: 'N worker threads on one port, each group on one (at most 64)' },
+      pings: { type: 'boolean', help: 'ping a connection after 20 s without inbound traffic, as the real server does' },
+      'tls-cert': { type: 'string', value: 'FILE', help: 'wss:// with this certificate (and --tls-key)' },
+      'tls-key': { type: 'string', value: 'FILE', help: "the certificate's private key" },
+    },
   },
-});
+  (v) => {
+    if (v.threads > 64) throw new Error(`--threads must be at most 64, got ${v.threads}`);
+    if ((v['tls-cert'] === undefined) !== (v['tls-key'] === undefined)) throw new Error('--tls-cert and --tls-key go together');
+  },
+);
 const tls = values['tls-cert'] && values['tls-key'] ? { certFile: values['tls-cert'], keyFile: values['tls-key'] } : undefined;
-const threads = values.worker ? Math.max(1, Number(values.threads)) : Number(values.threads);
-if (!(Number.isInteger(threads) && threads >= 0 && threads <= 64)) throw new Error(`--threads must be an integer from 0 to 64, got ${values.threads}`);
+const threads = values.worker ? Math.max(1, values.threads) : values.threads;
 
 if (!isMainThread) {
   const { shard, port } = workerData as ThreadData;
@@ -42,7 +49,7 @@ if (!isMainThread) {
   await listenInWorker(server.app, values.host, port, server.closeAll);
 } else if (threads === 0) {
   const server = createMiniServer({ pings: values.pings, tls });
-  listenAndAnnounce(server.app, values.host, Number(values.port), { shards: 1 });
+  listenAndAnnounce(server.app, values.host, values.port, { shards: 1 });
 } else {
   await startThreads(threads);
 }
@@ -52,7 +59,7 @@ async function startThreads(count: number): Promise<void> {
   const workers: Worker[] = [];
   // A thread that ends with uWS sockets open aborts the process: each closes them first.
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => workers.forEach((w) => w.postMessage('stop')));
-  let port = Number(values.port);
+  let port = values.port;
   for (let shard = 0; shard < count; shard++) {
     const data: ThreadData = { shard, port };
     const worker = new Worker(new URL(import.meta.url), { argv: process.argv.slice(2), workerData: data });

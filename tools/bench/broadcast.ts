@@ -12,7 +12,7 @@ import { cpus } from 'node:os';
 import { makePlan, type BroadcastPlan } from './lib/broadcast-plan.js';
 import { runBroadcastLoad } from './lib/broadcast-load.js';
 import type { LoadResult } from './lib/broadcast-load-types.js';
-import { parseCli, USAGE, type CliOptions } from './lib/broadcast-options.js';
+import { parseCli, type CliOptions } from './lib/broadcast-options.js';
 import { isBaseline, placementOf, prepareTarget, SCRAPED_TARGETS, usesTls, type TargetName } from './lib/broadcast-targets.js';
 import { pinningReport, reexecPinnedGenerator } from './lib/pinning.js';
 import { startServer } from '../lib/server-process.js';
@@ -28,13 +28,7 @@ type TargetResult = RunResult;
 
 const log = (line: string): void => void process.stderr.write(`${line}\n`);
 
-let options: CliOptions;
-try {
-  options = parseCli(process.argv.slice(2));
-} catch (err) {
-  console.error(`${(err as Error).message}\n\n${USAGE}`);
-  process.exit(2);
-}
+const options: CliOptions = parseCli();
 reexecPinnedGenerator(); // returns only in the pinned child, or when taskset is missing
 await warmFetch(); // before any load: the window's /stats reads must not compile undici mid-window
 

@@ -14,12 +14,12 @@
  */
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
 import { OcsClient } from '../../src/client/index.js';
 import { SERVER_MAIN, startServer } from '../lib/server-process.js';
 import { harnessConfig, writeConfigFile } from '../lib/server-config.js';
 import { GENERATOR_CPU, SERVER_CPU, serverPinPrefix, tasksetAvailable } from './lib/pinning.js';
+import { toolArgs } from '../lib/cli.js';
 
 const MODES = ['bare', 'bare+parse', 'sdk'] as const;
 type Mode = (typeof MODES)[number];
@@ -120,19 +120,20 @@ const median = (xs: number[]): number => {
 const round = (x: number): number => Math.round(x * 1000) / 1000;
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
+  const values = toolArgs({
+    command: 'npm run bench:client --',
+    about: 'CPU per received group message in a receiving process: a bare WebSocket, the same with JSON.parse, and the SDK, in alternating runs. JSON on stdout.',
     options: {
-      receive: { type: 'string' },
-      port: { type: 'string' },
-      messages: { type: 'string', default: '30000' },
-      runs: { type: 'string', default: '7' },
-      rate: { type: 'string', default: '30000' },
+      messages: { type: 'int', default: 30_000, min: 1, help: 'messages published in each run' },
+      runs: { type: 'int', default: 7, min: 1, help: 'runs of each receiver, alternating' },
+      rate: { type: 'number', default: 30_000, min: 1, help: 'messages published a second' },
+      receive: { type: 'string', value: 'MODE', help: 'internal: this process is the receiver of that mode' },
+      port: { type: 'int', default: 0, help: "internal: the receiver's server port" },
     },
   });
-  const count = Number(values.messages);
-  if (values.receive !== undefined) return receive(values.receive as Mode, Number(values.port), count);
-  const runs = Number(values.runs);
-  const rate = Number(values.rate);
+  const count = values.messages;
+  if (values.receive !== undefined) return receive(values.receive as Mode, values.port, count);
+  const { runs, rate } = values;
   const config = writeConfigFile(harnessConfig({ websocket: { server: { shards: 1, max_backpressure: 64 * 1024 * 1024 } } }));
   const server = await startServer([...serverPinPrefix(), process.execPath, SERVER_MAIN, '--config', config.file]);
   const perMode = new Map<Mode, RunResult[]>(MODES.map((m) => [m, []]));

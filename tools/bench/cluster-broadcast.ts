@@ -11,9 +11,9 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { cpus, tmpdir } from 'node:os';
-import { parseArgs } from 'node:util';
 import type { Redis } from 'ioredis';
 import { makePlan, type BroadcastPlan } from './lib/broadcast-plan.js';
+import { LOAD_OPTIONS, loadShape } from './lib/broadcast-options.js';
 import { runBroadcastLoad } from './lib/broadcast-load.js';
 import type { LoadResult } from './lib/broadcast-load-types.js';
 import { pinningReport, reexecPinnedGenerator, serverPinPrefix } from './lib/pinning.js';
@@ -21,43 +21,32 @@ import { harnessConfig, writeConfigFile } from '../lib/server-config.js';
 import { SERVER_MAIN, startServer, type ServerProcess } from '../lib/server-process.js';
 import { redisServerAvailable, startPrivateRedis, type PrivateRedis } from '../lib/redis-server.js';
 import { fetchServerStats } from '../loadtest/server-stats.js';
+import { toolArgs } from '../lib/cli.js';
 
 const TARGETS = ['single', 'cluster1', 'cluster2', 'cluster3'] as const;
 type Target = (typeof TARGETS)[number];
 const log = (line: string): void => void process.stderr.write(`${line}\n`);
 
-const { values } = parseArgs({
+const values = toolArgs({
+  command: 'npm run bench:cluster --',
+  about: "bench:broadcast's load against one process on its LMDB store, then a cluster of 1, 2 and 3 nodes on a private redis-server: CPU per delivery of the servers and Redis together, P50/P99, Redis commands per pub. JSON on stdout.",
   options: {
-    repeat: { type: 'string', default: '3' },
-    targets: { type: 'string', default: TARGETS.join(',') },
-    connections: { type: 'string', default: '2000' },
-    groups: { type: 'string', default: '20' },
-    publishers: { type: 'string', default: '20' },
-    rate: { type: 'string', default: '500' },
-    duration: { type: 'string', default: '10' },
-    // As bench:broadcast's: V8 is still optimising the nodes' hot path for the first tens of seconds.
-    warmup: { type: 'string', default: '30' },
-    drain: { type: 'string', default: '5' },
-    'json-out': { type: 'string' },
+    repeat: { type: 'int', default: 3, min: 1, help: 'repetitions; the summary gives the median and spread' },
+    targets: { type: 'names', known: TARGETS, default: TARGETS.join(','), help: 'single process or cluster of N nodes' },
+    ...LOAD_OPTIONS,
+    drain: { ...LOAD_OPTIONS.drain, default: 5 },
+    'json-out': { type: 'string', value: 'FILE', help: 'also write the JSON result to FILE' },
   },
 });
-const targets = values.targets!.split(',').map((t) => t.trim()) as Target[];
-for (const t of targets) if (!TARGETS.includes(t)) throw new Error(`--targets: unknown ${t} (known: ${TARGETS.join(', ')})`);
+const targets: Target[] = values.targets;
 if (targets.some((t) => t !== 'single') && !redisServerAvailable()) {
   console.error('bench:cluster needs redis-server (apt-get install -y redis-server)');
   process.exit(2);
 }
 reexecPinnedGenerator();
 
-const plan = makePlan({
-  connections: Number(values.connections),
-  groups: Number(values.groups),
-  publishers: Number(values.publishers),
-  rate: Number(values.rate),
-  durationS: Number(values.duration),
-  warmupS: Number(values.warmup),
-});
-const repeat = Number(values.repeat);
+const plan = makePlan(loadShape(values));
+const repeat = values.repeat;
 const pinning = pinningReport();
 log(`cluster broadcast: ${plan.connections} connections, ${plan.groups} groups, ${plan.rate} pub/s, ${plan.durationS} s x ${repeat} per target`);
 
@@ -186,7 +175,7 @@ async function runTarget(target: Target, plan: BroadcastPlan): Promise<Run> {
       },
       {
         connectConcurrency: 200,
-        drainS: Number(values.drain),
+        drainS: values.drain,
         verifyEvery: 0,
         placement: 'spread',
         serverCpu: pinning.serverCpu,

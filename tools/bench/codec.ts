@@ -11,12 +11,12 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { SERVER_MAIN, startServer, type ServerProcess } from '../lib/server-process.js';
 import { harnessConfig, writeConfigFile, type ConfigTree } from '../lib/server-config.js';
 import { ENCODINGS, serverPerformance, type Encoding } from './lib/codec-client.js';
 import { frameFigures, median, offloadRun, round, wireRun, type OffloadRun, type WireRun } from './lib/codec-runs.js';
-import type { PayloadKind } from './lib/chat-text.js';
+import { PAYLOADS, type PayloadKind } from './lib/chat-text.js';
+import { toolArgs } from '../lib/cli.js';
 
 const TARGETS = {
   /** JSON bytes ÷ msgpack+LZ4 bytes per delivery at 4 KB, at least. */
@@ -28,41 +28,38 @@ const TARGETS = {
 };
 
 const log = (line: string): void => void process.stderr.write(`${line}\n`);
-const list = (text: string): number[] => text.split(',').map(Number).filter((n) => Number.isFinite(n) && n > 0);
+const PARTS = ['frames', 'wire', 'offload'] as const;
 
-const { values } = parseArgs({
+const values = toolArgs({
+  command: 'npm run bench:codec --',
+  about: 'What ocs.v1.msgpack and LZ4 save on the wire and cost the server against ocs.v1.json (with and without permessage-deflate), and what the codec pool does for small messages while large ones flow. JSON on stdout.',
   options: {
-    repeats: { type: 'string', default: '3' },
-    duration: { type: 'string', default: '3' },
-    parts: { type: 'string', default: 'frames,wire,offload' },
-    sizes: { type: 'string', default: '128,4096,65536' },
-    payload: { type: 'string', default: 'prose' },
-    fanout: { type: 'string', default: '20' },
-    'offload-sizes': { type: 'string', default: '4096,16384,32768,65536,131072' },
-    'offload-bytes-per-s': { type: 'string', default: '2000000' },
-    'small-rate': { type: 'string', default: '200' },
-    'json-out': { type: 'string' },
-    encodings: { type: 'string', default: ENCODINGS.join(',') },
-    'server-node-args': { type: 'string', default: '' },
-    /** The pool threads' nice increment (performance.codec_pool_nice); unset: the server's default. */
-    'pool-nice': { type: 'string' },
+    repeats: { type: 'int', default: 3, min: 1, help: 'runs of every figure; each is the median with its spread' },
+    duration: { type: 'number', default: 3, min: 0.5, help: 'seconds of each measured run' },
+    parts: { type: 'names', known: PARTS, default: PARTS.join(','), help: 'frames: encoding alone; wire: a server and its clients; offload: small messages beside large ones' },
+    sizes: { type: 'ints', default: '128,4096,65536', min: 1, help: 'payload sizes in bytes' },
+    payload: { type: 'choice', known: Object.keys(PAYLOADS) as PayloadKind[], default: 'prose', help: 'chat-like text: prose or a thread of messages' },
+    fanout: { type: 'int', default: 20, min: 1, help: 'members receiving each message' },
+    'offload-sizes': { type: 'ints', default: '4096,16384,32768,65536,131072', min: 1, help: 'sizes of the large messages in the offload part' },
+    'offload-bytes-per-s': { type: 'number', default: 2_000_000, min: 1, help: 'bytes a second of large messages in the offload part' },
+    'small-rate': { type: 'number', default: 200, min: 1, help: 'small messages a second beside them' },
+    'json-out': { type: 'string', value: 'FILE', help: 'also write the JSON result to FILE' },
+    encodings: { type: 'names', known: ENCODINGS, default: ENCODINGS.join(','), help: 'encodings compared' },
+    'server-node-args': { type: 'string', default: '', value: '"ARGS"', help: 'more node options for every server, space-separated (e.g. --cpu-prof: a profile per thread, the shards\' too)' },
+    'pool-nice': { type: 'int', default: -1, min: -1, help: "the pool threads' nice increment (performance.codec_pool_nice, 0-19); -1: the server's default" },
   },
+}, (v) => {
+  if (v['pool-nice'] > 19) throw new Error('--pool-nice: at most 19');
 });
-const repeats = Number(values.repeats);
-const durationS = Number(values.duration);
-const parts = new Set(values.parts!.split(','));
-const sizes = list(values.sizes!);
-const payload = values.payload as PayloadKind;
-if (payload !== 'prose' && payload !== 'thread') throw new Error('--payload: prose or thread');
-const fanout = Number(values.fanout);
-const offloadSizes = list(values['offload-sizes']!);
-const offloadBytesPerS = Number(values['offload-bytes-per-s']);
-const smallRate = Number(values['small-rate']);
-const poolNice = values['pool-nice'] === undefined ? {} : { codec_pool_nice: Number(values['pool-nice']) };
-const encodings = values.encodings!.split(',') as Encoding[];
-for (const e of encodings) if (!ENCODINGS.includes(e)) throw new Error(`--encodings: some of ${ENCODINGS.join(', ')}`);
-/** More node options for every server, e.g. --cpu-prof (a profile per thread, the shards' too). */
-const serverNodeArgs = values['server-node-args']!.split(' ').filter(Boolean);
+const { repeats, sizes, fanout, encodings } = values;
+const durationS = values.duration;
+const parts = new Set<string>(values.parts);
+const payload = values.payload;
+const offloadSizes = values['offload-sizes'];
+const offloadBytesPerS = values['offload-bytes-per-s'];
+const smallRate = values['small-rate'];
+const poolNice = values['pool-nice'] < 0 ? {} : { codec_pool_nice: values['pool-nice'] };
+const serverNodeArgs = values['server-node-args'].split(' ').filter(Boolean);
 
 /** Publications per second at each size: enough deliveries to measure, not so many that this generator saturates. */
 const rateFor = (size: number): number => (size <= 1024 ? 500 : size <= 8192 ? 200 : 20);

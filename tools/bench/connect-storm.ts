@@ -15,29 +15,30 @@
  * (tools/bench/lib/broadcast-targets.ts): `-tls` ones speak wss:// with a certificate made for
  * the run.
  */
-import { parseArgs } from 'node:util';
 import { processCpuSeconds } from '../lib/proc.js';
 import { startServer } from '../lib/server-process.js';
 import { connectWs, type WsClient } from '../wsclient/client.js';
 import { prepareTarget, TARGET_NAMES, usesTls, type PreparedTarget, type TargetName } from './lib/broadcast-targets.js';
 import { spread, type Spread } from './lib/repetitions.js';
+import { toolArgs } from '../lib/cli.js';
 
-const { values } = parseArgs({
+const {
+  connections: CONNECTIONS,
+  concurrency: CONCURRENCY,
+  storms: STORMS,
+  groups: GROUPS,
+  targets,
+} = toolArgs({
+  command: 'npm run bench:connect --',
+  about: "What a reconnect storm costs the server: every client connecting at once, upgraded, welcomed and joined; per target the first (cold) storm and the median of the others, against the uWS baseline's. JSON on stdout.",
   options: {
-    connections: { type: 'string', default: '2000' },
-    concurrency: { type: 'string', default: '200' },
-    storms: { type: 'string', default: '4' },
-    groups: { type: 'string', default: '20' },
-    targets: { type: 'string', default: 'baseline,shards1,baseline-tls,shards1-tls' },
+    connections: { type: 'int', default: 2000, min: 1, help: 'clients in each storm' },
+    concurrency: { type: 'int', default: 200, min: 1, help: 'connections opened at once' },
+    storms: { type: 'int', default: 4, min: 2, help: 'storms per target (one cold, the rest warm)' },
+    groups: { type: 'int', default: 20, min: 1, help: 'groups the clients join' },
+    targets: { type: 'names', known: TARGET_NAMES, default: 'baseline,shards1,baseline-tls,shards1-tls', help: "bench:broadcast's targets; -tls ones speak wss://" },
   },
 });
-const CONNECTIONS = Number(values.connections);
-const CONCURRENCY = Number(values.concurrency);
-const STORMS = Number(values.storms);
-const GROUPS = Number(values.groups);
-const targets = values.targets.split(',') as TargetName[];
-for (const t of targets) if (!(TARGET_NAMES as readonly string[]).includes(t)) throw new Error(`--targets: unknown target ${t}`);
-if (!(STORMS >= 2 && CONNECTIONS > 0 && CONCURRENCY > 0)) throw new Error('--storms at least 2 (one cold, the rest warm), --connections and --concurrency above 0');
 /** Closed connections' sockets take a moment to go: the next storm starts after it. */
 const SETTLE_MS = 1500;
 

@@ -32,6 +32,27 @@ import { SERVER_MAIN, startServer, type ServerProcess } from '../lib/server-proc
 import { connectWs, type WsClient } from '../wsclient/client.js';
 import { rotation } from './lib/repetitions.js';
 import { summarizeSendRuns, type SendRun } from './lib/send-summary.js';
+import { toolArgs } from '../lib/cli.js';
+
+// Its settings are environment variables (the figures in the README were taken so); this answers --help and refuses stray arguments.
+toolArgs({
+  command: 'npm run bench:send --',
+  about: 'Durable `send` end to end, once per store sync mode (full, overlapping, none): messages stored, delivered and acknowledged a second, latency to the sender\'s `ack` and to delivery, and the server\'s CPU. JSON on stdout.',
+  options: {},
+  env: {
+    BENCH_RATE: 'sends offered a second (default 20000; 0 measures the server idle with its connections open)',
+    BENCH_SECONDS: 'measured seconds (default 6)',
+    BENCH_SENDERS: 'sending connections (default 8)',
+    BENCH_RECIPIENTS: 'receiving connections, which ack every message (default 8)',
+    BENCH_MODES: 'store.sync modes measured (default full,overlapping,none)',
+    BENCH_REPEATS: 'runs of every mode; above 1 adds the summary (default 1)',
+    BENCH_BASELINE_MAIN: "another build's dist/src/main.js, run alternating with this one",
+    BENCH_MAIN: "the build measured as this (default this checkout's dist/src/main.js)",
+    BENCH_WARMUP: 'seconds of load before the window (default 2)',
+    BENCH_CONFIG: "a JSON config tree merged into this server's config",
+    BENCH_SERVER_NODE_ARGS: 'more node options for the servers, space-separated',
+  },
+});
 
 const RATE = Number(process.env.BENCH_RATE ?? 20_000);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 6);

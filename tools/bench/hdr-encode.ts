@@ -10,22 +10,25 @@
  * load and compile, left out) and the bytes of base64; then the median and spread over the
  * repetitions. Both encoders take turns within each round, on the same histograms.
  */
-import { parseArgs } from 'node:util';
 import * as hdr from 'hdr-histogram-js';
 import { clampUs, encodeHistogram, newHistogram, type Histogram } from '../../src/metrics/hdr.js';
+import { toolArgs } from '../lib/cli.js';
 
-const { values } = parseArgs({
+const {
+  rounds,
+  repeat,
+  'interval-ms': intervalMs,
+  samples,
+} = toolArgs({
+  command: 'npm run bench:hdr --',
+  about: "GET /stats/histograms' encoding against hdr-histogram-js's encodeIntoCompressedBase64, at the rhythm the primary renders it. JSON on stdout.",
   options: {
-    rounds: { type: 'string', default: '12' },
-    repeat: { type: 'string', default: '3' },
-    'interval-ms': { type: 'string', default: '1000' },
-    samples: { type: 'string', default: '200000' },
+    rounds: { type: 'int', default: 12, min: 3, help: 'renders per repetition (the first two, which load and compile, are not measured)' },
+    repeat: { type: 'int', default: 3, min: 1, help: 'repetitions; the summary gives the median and spread' },
+    'interval-ms': { type: 'number', default: 1000, help: 'time between renders, as the metrics interval' },
+    samples: { type: 'int', default: 200_000, min: 1, help: 'samples in each histogram' },
   },
 });
-const rounds = Math.max(3, Number(values.rounds));
-const repeat = Math.max(1, Number(values.repeat));
-const intervalMs = Math.max(0, Number(values['interval-ms']));
-const samples = Math.max(1, Number(values.samples));
 /** Rounds that load and compile the code: not measured. */
 const COLD_ROUNDS = 2;
 const HISTOGRAMS = 5;

@@ -16,13 +16,13 @@
  * primary) and of every other thread with any, per target. Node names no thread, so a shard is
  * not told apart from libuv's helpers: it is the last one started (highest tid).
  */
-import { parseArgs } from 'node:util';
 import { prepareTarget, TARGET_NAMES, type TargetName } from './lib/broadcast-targets.js';
 import { LoadedServer } from './lib/loaded-server.js';
 import { splitThreads } from './lib/window-cpu.js';
 import { round } from './lib/broadcast-load-types.js';
 import { cpuUsBetween, processTree, snapshotProcesses, threadCpuUs, threadWakeups } from '../lib/proc.js';
 import { startServer } from '../lib/server-process.js';
+import { toolArgs } from '../lib/cli.js';
 
 const sleep = (s: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, s * 1000));
 
@@ -83,22 +83,20 @@ async function measure(name: TargetName, shape: Shape): Promise<Record<string, u
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
+  const values = toolArgs({
+    command: 'npm run bench:idle --',
+    about: 'What an idle server costs: CPU over a quiet window after a warm-up, by thread, and how often each thread woke, for each target in the same run. JSON on stdout.',
     options: {
-      warmup: { type: 'string', default: '20' },
-      window: { type: 'string', default: '20' },
-      targets: { type: 'string', default: 'baseline,shards1,shards2' },
-      connections: { type: 'string', default: '0' },
-      groups: { type: 'string', default: '20' },
+      warmup: { type: 'number', default: 20, help: 'seconds before the window' },
+      window: { type: 'number', default: 20, min: 0.1, help: 'seconds measured' },
+      targets: { type: 'names', known: TARGET_NAMES, default: 'baseline,shards1,shards2', help: "bench:broadcast's targets" },
+      connections: { type: 'int', default: 0, help: 'quiet clients joined before the warm-up (their pings, sweep and metrics)' },
+      groups: { type: 'int', default: 20, min: 1, help: 'groups those clients join' },
     },
   });
-  const shape: Shape = { warmupS: Number(values.warmup), windowS: Number(values.window), connections: Number(values.connections), groups: Number(values.groups) };
-  if (!(shape.warmupS >= 0 && shape.windowS > 0)) throw new Error('--warmup must be a number >= 0 and --window > 0');
-  if (!(Number.isInteger(shape.connections) && shape.connections >= 0 && Number.isInteger(shape.groups) && shape.groups >= 1)) throw new Error('--connections must be an integer >= 0 and --groups >= 1');
-  const targets = values.targets.split(',');
-  for (const t of targets) if (!(TARGET_NAMES as readonly string[]).includes(t)) throw new Error(`--targets: unknown target ${t} (known: ${TARGET_NAMES.join(', ')})`);
+  const shape: Shape = { warmupS: values.warmup, windowS: values.window, connections: values.connections, groups: values.groups };
   const results = [];
-  for (const name of targets as TargetName[]) results.push(await measure(name, shape));
+  for (const name of values.targets) results.push(await measure(name, shape));
   console.log(JSON.stringify({ benchmark: 'idle', node: process.version, warmupS: shape.warmupS, connections: shape.connections, groups: shape.groups, results }, null, 2));
 }
 

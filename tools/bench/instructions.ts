@@ -19,7 +19,6 @@
  * on stdout. Counts depend a little on timing too (how many events one turn of a loop takes),
  * so they are repeated like any other figure.
  */
-import { parseArgs } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -28,33 +27,36 @@ import { startServer } from '../lib/server-process.js';
 import { prepareTarget, TARGET_NAMES, type TargetName } from './lib/broadcast-targets.js';
 import { callgrindMissing, dumpCounters, readWindow, removeRunFiles, underCallgrind, zeroCounters, type CallgrindWindow } from './lib/callgrind.js';
 import { rotation, spread } from './lib/repetitions.js';
+import { toolArgs } from '../lib/cli.js';
 
-const { values } = parseArgs({
-  options: {
-    targets: { type: 'string', default: 'baseline,shards1,metrics-off' },
-    repeat: { type: 'string', default: '3' },
-    connections: { type: 'string', default: '200' },
-    groups: { type: 'string', default: '2' },
-    pubs: { type: 'string', default: '1000' },
-    rates: { type: 'string', default: '40,80' },
-    warmup: { type: 'string', default: '60' },
-    'warmup-rate': { type: 'string', default: '160' },
-    at: { type: 'string', default: '50000' },
-    main: { type: 'string' },
-    top: { type: 'string', default: '25' },
+const values = toolArgs(
+  {
+    command: 'npm run bench:instructions --',
+    about: 'User-space instructions per delivery counted by callgrind (valgrind), each target against the uWS baseline of the same repetition: a figure a noisy host does not move. JSON on stdout.',
+    options: {
+      targets: { type: 'names', known: TARGET_NAMES, default: 'baseline,shards1,metrics-off', help: 'servers measured in each repetition' },
+      repeat: { type: 'int', default: 3, min: 1, help: 'repetitions, each running every target (rotated order)' },
+      connections: { type: 'int', default: 200, min: 1, help: 'connections, joined to the groups in turn' },
+      groups: { type: 'int', default: 2, min: 1, help: 'groups' },
+      pubs: { type: 'int', default: 1000, min: 1, help: 'pubs in each of the two windows' },
+      rates: { type: 'numbers', default: '40,80', help: 'the two pub rates that split a per-delivery part from a per-second part' },
+      warmup: { type: 'number', default: 60, help: 'seconds of warm-up before the windows' },
+      'warmup-rate': { type: 'number', default: 160, help: 'pubs a second during the warm-up' },
+      at: { type: 'number', default: 50_000, min: 1, help: 'deliveries a second at which the two parts are added up' },
+      main: { type: 'string', value: 'FILE', help: "another build's dist/src/main.js for the real-server targets" },
+      top: { type: 'int', default: 25, help: 'functions listed per target' },
+    },
   },
-});
-const connections = Number(values.connections);
-const groups = Number(values.groups);
-const pubs = Number(values.pubs);
-const rates = values.rates.split(',').map(Number) as [number, number];
-const warmupS = Number(values.warmup);
-const warmupRate = Number(values['warmup-rate']);
-const atRate = Number(values.at);
-const topN = Number(values.top);
-const targets = values.targets.split(',') as TargetName[];
-for (const t of targets) if (!(TARGET_NAMES as readonly string[]).includes(t)) throw new Error(`--targets: unknown target ${t}`);
-if (rates.length !== 2 || rates.some((r) => !(r > 0)) || rates[0] === rates[1]) throw new Error('--rates: two different pub rates, e.g. 40,80');
+  (v) => {
+    const [a, b] = v.rates;
+    if (v.rates.length !== 2 || !(a! > 0 && b! > 0) || a === b) throw new Error('--rates: two different pub rates, e.g. 40,80');
+  },
+);
+const { connections, groups, pubs, top: topN, targets } = values;
+const rates = values.rates as [number, number];
+const warmupS = values.warmup;
+const warmupRate = values['warmup-rate'];
+const atRate = values.at;
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const MSG = Buffer.from('"op":"msg"');
@@ -167,7 +169,7 @@ async function main(): Promise<void> {
     return;
   }
   const repetitions: Array<Record<string, ReturnType<typeof split> & { runs: Array<Omit<WindowRun, 'window'> & { instructions: number }> }>> = [];
-  const repeat = Number(values.repeat);
+  const repeat = values.repeat;
   for (let rep = 0; rep < repeat; rep++) {
     const results: (typeof repetitions)[number] = {};
     for (const name of rotation(targets, rep)) {

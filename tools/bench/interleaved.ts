@@ -41,7 +41,6 @@
  * single windows, so wider). JSON on stdout: each pair, and the median, quartiles and range of
  * each ratio (target over baseline: CPU within each block, P99 and max within each pair).
  */
-import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import { newHistogram, summarize } from '../lib/histogram.js';
 import { splitThreads } from './lib/window-cpu.js';
@@ -49,44 +48,50 @@ import { isBaseline, placementOf, TARGET_NAMES, type TargetName } from './lib/br
 import { round } from './lib/broadcast-load-types.js';
 import { LoadedServer } from './lib/loaded-server.js';
 import { pinningReport, reexecPinnedGenerator } from './lib/pinning.js';
+import { toolArgs } from '../lib/cli.js';
 
-const { values } = parseArgs({
-  options: {
-    targets: { type: 'string', default: 'shards1,shards2' },
-    pairs: { type: 'string', default: '12' },
-    window: { type: 'string', default: '4' },
-    warmup: { type: 'string', default: '30' },
-    connections: { type: 'string', default: '2000' },
-    groups: { type: 'string', default: '20' },
-    rate: { type: 'string', default: '500' },
-    'server-node-args': { type: 'string', default: '' },
-    baseline: { type: 'string', default: 'baseline' },
-    'freeze-idle': { type: 'boolean', default: false },
-    'baseline-main': { type: 'string' },
+const values = toolArgs(
+  {
+    command: 'npm run bench:interleaved --',
+    about: 'The uWS baseline and each target up at once, the broadcast load going to one of them at a time in short windows, in pairs: CPU per delivery, P99 and max of each target against the baseline on nearly the same host. JSON on stdout.',
+    options: {
+      targets: { type: 'names', known: TARGET_NAMES, default: 'shards1,shards2', help: 'servers compared with the baseline, one after another' },
+      pairs: { type: 'int', default: 12, min: 2, help: 'pairs of windows per target (even: the CPU ratio is taken over blocks of two)' },
+      window: { type: 'number', default: 4, help: 'seconds of load in each window' },
+      warmup: { type: 'number', default: 30, help: 'seconds of load on each server before its first window' },
+      connections: { type: 'int', default: 2000, min: 1, help: 'connections to each server (a multiple of --groups)' },
+      groups: { type: 'int', default: 20, min: 1, help: 'groups, one publisher each' },
+      rate: { type: 'number', default: 500, help: 'pubs a second in a window' },
+      'server-node-args': { type: 'string', default: '', value: '"ARGS"', help: 'more node options for every server, space-separated' },
+      baseline: { type: 'choice', known: TARGET_NAMES, default: 'baseline', help: 'the yardstick: baseline, baseline-pings or baseline2-by-shard (any target with --baseline-main)' },
+      'freeze-idle': { type: 'boolean', help: "stop the waiting server (SIGSTOP) during the other's window" },
+      'baseline-main': { type: 'string', value: 'FILE', help: "another build's dist/src/main.js: the baseline is that build's real server" },
+    },
   },
-});
-const BASELINE = values.baseline as TargetName;
+  (v) => {
+    const baseline = v.baseline;
+    if (!(isBaseline(baseline) || v['baseline-main'] !== undefined)) {
+      throw new Error(`--baseline: not a baseline: ${baseline} (a real-server target is one with --baseline-main only)`);
+    }
+    if (v['baseline-main'] !== undefined && isBaseline(baseline)) throw new Error(`--baseline-main: ${baseline} is the benchmark's uWS server, not another build's`);
+    // Another baseline may be a target (baseline2-by-shard against baseline-pings: what a second thread costs uWS itself).
+    for (const t of v.targets) if (t === baseline && v['baseline-main'] === undefined) throw new Error(`--targets: not a target to compare with ${baseline}: ${t}`);
+    // Every group then has the same members, and connection g (g < GROUPS) publishes to group g.
+    if (v.connections < v.groups || v.connections % v.groups !== 0) throw new Error('--connections must be a multiple of --groups');
+    if (v.pairs % 2 !== 0) throw new Error('--pairs must be even: the CPU ratio is taken over blocks of two pairs');
+    if (!(v.window > 0 && v.rate > 0)) throw new Error('--window and --rate must be positive');
+  },
+);
+const BASELINE: TargetName = values.baseline;
 const BASELINE_MAIN = values['baseline-main'];
-if (!(TARGET_NAMES as readonly string[]).includes(BASELINE) || !(isBaseline(BASELINE) || BASELINE_MAIN !== undefined)) {
-  throw new Error(`--baseline: not a baseline: ${BASELINE} (a real-server target is one with --baseline-main only)`);
-}
-if (BASELINE_MAIN !== undefined && isBaseline(BASELINE)) throw new Error(`--baseline-main: ${BASELINE} is the benchmark's uWS server, not another build's`);
-// Another baseline may be a target (baseline2-by-shard against baseline-pings: what a second thread costs uWS itself).
-const targets = values.targets.split(',') as TargetName[];
-for (const t of targets) {
-  if (!(TARGET_NAMES as readonly string[]).includes(t) || (t === BASELINE && BASELINE_MAIN === undefined)) throw new Error(`--targets: not a target to compare with ${BASELINE}: ${t}`);
-}
-const PAIRS = Number(values.pairs);
-const WINDOW_MS = Number(values.window) * 1000;
-const WARMUP_MS = Number(values.warmup) * 1000;
-const CONNECTIONS = Number(values.connections);
-const GROUPS = Number(values.groups);
-const RATE = Number(values.rate);
+const targets = values.targets;
+const PAIRS = values.pairs;
+const WINDOW_MS = values.window * 1000;
+const WARMUP_MS = values.warmup * 1000;
+const CONNECTIONS = values.connections;
+const GROUPS = values.groups;
+const RATE = values.rate;
 const NODE_ARGS = values['server-node-args'].split(' ').filter(Boolean);
-// Every group then has the same members, and connection g (g < GROUPS) publishes to group g.
-if (!(GROUPS >= 1 && CONNECTIONS >= GROUPS && CONNECTIONS % GROUPS === 0)) throw new Error('--connections must be a multiple of --groups');
-if (!(PAIRS >= 2 && PAIRS % 2 === 0)) throw new Error('--pairs must be even: the CPU ratio is taken over blocks of two pairs');
-if (!(WINDOW_MS > 0 && WARMUP_MS >= 0 && RATE > 0)) throw new Error('--window, --warmup and --rate must be positive numbers');
 /** After a window's last pub, how long its deliveries may take to arrive before the rest count as lost. */
 const DRAIN_MS = 2000;
 const FREEZE_IDLE = values['freeze-idle'];

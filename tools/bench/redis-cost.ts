@@ -15,25 +15,27 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
 import { harnessConfig, writeConfigFile } from '../lib/server-config.js';
 import { SERVER_MAIN, startServer } from '../lib/server-process.js';
 import { redisServerAvailable, startPrivateRedis, type PrivateRedis } from '../lib/redis-server.js';
 import { spread, type Spread } from './lib/repetitions.js';
+import { toolArgs } from '../lib/cli.js';
 
-const { values } = parseArgs({
+const values = toolArgs({
+  command: 'npm run bench:redis-cost --',
+  about: "What a reconnect with many scheduled messages and an `any` to a large group cost a cluster's Redis, against the small case in the same run (and a durable send for scale). JSON on stdout.",
   options: {
-    repeat: { type: 'string', default: '3' },
-    scheduled: { type: 'string', default: '9999' },
-    members: { type: 'string', default: '2000' },
-    duration: { type: 'string', default: '8' },
+    repeat: { type: 'int', default: 3, min: 1, help: 'repetitions; the summary gives the median and spread' },
+    scheduled: { type: 'int', default: 9999, min: 1, help: 'scheduled messages waiting for the reconnecting user (the large case)' },
+    members: { type: 'int', default: 2000, min: 1, help: 'members of the large group of the `any` case' },
+    duration: { type: 'number', default: 8, help: 'seconds of each measured window' },
   },
 });
-const REPEAT = Number(values.repeat);
-const SCHEDULED = Number(values.scheduled);
-const MEMBERS = Number(values.members);
-const DURATION_MS = Number(values.duration) * 1000;
+const REPEAT = values.repeat;
+const SCHEDULED = values.scheduled;
+const MEMBERS = values.members;
+const DURATION_MS = values.duration * 1000;
 /** The small case of each: what an ordinary user or group has. */
 const SMALL = 10;
 /** Reconnect loops, and `any` frames in flight: enough to keep one node and Redis busy. */

@@ -13,10 +13,10 @@
  * let the consumer see a length without its payload), then popped into a buffer of the
  * consumer's (a payload may wrap, so it cannot be handed out in place).
  */
-import { parseArgs } from 'node:util';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { RingBuffer } from 'ringbuf.js';
 import { createRingBuffer, RingReader, RingWriter } from '../../src/rings/ring.js';
+import { toolArgs } from '../lib/cli.js';
 
 const RING_BYTES = 1 << 20;
 const BURST = 64;
@@ -136,9 +136,14 @@ function produce(): void {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { records: { type: 'string', default: '2000000' }, sizes: { type: 'string', default: '64,256,1024' } } });
-  const records = Number(values.records);
-  const sizes = values.sizes.split(',').map(Number);
+  const { records, sizes } = toolArgs({
+    command: 'npm run bench:ring --',
+    about: 'Our SPSC record ring against ringbuf.js, in one thread and across two: nanoseconds per record and records a second per payload size. JSON on stdout.',
+    options: {
+      records: { type: 'int', default: 2_000_000, min: 10, help: 'records per measurement' },
+      sizes: { type: 'ints', default: '64,256,1024', min: 1, help: 'payload sizes in bytes' },
+    },
+  });
   const results: Array<Record<string, unknown>> = [];
   for (const size of sizes) {
     for (const mode of ['single-thread', 'cross-thread'] as const) {

@@ -20,6 +20,22 @@ import { processRss } from '../lib/proc.js';
 import { harnessConfig, writeConfigFile } from '../lib/server-config.js';
 import { SERVER_MAIN, startServer } from '../lib/server-process.js';
 import { connectWs, type WsClient } from '../wsclient/client.js';
+import { toolArgs } from '../lib/cli.js';
+
+// Its settings are environment variables; this answers --help and refuses stray arguments.
+toolArgs({
+  command: 'npm run bench:stored --',
+  about: "What stored messages cost the server's memory (not a speed test): RSS after start-up, once every send to offline users was answered, and after a settle. JSON on stdout.",
+  options: {},
+  env: {
+    BENCH_MESSAGES: 'sends, each to a distinct offline user (default 20000)',
+    BENCH_BYTES: 'bytes of each message (default 10240)',
+    BENCH_WINDOW: 'sends unanswered at most (default 500)',
+    BENCH_SETTLE_S: 'seconds after the last answer before the last reading (default 5)',
+    BENCH_DELIVERY: "JSON merged into websocket.delivery, e.g. '{\"max_stored_per_sender\":20000}'",
+    BENCH_STORE: 'JSON merged into store',
+  },
+});
 
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 20_000);
 const BYTES = Number(process.env.BENCH_BYTES ?? 10 * 1024);

@@ -6,7 +6,6 @@
 //   --mode: bulk fills 64 KiB reads (parsing cost); trickle sends one frame per connection per
 //           server loop turn, so most reads hold one frame (per-read cost, as in a fan-out).
 //   --parse: also run the broadcast benchmark's delivery parser on every frame.
-import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
@@ -14,21 +13,24 @@ import { connectWs, type WsClient } from '../wsclient/client.js';
 import { parseDeliveries } from './lib/deliveries.js';
 import { pinningReport, reexecPinnedGenerator, serverPinPrefix } from './lib/pinning.js';
 import { startServer } from '../lib/server-process.js';
+import { toolArgs } from '../lib/cli.js';
 
-reexecPinnedGenerator();
-
-const { values } = parseArgs({
+const values = toolArgs({
+  command: 'npm run bench:wsclient --',
+  about: "How many messages a second one core receives with the benchmarks' own WebSocket client (tools/wsclient) against the `ws` package, a uWS server sending as fast as backpressure allows. JSON on stdout.",
   options: {
-    clients: { type: 'string', default: 'ours,ws' },
-    connections: { type: 'string', default: '1,200' },
-    seconds: { type: 'string', default: '5' },
-    'frame-bytes': { type: 'string', default: '180' },
-    mode: { type: 'string', default: 'bulk' },
-    parse: { type: 'boolean', default: false },
+    clients: { type: 'names', known: ['ours', 'ws'] as const, default: 'ours,ws', help: 'clients measured' },
+    connections: { type: 'ints', default: '1,200', min: 1, help: 'connection counts measured' },
+    seconds: { type: 'number', default: 5, min: 0.1, help: 'measured seconds per case' },
+    'frame-bytes': { type: 'int', default: 180, min: 2, help: 'bytes of each frame' },
+    mode: { type: 'choice', known: ['bulk', 'trickle'] as const, default: 'bulk', help: 'bulk fills 64 KiB reads (parsing cost); trickle sends one frame per connection per server loop turn (per-read cost, as in a fan-out)' },
+    parse: { type: 'boolean', help: "also run the broadcast benchmark's delivery parser on every frame" },
   },
 });
+reexecPinnedGenerator();
 
-const seconds = Number(values.seconds);
+const seconds = values.seconds;
+const mode = values.mode;
 const WARMUP_MS = 1000;
 
 interface Case {
@@ -92,7 +94,7 @@ async function measure(client: string, connections: number): Promise<Case> {
     '--frame-bytes',
     String(values['frame-bytes']),
     '--mode',
-    String(values.mode),
+    mode,
   ]);
   try {
     const closeAll = await (client === 'ws' ? openWs : openOurs)(server.port, connections);
@@ -127,8 +129,8 @@ function round2(x: number): number {
 }
 
 const cases: Case[] = [];
-for (const connections of String(values.connections).split(',').map(Number)) {
-  for (const client of String(values.clients).split(',')) {
+for (const connections of values.connections) {
+  for (const client of values.clients) {
     process.stderr.write(`${client} x ${connections} connections...\n`);
     const result = await measure(client, connections);
     process.stderr.write(`  ${result.messagesPerSecond} msg/s at ${result.generatorCpu} core\n`);
@@ -137,7 +139,7 @@ for (const connections of String(values.connections).split(',').map(Number)) {
 }
 console.log(
   JSON.stringify(
-    { frameBytes: Number(values['frame-bytes']), mode: values.mode, parse: values.parse, seconds, pinning: pinningReport(), cases },
+    { frameBytes: values['frame-bytes'], mode, parse: values.parse, seconds, pinning: pinningReport(), cases },
     null,
     2,
   ),

@@ -1,5 +1,5 @@
 // Command-line options of tools/bench/broadcast.ts, validated once.
-import { parseArgs } from 'node:util';
+import { toolArgs, type ToolCli, type ToolOption, type ToolValues } from '../../lib/cli.js';
 import type { BroadcastOptions } from './broadcast-plan.js';
 import type { Placement } from './broadcast-load-types.js';
 import { DEFAULT_TARGETS, TARGET_NAMES, type TargetName } from './broadcast-targets.js';
@@ -23,119 +23,68 @@ export interface CliOptions extends BroadcastOptions {
   noiseProbeS: number;
 }
 
-export const USAGE = `Usage: npm run bench:broadcast -- [options]
-  --connections N   clients (default 2000)
-  --groups N        groups; client c joins group c % N (default 20)
-  --publishers N    publishing clients, spread over the groups (default 20)
-  --rate N          publications per second, all publishers together (default 500: with
-                    100 members per group, 50,000 deliveries/s, which one core of the
-                    generator carries on a 2-core VM)
-  --repeat N        repetitions, each running every target once in a rotated order; the
-                    summary gives the median and spread of each figure (default 3)
-  --trace-gc        run the servers with --trace-gc-nvp: collections and allocation per thread
-  --sched           record the scheduler's events over each window (perf sched, root): how
-                    long the server's busiest thread waited to run, what ran instead and what
-                    woke it (lib/sched-trace.ts)
-  --server-node-args="ARGS"  more node options for every server, space-separated
-                    (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof": a profile per thread)
-  --duration S      measured seconds (default 10)
-  --warmup S        unmeasured seconds before (default 30: V8 has optimised the hot path by then)
-  --drain S         longest wait for late deliveries after the last publication (default 2)
-  --targets LIST    comma-separated, from ${TARGET_NAMES.join(',')}
-                    (default ${DEFAULT_TARGETS.join(',')}); metrics-off is shards1 with
-                    metrics collection off, scrape is shards1 with GET /metrics every second,
-                    -history: the real server with every group keeping history,
-                    baseline-worker: the baseline's server in a worker thread,
-                    baseline-pings: the baseline pinging a connection after 20 s of silence
-                    (the real server's ping_interval); then each real-server target is also
-                    compared with it (vsBaselinePings); baseline-tls, shards1-tls: both on
-                    wss:// (a certificate made for the run), shards1-tls also compared with
-                    baseline-tls (vsBaselineTls); shards2-by-shard: shards2 with
-                    --placement by-shard for it alone; baseline2-by-shard: baseline-pings
-                    in two threads on one port, each group on one (its yardstick)
-  --noise-probe S   seconds a spinning process measures, on each core, the time the host takes
-                    away before each run (default 1; 0 skips it: no run is then called host-noisy)
-  --json-out FILE   also write the JSON result to FILE
-  --concurrency N   connections opened at once (default 200)
-  --placement P     spread (default: where the kernel puts each connection) or by-shard (group g
-                    lives on shard g % shards only: connections are reopened until they land there)
-  --verify-every N  also JSON.parse one received frame in N to check the fast parser (default 1000, 0 = off)`;
+/** The load's shape, as bench:cluster takes it too. */
+export const LOAD_OPTIONS = {
+  connections: { type: 'int', default: 2000, min: 1, help: 'clients' },
+  groups: { type: 'int', default: 20, min: 1, help: 'groups; client c joins group c % N' },
+  publishers: { type: 'int', default: 20, min: 1, help: 'publishing clients, spread over the groups' },
+  rate: { type: 'number', default: 500, min: 0.001, help: 'publications a second, all publishers together (500: with 100 members per group, 50,000 deliveries/s, which one core of the generator carries on a 2-core VM)' },
+  duration: { type: 'number', default: 10, min: 0.001, help: 'measured seconds' },
+  warmup: { type: 'number', default: 30, help: 'unmeasured seconds before (V8 has optimised the hot path by then)' },
+  drain: { type: 'number', default: 2, help: 'longest wait for late deliveries after the last publication' },
+} satisfies Record<string, ToolOption>;
 
-export function parseCli(argv: string[]): CliOptions {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      connections: { type: 'string', default: '2000' },
-      groups: { type: 'string', default: '20' },
-      publishers: { type: 'string', default: '20' },
-      rate: { type: 'string', default: '500' },
-      repeat: { type: 'string', default: '3' },
-      'trace-gc': { type: 'boolean', default: false },
-      sched: { type: 'boolean', default: false },
-      'server-node-args': { type: 'string', default: '' },
-      duration: { type: 'string', default: '10' },
-      warmup: { type: 'string', default: '30' },
-      drain: { type: 'string', default: '2' },
-      targets: { type: 'string', default: DEFAULT_TARGETS.join(',') },
-      'json-out': { type: 'string' },
-      concurrency: { type: 'string', default: '200' },
-      'verify-every': { type: 'string', default: '1000' },
-      placement: { type: 'string', default: 'spread' },
-      'noise-probe': { type: 'string', default: '1' },
-      help: { type: 'boolean', default: false },
+/** The load's shape from LOAD_OPTIONS' values. */
+export function loadShape(values: ToolValues<typeof LOAD_OPTIONS>): BroadcastOptions {
+  return { connections: values.connections, groups: values.groups, publishers: values.publishers, rate: values.rate, durationS: values.duration, warmupS: values.warmup };
+}
+
+export const BROADCAST_CLI = {
+  command: 'npm run bench:broadcast --',
+  about:
+    'The same fan-out load, in one run, against the single-threaded uWS baseline server and the real server with 1 and 2 shards, repeated, with the median and spread of every figure. JSON on stdout (progress on stderr); tools/bench/README.md explains its fields.',
+  options: {
+    ...LOAD_OPTIONS,
+    repeat: { type: 'int', default: 3, min: 1, help: 'repetitions, each running every target once in a rotated order; the summary gives the median and spread of each figure' },
+    'trace-gc': { type: 'boolean', help: 'run the servers with --trace-gc-nvp: collections and allocation per thread' },
+    sched: { type: 'boolean', help: "record the scheduler's events over each window (perf sched, root): how long the server's busiest thread waited to run, what ran instead and what woke it" },
+    'server-node-args': { type: 'string', default: '', value: '"ARGS"', help: 'more node options for every server, space-separated (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof": a profile per thread)' },
+    targets: {
+      type: 'names',
+      known: TARGET_NAMES,
+      default: DEFAULT_TARGETS.join(','),
+      help:
+        'servers measured. metrics-off: shards1 with metrics collection off; scrape: shards1 with GET /metrics every second; -history: every group keeping history; baseline-worker: the baseline in a worker thread; baseline-pings: the baseline pinging a connection after 20 s of silence (then each real-server target is also compared with it, vsBaselinePings); baseline-tls, shards1-tls: both on wss://; shards2-by-shard: shards2 with --placement by-shard for it alone; baseline2-by-shard: baseline-pings in two threads on one port, each group on one (its yardstick)',
     },
-  });
-  if (values.help) {
-    console.error(USAGE);
-    process.exit(0);
-  }
-  const targets = values.targets!.split(',').map((t) => t.trim()).filter(Boolean);
-  for (const t of targets) {
-    if (!(TARGET_NAMES as readonly string[]).includes(t)) throw new Error(`--targets: unknown target ${t} (known: ${TARGET_NAMES.join(', ')})`);
-  }
-  const placement = values.placement!;
-  if (placement !== 'spread' && placement !== 'by-shard') throw new Error(`--placement must be spread or by-shard, got ${placement}`);
+    'noise-probe': { type: 'number', default: 1, help: 'seconds a spinning process measures, on each core, the time the host takes away before each run (0 skips it: no run is then called host-noisy)' },
+    'json-out': { type: 'string', value: 'FILE', help: 'also write the JSON result to FILE' },
+    concurrency: { type: 'int', default: 200, min: 1, help: 'connections opened at once' },
+    placement: { type: 'choice', known: ['spread', 'by-shard'] as const, default: 'spread', help: 'spread: where the kernel puts each connection; by-shard: group g lives on shard g % shards only (connections are reopened until they land there)' },
+    'verify-every': { type: 'int', default: 1000, help: 'also JSON.parse one received frame in N to check the fast parser (0: off)' },
+  },
+} satisfies ToolCli<Record<string, ToolOption>>;
+
+/** The options' values as the benchmark takes them. */
+export function cliOptions(values: ToolValues<(typeof BROADCAST_CLI)['options']>): CliOptions {
   return {
-    placement,
-    connections: positiveInt('connections', values.connections!),
-    groups: positiveInt('groups', values.groups!),
-    publishers: positiveInt('publishers', values.publishers!),
-    rate: positiveNumber('rate', values.rate!),
-    durationS: positiveNumber('duration', values.duration!),
-    warmupS: nonNegativeNumber('warmup', values.warmup!),
-    drainS: nonNegativeNumber('drain', values.drain!),
-    targets: targets as TargetName[],
+    ...loadShape(values),
+    placement: values.placement,
+    drainS: values.drain,
+    targets: values.targets,
     jsonOut: values['json-out'] ?? null,
-    connectConcurrency: positiveInt('concurrency', values.concurrency!),
-    verifyEvery: nonNegativeInt('verify-every', values['verify-every']!),
-    repeat: positiveInt('repeat', values.repeat!),
-    traceGc: values['trace-gc']!,
-    sched: values.sched!,
-    serverNodeArgs: values['server-node-args']!.split(' ').filter(Boolean),
-    noiseProbeS: nonNegativeNumber('noise-probe', values['noise-probe']!),
+    connectConcurrency: values.concurrency,
+    verifyEvery: values['verify-every'],
+    repeat: values.repeat,
+    traceGc: values['trace-gc'],
+    sched: values.sched,
+    serverNodeArgs: values['server-node-args'].split(' ').filter(Boolean),
+    noiseProbeS: values['noise-probe'],
   };
 }
 
-function positiveNumber(name: string, text: string): number {
-  const value = Number(text);
-  if (!(value > 0) || !Number.isFinite(value)) throw new Error(`--${name} must be a positive number, got ${text}`);
-  return value;
-}
-
-function nonNegativeNumber(name: string, text: string): number {
-  const value = Number(text);
-  if (!(value >= 0) || !Number.isFinite(value)) throw new Error(`--${name} must be a number >= 0, got ${text}`);
-  return value;
-}
-
-function positiveInt(name: string, text: string): number {
-  const value = positiveNumber(name, text);
-  if (!Number.isInteger(value)) throw new Error(`--${name} must be an integer, got ${text}`);
-  return value;
-}
-
-function nonNegativeInt(name: string, text: string): number {
-  const value = nonNegativeNumber(name, text);
-  if (!Number.isInteger(value)) throw new Error(`--${name} must be an integer, got ${text}`);
-  return value;
+/** The command line of tools/bench/broadcast.ts: --help and bad options answered as every tool's (tools/lib/cli.ts). */
+export function parseCli(argv: string[] = process.argv.slice(2)): CliOptions {
+  let options: CliOptions | undefined;
+  toolArgs(BROADCAST_CLI, (values) => void (options = cliOptions(values)), argv);
+  return options!;
 }
