@@ -101,6 +101,24 @@ describe('benchmarks (smoke)', { concurrency: 3 }, () => {
     }
   });
 
+  it('bench:interleaved --baseline baseline-pings --targets baseline2-spread: the uWS yardstick in two threads forwards each pub to the other thread over the rings, so every member gets it wherever the kernel put it', async () => {
+    const report = await bench('interleaved.js', [
+      ...['--baseline', 'baseline-pings', '--targets', 'baseline2-spread', '--connections', '40', '--groups', '2', '--rate', '50'],
+      ...['--pairs', '2', '--window', '0.5', '--warmup', '0.5'],
+    ]);
+    type Window = { deliveries: number; pubs: number; lost: number; byThreadUsPerDelivery: { other: number[] } };
+    const [result] = report.results as Array<{ target: string; placement: string; pairs: Array<Record<string, unknown>> }>;
+    assert.equal(result!.target, 'baseline2-spread');
+    assert.equal(result!.placement, 'spread');
+    for (const pair of result!.pairs) {
+      const w = pair['baseline2-spread'] as Window;
+      // 20 members a group, spread by the kernel over two threads: each thread has some of most groups.
+      assert.equal(w.deliveries, w.pubs * 20);
+      assert.equal(w.lost, 0);
+      assert.equal(w.byThreadUsPerDelivery.other.length, 2);
+    }
+  });
+
   it('bench:interleaved --baseline shards1 --baseline-main PATH: the baseline is the real server that PATH starts (another build), measured window by window against this one', async () => {
     const report = await bench('interleaved.js', [
       ...['--baseline', 'shards1', '--baseline-main', SERVER_MAIN, '--targets', 'shards1', '--connections', '20', '--groups', '2', '--rate', '50'],

@@ -6,7 +6,7 @@
  * more from one run to the next on our VMs.
  *
  *   npm run bench:interleaved [-- --targets shards1,shards2 --pairs 12 --window 4 --warmup 30
- *     --baseline baseline|baseline-pings|baseline2-by-shard --freeze-idle]
+ *     --baseline baseline|baseline-pings|baseline2-by-shard|baseline2-spread --freeze-idle]
  *   npm run bench:interleaved -- --baseline shards2-by-shard --baseline-main OLD/dist/src/main.js
  *     --targets shards2-by-shard
  *
@@ -18,6 +18,8 @@
  * kernel put on another shard than its group's is opened again), routing by interest's case.
  * Its yardstick with the same layout: `--baseline baseline-pings --targets
  * baseline2-by-shard,shards2-by-shard` (the uWS server in two threads, each group on one).
+ * Two shards spread (`shards2`, every group on both) have theirs in `--targets
+ * baseline2-spread,shards2`: the same two threads, each pub forwarded over the server's rings.
  *
  * Both servers are pinned to CPU 0 and the generator to CPU 1, as in bench:broadcast; each has
  * its own 2,000 connections in 20 groups, one publisher per group, 500 pubs a second in its
@@ -63,7 +65,7 @@ const values = toolArgs(
       groups: { type: 'int', default: 20, min: 1, help: 'groups, one publisher each' },
       rate: { type: 'number', default: 500, help: 'pubs a second in a window' },
       'server-node-args': { type: 'string', default: '', value: '"ARGS"', help: 'more node options for every server, space-separated' },
-      baseline: { type: 'choice', known: TARGET_NAMES, default: 'baseline', help: 'the yardstick: baseline, baseline-pings or baseline2-by-shard (any target with --baseline-main)' },
+      baseline: { type: 'choice', known: TARGET_NAMES, default: 'baseline', help: 'the yardstick: baseline, baseline-pings, baseline2-by-shard or baseline2-spread (any target with --baseline-main)' },
       'freeze-idle': { type: 'boolean', help: "stop the waiting server (SIGSTOP) during the other's window" },
       'baseline-main': { type: 'string', value: 'FILE', help: "another build's dist/src/main.js: the baseline is that build's real server" },
     },

@@ -29,6 +29,12 @@ export interface MiniServerOptions {
   tls?: { certFile: string; keyFile: string };
   /** The `shard` its `welcome` names (default 0): which of several such servers on one port took the connection. */
   shard?: number;
+  /**
+   * Called with each pub's `msg` frame after it went to this server's subscribers: the frame
+   * is encoded once, as bytes, to be sent to the same group's members on other threads
+   * (thread-forwarder.ts). Without it the frame is published as the string JSON.stringify made.
+   */
+  forward?: (group: string, frame: Uint8Array) => void;
 }
 
 export interface MiniServer {
@@ -67,6 +73,7 @@ export function createMiniServer(options: MiniServerOptions = {}): MiniServer {
   const byUser = new Map<string, Set<uWS.WebSocket<Session>>>();
   const sockets = new Set<uWS.WebSocket<Session>>();
   const shard = options.shard ?? 0;
+  const forward = options.forward;
   const app = options.tls ? uWS.SSLApp({ cert_file_name: options.tls.certFile, key_file_name: options.tls.keyFile }) : uWS.App();
 
   const handle = (ws: uWS.WebSocket<Session>, message: ArrayBuffer, isBinary: boolean): void => {
@@ -99,7 +106,12 @@ export function createMiniServer(options: MiniServerOptions = {}): MiniServer {
         const pri = typeof frame.pri === 'number' ? frame.pri : 1;
         const msg = { op: 'msg', id, from: ws.getUserData().user, group: frame.group, data: frame.data, pri, ts: Date.now() };
         // app.publish, not ws.publish: the protocol delivers to the sender too.
-        app.publish(frame.group, JSON.stringify(msg));
+        if (forward === undefined) app.publish(frame.group, JSON.stringify(msg));
+        else {
+          const bytes = Buffer.from(JSON.stringify(msg));
+          app.publish(frame.group, bytes);
+          forward(frame.group, bytes);
+        }
         if (ref !== undefined) ws.send(JSON.stringify({ op: 'ack', ref, id }));
         return;
       }

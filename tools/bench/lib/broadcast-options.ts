@@ -54,7 +54,7 @@ export const BROADCAST_CLI = {
       known: TARGET_NAMES,
       default: DEFAULT_TARGETS.join(','),
       help:
-        'servers measured. metrics-off: shards1 with metrics collection off; scrape: shards1 with GET /metrics every second; -history: every group keeping history; baseline-worker: the baseline in a worker thread; baseline-pings: the baseline pinging a connection after 20 s of silence (then each real-server target is also compared with it, vsBaselinePings); baseline-tls, shards1-tls: both on wss://; shards2-by-shard: shards2 with --placement by-shard for it alone; baseline2-by-shard: baseline-pings in two threads on one port, each group on one (its yardstick)',
+        'servers measured. metrics-off: shards1 with metrics collection off; scrape: shards1 with GET /metrics every second; -history: every group keeping history; baseline-worker: the baseline in a worker thread; baseline-pings: the baseline pinging a connection after 20 s of silence (then each real-server target is also compared with it, vsBaselinePings); baseline-tls, shards1-tls: both on wss://; shards2-by-shard: shards2 with --placement by-shard for it alone; baseline2-by-shard: baseline-pings in two threads on one port, each group on one (its yardstick); baseline2-spread: the same two threads, each pub forwarded between them over shared-memory rings (shards2\'s yardstick)',
     },
     'noise-probe': { type: 'number', default: 1, help: 'seconds a spinning process measures, on each core, the time the host takes away before each run (0 skips it: no run is then called host-noisy)' },
     'json-out': { type: 'string', value: 'FILE', help: 'also write the JSON result to FILE' },

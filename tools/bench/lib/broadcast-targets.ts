@@ -8,7 +8,7 @@ import { SERVER_MAIN } from '../../lib/server-process.js';
 import type { Placement } from './broadcast-load-types.js';
 import { serverPinPrefix } from './pinning.js';
 
-export const TARGET_NAMES = ['baseline', 'shards1', 'shards2', 'metrics-off', 'scrape', 'shards1-history', 'shards2-history', 'baseline-worker', 'baseline-pings', 'baseline-tls', 'shards1-tls', 'shards2-by-shard', 'baseline2-by-shard'] as const;
+export const TARGET_NAMES = ['baseline', 'shards1', 'shards2', 'metrics-off', 'scrape', 'shards1-history', 'shards2-history', 'baseline-worker', 'baseline-pings', 'baseline-tls', 'shards1-tls', 'shards2-by-shard', 'baseline2-by-shard', 'baseline2-spread'] as const;
 export type TargetName = (typeof TARGET_NAMES)[number];
 /**
  * What runs without --targets; metrics-off and scrape measure what the server's metrics cost,
@@ -19,7 +19,9 @@ export type TargetName = (typeof TARGET_NAMES)[number];
  * each group on one of them (--placement by-shard for this target alone, so that one invocation
  * compares both placements), baseline2-by-shard the baseline-pings server in two threads on one
  * port with each group on one of them (shards2-by-shard's yardstick: what two acceptor threads on
- * one core cost bare uWS): asked for by name.
+ * one core cost bare uWS), baseline2-spread the same two threads with every group's members on
+both and each pub forwarded between them over the real server's rings (shards2's yardstick):
+asked for by name.
  */
 export const DEFAULT_TARGETS: readonly TargetName[] = ['baseline', 'shards1', 'shards2'];
 /** Targets that are the real server with one shard and metrics on, differing only in the load. */
@@ -43,7 +45,7 @@ export interface PreparedTarget {
 
 /** The targets that are the benchmark's own uWS server, not the real one (no /stats to read). */
 export function isBaseline(name: TargetName): boolean {
-  return name === 'baseline' || name === 'baseline-worker' || name === 'baseline-pings' || name === 'baseline-tls' || name === 'baseline2-by-shard';
+  return name === 'baseline' || name === 'baseline-worker' || name === 'baseline-pings' || name === 'baseline-tls' || name === 'baseline2-by-shard' || name === 'baseline2-spread';
 }
 
 /** Where the target's connections go: by-shard for shards2-by-shard and baseline2-by-shard, else as --placement says. */
@@ -80,7 +82,7 @@ export function prepareTarget(name: TargetName, maxConnections: number, nodeArgs
   if (isBaseline(name)) {
     return {
       name,
-      shards: name === 'baseline2-by-shard' ? 2 : 1,
+      shards: name === 'baseline2-by-shard' || name === 'baseline2-spread' ? 2 : 1,
       // The flag the real server sets on itself (src/ops/memory-reducer-off.ts): the baseline
       // is not to lose for want of a V8 flag.
       argv: [
@@ -96,6 +98,7 @@ export function prepareTarget(name: TargetName, maxConnections: number, nodeArgs
         ...(name === 'baseline-worker' ? ['--worker'] : []),
         ...(name === 'baseline-pings' ? ['--pings'] : []),
         ...(name === 'baseline2-by-shard' ? ['--threads', '2', '--pings'] : []),
+        ...(name === 'baseline2-spread' ? ['--threads', '2', '--spread', '--pings'] : []),
         ...(usesTls(name) ? ['--tls-cert', benchCertificate().certFile, '--tls-key', benchCertificate().keyFile] : []),
       ],
       endpoint: '/ws',
