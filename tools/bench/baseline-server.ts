@@ -36,7 +36,7 @@ const values = toolArgs(
       host: { type: 'string', default: '127.0.0.1', value: 'ADDRESS', help: 'address to listen on' },
       port: { type: 'int', default: 0, help: 'port to listen on; 0: any free one' },
       worker: { type: 'boolean', help: 'the server in a worker thread, the main thread idle beside it' },
-      threads: { type: 'int', default: 0, help: 'N worker threads on one port, each group on one (at most 64)' },
+      threads: { type: 'int', default: 0, help: 'N worker threads on one port, each group on one unless --spread (at most 64)' },
       spread: { type: 'boolean', help: "with --threads: a pub also goes to its group's members on the other threads, over shared-memory rings" },
       pings: { type: 'boolean', help: 'ping a connection after 20 s without inbound traffic, as the real server does' },
       'tls-cert': { type: 'string', value: 'FILE', help: 'wss:// with this certificate (and --tls-key)' },

@@ -20,8 +20,8 @@ export type TargetName = (typeof TARGET_NAMES)[number];
  * compares both placements), baseline2-by-shard the baseline-pings server in two threads on one
  * port with each group on one of them (shards2-by-shard's yardstick: what two acceptor threads on
  * one core cost bare uWS), baseline2-spread the same two threads with every group's members on
-both and each pub forwarded between them over the real server's rings (shards2's yardstick):
-asked for by name.
+ * both and each pub forwarded between them over the real server's rings (shards2's yardstick):
+ * asked for by name.
  */
 export const DEFAULT_TARGETS: readonly TargetName[] = ['baseline', 'shards1', 'shards2'];
 /** Targets that are the real server with one shard and metrics on, differing only in the load. */
