@@ -6,7 +6,8 @@
 // several threads, spread (tools/bench/baseline-server.ts --threads N --spread), measures what
 // the layout itself costs.
 import { DoorbellListener, DoorbellRinger, createDoorbells } from '../../src/rings/doorbell.js';
-import { createRingBuffer, RingReader, RingWriter } from '../../src/rings/ring.js';
+import { QueuedRingWriter } from '../../src/link/queued-writer.js';
+import { createRingBuffer, RingReader } from '../../src/rings/ring.js';
 
 /** Shared between the threads: rings[from][to] (null on the diagonal) and one doorbell per thread. */
 export interface ForwarderBuffers {
@@ -24,15 +25,13 @@ export function createForwarderBuffers(threads: number): ForwarderBuffers {
 
 /**
  * One thread's end. A record is [topic length u8][topic, ASCII][frame]. A ring that is full
- * keeps the record in order behind it (retried on each forward and every millisecond), never
- * drops it: the benchmark counts a lost delivery against the server.
+ * keeps the record in order behind it (the server's QueuedRingWriter), never drops it: the
+ * benchmark counts a lost delivery against the server.
  */
 export class ThreadForwarder {
-  private readonly writers: { target: number; ring: RingWriter; waiting: Uint8Array[] }[] = [];
+  private readonly writers: QueuedRingWriter[] = [];
   private readonly readers: RingReader[] = [];
-  private readonly ringer: DoorbellRinger;
   private readonly listener: DoorbellListener;
-  private retry: NodeJS.Timeout | null = null;
 
   constructor(
     buffers: ForwarderBuffers,
@@ -40,8 +39,8 @@ export class ThreadForwarder {
     /** Publishes a record from another thread to this thread's subscribers (views into the ring, valid during the call). */
     private readonly publish: (topic: Uint8Array, frame: Uint8Array) => void,
   ) {
-    this.ringer = new DoorbellRinger(buffers.doorbells);
-    buffers.rings[self]!.forEach((ring, target) => ring && this.writers.push({ target, ring: new RingWriter(ring), waiting: [] }));
+    const ringer = new DoorbellRinger(buffers.doorbells);
+    buffers.rings[self]!.forEach((ring, target) => ring && this.writers.push(new QueuedRingWriter(ring, ringer, target)));
     for (const row of buffers.rings) if (row[self]) this.readers.push(new RingReader(row[self]!));
     this.listener = new DoorbellListener(buffers.doorbells, self, () => this.drain());
     this.listener.start();
@@ -49,48 +48,23 @@ export class ThreadForwarder {
 
   /** Sends `frame` for `topic` (ASCII, under 256 characters: the benchmark's g0, g1...) to every other thread. */
   forward(topic: string, frame: Uint8Array): void {
+    const length = 1 + topic.length + frame.byteLength;
     for (const out of this.writers) {
-      if (out.waiting.length > 0) this.flush(out);
-      const length = 1 + topic.length + frame.byteLength;
-      const at = out.waiting.length === 0 ? out.ring.reserve(length) : -1;
-      const bytes = at >= 0 ? out.ring.bytes : new Uint8Array(length);
-      const start = at >= 0 ? at : 0;
-      bytes[start] = topic.length;
-      for (let i = 0; i < topic.length; i++) bytes[start + 1 + i] = topic.charCodeAt(i);
-      bytes.set(frame, start + 1 + topic.length);
+      const at = out.reserve(length);
       if (at >= 0) {
-        out.ring.publish();
-        this.ringer.ring(out.target);
+        writeRecord(out.bytes, at, topic, frame);
+        out.publish();
       } else {
-        out.waiting.push(bytes);
-        this.retry ??= setInterval(() => this.flushAll(), 1);
+        const record = new Uint8Array(length);
+        writeRecord(record, 0, topic, frame);
+        out.enqueue(record);
       }
     }
   }
 
   stop(): void {
-    if (this.retry) clearInterval(this.retry);
+    for (const out of this.writers) out.stop();
     this.listener.stop();
-  }
-
-  private flushAll(): void {
-    let left = 0;
-    for (const out of this.writers) left += this.flush(out);
-    if (left === 0 && this.retry) {
-      clearInterval(this.retry);
-      this.retry = null;
-    }
-  }
-
-  /** Writes what waits for `out` while it fits; returns how many records still wait. */
-  private flush(out: (typeof this.writers)[number]): number {
-    let sent = 0;
-    while (sent < out.waiting.length && out.ring.tryWrite(out.waiting[sent]!)) sent++;
-    if (sent > 0) {
-      out.waiting.splice(0, sent);
-      this.ringer.ring(out.target);
-    }
-    return out.waiting.length;
   }
 
   /** Reads every inbound ring to the end (the benchmark's loads are far below a budget's worth). */
@@ -105,4 +79,10 @@ export class ThreadForwarder {
     }
     return false;
   }
+}
+
+function writeRecord(bytes: Uint8Array, at: number, topic: string, frame: Uint8Array): void {
+  bytes[at] = topic.length;
+  for (let i = 0; i < topic.length; i++) bytes[at + 1 + i] = topic.charCodeAt(i);
+  bytes.set(frame, at + 1 + topic.length);
 }
