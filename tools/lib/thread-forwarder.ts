@@ -48,6 +48,8 @@ export class ThreadForwarder {
 
   /** Sends `frame` for `topic` (ASCII, under 256 characters: the benchmark's g0, g1...) to every other thread. */
   forward(topic: string, frame: Uint8Array): void {
+    // A longer name does not fit the length byte: such a group (never the benchmark's) stays on its thread.
+    if (topic.length > 255) return;
     const length = 1 + topic.length + frame.byteLength;
     for (const out of this.writers) {
       const at = out.reserve(length);
