@@ -201,6 +201,25 @@ describe('a thread measures its own event-loop delay', () => {
     assert.ok(idle >= 2 && idle <= 6, `${idle} probes in 3 s idle`);
     assert.ok(busy >= 8, `${busy} probes in 1.5 s busy`);
   });
+
+  test('a stopped probe records nothing more, and monitoring again starts it afresh', async () => {
+    const metrics = new ThreadMetrics();
+    const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+    metrics.monitorEventLoop();
+    await sleep(120);
+    metrics.stop();
+    metrics.report(0);
+    await sleep(200);
+    assert.equal(metrics.report(0).interval[Latency.event_loop]!.count, 0);
+    metrics.monitorEventLoop();
+    const until = Date.now() + 80; // busy, so the next probes keep the 50 ms period
+    while (Date.now() < until);
+    await sleep(30);
+    const after = metrics.report(0).interval[Latency.event_loop]!;
+    metrics.stop();
+    assert.ok(after.count >= 1, `${after.count} probes after monitoring again`);
+    assert.ok(after.max >= 20_000, `max ${after.max} µs: the block past the probe's due time`);
+  });
 });
 
 describe('the snapshot area', () => {
