@@ -212,7 +212,7 @@ describe('a thread measures its own event-loop delay', () => {
     await sleep(200);
     assert.equal(metrics.report(0).interval[Latency.event_loop]!.count, 0);
     metrics.monitorEventLoop();
-    const until = Date.now() + 80; // busy, so the next probes keep the 50 ms period
+    const until = Date.now() + 80; // the loop held past the new probe's due time (50 ms)
     while (Date.now() < until);
     await sleep(30);
     const after = metrics.report(0).interval[Latency.event_loop]!;
