@@ -84,17 +84,22 @@ describe('benchmarks (smoke)', { concurrency: 3 }, () => {
     assert.ok(result!.summary.byThread.shards1!.otherUs > 0);
   });
 
-  it('bench:interleaved --baseline baseline-pings --targets baseline2-by-shard: the uWS yardstick in two threads on one port delivers every group from the thread its members are on', async () => {
+  /** The windows of a two-thread uWS yardstick, run against the pinging baseline on 2 groups. */
+  async function yardstickWindows(target: string, connections: number): Promise<{ placement: string; windows: YardstickWindow[] }> {
     const report = await bench('interleaved.js', [
-      ...['--baseline', 'baseline-pings', '--targets', 'baseline2-by-shard', '--connections', '20', '--groups', '2', '--rate', '50'],
+      ...['--baseline', 'baseline-pings', '--targets', target, '--connections', String(connections), '--groups', '2', '--rate', '50'],
       ...['--pairs', '2', '--window', '0.5', '--warmup', '0.5'],
     ]);
-    type Window = { deliveries: number; pubs: number; lost: number; byThreadUsPerDelivery: { other: number[] } };
     const [result] = report.results as Array<{ target: string; placement: string; pairs: Array<Record<string, unknown>> }>;
-    assert.equal(result!.target, 'baseline2-by-shard');
-    assert.equal(result!.placement, 'by-shard');
-    for (const pair of result!.pairs) {
-      const w = pair['baseline2-by-shard'] as Window;
+    assert.equal(result!.target, target);
+    return { placement: result!.placement, windows: result!.pairs.map((pair) => pair[target] as YardstickWindow) };
+  }
+  type YardstickWindow = { deliveries: number; pubs: number; lost: number; byThreadUsPerDelivery: { other: number[] } };
+
+  it('bench:interleaved --baseline baseline-pings --targets baseline2-by-shard: the uWS yardstick in two threads on one port delivers every group from the thread its members are on', async () => {
+    const { placement, windows } = await yardstickWindows('baseline2-by-shard', 20);
+    assert.equal(placement, 'by-shard');
+    for (const w of windows) {
       assert.equal(w.deliveries, w.pubs * 10);
       assert.equal(w.lost, 0);
       assert.equal(w.byThreadUsPerDelivery.other.length, 2, 'both threads deliver: group 0 on one, group 1 on the other');
@@ -102,16 +107,9 @@ describe('benchmarks (smoke)', { concurrency: 3 }, () => {
   });
 
   it('bench:interleaved --baseline baseline-pings --targets baseline2-spread: the uWS yardstick in two threads forwards each pub to the other thread over the rings, so every member gets it wherever the kernel put it', async () => {
-    const report = await bench('interleaved.js', [
-      ...['--baseline', 'baseline-pings', '--targets', 'baseline2-spread', '--connections', '40', '--groups', '2', '--rate', '50'],
-      ...['--pairs', '2', '--window', '0.5', '--warmup', '0.5'],
-    ]);
-    type Window = { deliveries: number; pubs: number; lost: number; byThreadUsPerDelivery: { other: number[] } };
-    const [result] = report.results as Array<{ target: string; placement: string; pairs: Array<Record<string, unknown>> }>;
-    assert.equal(result!.target, 'baseline2-spread');
-    assert.equal(result!.placement, 'spread');
-    for (const pair of result!.pairs) {
-      const w = pair['baseline2-spread'] as Window;
+    const { placement, windows } = await yardstickWindows('baseline2-spread', 40);
+    assert.equal(placement, 'spread');
+    for (const w of windows) {
       // 20 members a group, spread by the kernel over two threads: each thread has some of most groups.
       assert.equal(w.deliveries, w.pubs * 20);
       assert.equal(w.lost, 0);
