@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { createConnection } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
 import { connect, getJson, member, type Frame, type TestClient } from './helpers/client.js';
@@ -111,6 +112,12 @@ describe('bad input hurts only the connection that sent it', () => {
     const client = await connect(server.port, { query: 'user=u', protocols: ['ocs.v1.json'] });
     assert.equal(client.ws.protocol, 'ocs.v1.json');
     client.close();
+  });
+
+  test('subprotocols offered on two header lines are one list (RFC 6455 11.3.4): the one we speak is picked', async () => {
+    const response = await rawUpgrade(server.port, ['Sec-WebSocket-Protocol: chat.v9', 'Sec-WebSocket-Protocol: ocs.v1.msgpack']);
+    assert.match(response, /^HTTP\/1\.1 101 /);
+    assert.match(response, /\r\nSec-WebSocket-Protocol: ocs\.v1\.msgpack\r\n/i);
   });
 
   test('a bad anonymous user id is refused with 401', async () => {
@@ -290,3 +297,21 @@ describe('connection limits', () => {
     }
   });
 });
+
+/** The head of the answer to a WebSocket upgrade written by hand, with `lines` among its headers. */
+function rawUpgrade(port: number, lines: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = createConnection(port, '127.0.0.1');
+    let answer = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (chunk: string) => {
+      answer += chunk;
+      if (!answer.includes('\r\n\r\n')) return;
+      socket.destroy();
+      resolve(answer.slice(0, answer.indexOf('\r\n\r\n') + 2));
+    });
+    socket.on('error', reject);
+    const key = randomBytes(16).toString('base64');
+    socket.write(['GET /ws?user=lines HTTP/1.1', 'Host: localhost', 'Upgrade: websocket', 'Connection: Upgrade', `Sec-WebSocket-Key: ${key}`, 'Sec-WebSocket-Version: 13', ...lines, '', ''].join('\r\n'));
+  });
+}

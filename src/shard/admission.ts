@@ -18,7 +18,7 @@ import { type ShardTable } from '../shared/shard-table.js';
 import { Counter } from '../shared/shard-counters.js';
 import type { Logger } from '../util/logger.js';
 import { watch } from '../util/http-answer.js';
-import type { HttpRequest, HttpResponse, us_socket_context_t } from '../util/uws.js';
+import { headerList, type HttpRequest, type HttpResponse, type us_socket_context_t } from '../util/uws.js';
 import type { Backpressure } from './backpressure.js';
 import type { BrokerLink } from './broker-link.js';
 import { connOf, newConnection, type Connection, type Socket, type SocketData } from './connection.js';
@@ -82,8 +82,9 @@ export class Admission {
     const { shard, table, counters, auth, burst, authTimeout } = this.options;
     // uWS's request and response are readable only until this handler returns: read all first.
     const key = req.getHeader('sec-websocket-key');
-    const offered = req.getHeader('sec-websocket-protocol');
-    const extensions = req.getHeader('sec-websocket-extensions');
+    // A client may offer its subprotocols and extensions on several lines (RFC 6455 11.3.4).
+    const offered = headerList(req, 'sec-websocket-protocol');
+    const extensions = headerList(req, 'sec-websocket-extensions');
     const query = new URLSearchParams(req.getQuery() ?? '');
     const ip = addressGroup(this.clients.ofRequest(req, res), this.options.ipv6PrefixLength);
     if (this.options.isStopping()) {

@@ -7,7 +7,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { isIP } from 'node:net';
-import type { HttpRequest, HttpResponse } from '../util/uws.js';
+import { headerList, type HttpRequest, type HttpResponse } from '../util/uws.js';
 
 /**
  * `address` in one spelling: IPv4 dotted (IPv4-mapped IPv6 included), IPv6 compressed, without
@@ -92,15 +92,6 @@ export class ClientAddresses {
 
   /** of() for a uWS request: call it before the handler returns (uWS's request is gone after). */
   ofRequest(req: HttpRequest, res: HttpResponse): string {
-    return this.of(Buffer.from(res.getRemoteAddressAsText()).toString(), this.trusted.size > 0 ? forwardedFor(req) : '');
+    return this.of(Buffer.from(res.getRemoteAddressAsText()).toString(), this.trusted.size > 0 ? headerList(req, 'x-forwarded-for') : '');
   }
-}
-
-/** Every X-Forwarded-For line, in order, joined with commas (getHeader gives the first line only). */
-function forwardedFor(req: HttpRequest): string {
-  let all = '';
-  req.forEach((name, value) => {
-    if (name === 'x-forwarded-for') all = all === '' ? value : `${all},${value}`;
-  });
-  return all;
 }

@@ -37,6 +37,19 @@ function loadNative(): typeof UWS {
 export const uWS = loadNative();
 export type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_listen_socket, us_socket_context_t } from 'uWebSockets.js';
 
+/**
+ * Every line of a request header, in order, joined with commas: a header sent on several lines
+ * means their comma-separated list (RFC 9110 5.3), and getHeader() gives the first line only.
+ * Call it before the handler returns (uWS's request is gone after).
+ */
+export function headerList(req: UWS.HttpRequest, name: string): string {
+  let all = '';
+  req.forEach((key, value) => {
+    if (key === name) all = all === '' ? value : `${all},${value}`;
+  });
+  return all;
+}
+
 /** A uWS app: TLS (wss://, https://) when the settings name a certificate, else plain. */
 export function createApp(tls: TlsSettings): UWS.TemplatedApp {
   if (!tlsEnabled(tls)) return uWS.App();
