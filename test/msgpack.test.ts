@@ -213,6 +213,17 @@ describe('ocs.v1.msgpack with tokens', () => {
     client.close();
   });
 
+  test('frames sent right behind auth wait for the welcome; one over max_payload among them is refused after those before it', async () => {
+    const client = await connect(server.port, { encoding: 'msgpack' });
+    client.send({ op: 'auth', token: await signToken({}, { sub: 'dave', secret: SECRET }), ref: 'a1' });
+    for (let t = 0; t < 3; t++) client.send({ op: 'ping', t });
+    client.sendRaw(Buffer.alloc(64 * 1024 + 100));
+    assert.equal((await client.closed).code, 1009);
+    assert.deepEqual(
+      client.frames.map((f) => `${String(f.op)} ${String(f.t ?? f.code ?? '')}`),
+      ['welcome ', 'pong 0', 'pong 1', 'pong 2', 'err E_TOO_LARGE'],
+    );
+  });
 });
 
 describe('order per connection when frames go through the codec pool', () => {
@@ -260,6 +271,36 @@ describe('order per connection when frames go through the codec pool', () => {
           for (const c of [sub, pub]) c.close();
         });
       }
+
+      test('a frame over max_payload is refused in its turn: the frames sent before it, one in the pool, are handled and answered first', async () => {
+        const sub = await member(server.port, 'big-sub', ['big'], { encoding: 'msgpack' });
+        const pub = await member(server.port, 'big-pub', ['big'], { encoding: 'msgpack' });
+        const large = chat(60_000, 3);
+        pub.send({ op: 'pub', group: 'big', data: large, ref: 'large' });
+        pub.send({ op: 'pub', group: 'big', data: 'small', ref: 'small' });
+        pub.send({ op: 'ping', t: 7 });
+        pub.sendRaw(Buffer.alloc(64 * 1024 + 100));
+        assert.equal((await pub.closed).code, 1009);
+        const replies = pub.frames.map((f) => (f.op === 'msg' ? `msg ${f.data === large ? 'large' : String(f.data)}` : `${String(f.op)} ${String(f.ref ?? f.t ?? f.code)}`));
+        assert.deepEqual(replies.slice(-6), ['msg large', 'ack large', 'msg small', 'ack small', 'pong 7', 'err E_TOO_LARGE']);
+        assert.deepEqual((await nextMsgs(sub, 2)).map((f) => f.data), [large, 'small']);
+        sub.close();
+      });
+
+      test('frames a client sent before closing are handled for the others when they waited for the pool: its large pub and the small one behind it, and a large send', async () => {
+        const sub = await member(server.port, 'last-sub', ['last'], { encoding: 'msgpack' });
+        const pub = await member(server.port, 'last-pub', ['last'], { encoding: 'msgpack' });
+        const large = chat(60_000, 5);
+        pub.send({ op: 'pub', group: 'last', data: large });
+        pub.send({ op: 'pub', group: 'last', data: 'last words' });
+        pub.send({ op: 'send', to: 'last-sub', data: large, ref: 's' });
+        pub.close();
+        await pub.closed;
+        const got = await nextMsgs(sub, 3);
+        assert.deepEqual(got.filter((f) => f.group === 'last').map((f) => f.data), [large, 'last words']);
+        assert.deepEqual(got.filter((f) => f.group === undefined).map((f) => [f.from, f.data]), [['last-pub', large]]);
+        sub.close();
+      });
 
       test('while its stored messages are in the pool, a msgpack client gets pong, joined, its own pub and the ack in the order of its frames, and nothing of a group before its joined', async () => {
         const sender = await member(server.port, 'order-sender');

@@ -66,7 +66,10 @@ export interface Connection {
 }
 
 export interface HeldFrame {
-  bytes: ArrayBuffer;
+  /** null: a frame over max_payload, refused in its turn (Dispatcher.tooLarge). */
+  bytes: ArrayBuffer | null;
+  /** The refused frame's size. */
+  oversize: number;
   binary: boolean;
   /** epochMs() when it arrived: a held pub's latency starts then, not when it is handled. */
   receivedAt: number;

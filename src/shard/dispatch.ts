@@ -121,6 +121,7 @@ export class Dispatcher {
         prepared: (ws, conn, result, msgId, receivedAt, now) => this.prepared(ws, conn, result, msgId, receivedAt, now),
         task: (conn, bytes, isBinary) => this.task(conn, bytes, isBinary),
         flooded: (ws, conn, message) => this.fail(ws, conn, 'E_RATE_LIMITED', message, undefined, true),
+        tooLarge: (ws, conn, bytes) => this.fail(ws, conn, 'E_TOO_LARGE', `frame of ${bytes} bytes is over max_payload (${this.limits.maxPayload})`, undefined, true),
       },
       options.limits.maxPayload,
     );
@@ -140,9 +141,7 @@ export class Dispatcher {
     conn.lastSeen = seenAt;
     counters[Counter.frames_in]!++;
     counters[Counter.bytes_in]! += message.byteLength;
-    if (message.byteLength > limits.maxPayload) {
-      return this.fail(ws, conn, 'E_TOO_LARGE', `frame of ${message.byteLength} bytes is over max_payload (${limits.maxPayload})`, undefined, true);
-    }
+    if (message.byteLength > limits.maxPayload) return this.tooLarge(ws, conn, message.byteLength);
     // All that the frames of a welcomed connection pay for the wait below: one boolean.
     if (!conn.ready) return this.early(ws, conn, message, isBinary, receivedAt, now);
     this.inbound.arrive(ws, conn, message, isBinary, receivedAt, now);
@@ -172,8 +171,20 @@ export class Dispatcher {
     const now = Date.now();
     for (const frame of held) {
       if (conn.closed) return;
-      this.inbound.arrive(ws, conn, frame.bytes, frame.binary, frame.receivedAt, now);
+      if (frame.bytes === null) this.inbound.refuse(ws, conn, frame.oversize);
+      else this.inbound.arrive(ws, conn, frame.bytes, frame.binary, frame.receivedAt, now);
     }
+  }
+
+  /**
+   * A frame over max_payload: E_TOO_LARGE and the close, in its turn, behind the frames that came
+   * before it and wait (for the welcome, or for the codec pool), which are handled first.
+   */
+  private tooLarge(ws: Socket, conn: Connection, bytes: number): void {
+    const held = conn.ready ? null : conn.held;
+    if (held === null) return this.inbound.refuse(ws, conn, bytes);
+    if (held.length >= MAX_HELD_FRAMES) return this.fail(ws, conn, 'E_RATE_LIMITED', `over ${MAX_HELD_FRAMES} frames sent before the welcome`, undefined, true);
+    held.push({ bytes: null, oversize: bytes, binary: false, receivedAt: 0 });
   }
 
   /**
@@ -189,7 +200,7 @@ export class Dispatcher {
     if (held.length >= MAX_HELD_FRAMES || conn.heldBytes + message.byteLength > maxBytes) {
       return this.fail(ws, conn, 'E_RATE_LIMITED', `over ${MAX_HELD_FRAMES} frames or ${maxBytes} bytes sent before the welcome`, undefined, true);
     }
-    held.push({ bytes: message.slice(0), binary: isBinary, receivedAt });
+    held.push({ bytes: message.slice(0), oversize: 0, binary: isBinary, receivedAt });
     conn.heldBytes += message.byteLength;
   }
 
@@ -211,6 +222,8 @@ export class Dispatcher {
   }
 
   private decoded(ws: Socket, conn: Connection, frame: ClientFrame | FrameError): void {
+    // Sent before the client closed, it waited for the codec pool: only what it does for others is left to do.
+    if (conn.closed && frame.op !== 'pub' && frame.op !== 'send' && frame.op !== 'any') return;
     const { counters } = this;
     const { out } = this.options;
     if (frame.op === 'err') {
@@ -322,7 +335,7 @@ export class Dispatcher {
     this.counters[Counter.pubs]!++;
     // Frames to the publisher still wait for the codec pool (a msgpack connection's backlog): its
     // own copy goes behind them, so that it keeps its place among the shard's replies.
-    const queued = conn.outq !== null && conn.groups.has(group);
+    const queued = conn.outq !== null && !conn.closed && conn.groups.has(group);
     if (groups.publish(group, message, queued ? ws : null) > 0 || queued) this.options.latency.since(Latency.pub, this.receivedAt);
     if (queued) this.options.out.deliver(ws, conn, conn.frames.binary ? message.binary() : message.json());
     cross.forwardPub(group, (maxBytes) => ringPayload(message, this.options.binary.elsewhere(), maxBytes), this.receivedAt);

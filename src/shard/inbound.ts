@@ -31,6 +31,8 @@ export interface Inbound {
   /** The pool's answer, or why it failed; null while pending. */
   result: PrepareResult | Error | null;
   msgId: string | null;
+  /** > 0: a frame of that many bytes over max_payload, refused in its turn (bytes and result null). */
+  oversize: number;
 }
 
 /** What the dispatcher does with each frame, in order. */
@@ -43,6 +45,8 @@ export interface InboundHandler {
   task(conn: Connection, bytes: Uint8Array, isBinary: boolean): { task: Omit<PrepareTask, 'kind' | 'lz4Threshold'>; msgId: string | null };
   /** Too much queued: E_RATE_LIMITED and close. */
   flooded(ws: Socket, conn: Connection, message: string): void;
+  /** A frame over max_payload, in its turn: E_TOO_LARGE and close. */
+  tooLarge(ws: Socket, conn: Connection, bytes: number): void;
 }
 
 export class InboundFrames {
@@ -70,8 +74,19 @@ export class InboundFrames {
     if (conn.inq.length >= MAX_QUEUED_FRAMES || conn.inqBytes + message.byteLength > this.maxHeldBytes) {
       return this.handler.flooded(ws, conn, `over ${MAX_QUEUED_FRAMES} frames or ${this.maxHeldBytes} bytes sent while large frames were being decoded`);
     }
-    conn.inq.push({ bytes: message.slice(0), binary: isBinary, receivedAt, settled: true, result: null, msgId: null });
+    conn.inq.push({ bytes: message.slice(0), binary: isBinary, receivedAt, settled: true, result: null, msgId: null, oversize: 0 });
     conn.inqBytes += message.byteLength;
+  }
+
+  /**
+   * A frame over max_payload: refused now if nothing waits, else behind the frames that came
+   * before it (which are handled as if it had not come: PROTOCOL.md, Order).
+   */
+  refuse(ws: Socket, conn: Connection, bytes: number): void {
+    const queue = conn.inq;
+    if (queue === null) return this.handler.tooLarge(ws, conn, bytes);
+    if (queue.length >= MAX_QUEUED_FRAMES) return this.handler.flooded(ws, conn, `over ${MAX_QUEUED_FRAMES} frames sent while large frames were being decoded`);
+    queue.push({ bytes: null, binary: false, receivedAt: 0, settled: true, result: null, msgId: null, oversize: bytes });
   }
 
   private offload(ws: Socket, conn: Connection, message: ArrayBuffer, isBinary: boolean, receivedAt: number): void {
@@ -79,7 +94,7 @@ export class InboundFrames {
     if (queue.length >= MAX_QUEUED_FRAMES) return this.handler.flooded(ws, conn, `over ${MAX_QUEUED_FRAMES} frames sent while large frames were being decoded`);
     // A copy: uWS's buffer is valid only during its callback. Moved, not copied again, to the pool.
     const { task, msgId } = this.handler.task(conn, new Uint8Array(message.slice(0)), isBinary);
-    const entry: Inbound = { bytes: null, binary: isBinary, receivedAt, settled: false, result: null, msgId };
+    const entry: Inbound = { bytes: null, binary: isBinary, receivedAt, settled: false, result: null, msgId, oversize: 0 };
     queue.push(entry);
     this.codec
       .prepare(task)
@@ -93,28 +108,41 @@ export class InboundFrames {
       });
   }
 
-  /** Handles the settled frames at the head of the queue, in order. */
+  /**
+   * Handles the settled frames at the head of the queue, in order. Frames the client sent before
+   * it closed are handled too (the dispatcher does, of them, only what acts on others: a pub, a
+   * send), as they would have been had they not waited for the pool; a frame of ours that closes
+   * the connection (a refusal) ends it, and what came after it is not handled.
+   */
   private drain(ws: Socket, conn: Connection): void {
     const queue = conn.inq;
-    // uWS forbids touching a closed socket; its frames have no one to answer.
-    if (queue === null || conn.closed) return;
-    ws.cork(() => {
-      const now = Date.now();
-      let next = 0;
-      while (next < queue.length && queue[next]!.settled && !conn.closed) {
-        const entry = queue[next++]!;
-        if (entry.bytes !== null) {
-          conn.inqBytes -= entry.bytes.byteLength;
-          this.handler.frame(ws, conn, entry.bytes, entry.binary, entry.receivedAt, now);
-        } else {
-          this.handler.prepared(ws, conn, entry.result!, entry.msgId, entry.receivedAt, now);
-        }
+    if (queue === null) return;
+    // uWS forbids touching a closed socket, cork() included.
+    if (conn.closed) this.handleSettled(ws, conn, queue);
+    else ws.cork(() => this.handleSettled(ws, conn, queue));
+  }
+
+  private handleSettled(ws: Socket, conn: Connection, queue: Inbound[]): void {
+    const closedBefore = conn.closed;
+    const now = Date.now();
+    let next = 0;
+    while (next < queue.length && queue[next]!.settled && conn.closed === closedBefore) {
+      const entry = queue[next++]!;
+      if (entry.oversize > 0) {
+        this.handler.tooLarge(ws, conn, entry.oversize);
+      } else if (entry.bytes !== null) {
+        conn.inqBytes -= entry.bytes.byteLength;
+        this.handler.frame(ws, conn, entry.bytes, entry.binary, entry.receivedAt, now);
+      } else {
+        this.handler.prepared(ws, conn, entry.result!, entry.msgId, entry.receivedAt, now);
       }
-      queue.splice(0, next);
-      if (queue.length === 0 && conn.inq === queue) {
-        conn.inq = null;
-        conn.inqBytes = 0;
-      }
-    });
+    }
+    // Closed by one of these frames: the rest is dropped, and the pool's late answers find no head to drain.
+    if (conn.closed !== closedBefore) queue.length = 0;
+    else queue.splice(0, next);
+    if (queue.length === 0 && conn.inq === queue) {
+      conn.inq = null;
+      conn.inqBytes = 0;
+    }
   }
 }

@@ -38,6 +38,8 @@ export class Out {
 
   /** A reply (anything but msg/batch) to `conn`. */
   send(ws: Socket, conn: Connection, wire: Wire): void {
+    // A frame the client sent before closing can be handled after (inbound.ts); its reply has no one to go to.
+    if (conn.closed) return;
     if (conn.outq === null) ws.send(wire, typeof wire !== 'string');
     else this.enqueue(ws, conn, { wire, ready: true, delivery: false, action: null, group: null });
   }
@@ -72,7 +74,7 @@ export class Out {
 
   private put(ws: Socket, conn: Connection, wire: Wire | Promise<Wire>, delivery: boolean, group: string | null): boolean {
     if (typeof wire === 'string' || wire instanceof Uint8Array) {
-      if (conn.outq !== null) return this.enqueue(ws, conn, { wire, ready: true, delivery, action: null, group });
+      if (conn.outq !== null || conn.closed) return this.enqueue(ws, conn, { wire, ready: true, delivery, action: null, group });
       ws.send(wire, typeof wire !== 'string');
       if (delivery) this.counted(wire);
       return true;
