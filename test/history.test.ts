@@ -154,6 +154,31 @@ describe('group history and recovery on a 2-shard server', () => {
     c.close();
   });
 
+  test('two refused joins with since sent together by a non-member leave it a non-member, as one does', async () => {
+    const pub = await member(server.port, 'pub4', ['room.twice']);
+    pub.send({ op: 'pub', group: 'room.twice', data: 1 });
+    const [msg] = await nextMsgs(pub, 1);
+    const c = await member(server.port, 'twice');
+    // Back to back: the second reaches the shard before the broker refused the first.
+    for (const ref of ['b1', 'b2']) c.send({ op: 'join', group: 'room.twice', ref, since: { offset: 50, epoch: msg!.epoch } });
+    for (const ref of ['b1', 'b2']) {
+      const refused = await c.next((f) => f.ref === ref);
+      assert.equal(refused.code, 'E_BAD_FRAME');
+      assert.doesNotMatch(String(refused.message), /you stay a member/);
+    }
+    c.send({ op: 'pub', group: 'room.twice', data: 'x', ref: 'not-a-member' });
+    assert.equal((await c.next((f) => f.ref === 'not-a-member')).code, 'E_NOT_MEMBER');
+    // And a good join behind a refused one decides the other way: a member.
+    c.send({ op: 'join', group: 'room.twice', ref: 'b3', since: { offset: 50, epoch: msg!.epoch } });
+    c.send({ op: 'join', group: 'room.twice', ref: 'ok' });
+    assert.equal((await c.next((f) => f.ref === 'b3')).code, 'E_BAD_FRAME');
+    assert.equal((await c.next((f) => f.ref === 'ok')).op, 'joined');
+    c.send({ op: 'pub', group: 'room.twice', data: 'y', ref: 'member' });
+    assert.equal((await c.next((f) => f.ref === 'member')).op, 'ack');
+    pub.close();
+    c.close();
+  });
+
   test('history pages through a group; refusals are coded', async () => {
     const c = await member(server.port, 'reader');
     await join(c, 'room.pages');

@@ -164,13 +164,18 @@ export class GroupOps {
     const op = this.shift(conn, group);
     if (op === undefined) return;
     if (error !== null) {
-      const undo = (op & NEW_MEMBER) !== 0 && conn.groupOps?.get(group) === undefined;
+      const next = conn.groupOps?.get(group);
+      const madeMember = (op & NEW_MEMBER) !== 0;
+      const undo = madeMember && next === undefined;
+      // A join behind this one found the connection a member because of this one: whether it stays one is now that join's answer.
+      const passed = madeMember && next !== undefined && (next[0]! & KIND) !== LEAVE;
+      if (passed) next[0] = next[0]! | NEW_MEMBER;
       if (undo && conn.groups.delete(group)) {
         this.options.interest.left(group);
         this.link.left(conn, group);
         if (conn.watching?.delete(group)) ws.unsubscribe(topicOf(conn, presenceTopic(group)));
       }
-      const member = !undo && conn.groups.has(group);
+      const member = !undo && !passed && conn.groups.has(group);
       this.settle(ws, conn, group, member);
       // A member stopped getting the group's live messages when it asked for a replay: it may have missed some.
       const missed = member && (op & KIND) === RECOVER ? `; ${MISSED_WHILE_REFUSED}` : '';
