@@ -39,7 +39,8 @@ describe('bad input hurts only the connection that sent it', () => {
     ['a group with forbidden characters', '{"op":"join","group":"a b"}', /group must match/],
     ['a pub without data', '{"op":"pub","group":"g"}', /pub needs data/],
     ['a bad priority', '{"op":"pub","group":"g","data":1,"pri":7}', /pri must be/],
-    ['a non-string ref', '{"op":"join","group":"g","ref":5}', /ref must be a string/],
+    ['a non-string ref', '{"op":"join","group":"g","ref":5}', /ref must be a well-formed string/],
+    ['a ref with half a surrogate pair', '{"op":"join","group":"g","ref":"x\\ud800"}', /ref must be a well-formed string/],
     ['a ping without t', '{"op":"ping"}', /ping needs a number/],
   ];
   for (const [name, raw, message] of badFrames) {

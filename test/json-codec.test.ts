@@ -120,9 +120,16 @@ describe('decodeJson: refusals', () => {
   });
 
   test('a bad ref is refused before the op is looked at', () => {
-    assertBad(decode({ op: 'ping', t: 1, ref: 5 }), /ref must be a string/);
-    assertBad(decode({ op: 'ping', t: 1, ref: 'r'.repeat(MAX_REF_LENGTH + 1) }), /ref must be a string/);
+    assertBad(decode({ op: 'ping', t: 1, ref: 5 }), /ref must be a well-formed string/);
+    assertBad(decode({ op: 'ping', t: 1, ref: 'r'.repeat(MAX_REF_LENGTH + 1) }), /ref must be a well-formed string/);
     assert.equal(decode({ op: 'join', group: 'g', ref: 'r'.repeat(MAX_REF_LENGTH) }).op, 'join');
+  });
+
+  test('a ref or an ack id holding half a surrogate pair is refused (UTF-8 cannot carry it back); a whole pair is fine', () => {
+    assertBad(decodeText('{"op":"ping","t":1,"ref":"x\\ud800"}'), /ref must be a well-formed string/);
+    assertBad(decodeText('{"op":"ping","t":1,"ref":"\\udc00x"}'), /ref must be a well-formed string/);
+    assertBad(decodeText('{"op":"ack","id":"m\\ud800","ref":"r"}'), /ack needs an id: a well-formed string/, 'r');
+    assert.equal(decodeText('{"op":"ping","t":1,"ref":"\\ud83d\\ude00"}').op, 'ping');
   });
 
   test('a refusal echoes the frame\'s ref, so the client knows which request failed', () => {

@@ -21,6 +21,12 @@ export const SERVER_SENDER = '@server';
  */
 export const GROUP_PATTERN = /^(?:[A-Za-z0-9_.:@/#+-]{1,128}|[A-Za-z0-9_.:@/#+-]{0,127}\*)$/;
 export const MAX_REF_LENGTH = 128;
+/**
+ * Half of a UTF-16 surrogate pair standing alone: valid in a JSON string (`"\ud800"`), but not
+ * text UTF-8 can carry, so the broker's records (and a msgpack reply) would give back U+FFFD
+ * instead, and a client matching its replies by `ref` would never find one.
+ */
+const LONE_SURROGATE = /[\ud800-\udfff]/u;
 
 /** The subprotocols (`Sec-WebSocket-Protocol`) of the two encodings. */
 export const JSON_PROTOCOL = 'ocs.v1.json';
@@ -86,8 +92,8 @@ export function toClientFrame(value: unknown): ClientFrame | FrameError {
   }
   const frame = value as Record<string, unknown>;
   const ref = frame.ref;
-  if (ref !== undefined && (typeof ref !== 'string' || ref.length > MAX_REF_LENGTH)) {
-    return frameError('E_BAD_FRAME', `ref must be a string of at most ${MAX_REF_LENGTH} characters`);
+  if (ref !== undefined && (typeof ref !== 'string' || ref.length > MAX_REF_LENGTH || LONE_SURROGATE.test(ref))) {
+    return frameError('E_BAD_FRAME', `ref must be a well-formed string of at most ${MAX_REF_LENGTH} characters`);
   }
   switch (frame.op) {
     case 'pub': {
@@ -126,8 +132,8 @@ export function toClientFrame(value: unknown): ClientFrame | FrameError {
     }
     case 'ack': {
       const id = frame.id;
-      if (typeof id !== 'string' || id.length === 0 || id.length > MAX_ID_LENGTH) {
-        return frameError('E_BAD_FRAME', `ack needs an id string of at most ${MAX_ID_LENGTH} characters`, ref as string | undefined);
+      if (typeof id !== 'string' || id.length === 0 || id.length > MAX_ID_LENGTH || LONE_SURROGATE.test(id)) {
+        return frameError('E_BAD_FRAME', `ack needs an id: a well-formed string of at most ${MAX_ID_LENGTH} characters`, ref as string | undefined);
       }
       return { op: 'ack', id };
     }
