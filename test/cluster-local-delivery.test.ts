@@ -15,8 +15,8 @@ import { RecordingLink, sleep } from './helpers/broker.js';
 
 const msg = (id: string, pri: number): string => encodeStoredMsg(id, 'alice', null, '"hi"', pri, 1_800_000_000_000);
 
-function nodeWithBob(): { delivery: LocalDelivery; link: RecordingLink } {
-  const config = configSchema.parse({ websocket: { delivery: { ack_timeout: 0.05 } } });
+function nodeWithBob(ackTimeout = 0.05): { delivery: LocalDelivery; link: RecordingLink } {
+  const config = configSchema.parse({ websocket: { delivery: { ack_timeout: ackTimeout } } });
   const presence = new LocalPresence();
   presence.online({ sid: 's1', user: 'bob', shard: 0, weight: 1, groups: new Set(), watching: null });
   const link = new RecordingLink();
@@ -50,6 +50,20 @@ describe('cluster: deliveries awaiting their ack on this node', () => {
     assert.deepEqual(
       frames.map((f) => (f.op === 'batch' ? f.msgs!.map((m) => m.id) : f.id)),
       ['c1', 'c2', ['h1', 'n1', 'n2']],
+    );
+  });
+
+  test('a route that crossed a CONNECT reaches neither the connection its backlog gave the message to, nor any once it was acknowledged here', () => {
+    const { delivery, link } = nodeWithBob(60);
+    delivery.backlogInFlight('s1', [outgoing('x', msg('x', 1), 0, 1)]);
+    delivery.toUser('bob', [outgoing('x', msg('x', 1), 0, 1)]);
+    assert.equal(link.calls.length, 0, 'not again to the connection that had it');
+    delivery.acked('x');
+    // The routing node's record, published before the CONNECT, comes after the ack.
+    delivery.toUser('bob', [outgoing('x', msg('x', 1), 0, 1), outgoing('y', msg('y', 1), 0, 1)]);
+    assert.deepEqual(
+      link.calls.map((call) => JSON.parse((call as { frame: string }).frame).id),
+      ['y'],
     );
   });
 

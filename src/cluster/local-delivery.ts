@@ -38,9 +38,10 @@ export class LocalDelivery {
   /**
    * Messages already in flight that a connection's CONNECT handed it (its backlog), by id: the
    * connections, and the deadline. The node that routed such a message before that CONNECT may
-   * deliver it here to the user after the backlog went out: not to these connections again.
+   * deliver it here to the user after the backlog went out: not to these connections again, and
+   * to none once acknowledged here (`acked`): that record can arrive after the ack.
    */
-  private readonly listed = new Map<string, { sids: Set<string>; deadline: number }>();
+  private readonly listed = new Map<string, { sids: Set<string>; deadline: number; acked: boolean }>();
 
   constructor(
     private readonly config: Config,
@@ -56,11 +57,11 @@ export class LocalDelivery {
   toUser(user: string, msgs: readonly Outgoing[], arrivedAt = 0): void {
     const conns = this.local.byUser.get(user);
     if (!conns || msgs.length === 0) return;
-    if (msgs.some(({ id }) => this.listedTo(id) !== null)) {
+    if (msgs.some(({ id }) => this.listedNow(id) !== null)) {
       // Connection by connection (rare: a route that crossed a CONNECT), so that none gets one
       // twice; one still waiting for its backlog gets them after it, as below.
       for (const sid of conns.keys()) {
-        const mine = msgs.filter(({ id }) => !this.listedTo(id)?.has(sid));
+        const mine = msgs.filter(({ id }) => !this.hasHad(id, sid));
         const waiting = this.connecting.get(sid);
         if (waiting !== undefined) waiting.push(...mine);
         else {
@@ -91,17 +92,23 @@ export class LocalDelivery {
   /** Messages in flight that CONNECT listed for `sid`, which it now gets: see `listed`. */
   backlogInFlight(sid: string, msgs: readonly Outgoing[]): void {
     for (const { id, deadline } of msgs) {
-      const entry = this.listed.get(id) ?? { sids: new Set<string>(), deadline: 0 };
+      const entry = this.listed.get(id) ?? { sids: new Set<string>(), deadline: 0, acked: false };
       entry.sids.add(sid);
       entry.deadline = deadline > 0 ? deadline : Date.now() + this.config.websocket.delivery.ack_timeout * 1000;
       this.listed.set(id, entry);
     }
   }
 
-  /** The connections a CONNECT handed message `id` to, until its deadline (a redelivery after it goes to all). */
-  private listedTo(id: string): Set<string> | null {
+  /** What `listed` knows of message `id` until its deadline (a redelivery after it goes to all). */
+  private listedNow(id: string): { sids: Set<string>; acked: boolean } | null {
     const entry = this.listed.get(id);
-    return entry !== undefined && entry.deadline > Date.now() ? entry.sids : null;
+    return entry !== undefined && entry.deadline > Date.now() ? entry : null;
+  }
+
+  /** Whether connection `sid` must not get message `id` again: its CONNECT handed it over, or it was acknowledged here since. */
+  private hasHad(id: string, sid: string): boolean {
+    const entry = this.listedNow(id);
+    return entry !== null && (entry.acked || entry.sids.has(sid));
   }
 
   /** The CONNECT of `sid` is under way: what comes for its user meanwhile is held for it. */
@@ -119,7 +126,8 @@ export class LocalDelivery {
   /** Acknowledged through this node. */
   acked(id: string): void {
     this.unacked.delete(id);
-    this.listed.delete(id);
+    const entry = this.listed.get(id);
+    if (entry !== undefined) entry.acked = true;
   }
 
   /** Deliveries to this node's connections still awaiting their ack (those past their deadline forgotten). */
