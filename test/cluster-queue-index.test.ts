@@ -142,3 +142,32 @@ describe("a user's queue in Redis is indexed by state", { skip, timeout: 60_000 
     old.close();
   });
 });
+
+describe("the mark that a user's messages wait for room in its window (P wb:USER)", { skip, timeout: 60_000 }, () => {
+  let redis: PrivateRedis;
+  let reader: Redis;
+  let node: RunningServer;
+  before(async () => {
+    redis = await startPrivateRedis();
+    reader = new Redis(redis.url);
+    node = await startInProcess(nodeConfig(redis.url, P, 1, { websocket: { delivery: { ack_timeout: 0.2, max_backoff: 0.4, max_attempts: 2, max_inflight_per_user: 2, ttl: 2 } } }));
+  });
+  after(async () => {
+    reader?.disconnect();
+    await node?.close();
+    await redis?.stop();
+  });
+
+  test('goes with the last message of a user who filled its window and never came back (it stayed for ever, one key per such user)', async () => {
+    const sender = await member(node.port, 'sender');
+    for (let n = 0; n < 3; n++) await sent(sender, { op: 'send', to: 'gone', data: n }, `g${n}`);
+    const gone = await member(node.port, 'gone');
+    await nextMsgs(gone, 2);
+    assert.equal(await reader.exists(`${P}wb:gone`), 1, 'the third waits for room');
+    gone.close();
+    // Never acknowledged: dead letters after their attempts, or expired after ttl.
+    await untilTrue('the messages gone', async () => (await reader.exists(`${P}q:u:gone`)) === 0);
+    assert.equal(await reader.exists(`${P}wb:gone`), 0);
+    sender.close();
+  });
+});

@@ -110,6 +110,9 @@ local function forget(id)
   elseif f[4] == 's' then
     scheduled(f[1], -1)
   end
+  -- Nothing of the user's is left to wait for room: the mark goes too (only a pump of an online
+  -- user cleared it, and a user who never came back kept one key for ever).
+  if string.sub(f[1], 1, 2) == 'u:' and redis.call('EXISTS', P..'q:'..f[1]) == 0 then redis.call('DEL', P..'wb:'..string.sub(f[1], 3)) end
 end
 ${DEAD_LETTER_HELPERS}
 local function deadletter(id, reason, now)
