@@ -65,8 +65,9 @@ export function attachAdminRoutes(app: HttpRoutes, token: string, forwarder: Adm
 
 /**
  * Whether a Host header names this host by a loopback name: localhost (and *.localhost, which
- * browsers resolve to loopback themselves), 127.0.0.0/8 or [::1], any port. An empty one (no
- * Host: HTTP/1.0, never a browser) passes.
+ * browsers resolve to loopback themselves), 127.0.0.0/8 or [::1], any port. An empty one passes:
+ * uWS answers no request without Host (nor any HTTP/1.0 one), so none reaches here today, and
+ * a browser always sends one.
  */
 export function isLoopbackHost(host: string): boolean {
   const name = host.toLowerCase().replace(/:\d*$/, '');
