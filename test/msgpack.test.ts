@@ -280,10 +280,13 @@ describe('order per connection when frames go through the codec pool', () => {
         pub.send({ op: 'pub', group: 'big', data: 'small', ref: 'small' });
         pub.send({ op: 'ping', t: 7 });
         pub.sendRaw(Buffer.alloc(64 * 1024 + 100));
+        pub.send({ op: 'pub', group: 'big', data: 'after', ref: 'after' });
         assert.equal((await pub.closed).code, 1009);
         const replies = pub.frames.map((f) => (f.op === 'msg' ? `msg ${f.data === large ? 'large' : String(f.data)}` : `${String(f.op)} ${String(f.ref ?? f.t ?? f.code)}`));
         assert.deepEqual(replies.slice(-6), ['msg large', 'ack large', 'msg small', 'ack small', 'pong 7', 'err E_TOO_LARGE']);
         assert.deepEqual((await nextMsgs(sub, 2)).map((f) => f.data), [large, 'small']);
+        await settle(sub);
+        assert.deepEqual(sub.frames.filter((f) => f.op === 'msg'), [], 'nothing sent after the refused frame is handled');
         sub.close();
       });
 

@@ -126,10 +126,14 @@ export class InboundFrames {
     const closedBefore = conn.closed;
     const now = Date.now();
     let next = 0;
+    let refused = false;
     while (next < queue.length && queue[next]!.settled && conn.closed === closedBefore) {
       const entry = queue[next++]!;
       if (entry.oversize > 0) {
+        // Closes the connection, if the client did not first: either way nothing after it is handled.
         this.handler.tooLarge(ws, conn, entry.oversize);
+        refused = true;
+        break;
       } else if (entry.bytes !== null) {
         conn.inqBytes -= entry.bytes.byteLength;
         this.handler.frame(ws, conn, entry.bytes, entry.binary, entry.receivedAt, now);
@@ -138,7 +142,7 @@ export class InboundFrames {
       }
     }
     // Closed by one of these frames: the rest is dropped, and the pool's late answers find no head to drain.
-    if (conn.closed !== closedBefore) queue.length = 0;
+    if (refused || conn.closed !== closedBefore) queue.length = 0;
     else queue.splice(0, next);
     if (queue.length === 0 && conn.inq === queue) {
       conn.inq = null;
