@@ -272,7 +272,7 @@ describe('a token check that throws', () => {
       end: (b: string) => ((body = b), res),
       upgrade: () => (upgraded = true),
     };
-    const req = { getHeader: () => '', getQuery: () => 'token=any.token.here' };
+    const req = { getHeader: () => '', forEach: () => {}, getQuery: () => 'token=any.token.here' };
     admission(table).upgrade(res as unknown as HttpResponse, req as unknown as HttpRequest, {} as us_socket_context_t);
     await settled();
     assert.equal(upgraded, false);
