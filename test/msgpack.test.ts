@@ -290,21 +290,6 @@ describe('order per connection when frames go through the codec pool', () => {
         sub.close();
       });
 
-      test('frames a client sent before closing are handled for the others when they waited for the pool: its large pub and the small one behind it, and a large send', async () => {
-        const sub = await member(server.port, 'last-sub', ['last'], { encoding: 'msgpack' });
-        const pub = await member(server.port, 'last-pub', ['last'], { encoding: 'msgpack' });
-        const large = chat(60_000, 5);
-        pub.send({ op: 'pub', group: 'last', data: large });
-        pub.send({ op: 'pub', group: 'last', data: 'last words' });
-        pub.send({ op: 'send', to: 'last-sub', data: large, ref: 's' });
-        pub.close();
-        await pub.closed;
-        const got = await nextMsgs(sub, 3);
-        assert.deepEqual(got.filter((f) => f.group === 'last').map((f) => f.data), [large, 'last words']);
-        assert.deepEqual(got.filter((f) => f.group === undefined).map((f) => [f.from, f.data]), [['last-pub', large]]);
-        sub.close();
-      });
-
       test('while its stored messages are in the pool, a msgpack client gets pong, joined, its own pub and the ack in the order of its frames, and nothing of a group before its joined', async () => {
         const sender = await member(server.port, 'order-sender');
         const client = await member(server.port, 'order-client', ['mine'], { encoding: 'msgpack' });

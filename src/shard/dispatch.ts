@@ -222,8 +222,6 @@ export class Dispatcher {
   }
 
   private decoded(ws: Socket, conn: Connection, frame: ClientFrame | FrameError): void {
-    // Sent before the client closed, it waited for the codec pool: only what it does for others is left to do.
-    if (conn.closed && frame.op !== 'pub' && frame.op !== 'send' && frame.op !== 'any') return;
     const { counters } = this;
     const { out } = this.options;
     if (frame.op === 'err') {
@@ -335,7 +333,7 @@ export class Dispatcher {
     this.counters[Counter.pubs]!++;
     // Frames to the publisher still wait for the codec pool (a msgpack connection's backlog): its
     // own copy goes behind them, so that it keeps its place among the shard's replies.
-    const queued = conn.outq !== null && !conn.closed && conn.groups.has(group);
+    const queued = conn.outq !== null && conn.groups.has(group);
     if (groups.publish(group, message, queued ? ws : null) > 0 || queued) this.options.latency.since(Latency.pub, this.receivedAt);
     if (queued) this.options.out.deliver(ws, conn, conn.frames.binary ? message.binary() : message.json());
     cross.forwardPub(group, (maxBytes) => ringPayload(message, this.options.binary.elsewhere(), maxBytes), this.receivedAt);

@@ -109,44 +109,33 @@ export class InboundFrames {
   }
 
   /**
-   * Handles the settled frames at the head of the queue, in order. Frames the client sent before
-   * it closed are handled too (the dispatcher does, of them, only what acts on others: a pub, a
-   * send), as they would have been had they not waited for the pool; a frame of ours that closes
-   * the connection (a refusal) ends it, and what came after it is not handled.
+   * Handles the settled frames at the head of the queue, in order, until one closes the
+   * connection (a refusal). A connection the client closed first has its frames dropped, as
+   * those waiting for the welcome are: no answer went out for any of them, so the client cannot
+   * count on them (a `send` it wants stored, it sends again until acknowledged).
    */
   private drain(ws: Socket, conn: Connection): void {
     const queue = conn.inq;
-    if (queue === null) return;
-    // uWS forbids touching a closed socket, cork() included.
-    if (conn.closed) this.handleSettled(ws, conn, queue);
-    else ws.cork(() => this.handleSettled(ws, conn, queue));
-  }
-
-  private handleSettled(ws: Socket, conn: Connection, queue: Inbound[]): void {
-    const closedBefore = conn.closed;
-    const now = Date.now();
-    let next = 0;
-    let refused = false;
-    while (next < queue.length && queue[next]!.settled && conn.closed === closedBefore) {
-      const entry = queue[next++]!;
-      if (entry.oversize > 0) {
-        // Closes the connection, if the client did not first: either way nothing after it is handled.
-        this.handler.tooLarge(ws, conn, entry.oversize);
-        refused = true;
-        break;
-      } else if (entry.bytes !== null) {
-        conn.inqBytes -= entry.bytes.byteLength;
-        this.handler.frame(ws, conn, entry.bytes, entry.binary, entry.receivedAt, now);
-      } else {
-        this.handler.prepared(ws, conn, entry.result!, entry.msgId, entry.receivedAt, now);
+    // uWS forbids touching a closed socket; its frames have no one to answer.
+    if (queue === null || conn.closed) return;
+    ws.cork(() => {
+      const now = Date.now();
+      let next = 0;
+      while (next < queue.length && queue[next]!.settled && !conn.closed) {
+        const entry = queue[next++]!;
+        if (entry.oversize > 0) this.handler.tooLarge(ws, conn, entry.oversize);
+        else if (entry.bytes !== null) {
+          conn.inqBytes -= entry.bytes.byteLength;
+          this.handler.frame(ws, conn, entry.bytes, entry.binary, entry.receivedAt, now);
+        } else {
+          this.handler.prepared(ws, conn, entry.result!, entry.msgId, entry.receivedAt, now);
+        }
       }
-    }
-    // Closed by one of these frames: the rest is dropped, and the pool's late answers find no head to drain.
-    if (refused || conn.closed !== closedBefore) queue.length = 0;
-    else queue.splice(0, next);
-    if (queue.length === 0 && conn.inq === queue) {
-      conn.inq = null;
-      conn.inqBytes = 0;
-    }
+      queue.splice(0, next);
+      if (queue.length === 0 && conn.inq === queue) {
+        conn.inq = null;
+        conn.inqBytes = 0;
+      }
+    });
   }
 }

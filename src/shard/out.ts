@@ -38,7 +38,7 @@ export class Out {
 
   /** A reply (anything but msg/batch) to `conn`. */
   send(ws: Socket, conn: Connection, wire: Wire): void {
-    // A frame the client sent before closing can be handled after (inbound.ts); its reply has no one to go to.
+    // uWS forbids touching a closed socket; a reply that comes after the close has no one to go to.
     if (conn.closed) return;
     if (conn.outq === null) ws.send(wire, typeof wire !== 'string');
     else this.enqueue(ws, conn, { wire, ready: true, delivery: false, action: null, group: null });
