@@ -39,6 +39,12 @@ async function main(): Promise<void> {
     console.error(err instanceof OcsError ? `ocs-realtime: ${err.message}` : err);
     process.exit(EXIT_CONFIG);
   }
+  const { hostRefusal } = await import('./primary/port-claim.js');
+  const badHost = await hostRefusal(loaded.config.websocket.server.host);
+  if (badHost !== null) {
+    console.error(`ocs-realtime: ${badHost}`);
+    process.exit(EXIT_CONFIG);
+  }
   // A reload's new process that exits 2 leaves pm2 to stop the old one anyway (after
   // listen_timeout): `npm run reload` runs this first and reloads only a config that passes.
   if (args.check) {

@@ -158,6 +158,16 @@ describe('configuration', () => {
     }
   });
 
+  test('a host this machine cannot listen on (not its address, no such name) is 2 naming websocket.server.host, at --check and at start: a reload onto it took the server down', async () => {
+    for (const host of ['10.255.255.1', 'no-such-host.invalid', '0.0.0.0 ']) {
+      for (const args of [['--check'], []]) {
+        const refused = await runMain([...args, '--config', writeConfig(testConfig({ websocket: { server: { host, port: 0 } } }))]);
+        assert.equal(refused.code, 2, `${host} ${args.join(' ')}: ${refused.stdout}`);
+        assert.match(refused.stderr, /websocket\.server\.host ".+" cannot be listened on here \((EADDRNOTAVAIL|ENOTFOUND|EAI_AGAIN)\)/);
+      }
+    }
+  });
+
   test('NODE_ENV=production never turns anonymous mode on by itself: without a secret the server starts closed and says so', async () => {
     const file = writeConfig({ websocket: { server: { host: '127.0.0.1', port: 0 } } });
     const production = { NODE_ENV: 'production' };

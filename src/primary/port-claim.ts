@@ -157,6 +157,22 @@ function keep(file: string, mine: Claim): () => void {
   };
 }
 
+/**
+ * Why `host` cannot be listened on here (an address not on this host, a name that does not
+ * resolve, a typo), or null: asked of a listen on any free port, before the port itself is, so
+ * that `--check` and a start name the key (exit 2) instead of every shard failing its listen
+ * (exit 1) and a reload taking the server down after pm2's listen_timeout.
+ */
+export function hostRefusal(host: string): Promise<string | null> {
+  return new Promise((done) => {
+    const probe = createServer();
+    probe.once('error', (err: NodeJS.ErrnoException) =>
+      done(`websocket.server.host ${JSON.stringify(host)} cannot be listened on here (${err.code ?? err.message}): give an address of this host, or 0.0.0.0 (or ::) for all of them`),
+    );
+    probe.listen({ host, port: 0, exclusive: true }, () => probe.close(() => done(null)));
+  });
+}
+
 /** Whether a plain listen (no SO_REUSEPORT) on `host:port` succeeds: no one listens there. Other failures (an address not on this host) are for the shards' own listen to report. */
 function bindable(host: string, port: number): Promise<boolean> {
   return new Promise((done) => {
