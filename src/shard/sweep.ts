@@ -98,6 +98,15 @@ export interface SweeperOptions {
   alsoSweep?(now: number): void;
 }
 
+/**
+ * A step this much later than its timer asked for means the thread did not run meanwhile (the
+ * process stopped, the VM frozen or migrated): its clients' frames of that time still wait in
+ * the sockets, and Node runs due timers before it reads them, so judging silence then would
+ * close every client (4408) whose frames had not been read yet. Silence is not judged for one
+ * interval after such a stall: the reads come first.
+ */
+export const STALL_MS = 1000;
+
 /** Connections one step of the walk judges (fewer steps would hold the loop longer)... */
 export const STEP_CONNECTIONS = 500;
 /** ...unless that would take more than this many steps per interval. */
@@ -118,12 +127,16 @@ export class Sweeper {
   private steps = 1;
   private step = 0;
   private running = false;
+  /** When the last step ran (monotonic, 0: none since start or a park), and until when silence is not judged after a stall. */
+  private lastStepAt = 0;
+  private silenceJudgedFrom = 0;
   private readonly tick = (): void => {
     this.timer = null;
     this.sweepSlice();
     // A step can end in stop() (a verdict that stops the shard): then no new timer. Nobody to
     // look after: parked until wake() (the per-address table needs no walk to stay correct).
     if (this.running && this.options.connections.size > 0) this.timer = setTimeout(this.tick, this.options.intervalMs / this.steps);
+    else this.lastStepAt = 0;
   };
 
   /** One for every step: judging allocates nothing. */
@@ -158,6 +171,9 @@ export class Sweeper {
     const clock = this.clock;
     clock.wall = Date.now();
     clock.monotonic = performance.now();
+    const stepMs = this.options.intervalMs / this.steps;
+    if (this.lastStepAt > 0 && clock.monotonic - this.lastStepAt > stepMs + STALL_MS) this.silenceJudgedFrom = clock.monotonic + this.options.intervalMs;
+    this.lastStepAt = clock.monotonic;
     if (this.step === 0) {
       this.steps = stepsFor(connections.size);
       this.cursor ??= connections.values();
@@ -194,6 +210,8 @@ export class Sweeper {
         fail(ws, conn, 'E_OVERLOADED', `slow consumer: over ${policy.maxBackpressure} bytes waiting to be sent`, undefined, true);
         break;
       case Verdict.IDLE:
+        // Just after a stall its frames may wait unread (STALL_MS).
+        if (clock.monotonic < this.silenceJudgedFrom) break;
         ws.end(CloseCodes.IDLE_TIMEOUT, 'idle timeout');
         break;
       case Verdict.EXPIRED:
