@@ -108,8 +108,8 @@ function describeNumber(schema: z.ZodNumber): string {
   let max: number | null = null;
   for (const check of schema._def.checks) {
     if (check.kind === 'int') integer = true;
-    // The tighter bound wins (positiveInt.min(1024) is > 0 and >= 1024).
-    else if (check.kind === 'min' && (min === null || check.value > min.value)) min = { value: check.value, inclusive: check.inclusive };
+    // The tighter bound wins (positiveInt.min(1024) is > 0 and >= 1024; nonnegative().positive() is > 0).
+    else if (check.kind === 'min' && (min === null || check.value > min.value || (check.value === min.value && !check.inclusive))) min = { value: check.value, inclusive: check.inclusive };
     else if (check.kind === 'max' && (max === null || check.value < max)) max = check.value;
   }
   const bounds = [min ? `${min.inclusive ? '≥' : '>'} ${min.value}` : null, max !== null ? `≤ ${max}` : null].filter((b) => b !== null);
