@@ -255,6 +255,7 @@ describe('configuration', () => {
     assert.throws(() => loadConfig({ file: writeConfig({ websocket: { server: { ping_interval: 30, idle_timeout: 20 } } }), env }), /ping_interval must be shorter than idle_timeout/);
     assert.throws(() => loadConfig({ file: writeConfig({ websocket: { server: { idle_timeout: 0.5 } } }), env }), /idle_timeout must be 0 \(off\) or at least 1 second/);
     assert.throws(() => loadConfig({ file: writeConfig({ websocket: { server: { drain_window: 6 } } }), env }), /shutdown_timeout must be at least drain_window \+ 5 seconds/);
+    assert.throws(() => loadConfig({ file: writeConfig({ websocket: { monitoring: { enable_metrics_collection: false, export_file: '/tmp/overview.jsonl' } } }), env }), /export_file needs enable_metrics_collection: true/);
     assert.throws(
       () => loadConfig({ file: writeConfig({ websocket: { server: { max_payload: 1048576 }, performance: { ring_bytes: 1048576 } } }), env }),
       /ring_bytes must be at least 4 x websocket.server.max_payload/,

@@ -178,6 +178,11 @@ function checkConsistency(config: Config, env: NodeJS.ProcessEnv, anonymousAuto:
   if (config.websocket.performance.ring_bytes < 4 * server.max_payload) {
     throw new ConfigProblem(['websocket.server.max_payload'], 'websocket.performance.ring_bytes must be at least 4 x websocket.server.max_payload, so that any message fits a ring');
   }
+  // The export file and the `stats` lines are the metrics' overview: without them there is none.
+  const { monitoring } = config.websocket;
+  if (!monitoring.enable_metrics_collection && monitoring.export_file !== '') {
+    throw new ConfigProblem(['websocket.monitoring.export_file', 'websocket.monitoring.enable_metrics_collection'], 'websocket.monitoring.export_file needs enable_metrics_collection: true (the overview it appends is made of the metrics); it would stay empty');
+  }
   if (server.drain_window + 5 > server.shutdown_timeout) {
     throw new ConfigProblem([], 'websocket.server.shutdown_timeout must be at least drain_window + 5 seconds (the drain, then the close handshakes)');
   }
