@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { Packr } from 'msgpackr';
 import { deflateLz4, inflateLz4 } from '../src/codec/lz4.js';
 import { isErrorCode } from '../src/protocol/errors.js';
-import { ANY_STRATEGIES, MAX_ID_LENGTH, MAX_REF_LENGTH, NAME_PATTERN, type ClientFrame, type FrameError } from '../src/protocol/frames.js';
+import { ANY_STRATEGIES, MAX_ACK_IDS, MAX_ID_LENGTH, MAX_REF_LENGTH, NAME_PATTERN, type ClientFrame, type FrameError } from '../src/protocol/frames.js';
 import { decodeJson, encodeFrameError } from '../src/protocol/json-codec.js';
 import { decodeMsgpack, packValue, writeFrame } from '../src/protocol/msgpack-codec.js';
 import { plainFrame, wrapFrame } from '../src/protocol/wire.js';
@@ -31,7 +31,7 @@ const OWN_KEYS: Record<ClientFrame['op'], string[]> = {
   pub: ['op', 'group', 'data', 'pri', 'ref'],
   send: ['op', 'to', 'data', 'pri', 'ref', 'at'],
   any: ['op', 'group', 'data', 'pri', 'ref', 'strategy'],
-  ack: ['op', 'id'],
+  ack: ['op', 'ids'],
   ping: ['op', 't'],
 };
 
@@ -87,7 +87,7 @@ function assertWellFormed(result: ClientFrame | FrameError): void {
       assert.ok(result.at === undefined || (Number.isFinite(result.at) && result.at >= 0));
       break;
     case 'ack':
-      assert.ok(typeof result.id === 'string' && result.id.length > 0 && result.id.length <= MAX_ID_LENGTH);
+      assert.ok(result.ids.length > 0 && result.ids.length <= MAX_ACK_IDS && result.ids.every((id) => typeof id === 'string' && id.length > 0 && id.length <= MAX_ID_LENGTH));
       break;
     case 'ping':
       assert.ok(Number.isFinite(result.t));

@@ -38,7 +38,8 @@ describe('decodeJson: valid frames', () => {
     ['send', { op: 'send', to: 'bob', data: 'x', pri: 0, ref: 's', at: 1795720000000 }, { op: 'send', to: 'bob', data: 'x', pri: 0, ref: 's', at: 1795720000000 }],
     ['send without at', { op: 'send', to: 'bob', data: 'x' }, { op: 'send', to: 'bob', data: 'x', pri: 1, ref: undefined, at: undefined }],
     ['any', { op: 'any', group: 'workers', data: [1], strategy: 'weighted' }, { op: 'any', group: 'workers', data: [1], pri: 1, ref: undefined, strategy: 'weighted' }],
-    ['ack', { op: 'ack', id: '4f1c2a9e.0.0' }, { op: 'ack', id: '4f1c2a9e.0.0' }],
+    ['ack', { op: 'ack', id: '4f1c2a9e.0.0' }, { op: 'ack', ids: ['4f1c2a9e.0.0'] }],
+    ['ack of several', { op: 'ack', ids: ['a.m1', 'a.m2'] }, { op: 'ack', ids: ['a.m1', 'a.m2'] }],
   ];
   for (const [name, input, expected] of valid) {
     test(name, () => assert.deepEqual(decode(input), expected));
@@ -128,7 +129,7 @@ describe('decodeJson: refusals', () => {
   test('a ref or an ack id holding half a surrogate pair is refused (UTF-8 cannot carry it back); a whole pair is fine', () => {
     assertBad(decodeText('{"op":"ping","t":1,"ref":"x\\ud800"}'), /ref must be a well-formed string/);
     assertBad(decodeText('{"op":"ping","t":1,"ref":"\\udc00x"}'), /ref must be a well-formed string/);
-    assertBad(decodeText('{"op":"ack","id":"m\\ud800","ref":"r"}'), /ack needs an id: a well-formed string/, 'r');
+    assertBad(decodeText('{"op":"ack","id":"m\\ud800","ref":"r"}'), /ack needs an id, or ids/, 'r');
     assert.equal(decodeText('{"op":"ping","t":1,"ref":"\\ud83d\\ude00"}').op, 'ping');
   });
 

@@ -230,8 +230,8 @@ describe('client frames on an ocs.v1.msgpack connection (decodeMsgpack)', () => 
 describe('server replies in both encodings (server-frames.ts)', () => {
   test('each msgpack reply decodes to the object its JSON twin parses to, and is never compressed', () => {
     const pairs: Array<[string, (f: typeof JSON_FRAMES) => string | Uint8Array]> = [
-      ['welcome', (f) => f.welcome('alice', 's1', 0, 3, Infinity)],
-      ['welcome with expiry', (f) => f.welcome('alice', 's1', 1, 0, 1_800_000_000_000)],
+      ['welcome', (f) => f.welcome('alice', 's1', 0, 3, Infinity, { messagesPerSecond: 100, burst: 200, ackIds: 128 })],
+      ['welcome with expiry', (f) => f.welcome('alice', 's1', 1, 0, 1_800_000_000_000, { messagesPerSecond: 0, burst: 1, ackIds: 128 })],
       ['auth ack', (f) => f.authAck('r', 1_800_000_000_000)],
       ['auth ack without ref or expiry', (f) => f.authAck(undefined, Infinity)],
       ['joined', (f) => f.joined('g', 'r')],

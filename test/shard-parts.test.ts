@@ -160,6 +160,7 @@ describe('admin requests waiting for the broker', () => {
     const counters = new Float64Array(64);
     return new BrokerLink({
       shard: 0,
+      welcomeLimits: { messagesPerSecond: 100, burst: 200, ackIds: 128 },
       brokerSlot: 1,
       doorbells: createDoorbells(2),
       toBroker: createRingBuffer(1 << 20),

@@ -56,7 +56,8 @@ export type ClientFrame =
   | { op: 'ping'; t: number }
   | { op: 'send'; to: string; data: unknown; pri: PriorityValue; ref: string | undefined; at: number | undefined }
   | { op: 'any'; group: string; data: unknown; pri: PriorityValue; ref: string | undefined; strategy: AnyStrategy | undefined }
-  | { op: 'ack'; id: string };
+  /** `id`, or `ids` (several acknowledged in one frame); either way as a list here. */
+  | { op: 'ack'; ids: readonly string[] };
 
 /** Where a client stands in a group's history: the last offset it has, of that epoch. */
 export interface Since {
@@ -72,6 +73,16 @@ export const ANY_STRATEGIES = ['round_robin', 'least_connections', 'weighted'] a
 export type AnyStrategy = (typeof ANY_STRATEGIES)[number];
 /** Longest message id a client may acknowledge (server ids are far shorter). */
 export const MAX_ID_LENGTH = 128;
+/**
+ * Ids one `ack` frame may carry: a client draining a backlog acknowledges a batch in one frame
+ * instead of one frame per message, which a rate limit of 100 frames a second made 100
+ * messages a second. Each still costs the broker a look-up and may cost an `err` back.
+ */
+export const MAX_ACK_IDS = 128;
+
+function isMessageId(id: unknown): boolean {
+  return typeof id === 'string' && id.length > 0 && id.length <= MAX_ID_LENGTH && !LONE_SURROGATE.test(id);
+}
 
 export interface FrameError {
   op: 'err';
@@ -131,11 +142,11 @@ export function toClientFrame(value: unknown): ClientFrame | FrameError {
       return { op: 'any', group, data: frame.data, pri, ref: ref as string | undefined, strategy: strategy as AnyStrategy | undefined };
     }
     case 'ack': {
-      const id = frame.id;
-      if (typeof id !== 'string' || id.length === 0 || id.length > MAX_ID_LENGTH || LONE_SURROGATE.test(id)) {
-        return frameError('E_BAD_FRAME', `ack needs an id: a well-formed string of at most ${MAX_ID_LENGTH} characters`, ref as string | undefined);
+      const ids = frame.ids === undefined ? [frame.id] : frame.id === undefined ? frame.ids : null;
+      if (!Array.isArray(ids) || ids.length === 0 || ids.length > MAX_ACK_IDS || !ids.every(isMessageId)) {
+        return frameError('E_BAD_FRAME', `ack needs an id, or ids (1 to ${MAX_ACK_IDS}): each a well-formed string of at most ${MAX_ID_LENGTH} characters`, ref as string | undefined);
       }
-      return { op: 'ack', id };
+      return { op: 'ack', ids: ids as string[] };
     }
     case 'join':
       return toJoin(frame, ref);

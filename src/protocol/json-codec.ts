@@ -7,6 +7,7 @@
 import { Buffer } from 'node:buffer';
 import type { ErrorCode, ErrorReason } from './errors.js';
 import { frameError, JSON_PROTOCOL, MAX_DEPTH, toClientFrame, type ClientFrame, type FrameError } from './frames.js';
+import type { WelcomeLimits } from './server-frames.js';
 
 // Defined in frames.ts, which the browser client can load (this module uses Node's Buffer).
 export { JSON_PROTOCOL, MAX_DEPTH };
@@ -75,8 +76,9 @@ function scan(value: unknown, levels: number): typeof FINE | typeof TOO_DEEP | t
 export const refField = (ref: string | undefined): string => (ref === undefined ? '' : `,"ref":${JSON.stringify(ref)}`);
 
 /** `expiresAt`: when the connection's token runs out (epoch ms), omitted when it never does. */
-export function encodeWelcome(user: string, sid: string, shard: number, pending: number, expiresAt: number): string {
-  return `{"op":"welcome","user":"${user}","sid":"${sid}","shard":${shard},"pending":${pending}${expiresField(expiresAt)}}`;
+export function encodeWelcome(user: string, sid: string, shard: number, pending: number, expiresAt: number, limits: WelcomeLimits): string {
+  const { messagesPerSecond, burst, ackIds } = limits;
+  return `{"op":"welcome","user":"${user}","sid":"${sid}","shard":${shard},"pending":${pending}${expiresField(expiresAt)},"limits":{"messagesPerSecond":${messagesPerSecond},"burst":${burst},"ackIds":${ackIds}}}`;
 }
 
 /** The answer to an `auth` frame that refreshed the token of an open connection. */

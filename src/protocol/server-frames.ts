@@ -16,10 +16,21 @@ import { writeFrame } from './msgpack-codec.js';
 /** A frame as uWS sends it: a string goes as a text frame, bytes as a binary frame. */
 export type Wire = string | Uint8Array;
 
+/**
+ * What a `welcome` tells the client of the limits it must keep to (PROTOCOL.md): the frames a
+ * second and the burst of `websocket.limits`, and the ids one `ack` may carry. A client that
+ * paces itself by them is never refused 4029 for a burst of its own making (re-joins, acks).
+ */
+export interface WelcomeLimits {
+  messagesPerSecond: number;
+  burst: number;
+  ackIds: number;
+}
+
 export interface ServerFrames {
   readonly binary: boolean;
   /** `expiresAt`: epoch ms when the token runs out; Infinity: never (the field is left out). */
-  welcome(user: string, sid: string, shard: number, pending: number, expiresAt: number): Wire;
+  welcome(user: string, sid: string, shard: number, pending: number, expiresAt: number, limits: WelcomeLimits): Wire;
   authAck(ref: string | undefined, expiresAt: number): Wire;
   joined(group: string, ref: string | undefined): Wire;
   /** `joined` of a group that keeps history: its top offset and epoch; `recovered` only when the join asked to recover. */
@@ -49,8 +60,8 @@ export const JSON_FRAMES: ServerFrames = {
 /** Optional fields are left out, as in JSON, rather than written as nil. */
 export const MSGPACK_FRAMES: ServerFrames = {
   binary: true,
-  welcome: (user, sid, shard, pending, expiresAt) =>
-    writeFrame(expiresAt === Infinity ? { op: 'welcome', user, sid, shard, pending } : { op: 'welcome', user, sid, shard, pending, expiresAt }),
+  welcome: (user, sid, shard, pending, expiresAt, limits) =>
+    writeFrame(expiresAt === Infinity ? { op: 'welcome', user, sid, shard, pending, limits } : { op: 'welcome', user, sid, shard, pending, expiresAt, limits }),
   authAck: (ref, expiresAt) => {
     const frame: Record<string, unknown> = { op: 'ack' };
     if (ref !== undefined) frame.ref = ref;

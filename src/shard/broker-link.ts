@@ -12,6 +12,7 @@ import { LinkReader } from '../link/reader.js';
 import { encodeRecord, ToBroker, ToShard } from '../link/records.js';
 import { httpError, type ErrorCode, type HttpCode } from '../protocol/errors.js';
 import type { Since } from '../protocol/frames.js';
+import type { WelcomeLimits } from '../protocol/server-frames.js';
 import { DoorbellRinger } from '../rings/doorbell.js';
 import { HEADER_BYTES } from '../rings/ring.js';
 import { QueuedRingWriter, type WriteRefusal } from '../link/queued-writer.js';
@@ -32,6 +33,8 @@ const METRICS_WANTED_RECORD = encodeRecord(ToBroker.METRICS_WANTED, []);
 
 export interface BrokerLinkOptions {
   shard: number;
+  /** What each `welcome` tells the client of the limits it must keep to. */
+  welcomeLimits: WelcomeLimits;
   /** The broker's doorbell slot (it follows the shards' slots). */
   brokerSlot: number;
   doorbells: SharedArrayBuffer;
@@ -278,7 +281,7 @@ export class BrokerLink implements AdminForwarder {
         if (!ws) return;
         const conn = connOf(ws);
         ws.cork(() => {
-          this.options.out.send(ws, conn, conn.frames.welcome(conn.user!, conn.sid, this.options.shard, f[1] as number, conn.expiresAt));
+          this.options.out.send(ws, conn, conn.frames.welcome(conn.user!, conn.sid, this.options.shard, f[1] as number, conn.expiresAt, this.options.welcomeLimits));
           this.options.welcomed(ws);
         });
         return;

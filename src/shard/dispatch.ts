@@ -287,12 +287,14 @@ export class Dispatcher {
       case 'any':
         return this.any(ws, conn, frame);
       case 'ack':
-        // Refused, not queued without bound, while the broker is behind: the message stays in
-        // flight and its ack timer delivers it again (the err names the id, as E_UNKNOWN_ID does).
+        // Refused, not queued without bound, while the broker is behind: the messages stay in
+        // flight and their ack timers deliver them again (each err names its id, as E_UNKNOWN_ID does).
         if (this.options.backpressure.refuses(conn)) {
-          return this.fail(ws, conn, 'E_OVERLOADED', 'the message broker is behind: this ack was not taken and the message will be delivered again; ack it then', undefined, false, frame.id);
+          for (const id of frame.ids) this.fail(ws, conn, 'E_OVERLOADED', 'the message broker is behind: this ack was not taken and the message will be delivered again; ack it then', undefined, false, id);
+          return;
         }
-        return this.link.ack(conn, frame.id);
+        for (const id of frame.ids) this.link.ack(conn, id);
+        return;
       case 'join':
         return this.options.groupOps.join(ws, conn, frame);
       case 'leave':

@@ -13,6 +13,7 @@ import { checkTlsFiles } from '../config/tls-files.js';
 import { Latency } from '../metrics/latencies.js';
 import { ThreadMetrics } from '../metrics/thread-metrics.js';
 import { CloseCodes } from '../protocol/errors.js';
+import { MAX_ACK_IDS } from '../protocol/frames.js';
 import { InterestTable } from '../shared/interest-table.js';
 import { ClusterState } from '../shared/cluster-state.js';
 import { HistoryPatterns } from '../shared/history-patterns.js';
@@ -134,6 +135,7 @@ class Shard {
     const { registry, metrics } = this;
     this.link = new BrokerLink({
       shard: init.shard,
+      welcomeLimits: { messagesPerSecond: limits.messages_per_second, burst: limits.burst, ackIds: MAX_ACK_IDS },
       brokerSlot: init.shards,
       doorbells: init.doorbells,
       toBroker: init.toBroker,
