@@ -6,11 +6,13 @@
  * application each message once.
  */
 import { ClientErrorCodes, OcsError, isErrorCode } from '../protocol/errors.js';
+import { AckBatcher } from './acks.js';
 import { NAME_PATTERN } from '../protocol/frames.js';
 import type { ClientCodec } from './codec.js';
 import { Connection, connectionLimits, MAX_FRAME_BYTES, type ConnectionLimits } from './connection.js';
 import { Emitter } from './emitter.js';
 import { Groups } from './groups.js';
+import { Pacer } from './pacer.js';
 import { DEFAULT_RECONNECT, decideReconnect, type ReconnectOptions } from './reconnect.js';
 import { RecoveryBook, type Verdict } from './recovery.js';
 import { Requests } from './requests.js';
@@ -28,7 +30,10 @@ export class OcsClient extends Emitter<ClientEvents> {
   private readonly requests: Requests;
   private readonly groups = new Groups();
   private readonly book = new RecoveryBook();
+  /** Ids of stored messages (`ackReq`) seen lately, and of the others. */
   private readonly seen: SeenIds;
+  private readonly seenLive: SeenIds;
+  private readonly acks = new AckBatcher((frame) => this.sendIfOpen(frame));
   /** Manual mode: ids the application acknowledged, so that a redelivery of them is acknowledged again. */
   private readonly acked: SeenIds;
   private readonly tokens: TokenKeeper | null;
@@ -48,12 +53,15 @@ export class OcsClient extends Emitter<ClientEvents> {
   constructor(private readonly options: ClientOptions) {
     super();
     if (typeof options.url !== 'string' || !/^wss?:\/\//.test(options.url)) throw new TypeError('url must be a ws:// or wss:// URL');
+    // As the server checks `?user=` (a lone surrogate would throw in encodeURIComponent at each dial).
+    if (options.user !== undefined && (typeof options.user !== 'string' || !NAME_PATTERN.test(options.user))) throw new TypeError(`user must be 1 to 128 of A-Z a-z 0-9 _ . : @ / # + -`);
     this.WebSocketClass = resolveWebSocket(options.WebSocket);
     this.policy = options.reconnect === false ? false : { ...DEFAULT_RECONNECT, ...options.reconnect };
     this.limits = connectionLimits(options.connectTimeoutMs ?? 10_000, options.maxFrameBytes ?? MAX_FRAME_BYTES);
     this.autoAck = options.autoAck ?? true;
     this.requests = new Requests(options.requestTimeoutMs ?? 10_000, options.maxQueued ?? 1000);
     this.seen = new SeenIds(options.dedupeWindow ?? 10_000);
+    this.seenLive = new SeenIds(options.dedupeWindow ?? 10_000);
     this.acked = new SeenIds(options.dedupeWindow ?? 10_000);
     this.tokens = options.token === undefined ? null : new TokenKeeper(options.token, (token) => this.sendAuth(token), (err) => this.report(err));
   }
@@ -132,7 +140,7 @@ export class OcsClient extends Emitter<ClientEvents> {
   /** Acknowledges a stored message (with `autoAck: false`; automatic otherwise). */
   ack(id: string): void {
     this.acked.add(id);
-    this.sendIfOpen({ op: 'ack', id });
+    this.ackSoon(id);
   }
 
   /** Closes for good: pending requests fail with E_CLOSED, the socket is sent its close frame. */
@@ -179,6 +187,7 @@ export class OcsClient extends Emitter<ClientEvents> {
     this.clearTimers();
     this.tokens?.stop();
     this.groups.connectionClosed();
+    this.acks.clear();
     this.requests.failInFlight('E_DISCONNECTED');
     if (this.currentState === 'closed') return;
     const decision =
@@ -211,18 +220,21 @@ export class OcsClient extends Emitter<ClientEvents> {
 
   private onWelcome(frame: Record<string, unknown>): void {
     const welcome = frame as unknown as Welcome;
-    this.connection!.welcomed(this.options.heartbeatMs ?? 15_000);
+    this.connection!.welcomed(this.options.heartbeatMs ?? 15_000, Pacer.limitsOf(welcome));
+    const ackIds = welcome.limits?.ackIds;
+    this.acks.perFrame = typeof ackIds === 'number' && ackIds >= 1 ? Math.min(Math.floor(ackIds), 1000) : 1;
     this.welcomeFrame = welcome;
     const reconnected = this.everOpened;
     this.everOpened = true;
     this.connections++;
+    // Before any listener of `state` or `open` is told: what they ask for goes after (client.md).
+    for (const group of this.groups.names()) this.sendJoin(group);
+    this.requests.drainQueue((f) => this.sendFrame(f));
     this.setState('open');
     if (this.closedByListener()) return;
     const policy = this.policy;
     if (policy !== false) this.setTimer('stable', policy.stableMs, () => (this.attempt = 0));
     if (typeof welcome.expiresAt === 'number') this.tokens?.expiresAt(welcome.expiresAt);
-    for (const group of this.groups.names()) this.sendJoin(group);
-    this.requests.drainQueue((f) => this.sendFrame(f));
     this.emit('open', { ...welcome, reconnected });
     for (const waiter of this.connectWaiters.splice(0)) waiter.resolve(welcome);
   }
@@ -273,23 +285,26 @@ export class OcsClient extends Emitter<ClientEvents> {
     // Positions are kept for the groups joined only: a server's messages of others would grow the book.
     const tracked = msg.offset !== undefined && typeof msg.group === 'string' && this.groups.has(msg.group);
     if (tracked) verdict = this.book.check(msg.group!, msg.offset, msg.epoch);
-    if (verdict !== 'duplicate' && !this.seen.add(msg.id)) verdict = 'duplicate';
+    // Stored messages in a window of their own: group messages in the same one pushed out the ids a reconnect then redelivered, in that order.
+    const seen = msg.ackReq === true ? this.seen : this.seenLive;
+    if (verdict !== 'duplicate' && !seen.add(msg.id)) verdict = 'duplicate';
     if (verdict === 'duplicate') {
       this.duplicates++;
       // Redelivered because our ack was lost: acknowledge it again (if the application did).
-      if (msg.ackReq === true && (this.autoAck || this.acked.has(msg.id))) this.sendIfOpen({ op: 'ack', id: msg.id });
+      if (msg.ackReq === true && (this.autoAck || this.acked.has(msg.id))) this.ackSoon(msg.id);
       return;
     }
     if (verdict === 'gap' || verdict === 'epoch') this.emit('gap', { group: msg.group!, position: this.book.position(msg.group!)!, reason: verdict === 'gap' ? 'offset_gap' : 'new_epoch' });
+    if (this.closedByListener()) return;
     if (!this.emit('message', msg)) {
       // A listener threw: no ack, and its redelivery (or, in a history group, its replay at the next re-join) is let through.
-      this.seen.delete(msg.id);
+      seen.delete(msg.id);
       if (tracked) this.book.failed(msg.group!, msg.offset, msg.epoch);
       return;
     }
     if (tracked) this.book.handed(msg.group!, msg.offset);
     this.handed++;
-    if (msg.ackReq === true && this.autoAck) this.sendIfOpen({ op: 'ack', id: msg.id });
+    if (msg.ackReq === true && this.autoAck) this.ackSoon(msg.id);
   }
 
   private onJoined(ref: string, frame: Record<string, unknown>): void {
@@ -298,6 +313,7 @@ export class OcsClient extends Emitter<ClientEvents> {
     const outcome = this.book.joined(sent.group, frame, sent.since);
     const result: JoinResult = outcome.history ? { group: sent.group, history: true, recovered: outcome.recovered, position: { ...outcome.position } } : { group: sent.group, history: false };
     if (outcome.history && !outcome.recovered) this.emit('gap', { group: sent.group, position: { ...outcome.position }, reason: 'not_recovered' });
+    if (this.closedByListener()) return;
     const rejoin = this.groups.answered(sent.group, result);
     this.emit('joined', { ...result, rejoin });
   }
@@ -348,6 +364,11 @@ export class OcsClient extends Emitter<ClientEvents> {
     if (this.currentState !== 'open') return undefined;
     const answer = (await this.request('auth', { token })) as { expiresAt?: unknown };
     return typeof answer.expiresAt === 'number' ? answer.expiresAt : undefined;
+  }
+
+  /** Acks go out gathered (acks.ts), on the connection they were asked on. */
+  private ackSoon(id: string): void {
+    if (this.currentState === 'open') this.acks.add(id);
   }
 
   private sendIfOpen(frame: Record<string, unknown>): void {

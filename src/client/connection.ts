@@ -5,6 +5,7 @@
  * requests, recovery) is the client's (client.ts).
  */
 import { JSON_PROTOCOL, jsonCodec, MSGPACK_PROTOCOL, type ClientCodec } from './codec.js';
+import { Pacer, type PaceLimits } from './pacer.js';
 import { OPEN, type WebSocketConstructor, type WebSocketLike } from './socket.js';
 
 /**
@@ -45,6 +46,7 @@ export class Connection {
   private codec: ClientCodec = jsonCodec;
   private socket: WebSocketLike | null;
   private timer: ReturnType<typeof setTimeout> | null = null;
+  private pacer: Pacer<string | Uint8Array> | null = null;
 
   constructor(
     WebSocketClass: WebSocketConstructor,
@@ -80,17 +82,33 @@ export class Connection {
     return this.codec === jsonCodec ? 'json' : 'msgpack';
   }
 
+  /** Encoded now (a frame that cannot be throws here), sent now or, past the server's pace, in its turn. */
   send(frame: Record<string, unknown>): void {
     const socket = this.socket;
-    if (socket !== null && socket.readyState === OPEN) socket.send(this.codec.encode(frame));
+    if (socket === null || socket.readyState !== OPEN) return;
+    const data = this.codec.encode(frame);
+    if (this.pacer === null) socket.send(data);
+    else this.pacer.send(data);
+  }
+
+  /** Frames waiting for their turn under the server's pace. */
+  get backlog(): number {
+    return this.pacer?.backlog ?? 0;
   }
 
   /**
-   * The `welcome` came: from now on, silence for `heartbeatMs` sends a `ping`, and silence for
-   * as long again gives the connection up (0: never).
+   * The `welcome` came: frames go out at the pace its `limits` allow (pacer.ts), and from now on
+   * silence for `heartbeatMs` sends a `ping`, and silence for as long again gives the connection
+   * up (0: never).
    */
-  welcomed(heartbeatMs: number): void {
+  welcomed(heartbeatMs: number, limits: PaceLimits | null): void {
     this.disarm();
+    if (limits !== null) {
+      this.pacer = new Pacer<string | Uint8Array>(limits, (data) => {
+        const socket = this.socket;
+        if (socket !== null && socket.readyState === OPEN) socket.send(data);
+      });
+    }
     if (heartbeatMs <= 0) return;
     let seen = this.frames;
     let pinged = false;
@@ -161,6 +179,7 @@ export class Connection {
     const socket = this.socket;
     this.socket = null;
     this.disarm();
+    this.pacer?.stop();
     if (socket !== null) {
       socket.onopen = null;
       socket.onmessage = null;

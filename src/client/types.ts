@@ -63,6 +63,8 @@ export interface Welcome {
   pending: number;
   /** When the token expires (epoch ms); absent: never. */
   expiresAt?: number;
+  /** What the server allows this connection: frames a second (0: unlimited), the burst above that, ids per `ack` (servers before these say nothing). */
+  limits?: { messagesPerSecond: number; burst: number; ackIds: number };
 }
 
 export interface JoinResult {
