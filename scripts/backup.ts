@@ -4,10 +4,10 @@
  * src/store/backup.ts. Prints one JSON line; exits 1 on an error, 2 on a usage error.
  */
 import { rmSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config/load.js';
 import { backupStore, partialCopy } from '../src/store/backup.js';
+import { operatorPath } from '../src/util/operator-path.js';
 
 const USAGE = 'usage: npm run backup -- DIR [--config FILE] [--compact]   (DIR: a new or empty directory)';
 
@@ -28,8 +28,6 @@ async function main(): Promise<number> {
     console.error(USAGE);
     return 2;
   }
-  // `npm run` starts scripts in the package's directory; paths are the operator's, from where they typed them.
-  const here = (path: string): string => resolve(process.env.INIT_CWD ?? process.cwd(), path);
   // Interrupted: the copy under way is removed (a partial data.mdb still opens, and crashed the server started on it).
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {
@@ -41,9 +39,9 @@ async function main(): Promise<number> {
     });
   }
   try {
-    const { config } = loadConfig({ file: values.config === undefined ? undefined : here(values.config) });
+    const { config } = loadConfig({ file: values.config === undefined ? undefined : operatorPath(values.config) });
     // store.data_dir as the server reads it (relative to where it runs: the package's directory under npm).
-    const result = await backupStore(config.store.data_dir, here(positionals[0]!), values.compact ?? false);
+    const result = await backupStore(config.store.data_dir, operatorPath(positionals[0]!), values.compact ?? false);
     console.log(JSON.stringify({ store: config.store.data_dir, ...result }));
     return 0;
   } catch (err) {

@@ -13,6 +13,7 @@
  */
 import { appendFile, stat, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
+import { operatorPath } from '../src/util/operator-path.js';
 import type { AlertEvent } from '../src/metrics/alerts.js';
 import { overviewRow, type OverviewInputs, type OverviewRow } from '../src/metrics/overview.js';
 import { csvHeader, csvLine, FORMATS, formatTable, jsonLine, type OverviewFormat } from '../src/metrics/overview-format.js';
@@ -72,7 +73,7 @@ async function main(): Promise<number> {
     base: (values.url ?? `http://127.0.0.1:${process.env.WEBSOCKET_PORT ?? 8765}`).replace(/\/$/, ''),
     token: values.token ?? process.env.WEBSOCKET_MONITORING_TOKEN ?? '',
     format,
-    out: values.out,
+    out: values.out === undefined ? undefined : operatorPath(values.out),
   };
   const output = new Output(options);
   if (!values.watch) {

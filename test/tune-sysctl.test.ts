@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { EXIT_BELOW, EXIT_NOT_ROOT, EXIT_OK, tuneSysctl } from '../src/ops/tune.js';
@@ -144,6 +144,13 @@ test('a setting that cannot be read is not taken to meet its recommendation: nam
   const nothing = cli(['--check', '--proc-root', join(tmpdir(), 'ocs-tune-no-such-proc'), '--etc-root', host.etc, '--config', host.config]);
   assert.equal(nothing.code, EXIT_BELOW);
   assert.match(nothing.stdout, /12 could not be read/);
+});
+
+test('a relative --config is read from where the command was typed (npm gives it as INIT_CWD), not from the package', () => {
+  const host = fakeHost(HIGH, [1048576, 1048576], 4321);
+  const { code, stdout } = cli(['--json', '--config', basename(host.config), '--proc-root', host.proc, '--etc-root', host.etc], { INIT_CWD: dirname(host.config) });
+  assert.equal(code, 0, stdout);
+  assert.equal((JSON.parse(stdout) as JsonReport).maxConnections, 4321);
 });
 
 test('--json: one document with every setting, its current and recommended value, the verdict and why', () => {

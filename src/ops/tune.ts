@@ -8,6 +8,7 @@
  */
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/load.js';
+import { operatorPath } from '../util/operator-path.js';
 import { OcsError } from '../protocol/errors.js';
 import { executeApply, planApply } from './apply.js';
 import { inspectHost } from './host.js';
@@ -62,7 +63,7 @@ export function tuneSysctl(argv: readonly string[], io: TuneIo): number {
   }
   let loaded;
   try {
-    loaded = loadConfig({ file: args.config, env: io.env ?? process.env });
+    loaded = loadConfig({ file: args.config === undefined ? undefined : operatorPath(args.config, io.env ?? process.env), env: io.env ?? process.env });
   } catch (err) {
     io.printError(err instanceof OcsError ? `tune-sysctl: ${err.message}` : String(err));
     return EXIT_USAGE;
