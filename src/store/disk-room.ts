@@ -264,7 +264,7 @@ function identity(file: string): { id: string; size: number; allocated: number }
 }
 
 /** Bytes the file system holding `path` has free for this process; Infinity where that cannot be told. */
-function freeBytes(path: string): number {
+export function freeBytes(path: string): number {
   try {
     const stats = statfsSync(path);
     return stats.bavail * stats.bsize;

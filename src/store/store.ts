@@ -31,13 +31,13 @@
  * mdb.c, mdb_page_flush), and glibc then aborts the process ("corrupted size vs. prev_size").
  */
 import { Buffer } from 'node:buffer';
-import { accessSync, constants, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { makeDirectory } from '../util/make-dir.js';
 import { join, resolve } from 'node:path';
 import { open, type Database, type Key, type RootDatabase } from 'lmdb';
 import { OcsError } from '../protocol/errors.js';
 import { DeadLetterBound, letterBytes, type DeadLetterLimits } from './dead-letter-bound.js';
-import { DiskRoom, MIN_FREE_BYTES, type StoreDisk } from './disk-room.js';
+import { DiskRoom, freeBytes, MIN_FREE_BYTES, type StoreDisk } from './disk-room.js';
 import { checkHeader } from './lmdb-header.js';
 import { StoreLease, type ProcessIdentity } from './leases.js';
 import { metaOf, queueKey, type DeadLetter, type MessageMeta, type QueueKey, type StoredMessage } from './messages.js';
@@ -112,6 +112,13 @@ export class MessageStore {
    */
   static async open(dataDir: string, sync: SyncMode, deadLimits: DeadLetterLimits = UNBOUNDED): Promise<MessageStore> {
     const path = MessageStore.check(dataDir);
+    // A store LMDB makes (or one it finds empty) is written at once, before DiskRoom is asked:
+    // on a full disk lmdb-js then died of SIGBUS, with no line in the log.
+    const file = join(path, 'data.mdb');
+    const free = freeBytes(path);
+    if ((!existsSync(file) || statSync(file).size === 0) && free < MIN_FREE_BYTES) {
+      throw new OcsError('E_STARTUP', `store: no room to create the store in ${path} (store.data_dir): ${free} bytes free on its disk, at least ${MIN_FREE_BYTES} needed`);
+    }
     let root: RootDatabase;
     const room = new DiskRoom(path);
     try {
