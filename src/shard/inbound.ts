@@ -20,6 +20,7 @@ import type { Connection, Socket } from './connection.js';
 export const MAX_QUEUED_FRAMES = 256;
 /** Bytes of frames queued as bytes (not in the pool) per connection, in units of max_payload. */
 export const HELD_BYTES_FACTOR = 4;
+const TOO_MANY_QUEUED = `over ${MAX_QUEUED_FRAMES} frames sent while large frames were being decoded`;
 
 /** One queued frame: bytes to decode here, or a task in the pool (settled once it answered). */
 export interface Inbound {
@@ -85,13 +86,13 @@ export class InboundFrames {
   refuse(ws: Socket, conn: Connection, bytes: number): void {
     const queue = conn.inq;
     if (queue === null) return this.handler.tooLarge(ws, conn, bytes);
-    if (queue.length >= MAX_QUEUED_FRAMES) return this.handler.flooded(ws, conn, `over ${MAX_QUEUED_FRAMES} frames sent while large frames were being decoded`);
+    if (queue.length >= MAX_QUEUED_FRAMES) return this.handler.flooded(ws, conn, TOO_MANY_QUEUED);
     queue.push({ bytes: null, binary: false, receivedAt: 0, settled: true, result: null, msgId: null, oversize: bytes });
   }
 
   private offload(ws: Socket, conn: Connection, message: ArrayBuffer, isBinary: boolean, receivedAt: number): void {
     const queue = (conn.inq ??= []);
-    if (queue.length >= MAX_QUEUED_FRAMES) return this.handler.flooded(ws, conn, `over ${MAX_QUEUED_FRAMES} frames sent while large frames were being decoded`);
+    if (queue.length >= MAX_QUEUED_FRAMES) return this.handler.flooded(ws, conn, TOO_MANY_QUEUED);
     // A copy: uWS's buffer is valid only during its callback. Moved, not copied again, to the pool.
     const { task, msgId } = this.handler.task(conn, new Uint8Array(message.slice(0)), isBinary);
     const entry: Inbound = { bytes: null, binary: isBinary, receivedAt, settled: false, result: null, msgId, oversize: 0 };
