@@ -6,8 +6,8 @@
  * application each message once.
  */
 import { ClientErrorCodes, OcsError, isErrorCode } from '../protocol/errors.js';
-import { AckBatcher } from './acks.js';
 import { NAME_PATTERN } from '../protocol/frames.js';
+import { AckBatcher } from './acks.js';
 import type { ClientCodec } from './codec.js';
 import { Connection, connectionLimits, MAX_FRAME_BYTES, type ConnectionLimits } from './connection.js';
 import { Emitter } from './emitter.js';

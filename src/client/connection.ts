@@ -91,11 +91,6 @@ export class Connection {
     else this.pacer.send(data);
   }
 
-  /** Frames waiting for their turn under the server's pace. */
-  get backlog(): number {
-    return this.pacer?.backlog ?? 0;
-  }
-
   /**
    * The `welcome` came: frames go out at the pace its `limits` allow (pacer.ts), and from now on
    * silence for `heartbeatMs` sends a `ping`, and silence for as long again gives the connection
