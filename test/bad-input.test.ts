@@ -179,6 +179,16 @@ describe('rate limit', () => {
     calm.close();
   });
 
+  test("a refusal names the refused frame's ref, so a client can tell which request it was", async () => {
+    const flooder = await member(server.port, 'named-flooder', ['g']);
+    for (let i = 0; i < 20; i++) flooder.send({ op: 'pub', group: 'g', data: i, ref: `r${i}` });
+    await flooder.closed;
+    const refused = flooder.frames.filter((f) => f.op === 'err' && f.code === 'E_RATE_LIMITED');
+    const acked = flooder.frames.filter((f) => f.op === 'ack').map((f) => f.ref);
+    assert.ok(refused.length >= 1);
+    assert.deepEqual([...acked, ...refused.map((f) => f.ref)].sort(), Array.from({ length: acked.length + refused.length }, (_, i) => `r${i}`).sort());
+  });
+
   test('WebSocket pings count as frames: a ping flood is closed 4029 too (uWS answers each with a pong, so it once went on for ever), a ping now and then is answered', async () => {
     const pinger = await member(server.port, 'pinger');
     const pongs = (client: TestClient): Promise<void> => new Promise((resolve) => client.ws.once('pong', () => resolve()));

@@ -323,9 +323,10 @@ export class OcsClient extends Emitter<ClientEvents> {
     const err = new OcsError(code, typeof frame.message === 'string' ? frame.message : String(code));
     if (ref !== undefined && this.groups.isJoinRef(ref)) {
       const sent = this.groups.takeSent(ref);
-      // Overloaded, or a cluster node without Redis (a history group): the server did nothing,
-      // so the join (a re-join too) is tried again, not given up.
-      if (sent !== undefined && (code === 'E_OVERLOADED' || code === 'E_CLUSTER_UNAVAILABLE')) this.groups.retryLater(sent.group, this.options.random ?? Math.random, (group) => this.sendJoin(group));
+      // Overloaded, over the rate (a server that states no limits to pace by), or a cluster node
+      // without Redis (a history group): the server did nothing, so the join (a re-join too) is
+      // tried again, not given up.
+      if (sent !== undefined && (code === 'E_OVERLOADED' || code === 'E_RATE_LIMITED' || code === 'E_CLUSTER_UNAVAILABLE')) this.groups.retryLater(sent.group, this.options.random ?? Math.random, (group) => this.sendJoin(group));
       else if (sent !== undefined) {
         const awaited = this.groups.refused(sent.group, err);
         this.book.forget(sent.group);

@@ -204,20 +204,25 @@ export class Dispatcher {
     conn.heldBytes += message.byteLength;
   }
 
-  /** Rate limit, decode and handle one frame. */
+  /**
+   * Decode, rate limit and handle one frame. Decoded first, so that a refusal names the frame's
+   * `ref` (a client can tell which request it was): a connection is closed after
+   * rate_violations_before_close refusals, so at most that many frames are decoded in vain.
+   */
   private frame(ws: Socket, conn: Connection, message: ArrayBuffer, isBinary: boolean, receivedAt: number, now: number): void {
-    if (!this.admit(ws, conn, now)) return;
-    this.receivedAt = receivedAt;
     const frame = conn.frames.binary ? decodeMsgpack(message, isBinary, this.limits.maxPayload, inflateLz4) : decodeJson(message, isBinary);
+    if (!this.admit(ws, conn, now, frame)) return;
+    this.receivedAt = receivedAt;
     this.decoded(ws, conn, frame);
   }
 
-  /** The per-connection rate limit, applied to each frame in its turn. */
-  private admit(ws: Socket, conn: Connection, now: number): boolean {
+  /** The per-connection rate limit, applied to each frame in its turn (`frame`: whose `ref` a refusal names). */
+  private admit(ws: Socket, conn: Connection, now: number, frame?: ClientFrame | FrameError): boolean {
     if (this.limiter.take(conn, now)) return true;
     const { limits } = this;
     const close = ++conn.rateViolations >= limits.rateViolationsBeforeClose;
-    this.fail(ws, conn, 'E_RATE_LIMITED', `over ${limits.messagesPerSecond} frames per second`, undefined, close);
+    const ref = frame !== undefined && 'ref' in frame && typeof frame.ref === 'string' ? frame.ref : undefined;
+    this.fail(ws, conn, 'E_RATE_LIMITED', `over ${limits.messagesPerSecond} frames per second`, ref, close);
     return false;
   }
 
@@ -261,7 +266,7 @@ export class Dispatcher {
 
   /** A frame the codec pool decoded (or failed on), handled in its turn. */
   private prepared(ws: Socket, conn: Connection, result: PrepareResult | Error, msgId: string | null, receivedAt: number, now: number): void {
-    if (!this.admit(ws, conn, now)) return;
+    if (!this.admit(ws, conn, now, result instanceof Error ? undefined : result.frame)) return;
     this.receivedAt = receivedAt;
     if (result instanceof Error) {
       this.counters[Counter.errors_internal]!++;
