@@ -17,20 +17,45 @@ import { tcpProxy } from './helpers/tcp-proxy.js';
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('the pacer', () => {
-  test('sends at once within its share of the burst, the rest in order as the allowance refills', async () => {
+  test('sends at once within its share of the burst (less the auth the server counted), the rest in order as the allowance refills', async () => {
     const sent: number[] = [];
     const pacer = new Pacer<number>({ messagesPerSecond: 200, burst: 10 }, (n) => sent.push(n));
     for (let n = 0; n < 14; n++) pacer.send(n);
-    assert.deepEqual(sent, [0, 1, 2, 3, 4], 'half the burst at once');
-    assert.equal(pacer.backlog, 9);
+    assert.deepEqual(sent, [0, 1, 2, 3], 'half the burst, less one, at once');
+    assert.equal(pacer.backlog, 10);
     await until(() => (sent.length === 14 ? true : undefined), 'the rest', 2_000);
     assert.deepEqual(sent, Array.from({ length: 14 }, (_, n) => n));
     pacer.stop();
   });
 
+  test('a burst of 1: the auth used it, so the first frame after the welcome waits for the next token', async () => {
+    const sent: number[] = [];
+    const pacer = new Pacer<number>({ messagesPerSecond: 100, burst: 1 }, (n) => sent.push(n));
+    pacer.send(1);
+    assert.deepEqual(sent, []);
+    await until(() => (sent.length === 1 ? true : undefined), 'the frame', 1_000);
+    pacer.stop();
+  });
+
+  test('a frame sent first goes ahead of what waits; a cancelled request is never sent; flushFirst sends the first ones at once', async () => {
+    const sent: string[] = [];
+    const pacer = new Pacer<string>({ messagesPerSecond: 50, burst: 4 }, (f) => sent.push(f));
+    for (const f of ['a', 'b', 'c', 'd']) pacer.send(f, f);
+    pacer.sendFirst('auth');
+    pacer.cancel('c');
+    await until(() => (sent.length === 4 ? true : undefined), 'all but the cancelled', 2_000);
+    assert.deepEqual(sent, ['a', 'auth', 'b', 'd']);
+    pacer.send('e', 'e');
+    pacer.send('f', 'f');
+    pacer.sendFirst('ack');
+    pacer.flushFirst();
+    assert.deepEqual(sent.slice(4), ['ack']);
+    pacer.stop();
+  });
+
   test('what waits is dropped with the connection', async () => {
     const sent: number[] = [];
-    const pacer = new Pacer<number>({ messagesPerSecond: 100, burst: 2 }, (n) => sent.push(n));
+    const pacer = new Pacer<number>({ messagesPerSecond: 100, burst: 4 }, (n) => sent.push(n));
     for (let n = 0; n < 5; n++) pacer.send(n);
     pacer.stop();
     await sleep(100);
@@ -87,6 +112,35 @@ describe('a client against a server that allows 10 frames a second (burst 20)', 
     assert.ok(after.frames_in! - before.frames_in! < 30, `${after.frames_in! - before.frames_in!} frames in`);
     assert.deepEqual([rx.errors, rx.disconnects, rx.client.stats.duplicates], [[], [], 0]);
     await rx.client.close();
+  });
+
+  test('a listener that closes the client mid-backlog: the messages handed over before are acknowledged, not delivered again', async () => {
+    for (let n = 0; n < 10; n++) await server.send('closer', { n });
+    const first = sdkClient(server.port, { user: 'closer' });
+    first.client.on('message', (m) => {
+      if ((m.data as { n: number }).n === 4) void first.client.close();
+    });
+    await first.client.connect();
+    await until(() => (first.client.state === 'closed' ? true : undefined), 'closed by its listener');
+    const again = sdkClient(server.port, { user: 'closer' });
+    await again.client.connect();
+    assert.deepEqual((await again.received(6)).map((m) => (m.data as { n: number }).n), [4, 5, 6, 7, 8, 9]);
+    await again.client.close();
+  });
+
+  test('a request that times out while its frame waits for the pace is not sent after', async () => {
+    const rx = sdkClient(server.port, { user: 'impatient', requestTimeoutMs: 300 });
+    await rx.client.connect();
+    const results = await Promise.allSettled(Array.from({ length: 20 }, (_, n) => rx.client.send('patient', { n })));
+    const stored = results.filter((r) => r.status === 'fulfilled').length;
+    assert.ok(stored < 20, 'some timed out waiting for their turn');
+    const patient = sdkClient(server.port, { user: 'patient' });
+    await patient.client.connect();
+    await patient.received(stored);
+    await sleep(500);
+    assert.equal(patient.messages.length, stored, 'only those acknowledged were stored');
+    await rx.client.close();
+    await patient.client.close();
   });
 
   test('an ack of several ids in one frame; more than welcome.limits.ackIds, or a bad one among them, is E_BAD_FRAME and acknowledges none', async () => {

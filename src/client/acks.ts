@@ -25,7 +25,8 @@ export class AckBatcher {
     this.ids = [];
   }
 
-  private flush(): void {
+  /** Sends what was gathered (now, when the client closes). */
+  flush(): void {
     this.scheduled = false;
     const ids = this.ids;
     this.ids = [];

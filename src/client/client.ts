@@ -33,7 +33,10 @@ export class OcsClient extends Emitter<ClientEvents> {
   /** Ids of stored messages (`ackReq`) seen lately, and of the others. */
   private readonly seen: SeenIds;
   private readonly seenLive: SeenIds;
-  private readonly acks = new AckBatcher((frame) => this.sendIfOpen(frame));
+  /** Acks go ahead of the frames waiting for the pace: they are what frees the server's window for more. */
+  private readonly acks = new AckBatcher((frame) => {
+    if (this.currentState === 'open') this.sendFrame(frame, true);
+  });
   /** Manual mode: ids the application acknowledged, so that a redelivery of them is acknowledged again. */
   private readonly acked: SeenIds;
   private readonly tokens: TokenKeeper | null;
@@ -59,7 +62,8 @@ export class OcsClient extends Emitter<ClientEvents> {
     this.policy = options.reconnect === false ? false : { ...DEFAULT_RECONNECT, ...options.reconnect };
     this.limits = connectionLimits(options.connectTimeoutMs ?? 10_000, options.maxFrameBytes ?? MAX_FRAME_BYTES);
     this.autoAck = options.autoAck ?? true;
-    this.requests = new Requests(options.requestTimeoutMs ?? 10_000, options.maxQueued ?? 1000);
+    // A request that times out while its frame waits for its turn (the pace) is not sent after.
+    this.requests = new Requests(options.requestTimeoutMs ?? 10_000, options.maxQueued ?? 1000, (ref) => this.connection?.cancel(ref));
     this.seen = new SeenIds(options.dedupeWindow ?? 10_000);
     this.seenLive = new SeenIds(options.dedupeWindow ?? 10_000);
     this.acked = new SeenIds(options.dedupeWindow ?? 10_000);
@@ -205,6 +209,10 @@ export class OcsClient extends Emitter<ClientEvents> {
   }
 
   private finish(code: number, reason: string): void {
+    // The acks of messages already handed over (a listener closing the client mid-backlog), at
+    // once and whatever the pace: else they all come again.
+    this.acks.flush();
+    this.connection?.flushFirst();
     this.connection?.close(1000, reason);
     this.connection = null;
     this.clearTimers();
@@ -352,7 +360,8 @@ export class OcsClient extends Emitter<ClientEvents> {
     if (!this.connected()) return this.requests.queue(frame);
     const answered = this.requests.expect(frame.ref);
     // A frame the codec cannot encode (a BigInt, a cycle) fails its own request, not the client.
-    this.requests.sending(frame, (f) => this.sendFrame(f));
+    // A token refresh goes ahead of what waits for the pace: behind it, the token could expire.
+    this.requests.sending(frame, (f) => this.sendFrame(f, op === 'auth'));
     return answered;
   }
 
@@ -376,8 +385,8 @@ export class OcsClient extends Emitter<ClientEvents> {
     if (this.currentState === 'open') this.sendFrame(frame);
   }
 
-  private sendFrame(frame: Record<string, unknown>): void {
-    this.connection?.send(frame);
+  private sendFrame(frame: Record<string, unknown>, first = false): void {
+    this.connection?.send(frame, first);
   }
 
   // ---- small things ------------------------------------------------------------------------

@@ -82,13 +82,27 @@ export class Connection {
     return this.codec === jsonCodec ? 'json' : 'msgpack';
   }
 
-  /** Encoded now (a frame that cannot be throws here), sent now or, past the server's pace, in its turn. */
-  send(frame: Record<string, unknown>): void {
+  /**
+   * Encoded now (a frame that cannot be throws here), sent now or, past the server's pace, in its
+   * turn; `first`: ahead of the frames that wait (pacer.ts).
+   */
+  send(frame: Record<string, unknown>, first = false): void {
     const socket = this.socket;
     if (socket === null || socket.readyState !== OPEN) return;
     const data = this.codec.encode(frame);
     if (this.pacer === null) socket.send(data);
-    else this.pacer.send(data);
+    else if (first) this.pacer.sendFirst(data);
+    else this.pacer.send(data, typeof frame.ref === 'string' ? frame.ref : undefined);
+  }
+
+  /** Sends at once the frames that would go first (acks, a ping, a token refresh): the client is closing. */
+  flushFirst(): void {
+    this.pacer?.flushFirst();
+  }
+
+  /** The request `ref` failed (timed out): if its frame still waits for its turn, it is not sent. */
+  cancel(ref: string): void {
+    this.pacer?.cancel(ref);
   }
 
   /**
@@ -115,7 +129,7 @@ export class Connection {
         return this.abandon('no answer to ping', 1006);
       } else {
         pinged = true;
-        this.send({ op: 'ping', t: Date.now() });
+        this.send({ op: 'ping', t: Date.now() }, true);
       }
       this.arm(heartbeatMs, beat);
     };

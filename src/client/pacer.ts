@@ -20,14 +20,24 @@ export interface PaceLimits {
 const RATE_SHARE = 0.9;
 const BURST_SHARE = 0.5;
 
+/** A frame waiting its turn; `ref`: the request it carries, which may fail (time out) before it goes. */
+interface Waiting<T> {
+  frame: T;
+  ref: string | undefined;
+  cancelled: boolean;
+}
+
 /** `T`: a frame as it goes out (encoded already: a frame that cannot be encoded fails when sent, not here later). */
 export class Pacer<T> {
   private readonly perMs: number;
   private readonly capacity: number;
   private tokens: number;
   private refilledAt: number;
-  private waiting: T[] = [];
+  /** Frames that go before the others (sendFirst), then the others in order. */
+  private first: T[] = [];
+  private waiting: Array<Waiting<T>> = [];
   private head = 0;
+  private readonly byRef = new Map<string, Waiting<T>>();
   private timer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
@@ -37,7 +47,8 @@ export class Pacer<T> {
   ) {
     this.perMs = (limits.messagesPerSecond * RATE_SHARE) / 1000;
     this.capacity = Math.max(1, Math.floor(limits.burst * BURST_SHARE));
-    this.tokens = this.capacity;
+    // The server's bucket has paid for the `auth` frame already: with a burst of 1 it is empty.
+    this.tokens = this.capacity - 1;
     this.refilledAt = now();
   }
 
@@ -50,23 +61,48 @@ export class Pacer<T> {
     return { messagesPerSecond: rate, burst };
   }
 
-  /** Frames waiting for their turn. */
+  /** Frames waiting for their turn (those cancelled included until their turn comes). */
   get backlog(): number {
-    return this.waiting.length - this.head;
+    return this.first.length + this.waiting.length - this.head;
   }
 
-  send(frame: T): void {
+  /** In order, behind what waits. */
+  send(frame: T, ref?: string): void {
     if (this.backlog === 0 && this.take()) return this.write(frame);
-    this.waiting.push(frame);
+    const item: Waiting<T> = { frame, ref, cancelled: false };
+    this.waiting.push(item);
+    if (ref !== undefined) this.byRef.set(ref, item);
     this.schedule();
+  }
+
+  /** Ahead of what waits, at the next token: a token refresh must not wait behind a backlog until it expires. */
+  sendFirst(frame: T): void {
+    if (this.backlog === 0 && this.take()) return this.write(frame);
+    this.first.push(frame);
+    this.schedule();
+  }
+
+  /** Sends at once what would go first (a closing client's last acks): nothing after them will be sent. */
+  flushFirst(): void {
+    for (const frame of this.first.splice(0)) this.write(frame);
+  }
+
+  /** The request `ref` failed meanwhile (timed out): its frame, if it still waits, is not sent. */
+  cancel(ref: string): void {
+    const item = this.byRef.get(ref);
+    if (item === undefined) return;
+    this.byRef.delete(ref);
+    item.cancelled = true;
   }
 
   /** The connection is gone: what waits is dropped with it (its requests fail as those in flight do). */
   stop(): void {
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
+    this.first = [];
     this.waiting = [];
     this.head = 0;
+    this.byRef.clear();
   }
 
   private take(): boolean {
@@ -82,18 +118,30 @@ export class Pacer<T> {
 
   private flush(): void {
     this.timer = null;
-    while (this.backlog > 0 && this.take()) this.write(this.waiting[this.head++]!);
-    if (this.backlog === 0) {
+    while (this.backlog > 0) {
+      const next = this.first.length === 0 ? this.waiting[this.head]! : null;
+      if (next !== null && next.cancelled) {
+        this.head++;
+        continue;
+      }
+      if (!this.take()) break;
+      if (next === null) {
+        this.write(this.first.shift()!);
+        continue;
+      }
+      this.head++;
+      if (next.ref !== undefined) this.byRef.delete(next.ref);
+      this.write(next.frame);
+    }
+    if (this.head === this.waiting.length) {
       this.waiting = [];
       this.head = 0;
-    } else {
+    } else if (this.head > 1024) {
       // Taken out of the front in one go now and then, not one shift() per frame.
-      if (this.head > 1024) {
-        this.waiting = this.waiting.slice(this.head);
-        this.head = 0;
-      }
-      this.schedule();
+      this.waiting = this.waiting.slice(this.head);
+      this.head = 0;
     }
+    if (this.backlog > 0) this.schedule();
   }
 
   private schedule(): void {

@@ -19,9 +19,11 @@ export class Requests {
   private counter = 0;
   private sweeper: ReturnType<typeof setInterval> | null = null;
 
+  /** `timedOut`: told of each request that timed out (its frame may still wait to be sent). */
   constructor(
     private readonly timeoutMs: number,
     private readonly maxQueued: number,
+    private readonly timedOut: (ref: string) => void = () => {},
   ) {}
 
   /** A new ref, unique for this client. */
@@ -123,6 +125,7 @@ export class Requests {
     for (const [ref, pending] of this.inFlight) {
       if (pending.deadline <= now) {
         this.inFlight.delete(ref);
+        this.timedOut(ref);
         pending.reject(new OcsError('E_TIMEOUT'));
       }
     }
