@@ -129,7 +129,7 @@ export class Sweeper {
   private running = false;
   /** When the last step ran (monotonic, 0: none since start or a park), and until when silence is not judged after a stall. */
   private lastStepAt = 0;
-  private silenceJudgedFrom = 0;
+  private silenceJudgedFrom = -Infinity;
   private readonly tick = (): void => {
     this.timer = null;
     this.sweepSlice();
@@ -172,7 +172,9 @@ export class Sweeper {
     clock.wall = Date.now();
     clock.monotonic = performance.now();
     const stepMs = this.options.intervalMs / this.steps;
-    if (this.lastStepAt > 0 && clock.monotonic - this.lastStepAt > stepMs + STALL_MS) this.silenceJudgedFrom = clock.monotonic + this.options.intervalMs;
+    // At most once per idle_timeout: a loop late all the time (a shard far over its load) must not spare the idle for ever.
+    const stalled = this.lastStepAt > 0 && clock.monotonic - this.lastStepAt > stepMs + STALL_MS;
+    if (stalled && clock.monotonic > this.silenceJudgedFrom + this.options.policy.idleMs) this.silenceJudgedFrom = clock.monotonic + this.options.intervalMs;
     this.lastStepAt = clock.monotonic;
     if (this.step === 0) {
       this.steps = stepsFor(connections.size);
