@@ -17,6 +17,7 @@ import { DEFAULT_RECONNECT, decideReconnect, type ReconnectOptions } from './rec
 import { RecoveryBook, type Verdict } from './recovery.js';
 import { Requests } from './requests.js';
 import { SeenIds } from './seen-ids.js';
+import { NamedTimers } from './timers.js';
 import { resolveWebSocket, type WebSocketConstructor } from './socket.js';
 import { TokenKeeper, within } from './token.js';
 import type { AnyOptions, ClientEvents, ClientOptions, ConnectionState, HistoryPage, JoinOptions, JoinResult, Message, PresenceSnapshot, PublishOptions, SendOptions, Welcome } from './types.js';
@@ -50,7 +51,7 @@ export class OcsClient extends Emitter<ClientEvents> {
   private handed = 0;
   private duplicates = 0;
   private connections = 0;
-  private timers = new Map<'reconnect' | 'stable', ReturnType<typeof setTimeout>>();
+  private readonly timers = new NamedTimers<'reconnect' | 'stable'>();
   private connectWaiters: Array<{ resolve(w: Welcome): void; reject(e: OcsError): void }> = [];
 
   constructor(private readonly options: ClientOptions) {
@@ -188,7 +189,7 @@ export class OcsClient extends Emitter<ClientEvents> {
 
   private connectionLost(code: number, reason: string): void {
     this.connection = null;
-    this.clearTimers();
+    this.timers.clearAll();
     this.tokens?.stop();
     this.groups.connectionClosed();
     this.acks.clear();
@@ -215,7 +216,7 @@ export class OcsClient extends Emitter<ClientEvents> {
     this.connection?.flushFirst();
     this.connection?.close(1000, reason);
     this.connection = null;
-    this.clearTimers();
+    this.timers.clearAll();
     this.tokens?.stop();
     this.setState('closed');
     const err = new OcsError('E_CLOSED', `${ClientErrorCodes.E_CLOSED.message} (close ${code}${reason ? `: ${reason}` : ''})`);
@@ -416,19 +417,6 @@ export class OcsClient extends Emitter<ClientEvents> {
   }
 
   private setTimer(name: 'reconnect' | 'stable', ms: number, run: () => void): void {
-    if (this.currentState === 'closed') return;
-    this.clearTimer(name);
-    this.timers.set(name, setTimeout(run, ms));
-  }
-
-  private clearTimer(name: 'reconnect' | 'stable'): void {
-    const timer = this.timers.get(name);
-    if (timer !== undefined) clearTimeout(timer);
-    this.timers.delete(name);
-  }
-
-  private clearTimers(): void {
-    for (const timer of this.timers.values()) clearTimeout(timer);
-    this.timers.clear();
+    if (this.currentState !== 'closed') this.timers.set(name, ms, run);
   }
 }

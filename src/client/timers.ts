@@ -1,0 +1,21 @@
+/** The client's named timers: at most one of each name armed, all cleared at once when the connection goes. */
+export class NamedTimers<Name extends string> {
+  private readonly armed = new Map<Name, ReturnType<typeof setTimeout>>();
+
+  /** Arms `name` (replacing one armed under it). */
+  set(name: Name, ms: number, run: () => void): void {
+    this.clear(name);
+    this.armed.set(name, setTimeout(run, ms));
+  }
+
+  clear(name: Name): void {
+    const timer = this.armed.get(name);
+    if (timer !== undefined) clearTimeout(timer);
+    this.armed.delete(name);
+  }
+
+  clearAll(): void {
+    for (const timer of this.armed.values()) clearTimeout(timer);
+    this.armed.clear();
+  }
+}
