@@ -382,10 +382,6 @@ export class OcsClient extends Emitter<ClientEvents> {
     if (this.currentState === 'open') this.acks.add(id);
   }
 
-  private sendIfOpen(frame: Record<string, unknown>): void {
-    if (this.currentState === 'open') this.sendFrame(frame);
-  }
-
   private sendFrame(frame: Record<string, unknown>, first = false): void {
     this.connection?.send(frame, first);
   }
