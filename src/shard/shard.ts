@@ -20,7 +20,7 @@ import { HistoryPatterns } from '../shared/history-patterns.js';
 import { ShardStatus, ShardTable } from '../shared/shard-table.js';
 import { Counter } from '../shared/shard-counters.js';
 import type { PrimaryToShard, ShardInit, ShardToPrimary } from '../shared/thread-messages.js';
-import { createLogger, type Logger } from '../util/logger.js';
+import { createLogger, flushLogs, type Logger } from '../util/logger.js';
 import { createApp, type TemplatedApp } from '../util/uws.js';
 import { Admission } from './admission.js';
 import { fromRingPayload } from './broadcast.js';
@@ -374,6 +374,7 @@ class Shard {
     // App's close() (in uWS.js, not in its typings) closes every socket it still has.
     (this.app as unknown as { close(): void }).close();
     this.log.info({ exitCode: this.exitCode }, 'shard stopped');
+    flushLogs();
     this.channel.post({ type: 'stopped' });
     this.channel.close();
     process.exitCode = this.exitCode;

@@ -6,14 +6,18 @@
  * skips the threads' teardown.
  */
 
+import { flushLogs } from './logger.js';
+
 /** Exits with `code` after stdout is flushed (at most a second later). Every shard must have exited. */
 export function exitAfterOutput(code: number): void {
+  flushLogs();
   setTimeout(() => process.exit(code), 1000).unref();
   process.stdout.write('', () => process.exit(code));
 }
 
 /** Ends the process with SIGKILL after stdout is flushed: a shard is still running and cannot be stopped cleanly. */
 export function killAfterOutput(): void {
+  flushLogs();
   const kill = (): void => void process.kill(process.pid, 'SIGKILL');
   setTimeout(kill, 1000).unref();
   process.stdout.write('', kill);

@@ -1,0 +1,173 @@
+/**
+ * A reader of the server's stdout that stops reading (a stuck log shipper, `| tee` onto a full
+ * disk) does not stop the server. Before, lines were written to fd 1 synchronously: once the
+ * pipe's 64 KB were full the primary blocked in write(2), answered nothing and ignored SIGTERM.
+ * Tests on a real FIFO whose reader holds it open and reads nothing until it chooses to.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { closeSync, constants, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { LogSink } from '../src/util/log-sink.js';
+import { getJson, member } from './helpers/client.js';
+import { freePort, MAIN, testConfig, writeConfig } from './helpers/server.js';
+import { mountSmallDisk, type SmallDisk } from './helpers/small-disk.js';
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A FIFO with a reader that reads only when asked: `read()` takes everything waiting. */
+function stalledPipe(): { writeFd: number; read(): string; close(): void } {
+  const dir = mkdtempSync(join(tmpdir(), 'ocs-fifo-'));
+  const path = join(dir, 'out');
+  execFileSync('mkfifo', [path]);
+  const readFd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  const writeFd = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK);
+  const chunk = Buffer.alloc(65536);
+  return {
+    writeFd,
+    read() {
+      let text = '';
+      for (;;) {
+        try {
+          const n = readSync(readFd, chunk);
+          if (n === 0) return text;
+          text += chunk.toString('utf8', 0, n);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return text;
+          throw err;
+        }
+      }
+    },
+    close() {
+      closeSync(readFd);
+      try {
+        closeSync(writeFd);
+      } catch {
+        // already given to a child and closed here
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+test('a log sink on a full pipe returns at once, keeps a bounded queue in order, and says how many lines it dropped', async () => {
+  const pipe = stalledPipe();
+  try {
+    const reports: number[] = [];
+    const sink = new LogSink({ fd: pipe.writeFd, maxQueuedBytes: 16 * 1024, onDropped: (lines) => { reports.push(lines); sink.write(`dropped ${lines}\n`); } });
+    const started = process.hrtime.bigint();
+    const lines = 2000;
+    for (let i = 0; i < lines; i++) sink.write(`line ${String(i).padStart(6, '0')} ${'x'.repeat(i % 7 === 0 ? 9000 : 80)}\n`);
+    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    assert.ok(ms < 1000, `2,000 writes onto a full pipe took ${ms} ms`);
+    let text = '';
+    for (let round = 0; round < 40 && reports.length === 0; round++) {
+      text += pipe.read();
+      await sleep(60);
+    }
+    await sleep(120);
+    text += pipe.read();
+    assert.equal(reports.length, 1, 'one report once the reader caught up');
+    const got = text.split('\n').filter((l) => l !== '');
+    const numbered = got.filter((l) => l.startsWith('line '));
+    assert.equal(got.at(-1), `dropped ${reports[0]}`);
+    assert.equal(numbered.length + reports[0]!, lines, 'every line either written or counted as dropped');
+    assert.ok(reports[0]! > 0 && numbered.length > 0);
+    let previous = -1;
+    for (const line of numbered) {
+      const [, seq, body] = line.split(' ');
+      const n = Number(seq);
+      assert.ok(n > previous, 'in order');
+      assert.equal(body, 'x'.repeat(n % 7 === 0 ? 9000 : 80), `line ${n} whole (a long one may go out in parts)`);
+      previous = n;
+    }
+  } finally {
+    pipe.close();
+  }
+});
+
+/** A real server whose stdout is `fd`, logging a stats line every 50 ms (the pipe's 64 KB fill within seconds). */
+async function serverWritingTo(fd: number): Promise<{ port: number; stop(): Promise<number | null | 'hung'>; kill(): Promise<void> }> {
+  const port = await freePort();
+  const file = writeConfig(testConfig({ websocket: { server: { port }, monitoring: { metrics_collection_interval: 0.05, log_interval: 0.05 } }, logging: { level: 'info' } }));
+  const child = spawn(process.execPath, [MAIN, '--config', file], { stdio: ['ignore', fd, 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const kill = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exited;
+  };
+  let healthy = false;
+  for (let i = 0; i < 100 && !healthy; i++) {
+    await sleep(100);
+    healthy = await getJson(port, '/health').then((r) => r.status === 200, () => false);
+  }
+  if (!healthy) await kill();
+  assert.ok(healthy, `the server came up (stderr: ${stderr})`);
+  return {
+    port,
+    kill,
+    stop: () => {
+      child.kill('SIGTERM');
+      return Promise.race([exited, sleep(10_000).then(() => 'hung' as const)]);
+    },
+  };
+}
+
+async function assertServes(port: number): Promise<void> {
+  assert.equal((await getJson(port, '/stats')).status, 200, '/stats answers');
+  const a = await member(port, 'reader-a', ['g']);
+  const b = await member(port, 'reader-b', ['g']);
+  a.send({ op: 'pub', group: 'g', data: 'still here' });
+  assert.equal((await b.next((f) => f.op === 'msg')).data, 'still here');
+  a.close();
+  b.close();
+}
+
+test('a server whose stdout reader stops reading keeps serving, and stops on SIGTERM', async () => {
+  const pipe = stalledPipe();
+  let server;
+  try {
+    server = await serverWritingTo(pipe.writeFd);
+    closeSync(pipe.writeFd);
+    await sleep(4000); // the pipe is full long before this
+    await assertServes(server.port);
+    assert.equal(await server.stop(), 0, 'stopped on SIGTERM while nobody read its output');
+    const lines = pipe.read().split('\n').filter((l) => l !== '');
+    assert.ok(lines.length > 0);
+    for (const line of lines) assert.doesNotThrow(() => JSON.parse(line), `a whole JSON line: ${line.slice(0, 80)}`);
+  } finally {
+    await server?.kill();
+    pipe.close();
+  }
+});
+
+const disk = mountSmallDisk('1m');
+
+test('a server whose stdout is a file on a full disk keeps serving, and writes the lines it kept once space returns', { skip: typeof disk === 'string' ? disk : false }, async () => {
+  const small = disk as SmallDisk;
+  const path = join(small.dir, 'server.log');
+  const out = openSync(path, 'a');
+  let server;
+  try {
+    writeFileSync(join(small.dir, 'filler'), Buffer.alloc(1024 * 1024 - 8192));
+    server = await serverWritingTo(out);
+    const fullFrom = Date.now() + 1000; // 8 KB of stats lines take well under a second
+    await sleep(3000);
+    await assertServes(server.port);
+    const grown = Date.now();
+    small.grow('64m');
+    await sleep(1000);
+    const lines = readFileSync(path, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const keptWhileFull = lines.filter((l) => l.msg === 'stats' && (l.time as number) > fullFrom && (l.time as number) < grown);
+    assert.ok(keptWhileFull.length >= 10, `the lines of the full disk's seconds were kept and written (${keptWhileFull.length})`);
+    assert.equal(await server.stop(), 0);
+  } finally {
+    await server?.kill();
+    closeSync(out);
+    small.unmount();
+  }
+});
