@@ -74,6 +74,10 @@ describe('bad binary frames hurt only the msgpack connection that sent them', ()
     ['a bin value', Buffer.from(plainFrame(anyPackr.pack({ op: 'pub', group: 'g', data: new Uint8Array(4) }))), /bin has no JSON form/],
     ['an integer key', hex('00 82 a2 6f 70 a4 70 69 6e 67 01 02'), /keys must be strings/],
     ['NaN', hex('00 82 a2 6f 70 a4 70 69 6e 67 a1 74 cb 7f f8 00 00 00 00 00 00'), /NaN and infinities/],
+    // {op:'ping', t:1, ref:<bytes>}: a ref the decoder would have turned into U+FFFD and echoed changed.
+    ['a ref of invalid UTF-8 (a lone continuation byte)', hex('00 83 a2 6f 70 a4 70 69 6e 67 a1 74 01 a3 72 65 66 a2 78 80'), /not valid UTF-8/],
+    ['a data string with a UTF-16 surrogate in UTF-8 (CESU)', hex('00 83 a2 6f 70 a3 70 75 62 a5 67 72 6f 75 70 a1 67 a4 64 61 74 61 a3 ed a0 80'), /not valid UTF-8/],
+    ['a key of an overlong form', hex('00 82 a2 6f 70 a4 70 69 6e 67 a2 c0 b4 01'), /not valid UTF-8/],
     ['valid MessagePack, not an ocs.v1 frame: an unknown op', Buffer.from(writeFrame({ op: 'explode' })), /unknown op/],
     ['valid MessagePack, not an ocs.v1 frame: no op', Buffer.from(writeFrame({ group: 'g' })), /needs an op/],
     ['valid MessagePack, not an ocs.v1 frame: a group of the wrong type', Buffer.from(writeFrame({ op: 'join', group: 42 })), /group must match/],

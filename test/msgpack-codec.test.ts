@@ -4,6 +4,7 @@
  * (msgpack-codec.ts, server-frames.ts), and the plain-TypeScript LZ4 decoder against lz4-napi.
  */
 import assert from 'node:assert/strict';
+import { isUtf8 } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
@@ -136,6 +137,31 @@ describe('the bounded scan before decoding (msgpack-scan.ts)', () => {
     assert.equal(scanMsgpack(body({ op: 'pub', group: 'g', data: { a: [1, -1, 1.5, 2 ** 40, -(2 ** 40), null, true, false, 'é', ''], b: {} } }), MAX_DEPTH), null);
   });
 
+  test('strings of every UTF-8 length pass, U+FFFD itself among them', () => {
+    assert.equal(scanMsgpack(body({ a: 'aé€😀\u{10FFFF}\uFFFD\uD7FF\uE000', ['é€😀']: 'x'.repeat(300) + '😀' }), MAX_DEPTH), null);
+  });
+
+  test('UTF-8 is judged as Node judges it, over 200,000 random strings near the edges', () => {
+    // Bytes drawn mostly from lead and continuation ranges, where validators go wrong.
+    const pool = [0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xc1, 0xc2, 0xdf, 0xe0, 0xe1, 0xec, 0xed, 0xee, 0xef, 0xf0, 0xf1, 0xf3, 0xf4, 0xf5, 0xff];
+    let seed = 7;
+    const next = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      return (seed >>> 8) % n;
+    };
+    let valid = 0;
+    for (let i = 0; i < 200_000; i++) {
+      // Half of them behind 30 ASCII bytes: long strings are judged by another path.
+      const prefix = i % 2 === 0 ? [] : Array.from({ length: 30 }, () => 0x61);
+      const bytes = Uint8Array.from([...prefix, ...Array.from({ length: 1 + next(6) }, () => pool[next(pool.length)]!)]);
+      const frame = new Uint8Array([0x81, 0xa1, 0x61, 0xd9, bytes.length, ...bytes]);
+      const expected = isUtf8(bytes);
+      if (expected) valid++;
+      assert.equal(scanMsgpack(frame, MAX_DEPTH) === null, expected, Buffer.from(bytes).toString('hex'));
+    }
+    assert.ok(valid > 1000, `${valid} valid ones among them`);
+  });
+
   const refusals: Array<[string, Uint8Array, RegExp]> = [
     ['an array at the top', body([1, 2]), /must be a MessagePack map/],
     ['a string at the top', body('op'), /must be a MessagePack map/],
@@ -155,6 +181,15 @@ describe('the bounded scan before decoding (msgpack-scan.ts)', () => {
     ['an array32 claiming 4 billion items in 6 bytes', hex('81 a1 61 dd ff ff ff ff'), /cut short/],
     ['a map32 claiming 4 billion entries', hex('df ff ff ff ff'), /cut short/],
     ['a str32 claiming 4 GiB', hex('81 a1 61 db ff ff ff ff 61'), /cut short/],
+    ['a string with a lone continuation byte', hex('81 a1 61 a1 80'), /not valid UTF-8/],
+    ['a string cut inside a character', hex('81 a1 61 a2 e2 82'), /not valid UTF-8/],
+    ['an overlong NUL (C0 80)', hex('81 a1 61 a2 c0 80'), /not valid UTF-8/],
+    ['an overlong three-byte form (E0 80 AF)', hex('81 a1 61 a3 e0 80 af'), /not valid UTF-8/],
+    ['a UTF-16 surrogate written as UTF-8 (ED A0 80)', hex('81 a1 61 a3 ed a0 80'), /not valid UTF-8/],
+    ['past U+10FFFF (F4 90 80 80)', hex('81 a1 61 a4 f4 90 80 80'), /not valid UTF-8/],
+    ['a lead byte F5', hex('81 a1 61 a1 f5'), /not valid UTF-8/],
+    ['a key of invalid UTF-8', hex('81 a1 ff 01'), /not valid UTF-8/],
+    ['a str8 of invalid UTF-8', hex('81 a1 61 d9 01 ff'), /not valid UTF-8/],
   ];
   for (const [name, bytes, message] of refusals) {
     test(`refused: ${name}`, () => assert.match(String(scanMsgpack(bytes, MAX_DEPTH)), message));

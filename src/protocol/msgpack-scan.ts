@@ -2,13 +2,15 @@
  * A bounded check of a MessagePack body before anything is decoded from it, so that hostile
  * input costs one pass over its bytes and no allocation: exactly one value that spans the
  * body, a map at the top, nesting at most `maxDepth` deep, every declared length inside the
- * body, string keys only, and nothing JSON cannot say (bin, ext, the never-used 0xc1, NaN and
- * infinities). What passes decodes to the value the same frame would be in JSON, so both
- * encodings reach the same validation (frames.ts) and the same recipients.
+ * body, string keys only, strings of well-formed UTF-8, and nothing JSON cannot say (bin,
+ * ext, the never-used 0xc1, NaN and infinities). What passes decodes to the value the same
+ * frame would be in JSON, so both encodings reach the same validation (frames.ts) and the
+ * same recipients.
  *
  * Iterative, with a fixed stack: a million nested arrays cost their bytes, not the call stack.
- * Browser-safe (no Node.js import).
  */
+
+import { isWellFormedUtf8 } from './utf8-check.js';
 
 /** Why a body was refused, for the `err` frame's message; null when it may be decoded. */
 export type ScanVerdict = string | null;
@@ -42,6 +44,7 @@ export function scanMsgpack(body: Uint8Array, maxDepth: number): ScanVerdict {
     const b = body[at++]!;
     if (isKey && !((b >= 0xa0 && b <= 0xbf) || b === 0xd9 || b === 0xda || b === 0xdb)) return 'MessagePack map keys must be strings';
     let length = -1; // bytes to skip (a scalar's payload)
+    let text = -1; // where a string's bytes start
     let items = -1; // a container's items
     let isMap = false;
     if (b <= 0x7f || b >= 0xe0) length = 0;
@@ -49,7 +52,10 @@ export function scanMsgpack(body: Uint8Array, maxDepth: number): ScanVerdict {
       items = (b & 0x0f) * 2;
       isMap = true;
     } else if (b <= 0x9f) items = b & 0x0f;
-    else if (b <= 0xbf) length = b & 0x1f;
+    else if (b <= 0xbf) {
+      length = b & 0x1f;
+      text = at;
+    }
     else
       switch (b) {
         case 0xc0:
@@ -86,14 +92,17 @@ export function scanMsgpack(body: Uint8Array, maxDepth: number): ScanVerdict {
         case 0xd9:
           if (at + 1 > end) return 'MessagePack body cut short';
           length = body[at]! + 1;
+          text = at + 1;
           break;
         case 0xda:
           if (at + 2 > end) return 'MessagePack body cut short';
           length = view.getUint16(at) + 2;
+          text = at + 2;
           break;
         case 0xdb:
           if (at + 4 > end) return 'MessagePack body cut short';
           length = view.getUint32(at) + 4;
+          text = at + 4;
           break;
         case 0xdc:
           if (at + 2 > end) return 'MessagePack body cut short';
@@ -128,6 +137,7 @@ export function scanMsgpack(body: Uint8Array, maxDepth: number): ScanVerdict {
       }
     if (length >= 0) {
       if (at + length > end) return 'MessagePack body cut short';
+      if (text >= 0 && !isWellFormedUtf8(body, text, at + length)) return 'MessagePack string is not valid UTF-8';
       at += length;
       continue;
     }
