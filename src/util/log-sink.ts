@@ -9,6 +9,7 @@
  * counted; once the reader catches up, one line says how many were lost. A file on a full disk
  * (ENOSPC) is treated the same way; a reader gone for good (EPIPE) drops every line.
  */
+import { Buffer } from 'node:buffer';
 import { fstatSync, writeSync } from 'node:fs';
 import { isMainThread } from 'node:worker_threads';
 
