@@ -67,6 +67,15 @@ describe('back-pressure toward the broker, per connection', () => {
   });
 });
 
+test('an ack of several ids spends one record of the allowance per id: one of more ids than the allowance is refused whole', () => {
+  const { link, gate, conn } = setup();
+  const [batcher, single] = [conn('batcher'), conn('single')];
+  link.backlog = LIMIT + 1;
+  assert.equal(gate.refuses(batcher, ALLOWANCE + 1), true);
+  assert.equal(gate.refuses(single, ALLOWANCE), false);
+  assert.equal(gate.refuses(single, 1), true, 'its allowance spent by one frame of ids');
+});
+
 describe('back-pressure toward the broker, per address', () => {
   test('connections of one address, each under its own allowance, are refused once they spent the address\'s together; another address still gets its own', () => {
     const { link, gate, conn } = setup();

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Pacer } from '../src/client/pacer.js';
+import { MAX_ACK_IDS } from '../src/protocol/frames.js';
 import type { RunningServer } from '../src/index.js';
 import { getJson, member } from './helpers/client.js';
 import { settle, until } from './helpers/messaging.js';
@@ -153,8 +154,9 @@ describe('a client against a server that allows 10 frames a second (burst 20)', 
     }
     raw.send({ op: 'ack', ids: [...ids, 'x\ud800'], ref: 'bad' });
     assert.equal((await raw.next((f) => f.ref === 'bad')).code, 'E_BAD_FRAME');
-    raw.send({ op: 'ack', ids: Array.from({ length: 129 }, (_, i) => `m${i}`), ref: 'many' });
-    assert.match(String((await raw.next((f) => f.ref === 'many')).message), /ids \(1 to 128\)/);
+    assert.equal(raw.welcome.limits && (raw.welcome.limits as { ackIds: number }).ackIds, MAX_ACK_IDS);
+    raw.send({ op: 'ack', ids: Array.from({ length: MAX_ACK_IDS + 1 }, (_, i) => `m${i}`), ref: 'many' });
+    assert.match(String((await raw.next((f) => f.ref === 'many')).message), new RegExp(`ids \\(1 to ${MAX_ACK_IDS}\\)`));
     raw.send({ op: 'ack', ids });
     await settle(raw);
     raw.close();

@@ -40,8 +40,8 @@ export class Backpressure {
     private readonly limit: number,
   ) {}
 
-  /** Whether `conn`'s next record is refused; counted against its allowance while the overflow is over the bound. */
-  refuses(conn: Connection): boolean {
+  /** Whether `conn`'s next `records` (an ack's ids) are refused; counted against its allowance while the overflow is over the bound. */
+  refuses(conn: Connection, records = 1): boolean {
     const backlog = this.backlog();
     if (backlog <= this.limit) {
       if (backlog <= this.limit / 2) this.overloaded = false;
@@ -56,8 +56,8 @@ export class Backpressure {
     if (backlog > 2 * this.limit) return true;
     let mine = this.spent.get(conn);
     if (mine === undefined || mine.episode !== this.episode) this.spent.set(conn, (mine = { episode: this.episode, records: 0 }));
-    if (++mine.records > ALLOWANCE) return true;
-    const byAddress = (this.spentByAddress.get(conn.address) ?? 0) + 1;
+    if ((mine.records += records) > ALLOWANCE) return true;
+    const byAddress = (this.spentByAddress.get(conn.address) ?? 0) + records;
     this.spentByAddress.set(conn.address, byAddress);
     return byAddress > ADDRESS_ALLOWANCE;
   }

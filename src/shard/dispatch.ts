@@ -294,7 +294,7 @@ export class Dispatcher {
       case 'ack':
         // Refused, not queued without bound, while the broker is behind: the messages stay in
         // flight and their ack timers deliver them again (each err names its id, as E_UNKNOWN_ID does).
-        if (this.options.backpressure.refuses(conn)) {
+        if (this.options.backpressure.refuses(conn, frame.ids.length)) {
           for (const id of frame.ids) this.fail(ws, conn, 'E_OVERLOADED', 'the message broker is behind: this ack was not taken and the message will be delivered again; ack it then', undefined, false, id);
           return;
         }
