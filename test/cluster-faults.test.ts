@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { isErrorCode } from '../src/protocol/errors.js';
+import { deepMerge } from '../tools/lib/server-config.js';
 import { getJson, member, type Frame, type TestClient } from './helpers/client.js';
 import { untilTrue } from './helpers/messaging.js';
 import { announceSkip, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
@@ -242,6 +243,23 @@ describe('the embedding API of a node whose Redis goes away', { skip }, () => {
       assert.ok(took < 4000, `close() took ${took} ms`);
     } finally {
       process.kill(redis.pid!, 'SIGCONT');
+      await redis.stop();
+    }
+  });
+});
+
+describe('ack deadlines against presence_ttl', { skip }, () => {
+  test('a node whose ack deadlines dead-letter a message within twice presence_ttl warns at start (a dead node takes its deliveries\' attempts until forgotten); one with room does not', async () => {
+    const redis = await startPrivateRedis();
+    const warning = (node: ServerProcess): unknown => node.logs.find((line) => typeof line.msg === 'string' && (line.msg as string).includes('within twice cluster.presence_ttl'));
+    const roomy = await startProcess(nodeConfig(redis.url));
+    const tight = await startProcess(deepMerge(nodeConfig(redis.url), { websocket: { delivery: { ack_timeout: 0.5, max_attempts: 3 } } }));
+    try {
+      assert.equal(warning(roomy), undefined, '1 + 2 + 48 x 2 s against 2 x 2 s');
+      assert.deepEqual((warning(tight) as { deadLetterAfterS: number }).deadLetterAfterS, 3.5, '0.5 + 1 + 2 s against 2 x 2 s');
+    } finally {
+      await roomy.stop();
+      await tight.stop();
       await redis.stop();
     }
   });
