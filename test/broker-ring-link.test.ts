@@ -141,7 +141,7 @@ describe('broker: what waits for a shard is bounded', () => {
     assert.deepEqual(got.map(([kind, fields]) => `${kind}:${fields[0]}`), [...['d0', 'd1', 'd2', 'd3', 'd4', 'd5'].map((sid) => `${ToShard.DELIVER_SID}:${sid}`), ...['a0', 'a1', 'a2', 'a3'].map((sid) => `${ToShard.SENDER_ACK}:${sid}`)]);
   });
 
-  test("past twice the bound errors that answer a request are dropped, but a connection's welcome and an error that closes it still go (a dropped welcome left its connection waiting for good)", async () => {
+  test("past twice the bound errors that answer a request are dropped, but a connection's welcome, a sender's ack and an error that closes it still go (a dropped welcome left its connection waiting for good, a dropped ack made its sender send again)", async () => {
     const message = 'z'.repeat(460);
     const before = link.stats.link_dropped;
     let sent = 0;
@@ -152,14 +152,15 @@ describe('broker: what waits for a shard is bounded', () => {
     assert.ok(dropped > 10, 'a flood of answers is cut');
     const newcomer = 'n'.repeat(100); // a record larger than the small errors the overflow refused
     link.welcome(1, newcomer, 0);
+    link.senderAck(1, 'sender', 'r1', 'stored-id');
     link.error(1, 'capped', 'E_RATE_LIMITED', 'too many connections for this user', null, true);
-    assert.equal(link.stats.link_dropped - before, dropped, 'neither was dropped');
+    assert.equal(link.stats.link_dropped - before, dropped, 'none was dropped');
     const got: Array<[number, unknown[]]> = [];
-    for (let i = 0; i < 200 && got.length < sent + 2 - dropped; i++) {
+    for (let i = 0; i < 200 && got.length < sent + 3 - dropped; i++) {
       got.push(...read[1]!());
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
-    assert.deepEqual(got.slice(-2).map(([kind, fields]) => [kind, fields[0]]), [[ToShard.WELCOME, newcomer], [ToShard.ERROR, 'capped']]);
+    assert.deepEqual(got.slice(-3).map(([kind, fields]) => [kind, fields[0]]), [[ToShard.WELCOME, newcomer], [ToShard.SENDER_ACK, 'sender'], [ToShard.ERROR, 'capped']]);
   });
 });
 

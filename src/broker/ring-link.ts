@@ -99,8 +99,13 @@ export class RingShardLink implements ShardLink {
     this.deliver(shard, encodeRecord(ToShard.DELIVER_SID, live > 0 ? [sid, frame, arrivedAt, live] : [sid, frame]));
   }
 
+  /**
+   * Whatever the overflow, as a welcome: a sender whose ack was dropped (behind the errors
+   * answering another connection's flood of acks) cannot know its message was stored, and sends
+   * it again. There is one per SEND or ANY record the shard wrote, within its bounded backlog.
+   */
   senderAck(shard: number, sid: string, ref: string | null, id: string, offset?: number): void {
-    this.control(shard, encodeRecord(ToShard.SENDER_ACK, offset === undefined ? [sid, ref, id] : [sid, ref, id, offset]));
+    this.writeCounted(shard, encodeRecord(ToShard.SENDER_ACK, offset === undefined ? [sid, ref, id] : [sid, ref, id, offset]), Infinity);
   }
 
   error(shard: number, sid: string, code: ErrorCode, message: string, ref: string | null, close = false, id?: string): void {
