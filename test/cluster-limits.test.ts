@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import WebSocket from 'ws';
+import { MAX_ACK_IDS } from '../src/protocol/frames.js';
 import { connect, member, type Frame, type TestClient } from './helpers/client.js';
 import { joinGroup } from './helpers/history.js';
 import { nextMsgs, until } from './helpers/messaging.js';
@@ -51,6 +52,55 @@ describe('a sender\'s stored bytes in cluster mode', { skip, timeout: 60_000 }, 
     }
     assert.equal(again.op, 'ack', 'the acknowledged messages gave their bytes back');
     for (const c of [hog, other, nobody]) c.close();
+  });
+});
+
+describe('Redis at its maxmemory (noeviction)', { skip, timeout: 60_000 }, () => {
+  test('a send it refuses gets E_STORE_UNAVAILABLE naming maxmemory, not "unreachable"; an ack frees room; the node logs no error per send', async () => {
+    const redis = await startPrivateRedis();
+    const admin = new Redis(redis.url);
+    const node = await startProcess(nodeConfig(redis.url, 'oom:', 1, { websocket: { limits: { messages_per_second: 0 } } }));
+    try {
+      const used = Number(/used_memory:(\d+)/.exec(await admin.info('memory'))![1]);
+      await admin.config('SET', 'maxmemory-policy', 'noeviction');
+      await admin.config('SET', 'maxmemory', String(used + 2 * 1024 * 1024));
+      const sender = await member(node.port, 'filler');
+      let refused: Frame | null = null;
+      let stored = 0;
+      for (let i = 0; refused === null && i < 2000; i++) {
+        sender.send({ op: 'send', to: 'away', data: 'z'.repeat(4000), ref: `f${i}` });
+        const answer = await sender.next((f) => f.ref === `f${i}`);
+        if (answer.op === 'err') refused = answer;
+        else stored++;
+      }
+      assert.ok(refused !== null, 'Redis filled up');
+      assert.equal(refused.code, 'E_STORE_UNAVAILABLE');
+      assert.match(String(refused.message), /maxmemory/);
+      for (let i = 0; i < 5; i++) sender.send({ op: 'send', to: 'away', data: 'z'.repeat(4000), ref: `more${i}` });
+      for (let i = 0; i < 5; i++) assert.equal((await sender.next((f) => f.ref === `more${i}`)).code, 'E_STORE_UNAVAILABLE');
+      const lines = node.logs.filter((l) => String(l.msg).startsWith('cluster: Redis is at its maxmemory'));
+      assert.equal(lines.length, 1, 'one warning, not one per refusal');
+      assert.equal(node.logs.filter((l) => l.code === 'E_INTERNAL').length, 0);
+      const away = await member(node.port, 'away');
+      for (let acked = 0; acked < stored; ) {
+        const got = await nextMsgs(away, 1);
+        for (let k = 0; k < got.length; k += MAX_ACK_IDS) away.send({ op: 'ack', ids: got.slice(k, k + MAX_ACK_IDS).map((m) => m.id) });
+        acked += got.length;
+      }
+      let again: Frame = refused;
+      for (let i = 0; again.op !== 'ack' && i < 50; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        sender.send({ op: 'send', to: 'someone', data: 'small', ref: `after${i}` });
+        again = await sender.next((f) => f.ref === `after${i}`);
+      }
+      assert.equal(again.op, 'ack', 'acknowledged messages made room');
+      sender.close();
+      away.close();
+    } finally {
+      await node.stop();
+      admin.disconnect();
+      await redis.stop();
+    }
   });
 });
 

@@ -18,7 +18,7 @@ import { OcsError, type ErrorCode } from '../protocol/errors.js';
 import type { DeadLetter, StoredMessage } from '../store/messages.js';
 import { Latency } from '../metrics/latencies.js';
 import type { MessagingParts } from './messaging.js';
-import { logCommandFailure, timedOut } from './redis.js';
+import { logCommandFailure, outOfMemory, timedOut } from './redis.js';
 import { DEAD_ON_ARRIVAL, STORE } from './scripts.js';
 import { WARN_EVERY_MS, warnEvery } from '../util/tally.js';
 
@@ -217,6 +217,7 @@ export class ClusterIntake {
 
   private failed(err: unknown, reply: Reply, what: string): void {
     logCommandFailure(this.parts, err, 'store');
+    if (outOfMemory(err)) return reply.fail('E_STORE_UNAVAILABLE', `${what}: Redis is at its maxmemory; send and any are refused until acknowledgements free room`);
     if (!timedOut(err)) return this.unavailable(reply, what);
     // The script was sent; Redis may still run it when it answers again: say so rather than "not stored".
     this.parts.stats.cluster_unavailable++;

@@ -33,13 +33,33 @@ export function timedOut(err: unknown): boolean {
 }
 
 /**
- * A Redis command failed: Redis went away (the link logs that once) or a script broke (logged
- * here, with `during`: what the command was for).
+ * A write Redis refused because it is at its `maxmemory` (with `noeviction`, as the README
+ * advises): a full store, as a full disk is on one process, not a failure of the server.
+ */
+export function outOfMemory(err: unknown): boolean {
+  return err instanceof Error && err.message.startsWith('OOM ');
+}
+
+/** At most one line this often while Redis stays full (each refused request would log one). */
+const OOM_LOG_EVERY_MS = 60_000;
+const oomLoggedAt = new WeakMap<object, number>();
+
+/**
+ * A Redis command failed: Redis went away (the link logs that once), is full (logged at most
+ * once a minute) or a script broke (logged here, with `during`: what the command was for).
  */
 export function logCommandFailure(node: { up(): boolean; log: Logger }, err: unknown, during: string): void {
   // A timeout is Redis not answering, which the heartbeat turns into one "unreachable" line; one
   // line per request would flood the log (800 in 3 s of a frozen Redis at 200 sends a second).
-  if (node.up() && !timedOut(err)) node.log.error({ code: 'E_INTERNAL', err, during }, 'cluster: a Redis command failed');
+  if (!node.up() || timedOut(err)) return;
+  if (outOfMemory(err)) {
+    const now = Date.now();
+    if (now - (oomLoggedAt.get(node) ?? -Infinity) < OOM_LOG_EVERY_MS) return;
+    oomLoggedAt.set(node, now);
+    node.log.warn({ code: 'E_STORE_UNAVAILABLE', during }, 'cluster: Redis is at its maxmemory: stores are refused until acknowledgements free room (raise maxmemory)');
+    return;
+  }
+  node.log.error({ code: 'E_INTERNAL', err, during }, 'cluster: a Redis command failed');
 }
 
 /** The first reconnection waits this long; each further one doubles it, up to reconnect_max_delay. */
