@@ -148,3 +148,38 @@ test('ocs.v1.msgpack framing: a compressed frame may inflate to the connection\'
   assert.equal((decodeFrame(bytes, Infinity) as { data: string }).data.length, MAX_DECOMPRESSED + 64);
   assert.throws(() => decodeFrame(bytes, 1024 * 1024), /over max_payload \(1048576\)/);
 });
+
+/** `body` as a compressed ocs.v1.msgpack frame, as a (hostile) server may send it. */
+const lz4Frame = (body: Uint8Array): ArrayBuffer => {
+  const frame = Buffer.concat([Buffer.from([1]), compressSync(Buffer.from(body))]);
+  return frame.buffer.slice(frame.byteOffset, frame.byteOffset + frame.length);
+};
+/** An array head (0xdd) claiming `count` items. */
+const arrayHead = (count: number): number[] => [0xdd, count >>> 24, (count >>> 16) & 0xff, (count >>> 8) & 0xff, count & 0xff];
+
+test('ocs.v1.msgpack framing: a frame whose values would cost more than 256 bytes of heap per byte received is refused, before it is built', () => {
+  // 15 KB of LZ4 inflating to 3.8 MB of empty maps: 244 MB of heap once decoded.
+  const maps = new Uint8Array(5 + 3_800_000).fill(0x80);
+  maps.set(arrayHead(maps.length - 5));
+  // The same in honest chunks of 15: refused as the values are read, not by a claimed count.
+  const chunks = 250_000;
+  const chunked = new Uint8Array(5 + chunks * 16).fill(0x80);
+  chunked.set(arrayHead(chunks));
+  for (let i = 0; i < chunks; i++) chunked[5 + i * 16] = 0x9f;
+  // Nested arrays each claiming nearly all that is left, then cut short: each claim was an array allocated up front (1.8 GB at 60 levels of a 15 KB frame).
+  const nested = new Uint8Array(1_000_000);
+  for (let level = 0; level < 30; level++) nested.set(arrayHead(nested.length - 5 * (level + 1)), 5 * level);
+  const frames = { maps: lz4Frame(maps), chunked: lz4Frame(chunked), nested: lz4Frame(nested) };
+  const heapBefore = process.memoryUsage().heapUsed;
+  for (const [name, frame] of Object.entries(frames)) assert.throws(() => decodeFrame(frame, Infinity), /more values than a frame of its size may carry/, name);
+  const grown = process.memoryUsage().heapUsed - heapBefore;
+  assert.ok(grown < 32 * 1024 * 1024, `heap grew ${(grown / 1048576).toFixed(0)} MB`);
+  // What is not refused: any plain frame (64 bytes per byte at most), and a compressed batch of messages.
+  const plain = new Uint8Array(6 + 100_000).fill(0x80);
+  plain.set([0, ...arrayHead(100_000)]);
+  assert.equal((decodeFrame(plain.buffer, Infinity) as unknown[]).length, 100_000);
+  const batch = { op: 'batch', msgs: Array.from({ length: 500 }, (_, i) => ({ op: 'msg', id: `m${i}`, from: `user-${i % 5}`, group: 'room', data: { text: `hello ${i}`, n: [i, 0, 0] }, pri: 1, ts: 1_733_500_000_000 + i, offset: i, epoch: 'e1', ackReq: true })) };
+  const frame = lz4Frame(packr.pack(batch));
+  assert.deepEqual(decodeFrame(frame), batch);
+  assert.ok(frame.byteLength * 4 < packr.pack(batch).length, 'it was compressed well');
+});

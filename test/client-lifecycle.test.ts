@@ -176,3 +176,40 @@ test('a token callback that never answers is given up after connectTimeoutMs and
   await rx.client.close();
   await server.close();
 });
+
+test('a join not answered within requestTimeoutMs fails with E_TIMEOUT but stays wanted: its late answer is told on `joined`, and it is joined again after a reconnect', async () => {
+  const server = await scripted(
+    (ws, n) => {
+      welcome(ws);
+      if (n === 1) setTimeout(() => ws.close(1012, 'restart'), 800);
+    },
+    (ws, frame) => {
+      if (frame.op !== 'join') return;
+      // The first connection answers its join late (after the client's deadline), the second at once.
+      setTimeout(() => ws.send(JSON.stringify({ op: 'joined', group: frame.group, ref: frame.ref })), server.connections === 1 ? 400 : 0);
+    },
+  );
+  const rx = sdkClient(server.port, { user: 'u', reconnect: FAST, heartbeatMs: 0, requestTimeoutMs: 150 });
+  const joinedEvents: Array<{ group: string; rejoin: boolean }> = [];
+  rx.client.on('joined', (j) => joinedEvents.push({ group: j.group, rejoin: j.rejoin }));
+  try {
+    await rx.client.connect();
+    let outcome: unknown;
+    const started = Date.now();
+    rx.client.join('slow').then((r) => (outcome = r), (err: unknown) => (outcome = err));
+    const failed = await until(() => outcome, 'the join settled', 2000);
+    assert.ok(failed instanceof OcsError && failed.code === 'E_TIMEOUT', `settled with ${JSON.stringify(failed)}`);
+    assert.match(failed.message, /join of slow in time; it stays wanted/);
+    assert.ok(Date.now() - started < 400, 'failed at its deadline, before the late answer');
+    await until(() => joinedEvents[0], 'the late answer, told on `joined`');
+    assert.deepEqual(joinedEvents, [{ group: 'slow', rejoin: false }]);
+    await until(() => (joinedEvents.length === 2 ? true : undefined), 'the re-join after the reconnect');
+    assert.deepEqual(joinedEvents[1], { group: 'slow', rejoin: true });
+    assert.deepEqual(server.frames.filter((f) => f.op === 'join').map((f) => f.group), ['slow', 'slow']);
+    // A later join() of it is answered as usual.
+    assert.deepEqual(await rx.client.join('slow'), { group: 'slow', history: false });
+  } finally {
+    await rx.client.close();
+    await server.close();
+  }
+});

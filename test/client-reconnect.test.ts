@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { OcsError, type Message } from '../src/client/index.js';
 import type { RunningServer } from '../src/index.js';
+import { MAX_ACK_IDS } from '../src/protocol/frames.js';
 import { member } from './helpers/client.js';
 import { until } from './helpers/messaging.js';
 import { nextOpen, sdkClient } from './helpers/sdk.js';
@@ -110,7 +111,7 @@ describe('reconnecting against an in-process server', () => {
     const strict = await startInProcess({ websocket: { limits: { messages_per_second: 10, burst: 10, rate_violations_before_close: 3 } } });
     const rx = sdkClient(strict.port, { user: 'flood' });
     const welcome = await rx.client.connect();
-    assert.deepEqual(welcome.limits, { messagesPerSecond: 10, burst: 10, ackIds: 128 });
+    assert.deepEqual(welcome.limits, { messagesPerSecond: 10, burst: 10, ackIds: MAX_ACK_IDS });
     await rx.client.join('flood-room');
     const results = await Promise.allSettled(Array.from({ length: 30 }, (_, i) => rx.client.publish('flood-room', i)));
     assert.deepEqual(results.map((r) => r.status), results.map(() => 'fulfilled'));

@@ -99,13 +99,13 @@ export class OcsClient extends Emitter<ClientEvents> {
     return waiting;
   }
 
-  /** Joins `group`, now or when connected, and again after every reconnect. */
+  /** Joins `group`, now or when connected, and again after every reconnect (E_TIMEOUT: its join went unanswered, but it stays wanted). */
   join(group: string, options: JoinOptions = {}): Promise<JoinResult> {
     if (this.currentState === 'closed') return Promise.reject(new OcsError('E_CLOSED'));
     // Refused here: a name the server refuses without a `ref` (one over max_payload closes the
     // connection) would be joined again, and refused again, at every reconnect.
     if (typeof group !== 'string' || !NAME_PATTERN.test(group)) return Promise.reject(new OcsError('E_BAD_FRAME', `a group name is 1 to 128 of A-Z a-z 0-9 _ . : @ / # + -, not ${String(group).slice(0, 40)}`));
-    const answered = this.groups.want(group, options.presence === true);
+    const answered = this.groups.want(group, options.presence === true, this.requests.timeoutMs);
     if (this.connected()) this.sendJoin(group);
     return answered;
   }

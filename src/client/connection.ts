@@ -6,7 +6,7 @@
  */
 import { JSON_PROTOCOL, jsonCodec, MSGPACK_PROTOCOL, type ClientCodec } from './codec.js';
 import { Pacer, type PaceLimits } from './pacer.js';
-import { OPEN, type WebSocketConstructor, type WebSocketLike } from './socket.js';
+import { CLOSING, onBytes, OPEN, type WebSocketConstructor, type WebSocketLike } from './socket.js';
 
 /**
  * The largest frame taken from a server by default: `ws`'s own default (what Node clients took
@@ -15,7 +15,13 @@ import { OPEN, type WebSocketConstructor, type WebSocketLike } from './socket.js
  * server with larger rings can send larger batches: raise it to half of their `ring_bytes`.
  */
 export const MAX_FRAME_BYTES = 100 * 1024 * 1024;
-/** How long close() waits for the server's close frame before dropping the socket (where it can). */
+/**
+ * How long a closing handshake may wait for the other side, either way round, before the socket
+ * is dropped (where it can be): close() for the server's close frame, and after the server's
+ * close frame for its end of the TCP connection. A server that sent its close frame has nothing
+ * more to say (and its code is known); the wait only delays the reconnect, by 30 s in `ws`. A
+ * second is a slow link's round trip, and what Firefox waits (Chromium 2 s).
+ */
 const CLOSE_GRACE_MS = 1000;
 
 export interface ConnectionLimits {
@@ -43,6 +49,10 @@ export interface ConnectionEvents {
 export class Connection {
   /** Frames received on this connection. */
   frames = 0;
+  /** Chunks of bytes read from its TCP socket (`ws` only, socket.ts onBytes). */
+  private chunks = 0;
+  /** The server's close frame came: the socket is dropped if the server does not end it in time. */
+  private closing = false;
   private codec: ClientCodec = jsonCodec;
   private socket: WebSocketLike | null;
   private timer: ReturnType<typeof setTimeout> | null = null;
@@ -56,13 +66,16 @@ export class Connection {
     private readonly limits: ConnectionLimits,
     private readonly events: ConnectionEvents,
   ) {
-    // `ws` (Node) refuses a larger frame before buffering it whole; a global WebSocket (browsers,
-    // Node 22, React Native, which warns about options it does not know) is not given the option:
-    // it buffers the frame, and onData refuses it before decoding.
+    // `ws` (Node) refuses a larger frame before buffering it whole, and bounds a closing
+    // handshake by closeTimeout (where too old to know it, onChunk does); a global WebSocket
+    // (browsers, Node 22, React Native, which warns about options it does not know) is not given
+    // options: it buffers the frame, and onData refuses it before decoding.
     const protocols = msgpack !== null ? [MSGPACK_PROTOCOL, JSON_PROTOCOL] : [JSON_PROTOCOL];
     const globalWebSocket = (globalThis as { WebSocket?: unknown }).WebSocket;
-    const socket = (WebSocketClass === globalWebSocket ? new WebSocketClass(url, protocols) : new WebSocketClass(url, protocols, { maxPayload: limits.maxFrameBytes })) as WebSocketLike;
+    const options = { maxPayload: limits.maxFrameBytes, closeTimeout: CLOSE_GRACE_MS };
+    const socket = (WebSocketClass === globalWebSocket ? new WebSocketClass(url, protocols) : new WebSocketClass(url, protocols, options)) as WebSocketLike;
     this.socket = socket;
+    onBytes(socket, () => this.onChunk());
     socket.binaryType = 'arraybuffer';
     socket.onopen = () => {
       this.codec = socket.protocol === MSGPACK_PROTOCOL && msgpack !== null ? msgpack : jsonCodec;
@@ -119,11 +132,12 @@ export class Connection {
       });
     }
     if (heartbeatMs <= 0) return;
-    let seen = this.frames;
+    // Bytes of a frame still arriving count: a large frame on a slow link is not a silent path.
+    let seen = this.frames + this.chunks;
     let pinged = false;
     const beat = (): void => {
-      if (this.frames !== seen) {
-        seen = this.frames;
+      if (this.frames + this.chunks !== seen) {
+        seen = this.frames + this.chunks;
         pinged = false;
       } else if (pinged) {
         return this.abandon('no answer to ping', 1006);
@@ -178,6 +192,16 @@ export class Connection {
       return this.events.undecodable(err instanceof Error ? err.message : String(err));
     }
     if (frame !== null && typeof frame === 'object') this.events.frame(frame as Record<string, unknown>);
+  }
+
+  private onChunk(): void {
+    this.chunks++;
+    // The server's close frame was in it: `ws` has answered it and waits for the server to end
+    // the TCP connection. Bounded here too, for a `ws` without closeTimeout.
+    const socket = this.socket;
+    if (socket === null || socket.readyState !== CLOSING || this.closing) return;
+    this.closing = true;
+    this.arm(CLOSE_GRACE_MS, () => socket.terminate?.());
   }
 
   private gone(code: number, reason: string): void {

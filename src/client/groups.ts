@@ -3,7 +3,9 @@
  * joined again on every reconnect (with `since` where the group keeps history), and each
  * `join()` promise waits, across reconnects, for the server's answer. A join the server
  * refused only for now (E_OVERLOADED, E_CLUSTER_UNAVAILABLE: nothing was done) is sent again
- * after a pause.
+ * after a pause. A `join()` sent and not answered in time fails with E_TIMEOUT, but the group
+ * stays wanted: the server may have joined it (a late answer is told on `joined`), and a client
+ * that believed itself out of a group it is in would drop its positions and never re-join it.
  */
 import { OcsError } from '../protocol/errors.js';
 import type { Position } from './recovery.js';
@@ -22,6 +24,9 @@ interface Entry {
   /** Joins refused for now in a row, for the pause before the next one. */
   refusals: number;
   retry: ReturnType<typeof setTimeout> | undefined;
+  /** How long a join sent may go unanswered before its waiters fail (E_TIMEOUT), and the timer once one is sent. */
+  timeoutMs: number;
+  deadline: ReturnType<typeof setTimeout> | undefined;
 }
 
 /** The pause before re-sending a refused join: doubling from 250 ms up to 8 s, half of it random. */
@@ -46,13 +51,14 @@ export class Groups {
    * Wants `group` (again); the promise settles with the server's answer to the next join of it.
    * As on the wire, the latest join decides whether presence events come (PROTOCOL.md, "Presence").
    */
-  want(group: string, presence: boolean): Promise<JoinResult> {
+  want(group: string, presence: boolean, timeoutMs = Infinity): Promise<JoinResult> {
     let entry = this.entries.get(group);
     if (entry === undefined) {
-      entry = { presence, joinedOnce: false, waiters: [], refusals: 0, retry: undefined };
+      entry = { presence, joinedOnce: false, waiters: [], refusals: 0, retry: undefined, timeoutMs, deadline: undefined };
       this.entries.set(group, entry);
     } else {
       entry.presence = presence;
+      entry.timeoutMs = timeoutMs;
     }
     const waiters = entry.waiters;
     return new Promise<JoinResult>((resolve, reject) => waiters.push({ resolve, reject }));
@@ -71,6 +77,7 @@ export class Groups {
     if (entry === undefined) return false;
     this.entries.delete(group);
     clearTimeout(entry.retry);
+    clearTimeout(entry.deadline);
     for (const waiter of entry.waiters.splice(0)) waiter.reject(err);
     return true;
   }
@@ -79,6 +86,7 @@ export class Groups {
   joinFrame(group: string, ref: string, since: Position | undefined): Record<string, unknown> {
     const entry = this.entries.get(group)!;
     this.sent.set(ref, { group, since, wanted: entry });
+    this.armDeadline(group, entry);
     const frame: Record<string, unknown> = { op: 'join', group, ref };
     if (entry.presence) frame.presence = true;
     if (since !== undefined) frame.since = since;
@@ -112,6 +120,8 @@ export class Groups {
     const rejoin = entry.joinedOnce;
     entry.joinedOnce = true;
     entry.refusals = 0;
+    clearTimeout(entry.deadline);
+    entry.deadline = undefined;
     for (const waiter of entry.waiters.splice(0)) waiter.resolve(result);
     return rejoin;
   }
@@ -137,7 +147,23 @@ export class Groups {
     for (const entry of this.entries.values()) {
       clearTimeout(entry.retry);
       entry.retry = undefined;
+      // Waiting for a connection takes as long as it takes (as a queued request's): the deadline runs again from the next send.
+      clearTimeout(entry.deadline);
+      entry.deadline = undefined;
     }
+  }
+
+  /**
+   * From the first join sent for the current waiters (a retry after E_OVERLOADED does not
+   * extend it): they fail, the group stays wanted, the join's ref stays answerable.
+   */
+  private armDeadline(group: string, entry: Entry): void {
+    if (entry.deadline !== undefined || entry.waiters.length === 0 || !Number.isFinite(entry.timeoutMs)) return;
+    entry.deadline = setTimeout(() => {
+      entry.deadline = undefined;
+      const err = new OcsError('E_TIMEOUT', `no answer to the join of ${group} in time; it stays wanted until leave()`);
+      for (const waiter of entry.waiters.splice(0)) waiter.reject(err);
+    }, entry.timeoutMs);
   }
 
   /** The client closed: every unanswered join fails. */

@@ -6,8 +6,9 @@
  * module's 4.6 KB), and it renames a key `__proto__` where JSON.parse keeps it, so a msgpack
  * client would see other data than a JSON one. test/client-codec.test.ts checks this module
  * against msgpackr in both directions. Decoding is for hostile input: every length is checked
- * against what is left, nesting is bounded as the server bounds it, and map keys such as
- * `__proto__` become own properties, as JSON.parse makes them.
+ * against what is left, nesting is bounded as the server bounds it, the values' cost is bounded
+ * by the caller (decode's `budget`), and map keys such as `__proto__` become own properties, as
+ * JSON.parse makes them.
  */
 
 const encoder = new TextEncoder();
@@ -154,9 +155,22 @@ function writeFloat(w: Writer, n: number): void {
   w.length += 9;
 }
 
-/** Decodes one value filling `bytes` exactly; throws on anything else. */
-export function decode(bytes: Uint8Array, maxDepth = 64): unknown {
-  const r = { bytes, view: new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength), pos: 0, maxDepth };
+/**
+ * What a decoded value costs the heap beyond its bytes, about (V8, 64-bit): a slot in its
+ * container, or a header (a string's, a heap number's), and for an array or map 48 more (an
+ * empty `{}` with its slot is 64). A string's characters are not counted here: they are bytes,
+ * bounded as the frame's bytes are (maxFrameBytes).
+ */
+export const VALUE_COST = 16;
+export const CONTAINER_COST = 48;
+
+/**
+ * Decodes one value filling `bytes` exactly; throws on anything else. `budget`: the most the
+ * values may cost (VALUE_COST, CONTAINER_COST), so that bytes inflated from a small LZ4 block
+ * cannot become millions of objects; a plain body never exceeds 64 per byte.
+ */
+export function decode(bytes: Uint8Array, maxDepth = 64, budget = Infinity): unknown {
+  const r = { bytes, view: new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength), pos: 0, maxDepth, budget };
   const value = read(r, 1);
   if (r.pos !== bytes.length) throw new RangeError('msgpack: bytes after the value');
   return value;
@@ -167,7 +181,15 @@ interface Reader {
   view: DataView;
   pos: number;
   maxDepth: number;
+  /** What the values still to be read may cost. */
+  budget: number;
 }
+
+function spend(r: Reader, cost: number): void {
+  if ((r.budget -= cost) < 0) throw overBudget();
+}
+
+const overBudget = (): RangeError => new RangeError('msgpack: more values than a frame of its size may carry');
 
 function take(r: Reader, n: number): number {
   const at = r.pos;
@@ -178,6 +200,7 @@ function take(r: Reader, n: number): number {
 
 function read(r: Reader, depth: number): unknown {
   const type = r.bytes[take(r, 1)]!;
+  spend(r, VALUE_COST);
   if (type < 0x80) return type;
   if (type >= 0xe0) return type - 0x100;
   if (type >= 0xa0 && type <= 0xbf) return readString(r, type & 31);
@@ -216,18 +239,27 @@ function readString(r: Reader, length: number): string {
   return decoder.decode(r.bytes.subarray(at, at + length));
 }
 
-function readArray(r: Reader, length: number, depth: number): unknown[] {
+/**
+ * A container's claimed `length` is checked before anything is allocated: each item takes at
+ * least a byte (`size` for a map's pair) and costs at least VALUE_COST. Items are pushed, not
+ * allocated up front: nested claims each within the budget would still add up to many times it.
+ */
+function open(r: Reader, length: number, size: number, depth: number): void {
   if (depth > r.maxDepth) throw new RangeError('msgpack: nested too deep');
-  // Each element takes at least one byte: a claimed length beyond what is left is a lie.
-  if (length > r.bytes.length - r.pos) throw new RangeError('msgpack: truncated');
-  const out = new Array<unknown>(length);
-  for (let i = 0; i < length; i++) out[i] = read(r, depth + 1);
+  if (length * size > r.bytes.length - r.pos) throw new RangeError('msgpack: truncated');
+  spend(r, CONTAINER_COST);
+  if (length * size * VALUE_COST > r.budget) throw overBudget();
+}
+
+function readArray(r: Reader, length: number, depth: number): unknown[] {
+  open(r, length, 1, depth);
+  const out: unknown[] = [];
+  for (let i = 0; i < length; i++) out.push(read(r, depth + 1));
   return out;
 }
 
 function readMap(r: Reader, length: number, depth: number): Record<string, unknown> {
-  if (depth > r.maxDepth) throw new RangeError('msgpack: nested too deep');
-  if (length * 2 > r.bytes.length - r.pos) throw new RangeError('msgpack: truncated');
+  open(r, length, 2, depth);
   const out: Record<string, unknown> = {};
   for (let i = 0; i < length; i++) {
     const key = read(r, depth + 1);

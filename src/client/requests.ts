@@ -21,7 +21,7 @@ export class Requests {
 
   /** `timedOut`: told of each request that timed out (its frame may still wait to be sent). */
   constructor(
-    private readonly timeoutMs: number,
+    readonly timeoutMs: number,
     private readonly maxQueued: number,
     private readonly timedOut: (ref: string) => void = () => {},
   ) {}
