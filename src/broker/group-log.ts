@@ -117,11 +117,19 @@ export class GroupLog {
     return { frames, bytes, more: false };
   }
 
-  /** Bytes of the messages after offset `after` that are kept. */
-  bytesAfter(after: number): number {
+  /**
+   * Whether the messages kept after offset `after` take more than `maxBytes`. Counted from the
+   * newest back, and no further than past the bound: a join with an old `since` on a group that
+   * keeps 100,000 messages summed them all, and twenty clients asking held the broker for seconds.
+   */
+  moreBytesAfter(after: number, maxBytes: number): boolean {
     let bytes = 0;
-    for (let offset = Math.max(after + 1, this.first); offset <= this.top; offset++) bytes += this.entries[this.head + offset - this.first]!.bytes;
-    return bytes;
+    const first = this.first;
+    for (let offset = this.top; offset > after && offset >= first; offset--) {
+      bytes += this.entries[this.head + offset - first]!.bytes;
+      if (bytes > maxBytes) return true;
+    }
+    return false;
   }
 
   /** Every kept entry with its offset, oldest first (persistence re-tags them under a new epoch). */

@@ -80,7 +80,7 @@ export class GroupRequests {
       return link.groupJoinFailed(shard, sid, group, ref, `since.offset ${sinceOffset} is past the group's last offset ${log.top} (epoch ${log.epoch})`);
     }
     // Messages after `since` no longer kept (size, ttl, max_bytes), or more than one replay carries: the client reloads.
-    if (sinceOffset + 1 < log.first || log.bytesAfter(sinceOffset) > this.options.maxReplayBytes) {
+    if (sinceOffset + 1 < log.first || log.moreBytesAfter(sinceOffset, this.options.maxReplayBytes)) {
       return link.groupJoined(shard, sid, group, ref, [], log.top, log.epoch, 0);
     }
     link.groupJoined(shard, sid, group, ref, this.replayFrames(log, sinceOffset), log.top, log.epoch, 1);
