@@ -10,11 +10,12 @@ import { PresenceEvents } from '../src/cluster/presence-events.js';
 const WINDOW_MS = 30;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-function events(maxList = 1000): { events: PresenceEvents; frames: Array<{ group: string; joins: string[]; leaves: string[] }> } {
+function events(maxList = 1000, maxFrameBytes = 1024 * 1024): { events: PresenceEvents; frames: Array<{ group: string; joins: string[]; leaves: string[] }> } {
   const frames: Array<{ group: string; joins: string[]; leaves: string[] }> = [];
   const events = new PresenceEvents({
     maxList,
     windowMs: WINDOW_MS,
+    maxFrameBytes,
     emit: (group, frame) => {
       const parsed = JSON.parse(frame) as { group: string; joins: string[]; leaves: string[] };
       frames.push({ group: parsed.group, joins: parsed.joins, leaves: parsed.leaves });

@@ -6,6 +6,7 @@
  * makes no event at all. Fed by the broker's Presence (presence.ts), which hears every join,
  * leave and closed connection, and forgets a dead shard's connections.
  */
+import { Buffer } from 'node:buffer';
 import { encodePresenceAnswer, encodePresenceEvent } from '../protocol/json-group-frames.js';
 
 interface GroupState {
@@ -23,6 +24,8 @@ export interface GroupPresenceOptions {
   maxList: number;
   /** websocket.presence.window, in ms. */
   windowMs: number;
+  /** The largest frame the link to the shards carries: answers and events are kept under it. */
+  maxFrameBytes: number;
   /** Publishes an event frame to the watchers of `group` on every shard. */
   emit(group: string, frame: string): void;
 }
@@ -77,7 +80,7 @@ export class GroupPresence {
     const state = this.groups.get(group);
     const users = state?.users ?? new Map<string, number>();
     const listed = countsOnly || users.size > this.options.maxList ? null : users;
-    return encodePresenceAnswer(group, ref, listed, users.size, state?.conns ?? 0);
+    return fittingPresenceAnswer(group, ref, listed, users.size, state?.conns ?? 0, this.options.maxFrameBytes);
   }
 
   stop(): void {
@@ -113,24 +116,51 @@ export class GroupPresence {
   }
 
   private emit(group: string, joins: string[], leaves: string[]): void {
-    for (const frame of presenceEventFrames(group, joins, leaves, this.options.maxList)) this.options.emit(group, frame);
+    for (const frame of presenceEventFrames(group, joins, leaves, this.options.maxList, this.options.maxFrameBytes)) this.options.emit(group, frame);
   }
 }
 
 /**
- * One window's joins and leaves of `group` as events of at most `max` names each, so that a
- * mass reconnect cannot make one frame no ring carries (also cluster/presence-events.ts).
+ * The answer to `presence`, with its list of users when given and when it fits `maxBytes` (the
+ * largest frame the link carries), else the totals only, as for a group over max_list: a list
+ * of 1,000 long user ids passed what a small ring carries, and the answer was never sent.
  */
-export function presenceEventFrames(group: string, joins: readonly string[], leaves: readonly string[], max: number): string[] {
+export function fittingPresenceAnswer(group: string, ref: string | undefined, users: ReadonlyMap<string, number> | null, totalUsers: number, totalConns: number, maxBytes: number): string {
+  const answer = encodePresenceAnswer(group, ref, users, totalUsers, totalConns);
+  if (users === null || Buffer.byteLength(answer) <= maxBytes) return answer;
+  return encodePresenceAnswer(group, ref, null, totalUsers, totalConns);
+}
+
+/** An event's bytes beside its names: the op, the group (at most 128) and the brackets. */
+const EVENT_OVERHEAD = 200;
+
+/**
+ * One window's joins and leaves of `group` as events of at most `max` names each, and of at most
+ * `maxBytes`, so that a mass reconnect cannot make one frame no ring carries (also
+ * cluster/presence-events.ts). Names are ASCII (NAME_PATTERN): a name's bytes are its length
+ * and its quotes and comma.
+ */
+export function presenceEventFrames(group: string, joins: readonly string[], leaves: readonly string[], max: number, maxBytes: number): string[] {
   const frames: string[] = [];
+  const room = Math.max(maxBytes - EVENT_OVERHEAD, 0);
   let j = 0;
   let l = 0;
   while (j < joins.length || l < leaves.length) {
-    const someJoins = joins.slice(j, j + max);
-    j += someJoins.length;
-    const someLeaves = leaves.slice(l, l + max - someJoins.length);
-    l += someLeaves.length;
-    frames.push(encodePresenceEvent(group, someJoins, someLeaves));
+    let names = 0;
+    let bytes = 0;
+    // At least one name per event, whatever its size: the loop always moves on.
+    const fits = (name: string): boolean => names === 0 || (names < max && bytes + name.length + 3 <= room);
+    const from = j;
+    while (j < joins.length && fits(joins[j]!)) {
+      bytes += joins[j++]!.length + 3;
+      names++;
+    }
+    const leavesFrom = l;
+    while (l < leaves.length && fits(leaves[l]!)) {
+      bytes += leaves[l++]!.length + 3;
+      names++;
+    }
+    frames.push(encodePresenceEvent(group, joins.slice(from, j), leaves.slice(leavesFrom, l)));
   }
   return frames;
 }

@@ -49,6 +49,7 @@ export class BrokerGroups {
     this.presence = new GroupPresence({
       maxList: ws.presence.max_list,
       windowMs: ws.presence.window * 1000,
+      maxFrameBytes: link.maxFrameBytes,
       emit: (group, frame) => link.groupPub(presenceTopic(group), frame),
     });
     const patterns = (this.patterns = new HistoryPatterns(ws.history));

@@ -12,10 +12,10 @@
  *   and tells every node with members; each node coalesces them for its watchers
  *   (presence-events.ts).
  */
+import { fittingPresenceAnswer } from '../broker/group-presence.js';
 import type { RingShardLink } from '../broker/ring-link.js';
 import type { Config } from '../config/schema.js';
 import { presenceTopic, ToBroker } from '../link/records.js';
-import { encodePresenceAnswer } from '../protocol/json-group-frames.js';
 import type { Logger } from '../util/logger.js';
 import type { ClusterHistory } from './history.js';
 import type { ClusterPresence } from './presence.js';
@@ -45,6 +45,7 @@ export class ClusterGroups {
     this.events = new PresenceEvents({
       maxList: this.maxList,
       windowMs: config.websocket.presence.window * 1000,
+      maxFrameBytes: link.maxFrameBytes,
       emit: (group, frame) => link.groupPub(presenceTopic(group), frame),
     });
   }
@@ -88,7 +89,7 @@ export class ClusterGroups {
     const unavailable = (): void => link.error(shard, sid, 'E_CLUSTER_UNAVAILABLE', 'presence across the nodes is kept in Redis, which is unreachable', ref);
     if (!this.options.up()) return unavailable();
     presence.answer(group, this.maxList, counts).then(({ users, userCount, conns }) => {
-      link.reply(shard, sid, encodePresenceAnswer(group, ref ?? undefined, users, userCount, conns));
+      link.reply(shard, sid, fittingPresenceAnswer(group, ref ?? undefined, users, userCount, conns, link.maxFrameBytes));
     }, unavailable);
   }
 }

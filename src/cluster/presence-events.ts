@@ -18,6 +18,8 @@ export interface PresenceEventsOptions {
   maxList: number;
   /** websocket.presence.window, in ms. */
   windowMs: number;
+  /** The largest frame the link to the shards carries. */
+  maxFrameBytes: number;
   /** Publishes an event frame to the watchers of `group` on this node's shards. */
   emit(group: string, frame: string): void;
 }
@@ -85,7 +87,7 @@ export class PresenceEvents {
         if (isIn && !wasIn) joins.push(user);
         else if (!isIn && wasIn) leaves.push(user);
       }
-      for (const frame of presenceEventFrames(group, joins, leaves, this.options.maxList)) this.options.emit(group, frame);
+      for (const frame of presenceEventFrames(group, joins, leaves, this.options.maxList, this.options.maxFrameBytes)) this.options.emit(group, frame);
     }
     this.changes.clear();
   }
