@@ -162,7 +162,7 @@ export class Broker {
     const unlink = (entry: Entry): void => this.unlink(entry);
     const deadLetter = (entry: Entry, reason: string): void => this.deadLetter(entry, reason);
     const window = { messages: this.delivery.max_inflight_per_user, bytes: this.delivery.max_inflight_bytes_per_user };
-    this.route = new Delivery({ link, batchSize: config.websocket.performance.batch_size, window, store, queues, presence, timers, counters, log, unlink, deadLetter });
+    this.route = new Delivery({ link, batchSize: config.websocket.performance.batch_size, window, ackTimeoutMs: config.websocket.delivery.ack_timeout * 1000, store, queues, presence, timers, counters, log, unlink, deadLetter });
     this.whenDue = new DeadlineActions({ delivery: this.delivery, queues, presence, timers, route: this.route, counters, behind: options.behind, deadLetter });
     this.intake = new Intake({
       delivery: this.delivery,

@@ -22,6 +22,7 @@ import type { Logger } from '../util/logger.js';
 import type { AckTimers } from './ack-timers.js';
 import type { BrokerStats } from './broker.js';
 import { Outbox } from './outbox.js';
+import { ResendBudget } from './resend-budget.js';
 import type { Presence } from './presence.js';
 import { State, type Entry, type Queues } from './queues.js';
 import type { ShardLink } from './shard-link.js';
@@ -31,6 +32,8 @@ export interface DeliveryParts {
   batchSize: number;
   /** Per user: deliveries awaiting its ack at once, and their bytes of data. */
   window: { messages: number; bytes: number };
+  /** delivery.ack_timeout, ms: a window's worth of messages in flight goes to a user's new connections per this long. */
+  ackTimeoutMs: number;
   store: MessageStore;
   queues: Queues;
   presence: Presence;
@@ -60,11 +63,13 @@ export class Delivery {
   /** Blocked groups of which a member's window freed this turn. */
   private readonly freedGroups = new Set<string>();
   private pumpQueued = false;
+  private readonly resends: ResendBudget;
   /** Whose turn is first when a window frees: the user's own messages or its groups' (alternating, so neither starves the other). */
   private groupsFirst = false;
 
   constructor(private readonly parts: DeliveryParts) {
     this.outbox = new Outbox(parts.link, parts.batchSize, (entry) => this.encode(entry), (entry, why) => this.undeliverable(entry, why));
+    this.resends = new ResendBudget(parts.window.messages, parts.ackTimeoutMs);
   }
 
   /** Why `data` (JSON text) is too large to ever be delivered (E_TOO_LARGE), or null. */
@@ -104,23 +109,33 @@ export class Delivery {
 
   /**
    * A connection authenticated: welcome it with its pending count, then deliver what waits:
-   * what the user already has in flight to this connection too, the rest as its window allows.
+   * what the user already has in flight to this connection too (within its ResendBudget; the
+   * rest at their ack deadlines), the rest as its window allows.
    */
   online(sid: string, user: string, shard: number): void {
     const { presence, queues, link } = this.parts;
     presence.online(sid, user, shard);
+    // What this turn's flush brings to all of the user's connections on its shard: not sent again, it would come twice.
+    const coming = this.outbox.queuedToUser(shard, user);
     let pending = 0;
     let waiting = false;
+    let inflight = 0;
     for (const entry of queues.ordered(`u:${user}`)) {
-      if (entry.state !== State.INFLIGHT && entry.state !== State.WAITING) continue;
-      pending++;
       if (entry.state === State.WAITING) waiting = true;
+      else if (entry.state !== State.INFLIGHT) continue;
+      else if (!coming.has(entry)) inflight++;
+      pending++;
     }
     link.welcome(shard, sid, pending);
     if (this.paused) return;
-    // What is in flight goes to this connection too, but not what this turn's flush brings to all of the user's connections on its shard: it would come twice.
-    const coming = this.outbox.queuedToUser(shard, user);
-    for (const entry of queues.ordered(`u:${user}`)) if (entry.state === State.INFLIGHT && !coming.has(entry)) this.enqueue(shard, null, sid, entry);
+    let resend = this.resends.take(user, inflight, Date.now());
+    if (resend > 0) {
+      for (const entry of queues.ordered(`u:${user}`)) {
+        if (entry.state !== State.INFLIGHT || coming.has(entry)) continue;
+        this.enqueue(shard, null, sid, entry);
+        if (--resend === 0) break;
+      }
+    }
     if (!waiting) return;
     this.blocked.add(user);
     this.pump(user, { shard, sid });

@@ -1,0 +1,41 @@
+/**
+ * A user's messages in flight go to its new connections at once up to a window's worth
+ * (delivery.max_inflight_per_user) per ack_timeout; past that they come at their ack deadlines.
+ * A review's user with 10,000 small messages it never acknowledged reconnected 34 times a
+ * second: each connection made the broker read back and encode all 10,000, and every other
+ * user's send waited 1-3 s for its ack.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { RunningServer } from '../src/index.js';
+import { member, type Frame } from './helpers/client.js';
+import { nextMsgs } from './helpers/messaging.js';
+import { startInProcess } from './helpers/server.js';
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('a user reconnecting in a loop with messages in flight', () => {
+  let server: RunningServer;
+  before(async () => {
+    server = await startInProcess({ websocket: { server: { shards: 1 }, delivery: { max_inflight_per_user: 20, ack_timeout: 3 } } });
+  });
+  after(() => server.close());
+
+  test('a new connection gets them again within the budget; one more at once gets them at their ack deadline, not before', async () => {
+    for (let n = 0; n < 20; n++) await server.send('flaky', { n });
+    const first = await member(server.port, 'flaky');
+    assert.equal((await nextMsgs(first, 20)).length, 20, 'the first delivery');
+    first.close();
+    const second = await member(server.port, 'flaky');
+    assert.equal((await nextMsgs(second, 20)).length, 20, 'resent at once: the budget holds a window');
+    second.close();
+    const third = await member(server.port, 'flaky');
+    assert.equal(third.welcome.pending, 20);
+    await sleep(500);
+    assert.equal(third.frames.filter((f: Frame) => f.op === 'msg' || f.op === 'batch').length, 0, 'the budget is spent: nothing resent at once');
+    const later = await nextMsgs(third, 20, 6000);
+    assert.deepEqual(later.map((m) => (m.data as { n: number }).n).sort((a, b) => a - b), Array.from({ length: 20 }, (_, n) => n), 'at their ack deadline, all of them');
+    for (const m of later) third.send({ op: 'ack', id: m.id });
+    third.close();
+  });
+});
