@@ -29,13 +29,24 @@ export class ResendBudget {
 
   /** Takes up to `wanted` from `user`'s budget at `now` (ms); returns how many it may resend. */
   take(user: string, wanted: number, now: number): number {
-    if (wanted <= 0) return 0;
+    const granted = Math.min(Math.max(wanted, 0), this.available(user, now));
+    this.spend(user, granted, now);
+    return granted;
+  }
+
+  /** How many `user` may have resent at `now`. */
+  available(user: string, now: number): number {
+    const bucket = this.buckets.get(user);
+    return Math.floor(bucket === undefined ? this.capacity : this.level(bucket, now));
+  }
+
+  /** `count` were resent to `user` (at most what was available: asked before a script that lists them). */
+  spend(user: string, count: number, now: number): void {
+    if (count <= 0) return;
     const bucket = this.buckets.get(user);
     const tokens = bucket === undefined ? this.capacity : this.level(bucket, now);
-    const granted = Math.min(wanted, Math.floor(tokens));
-    this.buckets.set(user, { tokens: tokens - granted, at: now });
+    this.buckets.set(user, { tokens: Math.max(tokens - count, 0), at: now });
     if (this.buckets.size > this.pruneAt) this.prune(now);
-    return granted;
   }
 
   private level(bucket: Bucket, now: number): number {

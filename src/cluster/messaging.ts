@@ -12,6 +12,7 @@
  * at once; a node that dies loses nothing acknowledged: its deliveries time out and are made
  * again by the others. Delivery is at least once, as on one process.
  */
+import { ResendBudget } from '../broker/resend-budget.js';
 import type { Config } from '../config/schema.js';
 import { encodeStoredMsg } from '../protocol/json-codec.js';
 import { Latency, type LatencyRecorder } from '../metrics/latencies.js';
@@ -57,9 +58,12 @@ export class ClusterMessaging {
   /** Users whose ack timed out, to pump once Redis answers (one follow-up for all). */
   private readonly pumpDue = new Set<string>();
   private readonly followUps: TimeoutFollowUps;
+  /** What a user's new connections on this node get again of its messages in flight (CONNECT). */
+  private readonly resends: ResendBudget;
 
   constructor(private readonly parts: MessagingParts) {
     this.delivery = parts.config.websocket.delivery;
+    this.resends = new ResendBudget(this.delivery.max_inflight_per_user, this.delivery.ack_timeout * 1000);
     // Outlives the sweeps between two of this node's (another node's sweep may come first), and
     // a node gone while behind: Redis forgets its mark.
     this.behindMarkMs = Math.max(1000, 4 * parts.config.cluster.sweep_interval * 1000);
@@ -180,12 +184,14 @@ export class ClusterMessaging {
     const out = await this.script<[string[], number, ...Array<[number, Fields]>] | ['cap', number]>(CONNECT, [
       this.prefix, node, user, now, this.delivery.ack_timeout * 1000, this.delivery.backoff_multiplier, this.delivery.max_backoff * 1000,
       presence.aliveSince(now), connections, this.delivery.max_inflight_per_user, this.delivery.max_inflight_bytes_per_user, maxConnections,
+      this.resends.available(user, now),
     ]).catch((err: unknown) => {
       if (timedOut(err)) this.followUps.claimTimedOut(`u:${user}`, now, '');
       throw err;
     });
     if (out[0] === 'cap') return { holding: out[1] as number };
     const [nodes, pending, ...entries] = out as [string[], number, ...Array<[number, Fields]>];
+    this.resends.spend(user, entries.filter(([claimed]) => claimed === 0).length, now);
     return { nodes, pending, entries };
   }
 

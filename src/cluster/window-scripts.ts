@@ -138,7 +138,10 @@ return {nodes, fields}
  * or pumped here: none is missed, none doubled.
  * Over maxConnections (0: no cap) with the user's connections on the other live nodes, the
  * connection is refused instead, and nothing is written or claimed.
- * ARGV: P node user now ackMs mult maxBackoffMs aliveSince connectionsOnNode winCount winBytes maxConnections
+ * Of the messages in flight, at most `resend` are listed (the node's ResendBudget; absent from
+ * an older node: all): a user reconnecting in a loop with a window of 10,000 would have Redis
+ * read them all back at every connection; the rest reach it at their ack deadlines.
+ * ARGV: P node user now ackMs mult maxBackoffMs aliveSince connectionsOnNode winCount winBytes maxConnections [resend]
  * -> {nodes, pendingCount, entries...} entry: {claimed 1|0, fields...} (fields end with the ack
  *    deadline) | {'cap', connections the user holds already}
  */
@@ -158,17 +161,23 @@ redis.call('SADD', P..'nk:'..node, P..'pu:'..user)
 local nodes = userNodes(user, since)
 local out = {nodes, 0}
 indexed(user)
-local pending, n, b = redis.call('ZCARD', P..'qu:'..user), 0, 0
-for _, id in ipairs(redis.call('ZRANGE', P..'qf:'..user, 0, -1)) do
-  local f = redis.call('HMGET', P..'m:'..id, 'from', 'group', 'data', 'pri', 'ts', 'attempts', 'bytes')
-  local deadline = tonumber(redis.call('ZSCORE', P..'due', id) or '0')
-  out[#out + 1] = {0, {id, f[1], f[2], f[3], f[4], f[5], f[6], math.ceil(deadline)}}
-  n, b = n + 1, b + tonumber(f[7] or '0')
+local flying = redis.call('ZCARD', P..'qf:'..user)
+local pending, n, b = redis.call('ZCARD', P..'qu:'..user) + flying, 0, 0
+local resend = tonumber(ARGV[13] or '-1')
+if resend < 0 or resend > flying then resend = flying end
+if resend > 0 then
+  for _, id in ipairs(redis.call('ZRANGE', P..'qf:'..user, 0, resend - 1)) do
+    local f = redis.call('HMGET', P..'m:'..id, 'from', 'group', 'data', 'pri', 'ts', 'attempts', 'bytes')
+    local deadline = tonumber(redis.call('ZSCORE', P..'due', id) or '0')
+    out[#out + 1] = {0, {id, f[1], f[2], f[3], f[4], f[5], f[6], math.ceil(deadline)}}
+    n, b = n + 1, b + tonumber(f[7] or '0')
+  end
 end
-pending = pending + n
--- The window's count of its own set from what was just seen (a node of an older version does not keep it).
-redis.call('HDEL', P..'wf:'..user, 'n', 'b')
-if n > 0 then redis.call('HSET', P..'wf:'..user, 'n', n, 'b', b) end
+-- The window's count of its own set from what was just seen whole (a node of an older version does not keep it).
+if n == flying then
+  redis.call('HDEL', P..'wf:'..user, 'n', 'b')
+  if n > 0 then redis.call('HSET', P..'wf:'..user, 'n', n, 'b', b) end
+end
 -- What waits goes as the window allows (before it, a backlog of 600 MB was claimed and returned in one reply).
 for _, c in ipairs(pump(user, now, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[10]), tonumber(ARGV[11]))) do
   out[#out + 1] = {1, c}
