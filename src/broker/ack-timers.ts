@@ -93,9 +93,10 @@ export class AckTimers {
     this.arm();
   }
 
-  /** How long attempt `attempt` of a delivery waits for its ack, s. */
+  /** How long attempt `attempt` of a delivery waits for its ack, s: ack_timeout, times backoff_multiplier per attempt before, at most max_backoff. */
   ackWaitS(attempt: number): number {
-    return ackWaitS(this.delivery, attempt);
+    const { ack_timeout, backoff_multiplier, max_backoff } = this.delivery;
+    return Math.min(max_backoff, ack_timeout * backoff_multiplier ** (attempt - 1));
   }
 
   /** `entry` no longer awaits an ack or its time (acknowledged, parked, dead-lettered, evicted, or delivered anew). */
@@ -173,19 +174,4 @@ export class AckTimers {
   private capList(): number {
     return this.delivery.max_attempts;
   }
-}
-
-type Delivery = Pick<Config['websocket']['delivery'], 'ack_timeout' | 'backoff_multiplier' | 'max_backoff' | 'max_attempts'>;
-
-/** How long attempt `attempt` of a delivery waits for its ack, s: ack_timeout, times backoff_multiplier per attempt before, at most max_backoff. */
-export function ackWaitS(delivery: Delivery, attempt: number): number {
-  const { ack_timeout, backoff_multiplier, max_backoff } = delivery;
-  return Math.min(max_backoff, ack_timeout * backoff_multiplier ** (attempt - 1));
-}
-
-/** Seconds from a message's first delivery to its dead letter when no delivery is acknowledged. */
-export function deadLetterAfterS(delivery: Delivery): number {
-  let total = 0;
-  for (let attempt = 1; attempt <= delivery.max_attempts; attempt++) total += ackWaitS(delivery, attempt);
-  return total;
 }

@@ -307,7 +307,7 @@ export class ClusterMessaging {
     if (deadDropped > 0) this.parts.deadDropped(deadDropped);
     this.here.inflight(); // forgets the deliveries past their deadline
     for (const [id, action, target, freed, deadline] of due) {
-      // Held on a node that is behind: its deadline was put off, and this node sweeps then.
+      // Held on a node that is behind, or a last attempt whose nodes were not seen alive past its deadline yet: put off, and this node sweeps then.
       if (action === 'later') {
         this.parts.dueAt(deadline!);
         continue;

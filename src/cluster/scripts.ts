@@ -150,7 +150,13 @@ local function claim(id, holder, now, ackMs, mult, maxMs)
   flight(id, s[2], tonumber(s[3]), 1, now)
   local attempts = redis.call('HINCRBY', m, 'attempts', 1)
   local deadline = now + backoff(attempts, ackMs, mult, maxMs)
-  redis.call('HSET', m, 'state', 'f', 'holder', holder, 'dt', now)
+  -- hn: the nodes where the recipient had connections, which SWEEP asks at the last attempt
+  -- whether they lived past its deadline.
+  local held, presence = {}, redis.call('HGETALL', P..'pu:'..(holder ~= '' and holder or string.sub(s[2], 3)))
+  for i = 1, #presence, 2 do
+    if tonumber(presence[i + 1]) > 0 then held[#held + 1] = presence[i] end
+  end
+  redis.call('HSET', m, 'state', 'f', 'holder', holder, 'dt', now, 'hn', table.concat(held, ','))
   redis.call('ZADD', P..'due', deadline, id)
   if holder ~= '' then loadinc(holder, tonumber(s[3])) end
   local f = redis.call('HMGET', m, 'from', 'group', 'data', 'pri', 'ts', 'attempts')
@@ -301,6 +307,13 @@ return {f[5] or '0', math.min(1, redis.call('EXISTS', P..'wb:'..user, P..'wg:'..
  * itself behind (P bh:NODE, for behindMs; deleted once it is not): a deadline of a message held
  * on such a node is not counted as missed, once per delivery and max_attempts times per message. It waits as long again, with its attempt given back,
  * as on one process (broker.ts, behind). A node of an older version passes no NODE: no mark.
+ *
+ * A node that died is still listed until another forgets it (presence_ttl and a third), and
+ * each delivery to it until then counts an attempt. So a last attempt is dead-lettered only
+ * once a node it went to has beaten after its deadline; until then it is put off a second at a
+ * time, and once every such node is forgotten its attempt is given back and it waits again.
+ * (A review's ack_timeout of 0.5 s had dead-lettered all 20 sends to a user whose node was
+ * killed, though the user came back on another.)
  * ARGV: P now limit maxAttempts ttlMs [NODE behindMs ackMs mult maxMs [maxDeadLetters maxDeadBytes]]
  * -> {{id, action(route|dead|expired|later), target, freed, deadline(later)}..., count, bytes, deadDropped};
  *    freed: the member whose window an \`any\` it held left, when messages wait for room there
@@ -327,12 +340,34 @@ local function heldBehind(target, holder)
   end
   return false
 end
+-- At a delivery's last attempt, whether a node it went to (hn) was seen alive after its deadline
+-- ('seen': the recipient had it and did not ack), none was but one is still listed ('wait': it
+-- may have died and not be forgotten yet), or all are forgotten ('gone': they died with it, and
+-- the attempt is not the recipient's). A claim without hn (an older node's), or a sweep without
+-- the backoff settings: 'seen', as before. The deadline is the claim's (dt and the backoff), not
+-- the due time a 'wait' put off.
+local function lastAttempt(m, attempts)
+  local e = redis.call('HMGET', m, 'hn', 'dt')
+  local hn = e[1]
+  if not hn or hn == '' or not ackMs or not e[2] then return 'seen' end
+  local deadline = tonumber(e[2]) + backoff(attempts, ackMs, mult, maxMs)
+  local listed = false
+  for held in string.gmatch(hn, '[^,]+') do
+    local beat = redis.call('ZSCORE', P..'nodes', held)
+    if beat then
+      if tonumber(beat) >= deadline then return 'seen' end
+      listed = true
+    end
+  end
+  return listed and 'wait' or 'gone'
+end
 local out = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', P..'due', '-inf', now, 'LIMIT', 0, limit)) do
   local m = P..'m:'..id
   local f = redis.call('HMGET', m, 'state', 'attempts', 'holder', 'target', 'bytes')
   local state = f[1]
   local freed = ''
+  local last = state == 'f' and tonumber(f[2]) >= maxAttempts and lastAttempt(m, tonumber(f[2])) or ''
   if not state then
     redis.call('ZREM', P..'due', id)
   elseif state == 'f' and node and heldBehind(f[4], f[3]) and giveback(m, maxAttempts) then
@@ -341,16 +376,22 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', P..'due', '-inf', now, 'LIMIT', 
     local deadline = math.ceil(now + backoff(tonumber(f[2]), ackMs, mult, maxMs))
     redis.call('ZADD', P..'due', deadline, id)
     out[#out + 1] = {id, 'later', f[4], '', deadline}
+  elseif last == 'wait' then
+    -- Judged again in a second: by then a live node has beaten (every presence_ttl / 3), or a dead one is forgotten.
+    local later = math.ceil(now + 1000)
+    redis.call('ZADD', P..'due', later, id)
+    out[#out + 1] = {id, 'later', f[4], '', later}
   elseif state == 'w' then
     deadletter(id, 'expired: waited '..(ttl / 1000)..' s for a recipient (delivery.ttl)', now)
     out[#out + 1] = {id, 'expired', f[4]}
   else
+    if last == 'gone' and giveback(m) then last = '' end
     if state == 'f' then
       loaddec(f[3], tonumber(f[5]))
       redis.call('HSET', m, 'holder', '')
       if f[3] ~= '' and redis.call('EXISTS', P..'wb:'..f[3], P..'wg:'..f[3]) > 0 then freed = f[3] end
     end
-    if state == 'f' and tonumber(f[2]) >= maxAttempts then
+    if last ~= '' then
       deadletter(id, 'not acknowledged after '..f[2]..' deliveries (delivery.max_attempts)', now)
       out[#out + 1] = {id, 'dead', f[4], freed}
     else

@@ -5,7 +5,6 @@
  * cluster (src/cluster), which opens no LMDB store and takes no lease: every node delivers, and
  * Redis' scripts decide which node delivers what, so a reload's new process serves at once.
  */
-import { deadLetterAfterS } from '../broker/ack-timers.js';
 import { Broker, type BrokerOptions } from '../broker/broker.js';
 import type { HistoryStats } from '../broker/history.js';
 import { LEASE_TTL_MS, Ownership } from '../broker/ownership.js';
@@ -64,15 +63,6 @@ export async function startMessaging(parts: MessagingParts): Promise<Messaging> 
     });
     await node.start();
     log.info({ node: node.node, redis: parts.clusterState.view()?.redis, prefix: config.cluster.key_prefix }, 'cluster: this process is a node');
-    // A node that dies is chosen for deliveries until the others forget it (presence_ttl and a
-    // third), and each delivery to it counts an attempt: messages must outlast that.
-    const deadAfter = deadLetterAfterS(config.websocket.delivery);
-    if (deadAfter < 2 * config.cluster.presence_ttl) {
-      log.warn(
-        { deadLetterAfterS: deadAfter, presence_ttl: config.cluster.presence_ttl },
-        'cluster: websocket.delivery.ack_timeout, backoff_multiplier and max_attempts dead-letter an unacknowledged message within twice cluster.presence_ttl: a node that dies takes the attempts of the deliveries made to it before it is forgotten, and their messages may be dead-lettered while their recipient is online elsewhere (requeue them with /admin/dlq)',
-      );
-    }
     return { broker: node, ownsStore: true, historyStats: () => null, stop: () => node.stop() };
   }
   const broker = new Broker({
