@@ -42,6 +42,7 @@ describe('bad input hurts only the connection that sent it', () => {
     ['a non-string ref', '{"op":"join","group":"g","ref":5}', /ref must be a well-formed string/],
     ['a ref with half a surrogate pair', '{"op":"join","group":"g","ref":"x\\ud800"}', /ref must be a well-formed string/],
     ['a ping without t', '{"op":"ping"}', /ping needs a number/],
+    ['an any with at (only a send is scheduled)', '{"op":"any","group":"g","data":1,"at":4102444800000}', /any has no at/],
   ];
   for (const [name, raw, message] of badFrames) {
     test(`${name} gets E_BAD_FRAME and the connection stays open`, async () => {

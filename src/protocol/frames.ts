@@ -138,6 +138,8 @@ export function toClientFrame(value: unknown): ClientFrame | FrameError {
       if (!Object.hasOwn(frame, 'data')) return frameError('E_BAD_FRAME', 'any needs data', ref as string | undefined);
       const pri = frame.pri ?? Priority.NORMAL;
       if (!isPriority(pri)) return badPriority(ref);
+      // Unknown fields are let pass, but this one has a meaning a client may expect: refused, not ignored.
+      if (Object.hasOwn(frame, 'at')) return frameError('E_BAD_FRAME', 'any has no at: it is delivered at once (only a send is scheduled)', ref as string | undefined);
       const strategy = frame.strategy;
       if (strategy !== undefined && !(ANY_STRATEGIES as readonly unknown[]).includes(strategy)) {
         return frameError('E_BAD_FRAME', `strategy must be one of ${ANY_STRATEGIES.join(', ')}`, ref as string | undefined);
