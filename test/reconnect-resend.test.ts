@@ -34,6 +34,32 @@ async function reconnectThrice(port: number, send: (n: number) => Promise<unknow
   third.close();
 }
 
+/**
+ * A window of 4 and 8 messages: two connections take 1-4 and close, so the third, a second
+ * later, has half the budget back: not enough for all four. It gets 1-4 at their deadline, then
+ * 5-8 as it acks: in order (a part resent had let 5 and 6 overtake 3 and 4).
+ */
+async function inOrderOverBudget(port: number, send: (n: number) => Promise<unknown>): Promise<void> {
+  for (let n = 1; n <= 8; n++) await send(n);
+  for (const _ of [1, 2]) {
+    const early = await member(port, 'orderly');
+    assert.equal((await nextMsgs(early, 4)).length, 4);
+    early.close();
+    await early.closed;
+  }
+  await sleep(1000); // half the budget back: enough for part of what is in flight
+  const late = await member(port, 'orderly');
+  const order: number[] = [];
+  while (order.length < 8) {
+    for (const m of await nextMsgs(late, 1, 10_000)) {
+      order.push((m.data as { n: number }).n);
+      late.send({ op: 'ack', id: m.id });
+    }
+  }
+  assert.deepEqual(order, [1, 2, 3, 4, 5, 6, 7, 8]);
+  late.close();
+}
+
 const LIMITS = { max_inflight_per_user: 20, ack_timeout: 3 };
 
 describe('a user reconnecting in a loop with messages in flight', () => {
@@ -48,6 +74,18 @@ describe('a user reconnecting in a loop with messages in flight', () => {
   });
 });
 
+describe('... over the budget, newer messages stay behind the ones in flight', () => {
+  let server: RunningServer;
+  before(async () => {
+    server = await startInProcess({ websocket: { server: { shards: 1 }, delivery: { max_inflight_per_user: 4, ack_timeout: 2 } } });
+  });
+  after(() => server.close());
+
+  test('the third connection gets 1-8 in order', async () => {
+    await inOrderOverBudget(server.port, (n) => server.send('orderly', { n }));
+  });
+});
+
 describe('... on a cluster node, whose CONNECT lists no more of them than the budget', { skip: announceSkip('reconnect-resend.test') }, () => {
   let redis: PrivateRedis;
   let node: RunningServer;
@@ -58,6 +96,21 @@ describe('... on a cluster node, whose CONNECT lists no more of them than the bu
   after(async () => {
     await node?.close();
     await redis?.stop();
+  });
+
+  test('connections opening at once share the budget: 10 of them get a window again between them, not each', async () => {
+    const sender = await member(node.port, 'sender-many');
+    for (let n = 0; n < 20; n++) {
+      sender.send({ op: 'send', to: 'many-tabs', data: { n }, ref: `m${n}` });
+      await sender.next((f) => f.ref === `m${n}`);
+    }
+    const first = await member(node.port, 'many-tabs');
+    await nextMsgs(first, 20);
+    const tabs = await Promise.all(Array.from({ length: 10 }, () => member(node.port, 'many-tabs')));
+    await sleep(1000);
+    const resent = tabs.reduce((sum, tab) => sum + tab.frames.reduce((k, f: Frame) => k + (f.op === 'batch' ? (f.msgs as Frame[]).length : f.op === 'msg' ? 1 : 0), 0), 0);
+    assert.ok(resent <= 20, `${resent} resent in all`);
+    for (const c of [first, ...tabs, sender]) c.close();
   });
 
   test('the same, with Redis holding the messages', async () => {

@@ -109,8 +109,8 @@ export class Delivery {
 
   /**
    * A connection authenticated: welcome it with its pending count, then deliver what waits:
-   * what the user already has in flight to this connection too (within its ResendBudget; the
-   * rest at their ack deadlines), the rest as its window allows.
+   * what the user already has in flight to this connection too (within its ResendBudget, else
+   * none, and nothing newer: all at their ack deadlines), the rest as its window allows.
    */
   online(sid: string, user: string, shard: number): void {
     const { presence, queues, link } = this.parts;
@@ -128,14 +128,9 @@ export class Delivery {
     }
     link.welcome(shard, sid, pending);
     if (this.paused) return;
-    let resend = this.resends.take(user, inflight, Date.now());
-    if (resend > 0) {
-      for (const entry of queues.ordered(`u:${user}`)) {
-        if (entry.state !== State.INFLIGHT || coming.has(entry)) continue;
-        this.enqueue(shard, null, sid, entry);
-        if (--resend === 0) break;
-      }
-    }
+    // Over the budget, none: they come at their deadlines, and what waits stays behind them.
+    if (!this.resends.take(user, inflight, Date.now())) return;
+    if (inflight > 0) for (const entry of queues.ordered(`u:${user}`)) if (entry.state === State.INFLIGHT && !coming.has(entry)) this.enqueue(shard, null, sid, entry);
     if (!waiting) return;
     this.blocked.add(user);
     this.pump(user, { shard, sid });

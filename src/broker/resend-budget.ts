@@ -1,14 +1,15 @@
 /**
- * How many of a user's messages in flight its new connections get at once: a window's worth
+ * Whether a user's new connection gets its messages in flight again at once: a window's worth
  * (delivery.max_inflight_per_user) per ack_timeout, per user. A user reconnecting in a loop
  * made the broker read back and encode its whole window at every connection (a review: 10,000
  * small messages never acknowledged, 34 reconnects a second, and every other user's `send`
- * waited 1-3 s for its ack). Past the budget they come at their ack deadlines, as they do to a
- * connection that lost them.
+ * waited 1-3 s for its ack). All or none: past the budget they come at their ack deadlines, as
+ * to a connection that lost them, and newer messages wait behind them (a part resent, and
+ * newer ones let into the room, had overtaken the rest).
  */
 
-/** Users tracked before the full buckets are dropped (a full bucket is the same as none). */
-const PRUNE_FROM = 10_000;
+/** Full buckets (the same as none) are dropped every this many calls, or every map's size of them when larger. */
+const PRUNE_EVERY = 1000;
 
 interface Bucket {
   tokens: number;
@@ -18,45 +19,56 @@ interface Bucket {
 export class ResendBudget {
   private readonly buckets = new Map<string, Bucket>();
   private readonly perMs: number;
-  private pruneAt = PRUNE_FROM;
+  private calls = 0;
+  private prunedAt = 0;
 
   constructor(
     private readonly capacity: number,
-    refillMs: number,
+    private readonly refillMs: number,
   ) {
     this.perMs = capacity / refillMs;
   }
 
-  /** Takes up to `wanted` from `user`'s budget at `now` (ms); returns how many it may resend. */
-  take(user: string, wanted: number, now: number): number {
-    const granted = Math.min(Math.max(wanted, 0), this.available(user, now));
-    this.spend(user, granted, now);
-    return granted;
+  /** Whether `count` may be resent to `user` at `now` (ms): if so they are spent. */
+  take(user: string, count: number, now: number): boolean {
+    if (count <= 0) return true;
+    const tokens = this.level(user, now);
+    if (tokens < count) return false;
+    this.set(user, tokens - count, now);
+    return true;
   }
 
-  /** How many `user` may have resent at `now`. */
-  available(user: string, now: number): number {
+  /**
+   * Takes all that `user` may have resent at `now`, before a script that lists at most that
+   * many (cluster CONNECT): connections opening at once must not each see the whole budget.
+   * What the script did not list is given back with `refund`.
+   */
+  reserve(user: string, now: number): number {
+    const tokens = Math.floor(this.level(user, now));
+    this.set(user, this.level(user, now) - tokens, now);
+    return tokens;
+  }
+
+  refund(user: string, count: number, now: number): void {
+    if (count > 0) this.set(user, Math.min(this.capacity, this.level(user, now) + count), now);
+  }
+
+  private level(user: string, now: number): number {
     const bucket = this.buckets.get(user);
-    return Math.floor(bucket === undefined ? this.capacity : this.level(bucket, now));
-  }
-
-  /** `count` were resent to `user` (at most what was available: asked before a script that lists them). */
-  spend(user: string, count: number, now: number): void {
-    if (count <= 0) return;
-    const bucket = this.buckets.get(user);
-    const tokens = bucket === undefined ? this.capacity : this.level(bucket, now);
-    this.buckets.set(user, { tokens: Math.max(tokens - count, 0), at: now });
-    if (this.buckets.size > this.pruneAt) this.prune(now);
-  }
-
-  private level(bucket: Bucket, now: number): number {
     // A clock stepped back refills nothing.
-    return Math.min(this.capacity, bucket.tokens + Math.max(0, now - bucket.at) * this.perMs);
+    return bucket === undefined ? this.capacity : Math.min(this.capacity, bucket.tokens + Math.max(0, now - bucket.at) * this.perMs);
+  }
+
+  private set(user: string, tokens: number, now: number): void {
+    this.buckets.set(user, { tokens, at: now });
+    // The full buckets go now and then: at most once per entry's worth of calls, and at least
+    // once a refill period (by then a spike's are all full again).
+    if (++this.calls >= Math.max(PRUNE_EVERY, this.buckets.size) || now - this.prunedAt >= this.refillMs) this.prune(now);
   }
 
   private prune(now: number): void {
-    for (const [user, bucket] of this.buckets) if (this.level(bucket, now) >= this.capacity) this.buckets.delete(user);
-    // Many users spending at once: look again only once they are twice as many.
-    this.pruneAt = Math.max(PRUNE_FROM, 2 * this.buckets.size);
+    this.calls = 0;
+    this.prunedAt = now;
+    for (const user of this.buckets.keys()) if (this.level(user, now) >= this.capacity) this.buckets.delete(user);
   }
 }

@@ -181,17 +181,23 @@ export class ClusterMessaging {
   private async backlogOf(user: string, connections: number, maxConnections: number): Promise<{ nodes: string[]; pending: number; entries: Array<[number, Fields]> } | { holding: number }> {
     const now = Date.now();
     const { presence, node } = this.parts;
+    // Taken before the script, what it did not list given back after: connections opening at once each saw the whole budget.
+    const reserved = this.resends.reserve(user, now);
     const out = await this.script<[string[], number, ...Array<[number, Fields]>] | ['cap', number]>(CONNECT, [
       this.prefix, node, user, now, this.delivery.ack_timeout * 1000, this.delivery.backoff_multiplier, this.delivery.max_backoff * 1000,
       presence.aliveSince(now), connections, this.delivery.max_inflight_per_user, this.delivery.max_inflight_bytes_per_user, maxConnections,
-      this.resends.available(user, now),
+      reserved,
     ]).catch((err: unknown) => {
+      this.resends.refund(user, reserved, Date.now());
       if (timedOut(err)) this.followUps.claimTimedOut(`u:${user}`, now, '');
       throw err;
     });
-    if (out[0] === 'cap') return { holding: out[1] as number };
+    if (out[0] === 'cap') {
+      this.resends.refund(user, reserved, Date.now());
+      return { holding: out[1] as number };
+    }
     const [nodes, pending, ...entries] = out as [string[], number, ...Array<[number, Fields]>];
-    this.resends.spend(user, entries.filter(([claimed]) => claimed === 0).length, now);
+    this.resends.refund(user, reserved - entries.filter(([claimed]) => claimed === 0).length, Date.now());
     return { nodes, pending, entries };
   }
 

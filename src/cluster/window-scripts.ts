@@ -138,9 +138,10 @@ return {nodes, fields}
  * or pumped here: none is missed, none doubled.
  * Over maxConnections (0: no cap) with the user's connections on the other live nodes, the
  * connection is refused instead, and nothing is written or claimed.
- * Of the messages in flight, at most `resend` are listed (the node's ResendBudget; absent from
- * an older node: all): a user reconnecting in a loop with a window of 10,000 would have Redis
- * read them all back at every connection; the rest reach it at their ack deadlines.
+ * The messages in flight are listed only if they are at most `resend` (the node's ResendBudget;
+ * absent from an older node: always): a user reconnecting in a loop with a window of 10,000
+ * would have Redis read them all back at every connection. Else none is, nor is anything
+ * claimed: they reach it at their ack deadlines, and what waits stays behind them.
  * ARGV: P node user now ackMs mult maxBackoffMs aliveSince connectionsOnNode winCount winBytes maxConnections [resend]
  * -> {nodes, pendingCount, entries...} entry: {claimed 1|0, fields...} (fields end with the ack
  *    deadline) | {'cap', connections the user holds already}
@@ -164,7 +165,8 @@ indexed(user)
 local flying = redis.call('ZCARD', P..'qf:'..user)
 local pending, n, b = redis.call('ZCARD', P..'qu:'..user) + flying, 0, 0
 local resend = tonumber(ARGV[13] or '-1')
-if resend < 0 or resend > flying then resend = flying end
+local over = resend >= 0 and flying > resend
+if over then resend = 0 else resend = flying end
 if resend > 0 then
   for _, id in ipairs(redis.call('ZRANGE', P..'qf:'..user, 0, resend - 1)) do
     local f = redis.call('HMGET', P..'m:'..id, 'from', 'group', 'data', 'pri', 'ts', 'attempts', 'bytes')
@@ -179,8 +181,10 @@ if n == flying then
   if n > 0 then redis.call('HSET', P..'wf:'..user, 'n', n, 'b', b) end
 end
 -- What waits goes as the window allows (before it, a backlog of 600 MB was claimed and returned in one reply).
-for _, c in ipairs(pump(user, now, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[10]), tonumber(ARGV[11]))) do
-  out[#out + 1] = {1, c}
+if not over then
+  for _, c in ipairs(pump(user, now, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[10]), tonumber(ARGV[11]))) do
+    out[#out + 1] = {1, c}
+  end
 end
 out[2] = pending
 return out
