@@ -115,6 +115,17 @@ describe('a client against a server that allows 10 frames a second (burst 20)', 
     await rx.client.close();
   });
 
+  test('a user with two tabs gets 1,500 sends on both, each acknowledging all of them: neither is refused (the second ack of each id is unknown)', async () => {
+    const tabs = [sdkClient(server.port, { user: 'two-tabs' }), sdkClient(server.port, { user: 'two-tabs' })];
+    for (const tab of tabs) await tab.client.connect();
+    for (let n = 0; n < 1500; n++) await server.send('two-tabs', { n });
+    for (const tab of tabs) await tab.received(1500, () => true, 30_000);
+    for (const tab of tabs) {
+      assert.deepEqual([tab.errors, tab.disconnects], [[], []]);
+      await tab.client.close();
+    }
+  });
+
   test('a listener that closes the client mid-backlog: the messages handed over before are acknowledged, not delivered again', async () => {
     for (let n = 0; n < 10; n++) await server.send('closer', { n });
     const first = sdkClient(server.port, { user: 'closer' });

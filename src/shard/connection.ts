@@ -148,14 +148,4 @@ export class RateLimiter {
     conn.tokens = tokens - 1;
     return true;
   }
-
-  /**
-   * One token more for what a frame turned out to cost: an `ack` id the broker did not know. A
-   * frame of made-up ids costs the broker (or Redis) a lookup each; charged, a flood of them
-   * runs at the rate of single frames. The debt stops at a burst, so the wait it earns is bounded.
-   */
-  charge(conn: Connection): void {
-    if (this.rate === 0) return;
-    conn.tokens = Math.max(conn.tokens - 1, -this.burst);
-  }
 }

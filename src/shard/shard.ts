@@ -133,7 +133,6 @@ class Shard {
     const compressFrom = performance.enable_compression ? performance.compression_threshold : Infinity;
     const groups = new LocalGroups(this.app, counters, compressFrom);
     const { registry, metrics } = this;
-    const limiter = new RateLimiter(limits.messages_per_second, limits.burst);
     this.link = new BrokerLink({
       shard: init.shard,
       welcomeLimits: { messagesPerSecond: limits.messages_per_second, burst: limits.burst, ackIds: MAX_ACK_IDS },
@@ -146,10 +145,7 @@ class Shard {
       out,
       codec,
       counters,
-      fail: (ws, conn, code, message, ref, close, id) => {
-        if (code === 'E_UNKNOWN_ID') limiter.charge(conn);
-        fail(ws, conn, code, message, ref, close, id);
-      },
+      fail,
       latency: metrics,
       welcomed: (ws) => this.dispatch.resume(ws),
       report: () => {
@@ -220,7 +216,7 @@ class Shard {
       },
       backpressure,
       pubBackpressure: new Backpressure(() => this.cross.fullestBacklog(), () => this.cross.fullestEmptied(), performance.ring_overflow_bytes),
-      limiter,
+      limiter: new RateLimiter(limits.messages_per_second, limits.burst),
       counters,
       log: this.log,
       fail,
