@@ -5,7 +5,7 @@
  * Tests on a real FIFO whose reader holds it open and reads nothing until it chooses to.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { closeSync, constants, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -169,5 +169,43 @@ test('a server whose stdout is a file on a full disk keeps serving, and writes t
     await server?.kill();
     closeSync(out);
     small.unmount();
+  }
+});
+
+/** Runs the server with stdout and stderr on a pseudo-terminal nobody reads (python3's pty: Node has none). */
+const PTY_RUNNER = `
+import os, pty, subprocess, sys
+m, s = pty.openpty()
+p = subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=s, stderr=s)
+os.close(s)
+print(p.pid, flush=True)
+sys.exit(p.wait())
+`;
+const python = spawnSync('python3', ['-c', 'import pty'], { stdio: 'ignore' }).status === 0;
+
+test('a server whose stdout is a terminal nobody reads (stopped with Ctrl-S, a detached session) keeps serving, and stops on SIGTERM', { skip: python ? false : 'SKIPPED: no python3 to open a pseudo-terminal with; the terminal case was not tested' }, async () => {
+  const port = await freePort();
+  const file = writeConfig(testConfig({ websocket: { server: { port }, monitoring: { metrics_collection_interval: 0.05, log_interval: 0.05 } }, logging: { level: 'info' } }));
+  const runner = spawn('python3', ['-c', PTY_RUNNER, process.execPath, MAIN, '--config', file], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise<number | null>((resolve) => runner.on('exit', (code) => resolve(code)));
+  const pid = await new Promise<number>((resolve) => runner.stdout!.once('data', (d: Buffer) => resolve(Number(String(d).trim()))));
+  try {
+    let healthy = false;
+    for (let i = 0; i < 100 && !healthy; i++) {
+      await sleep(100);
+      healthy = await getJson(port, '/health').then((r) => r.status === 200, () => false);
+    }
+    assert.ok(healthy, 'the server came up');
+    await sleep(3000); // a terminal's buffer (4 KB) is full long before this
+    await assertServes(port);
+    process.kill(pid, 'SIGTERM');
+    assert.equal(await Promise.race([exited, sleep(10_000).then(() => 'hung')]), 0, 'stopped on SIGTERM');
+  } finally {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone
+    }
+    await exited;
   }
 });

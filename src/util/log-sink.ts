@@ -2,15 +2,17 @@
  * Where log lines go outside pm2: straight to fd 1 from the thread that logs (no hop through the
  * main thread, so a shard's last line before a crash is out), without ever waiting for the reader.
  *
- * A reader that stops reading (a stuck log shipper, `| tee` onto a full disk) must not stop the
- * server: on a pipe, fd 1 is made non-blocking (by the main thread opening process.stdout, as
- * libuv does for pipes), a write the pipe has no room for fails with EAGAIN at once, and the
- * line waits in a bounded queue that a timer retries. Past the bound, lines are dropped and
- * counted; once the reader catches up, one line says how many were lost. A file on a full disk
- * (ENOSPC) is treated the same way; a reader gone for good (EPIPE) drops every line.
+ * A reader that stops reading (a stuck log shipper, `| tee` onto a full disk, a terminal
+ * stopped with Ctrl-S) must not stop the server: on a pipe, fd 1 is made non-blocking (by the
+ * main thread opening process.stdout, as libuv does for pipes; a terminal is opened anew,
+ * non-blocking), a write there is no room for fails with EAGAIN at once, and the line waits in
+ * a bounded queue that a timer retries. Past the bound, lines are dropped and counted; once the
+ * reader catches up, one line says how many were lost. A file on a full disk (ENOSPC) is
+ * treated the same way; a reader gone for good (EPIPE) drops every line.
  */
 import { Buffer } from 'node:buffer';
-import { fstatSync, writeSync } from 'node:fs';
+import { constants, fstatSync, openSync, writeSync } from 'node:fs';
+import { isatty } from 'node:tty';
 import { isMainThread } from 'node:worker_threads';
 
 /** What a thread keeps for a stalled reader: a few seconds of heavy logging, bounded. */
@@ -41,7 +43,7 @@ export class LogSink {
   private retry: NodeJS.Timeout | null = null;
 
   constructor(options: LogSinkOptions = {}) {
-    this.fd = options.fd ?? STDOUT;
+    this.fd = options.fd ?? stdoutForWriting();
     this.maxQueuedBytes = options.maxQueuedBytes ?? LOG_QUEUE_BYTES;
     this.onDropped = options.onDropped;
   }
@@ -123,6 +125,21 @@ export class LogSink {
       this.queue.shift();
     }
     if (this.queue.length > 0) this.arm();
+  }
+}
+
+/**
+ * fd 1, or on a terminal a non-blocking descriptor of its own onto the same terminal: a terminal
+ * stopped with Ctrl-S, or a detached session nobody reads, blocks a write on fd 1 (which stays
+ * blocking: libuv, too, opens the terminal anew rather than change the flags of a descriptor the
+ * shell shares). One per thread, open while the thread lives.
+ */
+function stdoutForWriting(): number {
+  if (!isatty(STDOUT)) return STDOUT;
+  try {
+    return openSync('/proc/self/fd/1', constants.O_WRONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
+  } catch {
+    return STDOUT;
   }
 }
 
