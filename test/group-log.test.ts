@@ -32,7 +32,7 @@ test('messages no longer kept are not counted', () => {
   assert.equal(log.moreBytesAfter(0, 2 * frame - 1), true);
 });
 
-test('a group that keeps 100,000 messages answers for an old `since` as for a recent one', () => {
+test('on a group that keeps 100,000 messages, an old `since` is past the bound and a recent one is not', () => {
   const log = logOf(Array.from({ length: 100_000 }, () => 50));
   assert.equal(log.moreBytesAfter(0, 256 * 1024), true);
   assert.equal(log.moreBytesAfter(log.top - 10, 256 * 1024), false);

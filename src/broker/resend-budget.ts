@@ -44,8 +44,9 @@ export class ResendBudget {
    * What the script did not list is given back with `refund`.
    */
   reserve(user: string, now: number): number {
-    const tokens = Math.floor(this.level(user, now));
-    this.set(user, this.level(user, now) - tokens, now);
+    const level = this.level(user, now);
+    const tokens = Math.floor(level);
+    this.set(user, level - tokens, now);
     return tokens;
   }
 

@@ -142,7 +142,16 @@ local function giveback(m, limit)
 end
 -- Marks a waiting message delivered (to holder, '' for a user's message); returns its fields
 -- and its ack deadline (whole ms, rounded up: Redis would cut a fraction off).
-local function claim(id, holder, now, ackMs, mult, maxMs)
+-- The nodes where \`user\` has connections, as a claim records them (hn), comma-separated.
+local function heldOn(user)
+  local held, presence = {}, redis.call('HGETALL', P..'pu:'..user)
+  for i = 1, #presence, 2 do
+    if tonumber(presence[i + 1]) > 0 then held[#held + 1] = presence[i] end
+  end
+  return table.concat(held, ',')
+end
+-- \`held\`: heldOn() of the recipient, when the caller has it (a pump claims many for one user).
+local function claim(id, holder, now, ackMs, mult, maxMs, held)
   local m = P..'m:'..id
   local s = redis.call('HMGET', m, 'state', 'target', 'bytes')
   if s[1] ~= 'w' then return false end
@@ -152,11 +161,8 @@ local function claim(id, holder, now, ackMs, mult, maxMs)
   local deadline = now + backoff(attempts, ackMs, mult, maxMs)
   -- hn: the nodes where the recipient had connections, which SWEEP asks at the last attempt
   -- whether they lived past its deadline.
-  local held, presence = {}, redis.call('HGETALL', P..'pu:'..(holder ~= '' and holder or string.sub(s[2], 3)))
-  for i = 1, #presence, 2 do
-    if tonumber(presence[i + 1]) > 0 then held[#held + 1] = presence[i] end
-  end
-  redis.call('HSET', m, 'state', 'f', 'holder', holder, 'dt', now, 'hn', table.concat(held, ','))
+  held = held or heldOn(holder ~= '' and holder or string.sub(s[2], 3))
+  redis.call('HSET', m, 'state', 'f', 'holder', holder, 'dt', now, 'hn', held)
   redis.call('ZADD', P..'due', deadline, id)
   if holder ~= '' then loadinc(holder, tonumber(s[3])) end
   local f = redis.call('HMGET', m, 'from', 'group', 'data', 'pri', 'ts', 'attempts')

@@ -66,6 +66,7 @@ local function pump(user, now, ackMs, mult, maxMs, winCount, winBytes)
   indexed(user)
   local qu = P..'qu:'..user
   local claimed = {}
+  local held = heldOn(user)
   local count, bytes = inflight(user)
   local waiting = false
   while not waiting do
@@ -78,7 +79,7 @@ local function pump(user, now, ackMs, mult, maxMs, winCount, winBytes)
         waiting = true
         break
       end
-      local c = claim(id, '', now, ackMs, mult, maxMs)
+      local c = claim(id, '', now, ackMs, mult, maxMs, held)
       if c then
         claimed[#claimed + 1] = c
         count, bytes = count + 1, bytes + size
@@ -124,7 +125,7 @@ do
     return false
   end
 end
-local fields = claim(id, '', now, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))
+local fields = claim(id, '', now, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), table.concat(nodes, ','))
 if not fields then return false end
 return {nodes, fields}
 `;
