@@ -16,12 +16,13 @@ import { ResendBudget } from '../broker/resend-budget.js';
 import type { Config } from '../config/schema.js';
 import { encodeStoredMsg } from '../protocol/json-codec.js';
 import { Latency, type LatencyRecorder } from '../metrics/latencies.js';
+import { ACKS, ACKS_PER_SCRIPT } from './ack-script.js';
 import { ClaimedDelivery, type ClaimedDeliveryParts, type Fields } from './claimed-delivery.js';
 import { LocalDelivery, outgoing, type Outgoing } from './local-delivery.js';
 import { logCommandFailure, timedOut } from './redis.js';
 import { PUMP_GROUP, ROUTE_ANY } from './route-any-script.js';
 import type { ScriptRunner } from './script-runner.js';
-import { ACK, JOIN, SWEEP } from './scripts.js';
+import { JOIN, SWEEP } from './scripts.js';
 import { TimeoutFollowUps } from './timeout-follow-ups.js';
 import { CONNECT, PUMP, ROUTE_USER } from './window-scripts.js';
 
@@ -29,6 +30,17 @@ import { CONNECT, PUMP, ROUTE_USER } from './window-scripts.js';
 const SWEEP_BATCH = 500;
 /** Most waiting `any` messages one PUMP_GROUP claims; the node runs it again for the rest. */
 const PUMP_GROUP_CLAIMS = 500;
+
+/** How an ack's outcome is told to its connection. */
+export interface AckReply {
+  unknown(message: string): void;
+  unavailable(message: string): void;
+}
+interface PendingAck {
+  user: string;
+  id: string;
+  reply: AckReply;
+}
 
 export interface MessagingParts extends ClaimedDeliveryParts {
   scripts: ScriptRunner;
@@ -57,6 +69,8 @@ export class ClusterMessaging {
   private rescanDue = false;
   /** Users whose ack timed out, to pump once Redis answers (one follow-up for all). */
   private readonly pumpDue = new Set<string>();
+  /** Acks read in this pass over the rings, to settle together (flushAcks). */
+  private acks: PendingAck[] = [];
   private readonly followUps: TimeoutFollowUps;
   /** What a user's new connections on this node get again of its messages in flight (CONNECT). */
   private readonly resends: ResendBudget;
@@ -237,28 +251,52 @@ export class ClusterMessaging {
 
   // --- acknowledgements and the sweep ----------------------------------------------------------
 
-  ack(user: string, id: string, reply: { unknown(message: string): void; unavailable(message: string): void }): void {
+  /**
+   * Settles an ack once the pass over the rings that read it is over (a microtask), in one ACKS
+   * script with the acks read beside it. node.ts sends what waits before any other record's
+   * script and the sweep before its SWEEP, so each keeps its place among this node's scripts.
+   */
+  ack(user: string, id: string, reply: AckReply): void {
     if (!this.parts.up()) return reply.unavailable(`ack of ${id} not recorded: Redis is unreachable; the message will be delivered again`);
-    this.script<[string, number] | null>(ACK, [this.prefix, id, user]).then(
-      (acked) => {
-        if (acked === null) return reply.unknown(`no message ${id} awaits your ack (unknown, not delivered yet, already acknowledged, or not yours)`);
-        // Only now: an ack of someone else's id must not clear what this node tracks of it.
-        this.here.acked(id);
-        const [deliveredAt, blocked] = acked;
-        if (blocked === 1) this.pump(user);
-        this.parts.stats.acked++;
-        // Its delivering node's clock: across hosts as good as their NTP.
-        if (Number(deliveredAt) > 0) this.parts.latency?.since(Latency.ack, Number(deliveredAt));
+    this.acks.push({ user, id, reply });
+    if (this.acks.length === 1) queueMicrotask(this.flushAcks);
+  }
+
+  /** Sends the acks waiting, ACKS_PER_SCRIPT to a script. */
+  readonly flushAcks = (): void => {
+    if (this.acks.length === 0) return;
+    const acks = this.acks;
+    this.acks = [];
+    for (let i = 0; i < acks.length; i += ACKS_PER_SCRIPT) this.settle(acks.slice(i, i + ACKS_PER_SCRIPT));
+  };
+
+  private settle(acks: readonly PendingAck[]): void {
+    const args: string[] = [this.prefix];
+    for (const { id, user } of acks) args.push(id, user);
+    this.script<Array<0 | [string, number]>>(ACKS, args).then(
+      (answers) => {
+        const blocked = new Set<string>();
+        answers.forEach((acked, i) => {
+          const { user, id, reply } = acks[i]!;
+          if (acked === 0) return reply.unknown(`no message ${id} awaits your ack (unknown, not delivered yet, already acknowledged, or not yours)`);
+          // Only now: an ack of someone else's id must not clear what this node tracks of it.
+          this.here.acked(id);
+          if (acked[1] === 1) blocked.add(user);
+          this.parts.stats.acked++;
+          // Its delivering node's clock: across hosts as good as their NTP.
+          if (Number(acked[0]) > 0) this.parts.latency?.since(Latency.ack, Number(acked[0]));
+        });
+        for (const user of blocked) this.pump(user);
       },
       (err: unknown) => {
         logCommandFailure(this.parts, err, 'ack');
-        // It may have run all the same, freeing room in the window that only its answer would have
-        // pumped. One follow-up for all the acks that timed out meanwhile.
+        // They may have run all the same, freeing room in windows that only the answer would
+        // have pumped. One follow-up for all the acks that timed out meanwhile.
         if (timedOut(err)) {
           if (this.pumpDue.size === 0) this.followUps.afterTimeout(() => this.pumpDue.forEach((u) => this.pump(u)), () => this.pumpDue.clear());
-          this.pumpDue.add(user);
+          for (const { user } of acks) this.pumpDue.add(user);
         }
-        reply.unavailable(`ack of ${id} not recorded: Redis is unreachable; the message will be delivered again`);
+        for (const { id, reply } of acks) reply.unavailable(`ack of ${id} not recorded: Redis is unreachable; the message will be delivered again`);
       },
     );
   }
@@ -295,6 +333,7 @@ export class ClusterMessaging {
     // Acks of this node's clients still unread in its rings go first: their ACK scripts then reach
     // Redis ahead of this SWEEP (one connection, in order), which would count them missed.
     this.parts.link.catchUp?.();
+    this.flushAcks();
     const { max_attempts, ttl, ack_timeout, backoff_multiplier, max_backoff } = this.delivery;
     const { store } = this.parts.config;
     const [due, count, bytes, deadDropped] = await this.script<[Array<[string, string, string, string, number?]>, number, number, number]>(SWEEP, [

@@ -26,6 +26,7 @@ import { ANY_STRATEGIES, SERVER_SENDER, type AnyStrategy } from '../protocol/fra
 import { ClusterStatus, type ClusterState } from '../shared/cluster-state.js';
 import type { StoreHealth } from '../store/store.js';
 import type { Logger } from '../util/logger.js';
+import { ACKS } from './ack-script.js';
 import { Channels } from './channels.js';
 import { RedisDeadLetters } from './dead-letters.js';
 import { ClusterGroups } from './groups.js';
@@ -41,7 +42,7 @@ import { atMost, RedisLink, timedOut } from './redis.js';
 import { PUMP_GROUP, ROUTE_ANY } from './route-any-script.js';
 import { ScriptRunner } from './script-runner.js';
 import { RECLAIM } from './reclaim-script.js';
-import { ACK, DEAD_ON_ARRIVAL, STORE, SWEEP } from './scripts.js';
+import { DEAD_ON_ARRIVAL, STORE, SWEEP } from './scripts.js';
 import { Sweeps } from './sweeps.js';
 import { indexWaiting, OlderVersionIndexing } from './waiting-index.js';
 import { CONNECT, PUMP, ROUTE_USER } from './window-scripts.js';
@@ -69,7 +70,7 @@ export interface ClusterNodeOptions {
  * it does not know costs a NOSCRIPT round trip, and one whose NOSCRIPT comes after its command
  * timed out is never run (a send stored after a freeze would not be).
  */
-const STORE_SCRIPTS = [STORE, ROUTE_USER, ROUTE_ANY, PUMP_GROUP, CONNECT, PUMP, ACK, SWEEP, DEAD_ON_ARRIVAL, RECLAIM];
+const STORE_SCRIPTS = [STORE, ROUTE_USER, ROUTE_ANY, PUMP_GROUP, CONNECT, PUMP, ACKS, SWEEP, DEAD_ON_ARRIVAL, RECLAIM];
 
 /** What a node's stop gives Redis for its goodbye (leaving the cluster, QUIT). */
 const FAREWELL_MS = 1000;
@@ -261,6 +262,8 @@ export class ClusterNode {
   // --- shard records ---------------------------------------------------------------------
 
   private onRecord(shard: number, kind: number, f: unknown[]): void {
+    // Acks read just before go to Redis first: scripts keep the order of the records behind them.
+    if (kind !== ToBroker.ACK) this.messaging.flushAcks();
     try {
       switch (kind) {
         case ToBroker.SEND: {

@@ -284,26 +284,6 @@ return redis.call('ZRANGE', P..'qw:'..group, 0, 0)
 `;
 
 /**
- * \`ack\` of \`id\` by \`user\`: only a message in flight, to that user (or held by that user, for
- * an \`any\`), is settled. ARGV: P id user -> {the delivery time (epoch ms), 1 when the user's
- * window (which an \`any\` it held was in too) has messages waiting for room: its own (P wb:USER)
- * or its groups' \`any\` messages (P wg:USER); the node runs PUMP} | false
- */
-export const ACK = `${PRELUDE}
-local id, user = ARGV[2], ARGV[3]
-local f = redis.call('HMGET', P..'m:'..id, 'state', 'target', 'group', 'holder', 'dt')
-if f[1] ~= 'f' then return false end
-if f[3] == '' then
-  if f[2] ~= 'u:'..user then return false end
-elseif f[4] ~= user then
-  return false
-end
-forget(id)
--- Whether messages wait for room in the user's window, its own or its groups' (the node then pumps).
-return {f[5] or '0', math.min(1, redis.call('EXISTS', P..'wb:'..user, P..'wg:'..user))}
-`;
-
-/**
  * Messages whose time came: a scheduled one becomes waiting (route it), one in flight past its
  * ack deadline waits again (route it) or, after max_attempts, is dead-lettered, and one that
  * waited delivery.ttl is dead-lettered. One script, so two nodes sweeping at once never take

@@ -3,7 +3,7 @@
  * client put there: a reconnect of a user with many scheduled messages (CONNECT reads what waits
  * and what is in flight: docs/messaging.md, P qu/qf), and an `any` to a group with many members,
  * by each strategy (ROUTE_ANY visits the members in the group's index: any-index-scripts.ts);
- * and, for scale, a durable \`send\` to an online user who acks (STORE, ROUTE_USER, ACK).
+ * and, for scale, a durable \`send\` to an online user who acks (STORE, ROUTE_USER, ACKS).
  * Each is run small (the baseline, in the same run) and large, on one node and a private
  * redis-server, repeated.
  *
@@ -148,7 +148,7 @@ async function anys(port: number, redis: PrivateRedis, group: string, members: n
   return windows;
 }
 
-/** A sender keeps IN_FLIGHT durable `send`s to one online user, who acks each: Redis's cost per message of the store (STORE, ROUTE_USER, ACK). */
+/** A sender keeps IN_FLIGHT durable `send`s to one online user, who acks each: Redis's cost per message of the store (STORE, ROUTE_USER, ACKS). */
 async function sends(port: number, redis: PrivateRedis): Promise<Window> {
   const receiver = await connect(port, 'receiver');
   receiver.onFrame((f) => f.op === 'msg' && f.ackReq === true && receiver.send({ op: 'ack', id: f.id }));
