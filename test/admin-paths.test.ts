@@ -5,9 +5,9 @@ import { getJson } from './helpers/client.js';
 import { startProcess, testConfig } from './helpers/server.js';
 
 /** The status and raw body of one request (a cut connection: status 0); an unanswered one fails after 5 s. */
-function raw(port: number, method: string, path: string, token?: string): Promise<{ status: number; text: string }> {
+function raw(port: number, method: string, path: string, token?: string, extra: Record<string, string> = {}): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
-    const headers = token ? { authorization: `Bearer ${token}` } : {};
+    const headers = { ...(token ? { authorization: `Bearer ${token}` } : {}), ...extra };
     const req = request({ host: '127.0.0.1', port, method, path, agent: false, headers, timeout: 5000 }, (res) => {
       let text = '';
       res.on('data', (chunk: Buffer) => (text += chunk.toString()));
@@ -22,8 +22,8 @@ function raw(port: number, method: string, path: string, token?: string): Promis
   });
 }
 
-async function adminJson(port: number, method: string, path: string, token?: string): Promise<{ status: number; body: Record<string, unknown> }> {
-  const { status, text } = await raw(port, method, path, token);
+async function adminJson(port: number, method: string, path: string, token?: string, extra: Record<string, string> = {}): Promise<{ status: number; body: Record<string, unknown> }> {
+  const { status, text } = await raw(port, method, path, token, extra);
   return { status, body: JSON.parse(text) as Record<string, unknown> };
 }
 
@@ -63,4 +63,51 @@ describe('hostile /admin paths', () => {
       }
     });
   }
+});
+
+/**
+ * Without a token the admin API answers loopback clients, and a proxy on this host is one: a
+ * review reached it from another host through deploy/nginx's file with a path nginx matched to
+ * `/ws` and the broker's URL parser read as `/admin/dlq`, and read, purged and requeued the
+ * dead letters. The path must be the one acted on, and what a proxy forwards is not loopback.
+ */
+describe('the admin API without a token, behind a proxy on the same host', () => {
+  test('a path the URL parser would rewrite is refused 400, whatever the method', async () => {
+    const server = await startProcess(testConfig({}));
+    try {
+      for (const path of ['/admin/%2E%2E/ws\\..\\admin\\dlq', '/admin/x/../dlq', '/admin/dlq/x/..', '/admin/dlq/%2e%2E', '/admin/dlq\\x', '/admin/./dlq']) {
+        for (const method of ['GET', 'DELETE', 'POST']) {
+          const { status, body } = await adminJson(server.port, method, path);
+          assert.deepEqual([status, body.code], [400, 'bad_request'], `${method} ${path}`);
+        }
+      }
+      assert.equal((await adminJson(server.port, 'GET', '/admin/dlq')).status, 200, 'the plain path still answers loopback');
+    } finally {
+      assert.equal(await server.stop(), 0, `clean exit; stderr: ${server.stderr()}`);
+    }
+  });
+
+  test('a request carrying a proxy\'s forwarding headers from a peer not in trusted_proxies is refused 403', async () => {
+    const server = await startProcess(testConfig({}));
+    try {
+      const headers: Array<Record<string, string>> = [{ 'x-forwarded-for': '192.0.2.2' }, { forwarded: 'for=192.0.2.2' }, { 'x-real-ip': '192.0.2.2' }, { via: '1.1 nginx' }];
+      for (const header of headers) {
+        const { status, body } = await adminJson(server.port, 'DELETE', '/admin/dlq', undefined, header);
+        assert.deepEqual([status, body.code], [403, 'forbidden'], JSON.stringify(header));
+        assert.match(String(body.message), /trusted_proxies/);
+      }
+    } finally {
+      assert.equal(await server.stop(), 0, `clean exit; stderr: ${server.stderr()}`);
+    }
+  });
+
+  test('through a proxy listed in trusted_proxies, the client it forwards for is judged: loopback passes, another host does not', async () => {
+    const server = await startProcess(testConfig({ websocket: { server: { trusted_proxies: ['127.0.0.1'] } } }));
+    try {
+      assert.equal((await adminJson(server.port, 'GET', '/admin/dlq', undefined, { 'x-forwarded-for': '127.0.0.1' })).status, 200);
+      assert.equal((await adminJson(server.port, 'GET', '/admin/dlq', undefined, { 'x-forwarded-for': '192.0.2.2' })).status, 403);
+    } finally {
+      assert.equal(await server.stop(), 0, `clean exit; stderr: ${server.stderr()}`);
+    }
+  });
 });

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -23,6 +24,17 @@ const nginxMissing = spawnSync(NGINX, ['-v']).status === 0 ? false : `SKIPPED: $
 if (nginxMissing && !redisSkip) process.stderr.write(`\n*** cluster-deploy.test: ${nginxMissing} ***\n\n`);
 const EXAMPLE = fileURLToPath(new URL('../../deploy/nginx/ocs-realtime.conf', import.meta.url));
 const LOADTEST = fileURLToPath(new URL('../tools/loadtest/main.js', import.meta.url));
+/** The status of a GET of `path` sent as written (no URL parser in between). */
+function rawGet(port: number, path: string): Promise<{ status: number }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+      res.resume();
+      resolve({ status: res.statusCode ?? 0 });
+    });
+    req.once('error', reject);
+    req.end();
+  });
+}
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function nodeConfig(url: string, port = 0): Record<string, unknown> {
@@ -47,7 +59,7 @@ describe('three nodes behind nginx (deploy/nginx/ocs-realtime.conf)', { skip: re
     dir = mkdtempSync(join(tmpdir(), 'ocs-nginx-'));
     chmodSync(dir, 0o777); // nginx's workers run as nobody
     // The example as shipped, with this test's addresses: the only lines changed.
-    let example = readFileSync(EXAMPLE, 'utf8').replace(/listen 80;/, `listen 127.0.0.1:${port};`);
+    let example = readFileSync(EXAMPLE, 'utf8').replace(/listen 80;/, `listen 127.0.0.1:${port};`).replace('/var/log/nginx/access.log', `${dir}/access.log`);
     nodes.forEach((node, i) => (example = example.replace(`server 10.0.0.${i + 1}:8765`, `server 127.0.0.1:${node.port}`)));
     assert.doesNotMatch(example, /10\.0\.0\./);
     writeFileSync(join(dir, 'ocs-realtime.conf'), example);
@@ -81,6 +93,20 @@ describe('three nodes behind nginx (deploy/nginx/ocs-realtime.conf)', { skip: re
     assert.equal(status, 200);
     assert.equal(body.status, 'ok');
     assert.equal((body.cluster as { redis: string }).redis, 'up');
+  });
+
+  test('nginx passes on /ws and /health only, as it reads them: the nodes\' admin API is out of reach through it, and its log keeps no query string', async () => {
+    // The review's path: nginx once matched it to `location /ws` and passed it on as written.
+    for (const path of ['/admin/dlq', '/admin/%2E%2E/ws\\..\\admin\\dlq', '/ws/../admin/dlq', '/ws/x', '/stats']) {
+      assert.equal((await rawGet(port, path)).status, 404, path);
+    }
+    const logged = await member(port, 'logged');
+    logged.close();
+    await logged.closed;
+    let log = '';
+    for (let i = 0; i < 50 && !log.includes('/ws'); i++, await sleep(20)) log = readFileSync(join(dir, 'access.log'), 'utf8');
+    assert.match(log, /"GET \/ws HTTP\/1\.1" 101/);
+    assert.doesNotMatch(log, /user=logged/, 'a token in the query string would be in the log');
   });
 
   test('clients on one public port land on every node and reach each other; a draining node is taken out, the others\' clients stay', async () => {

@@ -16,6 +16,12 @@
  * page whose own name was made to resolve to 127.0.0.1 (DNS rebinding) is same-origin with
  * us for the browser, and its requests say its name in `Host`. The token is compared in
  * constant time.
+ *
+ * A proxy on this host that is not in trusted_proxies makes every client loopback too: without
+ * a token, a request that carries a proxy's forwarding headers is refused. And the target must
+ * be the path the broker acts on: nginx matched `/admin/%2E%2E/ws\..\admin\dlq` to its `location
+ * /ws` and passed it on as sent, where the URL parser read `/admin/dlq` (a review read, purged
+ * and requeued the dead letters from another host that way, through deploy/nginx's file).
  */
 import { httpError, httpStatusLine, type HttpCode } from '../protocol/errors.js';
 import { bearerCheck } from '../util/bearer.js';
@@ -41,16 +47,21 @@ export function attachAdminRoutes(app: HttpRoutes, token: string, forwarder: Adm
     const fromBrowser = req.getHeader('origin') !== '' || req.getHeader('sec-fetch-site') !== '';
     const host = req.getHeader('host');
     const client = clients.ofRequest(req, res);
+    const url = req.getUrl();
+    const forwarded = FORWARDING_HEADERS.some((name) => req.getHeader(name) !== '') && !clients.trustsPeer(res);
     watch(res, req);
     const reply = (status: number, body: string): void => answer(res, httpStatusLine(status), JSON_HEADERS, body);
     const refuse = (code: HttpCode, message: string): void => {
       const { status, body } = httpError(code, message);
       reply(status, JSON.stringify(body));
     };
+    if (!isCanonical(url)) return refuse('bad_request', 'the admin path has dot segments, an encoded dot or a backslash: send it as the URL parser would write it');
     if (authorized !== null) {
       if (!authorized(authorization)) return refuse('unauthorized', 'admin endpoints need authorization: Bearer <websocket.admin.token>');
     } else if (!isLoopback(client)) {
       return refuse('forbidden', 'no websocket.admin.token is configured: admin endpoints answer loopback clients only');
+    } else if (forwarded) {
+      return refuse('forbidden', 'no websocket.admin.token is configured: admin endpoints do not answer what a proxy forwards (list the proxy in websocket.server.trusted_proxies to have its clients\' addresses read, or set the token)');
     } else if (!isLoopbackHost(host)) {
       return refuse('forbidden', 'no websocket.admin.token is configured: admin endpoints answer requests to localhost or a loopback address only, not to another name (DNS rebinding protection)');
     } else if (fromBrowser && method !== 'get' && method !== 'head') {
@@ -61,6 +72,19 @@ export function attachAdminRoutes(app: HttpRoutes, token: string, forwarder: Adm
   };
   app.any('/admin/*', handler);
   app.any('/admin', handler);
+}
+
+/** Headers a forwarding proxy adds: a request with one came through a proxy. */
+const FORWARDING_HEADERS = ['x-forwarded-for', 'forwarded', 'x-real-ip', 'via'] as const;
+
+/** Whether `path` reads the same before and after a URL parser: no `.`/`..` segments (encoded or not), no `\`. */
+export function isCanonical(path: string): boolean {
+  if (path.includes('\\')) return false;
+  try {
+    return new URL(path, 'http://x').pathname === path;
+  } catch {
+    return false;
+  }
 }
 
 /**

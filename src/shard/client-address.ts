@@ -90,6 +90,11 @@ export class ClientAddresses {
     return address;
   }
 
+  /** Whether the request's peer is listed in trusted_proxies. */
+  trustsPeer(res: HttpResponse): boolean {
+    return this.trusted.size > 0 && this.trusted.has(normalizeAddress(Buffer.from(res.getRemoteAddressAsText()).toString()));
+  }
+
   /** of() for a uWS request: call it before the handler returns (uWS's request is gone after). */
   ofRequest(req: HttpRequest, res: HttpResponse): string {
     return this.of(Buffer.from(res.getRemoteAddressAsText()).toString(), this.trusted.size > 0 ? headerList(req, 'x-forwarded-for') : '');
