@@ -164,4 +164,44 @@ describe('anonymous mode beside a secret', () => {
     await assert.rejects(impostor.next((f) => f.op === 'msg', 300));
     for (const client of [impostor, sender, victim]) client.close();
   });
+
+  // A review's anon:eve joined team.secret and read what alice published there.
+  test('anonymous users may use no group by default: join, history and presence are E_FORBIDDEN (a pub E_NOT_MEMBER, checked first)', async () => {
+    const eve = await connect(server.port, { query: 'user=eve' });
+    await eve.next((f) => f.op === 'welcome');
+    eve.send({ op: 'join', group: 'team.secret', ref: 'j' });
+    eve.send({ op: 'pub', group: 'team.secret', data: 'x', ref: 'p' });
+    eve.send({ op: 'history', group: 'team.secret', ref: 'h' });
+    eve.send({ op: 'presence', group: 'team.secret', ref: 'w' });
+    const codes = [];
+    for (const ref of ['j', 'p', 'h', 'w']) codes.push((await eve.next((f) => f.ref === ref)).code);
+    assert.deepEqual(codes, ['E_FORBIDDEN', 'E_NOT_MEMBER', 'E_FORBIDDEN', 'E_FORBIDDEN']);
+    eve.close();
+  });
+});
+
+describe('anonymous mode beside a secret, with websocket.auth.anonymous_groups', () => {
+  let server: RunningServer;
+  before(async () => {
+    server = await startInProcess({ websocket: { auth: { secret: SECRET, allow_anonymous: true, anonymous_groups: ['guests.*', 'lobby'] } } });
+  });
+  after(() => server.close());
+
+  test('anonymous users use the groups listed, verified users may meet them there, and no other group', async () => {
+    const guest = await connect(server.port, { query: 'user=guest' });
+    await guest.next((f) => f.op === 'welcome');
+    for (const group of ['guests.a', 'lobby']) {
+      guest.send({ op: 'join', group, ref: group });
+      assert.equal((await guest.next((f) => f.ref === group)).op, 'joined', group);
+    }
+    guest.send({ op: 'join', group: 'lobby.side', ref: 'side' });
+    assert.equal((await guest.next((f) => f.ref === 'side')).code, 'E_FORBIDDEN');
+    const alice = await connect(server.port, { query: `token=${await token({}, { sub: 'alice' })}` });
+    await alice.next((f) => f.op === 'welcome');
+    alice.send({ op: 'join', group: 'lobby', ref: 'j' });
+    await alice.next((f) => f.ref === 'j');
+    alice.send({ op: 'pub', group: 'lobby', data: 'welcome, guest' });
+    assert.equal((await guest.next((f) => f.op === 'msg')).data, 'welcome, guest');
+    for (const client of [guest, alice]) client.close();
+  });
 });

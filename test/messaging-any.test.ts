@@ -38,7 +38,7 @@ describe('any: exactly one online member gets each message', () => {
     server = await startInProcess({
       websocket: {
         // A secret beside anonymous mode: anonymous members are anon:NAME (the claimed one is not).
-        auth: { secret: 'any-secret', allow_anonymous: true },
+        auth: { secret: 'any-secret', allow_anonymous: true, anonymous_groups: ['*'] },
         groups: { require_membership: false },
         delivery: { ack_timeout: 1, weights: { 'anon:heavy': 3 }, group_strategies: { lc: 'least_connections' } },
       },

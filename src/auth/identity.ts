@@ -73,11 +73,14 @@ export class Authenticator {
   private readonly maxLifetimeMs: number;
   private readonly clockToleranceMs: number;
   readonly allowAnonymous: boolean;
+  /** What anonymous users may use while tokens are accepted too; null: every group (no secret). */
+  private readonly anonymousGroups: GroupMatcher | null;
 
   constructor(auth: Config['websocket']['auth']) {
     const key = auth.secret === '' ? null : new TextEncoder().encode(auth.secret);
     this.rules = key && { key, issuer: auth.issuer, audience: auth.audience, requireExp: auth.require_exp, clockToleranceS: auth.clock_tolerance };
     this.allowAnonymous = auth.allow_anonymous;
+    this.anonymousGroups = this.rules === null ? null : new GroupMatcher(auth.anonymous_groups);
     this.maxLifetimeMs = auth.max_lifetime > 0 ? auth.max_lifetime * 1000 : Infinity;
     this.clockToleranceMs = auth.clock_tolerance * 1000;
   }
@@ -124,6 +127,6 @@ export class Authenticator {
     const id = this.rules === null || user.startsWith(ANONYMOUS_PREFIX) ? user : ANONYMOUS_PREFIX + user;
     if (!NAME_PATTERN.test(id)) return { ok: false, reason: 'user must match ' + NAME_PATTERN.source };
     if (id === SERVER_SENDER) return { ok: false, reason: `user may not be ${SERVER_SENDER} (the sender of the server's own messages)` };
-    return { ok: true, identity: { user: id, groups: null, weight: 0, expiresAt: Infinity, tokenKey: null } };
+    return { ok: true, identity: { user: id, groups: this.anonymousGroups, weight: 0, expiresAt: Infinity, tokenKey: null } };
   }
 }

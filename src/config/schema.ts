@@ -71,6 +71,13 @@ const auth = z
     allow_anonymous: z.union([z.boolean(), z.literal('auto')]).default('auto'),
     /** Allow anonymous mode even with NODE_ENV=production. */
     force_anonymous_in_production: z.boolean().default(false),
+    /**
+     * With a secret set too (jwt+anonymous): the groups (names, `prefix*` patterns, `*` for all)
+     * anonymous users may join, publish and send `any` to, and read the history and presence
+     * of; none by default, so that no anonymous client reads a verified user's group. Without a
+     * secret, anonymous users are everyone and may use every group.
+     */
+    anonymous_groups: z.array(z.string().regex(GROUP_PATTERN, 'a group name or a prefix* pattern, e.g. guests.*')).max(1000).default([]),
     /** Accepted clock skew when checking `exp`/`nbf`, seconds. */
     clock_tolerance: seconds.default(5),
     /** Expected `iss` and `aud`; empty means not checked. */
