@@ -5,9 +5,10 @@
  *   ...
  *   await server.close();
  */
+import { Buffer } from 'node:buffer';
 import { claimPickedPort, claimPort, portIdentity } from './primary/port-claim.js';
 import { authMode } from './auth/identity.js';
-import { loadConfig, type LoadedConfig, type LoadOptions } from './config/load.js';
+import { loadConfig, MIN_SECRET_BYTES, shortSecret, type LoadedConfig, type LoadOptions } from './config/load.js';
 import { tlsEnabled } from './config/tls-files.js';
 import { shardsFor } from './util/cpus.js';
 import { startServer, type RunningServer } from './primary/server.js';
@@ -35,6 +36,10 @@ export async function createServer(options: CreateServerOptions = {}): Promise<R
   const loaded = options.loaded ?? loadConfig(options);
   const log = options.logger ?? createLogger(loaded.config.logging.level);
   const auth = authMode(loaded.config.websocket.auth);
+  const { secret } = loaded.config.websocket.auth;
+  if (secret !== '' && shortSecret(secret)) {
+    log.warn({ code: 'E_CONFIG' }, `websocket.auth.secret has ${Buffer.byteLength(secret)} bytes: HS256 needs at least ${MIN_SECRET_BYTES}, or one token lets anyone guess it (refused with NODE_ENV=production)`);
+  }
   if (auth === 'anonymous' || auth === 'jwt+anonymous') {
     log.warn({ authMode: auth }, 'anonymous connections allowed (?user=ID without a token): development only; set websocket.auth.allow_anonymous: false and a secret for production');
   } else if (auth === 'closed') {

@@ -168,6 +168,18 @@ describe('configuration', () => {
     }
   });
 
+  // A review guessed a one-byte secret from one token in 89 tries and signed as another user.
+  test('an HS256 secret under 32 bytes is refused with NODE_ENV=production, naming the key, and warned of elsewhere', async () => {
+    const file = writeConfig({ websocket: { server: { host: '127.0.0.1', port: 0 } } });
+    assert.throws(() => loadConfig({ file, env: { NODE_ENV: 'production', WEBSOCKET_AUTH_SECRET: 'x'.repeat(31) } }), /websocket\.auth\.secret has 31 bytes with NODE_ENV=production: HS256 needs at least 32/);
+    const server = await startProcess(testConfig({ websocket: { auth: { secret: 'short' } } }));
+    try {
+      assert.ok(server.logs.some((line) => line.level === 40 && /websocket\.auth\.secret has 5 bytes/.test(String(line.msg))), 'warned at start');
+    } finally {
+      assert.equal(await server.stop('SIGTERM'), 0);
+    }
+  });
+
   test('NODE_ENV=production never turns anonymous mode on by itself: without a secret the server starts closed and says so', async () => {
     const file = writeConfig({ websocket: { server: { host: '127.0.0.1', port: 0 } } });
     const production = { NODE_ENV: 'production' };
@@ -176,7 +188,7 @@ describe('configuration', () => {
     // Asked for explicitly, it is refused unless forced.
     assert.throws(() => loadConfig({ file, env: { ...production, WEBSOCKET_ALLOW_ANONYMOUS: 'true' } }), /allow_anonymous is true with NODE_ENV=production/);
     assert.equal(loadConfig({ file, env: { ...production, WEBSOCKET_ALLOW_ANONYMOUS: 'true', WEBSOCKET_FORCE_ANONYMOUS: 'true' } }).config.websocket.auth.allow_anonymous, true);
-    assert.doesNotThrow(() => loadConfig({ file, env: { ...production, WEBSOCKET_ALLOW_ANONYMOUS: 'false', WEBSOCKET_AUTH_SECRET: 'k' } }));
+    assert.doesNotThrow(() => loadConfig({ file, env: { ...production, WEBSOCKET_ALLOW_ANONYMOUS: 'false', WEBSOCKET_AUTH_SECRET: 'k'.repeat(32) } }));
     // The process a fresh machine runs (pm2: NODE_ENV=production, no secret yet) starts and refuses every client, saying why.
     const server = await startProcess(testConfig({ websocket: { auth: { allow_anonymous: 'auto' } } }), production);
     try {

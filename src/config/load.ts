@@ -3,6 +3,7 @@
  * environment overrides; validates the result against the schema and freezes it.
  * Every failure is an OcsError('E_CONFIG') whose message is one line naming the bad key.
  */
+import { Buffer } from 'node:buffer';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
@@ -156,6 +157,10 @@ function describeIssue(issue: ZodIssue, origin: string | null): string {
   return `config: ${issue.path.join('.')}: ${issue.message}${where}`;
 }
 
+/** An HS256 key shorter than its hash (RFC 7518 3.2) is guessed offline from one token. */
+export const MIN_SECRET_BYTES = 32;
+export const shortSecret = (secret: string): boolean => Buffer.byteLength(secret) < MIN_SECRET_BYTES;
+
 /**
  * `anonymousAuto`: allow_anonymous was left to `auto`. With NODE_ENV=production and no secret,
  * that is a server on a fresh machine (`pm2 start ecosystem.config.cjs` before the secret is
@@ -173,6 +178,9 @@ function checkConsistency(config: Config, env: NodeJS.ProcessEnv, anonymousAuto:
     }
   } else if (!auth.allow_anonymous && auth.secret === '') {
     throw new ConfigProblem(['websocket.auth.secret', 'websocket.auth.allow_anonymous'], 'websocket.auth.secret is empty and allow_anonymous is false: no client could connect');
+  }
+  if (auth.secret !== '' && shortSecret(auth.secret) && env.NODE_ENV === 'production') {
+    throw new ConfigProblem(['websocket.auth.secret'], `websocket.auth.secret has ${Buffer.byteLength(auth.secret)} bytes with NODE_ENV=production: HS256 needs at least ${MIN_SECRET_BYTES} (RFC 7518), or one token lets anyone guess it and sign as any user (openssl rand -base64 32 makes one)`);
   }
   // A group frame is max_payload plus the envelope, and a ring holds records of at most half its size.
   if (config.websocket.performance.ring_bytes < 4 * server.max_payload) {
