@@ -45,7 +45,8 @@ export function loadDashboard(path = DASHBOARD_PATH): DashboardPage | Error {
 
 export function attachDashboardRoute(app: HttpRoutes, page: DashboardPage | Error = loadDashboard()): void {
   getRoute(app, '/dashboard', (res) => {
-    if (page instanceof Error) return sendError(res, 'internal_error', page.message);
+    // Not page.message: an absolute path is none of a visitor's business.
+    if (page instanceof Error) return sendError(res, 'internal_error', 'the dashboard page cannot be read on this server (src/metrics/dashboard/dashboard.html, beside dist/, is missing)');
     answer(
       res,
       '200 OK',
