@@ -37,6 +37,27 @@ describe('one port, one server', () => {
     assert.equal(await next.stop('SIGTERM'), 0);
   });
 
+  // A review's aborted reloads: the claim named the new process alone, and once it was gone every start was refused as a foreign program's.
+  test('a reload whose new process stops or dies before the old one leaves the port to the old one\'s store: the next reload shares it, another store is still refused', async () => {
+    const port = await freePort();
+    const store = tempDataDir();
+    const config = (dataDir: string): Record<string, unknown> => testConfig({ websocket: { server: { port, host: '127.0.0.1' } }, store: { data_dir: dataDir } });
+    const old = await startProcess(config(store));
+    try {
+      for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+        const aborted = await startProcess(config(store));
+        await aborted.stop(signal);
+        const other = await runMain(['--config', writeConfig(config(tempDataDir()))]);
+        assert.equal(other.code, 1, other.stdout + other.stderr);
+        assert.match(other.stdout, new RegExp(`port ${port} is served by process ${old.child.pid}`), `after a ${signal}`);
+        const next = await startProcess(config(store));
+        assert.equal(await next.stop('SIGTERM'), 0, `a reload after a ${signal}ed one starts: ${next.stderr()}`);
+      }
+    } finally {
+      await old.stop('SIGTERM');
+    }
+  });
+
   test('a server started on port 0 claims the port it was given: another store is refused it, the same store shares it', async () => {
     const store = tempDataDir();
     const first = await startProcess(testConfig({ store: { data_dir: store } }));

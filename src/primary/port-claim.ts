@@ -18,6 +18,13 @@
  * temp directory, anything bound with SO_REUSEPORT) has no claim of ours: a plain bind, which
  * SO_REUSEPORT does not let through, tells. Port 0 (a free port picked at start) is claimed
  * once the shards listen on the port picked.
+ *
+ * A claim names every process of its identity that serves the port (`others` beside `pid`):
+ * when it named one alone, a reload's new process that stopped or died before the old one left
+ * the file naming no live process (removed, or naming the dead one), the old one still
+ * listening, and every later start and reload was refused as a foreign program's (a review's
+ * aborted reloads: 24 of 24 starts after). A process that lets go names the ones left; each
+ * puts itself back once a minute if a racing write or a temp cleaner lost it.
  */
 import { linkSync, readFileSync, realpathSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -27,10 +34,15 @@ import type { Config } from '../config/schema.js';
 import { OcsError } from '../protocol/errors.js';
 import { processAlive, processIdentity } from '../store/leases.js';
 
-interface Claim {
+interface Holder {
   pid: number;
   startTime: string | null;
+}
+
+interface Claim extends Holder {
   identity: string;
+  /** The other processes of the same identity on the port (older versions write none). */
+  others: Holder[];
 }
 
 /**
@@ -39,8 +51,8 @@ interface Claim {
  */
 const heldHere = new Map<string, number>();
 
-/** How often a running server puts its claim back if something (a temp cleaner) removed it. */
-const REFRESH_MS = 60 * 60 * 1000;
+/** How often a running server puts itself back in its claim if something (a racing write, a temp cleaner) left it out. */
+const REFRESH_MS = 60 * 1000;
 
 /** What a server on this port serves: its store, or its cluster (never its Redis password). */
 export function portIdentity(config: Config): string {
@@ -79,8 +91,8 @@ export function claimFile(port: number, dir = tmpdir()): string {
 export async function claimPort(host: string, port: number, identity: string, dir = tmpdir()): Promise<() => void> {
   if (port === 0) return () => {};
   const file = claimFile(port, dir);
-  const mine: Claim = { pid: process.pid, startTime: processIdentity().startTime, identity };
-  return (await settleClaim(host, port, identity, file, mine)) ? keep(file, mine) : () => {};
+  const me: Holder = { pid: process.pid, startTime: processIdentity().startTime };
+  return (await settleClaim(host, port, identity, file, me)) ? keep(file, identity, me) : () => {};
 }
 
 /**
@@ -89,8 +101,8 @@ export async function claimPort(host: string, port: number, identity: string, di
  */
 export function claimPickedPort(port: number, identity: string, dir = tmpdir()): () => void {
   const file = claimFile(port, dir);
-  const mine: Claim = { pid: process.pid, startTime: processIdentity().startTime, identity };
-  return replace(file, mine) === 'ok' ? keep(file, mine) : () => {};
+  const me: Holder = { pid: process.pid, startTime: processIdentity().startTime };
+  return replace(file, { ...me, identity, others: [] }) === 'ok' ? keep(file, identity, me) : () => {};
 }
 
 /**
@@ -104,27 +116,38 @@ export async function portRefusal(host: string, port: number, identity: string, 
 }
 
 async function refusal(host: string, port: number, identity: string, held: Claim | null, file: string): Promise<string | null> {
-  // Another server of this process still holds it (the embedding API): as live as any other's.
-  const ours = held?.pid === process.pid && heldHere.has(file);
-  const live = held !== null && (ours || (held.pid !== process.pid && held.startTime !== null && processAlive(held.pid, held.startTime)));
-  if (live && held.identity !== identity) {
-    return `port ${port} is served by process ${held.pid} (${held.identity}); this server (${identity}) would split its clients with it (SO_REUSEPORT): stop that one, or use another port or the same store`;
+  const live = held === null ? [] : liveHolders(held, file);
+  if (held !== null && live.length > 0 && held.identity !== identity) {
+    return `port ${port} is served by process ${live[0]!.pid} (${held.identity}); this server (${identity}) would split its clients with it (SO_REUSEPORT): stop that one, or use another port or the same store`;
   }
-  if (!live && !(await bindable(host, port))) {
+  if (live.length === 0 && !(await bindable(host, port))) {
     return `port ${port} on ${host} is taken by a process that is not an ocs-realtime server of this user serving ${identity}; it would take some of the clients (SO_REUSEPORT) or all of them: stop it, or use another port (ss -ltnp 'sport = :${port}' names it)`;
   }
   return null;
 }
 
+/** The claim's processes still running (another server of this process counts: the embedding API). */
+function liveHolders(claim: Claim, file: string): Holder[] {
+  return [claim, ...claim.others].filter((h) => (h.pid === process.pid ? heldHere.has(file) : h.startTime !== null && processAlive(h.pid, h.startTime)));
+}
+
+/** `claim` with `me` in it (first), and without the processes gone. */
+function joined(claim: Claim | null, identity: string, me: Holder, file: string): Claim {
+  const others = claim === null || claim.identity !== identity ? [] : liveHolders(claim, file).filter((h) => h.pid !== me.pid);
+  return { ...me, identity, others: others.map(({ pid, startTime }) => ({ pid, startTime })) };
+}
+
+const holds = (claim: Claim | null, pid: number): boolean => claim !== null && (claim.pid === pid || claim.others.some((h) => h.pid === pid));
+
 /** Whether the claim was written; throws when the port is another's. */
-async function settleClaim(host: string, port: number, identity: string, file: string, mine: Claim): Promise<boolean> {
+async function settleClaim(host: string, port: number, identity: string, file: string, me: Holder): Promise<boolean> {
   // Twice at most: a claim that appears between the read and the exclusive create is read again.
   for (let attempt = 0; ; attempt++) {
     const held = readClaim(file);
     const why = await refusal(host, port, identity, held, file);
     if (why !== null) throw new OcsError('E_STARTUP', why);
     // A file there that reads as no claim twice over is not a claim (unreadable, or another user's: replace() fails on that one in a sticky temp directory).
-    const written = held === null && attempt === 0 ? createExclusive(file, mine) : replace(file, mine);
+    const written = held === null && attempt === 0 ? createExclusive(file, joined(null, identity, me, file)) : replace(file, joined(held, identity, me, file));
     if (written === 'taken') continue;
     // A temp directory we cannot write (or another user's file at this path): the port goes unclaimed.
     return written === 'ok';
@@ -132,10 +155,12 @@ async function settleClaim(host: string, port: number, identity: string, file: s
 }
 
 /** Keeps the claim while the server runs; returns its release. */
-function keep(file: string, mine: Claim): () => void {
+function keep(file: string, identity: string, me: Holder): () => void {
   heldHere.set(file, (heldHere.get(file) ?? 0) + 1);
   const refresh = setInterval(() => {
-    if (readClaim(file) === null) createExclusive(file, mine);
+    const held = readClaim(file);
+    if (held === null) createExclusive(file, joined(null, identity, me, file));
+    else if (held.identity === identity && !holds(held, me.pid)) replace(file, joined(held, identity, me, file));
   }, REFRESH_MS);
   refresh.unref();
   let released = false;
@@ -146,13 +171,15 @@ function keep(file: string, mine: Claim): () => void {
     const others = (heldHere.get(file) ?? 1) - 1;
     if (others > 0) return void heldHere.set(file, others);
     heldHere.delete(file);
-    // Only our own claim: during a reload the new process's may have replaced it.
-    if (readClaim(file)?.pid === process.pid) {
-      try {
-        unlinkSync(file);
-      } catch {
-        // gone already
-      }
+    // Only our own part of it: the processes left (a reload's other one) keep theirs.
+    const held = readClaim(file);
+    if (!holds(held, me.pid)) return;
+    const [next, ...rest] = liveHolders(held!, file).filter((h) => h.pid !== me.pid);
+    if (next !== undefined) return void replace(file, { pid: next.pid, startTime: next.startTime, identity: held!.identity, others: rest });
+    try {
+      unlinkSync(file);
+    } catch {
+      // gone already
     }
   };
 }
@@ -216,7 +243,9 @@ function readClaim(file: string): Claim | null {
   try {
     if (typeof process.getuid === 'function' && statSync(file).uid !== process.getuid()) return null;
     const value = JSON.parse(readFileSync(file, 'utf8')) as Partial<Claim>;
-    return typeof value.pid === 'number' && typeof value.identity === 'string' ? { pid: value.pid, startTime: value.startTime ?? null, identity: value.identity } : null;
+    if (typeof value.pid !== 'number' || typeof value.identity !== 'string') return null;
+    const others = Array.isArray(value.others) ? value.others.filter((h) => typeof h?.pid === 'number').map((h) => ({ pid: h.pid, startTime: typeof h.startTime === 'string' ? h.startTime : null })) : [];
+    return { pid: value.pid, startTime: value.startTime ?? null, identity: value.identity, others };
   } catch {
     return null;
   }
