@@ -23,7 +23,7 @@ import { freePort, runCommand, type CommandResult } from './helpers/server.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const PM2 = join(ROOT, 'node_modules', 'pm2', 'bin', 'pm2');
-const SECRET = 'pm2-test-secret';
+const SECRET = 'pm2-test-secret-of-at-least-32-bytes';
 const USERS = 500;
 
 type LogLine = Record<string, unknown>;

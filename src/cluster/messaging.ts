@@ -330,7 +330,7 @@ export class ClusterMessaging {
    */
   async sweep(): Promise<void> {
     const { stats } = this.parts;
-    // Acks of this node's clients still unread in its rings go first: their ACK scripts then reach
+    // Acks of this node's clients still unread in its rings go first: their ACKS scripts then reach
     // Redis ahead of this SWEEP (one connection, in order), which would count them missed.
     this.parts.link.catchUp?.();
     this.flushAcks();
