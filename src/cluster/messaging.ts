@@ -30,6 +30,10 @@ import { CONNECT, PUMP, ROUTE_USER } from './window-scripts.js';
 const SWEEP_BATCH = 500;
 /** Most waiting `any` messages one PUMP_GROUP claims; the node runs it again for the rest. */
 const PUMP_GROUP_CLAIMS = 500;
+/** Most of a user's waiting messages one CONNECT or PUMP claims; the node pumps again for the rest. */
+const PUMP_CLAIMS = 500;
+/** Most messages in flight one CONNECT lists for a new connection (more: none, they come at their deadlines). */
+const CONNECT_LISTED = 2000;
 
 /** How an ack's outcome is told to its connection. */
 export interface AckReply {
@@ -200,7 +204,7 @@ export class ClusterMessaging {
     const out = await this.script<[string[], number, ...Array<[number, Fields]>] | ['cap', number]>(CONNECT, [
       this.prefix, node, user, now, this.delivery.ack_timeout * 1000, this.delivery.backoff_multiplier, this.delivery.max_backoff * 1000,
       presence.aliveSince(now), connections, this.delivery.max_inflight_per_user, this.delivery.max_inflight_bytes_per_user, maxConnections,
-      reserved,
+      reserved, PUMP_CLAIMS, CONNECT_LISTED,
     ]).catch((err: unknown) => {
       this.resends.refund(user, reserved, Date.now());
       if (timedOut(err)) this.followUps.claimTimedOut(`u:${user}`, now, '');
@@ -211,7 +215,10 @@ export class ClusterMessaging {
       return { holding: out[1] as number };
     }
     const [nodes, pending, ...entries] = out as [string[], number, ...Array<[number, Fields]>];
-    this.resends.refund(user, reserved - entries.filter(([claimed]) => claimed === 0).length, Date.now());
+    const listed = entries.filter(([claimed]) => claimed === 0).length;
+    this.resends.refund(user, reserved - listed, Date.now());
+    // Cut short with more to claim: the rest in other scripts, after this backlog has gone out.
+    if (entries.length - listed >= PUMP_CLAIMS) this.pump(user);
     return { nodes, pending, entries };
   }
 
@@ -310,12 +317,13 @@ export class ClusterMessaging {
     const now = Date.now();
     const args = [
       this.prefix, user, now, this.delivery.ack_timeout * 1000, this.delivery.backoff_multiplier, this.delivery.max_backoff * 1000,
-      this.parts.presence.aliveSince(now), this.delivery.max_inflight_per_user, this.delivery.max_inflight_bytes_per_user, 1,
+      this.parts.presence.aliveSince(now), this.delivery.max_inflight_per_user, this.delivery.max_inflight_bytes_per_user, 1, PUMP_CLAIMS,
     ];
     this.script<[string[], Fields[], string[]] | null>(PUMP, args).then(
       (pumped) => {
         if (!pumped) return;
         if (pumped[1].length > 0) this.claimed.backlogToUser(user, pumped[0], pumped[1]);
+        if (pumped[1].length >= PUMP_CLAIMS) this.pump(user);
         for (const group of pumped[2] ?? []) this.pumpGroup(group, user);
       },
       (err: unknown) => this.claimFailed(err, 'pump', `u:${user}`, now, ''),

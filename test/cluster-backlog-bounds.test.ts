@@ -1,0 +1,61 @@
+/**
+ * A script runs alone in Redis, so what one may do is bounded: a user's backlog is claimed 500
+ * messages a script (CONNECT, then PUMP until none is left), not the whole window at once (a
+ * review's 10,000 waiting messages held every node's commands 193 ms in one CONNECT).
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import { Redis } from 'ioredis';
+import { CONNECT, PUMP } from '../src/cluster/window-scripts.js';
+import { member } from './helpers/client.js';
+import { nextMsgs, until } from './helpers/messaging.js';
+import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
+import { startInProcess } from './helpers/server.js';
+import type { RunningServer } from '../src/index.js';
+
+const skip = announceSkip('cluster-backlog-bounds.test');
+const sha = (source: string): string => createHash('sha1').update(source).digest('hex');
+
+describe('a large backlog in cluster mode', { skip, timeout: 90_000 }, () => {
+  let redis: PrivateRedis;
+  let node: RunningServer;
+  before(async () => {
+    redis = await startPrivateRedis();
+    node = await startInProcess(nodeConfig(redis.url, 'bounds:', 1, { websocket: { delivery: { ack_timeout: 60 } } }));
+  });
+  after(async () => {
+    await node?.close();
+    await redis?.stop();
+  });
+
+  test('1,200 waiting messages are claimed in scripts of at most 500, and arrive whole and in order', async () => {
+    const TOTAL = 1200;
+    const sender = await member(node.port, 'sender');
+    for (let i = 0; i < TOTAL; i++) sender.send({ op: 'send', to: 'away', data: i, ref: `s${i}` });
+    for (let i = 0; i < TOTAL; i++) assert.equal((await sender.next((f) => f.ref === `s${i}`)).op, 'ack');
+
+    const monitor = new Redis(redis.url);
+    const runs: string[] = [];
+    const watching = await monitor.monitor();
+    watching.on('monitor', (_time: string, args: string[]) => {
+      if (args[0]?.toLowerCase() === 'evalsha' && (args[1] === sha(CONNECT) || args[1] === sha(PUMP))) runs.push(args[1] === sha(CONNECT) ? 'CONNECT' : 'PUMP');
+    });
+    try {
+      const away = await member(node.port, 'away');
+      assert.equal(away.welcome.pending, TOTAL);
+      const got = await nextMsgs(away, TOTAL, 20_000);
+      assert.deepEqual(got.map((m) => m.data), Array.from({ length: TOTAL }, (_, i) => i), 'every message, in order');
+      // 500 + 500 + 200, and a last PUMP may find nothing left.
+      // The monitor's feed may trail the deliveries a little.
+      await until(() => (runs.filter((r) => r === 'PUMP').length >= 2 ? true : undefined), `two PUMPs after the CONNECT: ${runs.join(' ')}`, 2000).catch(() => undefined);
+      assert.equal(runs[0], 'CONNECT');
+      assert.ok(runs.filter((r) => r === 'PUMP').length >= 2, `claimed over several scripts: ${runs.join(' ')}`);
+      away.close();
+    } finally {
+      watching.disconnect();
+      monitor.disconnect();
+      sender.close();
+    }
+  });
+});
