@@ -27,6 +27,9 @@
  * Every script takes ARGV: P group size ttlMs now candidateEpoch maxGroups maxBytes, then its own.
  */
 
+/** Entries HISTORY_JOIN reads at a time, newest first. */
+const CHUNK = 100;
+
 const PRELUDE = `
 local P, g = ARGV[1], ARGV[2]
 local size, ttl, now = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -103,9 +106,13 @@ end
 local function frameOf(e)
   return string.sub(e, string.find(e, ' ', 1, true) + 1)
 end
+-- The offset of the entry at index 0 of the list.
+local function base()
+  return top - redis.call('LLEN', list) + 1
+end
 -- The offset of the oldest kept message (top + 1 when none is).
 local function first()
-  return top - redis.call('LLEN', list) + 1
+  return base()
 end
 `;
 
@@ -155,14 +162,30 @@ if since >= 0 then
   if sinceEpoch == epoch then
     if since > top then
       err = 'since.offset '..since..' is past the group\\'s last offset '..top..' (epoch '..epoch..')'
-    elseif since + 1 >= first() then
-      local bytes = 0
-      for _, e in ipairs(redis.call('LRANGE', list, since + 1 - first(), -1)) do
-        local f = frameOf(e)
-        bytes = bytes + #f
-        frames[#frames + 1] = f
+    elseif since + 1 >= first() and (top - since) * #(',"offset":'..(since + 1)..',"epoch":"'..epoch..'"}') <= maxReplay then
+      -- (Each frame ends with its offset and epoch: more messages than maxReplay holds of those
+      -- alone are refused unread.) Summed from the newest back, ${CHUNK} at a time, and no further
+      -- than past maxReplay (as GroupLog.moreBytesAfter): a join with an old \`since\` on a group
+      -- keeping 20,000 messages read them all, 23 ms of Redis each, to answer false.
+      local from, hi = since + 1 - base(), redis.call('LLEN', list) - 1
+      local bytes, parts = 0, {}
+      while hi >= from and bytes <= maxReplay do
+        local part = redis.call('LRANGE', list, math.max(from, hi - ${CHUNK} + 1), hi)
+        for i = #part, 1, -1 do
+          part[i] = frameOf(part[i])
+          bytes = bytes + #part[i]
+          if bytes > maxReplay then break end
+        end
+        if #part == 0 then break end
+        parts[#parts + 1] = part
+        hi = hi - #part
       end
-      if bytes > maxReplay then frames = {} else recovered = 1 end
+      if bytes <= maxReplay then
+        recovered = 1
+        for p = #parts, 1, -1 do
+          for _, f in ipairs(parts[p]) do frames[#frames + 1] = f end
+        end
+      end
     end
   end
 end

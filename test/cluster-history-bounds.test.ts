@@ -1,0 +1,119 @@
+/**
+ * What one history script may cost Redis, whatever a group keeps (docs/messaging.md, "Presence
+ * and history in cluster mode"): a join reads no further back than history.max_replay_bytes.
+ * The scripts run directly on a private Redis, each wrapped so that it counts the list entries
+ * it reads or removes (LRANGE, LINDEX, LPOP, LTRIM): Redis's own work, counted exactly, not timed.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { Redis } from 'ioredis';
+import { unpack } from 'msgpackr';
+import { HISTORY_APPEND, HISTORY_JOIN } from '../src/cluster/history-scripts.js';
+import { announceSkip, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
+
+const skip = announceSkip('cluster-history-bounds.test');
+const P = 'hb:';
+const EPOCH = 'e0e0e0e0e0e0e0e0';
+const T0 = 1_800_000_000_000;
+const DATA = JSON.stringify('x'.repeat(400));
+
+/** The script with `redis.call` shadowed by one that counts the entries it hands back or removes. */
+function counting(source: string): string {
+  return `local R = redis
+local touched = 0
+local redis = setmetatable({ call = function(cmd, ...)
+  local c, key = string.upper(cmd), ...
+  local before = c == 'LTRIM' and R.call('LLEN', key) or 0
+  local r = R.call(cmd, ...)
+  if c == 'LRANGE' then touched = touched + #r
+  elseif (c == 'LINDEX' or c == 'LPOP') and r then touched = touched + 1
+  elseif c == 'LTRIM' then touched = touched + before - R.call('LLEN', key) end
+  return r
+end }, { __index = R })
+local function script()
+${source}
+end
+local answer = script()
+return { touched, answer }`;
+}
+
+interface Rule {
+  size: number;
+  ttlMs?: number;
+  now?: number;
+}
+
+describe('one history script costs Redis a bounded amount, whatever the group keeps', { skip }, () => {
+  let redis: PrivateRedis;
+  let client: Redis;
+  let subscriber: Redis;
+  const answers = new Map<string, (fields: unknown[]) => void>();
+  before(async () => {
+    redis = await startPrivateRedis();
+    client = redis.client();
+    subscriber = new Redis(redis.url);
+    await subscriber.subscribe(`${P}answers`);
+    subscriber.on('messageBuffer', (_channel: Buffer, message: Buffer) => {
+      const fields = unpack(message) as unknown[];
+      answers.get(String(fields[1]))?.(fields);
+    });
+  });
+  after(async () => {
+    subscriber?.disconnect();
+    await redis?.stop();
+  });
+
+  /** The prelude's ARGV (history-scripts.ts). */
+  function argv(group: string, rule: Rule): Array<string | number> {
+    return [P, group, rule.size, rule.ttlMs ?? 0, rule.now ?? T0, EPOCH, 1000, 1e12];
+  }
+
+  /** Runs a script counted: the entries it touched and what it returned. */
+  async function run(source: string, group: string, rule: Rule, args: Array<string | number>): Promise<{ touched: number; answer: unknown }> {
+    const [touched, answer] = (await client.eval(counting(source), 0, ...argv(group, rule), ...args)) as [number, unknown];
+    return { touched, answer };
+  }
+
+  /** `n` messages appended at `now` (all in one pipeline: the scripts run in order). */
+  async function fill(group: string, n: number, rule: Rule): Promise<void> {
+    const pipeline = client.pipeline();
+    for (let i = 0; i < n; i++) {
+      const head = `{"op":"msg","id":"m${i}","from":"u","group":"${group}","data":${DATA},"pri":0,"ts":${rule.now ?? T0}`;
+      pipeline.eval(HISTORY_APPEND, 0, ...argv(group, rule), head, rule.now ?? T0);
+    }
+    await pipeline.exec();
+  }
+
+  let tokens = 0;
+  /** A join with `since`: its answer as PUBLISHed, and the entries the script touched. */
+  async function join(group: string, rule: Rule, since: number, maxReplay: number) {
+    const token = `t${tokens++}`;
+    const published = new Promise<unknown[]>((resolve) => answers.set(token, resolve));
+    const { touched } = await run(HISTORY_JOIN, group, rule, [since, EPOCH, maxReplay, `${P}answers`, token]);
+    const [, , top, , recovered, frames] = await published;
+    const offsets = (frames as string[]).map((f) => (JSON.parse(f) as { offset: number }).offset);
+    return { touched, top, recovered, offsets, bytes: (frames as string[]).reduce((sum, f) => sum + Buffer.byteLength(f), 0) };
+  }
+
+  test('a join with an old `since` reads no further back than max_replay_bytes: 5,000 kept, about 450 bytes each', async () => {
+    const rule = { size: 5000 };
+    await fill('room.old', 5000, rule);
+    const far = await join('room.old', rule, 0, 4096);
+    assert.deepEqual([far.recovered, far.offsets, far.top], [0, [], 5000], 'recovered: false');
+    assert.ok(far.touched <= 100, `${far.touched} entries read to refuse 5,000 messages that even their offsets alone would not fit`);
+
+    const near = await join('room.old', rule, 4000, 100_000);
+    assert.deepEqual([near.recovered, near.offsets], [0, []], '1,000 messages of ~450 bytes exceed 100,000 bytes');
+    assert.ok(near.touched <= 100_000 / 400 + 100, `${near.touched} entries read: no more than max_replay_bytes holds, plus one chunk`);
+  });
+
+  test('a join that fits gets every message after `since`, in order, across chunks; one byte short, none', async () => {
+    const rule = { size: 5000 };
+    const fits = await join('room.old', rule, 4750, 1 << 20);
+    assert.equal(fits.recovered, 1);
+    assert.deepEqual(fits.offsets, Array.from({ length: 250 }, (_, i) => 4751 + i));
+    assert.equal(fits.touched, 250, 'only what it replays');
+    assert.equal((await join('room.old', rule, 4750, fits.bytes)).recovered, 1, 'exactly max_replay_bytes is replayed');
+    assert.equal((await join('room.old', rule, 4750, fits.bytes - 1)).recovered, 0, 'one byte more is not');
+  });
+});
