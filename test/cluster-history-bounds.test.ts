@@ -1,14 +1,16 @@
 /**
  * What one history script may cost Redis, whatever a group keeps (docs/messaging.md, "Presence
- * and history in cluster mode"): a join reads no further back than history.max_replay_bytes.
- * The scripts run directly on a private Redis, each wrapped so that it counts the list entries
- * it reads or removes (LRANGE, LINDEX, LPOP, LTRIM): Redis's own work, counted exactly, not timed.
+ * and history in cluster mode"): a join reads no further back than history.max_replay_bytes, and
+ * the ttl and size trims drop at most a bounded number per script, the rest in the next ones,
+ * without ever serving what they have not dropped yet. The scripts run directly on a private
+ * Redis, each wrapped so that it counts the list entries it reads or removes (LRANGE, LINDEX,
+ * LPOP, LTRIM): Redis's own work, counted exactly, not timed.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { unpack } from 'msgpackr';
-import { HISTORY_APPEND, HISTORY_JOIN } from '../src/cluster/history-scripts.js';
+import { HISTORY_APPEND, HISTORY_JOIN, HISTORY_PAGE } from '../src/cluster/history-scripts.js';
 import { announceSkip, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
 
 const skip = announceSkip('cluster-history-bounds.test');
@@ -95,6 +97,13 @@ describe('one history script costs Redis a bounded amount, whatever the group ke
     return { touched, top, recovered, offsets, bytes: (frames as string[]).reduce((sum, f) => sum + Buffer.byteLength(f), 0) };
   }
 
+  /** One page of `history` after `since` (HISTORY_PAGE), counted. */
+  async function page(group: string, rule: Rule, since: number, limit: number) {
+    const { touched, answer } = await run(HISTORY_PAGE, group, rule, [since, limit, 1e9]);
+    const [top, , more, ...frames] = answer as [number, string, number, ...string[]];
+    return { touched, top, more, offsets: frames.map((f) => (JSON.parse(f) as { offset: number }).offset) };
+  }
+
   test('a join with an old `since` reads no further back than max_replay_bytes: 5,000 kept, about 450 bytes each', async () => {
     const rule = { size: 5000 };
     await fill('room.old', 5000, rule);
@@ -115,5 +124,37 @@ describe('one history script costs Redis a bounded amount, whatever the group ke
     assert.equal(fits.touched, 250, 'only what it replays');
     assert.equal((await join('room.old', rule, 4750, fits.bytes)).recovered, 1, 'exactly max_replay_bytes is replayed');
     assert.equal((await join('room.old', rule, 4750, fits.bytes - 1)).recovered, 0, 'one byte more is not');
+  });
+
+  test('entries past the ttl go at most 1,000 per script, and those left are never served', async () => {
+    const rule = { size: 10_000, ttlMs: 1000 };
+    await fill('room.ttl', 5000, rule);
+    await fill('room.ttl', 10, { ...rule, ttlMs: 0, now: T0 + 5000 }); // (no trim yet)
+    const later = { ...rule, now: T0 + 5500 }; // the first 5,000 are past the ttl, the last 10 not
+    const first = await page('room.ttl', later, 0, 100);
+    assert.deepEqual([first.top, first.offsets, first.more], [5010, Array.from({ length: 10 }, (_, i) => 5001 + i), 0], 'only the 10 young ones');
+    // Each entry dropped is read once and removed once; then a binary search and the page.
+    assert.ok(first.touched <= 2 * 1000 + 150, `${first.touched} entries touched by one script (5,000 past the ttl)`);
+    assert.equal(await client.llen(`${P}hl:room.ttl`), 4010, '1,000 dropped, the rest left for the next scripts');
+
+    const stale = await join('room.ttl', later, 2000, 1 << 20);
+    assert.deepEqual([stale.recovered, stale.offsets], [0, []], 'a message after `since` is past the ttl: not kept');
+    const young = await join('room.ttl', later, 5000, 1 << 20);
+    assert.deepEqual([young.recovered, young.offsets], [1, Array.from({ length: 10 }, (_, i) => 5001 + i)]);
+    assert.ok(stale.touched <= 2150 && young.touched <= 2150, `${stale.touched}, ${young.touched} entries touched`);
+
+    for (let i = 0; i < 3; i++) await page('room.ttl', later, 0, 100);
+    assert.equal(await client.llen(`${P}hl:room.ttl`), 10, 'the later scripts dropped the rest');
+    const kept = (await client.lrange(`${P}hl:room.ttl`, 0, -1)).reduce((sum, e) => sum + Buffer.byteLength(e), 0);
+    assert.equal(Number(await client.hget(`${P}hb`, 'room.ttl')), kept, 'and counted off the bytes of what they dropped');
+  });
+
+  test('a rule whose size shrank drops at most 1,000 per script and serves only its newest `size`', async () => {
+    await fill('room.shrunk', 3000, { size: 3000 });
+    const { touched } = await run(HISTORY_APPEND, 'room.shrunk', { size: 10 }, ['{"op":"msg","id":"n","from":"u","group":"room.shrunk","data":1,"pri":0,"ts":0', T0]);
+    assert.ok(touched <= 1000, `${touched} entries dropped by one append`);
+    const newest = await page('room.shrunk', { size: 10 }, 0, 100);
+    assert.deepEqual(newest.offsets, Array.from({ length: 10 }, (_, i) => 2992 + i));
+    assert.equal((await join('room.shrunk', { size: 10 }, 2980, 1 << 20)).recovered, 0, 'older than the newest 10: not kept');
   });
 });

@@ -25,8 +25,15 @@
  * is counted off when a script next meets it, as its own or as the oldest in hu or hf.
  *
  * Every script takes ARGV: P group size ttlMs now candidateEpoch maxGroups maxBytes, then its own.
+ *
+ * What one script costs Redis does not grow with a rule's `size`: a join reads no further back
+ * than max_replay_bytes, the ttl and size trims drop at most TRIM_MAX and 1000 entries (the rest
+ * in the next scripts; first() does not count what is left of them as kept), and a forgotten
+ * group's list is UNLINKed (freed off Redis's main thread).
  */
 
+/** Most entries past the ttl one script drops (the rest go in the next ones). */
+const TRIM_MAX = 1000;
 /** Entries HISTORY_JOIN reads at a time, newest first. */
 const CHUNK = 100;
 
@@ -65,21 +72,40 @@ local top
 local created = not epoch
 if created then
   epoch, top = ARGV[6], 0
-  redis.call('DEL', list)
+  -- UNLINK: a list of a large rule's size is freed off Redis's main thread.
+  redis.call('UNLINK', list)
   uncount(g)
   redis.call('HSET', meta, 'epoch', epoch, 'top', 0)
 else
   top = tonumber(redis.call('HGET', meta, 'top') or '0')
 end
 redis.call('ZADD', used, now, g)
+local function tsOf(e)
+  return tonumber(string.sub(e, 1, string.find(e, ' ', 1, true) - 1))
+end
+-- Whether the ttl trim below stopped at its bound with entries past the ttl perhaps left.
+local stale = false
 if ttl > 0 then
-  -- Past the ttl, oldest first (as GroupLog.expire: the first one young enough stops it).
-  while true do
-    local e = redis.call('LINDEX', list, 0)
-    if not e then break end
-    if tonumber(string.sub(e, 1, string.find(e, ' ', 1, true) - 1)) >= now - ttl then break end
-    dropOldest(g)
+  -- Past the ttl, oldest first (as GroupLog.expire: the first one young enough stops it), read
+  -- 100 at a time and at most ${TRIM_MAX} per script: a group that went quiet for longer than its
+  -- ttl with a large size cost one script O(size); the rest go in the scripts after (first()
+  -- does not count them meanwhile).
+  local dropped = 0
+  while dropped < ${TRIM_MAX} do
+    local part = redis.call('LRANGE', list, 0, math.min(99, ${TRIM_MAX} - dropped - 1))
+    local n, bytes = 0, 0
+    for _, e in ipairs(part) do
+      if tsOf(e) >= now - ttl then break end
+      n, bytes = n + 1, bytes + #e
+    end
+    if n > 0 then
+      redis.call('LTRIM', list, n, -1)
+      if counted(g, -bytes) <= 0 then uncount(g) end
+    end
+    dropped = dropped + n
+    if n < 100 then break end
   end
+  stale = dropped >= ${TRIM_MAX}
   redis.call('PEXPIRE', meta, ttl * 2)
   redis.call('PEXPIRE', list, ttl * 2)
 end
@@ -99,7 +125,7 @@ for _ = 1, created and 100 or 0 do
     end
   end
   if not victim then break end
-  redis.call('DEL', P..'h:'..victim, P..'hl:'..victim)
+  redis.call('UNLINK', P..'h:'..victim, P..'hl:'..victim)
   uncount(victim)
   redis.call('ZREM', used, victim)
 end
@@ -110,9 +136,24 @@ end
 local function base()
   return top - redis.call('LLEN', list) + 1
 end
--- The offset of the oldest kept message (top + 1 when none is).
+-- How many entries at the head are past the ttl: 0 unless the trim above stopped at its bound,
+-- then found in O(log size) LINDEXes (the entries are in the order of their ts).
+local expiredAhead
+local function expired()
+  if not stale then return 0 end
+  if expiredAhead then return expiredAhead end
+  local lo, hi = 0, redis.call('LLEN', list)
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if tsOf(redis.call('LINDEX', list, mid)) < now - ttl then lo = mid + 1 else hi = mid end
+  end
+  expiredAhead = lo
+  return lo
+end
+-- The offset of the oldest kept message (top + 1 when none is): entries past the ttl or beyond
+-- \`size\` that the bounded loops have not dropped yet are not kept.
 local function first()
-  return base()
+  return math.max(base() + expired(), top - size + 1)
 end
 `;
 
@@ -134,7 +175,8 @@ if length == 1 then uncount(g) end
 local _, kept = counted(g, #entry)
 redis.call('ZADD', filled, now, g)
 if ttl > 0 then redis.call('PEXPIRE', list, ttl * 2) end
-for _ = size + 1, length do kept = dropOldest(g) end
+-- Beyond size (one, unless the rule's size shrank: then at most 1000 per script; first() counts them off).
+for _ = size + 1, math.min(length, size + 1000) do kept = dropOldest(g) end
 -- Over max_bytes: the oldest messages of the group appended to least recently go first.
 for _ = 1, 1000 do
   if kept <= maxBytes then break end
@@ -203,7 +245,8 @@ local since, limit, maxPageBytes = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumb
 local out = {top, epoch, 0}
 if since >= top then return out end
 local from = math.max(since + 1, first())
-local entries = redis.call('LRANGE', list, from - first(), from - first() + limit)
+local at = from - base()
+local entries = redis.call('LRANGE', list, at, at + limit)
 local bytes = 0
 for i, e in ipairs(entries) do
   local f = frameOf(e)
