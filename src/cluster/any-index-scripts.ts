@@ -19,7 +19,7 @@
  * heartbeat came back), a pick that finds nobody puts every member back and visits them all
  * again, at most once per FULL_SCAN_MS per group.
  *
- * The member writes (JOIN in scripts.ts, LEAVE, SYNC_GROUP and FORGET_NODE in presence-scripts.ts)
+ * The member writes (JOIN in scripts.ts, LEAVE and SYNC_GROUP in presence-scripts.ts, FORGET_NODE)
  * keep P pm: and P pa: beside P pg:; when their sizes differ (P pg: written by a node of an older
  * version) the index is built again from P pg:, once.
  */

@@ -63,6 +63,11 @@ export class Keys {
     return `${this.prefix}nk:${node}`;
   }
 
+  /** SET of the nodes being forgotten, a chunk at a time (forget-node-script.ts). */
+  get forgetting(): string {
+    return `${this.prefix}nf`;
+  }
+
   // --- the durable store (store.ts, scripts.ts) -------------------------------------------
   /** The prefix the Lua scripts build per-message keys from (m:ID, q:TARGET, d:ID, snd:FROM). */
   get storePrefix(): string {

@@ -8,6 +8,10 @@
  *   P pg:GROUP   HASH "node\nsid" -> "user\nweight": the group's member connections
  *   P pc:GROUP   HASH user -> how many fields of pg:GROUP are the user's (every node not yet
  *                forgotten, so a dead node's users leave when FORGET_NODE runs for it)
+ *   P nk:NODE    SET of what the node wrote: the keys "P pu:USER" and "P pg:GROUP", and one entry
+ *                "P pg:GROUP\nSID" per member connection with the mark "P nk\n" (LISTED), so that
+ *                forgetting the node reads its own fields, not the group's (forget-node-script.ts).
+ *                An older version lists the keys only; its FORGET_NODE finds no such key and passes.
  *
  * A counter moves only when a field is really added (HSET answered 1) or deleted (HDEL found
  * it), so a script run twice for one connection (a retry, a resync) counts it once. A user's
@@ -47,6 +51,14 @@ end
 local function emptied(group)
   if redis.call('EXISTS', P..'pg:'..group) == 0 then redis.call('DEL', P..'rr:'..group, P..'rc:'..group, P..'pm:'..group, P..'pa:'..group) end
 end
+-- The node's key list names each member connection it wrote (and says it does: LISTED), so that
+-- forgetting the node reads its own fields only (FORGET_NODE). "P pg:GROUP" stays listed too, for
+-- an older version's FORGET_NODE. No key has a "\\n" in its name.
+local LISTED = P..'nk\\n'
+local function listMember(node, group, sid)
+  redis.call('SADD', P..'nk:'..node, P..'pg:'..group, P..'pg:'..group..'\\n'..sid, LISTED)
+end
+local function unlistMember(node, group, sid) redis.call('SREM', P..'nk:'..node, P..'pg:'..group..'\\n'..sid) end
 -- One PUBLISH per group and step, however many users changed.
 local function tell(group, changes)
   if #changes > 0 then redis.call('PUBLISH', P..'g:'..group, '\\255'..table.concat(changes, '\\n')) end
@@ -72,6 +84,7 @@ if value then
   if counted(group, user, -1) then tell(group, {'-'..user}) end
   emptied(group)
 end
+unlistMember(node, group, sid)
 if ARGV[5] == '1' then redis.call('SREM', P..'nk:'..node, key) end
 return 1
 `;
@@ -94,6 +107,7 @@ local changes = {}
 for i = 4, #ARGV - 2, 3 do
   local field = prefix..ARGV[i]
   wanted[field] = true
+  listMember(node, group, ARGV[i])
   if redis.call('HSET', key, field, ARGV[i + 1]..'\\n'..ARGV[i + 2]) == 1 then
     indexMember(group, ARGV[i + 1], field)
     if counted(group, ARGV[i + 1], 1) then changes[#changes + 1] = '+'..ARGV[i + 1] end
@@ -103,6 +117,7 @@ local raw = redis.call('HGETALL', key)
 for i = 1, #raw, 2 do
   if string.sub(raw[i], 1, #prefix) == prefix and not wanted[raw[i]] then
     redis.call('HDEL', key, raw[i])
+    unlistMember(node, group, string.sub(raw[i], #prefix + 1))
     local user = userof(raw[i + 1])
     unindexMember(group, user, raw[i])
     if counted(group, user, -1) then changes[#changes + 1] = '-'..user end
@@ -112,43 +127,6 @@ if #ARGV >= 6 then redis.call('SADD', P..'nk:'..node, key) else redis.call('SREM
 emptied(group)
 tell(group, changes)
 return #changes
-`;
-
-/**
- * Forgets a node: its presence fields in every key it wrote to, and its heartbeat; its users
- * with no member connection left elsewhere leave their groups (told as above). Run by any node
- * for one whose heartbeat is older than presence_ttl (the first to run it does the work, the
- * others find nothing left), and by a node for itself when it stops or starts its drain.
- * ARGV: P node
- */
-export const FORGET_NODE = `
-local P = ARGV[1]
-${MEMBER_HELPERS}
-local node = ARGV[2]
-local prefix = node..'\\n'
-local pg = P..'pg:'
-for _, key in ipairs(redis.call('SMEMBERS', P..'nk:'..node)) do
-  if string.sub(key, 1, #pg) == pg then
-    local group = string.sub(key, #pg + 1)
-    local raw = redis.call('HGETALL', key)
-    local changes = {}
-    for i = 1, #raw, 2 do
-      if string.sub(raw[i], 1, #prefix) == prefix then
-        redis.call('HDEL', key, raw[i])
-        local user = userof(raw[i + 1])
-        unindexMember(group, user, raw[i])
-        if counted(group, user, -1) then changes[#changes + 1] = '-'..user end
-      end
-    end
-    emptied(group)
-    tell(group, changes)
-  else
-    redis.call('HDEL', key, node)
-  end
-end
-redis.call('DEL', P..'nk:'..node)
-redis.call('ZREM', P..'nodes', node)
-return 1
 `;
 
 /**

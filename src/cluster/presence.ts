@@ -10,19 +10,23 @@
  *   P pu:USER      HASH node -> the user's connections on that node
  *   P pg:GROUP     HASH "node\nsid" -> "user\nweight": the group's member connections
  *   P pc:GROUP     HASH user -> its member connections in the group (presence-scripts.ts)
- *   P nk:NODE      SET of the pu:/pg: keys the node wrote to (for FORGET_NODE)
+ *   P nk:NODE      SET of the pu:/pg: keys the node wrote to, and of its member connections
+ *                  (for FORGET_NODE: presence-scripts.ts)
+ *   P nf           SET of the nodes being forgotten (forget-node-script.ts)
  *
  * A reader counts only nodes whose heartbeat is younger than presence_ttl, so a dead node's
  * users vanish from every answer within presence_ttl; the first node to see it that old then
- * deletes its fields (FORGET_NODE), so nothing of it stays behind, and its users who have no
- * member connection left elsewhere leave their groups (presence events, presence-events.ts).
+ * deletes its fields (FORGET_NODE, a chunk per call), so nothing of it stays behind, and its
+ * users who have no member connection left elsewhere leave their groups (presence events,
+ * presence-events.ts).
  * Group members are written by scripts only (JOIN, LEAVE, SYNC_GROUP, FORGET_NODE), which keep
  * pc:GROUP and tell the joins and leaves of users in the same atomic step.
  */
 import type { Redis } from 'ioredis';
 import { NAME_PATTERN } from '../protocol/frames.js';
 import type { Keys } from './keys.js';
-import { FORGET_NODE, LEAVE, PRESENCE_ANSWER, SYNC_GROUP } from './presence-scripts.js';
+import { FORGET_CHUNK, FORGET_NODE } from './forget-node-script.js';
+import { LEAVE, PRESENCE_ANSWER, SYNC_GROUP } from './presence-scripts.js';
 import type { ScriptRunner } from './script-runner.js';
 import { JOIN } from './scripts.js';
 
@@ -106,6 +110,8 @@ export class ClusterPresence {
   private timedNodes = new Set<string>();
   /** The nodes that took a backlog as one record at the last heartbeat. */
   private batchNodes = new Set<string>();
+  /** The forgets this node runs, by node: one at a time each (forgetNode). */
+  private readonly forgetting = new Map<string, Promise<void>>();
 
   constructor(
     private readonly redis: Redis,
@@ -146,7 +152,7 @@ export class ClusterPresence {
     const now = Date.now();
     const { keys } = this;
     const stale = `(${now - this.ttlMs}`;
-    const [added, alive, dead, , , timed, , , batching] = (await this.redis
+    const [added, alive, dead, , , timed, , , batching, unfinished] = (await this.redis
       .multi()
       .zadd(keys.nodes, now, this.node)
       .zrangebyscore(keys.nodes, now - this.ttlMs, '+inf')
@@ -158,20 +164,40 @@ export class ClusterPresence {
       .zadd(keys.batchNodes, now, this.node)
       .zremrangebyscore(keys.batchNodes, '-inf', stale)
       .zrangebyscore(keys.batchNodes, now - this.ttlMs, '+inf')
+      .smembers(keys.forgetting)
       .exec())!.map(([err, value]) => {
       if (err) throw err;
       return value;
-    }) as [number, string[], string[], number, number, string[], number, number, string[]];
+    }) as [number, string[], string[], number, number, string[], number, number, string[], string[]];
     this.aliveNodes = new Set(alive);
     this.aliveNodes.add(this.node);
     this.timedNodes = new Set(timed);
     this.batchNodes = new Set(batching);
-    for (const node of dead) await this.forgetNode(node);
+    // In the background, a chunk per script: a node with many members takes many calls, and the
+    // heartbeat (and the resync waiting on it) need not wait for them. A forget left unfinished
+    // (P nf) is taken up again here, whoever started it; one that fails is, at the next heartbeat.
+    for (const node of new Set([...dead, ...unfinished])) {
+      if (node !== this.node) this.forgetNode(node, now - this.ttlMs).catch(() => {});
+    }
     return added === 1;
   }
 
-  forgetNode(node: string): Promise<unknown> {
-    return this.scripts.run(FORGET_NODE, [this.keys.prefix, node]);
+  /**
+   * Forgets \`node\` (FORGET_NODE), calling again while it says there is more; one run per node
+   * at a time on this node (another node may run its own: each call takes its own entries).
+   * \`staleBefore\`: the node is left alone if it beat since then (a node forgetting itself gives none).
+   */
+  forgetNode(node: string, staleBefore?: number): Promise<void> {
+    let running = this.forgetting.get(node);
+    if (!running) {
+      const args: Array<string | number> = [this.keys.prefix, node, FORGET_CHUNK];
+      if (staleBefore !== undefined) args.push(staleBefore);
+      running = (async () => {
+        while ((await this.scripts.run(FORGET_NODE, args)) === 'more');
+      })().finally(() => this.forgetting.delete(node));
+      this.forgetting.set(node, running);
+    }
+    return running;
   }
 
   /**
@@ -199,10 +225,15 @@ export class ClusterPresence {
     }
     const syncs: Array<Promise<unknown>> = [batch.exec()];
     const groupPrefix = keys.groupPresencePrefix;
+    // The groups it wrote to: listed as "P pg:GROUP", and per member connection as "P pg:GROUP\nSID".
+    const gone = new Set<string>();
     for (const key of written) {
-      const group = key.slice(groupPrefix.length);
-      if (key.startsWith(groupPrefix) && !local.byGroup.has(group)) syncs.push(this.scripts.run(SYNC_GROUP, [keys.prefix, node, group]));
+      if (!key.startsWith(groupPrefix)) continue;
+      const end = key.indexOf('\n', groupPrefix.length);
+      const group = key.slice(groupPrefix.length, end < 0 ? undefined : end);
+      if (!local.byGroup.has(group)) gone.add(group);
     }
+    for (const group of gone) syncs.push(this.scripts.run(SYNC_GROUP, [keys.prefix, node, group]));
     for (const [group, sids] of local.byGroup) {
       const args: Array<string | number> = [keys.prefix, node, group];
       for (const sid of sids) {
@@ -232,8 +263,11 @@ export class ClusterPresence {
     await this.scripts.run(LEAVE, [this.keys.prefix, this.node, sid, group, last ? 1 : 0]);
   }
 
-  /** Forgets this node (it stops, or starts its drain): its users leave their groups at once. */
-  leaveCluster(): Promise<unknown> {
+  /**
+   * Forgets this node (it stops, or starts its drain): its users leave their groups at once, a
+   * chunk at a time; left midway (the stop's farewell is short), another node finishes it.
+   */
+  leaveCluster(): Promise<void> {
     return this.forgetNode(this.node);
   }
 

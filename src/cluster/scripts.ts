@@ -278,7 +278,7 @@ if redis.call('HSET', P..'pg:'..group, field, user..'\\n'..ARGV[6]) == 1 then
   indexMember(group, user, field)
   if counted(group, user, 1) then tell(group, {'+'..user}) end
 end
-redis.call('SADD', P..'nk:'..node, P..'pg:'..group)
+listMember(node, group, sid)
 -- Whether some wait: the node then pumps the group (the ids themselves could be thousands).
 return redis.call('ZRANGE', P..'qw:'..group, 0, 0)
 `;
