@@ -131,20 +131,38 @@ return #changes
 
 /**
  * A \`presence\` op's answer for \`group\`: with its users listed when it has at most \`maxList\`
- * (and the client did not ask for counts only), from its member connections on the live nodes;
- * else its totals alone, from the sizes of P pc:GROUP and P pg:GROUP, without reading a member:
- * a client asking about a group of 20,000 members at its rate limit would otherwise have Redis
- * read all of them each time. Those totals still count a dead node's members until FORGET_NODE
- * runs for it (within presence_ttl and a third after its last heartbeat), where the list leaves
- * them out as soon as its heartbeat is older than presence_ttl.
+ * (and the client did not ask for counts only), else its totals alone, from the sizes of P
+ * pc:GROUP and P pg:GROUP, without reading a member: a client asking about a group of 20,000
+ * members at its rate limit would otherwise have Redis read all of them each time.
+ *
+ * The list is read from P pc:GROUP (user -> member connections, at most maxList entries), not
+ * from P pg:GROUP's member connections (up to 100 per user: a group of 30 users with 100
+ * connections each cost 2.1 ms of Redis per answer, so five clients at the default rate limit
+ * saturated it). P pc: counts every node not yet forgotten, which is the live nodes unless one
+ * has a heartbeat older than presence_ttl or is being forgotten (P nf): only then are the member
+ * connections read, to leave that node's out, and only if there are at most
+ * PRESENCE_SCAN_FACTOR x maxList of them; a group with more lists the node's users until it is
+ * forgotten (within presence_ttl and a third after its last heartbeat), as its totals do.
  * ARGV: P group maxList countsOnly(1|0) aliveSince
  * -> {users, conns} (totals only) | {-1, 0, user, connections, user, connections...}
  */
+/** A \`presence\` list leaves a dead node's members out by reading at most this many member connections per user listed. */
+export const PRESENCE_SCAN_FACTOR = 4;
+
 export const PRESENCE_ANSWER = `
 local P, group = ARGV[1], ARGV[2]
 local users = redis.call('HLEN', P..'pc:'..group)
 if ARGV[4] == '1' or users > tonumber(ARGV[3]) then return {users, redis.call('HLEN', P..'pg:'..group)} end
 local since, beats, counts, out = tonumber(ARGV[5]), {}, {}, {-1, 0}
+local settled = redis.call('ZCOUNT', P..'nodes', '-inf', '('..ARGV[5]) == 0 and redis.call('SCARD', P..'nf') == 0
+if settled or redis.call('HLEN', P..'pg:'..group) > ${PRESENCE_SCAN_FACTOR} * tonumber(ARGV[3]) then
+  local raw = redis.call('HGETALL', P..'pc:'..group)
+  for i = 1, #raw, 2 do
+    out[#out + 1] = raw[i]
+    out[#out + 1] = tonumber(raw[i + 1])
+  end
+  return out
+end
 local raw = redis.call('HGETALL', P..'pg:'..group)
 for i = 1, #raw, 2 do
   local node = string.sub(raw[i], 1, string.find(raw[i], '\\n', 1, true) - 1)

@@ -1,0 +1,91 @@
+/**
+ * A `presence` answer in cluster mode (PRESENCE_ANSWER) costs Redis a read of the group's users
+ * (at most websocket.presence.max_list), not of their member connections (up to 100 each):
+ * before, a group of 30 users with 100 connections each cost 2.1 ms of Redis per answer, and
+ * five clients at the default rate limit saturated it. A dead node's members are still left out
+ * of a list as soon as its heartbeat is older than presence_ttl, by reading the connections of a
+ * group of at most PRESENCE_SCAN_FACTOR x max_list of them; a larger group lists that node's users
+ * until it is forgotten, as its totals count them. The script runs on a private Redis, on keys
+ * written by the real scripts.
+ */
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, describe, test } from 'node:test';
+import { Redis } from 'ioredis';
+import { PRESENCE_ANSWER, PRESENCE_SCAN_FACTOR, SYNC_GROUP } from '../src/cluster/presence-scripts.js';
+import { announceSkip, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
+import { commandsDuring, memberReads } from './helpers/script-work.js';
+
+const skip = announceSkip('cluster-presence-answer.test');
+const P = 'pa:';
+const TTL = 3000;
+
+describe('a presence answer in cluster mode', { skip, timeout: 60_000 }, () => {
+  let server: PrivateRedis;
+  let redis: Redis;
+  before(async () => {
+    server = await startPrivateRedis();
+    redis = new Redis(server.url);
+  });
+  after(async () => {
+    redis?.disconnect();
+    await server?.stop();
+  });
+  beforeEach(async () => {
+    await redis.flushall();
+    await redis.zadd(`${P}nodes`, Date.now(), 'live');
+  });
+
+  /** `users` users with `each` member connections of `group` on `node`. */
+  const members = async (node: string, group: string, users: string[], each: number): Promise<void> => {
+    const args: Array<string | number> = [];
+    for (const user of users) for (let i = 0; i < each; i++) args.push(`${user}.${i}`, user, 1);
+    await redis.eval(SYNC_GROUP, 0, P, node, group, ...args);
+  };
+  /** PRESENCE_ANSWER's list as user -> connections (null: totals only), and the commands it ran. */
+  const answer = async (group: string, maxList: number): Promise<{ users: Map<string, number> | null; ran: string[][] }> => {
+    let out: Array<string | number> = [];
+    const ran = await commandsDuring(server.url, async () => {
+      out = (await redis.eval(PRESENCE_ANSWER, 0, P, group, maxList, 0, Date.now() - TTL)) as Array<string | number>;
+    });
+    if (out[0] !== -1) return { users: null, ran };
+    const users = new Map<string, number>();
+    for (let i = 2; i < out.length; i += 2) users.set(String(out[i]), Number(out[i + 1]));
+    return { users, ran };
+  };
+  const names = (n: number, stem: string): string[] => Array.from({ length: n }, (_, i) => `${stem}${i}`);
+
+  test("lists 30 users with 100 connections each from the users' counts, reading none of the 3,000 connections", async () => {
+    await members('live', 'big', names(30, 'u'), 100);
+    const { users, ran } = await answer('big', 1000);
+    assert.equal(users?.size, 30);
+    assert.deepEqual(new Set(users!.values()), new Set([100]));
+    assert.deepEqual(memberReads(ran, `${P}pg:`), [], 'no member connection read');
+    assert.ok(ran.length <= 8, `${ran.length} commands`);
+  });
+
+  test('leaves out a node whose heartbeat is older than presence_ttl, at once, in a group of a few connections', async () => {
+    await redis.zadd(`${P}nodes`, Date.now() - 60_000, 'dead');
+    await members('live', 'team', ['ann'], 2);
+    await members('dead', 'team', ['ann', 'bob'], 1);
+    const { users } = await answer('team', 1000);
+    assert.deepEqual([...users!], [['ann', 2]]);
+  });
+
+  test('leaves out a node being forgotten, in a group of a few connections', async () => {
+    await redis.sadd(`${P}nf`, 'gone'); // out of P nodes, its fields not all deleted yet
+    await members('live', 'team', ['ann'], 1);
+    await members('gone', 'team', ['bob'], 1);
+    const { users } = await answer('team', 1000);
+    assert.deepEqual([...users!], [['ann', 1]]);
+  });
+
+  test(`with a dead node not yet forgotten, a group of more than ${PRESENCE_SCAN_FACTOR} x max_list connections lists its users too, reading no connection`, async () => {
+    await redis.zadd(`${P}nodes`, Date.now() - 60_000, 'dead');
+    await members('live', 'crowd', names(5, 'u'), 10);
+    await members('dead', 'crowd', ['bob'], 1);
+    const { users, ran } = await answer('crowd', 10);
+    assert.equal(users?.size, 6);
+    assert.equal(users!.get('bob'), 1);
+    assert.deepEqual(memberReads(ran, `${P}pg:`), []);
+  });
+});
