@@ -149,6 +149,19 @@ describe('one history script costs Redis a bounded amount, whatever the group ke
     assert.equal(Number(await client.hget(`${P}hb`, 'room.ttl')), kept, 'and counted off the bytes of what they dropped');
   });
 
+  // The review of the bound: reading 100 entries whatever was due made an append of 60 KB 22x dearer.
+  test('an append to a group with a ttl reads one entry when none is due, and about two per entry due', async () => {
+    const rule = { size: 1000, ttlMs: 1000 };
+    await fill('room.live', 200, rule);
+    const head = (i: number): string => `{"op":"msg","id":"l${i}","from":"u","group":"room.live","data":1,"pri":0,"ts":0`;
+    const quiet = await run(HISTORY_APPEND, 'room.live', { ...rule, now: T0 + 500 }, [head(0), T0 + 500]);
+    assert.equal(quiet.touched, 1, 'LINDEX 0 alone: none is past the ttl');
+    // 200 appended at T0 fall due together at T0 + 1000: one script drops them all with a few looks, not 100 reads per look.
+    const due = await run(HISTORY_APPEND, 'room.live', { ...rule, now: T0 + 1001 }, [head(1), T0 + 1001]);
+    assert.ok(due.touched <= 2 * 200 + 20, `${due.touched} entries touched to drop 200`);
+    assert.equal(await client.llen(`${P}hl:room.live`), 2, 'the two young ones kept');
+  });
+
   test('a rule whose size shrank drops at most 1,000 per script and serves only its newest `size`', async () => {
     await fill('room.shrunk', 3000, { size: 3000 });
     const { touched } = await run(HISTORY_APPEND, 'room.shrunk', { size: 10 }, ['{"op":"msg","id":"n","from":"u","group":"room.shrunk","data":1,"pri":0,"ts":0', T0]);
