@@ -48,7 +48,11 @@ export function attachAdminRoutes(app: HttpRoutes, token: string, forwarder: Adm
     const host = req.getHeader('host');
     const client = clients.ofRequest(req, res);
     const url = req.getUrl();
-    const forwarded = FORWARDING_HEADERS.some((name) => req.getHeader(name) !== '') && !clients.trustsPeer(res);
+    // Forwarded (one of a proxy's headers) is not local, unless a trusted proxy names its client
+    // in X-Forwarded-For (then that client is judged). A request with none of them from loopback
+    // is curl on this host, or a proxy that says nothing, which nothing tells apart (README).
+    const proxied = FORWARDING_HEADERS.some((name) => req.getHeader(name) !== '');
+    const forwarded = proxied && !(clients.trustsPeer(res) && clients.namesClient(req));
     watch(res, req);
     const reply = (status: number, body: string): void => answer(res, httpStatusLine(status), JSON_HEADERS, body);
     const refuse = (code: HttpCode, message: string): void => {
@@ -61,7 +65,7 @@ export function attachAdminRoutes(app: HttpRoutes, token: string, forwarder: Adm
     } else if (!isLoopback(client)) {
       return refuse('forbidden', 'no websocket.admin.token is configured: admin endpoints answer loopback clients only');
     } else if (forwarded) {
-      return refuse('forbidden', 'no websocket.admin.token is configured: admin endpoints do not answer what a proxy forwards (list the proxy in websocket.server.trusted_proxies to have its clients\' addresses read, or set the token)');
+      return refuse('forbidden', 'no websocket.admin.token is configured: admin endpoints do not answer what a proxy forwards without naming its client in X-Forwarded-For (list the proxy in websocket.server.trusted_proxies to have its clients\' addresses read, or set the token)');
     } else if (!isLoopbackHost(host)) {
       return refuse('forbidden', 'no websocket.admin.token is configured: admin endpoints answer requests to localhost or a loopback address only, not to another name (DNS rebinding protection)');
     } else if (fromBrowser && method !== 'get' && method !== 'head') {
@@ -75,7 +79,7 @@ export function attachAdminRoutes(app: HttpRoutes, token: string, forwarder: Adm
 }
 
 /** Headers a forwarding proxy adds: a request with one came through a proxy. */
-const FORWARDING_HEADERS = ['x-forwarded-for', 'forwarded', 'x-real-ip', 'via'] as const;
+const FORWARDING_HEADERS = ['x-forwarded-for', 'forwarded', 'x-real-ip', 'via', 'x-forwarded-host', 'x-forwarded-proto', 'x-client-ip', 'true-client-ip', 'cf-connecting-ip'] as const;
 
 /** Whether `path` reads the same before and after a URL parser: no `.`/`..` segments (encoded or not), no `\`. */
 export function isCanonical(path: string): boolean {

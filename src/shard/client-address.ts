@@ -90,6 +90,15 @@ export class ClientAddresses {
     return address;
   }
 
+  /**
+   * Whether the request's X-Forwarded-For names its client: present, and every hop an address
+   * (of() falls back on the peer otherwise, which for a proxy on this host is loopback).
+   */
+  namesClient(req: HttpRequest): boolean {
+    const hops = headerList(req, 'x-forwarded-for');
+    return hops.trim() !== '' && hops.split(',').every((hop) => isIP(normalizeAddress(hop)) !== 0);
+  }
+
   /** Whether the request's peer is listed in trusted_proxies. */
   trustsPeer(res: HttpResponse): boolean {
     return this.trusted.size > 0 && this.trusted.has(normalizeAddress(Buffer.from(res.getRemoteAddressAsText()).toString()));
