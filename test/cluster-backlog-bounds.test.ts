@@ -58,4 +58,22 @@ describe('a large backlog in cluster mode', { skip, timeout: 90_000 }, () => {
       sender.close();
     }
   });
+
+  // A review's reconnect mid-chain got 1001-1500 (claimed by its CONNECT) before 1-1000 (in flight).
+  test('a reconnect while the backlog is claimed script by script gets what was in flight first, then the rest, in order', async () => {
+    const TOTAL = 2000; // at most CONNECT's listing of what is in flight, however far the chain got
+    const sender = await member(node.port, 'sender2');
+    for (let i = 0; i < TOTAL; i++) sender.send({ op: 'send', to: 'hasty', data: i, ref: `h${i}` });
+    for (let i = 0; i < TOTAL; i++) await sender.next((f) => f.ref === `h${i}`);
+    const first = await member(node.port, 'hasty');
+    await nextMsgs(first, 1);
+    first.close();
+    await first.closed;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const again = await member(node.port, 'hasty');
+    const got = (await nextMsgs(again, TOTAL, 20_000)).map((m) => m.data as number);
+    assert.deepEqual(got, Array.from({ length: TOTAL }, (_, i) => i), 'every message once, oldest first');
+    again.close();
+    sender.close();
+  });
 });

@@ -163,10 +163,12 @@ export class ClusterMessaging {
           if (f[7] > 0) this.parts.dueAt(f[7]);
           toSid.push(outgoing(f[0], encodeStoredMsg(f[0], f[1], null, f[3], Number(f[4]), Number(f[5])), f[7], Number(f[4])));
         }
+        // What was in flight first, then what was claimed now (older; a review saw 1001-1500 come
+        // before 1-1000 on a reconnect), then what came while CONNECT ran (newer still).
         this.here.backlogInFlight(sid, toSid);
-        for (const message of held) if (!sent.has(message.id)) toSid.push(message);
-        this.claimed.backlogToUser(user, backlog.nodes, fresh);
         this.here.toSid(sid, toSid);
+        this.claimed.backlogToUser(user, backlog.nodes, fresh);
+        this.here.toSid(sid, held.filter((message) => !sent.has(message.id)));
       },
       (err: unknown) => {
         this.here.release(sid);
