@@ -77,3 +77,58 @@ describe('a large backlog in cluster mode', { skip, timeout: 90_000 }, () => {
     sender.close();
   });
 });
+
+describe('a full window in cluster mode', { skip, timeout: 60_000 }, () => {
+  let redis: PrivateRedis;
+  let node: RunningServer;
+  before(async () => {
+    redis = await startPrivateRedis();
+    node = await startInProcess(nodeConfig(redis.url, 'full:', 1, { websocket: { delivery: { ack_timeout: 60, max_inflight_per_user: 50 } } }));
+  });
+  after(async () => {
+    await node?.close();
+    await redis?.stop();
+  });
+
+  // A user who acks two and is sent two, over and over, made each cycle read every message in flight.
+  test('is counted again from what is in flight at most once a second, however often it fills', async () => {
+    const sender = await member(node.port, 'filler');
+    const slow = await member(node.port, 'slow');
+    let sent = 0;
+    const send = async (): Promise<void> => {
+      const ref = `f${sent++}`;
+      sender.send({ op: 'send', to: 'slow', data: sent, ref });
+      assert.equal((await sender.next((f) => f.ref === ref)).op, 'ack');
+    };
+    for (let i = 0; i < 50; i++) await send();
+    const inFlight = (await nextMsgs(slow, 50)).map((m) => m.id as string);
+
+    const monitor = new Redis(redis.url);
+    let recounts = 0;
+    const watching = await monitor.monitor();
+    watching.on('monitor', (_time: string, args: string[]) => {
+      if (args[0]?.toLowerCase() === 'zrange' && args[1] === 'full:qf:slow' && args[3] === '-1') recounts++;
+    });
+    const started = Date.now();
+    const takeOne = async (): Promise<void> => void inFlight.push(...(await nextMsgs(slow, 1)).map((m) => m.id as string));
+    try {
+      await send(); // the window is full: it waits (P wb:USER)
+      for (let cycle = 0; cycle < 20; cycle++) {
+        // Two acks free two places: the one waiting takes the first, the next send the second,
+        // and the send after finds the window full with nothing waiting: a count of the window.
+        slow.send({ op: 'ack', ids: [inFlight.shift(), inFlight.shift()] });
+        await takeOne();
+        await send();
+        await takeOne();
+        await send();
+      }
+      const seconds = (Date.now() - started) / 1000;
+      assert.ok(recounts <= Math.ceil(seconds) + 1, `${recounts} counts of the window in ${seconds.toFixed(1)} s, 20 fills`);
+    } finally {
+      watching.disconnect();
+      monitor.disconnect();
+      sender.close();
+      slow.close();
+    }
+  });
+});

@@ -124,8 +124,10 @@ do
     if n > 0 then return false end
     return 'pump'
   end
-  -- Full by the count: counted again before the user is held (the count may be an older node's).
-  if not fits(n, b, size, winCount, winBytes) then n, b = recount(user) end
+  -- Full by the count: counted again before the user is held (the count may be an older
+  -- node's), at most once a second (P wr:USER): a recount reads every message in flight, and a
+  -- user who acked two and was sent two, over and over, had one run per cycle.
+  if not fits(n, b, size, winCount, winBytes) and redis.call('SET', P..'wr:'..user, 1, 'PX', 1000, 'NX') then n, b = recount(user) end
   if not fits(n, b, size, winCount, winBytes) then
     redis.call('SET', P..'wb:'..user, 1)
     return false
