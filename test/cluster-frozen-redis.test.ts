@@ -129,4 +129,21 @@ describe('a frozen Redis (open connections, no answers)', { skip, timeout: 60_00
       client.close();
     });
   });
+
+  // A review's chaos runs: a pub acked as it was handed to Redis, frozen, never reached another node.
+  test('a pub is acked once Redis took it: into a frozen Redis it gets E_CLUSTER_UNAVAILABLE (delivered here only), not an ack', async () => {
+    await onFreezableRedis('freeze-pub:', {}, shortFreeze, async (node, redis) => {
+      const here = await member(node.port, 'here', ['hall']);
+      const publisher = await member(node.port, 'publisher');
+      publisher.send({ op: 'pub', group: 'hall', data: 0, ref: 'p0' });
+      assert.equal((await publisher.next((f) => f.ref === 'p0')).op, 'ack', 'acked once Redis answered');
+      process.kill(redis.pid!, 'SIGSTOP');
+      publisher.send({ op: 'pub', group: 'hall', data: 1, ref: 'p1' });
+      const refused = await publisher.next((f) => f.ref === 'p1');
+      assert.deepEqual([refused.op, refused.code], ['err', 'E_CLUSTER_UNAVAILABLE']);
+      assert.match(String(refused.message), /delivered to the members on this node/);
+      assert.deepEqual((await nextMsgs(here, 2)).map((m) => m.data), [0, 1], 'this node\'s members have it');
+      process.kill(redis.pid!, 'SIGCONT');
+    });
+  });
 });

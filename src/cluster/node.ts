@@ -319,10 +319,10 @@ export class ClusterNode {
           return this.pubs.publish(this.ids.nextPubId(), from, group, data, pri, type, { ok, fail: reply.fail }, receivedAt ?? 0);
         }
         case ToBroker.CLUSTER_PUB: {
-          const [group, frame] = f as [string, Uint8Array];
-          // Its publisher was answered by its shard, which checked Redis was up; lost here, it is counted.
-          this.pubs.publishOut(group, frame);
-          return;
+          const [group, frame, sid, ref, id] = f as [string, Uint8Array, string?, string?, string?];
+          // Delivered on this node by its shard; its publisher (with a ref) is answered once Redis took it.
+          if (sid === undefined) return void this.pubs.publishOut(group, frame);
+          return this.pubs.publishAnswered(group, frame, id!, this.replyTo(shard, sid, ref ?? null));
         }
         case ToBroker.ADMIN: {
           const [requestId, method, path] = f as [number, string, string];

@@ -65,11 +65,7 @@ export class ClusterPubs {
       if (rule !== null) return history.publish(rule, id, from, group, dataJson, p, ts, reply);
       const frame = encodeGroupMsgJson(id, from, group, dataJson, p, ts);
       this.parts.link.groupPub(group, frame, receivedAt);
-      // As the shard answers a pub it cannot hand on (dispatch.ts): never an ack for what the other nodes will not get.
-      const refused = this.publishOut(group, Buffer.from(frame));
-      if (refused === 'down') return reply.fail('E_CLUSTER_UNAVAILABLE', 'Redis is unreachable: delivered to the members on this node only');
-      if (refused === 'busy') return reply.fail('E_OVERLOADED', `${MAX_PUBLISHES_IN_FLIGHT} publishes are waiting for Redis: delivered to the members on this node only; retry shortly`);
-      reply.ok(id);
+      this.publishAnswered(group, Buffer.from(frame), id, reply);
     };
     if (!processors.has(type)) return send(data, pri);
     const incoming = { target: `p:${group}`, from, group, data, pri, at: 0, strategy: null };
@@ -79,11 +75,25 @@ export class ClusterPubs {
   }
 
   /**
-   * A pub already delivered to this node's members (CLUSTER_PUB, or `publish`): to the other
-   * nodes. Null once handed to Redis; else why not (counted lost): Redis is down, or too many
-   * publishes wait for it.
+   * A pub already delivered to this node's members, to the other nodes, its publisher answered
+   * once Redis took it: never an ack for what the other nodes will not get (a pub acked as it
+   * was sent, into a frozen Redis, never reached another node: a review's chaos runs).
    */
-  publishOut(group: string, frame: Uint8Array): 'down' | 'busy' | null {
+  publishAnswered(group: string, frame: Uint8Array, id: string, reply: Reply): void {
+    const refused = this.publishOut(group, frame, (published) => {
+      if (published) reply.ok(id);
+      else reply.fail('E_CLUSTER_UNAVAILABLE', 'Redis did not answer the publish: delivered to the members on this node; the other nodes may not get it');
+    });
+    if (refused === 'down') reply.fail('E_CLUSTER_UNAVAILABLE', 'Redis is unreachable: delivered to the members on this node only');
+    if (refused === 'busy') reply.fail('E_OVERLOADED', `${MAX_PUBLISHES_IN_FLIGHT} publishes are waiting for Redis: delivered to the members on this node only; retry shortly`);
+  }
+
+  /**
+   * A pub already delivered to this node's members (CLUSTER_PUB, or `publish`): to the other
+   * nodes. Null once handed to Redis (then `settled` is told whether Redis took it); else why
+   * not (counted lost): Redis is down, or too many publishes wait for it.
+   */
+  publishOut(group: string, frame: Uint8Array, settled?: (published: boolean) => void): 'down' | 'busy' | null {
     const { stats } = this.parts;
     const refused = !this.parts.up() ? 'down' : this.publishesInFlight >= MAX_PUBLISHES_IN_FLIGHT ? 'busy' : null;
     if (refused !== null) {
@@ -95,10 +105,12 @@ export class ClusterPubs {
       () => {
         this.publishesInFlight--;
         stats.cluster_pubs_out++;
+        settled?.(true);
       },
       () => {
         this.publishesInFlight--;
         stats.cluster_pubs_lost++;
+        settled?.(false);
       },
     );
     return null;

@@ -143,10 +143,14 @@ export class BrokerLink implements AdminForwarder {
     this.writer.writeSoon(encodeRecord(ToBroker.MEMBERSHIP, [conn.sid, group, 0, 0]));
   }
 
-  /** Cluster mode: a pub published here, as its encoded frame, for the broker to publish to the other nodes. */
-  /** A pub for the other nodes; refused (the ring's reason) when its JSON frame is too large for the link, or the link is too far behind. */
-  clusterPub(group: string, frame: Uint8Array): WriteRefusal | null {
-    const refused = this.writer.write(encodeRecord(ToBroker.CLUSTER_PUB, [group, frame]), this.options.backlogLimit ?? Infinity);
+  /**
+   * Cluster mode: a pub published here, as its JSON frame, for the broker to publish to the other
+   * nodes; with `ack`, the broker answers the publisher once Redis took it. Refused (the ring's
+   * reason) when its frame is too large for the link, or the link is too far behind.
+   */
+  clusterPub(group: string, frame: Uint8Array, ack: { conn: Connection; ref: string; id: string } | null): WriteRefusal | null {
+    const fields = ack === null ? [group, frame] : [group, frame, ack.conn.sid, ack.ref, ack.id];
+    const refused = this.writer.write(encodeRecord(ToBroker.CLUSTER_PUB, fields), this.options.backlogLimit ?? Infinity);
     if (refused === null) this.options.counters[Counter.cluster_pubs]!++;
     return refused;
   }

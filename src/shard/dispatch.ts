@@ -350,9 +350,12 @@ export class Dispatcher {
       if (!cluster.up) return this.fail(ws, conn, 'E_CLUSTER_UNAVAILABLE', 'Redis is unreachable: delivered to the members on this node only', ref);
       // The JSON frame: each node's shards make the binary frame for their msgpack members (broadcast.ts).
       // It can be several times the pub's msgpack frame (a control character: 6 bytes as JSON).
-      const refused = this.link.clusterPub(group, message.json());
+      // Its ack comes from the broker once Redis took it: a pub acked here and sent into a frozen
+      // Redis never reached the other nodes (a review's chaos runs).
+      const refused = this.link.clusterPub(group, message.json(), ref === undefined ? null : { conn, ref, id });
       if (refused === 'E_TOO_LARGE') return this.fail(ws, conn, refused, 'as JSON this message is over half of performance.ring_bytes, too large for the other nodes: delivered to the members on this node only', ref);
       if (refused !== null) return this.fail(ws, conn, refused, 'the message broker is behind: delivered to the members on this node only; retry shortly', ref);
+      return;
     }
     if (ref !== undefined) this.options.out.send(ws, conn, conn.frames.ack(ref, id));
   }
