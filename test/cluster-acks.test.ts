@@ -70,3 +70,45 @@ describe('acks in cluster mode', { skip, timeout: 60_000 }, () => {
     sender.close();
   });
 });
+
+describe('an ack that comes just after its deadline', { skip, timeout: 60_000 }, () => {
+  let redis: PrivateRedis;
+  let node: RunningServer;
+  before(async () => {
+    redis = await startPrivateRedis();
+    node = await startInProcess(nodeConfig(redis.url, 'late:', 1)); // ack_timeout 1 s
+  });
+  after(async () => {
+    await node?.close();
+    await redis?.stop();
+  });
+
+  // A review's chaos runs: an ack between the SWEEP that put a message back to wait and the route
+  // that delivers it again was refused E_UNKNOWN_ID, and the same connection got it again.
+  test('settles the user\'s own message waiting again after a delivery; one never delivered is not settled', async () => {
+    const sender = await member(node.port, 'sender');
+    sender.send({ op: 'send', to: 'late', data: 'delivered once', ref: 's1' });
+    const id = (await sender.next((f) => f.ref === 's1')).id as string;
+    const late = await member(node.port, 'late');
+    await nextMsgs(late, 1);
+    late.close();
+    await late.closed;
+    // Past its deadline with nobody to route it to: waiting again, after one delivery.
+    const admin = new Redis(redis.url);
+    try {
+      for (let i = 0; i < 100 && (await admin.hget(`late:m:${id}`, 'state')) !== 'w'; i++) await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(await admin.hmget(`late:m:${id}`, 'state', 'attempts'), ['w', '1']);
+      const [answer] = (await admin.eval(ACKS, 0, 'late:', id, 'late')) as unknown[];
+      assert.ok(Array.isArray(answer), 'settled');
+      assert.equal(await admin.exists(`late:m:${id}`), 0);
+
+      sender.send({ op: 'send', to: 'nobody', data: 'never delivered', ref: 's2' });
+      const waiting = (await sender.next((f) => f.ref === 's2')).id as string;
+      assert.deepEqual(await admin.eval(ACKS, 0, 'late:', waiting, 'nobody'), [0], 'not received: not settled by an ack');
+      assert.equal(await admin.hget(`late:m:${waiting}`, 'state'), 'w');
+    } finally {
+      admin.disconnect();
+      sender.close();
+    }
+  });
+});
