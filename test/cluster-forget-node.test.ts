@@ -62,8 +62,8 @@ describe('forgetting a node, a chunk at a time', { skip, timeout: 60_000 }, () =
     for (let g = 0; g < GROUPS; g++) {
       const others: Array<string | number> = [];
       for (let i = 0; i < OTHERS; i++) others.push(`s${i}`, `u${i}`, 1);
-      await redis.eval(SYNC_GROUP, 0, P, 'live', `g${g}`, ...others);
-      await redis.eval(SYNC_GROUP, 0, P, 'dead', `g${g}`, 'd1', 'ann', 1);
+      await redis.eval(SYNC_GROUP, 0, P, 'live', `g${g}`, 0, OTHERS, ...others);
+      await redis.eval(SYNC_GROUP, 0, P, 'dead', `g${g}`, 0, 1, 'd1', 'ann', 1);
     }
   });
 

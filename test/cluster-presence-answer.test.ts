@@ -39,7 +39,7 @@ describe('a presence answer in cluster mode', { skip, timeout: 60_000 }, () => {
   const members = async (node: string, group: string, users: string[], each: number): Promise<void> => {
     const args: Array<string | number> = [];
     for (const user of users) for (let i = 0; i < each; i++) args.push(`${user}.${i}`, user, 1);
-    await redis.eval(SYNC_GROUP, 0, P, node, group, ...args);
+    await redis.eval(SYNC_GROUP, 0, P, node, group, 0, args.length / 3, ...args);
   };
   /** PRESENCE_ANSWER's list as user -> connections (null: totals only), and the commands it ran. */
   const answer = async (group: string, maxList: number): Promise<{ users: Map<string, number> | null; ran: string[][] }> => {

@@ -90,11 +90,14 @@ return 1
 `;
 
 /**
- * After an outage: \`node\`'s member connections of \`group\` become exactly those given (none:
- * it has no member left there), in one step, so a user still connected is no news even if
- * the node's fields were written in another order meanwhile; only real changes are told.
- * Additions go first, so a user who only changed connections never counts 0 on the way.
- * ARGV: P node group [sid user weight]...
+ * After an outage, one chunk of \`node\`'s member connections of \`group\`: those given with a
+ * user are set (added where missing), those given bare are removed (the node's own key list
+ * names them: presence.ts). The node sends all of a group's additions before its removals, so a
+ * user who only changed connections never counts 0 on the way, and only real changes are told,
+ * one PUBLISH per chunk. Nothing of the group is read but the fields named: before, one script
+ * read the group whole for each node, so a group of 100,000 members stalled Redis at each
+ * node's resync. \`last\` 1: the node has no member of the group left, its key list drops it.
+ * ARGV: P node group last(1|0) adds [sid user weight] x adds, then [sid]...
  */
 export const SYNC_GROUP = `
 local P = ARGV[1]
@@ -102,28 +105,28 @@ ${MEMBER_HELPERS}
 local node, group = ARGV[2], ARGV[3]
 local key = P..'pg:'..group
 local prefix = node..'\\n'
-local wanted = {}
+local removals = 6 + 3 * tonumber(ARGV[5])
 local changes = {}
-for i = 4, #ARGV - 2, 3 do
+for i = 6, removals - 1, 3 do
   local field = prefix..ARGV[i]
-  wanted[field] = true
   listMember(node, group, ARGV[i])
   if redis.call('HSET', key, field, ARGV[i + 1]..'\\n'..ARGV[i + 2]) == 1 then
     indexMember(group, ARGV[i + 1], field)
     if counted(group, ARGV[i + 1], 1) then changes[#changes + 1] = '+'..ARGV[i + 1] end
   end
 end
-local raw = redis.call('HGETALL', key)
-for i = 1, #raw, 2 do
-  if string.sub(raw[i], 1, #prefix) == prefix and not wanted[raw[i]] then
-    redis.call('HDEL', key, raw[i])
-    unlistMember(node, group, string.sub(raw[i], #prefix + 1))
-    local user = userof(raw[i + 1])
-    unindexMember(group, user, raw[i])
+for i = removals, #ARGV do
+  local field = prefix..ARGV[i]
+  local value = redis.call('HGET', key, field)
+  if value then
+    redis.call('HDEL', key, field)
+    local user = userof(value)
+    unindexMember(group, user, field)
     if counted(group, user, -1) then changes[#changes + 1] = '-'..user end
   end
+  unlistMember(node, group, ARGV[i])
 end
-if #ARGV >= 6 then redis.call('SADD', P..'nk:'..node, key) else redis.call('SREM', P..'nk:'..node, key) end
+if ARGV[4] == '1' then redis.call('SREM', P..'nk:'..node, key) end
 emptied(group)
 tell(group, changes)
 return #changes

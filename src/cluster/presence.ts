@@ -30,6 +30,9 @@ import { LEAVE, PRESENCE_ANSWER, SYNC_GROUP } from './presence-scripts.js';
 import type { ScriptRunner } from './script-runner.js';
 import { JOIN } from './scripts.js';
 
+/** Most member connections one SYNC_GROUP writes or removes: a node's resync of a large group takes several scripts. */
+const SYNC_CHUNK = 500;
+
 export interface LocalConn {
   sid: string;
   user: string;
@@ -203,8 +206,10 @@ export class ClusterPresence {
   /**
    * Writes this node's whole presence again, after an outage: others may have forgotten it
    * meanwhile, and its members changed while nothing could be written. Each group is set to
-   * what the node has now in one script (SYNC_GROUP), so the watchers hear only what changed,
-   * not every user leaving and coming back.
+   * what the node has now (SYNC_GROUP, a chunk per script, additions first), so the watchers
+   * hear only what changed, not every user leaving and coming back. What to remove is what the
+   * node's key list names and it no longer has: no group is read, and no script takes more than
+   * SYNC_CHUNK member connections.
    */
   async rewrite(local: LocalPresence): Promise<void> {
     const { keys, node } = this;
@@ -212,7 +217,7 @@ export class ClusterPresence {
     // sent again after the commands behind it: a leave must not fall behind a later read, nor
     // one connection's join behind another's leave (the user would leave and come back).
     await this.scripts.load([JOIN, LEAVE, SYNC_GROUP, FORGET_NODE, PRESENCE_ANSWER]);
-    const written = await this.redis.smembers(keys.nodeKeys(node));
+    const written = await this.keyList();
     const batch = this.redis.multi();
     batch.zadd(keys.nodes, Date.now(), node);
     const userPrefix = keys.userPresence('');
@@ -224,25 +229,53 @@ export class ClusterPresence {
       batch.sadd(keys.nodeKeys(node), keys.userPresence(user));
     }
     const syncs: Array<Promise<unknown>> = [batch.exec()];
+    // The groups it wrote to are listed as "P pg:GROUP", and each member connection as "P pg:GROUP\nSID".
     const groupPrefix = keys.groupPresencePrefix;
-    // The groups it wrote to: listed as "P pg:GROUP", and per member connection as "P pg:GROUP\nSID".
-    const gone = new Set<string>();
+    const stale = new Map<string, string[]>();
     for (const key of written) {
       if (!key.startsWith(groupPrefix)) continue;
       const end = key.indexOf('\n', groupPrefix.length);
       const group = key.slice(groupPrefix.length, end < 0 ? undefined : end);
-      if (!local.byGroup.has(group)) gone.add(group);
+      let gone = stale.get(group);
+      if (!gone) stale.set(group, (gone = []));
+      if (end >= 0 && !local.byGroup.get(group)?.has(key.slice(end + 1))) gone.push(key.slice(end + 1));
     }
-    for (const group of gone) syncs.push(this.scripts.run(SYNC_GROUP, [keys.prefix, node, group]));
+    const sync = (group: string, last: boolean, adds: Array<string | number>, removes: string[]): void => {
+      syncs.push(this.scripts.run(SYNC_GROUP, [keys.prefix, node, group, last ? 1 : 0, adds.length / 3, ...adds, ...removes]));
+    };
     for (const [group, sids] of local.byGroup) {
-      const args: Array<string | number> = [keys.prefix, node, group];
+      let adds: Array<string | number> = [];
       for (const sid of sids) {
         const conn = local.bySid.get(sid);
-        if (conn) args.push(sid, conn.user, conn.weight);
+        if (conn) adds.push(sid, conn.user, conn.weight);
+        if (adds.length === 3 * SYNC_CHUNK) {
+          sync(group, false, adds, []);
+          adds = [];
+        }
       }
-      syncs.push(this.scripts.run(SYNC_GROUP, args));
+      if (adds.length > 0) sync(group, false, adds, []);
+    }
+    for (const [group, gone] of stale) {
+      const last = !local.byGroup.has(group);
+      if (!last && gone.length === 0) continue;
+      for (let i = 0; i < gone.length || i === 0; i += SYNC_CHUNK) {
+        sync(group, last && i + SYNC_CHUNK >= gone.length, [], gone.slice(i, i + SYNC_CHUNK));
+      }
     }
     await Promise.all(syncs);
+  }
+
+  /** Everything this node's key list (P nk:NODE) names, read a bounded chunk per command. */
+  private async keyList(): Promise<Set<string>> {
+    const key = this.keys.nodeKeys(this.node);
+    const listed = new Set<string>();
+    let cursor = '0';
+    do {
+      const [next, entries] = await this.redis.sscan(key, cursor, 'COUNT', 1000);
+      for (const entry of entries) listed.add(entry);
+      cursor = next;
+    } while (cursor !== '0');
+    return listed;
   }
 
   /** `user` has `connections` left on this node (0: none). */
