@@ -97,3 +97,51 @@ describe('a cluster node reloaded (drain, then the new process)', { skip }, () =
     assert.equal(back.frames.filter((f) => f.op === 'msg').length, 0, 'the acknowledged message never came again');
   });
 });
+
+/** Holds Redis busy for ARGV[1] microseconds (what DEBUG SLEEP does, which Redis 7 refuses by default). */
+const BUSY = `local t = redis.call('TIME')
+local start = t[1] * 1000000 + t[2]
+repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] - start > tonumber(ARGV[1])
+return 1`;
+
+describe('joins still on their way to Redis when a node starts its drain', { skip }, () => {
+  let redis: PrivateRedis;
+  let node: ServerProcess;
+  before(async () => {
+    redis = await startPrivateRedis();
+    node = await startProcess(nodeConfig(redis.url, 'late:', 1, { websocket: { server: { drain_window: 10, shutdown_timeout: 20 } } }));
+  });
+  after(async () => {
+    if (node?.child.exitCode === null) await node.stop('SIGKILL');
+    await redis?.stop();
+  });
+
+  test('are not written after the node left the cluster: no member of it is listed while it drains', async () => {
+    const client = await member(node.port, 'late');
+    const name = String(client.welcome.sid).split('.')[0]!;
+    // Redis held busy: the node's first join waits in it, the others behind it (one connection's
+    // member writes run one after another), and the drain begins meanwhile.
+    const store = redis.client();
+    const busy = store.eval(BUSY, 0, 1_000_000);
+    await sleep(20);
+    for (let i = 0; i < 300; i++) client.send({ op: 'join', group: `g${i}`, ref: `j${i}` });
+    await sleep(300);
+    const exited = node.stop('SIGTERM');
+    await busy;
+    for (let i = 0; i < 200 && (await store.zscore('late:nodes', name)) !== null; i++) await sleep(10);
+    assert.equal(await store.zscore('late:nodes', name), null, 'the draining node left the cluster');
+    // Its key list empties as it forgets itself; the joins queued behind must not fill it again.
+    for (let i = 0; i < 200 && (await store.scard(`late:nk:${name}`)) > 0; i++) await sleep(10);
+    const listed: number[] = [];
+    for (let i = 0; i < 50; i++) {
+      listed.push(await store.scard(`late:nk:${name}`));
+      await sleep(10);
+    }
+    assert.deepEqual(new Set(listed), new Set([0]), 'nothing of the draining node is listed again');
+    let fields = 0;
+    for (let i = 0; i < 300; i++) fields += await store.hexists(`late:pg:g${i}`, `${name}\n${client.welcome.sid}`);
+    assert.equal(fields, 0, 'no group lists its member');
+    client.close();
+    await exited;
+  });
+});

@@ -79,7 +79,7 @@ export class ClusterMembers {
     if (!this.parts.writesPresence()) return heard;
     // A watcher hears its own user's join: Redis tells it on the group's channel, which this
     // node must be subscribed to before the JOIN script runs (one more round trip, watchers only).
-    const written = this.write(sid, () => (watch ? heard : Promise.resolve()).then(() => messaging.joined(sid, group, conn.user, conn.weight)));
+    const written = this.write(sid, () => (watch ? heard : Promise.resolve()).then(() => (this.parts.writesPresence() ? messaging.joined(sid, group, conn.user, conn.weight) : undefined)));
     return Promise.all([heard, written]).then(() => {});
   }
 
@@ -97,9 +97,14 @@ export class ClusterMembers {
     return this.parts.writesPresence() ? this.write(sid, () => presence.left(group, sid, last)) : Promise.resolve();
   }
 
-  /** Runs `next` once the connection's earlier member writes are done; never rejects (unreachable: the resync writes it all again). */
+  /**
+   * Runs `next` once the connection's earlier member writes are done, if presence is still
+   * written then: a drain may have begun meanwhile, and a join written after the node left the
+   * cluster would list its member until the node stops. Never rejects (unreachable: the resync
+   * writes it all again).
+   */
   private write(sid: string, next: () => Promise<unknown>): Promise<void> {
-    const done = (this.writes.get(sid) ?? Promise.resolve()).then(next).then(
+    const done = (this.writes.get(sid) ?? Promise.resolve()).then(() => (this.parts.writesPresence() ? next() : undefined)).then(
       () => {},
       () => {},
     );
