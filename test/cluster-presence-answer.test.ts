@@ -4,9 +4,10 @@
  * before, a group of 30 users with 100 connections each cost 2.1 ms of Redis per answer, and
  * five clients at the default rate limit saturated it. A dead node's members are still left out
  * of a list as soon as its heartbeat is older than presence_ttl, by reading the connections of a
- * group of at most PRESENCE_SCAN_FACTOR x max_list of them; a larger group lists that node's users
- * until it is forgotten, as its totals count them. The script runs on a private Redis, on keys
- * written by the real scripts.
+ * group of at most PRESENCE_SCAN_FACTOR x max_list of them, or in a larger group by counting each
+ * listed user's connections on that node in the members index; past that budget the list names
+ * that node's users until it is forgotten, as its totals count them. The script runs on a
+ * private Redis, on keys written by the real scripts.
  */
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
@@ -79,13 +80,25 @@ describe('a presence answer in cluster mode', { skip, timeout: 60_000 }, () => {
     assert.deepEqual([...users!], [['ann', 1]]);
   });
 
-  test(`with a dead node not yet forgotten, a group of more than ${PRESENCE_SCAN_FACTOR} x max_list connections lists its users too, reading no connection`, async () => {
-    await redis.zadd(`${P}nodes`, Date.now() - 60_000, 'dead');
+  test(`with a dead node not yet forgotten, a group of more than ${PRESENCE_SCAN_FACTOR} x max_list connections leaves its part out too, counting, not reading, connections`, async () => {
+    await redis.zadd(`${P}nodes`, Date.now() - 60_000, 'dead', Date.now(), 'deadly');
     await members('live', 'crowd', names(5, 'u'), 10);
-    await members('dead', 'crowd', ['bob'], 1);
+    await members('dead', 'crowd', ['bob', 'u0'], 3);
+    await members('deadly', 'crowd', ['bob'], 1); // alive, and its name begins with the dead node's
     const { users, ran } = await answer('crowd', 10);
-    assert.equal(users?.size, 6);
+    assert.deepEqual(
+      [...users!].sort(),
+      [['bob', 1], ['u0', 10], ['u1', 10], ['u2', 10], ['u3', 10], ['u4', 10]],
+    );
+    assert.deepEqual(memberReads(ran, `${P}pg:`), [], 'no member connection read');
+    assert.deepEqual(ran.filter(([name]) => name === 'ZRANGEBYLEX'), [], 'nor listed from the index');
+  });
+
+  test('past its budget (more dead nodes than it can count for every user) the list names their users, as the totals do', async () => {
+    for (const node of ['d1', 'd2', 'd3', 'd4', 'd5']) await redis.zadd(`${P}nodes`, Date.now() - 60_000, node);
+    await members('live', 'crowd', names(10, 'u'), 5);
+    await members('d1', 'crowd', ['bob'], 1);
+    const { users } = await answer('crowd', 11);
     assert.equal(users!.get('bob'), 1);
-    assert.deepEqual(memberReads(ran, `${P}pg:`), []);
   });
 });

@@ -142,10 +142,13 @@ return #changes
  * from P pg:GROUP's member connections (up to 100 per user: a group of 30 users with 100
  * connections each cost 2.1 ms of Redis per answer, so five clients at the default rate limit
  * saturated it). P pc: counts every node not yet forgotten, which is the live nodes unless one
- * has a heartbeat older than presence_ttl or is being forgotten (P nf): only then are the member
- * connections read, to leave that node's out, and only if there are at most
- * PRESENCE_SCAN_FACTOR x maxList of them; a group with more lists the node's users until it is
- * forgotten (within presence_ttl and a third after its last heartbeat), as its totals do.
+ * has a heartbeat older than presence_ttl or is being forgotten (P nf): only then is that
+ * node's part left out, within a budget of PRESENCE_SCAN_FACTOR x maxList steps: in a group of
+ * at most that many member connections by reading them; in a larger one by counting each listed
+ * user's connections on each such node in P pm:GROUP (user first: one ZLEXCOUNT, no member
+ * read). Past the budget (many dead nodes at once), or with P pm: not in step with P pg:
+ * (written by an older version), the list names the dead nodes' users until they are forgotten
+ * (within presence_ttl and a third after the last heartbeat), as the totals do.
  * ARGV: P group maxList countsOnly(1|0) aliveSince
  * -> {users, conns} (totals only) | {-1, 0, user, connections, user, connections...}
  */
@@ -157,12 +160,28 @@ local P, group = ARGV[1], ARGV[2]
 local users = redis.call('HLEN', P..'pc:'..group)
 if ARGV[4] == '1' or users > tonumber(ARGV[3]) then return {users, redis.call('HLEN', P..'pg:'..group)} end
 local since, beats, counts, out = tonumber(ARGV[5]), {}, {}, {-1, 0}
-local settled = redis.call('ZCOUNT', P..'nodes', '-inf', '('..ARGV[5]) == 0 and redis.call('SCARD', P..'nf') == 0
-if settled or redis.call('HLEN', P..'pg:'..group) > ${PRESENCE_SCAN_FACTOR} * tonumber(ARGV[3]) then
+local budget = ${PRESENCE_SCAN_FACTOR} * tonumber(ARGV[3])
+-- The nodes not yet forgotten that are not alive: heartbeat too old, or being forgotten (out of P nodes).
+local dead = redis.call('ZRANGEBYSCORE', P..'nodes', '-inf', '('..ARGV[5])
+for _, node in ipairs(redis.call('SMEMBERS', P..'nf')) do
+  if redis.call('ZSCORE', P..'nodes', node) == false then dead[#dead + 1] = node end
+end
+local conns = redis.call('HLEN', P..'pg:'..group)
+if #dead == 0 or conns > budget then
+  local counted = #dead > 0 and users * #dead <= budget and redis.call('ZCARD', P..'pm:'..group) == conns
   local raw = redis.call('HGETALL', P..'pc:'..group)
   for i = 1, #raw, 2 do
-    out[#out + 1] = raw[i]
-    out[#out + 1] = tonumber(raw[i + 1])
+    local n = tonumber(raw[i + 1])
+    if counted then
+      for _, node in ipairs(dead) do
+        local name = raw[i]..'\\n'..node..'\\n'
+        n = n - redis.call('ZLEXCOUNT', P..'pm:'..group, '['..name, '('..string.sub(name, 1, -2)..'\\11')
+      end
+    end
+    if n > 0 then
+      out[#out + 1] = raw[i]
+      out[#out + 1] = n
+    end
   end
   return out
 end
