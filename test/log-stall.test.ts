@@ -10,7 +10,7 @@ import { closeSync, constants, mkdtempSync, openSync, readFileSync, readSync, rm
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { LogSink } from '../src/util/log-sink.js';
+import { fitLine, LogSink, MAX_LINE_BYTES } from '../src/util/log-sink.js';
 import { getJson, member } from './helpers/client.js';
 import { freePort, MAIN, testConfig, writeConfig } from './helpers/server.js';
 import { mountSmallDisk, type SmallDisk } from './helpers/small-disk.js';
@@ -59,7 +59,7 @@ test('a log sink on a full pipe returns at once, keeps a bounded queue in order,
     const sink = new LogSink({ fd: pipe.writeFd, maxQueuedBytes: 16 * 1024, onDropped: (lines) => { reports.push(lines); sink.write(`dropped ${lines}\n`); } });
     const started = process.hrtime.bigint();
     const lines = 2000;
-    for (let i = 0; i < lines; i++) sink.write(`line ${String(i).padStart(6, '0')} ${'x'.repeat(i % 7 === 0 ? 9000 : 80)}\n`);
+    for (let i = 0; i < lines; i++) sink.write(`line ${String(i).padStart(6, '0')} ${'x'.repeat(i % 7 === 0 ? 4000 : 80)}\n`);
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     assert.ok(ms < 1000, `2,000 writes onto a full pipe took ${ms} ms`);
     let text = '';
@@ -80,12 +80,59 @@ test('a log sink on a full pipe returns at once, keeps a bounded queue in order,
       const [, seq, body] = line.split(' ');
       const n = Number(seq);
       assert.ok(n > previous, 'in order');
-      assert.equal(body, 'x'.repeat(n % 7 === 0 ? 9000 : 80), `line ${n} whole (a long one may go out in parts)`);
+      assert.equal(body, 'x'.repeat(n % 7 === 0 ? 4000 : 80), `line ${n} whole`);
       previous = n;
     }
   } finally {
     pipe.close();
   }
+});
+
+test("two threads' sinks on one pipe never break each other's lines, even lines longer than the pipe takes whole", async () => {
+  const pipe = stalledPipe();
+  try {
+    // Two sinks on one descriptor: what a shard thread and the main thread each have. The reader is slow, so the pipe is often full.
+    const shard = new LogSink({ fd: pipe.writeFd });
+    const main = new LogSink({ fd: pipe.writeFd });
+    let text = '';
+    for (let i = 0; i < 300; i++) {
+      shard.write(`${JSON.stringify({ level: 50, time: i, code: 'E_INTERNAL', msg: `long ${i}`, err: { stack: 'at x\n'.repeat(2500) } })}\n`);
+      main.write(`${JSON.stringify({ level: 30, time: i, msg: `short ${i}` })}\n`);
+      if (i % 10 === 9) {
+        await sleep(60);
+        text += pipe.read();
+      }
+    }
+    for (let round = 0; round < 10; round++) {
+      await sleep(60);
+      text += pipe.read();
+    }
+    const lines = text.split('\n').filter((l) => l !== '');
+    assert.equal(lines.length, 600, 'every line arrived');
+    const records = lines.map((line) => JSON.parse(line) as { msg: string; code?: string; truncated?: number });
+    const long = records.filter((r) => r.msg.startsWith('long '));
+    assert.equal(long.length, 300);
+    for (const record of long) {
+      assert.equal(record.code, 'E_INTERNAL', 'the first fields kept whole');
+      assert.ok(record.truncated! > 10_000, 'says how long the line was');
+    }
+    assert.ok(lines.every((line) => Buffer.byteLength(line) < MAX_LINE_BYTES));
+  } finally {
+    pipe.close();
+  }
+});
+
+test('a line cut to fit stays one JSON object: level, time, code and message whole, then what fits, then the start of the next field', () => {
+  const line = `${JSON.stringify({ level: 50, time: 1, pid: 7, hostname: 'h', msg: 'broke', extra: 'e', err: { type: 'Error', stack: 'y'.repeat(20_000) }, code: 'E_INTERNAL', after: 1 })}\n`;
+  const cut = fitLine(line);
+  assert.ok(Buffer.byteLength(cut) <= MAX_LINE_BYTES && cut.endsWith('}\n'));
+  const record = JSON.parse(cut) as Record<string, unknown>;
+  assert.deepEqual(Object.keys(record), ['level', 'time', 'pid', 'code', 'msg', 'hostname', 'extra', 'err', 'truncated']);
+  assert.equal(record.code, 'E_INTERNAL');
+  assert.ok(typeof record.err === 'string' && record.err.startsWith('{"type":"Error","stack":"yyy'));
+  assert.equal(record.truncated, Buffer.byteLength(line));
+  assert.equal(fitLine(`${'ü'.repeat(5000)}\n`).length > 0, true);
+  assert.ok(Buffer.byteLength(fitLine(`${'ü'.repeat(5000)}\n`)) <= MAX_LINE_BYTES, 'multi-byte text is counted in bytes');
 });
 
 /** A real server whose stdout is `fd`, logging a stats line every 50 ms (the pipe's 64 KB fill within seconds). */

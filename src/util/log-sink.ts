@@ -9,6 +9,10 @@
  * a bounded queue that a timer retries. Past the bound, lines are dropped and counted; once the
  * reader catches up, one line says how many were lost. A file on a full disk (ENOSPC) is
  * treated the same way; a reader gone for good (EPIPE) drops every line.
+ *
+ * Every thread writes to the same pipe, where only a write of at most PIPE_BUF (4 KB) is whole:
+ * a longer line could go out in parts with another thread's line between them, breaking both.
+ * So a longer line is cut to fit (fitLine): still one JSON object, its first fields whole.
  */
 import { Buffer } from 'node:buffer';
 import { constants, fstatSync, openSync, writeSync } from 'node:fs';
@@ -17,6 +21,10 @@ import { isMainThread } from 'node:worker_threads';
 
 /** What a thread keeps for a stalled reader: a few seconds of heavy logging, bounded. */
 export const LOG_QUEUE_BYTES = 1024 * 1024;
+/** PIPE_BUF on Linux: the longest write a pipe takes whole, never interleaved with another's. */
+export const MAX_LINE_BYTES = 4096;
+/** Fields kept first when a line is cut: what a reader filters and alerts on. */
+const FIRST_FIELDS = ['level', 'time', 'pid', 'shard', 'code', 'msg'];
 const RETRY_MS = 50;
 const STDOUT = 1;
 
@@ -50,6 +58,7 @@ export class LogSink {
 
   /** pino's destination contract: one call per line. */
   write(line: string): boolean {
+    if (line.length > MAX_LINE_BYTES / 3 && Buffer.byteLength(line) > MAX_LINE_BYTES) line = fitLine(line);
     if (this.queue.length > 0 || this.retry !== null) this.enqueue(line);
     else this.writeNow(line);
     return true;
@@ -126,6 +135,53 @@ export class LogSink {
     }
     if (this.queue.length > 0) this.arm();
   }
+}
+
+/**
+ * `line` (one JSON object and a newline) cut to at most `max` bytes, still one JSON object: its
+ * fields in FIRST_FIELDS order, then the others, whole while they fit, then the first that does
+ * not as the start of its JSON text; `truncated` says how long the line was. A line that is not
+ * JSON becomes the start of its text, as `msg`.
+ */
+export function fitLine(line: string, max = MAX_LINE_BYTES): string {
+  let record: Record<string, unknown>;
+  try {
+    const parsed: unknown = JSON.parse(line);
+    record = parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : { msg: line };
+  } catch {
+    record = { msg: line.trimEnd() };
+  }
+  const keys = [...FIRST_FIELDS.filter((key) => Object.hasOwn(record, key)), ...Object.keys(record).filter((key) => !FIRST_FIELDS.includes(key))];
+  const out: Record<string, unknown> = {};
+  const room = max - Buffer.byteLength(`,"truncated":${Buffer.byteLength(line)}}\n`);
+  let used = 1; // "{"
+  for (const key of keys) {
+    const value = record[key];
+    const field = Buffer.byteLength(`${JSON.stringify(key)}:${JSON.stringify(value)},`);
+    if (used + field <= room) {
+      out[key] = value;
+      used += field;
+      continue;
+    }
+    // The first field that does not fit: the start of its text, and nothing after it.
+    const text = typeof value === 'string' ? value : JSON.stringify(value) ?? '';
+    const left = room - used - Buffer.byteLength(`${JSON.stringify(key)}:"",`);
+    if (left > 16) out[key] = cutToBytes(text, left);
+    break;
+  }
+  out.truncated = Buffer.byteLength(line);
+  return `${JSON.stringify(out)}\n`;
+}
+
+/** The longest start of `text` whose JSON string form (quotes aside) is at most `bytes` long. */
+function cutToBytes(text: string, bytes: number): string {
+  let end = Math.min(text.length, bytes);
+  let cut = text.slice(0, end);
+  while (end > 0 && Buffer.byteLength(JSON.stringify(cut)) - 2 > bytes) {
+    end = Math.floor(end * 0.9);
+    cut = text.slice(0, end);
+  }
+  return cut;
 }
 
 /**
