@@ -12,11 +12,11 @@
  * at once; a node that dies loses nothing acknowledged: its deliveries time out and are made
  * again by the others. Delivery is at least once, as on one process.
  */
-import { ResendBudget } from '../broker/resend-budget.js';
 import type { Config } from '../config/schema.js';
 import { encodeStoredMsg } from '../protocol/json-codec.js';
 import { Latency, type LatencyRecorder } from '../metrics/latencies.js';
 import { ACKS, ACKS_PER_SCRIPT } from './ack-script.js';
+import { Backlogs, PUMP_CLAIMS, type Backlog } from './backlog.js';
 import { ClaimedDelivery, type ClaimedDeliveryParts, type Fields } from './claimed-delivery.js';
 import { LocalDelivery, outgoing, type Outgoing } from './local-delivery.js';
 import { logCommandFailure, timedOut } from './redis.js';
@@ -24,16 +24,12 @@ import { PUMP_GROUP, ROUTE_ANY } from './route-any-script.js';
 import type { ScriptRunner } from './script-runner.js';
 import { JOIN, SWEEP } from './scripts.js';
 import { TimeoutFollowUps } from './timeout-follow-ups.js';
-import { CONNECT, PUMP, ROUTE_USER } from './window-scripts.js';
+import { PUMP, ROUTE_USER } from './window-scripts.js';
 
 /** Most due messages one sweep takes; the next sweep takes the rest. */
 const SWEEP_BATCH = 500;
 /** Most waiting `any` messages one PUMP_GROUP claims; the node runs it again for the rest. */
 const PUMP_GROUP_CLAIMS = 500;
-/** Most of a user's waiting messages one CONNECT or PUMP claims; the node pumps again for the rest. */
-const PUMP_CLAIMS = 500;
-/** Most messages in flight one CONNECT lists for a new connection (more: none, they come at their deadlines). */
-const CONNECT_LISTED = 2000;
 
 /** How an ack's outcome is told to its connection. */
 export interface AckReply {
@@ -76,12 +72,11 @@ export class ClusterMessaging {
   /** Acks read in this pass over the rings, to settle together (flushAcks). */
   private acks: PendingAck[] = [];
   private readonly followUps: TimeoutFollowUps;
-  /** What a user's new connections on this node get again of its messages in flight (CONNECT). */
-  private readonly resends: ResendBudget;
+  /** What a user's new connection finds in Redis (CONNECT). */
+  private readonly backlogs: Backlogs;
 
   constructor(private readonly parts: MessagingParts) {
     this.delivery = parts.config.websocket.delivery;
-    this.resends = new ResendBudget(this.delivery.max_inflight_per_user, this.delivery.ack_timeout * 1000);
     // Outlives the sweeps between two of this node's (another node's sweep may come first), and
     // a node gone while behind: Redis forgets its mark.
     this.behindMarkMs = Math.max(1000, 4 * parts.config.cluster.sweep_interval * 1000);
@@ -95,6 +90,7 @@ export class ClusterMessaging {
       dueAt: (at) => parts.dueAt(at),
       script: (source, args) => this.script(source, args),
     });
+    this.backlogs = new Backlogs({ ...parts, claimTimedOut: (target, at) => this.followUps.claimTimedOut(target, at, '') });
   }
 
   // --- routing -------------------------------------------------------------------------------
@@ -128,8 +124,8 @@ export class ClusterMessaging {
 
   /**
    * Connection `sid` of `user` authenticated on `shard` (already in the local presence): its
-   * presence goes to Redis and, in the same script, what waits for the user comes back; then
-   * its `welcome` with that count, then the messages. Without Redis: welcome at once, pending 0.
+   * presence goes to Redis and, in the same script, what waits for the user comes back
+   * (backlog.ts); then its `welcome` with that count, then the messages. Without Redis: welcome at once, pending 0.
    * Past max_connections_per_user over every node, `refuse` instead, with the connections the user holds.
    */
   connect(sid: string, user: string, shard: number, refuse: (holding: number) => void): void {
@@ -197,31 +193,11 @@ export class ClusterMessaging {
     }
   }
 
-  /** CONNECT: `connections` of the user on this node (the new one included); over `maxConnections` (0: no cap) on every node, refused. */
-  private async backlogOf(user: string, connections: number, maxConnections: number): Promise<{ nodes: string[]; pending: number; entries: Array<[number, Fields]> } | { holding: number }> {
-    const now = Date.now();
-    const { presence, node } = this.parts;
-    // Taken before the script, what it did not list given back after: connections opening at once each saw the whole budget.
-    const reserved = this.resends.reserve(user, now);
-    const out = await this.script<[string[], number, ...Array<[number, Fields]>] | ['cap', number]>(CONNECT, [
-      this.prefix, node, user, now, this.delivery.ack_timeout * 1000, this.delivery.backoff_multiplier, this.delivery.max_backoff * 1000,
-      presence.aliveSince(now), connections, this.delivery.max_inflight_per_user, this.delivery.max_inflight_bytes_per_user, maxConnections,
-      reserved, PUMP_CLAIMS, CONNECT_LISTED,
-    ]).catch((err: unknown) => {
-      this.resends.refund(user, reserved, Date.now());
-      if (timedOut(err)) this.followUps.claimTimedOut(`u:${user}`, now, '');
-      throw err;
-    });
-    if (out[0] === 'cap') {
-      this.resends.refund(user, reserved, Date.now());
-      return { holding: out[1] as number };
-    }
-    const [nodes, pending, ...entries] = out as [string[], number, ...Array<[number, Fields]>];
-    const listed = entries.filter(([claimed]) => claimed === 0).length;
-    this.resends.refund(user, reserved - listed, Date.now());
-    // Cut short with more to claim: the rest in other scripts, after this backlog has gone out.
-    if (entries.length - listed >= PUMP_CLAIMS) this.pump(user);
-    return { nodes, pending, entries };
+  /** The user's backlog (backlog.ts); what it left to claim is pumped next, so it goes out after the backlog. */
+  private async backlogOf(user: string, connections: number, maxConnections: number): Promise<Backlog | { holding: number }> {
+    const backlog = await this.backlogs.of(user, connections, maxConnections);
+    if ('pumpAfter' in backlog && backlog.pumpAfter) this.pump(user);
+    return backlog;
   }
 
   /** A member connection joined `group` (recorded in Redis); `any` messages that waited for a member go out now, in queue order, as the members' windows allow. */
