@@ -72,7 +72,7 @@ export class ClusterMessaging {
   /** Acks read in this pass over the rings, to settle together (flushAcks). */
   private acks: PendingAck[] = [];
   private readonly followUps: TimeoutFollowUps;
-  /** What a user's new connection finds in Redis (CONNECT). */
+  /** What a user's new connection finds in Redis (CONNECT and its pages). */
   private readonly backlogs: Backlogs;
 
   constructor(private readonly parts: MessagingParts) {
@@ -124,15 +124,17 @@ export class ClusterMessaging {
 
   /**
    * Connection `sid` of `user` authenticated on `shard` (already in the local presence): its
-   * presence goes to Redis and, in the same script, what waits for the user comes back
-   * (backlog.ts); then its `welcome` with that count, then the messages. Without Redis: welcome at once, pending 0.
+   * presence goes to Redis and, in the same script, what waits for the user comes back (past
+   * CONNECT_LISTED in flight, the rest of those in further scripts: backlog.ts); then its
+   * `welcome` with that count, then the messages. Without Redis: welcome at once, pending 0.
    * Past max_connections_per_user over every node, `refuse` instead, with the connections the user holds.
    */
   connect(sid: string, user: string, shard: number, refuse: (holding: number) => void): void {
     const { link, local } = this.parts;
     if (!this.parts.up()) return link.welcome(shard, sid, 0);
     this.here.hold(sid);
-    this.backlogOf(user, local.byUser.get(user)?.size ?? 1, this.parts.config.websocket.limits.max_connections_per_user).then(
+    const wanted = (): boolean => local.bySid.has(sid);
+    this.backlogOf(user, local.byUser.get(user)?.size ?? 1, this.parts.config.websocket.limits.max_connections_per_user, wanted).then(
       (backlog) => {
         const held = this.here.release(sid);
         if ('holding' in backlog) return local.bySid.has(sid) ? refuse(backlog.holding) : undefined;
@@ -182,7 +184,8 @@ export class ClusterMessaging {
       if (conn) this.joined(conn.sid, group, conn.user, conn.weight).catch((err: unknown) => logCommandFailure(this.parts, err, 'rescan'));
     }
     for (const [user, conns] of this.parts.local.byUser) {
-      this.backlogOf(user, conns.size, 0).then(
+      // Only what it claims is wanted: no page of what is in flight is read for it.
+      this.backlogOf(user, conns.size, 0, () => false).then(
         (backlog) => {
           if ('holding' in backlog) return;
           const fresh = backlog.entries.filter(([claimed]) => claimed === 1).map(([, f]) => f);
@@ -194,8 +197,8 @@ export class ClusterMessaging {
   }
 
   /** The user's backlog (backlog.ts); what it left to claim is pumped next, so it goes out after the backlog. */
-  private async backlogOf(user: string, connections: number, maxConnections: number): Promise<Backlog | { holding: number }> {
-    const backlog = await this.backlogs.of(user, connections, maxConnections);
+  private async backlogOf(user: string, connections: number, maxConnections: number, wanted: () => boolean): Promise<Backlog | { holding: number }> {
+    const backlog = await this.backlogs.of(user, connections, maxConnections, wanted);
     if ('pumpAfter' in backlog && backlog.pumpAfter) this.pump(user);
     return backlog;
   }

@@ -147,15 +147,18 @@ return {nodes, fields}
  * or pumped here: none is missed, none doubled.
  * Over maxConnections (0: no cap) with the user's connections on the other live nodes, the
  * connection is refused instead, and nothing is written or claimed.
- * The messages in flight are listed only if they are at most `resend` (the node's ResendBudget;
- * absent from an older node: always) and at most `listed`: a user reconnecting in a loop with a
- * window of 10,000 would have Redis read them all back at every connection, and one listing of
- * 10,000 held Redis 80 ms. Else none is, nor is anything claimed: they reach it at their ack
- * deadlines, and what waits stays behind them. At most `claims` waiting messages are claimed
- * (pump()); with that many, the node runs PUMP for the rest.
+ * The messages in flight are listed only if they are at most `resend` (the node's ResendBudget:
+ * a user reconnecting in a loop with a window of 10,000 would have Redis read them all back at
+ * every connection). Else none is, nor is anything claimed: they reach it at their ack
+ * deadlines, and what waits stays behind them. At most `listed` are listed here (one listing of
+ * 10,000 held Redis 80 ms): with more, `more` is where CONNECT_PAGE goes on, and nothing is
+ * claimed (it would reach the connection ahead of the rest of the listing); P wb:USER then
+ * holds new messages behind what waits, for the node's PUMP after the last page. At most
+ * `claims` waiting messages are claimed (pump()); with that many, the node runs PUMP for the rest.
  * ARGV: P node user now ackMs mult maxBackoffMs aliveSince connectionsOnNode winCount winBytes maxConnections resend claims listed
- * -> {nodes, pendingCount, entries...} entry: {claimed 1|0, fields...} (fields end with the ack
- *    deadline) | {'cap', connections the user holds already}
+ * -> {nodes, pendingCount, more, entries...} entry: {claimed 1|0, fields...} (fields end with
+ *    the ack deadline); more: 0, or {score of the last listed, score of the last in flight} |
+ *    {'cap', connections the user holds already}
  */
 export const CONNECT = `${WINDOW}
 local node, user, now, since = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[8])
@@ -171,19 +174,30 @@ end
 redis.call('HSET', P..'pu:'..user, node, here)
 redis.call('SADD', P..'nk:'..node, P..'pu:'..user)
 local nodes = userNodes(user, since)
-local out = {nodes, 0}
+local out = {nodes, 0, 0}
 indexed(user)
-local flying = redis.call('ZCARD', P..'qf:'..user)
-local pending, n, b = redis.call('ZCARD', P..'qu:'..user) + flying, 0, 0
-local resend = tonumber(ARGV[13])
-local over = flying > resend or flying > tonumber(ARGV[15])
-if over then resend = 0 else resend = flying end
-if resend > 0 then
-  for _, id in ipairs(redis.call('ZRANGE', P..'qf:'..user, 0, resend - 1)) do
+local qf = P..'qf:'..user
+local flying = redis.call('ZCARD', qf)
+local waiting = redis.call('ZCARD', P..'qu:'..user)
+local pending, n, b = waiting + flying, 0, 0
+local over = flying > tonumber(ARGV[13])
+local first = 0
+if not over then first = math.min(flying, tonumber(ARGV[15])) end
+if first > 0 then
+  local listed = redis.call('ZRANGE', qf, 0, first - 1, 'WITHSCORES')
+  for i = 1, #listed, 2 do
+    local id = listed[i]
     local f = redis.call('HMGET', P..'m:'..id, 'from', 'group', 'data', 'pri', 'ts', 'attempts', 'bytes')
     local deadline = tonumber(redis.call('ZSCORE', P..'due', id) or '0')
     out[#out + 1] = {0, {id, f[1], f[2], f[3], f[4], f[5], f[6], math.ceil(deadline)}}
     n, b = n + 1, b + tonumber(f[7] or '0')
+  end
+  -- Scores are unique (their seq), so the last one listed says where the next page starts; the
+  -- last in flight now, where the listing ends: what is claimed later reaches the connection as
+  -- any delivery does, and a steady sender cannot keep the pages going.
+  if first < flying then
+    out[3] = {listed[#listed], redis.call('ZRANGE', qf, -1, -1, 'WITHSCORES')[2]}
+    if waiting > 0 then redis.call('SET', P..'wb:'..user, 1) end
   end
 end
 -- The window's count of its own set from what was just seen whole (a node of an older version does not keep it).
@@ -192,7 +206,7 @@ if n == flying then
   if n > 0 then redis.call('HSET', P..'wf:'..user, 'n', n, 'b', b) end
 end
 -- What waits goes as the window allows (before it, a backlog of 600 MB was claimed and returned in one reply).
-if not over then
+if not over and out[3] == 0 then
   for _, c in ipairs(pump(user, now, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[14]))) do
     out[#out + 1] = {1, c}
   end
@@ -220,4 +234,30 @@ if #nodes == 0 then
   return {{}, {}, groups}
 end
 return {nodes, pump(user, now, tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[11])), groups}
+`;
+
+/**
+ * The next page of the messages in flight a new connection is handed (CONNECT listed the first):
+ * at most `count` of P qf:USER, scored past `after` up to `last`, as CONNECT lists them. Reads
+ * only: a message acknowledged or swept back to waiting meanwhile is no longer there, one
+ * claimed again is there once (the node hands the connection each id once).
+ * ARGV: P user after last count
+ * -> {next, entries...} entry: {0, fields...} as CONNECT's; next: the score of the last listed
+ *    when the page was full (there may be more), else 0
+ */
+export const CONNECT_PAGE = `
+local P, user, count = ARGV[1], ARGV[2], tonumber(ARGV[5])
+local listed = redis.call('ZRANGEBYSCORE', P..'qf:'..user, '('..ARGV[3], ARGV[4], 'WITHSCORES', 'LIMIT', 0, count)
+local out = {0}
+for i = 1, #listed, 2 do
+  local id = listed[i]
+  local f = redis.call('HMGET', P..'m:'..id, 'from', 'group', 'data', 'pri', 'ts', 'attempts')
+  -- An index entry a node of an older version left behind its message: nothing to hand over.
+  if f[3] then
+    local deadline = tonumber(redis.call('ZSCORE', P..'due', id) or '0')
+    out[#out + 1] = {0, {id, f[1], f[2], f[3], f[4], f[5], f[6], math.ceil(deadline)}}
+  end
+end
+if #listed == 2 * count and listed[#listed] ~= ARGV[4] then out[1] = listed[#listed] end
+return out
 `;

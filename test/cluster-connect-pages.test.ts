@@ -1,0 +1,169 @@
+/**
+ * A new connection of a user with more messages in flight than one CONNECT lists (2,000) is
+ * handed all of them, in further scripts of at most 2,000 each (CONNECT_PAGE), before what it
+ * claims; with ack deadlines minutes away, so that no redelivery can explain what arrives.
+ * Before, past 2,000 none was handed over: they came at their deadlines.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { connect } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { CONNECT, CONNECT_PAGE, PUMP } from '../src/cluster/window-scripts.js';
+import { member, type Frame, type TestClient } from './helpers/client.js';
+import { nextMsgs, settle, until } from './helpers/messaging.js';
+import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
+import { startProcess, type ServerProcess } from './helpers/server.js';
+
+const skip = announceSkip('cluster-connect-pages.test');
+const sha = (source: string): string => createHash('sha1').update(source).digest('hex');
+const LONG = { ack_timeout: 300, max_backoff: 300 };
+
+/** Sends `data` from..to-1 to `to`, each awaited to its ack (stored). */
+async function sendAll(sender: TestClient, to: string, from: number, count: number, tag: string): Promise<void> {
+  for (let i = from; i < from + count; i++) sender.send({ op: 'send', to, data: i, ref: `${tag}${i}` });
+  for (let i = from; i < from + count; i++) assert.equal((await sender.next((f) => f.ref === `${tag}${i}`, 20_000)).op, 'ack');
+}
+
+/**
+ * Calls `seen` with the arguments of each command Redis runs (MONITOR) until the returned
+ * function is called. On a socket of its own: ioredis's MONITOR can throw from its socket
+ * handler when a busy Redis's feed follows the OK in one read ("Command queue state error").
+ */
+async function watchCommands(url: string, seen: (args: string[]) => void): Promise<() => void> {
+  const { hostname, port } = new URL(url);
+  const socket = connect(Number(port), hostname);
+  socket.setEncoding('utf8');
+  let rest = '';
+  let started: () => void;
+  const ok = new Promise<void>((resolve) => (started = resolve));
+  socket.on('data', (chunk: string) => {
+    const lines = (rest + chunk).split('\r\n');
+    rest = lines.pop()!;
+    for (const line of lines) {
+      if (line === '+OK') started();
+      else if (line.startsWith('+')) seen(Array.from(line.matchAll(/"((?:[^"\\]|\\.)*)"/g), (m) => m[1]!));
+    }
+  });
+  socket.on('error', () => undefined);
+  socket.write('MONITOR\r\n');
+  await ok;
+  return () => socket.destroy();
+}
+
+/** Whether `client` has any message unread once every frame sent before a ping's pong is in. */
+async function more(client: TestClient): Promise<boolean> {
+  await settle(client);
+  return client.frames.some((f) => f.op === 'msg' || f.op === 'batch');
+}
+
+describe('a reconnect with more than 2,000 messages in flight', { skip, timeout: 180_000 }, () => {
+  let redis: PrivateRedis;
+  const nodes: ServerProcess[] = [];
+  const open: TestClient[] = [];
+  before(async () => {
+    redis = await startPrivateRedis();
+    // The default window (10,000) and resend budget (a window's worth per ack_timeout).
+    for (let i = 0; i < 2; i++) nodes.push(await startProcess(nodeConfig(redis.url, 'pages:', 1, { websocket: { delivery: LONG } })));
+  });
+  after(async () => {
+    for (const client of open) client.close();
+    await Promise.all(nodes.map((node) => node.stop()));
+    await redis?.stop();
+  });
+
+  test('gets all 2,600 in flight, in scripts of at most 2,000, then the 400 that waited, in order', async () => {
+    const sender = await member(nodes[0]!.port, 'sender');
+    open.push(sender);
+    const first = await member(nodes[0]!.port, 'many');
+    await sendAll(sender, 'many', 0, 2600, 'm');
+    assert.equal((await nextMsgs(first, 2600, 20_000)).length, 2600);
+    first.close();
+    await first.closed;
+    // Sent while the user is away: these wait, to be claimed for its next connection.
+    await sendAll(sender, 'many', 2600, 400, 'm');
+
+    const runs: string[] = [];
+    const pageCounts: number[] = [];
+    const unwatch = await watchCommands(redis.url, (args) => {
+      if (args[0]?.toLowerCase() !== 'evalsha') return;
+      if (args[1] === sha(CONNECT)) runs.push('CONNECT');
+      else if (args[1] === sha(PUMP)) runs.push('PUMP');
+      else if (args[1] === sha(CONNECT_PAGE)) {
+        runs.push('PAGE');
+        pageCounts.push(Number(args[7]));
+      }
+    });
+    try {
+      const started = Date.now();
+      const again = await member(nodes[1]!.port, 'many');
+      open.push(again);
+      assert.equal(again.welcome.pending, 3000);
+      const got = (await nextMsgs(again, 3000, 20_000)).map((m) => m.data as number);
+      const took = Date.now() - started;
+      assert.deepEqual(got, Array.from({ length: 3000 }, (_, i) => i), 'every message once: what was in flight, then what waited');
+      assert.ok(took < 30_000, `well before the ack deadlines (300 s): ${took} ms`);
+      assert.equal(await more(again), false, 'nothing more');
+      await until(() => (runs.includes('PUMP') ? true : undefined), `a PUMP after the pages: ${runs.join(' ')}`, 2000).catch(() => undefined);
+      assert.equal(runs[0], 'CONNECT');
+      assert.ok(pageCounts.length >= 1, `listed in more than one script: ${runs.join(' ')}`);
+      assert.ok(pageCounts.every((count) => count <= 2000), `each page at most 2,000: ${pageCounts.join(' ')}`);
+      assert.ok(runs.indexOf('PUMP') > runs.lastIndexOf('PAGE'), `the claims after the listing: ${runs.join(' ')}`);
+    } finally {
+      unwatch();
+    }
+  });
+
+  // What may happen while the pages are read: acks (here, from the user's first connection on the
+  // other node), and new messages routed to the user. None may reach the new connection twice,
+  // or out of order, and none that stays in flight may be missed.
+  test('acks and new messages while the listing pages: each message once, in order, none missed', async () => {
+    const sender = await member(nodes[0]!.port, 'sender2');
+    open.push(sender);
+    const first = await member(nodes[0]!.port, 'busy');
+    open.push(first);
+    await sendAll(sender, 'busy', 0, 2600, 'b');
+    const inFlight = await nextMsgs(first, 2600, 20_000);
+    const acked = new Set<number>();
+    const again = member(nodes[1]!.port, 'busy');
+    // At once: acks of the last 600 (those a later page would list) and 50 new sends, racing the pages.
+    for (let i = 2000; i < 2600; i += 16) {
+      const ids = inFlight.slice(i, i + 16);
+      first.send({ op: 'ack', ids: ids.map((m) => m.id) });
+      for (const m of ids) acked.add(m.data as number);
+    }
+    for (let i = 2600; i < 2650; i++) sender.send({ op: 'send', to: 'busy', data: i, ref: `b${i}` });
+    const second = await again;
+    open.push(second);
+    const got: number[] = [];
+    for (;;) {
+      const batch = await nextMsgs(second, 1, 10_000).catch(() => [] as Frame[]);
+      if (batch.length === 0) break;
+      got.push(...batch.map((m) => m.data as number));
+      if (got.includes(2649) && got.filter((d) => !acked.has(d)).length >= 2050) break;
+    }
+    for (let i = 1; i < got.length; i++) assert.ok(got[i]! > got[i - 1]!, `once each, in order: ${got[i - 1]} then ${got[i]}`);
+    assert.equal(await more(second), false, 'nothing more');
+    const missed = Array.from({ length: 2650 }, (_, i) => i).filter((d) => !acked.has(d) && !got.includes(d));
+    assert.deepEqual(missed, [], 'every message still in flight, and every new one');
+  });
+
+  // The budget is a window's worth (10,000) per ack_timeout, per user, on each node: three
+  // listings of 2,600 spend 7,800, and a fourth would overspend it. All or none, as before.
+  test('the resend budget still holds: past it, a new connection is handed none of them', async () => {
+    const sender = await member(nodes[0]!.port, 'sender3');
+    open.push(sender);
+    const first = await member(nodes[0]!.port, 'loop');
+    open.push(first);
+    await sendAll(sender, 'loop', 0, 2600, 'l');
+    await nextMsgs(first, 2600, 20_000);
+    for (let i = 0; i < 3; i++) {
+      const again = await member(nodes[1]!.port, 'loop');
+      assert.equal((await nextMsgs(again, 2600, 20_000)).length, 2600, `connection ${i + 1} is handed all 2,600`);
+      again.close();
+      await again.closed;
+    }
+    const fourth = await member(nodes[1]!.port, 'loop');
+    open.push(fourth);
+    assert.equal(await more(fourth), false, 'none past the budget: they come at their deadlines');
+  });
+});
