@@ -1,8 +1,9 @@
 /**
  * A user's window (delivery.max_inflight_per_user, _bytes_per_user) in the Redis store, and the
  * scripts that deliver to a user through it: ROUTE_USER (one message, live), CONNECT (a
- * connection's backlog) and PUMP (what fits once an ack made room). Apart from scripts.ts
- * because they share the window's helpers, which no other script needs.
+ * connection's backlog; CONNECT_PAGE, the rest of its listing) and PUMP (what fits once an ack
+ * made room). Apart from scripts.ts because they share the window's helpers, which no other
+ * script needs.
  */
 import { PRELUDE } from './scripts.js';
 
