@@ -16,7 +16,7 @@ import { CONNECT, CONNECT_PAGE } from './window-scripts.js';
 /** Most of a user's waiting messages one CONNECT or PUMP claims; the node pumps again for the rest. */
 export const PUMP_CLAIMS = 500;
 /** Most messages in flight one CONNECT or CONNECT_PAGE lists for a new connection (10,000 in one held Redis 80 ms). */
-export const CONNECT_LISTED = 2000;
+export const CONNECT_LISTED = 500;
 
 /** A connection's backlog: `entries` in order, [1, fields] claimed now (for every connection of the user), [0, fields] in flight (for the new one). */
 export interface Backlog {
