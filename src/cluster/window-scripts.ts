@@ -47,9 +47,12 @@ local function indexed(user)
   end
   if later > 0 then redis.call('SET', qs, later) end
 end
--- Counts its own again from what is in flight (a node of an older version does not keep P wf:USER n, b).
+-- Counts its own again from what is in flight (a node of an older version does not keep P wf:USER n, b),
+-- when the count is out of step with the index of what is in flight: n and b move together, so a
+-- count in step is taken as right, and a window that is really full costs no read of its messages.
 local function recount(user)
   indexed(user)
+  if tonumber(redis.call('HGET', P..'wf:'..user, 'n') or '0') == redis.call('ZCARD', P..'qf:'..user) then return inflight(user) end
   local n, b = 0, 0
   for _, id in ipairs(redis.call('ZRANGE', P..'qf:'..user, 0, -1)) do
     n, b = n + 1, b + tonumber(redis.call('HGET', P..'m:'..id, 'bytes') or '0')
@@ -126,8 +129,8 @@ do
     return 'pump'
   end
   -- Full by the count: counted again before the user is held (the count may be an older
-  -- node's), at most once a second (P wr:USER): a recount reads every message in flight, and a
-  -- user who acked two and was sent two, over and over, had one run per cycle.
+  -- node's), at most once a second (P wr:USER): a recount out of step reads every message in
+  -- flight, and a user who acked two and was sent two, over and over, had one run per cycle.
   if not fits(n, b, size, winCount, winBytes) and redis.call('SET', P..'wr:'..user, 1, 'PX', 1000, 'NX') then n, b = recount(user) end
   if not fits(n, b, size, winCount, winBytes) then
     redis.call('SET', P..'wb:'..user, 1)
