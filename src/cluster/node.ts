@@ -98,6 +98,12 @@ export class ClusterNode {
   private stopped = false;
   /** The drain began (pauseDelivery): this node has left the cluster and writes no presence. */
   private draining = false;
+  /**
+   * The resync after an outage has taken its snapshot of this node's members (rewrite): what
+   * they do from then on is written at once, behind the resync's own writes, though the node is
+   * not up yet; else a join, leave or close in that window was never written.
+   */
+  private presenceResynced = false;
   private failedWrites = 0;
   private readonly olderVersionIndexing: OlderVersionIndexing;
 
@@ -147,7 +153,7 @@ export class ClusterNode {
       events: this.groups.events,
       left: (group) => this.history.left(group),
       log,
-      writesPresence: () => this.up && !this.draining,
+      writesPresence: () => (this.up || this.presenceResynced) && !this.draining,
     });
   }
 
@@ -191,7 +197,8 @@ export class ClusterNode {
     // farewell, not a duty (the others forget it after presence_ttl anyway): a frozen Redis
     // holds the stop FAREWELL_MS at most, not command timeouts (past shutdown_timeout: SIGKILL).
     const deadline = Date.now() + FAREWELL_MS;
-    if (this.up) await atMost(this.clusterPresence.leaveCluster(), FAREWELL_MS);
+    // Connected but not yet up, its resync's writes may be under way: the forget goes after them.
+    if (this.redis.state === 'up') await atMost(this.clusterPresence.leaveCluster(), FAREWELL_MS);
     await this.redis.stop(Math.max(0, deadline - Date.now()));
   }
 
@@ -212,7 +219,8 @@ export class ClusterNode {
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     this.sweeps.stop();
     this.heartbeatTimer = null;
-    if (this.up) this.clusterPresence.leaveCluster().catch(() => {}); // unreachable: the others forget it after presence_ttl
+    // Unreachable: the others forget it after presence_ttl; mid-resync, the resync's end leaves again.
+    if (this.redis.state === 'up') this.clusterPresence.leaveCluster().catch(() => {});
   }
 
   // --- embedding API ---------------------------------------------------------------------
@@ -362,13 +370,20 @@ export class ClusterNode {
         );
       return;
     }
-    Promise.all([this.channels.resubscribe(), this.clusterPresence.rewrite(this.local), this.history.prepare(), this.scripts.load(STORE_SCRIPTS)])
+    const snapshot = (): void => void (this.presenceResynced = true);
+    Promise.all([this.channels.resubscribe(), this.clusterPresence.rewrite(this.local, snapshot), this.history.prepare(), this.scripts.load(STORE_SCRIPTS)])
       // Before joins and pubs are taken (up): no join's answer may come before a resume's.
       .then(() => (afterOutage ? this.history.resume() : undefined))
-      .then(() => this.clusterPresence.heartbeat())
+      .then(() => (this.draining ? undefined : this.clusterPresence.heartbeat()))
       .then(
         () => {
           if (this.redis.state !== 'up') return;
+          if (this.draining) {
+            // The drain began during the resync, which wrote this node back: it leaves again.
+            state.set(ClusterStatus.UP);
+            this.clusterPresence.leaveCluster().catch(() => {});
+            return;
+          }
           state.set(ClusterStatus.UP);
           state.setNodesAlive(this.clusterPresence.alive.size);
           this.options.storeHealthChanged({ writable: true, lastError: null, failedWrites: this.failedWrites });
@@ -386,6 +401,7 @@ export class ClusterNode {
   }
 
   private down(): void {
+    this.presenceResynced = false;
     this.failedWrites++;
     this.history.redisLost();
     this.options.state.set(ClusterStatus.DOWN);

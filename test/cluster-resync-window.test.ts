@@ -1,0 +1,117 @@
+/**
+ * What a node's members do while it writes its presence again after losing Redis (the resync:
+ * connected again, not yet up) is written too, and a drain that begins then still leaves the
+ * cluster. Before, a join, leave or close in that window was never written (the resync wrote
+ * the members as they were when it began, and nothing wrote what changed after), and a drain
+ * begun then left the node and its members listed after it had gone. Real node processes on a
+ * private Redis; the node's connections are dropped (CLIENT KILL) while writes are paused
+ * (CLIENT PAUSE WRITE), so that its resync reads what it wrote, then waits to write.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { Redis } from 'ioredis';
+import { member } from './helpers/client.js';
+import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
+import { startProcess, type ServerProcess } from './helpers/server.js';
+
+const skip = announceSkip('cluster-resync-window.test');
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Writes paused for `ms` and the node's connections dropped: it reconnects and its resync waits on the pause. */
+async function resyncHeldUp(store: Redis, ms = 2000): Promise<void> {
+  await store.call('CLIENT', 'PAUSE', String(ms), 'WRITE');
+  for (const line of String(await store.call('CLIENT', 'LIST')).split('\n')) {
+    const id = /id=(\d+)/.exec(line)?.[1];
+    if (id && /name=ocs-node/.test(line)) await store.call('CLIENT', 'KILL', 'ID', id);
+  }
+  await sleep(900); // reconnected; the resync has read its key list and waits to write
+}
+
+describe('members that change while their node resyncs', { skip, timeout: 60_000 }, () => {
+  let redis: PrivateRedis;
+  let node: ServerProcess;
+  let store: Redis;
+  before(async () => {
+    redis = await startPrivateRedis();
+    node = await startProcess(nodeConfig(redis.url, 'rw:', 1));
+    store = redis.client();
+  });
+  after(async () => {
+    if (node?.child.exitCode === null) await node.stop('SIGKILL');
+    await redis?.stop();
+  });
+
+  test('a leave is written: the connection is no longer listed, and presence says so', async () => {
+    const ann = await member(node.port, 'ann', ['room']);
+    const field = `${String(ann.welcome.sid).split('.')[0]}\n${ann.welcome.sid}`;
+    for (let i = 0; i < 100 && !(await store.hexists('rw:pg:room', field)); i++) await sleep(20);
+    await resyncHeldUp(store);
+    ann.send({ op: 'leave', group: 'room', ref: 'bye' });
+    await ann.next((f) => f.ref === 'bye', 10_000);
+    await sleep(2500); // the pause is over, the resync done
+    assert.equal(await store.hexists('rw:pg:room', field), 0);
+    assert.equal(await store.hget('rw:pc:room', 'ann'), null);
+    const bob = await member(node.port, 'bob', ['room']);
+    bob.send({ op: 'presence', group: 'room', ref: 'p' });
+    assert.deepEqual((await bob.next((f) => f.ref === 'p', 10_000)).users, { bob: 1 });
+    ann.close();
+    bob.close();
+  });
+
+  test('a join is written: the member is listed, beside one who was there before', async () => {
+    const eve = await member(node.port, 'eve', ['hall']);
+    const carl = await member(node.port, 'carl');
+    const field = `${String(carl.welcome.sid).split('.')[0]}\n${carl.welcome.sid}`;
+    await sleep(200);
+    await resyncHeldUp(store);
+    carl.send({ op: 'join', group: 'hall', ref: 'hi' });
+    await carl.next((f) => f.ref === 'hi', 10_000);
+    await sleep(2500);
+    assert.equal(await store.hexists('rw:pg:hall', field), 1);
+    carl.send({ op: 'presence', group: 'hall', ref: 'p2' });
+    assert.deepEqual((await carl.next((f) => f.ref === 'p2', 10_000)).users, { carl: 1, eve: 1 });
+    carl.close();
+    eve.close();
+  });
+
+  test('a close is written: the user is not online on this node any more', async () => {
+    const dora = await member(node.port, 'dora', ['den']);
+    const name = String(dora.welcome.sid).split('.')[0]!;
+    await sleep(300);
+    await resyncHeldUp(store);
+    dora.close();
+    await sleep(2500);
+    assert.equal(await store.hget('rw:pu:dora', name), null);
+    assert.equal(await store.hlen('rw:pg:den'), 0);
+  });
+});
+
+describe('a drain that begins while the node resyncs', { skip, timeout: 60_000 }, () => {
+  let redis: PrivateRedis;
+  let node: ServerProcess;
+  before(async () => {
+    redis = await startPrivateRedis();
+    node = await startProcess(nodeConfig(redis.url, 'dr:', 1, { websocket: { server: { drain_window: 10, shutdown_timeout: 20 } } }));
+  });
+  after(async () => {
+    if (node?.child.exitCode === null) await node.stop('SIGKILL');
+    await redis?.stop();
+  });
+
+  test('leaves the cluster all the same: neither the node nor its members are listed after it', async () => {
+    const store = redis.client();
+    const client = await member(node.port, 'late', ['g1', 'g2']);
+    const name = String(client.welcome.sid).split('.')[0]!;
+    const field = `${name}\n${client.welcome.sid}`;
+    await sleep(300);
+    // Shorter than the stop's farewell (1 s after the drain's closes): a Redis frozen for longer leaves the node to be forgotten by the others.
+    await resyncHeldUp(store, 1500);
+    const exited = node.stop('SIGTERM');
+    await sleep(3000); // the pause is over; the resync has written, and the node left again
+    assert.equal(await store.zscore('dr:nodes', name), null, 'the draining node is not in the cluster');
+    assert.equal((await store.hexists('dr:pg:g1', field)) + (await store.hexists('dr:pg:g2', field)), 0, 'no group lists its member');
+    client.close();
+    await exited;
+    console.error(node.stderr().split('\n').filter((l) => /RESYNC|PAUSE|STOP/.test(l)).join(' | '), 'beat', await store.zscore('dr:nodes', name), Date.now());
+  });
+});
