@@ -133,6 +133,9 @@ test('a line cut to fit stays one JSON object: level, time, code and message who
   assert.equal(record.truncated, Buffer.byteLength(line));
   assert.equal(fitLine(`${'ü'.repeat(5000)}\n`).length > 0, true);
   assert.ok(Buffer.byteLength(fitLine(`${'ü'.repeat(5000)}\n`)) <= MAX_LINE_BYTES, 'multi-byte text is counted in bytes');
+  const deep = `{"level":50,"msg":"deep","v":${'['.repeat(20_000)}${']'.repeat(20_000)}}\n`;
+  const cutDeep = JSON.parse(fitLine(deep)) as { msg: string; truncated: number };
+  assert.ok(cutDeep.msg.startsWith('{"level":50') && cutDeep.truncated === deep.length, 'a value too deep to write again: the line\'s start, as text');
 });
 
 /** A real server whose stdout is `fd`, logging a stats line every 50 ms (the pipe's 64 KB fill within seconds). */

@@ -144,6 +144,15 @@ export class LogSink {
  * JSON becomes the start of its text, as `msg`.
  */
 export function fitLine(line: string, max = MAX_LINE_BYTES): string {
+  try {
+    return fitRecord(line, max);
+  } catch {
+    // A value too deep to write again (the stack overflows): the line's start, as text.
+    return `${JSON.stringify({ msg: cutToBytes(line, max / 2), truncated: Buffer.byteLength(line) })}\n`;
+  }
+}
+
+function fitRecord(line: string, max: number): string {
   let record: Record<string, unknown>;
   try {
     const parsed: unknown = JSON.parse(line);
