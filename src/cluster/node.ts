@@ -13,13 +13,12 @@
  * across nodes: pubs.ts.
  */
 import type { BrokerStats, Processor, SendOptions } from '../broker/broker.js';
-import { serveDlqRequest } from '../broker/dlq-admin.js';
 import { checkPublishArgs, checkSendOptions, dataJsonOf } from '../broker/embedding-checks.js';
 import { MessageIds } from '../broker/ids.js';
 import { Processors } from '../broker/processors.js';
 import type { RingShardLink } from '../broker/ring-link.js';
 import type { Config } from '../config/schema.js';
-import { ToBroker, typeOfData } from '../link/records.js';
+import { typeOfData } from '../link/records.js';
 import type { LatencyRecorder } from '../metrics/latencies.js';
 import { OcsError, type ErrorCode } from '../protocol/errors.js';
 import { ANY_STRATEGIES, SERVER_SENDER, type AnyStrategy } from '../protocol/frames.js';
@@ -29,6 +28,7 @@ import type { Logger } from '../util/logger.js';
 import { ACKS } from './ack-script.js';
 import { Channels } from './channels.js';
 import { RedisDeadLetters } from './dead-letters.js';
+import { NodeRecords } from './node-records.js';
 import { ClusterGroups } from './groups.js';
 import { ClusterHistory } from './history.js';
 import { ClusterIntake, type Reply } from './intake.js';
@@ -37,7 +37,6 @@ import { Keys } from './keys.js';
 import { ClusterMessaging } from './messaging.js';
 import { ClusterPresence, LocalPresence } from './presence.js';
 import { ClusterPubs } from './pubs.js';
-import { connectionCapRefusal } from '../broker/presence.js';
 import { atMost, RedisLink, timedOut } from './redis.js';
 import { PUMP_GROUP, ROUTE_ANY } from './route-any-script.js';
 import { ScriptRunner } from './script-runner.js';
@@ -172,9 +171,11 @@ export class ClusterNode {
 
   /** Connects (waiting at most command_timeout: a node whose Redis is down starts degraded) and starts listening to the shards. */
   async start(): Promise<void> {
-    const { config, link, state } = this.options;
+    const { config, link, state, log } = this.options;
     state.set(ClusterStatus.CONNECTING);
-    link.listen((shard, kind, fields) => this.onRecord(shard, kind, fields));
+    const { local, intake, messaging, members, groups, pubs, deadLetters, ids } = this;
+    const records = new NodeRecords({ config, link, log, stats: this.stats_, local, intake, messaging, members, groups, pubs, deadLetters, ids, draining: () => this.draining });
+    link.listen((shard, kind, fields) => records.onRecord(shard, kind, fields));
     await this.redis.connect(config.cluster.command_timeout * 1000);
     const ttl = config.cluster.presence_ttl * 1000;
     this.heartbeatTimer = setInterval(() => this.heartbeat(), Math.max(200, ttl / 3));
@@ -265,89 +266,6 @@ export class ClusterNode {
   shardDown(shard: number): void {
     this.options.link.shardDown(shard);
     for (const sid of this.local.ofShard(shard)) this.members.offline(sid);
-  }
-
-  // --- shard records ---------------------------------------------------------------------
-
-  private onRecord(shard: number, kind: number, f: unknown[]): void {
-    // Acks read just before go to Redis first: scripts keep the order of the records behind them.
-    if (kind !== ToBroker.ACK) this.messaging.flushAcks();
-    try {
-      switch (kind) {
-        case ToBroker.SEND: {
-          const [sid, ref, from, to, data, pri, at, type, receivedAt] = f as [string, string | null, string, string, string, number, number, string | null, number | undefined];
-          return this.intake.accept({ target: `u:${to}`, from, group: null, data, pri, at, strategy: null }, type, this.replyTo(shard, sid, ref), true, receivedAt);
-        }
-        case ToBroker.ANY: {
-          const [sid, ref, from, group, data, pri, strategy, type, receivedAt] = f as [string, string | null, string, string, string, number, string | null, string | null, number | undefined];
-          return this.intake.accept({ target: `g:${group}`, from, group, data, pri, at: 0, strategy }, type, this.replyTo(shard, sid, ref), true, receivedAt);
-        }
-        case ToBroker.ACK: {
-          const [sid, user, id] = f as [string, string, string];
-          const { link } = this.options;
-          return this.messaging.ack(user, id, {
-            unknown: (message) => link.error(shard, sid, 'E_UNKNOWN_ID', message, null, false, id),
-            unavailable: (message) => {
-              this.stats_.cluster_unavailable++;
-              link.error(shard, sid, 'E_CLUSTER_UNAVAILABLE', message, null, false, id);
-            },
-          });
-        }
-        case ToBroker.PRESENCE: {
-          const [sid, user, online] = f as [string, string, number];
-          if (online !== 1) return this.members.offline(sid);
-          // On this node first (also while Redis is unreachable), then over every node (CONNECT).
-          const max = this.options.config.websocket.limits.max_connections_per_user;
-          const refusal = connectionCapRefusal(user, this.local.byUser.get(user)?.size ?? 0, max);
-          if (refusal !== null) return this.options.link.error(shard, sid, 'E_RATE_LIMITED', refusal, null, true);
-          const weight = this.options.config.websocket.delivery.weights.get(user) ?? 1;
-          this.local.online({ sid, user, shard, weight, groups: new Set(), watching: null });
-          // Draining: a connection that authenticated just before the listen sockets closed claims nothing here.
-          if (this.draining) return this.options.link.welcome(shard, sid, 0);
-          return this.messaging.connect(sid, user, shard, (holding) => {
-            this.members.offline(sid);
-            this.options.link.error(shard, sid, 'E_RATE_LIMITED', connectionCapRefusal(user, holding, max, ' on the cluster\'s nodes')!, null, true);
-          });
-        }
-        case ToBroker.MEMBERSHIP: {
-          const [sid, group, joined, weight, watch] = f as [string, string, number, number, number?];
-          return this.members.membership(sid, group, joined === 1, weight, watch === 1);
-        }
-        case ToBroker.GROUP_JOIN:
-        case ToBroker.GROUP_LEAVE:
-          // Answered once the node hears the group from every node (the MEMBERSHIP before it is done).
-          return this.members.answer(f[0] as string, () => this.groups.onRecord(shard, kind, f));
-        case ToBroker.PRESENCE_QUERY:
-        case ToBroker.HISTORY:
-          return void this.groups.onRecord(shard, kind, f);
-        case ToBroker.PUB: {
-          const [sid, ref, from, group, data, pri, type, receivedAt] = f as [string, string | null, string, string, string, number, string | null, number?];
-          const reply = this.replyTo(shard, sid, ref);
-          const ok = (id: string, offset?: number): void => void (ref !== null && reply.ok(id, offset));
-          return this.pubs.publish(this.ids.nextPubId(), from, group, data, pri, type, { ok, fail: reply.fail }, receivedAt ?? 0);
-        }
-        case ToBroker.CLUSTER_PUB: {
-          const [group, frame, sid, ref, id] = f as [string, Uint8Array, string?, string?, string?];
-          // Delivered on this node by its shard; its publisher (with a ref) is answered once Redis took it.
-          if (sid === undefined) return void this.pubs.publishOut(group, frame);
-          return this.pubs.publishAnswered(group, frame, id!, this.replyTo(shard, sid, ref ?? null));
-        }
-        case ToBroker.ADMIN: {
-          const [requestId, method, path] = f as [number, string, string];
-          const { link, log } = this.options;
-          const reply = (status: number, body: string): void => link.adminReply(shard, requestId, status, body);
-          const failed = (err: unknown): void => log.error({ code: 'E_INTERNAL', err }, 'admin reply failed');
-          return serveDlqRequest(method, path, this.deadLetters, (letter) => this.intake.requeue(letter), reply, failed, link.maxFrameBytes);
-        }
-      }
-    } catch (err) {
-      this.options.log.error({ code: 'E_INTERNAL', err, kind, shard }, 'cluster node record failed');
-    }
-  }
-
-  private replyTo(shard: number, sid: string, ref: string | null): Reply {
-    const { link } = this.options;
-    return { ok: (id, offset) => link.senderAck(shard, sid, ref, id, offset), fail: (code, message) => link.error(shard, sid, code, message, ref) };
   }
 
   // --- Redis comes and goes ------------------------------------------------------------------
