@@ -11,6 +11,7 @@ import { MAX_ACK_IDS } from '../src/protocol/frames.js';
 import { member, type Frame } from './helpers/client.js';
 import { nextMsgs, settle } from './helpers/messaging.js';
 import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
+import { watchCommands } from './helpers/script-work.js';
 import { startInProcess } from './helpers/server.js';
 import type { RunningServer } from '../src/index.js';
 
@@ -40,10 +41,8 @@ describe('acks in cluster mode', { skip, timeout: 60_000 }, () => {
     const strangers = ['made-up', '__proto__', 'u:reader', ids[0]!];
     assert.equal(ids.length + strangers.length, MAX_ACK_IDS);
 
-    const monitor = new Redis(redis.url);
     const acksRun: string[][] = [];
-    const watching = await monitor.monitor();
-    watching.on('monitor', (_time: string, args: string[]) => {
+    const unwatch = await watchCommands(redis.url, (args) => {
       if (args[0]?.toLowerCase() === 'evalsha' && args[1] === ACKS_SHA) acksRun.push(args);
     });
     try {
@@ -56,8 +55,7 @@ describe('acks in cluster mode', { skip, timeout: 60_000 }, () => {
       assert.ok(acksRun.length >= 1 && acksRun.length <= 2, `${acksRun.length} scripts for the frame`);
       assert.equal(acksRun.reduce((pairs, args) => pairs + (args.length - 4) / 2, 0), MAX_ACK_IDS, 'every id in them');
     } finally {
-      watching.disconnect();
-      monitor.disconnect();
+      unwatch();
     }
     assert.equal(reader.frames.filter((f) => f.op === 'err').length, 0, 'no answer for the 12 settled ids');
 

@@ -6,11 +6,11 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { Redis } from 'ioredis';
 import { CONNECT, PUMP } from '../src/cluster/window-scripts.js';
 import { member } from './helpers/client.js';
 import { nextMsgs, until } from './helpers/messaging.js';
 import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
+import { watchCommands } from './helpers/script-work.js';
 import { startInProcess } from './helpers/server.js';
 import type { RunningServer } from '../src/index.js';
 
@@ -35,10 +35,8 @@ describe('a large backlog in cluster mode', { skip, timeout: 90_000 }, () => {
     for (let i = 0; i < TOTAL; i++) sender.send({ op: 'send', to: 'away', data: i, ref: `s${i}` });
     for (let i = 0; i < TOTAL; i++) assert.equal((await sender.next((f) => f.ref === `s${i}`)).op, 'ack');
 
-    const monitor = new Redis(redis.url);
     const runs: string[] = [];
-    const watching = await monitor.monitor();
-    watching.on('monitor', (_time: string, args: string[]) => {
+    const unwatch = await watchCommands(redis.url, (args) => {
       if (args[0]?.toLowerCase() === 'evalsha' && (args[1] === sha(CONNECT) || args[1] === sha(PUMP))) runs.push(args[1] === sha(CONNECT) ? 'CONNECT' : 'PUMP');
     });
     try {
@@ -53,8 +51,7 @@ describe('a large backlog in cluster mode', { skip, timeout: 90_000 }, () => {
       assert.ok(runs.filter((r) => r === 'PUMP').length >= 2, `claimed over several scripts: ${runs.join(' ')}`);
       away.close();
     } finally {
-      watching.disconnect();
-      monitor.disconnect();
+      unwatch();
       sender.close();
     }
   });
@@ -103,10 +100,8 @@ describe('a full window in cluster mode', { skip, timeout: 60_000 }, () => {
     for (let i = 0; i < 50; i++) await send();
     const inFlight = (await nextMsgs(slow, 50)).map((m) => m.id as string);
 
-    const monitor = new Redis(redis.url);
     let recounts = 0;
-    const watching = await monitor.monitor();
-    watching.on('monitor', (_time: string, args: string[]) => {
+    const unwatch = await watchCommands(redis.url, (args) => {
       if (args[0]?.toLowerCase() === 'zrange' && args[1] === 'full:qf:slow' && args[3] === '-1') recounts++;
     });
     const started = Date.now();
@@ -139,8 +134,7 @@ describe('a full window in cluster mode', { skip, timeout: 60_000 }, () => {
       assert.equal(recounts, 3, 'each full window out of step is counted again');
       assert.equal(await store.hget('full:wf:slow', 'n'), '50');
     } finally {
-      watching.disconnect();
-      monitor.disconnect();
+      unwatch();
       sender.close();
       slow.close();
     }

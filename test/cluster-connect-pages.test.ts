@@ -6,13 +6,13 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { CONNECT_LISTED } from '../src/cluster/backlog.js';
 import { CONNECT, CONNECT_PAGE, PUMP } from '../src/cluster/window-scripts.js';
 import { member, type Frame, type TestClient } from './helpers/client.js';
 import { nextMsgs, settle, until } from './helpers/messaging.js';
 import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
+import { watchCommands } from './helpers/script-work.js';
 import { startProcess, type ServerProcess } from './helpers/server.js';
 
 const skip = announceSkip('cluster-connect-pages.test');
@@ -23,32 +23,6 @@ const LONG = { ack_timeout: 300, max_backoff: 300 };
 async function sendAll(sender: TestClient, to: string, from: number, count: number, tag: string): Promise<void> {
   for (let i = from; i < from + count; i++) sender.send({ op: 'send', to, data: i, ref: `${tag}${i}` });
   for (let i = from; i < from + count; i++) assert.equal((await sender.next((f) => f.ref === `${tag}${i}`, 20_000)).op, 'ack');
-}
-
-/**
- * Calls `seen` with the arguments of each command Redis runs (MONITOR) until the returned
- * function is called. On a socket of its own: ioredis's MONITOR can throw from its socket
- * handler when a busy Redis's feed follows the OK in one read ("Command queue state error").
- */
-async function watchCommands(url: string, seen: (args: string[]) => void): Promise<() => void> {
-  const { hostname, port } = new URL(url);
-  const socket = connect(Number(port), hostname);
-  socket.setEncoding('utf8');
-  let rest = '';
-  let started: () => void;
-  const ok = new Promise<void>((resolve) => (started = resolve));
-  socket.on('data', (chunk: string) => {
-    const lines = (rest + chunk).split('\r\n');
-    rest = lines.pop()!;
-    for (const line of lines) {
-      if (line === '+OK') started();
-      else if (line.startsWith('+')) seen(Array.from(line.matchAll(/"((?:[^"\\]|\\.)*)"/g), (m) => m[1]!));
-    }
-  });
-  socket.on('error', () => undefined);
-  socket.write('MONITOR\r\n');
-  await ok;
-  return () => socket.destroy();
 }
 
 /** Whether `client` has any message unread once every frame sent before a ping's pong is in. */
