@@ -31,6 +31,16 @@ async function more(client: TestClient): Promise<boolean> {
   return client.frames.some((f) => f.op === 'msg' || f.op === 'batch');
 }
 
+/** Every message that reaches `client` until none comes for `quietMs`. */
+async function drain(client: TestClient, quietMs: number): Promise<number[]> {
+  const got: number[] = [];
+  for (;;) {
+    const batch = await nextMsgs(client, 1, quietMs).catch(() => [] as Frame[]);
+    if (batch.length === 0) return got;
+    got.push(...batch.map((m) => m.data as number));
+  }
+}
+
 describe('a reconnect with more messages in flight than one script lists', { skip, timeout: 180_000 }, () => {
   let redis: PrivateRedis;
   const nodes: ServerProcess[] = [];
@@ -140,5 +150,118 @@ describe('a reconnect with more messages in flight than one script lists', { ski
     const fourth = await member(nodes[1]!.port, 'loop');
     open.push(fourth);
     assert.equal(await more(fourth), false, 'none past the budget: they come at their deadlines');
+  });
+
+  // Found by a review: after a failed page the messages that waited (newer) went out ahead of the in flight it had not listed.
+  test('a page that fails leaves what waits behind what it did not list', async () => {
+    const sender = await member(nodes[0]!.port, 'sender-b');
+    open.push(sender);
+    const first = await member(nodes[0]!.port, 'broken');
+    await sendAll(sender, 'broken', 0, 3000, 'b');
+    await nextMsgs(first, 3000, 20_000);
+    first.close();
+    await first.closed;
+    await sendAll(sender, 'broken', 3000, 400, 'b'); // these wait: the user is away
+    const store = redis.client();
+    let killed = false;
+    const unwatch = await watchCommands(redis.url, (args, client) => {
+      if (killed || args[0]?.toLowerCase() !== 'evalsha' || args[1] !== sha(CONNECT_PAGE)) return;
+      killed = true; // node 1's command connection, dropped as it reads a page
+      void store.call('CLIENT', 'KILL', 'ADDR', client).catch(() => undefined);
+    });
+    const again = await member(nodes[1]!.port, 'broken');
+    open.push(again);
+    const got = await drain(again, 8000); // past the node's reconnection and its rescan
+    unwatch();
+    assert.ok(killed);
+    const listed = got.filter((d) => d < 3000);
+    assert.ok(listed.length < 3000, 'the listing was cut short');
+    assert.deepEqual(got.filter((d) => d >= 3000), [], 'no waiting (newer) message ahead of the in flight not listed');
+  });
+});
+
+// Found by a review of the pages: a listing cut short by the budget let newer messages
+// overtake the rest, and a node dying between its CONNECT and its PUMP left the
+// user's new messages held behind P wb:USER until an ack.
+describe('the pages under pressure', { skip, timeout: 180_000 }, () => {
+  let redis: PrivateRedis;
+  const nodes: ServerProcess[] = [];
+  const open: TestClient[] = [];
+  before(async () => {
+    redis = await startPrivateRedis();
+    for (let i = 0; i < 2; i++) {
+      const config = nodeConfig(redis.url, 'pp:', 1, { websocket: { delivery: { ...LONG, max_inflight_per_user: 3000 } } });
+      (config.cluster as Record<string, unknown>).command_timeout = 1; // a CONNECT's hold of new messages: 2 s
+      nodes.push(await startProcess(config));
+    }
+  });
+  after(async () => {
+    for (const client of open) client.close();
+    await Promise.all(nodes.map((node) => (node.child.exitCode === null ? node.stop('SIGKILL') : null)));
+    await redis?.stop();
+  });
+  const on = async (node: number, user: string): Promise<TestClient> => {
+    const client = await member(nodes[node]!.port, user);
+    open.push(client);
+    return client;
+  };
+
+  test('messages claimed into the listing while its pages run do not cut it short', async () => {
+    const sender = await on(0, 'sender-a');
+    const first = await on(0, 'prio');
+    const sendPri = async (from: number, count: number, pri: number): Promise<void> => {
+      for (let i = from; i < from + count; i++) sender.send({ op: 'send', to: 'prio', data: i, pri, ref: `p${i}` });
+      for (let i = from; i < from + count; i++) await sender.next((f) => f.ref === `p${i}`, 20_000);
+    };
+    await sendPri(0, 500, 2); // HIGH
+    await sendPri(500, 2000, 1); // NORMAL
+    await sendPri(10_000, 500, 0); // LOW: the window (3,000) is full
+    const inFlight = await nextMsgs(first, 3000, 20_000);
+    await sendPri(2500, 300, 1); // NORMAL, waiting: they sort before the LOW ones in flight
+    const high = inFlight.filter((m) => (m.data as number) < 300).map((m) => m.id as string);
+    let acked = false;
+    const unwatch = await watchCommands(redis.url, (args) => {
+      if (acked || args[0]?.toLowerCase() !== 'evalsha' || args[1] !== sha(CONNECT)) return;
+      acked = true; // room: node 0 claims the 300 waiting NORMAL into the range the pages read
+      for (let i = 0; i < high.length; i += 16) first.send({ op: 'ack', ids: high.slice(i, i + 16) });
+    });
+    const second = await on(1, 'prio');
+    const got = await drain(second, 3000);
+    unwatch();
+    const low = got.filter((d) => d >= 10_000);
+    assert.equal(low.length, 500, 'every LOW message in flight handed over');
+  });
+
+  test('a node that dies between its CONNECT and its PUMP holds the user\'s new messages no longer than its hold (2 x command_timeout)', async () => {
+    const sender = await on(0, 'sender-c');
+    const a = await on(0, 'held');
+    await sendAll(sender, 'held', 0, 2000, 'h');
+    await nextMsgs(a, 2000, 20_000);
+    const b = await on(0, 'held'); // spends 2,000 of node 0's resend budget (3,000)
+    assert.equal((await nextMsgs(b, 2000, 20_000)).length, 2000);
+    a.close();
+    b.close();
+    await Promise.all([a.closed, b.closed]);
+    await sendAll(sender, 'held', 2000, 100, 'h'); // these wait
+    const live = await on(0, 'held'); // past node 0's budget: handed nothing, claims nothing
+    assert.deepEqual(await drain(live, 1000), []);
+    let killed = false;
+    const unwatch = await watchCommands(redis.url, (args) => {
+      if (killed || args[0]?.toLowerCase() !== 'evalsha' || args[1] !== sha(CONNECT_PAGE)) return;
+      killed = true;
+      nodes[1]!.child.kill('SIGKILL');
+    });
+    void member(nodes[1]!.port, 'held').catch(() => undefined);
+    for (let i = 0; i < 300 && !killed; i++) await new Promise((r) => setTimeout(r, 10));
+    unwatch();
+    assert.ok(killed, 'node 1 read a page');
+    // What is sent during the hold waits for the user's next ack or deadline; what comes after goes at once.
+    await new Promise((r) => setTimeout(r, 2500));
+    const sentAt = Date.now();
+    await sendAll(sender, 'held', 6000, 1, 'n');
+    const got: number[] = [];
+    while (!got.includes(6000) && Date.now() - sentAt < 20_000) got.push(...(await drain(live, 500)));
+    const waited = Date.now() - sentAt;
+    assert.ok(got.includes(6000) && waited < 3000, `a new message to a user with room, after the hold, waited ${waited} ms`);
   });
 });

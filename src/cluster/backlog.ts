@@ -63,7 +63,7 @@ export class Backlogs {
     const out = await this.script<[string[], number, 0 | [string, string], ...Entry[]] | ['cap', number]>(CONNECT, [
       config.cluster.key_prefix, node, user, now, this.delivery.ack_timeout * 1000, this.delivery.backoff_multiplier, this.delivery.max_backoff * 1000,
       presence.aliveSince(now), connections, this.delivery.max_inflight_per_user, this.delivery.max_inflight_bytes_per_user, maxConnections,
-      reserved, PUMP_CLAIMS, CONNECT_LISTED,
+      reserved, PUMP_CLAIMS, CONNECT_LISTED, 2 * config.cluster.command_timeout * 1000,
     ]).catch((err: unknown) => {
       this.resends.refund(user, reserved, Date.now());
       if (timedOut(err)) this.parts.claimTimedOut(`u:${user}`, now);
@@ -75,34 +75,39 @@ export class Backlogs {
     }
     const [nodes, pending, more, ...entries] = out as [string[], number, 0 | [string, string], ...Entry[]];
     let listed = entries.filter(([claimed]) => claimed === 0).length;
-    if (more !== 0) listed += await this.pages(user, more[0], more[1], reserved - listed, wanted, entries);
+    let complete = true;
+    if (more !== 0) ({ listed, complete } = await this.pages(user, more[0], more[1], listed, wanted, entries));
     this.resends.refund(user, reserved - listed, Date.now());
-    // Cut short with more to claim, or nothing claimed behind a listing in pages: the rest by PUMP.
-    return { nodes, pending, entries, pumpAfter: more !== 0 || entries.length - listed >= PUMP_CLAIMS };
+    // Cut short with more to claim, or nothing claimed behind a listing in pages: the rest by
+    // PUMP. Not when the listing did not end (a page failed, the connection closed, a rescan
+    // that hands nothing over): what waits stays behind the in flight not listed, as past the
+    // budget, for the user's next ack to pump.
+    return { nodes, pending, entries, pumpAfter: more === 0 ? entries.length - listed >= PUMP_CLAIMS : complete };
   }
 
   /**
-   * The messages in flight past CONNECT's listing, scored after `after` up to `last`, onto
-   * `entries`, at most `budget` of them; how many. A page that fails ends the listing: the rest
-   * reach the connection at their ack deadlines, as past the budget.
+   * The messages in flight past CONNECT's listing (`listed` so far), scored after `after` up to
+   * `last`, onto `entries`; how many in all, and whether the listing ended (not if a page
+   * failed or the connection is gone: the rest then reach it at their ack deadlines). Not bounded by the resend budget: CONNECT took the whole
+   * listing within it, and a message claimed meanwhile into the range (a higher priority, one
+   * swept back to waiting) is one the connection gets anyway; the range's end bounds the pages.
    */
-  private async pages(user: string, after: string, last: string, budget: number, wanted: () => boolean, entries: Entry[]): Promise<number> {
-    let listed = 0;
+  private async pages(user: string, after: string, last: string, listed: number, wanted: () => boolean, entries: Entry[]): Promise<{ listed: number; complete: boolean }> {
     // Past the last score listed: a message listed before and claimed again meanwhile keeps its
     // score (the queue's), so it is not listed twice.
     let cursor: string | 0 = after;
-    while (cursor !== 0 && budget - listed > 0 && wanted()) {
-      const count = Math.min(CONNECT_LISTED, budget - listed);
-      const page: [0 | string, ...Entry[]] = await this.script<[0 | string, ...Entry[]]>(CONNECT_PAGE, [this.parts.config.cluster.key_prefix, user, cursor, last, count]).catch((err: unknown) => {
+    while (cursor !== 0 && wanted()) {
+      const page: [0 | string, ...Entry[]] | null = await this.script<[0 | string, ...Entry[]]>(CONNECT_PAGE, [this.parts.config.cluster.key_prefix, user, cursor, last, CONNECT_LISTED]).catch((err: unknown) => {
         logCommandFailure(this.parts, err, 'connect');
-        return [0] as [0];
+        return null;
       });
-      const [next, ...found] = page;
+      if (page === null) return { listed, complete: false };
+      const [next, ...found]: [0 | string, ...Entry[]] = page;
       entries.push(...found);
       listed += found.length;
       cursor = next;
     }
-    return listed;
+    return { listed, complete: cursor === 0 };
   }
 
   private script<T>(source: string, args: Array<string | number>): Promise<T> {

@@ -157,9 +157,11 @@ return {nodes, fields}
  * deadlines, and what waits stays behind them. At most `listed` are listed here (one listing of
  * 10,000 held Redis 80 ms): with more, `more` is where CONNECT_PAGE goes on, and nothing is
  * claimed (it would reach the connection ahead of the rest of the listing); P wb:USER then
- * holds new messages behind what waits, for the node's PUMP after the last page. At most
- * `claims` waiting messages are claimed (pump()); with that many, the node runs PUMP for the rest.
- * ARGV: P node user now ackMs mult maxBackoffMs aliveSince connectionsOnNode winCount winBytes maxConnections resend claims listed
+ * holds new messages behind what waits, for the node's PUMP after the last page, for `holdMs`
+ * at most (unless a full window holds it already): a node that dies before its PUMP must not
+ * leave the user's new messages held until an ack. At most `claims` waiting messages are
+ * claimed (pump()); with that many, the node runs PUMP for the rest.
+ * ARGV: P node user now ackMs mult maxBackoffMs aliveSince connectionsOnNode winCount winBytes maxConnections resend claims listed holdMs
  * -> {nodes, pendingCount, more, entries...} entry: {claimed 1|0, fields...} (fields end with
  *    the ack deadline); more: 0, or {score of the last listed, score of the last in flight} |
  *    {'cap', connections the user holds already}
@@ -201,7 +203,7 @@ if first > 0 then
   -- any delivery does, and a steady sender cannot keep the pages going.
   if first < flying then
     out[3] = {listed[#listed], redis.call('ZRANGE', qf, -1, -1, 'WITHSCORES')[2]}
-    if waiting > 0 then redis.call('SET', P..'wb:'..user, 1) end
+    if waiting > 0 then redis.call('SET', P..'wb:'..user, 1, 'NX', 'PX', tonumber(ARGV[16] or '10000')) end
   end
 end
 -- The window's count of its own set from what was just seen whole (a node of an older version does not keep it).

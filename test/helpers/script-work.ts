@@ -8,11 +8,12 @@ import { Redis } from 'ioredis';
 
 /**
  * Calls `seen` with each command Redis runs (MONITOR), as [name, ...args] with the name as
- * sent, until the returned function is called. On a socket of its own, not ioredis's monitor():
+ * sent, and the address of the client that sent it ("lua" inside a script), until the
+ * returned function is called. On a socket of its own, not ioredis's monitor():
  * that can throw from its socket handler when a busy Redis's feed follows the OK in one read
  * ("Command queue state error"), failing a test run.
  */
-export async function watchCommands(url: string, seen: (args: string[]) => void): Promise<() => void> {
+export async function watchCommands(url: string, seen: (args: string[], client: string) => void): Promise<() => void> {
   const { hostname, port } = new URL(url);
   const socket = connect(Number(port), hostname);
   socket.setEncoding('latin1');
@@ -27,7 +28,7 @@ export async function watchCommands(url: string, seen: (args: string[]) => void)
     rest = lines.pop()!;
     for (const line of lines) {
       if (line === '+OK') started();
-      else if (line.startsWith('+')) seen(Array.from(line.matchAll(/"((?:[^"\\]|\\.)*)"/g), (m) => unescapeMonitor(m[1]!)));
+      else if (line.startsWith('+')) seen(Array.from(line.matchAll(/"((?:[^"\\]|\\.)*)"/g), (m) => unescapeMonitor(m[1]!)), /\[\d+ ([^\]]+)\]/.exec(line)?.[1] ?? '');
     }
   });
   socket.on('error', () => undefined);
