@@ -295,16 +295,17 @@ export class ClusterNode {
       .then(() => (this.draining ? undefined : this.clusterPresence.heartbeat()))
       .then(
         () => {
-          if (this.redis.state !== 'up') return;
+          if (this.redis.state !== 'up' || this.stopped) return;
+          state.set(ClusterStatus.UP);
+          this.options.storeHealthChanged({ writable: true, lastError: null, failedWrites: this.failedWrites });
           if (this.draining) {
-            // The drain began during the resync, which wrote this node back: it leaves again.
-            state.set(ClusterStatus.UP);
+            // The drain began during the resync, which wrote this node back: it leaves again,
+            // and claims nothing for its users; what a timed-out store may have kept is routed.
             this.clusterPresence.leaveCluster().catch(() => {});
+            this.intake.routeMaybeStored();
             return;
           }
-          state.set(ClusterStatus.UP);
           state.setNodesAlive(this.clusterPresence.alive.size);
-          this.options.storeHealthChanged({ writable: true, lastError: null, failedWrites: this.failedWrites });
           this.messaging.rescan();
           this.intake.routeMaybeStored();
           this.olderVersionIndexing.runOnce();
