@@ -88,9 +88,10 @@ export class Backlogs {
   /**
    * The messages in flight past CONNECT's listing (`listed` so far), scored after `after` up to
    * `last`, onto `entries`; how many in all, and whether the listing ended (not if a page
-   * failed or the connection is gone: the rest then reach it at their ack deadlines). Not bounded by the resend budget: CONNECT took the whole
-   * listing within it, and a message claimed meanwhile into the range (a higher priority, one
-   * swept back to waiting) is one the connection gets anyway; the range's end bounds the pages.
+   * failed or the connection is gone: the rest then reach it at their ack deadlines). Not
+   * bounded by the resend budget: CONNECT took the whole listing within it, and a message
+   * claimed meanwhile into the range (a higher priority, one swept back to waiting) is one the
+   * connection gets anyway; the range's end bounds the pages.
    */
   private async pages(user: string, after: string, last: string, listed: number, wanted: () => boolean, entries: Entry[]): Promise<{ listed: number; complete: boolean }> {
     // Past the last score listed: a message listed before and claimed again meanwhile keeps its
