@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Redis } from 'ioredis';
 import { member } from './helpers/client.js';
+import { nextMsgs } from './helpers/messaging.js';
 import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
 import { startProcess, type ServerProcess } from './helpers/server.js';
 
@@ -113,5 +114,37 @@ describe('a drain that begins while the node resyncs', { skip, timeout: 60_000 }
     client.close();
     await exited;
     console.error(node.stderr().split('\n').filter((l) => /RESYNC|PAUSE|STOP/.test(l)).join(' | '), 'beat', await store.zscore('dr:nodes', name), Date.now());
+  });
+});
+
+describe("a node's rescan after an outage", { skip, timeout: 60_000 }, () => {
+  let redis: PrivateRedis;
+  let node: ServerProcess;
+  before(async () => {
+    redis = await startPrivateRedis();
+    // A window (and so a resend budget) of 600 per ack_timeout, which is long: nothing refills it in the test.
+    node = await startProcess(nodeConfig(redis.url, 'rb:', 1, { websocket: { delivery: { ack_timeout: 300, max_backoff: 300, max_inflight_per_user: 600 } } }));
+  });
+  after(async () => {
+    if (node?.child.exitCode === null) await node.stop('SIGKILL');
+    await redis?.stop();
+  });
+
+  test("spends none of a user's resend budget: a connection after it is still handed what is in flight", async () => {
+    const store = redis.client();
+    const sender = await member(node.port, 'sender');
+    const first = await member(node.port, 'reader');
+    for (let i = 0; i < 600; i++) sender.send({ op: 'send', to: 'reader', data: i, ref: `r${i}` });
+    for (let i = 0; i < 600; i++) await sender.next((f) => f.ref === `r${i}`, 20_000);
+    assert.equal((await nextMsgs(first, 600, 20_000)).length, 600);
+    // An outage: the node resyncs and rescans its users (CONNECT for each), reader included.
+    await resyncHeldUp(store, 300);
+    await sleep(1500);
+    first.close();
+    await first.closed;
+    const again = await member(node.port, 'reader');
+    assert.equal((await nextMsgs(again, 600, 10_000)).length, 600, 'all 600 in flight handed over');
+    again.close();
+    sender.close();
   });
 });

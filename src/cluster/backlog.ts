@@ -77,7 +77,8 @@ export class Backlogs {
     let listed = entries.filter(([claimed]) => claimed === 0).length;
     let complete = true;
     if (more !== 0) ({ listed, complete } = await this.pages(user, more[0], more[1], listed, wanted, entries));
-    this.resends.refund(user, reserved - listed, Date.now());
+    // Spent only on a connection that is handed the listing: not by a rescan, nor for one that closed meanwhile.
+    this.resends.refund(user, reserved - (wanted() ? listed : 0), Date.now());
     // Cut short with more to claim, or nothing claimed behind a listing in pages: the rest by
     // PUMP. Not when the listing did not end (a page failed, the connection closed, a rescan
     // that hands nothing over): what waits stays behind the in flight not listed, as past the
