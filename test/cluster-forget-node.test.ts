@@ -15,7 +15,7 @@ import { Keys } from '../src/cluster/keys.js';
 import { ClusterPresence } from '../src/cluster/presence.js';
 import { SYNC_GROUP } from '../src/cluster/presence-scripts.js';
 import { ScriptRunner } from '../src/cluster/script-runner.js';
-import { announceSkip, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
+import { announceSkip, presenceChanges, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
 import { commandsDuring, memberReads } from './helpers/script-work.js';
 
 const skip = announceSkip('cluster-forget-node.test');
@@ -33,13 +33,8 @@ describe('forgetting a node, a chunk at a time', { skip, timeout: 60_000 }, () =
   before(async () => {
     server = await startPrivateRedis();
     redis = new Redis(server.url);
-    listener = new Redis(server.url);
-    await listener.psubscribe(`${P}g:*`);
-    listener.on('pmessageBuffer', (_pattern: Buffer, channel: Buffer, payload: Buffer) => {
-      if (payload[0] !== 0xff) return;
-      for (const change of payload.subarray(1).toString().split('\n')) {
-        if (change.startsWith('-')) leaves.set(`${channel.toString()} ${change}`, (leaves.get(`${channel.toString()} ${change}`) ?? 0) + 1);
-      }
+    listener = await presenceChanges(server.url, P, (group, change) => {
+      if (change.startsWith('-')) leaves.set(`${group} ${change}`, (leaves.get(`${group} ${change}`) ?? 0) + 1);
     });
   });
   after(async () => {

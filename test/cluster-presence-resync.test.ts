@@ -13,7 +13,7 @@ import { Redis } from 'ioredis';
 import { Keys } from '../src/cluster/keys.js';
 import { ClusterPresence, LocalPresence } from '../src/cluster/presence.js';
 import { ScriptRunner } from '../src/cluster/script-runner.js';
-import { announceSkip, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
+import { announceSkip, presenceChanges, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
 import { commandsDuring, memberReads } from './helpers/script-work.js';
 
 const skip = announceSkip('cluster-presence-resync.test');
@@ -53,11 +53,7 @@ describe("a node's presence written again after an outage", { skip, timeout: 60_
   before(async () => {
     server = await startPrivateRedis();
     redis = new Redis(server.url);
-    listener = new Redis(server.url);
-    await listener.psubscribe(`${P}g:*`);
-    listener.on('pmessageBuffer', (_pattern: Buffer, channel: Buffer, payload: Buffer) => {
-      if (payload[0] === 0xff) for (const change of payload.subarray(1).toString().split('\n')) told.push(`${channel.toString().slice(`${P}g:`.length)} ${change}`);
-    });
+    listener = await presenceChanges(server.url, P, (group, change) => told.push(`${group} ${change}`));
   });
   after(async () => {
     listener?.disconnect();

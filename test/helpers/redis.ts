@@ -3,6 +3,7 @@
  * that a test may kill and start again, never the shared one at 127.0.0.1:6379. Without the
  * binary the cluster tests skip, saying so loudly.
  */
+import { Redis } from 'ioredis';
 import { REDIS_SERVER, redisServerAvailable } from '../../tools/lib/redis-server.js';
 import { testConfig } from './server.js';
 
@@ -27,4 +28,20 @@ export function nodeConfig(redisUrl: string, prefix: string, shards = 1, extra: 
     cluster: { redis_url: redisUrl, key_prefix: prefix, presence_ttl: 3, sweep_interval: 0.05 },
     ...(extra.store === undefined ? {} : { store: extra.store }),
   });
+}
+
+/**
+ * Listens to every group's presence records under key prefix `prefix` ("[0xff]+user\n-user",
+ * presence-scripts.ts): `changed(group, change)` for each "+user" or "-user". Disconnect the
+ * returned client when done.
+ */
+export async function presenceChanges(url: string, prefix: string, changed: (group: string, change: string) => void): Promise<Redis> {
+  const listener = new Redis(url);
+  await listener.psubscribe(`${prefix}g:*`);
+  listener.on('pmessageBuffer', (_pattern: Buffer, channel: Buffer, payload: Buffer) => {
+    if (payload[0] !== 0xff) return;
+    const group = channel.toString().slice(`${prefix}g:`.length);
+    for (const change of payload.subarray(1).toString().split('\n')) changed(group, change);
+  });
+  return listener;
 }
