@@ -15,12 +15,12 @@ import { RecordingLink, sleep } from './helpers/broker.js';
 
 const msg = (id: string, pri: number): string => encodeStoredMsg(id, 'alice', null, '"hi"', pri, 1_800_000_000_000);
 
-function nodeWithBob(ackTimeout = 0.05): { delivery: LocalDelivery; link: RecordingLink } {
+function nodeWithBob(ackTimeout = 0.05): { delivery: LocalDelivery; link: RecordingLink; presence: LocalPresence } {
   const config = configSchema.parse({ websocket: { delivery: { ack_timeout: ackTimeout } } });
   const presence = new LocalPresence();
   presence.online({ sid: 's1', user: 'bob', shard: 0, weight: 1, groups: new Set(), watching: null });
   const link = new RecordingLink();
-  return { delivery: new LocalDelivery(config, presence, link), link };
+  return { delivery: new LocalDelivery(config, presence, link), link, presence };
 }
 
 describe('cluster: deliveries awaiting their ack on this node', () => {
@@ -65,6 +65,18 @@ describe('cluster: deliveries awaiting their ack on this node', () => {
       link.calls.map((call) => JSON.parse((call as { frame: string }).frame).id),
       ['y'],
     );
+  });
+
+  test("a rescan's hold of a welcomed connection keeps its user's deliveries from it until released, and its other connections get them at once", () => {
+    const { delivery, link, presence } = nodeWithBob();
+    presence.online({ sid: 's2', user: 'bob', shard: 0, weight: 1, groups: new Set(), watching: null });
+    delivery.hold('s2', true);
+    delivery.toUser('bob', [outgoing('new', msg('new', 1), 0, 1)]);
+    // Not to the user (its shard would hand it to s2, welcomed): to s1 alone.
+    assert.deepEqual(link.calls.map((call) => [(call as { op: string }).op, (call as { sid?: string }).sid]), [['deliverToSid', 's1']]);
+    assert.deepEqual(delivery.release('s2').map((m) => m.id), ['new']);
+    delivery.toUser('bob', [outgoing('later', msg('later', 1), 0, 1)]);
+    assert.equal((link.calls.at(-1) as { op: string }).op, 'deliverToUser', 'released: to the user again');
   });
 
   test("a stored message's priority is read back from its frame, whatever its data holds", () => {

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Redis } from 'ioredis';
 import { member } from './helpers/client.js';
-import { nextMsgs } from './helpers/messaging.js';
+import { nextMsgs, settle } from './helpers/messaging.js';
 import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
 import { startProcess, type ServerProcess } from './helpers/server.js';
 
@@ -146,5 +146,40 @@ describe("a node's rescan after an outage", { skip, timeout: 60_000 }, () => {
     assert.equal((await nextMsgs(again, 600, 10_000)).length, 600, 'all 600 in flight handed over');
     again.close();
     sender.close();
+  });
+});
+
+describe('a connection opened while its node is cut off from Redis', { skip, timeout: 60_000 }, () => {
+  let redis: PrivateRedis;
+  let node: ServerProcess;
+  before(async () => {
+    redis = await startPrivateRedis();
+    // A long ack_timeout: what is in flight would reach the new connection only at its deadline, long after the test.
+    node = await startProcess(nodeConfig(redis.url, 'rc:', 1, { websocket: { delivery: { ack_timeout: 300, max_backoff: 300 } } }));
+  });
+  after(async () => {
+    if (node?.child.exitCode === null) await node.stop('SIGKILL');
+    await redis?.stop();
+  });
+
+  test('is handed what is in flight to its user once Redis is back, before what comes after, and the others get nothing twice', async () => {
+    const store = redis.client();
+    const sender = await member(node.port, 'sender');
+    const first = await member(node.port, 'reader');
+    for (let i = 0; i < 5; i++) sender.send({ op: 'send', to: 'reader', data: i, ref: `r${i}` });
+    for (let i = 0; i < 5; i++) await sender.next((f) => f.ref === `r${i}`, 10_000);
+    assert.deepEqual((await nextMsgs(first, 5)).map((m) => m.data), [0, 1, 2, 3, 4]);
+    await resyncHeldUp(store, 2500);
+    const late = await member(node.port, 'reader'); // welcomed without Redis: nothing listed for it
+    await sleep(2500); // the pause is over, the resync and its rescan done
+    for (let i = 5; i < 10; i++) sender.send({ op: 'send', to: 'reader', data: i, ref: `r${i}` });
+    assert.deepEqual((await nextMsgs(late, 10, 10_000)).map((m) => m.data), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    assert.deepEqual((await nextMsgs(first, 5, 10_000)).map((m) => m.data), [5, 6, 7, 8, 9]);
+    await settle(first);
+    assert.equal(first.frames.filter((f) => f.op === 'msg' || f.op === 'batch').length, 0, 'nothing more for the first connection');
+    first.close();
+    late.close();
+    sender.close();
+    await store.quit();
   });
 });

@@ -30,6 +30,8 @@ export function outgoing(id: string, frame: string, deadline: number, pri: numbe
 export class LocalDelivery {
   /** Connections whose CONNECT is in flight: deliveries for their user wait here, then follow their backlog. */
   private readonly connecting = new Map<string, Outgoing[]>();
+  /** Those of `connecting` that have their welcome (a rescan's): their user's deliveries go connection by connection. */
+  private readonly welcomedHeld = new Set<string>();
   /**
    * Deliveries handed to this node's connections and not acknowledged here yet, with their ack
    * deadline (past it they no longer count: the sweep routes them again). What a drain waits for.
@@ -57,9 +59,9 @@ export class LocalDelivery {
   toUser(user: string, msgs: readonly Outgoing[], arrivedAt = 0): void {
     const conns = this.local.byUser.get(user);
     if (!conns || msgs.length === 0) return;
-    if (msgs.some(({ id }) => this.listedNow(id) !== null)) {
-      // Connection by connection (rare: a route that crossed a CONNECT), so that none gets one
-      // twice; one still waiting for its backlog gets them after it, as below.
+    if (msgs.some(({ id }) => this.listedNow(id) !== null) || this.holdsWelcomed(conns.keys())) {
+      // Connection by connection (rare: a route that crossed a CONNECT, or a rescan's), so that
+      // none gets one twice; one still waiting for its backlog gets them after it, as below.
       for (const sid of conns.keys()) {
         const mine = msgs.filter(({ id }) => !this.hasHad(id, sid));
         const waiting = this.connecting.get(sid);
@@ -111,16 +113,28 @@ export class LocalDelivery {
     return entry !== null && (entry.acked || entry.sids.has(sid));
   }
 
-  /** The CONNECT of `sid` is under way: what comes for its user meanwhile is held for it. */
-  hold(sid: string): void {
+  /**
+   * The CONNECT of `sid` is under way: what comes for its user meanwhile is held for it.
+   * `welcomed`: a connection with its welcome (a rescan's), which its shard would not skip.
+   */
+  hold(sid: string, welcomed = false): void {
     this.connecting.set(sid, []);
+    if (welcomed) this.welcomedHeld.add(sid);
   }
 
   /** Its CONNECT answered (or failed): what was held for `sid`, in order. */
   release(sid: string): Outgoing[] {
     const held = this.connecting.get(sid) ?? [];
     this.connecting.delete(sid);
+    this.welcomedHeld.delete(sid);
     return held;
+  }
+
+  /** Whether one of `sids` is held and has its welcome (its shard would hand it a delivery to its user). */
+  private holdsWelcomed(sids: Iterable<string>): boolean {
+    if (this.welcomedHeld.size === 0) return false;
+    for (const sid of sids) if (this.welcomedHeld.has(sid)) return true;
+    return false;
   }
 
   /** Acknowledged through this node. */

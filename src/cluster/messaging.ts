@@ -65,6 +65,8 @@ export class ClusterMessaging {
   private readonly here: LocalDelivery;
   /** How long this node's mark that it is behind (P bh:NODE) lasts unless renewed by its next sweep. */
   private readonly behindMarkMs: number;
+  /** Connections not handed their user's messages in flight (opened while Redis was out of reach, or their CONNECT failed with it): the rescan does. */
+  private readonly unlisted = new Set<string>();
   /** A rescan after a timed-out SWEEP is scheduled (one at a time). */
   private rescanDue = false;
   /** Users whose ack timed out, to pump once Redis answers (one follow-up for all). */
@@ -131,7 +133,10 @@ export class ClusterMessaging {
    */
   connect(sid: string, user: string, shard: number, refuse: (holding: number) => void): void {
     const { link, local } = this.parts;
-    if (!this.parts.up()) return link.welcome(shard, sid, 0);
+    if (!this.parts.up()) {
+      this.unlisted.add(sid);
+      return link.welcome(shard, sid, 0);
+    }
     this.here.hold(sid);
     const wanted = (): boolean => local.bySid.has(sid);
     this.backlogOf(user, local.byUser.get(user)?.size ?? 1, this.parts.config.websocket.limits.max_connections_per_user, wanted).then(
@@ -146,34 +151,54 @@ export class ClusterMessaging {
           return this.claimed.backlogToUser(user, backlog.nodes, backlog.entries.filter(([claimed]) => claimed === 1).map(([, f]) => f));
         }
         link.welcome(shard, sid, backlog.pending);
-        const sent = new Set<string>();
-        // In queue order (priority, then acceptance), as `batch` frames where several go to one place, as on one process.
-        const fresh: Fields[] = [];
-        const toSid: Outgoing[] = [];
-        for (const [claimed, f] of backlog.entries) {
-          sent.add(f[0]);
-          // Newly claimed: for every connection of the user; already in flight: for this new one too
-          // (swept at its deadline here as well: the node that delivered it first may be gone).
-          if (claimed === 1) {
-            fresh.push(f);
-            continue;
-          }
-          if (f[7] > 0) this.parts.dueAt(f[7]);
-          toSid.push(outgoing(f[0], encodeStoredMsg(f[0], f[1], null, f[3], Number(f[4]), Number(f[5])), f[7], Number(f[4])));
-        }
-        // What was in flight first, then what was claimed now (older; a review saw 1001-1500 come
-        // before 1-1000 on a reconnect), then what came while CONNECT ran (newer still).
-        this.here.backlogInFlight(sid, toSid);
-        this.here.toSid(sid, toSid);
-        this.claimed.backlogToUser(user, backlog.nodes, fresh);
-        this.here.toSid(sid, held.filter((message) => !sent.has(message.id)));
+        this.handOver(user, backlog, new Map([[sid, held]]));
       },
       (err: unknown) => {
         this.here.release(sid);
         logCommandFailure(this.parts, err, 'connect');
-        if (local.bySid.has(sid)) link.welcome(shard, sid, 0);
+        if (!local.bySid.has(sid)) return;
+        // Failed with the outage: the rescan after it lists what is in flight for it, before any
+        // route can reach it. Not while the node is up: what is routed to it from now on, a
+        // later listing would hand it again.
+        if (!this.parts.up()) this.unlisted.add(sid);
+        link.welcome(shard, sid, 0);
       },
     );
+  }
+
+  /**
+   * A backlog to the connections `held` names (with what was held for each meanwhile): what was
+   * in flight to each, then what was claimed now to every connection of the user, then what was
+   * held (what came while CONNECT ran, newer still). A review saw 1001-1500 come before 1-1000
+   * on a reconnect when the claimed went first. In queue order (priority, then acceptance), as
+   * `batch` frames where several go to one place, as on one process.
+   */
+  private handOver(user: string, backlog: Backlog, held: ReadonlyMap<string, Outgoing[]>): void {
+    const sent = new Set<string>();
+    const fresh: Fields[] = [];
+    const inFlight: Outgoing[] = [];
+    for (const [claimed, f] of backlog.entries) {
+      sent.add(f[0]);
+      // Newly claimed: for every connection of the user; already in flight: for these too
+      // (swept at its deadline here as well: the node that delivered it first may be gone).
+      if (claimed === 1) {
+        fresh.push(f);
+        continue;
+      }
+      if (f[7] > 0) this.parts.dueAt(f[7]);
+      inFlight.push(outgoing(f[0], encodeStoredMsg(f[0], f[1], null, f[3], Number(f[4]), Number(f[5])), f[7], Number(f[4])));
+    }
+    for (const sid of held.keys()) {
+      this.here.backlogInFlight(sid, inFlight);
+      this.here.toSid(sid, inFlight);
+    }
+    this.claimed.backlogToUser(user, backlog.nodes, fresh);
+    for (const [sid, messages] of held) this.here.toSid(sid, messages.filter((message) => !sent.has(message.id)));
+  }
+
+  /** Connection `sid` closed: no rescan hands it anything. */
+  closed(sid: string): void {
+    this.unlisted.delete(sid);
   }
 
   /** After an outage: every local user's presence is written again (by the caller); what waited for them, and for the groups they joined meanwhile, goes out. */
@@ -184,14 +209,25 @@ export class ClusterMessaging {
       if (conn) this.joined(conn.sid, group, conn.user, conn.weight).catch((err: unknown) => logCommandFailure(this.parts, err, 'rescan'));
     }
     for (const [user, conns] of this.parts.local.byUser) {
-      // Only what it claims is wanted: no page of what is in flight is read for it.
-      this.backlogOf(user, conns.size, 0, () => false).then(
+      // Connections that opened while Redis was out of reach (or whose CONNECT failed with it) are handed
+      // what is in flight to their user now, not at its deadlines, ahead of what comes meanwhile.
+      // For the others only what it claims is wanted: no page of what is in flight is read.
+      const sids = this.unlisted.size === 0 ? [] : [...conns.keys()].filter((sid) => this.unlisted.delete(sid));
+      for (const sid of sids) this.here.hold(sid, true);
+      const wanted = (): boolean => sids.some((sid) => local.bySid.has(sid));
+      this.backlogOf(user, conns.size, 0, wanted).then(
         (backlog) => {
-          if ('holding' in backlog) return;
-          const fresh = backlog.entries.filter(([claimed]) => claimed === 1).map(([, f]) => f);
-          this.claimed.backlogToUser(user, backlog.nodes, fresh);
+          const held = new Map(sids.map((sid) => [sid, this.here.release(sid)]));
+          // No cap is asked of a rescan (0), so it is never refused.
+          if (!('holding' in backlog)) this.handOver(user, backlog, held);
         },
-        (err: unknown) => logCommandFailure(this.parts, err, 'rescan'),
+        (err: unknown) => {
+          for (const sid of sids) {
+            this.here.toSid(sid, this.here.release(sid));
+            if (local.bySid.has(sid)) this.unlisted.add(sid);
+          }
+          logCommandFailure(this.parts, err, 'rescan');
+        },
       );
     }
   }
