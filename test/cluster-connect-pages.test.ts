@@ -255,7 +255,8 @@ describe('the pages under pressure', { skip, timeout: 180_000 }, () => {
     for (let i = 0; i < 300 && !killed; i++) await new Promise((r) => setTimeout(r, 10));
     unwatch();
     assert.ok(killed, 'node 1 read a page');
-    // What is sent during the hold waits for the user's next ack or deadline; what comes after goes at once.
+    // What is sent during the hold waits for the user's next ack or deadline; what comes after
+    // goes at once, behind what waited (cluster-window-hold.test.ts).
     await new Promise((r) => setTimeout(r, 2500));
     const sentAt = Date.now();
     await sendAll(sender, 'held', 6000, 1, 'n');
@@ -263,5 +264,6 @@ describe('the pages under pressure', { skip, timeout: 180_000 }, () => {
     while (!got.includes(6000) && Date.now() - sentAt < 20_000) got.push(...(await drain(live, 500)));
     const waited = Date.now() - sentAt;
     assert.ok(got.includes(6000) && waited < 3000, `a new message to a user with room, after the hold, waited ${waited} ms`);
+    assert.deepEqual(got, [...Array.from({ length: 100 }, (_, i) => 2000 + i), 6000], 'what waited, then the new message');
   });
 });

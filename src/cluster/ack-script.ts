@@ -14,7 +14,8 @@ export const ACKS_PER_SCRIPT = 64;
  * settled. ARGV: P id1 user1 id2 user2 ... -> per pair, in
  * order, 0 (unknown, not in flight, or not the user's) or {the delivery time (epoch ms), 1 when
  * the user's window (which an \`any\` it held was in too) has messages waiting for room: its own
- * (P wb:USER) or its groups' \`any\` messages (P wg:USER); the node runs PUMP}. (0, not false: a
+ * (P wb:USER, or P qu:USER without it: a CONNECT's hold that lapsed) or its groups' \`any\`
+ * messages (P wg:USER); the node runs PUMP}. (0, not false: a
  * nil would end the Lua array there.)
  */
 export const ACKS = `${PRELUDE}
@@ -33,7 +34,7 @@ for i = 2, #ARGV - 1, 2 do
   end
   if mine then
     forget(id)
-    out[#out + 1] = {f[5] or '0', math.min(1, redis.call('EXISTS', P..'wb:'..user, P..'wg:'..user))}
+    out[#out + 1] = {f[5] or '0', math.min(1, redis.call('EXISTS', P..'wb:'..user, P..'wg:'..user) + redis.call('ZCARD', P..'qu:'..user))}
   else
     out[#out + 1] = 0
   end

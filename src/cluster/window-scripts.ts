@@ -109,7 +109,8 @@ end
  * ARGV: P id user now ackMs mult maxBackoffMs aliveSince winCount winBytes
  * -> false (nobody online, or no room: it stays waiting) | {nodes, fields} (fields as claim()
  *    returns them, its ack deadline last) | 'pump': messages wait for room that is there (an
- *    ack or a pump that never ran, a dead letter): the node runs PUMP, which takes this one too
+ *    ack or a pump that never ran, a dead letter), or wait with no P wb:USER (a CONNECT's hold
+ *    that lapsed): the node runs PUMP, which takes them in order, this one too
  */
 export const ROUTE_USER = `${WINDOW}
 local id, user, now = ARGV[2], ARGV[3], tonumber(ARGV[4])
@@ -126,6 +127,14 @@ do
   local n, b = inflight(user)
   if redis.call('EXISTS', P..'wb:'..user) == 1 then
     if n > 0 then return false end
+    return 'pump'
+  end
+  -- Others wait with no mark to say so: a hold that lapsed (its node died between a reconnect's
+  -- CONNECT and its PUMP). They go first, this one in its turn: before, it went ahead of them,
+  -- and they waited for the user's next connection.
+  local qu = P..'qu:'..user
+  if redis.call('ZCARD', qu) > (redis.call('ZSCORE', qu, id) and 1 or 0) then
+    redis.call('SET', P..'wb:'..user, 1)
     return 'pump'
   end
   -- Full by the count: counted again before the user is held (the count may be an older
@@ -159,7 +168,8 @@ return {nodes, fields}
  * claimed (it would reach the connection ahead of the rest of the listing); P wb:USER then
  * holds new messages behind what waits, for the node's PUMP after the last page, for `holdMs`
  * at most (unless a full window holds it already): a node that dies before its PUMP must not
- * leave the user's new messages held until an ack. At most `claims` waiting messages are
+ * leave the user's new messages held until an ack. What waits once it lapsed is pumped by the
+ * user's next ack or ahead of its next message (ROUTE_USER, ACKS and PUMP see P qu:USER). At most `claims` waiting messages are
  * claimed (pump()); with that many, the node runs PUMP for the rest.
  * ARGV: P node user now ackMs mult maxBackoffMs aliveSince connectionsOnNode winCount winBytes maxConnections resend claims listed holdMs
  * -> {nodes, pendingCount, more, entries...} entry: {claimed 1|0, fields...} (fields end with
@@ -234,7 +244,8 @@ local user, now = ARGV[2], tonumber(ARGV[3])
 local groups = {}
 if ARGV[10] == '1' then groups = redis.call('SMEMBERS', P..'wg:'..user) end
 local nodes = {}
-if redis.call('EXISTS', P..'wb:'..user) == 1 then nodes = userNodes(user, tonumber(ARGV[7])) end
+-- Its messages wait with or without the mark (a CONNECT's hold lapses: ROUTE_USER).
+if redis.call('EXISTS', P..'wb:'..user) == 1 or redis.call('ZCARD', P..'qu:'..user) > 0 then nodes = userNodes(user, tonumber(ARGV[7])) end
 if #nodes == 0 then
   if #groups == 0 then return false end
   return {{}, {}, groups}
