@@ -42,7 +42,8 @@ export function outOfMemory(err: unknown): boolean {
 
 /** At most one line this often while Redis stays full (each refused request would log one). */
 const OOM_LOG_EVERY_MS = 60_000;
-const oomLoggedAt = new WeakMap<object, number>();
+/** By the node's logger, which all its parts share (each part passes a parts object of its own: a store's and a route's refusals each logged a line). */
+const oomLoggedAt = new WeakMap<Logger, number>();
 
 /**
  * A Redis command failed: Redis went away (the link logs that once), is full (logged at most
@@ -54,8 +55,8 @@ export function logCommandFailure(node: { up(): boolean; log: Logger }, err: unk
   if (!node.up() || timedOut(err)) return;
   if (outOfMemory(err)) {
     const now = Date.now();
-    if (now - (oomLoggedAt.get(node) ?? -Infinity) < OOM_LOG_EVERY_MS) return;
-    oomLoggedAt.set(node, now);
+    if (now - (oomLoggedAt.get(node.log) ?? -Infinity) < OOM_LOG_EVERY_MS) return;
+    oomLoggedAt.set(node.log, now);
     node.log.warn({ code: 'E_STORE_UNAVAILABLE', during }, 'cluster: Redis is at its maxmemory: stores are refused until acknowledgements free room (raise maxmemory)');
     return;
   }

@@ -130,13 +130,11 @@ do
     return 'pump'
   end
   -- Others wait with no mark to say so: a hold that lapsed (its node died between a reconnect's
-  -- CONNECT and its PUMP). They go first, this one in its turn: before, it went ahead of them,
-  -- and they waited for the user's next connection.
+  -- CONNECT and its PUMP). They go first, this one in its turn (PUMP takes P qu:USER as the
+  -- mark): before, it went ahead of them, and they waited for the user's next connection. No
+  -- write here: at maxmemory a script's first write is refused, and a claim's first is a removal.
   local qu = P..'qu:'..user
-  if redis.call('ZCARD', qu) > (redis.call('ZSCORE', qu, id) and 1 or 0) then
-    redis.call('SET', P..'wb:'..user, 1)
-    return 'pump'
-  end
+  if redis.call('ZCARD', qu) > (redis.call('ZSCORE', qu, id) and 1 or 0) then return 'pump' end
   -- Full by the count: counted again before the user is held (the count may be an older
   -- node's), at most once a second (P wr:USER): a recount out of step reads every message in
   -- flight, and a user who acked two and was sent two, over and over, had one run per cycle.
