@@ -1,16 +1,17 @@
 /**
  * Property-based fuzzing of a running server on real sockets (issue 8), bounded for `npm test`;
  * `npm run fuzz` runs the same properties for minutes. Replay a failure with the seed and path
- * fast-check prints: FUZZ_SEED=<seed> FUZZ_PATH=<path> FUZZ_VARIANT=anonymous|jwt FUZZ_ONLY=<part
+ * fast-check prints: FUZZ_SEED=<seed> FUZZ_PATH=<path> FUZZ_VARIANT=anonymous|jwt|cluster FUZZ_ONLY=<part
  * of the test name>; FUZZ_RUNS overrides the number of runs of every property.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { todo } from './fuzzing/known-defects.js';
-import { fuzzSeed, PROPERTIES } from './fuzzing/properties.js';
+import { fuzzSeed, PROPERTIES, type FuzzProperty } from './fuzzing/properties.js';
 import { REGRESSIONS } from './fuzzing/regressions.js';
-import { FuzzTarget, type Variant } from './fuzzing/target.js';
+import { clusterFuzzConfig, FuzzTarget, type Variant } from './fuzzing/target.js';
+import { announceSkip, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
 
 const seed = fuzzSeed();
 const runs = process.env.FUZZ_RUNS === undefined ? undefined : Number(process.env.FUZZ_RUNS);
@@ -23,20 +24,20 @@ const VARIANTS: Array<[Variant, string]> = [
   ['jwt', 'JWT authentication and a rate limit'],
 ];
 
-for (const [variant, what] of VARIANTS) {
-  if (onlyVariant !== undefined && onlyVariant !== variant) continue;
-  describe(`fuzz: a two-shard server with ${what}, a witness on each shard (FUZZ_SEED=${seed})`, () => {
+/** The properties against one server, bounded by `runsOf` each (FUZZ_RUNS overrides), then its final check. */
+function fuzzServer(title: string, runsOf: keyof FuzzProperty['runs'], start: () => Promise<FuzzTarget>, skip: string | false = false): void {
+  describe(`fuzz: ${title}, a witness on each shard (FUZZ_SEED=${seed})`, { skip }, () => {
     let target: FuzzTarget;
     before(async () => {
-      target = await FuzzTarget.start({ variant });
+      target = await start();
     });
-    after(() => target.stop());
+    after(() => target?.stop());
 
     for (const property of PROPERTIES) {
       const name = `${property.name}: the process and its shards stay up, the witnesses keep working, every refusal is coded`;
       if (only !== undefined && !name.includes(only)) continue;
       test(name, async () => {
-        await fc.assert(property.build(target, { includeKnown: false }), { seed, numRuns: runs ?? property.runs[variant], includeErrorInReport: true, ...(path === undefined ? {} : { path }) });
+        await fc.assert(property.build(target, { includeKnown: false }), { seed, numRuns: runs ?? property.runs[runsOf], includeErrorInReport: true, ...(path === undefined ? {} : { path }) });
       });
     }
 
@@ -45,6 +46,22 @@ for (const [variant, what] of VARIANTS) {
       assert.equal(target.generation, 1, 'the server never had to be restarted');
     });
   });
+}
+
+for (const [variant, what] of VARIANTS) {
+  if (onlyVariant !== undefined && onlyVariant !== variant) continue;
+  fuzzServer(`a two-shard server with ${what}`, variant, () => FuzzTarget.start({ variant }));
+}
+
+// Cluster mode: the same hostile input reaches Redis's keys and scripts (names, ids, sizes).
+if (onlyVariant === undefined || onlyVariant === 'cluster') {
+  let redis: PrivateRedis | undefined;
+  const skip = announceSkip('fuzz-server.test (cluster)');
+  after(() => redis?.stop());
+  fuzzServer('a two-shard node of a cluster (a private Redis) with anonymous users', 'cluster', async () => {
+    redis = await startPrivateRedis();
+    return FuzzTarget.start({ variant: 'anonymous', config: clusterFuzzConfig(redis.url) });
+  }, skip);
 }
 
 // Three at a time: each mostly waits on its own server.

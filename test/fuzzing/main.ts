@@ -1,8 +1,10 @@
 /**
- * `npm run fuzz -- [--minutes 5] [--seed N] [--variant anonymous|jwt|both] [--only TEXT] [--include-known]`
+ * `npm run fuzz -- [--minutes 5] [--seed N] [--variant anonymous|jwt|both] [--cluster] [--only TEXT] [--include-known]`
  *
  * Runs the fuzz properties of `npm test` (test/fuzzing/properties.ts) for minutes instead of a
- * few hundred runs, against a two-shard server per variant with a witness on each shard. A
+ * few hundred runs, against a two-shard server per variant with a witness on each shard; with
+ * `--cluster`, a node of a cluster on a private Redis (a redis-server binary on PATH), with
+ * anonymous users. A
  * failure does not end the run: it is shrunk, recorded with what reproduces it, the server is
  * restarted if it died, and fuzzing goes on with the next seed. Distinct failures (by what went
  * wrong, numbers aside) are printed at the end, then the status of each known defect's
@@ -17,9 +19,10 @@ import fc from 'fast-check';
 import { describeDefect } from './known-defects.js';
 import { FuzzFailure, fuzzSeed, PROPERTIES } from './properties.js';
 import { REGRESSIONS } from './regressions.js';
-import { FuzzTarget, type Variant } from './target.js';
+import { REDIS_SERVER, redisServerAvailable, startPrivateRedis } from '../../tools/lib/redis-server.js';
+import { clusterFuzzConfig, FuzzTarget, type Variant } from './target.js';
 
-const USAGE = 'usage: npm run fuzz -- [--minutes 5] [--seed N] [--variant anonymous|jwt|both] [--only TEXT] [--include-known]';
+const USAGE = 'usage: npm run fuzz -- [--minutes 5] [--seed N] [--variant anonymous|jwt|both] [--cluster] [--only TEXT] [--include-known]';
 /** Each property gets the server for this long before the next one takes a turn. */
 const SLICE_MS = 20_000;
 const PRINTED_COUNTEREXAMPLE = 3000;
@@ -55,6 +58,7 @@ async function main(): Promise<number> {
         seed: { type: 'string' },
         variant: { type: 'string', default: 'both' },
         only: { type: 'string' },
+        cluster: { type: 'boolean', default: false },
         'include-known': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h' },
       },
@@ -68,7 +72,12 @@ async function main(): Promise<number> {
     return 0;
   }
   const minutes = Number(values.minutes);
-  const variants: Variant[] = values.variant === 'both' ? ['anonymous', 'jwt'] : [values.variant as Variant];
+  // A cluster node is fuzzed with anonymous users, as npm test's replay (FUZZ_VARIANT=cluster) runs it.
+  const variants: Variant[] = values.cluster ? ['anonymous'] : values.variant === 'both' ? ['anonymous', 'jwt'] : [values.variant as Variant];
+  if (values.cluster && values.variant === 'jwt') {
+    console.error(`fuzz: --cluster fuzzes anonymous users only\n${USAGE}`);
+    return 2;
+  }
   if (!(minutes > 0) || !variants.every((v) => v === 'anonymous' || v === 'jwt')) {
     console.error(`fuzz: bad --minutes or --variant\n${USAGE}`);
     return 2;
@@ -77,10 +86,15 @@ async function main(): Promise<number> {
   let seed = fuzzSeed();
   const includeKnown = values['include-known'];
   const properties = PROPERTIES.filter((p) => values.only === undefined || p.name.includes(values.only));
-  console.log(`fuzz: ${minutes} min, variants ${variants.join(', ')}, first seed ${seed}${includeKnown ? ', known defects included' : ''}`);
+  if (values.cluster && !redisServerAvailable()) {
+    console.error(`fuzz: --cluster needs ${REDIS_SERVER} on PATH (apt-get install -y redis-server)`);
+    return 2;
+  }
+  console.log(`fuzz: ${minutes} min, variants ${variants.join(', ')}${values.cluster ? ' (cluster nodes)' : ''}, first seed ${seed}${includeKnown ? ', known defects included' : ''}`);
 
+  const redis = values.cluster ? await startPrivateRedis() : null;
   const targets = new Map<Variant, FuzzTarget>();
-  for (const variant of variants) targets.set(variant, await FuzzTarget.start({ variant }));
+  for (const variant of variants) targets.set(variant, await FuzzTarget.start({ variant, config: redis ? clusterFuzzConfig(redis.url, `fuzz-${variant}:`) : {} }));
   const findings = new Map<string, Finding>();
   const runs = new Map<string, number>();
   const deadline = Date.now() + minutes * 60_000;
@@ -123,6 +137,7 @@ async function main(): Promise<number> {
     }
     console.log(`${variant}: servers started ${target.generation}, exit ${await target.stop()}`);
   }
+  await redis?.stop();
 
   console.log('\n=== runs');
   for (const [key, count] of runs) console.log(`${count}\t${key}`);
@@ -132,7 +147,7 @@ async function main(): Promise<number> {
     console.log(`\n--- ${++n}. ${f.variant} / ${f.property} (seen ${f.count} time(s))`);
     for (const p of f.problems) console.log(`  ${p.replace(/\n/g, '\n  ')}`);
     if (f.path !== '') {
-      console.log(`  replay: FUZZ_VARIANT=${f.variant} FUZZ_SEED=${f.seed} FUZZ_PATH=${f.path} FUZZ_ONLY='${f.property.split(':')[0]}' node --test dist/test/fuzz-server.test.js`);
+      console.log(`  replay: FUZZ_VARIANT=${values.cluster ? 'cluster' : f.variant} FUZZ_SEED=${f.seed} FUZZ_PATH=${f.path} FUZZ_ONLY='${f.property.split(':')[0]}' node --test dist/test/fuzz-server.test.js`);
       console.log(`  counterexample: ${f.counterexample.slice(0, PRINTED_COUNTEREXAMPLE)}${f.counterexample.length > PRINTED_COUNTEREXAMPLE ? ' …' : ''}`);
     }
   }

@@ -26,8 +26,8 @@ export interface BuildOptions {
 
 export interface FuzzProperty {
   name: string;
-  /** Runs in `npm test`, per server variant. */
-  runs: { anonymous: number; jwt: number };
+  /** Runs in `npm test`, per server variant (`cluster`: anonymous users on a node of a cluster). */
+  runs: { anonymous: number; jwt: number; cluster: number };
   build(target: FuzzTarget, options: BuildOptions): fc.IAsyncProperty<[unknown]>;
 }
 
@@ -50,17 +50,17 @@ function sessions(raw: boolean) {
 export const PROPERTIES: FuzzProperty[] = [
   {
     name: 'ocs.v1 frames: valid ops with wrong types, hostile names and numbers, byte mutations, op sequences, pipelined writes',
-    runs: { anonymous: 150, jwt: 60 },
+    runs: { anonymous: 150, jwt: 60, cluster: 80 },
     build: sessions(false),
   },
   {
     name: 'WebSocket frames: binary, fragmented, invalid UTF-8, control frames, reserved opcodes and bits, unmasked, lying lengths',
-    runs: { anonymous: 120, jwt: 50 },
+    runs: { anonymous: 120, jwt: 50, cluster: 60 },
     build: sessions(true),
   },
   {
     name: 'HTTP requests: methods, paths with %, %zz and thousands of characters, odd headers, bad upgrades, several per write',
-    runs: { anonymous: 60, jwt: 20 },
+    runs: { anonymous: 60, jwt: 20, cluster: 30 },
     build(target, { includeKnown }) {
       const requests = includeKnown ? httpRequests : httpRequests.filter((reqs) => reqs.every((req) => hitsKnownHttpDefect(req) === null));
       return fc.asyncProperty(requests, async (reqs) => {

@@ -44,6 +44,11 @@ export function fuzzConfig(variant: Variant, extra: Record<string, unknown> = {}
   return testConfig(deepMerge(base, extra));
 }
 
+/** The config that makes the fuzzed server a node of a cluster on the Redis at `redisUrl` (its own key prefix per node). */
+export function clusterFuzzConfig(redisUrl: string, prefix = 'fuzz:'): Record<string, unknown> {
+  return { cluster: { redis_url: redisUrl, key_prefix: prefix } };
+}
+
 export class FuzzTarget {
   /** Servers started so far (more than one after a crash). */
   generation = 0;
