@@ -53,14 +53,14 @@ for (const [variant, what] of VARIANTS) {
   fuzzServer(`a two-shard server with ${what}`, variant, () => FuzzTarget.start({ variant }));
 }
 
-// Cluster mode: the same hostile input reaches Redis's keys and scripts (names, ids, sizes).
+// Cluster mode: the same hostile input reaches Redis's keys and scripts (names, ids, sizes), and another node through them.
 if (onlyVariant === undefined || onlyVariant === 'cluster') {
   let redis: PrivateRedis | undefined;
   const skip = announceSkip('fuzz-server.test (cluster)');
   after(() => redis?.stop());
-  fuzzServer('a two-shard node of a cluster (a private Redis) with anonymous users', 'cluster', async () => {
+  fuzzServer('a two-shard node of a cluster (a private Redis, a peer node) with anonymous users', 'cluster', async () => {
     redis = await startPrivateRedis();
-    return FuzzTarget.start({ variant: 'anonymous', config: clusterFuzzConfig(redis.url) });
+    return FuzzTarget.start({ variant: 'anonymous', config: clusterFuzzConfig(redis.url), peer: true });
   }, skip);
 }
 

@@ -13,6 +13,8 @@ import { Opcode, type RawFrame } from '../helpers/raw-ws.js';
 export const PROTO_NAMES = ['__proto__', 'constructor', 'prototype', 'toString', 'hasOwnProperty', 'valueOf', 'isPrototypeOf', '__defineGetter__'];
 export const WITNESS_GROUP = 'witnesses';
 export const witnessUser = (shard: number): string => `witness-${shard}`;
+/** The witnesses of a two-shard server, and of its peer node in a cluster (witness-2, witness-3): recipients of fuzzed sends. */
+export const WITNESS_USERS = [0, 1, 2, 3].map(witnessUser);
 
 /** A field value: JSON text, or something only known when the frame is sent. */
 export type Value =
@@ -89,7 +91,7 @@ const badName = fc.oneof(
 export function userName(withProto: boolean, asRecipient = false): fc.Arbitrary<string> {
   return fc.oneof(
     { weight: 6, arbitrary: fc.constantFrom('fuzz-a', 'fuzz-b', 'fuzz-c') },
-    { weight: asRecipient ? 2 : 0, arbitrary: fc.constantFrom(witnessUser(0), witnessUser(1)) },
+    { weight: asRecipient ? 2 : 0, arbitrary: fc.constantFrom(...WITNESS_USERS) },
     { weight: withProto ? 3 : 0, arbitrary: fc.constantFrom(...PROTO_NAMES) },
     { weight: 2, arbitrary: validName },
   );

@@ -3,8 +3,8 @@
  *
  * Runs the fuzz properties of `npm test` (test/fuzzing/properties.ts) for minutes instead of a
  * few hundred runs, against a two-shard server per variant with a witness on each shard; with
- * `--cluster`, a node of a cluster on a private Redis (a redis-server binary on PATH), with
- * anonymous users. A
+ * `--cluster`, a node of a cluster on a private Redis (a redis-server binary on PATH) beside a
+ * peer node with witnesses of its own, with anonymous users. A
  * failure does not end the run: it is shrunk, recorded with what reproduces it, the server is
  * restarted if it died, and fuzzing goes on with the next seed. Distinct failures (by what went
  * wrong, numbers aside) are printed at the end, then the status of each known defect's
@@ -94,7 +94,7 @@ async function main(): Promise<number> {
 
   const redis = values.cluster ? await startPrivateRedis() : null;
   const targets = new Map<Variant, FuzzTarget>();
-  for (const variant of variants) targets.set(variant, await FuzzTarget.start({ variant, config: redis ? clusterFuzzConfig(redis.url, `fuzz-${variant}:`) : {} }));
+  for (const variant of variants) targets.set(variant, await FuzzTarget.start({ variant, config: redis ? clusterFuzzConfig(redis.url, `fuzz-${variant}:`) : {}, peer: redis !== null }));
   const findings = new Map<string, Finding>();
   const runs = new Map<string, number>();
   const deadline = Date.now() + minutes * 60_000;

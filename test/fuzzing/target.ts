@@ -1,7 +1,7 @@
 /**
  * The server under fuzz: a real process (`node dist/src/main.js`, two shards), so that a
  * frame or request that ends the process ends only it and is seen as an exit, with a witness
- * on each shard. `checkpoint()` says what went wrong since the last call; `ensureUp()`
+ * on each shard (and, for a node of a cluster, a peer node with witnesses of its own). `checkpoint()` says what went wrong since the last call; `ensureUp()`
  * starts a fresh server when the last one died, so a long run (and fast-check's shrinking)
  * can go on after a crash.
  */
@@ -24,6 +24,8 @@ export interface TargetOptions {
   witnesses?: boolean;
   /** Extra config, merged over the fuzz defaults. */
   config?: Record<string, unknown>;
+  /** With a cluster's config: a second node of the same cluster, with a witness on each of its shards. */
+  peer?: boolean;
 }
 
 export function fuzzConfig(variant: Variant, extra: Record<string, unknown> = {}): Record<string, unknown> {
@@ -44,18 +46,51 @@ export function fuzzConfig(variant: Variant, extra: Record<string, unknown> = {}
   return testConfig(deepMerge(base, extra));
 }
 
-/** The config that makes the fuzzed server a node of a cluster on the Redis at `redisUrl` (its own key prefix per node). */
+/** The config that makes the fuzzed server a node of a cluster on the Redis at `redisUrl` (`prefix`: the cluster's keys). */
 export function clusterFuzzConfig(redisUrl: string, prefix = 'fuzz:'): Record<string, unknown> {
   return { cluster: { redis_url: redisUrl, key_prefix: prefix } };
+}
+
+/** A server process and how far its logs and stderr were read. */
+class Watched {
+  private logCursor = 0;
+  private stderrCursor = 0;
+
+  constructor(
+    readonly proc: ServerProcess,
+    private readonly name: string,
+  ) {}
+
+  alive(): boolean {
+    return this.proc.child.exitCode === null && this.proc.child.signalCode === null;
+  }
+
+  /** Its exit, error logs and stderr since the last call. */
+  problems(): string[] {
+    const problems: string[] = [];
+    const { proc } = this;
+    if (!this.alive()) {
+      const { exitCode, signalCode } = proc.child;
+      problems.push(`${this.name} exited (code ${exitCode}, signal ${signalCode}); stderr: ${proc.stderr().slice(this.stderrCursor, this.stderrCursor + 600)}`);
+    }
+    for (const entry of proc.logs.slice(this.logCursor)) {
+      if (typeof entry.level === 'number' && entry.level >= 50) problems.push(`${this.name} logged ${entry.level === 60 ? 'fatal' : 'error'}: ${describeLog(entry)}`);
+    }
+    this.logCursor = proc.logs.length;
+    const stderr = proc.stderr();
+    if (stderr.length > this.stderrCursor && this.alive()) problems.push(`${this.name} wrote to stderr: ${stderr.slice(this.stderrCursor, this.stderrCursor + 400)}`);
+    this.stderrCursor = stderr.length;
+    return problems;
+  }
 }
 
 export class FuzzTarget {
   /** Servers started so far (more than one after a crash). */
   generation = 0;
   witnesses: Witness[] = [];
-  private proc!: ServerProcess;
-  private logCursor = 0;
-  private stderrCursor = 0;
+  private server!: Watched;
+  /** Another node of the same cluster (options.peer), with witnesses of its own: what the fuzz sends reaches it through Redis. */
+  private peer: Watched | null = null;
 
   private constructor(readonly options: TargetOptions) {}
 
@@ -66,7 +101,7 @@ export class FuzzTarget {
   }
 
   get port(): number {
-    return this.proc.port;
+    return this.server.proc.port;
   }
 
   get variant(): Variant {
@@ -78,21 +113,21 @@ export class FuzzTarget {
   }
 
   get pid(): number | undefined {
-    return this.proc.child.pid;
+    return this.server.proc.child.pid;
   }
 
   alive(): boolean {
-    return this.proc.child.exitCode === null && this.proc.child.signalCode === null;
+    return this.nodes().every((node) => node.alive());
   }
 
   /** A connection as `user` that got its welcome (anonymous, or with a token carrying `claims` on the JWT server). */
-  async open(user: string, claims: Record<string, unknown> = {}): Promise<TestClient & { welcome: Frame }> {
-    if (this.variant === 'anonymous') return member(this.port, user);
-    const client = await connect(this.port, { query: `token=${await signToken(claims, { sub: user, secret: FUZZ_SECRET })}` });
+  async open(user: string, claims: Record<string, unknown> = {}, port = this.port): Promise<TestClient & { welcome: Frame }> {
+    if (this.variant === 'anonymous') return member(port, user);
+    const client = await connect(port, { query: `token=${await signToken(claims, { sub: user, secret: FUZZ_SECRET })}` });
     return Object.assign(client, { welcome: await client.next((f) => f.op === 'welcome') });
   }
 
-  /** Everything that went wrong since the last checkpoint: exit, error logs, stderr, witnesses. */
+  /** Everything that went wrong since the last checkpoint: exits, error logs, stderr, witnesses. */
   async checkpoint(): Promise<string[]> {
     const problems: string[] = [];
     // First the probes, so that a crash or a wedge this run caused shows in this checkpoint.
@@ -100,22 +135,12 @@ export class FuzzTarget {
       const probes = await Promise.all(this.witnesses.map((w) => w.probe(WITNESS_PROBE_TIMEOUT_MS)));
       problems.push(...probes.filter((p): p is string => p !== null));
     }
-    if (!this.alive()) {
-      const { exitCode, signalCode } = this.proc.child;
-      problems.push(`server process exited (code ${exitCode}, signal ${signalCode}); stderr: ${this.proc.stderr().slice(this.stderrCursor, this.stderrCursor + 600)}`);
-    }
-    for (const entry of this.proc.logs.slice(this.logCursor)) {
-      if (typeof entry.level === 'number' && entry.level >= 50) problems.push(`server logged ${entry.level === 60 ? 'fatal' : 'error'}: ${describeLog(entry)}`);
-    }
-    this.logCursor = this.proc.logs.length;
-    const stderr = this.proc.stderr();
-    if (stderr.length > this.stderrCursor && this.alive()) problems.push(`server wrote to stderr: ${stderr.slice(this.stderrCursor, this.stderrCursor + 400)}`);
-    this.stderrCursor = stderr.length;
+    for (const node of this.nodes()) problems.push(...node.problems());
     for (const w of this.witnesses) problems.push(...w.takeFailures());
     return problems;
   }
 
-  /** Starts a fresh server if this one died or lost a witness. */
+  /** Starts fresh servers if one died or lost a witness. */
   async ensureUp(): Promise<void> {
     if (this.alive() && this.witnesses.every((w) => w.alive)) return;
     await this.kill();
@@ -124,19 +149,22 @@ export class FuzzTarget {
 
   /**
    * After the fuzzing: /health says ok with every shard up, a new connection is welcomed by
-   * every shard, and the witnesses completed rounds and heard each other across the shards.
+   * every shard, and the witnesses completed rounds and heard each other across the shards
+   * (and the nodes).
    */
   async finalCheck(): Promise<string[]> {
     const problems = await this.checkpoint();
     if (!this.alive()) return problems;
-    const { status, body } = await getJson(this.port, '/health');
-    const shards = body.shards as { up?: number } | undefined;
-    if (status !== 200 || body.status !== 'ok' || shards?.up !== SHARDS) problems.push(`/health answered ${status} ${JSON.stringify(body)}`);
-    for (let shard = 0; shard < SHARDS; shard++) {
-      try {
-        (await onShard(shard, (i) => this.open(`probe-${shard}-${i}`))).close();
-      } catch (err) {
-        problems.push(`shard ${shard} does not welcome new connections: ${(err as Error).message}`);
+    for (const node of this.nodes()) {
+      const { status, body } = await getJson(node.proc.port, '/health');
+      const shards = body.shards as { up?: number } | undefined;
+      if (status !== 200 || body.status !== 'ok' || shards?.up !== SHARDS) problems.push(`/health answered ${status} ${JSON.stringify(body)}`);
+      for (let shard = 0; shard < SHARDS; shard++) {
+        try {
+          (await onShard(shard, (i) => this.open(`probe-${shard}-${i}`, {}, node.proc.port))).close();
+        } catch (err) {
+          problems.push(`shard ${shard} does not welcome new connections: ${(err as Error).message}`);
+        }
       }
     }
     await Promise.all(this.witnesses.map((w) => w.stop()));
@@ -144,7 +172,7 @@ export class FuzzTarget {
     await Promise.all(this.witnesses.map((w) => w.probe(WITNESS_PROBE_TIMEOUT_MS)));
     await new Promise((resolve) => setTimeout(resolve, 300));
     for (const w of this.witnesses) {
-      if (w.rounds === 0) problems.push(`witness on shard ${w.shard} completed no round trip`);
+      if (w.rounds === 0) problems.push(`witness on ${w.where} completed no round trip`);
       problems.push(...w.takeFailures());
     }
     problems.push(...crossShardGaps(this.witnesses));
@@ -159,23 +187,29 @@ export class FuzzTarget {
   async stop(): Promise<number | null> {
     await Promise.all(this.witnesses.map((w) => w.stop()));
     for (const w of this.witnesses) w.client.close();
-    if (!this.alive()) return this.proc.child.exitCode;
-    return this.proc.stop('SIGTERM');
+    if (this.peer?.alive()) await this.peer.proc.stop('SIGTERM');
+    if (!this.server.alive()) return this.server.proc.child.exitCode;
+    return this.server.proc.stop('SIGTERM');
+  }
+
+  private nodes(): Watched[] {
+    return this.peer ? [this.server, this.peer] : [this.server];
   }
 
   private async boot(): Promise<void> {
     this.generation++;
-    this.proc = await startProcess(fuzzConfig(this.variant, this.options.config));
-    this.logCursor = 0;
-    this.stderrCursor = 0;
+    this.server = new Watched(await startProcess(fuzzConfig(this.variant, this.options.config)), 'server');
+    this.peer = this.options.peer ? new Watched(await startProcess(fuzzConfig(this.variant, this.options.config)), 'peer node') : null;
     this.witnesses = [];
     if (this.options.witnesses === false) return;
-    for (let shard = 0; shard < SHARDS; shard++) {
-      const user = witnessUser(shard);
-      const client = await onShard(shard, () => this.open(user));
-      client.send({ op: 'join', group: WITNESS_GROUP, ref: 'join' });
-      await client.next((f) => f.op === 'joined');
-      this.witnesses.push(new Witness(client, user, shard));
+    for (const [index, node] of this.nodes().entries()) {
+      for (let shard = 0; shard < SHARDS; shard++) {
+        const user = witnessUser(index * SHARDS + shard);
+        const client = await onShard(shard, () => this.open(user, {}, node.proc.port));
+        client.send({ op: 'join', group: WITNESS_GROUP, ref: 'join' });
+        await client.next((f) => f.op === 'joined');
+        this.witnesses.push(new Witness(client, user, index === 0 ? `shard ${shard}` : `the peer's shard ${shard}`));
+      }
     }
     for (const w of this.witnesses) w.start();
   }
@@ -183,7 +217,7 @@ export class FuzzTarget {
   private async kill(): Promise<void> {
     await Promise.all(this.witnesses.map((w) => w.stop()));
     for (const w of this.witnesses) w.client.ws.terminate();
-    if (this.alive()) await this.proc.stop('SIGKILL');
+    for (const node of this.nodes()) if (node.alive()) await node.proc.stop('SIGKILL');
   }
 }
 

@@ -1,5 +1,5 @@
 /**
- * A well-behaved client on one shard that keeps doing round trips while the fuzzer runs:
+ * A well-behaved client on one shard (of the fuzzed server, or of its peer node in a cluster) that keeps doing round trips while the fuzzer runs:
  * `join` of the witnesses' group (again: answered all the same), `pub` to it (its own copy and the sender's ack come back; the witnesses
  * on the other shards get it across the rings), `send` to itself (ack, then the stored
  * message, which it acknowledges once). Every round must complete; any `err` it gets is a
@@ -42,10 +42,11 @@ export class Witness {
   /** Ids of its own messages it acknowledged, so that a redelivery crossing its ack is not acknowledged twice. */
   private readonly acked = new Set<string>();
 
+  /** `where`: which shard of which node it is on, for the failures it reports ("shard 0", "the peer's shard 1"). */
   constructor(
     readonly client: TestClient,
     readonly user: string,
-    readonly shard: number,
+    readonly where: string,
   ) {
     client.ws.on('message', () => this.drain());
     void client.closed.then(({ code, reason }) => {
@@ -87,7 +88,7 @@ export class Witness {
    * broker, so that what a run did to the primary shows before the next run starts.
    */
   async probe(timeoutMs: number): Promise<string | null> {
-    if (!this.alive) return `witness on shard ${this.shard} has no connection`;
+    if (!this.alive) return `witness on ${this.where} has no connection`;
     const wait = this.lastProbeAt + PROBE_GAP_MS - Date.now();
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
     this.lastProbeAt = Date.now();
@@ -104,11 +105,11 @@ export class Witness {
       });
       this.client.send({ op: 'send', to: this.user, data: { probe: ref }, ref });
     });
-    return answered && this.alive ? null : `witness on shard ${this.shard}: no ack of a send within ${timeoutMs} ms (shard or broker wedged or gone?)`;
+    return answered && this.alive ? null : `witness on ${this.where}: no ack of a send within ${timeoutMs} ms (shard or broker wedged or gone?)`;
   }
 
   private fail(what: string): void {
-    this.failures.push(`witness on shard ${this.shard}: ${what}`);
+    this.failures.push(`witness on ${this.where}: ${what}`);
   }
 
   private async doRound(): Promise<void> {
@@ -186,7 +187,7 @@ export class Witness {
   }
 }
 
-/** What the witnesses missed of each other's pubs (pubs cross the shard rings). */
+/** What the witnesses missed of each other's pubs (pubs cross the shard rings, and Redis to a peer node). */
 export function crossShardGaps(witnesses: readonly Witness[]): string[] {
   const gaps: string[] = [];
   for (const from of witnesses) {
@@ -194,7 +195,7 @@ export function crossShardGaps(witnesses: readonly Witness[]): string[] {
       if (from === to) continue;
       const heard = to.heard.get(from.user) ?? new Set<number>();
       const missing = Array.from({ length: from.rounds }, (_, n) => n).filter((n) => !heard.has(n));
-      if (missing.length > 0) gaps.push(`witness on shard ${to.shard} missed ${missing.length} of ${from.rounds} pubs of the witness on shard ${from.shard} (first: round ${missing[0]})`);
+      if (missing.length > 0) gaps.push(`witness on ${to.where} missed ${missing.length} of ${from.rounds} pubs of the witness on ${from.where} (first: round ${missing[0]})`);
     }
   }
   return gaps;
