@@ -5,8 +5,9 @@
  * five clients at the default rate limit saturated it. A dead node's members are still left out
  * of a list as soon as its heartbeat is older than presence_ttl, by reading the connections of a
  * group of at most PRESENCE_SCAN_FACTOR x max_list of them, or in a larger group by counting each
- * listed user's connections on that node in the members index; past that budget the list names
- * that node's users until it is forgotten, as its totals count them. The script runs on a
+ * listed user's connections on that node in the members index (with several dead nodes, only
+ * on those its presence names); past that budget the list names that node's users until it is
+ * forgotten, as its totals count them. The script runs on a
  * private Redis, on keys written by the real scripts.
  */
 import assert from 'node:assert/strict';
@@ -94,10 +95,35 @@ describe('a presence answer in cluster mode', { skip, timeout: 60_000 }, () => {
     assert.deepEqual(ran.filter(([name]) => name === 'ZRANGEBYLEX'), [], 'nor listed from the index');
   });
 
-  test('past its budget (more dead nodes than it can count for every user) the list names their users, as the totals do', async () => {
+  /** `user`'s connections per node, as a connection's CONNECT writes them (P pu:USER). */
+  const online = async (user: string, counts: Record<string, number>): Promise<void> => {
+    await redis.hset(`${P}pu:${user}`, counts);
+  };
+
+  test('with more dead nodes than it can count every user on, it counts each user only on the dead nodes its presence names', async () => {
     for (const node of ['d1', 'd2', 'd3', 'd4', 'd5']) await redis.zadd(`${P}nodes`, Date.now() - 60_000, node);
     await members('live', 'crowd', names(10, 'u'), 5);
+    for (const user of names(10, 'u')) await online(user, { live: 5 });
     await members('d1', 'crowd', ['bob'], 1);
+    await members('d2', 'crowd', ['u0'], 2);
+    await online('bob', { d1: 1 });
+    await online('u0', { live: 5, d2: 2 });
+    // 11 users x 5 dead nodes is past the budget (4 x 11): before, bob (on a dead node only) was named.
+    const { users, ran } = await answer('crowd', 11);
+    assert.equal(users!.has('bob'), false);
+    assert.equal(users!.get('u0'), 5);
+    assert.equal(ran.filter(([name]) => name === 'ZLEXCOUNT').length, 2, 'one count per user and dead node it is on');
+    assert.deepEqual(memberReads(ran, `${P}pg:`), [], 'no member connection read');
+  });
+
+  test('past even that budget the list names the dead nodes\' users, as the totals do', async () => {
+    const dead = names(50, 'd');
+    for (const node of dead) await redis.zadd(`${P}nodes`, Date.now() - 60_000, node);
+    await members('live', 'crowd', names(10, 'u'), 5);
+    await members('d0', 'crowd', ['bob'], 1);
+    // Every user on every dead node: 1 + 50 steps for the first user already, past 4 x 11.
+    const everywhere = Object.fromEntries(dead.map((node) => [node, 1]));
+    for (const user of [...names(10, 'u'), 'bob']) await online(user, { live: 5, ...everywhere });
     const { users } = await answer('crowd', 11);
     assert.equal(users!.get('bob'), 1);
   });

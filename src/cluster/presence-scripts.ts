@@ -146,9 +146,10 @@ return #changes
  * node's part left out, within a budget of PRESENCE_SCAN_FACTOR x maxList steps: in a group of
  * at most that many member connections by reading them; in a larger one by counting each listed
  * user's connections on each such node in P pm:GROUP (user first: one ZLEXCOUNT, no member
- * read). Past the budget (many dead nodes at once), or with P pm: not in step with P pg:
- * (written by an older version), the list names the dead nodes' users until they are forgotten
- * (within presence_ttl and a third after the last heartbeat), as the totals do.
+ * read), or, when users x dead nodes is past the budget (several dead at once), on the dead
+ * nodes its presence (P pu:USER, one read) names. Past the budget even so, or with P pm: not in
+ * step with P pg: (written by an older version), the list names the dead nodes' users until
+ * they are forgotten (within presence_ttl and a third after the last heartbeat), as the totals do.
  * ARGV: P group maxList countsOnly(1|0) aliveSince
  * -> {users, conns} (totals only) | {-1, 0, user, connections, user, connections...}
  */
@@ -161,6 +162,8 @@ local users = redis.call('HLEN', P..'pc:'..group)
 if ARGV[4] == '1' or users > tonumber(ARGV[3]) then return {users, redis.call('HLEN', P..'pg:'..group)} end
 local since, beats, counts, out = tonumber(ARGV[5]), {}, {}, {-1, 0}
 local budget = ${PRESENCE_SCAN_FACTOR} * tonumber(ARGV[3])
+-- More dead nodes than this at once (unpack's bound is far above): their users are named.
+local MAX_DEAD = 200
 -- The nodes not yet forgotten that are not alive: heartbeat too old, or being forgotten (out of P nodes).
 local dead = redis.call('ZRANGEBYSCORE', P..'nodes', '-inf', '('..ARGV[5])
 for _, node in ipairs(redis.call('SMEMBERS', P..'nf')) do
@@ -168,12 +171,25 @@ for _, node in ipairs(redis.call('SMEMBERS', P..'nf')) do
 end
 local conns = redis.call('HLEN', P..'pg:'..group)
 if #dead == 0 or conns > budget then
-  local counted = #dead > 0 and users * #dead <= budget and redis.call('ZCARD', P..'pm:'..group) == conns
+  local counted = #dead > 0 and #dead <= MAX_DEAD and redis.call('ZCARD', P..'pm:'..group) == conns
+  -- Every user on every dead node while that fits the budget; past it (several nodes dead at
+  -- once), only on the dead nodes where the user's presence (P pu:USER) says it has
+  -- connections, one read per user, until the budget is spent.
+  local everyNode, steps = users * #dead <= budget, 0
   local raw = redis.call('HGETALL', P..'pc:'..group)
   for i = 1, #raw, 2 do
     local n = tonumber(raw[i + 1])
     if counted then
-      for _, node in ipairs(dead) do
+      local on = everyNode and dead or {}
+      if not everyNode then
+        local held = redis.call('HMGET', P..'pu:'..raw[i], unpack(dead))
+        for j, node in ipairs(dead) do
+          if tonumber(held[j] or '0') > 0 then on[#on + 1] = node end
+        end
+        steps = steps + 1 + #on
+        counted = steps <= budget
+      end
+      for _, node in ipairs(counted and on or {}) do
         local name = raw[i]..'\\n'..node..'\\n'
         n = n - redis.call('ZLEXCOUNT', P..'pm:'..group, '['..name, '('..string.sub(name, 1, -2)..'\\11')
       end
