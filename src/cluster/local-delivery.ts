@@ -118,7 +118,9 @@ export class LocalDelivery {
    * `welcomed`: a connection with its welcome (a rescan's), which its shard would not skip.
    */
   hold(sid: string, welcomed = false): void {
-    this.connecting.set(sid, []);
+    // Kept if it is held already (a connection held since it was welcomed without Redis, which
+    // its rescan lists): what came for it meanwhile is not lost.
+    if (!this.connecting.has(sid)) this.connecting.set(sid, []);
     if (welcomed) this.welcomedHeld.add(sid);
   }
 

@@ -134,7 +134,10 @@ export class ClusterMessaging {
   connect(sid: string, user: string, shard: number, refuse: (holding: number) => void): void {
     const { link, local } = this.parts;
     if (!this.parts.up()) {
+      // Held from now on, not from its rescan: a route that reaches it between the node's
+      // subscriber coming back and the rescan is in flight, and the rescan lists it.
       this.unlisted.add(sid);
+      this.here.hold(sid, true);
       return link.welcome(shard, sid, 0);
     }
     this.here.hold(sid);
@@ -154,13 +157,15 @@ export class ClusterMessaging {
         this.handOver(user, backlog, new Map([[sid, held]]));
       },
       (err: unknown) => {
-        this.here.release(sid);
         logCommandFailure(this.parts, err, 'connect');
-        if (!local.bySid.has(sid)) return;
-        // Failed with the outage: the rescan after it lists what is in flight for it, before any
-        // route can reach it. Not while the node is up: what is routed to it from now on, a
-        // later listing would hand it again.
-        if (!this.parts.up()) this.unlisted.add(sid);
+        if (!local.bySid.has(sid)) return void this.here.release(sid);
+        // Failed with the outage: the rescan after it lists what is in flight for it, and it is
+        // held until then (what was held for it stays so). Not while the node is up: what is
+        // routed to it from now on, a later listing would hand it again.
+        if (!this.parts.up()) {
+          this.unlisted.add(sid);
+          this.here.hold(sid, true);
+        } else this.here.release(sid);
         link.welcome(shard, sid, 0);
       },
     );
@@ -198,7 +203,13 @@ export class ClusterMessaging {
 
   /** Connection `sid` closed: no rescan hands it anything. */
   closed(sid: string): void {
-    this.unlisted.delete(sid);
+    if (this.unlisted.delete(sid)) this.here.release(sid);
+  }
+
+  /** The drain began: no rescan comes; what was held for connections not listed goes to them now. */
+  drained(): void {
+    for (const sid of this.unlisted) this.here.toSid(sid, this.here.release(sid));
+    this.unlisted.clear();
   }
 
   /** After an outage: every local user's presence is written again (by the caller); what waited for them, and for the groups they joined meanwhile, goes out. */
@@ -222,9 +233,14 @@ export class ClusterMessaging {
           if (!('holding' in backlog)) this.handOver(user, backlog, held);
         },
         (err: unknown) => {
+          // Failed with a new outage: still held, for the next rescan. Failed while the node
+          // stays up (a timeout, an error reply): routes reach it from now on, so no later
+          // listing may (it would hand them again); what was held goes now, and what was in
+          // flight reaches it at its deadlines.
+          const down = !this.parts.up();
           for (const sid of sids) {
-            this.here.toSid(sid, this.here.release(sid));
-            if (local.bySid.has(sid)) this.unlisted.add(sid);
+            if (down && local.bySid.has(sid)) this.unlisted.add(sid);
+            else this.here.toSid(sid, this.here.release(sid));
           }
           logCommandFailure(this.parts, err, 'rescan');
         },

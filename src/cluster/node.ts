@@ -217,6 +217,7 @@ export class ClusterNode {
   pauseDelivery(): void {
     if (this.draining) return;
     this.draining = true;
+    this.messaging.drained();
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     this.sweeps.stop();
     this.heartbeatTimer = null;
