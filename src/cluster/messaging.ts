@@ -71,6 +71,8 @@ export class ClusterMessaging {
   private rescanDue = false;
   /** Users whose ack timed out, to pump once Redis answers (one follow-up for all). */
   private readonly pumpDue = new Set<string>();
+  /** Users whose PUMP is in flight: whether another was asked for meanwhile (one runs after it). */
+  private readonly pumping = new Map<string, boolean>();
   /** Acks read in this pass over the rings, to settle together (flushAcks). */
   private acks: PendingAck[] = [];
   private readonly followUps: TimeoutFollowUps;
@@ -347,6 +349,17 @@ export class ClusterMessaging {
    * wg:USER, which PUMP lists), one PUMP_GROUP each.
    */
   pump(user: string): void {
+    // One PUMP of a user at a time: those asked for meanwhile are one more, after it (it may
+    // have run before what asked for them). A sweep that made 300 of an idle user's messages
+    // waiting at once had each ROUTE_USER answer 'pump' (the first set P wb:USER, with nothing
+    // in flight), and ran 300 PUMPs where one claimed them all.
+    if (this.pumping.has(user)) return void this.pumping.set(user, true);
+    this.pumping.set(user, false);
+    const done = (): boolean => {
+      const again = this.pumping.get(user) === true;
+      this.pumping.delete(user);
+      return again;
+    };
     const now = Date.now();
     const args = [
       this.prefix, user, now, this.delivery.ack_timeout * 1000, this.delivery.backoff_multiplier, this.delivery.max_backoff * 1000,
@@ -354,12 +367,16 @@ export class ClusterMessaging {
     ];
     this.script<[string[], Fields[], string[]] | null>(PUMP, args).then(
       (pumped) => {
-        if (!pumped) return;
-        if (pumped[1].length > 0) this.claimed.backlogToUser(user, pumped[0], pumped[1]);
-        if (pumped[1].length >= PUMP_CLAIMS) this.pump(user);
-        for (const group of pumped[2] ?? []) this.pumpGroup(group, user);
+        const again = done();
+        if (pumped && pumped[1].length > 0) this.claimed.backlogToUser(user, pumped[0], pumped[1]);
+        if (again || (pumped && pumped[1].length >= PUMP_CLAIMS)) this.pump(user);
+        for (const group of pumped?.[2] ?? []) this.pumpGroup(group, user);
       },
-      (err: unknown) => this.claimFailed(err, 'pump', `u:${user}`, now, ''),
+      (err: unknown) => {
+        const again = done();
+        this.claimFailed(err, 'pump', `u:${user}`, now, '');
+        if (again) this.pump(user);
+      },
     );
   }
 
