@@ -4,18 +4,23 @@
  * order, once the hold has lapsed: at the user's next ack, or ahead of the next message sent to
  * it. Before, they stayed waiting (no ack pumped them, and the next message overtook them) until
  * the user's next connection, or their expiry. The hold is set here by hand, as that node's
- * CONNECT left it, on a real node and a private Redis.
+ * CONNECT left it, on a real node and a private Redis. And when many of them wait at once, one
+ * PUMP at a time per user claims them, not one per message.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import type { Redis } from 'ioredis';
+import { PUMP } from '../src/cluster/window-scripts.js';
 import { member, type TestClient } from './helpers/client.js';
 import { nextMsgs, settle } from './helpers/messaging.js';
 import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
+import { watchCommands } from './helpers/script-work.js';
 import { startProcess, type ServerProcess } from './helpers/server.js';
 
 const skip = announceSkip('cluster-window-hold.test');
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const sha = (source: string): string => createHash('sha1').update(source).digest('hex');
 
 describe("a user's messages held behind a dead node's CONNECT", { skip, timeout: 60_000 }, () => {
   let redis: PrivateRedis;
@@ -67,6 +72,40 @@ describe("a user's messages held behind a dead node's CONNECT", { skip, timeout:
     const { reader } = await heldThenLapsed('bob');
     await send('bob', 3);
     assert.deepEqual((await nextMsgs(reader, 3, 10_000)).map((m) => m.data), [1, 2, 3]);
+    reader.close();
+  });
+});
+
+describe("many of a user's messages made waiting by one sweep", { skip, timeout: 60_000 }, () => {
+  let redis: PrivateRedis;
+  let node: ServerProcess;
+  before(async () => {
+    redis = await startPrivateRedis();
+    node = await startProcess(nodeConfig(redis.url, 'ps:', 1));
+  });
+  after(async () => {
+    await node?.stop();
+    await redis?.stop();
+  });
+
+  test('300 scheduled messages falling due together are claimed by one or two PUMPs, not one each, and arrive in order', async () => {
+    const sender = await member(node.port, 'sender');
+    const reader = await member(node.port, 'reader');
+    const at = Date.now() + 2000;
+    for (let i = 0; i < 300; i++) sender.send({ op: 'send', to: 'reader', data: i, at, ref: `s${i}` });
+    for (let i = 0; i < 300; i++) await sender.next((f) => f.ref === `s${i}`, 10_000);
+    // Each ROUTE_USER of the sweep's 300 sees the others waiting unmarked and asks for a PUMP:
+    // the node runs one at a time per user (before, 300 PUMPs where one claimed them all).
+    let pumps = 0;
+    const unwatch = await watchCommands(redis.url, (args) => {
+      if (args[0]?.toLowerCase() === 'evalsha' && args[1] === sha(PUMP)) pumps++;
+    });
+    const got = (await nextMsgs(reader, 300, 15_000)).map((m) => m.data);
+    await sleep(300);
+    unwatch();
+    assert.deepEqual(got, Array.from({ length: 300 }, (_, i) => i));
+    assert.ok(pumps >= 1 && pumps <= 2, `${pumps} PUMP scripts for one sweep's 300 messages of one user`);
+    sender.close();
     reader.close();
   });
 });

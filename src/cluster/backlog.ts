@@ -81,8 +81,8 @@ export class Backlogs {
     this.resends.refund(user, reserved - (wanted() ? listed : 0), Date.now());
     // Cut short with more to claim, or nothing claimed behind a listing in pages: the rest by
     // PUMP. Not when the listing did not end (a page failed, the connection closed, a rescan
-    // that hands nothing over): what waits stays behind the in flight not listed, as past the
-    // budget, for the user's next ack to pump.
+    // that hands it to no connection): what waits goes at the user's next ack or ahead of its
+    // next message (ROUTE_USER), as past the budget, after the in flight listed.
     return { nodes, pending, entries, pumpAfter: more === 0 ? entries.length - listed >= PUMP_CLAIMS : complete };
   }
 

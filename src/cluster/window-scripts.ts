@@ -161,7 +161,8 @@ return {nodes, fields}
  * The messages in flight are listed only if they are at most `resend` (the node's ResendBudget:
  * a user reconnecting in a loop with a window of 10,000 would have Redis read them all back at
  * every connection). Else none is, nor is anything claimed: they reach it at their ack
- * deadlines, and what waits stays behind them. At most `listed` are listed here (one listing of
+ * deadlines, and what waits goes at the user's next ack or ahead of its next message (it may
+ * come before them). At most `listed` are listed here (one listing of
  * 10,000 held Redis 80 ms): with more, `more` is where CONNECT_PAGE goes on, and nothing is
  * claimed (it would reach the connection ahead of the rest of the listing); P wb:USER then
  * holds new messages behind what waits, for the node's PUMP after the last page, for `holdMs`

@@ -16,6 +16,16 @@ export async function nextMsgs(client: TestClient, count: number, timeoutMs = 50
   return out;
 }
 
+/** The data of every message `client` has not read yet, in arrival order (batches unpacked), leaving them unread. */
+export function unreadData(client: TestClient): unknown[] {
+  const out: unknown[] = [];
+  for (const f of client.frames) {
+    if (f.op === 'msg') out.push(f.data);
+    if (f.op === 'batch') for (const m of f.msgs as Frame[]) out.push(m.data);
+  }
+  return out;
+}
+
 /** Polls `check` until it returns a value other than undefined. */
 export async function until<T>(check: () => T | undefined | Promise<T | undefined>, what: string, timeoutMs = 10_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;

@@ -4,7 +4,8 @@
  * `dropUpstream` discards what clients send (their acks are lost) while the server's bytes
  * still arrive, and `freeze` stops forwarding both ways without closing anything (a dead
  * path that only a heartbeat notices). `refuse` resets every connection, open and new, until it
- * is turned off: a peer cut off for as long as the test wants.
+ * is turned off: a peer cut off for as long as the test wants. `delayUpstreamMs` holds what
+ * clients send that long (a slow or distant server: each round trip takes longer).
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
 
@@ -18,6 +19,8 @@ export interface TcpProxy {
   freeze: boolean;
   /** Reset every connection, the open ones now and new ones as they come. */
   refuse: boolean;
+  /** Hold client → server bytes this long before forwarding them (0: at once). */
+  delayUpstreamMs: number;
   /** Resets every open connection. */
   cut(): void;
   close(): Promise<void>;
@@ -30,6 +33,7 @@ export async function tcpProxy(targetPort: number): Promise<TcpProxy> {
     port: 0,
     dropUpstream: false,
     freeze: false,
+    delayUpstreamMs: 0,
     get refuse() {
       return refusing;
     },
@@ -58,7 +62,9 @@ export async function tcpProxy(targetPort: number): Promise<TcpProxy> {
     const pair: [Socket, Socket] = [client, upstream];
     pairs.add(pair);
     client.on('data', (chunk) => {
-      if (!proxy.freeze && !proxy.dropUpstream) upstream.write(chunk);
+      if (proxy.freeze || proxy.dropUpstream) return;
+      if (proxy.delayUpstreamMs === 0) upstream.write(chunk);
+      else setTimeout(() => upstream.writable && upstream.write(chunk), proxy.delayUpstreamMs);
     });
     upstream.on('data', (chunk) => {
       if (!proxy.freeze) client.write(chunk);
