@@ -57,7 +57,7 @@ export class ClusterMembers {
     for (const group of [...conn.groups]) void this.leave(sid, group);
     const gone = local.offline(sid);
     this.owed.delete(sid);
-    this.parts.messaging.closed(sid);
+    this.parts.messaging.connections.closed(sid);
     if (gone && this.parts.writesPresence()) presence.userCount(gone.conn.user, gone.left).catch(() => {});
   }
 

@@ -13,12 +13,12 @@
  * again by the others. Delivery is at least once, as on one process.
  */
 import type { Config } from '../config/schema.js';
-import { encodeStoredMsg } from '../protocol/json-codec.js';
 import { Latency, type LatencyRecorder } from '../metrics/latencies.js';
 import { ACKS, ACKS_PER_SCRIPT } from './ack-script.js';
-import { Backlogs, PUMP_CLAIMS, type Backlog } from './backlog.js';
+import { PUMP_CLAIMS } from './backlog.js';
 import { ClaimedDelivery, type ClaimedDeliveryParts, type Fields } from './claimed-delivery.js';
-import { LocalDelivery, outgoing, type Outgoing } from './local-delivery.js';
+import { ConnectionBacklogs } from './connection-backlogs.js';
+import type { LocalDelivery } from './local-delivery.js';
 import { logCommandFailure, timedOut } from './redis.js';
 import { PUMP_GROUP, ROUTE_ANY } from './route-any-script.js';
 import type { ScriptRunner } from './script-runner.js';
@@ -65,8 +65,6 @@ export class ClusterMessaging {
   private readonly here: LocalDelivery;
   /** How long this node's mark that it is behind (P bh:NODE) lasts unless renewed by its next sweep. */
   private readonly behindMarkMs: number;
-  /** Connections not handed their user's messages in flight (opened while Redis was out of reach, or their CONNECT failed with it): the rescan does. */
-  private readonly unlisted = new Set<string>();
   /** A rescan after a timed-out SWEEP is scheduled (one at a time). */
   private rescanDue = false;
   /** Users whose ack timed out, to pump once Redis answers (one follow-up for all). */
@@ -76,8 +74,8 @@ export class ClusterMessaging {
   /** Acks read in this pass over the rings, to settle together (flushAcks). */
   private acks: PendingAck[] = [];
   private readonly followUps: TimeoutFollowUps;
-  /** What a user's new connection finds in Redis (CONNECT and its pages). */
-  private readonly backlogs: Backlogs;
+  /** What a node's connections are handed of their user's messages: a new one's backlog, the rescan's. */
+  readonly connections: ConnectionBacklogs;
 
   constructor(private readonly parts: MessagingParts) {
     this.delivery = parts.config.websocket.delivery;
@@ -94,7 +92,12 @@ export class ClusterMessaging {
       dueAt: (at) => parts.dueAt(at),
       script: (source, args) => this.script(source, args),
     });
-    this.backlogs = new Backlogs({ ...parts, claimTimedOut: (target, at) => this.followUps.claimTimedOut(target, at, '') });
+    this.connections = new ConnectionBacklogs({
+      ...parts,
+      claimed: this.claimed,
+      pump: (user) => this.pump(user),
+      claimTimedOut: (target, at) => this.followUps.claimTimedOut(target, at, ''),
+    });
   }
 
   // --- routing -------------------------------------------------------------------------------
@@ -126,94 +129,6 @@ export class ClusterMessaging {
 
   // --- connections and members -----------------------------------------------------------------
 
-  /**
-   * Connection `sid` of `user` authenticated on `shard` (already in the local presence): its
-   * presence goes to Redis and, in the same script, what waits for the user comes back (past
-   * CONNECT_LISTED in flight, the rest of those in further scripts: backlog.ts); then its
-   * `welcome` with that count, then the messages. Without Redis: welcome at once, pending 0.
-   * Past max_connections_per_user over every node, `refuse` instead, with the connections the user holds.
-   */
-  connect(sid: string, user: string, shard: number, refuse: (holding: number) => void): void {
-    const { link, local } = this.parts;
-    if (!this.parts.up()) {
-      // Held from now on, not from its rescan: a route that reaches it between the node's
-      // subscriber coming back and the rescan is in flight, and the rescan lists it.
-      this.unlisted.add(sid);
-      this.here.hold(sid, true);
-      return link.welcome(shard, sid, 0);
-    }
-    this.here.hold(sid);
-    const wanted = (): boolean => local.bySid.has(sid);
-    this.backlogOf(user, local.byUser.get(user)?.size ?? 1, this.parts.config.websocket.limits.max_connections_per_user, wanted).then(
-      (backlog) => {
-        const held = this.here.release(sid);
-        if ('holding' in backlog) return local.bySid.has(sid) ? refuse(backlog.holding) : undefined;
-        if (!local.bySid.has(sid)) {
-          // Closed meanwhile: CONNECT wrote its presence (after the close's own write, should a
-          // script be sent again behind it), so the count is written again; what it claimed goes
-          // to the user's other connections; what was in flight stays so and times out.
-          this.parts.presence.userCount(user, local.byUser.get(user)?.size ?? 0).catch((err: unknown) => logCommandFailure(this.parts, err, 'connect'));
-          return this.claimed.backlogToUser(user, backlog.nodes, backlog.entries.filter(([claimed]) => claimed === 1).map(([, f]) => f));
-        }
-        link.welcome(shard, sid, backlog.pending);
-        this.handOver(user, backlog, new Map([[sid, held]]));
-      },
-      (err: unknown) => {
-        logCommandFailure(this.parts, err, 'connect');
-        if (!local.bySid.has(sid)) return void this.here.release(sid);
-        // Failed with the outage: the rescan after it lists what is in flight for it, and it is
-        // held until then (what was held for it stays so). Not while the node is up: what is
-        // routed to it from now on, a later listing would hand it again.
-        if (!this.parts.up()) {
-          this.unlisted.add(sid);
-          this.here.hold(sid, true);
-        } else this.here.release(sid);
-        link.welcome(shard, sid, 0);
-      },
-    );
-  }
-
-  /**
-   * A backlog to the connections `held` names (with what was held for each meanwhile): what was
-   * in flight to each, then what was claimed now to every connection of the user, then what was
-   * held (what came while CONNECT ran, newer still). A review saw 1001-1500 come before 1-1000
-   * on a reconnect when the claimed went first. In queue order (priority, then acceptance), as
-   * `batch` frames where several go to one place, as on one process.
-   */
-  private handOver(user: string, backlog: Backlog, held: ReadonlyMap<string, Outgoing[]>): void {
-    const sent = new Set<string>();
-    const fresh: Fields[] = [];
-    const inFlight: Outgoing[] = [];
-    for (const [claimed, f] of backlog.entries) {
-      sent.add(f[0]);
-      // Newly claimed: for every connection of the user; already in flight: for these too
-      // (swept at its deadline here as well: the node that delivered it first may be gone).
-      if (claimed === 1) {
-        fresh.push(f);
-        continue;
-      }
-      if (f[7] > 0) this.parts.dueAt(f[7]);
-      inFlight.push(outgoing(f[0], encodeStoredMsg(f[0], f[1], null, f[3], Number(f[4]), Number(f[5])), f[7], Number(f[4])));
-    }
-    for (const sid of held.keys()) {
-      this.here.backlogInFlight(sid, inFlight);
-      this.here.toSid(sid, inFlight);
-    }
-    this.claimed.backlogToUser(user, backlog.nodes, fresh);
-    for (const [sid, messages] of held) this.here.toSid(sid, messages.filter((message) => !sent.has(message.id)));
-  }
-
-  /** Connection `sid` closed: no rescan hands it anything. */
-  closed(sid: string): void {
-    if (this.unlisted.delete(sid)) this.here.release(sid);
-  }
-
-  /** The drain began: no rescan comes; what was held for connections not listed goes to them now. */
-  drained(): void {
-    for (const sid of this.unlisted) this.here.toSid(sid, this.here.release(sid));
-    this.unlisted.clear();
-  }
-
   /** After an outage: every local user's presence is written again (by the caller); what waited for them, and for the groups they joined meanwhile, goes out. */
   rescan(): void {
     const { local } = this.parts;
@@ -221,40 +136,7 @@ export class ClusterMessaging {
       const conn = local.bySid.get(sids.values().next().value as string);
       if (conn) this.joined(conn.sid, group, conn.user, conn.weight).catch((err: unknown) => logCommandFailure(this.parts, err, 'rescan'));
     }
-    for (const [user, conns] of this.parts.local.byUser) {
-      // Connections that opened while Redis was out of reach (or whose CONNECT failed with it) are handed
-      // what is in flight to their user now, not at its deadlines, ahead of what comes meanwhile.
-      // For the others only what it claims is wanted: no page of what is in flight is read.
-      const sids = this.unlisted.size === 0 ? [] : [...conns.keys()].filter((sid) => this.unlisted.delete(sid));
-      for (const sid of sids) this.here.hold(sid, true);
-      const wanted = (): boolean => sids.some((sid) => local.bySid.has(sid));
-      this.backlogOf(user, conns.size, 0, wanted).then(
-        (backlog) => {
-          const held = new Map(sids.map((sid) => [sid, this.here.release(sid)]));
-          // No cap is asked of a rescan (0), so it is never refused.
-          if (!('holding' in backlog)) this.handOver(user, backlog, held);
-        },
-        (err: unknown) => {
-          // Failed with a new outage: still held, for the next rescan. Failed while the node
-          // stays up (a timeout, an error reply): routes reach it from now on, so no later
-          // listing may (it would hand them again); what was held goes now, and what was in
-          // flight reaches it at its deadlines.
-          const down = !this.parts.up();
-          for (const sid of sids) {
-            if (down && local.bySid.has(sid)) this.unlisted.add(sid);
-            else this.here.toSid(sid, this.here.release(sid));
-          }
-          logCommandFailure(this.parts, err, 'rescan');
-        },
-      );
-    }
-  }
-
-  /** The user's backlog (backlog.ts); what it left to claim is pumped next, so it goes out after the backlog. */
-  private async backlogOf(user: string, connections: number, maxConnections: number, wanted: () => boolean): Promise<Backlog | { holding: number }> {
-    const backlog = await this.backlogs.of(user, connections, maxConnections, wanted);
-    if ('pumpAfter' in backlog && backlog.pumpAfter) this.pump(user);
-    return backlog;
+    this.connections.rescan();
   }
 
   /** A member connection joined `group` (recorded in Redis); `any` messages that waited for a member go out now, in queue order, as the members' windows allow. */

@@ -74,7 +74,7 @@ export class NodeRecords {
           this.parts.local.online({ sid, user, shard, weight, groups: new Set(), watching: null });
           // Draining: a connection that authenticated just before the listen sockets closed claims nothing here.
           if (this.parts.draining()) return this.parts.link.welcome(shard, sid, 0);
-          return this.parts.messaging.connect(sid, user, shard, (holding) => {
+          return this.parts.messaging.connections.connect(sid, user, shard, (holding) => {
             this.parts.members.offline(sid);
             this.parts.link.error(shard, sid, 'E_RATE_LIMITED', connectionCapRefusal(user, holding, max, ' on the cluster\'s nodes')!, null, true);
           });

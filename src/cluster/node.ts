@@ -217,7 +217,7 @@ export class ClusterNode {
   pauseDelivery(): void {
     if (this.draining) return;
     this.draining = true;
-    this.messaging.drained();
+    this.messaging.connections.drained();
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     this.sweeps.stop();
     this.heartbeatTimer = null;
