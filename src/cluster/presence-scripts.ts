@@ -176,17 +176,21 @@ if #dead == 0 or conns > budget then
   -- once), only on the dead nodes where the user's presence (P pu:USER) says it has
   -- connections, one read per user, until the budget is spent.
   local everyNode, steps = users * #dead <= budget, 0
+  local isDead = {}
+  for _, node in ipairs(dead) do isDead[node] = true end
   local raw = redis.call('HGETALL', P..'pc:'..group)
   for i = 1, #raw, 2 do
     local n = tonumber(raw[i + 1])
     if counted then
       local on = everyNode and dead or {}
       if not everyNode then
-        local held = redis.call('HMGET', P..'pu:'..raw[i], unpack(dead))
-        for j, node in ipairs(dead) do
-          if tonumber(held[j] or '0') > 0 then on[#on + 1] = node end
+        -- The user's presence names the few nodes it is on: read whole (not one field per dead
+        -- node, which made the work users x dead nodes again), each field a step.
+        local held = redis.call('HGETALL', P..'pu:'..raw[i])
+        for j = 1, #held, 2 do
+          if isDead[held[j]] and tonumber(held[j + 1]) > 0 then on[#on + 1] = held[j] end
         end
-        steps = steps + 1 + #on
+        steps = steps + 1 + #held / 2 + #on
         counted = steps <= budget
       end
       for _, node in ipairs(counted and on or {}) do
