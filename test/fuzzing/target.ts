@@ -91,6 +91,8 @@ export class FuzzTarget {
   private server!: Watched;
   /** Another node of the same cluster (options.peer), with witnesses of its own: what the fuzz sends reaches it through Redis. */
   private peer: Watched | null = null;
+  /** Problems of servers ensureUp() replaced since the last checkpoint. */
+  private readonly unreported: string[] = [];
 
   private constructor(readonly options: TargetOptions) {}
 
@@ -129,7 +131,7 @@ export class FuzzTarget {
 
   /** Everything that went wrong since the last checkpoint: exits, error logs, stderr, witnesses. */
   async checkpoint(): Promise<string[]> {
-    const problems: string[] = [];
+    const problems: string[] = this.unreported.splice(0);
     // First the probes, so that a crash or a wedge this run caused shows in this checkpoint.
     if (this.alive()) {
       const probes = await Promise.all(this.witnesses.map((w) => w.probe(WITNESS_PROBE_TIMEOUT_MS)));
@@ -143,6 +145,11 @@ export class FuzzTarget {
   /** Starts fresh servers if one died or lost a witness. */
   async ensureUp(): Promise<void> {
     if (this.alive() && this.witnesses.every((w) => w.alive)) return;
+    // What ended them (an exit after the last checkpoint: a peer's damage comes through Redis,
+    // after the run that caused it) goes to the next checkpoint, not away with them.
+    for (const node of this.nodes()) this.unreported.push(...node.problems());
+    for (const w of this.witnesses) this.unreported.push(...(w.alive ? [] : [`witness on ${w.where} was lost`]), ...w.takeFailures());
+    if (this.unreported.length === 0) this.unreported.push(`restarted the servers (generation ${this.generation}) with nothing reported`);
     await this.kill();
     await this.boot();
   }
