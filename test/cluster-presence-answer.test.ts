@@ -116,6 +116,19 @@ describe('a presence answer in cluster mode', { skip, timeout: 60_000 }, () => {
     assert.deepEqual(memberReads(ran, `${P}pg:`), [], 'no member connection read');
   });
 
+  test('with 200 dead nodes it reads each listed user\'s presence whole, not one field per dead node: the budget bounds the work', async () => {
+    const dead = names(200, 'dead');
+    for (const node of dead) await redis.zadd(`${P}nodes`, Date.now() - 60_000, node);
+    await members('live', 'crowd', names(100, 'u'), 5);
+    for (const user of names(100, 'u')) await online(user, { live: 5 });
+    const { users, ran } = await answer('crowd', 100);
+    assert.equal(users!.size, 100);
+    // Before, one HMGET per user naming all 200 dead nodes: 20,000 fields against a budget of 400 steps.
+    const fieldsAsked = ran.filter(([name, key]) => name === 'HMGET' && key!.startsWith(`${P}pu:`)).reduce((sum, args) => sum + args.length - 2, 0);
+    assert.equal(fieldsAsked, 0);
+    assert.equal(ran.filter(([name, key]) => name === 'HGETALL' && key!.startsWith(`${P}pu:`)).length, 100, 'one read of each user\'s presence');
+  });
+
   test('past even that budget the list names the dead nodes\' users, as the totals do', async () => {
     const dead = names(50, 'd');
     for (const node of dead) await redis.zadd(`${P}nodes`, Date.now() - 60_000, node);

@@ -162,8 +162,6 @@ local users = redis.call('HLEN', P..'pc:'..group)
 if ARGV[4] == '1' or users > tonumber(ARGV[3]) then return {users, redis.call('HLEN', P..'pg:'..group)} end
 local since, beats, counts, out = tonumber(ARGV[5]), {}, {}, {-1, 0}
 local budget = ${PRESENCE_SCAN_FACTOR} * tonumber(ARGV[3])
--- More dead nodes than this at once (unpack's bound is far above): their users are named.
-local MAX_DEAD = 200
 -- The nodes not yet forgotten that are not alive: heartbeat too old, or being forgotten (out of P nodes).
 local dead = redis.call('ZRANGEBYSCORE', P..'nodes', '-inf', '('..ARGV[5])
 for _, node in ipairs(redis.call('SMEMBERS', P..'nf')) do
@@ -171,7 +169,7 @@ for _, node in ipairs(redis.call('SMEMBERS', P..'nf')) do
 end
 local conns = redis.call('HLEN', P..'pg:'..group)
 if #dead == 0 or conns > budget then
-  local counted = #dead > 0 and #dead <= MAX_DEAD and redis.call('ZCARD', P..'pm:'..group) == conns
+  local counted = #dead > 0 and redis.call('ZCARD', P..'pm:'..group) == conns
   -- Every user on every dead node while that fits the budget; past it (several nodes dead at
   -- once), only on the dead nodes where the user's presence (P pu:USER) says it has
   -- connections, one read per user, until the budget is spent.

@@ -118,6 +118,11 @@ export class FuzzTarget {
     return this.server.proc.child.pid;
   }
 
+  /** The peer node's process id (options.peer), for a test of the harness itself. */
+  get peerPid(): number | undefined {
+    return this.peer?.proc.child.pid;
+  }
+
   alive(): boolean {
     return this.nodes().every((node) => node.alive());
   }
