@@ -28,9 +28,9 @@ export function outgoing(id: string, frame: string, deadline: number, pri: numbe
 }
 
 export class LocalDelivery {
-  /** Connections whose CONNECT is in flight: deliveries for their user wait here, then follow their backlog. */
+  /** Connections whose CONNECT (or rescan) is to come or in flight: deliveries for their user wait here, then follow their backlog. */
   private readonly connecting = new Map<string, Outgoing[]>();
-  /** Those of `connecting` that have their welcome (a rescan's): their user's deliveries go connection by connection. */
+  /** Those of `connecting` that have their welcome (welcomed without Redis, until their rescan lists them): their user's deliveries go connection by connection. */
   private readonly welcomedHeld = new Set<string>();
   /**
    * Deliveries handed to this node's connections and not acknowledged here yet, with their ack
@@ -60,7 +60,7 @@ export class LocalDelivery {
     const conns = this.local.byUser.get(user);
     if (!conns || msgs.length === 0) return;
     if (msgs.some(({ id }) => this.listedNow(id) !== null) || this.holdsWelcomed(conns.keys())) {
-      // Connection by connection (rare: a route that crossed a CONNECT, or a rescan's), so that
+      // Connection by connection (rare: a route that crossed a CONNECT, or one held for its rescan), so that
       // none gets one twice; one still waiting for its backlog gets them after it, as below.
       for (const sid of conns.keys()) {
         const mine = msgs.filter(({ id }) => !this.hasHad(id, sid));
@@ -115,7 +115,8 @@ export class LocalDelivery {
 
   /**
    * The CONNECT of `sid` is under way: what comes for its user meanwhile is held for it.
-   * `welcomed`: a connection with its welcome (a rescan's), which its shard would not skip.
+   * `welcomed`: a connection with its welcome (welcomed without Redis, until its rescan), which
+   * its shard would not skip.
    */
   hold(sid: string, welcomed = false): void {
     // Kept if it is held already (a connection held since it was welcomed without Redis, which
