@@ -6,7 +6,10 @@
  *   trip: another node routed them to it between the node's subscriber coming back and its
  *   rescan, and the rescan listed them again);
  * - a rescan that fails while the node stays up does not leave it to be listed again (a review
- *   saw all five messages routed to it since handed twice by the next rescan).
+ *   saw all five messages routed to it since handed twice by the next rescan);
+ * - a rescan for connections that have what is in flight lists none of it, so a user with more
+ *   than a page in flight does not have the queue held for pages no one reads (its messages
+ *   waited two command_timeouts).
  * Real node processes; the cut-off node reaches its private Redis through a TCP proxy.
  */
 import assert from 'node:assert/strict';
@@ -112,5 +115,40 @@ describe('a rescan that fails while the node stays up', { skip, timeout: 60_000 
     sender.close();
     first.close();
     late.close();
+  });
+});
+
+describe('a rescan of a user with more than a page in flight', { skip, timeout: 60_000 }, () => {
+  let redis: PrivateRedis;
+  let proxy: TcpProxy;
+  let cutOff: ServerProcess;
+  let other: ServerProcess;
+  before(async () => {
+    redis = await startPrivateRedis();
+    proxy = await tcpProxy(redis.port);
+    cutOff = await startProcess(nodeConfig(`redis://127.0.0.1:${proxy.port}`, 'rp:', 1, LONG));
+    other = await startProcess(nodeConfig(redis.url, 'rp:', 1, LONG));
+  });
+  after(async () => {
+    for (const node of [cutOff, other]) if (node?.child.exitCode === null) await node.stop('SIGKILL');
+    await proxy?.close();
+    await redis?.stop();
+  });
+
+  test('hands its connection at once what was stored for the user while its node was cut off', async () => {
+    const reader = await member(cutOff.port, 'reader');
+    const sender = await member(other.port, 'sender');
+    // 600 in flight, unacknowledged: past the 500 one CONNECT lists.
+    for (let i = 0; i < 600; i++) sender.send({ op: 'send', to: 'reader', data: i, ref: `r${i}` });
+    for (let i = 0; i < 600; i++) await sender.next((f) => f.ref === `r${i}`, 10_000);
+    assert.equal((await nextMsgs(reader, 600)).length, 600);
+    proxy.refuse = true;
+    await sleep(4500); // past presence_ttl (3 s): the other node no longer takes the reader as online
+    for (let i = 600; i < 605; i++) sender.send({ op: 'send', to: 'reader', data: i, ref: `r${i}` });
+    for (let i = 600; i < 605; i++) await sender.next((f) => f.ref === `r${i}`, 10_000);
+    proxy.refuse = false;
+    assert.deepEqual((await nextMsgs(reader, 5, 8000)).map((m) => m.data), [600, 601, 602, 603, 604], 'from the rescan, with no ack of its');
+    sender.close();
+    reader.close();
   });
 });

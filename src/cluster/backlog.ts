@@ -25,6 +25,8 @@ export interface Backlog {
   entries: Array<[number, Fields]>;
   /** Waiting messages are left for PUMP (a claim cut short, or held back behind a listing in pages): run it once this backlog has gone out. */
   pumpAfter: boolean;
+  /** Whether every message in flight was listed (not when a page failed or was not wanted). */
+  listedWhole: boolean;
 }
 
 export interface BacklogParts {
@@ -53,9 +55,10 @@ export class Backlogs {
   /**
    * CONNECT, then its pages: `connections` of the user on this node (the new one included);
    * over `maxConnections` (0: no cap) on every node, refused. `wanted`: whether the listing is
-   * still for someone (the connection may close meanwhile), asked before each page.
+   * still for someone (the connection may close meanwhile), asked before each page; `listing`
+   * false: for no one (a rescan of connections that have what is in flight), so none is read.
    */
-  async of(user: string, connections: number, maxConnections: number, wanted: () => boolean): Promise<Backlog | { holding: number }> {
+  async of(user: string, connections: number, maxConnections: number, wanted: () => boolean, listing = true): Promise<Backlog | { holding: number }> {
     const now = Date.now();
     const { presence, node, config } = this.parts;
     // Taken before the script, what was not listed given back after: connections opening at once each saw the whole budget.
@@ -63,7 +66,7 @@ export class Backlogs {
     const out = await this.script<[string[], number, 0 | [string, string], ...Entry[]] | ['cap', number]>(CONNECT, [
       config.cluster.key_prefix, node, user, now, this.delivery.ack_timeout * 1000, this.delivery.backoff_multiplier, this.delivery.max_backoff * 1000,
       presence.aliveSince(now), connections, this.delivery.max_inflight_per_user, this.delivery.max_inflight_bytes_per_user, maxConnections,
-      reserved, PUMP_CLAIMS, CONNECT_LISTED, 2 * config.cluster.command_timeout * 1000,
+      reserved, PUMP_CLAIMS, listing ? CONNECT_LISTED : 0, 2 * config.cluster.command_timeout * 1000,
     ]).catch((err: unknown) => {
       this.resends.refund(user, reserved, Date.now());
       if (timedOut(err)) this.parts.claimTimedOut(`u:${user}`, now);
@@ -83,7 +86,7 @@ export class Backlogs {
     // PUMP. Not when the listing did not end (a page failed, the connection closed, a rescan
     // that hands it to no connection): what waits goes at the user's next ack or ahead of its
     // next message (ROUTE_USER), as past the budget, after the in flight listed.
-    return { nodes, pending, entries, pumpAfter: more === 0 ? entries.length - listed >= PUMP_CLAIMS : complete };
+    return { nodes, pending, entries, pumpAfter: more === 0 ? entries.length - listed >= PUMP_CLAIMS : complete, listedWhole: complete };
   }
 
   /**

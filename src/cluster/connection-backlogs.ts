@@ -26,6 +26,12 @@ export class ConnectionBacklogs {
   private readonly backlogs: Backlogs;
   /** Connections not handed their user's messages in flight (opened while Redis was out of reach, or their CONNECT failed with it): the rescan does. */
   private readonly unlisted = new Set<string>();
+  /**
+   * Connections whose listing was cut short (a page failed): the rest of what was in flight
+   * reaches them at its deadlines, and a rescan claims nothing ahead of it (it lists, as for a
+   * new connection, and so claims only when the listing fits one script).
+   */
+  private readonly partlyListed = new Set<string>();
 
   constructor(private readonly parts: ConnectionBacklogParts) {
     this.here = parts.claimed.here;
@@ -62,6 +68,7 @@ export class ConnectionBacklogs {
           return this.parts.claimed.backlogToUser(user, backlog.nodes, backlog.entries.filter(([claimed]) => claimed === 1).map(([, f]) => f));
         }
         link.welcome(shard, sid, backlog.pending);
+        if (!backlog.listedWhole) this.partlyListed.add(sid);
         this.handOver(user, backlog, new Map([[sid, held]]));
       },
       (err: unknown) => {
@@ -116,6 +123,7 @@ export class ConnectionBacklogs {
 
   /** Connection `sid` closed: no rescan hands it anything. */
   closed(sid: string): void {
+    this.partlyListed.delete(sid);
     if (this.unlisted.delete(sid)) this.here.release(sid);
   }
 
@@ -131,11 +139,14 @@ export class ConnectionBacklogs {
     for (const [user, conns] of local.byUser) {
       // Connections that opened while Redis was out of reach (or whose CONNECT failed with it) are handed
       // what is in flight to their user now, not at its deadlines, ahead of what comes meanwhile.
-      // For the others only what it claims is wanted: no page of what is in flight is read.
+      // For the others only what it claims is wanted: nothing in flight is read (up to 500
+      // messages a user, each rescan), nor, past a page of it, is the user's queue held for pages
+      // no one reads; unless one of them has not had all of it (partlyListed).
       const sids = this.unlisted.size === 0 ? [] : [...conns.keys()].filter((sid) => this.unlisted.delete(sid));
       for (const sid of sids) this.here.hold(sid, true);
       const wanted = (): boolean => sids.some((sid) => local.bySid.has(sid));
-      this.backlogOf(user, conns.size, 0, wanted).then(
+      const listing = sids.length > 0 || (this.partlyListed.size > 0 && [...conns.keys()].some((sid) => this.partlyListed.has(sid)));
+      this.backlogOf(user, conns.size, 0, wanted, listing).then(
         (backlog) => {
           const held = new Map(sids.map((sid) => [sid, this.here.release(sid)]));
           // No cap is asked of a rescan (0), so it is never refused.
@@ -158,8 +169,8 @@ export class ConnectionBacklogs {
   }
 
   /** The user's backlog (backlog.ts); what it left to claim is pumped next, so it goes out after the backlog. */
-  private async backlogOf(user: string, connections: number, maxConnections: number, wanted: () => boolean): Promise<Backlog | { holding: number }> {
-    const backlog = await this.backlogs.of(user, connections, maxConnections, wanted);
+  private async backlogOf(user: string, connections: number, maxConnections: number, wanted: () => boolean, listing = true): Promise<Backlog | { holding: number }> {
+    const backlog = await this.backlogs.of(user, connections, maxConnections, wanted, listing);
     if ('pumpAfter' in backlog && backlog.pumpAfter) this.parts.pump(user);
     return backlog;
   }
