@@ -150,7 +150,9 @@ export class ConnectionBacklogs {
         (backlog) => {
           const held = new Map(sids.map((sid) => [sid, this.here.release(sid)]));
           // No cap is asked of a rescan (0), so it is never refused.
-          if (!('holding' in backlog)) this.handOver(user, backlog, held);
+          if ('holding' in backlog) return;
+          if (!backlog.listedWhole) for (const sid of sids) if (local.bySid.has(sid)) this.partlyListed.add(sid);
+          this.handOver(user, backlog, held);
         },
         (err: unknown) => {
           // Failed with a new outage: still held, for the next rescan. Failed while the node
