@@ -63,4 +63,45 @@ describe('a connection whose CONNECT fails while its node stays up', { skip, tim
     late.close();
     sender.close();
   });
+
+  test("its user's only connection on the node: what waits for the user, and what is sent after, reaches it", async () => {
+    const sender = await member(other.port, 'sender2');
+    // Stored while the user is offline: they wait.
+    for (let i = 0; i < 2; i++) sender.send({ op: 'send', to: 'solo', data: i, ref: `w${i}` });
+    for (let i = 0; i < 2; i++) await sender.next((f) => f.ref === `w${i}`, 10_000);
+    await store.hset('cf:qs:solo', 'x', '1');
+    proxy.delayUpstreamMs = 500;
+    const late = await member(node.port, 'solo');
+    // Welcomed as its CONNECT failed: what the node sends next reaches Redis 500 ms later, without the bad key.
+    await store.del('cf:qs:solo');
+    proxy.delayUpstreamMs = 0;
+    assert.equal(late.welcome.pending, 0, 'welcomed without a backlog');
+    assert.deepEqual((await nextMsgs(late, 2, 4000)).map((m) => m.data), [0, 1], 'what waited for its user, with no message or ack to pump it');
+    for (let i = 2; i < 5; i++) sender.send({ op: 'send', to: 'solo', data: i, ref: `r${i}` });
+    for (let i = 2; i < 5; i++) await sender.next((f) => f.ref === `r${i}`, 10_000);
+    assert.deepEqual((await nextMsgs(late, 3, 4000)).map((m) => m.data), [2, 3, 4], 'routed to it: its presence is in Redis');
+    late.close();
+    sender.close();
+  });
+
+  test('a CONNECT refused before it wrote anything (Redis busy with a script): the connection is routed to once Redis answers', async () => {
+    const sender = await member(other.port, 'sender3');
+    await store.config('SET', 'busy-reply-threshold', '50');
+    const busy = redis.client();
+    // Every other command is answered BUSY while it runs; the CONNECT too, before it wrote the presence.
+    const running = busy.eval("local t = redis.call('TIME'); local s = t[1] * 1000 + t[2] / 1000; repeat t = redis.call('TIME') until t[1] * 1000 + t[2] / 1000 > s + 1500; return 1", 0);
+    await sleep(200);
+    const late = await member(node.port, 'solo2');
+    assert.equal(late.welcome.pending, 0, 'welcomed without a backlog');
+    await running;
+    await busy.quit();
+    assert.ok(node.logs.some((l) => /BUSY/.test(JSON.stringify(l))), 'its CONNECT failed');
+    await store.config('SET', 'busy-reply-threshold', '5000');
+    await sleep(2500);
+    for (let i = 0; i < 3; i++) sender.send({ op: 'send', to: 'solo2', data: i, ref: `r${i}` });
+    for (let i = 0; i < 3; i++) await sender.next((f) => f.ref === `r${i}`, 10_000);
+    assert.deepEqual((await nextMsgs(late, 3, 4000)).map((m) => m.data), [0, 1, 2], 'routed to it: its presence is in Redis');
+    late.close();
+    sender.close();
+  });
 });

@@ -87,6 +87,7 @@ export class ConnectionBacklogs {
         const held = this.here.release(sid);
         link.welcome(shard, sid, 0);
         this.here.toSid(sid, held);
+        this.presenceOwed(sid, user);
       },
     );
   }
@@ -168,6 +169,25 @@ export class ConnectionBacklogs {
         },
       );
     }
+  }
+
+  /**
+   * Writes the presence a failed CONNECT may not have (an error before its write: Redis busy with
+   * a script): without it no route reaches the user's only connection here, and what waits for
+   * the user waited until an outage's rescan. Then claims what waits, as CONNECT would have.
+   * Again after a command timeout while it fails with the node up (the resync writes it after
+   * an outage); not once the connection closed (its close wrote the count).
+   */
+  private presenceOwed(sid: string, user: string): void {
+    const { local, presence } = this.parts;
+    if (!this.parts.up() || !local.bySid.has(sid)) return;
+    presence.userCount(user, local.byUser.get(user)?.size ?? 0).then(
+      () => this.parts.pump(user),
+      (err: unknown) => {
+        logCommandFailure(this.parts, err, 'connect');
+        setTimeout(() => this.presenceOwed(sid, user), this.parts.config.cluster.command_timeout * 1000).unref();
+      },
+    );
   }
 
   /** The user's backlog (backlog.ts); what it left to claim is pumped next, so it goes out after the backlog. */
