@@ -62,11 +62,14 @@ export class Backlogs {
     const now = Date.now();
     const { presence, node, config } = this.parts;
     // Taken before the script, what was not listed given back after: connections opening at once each saw the whole budget.
-    const reserved = this.resends.reserve(user, now);
+    // None for a listing of nothing, nor is its claim refused for want of it: a rescan held the
+    // user's budget from its connections opening meanwhile, and one spent by a reconnect left
+    // what was stored during the outage for the user's next ack (test/cluster-rescan-budget.test.ts).
+    const reserved = listing ? this.resends.reserve(user, now) : 0;
     const out = await this.script<[string[], number, 0 | [string, string], ...Entry[]] | ['cap', number]>(CONNECT, [
       config.cluster.key_prefix, node, user, now, this.delivery.ack_timeout * 1000, this.delivery.backoff_multiplier, this.delivery.max_backoff * 1000,
       presence.aliveSince(now), connections, this.delivery.max_inflight_per_user, this.delivery.max_inflight_bytes_per_user, maxConnections,
-      reserved, PUMP_CLAIMS, listing ? CONNECT_LISTED : 0, 2 * config.cluster.command_timeout * 1000,
+      listing ? reserved : Number.MAX_SAFE_INTEGER, PUMP_CLAIMS, listing ? CONNECT_LISTED : 0, 2 * config.cluster.command_timeout * 1000,
     ]).catch((err: unknown) => {
       this.resends.refund(user, reserved, Date.now());
       if (timedOut(err)) this.parts.claimTimedOut(`u:${user}`, now);
