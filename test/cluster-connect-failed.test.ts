@@ -2,7 +2,9 @@
  * A connection whose CONNECT fails while its node stays up (an error reply, a timeout) is
  * welcomed with pending 0, and what another node routed to its user while that CONNECT ran,
  * held for it meanwhile, goes to it then: it was dropped, and reached the connection only at the
- * messages' ack deadlines (found by a review of 2026-12-07). Real node processes; the node
+ * messages' ack deadlines (found by a review of 2026-12-07). Then its presence is written (a
+ * CONNECT refused before its write left the user's only connection here unrouted to until the
+ * next outage) and what waits for the user is pumped. Real node processes; the node
  * reaches its private Redis through a TCP proxy that slows its commands, so that the CONNECT is
  * in flight while the routes arrive.
  */
@@ -101,6 +103,9 @@ describe('a connection whose CONNECT fails while its node stays up', { skip, tim
     for (let i = 0; i < 3; i++) sender.send({ op: 'send', to: 'solo2', data: i, ref: `r${i}` });
     for (let i = 0; i < 3; i++) await sender.next((f) => f.ref === `r${i}`, 10_000);
     assert.deepEqual((await nextMsgs(late, 3, 4000)).map((m) => m.data), [0, 1, 2], 'routed to it: its presence is in Redis');
+    const listedBy: string[] = [];
+    for (const id of await store.zrange('cf:nodes', '0', '-1')) if (await store.sismember(`cf:nk:${id}`, 'cf:pu:solo2')) listedBy.push(id);
+    assert.equal(listedBy.length, 1, "in its node's keys, which forgetting the node clears");
     late.close();
     sender.close();
   });

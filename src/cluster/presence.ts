@@ -287,11 +287,13 @@ export class ClusterPresence {
     return listed;
   }
 
-  /** `user` has `connections` left on this node (0: none). */
+  /** `user` has `connections` on this node (0: none). */
   async userCount(user: string, connections: number): Promise<void> {
     const { keys, node } = this;
     if (connections > 0) {
-      await this.redis.hset(keys.userPresence(user), node, connections);
+      // Listed in the node's keys too, as CONNECT lists it: a CONNECT that failed before its
+      // write leaves this the only record, which forgetting the node must find.
+      await Promise.all([this.redis.hset(keys.userPresence(user), node, connections), this.redis.sadd(keys.nodeKeys(node), keys.userPresence(user))]);
       return;
     }
     // Two plain commands, not a MULTI: with auto-pipelining a MULTI goes out at once, ahead of
