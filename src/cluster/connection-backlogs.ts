@@ -27,11 +27,12 @@ export class ConnectionBacklogs {
   /** Connections not handed their user's messages in flight (opened while Redis was out of reach, or their CONNECT failed with it): the rescan does. */
   private readonly unlisted = new Set<string>();
   /**
-   * Connections whose listing was cut short (a page failed): the rest of what was in flight
-   * reaches them at its deadlines, and a rescan claims nothing ahead of it (it lists, as for a
-   * new connection, and so claims only when the listing fits one script).
+   * Connections whose listing was cut short (a page failed), until when: the rest of what was in
+   * flight reaches them at its deadlines (at most the longest backoff away), and until then a
+   * rescan claims nothing ahead of it (it lists, as for a new connection, and so claims only
+   * when the listing fits one script).
    */
-  private readonly partlyListed = new Set<string>();
+  private readonly partlyListed = new Map<string, number>();
 
   constructor(private readonly parts: ConnectionBacklogParts) {
     this.here = parts.claimed.here;
@@ -68,7 +69,7 @@ export class ConnectionBacklogs {
           return this.parts.claimed.backlogToUser(user, backlog.nodes, backlog.entries.filter(([claimed]) => claimed === 1).map(([, f]) => f));
         }
         link.welcome(shard, sid, backlog.pending);
-        if (!backlog.listedWhole) this.partlyListed.add(sid);
+        if (!backlog.listedWhole) this.cutShort(sid);
         this.handOver(user, backlog, new Map([[sid, held]]));
       },
       (err: unknown) => {
@@ -146,13 +147,13 @@ export class ConnectionBacklogs {
       const sids = this.unlisted.size === 0 ? [] : [...conns.keys()].filter((sid) => this.unlisted.delete(sid));
       for (const sid of sids) this.here.hold(sid, true);
       const wanted = (): boolean => sids.some((sid) => local.bySid.has(sid));
-      const listing = sids.length > 0 || (this.partlyListed.size > 0 && [...conns.keys()].some((sid) => this.partlyListed.has(sid)));
+      const listing = sids.length > 0 || (this.partlyListed.size > 0 && [...conns.keys()].some((sid) => this.stillPartlyListed(sid)));
       this.backlogOf(user, conns.size, 0, wanted, listing).then(
         (backlog) => {
           const held = new Map(sids.map((sid) => [sid, this.here.release(sid)]));
           // No cap is asked of a rescan (0), so it is never refused.
           if ('holding' in backlog) return;
-          if (!backlog.listedWhole) for (const sid of sids) if (local.bySid.has(sid)) this.partlyListed.add(sid);
+          if (!backlog.listedWhole) for (const sid of sids) if (local.bySid.has(sid)) this.cutShort(sid);
           this.handOver(user, backlog, held);
         },
         (err: unknown) => {
@@ -188,6 +189,19 @@ export class ConnectionBacklogs {
         setTimeout(() => this.presenceOwed(sid, user), this.parts.config.cluster.command_timeout * 1000).unref();
       },
     );
+  }
+
+  private cutShort(sid: string): void {
+    const { ack_timeout, max_backoff } = this.parts.config.websocket.delivery;
+    this.partlyListed.set(sid, Date.now() + Math.max(ack_timeout, max_backoff) * 1000);
+  }
+
+  private stillPartlyListed(sid: string): boolean {
+    const until = this.partlyListed.get(sid);
+    if (until === undefined) return false;
+    if (until > Date.now()) return true;
+    this.partlyListed.delete(sid); // what its listing lacked has reached it at its deadlines since
+    return false;
   }
 
   /** The user's backlog (backlog.ts); what it left to claim is pumped next, so it goes out after the backlog. */
