@@ -33,6 +33,8 @@ export class ConnectionBacklogs {
    * when the listing fits one script).
    */
   private readonly partlyListed = new Map<string, number>();
+  /** The drain began or the node stops: it has left the cluster, and writes no presence. */
+  private leftCluster = false;
 
   constructor(private readonly parts: ConnectionBacklogParts) {
     this.here = parts.claimed.here;
@@ -131,8 +133,14 @@ export class ConnectionBacklogs {
 
   /** The drain began: no rescan comes; what was held for connections not listed goes to them now. */
   drained(): void {
+    this.leftCluster = true;
     for (const sid of this.unlisted) this.here.toSid(sid, this.here.release(sid));
     this.unlisted.clear();
+  }
+
+  /** The node stops: no presence is written from now on (its farewell forgets the node). */
+  stopping(): void {
+    this.leftCluster = true;
   }
 
   /** After an outage: what waited for each local user goes out, and the connections not listed get what is in flight. */
@@ -177,11 +185,14 @@ export class ConnectionBacklogs {
    * a script): without it no route reaches the user's only connection here, and what waits for
    * the user waited until an outage's rescan. Then claims what waits, as CONNECT would have.
    * Again after a command timeout while it fails with the node up (the resync writes it after
-   * an outage); not once the connection closed (its close wrote the count).
+   * an outage); not once the connection closed (its close wrote the count), nor once the node
+   * left the cluster: its drain's forget ran, and its closes write nothing, so a count written
+   * then named a node no heartbeat forgets again, for good should its farewell not run
+   * (test/cluster-presence-owed-drain.test.ts).
    */
   private presenceOwed(sid: string, user: string): void {
     const { local, presence } = this.parts;
-    if (!this.parts.up() || !local.bySid.has(sid)) return;
+    if (!this.parts.up() || this.leftCluster || !local.bySid.has(sid)) return;
     presence.userCount(user, local.byUser.get(user)?.size ?? 0).then(
       () => this.parts.pump(user),
       (err: unknown) => {

@@ -194,6 +194,7 @@ export class ClusterNode {
     this.intake.stop();
     this.options.link.stop();
     this.groups.stop();
+    this.messaging.connections.stopping();
     // Forgotten at once rather than after presence_ttl: this node's users are gone now. A
     // farewell, not a duty (the others forget it after presence_ttl anyway): a frozen Redis
     // holds the stop FAREWELL_MS at most, not command timeouts (past shutdown_timeout: SIGKILL).
