@@ -6,12 +6,13 @@
  * and stays in P pu:USER and P nk:NODE for good should the process not say its farewell
  * (killed past shutdown_timeout). Found by a review of 2026-12-08. Real node processes; the
  * draining node reaches its private Redis through a TCP proxy that slows its commands, so that
- * its CONNECT fails after the drain's forget ran.
+ * its CONNECT fails after the drain's forget ran. The same for the count a CONNECT's answer
+ * writes again when its connection closed meanwhile (older than presenceOwed).
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Redis } from 'ioredis';
-import { member } from './helpers/client.js';
+import { connect, member } from './helpers/client.js';
 import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
 import { startProcess, type ServerProcess } from './helpers/server.js';
 import { tcpProxy, type TcpProxy } from './helpers/tcp-proxy.js';
@@ -73,5 +74,33 @@ describe('a CONNECT that fails during the drain', { skip, timeout: 60_000 }, () 
     assert.equal(await store.exists(`pd:nk:${id}`), 0, 'nor its key list');
     ghost.close();
     for (const filler of fillers) filler.close();
+  });
+
+  test('a CONNECT answered after the drain began, for a connection closed meanwhile, writes no count either', async () => {
+    const node2 = await startProcess(nodeConfig(`redis://127.0.0.1:${proxy.port}`, 'pd:', 1, DRAINING));
+    try {
+      // Other connections of the user on the node, open for the drain's spread: the count written would be theirs.
+      const others = await Promise.all(Array.from({ length: 20 }, () => member(node2.port, 'many')));
+      const id = String(others[0]!.welcome.sid).split('.')[0]!;
+      await sleep(200);
+      proxy.delayUpstreamMs = 600;
+      const late = await connect(node2.port, { query: 'user=many' });
+      await sleep(200);
+      const stopped = node2.stop('SIGTERM');
+      await sleep(100);
+      // Closed before its CONNECT is answered (the drain's own closes write nothing).
+      late.close();
+      await late.closed;
+      for (let i = 0; i < 300 && (await store.zscore('pd:nodes', id)) !== null; i++) await sleep(10);
+      assert.equal(await store.zscore('pd:nodes', id), null, 'the draining node left the cluster');
+      proxy.delayUpstreamMs = 0;
+      await sleep(1000);
+      assert.equal(await store.hget('pd:pu:many', id), null, 'no presence written while draining');
+      node2.child.kill('SIGKILL');
+      await stopped;
+      for (const other of others) other.close();
+    } finally {
+      if (node2.child.exitCode === null) node2.child.kill('SIGKILL');
+    }
   });
 });

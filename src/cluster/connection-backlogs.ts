@@ -66,8 +66,9 @@ export class ConnectionBacklogs {
         if (!local.bySid.has(sid)) {
           // Closed meanwhile: CONNECT wrote its presence (after the close's own write, should a
           // script be sent again behind it), so the count is written again; what it claimed goes
-          // to the user's other connections; what was in flight stays so and times out.
-          this.parts.presence.userCount(user, local.byUser.get(user)?.size ?? 0).catch((err: unknown) => logCommandFailure(this.parts, err, 'connect'));
+          // to the user's other connections; what was in flight stays so and times out. Not once
+          // the node left the cluster: its forget ran before this, and the count would stay.
+          if (!this.leftCluster) this.parts.presence.userCount(user, local.byUser.get(user)?.size ?? 0).catch((err: unknown) => logCommandFailure(this.parts, err, 'connect'));
           return this.parts.claimed.backlogToUser(user, backlog.nodes, backlog.entries.filter(([claimed]) => claimed === 1).map(([, f]) => f));
         }
         link.welcome(shard, sid, backlog.pending);
