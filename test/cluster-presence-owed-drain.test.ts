@@ -4,7 +4,7 @@
  * the cluster (its forget deleted the node's presence and took it out of P nodes) and its
  * closes write nothing, so a count written then names a node no heartbeat will forget again,
  * and stays in P pu:USER and P nk:NODE for good should the process not say its farewell
- * (killed past shutdown_timeout). Found by a review of 2026-12-08. Real node processes; the
+ * (killed past shutdown_timeout). Found by a review of 2026-12-07. Real node processes; the
  * draining node reaches its private Redis through a TCP proxy that slows its commands, so that
  * its CONNECT fails after the drain's forget ran. The same for the count a CONNECT's answer
  * writes again when its connection closed meanwhile (older than presenceOwed).
