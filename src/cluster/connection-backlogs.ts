@@ -80,9 +80,9 @@ export class ConnectionBacklogs {
         if (!local.bySid.has(sid)) return void this.here.release(sid);
         // Failed with the outage: the rescan after it lists what is in flight for it, and it is
         // held until then (what was held for it stays so). Not while the node is up: what is
-        // routed to it from now on, a later listing would hand it again; what was routed to it
-        // while CONNECT ran goes now (it waited at its deadlines for an ack_timeout or more), what
-        // was in flight before at its deadlines.
+        // routed to it from now on, a later listing would hand it again. What was routed to it
+        // while CONNECT ran goes now (it was dropped, and came an ack_timeout or more later, at
+        // its deadlines); what was in flight before still comes at its deadlines.
         if (!this.parts.up()) {
           this.unlisted.add(sid);
           this.here.hold(sid, true);
