@@ -25,9 +25,15 @@ export interface Backlog {
   entries: Array<[number, Fields]>;
   /** Waiting messages are left for PUMP (a claim cut short, or held back behind a listing in pages): run it once this backlog has gone out. */
   pumpAfter: boolean;
-  /** Whether every message in flight was listed (not when a page failed or was not wanted). */
-  listedWhole: boolean;
 }
+
+/**
+ * Whose backlog: a new connection's (`connect`: the listing within the resend budget), the
+ * rescan's after an outage for connections it holds (`rescan`: the whole listing, whatever the
+ * budget: these connections are not reconnecting in a loop), or the rescan's for a user with
+ * none (`claim`: nothing in flight is read, what waits is claimed).
+ */
+export type BacklogKind = 'connect' | 'rescan' | 'claim';
 
 export interface BacklogParts {
   config: Config;
@@ -55,21 +61,21 @@ export class Backlogs {
   /**
    * CONNECT, then its pages: `connections` of the user on this node (the new one included);
    * over `maxConnections` (0: no cap) on every node, refused. `wanted`: whether the listing is
-   * still for someone (the connection may close meanwhile), asked before each page; `listing`
-   * false: for no one (a rescan of connections that have what is in flight), so none is read.
+   * still for someone (the connection may close meanwhile), asked before each page.
    */
-  async of(user: string, connections: number, maxConnections: number, wanted: () => boolean, listing = true): Promise<Backlog | { holding: number }> {
+  async of(user: string, connections: number, maxConnections: number, wanted: () => boolean, kind: BacklogKind = 'connect'): Promise<Backlog | { holding: number }> {
     const now = Date.now();
     const { presence, node, config } = this.parts;
     // Taken before the script, what was not listed given back after: connections opening at once each saw the whole budget.
-    // None for a listing of nothing, nor is its claim refused for want of it: a rescan held the
-    // user's budget from its connections opening meanwhile, and one spent by a reconnect left
-    // what was stored during the outage for the user's next ack (test/cluster-rescan-budget.test.ts).
-    const reserved = listing ? this.resends.reserve(user, now) : 0;
+    // None for a rescan, nor is its listing or claim refused for want of it: it held the user's
+    // budget from its connections opening meanwhile, and one spent by a reconnect left what was
+    // stored during the outage for the user's next ack (test/cluster-rescan-budget.test.ts).
+    const budgeted = kind === 'connect';
+    const reserved = budgeted ? this.resends.reserve(user, now) : 0;
     const out = await this.script<[string[], number, 0 | [string, string], ...Entry[]] | ['cap', number]>(CONNECT, [
       config.cluster.key_prefix, node, user, now, this.delivery.ack_timeout * 1000, this.delivery.backoff_multiplier, this.delivery.max_backoff * 1000,
       presence.aliveSince(now), connections, this.delivery.max_inflight_per_user, this.delivery.max_inflight_bytes_per_user, maxConnections,
-      listing ? reserved : Number.MAX_SAFE_INTEGER, PUMP_CLAIMS, listing ? CONNECT_LISTED : 0, 2 * config.cluster.command_timeout * 1000,
+      budgeted ? reserved : Number.MAX_SAFE_INTEGER, PUMP_CLAIMS, kind === 'claim' ? 0 : CONNECT_LISTED, 2 * config.cluster.command_timeout * 1000,
     ]).catch((err: unknown) => {
       this.resends.refund(user, reserved, Date.now());
       if (timedOut(err)) this.parts.claimTimedOut(`u:${user}`, now);
@@ -84,12 +90,12 @@ export class Backlogs {
     let complete = true;
     if (more !== 0) ({ listed, complete } = await this.pages(user, more[0], more[1], listed, wanted, entries));
     // Spent only on a connection that is handed the listing: not by a rescan, nor for one that closed meanwhile.
-    this.resends.refund(user, reserved - (wanted() ? listed : 0), Date.now());
+    if (budgeted) this.resends.refund(user, reserved - (wanted() ? listed : 0), Date.now());
     // Cut short with more to claim, or nothing claimed behind a listing in pages: the rest by
     // PUMP. Not when the listing did not end (a page failed, the connection closed, a rescan
     // that hands it to no connection): what waits goes at the user's next ack or ahead of its
     // next message (ROUTE_USER), as past the budget, after the in flight listed.
-    return { nodes, pending, entries, pumpAfter: more === 0 ? entries.length - listed >= PUMP_CLAIMS : complete, listedWhole: complete };
+    return { nodes, pending, entries, pumpAfter: more === 0 ? entries.length - listed >= PUMP_CLAIMS : complete };
   }
 
   /**

@@ -6,7 +6,7 @@
  * the holds and hand-overs of a connection's backlog are one concern.
  */
 import { encodeStoredMsg } from '../protocol/json-codec.js';
-import { Backlogs, type Backlog } from './backlog.js';
+import { Backlogs, type Backlog, type BacklogKind } from './backlog.js';
 import type { ClaimedDelivery, Fields } from './claimed-delivery.js';
 import { outgoing, type LocalDelivery, type Outgoing } from './local-delivery.js';
 import type { MessagingParts } from './messaging.js';
@@ -24,15 +24,14 @@ export class ConnectionBacklogs {
   private readonly here: LocalDelivery;
   /** What a user's new connection finds in Redis (CONNECT and its pages). */
   private readonly backlogs: Backlogs;
-  /** Connections not handed their user's messages in flight (opened while Redis was out of reach, or their CONNECT failed with it): the rescan does. */
-  private readonly unlisted = new Set<string>();
   /**
-   * Connections whose listing was cut short (a page failed), until when: the rest of what was in
-   * flight reaches them at its deadlines (at most the longest backoff away), and until then a
-   * rescan claims nothing ahead of it (it lists, as for a new connection, and so claims only
-   * when the listing fits one script).
+   * Connections the rescan is to hand their user's messages in flight, held until then: opened
+   * while Redis was out of reach, or their CONNECT failed with it (false: none of it was handed
+   * here); open when the node was cut off or forgotten (true: what this node handed out they
+   * have, but another node's delivery record sent meanwhile was heard by no one, and a route
+   * past presence_ttl left this node out).
    */
-  private readonly partlyListed = new Map<string, number>();
+  private readonly unlisted = new Map<string, boolean>();
   /** The drain began or the node stops: it has left the cluster, and writes no presence. */
   private leftCluster = false;
 
@@ -53,7 +52,7 @@ export class ConnectionBacklogs {
     if (!this.parts.up()) {
       // Held from now on, not from its rescan: a route that reaches it between the node's
       // subscriber coming back and the rescan is in flight, and the rescan lists it.
-      this.unlisted.add(sid);
+      this.unlisted.set(sid, false);
       this.here.hold(sid, true);
       return link.welcome(shard, sid, 0);
     }
@@ -72,7 +71,6 @@ export class ConnectionBacklogs {
           return this.parts.claimed.backlogToUser(user, backlog.nodes, backlog.entries.filter(([claimed]) => claimed === 1).map(([, f]) => f));
         }
         link.welcome(shard, sid, backlog.pending);
-        if (!backlog.listedWhole) this.cutShort(sid);
         this.handOver(user, backlog, new Map([[sid, held]]));
       },
       (err: unknown) => {
@@ -84,7 +82,7 @@ export class ConnectionBacklogs {
         // while CONNECT ran goes now (it was dropped, and came an ack_timeout or more later, at
         // its deadlines); what was in flight before still comes at its deadlines.
         if (!this.parts.up()) {
-          this.unlisted.add(sid);
+          this.unlisted.set(sid, false);
           this.here.hold(sid, true);
           return link.welcome(shard, sid, 0);
         }
@@ -101,9 +99,10 @@ export class ConnectionBacklogs {
    * in flight to each, then what was claimed now to every connection of the user, then what was
    * held (what came while CONNECT ran, newer still). A review saw 1001-1500 come before 1-1000
    * on a reconnect when the claimed went first. In queue order (priority, then acceptance), as
-   * `batch` frames where several go to one place, as on one process.
+   * `batch` frames where several go to one place, as on one process. `openBefore`: those of
+   * `held` open before an outage, handed of what was in flight only what this node did not hand out.
    */
-  private handOver(user: string, backlog: Backlog, held: ReadonlyMap<string, Outgoing[]>): void {
+  private handOver(user: string, backlog: Backlog, held: ReadonlyMap<string, Outgoing[]>, openBefore: ReadonlySet<string> = new Set()): void {
     const sent = new Set<string>();
     const fresh: Fields[] = [];
     const inFlight: Outgoing[] = [];
@@ -118,9 +117,11 @@ export class ConnectionBacklogs {
       if (f[7] > 0) this.parts.dueAt(f[7]);
       inFlight.push(outgoing(f[0], encodeStoredMsg(f[0], f[1], null, f[3], Number(f[4]), Number(f[5])), f[7], Number(f[4])));
     }
+    const missed = openBefore.size === 0 ? inFlight : inFlight.filter(({ id }) => !this.here.handedHere(id));
     for (const sid of held.keys()) {
-      this.here.backlogInFlight(sid, inFlight);
-      this.here.toSid(sid, inFlight);
+      const mine = openBefore.has(sid) ? missed : inFlight;
+      this.here.backlogInFlight(sid, mine);
+      this.here.toSid(sid, mine);
     }
     this.parts.claimed.backlogToUser(user, backlog.nodes, fresh);
     for (const [sid, messages] of held) this.here.toSid(sid, messages.filter((message) => !sent.has(message.id)));
@@ -128,15 +129,29 @@ export class ConnectionBacklogs {
 
   /** Connection `sid` closed: no rescan hands it anything. */
   closed(sid: string): void {
-    this.partlyListed.delete(sid);
     if (this.unlisted.delete(sid)) this.here.release(sid);
   }
 
   /** The drain began: no rescan comes; what was held for connections not listed goes to them now. */
   drained(): void {
     this.leftCluster = true;
-    for (const sid of this.unlisted) this.here.toSid(sid, this.here.release(sid));
+    for (const sid of this.unlisted.keys()) this.here.toSid(sid, this.here.release(sid));
     this.unlisted.clear();
+  }
+
+  /**
+   * The node was cut off from Redis, or found itself forgotten: its open connections are held,
+   * for the rescan to hand them what was in flight to their users that this node did not hand
+   * out (another node's delivery records sent meanwhile reached no one here), ahead of what
+   * comes after. Not while draining: no rescan comes.
+   */
+  cutOff(): void {
+    if (this.leftCluster) return;
+    for (const sid of this.parts.local.bySid.keys()) {
+      if (this.unlisted.has(sid)) continue;
+      this.unlisted.set(sid, true);
+      this.here.hold(sid, true);
+    }
   }
 
   /** The node stops: no presence is written from now on (its farewell forgets the node). */
@@ -148,22 +163,25 @@ export class ConnectionBacklogs {
   rescan(): void {
     const { local } = this.parts;
     for (const [user, conns] of local.byUser) {
-      // Connections that opened while Redis was out of reach (or whose CONNECT failed with it) are handed
-      // what is in flight to their user now, not at its deadlines, ahead of what comes meanwhile.
-      // For the others only what it claims is wanted: nothing in flight is read (up to 500
-      // messages a user, each rescan), nor, past a page of it, is the user's queue held for pages
-      // no one reads; unless one of them has not had all of it (partlyListed).
-      const sids = this.unlisted.size === 0 ? [] : [...conns.keys()].filter((sid) => this.unlisted.delete(sid));
-      for (const sid of sids) this.here.hold(sid, true);
+      // The connections held for it (cutOff, or opened while Redis was out of reach) are handed
+      // what is in flight to their user that they lack, ahead of what comes meanwhile. A user
+      // with none (all opened since, their CONNECT listed it) has only what waits claimed:
+      // nothing in flight is read.
+      const sids: string[] = [];
+      const openBefore = new Set<string>();
+      for (const sid of conns.keys()) {
+        const before = this.unlisted.get(sid);
+        if (before === undefined) continue;
+        this.unlisted.delete(sid);
+        sids.push(sid);
+        if (before) openBefore.add(sid);
+      }
       const wanted = (): boolean => sids.some((sid) => local.bySid.has(sid));
-      const listing = sids.length > 0 || (this.partlyListed.size > 0 && [...conns.keys()].some((sid) => this.stillPartlyListed(sid)));
-      this.backlogOf(user, conns.size, 0, wanted, listing).then(
+      this.backlogOf(user, conns.size, 0, wanted, sids.length > 0 ? 'rescan' : 'claim').then(
         (backlog) => {
           const held = new Map(sids.map((sid) => [sid, this.here.release(sid)]));
           // No cap is asked of a rescan (0), so it is never refused.
-          if ('holding' in backlog) return;
-          if (!backlog.listedWhole) for (const sid of sids) if (local.bySid.has(sid)) this.cutShort(sid);
-          this.handOver(user, backlog, held);
+          if (!('holding' in backlog)) this.handOver(user, backlog, held, openBefore);
         },
         (err: unknown) => {
           // Failed with a new outage: still held, for the next rescan. Failed while the node
@@ -172,7 +190,7 @@ export class ConnectionBacklogs {
           // flight reaches it at its deadlines.
           const down = !this.parts.up();
           for (const sid of sids) {
-            if (down && local.bySid.has(sid)) this.unlisted.add(sid);
+            if (down && local.bySid.has(sid)) this.unlisted.set(sid, openBefore.has(sid));
             else this.here.toSid(sid, this.here.release(sid));
           }
           logCommandFailure(this.parts, err, 'rescan');
@@ -203,22 +221,9 @@ export class ConnectionBacklogs {
     );
   }
 
-  private cutShort(sid: string): void {
-    const { ack_timeout, max_backoff } = this.parts.config.websocket.delivery;
-    this.partlyListed.set(sid, Date.now() + Math.max(ack_timeout, max_backoff) * 1000);
-  }
-
-  private stillPartlyListed(sid: string): boolean {
-    const until = this.partlyListed.get(sid);
-    if (until === undefined) return false;
-    if (until > Date.now()) return true;
-    this.partlyListed.delete(sid); // what its listing lacked has reached it at its deadlines since
-    return false;
-  }
-
   /** The user's backlog (backlog.ts); what it left to claim is pumped next, so it goes out after the backlog. */
-  private async backlogOf(user: string, connections: number, maxConnections: number, wanted: () => boolean, listing = true): Promise<Backlog | { holding: number }> {
-    const backlog = await this.backlogs.of(user, connections, maxConnections, wanted, listing);
+  private async backlogOf(user: string, connections: number, maxConnections: number, wanted: () => boolean, kind: BacklogKind = 'connect'): Promise<Backlog | { holding: number }> {
+    const backlog = await this.backlogs.of(user, connections, maxConnections, wanted, kind);
     if ('pumpAfter' in backlog && backlog.pumpAfter) this.parts.pump(user);
     return backlog;
   }

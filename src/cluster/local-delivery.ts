@@ -140,6 +140,12 @@ export class LocalDelivery {
     return false;
   }
 
+  /** Whether this node handed message `id` to its connections and has not seen its ack or deadline pass. */
+  handedHere(id: string): boolean {
+    const deadline = this.unacked.get(id);
+    return deadline !== undefined && deadline > Date.now();
+  }
+
   /** Acknowledged through this node. */
   acked(id: string): void {
     this.unacked.delete(id);

@@ -322,6 +322,7 @@ export class ClusterNode {
   }
 
   private down(): void {
+    this.messaging.connections.cutOff();
     this.presenceResynced = false;
     this.failedWrites++;
     this.history.redisLost();
@@ -334,7 +335,10 @@ export class ClusterNode {
     this.clusterPresence.heartbeat().then(
       (forgotten) => {
         this.options.state.setNodesAlive(this.clusterPresence.alive.size);
-        if (forgotten && !this.draining && !this.stopped) this.resync(false); // its members and channels, again
+        if (forgotten && !this.draining && !this.stopped) {
+          this.messaging.connections.cutOff(); // routes left this node out meanwhile
+          this.resync(false); // its members and channels, again
+        }
       },
       (err: unknown) => {
         // Gone, the link has reported it; open but silent past command_timeout, it is made to.
