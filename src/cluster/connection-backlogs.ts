@@ -117,7 +117,9 @@ export class ConnectionBacklogs {
       if (f[7] > 0) this.parts.dueAt(f[7]);
       inFlight.push(outgoing(f[0], encodeStoredMsg(f[0], f[1], null, f[3], Number(f[4]), Number(f[5])), f[7], Number(f[4])));
     }
-    const missed = openBefore.size === 0 ? inFlight : inFlight.filter(({ id }) => !this.here.handedHere(id));
+    // Past its deadline (no sweep ran during the outage) the sweep this schedules (dueAt) redelivers it to every connection: not handed now too.
+    const now = Date.now();
+    const missed = openBefore.size === 0 ? inFlight : inFlight.filter(({ id, deadline }) => !this.here.handedHere(id) && !(deadline > 0 && deadline <= now));
     for (const sid of held.keys()) {
       const mine = openBefore.has(sid) ? missed : inFlight;
       this.here.backlogInFlight(sid, mine);
