@@ -1,8 +1,8 @@
 /**
- * Review (430b6e4): a message this node handed to a connection open through an outage, whose
- * ack deadline passed during the outage (no sweep ran: Redis out of reach), is handed to it
- * again by the rescan (handedHere forgot it: past its deadline) and once more by the sweep
- * that finds it overdue right after: two copies within milliseconds.
+ * A message this node handed to a connection open through an outage, whose ack deadline passed
+ * during the outage (no sweep ran: Redis out of reach), is redelivered once, by the sweep that
+ * finds it overdue: the rescan does not hand it too (a review of 2026-12-07 saw two copies
+ * within milliseconds). Real node process; it reaches its private Redis through a TCP proxy.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -12,7 +12,7 @@ import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from '
 import { startProcess, type ServerProcess } from './helpers/server.js';
 import { tcpProxy, type TcpProxy } from './helpers/tcp-proxy.js';
 
-const skip = announceSkip('review-d-overdue-dup.test');
+const skip = announceSkip('cluster-rescan-overdue.test');
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 describe('an outage past a delivery ack deadline', { skip, timeout: 60_000 }, () => {
