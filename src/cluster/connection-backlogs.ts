@@ -1,8 +1,8 @@
 /**
  * What a node's connections are handed of their user's messages in Redis: a new connection's
  * backlog (CONNECT and its pages, backlog.ts) in order before what comes for the user
- * meanwhile, and after an outage the rescan's, for every local user and for the connections that
- * opened while Redis was out of reach. Apart from messaging.ts (routing, acks, sweeps) because
+ * meanwhile, and after an outage the rescan's, for every local user: what the connections open
+ * through it missed, and all of it for those that opened meanwhile. Apart from messaging.ts (routing, acks, sweeps) because
  * the holds and hand-overs of a connection's backlog are one concern.
  */
 import { encodeStoredMsg } from '../protocol/json-codec.js';
