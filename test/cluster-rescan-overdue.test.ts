@@ -12,10 +12,7 @@ import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from '
 import { startProcess, type ServerProcess } from './helpers/server.js';
 import { tcpProxy, type TcpProxy } from './helpers/tcp-proxy.js';
 
-// Skipped for now: the file hung in 3 of about 16 runs (once in CI), before or after its test
-// passed, cause not found (README, Not yet). It failed without the fix and passed with it in
-// every run that ended; drop this reason to run it.
-const skip = announceSkip('cluster-rescan-overdue.test') || 'hangs intermittently, cause not found (README, Not yet)';
+const skip = announceSkip('cluster-rescan-overdue.test');
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 describe('an outage past a delivery ack deadline', { skip, timeout: 60_000 }, () => {

@@ -11,6 +11,7 @@ import { connect, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { connect as connectWs, getJson } from './helpers/client.js';
 import { startProcess, testConfig, type ServerProcess } from './helpers/server.js';
+import { resetSocket } from './helpers/tcp-proxy.js';
 
 const rssMiB = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -33,7 +34,7 @@ describe('HTTP against clients that misbehave at the socket level', { skip: proc
           const socket = connect(server.port, '127.0.0.1', () => {
             requests++;
             socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
-            setTimeout(() => socket.resetAndDestroy(), Math.random() * 3);
+            setTimeout(() => resetSocket(socket), Math.random() * 3);
           });
           socket.on('error', () => {});
           socket.on('close', () => resolve());
