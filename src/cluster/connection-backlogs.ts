@@ -119,9 +119,11 @@ export class ConnectionBacklogs {
     }
     // Past its deadline (no sweep ran during the outage) the sweep this schedules (dueAt) redelivers it to every connection: not handed now too.
     const now = Date.now();
-    const missed = openBefore.size === 0 ? inFlight : inFlight.filter(({ id, deadline }) => !this.here.handedHere(id) && !(deadline > 0 && deadline <= now));
+    // Per connection: a message handed here to some connections only during the hold (a new
+    // connection's backlog) is one the held connections lack.
+    const missed = (sid: string): Outgoing[] => inFlight.filter(({ id, deadline }) => !this.here.handedTo(id, sid) && !(deadline > 0 && deadline <= now));
     for (const sid of held.keys()) {
-      const mine = openBefore.has(sid) ? missed : inFlight;
+      const mine = openBefore.has(sid) ? missed(sid) : inFlight;
       this.here.backlogInFlight(sid, mine);
       this.here.toSid(sid, mine);
     }

@@ -44,6 +44,16 @@ export class LocalDelivery {
    * to none once acknowledged here (`acked`): that record can arrive after the ack.
    */
   private readonly listed = new Map<string, { sids: Set<string>; deadline: number; acked: boolean }>();
+  /**
+   * Messages first handed out here while connections were held for a rescan (`welcomedHeld`),
+   * to some connections only (toSid: a new connection's backlog, what was held for one), by id:
+   * those connections, and those that got it since. `unacked` alone, per node, made the rescan
+   * leave such a message out for the held connections, which lack it: they got it at its ack
+   * deadline. A message handed out otherwise (toUser, or before the hold) reached every
+   * connection of its user, the held ones included, and has no entry. Kept only from the holds,
+   * so that routing (toSid for every `any`) adds nothing in the steady state.
+   */
+  private readonly handedToSome = new Map<string, Set<string>>();
 
   constructor(
     private readonly config: Config,
@@ -74,6 +84,8 @@ export class LocalDelivery {
       return;
     }
     for (const { id, deadline } of msgs) this.handedOut(id, deadline);
+    // To every connection of the user (none is held for a rescan, see above): not to some only.
+    if (this.handedToSome.size > 0) for (const { id } of msgs) this.handedToSome.delete(id);
     // Connections still waiting for their backlog get these after it (a shard skips them: they have no welcome yet).
     for (const sid of conns.keys()) this.connecting.get(sid)?.push(...msgs);
     const frames = this.batched(msgs);
@@ -87,7 +99,10 @@ export class LocalDelivery {
   toSid(sid: string, msgs: readonly Outgoing[], arrivedAt = 0): void {
     const conn = this.local.bySid.get(sid);
     if (!conn || msgs.length === 0) return;
-    for (const { id, deadline } of msgs) this.handedOut(id, deadline);
+    for (const { id, deadline } of msgs) {
+      if (this.welcomedHeld.size > 0 || this.handedToSome.size > 0) this.handedToSid(id, sid);
+      this.handedOut(id, deadline);
+    }
     for (const frame of this.batched(msgs)) this.link.deliverToSid(conn.shard, sid, frame, arrivedAt, arrivedAt > 0 ? 1 : 0);
   }
 
@@ -146,9 +161,22 @@ export class LocalDelivery {
     return deadline !== undefined && deadline > Date.now();
   }
 
+  /** Whether this node handed message `id` to connection `sid` (see `handedToSome`) and has not seen its ack or deadline pass. */
+  handedTo(id: string, sid: string): boolean {
+    return this.handedHere(id) && (this.handedToSome.get(id)?.has(sid) ?? true);
+  }
+
+  /** Message `id` goes to connection `sid` alone: kept in `handedToSome` when first handed out during a hold, or already there. */
+  private handedToSid(id: string, sid: string): void {
+    const some = this.handedToSome.get(id);
+    if (some !== undefined) some.add(sid);
+    else if (this.welcomedHeld.size > 0 && !this.handedHere(id)) this.handedToSome.set(id, new Set([sid]));
+  }
+
   /** Acknowledged through this node. */
   acked(id: string): void {
     this.unacked.delete(id);
+    this.handedToSome.delete(id);
     const entry = this.listed.get(id);
     if (entry !== undefined) entry.acked = true;
   }
@@ -157,6 +185,7 @@ export class LocalDelivery {
   inflight(): number {
     const now = Date.now();
     for (const [id, deadline] of this.unacked) if (deadline <= now) this.unacked.delete(id);
+    for (const id of this.handedToSome.keys()) if (!this.unacked.has(id)) this.handedToSome.delete(id);
     for (const [id, { deadline }] of this.listed) if (deadline <= now) this.listed.delete(id);
     return this.unacked.size;
   }

@@ -1,0 +1,75 @@
+/**
+ * What a node knows it handed out, after it was cut off from Redis or found itself forgotten,
+ * decides what the rescan hands each connection held through it:
+ * - a message handed to some connections of the user only (a new connection's backlog while a
+ *   forgotten node resyncs) is still handed to those held, which lack it (a review of
+ *   2026-12-07 reasoned that the node's own record, per node, left it out for them until its
+ *   ack deadline).
+ * Real node processes; the node under test reaches its private Redis through a TCP proxy,
+ * which slows its round trips so that the test's steps land where they must.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { Redis } from 'ioredis';
+import { member } from './helpers/client.js';
+import { settle, unreadData } from './helpers/messaging.js';
+import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
+import { startProcess, type ServerProcess } from './helpers/server.js';
+import { tcpProxy, type TcpProxy } from './helpers/tcp-proxy.js';
+
+const skip = announceSkip('cluster-rescan-windows.test');
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+// Deadlines minutes away: no redelivery explains what arrives.
+const LONG = { websocket: { delivery: { ack_timeout: 300, max_backoff: 300 } } };
+
+/** Polls Redis every 5 ms until `check` holds. */
+async function untilRedis(what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  for (const end = Date.now() + timeoutMs; !(await check()); await sleep(5)) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+  }
+}
+
+describe('a forgotten node whose user opens a connection while it resyncs', { skip, timeout: 60_000 }, () => {
+  let redis: PrivateRedis;
+  let proxy: TcpProxy;
+  let slow: ServerProcess;
+  let other: ServerProcess;
+  let store: Redis;
+  before(async () => {
+    redis = await startPrivateRedis();
+    proxy = await tcpProxy(redis.port);
+    slow = await startProcess(nodeConfig(`redis://127.0.0.1:${proxy.port}`, 'rw:', 1, LONG));
+    other = await startProcess(nodeConfig(redis.url, 'rw:', 1, LONG));
+    store = redis.client();
+  });
+  after(async () => {
+    for (const node of [slow, other]) if (node?.child.exitCode === null) await node.stop('SIGKILL');
+    await store?.quit();
+    await proxy?.close();
+    await redis?.stop();
+  });
+
+  test('the connection held through it gets what the new connection was handed', async () => {
+    const held = await member(slow.port, 'reader');
+    const sender = await member(other.port, 'sender');
+    await sleep(500);
+    const [node] = await store.hkeys('rw:pu:reader'); // the slow node: the reader is only there
+    proxy.delayUpstreamMs = 300; // its resync takes round trips of 300 ms: the new CONNECT runs before its rescan
+    // Forgotten: routes leave the node out, and what is sent to the reader waits.
+    await store.zrem('rw:nodes', node!);
+    for (let i = 0; i < 5; i++) sender.send({ op: 'send', to: 'reader', data: i, ref: `r${i}` });
+    for (let i = 0; i < 5; i++) assert.equal((await sender.next((f) => f.ref === `r${i}`, 10_000)).op, 'ack');
+    // Its heartbeat wrote it back and found it forgotten: it holds `held` and resyncs.
+    await untilRedis('the heartbeat', async () => (await store.zscore('rw:nodes', node!)) !== null);
+    const fresh = await member(slow.port, 'reader'); // its CONNECT claims the five
+    await sleep(3000);
+    await settle(fresh);
+    await settle(held);
+    assert.deepEqual(unreadData(fresh), [0, 1, 2, 3, 4]);
+    assert.deepEqual(unreadData(held), [0, 1, 2, 3, 4], 'the rescan hands them to the connection held through it');
+    proxy.delayUpstreamMs = 0;
+    sender.close();
+    held.close();
+    fresh.close();
+  });
+});
