@@ -4,7 +4,10 @@
  * - a message handed to some connections of the user only (a new connection's backlog while a
  *   forgotten node resyncs) is still handed to those held, which lack it (a review of
  *   2026-12-07 reasoned that the node's own record, per node, left it out for them until its
- *   ack deadline).
+ *   ack deadline);
+ * - a message acknowledged between the pages of the rescan's listing (over 500 in flight) is not
+ *   handed again to the connection that acknowledged it (the same review reasoned that the ack,
+ *   which made the node forget it had handed it out, brought it once more).
  * Real node processes; the node under test reaches its private Redis through a TCP proxy,
  * which slows its round trips so that the test's steps land where they must.
  */
@@ -12,7 +15,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Redis } from 'ioredis';
 import { member } from './helpers/client.js';
-import { settle, unreadData } from './helpers/messaging.js';
+import { nextMsgs, settle, unreadData } from './helpers/messaging.js';
 import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
 import { startProcess, type ServerProcess } from './helpers/server.js';
 import { tcpProxy, type TcpProxy } from './helpers/tcp-proxy.js';
@@ -71,5 +74,51 @@ describe('a forgotten node whose user opens a connection while it resyncs', { sk
     sender.close();
     held.close();
     fresh.close();
+  });
+});
+
+describe('an ack between the pages of a rescan', { skip, timeout: 60_000 }, () => {
+  let redis: PrivateRedis;
+  let proxy: TcpProxy;
+  let node: ServerProcess;
+  let store: Redis;
+  before(async () => {
+    redis = await startPrivateRedis();
+    proxy = await tcpProxy(redis.port);
+    node = await startProcess(nodeConfig(`redis://127.0.0.1:${proxy.port}`, 'ra:', 1, LONG));
+    store = redis.client();
+  });
+  after(async () => {
+    if (node?.child.exitCode === null) await node.stop('SIGKILL');
+    await store?.quit();
+    await proxy?.close();
+    await redis?.stop();
+  });
+
+  test('the acknowledged message is not handed again', async () => {
+    const reader = await member(node.port, 'reader');
+    const sender = await member(node.port, 'sender');
+    // 600 in flight, unacknowledged: the rescan lists them in two scripts (500, then 100).
+    for (let i = 0; i < 600; i++) sender.send({ op: 'send', to: 'reader', data: i, ref: `r${i}` });
+    for (let i = 0; i < 600; i++) await sender.next((f) => f.ref === `r${i}`, 10_000);
+    const [first] = await nextMsgs(reader, 600);
+    const [id] = await store.zrange('ra:nodes', '0', '-1');
+    proxy.refuse = true;
+    await sleep(1000);
+    // Only heartbeats write P nb (the resync's presence writes P nodes too).
+    const beat = await store.zscore('ra:nb', id!);
+    proxy.delayUpstreamMs = 500; // each of the rescan's scripts takes 500 ms to reach Redis
+    proxy.refuse = false;
+    // The resync's heartbeat ran: the node is up and its rescan's first script is on its way.
+    await untilRedis('the resync', async () => (await store.zscore('ra:nb', id!)) !== beat);
+    await sleep(50);
+    reader.send({ op: 'ack', ids: [first!.id] }); // runs after the first script, before the page
+    await sleep(3000);
+    await settle(reader);
+    assert.deepEqual(reader.frames.filter((f) => f.op === 'err'), [], 'the ack was taken');
+    assert.deepEqual(unreadData(reader), [], 'nothing again: it had all, and acknowledged the first');
+    proxy.delayUpstreamMs = 0;
+    sender.close();
+    reader.close();
   });
 });

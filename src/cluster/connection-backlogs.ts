@@ -114,6 +114,8 @@ export class ConnectionBacklogs {
         fresh.push(f);
         continue;
       }
+      // Acknowledged after it was listed (a rescan's later page ran behind the ack): for no one.
+      if (this.here.ackedDuringRescan(f[0])) continue;
       if (f[7] > 0) this.parts.dueAt(f[7]);
       inFlight.push(outgoing(f[0], encodeStoredMsg(f[0], f[1], null, f[3], Number(f[4]), Number(f[5])), f[7], Number(f[4])));
     }
@@ -181,7 +183,10 @@ export class ConnectionBacklogs {
         if (before) openBefore.add(sid);
       }
       const wanted = (): boolean => sids.some((sid) => local.bySid.has(sid));
-      this.backlogOf(user, conns.size, 0, wanted, sids.length > 0 ? 'rescan' : 'claim').then(
+      // Acks from now until the hand-over are kept: the listing may name what they settle.
+      const listing = sids.length > 0;
+      if (listing) this.here.rescanning(true);
+      this.backlogOf(user, conns.size, 0, wanted, listing ? 'rescan' : 'claim').then(
         (backlog) => {
           const held = new Map(sids.map((sid) => [sid, this.here.release(sid)]));
           // No cap is asked of a rescan (0), so it is never refused.
@@ -199,7 +204,9 @@ export class ConnectionBacklogs {
           }
           logCommandFailure(this.parts, err, 'rescan');
         },
-      );
+      ).finally(() => {
+        if (listing) this.here.rescanning(false);
+      });
     }
   }
 

@@ -54,6 +54,14 @@ export class LocalDelivery {
    * so that routing (toSid for every `any`) adds nothing in the steady state.
    */
   private readonly handedToSome = new Map<string, Set<string>>();
+  /**
+   * Messages acknowledged here while a rescan's listing is under way (`rescans`): one listed
+   * before its ack (between the listing's pages) is no longer in flight, but the ack made
+   * `unacked` forget it was handed out here, and the rescan handed it once more. Kept only while
+   * a rescan runs, so that an ack keeps nothing otherwise.
+   */
+  private readonly ackedInRescan = new Set<string>();
+  private rescans = 0;
 
   constructor(
     private readonly config: Config,
@@ -173,10 +181,22 @@ export class LocalDelivery {
     else if (this.welcomedHeld.size > 0 && !this.handedHere(id)) this.handedToSome.set(id, new Set([sid]));
   }
 
+  /** A rescan's listing begins (true) or its hand-over is done (false): see `ackedInRescan`. */
+  rescanning(on: boolean): void {
+    this.rescans += on ? 1 : -1;
+    if (this.rescans === 0) this.ackedInRescan.clear();
+  }
+
+  /** Whether message `id` was acknowledged here during the rescans under way: listed before, it is no longer in flight. */
+  ackedDuringRescan(id: string): boolean {
+    return this.ackedInRescan.has(id);
+  }
+
   /** Acknowledged through this node. */
   acked(id: string): void {
     this.unacked.delete(id);
     this.handedToSome.delete(id);
+    if (this.rescans > 0) this.ackedInRescan.add(id);
     const entry = this.listed.get(id);
     if (entry !== undefined) entry.acked = true;
   }
