@@ -32,6 +32,13 @@ export class ConnectionBacklogs {
    * past presence_ttl left this node out).
    */
   private readonly unlisted = new Map<string, boolean>();
+  /**
+   * Those a rescan under way took from `unlisted` (with their flag): that rescan releases them
+   * when it ends, unless a cut or a forgetting meanwhile (cutOff) gave them to the next rescan.
+   * Released by the earlier one, they got what was routed to them after it before what the next
+   * one found they had missed (test/cluster-rescan-recut.test.ts).
+   */
+  private readonly rescanOf = new Map<string, { rescan: object; before: boolean }>();
   /** The drain began or the node stops: it has left the cluster, and writes no presence. */
   private leftCluster = false;
 
@@ -155,7 +162,11 @@ export class ConnectionBacklogs {
     if (this.leftCluster) return;
     for (const sid of this.parts.local.bySid.keys()) {
       if (this.unlisted.has(sid)) continue;
-      this.unlisted.set(sid, true);
+      // Mid-rescan (still held): the next rescan takes it with that one's flag (false: opened in
+      // an outage, and not yet handed what was in flight before).
+      const taken = this.rescanOf.get(sid);
+      this.rescanOf.delete(sid);
+      this.unlisted.set(sid, taken?.before ?? true);
       this.here.hold(sid, true);
     }
   }
@@ -168,6 +179,7 @@ export class ConnectionBacklogs {
   /** After an outage: what waited for each local user goes out, and the connections not listed get what is in flight. */
   rescan(): void {
     const { local } = this.parts;
+    const rescan = {};
     for (const [user, conns] of local.byUser) {
       // The connections held for it (cutOff, or opened while Redis was out of reach) are handed
       // what is in flight to their user that they lack, ahead of what comes meanwhile. A user
@@ -179,16 +191,19 @@ export class ConnectionBacklogs {
         const before = this.unlisted.get(sid);
         if (before === undefined) continue;
         this.unlisted.delete(sid);
+        this.rescanOf.set(sid, { rescan, before });
         sids.push(sid);
         if (before) openBefore.add(sid);
       }
+      // Those still this rescan's when it ends (see rescanOf).
+      const ours = (): string[] => sids.filter((sid) => this.rescanOf.get(sid)?.rescan === rescan && this.rescanOf.delete(sid));
       const wanted = (): boolean => sids.some((sid) => local.bySid.has(sid));
       // Acks from now until the hand-over are kept: the listing may name what they settle.
       const listing = sids.length > 0;
       if (listing) this.here.rescanning(true);
       this.backlogOf(user, conns.size, 0, wanted, listing ? 'rescan' : 'claim').then(
         (backlog) => {
-          const held = new Map(sids.map((sid) => [sid, this.here.release(sid)]));
+          const held = new Map(ours().map((sid) => [sid, this.here.release(sid)]));
           // No cap is asked of a rescan (0), so it is never refused.
           if (!('holding' in backlog)) this.handOver(user, backlog, held, openBefore);
         },
@@ -198,7 +213,7 @@ export class ConnectionBacklogs {
           // listing may (it would hand them again); what was held goes now, and what was in
           // flight reaches it at its deadlines.
           const down = !this.parts.up();
-          for (const sid of sids) {
+          for (const sid of ours()) {
             if (down && local.bySid.has(sid)) this.unlisted.set(sid, openBefore.has(sid));
             else this.here.toSid(sid, this.here.release(sid));
           }
