@@ -23,7 +23,7 @@ export interface Backlog {
   nodes: string[];
   pending: number;
   entries: Array<[number, Fields]>;
-  /** Waiting messages are left for PUMP (a claim cut short, or held back behind a listing in pages): run it once this backlog has gone out. */
+  /** PUMP is to run once this backlog has gone out: some were claimed (new messages wait for it: window-scripts.ts pump()), or held back behind a listing in pages. */
   pumpAfter: boolean;
 }
 
@@ -75,7 +75,9 @@ export class Backlogs {
     const out = await this.script<[string[], number, 0 | [string, string], ...Entry[]] | ['cap', number]>(CONNECT, [
       config.cluster.key_prefix, node, user, now, this.delivery.ack_timeout * 1000, this.delivery.backoff_multiplier, this.delivery.max_backoff * 1000,
       presence.aliveSince(now), connections, this.delivery.max_inflight_per_user, this.delivery.max_inflight_bytes_per_user, maxConnections,
-      budgeted ? reserved : Number.MAX_SAFE_INTEGER, PUMP_CLAIMS, kind === 'claim' ? 0 : CONNECT_LISTED, 2 * config.cluster.command_timeout * 1000,
+      budgeted ? reserved : Number.MAX_SAFE_INTEGER, PUMP_CLAIMS, kind === 'claim' ? 0 : CONNECT_LISTED,
+      // Whole milliseconds: SET PX refuses 16100.000000000002 (command_timeout 8.05), and with it the script.
+      Math.round(2 * config.cluster.command_timeout * 1000),
     ]).catch((err: unknown) => {
       this.resends.refund(user, reserved, Date.now());
       if (timedOut(err)) this.parts.claimTimedOut(`u:${user}`, now);
@@ -91,11 +93,12 @@ export class Backlogs {
     if (more !== 0) ({ listed, complete } = await this.pages(user, more[0], more[1], listed, wanted, entries));
     // Spent only on a connection that is handed the listing: not by a rescan, nor for one that closed meanwhile.
     if (budgeted) this.resends.refund(user, reserved - (wanted() ? listed : 0), Date.now());
-    // Cut short with more to claim, or nothing claimed behind a listing in pages: the rest by
+    // Some claimed (the rest, if cut short, and what the hold on new messages kept back
+    // meanwhile: window-scripts.ts pump()), or nothing claimed behind a listing in pages: by
     // PUMP. Not when the listing did not end (a page failed, the connection closed, a rescan
     // that hands it to no connection): what waits goes at the user's next ack or ahead of its
     // next message (ROUTE_USER), as past the budget, after the in flight listed.
-    return { nodes, pending, entries, pumpAfter: more === 0 ? entries.length - listed >= PUMP_CLAIMS : complete };
+    return { nodes, pending, entries, pumpAfter: more === 0 ? entries.length > listed : complete };
   }
 
   /**

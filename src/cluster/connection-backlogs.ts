@@ -14,7 +14,7 @@ import { logCommandFailure } from './redis.js';
 
 export interface ConnectionBacklogParts extends MessagingParts {
   claimed: ClaimedDelivery;
-  /** Claims what now fits in the user's window (PUMP), after a backlog that left some to claim. */
+  /** Claims what now fits in the user's window (PUMP), after a backlog that claimed some (it holds the user for this node until then) or left some to claim. */
   pump(user: string): void;
   /** A claiming script timed out: it may have run (timeout-follow-ups.ts). */
   claimTimedOut(target: string, at: number): void;

@@ -246,12 +246,15 @@ export class ClusterMessaging {
     const args = [
       this.prefix, user, now, this.delivery.ack_timeout * 1000, this.delivery.backoff_multiplier, this.delivery.max_backoff * 1000,
       this.parts.presence.aliveSince(now), this.delivery.max_inflight_per_user, this.delivery.max_inflight_bytes_per_user, 1, PUMP_CLAIMS,
+      Math.round(2 * this.parts.config.cluster.command_timeout * 1000), this.parts.node,
     ];
     this.script<[string[], Fields[], string[]] | null>(PUMP, args).then(
       (pumped) => {
         const again = done();
         if (pumped && pumped[1].length > 0) this.claimed.backlogToUser(user, pumped[0], pumped[1]);
-        if (again || (pumped && pumped[1].length >= PUMP_CLAIMS)) this.pump(user);
+        // Having claimed any (and handed them out, above), again: for the rest, and to lift the
+        // hold that kept new messages from overtaking these (window-scripts.ts pump()).
+        if (again || (pumped && pumped[1].length > 0)) this.pump(user);
         for (const group of pumped?.[2] ?? []) this.pumpGroup(group, user);
       },
       (err: unknown) => {

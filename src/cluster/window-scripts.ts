@@ -68,7 +68,18 @@ end
 -- Redis: 10,000 claimed in one held every node's commands 0.2-0.3 s; the node pumps again).
 -- P wb:USER says some still wait: new messages then wait behind them (ROUTE_USER) until an ack,
 -- or the node's next pump, takes them.
-local function pump(user, now, ackMs, mult, maxMs, winCount, winBytes, limit)
+-- Having claimed some, it holds the user for \`node\` (P wb:USER then names it), \`holdMs\` at
+-- most, until that node's next PUMP, which it runs once it has handed these out: they reach
+-- their connections from its reply, or as its records, and a message claimed meanwhile by
+-- another node's route or pump would come from that node, over another connection, and could
+-- overtake them (a chaos review saw 1204-1206 come before 1162-1203: the rescan's PUMP claimed
+-- those, the other node routed 1204 at once, and its record came first; and another node's
+-- PUMP's records of 1049-1128 came after what the rescan's own PUMP claimed next). Meanwhile
+-- new messages wait (ROUTE_USER) and another node's pump claims nothing.
+local function pump(user, now, ackMs, mult, maxMs, winCount, winBytes, limit, node, holdMs)
+  local wb = P..'wb:'..user
+  local holder = redis.call('GET', wb)
+  if holder and holder ~= '1' and holder ~= node then return {} end
   indexed(user)
   local qu = P..'qu:'..user
   local claimed = {}
@@ -98,7 +109,9 @@ local function pump(user, now, ackMs, mult, maxMs, winCount, winBytes, limit)
       end
     end
   end
-  if waiting then redis.call('SET', P..'wb:'..user, 1) else redis.call('DEL', P..'wb:'..user) end
+  if #claimed > 0 then redis.call('SET', wb, node, 'PX', holdMs)
+  elseif waiting then redis.call('SET', wb, 1)
+  else redis.call('DEL', wb) end
   return claimed
 end
 `;
@@ -169,7 +182,8 @@ return {nodes, fields}
  * at most (unless a full window holds it already): a node that dies before its PUMP must not
  * leave the user's new messages held until an ack. What waits once it lapsed is pumped by the
  * user's next ack or ahead of its next message (ROUTE_USER, ACKS and PUMP see P qu:USER). At most `claims` waiting messages are
- * claimed (pump()); with that many, the node runs PUMP for the rest.
+ * claimed (pump()); having claimed any, the node runs PUMP after (pump() holds the user for it
+ * until then, for `holdMs` at most); none while another node's claims are on their way.
  * ARGV: P node user now ackMs mult maxBackoffMs aliveSince connectionsOnNode winCount winBytes maxConnections resend claims listed holdMs
  * -> {nodes, pendingCount, more, entries...} entry: {claimed 1|0, fields...} (fields end with
  *    the ack deadline); more: 0, or {score of the last listed, score of the last in flight} |
@@ -222,7 +236,7 @@ if n == flying then
 end
 -- What waits goes as the window allows (before it, a backlog of 600 MB was claimed and returned in one reply).
 if not over and out[3] == 0 then
-  for _, c in ipairs(pump(user, now, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[14]))) do
+  for _, c in ipairs(pump(user, now, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[14]), node, tonumber(ARGV[16] or '10000'))) do
     out[#out + 1] = {1, c}
   end
 end
@@ -232,10 +246,12 @@ return out
 
 /**
  * Room came in a user's window (an ack, a dead letter) while some of its messages wait for it
- * (P wb:USER): claims what now fits, at most \`claims\` (with that many, the node pumps again).
+ * (P wb:USER): claims what now fits, at most \`claims\`; having claimed any, \`node\` pumps again
+ * once it has handed them out (pump() holds the user for it until then, \`holdMs\` at most),
+ * and claims nothing while another node's claims are on their way.
  * With ARGV[10] 1, also lists the groups whose \`any\` messages waited for room in this user's
  * window (P wg:USER), for the node to pump (PUMP_GROUP), after the user's own.
- * ARGV: P user now ackMs mult maxBackoffMs aliveSince winCount winBytes groups(1|0) claims
+ * ARGV: P user now ackMs mult maxBackoffMs aliveSince winCount winBytes groups(1|0) claims holdMs node
  * -> false (none waits, or the user is not online and has no such group) | {nodes, {fields...}, groups}
  */
 export const PUMP = `${WINDOW}
@@ -249,7 +265,7 @@ if #nodes == 0 then
   if #groups == 0 then return false end
   return {{}, {}, groups}
 end
-return {nodes, pump(user, now, tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[11])), groups}
+return {nodes, pump(user, now, tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[11]), ARGV[13], tonumber(ARGV[12])), groups}
 `;
 
 /**
