@@ -93,8 +93,9 @@ describe('a node cut off from Redis, with another node routing to its users', { 
     for (let i = 0; i < 5; i++) assert.equal((await sender.next((f) => f.ref === `r${i}`, 10_000)).op, 'ack');
   };
 
-  test('routed to it during a cut shorter than presence_ttl: a connection open throughout gets them once Redis is back', async () => {
+  test('routed to it during a cut shorter than presence_ttl: each connection open throughout gets them once Redis is back', async () => {
     const reader = await member(cutOff.port, 'reader3');
+    const second = await member(cutOff.port, 'reader3'); // not left out because the first was handed them
     const sender = await member(other.port, 'sender3');
     await sleep(300);
     proxy.refuse = true;
@@ -104,9 +105,12 @@ describe('a node cut off from Redis, with another node routing to its users', { 
     proxy.refuse = false;
     await sleep(3000);
     await settle(reader);
+    await settle(second);
     assert.deepEqual(unreadData(reader), [0, 1, 2, 3, 4]);
+    assert.deepEqual(unreadData(second), [0, 1, 2, 3, 4]);
     sender.close();
     reader.close();
+    second.close();
   });
 
   test('routed during a cut past presence_ttl to the user on the other node only: its connection here gets them too once Redis is back', async () => {
