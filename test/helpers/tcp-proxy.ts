@@ -13,7 +13,7 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
  * Resets `socket` (RST), or destroys it once its writing side has ended (its peer's FIN made
  * Node end it, or we did): libuv refuses to reset a socket that is shutting down (EINVAL), and
  * Node 20 then never closes the handle: no 'close', and the process hangs at exit, spinning in
- * its handle cleanup (what hung cluster-rescan-overdue.test in about one run in eight).
+ * its handle cleanup (what hung cluster-rescan-overdue.test in 7 of about 95 runs).
  */
 export function resetSocket(socket: Socket): void {
   if (socket.writableEnded) socket.destroy();
