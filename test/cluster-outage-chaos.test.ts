@@ -6,7 +6,9 @@
  * do. Before the PUMP held the user for its node (test/cluster-pump-order.test.ts), 6 of 13
  * runs had a sender's messages that the rescan's PUMP claimed come after newer ones another
  * node routed at once; the cuts past presence_ttl (3 s) leave u0 more than a page (500) in
- * flight, and messages waiting behind the rescan's listing.
+ * flight, and messages waiting behind the rescan's listing. It also caught five of u0's six
+ * connections lacking a third of what was routed during the cuts, when the rescan decided each
+ * connection's share after handing the previous one its own.
  * Real node processes; the cut-off node (2 shards) reaches its private Redis through a TCP proxy.
  */
 import assert from 'node:assert/strict';
