@@ -11,7 +11,7 @@ import type { Fields } from './claimed-delivery.js';
 import type { ClusterPresence } from './presence.js';
 import { logCommandFailure, timedOut } from './redis.js';
 import type { ScriptRunner } from './script-runner.js';
-import { CONNECT, CONNECT_PAGE } from './window-scripts.js';
+import { claimHoldMs, CONNECT, CONNECT_PAGE } from './window-scripts.js';
 
 /** Most of a user's waiting messages one CONNECT or PUMP claims; the node pumps again for the rest. */
 export const PUMP_CLAIMS = 500;
@@ -76,8 +76,7 @@ export class Backlogs {
       config.cluster.key_prefix, node, user, now, this.delivery.ack_timeout * 1000, this.delivery.backoff_multiplier, this.delivery.max_backoff * 1000,
       presence.aliveSince(now), connections, this.delivery.max_inflight_per_user, this.delivery.max_inflight_bytes_per_user, maxConnections,
       budgeted ? reserved : Number.MAX_SAFE_INTEGER, PUMP_CLAIMS, kind === 'claim' ? 0 : CONNECT_LISTED,
-      // Whole milliseconds: SET PX refuses 16100.000000000002 (command_timeout 8.05), and with it the script.
-      Math.round(2 * config.cluster.command_timeout * 1000),
+      claimHoldMs(config),
     ]).catch((err: unknown) => {
       this.resends.refund(user, reserved, Date.now());
       if (timedOut(err)) this.parts.claimTimedOut(`u:${user}`, now);

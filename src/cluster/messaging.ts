@@ -24,7 +24,7 @@ import { PUMP_GROUP, ROUTE_ANY } from './route-any-script.js';
 import type { ScriptRunner } from './script-runner.js';
 import { JOIN, SWEEP } from './scripts.js';
 import { TimeoutFollowUps } from './timeout-follow-ups.js';
-import { PUMP, ROUTE_USER } from './window-scripts.js';
+import { claimHoldMs, PUMP, ROUTE_USER } from './window-scripts.js';
 
 /** Most due messages one sweep takes; the next sweep takes the rest. */
 const SWEEP_BATCH = 500;
@@ -246,7 +246,7 @@ export class ClusterMessaging {
     const args = [
       this.prefix, user, now, this.delivery.ack_timeout * 1000, this.delivery.backoff_multiplier, this.delivery.max_backoff * 1000,
       this.parts.presence.aliveSince(now), this.delivery.max_inflight_per_user, this.delivery.max_inflight_bytes_per_user, 1, PUMP_CLAIMS,
-      Math.round(2 * this.parts.config.cluster.command_timeout * 1000), this.parts.node,
+      claimHoldMs(this.parts.config), this.parts.node,
     ];
     this.script<[string[], Fields[], string[]] | null>(PUMP, args).then(
       (pumped) => {

@@ -5,7 +5,17 @@
  * made room). Apart from scripts.ts because they share the window's helpers, which no other
  * script needs.
  */
+import type { Config } from '../config/schema.js';
 import { PRELUDE } from './scripts.js';
+
+/**
+ * How long a CONNECT or PUMP that claimed some holds the user for its node at most (pump()
+ * below), and a paged listing holds new messages behind it: two command timeouts, in whole
+ * milliseconds (SET PX refuses 16100.000000000002, command_timeout 8.05, and with it the script).
+ */
+export function claimHoldMs(config: Config): number {
+  return Math.round(2 * config.cluster.command_timeout * 1000);
+}
 
 /**
  * Whether a user's window has room (after PRELUDE): what it holds, and whether one more fits.
