@@ -11,7 +11,7 @@ import type { Fields } from './claimed-delivery.js';
 import type { ClusterPresence } from './presence.js';
 import { logCommandFailure, timedOut } from './redis.js';
 import type { ScriptRunner } from './script-runner.js';
-import { claimHoldMs, CONNECT, CONNECT_PAGE } from './window-scripts.js';
+import { claimHoldMs, CONNECT, CONNECT_GONE, CONNECT_PAGE } from './window-scripts.js';
 
 /** Most of a user's waiting messages one CONNECT or PUMP claims; the node pumps again for the rest. */
 export const PUMP_CLAIMS = 500;
@@ -102,7 +102,8 @@ export class Backlogs {
 
   /**
    * The messages in flight past CONNECT's listing (`listed` so far), scored after `after` up to
-   * `last`, onto `entries`; how many in all, and whether the listing ended (not if a page
+   * `last`, onto `entries`, without those listed before the last page that are no longer in
+   * flight by then (dropGone); how many in all, and whether the listing ended (not if a page
    * failed or the connection is gone: the rest then reach it at their ack deadlines). Not
    * bounded by the resend budget: CONNECT took the whole listing within it, and a message
    * claimed meanwhile into the range (a higher priority, one swept back to waiting) is one the
@@ -112,6 +113,8 @@ export class Backlogs {
     // Past the last score listed: a message listed before and claimed again meanwhile keeps its
     // score (the queue's), so it is not listed twice.
     let cursor: string | 0 = after;
+    // Where the last page read begins: what was listed before it is checked again at the end.
+    let lastPage = entries.length;
     while (cursor !== 0 && wanted()) {
       const page: [0 | string, ...Entry[]] | null = await this.script<[0 | string, ...Entry[]]>(CONNECT_PAGE, [this.parts.config.cluster.key_prefix, user, cursor, last, CONNECT_LISTED]).catch((err: unknown) => {
         logCommandFailure(this.parts, err, 'connect');
@@ -119,11 +122,41 @@ export class Backlogs {
       });
       if (page === null) return { listed, complete: false };
       const [next, ...found]: [0 | string, ...Entry[]] = page;
+      lastPage = entries.length;
       entries.push(...found);
       listed += found.length;
       cursor = next;
     }
-    return { listed, complete: cursor === 0 };
+    if (cursor !== 0) return { listed, complete: false };
+    return { listed: listed - (await this.dropGone(user, entries, lastPage)), complete: true };
+  }
+
+  /**
+   * Takes out of `entries` those of its first `upTo` no longer in flight (CONNECT_GONE), and
+   * says how many. The listing is handed out only once its last page is in, and each page reads
+   * only its own range: one that CONNECT or an earlier page listed and another connection of
+   * the user acknowledged meanwhile (through any node) reached the new connection all the same.
+   * In scripts of at most CONNECT_LISTED ids, sent at once. Failed: all are kept, as before.
+   */
+  private async dropGone(user: string, entries: Entry[], upTo: number): Promise<number> {
+    const ids = entries.slice(0, upTo).flatMap(([claimed, f]) => (claimed === 0 ? [f[0]] : []));
+    const checks: Array<Promise<string[]>> = [];
+    for (let i = 0; i < ids.length; i += CONNECT_LISTED) {
+      checks.push(this.script<string[]>(CONNECT_GONE, [this.parts.config.cluster.key_prefix, user, ...ids.slice(i, i + CONNECT_LISTED)]));
+    }
+    const gone = await Promise.all(checks).then(
+      (lists) => new Set(lists.flat()),
+      (err: unknown) => {
+        logCommandFailure(this.parts, err, 'connect');
+        return new Set<string>();
+      },
+    );
+    if (gone.size === 0) return 0;
+    let kept = 0;
+    for (const entry of entries) if (entry[0] === 1 || !gone.has(entry[1][0])) entries[kept++] = entry;
+    const dropped = entries.length - kept;
+    entries.length = kept;
+    return dropped;
   }
 
   private script<T>(source: string, args: Array<string | number>): Promise<T> {

@@ -44,7 +44,7 @@ import { RECLAIM } from './reclaim-script.js';
 import { DEAD_ON_ARRIVAL, STORE, SWEEP } from './scripts.js';
 import { Sweeps } from './sweeps.js';
 import { indexWaiting, OlderVersionIndexing } from './waiting-index.js';
-import { CONNECT, CONNECT_PAGE, PUMP, ROUTE_USER } from './window-scripts.js';
+import { CONNECT, CONNECT_GONE, CONNECT_PAGE, PUMP, ROUTE_USER } from './window-scripts.js';
 import { countDrops, newClusterStats, type ClusterStats } from './stats.js';
 
 export interface ClusterNodeOptions {
@@ -69,7 +69,7 @@ export interface ClusterNodeOptions {
  * it does not know costs a NOSCRIPT round trip, and one whose NOSCRIPT comes after its command
  * timed out is never run (a send stored after a freeze would not be).
  */
-const STORE_SCRIPTS = [STORE, ROUTE_USER, ROUTE_ANY, PUMP_GROUP, CONNECT, CONNECT_PAGE, PUMP, ACKS, SWEEP, DEAD_ON_ARRIVAL, RECLAIM];
+const STORE_SCRIPTS = [STORE, ROUTE_USER, ROUTE_ANY, PUMP_GROUP, CONNECT, CONNECT_PAGE, CONNECT_GONE, PUMP, ACKS, SWEEP, DEAD_ON_ARRIVAL, RECLAIM];
 
 /** What a node's stop gives Redis for its goodbye (leaving the cluster, QUIT). */
 const FAREWELL_MS = 1000;

@@ -303,3 +303,19 @@ end
 if #listed == 2 * count and listed[#listed] ~= ARGV[4] then out[1] = listed[#listed] end
 return out
 `;
+
+/**
+ * Which of the messages a new connection's listing named in its earlier scripts (CONNECT, then
+ * CONNECT_PAGE) are no longer in flight to `user`: acknowledged (through any node), swept back to
+ * waiting or dead since. The node hands the listing out only after its last page, and a page
+ * reads only its own range: before this, one acknowledged meanwhile reached the new connection.
+ * Reads only.
+ * ARGV: P user ids... -> the ids not in P qf:USER
+ */
+export const CONNECT_GONE = `
+local qf, gone = ARGV[1]..'qf:'..ARGV[2], {}
+for i = 3, #ARGV do
+  if not redis.call('ZSCORE', qf, ARGV[i]) then gone[#gone + 1] = ARGV[i] end
+end
+return gone
+`;
