@@ -8,12 +8,13 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { sleep } from './helpers/broker.js';
 import { member, type Frame, type TestClient } from './helpers/client.js';
+import { clusterFixture } from './helpers/cluster-fixture.js';
 import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
 import { startProcess, type ServerProcess } from './helpers/server.js';
 
 const skip = announceSkip('cluster-drain.test');
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 type Member = TestClient & { welcome: Frame };
 
 describe('a cluster node reloaded (drain, then the new process)', { skip }, () => {
@@ -105,28 +106,19 @@ repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] - start > tonumber(ARG
 return 1`;
 
 describe('joins still on their way to Redis when a node starts its drain', { skip }, () => {
-  let redis: PrivateRedis;
-  let node: ServerProcess;
-  before(async () => {
-    redis = await startPrivateRedis();
-    node = await startProcess(nodeConfig(redis.url, 'late:', 1, { websocket: { server: { drain_window: 10, shutdown_timeout: 20 } } }));
-  });
-  after(async () => {
-    if (node?.child.exitCode === null) await node.stop('SIGKILL');
-    await redis?.stop();
-  });
+  const cluster = clusterFixture({ nodes: { node: { prefix: 'late:', extra: { websocket: { server: { drain_window: 10, shutdown_timeout: 20 } } } } } });
 
   test('are not written after the node left the cluster: no member of it is listed while it drains', async () => {
-    const client = await member(node.port, 'late');
+    const client = await member(cluster.nodes.node.port, 'late');
     const name = String(client.welcome.sid).split('.')[0]!;
     // Redis held busy: the node's first join waits in it, the others behind it (one connection's
     // member writes run one after another), and the drain begins meanwhile.
-    const store = redis.client();
+    const store = cluster.redis.client();
     const busy = store.eval(BUSY, 0, 1_000_000);
     await sleep(20);
     for (let i = 0; i < 300; i++) client.send({ op: 'join', group: `g${i}`, ref: `j${i}` });
     await sleep(300);
-    const exited = node.stop('SIGTERM');
+    const exited = cluster.nodes.node.stop('SIGTERM');
     await busy;
     for (let i = 0; i < 200 && (await store.zscore('late:nodes', name)) !== null; i++) await sleep(10);
     assert.equal(await store.zscore('late:nodes', name), null, 'the draining node left the cluster');

@@ -12,15 +12,14 @@
  * Real node processes; the cut-off node (2 shards) reaches its private Redis through a TCP proxy.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
+import { sleep } from './helpers/broker.js';
 import { member, type Frame, type TestClient } from './helpers/client.js';
+import { clusterFixture } from './helpers/cluster-fixture.js';
 import { settle, untilTrue } from './helpers/messaging.js';
-import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
-import { startProcess, type ServerProcess } from './helpers/server.js';
-import { tcpProxy, type TcpProxy } from './helpers/tcp-proxy.js';
+import { announceSkip } from './helpers/redis.js';
 
 const skip = announceSkip('cluster-outage-chaos.test');
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const LONG = { websocket: { delivery: { ack_timeout: 300, max_backoff: 300 } } };
 /** Reader users on the cut-off node, and how many connections each has there. */
 const READERS: Array<[string, number]> = [['u0', 6], ['u1', 2]];
@@ -38,27 +37,13 @@ interface Reader {
 }
 
 describe('a node cut off from Redis four times under a steady stream of sends', { skip, timeout: 120_000 }, () => {
-  let redis: PrivateRedis;
-  let proxy: TcpProxy;
-  let cutOff: ServerProcess;
-  let other: ServerProcess;
-  before(async () => {
-    redis = await startPrivateRedis();
-    proxy = await tcpProxy(redis.port);
-    cutOff = await startProcess(nodeConfig(`redis://127.0.0.1:${proxy.port}`, 'ch:', 2, LONG));
-    other = await startProcess(nodeConfig(redis.url, 'ch:', 1, LONG));
-  });
-  after(async () => {
-    for (const node of [cutOff, other]) if (node?.child.exitCode === null) await node.stop('SIGKILL');
-    await proxy?.close();
-    await redis?.stop();
-  });
+  const cluster = clusterFixture({ nodes: { cutOff: { prefix: 'ch:', shards: 2, extra: LONG, throughProxy: true }, other: { prefix: 'ch:', extra: LONG } } });
 
   test('every connection gets every message once, in the order sent', async () => {
     const readers: Reader[] = [];
     for (const [user, connections] of READERS) {
       for (let c = 0; c < connections; c++) {
-        const client = await member(cutOff.port, user);
+        const client = await member(cluster.nodes.cutOff.port, user);
         const reader: Reader = { user, client, got: new Map() };
         // Read and acknowledged as they come (an ack refused during a cut leaves it in flight).
         client.ws.on('message', (raw: Buffer) => {
@@ -75,7 +60,7 @@ describe('a node cut off from Redis four times under a steady stream of sends', 
         readers.push(reader);
       }
     }
-    const senders = await Promise.all(Array.from({ length: SENDERS }, (_, s) => member(other.port, `sender${s}`)));
+    const senders = await Promise.all(Array.from({ length: SENDERS }, (_, s) => member(cluster.nodes.other.port, `sender${s}`)));
     /** Per sender and recipient: the sequence numbers acknowledged as stored. */
     const acked = senders.map(() => new Map<string, number[]>());
     let sent = 0;
@@ -107,9 +92,9 @@ describe('a node cut off from Redis four times under a steady stream of sends', 
     await sleep(1000);
     for (const [upMs, downMs] of CUTS) {
       await sleep(upMs);
-      proxy.refuse = true;
+      cluster.proxy.refuse = true;
       await sleep(downMs);
-      proxy.refuse = false;
+      cluster.proxy.refuse = false;
     }
     await sleep(2000);
     streaming = false;

@@ -14,47 +14,32 @@
  * records leave that much later), so the overtaking is not left to chance.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
+import { sleep } from './helpers/broker.js';
 import { member } from './helpers/client.js';
+import { clusterFixture } from './helpers/cluster-fixture.js';
 import { nextMsgs, settle, unreadData } from './helpers/messaging.js';
-import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
-import { startProcess, type ServerProcess } from './helpers/server.js';
-import { tcpProxy, type TcpProxy } from './helpers/tcp-proxy.js';
+import { announceSkip } from './helpers/redis.js';
 
 const skip = announceSkip('cluster-pump-order.test');
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 // Deadlines minutes away: no redelivery explains what arrives. A window of 10: what comes
 // past it waits for an ack, and the acking node's PUMP claims it.
 const WINDOW = { websocket: { delivery: { ack_timeout: 300, max_backoff: 300, max_inflight_per_user: 10 } } };
 
 describe("a node's PUMP, and another node's claim right after it", { skip, timeout: 60_000 }, () => {
-  let redis: PrivateRedis;
-  let proxy: TcpProxy;
-  let pumping: ServerProcess;
-  let other: ServerProcess;
-  before(async () => {
-    redis = await startPrivateRedis();
-    proxy = await tcpProxy(redis.port);
-    pumping = await startProcess(nodeConfig(`redis://127.0.0.1:${proxy.port}`, 'po:', 1, WINDOW));
-    other = await startProcess(nodeConfig(redis.url, 'po:', 1, WINDOW));
-  });
-  after(async () => {
-    for (const node of [pumping, other]) if (node?.child.exitCode === null) await node.stop('SIGKILL');
-    await proxy?.close();
-    await redis?.stop();
-  });
+  const cluster = clusterFixture({ nodes: { pumping: { prefix: 'po:', extra: WINDOW, throughProxy: true }, other: { prefix: 'po:', extra: WINDOW } } });
 
   test("the user's connection on the routing node gets what the PUMP claimed first, then the newer message", async () => {
-    const reader = await member(pumping.port, 'reader');
-    const watcher = await member(other.port, 'reader');
-    const sender = await member(other.port, 'sender');
+    const reader = await member(cluster.nodes.pumping.port, 'reader');
+    const watcher = await member(cluster.nodes.other.port, 'reader');
+    const sender = await member(cluster.nodes.other.port, 'sender');
     await sleep(300);
     // 10 in flight, 10-12 wait for room.
     for (let i = 0; i < 13; i++) sender.send({ op: 'send', to: 'reader', data: i, ref: `r${i}` });
     for (let i = 0; i < 13; i++) assert.equal((await sender.next((f) => f.ref === `r${i}`, 10_000)).op, 'ack');
     const first = await nextMsgs(reader, 10);
     assert.deepEqual(first.map((m) => m.data), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
-    proxy.delayUpstreamMs = 300;
+    cluster.proxy.delayUpstreamMs = 300;
     // Its ack makes room: the reader's node pumps 10-12, hands them to the reader from the
     // reply, and its records of them reach the watcher's node 300 ms later.
     reader.send({ op: 'ack', ids: first.map((m) => m.id) });
@@ -66,21 +51,21 @@ describe("a node's PUMP, and another node's claim right after it", { skip, timeo
     await settle(reader);
     assert.deepEqual(unreadData(watcher), Array.from({ length: 14 }, (_, k) => k), 'in the order sent, each once');
     assert.deepEqual(unreadData(reader), [13]);
-    proxy.delayUpstreamMs = 0;
+    cluster.proxy.delayUpstreamMs = 0;
     for (const c of [reader, watcher, sender]) c.close();
   });
 
   test("another node's PUMP right after claims nothing: what it would have claimed comes after, from the first node's next PUMP", async () => {
-    const reader = await member(pumping.port, 'reader2');
-    const watcher = await member(other.port, 'reader2');
-    const sender = await member(other.port, 'sender2');
+    const reader = await member(cluster.nodes.pumping.port, 'reader2');
+    const watcher = await member(cluster.nodes.other.port, 'reader2');
+    const sender = await member(cluster.nodes.other.port, 'sender2');
     await sleep(300);
     // 10 in flight, 10-15 wait for room.
     for (let i = 0; i < 16; i++) sender.send({ op: 'send', to: 'reader2', data: i, ref: `r${i}` });
     for (let i = 0; i < 16; i++) assert.equal((await sender.next((f) => f.ref === `r${i}`, 10_000)).op, 'ack');
     const first = await nextMsgs(reader, 10);
     assert.deepEqual(first.map((m) => m.data), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
-    proxy.delayUpstreamMs = 300;
+    cluster.proxy.delayUpstreamMs = 300;
     // Room for 5: the reader's node pumps 10-14 (the window is full again), its records of
     // them 300 ms on their way to the watcher's node.
     reader.send({ op: 'ack', ids: first.slice(0, 5).map((m) => m.id) });
@@ -90,7 +75,7 @@ describe("a node's PUMP, and another node's claim right after it", { skip, timeo
     await sleep(1500);
     await settle(watcher);
     assert.deepEqual(unreadData(watcher), Array.from({ length: 16 }, (_, k) => k), 'in the order sent, each once');
-    proxy.delayUpstreamMs = 0;
+    cluster.proxy.delayUpstreamMs = 0;
     for (const c of [reader, watcher, sender]) c.close();
   });
 });
