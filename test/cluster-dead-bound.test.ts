@@ -5,12 +5,12 @@
  * in step with every removal, and the node counts the drops. Real nodes on a private Redis.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { Redis } from 'ioredis';
+import { describe, test } from 'node:test';
 import { member, type TestClient } from './helpers/client.js';
+import { clusterFixture } from './helpers/cluster-fixture.js';
 import { adminJson, nextMsgs, untilTrue } from './helpers/messaging.js';
 import { untilMetricIs } from './helpers/prometheus.js';
-import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
+import { announceSkip, nodeConfig } from './helpers/redis.js';
 import { startInProcess } from './helpers/server.js';
 import type { RunningServer } from '../src/index.js';
 
@@ -23,27 +23,18 @@ async function sent(client: TestClient, to: string, data: unknown, ref: string):
 }
 
 describe('the dead letters in Redis are bounded', { skip, timeout: 60_000 }, () => {
-  let redis: PrivateRedis;
-  let reader: Redis;
-  before(async () => {
-    redis = await startPrivateRedis();
-    reader = new Redis(redis.url);
-  });
-  after(async () => {
-    reader?.disconnect();
-    await redis?.stop();
-  });
+  const cluster = clusterFixture({ store: true });
 
   /** The kept letters' data, P dla's size and P dlb, for prefix P. */
   const letters = async (prefix: string): Promise<{ data: string[]; aged: number; bytes: number }> => {
-    const ids = await reader.zrange(`${prefix}dlq`, '0', '-1');
-    const data = await Promise.all(ids.map(async (id) => (await reader.hget(`${prefix}d:${id}`, 'data')) ?? '?'));
-    return { data: data.sort(), aged: await reader.zcard(`${prefix}dla`), bytes: Number((await reader.get(`${prefix}dlb`)) ?? 0) };
+    const ids = await cluster.store.zrange(`${prefix}dlq`, '0', '-1');
+    const data = await Promise.all(ids.map(async (id) => (await cluster.store.hget(`${prefix}d:${id}`, 'data')) ?? '?'));
+    return { data: data.sort(), aged: await cluster.store.zcard(`${prefix}dla`), bytes: Number((await cluster.store.get(`${prefix}dlb`)) ?? 0) };
   };
 
   test('a flood of LOW sends to a full queue keeps max_dead_letters, the latest; the drops are counted; remove, requeue and purge keep the age and bytes', async () => {
     const node = await startInProcess(
-      nodeConfig(redis.url, 'cnt:', 1, { websocket: { admin: { token: 't' }, delivery: { max_pending_per_user: 1 } }, store: { max_dead_letters: 3 } }),
+      nodeConfig(cluster.redis.url, 'cnt:', 1, { websocket: { admin: { token: 't' }, delivery: { max_pending_per_user: 1 } }, store: { max_dead_letters: 3 } }),
     );
     try {
       const flooder = await member(node.port, 'flooder');
@@ -51,10 +42,10 @@ describe('the dead letters in Redis are bounded', { skip, timeout: 60_000 }, () 
       // 19 pushed out of bob's queue of 1; 3 of them kept.
       assert.deepEqual(await letters('cnt:'), { data: ['16', '17', '18'], aged: 3, bytes: 6 });
       await untilMetricIs(node.port, 'ocs_messages_dead_dropped_total', 16);
-      const [oldest] = await reader.zrange('cnt:dla', '0', '0');
+      const [oldest] = await cluster.store.zrange('cnt:dla', '0', '0');
       assert.equal((await adminJson(node.port, 'DELETE', `/admin/dlq/${encodeURIComponent(oldest!)}`, 't')).status, 200);
       assert.deepEqual(await letters('cnt:'), { data: ['17', '18'], aged: 2, bytes: 4 });
-      const [next] = await reader.zrange('cnt:dla', '0', '0');
+      const [next] = await cluster.store.zrange('cnt:dla', '0', '0');
       // Back in bob's full queue, where it takes the place of the LOW message waiting there (19), now a letter.
       assert.equal((await adminJson(node.port, 'POST', `/admin/dlq/${encodeURIComponent(next!)}/requeue`, 't')).status, 200);
       assert.deepEqual(await letters('cnt:'), { data: ['18', '19'], aged: 2, bytes: 4 });
@@ -68,7 +59,7 @@ describe('the dead letters in Redis are bounded', { skip, timeout: 60_000 }, () 
 
   test('max_dead_letter_bytes: the oldest go until the data fits; unacknowledged deliveries swept dead are held to it too', async () => {
     const node = await startInProcess(
-      nodeConfig(redis.url, 'byt:', 1, {
+      nodeConfig(cluster.redis.url, 'byt:', 1, {
         websocket: { delivery: { max_pending_per_user: 1, ack_timeout: 0.2, max_attempts: 1, max_backoff: 1 } },
         store: { max_dead_letters: 1000, max_dead_letter_bytes: 100 },
       }),
@@ -93,21 +84,21 @@ describe('the dead letters in Redis are bounded', { skip, timeout: 60_000 }, () 
 
   test('letters written before the bound (no age) are held to it from the start, and given their age (failedAt) by the node', async () => {
     for (const id of ['old-a', 'old-b', 'old-c']) {
-      await reader.hset(`old:d:${id}`, { target: 'u:x', from: 'y', group: '', data: '1', pri: 0, ts: 1, at: 0, attempts: 1, strategy: '', reason: 'old', failedAt: 1 });
-      await reader.zadd('old:dlq', 0, id);
+      await cluster.store.hset(`old:d:${id}`, { target: 'u:x', from: 'y', group: '', data: '1', pri: 0, ts: 1, at: 0, attempts: 1, strategy: '', reason: 'old', failedAt: 1 });
+      await cluster.store.zadd('old:dlq', 0, id);
     }
-    const node = await startInProcess(nodeConfig(redis.url, 'old:', 1, { websocket: { delivery: { max_pending_per_user: 1 } }, store: { max_dead_letters: 2 } }));
+    const node = await startInProcess(nodeConfig(cluster.redis.url, 'old:', 1, { websocket: { delivery: { max_pending_per_user: 1 } }, store: { max_dead_letters: 2 } }));
     try {
       // Three for a bound of 2: the first sweep drops one (old-a: the first by age, or by id without one).
-      await untilTrue('the old letters indexed', async () => (await reader.zcard('old:dla')) === 2);
-      assert.deepEqual(await reader.zrange('old:dlq', '0', '-1'), ['old-b', 'old-c']);
-      assert.equal(await reader.get('old:dlb'), '2');
+      await untilTrue('the old letters indexed', async () => (await cluster.store.zcard('old:dla')) === 2);
+      assert.deepEqual(await cluster.store.zrange('old:dlq', '0', '-1'), ['old-b', 'old-c']);
+      assert.equal(await cluster.store.get('old:dlb'), '2');
       const flooder = await member(node.port, 'flooder');
       for (let n = 0; n < 2; n++) await sent(flooder, 'nobody', `new${n}`, `o${n}`);
       // One new letter (new0), three old: down to 2, the oldest first.
-      const newest = (await reader.zrange('old:dla', '-1', '-1'))[0]!;
-      assert.equal(await reader.hget(`old:d:${newest}`, 'data'), '"new0"');
-      assert.deepEqual(await reader.zrange('old:dlq', '0', '-1'), ['old-c', newest].sort());
+      const newest = (await cluster.store.zrange('old:dla', '-1', '-1'))[0]!;
+      assert.equal(await cluster.store.hget(`old:d:${newest}`, 'data'), '"new0"');
+      assert.deepEqual(await cluster.store.zrange('old:dlq', '0', '-1'), ['old-c', newest].sort());
       flooder.close();
     } finally {
       await node.close();

@@ -11,10 +11,10 @@
  * private Redis, on keys written by the real scripts.
  */
 import assert from 'node:assert/strict';
-import { after, before, beforeEach, describe, test } from 'node:test';
-import { Redis } from 'ioredis';
+import { beforeEach, describe, test } from 'node:test';
 import { PRESENCE_ANSWER, PRESENCE_SCAN_FACTOR, SYNC_GROUP } from '../src/cluster/presence-scripts.js';
-import { announceSkip, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
+import { clusterFixture } from './helpers/cluster-fixture.js';
+import { announceSkip } from './helpers/redis.js';
 import { commandsDuring, memberReads } from './helpers/script-work.js';
 
 const skip = announceSkip('cluster-presence-answer.test');
@@ -22,32 +22,23 @@ const P = 'pa:';
 const TTL = 3000;
 
 describe('a presence answer in cluster mode', { skip, timeout: 60_000 }, () => {
-  let server: PrivateRedis;
-  let redis: Redis;
-  before(async () => {
-    server = await startPrivateRedis();
-    redis = new Redis(server.url);
-  });
-  after(async () => {
-    redis?.disconnect();
-    await server?.stop();
-  });
+  const cluster = clusterFixture({ store: true });
   beforeEach(async () => {
-    await redis.flushall();
-    await redis.zadd(`${P}nodes`, Date.now(), 'live');
+    await cluster.store.flushall();
+    await cluster.store.zadd(`${P}nodes`, Date.now(), 'live');
   });
 
   /** `users` users with `each` member connections of `group` on `node`. */
   const members = async (node: string, group: string, users: string[], each: number): Promise<void> => {
     const args: Array<string | number> = [];
     for (const user of users) for (let i = 0; i < each; i++) args.push(`${user}.${i}`, user, 1);
-    await redis.eval(SYNC_GROUP, 0, P, node, group, 0, args.length / 3, ...args);
+    await cluster.store.eval(SYNC_GROUP, 0, P, node, group, 0, args.length / 3, ...args);
   };
   /** PRESENCE_ANSWER's list as user -> connections (null: totals only), and the commands it ran. */
   const answer = async (group: string, maxList: number): Promise<{ users: Map<string, number> | null; ran: string[][] }> => {
     let out: Array<string | number> = [];
-    const ran = await commandsDuring(server.url, async () => {
-      out = (await redis.eval(PRESENCE_ANSWER, 0, P, group, maxList, 0, Date.now() - TTL)) as Array<string | number>;
+    const ran = await commandsDuring(cluster.redis.url, async () => {
+      out = (await cluster.store.eval(PRESENCE_ANSWER, 0, P, group, maxList, 0, Date.now() - TTL)) as Array<string | number>;
     });
     if (out[0] !== -1) return { users: null, ran };
     const users = new Map<string, number>();
@@ -66,7 +57,7 @@ describe('a presence answer in cluster mode', { skip, timeout: 60_000 }, () => {
   });
 
   test('leaves out a node whose heartbeat is older than presence_ttl, at once, in a group of a few connections', async () => {
-    await redis.zadd(`${P}nodes`, Date.now() - 60_000, 'dead');
+    await cluster.store.zadd(`${P}nodes`, Date.now() - 60_000, 'dead');
     await members('live', 'team', ['ann'], 2);
     await members('dead', 'team', ['ann', 'bob'], 1);
     const { users } = await answer('team', 1000);
@@ -74,7 +65,7 @@ describe('a presence answer in cluster mode', { skip, timeout: 60_000 }, () => {
   });
 
   test('leaves out a node being forgotten, in a group of a few connections', async () => {
-    await redis.sadd(`${P}nf`, 'gone'); // out of P nodes, its fields not all deleted yet
+    await cluster.store.sadd(`${P}nf`, 'gone'); // out of P nodes, its fields not all deleted yet
     await members('live', 'team', ['ann'], 1);
     await members('gone', 'team', ['bob'], 1);
     const { users } = await answer('team', 1000);
@@ -82,7 +73,7 @@ describe('a presence answer in cluster mode', { skip, timeout: 60_000 }, () => {
   });
 
   test(`with a dead node not yet forgotten, a group of more than ${PRESENCE_SCAN_FACTOR} x max_list connections leaves its part out too, counting, not reading, connections`, async () => {
-    await redis.zadd(`${P}nodes`, Date.now() - 60_000, 'dead', Date.now(), 'deadly');
+    await cluster.store.zadd(`${P}nodes`, Date.now() - 60_000, 'dead', Date.now(), 'deadly');
     await members('live', 'crowd', names(5, 'u'), 10);
     await members('dead', 'crowd', ['bob', 'u0'], 3);
     await members('deadly', 'crowd', ['bob'], 1); // alive, and its name begins with the dead node's
@@ -97,11 +88,11 @@ describe('a presence answer in cluster mode', { skip, timeout: 60_000 }, () => {
 
   /** `user`'s connections per node, as a connection's CONNECT writes them (P pu:USER). */
   const online = async (user: string, counts: Record<string, number>): Promise<void> => {
-    await redis.hset(`${P}pu:${user}`, counts);
+    await cluster.store.hset(`${P}pu:${user}`, counts);
   };
 
   test('with more dead nodes than it can count every user on, it counts each user only on the dead nodes its presence names', async () => {
-    for (const node of ['d1', 'd2', 'd3', 'd4', 'd5']) await redis.zadd(`${P}nodes`, Date.now() - 60_000, node);
+    for (const node of ['d1', 'd2', 'd3', 'd4', 'd5']) await cluster.store.zadd(`${P}nodes`, Date.now() - 60_000, node);
     await members('live', 'crowd', names(10, 'u'), 5);
     for (const user of names(10, 'u')) await online(user, { live: 5 });
     await members('d1', 'crowd', ['bob'], 1);
@@ -118,7 +109,7 @@ describe('a presence answer in cluster mode', { skip, timeout: 60_000 }, () => {
 
   test('with 200 dead nodes it reads each listed user\'s presence whole, not one field per dead node: the budget bounds the work', async () => {
     const dead = names(200, 'dead');
-    for (const node of dead) await redis.zadd(`${P}nodes`, Date.now() - 60_000, node);
+    for (const node of dead) await cluster.store.zadd(`${P}nodes`, Date.now() - 60_000, node);
     await members('live', 'crowd', names(100, 'u'), 5);
     for (const user of names(100, 'u')) await online(user, { live: 5 });
     const { users, ran } = await answer('crowd', 100);
@@ -131,7 +122,7 @@ describe('a presence answer in cluster mode', { skip, timeout: 60_000 }, () => {
 
   test('past even that budget the list names the dead nodes\' users, as the totals do', async () => {
     const dead = names(50, 'd');
-    for (const node of dead) await redis.zadd(`${P}nodes`, Date.now() - 60_000, node);
+    for (const node of dead) await cluster.store.zadd(`${P}nodes`, Date.now() - 60_000, node);
     await members('live', 'crowd', names(10, 'u'), 5);
     await members('d0', 'crowd', ['bob'], 1);
     // Every user on every dead node: 1 + 50 steps for the first user already, past 4 x 11.

@@ -23,7 +23,7 @@ export interface ClusterNodeSpec {
 
 export interface ClusterFixtureOptions<Specs extends Record<string, ClusterNodeSpec>> {
   /** The nodes by name, started one after another in this order. */
-  nodes: Specs;
+  nodes?: Specs;
   /** Opens `store`, a client of Redis for the test itself. */
   store?: boolean;
 }
@@ -37,8 +37,8 @@ export interface ClusterFixture<Specs extends Record<string, ClusterNodeSpec>> {
   store: Redis;
 }
 
-export function clusterFixture<const Specs extends Record<string, ClusterNodeSpec>>(options: ClusterFixtureOptions<Specs>): ClusterFixture<Specs> {
-  const specs = Object.entries(options.nodes) as Array<[keyof Specs, ClusterNodeSpec]>;
+export function clusterFixture<const Specs extends Record<string, ClusterNodeSpec> = Record<never, ClusterNodeSpec>>(options: ClusterFixtureOptions<Specs>): ClusterFixture<Specs> {
+  const specs = Object.entries(options.nodes ?? {}) as Array<[keyof Specs, ClusterNodeSpec]>;
   const cluster = { nodes: {} } as ClusterFixture<Specs>;
   const processes: ServerProcess[] = [];
   let proxy: TcpProxy | undefined;
