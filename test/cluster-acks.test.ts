@@ -4,45 +4,35 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { ACKS } from '../src/cluster/ack-script.js';
 import { MAX_ACK_IDS } from '../src/protocol/frames.js';
 import { member, type Frame } from './helpers/client.js';
+import { clusterFixture } from './helpers/cluster-fixture.js';
 import { nextMsgs, settle } from './helpers/messaging.js';
-import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
+import { announceSkip } from './helpers/redis.js';
 import { watchCommands } from './helpers/script-work.js';
-import { startInProcess } from './helpers/server.js';
-import type { RunningServer } from '../src/index.js';
 
 const skip = announceSkip('cluster-acks.test');
 const ACKS_SHA = createHash('sha1').update(ACKS).digest('hex');
 
 describe('acks in cluster mode', { skip, timeout: 60_000 }, () => {
-  let redis: PrivateRedis;
-  let node: RunningServer;
-  before(async () => {
-    redis = await startPrivateRedis();
-    node = await startInProcess(nodeConfig(redis.url, 'acks:', 1, { websocket: { delivery: { ack_timeout: 30 } } }));
-  });
-  after(async () => {
-    await node?.close();
-    await redis?.stop();
-  });
+  const cluster = clusterFixture({ nodes: { node: { prefix: 'acks:', extra: { websocket: { delivery: { ack_timeout: 30 } } }, inProcess: true } } });
 
   test('one ack frame of 16 ids runs one ACKS script (two where the broker read the frame\'s records in two passes); the real ids are settled, each other id gets E_UNKNOWN_ID', async () => {
-    const sender = await member(node.port, 'sender');
+    const sender = await member(cluster.nodes.node.port, 'sender');
     for (let i = 0; i < 12; i++) {
       sender.send({ op: 'send', to: 'reader', data: i, ref: `s${i}` });
       assert.equal((await sender.next((f) => f.ref === `s${i}`)).op, 'ack');
     }
-    const reader = await member(node.port, 'reader');
+    const reader = await member(cluster.nodes.node.port, 'reader');
     const ids = (await nextMsgs(reader, 12)).map((m) => m.id as string);
     const strangers = ['made-up', '__proto__', 'u:reader', ids[0]!];
     assert.equal(ids.length + strangers.length, MAX_ACK_IDS);
 
     const acksRun: string[][] = [];
-    const unwatch = await watchCommands(redis.url, (args) => {
+    const unwatch = await watchCommands(cluster.redis.url, (args) => {
       if (args[0]?.toLowerCase() === 'evalsha' && args[1] === ACKS_SHA) acksRun.push(args);
     });
     try {
@@ -62,7 +52,7 @@ describe('acks in cluster mode', { skip, timeout: 60_000 }, () => {
     // Settled for good: a new connection of the reader is owed nothing.
     reader.close();
     await reader.closed;
-    const again = await member(node.port, 'reader');
+    const again = await member(cluster.nodes.node.port, 'reader');
     assert.equal(again.welcome.pending, 0);
     again.close();
     sender.close();
@@ -70,29 +60,20 @@ describe('acks in cluster mode', { skip, timeout: 60_000 }, () => {
 });
 
 describe('an ack that comes just after its deadline', { skip, timeout: 60_000 }, () => {
-  let redis: PrivateRedis;
-  let node: RunningServer;
-  before(async () => {
-    redis = await startPrivateRedis();
-    node = await startInProcess(nodeConfig(redis.url, 'late:', 1)); // ack_timeout 1 s
-  });
-  after(async () => {
-    await node?.close();
-    await redis?.stop();
-  });
+  const cluster = clusterFixture({ nodes: { node: { prefix: 'late:', inProcess: true } } }); // ack_timeout 1 s
 
   // A review's chaos runs: an ack between the SWEEP that put a message back to wait and the route
   // that delivers it again was refused E_UNKNOWN_ID, and the same connection got it again.
   test('settles the user\'s own message waiting again after a delivery; one never delivered is not settled', async () => {
-    const sender = await member(node.port, 'sender');
+    const sender = await member(cluster.nodes.node.port, 'sender');
     sender.send({ op: 'send', to: 'late', data: 'delivered once', ref: 's1' });
     const id = (await sender.next((f) => f.ref === 's1')).id as string;
-    const late = await member(node.port, 'late');
+    const late = await member(cluster.nodes.node.port, 'late');
     await nextMsgs(late, 1);
     late.close();
     await late.closed;
     // Past its deadline with nobody to route it to: waiting again, after one delivery.
-    const admin = new Redis(redis.url);
+    const admin = new Redis(cluster.redis.url);
     try {
       for (let i = 0; i < 100 && (await admin.hget(`late:m:${id}`, 'state')) !== 'w'; i++) await new Promise((r) => setTimeout(r, 50));
       assert.deepEqual(await admin.hmget(`late:m:${id}`, 'state', 'attempts'), ['w', '1']);

@@ -5,42 +5,32 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { CONNECT, PUMP } from '../src/cluster/window-scripts.js';
 import { member } from './helpers/client.js';
+import { clusterFixture } from './helpers/cluster-fixture.js';
 import { nextMsgs, until } from './helpers/messaging.js';
-import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
+import { announceSkip } from './helpers/redis.js';
 import { watchCommands } from './helpers/script-work.js';
-import { startInProcess } from './helpers/server.js';
-import type { RunningServer } from '../src/index.js';
 
 const skip = announceSkip('cluster-backlog-bounds.test');
 const sha = (source: string): string => createHash('sha1').update(source).digest('hex');
 
 describe('a large backlog in cluster mode', { skip, timeout: 90_000 }, () => {
-  let redis: PrivateRedis;
-  let node: RunningServer;
-  before(async () => {
-    redis = await startPrivateRedis();
-    node = await startInProcess(nodeConfig(redis.url, 'bounds:', 1, { websocket: { delivery: { ack_timeout: 60 } } }));
-  });
-  after(async () => {
-    await node?.close();
-    await redis?.stop();
-  });
+  const cluster = clusterFixture({ nodes: { node: { prefix: 'bounds:', extra: { websocket: { delivery: { ack_timeout: 60 } } }, inProcess: true } } });
 
   test('1,200 waiting messages are claimed in scripts of at most 500, and arrive whole and in order', async () => {
     const TOTAL = 1200;
-    const sender = await member(node.port, 'sender');
+    const sender = await member(cluster.nodes.node.port, 'sender');
     for (let i = 0; i < TOTAL; i++) sender.send({ op: 'send', to: 'away', data: i, ref: `s${i}` });
     for (let i = 0; i < TOTAL; i++) assert.equal((await sender.next((f) => f.ref === `s${i}`)).op, 'ack');
 
     const runs: string[] = [];
-    const unwatch = await watchCommands(redis.url, (args) => {
+    const unwatch = await watchCommands(cluster.redis.url, (args) => {
       if (args[0]?.toLowerCase() === 'evalsha' && (args[1] === sha(CONNECT) || args[1] === sha(PUMP))) runs.push(args[1] === sha(CONNECT) ? 'CONNECT' : 'PUMP');
     });
     try {
-      const away = await member(node.port, 'away');
+      const away = await member(cluster.nodes.node.port, 'away');
       assert.equal(away.welcome.pending, TOTAL);
       const got = await nextMsgs(away, TOTAL, 20_000);
       assert.deepEqual(got.map((m) => m.data), Array.from({ length: TOTAL }, (_, i) => i), 'every message, in order');
@@ -59,15 +49,15 @@ describe('a large backlog in cluster mode', { skip, timeout: 90_000 }, () => {
   // A review's reconnect mid-chain got 1001-1500 (claimed by its CONNECT) before 1-1000 (in flight).
   test('a reconnect while the backlog is claimed script by script gets what was in flight first, then the rest, in order', async () => {
     const TOTAL = 2000; // at most CONNECT's listing of what is in flight, however far the chain got
-    const sender = await member(node.port, 'sender2');
+    const sender = await member(cluster.nodes.node.port, 'sender2');
     for (let i = 0; i < TOTAL; i++) sender.send({ op: 'send', to: 'hasty', data: i, ref: `h${i}` });
     for (let i = 0; i < TOTAL; i++) await sender.next((f) => f.ref === `h${i}`);
-    const first = await member(node.port, 'hasty');
+    const first = await member(cluster.nodes.node.port, 'hasty');
     await nextMsgs(first, 1);
     first.close();
     await first.closed;
     await new Promise((resolve) => setTimeout(resolve, 200));
-    const again = await member(node.port, 'hasty');
+    const again = await member(cluster.nodes.node.port, 'hasty');
     const got = (await nextMsgs(again, TOTAL, 20_000)).map((m) => m.data as number);
     assert.deepEqual(got, Array.from({ length: TOTAL }, (_, i) => i), 'every message once, oldest first');
     again.close();
@@ -76,21 +66,12 @@ describe('a large backlog in cluster mode', { skip, timeout: 90_000 }, () => {
 });
 
 describe('a full window in cluster mode', { skip, timeout: 60_000 }, () => {
-  let redis: PrivateRedis;
-  let node: RunningServer;
-  before(async () => {
-    redis = await startPrivateRedis();
-    node = await startInProcess(nodeConfig(redis.url, 'full:', 1, { websocket: { delivery: { ack_timeout: 60, max_inflight_per_user: 50 } } }));
-  });
-  after(async () => {
-    await node?.close();
-    await redis?.stop();
-  });
+  const cluster = clusterFixture({ nodes: { node: { prefix: 'full:', extra: { websocket: { delivery: { ack_timeout: 60, max_inflight_per_user: 50 } } }, inProcess: true } } });
 
   // A user who acks two and is sent two, over and over, made each cycle read every message in flight.
   test('is counted again from what is in flight only when its count is out of step, at most once a second, however often it fills', async () => {
-    const sender = await member(node.port, 'filler');
-    const slow = await member(node.port, 'slow');
+    const sender = await member(cluster.nodes.node.port, 'filler');
+    const slow = await member(cluster.nodes.node.port, 'slow');
     let sent = 0;
     const send = async (): Promise<void> => {
       const ref = `f${sent++}`;
@@ -101,7 +82,7 @@ describe('a full window in cluster mode', { skip, timeout: 60_000 }, () => {
     const inFlight = (await nextMsgs(slow, 50)).map((m) => m.id as string);
 
     let recounts = 0;
-    const unwatch = await watchCommands(redis.url, (args) => {
+    const unwatch = await watchCommands(cluster.redis.url, (args) => {
       if (args[0]?.toLowerCase() === 'zrange' && args[1] === 'full:qf:slow' && args[3] === '-1') recounts++;
     });
     const started = Date.now();
@@ -121,7 +102,7 @@ describe('a full window in cluster mode', { skip, timeout: 60_000 }, () => {
       assert.equal(recounts, 0, `the count in step with what is in flight is not made again (${recounts} in ${seconds.toFixed(1)} s, 20 fills)`);
 
       // Out of step (a count not kept by a node of an older version): counted again from what is in flight.
-      const store = redis.client();
+      const store = cluster.redis.client();
       for (let cycle = 0; cycle < 3; cycle++) {
         slow.send({ op: 'ack', ids: [inFlight.shift(), inFlight.shift()] });
         await takeOne();

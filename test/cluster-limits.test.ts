@@ -6,33 +6,24 @@
  * frozen Redis: cluster-frozen-redis.test.ts.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import WebSocket from 'ws';
 import { MAX_ACK_IDS } from '../src/protocol/frames.js';
 import { connect, member, type Frame, type TestClient } from './helpers/client.js';
+import { clusterFixture } from './helpers/cluster-fixture.js';
 import { joinGroup } from './helpers/history.js';
 import { nextMsgs, until } from './helpers/messaging.js';
-import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
+import { announceSkip, nodeConfig, startPrivateRedis } from './helpers/redis.js';
 import { startInProcess, startProcess } from './helpers/server.js';
-import type { RunningServer } from '../src/index.js';
 
 const skip = announceSkip('cluster-limits.test');
 
 describe('a sender\'s stored bytes in cluster mode', { skip, timeout: 60_000 }, () => {
-  let redis: PrivateRedis;
-  let node: RunningServer;
-  before(async () => {
-    redis = await startPrivateRedis();
-    node = await startInProcess(nodeConfig(redis.url, 'limits:', 1, { websocket: { delivery: { max_stored_bytes_per_sender: 1024 } } }));
-  });
-  after(async () => {
-    await node?.close();
-    await redis?.stop();
-  });
+  const cluster = clusterFixture({ nodes: { node: { prefix: 'limits:', extra: { websocket: { delivery: { max_stored_bytes_per_sender: 1024 } } }, inProcess: true } } });
 
   test('past max_stored_bytes_per_sender the next send gets E_QUEUE_FULL naming it; another sender may still send; an ack gives the room back', async () => {
-    const hog = await member(node.port, 'hog');
+    const hog = await member(cluster.nodes.node.port, 'hog');
     const send = async (client: typeof hog, to: string, bytes: number, ref: string) => {
       client.send({ op: 'send', to, data: 'x'.repeat(bytes - 2), ref });
       return client.next((f) => f.ref === ref);
@@ -41,9 +32,9 @@ describe('a sender\'s stored bytes in cluster mode', { skip, timeout: 60_000 }, 
     const refused = await send(hog, 'nobody', 200, 'h1');
     assert.deepEqual([refused.op, refused.code], ['err', 'E_QUEUE_FULL']);
     assert.match(String(refused.message), /you have 900 bytes of messages stored; this one has 200 \(delivery\.max_stored_bytes_per_sender\)/);
-    const other = await member(node.port, 'other');
+    const other = await member(cluster.nodes.node.port, 'other');
     assert.equal((await send(other, 'nobody', 900, 'o0')).op, 'ack');
-    const nobody = await member(node.port, 'nobody');
+    const nobody = await member(cluster.nodes.node.port, 'nobody');
     for (const m of await nextMsgs(nobody, 2)) nobody.send({ op: 'ack', id: m.id });
     let again = await send(hog, 'nobody', 200, 'h2');
     for (let i = 0; again.op !== 'ack' && i < 50; i++) {
@@ -133,24 +124,15 @@ async function ackingUntil(client: TestClient, first: Frame[], total: number): P
 }
 
 describe('a user\'s window in cluster mode (delivery.max_inflight_per_user)', { skip, timeout: 60_000 }, () => {
-  let redis: PrivateRedis;
-  let node: RunningServer;
-  before(async () => {
-    redis = await startPrivateRedis();
-    node = await startInProcess(nodeConfig(redis.url, 'window:', 1, { websocket: { delivery: { max_inflight_per_user: 3, ack_timeout: 30, max_backoff: 60 } } }));
-  });
-  after(async () => {
-    await node?.close();
-    await redis?.stop();
-  });
+  const cluster = clusterFixture({ nodes: { node: { prefix: 'window:', extra: { websocket: { delivery: { max_inflight_per_user: 3, ack_timeout: 30, max_backoff: 60 } } }, inProcess: true } } });
 
   test('a backlog of 10 is claimed 3 at a time, the rest as acks come back, in order; a new message waits behind it', async () => {
-    const alice = await member(node.port, 'alice');
+    const alice = await member(cluster.nodes.node.port, 'alice');
     for (let n = 0; n < 10; n++) {
       alice.send({ op: 'send', to: 'bob', data: n, ref: `s${n}` });
       await alice.next((f) => f.ref === `s${n}`);
     }
-    const bob = await member(node.port, 'bob');
+    const bob = await member(cluster.nodes.node.port, 'bob');
     assert.equal(bob.welcome.pending, 10);
     const first = await nextMsgs(bob, 3);
     assert.deepEqual(first.map((m) => m.data), [0, 1, 2]);
@@ -164,8 +146,8 @@ describe('a user\'s window in cluster mode (delivery.max_inflight_per_user)', { 
   });
 
   test('sends to a connected user who has not acked wait once 3 are in flight, and follow as acks come back, in order', async () => {
-    const carol = await member(node.port, 'carol');
-    const dave = await member(node.port, 'dave');
+    const carol = await member(cluster.nodes.node.port, 'carol');
+    const dave = await member(cluster.nodes.node.port, 'dave');
     for (let n = 0; n < 8; n++) {
       carol.send({ op: 'send', to: 'dave', data: n, ref: `l${n}` });
       await carol.next((f) => f.ref === `l${n}`);
@@ -179,9 +161,9 @@ describe('a user\'s window in cluster mode (delivery.max_inflight_per_user)', { 
   });
 
   test('a user marked as waiting for room with nothing in flight (an ack whose pump never ran) is pumped by the next send, in order', async () => {
-    const frank = await member(node.port, 'frank');
-    const erin = await member(node.port, 'erin');
-    const redisClient = new Redis(redis.url);
+    const frank = await member(cluster.nodes.node.port, 'frank');
+    const erin = await member(cluster.nodes.node.port, 'erin');
+    const redisClient = new Redis(cluster.redis.url);
     try {
       // Two messages wait behind the mark, none in flight: what an ack timed out on the node leaves.
       await redisClient.set('window:wb:erin', '1');
@@ -199,16 +181,9 @@ describe('a user\'s window in cluster mode (delivery.max_inflight_per_user)', { 
 });
 
 describe('a user\'s window in cluster mode counts the `any` messages it holds, as one process does', { skip, timeout: 60_000 }, () => {
-  let redis: PrivateRedis;
-  let node: RunningServer;
-  before(async () => {
-    redis = await startPrivateRedis();
+  const cluster = clusterFixture({
     // A window of one message; an unacknowledged delivery is dead-lettered at its first deadline (1 s).
-    node = await startInProcess(nodeConfig(redis.url, 'anywin:', 1, { websocket: { delivery: { max_inflight_per_user: 1, ack_timeout: 1, max_backoff: 2, max_attempts: 1 } } }));
-  });
-  after(async () => {
-    await node?.close();
-    await redis?.stop();
+    nodes: { node: { prefix: 'anywin:', extra: { websocket: { delivery: { max_inflight_per_user: 1, ack_timeout: 1, max_backoff: 2, max_attempts: 1 } } }, inProcess: true } },
   });
 
   /** `worker` holds an `any` task of `boss`'s; `alice`'s direct message to it then waits behind the task. Returns the task. */
@@ -225,7 +200,7 @@ describe('a user\'s window in cluster mode counts the `any` messages it holds, a
   }
 
   test('a direct message waiting behind a held `any` task goes out once the task is acknowledged', async () => {
-    const [bob, boss, alice] = await Promise.all([member(node.port, 'bob'), member(node.port, 'boss'), member(node.port, 'alice')]);
+    const [bob, boss, alice] = await Promise.all([member(cluster.nodes.node.port, 'bob'), member(cluster.nodes.node.port, 'boss'), member(cluster.nodes.node.port, 'alice')]);
     const task = await holdingATask(bob, 'bob', boss, alice, 'workers');
     bob.send({ op: 'ack', id: task.id });
     assert.deepEqual((await nextMsgs(bob, 1)).map((m) => m.data), ['direct']);
@@ -233,10 +208,10 @@ describe('a user\'s window in cluster mode counts the `any` messages it holds, a
   });
 
   test('... and once the task is dead-lettered at its deadline, unacknowledged', async () => {
-    const [carol, boss, alice] = await Promise.all([member(node.port, 'carol'), member(node.port, 'boss2'), member(node.port, 'alice2')]);
+    const [carol, boss, alice] = await Promise.all([member(cluster.nodes.node.port, 'carol'), member(cluster.nodes.node.port, 'boss2'), member(cluster.nodes.node.port, 'alice2')]);
     await holdingATask(carol, 'carol', boss, alice, 'crew');
     assert.deepEqual((await nextMsgs(carol, 1)).map((m) => m.data), ['direct']);
-    const redisClient = new Redis(redis.url);
+    const redisClient = new Redis(cluster.redis.url);
     try {
       assert.equal(await redisClient.hget('anywin:load', 'carol'), null, 'carol holds no task any more');
       assert.equal(await redisClient.hget('anywin:wf:carol', 'ab'), null, 'nor its bytes');

@@ -5,26 +5,16 @@
  * private Redis.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { member, type TestClient } from './helpers/client.js';
-import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
-import { startInProcess } from './helpers/server.js';
+import { clusterFixture } from './helpers/cluster-fixture.js';
+import { announceSkip } from './helpers/redis.js';
 import { ROUTE_USER } from '../src/cluster/window-scripts.js';
-import type { RunningServer } from '../src/index.js';
 
 const skip = announceSkip('cluster-route-ahead.test');
 
 describe('the route sent behind the store, in cluster mode', { skip, timeout: 60_000 }, () => {
-  let redis: PrivateRedis;
-  let node: RunningServer;
-  before(async () => {
-    redis = await startPrivateRedis();
-    node = await startInProcess(nodeConfig(redis.url, 'ahead:', 2, { websocket: { delivery: { max_pending_per_user: 2, ack_timeout: 30, max_backoff: 60 } } }));
-  });
-  after(async () => {
-    await node?.close();
-    await redis?.stop();
-  });
+  const cluster = clusterFixture({ nodes: { node: { prefix: 'ahead:', shards: 2, extra: { websocket: { delivery: { max_pending_per_user: 2, ack_timeout: 30, max_backoff: 60 } } }, inProcess: true } } });
 
   const sendTo = async (sender: TestClient, to: string, data: string): Promise<Record<string, unknown>> => {
     sender.send({ op: 'send', to, data, pri: 2, ref: data });
@@ -32,7 +22,7 @@ describe('the route sent behind the store, in cluster mode', { skip, timeout: 60
   };
 
   test('each message stored is delivered once; one the store refuses (E_QUEUE_FULL) is not delivered', async () => {
-    const [sender, bob] = await Promise.all([member(node.port, 'sender'), member(node.port, 'bob')]);
+    const [sender, bob] = await Promise.all([member(cluster.nodes.node.port, 'sender'), member(cluster.nodes.node.port, 'bob')]);
     for (const data of ['one', 'two']) assert.equal((await sendTo(sender, 'bob', data)).op, 'ack');
     const refused = await sendTo(sender, 'bob', 'three');
     assert.deepEqual([refused.op, refused.code], ['err', 'E_QUEUE_FULL']);
@@ -45,8 +35,8 @@ describe('the route sent behind the store, in cluster mode', { skip, timeout: 60
   });
 
   test("Redis's script cache flushed, the route's script back in it but not the STORE's: the STORE resent as text runs behind its route, and the message is routed again once stored", async () => {
-    const [sender, carol] = await Promise.all([member(node.port, 'sender2'), member(node.port, 'carol')]);
-    const client = redis.client();
+    const [sender, carol] = await Promise.all([member(cluster.nodes.node.port, 'sender2'), member(cluster.nodes.node.port, 'carol')]);
+    const client = cluster.redis.client();
     await client.script('FLUSH');
     await client.script('LOAD', ROUTE_USER);
     assert.equal((await sendTo(sender, 'carol', 'after-flush')).op, 'ack');
