@@ -14,6 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parseHosts } from '../tools/loadtest/cli.js';
 import { freePort } from '../tools/lib/free-port.js';
+import { sleep } from './helpers/broker.js';
 import { getJson, member, type Frame, type TestClient } from './helpers/client.js';
 import { announceSkip, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
 import { runCommand, startProcess, testConfig, type ServerProcess } from './helpers/server.js';
@@ -35,7 +36,6 @@ function rawGet(port: number, path: string): Promise<{ status: number }> {
     req.end();
   });
 }
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function nodeConfig(url: string, port = 0): Record<string, unknown> {
   return testConfig({

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { isErrorCode } from '../src/protocol/errors.js';
 import { deepMerge } from '../tools/lib/server-config.js';
+import { sleep } from './helpers/broker.js';
 import { getJson, member, type Frame, type TestClient } from './helpers/client.js';
 import { untilTrue } from './helpers/messaging.js';
 import { announceSkip, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
@@ -15,7 +16,6 @@ import { startInProcess, startProcess, testConfig, type ServerProcess } from './
 
 const skip = announceSkip('cluster-faults.test');
 type Member = TestClient & { welcome: Frame };
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function nodeConfig(redisUrl: string): Record<string, unknown> {
   return testConfig({

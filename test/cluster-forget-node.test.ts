@@ -15,6 +15,7 @@ import { Keys } from '../src/cluster/keys.js';
 import { ClusterPresence } from '../src/cluster/presence.js';
 import { SYNC_GROUP } from '../src/cluster/presence-scripts.js';
 import { ScriptRunner } from '../src/cluster/script-runner.js';
+import { sleep } from './helpers/broker.js';
 import { announceSkip, presenceChanges, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
 import { commandsDuring, memberReads } from './helpers/script-work.js';
 
@@ -23,7 +24,6 @@ const P = 'fn:';
 const GROUPS = 250;
 const OTHERS = 20;
 const TTL = 3000;
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 describe('forgetting a node, a chunk at a time', { skip, timeout: 60_000 }, () => {
   let server: PrivateRedis;

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { sleep } from './helpers/broker.js';
 import { getJson, member, type Frame, type TestClient } from './helpers/client.js';
 import { joinGroup as join, nextMsgs } from './helpers/history.js';
 import { untilTrue } from './helpers/messaging.js';
@@ -15,7 +16,6 @@ import { tcpProxy, type TcpProxy } from './helpers/tcp-proxy.js';
 
 const skip = announceSkip('cluster-history-resume.test');
 const RESUMED = 'cluster: history groups resumed after the outage';
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function config(redisUrl: string): Record<string, unknown> {
   const node = nodeConfig(redisUrl, 'resume:', 1, {

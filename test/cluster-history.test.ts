@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { sleep } from './helpers/broker.js';
 import { getJson, member, type Frame, type TestClient } from './helpers/client.js';
 import { joinGroup as join, nextMsgs } from './helpers/history.js';
 import { until } from './helpers/messaging.js';
@@ -15,7 +16,6 @@ import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from '
 import { startProcess, type ServerProcess } from './helpers/server.js';
 
 const skip = announceSkip('cluster-history.test');
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const HISTORY = {
   websocket: {
     history: [

@@ -6,9 +6,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { PresenceEvents } from '../src/cluster/presence-events.js';
+import { sleep } from './helpers/broker.js';
 
 const WINDOW_MS = 30;
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function events(maxList = 1000, maxFrameBytes = 1024 * 1024): { events: PresenceEvents; frames: Array<{ group: string; joins: string[]; leaves: string[] }> } {
   const frames: Array<{ group: string; joins: string[]; leaves: string[] }> = [];

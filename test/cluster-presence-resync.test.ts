@@ -13,13 +13,13 @@ import { Redis } from 'ioredis';
 import { Keys } from '../src/cluster/keys.js';
 import { ClusterPresence, LocalPresence } from '../src/cluster/presence.js';
 import { ScriptRunner } from '../src/cluster/script-runner.js';
+import { sleep } from './helpers/broker.js';
 import { announceSkip, presenceChanges, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
 import { commandsDuring, memberReads } from './helpers/script-work.js';
 
 const skip = announceSkip('cluster-presence-resync.test');
 const P = 'rs:';
 const OTHERS = 20_000;
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** The member connections (fields of P pg:) each script of `ran` wrote or looked up. */
 function membersPerScript(ran: string[][]): number[] {

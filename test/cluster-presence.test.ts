@@ -6,12 +6,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { RunningServer } from '../src/index.js';
+import { sleep } from './helpers/broker.js';
 import { member, type TestClient } from './helpers/client.js';
 import { announceSkip, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
 import { runMain, startInProcess, startProcess, testConfig, type ServerProcess } from './helpers/server.js';
 
 const skip = announceSkip('cluster-presence.test');
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function clusterOverrides(url: string): Record<string, unknown> {
   return {

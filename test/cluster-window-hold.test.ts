@@ -12,6 +12,7 @@ import { createHash } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import type { Redis } from 'ioredis';
 import { PUMP } from '../src/cluster/window-scripts.js';
+import { sleep } from './helpers/broker.js';
 import { member, type TestClient } from './helpers/client.js';
 import { nextMsgs, settle } from './helpers/messaging.js';
 import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
@@ -19,7 +20,6 @@ import { watchCommands } from './helpers/script-work.js';
 import { startProcess, type ServerProcess } from './helpers/server.js';
 
 const skip = announceSkip('cluster-window-hold.test');
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const sha = (source: string): string => createHash('sha1').update(source).digest('hex');
 
 describe("a user's messages held behind a dead node's CONNECT", { skip, timeout: 60_000 }, () => {
