@@ -10,15 +10,13 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { after, before, describe, test } from 'node:test';
-import type { Redis } from 'ioredis';
+import { after, describe, test } from 'node:test';
 import { CONNECT, CONNECT_PAGE } from '../src/cluster/window-scripts.js';
 import { member, type Frame, type TestClient } from './helpers/client.js';
 import { nextMsgs, settle, unreadData } from './helpers/messaging.js';
-import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
+import { clusterFixture } from './helpers/cluster-fixture.js';
+import { announceSkip } from './helpers/redis.js';
 import { watchCommands } from './helpers/script-work.js';
-import { startProcess, type ServerProcess } from './helpers/server.js';
-import { tcpProxy, type TcpProxy } from './helpers/tcp-proxy.js';
 
 const skip = announceSkip('cluster-connect-page-acks.test');
 const sha = (source: string): string => createHash('sha1').update(source).digest('hex');
@@ -27,31 +25,16 @@ const LONG = { websocket: { delivery: { ack_timeout: 300, max_backoff: 300 } } }
 const COUNT = 1200; // CONNECT lists 500, a page 500, a last page 200
 
 describe('acks while a new connection\'s listing pages', { skip, timeout: 90_000 }, () => {
-  let redis: PrivateRedis;
-  let proxy: TcpProxy;
-  let slow: ServerProcess;
-  let other: ServerProcess;
-  let store: Redis;
+  const cluster = clusterFixture({ nodes: { slow: { prefix: 'pa:', extra: LONG, throughProxy: true }, other: { prefix: 'pa:', extra: LONG } }, store: true });
   const open: TestClient[] = [];
-  before(async () => {
-    redis = await startPrivateRedis();
-    proxy = await tcpProxy(redis.port);
-    slow = await startProcess(nodeConfig(`redis://127.0.0.1:${proxy.port}`, 'pa:', 1, LONG));
-    other = await startProcess(nodeConfig(redis.url, 'pa:', 1, LONG));
-    store = redis.client();
-  });
-  after(async () => {
+  after(() => {
     for (const client of open) client.close();
-    for (const node of [slow, other]) if (node?.child.exitCode === null) await node.stop('SIGKILL');
-    await store?.quit();
-    await proxy?.close();
-    await redis?.stop();
   });
 
   test('a message acknowledged (on either node) after its listing ran is not handed to the new connection', async () => {
-    const sender = await member(other.port, 'sender');
-    const far = await member(other.port, 'reader'); // acks through the other node
-    const near = await member(slow.port, 'reader'); // acks through the node listing
+    const sender = await member(cluster.nodes.other.port, 'sender');
+    const far = await member(cluster.nodes.other.port, 'reader'); // acks through the other node
+    const near = await member(cluster.nodes.slow.port, 'reader'); // acks through the node listing
     open.push(sender, far, near);
     for (let i = 0; i < COUNT; i++) sender.send({ op: 'send', to: 'reader', data: i, ref: `r${i}` });
     for (let i = 0; i < COUNT; i++) assert.equal((await sender.next((f) => f.ref === `r${i}`, 20_000)).op, 'ack');
@@ -63,7 +46,7 @@ describe('acks while a new connection\'s listing pages', { skip, timeout: 90_000
     const acked = [0, 1, 700];
     const runs: string[] = [];
     let sent = false;
-    const unwatch = await watchCommands(redis.url, (args) => {
+    const unwatch = await watchCommands(cluster.redis.url, (args) => {
       if (args[0]?.toLowerCase() !== 'evalsha') return;
       if (args[1] === sha(CONNECT_PAGE)) runs.push('PAGE');
       if (sent || args[1] !== sha(CONNECT) || args[5] !== 'reader') return;
@@ -72,10 +55,10 @@ describe('acks while a new connection\'s listing pages', { skip, timeout: 90_000
       far.send({ op: 'ack', ids: [byData(0), byData(700)] });
       near.send({ op: 'ack', ids: [byData(1)] });
     });
-    proxy.delayUpstreamMs = 300;
+    cluster.proxy.delayUpstreamMs = 300;
     let fresh: TestClient;
     try {
-      fresh = await member(slow.port, 'reader');
+      fresh = await member(cluster.nodes.slow.port, 'reader');
       open.push(fresh);
       const got = new Set<number>();
       for (;;) {
@@ -96,7 +79,7 @@ describe('acks while a new connection\'s listing pages', { skip, timeout: 90_000
       assert.deepEqual(unreadData(far), [], 'nothing more to the first connections');
     } finally {
       unwatch();
-      proxy.delayUpstreamMs = 0;
+      cluster.proxy.delayUpstreamMs = 0;
     }
   });
 });
