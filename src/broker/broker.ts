@@ -72,6 +72,11 @@ export interface BrokerStats {
   dead_dropped: number;
 }
 
+/** Every counter at 0 (the cluster's node starts from these too: cluster/stats.ts). */
+export function newBrokerStats(): BrokerStats {
+  return { accepted: 0, delivered: 0, redelivered: 0, acked: 0, dead_lettered: 0, dropped_low: 0, queue_full: 0, stored: 0, stored_bytes: 0, expired: 0, store_unavailable: 0, dead_dropped: 0 };
+}
+
 export interface BrokerOptions {
   config: Config;
   store: MessageStore;
@@ -118,20 +123,7 @@ export class Broker {
   private adopting: Set<string> | null = null;
   /** While standing by with history.persist: the history ops held until the store comes (history-hold.ts). */
   private historyHold: HistoryHold | null = null;
-  private readonly counters: BrokerStats = {
-    accepted: 0,
-    delivered: 0,
-    redelivered: 0,
-    acked: 0,
-    dead_lettered: 0,
-    dropped_low: 0,
-    queue_full: 0,
-    stored: 0,
-    stored_bytes: 0,
-    expired: 0,
-    store_unavailable: 0,
-    dead_dropped: 0,
-  };
+  private readonly counters: BrokerStats = newBrokerStats();
 
   constructor(readonly options: BrokerOptions) {
     const { config, store, log, link } = options;

@@ -3,7 +3,7 @@
  * src/broker/broker.ts, so /stats and /metrics read them alike; `stored` and `stored_bytes`
  * are the whole cluster's, as the last sweep read them from Redis) and the cluster's own.
  */
-import type { BrokerStats } from '../broker/broker.js';
+import { newBrokerStats, type BrokerStats } from '../broker/broker.js';
 import type { Config } from '../config/schema.js';
 import { dropWarning } from '../store/dead-letter-bound.js';
 import type { Logger } from '../util/logger.js';
@@ -29,27 +29,7 @@ export interface ClusterStats extends BrokerStats {
 export const NO_CLUSTER_COUNTERS = Object.freeze({ cluster_pubs_out: 0, cluster_pubs_in: 0, cluster_pubs_lost: 0, cluster_unavailable: 0, cluster_malformed: 0, cluster_history_resumed: 0, cluster_history_gaps: 0 });
 
 export function newClusterStats(): ClusterStats {
-  return {
-    accepted: 0,
-    delivered: 0,
-    redelivered: 0,
-    acked: 0,
-    dead_lettered: 0,
-    dropped_low: 0,
-    queue_full: 0,
-    stored: 0,
-    stored_bytes: 0,
-    expired: 0,
-    store_unavailable: 0,
-    dead_dropped: 0,
-    cluster_pubs_out: 0,
-    cluster_pubs_in: 0,
-    cluster_pubs_lost: 0,
-    cluster_unavailable: 0,
-    cluster_malformed: 0,
-    cluster_history_resumed: 0,
-    cluster_history_gaps: 0,
-  };
+  return { ...newBrokerStats(), ...NO_CLUSTER_COUNTERS };
 }
 
 /** What a node does when a script dropped dead letters to keep their bound: counts them, and warns (throttled). */
