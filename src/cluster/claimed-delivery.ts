@@ -10,6 +10,7 @@ import { encodeStoredMsg, storedMsgPriority } from '../protocol/json-codec.js';
 import type { Logger } from '../util/logger.js';
 import { NodeRecord, type BatchEntry, type Channels } from './channels.js';
 import { LocalDelivery, outgoing, type Outgoing } from './local-delivery.js';
+import { RecordWaits } from './record-waits.js';
 import type { ClusterPresence, LocalPresence } from './presence.js';
 import { logCommandFailure } from './redis.js';
 import type { ClusterStats } from './stats.js';
@@ -35,6 +36,8 @@ export interface ClaimedDeliveryParts {
 export class ClaimedDelivery {
   /** This node's connections: what they hold unacknowledged, and the connections whose backlog is on its way. */
   readonly here: LocalDelivery;
+  /** Hand-outs held for other nodes' records (a PUMP's, behind those routes: record-waits.ts). */
+  readonly records = new RecordWaits();
 
   constructor(private readonly parts: ClaimedDeliveryParts) {
     this.here = new LocalDelivery(parts.config, parts.local, parts.link);
@@ -87,6 +90,7 @@ export class ClaimedDelivery {
   /** A share of a user's backlog from another node (DELIVER_USER_BATCH), in queue order. */
   userBatch(user: string, entries: readonly BatchEntry[]): void {
     this.here.toUser(user, entries.map(([id, frame, deadline]) => outgoing(id, frame, deadline, storedMsgPriority(frame))));
+    for (const [id] of entries) this.records.arrived(id);
   }
 
   /** A delivery record for another node; the receive time only to a node known to take it (channels.ts: an older node's decoder would drop the record). */
@@ -110,6 +114,7 @@ export class ClaimedDelivery {
     const message = outgoing(id, frame, deadline, storedMsgPriority(frame));
     if (kind === NodeRecord.DELIVER_USER) this.here.toUser(target, [message], receivedAt);
     else if (kind === NodeRecord.DELIVER_SID) this.here.toSid(target, [message], receivedAt);
+    this.records.arrived(id);
   }
 
   /** Deliveries to this node's connections still awaiting their ack (those past their deadline forgotten). */

@@ -164,7 +164,7 @@ export class LocalDelivery {
   }
 
   /** Whether this node handed message `id` to its connections and has not seen its ack or deadline pass. */
-  private handedHere(id: string): boolean {
+  handedHere(id: string): boolean {
     const deadline = this.unacked.get(id);
     return deadline !== undefined && deadline > Date.now();
   }

@@ -65,6 +65,12 @@ export class ClusterMessaging {
   private readonly here: LocalDelivery;
   /** How long this node's mark that it is behind (P bh:NODE) lasts unless renewed by its next sweep. */
   private readonly behindMarkMs: number;
+  /**
+   * How long a route's claim is marked as this node's last to its user (P wl:USER), and the
+   * longest a PUMP's hand-out waits for such a record (record-waits.ts): a route's reply, and so
+   * its record, comes within a command timeout, or the claim counts as failed.
+   */
+  private readonly routeMarkMs: number;
   /** A rescan after a timed-out SWEEP is scheduled (one at a time). */
   private rescanDue = false;
   /** Users whose ack timed out, to pump once Redis answers (one follow-up for all). */
@@ -83,6 +89,7 @@ export class ClusterMessaging {
     // a node gone while behind: Redis forgets its mark.
     this.behindMarkMs = Math.max(1000, 4 * parts.config.cluster.sweep_interval * 1000);
     this.prefix = parts.config.cluster.key_prefix;
+    this.routeMarkMs = Math.round(parts.config.cluster.command_timeout * 1000);
     this.claimed = new ClaimedDelivery(parts);
     this.here = this.claimed.here;
     this.followUps = new TimeoutFollowUps({
@@ -113,7 +120,7 @@ export class ClusterMessaging {
     if (target.startsWith('u:')) {
       const user = target.slice(2);
       const window = [this.delivery.max_inflight_per_user, this.delivery.max_inflight_bytes_per_user];
-      this.script<[string[], Fields] | 'pump' | null>(ROUTE_USER, [this.prefix, id, user, ...timing, ...window]).then(
+      this.script<[string[], Fields] | 'pump' | null>(ROUTE_USER, [this.prefix, id, user, ...timing, ...window, this.parts.node, this.routeMarkMs]).then(
         (routed) => (routed === 'pump' ? this.pump(user) : routed && this.claimed.toUser(user, routed[0], routed[1], receivedAt)),
         (err: unknown) => this.claimFailed(err, 'route', target, now, id),
       );
@@ -246,16 +253,24 @@ export class ClusterMessaging {
     const args = [
       this.prefix, user, now, this.delivery.ack_timeout * 1000, this.delivery.backoff_multiplier, this.delivery.max_backoff * 1000,
       this.parts.presence.aliveSince(now), this.delivery.max_inflight_per_user, this.delivery.max_inflight_bytes_per_user, 1, PUMP_CLAIMS,
-      claimHoldMs(this.parts.config), this.parts.node,
+      claimHoldMs(this.parts.config), this.parts.node, this.routeMarkMs,
     ];
-    this.script<[string[], Fields[], string[]] | null>(PUMP, args).then(
+    this.script<[string[], Fields[], string[], string[]?] | null>(PUMP, args).then(
       (pumped) => {
-        const again = done();
-        if (pumped && pumped[1].length > 0) this.claimed.backlogToUser(user, pumped[0], pumped[1]);
-        // Having claimed any (and handed them out, above), again: for the rest, and to lift the
-        // hold that kept new messages from overtaking these (window-scripts.ts pump()).
-        if (again || (pumped && pumped[1].length > 0)) this.pump(user);
-        for (const group of pumped?.[2] ?? []) this.pumpGroup(group, user);
+        const handOut = (): void => {
+          const again = done();
+          if (pumped && pumped[1].length > 0) this.claimed.backlogToUser(user, pumped[0], pumped[1]);
+          // Having claimed any (and handed them out, above), again: for the rest, and to lift the
+          // hold that kept new messages from overtaking these (window-scripts.ts pump()).
+          if (again || (pumped && pumped[1].length > 0)) this.pump(user);
+          for (const group of pumped?.[2] ?? []) this.pumpGroup(group, user);
+        };
+        // Behind what other nodes routed to the user just before, their records not here yet
+        // (still pumping meanwhile: no PUMP of the user's overtakes these). Only where the user
+        // has connections: elsewhere no record comes to wait for.
+        const unseen = pumped && pumped[1].length > 0 && pumped[0].includes(this.parts.node) ? (pumped[3] ?? []).filter((id) => !this.here.handedHere(id)) : [];
+        if (unseen.length === 0) handOut();
+        else this.claimed.records.wait(unseen, this.routeMarkMs, handOut);
       },
       (err: unknown) => {
         const again = done();

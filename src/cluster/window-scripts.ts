@@ -129,7 +129,8 @@ end
 /**
  * A user's message to deliver now, if the user is online on some live node and its window has
  * room (else it waits, and the ack that makes room pumps it).
- * ARGV: P id user now ackMs mult maxBackoffMs aliveSince winCount winBytes
+ * ARGV: P id user now ackMs mult maxBackoffMs aliveSince winCount winBytes [node markMs]
+ * (node: the routing node's, marked for markMs as the last it routed to the user, P wl:USER)
  * -> false (nobody online, or no room: it stays waiting) | {nodes, fields} (fields as claim()
  *    returns them, its ack deadline last) | 'pump': messages wait for room that is there (an
  *    ack or a pump that never ran, a dead letter), or wait with no P wb:USER (a CONNECT's hold
@@ -145,6 +146,7 @@ if #nodes == 0 then return false end
 -- may have taken its place since.
 local m = redis.call('HMGET', P..'m:'..id, 'attempts', 'bytes')
 if not m[2] then return false end
+local near = false
 do
   local winCount, winBytes, size = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(m[2])
   local n, b = inflight(user)
@@ -166,9 +168,18 @@ do
     redis.call('SET', P..'wb:'..user, 1)
     return false
   end
+  near = 2 * (n + 1) >= winCount or 2 * (b + size) >= winBytes
 end
 local fields = claim(id, '', now, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), table.concat(nodes, ','))
 if not fields then return false end
+-- The last message each node routed to the user (P wl:USER): a PUMP on another node right after
+-- hands out what it claims only once this one's record reached it (PUMP below). Only once the
+-- window is half full, where a PUMP may follow within a record's way (a route costs two writes
+-- more, about 1.4 us of Redis's time). After the claim: at maxmemory only a script's first write is refused.
+if near and ARGV[11] then
+  redis.call('HSET', P..'wl:'..user, ARGV[11], id)
+  redis.call('PEXPIRE', P..'wl:'..user, ARGV[12])
+end
 return {nodes, fields}
 `;
 
@@ -261,8 +272,10 @@ return out
  * and claims nothing while another node's claims are on their way.
  * With ARGV[10] 1, also lists the groups whose \`any\` messages waited for room in this user's
  * window (P wg:USER), for the node to pump (PUMP_GROUP), after the user's own.
- * ARGV: P user now ackMs mult maxBackoffMs aliveSince winCount winBytes groups(1|0) claims holdMs node
- * -> false (none waits, or the user is not online and has no such group) | {nodes, {fields...}, groups}
+ * Having claimed any, also lists the last message each other node routed to the user (ROUTE_USER's
+ * P wl:USER) within markMs and still in flight: the node hands these out behind those records.
+ * ARGV: P user now ackMs mult maxBackoffMs aliveSince winCount winBytes groups(1|0) claims holdMs node [markMs]
+ * -> false (none waits, or the user is not online and has no such group) | {nodes, {fields...}, groups, routed ids}
  */
 export const PUMP = `${WINDOW}
 local user, now = ARGV[2], tonumber(ARGV[3])
@@ -275,7 +288,20 @@ if #nodes == 0 then
   if #groups == 0 then return false end
   return {{}, {}, groups}
 end
-return {nodes, pump(user, now, tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[11]), ARGV[13], tonumber(ARGV[12])), groups}
+local claimed = pump(user, now, tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[11]), ARGV[13], tonumber(ARGV[12]))
+-- The last message each other node routed to the user within markMs, still in flight: its record
+-- may still be on its way, and what this claimed would overtake it (the window filled between).
+local routed, markMs = {}, tonumber(ARGV[14] or '0')
+if #claimed > 0 and markMs > 0 then
+  local marks = redis.call('HGETALL', P..'wl:'..user)
+  for i = 1, #marks, 2 do
+    if marks[i] ~= ARGV[13] then
+      local m = redis.call('HMGET', P..'m:'..marks[i + 1], 'state', 'dt')
+      if m[1] == 'f' and now - tonumber(m[2] or '0') < markMs then routed[#routed + 1] = marks[i + 1] end
+    end
+  end
+end
+return {nodes, claimed, groups, routed}
 `;
 
 /**

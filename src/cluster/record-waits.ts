@@ -1,0 +1,54 @@
+/**
+ * Hand-outs held until the delivery records of some messages reach this node, or a bound
+ * passes. A PUMP's reply comes over the node's command connection, another node's record of a
+ * message it routed just before over the subscriber connection, once that node had its route's
+ * reply: with the user's window filled between the two, what the PUMP claimed overtook the older
+ * message (window-scripts.ts PUMP; test/cluster-route-pump-order.test.ts).
+ */
+interface Wait {
+  left: Set<string>;
+  go: () => void;
+  timer: NodeJS.Timeout | undefined;
+}
+
+export class RecordWaits {
+  /** By message id, the waits for its record. */
+  private readonly byId = new Map<string, Set<Wait>>();
+
+  /** Runs `go` once the records of every one of `ids` arrived (arrived()), or after `ms`. */
+  wait(ids: readonly string[], ms: number, go: () => void): void {
+    const wait: Wait = { left: new Set(ids), go, timer: undefined };
+    // A record that never comes (its node died after its route) holds no one past the bound.
+    wait.timer = setTimeout(() => this.finish(wait), ms);
+    wait.timer.unref(); // nor a stopping node's exit
+    for (const id of wait.left) {
+      const waits = this.byId.get(id) ?? new Set<Wait>();
+      waits.add(wait);
+      this.byId.set(id, waits);
+    }
+  }
+
+  /** The record of message `id` reached this node and was handed to its connections. */
+  arrived(id: string): void {
+    if (this.byId.size === 0) return;
+    const waits = this.byId.get(id);
+    if (waits === undefined) return;
+    this.byId.delete(id);
+    for (const wait of waits) {
+      wait.left.delete(id);
+      if (wait.left.size === 0) this.finish(wait);
+    }
+  }
+
+  private finish(wait: Wait): void {
+    if (wait.timer === undefined) return;
+    clearTimeout(wait.timer);
+    wait.timer = undefined;
+    for (const id of wait.left) {
+      const waits = this.byId.get(id);
+      waits?.delete(wait);
+      if (waits?.size === 0) this.byId.delete(id);
+    }
+    wait.go();
+  }
+}
