@@ -18,6 +18,8 @@ export interface ConnectionBacklogParts extends MessagingParts {
   pump(user: string): void;
   /** A claiming script timed out: it may have run (timeout-follow-ups.ts). */
   claimTimedOut(target: string, at: number): void;
+  /** Runs `again` once Redis answers again, `then` either way, last (timeout-follow-ups.ts). */
+  afterTimeout(again: () => void, then: () => void): void;
 }
 
 export class ConnectionBacklogs {
@@ -39,6 +41,8 @@ export class ConnectionBacklogs {
    * one found they had missed (test/cluster-rescan-recut.test.ts).
    */
   private readonly rescanOf = new Map<string, { rescan: object; before: boolean }>();
+  /** Connections whose CONNECT failed with the node up, to list their user's messages in flight for once Redis answers (relistLater). */
+  private readonly relistDue = new Set<string>();
   /** The drain began or the node stops: it has left the cluster, and writes no presence. */
   private leftCluster = false;
 
@@ -84,10 +88,11 @@ export class ConnectionBacklogs {
         logCommandFailure(this.parts, err, 'connect');
         if (!local.bySid.has(sid)) return void this.here.release(sid);
         // Failed with the outage: the rescan after it lists what is in flight for it, and it is
-        // held until then (what was held for it stays so). Not while the node is up: what is
-        // routed to it from now on, a later listing would hand it again. What was routed to it
-        // while CONNECT ran goes now (it was dropped, and came an ack_timeout or more later, at
-        // its deadlines); what was in flight before still comes at its deadlines.
+        // held until then (what was held for it stays so). Not held while the node is up: what
+        // was routed to it while CONNECT ran goes now (it was dropped, and came an ack_timeout
+        // or more later, at its deadlines), and what is routed to it from now on at once; what
+        // it is handed is kept, and what was in flight before comes once Redis answers
+        // (relistLater), without those (until 2026-12-07 it came at its deadlines).
         if (!this.parts.up()) {
           this.unlisted.set(sid, false);
           this.here.hold(sid, true);
@@ -95,8 +100,10 @@ export class ConnectionBacklogs {
         }
         const held = this.here.release(sid);
         link.welcome(shard, sid, 0);
+        this.here.track(sid);
         this.here.toSid(sid, held);
         this.presenceOwed(sid, user);
+        this.relistLater(sid);
       },
     );
   }
@@ -131,10 +138,16 @@ export class ConnectionBacklogs {
     // Per connection: a message handed here to some connections only during the hold (a new
     // connection's backlog) is one the held connections lack.
     const missed = (sid: string): Outgoing[] => inFlight.filter(({ id, deadline }) => !this.here.handedTo(id, sid) && !(deadline > 0 && deadline <= now));
+    const share = (sid: string): Outgoing[] => {
+      // Its CONNECT failed with the node up (relistLater): it lacks what it was not handed since.
+      const had = this.here.untrack(sid);
+      if (had !== undefined) return inFlight.filter(({ id, deadline }) => !had.has(id) && !(deadline > 0 && deadline <= now));
+      return openBefore.has(sid) ? missed(sid) : inFlight;
+    };
     // Each connection's share is decided before any goes out: handed to the first, a message
     // would count as handed here for the next ones (a chaos run saw five of six connections lack
     // a third of what was routed during the cuts).
-    const shares = [...held.keys()].map((sid) => [sid, openBefore.has(sid) ? missed(sid) : inFlight] as const);
+    const shares = [...held.keys()].map((sid) => [sid, share(sid)] as const);
     for (const [sid, mine] of shares) {
       this.here.backlogInFlight(sid, mine);
       this.here.toSid(sid, mine);
@@ -146,13 +159,17 @@ export class ConnectionBacklogs {
   /** Connection `sid` closed: no rescan hands it anything. */
   closed(sid: string): void {
     if (this.unlisted.delete(sid)) this.here.release(sid);
+    this.relistDue.delete(sid);
+    this.here.untrack(sid);
   }
 
   /** The drain began: no rescan comes; what was held for connections not listed goes to them now. */
   drained(): void {
     this.leftCluster = true;
     for (const sid of this.unlisted.keys()) this.here.toSid(sid, this.here.release(sid));
+    for (const sid of [...this.unlisted.keys(), ...this.relistDue]) this.here.untrack(sid);
     this.unlisted.clear();
+    this.relistDue.clear();
   }
 
   /**
@@ -164,6 +181,8 @@ export class ConnectionBacklogs {
   cutOff(): void {
     if (this.leftCluster) return;
     for (const sid of this.parts.local.bySid.keys()) {
+      // Awaiting its relisting: the rescan after this does it (still tracked).
+      this.relistDue.delete(sid);
       if (this.unlisted.has(sid)) continue;
       // Mid-rescan (still held): the next rescan takes it with that one's flag (false: opened in
       // an outage, and not yet handed what was in flight before).
@@ -181,51 +200,87 @@ export class ConnectionBacklogs {
 
   /** After an outage: what waited for each local user goes out, and the connections not listed get what is in flight. */
   rescan(): void {
-    const { local } = this.parts;
     const rescan = {};
-    for (const [user, conns] of local.byUser) {
-      // The connections held for it (cutOff, or opened while Redis was out of reach) are handed
-      // what is in flight to their user that they lack, ahead of what comes meanwhile. A user
-      // with none (all opened since, their CONNECT listed it) has only what waits claimed:
-      // nothing in flight is read.
-      const sids: string[] = [];
-      const openBefore = new Set<string>();
-      for (const sid of conns.keys()) {
-        const before = this.unlisted.get(sid);
-        if (before === undefined) continue;
-        this.unlisted.delete(sid);
-        this.rescanOf.set(sid, { rescan, before });
-        sids.push(sid);
-        if (before) openBefore.add(sid);
-      }
-      // Those still this rescan's when it ends (see rescanOf).
-      const ours = (): string[] => sids.filter((sid) => this.rescanOf.get(sid)?.rescan === rescan && this.rescanOf.delete(sid));
-      const wanted = (): boolean => sids.some((sid) => local.bySid.has(sid));
-      // Acks from now until the hand-over are kept: the listing may name what they settle.
-      const listing = sids.length > 0;
-      if (listing) this.here.rescanning(true);
-      this.backlogOf(user, conns.size, 0, wanted, listing ? 'rescan' : 'claim').then(
-        (backlog) => {
-          const held = new Map(ours().map((sid) => [sid, this.here.release(sid)]));
-          // No cap is asked of a rescan (0), so it is never refused.
-          if (!('holding' in backlog)) this.handOver(user, backlog, held, openBefore);
-        },
-        (err: unknown) => {
-          // Failed with a new outage: still held, for the next rescan. Failed while the node
-          // stays up (a timeout, an error reply): routes reach it from now on, so no later
-          // listing may (it would hand them again); what was held goes now, and what was in
-          // flight reaches it at its deadlines.
-          const down = !this.parts.up();
-          for (const sid of ours()) {
-            if (down && local.bySid.has(sid)) this.unlisted.set(sid, openBefore.has(sid));
-            else this.here.toSid(sid, this.here.release(sid));
-          }
-          logCommandFailure(this.parts, err, 'rescan');
-        },
-      ).finally(() => {
-        if (listing) this.here.rescanning(false);
-      });
+    for (const [user, conns] of this.parts.local.byUser) this.rescanUser(user, conns, rescan);
+  }
+
+  /**
+   * Once Redis answers (probed as after a timeout), what is in flight to the user of connection
+   * `sid`, whose CONNECT failed with the node up, is listed again, and it is handed what it was
+   * not handed since (here.track), ahead of what comes during that listing (held): the rescan's
+   * path, for its user alone. Once per failed CONNECT: should that fail too with the node up, the rest comes at its
+   * deadlines; should the node go down first, the rescan after the outage does it (cutOff).
+   */
+  private relistLater(sid: string): void {
+    if (this.relistDue.size === 0) this.parts.afterTimeout(() => this.relist(), () => this.relistDue.clear());
+    this.relistDue.add(sid);
+  }
+
+  private relist(): void {
+    const { local } = this.parts;
+    const users = new Set<string>();
+    for (const sid of this.relistDue) {
+      const user = local.bySid.get(sid)?.user;
+      // Closed meanwhile (closed() dropped it), or taken by a rescan already.
+      if (user === undefined || this.leftCluster || this.unlisted.has(sid) || this.rescanOf.has(sid)) continue;
+      this.unlisted.set(sid, false);
+      this.here.hold(sid, true);
+      users.add(user);
     }
+    this.relistDue.clear();
+    const rescan = {};
+    for (const user of users) {
+      const conns = local.byUser.get(user);
+      if (conns) this.rescanUser(user, conns, rescan);
+    }
+  }
+
+  private rescanUser(user: string, conns: ReadonlyMap<string, unknown>, rescan: object): void {
+    const { local } = this.parts;
+    // The connections held for it (cutOff, opened while Redis was out of reach, or relisted)
+    // are handed what is in flight to their user that they lack, ahead of what comes
+    // meanwhile. A user with none (all opened since, their CONNECT listed it) has only what
+    // waits claimed: nothing in flight is read.
+    const sids: string[] = [];
+    const openBefore = new Set<string>();
+    for (const sid of conns.keys()) {
+      const before = this.unlisted.get(sid);
+      if (before === undefined) continue;
+      this.unlisted.delete(sid);
+      this.rescanOf.set(sid, { rescan, before });
+      sids.push(sid);
+      if (before) openBefore.add(sid);
+    }
+    // Those still this rescan's when it ends (see rescanOf).
+    const ours = (): string[] => sids.filter((sid) => this.rescanOf.get(sid)?.rescan === rescan && this.rescanOf.delete(sid));
+    const wanted = (): boolean => sids.some((sid) => local.bySid.has(sid));
+    // Acks from now until the hand-over are kept: the listing may name what they settle.
+    const listing = sids.length > 0;
+    if (listing) this.here.rescanning(true);
+    this.backlogOf(user, conns.size, 0, wanted, listing ? 'rescan' : 'claim').then(
+      (backlog) => {
+        const held = new Map(ours().map((sid) => [sid, this.here.release(sid)]));
+        // No cap is asked of a rescan (0), so it is never refused.
+        if (!('holding' in backlog)) this.handOver(user, backlog, held, openBefore);
+      },
+      (err: unknown) => {
+        // Failed with a new outage: still held, for the next rescan. Failed while the node
+        // stays up (a timeout, an error reply): routes reach it from now on, so no later
+        // listing may (it would hand them again); what was held goes now, and what was in
+        // flight reaches it at its deadlines.
+        const down = !this.parts.up();
+        for (const sid of ours()) {
+          if (down && local.bySid.has(sid)) this.unlisted.set(sid, openBefore.has(sid));
+          else {
+            this.here.untrack(sid);
+            this.here.toSid(sid, this.here.release(sid));
+          }
+        }
+        logCommandFailure(this.parts, err, 'rescan');
+      },
+    ).finally(() => {
+      if (listing) this.here.rescanning(false);
+    });
   }
 
   /**

@@ -62,6 +62,12 @@ export class LocalDelivery {
    */
   private readonly ackedInRescan = new Set<string>();
   private rescans = 0;
+  /**
+   * Connections whose CONNECT failed with the node up, until their relisting (tracked): the
+   * messages handed to each since, which it leaves out. `handedTo` cannot tell: what this node
+   * handed to the user's other connections before such a one opened, it counts as handed to it.
+   */
+  private readonly sinceFailed = new Map<string, Set<string>>();
 
   constructor(
     private readonly config: Config,
@@ -92,6 +98,7 @@ export class LocalDelivery {
       return;
     }
     for (const { id, deadline } of msgs) this.handedOut(id, deadline);
+    if (this.sinceFailed.size > 0) for (const sid of conns.keys()) for (const { id } of msgs) this.sinceFailed.get(sid)?.add(id);
     // To every connection of the user (none is held for a rescan, see above): not to some only.
     if (this.handedToSome.size > 0) for (const { id } of msgs) this.handedToSome.delete(id);
     // Connections still waiting for their backlog get these after it (a shard skips them: they have no welcome yet).
@@ -110,6 +117,7 @@ export class LocalDelivery {
     for (const { id, deadline } of msgs) {
       if (this.welcomedHeld.size > 0 || this.handedToSome.size > 0) this.handedToSid(id, sid);
       this.handedOut(id, deadline);
+      this.sinceFailed.get(sid)?.add(id);
     }
     for (const frame of this.batched(msgs)) this.link.deliverToSid(conn.shard, sid, frame, arrivedAt, arrivedAt > 0 ? 1 : 0);
   }
@@ -179,6 +187,18 @@ export class LocalDelivery {
     const some = this.handedToSome.get(id);
     if (some !== undefined) some.add(sid);
     else if (this.welcomedHeld.size > 0 && !this.handedHere(id)) this.handedToSome.set(id, new Set([sid]));
+  }
+
+  /** Connection `sid`'s CONNECT failed with the node up: what it is handed from now on is kept (see `sinceFailed`). */
+  track(sid: string): void {
+    if (!this.sinceFailed.has(sid)) this.sinceFailed.set(sid, new Set());
+  }
+
+  /** Its relisting hands it what it lacks (or it closed): what it was handed since its CONNECT failed, undefined if not tracked. */
+  untrack(sid: string): ReadonlySet<string> | undefined {
+    const had = this.sinceFailed.get(sid);
+    this.sinceFailed.delete(sid);
+    return had;
   }
 
   /** A rescan's listing begins (true) or its hand-over is done (false): see `ackedInRescan`. */

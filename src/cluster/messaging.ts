@@ -104,6 +104,7 @@ export class ClusterMessaging {
       claimed: this.claimed,
       pump: (user) => this.pump(user),
       claimTimedOut: (target, at) => this.followUps.claimTimedOut(target, at, ''),
+      afterTimeout: (again, then) => this.followUps.afterTimeout(again, then),
     });
   }
 

@@ -25,7 +25,7 @@ export function announceSkip(file: string): string | false {
 export function nodeConfig(redisUrl: string, prefix: string, shards = 1, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return testConfig({
     websocket: { server: { shards }, groups: { require_membership: false }, delivery: { ack_timeout: 1, max_backoff: 2 }, ...(extra.websocket as object) },
-    cluster: { redis_url: redisUrl, key_prefix: prefix, presence_ttl: 3, sweep_interval: 0.05 },
+    cluster: { redis_url: redisUrl, key_prefix: prefix, presence_ttl: 3, sweep_interval: 0.05, ...(extra.cluster as object) },
     ...(extra.store === undefined ? {} : { store: extra.store }),
   });
 }
