@@ -6,11 +6,12 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { after, before, describe, test } from 'node:test';
-import { member, type TestClient } from './helpers/client.js';
+import { describe, test } from 'node:test';
+import { member } from './helpers/client.js';
+import { clusterFixture } from './helpers/cluster-fixture.js';
 import { adminJson, nextMsgs, settle, until } from './helpers/messaging.js';
-import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
-import { startInProcess, startProcess, type ServerProcess } from './helpers/server.js';
+import { announceSkip, nodeConfig } from './helpers/redis.js';
+import { startInProcess } from './helpers/server.js';
 
 const skip = announceSkip('cluster-dlq.test');
 const DLQ_CLI = fileURLToPath(new URL('../scripts/dlq.js', import.meta.url));
@@ -25,21 +26,10 @@ function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: st
 }
 
 describe('the dead-letter API on the nodes of a cluster', { skip, timeout: 180_000 }, () => {
-  let redis: PrivateRedis;
-  const nodes: ServerProcess[] = [];
-  const open: TestClient[] = [];
+  const spec = { prefix: 'dlq:', extra: { websocket: { admin: { token }, delivery: { ack_timeout: 0.2, max_attempts: 1, max_backoff: 1 } } } };
+  const cluster = clusterFixture({ nodes: [spec, spec], stop: 'graceful' });
+  const { nodes, open } = cluster;
   const port = (node: number): number => nodes[node]!.port;
-
-  before(async () => {
-    redis = await startPrivateRedis();
-    const config = nodeConfig(redis.url, 'dlq:', 1, { websocket: { admin: { token }, delivery: { ack_timeout: 0.2, max_attempts: 1, max_backoff: 1 } } });
-    for (let i = 0; i < 2; i++) nodes.push(await startProcess(config));
-  });
-  after(async () => {
-    for (const client of open) client.close();
-    await Promise.all(nodes.map((node) => node.stop()));
-    await redis?.stop();
-  });
 
   /** A send to `user` on node 0 that `user` never acknowledges: a dead letter after its one attempt. */
   async function deadLetterFor(user: string, data: unknown): Promise<string> {
@@ -131,7 +121,7 @@ describe('the dead-letter API on the nodes of a cluster', { skip, timeout: 180_0
 
   test('a pub whose processor throws is dead-lettered in Redis under the id its publisher was acknowledged with; it cannot be requeued', async () => {
     // A node in this process: processors are registered through the embedding API.
-    const node = await startInProcess(nodeConfig(redis.url, 'dlq:', 1, { websocket: { admin: { token } } }));
+    const node = await startInProcess(nodeConfig(cluster.redis.url, 'dlq:', 1, { websocket: { admin: { token } } }));
     try {
       node.registerProcessor('broken', () => {
         throw new Error('cannot handle this');
@@ -154,12 +144,12 @@ describe('the dead-letter API on the nodes of a cluster', { skip, timeout: 180_0
   });
 
   test('while Redis is unreachable the API answers 503 E_CLUSTER_UNAVAILABLE, and serves again once it is back', async () => {
-    await redis.kill();
+    await cluster.redis.kill();
     await until(async () => ((await adminJson(port(0), 'GET', '/admin/dlq', token)).status === 503 ? true : undefined), 'a 503');
     const refused = await adminJson(port(0), 'GET', '/admin/dlq/some-id', token);
     assert.equal(refused.status, 503);
     assert.match(JSON.stringify(refused.body), /E_CLUSTER_UNAVAILABLE/);
-    await redis.restart();
+    await cluster.redis.restart();
     await until(async () => ((await adminJson(port(0), 'GET', '/admin/dlq', token)).status === 200 ? true : undefined), 'the API back', 15_000);
   });
 });
