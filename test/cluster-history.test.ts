@@ -6,9 +6,10 @@
  * data gives a new epoch (recovered: false), never wrong messages.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import { sleep } from './helpers/broker.js';
 import { getJson, member, type Frame, type TestClient } from './helpers/client.js';
+import { clusterFixture } from './helpers/cluster-fixture.js';
 import { joinGroup as join, nextMsgs } from './helpers/history.js';
 import { until } from './helpers/messaging.js';
 import { sdkClient } from './helpers/sdk.js';
@@ -28,8 +29,7 @@ const HISTORY = {
 };
 
 /** Opens clients on the nodes, and closes them all at the end. */
-function clients(nodes: ServerProcess[]): { on(node: number, user: string): Promise<TestClient & { welcome: Frame }>; closeAll(): void } {
-  const open: TestClient[] = [];
+function clients(nodes: ServerProcess[], open: TestClient[] = []): { on(node: number, user: string): Promise<TestClient & { welcome: Frame }>; closeAll(): void } {
   return {
     async on(node, user) {
       const client = await member(nodes[node]!.port, user);
@@ -46,20 +46,10 @@ const positionOf = (joined: Frame, last?: Frame): { offset: number; epoch: strin
 });
 
 describe('presence and history on three nodes', { skip }, () => {
-  let redis: PrivateRedis;
-  const nodes: ServerProcess[] = [];
-  const { on, closeAll } = clients(nodes);
-
-  before(async () => {
-    redis = await startPrivateRedis();
-    // Node 0 runs two shards: its members of a group are on either.
-    for (let i = 0; i < 3; i++) nodes.push(await startProcess(nodeConfig(redis.url, 'hist:', i === 0 ? 2 : 1, HISTORY)));
-  });
-  after(async () => {
-    closeAll();
-    await Promise.all(nodes.map((node) => node.stop()));
-    await redis?.stop();
-  });
+  const spec = { prefix: 'hist:', extra: HISTORY };
+  // Node 0 runs two shards: its members of a group are on either.
+  const cluster = clusterFixture({ nodes: [{ ...spec, shards: 2 }, spec, spec], stop: 'graceful' });
+  const { on } = clients(cluster.nodes, cluster.open);
 
   test('`presence` counts the members on every node, and a connection always sees its own join', async () => {
     const alice = await on(0, 'alice');
