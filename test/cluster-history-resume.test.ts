@@ -5,14 +5,13 @@
  * proxy the test cuts.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { sleep } from './helpers/broker.js';
 import { getJson, member, type Frame, type TestClient } from './helpers/client.js';
+import { clusterFixture } from './helpers/cluster-fixture.js';
 import { joinGroup as join, nextMsgs } from './helpers/history.js';
 import { untilTrue } from './helpers/messaging.js';
-import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
-import { startProcess, type ServerProcess } from './helpers/server.js';
-import { tcpProxy, type TcpProxy } from './helpers/tcp-proxy.js';
+import { announceSkip, nodeConfig } from './helpers/redis.js';
 
 const skip = announceSkip('cluster-history-resume.test');
 const RESUMED = 'cluster: history groups resumed after the outage';
@@ -31,23 +30,9 @@ function config(redisUrl: string): Record<string, unknown> {
 }
 
 describe('a node cut off from Redis, and back', { skip }, () => {
-  let redis: PrivateRedis;
-  let proxy: TcpProxy;
   /** 0 reaches Redis through the proxy, 1 directly. */
-  const nodes: ServerProcess[] = [];
-  const open: TestClient[] = [];
-
-  before(async () => {
-    redis = await startPrivateRedis();
-    proxy = await tcpProxy(redis.port);
-    nodes.push(await startProcess(config(`redis://127.0.0.1:${proxy.port}`)), await startProcess(config(redis.url)));
-  });
-  after(async () => {
-    open.forEach((client) => client.close());
-    await Promise.all(nodes.map((node) => node.stop()));
-    await proxy?.close();
-    await redis?.stop();
-  });
+  const cluster = clusterFixture({ nodes: [{ config, throughProxy: true }, { config }], stop: 'graceful' });
+  const { nodes, open } = cluster;
 
   async function on(node: number, user: string): Promise<TestClient> {
     const client = await member(nodes[node]!.port, user);
@@ -59,10 +44,10 @@ describe('a node cut off from Redis, and back', { skip }, () => {
 
   /** Cuts node 0 off from Redis while `meanwhile` runs, then lets it back and waits until it is up. */
   async function cutOff(meanwhile: () => Promise<void>): Promise<void> {
-    proxy.refuse = true;
+    cluster.proxy.refuse = true;
     await untilTrue('node 0 to see Redis go', async () => (await redisOf(0)) !== 'up');
     await meanwhile();
-    proxy.refuse = false;
+    cluster.proxy.refuse = false;
     await untilTrue('node 0 to be back', async () => (await getJson(nodes[0]!.port, '/health')).body.status === 'ok');
   }
 
