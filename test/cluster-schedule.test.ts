@@ -6,10 +6,11 @@
  * to tell the two apart.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { member, type TestClient } from './helpers/client.js';
-import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
-import { startProcess, type ServerProcess } from './helpers/server.js';
+import { clusterFixture } from './helpers/cluster-fixture.js';
+import { announceSkip, nodeConfig } from './helpers/redis.js';
+import type { ServerProcess } from './helpers/server.js';
 
 const skip = announceSkip('cluster-schedule.test');
 const SWEEP_S = 3;
@@ -19,20 +20,12 @@ const SWEEP_S = 3;
  * after them), sweeping every `sweepS` seconds; `on` opens a member on one of them.
  */
 function twoNodes(prefix: string, sweepS: number, extra: Record<string, unknown> = {}): { nodes: ServerProcess[]; on(node: number, user: string): Promise<TestClient> } {
-  let redis: PrivateRedis;
-  const nodes: ServerProcess[] = [];
-  const open: TestClient[] = [];
-  before(async () => {
-    redis = await startPrivateRedis();
-    const config = nodeConfig(redis.url, prefix, 1, extra);
-    Object.assign(config.cluster as object, { sweep_interval: sweepS });
-    for (let i = 0; i < 2; i++) nodes.push(await startProcess(config));
-  });
-  after(async () => {
-    open.forEach((client) => client.close());
-    await Promise.all(nodes.map((node) => node.stop()));
-    await redis?.stop();
-  });
+  const config = (url: string): Record<string, unknown> => {
+    const node = nodeConfig(url, prefix, 1, extra);
+    Object.assign(node.cluster as object, { sweep_interval: sweepS });
+    return node;
+  };
+  const { nodes, open } = clusterFixture({ nodes: [{ config }, { config }], stop: 'graceful' });
   const on = async (node: number, user: string): Promise<TestClient> => {
     const client = await member(nodes[node]!.port, user);
     open.push(client);
