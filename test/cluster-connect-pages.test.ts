@@ -6,14 +6,14 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { CONNECT_LISTED } from '../src/cluster/backlog.js';
 import { CONNECT, CONNECT_PAGE, PUMP } from '../src/cluster/window-scripts.js';
 import { member, type Frame, type TestClient } from './helpers/client.js';
+import { clusterFixture } from './helpers/cluster-fixture.js';
 import { nextMsgs, settle, until } from './helpers/messaging.js';
-import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
+import { announceSkip, nodeConfig } from './helpers/redis.js';
 import { watchCommands } from './helpers/script-work.js';
-import { startProcess, type ServerProcess } from './helpers/server.js';
 
 const skip = announceSkip('cluster-connect-pages.test');
 const sha = (source: string): string => createHash('sha1').update(source).digest('hex');
@@ -42,19 +42,10 @@ async function drain(client: TestClient, quietMs: number): Promise<number[]> {
 }
 
 describe('a reconnect with more messages in flight than one script lists', { skip, timeout: 180_000 }, () => {
-  let redis: PrivateRedis;
-  const nodes: ServerProcess[] = [];
-  const open: TestClient[] = [];
-  before(async () => {
-    redis = await startPrivateRedis();
-    // The default window (10,000) and resend budget (a window's worth per ack_timeout).
-    for (let i = 0; i < 2; i++) nodes.push(await startProcess(nodeConfig(redis.url, 'pages:', 1, { websocket: { delivery: LONG } })));
-  });
-  after(async () => {
-    for (const client of open) client.close();
-    await Promise.all(nodes.map((node) => node.stop()));
-    await redis?.stop();
-  });
+  // The default window (10,000) and resend budget (a window's worth per ack_timeout).
+  const spec = { prefix: 'pages:', extra: { websocket: { delivery: LONG } } };
+  const cluster = clusterFixture({ nodes: [spec, spec], stop: 'graceful' });
+  const { nodes, open } = cluster;
 
   test('gets all 2,600 in flight, in scripts of at most 500, then the 400 that waited, in order', async () => {
     const sender = await member(nodes[0]!.port, 'sender');
@@ -69,7 +60,7 @@ describe('a reconnect with more messages in flight than one script lists', { ski
 
     const runs: string[] = [];
     const pageCounts: number[] = [];
-    const unwatch = await watchCommands(redis.url, (args) => {
+    const unwatch = await watchCommands(cluster.redis.url, (args) => {
       if (args[0]?.toLowerCase() !== 'evalsha') return;
       if (args[1] === sha(CONNECT)) runs.push('CONNECT');
       else if (args[1] === sha(PUMP)) runs.push('PUMP');
@@ -162,9 +153,9 @@ describe('a reconnect with more messages in flight than one script lists', { ski
     first.close();
     await first.closed;
     await sendAll(sender, 'broken', 3000, 400, 'b'); // these wait: the user is away
-    const store = redis.client();
+    const store = cluster.redis.client();
     let killed = false;
-    const unwatch = await watchCommands(redis.url, (args, client) => {
+    const unwatch = await watchCommands(cluster.redis.url, (args, client) => {
       if (killed || args[0]?.toLowerCase() !== 'evalsha' || args[1] !== sha(CONNECT_PAGE)) return;
       killed = true; // node 1's command connection, dropped as it reads a page
       void store.call('CLIENT', 'KILL', 'ADDR', client).catch(() => undefined);
@@ -183,22 +174,13 @@ describe('a reconnect with more messages in flight than one script lists', { ski
 // overtake the rest, and a node dying between its CONNECT and its PUMP left the
 // user's new messages held behind P wb:USER until an ack.
 describe('the pages under pressure', { skip, timeout: 180_000 }, () => {
-  let redis: PrivateRedis;
-  const nodes: ServerProcess[] = [];
-  const open: TestClient[] = [];
-  before(async () => {
-    redis = await startPrivateRedis();
-    for (let i = 0; i < 2; i++) {
-      const config = nodeConfig(redis.url, 'pp:', 1, { websocket: { delivery: { ...LONG, max_inflight_per_user: 3000 } } });
-      (config.cluster as Record<string, unknown>).command_timeout = 1; // a CONNECT's hold of new messages: 2 s
-      nodes.push(await startProcess(config));
-    }
-  });
-  after(async () => {
-    for (const client of open) client.close();
-    await Promise.all(nodes.map((node) => (node.child.exitCode === null ? node.stop('SIGKILL') : null)));
-    await redis?.stop();
-  });
+  const config = (url: string): Record<string, unknown> => {
+    const node = nodeConfig(url, 'pp:', 1, { websocket: { delivery: { ...LONG, max_inflight_per_user: 3000 } } });
+    (node.cluster as Record<string, unknown>).command_timeout = 1; // a CONNECT's hold of new messages: 2 s
+    return node;
+  };
+  const cluster = clusterFixture({ nodes: [{ config }, { config }], stop: 'kill' });
+  const { nodes, open } = cluster;
   const on = async (node: number, user: string): Promise<TestClient> => {
     const client = await member(nodes[node]!.port, user);
     open.push(client);
@@ -219,7 +201,7 @@ describe('the pages under pressure', { skip, timeout: 180_000 }, () => {
     await sendPri(2500, 300, 1); // NORMAL, waiting: they sort before the LOW ones in flight
     const high = inFlight.filter((m) => (m.data as number) < 300).map((m) => m.id as string);
     let acked = false;
-    const unwatch = await watchCommands(redis.url, (args) => {
+    const unwatch = await watchCommands(cluster.redis.url, (args) => {
       if (acked || args[0]?.toLowerCase() !== 'evalsha' || args[1] !== sha(CONNECT)) return;
       acked = true; // room: node 0 claims the 300 waiting NORMAL into the range the pages read
       for (let i = 0; i < high.length; i += 16) first.send({ op: 'ack', ids: high.slice(i, i + 16) });
@@ -245,7 +227,7 @@ describe('the pages under pressure', { skip, timeout: 180_000 }, () => {
     const live = await on(0, 'held'); // past node 0's budget: handed nothing, claims nothing
     assert.deepEqual(await drain(live, 1000), []);
     let killed = false;
-    const unwatch = await watchCommands(redis.url, (args) => {
+    const unwatch = await watchCommands(cluster.redis.url, (args) => {
       if (killed || args[0]?.toLowerCase() !== 'evalsha' || args[1] !== sha(CONNECT_PAGE)) return;
       killed = true;
       nodes[1]!.child.kill('SIGKILL');
