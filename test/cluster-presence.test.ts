@@ -8,6 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import type { RunningServer } from '../src/index.js';
 import { sleep } from './helpers/broker.js';
 import { member, type TestClient } from './helpers/client.js';
+import { clusterFixture } from './helpers/cluster-fixture.js';
 import { announceSkip, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
 import { runMain, startInProcess, startProcess, testConfig, type ServerProcess } from './helpers/server.js';
 
@@ -89,18 +90,9 @@ describe('presence across nodes', { skip }, () => {
 });
 
 describe('hostile input on the cluster paths', { skip }, () => {
-  let redis: PrivateRedis;
-  const nodes: ServerProcess[] = [];
-  const open: TestClient[] = [];
-  before(async () => {
-    redis = await startPrivateRedis();
-    for (let i = 0; i < 2; i++) nodes.push(await startProcess(testConfig(clusterOverrides(redis.url))));
-  });
-  after(async () => {
-    for (const client of open) client.close();
-    await Promise.all(nodes.map((node) => node.stop()));
-    await redis?.stop();
-  });
+  const config = (url: string): Record<string, unknown> => testConfig(clusterOverrides(url));
+  const cluster = clusterFixture({ nodes: [{ config }, { config }], stop: 'graceful' });
+  const { nodes, open } = cluster;
 
   test('groups and users named __proto__ or constructor cross nodes like any other', async () => {
     const a = await member(nodes[0]!.port, 'constructor', ['__proto__']);
@@ -128,7 +120,7 @@ describe('hostile input on the cluster paths', { skip }, () => {
     const expected: string[] = [];
     for (let i = 0; i < 300; i++) expected.push(`j${i}`, ...(i % 2 === 1 ? [`l${i}`] : []));
     assert.deepEqual(answers, expected);
-    const client = redis.client();
+    const client = cluster.redis.client();
     const channels = (await client.pubsub('CHANNELS', 'ocs:g:flood-*')) as string[];
     assert.equal(channels.length, 150, 'subscribed to the groups still joined, no more');
     const listener = await member(nodes[1]!.port, 'listener', ['flood-0']);
@@ -138,7 +130,7 @@ describe('hostile input on the cluster paths', { skip }, () => {
   });
 
   test('garbage published on a node\'s channels is dropped and counted; the node carries on', async () => {
-    const client = redis.client();
+    const client = cluster.redis.client();
     const listener = await member(nodes[0]!.port, 'steady', ['steady']);
     const speaker = await member(nodes[1]!.port, 'speaker', ['steady']);
     open.push(listener, speaker);
