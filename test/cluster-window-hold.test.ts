@@ -9,36 +9,25 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { after, before, describe, test } from 'node:test';
-import type { Redis } from 'ioredis';
+import { before, describe, test } from 'node:test';
 import { PUMP } from '../src/cluster/window-scripts.js';
 import { sleep } from './helpers/broker.js';
 import { member, type TestClient } from './helpers/client.js';
+import { clusterFixture } from './helpers/cluster-fixture.js';
 import { nextMsgs, settle } from './helpers/messaging.js';
-import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
+import { announceSkip } from './helpers/redis.js';
 import { watchCommands } from './helpers/script-work.js';
-import { startProcess, type ServerProcess } from './helpers/server.js';
 
 const skip = announceSkip('cluster-window-hold.test');
 const sha = (source: string): string => createHash('sha1').update(source).digest('hex');
 
 describe("a user's messages held behind a dead node's CONNECT", { skip, timeout: 60_000 }, () => {
-  let redis: PrivateRedis;
-  let node: ServerProcess;
-  let store: Redis;
+  // Deadlines minutes away: no redelivery explains what arrives.
+  const cluster = clusterFixture({ nodes: { node: { prefix: 'wh:', extra: { websocket: { delivery: { ack_timeout: 300, max_backoff: 300 } } } } }, store: true, stop: 'graceful' });
   let sender: TestClient;
   before(async () => {
-    redis = await startPrivateRedis();
-    // Deadlines minutes away: no redelivery explains what arrives.
-    node = await startProcess(nodeConfig(redis.url, 'wh:', 1, { websocket: { delivery: { ack_timeout: 300, max_backoff: 300 } } }));
-    store = redis.client();
-    sender = await member(node.port, 'sender');
-  });
-  after(async () => {
-    sender?.close();
-    await store?.quit();
-    await node?.stop();
-    await redis?.stop();
+    sender = await member(cluster.nodes.node.port, 'sender');
+    cluster.open.push(sender);
   });
 
   async function send(to: string, data: number): Promise<void> {
@@ -48,16 +37,16 @@ describe("a user's messages held behind a dead node's CONNECT", { skip, timeout:
 
   /** `user` online with message 0 in flight, then 1 and 2 sent while its hold lasts (they wait); returns once the hold has lapsed. */
   async function heldThenLapsed(user: string): Promise<{ reader: TestClient; first: string }> {
-    const reader = await member(node.port, user);
+    const reader = await member(cluster.nodes.node.port, user);
     await send(user, 0);
     const [first] = await nextMsgs(reader, 1);
-    await store.set(`wh:wb:${user}`, '1', 'PX', 1000, 'NX');
+    await cluster.store.set(`wh:wb:${user}`, '1', 'PX', 1000, 'NX');
     await send(user, 1);
     await send(user, 2);
     await settle(reader);
     assert.equal(reader.frames.filter((f) => f.op === 'msg' || f.op === 'batch').length, 0, 'held while the hold lasts');
     await sleep(1300);
-    assert.equal(await store.exists(`wh:wb:${user}`), 0, 'the hold has lapsed');
+    assert.equal(await cluster.store.exists(`wh:wb:${user}`), 0, 'the hold has lapsed');
     return { reader, first: first!.id as string };
   }
 
@@ -77,27 +66,18 @@ describe("a user's messages held behind a dead node's CONNECT", { skip, timeout:
 });
 
 describe("many of a user's messages made waiting by one sweep", { skip, timeout: 60_000 }, () => {
-  let redis: PrivateRedis;
-  let node: ServerProcess;
-  before(async () => {
-    redis = await startPrivateRedis();
-    node = await startProcess(nodeConfig(redis.url, 'ps:', 1));
-  });
-  after(async () => {
-    await node?.stop();
-    await redis?.stop();
-  });
+  const cluster = clusterFixture({ nodes: { node: { prefix: 'ps:' } }, stop: 'graceful' });
 
   test('300 scheduled messages falling due together are claimed by one or two PUMPs, not one each, and arrive in order', async () => {
-    const sender = await member(node.port, 'sender');
-    const reader = await member(node.port, 'reader');
+    const sender = await member(cluster.nodes.node.port, 'sender');
+    const reader = await member(cluster.nodes.node.port, 'reader');
     const at = Date.now() + 2000;
     for (let i = 0; i < 300; i++) sender.send({ op: 'send', to: 'reader', data: i, at, ref: `s${i}` });
     for (let i = 0; i < 300; i++) await sender.next((f) => f.ref === `s${i}`, 10_000);
     // Each ROUTE_USER of the sweep's 300 sees the others waiting unmarked and asks for a PUMP:
     // the node runs one at a time per user (before, 300 PUMPs where one claimed them all).
     let pumps = 0;
-    const unwatch = await watchCommands(redis.url, (args) => {
+    const unwatch = await watchCommands(cluster.redis.url, (args) => {
       if (args[0]?.toLowerCase() === 'evalsha' && args[1] === sha(PUMP)) pumps++;
     });
     const got = (await nextMsgs(reader, 300, 15_000)).map((m) => m.data);
