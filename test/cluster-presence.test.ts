@@ -168,32 +168,23 @@ describe('hostile input on the cluster paths', { skip }, () => {
 });
 
 describe('a `presence` op of a large group in cluster mode (websocket.presence.max_list 2)', { skip }, () => {
-  let redis: PrivateRedis;
-  let node: RunningServer;
-  let reader: ReturnType<PrivateRedis['client']>;
-  const open: TestClient[] = [];
-  before(async () => {
-    redis = await startPrivateRedis();
-    reader = redis.client();
-    const overrides = clusterOverrides(redis.url) as { websocket: Record<string, unknown> };
-    node = await startInProcess(testConfig({ ...overrides, websocket: { ...overrides.websocket, presence: { max_list: 2 } } }));
-  });
-  after(async () => {
-    for (const client of open) client.close();
-    await node?.close();
-    await redis?.stop();
-  });
+  const config = (url: string): Record<string, unknown> => {
+    const overrides = clusterOverrides(url) as { websocket: Record<string, unknown> };
+    return testConfig({ ...overrides, websocket: { ...overrides.websocket, presence: { max_list: 2 } } });
+  };
+  const cluster = clusterFixture({ nodes: { node: { config, inProcess: true } }, store: true });
+  const { open } = cluster;
 
   /** How many hashes Redis has read whole (HGETALL): a member list read is one. */
-  const wholeReads = async (): Promise<number> => Number(/cmdstat_hgetall:calls=(\d+)/.exec(await reader.info('commandstats'))?.[1] ?? 0);
+  const wholeReads = async (): Promise<number> => Number(/cmdstat_hgetall:calls=(\d+)/.exec(await cluster.store.info('commandstats'))?.[1] ?? 0);
   const ask = async (client: TestClient, group: string, ref: string, counts = false): Promise<Record<string, unknown>> => {
     client.send({ op: 'presence', group, ref, ...(counts ? { counts } : {}) });
     return client.next((f) => f.op === 'presence' && f.ref === ref);
   };
 
   test('over max_list users, or asked for counts, the answer is its totals, and Redis reads no member for it; at most max_list, its users listed', async () => {
-    const crowd = [await member(node.port, 'c1', ['crowd', 'pair']), await member(node.port, 'c2', ['crowd', 'pair']), await member(node.port, 'c3', ['crowd'])];
-    open.push(...crowd, await member(node.port, 'c1', ['crowd']));
+    const crowd = [await member(cluster.nodes.node.port, 'c1', ['crowd', 'pair']), await member(cluster.nodes.node.port, 'c2', ['crowd', 'pair']), await member(cluster.nodes.node.port, 'c3', ['crowd'])];
+    open.push(...crowd, await member(cluster.nodes.node.port, 'c1', ['crowd']));
     const before = await wholeReads();
     for (let n = 0; n < 50; n++) {
       const answer = await ask(crowd[0]!, 'crowd', `big${n}`);
