@@ -43,3 +43,19 @@ test('two waits for one record both run when it arrives', () => {
   waits.arrived('b');
   assert.deepEqual(ran, ['first', 'second']);
 });
+
+test('counts the hand-outs held, and settles once the last one ran', async () => {
+  const waits = new RecordWaits();
+  const ran: string[] = [];
+  assert.equal(waits.holding, 0);
+  await waits.settled(); // none held: at once
+  waits.wait(['a'], 1000, () => ran.push('a'));
+  waits.wait(['b'], 30, () => ran.push('b'));
+  assert.equal(waits.holding, 2);
+  const settled = waits.settled().then(() => ran.push('settled'));
+  waits.arrived('a');
+  assert.equal(waits.holding, 1);
+  await Promise.all([settled, sleep(100)]); // the bound's timer is unref'd: something must keep the loop up
+  assert.deepEqual(ran, ['a', 'b', 'settled'], 'b at its bound, then settled');
+  assert.equal(waits.holding, 0);
+});

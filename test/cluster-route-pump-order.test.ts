@@ -12,14 +12,12 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { sleep } from './helpers/broker.js';
-import { member } from './helpers/client.js';
 import { clusterFixture } from './helpers/cluster-fixture.js';
-import { nextMsgs, settle, unreadData } from './helpers/messaging.js';
+import { settle, unreadData } from './helpers/messaging.js';
 import { announceSkip } from './helpers/redis.js';
+import { portsOf, ROUTE_PUMP_WINDOW as WINDOW, routeThenWait } from './helpers/route-pump.js';
 
 const skip = announceSkip('cluster-route-pump-order.test');
-// Deadlines minutes away: no redelivery explains what arrives. A window of 2.
-const WINDOW = { websocket: { delivery: { ack_timeout: 300, max_backoff: 300, max_inflight_per_user: 2 } } };
 
 describe("another node's route, and the user's node's PUMP right after it", { skip, timeout: 60_000 }, () => {
   const cluster = clusterFixture({
@@ -27,23 +25,10 @@ describe("another node's route, and the user's node's PUMP right after it", { sk
   });
 
   test("the user's connections get the routed message before the newer one the PUMP claimed, on the pumping node and on a third", async () => {
-    const reader = await member(cluster.nodes.pumping.port, 'reader');
-    // The PUMP's records reach this one's node from the pumping node, the route's from the routing node.
-    const watcher = await member(cluster.nodes.watching.port, 'reader');
-    const sender = await member(cluster.nodes.routing.port, 'sender');
-    await sleep(300);
-    sender.send({ op: 'send', to: 'reader', data: 0, ref: 'r0' });
-    const [m0] = await nextMsgs(reader, 1);
-    assert.equal(m0!.data, 0);
-    assert.equal((await nextMsgs(watcher, 1))[0]!.data, 0);
-    cluster.proxy.delayUpstreamMs = 300;
-    // 1 is routed (the window had room for it), 2 waits: the window is full.
-    sender.send({ op: 'send', to: 'reader', data: 1, ref: 'r1' });
-    sender.send({ op: 'send', to: 'reader', data: 2, ref: 'r2' });
-    for (const ref of ['r1', 'r2']) assert.equal((await sender.next((f) => f.ref === ref, 10_000)).op, 'ack');
+    const { reader, watcher, sender, m0 } = await routeThenWait(portsOf(cluster.nodes), cluster.proxy, 300);
     // Both routes ran (their replies came with the acks); the record of 1 is 300 ms from
     // Redis. The ack of 0 makes room: the reader's node pumps 2 and hands it out from the reply.
-    reader.send({ op: 'ack', id: m0!.id });
+    reader.send({ op: 'ack', id: m0.id });
     await sleep(1500);
     await settle(reader);
     await settle(watcher);

@@ -117,9 +117,12 @@ export class ClaimedDelivery {
     this.records.arrived(id);
   }
 
-  /** Deliveries to this node's connections still awaiting their ack (those past their deadline forgotten). */
+  /**
+   * Deliveries to this node's connections still awaiting their ack (those past their deadline
+   * forgotten), and one for each PUMP's hand-out held for records: what a drain waits for.
+   */
   inflight(): number {
-    return this.here.inflight();
+    return this.here.inflight() + this.records.holding;
   }
 
   /** Newly claimed messages of `user` to its connections on every node in `nodes`, this one included. */

@@ -192,6 +192,9 @@ export class ClusterNode {
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     this.sweeps.stop();
     this.intake.stop();
+    // After the hand-outs held for records (a command timeout at most): else their records
+    // never reach the user's other nodes, which got those messages at their ack deadlines.
+    await this.messaging.claimed.records.settled();
     this.options.link.stop();
     this.groups.stop();
     this.messaging.connections.stopping();

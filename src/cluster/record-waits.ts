@@ -14,6 +14,24 @@ interface Wait {
 export class RecordWaits {
   /** By message id, the waits for its record. */
   private readonly byId = new Map<string, Set<Wait>>();
+  /** The waits under way, each a hand-out not made yet. */
+  private readonly pending = new Set<Wait>();
+  private readonly onSettled: Array<() => void> = [];
+
+  /**
+   * Hand-outs held now. A drain's ack barrier counts them: it counted only what was handed out,
+   * and a node whose PUMP's hand-out was held exited without it, its records never sent: the
+   * user's other nodes got those messages at their ack deadlines (test/cluster-record-wait-drain.test.ts).
+   */
+  get holding(): number {
+    return this.pending.size;
+  }
+
+  /** Once no hand-out is held (each within its bound): the node stops after them, with no timer left armed. */
+  settled(): Promise<void> {
+    if (this.pending.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.onSettled.push(resolve));
+  }
 
   /** Runs `go` once the records of every one of `ids` arrived (arrived()), or after `ms`. */
   wait(ids: readonly string[], ms: number, go: () => void): void {
@@ -21,6 +39,7 @@ export class RecordWaits {
     // A record that never comes (its node died after its route) holds no one past the bound.
     wait.timer = setTimeout(() => this.finish(wait), ms);
     wait.timer.unref(); // nor a stopping node's exit
+    this.pending.add(wait);
     for (const id of wait.left) {
       const waits = this.byId.get(id) ?? new Set<Wait>();
       waits.add(wait);
@@ -44,11 +63,13 @@ export class RecordWaits {
     if (wait.timer === undefined) return;
     clearTimeout(wait.timer);
     wait.timer = undefined;
+    this.pending.delete(wait);
     for (const id of wait.left) {
       const waits = this.byId.get(id);
       waits?.delete(wait);
       if (waits?.size === 0) this.byId.delete(id);
     }
     wait.go();
+    if (this.pending.size === 0 && this.onSettled.length > 0) for (const resolve of this.onSettled.splice(0)) resolve();
   }
 }
