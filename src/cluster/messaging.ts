@@ -77,6 +77,12 @@ export class ClusterMessaging {
   private readonly pumpDue = new Set<string>();
   /** Users whose PUMP is in flight: whether another was asked for meanwhile (one runs after it). */
   private readonly pumping = new Map<string, boolean>();
+  /**
+   * PUMP hand-outs whose wait for records (record-waits.ts) ended with Redis out of reach: their
+   * records to the other nodes would fail, and those nodes' connections got the messages at
+   * their ack deadlines (test/cluster-record-wait-outage.test.ts). Run once it answers (rescan), or at the stop.
+   */
+  private readonly heldForOutage: Array<() => void> = [];
   /** Acks read in this pass over the rings, to settle together (flushAcks). */
   private acks: PendingAck[] = [];
   private readonly followUps: TimeoutFollowUps;
@@ -140,11 +146,18 @@ export class ClusterMessaging {
   /** After an outage: every local user's presence is written again (by the caller); what waited for them, and for the groups they joined meanwhile, goes out. */
   rescan(): void {
     const { local } = this.parts;
+    // First: what they hand to this node's connections is held for the rescan's listing (cutOff).
+    this.handOutHeld();
     for (const [group, sids] of local.byGroup) {
       const conn = local.bySid.get(sids.values().next().value as string);
       if (conn) this.joined(conn.sid, group, conn.user, conn.weight).catch((err: unknown) => logCommandFailure(this.parts, err, 'rescan'));
     }
     this.connections.rescan();
+  }
+
+  /** The PUMP hand-outs held through an outage go now (see `heldForOutage`). */
+  handOutHeld(): void {
+    for (const handOut of this.heldForOutage.splice(0)) handOut();
   }
 
   /** A member connection joined `group` (recorded in Redis); `any` messages that waited for a member go out now, in queue order, as the members' windows allow. */
@@ -271,7 +284,7 @@ export class ClusterMessaging {
         // has connections: elsewhere no record comes to wait for.
         const unseen = pumped && pumped[1].length > 0 && pumped[0].includes(this.parts.node) ? (pumped[3] ?? []).filter((id) => !this.here.handedHere(id)) : [];
         if (unseen.length === 0) handOut();
-        else this.claimed.records.wait(unseen, this.routeMarkMs, handOut);
+        else this.claimed.records.wait(unseen, this.routeMarkMs, () => (this.parts.up() ? handOut() : void this.heldForOutage.push(handOut)));
       },
       (err: unknown) => {
         const again = done();

@@ -195,6 +195,7 @@ export class ClusterNode {
     // After the hand-outs held for records (a command timeout at most): else their records
     // never reach the user's other nodes, which got those messages at their ack deadlines.
     await this.messaging.claimed.records.settled();
+    this.messaging.handOutHeld();
     this.options.link.stop();
     this.groups.stop();
     this.messaging.connections.stopping();
