@@ -14,14 +14,12 @@ import { sleep } from './helpers/broker.js';
 import { clusterFixture } from './helpers/cluster-fixture.js';
 import { nextMsgs, unreadData } from './helpers/messaging.js';
 import { announceSkip } from './helpers/redis.js';
-import { portsOf, ROUTE_PUMP_WINDOW as WINDOW, routeThenWait } from './helpers/route-pump.js';
+import { portsOf, routePumpNodes, routeThenWait } from './helpers/route-pump.js';
 
 const skip = announceSkip('cluster-record-wait-drain.test');
 
 describe("a PUMP's hand-out held for a record as its node drains", { skip, timeout: 60_000 }, () => {
-  const cluster = clusterFixture({
-    nodes: { routing: { prefix: 'rd:', extra: WINDOW, throughProxy: true }, pumping: { prefix: 'rd:', extra: WINDOW }, watching: { prefix: 'rd:', extra: WINDOW } },
-  });
+  const cluster = clusterFixture({ nodes: routePumpNodes('rd:') });
 
   test("the user's connection on another node gets what the draining node's PUMP claimed, in order", async () => {
     const { reader, watcher, sender, m0 } = await routeThenWait(portsOf(cluster.nodes), cluster.proxy, 1500);

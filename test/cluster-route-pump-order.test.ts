@@ -15,14 +15,12 @@ import { sleep } from './helpers/broker.js';
 import { clusterFixture } from './helpers/cluster-fixture.js';
 import { settle, unreadData } from './helpers/messaging.js';
 import { announceSkip } from './helpers/redis.js';
-import { portsOf, ROUTE_PUMP_WINDOW as WINDOW, routeThenWait } from './helpers/route-pump.js';
+import { portsOf, routePumpNodes, routeThenWait } from './helpers/route-pump.js';
 
 const skip = announceSkip('cluster-route-pump-order.test');
 
 describe("another node's route, and the user's node's PUMP right after it", { skip, timeout: 60_000 }, () => {
-  const cluster = clusterFixture({
-    nodes: { routing: { prefix: 'rp:', extra: WINDOW, throughProxy: true }, pumping: { prefix: 'rp:', extra: WINDOW }, watching: { prefix: 'rp:', extra: WINDOW } },
-  });
+  const cluster = clusterFixture({ nodes: routePumpNodes('rp:') });
 
   test("the user's connections get the routed message before the newer one the PUMP claimed, on the pumping node and on a third", async () => {
     const { reader, watcher, sender, m0 } = await routeThenWait(portsOf(cluster.nodes), cluster.proxy, 300);

@@ -117,7 +117,7 @@ export class LocalDelivery {
     for (const { id, deadline } of msgs) {
       if (this.welcomedHeld.size > 0 || this.handedToSome.size > 0) this.handedToSid(id, sid);
       this.handedOut(id, deadline);
-      this.sinceFailed.get(sid)?.add(id);
+      if (this.sinceFailed.size > 0) this.sinceFailed.get(sid)?.add(id);
     }
     for (const frame of this.batched(msgs)) this.link.deliverToSid(conn.shard, sid, frame, arrivedAt, arrivedAt > 0 ? 1 : 0);
   }

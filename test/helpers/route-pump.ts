@@ -14,6 +14,12 @@ import type { TcpProxy } from './tcp-proxy.js';
 /** Deadlines minutes away (no redelivery explains what arrives); a window of 2. */
 export const ROUTE_PUMP_WINDOW = { websocket: { delivery: { ack_timeout: 300, max_backoff: 300, max_inflight_per_user: 2 } } };
 
+/** The three nodes, for clusterFixture: the routing one behind the fixture's proxy. */
+export function routePumpNodes(prefix: string) {
+  const node = { prefix, extra: ROUTE_PUMP_WINDOW };
+  return { routing: { ...node, throughProxy: true }, pumping: node, watching: node } as const;
+}
+
 export interface RoutePump {
   reader: TestClient;
   watcher: TestClient;
