@@ -16,7 +16,17 @@ import { ToBroker } from '../link/records.js';
 import type { GroupLog } from './group-log.js';
 import type { GroupPresence } from './group-presence.js';
 import type { History } from './history.js';
+import { ResendBudget } from './resend-budget.js';
 import type { ShardLink } from './shard-link.js';
+
+/**
+ * Answers of maxReplayBytes one connection may be given at once, and again each second: a
+ * 40-byte `history` frame, or a member's `join` with `since`, is answered with up to 256 KiB, and
+ * at the frame rate alone four connections took 92-102 MB/s of answers and another user's send
+ * went from 3 to 36-38 ms at P50 (a review, 2026-12-08). Counted in bytes, so that small
+ * answers cost little.
+ */
+export const ANSWERS_PER_SECOND = 4;
 
 export interface GroupRequestOptions {
   /** null: no group keeps history (shards then send no GROUP_JOIN, GROUP_LEAVE or HISTORY). */
@@ -35,7 +45,14 @@ export interface GroupRequestOptions {
 const NOT_ASKED = -1;
 
 export class GroupRequests {
-  constructor(private readonly options: GroupRequestOptions) {}
+  /** Bytes of answers (replays, `history` pages, `presence` answers) each connection may still be given, by sid (a bucket per key). */
+  private readonly answered: ResendBudget;
+  private readonly answerCapacity: number;
+
+  constructor(private readonly options: GroupRequestOptions) {
+    this.answerCapacity = ANSWERS_PER_SECOND * options.maxReplayBytes;
+    this.answered = new ResendBudget(this.answerCapacity, 1000);
+  }
 
   /** Handles `kind` if it is one of these records; false otherwise. */
   onRecord(shard: number, kind: number, f: unknown[]): boolean {
@@ -52,7 +69,9 @@ export class GroupRequests {
       }
       case ToBroker.PRESENCE_QUERY: {
         const [sid, group, ref, counts] = f as [string, string, string | null, number];
-        this.options.link.reply(shard, sid, this.options.presence.answer(group, ref ?? undefined, counts === 1));
+        const answer = this.options.presence.answer(group, ref ?? undefined, counts === 1);
+        if (this.mayAnswer(sid, answer.length)) this.options.link.reply(shard, sid, answer);
+        else this.refuse(shard, sid, ref);
         return true;
       }
       case ToBroker.HISTORY: {
@@ -83,7 +102,24 @@ export class GroupRequests {
     if (sinceOffset + 1 < log.first || log.moreBytesAfter(sinceOffset, this.options.maxReplayBytes)) {
       return link.groupJoined(shard, sid, group, ref, [], log.top, log.epoch, 0);
     }
-    link.groupJoined(shard, sid, group, ref, this.replayFrames(log, sinceOffset), log.top, log.epoch, 1);
+    const replay = this.replayFrames(log, sinceOffset);
+    if (!this.mayAnswer(sid, replay.reduce((bytes, frame) => bytes + frame.length, 0))) {
+      return link.groupJoinFailed(shard, sid, group, ref, this.refusal(), 'E_RATE_LIMITED');
+    }
+    link.groupJoined(shard, sid, group, ref, replay, log.top, log.epoch, 1);
+  }
+
+  /** Whether connection `sid` may be given an answer of `bytes` now (then they are spent). */
+  private mayAnswer(sid: string, bytes: number): boolean {
+    return this.answered.take(sid, Math.min(bytes, this.answerCapacity), Date.now());
+  }
+
+  private refuse(shard: number, sid: string, ref: string | null): void {
+    this.options.link.error(shard, sid, 'E_RATE_LIMITED', this.refusal(), ref);
+  }
+
+  private refusal(): string {
+    return `the answers to this connection's presence, history and join-with-since frames passed ${this.answerCapacity} bytes a second; retry in a second`;
   }
 
   /** The messages after `since` as `msg` frames (one message) or `batch` frames, each fitting a ring record. */
@@ -99,7 +135,9 @@ export class GroupRequests {
     if (since > log.top) return link.error(shard, sid, 'E_BAD_FRAME', `since ${since} is past the group's last offset ${log.top} (epoch ${log.epoch})`, ref);
     const maxBytes = Math.min(this.options.maxReplayBytes, link.maxFrameBytes - 256);
     const { frames, more } = log.range(since, Math.min(limit > 0 ? limit : maxPage, maxPage), maxBytes);
-    link.reply(shard, sid, encodeHistoryPage(group, ref ?? undefined, frames, log.top, log.epoch, more));
+    const answer = encodeHistoryPage(group, ref ?? undefined, frames, log.top, log.epoch, more);
+    if (!this.mayAnswer(sid, answer.length)) return this.refuse(shard, sid, ref);
+    link.reply(shard, sid, answer);
   }
 }
 

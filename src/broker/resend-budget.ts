@@ -6,6 +6,9 @@
  * waited 1-3 s for its ack). All or none: past the budget they come at their ack deadlines, as
  * to a connection that lost them, and newer messages wait behind them (a part resent, and
  * newer ones let into the room, had overtaken the rest).
+ *
+ * Any token bucket per key whose full buckets may be forgotten: group-requests.ts keeps in one
+ * the bytes each connection may still be answered with.
  */
 
 /** Full buckets (the same as none) are dropped every this many calls, or every map's size of them when larger. */
