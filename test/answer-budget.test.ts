@@ -43,12 +43,13 @@ describe('what a connection is answered by the broker is bounded in bytes', () =
     return { answered: ok, refused };
   }
 
-  test('history pages past the budget are refused E_RATE_LIMITED, and answered again once it refilled', async () => {
+  test('history pages past the budget are refused E_RATE_LIMITED, and answered again once it refilled', async (context) => {
     const reader = await member(server.port, 'reader', ['h.1']);
     const frames = Array.from({ length: 40 }, (_, i) => ({ op: 'history', group: 'h.1', since: 0, ref: `h${i}` }));
     const { answered, refused } = await ask(reader, frames, (f) => f.op === 'history' && (f.msgs as unknown[]).length > 90);
     // 40 pages of 250 KB were all answered before: 10 MB for 40 frames.
-    assert.ok(answered <= 8, `${answered} of 40 pages of 250 KB answered at once`);
+    context.diagnostic(`${answered} of 40 pages answered, ${refused.length} refused`);
+    assert.ok(answered <= 10, `${answered} of 40 pages of 250 KB answered at once`);
     assert.equal(answered + refused.length, 40);
     assert.ok(refused.every((f) => f.code === 'E_RATE_LIMITED'), JSON.stringify(refused[0]));
     await new Promise((resolve) => setTimeout(resolve, 2000));
@@ -57,11 +58,12 @@ describe('what a connection is answered by the broker is bounded in bytes', () =
     reader.close();
   });
 
-  test('recovering joins past the budget are refused E_RATE_LIMITED, and the connection stays a member', async () => {
+  test('recovering joins past the budget are refused E_RATE_LIMITED, and the connection stays a member', async (context) => {
     const joiner = await member(server.port, 'joiner', ['h.1']);
     const frames = Array.from({ length: 40 }, (_, i) => ({ op: 'join', group: 'h.1', since: { offset: 50, epoch }, ref: `j${i}` }));
     const { answered, refused } = await ask(joiner, frames, (f) => f.op === 'joined' && f.recovered === true);
-    assert.ok(answered <= 8, `${answered} of 40 replays of 130 KB sent at once`);
+    context.diagnostic(`${answered} of 40 replays sent, ${refused.length} refused`);
+    assert.ok(answered <= 10, `${answered} of 40 replays of 130 KB sent at once`);
     assert.equal(answered + refused.length, 40);
     assert.ok(refused.every((f) => f.code === 'E_RATE_LIMITED'), JSON.stringify(refused[0]));
     joiner.send({ op: 'presence', group: 'h.1', ref: 'still' });
