@@ -69,6 +69,10 @@ export class GroupRequests {
       }
       case ToBroker.PRESENCE_QUERY: {
         const [sid, group, ref, counts] = f as [string, string, string | null, number];
+        if (this.spent(sid)) {
+          this.refuse(shard, sid, ref);
+          return true;
+        }
         const answer = this.options.presence.answer(group, ref ?? undefined, counts === 1);
         if (this.mayAnswer(sid, answer.length)) this.options.link.reply(shard, sid, answer);
         else this.refuse(shard, sid, ref);
@@ -102,16 +106,24 @@ export class GroupRequests {
     if (sinceOffset + 1 < log.first || log.moreBytesAfter(sinceOffset, this.options.maxReplayBytes)) {
       return link.groupJoined(shard, sid, group, ref, [], log.top, log.epoch, 0);
     }
-    const replay = this.replayFrames(log, sinceOffset);
-    if (!this.mayAnswer(sid, replay.reduce((bytes, frame) => bytes + frame.length, 0))) {
+    const replay = this.spent(sid) ? null : this.replayFrames(log, sinceOffset);
+    if (replay === null || !this.mayAnswer(sid, replay.reduce((bytes, frame) => bytes + frame.length, 0))) {
       return link.groupJoinFailed(shard, sid, group, ref, this.refusal(), 'E_RATE_LIMITED');
     }
     link.groupJoined(shard, sid, group, ref, replay, log.top, log.epoch, 1);
   }
 
-  /** Whether connection `sid` may be given an answer of `bytes` now (then they are spent). */
+  /**
+   * Takes the first byte of an answer for connection `sid`: true when none is left, and then
+   * nothing is built (a flood's refusals cost no page, replay or list).
+   */
+  private spent(sid: string): boolean {
+    return !this.answered.take(sid, 1, Date.now());
+  }
+
+  /** Whether connection `sid`, which spent() let ask, may be given an answer of `bytes` now (then they are spent). */
   private mayAnswer(sid: string, bytes: number): boolean {
-    return this.answered.take(sid, Math.min(bytes, this.answerCapacity), Date.now());
+    return this.answered.take(sid, Math.min(bytes, this.answerCapacity) - 1, Date.now());
   }
 
   private refuse(shard: number, sid: string, ref: string | null): void {
@@ -134,6 +146,7 @@ export class GroupRequests {
     if (log === null) return link.error(shard, sid, 'E_BAD_FRAME', `${group} keeps no history (websocket.history)`, ref);
     if (since > log.top) return link.error(shard, sid, 'E_BAD_FRAME', `since ${since} is past the group's last offset ${log.top} (epoch ${log.epoch})`, ref);
     const maxBytes = Math.min(this.options.maxReplayBytes, link.maxFrameBytes - 256);
+    if (this.spent(sid)) return this.refuse(shard, sid, ref);
     const { frames, more } = log.range(since, Math.min(limit > 0 ? limit : maxPage, maxPage), maxBytes);
     const answer = encodeHistoryPage(group, ref ?? undefined, frames, log.top, log.epoch, more);
     if (!this.mayAnswer(sid, answer.length)) return this.refuse(shard, sid, ref);
