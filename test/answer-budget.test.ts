@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { member, type Frame, type TestClient } from './helpers/client.js';
+import { until } from './helpers/messaging.js';
+import { nextOpen, sdkClient } from './helpers/sdk.js';
 import { startInProcess } from './helpers/server.js';
+import { tcpProxy } from './helpers/tcp-proxy.js';
 import type { RunningServer } from '../src/index.js';
 
 /**
@@ -71,5 +74,49 @@ describe('what a connection is answered by the broker is bounded in bytes', () =
     joiner.send({ op: 'presence', group: 'h.1', ref: 'member' });
     assert.equal((await joiner.next((f) => f.ref === 'member')).op, 'presence', 'still a member');
     joiner.close();
+  });
+});
+
+describe('an SDK client recovering more than a second of answers', () => {
+  test('its refused re-joins are retried: every message missed in eight groups once, in order, no gap', async (context) => {
+    // 64 KiB replays, so 256 KiB of answers a second; eight groups each miss about 50 KB: 400 KB to recover.
+    const server = await startInProcess({
+      websocket: { server: { shards: 1 }, history: [{ pattern: 'r.*', size: 1000, ttl: 3600 }], limits: { messages_per_second: 10_000 } },
+      history: { max_replay_bytes: 64 * 1024 },
+    });
+    const groups = Array.from({ length: 8 }, (_, i) => `r.${i}`);
+    const proxy = await tcpProxy(server.port);
+    // The SDK draws a random jitter for each refused join it will send again (and for each reconnect).
+    let draws = 0;
+    const random = (): number => (draws++, Math.random());
+    const rx = sdkClient(proxy.port, { user: 'recovering', reconnect: { initialMs: 50, soonMs: 50, maxMs: 500 }, random });
+    const errors: unknown[] = [];
+    rx.client.on('error', (e) => errors.push(e));
+    await rx.client.connect();
+    for (const group of groups) await rx.client.join(group);
+    const publisher = await member(server.port, 'pub', groups);
+    proxy.freeze = true;
+    const PER_GROUP = 30;
+    for (const group of groups) {
+      for (let seq = 1; seq <= PER_GROUP; seq++) publisher.send({ op: 'pub', group, data: { seq, text: 'z'.repeat(1500) }, ref: `${group}/${seq}` });
+    }
+    const last = await publisher.next((f) => f.ref === `${groups.at(-1)}/${PER_GROUP}`, 10_000);
+    assert.equal(last.op, 'ack', JSON.stringify(last));
+    const reopened = nextOpen(rx.client);
+    proxy.freeze = false;
+    proxy.cut();
+    await reopened;
+    const drawsBefore = draws;
+    const seqsOf = (group: string): number[] => rx.messages.filter((m) => m.group === group).map((m) => (m.data as { seq: number }).seq);
+    await until(() => (groups.every((g) => seqsOf(g).length >= PER_GROUP) ? true : undefined), 'every group recovered', 20_000);
+    context.diagnostic(`re-joins refused and sent again: ${draws - drawsBefore}`);
+    assert.ok(draws > drawsBefore, 'some re-joins were refused for the budget (else this test shows nothing)');
+    assert.deepEqual(errors, []);
+    for (const group of groups) assert.deepEqual(seqsOf(group), Array.from({ length: PER_GROUP }, (_, i) => i + 1), group);
+    assert.deepEqual(rx.gaps, []);
+    publisher.close();
+    await rx.client.close();
+    await proxy.close();
+    await server.close();
   });
 });
