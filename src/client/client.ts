@@ -11,6 +11,7 @@ import { AckBatcher } from './acks.js';
 import type { ClientCodec } from './codec.js';
 import { Connection, connectionLimits, MAX_FRAME_BYTES, type ConnectionLimits } from './connection.js';
 import { Emitter } from './emitter.js';
+import { MAX_FRAME_HEAP_BYTES } from './heap-cost.js';
 import { Groups } from './groups.js';
 import { Pacer } from './pacer.js';
 import { DEFAULT_RECONNECT, decideReconnect, type ReconnectOptions } from './reconnect.js';
@@ -61,7 +62,7 @@ export class OcsClient extends Emitter<ClientEvents> {
     if (options.user !== undefined && (typeof options.user !== 'string' || !NAME_PATTERN.test(options.user))) throw new TypeError(`user must be 1 to 128 of A-Z a-z 0-9 _ . : @ / # + -`);
     this.WebSocketClass = resolveWebSocket(options.WebSocket);
     this.policy = options.reconnect === false ? false : { ...DEFAULT_RECONNECT, ...options.reconnect };
-    this.limits = connectionLimits(options.connectTimeoutMs ?? 10_000, options.maxFrameBytes ?? MAX_FRAME_BYTES);
+    this.limits = connectionLimits(options.connectTimeoutMs ?? 10_000, options.maxFrameBytes ?? MAX_FRAME_BYTES, options.maxFrameHeapBytes ?? MAX_FRAME_HEAP_BYTES);
     this.autoAck = options.autoAck ?? true;
     // A request that times out while its frame waits for its turn (the pace) is not sent after.
     this.requests = new Requests(options.requestTimeoutMs ?? 10_000, options.maxQueued ?? 1000, (ref) => this.connection?.cancel(ref));

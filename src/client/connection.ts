@@ -29,12 +29,16 @@ export interface ConnectionLimits {
   connectTimeoutMs: number;
   /** A larger frame from the server closes the connection with 1009 unread. */
   maxFrameBytes: number;
+  /** A frame whose values would cost more (heap-cost.ts) is dropped as undecodable. */
+  maxFrameHeapBytes: number;
 }
 
 /** The limits as given, checked: a bad one throws (TypeError) when the client is made, not at its first frame. */
-export function connectionLimits(connectTimeoutMs: number, maxFrameBytes: number): ConnectionLimits {
-  if (maxFrameBytes !== Infinity && (!Number.isSafeInteger(maxFrameBytes) || maxFrameBytes < 1024)) throw new TypeError('maxFrameBytes must be an integer of at least 1024, or Infinity');
-  return { connectTimeoutMs, maxFrameBytes };
+export function connectionLimits(connectTimeoutMs: number, maxFrameBytes: number, maxFrameHeapBytes: number): ConnectionLimits {
+  for (const [name, value] of [['maxFrameBytes', maxFrameBytes], ['maxFrameHeapBytes', maxFrameHeapBytes]] as const) {
+    if (value !== Infinity && (!Number.isSafeInteger(value) || value < 1024)) throw new TypeError(`${name} must be an integer of at least 1024, or Infinity`);
+  }
+  return { connectTimeoutMs, maxFrameBytes, maxFrameHeapBytes };
 }
 
 export interface ConnectionEvents {
@@ -187,7 +191,7 @@ export class Connection {
     if (size > this.limits.maxFrameBytes) return this.abandon(`frame of ${size} bytes from the server, over maxFrameBytes`, 1009);
     let frame: unknown;
     try {
-      frame = this.codec.decode(data, this.limits.maxFrameBytes);
+      frame = this.codec.decode(data, this.limits.maxFrameBytes, this.limits.maxFrameHeapBytes);
     } catch (err) {
       return this.events.undecodable(err instanceof Error ? err.message : String(err));
     }

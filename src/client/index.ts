@@ -10,6 +10,7 @@
  */
 export { OcsClient } from './client.js';
 export { MAX_FRAME_BYTES } from './connection.js';
+export { MAX_FRAME_HEAP_BYTES } from './heap-cost.js';
 export { decideReconnect, DEFAULT_RECONNECT, type ReconnectOptions, type ReconnectDecision } from './reconnect.js';
 export { RecoveryBook, type Position, type Verdict, type JoinOutcome } from './recovery.js';
 export { jsonCodec, JSON_PROTOCOL, MSGPACK_PROTOCOL, type ClientCodec } from './codec.js';

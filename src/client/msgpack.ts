@@ -11,6 +11,8 @@
  * JSON.parse makes them.
  */
 
+import { CONTAINER_COST, VALUE_COST } from './heap-cost.js';
+
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
@@ -156,17 +158,8 @@ function writeFloat(w: Writer, n: number): void {
 }
 
 /**
- * What a decoded value costs the heap beyond its bytes, about (V8, 64-bit): a slot in its
- * container, or a header (a string's, a heap number's), and for an array or map 48 more (an
- * empty `{}` with its slot is 64). A string's characters are not counted here: they are bytes,
- * bounded as the frame's bytes are (maxFrameBytes).
- */
-export const VALUE_COST = 16;
-export const CONTAINER_COST = 48;
-
-/**
  * Decodes one value filling `bytes` exactly; throws on anything else. `budget`: the most the
- * values may cost (VALUE_COST, CONTAINER_COST), so that bytes inflated from a small LZ4 block
+ * values may cost (heap-cost.ts), so that bytes inflated from a small LZ4 block
  * cannot become millions of objects; a plain body never exceeds 64 per byte.
  */
 export function decode(bytes: Uint8Array, maxDepth = 64, budget = Infinity): unknown {
@@ -189,7 +182,7 @@ function spend(r: Reader, cost: number): void {
   if ((r.budget -= cost) < 0) throw overBudget();
 }
 
-const overBudget = (): RangeError => new RangeError('msgpack: more values than a frame of its size may carry');
+const overBudget = (): RangeError => new RangeError('msgpack: more values than a frame of its size may carry, or maxFrameHeapBytes allows');
 
 function take(r: Reader, n: number): number {
   const at = r.pos;

@@ -34,6 +34,12 @@ export interface ClientOptions {
   connectTimeoutMs?: number;
   /** Largest frame taken from the server, bytes (default MAX_FRAME_BYTES, 100 MiB; Infinity: no cap); a larger one closes the connection with 1009 unread, and it reconnects. */
   maxFrameBytes?: number;
+  /**
+   * The most the values of one frame may cost the heap, about (default MAX_FRAME_HEAP_BYTES, 64
+   * MiB; Infinity: no cap): a frame over it (a hostile server's `[{},{},…]`) is dropped unbuilt,
+   * E_BAD_FRAME on `error`, and the connection goes on.
+   */
+  maxFrameHeapBytes?: number;
   /** Random numbers in [0, 1) for the backoff's jitter (tests pass a fixed one). */
   random?: () => number;
 }
