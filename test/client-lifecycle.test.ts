@@ -213,3 +213,20 @@ test('a join not answered within requestTimeoutMs fails with E_TIMEOUT but stays
     await server.close();
   }
 });
+
+test('close() while the token callback has not answered leaves no timer behind and tells nothing after `closed`', async () => {
+  const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+  const rx = sdkClient(1, { token: () => new Promise<string>(() => {}), reconnect: false, connectTimeoutMs: 300 });
+  const connecting = rx.client.connect();
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  let closedAt = -1;
+  rx.client.on('closed', () => void (closedAt = rx.errors.length));
+  // Counted either side of the (synchronous) close: no other timer can fire in between.
+  const armed = timers();
+  const closed = rx.client.close();
+  assert.equal(timers(), armed - 1, 'the wait for the token went with close()');
+  await closed;
+  await assert.rejects(connecting, (err: unknown) => err instanceof OcsError && err.code === 'E_CLOSED');
+  await new Promise((resolve) => setTimeout(resolve, 400));
+  assert.deepEqual(rx.errors.slice(closedAt).map((e) => e.message), [], 'no error after closed');
+});

@@ -20,7 +20,7 @@ import { Requests } from './requests.js';
 import { SeenIds } from './seen-ids.js';
 import { NamedTimers } from './timers.js';
 import { resolveWebSocket, type WebSocketConstructor } from './socket.js';
-import { TokenKeeper, within } from './token.js';
+import { TokenKeeper } from './token.js';
 import type { AnyOptions, ClientEvents, ClientOptions, ConnectionState, HistoryPage, JoinOptions, JoinResult, Message, PresenceSnapshot, PublishOptions, SendOptions, Welcome } from './types.js';
 import { toHistoryPage, toPresenceEvent, toPresenceSnapshot } from './replies.js';
 
@@ -52,7 +52,7 @@ export class OcsClient extends Emitter<ClientEvents> {
   private handed = 0;
   private duplicates = 0;
   private connections = 0;
-  private readonly timers = new NamedTimers<'reconnect' | 'stable'>();
+  private readonly timers = new NamedTimers<'reconnect' | 'stable' | 'token'>();
   private connectWaiters: Array<{ resolve(w: Welcome): void; reject(e: OcsError): void }> = [];
 
   constructor(private readonly options: ClientOptions) {
@@ -163,9 +163,10 @@ export class OcsClient extends Emitter<ClientEvents> {
     this.setState(this.everOpened ? 'reconnecting' : 'connecting');
     let token: string | undefined;
     try {
-      if (this.tokens !== null) token = await within(this.tokens.get(refreshToken), this.limits.connectTimeoutMs, 'the token callback did not answer within connectTimeoutMs');
+      if (this.tokens !== null) token = await this.tokenWithin(this.tokens.get(refreshToken));
       if (this.options.encoding === 'msgpack' && this.msgpack === null) this.msgpack = (await import('./msgpack-codec.js')).msgpackCodec;
     } catch (err) {
+      if (this.currentState === 'closed') return;
       this.report(err instanceof Error ? err : new Error(String(err)));
       return this.connectionLost(1006, 'token or codec unavailable');
     }
@@ -186,6 +187,19 @@ export class OcsClient extends Emitter<ClientEvents> {
       this.report(err instanceof Error ? err : new Error(String(err)));
       return this.finish(1006, `cannot open ${url}`);
     }
+  }
+
+  /**
+   * The token callback's answer, or a failure after connectTimeoutMs: one that never answers must
+   * not hold the reconnection for ever. On the client's timers, so that close() clears it: else it
+   * kept a Node process up that long, then told an `error` after `closed`.
+   */
+  private tokenWithin(answer: Promise<string>): Promise<string> {
+    return new Promise<string>((resolve, reject) => {
+      this.timers.set('token', this.limits.connectTimeoutMs, () => reject(new Error('the token callback did not answer within connectTimeoutMs')));
+      const settle = (): void => this.timers.clear('token');
+      answer.then((token) => (settle(), resolve(token)), (err: unknown) => (settle(), reject(err)));
+    });
   }
 
   private connectionLost(code: number, reason: string): void {

@@ -76,20 +76,3 @@ export class TokenKeeper {
     }
   }
 }
-
-/** `promise`, or a rejection saying `message` after `ms`: a token callback that never answers must not hold the reconnection for ever. */
-export function within<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(message)), ms);
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (err: unknown) => {
-        clearTimeout(timer);
-        reject(err);
-      },
-    );
-  });
-}
