@@ -8,6 +8,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import WebSocket, { WebSocketServer } from 'ws';
 import { OcsError } from '../src/client/index.js';
 import { until } from './helpers/messaging.js';
@@ -237,4 +239,34 @@ test('a frame over maxFrameBytes closes the connection with 1009 before it is de
   await until(() => (wss.clients.size === 0 ? true : undefined), 'both sockets closed, not left open unread');
   assert.throws(() => sdkClient(port, { maxFrameBytes: 0 }), /maxFrameBytes must be an integer of at least 1024, or Infinity/);
   await new Promise((resolve) => wss.close(resolve));
+});
+
+test('a welcome stating a rate of one frame in months neither spins a timer nor keeps the frames of requests that timed out', async () => {
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc') as () => void;
+  const warnings: string[] = [];
+  const onWarning = (warning: Error): void => void warnings.push(warning.name);
+  process.on('warning', onWarning);
+  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+  await new Promise((resolve) => wss.once('listening', resolve));
+  wss.on('connection', (ws) => ws.send(JSON.stringify({ op: 'welcome', user: 'u', sid: 's', shard: 0, pending: 0, limits: { messagesPerSecond: 1e-7, burst: 1 } })));
+  const rx = sdkClient((wss.address() as { port: number }).port, { user: 'u', reconnect: false, heartbeatMs: 0, requestTimeoutMs: 100 });
+  try {
+    await rx.client.connect();
+    gc();
+    const heapBefore = process.memoryUsage().heapUsed;
+    // 100 requests of 1 MB each: none can go (the bucket is empty), each times out.
+    const sent = Array.from({ length: 100 }, (_, i) => rx.client.publish('g', `${i}`.padEnd(1024 * 1024, 'x')));
+    for (const request of sent) await assert.rejects(request, (err: unknown) => err instanceof OcsError && err.code === 'E_TIMEOUT');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    gc();
+    const kept = process.memoryUsage().heapUsed - heapBefore;
+    assert.ok(kept < 20 * 1024 * 1024, `${(kept / 1048576).toFixed(0)} MB still held for requests that failed`);
+    assert.deepEqual(warnings.filter((w) => w === 'TimeoutOverflowWarning'), [], 'no timer asked for longer than a timer can wait');
+    assert.equal(rx.client.state, 'open');
+  } finally {
+    process.off('warning', onWarning);
+    await rx.client.close();
+    await new Promise((resolve) => wss.close(resolve));
+  }
 });

@@ -54,6 +54,24 @@ describe('the pacer', () => {
     pacer.stop();
   });
 
+  test('cancelled frames past half of what waits are dropped at once, the rest keeping their order', async () => {
+    const sent: string[] = [];
+    const pacer = new Pacer<string>({ messagesPerSecond: 50, burst: 2 }, (f) => sent.push(f));
+    for (const f of ['a', 'b', 'c', 'd', 'e', 'f']) pacer.send(f, f);
+    assert.deepEqual([sent, pacer.backlog], [[], 6]);
+    pacer.cancel('b');
+    pacer.cancel('d');
+    pacer.cancel('c');
+    assert.equal(pacer.backlog, 6, 'half cancelled: kept until their turn');
+    pacer.cancel('f');
+    assert.equal(pacer.backlog, 2, 'more than half: dropped');
+    pacer.send('g', 'g');
+    pacer.cancel('e');
+    await until(() => (sent.length === 2 ? true : undefined), 'the rest', 2_000);
+    assert.deepEqual(sent, ['a', 'g']);
+    pacer.stop();
+  });
+
   test('what waits is dropped with the connection', async () => {
     const sent: number[] = [];
     const pacer = new Pacer<number>({ messagesPerSecond: 100, burst: 4 }, (n) => sent.push(n));

@@ -7,6 +7,8 @@
  * closed 4029 after a few dozen refusals. Frames leave in the order given.
  */
 
+import { MAX_TIMER_MS } from './timers.js';
+
 /** What the server allows each connection: frames a second (0: unlimited) and the burst above it. */
 export interface PaceLimits {
   messagesPerSecond: number;
@@ -37,6 +39,8 @@ export class Pacer<T> {
   private first: T[] = [];
   private waiting: Array<Waiting<T>> = [];
   private head = 0;
+  /** Of `waiting` from `head`, how many are cancelled: past half, they are dropped (compact). */
+  private cancelled = 0;
   private readonly byRef = new Map<string, Waiting<T>>();
   private timer: ReturnType<typeof setTimeout> | null = null;
 
@@ -93,6 +97,14 @@ export class Pacer<T> {
     if (item === undefined) return;
     this.byRef.delete(ref);
     item.cancelled = true;
+    // Dropped now, not when their turn comes: under a rate stated tiny (a hostile server's) that is never, and each holds its frame.
+    if (++this.cancelled * 2 > this.waiting.length - this.head) this.compact();
+  }
+
+  private compact(): void {
+    this.waiting = this.waiting.slice(this.head).filter((item) => !item.cancelled);
+    this.head = 0;
+    this.cancelled = 0;
   }
 
   /** The connection is gone: what waits is dropped with it (its requests fail as those in flight do). */
@@ -102,6 +114,7 @@ export class Pacer<T> {
     this.first = [];
     this.waiting = [];
     this.head = 0;
+    this.cancelled = 0;
     this.byRef.clear();
   }
 
@@ -122,6 +135,7 @@ export class Pacer<T> {
       const next = this.first.length === 0 ? this.waiting[this.head]! : null;
       if (next !== null && next.cancelled) {
         this.head++;
+        this.cancelled--;
         continue;
       }
       if (!this.take()) break;
@@ -136,6 +150,7 @@ export class Pacer<T> {
     if (this.head === this.waiting.length) {
       this.waiting = [];
       this.head = 0;
+      this.cancelled = 0;
     } else if (this.head > 1024) {
       // Taken out of the front in one go now and then, not one shift() per frame.
       this.waiting = this.waiting.slice(this.head);
@@ -146,7 +161,8 @@ export class Pacer<T> {
 
   private schedule(): void {
     if (this.timer !== null) return;
-    const ms = Math.max(1, Math.ceil((1 - this.tokens) / this.perMs));
+    // At most what a timer can wait: a longer delay fired at once, and again each millisecond under a rate stated tiny.
+    const ms = Math.min(MAX_TIMER_MS, Math.max(1, Math.ceil((1 - this.tokens) / this.perMs)));
     this.timer = setTimeout(() => this.flush(), ms);
   }
 }

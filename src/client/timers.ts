@@ -1,3 +1,6 @@
+/** The longest delay setTimeout takes: a longer one fires at once (Node, browsers). */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** The client's named timers: at most one of each name armed, all cleared at once when the connection goes. */
 export class NamedTimers<Name extends string> {
   private readonly armed = new Map<Name, ReturnType<typeof setTimeout>>();

@@ -3,6 +3,8 @@
  * client connects after a 4001 and shortly before the current one expires (the server closes
  * with 4001 at `exp`; a fresh `auth` frame first keeps the connection).
  */
+import { MAX_TIMER_MS } from './timers.js';
+
 export type TokenSource = () => string | Promise<string>;
 
 /** How long before `expiresAt` a fresh token is sent: a tenth of what is left, within 1 s .. 60 s. */
@@ -10,8 +12,6 @@ export function refreshLead(msLeft: number): number {
   return Math.min(60_000, Math.max(1_000, msLeft / 10));
 }
 
-/** The longest delay setTimeout takes (a longer one fires at once). */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 /** The least time between two refreshes planned from an expiry. */
 const MIN_REFRESH_GAP_MS = 1_000;
 
