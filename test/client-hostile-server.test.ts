@@ -270,3 +270,24 @@ test('a welcome stating a rate of one frame in months neither spins a timer nor 
     await new Promise((resolve) => wss.close(resolve));
   }
 });
+
+test('answers of the wrong shape: an ack without an id fails its publish, a history page\'s items that are not messages are left out', async () => {
+  const server = await welcoming((ws, frames) => {
+    ws.on('message', () => {
+      const { op, ref, group } = frames.at(-1)! as { op: string; ref: string; group: string };
+      if (op === 'pub') ws.send(JSON.stringify({ op: 'ack', ref, id: group === 'ok' ? 'm1' : 7 }));
+      if (op === 'history') ws.send(JSON.stringify({ op: 'history', ref, group, msgs: [null, 1, 'x', { op: 'msg' }, msg('h1', { group, offset: 1, epoch: 'e' })], offset: 1, epoch: 'e' }));
+    });
+  });
+  const rx = sdkClient(server.port, { user: 'u', reconnect: false, heartbeatMs: 0 });
+  try {
+    await rx.client.connect();
+    assert.equal(await rx.client.publish('ok', 1), 'm1');
+    await assert.rejects(rx.client.publish('bad', 1), (err: unknown) => err instanceof OcsError && err.code === 'E_INTERNAL' && /malformed ack/.test(err.message));
+    const page = await rx.client.history('g');
+    assert.deepEqual(page.msgs.map((m) => m.id), ['h1']);
+  } finally {
+    await rx.client.close();
+    await server.close();
+  }
+});

@@ -22,7 +22,7 @@ import { NamedTimers } from './timers.js';
 import { resolveWebSocket, type WebSocketConstructor } from './socket.js';
 import { TokenKeeper } from './token.js';
 import type { AnyOptions, ClientEvents, ClientOptions, ConnectionState, HistoryPage, JoinOptions, JoinResult, Message, PresenceSnapshot, PublishOptions, SendOptions, Welcome } from './types.js';
-import { toHistoryPage, toPresenceEvent, toPresenceSnapshot } from './replies.js';
+import { isMessage, toHistoryPage, toMessageId, toPresenceEvent, toPresenceSnapshot } from './replies.js';
 
 export class OcsClient extends Emitter<ClientEvents> {
   private readonly WebSocketClass: WebSocketConstructor;
@@ -120,17 +120,17 @@ export class OcsClient extends Emitter<ClientEvents> {
 
   /** Publishes to every online member of `group` (at most once); resolves with the message id. */
   async publish(group: string, data: unknown, options: PublishOptions = {}): Promise<string> {
-    return ((await this.request('pub', { group, data, pri: options.pri })) as { id: string }).id;
+    return toMessageId(await this.request('pub', { group, data, pri: options.pri }));
   }
 
   /** A stored direct message to `to` (at least once); resolves with its id once stored. */
   async send(to: string, data: unknown, options: SendOptions = {}): Promise<string> {
-    return ((await this.request('send', { to, data, pri: options.pri, at: options.at })) as { id: string }).id;
+    return toMessageId(await this.request('send', { to, data, pri: options.pri, at: options.at }));
   }
 
   /** A stored message to exactly one member of `group`; resolves with its id once stored. */
   async any(group: string, data: unknown, options: AnyOptions = {}): Promise<string> {
-    return ((await this.request('any', { group, data, pri: options.pri, strategy: options.strategy })) as { id: string }).id;
+    return toMessageId(await this.request('any', { group, data, pri: options.pri, strategy: options.strategy }));
   }
 
   /** Who is in `group` now (`counts`: totals only). */
@@ -304,7 +304,7 @@ export class OcsClient extends Emitter<ClientEvents> {
   }
 
   private deliver(msg: Message): void {
-    if (msg === null || typeof msg !== 'object' || typeof msg.id !== 'string') return;
+    if (!isMessage(msg)) return;
     let verdict: Verdict = 'deliver';
     // Positions are kept for the groups joined only: a server's messages of others would grow the book.
     const tracked = msg.offset !== undefined && typeof msg.group === 'string' && this.groups.has(msg.group);

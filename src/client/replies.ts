@@ -10,6 +10,16 @@ const stringArray = (value: unknown): string[] | null => (Array.isArray(value) &
 
 const malformed = (what: string): OcsError => new OcsError('E_INTERNAL', `malformed ${what} answer from the server`);
 
+/** A message as the server sends one: anything else (a hostile server's null or number) is never handed to the application. */
+export const isMessage = (value: unknown): value is Message => value !== null && typeof value === 'object' && typeof (value as { id?: unknown }).id === 'string';
+
+/** The id an `ack` of a publish, send or any carries. */
+export function toMessageId(frame: unknown): string {
+  const id = (frame as { id?: unknown }).id;
+  if (typeof id !== 'string') throw malformed('ack');
+  return id;
+}
+
 export function toPresenceSnapshot(frame: unknown): PresenceSnapshot {
   const f = frame as Record<string, unknown>;
   const total = f.total as Record<string, unknown> | undefined;
@@ -32,5 +42,5 @@ export function toPresenceEvent(frame: Record<string, unknown>): PresenceEvent |
 export function toHistoryPage(frame: unknown): HistoryPage {
   const f = frame as Record<string, unknown>;
   if (typeof f.group !== 'string' || !Array.isArray(f.msgs) || typeof f.offset !== 'number' || typeof f.epoch !== 'string') throw malformed('history');
-  return { group: f.group, msgs: f.msgs as Message[], offset: f.offset, epoch: f.epoch, more: f.more === true };
+  return { group: f.group, msgs: f.msgs.filter(isMessage), offset: f.offset, epoch: f.epoch, more: f.more === true };
 }
