@@ -7,11 +7,14 @@
  */
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { compressSync } from 'lz4-napi';
-import { WebSocketServer } from 'ws';
+import WebSocket, { WebSocketServer } from 'ws';
 import { checkJsonCost } from '../src/client/heap-cost.js';
-import { OcsError, MAX_FRAME_HEAP_BYTES } from '../src/client/index.js';
+import { MAX_FRAME_HEAP_BYTES, OcsClient, OcsError } from '../src/client/index.js';
 import { MSGPACK_PROTOCOL, packValue, writeFrame } from '../src/protocol/msgpack-codec.js';
+import { until } from './helpers/messaging.js';
 import { sdkClient } from './helpers/sdk.js';
 
 /** 8 M empty objects: 24 MB of JSON text, about 500 MB of heap once parsed. */
@@ -108,4 +111,35 @@ test('the JSON scan counts structure outside strings only, lets dense numbers th
   checkJsonCost(`[${'{},'.repeat(100_000)}{}]`, budget);
   checkJsonCost('['.repeat(MB) + ']'.repeat(MB), budget);
   assert.throws(() => checkJsonCost(`[${'{},'.repeat(100_000)}{}]`, 1024 * 1024), RangeError, 'a smaller budget scans shorter text');
+});
+
+test('a message whose id is longer than any the server can take an ack of is no message: the dedupe windows keep no megabyte ids', async () => {
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc') as () => void;
+  const count = 300;
+  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1', perMessageDeflate: { threshold: 0 } });
+  await new Promise((resolve) => wss.once('listening', resolve));
+  wss.on('connection', (ws) => {
+    ws.send(jsonWelcome);
+    // 1 MB ids, about 1 KB each with permessage-deflate.
+    for (let i = 0; i < count; i++) ws.send(JSON.stringify({ ...msg('x'), id: `${i}`.padEnd(MB, '.'), ackReq: i % 2 === 0 }), { compress: true });
+    ws.send(JSON.stringify(msg('good')));
+  });
+  // No recording helper: the application here keeps nothing it is handed.
+  const client = new OcsClient({ url: `ws://127.0.0.1:${(wss.address() as { port: number }).port}/ws`, WebSocket, user: 'u', reconnect: false, heartbeatMs: 0 });
+  const handed: string[] = [];
+  client.on('message', (m) => void handed.push(m.id.slice(0, 8)));
+  try {
+    gc();
+    const heapBefore = process.memoryUsage().heapUsed;
+    await client.connect();
+    await until(() => (handed.includes('good') ? true : undefined), 'the good message', 30_000);
+    gc();
+    const kept = process.memoryUsage().heapUsed - heapBefore;
+    assert.ok(kept < 32 * MB, `${(kept / MB).toFixed(0)} MB kept after ${count} messages of 1 MB ids`);
+    assert.deepEqual(handed, ['good']);
+  } finally {
+    await client.close();
+    await new Promise((resolve) => wss.close(resolve));
+  }
 });

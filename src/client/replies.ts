@@ -4,14 +4,23 @@
  * handed on half-valid.
  */
 import { OcsError } from '../protocol/errors.js';
+import { MAX_ID_LENGTH } from '../protocol/frames.js';
 import type { HistoryPage, Message, PresenceEvent, PresenceSnapshot } from './types.js';
 
 const stringArray = (value: unknown): string[] | null => (Array.isArray(value) && value.every((v) => typeof v === 'string') ? (value as string[]) : null);
 
 const malformed = (what: string): OcsError => new OcsError('E_INTERNAL', `malformed ${what} answer from the server`);
 
-/** A message as the server sends one: anything else (a hostile server's null or number) is never handed to the application. */
-export const isMessage = (value: unknown): value is Message => value !== null && typeof value === 'object' && typeof (value as { id?: unknown }).id === 'string';
+/**
+ * A message as the server sends one: anything else (a hostile server's null or number) is never
+ * handed to the application. Nor is one whose id is longer than the server takes an ack of: the
+ * dedupe windows keep 10,000 ids each, and 300 ids of 1 MB (1 KB each with permessage-deflate)
+ * held 301 MB there.
+ */
+export const isMessage = (value: unknown): value is Message => {
+  const id = value !== null && typeof value === 'object' ? (value as { id?: unknown }).id : undefined;
+  return typeof id === 'string' && id.length <= MAX_ID_LENGTH;
+};
 
 /** The id an `ack` of a publish, send or any carries. */
 export function toMessageId(frame: unknown): string {
