@@ -13,6 +13,7 @@ import { sdkClient } from './helpers/sdk.js';
 interface Scripted {
   port: number;
   connections: number;
+  wss: WebSocketServer;
   /** Frames from every connection, in arrival order. */
   frames: Array<Record<string, unknown>>;
   close(): Promise<void>;
@@ -25,6 +26,7 @@ async function scripted(onConnection: (ws: WebSocket, n: number) => void, onFram
   const server: Scripted = {
     port: (wss.address() as { port: number }).port,
     connections: 0,
+    wss,
     frames: [],
     close: () => new Promise((resolve) => wss.close(() => resolve())),
   };
@@ -229,4 +231,32 @@ test('close() while the token callback has not answered leaves no timer behind a
   await assert.rejects(connecting, (err: unknown) => err instanceof OcsError && err.code === 'E_CLOSED');
   await new Promise((resolve) => setTimeout(resolve, 400));
   assert.deepEqual(rx.errors.slice(closedAt).map((e) => e.message), [], 'no error after closed');
+});
+
+test('timeouts longer than a timer can wait (Infinity, 2^32 ms) mean never, not at once: connect, heartbeat, join and reconnect delays', { timeout: 10_000 }, async () => {
+  const warnings: string[] = [];
+  const onWarning = (warning: Error): void => void warnings.push(warning.name);
+  process.on('warning', onWarning);
+  // Welcomes the first connection 100 ms late and answers its joins 100 ms late; drops every later one at once.
+  const server = await scripted(
+    (ws, n) => (n === 1 ? setTimeout(() => welcome(ws), 100) : ws.terminate()),
+    (ws, frame) => void (frame.op === 'join' && setTimeout(() => ws.send(JSON.stringify({ op: 'joined', group: frame.group, ref: frame.ref })), 100)),
+  );
+  const long = 2 ** 32;
+  const rx = sdkClient(server.port, { user: 'u', connectTimeoutMs: Infinity, heartbeatMs: long, requestTimeoutMs: long, reconnect: { initialMs: long, maxMs: Infinity }, random: () => 0.5 });
+  try {
+    await rx.client.connect();
+    await rx.client.join('g');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.deepEqual(rx.disconnects, [], 'no heartbeat gave up the connection');
+    for (const ws of server.wss.clients) ws.terminate();
+    await until(() => (rx.disconnects.length > 0 ? true : undefined), 'the disconnect');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(server.connections, 1, 'no reconnect at once');
+    assert.deepEqual(warnings, []);
+  } finally {
+    process.off('warning', onWarning);
+    await rx.client.close();
+    await server.close();
+  }
 });

@@ -7,6 +7,7 @@
 import { JSON_PROTOCOL, jsonCodec, MSGPACK_PROTOCOL, type ClientCodec } from './codec.js';
 import { Pacer, type PaceLimits } from './pacer.js';
 import { CLOSING, onBytes, OPEN, type WebSocketConstructor, type WebSocketLike } from './socket.js';
+import { after } from './timers.js';
 
 /**
  * The largest frame taken from a server by default: `ws`'s own default (what Node clients took
@@ -228,7 +229,7 @@ export class Connection {
 
   private arm(ms: number, run: () => void): void {
     this.disarm();
-    this.timer = setTimeout(run, ms);
+    this.timer = after(ms, run);
   }
 
   private disarm(): void {

@@ -9,6 +9,7 @@
  */
 import { OcsError } from '../protocol/errors.js';
 import type { Position } from './recovery.js';
+import { after } from './timers.js';
 import type { JoinResult } from './types.js';
 
 interface Waiter {
@@ -159,11 +160,11 @@ export class Groups {
    */
   private armDeadline(group: string, entry: Entry): void {
     if (entry.deadline !== undefined || entry.waiters.length === 0 || !Number.isFinite(entry.timeoutMs)) return;
-    entry.deadline = setTimeout(() => {
+    entry.deadline = after(entry.timeoutMs, () => {
       entry.deadline = undefined;
       const err = new OcsError('E_TIMEOUT', `no answer to the join of ${group} in time; it stays wanted until leave()`);
       for (const waiter of entry.waiters.splice(0)) waiter.reject(err);
-    }, entry.timeoutMs);
+    });
   }
 
   /** The client closed: every unanswered join fails. */

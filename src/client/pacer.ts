@@ -7,7 +7,7 @@
  * closed 4029 after a few dozen refusals. Frames leave in the order given.
  */
 
-import { MAX_TIMER_MS } from './timers.js';
+import { after } from './timers.js';
 
 /** What the server allows each connection: frames a second (0: unlimited) and the burst above it. */
 export interface PaceLimits {
@@ -161,8 +161,7 @@ export class Pacer<T> {
 
   private schedule(): void {
     if (this.timer !== null) return;
-    // At most what a timer can wait: a longer delay fired at once, and again each millisecond under a rate stated tiny.
-    const ms = Math.min(MAX_TIMER_MS, Math.max(1, Math.ceil((1 - this.tokens) / this.perMs)));
-    this.timer = setTimeout(() => this.flush(), ms);
+    // after(): under a rate stated tiny the wait is longer than a timer takes, which fired each millisecond.
+    this.timer = after(Math.max(1, Math.ceil((1 - this.tokens) / this.perMs)), () => this.flush());
   }
 }
