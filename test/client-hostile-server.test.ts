@@ -11,7 +11,7 @@ import { test } from 'node:test';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import WebSocket, { WebSocketServer } from 'ws';
-import { OcsError } from '../src/client/index.js';
+import { OcsClient, OcsError } from '../src/client/index.js';
 import { until } from './helpers/messaging.js';
 import { sdkClient } from './helpers/sdk.js';
 
@@ -289,5 +289,37 @@ test('answers of the wrong shape: an ack without an id fails its publish, a hist
   } finally {
     await rx.client.close();
     await server.close();
+  }
+});
+
+test('acks waiting for a pace that never comes are bounded: a million stored messages keep a few megabytes, not one ack each', { timeout: 60_000 }, async (t) => {
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc') as () => void;
+  const batches = 100;
+  const per = 10_000;
+  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1', perMessageDeflate: { threshold: 0 } });
+  await new Promise((resolve) => wss.once('listening', resolve));
+  wss.on('connection', (ws) => {
+    ws.send(JSON.stringify({ op: 'welcome', user: 'u', sid: 's', shard: 0, pending: 0, limits: { messagesPerSecond: 1e-7, burst: 1, ackIds: 16 } }));
+    for (let b = 0; b < batches; b++) ws.send(JSON.stringify({ op: 'batch', msgs: Array.from({ length: per }, (_, i) => msg(`m${b}-${i}`, { ackReq: true })) }), { compress: true });
+    ws.send(JSON.stringify(msg('good')));
+  });
+  // No recording helper: the application here keeps nothing it is handed.
+  const client = new OcsClient({ url: `ws://127.0.0.1:${(wss.address() as { port: number }).port}/ws`, WebSocket, user: 'u', reconnect: false, heartbeatMs: 0 });
+  let handed = 0;
+  client.on('message', () => void handed++);
+  try {
+    gc();
+    const heapBefore = process.memoryUsage().heapUsed;
+    await client.connect();
+    await until(() => (handed === batches * per + 1 ? true : undefined), 'every message', 50_000);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    gc();
+    const kept = process.memoryUsage().heapUsed - heapBefore;
+    t.diagnostic(`${(kept / 1048576).toFixed(1)} MB kept after ${handed} messages`);
+    assert.ok(kept < 12 * 1024 * 1024, `${(kept / 1048576).toFixed(1)} MB kept after ${handed} messages`);
+  } finally {
+    await client.close();
+    await new Promise((resolve) => wss.close(resolve));
   }
 });

@@ -109,7 +109,7 @@ export class Connection {
     if (socket === null || socket.readyState !== OPEN) return;
     const data = this.codec.encode(frame);
     if (this.pacer === null) socket.send(data);
-    else if (first) this.pacer.sendFirst(data);
+    else if (first) this.pacer.sendFirst(data, frame.op === 'ack');
     else this.pacer.send(data, typeof frame.ref === 'string' ? frame.ref : undefined);
   }
 

@@ -22,6 +22,15 @@ export interface PaceLimits {
 const RATE_SHARE = 0.9;
 const BURST_SHARE = 0.5;
 
+/**
+ * Frames waiting to go first past which an ack is dropped: its messages come again after the
+ * server's ack timeout, and are acknowledged then (the dedupe window knows them). A server has
+ * at most its window unacknowledged (delivery.max_inflight_per_user, 10,000 by default): that
+ * many frames hold its acks whatever its ackIds. Unbounded, a server stating a rate of a frame
+ * in months kept an ack for each of its stored messages: 20.8 MB after a million.
+ */
+const MAX_DROPPABLE_FIRST = 10_000;
+
 /** A frame waiting its turn; `ref`: the request it carries, which may fail (time out) before it goes. */
 interface Waiting<T> {
   frame: T;
@@ -79,9 +88,13 @@ export class Pacer<T> {
     this.schedule();
   }
 
-  /** Ahead of what waits, at the next token: a token refresh must not wait behind a backlog until it expires. */
-  sendFirst(frame: T): void {
+  /**
+   * Ahead of what waits, at the next token: a token refresh must not wait behind a backlog until
+   * it expires. `droppable` (an ack): not kept past MAX_DROPPABLE_FIRST frames first.
+   */
+  sendFirst(frame: T, droppable = false): void {
     if (this.backlog === 0 && this.take()) return this.write(frame);
+    if (droppable && this.first.length >= MAX_DROPPABLE_FIRST) return;
     this.first.push(frame);
     this.schedule();
   }
