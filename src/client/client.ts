@@ -20,7 +20,7 @@ import { Requests } from './requests.js';
 import { SeenIds } from './seen-ids.js';
 import { NamedTimers } from './timers.js';
 import { resolveWebSocket, type WebSocketConstructor } from './socket.js';
-import { TokenKeeper } from './token.js';
+import { TokenKeeper, tokenWithin } from './token.js';
 import type { AnyOptions, ClientEvents, ClientOptions, ConnectionState, HistoryPage, JoinOptions, JoinResult, Message, PresenceSnapshot, PublishOptions, SendOptions, Welcome } from './types.js';
 import { isMessage, toHistoryPage, toMessageId, toPresenceEvent, toPresenceSnapshot } from './replies.js';
 
@@ -163,7 +163,7 @@ export class OcsClient extends Emitter<ClientEvents> {
     this.setState(this.everOpened ? 'reconnecting' : 'connecting');
     let token: string | undefined;
     try {
-      if (this.tokens !== null) token = await this.tokenWithin(this.tokens.get(refreshToken));
+      if (this.tokens !== null) token = await tokenWithin(this.tokens.get(refreshToken), this.limits.connectTimeoutMs, this.timers);
       if (this.options.encoding === 'msgpack' && this.msgpack === null) this.msgpack = (await import('./msgpack-codec.js')).msgpackCodec;
     } catch (err) {
       if (this.currentState === 'closed') return;
@@ -187,19 +187,6 @@ export class OcsClient extends Emitter<ClientEvents> {
       this.report(err instanceof Error ? err : new Error(String(err)));
       return this.finish(1006, `cannot open ${url}`);
     }
-  }
-
-  /**
-   * The token callback's answer, or a failure after connectTimeoutMs: one that never answers must
-   * not hold the reconnection for ever. On the client's timers, so that close() clears it: else it
-   * kept a Node process up that long, then told an `error` after `closed`.
-   */
-  private tokenWithin(answer: Promise<string>): Promise<string> {
-    return new Promise<string>((resolve, reject) => {
-      this.timers.set('token', this.limits.connectTimeoutMs, () => reject(new Error('the token callback did not answer within connectTimeoutMs')));
-      const settle = (): void => this.timers.clear('token');
-      answer.then((token) => (settle(), resolve(token)), (err: unknown) => (settle(), reject(err)));
-    });
   }
 
   private connectionLost(code: number, reason: string): void {

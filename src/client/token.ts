@@ -76,3 +76,16 @@ export class TokenKeeper {
     }
   }
 }
+
+/**
+ * The token callback's answer, or a failure after `ms`: one that never answers must not hold the
+ * reconnection for ever. On the client's timers (as 'token'), so that close() clears it: else it
+ * kept a Node process up that long, then told an `error` after `closed`.
+ */
+export function tokenWithin(answer: Promise<string>, ms: number, timers: { set(name: 'token', ms: number, run: () => void): void; clear(name: 'token'): void }): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    timers.set('token', ms, () => reject(new Error('the token callback did not answer within connectTimeoutMs')));
+    const settle = (): void => timers.clear('token');
+    answer.then((token) => (settle(), resolve(token)), (err: unknown) => (settle(), reject(err)));
+  });
+}
