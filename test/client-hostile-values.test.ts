@@ -103,6 +103,10 @@ test('the JSON scan counts structure outside strings only, lets dense numbers th
   checkJsonCost(inStrings, budget);
   // 1.5 M small numbers: 24 MB counted.
   checkJsonCost(`[${'1,'.repeat(1_500_000)}1]`, budget);
+  // 2.5 M short strings, 32 bytes of heap each as measured (of four characters): 80 MB counted, refused (a string's header counts, not only its slot).
+  assert.throws(() => checkJsonCost(`[${'"ab",'.repeat(2_500_000)}"ab"]`, budget), RangeError);
+  // Keys are not values: 400,000 objects of one key and one number, 44.8 MB counted.
+  checkJsonCost(`[${'{"a":1},'.repeat(400_000)}{"a":1}]`, budget);
   // 1 M empty objects: 80 MB counted, refused.
   assert.throws(() => checkJsonCost(`[${'{},'.repeat(1_000_000)}{}]`, budget), /holds more values than maxFrameHeapBytes \(67108864\) allows/);
   // The same structure after a string that ends in an escaped backslash is counted.
