@@ -88,6 +88,15 @@ function positionOf(frame: string): Position | null {
   return Number.isSafeInteger(offset) ? { offset, epoch: frame.slice(epochAt + EPOCH_FIELD.length, -2) } : null;
 }
 
+/**
+ * A rule's ttl (seconds, any the schema takes) in whole milliseconds, at least 1 when set: the
+ * scripts PEXPIRE with it, and Redis refuses a fraction (1.001 s is 1000.9999999999999 ms in a
+ * double), which failed every pub, join and `history` of the group as if Redis were away.
+ */
+function ttlMs(ttl: number): number {
+  return ttl > 0 ? Math.max(1, Math.round(ttl * 1000)) : 0;
+}
+
 const UNAVAILABLE = 'group history is kept in Redis, which is unreachable';
 const NOT_NUMBERED = 'a group that keeps history is numbered in Redis, which is unreachable';
 const MAYBE_PUBLISHED = 'Redis did not answer within cluster.command_timeout: the message may or may not have been published (a retry may deliver it twice)';
@@ -323,6 +332,6 @@ export class ClusterHistory {
   private run(source: string, rule: HistoryRule, group: string, args: Array<string | number>): Promise<unknown> {
     // A fresh candidate each time: an epoch is never made twice, whatever Redis forgot in between.
     const { max_groups, max_bytes } = this.options.config.history;
-    return this.options.scripts.run(source, [this.options.keys.prefix, group, rule.size, rule.ttl * 1000, Date.now(), newEpoch(), max_groups, max_bytes, ...args]);
+    return this.options.scripts.run(source, [this.options.keys.prefix, group, rule.size, ttlMs(rule.ttl), Date.now(), newEpoch(), max_groups, max_bytes, ...args]);
   }
 }
