@@ -18,6 +18,8 @@ const P = 'hb:';
 const EPOCH = 'e0e0e0e0e0e0e0e0';
 const T0 = 1_800_000_000_000;
 const DATA = JSON.stringify('x'.repeat(400));
+/** The largest message a pub makes (the node passes websocket.server.max_payload). */
+const MAX_ENTRY = 64 * 1024;
 
 /** The script with `redis.call` shadowed by one that counts the entries it hands back or removes. */
 function counting(source: string): string {
@@ -77,10 +79,10 @@ describe('one history script costs Redis a bounded amount, whatever the group ke
   }
 
   /** `n` messages appended at `now` (all in one pipeline: the scripts run in order). */
-  async function fill(group: string, n: number, rule: Rule): Promise<void> {
+  async function fill(group: string, n: number, rule: Rule, data = DATA): Promise<void> {
     const pipeline = client.pipeline();
     for (let i = 0; i < n; i++) {
-      const head = `{"op":"msg","id":"m${i}","from":"u","group":"${group}","data":${DATA},"pri":0,"ts":${rule.now ?? T0}`;
+      const head = `{"op":"msg","id":"m${i}","from":"u","group":"${group}","data":${data},"pri":0,"ts":${rule.now ?? T0}`;
       pipeline.eval(HISTORY_APPEND, 0, ...argv(group, rule), head, rule.now ?? T0);
     }
     await pipeline.exec();
@@ -91,15 +93,15 @@ describe('one history script costs Redis a bounded amount, whatever the group ke
   async function join(group: string, rule: Rule, since: number, maxReplay: number) {
     const token = `t${tokens++}`;
     const published = new Promise<unknown[]>((resolve) => answers.set(token, resolve));
-    const { touched } = await run(HISTORY_JOIN, group, rule, [since, EPOCH, maxReplay, `${P}answers`, token]);
+    const { touched } = await run(HISTORY_JOIN, group, rule, [since, EPOCH, maxReplay, `${P}answers`, token, MAX_ENTRY]);
     const [, , top, , recovered, frames] = await published;
     const offsets = (frames as string[]).map((f) => (JSON.parse(f) as { offset: number }).offset);
     return { touched, top, recovered, offsets, bytes: (frames as string[]).reduce((sum, f) => sum + Buffer.byteLength(f), 0) };
   }
 
   /** One page of `history` after `since` (HISTORY_PAGE), counted. */
-  async function page(group: string, rule: Rule, since: number, limit: number) {
-    const { touched, answer } = await run(HISTORY_PAGE, group, rule, [since, limit, 1e9]);
+  async function page(group: string, rule: Rule, since: number, limit: number, maxBytes = 1e9) {
+    const { touched, answer } = await run(HISTORY_PAGE, group, rule, [since, limit, maxBytes, MAX_ENTRY]);
     const [top, , more, ...frames] = answer as [number, string, number, ...string[]];
     return { touched, top, more, offsets: frames.map((f) => (JSON.parse(f) as { offset: number }).offset) };
   }
@@ -124,6 +126,28 @@ describe('one history script costs Redis a bounded amount, whatever the group ke
     assert.equal(fits.touched, 250, 'only what it replays');
     assert.equal((await join('room.old', rule, 4750, fits.bytes)).recovered, 1, 'exactly max_replay_bytes is replayed');
     assert.equal((await join('room.old', rule, 4750, fits.bytes - 1)).recovered, 0, 'one byte more is not');
+  });
+
+  // A review on 2026-12-08: with messages of 60 KB (max_payload is 64 KB by default) each read 100
+  // entries, 6 MB, to answer with 4: 13-14 ms of Redis each (a one-off script), so one client at
+  // the default rate limit could keep Redis busy alone.
+  test('with large messages a join and a page read about max_replay_bytes of them, not a chunk of 100', async () => {
+    const rule = { size: 100 };
+    await fill('room.big', 100, rule, JSON.stringify('x'.repeat(60_000)));
+    const budget = 256 * 1024;
+    const fits = Math.floor(budget / 60_000);
+    const joined = await join('room.big', rule, 0, budget);
+    assert.deepEqual([joined.recovered, joined.offsets], [0, []], '100 messages of 60 KB are past max_replay_bytes');
+    assert.ok(joined.touched <= fits + 2, `${joined.touched} entries of 60 KB read to refuse a replay that holds ${fits}`);
+    const near = await join('room.big', rule, 100 - fits, budget);
+    assert.deepEqual([near.recovered, near.offsets], [1, Array.from({ length: fits }, (_, i) => 101 - fits + i)], 'what fits is replayed');
+    const first = await page('room.big', rule, 0, 100, budget);
+    assert.deepEqual([first.offsets, first.more], [Array.from({ length: fits }, (_, i) => i + 1), 1]);
+    assert.ok(first.touched <= fits + 2, `${first.touched} entries of 60 KB read for a page of ${fits}`);
+    const two = await page('room.big', rule, 98, 2, budget);
+    assert.deepEqual([two.offsets, two.more, two.touched], [[99, 100], 0, 2], 'the last two: no more');
+    const limited = await page('room.big', rule, 10, 2, budget);
+    assert.deepEqual([limited.offsets, limited.more], [[11, 12], 1], 'limit 2 of more');
   });
 
   test('entries past the ttl go at most 1,000 per script, and those left are never served', async () => {

@@ -120,6 +120,8 @@ export class ClusterHistory {
   private readonly batchSize: number;
   private readonly maxReplayBytes: number;
   private readonly maxPage: number;
+  /** The largest message a pub makes (about): the scripts read as many as their byte budget holds of those at a time. */
+  private readonly maxEntry: number;
   /** A join's answer that has not come by then never will (Redis went away meanwhile). */
   private readonly answerTimeoutMs: number;
 
@@ -131,6 +133,7 @@ export class ClusterHistory {
     // A replay bigger than a client may have waiting would make it a slow consumer (1013).
     this.maxReplayBytes = Math.min(config.history.max_replay_bytes, Math.floor(config.websocket.server.max_backpressure / 2));
     this.maxPage = config.history.max_page;
+    this.maxEntry = config.websocket.server.max_payload;
     this.answerTimeoutMs = config.cluster.command_timeout * 2000;
   }
 
@@ -277,7 +280,7 @@ export class ClusterHistory {
   private ask(rule: HistoryRule, group: string, since: number, sinceEpoch: string, entry: (timer: NodeJS.Timeout) => PendingJoin | PendingResume): string {
     const token = (this.nextToken++).toString(36);
     this.pending.set(token, entry(setTimeout(() => this.refuse(token), this.answerTimeoutMs)));
-    this.run(HISTORY_JOIN, rule, group, [since, sinceEpoch, this.maxReplayBytes, this.nodeChannel, token]).catch((err: unknown) => {
+    this.run(HISTORY_JOIN, rule, group, [since, sinceEpoch, this.maxReplayBytes, this.nodeChannel, token, this.maxEntry]).catch((err: unknown) => {
       this.options.log.warn({ code: 'E_CLUSTER_UNAVAILABLE', err, group }, 'cluster: a join of a history group could not be answered');
       this.refuse(token);
     });
@@ -291,7 +294,7 @@ export class ClusterHistory {
     if (!this.options.up()) return fail('E_CLUSTER_UNAVAILABLE', UNAVAILABLE);
     const maxBytes = Math.min(this.maxReplayBytes, link.maxFrameBytes - 256);
     const count = Math.min(limit > 0 ? limit : this.maxPage, this.maxPage);
-    this.run(HISTORY_PAGE, rule, group, [since, count, maxBytes]).then(
+    this.run(HISTORY_PAGE, rule, group, [since, count, maxBytes, this.maxEntry]).then(
       (answer) => {
         const [top, epoch, more, ...frames] = answer as [number, string, number, ...string[]];
         if (since > top) return fail('E_BAD_FRAME', `since ${since} is past the group's last offset ${top} (epoch ${epoch})`);
