@@ -1,7 +1,7 @@
 /**
  * A history rule's `ttl` in cluster mode is seconds, any non-negative number the schema takes
  * (config/value-types.ts): the scripts get it in milliseconds, and Redis's PEXPIRE takes whole
- * ones only. Two real nodes on a private Redis.
+ * ones only, written as integers (Lua writes 2e+17 for a large one). Two real nodes on a private Redis.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -15,6 +15,8 @@ const skip = announceSkip('cluster-history-ttl.test');
 const RULES = [
   { pattern: 'odd.*', size: 10, ttl: 1.001 },
   { pattern: 'tiny.*', size: 10, ttl: 0.0003 },
+  // 10^14 s: twice it in ms is past what Lua hands Redis as an integer (1e+17).
+  { pattern: 'far.*', size: 10, ttl: 1e14 },
 ];
 
 describe('history rules with a fractional ttl, in cluster mode', { skip }, () => {
@@ -53,6 +55,16 @@ describe('history rules with a fractional ttl, in cluster mode', { skip }, () =>
     assert.deepEqual((await nextMsgs(b!, 1)).map((m) => m.data), ['one']);
     await new Promise((r) => setTimeout(r, 20));
     assert.deepEqual((await history(b!, 'tiny.room')).msgs, [], 'gone past the ttl');
+  });
+
+  test('a ttl of 10^14 s: pubs are numbered, kept and delivered', async () => {
+    const [a, b] = await Promise.all(cluster.nodes.map((node, i) => member(node.port, `far${i}`)));
+    cluster.open.push(a!, b!);
+    await joinGroup(b!, 'far.room');
+    const ack = await pub(a!, 'far.room', 'one');
+    assert.deepEqual([ack.op, ack.offset], ['ack', 1], JSON.stringify(ack));
+    assert.deepEqual((await nextMsgs(b!, 1)).map((m) => m.data), ['one']);
+    assert.deepEqual((await history(b!, 'far.room')).msgs.map((m) => m.data), ['one']);
   });
 });
 

@@ -88,13 +88,17 @@ function positionOf(frame: string): Position | null {
   return Number.isSafeInteger(offset) ? { offset, epoch: frame.slice(epochAt + EPOCH_FIELD.length, -2) } : null;
 }
 
+/** Most ms a ttl counts (about 31,700 years): twice it is still written as an integer by Lua (2e+17 is not). */
+const MAX_TTL_MS = 1e15;
+
 /**
  * A rule's ttl (seconds, any the schema takes) in whole milliseconds, at least 1 when set: the
- * scripts PEXPIRE with it, and Redis refuses a fraction (1.001 s is 1000.9999999999999 ms in a
- * double), which failed every pub, join and `history` of the group as if Redis were away.
+ * scripts PEXPIRE with twice it, and Redis refuses a fraction (1.001 s is 1000.9999999999999 ms
+ * in a double) or a number Lua writes with an exponent, which failed every pub, join and
+ * `history` of the group as if Redis were away.
  */
 function ttlMs(ttl: number): number {
-  return ttl > 0 ? Math.max(1, Math.round(ttl * 1000)) : 0;
+  return ttl > 0 ? Math.min(MAX_TTL_MS, Math.max(1, Math.round(ttl * 1000))) : 0;
 }
 
 const UNAVAILABLE = 'group history is kept in Redis, which is unreachable';
