@@ -305,4 +305,35 @@ describe('group history when Redis goes away', { skip, timeout: 120_000 }, () =>
     const back = await join(await on(1, 'keeper'), 'room.d', positionOf(first.joined, seen));
     assert.deepEqual([back.joined.recovered, back.joined.epoch, back.replayed.map((m) => m.data)], [true, first.joined.epoch, ['unseen']]);
   });
+
+  // Redis came back with the same epoch and an older top (an RDB snapshot, a replica promoted
+  // before it had everything): the offsets after it would be given out again, to other messages.
+  test('a Redis back with less than its members saw gives a new epoch: an offset is never given out twice', async () => {
+    closeAll();
+    await Promise.all(nodes.splice(0).map((node) => node.stop()));
+    await redis?.stop();
+    redis = await startPrivateRedis();
+    for (let i = 0; i < 2; i++) nodes.push(await startProcess(nodeConfig(redis.url, 'behind:', 1, HISTORY)));
+    const [stayer, publisher] = [await on(0, 'stayer'), await on(1, 'publisher')];
+    const first = await join(stayer, 'room.b');
+    const pub = async (data: string): Promise<void> => {
+      publisher.send({ op: 'pub', group: 'room.b', data, ref: data });
+      await publisher.next((f) => f.op === 'ack' && f.ref === data);
+    };
+    for (const data of ['a', 'b']) await pub(data);
+    const store = redis.client();
+    await store.save(); // the snapshot Redis comes back with
+    store.disconnect();
+    for (const data of ['c', 'd']) await pub(data);
+    const seen = await nextMsgs(stayer, 4);
+    await redis.kill();
+    await redis.restart();
+    await health('ok');
+    await pub('new');
+    const [next] = await nextMsgs(stayer, 1);
+    assert.equal(next!.data, 'new');
+    assert.ok(next!.epoch !== first.joined.epoch || (next!.offset as number) > 4, `"new" came as offset ${String(next!.offset)} of the epoch that numbered "c" and "d" 3 and 4`);
+    const back = await join(await on(0, 'returner'), 'room.b', positionOf(first.joined, seen.at(-1)));
+    assert.equal(back.joined.recovered, false, 'what followed offset 4 is not what the returner missed');
+  });
 });

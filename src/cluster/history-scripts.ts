@@ -67,18 +67,17 @@ local function dropOldest(name)
   if left <= 0 then uncount(name) end
   return sum
 end
-local epoch = redis.call('HGET', meta, 'epoch')
-local top
+local epoch, top = redis.call('HGET', meta, 'epoch'), 0
 local created = not epoch
-if created then
+-- A new epoch (the candidate), with nothing kept under the old one.
+local function renew()
   epoch, top = ARGV[6], 0
   -- UNLINK: a list of a large rule's size is freed off Redis's main thread.
   redis.call('UNLINK', list)
   uncount(g)
   redis.call('HSET', meta, 'epoch', epoch, 'top', 0)
-else
-  top = tonumber(redis.call('HGET', meta, 'top') or '0')
 end
+if created then renew() else top = tonumber(redis.call('HGET', meta, 'top') or '0') end
 redis.call('ZADD', used, now, g)
 local function tsOf(e)
   return tonumber(string.sub(e, 1, string.find(e, ' ', 1, true) - 1))
@@ -210,10 +209,14 @@ return {top, epoch}
 `;
 
 /**
- * ARGV: ... since (-1: not asked) sinceEpoch maxReplay nodeChannel token maxEntry: the answer to
- * a join, PUBLISHed on the joining node's channel rather than returned, so that it reaches the
- * node in Redis's one order with the group's messages (the node subscribed the group's channel
- * before): every message up to `top` before it, every later one after it.
+ * ARGV: ... since (-1: not asked) sinceEpoch maxReplay nodeChannel token maxEntry renew(1|0): the
+ * answer to a join, PUBLISHed on the joining node's channel rather than returned, so that it
+ * reaches the node in Redis's one order with the group's messages (the node subscribed the
+ * group's channel before): every message up to `top` before it, every later one after it.
+ * \`renew\` 1: \`since\` is the node's own position (a resume), read from Redis: past the top, it
+ * proves Redis lost what it gave out (a snapshot, a replica promoted), and the group takes a new
+ * epoch, or the offsets after the top would number other messages under the same epoch. (A
+ * client's \`since\` past the top is only refused: anyone could send one.)
  * Published: MessagePack [3, token, top, epoch, recovered (-1 not asked, 0, 1), frames, error]
  * (error '' or why `since` is refused).
  */
@@ -222,6 +225,7 @@ local since, sinceEpoch, maxReplay, channel, token = tonumber(ARGV[9]), ARGV[10]
 local recovered, frames, err = -1, {}, ''
 if since >= 0 then
   recovered = 0
+  if ARGV[15] == '1' and sinceEpoch == epoch and since > top then renew() end
   if sinceEpoch == epoch then
     if since > top then
       err = 'since.offset '..since..' is past the group\\'s last offset '..top..' (epoch '..epoch..')'

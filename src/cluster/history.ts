@@ -191,7 +191,7 @@ export class ClusterHistory {
       return Promise.resolve();
     }
     return new Promise<void>((done) => {
-      this.ask(rule, group, sinceOffset, sinceEpoch ?? '', (timer) => ({ kind: 'join', shard, sid, group, ref, timer, done }));
+      this.ask(rule, group, sinceOffset, sinceEpoch ?? '', false, (timer) => ({ kind: 'join', shard, sid, group, ref, timer, done }));
     });
   }
 
@@ -248,7 +248,7 @@ export class ClusterHistory {
     for (const [group, { offset, epoch }] of this.positions) {
       const rule = this.ruleOf(group);
       if (rule === null || typeof this.resuming.get(group) === 'string') continue;
-      asked.push(new Promise<void>((done) => this.resuming.set(group, this.ask(rule, group, offset, epoch, (timer) => ({ kind: 'resume', group, timer, done })))));
+      asked.push(new Promise<void>((done) => this.resuming.set(group, this.ask(rule, group, offset, epoch, true, (timer) => ({ kind: 'resume', group, timer, done })))));
     }
     return Promise.all(asked).then(() => {
       if (asked.length === 0) return;
@@ -280,11 +280,15 @@ export class ClusterHistory {
     if (position === undefined || position.epoch !== epoch || position.offset < top) this.positions.set(group, { epoch, offset: top });
   }
 
-  /** Runs the JOIN script for a join or a resume; its answer comes on the node's channel under the token returned. */
-  private ask(rule: HistoryRule, group: string, since: number, sinceEpoch: string, entry: (timer: NodeJS.Timeout) => PendingJoin | PendingResume): string {
+  /**
+   * Runs the JOIN script for a join or a resume; its answer comes on the node's channel under the
+   * token returned. `renew`: `since` is this node's own position, so Redis behind it lost what it
+   * gave out, and the group takes a new epoch (HISTORY_JOIN).
+   */
+  private ask(rule: HistoryRule, group: string, since: number, sinceEpoch: string, renew: boolean, entry: (timer: NodeJS.Timeout) => PendingJoin | PendingResume): string {
     const token = (this.nextToken++).toString(36);
     this.pending.set(token, entry(setTimeout(() => this.refuse(token), this.answerTimeoutMs)));
-    this.run(HISTORY_JOIN, rule, group, [since, sinceEpoch, this.maxReplayBytes, this.nodeChannel, token, this.maxEntry]).catch((err: unknown) => {
+    this.run(HISTORY_JOIN, rule, group, [since, sinceEpoch, this.maxReplayBytes, this.nodeChannel, token, this.maxEntry, renew ? 1 : 0]).catch((err: unknown) => {
       this.options.log.warn({ code: 'E_CLUSTER_UNAVAILABLE', err, group }, 'cluster: a join of a history group could not be answered');
       this.refuse(token);
     });
