@@ -57,7 +57,8 @@ interface PendingJoin {
   sid: string;
   group: string;
   ref: string | null;
-  timer: NodeJS.Timeout;
+  /** Set once the script is sent (an ask may wait its turn first). */
+  timer?: NodeJS.Timeout;
   done(): void;
 }
 
@@ -65,7 +66,7 @@ interface PendingJoin {
 interface PendingResume {
   kind: 'resume';
   group: string;
-  timer: NodeJS.Timeout;
+  timer?: NodeJS.Timeout;
   done(): void;
 }
 
@@ -106,6 +107,14 @@ const NOT_NUMBERED = 'a group that keeps history is numbered in Redis, which is 
 const MAYBE_PUBLISHED = 'Redis did not answer within cluster.command_timeout: the message may or may not have been published (a retry may deliver it twice)';
 /** Pubs to history groups sent to Redis and not yet answered: past it they are refused (E_OVERLOADED), not queued without bound. */
 const MAX_APPENDS_IN_FLIGHT = 50_000;
+/**
+ * Bytes of join and resume answers (each up to max_replay_bytes) a node has Redis send at once:
+ * they all come on its one subscriber connection, which Redis closes past 32 MB waiting (8 MB
+ * for a minute: its default client-output-buffer-limit for pubsub). A node back from an outage
+ * with members in 200 groups that missed 250 KB each asked for them all at once, lost the
+ * connection, asked again, and so on, its members never given what they missed.
+ */
+const ANSWER_BYTES_AT_ONCE = 4 * 1024 * 1024;
 
 export class ClusterHistory {
   private readonly patterns: HistoryPatterns;
@@ -119,6 +128,10 @@ export class ClusterHistory {
    */
   private readonly resuming = new Map<string, string | null>();
   private nextToken = 0;
+  /** The JOIN scripts run and not yet answered (tokens), at most maxAsking; the others wait their turn in `queued`. */
+  private readonly asking = new Set<string>();
+  private readonly queued = new Map<string, () => void>();
+  private readonly maxAsking: number;
   private appendsInFlight = 0;
   private readonly nodeChannel: string;
   private readonly batchSize: number;
@@ -138,6 +151,7 @@ export class ClusterHistory {
     this.maxReplayBytes = Math.min(config.history.max_replay_bytes, Math.floor(config.websocket.server.max_backpressure / 2));
     this.maxPage = config.history.max_page;
     this.maxEntry = config.websocket.server.max_payload;
+    this.maxAsking = Math.max(1, Math.floor(ANSWER_BYTES_AT_ONCE / this.maxReplayBytes));
     this.answerTimeoutMs = config.cluster.command_timeout * 2000;
   }
 
@@ -191,7 +205,7 @@ export class ClusterHistory {
       return Promise.resolve();
     }
     return new Promise<void>((done) => {
-      this.ask(rule, group, sinceOffset, sinceEpoch ?? '', false, (timer) => ({ kind: 'join', shard, sid, group, ref, timer, done }));
+      this.ask(rule, group, sinceOffset, sinceEpoch ?? '', false, { kind: 'join', shard, sid, group, ref, done });
     });
   }
 
@@ -248,7 +262,7 @@ export class ClusterHistory {
     for (const [group, { offset, epoch }] of this.positions) {
       const rule = this.ruleOf(group);
       if (rule === null || typeof this.resuming.get(group) === 'string') continue;
-      asked.push(new Promise<void>((done) => this.resuming.set(group, this.ask(rule, group, offset, epoch, true, (timer) => ({ kind: 'resume', group, timer, done })))));
+      asked.push(new Promise<void>((done) => this.resuming.set(group, this.ask(rule, group, offset, epoch, true, { kind: 'resume', group, done }))));
     }
     return Promise.all(asked).then(() => {
       if (asked.length === 0) return;
@@ -285,14 +299,29 @@ export class ClusterHistory {
    * token returned. `renew`: `since` is this node's own position, so Redis behind it lost what it
    * gave out, and the group takes a new epoch (HISTORY_JOIN).
    */
-  private ask(rule: HistoryRule, group: string, since: number, sinceEpoch: string, renew: boolean, entry: (timer: NodeJS.Timeout) => PendingJoin | PendingResume): string {
+  private ask(rule: HistoryRule, group: string, since: number, sinceEpoch: string, renew: boolean, entry: PendingJoin | PendingResume): string {
     const token = (this.nextToken++).toString(36);
-    this.pending.set(token, entry(setTimeout(() => this.refuse(token), this.answerTimeoutMs)));
-    this.run(HISTORY_JOIN, rule, group, [since, sinceEpoch, this.maxReplayBytes, this.nodeChannel, token, this.maxEntry, renew ? 1 : 0]).catch((err: unknown) => {
-      this.options.log.warn({ code: 'E_CLUSTER_UNAVAILABLE', err, group }, 'cluster: a join of a history group could not be answered');
-      this.refuse(token);
-    });
+    this.pending.set(token, entry);
+    const send = (): void => {
+      this.asking.add(token);
+      entry.timer = setTimeout(() => this.refuse(token), this.answerTimeoutMs);
+      this.run(HISTORY_JOIN, rule, group, [since, sinceEpoch, this.maxReplayBytes, this.nodeChannel, token, this.maxEntry, renew ? 1 : 0]).catch((err: unknown) => {
+        this.options.log.warn({ code: 'E_CLUSTER_UNAVAILABLE', err, group }, 'cluster: a join of a history group could not be answered');
+        this.refuse(token);
+      });
+    };
+    if (this.asking.size < this.maxAsking) send();
+    else this.queued.set(token, send);
     return token;
+  }
+
+  /** An answer came (or will not): the next asks waiting their turn are sent. */
+  private askNext(): void {
+    for (const [token, send] of this.queued) {
+      if (this.asking.size >= this.maxAsking) return;
+      this.queued.delete(token);
+      send();
+    }
   }
 
   /** The `history` op: one page, read from Redis. */
@@ -318,6 +347,7 @@ export class ClusterHistory {
    * resume.
    */
   redisLost(): void {
+    this.queued.clear(); // refused below, never sent
     for (const token of [...this.pending.keys()]) this.refuse(token);
     for (const group of this.positions.keys()) this.resuming.set(group, null);
   }
@@ -336,6 +366,8 @@ export class ClusterHistory {
     if (asked === undefined) return undefined;
     this.pending.delete(token);
     clearTimeout(asked.timer);
+    this.queued.delete(token);
+    if (this.asking.delete(token)) this.askNext();
     return asked;
   }
 
