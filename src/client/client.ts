@@ -9,10 +9,11 @@ import { ClientErrorCodes, OcsError, isErrorCode } from '../protocol/errors.js';
 import { NAME_PATTERN } from '../protocol/frames.js';
 import { AckBatcher } from './acks.js';
 import type { ClientCodec } from './codec.js';
-import { Connection, connectionLimits, MAX_FRAME_BYTES, type ConnectionLimits } from './connection.js';
+import { Connection, MAX_FRAME_BYTES, type ConnectionLimits } from './connection.js';
 import { Emitter } from './emitter.js';
 import { MAX_FRAME_HEAP_BYTES } from './heap-cost.js';
 import { Groups } from './groups.js';
+import { checkedOptions } from './options.js';
 import { Pacer } from './pacer.js';
 import { DEFAULT_RECONNECT, decideReconnect, type ReconnectOptions } from './reconnect.js';
 import { RecoveryBook, type Verdict } from './recovery.js';
@@ -25,6 +26,7 @@ import type { AnyOptions, ClientEvents, ClientOptions, ConnectionState, HistoryP
 import { isMessage, toHistoryPage, toMessageId, toPresenceEvent, toPresenceSnapshot } from './replies.js';
 
 export class OcsClient extends Emitter<ClientEvents> {
+  private readonly options: Readonly<ClientOptions>;
   private readonly WebSocketClass: WebSocketConstructor;
   private readonly policy: ReconnectOptions | false;
   private readonly limits: ConnectionLimits;
@@ -55,14 +57,12 @@ export class OcsClient extends Emitter<ClientEvents> {
   private readonly timers = new NamedTimers<'reconnect' | 'stable' | 'token'>();
   private connectWaiters: Array<{ resolve(w: Welcome): void; reject(e: OcsError): void }> = [];
 
-  constructor(private readonly options: ClientOptions) {
+  constructor(given: ClientOptions) {
     super();
-    if (typeof options.url !== 'string' || !/^wss?:\/\//.test(options.url)) throw new TypeError('url must be a ws:// or wss:// URL');
-    // As the server checks `?user=` (a lone surrogate would throw in encodeURIComponent at each dial).
-    if (options.user !== undefined && (typeof options.user !== 'string' || !NAME_PATTERN.test(options.user))) throw new TypeError(`user must be 1 to 128 of A-Z a-z 0-9 _ . : @ / # + -`);
+    const options = (this.options = checkedOptions(given));
     this.WebSocketClass = resolveWebSocket(options.WebSocket);
     this.policy = options.reconnect === false ? false : { ...DEFAULT_RECONNECT, ...options.reconnect };
-    this.limits = connectionLimits(options.connectTimeoutMs ?? 10_000, options.maxFrameBytes ?? MAX_FRAME_BYTES, options.maxFrameHeapBytes ?? MAX_FRAME_HEAP_BYTES);
+    this.limits = { connectTimeoutMs: options.connectTimeoutMs ?? 10_000, maxFrameBytes: options.maxFrameBytes ?? MAX_FRAME_BYTES, maxFrameHeapBytes: options.maxFrameHeapBytes ?? MAX_FRAME_HEAP_BYTES };
     this.autoAck = options.autoAck ?? true;
     // A request that times out while its frame waits for its turn (the pace) is not sent after.
     this.requests = new Requests(options.requestTimeoutMs ?? 10_000, options.maxQueued ?? 1000, (ref) => this.connection?.cancel(ref));

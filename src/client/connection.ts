@@ -34,14 +34,6 @@ export interface ConnectionLimits {
   maxFrameHeapBytes: number;
 }
 
-/** The limits as given, checked: a bad one throws (TypeError) when the client is made, not at its first frame. */
-export function connectionLimits(connectTimeoutMs: number, maxFrameBytes: number, maxFrameHeapBytes: number): ConnectionLimits {
-  for (const [name, value] of [['maxFrameBytes', maxFrameBytes], ['maxFrameHeapBytes', maxFrameHeapBytes]] as const) {
-    if (value !== Infinity && (!Number.isSafeInteger(value) || value < 1024)) throw new TypeError(`${name} must be an integer of at least 1024, or Infinity`);
-  }
-  return { connectTimeoutMs, maxFrameBytes, maxFrameHeapBytes };
-}
-
 export interface ConnectionEvents {
   /** A decoded frame (anything that decodes to an object). */
   frame(frame: Record<string, unknown>): void;

@@ -24,9 +24,7 @@ export class TokenKeeper {
     /** Sends a fresh token on the open connection; resolves with its expiry, if it has one. */
     private readonly sendAuth: (token: string) => Promise<number | undefined>,
     private readonly report: (err: Error) => void,
-  ) {
-    if (typeof source !== 'string' && typeof source !== 'function') throw new TypeError('token must be a string or a function returning one');
-  }
+  ) {}
 
   get canRefresh(): boolean {
     return typeof this.source === 'function';
