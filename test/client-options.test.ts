@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import WebSocket from 'ws';
-import { DEFAULT_RECONNECT, MAX_FRAME_BYTES, MAX_FRAME_HEAP_BYTES, OcsClient, type ClientOptions } from '../src/client/index.js';
+import { DEFAULT_RECONNECT, decideReconnect, MAX_FRAME_BYTES, MAX_FRAME_HEAP_BYTES, OcsClient, type ClientOptions } from '../src/client/index.js';
 
 // Never dialled: the constructor opens nothing.
 const make = (options: Record<string, unknown>): OcsClient => new OcsClient({ url: 'ws://127.0.0.1:9/ws', WebSocket, ...options } as ClientOptions);
@@ -79,4 +79,18 @@ test('the documented defaults and edge values construct', () => {
     { requestTimeoutMs: undefined, reconnect: undefined, encoding: undefined, user: undefined },
   ];
   for (const options of good) assert.doesNotThrow(() => make(options), JSON.stringify(options));
+});
+
+test('a delay of Infinity stays Infinity (never), whatever the jitter draws: not NaN, which a timer takes as at once', () => {
+  const never = { ...DEFAULT_RECONNECT, initialMs: Infinity, maxMs: Infinity, soonMs: Infinity, penaltyMs: Infinity };
+  for (const code of [1006, 1012, 4001, 4029]) {
+    for (const attempt of [0, 1]) {
+      for (const draw of [0, 0.5]) {
+        const decision = decideReconnect(code, attempt, never, () => draw);
+        const delay = decision.action === 'retry' ? decision.delayMs : -1;
+        // 4001 retries at once the first time, by design.
+        if (!(code === 4001 && attempt === 0)) assert.equal(delay, Infinity, `close ${code}, attempt ${attempt}, random ${draw}`);
+      }
+    }
+  }
 });

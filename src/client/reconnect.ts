@@ -56,13 +56,15 @@ export function decideReconnect(code: number, attempt: number, options: Reconnec
   if (code === POLICY_VIOLATION || code === FORBIDDEN) return { action: 'stop', reason: `refused for good (close ${code})` };
   if (attempt >= options.maxAttempts) return { action: 'stop', reason: `gave up after ${attempt} attempts` };
   const grown = (base: number): number => Math.min(options.maxMs, base * options.factor ** Math.min(attempt, 32));
-  const jittered = (delay: number): number => Math.round(delay / 2 + (random() * delay) / 2);
+  // A delay of Infinity stays one: times a draw of 0 it is NaN, which a timer takes as at once.
+  const full = (delay: number): number => (delay === Infinity ? delay : Math.round(random() * delay));
+  const jittered = (delay: number): number => (delay === Infinity ? delay : Math.round(delay / 2 + (random() * delay) / 2));
   switch (code) {
     case CloseCodes.GOING_AWAY:
     case CloseCodes.SERVICE_RESTART:
     case ErrorCodes.E_OVERLOADED.close:
       // Full jitter on the first retry: spread a whole server's clients over soonMs.
-      return { action: 'retry', delayMs: attempt === 0 ? Math.round(random() * options.soonMs) : jittered(grown(options.soonMs)), refreshToken: false };
+      return { action: 'retry', delayMs: attempt === 0 ? full(options.soonMs) : jittered(grown(options.soonMs)), refreshToken: false };
     case ErrorCodes.E_UNAUTHORIZED.close:
       return { action: 'retry', delayMs: attempt === 0 ? 0 : jittered(grown(options.initialMs)), refreshToken: true };
     case ErrorCodes.E_BAD_FRAME.close:
