@@ -13,20 +13,11 @@
 import { batchFrames } from '../protocol/json-codec.js';
 import { encodeHistoryPage } from '../protocol/json-group-frames.js';
 import { ToBroker } from '../link/records.js';
+import { AnswerBudget } from './answer-budget.js';
 import type { GroupLog } from './group-log.js';
 import type { GroupPresence } from './group-presence.js';
 import type { History } from './history.js';
-import { ResendBudget } from './resend-budget.js';
 import type { ShardLink } from './shard-link.js';
-
-/**
- * Answers of maxReplayBytes one connection may be given at once, and again each second: a
- * 40-byte `history` frame, or a member's `join` with `since`, is answered with up to 256 KiB, and
- * at the frame rate alone four connections took 92-102 MB/s of answers and another user's send
- * went from 3 to 36-38 ms at P50 (a review, 2026-12-08). Counted in bytes, so that small
- * answers cost little.
- */
-export const ANSWERS_PER_SECOND = 4;
 
 export interface GroupRequestOptions {
   /** null: no group keeps history (shards then send no GROUP_JOIN, GROUP_LEAVE or HISTORY). */
@@ -45,13 +36,11 @@ export interface GroupRequestOptions {
 const NOT_ASKED = -1;
 
 export class GroupRequests {
-  /** Bytes of answers (replays, `history` pages, `presence` answers) each connection may still be given, by sid (a bucket per key). */
-  private readonly answered: ResendBudget;
-  private readonly answerCapacity: number;
+  /** Bytes of answers (replays, `history` pages, `presence` answers) each connection may still be given. */
+  private readonly answers: AnswerBudget;
 
   constructor(private readonly options: GroupRequestOptions) {
-    this.answerCapacity = ANSWERS_PER_SECOND * options.maxReplayBytes;
-    this.answered = new ResendBudget(this.answerCapacity, 1000);
+    this.answers = new AnswerBudget(options.maxReplayBytes);
   }
 
   /** Handles `kind` if it is one of these records; false otherwise. */
@@ -69,12 +58,12 @@ export class GroupRequests {
       }
       case ToBroker.PRESENCE_QUERY: {
         const [sid, group, ref, counts] = f as [string, string, string | null, number];
-        if (this.spent(sid)) {
+        if (this.answers.spent(sid)) {
           this.refuse(shard, sid, ref);
           return true;
         }
         const answer = this.options.presence.answer(group, ref ?? undefined, counts === 1);
-        if (this.mayAnswer(sid, answer.length)) this.options.link.reply(shard, sid, answer);
+        if (this.answers.mayAnswer(sid, answer.length)) this.options.link.reply(shard, sid, answer);
         else this.refuse(shard, sid, ref);
         return true;
       }
@@ -106,32 +95,15 @@ export class GroupRequests {
     if (sinceOffset + 1 < log.first || log.moreBytesAfter(sinceOffset, this.options.maxReplayBytes)) {
       return link.groupJoined(shard, sid, group, ref, [], log.top, log.epoch, 0);
     }
-    const replay = this.spent(sid) ? null : this.replayFrames(log, sinceOffset);
-    if (replay === null || !this.mayAnswer(sid, replay.reduce((bytes, frame) => bytes + frame.length, 0))) {
-      return link.groupJoinFailed(shard, sid, group, ref, this.refusal(), 'E_RATE_LIMITED');
+    const replay = this.answers.spent(sid) ? null : this.replayFrames(log, sinceOffset);
+    if (replay === null || !this.answers.mayAnswer(sid, replay.reduce((bytes, frame) => bytes + frame.length, 0))) {
+      return link.groupJoinFailed(shard, sid, group, ref, this.answers.refusal(), 'E_RATE_LIMITED');
     }
     link.groupJoined(shard, sid, group, ref, replay, log.top, log.epoch, 1);
   }
 
-  /**
-   * Takes the first byte of an answer for connection `sid`: true when none is left, and then
-   * nothing is built (a flood's refusals cost no page, replay or list).
-   */
-  private spent(sid: string): boolean {
-    return !this.answered.take(sid, 1, Date.now());
-  }
-
-  /** Whether connection `sid`, which spent() let ask, may be given an answer of `bytes` now (then they are spent). */
-  private mayAnswer(sid: string, bytes: number): boolean {
-    return this.answered.take(sid, Math.min(bytes, this.answerCapacity) - 1, Date.now());
-  }
-
   private refuse(shard: number, sid: string, ref: string | null): void {
-    this.options.link.error(shard, sid, 'E_RATE_LIMITED', this.refusal(), ref);
-  }
-
-  private refusal(): string {
-    return `the answers to this connection's presence, history and join-with-since frames passed ${this.answerCapacity} bytes a second; retry in a second`;
+    this.options.link.error(shard, sid, 'E_RATE_LIMITED', this.answers.refusal(), ref);
   }
 
   /** The messages after `since` as `msg` frames (one message) or `batch` frames, each fitting a ring record. */
@@ -146,10 +118,10 @@ export class GroupRequests {
     if (log === null) return link.error(shard, sid, 'E_BAD_FRAME', `${group} keeps no history (websocket.history)`, ref);
     if (since > log.top) return link.error(shard, sid, 'E_BAD_FRAME', `since ${since} is past the group's last offset ${log.top} (epoch ${log.epoch})`, ref);
     const maxBytes = Math.min(this.options.maxReplayBytes, link.maxFrameBytes - 256);
-    if (this.spent(sid)) return this.refuse(shard, sid, ref);
+    if (this.answers.spent(sid)) return this.refuse(shard, sid, ref);
     const { frames, more } = log.range(since, Math.min(limit > 0 ? limit : maxPage, maxPage), maxBytes);
     const answer = encodeHistoryPage(group, ref ?? undefined, frames, log.top, log.epoch, more);
-    if (!this.mayAnswer(sid, answer.length)) return this.refuse(shard, sid, ref);
+    if (!this.answers.mayAnswer(sid, answer.length)) return this.refuse(shard, sid, ref);
     link.reply(shard, sid, answer);
   }
 }

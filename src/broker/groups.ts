@@ -12,6 +12,7 @@ import { HistoryStore } from '../store/history-store.js';
 import type { MessageStore } from '../store/store.js';
 import type { Logger } from '../util/logger.js';
 import { OnDemandTimer } from '../util/on-demand-timer.js';
+import { replayBytesOf } from './answer-budget.js';
 import { GroupPresence } from './group-presence.js';
 import { GroupRequests } from './group-requests.js';
 import { History } from './history.js';
@@ -68,7 +69,7 @@ export class BrokerGroups {
       link,
       batchSize: ws.performance.batch_size,
       // A replay bigger than a client may have waiting would make it a slow consumer (1013).
-      maxReplayBytes: Math.min(config.history.max_replay_bytes, Math.floor(ws.server.max_backpressure / 2)),
+      maxReplayBytes: replayBytesOf(config),
       maxPage: config.history.max_page,
     });
   }

@@ -7,7 +7,7 @@
  * to a connection that lost them, and newer messages wait behind them (a part resent, and
  * newer ones let into the room, had overtaken the rest).
  *
- * Any token bucket per key whose full buckets may be forgotten: group-requests.ts keeps in one
+ * Any token bucket per key whose full buckets may be forgotten: answer-budget.ts keeps in one
  * the bytes each connection may still be answered with.
  */
 
@@ -55,6 +55,11 @@ export class ResendBudget {
 
   refund(user: string, count: number, now: number): void {
     if (count > 0) this.set(user, Math.min(this.capacity, this.level(user, now) + count), now);
+  }
+
+  /** Spends `count` whatever is left, down to none: for what was already done (an answer larger than was reserved for it). */
+  spend(user: string, count: number, now: number): void {
+    if (count > 0) this.set(user, Math.max(0, this.level(user, now) - count), now);
   }
 
   private level(user: string, now: number): number {

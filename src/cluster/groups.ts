@@ -12,6 +12,7 @@
  *   and tells every node with members; each node coalesces them for its watchers
  *   (presence-events.ts).
  */
+import type { AnswerBudget } from '../broker/answer-budget.js';
 import { fittingPresenceAnswer } from '../broker/group-presence.js';
 import type { RingShardLink } from '../broker/ring-link.js';
 import type { Config } from '../config/schema.js';
@@ -27,21 +28,30 @@ export interface ClusterGroupsOptions {
   log: Logger;
   presence: ClusterPresence;
   history: ClusterHistory;
+  /** What each connection may still be answered (history.ts spends it on pages and replays). */
+  answers: AnswerBudget;
   /** Whether Redis is reachable now. */
   up(): boolean;
 }
 
 /** Recovery was not asked (JOINED's recovered field). */
 const NOT_ASKED = -1;
+/** A `presence` answer's bytes beside its users: the op, the group and ref (128 each at most), the totals. */
+const PRESENCE_OVERHEAD = 512;
+/** A listed user's bytes at most: a name (128), its quotes, colon, comma and connection count. */
+const PRESENCE_USER_BYTES = 128 + 12;
 
 export class ClusterGroups {
   readonly events: PresenceEvents;
   private readonly maxList: number;
+  /** The largest a listed `presence` answer may be: taken from the connection's answer budget before Redis is asked. */
+  private readonly listBytes: number;
 
   constructor(private readonly options: ClusterGroupsOptions) {
     const { config, link, log } = options;
     if (config.history.persist && config.websocket.history.length > 0) log.warn('history.persist applies to the LMDB store: in cluster mode group history is kept in Redis, as durable as its persistence settings make it');
     this.maxList = config.websocket.presence.max_list;
+    this.listBytes = Math.min(link.maxFrameBytes, PRESENCE_OVERHEAD + this.maxList * PRESENCE_USER_BYTES);
     this.events = new PresenceEvents({
       maxList: this.maxList,
       windowMs: config.websocket.presence.window * 1000,
@@ -85,11 +95,21 @@ export class ClusterGroups {
   }
 
   private presenceAnswer(shard: number, sid: string, group: string, ref: string | null, counts: boolean): void {
-    const { link, presence } = this.options;
+    const { link, presence, answers } = this.options;
     const unavailable = (): void => link.error(shard, sid, 'E_CLUSTER_UNAVAILABLE', 'presence across the nodes is kept in Redis, which is unreachable', ref);
     if (!this.options.up()) return unavailable();
-    presence.answer(group, this.maxList, counts).then(({ users, userCount, conns }) => {
-      link.reply(shard, sid, fittingPresenceAnswer(group, ref ?? undefined, users, userCount, conns, link.maxFrameBytes));
-    }, unavailable);
+    const most = counts ? PRESENCE_OVERHEAD : this.listBytes;
+    if (!answers.reserve(sid, most)) return link.error(shard, sid, 'E_RATE_LIMITED', answers.refusal(), ref);
+    presence.answer(group, this.maxList, counts).then(
+      ({ users, userCount, conns }) => {
+        const answer = fittingPresenceAnswer(group, ref ?? undefined, users, userCount, conns, link.maxFrameBytes);
+        answers.settle(sid, most, answer.length);
+        link.reply(shard, sid, answer);
+      },
+      () => {
+        answers.settle(sid, most, 0);
+        unavailable();
+      },
+    );
   }
 }

@@ -22,6 +22,7 @@
  * comes in the group's sequence, the messages up to its top meanwhile are not forwarded (the
  * answer has them), and the members get what they missed, in order, before what comes next.
  */
+import { replayBytesOf, type AnswerBudget } from '../broker/answer-budget.js';
 import type { ShardLink } from '../broker/shard-link.js';
 import type { Config } from '../config/schema.js';
 import type { ErrorCode } from '../protocol/errors.js';
@@ -45,6 +46,8 @@ export interface ClusterHistoryOptions {
   link: ShardLink;
   log: Logger;
   stats: ClusterStats;
+  /** What each connection may still be answered (cluster/groups.ts spends it on `presence` answers). */
+  answers: AnswerBudget;
   up(): boolean;
   /** Whether `group` has member connections on this node. */
   hasMembers(group: string): boolean;
@@ -57,6 +60,8 @@ interface PendingJoin {
   sid: string;
   group: string;
   ref: string | null;
+  /** Bytes of the connection's answer budget taken for the replay (0: no `since`, none). */
+  reserved: number;
   /** Set once the script is sent (an ask may wait its turn first). */
   timer?: NodeJS.Timeout;
   done(): void;
@@ -147,8 +152,7 @@ export class ClusterHistory {
     this.patterns = new HistoryPatterns(config.websocket.history);
     this.nodeChannel = keys.nodeChannel(node);
     this.batchSize = config.websocket.performance.batch_size;
-    // A replay bigger than a client may have waiting would make it a slow consumer (1013).
-    this.maxReplayBytes = Math.min(config.history.max_replay_bytes, Math.floor(config.websocket.server.max_backpressure / 2));
+    this.maxReplayBytes = replayBytesOf(config);
     this.maxPage = config.history.max_page;
     this.maxEntry = config.websocket.server.max_payload;
     this.maxAsking = Math.max(1, Math.floor(ANSWER_BYTES_AT_ONCE / this.maxReplayBytes));
@@ -196,16 +200,23 @@ export class ClusterHistory {
   /**
    * A join (GROUP_JOIN) of a history group: its answer is written to the shard when the JOIN
    * script's record comes back on the node's channel (joinAnswered). Resolves once written, or
-   * refused (E_CLUSTER_UNAVAILABLE), so that the connection's next op is answered after it.
+   * refused (E_CLUSTER_UNAVAILABLE; E_RATE_LIMITED past the connection's answer budget, before
+   * Redis is asked), so that the connection's next op is answered after it.
    */
   join(rule: HistoryRule, shard: number, sid: string, group: string, ref: string | null, sinceOffset: number, sinceEpoch: string | null): Promise<void> {
-    const { link } = this.options;
+    const { link, answers } = this.options;
     if (!this.options.up()) {
       link.groupJoinFailed(shard, sid, group, ref, UNAVAILABLE, 'E_CLUSTER_UNAVAILABLE');
       return Promise.resolve();
     }
+    // Only a join with `since` replays (as on one process).
+    const reserved = sinceOffset >= 0 ? this.maxReplayBytes : 0;
+    if (reserved > 0 && !answers.reserve(sid, reserved)) {
+      link.groupJoinFailed(shard, sid, group, ref, answers.refusal(), 'E_RATE_LIMITED');
+      return Promise.resolve();
+    }
     return new Promise<void>((done) => {
-      this.ask(rule, group, sinceOffset, sinceEpoch ?? '', false, { kind: 'join', shard, sid, group, ref, done });
+      this.ask(rule, group, sinceOffset, sinceEpoch ?? '', false, { kind: 'join', shard, sid, group, ref, reserved, done });
     });
   }
 
@@ -221,10 +232,14 @@ export class ClusterHistory {
     if (asked === undefined) return true; // refused meanwhile (timed out)
     if (asked.kind === 'resume') this.resumed(asked.group, top, epoch, recovered === 1 ? (frames as string[]) : null);
     else {
-      const { link } = this.options;
-      if (error !== '') link.groupJoinFailed(asked.shard, asked.sid, asked.group, asked.ref, error);
-      else {
-        link.groupJoined(asked.shard, asked.sid, asked.group, asked.ref, batchFrames(frames as string[], this.batchSize, link.maxFrameBytes), top, epoch, recovered);
+      const { link, answers } = this.options;
+      if (error !== '') {
+        answers.settle(asked.sid, asked.reserved, 0);
+        link.groupJoinFailed(asked.shard, asked.sid, asked.group, asked.ref, error);
+      } else {
+        const replay = batchFrames(frames as string[], this.batchSize, link.maxFrameBytes);
+        answers.settle(asked.sid, asked.reserved, replay.reduce((bytes, frame) => bytes + frame.length, 0));
+        link.groupJoined(asked.shard, asked.sid, asked.group, asked.ref, replay, top, epoch, recovered);
         this.reached(asked.group, epoch, top);
       }
     }
@@ -324,20 +339,29 @@ export class ClusterHistory {
     }
   }
 
-  /** The `history` op: one page, read from Redis. */
+  /** The `history` op: one page, read from Redis once the connection's answer budget holds a page of the most bytes. */
   page(rule: HistoryRule, shard: number, sid: string, group: string, ref: string | null, since: number, limit: number): void {
-    const { link } = this.options;
+    const { link, answers } = this.options;
     const fail = (code: ErrorCode, message: string): void => link.error(shard, sid, code, message, ref);
     if (!this.options.up()) return fail('E_CLUSTER_UNAVAILABLE', UNAVAILABLE);
     const maxBytes = Math.min(this.maxReplayBytes, link.maxFrameBytes - 256);
+    if (!answers.reserve(sid, maxBytes)) return fail('E_RATE_LIMITED', answers.refusal());
     const count = Math.min(limit > 0 ? limit : this.maxPage, this.maxPage);
     this.run(HISTORY_PAGE, rule, group, [since, count, maxBytes, this.maxEntry]).then(
       (answer) => {
         const [top, epoch, more, ...frames] = answer as [number, string, number, ...string[]];
-        if (since > top) return fail('E_BAD_FRAME', `since ${since} is past the group's last offset ${top} (epoch ${epoch})`);
-        link.reply(shard, sid, encodeHistoryPage(group, ref ?? undefined, frames, top, epoch, more === 1));
+        if (since > top) {
+          answers.settle(sid, maxBytes, 0);
+          return fail('E_BAD_FRAME', `since ${since} is past the group's last offset ${top} (epoch ${epoch})`);
+        }
+        const page = encodeHistoryPage(group, ref ?? undefined, frames, top, epoch, more === 1);
+        answers.settle(sid, maxBytes, page.length);
+        link.reply(shard, sid, page);
       },
-      () => fail('E_CLUSTER_UNAVAILABLE', UNAVAILABLE),
+      () => {
+        answers.settle(sid, maxBytes, 0);
+        fail('E_CLUSTER_UNAVAILABLE', UNAVAILABLE);
+      },
     );
   }
 
@@ -357,7 +381,10 @@ export class ClusterHistory {
     if (asked === undefined) return;
     // A resume refused: its group's messages flow again, and its members see the gap.
     if (asked.kind === 'resume') this.resuming.delete(asked.group);
-    else this.options.link.groupJoinFailed(asked.shard, asked.sid, asked.group, asked.ref, UNAVAILABLE, 'E_CLUSTER_UNAVAILABLE');
+    else {
+      this.options.answers.settle(asked.sid, asked.reserved, 0);
+      this.options.link.groupJoinFailed(asked.shard, asked.sid, asked.group, asked.ref, UNAVAILABLE, 'E_CLUSTER_UNAVAILABLE');
+    }
     asked.done();
   }
 

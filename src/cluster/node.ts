@@ -12,6 +12,7 @@
  * Group presence, history and their ops: groups.ts; history kept in Redis: history.ts; pubs
  * across nodes: pubs.ts.
  */
+import { AnswerBudget, replayBytesOf } from '../broker/answer-budget.js';
 import type { BrokerStats, Processor, SendOptions } from '../broker/broker.js';
 import { checkPublishArgs, checkSendOptions, dataJsonOf } from '../broker/embedding-checks.js';
 import { MessageIds } from '../broker/ids.js';
@@ -118,8 +119,10 @@ export class ClusterNode {
     this.deadLetters = new RedisDeadLetters(commands, scripts, this.keys);
     this.olderVersionIndexing = new OlderVersionIndexing(() => [indexWaiting(commands, scripts, this.keys.prefix), this.deadLetters.indexAges()], log, () => this.stopped);
     this.clusterPresence = new ClusterPresence(commands, scripts, this.keys, this.node, config.cluster.presence_ttl * 1000);
-    this.history = new ClusterHistory({ config, scripts, keys: this.keys, node: this.node, link: options.link, log, stats: this.stats_, up: () => this.up, hasMembers: (group) => this.local.byGroup.has(group) });
-    this.groups = new ClusterGroups({ config, link: options.link, log, presence: this.clusterPresence, history: this.history, up: () => this.up });
+    // One budget for a connection's presence, history and replay answers, on its node only: no other node answers it.
+    const answers = new AnswerBudget(replayBytesOf(config));
+    this.history = new ClusterHistory({ config, scripts, keys: this.keys, node: this.node, link: options.link, log, stats: this.stats_, answers, up: () => this.up, hasMembers: (group) => this.local.byGroup.has(group) });
+    this.groups = new ClusterGroups({ config, link: options.link, log, presence: this.clusterPresence, history: this.history, answers, up: () => this.up });
     this.channels = new Channels(this.redis.subscriber, commands, this.keys, this.node, {
       groupPub: (group, frame) => this.pubs.received(group, frame),
       presence: (group, record) => void (this.groups.events.received(group, record) || this.stats_.cluster_malformed++),

@@ -1,0 +1,101 @@
+/**
+ * The answer budget of test/answer-budget.test.ts in cluster mode: a node answers `history`
+ * pages and joins with `since` from Redis, each up to history.max_replay_bytes (256 KiB), and
+ * one connection's pipelined frames must neither take that from the node at the frame rate nor
+ * make Redis read it: past the budget they are refused E_RATE_LIMITED before Redis is asked.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { member, type Frame, type TestClient } from './helpers/client.js';
+import { clusterFixture } from './helpers/cluster-fixture.js';
+import { announceSkip, nodeConfig } from './helpers/redis.js';
+import { commandsDuring } from './helpers/script-work.js';
+
+const skip = announceSkip('cluster-answer-budget.test');
+const REPLAY_BYTES = 256 * 1024;
+
+function config(redisUrl: string): Record<string, unknown> {
+  const node = nodeConfig(redisUrl, 'ab:', 1, { websocket: { history: [{ pattern: 'h.*', size: 1000, ttl: 3600 }] } });
+  node.history = { ...(node.history as object), max_replay_bytes: REPLAY_BYTES };
+  return node;
+}
+
+interface Asked {
+  answered: number;
+  refused: Frame[];
+  /** Scripts Redis ran on the group meanwhile. */
+  scripts: number;
+  ms: number;
+}
+
+describe('what a node answers one connection from Redis is bounded in bytes', { skip }, () => {
+  const cluster = clusterFixture({ nodes: [{ config }] });
+  const { nodes, open } = cluster;
+  let epoch = '';
+
+  async function on(user: string, groups: string[]): Promise<TestClient> {
+    const client = await member(nodes[0]!.port, user, groups);
+    open.push(client);
+    return client;
+  }
+
+  /** Sends `frames` at once and sorts the answers (by ref) into answered and refused, with the scripts Redis ran on h.1 meanwhile. */
+  async function ask(client: TestClient, frames: Array<Record<string, unknown>>, answered: (f: Frame) => boolean): Promise<Asked> {
+    let ok = 0;
+    const refused: Frame[] = [];
+    const started = performance.now();
+    const commands = await commandsDuring(cluster.redis.url, async () => {
+      for (const frame of frames) client.send(frame);
+      for (const { ref } of frames) {
+        const reply = await client.next((f) => f.ref === ref, 20_000);
+        if (reply.op === 'err') refused.push(reply);
+        else if (answered(reply)) ok++;
+      }
+    });
+    const scripts = commands.filter(([name, ...args]) => name!.startsWith('EVAL') && args.includes('h.1')).length;
+    return { answered: ok, refused, scripts, ms: performance.now() - started };
+  }
+
+  /**
+   * What 40 frames were answered with stayed within the budget (its 1 MiB, and 1 MiB a second
+   * more while they were answered), Redis was asked for no answer that did not go, and the rest
+   * were refused E_RATE_LIMITED.
+   */
+  function bounded({ answered, refused, scripts, ms }: Asked, bytesEach: number, what: string): void {
+    const budget = 4 * REPLAY_BYTES * (1 + ms / 1000);
+    assert.ok(answered * bytesEach <= budget, `${answered} of 40 ${what} answered in ${ms.toFixed(0)} ms`);
+    assert.ok(scripts <= answered + 1, `Redis read ${scripts} ${what} for 40 frames, ${answered} answered`);
+    assert.equal(answered + refused.length, 40);
+    assert.ok(refused.every((f) => f.code === 'E_RATE_LIMITED'), JSON.stringify(refused[0]));
+  }
+
+  test('a group of 100 messages of 2.5 KB', async () => {
+    const publisher = await on('publisher', ['h.1']);
+    for (let i = 0; i < 100; i++) publisher.send({ op: 'pub', group: 'h.1', data: 'y'.repeat(2500), ref: `p${i}` });
+    assert.equal((await publisher.next((f) => f.ref === 'p99', 10_000)).op, 'ack');
+    publisher.send({ op: 'join', group: 'h.1', ref: 'epoch' });
+    epoch = (await publisher.next((f) => f.ref === 'epoch')).epoch as string;
+  });
+
+  test('history pages past the budget are refused E_RATE_LIMITED without asking Redis, and answered again once it refilled', async (context) => {
+    const reader = await on('reader', ['h.1']);
+    const frames = Array.from({ length: 40 }, (_, i) => ({ op: 'history', group: 'h.1', since: 0, ref: `h${i}` }));
+    const pages = await ask(reader, frames, (f) => f.op === 'history' && (f.msgs as unknown[]).length > 90);
+    context.diagnostic(`${pages.answered} of 40 pages answered, ${pages.refused.length} refused, ${pages.scripts} scripts on h.1, ${pages.ms.toFixed(0)} ms`);
+    bounded(pages, 250_000, 'pages of 250 KB');
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    const again = await ask(reader, [{ op: 'history', group: 'h.1', since: 0, ref: 'later' }], (f) => f.op === 'history');
+    assert.equal(again.answered, 1, 'answered once the budget refilled');
+  });
+
+  test('recovering joins past the budget are refused E_RATE_LIMITED without asking Redis, and the connection stays a member', async (context) => {
+    const joiner = await on('joiner', ['h.1']);
+    const frames = Array.from({ length: 40 }, (_, i) => ({ op: 'join', group: 'h.1', since: { offset: 50, epoch }, ref: `j${i}` }));
+    const replays = await ask(joiner, frames, (f) => f.op === 'joined' && f.recovered === true);
+    context.diagnostic(`${replays.answered} of 40 replays sent, ${replays.refused.length} refused, ${replays.scripts} scripts on h.1, ${replays.ms.toFixed(0)} ms`);
+    bounded(replays, 125_000, 'replays of 125 KB');
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    joiner.send({ op: 'presence', group: 'h.1', ref: 'member' });
+    assert.equal((await joiner.next((f) => f.ref === 'member')).op, 'presence', 'still a member');
+  });
+});
