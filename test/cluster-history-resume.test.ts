@@ -60,6 +60,17 @@ describe('a node cut off from Redis, and back', { skip }, () => {
     await untilTrue(`${name} to be ${value}`, async () => (await counter(node, name)) === value);
   }
 
+  /** `user` on node 0 and a publisher on node 1 in `group`, which `user` got one message of; node 0's gaps so far. */
+  async function oneSeen(user: string, group: string): Promise<{ member: TestClient; publisher: TestClient; gapsBefore: number }> {
+    const member = await on(0, user);
+    const publisher = await on(1, `${user}-publisher`);
+    await join(member, group);
+    await join(publisher, group);
+    publisher.send({ op: 'pub', group, data: 'seen' });
+    await nextMsgs(member, 1);
+    return { member, publisher, gapsBefore: await counter(0, 'cluster_history_gaps') };
+  }
+
   test('its members get what other nodes published meanwhile, in order and once, then the live messages', async () => {
     const alice = await on(0, 'alice');
     const publisher = await on(1, 'publisher');
@@ -127,13 +138,7 @@ describe('a node cut off from Redis, and back', { skip }, () => {
   });
 
   test('what is no longer kept is not made up: the members see the gap, counted', async () => {
-    const carol = await on(0, 'carol');
-    const publisher = await on(1, 'small-publisher');
-    await join(carol, 'small.cut');
-    await join(publisher, 'small.cut');
-    publisher.send({ op: 'pub', group: 'small.cut', data: 'seen' });
-    await nextMsgs(carol, 1);
-    const gapsBefore = await counter(0, 'cluster_history_gaps');
+    const { member: carol, publisher, gapsBefore } = await oneSeen('carol', 'small.cut');
 
     await cutOff(async () => {
       for (let i = 1; i <= 4; i++) {
@@ -145,5 +150,36 @@ describe('a node cut off from Redis, and back', { skip }, () => {
     const [next] = await nextMsgs(carol, 1);
     assert.deepEqual([next!.data, next!.offset], ['next', 6], 'the next message shows the gap (offsets 2-5 missed, 2-3 no longer kept)');
     await counted(0, 'cluster_history_gaps', gapsBefore + 1);
+  });
+
+  test('a resume Redis refuses while the node stays up is a gap too: counted and logged, and the next message shows it', async () => {
+    const { member: dave, publisher, gapsBefore } = await oneSeen('dave', 'room.refused');
+    const resumedBefore = nodes[0]!.logs.filter((line) => line.msg === RESUMED).length;
+    const redis = cluster.redis.client();
+    const key = 'resume:h:room.refused';
+    let kept: Record<string, string> = {};
+    try {
+      await cutOff(async () => {
+        for (let i = 1; i <= 3; i++) {
+          publisher.send({ op: 'pub', group: 'room.refused', data: `missed ${i}`, ref: `r${i}` });
+          await publisher.next((f) => f.op === 'ack' && f.ref === `r${i}`);
+        }
+        // The group's epoch and top made a string: the resume's script fails (WRONGTYPE), Redis stays up.
+        kept = await redis.hgetall(key);
+        await redis.set(key, 'not a hash');
+      });
+      const resumed = await untilTrue('the resume', async () => nodes[0]!.logs.filter((line) => line.msg === RESUMED).length > resumedBefore).then(
+        () => nodes[0]!.logs.filter((line) => line.msg === RESUMED).at(-1)!,
+      );
+      assert.equal(resumed.gaps, 1, JSON.stringify(resumed));
+      await counted(0, 'cluster_history_gaps', gapsBefore + 1);
+      await redis.del(key);
+      await redis.hset(key, kept);
+    } finally {
+      redis.disconnect();
+    }
+    publisher.send({ op: 'pub', group: 'room.refused', data: 'next' });
+    const [next] = await nextMsgs(dave, 1);
+    assert.deepEqual([next!.data, next!.offset], ['next', 5], 'the next message shows the gap (offsets 2-4 missed)');
   });
 });

@@ -372,16 +372,24 @@ export class ClusterHistory {
    */
   redisLost(): void {
     this.queued.clear(); // refused below, never sent
-    for (const token of [...this.pending.keys()]) this.refuse(token);
+    for (const token of [...this.pending.keys()]) this.refuse(token, false);
     for (const group of this.positions.keys()) this.resuming.set(group, null);
   }
 
-  private refuse(token: string): void {
+  /**
+   * A join or resume that will not be answered. `gap`: a resume refused while Redis stays (its
+   * script failed, or its answer did not come in time) is not asked again, so its group's
+   * members missed what it would have given them; one refused as Redis went is asked again when
+   * it is back (redisLost).
+   */
+  private refuse(token: string, gap = true): void {
     const asked = this.settle(token);
     if (asked === undefined) return;
-    // A resume refused: its group's messages flow again, and its members see the gap.
-    if (asked.kind === 'resume') this.resuming.delete(asked.group);
-    else {
+    // A resume refused: its group's messages flow again, and its members see the gap at their next one.
+    if (asked.kind === 'resume') {
+      this.resuming.delete(asked.group);
+      if (gap && this.positions.has(asked.group)) this.options.stats.cluster_history_gaps++;
+    } else {
       this.options.answers.settle(asked.sid, asked.reserved, 0);
       this.options.link.groupJoinFailed(asked.shard, asked.sid, asked.group, asked.ref, UNAVAILABLE, 'E_CLUSTER_UNAVAILABLE');
     }
