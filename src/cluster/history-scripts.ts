@@ -288,3 +288,35 @@ while true do
   at = at + #entries
 end
 `;
+
+/** The last message of a history group this node forwarded to its members. */
+export interface Position {
+  epoch: string;
+  offset: number;
+}
+
+/** Where a history message's offset and epoch are: the script ends every frame with them. */
+const OFFSET_FIELD = ',"offset":';
+const EPOCH_FIELD = ',"epoch":"';
+
+/** The offset and epoch a history `msg` frame ends with (HISTORY_APPEND writes them last), or null. */
+export function positionOf(frame: string): Position | null {
+  const at = frame.lastIndexOf(OFFSET_FIELD);
+  const epochAt = frame.indexOf(EPOCH_FIELD, at);
+  if (at < 0 || epochAt < 0 || !frame.endsWith('"}')) return null;
+  const offset = Number(frame.slice(at + OFFSET_FIELD.length, epochAt));
+  return Number.isSafeInteger(offset) ? { offset, epoch: frame.slice(epochAt + EPOCH_FIELD.length, -2) } : null;
+}
+
+/** Most ms a ttl counts (about 31,700 years): twice it is still written as an integer by Lua (2e+17 is not). */
+const MAX_TTL_MS = 1e15;
+
+/**
+ * A rule's ttl (seconds, any the schema takes) in whole milliseconds, at least 1 when set: the
+ * scripts PEXPIRE with twice it, and Redis refuses a fraction (1.001 s is 1000.9999999999999 ms
+ * in a double) or a number Lua writes with an exponent, which failed every pub, join and
+ * `history` of the group as if Redis were away.
+ */
+export function ttlMs(ttl: number): number {
+  return ttl > 0 ? Math.min(MAX_TTL_MS, Math.max(1, Math.round(ttl * 1000))) : 0;
+}
