@@ -9,7 +9,10 @@ import { describe, test } from 'node:test';
 import { member, type Frame, type TestClient } from './helpers/client.js';
 import { clusterFixture } from './helpers/cluster-fixture.js';
 import { announceSkip, nodeConfig } from './helpers/redis.js';
+import { until } from './helpers/messaging.js';
 import { commandsDuring } from './helpers/script-work.js';
+import { nextOpen, sdkClient } from './helpers/sdk.js';
+import { tcpProxy } from './helpers/tcp-proxy.js';
 
 const skip = announceSkip('cluster-answer-budget.test');
 const REPLAY_BYTES = 256 * 1024;
@@ -97,5 +100,41 @@ describe('what a node answers one connection from Redis is bounded in bytes', { 
     await new Promise((resolve) => setTimeout(resolve, 2000));
     joiner.send({ op: 'presence', group: 'h.1', ref: 'member' });
     assert.equal((await joiner.next((f) => f.ref === 'member')).op, 'presence', 'still a member');
+  });
+});
+
+describe('an SDK client recovering many groups on a node', { skip }, () => {
+  const cluster = clusterFixture({ nodes: [{ config }] });
+
+  test('its re-joins, answered one at a time, spend what they replay, not the most: none refused, every message missed in 24 groups once, in order, no gap', async (context) => {
+    const groups = Array.from({ length: 24 }, (_, i) => `h.r${i}`);
+    const proxy = await tcpProxy(cluster.nodes[0]!.port);
+    let draws = 0;
+    const random = (): number => (draws++, Math.random());
+    const rx = sdkClient(proxy.port, { user: 'recovering', reconnect: { initialMs: 50, soonMs: 50, maxMs: 500 }, random });
+    await rx.client.connect();
+    for (const group of groups) await rx.client.join(group);
+    const publisher = await member(cluster.nodes[0]!.port, 'pub', []);
+    cluster.open.push(publisher);
+    proxy.freeze = true;
+    const PER_GROUP = 3;
+    for (const group of groups) {
+      for (let seq = 1; seq <= PER_GROUP; seq++) publisher.send({ op: 'pub', group, data: { seq }, ref: `${group}/${seq}` });
+    }
+    assert.equal((await publisher.next((f) => f.ref === `${groups.at(-1)}/${PER_GROUP}`, 10_000)).op, 'ack');
+    const reopened = nextOpen(rx.client);
+    proxy.freeze = false;
+    proxy.cut();
+    await reopened;
+    const [drawsBefore, reopenedAt] = [draws, performance.now()];
+    const seqsOf = (group: string): number[] => rx.messages.filter((m) => m.group === group).map((m) => (m.data as { seq: number }).seq);
+    await until(() => (groups.every((g) => seqsOf(g).length >= PER_GROUP) ? true : undefined), 'every group recovered', 20_000);
+    context.diagnostic(`recovered in ${(performance.now() - reopenedAt).toFixed(0)} ms, re-joins refused and sent again: ${draws - drawsBefore}`);
+    assert.equal(draws, drawsBefore, 'no re-join refused (each would be sent again after a random pause)');
+    assert.deepEqual(rx.errors, []);
+    for (const group of groups) assert.deepEqual(seqsOf(group), [1, 2, 3], group);
+    assert.deepEqual(rx.gaps, []);
+    await rx.client.close();
+    await proxy.close();
   });
 });
