@@ -17,6 +17,9 @@ import { ResendBudget } from './resend-budget.js';
  */
 export const ANSWERS_PER_SECOND = 4;
 
+/** What an answer asked of Redis holds of its connection's budget until it comes: a sixteenth (reserve). */
+export const RESERVED_SHARE = 16;
+
 /** Most bytes a join replays, or a `history` answer carries: history.max_replay_bytes, capped so that a replay cannot make its client a slow consumer (1013). */
 export function replayBytesOf(config: Config): number {
   return Math.min(config.history.max_replay_bytes, Math.floor(config.websocket.server.max_backpressure / 2));
@@ -47,19 +50,31 @@ export class AnswerBudget {
   }
 
   /**
-   * Takes `most`, the largest the answer may be, before it is asked of Redis (cluster mode): false
-   * when that much is not left. Taken whole, so that pipelined frames cannot all pass while the
-   * first answers are on their way; `settle` then gives back what the answer did not use.
+   * Holds part of the budget for an answer asked of Redis (cluster mode), whose size is known
+   * only once it comes: false when that part is not left. Held before Redis is asked, so that
+   * pipelined frames cannot all pass while the first answers are on their way; `settle` then
+   * charges what the answer took. At most a sixteenth of the budget, so that a client may have
+   * 16 small answers on their way at once, as it may on one process (taking the most an answer
+   * may be, 256 KiB for a page, let a connection have four pages on their way and refused the
+   * fifth, however small each).
    */
   reserve(sid: string, most: number): boolean {
-    return this.bytes.take(sid, Math.min(most, this.capacity), Date.now());
+    return this.bytes.take(sid, this.held(most), Date.now());
   }
 
-  /** The answer reserved `most` for was `bytes` (0: none went). */
+  /**
+   * The answer reserved for was `bytes` (0: none went): what it did not use is given back, what it
+   * took beyond is charged, into debt (at most 16 answers' worth), so that a flood of large
+   * answers costs its connection as long as those bytes take to come back.
+   */
   settle(sid: string, most: number, bytes: number): void {
-    const over = Math.min(most, this.capacity) - Math.min(bytes, this.capacity);
+    const over = this.held(most) - Math.min(bytes, this.capacity);
     if (over > 0) this.bytes.refund(sid, over, Date.now());
-    else this.bytes.spend(sid, -over, Date.now());
+    else this.bytes.spend(sid, -over, Date.now(), -Infinity);
+  }
+
+  private held(most: number): number {
+    return Math.min(most, this.capacity / RESERVED_SHARE);
   }
 
   refusal(): string {

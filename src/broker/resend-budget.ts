@@ -57,9 +57,9 @@ export class ResendBudget {
     if (count > 0) this.set(user, Math.min(this.capacity, this.level(user, now) + count), now);
   }
 
-  /** Spends `count` whatever is left, down to none: for what was already done (an answer larger than was reserved for it). */
-  spend(user: string, count: number, now: number): void {
-    if (count > 0) this.set(user, Math.max(0, this.level(user, now) - count), now);
+  /** Spends `count` whatever is left, down to `floor` (below 0: into debt, repaid by the refill): for what was already done. */
+  spend(user: string, count: number, now: number, floor = 0): void {
+    if (count > 0) this.set(user, Math.max(floor, this.level(user, now) - count), now);
   }
 
   private level(user: string, now: number): number {
