@@ -140,7 +140,7 @@ export class Broker {
       bytes: config.store.max_bytes,
     });
     this.groups = new BrokerGroups({ config, store, instance: options.instance, link, log }, (group) => this.presence.hasMembers(group));
-    this.presence = new Presence(this.delivery, this.groups.presence);
+    this.presence = new Presence(this.delivery, this.groups.presence, (group) => this.route.groupEmptied(group));
     this.timers = new AckTimers(this.delivery, {
       scheduled: (entry) => this.whenDue.due(entry),
       catchUp: () => link.catchUp?.(),

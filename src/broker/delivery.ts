@@ -179,6 +179,15 @@ export class Delivery {
     this.pumpGroup(group);
   }
 
+  /**
+   * The last member of `group` left: it is no longer blocked, its messages wait for a member to
+   * join (groupJoined pumps it). Kept, it was never pumped again: a client joining, leaving an
+   * `any` waiting and leaving, group after group, grew the set for good.
+   */
+  groupEmptied(group: string): void {
+    this.blockedGroups.delete(group);
+  }
+
   /** Delivers `group`'s waiting `any` messages in queue order while some member's window has room; how many went. */
   private pumpGroup(group: string): number {
     if (this.paused) return 0;

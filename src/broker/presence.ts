@@ -30,6 +30,8 @@ export class Presence {
   constructor(
     private readonly delivery: Config['websocket']['delivery'],
     private readonly groupPresence: Pick<GroupPresence, 'joined' | 'left' | 'watch'> | null = null,
+    /** The last member of `group` left (delivery forgets it was blocked: nothing would pump it again). */
+    private readonly emptied: (group: string) => void = () => {},
   ) {
     // A copy: setStrategy() adds to it, the config stays as loaded.
     this.strategies = new Map(delivery.group_strategies);
@@ -118,7 +120,10 @@ export class Presence {
     const members = this.groups.get(group);
     if (!members) return;
     members.delete(conn.sid);
-    if (members.size === 0) this.groups.delete(group);
+    if (members.size === 0) {
+      this.groups.delete(group);
+      this.emptied(group);
+    }
     this.groupPresence?.left(group, conn.user, conn.watching?.delete(group) ?? false);
   }
 
