@@ -8,7 +8,7 @@ import type { AckTimers } from './ack-timers.js';
 import type { BrokerStats } from './broker.js';
 import type { Delivery } from './delivery.js';
 import type { Presence } from './presence.js';
-import { State, type Entry, type Queues } from './queues.js';
+import { setState, State, type Entry, type Queues } from './queues.js';
 
 export interface DeadlineActionParts {
   delivery: Config['websocket']['delivery'];
@@ -31,7 +31,7 @@ export class DeadlineActions {
   /** A scheduled send is due. */
   due(entry: Entry): void {
     if (entry.state !== State.SCHEDULED || !this.parts.queues.holds(entry)) return;
-    entry.state = State.WAITING;
+    setState(entry, State.WAITING);
     this.parts.route.route(entry);
   }
 

@@ -24,7 +24,7 @@ import type { BrokerStats } from './broker.js';
 import { Outbox } from './outbox.js';
 import { ResendBudget } from './resend-budget.js';
 import type { Presence } from './presence.js';
-import { State, type Entry, type Queues } from './queues.js';
+import { setState, State, type Entry, type Queues } from './queues.js';
 import type { ShardLink } from './shard-link.js';
 
 export interface DeliveryParts {
@@ -123,21 +123,21 @@ export class Delivery {
     presence.online(sid, user, shard);
     // What this turn's flush brings to all of the user's connections on its shard: not sent again, it would come twice.
     const coming = this.outbox.queuedToUser(shard, user);
-    let pending = 0;
-    let waiting = false;
-    let inflight = 0;
-    for (const entry of queues.ordered(`u:${user}`)) {
-      if (entry.state === State.WAITING) waiting = true;
-      else if (entry.state !== State.INFLIGHT) continue;
-      else if (!coming.has(entry)) inflight++;
-      pending++;
-    }
-    link.welcome(shard, sid, pending);
+    // Counted, not walked: a walk of a full queue (10,000) cost 0.5-0.8 ms per connection opened.
+    const target = `u:${user}`;
+    const waiting = queues.count(target, State.WAITING);
+    let inflight = queues.count(target, State.INFLIGHT);
+    link.welcome(shard, sid, waiting + inflight);
+    for (const entry of coming) if (entry.state === State.INFLIGHT && entry.m.target === target && queues.holds(entry)) inflight--;
     if (this.paused) return;
     // Over the budget, none: they come at their deadlines, and what waits stays behind them.
     if (!this.resends.take(user, inflight, Date.now())) return;
-    if (inflight > 0) for (const entry of queues.ordered(`u:${user}`)) if (entry.state === State.INFLIGHT && !coming.has(entry)) this.enqueue(shard, null, sid, entry);
-    if (!waiting) return;
+    for (const entry of inflight > 0 ? queues.ordered(target) : []) {
+      if (entry.state !== State.INFLIGHT || coming.has(entry)) continue;
+      this.enqueue(shard, null, sid, entry);
+      if (--inflight === 0) break;
+    }
+    if (waiting === 0) return;
     this.blocked.add(user);
     this.pump(user, { shard, sid });
   }
@@ -309,7 +309,7 @@ export class Delivery {
 
   /** Nobody to deliver to: the message waits, its data on disk only, until a recipient comes or delivery.ttl passes. */
   private park(entry: Entry): void {
-    entry.state = State.WAITING;
+    setState(entry, State.WAITING);
     entry.readyAt = 0; // its wait for a recipient is not the server's send latency
     if (entry.storing === null) entry.body = null; // else kept until the commit: the store cannot give it back before
     this.parts.timers.wait(entry);
@@ -317,7 +317,7 @@ export class Delivery {
   }
 
   private markInflight(entry: Entry, holder: string): void {
-    entry.state = State.INFLIGHT;
+    setState(entry, State.INFLIGHT);
     const attempt = ++entry.m.attempts;
     if (attempt > 1) {
       this.parts.counters.redelivered++;

@@ -22,7 +22,7 @@ import type { History } from './history.js';
 import { scheduleRefusal } from './embedding-checks.js';
 import type { Incoming, MessageIds } from './ids.js';
 import type { Processors } from './processors.js';
-import { newEntry, State, type Entry, type Queues } from './queues.js';
+import { newEntry, setState, State, type Entry, type Queues } from './queues.js';
 import type { ShardLink } from './shard-link.js';
 import type { UnsavedWrites } from './unsaved-writes.js';
 import { WARN_EVERY_MS, warnEvery } from '../util/tally.js';
@@ -200,7 +200,7 @@ export class Intake {
   /** A stored entry: scheduled if its `at` is still ahead, else routed now (see deliverNow). */
   private scheduleOrRoute(entry: Entry, receivedAt: number): void {
     if (entry.m.at > Date.now()) {
-      entry.state = State.SCHEDULED;
+      setState(entry, State.SCHEDULED);
       entry.body = null;
       this.parts.timers.scheduleAt(entry, entry.m.at);
       this.parts.timers.arm();
@@ -211,7 +211,7 @@ export class Intake {
 
   /** Routes `entry` now: to its recipient, or parked. `receivedAt` (epochMs(); 0: none) starts its send latency. */
   private deliverNow(entry: Entry, receivedAt: number): void {
-    entry.state = State.WAITING;
+    setState(entry, State.WAITING);
     entry.readyAt = receivedAt;
     this.parts.route.route(entry);
   }

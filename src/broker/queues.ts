@@ -46,6 +46,21 @@ export interface Entry extends Timed, HeapItem {
   readyAt: number;
   /** epochMs() of its last delivery, for the ack latency; 0 before the first. */
   deliveredAt: number;
+  /** While held: its recipient's count of entries per state, which setState keeps. */
+  tally: StateCounts | null;
+}
+
+/** Entries per State (the index), so that a new connection's `welcome` is not a walk of its user's queue. */
+type StateCounts = [number, number, number, number];
+
+/** Changes `entry`'s state; every change goes through here, so the recipient's counts stay true. */
+export function setState(entry: Entry, state: State): void {
+  const tally = entry.tally;
+  if (tally !== null) {
+    tally[entry.state]--;
+    tally[state]++;
+  }
+  entry.state = state;
 }
 
 /** The bounds on stored messages (config: delivery.max_pending_per_user, delivery.max_stored_per_sender and _bytes_per_sender, store.max_messages, store.max_bytes). */
@@ -65,11 +80,12 @@ interface Target {
    */
   lanes: [Lane, Lane, Lane, Lane];
   size: number;
+  counts: StateCounts;
 }
 type Lane = Map<string, Entry> | null;
 
 export function newEntry(m: MessageMeta, state: State, body: string | null = null): Entry {
-  return { m, state, holder: null, body, storing: null, readyAt: 0, deliveredAt: 0, deadline: 0, prev: null, next: null, list: -1, heapTime: 0, heapIndex: -1 };
+  return { m, state, holder: null, body, storing: null, readyAt: 0, deliveredAt: 0, tally: null, deadline: 0, prev: null, next: null, list: -1, heapTime: 0, heapIndex: -1 };
 }
 
 export class Queues {
@@ -111,9 +127,11 @@ export class Queues {
   insert(entry: Entry): void {
     const m = entry.m;
     let target = this.targets.get(m.target);
-    if (!target) this.targets.set(m.target, (target = { lanes: [null, null, null, null], size: 0 }));
+    if (!target) this.targets.set(m.target, (target = { lanes: [null, null, null, null], size: 0, counts: [0, 0, 0, 0] }));
     (target.lanes[m.pri] ??= new Map()).set(m.id, entry);
     target.size++;
+    target.counts[entry.state]++;
+    entry.tally = target.counts;
     this.byId.set(m.id, entry);
     this.bySender.set(m.from, (this.bySender.get(m.from) ?? 0) + 1);
     this.bytesBySender.set(m.from, (this.bytesBySender.get(m.from) ?? 0) + m.bytes);
@@ -125,6 +143,8 @@ export class Queues {
     const m = entry.m;
     if (!this.holds(entry)) return;
     this.byId.delete(m.id);
+    if (entry.tally !== null) entry.tally[entry.state]--;
+    entry.tally = null;
     const target = this.targets.get(m.target);
     if (target && target.lanes[m.pri]?.delete(m.id)) {
       target.size--;
@@ -139,6 +159,11 @@ export class Queues {
       this.bytesBySender.set(m.from, (this.bytesBySender.get(m.from) ?? 0) - m.bytes);
     }
     this.totalBytes -= m.bytes;
+  }
+
+  /** How many of `target`'s entries are in `state`. */
+  count(target: string, state: State): number {
+    return this.targets.get(target)?.counts[state] ?? 0;
   }
 
   /** Every entry, in no particular order. */

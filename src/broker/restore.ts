@@ -8,7 +8,7 @@ import type { MessageStore } from '../store/store.js';
 import { OnDemandTimer } from '../util/on-demand-timer.js';
 import type { AckTimers } from './ack-timers.js';
 import type { MessageIds } from './ids.js';
-import { newEntry, State, type Entry, type Queues } from './queues.js';
+import { newEntry, setState, State, type Entry, type Queues } from './queues.js';
 
 export interface RestoreParts {
   store: MessageStore;
@@ -37,7 +37,7 @@ export function restoreStored(parts: RestoreParts, skip: (id: string) => boolean
     queues.insert(entry);
     // An `at` beyond max_schedule_ahead (stored by an older version) is kept: the timer reaches it in steps.
     if (Number.isFinite(m.at) && m.at > now) {
-      entry.state = State.SCHEDULED;
+      setState(entry, State.SCHEDULED);
       timers.scheduleAt(entry, m.at);
     } else {
       waiting.push({ entry, since: Number.isFinite(m.at) ? Math.max(m.ts, m.at) : m.ts });
