@@ -55,4 +55,35 @@ describe('any: the pick of a member', () => {
     const load = (user: string): number => (user === 'user-m30' ? 0 : user === 'user-m5' ? 1 : 2);
     assert.equal(members.pick('least_connections', load)?.sid, 'm5');
   });
+
+  test('round_robin: a member that leaves does not cost the next one its turn', () => {
+    const members = group({ a: 1, b: 1, c: 1, d: 1 });
+    assert.deepEqual(picks(members, 2, 'round_robin'), ['a', 'b']);
+    members.delete('a');
+    assert.deepEqual(picks(members, 4, 'round_robin'), ['c', 'd', 'b', 'c']);
+  });
+
+  test('a pick costs the same in a group whose members come and go between picks', (context) => {
+    // A copy of the member list at the first pick after each join or leave made every `any`
+    // cost the whole group under churn (a member joining and leaving in a loop).
+    const MEMBERS = 10_000;
+    const PICKS = 5_000;
+    const members = group(Object.fromEntries(Array.from({ length: MEMBERS }, (_, i) => [`m${i}`, 1])));
+    const time = (churn: boolean): number => {
+      const start = performance.now();
+      for (let i = 0; i < PICKS; i++) {
+        if (churn) {
+          members.add({ sid: 'flapping', user: 'user-flapping', weight: 1 });
+          members.delete('flapping');
+        }
+        assert.notEqual(members.pick('round_robin', none), null);
+      }
+      return performance.now() - start;
+    };
+    const still = time(false);
+    const churning = time(true);
+    assert.equal(members.size, MEMBERS);
+    context.diagnostic(`${PICKS} picks in a group of ${MEMBERS}: ${churning.toFixed(1)} ms with a member joining and leaving before each, ${still.toFixed(1)} ms without`);
+    assert.ok(churning < 3 * still + 20, `${PICKS} picks in a group of ${MEMBERS}: ${churning.toFixed(1)} ms with a member joining and leaving before each, ${still.toFixed(1)} ms without`);
+  });
 });
