@@ -83,8 +83,8 @@ export class GroupMembers<M extends Member> {
     let live = 0;
     for (let i = 0; i < ordered.length; i++) {
       if (i === turn) this.turn = live;
-      const slot = ordered[i]!;
-      if (slot === null) continue;
+      const slot = ordered[i];
+      if (!slot) continue;
       slot.index = live;
       ordered[live++] = slot;
     }
@@ -109,8 +109,8 @@ export class GroupMembers<M extends Member> {
     let compared = 0;
     // Visit members from `start` round the ring: round_robin (and weighted, when its sums failed) takes the first, least_connections the least loaded.
     for (let n = 0; n < size; n++) {
-      const slot = ordered[(start + n) % size]!;
-      if (slot === null) continue;
+      const slot = ordered[(start + n) % size];
+      if (!slot) continue;
       const member = slot.member;
       if (!eligible(member)) continue;
       if (strategy !== 'least_connections') {
@@ -140,8 +140,8 @@ export class GroupMembers<M extends Member> {
     let finite = true;
     // Members not eligible now sit this round out, as nginx skips a peer that is down.
     for (let i = 0; i < ordered.length; i++) {
-      const slot = ordered[i]!;
-      if (slot === null || !eligible(slot.member)) continue;
+      const slot = ordered[i];
+      if (!slot || !eligible(slot.member)) continue;
       const weight = (slot.current += slot.member.weight);
       finite &&= Number.isFinite(weight);
       total += slot.member.weight;
