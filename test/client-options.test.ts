@@ -62,6 +62,11 @@ test('each bad option throws a TypeError that names it and says what it takes', 
   assert.throws(() => new OcsClient(undefined as unknown as ClientOptions), { name: 'TypeError', message: /^url must be/ }, 'no options at all');
 });
 
+test('a misspelt option names itself, as a bad key of the server config does, rather than being ignored', () => {
+  assert.throws(() => make({ requestTimeout: 5000 }), { name: 'TypeError', message: /^requestTimeout is not an option/ });
+  assert.throws(() => make({ reconnect: { initalMs: 100 } }), { name: 'TypeError', message: /^reconnect\.initalMs is not an option/ });
+});
+
 test('the documented defaults and edge values construct', () => {
   const good: Array<Record<string, unknown>> = [
     {},

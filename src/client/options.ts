@@ -63,8 +63,11 @@ const RECONNECT_RULES: { readonly [K in keyof ReconnectOptions]-?: Rule } = {
   maxAttempts: number(0, { integer: true, infinity: true }),
 };
 
-/** Absent (or undefined) is the default; `url` alone is required. */
+/** Absent (or undefined) is the default; `url` alone is required; a key no rule knows (a misspelling, ignored, would leave its default in force unseen) is refused. */
 function check(given: object, rules: Readonly<Record<string, Rule>>, prefix: string): void {
+  for (const key of Object.keys(given)) {
+    if (!Object.prototype.hasOwnProperty.call(rules, key)) throw new TypeError(`${prefix}${key} is not an option (${Object.keys(rules).join(', ')})`);
+  }
   for (const [key, [test, takes]] of Object.entries(rules)) {
     const value = (given as Record<string, unknown>)[key];
     if ((value !== undefined || key === 'url') && !test(value)) {
