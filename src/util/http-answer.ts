@@ -10,15 +10,24 @@
  * - A body the socket does not take at once is written as it drains (onWritable), and what
  *   waits so is bounded per thread (MAX_WAITING_BYTES): a client that pipelines requests and
  *   never reads its answers made them pile up (12 MB/s per connection, 600 MB in 30 s with
- *   four). Past the bound the connection the answer is for is closed.
+ *   four). Past the bound, the connection whose answer has waited longest without its reader
+ *   taking a byte (STALLED_MS at least) is closed to make room; only when none has stalled is
+ *   the new answer's connection closed. Before, it was always the new one: connections that
+ *   never read held the bound (each for uWS's 10 s), and every answer of anyone else that did
+ *   not fit its socket at once (a DLQ page, /metrics of many shards) was cut.
  * - A HEAD request gets the headers and the length, not the body (a body there broke the
  *   framing for keep-alive clients, and HEAD /health was a 404).
  */
 import { Buffer } from 'node:buffer';
 import type { HttpRequest, HttpResponse } from './uws.js';
 
-/** Bytes of answers waiting for their sockets, per thread, beyond which a new wait closes its connection. */
+/** Bytes of answers waiting for their sockets, per thread, beyond which a new wait closes a connection. */
 export const MAX_WAITING_BYTES = 8 * 1024 * 1024;
+/**
+ * How long an answer must have waited without progress before a new one may take its place.
+ * A reader that reads makes progress many times a second; TCP's first retransmission comes after 1 s.
+ */
+export const STALLED_MS = 2_000;
 
 /** What a request's handler knows of its response after the handler returned. */
 export interface Watched {
@@ -29,7 +38,21 @@ export interface Watched {
 const WATCHED = Symbol('ocs.http.watched');
 type WithWatch = HttpResponse & { [WATCHED]?: Watched };
 
+/** An answer waiting for its socket: `left` bytes unsent, the last of its socket's progress at `progressAt`. */
+interface Waiting {
+  res: HttpResponse;
+  left: number;
+  progressAt: number;
+}
+
+/** In order of last progress, the longest stalled first (progress moves an entry to the end). */
+const waiting = new Set<Waiting>();
 let waitingBytes = 0;
+
+/** The answers waiting for their sockets in this thread, and their bytes (for tests and gauges). */
+export function waitingAnswers(): { count: number; bytes: number } {
+  return { count: waiting.size, bytes: waitingBytes };
+}
 
 /**
  * Marks the request's response as watched: called first in every handler, while `req` is
@@ -52,7 +75,7 @@ export function answer(res: HttpResponse, status: string, headers: ReadonlyArray
   const state = watch(res);
   if (state.aborted) return;
   const bytes = typeof body === 'string' ? Buffer.from(body) : body;
-  let overBound = false;
+  let start = -1;
   res.cork(() => {
     res.writeStatus(status);
     for (const [name, value] of headers) res.writeHeader(name, value);
@@ -61,22 +84,21 @@ export function answer(res: HttpResponse, status: string, headers: ReadonlyArray
       res.writeHeader('content-length', String(bytes.byteLength)).endWithoutBody();
       return;
     }
-    const start = res.getWriteOffset();
-    const [, done] = res.tryEnd(bytes, bytes.byteLength);
-    if (!done) overBound = !writeAsItDrains(res, state, bytes, start);
+    const offset = res.getWriteOffset();
+    if (!res.tryEnd(bytes, bytes.byteLength)[1]) start = offset;
   });
-  // Outside the cork: close() ends the connection, and uWS then calls the abort handler, which marks it.
-  if (overBound) res.close();
+  // Outside the cork: close() ends a connection (this one or a stalled one), and uWS then calls its abort handler, which marks it.
+  if (start >= 0 && !writeAsItDrains(res, state, bytes, start)) res.close();
 }
 
 /** Writes the rest of `bytes` as the socket drains; false (nothing armed) when that would pass MAX_WAITING_BYTES. */
 function writeAsItDrains(res: HttpResponse, state: Watched, bytes: Uint8Array, start: number): boolean {
-  let left = bytes.byteLength - (res.getWriteOffset() - start);
-  if (waitingBytes + left > MAX_WAITING_BYTES) return false;
-  waitingBytes += left;
+  const entry: Waiting = { res, left: bytes.byteLength - (res.getWriteOffset() - start), progressAt: Date.now() };
+  if (!makeRoom(entry.left, entry.progressAt)) return false;
+  waiting.add(entry);
+  waitingBytes += entry.left;
   const settle = (): void => {
-    waitingBytes -= left;
-    left = 0;
+    if (waiting.delete(entry)) waitingBytes -= entry.left;
   };
   res.onAborted(() => {
     state.aborted = true;
@@ -87,11 +109,29 @@ function writeAsItDrains(res: HttpResponse, state: Watched, bytes: Uint8Array, s
     if (done) {
       settle();
     } else {
-      const now = bytes.byteLength - (res.getWriteOffset() - start);
-      waitingBytes += now - left;
-      left = now;
+      const left = bytes.byteLength - (res.getWriteOffset() - start);
+      if (left < entry.left) {
+        waitingBytes += left - entry.left;
+        entry.left = left;
+        entry.progressAt = Date.now();
+        waiting.delete(entry);
+        waiting.add(entry);
+      }
     }
     return ok;
   });
+  return true;
+}
+
+/** Closes stalled waiting answers, the longest stalled first, until `bytes` more fit; false when they cannot. */
+function makeRoom(bytes: number, now: number): boolean {
+  while (waitingBytes + bytes > MAX_WAITING_BYTES) {
+    const stalest = waiting.values().next().value as Waiting | undefined;
+    if (stalest === undefined || now - stalest.progressAt < STALLED_MS) return false;
+    waiting.delete(stalest);
+    waitingBytes -= stalest.left;
+    // uWS calls its abort handler, which marks it aborted (its settle() finds it gone already).
+    stalest.res.close();
+  }
   return true;
 }
