@@ -22,10 +22,12 @@
  * be the path the broker acts on: nginx matched `/admin/%2E%2E/ws\..\admin\dlq` to its `location
  * /ws` and passed it on as sent, where the URL parser read `/admin/dlq` (a review read, purged
  * and requeued the dead letters from another host that way, through deploy/nginx's file).
+ * A request that passes is forwarded once it has arrived whole (src/util/http-body.ts).
  */
 import { httpError, httpStatusLine, type HttpCode } from '../protocol/errors.js';
 import { bearerCheck } from '../util/bearer.js';
 import { answer, watch } from '../util/http-answer.js';
+import { afterBody, MAX_IGNORED_BODY_BYTES } from '../util/http-body.js';
 import type { ClientAddresses } from './client-address.js';
 import type { HttpRequest, HttpResponse } from '../util/uws.js';
 import { JSON_HEADERS, type HttpRoutes } from './http.js';
@@ -53,7 +55,7 @@ export function attachAdminRoutes(app: HttpRoutes, token: string, forwarder: Adm
     // is curl on this host, or a proxy that says nothing, which nothing tells apart (README).
     const proxied = FORWARDING_HEADERS.some((name) => req.getHeader(name) !== '');
     const forwarded = proxied && !(clients.trustsPeer(res) && clients.namesClient(req));
-    watch(res, req);
+    const state = watch(res, req);
     const reply = (status: number, body: string): void => answer(res, httpStatusLine(status), JSON_HEADERS, body);
     const refuse = (code: HttpCode, message: string): void => {
       const { status, body } = httpError(code, message);
@@ -71,8 +73,13 @@ export function attachAdminRoutes(app: HttpRoutes, token: string, forwarder: Adm
     } else if (fromBrowser && method !== 'get' && method !== 'head') {
       return refuse('forbidden', 'a browser request that changes state needs websocket.admin.token (cross-site request forgery protection)');
     }
-    // HEAD is a GET whose body answer() leaves out.
-    forwarder.forward(method === 'head' ? 'get' : method, path, reply);
+    // HEAD is a GET whose body answer() leaves out. Forwarded once the request is whole (http-body.ts).
+    afterBody(
+      res,
+      state,
+      () => forwarder.forward(method === 'head' ? 'get' : method, path, reply),
+      () => refuse('bad_request', `the admin API takes no request body; at most ${MAX_IGNORED_BODY_BYTES} bytes of one are read and ignored`),
+    );
   };
   app.any('/admin/*', handler);
   app.any('/admin', handler);
