@@ -26,6 +26,8 @@ export const MAX_WAITING_BYTES = 8 * 1024 * 1024;
 /**
  * How long an answer must have waited without progress before a new one may take its place.
  * A reader that reads makes progress many times a second; TCP's first retransmission comes after 1 s.
+ * On the wall clock: a step forward may take answers for stalled early (only as many as a newcomer
+ * needs, the longest waiting first); a step back refuses the newcomer, as before.
  */
 export const STALLED_MS = 2_000;
 
