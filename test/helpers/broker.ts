@@ -42,6 +42,8 @@ export class RecordingLink implements ShardLink {
   private sink: RecordSink | null = null;
   private adminRequests = 0;
   private waiters: Array<() => void> = [];
+  /** Each sender's ref's answer (its first senderAck or error): answerTo looks it up, not through every call. */
+  private readonly answers = new Map<string, Extract<Call, { op: 'senderAck' | 'error' }>>();
 
   deliverToUser(shard: number, user: string, frame: string, arrivedAt = 0, live = 0): void {
     this.record({ op: 'deliverToUser', shard, user, frame, arrivedAt, live });
@@ -151,14 +153,32 @@ export class RecordingLink implements ShardLink {
 
   /** What the sender of `ref` heard back: its senderAck or its error. */
   answerTo(ref: string): Promise<Extract<Call, { op: 'senderAck' | 'error' }>> {
-    return this.nextCall((c): c is Extract<Call, { op: 'senderAck' | 'error' }> => (c.op === 'senderAck' || c.op === 'error') && c.ref === ref, `the answer to ${ref}`, 5000);
+    return this.waitFor(() => this.answers.get(ref), `the answer to ${ref}`, 5000);
   }
 
   private nextCall<C extends Call>(match: (call: Call) => call is C, what: string, timeoutMs: number): Promise<C> {
+    // Each look reads only the calls made since the last: reading them all at each new call made
+    // a wait over thousands of calls quadratic, and thousands of waits never ended.
+    let seen = 0;
+    return this.waitFor(
+      () => {
+        for (; seen < this.calls.length; seen++) {
+          const call = this.calls[seen]!;
+          if (match(call)) return call;
+        }
+        return undefined;
+      },
+      what,
+      timeoutMs,
+    );
+  }
+
+  /** What `look` finds, now or after some call to come. */
+  private waitFor<T>(look: () => T | undefined, what: string, timeoutMs: number): Promise<T> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no call matching ${what} within ${timeoutMs} ms`)), timeoutMs);
       const check = (): void => {
-        const found = this.calls.find(match);
+        const found = look();
         if (found === undefined) return void this.waiters.push(check);
         clearTimeout(timer);
         resolve(found);
@@ -185,7 +205,9 @@ export class RecordingLink implements ShardLink {
   }
 
   private record(said: Said): void {
-    this.calls.push({ ...said, time: Date.now() } as Call);
+    const call = { ...said, time: Date.now() } as Call;
+    this.calls.push(call);
+    if ((call.op === 'senderAck' || call.op === 'error') && call.ref !== null && !this.answers.has(call.ref)) this.answers.set(call.ref, call);
     const waiters = this.waiters;
     this.waiters = [];
     for (const check of waiters) check();
