@@ -215,35 +215,48 @@ describe('broker: a take-over delivers what it loads in queue order', () => {
   });
 });
 
-describe('broker: groups that share a member with a full window take turns', () => {
-  let t: TestBroker;
-  before(async () => {
-    t = await startBroker({ delivery: { max_inflight_per_user: 1 } });
-  });
-  after(() => t.close());
+// With many other groups blocked, a turn sorts the few it frees instead of walking them all (delivery.ts): both keep the turns.
+for (const others of [0, 100]) {
+  describe(`broker: groups that share a member with a full window take turns (${others} other groups blocked)`, () => {
+    let t: TestBroker;
+    before(async () => {
+      t = await startBroker({ delivery: { max_inflight_per_user: 1 } });
+      if (others === 0) return;
+      // Another member whose window one unacknowledged message fills, with an any waiting in each of its groups.
+      t.link.online(0, 'o-1', 'o');
+      t.link.send(0, 'p-1', 'p', 'o', 'fills the window');
+      for (let g = 0; g < others; g++) {
+        t.link.join(0, 'o-1', `other.${g}`);
+        t.link.any(0, 'p-1', 'p', `other.${g}`, { g });
+      }
+      await sleep(50);
+      assert.equal(t.link.all('deliverToSid', (c) => c.sid === 'o-1').length, 0, 'the other groups are blocked');
+    });
+    after(() => t.close());
 
-  test('a group that always has more waiting does not take every slot the member frees from another group', async () => {
-    const got: Array<{ id: string; group: string }> = [];
-    t.link.online(0, 'w-1', 'w');
-    t.link.join(0, 'w-1', 'busy');
-    t.link.join(0, 'w-1', 'quiet');
-    let n = 0;
-    for (; n < 5; n++) t.link.any(0, 'p-1', 'p', 'busy', { n });
-    await sleep(50);
-    t.link.any(0, 'p-1', 'p', 'quiet', { n: -1 });
-    await sleep(50);
-    const delivered = () => t.link.all('deliverToSid', (c) => c.sid === 'w-1').flatMap((c) => msgsIn(c.frame).map((m) => ({ id: m.id as string, group: m.group as string })));
-    // The member acknowledges each task, and each ack brings busy one more.
-    for (let k = 0; k < 10; k++) {
-      const next = await until(() => delivered()[k], `delivery ${k}`);
-      got.push(next);
-      t.link.ack(0, 'w-1', 'w', next.id);
-      t.link.any(0, 'p-1', 'p', 'busy', { n: n++ });
-      await sleep(5);
-    }
-    assert.ok(got.slice(0, 4).some((m) => m.group === 'quiet'), `quiet's task among the first deliveries: ${got.map((m) => m.group).join(',')}`);
+    test('a group that always has more waiting does not take every slot the member frees from another group', async () => {
+      const got: Array<{ id: string; group: string }> = [];
+      t.link.online(0, 'w-1', 'w');
+      t.link.join(0, 'w-1', 'busy');
+      t.link.join(0, 'w-1', 'quiet');
+      let n = 0;
+      for (; n < 5; n++) t.link.any(0, 'p-1', 'p', 'busy', { n });
+      await sleep(50);
+      t.link.any(0, 'p-1', 'p', 'quiet', { n: -1 });
+      await sleep(50);
+      const delivered = () => t.link.all('deliverToSid', (c) => c.sid === 'w-1').flatMap((c) => msgsIn(c.frame).map((m) => ({ id: m.id as string, group: m.group as string })));
+      // The member acknowledges each task, and each ack brings busy one more.
+      for (let k = 0; k < 10; k++) {
+        const next = await until(() => delivered()[k], `delivery ${k}`);
+        got.push(next);
+        t.link.ack(0, 'w-1', 'w', next.id);
+        t.link.any(0, 'p-1', 'p', 'busy', { n: n++ });
+        await sleep(5);
+      }
+      assert.ok(got.slice(0, 4).some((m) => m.group === 'quiet'), `quiet's task among the first deliveries: ${got.map((m) => m.group).join(',')}`);
+    });
   });
-});
+}
 
 describe('broker: the bytes one sender may have stored (delivery.max_stored_bytes_per_sender)', () => {
   let t: TestBroker;

@@ -55,9 +55,13 @@ export class Delivery {
   /**
    * Groups with `any` messages waiting for a member whose user's window has room: pumped when a
    * member's window frees, in turns (one still blocked goes to the back), so that a group that
-   * always has more cannot take every slot its members free from the others.
+   * always has more cannot take every slot its members free from the others. Each holds its
+   * turn, a number that grows with each (re)queueing, and the map stays in that order: a turn
+   * that frees few of them sorts just those (copying the whole set made every ack cost 30,000
+   * entries with 30,000 groups blocked), one that frees many walks the map (cheaper than a sort).
    */
-  private readonly blockedGroups = new Set<string>();
+  private readonly blockedGroups = new Map<string, number>();
+  private lastTurn = 0;
   /** Users whose window an ack (or a dead letter) freed this turn: pumped once at its end. */
   private readonly freed = new Set<string>();
   /**
@@ -167,11 +171,18 @@ export class Delivery {
     }
     this.freedHolders.clear();
     if (this.freedGroups.size === 0) return;
-    const due = [...this.blockedGroups].filter((group) => this.freedGroups.has(group));
+    const due = this.inTurn(this.freedGroups);
     this.freedGroups.clear();
     for (const group of due) {
-      if (this.pumpGroup(group) > 0 && this.blockedGroups.delete(group)) this.blockedGroups.add(group);
+      if (this.pumpGroup(group) > 0 && this.blockedGroups.delete(group)) this.blockedGroups.set(group, ++this.lastTurn);
     }
+  }
+
+  /** Blocked `groups` in their turn order; sorting costs more per group than a walk of the blocked (measured: even at a tenth of them). */
+  private inTurn(groups: Set<string>): string[] {
+    const turns = this.blockedGroups;
+    if (groups.size * 16 > turns.size) return [...turns.keys()].filter((group) => groups.has(group));
+    return [...groups].sort((a, b) => turns.get(a)! - turns.get(b)!);
   }
 
   /** A member joined `group`: messages stored for it while nobody was online go out now, as windows allow. */
@@ -202,7 +213,7 @@ export class Delivery {
         continue;
       }
       // Blocked until a window frees; without members, until one joins.
-      if (presence.hasMembers(group)) this.blockedGroups.add(group);
+      if (presence.hasMembers(group)) this.block(group);
       else this.blockedGroups.delete(group);
       return delivered;
     }
@@ -287,8 +298,13 @@ export class Delivery {
     const group = entry.m.group!;
     // A new message waits behind those already waiting for room; a redelivery goes now if it can.
     if ((entry.state === State.INFLIGHT || !this.blockedGroups.has(group)) && this.deliverToMember(entry)) return;
-    if (this.parts.presence.hasMembers(group)) this.blockedGroups.add(group);
+    if (this.parts.presence.hasMembers(group)) this.block(group);
     this.park(entry);
+  }
+
+  /** `group` waits for a member's window: at the back of the turns, unless it waits already. */
+  private block(group: string): void {
+    if (!this.blockedGroups.has(group)) this.blockedGroups.set(group, ++this.lastTurn);
   }
 
   /**
