@@ -162,11 +162,25 @@ export class Delivery {
     });
   }
 
-  /** The blocked groups a freed window may serve, in their turn: one that got some and is still blocked goes to the back. */
+  /**
+   * The blocked groups a freed window may serve, in their turn: one that got some and is still
+   * blocked goes to the back. Only until the freed windows are full again: no other member of
+   * a blocked group has room (room comes only through released()), and looking at the rest for
+   * nothing made each ack of a user in 30,000 blocked groups cost 50-130 ms.
+   */
   private pumpFreedGroups(): void {
-    for (const user of this.freedHolders) {
-      for (const conn of this.parts.presence.connectionsOf(user)?.values() ?? []) {
-        for (const group of conn.groups) if (this.blockedGroups.has(group)) this.freedGroups.add(group);
+    const { timers, window } = this.parts;
+    const open = [...this.freedHolders];
+    // A window only fills while the turn lasts: one found full stays out.
+    const someOpen = (): boolean => {
+      while (open.length > 0 && timers.inflightOf(open[open.length - 1]!) >= window.messages) open.pop();
+      return open.length > 0;
+    };
+    if (someOpen()) {
+      for (const user of this.freedHolders) {
+        for (const conn of this.parts.presence.connectionsOf(user)?.values() ?? []) {
+          for (const group of conn.groups) if (this.blockedGroups.has(group)) this.freedGroups.add(group);
+        }
       }
     }
     this.freedHolders.clear();
@@ -174,6 +188,7 @@ export class Delivery {
     const due = this.inTurn(this.freedGroups);
     this.freedGroups.clear();
     for (const group of due) {
+      if (!someOpen()) return;
       if (this.pumpGroup(group) > 0 && this.blockedGroups.delete(group)) this.blockedGroups.set(group, ++this.lastTurn);
     }
   }
