@@ -17,6 +17,39 @@ async function deliveredTo(link: RecordingLink, sid: string, from: number): Prom
   }
 }
 
+let refs = 0;
+
+/** Stores an `any` to each of `groups`, 1,000 at a time (a flood, as a shard's ring brings it), and waits until every one is. */
+async function anys(link: RecordingLink, groups: string[]): Promise<void> {
+  for (let from = 0; from < groups.length; from += 1_000) {
+    const sent = groups.slice(from, from + 1_000).map((group, n) => {
+      const ref = `a${refs++}`;
+      link.any(0, 'sender-1', 'sender', group, n, { ref });
+      return ref;
+    });
+    for (const answer of await Promise.all(sent.map((ref) => link.answerTo(ref)))) assert.equal(answer.op, 'senderAck');
+  }
+}
+
+/**
+ * Blocks `count` groups behind `user`'s full window: its connections (1,000 groups each) join
+ * `USER.CONNECTION.GROUP`, one message it never acknowledges fills its window (of one), and each
+ * group gets an `any`.
+ */
+async function blockGroupsOf(link: RecordingLink, user: string, count: number): Promise<void> {
+  const groups: string[] = [];
+  for (let c = 0; c < count / 1_000; c++) {
+    link.online(0, `${user}-${c}`, user);
+    for (let g = 0; g < 1_000; g++) {
+      link.join(0, `${user}-${c}`, `${user}.${c}.${g}`);
+      groups.push(`${user}.${c}.${g}`);
+    }
+  }
+  link.send(0, 'sender-1', 'sender', user, 'fills the window', { ref: `fill-${user}` });
+  assert.equal((await link.answerTo(`fill-${user}`)).op, 'senderAck');
+  await anys(link, groups);
+}
+
 /**
  * Groups whose `any` messages wait for a member's window are "blocked" (delivery.ts) and taken
  * in turns when a window frees. Each turn that freed a window copied the whole set of blocked
@@ -26,22 +59,10 @@ async function deliveredTo(link: RecordingLink, sid: string, from: number): Prom
  */
 describe('broker: an ack costs the same however many other groups are blocked', () => {
   let t: TestBroker;
-  let refs = 0;
   const CROWD = 30_000;
-  const GROUPS_PER_CONNECTION = 1_000;
   const ROUNDS = 500;
   /** Rounds are timed in blocks, the fastest block counting: a pause of the shared machine spoils one block, not the figure. */
   const BLOCKS = 5;
-
-  /** Stores an `any` to each of `groups` (a flood, as a shard's ring brings it), and waits until every one is. */
-  async function anys(groups: string[]): Promise<void> {
-    const refsSent = groups.map((group, n) => {
-      const ref = `a${refs++}`;
-      t.link.any(0, 'sender-1', 'sender', group, n, { ref });
-      return ref;
-    });
-    for (const answer of await Promise.all(refsSent.map((ref) => t.link.answerTo(ref)))) assert.equal(answer.op, 'senderAck');
-  }
 
   /** The worker's one delivery in flight, and where in the calls to look for the next. */
   let held = { id: '', at: 0 };
@@ -70,29 +91,15 @@ describe('broker: an ack costs the same however many other groups are blocked', 
     t.link.online(0, 'w-1', 'worker');
     t.link.join(0, 'w-1', 'work');
     // The worker's group always has more: one in its window, the rest blocked behind it.
-    await anys(new Array<string>(2 * ROUNDS + 60).fill('work'));
+    await anys(t.link, new Array<string>(2 * ROUNDS + 60).fill('work'));
     held = await deliveredTo(t.link, 'w-1', 0);
   });
   after(() => t.close());
 
   test(`${ROUNDS} acks with ${CROWD} other groups blocked cost about what they do with none`, async (context) => {
-    const time = (label: string, start: number): void => context.diagnostic(`${label}: ${(performance.now() - start).toFixed(0)} ms`);
     await ackRounds(50); // warm-up
     const alone = await fastestBlock();
-
-    let start = performance.now();
-    t.link.online(0, 'c-fill', 'crowd');
-    t.link.send(0, 'sender-1', 'sender', 'crowd', 'fills the window', { ref: 'fill' });
-    assert.equal((await t.link.answerTo('fill')).op, 'senderAck');
-    const connections = CROWD / GROUPS_PER_CONNECTION;
-    for (let c = 0; c < connections; c++) {
-      t.link.online(0, `c-${c}`, 'crowd');
-      for (let g = 0; g < GROUPS_PER_CONNECTION; g++) t.link.join(0, `c-${c}`, `c.${c}.${g}`);
-    }
-    time('crowd joined', start);
-    start = performance.now();
-    for (let c = 0; c < connections; c++) await anys(Array.from({ length: GROUPS_PER_CONNECTION }, (_, g) => `c.${c}.${g}`));
-    time(`${CROWD} anys stored`, start);
+    await blockGroupsOf(t.link, 'crowd', CROWD);
     const blocked = (t.broker as unknown as { route: { blockedGroups: { size: number } } }).route.blockedGroups.size;
     assert.equal(blocked, CROWD + 1, 'every crowd group is blocked, and the worker\'s');
 
@@ -114,28 +121,17 @@ describe('broker: an ack costs the same however many other groups are blocked', 
 describe('broker: an ack offers the window it frees to blocked groups only until it is full', () => {
   let t: TestBroker;
   const GROUPS = 3_000;
-  const GROUPS_PER_CONNECTION = 1_000;
   let picks = 0;
 
   before(async () => {
     t = await startBroker({ delivery: { max_inflight_per_user: 1, ack_timeout: 3600 } });
     const presence = (t.broker as unknown as { route: { parts: { presence: { pick: (...args: unknown[]) => unknown } } } }).route.parts.presence;
     const pick = presence.pick.bind(presence);
-    presence.pick = (...args) => (picks++, pick(...args));
-    for (let c = 0; c < GROUPS / GROUPS_PER_CONNECTION; c++) {
-      t.link.online(0, `m-${c}`, 'many');
-      for (let g = 0; g < GROUPS_PER_CONNECTION; g++) t.link.join(0, `m-${c}`, `m.${c}.${g}`);
-    }
-    t.link.send(0, 'sender-1', 'sender', 'many', 'fills the window', { ref: 'fill' });
-    assert.equal((await t.link.answerTo('fill')).op, 'senderAck');
-    const sent: string[] = [];
-    for (let c = 0; c < GROUPS / GROUPS_PER_CONNECTION; c++) {
-      for (let g = 0; g < GROUPS_PER_CONNECTION; g++) {
-        sent.push(`a.${c}.${g}`);
-        t.link.any(0, 'sender-1', 'sender', `m.${c}.${g}`, g, { ref: `a.${c}.${g}` });
-      }
-    }
-    for (const answer of await Promise.all(sent.map((ref) => t.link.answerTo(ref)))) assert.equal(answer.op, 'senderAck');
+    presence.pick = (...args) => {
+      picks++;
+      return pick(...args);
+    };
+    await blockGroupsOf(t.link, 'many', GROUPS);
   });
   after(() => t.close());
 
@@ -145,9 +141,9 @@ describe('broker: an ack offers the window it frees to blocked groups only until
     const perAck: number[] = [];
     for (let n = 0; n < 10; n++) {
       picks = 0;
-      t.link.ack(0, 'm-0', 'many', held.id);
-      const next = await deliveredTo(t.link, 'm-0', held.at);
-      assert.equal(next.group, `m.0.${n}`, 'the groups take the slot in the order they were blocked');
+      t.link.ack(0, 'many-0', 'many', held.id);
+      const next = await deliveredTo(t.link, 'many-0', held.at);
+      assert.equal(next.group, `many.0.${n}`, 'the groups take the slot in the order they were blocked');
       held = next;
       perAck.push(picks);
     }
