@@ -25,14 +25,14 @@
 import { replayBytesOf, type AnswerBudget } from '../broker/answer-budget.js';
 import type { ShardLink } from '../broker/shard-link.js';
 import type { Config } from '../config/schema.js';
-import type { ErrorCode } from '../protocol/errors.js';
 import { batchFrames } from '../protocol/json-codec.js';
-import { encodeHistoryMsgHead, encodeHistoryPage } from '../protocol/json-group-frames.js';
+import { encodeHistoryMsgHead } from '../protocol/json-group-frames.js';
 import { HistoryPatterns, type HistoryRule } from '../shared/history-patterns.js';
 import { newEpoch } from '../store/history-store.js';
 import type { Logger } from '../util/logger.js';
 import { HISTORY_APPEND, HISTORY_JOIN, HISTORY_PAGE, positionOf, ttlMs, type Position } from './history-scripts.js';
 import type { Reply } from './intake.js';
+import { answerPage, HISTORY_UNAVAILABLE, type PageParts } from './history-page.js';
 import type { Keys } from './keys.js';
 import type { ScriptRunner } from './script-runner.js';
 import { timedOut } from './redis.js';
@@ -75,7 +75,6 @@ interface PendingResume {
   done(): void;
 }
 
-const UNAVAILABLE = 'group history is kept in Redis, which is unreachable';
 const NOT_NUMBERED = 'a group that keeps history is numbered in Redis, which is unreachable';
 const MAYBE_PUBLISHED = 'Redis did not answer within cluster.command_timeout: the message may or may not have been published (a retry may deliver it twice)';
 /** Pubs to history groups sent to Redis and not yet answered: past it they are refused (E_OVERLOADED), not queued without bound. */
@@ -109,7 +108,7 @@ export class ClusterHistory {
   private readonly nodeChannel: string;
   private readonly batchSize: number;
   private readonly maxReplayBytes: number;
-  private readonly maxPage: number;
+  private readonly pageParts: PageParts;
   /** The largest message a pub makes (about): the scripts read as many as their byte budget holds of those at a time. */
   private readonly maxEntry: number;
   /** A join's answer that has not come by then never will (Redis went away meanwhile). */
@@ -121,10 +120,11 @@ export class ClusterHistory {
     this.nodeChannel = keys.nodeChannel(node);
     this.batchSize = config.websocket.performance.batch_size;
     this.maxReplayBytes = replayBytesOf(config);
-    this.maxPage = config.history.max_page;
     this.maxEntry = config.websocket.server.max_payload;
     this.maxAsking = Math.max(1, Math.floor(ANSWER_BYTES_AT_ONCE / this.maxReplayBytes));
     this.answerTimeoutMs = config.cluster.command_timeout * 2000;
+    const { link, answers } = options;
+    this.pageParts = { link, answers, up: () => options.up(), run: (...args) => this.run(...args), maxReplayBytes: this.maxReplayBytes, maxPage: config.history.max_page, maxEntry: this.maxEntry };
   }
 
   /** Into Redis's script cache before this node takes pubs (after connecting, and after each outage). */
@@ -174,7 +174,7 @@ export class ClusterHistory {
   join(rule: HistoryRule, shard: number, sid: string, group: string, ref: string | null, sinceOffset: number, sinceEpoch: string | null): Promise<void> {
     const { link, answers } = this.options;
     if (!this.options.up()) {
-      link.groupJoinFailed(shard, sid, group, ref, UNAVAILABLE, 'E_CLUSTER_UNAVAILABLE');
+      link.groupJoinFailed(shard, sid, group, ref, HISTORY_UNAVAILABLE, 'E_CLUSTER_UNAVAILABLE');
       return Promise.resolve();
     }
     // Only a join with `since` replays (as on one process).
@@ -307,30 +307,9 @@ export class ClusterHistory {
     }
   }
 
-  /** The `history` op: one page, read from Redis once the connection's answer budget holds a page of the most bytes. */
+  /** The `history` op (history-page.ts). */
   page(rule: HistoryRule, shard: number, sid: string, group: string, ref: string | null, since: number, limit: number): void {
-    const { link, answers } = this.options;
-    const fail = (code: ErrorCode, message: string): void => link.error(shard, sid, code, message, ref);
-    if (!this.options.up()) return fail('E_CLUSTER_UNAVAILABLE', UNAVAILABLE);
-    const maxBytes = Math.min(this.maxReplayBytes, link.maxFrameBytes - 256);
-    if (!answers.reserve(sid, maxBytes)) return fail('E_RATE_LIMITED', answers.refusal());
-    const count = Math.min(limit > 0 ? limit : this.maxPage, this.maxPage);
-    this.run(HISTORY_PAGE, rule, group, [since, count, maxBytes, this.maxEntry]).then(
-      (answer) => {
-        const [top, epoch, more, ...frames] = answer as [number, string, number, ...string[]];
-        if (since > top) {
-          answers.settle(sid, maxBytes, 0);
-          return fail('E_BAD_FRAME', `since ${since} is past the group's last offset ${top} (epoch ${epoch})`);
-        }
-        const page = encodeHistoryPage(group, ref ?? undefined, frames, top, epoch, more === 1);
-        answers.settle(sid, maxBytes, page.length);
-        link.reply(shard, sid, page);
-      },
-      () => {
-        answers.settle(sid, maxBytes, 0);
-        fail('E_CLUSTER_UNAVAILABLE', UNAVAILABLE);
-      },
-    );
+    answerPage(this.pageParts, rule, shard, sid, group, ref, since, limit);
   }
 
   /**
@@ -359,7 +338,7 @@ export class ClusterHistory {
       if (gap && this.positions.has(asked.group)) this.options.stats.cluster_history_gaps++;
     } else {
       this.options.answers.settle(asked.sid, asked.reserved, 0);
-      this.options.link.groupJoinFailed(asked.shard, asked.sid, asked.group, asked.ref, UNAVAILABLE, 'E_CLUSTER_UNAVAILABLE');
+      this.options.link.groupJoinFailed(asked.shard, asked.sid, asked.group, asked.ref, HISTORY_UNAVAILABLE, 'E_CLUSTER_UNAVAILABLE');
     }
     asked.done();
   }
