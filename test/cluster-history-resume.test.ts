@@ -152,34 +152,67 @@ describe('a node cut off from Redis, and back', { skip }, () => {
     await counted(0, 'cluster_history_gaps', gapsBefore + 1);
   });
 
-  test('a resume Redis refuses while the node stays up is a gap too: counted and logged, and the next message shows it', async () => {
-    const { member: dave, publisher, gapsBefore } = await oneSeen('dave', 'room.refused');
+  /**
+   * Cuts node 0 off while `missed` messages are published to `group`, and breaks the group's
+   * keys in Redis (its epoch and top made a string: every script of the group fails, WRONGTYPE,
+   * while Redis stays up) as the node comes back; resolves with what puts them back, once the
+   * node's first resume was refused.
+   */
+  async function refusedResume(publisher: TestClient, group: string, missed: number): Promise<() => Promise<void>> {
     const resumedBefore = nodes[0]!.logs.filter((line) => line.msg === RESUMED).length;
     const redis = cluster.redis.client();
-    const key = 'resume:h:room.refused';
+    const key = `resume:h:${group}`;
     let kept: Record<string, string> = {};
-    try {
-      await cutOff(async () => {
-        for (let i = 1; i <= 3; i++) {
-          publisher.send({ op: 'pub', group: 'room.refused', data: `missed ${i}`, ref: `r${i}` });
-          await publisher.next((f) => f.op === 'ack' && f.ref === `r${i}`);
-        }
-        // The group's epoch and top made a string: the resume's script fails (WRONGTYPE), Redis stays up.
-        kept = await redis.hgetall(key);
-        await redis.set(key, 'not a hash');
-      });
-      const resumed = await untilTrue('the resume', async () => nodes[0]!.logs.filter((line) => line.msg === RESUMED).length > resumedBefore).then(
-        () => nodes[0]!.logs.filter((line) => line.msg === RESUMED).at(-1)!,
-      );
-      assert.equal(resumed.gaps, 1, JSON.stringify(resumed));
-      await counted(0, 'cluster_history_gaps', gapsBefore + 1);
+    await cutOff(async () => {
+      for (let i = 1; i <= missed; i++) {
+        publisher.send({ op: 'pub', group, data: `missed ${i}`, ref: `r${i}` });
+        await publisher.next((f) => f.op === 'ack' && f.ref === `r${i}`);
+      }
+      kept = await redis.hgetall(key);
+      await redis.set(key, 'not a hash');
+    });
+    await untilTrue('the resume', async () => nodes[0]!.logs.filter((line) => line.msg === RESUMED).length > resumedBefore);
+    return async () => {
       await redis.del(key);
       await redis.hset(key, kept);
-    } finally {
       redis.disconnect();
-    }
+    };
+  }
+
+  /** `client`'s msgs up to the one with `data` (inclusive). */
+  async function msgsUntil(client: TestClient, data: string): Promise<Frame[]> {
+    const got: Frame[] = [];
+    while (got.at(-1)?.data !== data) got.push(...(await nextMsgs(client, 1)));
+    return got;
+  }
+
+  test('a resume Redis refuses while the node stays up is asked again: its members get what they missed, in order, once; a join meanwhile gets no message twice', async () => {
+    const { member: dave, publisher, gapsBefore } = await oneSeen('dave', 'room.refused');
+    const resumedBefore = await counter(0, 'cluster_history_resumed');
+    const putBack = await refusedResume(publisher, 'room.refused', 3);
+    await putBack();
+    // Joins at once, while the resume may still wait for its next try: that try is asked first.
+    const newcomer = await on(0, 'newcomer');
+    const { joined } = await join(newcomer, 'room.refused');
     publisher.send({ op: 'pub', group: 'room.refused', data: 'next' });
-    const [next] = await nextMsgs(dave, 1);
+    const got = await msgsUntil(dave, 'next');
+    assert.deepEqual(got.map((m) => [m.data, m.offset]), [['missed 1', 2], ['missed 2', 3], ['missed 3', 4], ['next', 5]]);
+    assert.deepEqual((await msgsUntil(newcomer, 'next')).map((m) => m.offset), [(joined.offset as number) + 1], 'the newcomer: only what came after its join');
+    await counted(0, 'cluster_history_resumed', resumedBefore + 3);
+    assert.equal(await counter(0, 'cluster_history_gaps'), gapsBefore, 'no gap');
+  });
+
+  test('a resume Redis keeps refusing is given up after its tries: a gap, counted and logged, and the next message shows it', async () => {
+    const { member: erin, publisher, gapsBefore } = await oneSeen('erin', 'room.refusing');
+    const putBack = await refusedResume(publisher, 'room.refusing', 3);
+    try {
+      await counted(0, 'cluster_history_gaps', gapsBefore + 1);
+      assert.ok(nodes[0]!.logs.some((line) => line.group === 'room.refusing' && /could not be resumed/.test(String(line.msg))), 'logged');
+    } finally {
+      await putBack();
+    }
+    publisher.send({ op: 'pub', group: 'room.refusing', data: 'next' });
+    const [next] = await nextMsgs(erin, 1);
     assert.deepEqual([next!.data, next!.offset], ['next', 5], 'the next message shows the gap (offsets 2-4 missed)');
   });
 });

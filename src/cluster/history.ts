@@ -34,6 +34,7 @@ import { HISTORY_APPEND, HISTORY_JOIN, HISTORY_PAGE, positionOf, ttlMs, type Pos
 import type { Reply } from './intake.js';
 import { answerPage, HISTORY_UNAVAILABLE, type PageParts } from './history-page.js';
 import type { Keys } from './keys.js';
+import { ResumeRetries } from './resume-retries.js';
 import type { ScriptRunner } from './script-runner.js';
 import { timedOut } from './redis.js';
 import type { ClusterStats } from './stats.js';
@@ -99,6 +100,8 @@ export class ClusterHistory {
    * channels with it) before the node is up, so the messages after a gap must wait too.
    */
   private readonly resuming = new Map<string, string | null>();
+  /** Resumes refused while Redis stayed, asked again (null in `resuming` while they wait). */
+  private readonly retries: ResumeRetries;
   private nextToken = 0;
   /** The JOIN scripts run and not yet answered (tokens), at most maxAsking; the others wait their turn in `queued`. */
   private readonly asking = new Set<string>();
@@ -125,6 +128,7 @@ export class ClusterHistory {
     this.answerTimeoutMs = config.cluster.command_timeout * 2000;
     const { link, answers } = options;
     this.pageParts = { link, answers, up: () => options.up(), run: (...args) => this.run(...args), maxReplayBytes: this.maxReplayBytes, maxPage: config.history.max_page, maxEntry: this.maxEntry };
+    this.retries = new ResumeRetries(config.cluster.command_timeout * 1000, (group) => this.retry(group));
   }
 
   /** Into Redis's script cache before this node takes pubs (after connecting, and after each outage). */
@@ -183,6 +187,8 @@ export class ClusterHistory {
       link.groupJoinFailed(shard, sid, group, ref, answers.refusal(), 'E_RATE_LIMITED');
       return Promise.resolve();
     }
+    // A resume of the group waiting to be asked again goes first: its answer must come before this one's.
+    this.retries.now(group);
     return new Promise<void>((done) => {
       this.ask(rule, group, sinceOffset, sinceEpoch ?? '', false, { kind: 'join', shard, sid, group, ref, reserved, done });
     });
@@ -208,6 +214,8 @@ export class ClusterHistory {
         const replay = batchFrames(frames as string[], this.batchSize, link.maxFrameBytes);
         answers.settle(asked.sid, asked.reserved, replay.reduce((bytes, frame) => bytes + frame.length, 0));
         link.groupJoined(asked.shard, asked.sid, asked.group, asked.ref, replay, top, epoch, recovered);
+        // Asked before this join, the group's resume would have been answered before it: it will not be.
+        if (this.resuming.has(asked.group)) this.abandon(asked.group);
         this.reached(asked.group, epoch, top);
       }
     }
@@ -231,6 +239,7 @@ export class ClusterHistory {
   left(group: string): void {
     this.positions.delete(group);
     this.resuming.delete(group); // a later first member starts from its own join
+    this.retries.forget(group);
   }
 
   /**
@@ -241,22 +250,46 @@ export class ClusterHistory {
   resume(): Promise<void> {
     const { stats, log } = this.options;
     const [resumedBefore, gapsBefore] = [stats.cluster_history_resumed, stats.cluster_history_gaps];
-    const asked: Array<Promise<void>> = [];
-    for (const [group, { offset, epoch }] of this.positions) {
-      const rule = this.ruleOf(group);
-      if (rule === null || typeof this.resuming.get(group) === 'string') continue;
-      asked.push(new Promise<void>((done) => this.resuming.set(group, this.ask(rule, group, offset, epoch, true, { kind: 'resume', group, done }))));
-    }
+    const groups = [...this.positions.keys()].filter((group) => typeof this.resuming.get(group) !== 'string');
+    const asked = groups.map((group) => new Promise<void>((done) => this.askResume(group, done)));
     return Promise.all(asked).then(() => {
       if (asked.length === 0) return;
       const [messages, gaps] = [stats.cluster_history_resumed - resumedBefore, stats.cluster_history_gaps - gapsBefore];
-      log.info({ groups: asked.length, messages, gaps }, 'cluster: history groups resumed after the outage');
+      const retrying = groups.filter((group) => this.resuming.get(group) === null).length;
+      log.info({ groups: asked.length, messages, gaps, retrying }, 'cluster: history groups resumed after the outage');
     });
+  }
+
+  /** Asks for what `group`'s members missed since the node's position in it (resume). */
+  private askResume(group: string, done: () => void): void {
+    const position = this.positions.get(group);
+    const rule = this.ruleOf(group);
+    if (position === undefined || rule === null) return done();
+    this.resuming.set(group, this.ask(rule, group, position.offset, position.epoch, true, { kind: 'resume', group, done }));
+  }
+
+  /** A refused resume's next try, unless its members left or Redis went meanwhile (then the next resume asks). */
+  private retry(group: string): void {
+    if (this.resuming.get(group) === null) this.askResume(group, () => {});
+  }
+
+  /**
+   * A join of `group` was answered (its joiner now gets the live messages after its top) while
+   * the group's resume is still awaited: that resume would give the joiner messages twice, so
+   * it is given up, and the members before it see the gap at their next message (counted).
+   */
+  private abandon(group: string): void {
+    const token = this.resuming.get(group);
+    this.resuming.delete(group);
+    this.retries.forget(group);
+    if (typeof token === 'string') this.settle(token)?.done();
+    this.options.stats.cluster_history_gaps++;
   }
 
   /** A resume's answer: the members get the messages after their position, in order; null when they cannot (not kept, too many, another epoch). */
   private resumed(group: string, top: number, epoch: string, frames: readonly string[] | null): void {
     this.resuming.delete(group);
+    this.retries.forget(group);
     if (!this.positions.has(group)) return; // its members left meanwhile
     const { stats, link } = this.options;
     if (frames === null) stats.cluster_history_gaps++;
@@ -289,7 +322,8 @@ export class ClusterHistory {
       this.asking.add(token);
       entry.timer = setTimeout(() => this.refuse(token), this.answerTimeoutMs);
       this.run(HISTORY_JOIN, rule, group, [since, sinceEpoch, this.maxReplayBytes, this.nodeChannel, token, this.maxEntry, renew ? 1 : 0]).catch((err: unknown) => {
-        this.options.log.warn({ code: 'E_CLUSTER_UNAVAILABLE', err, group }, 'cluster: a join of a history group could not be answered');
+        // A resume is asked again: logged if it is given up (refuse).
+        if (entry.kind === 'join') this.options.log.warn({ code: 'E_CLUSTER_UNAVAILABLE', err, group }, 'cluster: a join of a history group could not be answered');
         this.refuse(token);
       });
     };
@@ -320,22 +354,31 @@ export class ClusterHistory {
   redisLost(): void {
     this.queued.clear(); // refused below, never sent
     for (const token of [...this.pending.keys()]) this.refuse(token, false);
+    this.retries.clear();
     for (const group of this.positions.keys()) this.resuming.set(group, null);
   }
 
   /**
    * A join or resume that will not be answered. `gap`: a resume refused while Redis stays (its
-   * script failed, or its answer did not come in time) is not asked again, so its group's
-   * members missed what it would have given them; one refused as Redis went is asked again when
+   * script failed, or its answer did not come in time) is asked again a few times (retries),
+   * the group's live messages still held back for its answer; past them it is given up, and its
+   * members missed what it would have given them. One refused as Redis went is asked again when
    * it is back (redisLost).
    */
   private refuse(token: string, gap = true): void {
     const asked = this.settle(token);
     if (asked === undefined) return;
-    // A resume refused: its group's messages flow again, and its members see the gap at their next one.
     if (asked.kind === 'resume') {
-      this.resuming.delete(asked.group);
-      if (gap && this.positions.has(asked.group)) this.options.stats.cluster_history_gaps++;
+      const { group } = asked;
+      if (gap && this.positions.has(group) && this.retries.schedule(group)) this.resuming.set(group, null);
+      else {
+        // Its group's messages flow again, and its members see the gap at their next one.
+        this.resuming.delete(group);
+        if (gap && this.positions.has(group)) {
+          this.options.stats.cluster_history_gaps++;
+          this.options.log.warn({ code: 'E_CLUSTER_UNAVAILABLE', group }, 'cluster: a history group could not be resumed: its members here missed messages');
+        }
+      }
     } else {
       this.options.answers.settle(asked.sid, asked.reserved, 0);
       this.options.link.groupJoinFailed(asked.shard, asked.sid, asked.group, asked.ref, HISTORY_UNAVAILABLE, 'E_CLUSTER_UNAVAILABLE');
