@@ -69,7 +69,7 @@ describe('one history script costs Redis a bounded amount, whatever the group ke
 
   /** The prelude's ARGV (history-scripts.ts). */
   function argv(group: string, rule: Rule): Array<string | number> {
-    return [P, group, rule.size, rule.ttlMs ?? 0, rule.now ?? T0, EPOCH, 1000, 1e12];
+    return [P, group, rule.size, rule.ttlMs ?? 0, rule.now ?? T0, EPOCH, 1000, 1e12, ''];
   }
 
   /** Runs a script counted: the entries it touched and what it returned. */

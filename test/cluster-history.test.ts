@@ -12,8 +12,9 @@ import { getJson, member, type Frame, type TestClient } from './helpers/client.j
 import { clusterFixture } from './helpers/cluster-fixture.js';
 import { joinGroup as join, nextMsgs } from './helpers/history.js';
 import { until } from './helpers/messaging.js';
+import { watchCommands } from './helpers/script-work.js';
 import { sdkClient } from './helpers/sdk.js';
-import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis } from './helpers/redis.js';
+import { announceSkip, nodeConfig, startPrivateRedis, type PrivateRedis, type PrivateRedisOptions } from './helpers/redis.js';
 import { startProcess, type ServerProcess } from './helpers/server.js';
 
 const skip = announceSkip('cluster-history.test');
@@ -236,14 +237,22 @@ describe('group history when Redis goes away', { skip, timeout: 120_000 }, () =>
     await Promise.all(nodes.map((node) => node.stop()));
     await redis?.stop();
   });
+  /** What the test before left stopped, then a new Redis and two nodes on it (keys under `prefix`). */
+  async function afresh(prefix: string, options: PrivateRedisOptions = {}): Promise<PrivateRedis> {
+    closeAll();
+    await Promise.all(nodes.splice(0).map((node) => node.stop()));
+    await redis?.stop();
+    const started = (redis = await startPrivateRedis(options)); // stopped by after() should a node not start
+    for (let i = 0; i < 2; i++) nodes.push(await startProcess(nodeConfig(started.url, prefix, 1, HISTORY)));
+    return started;
+  }
   const health = (want: string) => until(async () => {
     for (const node of nodes) if ((await getJson(node.port, '/health')).body.status !== want) return undefined;
     return true;
   }, `every node ${want}`, 15_000);
 
   test('a Redis restart without persistence gives a new epoch: recovered false, never wrong data; meanwhile history is refused with E_CLUSTER_UNAVAILABLE', async () => {
-    redis = await startPrivateRedis();
-    for (let i = 0; i < 2; i++) nodes.push(await startProcess(nodeConfig(redis.url, 'restart:', 1, HISTORY)));
+    redis = await afresh('restart:');
     const publisher = await on(1, 'pub');
     const stayer = await on(0, 'stayer'); // connected through the outage
     await join(publisher, 'room.x');
@@ -287,11 +296,7 @@ describe('group history when Redis goes away', { skip, timeout: 120_000 }, () =>
   });
 
   test('a Redis with an append-only file keeps history and epochs through its restart: recovered true', async () => {
-    closeAll();
-    await Promise.all(nodes.splice(0).map((node) => node.stop()));
-    await redis?.stop();
-    redis = await startPrivateRedis({ durable: true });
-    for (let i = 0; i < 2; i++) nodes.push(await startProcess(nodeConfig(redis.url, 'durable:', 1, HISTORY)));
+    redis = await afresh('durable:', { durable: true });
     const client = await on(0, 'keeper');
     const first = await join(client, 'room.d');
     client.send({ op: 'pub', group: 'room.d', data: 'seen' });
@@ -309,11 +314,7 @@ describe('group history when Redis goes away', { skip, timeout: 120_000 }, () =>
   // Redis came back with the same epoch and an older top (an RDB snapshot, a replica promoted
   // before it had everything): the offsets after it would be given out again, to other messages.
   test('a Redis back with less than its members saw gives a new epoch: an offset is never given out twice', async () => {
-    closeAll();
-    await Promise.all(nodes.splice(0).map((node) => node.stop()));
-    await redis?.stop();
-    redis = await startPrivateRedis();
-    for (let i = 0; i < 2; i++) nodes.push(await startProcess(nodeConfig(redis.url, 'behind:', 1, HISTORY)));
+    redis = await afresh('behind:');
     const [stayer, publisher] = [await on(0, 'stayer'), await on(1, 'publisher')];
     const first = await join(stayer, 'room.b');
     const pub = async (data: string): Promise<void> => {
@@ -335,5 +336,50 @@ describe('group history when Redis goes away', { skip, timeout: 120_000 }, () =>
     assert.ok(next!.epoch !== first.joined.epoch || (next!.offset as number) > 4, `"new" came as offset ${String(next!.offset)} of the epoch that numbered "c" and "d" 3 and 4`);
     const back = await join(await on(0, 'returner'), 'room.b', positionOf(first.joined, seen.at(-1)));
     assert.equal(back.joined.recovered, false, 'what followed offset 4 is not what the returner missed');
+  });
+
+  // The same with no member of the group anywhere when Redis lost them: no node knows the top
+  // it gave out, so it is the Redis server that must tell (its run_id, history-scripts.ts).
+  test('a Redis back from a snapshot gives a new epoch with no member anywhere too: a client that saw the lost messages is not told it recovered', async () => {
+    redis = await afresh('snap:');
+    const [reader, publisher] = [await on(0, 'reader'), await on(1, 'publisher')]; // the publisher is no member
+    const first = await join(reader, 'room.s');
+    const offsets: number[] = [];
+    const pub = async (data: string): Promise<void> => {
+      publisher.send({ op: 'pub', group: 'room.s', data, ref: data });
+      offsets.push((await publisher.next((f) => f.op === 'ack' && f.ref === data)).offset as number);
+    };
+    for (const data of ['a', 'b']) await pub(data);
+    const store = redis.client();
+    await store.save(); // the snapshot Redis comes back with
+    for (const data of ['c', 'd']) await pub(data);
+    const seen = await nextMsgs(reader, 4);
+    reader.close();
+    await until(async () => ((await store.exists('snap:pg:room.s')) === 0 ? true : undefined), 'the reader to be gone from the group', 15_000);
+    store.disconnect();
+    await redis.kill();
+    await redis.restart();
+    await health('ok');
+    await pub('e');
+    // Once the group is stamped, its scripts run no INFO: the node tells them the run_id (ARGV[9]).
+    const ran: string[][] = [];
+    let watched = false;
+    const unwatch = await watchCommands(redis.url, (args, client) => {
+      if (client === 'lua' || (args[0]?.toLowerCase() === 'evalsha' && args[4] === 'room.s')) ran.push(args); // ARGV[2]: the group
+      if (args[0]?.toLowerCase() === 'echo' && args[1] === 'watched') watched = true;
+    });
+    for (const data of ['f', 'g']) await pub(data);
+    const probe = redis.client();
+    await probe.echo('watched'); // MONITOR's feed may come later than the acks: until it has this
+    await until(async () => watched || undefined, 'the watch to see the scripts', 15_000);
+    unwatch();
+    const back = await join(await on(1, 'reader'), 'room.s', positionOf(first.joined, seen.at(-1)));
+    const numbered = `after the restart: offsets ${offsets.slice(4).join(', ')}, epoch ${back.joined.epoch === first.joined.epoch ? 'the same' : 'new'}`;
+    assert.equal(back.joined.recovered, false, `what followed offset 4 is not what the reader missed (${numbered}; replayed ${JSON.stringify(back.replayed.map((m) => m.data))})`);
+    assert.notEqual(back.joined.epoch, first.joined.epoch, numbered);
+    const runId = /run_id:(\w+)/.exec(await probe.info('server'))![1];
+    probe.disconnect();
+    assert.deepEqual(ran.filter((args) => args[0]?.toLowerCase() === 'evalsha').map((args) => args[11]), [runId, runId]);
+    assert.deepEqual(ran.filter((args) => args[0]?.toLowerCase() === 'info'), []);
   });
 });

@@ -3,7 +3,8 @@
  * and history in cluster mode"). A history group's offsets and epoch are the cluster's, kept in
  * Redis, and each script runs atomically there, so every node sees one sequence:
  *
- *   P h:GROUP    HASH epoch, top: the group's epoch and the last offset given out
+ *   P h:GROUP    HASH epoch, top, rid: the group's epoch, the last offset given out, and the
+ *                run_id of the Redis server that last ran a script on it
  *   P hl:GROUP   LIST "TS FRAME", oldest first: the kept messages (the `msg` frame with its
  *                offset and epoch; TS: when it was published, for the ttl); its last entry
  *                has offset `top`, so the entry at index i has offset top - LLEN + 1 + i
@@ -24,7 +25,8 @@
  * not expire; a group whose keys went without a script (expired, or evicted under `maxmemory`)
  * is counted off when a script next meets it, as its own or as the oldest in hu or hf.
  *
- * Every script takes ARGV: P group size ttlMs now candidateEpoch maxGroups maxBytes, then its own.
+ * Every script takes ARGV: P group size ttlMs now candidateEpoch maxGroups maxBytes runId (the
+ * node's word for the Redis server's run_id, '' if unknown), then its own.
  *
  * What one script costs Redis does not grow with a rule's `size`: a join reads no further back
  * than max_replay_bytes, the ttl and size trims drop at most TRIM_MAX and 1000 entries (the rest
@@ -67,7 +69,25 @@ local function dropOldest(name)
   if left <= 0 then uncount(name) end
   return sum
 end
-local epoch, top = redis.call('HGET', meta, 'epoch'), 0
+-- The run_id of the Redis server running this script, read once (INFO costs about 10 us); ''
+-- where INFO is refused or names none: every stamp is '' then, and epochs stay as before stamps.
+local current
+local function runId()
+  if not current then
+    local info = redis.pcall('INFO', 'server')
+    current = type(info) == 'string' and string.match(info, 'run_id:(%x+)') or ''
+  end
+  return current
+end
+-- Whether this server may not have every write the one before it acknowledged: unless it loaded
+-- its own append-only file (AOF on, and no second replication id: it was not a replica promoted
+-- since it started), it may (an RDB snapshot, a replica behind its primary).
+local function mayHaveLost()
+  if not string.find(redis.call('INFO', 'persistence'), 'aof_enabled:1', 1, true) then return true end
+  return not string.find(redis.call('INFO', 'replication'), 'master_replid2:${'0'.repeat(40)}', 1, true)
+end
+local stored = redis.call('HMGET', meta, 'epoch', 'top', 'rid')
+local epoch, top = stored[1], 0
 local created = not epoch
 -- A new epoch (the candidate), with nothing kept under the old one.
 local function renew()
@@ -75,9 +95,20 @@ local function renew()
   -- UNLINK: a list of a large rule's size is freed off Redis's main thread.
   redis.call('UNLINK', list)
   uncount(g)
-  redis.call('HSET', meta, 'epoch', epoch, 'top', 0)
+  redis.call('HSET', meta, 'epoch', epoch, 'top', 0, 'rid', runId())
 end
-if created then renew() else top = tonumber(redis.call('HGET', meta, 'top') or '0') end
+if created then renew() else
+  top = tonumber(stored[2] or '0')
+  -- rid: the server that last wrote the group. The node's word for the current one (ARGV[9]) spares
+  -- the INFO; it may be stale ('' while unknown), so a difference is checked with INFO itself,
+  -- and the stamp only ever becomes the running server's (two nodes never undo each other).
+  local stamp = stored[3]
+  if stamp ~= ARGV[9] and stamp ~= runId() then
+    -- Written by another server (a restart, a failover), or by a version without stamps (kept):
+    -- the offsets after a top it came back with would be given out again under the same epoch.
+    if stamp and mayHaveLost() then renew() else redis.call('HSET', meta, 'rid', runId()) end
+  end
+end
 redis.call('ZADD', used, now, g)
 local function tsOf(e)
   return tonumber(string.sub(e, 1, string.find(e, ' ', 1, true) - 1))
@@ -185,7 +216,7 @@ end
  * -> {offset, epoch}
  */
 export const HISTORY_APPEND = `${PRELUDE}
-local head, ts = ARGV[9], ARGV[10]
+local head, ts = ARGV[10], ARGV[11]
 top = redis.call('HINCRBY', meta, 'top', 1)
 local frame = head..',"offset":'..top..',"epoch":"'..epoch..'"}'
 local entry = ts..' '..frame
@@ -221,11 +252,11 @@ return {top, epoch}
  * (error '' or why `since` is refused).
  */
 export const HISTORY_JOIN = `${PRELUDE}
-local since, sinceEpoch, maxReplay, channel, token = tonumber(ARGV[9]), ARGV[10], tonumber(ARGV[11]), ARGV[12], ARGV[13]
+local since, sinceEpoch, maxReplay, channel, token = tonumber(ARGV[10]), ARGV[11], tonumber(ARGV[12]), ARGV[13], ARGV[14]
 local recovered, frames, err = -1, {}, ''
 if since >= 0 then
   recovered = 0
-  if ARGV[15] == '1' and sinceEpoch == epoch and since > top then renew() end
+  if ARGV[16] == '1' and sinceEpoch == epoch and since > top then renew() end
   if sinceEpoch == epoch then
     if since > top then
       err = 'since.offset '..since..' is past the group\\'s last offset '..top..' (epoch '..epoch..')'
@@ -235,7 +266,7 @@ if since >= 0 then
       -- (as GroupLog.moreBytesAfter): a join with an old \`since\` on a group keeping 20,000
       -- messages read them all, 23 ms of Redis each, to answer false.
       local from, hi = since + 1 - base(), redis.call('LLEN', list) - 1
-      local bytes, parts, widest = 0, {}, tonumber(ARGV[14])
+      local bytes, parts, widest = 0, {}, tonumber(ARGV[15])
       while hi >= from and bytes <= maxReplay do
         local part = redis.call('LRANGE', list, math.max(from, hi - chunk(maxReplay - bytes, widest) + 1), hi)
         for i = #part, 1, -1 do
@@ -267,7 +298,7 @@ return 1
  * -> {top, epoch, more (0|1), frame...}
  */
 export const HISTORY_PAGE = `${PRELUDE}
-local since, limit, maxPageBytes, widest = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
+local since, limit, maxPageBytes, widest = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
 local out = {top, epoch, 0}
 if since >= top then return out end
 local at = math.max(since + 1, first()) - base()

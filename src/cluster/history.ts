@@ -52,6 +52,8 @@ export interface ClusterHistoryOptions {
   up(): boolean;
   /** Whether `group` has member connections on this node. */
   hasMembers(group: string): boolean;
+  /** The Redis server's run_id, read again after each outage (RedisLink.runId). */
+  runId(): Promise<string>;
 }
 
 /** A join waiting for its answer on the node's channel. */
@@ -103,6 +105,8 @@ export class ClusterHistory {
   /** Resumes refused while Redis stayed, asked again (null in `resuming` while they wait). */
   private readonly retries: ResumeRetries;
   private nextToken = 0;
+  /** What the scripts are told the server's run_id is ('' until read after an outage: they check it themselves then). */
+  private serverId = '';
   /** The JOIN scripts run and not yet answered (tokens), at most maxAsking; the others wait their turn in `queued`. */
   private readonly asking = new Set<string>();
   private readonly queued = new Map<string, () => void>();
@@ -131,9 +135,11 @@ export class ClusterHistory {
     this.retries = new ResumeRetries(config.cluster.command_timeout * 1000, (group) => this.retry(group));
   }
 
-  /** Into Redis's script cache before this node takes pubs (after connecting, and after each outage). */
-  prepare(): Promise<void> {
-    return this.patterns.any ? this.options.scripts.load([HISTORY_APPEND, HISTORY_JOIN, HISTORY_PAGE]) : Promise.resolve();
+  /** Into Redis's script cache, and the server's run_id read, before this node takes pubs (after connecting, and after each outage). */
+  async prepare(): Promise<void> {
+    if (!this.patterns.any) return;
+    const [, id] = await Promise.all([this.options.scripts.load([HISTORY_APPEND, HISTORY_JOIN, HISTORY_PAGE]), this.options.runId()]);
+    this.serverId = id;
   }
 
   /** The rule of `group` when it keeps history, else null (a plain group). */
@@ -355,6 +361,7 @@ export class ClusterHistory {
     this.queued.clear(); // refused below, never sent
     for (const token of [...this.pending.keys()]) this.refuse(token, false);
     this.retries.clear();
+    this.serverId = ''; // it may come back as another server
     for (const group of this.positions.keys()) this.resuming.set(group, null);
   }
 
@@ -400,6 +407,6 @@ export class ClusterHistory {
   private run(source: string, rule: HistoryRule, group: string, args: Array<string | number>): Promise<unknown> {
     // A fresh candidate each time: an epoch is never made twice, whatever Redis forgot in between.
     const { max_groups, max_bytes } = this.options.config.history;
-    return this.options.scripts.run(source, [this.options.keys.prefix, group, rule.size, ttlMs(rule.ttl), Date.now(), newEpoch(), max_groups, max_bytes, ...args]);
+    return this.options.scripts.run(source, [this.options.keys.prefix, group, rule.size, ttlMs(rule.ttl), Date.now(), newEpoch(), max_groups, max_bytes, this.serverId, ...args]);
   }
 }

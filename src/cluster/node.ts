@@ -121,7 +121,7 @@ export class ClusterNode {
     this.clusterPresence = new ClusterPresence(commands, scripts, this.keys, this.node, config.cluster.presence_ttl * 1000);
     // One budget for a connection's presence, history and replay answers, on its node only: no other node answers it.
     const answers = new AnswerBudget(replayBytesOf(config));
-    this.history = new ClusterHistory({ config, scripts, keys: this.keys, node: this.node, link: options.link, log, stats: this.stats_, answers, up: () => this.up, hasMembers: (group) => this.local.byGroup.has(group) });
+    this.history = new ClusterHistory({ config, scripts, keys: this.keys, node: this.node, link: options.link, log, stats: this.stats_, answers, up: () => this.up, hasMembers: (group) => this.local.byGroup.has(group), runId: () => this.redis.runId() });
     this.groups = new ClusterGroups({ config, link: options.link, log, presence: this.clusterPresence, history: this.history, answers, up: () => this.up });
     this.channels = new Channels(this.redis.subscriber, commands, this.keys, this.node, {
       groupPub: (group, frame) => this.pubs.received(group, frame),

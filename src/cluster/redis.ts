@@ -109,6 +109,18 @@ export class RedisLink {
     return this.current;
   }
 
+  /**
+   * The Redis server's run_id (INFO server): new at each start, and a replica's own, so a
+   * history group written under another one may have lost writes (history-scripts.ts). '' when
+   * Redis will not say.
+   */
+  runId(): Promise<string> {
+    return this.commands.info('server').then(
+      (info) => /run_id:(\w+)/.exec(info)?.[1] ?? '',
+      () => '',
+    );
+  }
+
   /** The last connection error, for the log and /health. */
   get error(): string {
     return this.lastError;

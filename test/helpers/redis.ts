@@ -7,7 +7,7 @@ import { Redis } from 'ioredis';
 import { REDIS_SERVER, redisServerAvailable } from '../../tools/lib/redis-server.js';
 import { testConfig } from './server.js';
 
-export { startPrivateRedis, type PrivateRedis } from '../../tools/lib/redis-server.js';
+export { startPrivateRedis, type PrivateRedis, type PrivateRedisOptions } from '../../tools/lib/redis-server.js';
 
 /** Why the cluster tests cannot run here, or false when they can. */
 export function redisSkipReason(): string | false {
