@@ -105,8 +105,13 @@ export class ClusterHistory {
   /** Resumes refused while Redis stayed, asked again (null in `resuming` while they wait). */
   private readonly retries: ResumeRetries;
   private nextToken = 0;
-  /** What the scripts are told the server's run_id is ('' until read after an outage: they check it themselves then). */
+  /**
+   * What the scripts are told the server's run_id is: they trust it (one INFO saved per script),
+   * so it is the one read on the commands connection since its last reconnect, '' until then
+   * (the scripts ask INFO themselves). `outages` tells a read from before the last one.
+   */
   private serverId = '';
+  private outages = 0;
   /** The JOIN scripts run and not yet answered (tokens), at most maxAsking; the others wait their turn in `queued`. */
   private readonly asking = new Set<string>();
   private readonly queued = new Map<string, () => void>();
@@ -138,8 +143,9 @@ export class ClusterHistory {
   /** Into Redis's script cache, and the server's run_id read, before this node takes pubs (after connecting, and after each outage). */
   async prepare(): Promise<void> {
     if (!this.patterns.any) return;
+    const outages = this.outages;
     const [, id] = await Promise.all([this.options.scripts.load([HISTORY_APPEND, HISTORY_JOIN, HISTORY_PAGE]), this.options.runId()]);
-    this.serverId = id;
+    if (outages === this.outages) this.serverId = id;
   }
 
   /** The rule of `group` when it keeps history, else null (a plain group). */
@@ -362,6 +368,7 @@ export class ClusterHistory {
     for (const token of [...this.pending.keys()]) this.refuse(token, false);
     this.retries.clear();
     this.serverId = ''; // it may come back as another server
+    this.outages++;
     for (const group of this.positions.keys()) this.resuming.set(group, null);
   }
 
