@@ -30,6 +30,7 @@ import { encodeHistoryMsgHead } from '../protocol/json-group-frames.js';
 import { HistoryPatterns, type HistoryRule } from '../shared/history-patterns.js';
 import { newEpoch } from '../store/history-store.js';
 import type { Logger } from '../util/logger.js';
+import { AnswerTurns } from './answer-turns.js';
 import { HISTORY_APPEND, HISTORY_JOIN, HISTORY_PAGE, positionOf, ttlMs, type Position } from './history-scripts.js';
 import type { Reply } from './intake.js';
 import { answerPage, HISTORY_UNAVAILABLE, type PageParts } from './history-page.js';
@@ -82,14 +83,6 @@ const NOT_NUMBERED = 'a group that keeps history is numbered in Redis, which is 
 const MAYBE_PUBLISHED = 'Redis did not answer within cluster.command_timeout: the message may or may not have been published (a retry may deliver it twice)';
 /** Pubs to history groups sent to Redis and not yet answered: past it they are refused (E_OVERLOADED), not queued without bound. */
 const MAX_APPENDS_IN_FLIGHT = 50_000;
-/**
- * Bytes of join and resume answers (each up to max_replay_bytes) a node has Redis send at once:
- * they all come on its one subscriber connection, which Redis closes past 32 MB waiting (8 MB
- * for a minute: its default client-output-buffer-limit for pubsub). A node back from an outage
- * with members in 200 groups that missed 250 KB each asked for them all at once, lost the
- * connection, asked again, and so on, its members never given what they missed.
- */
-const ANSWER_BYTES_AT_ONCE = 4 * 1024 * 1024;
 
 export class ClusterHistory {
   private readonly patterns: HistoryPatterns;
@@ -112,10 +105,8 @@ export class ClusterHistory {
    */
   private serverId = '';
   private outages = 0;
-  /** The JOIN scripts run and not yet answered (tokens), at most maxAsking; the others wait their turn in `queued`. */
-  private readonly asking = new Set<string>();
-  private readonly queued = new Map<string, () => void>();
-  private readonly maxAsking: number;
+  /** The JOIN scripts sent at once (answer-turns.ts). */
+  private readonly turns: AnswerTurns;
   private appendsInFlight = 0;
   private readonly nodeChannel: string;
   private readonly batchSize: number;
@@ -133,7 +124,7 @@ export class ClusterHistory {
     this.batchSize = config.websocket.performance.batch_size;
     this.maxReplayBytes = replayBytesOf(config);
     this.maxEntry = config.websocket.server.max_payload;
-    this.maxAsking = Math.max(1, Math.floor(ANSWER_BYTES_AT_ONCE / this.maxReplayBytes));
+    this.turns = new AnswerTurns(this.maxReplayBytes);
     this.answerTimeoutMs = config.cluster.command_timeout * 2000;
     const { link, answers } = options;
     this.pageParts = { link, answers, up: () => options.up(), run: (...args) => this.run(...args), maxReplayBytes: this.maxReplayBytes, maxPage: config.history.max_page, maxEntry: this.maxEntry };
@@ -330,27 +321,15 @@ export class ClusterHistory {
   private ask(rule: HistoryRule, group: string, since: number, sinceEpoch: string, renew: boolean, entry: PendingJoin | PendingResume): string {
     const token = (this.nextToken++).toString(36);
     this.pending.set(token, entry);
-    const send = (): void => {
-      this.asking.add(token);
+    this.turns.take(token, () => {
       entry.timer = setTimeout(() => this.refuse(token), this.answerTimeoutMs);
       this.run(HISTORY_JOIN, rule, group, [since, sinceEpoch, this.maxReplayBytes, this.nodeChannel, token, this.maxEntry, renew ? 1 : 0]).catch((err: unknown) => {
         // A resume is asked again: logged if it is given up (refuse).
         if (entry.kind === 'join') this.options.log.warn({ code: 'E_CLUSTER_UNAVAILABLE', err, group }, 'cluster: a join of a history group could not be answered');
         this.refuse(token);
       });
-    };
-    if (this.asking.size < this.maxAsking) send();
-    else this.queued.set(token, send);
+    });
     return token;
-  }
-
-  /** An answer came (or will not): the next asks waiting their turn are sent. */
-  private askNext(): void {
-    for (const [token, send] of this.queued) {
-      if (this.asking.size >= this.maxAsking) return;
-      this.queued.delete(token);
-      send();
-    }
   }
 
   /** The `history` op (history-page.ts). */
@@ -364,7 +343,7 @@ export class ClusterHistory {
    * resume.
    */
   redisLost(): void {
-    this.queued.clear(); // refused below, never sent
+    this.turns.dropWaiting(); // refused below, never sent
     for (const token of [...this.pending.keys()]) this.refuse(token, false);
     this.retries.clear();
     this.serverId = ''; // it may come back as another server
@@ -405,8 +384,7 @@ export class ClusterHistory {
     if (asked === undefined) return undefined;
     this.pending.delete(token);
     clearTimeout(asked.timer);
-    this.queued.delete(token);
-    if (this.asking.delete(token)) this.askNext();
+    this.turns.done(token);
     return asked;
   }
 
