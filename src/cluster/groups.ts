@@ -62,6 +62,7 @@ export class ClusterGroups {
 
   stop(): void {
     this.events.stop();
+    this.options.history.stop();
   }
 
   /**

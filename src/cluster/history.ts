@@ -238,6 +238,11 @@ export class ClusterHistory {
     return true;
   }
 
+  /** The node stops: no resume is asked again (its connections are closing). */
+  stop(): void {
+    this.retries.clear();
+  }
+
   /** The last member of `group` here left: nothing to resume for it. */
   left(group: string): void {
     this.positions.delete(group);
