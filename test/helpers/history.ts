@@ -8,13 +8,17 @@ export function msgsOf(frame: Frame): Frame[] {
   return [];
 }
 
-/** Joins `group` (with `since` when given): the messages that came before `joined` (the replay), and `joined`. Throws on an `err`. */
+/**
+ * Joins `group` (with `since` when given): the messages that came before `joined` (the replay),
+ * and `joined`. Throws on an `err`. Each frame is awaited 15 s: a herd of joins recovering at
+ * once is answered a few MB at a time, and 5 s was passed on a loaded 2-core machine.
+ */
 export async function joinGroup(client: TestClient, group: string, since?: { offset: number; epoch: string }): Promise<{ replayed: Frame[]; joined: Frame }> {
   const ref = `j-${Math.random()}`;
   client.send({ op: 'join', group, ref, ...(since && { since }) });
   const replayed: Frame[] = [];
   for (;;) {
-    const frame = await client.next();
+    const frame = await client.next(undefined, 15_000);
     if (frame.op === 'joined' && frame.ref === ref) return { replayed, joined: frame };
     if (frame.op === 'err') throw Object.assign(new Error(`join refused: ${String(frame.message)}`), { frame });
     replayed.push(...msgsOf(frame));
