@@ -29,6 +29,10 @@ export interface AckTimerHandlers {
 
 /** The longest delay setTimeout takes; a longer one fires at once (with a TimeoutOverflowWarning), which would spin. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
+/** The most of the broker's time one wake-up spends on what is due; what is left waits for the next turn. */
+const TICK_SLICE_MS = 10;
+/** Deadlines taken from their lists at a time, within the slice. */
+const DUE_CHUNK = 256;
 
 export class AckTimers {
   private readonly deadlines = new DeadlineLists<Entry>();
@@ -159,15 +163,30 @@ export class AckTimers {
     this.timer = null;
   }
 
+  /**
+   * Handles what is due, for at most TICK_SLICE_MS: the rest (still due) re-arms the timer at
+   * once, so that the shards' records are read in between. Scheduled sends, ack deadlines and
+   * expiries of a whole burst share one millisecond: all in one turn, 200,000 sends scheduled
+   * for one moment held the broker 8.1 s, and every client's send with it.
+   */
   private tick(): void {
     const now = Date.now();
-    for (let due = this.schedule.popDue(now); due; due = this.schedule.popDue(now)) this.handlers.scheduled(due);
-    const unacknowledged = this.deadlines.takeDue(now, 0, this.waitList);
+    const until = performance.now() + TICK_SLICE_MS;
+    const inTime = (): boolean => performance.now() < until;
+    for (let due = this.schedule.popDue(now); due; due = inTime() ? this.schedule.popDue(now) : undefined) this.handlers.scheduled(due);
     // An ack that came in time may still wait unread behind a backlog (the broker reads its
     // rings a budget at a time): read up to now first. Handlers skip what it settled.
-    if (unacknowledged.length > 0) this.handlers.catchUp?.();
-    for (const entry of unacknowledged) this.handlers.unacknowledged(entry);
-    for (const entry of this.deadlines.takeDue(now, this.waitList, this.waitList + 1)) this.handlers.expired(entry);
+    if (inTime()) this.handleDue(now, 0, this.waitList, inTime, (entry) => this.handlers.unacknowledged(entry), () => this.handlers.catchUp?.());
+    if (inTime()) this.handleDue(now, this.waitList, this.waitList + 1, inTime, (entry) => this.handlers.expired(entry));
+  }
+
+  /** Hands the entries of deadline lists [from, to) due by `now` to `handle`, a chunk at a time while `inTime()`; `first` runs once before any. */
+  private handleDue(now: number, from: number, to: number, inTime: () => boolean, handle: (entry: Entry) => void, first?: () => void): void {
+    for (let chunk = this.deadlines.takeDue(now, from, to, DUE_CHUNK); chunk.length > 0; chunk = inTime() ? this.deadlines.takeDue(now, from, to, DUE_CHUNK) : []) {
+      first?.();
+      first = undefined;
+      for (const entry of chunk) handle(entry);
+    }
   }
 
   /** Index of the deadline list for waits capped at max_backoff (after every uncapped attempt's list). */

@@ -72,11 +72,11 @@ export class DeadlineLists<T extends Timed> {
     return next;
   }
 
-  /** Removes and returns every item of lists [from, to) whose deadline is at or before `now`. */
-  takeDue(now: number, from = 0, to = this.heads.length): T[] {
+  /** Removes and returns the items (at most `limit`) of lists [from, to) whose deadline is at or before `now`. */
+  takeDue(now: number, from = 0, to = this.heads.length, limit = Infinity): T[] {
     const due: T[] = [];
     for (let list = from; list < Math.min(to, this.heads.length); list++) {
-      for (let item = this.heads[list]; item && item.deadline <= now; item = this.heads[list]) {
+      for (let item = this.heads[list]; item && item.deadline <= now && due.length < limit; item = this.heads[list]) {
         this.remove(item);
         due.push(item);
       }
