@@ -287,6 +287,7 @@ export class Broker {
     this.standingBy?.stop();
     this.historyHold?.stop();
     this.timers.stop();
+    this.route.stop();
     this.link.stop();
     // Standing by, it never held the store: the holder may still write under the epochs it keeps.
     await this.groups.stop(this.standingBy === null);

@@ -23,6 +23,7 @@ import type { AckTimers } from './ack-timers.js';
 import type { BrokerStats } from './broker.js';
 import { Outbox } from './outbox.js';
 import { ResendBudget } from './resend-budget.js';
+import { TurnBudget } from './turn-budget.js';
 import type { Presence } from './presence.js';
 import { setState, State, type Entry, type Queues } from './queues.js';
 import type { ShardLink } from './shard-link.js';
@@ -46,10 +47,15 @@ export interface DeliveryParts {
   deadLetter(entry: Entry, reason: string): void;
 }
 
+/** What pumps deliver per turn, all users together (turn-budget.ts): about 20-25 ms of the broker's time each way. */
+const TURN_BYTES = 1024 * 1024;
+const TURN_MESSAGES = 2048;
+
 export class Delivery {
   private readonly outbox: Outbox;
   /** Draining before a hand-over (Broker.pauseDelivery): messages wait in the store for the next process. */
   private paused = false;
+  private stopped = false;
   /** Users with messages waiting for room in their window (while connected): pump() delivers them in order. */
   private readonly blocked = new Set<string>();
   /**
@@ -74,6 +80,10 @@ export class Delivery {
   private readonly freedGroups = new Set<string>();
   private pumpQueued = false;
   private readonly resends: ResendBudget;
+  /** What backlogs may deliver per turn, all users together; users it cut short are pumped again in a later turn (`deferred`). */
+  private readonly turnBudget = new TurnBudget(TURN_BYTES, TURN_MESSAGES);
+  private readonly deferred = new Set<string>();
+  private deferredQueued = false;
   /** Whose turn is first when a window frees: the user's own messages or its groups' (alternating, so neither starves the other). */
   private groupsFirst = false;
 
@@ -97,6 +107,12 @@ export class Delivery {
   /** From now on nothing is delivered: what is routed waits (see Broker.pauseDelivery). */
   pause(): void {
     this.paused = true;
+  }
+
+  /** The broker stops: nothing more is delivered, nor read from the store, which is closed next (a pump a turn's budget deferred, a flush queued this turn). */
+  stop(): void {
+    this.paused = true;
+    this.stopped = true;
   }
 
   /**
@@ -281,6 +297,11 @@ export class Delivery {
         room = false;
         break;
       }
+      if (!this.turnBudget.take(entry.m.bytes)) {
+        room = false;
+        this.defer(user);
+        break;
+      }
       due.push(entry);
       count++;
       bytes += entry.m.bytes;
@@ -295,6 +316,19 @@ export class Delivery {
       }
     }
     if (room) this.blocked.delete(user);
+  }
+
+  /** `user`'s pump was cut short by the turn's budget: it goes on in a later turn (still blocked, so new messages wait behind). */
+  private defer(user: string): void {
+    this.deferred.add(user);
+    if (this.deferredQueued) return;
+    this.deferredQueued = true;
+    setImmediate(() => {
+      this.deferredQueued = false;
+      const users = [...this.deferred];
+      this.deferred.clear();
+      for (const next of users) this.pump(next);
+    });
   }
 
   private deliverToUser(entry: Entry, user: string): void {
@@ -368,7 +402,7 @@ export class Delivery {
   /** The entry's `msg` frame: from its data at hand on a first delivery, else read back from the store. */
   private encode(entry: Entry): string | null {
     const m = entry.m;
-    if (!this.parts.queues.has(m.id)) return null; // acknowledged or dead-lettered since it was queued this turn
+    if (!this.parts.queues.has(m.id) || this.stopped) return null; // acknowledged or dead-lettered since it was queued this turn, or the store is closing
     const data = entry.body ?? this.parts.store.body(m);
     // Kept while the commit runs: a redelivery or another connection before it needs it again.
     if (entry.storing === null) entry.body = null;
