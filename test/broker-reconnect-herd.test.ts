@@ -59,3 +59,32 @@ describe('broker: stopping while backlogs go out', () => {
     await sleep(100);
   });
 });
+
+describe('broker: members joining groups with `any` backlogs', () => {
+  const GROUPS = 8;
+  const EACH = 1_000;
+  let t: TestBroker;
+  before(async () => {
+    t = await startBroker({ delivery: { ack_timeout: 600 } });
+  });
+  after(() => t.close());
+
+  test(`a member joining ${GROUPS} groups with ${EACH} stored each in one turn: the turn delivers part, the next turns the rest, each group's in order, each once`, async () => {
+    // Stored while the groups have no member: they wait for one.
+    for (let n = 0; n < EACH; n++) for (let g = 0; g < GROUPS; g++) t.link.any(0, 'boss-1', 'boss', `team${g}`, { n });
+    await until(() => t.broker.stats.stored >= GROUPS * EACH || undefined, 'all stored');
+    await t.store.flushed();
+    t.link.online(0, 'worker-1', 'worker');
+    await t.link.next('welcome', (c) => c.sid === 'worker-1');
+    const before = t.broker.stats.delivered;
+    for (let g = 0; g < GROUPS; g++) t.link.join(0, 'worker-1', `team${g}`);
+    const inTheTurn = t.broker.stats.delivered - before;
+    assert.ok(inTheTurn < GROUPS * EACH / 2, `${inTheTurn} of ${GROUPS * EACH} delivered in the turn the joins came`);
+    await until(() => t.broker.stats.delivered - before >= GROUPS * EACH || undefined, 'every group backlog delivered', 30_000);
+    await sleep(100);
+    const got = t.link.calls.flatMap((c) => (c.op === 'deliverToSid' && c.sid === 'worker-1' ? msgsIn(c.frame) : []));
+    for (let g = 0; g < GROUPS; g++) {
+      assert.deepEqual(got.filter((m) => m.group === `team${g}`).map((m) => (m.data as { n: number }).n), Array.from({ length: EACH }, (_, n) => n), `team${g}`);
+    }
+  });
+});

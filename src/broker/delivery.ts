@@ -80,7 +80,7 @@ export class Delivery {
   private readonly freedGroups = new Set<string>();
   private pumpQueued = false;
   private readonly resends: ResendBudget;
-  /** What backlogs may deliver per turn, all users together; users it cut short are pumped again in a later turn (`deferred`). */
+  /** What backlogs may deliver per turn, all recipients together; those it cut short (`u:USER`, `g:GROUP`) are pumped again in a later turn. */
   private readonly turnBudget = new TurnBudget(TURN_BYTES, TURN_MESSAGES);
   private readonly deferred = new Set<string>();
   private deferredQueued = false;
@@ -239,6 +239,12 @@ export class Delivery {
     // first message that fits no member (a copy of a 32,000-message queue cost about 1 ms per pump).
     for (const entry of queues.ordered(`g:${group}`)) {
       if (entry.state !== State.WAITING || !queues.holds(entry)) continue;
+      if (!this.turnBudget.take(entry.m.bytes)) {
+        // Blocked meanwhile: new messages wait behind what the next turns deliver.
+        if (presence.hasMembers(group)) this.blockedGroups.add(group);
+        this.defer(`g:${group}`);
+        return delivered;
+      }
       if (this.deliverToMember(entry)) {
         delivered++;
         continue;
@@ -299,7 +305,7 @@ export class Delivery {
       }
       if (!this.turnBudget.take(entry.m.bytes)) {
         room = false;
-        this.defer(user);
+        this.defer(`u:${user}`);
         break;
       }
       due.push(entry);
@@ -318,16 +324,16 @@ export class Delivery {
     if (room) this.blocked.delete(user);
   }
 
-  /** `user`'s pump was cut short by the turn's budget: it goes on in a later turn (still blocked, so new messages wait behind). */
-  private defer(user: string): void {
-    this.deferred.add(user);
+  /** `target`'s pump was cut short by the turn's budget: it goes on in a later turn (still blocked, so new messages wait behind). */
+  private defer(target: string): void {
+    this.deferred.add(target);
     if (this.deferredQueued) return;
     this.deferredQueued = true;
     setImmediate(() => {
       this.deferredQueued = false;
-      const users = [...this.deferred];
+      const targets = [...this.deferred];
       this.deferred.clear();
-      for (const next of users) this.pump(next);
+      this.resume(targets);
     });
   }
 
