@@ -24,6 +24,7 @@ import type { BrokerStats } from './broker.js';
 import { Outbox } from './outbox.js';
 import { ResendBudget } from './resend-budget.js';
 import { TurnBudget } from './turn-budget.js';
+import { GroupTurns } from './group-turns.js';
 import type { Presence } from './presence.js';
 import { setState, State, type Entry, type Queues } from './queues.js';
 import type { ShardLink } from './shard-link.js';
@@ -58,16 +59,8 @@ export class Delivery {
   private stopped = false;
   /** Users with messages waiting for room in their window (while connected): pump() delivers them in order. */
   private readonly blocked = new Set<string>();
-  /**
-   * Groups with `any` messages waiting for a member whose user's window has room: pumped when a
-   * member's window frees, in turns (one still blocked goes to the back), so that a group that
-   * always has more cannot take every slot its members free from the others. Each holds its
-   * turn, a number that grows with each (re)queueing, and the map stays in that order: a turn
-   * that frees few of them sorts just those (copying the whole set made every ack cost 30,000
-   * entries with 30,000 groups blocked), one that frees many walks the map (cheaper than a sort).
-   */
-  private readonly blockedGroups = new Map<string, number>();
-  private lastTurn = 0;
+  /** Groups with `any` messages waiting for a member whose user's window has room, in their turns (group-turns.ts). */
+  private readonly blockedGroups = new GroupTurns();
   /** Users whose window an ack (or a dead letter) freed this turn: pumped once at its end. */
   private readonly freed = new Set<string>();
   /**
@@ -201,19 +194,12 @@ export class Delivery {
     }
     this.freedHolders.clear();
     if (this.freedGroups.size === 0) return;
-    const due = this.inTurn(this.freedGroups);
+    const due = this.blockedGroups.inTurn(this.freedGroups);
     this.freedGroups.clear();
     for (const group of due) {
       if (!someOpen()) return;
-      if (this.pumpGroup(group) > 0 && this.blockedGroups.delete(group)) this.blockedGroups.set(group, ++this.lastTurn);
+      if (this.pumpGroup(group) > 0) this.blockedGroups.toBack(group);
     }
-  }
-
-  /** Blocked `groups` in their turn order; sorting costs more per group than a walk of the blocked (measured: even at a tenth of them). */
-  private inTurn(groups: Set<string>): string[] {
-    const turns = this.blockedGroups;
-    if (groups.size * 16 > turns.size) return [...turns.keys()].filter((group) => groups.has(group));
-    return [...groups].sort((a, b) => turns.get(a)! - turns.get(b)!);
   }
 
   /** A member joined `group`: messages stored for it while nobody was online go out now, as windows allow. */
@@ -227,7 +213,7 @@ export class Delivery {
    * `any` waiting and leaving, group after group, grew the set for good.
    */
   groupEmptied(group: string): void {
-    this.blockedGroups.delete(group);
+    this.blockedGroups.unblock(group);
   }
 
   /** Delivers `group`'s waiting `any` messages in queue order while some member's window has room; how many went. */
@@ -241,7 +227,7 @@ export class Delivery {
       if (entry.state !== State.WAITING || !queues.holds(entry)) continue;
       if (!this.turnBudget.take(entry.m.bytes)) {
         // Blocked meanwhile: new messages wait behind what the next turns deliver.
-        if (presence.hasMembers(group)) this.blockedGroups.add(group);
+        if (presence.hasMembers(group)) this.blockedGroups.block(group);
         this.defer(`g:${group}`);
         return delivered;
       }
@@ -250,11 +236,11 @@ export class Delivery {
         continue;
       }
       // Blocked until a window frees; without members, until one joins.
-      if (presence.hasMembers(group)) this.block(group);
-      else this.blockedGroups.delete(group);
+      if (presence.hasMembers(group)) this.blockedGroups.block(group);
+      else this.blockedGroups.unblock(group);
       return delivered;
     }
-    this.blockedGroups.delete(group);
+    this.blockedGroups.unblock(group);
     return delivered;
   }
 
@@ -353,14 +339,10 @@ export class Delivery {
     const group = entry.m.group!;
     // A new message waits behind those already waiting for room; a redelivery goes now if it can.
     if ((entry.state === State.INFLIGHT || !this.blockedGroups.has(group)) && this.deliverToMember(entry)) return;
-    if (this.parts.presence.hasMembers(group)) this.block(group);
+    if (this.parts.presence.hasMembers(group)) this.blockedGroups.block(group);
     this.park(entry);
   }
 
-  /** `group` waits for a member's window: at the back of the turns, unless it waits already. */
-  private block(group: string): void {
-    if (!this.blockedGroups.has(group)) this.blockedGroups.set(group, ++this.lastTurn);
-  }
 
   /**
    * Delivers `entry` to the member its strategy picks among those whose user's window has room
