@@ -1,11 +1,16 @@
 /**
  * Frames to one connection in order while some wait for the codec pool (src/shard/out.ts), on a
- * real uWS socket: what an action run from the queue may do to it.
+ * real uWS socket: what an action run from the queue may do to it, and a pool thread dying.
  */
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import uWS from 'uWebSockets.js';
 import WebSocket from 'ws';
+import type { Piscina } from 'piscina';
+import { Codec } from '../src/codec/codec.js';
+import { inflateLz4 } from '../src/codec/lz4.js';
+import { encodeStoredMsg } from '../src/protocol/json-codec.js';
+import { readFrame } from '../src/protocol/msgpack-codec.js';
 import type { Wire } from '../src/protocol/server-frames.js';
 import type { Connection, Socket } from '../src/shard/connection.js';
 import { MAX_QUEUED_FRAMES, Out } from '../src/shard/out.js';
@@ -91,5 +96,36 @@ describe('the queue of frames waiting for the codec pool', () => {
       conn.outq!.map((q) => (q.wire === null ? q.action === null ? 'pool' : 'marker' : [...(q.wire as Uint8Array)])),
       ['pool', [2, 0], [3, 0], 'marker', [1, 9]],
     );
+  });
+
+  test('a pool thread that dies with frames in the pool costs time, not frames: every one still goes out, in order', async () => {
+    const codec = new Codec({ compression: true, lz4Threshold: 1024, offloadThreshold: 1024, poolSize: 1, queueLimit: 64 });
+    const out = new Out(new Float64Array(256), createLogger('silent'));
+    const conn = { outq: null, closed: false, sid: 's3' } as unknown as Connection;
+    // Stored messages of 200 KB: each is made a binary frame in the pool.
+    const stored = (n: number): string => encodeStoredMsg(`m${n}`, 'alice', null, JSON.stringify('x'.repeat(200_000 + n)), 1, n);
+    // The pool's piscina, to end its thread as a crash would (an out-of-memory, a native fault).
+    const threads = (): Piscina['threads'] => (codec as unknown as { pool: { pool: Piscina } }).pool.pool.threads;
+    try {
+      // The baseline: starting the pool and its thread, which replacing a dead one costs again.
+      const started = performance.now();
+      await codec.transcode(stored(0));
+      const startMs = performance.now() - started;
+      const received: string[] = [];
+      const port = await serve(conn, (socket) => {
+        for (let n = 1; n <= 4; n++) out.deliver(socket, conn, codec.transcode(stored(n)));
+        for (const thread of threads()) void thread.terminate();
+      });
+      const client = new WebSocket(`ws://127.0.0.1:${port}/`);
+      client.on('message', (data: Buffer) => received.push((readFrame(data, 1 << 24, inflateLz4) as { id: string }).id));
+      client.on('open', () => client.send('go'));
+      const until = performance.now() + 20 * startMs;
+      while (received.length < 4 && performance.now() < until) await new Promise((r) => setTimeout(r, startMs / 4));
+      client.close();
+      assert.deepEqual(received, ['m1', 'm2', 'm3', 'm4'], `received within ${Math.round(until - started)} ms (the pool started in ${Math.round(startMs)} ms)`);
+      assert.deepEqual(conn.outq, null, 'nothing waits any more');
+    } finally {
+      await codec.close();
+    }
   });
 });

@@ -1,7 +1,10 @@
 /**
  * A thread's codec settings and the one decision it makes: is this work large enough to go to
  * the pool (src/codec/pool.ts), and is there room? Small work, and all work while the pool is
- * full or off, runs inline with the same functions (src/codec/tasks.ts).
+ * full or off, runs inline with the same functions (src/codec/tasks.ts); so does a frame for a
+ * connection that the pool failed on (its thread died): dropped, it was missing from what the
+ * connection got (a recovering join's replay, with `recovered: true` after it). A client frame
+ * the pool failed on cannot be: its bytes were moved there; its sender gets E_INTERNAL.
  */
 import { renderDeadLetters } from '../broker/dead-letter-view.js';
 import type { Config } from '../config/schema.js';
@@ -84,7 +87,10 @@ export class Codec {
     const task = { kind: 'transcode', json, lz4Threshold: this.lz4Threshold } as const;
     // UTF-16 length: a lower bound of the UTF-8 bytes, close enough for the decision.
     if (!this.offloads(json.length)) return transcode(task);
-    return this.run(task).then((result) => (result.kind === 'transcode' ? result.frame : Promise.reject(new Error('codec pool answered another task'))));
+    return this.run(task).then(
+      (result) => (result.kind === 'transcode' ? result.frame : transcode(task)),
+      () => transcode(task),
+    );
   }
 
   /** A chunk of a dead-letter page, each letter as its item's JSON text: in the pool when its data is large. */
@@ -92,7 +98,10 @@ export class Codec {
     let bytes = 0;
     for (const letter of letters) bytes += letter.data.length;
     if (!this.offloads(bytes)) return renderDeadLetters(letters);
-    return this.run({ kind: 'deadLetters', letters: [...letters] }).then((result) => (result.kind === 'deadLetters' ? result.items : Promise.reject(new Error('codec pool answered another task'))));
+    return this.run({ kind: 'deadLetters', letters: [...letters] }).then(
+      (result) => (result.kind === 'deadLetters' ? result.items : renderDeadLetters(letters)),
+      () => renderDeadLetters(letters),
+    );
   }
 
   /** Decodes and prepares a large client frame in the pool (call offloads() first). */

@@ -47,8 +47,13 @@ export class CodecPool {
   run(task: CodecTask, transfer: ArrayBuffer[] = []): Promise<CodecResult> {
     this.inFlight++;
     const pool = this.pool;
+    const runIn = (on: Piscina<CodecTask, CodecResult>): Promise<CodecResult> =>
+      on.run(task, { transferList: transfer }).catch((err: unknown) => {
+        this.retire(on);
+        throw err;
+      });
     // Tasks that come while piscina loads reach it in the order they came (then-callbacks run in order).
-    const done = pool !== null ? pool.run(task, { transferList: transfer }) : this.open().then((opened) => opened.run(task, { transferList: transfer }));
+    const done = pool !== null ? runIn(pool) : this.open().then(runIn);
     return done.finally(() => this.inFlight--);
   }
 
@@ -60,6 +65,20 @@ export class CodecPool {
     this.pool = null;
     const pool = opening === null ? null : await opening.catch(() => null);
     if (pool) await pool.close({ force: true });
+  }
+
+  /**
+   * A task failed (its thread died: an out-of-memory, a native fault): the next task gets a new
+   * piscina, and this one is ended, which fails the tasks queued in it. Left alone, they waited
+   * for ever: piscina replaces a dead thread only up to minThreads (0 here), and starts one only
+   * when a task is added, so a connection's frames behind them stalled until some other large
+   * frame came.
+   */
+  private retire(pool: Piscina<CodecTask, CodecResult>): void {
+    if (this.pool !== pool) return;
+    this.pool = null;
+    this.opening = null;
+    pool.close({ force: true }).catch(() => {});
   }
 
   private open(): Promise<Piscina<CodecTask, CodecResult>> {
