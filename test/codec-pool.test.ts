@@ -4,7 +4,10 @@
  * dead-letter page is rendered in the pool into the same bytes as inline.
  */
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { describe, test } from 'node:test';
 import { answerDlqRequest, type DeadLetterStore } from '../src/broker/dlq-admin.js';
 import { Codec } from '../src/codec/codec.js';
@@ -105,6 +108,35 @@ describe('codec tasks, in a pool thread and inline', () => {
     await pool.close();
     assert.equal(pool.hasRoom(), false);
     assert.equal(new CodecPool({ size: 0, queueLimit: 64 }).hasRoom(), false);
+  });
+
+  test('a pool whose threads cannot start fails its tasks rather than leaving them waiting, and throws nothing at the thread that owns it', async () => {
+    // The baseline: a pool that can start, from nothing to its first answer.
+    const good = new CodecPool({ size: 1, queueLimit: 8 });
+    const started = performance.now();
+    await good.run(prepareTask(text(10)));
+    const startMs = performance.now() - started;
+    await good.close();
+    // A module that throws as it loads, as one cut short by a build in place would.
+    const worker = join(mkdtempSync(join(tmpdir(), 'ocs-codec-worker-')), 'codec.mjs');
+    writeFileSync(worker, "throw new Error('this module cannot load');\n");
+    const uncaught: unknown[] = [];
+    const onUncaught = (err: unknown): void => void uncaught.push(err);
+    process.on('uncaughtException', onUncaught);
+    const pool = new CodecPool({ size: 1, queueLimit: 8, worker: pathToFileURL(worker).href });
+    try {
+      const tasks = Promise.allSettled([1, 2, 3].map(() => pool.run(prepareTask(text(10)))));
+      const waited = new Promise<'still waiting'>((resolve) => setTimeout(() => resolve('still waiting'), 20 * startMs).unref());
+      const outcome = await Promise.race([tasks, waited]);
+      assert.notEqual(outcome, 'still waiting', `the tasks settled within 20x a pool's start (${Math.round(startMs)} ms)`);
+      assert.deepEqual((outcome as PromiseSettledResult<unknown>[]).map((s) => s.status), ['rejected', 'rejected', 'rejected']);
+      assert.deepEqual(uncaught, []);
+      assert.equal(pool.pending, 0);
+      assert.equal(pool.hasRoom(), true);
+    } finally {
+      process.off('uncaughtException', onUncaught);
+      await pool.close();
+    }
   });
 
   test('Codec: small work inline, large work to the pool, and inline again when the pool is full', async () => {

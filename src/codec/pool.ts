@@ -19,6 +19,8 @@ export interface CodecPoolOptions {
   queueLimit: number;
   /** Nice increment of the pool's threads (piscina applies it per thread, with @napi-rs/nice); unset: 0. */
   nice?: number;
+  /** The threads' module (a file URL); unset: workers/codec.js. */
+  worker?: string;
 }
 
 /** How long an idle pool thread lives. */
@@ -68,11 +70,11 @@ export class CodecPool {
   }
 
   /**
-   * A task failed (its thread died: an out-of-memory, a native fault): the next task gets a new
-   * piscina, and this one is ended, which fails the tasks queued in it. Left alone, they waited
-   * for ever: piscina replaces a dead thread only up to minThreads (0 here), and starts one only
-   * when a task is added, so a connection's frames behind them stalled until some other large
-   * frame came.
+   * A task failed (its thread died: an out-of-memory, a native fault), or a thread did outside
+   * one (see open()): the next task gets a new piscina, and this one is ended, which fails the
+   * tasks queued in it. Left alone, they waited for ever: piscina replaces a dead thread only up
+   * to minThreads (0 here), and starts one only when a task is added, so a connection's frames
+   * behind them stalled until some other large frame came.
    */
   private retire(pool: Piscina<CodecTask, CodecResult>): void {
     if (this.pool !== pool) return;
@@ -85,7 +87,7 @@ export class CodecPool {
     if (this.closed) return Promise.reject(new Error('the codec pool is closed'));
     return (this.opening ??= import('piscina').then(({ Piscina }) => {
       const pool = new Piscina<CodecTask, CodecResult>({
-        filename: WORKER,
+        filename: this.options.worker ?? WORKER,
         minThreads: 0,
         maxThreads: this.options.size,
         idleTimeout: IDLE_MS,
@@ -93,6 +95,10 @@ export class CodecPool {
         maxQueue: Infinity,
         niceIncrement: this.options.nice ?? 0,
       });
+      // A thread that failed outside a task (it could not start, or load its module): piscina
+      // emits 'error', which with no listener threw in this thread and crashed the shard (every
+      // connection closed 1012), and starts no other thread, so the tasks queued waited for ever.
+      pool.on('error', () => this.retire(pool));
       // Closed while piscina loaded: close() ends this pool (it holds this promise), and the
       // tasks waiting for it reject, as on a closed pool.
       if (!this.closed) this.pool = pool;
