@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, test } from 'node:test';
+import type { Piscina } from 'piscina';
 import { answerDlqRequest, type DeadLetterStore } from '../src/broker/dlq-admin.js';
 import { Codec } from '../src/codec/codec.js';
 import { deflateLz4 } from '../src/codec/lz4.js';
@@ -136,6 +137,32 @@ describe('codec tasks, in a pool thread and inline', () => {
     } finally {
       process.off('uncaughtException', onUncaught);
       await pool.close();
+    }
+  });
+
+  test('a pool thread that dies fails only the client frame it held: those queued behind it are prepared inline, to what the pool would have made', async () => {
+    const codec = new Codec({ compression: true, lz4Threshold: 1024, offloadThreshold: 1024, poolSize: 1, queueLimit: 64 });
+    // The pool's piscina, to end its thread as a crash would (an out-of-memory, a native fault).
+    const threads = (): Piscina['threads'] => (codec as unknown as { pool: { pool: Piscina } }).pool.pool.threads;
+    const asPlain = (value: unknown): unknown => JSON.parse(JSON.stringify(value, (_k, v: unknown) => (v instanceof Uint8Array ? [...v] : v)));
+    try {
+      // The baseline: starting the pool and its thread, which replacing a dead one costs again.
+      const started = performance.now();
+      await codec.prepare(prepareTask({ text: 'wake the thread' }));
+      const startMs = performance.now() - started;
+      const tasks = [1, 2, 3, 4].map((n) => prepareTask({ text: text(2000 + n) }));
+      const inline = tasks.map((task) => asPlain(prepare({ ...task, bytes: task.bytes.slice() })));
+      const results = Promise.allSettled(tasks.map((task) => codec.prepare(task)));
+      for (const thread of threads()) void thread.terminate();
+      const waited = new Promise<'still waiting'>((resolve) => setTimeout(() => resolve('still waiting'), 20 * startMs).unref());
+      const outcome = await Promise.race([results, waited]);
+      assert.notEqual(outcome, 'still waiting', `settled within 20x the pool's start (${Math.round(startMs)} ms)`);
+      const settled = outcome as Awaited<typeof results>;
+      // The thread may have answered the first before it ended: then the second was the one it held.
+      assert.ok(settled.filter((s) => s.status === 'rejected').length <= 1, `the frame moved to the dead thread fails, the rest do not: ${settled.map((s) => s.status).join(', ')}`);
+      settled.forEach((s, i) => s.status === 'fulfilled' && assert.deepEqual(asPlain(s.value), inline[i]));
+    } finally {
+      await codec.close();
     }
   });
 

@@ -1,10 +1,10 @@
 /**
  * A thread's codec settings and the one decision it makes: is this work large enough to go to
  * the pool (src/codec/pool.ts), and is there room? Small work, and all work while the pool is
- * full or off, runs inline with the same functions (src/codec/tasks.ts); so does a frame for a
- * connection that the pool failed on (its thread died): dropped, it was missing from what the
- * connection got (a recovering join's replay, with `recovered: true` after it). A client frame
- * the pool failed on cannot be: its bytes were moved there; its sender gets E_INTERNAL.
+ * full or off, runs inline with the same functions (src/codec/tasks.ts); so does work the pool
+ * failed on (its thread died): a frame for a connection dropped so was missing from what it got
+ * (a recovering join's replay, with `recovered: true` after it). Only a client frame whose
+ * bytes had been moved to the thread that died cannot be: its sender gets E_INTERNAL.
  */
 import { renderDeadLetters } from '../broker/dead-letter-view.js';
 import type { Config } from '../config/schema.js';
@@ -12,7 +12,7 @@ import type { Deflate } from '../protocol/wire.js';
 import type { DeadLetter } from '../store/messages.js';
 import { deflateLz4, deflateLz4Many } from './lz4.js';
 import { CodecPool } from './pool.js';
-import { runTask, transcode, type CodecTask, type PrepareResult, type PrepareTask } from './tasks.js';
+import { prepare, runTask, transcode, type CodecTask, type PrepareResult, type PrepareTask } from './tasks.js';
 
 export interface CodecSettings {
   /** LZ4 for binary frames of at least lz4Threshold bytes (performance.enable_compression). */
@@ -104,10 +104,18 @@ export class Codec {
     );
   }
 
-  /** Decodes and prepares a large client frame in the pool (call offloads() first). */
+  /**
+   * Decodes and prepares a large client frame in the pool (call offloads() first). Its bytes are
+   * moved to the thread that takes it: if the pool fails it before (queued behind a thread that
+   * died), they are still here and it is done inline; if after, it rejects.
+   */
   prepare(task: Omit<PrepareTask, 'kind' | 'lz4Threshold'>): Promise<PrepareResult> {
     const full: PrepareTask = { kind: 'prepare', lz4Threshold: this.lz4Threshold, ...task };
-    return this.run(full, [task.bytes.buffer as ArrayBuffer]).then((result) => (result.kind === 'prepare' ? result : Promise.reject(new Error('codec pool answered another task'))));
+    const bytes = task.bytes.byteLength;
+    return this.run(full, [task.bytes.buffer as ArrayBuffer]).then(
+      (result) => (result.kind === 'prepare' ? result : Promise.reject(new Error('codec pool answered another task'))),
+      (err: unknown) => (full.bytes.byteLength === bytes ? prepare(full) : Promise.reject(err)),
+    );
   }
 
   /** Tasks in the pool now. */
