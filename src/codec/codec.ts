@@ -2,9 +2,9 @@
  * A thread's codec settings and the one decision it makes: is this work large enough to go to
  * the pool (src/codec/pool.ts), and is there room? Small work, and all work while the pool is
  * full or off, runs inline with the same functions (src/codec/tasks.ts); so does work the pool
- * failed on (its thread died): a frame for a connection dropped so was missing from what it got
- * (a recovering join's replay, with `recovered: true` after it). Only a client frame whose
- * bytes had been moved to the thread that died cannot be: its sender gets E_INTERNAL.
+ * failed on (its thread died), which was dropped before: a connection then missed that frame (a
+ * recovering join's replay, with `recovered: true` after it). Only a client frame whose bytes
+ * had been moved to the thread that died cannot be: its sender gets E_INTERNAL.
  */
 import { renderDeadLetters } from '../broker/dead-letter-view.js';
 import type { Config } from '../config/schema.js';
