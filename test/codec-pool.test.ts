@@ -24,7 +24,8 @@ const text = (n: number): string => Array.from({ length: n }, (_, i) => ['deploy
 function prepareTask(data: unknown): PrepareTask {
   return {
     kind: 'prepare',
-    bytes: writeFrame({ op: 'pub', group: 'g', data, pri: 2, ref: 'r' }, deflateLz4, 1024),
+    // A copy with its own buffer, as the shard makes of uWS's (writeFrame's is a view into msgpackr's, which a move would take whole).
+    bytes: Uint8Array.from(writeFrame({ op: 'pub', group: 'g', data, pri: 2, ref: 'r' }, deflateLz4, 1024)),
     isBinary: true,
     msgpack: true,
     maxPayload: 1 << 20,
@@ -161,6 +162,33 @@ describe('codec tasks, in a pool thread and inline', () => {
       // The thread may have answered the first before it ended: then the second was the one it held.
       assert.ok(settled.filter((s) => s.status === 'rejected').length <= 1, `the frame moved to the dead thread fails, the rest do not: ${settled.map((s) => s.status).join(', ')}`);
       settled.forEach((s, i) => s.status === 'fulfilled' && assert.deepEqual(asPlain(s.value), inline[i]));
+    } finally {
+      await codec.close();
+    }
+  });
+
+  test('of a pool of two threads, one that dies fails only the frame it held: the other thread\'s, and those queued, are answered', async () => {
+    const codec = new Codec({ compression: true, lz4Threshold: 1024, offloadThreshold: 1024, poolSize: 2, queueLimit: 64 });
+    const threads = (): Piscina['threads'] => (codec as unknown as { pool: { pool: Piscina } }).pool.pool.threads;
+    // A pub whose data is 40,000 small objects: long enough to prepare that a thread can be ended in the middle.
+    const heavy = (): PrepareTask => prepareTask(Array.from({ length: 40_000 }, (_, i) => ({ word: text(1), i })));
+    try {
+      await Promise.all([1, 2].map(() => codec.prepare(prepareTask({ text: 'wake the threads' }))));
+      assert.equal(threads().length, 2);
+      // The baseline: one heavy frame, prepared in the pool.
+      const started = performance.now();
+      await codec.prepare(heavy());
+      const taskMs = performance.now() - started;
+      const tasks = [1, 2, 3, 4].map(heavy);
+      const results = Promise.allSettled(tasks.map((task) => codec.prepare(task)));
+      // Both threads are at a frame: one of them ends a quarter of the way through.
+      await new Promise((resolve) => setTimeout(resolve, taskMs / 4));
+      void threads()[0]!.terminate();
+      const waited = new Promise<'still waiting'>((resolve) => setTimeout(() => resolve('still waiting'), 40 * taskMs).unref());
+      const outcome = await Promise.race([results, waited]);
+      assert.notEqual(outcome, 'still waiting', `settled within 40x a frame's time (${Math.round(taskMs)} ms)`);
+      const statuses = (outcome as Awaited<typeof results>).map((s) => s.status);
+      assert.deepEqual(statuses.filter((s) => s === 'rejected').length, 1, `only the frame the dead thread held fails: ${statuses.join(', ')}`);
     } finally {
       await codec.close();
     }
