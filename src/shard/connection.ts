@@ -59,7 +59,7 @@ export interface Connection {
   frames: ServerFrames;
   /** Frames waiting behind ones the codec pool decodes (inbound.ts); null: none. */
   inq: Inbound[] | null;
-  /** Bytes of the frames in `inq` held here (not those in the pool). */
+  /** What the frames in `inq` hold here: their bytes (not those moved to the pool) and their entries (inbound.ts). */
   inqBytes: number;
   /** Frames to this connection waiting behind one the codec pool is encoding (out.ts); null: none. */
   outq: Queued[] | null;

@@ -6,21 +6,22 @@
  * busy rather than waiting on it one frame at a time; what arrives meanwhile queues behind them.
  * Results are handled in arrival order, each when every frame before it has been.
  *
- * Bounded: the pool's queue limit bounds the frames in flight (their bytes moved to the pool);
- * the frames that wait here as bytes hold at most HELD_BYTES_FACTOR x max_payload and
- * MAX_QUEUED_FRAMES entries per connection; beyond that the connection is closed with 4029
- * (E_RATE_LIMITED), as one that floods before its welcome is.
+ * Bounded: what waits here holds at most HELD_BYTES_FACTOR x max_payload per connection, each
+ * frame counted as its bytes plus QUEUED_FRAME_BYTES (its entry; a frame in the pool, or one
+ * over max_payload, holds no bytes here: the entry alone); beyond that the connection is closed
+ * with 4029 (E_RATE_LIMITED), as one that floods before its welcome is. Not a count of frames:
+ * a cap of 256 closed an honest client that sent a large pub then 400 small ones in one go,
+ * frames it may send at once without the large one (with no rate limit, or a burst over 256).
  */
 import type { Codec } from '../codec/codec.js';
 import type { PrepareResult, PrepareTask } from '../codec/tasks.js';
 import { decodedBytes, LZ4_MAX_RATIO } from '../protocol/wire.js';
 import type { Connection, Socket } from './connection.js';
 
-/** Frames one connection may have queued behind those in the codec pool. */
-export const MAX_QUEUED_FRAMES = 256;
-/** Bytes of frames queued as bytes (not in the pool) per connection, in units of max_payload. */
+/** Bytes of what one connection may have queued here, in units of max_payload. */
 export const HELD_BYTES_FACTOR = 4;
-const TOO_MANY_QUEUED = `over ${MAX_QUEUED_FRAMES} frames sent while large frames were being decoded`;
+/** What a queued frame costs beside its bytes: its entry, and its buffer's own object. */
+export const QUEUED_FRAME_BYTES = 128;
 
 /** One queued frame: bytes to decode here, or a task in the pool (settled once it answered). */
 export interface Inbound {
@@ -72,11 +73,8 @@ export class InboundFrames {
     if (large && this.codec.offloads(work)) return this.offload(ws, conn, message, isBinary, receivedAt);
     // The pool is full: decode here, now if nothing waits, else in its turn.
     if (conn.inq === null) return this.handler.frame(ws, conn, message, isBinary, receivedAt, now);
-    if (conn.inq.length >= MAX_QUEUED_FRAMES || conn.inqBytes + message.byteLength > this.maxHeldBytes) {
-      return this.handler.flooded(ws, conn, `over ${MAX_QUEUED_FRAMES} frames or ${this.maxHeldBytes} bytes sent while large frames were being decoded`);
-    }
+    if (!this.hold(ws, conn, message.byteLength)) return;
     conn.inq.push({ bytes: message.slice(0), binary: isBinary, receivedAt, settled: true, result: null, msgId: null, oversize: 0 });
-    conn.inqBytes += message.byteLength;
   }
 
   /**
@@ -86,13 +84,24 @@ export class InboundFrames {
   refuse(ws: Socket, conn: Connection, bytes: number): void {
     const queue = conn.inq;
     if (queue === null) return this.handler.tooLarge(ws, conn, bytes);
-    if (queue.length >= MAX_QUEUED_FRAMES) return this.handler.flooded(ws, conn, TOO_MANY_QUEUED);
+    if (!this.hold(ws, conn, 0)) return;
     queue.push({ bytes: null, binary: false, receivedAt: 0, settled: true, result: null, msgId: null, oversize: bytes });
+  }
+
+  /** Counts a frame of `bytes` held here against the connection's bound; false (and closed) past it. */
+  private hold(ws: Socket, conn: Connection, bytes: number): boolean {
+    const cost = bytes + QUEUED_FRAME_BYTES;
+    if (conn.inqBytes + cost > this.maxHeldBytes) {
+      this.handler.flooded(ws, conn, `over ${this.maxHeldBytes} bytes of frames sent while large frames were being decoded`);
+      return false;
+    }
+    conn.inqBytes += cost;
+    return true;
   }
 
   private offload(ws: Socket, conn: Connection, message: ArrayBuffer, isBinary: boolean, receivedAt: number): void {
     const queue = (conn.inq ??= []);
-    if (queue.length >= MAX_QUEUED_FRAMES) return this.handler.flooded(ws, conn, TOO_MANY_QUEUED);
+    if (!this.hold(ws, conn, 0)) return;
     // A copy: uWS's buffer is valid only during its callback. Moved, not copied again, to the pool.
     const { task, msgId } = this.handler.task(conn, new Uint8Array(message.slice(0)), isBinary);
     const entry: Inbound = { bytes: null, binary: isBinary, receivedAt, settled: false, result: null, msgId, oversize: 0 };
@@ -124,9 +133,9 @@ export class InboundFrames {
       let next = 0;
       while (next < queue.length && queue[next]!.settled && !conn.closed) {
         const entry = queue[next++]!;
+        conn.inqBytes -= (entry.bytes?.byteLength ?? 0) + QUEUED_FRAME_BYTES;
         if (entry.oversize > 0) this.handler.tooLarge(ws, conn, entry.oversize);
         else if (entry.bytes !== null) {
-          conn.inqBytes -= entry.bytes.byteLength;
           this.handler.frame(ws, conn, entry.bytes, entry.binary, entry.receivedAt, now);
         } else {
           this.handler.prepared(ws, conn, entry.result!, entry.msgId, entry.receivedAt, now);
