@@ -9,6 +9,7 @@
  * An entry is in at most one list: its ack deadline's while in flight, the expiry list while
  * waiting.
  */
+import { performance } from 'node:perf_hooks';
 import type { Config } from '../config/schema.js';
 import { DeadlineLists } from './deadlines.js';
 import { TimerHeap } from './heap.js';
