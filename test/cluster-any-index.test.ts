@@ -179,6 +179,19 @@ describe('members without room leave the index until their window frees (deliver
     r.close();
   });
 
+  test('a mark an older version left without its turn (P wg: alone) is offered the freed window all the same', async () => {
+    const u = await member(t.node.port, 'u', ['fill', 'older']);
+    await send('fill', 'held');
+    const held = await msgOf(u, 'held');
+    await send('older', 'behind');
+    await until(async () => ((await t.reader.sismember(`${PREFIX}wg:u`, 'older')) === 1 ? true : undefined), 'u marked');
+    await t.reader.del(`${PREFIX}wt:u`);
+    u.send({ op: 'ack', id: held.id });
+    await msgOf(u, 'behind');
+    assert.deepEqual([await t.reader.smembers(`${PREFIX}wg:u`), await t.reader.zrange(`${PREFIX}wt:u`, '0', '-1')], [[], []]);
+    u.close();
+  });
+
   test('a member left out of the index with no mark (a missed event) gets what waits at the next full scan', async () => {
     const s = await member(t.node.port, 's', ['lost']);
     await t.reader.del(`${PREFIX}pa:lost`);

@@ -10,6 +10,9 @@
  *                times in a row (weighted), f: when the last full scan ran (below)
  *   P wg:USER    SET of groups whose P pa: left the user out (no room for the message it was
  *                visited for): its freed window (an ack, a sweep, a dead letter) puts it back
+ *   P wt:USER    ZSET, the same groups by their turn for its freed window (PUMP_MARKED): the
+ *                one marked longest ago first; a group offered the window and marked again goes
+ *                to the back (a node of an older version keeps P wg: alone: put right, below)
  *
  * A member whose user has no room for the message is taken out of P pa: when a pick visits it
  * (with the user's other connections), so each member costs a pick at most once per filling of
@@ -47,6 +50,26 @@ local function close(user, group)
   local from, to = userRange(user)
   redis.call('ZREMRANGEBYLEX', P..'pa:'..group, from, to)
   redis.call('SADD', P..'wg:'..user, group)
+  local wt = P..'wt:'..user
+  if not redis.call('ZSCORE', wt, group) then
+    local last = redis.call('ZRANGE', wt, -1, -1, 'WITHSCORES')[2]
+    redis.call('ZADD', wt, (tonumber(last) or 0) + 1, group)
+  end
+end
+-- The user's mark for the group goes (its window freed, or its last connection left the group).
+local function unmark(user, group)
+  redis.call('SREM', P..'wg:'..user, group)
+  redis.call('ZREM', P..'wt:'..user, group)
+end
+-- P wt:USER as P wg:USER's groups when their sizes differ (a node of an older version marked or
+-- unmarked in P wg: alone, or marks from before P wt:): what it marked first, what it took out gone.
+local function turnsOfMarks(user)
+  local wg, wt = P..'wg:'..user, P..'wt:'..user
+  if redis.call('SCARD', wg) == redis.call('ZCARD', wt) then return end
+  for _, group in ipairs(redis.call('SMEMBERS', wg)) do redis.call('ZADD', wt, 'NX', 0, group) end
+  for _, group in ipairs(redis.call('ZRANGE', wt, 0, -1)) do
+    if redis.call('SISMEMBER', wg, group) == 0 then redis.call('ZREM', wt, group) end
+  end
 end
 -- The user's window freed: its connections are back in the group's P pa:.
 local function reopen(user, group)

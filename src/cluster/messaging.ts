@@ -20,7 +20,7 @@ import { ClaimedDelivery, type ClaimedDeliveryParts, type Fields } from './claim
 import { ConnectionBacklogs } from './connection-backlogs.js';
 import type { LocalDelivery } from './local-delivery.js';
 import { logCommandFailure, timedOut } from './redis.js';
-import { PUMP_GROUP, ROUTE_ANY } from './route-any-script.js';
+import { PUMP_GROUP, PUMP_MARKED, ROUTE_ANY } from './route-any-script.js';
 import type { ScriptRunner } from './script-runner.js';
 import { JOIN, SWEEP } from './scripts.js';
 import { TimeoutFollowUps } from './timeout-follow-ups.js';
@@ -28,8 +28,10 @@ import { claimHoldMs, PUMP, ROUTE_USER } from './window-scripts.js';
 
 /** Most due messages one sweep takes; the next sweep takes the rest. */
 const SWEEP_BATCH = 500;
-/** Most waiting `any` messages one PUMP_GROUP claims; the node runs it again for the rest. */
+/** Most waiting `any` messages one PUMP_GROUP or PUMP_MARKED claims; the node runs it again for the rest. */
 const PUMP_GROUP_CLAIMS = 500;
+/** Most groups one PUMP_MARKED offers a freed window (one whose room is left by bytes only may fit none): the node runs it again for the rest. */
+const PUMP_MARKED_GROUPS = 64;
 
 /** How an ack's outcome is told to its connection. */
 export interface AckReply {
@@ -135,7 +137,7 @@ export class ClusterMessaging {
       const group = target.slice(2);
       const window = [this.delivery.max_inflight_per_user, this.delivery.max_inflight_bytes_per_user];
       this.script<[string, string, string, Fields] | 'pump' | null>(ROUTE_ANY, [this.prefix, id, group, ...timing, this.strategyOf(group), ...window]).then(
-        (routed) => (routed === 'pump' ? this.pumpGroup(group, '') : routed && this.claimed.toMember(routed[0], routed[1], routed[3], receivedAt)),
+        (routed) => (routed === 'pump' ? this.pumpGroup(group) : routed && this.claimed.toMember(routed[0], routed[1], routed[3], receivedAt)),
         (err: unknown) => this.claimFailed(err, 'route', target, now, id),
       );
     }
@@ -163,7 +165,7 @@ export class ClusterMessaging {
   /** A member connection joined `group` (recorded in Redis); `any` messages that waited for a member go out now, in queue order, as the members' windows allow. */
   joined(sid: string, group: string, user: string, weight: number): Promise<void> {
     return this.script<string[]>(JOIN, [this.prefix, this.parts.node, sid, group, user, weight]).then((waiting) => {
-      if (waiting.length > 0) this.pumpGroup(group, '');
+      if (waiting.length > 0) this.pumpGroup(group);
     });
   }
 
@@ -174,23 +176,47 @@ export class ClusterMessaging {
 
   /**
    * Routes `group`'s waiting `any` messages in queue order while some member's window has room
-   * (PUMP_GROUP). `freed`: the user whose freed window asked for it ('' : a join, or a new
-   * message behind waiting ones).
+   * (PUMP_GROUP): a join, or a new message behind waiting ones.
    */
-  private pumpGroup(group: string, freed: string): void {
+  private pumpGroup(group: string): void {
     const now = Date.now();
     const args = [
       this.prefix, group, now, this.delivery.ack_timeout * 1000, this.delivery.backoff_multiplier, this.delivery.max_backoff * 1000,
-      this.parts.presence.aliveSince(now), this.strategyOf(group), this.delivery.max_inflight_per_user, this.delivery.max_inflight_bytes_per_user, freed,
+      this.parts.presence.aliveSince(now), this.strategyOf(group), this.delivery.max_inflight_per_user, this.delivery.max_inflight_bytes_per_user, '',
       PUMP_GROUP_CLAIMS,
     ];
     this.script<Array<[string, string, string, Fields]>>(PUMP_GROUP, args).then(
       (routed) => {
         for (const [node, sid, , f] of routed) this.claimed.toMember(node, sid, f, 0);
         // Cut short with more to claim: go on in another script, letting other commands run between.
-        if (routed.length >= PUMP_GROUP_CLAIMS) this.pumpGroup(group, '');
+        if (routed.length >= PUMP_GROUP_CLAIMS) this.pumpGroup(group);
       },
       (err: unknown) => this.claimFailed(err, 'pump', `g:${group}`, now, ''),
+    );
+  }
+
+  /**
+   * Offers the room in `user`'s freed window to the groups whose `any` messages waited for it
+   * (PUMP_MARKED: in their turn, until it is full again). `upTo`: where the pass ends, from its
+   * first script ('' : it starts).
+   */
+  private pumpMarked(user: string, upTo: string | number): void {
+    const now = Date.now();
+    const args: Array<string | number> = [
+      this.prefix, user, now, this.delivery.ack_timeout * 1000, this.delivery.backoff_multiplier, this.delivery.max_backoff * 1000,
+      this.parts.presence.aliveSince(now), this.delivery.default_strategy, this.delivery.max_inflight_per_user, this.delivery.max_inflight_bytes_per_user,
+      PUMP_GROUP_CLAIMS, PUMP_MARKED_GROUPS, upTo,
+    ];
+    for (const [group, strategy] of this.delivery.group_strategies) args.push(group, strategy);
+    this.script<[Array<[string, string, string, Fields]>, number?]>(PUMP_MARKED, args).then(
+      ([routed, more]) => {
+        for (const [node, sid, , f] of routed) this.claimed.toMember(node, sid, f, 0);
+        if (more !== undefined && more !== null) this.pumpMarked(user, more);
+      },
+      // Not reclaimed if it timed out but ran: which groups it claimed in is unknown here (a
+      // RECLAIM of u:USER would take the user's own, claimed by a PUMP in the same millisecond).
+      // What it claimed goes again at its ack deadline.
+      (err: unknown) => logCommandFailure(this.parts, err, 'pump'),
     );
   }
 
@@ -248,8 +274,8 @@ export class ClusterMessaging {
 
   /**
    * Claims what now fits in `user`'s window, if some of its messages wait for room (PUMP); then
-   * routes the waiting `any` messages of the groups that waited for room in its window (P
-   * wg:USER, which PUMP lists), one PUMP_GROUP each.
+   * offers what room is left to the groups whose `any` messages waited for it (P wg:USER, which
+   * PUMP counts), in their turn, until it is full again (PUMP_MARKED).
    */
   pump(user: string): void {
     // One PUMP of a user at a time: those asked for meanwhile are one more, after it (it may
@@ -269,7 +295,7 @@ export class ClusterMessaging {
       this.parts.presence.aliveSince(now), this.delivery.max_inflight_per_user, this.delivery.max_inflight_bytes_per_user, 1, PUMP_CLAIMS,
       claimHoldMs(this.parts.config), this.parts.node, this.routeMarkMs,
     ];
-    this.script<[string[], Fields[], string[], string[]?] | null>(PUMP, args).then(
+    this.script<[string[], Fields[], number, string[]?] | null>(PUMP, args).then(
       (pumped) => {
         const handOut = (): void => {
           const again = done();
@@ -277,7 +303,7 @@ export class ClusterMessaging {
           // Having claimed any (and handed them out, above), again: for the rest, and to lift the
           // hold that kept new messages from overtaking these (window-scripts.ts pump()).
           if (again || (pumped && pumped[1].length > 0)) this.pump(user);
-          for (const group of pumped?.[2] ?? []) this.pumpGroup(group, user);
+          if (pumped && pumped[2] > 0) this.pumpMarked(user, '');
         };
         // Behind what other nodes routed to the user just before, their records not here yet
         // (still pumping meanwhile: no PUMP of the user's overtakes these). Only where the user

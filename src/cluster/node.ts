@@ -39,7 +39,7 @@ import { ClusterMessaging } from './messaging.js';
 import { ClusterPresence, LocalPresence } from './presence.js';
 import { ClusterPubs } from './pubs.js';
 import { atMost, RedisLink, timedOut } from './redis.js';
-import { PUMP_GROUP, ROUTE_ANY } from './route-any-script.js';
+import { PUMP_GROUP, PUMP_MARKED, ROUTE_ANY } from './route-any-script.js';
 import { ScriptRunner } from './script-runner.js';
 import { RECLAIM } from './reclaim-script.js';
 import { DEAD_ON_ARRIVAL, STORE, SWEEP } from './scripts.js';
@@ -70,7 +70,7 @@ export interface ClusterNodeOptions {
  * it does not know costs a NOSCRIPT round trip, and one whose NOSCRIPT comes after its command
  * timed out is never run (a send stored after a freeze would not be).
  */
-const STORE_SCRIPTS = [STORE, ROUTE_USER, ROUTE_ANY, PUMP_GROUP, CONNECT, CONNECT_PAGE, CONNECT_GONE, PUMP, ACKS, SWEEP, DEAD_ON_ARRIVAL, RECLAIM];
+const STORE_SCRIPTS = [STORE, ROUTE_USER, ROUTE_ANY, PUMP_GROUP, PUMP_MARKED, CONNECT, CONNECT_PAGE, CONNECT_GONE, PUMP, ACKS, SWEEP, DEAD_ON_ARRIVAL, RECLAIM];
 
 /** What a node's stop gives Redis for its goodbye (leaving the cluster, QUIT). */
 const FAREWELL_MS = 1000;

@@ -40,7 +40,7 @@ local function counted(group, user, delta)
   if n <= 0 then
     redis.call('HDEL', key, user)
     -- Its freed window has no connection of the group left to put back (any-index-scripts.ts).
-    redis.call('SREM', P..'wg:'..user, group)
+    unmark(user, group)
   end
   if delta > 0 then return n == 1 end
   -- Below 0 only if the counter was lost (Redis lost data): nothing to tell, it is reset.

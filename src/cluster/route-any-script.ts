@@ -12,8 +12,9 @@
  * in rotation order, from after the last one picked), so it reads a few members, not the group.
  * When no member has room, the message waits (in P qw:GROUP), new ones wait behind it, and each
  * member visited without room left the index marked (P wg:USER holds the group): the ack, dead
- * letter or sweep that frees its window makes its node run PUMP_GROUP, which puts it back and
- * routes the group's waiting messages in queue order while some member has room.
+ * letter or sweep that frees its window makes its node run PUMP_MARKED, which puts it back in
+ * its groups, in turn, and routes each one's waiting messages in queue order while some member
+ * has room, until the window is full again.
  */
 import { LEAST_CONNECTIONS_SAMPLE } from '../broker/any-strategies.js';
 import { FULL_SCAN_MS, MEMBER_INDEX } from './any-index-scripts.js';
@@ -133,6 +134,35 @@ local function took(room, user, size)
   local r = holds(room, user)
   r[1], r[2], r[3] = r[1] + 1, r[2] + size, r[3] + 1
 end
+-- The group's waiting messages (P qw:GROUP) claimed in queue order into \`out\` (as
+-- {node, sid, user, fields}) while some member has room, by each one's strategy (else the
+-- group's set at run time, else \`strategy\`): false when \`out\` reached maxClaims, more may fit.
+-- Entries whose message no longer waits (a node of an older version took it) leave the index.
+local function pumpGroup(group, strategy, now, ackMs, mult, maxMs, room, out, maxClaims)
+  local qw = P..'qw:'..group
+  if redis.call('EXISTS', qw) == 0 or membersIndexed(group) == 0 then return true end
+  local groupStrategy = redis.call('HGET', P..'strategies', group) or strategy
+  while true do
+    -- Every entry read is claimed or dropped from the index, unless the pump stops: read from the head.
+    local ids = redis.call('ZRANGE', qw, 0, 99)
+    if #ids == 0 then return true end
+    for _, id in ipairs(ids) do
+      local f = redis.call('HMGET', P..'m:'..id, 'state', 'strategy', 'bytes')
+      if f[1] ~= 'w' then
+        redis.call('ZREM', qw, id)
+      else
+        local size = tonumber(f[3] or '0')
+        local pick = pickAny(group, (f[2] and f[2] ~= '') and f[2] or groupStrategy, size, room, now)
+        if not pick then return true end
+        local fields = claim(id, pick.user, now, ackMs, mult, maxMs)
+        redis.call('ZREM', qw, id) -- claim() did, for a message of this group: so that the loop ends whatever it holds
+        took(room, pick.user, size)
+        out[#out + 1] = {pick.node, pick.sid, pick.user, fields}
+        if #out >= maxClaims then return false end
+      end
+    end
+  end
+end
 `;
 
 /**
@@ -180,10 +210,9 @@ return {pick.node, pick.sid, pick.user, fields}
  * The group's waiting \`any\` messages (P qw:GROUP) routed in queue order while some member's
  * window has room for the next one (each by its strategy, among those members), stopping at the
  * first that fits nobody's: the members visited were then marked (P wg:USER) for their freed
- * windows to pump the group again. Run when a member joins, when ROUTE_ANY finds older messages
- * waiting, and when PUMP lists the group for a user whose window freed (\`user\`: its mark is
- * taken, its connections back in the index).
- * Entries whose message no longer waits (a node of an older version took it) leave the index.
+ * windows to pump the group again (PUMP_MARKED). Run when a member joins, and when ROUTE_ANY
+ * finds older messages waiting (\`user\`: '', or a node of an older version's freed user: its
+ * mark is taken, its connections back in the index).
  * ARGV: P group now ackMs mult maxBackoffMs aliveSince defaultStrategy winCount winBytes user('' : none) maxClaims
  * -> {{node, sid, user, fields}...} in queue order; maxClaims of them: more may fit (the node runs
  *    it again, so that one script never holds Redis for a whole backlog: a group's queue may hold
@@ -191,38 +220,48 @@ return {pick.node, pick.sid, pick.user, fields}
  */
 export const PUMP_GROUP = `${ANY}
 local group, now, freed = ARGV[2], tonumber(ARGV[3]), ARGV[11] or ''
-local ackMs, mult, maxMs = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 aliveSince, winCount, winBytes = tonumber(ARGV[7]), tonumber(ARGV[9]), tonumber(ARGV[10])
-local maxClaims = tonumber(ARGV[12] or '') or 500
 if freed ~= '' then
-  redis.call('SREM', P..'wg:'..freed, group)
+  unmark(freed, group)
   reopen(freed, group)
 end
 local out = {}
-local qw = P..'qw:'..group
-if redis.call('EXISTS', qw) == 0 or membersIndexed(group) == 0 then return out end
-local groupStrategy = redis.call('HGET', P..'strategies', group) or ARGV[8]
-local room = {}
-while true do
-  -- Every entry read is claimed or dropped from the index, unless the pump stops: read from the head.
-  local ids = redis.call('ZRANGE', qw, 0, 99)
-  if #ids == 0 then return out end
-  for _, id in ipairs(ids) do
-    local f = redis.call('HMGET', P..'m:'..id, 'state', 'strategy', 'bytes')
-    if f[1] ~= 'w' then
-      redis.call('ZREM', qw, id)
-    else
-      local strategy = f[2]
-      if not strategy or strategy == '' then strategy = groupStrategy end
-      local size = tonumber(f[3] or '0')
-      local pick = pickAny(group, strategy, size, room, now)
-      if not pick then return out end
-      local fields = claim(id, pick.user, now, ackMs, mult, maxMs)
-      redis.call('ZREM', qw, id) -- claim() did, for a message of this group: so that the loop ends whatever it holds
-      took(room, pick.user, size)
-      out[#out + 1] = {pick.node, pick.sid, pick.user, fields}
-      if #out >= maxClaims then return out end
-    end
-  end
+pumpGroup(group, ARGV[8], now, tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), {}, out, tonumber(ARGV[12] or '') or 500)
+return out
+`;
+
+/**
+ * Room came in \`user\`'s window (an ack, a dead letter, a sweep): the groups whose \`any\`
+ * messages waited for it (P wg:USER) are offered it in their turn (P wt:USER), each one's mark
+ * taken and the user back in its index, then pumped as PUMP_GROUP does, until the window is
+ * full by count again. Then no other member of a group still marked has room either (room comes
+ * only through freed windows, and each pumps its own user's groups), so offering them would
+ * claim nothing and mark the user again: before, each ack of a user marked in 300 groups ran 300
+ * PUMP_GROUPs. A group offered and marked again goes to the back, past \`upTo\`: a pass offers
+ * each group once (a window with room left by bytes only may fit none of their messages).
+ * ARGV: P user now ackMs mult maxBackoffMs aliveSince defaultStrategy winCount winBytes maxClaims
+ *       maxGroups upTo('' : the pass starts) [group strategy]... (the config's group_strategies)
+ * -> {{{node, sid, user, fields}...}, upTo}: upTo (not nil) when maxClaims were claimed or
+ *    maxGroups offered: the node runs it again with it, for the rest of the pass
+ */
+export const PUMP_MARKED = `${ANY}
+local user, now, upTo = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[13])
+local ackMs, mult, maxMs = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+aliveSince, winCount, winBytes = tonumber(ARGV[7]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local maxClaims, maxGroups = tonumber(ARGV[11]), tonumber(ARGV[12])
+local configured = {}
+for i = 14, #ARGV - 1, 2 do configured[ARGV[i]] = ARGV[i + 1] end
+local wt = P..'wt:'..user
+turnsOfMarks(user)
+if not upTo then upTo = tonumber(redis.call('ZRANGE', wt, -1, -1, 'WITHSCORES')[2] or '0') end
+local out, room = {}, {}
+for _ = 1, maxGroups do
+  if holds(room, user)[1] >= winCount then return {out} end
+  local group = redis.call('ZRANGEBYSCORE', wt, '-inf', upTo, 'LIMIT', 0, 1)[1]
+  if not group then return {out} end
+  unmark(user, group)
+  reopen(user, group)
+  if not pumpGroup(group, configured[group] or ARGV[8], now, ackMs, mult, maxMs, room, out, maxClaims) then return {out, upTo} end
 end
+return {out, upTo}
 `;

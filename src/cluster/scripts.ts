@@ -24,6 +24,7 @@
  *   P wb:USER        set while some of the user's messages wait for room in its window
  *   P wg:USER        SET of groups whose \`any\` index (P pa:GROUP) left the user out for want of
  *                    room: its freed window puts it back and pumps them (any-index-scripts.ts)
+ *   P wt:USER        ZSET the same groups by their turn for its freed window (any-index-scripts.ts)
  *   P load           HASH user -> `any` messages it holds unacknowledged (least_connections)
  *   P pm:, pa:, rc:GROUP  the members an `any` picks from, and the rotation: any-index-scripts.ts
  *   P strategies     HASH group -> `any` strategy set by setGroupLoadBalanceStrategy

@@ -270,22 +270,23 @@ return out
  * (P wb:USER): claims what now fits, at most \`claims\`; having claimed any, \`node\` pumps again
  * once it has handed them out (pump() holds the user for it until then, \`holdMs\` at most),
  * and claims nothing while another node's claims are on their way.
- * With ARGV[10] 1, also lists the groups whose \`any\` messages waited for room in this user's
- * window (P wg:USER), for the node to pump (PUMP_GROUP), after the user's own.
+ * With ARGV[10] 1, also counts the groups whose \`any\` messages waited for room in this user's
+ * window (P wg:USER), for the node to offer them what room is left (PUMP_MARKED), after the user's
+ * own; not their names (a user may be marked in thousands).
  * Having claimed any, also lists the last message each other node routed to the user (ROUTE_USER's
  * P wl:USER) within markMs and still in flight: the node hands these out behind those records.
  * ARGV: P user now ackMs mult maxBackoffMs aliveSince winCount winBytes groups(1|0) claims holdMs node [markMs]
- * -> false (none waits, or the user is not online and has no such group) | {nodes, {fields...}, groups, routed ids}
+ * -> false (none waits, or the user is not online and has no such group) | {nodes, {fields...}, marked groups, routed ids}
  */
 export const PUMP = `${WINDOW}
 local user, now = ARGV[2], tonumber(ARGV[3])
-local groups = {}
-if ARGV[10] == '1' then groups = redis.call('SMEMBERS', P..'wg:'..user) end
+local groups = 0
+if ARGV[10] == '1' then groups = redis.call('SCARD', P..'wg:'..user) end
 local nodes = {}
 -- Its messages wait with or without the mark (a CONNECT's hold lapses: ROUTE_USER).
 if redis.call('EXISTS', P..'wb:'..user) == 1 or redis.call('ZCARD', P..'qu:'..user) > 0 then nodes = userNodes(user, tonumber(ARGV[7])) end
 if #nodes == 0 then
-  if #groups == 0 then return false end
+  if groups == 0 then return false end
   return {{}, {}, groups}
 end
 local claimed = pump(user, now, tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[11]), ARGV[13], tonumber(ARGV[12]))
