@@ -7,7 +7,8 @@
  * leave and closed connection, and forgets a dead shard's connections.
  */
 import { Buffer } from 'node:buffer';
-import { encodePresenceAnswer, encodePresenceEvent } from '../protocol/json-group-frames.js';
+import { encodePresenceEvent, presenceAnswerHead, presenceAnswerRest } from '../protocol/json-group-frames.js';
+import { keptRest, PresenceAnswers, type KeptRest } from './presence-answers.js';
 
 interface GroupState {
   /** User → its connections in the group. */
@@ -28,6 +29,8 @@ export interface GroupPresenceOptions {
   maxFrameBytes: number;
   /** Publishes an event frame to the watchers of `group` on every shard. */
   emit(group: string, frame: string): void;
+  /** Where the answers' lists are kept (a new one, under PRESENCE_ANSWER_BYTES, unless given). */
+  answers?: PresenceAnswers;
 }
 
 export class GroupPresence {
@@ -35,8 +38,12 @@ export class GroupPresence {
   /** Groups with changes in the current window. */
   private readonly dirty = new Set<string>();
   private timer: NodeJS.Timeout | null = null;
+  /** The part of each group's answer every asker gets, until the group changes. */
+  private readonly answers: PresenceAnswers;
 
-  constructor(private readonly options: GroupPresenceOptions) {}
+  constructor(private readonly options: GroupPresenceOptions) {
+    this.answers = options.answers ?? new PresenceAnswers();
+  }
 
   /** A connection of `user` joined `group`; `watch`: it wants events. */
   joined(group: string, user: string, watch: boolean): void {
@@ -47,6 +54,7 @@ export class GroupPresence {
     state.users.set(user, count + 1);
     state.conns++;
     if (watch) state.watchers++;
+    this.answers.forget(group);
   }
 
   /** A connection of `user` left `group` (or closed, or its shard died); `watched`: it had asked for events. */
@@ -62,6 +70,7 @@ export class GroupPresence {
     }
     state.conns--;
     if (watched) state.watchers--;
+    this.answers.forget(group);
     if (state.conns <= 0 && state.before === null) this.groups.delete(group);
   }
 
@@ -78,9 +87,10 @@ export class GroupPresence {
   /** The answer to `presence`: the users and their connection counts, or the totals only. */
   answer(group: string, ref: string | undefined, countsOnly: boolean): string {
     const state = this.groups.get(group);
-    const users = state?.users ?? new Map<string, number>();
-    const listed = countsOnly || users.size > this.options.maxList ? null : users;
-    return fittingPresenceAnswer(group, ref, listed, users.size, state?.conns ?? 0, this.options.maxFrameBytes);
+    if (state === undefined) return fitted(group, ref, countsOnly ? null : NO_MEMBERS, 0, 0, this.options.maxFrameBytes);
+    const { users, conns } = state;
+    const listed = countsOnly || users.size > this.options.maxList ? null : this.answers.rest(group, () => presenceAnswerRest(users, users.size, conns));
+    return fitted(group, ref, listed, users.size, conns, this.options.maxFrameBytes);
   }
 
   stop(): void {
@@ -110,7 +120,10 @@ export class GroupPresence {
       }
       state.before = null;
       if (state.watchers > 0) this.emit(group, joins, leaves);
-      if (state.conns <= 0) this.groups.delete(group);
+      if (state.conns <= 0) {
+        this.groups.delete(group);
+        this.answers.forget(group);
+      }
     }
     this.dirty.clear();
   }
@@ -126,10 +139,18 @@ export class GroupPresence {
  * of 1,000 long user ids passed what a small ring carries, and the answer was never sent.
  */
 export function fittingPresenceAnswer(group: string, ref: string | undefined, users: ReadonlyMap<string, number> | null, totalUsers: number, totalConns: number, maxBytes: number): string {
-  const answer = encodePresenceAnswer(group, ref, users, totalUsers, totalConns);
-  if (users === null || Buffer.byteLength(answer) <= maxBytes) return answer;
-  return encodePresenceAnswer(group, ref, null, totalUsers, totalConns);
+  return fitted(group, ref, users === null ? null : keptRest(presenceAnswerRest(users, totalUsers, totalConns)), totalUsers, totalConns, maxBytes);
 }
+
+/** fittingPresenceAnswer() of a rest built already (`listed`, null: the totals only). */
+function fitted(group: string, ref: string | undefined, listed: KeptRest | null, totalUsers: number, totalConns: number, maxBytes: number): string {
+  const head = presenceAnswerHead(group, ref);
+  if (listed !== null && Buffer.byteLength(head) + listed.bytes <= maxBytes) return head + listed.text;
+  return head + presenceAnswerRest(null, totalUsers, totalConns);
+}
+
+/** The rest of the answer about a group nobody is in. */
+const NO_MEMBERS = keptRest(presenceAnswerRest(new Map(), 0, 0));
 
 /** An event's bytes beside its names: the op, the group (at most 128) and the brackets. */
 const EVENT_OVERHEAD = 200;

@@ -34,17 +34,25 @@ export function encodeHistoryPage(group: string, ref: string | undefined, msgs: 
 }
 
 /**
- * The answer to `presence`: `users` (user id → its connections in the group) unless only the
- * totals were asked for or the group is too large to list (users === null).
+ * The answer to `presence` is presenceAnswerHead() then presenceAnswerRest(): `users` (user id
+ * → its connections in the group) unless only the totals were asked for or the group is too
+ * large to list (users === null). In two, so that the rest is built once for every asker
+ * (broker/presence-answers.ts). This is the part up to the asker's `ref`, included: all that
+ * differs between two askers of one group.
  */
-export function encodePresenceAnswer(group: string, ref: string | undefined, users: ReadonlyMap<string, number> | null, totalUsers: number, totalConns: number): string {
+export function presenceAnswerHead(group: string, ref: string | undefined): string {
+  return `{"op":"presence","group":"${group}"${refField(ref)}`;
+}
+
+/** A `presence` answer after its `ref`: the list (when given) and the totals, the same for every asker. */
+export function presenceAnswerRest(users: ReadonlyMap<string, number> | null, totalUsers: number, totalConns: number): string {
   let list = '';
   if (users !== null) {
     const parts: string[] = [];
     for (const [user, conns] of users) parts.push(`"${user}":${conns}`);
     list = `,"users":{${parts.join(',')}}`;
   }
-  return `{"op":"presence","group":"${group}"${refField(ref)}${list},"total":{"users":${totalUsers},"conns":${totalConns}}}`;
+  return `${list},"total":{"users":${totalUsers},"conns":${totalConns}}}`;
 }
 
 /** A presence event: users who came (their first connection joined) and went (their last left). */
