@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { startBroker, sleep, type TestBroker } from './helpers/broker.js';
+import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
+import { msgsIn, startBroker, sleep, type TestBroker } from './helpers/broker.js';
 
 /**
  * A group whose `any` messages wait for a member's window is "blocked" (delivery.ts), and was
@@ -17,6 +17,8 @@ describe('broker: a blocked group without members is forgotten', () => {
 
   /** The groups Delivery holds as blocked (private: the leak is in that set). */
   const blockedGroups = (): number => (t.broker as unknown as { route: { blockedGroups: Set<string> } }).route.blockedGroups.size;
+  /** The users Presence holds blocked groups for (marked-memberships.ts). */
+  const indexedUsers = (): number => (t.broker as unknown as { presence: { marks: { users: number } } }).presence.marks.users;
 
   async function any(group: string): Promise<void> {
     const ref = `a${refs++}`;
@@ -47,6 +49,7 @@ describe('broker: a blocked group without members is forgotten', () => {
     while (t.broker.stats.expired < GROUPS && Date.now() < deadline) await sleep(50);
     assert.equal(t.broker.stats.expired, GROUPS, 'every waiting any expired');
     assert.equal(blockedGroups(), 0, 'no group without members is held as blocked');
+    assert.equal(indexedUsers(), 0, 'nor any user\'s blocked groups');
   });
 
   test('a blocked group whose member stays is unblocked when its messages are gone and the window frees', async () => {
@@ -60,5 +63,69 @@ describe('broker: a blocked group without members is forgotten', () => {
     t.link.ack(0, 'm-1', 'member', (JSON.parse(held.frame) as { id: string }).id);
     await sleep(10);
     assert.equal(blockedGroups(), 0);
+    assert.equal(indexedUsers(), 0, 'the member\'s blocked groups are forgotten with the group');
+  });
+});
+
+/**
+ * A freed window is offered to the blocked groups its user is a member of, found through an
+ * index Presence keeps of each user's blocked groups: it must follow members that come and go
+ * while a group is blocked, connection by connection.
+ */
+describe('broker: a freed window is offered to every blocked group its user is in, however it came to be in it', () => {
+  let t: TestBroker;
+  let refs = 0;
+
+  async function stored(op: 'send' | 'any', to: string): Promise<void> {
+    const ref = `r${refs++}`;
+    t.link[op](0, 'sender-1', 'sender', to, ref, { ref });
+    assert.equal((await t.link.answerTo(ref)).op, 'senderAck');
+  }
+
+  /** The id of the one message `user` was sent, to all its connections. */
+  const heldBy = (user: string): string => msgsIn(t.link.all('deliverToUser', (c) => c.user === user)[0]!.frame)[0]!.id as string;
+  const anysTo = (sid: string): number => t.link.all('deliverToSid', (c) => c.sid === sid).length;
+
+  /** The `any`s connection `sid` of `user` got, once it acknowledged what filled its window. */
+  async function anysAfterAck(sid: string, user: string): Promise<number> {
+    t.link.ack(0, sid, user, heldBy(user));
+    await sleep(10);
+    return anysTo(sid);
+  }
+
+  beforeEach(async () => {
+    // A window of one: each user's one `send`, never acknowledged until the test does, fills it.
+    t = await startBroker({ delivery: { max_inflight_per_user: 1, ack_timeout: 3600 } });
+    t.link.online(0, 'sender-1', 'sender');
+    for (const user of ['a', 'b']) {
+      t.link.online(0, `${user}-1`, user);
+      t.link.online(0, `${user}-2`, user);
+      await stored('send', user);
+    }
+    t.link.join(0, 'a-1', 'jobs');
+    await stored('any', 'jobs');
+    assert.equal(anysTo('a-1'), 0, 'the any waits: its one member has no room');
+  });
+  afterEach(() => t.close());
+
+  test('a member that joined while the group was blocked gets it when its window frees', async () => {
+    t.link.join(0, 'b-1', 'jobs');
+    assert.equal(await anysAfterAck('b-1', 'b'), 1);
+  });
+
+  test('a user whose other connection left the blocked group still gets it through the one that stays', async () => {
+    t.link.join(0, 'a-2', 'jobs');
+    t.link.leave(0, 'a-1', 'jobs');
+    assert.equal(await anysAfterAck('a-2', 'a'), 1);
+  });
+
+  test('a user that left the blocked group is not offered it, and is forgotten', async () => {
+    t.link.join(0, 'b-1', 'jobs');
+    t.link.leave(0, 'a-1', 'jobs');
+    assert.equal((await anysAfterAck('a-1', 'a')) + anysTo('a-2'), 0);
+    const marks = (t.broker as unknown as { presence: { marks: { users: number } } }).presence.marks;
+    assert.equal(marks.users, 1, 'only b is held as a member of a blocked group');
+    t.link.offline(0, 'b-1', 'b');
+    assert.equal(marks.users, 0);
   });
 });

@@ -76,6 +76,11 @@ export class GroupMembers<M extends Member> {
     return this.members;
   }
 
+  /** The members, in rotation order. */
+  *all(): IterableIterator<M> {
+    for (const slot of this.ordered) if (slot !== null) yield slot.member;
+  }
+
   /** Closes the holes, keeping the order and the turn on the member whose turn it was (or the next), and forgets who left. */
   private closeHoles(): void {
     const ordered = this.ordered;

@@ -5,11 +5,14 @@
  * its members free from the others (delivery.ts). Each holds its turn, a number that grows with
  * each (re)queueing, and the map stays in that order: a turn that frees few of them sorts just
  * those (copying the whole set made every ack cost 30,000 entries with 30,000 groups blocked),
- * one that frees many walks the map (cheaper than a sort).
+ * one that frees many walks the map (cheaper than a sort). Each group blocked is marked in
+ * `marks` (Presence) while it is, which finds a user's of them without a walk of its groups.
  */
 export class GroupTurns {
   private readonly turns = new Map<string, number>();
   private lastTurn = 0;
+
+  constructor(private readonly marks: { mark(group: string): void; unmark(group: string): void }) {}
 
   get size(): number {
     return this.turns.size;
@@ -21,7 +24,9 @@ export class GroupTurns {
 
   /** `group` waits for a member's window: at the back of the turns, unless it waits already. */
   block(group: string): void {
-    if (!this.turns.has(group)) this.turns.set(group, ++this.lastTurn);
+    if (this.turns.has(group)) return;
+    this.turns.set(group, ++this.lastTurn);
+    this.marks.mark(group);
   }
 
   /** `group` got some and waits still: to the back. */
@@ -30,7 +35,7 @@ export class GroupTurns {
   }
 
   unblock(group: string): void {
-    this.turns.delete(group);
+    if (this.turns.delete(group)) this.marks.unmark(group);
   }
 
   /** The blocked of `groups` in their turn order; sorting costs more per group than a walk of the blocked (measured: even at a tenth of them). */

@@ -8,6 +8,7 @@ import type { Config } from '../config/schema.js';
 import type { AnyStrategy } from '../protocol/frames.js';
 import { GroupMembers, type Member } from './any-strategies.js';
 import type { GroupPresence } from './group-presence.js';
+import { MarkedMemberships } from './marked-memberships.js';
 
 export interface Conn extends Member {
   shard: number;
@@ -26,6 +27,8 @@ export class Presence {
   private readonly users = new Map<string, Map<string, Conn>>();
   private readonly groups = new Map<string, GroupMembers<Conn>>();
   private readonly strategies: Map<string, AnyStrategy>;
+  /** Delivery's blocked groups, and each user's of them (marked-memberships.ts). */
+  private readonly marks = new MarkedMemberships();
 
   constructor(
     private readonly delivery: Config['websocket']['delivery'],
@@ -85,6 +88,7 @@ export class Presence {
     let members = this.groups.get(group);
     if (!members) this.groups.set(group, (members = new GroupMembers()));
     members.add(conn);
+    this.marks.joined(group, conn.user);
     if (watch) (conn.watching ??= new Set()).add(group);
     this.groupPresence?.joined(group, conn.user, watch);
     return true;
@@ -106,6 +110,20 @@ export class Presence {
     return this.users.get(user);
   }
 
+  /** Marks `group` (blocked, for delivery): from now on markedGroupsOf() finds it for each of its members' users. */
+  mark(group: string): void {
+    this.marks.mark(group, this.groups.get(group)?.all() ?? []);
+  }
+
+  unmark(group: string): void {
+    this.marks.unmark(group, this.groups.get(group)?.all() ?? []);
+  }
+
+  /** The marked groups `user` is a member of, without a walk of its groups. */
+  markedGroupsOf(user: string): Iterable<string> {
+    return this.marks.of(user);
+  }
+
   setStrategy(group: string, strategy: AnyStrategy): void {
     this.strategies.set(group, strategy);
   }
@@ -120,6 +138,7 @@ export class Presence {
     const members = this.groups.get(group);
     if (!members) return;
     members.delete(conn.sid);
+    this.marks.left(group, conn.user);
     if (members.size === 0) {
       this.groups.delete(group);
       this.emptied(group);
