@@ -88,7 +88,7 @@ export class Presence {
     let members = this.groups.get(group);
     if (!members) this.groups.set(group, (members = new GroupMembers()));
     members.add(conn);
-    this.marks.joined(group, conn.user);
+    this.marks.joined(group, conn.user, () => this.groupsOf(conn.user));
     if (watch) (conn.watching ??= new Set()).add(group);
     this.groupPresence?.joined(group, conn.user, watch);
     return true;
@@ -119,9 +119,9 @@ export class Presence {
     this.marks.unmark(group, this.groups.get(group)?.all() ?? []);
   }
 
-  /** The marked groups `user` is a member of, without a walk of its groups. */
+  /** The marked groups `user` is a member of (may repeat), without a walk of its groups when it has many. */
   markedGroupsOf(user: string): Iterable<string> {
-    return this.marks.of(user);
+    return this.marks.of(user, () => this.groupsOf(user));
   }
 
   setStrategy(group: string, strategy: AnyStrategy): void {
@@ -132,6 +132,11 @@ export class Presence {
   pick(group: string, strategy: AnyStrategy | null, inflightOf: (user: string) => number, eligible?: (member: Conn) => boolean): Conn | null {
     const members = this.groups.get(group);
     return members?.pick(strategy ?? this.strategies.get(group) ?? this.delivery.default_strategy, inflightOf, eligible) ?? null;
+  }
+
+  /** The groups of each of `user`'s connections. */
+  private *groupsOf(user: string): IterableIterator<string> {
+    for (const conn of this.users.get(user)?.values() ?? []) yield* conn.groups;
   }
 
   private leaveGroup(group: string, conn: Conn): void {
