@@ -52,5 +52,6 @@ describe('presence: the marked groups of each user', () => {
     assert.equal(held(presence).indexed, 0);
     presence.offline('s1');
     assert.deepEqual(held(presence), { users: 0, indexed: 0 });
+    assert.equal((presence as unknown as { marks: { memberships: Map<string, number> } }).marks.memberships.size, 0, 'nor its count of groups');
   });
 });
