@@ -56,10 +56,13 @@ export class MarkedMemberships {
   }
 
   /** The marked groups `user` is a member of (an unindexed user's may repeat: one per connection in it). */
-  *of(user: string, groupsOf: () => Iterable<string>): IterableIterator<string> {
-    const groups = this.byUser.get(user);
-    if (groups !== undefined) yield* groups.keys();
-    else for (const group of groupsOf()) if (this.marked.has(group)) yield group;
+  of(user: string, groupsOf: () => Iterable<string>): Iterable<string> {
+    // The index's own iterator: a generator over it made an ack of a user in 30,000 blocked groups cost twice as much.
+    return this.byUser.get(user)?.keys() ?? this.markedAmong(groupsOf());
+  }
+
+  private *markedAmong(groups: Iterable<string>): IterableIterator<string> {
+    for (const group of groups) if (this.marked.has(group)) yield group;
   }
 
   /** Adds `delta` to `group`'s count in `groups` (a user's index) when it is marked, dropping it at 0. */
