@@ -80,8 +80,12 @@ describe('any: the pick of a member', () => {
       }
       return performance.now() - start;
     };
-    const still = time(false);
-    const churning = time(true);
+    // The fastest of three each, in turn: one pause of a loaded machine (20 ms and more) failed a single pair.
+    let [still, churning] = [Infinity, Infinity];
+    for (let round = 0; round < 3; round++) {
+      still = Math.min(still, time(false));
+      churning = Math.min(churning, time(true));
+    }
     assert.equal(members.size, MEMBERS);
     context.diagnostic(`${PICKS} picks in a group of ${MEMBERS}: ${churning.toFixed(1)} ms with a member joining and leaving before each, ${still.toFixed(1)} ms without`);
     assert.ok(churning < 3 * still + 20, `${PICKS} picks in a group of ${MEMBERS}: ${churning.toFixed(1)} ms with a member joining and leaving before each, ${still.toFixed(1)} ms without`);
